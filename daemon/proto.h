@@ -1,0 +1,154 @@
+/* The WebSocket protocol (SPEC §2): client messages decoded into typed requests,
+ * the KLNB binary frame, error codes, and the JSON replies.
+ *
+ * Decoding checks shape and types only (no authentication, no kind lookup, no
+ * parameter validation: those belong to session.c and the kinds). Every rejection
+ * names the offending field ("op", "params", "job", "priority", ...). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+enum kiln_err {
+        KERR_BAD_REQUEST,
+        KERR_UNKNOWN_OP,
+        KERR_UNKNOWN_KIND,
+        KERR_BAD_PARAMS,
+        KERR_TOO_LARGE,
+        KERR_UNAUTHORIZED,
+        KERR_FORBIDDEN,
+        KERR_NOT_FOUND,
+        KERR_QUEUE_FULL,
+        KERR_RATE_LIMITED,
+        KERR_TIMEOUT,
+        KERR_CANCELLED,
+        KERR_UNAVAILABLE,
+        KERR_SHUTTING_DOWN,
+        KERR_INTERNAL,
+        _KERR_MAX,
+};
+
+/* "bad_request", ...; NULL for an invalid value. */
+const char *kiln_err_name(enum kiln_err e);
+
+enum kiln_op {
+        KOP_HELLO,
+        KOP_SUBMIT,
+        KOP_STATUS,
+        KOP_RESULT,
+        KOP_WATCH,
+        KOP_CANCEL,
+        KOP_LIST,
+        KOP_STATS,
+        KOP_SUBSCRIBE,
+        _KOP_MAX,
+};
+
+/* "hello", ...; NULL for an invalid value. */
+const char *kiln_op_name(enum kiln_op op);
+
+enum kiln_priority {
+        KILN_PRIO_CRITICAL,
+        KILN_PRIO_HIGH,
+        KILN_PRIO_NORMAL,
+        KILN_PRIO_LOW,
+        KILN_PRIO_BATCH,
+        _KILN_PRIO_MAX,
+};
+
+const char *kiln_priority_name(enum kiln_priority p);
+
+struct proto_error {
+        enum kiln_err code;
+        char field[128];   /* "" when the error is about the message as a whole */
+        char message[256];
+};
+
+/* A decoded client message. All pointers point into `root` (owned by the request). */
+struct proto_req {
+        enum kiln_op op;
+        json_t *root;      /* the whole message */
+        json_t *ref;       /* borrowed; NULL when absent; any JSON value, echoed back */
+        union {
+                struct {
+                        const char *token;   /* NULL when absent */
+                        const char *client;  /* NULL when absent */
+                } hello;
+                struct {
+                        const char *kind;
+                        json_t *params;      /* borrowed object; an empty object when absent */
+                        enum kiln_priority priority; /* default normal */
+                        int64_t timeout_ms;  /* -1 when absent (use jobs.default_timeout_ms) */
+                        const char *key;     /* idempotency key, NULL when absent (1..256 chars) */
+                        bool cache;          /* default true */
+                        bool watch;          /* default true */
+                } submit;
+                struct {
+                        uint8_t id[16];      /* status, result, watch, cancel */
+                } job;
+                struct {
+                        int state;           /* enum kiln_job_state or -1 */
+                        const char *kind;    /* NULL for any */
+                        uint32_t limit;      /* 1..1000, default 100 */
+                        bool has_after;
+                        uint8_t after[16];
+                } list;
+                struct {
+                        const char *topic;   /* "stats" */
+                } subscribe;
+        };
+};
+
+/* Decodes one text message. On success returns >= 0 and fills *ret (free with
+ * proto_req_clear). On failure returns -EINVAL, fills err, and — when the message
+ * was a JSON object with a "ref" — sets *ret_ref to a new reference to it (else
+ * NULL) so the error reply can echo it. Errors: not JSON / not an object /
+ * embedded NUL -> bad_request; "op" missing or not a string -> bad_request
+ * (field "op"); unknown op -> unknown_op (field "op"); a field of the wrong type or
+ * out of range -> bad_request naming it (e.g. "job", "priority", "timeout_ms",
+ * "limit", "state", "after", "key", "params"). */
+int proto_decode(const char *text, size_t len, struct proto_req *ret, json_t **ret_ref,
+                 struct proto_error *err);
+void proto_req_clear(struct proto_req *r);
+
+/* A decoded KLNB binary frame:
+ *   "KLNB" | u32 LE header_len | header JSON | payload
+ * header {"job": id | "ref": r, "part": name, "dtype": "f32"|"u8"|"u32"|"bytes", "shape": [..]}.
+ * The payload must be exactly prod(shape) * dtype size bytes (any length for "bytes"
+ * when shape is [n] with n == payload length). Pointers point into the input buffer
+ * and into `header` (owned by the frame). */
+struct proto_frame {
+        json_t *header;
+        json_t *ref;               /* borrowed from header, NULL when absent */
+        const char *job;           /* borrowed, NULL when absent */
+        const char *part;          /* 1..31 chars of [A-Za-z0-9_.-] */
+        int dtype;                 /* enum kiln_dtype (gpu/kinds/kind.h) */
+        int ndim;                  /* 1..4 */
+        uint64_t shape[4];
+        const uint8_t *payload;
+        size_t payload_len;
+};
+
+/* Returns >= 0 or -EINVAL with err (code bad_request, field "frame" or the header
+ * field at fault). Never reads outside buf[0..len). */
+int proto_frame_decode(const uint8_t *buf, size_t len, struct proto_frame *ret, struct proto_error *err);
+void proto_frame_clear(struct proto_frame *f);
+
+/* Writes the KLNB prefix (magic, length, header JSON) for an outgoing part into a
+ * new buffer (*ret_buf, malloc'd, caller frees) of *ret_len bytes; the payload is
+ * sent after it. Returns >= 0 or -ENOMEM. */
+int proto_frame_header(const char *job_id, const char *part, const char *dtype, int ndim,
+                       const uint64_t *shape, uint8_t **ret_buf, size_t *ret_len);
+
+/* {"op":"error","ref":R,"code":C,"message":M,"field":F} as a new JSON string
+ * (malloc'd); `ref` may be NULL; "field" is omitted when empty. NULL on ENOMEM. */
+char *proto_error_json(json_t *ref, const struct proto_error *err);
+
+/* Job ids: UUIDv7 (RFC 9562) as 16 bytes / 36-char lowercase text. */
+void kiln_uuid7_new(uint8_t ret[16]);
+void kiln_uuid_format(const uint8_t id[16], char ret[37]);
+/* Accepts the canonical 8-4-4-4-12 hex form (either case). Returns >= 0 or -EINVAL. */
+int kiln_uuid_parse(const char *text, uint8_t ret[16]);

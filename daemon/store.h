@@ -1,0 +1,174 @@
+/* The job store: jobs and their results in LMDB.
+ *
+ * store.c is the only file that includes lmdb.h; LMDB codes are converted to -errno
+ * there (MDB_NOTFOUND -> -ENOENT, MDB_MAP_FULL -> -ENOSPC, MDB_CORRUPTED and other
+ * LMDB-specific codes -> -EIO).
+ *
+ * Two layers:
+ *  - a synchronous layer (store_txn_*, store_job_*, store_result_*) used by the writer
+ *    thread and by unit tests;
+ *  - the writer (store_writer_*): one thread that takes queued operations, applies all
+ *    that are waiting in ONE write transaction (group commit: many submissions, one
+ *    fsync), commits, then calls each operation's `done` callback on the writer thread.
+ *    The event loop never touches LMDB: it submits operations and gets callbacks.
+ *
+ * Layout: database "jobs" (key: 16-byte job id, value: a versioned binary record),
+ * "results" (key: job id, value: result blob), "pending" (key: job id, empty value;
+ * present exactly while the job is queued or running, scanned at start to recover). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum kiln_job_state {
+        KILN_JOB_QUEUED,
+        KILN_JOB_RUNNING,
+        KILN_JOB_DONE,
+        KILN_JOB_FAILED,
+        KILN_JOB_CANCELLED,
+        KILN_JOB_EXPIRED,
+};
+
+/* "queued", "running", ...; NULL for an invalid value. */
+const char *kiln_job_state_name(enum kiln_job_state s);
+/* Returns >= 0 and sets *ret, or -EINVAL. */
+int kiln_job_state_from_name(const char *name, enum kiln_job_state *ret);
+static inline bool kiln_job_state_is_final(enum kiln_job_state s)
+{
+        return s >= KILN_JOB_DONE;
+}
+
+/* One job as stored. Strings are owned by the record (store_job_free frees them). */
+struct store_job {
+        uint8_t id[16];            /* UUIDv7, big-endian: byte order == time order */
+        char kind[32];
+        char tenant[64];
+        uint8_t priority;          /* 0 critical .. 4 batch */
+        uint8_t state;             /* enum kiln_job_state */
+        int64_t submitted_ms;      /* Unix epoch milliseconds */
+        int64_t finished_ms;       /* 0 while not final */
+        int64_t deadline_ms;       /* absolute; 0 = none */
+        uint32_t queue_ms, run_ms; /* measured, set when final */
+        uint32_t batch;            /* batch size it ran in, 0 if it never ran */
+        char backend[16];          /* "cpu", "cuda:0", "" */
+        char *params;              /* canonical params JSON text, NUL-terminated */
+        char *idem_key;            /* idempotency key or NULL */
+        char *error_code;          /* protocol error code when failed/cancelled/expired, else NULL */
+        char *error_message;       /* human sentence or NULL */
+};
+
+/* Deep copy / free. store_job_free accepts NULL. dup returns NULL on ENOMEM. */
+struct store_job *store_job_dup(const struct store_job *j);
+void store_job_free(struct store_job *j);
+
+enum store_sync_mode {
+        STORE_SYNC_FULL,  /* fsync at every commit */
+        STORE_SYNC_BATCH, /* no fsync at commit; store_sync() at most every 100 ms by the writer */
+        STORE_SYNC_OFF,   /* never fsync (crash of the process loses nothing, power loss may) */
+};
+
+struct store;
+struct store_txn;
+
+/* Opens (creating if needed) the environment in directory `path` (created with mode
+ * 0700 if missing) with a map of `map_size` bytes, and runs mdb_reader_check().
+ * Returns >= 0 or -errno. */
+int store_open(const char *path, uint64_t map_size, enum store_sync_mode sync, struct store **ret);
+/* Closes the environment. Accepts NULL. The writer must be stopped first. */
+void store_close(struct store *s);
+/* Forces data to disk (mdb_env_sync(force=1)). Returns >= 0 or -errno. */
+int store_sync(struct store *s);
+
+int store_txn_begin(struct store *s, bool write, struct store_txn **ret);
+/* Commits (and frees) the transaction. On error the transaction is aborted. */
+int store_txn_commit(struct store_txn *t);
+/* Aborts (and frees) the transaction. Accepts NULL. */
+void store_txn_abort(struct store_txn *t);
+
+/* Inserts or replaces the record; keeps "pending" in step with job->state. */
+int store_job_put(struct store_txn *t, const struct store_job *job);
+/* Reads a record as a new copy (caller frees). -ENOENT when absent. */
+int store_job_get(struct store_txn *t, const uint8_t id[16], struct store_job **ret);
+/* Deletes the record, its result and its pending entry. -ENOENT when absent. */
+int store_job_delete(struct store_txn *t, const uint8_t id[16]);
+
+/* Reserves `size` bytes for the job's result and returns where to write them;
+ * the pointer is valid until the transaction ends (MDB_RESERVE). */
+int store_result_reserve(struct store_txn *t, const uint8_t id[16], size_t size, uint8_t **ret_dst);
+/* Copies the result out (malloc'd, caller frees). -ENOENT when absent. */
+int store_result_get(struct store_txn *t, const uint8_t id[16], uint8_t **ret_data, size_t *ret_size);
+
+/* Calls cb for every job in "pending", oldest first. cb returns < 0 to stop (that
+ * value is returned). The record passed to cb lives only during the call. */
+int store_pending_foreach(struct store_txn *t, int (*cb)(const struct store_job *job, void *userdata),
+                          void *userdata);
+
+struct store_list_query {
+        const char *tenant;        /* required: only this tenant's jobs */
+        int state;                 /* enum kiln_job_state, or -1 for any */
+        const char *kind;          /* NULL for any */
+        bool has_after;            /* start strictly before (older than) this id */
+        uint8_t after[16];
+        uint32_t limit;            /* 1..1000 */
+};
+
+/* Lists matching jobs newest first. Writes up to q->limit new records into ret_jobs
+ * (caller frees each with store_job_free, and the array with free), their count into
+ * *ret_n, and whether more match after the last into *ret_more. */
+int store_job_list(struct store_txn *t, const struct store_list_query *q, struct store_job ***ret_jobs,
+                   size_t *ret_n, bool *ret_more);
+
+/* Number of jobs and pending jobs, and bytes used by the map (for stats/limits). */
+int store_stat(struct store_txn *t, uint64_t *ret_jobs, uint64_t *ret_pending, uint64_t *ret_bytes);
+
+/* ---- the writer thread ---- */
+
+enum store_op_type {
+        STORE_OP_JOB_PUT,      /* job (+ optional result, written with `write_result`) */
+        STORE_OP_JOB_GET,      /* fills op->job_out (read) */
+        STORE_OP_RESULT_GET,   /* fills op->job_out and op->result_out/result_size (read) */
+        STORE_OP_LIST,         /* fills op->list_out/list_n/list_more (read) */
+        STORE_OP_DELETE,
+        STORE_OP_BARRIER,      /* nothing; done after everything queued before it */
+};
+
+/* One queued operation. The caller allocates it (usually embedded in its own struct),
+ * fills the input fields and `done`, and must not touch it until `done` is called. */
+struct store_op {
+        enum store_op_type type;
+        struct store_op *next;   /* private to the writer */
+
+        /* inputs */
+        struct store_job *job;   /* JOB_PUT: the record to write (not freed by the writer) */
+        size_t result_size;      /* JOB_PUT: bytes of result to write, 0 for none */
+        /* JOB_PUT with result_size > 0: writes the result into dst (result_size bytes). */
+        void (*write_result)(struct store_op *op, uint8_t *dst);
+        uint8_t id[16];          /* GET/RESULT_GET/DELETE */
+        struct store_list_query list; /* LIST (its strings must live until done) */
+
+        /* outputs, owned by the caller once done is called */
+        int status;              /* >= 0 or -errno */
+        struct store_job *job_out;
+        uint8_t *result_out;
+        struct store_job **list_out;
+        size_t list_n;
+        bool list_more;
+
+        /* Called on the writer thread after the transaction holding this op has been
+         * committed (or failed: op->status < 0). Must be quick and must not call back
+         * into the writer synchronously. */
+        void (*done)(struct store_op *op);
+        void *userdata;
+};
+
+struct store_writer;
+
+/* Starts the writer thread over an open store. Returns >= 0 or -errno. */
+int store_writer_start(struct store *s, struct store_writer **ret);
+/* Queues an operation (thread-safe, never blocks on disk). */
+void store_writer_submit(struct store_writer *w, struct store_op *op);
+/* Finishes every queued operation, stops and joins the thread, frees w. Accepts NULL. */
+void store_writer_stop(struct store_writer *w);
+/* Commit statistics since start: transactions committed and operations in them. */
+void store_writer_stats(struct store_writer *w, uint64_t *ret_commits, uint64_t *ret_ops);
