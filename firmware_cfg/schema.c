@@ -1,0 +1,555 @@
+/* The configuration schema (SPEC §4): every key, its type, default, range and doc, and
+ * the value codecs. This table is the single source of truth: defaults, the loader,
+ * --print-config and the tests all read it. */
+#include "schema.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+_Static_assert(sizeof(enum kiln_store_sync) == sizeof(int), "enums are int-sized");
+_Static_assert(sizeof(enum kiln_gpu_backend) == sizeof(int), "enums are int-sized");
+_Static_assert(sizeof(enum kiln_log_level) == sizeof(int), "enums are int-sized");
+_Static_assert(sizeof(enum kiln_log_target) == sizeof(int), "enums are int-sized");
+
+#define KIB UINT64_C(1024)
+#define MIB (KIB * 1024)
+#define GIB (MIB * 1024)
+#define TIB (GIB * 1024)
+
+/* Highest device index accepted in gpu.devices. */
+#define MAX_DEVICE_INDEX 255
+
+#define FIELD(type, member) \
+        .offset = offsetof(type, member), .size = sizeof(((type *)0)->member)
+#define CFG(member) FIELD(struct kiln_config, member)
+#define BATCH(member) FIELD(struct kiln_batch_config, member)
+
+static const char *const sync_choices[] = { "full", "batch", "off", NULL };
+static const char *const backend_choices[] = { "auto", "cuda", "cpu", NULL };
+static const char *const level_choices[] = { "err", "warning", "notice", "info", "debug", NULL };
+static const char *const target_choices[] = { "auto", "journal", "stderr", NULL };
+
+const char *const kiln_cfg_sections[] = {
+        "server", "auth", "store", "cache", "jobs", "gpu", "cpu", "limits", "log", NULL,
+};
+
+const struct kiln_cfg_key kiln_cfg_keys[] = {
+        /* [server] */
+        { "server", "listen", KILN_CFG_LISTEN, CFG(server.listen), .def = "127.0.0.1:8080",
+          .doc = "Address and port to listen on: HOST:PORT, IPv6 as [ADDR]:PORT." },
+        { "server", "tls_cert", KILN_CFG_PATH, CFG(server.tls_cert), .def = "",
+          .may_be_empty = true,
+          .doc = "PEM certificate chain for TLS; empty serves plain HTTP (set with tls_key)." },
+        { "server", "tls_key", KILN_CFG_PATH, CFG(server.tls_key), .def = "",
+          .may_be_empty = true,
+          .doc = "PEM private key for tls_cert; empty when tls_cert is empty." },
+        { "server", "web_root", KILN_CFG_PATH, CFG(server.web_root),
+          .def = "/usr/share/kiln/web_ui",
+          .doc = "Directory of the web UI's static files, served at /." },
+        { "server", "max_message_bytes", KILN_CFG_SIZE, CFG(server.max_message_bytes),
+          .def = "64MiB", .min = KIB, .max = GIB,
+          .doc = "Largest WebSocket message accepted; larger ones close the connection (1009)." },
+        { "server", "max_connections", KILN_CFG_U32, CFG(server.max_connections),
+          .def = "10000", .min = 1, .max = 1000000,
+          .doc = "Most simultaneous connections; more are refused." },
+        { "server", "idle_timeout_s", KILN_CFG_U32, CFG(server.idle_timeout_s),
+          .def = "300", .min = 1, .max = 86400,
+          .doc = "Seconds without traffic or pong before a connection is closed." },
+        /* [auth] */
+        { "auth", "tokens_file", KILN_CFG_PATH, CFG(auth.tokens_file),
+          .def = "/etc/kiln/tokens",
+          .doc = "Token file, lines NAME TENANT ROLE SHA256-OF-TOKEN." },
+        { "auth", "required", KILN_CFG_BOOL, CFG(auth.required), .def = "true",
+          .doc = "Require a token; false is only allowed with a loopback listen address." },
+        /* [store] */
+        { "store", "path", KILN_CFG_PATH, CFG(store.path), .def = "/var/lib/kiln",
+          .doc = "Directory of the LMDB job and result store." },
+        { "store", "map_size_gb", KILN_CFG_U32, CFG(store.map_size_gb),
+          .def = "64", .min = 1, .max = 16384,
+          .doc = "LMDB map size in GiB (address space reserved, not disk used)." },
+        { "store", "sync", KILN_CFG_ENUM, CFG(store.sync), .def = "full",
+          .choices = sync_choices,
+          .doc = "Durability: full (fsync every commit), batch (group commits), off (no fsync)." },
+        /* [cache] */
+        { "cache", "enabled", KILN_CFG_BOOL, CFG(cache.enabled), .def = "true",
+          .doc = "Keep finished results and answer identical jobs from the cache." },
+        { "cache", "max_bytes", KILN_CFG_SIZE, CFG(cache.max_bytes),
+          .def = "8GiB", .min = MIB, .max = 64 * TIB,
+          .doc = "Most bytes of cached results; the oldest are evicted beyond it." },
+        { "cache", "ttl_s", KILN_CFG_U32, CFG(cache.ttl_s),
+          .def = "86400", .min = 1, .max = 315360000,
+          .doc = "Seconds a cached result is kept." },
+        /* [jobs] */
+        { "jobs", "max_queued", KILN_CFG_U32, CFG(jobs.max_queued),
+          .def = "100000", .min = 1, .max = 10000000,
+          .doc = "Most jobs waiting to run; more are refused with an error." },
+        { "jobs", "default_timeout_ms", KILN_CFG_U32, CFG(jobs.default_timeout_ms),
+          .def = "600000", .min = 1, .max = 86400000,
+          .doc = "Time limit of a job that names none, in milliseconds." },
+        { "jobs", "max_retries", KILN_CFG_U32, CFG(jobs.max_retries),
+          .def = "2", .min = 0, .max = 100,
+          .doc = "Times a job is run again after a device failure before it fails." },
+        { "jobs", "retain_s", KILN_CFG_U32, CFG(jobs.retain_s),
+          .def = "604800", .min = 60, .max = 31536000,
+          .doc = "Seconds a finished job's record is kept." },
+        /* [gpu] */
+        { "gpu", "backend", KILN_CFG_ENUM, CFG(gpu.backend), .def = "auto",
+          .choices = backend_choices,
+          .doc = "auto (CUDA when usable, else CPU), cuda (CUDA first, CPU fallback) or cpu." },
+        { "gpu", "devices", KILN_CFG_DEVICES, CFG(gpu.devices), .def = "all",
+          .doc = "GPUs to use: all, or comma-separated device indices such as 0,2." },
+        { "gpu", "memory_fraction", KILN_CFG_DOUBLE, CFG(gpu.memory_fraction),
+          .def = "0.9", .dmin = 0.05, .dmax = 1.0,
+          .doc = "Fraction of each GPU's memory kiln may allocate." },
+        /* [cpu] */
+        { "cpu", "threads", KILN_CFG_U32, CFG(cpu.threads),
+          .def = "0", .min = 0, .max = 1024,
+          .doc = "CPU worker threads; 0 means one per core." },
+        /* [limits] */
+        { "limits", "rate_per_s", KILN_CFG_DOUBLE, CFG(limits.rate_per_s),
+          .def = "0", .dmin = 0.0, .dmax = 1e6,
+          .doc = "Messages per second per token (token bucket); 0 means unlimited." },
+        { "limits", "burst", KILN_CFG_U32, CFG(limits.burst),
+          .def = "100", .min = 1, .max = 1000000,
+          .doc = "Token bucket size: messages allowed at once above rate_per_s." },
+        { "limits", "max_inflight_per_conn", KILN_CFG_U32, CFG(limits.max_inflight_per_conn),
+          .def = "1000", .min = 1, .max = 1000000,
+          .doc = "Most unfinished jobs one connection may have." },
+        /* [log] */
+        { "log", "level", KILN_CFG_ENUM, CFG(log.level), .def = "info",
+          .choices = level_choices,
+          .doc = "Least severe level logged: err, warning, notice, info or debug." },
+        { "log", "target", KILN_CFG_ENUM, CFG(log.target), .def = "auto",
+          .choices = target_choices,
+          .doc = "auto (journal under systemd, else stderr), journal or stderr." },
+};
+
+const size_t kiln_cfg_n_keys = sizeof(kiln_cfg_keys) / sizeof(kiln_cfg_keys[0]);
+
+const struct kiln_cfg_key kiln_cfg_batch_keys[] = {
+        { "batch", "max_batch", KILN_CFG_U32, BATCH(max_batch),
+          .def = "64", .min = 1, .max = 4096,
+          .doc = "Most jobs of this kind run together in one batch." },
+        { "batch", "max_delay_us", KILN_CFG_U32, BATCH(max_delay_us),
+          .def = "2000", .min = 0, .max = 1000000,
+          .doc = "Microseconds the first job of a batch may wait for others to join it." },
+};
+
+const size_t kiln_cfg_n_batch_keys = sizeof(kiln_cfg_batch_keys) / sizeof(kiln_cfg_batch_keys[0]);
+
+/* Looks up a key of a fixed section. */
+const struct kiln_cfg_key *kiln_cfg_find(const char *section, const char *key)
+{
+        for (size_t i = 0; i < kiln_cfg_n_keys; i++)
+                if (strcmp(kiln_cfg_keys[i].section, section) == 0 &&
+                    strcmp(kiln_cfg_keys[i].key, key) == 0)
+                        return &kiln_cfg_keys[i];
+        return NULL;
+}
+
+/* Looks up a key of the [batch.KIND] sections. */
+const struct kiln_cfg_key *kiln_cfg_find_batch(const char *key)
+{
+        for (size_t i = 0; i < kiln_cfg_n_batch_keys; i++)
+                if (strcmp(kiln_cfg_batch_keys[i].key, key) == 0)
+                        return &kiln_cfg_batch_keys[i];
+        return NULL;
+}
+
+/* True when `section` is one of kiln_cfg_sections. */
+bool kiln_cfg_section_known(const char *section)
+{
+        for (size_t i = 0; kiln_cfg_sections[i]; i++)
+                if (strcmp(kiln_cfg_sections[i], section) == 0)
+                        return true;
+        return false;
+}
+
+static int parse_bool(const char *s, bool *ret)
+{
+        static const char *const yes[] = { "true", "yes", "on", "1" };
+        static const char *const no[] = { "false", "no", "off", "0" };
+
+        for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+                if (strcasecmp(s, yes[i]) == 0) {
+                        *ret = true;
+                        return 0;
+                }
+                if (strcasecmp(s, no[i]) == 0) {
+                        *ret = false;
+                        return 0;
+                }
+        }
+        return -EINVAL;
+}
+
+/* Decimal digits only (no sign, no space, no hex): -EINVAL when not a number,
+ * -ERANGE when it does not fit in 64 bits. Parses the leading digits; *ret_end
+ * points after them. */
+static int parse_digits(const char *s, uint64_t *ret, const char **ret_end)
+{
+        uint64_t v = 0;
+        const char *p = s;
+
+        if (*p < '0' || *p > '9')
+                return -EINVAL;
+        for (; *p >= '0' && *p <= '9'; p++) {
+                unsigned d = (unsigned)(*p - '0');
+                if (v > (UINT64_MAX - d) / 10)
+                        return -ERANGE;
+                v = v * 10 + d;
+        }
+        *ret = v;
+        *ret_end = p;
+        return 0;
+}
+
+static int parse_u64(const char *s, uint64_t *ret)
+{
+        const char *end;
+        uint64_t v;
+        int r = parse_digits(s, &v, &end);
+
+        if (r == -EINVAL || (r == 0 && *end != '\0'))
+                return -EINVAL;
+        if (r < 0) {
+                /* Only digits can overflow; anything after them is still a type error. */
+                while (*s >= '0' && *s <= '9')
+                        s++;
+                return *s ? -EINVAL : -ERANGE;
+        }
+        *ret = v;
+        return 0;
+}
+
+static const struct {
+        const char *suffix;
+        uint64_t factor;
+} size_suffixes[] = {
+        { "", 1 },          { "B", 1 },
+        { "K", KIB },       { "KiB", KIB },         { "KB", 1000 },
+        { "M", MIB },       { "MiB", MIB },         { "MB", 1000 * 1000 },
+        { "G", GIB },       { "GiB", GIB },         { "GB", 1000 * 1000 * 1000 },
+        { "T", TIB },       { "TiB", TIB },         { "TB", UINT64_C(1000) * 1000 * 1000 * 1000 },
+};
+
+static int parse_size(const char *s, uint64_t *ret)
+{
+        const char *end;
+        uint64_t v;
+        int r = parse_digits(s, &v, &end);
+
+        if (r == -EINVAL)
+                return -EINVAL;
+        if (r < 0) {
+                for (end = s; *end >= '0' && *end <= '9'; end++)
+                        ;
+        }
+        while (*end == ' ')
+                end++;
+        for (size_t i = 0; i < sizeof(size_suffixes) / sizeof(size_suffixes[0]); i++) {
+                if (strcmp(end, size_suffixes[i].suffix) != 0)
+                        continue;
+                if (r < 0 || v > UINT64_MAX / size_suffixes[i].factor)
+                        return -ERANGE;
+                *ret = v * size_suffixes[i].factor;
+                return 0;
+        }
+        return -EINVAL;
+}
+
+/* Formats bytes with the largest binary suffix that divides it exactly. */
+static void format_size(uint64_t v, char *buf, size_t size)
+{
+        static const struct {
+                const char *suffix;
+                uint64_t factor;
+        } units[] = { { "TiB", TIB }, { "GiB", GIB }, { "MiB", MIB }, { "KiB", KIB } };
+
+        for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+                if (v != 0 && v % units[i].factor == 0) {
+                        snprintf(buf, size, "%" PRIu64 "%s", v / units[i].factor, units[i].suffix);
+                        return;
+                }
+        }
+        snprintf(buf, size, "%" PRIu64, v);
+}
+
+static int parse_double(const char *s, double *ret)
+{
+        char *end;
+        double v;
+
+        /* strtod also takes hex, inf and nan, and skips leading space: refuse those. */
+        if (!((*s >= '0' && *s <= '9') || *s == '.' || *s == '-' || *s == '+'))
+                return -EINVAL;
+        if (strpbrk(s, "xXnN"))
+                return -EINVAL;
+        errno = 0;
+        v = strtod(s, &end);
+        if (end == s || *end != '\0')
+                return -EINVAL;
+        if (errno == ERANGE || !isfinite(v))
+                return -ERANGE;
+        *ret = v;
+        return 0;
+}
+
+/* Shortest "%.Ng" text that reads back to exactly v. */
+static void format_double(double v, char *buf, size_t size)
+{
+        for (int prec = 1; prec <= 17; prec++) {
+                snprintf(buf, size, "%.*g", prec, v);
+                if (strtod(buf, NULL) == v)
+                        return;
+        }
+}
+
+static int parse_enum(const char *const *choices, const char *s, int *ret)
+{
+        for (int i = 0; choices[i]; i++) {
+                if (strcmp(choices[i], s) == 0) {
+                        *ret = i;
+                        return 0;
+                }
+        }
+        return -EINVAL;
+}
+
+/* Normalises "all" or "0, 2,3" to "all" / "0,2,3": indices 0..MAX_DEVICE_INDEX, no
+ * duplicates, no empty items. */
+static int parse_devices(const char *s, char *out, size_t out_size)
+{
+        bool seen[MAX_DEVICE_INDEX + 1] = { false };
+        size_t len = 0;
+        const char *p = s;
+
+        if (strcmp(s, "all") == 0) {
+                if (out_size < 4)
+                        return -ERANGE;
+                memcpy(out, "all", 4);
+                return 0;
+        }
+        for (;;) {
+                const char *end;
+                uint64_t idx;
+                int n;
+
+                while (*p == ' ' || *p == '\t')
+                        p++;
+                if (parse_digits(p, &idx, &end) < 0 || idx > MAX_DEVICE_INDEX || seen[idx])
+                        return -EINVAL;
+                seen[idx] = true;
+                n = snprintf(out + len, out_size - len, "%s%" PRIu64, len ? "," : "", idx);
+                if (n < 0 || (size_t)n >= out_size - len)
+                        return -ERANGE;
+                len += (size_t)n;
+                p = end;
+                while (*p == ' ' || *p == '\t')
+                        p++;
+                if (*p == '\0')
+                        return 0;
+                if (*p != ',')
+                        return -EINVAL;
+                p++;
+        }
+}
+
+/* A HOST:PORT check through the same code the daemon uses. */
+static int check_listen(const char *s)
+{
+        char host[256];
+        uint16_t port;
+
+        return kiln_config_listen_split(s, host, sizeof(host), &port);
+}
+
+static void choices_text(const char *const *choices, char *buf, size_t size)
+{
+        size_t len = 0;
+
+        buf[0] = '\0';
+        for (size_t i = 0; choices[i] && len < size; i++) {
+                int n = snprintf(buf + len, size - len, "%s%s", i ? ", " : "", choices[i]);
+                if (n < 0)
+                        return;
+                len += (size_t)n;
+        }
+}
+
+static int parse_string(const struct kiln_cfg_key *k, const char *text, void *field,
+                        char *msg, size_t msg_size)
+{
+        size_t len = strlen(text);
+
+        for (const char *p = text; *p; p++) {
+                if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == '"') {
+                        snprintf(msg, msg_size,
+                                 "must not contain control characters or double quotes");
+                        return -EINVAL;
+                }
+        }
+        if (len == 0 && !k->may_be_empty) {
+                snprintf(msg, msg_size, "must not be empty");
+                return -EINVAL;
+        }
+        if (len >= k->size) {
+                snprintf(msg, msg_size, "is %zu bytes long; at most %zu allowed", len, k->size - 1);
+                return -ERANGE;
+        }
+        if (k->type == KILN_CFG_LISTEN && check_listen(text) < 0) {
+                snprintf(msg, msg_size,
+                         "'%s' is not HOST:PORT (port 1..65535, IPv6 in brackets as [::1]:8080)",
+                         text);
+                return -EINVAL;
+        }
+        memcpy(field, text, len + 1);
+        return 0;
+}
+
+/* Parses `text` for k into base + k->offset; see schema.h. */
+int kiln_cfg_parse_value(const struct kiln_cfg_key *k, const char *text, void *base,
+                         char *msg, size_t msg_size)
+{
+        void *field = (char *)base + k->offset;
+        char lo[32], hi[32];
+        uint64_t u;
+        double d;
+        bool b;
+        int e, r;
+
+        switch (k->type) {
+        case KILN_CFG_BOOL:
+                if (parse_bool(text, &b) < 0) {
+                        snprintf(msg, msg_size,
+                                 "'%s' is not a boolean (true/false, yes/no, on/off, 1/0)", text);
+                        return -EINVAL;
+                }
+                memcpy(field, &b, sizeof(b));
+                return 0;
+        case KILN_CFG_U32:
+        case KILN_CFG_SIZE:
+                r = k->type == KILN_CFG_SIZE ? parse_size(text, &u) : parse_u64(text, &u);
+                if (r == -EINVAL) {
+                        if (k->type == KILN_CFG_SIZE)
+                                snprintf(msg, msg_size,
+                                         "'%s' is not a size (bytes, optionally with a suffix "
+                                         "K, KiB, KB, M, MiB, MB, G, GiB, GB, T, TiB, TB)", text);
+                        else
+                                snprintf(msg, msg_size, "'%s' is not an unsigned integer", text);
+                        return -EINVAL;
+                }
+                if (k->type == KILN_CFG_SIZE) {
+                        format_size(k->min, lo, sizeof(lo));
+                        format_size(k->max, hi, sizeof(hi));
+                } else {
+                        snprintf(lo, sizeof(lo), "%" PRIu64, k->min);
+                        snprintf(hi, sizeof(hi), "%" PRIu64, k->max);
+                }
+                if (r < 0 || u < k->min || u > k->max) {
+                        snprintf(msg, msg_size, "'%s' is out of range %s..%s", text, lo, hi);
+                        return -ERANGE;
+                }
+                if (k->type == KILN_CFG_SIZE) {
+                        memcpy(field, &u, sizeof(u));
+                } else {
+                        uint32_t v = (uint32_t)u;
+                        memcpy(field, &v, sizeof(v));
+                }
+                return 0;
+        case KILN_CFG_DOUBLE:
+                r = parse_double(text, &d);
+                if (r == -EINVAL) {
+                        snprintf(msg, msg_size, "'%s' is not a number", text);
+                        return -EINVAL;
+                }
+                if (r < 0 || d < k->dmin || d > k->dmax) {
+                        format_double(k->dmin, lo, sizeof(lo));
+                        format_double(k->dmax, hi, sizeof(hi));
+                        snprintf(msg, msg_size, "'%s' is out of range %s..%s", text, lo, hi);
+                        return -ERANGE;
+                }
+                memcpy(field, &d, sizeof(d));
+                return 0;
+        case KILN_CFG_ENUM:
+                if (parse_enum(k->choices, text, &e) < 0) {
+                        char list[160];
+                        choices_text(k->choices, list, sizeof(list));
+                        snprintf(msg, msg_size, "'%s' is not one of %s", text, list);
+                        return -EINVAL;
+                }
+                memcpy(field, &e, sizeof(e));
+                return 0;
+        case KILN_CFG_DEVICES: {
+                char norm[256];
+                if (k->size > sizeof(norm) ||
+                    parse_devices(text, norm, k->size) < 0) {
+                        snprintf(msg, msg_size,
+                                 "'%s' is not \"all\" or a comma-separated list of distinct "
+                                 "device indices 0..%d", text, MAX_DEVICE_INDEX);
+                        return -EINVAL;
+                }
+                memcpy(field, norm, strlen(norm) + 1);
+                return 0;
+        }
+        case KILN_CFG_STRING:
+        case KILN_CFG_PATH:
+        case KILN_CFG_LISTEN:
+                return parse_string(k, text, field, msg, msg_size);
+        }
+        snprintf(msg, msg_size, "key has an unknown type");
+        return -EINVAL;
+}
+
+/* Formats the field at base + k->offset; see schema.h. */
+void kiln_cfg_format_value(const struct kiln_cfg_key *k, const void *base, char *buf,
+                           size_t size)
+{
+        const void *field = (const char *)base + k->offset;
+        uint64_t u64;
+        uint32_t u32;
+        double d;
+        bool b;
+        int e;
+
+        if (size == 0)
+                return;
+        buf[0] = '\0';
+        switch (k->type) {
+        case KILN_CFG_BOOL:
+                memcpy(&b, field, sizeof(b));
+                snprintf(buf, size, "%s", b ? "true" : "false");
+                break;
+        case KILN_CFG_U32:
+                memcpy(&u32, field, sizeof(u32));
+                snprintf(buf, size, "%" PRIu32, u32);
+                break;
+        case KILN_CFG_SIZE:
+                memcpy(&u64, field, sizeof(u64));
+                format_size(u64, buf, size);
+                break;
+        case KILN_CFG_DOUBLE:
+                memcpy(&d, field, sizeof(d));
+                format_double(d, buf, size);
+                break;
+        case KILN_CFG_ENUM: {
+                int n = 0;
+                memcpy(&e, field, sizeof(e));
+                while (k->choices[n])
+                        n++;
+                snprintf(buf, size, "%s", e >= 0 && e < n ? k->choices[e] : "?");
+                break;
+        }
+        case KILN_CFG_STRING:
+        case KILN_CFG_PATH:
+        case KILN_CFG_LISTEN:
+        case KILN_CFG_DEVICES:
+                snprintf(buf, size, "%.*s", (int)strnlen(field, k->size), (const char *)field);
+                break;
+        }
+}
