@@ -1,0 +1,141 @@
+/* Token authentication against hashed tokens. */
+#include "auth.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+
+#include "daemon.h"
+
+struct token {
+        struct auth_identity who;
+        unsigned char hash[SHA256_DIGEST_LENGTH];
+};
+
+struct auth_tokens {
+        struct token *v;
+        size_t n;
+};
+
+static const char *const role_names[] = { "read", "submit", "writer", "admin" };
+
+const char *auth_role_name(enum auth_role r)
+{
+        return r <= AUTH_ROLE_ADMIN ? role_names[r] : "read";
+}
+
+void auth_anonymous(struct auth_identity *ret)
+{
+        memset(ret, 0, sizeof(*ret));
+        snprintf(ret->name, sizeof(ret->name), "anonymous");
+        snprintf(ret->tenant, sizeof(ret->tenant), "default");
+        ret->role = AUTH_ROLE_ADMIN;
+}
+
+static int parse_hex(const char *s, unsigned char *out, size_t n)
+{
+        if (strlen(s) != 2 * n)
+                return -EINVAL;
+        for (size_t i = 0; i < n; i++) {
+                unsigned v;
+                if (!isxdigit((unsigned char)s[2 * i]) || !isxdigit((unsigned char)s[2 * i + 1]) ||
+                    sscanf(s + 2 * i, "%2x", &v) != 1)
+                        return -EINVAL;
+                out[i] = (unsigned char)v;
+        }
+        return 0;
+}
+
+int auth_tokens_load(const char *path, struct auth_tokens **ret, unsigned *line)
+{
+        struct auth_tokens *t = calloc(1, sizeof(*t));
+        if (!t)
+                return -ENOMEM;
+        FILE *f = fopen(path, "re");
+        if (!f) {
+                if (errno != ENOENT) {
+                        int r = -errno;
+                        free(t);
+                        return r;
+                }
+                *ret = t;
+                return 0;
+        }
+        char buf[1024];
+        unsigned no = 0;
+        int r = 0;
+        while (fgets(buf, sizeof(buf), f)) {
+                no++;
+                char name[64], tenant[64], role[16], hex[80], extra[2];
+                char *p = buf;
+                while (isspace((unsigned char)*p))
+                        p++;
+                if (!*p || *p == '#')
+                        continue;
+                int n = sscanf(p, "%63s %63s %15s %79s %1s", name, tenant, role, hex, extra);
+                struct token tok = { 0 };
+                int ri = -1;
+                for (int i = 0; i <= AUTH_ROLE_ADMIN; i++)
+                        if (!strcmp(role, role_names[i]))
+                                ri = i;
+                if (n != 4 || ri < 0 || parse_hex(hex, tok.hash, sizeof(tok.hash)) < 0) {
+                        r = -EINVAL;
+                        *line = no;
+                        break;
+                }
+                snprintf(tok.who.name, sizeof(tok.who.name), "%s", name);
+                snprintf(tok.who.tenant, sizeof(tok.who.tenant), "%s", tenant);
+                tok.who.role = (enum auth_role)ri;
+                struct token *v = realloc(t->v, (t->n + 1) * sizeof(*v));
+                if (!v) {
+                        r = -ENOMEM;
+                        break;
+                }
+                t->v = v;
+                t->v[t->n++] = tok;
+        }
+        fclose(f);
+        if (r < 0) {
+                auth_tokens_free(t);
+                return r;
+        }
+        *ret = t;
+        return 0;
+}
+
+void auth_tokens_free(struct auth_tokens *t)
+{
+        if (!t)
+                return;
+        free(t->v);
+        free(t);
+}
+
+size_t auth_tokens_count(const struct auth_tokens *t)
+{
+        return t ? t->n : 0;
+}
+
+int auth_check(struct kilnd *d, const char *token, struct auth_identity *ret)
+{
+        const struct auth_tokens *t = d->tokens;
+        unsigned char h[SHA256_DIGEST_LENGTH];
+        int found = -1;
+
+        if (!token || !t)
+                return -EACCES;
+        SHA256((const unsigned char *)token, strlen(token), h);
+        /* Look at every entry so the time taken does not depend on which one matches. */
+        for (size_t i = 0; i < t->n; i++)
+                if (CRYPTO_memcmp(h, t->v[i].hash, sizeof(h)) == 0)
+                        found = (int)i;
+        if (found < 0)
+                return -EACCES;
+        *ret = t->v[found].who;
+        return 0;
+}

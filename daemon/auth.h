@@ -1,0 +1,32 @@
+/* Who a connection is: tokens, tenants and roles (SPEC §2.1, §4 [auth]).
+ *
+ * The tokens file holds lines `NAME TENANT ROLE SHA256-OF-TOKEN` (hex); only hashes
+ * are kept, and they are compared in constant time. */
+#pragma once
+
+#include <stddef.h>
+
+struct kilnd;
+
+enum auth_role { AUTH_ROLE_READ, AUTH_ROLE_SUBMIT, AUTH_ROLE_WRITER, AUTH_ROLE_ADMIN };
+
+struct auth_identity {
+        char name[64];
+        char tenant[64];
+        enum auth_role role;
+};
+
+struct auth_tokens;
+
+/* Parses a tokens file. A missing file gives an empty set (every hello is then
+ * refused). Returns >= 0, or -EINVAL with `line` set to the first bad line. */
+int auth_tokens_load(const char *path, struct auth_tokens **ret, unsigned *line);
+void auth_tokens_free(struct auth_tokens *t);
+size_t auth_tokens_count(const struct auth_tokens *t);
+
+/* The identity of every connection when auth.required is false. */
+void auth_anonymous(struct auth_identity *ret);
+/* Checks a token against the daemon's current token set. Returns >= 0 and the
+ * identity, or -EACCES. */
+int auth_check(struct kilnd *d, const char *token, struct auth_identity *ret);
+const char *auth_role_name(enum auth_role r);

@@ -1,0 +1,651 @@
+/* The job object, its state machine, the table of live jobs and their deadlines. */
+#include "jobs.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "daemon.h"
+#include "log.h"
+#include "params.h"
+#include "scheduler.h"
+#include "session.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+int64_t kiln_now_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void on_progress_mail(struct mail *m);
+
+static struct job *job_alloc(struct kilnd *d, const struct kiln_kind *kind)
+{
+        struct job *j = calloc(1, sizeof(*j));
+        if (!j)
+                return NULL;
+        atomic_init(&j->refs, 1);
+        j->d = d;
+        j->kind = kind;
+        j->progress_mail.fn = on_progress_mail;
+        return j;
+}
+
+struct job *job_new(struct kilnd *d, const struct kiln_kind *kind, void *params, json_t *canonical,
+                    const char *tenant, enum kiln_priority priority, int64_t now_ms, int64_t timeout_ms,
+                    const char *idem_key)
+{
+        struct job *j = job_alloc(d, kind);
+        if (!j)
+                goto fail;
+        j->params = params;
+        params = NULL;
+        j->params_json = json_dumps(canonical, JSON_COMPACT | JSON_SORT_KEYS);
+        if (!j->params_json)
+                goto fail;
+        if (idem_key && !(j->idem_key = strdup(idem_key)))
+                goto fail;
+        kiln_uuid7_new(j->id);
+        kiln_uuid_format(j->id, j->id_text);
+        snprintf(j->tenant, sizeof(j->tenant), "%s", tenant);
+        j->priority = priority;
+        j->submitted_ms = now_ms;
+        j->deadline_ms = timeout_ms > 0 ? now_ms + timeout_ms : 0;
+        atomic_init(&j->state, KILN_JOB_QUEUED);
+        json_decref(canonical);
+        return j;
+fail:
+        free(params);
+        json_decref(canonical);
+        job_unref(j);
+        return NULL;
+}
+
+int job_from_record(struct kilnd *d, const struct store_job *rec, struct job **ret)
+{
+        const struct kiln_kind *kind = kiln_kind_find(rec->kind);
+        if (!kind)
+                return -EINVAL;
+        json_error_t jerr;
+        json_t *in = json_loads(rec->params ? rec->params : "{}", 0, &jerr);
+        if (!in)
+                return -EINVAL;
+        void *params = calloc(1, kind->params_size ? kind->params_size : 1);
+        json_t *canonical = NULL;
+        struct kiln_param_error perr;
+        int r = params ? kiln_params_validate(kind, in, &canonical, params, &perr) : -ENOMEM;
+        json_decref(in);
+        if (r < 0) {
+                free(params);
+                return r;
+        }
+        struct job *j = job_alloc(d, kind);
+        if (!j) {
+                free(params);
+                json_decref(canonical);
+                return -ENOMEM;
+        }
+        j->params = params;
+        j->params_json = json_dumps(canonical, JSON_COMPACT | JSON_SORT_KEYS);
+        json_decref(canonical);
+        if (!j->params_json || (rec->idem_key && !(j->idem_key = strdup(rec->idem_key)))) {
+                job_unref(j);
+                return -ENOMEM;
+        }
+        memcpy(j->id, rec->id, 16);
+        kiln_uuid_format(j->id, j->id_text);
+        snprintf(j->tenant, sizeof(j->tenant), "%s", rec->tenant);
+        j->priority = rec->priority < _KILN_PRIO_MAX ? rec->priority : KILN_PRIO_NORMAL;
+        j->submitted_ms = rec->submitted_ms;
+        j->deadline_ms = rec->deadline_ms;
+        j->finished_ms = rec->finished_ms;
+        j->batch = rec->batch;
+        snprintf(j->backend, sizeof(j->backend), "%s", rec->backend);
+        atomic_init(&j->state, rec->state);
+        if (kiln_job_state_is_final(rec->state)) {
+                j->started_ms = rec->finished_ms - rec->run_ms;
+                atomic_init(&j->pct, 100);
+        } else {
+                /* A job that was running when the daemon stopped runs again. */
+                atomic_init(&j->state, KILN_JOB_QUEUED);
+        }
+        if (rec->error_code) {
+                for (int e = 0; e < _KERR_MAX; e++)
+                        if (!strcmp(kiln_err_name(e), rec->error_code))
+                                j->error_code = e;
+                snprintf(j->error_message, sizeof(j->error_message), "%s",
+                         rec->error_message ? rec->error_message : "");
+        }
+        *ret = j;
+        return 0;
+}
+
+struct job *job_ref(struct job *j)
+{
+        atomic_fetch_add_explicit(&j->refs, 1, memory_order_relaxed);
+        return j;
+}
+
+void job_unref(struct job *j)
+{
+        if (!j || atomic_fetch_sub_explicit(&j->refs, 1, memory_order_acq_rel) != 1)
+                return;
+        if (j->blob)
+                free(j->blob); /* parts point into it */
+        else
+                kiln_result_clear(&j->result);
+        free(j->params);
+        free(j->params_json);
+        free(j->idem_key);
+        free(j->done_json);
+        free(j->watchers);
+        json_decref(j->submit_ref);
+        free(j);
+}
+
+void job_to_record(const struct job *j, struct store_job *ret)
+{
+        int state = atomic_load(&j->state);
+
+        memset(ret, 0, sizeof(*ret));
+        memcpy(ret->id, j->id, 16);
+        snprintf(ret->kind, sizeof(ret->kind), "%s", j->kind->name);
+        snprintf(ret->tenant, sizeof(ret->tenant), "%s", j->tenant);
+        ret->priority = (uint8_t)j->priority;
+        ret->state = (uint8_t)(state == KILN_JOB_RUNNING ? KILN_JOB_QUEUED : state);
+        ret->submitted_ms = j->submitted_ms;
+        ret->deadline_ms = j->deadline_ms;
+        ret->params = j->params_json;
+        ret->idem_key = j->idem_key;
+        if (kiln_job_state_is_final(state)) {
+                ret->finished_ms = j->finished_ms;
+                int64_t start = j->started_ms ? j->started_ms : j->finished_ms;
+                ret->queue_ms = (uint32_t)(start - j->submitted_ms);
+                ret->run_ms = (uint32_t)(j->finished_ms - start);
+                ret->batch = j->batch;
+                snprintf(ret->backend, sizeof(ret->backend), "%s", j->backend);
+                if (state != KILN_JOB_DONE) {
+                        ret->error_code = (char *)kiln_err_name(j->error_code);
+                        ret->error_message = (char *)j->error_message;
+                }
+        }
+}
+
+/* ---- the result blob ---- */
+
+static const char blob_magic[4] = { 'K', 'L', 'N', 'R' };
+#define BLOB_VERSION 1u
+
+static json_t *scalars_json(const struct kiln_result *r)
+{
+        json_t *o = json_object();
+        for (int i = 0; o && i < r->n_scalars; i++) {
+                const struct kiln_scalar *s = &r->scalars[i];
+                json_object_set_new(o, s->name,
+                                    s->is_null || !isfinite(s->value) ? json_null() : json_real(s->value));
+        }
+        return o;
+}
+
+static json_t *part_header_json(const struct kiln_part *p)
+{
+        json_t *shape = json_array();
+        for (int k = 0; k < p->ndim; k++)
+                json_array_append_new(shape, json_integer((json_int_t)p->shape[k]));
+        return json_pack("{s:s, s:s, s:o, s:I}", "name", p->name, "dtype", kiln_dtype_name(p->dtype), "shape", shape,
+                         "bytes", (json_int_t)p->bytes);
+}
+
+static size_t pad8(size_t n)
+{
+        return (n + 7) & ~(size_t)7;
+}
+
+/* The blob layout is computed once into these lengths and reused by the writer. */
+struct blob_plan {
+        char *scalars;
+        char *headers[KILN_MAX_PARTS];
+        size_t size;
+};
+
+static void blob_plan_free(struct blob_plan *p)
+{
+        free(p->scalars);
+        for (int i = 0; i < KILN_MAX_PARTS; i++)
+                free(p->headers[i]);
+}
+
+static int blob_plan(const struct job *j, struct blob_plan *ret)
+{
+        struct blob_plan p = { 0 };
+        json_t *sc = scalars_json(&j->result);
+        p.scalars = sc ? json_dumps(sc, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
+        json_decref(sc);
+        if (!p.scalars)
+                return -ENOMEM;
+        size_t size = 4 + 4 + 4 + strlen(p.scalars) + 4;
+        for (int i = 0; i < j->result.n_parts; i++) {
+                json_t *h = part_header_json(&j->result.parts[i]);
+                p.headers[i] = h ? json_dumps(h, JSON_COMPACT) : NULL;
+                json_decref(h);
+                if (!p.headers[i]) {
+                        blob_plan_free(&p);
+                        return -ENOMEM;
+                }
+                size = pad8(size + 4 + strlen(p.headers[i]) + 8) + j->result.parts[i].bytes;
+        }
+        p.size = size;
+        *ret = p;
+        return 0;
+}
+
+size_t result_blob_size(const struct job *j)
+{
+        struct blob_plan p;
+        if (blob_plan(j, &p) < 0)
+                return 0;
+        blob_plan_free(&p);
+        return p.size;
+}
+
+static uint8_t *put_u32(uint8_t *p, uint32_t v)
+{
+        for (int i = 0; i < 4; i++)
+                p[i] = (uint8_t)(v >> (8 * i));
+        return p + 4;
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+void result_blob_write(const struct job *j, uint8_t *dst)
+{
+        struct blob_plan p;
+        if (blob_plan(j, &p) < 0)
+                return; /* result_blob_size() returned 0 then, and nothing was reserved */
+        uint8_t *base = dst, *w = dst;
+        memcpy(w, blob_magic, 4);
+        w = put_u32(w + 4, BLOB_VERSION);
+        size_t n = strlen(p.scalars);
+        w = put_u32(w, (uint32_t)n);
+        memcpy(w, p.scalars, n);
+        w = put_u32(w + n, (uint32_t)j->result.n_parts);
+        for (int i = 0; i < j->result.n_parts; i++) {
+                const struct kiln_part *part = &j->result.parts[i];
+                n = strlen(p.headers[i]);
+                w = put_u32(w, (uint32_t)n);
+                memcpy(w, p.headers[i], n);
+                w += n;
+                uint64_t b = part->bytes;
+                w = put_u32(w, (uint32_t)b);
+                w = put_u32(w, (uint32_t)(b >> 32));
+                size_t off = (size_t)(w - base), aligned = pad8(off);
+                memset(w, 0, aligned - off);
+                w = base + aligned;
+                memcpy(w, part->data, part->bytes);
+                w += part->bytes;
+        }
+        blob_plan_free(&p);
+}
+
+int result_blob_read(struct job *j, uint8_t *blob, size_t size)
+{
+        size_t off = 0;
+#define NEED(n) do { if ((n) > size - off) goto bad; } while (0)
+        NEED(12);
+        if (memcmp(blob, blob_magic, 4) || get_u32(blob + 4) != BLOB_VERSION)
+                goto bad;
+        uint32_t n = get_u32(blob + 8);
+        off = 12;
+        NEED((size_t)n + 4);
+        json_t *sc = json_loadb((const char *)blob + off, n, 0, NULL);
+        if (!json_is_object(sc)) {
+                json_decref(sc);
+                goto bad;
+        }
+        off += n;
+        memset(&j->result, 0, sizeof(j->result));
+        const char *key;
+        json_t *v;
+        json_object_foreach(sc, key, v) {
+                double x = json_is_number(v) ? json_number_value(v) : NAN;
+                kiln_result_add_scalar(&j->result, key, x);
+        }
+        json_decref(sc);
+        uint32_t n_parts = get_u32(blob + off);
+        off += 4;
+        if (n_parts > KILN_MAX_PARTS)
+                goto bad;
+        for (uint32_t i = 0; i < n_parts; i++) {
+                NEED(4);
+                n = get_u32(blob + off);
+                off += 4;
+                NEED((size_t)n + 8);
+                json_t *h = json_loadb((const char *)blob + off, n, 0, NULL);
+                off += n;
+                uint64_t bytes = get_u32(blob + off) | (uint64_t)get_u32(blob + off + 4) << 32;
+                off = pad8(off + 8);
+                struct kiln_part *p = &j->result.parts[i];
+                const char *name = json_string_value(json_object_get(h, "name"));
+                enum kiln_dtype dt;
+                json_t *shape = json_object_get(h, "shape");
+                if (!name || kiln_dtype_from_name(json_string_value(json_object_get(h, "dtype")), &dt) < 0 ||
+                    !json_is_array(shape) || json_array_size(shape) > 4 || off > size || bytes > size - off) {
+                        json_decref(h);
+                        goto bad;
+                }
+                snprintf(p->name, sizeof(p->name), "%s", name);
+                p->dtype = dt;
+                p->ndim = (int)json_array_size(shape);
+                for (int k = 0; k < p->ndim; k++)
+                        p->shape[k] = (uint64_t)json_integer_value(json_array_get(shape, (size_t)k));
+                json_decref(h);
+                p->bytes = bytes;
+                p->data = blob + off;
+                off += bytes;
+        }
+        j->result.n_parts = (int)n_parts;
+        j->blob = blob;
+        return 0;
+#undef NEED
+bad:
+        memset(&j->result, 0, sizeof(j->result));
+        return -EIO;
+}
+
+/* ---- the done message ---- */
+
+int job_build_done(struct job *j)
+{
+        int state = atomic_load(&j->state);
+        int64_t start = j->started_ms ? j->started_ms : j->finished_ms;
+        json_t *ms = json_pack("{s:I, s:I}", "queue", (json_int_t)(start - j->submitted_ms), "run",
+                               (json_int_t)(j->finished_ms - start));
+        json_t *o = json_pack("{s:s, s:s, s:s, s:o}", "op", "done", "job", j->id_text, "state",
+                              kiln_job_state_name(state), "ms", ms);
+        if (!o)
+                return -ENOMEM;
+        if (state == KILN_JOB_DONE) {
+                json_t *parts = json_array();
+                for (int i = 0; i < j->result.n_parts; i++)
+                        json_array_append_new(parts, part_header_json(&j->result.parts[i]));
+                json_object_set_new(o, "result", scalars_json(&j->result));
+                json_object_set_new(o, "parts", parts);
+                json_object_set_new(o, "backend", json_string(j->backend[0] ? j->backend : "cpu"));
+                json_object_set_new(o, "batch", json_integer(j->batch));
+        } else {
+                json_object_set_new(o, "error", json_pack("{s:s, s:s}", "code", kiln_err_name(j->error_code),
+                                                          "message", j->error_message));
+        }
+        char *text = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(17));
+        json_decref(o);
+        if (!text)
+                return -ENOMEM;
+        free(j->done_json);
+        j->done_json = text;
+        return 0;
+}
+
+/* ---- finishing ---- */
+
+static void write_result_cb(struct store_op *op, uint8_t *dst)
+{
+        result_blob_write(container_of(op, struct job, op), dst);
+}
+
+static void on_finished_mail(struct mail *m)
+{
+        struct job *j = container_of(m, struct job, mail);
+        struct kilnd *d = j->d;
+
+        kilnd_store_answered(d);
+        if (j->op.status < 0) {
+                log_error("job %s: storing its final state failed: %s; it stays queued in the store",
+                          j->id_text, strerror(-j->op.status));
+                if (atomic_load(&j->state) == KILN_JOB_DONE) {
+                        atomic_store(&j->state, KILN_JOB_FAILED);
+                        kiln_result_clear(&j->result);
+                }
+                j->error_code = j->op.status == -ENOSPC ? KERR_TOO_LARGE : KERR_INTERNAL;
+                snprintf(j->error_message, sizeof(j->error_message), "the result could not be stored: %s",
+                         strerror(-j->op.status));
+                job_build_done(j);
+        }
+        int state = atomic_load(&j->state);
+        if (state >= 0 && state < 6)
+                d->jobs_finished[state]++;
+        sessions_job_done(d, j);
+        jobs_deadline_remove(d, j);
+        if (d->queued_jobs)
+                d->queued_jobs--;
+        jobs_table_remove(d, j);
+        job_unref(j); /* the store operation's reference */
+}
+
+static void on_finished_stored(struct store_op *op)
+{
+        struct job *j = container_of(op, struct job, op);
+        j->mail.fn = on_finished_mail;
+        mailbox_post(j->d->mailbox, &j->mail);
+}
+
+void job_finish(struct job *j, enum kiln_job_state state, enum kiln_err code, const char *message)
+{
+        j->finished_ms = kiln_now_ms();
+        atomic_store(&j->state, state);
+        atomic_store(&j->pct, 100);
+        if (state != KILN_JOB_DONE) {
+                j->error_code = code;
+                snprintf(j->error_message, sizeof(j->error_message), "%s", message ? message : "");
+        }
+        if (job_build_done(j) < 0)
+                log_error("job %s: out of memory building its done message", j->id_text);
+
+        job_to_record(j, &j->record);
+        memset(&j->op, 0, sizeof(j->op));
+        j->op.type = STORE_OP_JOB_PUT;
+        j->op.job = &j->record;
+        if (state == KILN_JOB_DONE) {
+                j->op.result_size = result_blob_size(j);
+                j->op.write_result = write_result_cb;
+        }
+        j->op.done = on_finished_stored;
+        job_ref(j);
+        kilnd_store_submit(j->d, &j->op);
+}
+
+/* ---- progress ---- */
+
+static void on_progress_mail(struct mail *m)
+{
+        struct job *j = container_of(m, struct job, progress_mail);
+        atomic_store(&j->progress_posted, false);
+        if (atomic_load(&j->state) == KILN_JOB_RUNNING)
+                sessions_job_progress(j->d, j);
+        job_unref(j);
+}
+
+int job_watch(struct job *j, uint64_t session_id)
+{
+        for (size_t i = 0; i < j->n_watchers; i++)
+                if (j->watchers[i] == session_id)
+                        return 0;
+        if (j->n_watchers == j->cap_watchers) {
+                size_t cap = j->cap_watchers ? j->cap_watchers * 2 : 2;
+                uint64_t *w = realloc(j->watchers, cap * sizeof(*w));
+                if (!w)
+                        return -ENOMEM;
+                j->watchers = w;
+                j->cap_watchers = cap;
+        }
+        j->watchers[j->n_watchers++] = session_id;
+        return 0;
+}
+
+/* ---- the table ---- */
+
+static size_t id_hash(const uint8_t id[16])
+{
+        uint64_t h;
+        memcpy(&h, id + 8, 8); /* the random half of a UUIDv7 */
+        return (size_t)(h ^ (h >> 29));
+}
+
+static void table_grow(struct kilnd *d)
+{
+        size_t n = d->table_buckets ? d->table_buckets * 2 : 1024;
+        struct job **t = calloc(n, sizeof(*t));
+        if (!t)
+                return; /* keep the longer chains */
+        for (size_t b = 0; b < d->table_buckets; b++) {
+                struct job *j = d->table[b];
+                while (j) {
+                        struct job *next = j->table_next;
+                        size_t h = id_hash(j->id) & (n - 1);
+                        j->table_next = t[h];
+                        t[h] = j;
+                        j = next;
+                }
+        }
+        free(d->table);
+        d->table = t;
+        d->table_buckets = n;
+}
+
+void jobs_table_add(struct kilnd *d, struct job *j)
+{
+        if (d->table_count >= d->table_buckets)
+                table_grow(d);
+        size_t h = id_hash(j->id) & (d->table_buckets - 1);
+        j->table_next = d->table[h];
+        d->table[h] = job_ref(j);
+        d->table_count++;
+}
+
+void jobs_table_remove(struct kilnd *d, struct job *j)
+{
+        if (!d->table_buckets)
+                return;
+        struct job **pp = &d->table[id_hash(j->id) & (d->table_buckets - 1)];
+        for (; *pp; pp = &(*pp)->table_next)
+                if (*pp == j) {
+                        *pp = j->table_next;
+                        j->table_next = NULL;
+                        d->table_count--;
+                        job_unref(j);
+                        return;
+                }
+}
+
+struct job *jobs_table_find(struct kilnd *d, const uint8_t id[16])
+{
+        if (!d->table_buckets)
+                return NULL;
+        for (struct job *j = d->table[id_hash(id) & (d->table_buckets - 1)]; j; j = j->table_next)
+                if (!memcmp(j->id, id, 16))
+                        return j;
+        return NULL;
+}
+
+size_t jobs_table_count(struct kilnd *d)
+{
+        return d->table_count;
+}
+
+/* ---- the deadline heap ---- */
+
+static void heap_set(struct kilnd *d, size_t i, struct job *j)
+{
+        d->deadlines[i] = j;
+        j->heap_index = i + 1;
+}
+
+static void heap_up(struct kilnd *d, size_t i)
+{
+        struct job *j = d->deadlines[i];
+        while (i > 0) {
+                size_t parent = (i - 1) / 2;
+                if (d->deadlines[parent]->deadline_ms <= j->deadline_ms)
+                        break;
+                heap_set(d, i, d->deadlines[parent]);
+                i = parent;
+        }
+        heap_set(d, i, j);
+}
+
+static void heap_down(struct kilnd *d, size_t i)
+{
+        struct job *j = d->deadlines[i];
+        for (;;) {
+                size_t c = 2 * i + 1;
+                if (c >= d->n_deadlines)
+                        break;
+                if (c + 1 < d->n_deadlines && d->deadlines[c + 1]->deadline_ms < d->deadlines[c]->deadline_ms)
+                        c++;
+                if (d->deadlines[c]->deadline_ms >= j->deadline_ms)
+                        break;
+                heap_set(d, i, d->deadlines[c]);
+                i = c;
+        }
+        heap_set(d, i, j);
+}
+
+void jobs_deadline_add(struct kilnd *d, struct job *j)
+{
+        if (!j->deadline_ms || j->heap_index)
+                return;
+        if (d->n_deadlines == d->cap_deadlines) {
+                size_t cap = d->cap_deadlines ? d->cap_deadlines * 2 : 1024;
+                struct job **h = realloc(d->deadlines, cap * sizeof(*h));
+                if (!h) {
+                        log_error("out of memory arming the deadline of job %s", j->id_text);
+                        return;
+                }
+                d->deadlines = h;
+                d->cap_deadlines = cap;
+        }
+        d->n_deadlines++;
+        heap_set(d, d->n_deadlines - 1, job_ref(j));
+        heap_up(d, d->n_deadlines - 1);
+}
+
+void jobs_deadline_remove(struct kilnd *d, struct job *j)
+{
+        if (!j->heap_index)
+                return;
+        size_t i = j->heap_index - 1;
+        j->heap_index = 0;
+        d->n_deadlines--;
+        if (i != d->n_deadlines) {
+                heap_set(d, i, d->deadlines[d->n_deadlines]);
+                heap_up(d, i);
+                heap_down(d, d->deadlines[i]->heap_index - 1);
+        }
+        job_unref(j);
+}
+
+int64_t jobs_deadline_run(struct kilnd *d, int64_t now_ms)
+{
+        while (d->n_deadlines && d->deadlines[0]->deadline_ms <= now_ms) {
+                struct job *j = job_ref(d->deadlines[0]);
+                jobs_deadline_remove(d, j);
+                int state = atomic_load(&j->state);
+                if (!kiln_job_state_is_final(state)) {
+                        if (sched_remove(d->sched, j))
+                                job_finish(j, KILN_JOB_EXPIRED, KERR_TIMEOUT,
+                                           "the job's deadline passed while it was queued");
+                        else
+                                atomic_store(&j->stop, JOB_STOP_EXPIRE);
+                }
+                job_unref(j);
+        }
+        return d->n_deadlines ? d->deadlines[0]->deadline_ms : 0;
+}

@@ -1,0 +1,292 @@
+/* kilnd: wiring, command line, signals, recovery, and the systemd protocol. */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libwebsockets.h>
+#include <systemd/sd-daemon.h>
+
+#include "auth.h"
+#include "config.h"
+#include "daemon.h"
+#include "jobs.h"
+#include "kind.h"
+#include "log.h"
+#include "mailbox.h"
+#include "scheduler.h"
+#include "server.h"
+#include "store.h"
+
+extern char **environ;
+
+void kilnd_store_submit(struct kilnd *d, struct store_op *op)
+{
+        atomic_fetch_add(&d->store_ops_in_flight, 1);
+        store_writer_submit(d->writer, op);
+}
+
+void kilnd_store_answered(struct kilnd *d)
+{
+        atomic_fetch_sub(&d->store_ops_in_flight, 1);
+}
+
+static void usage(FILE *f)
+{
+        fprintf(f,
+                "Usage: kilnd [--config FILE] [--check-config | --print-config] [--version]\n"
+                "\n"
+                "  -c, --config FILE   configuration file (default " KILN_CONFIG_DEFAULT_PATH
+                ", optional;\n"
+                "                      drop-ins are read from FILE.d/*.conf)\n"
+                "      --check-config  validate the configuration and exit\n"
+                "      --print-config  print the effective configuration with each value's source\n"
+                "      --version       print the version and exit\n");
+}
+
+static const char *const *kind_names(void)
+{
+        static const char *names[64];
+        size_t n = 0;
+        for (; kiln_kinds[n] && n < 63; n++)
+                names[n] = kiln_kinds[n]->name;
+        names[n] = NULL;
+        return names;
+}
+
+/* ---- signals: a thread turns them into flags the loop reads ---- */
+
+static void *signal_thread(void *arg)
+{
+        struct kilnd *d = arg;
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGHUP);
+        for (;;) {
+                int sig;
+                if (sigwait(&set, &sig))
+                        continue;
+                if (sig == SIGHUP)
+                        atomic_store(&d->sig_hup, true);
+                else
+                        atomic_store(&d->sig_term, true);
+                /* The loop may not exist yet (start-up); it reads the flags when it does. */
+                struct lws_context *ctx = d->lws;
+                if (ctx)
+                        lws_cancel_service(ctx);
+                if (sig != SIGHUP && atomic_load(&d->sig_term) && d->quit)
+                        break;
+        }
+        return NULL;
+}
+
+/* ---- recovery ---- */
+
+struct recovery {
+        struct kilnd *d;
+        unsigned queued, bad;
+};
+
+static int recover_one(const struct store_job *rec, void *userdata)
+{
+        struct recovery *rc = userdata;
+        struct job *j = NULL;
+        int r = job_from_record(rc->d, rec, &j);
+        if (r < 0) {
+                char id[37];
+                kiln_uuid_format(rec->id, id);
+                log_error("job %s (%s): stored parameters no longer valid, it is failed", id, rec->kind);
+                rc->bad++;
+                return 0;
+        }
+        jobs_table_add(rc->d, j);
+        jobs_deadline_add(rc->d, j);
+        rc->d->queued_jobs++;
+        sched_push(rc->d->sched, j);
+        job_unref(j);
+        rc->queued++;
+        return 0;
+}
+
+static int recover(struct kilnd *d)
+{
+        struct store_txn *t;
+        struct recovery rc = { .d = d };
+        int r = store_txn_begin(d->store, false, &t);
+        if (r < 0)
+                return r;
+        r = store_pending_foreach(t, recover_one, &rc);
+        store_txn_abort(t);
+        if (r < 0)
+                return r;
+        if (rc.queued || rc.bad)
+                log_notice("recovered %u queued jobs from the store (%u unusable)", rc.queued, rc.bad);
+        return 0;
+}
+
+/* ---- start and stop ---- */
+
+static void teardown(struct kilnd *d)
+{
+        /* Running jobs stop without finishing: they stay queued in the store. */
+        for (size_t b = 0; b < d->table_buckets; b++)
+                for (struct job *j = d->table[b]; j; j = j->table_next)
+                        atomic_store(&j->stop, JOB_STOP_SHUTDOWN);
+        sched_free(d->sched);
+        d->sched = NULL;
+        store_writer_stop(d->writer); /* every queued write is committed first */
+        d->writer = NULL;
+        if (d->mailbox)
+                mailbox_drain(d->mailbox);
+        server_stop(d);
+        while (d->n_deadlines)
+                jobs_deadline_remove(d, d->deadlines[0]);
+        for (size_t b = 0; b < d->table_buckets; b++)
+                while (d->table[b])
+                        jobs_table_remove(d, d->table[b]);
+        free(d->table);
+        free(d->deadlines);
+        free(d->sessions);
+        mailbox_free(d->mailbox);
+        store_close(d->store);
+        auth_tokens_free(d->tokens);
+        kiln_config_free(d->cfg);
+}
+
+int main(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                { "config", required_argument, NULL, 'c' },
+                { "check-config", no_argument, NULL, 'C' },
+                { "print-config", no_argument, NULL, 'P' },
+                { "version", no_argument, NULL, 'V' },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        struct kilnd daemon = { .config_path = KILN_CONFIG_DEFAULT_PATH, .config_path_optional = true };
+        struct kilnd *d = &daemon;
+        bool check = false, print = false;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) >= 0) {
+                switch (c) {
+                case 'c':
+                        d->config_path = optarg;
+                        d->config_path_optional = false;
+                        break;
+                case 'C':
+                        check = true;
+                        break;
+                case 'P':
+                        print = true;
+                        break;
+                case 'V':
+                        printf("kilnd %s\n", KILN_VERSION);
+                        return 0;
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                default:
+                        usage(stderr);
+                        return 2;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "kilnd: unexpected argument '%s'\n", argv[optind]);
+                usage(stderr);
+                return 2;
+        }
+
+        struct kiln_config_error err;
+        r = kiln_config_load(d->config_path, d->config_path_optional, environ, kind_names(), &d->cfg, &err);
+        if (r < 0) {
+                char line[1024];
+                fprintf(stderr, "kilnd: %s\n", kiln_config_error_format(&err, line, sizeof(line)));
+                return 1;
+        }
+        if (check || print) {
+                if (print)
+                        kiln_config_print(d->cfg, stdout);
+                else
+                        printf("kilnd: configuration is valid\n");
+                kiln_config_free(d->cfg);
+                return 0;
+        }
+
+        kiln_log_init(d->cfg->log.target, d->cfg->log.level);
+        d->started_ms = kiln_now_ms();
+
+        /* Signals are taken by one thread; every other thread inherits the mask. */
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGHUP);
+        pthread_sigmask(SIG_BLOCK, &set, NULL);
+        signal(SIGPIPE, SIG_IGN);
+        pthread_t sig_tid;
+        pthread_create(&sig_tid, NULL, signal_thread, d);
+        pthread_detach(sig_tid);
+
+        unsigned bad_line = 0;
+        r = auth_tokens_load(d->cfg->auth.tokens_file, &d->tokens, &bad_line);
+        if (r < 0) {
+                log_error("%s:%u: malformed token line (NAME TENANT ROLE SHA256)", d->cfg->auth.tokens_file, bad_line);
+                goto fail;
+        }
+        if (d->cfg->auth.required && !auth_tokens_count(d->tokens))
+                log_warning("auth.required is on but %s holds no token: no client can sign in "
+                            "(create one with `kilnctl token new`)",
+                            d->cfg->auth.tokens_file);
+
+        r = mailbox_new(&d->mailbox);
+        if (r < 0)
+                goto fail;
+        enum store_sync_mode sync = d->cfg->store.sync == KILN_SYNC_FULL    ? STORE_SYNC_FULL
+                                    : d->cfg->store.sync == KILN_SYNC_BATCH ? STORE_SYNC_BATCH
+                                                                            : STORE_SYNC_OFF;
+        r = store_open(d->cfg->store.path, (uint64_t)d->cfg->store.map_size_gb << 30, sync, &d->store);
+        if (r < 0) {
+                log_error("cannot open the job store in %s: %s", d->cfg->store.path, strerror(-r));
+                goto fail;
+        }
+        r = store_writer_start(d->store, &d->writer);
+        if (r < 0) {
+                log_error("cannot start the store writer: %s", strerror(-r));
+                goto fail;
+        }
+        r = sched_new(d->cfg->cpu.threads, &d->sched);
+        if (r < 0) {
+                log_error("cannot start the CPU workers: %s", strerror(-r));
+                goto fail;
+        }
+        r = recover(d);
+        if (r < 0) {
+                log_error("cannot read queued jobs from the store: %s", strerror(-r));
+                goto fail;
+        }
+        r = server_start(d);
+        if (r < 0) {
+                log_error("cannot listen on %s (is the port in use or the address invalid?)", d->cfg->server.listen);
+                goto fail;
+        }
+        log_notice("kilnd %s serving http://%s/ (store %s, %u CPU threads, auth %s)", KILN_VERSION,
+                   d->cfg->server.listen, d->cfg->store.path, sched_threads(d->sched),
+                   d->cfg->auth.required ? "required" : "off");
+        sd_notifyf(0, "READY=1\nSTATUS=Serving on %s\nMAINPID=%lu", d->cfg->server.listen, (unsigned long)getpid());
+
+        server_run(d);
+
+        log_notice("stopped serving; flushing the store");
+        teardown(d);
+        return 0;
+fail:
+        teardown(d);
+        return 1;
+}

@@ -1,0 +1,383 @@
+/* libwebsockets wiring: one vhost serving the web UI, the HTTP endpoints and the
+ * WebSocket API on one port; the loop's timers; signals, draining and reloads. */
+#include "server.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libwebsockets.h>
+#include <systemd/sd-daemon.h>
+
+#include "auth.h"
+#include "daemon.h"
+#include "jobs.h"
+#include "log.h"
+#include "mailbox.h"
+#include "scheduler.h"
+#include "session.h"
+#include "stats.h"
+
+/* How long SIGTERM waits for running jobs before asking them to stop (they then
+ * stay queued in the store and run again after the restart). */
+#define DRAIN_GRACE_MS 20000
+
+struct timers {
+        lws_sorted_usec_list_t deadline;
+        int64_t deadline_armed_ms;   /* 0 = not armed */
+        lws_sorted_usec_list_t tick; /* once a second: stats push, STATUS, drain */
+        lws_sorted_usec_list_t watchdog;
+        uint64_t watchdog_usec;
+};
+
+static struct kilnd *server_daemon; /* for the lws callbacks' user pointer-less paths */
+static struct timers timers;
+
+/* ---- HTTP endpoints ---- */
+
+struct http_pss {
+        char *body;
+        size_t len;
+        unsigned status;
+};
+
+static char *health_body(struct kilnd *d, bool ready)
+{
+        json_t *o = json_pack("{s:s, s:[s], s:f, s:i, s:b}", "status", ready ? "ok" : "unavailable", "backends", "cpu",
+                              "uptime_s", (double)(kiln_now_ms() - d->started_ms) / 1000.0, "cpu_threads",
+                              (int)sched_threads(d->sched), "draining", d->draining);
+        char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        return s;
+}
+
+static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+        struct kilnd *d = server_daemon;
+        struct http_pss *pss = user;
+        uint8_t buf[LWS_PRE + 1024], *start = &buf[LWS_PRE], *p = start, *end = &buf[sizeof(buf) - 1];
+
+        switch (reason) {
+        case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+                /* Draining: no new connections. */
+                return d->draining ? -1 : 0;
+        case LWS_CALLBACK_HTTP: {
+                char uri[128] = "";
+                lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
+                bool ready_probe = !strcmp(uri, "/readyz") || !strcmp(uri, "/readyz/");
+                if (!ready_probe && strcmp(uri, "/healthz") && strcmp(uri, "/healthz/")) {
+                        lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
+                        return -1;
+                }
+                bool ready = d->store && d->sched && !d->draining;
+                pss->status = ready_probe && !ready ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_OK;
+                pss->body = health_body(d, ready_probe ? ready : true);
+                if (!pss->body)
+                        return -1;
+                pss->len = strlen(pss->body);
+                if (lws_add_http_common_headers(wsi, pss->status, "application/json", pss->len, &p, end) ||
+                    lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL, (const unsigned char *)"no-store",
+                                                 8, &p, end) ||
+                    lws_finalize_write_http_header(wsi, start, &p, end))
+                        return -1;
+                lws_callback_on_writable(wsi);
+                return 0;
+        }
+        case LWS_CALLBACK_HTTP_WRITEABLE: {
+                if (!pss || !pss->body)
+                        break;
+                uint8_t *out = malloc(LWS_PRE + pss->len);
+                if (!out)
+                        return -1;
+                memcpy(out + LWS_PRE, pss->body, pss->len);
+                int r = lws_write(wsi, out + LWS_PRE, pss->len, LWS_WRITE_HTTP_FINAL);
+                free(out);
+                free(pss->body);
+                pss->body = NULL;
+                if (r < (int)pss->len)
+                        return -1;
+                if (lws_http_transaction_completed(wsi))
+                        return -1;
+                return 0;
+        }
+        case LWS_CALLBACK_CLOSED_HTTP:
+                if (pss) {
+                        free(pss->body);
+                        pss->body = NULL;
+                }
+                break;
+        default:
+                break;
+        }
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+/* ---- signals, draining, reload ---- */
+
+static void begin_drain(struct kilnd *d)
+{
+        if (d->draining)
+                return;
+        d->draining = true;
+        d->drain_deadline_ms = kiln_now_ms() + DRAIN_GRACE_MS;
+        sched_pause(d->sched);
+        sd_notify(0, "STOPPING=1\nSTATUS=Draining: finishing running jobs");
+        log_notice("SIGTERM: draining (%u running, %u queued stay in the store)", sched_running(d->sched),
+                   d->queued_jobs);
+}
+
+static void stop_running_jobs(struct kilnd *d)
+{
+        for (size_t b = 0; b < d->table_buckets; b++)
+                for (struct job *j = d->table[b]; j; j = j->table_next)
+                        if (atomic_load(&j->state) == KILN_JOB_RUNNING)
+                                atomic_store(&j->stop, JOB_STOP_SHUTDOWN);
+}
+
+static void check_drain(struct kilnd *d)
+{
+        if (!d->draining || d->quit)
+                return;
+        if (kiln_now_ms() >= d->drain_deadline_ms)
+                stop_running_jobs(d);
+        if (sched_running(d->sched) == 0 && atomic_load(&d->store_ops_in_flight) == 0) {
+                d->quit = true;
+                lws_cancel_service(d->lws);
+        }
+}
+
+static void reload(struct kilnd *d)
+{
+        extern char **environ;
+        const char *names[32];
+        size_t n = 0;
+        for (; kiln_kinds[n] && n < 31; n++)
+                names[n] = kiln_kinds[n]->name;
+        names[n] = NULL;
+
+        sd_notify(0, "RELOADING=1\nSTATUS=Reloading configuration");
+        struct kiln_config *c = NULL;
+        struct kiln_config_error err;
+        int r = kiln_config_load(d->config_path, d->config_path_optional, environ, names, &c, &err);
+        if (r < 0) {
+                char line[1024];
+                log_error("SIGHUP: configuration not reloaded: %s", kiln_config_error_format(&err, line, sizeof(line)));
+        } else {
+                struct auth_tokens *t = NULL;
+                unsigned bad = 0;
+                r = auth_tokens_load(c->auth.tokens_file, &t, &bad);
+                if (r < 0) {
+                        log_error("SIGHUP: %s:%u: bad token line; configuration not reloaded", c->auth.tokens_file,
+                                  bad);
+                        kiln_config_free(c);
+                } else {
+                        if (strcmp(c->server.listen, d->cfg->server.listen) || strcmp(c->store.path, d->cfg->store.path) ||
+                            c->cpu.threads != d->cfg->cpu.threads || c->store.sync != d->cfg->store.sync ||
+                            c->store.map_size_gb != d->cfg->store.map_size_gb ||
+                            strcmp(c->server.tls_cert, d->cfg->server.tls_cert) ||
+                            strcmp(c->server.tls_key, d->cfg->server.tls_key) ||
+                            strcmp(c->server.web_root, d->cfg->server.web_root))
+                                log_warning("SIGHUP: server.listen/tls_*/web_root, store.* and cpu.threads take "
+                                            "effect at the next start");
+                        auth_tokens_free(d->tokens);
+                        d->tokens = t;
+                        kiln_log_set_level(c->log.level);
+                        kiln_config_free(d->cfg);
+                        d->cfg = c;
+                        log_notice("SIGHUP: configuration reloaded (%zu tokens)", auth_tokens_count(t));
+                }
+        }
+        sd_notify(0, "READY=1\nSTATUS=Serving");
+}
+
+static void handle_signals(struct kilnd *d)
+{
+        if (atomic_exchange(&d->sig_hup, false))
+                reload(d);
+        if (atomic_load(&d->sig_term))
+                begin_drain(d);
+        check_drain(d);
+}
+
+/* ---- timers ---- */
+
+static void on_deadline_timer(lws_sorted_usec_list_t *sul)
+{
+        struct kilnd *d = server_daemon;
+        timers.deadline_armed_ms = 0;
+        jobs_deadline_run(d, kiln_now_ms());
+        server_arm_deadlines(d);
+}
+
+void server_arm_deadlines(struct kilnd *d)
+{
+        if (!d->lws || !d->n_deadlines)
+                return;
+        int64_t next = d->deadlines[0]->deadline_ms;
+        if (timers.deadline_armed_ms && timers.deadline_armed_ms <= next)
+                return;
+        int64_t delay = next - kiln_now_ms();
+        if (delay < 0)
+                delay = 0;
+        timers.deadline_armed_ms = next;
+        lws_sul_schedule(d->lws, 0, &timers.deadline, on_deadline_timer, (lws_usec_t)delay * LWS_US_PER_MS);
+}
+
+static void on_tick(lws_sorted_usec_list_t *sul)
+{
+        struct kilnd *d = server_daemon;
+        sessions_push_stats(d);
+        if (!d->draining)
+                sd_notifyf(0, "STATUS=Serving: %zu connections, %u queued, %u running", d->n_sessions, d->queued_jobs,
+                           sched_running(d->sched));
+        handle_signals(d);
+        lws_sul_schedule(d->lws, 0, &timers.tick, on_tick, LWS_US_PER_SEC);
+}
+
+static void on_watchdog(lws_sorted_usec_list_t *sul)
+{
+        /* Sent from the loop thread, so a stuck loop stops the pings. */
+        sd_notify(0, "WATCHDOG=1");
+        lws_sul_schedule(server_daemon->lws, 0, &timers.watchdog, on_watchdog, (lws_usec_t)timers.watchdog_usec / 2);
+}
+
+/* ---- the WebSocket protocol ---- */
+
+static int callback_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+        struct kilnd *d = server_daemon;
+        struct session *s = user;
+
+        switch (reason) {
+        case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+                mailbox_drain(d->mailbox);
+                server_arm_deadlines(d);
+                handle_signals(d);
+                break;
+        case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+                if (d->draining || d->n_sessions >= d->cfg->server.max_connections)
+                        return -1;
+                break;
+        case LWS_CALLBACK_ESTABLISHED:
+                return session_open(d, s, wsi);
+        case LWS_CALLBACK_CLOSED:
+                session_close(d, s);
+                break;
+        case LWS_CALLBACK_RECEIVE:
+                return session_receive(d, s, in, len);
+        case LWS_CALLBACK_SERVER_WRITEABLE:
+                return session_writable(d, s);
+        default:
+                break;
+        }
+        return 0;
+}
+
+static struct lws_protocols protocols[] = {
+        { "http", callback_http, sizeof(struct http_pss), 0, 0, NULL, 0 },
+        { "kiln.v1", callback_ws, 0, 64 * 1024, 0, NULL, 256 * 1024 },
+        { NULL, NULL, 0, 0, 0, NULL, 0 },
+};
+
+static const struct lws_protocol_vhost_options pvo_default = { NULL, NULL, "default", "1" };
+static const struct lws_protocol_vhost_options pvo = { NULL, &pvo_default, "kiln.v1", "" };
+
+static lws_retry_bo_t retry_policy = {
+        .secs_since_valid_ping = 60,
+        .secs_since_valid_hangup = 300,
+};
+
+static struct lws_http_mount mount_web;
+static struct lws_http_mount mount_readyz;
+static struct lws_http_mount mount_healthz;
+
+static const struct lws_protocol_vhost_options mime_mjs = { NULL, NULL, ".mjs", "text/javascript" };
+
+int server_start(struct kilnd *d)
+{
+        struct lws_context_creation_info info;
+        char host[128];
+        uint16_t port;
+
+        server_daemon = d;
+        if (kiln_config_listen_split(d->cfg->server.listen, host, sizeof(host), &port) < 0)
+                return -EINVAL;
+        protocols[1].per_session_data_size = session_struct_size();
+        lws_retry_bo_t *rp = &retry_policy;
+        rp->secs_since_valid_hangup = (uint16_t)(d->cfg->server.idle_timeout_s > 65535 ? 65535
+                                                                                       : d->cfg->server.idle_timeout_s);
+        rp->secs_since_valid_ping = (uint16_t)(rp->secs_since_valid_hangup / 2 ? rp->secs_since_valid_hangup / 2 : 1);
+
+        mount_healthz = (struct lws_http_mount){
+                .mountpoint = "/healthz",
+                .mountpoint_len = 8,
+                .origin = "http",
+                .origin_protocol = LWSMPRO_CALLBACK,
+                .mount_next = &mount_readyz,
+        };
+        mount_readyz = (struct lws_http_mount){
+                .mountpoint = "/readyz",
+                .mountpoint_len = 7,
+                .origin = "http",
+                .origin_protocol = LWSMPRO_CALLBACK,
+                .mount_next = &mount_web,
+        };
+        mount_web = (struct lws_http_mount){
+                .mountpoint = "/",
+                .mountpoint_len = 1,
+                .origin = d->cfg->server.web_root,
+                .def = "index.html",
+                .origin_protocol = LWSMPRO_FILE,
+                .extra_mimetypes = &mime_mjs,
+        };
+
+        memset(&info, 0, sizeof(info));
+        info.options = LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE |
+                       LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
+        if (strchr(host, ':'))
+                info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
+        info.port = port;
+        info.iface = host;
+        info.protocols = protocols;
+        info.pvo = &pvo;
+        info.mounts = &mount_healthz;
+        info.vhost_name = "kiln";
+        info.retry_and_idle_policy = &retry_policy;
+        info.timeout_secs = 10; /* handshake and HTTP transaction timeout */
+        info.pt_serv_buf_size = 64 * 1024;
+        if (d->cfg->server.max_connections + 64 > 1024)
+                info.fd_limit_per_thread = d->cfg->server.max_connections + 64;
+        if (d->cfg->server.tls_cert[0]) {
+                info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+                info.ssl_cert_filepath = d->cfg->server.tls_cert;
+                info.ssl_private_key_filepath = d->cfg->server.tls_key;
+        }
+        d->lws = lws_create_context(&info);
+        if (!d->lws)
+                return -EADDRINUSE;
+        d->vhost = lws_get_vhost_by_name(d->lws, "kiln");
+        mailbox_set_context(d->mailbox, d->lws);
+
+        lws_sul_schedule(d->lws, 0, &timers.tick, on_tick, LWS_US_PER_SEC);
+        if (sd_watchdog_enabled(0, &timers.watchdog_usec) > 0 && timers.watchdog_usec)
+                lws_sul_schedule(d->lws, 0, &timers.watchdog, on_watchdog, (lws_usec_t)timers.watchdog_usec / 2);
+        server_arm_deadlines(d);
+        return 0;
+}
+
+void server_run(struct kilnd *d)
+{
+        while (!d->quit && lws_service(d->lws, 0) >= 0)
+                ;
+}
+
+void server_stop(struct kilnd *d)
+{
+        if (!d->lws)
+                return;
+        mailbox_set_context(d->mailbox, NULL);
+        lws_context_destroy(d->lws);
+        d->lws = NULL;
+}

@@ -1,0 +1,884 @@
+/* One WebSocket connection: decoding, the ops of SPEC §2, and its output queue. */
+#include "session.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <time.h>
+#include <string.h>
+
+#include <libwebsockets.h>
+
+#include "auth.h"
+#include "daemon.h"
+#include "jobs.h"
+#include "log.h"
+#include "params.h"
+#include "scheduler.h"
+#include "stats.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+/* Bytes handed to lws_write per writeable callback: big enough to keep a fast link
+ * busy, small enough that one connection never holds the loop for long. */
+#define CHUNK (256 * 1024)
+
+/* One queued outgoing message: text, or a KLNB frame whose payload is a part of a
+ * job's result (the job is referenced until the frame is sent). */
+struct outmsg {
+        struct outmsg *next;
+        bool binary;
+        uint8_t *head;            /* LWS_PRE bytes of headroom, then head_len bytes */
+        size_t head_len;
+        struct job *job;          /* binary: payload source */
+        const uint8_t *payload;
+        size_t payload_len;
+        size_t sent;              /* bytes of head + payload already written */
+};
+
+/* A binary part received ahead of the message that refers to it. */
+struct in_part {
+        struct in_part *next;
+        char *ref;                /* the frame's "ref", dumped as compact JSON */
+        char name[32];
+        size_t len;
+};
+
+struct session {
+        struct session *bucket_next;
+        uint64_t id;
+        struct lws *wsi;
+        struct kilnd *d;
+
+        uint8_t *rx;
+        size_t rx_len, rx_cap;
+
+        struct outmsg *out_head, *out_tail;
+        size_t out_queued;
+
+        bool authed;
+        struct auth_identity who;
+
+        struct in_part *parts;
+        size_t parts_bytes;
+
+        bool stats_subscribed;
+};
+
+size_t session_struct_size(void)
+{
+        return sizeof(struct session);
+}
+
+/* ---- the session table ---- */
+
+static void table_put(struct kilnd *d, struct session *s)
+{
+        if (d->n_sessions >= d->session_buckets) {
+                size_t n = d->session_buckets ? d->session_buckets * 2 : 256;
+                struct session **t = calloc(n, sizeof(*t));
+                if (t) {
+                        for (size_t b = 0; b < d->session_buckets; b++)
+                                for (struct session *x = d->sessions[b], *next; x; x = next) {
+                                        next = x->bucket_next;
+                                        x->bucket_next = t[x->id & (n - 1)];
+                                        t[x->id & (n - 1)] = x;
+                                }
+                        free(d->sessions);
+                        d->sessions = t;
+                        d->session_buckets = n;
+                }
+        }
+        struct session **b = &d->sessions[s->id & (d->session_buckets - 1)];
+        s->bucket_next = *b;
+        *b = s;
+        d->n_sessions++;
+}
+
+static void table_del(struct kilnd *d, struct session *s)
+{
+        if (!d->session_buckets)
+                return;
+        for (struct session **pp = &d->sessions[s->id & (d->session_buckets - 1)]; *pp; pp = &(*pp)->bucket_next)
+                if (*pp == s) {
+                        *pp = s->bucket_next;
+                        d->n_sessions--;
+                        return;
+                }
+}
+
+static struct session *table_get(struct kilnd *d, uint64_t id)
+{
+        if (!d->session_buckets)
+                return NULL;
+        for (struct session *s = d->sessions[id & (d->session_buckets - 1)]; s; s = s->bucket_next)
+                if (s->id == id)
+                        return s;
+        return NULL;
+}
+
+/* Calls fn for every open session (the stats push). */
+void sessions_foreach(struct kilnd *d, void (*fn)(struct session *s, void *userdata), void *userdata)
+{
+        for (size_t b = 0; b < d->session_buckets; b++)
+                for (struct session *s = d->sessions[b]; s; s = s->bucket_next)
+                        fn(s, userdata);
+}
+
+/* ---- output ---- */
+
+static void out_push(struct session *s, struct outmsg *m)
+{
+        if (s->out_tail)
+                s->out_tail->next = m;
+        else
+                s->out_head = m;
+        s->out_tail = m;
+        s->out_queued++;
+        s->d->ws_messages_out++;
+        lws_callback_on_writable(s->wsi);
+}
+
+static void out_free(struct outmsg *m)
+{
+        free(m->head);
+        job_unref(m->job);
+        free(m);
+}
+
+/* Queues a text message; `text` is copied. */
+static void send_text(struct session *s, const char *text, size_t len)
+{
+        struct outmsg *m = calloc(1, sizeof(*m));
+        if (!m || !(m->head = malloc(LWS_PRE + len))) {
+                free(m);
+                log_error("session %llu: out of memory queueing a reply", (unsigned long long)s->id);
+                return;
+        }
+        memcpy(m->head + LWS_PRE, text, len);
+        m->head_len = len;
+        out_push(s, m);
+}
+
+/* Sets "ref" (when given), encodes, queues, and drops the object. */
+static void send_json(struct session *s, json_t *o, json_t *ref)
+{
+        if (!o)
+                return;
+        if (ref)
+                json_object_set(o, "ref", ref);
+        char *text = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(17));
+        json_decref(o);
+        if (!text)
+                return;
+        send_text(s, text, strlen(text));
+        free(text);
+}
+
+static void send_error(struct session *s, json_t *ref, enum kiln_err code, const char *field, const char *fmt, ...)
+        __attribute__((format(printf, 5, 6)));
+
+static void send_error(struct session *s, json_t *ref, enum kiln_err code, const char *field, const char *fmt, ...)
+{
+        struct proto_error e = { .code = code };
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(e.message, sizeof(e.message), fmt, ap);
+        va_end(ap);
+        snprintf(e.field, sizeof(e.field), "%s", field ? field : "");
+        char *text = proto_error_json(ref, &e);
+        if (text) {
+                send_text(s, text, strlen(text));
+                free(text);
+        }
+        stats_rejected(s->d, code);
+}
+
+static void send_ok(struct session *s, json_t *ref)
+{
+        send_json(s, json_pack("{s:s}", "op", "ok"), ref);
+}
+
+/* Queues a finished job's `done` (with `ref` spliced in when given) and its parts. */
+static void send_done(struct session *s, struct job *j, json_t *ref)
+{
+        if (!j->done_json)
+                return;
+        if (ref) {
+                char *r = json_dumps(ref, JSON_COMPACT | JSON_ENCODE_ANY);
+                size_t rl = r ? strlen(r) : 0, dl = strlen(j->done_json);
+                char *text = r ? malloc(dl + rl + 8) : NULL;
+                if (text) {
+                        /* done_json starts with '{"op":"done",' */
+                        int n = snprintf(text, dl + rl + 8, "{\"ref\":%s,%s", r, j->done_json + 1);
+                        send_text(s, text, (size_t)n);
+                } else {
+                        send_text(s, j->done_json, strlen(j->done_json));
+                }
+                free(text);
+                free(r);
+        } else {
+                send_text(s, j->done_json, strlen(j->done_json));
+        }
+        if (atomic_load(&j->state) != KILN_JOB_DONE)
+                return;
+        for (int i = 0; i < j->result.n_parts; i++) {
+                const struct kiln_part *p = &j->result.parts[i];
+                uint8_t *hdr;
+                size_t hdr_len;
+                struct outmsg *m = calloc(1, sizeof(*m));
+                if (!m || proto_frame_header(j->id_text, p->name, kiln_dtype_name(p->dtype), p->ndim, p->shape,
+                                             &hdr, &hdr_len) < 0) {
+                        free(m);
+                        log_error("job %s: out of memory queueing part %s", j->id_text, p->name);
+                        return;
+                }
+                m->head = malloc(LWS_PRE + hdr_len);
+                if (!m->head) {
+                        free(hdr);
+                        free(m);
+                        return;
+                }
+                memcpy(m->head + LWS_PRE, hdr, hdr_len);
+                free(hdr);
+                m->head_len = hdr_len;
+                m->binary = true;
+                m->job = job_ref(j);
+                m->payload = p->data;
+                m->payload_len = p->bytes;
+                out_push(s, m);
+        }
+}
+
+int session_writable(struct kilnd *d, struct session *s)
+{
+        static uint8_t scratch[LWS_PRE + CHUNK];
+        struct outmsg *m = s->out_head;
+
+        if (!m)
+                return 0;
+        size_t total = m->head_len + m->payload_len;
+        size_t n = total - m->sent;
+        if (n > CHUNK)
+                n = CHUNK;
+        uint8_t *buf;
+        if (!m->binary && total <= CHUNK) {
+                buf = m->head + LWS_PRE; /* whole small text message: no copy */
+        } else {
+                size_t off = m->sent, w = 0;
+                if (off < m->head_len) {
+                        w = m->head_len - off < n ? m->head_len - off : n;
+                        memcpy(scratch + LWS_PRE, m->head + LWS_PRE + off, w);
+                }
+                if (w < n)
+                        memcpy(scratch + LWS_PRE + w, m->payload + (off + w - m->head_len), n - w);
+                buf = scratch + LWS_PRE;
+        }
+        int flags = lws_write_ws_flags(m->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT, m->sent == 0,
+                                       m->sent + n == total);
+        if (lws_write(s->wsi, buf, n, (enum lws_write_protocol)flags) < (int)n)
+                return -1;
+        m->sent += n;
+        if (m->sent == total) {
+                s->out_head = m->next;
+                if (!s->out_head)
+                        s->out_tail = NULL;
+                s->out_queued--;
+                out_free(m);
+        }
+        if (s->out_head)
+                lws_callback_on_writable(s->wsi);
+        return 0;
+}
+
+/* ---- connection lifecycle ---- */
+
+int session_open(struct kilnd *d, struct session *s, struct lws *wsi)
+{
+        memset(s, 0, sizeof(*s));
+        s->d = d;
+        s->wsi = wsi;
+        s->id = ++d->next_session_id;
+        if (!d->cfg->auth.required) {
+                s->authed = true;
+                auth_anonymous(&s->who);
+        }
+        table_put(d, s);
+        return 0;
+}
+
+static void parts_clear(struct session *s)
+{
+        while (s->parts) {
+                struct in_part *p = s->parts;
+                s->parts = p->next;
+                free(p->ref);
+                free(p);
+        }
+        s->parts_bytes = 0;
+}
+
+void session_close(struct kilnd *d, struct session *s)
+{
+        table_del(d, s);
+        while (s->out_head) {
+                struct outmsg *m = s->out_head;
+                s->out_head = m->next;
+                out_free(m);
+        }
+        s->out_tail = NULL;
+        parts_clear(s);
+        free(s->rx);
+        s->rx = NULL;
+}
+
+/* ---- job events ---- */
+
+void sessions_job_accepted(struct kilnd *d, struct job *j)
+{
+        struct session *s = table_get(d, j->submitter);
+        if (!s)
+                return;
+        if (j->watch_submitter)
+                job_watch(j, s->id);
+        send_json(s, json_pack("{s:s, s:s, s:s, s:b}", "op", "accepted", "job", j->id_text, "state", "queued",
+                               "cached", 0),
+                  j->submit_ref);
+}
+
+void sessions_job_rejected(struct kilnd *d, struct job *j, enum kiln_err code, const char *message)
+{
+        struct session *s = table_get(d, j->submitter);
+        if (s)
+                send_error(s, j->submit_ref, code, NULL, "%s", message);
+}
+
+void sessions_job_progress(struct kilnd *d, struct job *j)
+{
+        for (size_t i = 0; i < j->n_watchers; i++) {
+                struct session *s = table_get(d, j->watchers[i]);
+                if (s)
+                        send_json(s, json_pack("{s:s, s:s, s:i}", "op", "progress", "job", j->id_text, "pct",
+                                               atomic_load(&j->pct)),
+                                  NULL);
+        }
+}
+
+void sessions_job_done(struct kilnd *d, struct job *j)
+{
+        for (size_t i = 0; i < j->n_watchers; i++) {
+                struct session *s = table_get(d, j->watchers[i]);
+                if (s)
+                        send_done(s, j, s->id == j->submitter ? j->submit_ref : NULL);
+        }
+}
+
+/* ---- submit ---- */
+
+static void on_committed_mail(struct mail *m)
+{
+        struct job *j = container_of(m, struct job, mail);
+        struct kilnd *d = j->d;
+
+        kilnd_store_answered(d);
+        if (j->op.status < 0) {
+                log_error("job %s: storing it failed: %s", j->id_text, strerror(-j->op.status));
+                sessions_job_rejected(d, j,
+                                      j->op.status == -ENOSPC ? KERR_QUEUE_FULL : KERR_UNAVAILABLE,
+                                      j->op.status == -ENOSPC ? "the job store is full"
+                                                              : "the job could not be stored");
+                d->queued_jobs--;
+                job_unref(j);
+                return;
+        }
+        jobs_table_add(d, j);
+        sessions_job_accepted(d, j);
+        jobs_deadline_add(d, j);
+        if (d->sched) /* NULL only while shutting down: the job stays queued in the store */
+                sched_push(d->sched, j);
+        job_unref(j); /* the store operation's reference */
+}
+
+static void on_committed(struct store_op *op)
+{
+        struct job *j = container_of(op, struct job, op);
+        j->mail.fn = on_committed_mail;
+        mailbox_post(j->d->mailbox, &j->mail);
+}
+
+static bool consume_parts(struct session *s, json_t *ref, const struct kiln_kind *kind)
+{
+        char *r = ref ? json_dumps(ref, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        bool refused = false;
+        for (struct in_part **pp = &s->parts; *pp;) {
+                struct in_part *p = *pp;
+                if (r && p->ref && !strcmp(p->ref, r)) {
+                        if (!refused) {
+                                char field[64];
+                                snprintf(field, sizeof(field), "parts.%s", p->name);
+                                send_error(s, ref, KERR_BAD_PARAMS, field, "%s takes no binary part \"%s\"",
+                                           kind->name, p->name);
+                                refused = true;
+                        }
+                        *pp = p->next;
+                        s->parts_bytes -= p->len;
+                        free(p->ref);
+                        free(p);
+                } else {
+                        pp = &p->next;
+                }
+        }
+        free(r);
+        return !refused;
+}
+
+static void op_submit(struct session *s, const struct proto_req *rq)
+{
+        struct kilnd *d = s->d;
+        json_t *ref = rq->ref;
+
+        if (d->draining) {
+                send_error(s, ref, KERR_SHUTTING_DOWN, NULL, "kilnd is shutting down and takes no new jobs");
+                return;
+        }
+        const struct kiln_kind *kind = kiln_kind_find(rq->submit.kind);
+        if (!kind) {
+                send_error(s, ref, KERR_UNKNOWN_KIND, "kind", "unknown job kind \"%s\"", rq->submit.kind);
+                return;
+        }
+        if (!consume_parts(s, ref, kind))
+                return;
+        if (d->queued_jobs >= d->cfg->jobs.max_queued) {
+                send_error(s, ref, KERR_QUEUE_FULL, NULL, "the queue holds its maximum of %u jobs; retry later",
+                           d->cfg->jobs.max_queued);
+                return;
+        }
+        void *params = calloc(1, kind->params_size ? kind->params_size : 1);
+        json_t *canonical = NULL;
+        struct kiln_param_error perr;
+        if (!params) {
+                send_error(s, ref, KERR_INTERNAL, NULL, "out of memory");
+                return;
+        }
+        if (kiln_params_validate(kind, rq->submit.params, &canonical, params, &perr) < 0) {
+                free(params);
+                send_error(s, ref, KERR_BAD_PARAMS, perr.field, "%s", perr.message);
+                return;
+        }
+        int64_t timeout = rq->submit.timeout_ms > 0 ? rq->submit.timeout_ms : d->cfg->jobs.default_timeout_ms;
+        struct job *j = job_new(d, kind, params, canonical, s->who.tenant, rq->submit.priority, kiln_now_ms(),
+                                timeout, rq->submit.key);
+        if (!j) {
+                send_error(s, ref, KERR_INTERNAL, NULL, "out of memory");
+                return;
+        }
+        j->submitter = s->id;
+        j->submit_ref = ref ? json_incref(ref) : NULL;
+        j->watch_submitter = rq->submit.watch;
+        d->queued_jobs++;
+        job_to_record(j, &j->record);
+        memset(&j->op, 0, sizeof(j->op));
+        j->op.type = STORE_OP_JOB_PUT;
+        j->op.job = &j->record;
+        j->op.done = on_committed;
+        kilnd_store_submit(d, &j->op); /* the job's reference travels with the op */
+}
+
+/* ---- ops answered from the store ---- */
+
+struct store_req {
+        struct store_op op;
+        struct mail mail;
+        struct kilnd *d;
+        uint64_t session_id;
+        enum kiln_op kind;
+        json_t *ref;
+        char tenant[64];
+        char *list_kind;
+};
+
+static void store_req_free(struct store_req *r)
+{
+        store_job_free(r->op.job_out);
+        free(r->op.result_out);
+        for (size_t i = 0; i < r->op.list_n; i++)
+                store_job_free(r->op.list_out[i]);
+        free(r->op.list_out);
+        free(r->list_kind);
+        json_decref(r->ref);
+        free(r);
+}
+
+static json_t *iso8601(int64_t ms)
+{
+        if (ms <= 0)
+                return json_null();
+        char buf[96];
+        time_t t = (time_t)(ms / 1000);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+        return json_string(buf);
+}
+
+static void send_status(struct session *s, json_t *ref, const char *id, const char *kind, int state, int pct,
+                        int64_t submitted, int64_t finished)
+{
+        send_json(s,
+                  json_pack("{s:s, s:s, s:s, s:s, s:i, s:o, s:o}", "op", "status", "job", id, "kind", kind, "state",
+                            kiln_job_state_name(state), "pct", pct, "submitted", iso8601(submitted), "finished",
+                            iso8601(kiln_job_state_is_final(state) ? finished : 0)),
+                  ref);
+}
+
+static void send_list(struct session *s, struct store_req *r)
+{
+        json_t *arr = json_array();
+        char last[37] = "";
+        for (size_t i = 0; i < r->op.list_n; i++) {
+                const struct store_job *rec = r->op.list_out[i];
+                int state = rec->state;
+                struct job *live = jobs_table_find(s->d, rec->id);
+                if (live)
+                        state = atomic_load(&live->state);
+                kiln_uuid_format(rec->id, last);
+                json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:o}", "job", last, "kind", rec->kind, "state",
+                                                     kiln_job_state_name(state), "submitted",
+                                                     iso8601(rec->submitted_ms)));
+        }
+        json_t *next = r->op.list_more && last[0] ? json_string(last) : json_null();
+        send_json(s, json_pack("{s:s, s:o, s:o}", "op", "jobs", "jobs", arr, "next", next), r->ref);
+}
+
+static void on_store_reply_mail(struct mail *m)
+{
+        struct store_req *r = container_of(m, struct store_req, mail);
+        struct kilnd *d = r->d;
+        struct session *s = table_get(d, r->session_id);
+
+        kilnd_store_answered(d);
+        if (!s)
+                goto out;
+        if (r->op.status < 0 && r->op.status != -ENOENT) {
+                send_error(s, r->ref, KERR_INTERNAL, NULL, "reading the job store failed: %s",
+                           strerror(-r->op.status));
+                goto out;
+        }
+        if (r->kind == KOP_LIST) {
+                send_list(s, r);
+                goto out;
+        }
+        struct store_job *rec = r->op.job_out;
+        if (r->op.status == -ENOENT || !rec || strcmp(rec->tenant, r->tenant)) {
+                send_error(s, r->ref, KERR_NOT_FOUND, "job", "no such job");
+                goto out;
+        }
+        char id[37];
+        kiln_uuid_format(rec->id, id);
+        /* A job still live in memory answers for itself (the record may lag behind). */
+        struct job *live = jobs_table_find(d, rec->id);
+        switch (r->kind) {
+        case KOP_STATUS:
+                if (live)
+                        send_status(s, r->ref, id, rec->kind, atomic_load(&live->state), atomic_load(&live->pct),
+                                    live->submitted_ms, live->finished_ms);
+                else
+                        send_status(s, r->ref, id, rec->kind, rec->state,
+                                    kiln_job_state_is_final(rec->state) ? 100 : 0, rec->submitted_ms,
+                                    rec->finished_ms);
+                break;
+        case KOP_CANCEL:
+                send_json(s, json_pack("{s:s, s:s, s:s}", "op", "ok", "job", id, "state",
+                                       kiln_job_state_name(live ? atomic_load(&live->state) : rec->state)),
+                          r->ref);
+                break;
+        case KOP_WATCH:
+        case KOP_RESULT:
+                if (live) {
+                        job_watch(live, s->id);
+                        send_ok(s, r->ref);
+                        break;
+                }
+                struct job *j = NULL;
+                int k = job_from_record(d, rec, &j);
+                if (k >= 0 && rec->state == KILN_JOB_DONE)
+                        k = r->op.result_out ? result_blob_read(j, r->op.result_out, r->op.result_size) : -EIO;
+                if (k >= 0) {
+                        if (rec->state == KILN_JOB_DONE)
+                                r->op.result_out = NULL; /* the job owns the blob now */
+                        j->started_ms = rec->finished_ms - rec->run_ms;
+                        j->submitted_ms = rec->submitted_ms;
+                        k = job_build_done(j);
+                }
+                if (k < 0) {
+                        send_error(s, r->ref, KERR_INTERNAL, "job", "the stored result of job %s is unreadable",
+                                   id);
+                } else {
+                        if (r->kind == KOP_WATCH)
+                                send_ok(s, r->ref);
+                        send_done(s, j, r->kind == KOP_RESULT ? r->ref : NULL);
+                }
+                job_unref(j);
+                break;
+        default:
+                break;
+        }
+out:
+        store_req_free(r);
+}
+
+static void on_store_reply(struct store_op *op)
+{
+        struct store_req *r = container_of(op, struct store_req, op);
+        r->mail.fn = on_store_reply_mail;
+        mailbox_post(r->d->mailbox, &r->mail);
+}
+
+static void ask_store(struct session *s, const struct proto_req *rq, enum store_op_type type)
+{
+        struct store_req *r = calloc(1, sizeof(*r));
+        if (!r) {
+                send_error(s, rq->ref, KERR_INTERNAL, NULL, "out of memory");
+                return;
+        }
+        r->d = s->d;
+        r->session_id = s->id;
+        r->kind = rq->op;
+        r->ref = rq->ref ? json_incref(rq->ref) : NULL;
+        snprintf(r->tenant, sizeof(r->tenant), "%s", s->who.tenant);
+        r->op.type = type;
+        r->op.done = on_store_reply;
+        if (type == STORE_OP_LIST) {
+                r->list_kind = rq->list.kind ? strdup(rq->list.kind) : NULL;
+                r->op.list.tenant = r->tenant;
+                r->op.list.state = rq->list.state;
+                r->op.list.kind = r->list_kind;
+                r->op.list.has_after = rq->list.has_after;
+                memcpy(r->op.list.after, rq->list.after, 16);
+                r->op.list.limit = rq->list.limit;
+        } else {
+                memcpy(r->op.id, rq->job.id, 16);
+        }
+        kilnd_store_submit(s->d, &r->op);
+}
+
+/* ---- the job ops ---- */
+
+static void op_job(struct session *s, const struct proto_req *rq)
+{
+        struct kilnd *d = s->d;
+        struct job *j = jobs_table_find(d, rq->job.id);
+
+        if (j && strcmp(j->tenant, s->who.tenant)) {
+                send_error(s, rq->ref, KERR_NOT_FOUND, "job", "no such job");
+                return;
+        }
+        if (!j) {
+                ask_store(s, rq, rq->op == KOP_RESULT || rq->op == KOP_WATCH ? STORE_OP_RESULT_GET : STORE_OP_JOB_GET);
+                return;
+        }
+        int state = atomic_load(&j->state);
+        switch (rq->op) {
+        case KOP_STATUS:
+                send_status(s, rq->ref, j->id_text, j->kind->name, state, atomic_load(&j->pct), j->submitted_ms,
+                            j->finished_ms);
+                break;
+        case KOP_WATCH:
+        case KOP_RESULT:
+                /* Not finished yet: the `done` (and parts) follow when it is. */
+                if (job_watch(j, s->id) < 0) {
+                        send_error(s, rq->ref, KERR_INTERNAL, NULL, "out of memory");
+                        break;
+                }
+                send_ok(s, rq->ref);
+                break;
+        case KOP_CANCEL:
+                if (!kiln_job_state_is_final(state)) {
+                        if (sched_remove(d->sched, j))
+                                job_finish(j, KILN_JOB_CANCELLED, KERR_CANCELLED, "the job was cancelled");
+                        else
+                                atomic_store(&j->stop, JOB_STOP_CANCEL);
+                }
+                send_json(s, json_pack("{s:s, s:s, s:s}", "op", "ok", "job", j->id_text, "state",
+                                       kiln_job_state_name(atomic_load(&j->state))),
+                          rq->ref);
+                break;
+        default:
+                break;
+        }
+}
+
+/* ---- dispatch ---- */
+
+static void op_hello(struct session *s, const struct proto_req *rq)
+{
+        struct kilnd *d = s->d;
+        if (d->cfg->auth.required) {
+                int r = auth_check(d, rq->hello.token, &s->who);
+                if (r < 0) {
+                        s->authed = false;
+                        send_error(s, rq->ref, KERR_UNAUTHORIZED, "token",
+                                   rq->hello.token ? "the token is not valid" : "a token is required");
+                        return;
+                }
+                s->authed = true;
+        }
+        json_t *kinds = json_array();
+        for (int i = 0; kiln_kinds[i]; i++)
+                json_array_append_new(kinds, json_string(kiln_kinds[i]->name));
+        json_t *limits = json_pack("{s:I, s:I, s:I}", "max_message_bytes", (json_int_t)d->cfg->server.max_message_bytes,
+                                   "max_queued", (json_int_t)d->cfg->jobs.max_queued, "default_timeout_ms",
+                                   (json_int_t)d->cfg->jobs.default_timeout_ms);
+        send_json(s,
+                  json_pack("{s:s, s:s, s:i, s:s, s:s, s:o, s:o}", "op", "welcome", "server", "kiln/" KILN_VERSION,
+                            "protocol", 1, "tenant", s->who.tenant, "role", auth_role_name(s->who.role), "kinds",
+                            kinds, "limits", limits),
+                  rq->ref);
+}
+
+static void handle_text(struct session *s, const char *text, size_t len)
+{
+        struct proto_req rq;
+        struct proto_error err;
+        json_t *ref = NULL;
+
+        if (proto_decode(text, len, &rq, &ref, &err) < 0) {
+                send_error(s, ref, err.code, err.field, "%s", err.message);
+                json_decref(ref);
+                return;
+        }
+        if (!s->authed && rq.op != KOP_HELLO) {
+                send_error(s, rq.ref, KERR_UNAUTHORIZED, NULL, "say hello with a valid token first");
+                proto_req_clear(&rq);
+                return;
+        }
+        switch (rq.op) {
+        case KOP_HELLO:
+                op_hello(s, &rq);
+                break;
+        case KOP_SUBMIT:
+                op_submit(s, &rq);
+                break;
+        case KOP_STATUS:
+        case KOP_RESULT:
+        case KOP_WATCH:
+        case KOP_CANCEL:
+                op_job(s, &rq);
+                break;
+        case KOP_LIST:
+                ask_store(s, &rq, STORE_OP_LIST);
+                break;
+        case KOP_STATS:
+                send_json(s, stats_json(s->d, s->who.tenant), rq.ref);
+                break;
+        case KOP_SUBSCRIBE:
+                s->stats_subscribed = true;
+                send_ok(s, rq.ref);
+                break;
+        default:
+                send_error(s, rq.ref, KERR_UNKNOWN_OP, "op", "unknown op");
+                break;
+        }
+        proto_req_clear(&rq);
+}
+
+static void handle_binary(struct session *s, const uint8_t *buf, size_t len)
+{
+        struct proto_frame f;
+        struct proto_error err;
+
+        if (proto_frame_decode(buf, len, &f, &err) < 0) {
+                send_error(s, NULL, err.code, err.field, "%s", err.message);
+                return;
+        }
+        json_t *ref = f.ref;
+        if (!s->authed) {
+                send_error(s, ref, KERR_UNAUTHORIZED, NULL, "say hello with a valid token first");
+                goto out;
+        }
+        if (!ref) {
+                send_error(s, NULL, KERR_BAD_REQUEST, "frame.ref",
+                           "a binary part sent to kilnd needs the \"ref\" of the message that uses it");
+                goto out;
+        }
+        if (s->parts_bytes + f.payload_len > s->d->cfg->server.max_message_bytes) {
+                send_error(s, ref, KERR_TOO_LARGE, "frame",
+                           "binary parts waiting for their message exceed %llu bytes",
+                           (unsigned long long)s->d->cfg->server.max_message_bytes);
+                goto out;
+        }
+        struct in_part *p = calloc(1, sizeof(*p));
+        if (!p || !(p->ref = json_dumps(ref, JSON_COMPACT | JSON_ENCODE_ANY))) {
+                free(p);
+                send_error(s, ref, KERR_INTERNAL, NULL, "out of memory");
+                goto out;
+        }
+        /* No kind takes binary input yet: only the part's identity is kept so the
+         * message that names it gets a precise error. */
+        snprintf(p->name, sizeof(p->name), "%s", f.part);
+        p->len = f.payload_len;
+        p->next = s->parts;
+        s->parts = p;
+        s->parts_bytes += p->len;
+out:
+        proto_frame_clear(&f);
+}
+
+int session_receive(struct kilnd *d, struct session *s, const void *in, size_t len)
+{
+        uint64_t max = d->cfg->server.max_message_bytes;
+
+        if (s->rx_len + len > max) {
+                static const char reason[] = "message too large";
+                lws_close_reason(s->wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)reason,
+                                 sizeof(reason) - 1);
+                stats_rejected(d, KERR_TOO_LARGE);
+                return -1;
+        }
+        bool whole = lws_is_first_fragment(s->wsi) && lws_is_final_fragment(s->wsi) &&
+                     !lws_remaining_packet_payload(s->wsi) && s->rx_len == 0;
+        const uint8_t *msg = in;
+        if (!whole) {
+                if (s->rx_len + len > s->rx_cap) {
+                        size_t cap = s->rx_cap ? s->rx_cap : 4096;
+                        while (cap < s->rx_len + len)
+                                cap *= 2;
+                        uint8_t *nb = realloc(s->rx, cap);
+                        if (!nb)
+                                return -1;
+                        s->rx = nb;
+                        s->rx_cap = cap;
+                }
+                memcpy(s->rx + s->rx_len, in, len);
+                s->rx_len += len;
+                if (!lws_is_final_fragment(s->wsi) || lws_remaining_packet_payload(s->wsi))
+                        return 0;
+                msg = s->rx;
+                len = s->rx_len;
+        }
+        d->ws_messages_in++;
+        if (lws_frame_is_binary(s->wsi))
+                handle_binary(s, msg, len);
+        else
+                handle_text(s, (const char *)msg, len);
+        s->rx_len = 0;
+        if (s->rx_cap > 1024 * 1024) {
+                free(s->rx);
+                s->rx = NULL;
+                s->rx_cap = 0;
+        }
+        return 0;
+}
+
+/* Sends the stats object to every session subscribed to it. */
+static void push_stats(struct session *s, void *userdata)
+{
+        if (s->stats_subscribed && s->out_queued < 64)
+                send_json(s, stats_json(s->d, s->who.tenant), NULL);
+}
+
+void sessions_push_stats(struct kilnd *d)
+{
+        sessions_foreach(d, push_stats, NULL);
+}

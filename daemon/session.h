@@ -1,0 +1,28 @@
+/* One WebSocket connection: its messages in, its queue of frames out, and the
+ * replies to every op of SPEC §2. Everything here runs on the loop thread. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto.h"
+
+struct kilnd;
+struct job;
+struct lws;
+struct session;
+
+/* Connection lifecycle, from server.c's protocol callback. */
+int session_open(struct kilnd *d, struct session *s, struct lws *wsi);
+void session_close(struct kilnd *d, struct session *s);
+/* A received fragment; returns -1 when the connection must close. */
+int session_receive(struct kilnd *d, struct session *s, const void *in, size_t len);
+/* The socket can take more; writes one frame fragment. Returns -1 to close. */
+int session_writable(struct kilnd *d, struct session *s);
+size_t session_struct_size(void);
+
+/* Job events, routed to the sessions that asked for them. */
+void sessions_job_accepted(struct kilnd *d, struct job *j);
+void sessions_job_rejected(struct kilnd *d, struct job *j, enum kiln_err code, const char *message);
+void sessions_job_progress(struct kilnd *d, struct job *j);
+void sessions_job_done(struct kilnd *d, struct job *j);
