@@ -1,0 +1,1243 @@
+/* The job store over LMDB (see store.h), and the group-commit writer thread.
+ *
+ * Record format, version 1 (all integers little-endian):
+ *   u8 version, u8 priority, u8 state,
+ *   i64 submitted_ms, i64 finished_ms, i64 deadline_ms,
+ *   u32 queue_ms, u32 run_ms, u32 batch,
+ *   kind, tenant, backend:  u8 length + bytes (no NUL, shorter than the struct's array),
+ *   params, idem_key, error_code, error_message:  u32 length + bytes, or u32 0xffffffff
+ *   for NULL.
+ * The id is the key and is not repeated in the value. A record that does not parse
+ * exactly (short, trailing bytes, out-of-range values, embedded NULs) is -EIO. */
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <lmdb.h>
+
+#include "store.h"
+#include "store_internal.h"
+
+#define STORE_MAX_DBS 4
+#define STORE_FILE_MODE 0600
+#define STORE_DIR_MODE 0700
+#define STORE_NULL_STRING UINT32_MAX
+#define STORE_MAX_PRIORITY 4
+#define STORE_LIST_MAX 1000
+#define WRITER_BATCH_MAX 4096
+#define WRITER_SYNC_INTERVAL_MS 100
+
+struct store {
+        MDB_env *env;
+        MDB_dbi jobs, results, pending;
+        enum store_sync_mode sync;
+};
+
+struct store_txn {
+        struct store *s;
+        MDB_txn *txn;
+        /* First error that left the LMDB transaction unusable (e.g. map full): every
+         * later operation fails with it, and commit aborts and returns it. */
+        int err;
+};
+
+/* The one place where LMDB codes become -errno. */
+static int errno_from_mdb(int rc)
+{
+        if (rc == MDB_SUCCESS)
+                return 0;
+        if (rc > 0)
+                return -rc;
+        switch (rc) {
+        case MDB_NOTFOUND:
+                return -ENOENT;
+        case MDB_MAP_FULL:
+        case MDB_TXN_FULL:
+                return -ENOSPC;
+        default: /* MDB_CORRUPTED, MDB_PANIC, MDB_VERSION_MISMATCH, MDB_INVALID, ... */
+                return -EIO;
+        }
+}
+
+/* Converts the result of an LMDB write call, remembering errors that poison the txn. */
+static int txn_write_result(struct store_txn *t, int rc)
+{
+        int r = errno_from_mdb(rc);
+
+        if (r < 0 && r != -ENOENT && t->err == 0)
+                t->err = r;
+        return r;
+}
+
+static MDB_val key_of(const uint8_t id[16])
+{
+        return (MDB_val){ .mv_size = 16, .mv_data = (void *)id };
+}
+
+/* ---- job states ---- */
+
+static const char *const state_names[] = {
+        [KILN_JOB_QUEUED] = "queued",
+        [KILN_JOB_RUNNING] = "running",
+        [KILN_JOB_DONE] = "done",
+        [KILN_JOB_FAILED] = "failed",
+        [KILN_JOB_CANCELLED] = "cancelled",
+        [KILN_JOB_EXPIRED] = "expired",
+};
+
+#define STATE_COUNT (sizeof(state_names) / sizeof(state_names[0]))
+
+/* Returns the protocol name of a job state, or NULL when `s` is not a state. */
+const char *kiln_job_state_name(enum kiln_job_state s)
+{
+        if ((unsigned)s >= STATE_COUNT)
+                return NULL;
+        return state_names[s];
+}
+
+/* Parses a protocol state name. Returns >= 0 and sets *ret, or -EINVAL. */
+int kiln_job_state_from_name(const char *name, enum kiln_job_state *ret)
+{
+        if (!name)
+                return -EINVAL;
+        for (size_t i = 0; i < STATE_COUNT; i++) {
+                if (strcmp(name, state_names[i]) == 0) {
+                        *ret = (enum kiln_job_state)i;
+                        return 0;
+                }
+        }
+        return -EINVAL;
+}
+
+static bool state_is_pending(uint8_t state)
+{
+        return state == KILN_JOB_QUEUED || state == KILN_JOB_RUNNING;
+}
+
+/* ---- job records in memory ---- */
+
+static int dup_string(const char *src, char **ret)
+{
+        char *d = NULL;
+
+        if (src) {
+                d = strdup(src);
+                if (!d)
+                        return -ENOMEM;
+        }
+        *ret = d;
+        return 0;
+}
+
+/* Frees a job and the strings it owns. Accepts NULL. */
+void store_job_free(struct store_job *j)
+{
+        if (!j)
+                return;
+        free(j->params);
+        free(j->idem_key);
+        free(j->error_code);
+        free(j->error_message);
+        free(j);
+}
+
+/* Returns a deep copy of `j` (free with store_job_free), or NULL when out of memory. */
+struct store_job *store_job_dup(const struct store_job *j)
+{
+        struct store_job *d = malloc(sizeof(*d));
+
+        if (!d)
+                return NULL;
+        *d = *j;
+        d->params = d->idem_key = d->error_code = d->error_message = NULL;
+        if (dup_string(j->params, &d->params) < 0 || dup_string(j->idem_key, &d->idem_key) < 0 ||
+            dup_string(j->error_code, &d->error_code) < 0 ||
+            dup_string(j->error_message, &d->error_message) < 0) {
+                store_job_free(d);
+                return NULL;
+        }
+        return d;
+}
+
+/* ---- record codec ---- */
+
+struct str_view {
+        const char *p;   /* NULL for an absent (NULL) string */
+        size_t n;
+};
+
+/* A parsed record whose strings point into the LMDB value. */
+struct record_view {
+        uint8_t priority, state;
+        int64_t submitted_ms, finished_ms, deadline_ms;
+        uint32_t queue_ms, run_ms, batch;
+        struct str_view kind, tenant, backend;
+        struct str_view params, idem_key, error_code, error_message;
+};
+
+struct reader {
+        const uint8_t *p;
+        size_t left;
+};
+
+static bool read_bytes(struct reader *r, size_t n, const uint8_t **ret)
+{
+        if (n > r->left)
+                return false;
+        *ret = r->p;
+        r->p += n;
+        r->left -= n;
+        return true;
+}
+
+static bool read_u8(struct reader *r, uint8_t *ret)
+{
+        const uint8_t *p;
+
+        if (!read_bytes(r, 1, &p))
+                return false;
+        *ret = p[0];
+        return true;
+}
+
+static bool read_u32(struct reader *r, uint32_t *ret)
+{
+        const uint8_t *p;
+
+        if (!read_bytes(r, 4, &p))
+                return false;
+        *ret = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+        return true;
+}
+
+static bool read_i64(struct reader *r, int64_t *ret)
+{
+        const uint8_t *p;
+        uint64_t v = 0;
+
+        if (!read_bytes(r, 8, &p))
+                return false;
+        for (int i = 7; i >= 0; i--)
+                v = v << 8 | p[i];
+        *ret = (int64_t)v;
+        return true;
+}
+
+static bool no_nul(const uint8_t *p, size_t n)
+{
+        return memchr(p, 0, n) == NULL;
+}
+
+/* A fixed string: u8 length, strictly less than the destination array. */
+static bool read_short_string(struct reader *r, size_t cap, struct str_view *ret)
+{
+        const uint8_t *p;
+        uint8_t n;
+
+        if (!read_u8(r, &n) || n >= cap || !read_bytes(r, n, &p) || !no_nul(p, n))
+                return false;
+        *ret = (struct str_view){ .p = (const char *)p, .n = n };
+        return true;
+}
+
+static bool read_long_string(struct reader *r, struct str_view *ret)
+{
+        const uint8_t *p;
+        uint32_t n;
+
+        if (!read_u32(r, &n))
+                return false;
+        if (n == STORE_NULL_STRING) {
+                *ret = (struct str_view){ .p = NULL, .n = 0 };
+                return true;
+        }
+        if (!read_bytes(r, n, &p) || !no_nul(p, n))
+                return false;
+        *ret = (struct str_view){ .p = (const char *)p, .n = n };
+        return true;
+}
+
+static int record_parse(const uint8_t *buf, size_t size, struct record_view *v)
+{
+        struct reader r = { .p = buf, .left = size };
+        uint8_t version;
+
+        if (!buf)
+                return -EIO;
+        if (!read_u8(&r, &version) || version != STORE_RECORD_VERSION)
+                return -EIO;
+        if (!read_u8(&r, &v->priority) || !read_u8(&r, &v->state) ||
+            !read_i64(&r, &v->submitted_ms) || !read_i64(&r, &v->finished_ms) ||
+            !read_i64(&r, &v->deadline_ms) || !read_u32(&r, &v->queue_ms) ||
+            !read_u32(&r, &v->run_ms) || !read_u32(&r, &v->batch))
+                return -EIO;
+        if (v->priority > STORE_MAX_PRIORITY || v->state >= STATE_COUNT)
+                return -EIO;
+        if (!read_short_string(&r, sizeof(((struct store_job *)0)->kind), &v->kind) ||
+            !read_short_string(&r, sizeof(((struct store_job *)0)->tenant), &v->tenant) ||
+            !read_short_string(&r, sizeof(((struct store_job *)0)->backend), &v->backend))
+                return -EIO;
+        if (!read_long_string(&r, &v->params) || !read_long_string(&r, &v->idem_key) ||
+            !read_long_string(&r, &v->error_code) || !read_long_string(&r, &v->error_message))
+                return -EIO;
+        if (r.left != 0)
+                return -EIO;
+        return 0;
+}
+
+static bool view_equals(const struct str_view *v, const char *s)
+{
+        size_t n = strlen(s);
+
+        return v->p && v->n == n && memcmp(v->p, s, n) == 0;
+}
+
+static int view_to_string(const struct str_view *v, char **ret)
+{
+        char *s = NULL;
+
+        if (v->p) {
+                s = malloc(v->n + 1);
+                if (!s)
+                        return -ENOMEM;
+                memcpy(s, v->p, v->n);
+                s[v->n] = '\0';
+        }
+        *ret = s;
+        return 0;
+}
+
+static int view_to_job(const uint8_t id[16], const struct record_view *v, struct store_job **ret)
+{
+        struct store_job *j = calloc(1, sizeof(*j));
+
+        if (!j)
+                return -ENOMEM;
+        memcpy(j->id, id, 16);
+        memcpy(j->kind, v->kind.p, v->kind.n);
+        memcpy(j->tenant, v->tenant.p, v->tenant.n);
+        memcpy(j->backend, v->backend.p, v->backend.n);
+        j->priority = v->priority;
+        j->state = v->state;
+        j->submitted_ms = v->submitted_ms;
+        j->finished_ms = v->finished_ms;
+        j->deadline_ms = v->deadline_ms;
+        j->queue_ms = v->queue_ms;
+        j->run_ms = v->run_ms;
+        j->batch = v->batch;
+        if (view_to_string(&v->params, &j->params) < 0 || view_to_string(&v->idem_key, &j->idem_key) < 0 ||
+            view_to_string(&v->error_code, &j->error_code) < 0 ||
+            view_to_string(&v->error_message, &j->error_message) < 0) {
+                store_job_free(j);
+                return -ENOMEM;
+        }
+        *ret = j;
+        return 0;
+}
+
+/* Decodes a record stored under key `id` as a new job; see store_internal.h. */
+int store_record_decode(const uint8_t id[16], const uint8_t *buf, size_t size, struct store_job **ret)
+{
+        struct record_view v;
+        int r;
+
+        r = record_parse(buf, size, &v);
+        if (r < 0)
+                return r;
+        return view_to_job(id, &v, ret);
+}
+
+static int short_string_size(const char *s, size_t cap, size_t *size)
+{
+        size_t n = strnlen(s, cap);
+
+        if (n >= cap)
+                return -EINVAL;
+        *size += 1 + n;
+        return 0;
+}
+
+static int long_string_size(const char *s, size_t *size)
+{
+        size_t n;
+
+        *size += 4;
+        if (!s)
+                return 0;
+        n = strlen(s);
+        if (n >= STORE_NULL_STRING)
+                return -E2BIG;
+        *size += n;
+        return 0;
+}
+
+/* Validates `job` and computes the size of its record. */
+static int record_size(const struct store_job *job, size_t *ret)
+{
+        size_t size = 3 + 3 * 8 + 3 * 4;
+        int r;
+
+        if (job->priority > STORE_MAX_PRIORITY || job->state >= STATE_COUNT)
+                return -EINVAL;
+        r = short_string_size(job->kind, sizeof(job->kind), &size);
+        if (r < 0)
+                return r;
+        r = short_string_size(job->tenant, sizeof(job->tenant), &size);
+        if (r < 0)
+                return r;
+        r = short_string_size(job->backend, sizeof(job->backend), &size);
+        if (r < 0)
+                return r;
+        r = long_string_size(job->params, &size);
+        if (r < 0)
+                return r;
+        r = long_string_size(job->idem_key, &size);
+        if (r < 0)
+                return r;
+        r = long_string_size(job->error_code, &size);
+        if (r < 0)
+                return r;
+        r = long_string_size(job->error_message, &size);
+        if (r < 0)
+                return r;
+        *ret = size;
+        return 0;
+}
+
+static uint8_t *write_u32(uint8_t *p, uint32_t v)
+{
+        for (int i = 0; i < 4; i++)
+                *p++ = (uint8_t)(v >> (8 * i));
+        return p;
+}
+
+static uint8_t *write_i64(uint8_t *p, int64_t v)
+{
+        uint64_t u = (uint64_t)v;
+
+        for (int i = 0; i < 8; i++)
+                *p++ = (uint8_t)(u >> (8 * i));
+        return p;
+}
+
+static uint8_t *write_short_string(uint8_t *p, const char *s)
+{
+        size_t n = strlen(s);
+
+        *p++ = (uint8_t)n;
+        memcpy(p, s, n);
+        return p + n;
+}
+
+static uint8_t *write_long_string(uint8_t *p, const char *s)
+{
+        size_t n;
+
+        if (!s)
+                return write_u32(p, STORE_NULL_STRING);
+        n = strlen(s);
+        p = write_u32(p, (uint32_t)n);
+        memcpy(p, s, n);
+        return p + n;
+}
+
+/* Writes the record of an already validated job (record_size) into dst. */
+static void record_write(const struct store_job *job, uint8_t *dst)
+{
+        uint8_t *p = dst;
+
+        *p++ = STORE_RECORD_VERSION;
+        *p++ = job->priority;
+        *p++ = job->state;
+        p = write_i64(p, job->submitted_ms);
+        p = write_i64(p, job->finished_ms);
+        p = write_i64(p, job->deadline_ms);
+        p = write_u32(p, job->queue_ms);
+        p = write_u32(p, job->run_ms);
+        p = write_u32(p, job->batch);
+        p = write_short_string(p, job->kind);
+        p = write_short_string(p, job->tenant);
+        p = write_short_string(p, job->backend);
+        p = write_long_string(p, job->params);
+        p = write_long_string(p, job->idem_key);
+        p = write_long_string(p, job->error_code);
+        write_long_string(p, job->error_message);
+}
+
+/* Encodes `job` as a record; see store_internal.h. */
+int store_record_encode(const struct store_job *job, uint8_t **ret_buf, size_t *ret_size)
+{
+        uint8_t *buf;
+        size_t size;
+        int r;
+
+        r = record_size(job, &size);
+        if (r < 0)
+                return r;
+        buf = malloc(size);
+        if (!buf)
+                return -ENOMEM;
+        record_write(job, buf);
+        *ret_buf = buf;
+        *ret_size = size;
+        return 0;
+}
+
+/* ---- environment ---- */
+
+/* Creates `path` and its missing parents with `mode` (like mkdir -p). */
+static int mkdir_p(const char *path, mode_t mode)
+{
+        char *copy = strdup(path);
+        struct stat st;
+        int r = 0;
+
+        if (!copy)
+                return -ENOMEM;
+        for (char *p = copy + 1; ; p++) {
+                if (*p != '/' && *p != '\0')
+                        continue;
+                char c = *p;
+                *p = '\0';
+                if (mkdir(copy, mode) < 0 && errno != EEXIST) {
+                        /* An existing parent may refuse mkdir (EACCES, EROFS): fine. */
+                        r = -errno;
+                        if (stat(copy, &st) < 0 || !S_ISDIR(st.st_mode))
+                                break;
+                        r = 0;
+                }
+                *p = c;
+                if (c == '\0')
+                        break;
+        }
+        free(copy);
+        if (r < 0)
+                return r;
+        if (stat(path, &st) < 0)
+                return -errno;
+        if (!S_ISDIR(st.st_mode))
+                return -ENOTDIR;
+        return 0;
+}
+
+static int open_databases(struct store *s)
+{
+        MDB_txn *txn;
+        int rc;
+
+        rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+        if (rc != 0)
+                return errno_from_mdb(rc);
+        rc = mdb_dbi_open(txn, "jobs", MDB_CREATE, &s->jobs);
+        if (rc == 0)
+                rc = mdb_dbi_open(txn, "results", MDB_CREATE, &s->results);
+        if (rc == 0)
+                rc = mdb_dbi_open(txn, "pending", MDB_CREATE, &s->pending);
+        if (rc != 0) {
+                mdb_txn_abort(txn);
+                return errno_from_mdb(rc);
+        }
+        return errno_from_mdb(mdb_txn_commit(txn));
+}
+
+/* Opens (creating if needed) the store in directory `path`; see store.h. MDB_NOTLS
+ * lets read transactions move between threads; BATCH and OFF commit without fsync
+ * (MDB_NOSYNC, never with MDB_WRITEMAP, which can corrupt on a crash). */
+int store_open(const char *path, uint64_t map_size, enum store_sync_mode sync, struct store **ret)
+{
+        unsigned flags = MDB_NOTLS;
+        struct store *s;
+        int dead, r;
+
+        if (!path || !*path || map_size == 0 || map_size > SIZE_MAX)
+                return -EINVAL;
+        if (sync != STORE_SYNC_FULL && sync != STORE_SYNC_BATCH && sync != STORE_SYNC_OFF)
+                return -EINVAL;
+        if (sync != STORE_SYNC_FULL)
+                flags |= MDB_NOSYNC;
+
+        r = mkdir_p(path, STORE_DIR_MODE);
+        if (r < 0)
+                return r;
+
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->sync = sync;
+        r = errno_from_mdb(mdb_env_create(&s->env));
+        if (r < 0) {
+                free(s);
+                return r;
+        }
+        r = errno_from_mdb(mdb_env_set_mapsize(s->env, (size_t)map_size));
+        if (r >= 0)
+                r = errno_from_mdb(mdb_env_set_maxdbs(s->env, STORE_MAX_DBS));
+        if (r >= 0)
+                r = errno_from_mdb(mdb_env_open(s->env, path, flags, STORE_FILE_MODE));
+        if (r >= 0)
+                r = errno_from_mdb(mdb_reader_check(s->env, &dead));
+        if (r >= 0)
+                r = open_databases(s);
+        if (r < 0) {
+                mdb_env_close(s->env);
+                free(s);
+                return r;
+        }
+        *ret = s;
+        return 0;
+}
+
+/* Closes the environment; see store.h. */
+void store_close(struct store *s)
+{
+        if (!s)
+                return;
+        mdb_env_close(s->env);
+        free(s);
+}
+
+/* Flushes committed data to disk; see store.h. */
+int store_sync(struct store *s)
+{
+        return errno_from_mdb(mdb_env_sync(s->env, 1));
+}
+
+/* ---- transactions ---- */
+
+/* Begins a read or write transaction. One thread must not hold two write
+ * transactions of the same store (LMDB deadlocks). Returns >= 0 or -errno. */
+int store_txn_begin(struct store *s, bool write, struct store_txn **ret)
+{
+        struct store_txn *t = calloc(1, sizeof(*t));
+        int r;
+
+        if (!t)
+                return -ENOMEM;
+        t->s = s;
+        r = errno_from_mdb(mdb_txn_begin(s->env, NULL, write ? 0 : MDB_RDONLY, &t->txn));
+        if (r < 0) {
+                free(t);
+                return r;
+        }
+        *ret = t;
+        return 0;
+}
+
+/* Commits and frees `t`; a transaction made unusable by an earlier error (map full)
+ * is aborted and that error returned. Returns >= 0 or -errno. */
+int store_txn_commit(struct store_txn *t)
+{
+        int r;
+
+        if (t->err < 0) {
+                r = t->err;
+                mdb_txn_abort(t->txn);
+        } else {
+                r = errno_from_mdb(mdb_txn_commit(t->txn));
+        }
+        free(t);
+        return r;
+}
+
+/* Aborts and frees `t`. Accepts NULL. */
+void store_txn_abort(struct store_txn *t)
+{
+        if (!t)
+                return;
+        mdb_txn_abort(t->txn);
+        free(t);
+}
+
+/* ---- jobs and results ---- */
+
+/* Inserts or replaces a job record and keeps "pending" in step; see store.h.
+ * Returns >= 0, -EINVAL for an invalid job, -ENOSPC when the map is full (the
+ * transaction must then be aborted), or -errno. */
+int store_job_put(struct store_txn *t, const struct store_job *job)
+{
+        MDB_val key = key_of(job->id), val;
+        MDB_val empty = { .mv_size = 0, .mv_data = NULL };
+        size_t size;
+        int r;
+
+        if (t->err < 0)
+                return t->err;
+        r = record_size(job, &size);
+        if (r < 0)
+                return r;
+        val = (MDB_val){ .mv_size = size, .mv_data = NULL };
+        r = txn_write_result(t, mdb_put(t->txn, t->s->jobs, &key, &val, MDB_RESERVE));
+        if (r < 0)
+                return r;
+        record_write(job, val.mv_data);
+
+        if (state_is_pending(job->state))
+                return txn_write_result(t, mdb_put(t->txn, t->s->pending, &key, &empty, 0));
+        r = txn_write_result(t, mdb_del(t->txn, t->s->pending, &key, NULL));
+        return r == -ENOENT ? 0 : r;
+}
+
+/* Writes raw bytes as a job record; see store_internal.h. */
+int store_record_put_raw(struct store_txn *t, const uint8_t id[16], const void *buf, size_t size)
+{
+        MDB_val key = key_of(id), val = { .mv_size = size, .mv_data = (void *)buf };
+
+        if (t->err < 0)
+                return t->err;
+        return txn_write_result(t, mdb_put(t->txn, t->s->jobs, &key, &val, 0));
+}
+
+/* Reads the record of `id` as a new job (caller frees). Returns >= 0, -ENOENT when
+ * absent, -EIO for a corrupt record, or -errno. */
+int store_job_get(struct store_txn *t, const uint8_t id[16], struct store_job **ret)
+{
+        MDB_val key = key_of(id), val;
+        int r;
+
+        if (t->err < 0)
+                return t->err;
+        r = errno_from_mdb(mdb_get(t->txn, t->s->jobs, &key, &val));
+        if (r < 0)
+                return r;
+        return store_record_decode(id, val.mv_data, val.mv_size, ret);
+}
+
+/* Deletes the record, result and pending entry of `id`. Returns >= 0, -ENOENT when
+ * there is no record, or -errno. */
+int store_job_delete(struct store_txn *t, const uint8_t id[16])
+{
+        MDB_val key = key_of(id);
+        int r;
+
+        if (t->err < 0)
+                return t->err;
+        r = txn_write_result(t, mdb_del(t->txn, t->s->jobs, &key, NULL));
+        if (r < 0)
+                return r;
+        r = txn_write_result(t, mdb_del(t->txn, t->s->results, &key, NULL));
+        if (r < 0 && r != -ENOENT)
+                return r;
+        r = txn_write_result(t, mdb_del(t->txn, t->s->pending, &key, NULL));
+        if (r < 0 && r != -ENOENT)
+                return r;
+        return 0;
+}
+
+/* Reserves `size` bytes for the result of `id` (replacing any previous one) and returns
+ * where to write them, valid until the transaction ends. Returns >= 0, -ENOSPC when the
+ * map is full (the transaction must then be aborted), or -errno. */
+int store_result_reserve(struct store_txn *t, const uint8_t id[16], size_t size, uint8_t **ret_dst)
+{
+        MDB_val key = key_of(id), val = { .mv_size = size, .mv_data = NULL };
+        int r;
+
+        if (t->err < 0)
+                return t->err;
+        r = txn_write_result(t, mdb_put(t->txn, t->s->results, &key, &val, MDB_RESERVE));
+        if (r < 0)
+                return r;
+        *ret_dst = val.mv_data;
+        return 0;
+}
+
+/* Copies the result of `id` out (malloc'd, caller frees; an empty result gives a
+ * non-NULL pointer and size 0). Returns >= 0, -ENOENT when absent, or -errno. */
+int store_result_get(struct store_txn *t, const uint8_t id[16], uint8_t **ret_data, size_t *ret_size)
+{
+        MDB_val key = key_of(id), val;
+        uint8_t *copy;
+        int r;
+
+        if (t->err < 0)
+                return t->err;
+        r = errno_from_mdb(mdb_get(t->txn, t->s->results, &key, &val));
+        if (r < 0)
+                return r;
+        copy = malloc(val.mv_size ? val.mv_size : 1);
+        if (!copy)
+                return -ENOMEM;
+        if (val.mv_size)
+                memcpy(copy, val.mv_data, val.mv_size);
+        *ret_data = copy;
+        *ret_size = val.mv_size;
+        return 0;
+}
+
+/* Calls cb for each pending job, oldest first; see store.h. A pending entry without a
+ * readable record is -EIO. Returns >= 0, cb's negative value, or -errno. */
+int store_pending_foreach(struct store_txn *t, int (*cb)(const struct store_job *job, void *userdata),
+                          void *userdata)
+{
+        MDB_cursor *c;
+        MDB_val key, val;
+        int rc, r = 0;
+
+        if (t->err < 0)
+                return t->err;
+        r = errno_from_mdb(mdb_cursor_open(t->txn, t->s->pending, &c));
+        if (r < 0)
+                return r;
+        for (rc = mdb_cursor_get(c, &key, &val, MDB_FIRST); rc == 0;
+             rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
+                struct store_job *job;
+                uint8_t id[16];
+
+                if (key.mv_size != 16) {
+                        r = -EIO;
+                        break;
+                }
+                memcpy(id, key.mv_data, 16);
+                r = store_job_get(t, id, &job);
+                if (r < 0) {
+                        if (r == -ENOENT)
+                                r = -EIO;
+                        break;
+                }
+                r = cb(job, userdata);
+                store_job_free(job);
+                if (r < 0)
+                        break;
+        }
+        if (r >= 0 && rc != MDB_NOTFOUND)
+                r = errno_from_mdb(rc);
+        mdb_cursor_close(c);
+        return r < 0 ? r : 0;
+}
+
+static void free_jobs(struct store_job **jobs, size_t n)
+{
+        if (!jobs)
+                return;
+        for (size_t i = 0; i < n; i++)
+                store_job_free(jobs[i]);
+        free(jobs);
+}
+
+static bool view_matches(const struct record_view *v, const struct store_list_query *q)
+{
+        if (!view_equals(&v->tenant, q->tenant))
+                return false;
+        if (q->state >= 0 && v->state != q->state)
+                return false;
+        if (q->kind && !view_equals(&v->kind, q->kind))
+                return false;
+        return true;
+}
+
+/* Lists a tenant's jobs newest first; see store.h. Returns >= 0, -EINVAL for a bad
+ * query (no tenant, limit outside 1..1000, unknown state), -EIO for a corrupt record,
+ * or -errno. Cost: one pass over the jobs older than `after` until limit + 1 match. */
+int store_job_list(struct store_txn *t, const struct store_list_query *q, struct store_job ***ret_jobs,
+                   size_t *ret_n, bool *ret_more)
+{
+        struct store_job **jobs;
+        MDB_cursor *c;
+        MDB_val key, val;
+        bool more = false;
+        size_t n = 0;
+        int rc, r = 0;
+
+        if (t->err < 0)
+                return t->err;
+        if (!q->tenant || q->limit < 1 || q->limit > STORE_LIST_MAX || q->state < -1 ||
+            q->state >= (int)STATE_COUNT)
+                return -EINVAL;
+        jobs = calloc(q->limit, sizeof(*jobs));
+        if (!jobs)
+                return -ENOMEM;
+        r = errno_from_mdb(mdb_cursor_open(t->txn, t->s->jobs, &c));
+        if (r < 0) {
+                free(jobs);
+                return r;
+        }
+
+        if (q->has_after) {
+                key = key_of(q->after);
+                rc = mdb_cursor_get(c, &key, &val, MDB_SET_RANGE);
+                if (rc == 0)
+                        rc = mdb_cursor_get(c, &key, &val, MDB_PREV);
+                else if (rc == MDB_NOTFOUND)
+                        rc = mdb_cursor_get(c, &key, &val, MDB_LAST);
+        } else {
+                rc = mdb_cursor_get(c, &key, &val, MDB_LAST);
+        }
+        for (; rc == 0; rc = mdb_cursor_get(c, &key, &val, MDB_PREV)) {
+                struct record_view v;
+
+                if (key.mv_size != 16) {
+                        r = -EIO;
+                        break;
+                }
+                r = record_parse(val.mv_data, val.mv_size, &v);
+                if (r < 0)
+                        break;
+                if (!view_matches(&v, q))
+                        continue;
+                if (n == q->limit) {
+                        more = true;
+                        break;
+                }
+                r = view_to_job(key.mv_data, &v, &jobs[n]);
+                if (r < 0)
+                        break;
+                n++;
+        }
+        if (r >= 0 && rc != 0 && rc != MDB_NOTFOUND)
+                r = errno_from_mdb(rc);
+        mdb_cursor_close(c);
+        if (r < 0) {
+                free_jobs(jobs, n);
+                return r;
+        }
+        *ret_jobs = jobs;
+        *ret_n = n;
+        *ret_more = more;
+        return 0;
+}
+
+/* Counts jobs and pending jobs, and the bytes of the map in use as of the last commit.
+ * Returns >= 0 or -errno. */
+int store_stat(struct store_txn *t, uint64_t *ret_jobs, uint64_t *ret_pending, uint64_t *ret_bytes)
+{
+        MDB_stat jobs, pending, env;
+        MDB_envinfo info;
+        int r;
+
+        if (t->err < 0)
+                return t->err;
+        r = errno_from_mdb(mdb_stat(t->txn, t->s->jobs, &jobs));
+        if (r >= 0)
+                r = errno_from_mdb(mdb_stat(t->txn, t->s->pending, &pending));
+        if (r >= 0)
+                r = errno_from_mdb(mdb_env_stat(t->s->env, &env));
+        if (r >= 0)
+                r = errno_from_mdb(mdb_env_info(t->s->env, &info));
+        if (r < 0)
+                return r;
+        *ret_jobs = jobs.ms_entries;
+        *ret_pending = pending.ms_entries;
+        *ret_bytes = ((uint64_t)info.me_last_pgno + 1) * env.ms_psize;
+        return 0;
+}
+
+/* ---- the writer ---- */
+
+struct store_writer {
+        struct store *s;
+        pthread_t thread;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        struct store_op *head, *tail; /* FIFO, under lock */
+        bool stopping;                /* under lock */
+
+        /* Writer thread only: something committed without fsync since last_sync_ms. */
+        bool dirty;
+        int64_t last_sync_ms;
+
+        _Atomic uint64_t commits, ops;
+};
+
+static int64_t now_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void op_clear_outputs(struct store_op *op)
+{
+        op->job_out = NULL;
+        op->result_out = NULL;
+        op->list_out = NULL;
+        op->list_n = 0;
+        op->list_more = false;
+        if (op->type == STORE_OP_RESULT_GET)
+                op->result_size = 0;
+}
+
+static void op_free_outputs(struct store_op *op)
+{
+        store_job_free(op->job_out);
+        free(op->result_out);
+        free_jobs(op->list_out, op->list_n);
+        op_clear_outputs(op);
+}
+
+static int op_apply_put(struct store_txn *t, struct store_op *op)
+{
+        uint8_t *dst;
+        int r;
+
+        if (!op->job || (op->result_size > 0 && !op->write_result))
+                return -EINVAL;
+        r = store_job_put(t, op->job);
+        if (r < 0 || op->result_size == 0)
+                return r;
+        r = store_result_reserve(t, op->job->id, op->result_size, &dst);
+        if (r < 0)
+                return r;
+        op->write_result(op, dst);
+        return 0;
+}
+
+/* RESULT_GET: the job, and its result when there is one (a job without a result gives
+ * status 0, result_out NULL and result_size 0). */
+static int op_apply_result_get(struct store_txn *t, struct store_op *op)
+{
+        struct store_job *job;
+        uint8_t *data = NULL;
+        size_t size = 0;
+        int r;
+
+        r = store_job_get(t, op->id, &job);
+        if (r < 0)
+                return r;
+        r = store_result_get(t, op->id, &data, &size);
+        if (r < 0 && r != -ENOENT) {
+                store_job_free(job);
+                return r;
+        }
+        op->job_out = job;
+        op->result_out = data;
+        op->result_size = size;
+        return 0;
+}
+
+static int op_apply(struct store_txn *t, struct store_op *op)
+{
+        switch (op->type) {
+        case STORE_OP_JOB_PUT:
+                return op_apply_put(t, op);
+        case STORE_OP_JOB_GET:
+                return store_job_get(t, op->id, &op->job_out);
+        case STORE_OP_RESULT_GET:
+                return op_apply_result_get(t, op);
+        case STORE_OP_LIST:
+                return store_job_list(t, &op->list, &op->list_out, &op->list_n, &op->list_more);
+        case STORE_OP_DELETE:
+                return store_job_delete(t, op->id);
+        case STORE_OP_BARRIER:
+                return 0;
+        }
+        return -EINVAL;
+}
+
+/* Applies `n` ops starting at `first` in one write transaction and commits it. Per-op
+ * errors go to op->status; returns 0 when the transaction committed, or the error that
+ * made it fail (then every op's outputs have been freed and cleared). */
+static int writer_apply_txn(struct store_writer *w, struct store_op *first, size_t n)
+{
+        struct store_txn *t;
+        struct store_op *op;
+        size_t i;
+        int r;
+
+        r = store_txn_begin(w->s, true, &t);
+        if (r < 0)
+                return r;
+        for (op = first, i = 0; i < n; op = op->next, i++) {
+                op_clear_outputs(op);
+                op->status = op_apply(t, op);
+                if (t->err < 0)
+                        break;
+        }
+        r = store_txn_commit(t);
+        if (r < 0) {
+                for (op = first, i = 0; i < n; op = op->next, i++)
+                        op_free_outputs(op);
+                return r;
+        }
+        atomic_fetch_add(&w->commits, 1);
+        atomic_fetch_add(&w->ops, n);
+        if (w->s->sync == STORE_SYNC_BATCH)
+                w->dirty = true;
+        return 0;
+}
+
+/* Runs one batch: all ops in one transaction; when that fails for lack of space, each
+ * op in its own transaction, so only the ops that do not fit fail. Then calls the done
+ * callbacks in FIFO order. */
+static void writer_run_batch(struct store_writer *w, struct store_op *batch, size_t n)
+{
+        struct store_op *op, *next;
+        int r;
+
+        r = writer_apply_txn(w, batch, n);
+        if (r == -ENOSPC && n > 1) {
+                for (op = batch; op; op = op->next) {
+                        r = writer_apply_txn(w, op, 1);
+                        if (r < 0)
+                                op->status = r;
+                }
+        } else if (r < 0) {
+                for (op = batch; op; op = op->next)
+                        op->status = r;
+        }
+        for (op = batch; op; op = next) {
+                next = op->next;
+                op->next = NULL;
+                op->done(op);
+        }
+}
+
+static void writer_maybe_sync(struct store_writer *w, bool force)
+{
+        int64_t now;
+
+        if (!w->dirty)
+                return;
+        now = now_ms();
+        if (!force && now - w->last_sync_ms < WRITER_SYNC_INTERVAL_MS)
+                return;
+        /* A failed sync is retried at the next interval; the data stays committed. */
+        if (store_sync(w->s) >= 0)
+                w->dirty = false;
+        w->last_sync_ms = now;
+}
+
+/* Waits (lock held) until there is work, a stop, or a batch sync is due. */
+static void writer_wait(struct store_writer *w)
+{
+        while (!w->head && !w->stopping) {
+                int64_t deadline;
+                struct timespec ts;
+
+                if (!w->dirty) {
+                        pthread_cond_wait(&w->cond, &w->lock);
+                        continue;
+                }
+                deadline = w->last_sync_ms + WRITER_SYNC_INTERVAL_MS;
+                if (now_ms() >= deadline)
+                        return;
+                ts.tv_sec = deadline / 1000;
+                ts.tv_nsec = (deadline % 1000) * 1000000;
+                pthread_cond_timedwait(&w->cond, &w->lock, &ts);
+        }
+}
+
+static void *writer_main(void *arg)
+{
+        struct store_writer *w = arg;
+
+        w->last_sync_ms = now_ms();
+        for (;;) {
+                struct store_op *batch, *last = NULL;
+                size_t n = 0;
+                bool stop;
+
+                pthread_mutex_lock(&w->lock);
+                writer_wait(w);
+                batch = w->head;
+                for (struct store_op *op = w->head; op && n < WRITER_BATCH_MAX; op = op->next) {
+                        last = op;
+                        n++;
+                }
+                if (last) {
+                        w->head = last->next;
+                        if (!w->head)
+                                w->tail = NULL;
+                        last->next = NULL;
+                } else {
+                        batch = NULL;
+                }
+                stop = !w->head && w->stopping;
+                pthread_mutex_unlock(&w->lock);
+
+                if (batch)
+                        writer_run_batch(w, batch, n);
+                writer_maybe_sync(w, stop);
+                if (stop && !batch)
+                        break;
+        }
+        return NULL;
+}
+
+/* Starts the writer thread (with all signals blocked) over an open store. Returns >= 0
+ * or -errno. */
+int store_writer_start(struct store *s, struct store_writer **ret)
+{
+        struct store_writer *w = calloc(1, sizeof(*w));
+        pthread_condattr_t attr;
+        sigset_t all, old;
+        int r;
+
+        if (!w)
+                return -ENOMEM;
+        w->s = s;
+        r = pthread_mutex_init(&w->lock, NULL);
+        if (r != 0) {
+                free(w);
+                return -r;
+        }
+        r = pthread_condattr_init(&attr);
+        if (r == 0) {
+                r = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+                if (r == 0)
+                        r = pthread_cond_init(&w->cond, &attr);
+                pthread_condattr_destroy(&attr);
+        }
+        if (r != 0) {
+                pthread_mutex_destroy(&w->lock);
+                free(w);
+                return -r;
+        }
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        r = pthread_create(&w->thread, NULL, writer_main, w);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (r != 0) {
+                pthread_cond_destroy(&w->cond);
+                pthread_mutex_destroy(&w->lock);
+                free(w);
+                return -r;
+        }
+        *ret = w;
+        return 0;
+}
+
+/* Queues `op` (thread-safe; never waits for disk). `op->done` must be set. */
+void store_writer_submit(struct store_writer *w, struct store_op *op)
+{
+        op->next = NULL;
+        pthread_mutex_lock(&w->lock);
+        if (w->tail)
+                w->tail->next = op;
+        else
+                w->head = op;
+        w->tail = op;
+        pthread_cond_signal(&w->cond);
+        pthread_mutex_unlock(&w->lock);
+}
+
+/* Finishes every queued operation (in BATCH mode, ends with a sync), stops and joins
+ * the thread, and frees w. Accepts NULL. No submission may race with it. */
+void store_writer_stop(struct store_writer *w)
+{
+        if (!w)
+                return;
+        pthread_mutex_lock(&w->lock);
+        w->stopping = true;
+        pthread_cond_signal(&w->cond);
+        pthread_mutex_unlock(&w->lock);
+        pthread_join(w->thread, NULL);
+        pthread_cond_destroy(&w->cond);
+        pthread_mutex_destroy(&w->lock);
+        free(w);
+}
+
+/* Reports transactions committed and operations in them since start. Either output
+ * may be NULL. */
+void store_writer_stats(struct store_writer *w, uint64_t *ret_commits, uint64_t *ret_ops)
+{
+        if (ret_commits)
+                *ret_commits = atomic_load(&w->commits);
+        if (ret_ops)
+                *ret_ops = atomic_load(&w->ops);
+}

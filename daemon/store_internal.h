@@ -1,0 +1,26 @@
+/* Test hooks into store.c. Not part of the store's interface: only store.c and its
+ * unit test include this file. They expose the record codec so that its versioning and
+ * its robustness against truncated or corrupt records can be checked directly. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+
+/* The first byte of every record in "jobs". A record with another first byte is -EIO. */
+#define STORE_RECORD_VERSION 1
+
+/* Encodes `job` as a record (malloc'd, caller frees) without the id, which is the key.
+ * Returns >= 0, -EINVAL for an invalid job (state, priority, unterminated fixed string)
+ * or -E2BIG for a string longer than the format allows. */
+int store_record_encode(const struct store_job *job, uint8_t **ret_buf, size_t *ret_size);
+
+/* Decodes a record stored under key `id` as a new job (caller frees). Never reads past
+ * buf + size. Returns >= 0, -EIO for a truncated, oversized or otherwise corrupt record,
+ * or -ENOMEM. */
+int store_record_decode(const uint8_t id[16], const uint8_t *buf, size_t size, struct store_job **ret);
+
+/* Writes `size` raw bytes as the record of `id` in "jobs", bypassing the encoder (to
+ * plant corrupt records). Returns >= 0 or -errno. */
+int store_record_put_raw(struct store_txn *t, const uint8_t id[16], const void *buf, size_t size);
