@@ -1,0 +1,107 @@
+/* lens.nfw on the CPU: scalars from cosmo.c, maps from nfw_math.h. */
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+
+#include "cosmo.h"
+#include "lens_nfw.h"
+#include "nfw_math.h"
+
+const char *const lens_nfw_map_names[LENS_NFW_N_MAPS] = {
+        "kappa", "gamma1", "gamma2", "alpha_x", "alpha_y", "mu", "psi",
+};
+
+/* What the row loop needs: the halo and one output array per map (NULL when the map
+ * was not requested). */
+struct nfw_grid {
+        int n;
+        double delta;
+        double theta_s;
+        double kappa_s;
+        float *out[LENS_NFW_N_MAPS];
+};
+
+/* Fills rows [row0, row1) of every requested map. */
+static void nfw_rows(const struct nfw_grid *g, int row0, int row1)
+{
+        double half = 0.5 * g->n;
+        double v[NFW_N_MAPS];
+
+        for (int i = row0; i < row1; i++) {
+                double ty = (i + 0.5 - half) * g->delta;
+                size_t base = (size_t)i * (size_t)g->n;
+                for (int j = 0; j < g->n; j++) {
+                        double tx = (j + 0.5 - half) * g->delta;
+                        nfw_pixel(tx, ty, g->theta_s, g->kappa_s, v);
+                        for (int m = 0; m < LENS_NFW_N_MAPS; m++)
+                                if (g->out[m])
+                                        g->out[m][base + (size_t)j] = (float)v[m];
+                }
+        }
+}
+
+static int add_scalars(struct kiln_result *ret, const struct nfw_lens_scalars *s)
+{
+        const struct {
+                const char *name;
+                double value;
+        } all[] = {
+                { "r200_kpc", s->r200_kpc },
+                { "r_s_kpc", s->r_s_kpc },
+                { "rho_s_msun_kpc3", s->rho_s_msun_kpc3 },
+                { "sigma_cr_msun_kpc2", s->sigma_cr_msun_kpc2 },
+                { "kappa_s", s->kappa_s },
+                { "theta_s_arcsec", s->theta_s_arcsec },
+                { "d_l_mpc", s->d_l_mpc },
+                { "d_s_mpc", s->d_s_mpc },
+                { "d_ls_mpc", s->d_ls_mpc },
+                { "theta_e_arcsec", s->theta_e_arcsec },
+        };
+
+        for (size_t k = 0; k < sizeof(all) / sizeof(all[0]); k++) {
+                int r = kiln_result_add_scalar(ret, all[k].name, all[k].value);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int lens_nfw_run_cpu(const void *params, struct kiln_result *ret, struct kiln_exec *ex)
+{
+        const struct lens_nfw_params *p = params;
+        struct nfw_lens_scalars s;
+        struct nfw_grid g = { 0 };
+        int r;
+
+        if (!p || !ret || p->grid_size <= 0 || !(p->fov_arcsec > 0.0) || !isfinite(p->fov_arcsec) ||
+            (p->maps & ~LENS_NFW_ALL_MAPS) || !p->maps)
+                return -EINVAL;
+        r = kiln_nfw_lens_scalars(p->mass, p->concentration, p->z_lens, p->z_source, p->h, p->omega_m, &s);
+        if (r < 0)
+                return r;
+        r = add_scalars(ret, &s);
+        if (r < 0)
+                return r;
+
+        g.n = p->grid_size;
+        g.delta = p->fov_arcsec / p->grid_size;
+        g.theta_s = s.theta_s_arcsec;
+        g.kappa_s = s.kappa_s;
+        uint64_t shape[2] = { (uint64_t)g.n, (uint64_t)g.n };
+        for (int m = 0; m < LENS_NFW_N_MAPS; m++) {
+                if (!(p->maps & (1u << m)))
+                        continue;
+                struct kiln_part *part = kiln_result_add_part(ret, lens_nfw_map_names[m], KILN_DTYPE_F32, 2, shape);
+                if (!part)
+                        return -ENOMEM;
+                g.out[m] = part->data;
+        }
+
+        for (int i = 0; i < g.n; i++) {
+                if (kiln_exec_stopped(ex))
+                        return -ECANCELED;
+                nfw_rows(&g, i, i + 1);
+                kiln_exec_progress(ex, (double)(i + 1) / g.n);
+        }
+        return 0;
+}

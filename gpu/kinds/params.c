@@ -1,0 +1,422 @@
+/* Generic validation of job parameters against a kind's schema (see params.h).
+ *
+ * The schema table (struct kiln_param) drives everything: types, bounds, choices,
+ * defaults and nested objects. The output is a new canonical object in which every
+ * default is filled and numbers are normalised, so that equal parameters dump to
+ * byte-identical JSON (the cache and coalescing key). */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "params.h"
+
+/* json_int_t is 64-bit; doubles at or beyond 2^63 do not convert. */
+#define INT_LIMIT 9223372036854775808.0
+
+/* Writes one error (field and sentence) and returns -EINVAL. */
+static int __attribute__((format(printf, 3, 4))) fail(struct kiln_param_error *err, const char *field,
+                                                      const char *fmt, ...)
+{
+        va_list ap;
+
+        if (err) {
+                snprintf(err->field, sizeof(err->field), "%s", field);
+                va_start(ap, fmt);
+                vsnprintf(err->message, sizeof(err->message), fmt, ap);
+                va_end(ap);
+        }
+        return -EINVAL;
+}
+
+static int fail_nomem(struct kiln_param_error *err, const char *field)
+{
+        if (err) {
+                snprintf(err->field, sizeof(err->field), "%s", field);
+                snprintf(err->message, sizeof(err->message), "out of memory while validating %s", field);
+        }
+        return -ENOMEM;
+}
+
+/* "a, b, c" from a NULL-terminated list, truncated to fit. */
+static void join_choices(const char *const *choices, char *buf, size_t size)
+{
+        size_t used = 0;
+
+        buf[0] = '\0';
+        for (size_t i = 0; choices && choices[i] && used < size; i++) {
+                int n = snprintf(buf + used, size - used, "%s%s", i ? ", " : "", choices[i]);
+                if (n < 0)
+                        break;
+                used += (size_t)n;
+        }
+}
+
+static int choice_index(const char *const *choices, const char *s)
+{
+        for (int i = 0; choices && choices[i]; i++)
+                if (strcmp(choices[i], s) == 0)
+                        return i;
+        return -1;
+}
+
+/* Checks a finite value against the parameter's finite bounds. */
+static int check_bounds(const struct kiln_param *p, double d, const char *field, struct kiln_param_error *err)
+{
+        bool has_min = isfinite(p->min), has_max = isfinite(p->max);
+        bool low = has_min && (p->min_exclusive ? d <= p->min : d < p->min);
+        bool high = has_max && d > p->max;
+
+        if (!low && !high)
+                return 0;
+        if (has_min && has_max)
+                return p->min_exclusive ? fail(err, field, "%s must be greater than %g and at most %g", field,
+                                               p->min, p->max)
+                                        : fail(err, field, "%s must be between %g and %g", field, p->min, p->max);
+        if (has_min)
+                return p->min_exclusive ? fail(err, field, "%s must be greater than %g", field, p->min)
+                                        : fail(err, field, "%s must be at least %g", field, p->min);
+        return fail(err, field, "%s must be at most %g", field, p->max);
+}
+
+static int validate_object(const char *kind_name, const struct kiln_param *fields, const json_t *in,
+                           const char *prefix, json_t **ret, struct kiln_param_error *err);
+
+static int validate_number(const struct kiln_param *p, const json_t *v, const char *field, json_t **ret,
+                           struct kiln_param_error *err)
+{
+        if (!json_is_number(v))
+                return fail(err, field, "%s must be a number", field);
+        double d = json_number_value(v);
+        if (!isfinite(d))
+                return fail(err, field, "%s must be a finite number", field);
+        int r = check_bounds(p, d, field, err);
+        if (r < 0)
+                return r;
+        *ret = json_real(d);
+        return *ret ? 0 : fail_nomem(err, field);
+}
+
+static int validate_integer(const struct kiln_param *p, const json_t *v, const char *field, json_t **ret,
+                            struct kiln_param_error *err)
+{
+        bool is_int = json_is_integer(v);
+        double d;
+        int r;
+
+        if (!is_int && !json_is_real(v))
+                return fail(err, field, "%s must be an integer", field);
+        d = is_int ? (double)json_integer_value(v) : json_real_value(v);
+        if (!isfinite(d) || d != floor(d))
+                return fail(err, field, "%s must be an integer", field);
+        r = check_bounds(p, d, field, err);
+        if (r < 0)
+                return r;
+        if (!is_int && fabs(d) >= INT_LIMIT)
+                return fail(err, field, "%s must be an integer within 64 bits", field);
+        *ret = json_integer(is_int ? json_integer_value(v) : (json_int_t)d);
+        return *ret ? 0 : fail_nomem(err, field);
+}
+
+static int validate_string(const struct kiln_param *p, const json_t *v, const char *field, json_t **ret,
+                           struct kiln_param_error *err)
+{
+        char list[200];
+
+        if (!json_is_string(v))
+                return fail(err, field, "%s must be a string", field);
+        if (p->choices && choice_index(p->choices, json_string_value(v)) < 0) {
+                join_choices(p->choices, list, sizeof(list));
+                return fail(err, field, "%s must be one of %s", field, list);
+        }
+        *ret = json_stringn(json_string_value(v), json_string_length(v));
+        return *ret ? 0 : fail_nomem(err, field);
+}
+
+/* An array of distinct strings: with choices, members of them, returned in schema
+ * order; without choices, any strings, returned in first-seen order. */
+static int validate_string_set(const struct kiln_param *p, const json_t *v, const char *field, json_t **ret,
+                               struct kiln_param_error *err)
+{
+        char list[200], item[160];
+        size_t n_choices = 0, idx;
+        bool *seen = NULL;
+        json_t *out, *e;
+
+        join_choices(p->choices, list, sizeof(list));
+        if (!json_is_array(v))
+                return fail(err, field, "%s must be an array of strings", field);
+        while (p->choices && p->choices[n_choices])
+                n_choices++;
+        if (n_choices) {
+                seen = calloc(n_choices, sizeof(*seen));
+                if (!seen)
+                        return fail_nomem(err, field);
+        }
+        out = json_array();
+        if (!out) {
+                free(seen);
+                return fail_nomem(err, field);
+        }
+
+        int r = 0;
+        json_array_foreach(v, idx, e) {
+                snprintf(item, sizeof(item), "%s[%zu]", field, idx);
+                if (!json_is_string(e)) {
+                        r = fail(err, item, "%s must be a string", item);
+                        break;
+                }
+                const char *s = json_string_value(e);
+                if (p->choices) {
+                        int k = choice_index(p->choices, s);
+                        if (k < 0) {
+                                r = fail(err, item, "%s must be one of %s", item, list);
+                                break;
+                        }
+                        seen[k] = true;
+                        continue;
+                }
+                bool dup = false;
+                for (size_t k = 0; k < json_array_size(out) && !dup; k++)
+                        dup = strcmp(json_string_value(json_array_get(out, k)), s) == 0;
+                if (!dup && json_array_append_new(out, json_string(s)) < 0) {
+                        r = fail_nomem(err, field);
+                        break;
+                }
+        }
+        for (size_t k = 0; r == 0 && k < n_choices; k++)
+                if (seen[k] && json_array_append_new(out, json_string(p->choices[k])) < 0)
+                        r = fail_nomem(err, field);
+        free(seen);
+        if (r == 0 && json_array_size(out) == 0)
+                r = p->choices ? fail(err, field, "%s must name at least one of %s", field, list)
+                               : fail(err, field, "%s must name at least one string", field);
+        if (r < 0) {
+                json_decref(out);
+                return r;
+        }
+        *ret = out;
+        return 0;
+}
+
+/* Validates one value of parameter `p`; `field` is its full name. */
+static int validate_value(const char *kind_name, const struct kiln_param *p, const json_t *v,
+                          const char *field, json_t **ret, struct kiln_param_error *err)
+{
+        switch (p->type) {
+        case KILN_PARAM_NUMBER:
+                return validate_number(p, v, field, ret, err);
+        case KILN_PARAM_INTEGER:
+                return validate_integer(p, v, field, ret, err);
+        case KILN_PARAM_BOOL:
+                if (!json_is_boolean(v))
+                        return fail(err, field, "%s must be true or false", field);
+                *ret = json_boolean(json_is_true(v));
+                return 0;
+        case KILN_PARAM_STRING:
+                return validate_string(p, v, field, ret, err);
+        case KILN_PARAM_STRING_SET:
+                return validate_string_set(p, v, field, ret, err);
+        case KILN_PARAM_OBJECT:
+                if (!json_is_object(v))
+                        return fail(err, field, "%s must be an object", field);
+                return validate_object(kind_name, p->fields, v, field, ret, err);
+        }
+        return fail(err, field, "%s has an unknown type in the schema of %s", field, kind_name);
+}
+
+static const struct kiln_param *find_field(const struct kiln_param *fields, const char *name)
+{
+        for (size_t i = 0; fields && fields[i].name; i++)
+                if (strcmp(fields[i].name, name) == 0)
+                        return &fields[i];
+        return NULL;
+}
+
+static int validate_object(const char *kind_name, const struct kiln_param *fields, const json_t *in,
+                           const char *prefix, json_t **ret, struct kiln_param_error *err)
+{
+        char field[128];
+        const char *key;
+        json_t *v, *out;
+
+        json_object_foreach((json_t *)in, key, v) {
+                if (!find_field(fields, key)) {
+                        snprintf(field, sizeof(field), "%s.%s", prefix, key);
+                        return fail(err, field, "%s is not a parameter of %s", field, kind_name);
+                }
+        }
+
+        out = json_object();
+        if (!out)
+                return fail_nomem(err, prefix);
+        for (size_t i = 0; fields && fields[i].name; i++) {
+                const struct kiln_param *p = &fields[i];
+                json_t *given = json_object_get(in, p->name), *def = NULL, *value = NULL;
+                int r;
+
+                snprintf(field, sizeof(field), "%s.%s", prefix, p->name);
+                if (!given) {
+                        if (p->required) {
+                                json_decref(out);
+                                return fail(err, field, "%s is required", field);
+                        }
+                        if (!p->def)
+                                continue;
+                        def = json_loads(p->def, JSON_DECODE_ANY, NULL);
+                        if (!def) {
+                                json_decref(out);
+                                return fail(err, field, "%s has an invalid default in the schema of %s", field,
+                                            kind_name);
+                        }
+                        given = def;
+                }
+                r = validate_value(kind_name, p, given, field, &value, err);
+                json_decref(def);
+                if (r < 0) {
+                        json_decref(out);
+                        return r;
+                }
+                if (json_object_set_new(out, p->name, value) < 0) {
+                        json_decref(out);
+                        return fail_nomem(err, field);
+                }
+        }
+        *ret = out;
+        return 0;
+}
+
+int kiln_params_validate(const struct kiln_kind *kind, const json_t *in, json_t **ret_canonical,
+                         void *ret_params, struct kiln_param_error *err)
+{
+        json_t *empty = NULL, *canonical = NULL;
+        void *typed = NULL;
+        int r;
+
+        if (!kind)
+                return fail(err, "params", "params cannot be checked without a kind");
+        if (!in) {
+                empty = json_object();
+                if (!empty)
+                        return fail_nomem(err, "params");
+                in = empty;
+        }
+        if (!json_is_object(in)) {
+                json_decref(empty);
+                return fail(err, "params", "params must be an object");
+        }
+        r = validate_object(kind->name, kind->params, in, "params", &canonical, err);
+        json_decref(empty);
+        if (r < 0)
+                return r;
+
+        typed = calloc(1, kind->params_size ? kind->params_size : 1);
+        if (!typed) {
+                json_decref(canonical);
+                return fail_nomem(err, "params");
+        }
+        if (kind->finish) {
+                char field[128] = "params", msg[256] = "";
+                r = kind->finish(canonical, typed, field, msg);
+                if (r < 0) {
+                        if (err) {
+                                snprintf(err->field, sizeof(err->field), "%s", field);
+                                snprintf(err->message, sizeof(err->message), "%s", msg);
+                        }
+                        free(typed);
+                        json_decref(canonical);
+                        return r;
+                }
+        }
+        if (ret_params && kind->params_size)
+                memcpy(ret_params, typed, kind->params_size);
+        free(typed);
+        if (ret_canonical)
+                *ret_canonical = canonical;
+        else
+                json_decref(canonical);
+        return 0;
+}
+
+static const char *type_name(enum kiln_param_type t)
+{
+        switch (t) {
+        case KILN_PARAM_NUMBER: return "number";
+        case KILN_PARAM_INTEGER: return "integer";
+        case KILN_PARAM_BOOL: return "bool";
+        case KILN_PARAM_STRING: return "string";
+        case KILN_PARAM_STRING_SET: return "string_set";
+        case KILN_PARAM_OBJECT: return "object";
+        }
+        return "unknown";
+}
+
+static json_t *schema_fields(const struct kiln_param *fields);
+
+/* Sets key to a new value; false (and frees nothing twice) when value is NULL. */
+static bool set_new(json_t *o, const char *key, json_t *value)
+{
+        return value && json_object_set_new(o, key, value) == 0;
+}
+
+static json_t *schema_param(const struct kiln_param *p)
+{
+        json_t *o = json_object();
+        bool ok = o != NULL;
+
+        ok = ok && set_new(o, "name", json_string(p->name));
+        ok = ok && set_new(o, "type", json_string(type_name(p->type)));
+        ok = ok && set_new(o, "required", json_boolean(p->required));
+        if (p->type == KILN_PARAM_NUMBER || p->type == KILN_PARAM_INTEGER) {
+                bool integer = p->type == KILN_PARAM_INTEGER;
+                if (isfinite(p->min))
+                        ok = ok && set_new(o, "min", integer ? json_integer((json_int_t)p->min) : json_real(p->min));
+                if (isfinite(p->max))
+                        ok = ok && set_new(o, "max", integer ? json_integer((json_int_t)p->max) : json_real(p->max));
+                ok = ok && set_new(o, "min_exclusive", json_boolean(p->min_exclusive));
+        }
+        if (ok && p->def) {
+                json_t *def = json_loads(p->def, JSON_DECODE_ANY, NULL);
+                ok = set_new(o, "default", def ? def : json_null());
+        }
+        if (p->choices) {
+                json_t *c = json_array();
+                for (size_t i = 0; c && p->choices[i]; i++)
+                        if (json_array_append_new(c, json_string(p->choices[i])) < 0) {
+                                json_decref(c);
+                                c = NULL;
+                        }
+                ok = ok && set_new(o, "choices", c);
+        }
+        if (p->type == KILN_PARAM_OBJECT)
+                ok = ok && set_new(o, "fields", schema_fields(p->fields));
+        if (p->doc)
+                ok = ok && set_new(o, "doc", json_string(p->doc));
+        if (!ok) {
+                json_decref(o);
+                return NULL;
+        }
+        return o;
+}
+
+static json_t *schema_fields(const struct kiln_param *fields)
+{
+        json_t *a = json_array();
+
+        for (size_t i = 0; a && fields && fields[i].name; i++) {
+                if (json_array_append_new(a, schema_param(&fields[i])) < 0) {
+                        json_decref(a);
+                        return NULL;
+                }
+        }
+        return a;
+}
+
+json_t *kiln_params_schema_json(const struct kiln_kind *kind)
+{
+        if (!kind)
+                return NULL;
+        return schema_fields(kind->params);
+}
