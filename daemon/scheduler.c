@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "daemon.h"
 #include "jobs.h"
 #include "kind.h"
@@ -112,13 +113,17 @@ static void run_job(struct sched *s, struct job *j)
         j->started_ms = now;
         j->progress_sent_ms = now;
         j->batch = 1;
-        snprintf(j->backend, sizeof(j->backend), "cpu");
 
         struct progress_ctx pc = {
                 .ex = { .stop = &j->stop, .progress = on_progress },
                 .job = j,
         };
-        int r = j->kind->run_cpu(j->params, &j->result, &pc.ex);
+        struct kiln_task task = { .params = j->params, .result = &j->result, .exec = &pc.ex };
+        const struct kiln_backend *b = kiln_backend_cpu();
+        int r = b->run_batch(b->ctx, j->kind, &task, 1);
+        if (r >= 0)
+                r = task.status;
+        snprintf(j->backend, sizeof(j->backend), "%s", task.device[0] ? task.device : b->name);
         if (r >= 0) {
                 job_finish(j, KILN_JOB_DONE, 0, NULL);
                 return;
