@@ -48,7 +48,7 @@ static char *health_body(struct kilnd *d, bool ready)
         json_t *o = json_pack("{s:s, s:[s], s:f, s:i, s:b}", "status", ready ? "ok" : "unavailable", "backends", "cpu",
                               "uptime_s", (double)(kiln_now_ms() - d->started_ms) / 1000.0, "cpu_threads",
                               (int)sched_threads(d->sched), "draining", d->draining);
-        char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        char *s = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
         json_decref(o);
         return s;
 }
@@ -68,8 +68,10 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
                 lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
                 bool ready_probe = !strcmp(uri, "/readyz") || !strcmp(uri, "/readyz/");
                 if (!ready_probe && strcmp(uri, "/healthz") && strcmp(uri, "/healthz/")) {
-                        lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
-                        return -1;
+                        /* Also reached for a missing static file. */
+                        if (lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL))
+                                return -1;
+                        return lws_http_transaction_completed(wsi) ? -1 : 0;
                 }
                 bool ready = d->store && d->sched && !d->draining;
                 pss->status = ready_probe && !ready ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_OK;
@@ -329,6 +331,7 @@ int server_start(struct kilnd *d)
                 .mountpoint_len = 1,
                 .origin = d->cfg->server.web_root,
                 .def = "index.html",
+                .protocol = "http", /* a missing file comes to callback_http: 404 */
                 .origin_protocol = LWSMPRO_FILE,
                 .extra_mimetypes = &mime_mjs,
         };
