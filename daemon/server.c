@@ -258,10 +258,17 @@ static int callback_ws(struct lws *wsi, enum lws_callback_reasons reason, void *
                 server_arm_deadlines(d);
                 handle_signals(d);
                 break;
-        case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
+                /* The API lives at /ws only; refuse upgrades elsewhere, while draining,
+                 * and past server.max_connections. */
+                char uri[16] = "";
+                if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) < 0 ||
+                    (strcmp(uri, "/ws") && strcmp(uri, "/ws/")))
+                        return -1;
                 if (d->draining || d->n_sessions >= d->cfg->server.max_connections)
                         return -1;
                 break;
+        }
         case LWS_CALLBACK_ESTABLISHED:
                 return session_open(d, s, wsi);
         case LWS_CALLBACK_CLOSED:

@@ -1,0 +1,216 @@
+/* kilnctl's local files: NumPy .npy parts, directories, tokens-file entries. */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/sha.h>
+
+#include "ctl.h"
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+        const uint8_t *p = buf;
+
+        while (len) {
+                ssize_t n = write(fd, p, len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                p += n;
+                len -= (size_t)n;
+        }
+        return 0;
+}
+
+static const char *npy_descr(const char *dtype)
+{
+        if (!strcmp(dtype, "f32"))
+                return "<f4";
+        if (!strcmp(dtype, "u32"))
+                return "<u4";
+        if (!strcmp(dtype, "u8") || !strcmp(dtype, "bytes"))
+                return "|u1";
+        return NULL;
+}
+
+int ctl_npy_write(const char *path, const char *dtype, int ndim, const uint64_t *shape, const void *data,
+                  size_t len)
+{
+        const char *descr = npy_descr(dtype);
+        char hdr[512], dims[256] = "";
+        size_t dl = 0;
+
+        if (!descr || ndim < 1 || ndim > 4)
+                return -EINVAL;
+        for (int i = 0; i < ndim; i++)
+                dl += (size_t)snprintf(dims + dl, sizeof(dims) - dl, "%s%" PRIu64, i ? ", " : "", shape[i]);
+        /* The preamble (magic 6, version 2, length 2, dict) is padded with spaces
+         * to a multiple of 64 bytes and ends in '\n'. */
+        int n = snprintf(hdr + 10, sizeof(hdr) - 10, "{'descr': '%s', 'fortran_order': False, 'shape': (%s%s), }",
+                         descr, dims, ndim == 1 ? "," : "");
+        size_t total = (10 + (size_t)n + 1 + 63) / 64 * 64;
+        memset(hdr + 10 + n, ' ', total - 10 - (size_t)n - 1);
+        hdr[total - 1] = '\n';
+        memcpy(hdr, "\x93NUMPY\x01\x00", 8);
+        hdr[8] = (char)((total - 10) & 0xff);
+        hdr[9] = (char)((total - 10) >> 8);
+
+        char *tmp;
+        if (asprintf(&tmp, "%s.tmp.%d", path, (int)getpid()) < 0)
+                return -ENOMEM;
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        int r = fd < 0 ? -errno : 0;
+        if (r >= 0)
+                r = write_all(fd, hdr, total);
+        if (r >= 0)
+                r = write_all(fd, data, len);
+        if (fd >= 0 && close(fd) < 0 && r >= 0)
+                r = -errno;
+        if (r >= 0 && rename(tmp, path) < 0)
+                r = -errno;
+        if (r < 0 && fd >= 0)
+                unlink(tmp);
+        free(tmp);
+        return r;
+}
+
+int ctl_mkdir_p(const char *path)
+{
+        char *p = strdup(path);
+        int r = 0;
+
+        if (!p)
+                return -ENOMEM;
+        for (char *s = p + 1; r >= 0; s++) {
+                if (*s && *s != '/')
+                        continue;
+                char c = *s;
+                *s = '\0';
+                if (mkdir(p, 0755) < 0 && errno != EEXIST)
+                        r = -errno;
+                *s = c;
+                if (!c)
+                        break;
+        }
+        struct stat st;
+        if (r >= 0 && stat(path, &st) < 0)
+                r = -errno;
+        else if (r >= 0 && !S_ISDIR(st.st_mode))
+                r = -ENOTDIR;
+        free(p);
+        return r;
+}
+
+int ctl_valid_name(const char *s)
+{
+        size_t n = strlen(s);
+
+        if (n < 1 || n > 63)
+                return 0;
+        for (size_t i = 0; i < n; i++)
+                if (!isalnum((unsigned char)s[i]) && !strchr("_.-", s[i]))
+                        return 0;
+        return 1;
+}
+
+static void hex(const uint8_t *b, size_t n, char *ret)
+{
+        static const char digits[] = "0123456789abcdef";
+
+        for (size_t i = 0; i < n; i++) {
+                ret[2 * i] = digits[b[i] >> 4];
+                ret[2 * i + 1] = digits[b[i] & 15];
+        }
+        ret[2 * n] = '\0';
+}
+
+/* Whether an existing tokens file already has a line for `name`; -errno on read errors. */
+static int file_names(int fd, const char *name)
+{
+        FILE *f = fdopen(dup(fd), "r");
+        char line[1024], first[128];
+        int found = 0;
+
+        if (!f)
+                return -errno;
+        while (fgets(line, sizeof(line), f))
+                if (sscanf(line, "%127s", first) == 1 && first[0] != '#' && !strcmp(first, name))
+                        found = 1;
+        fclose(f);
+        return found;
+}
+
+int ctl_token_new(const char *name, const char *tenant, const char *role, const char *tokens_file,
+                  char *ret_token)
+{
+        static const char *const roles[] = { "read", "submit", "writer", "admin" };
+        bool role_ok = false;
+
+        for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++)
+                role_ok |= !strcmp(role, roles[i]);
+        if (!ctl_valid_name(name) || !ctl_valid_name(tenant) || !role_ok)
+                return -EINVAL;
+
+        uint8_t raw[32], digest[SHA256_DIGEST_LENGTH];
+        char token[65], digest_hex[2 * SHA256_DIGEST_LENGTH + 1];
+        for (size_t got = 0; got < sizeof(raw);) {
+                ssize_t n = getrandom(raw + got, sizeof(raw) - got, 0);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                got += (size_t)n;
+        }
+        hex(raw, sizeof(raw), token);
+        SHA256((const unsigned char *)token, strlen(token), digest);
+        hex(digest, sizeof(digest), digest_hex);
+
+        int fd = open(tokens_file, O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+                /* Ours: exactly 0600 whatever the umask. */
+                if (fchmod(fd, 0600) < 0) {
+                        int r = -errno;
+                        close(fd);
+                        return r;
+                }
+        } else if (errno == EEXIST) {
+                fd = open(tokens_file, O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+        }
+        if (fd < 0)
+                return -errno;
+
+        int r = file_names(fd, name);
+        if (r > 0)
+                r = -EEXIST;
+        /* Start on a fresh line when the file does not end in one. */
+        char line[300];
+        int len = 0;
+        off_t end = r >= 0 ? lseek(fd, 0, SEEK_END) : 0;
+        if (end > 0) {
+                char last;
+                if (pread(fd, &last, 1, end - 1) == 1 && last != '\n')
+                        line[len++] = '\n';
+        }
+        len += snprintf(line + len, sizeof(line) - (size_t)len, "%s %s %s %s\n", name, tenant, role, digest_hex);
+        if (r >= 0)
+                r = write_all(fd, line, (size_t)len);
+        if (r >= 0 && fsync(fd) < 0)
+                r = -errno;
+        if (close(fd) < 0 && r >= 0)
+                r = -errno;
+        if (r < 0)
+                return r;
+        memcpy(ret_token, token, sizeof(token));
+        return 0;
+}

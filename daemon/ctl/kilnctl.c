@@ -1,0 +1,843 @@
+/* kilnctl: the command-line client of kilnd (SPEC §5). It speaks the WebSocket
+ * protocol of SPEC §2 like any other client.
+ *
+ * Exit codes: 0 success; 1 a failed/cancelled/expired job, an error reply, a
+ * connection failure or a timeout; 2 a usage error. */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "ctl.h"
+#include "kind.h"
+#include "proto.h"
+#include "ws.h"
+
+#define EXIT_USAGE 2
+#define CONNECT_TIMEOUT_MS 10000
+#define REPLY_TIMEOUT_MS 60000   /* for a plain reply when --timeout-s is not given */
+
+enum cmd {
+        CMD_SUBMIT,
+        CMD_STATUS,
+        CMD_RESULT,
+        CMD_LIST,
+        CMD_CANCEL,
+        CMD_STATS,
+        CMD_WATCH,
+        CMD_TOKEN,
+        _CMD_MAX,
+};
+
+static const char *const cmd_names[_CMD_MAX] = {
+        [CMD_SUBMIT] = "submit", [CMD_STATUS] = "status", [CMD_RESULT] = "result", [CMD_LIST] = "list",
+        [CMD_CANCEL] = "cancel", [CMD_STATS] = "stats",   [CMD_WATCH] = "watch",   [CMD_TOKEN] = "token",
+};
+
+#define ALL_CMDS ((1u << _CMD_MAX) - 1)
+#define BIT(c) (1u << (c))
+
+enum opt {
+        OPT_URL,
+        OPT_TOKEN,
+        OPT_JSON,
+        OPT_TIMEOUT_S,
+        OPT_HELP,
+        OPT_PRIORITY,
+        OPT_TIMEOUT_MS,
+        OPT_KEY,
+        OPT_NO_WAIT,
+        OPT_OUT,
+        OPT_STATE,
+        OPT_KIND,
+        OPT_LIMIT,
+        OPT_AFTER,
+        OPT_TOKENS_FILE,
+        _OPT_MAX,
+};
+
+static const struct {
+        const char *name;
+        bool has_arg;
+        unsigned cmds;   /* the commands that take it */
+} opt_table[_OPT_MAX] = {
+        [OPT_URL] = { "url", true, ALL_CMDS },
+        [OPT_TOKEN] = { "token", true, ALL_CMDS },
+        [OPT_JSON] = { "json", false, ALL_CMDS },
+        [OPT_TIMEOUT_S] = { "timeout-s", true, ALL_CMDS },
+        [OPT_HELP] = { "help", false, ALL_CMDS },
+        [OPT_PRIORITY] = { "priority", true, BIT(CMD_SUBMIT) },
+        [OPT_TIMEOUT_MS] = { "timeout-ms", true, BIT(CMD_SUBMIT) },
+        [OPT_KEY] = { "key", true, BIT(CMD_SUBMIT) },
+        [OPT_NO_WAIT] = { "no-wait", false, BIT(CMD_SUBMIT) },
+        [OPT_OUT] = { "out", true, BIT(CMD_SUBMIT) | BIT(CMD_RESULT) | BIT(CMD_WATCH) },
+        [OPT_STATE] = { "state", true, BIT(CMD_LIST) },
+        [OPT_KIND] = { "kind", true, BIT(CMD_LIST) },
+        [OPT_LIMIT] = { "limit", true, BIT(CMD_LIST) },
+        [OPT_AFTER] = { "after", true, BIT(CMD_LIST) },
+        [OPT_TOKENS_FILE] = { "tokens-file", true, BIT(CMD_TOKEN) },
+};
+
+struct args {
+        const char *val[_OPT_MAX];   /* the value, or "" for a given flag; NULL when absent */
+        char **pos;
+        int npos;
+        enum cmd cmd;
+};
+
+static const char usage_text[] =
+        "usage: kilnctl [--url ws://HOST:PORT/ws] [--token T] [--json] [--timeout-s S] COMMAND ...\n"
+        "\n"
+        "commands:\n"
+        "  submit KIND KEY=VALUE... [--priority P] [--timeout-ms N] [--key K] [--no-wait] [--out DIR]\n"
+        "                      submit a job, print its id, wait for it and print its scalars;\n"
+        "                      --out DIR writes each binary part as DIR/NAME.npy\n"
+        "  status JOB          show a job's state\n"
+        "  result JOB [--out DIR]\n"
+        "                      print a finished job's result (waits if it is still running)\n"
+        "  watch JOB [--out DIR]\n"
+        "                      wait for a job to finish, then print its result\n"
+        "  list [--state S] [--kind K] [--limit N] [--after JOB]\n"
+        "                      list your jobs, newest first\n"
+        "  cancel JOB          cancel a queued or running job\n"
+        "  stats               print the server's statistics\n"
+        "  token new NAME TENANT ROLE [--tokens-file FILE]\n"
+        "                      add a token (ROLE: read, submit, writer, admin) to FILE\n"
+        "                      (default /etc/kiln/tokens) and print it once\n"
+        "\n"
+        "KEY=VALUE: numbers, integers and booleans as such, string sets comma-separated\n"
+        "(maps=kappa,psi), nested objects with dotted keys (source.x_arcsec=0.5).\n"
+        "\n"
+        "options:\n"
+        "  --url URL           server (default $KILN_URL, else ws://127.0.0.1:8080/ws)\n"
+        "  --token T           API token (default $KILN_TOKEN)\n"
+        "  --json              print the server's JSON replies as they are\n"
+        "  --timeout-s S       give up after S seconds (default: wait for jobs without limit)\n"
+        "\n"
+        "exit status: 0 success, 1 failed job or error reply or connection failure, 2 usage error\n";
+
+/* Prints a usage error and returns the exit code for it. */
+__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
+{
+        va_list ap;
+
+        fprintf(stderr, "kilnctl: ");
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fprintf(stderr, "\nTry 'kilnctl --help'.\n");
+        return EXIT_USAGE;
+}
+
+/* Parses argv into *a. Options may come before or after the command's words;
+ * "--" ends the options. Returns 0; -1 after printing --help; or an exit code
+ * (> 0) after printing a usage error. */
+static int parse_args(int argc, char **argv, struct args *a)
+{
+        a->pos = calloc((size_t)argc + 1, sizeof(char *));
+        if (!a->pos)
+                return 1;
+        bool opts_done = false;
+        for (int i = 1; i < argc; i++) {
+                char *s = argv[i];
+                if (opts_done || s[0] != '-' || !s[1]) {
+                        a->pos[a->npos++] = s;
+                        continue;
+                }
+                if (!strcmp(s, "--")) {
+                        opts_done = true;
+                        continue;
+                }
+                if (!strcmp(s, "-h")) {
+                        a->val[OPT_HELP] = "";
+                        continue;
+                }
+                if (s[1] != '-')
+                        return usage_error("unknown option %s", s);
+                char *name = s + 2, *eq = strchr(name, '=');
+                size_t nl = eq ? (size_t)(eq - name) : strlen(name);
+                int o;
+                for (o = 0; o < _OPT_MAX; o++)
+                        if (strlen(opt_table[o].name) == nl && !strncmp(opt_table[o].name, name, nl))
+                                break;
+                if (o == _OPT_MAX)
+                        return usage_error("unknown option %s", s);
+                if (!opt_table[o].has_arg) {
+                        if (eq)
+                                return usage_error("option %s takes no value", s);
+                        a->val[o] = "";
+                } else if (eq) {
+                        a->val[o] = eq + 1;
+                } else if (i + 1 < argc) {
+                        a->val[o] = argv[++i];
+                } else {
+                        return usage_error("option %s needs a value", s);
+                }
+        }
+        if (a->val[OPT_HELP]) {
+                fputs(usage_text, stdout);
+                return -1;
+        }
+        if (!a->npos)
+                return usage_error("%s", "no command given");
+        int c;
+        for (c = 0; c < _CMD_MAX; c++)
+                if (!strcmp(a->pos[0], cmd_names[c]))
+                        break;
+        if (c == _CMD_MAX)
+                return usage_error("unknown command \"%s\"", a->pos[0]);
+        a->cmd = (enum cmd)c;
+        for (int o = 0; o < _OPT_MAX; o++)
+                if (a->val[o] && !(opt_table[o].cmds & BIT(c))) {
+                        fprintf(stderr, "kilnctl: %s takes no --%s\nTry 'kilnctl --help'.\n", cmd_names[c],
+                                opt_table[o].name);
+                        return EXIT_USAGE;
+                }
+        return 0;
+}
+
+static bool parse_int(const char *s, long long min, long long max, long long *ret)
+{
+        char *end;
+
+        errno = 0;
+        long long v = strtoll(s, &end, 10);
+        if (!*s || *end || errno || v < min || v > max)
+                return false;
+        *ret = v;
+        return true;
+}
+
+static int64_t now_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- one session with the server ---- */
+
+struct conn {
+        struct ctl_ws *ws;
+        const char *url;
+        int next_ref;
+        int64_t deadline;     /* from --timeout-s, monotonic ms; -1 when none */
+        bool json;
+};
+
+/* Receives the next message, bounded by the --timeout-s deadline or by
+ * `default_ms` (< 0: none) when there is none. Prints why on failure; returns
+ * >= 0 or -errno. */
+static int conn_recv(struct conn *c, int64_t default_ms, const char *what, struct ctl_msg **ret)
+{
+        int64_t timeout = default_ms;
+
+        int r = 0;
+        if (c->deadline >= 0) {
+                /* Checked here too: a steady stream of messages must not defer it. */
+                timeout = c->deadline - now_ms();
+                if (timeout <= 0)
+                        r = -ETIMEDOUT;
+        }
+        if (r == 0)
+                r = ctl_ws_recv(c->ws, timeout, ret);
+        if (r == -ETIMEDOUT)
+                fprintf(stderr, "kilnctl: timed out waiting for %s (%s)\n", what, c->url);
+        else if (r < 0)
+                fprintf(stderr, "kilnctl: connection to %s lost while waiting for %s: %s\n", c->url, what,
+                        ctl_ws_error(c->ws));
+        return r;
+}
+
+static int conn_send(struct conn *c, json_t *msg)
+{
+        char *text = json_dumps(msg, JSON_COMPACT);
+        int r = text ? ctl_ws_send_text(c->ws, text, strlen(text)) : -ENOMEM;
+
+        free(text);
+        if (r < 0)
+                fprintf(stderr, "kilnctl: cannot send to %s: %s\n", c->url, r == -ENOMEM ? "out of memory" :
+                        ctl_ws_error(c->ws));
+        return r;
+}
+
+/* Prints an error reply the way every command does. */
+static void print_error(const json_t *e)
+{
+        const char *code = json_string_value(json_object_get(e, "code"));
+        const char *field = json_string_value(json_object_get(e, "field"));
+        const char *msg = json_string_value(json_object_get(e, "message"));
+
+        fprintf(stderr, "kilnctl: error %s%s%s%s: %s\n", code ? code : "(no code)", field ? " (field " : "",
+                field ? field : "", field ? ")" : "", msg ? msg : "(no message)");
+}
+
+/* Sends `msg` (stolen) with a fresh "ref" and returns the first text reply that
+ * echoes it in *ret (new reference), skipping anything else. Returns >= 0 or -errno
+ * after printing why; *ret_ref gets the ref used. */
+static int conn_call(struct conn *c, json_t *msg, const char *what, json_t **ret, int *ret_ref)
+{
+        int ref = ++c->next_ref;
+        int r;
+
+        if (!msg || json_object_set_new(msg, "ref", json_integer(ref)) < 0) {
+                json_decref(msg);
+                fprintf(stderr, "kilnctl: out of memory\n");
+                return -ENOMEM;
+        }
+        r = conn_send(c, msg);
+        json_decref(msg);
+        if (r < 0)
+                return r;
+        if (ret_ref)
+                *ret_ref = ref;
+        for (;;) {
+                struct ctl_msg *m;
+                r = conn_recv(c, REPLY_TIMEOUT_MS, what, &m);
+                if (r < 0)
+                        return r;
+                json_t *j = m->binary ? NULL : json_loadb((const char *)m->data, m->len, 0, NULL);
+                ctl_msg_free(m);
+                if (json_integer_value(json_object_get(j, "ref")) == ref && json_is_integer(json_object_get(j, "ref"))) {
+                        *ret = j;
+                        return 0;
+                }
+                json_decref(j);
+        }
+}
+
+static bool is_op(const json_t *j, const char *op)
+{
+        const char *o = json_string_value(json_object_get(j, "op"));
+        return o && !strcmp(o, op);
+}
+
+struct ctx {
+        struct args *a;
+        double timeout_s;   /* --timeout-s; 0 when not given */
+        struct conn c;
+};
+
+/* Connects to --url and says hello with --token. Returns 0 or an exit code after
+ * printing why. */
+static int conn_open(struct ctx *x)
+{
+        struct conn *c = &x->c;
+        const char *url = x->a->val[OPT_URL], *token = x->a->val[OPT_TOKEN];
+        char err[320];
+
+        memset(c, 0, sizeof(*c));
+        c->url = url;
+        c->json = x->a->val[OPT_JSON] != NULL;
+        c->deadline = x->timeout_s > 0 ? now_ms() + (int64_t)(x->timeout_s * 1000) : -1;
+        int r = ctl_ws_connect(url, "kiln.v1", CONNECT_TIMEOUT_MS, &c->ws, err, sizeof(err));
+        if (r == -EINVAL)
+                return usage_error("bad --url \"%s\": expected ws://HOST:PORT/PATH or wss://...", url);
+        if (r < 0) {
+                fprintf(stderr, "kilnctl: cannot connect to %s: %s\n", url, err);
+                return 1;
+        }
+        json_t *hello = json_pack("{s:s, s:s}", "op", "hello", "client", "kilnctl/" KILN_VERSION);
+        if (hello && token)
+                json_object_set_new(hello, "token", json_string(token));
+        json_t *reply;
+        if (conn_call(c, hello, "the welcome", &reply, NULL) < 0)
+                return 1;
+        if (!is_op(reply, "welcome")) {
+                print_error(reply);
+                json_decref(reply);
+                return 1;
+        }
+        json_decref(reply);
+        return 0;
+}
+
+/* ---- results ---- */
+
+static void print_value(const json_t *v)
+{
+        if (json_is_integer(v)) {
+                printf("%lld\n", (long long)json_integer_value(v));
+        } else if (json_is_real(v)) {
+                printf("%.10g\n", json_real_value(v));
+        } else if (json_is_string(v)) {
+                printf("%s\n", json_string_value(v));
+        } else {
+                char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+                printf("%s\n", s ? s : "?");
+                free(s);
+        }
+}
+
+static void print_json(const json_t *j, size_t flags)
+{
+        char *s = json_dumps(j, flags | JSON_PRESERVE_ORDER);
+        if (s)
+                puts(s);
+        free(s);
+}
+
+/* A progress bar on stderr, only when it is a terminal. */
+static void progress_show(const char *job, int pct)
+{
+        static const int width = 30;
+        int fill = pct * width / 100;
+        char bar[32];
+
+        memset(bar, '#', (size_t)fill);
+        memset(bar + fill, '.', (size_t)(width - fill));
+        bar[width] = '\0';
+        fprintf(stderr, "\r%s [%s] %3d%%", job, bar, pct);
+        fflush(stderr);
+}
+
+static void progress_clear(void)
+{
+        fprintf(stderr, "\r\033[K");
+        fflush(stderr);
+}
+
+/* Receives the binary frames of a `done` and writes them under out_dir (may be
+ * NULL: they are read and dropped). Returns >= 0 or -errno after printing. */
+static int receive_parts(struct conn *c, const json_t *done, const char *out_dir)
+{
+        const json_t *parts = json_object_get(done, "parts");
+        size_t n = json_array_size(parts);
+        int r;
+
+        if (out_dir && n && (r = ctl_mkdir_p(out_dir)) < 0) {
+                fprintf(stderr, "kilnctl: cannot create %s: %s\n", out_dir, strerror(-r));
+                return r;
+        }
+        for (size_t i = 0; i < n; i++) {
+                const char *want = json_string_value(json_object_get(json_array_get(parts, i), "name"));
+                struct ctl_msg *m = NULL;
+                do {
+                        ctl_msg_free(m);
+                        m = NULL;
+                        r = conn_recv(c, -1, "the result's parts", &m);
+                        if (r < 0)
+                                return r;
+                } while (!m->binary);   /* text in between (progress of other jobs): skip */
+
+                struct proto_frame f;
+                struct proto_error err;
+                if (proto_frame_decode(m->data, m->len, &f, &err) < 0) {
+                        fprintf(stderr, "kilnctl: the server sent a bad part frame (%s: %s)\n", err.field,
+                                err.message);
+                        ctl_msg_free(m);
+                        return -EPROTO;
+                }
+                if (!want || strcmp(want, f.part)) {
+                        fprintf(stderr, "kilnctl: expected part \"%s\", the server sent \"%s\"\n",
+                                want ? want : "?", f.part);
+                        proto_frame_clear(&f);
+                        ctl_msg_free(m);
+                        return -EPROTO;
+                }
+                r = 0;
+                if (out_dir) {
+                        char *path;
+                        if (asprintf(&path, "%s/%s.npy", out_dir, f.part) < 0) {
+                                r = -ENOMEM;
+                        } else {
+                                r = ctl_npy_write(path, kiln_dtype_name(f.dtype), f.ndim, f.shape, f.payload,
+                                                  f.payload_len);
+                                if (r < 0)
+                                        fprintf(stderr, "kilnctl: cannot write %s: %s\n", path, strerror(-r));
+                                else
+                                        fprintf(stderr, "wrote %s\n", path);
+                                free(path);
+                        }
+                }
+                proto_frame_clear(&f);
+                ctl_msg_free(m);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* Waits for the `done` of `job` (replies to `ref` may come first: an "ok", or an
+ * error that ends the wait), receives its parts and prints the outcome. Returns
+ * the exit code. `first` (stolen, may be NULL) is a message already received. */
+static int wait_done(struct conn *c, const char *job, int ref, json_t *first, const char *out_dir)
+{
+        bool bar = isatty(STDERR_FILENO) && !getenv("KILNCTL_NO_PROGRESS");
+        bool bar_shown = false;
+        json_t *done = NULL, *j = first;
+
+        while (!done) {
+                if (!j) {
+                        struct ctl_msg *m;
+                        if (conn_recv(c, -1, "the job to finish", &m) < 0) {
+                                if (bar_shown)
+                                        progress_clear();
+                                return 1;
+                        }
+                        j = m->binary ? NULL : json_loadb((const char *)m->data, m->len, 0, NULL);
+                        ctl_msg_free(m);
+                }
+                const char *jid = json_string_value(json_object_get(j, "job"));
+                bool mine = jid && !strcasecmp(jid, job);
+                json_t *jref = json_object_get(j, "ref");
+                if (is_op(j, "error") && json_is_integer(jref) && json_integer_value(jref) == ref) {
+                        if (bar_shown)
+                                progress_clear();
+                        print_error(j);
+                        json_decref(j);
+                        return 1;
+                } else if (is_op(j, "progress") && mine && bar) {
+                        progress_show(job, (int)json_integer_value(json_object_get(j, "pct")));
+                        bar_shown = true;
+                } else if (is_op(j, "done") && mine) {
+                        done = j;
+                        j = NULL;
+                }
+                json_decref(j);
+                j = NULL;
+        }
+        if (bar_shown)
+                progress_clear();
+
+        const char *state = json_string_value(json_object_get(done, "state"));
+        bool ok = state && !strcmp(state, "done");
+        int r = ok ? receive_parts(c, done, out_dir) : 0;
+
+        if (c->json) {
+                json_object_del(done, "ref");
+                print_json(done, JSON_COMPACT);
+        } else if (ok) {
+                const char *name;
+                json_t *v;
+                json_object_foreach(json_object_get(done, "result"), name, v) {
+                        printf("%s = ", name);
+                        print_value(v);
+                }
+        }
+        if (!ok) {
+                const json_t *e = json_object_get(done, "error");
+                const char *code = json_string_value(json_object_get(e, "code"));
+                const char *msg = json_string_value(json_object_get(e, "message"));
+                fprintf(stderr, "kilnctl: job %s %s%s%s%s%s\n", job, state ? state : "ended", code || msg ? ": " : "",
+                        code ? code : "", code && msg ? ": " : "", msg ? msg : "");
+        }
+        json_decref(done);
+        fflush(stdout);
+        return ok && r >= 0 ? 0 : 1;
+}
+
+/* ---- commands ---- */
+
+static int cmd_submit(struct ctx *x)
+{
+        struct args *a = x->a;
+        long long timeout_ms = 0;
+
+        if (a->npos < 2)
+                return usage_error("%s", "submit needs a KIND");
+        if (a->val[OPT_PRIORITY]) {
+                static const char *const prios[] = { "critical", "high", "normal", "low", "batch" };
+                bool ok = false;
+                for (size_t i = 0; i < 5; i++)
+                        ok |= !strcmp(a->val[OPT_PRIORITY], prios[i]);
+                if (!ok)
+                        return usage_error("--priority must be critical, high, normal, low or batch, not \"%s\"",
+                                           a->val[OPT_PRIORITY]);
+        }
+        if (a->val[OPT_TIMEOUT_MS] && !parse_int(a->val[OPT_TIMEOUT_MS], 1, INT64_MAX, &timeout_ms))
+                return usage_error("--timeout-ms needs a positive integer, not \"%s\"", a->val[OPT_TIMEOUT_MS]);
+
+        char err[256];
+        json_t *params;
+        int r = ctl_params_from_words(a->pos[1], a->pos + 2, a->npos - 2, &params, err, sizeof(err));
+        if (r == -EINVAL)
+                return usage_error("%s", err);
+        if (r < 0) {
+                fprintf(stderr, "kilnctl: %s\n", err);
+                return 1;
+        }
+        bool wait = !a->val[OPT_NO_WAIT];
+        json_t *msg = json_pack("{s:s, s:s, s:o, s:b}", "op", "submit", "kind", a->pos[1], "params", params,
+                                "watch", wait);
+        if (msg && a->val[OPT_PRIORITY])
+                json_object_set_new(msg, "priority", json_string(a->val[OPT_PRIORITY]));
+        if (msg && timeout_ms)
+                json_object_set_new(msg, "timeout_ms", json_integer(timeout_ms));
+        if (msg && a->val[OPT_KEY])
+                json_object_set_new(msg, "key", json_string(a->val[OPT_KEY]));
+
+        if ((r = conn_open(x)) != 0) {
+                json_decref(msg);
+                return r;
+        }
+        json_t *reply;
+        int ref;
+        if (conn_call(&x->c, msg, "the submission's reply", &reply, &ref) < 0)
+                return 1;
+        if (!is_op(reply, "accepted") || !json_is_string(json_object_get(reply, "job"))) {
+                print_error(reply);
+                json_decref(reply);
+                return 1;
+        }
+        char job[64];
+        snprintf(job, sizeof(job), "%s", json_string_value(json_object_get(reply, "job")));
+        if (x->c.json && !wait) {
+                json_object_del(reply, "ref");
+                print_json(reply, JSON_COMPACT);
+        } else if (!x->c.json) {
+                printf("%s\n", job);
+        }
+        fflush(stdout);
+        json_decref(reply);
+        if (!wait)
+                return 0;
+        return wait_done(&x->c, job, ref, NULL, a->val[OPT_OUT]);
+}
+
+static int need_job(struct args *a, const char *what)
+{
+        uint8_t id[16];
+
+        if (a->npos != 2) {
+                fprintf(stderr, "kilnctl: %s needs exactly one job id\nTry 'kilnctl --help'.\n", what);
+                return EXIT_USAGE;
+        }
+        if (kiln_uuid_parse(a->pos[1], id) < 0)
+                return usage_error("\"%s\" is not a job id", a->pos[1]);
+        return 0;
+}
+
+/* `result` and `watch`: the reply is the `done` itself (finished job, `result`),
+ * or "ok" followed by the `done` when it comes. */
+static int cmd_result(struct ctx *x)
+{
+        struct args *a = x->a;
+        int r = need_job(a, cmd_names[a->cmd]);
+        if (r)
+                return r;
+        if ((r = conn_open(x)) != 0)
+                return r;
+        json_t *reply;
+        int ref;
+        json_t *msg = json_pack("{s:s, s:s}", "op", cmd_names[a->cmd], "job", a->pos[1]);
+        if (conn_call(&x->c, msg, "the reply", &reply, &ref) < 0)
+                return 1;
+        if (is_op(reply, "ok")) {
+                json_decref(reply);
+                reply = NULL;
+        }
+        return wait_done(&x->c, a->pos[1], ref, reply, a->val[OPT_OUT]);
+}
+
+/* A request answered by one reply (status, list, cancel, stats). Returns the
+ * exit code; *ret gets the reply when it is not an error. */
+static int simple_call(struct ctx *x, json_t *msg, json_t **ret)
+{
+        int r = conn_open(x);
+        if (r) {
+                json_decref(msg);
+                return r;
+        }
+        json_t *reply;
+        if (conn_call(&x->c, msg, "the reply", &reply, NULL) < 0)
+                return 1;
+        if (is_op(reply, "error")) {
+                print_error(reply);
+                json_decref(reply);
+                return 1;
+        }
+        json_object_del(reply, "ref");
+        if (x->c.json) {
+                print_json(reply, JSON_COMPACT);
+                json_decref(reply);
+                return 0;
+        }
+        *ret = reply;
+        return -1;
+}
+
+static int cmd_status(struct ctx *x)
+{
+        json_t *reply = NULL;
+        int r = need_job(x->a, "status");
+        if (r)
+                return r;
+        r = simple_call(x, json_pack("{s:s, s:s}", "op", "status", "job", x->a->pos[1]), &reply);
+        if (r >= 0)
+                return r;
+        const char *key;
+        json_t *v;
+        json_object_foreach(reply, key, v) {
+                if (!strcmp(key, "op"))
+                        continue;
+                printf("%-10s ", key);
+                print_value(v);
+        }
+        json_decref(reply);
+        return 0;
+}
+
+static int cmd_cancel(struct ctx *x)
+{
+        json_t *reply = NULL;
+        int r = need_job(x->a, "cancel");
+        if (r)
+                return r;
+        r = simple_call(x, json_pack("{s:s, s:s}", "op", "cancel", "job", x->a->pos[1]), &reply);
+        if (r >= 0)
+                return r;
+        const char *state = json_string_value(json_object_get(reply, "state"));
+        printf("%s %s\n", x->a->pos[1], state ? state : "cancel requested");
+        json_decref(reply);
+        return 0;
+}
+
+static int cmd_list(struct ctx *x)
+{
+        struct args *a = x->a;
+        long long limit = 0;
+        uint8_t id[16];
+
+        if (a->npos != 1)
+                return usage_error("list takes no words, only options (\"%s\")", a->pos[1]);
+        if (a->val[OPT_LIMIT] && !parse_int(a->val[OPT_LIMIT], 1, 1000, &limit))
+                return usage_error("--limit needs an integer 1..1000, not \"%s\"", a->val[OPT_LIMIT]);
+        if (a->val[OPT_AFTER] && kiln_uuid_parse(a->val[OPT_AFTER], id) < 0)
+                return usage_error("--after needs a job id, not \"%s\"", a->val[OPT_AFTER]);
+        json_t *msg = json_pack("{s:s}", "op", "list");
+        if (msg && a->val[OPT_STATE])
+                json_object_set_new(msg, "state", json_string(a->val[OPT_STATE]));
+        if (msg && a->val[OPT_KIND])
+                json_object_set_new(msg, "kind", json_string(a->val[OPT_KIND]));
+        if (msg && limit)
+                json_object_set_new(msg, "limit", json_integer(limit));
+        if (msg && a->val[OPT_AFTER])
+                json_object_set_new(msg, "after", json_string(a->val[OPT_AFTER]));
+
+        json_t *reply = NULL;
+        int r = simple_call(x, msg, &reply);
+        if (r >= 0)
+                return r;
+        json_t *jobs = json_object_get(reply, "jobs"), *e;
+        size_t i;
+        int kw = 4, sw = 5;
+        json_array_foreach(jobs, i, e) {
+                const char *k = json_string_value(json_object_get(e, "kind"));
+                const char *s = json_string_value(json_object_get(e, "state"));
+                if (k && (int)strlen(k) > kw)
+                        kw = (int)strlen(k);
+                if (s && (int)strlen(s) > sw)
+                        sw = (int)strlen(s);
+        }
+        printf("%-36s  %-*s  %-*s  %s\n", "JOB", kw, "KIND", sw, "STATE", "SUBMITTED");
+        json_array_foreach(jobs, i, e) {
+                const char *j = json_string_value(json_object_get(e, "job"));
+                const char *k = json_string_value(json_object_get(e, "kind"));
+                const char *s = json_string_value(json_object_get(e, "state"));
+                const char *t = json_string_value(json_object_get(e, "submitted"));
+                printf("%-36s  %-*s  %-*s  %s\n", j ? j : "?", kw, k ? k : "?", sw, s ? s : "?", t ? t : "-");
+        }
+        const char *next = json_string_value(json_object_get(reply, "next"));
+        if (next)
+                fprintf(stderr, "more: kilnctl list --after %s\n", next);
+        json_decref(reply);
+        return 0;
+}
+
+static int cmd_stats(struct ctx *x)
+{
+        json_t *reply = NULL;
+
+        if (x->a->npos != 1)
+                return usage_error("stats takes no words (\"%s\")", x->a->pos[1]);
+        int r = simple_call(x, json_pack("{s:s}", "op", "stats"), &reply);
+        if (r >= 0)
+                return r;
+        json_object_del(reply, "op");
+        print_json(reply, JSON_INDENT(2));
+        json_decref(reply);
+        return 0;
+}
+
+static int cmd_token(struct ctx *x)
+{
+        struct args *a = x->a;
+        const char *file = a->val[OPT_TOKENS_FILE] ? a->val[OPT_TOKENS_FILE] : "/etc/kiln/tokens";
+        char token[65];
+
+        if (a->npos < 2 || strcmp(a->pos[1], "new"))
+                return usage_error("%s", "usage: kilnctl token new NAME TENANT ROLE [--tokens-file FILE]");
+        if (a->npos != 5)
+                return usage_error("%s", "token new needs NAME TENANT ROLE");
+        if (!ctl_valid_name(a->pos[2]))
+                return usage_error("invalid NAME \"%s\": use 1..63 of A-Z a-z 0-9 _ . -", a->pos[2]);
+        if (!ctl_valid_name(a->pos[3]))
+                return usage_error("invalid TENANT \"%s\": use 1..63 of A-Z a-z 0-9 _ . -", a->pos[3]);
+        int r = ctl_token_new(a->pos[2], a->pos[3], a->pos[4], file, token);
+        if (r == -EINVAL)
+                return usage_error("invalid ROLE \"%s\": one of read, submit, writer, admin", a->pos[4]);
+        if (r == -EEXIST) {
+                fprintf(stderr, "kilnctl: %s already has a token named \"%s\"\n", file, a->pos[2]);
+                return 1;
+        }
+        if (r < 0) {
+                fprintf(stderr, "kilnctl: cannot add the token to %s: %s\n", file, strerror(-r));
+                return 1;
+        }
+        printf("%s\n", token);
+        fprintf(stderr, "added token \"%s\" (tenant %s, role %s) to %s; it is shown only this once\n", a->pos[2],
+                a->pos[3], a->pos[4], file);
+        return 0;
+}
+
+int main(int argc, char **argv)
+{
+        struct args a = { 0 };
+        struct ctx x = { .a = &a };
+        int r;
+
+        signal(SIGPIPE, SIG_IGN);
+        if ((r = parse_args(argc, argv, &a)) != 0) {
+                free(a.pos);
+                return r < 0 ? 0 : r;
+        }
+        if (!a.val[OPT_URL]) {
+                const char *env = getenv("KILN_URL");
+                a.val[OPT_URL] = env && *env ? env : "ws://127.0.0.1:8080/ws";
+        }
+        if (!a.val[OPT_TOKEN]) {
+                const char *env = getenv("KILN_TOKEN");
+                a.val[OPT_TOKEN] = env && *env ? env : NULL;
+        }
+        double timeout_s = 0;
+        if (a.val[OPT_TIMEOUT_S]) {
+                char *end;
+                timeout_s = strtod(a.val[OPT_TIMEOUT_S], &end);
+                if (!*a.val[OPT_TIMEOUT_S] || *end || !(timeout_s > 0) || !isfinite(timeout_s)) {
+                        free(a.pos);
+                        return usage_error("--timeout-s needs a positive number, not \"%s\"", a.val[OPT_TIMEOUT_S]);
+                }
+        }
+        x.timeout_s = timeout_s;
+
+        static int (*const run[_CMD_MAX])(struct ctx *) = {
+                [CMD_SUBMIT] = cmd_submit, [CMD_STATUS] = cmd_status, [CMD_RESULT] = cmd_result,
+                [CMD_LIST] = cmd_list,     [CMD_CANCEL] = cmd_cancel, [CMD_STATS] = cmd_stats,
+                [CMD_WATCH] = cmd_result,  [CMD_TOKEN] = cmd_token,
+        };
+        r = run[a.cmd](&x);
+        ctl_ws_free(x.c.ws);
+        free(a.pos);
+        return r;
+}

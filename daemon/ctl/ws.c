@@ -1,0 +1,464 @@
+/* kilnctl's WebSocket client on libwebsockets 4.1.6 (see ws.h). */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <libwebsockets.h>
+
+#include "ws.h"
+
+enum ws_state {
+        WS_CONNECTING,
+        WS_OPEN,
+        WS_CLOSED,
+};
+
+/* One queued outgoing text message, with LWS_PRE bytes of headroom. */
+struct out_msg {
+        struct out_msg *next;
+        size_t len;
+        unsigned char buf[];
+};
+
+struct ctl_ws {
+        struct lws_context *ctx;
+        struct lws *wsi;               /* set once established, NULL once closed */
+        enum ws_state state;
+        bool closing;                  /* ctl_ws_free asked for a close */
+        bool timer_fired;
+        lws_sorted_usec_list_t sul;
+        char err[320];
+
+        struct out_msg *out_head, **out_tail;
+        struct ctl_msg *in_head, **in_tail;
+
+        /* the message being received */
+        bool rx_active;
+        bool rx_binary;
+        uint8_t *rx;
+        size_t rx_len, rx_cap;
+};
+
+void ctl_msg_free(struct ctl_msg *m)
+{
+        if (!m)
+                return;
+        free(m->data);
+        free(m);
+}
+
+int ctl_ws_parse_url(const char *url, bool *ret_tls, char *ret_host, size_t host_size, int *ret_port,
+                     char *ret_path, size_t path_size)
+{
+        bool tls;
+        const char *p;
+
+        if (!strncasecmp(url, "ws://", 5)) {
+                tls = false;
+                p = url + 5;
+        } else if (!strncasecmp(url, "wss://", 6)) {
+                tls = true;
+                p = url + 6;
+        } else {
+                return -EINVAL;
+        }
+
+        const char *host = p, *host_end;
+        if (*p == '[') {
+                host = ++p;
+                host_end = strchr(p, ']');
+                if (!host_end)
+                        return -EINVAL;
+                p = host_end + 1;
+        } else {
+                p += strcspn(p, ":/");
+                host_end = p;
+        }
+        size_t hl = (size_t)(host_end - host);
+        if (hl == 0 || hl >= host_size)
+                return -EINVAL;
+
+        int port = tls ? 443 : 80;
+        if (*p == ':') {
+                char *end;
+                long v = strtol(p + 1, &end, 10);
+                if (end == p + 1 || v < 1 || v > 65535 || (*end && *end != '/'))
+                        return -EINVAL;
+                port = (int)v;
+                p = end;
+        } else if (*p && *p != '/') {
+                return -EINVAL;
+        }
+
+        const char *path = *p ? p : "/";
+        if (strlen(path) >= path_size)
+                return -EINVAL;
+
+        memcpy(ret_host, host, hl);
+        ret_host[hl] = '\0';
+        strcpy(ret_path, path);
+        *ret_tls = tls;
+        *ret_port = port;
+        return 0;
+}
+
+/* Records why the connection failed or closed; the first reason wins. */
+__attribute__((format(printf, 2, 3))) static void set_error(struct ctl_ws *c, const char *fmt, ...)
+{
+        va_list ap;
+
+        if (c->err[0])
+                return;
+        va_start(ap, fmt);
+        vsnprintf(c->err, sizeof(c->err), fmt, ap);
+        va_end(ap);
+}
+
+/* Appends a received chunk to the message being assembled; hands the message to
+ * the inbox once its last fragment is complete. */
+static int rx_chunk(struct ctl_ws *c, struct lws *wsi, const void *in, size_t len)
+{
+        if (!c->rx_active) {
+                c->rx_active = true;
+                c->rx_binary = lws_frame_is_binary(wsi);
+                c->rx_len = 0;
+        }
+        if (c->rx_len + len + 1 > c->rx_cap) {
+                size_t cap = c->rx_cap ? c->rx_cap : 4096;
+                while (cap < c->rx_len + len + 1)
+                        cap *= 2;
+                uint8_t *p = realloc(c->rx, cap);
+                if (!p)
+                        return -ENOMEM;
+                c->rx = p;
+                c->rx_cap = cap;
+        }
+        if (len)
+                memcpy(c->rx + c->rx_len, in, len);
+        c->rx_len += len;
+
+        if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi) != 0)
+                return 0;
+
+        struct ctl_msg *m = calloc(1, sizeof(*m));
+        if (!m)
+                return -ENOMEM;
+        /* Hand over the buffer itself: large parts are not copied again. */
+        c->rx[c->rx_len] = '\0';
+        m->binary = c->rx_binary;
+        m->len = c->rx_len;
+        m->data = c->rx;
+        c->rx = NULL;
+        c->rx_cap = 0;
+        c->rx_len = 0;
+        c->rx_active = false;
+        *c->in_tail = m;
+        c->in_tail = &m->next;
+        return 0;
+}
+
+static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+        struct lws_context *ctx = lws_get_context(wsi);
+        struct ctl_ws *c = ctx ? lws_context_user(ctx) : NULL;
+
+        if (!c)
+                return 0;
+
+        switch (reason) {
+        case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+                set_error(c, "%s", in && len ? (const char *)in : "connection failed");
+                c->state = WS_CLOSED;
+                c->wsi = NULL;
+                break;
+
+        case LWS_CALLBACK_CLIENT_ESTABLISHED:
+                c->state = WS_OPEN;
+                c->wsi = wsi;
+                if (c->out_head || c->closing)
+                        lws_callback_on_writable(wsi);
+                break;
+
+        case LWS_CALLBACK_CLIENT_WRITEABLE: {
+                struct out_msg *o = c->out_head;
+                if (!o) {
+                        if (c->closing) {
+                                lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
+                                return -1;
+                        }
+                        break;
+                }
+                int n = lws_write(wsi, o->buf + LWS_PRE, o->len, LWS_WRITE_TEXT);
+                if (n < 0 || (size_t)n < o->len) {
+                        set_error(c, "%s", "writing to the connection failed");
+                        return -1;
+                }
+                c->out_head = o->next;
+                if (!c->out_head)
+                        c->out_tail = &c->out_head;
+                free(o);
+                if (c->out_head || c->closing)
+                        lws_callback_on_writable(wsi);
+                break;
+        }
+
+        case LWS_CALLBACK_CLIENT_RECEIVE:
+                if (rx_chunk(c, wsi, in, len) < 0) {
+                        set_error(c, "%s", "out of memory receiving a message");
+                        return -1;
+                }
+                break;
+
+        case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+                if (len >= 2) {
+                        const unsigned char *b = in;
+                        char detail[160];
+                        snprintf(detail, sizeof(detail), "close code %u%s%.*s", (unsigned)(b[0] << 8 | b[1]),
+                                 len > 2 ? ": " : "", (int)(len - 2 < 120 ? len - 2 : 120), (const char *)b + 2);
+                        set_error(c, "the server closed the connection (%s)", detail);
+                }
+                break;
+
+        case LWS_CALLBACK_CLIENT_CLOSED:
+                set_error(c, "%s", "the server closed the connection");
+                c->state = WS_CLOSED;
+                c->wsi = NULL;
+                break;
+
+        default:
+                break;
+        }
+        return 0;
+}
+
+static const struct lws_protocols protocols[] = {
+        { .name = "kiln.v1", .callback = callback, .rx_buffer_size = 65536 },
+        { .name = NULL },
+};
+
+static void on_timer(lws_sorted_usec_list_t *sul)
+{
+        struct ctl_ws *c = lws_container_of(sul, struct ctl_ws, sul);
+        c->timer_fired = true;
+}
+
+/* Runs the service loop until `done` holds for c, the connection closes or
+ * timeout_ms passes (< 0: no limit). Returns true when the timer fired first. */
+static bool service_until(struct ctl_ws *c, bool (*done)(const struct ctl_ws *), int64_t timeout_ms)
+{
+        c->timer_fired = false;
+        if (timeout_ms >= 0)
+                lws_sul_schedule(c->ctx, 0, &c->sul, on_timer, (lws_usec_t)timeout_ms * LWS_US_PER_MS);
+        while (!done(c) && c->state != WS_CLOSED && !c->timer_fired)
+                if (lws_service(c->ctx, 0) < 0)
+                        break;
+        bool fired = c->timer_fired && !done(c);
+        if (timeout_ms >= 0)
+                lws_sul_cancel(&c->sul);
+        return fired;
+}
+
+/* After libwebsockets failed to connect (its reasons are vague: "Unable to
+ * connect"), finds the system's reason by resolving the host and trying a plain
+ * TCP connection. Writes nothing when TCP works (the failure was then in the
+ * handshake and libwebsockets' reason stands). */
+static void diagnose(const char *host, int port, char *ret, size_t size)
+{
+        struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *res, *ai;
+        char service[16];
+        int err = 0;
+
+        snprintf(service, sizeof(service), "%d", port);
+        int g = getaddrinfo(host, service, &hints, &res);
+        if (g) {
+                snprintf(ret, size, "cannot resolve %s: %s", host, g == EAI_SYSTEM ? strerror(errno) : gai_strerror(g));
+                return;
+        }
+        for (ai = res; ai; ai = ai->ai_next) {
+                int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+                if (fd < 0) {
+                        err = errno;
+                        continue;
+                }
+                if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno == EINPROGRESS) {
+                        struct pollfd p = { .fd = fd, .events = POLLOUT };
+                        socklen_t l = sizeof(err);
+                        if (poll(&p, 1, 2000) == 1)
+                                getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l);
+                        else
+                                err = ETIMEDOUT;
+                } else {
+                        err = errno;
+                }
+                close(fd);
+                if (!err)
+                        break;
+        }
+        freeaddrinfo(res);
+        if (err)
+                snprintf(ret, size, "%s", strerror(err));
+}
+
+static bool is_open(const struct ctl_ws *c)
+{
+        return c->state == WS_OPEN;
+}
+
+static bool has_message(const struct ctl_ws *c)
+{
+        return c->in_head != NULL;
+}
+
+static bool is_closed(const struct ctl_ws *c)
+{
+        return c->state == WS_CLOSED;
+}
+
+int ctl_ws_connect(const char *url, const char *subprotocol, int timeout_ms, struct ctl_ws **ret, char *err,
+                   size_t err_size)
+{
+        char host[256], path[1024], host_header[300];
+        bool tls;
+        int port;
+
+        err[0] = '\0';
+        if (ctl_ws_parse_url(url, &tls, host, sizeof(host), &port, path, sizeof(path)) < 0) {
+                snprintf(err, err_size, "not a ws:// or wss:// URL");
+                return -EINVAL;
+        }
+
+        struct ctl_ws *c = calloc(1, sizeof(*c));
+        if (!c) {
+                snprintf(err, err_size, "out of memory");
+                return -ENOMEM;
+        }
+        c->out_tail = &c->out_head;
+        c->in_tail = &c->in_head;
+        c->state = WS_CONNECTING;
+
+        const char *dbg = getenv("KILNCTL_DEBUG");
+        lws_set_log_level(dbg && *dbg ? LLL_ERR | LLL_WARN | LLL_NOTICE | LLL_INFO | LLL_CLIENT : 0, NULL);
+
+        struct lws_context_creation_info info;
+        memset(&info, 0, sizeof(info));
+        info.port = CONTEXT_PORT_NO_LISTEN;
+        info.protocols = protocols;
+        info.user = c;
+        info.options = tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0;
+        info.timeout_secs = (unsigned)(timeout_ms > 0 ? (timeout_ms + 999) / 1000 : 10);
+        c->ctx = lws_create_context(&info);
+        if (!c->ctx) {
+                snprintf(err, err_size, "cannot create a libwebsockets context");
+                free(c);
+                return -ENOMEM;
+        }
+
+        if ((tls && port == 443) || (!tls && port == 80))
+                snprintf(host_header, sizeof(host_header), "%s", host);
+        else
+                snprintf(host_header, sizeof(host_header), "%s:%d", host, port);
+
+        struct lws_client_connect_info ci;
+        memset(&ci, 0, sizeof(ci));
+        ci.context = c->ctx;
+        ci.address = host;
+        ci.port = port;
+        ci.ssl_connection = tls ? LCCSCF_USE_SSL : 0;
+        ci.path = path;
+        ci.host = host_header;
+        ci.origin = host_header;
+        ci.protocol = subprotocol;
+        ci.local_protocol_name = protocols[0].name;
+        ci.ietf_version_or_minus_one = -1;
+
+        if (!lws_client_connect_via_info(&ci) && c->state != WS_CLOSED) {
+                c->state = WS_CLOSED;
+                set_error(c, "%s", "the connection could not be started");
+        }
+
+        bool timed_out = c->state == WS_CONNECTING && service_until(c, is_open, timeout_ms);
+        if (c->state != WS_OPEN) {
+                int r = -ECONNREFUSED;
+                if (timed_out) {
+                        snprintf(err, err_size, "no connection within %d s", (timeout_ms + 999) / 1000);
+                        r = -ETIMEDOUT;
+                } else {
+                        char why[200] = "";
+                        diagnose(host, port, why, sizeof(why));
+                        snprintf(err, err_size, "%s", why[0] ? why : c->err[0] ? c->err : "connection failed");
+                }
+                ctl_ws_free(c);
+                return r;
+        }
+        *ret = c;
+        return 0;
+}
+
+int ctl_ws_send_text(struct ctl_ws *c, const char *text, size_t len)
+{
+        if (c->state == WS_CLOSED)
+                return -ENOTCONN;
+        struct out_msg *o = malloc(sizeof(*o) + LWS_PRE + len);
+        if (!o)
+                return -ENOMEM;
+        o->next = NULL;
+        o->len = len;
+        memcpy(o->buf + LWS_PRE, text, len);
+        *c->out_tail = o;
+        c->out_tail = &o->next;
+        if (c->wsi)
+                lws_callback_on_writable(c->wsi);
+        return 0;
+}
+
+int ctl_ws_recv(struct ctl_ws *c, int64_t timeout_ms, struct ctl_msg **ret)
+{
+        if (!c->in_head && c->state != WS_CLOSED && service_until(c, has_message, timeout_ms))
+                return -ETIMEDOUT;
+        struct ctl_msg *m = c->in_head;
+        if (!m)
+                return -ECONNRESET;
+        c->in_head = m->next;
+        if (!c->in_head)
+                c->in_tail = &c->in_head;
+        m->next = NULL;
+        *ret = m;
+        return 0;
+}
+
+const char *ctl_ws_error(const struct ctl_ws *c)
+{
+        return c->state == WS_CLOSED ? (c->err[0] ? c->err : "the connection closed") : "";
+}
+
+void ctl_ws_free(struct ctl_ws *c)
+{
+        if (!c)
+                return;
+        if (c->ctx && c->wsi && c->state == WS_OPEN) {
+                c->closing = true;
+                lws_callback_on_writable(c->wsi);
+                service_until(c, is_closed, 1000);
+        }
+        if (c->ctx)
+                lws_context_destroy(c->ctx);
+        while (c->in_head) {
+                struct ctl_msg *m = c->in_head;
+                c->in_head = m->next;
+                ctl_msg_free(m);
+        }
+        while (c->out_head) {
+                struct out_msg *o = c->out_head;
+                c->out_head = o->next;
+                free(o);
+        }
+        free(c->rx);
+        free(c);
+}

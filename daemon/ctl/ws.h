@@ -1,0 +1,52 @@
+/* kilnctl's WebSocket client: one connection on a libwebsockets client context,
+ * driven synchronously (no threads: every call runs the service loop until it has
+ * what it waits for).
+ *
+ * Whole messages are delivered: fragments are accumulated until the final one, with
+ * no size limit beyond memory (a 2048x2048 f32 part is 16 MiB). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* One received message. `data` holds `len` bytes followed by a NUL (so a text
+ * message is a C string). Owned by the caller; free with ctl_msg_free. */
+struct ctl_msg {
+        struct ctl_msg *next;
+        bool binary;
+        size_t len;
+        uint8_t *data;
+};
+
+void ctl_msg_free(struct ctl_msg *m);
+
+struct ctl_ws;
+
+/* Splits "ws://HOST[:PORT][/PATH]" or "wss://..." (HOST may be "[v6]"). The port
+ * defaults to 80 / 443, the path to "/". Returns >= 0 or -EINVAL. */
+int ctl_ws_parse_url(const char *url, bool *ret_tls, char *ret_host, size_t host_size, int *ret_port,
+                     char *ret_path, size_t path_size);
+
+/* Connects to `url` naming `subprotocol`, waiting at most timeout_ms for the
+ * handshake. Returns >= 0 and a new connection in *ret, or -EINVAL (bad URL),
+ * -ETIMEDOUT, -ECONNREFUSED (any failure to connect) or -ENOMEM, with a sentence
+ * saying why in err (always written). */
+int ctl_ws_connect(const char *url, const char *subprotocol, int timeout_ms, struct ctl_ws **ret, char *err,
+                   size_t err_size);
+
+/* Queues one text message; it is written while ctl_ws_recv or ctl_ws_free run the
+ * service loop. Returns >= 0, -ENOMEM, or -ENOTCONN when the connection is closed. */
+int ctl_ws_send_text(struct ctl_ws *c, const char *text, size_t len);
+
+/* Returns the next whole message in *ret (caller frees), waiting at most
+ * timeout_ms (< 0: without limit). Returns >= 0, -ETIMEDOUT, or -ECONNRESET when
+ * the connection closed with nothing left to read (ctl_ws_error says how). */
+int ctl_ws_recv(struct ctl_ws *c, int64_t timeout_ms, struct ctl_msg **ret);
+
+/* Why the connection failed or closed; "" while it is open. Lives as long as c. */
+const char *ctl_ws_error(const struct ctl_ws *c);
+
+/* Sends a normal close (waiting briefly for it to go out) and frees everything.
+ * Accepts NULL. */
+void ctl_ws_free(struct ctl_ws *c);
