@@ -439,9 +439,13 @@ static bool part_name_ok(const char *s, size_t len)
 }
 
 /* Decodes one binary frame; see proto.h. Every read of buf is bounded by len. */
-int proto_frame_decode(const uint8_t *buf, size_t len, struct proto_frame *ret, struct proto_error *err)
+int proto_frame_decode(const uint8_t *buf, size_t len, struct proto_frame *ret, json_t **ret_ref,
+                       struct proto_error *err)
 {
         struct proto_frame f = { 0 };
+
+        if (ret_ref)
+                *ret_ref = NULL;
         json_error_t jerr;
         json_t *job, *part, *dtype, *shape;
         enum kiln_dtype dt;
@@ -532,6 +536,8 @@ int proto_frame_decode(const uint8_t *buf, size_t len, struct proto_frame *ret, 
         return 0;
 
 fail:
+        if (ret_ref && json_is_object(f.header) && json_object_get(f.header, "ref"))
+                *ret_ref = json_incref(json_object_get(f.header, "ref"));
         json_decref(f.header);
         return k;
 }

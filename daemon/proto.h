@@ -133,8 +133,11 @@ struct proto_frame {
 };
 
 /* Returns >= 0 or -EINVAL with err (code bad_request, field "frame" or the header
- * field at fault). Never reads outside buf[0..len). */
-int proto_frame_decode(const uint8_t *buf, size_t len, struct proto_frame *ret, struct proto_error *err);
+ * field at fault) and, when the header was an object with a "ref", a new reference
+ * to it in *ret_ref (else NULL; ret_ref may be NULL). Never reads outside
+ * buf[0..len). */
+int proto_frame_decode(const uint8_t *buf, size_t len, struct proto_frame *ret, json_t **ret_ref,
+                       struct proto_error *err);
 void proto_frame_clear(struct proto_frame *f);
 
 /* Writes the KLNB prefix (magic, length, header JSON) for an outgoing part into a

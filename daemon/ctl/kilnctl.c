@@ -432,7 +432,7 @@ static int receive_parts(struct conn *c, const json_t *done, const char *out_dir
 
                 struct proto_frame f;
                 struct proto_error err;
-                if (proto_frame_decode(m->data, m->len, &f, &err) < 0) {
+                if (proto_frame_decode(m->data, m->len, &f, NULL, &err) < 0) {
                         fprintf(stderr, "kilnctl: the server sent a bad part frame (%s: %s)\n", err.field,
                                 err.message);
                         ctl_msg_free(m);

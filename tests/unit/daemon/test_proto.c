@@ -770,7 +770,7 @@ static void expect_frame_error(const char *header, size_t payload_len, const cha
         assert_true(payload_len <= sizeof(payload));
         buf = make_frame(header, payload, payload_len, &len);
         memset(&f, 0xA5, sizeof(f));
-        k = proto_frame_decode(buf, len, &f, &err);
+        k = proto_frame_decode(buf, len, &f, NULL, &err);
         if (k >= 0)
                 fail_msg("frame %s (+%zu bytes) decoded; expected an error on %s", header, payload_len, field);
         assert_int_equal(k, -EINVAL);
@@ -790,7 +790,7 @@ static void test_frame_decodes_f32(void **state)
         uint8_t *buf = make_frame("{\"job\":\"" ID_A "\",\"part\":\"kappa\",\"dtype\":\"f32\",\"shape\":[2,3]}",
                                   data, sizeof(data), &len);
 
-        assert_true(proto_frame_decode(buf, len, &f, &err) >= 0);
+        assert_true(proto_frame_decode(buf, len, &f, NULL, &err) >= 0);
         assert_string_equal(f.job, ID_A);
         assert_null(f.ref);
         assert_string_equal(f.part, "kappa");
@@ -815,7 +815,7 @@ static void test_frame_decodes_u8_with_ref(void **state)
         uint8_t *buf = make_frame("{\"ref\":{\"q\":1},\"part\":\"zone\",\"dtype\":\"u8\",\"shape\":[5]}",
                                   data, sizeof(data), &len);
 
-        assert_true(proto_frame_decode(buf, len, &f, &err) >= 0);
+        assert_true(proto_frame_decode(buf, len, &f, NULL, &err) >= 0);
         assert_null(f.job);
         assert_true(json_is_object(f.ref));
         assert_int_equal(f.dtype, KILN_DTYPE_U8);
@@ -835,7 +835,7 @@ static void test_frame_decodes_u32_four_dims(void **state)
         uint8_t *buf = make_frame("{\"ref\":3,\"part\":\"a.b-c_D9\",\"dtype\":\"u32\",\"shape\":[1,2,3,4]}",
                                   data, sizeof(data), &len);
 
-        assert_true(proto_frame_decode(buf, len, &f, &err) >= 0);
+        assert_true(proto_frame_decode(buf, len, &f, NULL, &err) >= 0);
         assert_int_equal(f.dtype, KILN_DTYPE_U32);
         assert_int_equal(f.ndim, 4);
         assert_int_equal(f.shape[3], 4);
@@ -854,7 +854,7 @@ static void test_frame_decodes_bytes(void **state)
         uint8_t *buf = make_frame("{\"ref\":\"img\",\"part\":\"image\",\"dtype\":\"bytes\",\"shape\":[7]}",
                                   data, 7, &len);
 
-        assert_true(proto_frame_decode(buf, len, &f, &err) >= 0);
+        assert_true(proto_frame_decode(buf, len, &f, NULL, &err) >= 0);
         assert_int_equal(f.dtype, KILN_DTYPE_BYTES);
         assert_int_equal(f.payload_len, 7);
         assert_memory_equal(f.payload, data, 7);
@@ -869,7 +869,7 @@ static void test_frame_allows_empty_payload_for_zero_dim(void **state)
         size_t len;
         uint8_t *buf = make_frame("{\"ref\":1,\"part\":\"p\",\"dtype\":\"f32\",\"shape\":[0,8]}", NULL, 0, &len);
 
-        assert_true(proto_frame_decode(buf, len, &f, &err) >= 0);
+        assert_true(proto_frame_decode(buf, len, &f, NULL, &err) >= 0);
         assert_int_equal(f.payload_len, 0);
         proto_frame_clear(&f);
         free(buf);
@@ -883,7 +883,7 @@ static void test_frame_ignores_unknown_header_fields(void **state)
         uint8_t *buf = make_frame("{\"ref\":1,\"part\":\"p\",\"dtype\":\"u8\",\"shape\":[1],\"x\":[true]}", "z", 1,
                                   &len);
 
-        assert_true(proto_frame_decode(buf, len, &f, &err) >= 0);
+        assert_true(proto_frame_decode(buf, len, &f, NULL, &err) >= 0);
         proto_frame_clear(&f);
         free(buf);
 }
@@ -898,11 +898,11 @@ static void test_frame_shorter_than_prefix_is_rejected(void **state)
                 uint8_t *buf = malloc(n ? n : 1);
 
                 memcpy(buf, prefix, n);
-                assert_int_equal(proto_frame_decode(buf, n, &f, &err), -EINVAL);
+                assert_int_equal(proto_frame_decode(buf, n, &f, NULL, &err), -EINVAL);
                 assert_string_equal(err.field, "frame");
                 free(buf);
         }
-        assert_int_equal(proto_frame_decode(NULL, 0, &f, &err), -EINVAL);
+        assert_int_equal(proto_frame_decode(NULL, 0, &f, NULL, &err), -EINVAL);
 }
 
 static void test_frame_bad_magic_is_rejected(void **state)
@@ -913,7 +913,7 @@ static void test_frame_bad_magic_is_rejected(void **state)
         uint8_t *buf = make_frame("{\"ref\":1,\"part\":\"p\",\"dtype\":\"u8\",\"shape\":[1]}", "z", 1, &len);
 
         buf[3] = 'b';
-        assert_int_equal(proto_frame_decode(buf, len, &f, &err), -EINVAL);
+        assert_int_equal(proto_frame_decode(buf, len, &f, NULL, &err), -EINVAL);
         assert_int_equal(err.code, KERR_BAD_REQUEST);
         assert_string_equal(err.field, "frame");
         free(buf);
@@ -929,11 +929,11 @@ static void test_frame_header_len_past_end_is_rejected(void **state)
 
         /* One byte more than there is. */
         buf[4] = (uint8_t)(hlen + 1);
-        assert_int_equal(proto_frame_decode(buf, len, &f, &err), -EINVAL);
+        assert_int_equal(proto_frame_decode(buf, len, &f, NULL, &err), -EINVAL);
         assert_string_equal(err.field, "frame");
         /* The largest length: must not wrap around. */
         memset(buf + 4, 0xFF, 4);
-        assert_int_equal(proto_frame_decode(buf, len, &f, &err), -EINVAL);
+        assert_int_equal(proto_frame_decode(buf, len, &f, NULL, &err), -EINVAL);
         assert_string_equal(err.field, "frame");
         free(buf);
 }
@@ -960,7 +960,7 @@ static void test_frame_raw_nul_in_header_is_rejected(void **state)
         buf[4] = sizeof(header) - 1;
         buf[5] = buf[6] = buf[7] = 0;
         memcpy(buf + 8, header, sizeof(header) - 1);
-        assert_int_equal(proto_frame_decode(buf, sizeof(buf), &f, &err), -EINVAL);
+        assert_int_equal(proto_frame_decode(buf, sizeof(buf), &f, NULL, &err), -EINVAL);
         assert_string_equal(err.field, "frame");
 }
 
@@ -992,7 +992,7 @@ static void test_frame_part_name_of_31_chars_is_accepted(void **state)
         uint8_t *buf = make_frame("{\"ref\":1,\"part\":\"abcdefghijklmnopqrstuvwxyz01234\",\"dtype\":\"u8\",\"shape\":[0]}",
                                   NULL, 0, &len);
 
-        assert_true(proto_frame_decode(buf, len, &f, &err) >= 0);
+        assert_true(proto_frame_decode(buf, len, &f, NULL, &err) >= 0);
         assert_int_equal(strlen(f.part), 31);
         proto_frame_clear(&f);
         free(buf);
@@ -1054,11 +1054,11 @@ static void test_frame_every_truncation_is_rejected(void **state)
                 uint8_t *cut = malloc(n ? n : 1);
 
                 memcpy(cut, full, n);
-                assert_int_equal(proto_frame_decode(cut, n, &f, &err), -EINVAL);
+                assert_int_equal(proto_frame_decode(cut, n, &f, NULL, &err), -EINVAL);
                 assert_int_equal(err.code, KERR_BAD_REQUEST);
                 free(cut);
         }
-        assert_true(proto_frame_decode(full, len, &f, &err) >= 0);
+        assert_true(proto_frame_decode(full, len, &f, NULL, &err) >= 0);
         proto_frame_clear(&f);
         free(full);
 }
@@ -1109,7 +1109,7 @@ static void test_frame_random_bytes_never_crash(void **state)
                                 buf[5] = buf[6] = buf[7] = 0;
                         }
                 }
-                if (proto_frame_decode(buf, n, &f, &err) >= 0) {
+                if (proto_frame_decode(buf, n, &f, NULL, &err) >= 0) {
                         accepted++;
                         assert_true(f.payload >= buf + 8 && f.payload + f.payload_len == buf + n);
                         assert_true(f.ndim >= 1 && f.ndim <= 4);
@@ -1168,7 +1168,7 @@ static void test_frame_header_roundtrips_through_decode(void **state)
                 buf = malloc(hlen + cases[i].bytes);
                 memcpy(buf, head, hlen);
                 memset(buf + hlen, 0x5A, cases[i].bytes);
-                if (proto_frame_decode(buf, hlen + cases[i].bytes, &f, &err) < 0)
+                if (proto_frame_decode(buf, hlen + cases[i].bytes, &f, NULL, &err) < 0)
                         fail_msg("%s: %s (%s)", cases[i].dtype, err.message, err.field);
                 assert_string_equal(f.job, ID_B);
                 assert_string_equal(f.part, "out_1");
