@@ -41,7 +41,7 @@ struct kilnd {
         size_t table_buckets, table_count;
         struct job **deadlines;       /* min-heap on deadline_ms */
         size_t n_deadlines, cap_deadlines;
-        uint32_t queued_jobs;         /* accepted or being committed, not yet finished */
+        uint32_t committing;          /* submitted, record not yet committed */
 
         /* loop: sessions */
         struct session **sessions;    /* hash buckets by session id */

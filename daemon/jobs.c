@@ -424,8 +424,6 @@ static void on_finished_mail(struct mail *m)
                 d->jobs_finished[state]++;
         sessions_job_done(d, j);
         jobs_deadline_remove(d, j);
-        if (d->queued_jobs)
-                d->queued_jobs--;
         jobs_table_remove(d, j);
         job_unref(j); /* the store operation's reference */
 }

@@ -107,7 +107,6 @@ static int recover_one(const struct store_job *rec, void *userdata)
         }
         jobs_table_add(rc->d, j);
         jobs_deadline_add(rc->d, j);
-        rc->d->queued_jobs++;
         sched_push(rc->d->sched, j);
         job_unref(j);
         rc->queued++;

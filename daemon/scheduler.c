@@ -28,6 +28,7 @@ struct sched {
         uint64_t seq;
         bool paused, stopping;
         unsigned running;
+        uint32_t queued;
         pthread_t *threads;
         unsigned n_threads;
 };
@@ -68,6 +69,7 @@ static struct job *pick(struct sched *s)
                 if (best) {
                         struct job *j = best->head;
                         queue_unlink(best, j);
+                        s->queued--;
                         return j;
                 }
         }
@@ -241,6 +243,7 @@ void sched_push(struct sched *s, struct job *j)
                 q->head = j;
         q->tail = j;
         q->depth++;
+        s->queued++;
         j->in_queue = true;
         pthread_cond_signal(&s->wake);
         pthread_mutex_unlock(&s->lock);
@@ -253,6 +256,7 @@ bool sched_remove(struct sched *s, struct job *j)
         pthread_mutex_lock(&s->lock);
         if (j->in_queue) {
                 queue_unlink(&s->q[kind_index(j->kind)][j->priority], j);
+                s->queued--;
                 removed = true;
         }
         pthread_mutex_unlock(&s->lock);
@@ -272,6 +276,14 @@ unsigned sched_running(struct sched *s)
 {
         pthread_mutex_lock(&s->lock);
         unsigned n = s->running;
+        pthread_mutex_unlock(&s->lock);
+        return n;
+}
+
+uint32_t sched_queued(struct sched *s)
+{
+        pthread_mutex_lock(&s->lock);
+        uint32_t n = s->queued;
         pthread_mutex_unlock(&s->lock);
         return n;
 }

@@ -28,6 +28,8 @@ bool sched_remove(struct sched *s, struct job *j);
 /* After this, workers take no new job (drain on SIGTERM). */
 void sched_pause(struct sched *s);
 
+/* Jobs waiting in all queues. */
+uint32_t sched_queued(struct sched *s);
 /* Jobs being run right now. */
 unsigned sched_running(struct sched *s);
 unsigned sched_threads(struct sched *s);

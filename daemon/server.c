@@ -21,8 +21,10 @@
 #include "stats.h"
 
 /* How long SIGTERM waits for running jobs before asking them to stop (they then
- * stay queued in the store and run again after the restart). */
+ * stay queued in the store and run again after the restart), and how much longer
+ * it waits for their results to reach the clients watching them. */
 #define DRAIN_GRACE_MS 20000
+#define DRAIN_FLUSH_MS 5000
 
 struct timers {
         lws_sorted_usec_list_t deadline;
@@ -127,7 +129,7 @@ static void begin_drain(struct kilnd *d)
         sched_pause(d->sched);
         sd_notify(0, "STOPPING=1\nSTATUS=Draining: finishing running jobs");
         log_notice("SIGTERM: draining (%u running, %u queued stay in the store)", sched_running(d->sched),
-                   d->queued_jobs);
+                   sched_queued(d->sched));
 }
 
 static void stop_running_jobs(struct kilnd *d)
@@ -144,7 +146,8 @@ static void check_drain(struct kilnd *d)
                 return;
         if (kiln_now_ms() >= d->drain_deadline_ms)
                 stop_running_jobs(d);
-        if (sched_running(d->sched) == 0 && atomic_load(&d->store_ops_in_flight) == 0) {
+        bool flushed = sessions_output_pending(d) == 0 || kiln_now_ms() >= d->drain_deadline_ms + DRAIN_FLUSH_MS;
+        if (sched_running(d->sched) == 0 && atomic_load(&d->store_ops_in_flight) == 0 && flushed) {
                 d->quit = true;
                 lws_cancel_service(d->lws);
         }
@@ -232,7 +235,7 @@ static void on_tick(lws_sorted_usec_list_t *sul)
         struct kilnd *d = server_daemon;
         sessions_push_stats(d);
         if (!d->draining)
-                sd_notifyf(0, "STATUS=Serving: %zu connections, %u queued, %u running", d->n_sessions, d->queued_jobs,
+                sd_notifyf(0, "STATUS=Serving: %zu connections, %u queued, %u running", d->n_sessions, sched_queued(d->sched),
                            sched_running(d->sched));
         handle_signals(d);
         lws_sul_schedule(d->lws, 0, &timers.tick, on_tick, LWS_US_PER_SEC);
@@ -276,8 +279,12 @@ static int callback_ws(struct lws *wsi, enum lws_callback_reasons reason, void *
                 break;
         case LWS_CALLBACK_RECEIVE:
                 return session_receive(d, s, in, len);
-        case LWS_CALLBACK_SERVER_WRITEABLE:
-                return session_writable(d, s);
+        case LWS_CALLBACK_SERVER_WRITEABLE: {
+                int r = session_writable(d, s);
+                if (d->draining)
+                        check_drain(d);
+                return r;
+        }
         default:
                 break;
         }

@@ -125,6 +125,15 @@ void sessions_foreach(struct kilnd *d, void (*fn)(struct session *s, void *userd
                         fn(s, userdata);
 }
 
+size_t sessions_output_pending(struct kilnd *d)
+{
+        size_t n = 0;
+        for (size_t b = 0; b < d->session_buckets; b++)
+                for (struct session *s = d->sessions[b]; s; s = s->bucket_next)
+                        n += s->out_head != NULL;
+        return n;
+}
+
 /* ---- output ---- */
 
 static void out_push(struct session *s, struct outmsg *m)
@@ -387,10 +396,11 @@ static void on_committed_mail(struct mail *m)
                                       j->op.status == -ENOSPC ? KERR_QUEUE_FULL : KERR_UNAVAILABLE,
                                       j->op.status == -ENOSPC ? "the job store is full"
                                                               : "the job could not be stored");
-                d->queued_jobs--;
+                d->committing--;
                 job_unref(j);
                 return;
         }
+        d->committing--;
         jobs_table_add(d, j);
         sessions_job_accepted(d, j);
         jobs_deadline_add(d, j);
@@ -448,7 +458,7 @@ static void op_submit(struct session *s, const struct proto_req *rq)
         }
         if (!consume_parts(s, ref, kind))
                 return;
-        if (d->queued_jobs >= d->cfg->jobs.max_queued) {
+        if (d->committing + sched_queued(d->sched) >= d->cfg->jobs.max_queued) {
                 send_error(s, ref, KERR_QUEUE_FULL, NULL, "the queue holds its maximum of %u jobs; retry later",
                            d->cfg->jobs.max_queued);
                 return;
@@ -475,7 +485,7 @@ static void op_submit(struct session *s, const struct proto_req *rq)
         j->submitter = s->id;
         j->submit_ref = ref ? json_incref(ref) : NULL;
         j->watch_submitter = rq->submit.watch;
-        d->queued_jobs++;
+        d->committing++;
         job_to_record(j, &j->record);
         memset(&j->op, 0, sizeof(j->op));
         j->op.type = STORE_OP_JOB_PUT;
@@ -788,8 +798,10 @@ static void handle_binary(struct session *s, const uint8_t *buf, size_t len)
         struct proto_frame f;
         struct proto_error err;
 
-        if (proto_frame_decode(buf, len, &f, &err) < 0) {
-                send_error(s, NULL, err.code, err.field, "%s", err.message);
+        json_t *bad_ref = NULL;
+        if (proto_frame_decode(buf, len, &f, &bad_ref, &err) < 0) {
+                send_error(s, bad_ref, err.code, err.field, "%s", err.message);
+                json_decref(bad_ref);
                 return;
         }
         json_t *ref = f.ref;
