@@ -21,6 +21,9 @@ int session_receive(struct kilnd *d, struct session *s, const void *in, size_t l
 int session_writable(struct kilnd *d, struct session *s);
 size_t session_struct_size(void);
 
+/* Sessions that still have frames queued to send (draining waits for them). */
+size_t sessions_output_pending(struct kilnd *d);
+
 /* Job events, routed to the sessions that asked for them. */
 void sessions_job_accepted(struct kilnd *d, struct job *j);
 void sessions_job_rejected(struct kilnd *d, struct job *j, enum kiln_err code, const char *message);
