@@ -51,6 +51,8 @@ struct kilnd {
         /* loop: lifecycle */
         bool draining;                /* SIGTERM seen: refuse new work, finish running */
         int64_t drain_deadline_ms;
+        int64_t drain_closing_ms;
+        bool closing;                 /* drained: closing connections with 1001 */
         bool quit;                    /* leave the service loop */
         atomic_uint store_ops_in_flight; /* store operations not yet answered */
 

@@ -148,8 +148,16 @@ static void check_drain(struct kilnd *d)
                 stop_running_jobs(d);
         bool flushed = sessions_output_pending(d) == 0 || kiln_now_ms() >= d->drain_deadline_ms + DRAIN_FLUSH_MS;
         if (sched_running(d->sched) == 0 && atomic_load(&d->store_ops_in_flight) == 0 && flushed) {
-                d->quit = true;
-                lws_cancel_service(d->lws);
+                if (!d->closing) {
+                        d->closing = true;
+                        d->drain_closing_ms = kiln_now_ms() + 1000;
+                        sessions_close_all(d);
+                }
+                /* Quit once every connection said goodbye (or a second later). */
+                if (d->n_sessions == 0 || kiln_now_ms() >= d->drain_closing_ms) {
+                        d->quit = true;
+                        lws_cancel_service(d->lws);
+                }
         }
 }
 
@@ -276,6 +284,8 @@ static int callback_ws(struct lws *wsi, enum lws_callback_reasons reason, void *
                 return session_open(d, s, wsi);
         case LWS_CALLBACK_CLOSED:
                 session_close(d, s);
+                if (d->draining)
+                        check_drain(d);
                 break;
         case LWS_CALLBACK_RECEIVE:
                 return session_receive(d, s, in, len);

@@ -134,6 +134,13 @@ size_t sessions_output_pending(struct kilnd *d)
         return n;
 }
 
+void sessions_close_all(struct kilnd *d)
+{
+        for (size_t b = 0; b < d->session_buckets; b++)
+                for (struct session *s = d->sessions[b]; s; s = s->bucket_next)
+                        lws_callback_on_writable(s->wsi);
+}
+
 /* ---- output ---- */
 
 static void out_push(struct session *s, struct outmsg *m)
@@ -264,8 +271,15 @@ int session_writable(struct kilnd *d, struct session *s)
         static uint8_t scratch[LWS_PRE + CHUNK];
         struct outmsg *m = s->out_head;
 
-        if (!m)
+        if (!m) {
+                if (d->closing) {
+                        static const char reason[] = "kilnd is shutting down";
+                        lws_close_reason(s->wsi, LWS_CLOSE_STATUS_GOINGAWAY, (unsigned char *)reason,
+                                         sizeof(reason) - 1);
+                        return -1;
+                }
                 return 0;
+        }
         size_t total = m->head_len + m->payload_len;
         size_t n = total - m->sent;
         if (n > CHUNK)

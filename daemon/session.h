@@ -23,6 +23,8 @@ size_t session_struct_size(void);
 
 /* Sessions that still have frames queued to send (draining waits for them). */
 size_t sessions_output_pending(struct kilnd *d);
+/* Asks every connection to close with 1001 (going away) once its queue is sent. */
+void sessions_close_all(struct kilnd *d);
 
 /* Job events, routed to the sessions that asked for them. */
 void sessions_job_accepted(struct kilnd *d, struct job *j);

@@ -1,0 +1,371 @@
+"""Durability (SPEC §7): a job answered `accepted` survives `kill -9` and restart;
+queued and running jobs run again after the restart; finished results are kept.
+
+Each test starts its own kilnd (it kills and restarts it on the same state dir).
+Results are checked against a fresh run of the same parameters on a separate
+reference kilnd that is never killed.
+"""
+import asyncio
+import datetime
+import signal
+import time
+import unittest
+
+import numpy as np
+import websockets
+
+from kiln_fixture import Client, Kilnd, decode_frame
+
+BURST = 300
+BURST_GRID = 256
+
+
+def burst_params(n, grid=BURST_GRID, seed=0):
+    """n distinct lens.nfw parameter sets (the mass varies, so none coalesce)."""
+    return [{"mass": 1e13 * (1.0 + seed + i / n), "concentration": 5, "grid_size": grid} for i in range(n)]
+
+
+def iso_ms(text):
+    """ISO-8601 (as kilnd writes it) to milliseconds since the epoch."""
+    t = datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
+    return int(round(t.timestamp() * 1000))
+
+
+async def submit_burst(clients, params_list, after_last=None, watch=False, timeout=60):
+    """Pipelines one submit per params (round-robin over clients, all sent before any
+    reply is read), then reads every `accepted`. `after_last` runs synchronously the
+    moment the last `accepted` arrives. Returns the job ids in params order."""
+    ids = [None] * len(params_list)
+    per_client = [[] for _ in clients]
+    for i, p in enumerate(params_list):
+        per_client[i % len(clients)].append(i)
+    for c, idx in zip(clients, per_client):
+        for i in idx:
+            await c.send({"op": "submit", "kind": "lens.nfw", "params": params_list[i], "watch": watch,
+                          "ref": i})
+    remaining = [len(params_list)]
+
+    async def read(c, idx):
+        want = set(idx)
+        kept = []  # progress, done and parts of watched jobs: left for later reads
+        while want:
+            m = await c.recv(timeout)
+            if isinstance(m, bytes) or m.get("op") in ("progress", "done"):
+                kept.append(m)
+                continue
+            assert m.get("op") == "accepted", m
+            assert m["ref"] in want, m
+            want.discard(m["ref"])
+            ids[m["ref"]] = m["job"]
+            remaining[0] -= 1
+            if remaining[0] == 0 and after_last:
+                after_last()
+        c.backlog[:0] = kept
+
+    await asyncio.gather(*(read(c, idx) for c, idx in zip(clients, per_client)))
+    return ids
+
+
+async def collect_done(client, ids, timeout=90):
+    """Reads until the `done` of every id (and its parts) arrived on client; an
+    `error` reply (say `not_found` for a lost job) fails at once.
+    Returns {id: (done, {part: ndarray})}."""
+    want = set(ids)
+    got = {}
+    end = time.monotonic() + timeout
+    while want:
+        m = await client.recv(max(0.1, end - time.monotonic()))
+        assert not isinstance(m, bytes), "a part frame without its done"
+        assert m.get("op") != "error", f"kilnd answered an error: {m}"
+        if m.get("op") != "done":
+            continue
+        parts = {}
+        for p in m.get("parts", []):
+            name, arr = decode_frame(await client.recv(max(0.1, end - time.monotonic())))
+            assert name == p["name"], (name, p)
+            parts[name] = arr
+        if m["job"] in want:
+            want.discard(m["job"])
+            got[m["job"]] = (m, parts)
+    return got
+
+
+async def watch_all(url, ids, timeout=90):
+    """Watches every id from one new connection (pipelined) and returns collect_done's map."""
+    c = await Client.connect(url)
+    try:
+        for i, job in enumerate(ids):
+            await c.send({"op": "watch", "job": job, "ref": f"w{i}"})
+        return await collect_done(c, ids, timeout)
+    finally:
+        await c.close()
+
+
+async def run_reference(url, params_list, timeout=90):
+    """A fresh run of each params on url: [(done, parts)] in params order."""
+    c = await Client.connect(url)
+    try:
+        ids = await submit_burst([c], params_list, watch=True, timeout=timeout)
+        got = await collect_done(c, ids, timeout)
+        return [got[j] for j in ids]
+    finally:
+        await c.close()
+
+
+class DurabilityTest(unittest.TestCase):
+    """One reference kilnd per class; one kilnd under test per test method."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.ref = Kilnd().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.ref.stop()
+        log = cls.ref.read_log()
+        cls.ref.cleanup()
+        if code != 0:
+            raise AssertionError(f"reference kilnd exited with {code}:\n{log}")
+
+    def setUp(self):
+        self.k = None
+
+    def tearDown(self):
+        if self.k:
+            running = self.k.proc.poll() is None
+            code = self.k.stop()
+            log = self.k.read_log()
+            self.k.cleanup()
+            if running:
+                self.assertEqual(code, 0, f"kilnd must exit 0 on SIGTERM:\n{log}")
+
+    def start(self, **env):
+        env.setdefault("KILN_CPU_THREADS", "1")
+        self.k = Kilnd(env=env).start()
+        return self.k
+
+    def run_async(self, coro, timeout=180):
+        return asyncio.run(asyncio.wait_for(coro, timeout))
+
+    def kill9_now(self):
+        """SIGKILL without waiting: called from inside the event loop."""
+        self.k.proc.send_signal(signal.SIGKILL)
+
+    def reap_killed(self):
+        code = self.k.stop(signal.SIGKILL)
+        self.k.log.close()
+        self.assertEqual(code, -signal.SIGKILL, "kilnd should have died of SIGKILL")
+
+    def restart(self):
+        self.k.start()
+
+    def assert_same_results(self, got, ids, params_list, what):
+        """Every id reached `done` with parts and scalars equal to a fresh run."""
+        ref = self.run_async(run_reference(self.ref.url, params_list))
+        for i, (job, (rdone, rparts)) in enumerate(zip(ids, ref)):
+            done, parts = got[job]
+            self.assertEqual(done["state"], "done", f"{what}: job {job} (#{i}): {done}")
+            self.assertEqual(sorted(parts), sorted(rparts), f"{what}: job {job} parts")
+            for name in rparts:
+                np.testing.assert_array_equal(parts[name], rparts[name],
+                                              err_msg=f"{what}: job {job} (#{i}) part {name}")
+            self.assertEqual(done["result"], rdone["result"], f"{what}: job {job} scalars")
+
+    def burst_kill_restart(self, n, **env):
+        """Submits n jobs pipelined on 4 connections, kill -9 right after the last
+        `accepted`, restarts; returns (ids, params, {id: (done, parts)})."""
+        k = self.start(**env)
+        params = burst_params(n)
+
+        async def go():
+            clients = [await Client.connect(k.url) for _ in range(4)]
+            try:
+                return await submit_burst(clients, params, after_last=self.kill9_now)
+            finally:
+                for c in clients:
+                    try:
+                        await c.close()
+                    except Exception:
+                        pass
+
+        ids = self.run_async(go())
+        self.reap_killed()
+        self.assertEqual(len(set(ids)), n, "every submission must get its own job id")
+        self.restart()
+        got = self.run_async(watch_all(k.url, ids))
+        return ids, params, got
+
+    # ---- the tests ----
+
+    def test_accepted_burst_survives_kill9_and_finishes_with_correct_results(self):
+        ids, params, got = self.burst_kill_restart(BURST)
+        self.assertEqual(set(got), set(ids))
+        self.assert_same_results(got, ids, params, "after kill -9")
+        log = self.k.read_log()
+        print(f"\n  {BURST} accepted, kill -9 after the last; restart log: "
+              f"{[l for l in log.splitlines() if 'recovered' in l]}")
+
+    def test_running_job_runs_again_after_kill9(self):
+        k = self.start()
+        params = {"mass": 2e14, "concentration": 4, "grid_size": 4096, "maps": ["kappa"]}
+
+        async def submit_until_running():
+            c = await Client.connect(k.url)
+            acc = await c.submit("lens.nfw", params)
+            self.assertEqual(acc["op"], "accepted", acc)
+            while True:  # the first progress message proves it is running
+                m = await c.recv(60)
+                if isinstance(m, dict) and m.get("op") == "progress" and m["job"] == acc["job"]:
+                    break
+                self.assertNotEqual(m.get("op") if isinstance(m, dict) else None, "done",
+                                    "the job finished before it could be killed; use a bigger grid")
+            self.kill9_now()
+            return acc["job"]
+
+        job = self.run_async(submit_until_running())
+        self.reap_killed()
+        restarted_ms = int(time.time() * 1000)
+        self.restart()
+
+        async def after():
+            got = await watch_all(k.url, [job])
+            c = await Client.connect(k.url)
+            st = await c.call({"op": "status", "job": job})
+            await c.close()
+            return got, st
+
+        got, st = self.run_async(after())
+        self.assertEqual(st["state"], "done", st)
+        self.assertGreaterEqual(iso_ms(st["finished"]), restarted_ms,
+                                "the interrupted job must have run (again) after the restart")
+        self.assert_same_results(got, [job], [params], "interrupted by kill -9")
+
+    def test_finished_result_is_kept_across_kill9(self):
+        k = self.start()
+        params = {"mass": 3e14, "concentration": 6, "grid_size": 128, "maps": ["kappa", "mu", "psi"]}
+
+        async def result_of(job):
+            c = await Client.connect(k.url)
+            try:
+                await c.send({"op": "result", "job": job, "ref": "r"})
+                done, parts = (await collect_done(c, [job]))[job]
+                st = await c.call({"op": "status", "job": job})
+                return done, parts, st
+            finally:
+                await c.close()
+
+        async def before():
+            c = await Client.connect(k.url)
+            done, _ = await c.run("lens.nfw", params)
+            await c.close()
+            return done["job"], await result_of(done["job"])
+
+        job, (done1, parts1, st1) = self.run_async(before())
+        self.assertEqual(done1["state"], "done", done1)
+        self.k.kill()
+        self.restart()
+        done2, parts2, st2 = self.run_async(result_of(job))
+        self.assertEqual(done2["state"], "done", done2)
+        self.assertEqual(done2["result"], done1["result"])
+        self.assertEqual(done2["ms"], done1["ms"], "the stored result must not be recomputed")
+        self.assertEqual(st2["finished"], st1["finished"], "the stored result must not be recomputed")
+        self.assertEqual(sorted(parts2), sorted(parts1))
+        for name in parts1:
+            self.assertEqual(parts2[name].tobytes(), parts1[name].tobytes(), f"part {name} changed")
+
+    def test_sigterm_keeps_queued_jobs_which_finish_after_restart(self):
+        k = self.start()
+        long_params = {"mass": 5e14, "concentration": 4, "grid_size": 2048, "maps": ["kappa"]}
+        queued_params = burst_params(20, grid=64, seed=7)
+
+        async def go():
+            c = await Client.connect(k.url)
+            try:
+                acc = await c.submit("lens.nfw", long_params, watch=False)
+                self.assertEqual(acc["op"], "accepted", acc)
+                ids = await submit_burst([c], queued_params)
+                return acc["job"], ids
+            finally:
+                await c.close()
+
+        long_job, ids = self.run_async(go())
+        self.assertEqual(k.stop(signal.SIGTERM), 0, f"SIGTERM must exit 0:\n{k.read_log()}")
+        restarted_ms = int(time.time() * 1000)
+        self.restart()
+
+        async def after():
+            got = await watch_all(k.url, ids + [long_job])
+            c = await Client.connect(k.url)
+            sts = [await c.call({"op": "status", "job": j}) for j in ids]
+            await c.close()
+            return got, sts
+
+        got, sts = self.run_async(after())
+        self.assertEqual(got[long_job][0]["state"], "done", got[long_job][0])
+        ran_after = [s for s in sts if s["state"] == "done" and iso_ms(s["finished"]) >= restarted_ms]
+        self.assertTrue(ran_after, "jobs queued behind the running one should stay queued over SIGTERM "
+                        "and run after the restart")
+        self.assert_same_results(got, ids, queued_params, "queued over SIGTERM")
+
+    def test_kill9_mid_burst_keeps_every_job_already_accepted(self):
+        k = self.start()
+        n = 3000  # small jobs, sent in slices while replies are read
+        params = burst_params(n, grid=16, seed=3)
+        accepted = []
+        sent = [0]
+        killed_after_sending = [None]
+        KILL_AT = 200
+
+        async def go():
+            clients = [await Client.connect(k.url) for _ in range(4)]
+
+            async def send(ci, c):
+                try:
+                    for i in range(ci, n, len(clients)):
+                        await c.send({"op": "submit", "kind": "lens.nfw", "params": params[i], "watch": False,
+                                      "ref": i})
+                        sent[0] += 1
+                        if i % 40 == ci:
+                            await asyncio.sleep(0)  # a yield (no delay), so replies are read as they come
+                except websockets.ConnectionClosed:
+                    pass
+
+            async def read(c):
+                try:
+                    while True:
+                        m = await c.recv(30)
+                        self.assertEqual(m.get("op"), "accepted", m)
+                        accepted.append((m["ref"], m["job"]))
+                        if len(accepted) == KILL_AT:
+                            killed_after_sending[0] = sent[0]
+                            self.kill9_now()
+                except websockets.ConnectionClosed:
+                    pass
+
+            await asyncio.gather(*(read(c) for c in clients), *(send(i, c) for i, c in enumerate(clients)))
+
+        self.run_async(go())
+        self.reap_killed()
+        self.restart()
+        ids = [job for _, job in accepted]
+        got = self.run_async(watch_all(k.url, ids))
+        self.assertEqual(set(got), set(ids))
+        self.assert_same_results(got, ids, [params[ref] for ref, _ in accepted], "kill -9 mid-burst")
+        print(f"\n  kill -9 at `accepted` #{KILL_AT}, {killed_after_sending[0]} of {n} submissions sent: "
+              f"{len(accepted)} acknowledged, each finished after the restart")
+
+    def check_sync_mode_survives_kill9(self, mode):
+        n = 60
+        ids, params, got = self.burst_kill_restart(n, KILN_STORE_SYNC=mode)
+        self.assertEqual(set(got), set(ids))
+        self.assert_same_results(got, ids, params, f"sync={mode}, after kill -9")
+
+    def test_sync_batch_survives_kill9_of_the_process(self):
+        self.check_sync_mode_survives_kill9("batch")
+
+    def test_sync_off_survives_kill9_of_the_process(self):
+        self.check_sync_mode_survives_kill9("off")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,365 @@
+"""Lifecycle of kilnd as a system service: command-line modes (--version,
+--check-config, --print-config), the systemd notify protocol (READY, WATCHDOG,
+RELOADING, STOPPING) tested without systemd through a NOTIFY_SOCKET of our own,
+reload on SIGHUP, draining on SIGTERM, log target and port conflicts.
+"""
+import asyncio
+import datetime
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+import websockets
+
+from kiln_fixture import KILND, Client, Kilnd
+
+ALL_MAPS = ["kappa", "gamma1", "gamma2", "alpha_x", "alpha_y", "mu", "psi"]
+SYSTEMD_VARS = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "INVOCATION_ID", "LISTEN_FDS",
+                "LISTEN_PID")
+
+
+class ServiceKilnd(Kilnd):
+    """Kilnd in an environment free of whatever systemd variables the test runner
+    inherited, plus the ones a test sets."""
+
+    def environment(self):
+        env = super().environment()
+        for k in SYSTEMD_VARS:
+            if k not in self.extra_env:
+                env.pop(k, None)
+        return env
+
+
+class NotifyListener:
+    """An AF_UNIX datagram socket standing in for systemd's notify socket. A thread
+    records every datagram as (monotonic time, {KEY: VALUE}); wait_for() blocks on a
+    condition until a matching message arrives."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="kiln-notify-")
+        self.path = os.path.join(self.dir, "notify")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.2)
+        self.messages = []
+        self.cond = threading.Condition()
+        self.closed = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.closed:
+            try:
+                data = self.sock.recv(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
+            with self.cond:
+                self.messages.append((time.monotonic(), fields))
+                self.cond.notify_all()
+
+    def wait_for(self, pred, start=0, timeout=10):
+        """Index of the first message at or after `start` for which pred(fields) holds."""
+        end = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for i in range(start, len(self.messages)):
+                    if pred(self.messages[i][1]):
+                        return i
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no matching notify message in {timeout} s; got {self.messages[start:]}")
+                self.cond.wait(left)
+
+    def count(self):
+        with self.cond:
+            return len(self.messages)
+
+    def close(self):
+        self.closed = True
+        self.thread.join()
+        self.sock.close()
+        os.unlink(self.path)
+        os.rmdir(self.dir)
+
+
+def iso_ms(text):
+    """ISO-8601 (as kilnd writes it) to milliseconds since the epoch."""
+    t = datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
+    return int(round(t.timestamp() * 1000))
+
+
+def has(key, value=None):
+    return lambda f: key in f and (value is None or f[key] == value)
+
+
+def run_kilnd(args, env_extra=None, timeout=20):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KILN_") and k not in SYSTEMD_VARS}
+    env.update(env_extra or {})
+    return subprocess.run([KILND] + list(args), env=env, capture_output=True, text=True, timeout=timeout)
+
+
+class CommandLineTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="kiln-cli-")
+
+    def tearDown(self):
+        for f in os.listdir(self.tmp):
+            os.unlink(os.path.join(self.tmp, f))
+        os.rmdir(self.tmp)
+
+    def conf(self, text, name="kiln.conf"):
+        path = os.path.join(self.tmp, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_version_prints_the_version_and_exits_0(self):
+        r = run_kilnd(["--version"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout.strip(), r"^kilnd \d+\.\d+\.\d+")
+
+    def test_check_config_accepts_a_good_file(self):
+        path = self.conf("[server]\nlisten = 127.0.0.1:9123\n[cpu]\nthreads = 2\n[log]\nlevel = debug\n")
+        r = run_kilnd(["--check-config", "--config", path])
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_check_config_names_file_line_and_key_of_an_error(self):
+        path = self.conf("[server]\nlisten = 127.0.0.1:9123\n\n[jobs]\nmax_retries = 2\nbogus_key = 7\n")
+        r = run_kilnd(["--check-config", "--config", path])
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn(f"{path}:6", r.stderr)
+        self.assertIn("bogus_key", r.stderr)
+
+    def test_check_config_names_file_line_and_key_of_an_out_of_range_value(self):
+        path = self.conf("[cpu]\nthreads = 1\n[gpu]\nmemory_fraction = 7\n")
+        r = run_kilnd(["--check-config", "--config", path])
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn(f"{path}:4", r.stderr)
+        self.assertIn("memory_fraction", r.stderr)
+
+    def test_check_config_refuses_auth_off_on_a_public_listen_address(self):
+        path = self.conf("[server]\nlisten = 0.0.0.0:8080\n[auth]\nrequired = false\n")
+        r = run_kilnd(["--check-config", "--config", path])
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("auth.required", r.stderr)
+
+    def test_print_config_shows_each_value_with_its_source(self):
+        path = self.conf("[log]\nlevel = debug\n")
+        r = run_kilnd(["--print-config", "--config", path], {"KILN_CPU_THREADS": "3"})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+
+        def line_of(key):
+            found = [l for l in lines if re.match(rf"^{key}\s*=", l)]
+            self.assertEqual(len(found), 1, f"{key} in:\n{r.stdout}")
+            return found[0]
+
+        self.assertRegex(line_of("level"), rf"=\s*debug\b.*{re.escape(path)}:2")
+        self.assertRegex(line_of("threads"), r"=\s*3\b.*env KILN_CPU_THREADS")
+        self.assertRegex(line_of("listen"), r"=\s*127\.0\.0\.1:8080\b.*default")
+
+
+class ServiceTest(unittest.TestCase):
+    """Each test starts its own kilnd."""
+
+    def setUp(self):
+        self.k = None
+        self.notify = None
+
+    def tearDown(self):
+        if self.k:
+            self.k.cleanup()
+            if self.k.proc and not self.k.log.closed:
+                self.k.log.close()
+        if self.notify:
+            self.notify.close()
+
+    def start(self, env=None, config_text=None, notify=False, **kw):
+        env = dict(env or {})
+        if notify:
+            self.notify = NotifyListener()
+            env["NOTIFY_SOCKET"] = self.notify.path
+        self.k = ServiceKilnd(env=env, config_text=config_text)
+        self.k.start(**kw)
+        return self.k
+
+    def run_async(self, coro, timeout=120):
+        return asyncio.run(asyncio.wait_for(coro, timeout))
+
+    def assert_serves(self):
+        async def go():
+            c = await Client.connect(self.k.url)
+            done, parts = await c.run("lens.nfw", {"mass": 1e14, "concentration": 5, "grid_size": 16})
+            await c.close()
+            return done
+
+        self.assertEqual(self.run_async(go())["state"], "done")
+
+    # ---- systemd notify protocol ----
+
+    def test_notify_ready_with_status_once_serving(self):
+        self.start(notify=True)
+        i = self.notify.wait_for(has("READY", "1"))
+        self.assertIn("STATUS", self.notify.messages[i][1], "READY=1 should come with a STATUS= line")
+        self.assertEqual(self.notify.messages[i][1].get("MAINPID", str(self.k.proc.pid)), str(self.k.proc.pid))
+
+    def test_notify_watchdog_pings_at_half_the_interval(self):
+        self.start(env={"WATCHDOG_USEC": "400000"}, notify=True)
+        ready = self.notify.wait_for(has("READY", "1"))
+        t0 = self.notify.messages[ready][0]
+        pings, i = [], ready
+        while len(pings) < 3:
+            i = self.notify.wait_for(has("WATCHDOG", "1"), start=i + 1, timeout=1.5)
+            pings.append(self.notify.messages[i][0])
+        self.assertLessEqual(pings[-1] - t0, 1.5, f"3 WATCHDOG=1 pings should arrive within 1.5 s: {pings}")
+
+    def test_sighup_reloads_the_log_level_between_reloading_and_ready(self):
+        # At level warning, the notices ("serving", "configuration reloaded") are not logged.
+        self.start(config_text="[log]\nlevel = warning\n", notify=True)
+        ready = self.notify.wait_for(has("READY", "1"))
+        self.assertNotIn("serving", self.k.read_log())
+        with open(self.k.config, "w") as f:
+            f.write("[log]\nlevel = notice\n")
+        self.k.proc.send_signal(signal.SIGHUP)
+        reloading = self.notify.wait_for(has("RELOADING", "1"), start=ready + 1)
+        self.notify.wait_for(has("READY", "1"), start=reloading + 1)
+        self.assertIn("configuration reloaded", self.k.read_log(), "the new log level (notice) should apply")
+        self.assert_serves()
+        self.assertEqual(self.k.stop(), 0, self.k.read_log())
+
+    def test_sighup_with_a_broken_config_keeps_serving_the_old_one(self):
+        self.start(config_text="[log]\nlevel = notice\n", notify=True)
+        ready = self.notify.wait_for(has("READY", "1"))
+        with open(self.k.config, "w") as f:
+            f.write("[log]\nlevel = notice\nno_such_key = 1\n")
+        self.k.proc.send_signal(signal.SIGHUP)
+        reloading = self.notify.wait_for(has("RELOADING", "1"), start=ready + 1)
+        self.notify.wait_for(has("READY", "1"), start=reloading + 1)
+        log = self.k.read_log()
+        self.assertIn("not reloaded", log)
+        self.assertIn(f"{self.k.config}:3", log, "the reload error should name FILE:LINE")
+        self.assertIsNone(self.k.proc.poll(), "a broken config on reload must not stop kilnd")
+        self.assert_serves()
+        self.assertEqual(self.k.stop(), 0, self.k.read_log())
+
+    def test_sigterm_notifies_stopping_and_exits_0(self):
+        self.start(notify=True)
+        ready = self.notify.wait_for(has("READY", "1"))
+        self.assertEqual(self.k.stop(signal.SIGTERM), 0, self.k.read_log())
+        self.notify.wait_for(has("STOPPING", "1"), start=ready + 1, timeout=1)
+
+    # ---- draining ----
+
+    LONG_JOB = {"mass": 1e14, "concentration": 5, "grid_size": 4096, "maps": ALL_MAPS}
+
+    async def drain_setup(self, k, n_queued):
+        """With one CPU thread: a long job with a watcher on its own connection, then
+        n_queued small jobs behind it; SIGTERM once the long job runs (the watcher's
+        first progress message). Returns (watcher, long job id, queued ids)."""
+        c = await Client.connect(k.url)
+        watcher = await Client.connect(k.url)
+        acc = await c.submit("lens.nfw", self.LONG_JOB, watch=False)
+        self.assertEqual(acc["op"], "accepted", acc)
+        job = acc["job"]
+        ok = await watcher.call({"op": "watch", "job": job})
+        self.assertEqual(ok["op"], "ok", ok)
+        queued = []
+        for i in range(n_queued):
+            a = await c.submit("lens.nfw", {"mass": 1e13 * (2 + i), "concentration": 5, "grid_size": 32},
+                               watch=False)
+            self.assertEqual(a["op"], "accepted", a)
+            queued.append(a["job"])
+        await c.close()
+        while True:
+            m = await watcher.recv(60)
+            self.assertNotEqual(m.get("op"), "done", "the long job ended before SIGTERM; use a bigger one")
+            if m.get("op") == "progress":
+                break
+        k.proc.send_signal(signal.SIGTERM)
+        return watcher, job, queued
+
+    def test_sigterm_drain_sends_the_running_jobs_done_to_its_watcher_before_exit(self):
+        k = self.start(env={"KILN_CPU_THREADS": "1"})
+
+        async def go():
+            watcher, job, _ = await self.drain_setup(k, 0)
+            try:
+                return await watcher.read_done(job, timeout=120)
+            except websockets.ConnectionClosed as e:
+                self.fail(f"kilnd closed the watcher's connection ({e}) before sending the `done` of the "
+                          f"job that finished during the drain:\n{k.read_log()}")
+
+        done, parts, _ = self.run_async(go())
+        self.assertEqual(done["state"], "done", done)
+        self.assertEqual(sorted(parts), sorted(ALL_MAPS))
+        self.assertEqual(parts["kappa"].shape, (4096, 4096))
+        self.assertEqual(k.proc.wait(60), 0, k.read_log())
+
+    def test_sigterm_drain_finishes_the_running_job_and_keeps_queued_jobs_for_the_restart(self):
+        k = self.start(env={"KILN_CPU_THREADS": "1"})
+
+        async def go():
+            watcher, job, queued = await self.drain_setup(k, 5)
+            try:
+                await watcher.ws.wait_closed()
+            finally:
+                await watcher.close()
+            return job, queued
+
+        job, queued = self.run_async(go())
+        self.assertEqual(k.proc.wait(60), 0, k.read_log())
+        k.log.close()
+        restarted_ms = int(time.time() * 1000)
+        k.start()
+
+        async def after():
+            c = await Client.connect(k.url)
+            for j in queued:
+                await c.send({"op": "watch", "job": j})
+            dones = [await c.read_done(j, timeout=60) for j in queued]
+            sts = [await c.call({"op": "status", "job": j}) for j in [job] + queued]
+            await c.close()
+            return sts, dones
+
+        sts, dones = self.run_async(after())
+        self.assertEqual(sts[0]["state"], "done", sts[0])
+        self.assertLess(iso_ms(sts[0]["finished"]), restarted_ms, "the running job should finish during the drain")
+        for (d, _, _), st in zip(dones, sts[1:]):
+            self.assertEqual(d["state"], "done", d)
+            self.assertGreaterEqual(iso_ms(st["finished"]), restarted_ms,
+                                    f"a queued job must stay queued over SIGTERM and run after the restart: {st}")
+        self.assertEqual(k.stop(), 0, k.read_log())
+
+    # ---- logs and the port ----
+
+    def test_logs_go_to_stderr_when_not_under_systemd(self):
+        k = self.start(env={"KILN_LOG_TARGET": "auto"})
+        self.assertRegex(k.read_log(), r"kilnd notice: kilnd \S+ serving http://127\.0\.0\.1:%d/" % k.port)
+        self.assertEqual(k.stop(), 0, k.read_log())
+
+    def test_second_kilnd_on_the_same_port_fails_clearly(self):
+        first = self.start()
+        second = ServiceKilnd()
+        try:
+            second.port = first.port
+            r = subprocess.run([KILND], env=second.environment(), capture_output=True, text=True, timeout=20)
+        finally:
+            second.cleanup()
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn(f"127.0.0.1:{first.port}", r.stderr)
+        self.assertRegex(r.stderr, r"cannot listen|in use")
+        self.assertIsNone(first.proc.poll(), "the first kilnd must keep running")
+        self.assertEqual(first.stop(), 0, first.read_log())
+
+
+if __name__ == "__main__":
+    unittest.main()
