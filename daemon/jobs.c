@@ -146,6 +146,7 @@ void job_unref(struct job *j)
         free(j->done_json);
         free(j->watchers);
         json_decref(j->submit_ref);
+        result_blob_free(j->blob_out);
         free(j);
 }
 
@@ -207,52 +208,19 @@ static size_t pad8(size_t n)
         return (n + 7) & ~(size_t)7;
 }
 
-/* The blob layout is computed once into these lengths and reused by the writer. */
-struct blob_plan {
-        char *scalars;
-        char *headers[KILN_MAX_PARTS];
-        size_t size;
+/* The blob as a list of segments: small headers built once, part data borrowed from
+ * the result. The store writes it piece by piece (result_blob_write_range). */
+struct blob_seg {
+        const uint8_t *p;
+        size_t len;
+        bool owned;
 };
 
-static void blob_plan_free(struct blob_plan *p)
-{
-        free(p->scalars);
-        for (int i = 0; i < KILN_MAX_PARTS; i++)
-                free(p->headers[i]);
-}
-
-static int blob_plan(const struct job *j, struct blob_plan *ret)
-{
-        struct blob_plan p = { 0 };
-        json_t *sc = scalars_json(&j->result);
-        p.scalars = sc ? json_dumps(sc, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
-        json_decref(sc);
-        if (!p.scalars)
-                return -ENOMEM;
-        size_t size = 4 + 4 + 4 + strlen(p.scalars) + 4;
-        for (int i = 0; i < j->result.n_parts; i++) {
-                json_t *h = part_header_json(&j->result.parts[i]);
-                p.headers[i] = h ? json_dumps(h, JSON_COMPACT) : NULL;
-                json_decref(h);
-                if (!p.headers[i]) {
-                        blob_plan_free(&p);
-                        return -ENOMEM;
-                }
-                size = pad8(size + 4 + strlen(p.headers[i]) + 8) + j->result.parts[i].bytes;
-        }
-        p.size = size;
-        *ret = p;
-        return 0;
-}
-
-size_t result_blob_size(const struct job *j)
-{
-        struct blob_plan p;
-        if (blob_plan(j, &p) < 0)
-                return 0;
-        blob_plan_free(&p);
-        return p.size;
-}
+struct result_blob {
+        struct blob_seg seg[1 + 2 * KILN_MAX_PARTS];
+        int n;
+        size_t size;
+};
 
 static uint8_t *put_u32(uint8_t *p, uint32_t v)
 {
@@ -266,34 +234,99 @@ static uint32_t get_u32(const uint8_t *p)
         return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-void result_blob_write(const struct job *j, uint8_t *dst)
+void result_blob_free(struct result_blob *b)
 {
-        struct blob_plan p;
-        if (blob_plan(j, &p) < 0)
-                return; /* result_blob_size() returned 0 then, and nothing was reserved */
-        uint8_t *base = dst, *w = dst;
-        memcpy(w, blob_magic, 4);
-        w = put_u32(w + 4, BLOB_VERSION);
-        size_t n = strlen(p.scalars);
-        w = put_u32(w, (uint32_t)n);
-        memcpy(w, p.scalars, n);
-        w = put_u32(w + n, (uint32_t)j->result.n_parts);
+        if (!b)
+                return;
+        for (int i = 0; i < b->n; i++)
+                if (b->seg[i].owned)
+                        free((void *)b->seg[i].p);
+        free(b);
+}
+
+static int blob_add_owned(struct result_blob *b, uint8_t *p, size_t len)
+{
+        if (!p)
+                return -ENOMEM;
+        b->seg[b->n++] = (struct blob_seg){ .p = p, .len = len, .owned = true };
+        b->size += len;
+        return 0;
+}
+
+int result_blob_new(const struct job *j, struct result_blob **ret)
+{
+        struct result_blob *b = calloc(1, sizeof(*b));
+        if (!b)
+                return -ENOMEM;
+        json_t *sc = scalars_json(&j->result);
+        char *scalars = sc ? json_dumps(sc, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
+        json_decref(sc);
+        int r = -ENOMEM;
+        if (!scalars)
+                goto fail;
+        size_t n = strlen(scalars);
+        uint8_t *head = malloc(16 + n);
+        if (head) {
+                memcpy(head, blob_magic, 4);
+                uint8_t *w = put_u32(head + 4, BLOB_VERSION);
+                w = put_u32(w, (uint32_t)n);
+                memcpy(w, scalars, n);
+                put_u32(w + n, (uint32_t)j->result.n_parts);
+        }
+        free(scalars);
+        if (blob_add_owned(b, head, 16 + n) < 0)
+                goto fail;
         for (int i = 0; i < j->result.n_parts; i++) {
                 const struct kiln_part *part = &j->result.parts[i];
-                n = strlen(p.headers[i]);
-                w = put_u32(w, (uint32_t)n);
-                memcpy(w, p.headers[i], n);
-                w += n;
-                uint64_t b = part->bytes;
-                w = put_u32(w, (uint32_t)b);
-                w = put_u32(w, (uint32_t)(b >> 32));
-                size_t off = (size_t)(w - base), aligned = pad8(off);
-                memset(w, 0, aligned - off);
-                w = base + aligned;
-                memcpy(w, part->data, part->bytes);
-                w += part->bytes;
+                json_t *h = part_header_json(part);
+                char *hdr = h ? json_dumps(h, JSON_COMPACT) : NULL;
+                json_decref(h);
+                if (!hdr)
+                        goto fail;
+                size_t hl = strlen(hdr);
+                /* u32 len | header | u64 bytes | zero padding to 8 (from the blob start) */
+                size_t start = b->size, end = pad8(start + 4 + hl + 8);
+                uint8_t *seg = calloc(1, end - start);
+                if (seg) {
+                        uint8_t *w = put_u32(seg, (uint32_t)hl);
+                        memcpy(w, hdr, hl);
+                        w = put_u32(w + hl, (uint32_t)part->bytes);
+                        put_u32(w, (uint32_t)((uint64_t)part->bytes >> 32));
+                }
+                free(hdr);
+                if (blob_add_owned(b, seg, end - start) < 0)
+                        goto fail;
+                b->seg[b->n++] = (struct blob_seg){ .p = part->data, .len = part->bytes };
+                b->size += part->bytes;
         }
-        blob_plan_free(&p);
+        *ret = b;
+        return 0;
+fail:
+        result_blob_free(b);
+        return r;
+}
+
+size_t result_blob_size(const struct result_blob *b)
+{
+        return b->size;
+}
+
+void result_blob_write_range(const struct result_blob *b, uint8_t *dst, size_t offset, size_t len)
+{
+        size_t pos = 0;
+        for (int i = 0; i < b->n && len; i++) {
+                const struct blob_seg *s = &b->seg[i];
+                if (offset >= pos + s->len) {
+                        pos += s->len;
+                        continue;
+                }
+                size_t from = offset - pos, n = s->len - from < len ? s->len - from : len;
+                memcpy(dst, s->p + from, n);
+                dst += n;
+                offset += n;
+                len -= n;
+                pos += s->len;
+        }
 }
 
 int result_blob_read(struct job *j, uint8_t *blob, size_t size)
@@ -396,9 +429,9 @@ int job_build_done(struct job *j)
 
 /* ---- finishing ---- */
 
-static void write_result_cb(struct store_op *op, uint8_t *dst)
+static void write_result_cb(struct store_op *op, uint8_t *dst, size_t offset, size_t len)
 {
-        result_blob_write(container_of(op, struct job, op), dst);
+        result_blob_write_range(container_of(op, struct job, op)->blob_out, dst, offset, len);
 }
 
 static void on_finished_mail(struct mail *m)
@@ -407,6 +440,8 @@ static void on_finished_mail(struct mail *m)
         struct kilnd *d = j->d;
 
         kilnd_store_answered(d);
+        result_blob_free(j->blob_out);
+        j->blob_out = NULL;
         if (j->op.status < 0) {
                 log_error("job %s: storing its final state failed: %s; it stays queued in the store",
                           j->id_text, strerror(-j->op.status));
@@ -452,8 +487,19 @@ void job_finish(struct job *j, enum kiln_job_state state, enum kiln_err code, co
         j->op.type = STORE_OP_JOB_PUT;
         j->op.job = &j->record;
         if (state == KILN_JOB_DONE) {
-                j->op.result_size = result_blob_size(j);
-                j->op.write_result = write_result_cb;
+                if (result_blob_new(j, &j->blob_out) < 0) {
+                        /* Out of memory for a few headers: the job fails rather than
+                         * being stored without its result. */
+                        kiln_result_clear(&j->result);
+                        atomic_store(&j->state, KILN_JOB_FAILED);
+                        j->error_code = KERR_INTERNAL;
+                        snprintf(j->error_message, sizeof(j->error_message), "out of memory storing the result");
+                        job_build_done(j);
+                        job_to_record(j, &j->record);
+                } else {
+                        j->op.result_size = result_blob_size(j->blob_out);
+                        j->op.write_result = write_result_cb;
+                }
         }
         j->op.done = on_finished_stored;
         job_ref(j);

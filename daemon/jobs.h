@@ -61,6 +61,7 @@ struct job {
         char error_message[256];
         char *done_json;          /* the `done` message without "ref", built once */
         uint8_t *blob;            /* a result loaded from the store: parts point into it */
+        struct result_blob *blob_out; /* the result being stored */
 
         /* Progress reporting (worker side). */
         int64_t progress_sent_ms;
@@ -115,9 +116,14 @@ void job_finish(struct job *j, enum kiln_job_state state, enum kiln_err code, co
 /* The result blob stored with a finished job:
  *   "KLNR" u32 version | u32 len | scalars JSON | u32 n_parts |
  *   n x (u32 len | part header JSON | u64 bytes | pad to 8 | data)
- * result_blob_size() is the exact size result_blob_write() writes. */
-size_t result_blob_size(const struct job *j);
-void result_blob_write(const struct job *j, uint8_t *dst);
+ * A `struct result_blob` describes it without copying the part data; the store
+ * writes it piece by piece. It borrows the job's result, which must outlive it. */
+struct result_blob;
+int result_blob_new(const struct job *j, struct result_blob **ret);
+void result_blob_free(struct result_blob *b);
+size_t result_blob_size(const struct result_blob *b);
+/* Writes bytes [offset, offset + len) of the blob into dst. */
+void result_blob_write_range(const struct result_blob *b, uint8_t *dst, size_t offset, size_t len);
 /* Parses a blob taken over from the store (j->blob owns it afterwards): parts point
  * into it, scalars are read back. Returns >= 0 or -EIO for a malformed blob. */
 int result_blob_read(struct job *j, uint8_t *blob, size_t size);

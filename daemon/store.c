@@ -656,6 +656,8 @@ void store_txn_abort(struct store_txn *t)
 
 /* ---- jobs and results ---- */
 
+static int result_delete(struct store_txn *t, const uint8_t id[16]);
+
 /* Inserts or replaces a job record and keeps "pending" in step; see store.h.
  * Returns >= 0, -EINVAL for an invalid job, -ENOSPC when the map is full (the
  * transaction must then be aborted), or -errno. */
@@ -720,8 +722,8 @@ int store_job_delete(struct store_txn *t, const uint8_t id[16])
         r = txn_write_result(t, mdb_del(t->txn, t->s->jobs, &key, NULL));
         if (r < 0)
                 return r;
-        r = txn_write_result(t, mdb_del(t->txn, t->s->results, &key, NULL));
-        if (r < 0 && r != -ENOENT)
+        r = result_delete(t, id);
+        if (r < 0)
                 return r;
         r = txn_write_result(t, mdb_del(t->txn, t->s->pending, &key, NULL));
         if (r < 0 && r != -ENOENT)
@@ -729,20 +731,85 @@ int store_job_delete(struct store_txn *t, const uint8_t id[16])
         return 0;
 }
 
-/* Reserves `size` bytes for the result of `id` (replacing any previous one) and returns
- * where to write them, valid until the transaction ends. Returns >= 0, -ENOSPC when the
- * map is full (the transaction must then be aborted), or -errno. */
-int store_result_reserve(struct store_txn *t, const uint8_t id[16], size_t size, uint8_t **ret_dst)
+/* ---- results, in pieces ---- */
+
+static size_t result_chunk = (size_t)64 << 20;
+
+void store_set_result_chunk(size_t bytes)
 {
-        MDB_val key = key_of(id), val = { .mv_size = size, .mv_data = NULL };
+        result_chunk = bytes ? bytes : (size_t)64 << 20;
+}
+
+struct chunk_key {
+        uint8_t b[20]; /* job id, then the piece number big-endian */
+};
+
+static MDB_val chunk_key(struct chunk_key *k, const uint8_t id[16], uint32_t n)
+{
+        memcpy(k->b, id, 16);
+        k->b[16] = (uint8_t)(n >> 24);
+        k->b[17] = (uint8_t)(n >> 16);
+        k->b[18] = (uint8_t)(n >> 8);
+        k->b[19] = (uint8_t)n;
+        return (MDB_val){ .mv_size = sizeof(k->b), .mv_data = k->b };
+}
+
+static bool chunk_of(const MDB_val *key, const uint8_t id[16])
+{
+        return key->mv_size == 20 && !memcmp(key->mv_data, id, 16);
+}
+
+/* Deletes every piece of the result of `id`. Returns the number deleted or -errno. */
+static int result_delete(struct store_txn *t, const uint8_t id[16])
+{
+        struct chunk_key k;
+        MDB_val key = chunk_key(&k, id, 0), val;
+        MDB_cursor *c;
+        int rc, n = 0;
+
+        rc = mdb_cursor_open(t->txn, t->s->results, &c);
+        if (rc)
+                return txn_write_result(t, rc);
+        for (;;) {
+                key = chunk_key(&k, id, 0);
+                rc = mdb_cursor_get(c, &key, &val, MDB_SET_RANGE);
+                if (rc || !chunk_of(&key, id))
+                        break;
+                rc = mdb_cursor_del(c, 0);
+                if (rc)
+                        break;
+                n++;
+        }
+        mdb_cursor_close(c);
+        if (rc && rc != MDB_NOTFOUND)
+                return txn_write_result(t, rc);
+        return n;
+}
+
+int store_result_put(struct store_txn *t, const uint8_t id[16], size_t size, store_result_writer write,
+                     void *opaque)
+{
         int r;
 
         if (t->err < 0)
                 return t->err;
-        r = txn_write_result(t, mdb_put(t->txn, t->s->results, &key, &val, MDB_RESERVE));
+        r = result_delete(t, id);
         if (r < 0)
                 return r;
-        *ret_dst = val.mv_data;
+        uint32_t n = 0;
+        size_t off = 0;
+        do {
+                size_t len = size - off < result_chunk ? size - off : result_chunk;
+                struct chunk_key k;
+                MDB_val key = chunk_key(&k, id, n), val = { .mv_size = len, .mv_data = NULL };
+                r = txn_write_result(t, mdb_put(t->txn, t->s->results, &key, &val, MDB_RESERVE));
+                if (r < 0)
+                        return r;
+                if (len)
+                        write(opaque, val.mv_data, off, len);
+                off += len;
+                n++;
+        } while (off < size);
         return 0;
 }
 
@@ -750,22 +817,57 @@ int store_result_reserve(struct store_txn *t, const uint8_t id[16], size_t size,
  * non-NULL pointer and size 0). Returns >= 0, -ENOENT when absent, or -errno. */
 int store_result_get(struct store_txn *t, const uint8_t id[16], uint8_t **ret_data, size_t *ret_size)
 {
-        MDB_val key = key_of(id), val;
-        uint8_t *copy;
-        int r;
+        struct chunk_key k;
+        MDB_val key, val;
+        MDB_cursor *c;
+        size_t total = 0, off = 0;
+        uint8_t *copy = NULL;
+        int rc, r = 0;
 
         if (t->err < 0)
                 return t->err;
-        r = errno_from_mdb(mdb_get(t->txn, t->s->results, &key, &val));
-        if (r < 0)
+        rc = mdb_cursor_open(t->txn, t->s->results, &c);
+        if (rc)
+                return errno_from_mdb(rc);
+        /* Two passes: sizes first (no data is touched), then one copy. */
+        for (int pass = 0; pass < 2 && r == 0; pass++) {
+                uint32_t expect = 0;
+                key = chunk_key(&k, id, 0);
+                for (rc = mdb_cursor_get(c, &key, &val, MDB_SET_RANGE); !rc && chunk_of(&key, id);
+                     rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
+                        const uint8_t *kb = key.mv_data;
+                        uint32_t no = (uint32_t)kb[16] << 24 | (uint32_t)kb[17] << 16 | (uint32_t)kb[18] << 8 | kb[19];
+                        if (no != expect++) {
+                                r = -EIO; /* a missing piece */
+                                break;
+                        }
+                        if (pass == 0) {
+                                total += val.mv_size;
+                        } else {
+                                if (off + val.mv_size > total) {
+                                        r = -EIO;
+                                        break;
+                                }
+                                memcpy(copy + off, val.mv_data, val.mv_size);
+                                off += val.mv_size;
+                        }
+                }
+                if (r == 0 && rc && rc != MDB_NOTFOUND)
+                        r = errno_from_mdb(rc);
+                if (r == 0 && pass == 0) {
+                        if (expect == 0)
+                                r = -ENOENT;
+                        else if (!(copy = malloc(total ? total : 1)))
+                                r = -ENOMEM;
+                }
+        }
+        mdb_cursor_close(c);
+        if (r < 0) {
+                free(copy);
                 return r;
-        copy = malloc(val.mv_size ? val.mv_size : 1);
-        if (!copy)
-                return -ENOMEM;
-        if (val.mv_size)
-                memcpy(copy, val.mv_data, val.mv_size);
+        }
         *ret_data = copy;
-        *ret_size = val.mv_size;
+        *ret_size = total;
         return 0;
 }
 
@@ -970,9 +1072,14 @@ static void op_free_outputs(struct store_op *op)
         op_clear_outputs(op);
 }
 
+static void op_write_piece(void *opaque, uint8_t *dst, size_t offset, size_t len)
+{
+        struct store_op *op = opaque;
+        op->write_result(op, dst, offset, len);
+}
+
 static int op_apply_put(struct store_txn *t, struct store_op *op)
 {
-        uint8_t *dst;
         int r;
 
         if (!op->job || (op->result_size > 0 && !op->write_result))
@@ -980,11 +1087,7 @@ static int op_apply_put(struct store_txn *t, struct store_op *op)
         r = store_job_put(t, op->job);
         if (r < 0 || op->result_size == 0)
                 return r;
-        r = store_result_reserve(t, op->job->id, op->result_size, &dst);
-        if (r < 0)
-                return r;
-        op->write_result(op, dst);
-        return 0;
+        return store_result_put(t, op->job->id, op->result_size, op_write_piece, op);
 }
 
 /* RESULT_GET: the job, and its result when there is one (a job without a result gives

@@ -93,9 +93,17 @@ int store_job_get(struct store_txn *t, const uint8_t id[16], struct store_job **
 /* Deletes the record, its result and its pending entry. -ENOENT when absent. */
 int store_job_delete(struct store_txn *t, const uint8_t id[16]);
 
-/* Reserves `size` bytes for the job's result and returns where to write them;
- * the pointer is valid until the transaction ends (MDB_RESERVE). */
-int store_result_reserve(struct store_txn *t, const uint8_t id[16], size_t size, uint8_t **ret_dst);
+/* Writes a result piece: bytes [offset, offset + len) of the result, into dst. */
+typedef void (*store_result_writer)(void *opaque, uint8_t *dst, size_t offset, size_t len);
+
+/* Stores the job's result of `size` bytes (replacing any previous one) by calling
+ * `write` for each consecutive piece, straight into the map (MDB_RESERVE). Results
+ * are kept as pieces of at most 64 MiB under (id, piece number): one put of a value
+ * of more than ~256 MiB makes LMDB 0.9.24 spill its dirty list and leak the 1 MiB
+ * spill list of the transaction. Returns >= 0, -ENOSPC when the map is full (the
+ * transaction must then be aborted), or -errno. */
+int store_result_put(struct store_txn *t, const uint8_t id[16], size_t size, store_result_writer write,
+                     void *opaque);
 /* Copies the result out (malloc'd, caller frees). -ENOENT when absent. */
 int store_result_get(struct store_txn *t, const uint8_t id[16], uint8_t **ret_data, size_t *ret_size);
 
@@ -142,8 +150,10 @@ struct store_op {
         /* inputs */
         struct store_job *job;   /* JOB_PUT: the record to write (not freed by the writer) */
         size_t result_size;      /* JOB_PUT: bytes of result to write, 0 for none */
-        /* JOB_PUT with result_size > 0: writes the result into dst (result_size bytes). */
-        void (*write_result)(struct store_op *op, uint8_t *dst);
+        /* JOB_PUT with result_size > 0: writes bytes [offset, offset + len) of the
+         * result into dst. Called once per piece, in order; may be called again for
+         * the same range when a batch is retried, and must write the same bytes. */
+        void (*write_result)(struct store_op *op, uint8_t *dst, size_t offset, size_t len);
         uint8_t id[16];          /* GET/RESULT_GET/DELETE */
         struct store_list_query list; /* LIST (its strings must live until done) */
 

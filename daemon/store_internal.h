@@ -21,6 +21,10 @@ int store_record_encode(const struct store_job *job, uint8_t **ret_buf, size_t *
  * or -ENOMEM. */
 int store_record_decode(const uint8_t id[16], const uint8_t *buf, size_t size, struct store_job **ret);
 
+/* Sets the size of the pieces results are stored in (0 restores 64 MiB), so tests
+ * can store many-piece results cheaply. */
+void store_set_result_chunk(size_t bytes);
+
 /* Writes `size` raw bytes as the record of `id` in "jobs", bypassing the encoder (to
  * plant corrupt records). Returns >= 0 or -errno. */
 int store_record_put_raw(struct store_txn *t, const uint8_t id[16], const void *buf, size_t size);

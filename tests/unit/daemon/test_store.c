@@ -524,6 +524,25 @@ static void pending_foreach_stops_on_negative_return(void **state)
         free(c);
 }
 
+
+/* store_result_put writers for the tests. */
+static void copy_piece(void *opaque, uint8_t *dst, size_t offset, size_t len)
+{
+        memcpy(dst, (const uint8_t *)opaque + offset, len);
+}
+
+static uint8_t pattern_byte(size_t i)
+{
+        return (uint8_t)(i * 2654435761u >> 13);
+}
+
+static void pattern_piece(void *opaque, uint8_t *dst, size_t offset, size_t len)
+{
+        for (size_t i = 0; i < len; i++)
+                dst[i] = pattern_byte(offset + i);
+}
+
+
 static void reopen_keeps_committed_and_drops_aborted(void **state)
 {
         struct fixture *f = *state;
@@ -531,14 +550,13 @@ static void reopen_keeps_committed_and_drops_aborted(void **state)
         struct store_txn *t;
         uint8_t *data;
         size_t size;
-        uint8_t *dst;
+
 
         init_full_job(&a);
         init_job(&b, 2, "acme", "lens.nfw", KILN_JOB_QUEUED);
         assert_int_equal(store_txn_begin(f->s, true, &t), 0);
         assert_int_equal(store_job_put(t, &a), 0);
-        assert_int_equal(store_result_reserve(t, a.id, 3, &dst), 0);
-        memcpy(dst, "abc", 3);
+        assert_int_equal(store_result_put(t, a.id, 3, copy_piece, "abc"), 0);
         assert_int_equal(store_txn_commit(t), 0);
         assert_int_equal(store_txn_begin(f->s, true, &t), 0);
         assert_int_equal(store_job_put(t, &b), 0);
@@ -781,15 +799,14 @@ static void delete_removes_record_result_and_pending(void **state)
         struct fixture *f = *state;
         struct store_job j, *got;
         struct store_txn *t;
-        uint8_t *dst, *data;
+        uint8_t *data;
         size_t size;
         uint64_t jobs, pending, bytes;
 
         init_job(&j, 1, "acme", "lens.nfw", KILN_JOB_QUEUED);
         assert_int_equal(store_txn_begin(f->s, true, &t), 0);
         assert_int_equal(store_job_put(t, &j), 0);
-        assert_int_equal(store_result_reserve(t, j.id, 10, &dst), 0);
-        memset(dst, 1, 10);
+        assert_int_equal(store_result_put(t, j.id, 10, pattern_piece, NULL), 0);
         assert_int_equal(store_txn_commit(t), 0);
 
         assert_int_equal(store_txn_begin(f->s, true, &t), 0);
@@ -812,15 +829,13 @@ static void result_of_32_mib_round_trips(void **state)
         const size_t size = 32u << 20;
         struct store_txn *t;
         struct store_job j;
-        uint8_t *dst, *data;
+        uint8_t *data;
         size_t got_size;
 
         init_job(&j, 1, "acme", "image.relief", KILN_JOB_DONE);
         assert_int_equal(store_txn_begin(f->s, true, &t), 0);
         assert_int_equal(store_job_put(t, &j), 0);
-        assert_int_equal(store_result_reserve(t, j.id, size, &dst), 0);
-        for (size_t i = 0; i < size; i++)
-                dst[i] = (uint8_t)(i * 2654435761u >> 13);
+        assert_int_equal(store_result_put(t, j.id, size, pattern_piece, NULL), 0);
         assert_int_equal(store_txn_commit(t), 0);
 
         reopen(f, STORE_SYNC_FULL);
@@ -829,9 +844,46 @@ static void result_of_32_mib_round_trips(void **state)
         store_txn_abort(t);
         assert_int_equal(got_size, size);
         for (size_t i = 0; i < size; i++)
-                if (data[i] != (uint8_t)(i * 2654435761u >> 13))
+                if (data[i] != pattern_byte(i))
                         fail_msg("byte %zu differs", i);
         free(data);
+}
+
+/* Results are stored in pieces; a result of many pieces (and one that is an exact
+ * multiple of the piece size) reads back whole, replacing one shrinks it, and delete
+ * removes every piece. */
+static void result_in_many_pieces_round_trips(void **state)
+{
+        struct fixture *f = *state;
+        const size_t sizes[] = { 10 * 4096 + 123, 4 * 4096, 1 };
+        struct store_txn *t;
+        struct store_job j;
+        uint8_t *data;
+        size_t got_size;
+
+        store_set_result_chunk(4096);
+        init_job(&j, 1, "acme", "lens.nfw", KILN_JOB_DONE);
+        for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+                assert_int_equal(store_txn_begin(f->s, true, &t), 0);
+                assert_int_equal(store_job_put(t, &j), 0);
+                assert_int_equal(store_result_put(t, j.id, sizes[k], pattern_piece, NULL), 0);
+                assert_int_equal(store_txn_commit(t), 0);
+                assert_int_equal(store_txn_begin(f->s, false, &t), 0);
+                assert_int_equal(store_result_get(t, j.id, &data, &got_size), 0);
+                store_txn_abort(t);
+                assert_int_equal(got_size, sizes[k]);
+                for (size_t i = 0; i < got_size; i++)
+                        if (data[i] != pattern_byte(i))
+                                fail_msg("size %zu: byte %zu differs", sizes[k], i);
+                free(data);
+        }
+        assert_int_equal(store_txn_begin(f->s, true, &t), 0);
+        assert_int_equal(store_job_delete(t, j.id), 0);
+        assert_int_equal(store_txn_commit(t), 0);
+        assert_int_equal(store_txn_begin(f->s, false, &t), 0);
+        assert_int_equal(store_result_get(t, j.id, &data, &got_size), -ENOENT);
+        store_txn_abort(t);
+        store_set_result_chunk(0);
 }
 
 static void missing_result_is_enoent(void **state)
@@ -875,7 +927,7 @@ static void map_full_fails_txn_and_store_stays_usable(void **state)
         struct store *s;
         struct store_txn *t;
         struct store_job a, b, *got;
-        uint8_t *dst;
+
 
         make_tmpdir(dir, sizeof(dir));
         assert_int_equal(store_open(dir, 1u << 20, STORE_SYNC_FULL, &s), 0);
@@ -883,7 +935,7 @@ static void map_full_fails_txn_and_store_stays_usable(void **state)
         init_job(&b, 2, "acme", "lens.nfw", KILN_JOB_DONE);
         assert_int_equal(store_txn_begin(s, true, &t), 0);
         assert_int_equal(store_job_put(t, &a), 0);
-        assert_int_equal(store_result_reserve(t, a.id, 2u << 20, &dst), -ENOSPC);
+        assert_int_equal(store_result_put(t, a.id, 2u << 20, pattern_piece, NULL), -ENOSPC);
         assert_int_equal(store_job_put(t, &b), -ENOSPC);
         assert_int_equal(store_txn_commit(t), -ENOSPC);
         assert_int_equal(get_one(s, a.id, &got), -ENOENT);
@@ -969,7 +1021,7 @@ struct gate {
         bool entered, released;
 };
 
-static void gate_write_result(struct store_op *op, uint8_t *dst)
+static void gate_write_result(struct store_op *op, uint8_t *dst, size_t offset, size_t len)
 {
         struct gate *g = (struct gate *)((char *)op - offsetof(struct gate, t.op));
 
@@ -1264,10 +1316,10 @@ static void writer_per_op_error_leaves_the_batch_alone(void **state)
         store_job_free(got);
 }
 
-static void fill_result(struct store_op *op, uint8_t *dst)
+static void fill_result(struct store_op *op, uint8_t *dst, size_t offset, size_t len)
 {
-        for (size_t i = 0; i < op->result_size; i++)
-                dst[i] = (uint8_t)(i ^ 0x5a);
+        for (size_t i = 0; i < len; i++)
+                dst[i] = (uint8_t)((offset + i) ^ 0x5a);
 }
 
 static void writer_map_full_fails_only_the_op_that_does_not_fit(void **state)
@@ -1487,6 +1539,7 @@ static const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(list_rejects_bad_query, setup, teardown),
         cmocka_unit_test_setup_teardown(delete_removes_record_result_and_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(result_of_32_mib_round_trips, setup, teardown),
+        cmocka_unit_test_setup_teardown(result_in_many_pieces_round_trips, setup, teardown),
         cmocka_unit_test_setup_teardown(missing_result_is_enoent, setup, teardown),
         cmocka_unit_test_setup_teardown(stat_counts_jobs_pending_and_bytes, setup, teardown),
         cmocka_unit_test(map_full_fails_txn_and_store_stays_usable),
