@@ -288,6 +288,16 @@ uint32_t sched_queued(struct sched *s)
         return n;
 }
 
+json_t *sched_backends_json(struct sched *s)
+{
+        return json_pack("[{s:s, s:i}]", "name", "cpu", "threads", (int)s->n_threads);
+}
+
+bool sched_ready(struct sched *s)
+{
+        return s && s->n_threads > 0;
+}
+
 unsigned sched_threads(struct sched *s)
 {
         return s->n_threads;

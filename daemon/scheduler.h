@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "proto.h"
 
 struct job;
@@ -27,6 +29,12 @@ void sched_push(struct sched *s, struct job *j);
 bool sched_remove(struct sched *s, struct job *j);
 /* After this, workers take no new job (drain on SIGTERM). */
 void sched_pause(struct sched *s);
+
+/* The active backends and their devices, for /readyz, /healthz and stats:
+ * [{"name":"cpu","threads":N}, ...]. New reference. */
+json_t *sched_backends_json(struct sched *s);
+/* True when at least one backend can run jobs. */
+bool sched_ready(struct sched *s);
 
 /* Jobs waiting in all queues. */
 uint32_t sched_queued(struct sched *s);

@@ -16,6 +16,7 @@
 #include "jobs.h"
 #include "log.h"
 #include "mailbox.h"
+#include "metrics.h"
 #include "scheduler.h"
 #include "session.h"
 #include "stats.h"
@@ -47,9 +48,14 @@ struct http_pss {
 
 static char *health_body(struct kilnd *d, bool ready)
 {
-        json_t *o = json_pack("{s:s, s:[s], s:f, s:i, s:b}", "status", ready ? "ok" : "unavailable", "backends", "cpu",
-                              "uptime_s", (double)(kiln_now_ms() - d->started_ms) / 1000.0, "cpu_threads",
-                              (int)sched_threads(d->sched), "draining", d->draining);
+        /* "backends" names the active backends; "devices" says what each one has. */
+        json_t *devices = sched_backends_json(d->sched), *names = json_array(), *v;
+        size_t i;
+        json_array_foreach(devices, i, v)
+                json_array_append(names, json_object_get(v, "name"));
+        json_t *o = json_pack("{s:s, s:o, s:o, s:f, s:b}", "status", ready ? "ok" : "unavailable", "backends", names,
+                              "devices", devices, "uptime_s", (double)(kiln_now_ms() - d->started_ms) / 1000.0,
+                              "draining", d->draining);
         char *s = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
         json_decref(o);
         return s;
@@ -69,19 +75,26 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
                 char uri[128] = "";
                 lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
                 bool ready_probe = !strcmp(uri, "/readyz") || !strcmp(uri, "/readyz/");
-                if (!ready_probe && strcmp(uri, "/healthz") && strcmp(uri, "/healthz/")) {
+                bool metrics = !strcmp(uri, "/metrics");
+                const char *type = "application/json";
+                if (!ready_probe && !metrics && strcmp(uri, "/healthz") && strcmp(uri, "/healthz/")) {
                         /* Also reached for a missing static file. */
                         if (lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL))
                                 return -1;
                         return lws_http_transaction_completed(wsi) ? -1 : 0;
                 }
-                bool ready = d->store && d->sched && !d->draining;
+                bool ready = d->store && sched_ready(d->sched) && !d->draining;
                 pss->status = ready_probe && !ready ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_OK;
-                pss->body = health_body(d, ready_probe ? ready : true);
+                if (metrics) {
+                        pss->body = metrics_render(d);
+                        type = "text/plain; version=0.0.4; charset=utf-8";
+                } else {
+                        pss->body = health_body(d, ready_probe ? ready : true);
+                }
                 if (!pss->body)
                         return -1;
                 pss->len = strlen(pss->body);
-                if (lws_add_http_common_headers(wsi, pss->status, "application/json", pss->len, &p, end) ||
+                if (lws_add_http_common_headers(wsi, pss->status, type, pss->len, &p, end) ||
                     lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL, (const unsigned char *)"no-store",
                                                  8, &p, end) ||
                     lws_finalize_write_http_header(wsi, start, &p, end))
@@ -318,6 +331,7 @@ static lws_retry_bo_t retry_policy = {
 static struct lws_http_mount mount_web;
 static struct lws_http_mount mount_readyz;
 static struct lws_http_mount mount_healthz;
+static struct lws_http_mount mount_metrics;
 
 static const struct lws_protocol_vhost_options mime_mjs = { NULL, NULL, ".mjs", "text/javascript" };
 
@@ -336,6 +350,13 @@ int server_start(struct kilnd *d)
                                                                                        : d->cfg->server.idle_timeout_s);
         rp->secs_since_valid_ping = (uint16_t)(rp->secs_since_valid_hangup / 2 ? rp->secs_since_valid_hangup / 2 : 1);
 
+        mount_metrics = (struct lws_http_mount){
+                .mountpoint = "/metrics",
+                .mountpoint_len = 8,
+                .origin = "http",
+                .origin_protocol = LWSMPRO_CALLBACK,
+                .mount_next = &mount_healthz,
+        };
         mount_healthz = (struct lws_http_mount){
                 .mountpoint = "/healthz",
                 .mountpoint_len = 8,
@@ -369,7 +390,7 @@ int server_start(struct kilnd *d)
         info.iface = host;
         info.protocols = protocols;
         info.pvo = &pvo;
-        info.mounts = &mount_healthz;
+        info.mounts = &mount_metrics;
         info.vhost_name = "kiln";
         info.retry_and_idle_policy = &retry_policy;
         info.timeout_secs = 10; /* handshake and HTTP transaction timeout */

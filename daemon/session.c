@@ -748,16 +748,22 @@ static void op_hello(struct session *s, const struct proto_req *rq)
                 }
                 s->authed = true;
         }
-        json_t *kinds = json_array();
-        for (int i = 0; kiln_kinds[i]; i++)
+        /* "kinds" lists the names (SPEC §2.1); "schemas" gives each kind's parameter
+         * schema so a client (the web UI) can build and check its forms. */
+        json_t *kinds = json_array(), *schemas = json_object();
+        for (int i = 0; kiln_kinds[i]; i++) {
                 json_array_append_new(kinds, json_string(kiln_kinds[i]->name));
+                json_object_set_new(schemas, kiln_kinds[i]->name,
+                                    json_pack("{s:s, s:o}", "doc", kiln_kinds[i]->doc ? kiln_kinds[i]->doc : "",
+                                              "params", kiln_params_schema_json(kiln_kinds[i])));
+        }
         json_t *limits = json_pack("{s:I, s:I, s:I}", "max_message_bytes", (json_int_t)d->cfg->server.max_message_bytes,
                                    "max_queued", (json_int_t)d->cfg->jobs.max_queued, "default_timeout_ms",
                                    (json_int_t)d->cfg->jobs.default_timeout_ms);
         send_json(s,
-                  json_pack("{s:s, s:s, s:i, s:s, s:s, s:o, s:o}", "op", "welcome", "server", "kiln/" KILN_VERSION,
-                            "protocol", 1, "tenant", s->who.tenant, "role", auth_role_name(s->who.role), "kinds",
-                            kinds, "limits", limits),
+                  json_pack("{s:s, s:s, s:i, s:s, s:s, s:o, s:o, s:o}", "op", "welcome", "server",
+                            "kiln/" KILN_VERSION, "protocol", 1, "tenant", s->who.tenant, "role",
+                            auth_role_name(s->who.role), "kinds", kinds, "schemas", schemas, "limits", limits),
                   rq->ref);
 }
 

@@ -29,11 +29,10 @@ json_t *stats_json(struct kilnd *d, const char *tenant)
         for (int e = 0; e < _KERR_MAX; e++)
                 if (d->rejected[e])
                         json_object_set_new(rejected, kiln_err_name(e), json_integer((json_int_t)d->rejected[e]));
-        return json_pack("{s:s, s:o, s:i, s:i, s:i, s:o, s:o, s:I, s:I, s:I, s:f, s:[{s:s, s:i}]}", "op", "stats",
+        return json_pack("{s:s, s:o, s:i, s:i, s:i, s:o, s:o, s:I, s:I, s:I, s:f, s:o}", "op", "stats",
                          "queues", queues, "queued", (int)(d->committing + sched_queued(d->sched)), "running", (int)sched_running(d->sched),
                          "connections", (int)d->n_sessions, "finished", finished, "rejected", rejected,
                          "messages_in", (json_int_t)d->ws_messages_in, "messages_out",
                          (json_int_t)d->ws_messages_out, "live_jobs", (json_int_t)jobs_table_count(d), "uptime_s",
-                         (double)(kiln_now_ms() - d->started_ms) / 1000.0, "backends", "name", "cpu", "threads",
-                         (int)sched_threads(d->sched));
+                         (double)(kiln_now_ms() - d->started_ms) / 1000.0, "backends", sched_backends_json(d->sched));
 }
