@@ -3,10 +3,13 @@
 #include "server.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <libwebsockets.h>
 #include <systemd/sd-daemon.h>
@@ -314,9 +317,71 @@ static int callback_ws(struct lws *wsi, enum lws_callback_reasons reason, void *
         return 0;
 }
 
+/* ---- socket activation ---- */
+
+/* libwebsockets 4.1 cannot take over a listening socket (that came in 4.4), so a
+ * socket passed by systemd is adopted as a raw file descriptor: when it becomes
+ * readable, connections are accepted here and each is handed to the vhost as if its
+ * own listener had accepted it (HTTP, WebSocket upgrade and TLS then work as usual). */
+static int callback_listen(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+        struct kilnd *d = server_daemon;
+
+        switch (reason) {
+        case LWS_CALLBACK_RAW_RX_FILE: {
+                int lfd = lws_get_socket_fd(wsi);
+                for (;;) {
+                        int c = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                        if (c < 0) {
+                                if (errno == EINTR || errno == ECONNABORTED)
+                                        continue;
+                                if (errno != EAGAIN && errno != EWOULDBLOCK)
+                                        log_warning("accept on the systemd socket: %s", strerror(errno));
+                                break;
+                        }
+                        if (d->draining) {
+                                /* What FILTER_NETWORK_CONNECTION does for our own listener. */
+                                close(c);
+                                continue;
+                        }
+                        /* On failure lws closes c itself. */
+                        lws_adopt_socket_vhost(d->vhost, c);
+                }
+                return 0;
+        }
+        case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+                /* Not a WebSocket subprotocol a client may ask for. */
+                return -1;
+        default:
+                return 0;
+        }
+}
+
+/* Adopts the n listening sockets systemd passed (fds 3, 4, ...). Returns 0 or -errno. */
+static int adopt_listen_fds(struct kilnd *d, int n)
+{
+        for (int i = 0; i < n; i++) {
+                int fd = SD_LISTEN_FDS_START + i;
+                if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
+                        log_error("socket activation: fd %d is not a listening stream socket", fd);
+                        return -ENOTSOCK;
+                }
+                int fl = fcntl(fd, F_GETFL);
+                if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+                        return -errno;
+                lws_sock_file_fd_type u = { .filefd = fd };
+                if (!lws_adopt_descriptor_vhost(d->vhost, LWS_ADOPT_RAW_FILE_DESC, u, "kiln-listen", NULL)) {
+                        log_error("socket activation: libwebsockets could not adopt fd %d", fd);
+                        return -ENOMEM;
+                }
+        }
+        return 0;
+}
+
 static struct lws_protocols protocols[] = {
         { "http", callback_http, sizeof(struct http_pss), 0, 0, NULL, 0 },
         { "kiln.v1", callback_ws, 0, 64 * 1024, 0, NULL, 256 * 1024 },
+        { "kiln-listen", callback_listen, 0, 0, 0, NULL, 0 },
         { NULL, NULL, 0, 0, 0, NULL, 0 },
 };
 
@@ -344,6 +409,14 @@ int server_start(struct kilnd *d)
         server_daemon = d;
         if (kiln_config_listen_split(d->cfg->server.listen, host, sizeof(host), &port) < 0)
                 return -EINVAL;
+        /* Sockets passed by systemd (kiln.socket, systemd-socket-activate) replace
+         * server.listen; without them kilnd binds server.listen itself. */
+        int n_listen_fds = sd_listen_fds(0);
+        if (n_listen_fds < 0) {
+                log_warning("socket activation: %s; listening on %s instead", strerror(-n_listen_fds),
+                            d->cfg->server.listen);
+                n_listen_fds = 0;
+        }
         protocols[1].per_session_data_size = session_struct_size();
         lws_retry_bo_t *rp = &retry_policy;
         rp->secs_since_valid_hangup = (uint16_t)(d->cfg->server.idle_timeout_s > 65535 ? 65535
@@ -386,8 +459,8 @@ int server_start(struct kilnd *d)
                        LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
         if (strchr(host, ':'))
                 info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
-        info.port = port;
-        info.iface = host;
+        info.port = n_listen_fds ? CONTEXT_PORT_NO_LISTEN_SERVER : port;
+        info.iface = n_listen_fds ? NULL : host;
         info.protocols = protocols;
         info.pvo = &pvo;
         info.mounts = &mount_metrics;
@@ -406,6 +479,15 @@ int server_start(struct kilnd *d)
         if (!d->lws)
                 return -EADDRINUSE;
         d->vhost = lws_get_vhost_by_name(d->lws, "kiln");
+        if (n_listen_fds) {
+                int r = adopt_listen_fds(d, n_listen_fds);
+                if (r < 0)
+                        return r;
+                log_notice("listening on %d socket(s) passed by systemd (server.listen %s not used)", n_listen_fds,
+                           d->cfg->server.listen);
+        } else {
+                log_notice("listening on %s", d->cfg->server.listen);
+        }
         mailbox_set_context(d->mailbox, d->lws);
 
         lws_sul_schedule(d->lws, 0, &timers.tick, on_tick, LWS_US_PER_SEC);
