@@ -1,0 +1,238 @@
+// Browser tests of the web UI against the real kilnd, in Debian's chromium driven
+// by playwright-core: sign in, live dashboard, the generated lens.nfw form with its
+// client-side validation, a job watched to the end, the rendered map (pixels, hover
+// read-out, keyboard cursor), a .npy download, and screenshots at laptop and tablet
+// sizes (saved under $E2E_ARTEFACTS).
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import { startKilnd } from './kilnd.mjs';
+
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const ARTEFACTS = process.env.E2E_ARTEFACTS || join(process.cwd(), 'artefacts');
+const TOKEN = 'e2e-operator-token-0123456789';
+const LAPTOP = { width: 1366, height: 768 };
+const TABLET = { width: 820, height: 1180 };
+// As the machine notes require: no sandbox as root, no GPU, no background traffic.
+const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'];
+
+let kilnd, browser, context, page;
+const problems = []; // page errors and CSP violations: the test fails on any
+const sentFrames = []; // text frames the page sent over its WebSocket
+
+async function shot(name, viewport) {
+  await page.setViewportSize(viewport);
+  const tag = viewport === TABLET ? 'tablet' : 'laptop';
+  await page.evaluate(() => window.scrollTo(0, 0)); // the sticky top bar stays on top in a full-page shot
+  await page.screenshot({ path: join(ARTEFACTS, `${name}-${tag}.png`), fullPage: true });
+  // Nothing may stick out sideways at this width.
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert.ok(overflow <= 0, `${name} overflows horizontally by ${overflow}px at ${viewport.width}px`);
+}
+
+describe('kiln web UI (auth required)', () => {
+  let jobId;
+
+  before(async () => {
+    mkdirSync(ARTEFACTS, { recursive: true });
+    kilnd = await startKilnd({ tokens: [{ name: 'ops', tenant: 'acme', role: 'admin', token: TOKEN }] });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
+    context = await browser.newContext({ viewport: LAPTOP, acceptDownloads: true });
+    page = await context.newPage();
+    page.setDefaultTimeout(15000);
+    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+    page.on('console', (m) => {
+      if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) problems.push(`console: ${m.text()}`);
+    });
+    page.on('websocket', (ws) => ws.on('framesent', (f) => typeof f.payload === 'string' && sentFrames.push(f.payload)));
+  });
+
+  after(async () => {
+    await browser?.close();
+    await kilnd?.stop();
+  });
+
+  test('an unauthenticated visitor is asked for a token; a wrong one is refused, the right one signs in', async () => {
+    await page.goto(kilnd.url + '/');
+    const input = page.locator('#signin-token');
+    await input.waitFor();
+    await shot('signin', LAPTOP);
+    await input.fill('not-the-token');
+    await page.keyboard.press('Enter');
+    await page.locator('#signin-error', { hasText: 'not valid' }).waitFor();
+    await page.locator('#signin-token').fill(TOKEN);
+    await page.click('#signin-submit');
+    await page.locator('h1', { hasText: 'Dashboard' }).waitFor();
+    await page.locator('#who', { hasText: 'acme · admin' }).waitFor();
+    assert.equal(await page.evaluate(() => sessionStorage.getItem('kiln.token')), TOKEN);
+    // A reload keeps the session (the token is in session storage).
+    await page.reload();
+    await page.locator('h1', { hasText: 'Dashboard' }).waitFor();
+  });
+
+  test('the dashboard shows live numbers that move with the stats push', async () => {
+    const uptime = page.locator('.tile[data-stat="uptime"] .value');
+    await page.waitForFunction(() => /\d/.test(document.querySelector('.tile[data-stat="uptime"] .value')?.textContent || ''));
+    const first = await uptime.textContent();
+    await page.waitForFunction((t) => document.querySelector('.tile[data-stat="uptime"] .value').textContent !== t, first);
+    // A second client (another tab: session storage is per tab, so it signs in
+    // again) shows up in the connections tile.
+    const conns = async () => Number((await page.locator('.tile[data-stat="connections"] .value').textContent()).replace(/\D/g, ''));
+    const before = await conns();
+    const other = await context.newPage();
+    other.setDefaultTimeout(15000);
+    await other.goto(kilnd.url + '/');
+    await other.locator('#signin-token').fill(TOKEN);
+    await other.keyboard.press('Enter');
+    await other.locator('h1', { hasText: 'Dashboard' }).waitFor();
+    await page.waitForFunction((n) => Number(document.querySelector('.tile[data-stat="connections"] .value').textContent.replace(/\D/g, '')) > n, before);
+    assert.ok((await conns()) > before);
+    await other.close();
+    // The queue chart has drawn samples.
+    await page.locator('.chart-latest', { hasText: 'queued: 0' }).waitFor();
+    await shot('dashboard', LAPTOP);
+    await shot('dashboard', TABLET);
+    await page.setViewportSize(LAPTOP);
+  });
+
+  test('the lens.nfw form is generated from the schema and validates on the client', async () => {
+    await page.click('#nav a[href="#/submit"]');
+    const form = page.locator('form[data-kind="lens.nfw"]');
+    await form.waitFor();
+    for (const name of ['mass', 'concentration', 'z_lens', 'z_source', 'grid_size', 'fov_arcsec', 'h', 'omega_m']) {
+      await form.locator(`[name="params.${name}"]`).waitFor();
+    }
+    assert.equal(await form.locator('input[name="params.maps"]').count(), 7);
+    assert.ok(await form.locator('input[name="params.maps"][value="kappa"]').isChecked(), 'the default map is checked');
+
+    const submitsBefore = sentFrames.filter((f) => f.includes('"op":"submit"')).length;
+    await form.locator('[name="params.mass"]').fill('1e20');
+    await form.locator('[name="params.concentration"]').fill('5');
+    await form.locator('button[type="submit"]').click();
+    const message = 'params.mass must be between 1e+08 and 1e+17';
+    await form.locator('.form-summary', { hasText: message }).waitFor();
+    await form.locator('.field[data-field="params.mass"] .field-error', { hasText: message }).waitFor();
+    assert.equal(await form.locator('[name="params.mass"]').getAttribute('aria-invalid'), 'true');
+    assert.equal(await page.evaluate(() => document.activeElement.name), 'params.mass', 'focus moves to the bad field');
+    // Integer and cross-field rules, as the server states them.
+    await form.locator('[name="params.mass"]').fill('1e14');
+    await form.locator('[name="params.grid_size"]').fill('64.5');
+    await form.locator('[name="params.z_lens"]').fill('2');
+    await form.locator('[name="params.z_source"]').fill('1');
+    await form.locator('button[type="submit"]').click();
+    await form.locator('.form-summary', { hasText: 'params.grid_size must be an integer' }).waitFor();
+    await form.locator('[name="params.grid_size"]').fill('');
+    await form.locator('button[type="submit"]').click();
+    await form.locator('.form-summary', { hasText: 'params.z_source must be greater than z_lens (2)' }).waitFor();
+    assert.equal(sentFrames.filter((f) => f.includes('"op":"submit"')).length, submitsBefore, 'invalid forms are not sent');
+    await shot('form-invalid', LAPTOP);
+  });
+
+  test('a valid job is submitted from the keyboard (Tab to the button, Enter)', async () => {
+    const form = page.locator('form[data-kind="lens.nfw"]');
+    await form.locator('[name="params.z_lens"]').fill('');
+    await form.locator('[name="params.z_source"]').fill('');
+    await form.locator('[name="params.mass"]').fill('1e14');
+    await form.locator('[name="params.concentration"]').fill('5');
+    await form.locator('[name="params.grid_size"]').fill('65'); // odd: +Inf on the centre pixel of kappa
+    await form.locator('input[name="params.maps"][value="gamma1"]').check();
+    await form.locator('input[name="cache"]').focus();
+    for (let i = 0; i < 5; i++) {
+      if (await page.evaluate(() => document.activeElement?.type === 'submit')) break;
+      await page.keyboard.press('Tab');
+    }
+    assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Submit lens.nfw');
+    await page.keyboard.press('Enter');
+    const link = form.locator('.form-status a.job-link');
+    await link.waitFor();
+    jobId = (await link.getAttribute('href')).split('/').pop();
+    assert.match(jobId, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    const sent = JSON.parse(sentFrames.filter((f) => f.includes('"op":"submit"')).pop());
+    assert.deepEqual(sent.params, { mass: 1e14, concentration: 5, grid_size: 65, maps: ['kappa', 'gamma1'] });
+    await shot('form', LAPTOP);
+    await shot('form', TABLET);
+    await page.setViewportSize(LAPTOP);
+  });
+
+  test('the jobs list shows the job finished with a full progress bar', async () => {
+    await page.click('#nav a[href="#/jobs"]');
+    const row = page.locator(`tr[data-job-row="${jobId}"]`);
+    await row.waitFor();
+    await page.locator(`tr[data-job-row="${jobId}"][data-state="done"]`).waitFor();
+    assert.equal(await row.locator('progress').getAttribute('value'), '100');
+    assert.equal(await row.locator('.badge').textContent(), 'done');
+    assert.ok(await row.locator('button', { hasText: 'Cancel' }).isDisabled(), 'a finished job cannot be cancelled');
+    await shot('jobs', LAPTOP);
+  });
+
+  test('the job page renders the maps as colour images with a hover read-out', async () => {
+    await page.locator(`tr[data-job-row="${jobId}"] a`).click();
+    const canvas = page.locator('canvas.map[data-part="kappa"]');
+    await canvas.waitFor();
+    await page.locator('canvas.map[data-part="gamma1"]').waitFor();
+    const colours = await page.evaluate(() => {
+      const c = document.querySelector('canvas.map[data-part="kappa"]');
+      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      const seen = new Set();
+      let opaque = 0;
+      for (let i = 0; i < d.length; i += 4) {
+        seen.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+        if (d[i + 3] === 255) opaque++;
+      }
+      return { distinct: seen.size, opaque, pixels: c.width * c.height, w: c.width };
+    });
+    assert.equal(colours.w, 65);
+    assert.equal(colours.opaque, colours.pixels, 'every pixel is painted');
+    assert.ok(colours.distinct >= 50, `the map has many colours (got ${colours.distinct})`);
+    // The scalar table.
+    await page.locator('table.scalars th', { hasText: 'r200_kpc' }).waitFor();
+    assert.match(await page.locator('table.scalars tr', { hasText: 'kappa_s' }).locator('td').textContent(), /^0\.0\d+/);
+    // Hover: the value under the pointer; the centre pixel of an odd grid is +Inf.
+    const box = await canvas.boundingBox();
+    await page.mouse.move(box.x + box.width * 0.21, box.y + box.height * 0.31);
+    const readout = page.locator('.map-card[data-part="kappa"] .readout');
+    await page.waitForFunction(() => /row \d+, col \d+: /.test(document.querySelector('.map-card[data-part="kappa"] .readout').textContent));
+    assert.match(await readout.textContent(), /^row 20, col 13: \d+\.\d+(e[-+]\d+)?$/);
+    await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+    await page.locator('.map-card[data-part="kappa"] .readout', { hasText: 'row 32, col 32: +Inf' }).waitFor();
+    // Keyboard: the map takes focus and arrow keys move the read-out cursor.
+    await canvas.focus();
+    await page.keyboard.press('ArrowRight');
+    await page.locator('.map-card[data-part="kappa"] .readout', { hasText: /^row 32, col 33: \d/ }).waitFor();
+    // A colour bar with numeric ticks.
+    assert.ok(await page.locator('.map-card[data-part="kappa"] .tick').count() >= 2);
+    await page.mouse.move(box.x + box.width * 0.6, box.y + box.height * 0.45);
+    await shot('job', LAPTOP);
+    await shot('job', TABLET);
+    await page.setViewportSize(LAPTOP);
+  });
+
+  test('a part downloads as a valid .npy file', async () => {
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.locator('a[download][data-part="kappa"]').click(),
+    ]);
+    assert.equal(download.suggestedFilename(), 'kappa.npy');
+    const bytes = readFileSync(await download.path());
+    assert.deepEqual([...bytes.subarray(0, 8)], [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0]);
+    const hlen = bytes.readUInt16LE(8);
+    const header = bytes.subarray(10, 10 + hlen).toString('latin1');
+    assert.equal((10 + hlen) % 64, 0, 'the data is 64-byte aligned');
+    assert.match(header, /'descr': '<f4'/);
+    assert.match(header, /'fortran_order': False/);
+    assert.match(header, /'shape': \(65, 65\)/);
+    assert.ok(header.endsWith('\n'));
+    assert.equal(bytes.length, 10 + hlen + 4 * 65 * 65);
+    const centre = bytes.readFloatLE(10 + hlen + 4 * (32 * 65 + 32));
+    assert.equal(centre, Infinity, 'the cusp pixel is +Inf');
+    const corner = bytes.readFloatLE(10 + hlen);
+    assert.ok(corner > 0 && corner < 1, `a corner kappa is a small positive number (${corner})`);
+  });
+
+  test('no page errors and no Content-Security-Policy violations', () => {
+    assert.deepEqual(problems, []);
+  });
+});

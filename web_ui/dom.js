@@ -1,0 +1,63 @@
+// Small DOM helpers: no framework, no innerHTML with data (CSP and escaping).
+
+/* el('div', {class: 'x', 'aria-label': 'y', onclick: fn}, child, [children], 'text').
+ * Attributes true/false toggle boolean attributes; on* attributes add listeners;
+ * null and undefined children are skipped. */
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith('on') && typeof v === 'function') node.addEventListener(k.slice(2), v);
+    else if (k === 'checked' || k === 'selected' || k === 'disabled') node[k] = Boolean(v);
+    else if (k === 'value' && (tag === 'input' || tag === 'select' || tag === 'textarea')) node.value = v;
+    else node.setAttribute(k, v === true ? '' : String(v));
+  }
+  append(node, children);
+  return node;
+}
+
+/* node.replaceChildren() that skips null/undefined/false (which the DOM would print). */
+export function setChildren(node, ...children) {
+  node.replaceChildren();
+  append(node, children);
+}
+
+function append(node, children) {
+  for (const c of children) {
+    if (c === null || c === undefined || c === false) continue;
+    if (Array.isArray(c)) append(node, c);
+    else node.append(c instanceof Node ? c : String(c));
+  }
+}
+
+/* A number for people: 3 significant digits, thousands grouped, SI suffix for big ones. */
+export function fmtNum(x, digits = 3) {
+  if (x === null || x === undefined || Number.isNaN(x)) return '—';
+  if (x === Infinity) return '+Inf';
+  if (x === -Infinity) return '−Inf';
+  const a = Math.abs(x);
+  if (a !== 0 && (a < 1e-3 || a >= 1e6)) return x.toExponential(digits - 1).replace('e+', 'e');
+  if (Number.isInteger(x)) return x.toLocaleString('en-US');
+  return Number(x.toPrecision(digits)).toLocaleString('en-US', { maximumFractionDigits: 6 });
+}
+
+export function fmtBytes(n) {
+  if (typeof n !== 'number') return '—';
+  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < u.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${i ? n.toFixed(1) : n} ${u[i]}`;
+}
+
+export function fmtDuration(s) {
+  if (typeof s !== 'number') return '—';
+  s = Math.floor(s);
+  const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
+  if (d) return `${d}d ${h}h ${m}m`;
+  if (h) return `${h}h ${m}m ${sec}s`;
+  if (m) return `${m}m ${sec}s`;
+  return `${sec}s`;
+}
