@@ -260,9 +260,9 @@ int main(int argc, char **argv)
                 log_error("cannot start the store writer: %s", strerror(-r));
                 goto fail;
         }
-        r = sched_new(d->cfg->cpu.threads, &d->sched);
+        r = sched_new(d->cfg, &d->sched);
         if (r < 0) {
-                log_error("cannot start the CPU workers: %s", strerror(-r));
+                log_error("cannot start the backends and workers: %s", strerror(-r));
                 goto fail;
         }
         r = recover(d);

@@ -1,36 +1,79 @@
-/* Priority queues and the CPU worker pool. */
+/* Priority queues, the dynamic batcher and the worker pool.
+ *
+ * A worker takes the oldest job of the highest non-empty priority (strict between
+ * levels, FIFO within one), then gathers more queued jobs of the same kind and the
+ * same priority, up to [batch.KIND] max_batch, waiting at most max_delay_us for the
+ * batch to fill (Triton's dynamic batcher). While it gathers, no other worker starts
+ * a batch from that queue, so a burst of small jobs becomes a few full batches. The
+ * batch then goes to the first backend that runs it; a backend that loses a device
+ * hands the unfinished tasks back and the next device or backend retries them.
+ *
+ * Every task of a running batch is "claimed" exactly once: by the worker when its
+ * backend reports it finished, or by the reaper thread when its deadline passes
+ * first, so a job ends `expired` on time even while its device is busy. */
 #include "scheduler.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "backend.h"
+#include "config.h"
 #include "daemon.h"
 #include "jobs.h"
 #include "kind.h"
 #include "log.h"
+#include "metrics.h"
 
 #define MAX_KINDS 32
+#define MAINTAIN_MS 1000
 
 struct queue {
         struct job *head, *tail;
         uint32_t depth;
 };
 
+struct progress_ctx {
+        struct kiln_exec ex;
+        struct job *job;
+};
+
+/* One batch in flight. Jobs hold the queue's reference until the batch is freed. */
+struct batch {
+        struct sched *s;
+        const struct kiln_kind *kind;
+        size_t n;
+        struct job **jobs;
+        struct kiln_task *tasks;
+        struct kiln_result *results;
+        struct progress_ctx *pcs;
+        atomic_bool *claimed;
+        struct batch *next, *prev; /* active list (under the lock) */
+};
+
 struct sched {
         pthread_mutex_t lock;
-        pthread_cond_t wake;
+        pthread_cond_t wake;      /* workers: a job arrived, or stop */
+        pthread_cond_t reap_wake; /* reaper: a batch started, or stop */
         struct queue q[MAX_KINDS][_KILN_PRIO_MAX];
+        bool gathering[MAX_KINDS][_KILN_PRIO_MAX];
+        uint32_t max_batch[MAX_KINDS], max_delay_us[MAX_KINDS];
         unsigned n_kinds;
         uint64_t seq;
-        bool paused, stopping;
+        bool paused, stopping, maintaining;
+        int64_t next_maintain_ms;
         unsigned running;
         uint32_t queued;
+        struct batch *active;
         pthread_t *threads;
         unsigned n_threads;
+        pthread_t reaper;
+        bool reaper_started;
+        struct kiln_backends *backends;
+        enum kiln_backend_mode mode;
 };
 
 static unsigned kind_index(const struct kiln_kind *k)
@@ -39,6 +82,35 @@ static unsigned kind_index(const struct kiln_kind *k)
                 if (kiln_kinds[i] == k)
                         return i;
         return 0;
+}
+
+/* An absolute CLOCK_MONOTONIC time `ms` from now (condvars use that clock). */
+static struct timespec after_ms(int64_t ms)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        if (ms < 0)
+                ms = 0;
+        ts.tv_sec += ms / 1000;
+        ts.tv_nsec += (ms % 1000) * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000;
+        }
+        return ts;
+}
+
+static struct timespec after_us(uint32_t us)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += us / 1000000;
+        ts.tv_nsec += (long)(us % 1000000) * 1000;
+        if (ts.tv_nsec >= 1000000000) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000;
+        }
+        return ts;
 }
 
 static void queue_unlink(struct queue *q, struct job *j)
@@ -56,30 +128,71 @@ static void queue_unlink(struct queue *q, struct job *j)
         q->depth--;
 }
 
-/* The oldest job of the highest non-empty priority, across kinds. Lock held. */
-static struct job *pick(struct sched *s)
+/* Puts a gathered job back at the head of its queue (shutdown). Lock held. */
+static void queue_push_front(struct sched *s, struct job *j)
+{
+        struct queue *q = &s->q[kind_index(j->kind)][j->priority];
+        j->q_prev = NULL;
+        j->q_next = q->head;
+        if (q->head)
+                q->head->q_prev = j;
+        else
+                q->tail = j;
+        q->head = j;
+        q->depth++;
+        s->queued++;
+        j->in_queue = true;
+}
+
+/* The oldest job of the highest non-empty priority, across kinds, skipping queues
+ * another worker is gathering from. Lock held. */
+static struct job *pick(struct sched *s, unsigned *ret_kind, int *ret_prio)
 {
         for (int p = 0; p < _KILN_PRIO_MAX; p++) {
                 struct queue *best = NULL;
+                unsigned best_k = 0;
                 for (unsigned k = 0; k < s->n_kinds; k++) {
                         struct queue *q = &s->q[k][p];
-                        if (q->head && (!best || q->head->seq < best->head->seq))
+                        if (q->head && !s->gathering[k][p] && (!best || q->head->seq < best->head->seq)) {
                                 best = q;
+                                best_k = k;
+                        }
                 }
                 if (best) {
                         struct job *j = best->head;
                         queue_unlink(best, j);
                         s->queued--;
+                        *ret_kind = best_k;
+                        *ret_prio = p;
                         return j;
                 }
         }
         return NULL;
 }
 
-struct progress_ctx {
-        struct kiln_exec ex;
-        struct job *job;
-};
+/* Whether any queue of a priority higher than `prio` holds a job. Lock held. */
+static bool higher_waiting(struct sched *s, int prio)
+{
+        for (int p = 0; p < prio; p++)
+                for (unsigned k = 0; k < s->n_kinds; k++)
+                        if (s->q[k][p].head)
+                                return true;
+        return false;
+}
+
+/* Moves queued jobs of (k, p) into jobs[] up to max. Lock held. */
+static size_t gather(struct sched *s, unsigned k, int p, struct job **jobs, size_t n, size_t max)
+{
+        struct queue *q = &s->q[k][p];
+        while (n < max && q->head) {
+                struct job *j = q->head;
+                queue_unlink(q, j);
+                s->queued--;
+                s->running++;
+                jobs[n++] = j;
+        }
+        return n;
+}
 
 /* Publishes progress; at most one mail every 100 ms, and none in a job's first 100 ms. */
 static void on_progress(struct kiln_exec *ex, double fraction)
@@ -103,34 +216,20 @@ static void on_progress(struct kiln_exec *ex, double fraction)
         mailbox_post(j->d->mailbox, &j->progress_mail);
 }
 
-static void run_job(struct sched *s, struct job *j)
+/* Ends job i of a batch that this thread has claimed, from the task's outcome. */
+static void finish_claimed(struct batch *b, size_t i, int status, const char *device)
 {
-        int64_t now = kiln_now_ms();
+        struct job *j = b->jobs[i];
 
-        if (j->deadline_ms && now >= j->deadline_ms) {
-                job_finish(j, KILN_JOB_EXPIRED, KERR_TIMEOUT, "the job's deadline passed while it was queued");
-                return;
-        }
-        atomic_store(&j->state, KILN_JOB_RUNNING);
-        j->started_ms = now;
-        j->progress_sent_ms = now;
-        j->batch = 1;
-
-        struct progress_ctx pc = {
-                .ex = { .stop = &j->stop, .progress = on_progress },
-                .job = j,
-        };
-        struct kiln_task task = { .params = j->params, .result = &j->result, .exec = &pc.ex };
-        const struct kiln_backend *b = kiln_backend_cpu();
-        int r = b->run_batch(b->ctx, j->kind, &task, 1);
-        if (r >= 0)
-                r = task.status;
-        snprintf(j->backend, sizeof(j->backend), "%s", task.device[0] ? task.device : b->name);
-        if (r >= 0) {
+        j->batch = (uint32_t)b->n;
+        snprintf(j->backend, sizeof(j->backend), "%s", device && *device ? device : "cpu");
+        if (status >= 0) {
+                j->result = b->results[i];
+                memset(&b->results[i], 0, sizeof(b->results[i]));
                 job_finish(j, KILN_JOB_DONE, 0, NULL);
                 return;
         }
-        kiln_result_clear(&j->result);
+        kiln_result_clear(&b->results[i]);
         switch (atomic_load(&j->stop)) {
         case JOB_STOP_CANCEL:
                 job_finish(j, KILN_JOB_CANCELLED, KERR_CANCELLED, "the job was cancelled while running");
@@ -146,8 +245,211 @@ static void run_job(struct sched *s, struct job *j)
                 break;
         }
         char msg[256];
-        snprintf(msg, sizeof(msg), "%s failed on the CPU: %s", j->kind->name, strerror(-r));
-        job_finish(j, KILN_JOB_FAILED, r == -ENOMEM ? KERR_UNAVAILABLE : KERR_INTERNAL, msg);
+        if (status == -ENODEV || status == -EIO || status == -E2BIG) {
+                snprintf(msg, sizeof(msg), "no backend could run %s (%s)", j->kind->name,
+                         b->s->mode == KILN_BACKENDS_CUDA ? "gpu.backend = cuda and no CUDA device is in service"
+                                                          : "every device failed");
+                job_finish(j, KILN_JOB_FAILED, KERR_UNAVAILABLE, msg);
+                return;
+        }
+        snprintf(msg, sizeof(msg), "%s failed on %s: %s", j->kind->name, j->backend, strerror(-status));
+        job_finish(j, KILN_JOB_FAILED, status == -ENOMEM ? KERR_UNAVAILABLE : KERR_INTERNAL, msg);
+}
+
+/* on_done of every task: the backend's word on one task. */
+static void task_done(struct kiln_task *t)
+{
+        struct batch *b = t->opaque;
+        size_t i = (size_t)(t - b->tasks);
+
+        if (atomic_exchange(&b->claimed[i], true)) {
+                kiln_result_clear(t->result); /* the reaper ended it already */
+                return;
+        }
+        finish_claimed(b, i, t->status, t->device);
+}
+
+static void batch_free(struct batch *b)
+{
+        if (!b)
+                return;
+        for (size_t i = 0; i < b->n; i++) {
+                kiln_result_clear(&b->results[i]);
+                job_unref(b->jobs[i]); /* the queue's reference */
+        }
+        free(b->jobs);
+        free(b->tasks);
+        free(b->results);
+        free(b->pcs);
+        free(b->claimed);
+        free(b);
+}
+
+static struct batch *batch_new(struct sched *s, const struct kiln_kind *kind, size_t cap)
+{
+        struct batch *b = calloc(1, sizeof(*b));
+        if (!b)
+                return NULL;
+        b->s = s;
+        b->kind = kind;
+        b->jobs = calloc(cap, sizeof(*b->jobs));
+        b->tasks = calloc(cap, sizeof(*b->tasks));
+        b->results = calloc(cap, sizeof(*b->results));
+        b->pcs = calloc(cap, sizeof(*b->pcs));
+        b->claimed = calloc(cap, sizeof(*b->claimed));
+        if (!b->jobs || !b->tasks || !b->results || !b->pcs || !b->claimed) {
+                batch_free(b);
+                return NULL;
+        }
+        return b;
+}
+
+/* Runs the batch's unfinished tasks on the backends in order. A backend that loses
+ * a device (-EIO) is asked again (it picks another device) as long as it has one in
+ * service; -ENODEV and -E2BIG move on to the next backend. */
+static void batch_run(struct sched *s, struct batch *b)
+{
+        int last = -ENODEV;
+
+        for (size_t k = 0; k < s->backends->n; k++) {
+                const struct kiln_backend *be = s->backends->list[k];
+                if (!be->supports(be->ctx, b->kind))
+                        continue;
+                unsigned tries = be->n_devices(be->ctx) + 1;
+                for (unsigned t = 0; t < tries; t++) {
+                        for (size_t i = 0; i < b->n; i++)
+                                if (!b->tasks[i].finished)
+                                        kiln_result_clear(&b->results[i]);
+                        int r = be->run_batch(be->ctx, b->kind, b->tasks, b->n);
+                        if (r >= 0) {
+                                metrics_batch_ran(b->kind, b->tasks[0].device[0] ? b->tasks[0].device : be->name,
+                                                  (unsigned)b->n);
+                                return;
+                        }
+                        last = r;
+                        if (r != -EIO)
+                                break;
+                        log_warning("%s: a %s device failed running a batch of %zu %s jobs; retrying elsewhere",
+                                    be->name, be->name, b->n, b->kind->name);
+                }
+        }
+        /* No backend could run it: the unfinished jobs fail `unavailable`. */
+        for (size_t i = 0; i < b->n; i++) {
+                struct kiln_task *t = &b->tasks[i];
+                if (t->finished)
+                        continue;
+                t->finished = true;
+                t->status = last;
+                snprintf(t->device, sizeof(t->device), "none");
+                task_done(t);
+        }
+}
+
+/* Starts every job of a gathered batch and runs it. Lock not held. */
+static void batch_start(struct sched *s, struct batch *b)
+{
+        int64_t now = kiln_now_ms();
+
+        for (size_t i = 0; i < b->n; i++) {
+                struct job *j = b->jobs[i];
+                struct kiln_task *t = &b->tasks[i];
+                b->pcs[i] = (struct progress_ctx){ .ex = { .stop = &j->stop, .progress = on_progress }, .job = j };
+                *t = (struct kiln_task){ .params = j->params, .result = &b->results[i], .exec = &b->pcs[i].ex,
+                                         .on_done = task_done, .opaque = b };
+                j->batch = (uint32_t)b->n;
+                if (j->deadline_ms && now >= j->deadline_ms) {
+                        atomic_store(&b->claimed[i], true);
+                        t->finished = true;
+                        job_finish(j, KILN_JOB_EXPIRED, KERR_TIMEOUT, "the job's deadline passed while it was queued");
+                        continue;
+                }
+                atomic_store(&j->state, KILN_JOB_RUNNING);
+                j->started_ms = now;
+                j->progress_sent_ms = now;
+        }
+        pthread_mutex_lock(&s->lock);
+        b->next = s->active;
+        if (s->active)
+                s->active->prev = b;
+        s->active = b;
+        pthread_cond_signal(&s->reap_wake);
+        pthread_mutex_unlock(&s->lock);
+
+        batch_run(s, b);
+
+        pthread_mutex_lock(&s->lock);
+        if (b->prev)
+                b->prev->next = b->next;
+        else
+                s->active = b->next;
+        if (b->next)
+                b->next->prev = b->prev;
+        s->running -= (unsigned)b->n;
+        pthread_mutex_unlock(&s->lock);
+        batch_free(b);
+}
+
+/* Ends, as expired, every running task whose deadline has passed and that no backend
+ * has finished yet; sleeps until the next such deadline. */
+static void *reaper_main(void *arg)
+{
+        struct sched *s = arg;
+
+        pthread_mutex_lock(&s->lock);
+        while (!s->stopping) {
+                int64_t now = kiln_now_ms(), next = 0;
+                struct job *due[64];
+                size_t n_due = 0;
+                for (struct batch *b = s->active; b; b = b->next)
+                        for (size_t i = 0; i < b->n; i++) {
+                                struct job *j = b->jobs[i];
+                                if (!j->deadline_ms || atomic_load(&b->claimed[i]))
+                                        continue;
+                                if (j->deadline_ms <= now && n_due < 64) {
+                                        if (!atomic_exchange(&b->claimed[i], true)) {
+                                                atomic_store(&j->stop, JOB_STOP_EXPIRE);
+                                                due[n_due++] = job_ref(j);
+                                        }
+                                } else if (!next || j->deadline_ms < next) {
+                                        next = j->deadline_ms;
+                                }
+                        }
+                if (n_due) {
+                        pthread_mutex_unlock(&s->lock);
+                        for (size_t i = 0; i < n_due; i++) {
+                                job_finish(due[i], KILN_JOB_EXPIRED, KERR_TIMEOUT,
+                                           "the job's deadline passed while its batch was running");
+                                job_unref(due[i]);
+                        }
+                        pthread_mutex_lock(&s->lock);
+                        continue;
+                }
+                if (next) {
+                        struct timespec ts = after_ms(next - now);
+                        pthread_cond_timedwait(&s->reap_wake, &s->lock, &ts);
+                } else {
+                        pthread_cond_wait(&s->reap_wake, &s->lock);
+                }
+        }
+        pthread_mutex_unlock(&s->lock);
+        return NULL;
+}
+
+/* Backend housekeeping (device re-probes), by one worker at a time. Lock held; it
+ * is released while the backends work. */
+static void maybe_maintain(struct sched *s)
+{
+        int64_t now = kiln_now_ms();
+        if (s->maintaining || now < s->next_maintain_ms)
+                return;
+        s->maintaining = true;
+        s->next_maintain_ms = now + MAINTAIN_MS;
+        pthread_mutex_unlock(&s->lock);
+        for (size_t k = 0; k < s->backends->n; k++)
+                if (s->backends->list[k]->maintain)
+                        s->backends->list[k]->maintain(s->backends->list[k]->ctx, now);
+        pthread_mutex_lock(&s->lock);
+        s->maintaining = false;
 }
 
 static void *worker_main(void *arg)
@@ -157,45 +459,124 @@ static void *worker_main(void *arg)
         pthread_mutex_lock(&s->lock);
         for (;;) {
                 struct job *j = NULL;
-                while (!s->stopping && (s->paused || !(j = pick(s))))
-                        pthread_cond_wait(&s->wake, &s->lock);
-                if (s->stopping)
+                unsigned k = 0;
+                int p = 0;
+                while (!s->stopping && (s->paused || !(j = pick(s, &k, &p)))) {
+                        struct timespec ts = after_ms(MAINTAIN_MS);
+                        if (pthread_cond_timedwait(&s->wake, &s->lock, &ts) == ETIMEDOUT)
+                                maybe_maintain(s);
+                }
+                if (s->stopping) {
+                        if (j)
+                                queue_push_front(s, j);
                         break;
+                }
+                maybe_maintain(s);
                 s->running++;
+                size_t max = s->max_batch[k] ? s->max_batch[k] : 1;
+                struct batch *b = batch_new(s, j->kind, max);
+                if (!b) {
+                        /* Out of memory for the batch bookkeeping: put it back. */
+                        queue_push_front(s, j);
+                        s->running--;
+                        pthread_mutex_unlock(&s->lock);
+                        log_error("out of memory starting a batch; retrying");
+                        pthread_mutex_lock(&s->lock);
+                        continue;
+                }
+                b->jobs[0] = j;
+                size_t n = gather(s, k, p, b->jobs, 1, max);
+                if (n < max && s->max_delay_us[k]) {
+                        struct timespec until = after_us(s->max_delay_us[k]);
+                        s->gathering[k][p] = true;
+                        while (n < max && !s->stopping && !higher_waiting(s, p)) {
+                                if (pthread_cond_timedwait(&s->wake, &s->lock, &until) == ETIMEDOUT) {
+                                        n = gather(s, k, p, b->jobs, n, max);
+                                        break;
+                                }
+                                n = gather(s, k, p, b->jobs, n, max);
+                        }
+                        s->gathering[k][p] = false;
+                        /* Others may have skipped this queue meanwhile. */
+                        pthread_cond_broadcast(&s->wake);
+                }
+                if (s->stopping || s->paused) {
+                        /* Draining or stopping: the gathered jobs stay queued. */
+                        for (size_t i = n; i-- > 0;)
+                                queue_push_front(s, b->jobs[i]);
+                        s->running -= (unsigned)n;
+                        b->n = 0;
+                        batch_free(b);
+                        if (s->stopping)
+                                break;
+                        continue;
+                }
+                b->n = n;
                 pthread_mutex_unlock(&s->lock);
-
-                run_job(s, j);
-                job_unref(j); /* the queue's reference */
-
+                batch_start(s, b);
                 pthread_mutex_lock(&s->lock);
-                s->running--;
         }
         pthread_mutex_unlock(&s->lock);
         return NULL;
 }
 
-int sched_new(unsigned threads, struct sched **ret)
+int sched_new(const struct kiln_config *cfg, struct sched **ret)
 {
         struct sched *s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
+        unsigned threads = cfg->cpu.threads;
         if (threads == 0) {
                 long n = sysconf(_SC_NPROCESSORS_ONLN);
                 threads = n > 0 ? (unsigned)n : 1;
         }
-        while (kiln_kinds[s->n_kinds] && s->n_kinds < MAX_KINDS)
+        while (kiln_kinds[s->n_kinds] && s->n_kinds < MAX_KINDS) {
+                struct kiln_batch_config bc = kiln_config_batch(cfg, kiln_kinds[s->n_kinds]->name);
+                s->max_batch[s->n_kinds] = bc.max_batch ? bc.max_batch : 1;
+                s->max_delay_us[s->n_kinds] = bc.max_delay_us;
                 s->n_kinds++;
+        }
+        s->mode = cfg->gpu.backend == KILN_GPU_CUDA  ? KILN_BACKENDS_CUDA
+                  : cfg->gpu.backend == KILN_GPU_CPU ? KILN_BACKENDS_CPU
+                                                     : KILN_BACKENDS_AUTO;
+        struct kiln_backends_config bcfg = {
+                .mode = s->mode,
+                .devices = cfg->gpu.devices,
+                .memory_fraction = cfg->gpu.memory_fraction,
+        };
+        int r = kiln_backends_open(&bcfg, &s->backends);
+        if (r < 0) {
+                free(s);
+                return r;
+        }
+        if (s->backends->plugin_path[0])
+                log_notice("CUDA plugin %s: %s", s->backends->plugin_path, s->backends->plugin_status);
+        else
+                log_notice("CUDA plugin: %s", s->backends->plugin_status);
+        if (s->mode == KILN_BACKENDS_CUDA && s->backends->n == 0)
+                log_warning("gpu.backend = cuda but no CUDA device is usable: jobs will fail `unavailable`");
+
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_mutex_init(&s->lock, NULL);
-        pthread_cond_init(&s->wake, NULL);
+        pthread_cond_init(&s->wake, &ca);
+        pthread_cond_init(&s->reap_wake, &ca);
+        pthread_condattr_destroy(&ca);
         s->threads = calloc(threads, sizeof(pthread_t));
         if (!s->threads) {
-                free(s);
+                sched_free(s);
                 return -ENOMEM;
         }
+        r = pthread_create(&s->reaper, NULL, reaper_main, s);
+        if (r) {
+                sched_free(s);
+                return -r;
+        }
+        s->reaper_started = true;
         for (unsigned i = 0; i < threads; i++) {
-                int r = pthread_create(&s->threads[i], NULL, worker_main, s);
+                r = pthread_create(&s->threads[i], NULL, worker_main, s);
                 if (r) {
-                        s->n_threads = i;
                         sched_free(s);
                         return -r;
                 }
@@ -212,9 +593,12 @@ void sched_free(struct sched *s)
         pthread_mutex_lock(&s->lock);
         s->stopping = true;
         pthread_cond_broadcast(&s->wake);
+        pthread_cond_broadcast(&s->reap_wake);
         pthread_mutex_unlock(&s->lock);
         for (unsigned i = 0; i < s->n_threads; i++)
                 pthread_join(s->threads[i], NULL);
+        if (s->reaper_started)
+                pthread_join(s->reaper, NULL);
         for (unsigned k = 0; k < s->n_kinds; k++)
                 for (int p = 0; p < _KILN_PRIO_MAX; p++)
                         while (s->q[k][p].head) {
@@ -222,7 +606,9 @@ void sched_free(struct sched *s)
                                 queue_unlink(&s->q[k][p], j);
                                 job_unref(j);
                         }
+        kiln_backends_free(s->backends);
         pthread_cond_destroy(&s->wake);
+        pthread_cond_destroy(&s->reap_wake);
         pthread_mutex_destroy(&s->lock);
         free(s->threads);
         free(s);
@@ -245,7 +631,8 @@ void sched_push(struct sched *s, struct job *j)
         q->depth++;
         s->queued++;
         j->in_queue = true;
-        pthread_cond_signal(&s->wake);
+        /* Wake a gathering worker as well as an idle one. */
+        pthread_cond_broadcast(&s->wake);
         pthread_mutex_unlock(&s->lock);
 }
 
@@ -269,6 +656,14 @@ void sched_pause(struct sched *s)
 {
         pthread_mutex_lock(&s->lock);
         s->paused = true;
+        /* Tasks of running batches that no backend has begun stay queued in the store
+         * and run after the restart; begun ones finish. */
+        for (struct batch *b = s->active; b; b = b->next)
+                for (size_t i = 0; i < b->n; i++)
+                        if (!atomic_load(&b->claimed[i]) && !atomic_load(&b->tasks[i].started)) {
+                                int none = JOB_STOP_NONE;
+                                atomic_compare_exchange_strong(&b->jobs[i]->stop, &none, JOB_STOP_SHUTDOWN);
+                        }
         pthread_mutex_unlock(&s->lock);
 }
 
@@ -290,12 +685,53 @@ uint32_t sched_queued(struct sched *s)
 
 json_t *sched_backends_json(struct sched *s)
 {
-        return json_pack("[{s:s, s:i}]", "name", "cpu", "threads", (int)s->n_threads);
+        json_t *list = json_array();
+        unsigned running = sched_running(s);
+
+        for (size_t k = 0; list && k < s->backends->n; k++) {
+                const struct kiln_backend *be = s->backends->list[k];
+                bool cpu = be == kiln_backend_cpu();
+                json_t *devs = json_array();
+                unsigned n = be->n_devices(be->ctx);
+                for (unsigned i = 0; devs && i < n; i++) {
+                        struct kiln_device_info di;
+                        if (be->device_info(be->ctx, i, &di) < 0)
+                                continue;
+                        double util = cpu ? (s->n_threads ? (double)running / s->n_threads : 0.0)
+                                          : (di.busy ? 1.0 : 0.0);
+                        if (util > 1.0)
+                                util = 1.0;
+                        json_array_append_new(devs, json_pack("{s:s, s:s, s:s, s:i, s:i, s:I, s:I, s:f}",
+                                "name", di.name, "model", di.model,
+                                "state", di.in_service ? "in_service" : "out_of_service",
+                                "failures", (int)di.failures, "probes", (int)di.probes,
+                                "memory_total_bytes", (json_int_t)di.memory_total,
+                                "memory_used_bytes", (json_int_t)di.memory_used, "utilization", util));
+                }
+                json_t *o = json_pack("{s:s, s:o}", "name", be->name, "devices", devs);
+                if (o && cpu)
+                        json_object_set_new(o, "threads", json_integer(s->n_threads));
+                if (o && !cpu)
+                        json_object_set_new(o, "plugin", json_string(s->backends->plugin_path));
+                json_array_append_new(list, o);
+        }
+        return list;
 }
 
 bool sched_ready(struct sched *s)
 {
-        return s && s->n_threads > 0;
+        if (!s || s->n_threads == 0)
+                return false;
+        for (size_t k = 0; k < s->backends->n; k++) {
+                const struct kiln_backend *be = s->backends->list[k];
+                unsigned n = be->n_devices(be->ctx);
+                for (unsigned i = 0; i < n; i++) {
+                        struct kiln_device_info di;
+                        if (be->device_info(be->ctx, i, &di) >= 0 && di.in_service)
+                                return true;
+                }
+        }
+        return false;
 }
 
 unsigned sched_threads(struct sched *s)

@@ -1,9 +1,11 @@
-/* The scheduler: per-kind queues with five strict priorities (FIFO within one) and
- * the CPU worker pool that runs them.
+/* The scheduler: per-kind queues with five strict priorities (FIFO within one), the
+ * dynamic batcher ([batch.KIND] max_batch, max_delay_us) and the worker pool that
+ * runs batches on the backends (the CUDA plugin's devices, then the CPU).
  *
  * Jobs enter with sched_push() once their record is committed, and leave either to a
- * worker or by sched_remove() (cancel, deadline). Workers run a job through its
- * kind's CPU implementation and end it with job_finish(). */
+ * worker or by sched_remove() (cancel, deadline). Workers gather a batch, run it on
+ * the first backend that can (retrying elsewhere when a device fails) and end each
+ * job with job_finish(); each job's `done` names its backend device and batch size. */
 #pragma once
 
 #include <stdbool.h>
@@ -15,9 +17,12 @@
 
 struct job;
 struct sched;
+struct kiln_config;
 
-/* Starts `threads` workers (0 = number of online CPUs). Returns >= 0 or -errno. */
-int sched_new(unsigned threads, struct sched **ret);
+/* Opens the backends for cfg->gpu (loading the CUDA plugin unless gpu.backend = cpu)
+ * and starts cfg->cpu.threads workers (0 = number of online CPUs), with the batch
+ * settings of every kind. `cfg` is read only during the call. Returns >= 0 or -errno. */
+int sched_new(const struct kiln_config *cfg, struct sched **ret);
 /* Stops the workers (a running job is asked to stop with JOB_STOP_SHUTDOWN and stays
  * queued in the store), drops queued jobs' references, frees. Accepts NULL. */
 void sched_free(struct sched *s);
@@ -30,10 +35,13 @@ bool sched_remove(struct sched *s, struct job *j);
 /* After this, workers take no new job (drain on SIGTERM). */
 void sched_pause(struct sched *s);
 
-/* The active backends and their devices, for /readyz, /healthz and stats:
- * [{"name":"cpu","threads":N}, ...]. New reference. */
+/* The active backends and their devices, for /readyz, /healthz, stats and metrics:
+ * [{"name":"cuda","plugin":PATH,"devices":[{"name":"cuda:0","model":..,"state":
+ * "in_service"|"out_of_service","failures":N,"probes":N,"memory_total_bytes":N,
+ * "memory_used_bytes":N,"utilization":X}]}, {"name":"cpu","threads":N,"devices":[..]}].
+ * New reference. */
 json_t *sched_backends_json(struct sched *s);
-/* True when at least one backend can run jobs. */
+/* True when at least one device of a backend is in service. */
 bool sched_ready(struct sched *s);
 
 /* Jobs waiting in all queues. */

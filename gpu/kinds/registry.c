@@ -3,9 +3,11 @@
 
 #include "kind.h"
 #include "lens_nfw/lens_nfw.h"
+#include "lens_raytrace/lens_raytrace.h"
 
 const struct kiln_kind *const kiln_kinds[] = {
         &kiln_kind_lens_nfw,
+        &kiln_kind_lens_raytrace,
         NULL,
 };
 

@@ -40,7 +40,7 @@ static void nfw_rows(const struct nfw_grid *g, int row0, int row1)
         }
 }
 
-static int add_scalars(struct kiln_result *ret, const struct nfw_lens_scalars *s)
+int lens_nfw_add_scalars(struct kiln_result *ret, const struct nfw_lens_scalars *s)
 {
         const struct {
                 const char *name;
@@ -79,7 +79,7 @@ int lens_nfw_run_cpu(const void *params, struct kiln_result *ret, struct kiln_ex
         r = kiln_nfw_lens_scalars(p->mass, p->concentration, p->z_lens, p->z_source, p->h, p->omega_m, &s);
         if (r < 0)
                 return r;
-        r = add_scalars(ret, &s);
+        r = lens_nfw_add_scalars(ret, &s);
         if (r < 0)
                 return r;
 

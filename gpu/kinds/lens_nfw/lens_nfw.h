@@ -48,3 +48,8 @@ extern const struct kiln_kind kiln_kind_lens_nfw;
  * part per requested map (SPEC order) to `ret`. Returns >= 0, -ECANCELED when
  * ex->stop was raised, -ENOMEM, or -EINVAL for parameters the math cannot use. */
 int lens_nfw_run_cpu(const void *params, struct kiln_result *ret, struct kiln_exec *ex);
+
+struct nfw_lens_scalars;
+/* Adds the ten lens.nfw result scalars (SPEC order) to `ret`; shared by every kind
+ * and backend that reports them. Returns >= 0 or -ENOSPC. */
+int lens_nfw_add_scalars(struct kiln_result *ret, const struct nfw_lens_scalars *s);
