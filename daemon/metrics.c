@@ -1,6 +1,12 @@
-/* Prometheus text format for GET /metrics. */
+/* Prometheus text format for GET /metrics.
+ *
+ * Counters and histograms live here: job outcomes and times are recorded on the loop
+ * thread when a job finishes, batch sizes by the worker that ran the batch (under a
+ * lock). A scrape only formats them, plus the scheduler's queue depths and the
+ * backends' device figures, so it never touches the store. */
 #include "metrics.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +19,91 @@
 #include "scheduler.h"
 #include "store.h"
 
+#define MAX_KINDS 32
+#define MAX_BACKENDS 8
+#define N_STATES 6
+
+static const double time_le[] = { 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300 };
+static const double batch_le[] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024 };
+#define N_TIME (sizeof(time_le) / sizeof(time_le[0]))
+#define N_BATCH (sizeof(batch_le) / sizeof(batch_le[0]))
+
+struct histogram {
+        uint64_t bucket[16]; /* per bucket; made cumulative when rendered */
+        uint64_t count;
+        double sum;
+};
+
+struct batch_metrics {
+        char backend[16];
+        struct histogram size;
+};
+
+/* Loop thread only. */
+static struct {
+        uint64_t jobs[N_STATES];
+        struct histogram queue_s, run_s;
+} kinds[MAX_KINDS];
+
+/* Any thread, under batch_lock. */
+static pthread_mutex_t batch_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct batch_metrics batches[MAX_KINDS][MAX_BACKENDS];
+
+static void observe(struct histogram *h, const double *le, size_t n, double v)
+{
+        for (size_t i = 0; i < n; i++)
+                if (v <= le[i]) {
+                        h->bucket[i]++;
+                        break;
+                }
+        h->count++;
+        h->sum += v;
+}
+
+static int kind_index(const struct kiln_kind *k)
+{
+        for (int i = 0; kiln_kinds[i] && i < MAX_KINDS; i++)
+                if (kiln_kinds[i] == k)
+                        return i;
+        return -1;
+}
+
+void metrics_job_finished(const struct job *j)
+{
+        int k = kind_index(j->kind);
+        int state = atomic_load(&j->state);
+        if (k < 0 || state < 0 || state >= N_STATES)
+                return;
+        kinds[k].jobs[state]++;
+        if (!j->started_ms)
+                return; /* it never ran: no queue or run time */
+        observe(&kinds[k].queue_s, time_le, N_TIME, (double)(j->started_ms - j->submitted_ms) / 1000.0);
+        observe(&kinds[k].run_s, time_le, N_TIME, (double)(j->finished_ms - j->started_ms) / 1000.0);
+}
+
+void metrics_batch_ran(const struct kiln_kind *kind, const char *backend, unsigned n)
+{
+        int k = kind_index(kind);
+        if (k < 0 || !n)
+                return;
+        char family[16];
+        snprintf(family, sizeof(family), "%s", backend && backend[0] ? backend : "cpu");
+        family[strcspn(family, ":")] = 0; /* "cuda:0" counts under "cuda" */
+        pthread_mutex_lock(&batch_lock);
+        for (int b = 0; b < MAX_BACKENDS; b++) {
+                struct batch_metrics *m = &batches[k][b];
+                if (!m->backend[0])
+                        snprintf(m->backend, sizeof(m->backend), "%s", family);
+                if (!strcmp(m->backend, family)) {
+                        observe(&m->size, batch_le, N_BATCH, (double)n);
+                        break;
+                }
+        }
+        pthread_mutex_unlock(&batch_lock);
+}
+
+/* ---- rendering ---- */
+
 struct buf {
         char *p;
         size_t len, cap;
@@ -23,6 +114,8 @@ static void put(struct buf *b, const char *fmt, ...) __attribute__((format(print
 
 static void put(struct buf *b, const char *fmt, ...)
 {
+        if (b->oom)
+                return;
         for (;;) {
                 va_list ap;
                 va_start(ap, fmt);
@@ -36,7 +129,7 @@ static void put(struct buf *b, const char *fmt, ...)
                         b->len += (size_t)n;
                         return;
                 }
-                size_t cap = b->cap ? b->cap * 2 : 8192;
+                size_t cap = b->cap ? b->cap * 2 : 16384;
                 while (cap < b->len + (size_t)n + 1)
                         cap *= 2;
                 char *np = realloc(b->p, cap);
@@ -49,34 +142,123 @@ static void put(struct buf *b, const char *fmt, ...)
         }
 }
 
+static void family(struct buf *b, const char *name, const char *type, const char *help)
+{
+        put(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void histogram(struct buf *b, const char *name, const char *labels, const struct histogram *h,
+                      const double *le, size_t n)
+{
+        uint64_t cum = 0;
+        for (size_t i = 0; i < n; i++) {
+                cum += h->bucket[i];
+                put(b, "%s_bucket{%s,le=\"%g\"} %llu\n", name, labels, le[i], (unsigned long long)cum);
+        }
+        put(b, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, labels, (unsigned long long)h->count);
+        put(b, "%s_sum{%s} %.17g\n", name, labels, h->sum);
+        put(b, "%s_count{%s} %llu\n", name, labels, (unsigned long long)h->count);
+}
+
+/* Per-device figures from the scheduler's backend list:
+ * [{"name":..,"utilization":0..1,"memory_used_bytes":..,"devices":[{...}]}, ...]. */
+static void devices(struct buf *b, struct kilnd *d, bool memory)
+{
+        json_t *list = d->sched ? sched_backends_json(d->sched) : NULL, *be, *dev;
+        size_t i, k;
+        json_array_foreach(list, i, be) {
+                json_t *devs = json_object_get(be, "devices");
+                if (!json_is_array(devs) || !json_array_size(devs)) {
+                        devs = json_array();
+                        json_array_append(devs, be);
+                } else {
+                        json_incref(devs);
+                }
+                json_array_foreach(devs, k, dev) {
+                        const char *name = json_string_value(json_object_get(dev, "name"));
+                        json_t *v = json_object_get(dev, memory ? "memory_used_bytes" : "utilization");
+                        if (name && json_is_number(v))
+                                put(b, "%s{device=\"%s\"} %.17g\n",
+                                    memory ? "kiln_device_memory_used_bytes" : "kiln_device_utilization_ratio",
+                                    name, json_number_value(v));
+                }
+                json_decref(devs);
+        }
+        json_decref(list);
+}
+
 char *metrics_render(struct kilnd *d)
 {
         struct buf b = { 0 };
+        char labels[128];
 
-        put(&b, "# HELP kiln_jobs_total Jobs that reached a final state, by state.\n# TYPE kiln_jobs_total counter\n");
-        for (int s = KILN_JOB_DONE; s <= KILN_JOB_EXPIRED; s++)
-                put(&b, "kiln_jobs_total{state=\"%s\"} %llu\n", kiln_job_state_name(s),
-                    (unsigned long long)d->jobs_finished[s]);
-        put(&b, "# HELP kiln_queue_depth Jobs waiting to run.\n# TYPE kiln_queue_depth gauge\n");
-        for (unsigned k = 0; kiln_kinds[k]; k++)
+        family(&b, "kiln_jobs_total", "counter", "Jobs that reached a final state, by kind and state.");
+        for (int k = 0; kiln_kinds[k] && k < MAX_KINDS; k++)
+                for (int s = KILN_JOB_DONE; s < N_STATES; s++)
+                        put(&b, "kiln_jobs_total{kind=\"%s\",state=\"%s\"} %llu\n", kiln_kinds[k]->name,
+                            kiln_job_state_name(s), (unsigned long long)kinds[k].jobs[s]);
+
+        family(&b, "kiln_queue_depth", "gauge", "Jobs waiting to run, by kind and priority.");
+        for (int k = 0; kiln_kinds[k] && k < MAX_KINDS; k++)
                 for (int p = 0; p < _KILN_PRIO_MAX; p++)
                         put(&b, "kiln_queue_depth{kind=\"%s\",priority=\"%s\"} %u\n", kiln_kinds[k]->name,
-                            kiln_priority_name(p), d->sched ? sched_depth(d->sched, k, p) : 0);
-        put(&b, "# HELP kiln_connections Open WebSocket connections.\n# TYPE kiln_connections gauge\n"
-                "kiln_connections %zu\n",
-            d->n_sessions);
-        put(&b, "# HELP kiln_ws_messages_total WebSocket messages by direction.\n"
-                "# TYPE kiln_ws_messages_total counter\n"
-                "kiln_ws_messages_total{direction=\"in\"} %llu\nkiln_ws_messages_total{direction=\"out\"} %llu\n",
+                            kiln_priority_name(p), d->sched ? sched_depth(d->sched, (unsigned)k, p) : 0);
+
+        family(&b, "kiln_job_queue_seconds", "histogram", "Time from submission to start, by kind.");
+        for (int k = 0; kiln_kinds[k] && k < MAX_KINDS; k++) {
+                snprintf(labels, sizeof(labels), "kind=\"%s\"", kiln_kinds[k]->name);
+                histogram(&b, "kiln_job_queue_seconds", labels, &kinds[k].queue_s, time_le, N_TIME);
+        }
+        family(&b, "kiln_job_run_seconds", "histogram", "Time from start to finish, by kind.");
+        for (int k = 0; kiln_kinds[k] && k < MAX_KINDS; k++) {
+                snprintf(labels, sizeof(labels), "kind=\"%s\"", kiln_kinds[k]->name);
+                histogram(&b, "kiln_job_run_seconds", labels, &kinds[k].run_s, time_le, N_TIME);
+        }
+
+        family(&b, "kiln_batch_size", "histogram", "Jobs launched together, by kind and backend.");
+        pthread_mutex_lock(&batch_lock);
+        for (int k = 0; kiln_kinds[k] && k < MAX_KINDS; k++)
+                for (int be = 0; be < MAX_BACKENDS && batches[k][be].backend[0]; be++) {
+                        snprintf(labels, sizeof(labels), "kind=\"%s\",backend=\"%s\"", kiln_kinds[k]->name,
+                                 batches[k][be].backend);
+                        histogram(&b, "kiln_batch_size", labels, &batches[k][be].size, batch_le, N_BATCH);
+                }
+        pthread_mutex_unlock(&batch_lock);
+
+        struct metrics_cache c = { 0 };
+        metrics_cache_figures(d, &c);
+        family(&b, "kiln_cache_hits_total", "counter", "Submissions answered from the result cache.");
+        put(&b, "kiln_cache_hits_total %llu\n", (unsigned long long)c.hits);
+        family(&b, "kiln_cache_misses_total", "counter", "Submissions the result cache could not answer.");
+        put(&b, "kiln_cache_misses_total %llu\n", (unsigned long long)c.misses);
+        family(&b, "kiln_cache_bytes", "gauge", "Bytes held by the result cache.");
+        put(&b, "kiln_cache_bytes %llu\n", (unsigned long long)c.bytes);
+
+        family(&b, "kiln_device_utilization_ratio", "gauge", "Share of each device's capacity in use.");
+        devices(&b, d, false);
+        family(&b, "kiln_device_memory_used_bytes", "gauge", "Memory in use on each device.");
+        devices(&b, d, true);
+
+        family(&b, "kiln_connections", "gauge", "Open WebSocket connections.");
+        put(&b, "kiln_connections %zu\n", d->n_sessions);
+        family(&b, "kiln_ws_messages_total", "counter", "WebSocket messages, by direction.");
+        put(&b, "kiln_ws_messages_total{direction=\"in\"} %llu\nkiln_ws_messages_total{direction=\"out\"} %llu\n",
             (unsigned long long)d->ws_messages_in, (unsigned long long)d->ws_messages_out);
-        put(&b, "# HELP kiln_rejected_total Requests answered with an error, by code.\n"
-                "# TYPE kiln_rejected_total counter\n");
+        family(&b, "kiln_rejected_total", "counter", "Requests answered with an error, by code.");
         for (int e = 0; e < _KERR_MAX; e++)
                 put(&b, "kiln_rejected_total{code=\"%s\"} %llu\n", kiln_err_name(e),
                     (unsigned long long)d->rejected[e]);
+        family(&b, "kiln_uptime_seconds", "gauge", "Seconds since kilnd started.");
+        put(&b, "kiln_uptime_seconds %.3f\n", (double)(kiln_now_ms() - d->started_ms) / 1000.0);
+
         if (b.oom) {
                 free(b.p);
                 return NULL;
         }
         return b.p;
+}
+
+void metrics_cache_figures(struct kilnd *d, struct metrics_cache *ret)
+{
+        memset(ret, 0, sizeof(*ret));
 }

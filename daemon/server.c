@@ -51,11 +51,17 @@ struct http_pss {
 
 static char *health_body(struct kilnd *d, bool ready)
 {
-        /* "backends" names the active backends; "devices" says what each one has. */
-        json_t *devices = sched_backends_json(d->sched), *names = json_array(), *v;
-        size_t i;
-        json_array_foreach(devices, i, v)
-                json_array_append(names, json_object_get(v, "name"));
+        /* "backends" names the backends with a device in service; "devices" says
+         * what each backend has and the state of every device. */
+        json_t *devices = sched_backends_json(d->sched), *names = json_array(), *v, *dev;
+        size_t i, k;
+        json_array_foreach(devices, i, v) {
+                bool up = false;
+                json_array_foreach(json_object_get(v, "devices"), k, dev)
+                        up |= !strcmp(json_string_value(json_object_get(dev, "state")) ?: "", "in_service");
+                if (up)
+                        json_array_append(names, json_object_get(v, "name"));
+        }
         json_t *o = json_pack("{s:s, s:o, s:o, s:f, s:b}", "status", ready ? "ok" : "unavailable", "backends", names,
                               "devices", devices, "uptime_s", (double)(kiln_now_ms() - d->started_ms) / 1000.0,
                               "draining", d->draining);
