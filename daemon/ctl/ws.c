@@ -278,7 +278,7 @@ static void diagnose(const char *host, int port, char *ret, size_t size)
         snprintf(service, sizeof(service), "%d", port);
         int g = getaddrinfo(host, service, &hints, &res);
         if (g) {
-                snprintf(ret, size, "cannot resolve %s: %s", host, g == EAI_SYSTEM ? strerror(errno) : gai_strerror(g));
+                snprintf(ret, size, "cannot resolve %.64s: %s", host, g == EAI_SYSTEM ? strerror(errno) : gai_strerror(g));
                 return;
         }
         for (ai = res; ai; ai = ai->ai_next) {
