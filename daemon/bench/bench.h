@@ -1,0 +1,76 @@
+/* kiln-bench's internals: the run's settings, the scenarios (what each job
+ * submits) and the load engine (many WebSocket connections on one libwebsockets
+ * context, one service loop). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hdr.h"
+
+enum bench_scenario {
+        SCEN_CACHED,
+        SCEN_SMALL,
+        SCEN_MIXED,
+        SCEN_HEAVY,
+        SCEN_SCORE,
+        _SCEN_MAX,
+};
+
+/* "cached", ...; NULL for an invalid value. */
+const char *bench_scenario_name(enum bench_scenario s);
+
+/* Parses a scenario name. Returns >= 0 or -EINVAL. */
+int bench_scenario_from_name(const char *name, enum bench_scenario *ret);
+
+/* Writes one submit message for scenario s with reference `ref` into buf (size
+ * bytes), drawing random parameters from *rng. `watch` false asks for no `done`.
+ * Returns the length written (> 0) or -ENOBUFS when buf is too small. */
+int bench_submit_text(enum bench_scenario s, uint64_t ref, bool watch, uint64_t *rng, char *buf, size_t size);
+
+struct bench_opts {
+        const char *url;
+        const char *token;             /* NULL: hello without a token */
+        enum bench_scenario scenario;
+        unsigned connections;          /* load connections, >= 1 */
+        unsigned idle;                 /* extra connections that only hello, then wait */
+        unsigned pipeline;             /* closed loop: jobs in flight per connection */
+        double duration_s;
+        double rate;                   /* open loop total jobs/s; 0: closed loop */
+        double drain_s;                /* after the run, wait this long at most for in-flight jobs */
+        bool accept_only;              /* watch:false, latency submit -> accepted */
+        bool progress;                 /* a progress line on stderr */
+        uint64_t seed;
+};
+
+struct bench_result {
+        struct hdr latency;            /* every finished job issued during the run */
+        uint64_t jobs;                 /* jobs finished within the run's duration */
+        uint64_t jobs_total;           /* jobs finished, drain included */
+        double elapsed_s;              /* the run's measured length */
+        unsigned connected;            /* load connections that said welcome */
+        unsigned idle_connected;       /* idle connections that said welcome */
+        uint64_t err_replies;          /* {"op":"error"} to a submit */
+        uint64_t err_failed;           /* done with state failed/cancelled/expired */
+        uint64_t err_connect;          /* connections that failed to open or hello */
+        uint64_t err_dropped;          /* connections lost during the run */
+        uint64_t err_lost_jobs;        /* in-flight jobs on a lost connection */
+        uint64_t unfinished;           /* jobs still in flight when the drain ended */
+        long rss_start_kb;             /* this process, before connecting */
+        long rss_idle_kb;              /* after the idle connections said welcome */
+        long rss_end_kb;               /* at the end of the run */
+        char first_error[256];         /* the first error seen, "" when none */
+};
+
+/* Total errors counted in r. */
+uint64_t bench_errors(const struct bench_result *r);
+
+/* Connects (idle connections first, then load connections), runs the load for
+ * opts->duration_s, drains, and fills *ret. Returns >= 0 when the run happened
+ * (errors are counted in *ret), -ECONNREFUSED when no load connection could be
+ * established (ret->first_error says why), -EINVAL for a bad URL, -ENOMEM. */
+int bench_run(const struct bench_opts *opts, struct bench_result *ret);
+
+/* This process's resident set in KiB (VmRSS), or -1. */
+long bench_rss_kb(void);

@@ -1,0 +1,254 @@
+/* kiln-bench: a load generator for any server that speaks kiln's WebSocket
+ * protocol (SPEC §2, §5). Options, the run, and the report; the connections live
+ * in load.c, the jobs in scenario.c, the percentiles in hdr.c.
+ *
+ * Exit status: 0 when the load ran (errors are counted and reported, not fatal),
+ * 1 when no connection could be established, 2 on a usage error. */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+static void usage(FILE *f)
+{
+        fprintf(f,
+                "Usage: kiln-bench --url ws://HOST:PORT/ws --scenario cached|small|mixed|heavy|score\n"
+                "                  [--connections N] [--duration S] [--rate R] [--pipeline P]\n"
+                "                  [--token T] [--idle N] [--accept-only] [--drain S] [--seed N] [--json]\n"
+                "\n"
+                "Closed loop by default: each connection keeps --pipeline jobs in flight (1) and\n"
+                "latency runs from each submit's send time. With --rate R the load is open loop:\n"
+                "R jobs/s in all, on a fixed schedule, latency from each job's scheduled time.\n"
+                "Latency is submit to done and all of the job's binary parts; with --accept-only\n"
+                "jobs are submitted with watch:false and latency is submit to accepted.\n"
+                "--idle N opens N more connections first that only say hello and stay open.\n"
+                "\n"
+                "  --connections N   load connections (default 1)\n"
+                "  --duration S      seconds of load (default 10)\n"
+                "  --drain S         after the run, wait at most S s for jobs in flight (default 10)\n"
+                "  --json            print one JSON object instead of the text report\n");
+}
+
+static int parse_double(const char *s, double min, double max, double *ret)
+{
+        char *end;
+        errno = 0;
+        double v = strtod(s, &end);
+        if (errno || end == s || *end || !isfinite(v) || v < min || v > max)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+static int parse_uint(const char *s, unsigned long min, unsigned long max, unsigned *ret)
+{
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(s, &end, 10);
+        if (errno || end == s || *end || *s == '-' || v < min || v > max)
+                return -EINVAL;
+        *ret = (unsigned)v;
+        return 0;
+}
+
+static double ms(const struct hdr *h, double pct)
+{
+        return (double)hdr_value_at(h, pct) / 1000.0;
+}
+
+static void print_json(const struct bench_opts *o, const struct bench_result *r)
+{
+        const struct hdr *h = &r->latency;
+        double jps = o->duration_s > 0 ? (double)r->jobs / o->duration_s : 0;
+        printf("{\"scenario\":\"%s\",\"mode\":\"%s\",\"accept_only\":%s,\"connections\":%u,\"connected\":%u,"
+               "\"idle\":%u,\"idle_connected\":%u,\"pipeline\":%u,\"rate\":%g,\"duration_s\":%g,"
+               "\"jobs\":%llu,\"jobs_total\":%llu,\"jobs_per_s\":%.2f,"
+               "\"p50_ms\":%.3f,\"p95_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,\"max_ms\":%.3f,"
+               "\"errors\":%llu,\"error_detail\":{\"error_replies\":%llu,\"failed\":%llu,\"connect\":%llu,"
+               "\"dropped\":%llu,\"lost_jobs\":%llu,\"unfinished\":%llu},",
+               bench_scenario_name(o->scenario), o->rate > 0 ? "open" : "closed", o->accept_only ? "true" : "false",
+               o->connections, r->connected, o->idle, r->idle_connected, o->pipeline, o->rate, o->duration_s,
+               (unsigned long long)r->jobs, (unsigned long long)r->jobs_total, jps, ms(h, 50), ms(h, 95), ms(h, 99),
+               ms(h, 99.9), (double)h->max_us / 1000.0, (unsigned long long)bench_errors(r),
+               (unsigned long long)r->err_replies, (unsigned long long)r->err_failed,
+               (unsigned long long)r->err_connect, (unsigned long long)r->err_dropped,
+               (unsigned long long)r->err_lost_jobs, (unsigned long long)r->unfinished);
+        printf("\"rss_start_kb\":%ld,\"rss_idle_kb\":%ld,\"rss_end_kb\":%ld,\"first_error\":", r->rss_start_kb,
+               r->rss_idle_kb, r->rss_end_kb);
+        /* The error text is ours or the server's: escape it. */
+        putchar('"');
+        for (const char *p = r->first_error; *p; p++) {
+                unsigned char ch = (unsigned char)*p;
+                if (ch == '"' || ch == '\\')
+                        printf("\\%c", ch);
+                else if (ch < 0x20)
+                        printf("\\u%04x", ch);
+                else
+                        putchar(ch);
+        }
+        printf("\"}\n");
+}
+
+static void print_text(const struct bench_opts *o, const struct bench_result *r)
+{
+        const struct hdr *h = &r->latency;
+
+        printf("kiln-bench: scenario %s, %u connection(s), ", bench_scenario_name(o->scenario), r->connected);
+        if (o->rate > 0)
+                printf("open loop at %g jobs/s", o->rate);
+        else
+                printf("closed loop, %u in flight each", o->pipeline);
+        printf(", %g s%s\n", o->duration_s, o->accept_only ? ", submit to accepted" : "");
+        if (o->idle)
+                printf("idle connections: %u of %u open; this process %ld KiB before, %ld KiB after them\n",
+                       r->idle_connected, o->idle, r->rss_start_kb, r->rss_idle_kb);
+        printf("jobs:    %llu in %g s = %.1f jobs/s (%llu with the drain)\n", (unsigned long long)r->jobs,
+               o->duration_s, (double)r->jobs / o->duration_s, (unsigned long long)r->jobs_total);
+        printf("latency: p50 %.3f ms  p95 %.3f ms  p99 %.3f ms  p99.9 %.3f ms  max %.3f ms\n", ms(h, 50), ms(h, 95),
+               ms(h, 99), ms(h, 99.9), (double)h->max_us / 1000.0);
+        printf("errors:  %llu (error replies %llu, failed jobs %llu, connect %llu, dropped %llu, lost jobs %llu, "
+               "unfinished %llu)\n",
+               (unsigned long long)bench_errors(r), (unsigned long long)r->err_replies,
+               (unsigned long long)r->err_failed, (unsigned long long)r->err_connect,
+               (unsigned long long)r->err_dropped, (unsigned long long)r->err_lost_jobs,
+               (unsigned long long)r->unfinished);
+        if (r->first_error[0])
+                printf("first error: %s\n", r->first_error);
+}
+
+int main(int argc, char **argv)
+{
+        enum { OPT_PIPELINE = 256, OPT_IDLE, OPT_ACCEPT_ONLY, OPT_DRAIN, OPT_SEED };
+        static const struct option longopts[] = {
+                { "url", required_argument, NULL, 'u' },
+                { "token", required_argument, NULL, 't' },
+                { "scenario", required_argument, NULL, 's' },
+                { "connections", required_argument, NULL, 'c' },
+                { "duration", required_argument, NULL, 'd' },
+                { "rate", required_argument, NULL, 'r' },
+                { "json", no_argument, NULL, 'j' },
+                { "pipeline", required_argument, NULL, OPT_PIPELINE },
+                { "idle", required_argument, NULL, OPT_IDLE },
+                { "accept-only", no_argument, NULL, OPT_ACCEPT_ONLY },
+                { "drain", required_argument, NULL, OPT_DRAIN },
+                { "seed", required_argument, NULL, OPT_SEED },
+                { "help", no_argument, NULL, 'h' },
+                { NULL, 0, NULL, 0 },
+        };
+        struct bench_opts o = {
+                .connections = 1,
+                .pipeline = 1,
+                .duration_s = 10,
+                .drain_s = 10,
+                .scenario = _SCEN_MAX,
+        };
+        bool json = false, have_seed = false;
+        unsigned seed = 0;
+        int opt;
+
+        while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+                int r = 0;
+                switch (opt) {
+                case 'u':
+                        o.url = optarg;
+                        break;
+                case 't':
+                        o.token = optarg;
+                        break;
+                case 's':
+                        r = bench_scenario_from_name(optarg, &o.scenario);
+                        break;
+                case 'c':
+                        r = parse_uint(optarg, 1, 1000000, &o.connections);
+                        break;
+                case 'd':
+                        r = parse_double(optarg, 0.001, 86400, &o.duration_s);
+                        break;
+                case 'r':
+                        r = parse_double(optarg, 0.001, 1e8, &o.rate);
+                        break;
+                case 'j':
+                        json = true;
+                        break;
+                case OPT_PIPELINE:
+                        r = parse_uint(optarg, 1, 65535, &o.pipeline);
+                        break;
+                case OPT_IDLE:
+                        r = parse_uint(optarg, 0, 1000000, &o.idle);
+                        break;
+                case OPT_ACCEPT_ONLY:
+                        o.accept_only = true;
+                        break;
+                case OPT_DRAIN:
+                        r = parse_double(optarg, 0, 3600, &o.drain_s);
+                        break;
+                case OPT_SEED:
+                        r = parse_uint(optarg, 0, 0xffffffffu, &seed);
+                        have_seed = true;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                default:
+                        usage(stderr);
+                        return 2;
+                }
+                if (r < 0) {
+                        const char *name = "?";
+                        for (const struct option *l = longopts; l->name; l++)
+                                if (l->val == opt)
+                                        name = l->name;
+                        fprintf(stderr, "kiln-bench: invalid value for --%s: %s\n", name, optarg);
+                        return 2;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "kiln-bench: unexpected argument \"%s\"\n", argv[optind]);
+                usage(stderr);
+                return 2;
+        }
+        if (!o.url || o.scenario == _SCEN_MAX) {
+                fprintf(stderr, "kiln-bench: --url and --scenario are required\n");
+                usage(stderr);
+                return 2;
+        }
+        if (o.rate > 0 && o.pipeline != 1)
+                fprintf(stderr, "kiln-bench: --pipeline applies to the closed loop only; ignored with --rate\n");
+        o.seed = have_seed ? seed : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+        o.progress = isatty(STDERR_FILENO);
+
+        struct bench_result *res = malloc(sizeof(*res));
+        if (!res) {
+                fprintf(stderr, "kiln-bench: out of memory\n");
+                return 1;
+        }
+        int r = bench_run(&o, res);
+        if (r == -EINVAL) {
+                fprintf(stderr, "kiln-bench: not a ws:// or wss:// URL: %s\n", o.url);
+                free(res);
+                return 2;
+        }
+        if (r == -ECONNREFUSED) {
+                fprintf(stderr, "kiln-bench: cannot connect to %s: %s\n", o.url,
+                        res->first_error[0] ? res->first_error : "no connection succeeded");
+                free(res);
+                return 1;
+        }
+        if (r < 0) {
+                fprintf(stderr, "kiln-bench: %s\n", strerror(-r));
+                free(res);
+                return 1;
+        }
+        if (json)
+                print_json(&o, res);
+        else
+                print_text(&o, res);
+        free(res);
+        return 0;
+}
