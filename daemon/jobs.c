@@ -8,8 +8,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "cache.h"
 #include "daemon.h"
 #include "log.h"
+#include "metrics.h"
 #include "params.h"
 #include "scheduler.h"
 #include "session.h"
@@ -49,6 +51,7 @@ struct job *job_new(struct kilnd *d, const struct kiln_kind *kind, void *params,
         j->params_json = json_dumps(canonical, JSON_COMPACT | JSON_SORT_KEYS);
         if (!j->params_json)
                 goto fail;
+        cache_key_init(j);
         if (idem_key && !(j->idem_key = strdup(idem_key)))
                 goto fail;
         kiln_uuid7_new(j->id);
@@ -98,6 +101,8 @@ int job_from_record(struct kilnd *d, const struct store_job *rec, struct job **r
                 job_unref(j);
                 return -ENOMEM;
         }
+        cache_key_init(j);
+        j->cache_store = d->cfg->cache.enabled;
         memcpy(j->id, rec->id, 16);
         kiln_uuid_format(j->id, j->id_text);
         snprintf(j->tenant, sizeof(j->tenant), "%s", rec->tenant);
@@ -146,6 +151,12 @@ void job_unref(struct job *j)
         free(j->done_json);
         free(j->watchers);
         json_decref(j->submit_ref);
+        while (j->acceptors) {
+                struct job_acceptor *a = j->acceptors;
+                j->acceptors = a->next;
+                json_decref(a->ref);
+                free(a);
+        }
         result_blob_free(j->blob_out);
         free(j);
 }
@@ -454,9 +465,11 @@ static void on_finished_mail(struct mail *m)
                          strerror(-j->op.status));
                 job_build_done(j);
         }
+        coalesce_remove(j);
         int state = atomic_load(&j->state);
         if (state >= 0 && state < 6)
                 d->jobs_finished[state]++;
+        metrics_job_finished(j);
         sessions_job_done(d, j);
         jobs_deadline_remove(d, j);
         jobs_table_remove(d, j);
@@ -499,6 +512,8 @@ void job_finish(struct job *j, enum kiln_job_state state, enum kiln_err code, co
                 } else {
                         j->op.result_size = result_blob_size(j->blob_out);
                         j->op.write_result = write_result_cb;
+                        if (j->cache_store)
+                                j->op.cache_key = &j->cache_key;
                 }
         }
         j->op.done = on_finished_stored;
@@ -572,10 +587,13 @@ void jobs_table_add(struct kilnd *d, struct job *j)
         j->table_next = d->table[h];
         d->table[h] = job_ref(j);
         d->table_count++;
+        if (!kiln_job_state_is_final(atomic_load(&j->state)))
+                coalesce_add(j);
 }
 
 void jobs_table_remove(struct kilnd *d, struct job *j)
 {
+        coalesce_remove(j);
         if (!d->table_buckets)
                 return;
         struct job **pp = &d->table[id_hash(j->id) & (d->table_buckets - 1)];

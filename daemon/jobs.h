@@ -22,6 +22,15 @@
 
 struct kilnd;
 
+/* A submission attached to a job still being stored (coalescing, cache.h): it gets
+ * its `accepted` (and, with watch, the job's events) once the job is. Loop thread. */
+struct job_acceptor {
+        struct job_acceptor *next;
+        uint64_t session;
+        json_t *ref;
+        bool watch;
+};
+
 /* Why a running job was asked to stop (job->stop). */
 enum job_stop {
         JOB_STOP_NONE,
@@ -45,6 +54,8 @@ struct job {
         int64_t submitted_ms;
         int64_t deadline_ms;      /* absolute, 0 = none */
         char *idem_key;
+        struct store_cache_key cache_key; /* its result's identity (cache.h), borrows the strings */
+        bool cache_store;         /* cache the result when done (set before it is queued) */
 
         /* Written by whoever moves the state; read anywhere. */
         _Atomic int state;        /* enum kiln_job_state */
@@ -76,6 +87,10 @@ struct job {
         uint64_t submitter;       /* session that submitted it (for `accepted`) */
         json_t *submit_ref;       /* its "ref", echoed in `accepted` */
         bool watch_submitter;
+        struct job_acceptor *acceptors; /* coalesced submitters waiting for `accepted` */
+        bool committed;           /* its `accepted` was sent: attach directly */
+        bool in_coalesce;         /* in the coalescing map (cache.c) */
+        struct job *coalesce_next;
 
         /* Scheduler only (under its lock). */
         struct job *q_prev, *q_next;

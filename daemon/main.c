@@ -12,6 +12,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "auth.h"
+#include "cache.h"
 #include "config.h"
 #include "daemon.h"
 #include "jobs.h"
@@ -270,6 +271,7 @@ int main(int argc, char **argv)
                 log_error("cannot read queued jobs from the store: %s", strerror(-r));
                 goto fail;
         }
+        cache_policy_refresh(d);
         r = server_start(d);
         if (r < 0) {
                 log_error("cannot listen on %s (is the port in use or the address invalid?)", d->cfg->server.listen);

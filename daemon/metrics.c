@@ -49,6 +49,11 @@ static struct {
 static pthread_mutex_t batch_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct batch_metrics batches[MAX_KINDS][MAX_BACKENDS];
 
+static struct batch_metrics *batches_of(int k, int b)
+{
+        return batches[k][b].backend[0] ? &batches[k][b] : NULL;
+}
+
 static void observe(struct histogram *h, const double *le, size_t n, double v)
 {
         for (size_t i = 0; i < n; i++)
@@ -260,5 +265,23 @@ char *metrics_render(struct kilnd *d)
 
 void metrics_cache_figures(struct kilnd *d, struct metrics_cache *ret)
 {
-        memset(ret, 0, sizeof(*ret));
+        struct store_cache_stats cs = { 0 };
+        if (d->store)
+                store_cache_stats(d->store, &cs);
+        *ret = (struct metrics_cache){ .hits = cs.hits, .misses = cs.misses, .bytes = cs.bytes };
+}
+
+void metrics_batch_totals(uint64_t *ret_batches, uint64_t *ret_jobs)
+{
+        uint64_t n = 0;
+        double jobs = 0;
+        pthread_mutex_lock(&batch_lock);
+        for (int k = 0; k < MAX_KINDS; k++)
+                for (int b = 0; b < MAX_BACKENDS && batches_of(k, b); b++) {
+                        n += batches_of(k, b)->size.count;
+                        jobs += batches_of(k, b)->size.sum;
+                }
+        pthread_mutex_unlock(&batch_lock);
+        *ret_batches = n;
+        *ret_jobs = (uint64_t)jobs;
 }

@@ -19,6 +19,10 @@ void metrics_job_finished(const struct job *j);
 /* Records one batch of n jobs run by `backend` ("cpu", "cuda:0"). Any thread. */
 void metrics_batch_ran(const struct kiln_kind *kind, const char *backend, unsigned n);
 
+/* Batches run and the jobs in them since start, over all kinds and backends (the
+ * stats push derives batches/s and the mean batch size from them). Any thread. */
+void metrics_batch_totals(uint64_t *ret_batches, uint64_t *ret_jobs);
+
 /* The result cache's figures for kiln_cache_*. */
 struct metrics_cache {
         uint64_t hits, misses, bytes;

@@ -51,6 +51,7 @@ static const char *const op_names[_KOP_MAX] = {
         [KOP_LIST] = "list",
         [KOP_STATS] = "stats",
         [KOP_SUBSCRIBE] = "subscribe",
+        [KOP_CACHE_PURGE] = "cache.purge",
 };
 
 static const char *const priority_names[_KILN_PRIO_MAX] = {
@@ -323,6 +324,21 @@ static int decode_subscribe(struct proto_req *r, struct proto_error *err)
         return 0;
 }
 
+/* cache.purge: {"kind": K} purges one kind's entries; without "kind", every entry. */
+static int decode_cache_purge(struct proto_req *r, struct proto_error *err)
+{
+        size_t len = 0;
+        int k;
+
+        r->purge.kind = NULL;
+        k = get_string(r->root, "kind", &r->purge.kind, &len, err);
+        if (k < 0)
+                return k;
+        if (k == 1 && (len == 0 || len >= 32 || strlen(r->purge.kind) != len))
+                return fail(err, KERR_BAD_REQUEST, "kind", "\"kind\" must name a job kind");
+        return 0;
+}
+
 /* Decodes one text message; see proto.h for the contract. *ret and (on success)
  * *ret_ref are written only when the pointers are non-NULL. */
 int proto_decode(const char *text, size_t len, struct proto_req *ret, json_t **ret_ref,
@@ -384,6 +400,9 @@ int proto_decode(const char *text, size_t len, struct proto_req *ret, json_t **r
                 break;
         case KOP_SUBSCRIBE:
                 k = decode_subscribe(&r, err);
+                break;
+        case KOP_CACHE_PURGE:
+                k = decode_cache_purge(&r, err);
                 break;
         default:
                 k = fail(err, KERR_INTERNAL, "op", "op not handled");

@@ -44,6 +44,7 @@ enum kiln_op {
         KOP_LIST,
         KOP_STATS,
         KOP_SUBSCRIBE,
+        KOP_CACHE_PURGE,   /* "cache.purge" (role admin) */
         _KOP_MAX,
 };
 
@@ -99,6 +100,9 @@ struct proto_req {
                 struct {
                         const char *topic;   /* "stats" */
                 } subscribe;
+                struct {
+                        const char *kind;    /* NULL: purge every kind */
+                } purge;
         };
 };
 

@@ -15,6 +15,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "auth.h"
+#include "cache.h"
 #include "daemon.h"
 #include "jobs.h"
 #include "log.h"
@@ -263,6 +264,9 @@ void server_arm_deadlines(struct kilnd *d)
 static void on_tick(lws_sorted_usec_list_t *sul)
 {
         struct kilnd *d = server_daemon;
+        /* Keeps the store's cache and retention limits in step with the
+         * configuration, which SIGHUP may have changed. */
+        cache_policy_refresh(d);
         sessions_push_stats(d);
         if (!d->draining)
                 sd_notifyf(0, "STATUS=Serving: %zu connections, %u queued, %u running", d->n_sessions, sched_queued(d->sched),

@@ -10,6 +10,7 @@
 #include <libwebsockets.h>
 
 #include "auth.h"
+#include "cache.h"
 #include "daemon.h"
 #include "jobs.h"
 #include "log.h"
@@ -357,16 +358,52 @@ void session_close(struct kilnd *d, struct session *s)
 
 /* ---- job events ---- */
 
-void sessions_job_accepted(struct kilnd *d, struct job *j)
+static void send_accepted(struct session *s, struct job *j, json_t *ref, bool cached)
 {
-        struct session *s = table_get(d, j->submitter);
+        int state = atomic_load(&j->state);
+        send_json(s, json_pack("{s:s, s:s, s:s, s:b}", "op", "accepted", "job", j->id_text, "state",
+                               kiln_job_state_name(state), "cached", cached),
+                  ref);
+}
+
+static void send_done(struct session *s, struct job *j, json_t *ref);
+
+/* One submitter of j (its own or a coalesced one): `accepted`, then — for a job
+ * already done (a cache hit) — its `done` and parts. */
+static void accept_one(struct kilnd *d, struct job *j, uint64_t session, json_t *ref, bool watch, bool cached)
+{
+        struct session *s = table_get(d, session);
         if (!s)
                 return;
-        if (j->watch_submitter)
+        /* A job in the table gets its `done` from on_finished_mail (even when it has
+         * just finished: its result is being stored); one outside it (a cache hit, a
+         * finished job loaded from the store) is complete and answers at once. */
+        bool live = jobs_table_find(d, j->id) == j;
+        if (watch && live)
                 job_watch(j, s->id);
-        send_json(s, json_pack("{s:s, s:s, s:s, s:b}", "op", "accepted", "job", j->id_text, "state", "queued",
-                               "cached", 0),
-                  j->submit_ref);
+        send_accepted(s, j, ref, cached);
+        if (watch && !live)
+                send_done(s, j, NULL);
+}
+
+/* Answers every submitter of a job that has just been stored (or found in the
+ * cache: cached). Later identical submissions attach to it directly. */
+static void job_accepted(struct kilnd *d, struct job *j, bool cached)
+{
+        j->committed = true;
+        accept_one(d, j, j->submitter, j->submit_ref, j->watch_submitter, cached);
+        while (j->acceptors) {
+                struct job_acceptor *a = j->acceptors;
+                j->acceptors = a->next;
+                accept_one(d, j, a->session, a->ref, a->watch, cached);
+                json_decref(a->ref);
+                free(a);
+        }
+}
+
+void sessions_job_accepted(struct kilnd *d, struct job *j)
+{
+        job_accepted(d, j, false);
 }
 
 void sessions_job_rejected(struct kilnd *d, struct job *j, enum kiln_err code, const char *message)
@@ -374,6 +411,14 @@ void sessions_job_rejected(struct kilnd *d, struct job *j, enum kiln_err code, c
         struct session *s = table_get(d, j->submitter);
         if (s)
                 send_error(s, j->submit_ref, code, NULL, "%s", message);
+        while (j->acceptors) {
+                struct job_acceptor *a = j->acceptors;
+                j->acceptors = a->next;
+                if ((s = table_get(d, a->session)))
+                        send_error(s, a->ref, code, NULL, "%s", message);
+                json_decref(a->ref);
+                free(a);
+        }
 }
 
 void sessions_job_progress(struct kilnd *d, struct job *j)
@@ -398,6 +443,90 @@ void sessions_job_done(struct kilnd *d, struct job *j)
 
 /* ---- submit ---- */
 
+static void submit_outputs_free(struct job *j)
+{
+        store_job_free(j->op.job_out);
+        j->op.job_out = NULL;
+        free(j->op.result_out);
+        j->op.result_out = NULL;
+}
+
+/* Rebuilds a finished job from its record and stored result (taken over from
+ * *result, which is set to NULL when the job owns it). Returns >= 0 or -errno. */
+static int job_load_finished(struct kilnd *d, const struct store_job *rec, uint8_t **result, size_t size,
+                             struct job **ret)
+{
+        struct job *j = NULL;
+        int k = job_from_record(d, rec, &j);
+        if (k >= 0 && rec->state == KILN_JOB_DONE) {
+                k = *result ? result_blob_read(j, *result, size) : -EIO;
+                if (k >= 0)
+                        *result = NULL; /* the job owns the blob now */
+        }
+        if (k >= 0) {
+                j->started_ms = rec->finished_ms - rec->run_ms;
+                j->submitted_ms = rec->submitted_ms;
+                k = job_build_done(j);
+        }
+        if (k < 0) {
+                job_unref(j);
+                return k;
+        }
+        *ret = j;
+        return 0;
+}
+
+/* The tenant used this idempotency key before: the submitter gets the original job
+ * (its events when it is live, its `done` when it has finished and watch is on). */
+static void answer_idempotent(struct kilnd *d, struct job *j)
+{
+        struct session *s = table_get(d, j->submitter);
+        struct store_job *rec = j->op.job_out;
+        struct job *orig = jobs_table_find(d, rec->id);
+
+        if (!s)
+                return;
+        if (orig) {
+                accept_one(d, orig, s->id, j->submit_ref, j->watch_submitter, false);
+                return;
+        }
+        if (!kiln_job_state_is_final(rec->state) || !j->watch_submitter) {
+                char id[37];
+                kiln_uuid_format(rec->id, id);
+                send_json(s, json_pack("{s:s, s:s, s:s, s:b}", "op", "accepted", "job", id, "state",
+                                       kiln_job_state_name(rec->state), "cached", 0),
+                          j->submit_ref);
+                return;
+        }
+        if (job_load_finished(d, rec, &j->op.result_out, j->op.result_size, &orig) < 0) {
+                send_error(s, j->submit_ref, KERR_INTERNAL, "key", "the job of this key is unreadable");
+                return;
+        }
+        accept_one(d, orig, s->id, j->submit_ref, true, false);
+        job_unref(orig);
+}
+
+/* A cache hit: the job was stored as done with the cached result. */
+static void answer_cached(struct kilnd *d, struct job *j)
+{
+        coalesce_remove(j);
+        int k = result_blob_read(j, j->op.result_out, j->op.result_size);
+        if (k >= 0) {
+                j->op.result_out = NULL; /* the job owns the blob now */
+                snprintf(j->backend, sizeof(j->backend), "%s", j->op.job_out->backend);
+                j->finished_ms = j->started_ms = j->submitted_ms;
+                atomic_store(&j->pct, 100);
+                atomic_store(&j->state, KILN_JOB_DONE);
+                k = job_build_done(j);
+        }
+        if (k < 0) {
+                log_error("job %s: the cached result is unreadable", j->id_text);
+                sessions_job_rejected(d, j, KERR_INTERNAL, "the cached result is unreadable");
+                return;
+        }
+        job_accepted(d, j, true);
+}
+
 static void on_committed_mail(struct mail *m)
 {
         struct job *j = container_of(m, struct job, mail);
@@ -406,15 +535,29 @@ static void on_committed_mail(struct mail *m)
         kilnd_store_answered(d);
         if (j->op.status < 0) {
                 log_error("job %s: storing it failed: %s", j->id_text, strerror(-j->op.status));
+                coalesce_remove(j);
                 sessions_job_rejected(d, j,
                                       j->op.status == -ENOSPC ? KERR_QUEUE_FULL : KERR_UNAVAILABLE,
                                       j->op.status == -ENOSPC ? "the job store is full"
                                                               : "the job could not be stored");
                 d->committing--;
+                submit_outputs_free(j);
                 job_unref(j);
                 return;
         }
         d->committing--;
+        if (j->op.outcome == STORE_SUBMIT_IDEM) {
+                answer_idempotent(d, j);
+                submit_outputs_free(j);
+                job_unref(j);
+                return;
+        }
+        if (j->op.outcome == STORE_SUBMIT_CACHED) {
+                answer_cached(d, j);
+                submit_outputs_free(j);
+                job_unref(j);
+                return;
+        }
         jobs_table_add(d, j);
         sessions_job_accepted(d, j);
         jobs_deadline_add(d, j);
@@ -496,15 +639,42 @@ static void op_submit(struct session *s, const struct proto_req *rq)
                 send_error(s, ref, KERR_INTERNAL, NULL, "out of memory");
                 return;
         }
+        /* Coalescing: an identical live job of this tenant takes the submission. A
+         * keyed submission goes to the store first (its key may name another job),
+         * and cache: false asks for a fresh computation. */
+        struct job *live = rq->submit.key || !rq->submit.cache ? NULL : coalesce_find(s->who.tenant, j->cache_key.hash);
+        if (live) {
+                coalesce_count_hit();
+                if (live->committed) {
+                        accept_one(d, live, s->id, ref, rq->submit.watch, false);
+                } else {
+                        struct job_acceptor *a = calloc(1, sizeof(*a));
+                        if (!a) {
+                                send_error(s, ref, KERR_INTERNAL, NULL, "out of memory");
+                        } else {
+                                a->session = s->id;
+                                a->ref = ref ? json_incref(ref) : NULL;
+                                a->watch = rq->submit.watch;
+                                a->next = live->acceptors;
+                                live->acceptors = a;
+                        }
+                }
+                job_unref(j);
+                return;
+        }
         j->submitter = s->id;
         j->submit_ref = ref ? json_incref(ref) : NULL;
         j->watch_submitter = rq->submit.watch;
+        j->cache_store = d->cfg->cache.enabled;
         d->committing++;
         job_to_record(j, &j->record);
         memset(&j->op, 0, sizeof(j->op));
-        j->op.type = STORE_OP_JOB_PUT;
+        j->op.type = STORE_OP_SUBMIT;
         j->op.job = &j->record;
+        j->op.cache_key = d->cfg->cache.enabled && rq->submit.cache ? &j->cache_key : NULL;
         j->op.done = on_committed;
+        if (!rq->submit.key)
+                coalesce_add(j);
         kilnd_store_submit(d, &j->op); /* the job's reference travels with the op */
 }
 
@@ -593,6 +763,10 @@ static void on_store_reply_mail(struct mail *m)
                 send_list(s, r);
                 goto out;
         }
+        if (r->kind == KOP_CACHE_PURGE) {
+                send_json(s, json_pack("{s:s, s:I}", "op", "ok", "purged", (json_int_t)r->op.purge_n), r->ref);
+                goto out;
+        }
         struct store_job *rec = r->op.job_out;
         if (r->op.status == -ENOENT || !rec || strcmp(rec->tenant, r->tenant)) {
                 send_error(s, r->ref, KERR_NOT_FOUND, "job", "no such job");
@@ -625,16 +799,7 @@ static void on_store_reply_mail(struct mail *m)
                         break;
                 }
                 struct job *j = NULL;
-                int k = job_from_record(d, rec, &j);
-                if (k >= 0 && rec->state == KILN_JOB_DONE)
-                        k = r->op.result_out ? result_blob_read(j, r->op.result_out, r->op.result_size) : -EIO;
-                if (k >= 0) {
-                        if (rec->state == KILN_JOB_DONE)
-                                r->op.result_out = NULL; /* the job owns the blob now */
-                        j->started_ms = rec->finished_ms - rec->run_ms;
-                        j->submitted_ms = rec->submitted_ms;
-                        k = job_build_done(j);
-                }
+                int k = job_load_finished(d, rec, &r->op.result_out, r->op.result_size, &j);
                 if (k < 0) {
                         send_error(s, r->ref, KERR_INTERNAL, "job", "the stored result of job %s is unreadable",
                                    id);
@@ -673,7 +838,10 @@ static void ask_store(struct session *s, const struct proto_req *rq, enum store_
         snprintf(r->tenant, sizeof(r->tenant), "%s", s->who.tenant);
         r->op.type = type;
         r->op.done = on_store_reply;
-        if (type == STORE_OP_LIST) {
+        if (type == STORE_OP_CACHE_PURGE) {
+                r->list_kind = rq->purge.kind ? strdup(rq->purge.kind) : NULL;
+                r->op.purge_kind = r->list_kind;
+        } else if (type == STORE_OP_LIST) {
                 r->list_kind = rq->list.kind ? strdup(rq->list.kind) : NULL;
                 r->op.list.tenant = r->tenant;
                 r->op.list.state = rq->list.state;
@@ -731,6 +899,20 @@ static void op_job(struct session *s, const struct proto_req *rq)
         default:
                 break;
         }
+}
+
+/* cache.purge (role admin): the entries of one kind, or all, in the writer. */
+static void op_cache_purge(struct session *s, const struct proto_req *rq)
+{
+        if (s->who.role != AUTH_ROLE_ADMIN) {
+                send_error(s, rq->ref, KERR_FORBIDDEN, "op", "cache.purge needs the admin role");
+                return;
+        }
+        if (rq->purge.kind && !kiln_kind_find(rq->purge.kind)) {
+                send_error(s, rq->ref, KERR_UNKNOWN_KIND, "kind", "unknown job kind \"%s\"", rq->purge.kind);
+                return;
+        }
+        ask_store(s, rq, STORE_OP_CACHE_PURGE);
 }
 
 /* ---- dispatch ---- */
@@ -805,6 +987,9 @@ static void handle_text(struct session *s, const char *text, size_t len)
         case KOP_SUBSCRIBE:
                 s->stats_subscribed = true;
                 send_ok(s, rq.ref);
+                break;
+        case KOP_CACHE_PURGE:
+                op_cache_purge(s, &rq);
                 break;
         default:
                 send_error(s, rq.ref, KERR_UNKNOWN_OP, "op", "unknown op");

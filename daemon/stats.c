@@ -1,7 +1,9 @@
 /* Counters and the stats message. */
 #include "stats.h"
 
+#include "cache.h"
 #include "daemon.h"
+#include "metrics.h"
 #include "jobs.h"
 #include "kind.h"
 #include "scheduler.h"
@@ -29,10 +31,28 @@ json_t *stats_json(struct kilnd *d, const char *tenant)
         for (int e = 0; e < _KERR_MAX; e++)
                 if (d->rejected[e])
                         json_object_set_new(rejected, kiln_err_name(e), json_integer((json_int_t)d->rejected[e]));
-        return json_pack("{s:s, s:o, s:i, s:i, s:i, s:o, s:o, s:I, s:I, s:I, s:f, s:o}", "op", "stats",
+        struct store_cache_stats cs = { 0 };
+        if (d->store)
+                store_cache_stats(d->store, &cs);
+        uint64_t lookups = cs.hits + cs.misses;
+        json_t *cache = json_pack("{s:I, s:I, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "hits",
+                                  (json_int_t)cs.hits, "misses", (json_int_t)cs.misses, "hit_rate",
+                                  lookups ? (double)cs.hits / (double)lookups : 0.0, "bytes", (json_int_t)cs.bytes,
+                                  "max_bytes", (json_int_t)d->cfg->cache.max_bytes, "entries",
+                                  (json_int_t)cs.entries, "stored", (json_int_t)cs.stored, "evicted",
+                                  (json_int_t)cs.evicted, "expired", (json_int_t)cs.expired, "purged",
+                                  (json_int_t)cs.purged, "coalesced", (json_int_t)coalesce_hits(), "jobs_purged",
+                                  (json_int_t)cs.jobs_purged);
+        uint64_t n_batches, batched_jobs;
+        metrics_batch_totals(&n_batches, &batched_jobs);
+        json_t *batches = json_pack("{s:I, s:I, s:f}", "count", (json_int_t)n_batches, "jobs",
+                                    (json_int_t)batched_jobs, "mean_size",
+                                    n_batches ? (double)batched_jobs / (double)n_batches : 0.0);
+        return json_pack("{s:s, s:o, s:i, s:i, s:i, s:o, s:o, s:I, s:I, s:I, s:f, s:o, s:o, s:o}", "op", "stats",
                          "queues", queues, "queued", (int)(d->committing + sched_queued(d->sched)), "running", (int)sched_running(d->sched),
                          "connections", (int)d->n_sessions, "finished", finished, "rejected", rejected,
                          "messages_in", (json_int_t)d->ws_messages_in, "messages_out",
                          (json_int_t)d->ws_messages_out, "live_jobs", (json_int_t)jobs_table_count(d), "uptime_s",
-                         (double)(kiln_now_ms() - d->started_ms) / 1000.0, "backends", sched_backends_json(d->sched));
+                         (double)(kiln_now_ms() - d->started_ms) / 1000.0, "backends", sched_backends_json(d->sched),
+                         "cache", cache, "batches", batches);
 }

@@ -24,7 +24,7 @@
 #include "store.h"
 #include "store_internal.h"
 
-#define STORE_MAX_DBS 4
+#define STORE_MAX_DBS 12
 #define STORE_FILE_MODE 0600
 #define STORE_DIR_MODE 0700
 #define STORE_NULL_STRING UINT32_MAX
@@ -32,11 +32,33 @@
 #define STORE_LIST_MAX 1000
 #define WRITER_BATCH_MAX 4096
 #define WRITER_SYNC_INTERVAL_MS 100
+/* Results are stored in pieces that fill exactly this many overflow pages. LMDB needs
+ * a contiguous run of free pages for each value; with results of many sizes written
+ * and purged (retention, eviction) the free space fragments, and 0.9.24 then grows
+ * the file instead of searching further (measured: a 1 GiB map full with 57 % of
+ * its pages free, with 64 MiB pieces). Same-sized small pieces reuse each other's runs. */
+#define PIECE_PAGES 16
+#define PAGE_HEADER_BYTES 16 /* LMDB's PAGEHDRSZ, before the data of an overflow page */
 
 struct store {
         MDB_env *env;
         MDB_dbi jobs, results, pending;
+        MDB_dbi cache, cache_lru, cache_ttl, idem, retain, alias, refs;
         enum store_sync_mode sync;
+        size_t piece;                 /* bytes per result piece: exactly PIECE_PAGES overflow pages */
+
+        /* Cache counters: updated when a write transaction commits, read anywhere. */
+        _Atomic uint64_t c_hits, c_misses, c_bytes, c_entries, c_evicted, c_expired, c_purged, c_stored,
+                c_jobs_purged;
+        /* Writer thread only: the policy store_writer_set_policy last handed over. */
+        struct store_policy policy;
+        bool has_policy;
+};
+
+/* Changes to the cache counters made by one transaction, applied when it commits. */
+struct cache_delta {
+        int64_t bytes, entries;
+        uint64_t hits, misses, evicted, expired, purged, stored, jobs_purged;
 };
 
 struct store_txn {
@@ -45,6 +67,8 @@ struct store_txn {
         /* First error that left the LMDB transaction unusable (e.g. map full): every
          * later operation fails with it, and commit aborts and returns it. */
         int err;
+        bool write;
+        struct cache_delta delta;
 };
 
 /* The one place where LMDB codes become -errno. */
@@ -526,6 +550,8 @@ static int mkdir_p(const char *path, mode_t mode)
         return 0;
 }
 
+static int open_scan(struct store *s, MDB_txn *txn);
+
 static int open_databases(struct store *s)
 {
         MDB_txn *txn;
@@ -539,6 +565,22 @@ static int open_databases(struct store *s)
                 rc = mdb_dbi_open(txn, "results", MDB_CREATE, &s->results);
         if (rc == 0)
                 rc = mdb_dbi_open(txn, "pending", MDB_CREATE, &s->pending);
+        if (rc == 0)
+                rc = mdb_dbi_open(txn, "cache", MDB_CREATE, &s->cache);
+        if (rc == 0)
+                rc = mdb_dbi_open(txn, "cache_lru", MDB_CREATE, &s->cache_lru);
+        if (rc == 0)
+                rc = mdb_dbi_open(txn, "cache_ttl", MDB_CREATE, &s->cache_ttl);
+        if (rc == 0)
+                rc = mdb_dbi_open(txn, "idem", MDB_CREATE, &s->idem);
+        if (rc == 0)
+                rc = mdb_dbi_open(txn, "retain", MDB_CREATE, &s->retain);
+        if (rc == 0)
+                rc = mdb_dbi_open(txn, "alias", MDB_CREATE, &s->alias);
+        if (rc == 0)
+                rc = mdb_dbi_open(txn, "refs", MDB_CREATE, &s->refs);
+        if (rc == 0)
+                rc = open_scan(s, txn);
         if (rc != 0) {
                 mdb_txn_abort(txn);
                 return errno_from_mdb(rc);
@@ -584,6 +626,12 @@ int store_open(const char *path, uint64_t map_size, enum store_sync_mode sync, s
                 r = errno_from_mdb(mdb_reader_check(s->env, &dead));
         if (r >= 0)
                 r = open_databases(s);
+        if (r >= 0) {
+                MDB_stat st;
+                r = errno_from_mdb(mdb_env_stat(s->env, &st));
+                if (r >= 0)
+                        s->piece = (size_t)st.ms_psize * PIECE_PAGES - PAGE_HEADER_BYTES;
+        }
         if (r < 0) {
                 mdb_env_close(s->env);
                 free(s);
@@ -620,6 +668,7 @@ int store_txn_begin(struct store *s, bool write, struct store_txn **ret)
         if (!t)
                 return -ENOMEM;
         t->s = s;
+        t->write = write;
         r = errno_from_mdb(mdb_txn_begin(s->env, NULL, write ? 0 : MDB_RDONLY, &t->txn));
         if (r < 0) {
                 free(t);
@@ -627,6 +676,19 @@ int store_txn_begin(struct store *s, bool write, struct store_txn **ret)
         }
         *ret = t;
         return 0;
+}
+
+static void delta_apply(struct store *s, const struct cache_delta *d)
+{
+        atomic_fetch_add(&s->c_bytes, (uint64_t)d->bytes);
+        atomic_fetch_add(&s->c_entries, (uint64_t)d->entries);
+        atomic_fetch_add(&s->c_hits, d->hits);
+        atomic_fetch_add(&s->c_misses, d->misses);
+        atomic_fetch_add(&s->c_evicted, d->evicted);
+        atomic_fetch_add(&s->c_expired, d->expired);
+        atomic_fetch_add(&s->c_purged, d->purged);
+        atomic_fetch_add(&s->c_stored, d->stored);
+        atomic_fetch_add(&s->c_jobs_purged, d->jobs_purged);
 }
 
 /* Commits and frees `t`; a transaction made unusable by an earlier error (map full)
@@ -640,6 +702,8 @@ int store_txn_commit(struct store_txn *t)
                 mdb_txn_abort(t->txn);
         } else {
                 r = errno_from_mdb(mdb_txn_commit(t->txn));
+                if (r >= 0 && t->write)
+                        delta_apply(t->s, &t->delta);
         }
         free(t);
         return r;
@@ -657,6 +721,9 @@ void store_txn_abort(struct store_txn *t)
 /* ---- jobs and results ---- */
 
 static int result_delete(struct store_txn *t, const uint8_t id[16]);
+static int retain_put(struct store_txn *t, int64_t finished_ms, const uint8_t id[16]);
+static int result_release(struct store_txn *t, const uint8_t id[16]);
+static int idem_forget(struct store_txn *t, const struct store_job *job);
 
 /* Inserts or replaces a job record and keeps "pending" in step; see store.h.
  * Returns >= 0, -EINVAL for an invalid job, -ENOSPC when the map is full (the
@@ -682,7 +749,9 @@ int store_job_put(struct store_txn *t, const struct store_job *job)
         if (state_is_pending(job->state))
                 return txn_write_result(t, mdb_put(t->txn, t->s->pending, &key, &empty, 0));
         r = txn_write_result(t, mdb_del(t->txn, t->s->pending, &key, NULL));
-        return r == -ENOENT ? 0 : r;
+        if (r < 0 && r != -ENOENT)
+                return r;
+        return retain_put(t, job->finished_ms, job->id);
 }
 
 /* Writes raw bytes as a job record; see store_internal.h. */
@@ -710,34 +779,40 @@ int store_job_get(struct store_txn *t, const uint8_t id[16], struct store_job **
         return store_record_decode(id, val.mv_data, val.mv_size, ret);
 }
 
-/* Deletes the record, result and pending entry of `id`. Returns >= 0, -ENOENT when
- * there is no record, or -errno. */
+/* Deletes the record, result (or its share of a cached one), pending entry and
+ * idempotency key of `id`. Returns >= 0, -ENOENT when there is no record, or -errno. */
 int store_job_delete(struct store_txn *t, const uint8_t id[16])
 {
         MDB_val key = key_of(id);
+        struct store_job *job = NULL;
         int r;
 
         if (t->err < 0)
                 return t->err;
+        r = store_job_get(t, id, &job);
+        if (r < 0 && r != -EIO)
+                return r;
         r = txn_write_result(t, mdb_del(t->txn, t->s->jobs, &key, NULL));
-        if (r < 0)
-                return r;
-        r = result_delete(t, id);
-        if (r < 0)
-                return r;
-        r = txn_write_result(t, mdb_del(t->txn, t->s->pending, &key, NULL));
-        if (r < 0 && r != -ENOENT)
-                return r;
-        return 0;
+        if (r >= 0)
+                r = result_release(t, id);
+        if (r >= 0) {
+                r = txn_write_result(t, mdb_del(t->txn, t->s->pending, &key, NULL));
+                if (r == -ENOENT)
+                        r = 0;
+        }
+        if (r >= 0 && job)
+                r = idem_forget(t, job);
+        store_job_free(job);
+        return r < 0 ? r : 0;
 }
 
 /* ---- results, in pieces ---- */
 
-static size_t result_chunk = (size_t)64 << 20;
+static size_t result_chunk; /* 0: the store's own piece size */
 
 void store_set_result_chunk(size_t bytes)
 {
-        result_chunk = bytes ? bytes : (size_t)64 << 20;
+        result_chunk = bytes;
 }
 
 struct chunk_key {
@@ -799,7 +874,8 @@ int store_result_put(struct store_txn *t, const uint8_t id[16], size_t size, sto
         uint32_t n = 0;
         size_t off = 0;
         do {
-                size_t len = size - off < result_chunk ? size - off : result_chunk;
+                size_t chunk = result_chunk ? result_chunk : t->s->piece;
+                size_t len = size - off < chunk ? size - off : chunk;
                 struct chunk_key k;
                 MDB_val key = chunk_key(&k, id, n), val = { .mv_size = len, .mv_data = NULL };
                 r = txn_write_result(t, mdb_put(t->txn, t->s->results, &key, &val, MDB_RESERVE));
@@ -812,6 +888,8 @@ int store_result_put(struct store_txn *t, const uint8_t id[16], size_t size, sto
         } while (off < size);
         return 0;
 }
+
+static int alias_resolve(struct store_txn *t, const uint8_t id[16], const uint8_t **ret);
 
 /* Copies the result of `id` out (malloc'd, caller frees; an empty result gives a
  * non-NULL pointer and size 0). Returns >= 0, -ENOENT when absent, or -errno. */
@@ -826,6 +904,9 @@ int store_result_get(struct store_txn *t, const uint8_t id[16], uint8_t **ret_da
 
         if (t->err < 0)
                 return t->err;
+        r = alias_resolve(t, id, &id);
+        if (r < 0)
+                return r;
         rc = mdb_cursor_open(t->txn, t->s->results, &c);
         if (rc)
                 return errno_from_mdb(rc);
@@ -1028,6 +1109,654 @@ int store_stat(struct store_txn *t, uint64_t *ret_jobs, uint64_t *ret_pending, u
         return 0;
 }
 
+/* ---- shared result blobs: aliases and reference counts ---- */
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+        for (int i = 0; i < 8; i++)
+                p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+        uint64_t v = 0;
+
+        for (int i = 0; i < 8; i++)
+                v = v << 8 | p[i];
+        return v;
+}
+
+/* An index key: a time in ms, big-endian (so byte order is time order), then an id. */
+static MDB_val time_key(uint8_t buf[24], int64_t ms, const uint8_t id[16])
+{
+        put_be64(buf, (uint64_t)(ms < 0 ? 0 : ms));
+        memcpy(buf + 8, id, 16);
+        return (MDB_val){ .mv_size = 24, .mv_data = buf };
+}
+
+/* Sets *ret to the blob holding the result of `id` (itself unless it has an alias);
+ * the pointer lives until the next write. */
+static int alias_resolve(struct store_txn *t, const uint8_t id[16], const uint8_t **ret)
+{
+        MDB_val key = key_of(id), val;
+        int r = errno_from_mdb(mdb_get(t->txn, t->s->alias, &key, &val));
+
+        if (r == -ENOENT) {
+                *ret = id;
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        if (val.mv_size != 16)
+                return -EIO;
+        *ret = val.mv_data;
+        return 0;
+}
+
+/* Holders of `blob`: jobs answering with it and cache entries (absent = 1). */
+static int refs_get(struct store_txn *t, const uint8_t blob[16], uint32_t *ret)
+{
+        MDB_val key = key_of(blob), val;
+        int r = errno_from_mdb(mdb_get(t->txn, t->s->refs, &key, &val));
+
+        if (r == -ENOENT) {
+                *ret = 1;
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        if (val.mv_size != 4)
+                return -EIO;
+        memcpy(ret, val.mv_data, 4);
+        return 0;
+}
+
+static int refs_set(struct store_txn *t, const uint8_t blob[16], uint32_t n)
+{
+        MDB_val key = key_of(blob), val = { .mv_size = 4, .mv_data = &n };
+        int r;
+
+        if (n > 1)
+                return txn_write_result(t, mdb_put(t->txn, t->s->refs, &key, &val, 0));
+        r = txn_write_result(t, mdb_del(t->txn, t->s->refs, &key, NULL));
+        return r == -ENOENT ? 0 : r;
+}
+
+static int blob_ref(struct store_txn *t, const uint8_t blob[16])
+{
+        uint32_t n;
+        int r = refs_get(t, blob, &n);
+
+        return r < 0 ? r : refs_set(t, blob, n + 1);
+}
+
+/* Drops one holder of `blob`; the last one deletes its pieces. */
+static int blob_release(struct store_txn *t, const uint8_t blob[16])
+{
+        uint32_t n;
+        int r = refs_get(t, blob, &n);
+
+        if (r < 0)
+                return r;
+        if (n <= 1) {
+                r = result_delete(t, blob);
+                return r < 0 ? r : 0;
+        }
+        return refs_set(t, blob, n - 1);
+}
+
+/* Job `id` no longer answers with its result: drops its alias, or its own pieces. */
+static int result_release(struct store_txn *t, const uint8_t id[16])
+{
+        MDB_val key = key_of(id), val;
+        uint8_t blob[16];
+        int r = errno_from_mdb(mdb_get(t->txn, t->s->alias, &key, &val));
+
+        if (r == -ENOENT)
+                return blob_release(t, id);
+        if (r < 0)
+                return r;
+        if (val.mv_size != 16)
+                return -EIO;
+        memcpy(blob, val.mv_data, 16);
+        r = txn_write_result(t, mdb_del(t->txn, t->s->alias, &key, NULL));
+        return r < 0 ? r : blob_release(t, blob);
+}
+
+/* Makes job `id` answer with the pieces of `blob`; see store.h. */
+int store_result_alias(struct store_txn *t, const uint8_t id[16], const uint8_t blob[16])
+{
+        MDB_val key = key_of(id), val = { .mv_size = 16, .mv_data = (void *)blob };
+        int r;
+
+        if (t->err < 0)
+                return t->err;
+        r = txn_write_result(t, mdb_put(t->txn, t->s->alias, &key, &val, 0));
+        return r < 0 ? r : blob_ref(t, blob);
+}
+
+static int retain_put(struct store_txn *t, int64_t finished_ms, const uint8_t id[16])
+{
+        uint8_t buf[24];
+        MDB_val key = time_key(buf, finished_ms, id), empty = { .mv_size = 0, .mv_data = NULL };
+
+        return txn_write_result(t, mdb_put(t->txn, t->s->retain, &key, &empty, 0));
+}
+
+/* ---- idempotency keys ---- */
+
+static int idem_key(const char *tenant, const char *key, uint8_t **ret, size_t *ret_size)
+{
+        size_t a = strlen(tenant), b = strlen(key);
+        uint8_t *buf;
+
+        if (a + 1 + b > 511) /* LMDB's default maximum key size */
+                return -E2BIG;
+        buf = malloc(a + 1 + b);
+        if (!buf)
+                return -ENOMEM;
+        memcpy(buf, tenant, a);
+        buf[a] = 0;
+        memcpy(buf + a + 1, key, b);
+        *ret = buf;
+        *ret_size = a + 1 + b;
+        return 0;
+}
+
+/* Finds the job that `tenant` submitted with `key`; see store.h. */
+int store_idem_get(struct store_txn *t, const char *tenant, const char *key, uint8_t ret_id[16])
+{
+        MDB_val k, val;
+        uint8_t *buf;
+        size_t n;
+        int r;
+
+        if (t->err < 0)
+                return t->err;
+        r = idem_key(tenant, key, &buf, &n);
+        if (r < 0)
+                return r;
+        k = (MDB_val){ .mv_size = n, .mv_data = buf };
+        r = errno_from_mdb(mdb_get(t->txn, t->s->idem, &k, &val));
+        free(buf);
+        if (r < 0)
+                return r;
+        if (val.mv_size != 16)
+                return -EIO;
+        memcpy(ret_id, val.mv_data, 16);
+        return 0;
+}
+
+/* Records that `tenant` submitted job `id` with `key`; see store.h. */
+int store_idem_put(struct store_txn *t, const char *tenant, const char *key, const uint8_t id[16])
+{
+        MDB_val k, val = { .mv_size = 16, .mv_data = (void *)id };
+        uint8_t *buf;
+        size_t n;
+        int r;
+
+        if (t->err < 0)
+                return t->err;
+        r = idem_key(tenant, key, &buf, &n);
+        if (r < 0)
+                return r;
+        k = (MDB_val){ .mv_size = n, .mv_data = buf };
+        r = txn_write_result(t, mdb_put(t->txn, t->s->idem, &k, &val, 0));
+        free(buf);
+        return r;
+}
+
+/* Deletes the job's idempotency key when it still names the job. */
+static int idem_forget(struct store_txn *t, const struct store_job *job)
+{
+        MDB_val k;
+        uint8_t id[16], *buf;
+        size_t n;
+        int r;
+
+        if (!job->idem_key)
+                return 0;
+        r = store_idem_get(t, job->tenant, job->idem_key, id);
+        if (r == -ENOENT || (r >= 0 && memcmp(id, job->id, 16)))
+                return 0;
+        if (r < 0)
+                return r;
+        r = idem_key(job->tenant, job->idem_key, &buf, &n);
+        if (r < 0)
+                return r;
+        k = (MDB_val){ .mv_size = n, .mv_data = buf };
+        r = txn_write_result(t, mdb_del(t->txn, t->s->idem, &k, NULL));
+        free(buf);
+        return r == -ENOENT ? 0 : r;
+}
+
+/* ---- the result cache ----
+ *
+ * Entry format, version 1 (integers little-endian):
+ *   u8 version, i64 created_ms, i64 last_used_ms, u64 size, u32 kind version,
+ *   16 bytes blob id, backend and kind: u8 length + bytes, model and params: u32
+ *   length + bytes. */
+
+#define CACHE_ENTRY_VERSION 1
+#define CACHE_LAST_USED_OFFSET 9
+
+struct cache_view {
+        int64_t created_ms, last_used_ms;
+        uint64_t size;
+        uint32_t version;
+        uint8_t blob[16];
+        struct str_view backend, kind, model, params;
+};
+
+static int cache_parse(const MDB_val *val, struct cache_view *v)
+{
+        struct reader r = { .p = val->mv_data, .left = val->mv_size };
+        const uint8_t *blob;
+        uint8_t version;
+        int64_t size;
+
+        if (!read_u8(&r, &version) || version != CACHE_ENTRY_VERSION || !read_i64(&r, &v->created_ms) ||
+            !read_i64(&r, &v->last_used_ms) || !read_i64(&r, &size) || !read_u32(&r, &v->version) ||
+            !read_bytes(&r, 16, &blob) || !read_short_string(&r, 16, &v->backend) ||
+            !read_short_string(&r, 32, &v->kind) || !read_long_string(&r, &v->model) ||
+            !read_long_string(&r, &v->params) || !v->model.p || !v->params.p || r.left != 0)
+                return -EIO;
+        v->size = (uint64_t)size;
+        memcpy(v->blob, blob, 16);
+        return 0;
+}
+
+/* The entry of `hash` (strings dropped: they live only until the next write). */
+static int cache_get(struct store_txn *t, const uint8_t hash[16], struct cache_view *ret)
+{
+        MDB_val key = key_of(hash), val;
+        int r = errno_from_mdb(mdb_get(t->txn, t->s->cache, &key, &val));
+
+        if (r < 0)
+                return r;
+        r = cache_parse(&val, ret);
+        if (r < 0)
+                return r;
+        ret->backend = ret->kind = ret->model = ret->params = (struct str_view){ 0 };
+        return 0;
+}
+
+static int del_quiet(struct store_txn *t, MDB_dbi dbi, MDB_val *key)
+{
+        int r = txn_write_result(t, mdb_del(t->txn, dbi, key, NULL));
+
+        return r == -ENOENT ? 0 : r;
+}
+
+/* Deletes the entry of `hash` with its index keys, and releases its blob. */
+static int cache_delete(struct store_txn *t, const uint8_t hash[16])
+{
+        MDB_val key = key_of(hash), ik;
+        struct cache_view v;
+        uint8_t buf[24];
+        int r;
+
+        r = cache_get(t, hash, &v);
+        if (r == -EIO)
+                return del_quiet(t, t->s->cache, &key); /* unreadable: no index keys known */
+        if (r < 0)
+                return r;
+        r = txn_write_result(t, mdb_del(t->txn, t->s->cache, &key, NULL));
+        if (r >= 0) {
+                ik = time_key(buf, v.last_used_ms, hash);
+                r = del_quiet(t, t->s->cache_lru, &ik);
+        }
+        if (r >= 0) {
+                ik = time_key(buf, v.created_ms, hash);
+                r = del_quiet(t, t->s->cache_ttl, &ik);
+        }
+        if (r >= 0)
+                r = blob_release(t, v.blob);
+        if (r < 0)
+                return r;
+        t->delta.bytes -= (int64_t)v.size;
+        t->delta.entries--;
+        return 0;
+}
+
+static bool cache_matches(const struct cache_view *v, const struct store_cache_key *k)
+{
+        return v->version == k->version && view_equals(&v->kind, k->kind) &&
+               view_equals(&v->model, k->model ? k->model : "") && view_equals(&v->params, k->params);
+}
+
+static bool blob_exists(struct store_txn *t, const uint8_t blob[16])
+{
+        struct chunk_key k;
+        MDB_val key = chunk_key(&k, blob, 0), val;
+
+        return mdb_get(t->txn, t->s->results, &key, &val) == 0;
+}
+
+/* Looks up a cached result and bumps its last use; see store.h. */
+int store_cache_lookup(struct store_txn *t, const struct store_cache_key *key, int64_t now_ms, uint32_t ttl_s,
+                       struct store_cache_hit *ret)
+{
+        MDB_val k = key_of(key->hash), val, ik, empty = { .mv_size = 0, .mv_data = NULL };
+        struct cache_view v;
+        uint8_t buf[24], *copy;
+        int r;
+
+        if (t->err < 0)
+                return t->err;
+        r = errno_from_mdb(mdb_get(t->txn, t->s->cache, &k, &val));
+        if (r < 0)
+                return r;
+        if (cache_parse(&val, &v) < 0 || !cache_matches(&v, key))
+                return -ENOENT; /* corrupt or another key with the same hash: a miss */
+        if (ttl_s && v.created_ms + (int64_t)ttl_s * 1000 <= now_ms)
+                return -ENOENT; /* expired: maintenance deletes it */
+        if (!blob_exists(t, v.blob)) {
+                r = cache_delete(t, key->hash);
+                return r < 0 ? r : -ENOENT;
+        }
+        memset(ret, 0, sizeof(*ret));
+        memcpy(ret->blob, v.blob, 16);
+        ret->size = v.size;
+        memcpy(ret->backend, v.backend.p, v.backend.n);
+        if (v.last_used_ms >= now_ms || !t->write)
+                return 0;
+        /* Bump the last use: move the LRU key, rewrite the entry's time. */
+        copy = malloc(val.mv_size);
+        if (!copy)
+                return -ENOMEM;
+        memcpy(copy, val.mv_data, val.mv_size);
+        write_i64(copy + CACHE_LAST_USED_OFFSET, now_ms);
+        val.mv_data = copy;
+        ik = time_key(buf, v.last_used_ms, key->hash);
+        r = del_quiet(t, t->s->cache_lru, &ik);
+        if (r >= 0) {
+                ik = time_key(buf, now_ms, key->hash);
+                r = txn_write_result(t, mdb_put(t->txn, t->s->cache_lru, &ik, &empty, 0));
+        }
+        if (r >= 0)
+                r = txn_write_result(t, mdb_put(t->txn, t->s->cache, &k, &val, 0));
+        free(copy);
+        return r < 0 ? r : 0;
+}
+
+static int first_index_key(struct store_txn *t, MDB_dbi dbi, uint8_t ret[24]);
+static int cache_index_drop(struct store_txn *t, MDB_dbi dbi, const uint8_t ik[24], bool lru);
+
+/* Caches the stored result of job `blob` under `key`; see store.h. */
+int store_cache_put(struct store_txn *t, const struct store_cache_key *key, const uint8_t blob[16], uint64_t size,
+                    const char *backend, int64_t now_ms, uint64_t max_bytes)
+{
+        const char *model = key->model ? key->model : "";
+        size_t bl = strnlen(backend ? backend : "", 16), kl = strnlen(key->kind, 32);
+        size_t ml = strlen(model), pl = strlen(key->params), n;
+        MDB_val k = key_of(key->hash), val, ik, empty = { .mv_size = 0, .mv_data = NULL };
+        uint8_t buf[24], *e, *p;
+        int r;
+
+        if (t->err < 0)
+                return t->err;
+        if (bl >= 16 || kl >= 32 || ml >= STORE_NULL_STRING || pl >= STORE_NULL_STRING)
+                return -EINVAL;
+        if (size > max_bytes)
+                return 0;
+        r = cache_delete(t, key->hash);
+        if (r < 0 && r != -ENOENT)
+                return r;
+        n = 1 + 8 + 8 + 8 + 4 + 16 + 1 + bl + 1 + kl + 4 + ml + 4 + pl;
+        e = malloc(n);
+        if (!e)
+                return -ENOMEM;
+        p = e;
+        *p++ = CACHE_ENTRY_VERSION;
+        p = write_i64(p, now_ms);
+        p = write_i64(p, now_ms);
+        p = write_i64(p, (int64_t)size);
+        p = write_u32(p, key->version);
+        memcpy(p, blob, 16);
+        p += 16;
+        p = write_short_string(p, backend ? backend : "");
+        p = write_short_string(p, key->kind);
+        p = write_long_string(p, model);
+        write_long_string(p, key->params);
+        val = (MDB_val){ .mv_size = n, .mv_data = e };
+        r = txn_write_result(t, mdb_put(t->txn, t->s->cache, &k, &val, 0));
+        free(e);
+        if (r >= 0) {
+                ik = time_key(buf, now_ms, key->hash);
+                r = txn_write_result(t, mdb_put(t->txn, t->s->cache_lru, &ik, &empty, 0));
+        }
+        if (r >= 0)
+                r = txn_write_result(t, mdb_put(t->txn, t->s->cache_ttl, &ik, &empty, 0));
+        if (r >= 0)
+                r = blob_ref(t, blob);
+        if (r < 0)
+                return r;
+        t->delta.bytes += (int64_t)size;
+        t->delta.entries++;
+        t->delta.stored++;
+        /* Evict at once rather than at the next maintenance round, so the cache never
+         * holds more than max_bytes. The new entry is the most recently used: it goes
+         * last, and never (it fits alone). */
+        while (atomic_load(&t->s->c_bytes) + (uint64_t)t->delta.bytes > max_bytes) {
+                r = first_index_key(t, t->s->cache_lru, buf);
+                if (r < 0)
+                        return r == -ENOENT ? 0 : r;
+                r = cache_index_drop(t, t->s->cache_lru, buf, true);
+                if (r < 0)
+                        return r;
+                t->delta.evicted++;
+        }
+        return 0;
+}
+
+/* Purges the entries of one kind, or all; see store.h. */
+int store_cache_purge(struct store_txn *t, const char *kind, uint64_t *ret_n)
+{
+        uint8_t (*hashes)[16] = NULL;
+        size_t n = 0, cap = 0;
+        MDB_cursor *c;
+        MDB_val key, val;
+        int rc, r = 0;
+
+        if (t->err < 0)
+                return t->err;
+        r = errno_from_mdb(mdb_cursor_open(t->txn, t->s->cache, &c));
+        if (r < 0)
+                return r;
+        for (rc = mdb_cursor_get(c, &key, &val, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
+                struct cache_view v;
+
+                if (key.mv_size != 16)
+                        continue;
+                if (kind && (cache_parse(&val, &v) < 0 || !view_equals(&v.kind, kind)))
+                        continue;
+                if (n == cap) {
+                        size_t nc = cap ? cap * 2 : 64;
+                        void *nh = realloc(hashes, nc * 16);
+                        if (!nh) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        hashes = nh;
+                        cap = nc;
+                }
+                memcpy(hashes[n++], key.mv_data, 16);
+        }
+        mdb_cursor_close(c);
+        if (r >= 0 && rc != 0 && rc != MDB_NOTFOUND)
+                r = errno_from_mdb(rc);
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                r = cache_delete(t, hashes[i]);
+        free(hashes);
+        if (r < 0)
+                return r;
+        t->delta.purged += n;
+        *ret_n = n;
+        return 0;
+}
+
+/* Copies the first key of `dbi` (24-byte index keys only). */
+static int first_index_key(struct store_txn *t, MDB_dbi dbi, uint8_t ret[24])
+{
+        MDB_cursor *c;
+        MDB_val key, val;
+        int r = errno_from_mdb(mdb_cursor_open(t->txn, dbi, &c));
+
+        if (r < 0)
+                return r;
+        r = errno_from_mdb(mdb_cursor_get(c, &key, &val, MDB_FIRST));
+        if (r >= 0 && key.mv_size != 24)
+                r = -EIO;
+        if (r >= 0)
+                memcpy(ret, key.mv_data, 24);
+        mdb_cursor_close(c);
+        return r;
+}
+
+/* Deletes an index key, and the cache entry it names when the entry's time matches
+ * (a stale key of a replaced or bumped entry is just dropped). */
+static int cache_index_drop(struct store_txn *t, MDB_dbi dbi, const uint8_t ik[24], bool lru)
+{
+        MDB_val key = { .mv_size = 24, .mv_data = (void *)ik };
+        struct cache_view v;
+        int64_t ms = (int64_t)get_be64(ik);
+        int r = cache_get(t, ik + 8, &v);
+
+        if (r >= 0 && (lru ? v.last_used_ms : v.created_ms) == ms)
+                return cache_delete(t, ik + 8);
+        if (r < 0 && r != -ENOENT && r != -EIO)
+                return r;
+        return del_quiet(t, dbi, &key);
+}
+
+/* Background work: retention, TTL, LRU; see store.h. */
+int store_maintain(struct store_txn *t, const struct store_policy *p, int64_t now_ms, unsigned budget)
+{
+        struct store *s = t->s;
+        unsigned n = 0;
+        uint8_t ik[24];
+        int r = 0;
+
+        if (t->err < 0)
+                return t->err;
+        while (p->retain_s && n < budget) {
+                r = first_index_key(t, s->retain, ik);
+                if (r < 0 || (int64_t)get_be64(ik) + (int64_t)p->retain_s * 1000 > now_ms)
+                        break;
+                MDB_val key = { .mv_size = 24, .mv_data = ik };
+                struct store_job *job = NULL;
+                r = del_quiet(t, s->retain, &key);
+                if (r >= 0)
+                        r = store_job_get(t, ik + 8, &job);
+                if (r >= 0 && kiln_job_state_is_final(job->state)) {
+                        r = store_job_delete(t, ik + 8);
+                        if (r >= 0)
+                                t->delta.jobs_purged++;
+                } else if (r == -ENOENT || r == -EIO || r >= 0) {
+                        r = 0; /* already gone, or pending again: nothing to purge */
+                }
+                store_job_free(job);
+                if (r < 0)
+                        return r;
+                n++;
+        }
+        if (r < 0 && r != -ENOENT)
+                return r;
+        while (p->cache_ttl_s && n < budget) {
+                r = first_index_key(t, s->cache_ttl, ik);
+                if (r < 0 || (int64_t)get_be64(ik) + (int64_t)p->cache_ttl_s * 1000 > now_ms)
+                        break;
+                r = cache_index_drop(t, s->cache_ttl, ik, false);
+                if (r < 0)
+                        return r;
+                t->delta.expired++;
+                n++;
+        }
+        if (r < 0 && r != -ENOENT)
+                return r;
+        while (n < budget && atomic_load(&s->c_bytes) + (uint64_t)t->delta.bytes > p->cache_max_bytes) {
+                r = first_index_key(t, s->cache_lru, ik);
+                if (r < 0)
+                        break;
+                r = cache_index_drop(t, s->cache_lru, ik, true);
+                if (r < 0)
+                        return r;
+                t->delta.evicted++;
+                n++;
+        }
+        if (r < 0 && r != -ENOENT)
+                return r;
+        return (int)n;
+}
+
+/* A snapshot of the cache counters; see store.h. */
+void store_cache_stats(struct store *s, struct store_cache_stats *ret)
+{
+        ret->hits = atomic_load(&s->c_hits);
+        ret->misses = atomic_load(&s->c_misses);
+        ret->bytes = atomic_load(&s->c_bytes);
+        ret->entries = atomic_load(&s->c_entries);
+        ret->evicted = atomic_load(&s->c_evicted);
+        ret->expired = atomic_load(&s->c_expired);
+        ret->purged = atomic_load(&s->c_purged);
+        ret->stored = atomic_load(&s->c_stored);
+        ret->jobs_purged = atomic_load(&s->c_jobs_purged);
+}
+
+/* At open: totals the cache, and indexes finished jobs of a store written before
+ * the "retain" database existed. Returns an LMDB code. */
+static int open_scan(struct store *s, MDB_txn *txn)
+{
+        MDB_stat retain, pending, jobs;
+        MDB_cursor *c;
+        MDB_val key, val;
+        uint64_t bytes = 0, entries = 0;
+        int rc;
+
+        rc = mdb_cursor_open(txn, s->cache, &c);
+        if (rc)
+                return rc;
+        for (rc = mdb_cursor_get(c, &key, &val, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
+                struct cache_view v;
+                if (cache_parse(&val, &v) == 0) {
+                        bytes += v.size;
+                        entries++;
+                }
+        }
+        mdb_cursor_close(c);
+        if (rc != MDB_NOTFOUND)
+                return rc;
+        atomic_store(&s->c_bytes, bytes);
+        atomic_store(&s->c_entries, entries);
+
+        rc = mdb_stat(txn, s->retain, &retain);
+        if (!rc)
+                rc = mdb_stat(txn, s->pending, &pending);
+        if (!rc)
+                rc = mdb_stat(txn, s->jobs, &jobs);
+        if (rc || retain.ms_entries || jobs.ms_entries <= pending.ms_entries)
+                return rc;
+        rc = mdb_cursor_open(txn, s->jobs, &c);
+        if (rc)
+                return rc;
+        for (rc = mdb_cursor_get(c, &key, &val, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
+                struct record_view v;
+                uint8_t buf[24];
+                MDB_val ik, empty = { .mv_size = 0, .mv_data = NULL };
+
+                if (key.mv_size != 16 || record_parse(val.mv_data, val.mv_size, &v) < 0 ||
+                    !kiln_job_state_is_final(v.state))
+                        continue;
+                ik = time_key(buf, v.finished_ms, key.mv_data);
+                rc = mdb_put(txn, s->retain, &ik, &empty, 0);
+                if (rc)
+                        break;
+        }
+        mdb_cursor_close(c);
+        return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 /* ---- the writer ---- */
 
 struct store_writer {
@@ -1042,6 +1771,10 @@ struct store_writer {
         bool dirty;
         int64_t last_sync_ms;
 
+        struct store_policy policy;   /* under lock: the latest store_writer_set_policy */
+        bool has_policy;              /* under lock */
+        int64_t next_maint_ms;        /* writer thread only */
+
         _Atomic uint64_t commits, ops;
 };
 
@@ -1053,6 +1786,18 @@ static int64_t now_ms(void)
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Wall-clock ms: cache and retention times are stored and survive restarts. */
+static int64_t wall_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+#define MAINT_INTERVAL_MS 1000
+#define MAINT_BUDGET 256
+
 static void op_clear_outputs(struct store_op *op)
 {
         op->job_out = NULL;
@@ -1060,7 +1805,9 @@ static void op_clear_outputs(struct store_op *op)
         op->list_out = NULL;
         op->list_n = 0;
         op->list_more = false;
-        if (op->type == STORE_OP_RESULT_GET)
+        op->outcome = STORE_SUBMIT_STORED;
+        op->purge_n = 0;
+        if (op->type == STORE_OP_RESULT_GET || op->type == STORE_OP_SUBMIT)
                 op->result_size = 0;
 }
 
@@ -1087,7 +1834,72 @@ static int op_apply_put(struct store_txn *t, struct store_op *op)
         r = store_job_put(t, op->job);
         if (r < 0 || op->result_size == 0)
                 return r;
-        return store_result_put(t, op->job->id, op->result_size, op_write_piece, op);
+        r = store_result_put(t, op->job->id, op->result_size, op_write_piece, op);
+        if (r < 0 || !op->cache_key || op->job->state != KILN_JOB_DONE)
+                return r;
+        return store_cache_put(t, op->cache_key, op->job->id, op->result_size, op->job->backend, wall_ms(),
+                               t->s->has_policy ? t->s->policy.cache_max_bytes : UINT64_MAX);
+}
+
+/* SUBMIT: the tenant's idempotency key first, then the cache, then a new queued job. */
+static int op_apply_submit(struct store_txn *t, struct store_op *op)
+{
+        struct store_job *job = op->job;
+        uint8_t orig[16];
+        int r;
+
+        if (!job)
+                return -EINVAL;
+        if (job->idem_key) {
+                r = store_idem_get(t, job->tenant, job->idem_key, orig);
+                if (r >= 0) {
+                        r = store_job_get(t, orig, &op->job_out);
+                        if (r >= 0) {
+                                op->outcome = STORE_SUBMIT_IDEM;
+                                if (op->job_out->state != KILN_JOB_DONE)
+                                        return 0;
+                                r = store_result_get(t, orig, &op->result_out, &op->result_size);
+                                return r == -ENOENT ? 0 : r;
+                        }
+                }
+                if (r < 0 && r != -ENOENT)
+                        return r;
+                /* Unused, or naming a purged job: the key is free. */
+        }
+        if (op->cache_key) {
+                struct store_cache_hit hit;
+                int64_t now = wall_ms();
+                r = store_cache_lookup(t, op->cache_key, now, t->s->has_policy ? t->s->policy.cache_ttl_s : 0, &hit);
+                if (r >= 0) {
+                        struct store_job rec = *job;
+                        rec.state = KILN_JOB_DONE;
+                        rec.finished_ms = rec.submitted_ms;
+                        rec.queue_ms = rec.run_ms = rec.batch = 0;
+                        memcpy(rec.backend, hit.backend, sizeof(rec.backend));
+                        rec.error_code = rec.error_message = NULL;
+                        r = store_job_put(t, &rec);
+                        if (r >= 0)
+                                r = store_result_alias(t, job->id, hit.blob);
+                        if (r >= 0 && job->idem_key)
+                                r = store_idem_put(t, job->tenant, job->idem_key, job->id);
+                        if (r >= 0)
+                                r = store_result_get(t, job->id, &op->result_out, &op->result_size);
+                        if (r >= 0 && !(op->job_out = store_job_dup(&rec)))
+                                r = -ENOMEM;
+                        if (r < 0)
+                                return r;
+                        op->outcome = STORE_SUBMIT_CACHED;
+                        t->delta.hits++;
+                        return 0;
+                }
+                if (r != -ENOENT)
+                        return r;
+                t->delta.misses++;
+        }
+        r = store_job_put(t, job);
+        if (r >= 0 && job->idem_key)
+                r = store_idem_put(t, job->tenant, job->idem_key, job->id);
+        return r;
 }
 
 /* RESULT_GET: the job, and its result when there is one (a job without a result gives
@@ -1128,6 +1940,10 @@ static int op_apply(struct store_txn *t, struct store_op *op)
                 return store_job_delete(t, op->id);
         case STORE_OP_BARRIER:
                 return 0;
+        case STORE_OP_SUBMIT:
+                return op_apply_submit(t, op);
+        case STORE_OP_CACHE_PURGE:
+                return store_cache_purge(t, op->purge_kind, &op->purge_n);
         }
         return -EINVAL;
 }
@@ -1205,23 +2021,54 @@ static void writer_maybe_sync(struct store_writer *w, bool force)
         w->last_sync_ms = now;
 }
 
-/* Waits (lock held) until there is work, a stop, or a batch sync is due. */
+/* Waits (lock held) until there is work, a stop, a batch sync or maintenance is due. */
 static void writer_wait(struct store_writer *w)
 {
         while (!w->head && !w->stopping) {
-                int64_t deadline;
+                int64_t deadline = INT64_MAX;
                 struct timespec ts;
 
-                if (!w->dirty) {
+                if (w->dirty)
+                        deadline = w->last_sync_ms + WRITER_SYNC_INTERVAL_MS;
+                if (w->has_policy && w->next_maint_ms < deadline)
+                        deadline = w->next_maint_ms;
+                if (deadline == INT64_MAX) {
                         pthread_cond_wait(&w->cond, &w->lock);
                         continue;
                 }
-                deadline = w->last_sync_ms + WRITER_SYNC_INTERVAL_MS;
                 if (now_ms() >= deadline)
                         return;
                 ts.tv_sec = deadline / 1000;
                 ts.tv_nsec = (deadline % 1000) * 1000000;
                 pthread_cond_timedwait(&w->cond, &w->lock, &ts);
+        }
+}
+
+/* One round of store_maintain in its own transaction, committed without fsync: what
+ * it deletes is rebuilt or re-deleted after a crash, so it need not wait for the disk
+ * (the next synced commit or batch sync flushes it). */
+static void writer_maintain(struct store_writer *w)
+{
+        struct store_txn *t;
+        int n = 0, r;
+
+        w->next_maint_ms = now_ms() + MAINT_INTERVAL_MS;
+        if (store_txn_begin(w->s, true, &t) < 0)
+                return;
+        n = store_maintain(t, &w->s->policy, wall_ms(), MAINT_BUDGET);
+        if (n <= 0) {
+                store_txn_abort(t);
+                return;
+        }
+        if (w->s->sync == STORE_SYNC_FULL)
+                mdb_env_set_flags(w->s->env, MDB_NOSYNC, 1);
+        r = store_txn_commit(t);
+        if (w->s->sync == STORE_SYNC_FULL)
+                mdb_env_set_flags(w->s->env, MDB_NOSYNC, 0);
+        if (r >= 0) {
+                w->dirty = true;
+                if (n >= MAINT_BUDGET)
+                        w->next_maint_ms = now_ms(); /* more is due: again after queued ops */
         }
 }
 
@@ -1251,10 +2098,14 @@ static void *writer_main(void *arg)
                         batch = NULL;
                 }
                 stop = !w->head && w->stopping;
+                w->s->has_policy = w->has_policy;
+                w->s->policy = w->policy;
                 pthread_mutex_unlock(&w->lock);
 
                 if (batch)
                         writer_run_batch(w, batch, n);
+                if (w->s->has_policy && !stop && now_ms() >= w->next_maint_ms)
+                        writer_maintain(w);
                 writer_maybe_sync(w, stop);
                 if (stop && !batch)
                         break;
@@ -1333,6 +2184,18 @@ void store_writer_stop(struct store_writer *w)
         pthread_cond_destroy(&w->cond);
         pthread_mutex_destroy(&w->lock);
         free(w);
+}
+
+/* Hands the writer new limits (thread-safe); maintenance starts at the next round. */
+void store_writer_set_policy(struct store_writer *w, const struct store_policy *p)
+{
+        pthread_mutex_lock(&w->lock);
+        if (!w->has_policy || memcmp(&w->policy, p, sizeof(*p))) {
+                w->policy = *p;
+                w->has_policy = true;
+                pthread_cond_signal(&w->cond);
+        }
+        pthread_mutex_unlock(&w->lock);
 }
 
 /* Reports transactions committed and operations in them since start. Either output

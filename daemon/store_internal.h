@@ -21,7 +21,7 @@ int store_record_encode(const struct store_job *job, uint8_t **ret_buf, size_t *
  * or -ENOMEM. */
 int store_record_decode(const uint8_t id[16], const uint8_t *buf, size_t size, struct store_job **ret);
 
-/* Sets the size of the pieces results are stored in (0 restores 64 MiB), so tests
+/* Sets the size of the pieces results are stored in (0 restores the store's own, 16 pages), so tests
  * can store many-piece results cheaply. */
 void store_set_result_chunk(size_t bytes);
 

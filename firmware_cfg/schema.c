@@ -95,7 +95,7 @@ const struct kiln_cfg_key kiln_cfg_keys[] = {
           .def = "2", .min = 0, .max = 100,
           .doc = "Times a job is run again after a device failure before it fails." },
         { "jobs", "retain_s", KILN_CFG_U32, CFG(jobs.retain_s),
-          .def = "604800", .min = 60, .max = 31536000,
+          .def = "604800", .min = 1, .max = 31536000,
           .doc = "Seconds a finished job's record is kept." },
         /* [gpu] */
         { "gpu", "backend", KILN_CFG_ENUM, CFG(gpu.backend), .def = "auto",

@@ -97,7 +97,7 @@ static void test_err_names_follow_spec(void **state)
 static void test_op_names_follow_spec(void **state)
 {
         static const char *const want[] = { "hello", "submit", "status", "result", "watch",
-                                            "cancel", "list", "stats", "subscribe" };
+                                            "cancel", "list", "stats", "subscribe", "cache.purge" };
 
         assert_int_equal(sizeof(want) / sizeof(want[0]), _KOP_MAX);
         for (int i = 0; i < _KOP_MAX; i++)

@@ -1,0 +1,561 @@
+/* The store's result cache, shared result blobs, idempotency keys, retention and the
+ * SUBMIT operation. Every test works in its own directory under $KILN_TEST_TMPDIR. */
+#include <errno.h>
+#include <ftw.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "store.h"
+
+#define MAP_SIZE (256ull << 20)
+#define NOW 1800000000000ll
+
+struct fixture {
+        char dir[PATH_MAX];
+        struct store *s;
+};
+
+static void make_tmpdir(char *buf, size_t size)
+{
+        const char *base = getenv("KILN_TEST_TMPDIR");
+        char path[PATH_MAX];
+
+        if (!base || !*base)
+                base = "/tmp/kiln-test";
+        snprintf(path, sizeof(path), "%s", base);
+        for (char *p = path + 1; *p; p++) {
+                if (*p == '/') {
+                        *p = '\0';
+                        mkdir(path, 0700);
+                        *p = '/';
+                }
+        }
+        mkdir(path, 0700);
+        snprintf(buf, size, "%s/cache-XXXXXX", base);
+        assert_non_null(mkdtemp(buf));
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+        return remove(path);
+}
+
+static int setup(void **state)
+{
+        struct fixture *f = calloc(1, sizeof(*f));
+
+        assert_non_null(f);
+        make_tmpdir(f->dir, sizeof(f->dir));
+        assert_int_equal(store_open(f->dir, MAP_SIZE, STORE_SYNC_FULL, &f->s), 0);
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state)
+{
+        struct fixture *f = *state;
+
+        store_close(f->s);
+        nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        free(f);
+        return 0;
+}
+
+static void make_id(uint8_t id[16], uint32_t n)
+{
+        memset(id, 0, 16);
+        id[0] = 0x01;
+        id[6] = 0x70;
+        id[8] = 0x80;
+        for (int i = 0; i < 4; i++)
+                id[12 + i] = (uint8_t)(n >> (8 * (3 - i)));
+}
+
+static void init_job(struct store_job *j, uint32_t n, const char *tenant, enum kiln_job_state st, int64_t finished)
+{
+        memset(j, 0, sizeof(*j));
+        make_id(j->id, n);
+        snprintf(j->tenant, sizeof(j->tenant), "%s", tenant);
+        snprintf(j->kind, sizeof(j->kind), "lens.nfw");
+        snprintf(j->backend, sizeof(j->backend), "cpu");
+        j->state = (uint8_t)st;
+        j->priority = 2;
+        j->submitted_ms = finished ? finished - 10 : NOW;
+        j->finished_ms = kiln_job_state_is_final(st) ? finished : 0;
+        j->params = "{\"mass\":1}";
+}
+
+static void fill(void *opaque, uint8_t *dst, size_t offset, size_t len)
+{
+        uint8_t seed = *(uint8_t *)opaque;
+
+        for (size_t i = 0; i < len; i++)
+                dst[i] = (uint8_t)(seed + offset + i);
+}
+
+static struct store_cache_key key_of_params(const char *params, uint8_t hash_byte)
+{
+        struct store_cache_key k = { .kind = "lens.nfw", .version = 1, .model = "", .params = params };
+
+        memset(k.hash, hash_byte, 16);
+        return k;
+}
+
+static struct store_txn *wtxn(struct fixture *f)
+{
+        struct store_txn *t;
+
+        assert_int_equal(store_txn_begin(f->s, true, &t), 0);
+        return t;
+}
+
+/* A finished job with a result of `size` bytes, cached under `k`. */
+static void put_done_cached(struct fixture *f, uint32_t n, size_t size, uint8_t seed, const struct store_cache_key *k,
+                            uint64_t max_bytes, int64_t now)
+{
+        struct store_txn *t = wtxn(f);
+        struct store_job j;
+
+        init_job(&j, n, "acme", KILN_JOB_DONE, now);
+        assert_int_equal(store_job_put(t, &j), 0);
+        assert_int_equal(store_result_put(t, j.id, size, fill, &seed), 0);
+        assert_int_equal(store_cache_put(t, k, j.id, size, "cpu", now, max_bytes), 0);
+        assert_int_equal(store_txn_commit(t), 0);
+}
+
+static int lookup(struct fixture *f, const struct store_cache_key *k, int64_t now, uint32_t ttl,
+                  struct store_cache_hit *hit)
+{
+        struct store_txn *t = wtxn(f);
+        int r = store_cache_lookup(t, k, now, ttl, hit);
+
+        assert_int_equal(store_txn_commit(t), 0);
+        return r;
+}
+
+static int result_of(struct fixture *f, const uint8_t id[16], uint8_t **data, size_t *size)
+{
+        struct store_txn *t;
+        int r;
+
+        assert_int_equal(store_txn_begin(f->s, false, &t), 0);
+        r = store_result_get(t, id, data, size);
+        store_txn_abort(t);
+        return r;
+}
+
+static void cache_hit_returns_the_producing_jobs_result(void **state)
+{
+        struct fixture *f = *state;
+        struct store_cache_key k = key_of_params("{\"a\":1}", 7);
+        struct store_cache_hit hit;
+        struct store_cache_stats st;
+        uint8_t id[16], *data;
+        size_t size;
+
+        put_done_cached(f, 1, 1000, 3, &k, UINT64_MAX, NOW);
+        assert_int_equal(lookup(f, &k, NOW + 1, 0, &hit), 0);
+        make_id(id, 1);
+        assert_memory_equal(hit.blob, id, 16);
+        assert_int_equal(hit.size, 1000);
+        assert_string_equal(hit.backend, "cpu");
+        assert_int_equal(result_of(f, hit.blob, &data, &size), 0);
+        assert_int_equal(size, 1000);
+        assert_int_equal(data[10], (uint8_t)(3 + 10));
+        free(data);
+        store_cache_stats(f->s, &st);
+        assert_int_equal(st.entries, 1);
+        assert_int_equal(st.bytes, 1000);
+}
+
+static void same_hash_with_other_identity_is_a_miss(void **state)
+{
+        struct fixture *f = *state;
+        struct store_cache_key k = key_of_params("{\"a\":1}", 7);
+        struct store_cache_key other_params = key_of_params("{\"a\":2}", 7);
+        struct store_cache_key other_version = k, other_model = k, other_kind = k;
+        struct store_cache_hit hit;
+
+        other_version.version = 2;
+        other_model.model = "v2";
+        other_kind.kind = "lens.raytrace";
+        put_done_cached(f, 1, 100, 0, &k, UINT64_MAX, NOW);
+        assert_int_equal(lookup(f, &other_params, NOW, 0, &hit), -ENOENT);
+        assert_int_equal(lookup(f, &other_version, NOW, 0, &hit), -ENOENT);
+        assert_int_equal(lookup(f, &other_model, NOW, 0, &hit), -ENOENT);
+        assert_int_equal(lookup(f, &other_kind, NOW, 0, &hit), -ENOENT);
+        assert_int_equal(lookup(f, &k, NOW, 0, &hit), 0);
+}
+
+static void expired_entry_misses_and_maintenance_deletes_it(void **state)
+{
+        struct fixture *f = *state;
+        struct store_cache_key k = key_of_params("{\"a\":1}", 7);
+        struct store_policy p = { .cache_max_bytes = UINT64_MAX, .cache_ttl_s = 10, .retain_s = 0 };
+        struct store_cache_hit hit;
+        struct store_cache_stats st;
+        struct store_txn *t;
+        uint8_t *data;
+        size_t size;
+
+        put_done_cached(f, 1, 100, 0, &k, UINT64_MAX, NOW);
+        assert_int_equal(lookup(f, &k, NOW + 9999, 10, &hit), 0);
+        assert_int_equal(lookup(f, &k, NOW + 10000, 10, &hit), -ENOENT);
+        t = wtxn(f);
+        assert_int_equal(store_maintain(t, &p, NOW + 9999, 100), 0);
+        assert_int_equal(store_maintain(t, &p, NOW + 10000, 100), 1);
+        assert_int_equal(store_txn_commit(t), 0);
+        store_cache_stats(f->s, &st);
+        assert_int_equal(st.entries, 0);
+        assert_int_equal(st.bytes, 0);
+        assert_int_equal(st.expired, 1);
+        /* The job still holds its own result. */
+        assert_int_equal(result_of(f, hit.blob, &data, &size), 0);
+        free(data);
+}
+
+static void put_evicts_least_recently_used_beyond_max_bytes(void **state)
+{
+        struct fixture *f = *state;
+        struct store_cache_key k1 = key_of_params("{\"a\":1}", 1), k2 = key_of_params("{\"a\":2}", 2),
+                               k3 = key_of_params("{\"a\":3}", 3);
+        struct store_cache_hit hit;
+        struct store_cache_stats st;
+
+        put_done_cached(f, 1, 400, 0, &k1, 1000, NOW);
+        put_done_cached(f, 2, 400, 0, &k2, 1000, NOW + 1);
+        assert_int_equal(lookup(f, &k1, NOW + 2, 0, &hit), 0); /* k1 is now the most recent */
+        put_done_cached(f, 3, 400, 0, &k3, 1000, NOW + 3);
+        assert_int_equal(lookup(f, &k2, NOW + 4, 0, &hit), -ENOENT);
+        assert_int_equal(lookup(f, &k1, NOW + 4, 0, &hit), 0);
+        assert_int_equal(lookup(f, &k3, NOW + 4, 0, &hit), 0);
+        store_cache_stats(f->s, &st);
+        assert_int_equal(st.bytes, 800);
+        assert_int_equal(st.entries, 2);
+        assert_int_equal(st.evicted, 1);
+}
+
+static void result_larger_than_max_bytes_is_not_cached(void **state)
+{
+        struct fixture *f = *state;
+        struct store_cache_key k = key_of_params("{\"a\":1}", 1);
+        struct store_cache_hit hit;
+
+        put_done_cached(f, 1, 2000, 0, &k, 1000, NOW);
+        assert_int_equal(lookup(f, &k, NOW, 0, &hit), -ENOENT);
+}
+
+static void blob_lives_until_its_last_holder_goes(void **state)
+{
+        struct fixture *f = *state;
+        struct store_cache_key k = key_of_params("{\"a\":1}", 1);
+        struct store_job hitjob;
+        struct store_txn *t;
+        uint8_t producer[16], *data;
+        uint64_t n;
+        size_t size;
+
+        put_done_cached(f, 1, 300, 9, &k, UINT64_MAX, NOW);
+        make_id(producer, 1);
+        /* A second job answered from the cache. */
+        init_job(&hitjob, 2, "globex", KILN_JOB_DONE, NOW);
+        t = wtxn(f);
+        assert_int_equal(store_job_put(t, &hitjob), 0);
+        assert_int_equal(store_result_alias(t, hitjob.id, producer), 0);
+        /* The producing job goes (retention): the entry and the alias keep the pieces. */
+        assert_int_equal(store_job_delete(t, producer), 0);
+        assert_int_equal(store_txn_commit(t), 0);
+        assert_int_equal(result_of(f, hitjob.id, &data, &size), 0);
+        assert_int_equal(size, 300);
+        assert_int_equal(data[0], 9);
+        free(data);
+        /* Purging the cache leaves the alias job its result. */
+        t = wtxn(f);
+        assert_int_equal(store_cache_purge(t, NULL, &n), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(store_txn_commit(t), 0);
+        assert_int_equal(result_of(f, hitjob.id, &data, &size), 0);
+        free(data);
+        /* The last holder goes: the pieces go. */
+        t = wtxn(f);
+        assert_int_equal(store_job_delete(t, hitjob.id), 0);
+        assert_int_equal(store_txn_commit(t), 0);
+        assert_int_equal(result_of(f, producer, &data, &size), -ENOENT);
+}
+
+static void purge_by_kind_keeps_other_kinds(void **state)
+{
+        struct fixture *f = *state;
+        struct store_cache_key a = key_of_params("{\"a\":1}", 1), b = key_of_params("{\"a\":1}", 2);
+        struct store_cache_hit hit;
+        struct store_txn *t;
+        uint64_t n;
+
+        b.kind = "lens.raytrace";
+        put_done_cached(f, 1, 10, 0, &a, UINT64_MAX, NOW);
+        put_done_cached(f, 2, 10, 0, &b, UINT64_MAX, NOW);
+        t = wtxn(f);
+        assert_int_equal(store_cache_purge(t, "lens.nfw", &n), 0);
+        assert_int_equal(store_txn_commit(t), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(lookup(f, &a, NOW, 0, &hit), -ENOENT);
+        assert_int_equal(lookup(f, &b, NOW, 0, &hit), 0);
+}
+
+static void idempotency_keys_are_per_tenant(void **state)
+{
+        struct fixture *f = *state;
+        struct store_txn *t = wtxn(f);
+        uint8_t a[16], b[16], got[16];
+
+        make_id(a, 1);
+        make_id(b, 2);
+        assert_int_equal(store_idem_put(t, "acme", "k", a), 0);
+        assert_int_equal(store_idem_put(t, "globex", "k", b), 0);
+        assert_int_equal(store_idem_get(t, "acme", "k", got), 0);
+        assert_memory_equal(got, a, 16);
+        assert_int_equal(store_idem_get(t, "globex", "k", got), 0);
+        assert_memory_equal(got, b, 16);
+        assert_int_equal(store_idem_get(t, "acme", "other", got), -ENOENT);
+        assert_int_equal(store_idem_get(t, "acm", "ek", got), -ENOENT);
+        assert_int_equal(store_txn_commit(t), 0);
+}
+
+static void retention_purges_only_finished_jobs_past_retain(void **state)
+{
+        struct fixture *f = *state;
+        struct store_policy p = { .cache_max_bytes = UINT64_MAX, .retain_s = 60 };
+        struct store_job old, young, queued, *got;
+        struct store_cache_stats st;
+        struct store_txn *t = wtxn(f);
+        uint8_t seed = 1, id[16];
+
+        init_job(&old, 1, "acme", KILN_JOB_DONE, NOW - 61000);
+        old.idem_key = "old-key";
+        init_job(&young, 2, "acme", KILN_JOB_FAILED, NOW - 30000);
+        init_job(&queued, 3, "acme", KILN_JOB_QUEUED, 0);
+        queued.submitted_ms = NOW - 100000;
+        assert_int_equal(store_job_put(t, &old), 0);
+        assert_int_equal(store_result_put(t, old.id, 50, fill, &seed), 0);
+        assert_int_equal(store_idem_put(t, "acme", "old-key", old.id), 0);
+        assert_int_equal(store_job_put(t, &young), 0);
+        assert_int_equal(store_job_put(t, &queued), 0);
+        assert_int_equal(store_maintain(t, &p, NOW, 100), 1);
+        assert_int_equal(store_job_get(t, old.id, &got), -ENOENT);
+        assert_int_equal(store_idem_get(t, "acme", "old-key", id), -ENOENT);
+        assert_int_equal(store_job_get(t, young.id, &got), 0);
+        store_job_free(got);
+        assert_int_equal(store_job_get(t, queued.id, &got), 0);
+        store_job_free(got);
+        assert_int_equal(store_maintain(t, &p, NOW + 30000, 100), 1); /* now the failed one */
+        assert_int_equal(store_maintain(t, &p, NOW + 30000, 100), 0);
+        assert_int_equal(store_txn_commit(t), 0);
+        assert_int_equal(result_of(f, old.id, &(uint8_t *){ NULL }, &(size_t){ 0 }), -ENOENT);
+        store_cache_stats(f->s, &st);
+        assert_int_equal(st.jobs_purged, 2);
+}
+
+static void retention_works_in_bounded_batches(void **state)
+{
+        struct fixture *f = *state;
+        struct store_policy p = { .cache_max_bytes = UINT64_MAX, .retain_s = 1 };
+        struct store_txn *t = wtxn(f);
+        struct store_job j;
+
+        for (uint32_t i = 0; i < 25; i++) {
+                init_job(&j, 100 + i, "acme", KILN_JOB_DONE, NOW - 5000);
+                assert_int_equal(store_job_put(t, &j), 0);
+        }
+        assert_int_equal(store_maintain(t, &p, NOW, 10), 10);
+        assert_int_equal(store_maintain(t, &p, NOW, 10), 10);
+        assert_int_equal(store_maintain(t, &p, NOW, 10), 5);
+        assert_int_equal(store_txn_commit(t), 0);
+}
+
+static void counters_are_rebuilt_at_open(void **state)
+{
+        struct fixture *f = *state;
+        struct store_cache_key k1 = key_of_params("{\"a\":1}", 1), k2 = key_of_params("{\"a\":2}", 2);
+        struct store_cache_stats st;
+
+        put_done_cached(f, 1, 100, 0, &k1, UINT64_MAX, NOW);
+        put_done_cached(f, 2, 250, 0, &k2, UINT64_MAX, NOW);
+        store_close(f->s);
+        assert_int_equal(store_open(f->dir, MAP_SIZE, STORE_SYNC_FULL, &f->s), 0);
+        store_cache_stats(f->s, &st);
+        assert_int_equal(st.entries, 2);
+        assert_int_equal(st.bytes, 350);
+}
+
+/* ---- the SUBMIT operation, through the writer ---- */
+
+struct waiter {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        bool done;
+};
+
+static void op_done(struct store_op *op)
+{
+        struct waiter *w = op->userdata;
+
+        pthread_mutex_lock(&w->lock);
+        w->done = true;
+        pthread_cond_signal(&w->cond);
+        pthread_mutex_unlock(&w->lock);
+}
+
+static void run_op(struct store_writer *wr, struct store_op *op)
+{
+        struct waiter w = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+
+        op->done = op_done;
+        op->userdata = &w;
+        store_writer_submit(wr, op);
+        pthread_mutex_lock(&w.lock);
+        while (!w.done)
+                pthread_cond_wait(&w.cond, &w.lock);
+        pthread_mutex_unlock(&w.lock);
+}
+
+static void write_piece(struct store_op *op, uint8_t *dst, size_t offset, size_t len)
+{
+        for (size_t i = 0; i < len; i++)
+                dst[i] = (uint8_t)(offset + i);
+}
+
+static void submit_stores_then_caches_then_honours_keys(void **state)
+{
+        struct fixture *f = *state;
+        struct store_cache_key k = key_of_params("{\"mass\":1}", 5);
+        struct store_writer *wr;
+        struct store_job j1, j2, j3;
+        struct store_op op;
+
+        assert_int_equal(store_writer_start(f->s, &wr), 0);
+        /* First: a miss, stored queued. */
+        init_job(&j1, 1, "acme", KILN_JOB_QUEUED, 0);
+        memset(&op, 0, sizeof(op));
+        op.type = STORE_OP_SUBMIT;
+        op.job = &j1;
+        op.cache_key = &k;
+        run_op(wr, &op);
+        assert_int_equal(op.status, 0);
+        assert_int_equal(op.outcome, STORE_SUBMIT_STORED);
+        /* It finishes: result stored and cached. */
+        j1.state = KILN_JOB_DONE;
+        j1.finished_ms = NOW;
+        memset(&op, 0, sizeof(op));
+        op.type = STORE_OP_JOB_PUT;
+        op.job = &j1;
+        op.result_size = 4096;
+        op.write_result = write_piece;
+        op.cache_key = &k;
+        run_op(wr, &op);
+        assert_int_equal(op.status, 0);
+        /* Second, another tenant with a key: a hit, its own done job. */
+        init_job(&j2, 2, "globex", KILN_JOB_QUEUED, 0);
+        j2.idem_key = "g-1";
+        memset(&op, 0, sizeof(op));
+        op.type = STORE_OP_SUBMIT;
+        op.job = &j2;
+        op.cache_key = &k;
+        run_op(wr, &op);
+        assert_int_equal(op.status, 0);
+        assert_int_equal(op.outcome, STORE_SUBMIT_CACHED);
+        assert_non_null(op.job_out);
+        assert_memory_equal(op.job_out->id, j2.id, 16);
+        assert_string_equal(op.job_out->tenant, "globex");
+        assert_int_equal(op.job_out->state, KILN_JOB_DONE);
+        assert_int_equal(op.result_size, 4096);
+        assert_int_equal(op.result_out[100], 100);
+        store_job_free(op.job_out);
+        free(op.result_out);
+        /* Third: globex reuses its key with other params: the original job. */
+        init_job(&j3, 3, "globex", KILN_JOB_QUEUED, 0);
+        j3.idem_key = "g-1";
+        j3.params = "{\"mass\":2}";
+        memset(&op, 0, sizeof(op));
+        op.type = STORE_OP_SUBMIT;
+        op.job = &j3;
+        run_op(wr, &op);
+        assert_int_equal(op.status, 0);
+        assert_int_equal(op.outcome, STORE_SUBMIT_IDEM);
+        assert_memory_equal(op.job_out->id, j2.id, 16);
+        assert_int_equal(op.result_size, 4096);
+        store_job_free(op.job_out);
+        free(op.result_out);
+        /* cache_key NULL (cache: false): no lookup, stored. */
+        init_job(&j3, 4, "acme", KILN_JOB_QUEUED, 0);
+        memset(&op, 0, sizeof(op));
+        op.type = STORE_OP_SUBMIT;
+        op.job = &j3;
+        run_op(wr, &op);
+        assert_int_equal(op.outcome, STORE_SUBMIT_STORED);
+        store_writer_stop(wr);
+        struct store_cache_stats st;
+        store_cache_stats(f->s, &st);
+        assert_int_equal(st.hits, 1);
+        assert_int_equal(st.misses, 1);
+}
+
+static void writer_enforces_policy_in_the_background(void **state)
+{
+        struct fixture *f = *state;
+        struct store_policy p = { .cache_max_bytes = UINT64_MAX, .retain_s = 1 };
+        struct store_writer *wr;
+        struct store_cache_stats st;
+        struct store_job j;
+        struct store_op op;
+        int64_t now = (int64_t)time(NULL) * 1000;
+
+        init_job(&j, 1, "acme", KILN_JOB_DONE, now - 5000);
+        assert_int_equal(store_writer_start(f->s, &wr), 0);
+        memset(&op, 0, sizeof(op));
+        op.type = STORE_OP_JOB_PUT;
+        op.job = &j;
+        run_op(wr, &op);
+        store_writer_set_policy(wr, &p);
+        /* Maintenance runs about once a second; a barrier after 3 s of waiting would
+         * be timing, so poll the counter that it moves, bounded. */
+        for (int i = 0; i < 100; i++) {
+                store_cache_stats(f->s, &st);
+                if (st.jobs_purged)
+                        break;
+                nanosleep(&(struct timespec){ .tv_nsec = 50000000 }, NULL);
+        }
+        store_writer_stop(wr);
+        assert_int_equal(st.jobs_purged, 1);
+}
+
+static const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(cache_hit_returns_the_producing_jobs_result, setup, teardown),
+        cmocka_unit_test_setup_teardown(same_hash_with_other_identity_is_a_miss, setup, teardown),
+        cmocka_unit_test_setup_teardown(expired_entry_misses_and_maintenance_deletes_it, setup, teardown),
+        cmocka_unit_test_setup_teardown(put_evicts_least_recently_used_beyond_max_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(result_larger_than_max_bytes_is_not_cached, setup, teardown),
+        cmocka_unit_test_setup_teardown(blob_lives_until_its_last_holder_goes, setup, teardown),
+        cmocka_unit_test_setup_teardown(purge_by_kind_keeps_other_kinds, setup, teardown),
+        cmocka_unit_test_setup_teardown(idempotency_keys_are_per_tenant, setup, teardown),
+        cmocka_unit_test_setup_teardown(retention_purges_only_finished_jobs_past_retain, setup, teardown),
+        cmocka_unit_test_setup_teardown(retention_works_in_bounded_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(counters_are_rebuilt_at_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(submit_stores_then_caches_then_honours_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(writer_enforces_policy_in_the_background, setup, teardown),
+};
+
+int main(void)
+{
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
