@@ -9,13 +9,13 @@ STATE      ?= $(CURDIR)/state
 LISTEN     ?= 127.0.0.1:8080
 CMAKE_ARGS ?=
 
-.PHONY: run test deps build build-asan unit-test clean
+.PHONY: run test deps build build-asan packages unit-test clean
 
 deps:
 	@.ci/deps
 
 build: deps
-	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS)
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=/usr $(CMAKE_ARGS)
 	cmake --build $(BUILD) -j $(JOBS)
 
 build-asan: deps
@@ -38,6 +38,10 @@ test: build build-asan
 	cd $(BUILD) && ctest --output-on-failure -j 2
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j 2 -LE packaging
+
+# kiln_*.deb, kiln-cuda_*.deb and the two .rpm files, in $(BUILD).
+packages: build
+	cmake --build $(BUILD) --target package
 
 unit-test: build
 	cd $(BUILD) && ctest --output-on-failure -L unit -R unit/
