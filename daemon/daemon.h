@@ -20,6 +20,7 @@ struct mailbox;
 struct job;
 struct session;
 struct auth_tokens;
+struct limits_map;
 
 struct kilnd {
         struct kiln_config *cfg;      /* replaced on SIGHUP (loop) */
@@ -63,6 +64,10 @@ struct kilnd {
         uint64_t jobs_finished[6];
         uint64_t ws_messages_in, ws_messages_out;
         uint64_t rejected[16];        /* by enum kiln_err */
+
+        /* loop: limits (limits.h), created on first use, freed by server_stop */
+        struct limits_map *token_limits;  /* rate buckets by token name */
+        struct limits_map *tenant_limits; /* unfinished and finished jobs by tenant */
 };
 
 /* Submits a store operation whose completion will be handled on the loop thread

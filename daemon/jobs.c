@@ -10,6 +10,7 @@
 
 #include "cache.h"
 #include "daemon.h"
+#include "limiter.h"
 #include "log.h"
 #include "metrics.h"
 #include "params.h"
@@ -470,6 +471,7 @@ static void on_finished_mail(struct mail *m)
         if (state >= 0 && state < 6)
                 d->jobs_finished[state]++;
         metrics_job_finished(j);
+        jobs_tenant_release(d, j, state);
         sessions_job_done(d, j);
         jobs_deadline_remove(d, j);
         jobs_table_remove(d, j);
@@ -587,8 +589,46 @@ void jobs_table_add(struct kilnd *d, struct job *j)
         j->table_next = d->table[h];
         d->table[h] = job_ref(j);
         d->table_count++;
-        if (!kiln_job_state_is_final(atomic_load(&j->state)))
+        if (!kiln_job_state_is_final(atomic_load(&j->state))) {
                 coalesce_add(j);
+                jobs_tenant_hold(d, j); /* recovered jobs; submitted ones already are */
+        }
+}
+
+int jobs_tenant_hold(struct kilnd *d, struct job *j)
+{
+        if (j->tenant_counted)
+                return 0;
+        if (!d->tenant_limits && !(d->tenant_limits = limits_map_new()))
+                return -ENOMEM;
+        struct limits_entry *e = limits_map_get(d->tenant_limits, j->tenant);
+        if (!e)
+                return -ENOMEM;
+        e->active++;
+        j->tenant_counted = true;
+        return 0;
+}
+
+void jobs_tenant_release(struct kilnd *d, struct job *j, int final_state)
+{
+        struct limits_entry *e = d->tenant_limits ? limits_map_find(d->tenant_limits, j->tenant) : NULL;
+        if (!e && final_state >= 0 && d->tenant_limits)
+                e = limits_map_get(d->tenant_limits, j->tenant);
+        if (!e)
+                return;
+        if (j->tenant_counted && e->active)
+                e->active--;
+        j->tenant_counted = false;
+        if (final_state >= 0 && final_state < 6)
+                e->finished[final_state]++;
+}
+
+uint32_t jobs_tenant_counts(struct kilnd *d, const char *tenant, uint64_t ret_finished[6])
+{
+        struct limits_entry *e = d->tenant_limits ? limits_map_find(d->tenant_limits, tenant) : NULL;
+        for (int i = 0; i < 6; i++)
+                ret_finished[i] = e ? e->finished[i] : 0;
+        return e ? e->active : 0;
 }
 
 void jobs_table_remove(struct kilnd *d, struct job *j)

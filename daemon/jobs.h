@@ -89,6 +89,8 @@ struct job {
         bool watch_submitter;
         struct job_acceptor *acceptors; /* coalesced submitters waiting for `accepted` */
         bool committed;           /* its `accepted` was sent: attach directly */
+        bool tenant_counted;      /* counted in its tenant's unfinished jobs (limits) */
+        bool inflight_counted;    /* counted in its submitter session's in-flight jobs */
         bool in_coalesce;         /* in the coalescing map (cache.c) */
         struct job *coalesce_next;
 
@@ -155,6 +157,18 @@ void jobs_table_remove(struct kilnd *d, struct job *j);
 /* Borrowed pointer or NULL. */
 struct job *jobs_table_find(struct kilnd *d, const uint8_t id[16]);
 size_t jobs_table_count(struct kilnd *d);
+
+/* ---- per-tenant job counts (loop thread; limits.max_queued_per_tenant, stats) ---- */
+
+/* Counts j among its tenant's unfinished jobs (once: a second call does nothing).
+ * Returns >= 0 or -ENOMEM (the job is then simply not counted). */
+int jobs_tenant_hold(struct kilnd *d, struct job *j);
+/* Undoes jobs_tenant_hold (no-op when j is not counted); a final_state >= 0 also
+ * counts the job among its tenant's finished jobs of that state. */
+void jobs_tenant_release(struct kilnd *d, struct job *j, int final_state);
+/* The tenant's unfinished jobs and finished jobs by state (zeros for a tenant with
+ * none). ret_finished has 6 entries (enum kiln_job_state). */
+uint32_t jobs_tenant_counts(struct kilnd *d, const char *tenant, uint64_t ret_finished[6]);
 
 /* ---- deadlines (loop thread) ---- */
 

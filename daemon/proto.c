@@ -52,6 +52,7 @@ static const char *const op_names[_KOP_MAX] = {
         [KOP_STATS] = "stats",
         [KOP_SUBSCRIBE] = "subscribe",
         [KOP_CACHE_PURGE] = "cache.purge",
+        [KOP_CONFIG_GET] = "config.get",
 };
 
 static const char *const priority_names[_KILN_PRIO_MAX] = {
@@ -396,6 +397,7 @@ int proto_decode(const char *text, size_t len, struct proto_req *ret, json_t **r
                 k = decode_list(&r, err);
                 break;
         case KOP_STATS:
+        case KOP_CONFIG_GET:
                 k = 0;
                 break;
         case KOP_SUBSCRIBE:

@@ -45,6 +45,7 @@ enum kiln_op {
         KOP_STATS,
         KOP_SUBSCRIBE,
         KOP_CACHE_PURGE,   /* "cache.purge" (role admin) */
+        KOP_CONFIG_GET,    /* "config.get" (role admin): the effective configuration */
         _KOP_MAX,
 };
 

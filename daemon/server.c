@@ -18,6 +18,7 @@
 #include "cache.h"
 #include "daemon.h"
 #include "jobs.h"
+#include "limiter.h"
 #include "log.h"
 #include "mailbox.h"
 #include "metrics.h"
@@ -476,7 +477,10 @@ int server_start(struct kilnd *d)
         info.mounts = &mount_metrics;
         info.vhost_name = "kiln";
         info.retry_and_idle_policy = &retry_policy;
-        info.timeout_secs = 10; /* handshake and HTTP transaction timeout */
+        /* How long a connection may take to send its HTTP request headers, finish TLS
+         * and the upgrade (slow-loris clients are dropped after it). */
+        info.timeout_secs = d->cfg->server.handshake_timeout_s;
+        info.timeout_secs_ah_idle = d->cfg->server.handshake_timeout_s; /* headers trickling in */
         info.pt_serv_buf_size = 64 * 1024;
         if (d->cfg->server.max_connections + 64 > 1024)
                 info.fd_limit_per_thread = d->cfg->server.max_connections + 64;
@@ -520,4 +524,8 @@ void server_stop(struct kilnd *d)
         mailbox_set_context(d->mailbox, NULL);
         lws_context_destroy(d->lws);
         d->lws = NULL;
+        limits_map_free(d->token_limits);
+        d->token_limits = NULL;
+        limits_map_free(d->tenant_limits);
+        d->tenant_limits = NULL;
 }

@@ -13,9 +13,11 @@
 #include "cache.h"
 #include "daemon.h"
 #include "jobs.h"
+#include "limiter.h"
 #include "log.h"
 #include "params.h"
 #include "scheduler.h"
+#include "schema.h"
 #include "stats.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
@@ -64,6 +66,9 @@ struct session {
         size_t parts_bytes;
 
         bool stats_subscribed;
+
+        struct token_bucket bucket; /* limits.rate_per_s when there is no token */
+        uint32_t inflight;          /* jobs it submitted that have not finished */
 };
 
 size_t session_struct_size(void)
@@ -406,8 +411,11 @@ void sessions_job_accepted(struct kilnd *d, struct job *j)
         job_accepted(d, j, false);
 }
 
+static void submit_release(struct kilnd *d, struct job *j, int final_state);
+
 void sessions_job_rejected(struct kilnd *d, struct job *j, enum kiln_err code, const char *message)
 {
+        submit_release(d, j, -1);
         struct session *s = table_get(d, j->submitter);
         if (s)
                 send_error(s, j->submit_ref, code, NULL, "%s", message);
@@ -434,6 +442,7 @@ void sessions_job_progress(struct kilnd *d, struct job *j)
 
 void sessions_job_done(struct kilnd *d, struct job *j)
 {
+        submit_release(d, j, -1); /* jobs.c counted it finished for the tenant */
         for (size_t i = 0; i < j->n_watchers; i++) {
                 struct session *s = table_get(d, j->watchers[i]);
                 if (s)
@@ -442,6 +451,20 @@ void sessions_job_done(struct kilnd *d, struct job *j)
 }
 
 /* ---- submit ---- */
+
+/* Ends what a submission holds against the limits: the submitting connection's
+ * in-flight count and the tenant's unfinished-jobs count. final_state >= 0 also
+ * counts the job as finished for its tenant. Safe to call more than once. */
+static void submit_release(struct kilnd *d, struct job *j, int final_state)
+{
+        if (j->inflight_counted) {
+                j->inflight_counted = false;
+                struct session *s = table_get(d, j->submitter);
+                if (s && s->inflight)
+                        s->inflight--;
+        }
+        jobs_tenant_release(d, j, final_state);
+}
 
 static void submit_outputs_free(struct job *j)
 {
@@ -547,12 +570,14 @@ static void on_committed_mail(struct mail *m)
         }
         d->committing--;
         if (j->op.outcome == STORE_SUBMIT_IDEM) {
+                submit_release(d, j, -1); /* the original job is the one that counts */
                 answer_idempotent(d, j);
                 submit_outputs_free(j);
                 job_unref(j);
                 return;
         }
         if (j->op.outcome == STORE_SUBMIT_CACHED) {
+                submit_release(d, j, -1); /* a cache hit, not a finished run */
                 answer_cached(d, j);
                 submit_outputs_free(j);
                 job_unref(j);
@@ -615,6 +640,20 @@ static void op_submit(struct session *s, const struct proto_req *rq)
         }
         if (!consume_parts(s, ref, kind))
                 return;
+        if (s->inflight >= d->cfg->limits.max_inflight_per_conn) {
+                send_error(s, ref, KERR_RATE_LIMITED, NULL,
+                           "this connection has %u unfinished jobs, its maximum (limits.max_inflight_per_conn); "
+                           "wait for some to finish",
+                           s->inflight);
+                return;
+        }
+        uint64_t tenant_fin[6];
+        if (jobs_tenant_counts(d, s->who.tenant, tenant_fin) >= d->cfg->limits.max_queued_per_tenant) {
+                send_error(s, ref, KERR_QUEUE_FULL, NULL,
+                           "your tenant has %u unfinished jobs, its maximum (limits.max_queued_per_tenant); retry later",
+                           d->cfg->limits.max_queued_per_tenant);
+                return;
+        }
         if (d->committing + sched_queued(d->sched) >= d->cfg->jobs.max_queued) {
                 send_error(s, ref, KERR_QUEUE_FULL, NULL, "the queue holds its maximum of %u jobs; retry later",
                            d->cfg->jobs.max_queued);
@@ -630,6 +669,16 @@ static void op_submit(struct session *s, const struct proto_req *rq)
         if (kiln_params_validate(kind, rq->submit.params, &canonical, params, &perr) < 0) {
                 free(params);
                 send_error(s, ref, KERR_BAD_PARAMS, perr.field, "%s", perr.message);
+                return;
+        }
+        uint64_t result_bytes = kind->result_bytes ? kind->result_bytes(params) : 0;
+        if (result_bytes > d->cfg->limits.max_result_bytes) {
+                free(params);
+                json_decref(canonical);
+                send_error(s, ref, KERR_TOO_LARGE, "params",
+                           "these params ask for a result of %llu bytes, over the limit of %llu "
+                           "(limits.max_result_bytes)",
+                           (unsigned long long)result_bytes, (unsigned long long)d->cfg->limits.max_result_bytes);
                 return;
         }
         int64_t timeout = rq->submit.timeout_ms > 0 ? rq->submit.timeout_ms : d->cfg->jobs.default_timeout_ms;
@@ -663,6 +712,9 @@ static void op_submit(struct session *s, const struct proto_req *rq)
                 return;
         }
         j->submitter = s->id;
+        j->inflight_counted = true;
+        s->inflight++;
+        jobs_tenant_hold(d, j);
         j->submit_ref = ref ? json_incref(ref) : NULL;
         j->watch_submitter = rq->submit.watch;
         j->cache_store = d->cfg->cache.enabled;
@@ -939,14 +991,97 @@ static void op_hello(struct session *s, const struct proto_req *rq)
                                     json_pack("{s:s, s:o}", "doc", kiln_kinds[i]->doc ? kiln_kinds[i]->doc : "",
                                               "params", kiln_params_schema_json(kiln_kinds[i])));
         }
-        json_t *limits = json_pack("{s:I, s:I, s:I}", "max_message_bytes", (json_int_t)d->cfg->server.max_message_bytes,
-                                   "max_queued", (json_int_t)d->cfg->jobs.max_queued, "default_timeout_ms",
-                                   (json_int_t)d->cfg->jobs.default_timeout_ms);
+        const struct kiln_config *c = d->cfg;
+        json_t *limits = json_pack("{s:I, s:I, s:I, s:f, s:I, s:I, s:I, s:I}", "max_message_bytes",
+                                   (json_int_t)c->server.max_message_bytes, "max_queued", (json_int_t)c->jobs.max_queued,
+                                   "default_timeout_ms", (json_int_t)c->jobs.default_timeout_ms, "rate_per_s",
+                                   c->limits.rate_per_s, "burst", (json_int_t)c->limits.burst,
+                                   "max_inflight_per_conn", (json_int_t)c->limits.max_inflight_per_conn,
+                                   "max_queued_per_tenant", (json_int_t)c->limits.max_queued_per_tenant,
+                                   "max_result_bytes", (json_int_t)c->limits.max_result_bytes);
         send_json(s,
                   json_pack("{s:s, s:s, s:i, s:s, s:s, s:o, s:o, s:o}", "op", "welcome", "server",
                             "kiln/" KILN_VERSION, "protocol", 1, "tenant", s->who.tenant, "role",
                             auth_role_name(s->who.role), "kinds", kinds, "schemas", schemas, "limits", limits),
                   rq->ref);
+}
+
+/* The least role each op needs (read < submit < writer < admin); hello needs none. */
+static const enum auth_role op_min_role[_KOP_MAX] = {
+        [KOP_HELLO] = AUTH_ROLE_READ,      [KOP_SUBMIT] = AUTH_ROLE_SUBMIT,  [KOP_STATUS] = AUTH_ROLE_READ,
+        [KOP_RESULT] = AUTH_ROLE_READ,     [KOP_WATCH] = AUTH_ROLE_READ,     [KOP_CANCEL] = AUTH_ROLE_SUBMIT,
+        [KOP_LIST] = AUTH_ROLE_READ,       [KOP_STATS] = AUTH_ROLE_READ,     [KOP_SUBSCRIBE] = AUTH_ROLE_READ,
+        [KOP_CACHE_PURGE] = AUTH_ROLE_ADMIN, [KOP_CONFIG_GET] = AUTH_ROLE_ADMIN,
+};
+
+static int64_t now_us(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* limits.rate_per_s / limits.burst: one bucket per token (shared by every
+ * connection using it), or per connection when there is no token (auth off, or
+ * before a successful hello). Returns true when the message may be handled. */
+static bool rate_ok(struct session *s)
+{
+        struct kilnd *d = s->d;
+        struct token_bucket *b = &s->bucket;
+        if (s->authed && d->cfg->auth.required) {
+                if (!d->token_limits)
+                        d->token_limits = limits_map_new();
+                struct limits_entry *e = d->token_limits ? limits_map_get(d->token_limits, s->who.name) : NULL;
+                if (e)
+                        b = &e->bucket;
+        }
+        return token_bucket_take(b, d->cfg->limits.rate_per_s, (double)d->cfg->limits.burst, now_us());
+}
+
+static void send_rate_limited(struct session *s, json_t *ref)
+{
+        send_error(s, ref, KERR_RATE_LIMITED, NULL, "more than %g messages per second (limits.rate_per_s, burst %u); slow down",
+                   s->d->cfg->limits.rate_per_s, s->d->cfg->limits.burst);
+}
+
+/* config.get (role admin): every key of the effective configuration, typed, by
+ * section. The configuration holds no token (those live hashed in tokens_file);
+ * the TLS key's path is shown only as set or not. */
+static json_t *config_json(const struct kiln_config *c)
+{
+        json_t *o = json_object();
+        for (size_t i = 0; i < kiln_cfg_n_keys; i++) {
+                const struct kiln_cfg_key *k = &kiln_cfg_keys[i];
+                json_t *sec = json_object_get(o, k->section);
+                if (!sec) {
+                        sec = json_object();
+                        json_object_set_new(o, k->section, sec);
+                }
+                const char *field = (const char *)c + k->offset;
+                char text[4200];
+                kiln_cfg_format_value(k, c, text, sizeof(text));
+                json_t *v;
+                if (!strcmp(k->section, "server") && !strcmp(k->key, "tls_key"))
+                        v = json_string(text[0] ? "(set)" : "");
+                else if (k->type == KILN_CFG_BOOL)
+                        v = json_boolean(*(const bool *)field);
+                else if (k->type == KILN_CFG_U32)
+                        v = json_integer((json_int_t) * (const uint32_t *)field);
+                else if (k->type == KILN_CFG_SIZE)
+                        v = json_integer((json_int_t) * (const uint64_t *)field);
+                else if (k->type == KILN_CFG_DOUBLE)
+                        v = json_real(*(const double *)field);
+                else
+                        v = json_string(text);
+                json_object_set_new(sec, k->key, v);
+        }
+        for (size_t b = 0; b < c->n_batch; b++) {
+                char name[64];
+                snprintf(name, sizeof(name), "batch.%s", c->batch[b].kind);
+                json_object_set_new(o, name, json_pack("{s:I, s:I}", "max_batch", (json_int_t)c->batch[b].max_batch,
+                                                       "max_delay_us", (json_int_t)c->batch[b].max_delay_us));
+        }
+        return o;
 }
 
 static void handle_text(struct session *s, const char *text, size_t len)
@@ -960,8 +1095,19 @@ static void handle_text(struct session *s, const char *text, size_t len)
                 json_decref(ref);
                 return;
         }
+        if (!rate_ok(s)) {
+                send_rate_limited(s, rq.ref);
+                proto_req_clear(&rq);
+                return;
+        }
         if (!s->authed && rq.op != KOP_HELLO) {
                 send_error(s, rq.ref, KERR_UNAUTHORIZED, NULL, "say hello with a valid token first");
+                proto_req_clear(&rq);
+                return;
+        }
+        if (rq.op != KOP_HELLO && s->who.role < op_min_role[rq.op]) {
+                send_error(s, rq.ref, KERR_FORBIDDEN, "op", "%s needs the %s role; this token has the %s role",
+                           kiln_op_name(rq.op), auth_role_name(op_min_role[rq.op]), auth_role_name(s->who.role));
                 proto_req_clear(&rq);
                 return;
         }
@@ -982,7 +1128,7 @@ static void handle_text(struct session *s, const char *text, size_t len)
                 ask_store(s, &rq, STORE_OP_LIST);
                 break;
         case KOP_STATS:
-                send_json(s, stats_json(s->d, s->who.tenant), rq.ref);
+                send_json(s, stats_json(s->d, &s->who), rq.ref);
                 break;
         case KOP_SUBSCRIBE:
                 s->stats_subscribed = true;
@@ -990,6 +1136,9 @@ static void handle_text(struct session *s, const char *text, size_t len)
                 break;
         case KOP_CACHE_PURGE:
                 op_cache_purge(s, &rq);
+                break;
+        case KOP_CONFIG_GET:
+                send_json(s, json_pack("{s:s, s:o}", "op", "config", "config", config_json(s->d->cfg)), rq.ref);
                 break;
         default:
                 send_error(s, rq.ref, KERR_UNKNOWN_OP, "op", "unknown op");
@@ -1010,6 +1159,10 @@ static void handle_binary(struct session *s, const uint8_t *buf, size_t len)
                 return;
         }
         json_t *ref = f.ref;
+        if (!rate_ok(s)) {
+                send_rate_limited(s, ref);
+                goto out;
+        }
         if (!s->authed) {
                 send_error(s, ref, KERR_UNAUTHORIZED, NULL, "say hello with a valid token first");
                 goto out;
@@ -1092,7 +1245,7 @@ int session_receive(struct kilnd *d, struct session *s, const void *in, size_t l
 static void push_stats(struct session *s, void *userdata)
 {
         if (s->stats_subscribed && s->out_queued < 64)
-                send_json(s, stats_json(s->d, s->who.tenant), NULL);
+                send_json(s, stats_json(s->d, &s->who), NULL);
 }
 
 void sessions_push_stats(struct kilnd *d)

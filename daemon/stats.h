@@ -6,11 +6,16 @@
 #include "proto.h"
 
 struct kilnd;
+struct auth_identity;
 
 /* Counts a rejected request by error code. */
 void stats_rejected(struct kilnd *d, enum kiln_err code);
-/* The `stats` reply for a tenant: queue depths per kind and priority, running jobs,
- * finished jobs by state, connections, uptime. New reference. */
-json_t *stats_json(struct kilnd *d, const char *tenant);
+/* The `stats` reply for a connection. An admin gets the global figures: queue depths
+ * per kind and priority, running jobs, finished jobs by state, connections, cache,
+ * batches, uptime. Any other role gets only its own tenant's figures (its unfinished
+ * jobs as "queued", finished jobs by state) plus uptime and the backends, and nothing
+ * that would reveal another tenant's activity. O(1) in the number of jobs. New
+ * reference. */
+json_t *stats_json(struct kilnd *d, const struct auth_identity *who);
 /* Pushes stats to subscribed sessions (session.c). */
 void sessions_push_stats(struct kilnd *d);

@@ -35,6 +35,7 @@ struct kiln_config {
                 uint64_t max_message_bytes;
                 uint32_t max_connections;
                 uint32_t idle_timeout_s;
+                uint32_t handshake_timeout_s;
         } server;
         struct {
                 char tokens_file[4096];
@@ -65,9 +66,11 @@ struct kiln_config {
                 uint32_t threads;          /* 0 = number of cores */
         } cpu;
         struct {
-                double rate_per_s;         /* per token; 0 = unlimited */
+                double rate_per_s;         /* per token (per connection without auth); 0 = unlimited */
                 uint32_t burst;
                 uint32_t max_inflight_per_conn;
+                uint32_t max_queued_per_tenant;
+                uint64_t max_result_bytes;
         } limits;
         struct {
                 enum kiln_log_level level;

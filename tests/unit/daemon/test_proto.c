@@ -97,7 +97,8 @@ static void test_err_names_follow_spec(void **state)
 static void test_op_names_follow_spec(void **state)
 {
         static const char *const want[] = { "hello", "submit", "status", "result", "watch",
-                                            "cancel", "list", "stats", "subscribe", "cache.purge" };
+                                            "cancel", "list", "stats", "subscribe", "cache.purge",
+                                            "config.get" };
 
         assert_int_equal(sizeof(want) / sizeof(want[0]), _KOP_MAX);
         for (int i = 0; i < _KOP_MAX; i++)

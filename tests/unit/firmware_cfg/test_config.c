@@ -170,9 +170,9 @@ static void test_defaults_are_spec_values(void **state)
         assert_string_equal(c->gpu.devices, "all");
         assert_true(c->gpu.memory_fraction == 0.9);
         assert_int_equal(c->cpu.threads, 0);
-        assert_true(c->limits.rate_per_s == 0.0);
-        assert_int_equal(c->limits.burst, 100);
-        assert_int_equal(c->limits.max_inflight_per_conn, 1000);
+        assert_true(c->limits.rate_per_s == 20000.0);
+        assert_int_equal(c->limits.burst, 40000);
+        assert_int_equal(c->limits.max_inflight_per_conn, 10000);
         assert_int_equal(c->log.level, KILN_LOG_INFO);
         assert_int_equal(c->log.target, KILN_LOG_AUTO);
         assert_int_equal(c->n_batch, 0);
@@ -224,7 +224,7 @@ static void test_schema_has_every_section_key_and_valid_defaults(void **state)
                 if (!any)
                         fail_msg("section [%s] has no keys", kiln_cfg_sections[s]);
         }
-        assert_int_equal(kiln_cfg_n_keys, 28);
+        assert_int_equal(kiln_cfg_n_keys, 31);
         for (size_t i = 0; i < kiln_cfg_n_keys; i++) {
                 const struct kiln_cfg_key *k = &kiln_cfg_keys[i];
                 assert_true(kiln_cfg_section_known(k->section));

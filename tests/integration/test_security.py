@@ -1,0 +1,504 @@
+"""Security limits and roles (SPEC §2.1, §2.4, §2.5, §4 [limits] [server], §7): the
+role every op needs, tenant isolation of `stats`, the per-token message rate, the
+in-flight jobs per connection, the unfinished jobs per tenant, the result bytes per
+job, the handshake timeout against slow-loris clients, TLS, and a flood of 1,000
+misbehaving connections that must not disturb a well-behaved client.
+"""
+import asyncio
+import hashlib
+import json
+import os
+import random
+import resource
+import select
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import unittest
+import urllib.request
+
+import websockets
+
+from kiln_fixture import Client, Kilnd
+
+KIND = "lens.nfw"
+ALL_MAPS = ["kappa", "gamma1", "gamma2", "alpha_x", "alpha_y", "mu", "psi"]
+SMALL = {"mass": 1e14, "concentration": 5, "grid_size": 8}
+# Keeps the single worker busy for seconds.
+BLOCKER = {"concentration": 5, "grid_size": 8192, "maps": ALL_MAPS}
+
+_masses = iter(range(1, 1 << 30))
+
+
+def fresh_mass():
+    return 3e13 * (1 + next(_masses) * 1e-4 + random.random() * 1e-6)
+
+
+def sha256_hex(token):
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+TOKENS = {
+    # token: (name, tenant, role)
+    "tok-read": ("reader", "acme", "read"),
+    "tok-submit": ("submitter", "acme", "submit"),
+    "tok-submit2": ("submitter2", "acme", "submit"),
+    "tok-writer": ("writer", "acme", "writer"),
+    "tok-admin": ("admin", "acme", "admin"),
+    "tok-globex": ("globex", "globex", "submit"),
+}
+
+
+def start_with_tokens(env):
+    k = Kilnd(env=dict({"KILN_AUTH_REQUIRED": "true"}, **env))
+    with open(os.path.join(k.tmp, "tokens"), "w") as f:
+        for tok, (name, tenant, role) in TOKENS.items():
+            f.write(f"{name} {tenant} {role} {sha256_hex(tok)}\n")
+    return k.start()
+
+
+def metric(k, name, label):
+    with urllib.request.urlopen(k.http + "/metrics", timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + "{") and label in line:
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+class SecurityCase(unittest.TestCase):
+    env = {}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.kilnd = start_with_tokens(cls.env)
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.kilnd.stop()
+        log = cls.kilnd.read_log()
+        cls.kilnd.cleanup()
+        if code != 0:
+            raise AssertionError(f"kilnd exited with {code}:\n{log}")
+
+    def run_async(self, coro, timeout=120):
+        return asyncio.run(asyncio.wait_for(coro, timeout))
+
+    async def client(self, token, **kw):
+        return await Client.connect(self.kilnd.url, token=token, **kw)
+
+    def assertError(self, m, code, field=None):
+        self.assertEqual(m.get("op"), "error", m)
+        self.assertEqual(m.get("code"), code, m)
+        if field is not None:
+            self.assertEqual(m.get("field"), field, m)
+        self.assertTrue(m.get("message"), m)
+
+
+class RolesTest(SecurityCase):
+    env = {"KILN_CPU_THREADS": "1"}
+
+    def test_every_op_a_role_lacks_is_forbidden_and_the_rest_are_served(self):
+        async def go():
+            admin = await self.client("tok-admin")
+            acc = await admin.submit(KIND, SMALL)
+            self.assertEqual(acc["op"], "accepted", acc)
+            job = acc["job"]
+            await admin.read_done(job)
+            ops = {
+                "status": {"op": "status", "job": job},
+                "result": {"op": "result", "job": job},
+                "watch": {"op": "watch", "job": job},
+                "list": {"op": "list"},
+                "stats": {"op": "stats"},
+                "subscribe": {"op": "subscribe", "topic": "stats"},
+                "submit": {"op": "submit", "kind": KIND, "params": SMALL, "watch": False},
+                "cancel": {"op": "cancel", "job": job},
+                "cache.purge": {"op": "cache.purge", "kind": KIND},
+                "config.get": {"op": "config.get"},
+            }
+            need = {"status": "read", "result": "read", "watch": "read", "list": "read", "stats": "read",
+                    "subscribe": "read", "submit": "submit", "cancel": "submit", "cache.purge": "admin",
+                    "config.get": "admin"}
+            order = ["read", "submit", "writer", "admin"]
+            for tok in ("tok-read", "tok-submit", "tok-writer", "tok-admin"):
+                role = TOKENS[tok][2]
+                c = await self.client(tok)
+                for op, msg in ops.items():
+                    with self.subTest(role=role, op=op):
+                        r = await c.call(dict(msg))
+                        if order.index(role) < order.index(need[op]):
+                            self.assertError(r, "forbidden", "op")
+                            self.assertIn(need[op], r["message"])
+                        else:
+                            self.assertNotEqual(r.get("op"), "error", r)
+                await c.close()
+            await admin.close()
+        self.run_async(go())
+
+    def test_config_get_returns_the_effective_configuration_without_secrets(self):
+        async def go():
+            c = await self.client("tok-admin")
+            r = await c.call({"op": "config.get"})
+            await c.close()
+            return r
+        r = self.run_async(go())
+        self.assertEqual(r["op"], "config", r)
+        cfg = r["config"]
+        self.assertEqual(cfg["cpu"]["threads"], 1)
+        self.assertEqual(cfg["auth"]["required"], True)
+        self.assertEqual(cfg["limits"]["rate_per_s"], 20000)
+        self.assertEqual(cfg["limits"]["burst"], 40000)
+        self.assertIn("max_queued_per_tenant", cfg["limits"])
+        self.assertIn("handshake_timeout_s", cfg["server"])
+        text = json.dumps(r)
+        for tok in TOKENS:
+            self.assertNotIn(tok, text)
+            self.assertNotIn(sha256_hex(tok), text)
+
+    def test_welcome_names_the_limits(self):
+        async def go():
+            ws = await websockets.connect(self.kilnd.url, subprotocols=["kiln.v1"])
+            await ws.send(json.dumps({"op": "hello", "token": "tok-read"}))
+            w = json.loads(await ws.recv())
+            await ws.close()
+            return w
+        w = self.run_async(go())
+        self.assertEqual(w["role"], "read")
+        for k in ("rate_per_s", "burst", "max_inflight_per_conn", "max_queued_per_tenant", "max_result_bytes"):
+            self.assertIn(k, w["limits"])
+
+
+class TenantStatsTest(SecurityCase):
+    env = {"KILN_CPU_THREADS": "1"}
+
+    def test_non_admin_stats_show_only_its_own_tenant(self):
+        async def go():
+            acme = await self.client("tok-submit")
+            for _ in range(3):
+                done, _ = await acme.run(KIND, dict(SMALL, mass=fresh_mass()))
+                self.assertEqual(done["state"], "done")
+            globex = await self.client("tok-globex")
+            g = await globex.call({"op": "stats"})
+            a = await acme.call({"op": "stats"})
+            admin = await self.client("tok-admin")
+            ad = await admin.call({"op": "stats"})
+            # The push carries the same view.
+            await globex.call({"op": "subscribe", "topic": "stats"})
+            end = time.monotonic() + 5
+            push = None
+            while time.monotonic() < end and push is None:
+                m = await globex.recv(5)
+                if isinstance(m, dict) and m.get("op") == "stats" and "ref" not in m:
+                    push = m
+            for c in (acme, globex, admin):
+                await c.close()
+            return a, g, ad, push
+        a, g, ad, push = self.run_async(go())
+        self.assertEqual(a["scope"], "tenant")
+        self.assertEqual(a["tenant"], "acme")
+        self.assertEqual(a["finished"]["done"], 3)
+        self.assertEqual(a["queued"], 0)
+        for view in (g, push):
+            self.assertIsNotNone(view)
+            self.assertEqual(view["scope"], "tenant")
+            self.assertEqual(view["tenant"], "globex")
+            self.assertEqual(view["finished"]["done"], 0)
+            self.assertEqual(view["queued"], 0)
+            text = json.dumps(view)
+            self.assertNotIn("acme", text)
+            for leak in ("queues", "connections", "cache", "rejected", "live_jobs", "messages_in", "batches"):
+                self.assertNotIn(leak, view)
+        self.assertEqual(ad["scope"], "global")
+        self.assertIn("queues", ad)
+        self.assertGreaterEqual(ad["finished"]["done"], 3)
+
+
+class RateLimitTest(SecurityCase):
+    env = {"KILN_LIMITS_RATE_PER_S": "5", "KILN_LIMITS_BURST": "5"}
+
+    def test_messages_over_the_rate_are_rate_limited_per_token(self):
+        async def go():
+            before = metric(self.kilnd, "kiln_rejected_total", 'code="rate_limited"')
+            c1 = await self.client("tok-read")   # hello takes one token of its own connection
+            c2 = await self.client("tok-read")
+            other = await self.client("tok-submit")
+            replies = []
+            for i in range(12):
+                replies.append(await (c1 if i % 2 else c2).call({"op": "stats"}))
+            limited = [r for r in replies if r.get("code") == "rate_limited"]
+            served = [r for r in replies if r.get("op") == "stats"]
+            # One bucket of 5 shared by both connections of the token (plus at most
+            # a few refilled while the loop runs).
+            self.assertLessEqual(len(served), 7, replies)
+            self.assertGreaterEqual(len(limited), 5, replies)
+            for r in limited:
+                self.assertError(r, "rate_limited")
+            # Another token has its own bucket.
+            self.assertEqual((await other.call({"op": "stats"}))["op"], "stats")
+            # The bucket refills: poll until served again.
+            end = time.monotonic() + 10
+            while True:
+                r = await c1.call({"op": "stats"})
+                if r.get("op") == "stats" or time.monotonic() > end:
+                    break
+                await asyncio.sleep(0.1)
+            self.assertEqual(r["op"], "stats", r)
+            after = metric(self.kilnd, "kiln_rejected_total", 'code="rate_limited"')
+            self.assertGreaterEqual(after - before, len(limited))
+            for c in (c1, c2, other):
+                await c.close()
+        self.run_async(go())
+
+
+class JobLimitsTest(SecurityCase):
+    env = {"KILN_CPU_THREADS": "1", "KILN_LIMITS_MAX_INFLIGHT_PER_CONN": "2",
+           "KILN_LIMITS_MAX_QUEUED_PER_TENANT": "3"}
+
+    def test_inflight_per_connection_and_unfinished_per_tenant(self):
+        async def go():
+            a = await self.client("tok-submit")
+            b = await self.client("tok-submit2")   # same tenant, another connection
+            g = await self.client("tok-globex")    # another tenant
+            jobs = []
+            for _ in range(2):
+                acc = await a.submit(KIND, dict(BLOCKER, mass=fresh_mass()), watch=False, cache=False)
+                self.assertEqual(acc["op"], "accepted", acc)
+                jobs.append(acc["job"])
+            r = await a.submit(KIND, dict(SMALL, mass=fresh_mass()), watch=False, cache=False)
+            self.assertError(r, "rate_limited")
+            self.assertIn("max_inflight_per_conn", r["message"])
+            acc = await b.submit(KIND, dict(SMALL, mass=fresh_mass()), watch=False, cache=False)
+            self.assertEqual(acc["op"], "accepted", acc)
+            jobs.append(acc["job"])
+            r = await b.submit(KIND, dict(SMALL, mass=fresh_mass()), watch=False, cache=False)
+            self.assertError(r, "queue_full")
+            self.assertIn("max_queued_per_tenant", r["message"])
+            acc = await g.submit(KIND, dict(SMALL, mass=fresh_mass()), watch=False, cache=False)
+            self.assertEqual(acc["op"], "accepted", acc)
+            # Finishing frees the slots again.
+            for j in jobs:
+                await a.call({"op": "cancel", "job": j})
+            end = time.monotonic() + 30
+            while True:
+                r = await a.submit(KIND, dict(SMALL, mass=fresh_mass()), cache=False)
+                if r.get("op") == "accepted" or time.monotonic() > end:
+                    break
+                await asyncio.sleep(0.05)
+            self.assertEqual(r["op"], "accepted", r)
+            done, _, _ = await a.read_done(r["job"])
+            self.assertEqual(done["state"], "done")
+            for c in (a, b, g):
+                await c.close()
+        self.run_async(go())
+
+
+class ResultBytesTest(SecurityCase):
+    env = {"KILN_LIMITS_MAX_RESULT_BYTES": "1MiB"}
+
+    def test_result_over_max_result_bytes_is_too_large_naming_params(self):
+        async def go():
+            c = await self.client("tok-submit")
+            r = await c.submit(KIND, dict(SMALL, mass=fresh_mass(), grid_size=1024))  # 4 MiB
+            self.assertError(r, "too_large", "params")
+            self.assertIn("max_result_bytes", r["message"])
+            done, parts = await c.run(KIND, dict(SMALL, mass=fresh_mass(), grid_size=256))  # 256 KiB
+            self.assertEqual(done["state"], "done")
+            await c.close()
+        self.run_async(go())
+
+
+class SlowLorisTest(SecurityCase):
+    env = {"KILN_SERVER_HANDSHAKE_TIMEOUT_S": "2"}
+
+    def test_slow_partial_request_is_dropped_after_the_handshake_timeout(self):
+        request = (f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   f"Sec-WebSocket-Version: 13\r\nX-Padding: {'a' * 200}\r\n").encode()
+        socks = [socket.create_connection(("127.0.0.1", self.kilnd.port)) for _ in range(5)]
+        start = time.monotonic()
+        closed_at = [None] * len(socks)
+        i = 0
+        # One byte per socket every 200 ms (never the blank line that ends the headers).
+        while None in closed_at and time.monotonic() - start < 15:
+            for n, s in enumerate(socks):
+                if closed_at[n] is not None:
+                    continue
+                try:
+                    s.send(request[i % len(request):i % len(request) + 1])
+                except OSError:
+                    closed_at[n] = time.monotonic()
+                    continue
+                r, _, _ = select.select([s], [], [], 0)
+                if r:
+                    try:
+                        data = s.recv(4096)
+                    except OSError:
+                        data = b""
+                    if not data:
+                        closed_at[n] = time.monotonic()
+            i += 1
+            # Meanwhile others are served at once.
+            t0 = time.monotonic()
+            with urllib.request.urlopen(self.kilnd.http + "/healthz", timeout=2) as r:
+                self.assertEqual(r.status, 200)
+            self.assertLess(time.monotonic() - t0, 1.0)
+            select.select([], [], [], 0.2)
+        for s in socks:
+            s.close()
+        self.assertNotIn(None, closed_at, "a slow-loris connection was never dropped")
+        for t in closed_at:
+            self.assertLess(t - start, 2 + 3, "dropped too late")
+            self.assertGreater(t - start, 1.5, "dropped before the handshake timeout")
+
+
+class TlsTest(unittest.TestCase):
+    def test_wss_runs_a_job_and_plain_ws_is_refused(self):
+        k = Kilnd()
+        try:
+            cert, key = os.path.join(k.tmp, "cert.pem"), os.path.join(k.tmp, "key.pem")
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+                            "-days", "1", "-keyout", key, "-out", cert], check=True, capture_output=True)
+            k.extra_env.update({"KILN_SERVER_TLS_CERT": cert, "KILN_SERVER_TLS_KEY": key})
+            k.start(wait=False)
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            end = time.monotonic() + 20
+            while True:
+                try:
+                    with urllib.request.urlopen(f"https://127.0.0.1:{k.port}/healthz", timeout=1, context=ctx) as r:
+                        self.assertEqual(r.status, 200)
+                        break
+                except OSError:
+                    if time.monotonic() > end or k.proc.poll() is not None:
+                        raise AssertionError(k.read_log())
+                    select.select([], [], [], 0.05)
+
+            async def go():
+                c = await Client.connect(f"wss://127.0.0.1:{k.port}/ws", ssl=ctx)
+                done, parts = await c.run(KIND, SMALL)
+                self.assertEqual(done["state"], "done")
+                self.assertEqual(parts["kappa"].shape, (8, 8))
+                await c.close()
+                with self.assertRaises(Exception):
+                    ws = await websockets.connect(f"ws://127.0.0.1:{k.port}/ws", subprotocols=["kiln.v1"],
+                                                  open_timeout=5)
+                    await ws.send(json.dumps({"op": "hello"}))
+                    await asyncio.wait_for(ws.recv(), 5)
+            asyncio.run(asyncio.wait_for(go(), 60))
+            self.assertEqual(k.stop(), 0)
+        finally:
+            k.cleanup()
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class FloodTest(unittest.TestCase):
+    N = 1000
+
+    def test_flood_of_misbehaving_connections_does_not_disturb_a_good_client(self):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = min(hard, 4096)
+        if soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        self.assertGreaterEqual(resource.getrlimit(resource.RLIMIT_NOFILE)[0], self.N + 200)
+        k = Kilnd(env={"KILN_SERVER_MAX_CONNECTIONS": "1100", "KILN_SERVER_MAX_MESSAGE_BYTES": "64KiB",
+                       "KILN_LIMITS_RATE_PER_S": "1000", "KILN_LIMITS_BURST": "500"}).start()
+        stop = threading.Event()
+        health = {"ok": 0, "bad": []}
+
+        def probe():
+            while not stop.is_set():
+                try:
+                    with urllib.request.urlopen(k.http + "/healthz", timeout=5) as r:
+                        health["ok"] += r.status == 200
+                        if r.status != 200:
+                            health["bad"].append(r.status)
+                except OSError as e:
+                    health["bad"].append(repr(e))
+                stop.wait(0.1)
+
+        prober = threading.Thread(target=probe)
+        prober.start()
+        try:
+            rss0 = rss_kib(k.proc.pid)
+
+            async def flooder(i):
+                try:
+                    ws = await websockets.connect(k.url, subprotocols=["kiln.v1"], open_timeout=30, max_size=None)
+                except Exception:
+                    return 0
+                sent = 0
+                try:
+                    for _ in range(20):
+                        if random.random() < 0.5:
+                            await ws.send(os.urandom(random.randint(1, 2048)))
+                        else:
+                            await ws.send("".join(random.choice("{}[]\":,ab1 ") for _ in range(random.randint(1, 300))))
+                        sent += 1
+                        await asyncio.sleep(random.random() * 0.05)
+                    # Also one frame over the size limit from some (closed 1009).
+                    if i % 50 == 0:
+                        await ws.send(b"x" * (65 * 1024))
+                except websockets.ConnectionClosed:
+                    pass
+                try:
+                    await asyncio.wait_for(ws.close(), 10)
+                except Exception:
+                    pass
+                return sent
+
+            async def good(latencies, done_flag):
+                c = await Client.connect(k.url)
+                while not done_flag.is_set() or len(latencies) < 20:
+                    t0 = time.monotonic()
+                    done, parts = await c.run(KIND, {"mass": fresh_mass(), "concentration": 5, "grid_size": 16})
+                    self.assertEqual(done["state"], "done")
+                    latencies.append(time.monotonic() - t0)
+                await c.close()
+
+            async def go():
+                latencies = []
+                flag = asyncio.Event()
+                g = asyncio.create_task(good(latencies, flag))
+                sem = asyncio.Semaphore(self.N)
+
+                async def one(i):
+                    async with sem:
+                        return await flooder(i)
+                t0 = time.monotonic()
+                sent = await asyncio.gather(*(one(i) for i in range(self.N)))
+                flood_s = time.monotonic() - t0
+                flag.set()
+                await asyncio.wait_for(g, 60)
+                return latencies, sent, flood_s
+
+            latencies, sent, flood_s = asyncio.run(asyncio.wait_for(go(), 150))
+            connected = sum(1 for s in sent if s > 0)
+            self.assertGreaterEqual(connected, self.N * 0.95, f"only {connected} flood connections got through")
+            self.assertGreaterEqual(len(latencies), 20)
+            latencies.sort()
+            p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+            self.assertLess(p99, 3.0, f"p99 {p99:.3f} s over {len(latencies)} jobs during a {flood_s:.1f} s flood")
+            rss1 = rss_kib(k.proc.pid)
+            self.assertLess(rss1 - rss0, 300 * 1024, f"RSS grew from {rss0} to {rss1} KiB")
+        finally:
+            stop.set()
+            prober.join()
+            code = k.stop()
+            log = k.read_log()
+            k.cleanup()
+        self.assertEqual(health["bad"], [])
+        self.assertGreater(health["ok"], 5)
+        self.assertEqual(code, 0, log)
+
+
+if __name__ == "__main__":
+    unittest.main()
