@@ -21,6 +21,7 @@
 #include "limiter.h"
 #include "log.h"
 #include "mailbox.h"
+#include "http_api.h"
 #include "metrics.h"
 #include "scheduler.h"
 #include "session.h"
@@ -49,6 +50,7 @@ struct http_pss {
         char *body;
         size_t len;
         unsigned status;
+        struct http_api_req *api;     /* a request to /api/ */
 };
 
 static char *health_body(struct kilnd *d, bool ready)
@@ -84,7 +86,14 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
                 return d->draining ? -1 : 0;
         case LWS_CALLBACK_HTTP: {
                 char uri[128] = "";
-                lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
+                bool post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
+                lws_hdr_copy(wsi, uri, sizeof(uri), post ? WSI_TOKEN_POST_URI : WSI_TOKEN_GET_URI);
+                if (!strncmp(uri, "/api/", 5)) {
+                        if (http_api_begin(d, wsi, uri, post, &pss->api) < 0)
+                                return -1;
+                        lws_callback_on_writable(wsi);
+                        return 0;
+                }
                 bool ready_probe = !strcmp(uri, "/readyz") || !strcmp(uri, "/readyz/");
                 bool metrics = !strcmp(uri, "/metrics");
                 const char *type = "application/json";
@@ -113,7 +122,25 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
                 lws_callback_on_writable(wsi);
                 return 0;
         }
+        case LWS_CALLBACK_HTTP_BODY:
+                if (pss && pss->api)
+                        http_api_body(pss->api, in, len);
+                return 0;
+        case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+                if (pss && pss->api) {
+                        http_api_body_done(pss->api);
+                        lws_callback_on_writable(wsi);
+                }
+                return 0;
         case LWS_CALLBACK_HTTP_WRITEABLE: {
+                if (pss && pss->api) {
+                        int r = http_api_write(pss->api, wsi);
+                        if (r != 0) {
+                                http_api_end(pss->api);
+                                pss->api = NULL;
+                        }
+                        return r < 0 ? -1 : 0;
+                }
                 if (!pss || !pss->body)
                         break;
                 uint8_t *out = malloc(LWS_PRE + pss->len);
@@ -131,6 +158,10 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
                 return 0;
         }
         case LWS_CALLBACK_CLOSED_HTTP:
+                if (pss && pss->api) {
+                        http_api_end(pss->api);
+                        pss->api = NULL;
+                }
                 if (pss) {
                         free(pss->body);
                         pss->body = NULL;
@@ -408,6 +439,7 @@ static struct lws_http_mount mount_web;
 static struct lws_http_mount mount_readyz;
 static struct lws_http_mount mount_healthz;
 static struct lws_http_mount mount_metrics;
+static struct lws_http_mount mount_api;
 
 static const struct lws_protocol_vhost_options mime_mjs = { NULL, NULL, ".mjs", "text/javascript" };
 
@@ -434,6 +466,13 @@ int server_start(struct kilnd *d)
                                                                                        : d->cfg->server.idle_timeout_s);
         rp->secs_since_valid_ping = (uint16_t)(rp->secs_since_valid_hangup / 2 ? rp->secs_since_valid_hangup / 2 : 1);
 
+        mount_api = (struct lws_http_mount){
+                .mountpoint = "/api",
+                .mountpoint_len = 4,
+                .origin = "http",
+                .origin_protocol = LWSMPRO_CALLBACK,
+                .mount_next = &mount_metrics,
+        };
         mount_metrics = (struct lws_http_mount){
                 .mountpoint = "/metrics",
                 .mountpoint_len = 8,
@@ -474,7 +513,7 @@ int server_start(struct kilnd *d)
         info.iface = n_listen_fds ? NULL : host;
         info.protocols = protocols;
         info.pvo = &pvo;
-        info.mounts = &mount_metrics;
+        info.mounts = &mount_api;
         info.vhost_name = "kiln";
         info.retry_and_idle_policy = &retry_policy;
         /* How long a connection may take to send its HTTP request headers, finish TLS

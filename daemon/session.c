@@ -69,7 +69,13 @@ struct session {
 
         struct token_bucket bucket; /* limits.rate_per_s when there is no token */
         uint32_t inflight;          /* jobs it submitted that have not finished */
+
+        /* A session without a WebSocket (the HTTP API): its frames go to sink. */
+        session_sink_fn sink;
+        void *sink_opaque;
 };
+
+static void handle_text(struct session *s, const char *text, size_t len);
 
 size_t session_struct_size(void)
 {
@@ -144,13 +150,22 @@ void sessions_close_all(struct kilnd *d)
 {
         for (size_t b = 0; b < d->session_buckets; b++)
                 for (struct session *s = d->sessions[b]; s; s = s->bucket_next)
-                        lws_callback_on_writable(s->wsi);
+                        if (s->wsi) /* HTTP API sessions have none */
+                                lws_callback_on_writable(s->wsi);
 }
 
 /* ---- output ---- */
 
+static void out_free(struct outmsg *m);
+
 static void out_push(struct session *s, struct outmsg *m)
 {
+        if (s->sink) {
+                s->sink(s->sink_opaque, m->binary, m->head + LWS_PRE, m->head_len, m->job, m->payload,
+                        m->payload_len);
+                out_free(m);
+                return;
+        }
         if (s->out_tail)
                 s->out_tail->next = m;
         else
@@ -359,6 +374,35 @@ void session_close(struct kilnd *d, struct session *s)
         parts_clear(s);
         free(s->rx);
         s->rx = NULL;
+}
+
+struct session *session_new_internal(struct kilnd *d, const struct auth_identity *who, session_sink_fn sink,
+                                     void *opaque)
+{
+        struct session *s = calloc(1, sizeof(*s));
+        if (!s)
+                return NULL;
+        s->d = d;
+        s->id = ++d->next_session_id;
+        s->authed = true;
+        s->who = *who;
+        s->sink = sink;
+        s->sink_opaque = opaque;
+        table_put(d, s);
+        return s;
+}
+
+void session_free_internal(struct kilnd *d, struct session *s)
+{
+        if (!s)
+                return;
+        session_close(d, s);
+        free(s);
+}
+
+void session_handle_text(struct session *s, const char *text, size_t len)
+{
+        handle_text(s, text, len);
 }
 
 /* ---- job events ---- */

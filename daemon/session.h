@@ -2,6 +2,7 @@
  * replies to every op of SPEC §2. Everything here runs on the loop thread. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -11,6 +12,24 @@ struct kilnd;
 struct job;
 struct lws;
 struct session;
+struct auth_identity;
+
+/* Receives every frame a session without a WebSocket would have sent: a text
+ * message (binary false; head/head_len is the JSON) or a KLNB part (head is the
+ * frame header, payload the part's bytes, valid while the caller holds a
+ * reference to `job`, which it must take with job_ref to keep them). */
+typedef void (*session_sink_fn)(void *opaque, bool binary, const uint8_t *head, size_t head_len, struct job *job,
+                                const uint8_t *payload, size_t payload_len);
+
+/* A session for one HTTP API request, signed in as `who`: the ops it is given run
+ * exactly as a WebSocket client's would (roles, limits, tenants) and its replies go
+ * to sink. Returns NULL on ENOMEM. */
+struct session *session_new_internal(struct kilnd *d, const struct auth_identity *who, session_sink_fn sink,
+                                     void *opaque);
+/* Drops it; later replies for it are discarded. Accepts NULL. */
+void session_free_internal(struct kilnd *d, struct session *s);
+/* Runs one client text message through the session. */
+void session_handle_text(struct session *s, const char *text, size_t len);
 
 /* Connection lifecycle, from server.c's protocol callback. */
 int session_open(struct kilnd *d, struct session *s, struct lws *wsi);

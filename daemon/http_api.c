@@ -1,0 +1,408 @@
+/* The HTTP API of SPEC §3: GET /api/v1/jobs/ID, GET /api/v1/jobs/ID/parts/NAME.npy
+ * and POST /api/v1/jobs, with `Authorization: Bearer T`.
+ *
+ * Each request runs through a session without a WebSocket (session_new_internal):
+ * it is turned into the equivalent protocol op, so roles, tenants, limits, the
+ * cache and idempotency apply exactly as for a WebSocket client, and the reply that
+ * comes back (possibly later, from the store) becomes the HTTP response. Loop
+ * thread only; nothing here waits. */
+#include "http_api.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <libwebsockets.h>
+
+#include "auth.h"
+#include "daemon.h"
+#include "jobs.h"
+#include "kind.h"
+#include "proto.h"
+#include "session.h"
+
+#define CHUNK (256 * 1024)
+
+enum api_route { ROUTE_STATUS, ROUTE_PART, ROUTE_SUBMIT };
+
+struct http_api_req {
+        struct kilnd *d;
+        struct lws *wsi;              /* NULL once the client is gone */
+        struct session *session;
+        enum api_route route;
+        char part[32];                /* ROUTE_PART: the part asked for */
+        bool done_seen;               /* ROUTE_PART: the `done` arrived */
+
+        uint8_t *body;                /* POST body */
+        size_t body_len;
+        bool body_too_large;
+
+        /* The response: status, type, then head + payload bytes. */
+        bool ready, headers_sent;
+        unsigned status;
+        const char *type;
+        uint8_t *head;
+        size_t head_len;
+        struct job *job;              /* holds payload */
+        const uint8_t *payload;
+        size_t payload_len, sent;
+};
+
+static unsigned http_status_of(const char *code)
+{
+        static const struct {
+                const char *code;
+                unsigned status;
+        } map[] = {
+                { "bad_request", 400 }, { "unknown_op", 400 }, { "unknown_kind", 400 }, { "bad_params", 400 },
+                { "unauthorized", 401 }, { "forbidden", 403 }, { "not_found", 404 }, { "too_large", 413 },
+                { "rate_limited", 429 }, { "queue_full", 503 }, { "unavailable", 503 }, { "shutting_down", 503 },
+                { "timeout", 409 }, { "cancelled", 409 },
+        };
+        for (size_t i = 0; code && i < sizeof(map) / sizeof(map[0]); i++)
+                if (!strcmp(code, map[i].code))
+                        return map[i].status;
+        return 500;
+}
+
+/* Sets a JSON response (text is copied). */
+static void respond_json(struct http_api_req *r, unsigned status, const char *text, size_t len)
+{
+        if (r->ready)
+                return;
+        free(r->head);
+        r->head = malloc(len ? len : 1);
+        if (!r->head) {
+                r->head_len = 0;
+                status = 500;
+        } else {
+                memcpy(r->head, text, len);
+                r->head_len = len;
+        }
+        r->status = status;
+        r->type = "application/json";
+        r->ready = true;
+        if (r->wsi)
+                lws_callback_on_writable(r->wsi);
+}
+
+static void respond_error(struct http_api_req *r, unsigned status, const char *code, const char *field,
+                          const char *message)
+{
+        struct proto_error e = { .code = KERR_INTERNAL };
+        for (int c = 0; c < _KERR_MAX; c++)
+                if (!strcmp(kiln_err_name(c), code))
+                        e.code = c;
+        snprintf(e.field, sizeof(e.field), "%s", field ? field : "");
+        snprintf(e.message, sizeof(e.message), "%s", message);
+        char *text = proto_error_json(NULL, &e);
+        if (text) {
+                respond_json(r, status, text, strlen(text));
+                free(text);
+        } else {
+                respond_json(r, 500, "{}", 2);
+        }
+}
+
+/* The NumPy .npy (format 1.0) header for a part, padded so the data starts at a
+ * multiple of 64 bytes. */
+static int npy_header(const char *dtype, const json_t *shape, uint8_t **ret, size_t *ret_len)
+{
+        const char *descr = !strcmp(dtype, "f32") ? "<f4" : !strcmp(dtype, "u32") ? "<u4" : "|u1";
+        char dict[256];
+        size_t n = (size_t)snprintf(dict, sizeof(dict), "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
+        size_t i;
+        json_t *v;
+        json_array_foreach(shape, i, v)
+                n += (size_t)snprintf(dict + n, sizeof(dict) - n, "%lld,%s", (long long)json_integer_value(v),
+                                      json_array_size(shape) > 1 && i + 1 < json_array_size(shape) ? " " : "");
+        if (json_array_size(shape) > 1 && n > 0 && dict[n - 1] == ',')
+                n--; /* (a, b) but (a,) */
+        n += (size_t)snprintf(dict + n, sizeof(dict) - n, "), }");
+        if (n >= sizeof(dict) - 2)
+                return -EINVAL;
+        size_t total = 10 + n + 1;
+        size_t pad = (64 - total % 64) % 64;
+        uint8_t *h = malloc(total + pad);
+        if (!h)
+                return -ENOMEM;
+        memcpy(h, "\x93NUMPY\x01\x00", 8);
+        size_t hl = n + pad + 1;
+        h[8] = (uint8_t)hl;
+        h[9] = (uint8_t)(hl >> 8);
+        memcpy(h + 10, dict, n);
+        memset(h + 10 + n, ' ', pad);
+        h[total + pad - 1] = '\n';
+        *ret = h;
+        *ret_len = total + pad;
+        return 0;
+}
+
+/* Every frame the request's session would have sent over a WebSocket. */
+static void on_reply(void *opaque, bool binary, const uint8_t *head, size_t head_len, struct job *job,
+                     const uint8_t *payload, size_t payload_len)
+{
+        struct http_api_req *r = opaque;
+
+        if (r->ready)
+                return;
+        if (!binary) {
+                json_t *m = json_loadb((const char *)head, head_len, 0, NULL);
+                const char *op = json_string_value(json_object_get(m, "op"));
+                if (op && !strcmp(op, "error")) {
+                        const char *code = json_string_value(json_object_get(m, "code"));
+                        json_object_del(m, "ref"); /* the request's internal ref */
+                        char *text = json_dumps(m, JSON_COMPACT);
+                        if (text)
+                                respond_json(r, http_status_of(code), text, strlen(text));
+                        free(text);
+                } else if (r->route == ROUTE_PART && op && !strcmp(op, "done")) {
+                        const char *state = json_string_value(json_object_get(m, "state"));
+                        bool found = false;
+                        size_t i;
+                        json_t *p;
+                        json_array_foreach(json_object_get(m, "parts"), i, p)
+                                found |= !strcmp(json_string_value(json_object_get(p, "name")) ?: "", r->part);
+                        if (!state || strcmp(state, "done"))
+                                respond_error(r, 409, "not_found", "job", "the job did not finish with a result");
+                        else if (!found)
+                                respond_error(r, 404, "not_found", "part", "the job has no part of that name");
+                        else
+                                r->done_seen = true;
+                } else if (r->route == ROUTE_PART && op && !strcmp(op, "ok")) {
+                        /* `result` of an unfinished job watches it; HTTP does not wait. */
+                        respond_error(r, 409, "not_found", "job", "the job has not finished yet");
+                } else if (r->route != ROUTE_PART && op &&
+                           (!strcmp(op, "status") || !strcmp(op, "accepted"))) {
+                        json_object_del(m, "ref");
+                        char *text = json_dumps(m, JSON_COMPACT | JSON_REAL_PRECISION(17));
+                        if (text) {
+                                respond_json(r, !strcmp(op, "accepted") ? 202 : 200, text, strlen(text));
+                                free(text);
+                        }
+                }
+                json_decref(m);
+                return;
+        }
+        if (r->route != ROUTE_PART || !r->done_seen)
+                return;
+        /* head is the KLNB prefix: "KLNB" | u32 LE length | header JSON. */
+        if (head_len < 8)
+                return;
+        uint32_t hl = (uint32_t)head[4] | (uint32_t)head[5] << 8 | (uint32_t)head[6] << 16 | (uint32_t)head[7] << 24;
+        json_t *h = hl <= head_len - 8 ? json_loadb((const char *)head + 8, hl, 0, NULL) : NULL;
+        const char *name = json_string_value(json_object_get(h, "part"));
+        if (name && !strcmp(name, r->part)) {
+                uint8_t *npy;
+                size_t npy_len;
+                if (npy_header(json_string_value(json_object_get(h, "dtype")) ?: "bytes", json_object_get(h, "shape"),
+                               &npy, &npy_len) < 0) {
+                        respond_error(r, 500, "internal", NULL, "cannot describe the part as .npy");
+                } else {
+                        free(r->head);
+                        r->head = npy;
+                        r->head_len = npy_len;
+                        r->job = job_ref(job);
+                        r->payload = payload;
+                        r->payload_len = payload_len;
+                        r->status = 200;
+                        r->type = "application/octet-stream";
+                        r->ready = true;
+                        if (r->wsi)
+                                lws_callback_on_writable(r->wsi);
+                }
+        }
+        json_decref(h);
+}
+
+/* The identity of the request: Bearer token when auth is required. */
+static int identify(struct kilnd *d, struct lws *wsi, struct auth_identity *ret)
+{
+        if (!d->cfg->auth.required) {
+                auth_anonymous(ret);
+                return 0;
+        }
+        char hdr[512] = "";
+        if (lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_HTTP_AUTHORIZATION) <= 0 || strncmp(hdr, "Bearer ", 7))
+                return -EACCES;
+        return auth_check(d, hdr + 7, ret);
+}
+
+static void run_op(struct http_api_req *r, json_t *msg)
+{
+        json_object_set_new(msg, "ref", json_integer(1));
+        char *text = json_dumps(msg, JSON_COMPACT);
+        json_decref(msg);
+        if (!text) {
+                respond_error(r, 500, "internal", NULL, "out of memory");
+                return;
+        }
+        session_handle_text(r->session, text, strlen(text));
+        free(text);
+}
+
+static bool valid_id(const char *s, size_t n)
+{
+        uint8_t id[16];
+        char buf[37];
+        if (n != 36)
+                return false;
+        memcpy(buf, s, 36);
+        buf[36] = 0;
+        return kiln_uuid_parse(buf, id) >= 0;
+}
+
+int http_api_begin(struct kilnd *d, struct lws *wsi, const char *uri, bool post, struct http_api_req **ret)
+{
+        struct http_api_req *r = calloc(1, sizeof(*r));
+        if (!r)
+                return -ENOMEM;
+        r->d = d;
+        r->wsi = wsi;
+        *ret = r;
+
+        struct auth_identity who;
+        if (identify(d, wsi, &who) < 0) {
+                respond_error(r, 401, "unauthorized", "Authorization",
+                              "an Authorization: Bearer header with a valid token is required");
+                return 0;
+        }
+        r->session = session_new_internal(d, &who, on_reply, r);
+        if (!r->session) {
+                respond_error(r, 500, "internal", NULL, "out of memory");
+                return 0;
+        }
+
+        static const char jobs[] = "/api/v1/jobs";
+        const size_t jl = sizeof(jobs) - 1;
+        if (strncmp(uri, jobs, jl)) {
+                respond_error(r, 404, "not_found", NULL, "no such API endpoint");
+                return 0;
+        }
+        const char *rest = uri + jl;
+        if (post) {
+                if (*rest && strcmp(rest, "/")) {
+                        respond_error(r, 404, "not_found", NULL, "POST goes to /api/v1/jobs");
+                        return 0;
+                }
+                r->route = ROUTE_SUBMIT; /* the body follows */
+                return 0;
+        }
+        if (*rest != '/' || !valid_id(rest + 1, strcspn(rest + 1, "/"))) {
+                respond_error(r, 404, "not_found", "job", "GET /api/v1/jobs/ID or /api/v1/jobs/ID/parts/NAME.npy");
+                return 0;
+        }
+        char id[37];
+        memcpy(id, rest + 1, 36);
+        id[36] = 0;
+        const char *tail = rest + 37;
+        if (!*tail) {
+                r->route = ROUTE_STATUS;
+                run_op(r, json_pack("{s:s, s:s}", "op", "status", "job", id));
+                return 0;
+        }
+        static const char parts[] = "/parts/";
+        size_t tl = strlen(tail);
+        if (strncmp(tail, parts, sizeof(parts) - 1) || tl < sizeof(parts) - 1 + 5 ||
+            strcmp(tail + tl - 4, ".npy") || tl - (sizeof(parts) - 1) - 4 >= sizeof(r->part)) {
+                respond_error(r, 404, "not_found", "part", "parts are served as /parts/NAME.npy");
+                return 0;
+        }
+        r->route = ROUTE_PART;
+        memcpy(r->part, tail + sizeof(parts) - 1, tl - (sizeof(parts) - 1) - 4);
+        run_op(r, json_pack("{s:s, s:s}", "op", "result", "job", id));
+        return 0;
+}
+
+void http_api_body(struct http_api_req *r, const void *in, size_t len)
+{
+        if (r->ready || r->body_too_large)
+                return;
+        if (r->body_len + len > r->d->cfg->server.max_message_bytes) {
+                r->body_too_large = true;
+                return;
+        }
+        uint8_t *b = realloc(r->body, r->body_len + len + 1);
+        if (!b) {
+                r->body_too_large = true;
+                return;
+        }
+        memcpy(b + r->body_len, in, len);
+        r->body = b;
+        r->body_len += len;
+}
+
+void http_api_body_done(struct http_api_req *r)
+{
+        if (r->ready || r->route != ROUTE_SUBMIT)
+                return;
+        if (r->body_too_large) {
+                respond_error(r, 413, "too_large", NULL, "the request body exceeds server.max_message_bytes");
+                return;
+        }
+        json_error_t jerr;
+        json_t *msg = r->body ? json_loadb((const char *)r->body, r->body_len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+        if (!json_is_object(msg)) {
+                json_decref(msg);
+                respond_error(r, 400, "bad_request", NULL, "the body must be a JSON object like a submit message");
+                return;
+        }
+        /* The body is a `submit`; the answer is its `accepted` (no watching over HTTP). */
+        json_object_set_new(msg, "op", json_string("submit"));
+        json_object_set_new(msg, "watch", json_false());
+        run_op(r, msg);
+}
+
+bool http_api_ready(const struct http_api_req *r)
+{
+        return r->ready;
+}
+
+int http_api_write(struct http_api_req *r, struct lws *wsi)
+{
+        static uint8_t scratch[LWS_PRE + CHUNK];
+        size_t total = r->head_len + r->payload_len;
+
+        if (!r->ready)
+                return 0;
+        if (!r->headers_sent) {
+                uint8_t buf[LWS_PRE + 512], *start = &buf[LWS_PRE], *p = start, *end = &buf[sizeof(buf) - 1];
+                if (lws_add_http_common_headers(wsi, r->status, r->type, total, &p, end) ||
+                    lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL, (const unsigned char *)"no-store",
+                                                 8, &p, end) ||
+                    lws_finalize_write_http_header(wsi, start, &p, end))
+                        return -1;
+                r->headers_sent = true;
+                lws_callback_on_writable(wsi);
+                return 0;
+        }
+        size_t n = total - r->sent < CHUNK ? total - r->sent : CHUNK, w = 0;
+        if (r->sent < r->head_len) {
+                w = r->head_len - r->sent < n ? r->head_len - r->sent : n;
+                memcpy(scratch + LWS_PRE, r->head + r->sent, w);
+        }
+        if (w < n)
+                memcpy(scratch + LWS_PRE + w, r->payload + (r->sent + w - r->head_len), n - w);
+        bool last = r->sent + n == total;
+        if (lws_write(wsi, scratch + LWS_PRE, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) < (int)n)
+                return -1;
+        r->sent += n;
+        if (!last) {
+                lws_callback_on_writable(wsi);
+                return 0;
+        }
+        return lws_http_transaction_completed(wsi) ? -1 : 1;
+}
+
+void http_api_end(struct http_api_req *r)
+{
+        if (!r)
+                return;
+        session_free_internal(r->d, r->session);
+        job_unref(r->job);
+        free(r->head);
+        free(r->body);
+        free(r);
+}

@@ -1,0 +1,142 @@
+"""The HTTP API of SPEC §3 (GET /api/v1/jobs/ID, GET .../parts/NAME.npy, POST
+/api/v1/jobs) with Authorization: Bearer: the same tokens, roles, tenants and
+errors as the WebSocket API."""
+import hashlib
+import io
+import json
+import os
+import unittest
+import urllib.error
+import urllib.request
+
+import numpy as np
+
+from kiln_fixture import Client, Kilnd
+
+TOKENS = {"alice-token": ("alice", "acme", "submit"), "bob-token": ("bob", "other", "submit"),
+          "reader-token": ("rita", "acme", "read")}
+PARAMS = {"mass": 2e14, "concentration": 6, "grid_size": 33, "maps": ["kappa", "mu"]}
+
+
+class HttpApiTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.kilnd = Kilnd(env={"KILN_AUTH_REQUIRED": "true", "KILN_SERVER_MAX_MESSAGE_BYTES": "65536"})
+        with open(os.path.join(cls.kilnd.tmp, "tokens"), "w") as f:
+            for tok, (name, tenant, role) in TOKENS.items():
+                f.write(f"{name} {tenant} {role} {hashlib.sha256(tok.encode()).hexdigest()}\n")
+        cls.kilnd.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.kilnd.stop()
+        log = cls.kilnd.read_log()
+        cls.kilnd.cleanup()
+        if code != 0:
+            raise AssertionError(f"kilnd exited with {code}:\n{log}")
+
+    def request(self, method, path, body=None, token="alice-token"):
+        req = urllib.request.Request(self.kilnd.http + path, method=method,
+                                     data=json.dumps(body).encode() if isinstance(body, dict) else body)
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, r.headers, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers, e.read()
+
+    def submit_and_wait(self, params, token="alice-token"):
+        status, _, body = self.request("POST", "/api/v1/jobs", {"kind": "lens.nfw", "params": params}, token)
+        self.assertEqual(status, 202, body)
+        acc = json.loads(body)
+        self.assertEqual(acc["op"], "accepted")
+        job = acc["job"]
+
+        async def wait():  # watch over the WebSocket with the same token until done
+            c = await Client.connect(self.kilnd.url, token=token)
+            ok = await c.call({"op": "watch", "job": job})
+            self.assertEqual(ok["op"], "ok", ok)
+            done, parts, _ = await c.read_done(job)
+            await c.close()
+            return done, parts
+
+        import asyncio
+        return job, asyncio.run(asyncio.wait_for(wait(), 60))
+
+    def assertError(self, status, body, want_status, code, field=None):
+        self.assertEqual(status, want_status, body)
+        e = json.loads(body)
+        self.assertEqual((e["op"], e["code"]), ("error", code), e)
+        self.assertNotIn("ref", e)
+        if field is not None:
+            self.assertEqual(e.get("field"), field, e)
+
+    def test_without_a_bearer_token_everything_is_unauthorized(self):
+        for method, path, body in (("GET", "/api/v1/jobs/01a20207-7fda-77ab-9617-104397231aeb", None),
+                                   ("POST", "/api/v1/jobs", {"kind": "lens.nfw", "params": PARAMS})):
+            for token in (None, "wrong-token"):
+                status, _, out = self.request(method, path, body, token)
+                self.assertError(status, out, 401, "unauthorized", "Authorization")
+
+    def test_post_answers_accepted_and_get_answers_status(self):
+        job, (done, _) = self.submit_and_wait(dict(PARAMS, mass=3.3e14))
+        self.assertEqual(done["state"], "done")
+        status, headers, body = self.request("GET", f"/api/v1/jobs/{job}")
+        self.assertEqual(status, 200, body)
+        self.assertTrue(headers["Content-Type"].startswith("application/json"))
+        st = json.loads(body)
+        self.assertEqual((st["job"], st["kind"], st["state"]), (job, "lens.nfw", "done"))
+
+    def test_npy_part_loads_with_numpy_and_equals_the_websocket_part(self):
+        job, (done, parts) = self.submit_and_wait(dict(PARAMS, mass=4.4e14))
+        for name in ("kappa", "mu"):
+            status, _, body = self.request("GET", f"/api/v1/jobs/{job}/parts/{name}.npy")
+            self.assertEqual(status, 200)
+            self.assertEqual(body[:6], b"\x93NUMPY")
+            arr = np.load(io.BytesIO(body))
+            self.assertEqual((arr.shape, arr.dtype), ((33, 33), np.float32))
+            np.testing.assert_array_equal(arr, parts[name])
+        status, _, body = self.request("GET", f"/api/v1/jobs/{job}/parts/psi.npy")
+        self.assertError(status, body, 404, "not_found", "part")
+
+    def test_another_tenant_gets_not_found(self):
+        job, _ = self.submit_and_wait(dict(PARAMS, mass=5.5e14))
+        for path in (f"/api/v1/jobs/{job}", f"/api/v1/jobs/{job}/parts/kappa.npy"):
+            status, _, body = self.request("GET", path, token="bob-token")
+            self.assertError(status, body, 404, "not_found", "job")
+
+    def test_roles_apply_a_reader_may_read_but_not_submit(self):
+        job, _ = self.submit_and_wait(dict(PARAMS, mass=6.6e14))
+        status, _, _ = self.request("GET", f"/api/v1/jobs/{job}", token="reader-token")
+        self.assertEqual(status, 200)
+        status, _, body = self.request("POST", "/api/v1/jobs", {"kind": "lens.nfw", "params": PARAMS},
+                                       token="reader-token")
+        self.assertError(status, body, 403, "forbidden")
+
+    def test_bad_requests_name_their_field_and_status(self):
+        status, _, body = self.request("POST", "/api/v1/jobs", {"kind": "lens.nfw", "params": {"mass": -1}})
+        self.assertError(status, body, 400, "bad_params", "params.mass")
+        status, _, body = self.request("POST", "/api/v1/jobs", {"kind": "no.such", "params": {}})
+        self.assertError(status, body, 400, "unknown_kind", "kind")
+        status, _, body = self.request("POST", "/api/v1/jobs", b"not json")
+        self.assertError(status, body, 400, "bad_request")
+        status, _, body = self.request("POST", "/api/v1/jobs", b"{" + b" " * 70000 + b"}")
+        self.assertError(status, body, 413, "too_large")
+        status, _, body = self.request("GET", "/api/v1/jobs/not-a-uuid")
+        self.assertError(status, body, 404, "not_found", "job")
+        status, _, body = self.request("GET", "/api/v1/elsewhere")
+        self.assertError(status, body, 404, "not_found")
+        status, _, body = self.request("GET", "/api/v1/jobs/01a20207-7fda-77ab-9617-104397231aeb")
+        self.assertError(status, body, 404, "not_found", "job")
+
+    def test_idempotency_key_over_http_returns_the_first_job(self):
+        body = {"kind": "lens.nfw", "params": dict(PARAMS, mass=7.7e14), "key": "http-order-1"}
+        s1, _, b1 = self.request("POST", "/api/v1/jobs", body)
+        s2, _, b2 = self.request("POST", "/api/v1/jobs", dict(body, params=dict(PARAMS, mass=8.8e14)))
+        self.assertEqual((s1, s2), (202, 202))
+        self.assertEqual(json.loads(b1)["job"], json.loads(b2)["job"])
+
+
+if __name__ == "__main__":
+    unittest.main()
