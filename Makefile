@@ -4,12 +4,14 @@
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 10
 JOBS       ?= $(shell nproc)
 STATE      ?= $(CURDIR)/state
 LISTEN     ?= 127.0.0.1:8080
 CMAKE_ARGS ?=
 
-.PHONY: run test deps build build-asan packages unit-test clean
+.PHONY: run test deps build build-asan fuzz packages unit-test clean
 
 deps:
 	@.ci/deps
@@ -31,10 +33,18 @@ run: build
 	KILN_SERVER_WEB_ROOT=$(CURDIR)/web_ui KILN_LOG_TARGET=stderr \
 	$(BUILD)/daemon/kilnd
 
-# Every test on the normal build (which also leaves the .deb and .rpm packages in
-# $(BUILD)), then every test but the package tests again under AddressSanitizer and
-# UndefinedBehaviorSanitizer.
-test: build build-asan
+# The libFuzzer targets (clang, fuzzer + ASan + UBSan), each run for FUZZ_SECONDS.
+fuzz: deps
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DKILN_FUZZ=ON \
+	  -DKILN_FUZZ_SECONDS=$(FUZZ_SECONDS) -DCMAKE_CUDA_COMPILER=CMAKE_CUDA_COMPILER-NOTFOUND \
+	  -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" $(CMAKE_ARGS)
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_proto fuzz_frame fuzz_config fuzz_params
+	cd $(FUZZ_BUILD) && ctest --output-on-failure -L fuzz
+
+# The fuzz targets briefly, every test on the normal build (which also leaves the
+# .deb and .rpm packages in $(BUILD)), then every test but the package tests again
+# under AddressSanitizer and UndefinedBehaviorSanitizer.
+test: build build-asan fuzz
 	cd $(BUILD) && ctest --output-on-failure -j 2
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j 2 -LE packaging
@@ -47,4 +57,4 @@ unit-test: build
 	cd $(BUILD) && ctest --output-on-failure -L unit -R unit/
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
