@@ -74,7 +74,18 @@ class SocketActivationTest(unittest.TestCase):
 
         async def job():
             # The first connection starts kilnd (systemd-socket-activate waits for it).
-            c = await Client.connect(url, token=self.token, open_timeout=30)
+            # systemd-socket-activate itself may not be listening yet on a loaded
+            # machine: a refused connection is retried until it is.
+            deadline = asyncio.get_running_loop().time() + 30
+            while True:
+                try:
+                    c = await Client.connect(url, token=self.token, open_timeout=30)
+                    break
+                except ConnectionRefusedError:
+                    self.assertIsNone(self.proc.poll(), "systemd-socket-activate exited")
+                    self.assertLess(asyncio.get_running_loop().time(), deadline,
+                                    "nothing listened on the activation port")
+                    await asyncio.sleep(0.05)
             done, parts = await c.run("lens.nfw", {"mass": 2e14, "concentration": 4, "grid_size": 32})
             await c.close()
             return done, parts
