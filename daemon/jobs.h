@@ -96,6 +96,7 @@ struct job {
 
         /* Scheduler only (under its lock). */
         struct job *q_prev, *q_next;
+        struct tenant_queue *q_tenant; /* the per-tenant FIFO it waits in */
         bool in_queue;
         uint64_t seq;
 

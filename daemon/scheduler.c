@@ -31,8 +31,20 @@
 #define MAX_KINDS 32
 #define MAINTAIN_MS 1000
 
-struct queue {
+/* The jobs of one tenant in one queue, oldest first. */
+struct tenant_queue {
+        struct tenant_queue *next; /* ring of the tenants with jobs waiting */
         struct job *head, *tail;
+        bool spare;                /* the queue's own node, used when malloc fails */
+        char tenant[64];
+};
+
+/* One (kind, priority) queue: FIFO within each tenant, round-robin between tenants,
+ * so one tenant's thousand queued jobs delay another tenant's job by at most one
+ * job (or one batch) per tenant ahead of it in the ring. */
+struct queue {
+        struct tenant_queue *cur;  /* the tenant served next */
+        struct tenant_queue spare;
         uint32_t depth;
 };
 
@@ -113,35 +125,127 @@ static struct timespec after_us(uint32_t us)
         return ts;
 }
 
+/* The job the queue serves next, or NULL. */
+static struct job *queue_head(const struct queue *q)
+{
+        return q->cur ? q->cur->head : NULL;
+}
+
+/* The tenant's FIFO in q, created (and put in the ring right after the tenant
+ * served next, so a newcomer waits at most one round) when missing. */
+static struct tenant_queue *tenant_queue_of(struct queue *q, const char *tenant)
+{
+        struct tenant_queue *t = q->cur;
+        if (t)
+                do {
+                        if (!strcmp(t->tenant, tenant))
+                                return t;
+                        t = t->next;
+                } while (t != q->cur);
+        t = calloc(1, sizeof(*t));
+        if (!t) {
+                /* Out of memory: wait in the spare FIFO, fairness aside, never lost. */
+                t = &q->spare;
+                t->spare = true;
+                if (t->head || t == q->cur)
+                        return t;
+                for (struct tenant_queue *x = q->cur; x; x = x->next == q->cur ? NULL : x->next)
+                        if (x == t)
+                                return t;
+        } else {
+                snprintf(t->tenant, sizeof(t->tenant), "%s", tenant);
+        }
+        if (!q->cur) {
+                t->next = t;
+                q->cur = t;
+        } else {
+                t->next = q->cur->next;
+                q->cur->next = t;
+        }
+        return t;
+}
+
+/* Takes an emptied tenant FIFO out of the ring. */
+static void tenant_queue_drop(struct queue *q, struct tenant_queue *t)
+{
+        struct tenant_queue *prev = t;
+        while (prev->next != t)
+                prev = prev->next;
+        if (prev == t) {
+                q->cur = NULL;
+        } else {
+                prev->next = t->next;
+                if (q->cur == t)
+                        q->cur = t->next;
+        }
+        t->next = NULL;
+        if (!t->spare)
+                free(t);
+}
+
 static void queue_unlink(struct queue *q, struct job *j)
 {
+        struct tenant_queue *t = j->q_tenant;
         if (j->q_prev)
                 j->q_prev->q_next = j->q_next;
         else
-                q->head = j->q_next;
+                t->head = j->q_next;
         if (j->q_next)
                 j->q_next->q_prev = j->q_prev;
         else
-                q->tail = j->q_prev;
+                t->tail = j->q_prev;
         j->q_prev = j->q_next = NULL;
+        j->q_tenant = NULL;
         j->in_queue = false;
         q->depth--;
+        if (!t->head)
+                tenant_queue_drop(q, t);
+}
+
+static void queue_push(struct queue *q, struct job *j, bool front)
+{
+        struct tenant_queue *t = tenant_queue_of(q, j->tenant);
+        j->q_tenant = t;
+        if (front) {
+                j->q_prev = NULL;
+                j->q_next = t->head;
+                if (t->head)
+                        t->head->q_prev = j;
+                else
+                        t->tail = j;
+                t->head = j;
+        } else {
+                j->q_next = NULL;
+                j->q_prev = t->tail;
+                if (t->tail)
+                        t->tail->q_next = j;
+                else
+                        t->head = j;
+                t->tail = j;
+        }
+        q->depth++;
+        j->in_queue = true;
+}
+
+/* Takes the next job in round-robin order: the head of the current tenant, whose
+ * turn then passes to the next tenant. Lock held; q not empty. */
+static struct job *queue_take(struct queue *q)
+{
+        struct tenant_queue *t = q->cur;
+        struct job *j = t->head;
+        struct tenant_queue *after = t->next;
+        bool last = t->head == t->tail;
+        queue_unlink(q, j);
+        if (!last && q->cur == t)
+                q->cur = after;
+        return j;
 }
 
 /* Puts a gathered job back at the head of its queue (shutdown). Lock held. */
 static void queue_push_front(struct sched *s, struct job *j)
 {
-        struct queue *q = &s->q[kind_index(j->kind)][j->priority];
-        j->q_prev = NULL;
-        j->q_next = q->head;
-        if (q->head)
-                q->head->q_prev = j;
-        else
-                q->tail = j;
-        q->head = j;
-        q->depth++;
+        queue_push(&s->q[kind_index(j->kind)][j->priority], j, true);
         s->queued++;
-        j->in_queue = true;
 }
 
 /* The oldest job of the highest non-empty priority, across kinds, skipping queues
@@ -153,14 +257,14 @@ static struct job *pick(struct sched *s, unsigned *ret_kind, int *ret_prio)
                 unsigned best_k = 0;
                 for (unsigned k = 0; k < s->n_kinds; k++) {
                         struct queue *q = &s->q[k][p];
-                        if (q->head && !s->gathering[k][p] && (!best || q->head->seq < best->head->seq)) {
+                        if (queue_head(q) && !s->gathering[k][p] &&
+                            (!best || queue_head(q)->seq < queue_head(best)->seq)) {
                                 best = q;
                                 best_k = k;
                         }
                 }
                 if (best) {
-                        struct job *j = best->head;
-                        queue_unlink(best, j);
+                        struct job *j = queue_take(best);
                         s->queued--;
                         *ret_kind = best_k;
                         *ret_prio = p;
@@ -175,7 +279,7 @@ static bool higher_waiting(struct sched *s, int prio)
 {
         for (int p = 0; p < prio; p++)
                 for (unsigned k = 0; k < s->n_kinds; k++)
-                        if (s->q[k][p].head)
+                        if (s->q[k][p].depth)
                                 return true;
         return false;
 }
@@ -184,9 +288,8 @@ static bool higher_waiting(struct sched *s, int prio)
 static size_t gather(struct sched *s, unsigned k, int p, struct job **jobs, size_t n, size_t max)
 {
         struct queue *q = &s->q[k][p];
-        while (n < max && q->head) {
-                struct job *j = q->head;
-                queue_unlink(q, j);
+        while (n < max && q->depth) {
+                struct job *j = queue_take(q);
                 s->queued--;
                 s->running++;
                 jobs[n++] = j;
@@ -601,9 +704,8 @@ void sched_free(struct sched *s)
                 pthread_join(s->reaper, NULL);
         for (unsigned k = 0; k < s->n_kinds; k++)
                 for (int p = 0; p < _KILN_PRIO_MAX; p++)
-                        while (s->q[k][p].head) {
-                                struct job *j = s->q[k][p].head;
-                                queue_unlink(&s->q[k][p], j);
+                        while (s->q[k][p].depth) {
+                                struct job *j = queue_take(&s->q[k][p]);
                                 job_unref(j);
                         }
         kiln_backends_free(s->backends);
@@ -621,16 +723,8 @@ void sched_push(struct sched *s, struct job *j)
         job_ref(j);
         pthread_mutex_lock(&s->lock);
         j->seq = ++s->seq;
-        j->q_next = NULL;
-        j->q_prev = q->tail;
-        if (q->tail)
-                q->tail->q_next = j;
-        else
-                q->head = j;
-        q->tail = j;
-        q->depth++;
+        queue_push(q, j, false);
         s->queued++;
-        j->in_queue = true;
         /* Wake a gathering worker as well as an idle one. */
         pthread_cond_broadcast(&s->wake);
         pthread_mutex_unlock(&s->lock);
