@@ -66,11 +66,10 @@ int lens_nfw_add_scalars(struct kiln_result *ret, const struct nfw_lens_scalars 
         return 0;
 }
 
-int lens_nfw_run_cpu(const void *params, struct kiln_result *ret, struct kiln_exec *ex)
+int lens_nfw_begin(const struct lens_nfw_params *p, struct kiln_result *ret, struct nfw_lens_scalars *ret_s,
+                   float *ret_maps[LENS_NFW_N_MAPS])
 {
-        const struct lens_nfw_params *p = params;
         struct nfw_lens_scalars s;
-        struct nfw_grid g = { 0 };
         int r;
 
         if (!p || !ret || p->grid_size <= 0 || !(p->fov_arcsec > 0.0) || !isfinite(p->fov_arcsec) ||
@@ -82,20 +81,33 @@ int lens_nfw_run_cpu(const void *params, struct kiln_result *ret, struct kiln_ex
         r = lens_nfw_add_scalars(ret, &s);
         if (r < 0)
                 return r;
-
-        g.n = p->grid_size;
-        g.delta = p->fov_arcsec / p->grid_size;
-        g.theta_s = s.theta_s_arcsec;
-        g.kappa_s = s.kappa_s;
-        uint64_t shape[2] = { (uint64_t)g.n, (uint64_t)g.n };
+        uint64_t shape[2] = { (uint64_t)p->grid_size, (uint64_t)p->grid_size };
         for (int m = 0; m < LENS_NFW_N_MAPS; m++) {
+                ret_maps[m] = NULL;
                 if (!(p->maps & (1u << m)))
                         continue;
                 struct kiln_part *part = kiln_result_add_part(ret, lens_nfw_map_names[m], KILN_DTYPE_F32, 2, shape);
                 if (!part)
                         return -ENOMEM;
-                g.out[m] = part->data;
+                ret_maps[m] = part->data;
         }
+        *ret_s = s;
+        return 0;
+}
+
+int lens_nfw_run_cpu(const void *params, struct kiln_result *ret, struct kiln_exec *ex)
+{
+        const struct lens_nfw_params *p = params;
+        struct nfw_lens_scalars s;
+        struct nfw_grid g = { 0 };
+        int r = lens_nfw_begin(p, ret, &s, g.out);
+
+        if (r < 0)
+                return r;
+        g.n = p->grid_size;
+        g.delta = p->fov_arcsec / p->grid_size;
+        g.theta_s = s.theta_s_arcsec;
+        g.kappa_s = s.kappa_s;
 
         for (int i = 0; i < g.n; i++) {
                 if (kiln_exec_stopped(ex))

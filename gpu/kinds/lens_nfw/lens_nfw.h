@@ -53,3 +53,10 @@ struct nfw_lens_scalars;
 /* Adds the ten lens.nfw result scalars (SPEC order) to `ret`; shared by every kind
  * and backend that reports them. Returns >= 0 or -ENOSPC. */
 int lens_nfw_add_scalars(struct kiln_result *ret, const struct nfw_lens_scalars *s);
+
+/* What every backend does first: checks the params, computes the scalars and adds
+ * them to `ret`, and adds one zeroed f32[N][N] part per requested map. Writes the
+ * scalars and each map's data (NULL for a map not asked for). Returns >= 0,
+ * -EINVAL or -ENOMEM. */
+int lens_nfw_begin(const struct lens_nfw_params *p, struct kiln_result *ret, struct nfw_lens_scalars *ret_s,
+                   float *ret_maps[LENS_NFW_N_MAPS]);
