@@ -560,25 +560,18 @@ static int open_databases(struct store *s)
         rc = mdb_txn_begin(s->env, NULL, 0, &txn);
         if (rc != 0)
                 return errno_from_mdb(rc);
-        rc = mdb_dbi_open(txn, "jobs", MDB_CREATE, &s->jobs);
-        if (rc == 0)
-                rc = mdb_dbi_open(txn, "results", MDB_CREATE, &s->results);
-        if (rc == 0)
-                rc = mdb_dbi_open(txn, "pending", MDB_CREATE, &s->pending);
-        if (rc == 0)
-                rc = mdb_dbi_open(txn, "cache", MDB_CREATE, &s->cache);
-        if (rc == 0)
-                rc = mdb_dbi_open(txn, "cache_lru", MDB_CREATE, &s->cache_lru);
-        if (rc == 0)
-                rc = mdb_dbi_open(txn, "cache_ttl", MDB_CREATE, &s->cache_ttl);
-        if (rc == 0)
-                rc = mdb_dbi_open(txn, "idem", MDB_CREATE, &s->idem);
-        if (rc == 0)
-                rc = mdb_dbi_open(txn, "retain", MDB_CREATE, &s->retain);
-        if (rc == 0)
-                rc = mdb_dbi_open(txn, "alias", MDB_CREATE, &s->alias);
-        if (rc == 0)
-                rc = mdb_dbi_open(txn, "refs", MDB_CREATE, &s->refs);
+        const struct {
+                const char *name;
+                MDB_dbi *dbi;
+        } dbs[] = {
+                { "jobs", &s->jobs },         { "results", &s->results },     { "pending", &s->pending },
+                { "cache", &s->cache },       { "cache_lru", &s->cache_lru }, { "cache_ttl", &s->cache_ttl },
+                { "idem", &s->idem },         { "retain", &s->retain },       { "alias", &s->alias },
+                { "refs", &s->refs },
+        };
+        rc = 0;
+        for (size_t i = 0; rc == 0 && i < sizeof(dbs) / sizeof(dbs[0]); i++)
+                rc = mdb_dbi_open(txn, dbs[i].name, MDB_CREATE, dbs[i].dbi);
         if (rc == 0)
                 rc = open_scan(s, txn);
         if (rc != 0) {
