@@ -210,6 +210,26 @@ class Client:
         return done, parts
 
 
+async def wait_for(c, pred, timeout=30):
+    """Reads until a text message satisfies pred and returns it; the messages read on
+    the way stay queued, in order, for later recv() calls."""
+    kept = []
+    end = time.monotonic() + timeout
+    try:
+        while True:
+            m = await c.recv(max(0.1, end - time.monotonic()))
+            if not isinstance(m, bytes) and pred(m):
+                return m
+            kept.append(m)
+    finally:
+        c.backlog[:0] = kept
+
+
+def done_of(job):
+    """A wait_for predicate: the `done` of `job`."""
+    return lambda m: m.get("op") == "done" and m.get("job") == job
+
+
 def decode_frame(frame):
     assert frame[:4] == b"KLNB", frame[:16]
     (hl,) = struct.unpack("<I", frame[4:8])

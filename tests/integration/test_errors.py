@@ -23,7 +23,7 @@ import uuid
 
 import websockets
 
-from kiln_fixture import Kilnd, KilndTestCase, encode_frame
+from kiln_fixture import Kilnd, KilndTestCase, encode_frame, done_of, wait_for
 
 KIND = "lens.nfw"
 ALL_MAPS = ["kappa", "gamma1", "gamma2", "alpha_x", "alpha_y", "mu", "psi"]
@@ -49,22 +49,6 @@ def random_job_id():
     return str(uuid.UUID(bytes=bytes(b)))
 
 
-async def wait_for(c, pred, timeout=30):
-    """Reads until a text message satisfies pred; the others stay queued in order."""
-    kept = []
-    end = time.monotonic() + timeout
-    try:
-        while True:
-            m = await c.recv(max(0.1, end - time.monotonic()))
-            if not isinstance(m, bytes) and pred(m):
-                return m
-            kept.append(m)
-    finally:
-        c.backlog[:0] = kept
-
-
-def done_of(job):
-    return lambda m: m.get("op") == "done" and m.get("job") == job
 
 
 async def next_error(c, timeout=10):

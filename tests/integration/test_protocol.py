@@ -16,7 +16,7 @@ import urllib.request
 
 import numpy as np
 
-from kiln_fixture import WEB_ROOT, Client, KilndTestCase, decode_frame
+from kiln_fixture import WEB_ROOT, Client, KilndTestCase, decode_frame, done_of, wait_for
 
 KIND = "lens.nfw"
 ALL_MAPS = ["kappa", "gamma1", "gamma2", "alpha_x", "alpha_y", "mu", "psi"]
@@ -46,23 +46,6 @@ def parse_iso(s):
     return datetime.datetime.fromisoformat(s.replace("Z", "+00:00"))
 
 
-async def wait_for(c, pred, timeout=30):
-    """Reads until a text message satisfies pred and returns it; the messages
-    read on the way stay queued, in order, for later recv() calls."""
-    kept = []
-    end = time.monotonic() + timeout
-    try:
-        while True:
-            m = await c.recv(max(0.1, end - time.monotonic()))
-            if not isinstance(m, bytes) and pred(m):
-                return m
-            kept.append(m)
-    finally:
-        c.backlog[:0] = kept
-
-
-def done_of(job):
-    return lambda m: m.get("op") == "done" and m.get("job") == job
 
 
 async def read_parts(c, done, timeout=60):
