@@ -18,7 +18,16 @@
  * The loop is libev's on epoll, handed to libwebsockets as a foreign loop (its
  * libev plugin): libwebsockets' own loop calls poll() over every descriptor at
  * each wakeup, which with 10,000 connections costs more than the load itself.
- * Without the plugin it falls back to that poll() loop. */
+ * Without the plugin it falls back to that poll() loop.
+ *
+ * Framing. For ws:// the connections are libwebsockets raw sockets and the
+ * WebSocket layer (RFC 6455: the upgrade, masked client frames, fragments, ping,
+ * close) is done here: libwebsockets' WebSocket client parses what it receives one
+ * byte at a time, which for a job's 16 KiB part cost ~80 µs of client CPU per job,
+ * more than the server spent on it, so kiln-bench measured itself. Here a part's
+ * payload is skipped in bulk, and every pending submit of a connection goes out in
+ * one write. For wss:// (TLS) libwebsockets' own WebSocket client is used
+ * (KILN_BENCH_LWS_WS=1 forces it for ws:// too). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +58,7 @@ enum phase {
 enum conn_state {
         CS_PENDING,
         CS_CONNECTING,
+        CS_UPGRADING,      /* raw framing: the upgrade request is out, awaiting 101 */
         CS_HELLO,
         CS_READY,
         CS_CLOSED,
@@ -101,6 +111,23 @@ struct conn {
         /* parts still expected after a `done` */
         unsigned parts_left;
         char parts_job[48];
+
+        /* raw framing (see the top): the upgrade, then the frame being read */
+        bool upgrade_unsent;
+        char ws_accept[32];        /* the Sec-WebSocket-Accept the server must send */
+        char *hs;                  /* the upgrade response so far */
+        size_t hs_len;
+        uint8_t fh[14];            /* frame header bytes so far */
+        unsigned fh_len;
+        bool in_frame;             /* reading a frame's payload */
+        uint8_t f_op;
+        bool f_fin;
+        uint64_t f_left;           /* payload bytes still to come */
+        uint8_t ctl[125];          /* a control frame's payload */
+        size_t ctl_len;
+        bool pong_unsent;
+        uint8_t pong[125];
+        size_t pong_len;
 };
 
 struct bench {
@@ -108,6 +135,7 @@ struct bench {
         struct bench_result *r;
         struct lws_context *ctx;
         struct ev_loop *loop;      /* NULL: libwebsockets' own poll() loop */
+        bool raw;                  /* WebSocket framing done here (see the top) */
         struct conn *conns;        /* idle ones first, then load ones */
         unsigned n_conns, n_idle;
         unsigned next_connect, connecting, resolved;
@@ -373,7 +401,7 @@ static void conn_closed(struct conn *c, const char *why)
         lws_sul_cancel(&c->sul);
         if (b->loop)
                 ev_timer_stop(b->loop, &c->evt);
-        if (was == CS_CONNECTING || was == CS_HELLO || was == CS_PENDING) {
+        if (was == CS_CONNECTING || was == CS_UPGRADING || was == CS_HELLO || was == CS_PENDING) {
                 b->r->err_connect++;
                 note_error(b, "connection %u: %s", c->idx, why);
                 b->connecting--;
@@ -577,6 +605,240 @@ more:
         return 0;
 }
 
+/* ---- raw framing (ws:// without libwebsockets' WebSocket client) ---- */
+
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#define MAX_UPGRADE_RESPONSE 8192
+#define RAW_OUT (256 * 1024)       /* bytes of frames written at once */
+
+static uint64_t rng_next(uint64_t *x)
+{
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        return *x;
+}
+
+/* Appends one masked client frame (FIN set) carrying `len` bytes to dst; returns
+ * its length. dst must have room for len + 14. */
+static size_t frame_masked(struct bench *b, uint8_t *dst, uint8_t opcode, const void *data, size_t len)
+{
+        size_t h = 0;
+        dst[h++] = (uint8_t)(0x80 | opcode);
+        if (len < 126) {
+                dst[h++] = (uint8_t)(0x80 | len);
+        } else if (len <= 0xffff) {
+                dst[h++] = 0x80 | 126;
+                dst[h++] = (uint8_t)(len >> 8);
+                dst[h++] = (uint8_t)len;
+        } else {
+                dst[h++] = 0x80 | 127;
+                for (int i = 0; i < 8; i++)
+                        dst[h++] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+        }
+        uint32_t key = (uint32_t)rng_next(&b->rng);
+        uint8_t mask[4];
+        memcpy(mask, &key, 4);
+        memcpy(dst + h, mask, 4);
+        h += 4;
+        const uint8_t *src = data;
+        for (size_t i = 0; i < len; i++)
+                dst[h + i] = src[i] ^ mask[i & 3];
+        return h + len;
+}
+
+static int raw_writeable(struct conn *c, struct lws *wsi)
+{
+        static uint8_t out[LWS_PRE + RAW_OUT];
+        struct bench *b = c->b;
+        uint8_t *buf = out + LWS_PRE;
+        size_t used = 0;
+
+        if (c->upgrade_unsent) {
+                uint8_t nonce[16];
+                char key[32], accept_src[96], sha[20];
+                for (int i = 0; i < 16; i += 8) {
+                        uint64_t v = rng_next(&b->rng);
+                        memcpy(nonce + i, &v, 8);
+                }
+                lws_b64_encode_string((const char *)nonce, 16, key, sizeof(key));
+                snprintf(accept_src, sizeof(accept_src), "%s%s", key, WS_GUID);
+                lws_SHA1((const unsigned char *)accept_src, strlen(accept_src), (unsigned char *)sha);
+                lws_b64_encode_string(sha, 20, c->ws_accept, sizeof(c->ws_accept));
+                int n = snprintf((char *)buf, 2048,
+                                 "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                                 "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
+                                 "Sec-WebSocket-Protocol: kiln.v1\r\nOrigin: http://%s\r\n\r\n",
+                                 b->path, b->host_header, key, b->host_header);
+                c->upgrade_unsent = false;
+                c->st = CS_UPGRADING;
+                return lws_write(wsi, buf, (size_t)n, LWS_WRITE_RAW) < n ? -1 : 0;
+        }
+        if (c->pong_unsent) {
+                c->pong_unsent = false;
+                used += frame_masked(b, buf + used, 0xA, c->pong, c->pong_len);
+        }
+        if (c->hello_unsent) {
+                c->hello_unsent = false;
+                used += frame_masked(b, buf + used, 0x1, b->hello, b->hello_len);
+        }
+        while (c->n_unsent && used + 2048 + 14 <= RAW_OUT) {
+                unsigned i = c->unsent[c->unsent_head];
+                c->unsent_head = (c->unsent_head + 1) % c->cap;
+                c->n_unsent--;
+                struct slot *sl = &c->slots[i];
+                if (sl->st != SL_UNSENT)
+                        continue;
+                char text[2048];
+                int n = bench_submit_text(b->o->scenario, sl->ref, !b->o->accept_only, &b->rng, text, sizeof(text));
+                if (n < 0)
+                        return -1;
+                sl->st = SL_SENT;
+                if (b->o->rate <= 0)
+                        sl->t_start_ns = now_ns();
+                used += frame_masked(b, buf + used, 0x1, text, (size_t)n);
+        }
+        if (used && lws_write(wsi, buf, used, LWS_WRITE_RAW) < (int)used)
+                return -1;
+        if (c->n_unsent || c->pong_unsent)
+                lws_callback_on_writable(wsi);
+        return 0;
+}
+
+/* Reads the upgrade response; returns the bytes of `in` it used (frames may follow
+ * in the same read), or -1 when the server refused. */
+static long raw_upgrade_rx(struct conn *c, const uint8_t *in, size_t len)
+{
+        size_t had = c->hs_len, take = len;
+        if (had + take > MAX_UPGRADE_RESPONSE)
+                take = MAX_UPGRADE_RESPONSE - had;
+        char *p = realloc(c->hs, had + take + 1);
+        if (!p)
+                return -1;
+        c->hs = p;
+        memcpy(c->hs + had, in, take);
+        c->hs_len = had + take;
+        c->hs[c->hs_len] = '\0';
+        char *end = strstr(c->hs, "\r\n\r\n");
+        if (!end) {
+                if (c->hs_len >= MAX_UPGRADE_RESPONSE) {
+                        conn_closed(c, "the upgrade response is too long");
+                        return -1;
+                }
+                return (long)len;
+        }
+        size_t used = (size_t)(end + 4 - c->hs) - had;
+        *end = '\0';
+        bool ok = !strncmp(c->hs, "HTTP/1.1 101", 12);
+        const char *a = NULL;
+        for (char *line = strstr(c->hs, "\r\n"); ok && line; line = strstr(line + 2, "\r\n"))
+                if (!strncasecmp(line + 2, "Sec-WebSocket-Accept:", 21)) {
+                        a = line + 2 + 21;
+                        a += strspn(a, " \t");
+                        break;
+                }
+        if (!ok || !a || strncmp(a, c->ws_accept, strlen(c->ws_accept))) {
+                char why[160];
+                snprintf(why, sizeof(why), "upgrade refused: %.100s", c->hs);
+                why[strcspn(why, "\r\n")] = '\0';
+                conn_closed(c, why);
+                return -1;
+        }
+        free(c->hs);
+        c->hs = NULL;
+        c->hs_len = 0;
+        c->st = CS_HELLO;
+        c->hello_unsent = true;
+        lws_callback_on_writable(c->wsi);
+        return (long)used;
+}
+
+/* The end of a control frame: ping is answered, close ends the connection. */
+static int raw_control(struct conn *c)
+{
+        if (c->f_op == 0x9) {
+                memcpy(c->pong, c->ctl, c->ctl_len);
+                c->pong_len = c->ctl_len;
+                c->pong_unsent = true;
+                lws_callback_on_writable(c->wsi);
+        } else if (c->f_op == 0x8) {
+                if (c->ctl_len >= 2)
+                        note_error(c->b, "connection %u closed by the server with %u", c->idx,
+                                   (unsigned)(c->ctl[0] << 8 | c->ctl[1]));
+                conn_closed(c, "the server closed the connection");
+                return -1;
+        }
+        return 0;
+}
+
+/* Takes received bytes: the upgrade response, then frames. Returns -1 to close. */
+static int raw_rx(struct conn *c, const uint8_t *in, size_t len)
+{
+        if (c->st == CS_UPGRADING) {
+                long used = raw_upgrade_rx(c, in, len);
+                if (used < 0)
+                        return -1;
+                in += used;
+                len -= (size_t)used;
+        }
+        while (len || (c->in_frame && !c->f_left)) {
+                if (!c->in_frame) {
+                        c->fh[c->fh_len++] = *in++;
+                        len--;
+                        if (c->fh_len < 2)
+                                continue;
+                        unsigned l7 = c->fh[1] & 0x7f;
+                        unsigned need = 2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0);
+                        if (c->fh[1] & 0x80 || c->fh[0] & 0x70) {
+                                conn_closed(c, "the server sent a masked frame or reserved bits");
+                                return -1;
+                        }
+                        if (c->fh_len < need)
+                                continue;
+                        uint64_t n = l7;
+                        if (l7 == 126)
+                                n = (uint64_t)c->fh[2] << 8 | c->fh[3];
+                        else if (l7 == 127)
+                                for (int i = 0; i < 8; i++)
+                                        n = n << 8 | c->fh[2 + i];
+                        c->f_fin = c->fh[0] & 0x80;
+                        c->f_op = c->fh[0] & 0x0f;
+                        c->f_left = n;
+                        c->fh_len = 0;
+                        c->in_frame = true;
+                        c->ctl_len = 0;
+                        if (c->f_op >= 0x8 && (n > sizeof(c->ctl) || !c->f_fin)) {
+                                conn_closed(c, "the server sent a malformed control frame");
+                                return -1;
+                        }
+                }
+                size_t take = len < c->f_left ? len : (size_t)c->f_left;
+                bool end = take == c->f_left;
+                if (c->f_op >= 0x8) {
+                        memcpy(c->ctl + c->ctl_len, in, take);
+                        c->ctl_len += take;
+                } else if (c->st == CS_HELLO || c->st == CS_READY) {
+                        bool binary = c->f_op == 0 ? c->rx_binary : c->f_op == 0x2;
+                        int r = rx_chunk(c, in, take, binary, end && c->f_fin);
+                        if (r < 0) {
+                                conn_closed(c, r == -EMSGSIZE ? "text message too long" : "out of memory");
+                                return -1;
+                        }
+                        if (c->st == CS_CLOSED)
+                                return -1;
+                }
+                in += take;
+                len -= take;
+                c->f_left -= take;
+                if (end) {
+                        c->in_frame = false;
+                        if (c->f_op >= 0x8 && raw_control(c) < 0)
+                                return -1;
+                }
+        }
+        return 0;
+}
+
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
         struct conn *c = user;
@@ -621,6 +883,22 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         case LWS_CALLBACK_CLIENT_CLOSED:
                 conn_closed(c, "the server closed the connection");
                 break;
+        case LWS_CALLBACK_RAW_CONNECTED:
+                c->wsi = wsi;
+                c->upgrade_unsent = true;
+                lws_callback_on_writable(wsi);
+                break;
+        case LWS_CALLBACK_RAW_WRITEABLE:
+                if (c->st == CS_CLOSED)
+                        return -1;
+                return raw_writeable(c, wsi);
+        case LWS_CALLBACK_RAW_RX:
+                if (c->st == CS_CLOSED)
+                        return -1;
+                return raw_rx(c, in, len);
+        case LWS_CALLBACK_RAW_CLOSE:
+                conn_closed(c, "the server closed the connection");
+                break;
         default:
                 break;
         }
@@ -651,6 +929,8 @@ static void start_connect(struct bench *b, struct conn *c)
         ci.local_protocol_name = c->idle ? protocols[1].name : protocols[0].name;
         ci.ietf_version_or_minus_one = -1;
         ci.userdata = c;
+        if (b->raw)
+                ci.method = "RAW"; /* a plain socket: the upgrade and frames are done here */
         c->st = CS_CONNECTING;
         b->connecting++;
         if (!lws_client_connect_via_info(&ci) && c->st == CS_CONNECTING)
@@ -762,6 +1042,7 @@ static void bench_free(struct bench *b)
                 free(b->conns[k].free_idx);
                 free(b->conns[k].unsent);
                 free(b->conns[k].rx);
+                free(b->conns[k].hs);
         }
         free(b->conns);
         free(b->hello);
@@ -816,6 +1097,7 @@ int bench_run(const struct bench_opts *o, struct bench_result *ret)
                         c->free_idx[c->n_free++] = cap - 1 - i;
         }
 
+        b.raw = !b.tls && !getenv("KILN_BENCH_LWS_WS");
         raise_nofile((rlim_t)b.n_conns + 64);
         const char *dbg = getenv("KILN_BENCH_DEBUG");
         lws_set_log_level(dbg && *dbg ? LLL_ERR | LLL_WARN | LLL_NOTICE | LLL_CLIENT : 0, NULL);
