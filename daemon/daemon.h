@@ -43,6 +43,7 @@ struct kilnd {
         struct job **deadlines;       /* min-heap on deadline_ms */
         size_t n_deadlines, cap_deadlines;
         uint32_t committing;          /* submitted, record not yet committed */
+        uint32_t hot_recording;       /* answered from a hot copy, record not yet stored */
 
         /* loop: sessions */
         struct session **sessions;    /* hash buckets by session id */

@@ -10,6 +10,7 @@
 
 #include "cache.h"
 #include "daemon.h"
+#include "hotcache.h"
 #include "limiter.h"
 #include "log.h"
 #include "metrics.h"
@@ -144,6 +145,8 @@ void job_unref(struct job *j)
                 return;
         if (j->blob)
                 free(j->blob); /* parts point into it */
+        else if (j->hot)
+                hot_entry_unref(j->hot); /* the same */
         else
                 kiln_result_clear(&j->result);
         free(j->params);

@@ -21,6 +21,7 @@
 #include "store.h"
 
 struct kilnd;
+struct hot_entry;
 
 /* A submission attached to a job still being stored (coalescing, cache.h): it gets
  * its `accepted` (and, with watch, the job's events) once the job is. Loop thread. */
@@ -72,6 +73,7 @@ struct job {
         char error_message[256];
         char *done_json;          /* the `done` message without "ref", built once */
         uint8_t *blob;            /* a result loaded from the store: parts point into it */
+        struct hot_entry *hot;    /* or a hot copy of a cached one (hotcache.h): the same */
         struct result_blob *blob_out; /* the result being stored */
 
         /* Progress reporting (worker side). */

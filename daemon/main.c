@@ -15,6 +15,7 @@
 #include "cache.h"
 #include "config.h"
 #include "daemon.h"
+#include "hotcache.h"
 #include "jobs.h"
 #include "kind.h"
 #include "log.h"
@@ -150,6 +151,7 @@ static void teardown(struct kilnd *d)
         for (size_t b = 0; b < d->table_buckets; b++)
                 while (d->table[b])
                         jobs_table_remove(d, d->table[b]);
+        hotcache_clear(); /* jobs still holding copies keep them until they go */
         free(d->table);
         free(d->deadlines);
         free(d->sessions);

@@ -11,6 +11,7 @@
 
 #include "auth.h"
 #include "cache.h"
+#include "hotcache.h"
 #include "daemon.h"
 #include "jobs.h"
 #include "limiter.h"
@@ -25,6 +26,10 @@
 /* Bytes handed to lws_write per writeable callback: big enough to keep a fast link
  * busy, small enough that one connection never holds the loop for long. */
 #define CHUNK (256 * 1024)
+
+/* Jobs answered from hot copies whose records the store has not written yet: past
+ * this, cache hits wait for the store again (session.c answer_hot). */
+#define HOT_RECORDING_MAX 8192
 
 /* One queued outgoing message: text, or a KLNB frame whose payload is a part of a
  * job's result (the job is referenced until the frame is sent). */
@@ -287,20 +292,87 @@ static void send_done(struct session *s, struct job *j, json_t *ref)
         }
 }
 
-int session_writable(struct kilnd *d, struct session *s)
+/* Writes a WebSocket frame header (server side: unmasked) for a frame of `len`
+ * bytes into p; returns its length (2, 4 or 10 bytes). */
+static size_t ws_frame_header(uint8_t *p, bool binary, bool first, bool fin, size_t len)
+{
+        p[0] = (uint8_t)((fin ? 0x80 : 0) | (first ? (binary ? 0x2 : 0x1) : 0x0));
+        if (len < 126) {
+                p[1] = (uint8_t)len;
+                return 2;
+        }
+        if (len <= 0xffff) {
+                p[1] = 126;
+                p[2] = (uint8_t)(len >> 8);
+                p[3] = (uint8_t)len;
+                return 4;
+        }
+        p[1] = 127;
+        for (int i = 0; i < 8; i++)
+                p[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+        return 10;
+}
+
+/* Copies bytes [m->sent, m->sent + n) of a queued message (head, then payload). */
+static void out_copy(const struct outmsg *m, uint8_t *dst, size_t n)
+{
+        size_t off = m->sent, w = 0;
+        if (off < m->head_len) {
+                w = m->head_len - off < n ? m->head_len - off : n;
+                memcpy(dst, m->head + LWS_PRE + off, w);
+        }
+        if (w < n)
+                memcpy(dst + w, m->payload + (off + w - m->head_len), n - w);
+}
+
+static void out_pop(struct session *s)
+{
+        struct outmsg *m = s->out_head;
+        s->out_head = m->next;
+        if (!s->out_head)
+                s->out_tail = NULL;
+        s->out_queued--;
+        out_free(m);
+}
+
+/* Framed output: as many queued messages as fit in CHUNK bytes, each as complete
+ * WebSocket frames (a message larger than the room left goes as fragments), in one
+ * raw write — one send() for a job's `accepted`, `done` and parts instead of one
+ * write and one trip round the event loop per message. Frames never straddle two
+ * writes, so the pings, pongs and close that libwebsockets sends itself fall
+ * between them. */
+static int writable_framed(struct session *s)
+{
+        static uint8_t scratch[LWS_PRE + CHUNK];
+        uint8_t *buf = scratch + LWS_PRE;
+        size_t used = 0;
+        struct outmsg *m;
+
+        while ((m = s->out_head)) {
+                size_t total = m->head_len + m->payload_len, left = total - m->sent;
+                size_t room = CHUNK - used - 10;
+                size_t n = left < room ? left : room;
+                if (n < left && room < 16 * 1024 && used)
+                        break; /* a small fragment is not worth it: next time */
+                used += ws_frame_header(buf + used, m->binary, m->sent == 0, n == left, n);
+                out_copy(m, buf + used, n);
+                used += n;
+                m->sent += n;
+                if (m->sent < total)
+                        break;
+                out_pop(s);
+        }
+        if (used && lws_write(s->wsi, buf, used, LWS_WRITE_RAW) < (int)used)
+                return -1;
+        return 0;
+}
+
+/* One message fragment per writeable callback through lws's own framing: for a
+ * connection that is a stream inside another (WebSocket over HTTP/2). */
+static int writable_fragment(struct session *s)
 {
         static uint8_t scratch[LWS_PRE + CHUNK];
         struct outmsg *m = s->out_head;
-
-        if (!m) {
-                if (d->closing) {
-                        static const char reason[] = "kilnd is shutting down";
-                        lws_close_reason(s->wsi, LWS_CLOSE_STATUS_GOINGAWAY, (unsigned char *)reason,
-                                         sizeof(reason) - 1);
-                        return -1;
-                }
-                return 0;
-        }
         size_t total = m->head_len + m->payload_len;
         size_t n = total - m->sent;
         if (n > CHUNK)
@@ -309,13 +381,7 @@ int session_writable(struct kilnd *d, struct session *s)
         if (!m->binary && total <= CHUNK) {
                 buf = m->head + LWS_PRE; /* whole small text message: no copy */
         } else {
-                size_t off = m->sent, w = 0;
-                if (off < m->head_len) {
-                        w = m->head_len - off < n ? m->head_len - off : n;
-                        memcpy(scratch + LWS_PRE, m->head + LWS_PRE + off, w);
-                }
-                if (w < n)
-                        memcpy(scratch + LWS_PRE + w, m->payload + (off + w - m->head_len), n - w);
+                out_copy(m, scratch + LWS_PRE, n);
                 buf = scratch + LWS_PRE;
         }
         int flags = lws_write_ws_flags(m->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT, m->sent == 0,
@@ -323,13 +389,25 @@ int session_writable(struct kilnd *d, struct session *s)
         if (lws_write(s->wsi, buf, n, (enum lws_write_protocol)flags) < (int)n)
                 return -1;
         m->sent += n;
-        if (m->sent == total) {
-                s->out_head = m->next;
-                if (!s->out_head)
-                        s->out_tail = NULL;
-                s->out_queued--;
-                out_free(m);
+        if (m->sent == total)
+                out_pop(s);
+        return 0;
+}
+
+int session_writable(struct kilnd *d, struct session *s)
+{
+        if (!s->out_head) {
+                if (d->closing) {
+                        static const char reason[] = "kilnd is shutting down";
+                        lws_close_reason(s->wsi, LWS_CLOSE_STATUS_GOINGAWAY, (unsigned char *)reason,
+                                         sizeof(reason) - 1);
+                        return -1;
+                }
+                return 0;
         }
+        int r = lws_get_network_wsi(s->wsi) == s->wsi ? writable_framed(s) : writable_fragment(s);
+        if (r < 0)
+                return -1;
         if (s->out_head)
                 lws_callback_on_writable(s->wsi);
         return 0;
@@ -591,7 +669,61 @@ static void answer_cached(struct kilnd *d, struct job *j)
                 sessions_job_rejected(d, j, KERR_INTERNAL, "the cached result is unreadable");
                 return;
         }
+        if (!j->idem_key)
+                hotcache_put(d, j, j->op.result_size, &j->op.hit);
         job_accepted(d, j, true);
+}
+
+/* The record of a job answered from a hot copy has been stored (or not). */
+static void on_hot_recorded_mail(struct mail *m)
+{
+        struct job *j = container_of(m, struct job, mail);
+        struct kilnd *d = j->d;
+
+        kilnd_store_answered(d);
+        d->hot_recording--;
+        if (j->op.status < 0)
+                log_error("job %s: answered from the cache, but its record could not be stored: %s", j->id_text,
+                          strerror(-j->op.status));
+        job_unref(j);
+}
+
+static void on_hot_recorded(struct store_op *op)
+{
+        struct job *j = container_of(op, struct job, op);
+        j->mail.fn = on_hot_recorded_mail;
+        mailbox_post(j->d->mailbox, &j->mail);
+}
+
+static void hot_write_result(struct store_op *op, uint8_t *dst, size_t offset, size_t len)
+{
+        memcpy(dst, container_of(op, struct job, op)->hot->blob + offset, len);
+}
+
+/* Answers a submission from a hot copy of its cached result (hotcache.h): at once,
+ * then stores the job's record behind the answer. Takes over j's reference.
+ * Returns < 0 (j untouched) when it cannot. */
+static int answer_hot(struct session *s, struct job *j, struct hot_entry *e, json_t *ref, bool watch)
+{
+        struct kilnd *d = s->d;
+
+        if (hotcache_answer(e, j) < 0)
+                return -ENOMEM;
+        job_to_record(j, &j->record);
+        memset(&j->op, 0, sizeof(j->op));
+        j->op.type = STORE_OP_CACHE_ANSWER;
+        j->op.job = &j->record;
+        j->op.cache_key = &j->cache_key;
+        memcpy(j->op.blob, e->blob_id, 16);
+        j->op.result_size = e->blob_size;
+        j->op.write_result = hot_write_result;
+        j->op.done = on_hot_recorded;
+        send_accepted(s, j, ref, true);
+        if (watch)
+                send_done(s, j, NULL);
+        d->hot_recording++;
+        kilnd_store_submit(d, &j->op); /* the job's reference travels with the op */
+        return 0;
 }
 
 static void on_committed_mail(struct mail *m)
@@ -731,6 +863,13 @@ static void op_submit(struct session *s, const struct proto_req *rq)
         if (!j) {
                 send_error(s, ref, KERR_INTERNAL, NULL, "out of memory");
                 return;
+        }
+        /* A hot copy of a cached result answers at once. Not for a keyed submission
+         * (its key may name another job) or while the store lags far behind. */
+        if (rq->submit.cache && !rq->submit.key && d->cfg->cache.enabled && d->hot_recording < HOT_RECORDING_MAX) {
+                struct hot_entry *e = hotcache_find(d, &j->cache_key, j->submitted_ms);
+                if (e && answer_hot(s, j, e, ref, rq->submit.watch) >= 0)
+                        return;
         }
         /* Coalescing: an identical live job of this tenant takes the submission. A
          * keyed submission goes to the store first (its key may name another job),

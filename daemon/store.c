@@ -50,6 +50,8 @@ struct store {
         /* Cache counters: updated when a write transaction commits, read anywhere. */
         _Atomic uint64_t c_hits, c_misses, c_bytes, c_entries, c_evicted, c_expired, c_purged, c_stored,
                 c_jobs_purged;
+        /* Bumped (writer thread) before any cache entry is deleted or replaced. */
+        _Atomic uint64_t cache_gen;
         /* Writer thread only: the policy store_writer_set_policy last handed over. */
         struct store_policy policy;
         bool has_policy;
@@ -1390,6 +1392,8 @@ static int cache_delete(struct store_txn *t, const uint8_t hash[16])
         int r;
 
         r = cache_get(t, hash, &v);
+        if (r != -ENOENT)
+                atomic_fetch_add(&t->s->cache_gen, 1); /* copies of this entry are stale now */
         if (r == -EIO)
                 return del_quiet(t, t->s->cache, &key); /* unreadable: no index keys known */
         if (r < 0)
@@ -1452,6 +1456,8 @@ int store_cache_lookup(struct store_txn *t, const struct store_cache_key *key, i
         memcpy(ret->blob, v.blob, 16);
         ret->size = v.size;
         memcpy(ret->backend, v.backend.p, v.backend.n);
+        ret->created_ms = v.created_ms;
+        ret->generation = atomic_load(&t->s->cache_gen);
         if (v.last_used_ms >= now_ms || !t->write)
                 return 0;
         /* Bump the last use: move the LRU key, rewrite the entry's time. */
@@ -1683,6 +1689,11 @@ int store_maintain(struct store_txn *t, const struct store_policy *p, int64_t no
         return (int)n;
 }
 
+uint64_t store_cache_generation(struct store *s)
+{
+        return atomic_load(&s->cache_gen);
+}
+
 /* A snapshot of the cache counters; see store.h. */
 void store_cache_stats(struct store *s, struct store_cache_stats *ret)
 {
@@ -1882,6 +1893,7 @@ static int op_apply_submit(struct store_txn *t, struct store_op *op)
                         if (r < 0)
                                 return r;
                         op->outcome = STORE_SUBMIT_CACHED;
+                        op->hit = hit;
                         t->delta.hits++;
                         return 0;
                 }
@@ -1893,6 +1905,31 @@ static int op_apply_submit(struct store_txn *t, struct store_op *op)
         if (r >= 0 && job->idem_key)
                 r = store_idem_put(t, job->tenant, job->idem_key, job->id);
         return r;
+}
+
+/* CACHE_ANSWER: see store.h. */
+static int op_apply_cache_answer(struct store_txn *t, struct store_op *op)
+{
+        struct store_cache_hit hit;
+        int r;
+
+        if (!op->job || !op->cache_key || (op->result_size > 0 && !op->write_result))
+                return -EINVAL;
+        r = store_cache_lookup(t, op->cache_key, wall_ms(), t->s->has_policy ? t->s->policy.cache_ttl_s : 0, &hit);
+        if (r < 0 && r != -ENOENT)
+                return r;
+        bool same = r >= 0 && !memcmp(hit.blob, op->blob, 16);
+        r = store_job_put(t, op->job);
+        if (r < 0)
+                return r;
+        t->delta.hits++;
+        if (same)
+                return store_result_alias(t, op->job->id, op->blob);
+        /* The entry went (purged, expired, evicted) or changed after the answer was
+         * sent: the job keeps the result it was answered with. */
+        if (op->result_size == 0)
+                return 0;
+        return store_result_put(t, op->job->id, op->result_size, op_write_piece, op);
 }
 
 /* RESULT_GET: the job, and its result when there is one (a job without a result gives
@@ -1937,6 +1974,8 @@ static int op_apply(struct store_txn *t, struct store_op *op)
                 return op_apply_submit(t, op);
         case STORE_OP_CACHE_PURGE:
                 return store_cache_purge(t, op->purge_kind, &op->purge_n);
+        case STORE_OP_CACHE_ANSWER:
+                return op_apply_cache_answer(t, op);
         }
         return -EINVAL;
 }
@@ -1960,7 +1999,17 @@ static int writer_apply_txn(struct store_writer *w, struct store_op *first, size
                 if (t->err < 0)
                         break;
         }
+        /* Records of jobs already answered from the cache (CACHE_ANSWER) wait for no
+         * one: a transaction of nothing else is committed without fsync, and the
+         * next synced commit or the batch sync flushes it (as maintenance does). */
+        bool lazy = w->s->sync == STORE_SYNC_FULL;
+        for (op = first, i = 0; lazy && i < n; op = op->next, i++)
+                lazy = op->type == STORE_OP_CACHE_ANSWER;
+        if (lazy)
+                mdb_env_set_flags(w->s->env, MDB_NOSYNC, 1);
         r = store_txn_commit(t);
+        if (lazy)
+                mdb_env_set_flags(w->s->env, MDB_NOSYNC, 0);
         if (r < 0) {
                 for (op = first, i = 0; i < n; op = op->next, i++)
                         op_free_outputs(op);
@@ -1968,7 +2017,7 @@ static int writer_apply_txn(struct store_writer *w, struct store_op *first, size
         }
         atomic_fetch_add(&w->commits, 1);
         atomic_fetch_add(&w->ops, n);
-        if (w->s->sync == STORE_SYNC_BATCH)
+        if (w->s->sync == STORE_SYNC_BATCH || lazy)
                 w->dirty = true;
         return 0;
 }

@@ -176,6 +176,8 @@ struct store_cache_hit {
         uint8_t blob[16];           /* whose result pieces hold it */
         uint64_t size;
         char backend[16];
+        int64_t created_ms;         /* wall clock: the entry expires cache_ttl_s after it */
+        uint64_t generation;        /* store_cache_generation() when it was found */
 };
 
 /* Looks up `key`: -ENOENT when absent, when the stored identity differs from the
@@ -194,6 +196,10 @@ int store_cache_purge(struct store_txn *t, const char *kind, uint64_t *ret_n);
 /* Makes job `id` (its record already stored) answer with the result of `blob`.
  * Returns >= 0 or -errno. */
 int store_result_alias(struct store_txn *t, const uint8_t id[16], const uint8_t blob[16]);
+/* A number that changes whenever a cache entry is deleted or replaced (purge, TTL,
+ * eviction, a dangling entry): a copy of a hit taken at generation G is still what
+ * the store holds while the generation is G. Thread-safe, no transaction. */
+uint64_t store_cache_generation(struct store *s);
 /* A consistent snapshot of the cache counters; thread-safe, no transaction. */
 void store_cache_stats(struct store *s, struct store_cache_stats *ret);
 
@@ -222,6 +228,7 @@ enum store_op_type {
         STORE_OP_BARRIER,      /* nothing; done after everything queued before it */
         STORE_OP_SUBMIT,       /* a new job: idempotency, cache lookup, then put (below) */
         STORE_OP_CACHE_PURGE,  /* store_cache_purge(purge_kind), count in purge_n */
+        STORE_OP_CACHE_ANSWER, /* a job already answered from a copy of a cache hit (below) */
 };
 
 /* What STORE_OP_SUBMIT did with op->job (a queued record with tenant and idem_key):
@@ -236,6 +243,13 @@ enum store_submit_outcome {
         STORE_SUBMIT_IDEM,
         STORE_SUBMIT_CACHED,
 };
+
+/* CACHE_ANSWER: op->job is a done record answered with a copy of the cache entry
+ * op->cache_key that named result op->blob. The writer writes the record and, while
+ * the entry still names that result, aliases the job to it (bumping its last use
+ * and counting a hit); when the entry has gone meanwhile, it writes the result of
+ * result_size bytes itself through write_result. The answer was sent before the
+ * commit: a cache hit needs no durable record first (SPEC §2.2). */
 
 /* One queued operation. The caller allocates it (usually embedded in its own struct),
  * fills the input fields and `done`, and must not touch it until `done` is called. */
@@ -256,6 +270,7 @@ struct store_op {
          * result: the key to cache it under (NULL: not cached). Borrowed until done. */
         const struct store_cache_key *cache_key;
         const char *purge_kind;  /* CACHE_PURGE: NULL for all */
+        uint8_t blob[16];        /* CACHE_ANSWER: the result the answer used */
 
         /* outputs, owned by the caller once done is called */
         int status;              /* >= 0 or -errno */
@@ -265,6 +280,7 @@ struct store_op {
         size_t list_n;
         bool list_more;
         enum store_submit_outcome outcome; /* SUBMIT */
+        struct store_cache_hit hit; /* SUBMIT with outcome CACHED: the entry found */
         uint64_t purge_n;        /* CACHE_PURGE */
 
         /* Called on the writer thread after the transaction holding this op has been

@@ -84,6 +84,49 @@ class CacheTest(KilndTestCase):
             await c.close()
         self.run_async(go())
 
+    def test_hot_copies_answer_repeats_and_follow_the_store(self):
+        # The first hit comes from the store and leaves a copy in memory; later ones
+        # are answered from the copy (daemon/hotcache.h) and are jobs all the same.
+        async def go():
+            c = await self.client()
+            p = unique_params(grid_size=48)
+            s0 = (await c.call({"op": "stats"}))["cache"]
+            acc1, done1, parts1 = await run_job(c, p)
+            accs = [await run_job(c, p) for _ in range(3)]
+            for acc, done, parts in accs:
+                self.assertTrue(acc["cached"], acc)
+                self.assertEqual(acc["state"], "done")
+                self.assertEqual(done["result"], done1["result"])
+                self.assertEqual(parts["kappa"].tobytes(), parts1["kappa"].tobytes())
+                self.assertEqual(done["job"], acc["job"])
+            self.assertEqual(len({a["job"] for a, _, _ in accs} | {acc1["job"]}), 4)
+            hot = accs[-1][0]["job"]
+            st = await c.call({"op": "status", "job": hot})
+            self.assertEqual((st["op"], st["state"]), ("status", "done"))
+            await c.send({"op": "result", "job": hot})
+            _, parts, _ = await c.read_done(hot)
+            self.assertEqual(parts["kappa"].tobytes(), parts1["kappa"].tobytes())
+            listed = await c.call({"op": "list", "limit": 10})
+            self.assertIn(hot, [j["job"] for j in listed["jobs"]])
+            s1 = (await c.call({"op": "stats"}))["cache"]
+            self.assertEqual(s1["hits"] - s0["hits"], 3)
+            # A purge drops the copies too: the next submission is computed.
+            r = await c.call({"op": "cache.purge", "kind": KIND})
+            self.assertEqual(r["op"], "ok", r)
+            acc, _, parts = await run_job(c, p)
+            self.assertFalse(acc["cached"], acc)
+            self.assertEqual(parts["kappa"].tobytes(), parts1["kappa"].tobytes())
+            # The answered job keeps its result although its cache entry went.
+            await c.send({"op": "result", "job": hot})
+            _, parts, _ = await c.read_done(hot)
+            self.assertEqual(parts["kappa"].tobytes(), parts1["kappa"].tobytes())
+            # cache: false never takes a copy either.
+            await run_job(c, p)
+            acc, _, _ = await run_job(c, p, cache=False)
+            self.assertFalse(acc["cached"])
+            await c.close()
+        self.run_async(go())
+
     def test_cache_false_bypasses_lookup_but_stores(self):
         async def go():
             c = await self.client()
@@ -191,6 +234,39 @@ class CacheRestartTest(unittest.TestCase):
             self.assertTrue(acc2["cached"], acc2)
             self.assertEqual(parts1["kappa"].tobytes(), parts2["kappa"].tobytes())
             self.assertEqual(again["job"], acc1["job"])
+            self.assertEqual(k.stop(), 0)
+        finally:
+            k.cleanup()
+
+
+    def test_jobs_answered_from_copies_survive_kill_9(self):
+        # Their records are written behind the answer; a later op on the same
+        # connection is served after them, and a crash then keeps them.
+        k = Kilnd(env={"KILN_CPU_THREADS": "2", "KILN_STORE_SYNC": "full"}).start()
+        try:
+            p = unique_params(grid_size=40)
+
+            async def first():
+                c = await Client.connect(k.url)
+                runs = [await run_job(c, p) for _ in range(4)]
+                st = await c.call({"op": "status", "job": runs[-1][0]["job"]})
+                self.assertEqual(st["state"], "done")
+                await c.close()
+                return [a["job"] for a, _, _ in runs], runs[0][2]
+
+            async def second(ids, parts0):
+                c = await Client.connect(k.url)
+                for job in ids:
+                    await c.send({"op": "result", "job": job})
+                    done, parts, _ = await c.read_done(job)
+                    self.assertEqual(done["state"], "done")
+                    self.assertEqual(parts["kappa"].tobytes(), parts0["kappa"].tobytes())
+                await c.close()
+
+            ids, parts0 = run_async(first())
+            k.kill()
+            k.start()
+            run_async(second(ids, parts0))
             self.assertEqual(k.stop(), 0)
         finally:
             k.cleanup()
@@ -309,7 +385,8 @@ class TtlAndSizeTest(KilndTestCase):
             c = await self.client()
             p = unique_params(grid_size=32)
             s0 = (await c.call({"op": "stats"}))["cache"]
-            await run_job(c, p)
+            for _ in range(3):  # computed, then hits: the last from a copy in memory
+                await run_job(c, p)
 
             async def expired():
                 return (await c.call({"op": "stats"}))["cache"]["expired"] > s0["expired"]
@@ -324,6 +401,8 @@ class TtlAndSizeTest(KilndTestCase):
             c = await self.client()
             # 256 KiB of kappa each: five do not fit in 1 MiB.
             ps = [unique_params(grid_size=256) for _ in range(5)]
+            await run_job(c, ps[0])
+            await run_job(c, ps[0])  # a hit: leaves a copy in memory, which must go with the entry
             for p in ps:
                 await run_job(c, p)
                 st = (await c.call({"op": "stats"}))["cache"]

@@ -1,0 +1,215 @@
+/* Hot results: see hotcache.h. Loop thread only, except hot_entry_unref. */
+#include "hotcache.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "jobs.h"
+
+#define BUCKETS 16384 /* a power of two */
+
+/* What every `done` of a job answered from the cache starts with (job_build_done). */
+static const char done_head[] = "{\"op\":\"done\",\"job\":\"";
+#define ID_LEN 36
+
+static struct hot_entry **buckets;
+static struct hot_entry *lru_head, *lru_tail; /* most recently used first */
+static size_t n_entries, n_bytes;
+
+static size_t bucket_of(const uint8_t hash[16])
+{
+        uint64_t h;
+
+        memcpy(&h, hash, 8);
+        return (size_t)h & (BUCKETS - 1);
+}
+
+static size_t entry_bytes(const struct hot_entry *e)
+{
+        return sizeof(*e) + e->blob_size + e->done_tail_len + strlen(e->params) + strlen(e->model);
+}
+
+struct hot_entry *hot_entry_ref(struct hot_entry *e)
+{
+        atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+        return e;
+}
+
+void hot_entry_unref(struct hot_entry *e)
+{
+        if (!e || atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) != 1)
+                return;
+        free(e->blob);
+        free(e->done_tail);
+        free(e->model);
+        free(e->params);
+        free(e);
+}
+
+static void lru_unlink(struct hot_entry *e)
+{
+        if (e->lru_prev)
+                e->lru_prev->lru_next = e->lru_next;
+        else
+                lru_head = e->lru_next;
+        if (e->lru_next)
+                e->lru_next->lru_prev = e->lru_prev;
+        else
+                lru_tail = e->lru_prev;
+        e->lru_prev = e->lru_next = NULL;
+}
+
+static void lru_push_front(struct hot_entry *e)
+{
+        e->lru_prev = NULL;
+        e->lru_next = lru_head;
+        if (lru_head)
+                lru_head->lru_prev = e;
+        lru_head = e;
+        if (!lru_tail)
+                lru_tail = e;
+}
+
+/* Unlinks e from the table and the LRU list and drops the table's reference. */
+static void entry_drop(struct hot_entry *e)
+{
+        for (struct hot_entry **pp = &buckets[bucket_of(e->hash)]; *pp; pp = &(*pp)->chain_next)
+                if (*pp == e) {
+                        *pp = e->chain_next;
+                        break;
+                }
+        lru_unlink(e);
+        n_entries--;
+        n_bytes -= entry_bytes(e);
+        hot_entry_unref(e);
+}
+
+static bool key_matches(const struct hot_entry *e, const struct store_cache_key *k)
+{
+        return !memcmp(e->hash, k->hash, 16) && e->version == k->version && !strcmp(e->kind, k->kind) &&
+               !strcmp(e->model, k->model ? k->model : "") && !strcmp(e->params, k->params);
+}
+
+static bool entry_valid(struct kilnd *d, const struct hot_entry *e, int64_t now_ms)
+{
+        uint32_t ttl_s = d->cfg->cache.ttl_s;
+
+        if (e->generation != store_cache_generation(d->store))
+                return false;
+        return !ttl_s || e->created_ms + (int64_t)ttl_s * 1000 > now_ms;
+}
+
+struct hot_entry *hotcache_find(struct kilnd *d, const struct store_cache_key *key, int64_t now_ms)
+{
+        if (!buckets)
+                return NULL;
+        for (struct hot_entry *e = buckets[bucket_of(key->hash)]; e; e = e->chain_next) {
+                if (!key_matches(e, key))
+                        continue;
+                if (!entry_valid(d, e, now_ms)) {
+                        entry_drop(e);
+                        return NULL;
+                }
+                if (e != lru_head) {
+                        lru_unlink(e);
+                        lru_push_front(e);
+                }
+                return e;
+        }
+        return NULL;
+}
+
+void hotcache_put(struct kilnd *d, struct job *j, size_t blob_size, const struct store_cache_hit *hit)
+{
+        const struct store_cache_key *key = &j->cache_key;
+        size_t head = sizeof(done_head) - 1;
+
+        if (!j->blob || j->hot || !j->done_json || blob_size > HOTCACHE_MAX_BYTES / 4 ||
+            hit->generation != store_cache_generation(d->store))
+                return;
+        /* The `done` of a cache hit differs between jobs only in the id. */
+        size_t dl = strlen(j->done_json);
+        if (dl < head + ID_LEN || memcmp(j->done_json, done_head, head) ||
+            memcmp(j->done_json + head, j->id_text, ID_LEN))
+                return;
+        if (!buckets && !(buckets = calloc(BUCKETS, sizeof(*buckets))))
+                return;
+        struct hot_entry *old = hotcache_find(d, key, INT64_MIN); /* an older copy of the same key goes */
+        if (old)
+                entry_drop(old);
+
+        struct hot_entry *e = calloc(1, sizeof(*e));
+        if (!e)
+                return;
+        atomic_init(&e->refs, 1);
+        memcpy(e->hash, key->hash, 16);
+        e->kind = j->kind->name;
+        e->version = key->version;
+        e->model = strdup(key->model ? key->model : "");
+        e->params = strdup(key->params);
+        e->done_tail_len = dl - head - ID_LEN;
+        e->done_tail = malloc(e->done_tail_len + 1);
+        if (!e->model || !e->params || !e->done_tail) {
+                hot_entry_unref(e);
+                return;
+        }
+        memcpy(e->done_tail, j->done_json + head + ID_LEN, e->done_tail_len + 1);
+        memcpy(e->blob_id, hit->blob, 16);
+        snprintf(e->backend, sizeof(e->backend), "%s", j->backend);
+        e->created_ms = hit->created_ms;
+        e->generation = hit->generation;
+        /* The entry takes the blob over; the job's parts keep pointing into it. */
+        e->blob = j->blob;
+        e->blob_size = blob_size;
+        e->result = j->result;
+        j->blob = NULL;
+        j->hot = hot_entry_ref(e);
+
+        size_t b = bucket_of(e->hash);
+        e->chain_next = buckets[b];
+        buckets[b] = e;
+        lru_push_front(e);
+        n_entries++;
+        n_bytes += entry_bytes(e);
+        while (n_bytes > HOTCACHE_MAX_BYTES && lru_tail && lru_tail != e)
+                entry_drop(lru_tail);
+}
+
+int hotcache_answer(struct hot_entry *e, struct job *j)
+{
+        size_t head = sizeof(done_head) - 1;
+        char *done = malloc(head + ID_LEN + e->done_tail_len + 1);
+
+        if (!done)
+                return -ENOMEM;
+        memcpy(done, done_head, head);
+        memcpy(done + head, j->id_text, ID_LEN);
+        memcpy(done + head + ID_LEN, e->done_tail, e->done_tail_len + 1);
+        free(j->done_json);
+        j->done_json = done;
+        j->hot = hot_entry_ref(e);
+        j->result = e->result;
+        memcpy(j->backend, e->backend, sizeof(j->backend));
+        j->started_ms = j->finished_ms = j->submitted_ms;
+        j->batch = 0;
+        atomic_store(&j->pct, 100);
+        atomic_store(&j->state, KILN_JOB_DONE);
+        return 0;
+}
+
+void hotcache_clear(void)
+{
+        while (lru_head)
+                entry_drop(lru_head);
+        free(buckets);
+        buckets = NULL;
+}
+
+void hotcache_usage(size_t *ret_entries, size_t *ret_bytes)
+{
+        *ret_entries = n_entries;
+        *ret_bytes = n_bytes;
+}

@@ -1,0 +1,77 @@
+/* Hot results: copies of recent cache hits, kept in memory on the loop thread.
+ *
+ * A cache hit found by the store (session.c: a submission that the writer answered
+ * with STORE_SUBMIT_CACHED) leaves its result here. The next identical submission
+ * is answered at once from the copy: `accepted`, `done` and the parts go out on the
+ * loop thread, and the job's record (done, answering with that result) follows to
+ * the store as STORE_OP_CACHE_ANSWER without being waited for — a cache hit needs no
+ * durable record before `accepted` (SPEC §2.2), only a computed result does.
+ *
+ * A copy is used only while it is still what the store holds:
+ *   - the store's cache generation (store_cache_generation) is the one the hit was
+ *     found at: any purge, expiry, eviction or replacement of any entry drops every
+ *     copy (coarse, but never stale);
+ *   - the entry is younger than cache.ttl_s (its creation time is the store's);
+ *   - the key matches field by field (kind, version, model, params), as in the store.
+ * Copies are bounded by HOTCACHE_MAX_BYTES and dropped least recently used first;
+ * a result larger than a quarter of that is never copied.
+ *
+ * Entries are reference-counted: a job answered from one holds it (its parts point
+ * into the entry's blob) until the job's last frame is sent and its record stored. */
+#pragma once
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kind.h"
+#include "store.h"
+
+#define HOTCACHE_MAX_BYTES (64u << 20)
+
+struct kilnd;
+struct job;
+
+struct hot_entry {
+        atomic_int refs;
+        struct hot_entry *chain_next;         /* hash chain */
+        struct hot_entry *lru_prev, *lru_next;
+
+        uint8_t hash[16];
+        const char *kind;                     /* static: the kind's name */
+        uint32_t version;
+        char *model, *params;
+        uint8_t blob_id[16];                  /* the stored result the entry names */
+        char backend[16];
+        int64_t created_ms;                   /* the store entry's, wall clock */
+        uint64_t generation;
+
+        uint8_t *blob;                        /* the result blob (jobs.h), owned */
+        size_t blob_size;
+        struct kiln_result result;            /* parts point into blob */
+        char *done_tail;                      /* the `done` message after the job id */
+        size_t done_tail_len;
+};
+
+/* The valid copy for `key` at wall-clock now_ms, moved to the front; NULL when
+ * there is none (a stale one is dropped). Borrowed: take a reference to keep it. */
+struct hot_entry *hotcache_find(struct kilnd *d, const struct store_cache_key *key, int64_t now_ms);
+
+/* Keeps a copy of a job just answered by a store cache hit: j is done, its result
+ * loaded from the store (j->blob, blob_size bytes) and its `done` built; `hit` is
+ * what the store found. Takes the blob over (j then holds the entry instead).
+ * Does nothing when the result is too large or memory is short. */
+void hotcache_put(struct kilnd *d, struct job *j, size_t blob_size, const struct store_cache_hit *hit);
+
+/* Makes job j (fresh, queued, never stored) a done job answered from e: its result,
+ * backend, times and `done` message. Takes a reference on e. Returns >= 0 or -ENOMEM. */
+int hotcache_answer(struct hot_entry *e, struct job *j);
+
+struct hot_entry *hot_entry_ref(struct hot_entry *e);
+/* Drops a reference from any thread; frees the entry at zero. Accepts NULL. */
+void hot_entry_unref(struct hot_entry *e);
+
+/* Drops every copy (shutdown). */
+void hotcache_clear(void);
+/* Copies held and their bytes (stats). */
+void hotcache_usage(size_t *ret_entries, size_t *ret_bytes);
