@@ -21,22 +21,50 @@ struct nfw_grid {
         float *out[LENS_NFW_N_MAPS];
 };
 
-/* Fills rows [row0, row1) of every requested map. */
-static void nfw_rows(const struct nfw_grid *g, int row0, int row1)
+/* Writes the requested maps of pixel (i, j) from v. */
+static inline void put_pixel(const struct nfw_grid *g, int i, int j, const double *v)
+{
+        size_t k = (size_t)i * (size_t)g->n + (size_t)j;
+        for (int m = 0; m < LENS_NFW_N_MAPS; m++)
+                if (g->out[m])
+                        g->out[m][k] = (float)v[m];
+}
+
+/* Fills row i and its mirror row n-1-i (i <= n-1-i) of every requested map.
+ *
+ * The pixel centres are symmetric about the halo: the offsets (j + 0.5 - n/2) of
+ * columns j and n-1-j are exact negatives of each other in floating point, and so
+ * are those of the two rows, so the four pixels (i or n-1-i, j or n-1-j) have the
+ * same radius to the last bit. The costly part (nfw_terms_at: logs, atan, sqrt) is
+ * evaluated once for the four; each pixel then gets its own directional part
+ * (nfw_pixel_at). The maps are bit-for-bit those of nfw_pixel at every pixel. */
+static void nfw_row_pair(const struct nfw_grid *g, int i)
 {
         double half = 0.5 * g->n;
+        int i2 = g->n - 1 - i;
+        double ty = (i + 0.5 - half) * g->delta;
+        double ty2 = (i2 + 0.5 - half) * g->delta;
         double v[NFW_N_MAPS];
 
-        for (int i = row0; i < row1; i++) {
-                double ty = (i + 0.5 - half) * g->delta;
-                size_t base = (size_t)i * (size_t)g->n;
-                for (int j = 0; j < g->n; j++) {
-                        double tx = (j + 0.5 - half) * g->delta;
-                        nfw_pixel(tx, ty, g->theta_s, g->kappa_s, v);
-                        for (int m = 0; m < LENS_NFW_N_MAPS; m++)
-                                if (g->out[m])
-                                        g->out[m][base + (size_t)j] = (float)v[m];
+        for (int j = 0; j <= g->n - 1 - j; j++) {
+                int j2 = g->n - 1 - j;
+                double tx = (j + 0.5 - half) * g->delta;
+                double tx2 = (j2 + 0.5 - half) * g->delta;
+                double r = hypot(tx, ty);
+                if (r == 0.0) { /* only with an odd grid, at its centre */
+                        nfw_pixel_centre(g->kappa_s, v);
+                        put_pixel(g, i, j, v);
+                        continue;
                 }
+                struct nfw_terms t = nfw_terms_at(r / g->theta_s);
+                nfw_pixel_at(tx, ty, r, &t, g->theta_s, g->kappa_s, v);
+                put_pixel(g, i, j, v);
+                nfw_pixel_at(tx2, ty, r, &t, g->theta_s, g->kappa_s, v);
+                put_pixel(g, i, j2, v);
+                nfw_pixel_at(tx, ty2, r, &t, g->theta_s, g->kappa_s, v);
+                put_pixel(g, i2, j, v);
+                nfw_pixel_at(tx2, ty2, r, &t, g->theta_s, g->kappa_s, v);
+                put_pixel(g, i2, j2, v);
         }
 }
 
@@ -109,11 +137,12 @@ int lens_nfw_run_cpu(const void *params, struct kiln_result *ret, struct kiln_ex
         g.theta_s = s.theta_s_arcsec;
         g.kappa_s = s.kappa_s;
 
-        for (int i = 0; i < g.n; i++) {
+        int pairs = (g.n + 1) / 2;
+        for (int i = 0; i < pairs; i++) {
                 if (kiln_exec_stopped(ex))
                         return -ECANCELED;
-                nfw_rows(&g, i, i + 1);
-                kiln_exec_progress(ex, (double)(i + 1) / g.n);
+                nfw_row_pair(&g, i);
+                kiln_exec_progress(ex, (double)(i + 1) / pairs);
         }
         return 0;
 }

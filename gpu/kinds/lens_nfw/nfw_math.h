@@ -180,31 +180,14 @@ KILN_HD static inline double nfw_h(double x)
         return nfw_terms_at(x).h;
 }
 
-/* All seven maps at one pixel centre (theta_x, theta_y) in arcsec for a halo with
- * scale radius theta_s (arcsec) and convergence scale kappa_s, written to
- * out[NFW_MAP_*]: kappa, gamma1, gamma2, alpha_x, alpha_y (arcsec), mu, psi (arcsec^2).
- * At theta = 0 the cusp gives kappa = +Inf and the limits alpha = 0, gamma1 = -kappa_s,
- * gamma2 = 0, mu = 0, psi = 0. mu is clamped to +-NFW_FLT_MAX so that no value but the
- * central kappa turns into Inf in float32. */
-KILN_HD static inline void nfw_pixel(double theta_x, double theta_y, double theta_s, double kappa_s,
-                                     double *out)
+/* All seven maps at a pixel centre (theta_x, theta_y) at radius r = hypot(theta_x,
+ * theta_y) > 0, from the terms at x = r / theta_s (nfw_terms_at): the part of
+ * nfw_pixel that differs between pixels at the same radius. */
+KILN_HD static inline void nfw_pixel_at(double theta_x, double theta_y, double r, const struct nfw_terms *t,
+                                        double theta_s, double kappa_s, double *out)
 {
-        double r = hypot(theta_x, theta_y);
-
-        if (r == 0.0) {
-                out[NFW_MAP_KAPPA] = INFINITY;
-                out[NFW_MAP_GAMMA1] = -kappa_s;
-                out[NFW_MAP_GAMMA2] = 0.0;
-                out[NFW_MAP_ALPHA_X] = 0.0;
-                out[NFW_MAP_ALPHA_Y] = 0.0;
-                out[NFW_MAP_MU] = 0.0;
-                out[NFW_MAP_PSI] = 0.0;
-                return;
-        }
-
-        struct nfw_terms t = nfw_terms_at(r / theta_s);
-        double kappa = kappa_s * t.kappa;
-        double kbar = kappa_s * t.kbar;
+        double kappa = kappa_s * t->kappa;
+        double kbar = kappa_s * t->kbar;
         double gamma = kbar - kappa;
         double ux = theta_x / r, uy = theta_y / r;
         double c2 = (ux - uy) * (ux + uy);
@@ -221,5 +204,36 @@ KILN_HD static inline void nfw_pixel(double theta_x, double theta_y, double thet
         out[NFW_MAP_ALPHA_X] = kbar * theta_x;
         out[NFW_MAP_ALPHA_Y] = kbar * theta_y;
         out[NFW_MAP_MU] = mu;
-        out[NFW_MAP_PSI] = 2.0 * kappa_s * theta_s * theta_s * t.h;
+        out[NFW_MAP_PSI] = 2.0 * kappa_s * theta_s * theta_s * t->h;
+}
+
+/* The maps at the halo's centre (r = 0). */
+KILN_HD static inline void nfw_pixel_centre(double kappa_s, double *out)
+{
+        out[NFW_MAP_KAPPA] = INFINITY;
+        out[NFW_MAP_GAMMA1] = -kappa_s;
+        out[NFW_MAP_GAMMA2] = 0.0;
+        out[NFW_MAP_ALPHA_X] = 0.0;
+        out[NFW_MAP_ALPHA_Y] = 0.0;
+        out[NFW_MAP_MU] = 0.0;
+        out[NFW_MAP_PSI] = 0.0;
+}
+
+/* All seven maps at one pixel centre (theta_x, theta_y) in arcsec for a halo with
+ * scale radius theta_s (arcsec) and convergence scale kappa_s, written to
+ * out[NFW_MAP_*]: kappa, gamma1, gamma2, alpha_x, alpha_y (arcsec), mu, psi (arcsec^2).
+ * At theta = 0 the cusp gives kappa = +Inf and the limits alpha = 0, gamma1 = -kappa_s,
+ * gamma2 = 0, mu = 0, psi = 0. mu is clamped to +-NFW_FLT_MAX so that no value but the
+ * central kappa turns into Inf in float32. */
+KILN_HD static inline void nfw_pixel(double theta_x, double theta_y, double theta_s, double kappa_s,
+                                     double *out)
+{
+        double r = hypot(theta_x, theta_y);
+
+        if (r == 0.0) {
+                nfw_pixel_centre(kappa_s, out);
+                return;
+        }
+        struct nfw_terms t = nfw_terms_at(r / theta_s);
+        nfw_pixel_at(theta_x, theta_y, r, &t, theta_s, kappa_s, out);
 }

@@ -542,19 +542,55 @@ static void on_progress(struct kiln_exec *ex, double fraction)
         log->calls++;
 }
 
-static void test_run_cpu_reports_progress_per_row(void **state)
+/* The CPU path fills a row and its mirror row at once: one report per pair. */
+static void test_run_cpu_reports_progress_per_row_pair(void **state)
 {
-        struct lens_nfw_params p = halo(32, LENS_NFW_KAPPA);
-        struct kiln_result res = { 0 };
-        atomic_int stop = 0;
-        struct progress_log log = { .monotonic = true };
-        struct kiln_exec ex = { .stop = &stop, .progress = on_progress, .opaque = &log };
+        for (int n = 32; n <= 33; n++) {
+                struct lens_nfw_params p = halo(n, LENS_NFW_KAPPA);
+                struct kiln_result res = { 0 };
+                atomic_int stop = 0;
+                struct progress_log log = { .monotonic = true };
+                struct kiln_exec ex = { .stop = &stop, .progress = on_progress, .opaque = &log };
 
-        assert_int_equal(lens_nfw_run_cpu(&p, &res, &ex), 0);
-        assert_int_equal(log.calls, 32);
-        assert_true(log.monotonic);
-        assert_true(log.last == 1.0);
-        kiln_result_clear(&res);
+                assert_int_equal(lens_nfw_run_cpu(&p, &res, &ex), 0);
+                assert_int_equal(log.calls, (n + 1) / 2);
+                assert_true(log.monotonic);
+                assert_true(log.last == 1.0);
+                kiln_result_clear(&res);
+        }
+}
+
+/* Sharing the radial terms between the four mirrored pixels changes nothing: every
+ * map equals nfw_pixel at every pixel, bit for bit, on even and odd grids (an odd
+ * one has a pixel at the centre and a row and column on the axes). */
+static void test_run_cpu_equals_nfw_pixel_everywhere(void **state)
+{
+        for (int n = 1; n <= 41; n += 8) {
+                for (int even = 0; even < 2; even++) {
+                        int g = n + even;
+                        struct lens_nfw_params p = halo(g, LENS_NFW_ALL_MAPS);
+                        struct kiln_result res = { 0 };
+                        struct nfw_lens_scalars s;
+
+                        assert_int_equal(lens_nfw_run_cpu(&p, &res, NULL), 0);
+                        assert_int_equal(kiln_nfw_lens_scalars(p.mass, p.concentration, p.z_lens, p.z_source, p.h,
+                                                               p.omega_m, &s),
+                                         0);
+                        assert_int_equal(res.n_parts, LENS_NFW_N_MAPS);
+                        double delta = p.fov_arcsec / g, half = 0.5 * g, v[NFW_N_MAPS];
+                        for (int i = 0; i < g; i++)
+                                for (int j = 0; j < g; j++) {
+                                        nfw_pixel((j + 0.5 - half) * delta, (i + 0.5 - half) * delta, s.theta_s_arcsec,
+                                                  s.kappa_s, v);
+                                        for (int m = 0; m < LENS_NFW_N_MAPS; m++) {
+                                                float want = (float)v[m];
+                                                const float *got = res.parts[m].data;
+                                                assert_memory_equal(&got[(size_t)i * g + j], &want, sizeof(float));
+                                        }
+                                }
+                        kiln_result_clear(&res);
+                }
+        }
 }
 
 static void test_run_cpu_rejects_impossible_params(void **state)
@@ -593,7 +629,8 @@ int main(void)
                 cmocka_unit_test(test_run_cpu_parts_follow_spec_order),
                 cmocka_unit_test(test_run_cpu_rows_are_row_major_from_the_top_left),
                 cmocka_unit_test(test_run_cpu_stops_when_asked),
-                cmocka_unit_test(test_run_cpu_reports_progress_per_row),
+                cmocka_unit_test(test_run_cpu_reports_progress_per_row_pair),
+                cmocka_unit_test(test_run_cpu_equals_nfw_pixel_everywhere),
                 cmocka_unit_test(test_run_cpu_rejects_impossible_params),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
