@@ -12,6 +12,7 @@
 #include "config.h"
 
 struct lws_context;
+struct ev_loop;
 struct lws_vhost;
 struct store;
 struct store_writer;
@@ -32,6 +33,7 @@ struct kilnd {
         struct sched *sched;
         struct mailbox *mailbox;
         struct lws_context *lws;
+        struct ev_loop *evloop;       /* libev loop under lws (server.c); NULL: lws' poll() */
         struct lws_vhost *vhost;
 
         struct auth_tokens *tokens;   /* replaced on SIGHUP (loop) */
@@ -57,6 +59,7 @@ struct kilnd {
         bool closing;                 /* drained: closing connections with 1001 */
         bool quit;                    /* leave the service loop */
         atomic_uint store_ops_in_flight; /* store operations not yet answered */
+        struct store_op *store_held, *store_held_tail; /* loop: queued at the end of the iteration */
 
         /* set by the signal thread, read by the loop */
         atomic_bool sig_term, sig_hup;
@@ -75,6 +78,13 @@ struct kilnd {
  * (counts it so shutdown waits for it). */
 struct store_op;
 void kilnd_store_submit(struct kilnd *d, struct store_op *op);
+/* The same from the loop thread: the operation is handed to the writer together
+ * with the others of this loop iteration (kilnd_store_flush), so that a burst of
+ * messages read in one iteration costs the writer one wake-up and one batch. */
+void kilnd_store_submit_loop(struct kilnd *d, struct store_op *op);
+/* Hands the writer what kilnd_store_submit_loop held (loop thread, after each
+ * iteration of the service loop). */
+void kilnd_store_flush(struct kilnd *d);
 /* Called on the loop thread when a store operation submitted through
  * kilnd_store_submit has been handled. */
 void kilnd_store_answered(struct kilnd *d);

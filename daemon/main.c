@@ -32,6 +32,25 @@ void kilnd_store_submit(struct kilnd *d, struct store_op *op)
         store_writer_submit(d->writer, op);
 }
 
+void kilnd_store_submit_loop(struct kilnd *d, struct store_op *op)
+{
+        atomic_fetch_add(&d->store_ops_in_flight, 1);
+        op->next = NULL;
+        if (d->store_held_tail)
+                d->store_held_tail->next = op;
+        else
+                d->store_held = op;
+        d->store_held_tail = op;
+}
+
+void kilnd_store_flush(struct kilnd *d)
+{
+        if (!d->store_held)
+                return;
+        store_writer_submit_chain(d->writer, d->store_held, d->store_held_tail);
+        d->store_held = d->store_held_tail = NULL;
+}
+
 void kilnd_store_answered(struct kilnd *d)
 {
         atomic_fetch_sub(&d->store_ops_in_flight, 1);

@@ -722,7 +722,7 @@ static int answer_hot(struct session *s, struct job *j, struct hot_entry *e, jso
         if (watch)
                 send_done(s, j, NULL);
         d->hot_recording++;
-        kilnd_store_submit(d, &j->op); /* the job's reference travels with the op */
+        kilnd_store_submit_loop(d, &j->op); /* the job's reference travels with the op */
         return 0;
 }
 
@@ -910,7 +910,7 @@ static void op_submit(struct session *s, const struct proto_req *rq)
         j->op.done = on_committed;
         if (!rq->submit.key)
                 coalesce_add(j);
-        kilnd_store_submit(d, &j->op); /* the job's reference travels with the op */
+        kilnd_store_submit_loop(d, &j->op); /* the job's reference travels with the op */
 }
 
 /* ---- ops answered from the store ---- */
@@ -1087,7 +1087,7 @@ static void ask_store(struct session *s, const struct proto_req *rq, enum store_
         } else {
                 memcpy(r->op.id, rq->job.id, 16);
         }
-        kilnd_store_submit(s->d, &r->op);
+        kilnd_store_submit_loop(s->d, &r->op);
 }
 
 /* ---- the job ops ---- */

@@ -2212,6 +2212,19 @@ void store_writer_submit(struct store_writer *w, struct store_op *op)
         pthread_mutex_unlock(&w->lock);
 }
 
+void store_writer_submit_chain(struct store_writer *w, struct store_op *first, struct store_op *last)
+{
+        last->next = NULL;
+        pthread_mutex_lock(&w->lock);
+        if (w->tail)
+                w->tail->next = first;
+        else
+                w->head = first;
+        w->tail = last;
+        pthread_cond_signal(&w->cond);
+        pthread_mutex_unlock(&w->lock);
+}
+
 /* Finishes every queued operation (in BATCH mode, ends with a sync), stops and joins
  * the thread, and frees w. Accepts NULL. No submission may race with it. */
 void store_writer_stop(struct store_writer *w)

@@ -296,6 +296,9 @@ struct store_writer;
 int store_writer_start(struct store *s, struct store_writer **ret);
 /* Queues an operation (thread-safe, never blocks on disk). */
 void store_writer_submit(struct store_writer *w, struct store_op *op);
+/* Queues a chain of operations linked through op->next, first to last, at once:
+ * one lock and one wake-up for all of them. */
+void store_writer_submit_chain(struct store_writer *w, struct store_op *first, struct store_op *last);
 /* Finishes every queued operation, stops and joins the thread, frees w. Accepts NULL. */
 void store_writer_stop(struct store_writer *w);
 /* Sets the limits the writer enforces about once a second (store_maintain); until

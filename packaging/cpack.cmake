@@ -46,6 +46,9 @@ in LMDB. This package has the daemon, kilnctl, the web UI, the CPU backend,
 the default configuration and the systemd units.")
 # systemd-sysusers and systemd-tmpfiles run in postinst.
 set(CPACK_DEBIAN_KILN_PACKAGE_DEPENDS "systemd")
+# libwebsockets' libev plugin (dlopened, so not found by shlibdeps): kilnd's epoll
+# loop; without it kilnd serves from libwebsockets' poll() loop (daemon/server.c).
+set(CPACK_DEBIAN_KILN_PACKAGE_RECOMMENDS "libwebsockets-evlib-ev")
 set(CPACK_DEBIAN_KILN_PACKAGE_CONTROL_EXTRA
   "${_kiln_pkg_dir}/deb/postinst;${_kiln_pkg_dir}/deb/prerm;${_kiln_pkg_dir}/deb/postrm;${_kiln_pkg_dir}/deb/conffiles")
 set(CPACK_DEBIAN_KILN_PACKAGE_CONTROL_STRICT_PERMISSION TRUE)

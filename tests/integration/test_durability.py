@@ -275,7 +275,7 @@ class DurabilityTest(unittest.TestCase):
 
     def test_sigterm_keeps_queued_jobs_which_finish_after_restart(self):
         k = self.start()
-        long_params = {"mass": 5e14, "concentration": 4, "grid_size": 2048, "maps": ["kappa"]}
+        long_params = {"mass": 5e14, "concentration": 4, "grid_size": 4096, "maps": ["kappa"]}
         queued_params = burst_params(20, grid=64, seed=7)
 
         async def go():

@@ -24,7 +24,7 @@ class UpgradeTest(unittest.TestCase):
             async def before():
                 c = await Client.connect(old.url, token=token)
                 done, _ = await c.run("lens.nfw", {"mass": 1e14, "concentration": 5, "grid_size": 64})
-                running = await c.submit("lens.nfw", {"mass": 2e14, "concentration": 4, "grid_size": 2048,
+                running = await c.submit("lens.nfw", {"mass": 2e14, "concentration": 4, "grid_size": 4096,
                                                       "maps": ["kappa"]})
                 while True:  # its first progress proves it runs; with one thread the next two wait
                     m = await c.recv(60)
