@@ -34,6 +34,8 @@
 #include <string.h>
 #include <time.h>
 #include <sys/resource.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
 #include <ev.h>
 #include <jansson.h>
@@ -100,6 +102,7 @@ struct conn {
 
         uint64_t next_sched_ns;    /* open loop */
         lws_sorted_usec_list_t sul; /* its timer on the poll() loop */
+        uint64_t due_ns;           /* libev loop: when the schedule timerfd should pump it (0: never) */
         ev_timer evt;              /* its timer on the libev loop (lws_sul timers set from
                                     * a timer callback fire late with the libev plugin) */
 
@@ -136,6 +139,9 @@ struct bench {
         struct lws_context *ctx;
         struct ev_loop *loop;      /* NULL: libwebsockets' own poll() loop */
         bool raw;                  /* WebSocket framing done here (see the top) */
+        int sched_fd;              /* open loop on libev: a timerfd for the schedule, -1: none */
+        ev_io sched_io;
+        uint64_t sched_armed_ns;   /* when it is set to fire (0: disarmed) */
         struct conn *conns;        /* idle ones first, then load ones */
         unsigned n_conns, n_idle;
         unsigned next_connect, connecting, resolved;
@@ -285,11 +291,58 @@ static void on_conn_ev_timer(struct ev_loop *loop, ev_timer *w, int revents)
         pump(lws_container_of(w, struct conn, evt));
 }
 
-/* Calls pump(c) after us microseconds. */
+/* Sets the schedule timerfd to the earliest due connection. */
+static void sched_rearm(struct bench *b)
+{
+        uint64_t first = 0;
+        for (unsigned k = b->n_idle; k < b->n_conns; k++) {
+                uint64_t t = b->conns[k].due_ns;
+                if (t && (!first || t < first))
+                        first = t;
+        }
+        if (first == b->sched_armed_ns)
+                return;
+        struct itimerspec its = { 0 };
+        if (first) {
+                its.it_value.tv_sec = (time_t)(first / 1000000000ull);
+                its.it_value.tv_nsec = (long)(first % 1000000000ull);
+        }
+        timerfd_settime(b->sched_fd, TFD_TIMER_ABSTIME, &its, NULL);
+        b->sched_armed_ns = first;
+}
+
+static void on_sched_fd(struct ev_loop *loop, ev_io *w, int revents)
+{
+        struct bench *b = lws_container_of(w, struct bench, sched_io);
+        uint64_t expirations;
+
+        if (read(b->sched_fd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN)
+                return;
+        b->sched_armed_ns = 0;
+        uint64_t t = now_ns();
+        for (unsigned k = b->n_idle; k < b->n_conns; k++) {
+                struct conn *c = &b->conns[k];
+                if (c->due_ns && c->due_ns <= t) {
+                        c->due_ns = 0;
+                        pump(c);
+                }
+        }
+        sched_rearm(b);
+}
+
+/* Calls pump(c) after us microseconds. On the libev loop the open-loop schedule
+ * runs from a timerfd, to the nanosecond: libev's epoll backend waits in whole
+ * milliseconds, and a job sent up to a millisecond late is charged to the server
+ * (latency runs from the scheduled time). */
 static void conn_timer(struct conn *c, uint64_t us)
 {
         struct bench *b = c->b;
 
+        if (b->loop && b->sched_fd >= 0) {
+                c->due_ns = now_ns() + us * 1000;
+                sched_rearm(b);
+                return;
+        }
         if (!b->loop) {
                 lws_sul_schedule(b->ctx, 0, &c->sul, on_conn_timer, (lws_usec_t)us);
                 return;
@@ -399,6 +452,7 @@ static void conn_closed(struct conn *c, const char *why)
         c->st = CS_CLOSED;
         c->wsi = NULL;
         lws_sul_cancel(&c->sul);
+        c->due_ns = 0;
         if (b->loop)
                 ev_timer_stop(b->loop, &c->evt);
         if (was == CS_CONNECTING || was == CS_UPGRADING || was == CS_HELLO || was == CS_PENDING) {
@@ -1035,6 +1089,10 @@ static void bench_free(struct bench *b)
                 lws_context_destroy(b->ctx);
         for (unsigned k = 0; b->loop && b->conns && k < b->n_conns; k++)
                 ev_timer_stop(b->loop, &b->conns[k].evt);
+        if (b->sched_fd >= 0) {
+                ev_io_stop(b->loop, &b->sched_io);
+                close(b->sched_fd);
+        }
         if (b->loop)
                 ev_loop_destroy(b->loop);
         for (unsigned k = 0; b->conns && k < b->n_conns; k++) {
@@ -1050,7 +1108,7 @@ static void bench_free(struct bench *b)
 
 int bench_run(const struct bench_opts *o, struct bench_result *ret)
 {
-        struct bench b = { .o = o, .r = ret, .rng = o->seed | 1 };
+        struct bench b = { .o = o, .r = ret, .rng = o->seed | 1, .sched_fd = -1 };
         int r;
 
         memset(ret, 0, sizeof(*ret));
@@ -1133,6 +1191,13 @@ int bench_run(const struct bench_opts *o, struct bench_result *ret)
                 goto out;
         }
 
+        if (b.loop && o->rate > 0) {
+                b.sched_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+                if (b.sched_fd >= 0) {
+                        ev_io_init(&b.sched_io, on_sched_fd, b.sched_fd, EV_READ);
+                        ev_io_start(b.loop, &b.sched_io);
+                }
+        }
         ret->rss_start_kb = bench_rss_kb();
         b.phase = b.n_idle ? PH_CONNECT_IDLE : PH_CONNECT_LOAD;
         ret->rss_idle_kb = b.n_idle ? -1 : ret->rss_start_kb;
