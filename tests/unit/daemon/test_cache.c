@@ -1,7 +1,6 @@
 /* The store's result cache, shared result blobs, idempotency keys, retention and the
  * SUBMIT operation. Every test works in its own directory under $KILN_TEST_TMPDIR. */
 #include <errno.h>
-#include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -17,6 +16,7 @@
 #include <cmocka.h>
 
 #include "store.h"
+#include "unit_tmpdir.h"
 
 #define MAP_SIZE (256ull << 20)
 #define NOW 1800000000000ll
@@ -26,37 +26,12 @@ struct fixture {
         struct store *s;
 };
 
-static void make_tmpdir(char *buf, size_t size)
-{
-        const char *base = getenv("KILN_TEST_TMPDIR");
-        char path[PATH_MAX];
-
-        if (!base || !*base)
-                base = "/tmp/kiln-test";
-        snprintf(path, sizeof(path), "%s", base);
-        for (char *p = path + 1; *p; p++) {
-                if (*p == '/') {
-                        *p = '\0';
-                        mkdir(path, 0700);
-                        *p = '/';
-                }
-        }
-        mkdir(path, 0700);
-        snprintf(buf, size, "%s/cache-XXXXXX", base);
-        assert_non_null(mkdtemp(buf));
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-        return remove(path);
-}
-
 static int setup(void **state)
 {
         struct fixture *f = calloc(1, sizeof(*f));
 
         assert_non_null(f);
-        make_tmpdir(f->dir, sizeof(f->dir));
+        unit_tmpdir_make("cache", f->dir, sizeof(f->dir));
         assert_int_equal(store_open(f->dir, MAP_SIZE, STORE_SYNC_FULL, &f->s), 0);
         *state = f;
         return 0;
@@ -67,7 +42,7 @@ static int teardown(void **state)
         struct fixture *f = *state;
 
         store_close(f->s);
-        nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        unit_tmpdir_remove(f->dir);
         free(f);
         return 0;
 }

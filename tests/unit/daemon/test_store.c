@@ -1,7 +1,6 @@
 /* The job store: record codec, transactions, pending index, listing, results, and the
  * group-commit writer. Every test works in its own directory under $KILN_TEST_TMPDIR. */
 #include <errno.h>
-#include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -20,6 +19,7 @@
 
 #include "store.h"
 #include "store_internal.h"
+#include "unit_tmpdir.h"
 
 #define MAP_SIZE (256ull << 20)
 
@@ -30,43 +30,13 @@ struct fixture {
 
 /* ---- helpers ---- */
 
-static void make_tmpdir(char *buf, size_t size)
-{
-        const char *base = getenv("KILN_TEST_TMPDIR");
-        char path[PATH_MAX];
-
-        if (!base || !*base)
-                base = "/tmp/kiln-test";
-        /* mkdir -p of the base */
-        snprintf(path, sizeof(path), "%s", base);
-        for (char *p = path + 1; *p; p++) {
-                if (*p == '/') {
-                        *p = '\0';
-                        mkdir(path, 0700);
-                        *p = '/';
-                }
-        }
-        mkdir(path, 0700);
-        snprintf(buf, size, "%s/store-XXXXXX", base);
-        assert_non_null(mkdtemp(buf));
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-        return remove(path);
-}
-
-static void rm_rf(const char *dir)
-{
-        nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 static int setup(void **state)
 {
         struct fixture *f = calloc(1, sizeof(*f));
 
         assert_non_null(f);
-        make_tmpdir(f->dir, sizeof(f->dir));
+        unit_tmpdir_make("store", f->dir, sizeof(f->dir));
         assert_int_equal(store_open(f->dir, MAP_SIZE, STORE_SYNC_FULL, &f->s), 0);
         *state = f;
         return 0;
@@ -77,7 +47,7 @@ static int teardown(void **state)
         struct fixture *f = *state;
 
         store_close(f->s);
-        rm_rf(f->dir);
+        unit_tmpdir_remove(f->dir);
         free(f);
         return 0;
 }
@@ -929,7 +899,7 @@ static void map_full_fails_txn_and_store_stays_usable(void **state)
         struct store_job a, b, *got;
 
 
-        make_tmpdir(dir, sizeof(dir));
+        unit_tmpdir_make("store", dir, sizeof(dir));
         assert_int_equal(store_open(dir, 1u << 20, STORE_SYNC_FULL, &s), 0);
         init_job(&a, 1, "acme", "lens.nfw", KILN_JOB_DONE);
         init_job(&b, 2, "acme", "lens.nfw", KILN_JOB_DONE);
@@ -944,7 +914,7 @@ static void map_full_fails_txn_and_store_stays_usable(void **state)
         assert_int_equal(get_one(s, b.id, &got), 0);
         store_job_free(got);
         store_close(s);
-        rm_rf(dir);
+        unit_tmpdir_remove(dir);
 }
 
 static void open_creates_missing_directories_with_mode_0700(void **state)
@@ -953,14 +923,14 @@ static void open_creates_missing_directories_with_mode_0700(void **state)
         struct store *s;
         struct stat st;
 
-        make_tmpdir(base, sizeof(base));
+        unit_tmpdir_make("store", base, sizeof(base));
         snprintf(path, sizeof(path), "%s/a/b/c", base);
         assert_int_equal(store_open(path, MAP_SIZE, STORE_SYNC_FULL, &s), 0);
         store_close(s);
         assert_int_equal(stat(path, &st), 0);
         assert_true(S_ISDIR(st.st_mode));
         assert_int_equal(st.st_mode & 0777, 0700);
-        rm_rf(base);
+        unit_tmpdir_remove(base);
 }
 
 static void open_rejects_bad_arguments(void **state)
@@ -969,7 +939,7 @@ static void open_rejects_bad_arguments(void **state)
         struct store *s = NULL;
         FILE *fp;
 
-        make_tmpdir(base, sizeof(base));
+        unit_tmpdir_make("store", base, sizeof(base));
         assert_int_equal(store_open(base, 0, STORE_SYNC_FULL, &s), -EINVAL);
         assert_int_equal(store_open(base, MAP_SIZE, (enum store_sync_mode)7, &s), -EINVAL);
         snprintf(path, sizeof(path), "%s/file", base);
@@ -978,7 +948,7 @@ static void open_rejects_bad_arguments(void **state)
         fclose(fp);
         assert_int_equal(store_open(path, MAP_SIZE, STORE_SYNC_FULL, &s), -ENOTDIR);
         assert_null(s);
-        rm_rf(base);
+        unit_tmpdir_remove(base);
 }
 
 /* ---- the writer ---- */
@@ -1331,7 +1301,7 @@ static void writer_map_full_fails_only_the_op_that_does_not_fit(void **state)
         struct store_job *got;
         struct gate g;
 
-        make_tmpdir(dir, sizeof(dir));
+        unit_tmpdir_make("store", dir, sizeof(dir));
         assert_int_equal(store_open(dir, 1u << 20, STORE_SYNC_FULL, &s), 0);
         init_put(&a, 1, "{}");
         init_put(&big, 2, "{}");
@@ -1377,7 +1347,7 @@ static void writer_map_full_fails_only_the_op_that_does_not_fit(void **state)
         assert_int_equal(get_one(s, later.job.id, &got), 0);
         store_job_free(got);
         store_close(s);
-        rm_rf(dir);
+        unit_tmpdir_remove(dir);
 }
 
 static void writer_result_get_returns_job_and_result(void **state)

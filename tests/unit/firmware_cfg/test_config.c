@@ -1,7 +1,6 @@
 /* Tests for firmware_cfg/: the schema, the INI loader, drop-ins, environment overrides,
  * cross-key validation, --print-config output and the packaged kiln.conf. */
 #include <errno.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +15,7 @@
 
 #include "config.h"
 #include "schema.h"
+#include "unit_tmpdir.h"
 
 #define DATA KILN_TEST_DATA
 #define SHIPPED_CONF KILN_TEST_DATA "/../../../../firmware_cfg/kiln.conf"
@@ -89,27 +89,6 @@ static void printed_line(const char *printed, const char *section, const char *k
         snprintf(out, size, "%.*s", (int)(end - p), p);
 }
 
-/* A fresh directory for files a test writes; removed by rm_tree(). */
-static void make_tmpdir(char *out, size_t size)
-{
-        const char *base = getenv("KILN_TEST_TMPDIR");
-
-        if (!base || !*base)
-                base = "/tmp";
-        mkdir(base, 0700);
-        snprintf(out, size, "%s/test_config.XXXXXX", base);
-        assert_non_null(mkdtemp(out));
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-        return remove(path);
-}
-
-static void rm_tree(const char *dir)
-{
-        assert_int_equal(nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS), 0);
-}
 
 static void write_file(const char *path, const char *text)
 {
@@ -322,7 +301,7 @@ static void test_crlf_and_bom_keep_line_numbers(void **state)
         char dir[512], path[600];
         struct kiln_config_error err;
 
-        make_tmpdir(dir, sizeof(dir));
+        unit_tmpdir_make("test_config", dir, sizeof(dir));
         snprintf(path, sizeof(path), "%s/crlf.conf", dir);
         write_file(path, "\xEF\xBB\xBF[server]\r\nmax_connections = 5\r\n\r\nbogus = 1\r\n");
         err = load_fail(path, NULL);
@@ -332,7 +311,7 @@ static void test_crlf_and_bom_keep_line_numbers(void **state)
         struct kiln_config *c = load_ok(path, NULL);
         assert_int_equal(c->server.max_connections, 5);
         kiln_config_free(c);
-        rm_tree(dir);
+        unit_tmpdir_remove(dir);
 }
 
 /* ---- drop-ins and environment ---- */
@@ -358,7 +337,7 @@ static void test_dropins_are_read_when_main_file_is_optional_and_missing(void **
         struct kiln_config_error err;
         struct kiln_config *c = NULL;
 
-        make_tmpdir(dir, sizeof(dir));
+        unit_tmpdir_make("test_config", dir, sizeof(dir));
         snprintf(path, sizeof(path), "%s/kiln.conf", dir);
         snprintf(dropdir, sizeof(dropdir), "%s.d", path);
         assert_int_equal(mkdir(dropdir, 0700), 0);
@@ -367,7 +346,7 @@ static void test_dropins_are_read_when_main_file_is_optional_and_missing(void **
         assert_int_equal(kiln_config_load(path, true, NULL, kinds, &c, &err), 0);
         assert_int_equal(c->cpu.threads, 3);
         kiln_config_free(c);
-        rm_tree(dir);
+        unit_tmpdir_remove(dir);
 }
 
 static void test_env_overrides_files_and_records_env_source(void **state)
@@ -511,7 +490,7 @@ static void test_error_in_dropin_names_the_dropin(void **state)
         char dir[512], path[600], dropdir[700], drop[800];
         struct kiln_config_error err;
 
-        make_tmpdir(dir, sizeof(dir));
+        unit_tmpdir_make("test_config", dir, sizeof(dir));
         snprintf(path, sizeof(path), "%s/kiln.conf", dir);
         write_file(path, "[server]\nmax_connections = 5\n");
         snprintf(dropdir, sizeof(dropdir), "%s.d", path);
@@ -522,7 +501,7 @@ static void test_error_in_dropin_names_the_dropin(void **state)
         assert_string_equal(err.file, drop);
         assert_int_equal(err.line, 3);
         assert_string_equal(err.key, "log.level");
-        rm_tree(dir);
+        unit_tmpdir_remove(dir);
 }
 
 static void test_malformed_variants_are_refused(void **state)
@@ -534,7 +513,7 @@ static void test_malformed_variants_are_refused(void **state)
         };
         char dir[512], path[600];
 
-        make_tmpdir(dir, sizeof(dir));
+        unit_tmpdir_make("test_config", dir, sizeof(dir));
         snprintf(path, sizeof(path), "%s/bad.conf", dir);
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
                 struct kiln_config_error err;
@@ -542,7 +521,7 @@ static void test_malformed_variants_are_refused(void **state)
                 err = load_fail(path, NULL);
                 assert_true(err.line >= 1);
         }
-        rm_tree(dir);
+        unit_tmpdir_remove(dir);
 }
 
 /* ---- value types ---- */
@@ -795,13 +774,13 @@ static void test_bad_listen_in_file_names_line(void **state)
         char dir[512], path[600];
         struct kiln_config_error err;
 
-        make_tmpdir(dir, sizeof(dir));
+        unit_tmpdir_make("test_config", dir, sizeof(dir));
         snprintf(path, sizeof(path), "%s/listen.conf", dir);
         write_file(path, "[server]\n\nlisten = 0.0.0.0:0\n");
         err = load_fail(path, NULL);
         assert_int_equal(err.line, 3);
         assert_string_equal(err.key, "server.listen");
-        rm_tree(dir);
+        unit_tmpdir_remove(dir);
 }
 
 /* ---- print round trip and formatting ---- */
@@ -814,7 +793,7 @@ static void test_print_round_trips_to_same_values(void **state)
         char dir[512], path[600], line[512];
         char *printed = print_to_string(a), *reprinted;
 
-        make_tmpdir(dir, sizeof(dir));
+        unit_tmpdir_make("test_config", dir, sizeof(dir));
         snprintf(path, sizeof(path), "%s/printed.conf", dir);
         write_file(path, printed);
         b = load_ok(path, NULL);
@@ -830,7 +809,7 @@ static void test_print_round_trips_to_same_values(void **state)
         free(printed);
         kiln_config_free(a);
         kiln_config_free(b);
-        rm_tree(dir);
+        unit_tmpdir_remove(dir);
 }
 
 static void test_defaults_print_round_trips(void **state)
@@ -839,7 +818,7 @@ static void test_defaults_print_round_trips(void **state)
         char dir[512], path[600];
         char *printed = print_to_string(a);
 
-        make_tmpdir(dir, sizeof(dir));
+        unit_tmpdir_make("test_config", dir, sizeof(dir));
         snprintf(path, sizeof(path), "%s/defaults.conf", dir);
         write_file(path, printed);
         b = load_ok(path, NULL);
@@ -847,7 +826,7 @@ static void test_defaults_print_round_trips(void **state)
         free(printed);
         kiln_config_free(a);
         kiln_config_free(b);
-        rm_tree(dir);
+        unit_tmpdir_remove(dir);
 }
 
 static void test_error_format_omits_empty_parts(void **state)
