@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "kind.h"
 #include "proto.h"
@@ -681,4 +682,66 @@ char *proto_error_json(json_t *ref, const struct proto_error *err)
 out:
         json_decref(o);
         return s;
+}
+
+/* ---- client URLs ---- */
+
+int kiln_ws_url_parse(const char *url, struct kiln_ws_url *ret)
+{
+        bool tls;
+        const char *p;
+
+        if (!strncasecmp(url, "ws://", 5)) {
+                tls = false;
+                p = url + 5;
+        } else if (!strncasecmp(url, "wss://", 6)) {
+                tls = true;
+                p = url + 6;
+        } else {
+                return -EINVAL;
+        }
+
+        const char *host = p, *host_end;
+        if (*p == '[') {
+                host = ++p;
+                host_end = strchr(p, ']');
+                if (!host_end)
+                        return -EINVAL;
+                p = host_end + 1;
+        } else {
+                p += strcspn(p, ":/");
+                host_end = p;
+        }
+        size_t hl = (size_t)(host_end - host);
+        if (hl == 0 || hl >= sizeof(ret->host))
+                return -EINVAL;
+
+        int port = tls ? 443 : 80;
+        bool default_port = true;
+        if (*p == ':') {
+                char *end;
+                long v = strtol(p + 1, &end, 10);
+                if (end == p + 1 || v < 1 || v > 65535 || (*end && *end != '/'))
+                        return -EINVAL;
+                port = (int)v;
+                default_port = port == (tls ? 443 : 80);
+                p = end;
+        } else if (*p && *p != '/') {
+                return -EINVAL;
+        }
+
+        const char *path = *p ? p : "/";
+        if (strlen(path) >= sizeof(ret->path))
+                return -EINVAL;
+
+        memset(ret, 0, sizeof(*ret));
+        ret->tls = tls;
+        memcpy(ret->host, host, hl);
+        ret->port = port;
+        snprintf(ret->path, sizeof(ret->path), "%s", path);
+        if (default_port)
+                snprintf(ret->host_header, sizeof(ret->host_header), "%s", ret->host);
+        else
+                snprintf(ret->host_header, sizeof(ret->host_header), "%s:%d", ret->host, port);
+        return 0;
 }

@@ -160,3 +160,17 @@ void kiln_uuid7_new(uint8_t ret[16]);
 void kiln_uuid_format(const uint8_t id[16], char ret[37]);
 /* Accepts the canonical 8-4-4-4-12 hex form (either case). Returns >= 0 or -EINVAL. */
 int kiln_uuid_parse(const char *text, uint8_t ret[16]);
+
+/* A client's view of a kiln URL: "ws://HOST[:PORT][/PATH]" or "wss://..." (HOST
+ * may be "[v6]"), as kilnctl and kiln-bench take it. */
+struct kiln_ws_url {
+        bool tls;
+        char host[256];
+        int port;                 /* 80 / 443 when not given */
+        char path[1024];          /* "/" when not given */
+        char host_header[300];    /* HOST, or HOST:PORT for a port that is not the default */
+};
+
+/* Returns >= 0, or -EINVAL for anything else (another scheme, an empty host, a bad
+ * port, too long a host or path). */
+int kiln_ws_url_parse(const char *url, struct kiln_ws_url *ret);

@@ -42,6 +42,7 @@
 #include <libwebsockets.h>
 
 #include "bench.h"
+#include "proto.h"
 
 #define MAX_CONNECTING 256       /* handshakes in progress at once */
 #define OPEN_WINDOW 1024         /* open loop: most jobs in flight per connection */
@@ -150,9 +151,7 @@ struct bench {
         uint64_t inflight;
         double interval_ns;        /* open loop, per connection */
         uint64_t rng;
-        char host[256], path[1024], host_header[300];
-        int port;
-        bool tls;
+        struct kiln_ws_url url;
         char *hello;
         size_t hello_len;
         lws_sorted_usec_list_t sul_connect, sul_phase, sul_progress;
@@ -723,7 +722,7 @@ static int raw_writeable(struct conn *c, struct lws *wsi)
                                  "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                                  "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
                                  "Sec-WebSocket-Protocol: kiln.v1\r\nOrigin: http://%s\r\n\r\n",
-                                 b->path, b->host_header, key, b->host_header);
+                                 b->url.path, b->url.host_header, key, b->url.host_header);
                 c->upgrade_unsent = false;
                 c->st = CS_UPGRADING;
                 return lws_write(wsi, buf, (size_t)n, LWS_WRITE_RAW) < n ? -1 : 0;
@@ -973,12 +972,12 @@ static void start_connect(struct bench *b, struct conn *c)
 
         memset(&ci, 0, sizeof(ci));
         ci.context = b->ctx;
-        ci.address = b->host;
-        ci.port = b->port;
-        ci.ssl_connection = b->tls ? LCCSCF_USE_SSL : 0;
-        ci.path = b->path;
-        ci.host = b->host_header;
-        ci.origin = b->host_header;
+        ci.address = b->url.host;
+        ci.port = b->url.port;
+        ci.ssl_connection = b->url.tls ? LCCSCF_USE_SSL : 0;
+        ci.path = b->url.path;
+        ci.host = b->url.host_header;
+        ci.origin = b->url.host_header;
         ci.protocol = "kiln.v1";
         ci.local_protocol_name = c->idle ? protocols[1].name : protocols[0].name;
         ci.ietf_version_or_minus_one = -1;
@@ -1019,57 +1018,6 @@ static void on_progress(lws_sorted_usec_list_t *sul)
                         (unsigned long long)bench_errors(r));
         }
         lws_sul_schedule(b->ctx, 0, &b->sul_progress, on_progress, LWS_US_PER_SEC);
-}
-
-/* Splits the URL (same rules as kilnctl's). */
-static int parse_url(struct bench *b, const char *url)
-{
-        const char *p;
-
-        if (!strncasecmp(url, "ws://", 5)) {
-                b->tls = false;
-                p = url + 5;
-        } else if (!strncasecmp(url, "wss://", 6)) {
-                b->tls = true;
-                p = url + 6;
-        } else {
-                return -EINVAL;
-        }
-        const char *host = p, *host_end;
-        if (*p == '[') {
-                host = ++p;
-                host_end = strchr(p, ']');
-                if (!host_end)
-                        return -EINVAL;
-                p = host_end + 1;
-        } else {
-                p += strcspn(p, ":/");
-                host_end = p;
-        }
-        size_t hl = (size_t)(host_end - host);
-        if (!hl || hl >= sizeof(b->host))
-                return -EINVAL;
-        b->port = b->tls ? 443 : 80;
-        if (*p == ':') {
-                char *end;
-                long v = strtol(p + 1, &end, 10);
-                if (end == p + 1 || v < 1 || v > 65535 || (*end && *end != '/'))
-                        return -EINVAL;
-                b->port = (int)v;
-                p = end;
-        } else if (*p && *p != '/') {
-                return -EINVAL;
-        }
-        if (strlen(*p ? p : "/") >= sizeof(b->path))
-                return -EINVAL;
-        memcpy(b->host, host, hl);
-        b->host[hl] = '\0';
-        snprintf(b->path, sizeof(b->path), "%s", *p ? p : "/");
-        if ((b->tls && b->port == 443) || (!b->tls && b->port == 80))
-                snprintf(b->host_header, sizeof(b->host_header), "%s", b->host);
-        else
-                snprintf(b->host_header, sizeof(b->host_header), "%s:%d", b->host, b->port);
-        return 0;
 }
 
 /* Makes room for `need` descriptors (soft limit up to the hard one). */
@@ -1113,7 +1061,7 @@ int bench_run(const struct bench_opts *o, struct bench_result *ret)
 
         memset(ret, 0, sizeof(*ret));
         hdr_init(&ret->latency);
-        if (parse_url(&b, o->url) < 0)
+        if (kiln_ws_url_parse(o->url, &b.url) < 0)
                 return -EINVAL;
 
         json_t *h = json_pack("{s:s, s:i, s:s}", "op", "hello", "ref", 0, "client", "kiln-bench/" KILN_VERSION);
@@ -1155,7 +1103,7 @@ int bench_run(const struct bench_opts *o, struct bench_result *ret)
                         c->free_idx[c->n_free++] = cap - 1 - i;
         }
 
-        b.raw = !b.tls && !getenv("KILN_BENCH_LWS_WS");
+        b.raw = !b.url.tls && !getenv("KILN_BENCH_LWS_WS");
         raise_nofile((rlim_t)b.n_conns + 64);
         const char *dbg = getenv("KILN_BENCH_DEBUG");
         lws_set_log_level(dbg && *dbg ? LLL_ERR | LLL_WARN | LLL_NOTICE | LLL_CLIENT : 0, NULL);
@@ -1165,7 +1113,7 @@ int bench_run(const struct bench_opts *o, struct bench_result *ret)
         info.port = CONTEXT_PORT_NO_LISTEN;
         info.protocols = protocols;
         info.user = &b;
-        info.options = b.tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0;
+        info.options = b.url.tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0;
         info.timeout_secs = 30;
         info.count_threads = 1;
         info.fd_limit_per_thread = b.n_conns + 64;

@@ -12,6 +12,7 @@
 
 #include <libwebsockets.h>
 
+#include "proto.h"
 #include "ws.h"
 
 enum ws_state {
@@ -52,61 +53,6 @@ void ctl_msg_free(struct ctl_msg *m)
                 return;
         free(m->data);
         free(m);
-}
-
-int ctl_ws_parse_url(const char *url, bool *ret_tls, char *ret_host, size_t host_size, int *ret_port,
-                     char *ret_path, size_t path_size)
-{
-        bool tls;
-        const char *p;
-
-        if (!strncasecmp(url, "ws://", 5)) {
-                tls = false;
-                p = url + 5;
-        } else if (!strncasecmp(url, "wss://", 6)) {
-                tls = true;
-                p = url + 6;
-        } else {
-                return -EINVAL;
-        }
-
-        const char *host = p, *host_end;
-        if (*p == '[') {
-                host = ++p;
-                host_end = strchr(p, ']');
-                if (!host_end)
-                        return -EINVAL;
-                p = host_end + 1;
-        } else {
-                p += strcspn(p, ":/");
-                host_end = p;
-        }
-        size_t hl = (size_t)(host_end - host);
-        if (hl == 0 || hl >= host_size)
-                return -EINVAL;
-
-        int port = tls ? 443 : 80;
-        if (*p == ':') {
-                char *end;
-                long v = strtol(p + 1, &end, 10);
-                if (end == p + 1 || v < 1 || v > 65535 || (*end && *end != '/'))
-                        return -EINVAL;
-                port = (int)v;
-                p = end;
-        } else if (*p && *p != '/') {
-                return -EINVAL;
-        }
-
-        const char *path = *p ? p : "/";
-        if (strlen(path) >= path_size)
-                return -EINVAL;
-
-        memcpy(ret_host, host, hl);
-        ret_host[hl] = '\0';
-        strcpy(ret_path, path);
-        *ret_tls = tls;
-        *ret_port = port;
-        return 0;
 }
 
 /* Records why the connection failed or closed; the first reason wins. */
@@ -324,12 +270,10 @@ static bool is_closed(const struct ctl_ws *c)
 int ctl_ws_connect(const char *url, const char *subprotocol, int timeout_ms, struct ctl_ws **ret, char *err,
                    size_t err_size)
 {
-        char host[256], path[1024], host_header[300];
-        bool tls;
-        int port;
+        struct kiln_ws_url u;
 
         err[0] = '\0';
-        if (ctl_ws_parse_url(url, &tls, host, sizeof(host), &port, path, sizeof(path)) < 0) {
+        if (kiln_ws_url_parse(url, &u) < 0) {
                 snprintf(err, err_size, "not a ws:// or wss:// URL");
                 return -EINVAL;
         }
@@ -351,7 +295,7 @@ int ctl_ws_connect(const char *url, const char *subprotocol, int timeout_ms, str
         info.port = CONTEXT_PORT_NO_LISTEN;
         info.protocols = protocols;
         info.user = c;
-        info.options = tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0;
+        info.options = u.tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0;
         info.timeout_secs = (unsigned)(timeout_ms > 0 ? (timeout_ms + 999) / 1000 : 10);
         c->ctx = lws_create_context(&info);
         if (!c->ctx) {
@@ -360,20 +304,15 @@ int ctl_ws_connect(const char *url, const char *subprotocol, int timeout_ms, str
                 return -ENOMEM;
         }
 
-        if ((tls && port == 443) || (!tls && port == 80))
-                snprintf(host_header, sizeof(host_header), "%s", host);
-        else
-                snprintf(host_header, sizeof(host_header), "%s:%d", host, port);
-
         struct lws_client_connect_info ci;
         memset(&ci, 0, sizeof(ci));
         ci.context = c->ctx;
-        ci.address = host;
-        ci.port = port;
-        ci.ssl_connection = tls ? LCCSCF_USE_SSL : 0;
-        ci.path = path;
-        ci.host = host_header;
-        ci.origin = host_header;
+        ci.address = u.host;
+        ci.port = u.port;
+        ci.ssl_connection = u.tls ? LCCSCF_USE_SSL : 0;
+        ci.path = u.path;
+        ci.host = u.host_header;
+        ci.origin = u.host_header;
         ci.protocol = subprotocol;
         ci.local_protocol_name = protocols[0].name;
         ci.ietf_version_or_minus_one = -1;
@@ -391,7 +330,7 @@ int ctl_ws_connect(const char *url, const char *subprotocol, int timeout_ms, str
                         r = -ETIMEDOUT;
                 } else {
                         char why[200] = "";
-                        diagnose(host, port, why, sizeof(why));
+                        diagnose(u.host, u.port, why, sizeof(why));
                         snprintf(err, err_size, "%s", why[0] ? why : c->err[0] ? c->err : "connection failed");
                 }
                 ctl_ws_free(c);

@@ -23,11 +23,6 @@ void ctl_msg_free(struct ctl_msg *m);
 
 struct ctl_ws;
 
-/* Splits "ws://HOST[:PORT][/PATH]" or "wss://..." (HOST may be "[v6]"). The port
- * defaults to 80 / 443, the path to "/". Returns >= 0 or -EINVAL. */
-int ctl_ws_parse_url(const char *url, bool *ret_tls, char *ret_host, size_t host_size, int *ret_port,
-                     char *ret_path, size_t path_size);
-
 /* Connects to `url` naming `subprotocol`, waiting at most timeout_ms for the
  * handshake. Returns >= 0 and a new connection in *ret, or -EINVAL (bad URL),
  * -ETIMEDOUT, -ECONNREFUSED (any failure to connect) or -ENOMEM, with a sentence

@@ -1414,6 +1414,54 @@ static void test_uuid7_fork_child_does_not_repeat_parent(void **state)
                         assert_true(memcmp(mine[i], theirs[j], 16) != 0);
 }
 
+/* ---- client URLs ---- */
+
+static void test_ws_url_defaults_and_explicit_parts(void **state)
+{
+        struct kiln_ws_url u;
+
+        assert_int_equal(kiln_ws_url_parse("ws://127.0.0.1", &u), 0);
+        assert_false(u.tls);
+        assert_string_equal(u.host, "127.0.0.1");
+        assert_int_equal(u.port, 80);
+        assert_string_equal(u.path, "/");
+        assert_string_equal(u.host_header, "127.0.0.1");
+
+        assert_int_equal(kiln_ws_url_parse("WSS://kiln.example:8443/ws?x=1", &u), 0);
+        assert_true(u.tls);
+        assert_string_equal(u.host, "kiln.example");
+        assert_int_equal(u.port, 8443);
+        assert_string_equal(u.path, "/ws?x=1");
+        assert_string_equal(u.host_header, "kiln.example:8443");
+
+        assert_int_equal(kiln_ws_url_parse("wss://[::1]:443/ws", &u), 0);
+        assert_string_equal(u.host, "::1");
+        assert_int_equal(u.port, 443);
+        assert_string_equal(u.host_header, "::1"); /* the default port is not named */
+
+        assert_int_equal(kiln_ws_url_parse("ws://[::1]:8080", &u), 0);
+        assert_int_equal(u.port, 8080);
+        assert_string_equal(u.path, "/");
+}
+
+static void test_ws_url_rejects_what_is_not_one(void **state)
+{
+        static const char *const bad[] = {
+                "http://127.0.0.1/ws", "ws:/127.0.0.1", "ws://", "ws://:8080/ws", "ws://[::1/ws",
+                "ws://host:0/ws", "ws://host:65536/ws", "ws://host:80x/ws", "ws://host:/ws",
+        };
+        struct kiln_ws_url u;
+        char long_host[400];
+
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+                if (kiln_ws_url_parse(bad[i], &u) != -EINVAL)
+                        fail_msg("accepted %s", bad[i]);
+        memset(long_host, 'a', sizeof(long_host));
+        memcpy(long_host, "ws://", 5);
+        long_host[sizeof(long_host) - 1] = '\0';
+        assert_int_equal(kiln_ws_url_parse(long_host, &u), -EINVAL);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -1515,6 +1563,8 @@ int main(void)
                 cmocka_unit_test(test_uuid7_text_order_matches_byte_order),
                 cmocka_unit_test(test_uuid7_unique_and_ordered_across_threads),
                 cmocka_unit_test(test_uuid7_fork_child_does_not_repeat_parent),
+                cmocka_unit_test(test_ws_url_defaults_and_explicit_parts),
+                cmocka_unit_test(test_ws_url_rejects_what_is_not_one),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
