@@ -102,24 +102,31 @@ static bool entry_valid(struct kilnd *d, const struct hot_entry *e, int64_t now_
         return !ttl_s || e->created_ms + (int64_t)ttl_s * 1000 > now_ms;
 }
 
-struct hot_entry *hotcache_find(struct kilnd *d, const struct store_cache_key *key, int64_t now_ms)
+static struct hot_entry *entry_lookup(const struct store_cache_key *key)
 {
         if (!buckets)
                 return NULL;
-        for (struct hot_entry *e = buckets[bucket_of(key->hash)]; e; e = e->chain_next) {
-                if (!key_matches(e, key))
-                        continue;
-                if (!entry_valid(d, e, now_ms)) {
-                        entry_drop(e);
-                        return NULL;
-                }
-                if (e != lru_head) {
-                        lru_unlink(e);
-                        lru_push_front(e);
-                }
-                return e;
-        }
+        for (struct hot_entry *e = buckets[bucket_of(key->hash)]; e; e = e->chain_next)
+                if (key_matches(e, key))
+                        return e;
         return NULL;
+}
+
+struct hot_entry *hotcache_find(struct kilnd *d, const struct store_cache_key *key, int64_t now_ms)
+{
+        struct hot_entry *e = entry_lookup(key);
+
+        if (!e)
+                return NULL;
+        if (!entry_valid(d, e, now_ms)) {
+                entry_drop(e);
+                return NULL;
+        }
+        if (e != lru_head) {
+                lru_unlink(e);
+                lru_push_front(e);
+        }
+        return e;
 }
 
 void hotcache_put(struct kilnd *d, struct job *j, size_t blob_size, const struct store_cache_hit *hit)
@@ -137,7 +144,7 @@ void hotcache_put(struct kilnd *d, struct job *j, size_t blob_size, const struct
                 return;
         if (!buckets && !(buckets = calloc(BUCKETS, sizeof(*buckets))))
                 return;
-        struct hot_entry *old = hotcache_find(d, key, INT64_MIN); /* an older copy of the same key goes */
+        struct hot_entry *old = entry_lookup(key); /* an older copy of the same key goes */
         if (old)
                 entry_drop(old);
 
@@ -206,10 +213,4 @@ void hotcache_clear(void)
                 entry_drop(lru_head);
         free(buckets);
         buckets = NULL;
-}
-
-void hotcache_usage(size_t *ret_entries, size_t *ret_bytes)
-{
-        *ret_entries = n_entries;
-        *ret_bytes = n_bytes;
 }

@@ -73,5 +73,3 @@ void hot_entry_unref(struct hot_entry *e);
 
 /* Drops every copy (shutdown). */
 void hotcache_clear(void);
-/* Copies held and their bytes (stats). */
-void hotcache_usage(size_t *ret_entries, size_t *ret_bytes);

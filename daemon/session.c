@@ -28,7 +28,7 @@
 #define CHUNK (256 * 1024)
 
 /* Jobs answered from hot copies whose records the store has not written yet: past
- * this, cache hits wait for the store again (session.c answer_hot). */
+ * this, cache hits wait for the store again (answer_hot). */
 #define HOT_RECORDING_MAX 8192
 
 /* One queued outgoing message: text, or a KLNB frame whose payload is a part of a
@@ -292,6 +292,9 @@ static void send_done(struct session *s, struct job *j, json_t *ref)
         }
 }
 
+/* What the writers below assemble a write in (loop thread only). */
+static uint8_t scratch[LWS_PRE + CHUNK];
+
 /* Writes a WebSocket frame header (server side: unmasked) for a frame of `len`
  * bytes into p; returns its length (2, 4 or 10 bytes). */
 static size_t ws_frame_header(uint8_t *p, bool binary, bool first, bool fin, size_t len)
@@ -343,7 +346,6 @@ static void out_pop(struct session *s)
  * between them. */
 static int writable_framed(struct session *s)
 {
-        static uint8_t scratch[LWS_PRE + CHUNK];
         uint8_t *buf = scratch + LWS_PRE;
         size_t used = 0;
         struct outmsg *m;
@@ -371,7 +373,6 @@ static int writable_framed(struct session *s)
  * connection that is a stream inside another (WebSocket over HTTP/2). */
 static int writable_fragment(struct session *s)
 {
-        static uint8_t scratch[LWS_PRE + CHUNK];
         struct outmsg *m = s->out_head;
         size_t total = m->head_len + m->payload_len;
         size_t n = total - m->sent;

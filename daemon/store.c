@@ -1980,6 +1980,19 @@ static int op_apply(struct store_txn *t, struct store_op *op)
         return -EINVAL;
 }
 
+/* Commits t; `unsynced`: without the fsync that store.sync=full gives every commit
+ * (the caller marks the writer dirty, so the next synced commit or batch sync
+ * flushes it). */
+static int writer_commit(struct store_writer *w, struct store_txn *t, bool unsynced)
+{
+        if (unsynced)
+                mdb_env_set_flags(w->s->env, MDB_NOSYNC, 1);
+        int r = store_txn_commit(t);
+        if (unsynced)
+                mdb_env_set_flags(w->s->env, MDB_NOSYNC, 0);
+        return r;
+}
+
 /* Applies `n` ops starting at `first` in one write transaction and commits it. Per-op
  * errors go to op->status; returns 0 when the transaction committed, or the error that
  * made it fail (then every op's outputs have been freed and cleared). */
@@ -2005,11 +2018,7 @@ static int writer_apply_txn(struct store_writer *w, struct store_op *first, size
         bool lazy = w->s->sync == STORE_SYNC_FULL;
         for (op = first, i = 0; lazy && i < n; op = op->next, i++)
                 lazy = op->type == STORE_OP_CACHE_ANSWER;
-        if (lazy)
-                mdb_env_set_flags(w->s->env, MDB_NOSYNC, 1);
-        r = store_txn_commit(t);
-        if (lazy)
-                mdb_env_set_flags(w->s->env, MDB_NOSYNC, 0);
+        r = writer_commit(w, t, lazy);
         if (r < 0) {
                 for (op = first, i = 0; i < n; op = op->next, i++)
                         op_free_outputs(op);
@@ -2102,11 +2111,7 @@ static void writer_maintain(struct store_writer *w)
                 store_txn_abort(t);
                 return;
         }
-        if (w->s->sync == STORE_SYNC_FULL)
-                mdb_env_set_flags(w->s->env, MDB_NOSYNC, 1);
-        r = store_txn_commit(t);
-        if (w->s->sync == STORE_SYNC_FULL)
-                mdb_env_set_flags(w->s->env, MDB_NOSYNC, 0);
+        r = writer_commit(w, t, w->s->sync == STORE_SYNC_FULL);
         if (r >= 0) {
                 w->dirty = true;
                 if (n >= MAINT_BUDGET)
