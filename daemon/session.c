@@ -352,6 +352,8 @@ static int writable_framed(struct session *s)
 
         while ((m = s->out_head)) {
                 size_t total = m->head_len + m->payload_len, left = total - m->sent;
+                if (used + 10 >= CHUNK)
+                        break; /* no room for another frame header */
                 size_t room = CHUNK - used - 10;
                 size_t n = left < room ? left : room;
                 if (n < left && room < 16 * 1024 && used)
