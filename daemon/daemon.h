@@ -50,6 +50,8 @@ struct kilnd {
         /* loop: sessions */
         struct session **sessions;    /* hash buckets by session id */
         size_t session_buckets, n_sessions;
+        struct session *idle_head, *idle_tail; /* WebSocket sessions, least recently heard first */
+        size_t n_stats_subscribed;
         uint64_t next_session_id;
 
         /* loop: lifecycle */

@@ -38,6 +38,11 @@ void session_close(struct kilnd *d, struct session *s);
 int session_receive(struct kilnd *d, struct session *s, const void *in, size_t len);
 /* The socket can take more; writes one frame fragment. Returns -1 to close. */
 int session_writable(struct kilnd *d, struct session *s);
+/* A frame (or pong) came in on the session's WebSocket: it is not idle. */
+void session_seen(struct kilnd *d, struct session *s);
+/* Pings sessions silent for half of server.idle_timeout_s, closes those silent for
+ * the other half too (from the once-a-second tick). */
+void sessions_idle_sweep(struct kilnd *d);
 size_t session_struct_size(void);
 
 /* Sessions that still have frames queued to send (draining waits for them). */

@@ -352,6 +352,67 @@ class SlowLorisTest(SecurityCase):
             self.assertGreater(t - start, 1.5, "dropped before the handshake timeout")
 
 
+def raw_upgrade(port):
+    """A WebSocket opened by hand that never answers anything (no pong)."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+              b"Sec-WebSocket-Protocol: kiln.v1\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(4096)
+        if not chunk:
+            raise AssertionError("closed during the upgrade")
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return s, head.split(b"\r\n\r\n", 1)[1]
+
+
+class IdleTimeoutTest(SecurityCase):
+    env = {"KILN_SERVER_IDLE_TIMEOUT_S": "2"}
+
+    def test_silent_connection_is_pinged_then_closed(self):
+        s, buf = raw_upgrade(self.kilnd.port)
+        start = time.monotonic()
+        events = []  # (opcode, seconds since the upgrade)
+        s.settimeout(10)
+        while True:
+            while len(buf) < 2:
+                chunk = s.recv(4096)
+                if not chunk:
+                    events.append(("eof", time.monotonic() - start))
+                    break
+                buf += chunk
+            if len(buf) < 2:
+                break
+            op, n = buf[0] & 0x0F, buf[1] & 0x7F
+            while len(buf) < 2 + n:
+                buf += s.recv(4096)
+            events.append((op, time.monotonic() - start))
+            payload, buf = buf[2:2 + n], buf[2 + n:]
+            if op == 0x8:
+                self.assertEqual(int.from_bytes(payload[:2], "big"), 1001, payload)
+                self.assertIn(b"idle", payload[2:])
+                break
+        s.close()
+        ops = [e[0] for e in events]
+        self.assertIn(0x9, ops, f"no ping before the close: {events}")
+        ping_at = events[ops.index(0x9)][1]
+        end_at = events[-1][1]
+        self.assertGreaterEqual(ping_at, 0.9, events)  # half of idle_timeout_s
+        self.assertGreater(end_at, ping_at + 0.9, events)
+        self.assertLess(end_at, 2 + 3, events)
+
+    def test_connection_that_answers_pings_stays_open(self):
+        async def go():
+            c = await self.client("tok-read")  # websockets answers pings itself
+            await asyncio.sleep(5.5)  # idle_timeout_s 2: pinged twice or more
+            r = await c.call({"op": "stats"})
+            self.assertEqual(r.get("op"), "stats", r)
+            await c.close()
+        self.run_async(go())
+
+
 class TlsTest(unittest.TestCase):
     def test_wss_runs_a_job_and_plain_ws_is_refused(self):
         k = Kilnd()
