@@ -573,19 +573,82 @@ void proto_frame_clear(struct proto_frame *f)
         memset(f, 0, sizeof(*f));
 }
 
+/* Whether `s` needs no escaping in a JSON string: printable ASCII but '"' and '\\'
+ * (job ids, part names and dtypes always are). Sets *len. */
+static bool json_plain(const char *s, size_t *len)
+{
+        const char *p = s;
+        for (; *p; p++)
+                if (*p < 0x20 || *p > 0x7E || *p == '"' || *p == '\\')
+                        return false;
+        *len = (size_t)(p - s);
+        return true;
+}
+
+static char *put(char *p, const char *s, size_t n)
+{
+        memcpy(p, s, n);
+        return p + n;
+}
+
+/* The header of plain strings written directly, byte for byte what jansson writes
+ * (JSON_COMPACT, keys in this order): a part header is built for every part of
+ * every answer, and building it as a jansson object cost ~9 % of the loop thread
+ * on cache hits. NULL when the strings need escaping or on ENOMEM. */
+static uint8_t *frame_header_plain(const char *job_id, const char *part, const char *dtype, int ndim,
+                                   const uint64_t *shape, size_t *ret_len)
+{
+        size_t lj, lp, ld;
+        char dims[4][21];
+        size_t ldims[4], n;
+
+        if (!json_plain(job_id, &lj) || !json_plain(part, &lp) || !json_plain(dtype, &ld))
+                return NULL;
+        n = sizeof("{\"job\":\"\",\"part\":\"\",\"dtype\":\"\",\"shape\":[]}") - 1 + lj + lp + ld;
+        for (int i = 0; i < ndim; i++) {
+                ldims[i] = (size_t)snprintf(dims[i], sizeof(dims[i]), "%llu", (unsigned long long)shape[i]);
+                n += ldims[i] + (i > 0);
+        }
+        uint8_t *buf = n <= UINT32_MAX ? malloc(KLNB_PREFIX + n) : NULL;
+        if (!buf)
+                return NULL;
+        char *p = (char *)buf + KLNB_PREFIX;
+        p = put(p, "{\"job\":\"", 8);
+        p = put(p, job_id, lj);
+        p = put(p, "\",\"part\":\"", 10);
+        p = put(p, part, lp);
+        p = put(p, "\",\"dtype\":\"", 11);
+        p = put(p, dtype, ld);
+        p = put(p, "\",\"shape\":[", 11);
+        for (int i = 0; i < ndim; i++) {
+                if (i)
+                        *p++ = ',';
+                p = put(p, dims[i], ldims[i]);
+        }
+        p = put(p, "]}", 2);
+        *ret_len = n;
+        return buf;
+}
+
 /* Builds the KLNB prefix for one outgoing part. Returns >= 0, -ENOMEM, or -EINVAL
  * for arguments no frame can carry (NULL or non-UTF-8 strings, ndim outside 1..4,
  * a dimension above INT64_MAX, a header over 4 GiB). */
 int proto_frame_header(const char *job_id, const char *part, const char *dtype, int ndim,
                        const uint64_t *shape, uint8_t **ret_buf, size_t *ret_len)
 {
-        json_t *h, *dims, *v;
+        json_t *h = NULL, *dims, *v;
         uint8_t *buf;
         size_t n;
         int k = -ENOMEM;
 
         if (!job_id || !part || !dtype || ndim < 1 || ndim > 4 || !shape || !ret_buf || !ret_len)
                 return -EINVAL;
+        for (int i = 0; i < ndim; i++)
+                if (shape[i] > INT64_MAX)
+                        return -EINVAL;
+        buf = frame_header_plain(job_id, part, dtype, ndim, shape, &n);
+        if (buf)
+                goto prefix;
 
         h = json_object();
         dims = json_array();
@@ -627,6 +690,7 @@ int proto_frame_header(const char *job_id, const char *part, const char *dtype, 
                 free(buf);
                 goto out;
         }
+prefix:
         memcpy(buf, KLNB_MAGIC, 4);
         buf[4] = (uint8_t)n;
         buf[5] = (uint8_t)(n >> 8);

@@ -588,12 +588,37 @@ void session_handle_text(struct session *s, const char *text, size_t len)
 
 /* ---- job events ---- */
 
+/* Written directly (one per submission; the job id and state names need no
+ * escaping): the same text send_json makes of the object, without building it. */
 static void send_accepted(struct session *s, struct job *j, json_t *ref, bool cached)
 {
-        int state = atomic_load(&j->state);
-        send_json(s, json_pack("{s:s, s:s, s:s, s:b}", "op", "accepted", "job", j->id_text, "state",
-                               kiln_job_state_name(state), "cached", cached),
-                  ref);
+        static const char fmt[] = "{\"op\":\"accepted\",\"job\":\"%s\",\"state\":\"%s\",\"cached\":%s%s%s}";
+        const char *state = kiln_job_state_name(atomic_load(&j->state));
+        char small[32], text[256], *r = NULL;
+        const char *rt = "";
+
+        if (ref && json_is_integer(ref)) {
+                snprintf(small, sizeof(small), "%lld", (long long)json_integer_value(ref));
+                rt = small;
+        } else if (ref) {
+                r = json_dumps(ref, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+                if (!r)
+                        return;
+                rt = r;
+        }
+        const char *sep = ref ? ",\"ref\":" : "", *c = cached ? "true" : "false";
+        int n = snprintf(text, sizeof(text), fmt, j->id_text, state, c, sep, rt);
+        if (n > 0 && (size_t)n < sizeof(text)) {
+                send_text(s, text, (size_t)n);
+        } else if (n > 0) { /* a long ref */
+                char *big = malloc((size_t)n + 1);
+                if (big) {
+                        snprintf(big, (size_t)n + 1, fmt, j->id_text, state, c, sep, rt);
+                        send_text(s, big, (size_t)n);
+                        free(big);
+                }
+        }
+        free(r);
 }
 
 static void send_done(struct session *s, struct job *j, json_t *ref);

@@ -1203,6 +1203,32 @@ static void test_frame_header_is_compact_little_endian(void **state)
         free(buf);
 }
 
+/* Names that need escaping take jansson's path; plain ones are written directly:
+ * both must read back the same through the decoder, and match byte for byte. */
+static void test_frame_header_escapes_names_that_need_it(void **state)
+{
+        static const struct {
+                const char *part, *want;
+        } cases[] = {
+                { "a\"b\\c", "{\"job\":\"" ID_A "\",\"part\":\"a\\\"b\\\\c\",\"dtype\":\"u8\",\"shape\":[0,1,18446744073709551]}" },
+                { "tab\there", "{\"job\":\"" ID_A "\",\"part\":\"tab\\there\",\"dtype\":\"u8\",\"shape\":[0,1,18446744073709551]}" },
+                { "caf\xC3\xA9", "{\"job\":\"" ID_A "\",\"part\":\"caf\xC3\xA9\",\"dtype\":\"u8\",\"shape\":[0,1,18446744073709551]}" },
+                { "x_1.y-z", "{\"job\":\"" ID_A "\",\"part\":\"x_1.y-z\",\"dtype\":\"u8\",\"shape\":[0,1,18446744073709551]}" },
+        };
+        uint64_t shape[3] = { 0, 1, 18446744073709551ULL };
+        (void)state;
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                uint8_t *buf;
+                size_t len, n = strlen(cases[i].want);
+                assert_int_equal(proto_frame_header(ID_A, cases[i].part, "u8", 3, shape, &buf, &len), 0);
+                assert_int_equal(len, 8 + n);
+                assert_int_equal(buf[4] | buf[5] << 8, n);
+                assert_memory_equal(buf + 8, cases[i].want, n);
+                free(buf);
+        }
+}
+
 static void test_frame_header_rejects_unencodable_arguments(void **state)
 {
         uint64_t shape[5] = { 1, 1, 1, 1, 1 };
@@ -1551,6 +1577,7 @@ int main(void)
                 cmocka_unit_test(test_text_decoder_random_bytes_never_crash),
                 cmocka_unit_test(test_frame_header_roundtrips_through_decode),
                 cmocka_unit_test(test_frame_header_is_compact_little_endian),
+                cmocka_unit_test(test_frame_header_escapes_names_that_need_it),
                 cmocka_unit_test(test_frame_header_rejects_unencodable_arguments),
 
                 cmocka_unit_test(test_uuid_format_parse_roundtrip),
