@@ -187,6 +187,7 @@ void session_seen(struct kilnd *d, struct session *s)
         if (!s->wsi)
                 return;
         s->ping_sent = false;
+        s->idle_close = false; /* a frame that crossed the close decision */
         if (d->idle_tail == s) {
                 s->idle_since_us = now_us();
                 return;
