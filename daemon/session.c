@@ -52,6 +52,13 @@ struct in_part {
         size_t len;
 };
 
+enum idle_state {
+        IDLE_HEARD,    /* a frame came in within half of server.idle_timeout_s */
+        IDLE_PING_DUE, /* silent that long: a ping goes out at the next writeable */
+        IDLE_PINGED,   /* pinged, waiting for any frame back */
+        IDLE_CLOSE,    /* silent for the other half too: close at the next writeable */
+};
+
 struct session {
         struct session *bucket_next;
         uint64_t id;
@@ -76,9 +83,7 @@ struct session {
          * their last received frame (or the ping sent since), oldest first. */
         struct session *idle_prev, *idle_next;
         int64_t idle_since_us;
-        bool ping_sent;             /* pinged, waiting for any frame back */
-        bool ping_due;              /* a ping to send at the next writeable */
-        bool idle_close;            /* close at the next writeable: nothing came back */
+        enum idle_state idle;
 
         struct token_bucket bucket; /* limits.rate_per_s when there is no token */
         uint32_t inflight;          /* jobs it submitted that have not finished */
@@ -181,17 +186,10 @@ static void idle_append(struct kilnd *d, struct session *s, int64_t now)
 
 static int64_t now_us(void);
 
-/* A frame came in: the peer is there. */
+/* A frame came in: the peer is there (even one that crossed a close decision). */
 void session_seen(struct kilnd *d, struct session *s)
 {
-        if (!s->wsi)
-                return;
-        s->ping_sent = false;
-        s->idle_close = false; /* a frame that crossed the close decision */
-        if (d->idle_tail == s) {
-                s->idle_since_us = now_us();
-                return;
-        }
+        s->idle = IDLE_HEARD;
         idle_unlink(d, s);
         idle_append(d, s, now_us());
 }
@@ -204,12 +202,11 @@ void sessions_idle_sweep(struct kilnd *d)
 
         while ((s = d->idle_head) && now - s->idle_since_us >= half) {
                 idle_unlink(d, s);
-                if (s->ping_sent) {
-                        s->idle_close = true; /* out of the list for good */
-                } else {
-                        s->ping_sent = true;
-                        s->ping_due = true;
+                if (s->idle == IDLE_HEARD) {
+                        s->idle = IDLE_PING_DUE;
                         idle_append(d, s, now);
+                } else {
+                        s->idle = IDLE_CLOSE; /* out of the list for good */
                 }
                 lws_callback_on_writable(s->wsi);
         }
@@ -480,16 +477,16 @@ static int writable_fragment(struct session *s)
 
 int session_writable(struct kilnd *d, struct session *s)
 {
-        if (s->idle_close) {
+        if (s->idle == IDLE_CLOSE) {
                 static const char reason[] = "idle timeout";
                 lws_close_reason(s->wsi, LWS_CLOSE_STATUS_GOINGAWAY, (unsigned char *)reason, sizeof(reason) - 1);
                 return -1;
         }
-        if (s->ping_due) {
+        if (s->idle == IDLE_PING_DUE) {
                 /* Not empty: libwebsockets passes no empty pong up (LWS_CALLBACK_RECEIVE_PONG). */
                 uint8_t ping[LWS_PRE + 4];
                 memcpy(ping + LWS_PRE, "kiln", 4);
-                s->ping_due = false;
+                s->idle = IDLE_PINGED;
                 if (lws_write(s->wsi, ping + LWS_PRE, 4, LWS_WRITE_PING) < 4)
                         return -1;
                 if (s->out_head || d->closing)
@@ -609,16 +606,12 @@ static void send_accepted(struct session *s, struct job *j, json_t *ref, bool ca
         }
         const char *sep = ref ? ",\"ref\":" : "", *c = cached ? "true" : "false";
         int n = snprintf(text, sizeof(text), fmt, j->id_text, state, c, sep, rt);
-        if (n > 0 && (size_t)n < sizeof(text)) {
-                send_text(s, text, (size_t)n);
-        } else if (n > 0) { /* a long ref */
-                char *big = malloc((size_t)n + 1);
-                if (big) {
-                        snprintf(big, (size_t)n + 1, fmt, j->id_text, state, c, sep, rt);
-                        send_text(s, big, (size_t)n);
-                        free(big);
-                }
-        }
+        char *big = NULL;
+        if (n > 0 && (size_t)n >= sizeof(text) && (n = asprintf(&big, fmt, j->id_text, state, c, sep, rt)) < 0)
+                big = NULL; /* a long ref, and no memory for it: undefined after a failure */
+        if (n > 0)
+                send_text(s, big ? big : text, (size_t)n);
+        free(big);
         free(r);
 }
 

@@ -117,6 +117,23 @@ class ProtocolTest(KilndTestCase):
 
     # ---- submit, done, parts ----
 
+    def test_accepted_echoes_a_ref_of_any_json_type_and_length(self):
+        refs = [7, -9007199254740993, 0.25, "plain", 'quote " back \\ slash \n é', {"a": [1, None, True]},
+                ["x"], "r" * 500]
+
+        async def go():
+            c = await self.client()
+            try:
+                return [await c.call({"op": "submit", "kind": KIND, "params": small(grid_size=8), "ref": r,
+                                      "watch": False}) for r in refs]
+            finally:
+                await c.close()
+
+        for r, acc in zip(refs, self.run_async(go())):
+            self.assertEqual(acc["op"], "accepted", acc)
+            self.assertEqual(acc["ref"], r)
+            self.assertRegex(acc["job"], UUID7)
+
     def test_submit_is_accepted_then_done_with_scalars_and_parts_in_order(self):
         maps = ["psi", "kappa", "gamma2"]
         n = 24
