@@ -2,6 +2,9 @@
 #include <errno.h>
 #include <float.h>
 #include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "cosmo.h"
 #include "nfw_math.h"
@@ -37,18 +40,45 @@ static double simpson(double a, double b, double fa, double fm, double fb, doubl
                simpson(m, b, fm, frm, fb, right, 0.5 * tol, depth - 1, omega_m);
 }
 
+/* The integral of 1/E from 0 to z, which depends on z and omega_m only. Jobs mostly
+ * share a few cosmologies and redshifts (the defaults above all), and the adaptive
+ * integration costs ~30 us, several times a small map, so each thread remembers the
+ * last few: a small direct-mapped table keyed by the exact bits of both inputs. */
+#define MEMO_SLOTS 16
+
+struct memo_slot {
+        uint64_t z_bits, omega_m_bits;
+        double integral;
+        bool used;
+};
+
+static _Thread_local struct memo_slot memo[MEMO_SLOTS];
+
+static double inv_e_integral(double z, double omega_m)
+{
+        uint64_t zb, ob;
+        memcpy(&zb, &z, sizeof(zb));
+        memcpy(&ob, &omega_m, sizeof(ob));
+        uint64_t hash = (zb ^ (ob * 0x9e3779b97f4a7c15ULL)) * 0xff51afd7ed558ccdULL;
+        struct memo_slot *slot = &memo[hash >> 60 & (MEMO_SLOTS - 1)];
+
+        if (slot->used && slot->z_bits == zb && slot->omega_m_bits == ob)
+                return slot->integral;
+
+        double fa = inv_e(0.0, omega_m), fm = inv_e(0.5 * z, omega_m), fb = inv_e(z, omega_m);
+        double whole = z / 6.0 * (fa + 4.0 * fm + fb);
+        double integral = simpson(0.0, z, fa, fm, fb, whole, 1e-14 * z, SIMPSON_MAX_DEPTH, omega_m);
+        *slot = (struct memo_slot){ .z_bits = zb, .omega_m_bits = ob, .integral = integral, .used = true };
+        return integral;
+}
+
 int kiln_cosmo_comoving_mpc(double z, double h, double omega_m, double *ret_mpc)
 {
         if (!isfinite(z) || z < 0.0 || !isfinite(h) || h <= 0.0 || !isfinite(omega_m) || omega_m < 0.0 ||
             omega_m > 1.0)
                 return -EINVAL;
 
-        double integral = 0.0;
-        if (z > 0.0) {
-                double fa = inv_e(0.0, omega_m), fm = inv_e(0.5 * z, omega_m), fb = inv_e(z, omega_m);
-                double whole = z / 6.0 * (fa + 4.0 * fm + fb);
-                integral = simpson(0.0, z, fa, fm, fb, whole, 1e-14 * z, SIMPSON_MAX_DEPTH, omega_m);
-        }
+        double integral = z > 0.0 ? inv_e_integral(z, omega_m) : 0.0;
         /* c / H0 with H0 = 100 h km/s/Mpc. */
         *ret_mpc = KILN_C_KM_S / (100.0 * h) * integral;
         return 0;

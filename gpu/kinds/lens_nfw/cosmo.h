@@ -28,7 +28,8 @@ struct nfw_lens_scalars {
 double kiln_cosmo_e(double z, double omega_m);
 
 /* Line-of-sight comoving distance to redshift z (>= 0) in Mpc, by adaptive Simpson
- * integration of c/H(z) to ~1e-13 relative. Returns >= 0 and writes *ret_mpc, or
+ * integration of c/H(z) to ~1e-13 relative; each thread remembers the integral for
+ * the last few (z, omega_m) it was asked, bit for bit. Returns >= 0 and writes *ret_mpc, or
  * -EINVAL for a negative or non-finite z or non-positive h. */
 int kiln_cosmo_comoving_mpc(double z, double h, double omega_m, double *ret_mpc);
 

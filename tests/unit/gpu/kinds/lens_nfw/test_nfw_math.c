@@ -170,6 +170,37 @@ static void test_distances_match_published_values(void **state)
         assert_rel(s.d_ls_mpc, 892.0039, 1e-7, "D_ds", 3.0);
 }
 
+/* Distances are remembered per thread: asked again, in any order and after other
+ * redshifts and cosmologies took the slots, each is the same to the bit, and equal to
+ * a straightforward composite Simpson integration. */
+static void test_remembered_distances_equal_fresh_ones(void **state)
+{
+        enum { NZ = 40, NOM = 3, ROUNDS = 3 };
+        const double oms[NOM] = { 0.3, 0.25, 0.3000000000000001 };
+        double first[NOM][NZ];
+
+        for (int round = 0; round < ROUNDS; round++)
+                for (int k = 0; k < NZ * NOM; k++) {
+                        /* a different order each round */
+                        int idx = (k * (round * 2 + 1) * 7) % (NZ * NOM);
+                        int iz = idx % NZ, io = idx / NZ;
+                        double z = 0.05 + 0.25 * iz, chi;
+                        assert_int_equal(kiln_cosmo_comoving_mpc(z, 0.7, oms[io], &chi), 0);
+                        if (round == 0) {
+                                first[io][iz] = chi;
+                                double sum = 0.0, n = 20000, dz = z / n;
+                                for (int i = 0; i <= n; i++) {
+                                        double w = i == 0 || i == n ? 1 : (i % 2 ? 4 : 2);
+                                        sum += w / kiln_cosmo_e(i * dz, oms[io]);
+                                }
+                                assert_rel(chi, KILN_C_KM_S / 70.0 * sum * dz / 3.0, 1e-10, "chi", z);
+                        } else {
+                                assert_memory_equal(&chi, &first[io][iz], sizeof(chi));
+                        }
+                }
+        (void)state;
+}
+
 static void test_kappa_matches_line_of_sight_integral(void **state)
 {
         for (size_t i = 0; i < N_RADII; i++)
@@ -612,6 +643,7 @@ int main(void)
                 cmocka_unit_test(test_potential_matches_lenstronomy),
                 cmocka_unit_test(test_hessian_matches_lenstronomy),
                 cmocka_unit_test(test_distances_match_published_values),
+                cmocka_unit_test(test_remembered_distances_equal_fresh_ones),
                 cmocka_unit_test(test_kappa_matches_line_of_sight_integral),
                 cmocka_unit_test(test_mean_kappa_matches_cylinder_mass),
                 cmocka_unit_test(test_potential_matches_radial_integral_of_deflection),
