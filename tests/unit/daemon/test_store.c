@@ -856,6 +856,60 @@ static void result_in_many_pieces_round_trips(void **state)
         store_set_result_chunk(0);
 }
 
+/* Results written in id order take the append path, others the normal one; mixed
+ * in one transaction, replaced with more or fewer pieces, every one reads back. */
+static void id_piece(void *opaque, uint8_t *dst, size_t offset, size_t len)
+{
+        uint64_t n = *(const uint64_t *)opaque;
+
+        for (size_t i = 0; i < len; i++)
+                dst[i] = pattern_byte(offset + i + n);
+}
+
+static void results_put_in_any_order_read_back(void **state)
+{
+        enum { N = 300 };
+        struct fixture *f = *state;
+        struct store_txn *t;
+        struct store_job j;
+        size_t sizes[N];
+        uint8_t *data;
+        size_t got;
+
+        store_set_result_chunk(1000);
+        assert_int_equal(store_txn_begin(f->s, true, &t), 0);
+        for (uint64_t k = 0; k < N; k++) {
+                /* first a run in order, then scrambled, then a run backwards */
+                uint64_t n = k < 100 ? k : k < 200 ? 100 + (k * 37) % 100 : 499 - k;
+                sizes[n] = 1 + (n * 613) % 3500;
+                init_job(&j, n, "acme", "lens.nfw", KILN_JOB_DONE);
+                assert_int_equal(store_job_put(t, &j), 0);
+                assert_int_equal(store_result_put(t, j.id, sizes[n], id_piece, &n), 0);
+        }
+        assert_int_equal(store_txn_commit(t), 0);
+        /* replace every seventh, growing some and shrinking others */
+        assert_int_equal(store_txn_begin(f->s, true, &t), 0);
+        for (uint64_t n = 0; n < N; n += 7) {
+                sizes[n] = n % 2 ? 1 : 4500;
+                init_job(&j, n, "acme", "lens.nfw", KILN_JOB_DONE);
+                assert_int_equal(store_result_put(t, j.id, sizes[n], id_piece, &n), 0);
+        }
+        assert_int_equal(store_txn_commit(t), 0);
+
+        assert_int_equal(store_txn_begin(f->s, false, &t), 0);
+        for (uint64_t n = 0; n < N; n++) {
+                init_job(&j, n, "acme", "lens.nfw", KILN_JOB_DONE);
+                assert_int_equal(store_result_get(t, j.id, &data, &got), 0);
+                assert_int_equal(got, sizes[n]);
+                for (size_t i = 0; i < got; i++)
+                        if (data[i] != pattern_byte(i + n))
+                                fail_msg("job %llu: byte %zu differs", (unsigned long long)n, i);
+                free(data);
+        }
+        store_txn_abort(t);
+        store_set_result_chunk(0);
+}
+
 static void missing_result_is_enoent(void **state)
 {
         struct fixture *f = *state;
@@ -1510,6 +1564,7 @@ static const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(delete_removes_record_result_and_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(result_of_32_mib_round_trips, setup, teardown),
         cmocka_unit_test_setup_teardown(result_in_many_pieces_round_trips, setup, teardown),
+        cmocka_unit_test_setup_teardown(results_put_in_any_order_read_back, setup, teardown),
         cmocka_unit_test_setup_teardown(missing_result_is_enoent, setup, teardown),
         cmocka_unit_test_setup_teardown(stat_counts_jobs_pending_and_bytes, setup, teardown),
         cmocka_unit_test(map_full_fails_txn_and_store_stays_usable),
