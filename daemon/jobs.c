@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -15,6 +16,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "params.h"
+#include "proto.h"
 #include "scheduler.h"
 #include "session.h"
 
@@ -209,6 +211,17 @@ static json_t *scalars_json(const struct kiln_result *r)
         return o;
 }
 
+/* The scalars object as JSON text (malloc'd), or NULL on ENOMEM. A finished job
+ * needs it twice, in its `done` and in its stored result, and formatting doubles
+ * to 17 digits is most of the cost, so job_finish makes it once for both. */
+static char *scalars_text(const struct kiln_result *r)
+{
+        json_t *sc = scalars_json(r);
+        char *text = sc ? json_dumps(sc, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
+        json_decref(sc);
+        return text;
+}
+
 static json_t *part_header_json(const struct kiln_part *p)
 {
         json_t *shape = json_array();
@@ -268,14 +281,12 @@ static int blob_add_owned(struct result_blob *b, uint8_t *p, size_t len)
         return 0;
 }
 
-int result_blob_new(const struct job *j, struct result_blob **ret)
+/* result_blob_new with the scalars already formatted (scalars_text). */
+static int blob_new(const struct job *j, const char *scalars, struct result_blob **ret)
 {
         struct result_blob *b = calloc(1, sizeof(*b));
         if (!b)
                 return -ENOMEM;
-        json_t *sc = scalars_json(&j->result);
-        char *scalars = sc ? json_dumps(sc, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
-        json_decref(sc);
         int r = -ENOMEM;
         if (!scalars)
                 goto fail;
@@ -288,7 +299,6 @@ int result_blob_new(const struct job *j, struct result_blob **ret)
                 memcpy(w, scalars, n);
                 put_u32(w + n, (uint32_t)j->result.n_parts);
         }
-        free(scalars);
         if (blob_add_owned(b, head, 16 + n) < 0)
                 goto fail;
         for (int i = 0; i < j->result.n_parts; i++) {
@@ -318,6 +328,14 @@ int result_blob_new(const struct job *j, struct result_blob **ret)
         return 0;
 fail:
         result_blob_free(b);
+        return r;
+}
+
+int result_blob_new(const struct job *j, struct result_blob **ret)
+{
+        char *scalars = scalars_text(&j->result);
+        int r = blob_new(j, scalars, ret);
+        free(scalars);
         return r;
 }
 
@@ -411,10 +429,75 @@ bad:
 
 /* ---- the done message ---- */
 
-int job_build_done(struct job *j)
+static int build_done_json(struct job *j, int state, int64_t start);
+
+/* The `done` of a finished job written directly, byte for byte what the jansson
+ * path below writes (JSON_COMPACT, keys in insertion order), around the scalars
+ * text. NULL when a string needs escaping or on ENOMEM. */
+static char *done_text_plain(const struct job *j, const char *scalars, int64_t queue_ms, int64_t run_ms)
+{
+        const char *backend = j->backend[0] ? j->backend : "cpu";
+        char *text = NULL;
+        size_t len;
+
+        if (!proto_json_plain(j->id_text) || !proto_json_plain(backend))
+                return NULL;
+        for (int i = 0; i < j->result.n_parts; i++)
+                if (!proto_json_plain(j->result.parts[i].name) ||
+                    !proto_json_plain(kiln_dtype_name(j->result.parts[i].dtype)))
+                        return NULL;
+        FILE *f = open_memstream(&text, &len);
+        if (!f)
+                return NULL;
+        fprintf(f, "{\"op\":\"done\",\"job\":\"%s\",\"state\":\"done\",\"ms\":{\"queue\":%lld,\"run\":%lld},"
+                   "\"result\":%s,\"parts\":[",
+                j->id_text, (long long)queue_ms, (long long)run_ms, scalars);
+        for (int i = 0; i < j->result.n_parts; i++) {
+                const struct kiln_part *p = &j->result.parts[i];
+                fprintf(f, "%s{\"name\":\"%s\",\"dtype\":\"%s\",\"shape\":[", i ? "," : "", p->name,
+                        kiln_dtype_name(p->dtype));
+                for (int k = 0; k < p->ndim; k++)
+                        fprintf(f, "%s%llu", k ? "," : "", (unsigned long long)p->shape[k]);
+                fprintf(f, "],\"bytes\":%llu}", (unsigned long long)p->bytes);
+        }
+        fprintf(f, "],\"backend\":\"%s\",\"batch\":%lld}", backend, (long long)j->batch);
+        bool failed = ferror(f);
+        if (fclose(f) != 0 || failed) {
+                free(text);
+                return NULL;
+        }
+        return text;
+}
+
+/* job_build_done with the scalars already formatted (scalars_text; NULL for a job
+ * that is not done). */
+static int build_done(struct job *j, const char *scalars)
 {
         int state = atomic_load(&j->state);
         int64_t start = j->started_ms ? j->started_ms : j->finished_ms;
+
+        if (state == KILN_JOB_DONE && scalars) {
+                char *text = done_text_plain(j, scalars, start - j->submitted_ms, j->finished_ms - start);
+                if (text) {
+                        free(j->done_json);
+                        j->done_json = text;
+                        return 0;
+                }
+        }
+        return build_done_json(j, state, start);
+}
+
+int job_build_done(struct job *j)
+{
+        char *scalars = atomic_load(&j->state) == KILN_JOB_DONE ? scalars_text(&j->result) : NULL;
+        int r = build_done(j, scalars);
+        free(scalars);
+        return r;
+}
+
+/* The `done` message built as a jansson object: failures, and names that need escaping. */
+static int build_done_json(struct job *j, int state, int64_t start)
+{
         json_t *ms = json_pack("{s:I, s:I}", "queue", (json_int_t)(start - j->submitted_ms), "run",
                                (json_int_t)(j->finished_ms - start));
         json_t *o = json_pack("{s:s, s:s, s:s, s:o}", "op", "done", "job", j->id_text, "state",
@@ -497,7 +580,8 @@ void job_finish(struct job *j, enum kiln_job_state state, enum kiln_err code, co
                 j->error_code = code;
                 snprintf(j->error_message, sizeof(j->error_message), "%s", message ? message : "");
         }
-        if (job_build_done(j) < 0)
+        char *scalars = state == KILN_JOB_DONE ? scalars_text(&j->result) : NULL;
+        if (build_done(j, scalars) < 0)
                 log_error("job %s: out of memory building its done message", j->id_text);
 
         job_to_record(j, &j->record);
@@ -505,7 +589,7 @@ void job_finish(struct job *j, enum kiln_job_state state, enum kiln_err code, co
         j->op.type = STORE_OP_JOB_PUT;
         j->op.job = &j->record;
         if (state == KILN_JOB_DONE) {
-                if (result_blob_new(j, &j->blob_out) < 0) {
+                if (blob_new(j, scalars, &j->blob_out) < 0) {
                         /* Out of memory for a few headers: the job fails rather than
                          * being stored without its result. */
                         kiln_result_clear(&j->result);
@@ -521,6 +605,7 @@ void job_finish(struct job *j, enum kiln_job_state state, enum kiln_err code, co
                                 j->op.cache_key = &j->cache_key;
                 }
         }
+        free(scalars);
         j->op.done = on_finished_stored;
         job_ref(j);
         kilnd_store_submit(j->d, &j->op);

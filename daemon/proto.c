@@ -585,6 +585,12 @@ static bool json_plain(const char *s, size_t *len)
         return true;
 }
 
+bool proto_json_plain(const char *s)
+{
+        size_t len;
+        return json_plain(s, &len);
+}
+
 static char *put(char *p, const char *s, size_t n)
 {
         memcpy(p, s, n);

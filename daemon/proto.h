@@ -151,6 +151,10 @@ void proto_frame_clear(struct proto_frame *f);
 int proto_frame_header(const char *job_id, const char *part, const char *dtype, int ndim,
                        const uint64_t *shape, uint8_t **ret_buf, size_t *ret_len);
 
+/* Whether `s` can be written between quotes in JSON as it is: printable ASCII but
+ * '"' and '\\' (job ids, part and scalar names, dtypes and backends always are). */
+bool proto_json_plain(const char *s);
+
 /* {"op":"error","ref":R,"code":C,"message":M,"field":F} as a new JSON string
  * (malloc'd); `ref` may be NULL; "field" is omitted when empty. NULL on ENOMEM. */
 char *proto_error_json(json_t *ref, const struct proto_error *err);
