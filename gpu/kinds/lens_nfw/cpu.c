@@ -21,8 +21,8 @@ struct nfw_grid {
         float *out[LENS_NFW_N_MAPS];
 };
 
-/* Writes the requested maps of pixel (i, j) from v. */
-static inline void put_pixel(const struct nfw_grid *g, int i, int j, const double *v)
+/* Writes the requested maps of pixel (i, j) from v (the centre pixel). */
+static void put_values(const struct nfw_grid *g, int i, int j, const double *v)
 {
         size_t k = (size_t)i * (size_t)g->n + (size_t)j;
         for (int m = 0; m < LENS_NFW_N_MAPS; m++)
@@ -30,41 +30,75 @@ static inline void put_pixel(const struct nfw_grid *g, int i, int j, const doubl
                         g->out[m][k] = (float)v[m];
 }
 
-/* Fills row i and its mirror row n-1-i (i <= n-1-i) of every requested map.
+/* Writes the requested maps of pixel (i, j) at (tx, ty), radius r, from the radial
+ * part q: what nfw_pixel_at computes, but only what was asked for. */
+static inline void put_pixel(const struct nfw_grid *g, int i, int j, double tx, double ty, double r,
+                             const struct nfw_radial *q)
+{
+        float *const *o = g->out;
+        size_t k = (size_t)i * (size_t)g->n + (size_t)j;
+
+        if (o[NFW_MAP_KAPPA])
+                o[NFW_MAP_KAPPA][k] = (float)q->kappa;
+        if (o[NFW_MAP_GAMMA1] || o[NFW_MAP_GAMMA2]) {
+                double g1, g2;
+                nfw_shear_at(tx, ty, r, q, &g1, &g2);
+                if (o[NFW_MAP_GAMMA1])
+                        o[NFW_MAP_GAMMA1][k] = (float)g1;
+                if (o[NFW_MAP_GAMMA2])
+                        o[NFW_MAP_GAMMA2][k] = (float)g2;
+        }
+        if (o[NFW_MAP_ALPHA_X])
+                o[NFW_MAP_ALPHA_X][k] = (float)(q->kbar * tx);
+        if (o[NFW_MAP_ALPHA_Y])
+                o[NFW_MAP_ALPHA_Y][k] = (float)(q->kbar * ty);
+        if (o[NFW_MAP_MU])
+                o[NFW_MAP_MU][k] = (float)q->mu;
+        if (o[NFW_MAP_PSI])
+                o[NFW_MAP_PSI][k] = (float)q->psi;
+}
+
+/* Fills the pixels of the top-left quadrant's row i from its diagonal on (columns
+ * j >= i), with their mirrors in the other three quadrants and their transposes
+ * (row j, column i): eight pixels per evaluation of the radial terms.
  *
  * The pixel centres are symmetric about the halo: the offsets (j + 0.5 - n/2) of
  * columns j and n-1-j are exact negatives of each other in floating point, and so
- * are those of the two rows, so the four pixels (i or n-1-i, j or n-1-j) have the
- * same radius to the last bit. The costly part (nfw_terms_at: logs, atan, sqrt) is
- * evaluated once for the four; each pixel then gets its own directional part
- * (nfw_pixel_at). The maps are bit-for-bit those of nfw_pixel at every pixel. */
+ * are those of rows i and n-1-i; row and column offsets are the same numbers, and
+ * hypot ignores signs and order. So the eight pixels have the same radius to the
+ * last bit. The costly part (nfw_terms_at: logs, atan, sqrt; nfw_radial_at) is
+ * evaluated once for the eight; each pixel then gets its own directional part
+ * (shear, deflection). The maps are bit-for-bit those of nfw_pixel at every pixel. */
 static void nfw_row_pair(const struct nfw_grid *g, int i)
 {
         double half = 0.5 * g->n;
         int i2 = g->n - 1 - i;
         double ty = (i + 0.5 - half) * g->delta;
         double ty2 = (i2 + 0.5 - half) * g->delta;
-        double v[NFW_N_MAPS];
 
-        for (int j = 0; j <= g->n - 1 - j; j++) {
+        for (int j = i; j <= g->n - 1 - j; j++) {
                 int j2 = g->n - 1 - j;
                 double tx = (j + 0.5 - half) * g->delta;
                 double tx2 = (j2 + 0.5 - half) * g->delta;
                 double r = hypot(tx, ty);
                 if (r == 0.0) { /* only with an odd grid, at its centre */
+                        double v[NFW_N_MAPS];
                         nfw_pixel_centre(g->kappa_s, v);
-                        put_pixel(g, i, j, v);
+                        put_values(g, i, j, v);
                         continue;
                 }
                 struct nfw_terms t = nfw_terms_at(r / g->theta_s);
-                nfw_pixel_at(tx, ty, r, &t, g->theta_s, g->kappa_s, v);
-                put_pixel(g, i, j, v);
-                nfw_pixel_at(tx2, ty, r, &t, g->theta_s, g->kappa_s, v);
-                put_pixel(g, i, j2, v);
-                nfw_pixel_at(tx, ty2, r, &t, g->theta_s, g->kappa_s, v);
-                put_pixel(g, i2, j, v);
-                nfw_pixel_at(tx2, ty2, r, &t, g->theta_s, g->kappa_s, v);
-                put_pixel(g, i2, j2, v);
+                struct nfw_radial q = nfw_radial_at(&t, g->theta_s, g->kappa_s);
+                put_pixel(g, i, j, tx, ty, r, &q);
+                put_pixel(g, i, j2, tx2, ty, r, &q);
+                put_pixel(g, i2, j, tx, ty2, r, &q);
+                put_pixel(g, i2, j2, tx2, ty2, r, &q);
+                if (j == i)
+                        continue;
+                put_pixel(g, j, i, ty, tx, r, &q);
+                put_pixel(g, j, i2, ty2, tx, r, &q);
+                put_pixel(g, j2, i, ty, tx2, r, &q);
+                put_pixel(g, j2, i2, ty2, tx2, r, &q);
         }
 }
 
@@ -137,12 +171,15 @@ int lens_nfw_run_cpu(const void *params, struct kiln_result *ret, struct kiln_ex
         g.theta_s = s.theta_s_arcsec;
         g.kappa_s = s.kappa_s;
 
+        /* Row i covers pairs - i radii: progress counts radii done. */
         int pairs = (g.n + 1) / 2;
+        double total = 0.5 * pairs * (pairs + 1.0), done = 0.0;
         for (int i = 0; i < pairs; i++) {
                 if (kiln_exec_stopped(ex))
                         return -ECANCELED;
                 nfw_row_pair(&g, i);
-                kiln_exec_progress(ex, (double)(i + 1) / pairs);
+                done += pairs - i;
+                kiln_exec_progress(ex, done / total);
         }
         return 0;
 }

@@ -180,31 +180,52 @@ KILN_HD static inline double nfw_h(double x)
         return nfw_terms_at(x).h;
 }
 
+/* The maps that depend on the radius only, from the terms at x = r / theta_s
+ * (nfw_terms_at), shared by every pixel at that radius. */
+struct nfw_radial {
+        double kappa, kbar, gamma, mu, psi;
+};
+
+KILN_HD static inline struct nfw_radial nfw_radial_at(const struct nfw_terms *t, double theta_s, double kappa_s)
+{
+        struct nfw_radial q;
+
+        q.kappa = kappa_s * t->kappa;
+        q.kbar = kappa_s * t->kbar;
+        q.gamma = q.kbar - q.kappa;
+        /* (1-kappa)^2 - gamma^2 = (1 - kbar)(1 - 2 kappa + kbar), without cancellation. */
+        double det = (1.0 - q.kbar) * (1.0 - 2.0 * q.kappa + q.kbar);
+        q.mu = 1.0 / det;
+        if (!(fabs(q.mu) <= NFW_FLT_MAX))
+                q.mu = copysign(NFW_FLT_MAX, q.mu);
+        q.psi = 2.0 * kappa_s * theta_s * theta_s * t->h;
+        return q;
+}
+
+/* The shear at a pixel centre (theta_x, theta_y) at radius r > 0: the part that
+ * depends on the direction, besides alpha = kbar * theta. */
+KILN_HD static inline void nfw_shear_at(double theta_x, double theta_y, double r, const struct nfw_radial *q,
+                                        double *gamma1, double *gamma2)
+{
+        double ux = theta_x / r, uy = theta_y / r;
+
+        *gamma1 = -q->gamma * ((ux - uy) * (ux + uy));
+        *gamma2 = -q->gamma * (2.0 * ux * uy);
+}
+
 /* All seven maps at a pixel centre (theta_x, theta_y) at radius r = hypot(theta_x,
- * theta_y) > 0, from the terms at x = r / theta_s (nfw_terms_at): the part of
- * nfw_pixel that differs between pixels at the same radius. */
+ * theta_y) > 0, from the terms at x = r / theta_s (nfw_terms_at). */
 KILN_HD static inline void nfw_pixel_at(double theta_x, double theta_y, double r, const struct nfw_terms *t,
                                         double theta_s, double kappa_s, double *out)
 {
-        double kappa = kappa_s * t->kappa;
-        double kbar = kappa_s * t->kbar;
-        double gamma = kbar - kappa;
-        double ux = theta_x / r, uy = theta_y / r;
-        double c2 = (ux - uy) * (ux + uy);
-        double s2 = 2.0 * ux * uy;
-        /* (1-kappa)^2 - gamma^2 = (1 - kbar)(1 - 2 kappa + kbar), without cancellation. */
-        double det = (1.0 - kbar) * (1.0 - 2.0 * kappa + kbar);
-        double mu = 1.0 / det;
+        struct nfw_radial q = nfw_radial_at(t, theta_s, kappa_s);
 
-        if (!(fabs(mu) <= NFW_FLT_MAX))
-                mu = copysign(NFW_FLT_MAX, mu);
-        out[NFW_MAP_KAPPA] = kappa;
-        out[NFW_MAP_GAMMA1] = -gamma * c2;
-        out[NFW_MAP_GAMMA2] = -gamma * s2;
-        out[NFW_MAP_ALPHA_X] = kbar * theta_x;
-        out[NFW_MAP_ALPHA_Y] = kbar * theta_y;
-        out[NFW_MAP_MU] = mu;
-        out[NFW_MAP_PSI] = 2.0 * kappa_s * theta_s * theta_s * t->h;
+        out[NFW_MAP_KAPPA] = q.kappa;
+        nfw_shear_at(theta_x, theta_y, r, &q, &out[NFW_MAP_GAMMA1], &out[NFW_MAP_GAMMA2]);
+        out[NFW_MAP_ALPHA_X] = q.kbar * theta_x;
+        out[NFW_MAP_ALPHA_Y] = q.kbar * theta_y;
+        out[NFW_MAP_MU] = q.mu;
+        out[NFW_MAP_PSI] = q.psi;
 }
 
 /* The maps at the halo's centre (r = 0). */
