@@ -16,35 +16,18 @@
 #include <cmocka.h>
 
 #include "store.h"
-#include "unit_tmpdir.h"
+#include "store_fixture.h"
 
-#define MAP_SIZE (256ull << 20)
 #define NOW 1800000000000ll
-
-struct fixture {
-        char dir[PATH_MAX];
-        struct store *s;
-};
 
 static int setup(void **state)
 {
-        struct fixture *f = calloc(1, sizeof(*f));
-
-        assert_non_null(f);
-        unit_tmpdir_make("cache", f->dir, sizeof(f->dir));
-        assert_int_equal(store_open(f->dir, MAP_SIZE, STORE_SYNC_FULL, &f->s), 0);
-        *state = f;
-        return 0;
+        return store_fixture_setup(state, "cache");
 }
 
 static int teardown(void **state)
 {
-        struct fixture *f = *state;
-
-        store_close(f->s);
-        unit_tmpdir_remove(f->dir);
-        free(f);
-        return 0;
+        return store_fixture_teardown(state);
 }
 
 static void make_id(uint8_t id[16], uint32_t n)

@@ -19,37 +19,18 @@
 
 #include "store.h"
 #include "store_internal.h"
-#include "unit_tmpdir.h"
-
-#define MAP_SIZE (256ull << 20)
-
-struct fixture {
-        char dir[PATH_MAX];
-        struct store *s;
-};
+#include "store_fixture.h"
 
 /* ---- helpers ---- */
 
-
 static int setup(void **state)
 {
-        struct fixture *f = calloc(1, sizeof(*f));
-
-        assert_non_null(f);
-        unit_tmpdir_make("store", f->dir, sizeof(f->dir));
-        assert_int_equal(store_open(f->dir, MAP_SIZE, STORE_SYNC_FULL, &f->s), 0);
-        *state = f;
-        return 0;
+        return store_fixture_setup(state, "store");
 }
 
 static int teardown(void **state)
 {
-        struct fixture *f = *state;
-
-        store_close(f->s);
-        unit_tmpdir_remove(f->dir);
-        free(f);
-        return 0;
+        return store_fixture_teardown(state);
 }
 
 static void reopen(struct fixture *f, enum store_sync_mode sync)
