@@ -17,6 +17,7 @@
 #include "metrics.h"
 #include "params.h"
 #include "proto.h"
+#include "result_codec.h"
 #include "scheduler.h"
 #include "session.h"
 
@@ -195,334 +196,46 @@ void job_to_record(const struct job *j, struct store_job *ret)
         }
 }
 
-/* ---- the result blob ---- */
-
-static const char blob_magic[4] = { 'K', 'L', 'N', 'R' };
-#define BLOB_VERSION 1u
-
-static json_t *scalars_json(const struct kiln_result *r)
-{
-        json_t *o = json_object();
-        for (int i = 0; o && i < r->n_scalars; i++) {
-                const struct kiln_scalar *s = &r->scalars[i];
-                json_object_set_new(o, s->name,
-                                    s->is_null || !isfinite(s->value) ? json_null() : json_real(s->value));
-        }
-        return o;
-}
-
-/* The scalars object as JSON text (malloc'd), or NULL on ENOMEM. A finished job
- * needs it twice, in its `done` and in its stored result, and formatting doubles
- * to 17 digits is most of the cost, so job_finish makes it once for both. */
-static char *scalars_text(const struct kiln_result *r)
-{
-        json_t *sc = scalars_json(r);
-        char *text = sc ? json_dumps(sc, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
-        json_decref(sc);
-        return text;
-}
-
-static json_t *part_header_json(const struct kiln_part *p)
-{
-        json_t *shape = json_array();
-        for (int k = 0; k < p->ndim; k++)
-                json_array_append_new(shape, json_integer((json_int_t)p->shape[k]));
-        return json_pack("{s:s, s:s, s:o, s:I}", "name", p->name, "dtype", kiln_dtype_name(p->dtype), "shape", shape,
-                         "bytes", (json_int_t)p->bytes);
-}
-
-static size_t pad8(size_t n)
-{
-        return (n + 7) & ~(size_t)7;
-}
-
-/* The blob as a list of segments: small headers built once, part data borrowed from
- * the result. The store writes it piece by piece (result_blob_write_range). */
-struct blob_seg {
-        const uint8_t *p;
-        size_t len;
-        bool owned;
-};
-
-struct result_blob {
-        struct blob_seg seg[1 + 2 * KILN_MAX_PARTS];
-        int n;
-        size_t size;
-};
-
-static uint8_t *put_u32(uint8_t *p, uint32_t v)
-{
-        for (int i = 0; i < 4; i++)
-                p[i] = (uint8_t)(v >> (8 * i));
-        return p + 4;
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-void result_blob_free(struct result_blob *b)
-{
-        if (!b)
-                return;
-        for (int i = 0; i < b->n; i++)
-                if (b->seg[i].owned)
-                        free((void *)b->seg[i].p);
-        free(b);
-}
-
-static int blob_add_owned(struct result_blob *b, uint8_t *p, size_t len)
-{
-        if (!p)
-                return -ENOMEM;
-        b->seg[b->n++] = (struct blob_seg){ .p = p, .len = len, .owned = true };
-        b->size += len;
-        return 0;
-}
-
-/* result_blob_new with the scalars already formatted (scalars_text). */
-static int blob_new(const struct job *j, const char *scalars, struct result_blob **ret)
-{
-        struct result_blob *b = calloc(1, sizeof(*b));
-        if (!b)
-                return -ENOMEM;
-        int r = -ENOMEM;
-        if (!scalars)
-                goto fail;
-        size_t n = strlen(scalars);
-        uint8_t *head = malloc(16 + n);
-        if (head) {
-                memcpy(head, blob_magic, 4);
-                uint8_t *w = put_u32(head + 4, BLOB_VERSION);
-                w = put_u32(w, (uint32_t)n);
-                memcpy(w, scalars, n);
-                put_u32(w + n, (uint32_t)j->result.n_parts);
-        }
-        if (blob_add_owned(b, head, 16 + n) < 0)
-                goto fail;
-        for (int i = 0; i < j->result.n_parts; i++) {
-                const struct kiln_part *part = &j->result.parts[i];
-                json_t *h = part_header_json(part);
-                char *hdr = h ? json_dumps(h, JSON_COMPACT) : NULL;
-                json_decref(h);
-                if (!hdr)
-                        goto fail;
-                size_t hl = strlen(hdr);
-                /* u32 len | header | u64 bytes | zero padding to 8 (from the blob start) */
-                size_t start = b->size, end = pad8(start + 4 + hl + 8);
-                uint8_t *seg = calloc(1, end - start);
-                if (seg) {
-                        uint8_t *w = put_u32(seg, (uint32_t)hl);
-                        memcpy(w, hdr, hl);
-                        w = put_u32(w + hl, (uint32_t)part->bytes);
-                        put_u32(w, (uint32_t)((uint64_t)part->bytes >> 32));
-                }
-                free(hdr);
-                if (blob_add_owned(b, seg, end - start) < 0)
-                        goto fail;
-                b->seg[b->n++] = (struct blob_seg){ .p = part->data, .len = part->bytes };
-                b->size += part->bytes;
-        }
-        *ret = b;
-        return 0;
-fail:
-        result_blob_free(b);
-        return r;
-}
-
-int result_blob_new(const struct job *j, struct result_blob **ret)
-{
-        char *scalars = scalars_text(&j->result);
-        int r = blob_new(j, scalars, ret);
-        free(scalars);
-        return r;
-}
-
-size_t result_blob_size(const struct result_blob *b)
-{
-        return b->size;
-}
-
-void result_blob_write_range(const struct result_blob *b, uint8_t *dst, size_t offset, size_t len)
-{
-        size_t pos = 0;
-        for (int i = 0; i < b->n && len; i++) {
-                const struct blob_seg *s = &b->seg[i];
-                if (offset >= pos + s->len) {
-                        pos += s->len;
-                        continue;
-                }
-                size_t from = offset - pos, n = s->len - from < len ? s->len - from : len;
-                memcpy(dst, s->p + from, n);
-                dst += n;
-                offset += n;
-                len -= n;
-                pos += s->len;
-        }
-}
+/* ---- the result and the done message (result_codec.h) ---- */
 
 int result_blob_read(struct job *j, uint8_t *blob, size_t size)
 {
-        size_t off = 0;
-#define NEED(n) do { if ((n) > size - off) goto bad; } while (0)
-        NEED(12);
-        if (memcmp(blob, blob_magic, 4) || get_u32(blob + 4) != BLOB_VERSION)
-                goto bad;
-        uint32_t n = get_u32(blob + 8);
-        off = 12;
-        NEED((size_t)n + 4);
-        json_t *sc = json_loadb((const char *)blob + off, n, 0, NULL);
-        if (!json_is_object(sc)) {
-                json_decref(sc);
-                goto bad;
-        }
-        off += n;
-        memset(&j->result, 0, sizeof(j->result));
-        const char *key;
-        json_t *v;
-        json_object_foreach(sc, key, v) {
-                double x = json_is_number(v) ? json_number_value(v) : NAN;
-                kiln_result_add_scalar(&j->result, key, x);
-        }
-        json_decref(sc);
-        uint32_t n_parts = get_u32(blob + off);
-        off += 4;
-        if (n_parts > KILN_MAX_PARTS)
-                goto bad;
-        for (uint32_t i = 0; i < n_parts; i++) {
-                NEED(4);
-                n = get_u32(blob + off);
-                off += 4;
-                NEED((size_t)n + 8);
-                json_t *h = json_loadb((const char *)blob + off, n, 0, NULL);
-                off += n;
-                uint64_t bytes = get_u32(blob + off) | (uint64_t)get_u32(blob + off + 4) << 32;
-                off = pad8(off + 8);
-                struct kiln_part *p = &j->result.parts[i];
-                const char *name = json_string_value(json_object_get(h, "name"));
-                enum kiln_dtype dt;
-                json_t *shape = json_object_get(h, "shape");
-                if (!name || kiln_dtype_from_name(json_string_value(json_object_get(h, "dtype")), &dt) < 0 ||
-                    !json_is_array(shape) || json_array_size(shape) > 4 || off > size || bytes > size - off) {
-                        json_decref(h);
-                        goto bad;
-                }
-                snprintf(p->name, sizeof(p->name), "%s", name);
-                p->dtype = dt;
-                p->ndim = (int)json_array_size(shape);
-                for (int k = 0; k < p->ndim; k++)
-                        p->shape[k] = (uint64_t)json_integer_value(json_array_get(shape, (size_t)k));
-                json_decref(h);
-                p->bytes = bytes;
-                p->data = blob + off;
-                off += bytes;
-        }
-        j->result.n_parts = (int)n_parts;
-        j->blob = blob;
-        return 0;
-#undef NEED
-bad:
-        memset(&j->result, 0, sizeof(j->result));
-        return -EIO;
+        int r = result_blob_parse(blob, size, &j->result);
+        if (r >= 0)
+                j->blob = blob;
+        return r;
 }
 
-/* ---- the done message ---- */
-
-static int build_done_json(struct job *j, int state, int64_t start);
-
-/* The `done` of a finished job written directly, byte for byte what the jansson
- * path below writes (JSON_COMPACT, keys in insertion order), around the scalars
- * text. NULL when a string needs escaping or on ENOMEM. */
-static char *done_text_plain(const struct job *j, const char *scalars, int64_t queue_ms, int64_t run_ms)
-{
-        const char *backend = j->backend[0] ? j->backend : "cpu";
-        char *text = NULL;
-        size_t len;
-
-        if (!proto_json_plain(j->id_text) || !proto_json_plain(backend))
-                return NULL;
-        for (int i = 0; i < j->result.n_parts; i++)
-                if (!proto_json_plain(j->result.parts[i].name) ||
-                    !proto_json_plain(kiln_dtype_name(j->result.parts[i].dtype)))
-                        return NULL;
-        FILE *f = open_memstream(&text, &len);
-        if (!f)
-                return NULL;
-        fprintf(f, "{\"op\":\"done\",\"job\":\"%s\",\"state\":\"done\",\"ms\":{\"queue\":%lld,\"run\":%lld},"
-                   "\"result\":%s,\"parts\":[",
-                j->id_text, (long long)queue_ms, (long long)run_ms, scalars);
-        for (int i = 0; i < j->result.n_parts; i++) {
-                const struct kiln_part *p = &j->result.parts[i];
-                fprintf(f, "%s{\"name\":\"%s\",\"dtype\":\"%s\",\"shape\":[", i ? "," : "", p->name,
-                        kiln_dtype_name(p->dtype));
-                for (int k = 0; k < p->ndim; k++)
-                        fprintf(f, "%s%llu", k ? "," : "", (unsigned long long)p->shape[k]);
-                fprintf(f, "],\"bytes\":%llu}", (unsigned long long)p->bytes);
-        }
-        fprintf(f, "],\"backend\":\"%s\",\"batch\":%lld}", backend, (long long)j->batch);
-        bool failed = ferror(f);
-        if (fclose(f) != 0 || failed) {
-                free(text);
-                return NULL;
-        }
-        return text;
-}
-
-/* job_build_done with the scalars already formatted (scalars_text; NULL for a job
- * that is not done). */
+/* job_build_done with the scalars already formatted (result_scalars_text; NULL
+ * for a job that is not done, or to format them here). */
 static int build_done(struct job *j, const char *scalars)
 {
         int state = atomic_load(&j->state);
         int64_t start = j->started_ms ? j->started_ms : j->finished_ms;
-
-        if (state == KILN_JOB_DONE && scalars) {
-                char *text = done_text_plain(j, scalars, start - j->submitted_ms, j->finished_ms - start);
-                if (text) {
-                        free(j->done_json);
-                        j->done_json = text;
-                        return 0;
-                }
-        }
-        return build_done_json(j, state, start);
+        struct done_info in = {
+                .job = j->id_text,
+                .state = kiln_job_state_name(state),
+                .queue_ms = start - j->submitted_ms,
+                .run_ms = j->finished_ms - start,
+                .result = &j->result,
+                .scalars = scalars,
+                .backend = j->backend,
+                .batch = j->batch,
+                .error_code = kiln_err_name(j->error_code),
+                .error_message = j->error_message,
+        };
+        char *text;
+        int r = result_done_text(&in, &text);
+        if (r < 0)
+                return r;
+        free(j->done_json);
+        j->done_json = text;
+        return 0;
 }
 
 int job_build_done(struct job *j)
 {
-        char *scalars = atomic_load(&j->state) == KILN_JOB_DONE ? scalars_text(&j->result) : NULL;
-        int r = build_done(j, scalars);
-        free(scalars);
-        return r;
-}
-
-/* The `done` message built as a jansson object: failures, and names that need escaping. */
-static int build_done_json(struct job *j, int state, int64_t start)
-{
-        json_t *ms = json_pack("{s:I, s:I}", "queue", (json_int_t)(start - j->submitted_ms), "run",
-                               (json_int_t)(j->finished_ms - start));
-        json_t *o = json_pack("{s:s, s:s, s:s, s:o}", "op", "done", "job", j->id_text, "state",
-                              kiln_job_state_name(state), "ms", ms);
-        if (!o)
-                return -ENOMEM;
-        if (state == KILN_JOB_DONE) {
-                json_t *parts = json_array();
-                for (int i = 0; i < j->result.n_parts; i++)
-                        json_array_append_new(parts, part_header_json(&j->result.parts[i]));
-                json_object_set_new(o, "result", scalars_json(&j->result));
-                json_object_set_new(o, "parts", parts);
-                json_object_set_new(o, "backend", json_string(j->backend[0] ? j->backend : "cpu"));
-                json_object_set_new(o, "batch", json_integer(j->batch));
-        } else {
-                json_object_set_new(o, "error", json_pack("{s:s, s:s}", "code", kiln_err_name(j->error_code),
-                                                          "message", j->error_message));
-        }
-        char *text = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(17));
-        json_decref(o);
-        if (!text)
-                return -ENOMEM;
-        free(j->done_json);
-        j->done_json = text;
-        return 0;
+        return build_done(j, NULL);
 }
 
 /* ---- finishing ---- */
@@ -580,7 +293,7 @@ void job_finish(struct job *j, enum kiln_job_state state, enum kiln_err code, co
                 j->error_code = code;
                 snprintf(j->error_message, sizeof(j->error_message), "%s", message ? message : "");
         }
-        char *scalars = state == KILN_JOB_DONE ? scalars_text(&j->result) : NULL;
+        char *scalars = state == KILN_JOB_DONE ? result_scalars_text(&j->result) : NULL;
         if (build_done(j, scalars) < 0)
                 log_error("job %s: out of memory building its done message", j->id_text);
 
@@ -589,7 +302,7 @@ void job_finish(struct job *j, enum kiln_job_state state, enum kiln_err code, co
         j->op.type = STORE_OP_JOB_PUT;
         j->op.job = &j->record;
         if (state == KILN_JOB_DONE) {
-                if (blob_new(j, scalars, &j->blob_out) < 0) {
+                if (result_blob_new(&j->result, scalars, &j->blob_out) < 0) {
                         /* Out of memory for a few headers: the job fails rather than
                          * being stored without its result. */
                         kiln_result_clear(&j->result);

@@ -22,6 +22,7 @@
 
 struct kilnd;
 struct hot_entry;
+struct result_blob;
 
 /* A submission attached to a job still being stored (coalescing, cache.h): it gets
  * its `accepted` (and, with watch, the job's events) once the job is. Loop thread. */
@@ -133,17 +134,6 @@ void job_to_record(const struct job *j, struct store_job *ret);
  * drops the job from the table. Called exactly once per job. */
 void job_finish(struct job *j, enum kiln_job_state state, enum kiln_err code, const char *message);
 
-/* The result blob stored with a finished job:
- *   "KLNR" u32 version | u32 len | scalars JSON | u32 n_parts |
- *   n x (u32 len | part header JSON | u64 bytes | pad to 8 | data)
- * A `struct result_blob` describes it without copying the part data; the store
- * writes it piece by piece. It borrows the job's result, which must outlive it. */
-struct result_blob;
-int result_blob_new(const struct job *j, struct result_blob **ret);
-void result_blob_free(struct result_blob *b);
-size_t result_blob_size(const struct result_blob *b);
-/* Writes bytes [offset, offset + len) of the blob into dst. */
-void result_blob_write_range(const struct result_blob *b, uint8_t *dst, size_t offset, size_t len);
 /* Parses a blob taken over from the store (j->blob owns it afterwards): parts point
  * into it, scalars are read back. Returns >= 0 or -EIO for a malformed blob. */
 int result_blob_read(struct job *j, uint8_t *blob, size_t size);

@@ -1,0 +1,317 @@
+/* The result blob and the `done` message (see result_codec.h). */
+#include "result_codec.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "proto.h"
+
+static const char blob_magic[4] = { 'K', 'L', 'N', 'R' };
+#define BLOB_VERSION 1u
+
+static json_t *scalars_json(const struct kiln_result *r)
+{
+        json_t *o = json_object();
+        for (int i = 0; o && i < r->n_scalars; i++) {
+                const struct kiln_scalar *s = &r->scalars[i];
+                json_object_set_new(o, s->name,
+                                    s->is_null || !isfinite(s->value) ? json_null() : json_real(s->value));
+        }
+        return o;
+}
+
+char *result_scalars_text(const struct kiln_result *r)
+{
+        json_t *sc = scalars_json(r);
+        char *text = sc ? json_dumps(sc, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
+        json_decref(sc);
+        return text;
+}
+
+static json_t *part_header_json(const struct kiln_part *p)
+{
+        json_t *shape = json_array();
+        for (int k = 0; k < p->ndim; k++)
+                json_array_append_new(shape, json_integer((json_int_t)p->shape[k]));
+        return json_pack("{s:s, s:s, s:o, s:I}", "name", p->name, "dtype", kiln_dtype_name(p->dtype), "shape", shape,
+                         "bytes", (json_int_t)p->bytes);
+}
+
+static size_t pad8(size_t n)
+{
+        return (n + 7) & ~(size_t)7;
+}
+
+/* The blob as a list of segments: small headers built once, part data borrowed from
+ * the result. */
+struct blob_seg {
+        const uint8_t *p;
+        size_t len;
+        bool owned;
+};
+
+struct result_blob {
+        struct blob_seg seg[1 + 2 * KILN_MAX_PARTS];
+        int n;
+        size_t size;
+};
+
+static uint8_t *put_u32(uint8_t *p, uint32_t v)
+{
+        for (int i = 0; i < 4; i++)
+                p[i] = (uint8_t)(v >> (8 * i));
+        return p + 4;
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+void result_blob_free(struct result_blob *b)
+{
+        if (!b)
+                return;
+        for (int i = 0; i < b->n; i++)
+                if (b->seg[i].owned)
+                        free((void *)b->seg[i].p);
+        free(b);
+}
+
+static int blob_add_owned(struct result_blob *b, uint8_t *p, size_t len)
+{
+        if (!p)
+                return -ENOMEM;
+        b->seg[b->n++] = (struct blob_seg){ .p = p, .len = len, .owned = true };
+        b->size += len;
+        return 0;
+}
+
+int result_blob_new(const struct kiln_result *r, const char *scalars, struct result_blob **ret)
+{
+        if (!scalars)
+                return -ENOMEM; /* result_scalars_text failed */
+        struct result_blob *b = calloc(1, sizeof(*b));
+        if (!b)
+                return -ENOMEM;
+        size_t n = strlen(scalars);
+        uint8_t *head = malloc(16 + n);
+        if (head) {
+                memcpy(head, blob_magic, 4);
+                uint8_t *w = put_u32(head + 4, BLOB_VERSION);
+                w = put_u32(w, (uint32_t)n);
+                memcpy(w, scalars, n);
+                put_u32(w + n, (uint32_t)r->n_parts);
+        }
+        if (blob_add_owned(b, head, 16 + n) < 0)
+                goto fail;
+        for (int i = 0; i < r->n_parts; i++) {
+                const struct kiln_part *part = &r->parts[i];
+                json_t *h = part_header_json(part);
+                char *hdr = h ? json_dumps(h, JSON_COMPACT) : NULL;
+                json_decref(h);
+                if (!hdr)
+                        goto fail;
+                size_t hl = strlen(hdr);
+                /* u32 len | header | u64 bytes | zero padding to 8 (from the blob start) */
+                size_t start = b->size, end = pad8(start + 4 + hl + 8);
+                uint8_t *seg = calloc(1, end - start);
+                if (seg) {
+                        uint8_t *w = put_u32(seg, (uint32_t)hl);
+                        memcpy(w, hdr, hl);
+                        w = put_u32(w + hl, (uint32_t)part->bytes);
+                        put_u32(w, (uint32_t)((uint64_t)part->bytes >> 32));
+                }
+                free(hdr);
+                if (blob_add_owned(b, seg, end - start) < 0)
+                        goto fail;
+                b->seg[b->n++] = (struct blob_seg){ .p = part->data, .len = part->bytes };
+                b->size += part->bytes;
+        }
+        *ret = b;
+        return 0;
+fail:
+        result_blob_free(b);
+        return -ENOMEM;
+}
+
+size_t result_blob_size(const struct result_blob *b)
+{
+        return b->size;
+}
+
+void result_blob_write_range(const struct result_blob *b, uint8_t *dst, size_t offset, size_t len)
+{
+        size_t pos = 0;
+        for (int i = 0; i < b->n && len; i++) {
+                const struct blob_seg *s = &b->seg[i];
+                if (offset >= pos + s->len) {
+                        pos += s->len;
+                        continue;
+                }
+                size_t from = offset - pos, n = s->len - from < len ? s->len - from : len;
+                memcpy(dst, s->p + from, n);
+                dst += n;
+                offset += n;
+                len -= n;
+                pos += s->len;
+        }
+}
+
+/* One part header of a blob at *off; advances *off past its data. */
+static int parse_part(const uint8_t *blob, size_t size, size_t *off, struct kiln_part *p)
+{
+        if (size - *off < 4)
+                return -EIO;
+        uint32_t n = get_u32(blob + *off);
+        *off += 4;
+        if (size - *off < (size_t)n + 8)
+                return -EIO;
+        json_t *h = json_loadb((const char *)blob + *off, n, 0, NULL);
+        *off += n;
+        uint64_t bytes = get_u32(blob + *off) | (uint64_t)get_u32(blob + *off + 4) << 32;
+        *off = pad8(*off + 8);
+        const char *name = json_string_value(json_object_get(h, "name"));
+        json_t *shape = json_object_get(h, "shape");
+        enum kiln_dtype dt;
+        int r = -EIO;
+        if (name && strlen(name) < sizeof(p->name) &&
+            kiln_dtype_from_name(json_string_value(json_object_get(h, "dtype")), &dt) >= 0 &&
+            json_is_array(shape) && json_array_size(shape) <= 4 && *off <= size && bytes <= size - *off) {
+                snprintf(p->name, sizeof(p->name), "%s", name);
+                p->dtype = dt;
+                p->ndim = (int)json_array_size(shape);
+                for (int k = 0; k < p->ndim; k++)
+                        p->shape[k] = (uint64_t)json_integer_value(json_array_get(shape, (size_t)k));
+                p->bytes = bytes;
+                p->data = (void *)(blob + *off);
+                *off += bytes;
+                r = 0;
+        }
+        json_decref(h);
+        return r;
+}
+
+int result_blob_parse(const uint8_t *blob, size_t size, struct kiln_result *ret)
+{
+        memset(ret, 0, sizeof(*ret));
+        if (size < 12 || memcmp(blob, blob_magic, 4) || get_u32(blob + 4) != BLOB_VERSION)
+                return -EIO;
+        uint32_t n = get_u32(blob + 8);
+        size_t off = 12;
+        if (size - off < (size_t)n + 4)
+                return -EIO;
+        json_t *sc = json_loadb((const char *)blob + off, n, 0, NULL);
+        if (!json_is_object(sc)) {
+                json_decref(sc);
+                return -EIO;
+        }
+        off += n;
+        const char *key;
+        json_t *v;
+        json_object_foreach(sc, key, v)
+                kiln_result_add_scalar(ret, key, json_is_number(v) ? json_number_value(v) : NAN);
+        json_decref(sc);
+        uint32_t n_parts = get_u32(blob + off);
+        off += 4;
+        if (n_parts > KILN_MAX_PARTS)
+                goto bad;
+        for (uint32_t i = 0; i < n_parts; i++)
+                if (parse_part(blob, size, &off, &ret->parts[i]) < 0)
+                        goto bad;
+        ret->n_parts = (int)n_parts;
+        return 0;
+bad:
+        memset(ret, 0, sizeof(*ret));
+        return -EIO;
+}
+
+/* ---- the done message ---- */
+
+/* A finished job's `done` written directly, byte for byte what the jansson path
+ * below writes (JSON_COMPACT, keys in insertion order), around the scalars text.
+ * NULL when a string needs escaping or on ENOMEM. */
+static char *done_text_plain(const struct done_info *in, const char *scalars, const char *backend)
+{
+        const struct kiln_result *r = in->result;
+        char *text = NULL;
+        size_t len;
+
+        if (!proto_json_plain(in->job) || !proto_json_plain(backend))
+                return NULL;
+        for (int i = 0; i < r->n_parts; i++)
+                if (!proto_json_plain(r->parts[i].name) || !proto_json_plain(kiln_dtype_name(r->parts[i].dtype)))
+                        return NULL;
+        FILE *f = open_memstream(&text, &len);
+        if (!f)
+                return NULL;
+        fprintf(f, "{\"op\":\"done\",\"job\":\"%s\",\"state\":\"done\",\"ms\":{\"queue\":%lld,\"run\":%lld},"
+                   "\"result\":%s,\"parts\":[",
+                in->job, (long long)in->queue_ms, (long long)in->run_ms, scalars);
+        for (int i = 0; i < r->n_parts; i++) {
+                const struct kiln_part *p = &r->parts[i];
+                fprintf(f, "%s{\"name\":\"%s\",\"dtype\":\"%s\",\"shape\":[", i ? "," : "", p->name,
+                        kiln_dtype_name(p->dtype));
+                for (int k = 0; k < p->ndim; k++)
+                        fprintf(f, "%s%llu", k ? "," : "", (unsigned long long)p->shape[k]);
+                fprintf(f, "],\"bytes\":%llu}", (unsigned long long)p->bytes);
+        }
+        fprintf(f, "],\"backend\":\"%s\",\"batch\":%lld}", backend, (long long)in->batch);
+        bool failed = ferror(f);
+        if (fclose(f) != 0 || failed) {
+                free(text);
+                return NULL;
+        }
+        return text;
+}
+
+/* The `done` message built as a jansson object: failures, and names that need escaping. */
+static char *done_text_json(const struct done_info *in, const char *backend)
+{
+        bool done = !strcmp(in->state, "done") && in->result;
+        json_t *ms = json_pack("{s:I, s:I}", "queue", (json_int_t)in->queue_ms, "run", (json_int_t)in->run_ms);
+        json_t *o = json_pack("{s:s, s:s, s:s, s:o}", "op", "done", "job", in->job, "state", in->state, "ms", ms);
+        if (!o)
+                return NULL;
+        if (done) {
+                json_t *parts = json_array();
+                for (int i = 0; i < in->result->n_parts; i++)
+                        json_array_append_new(parts, part_header_json(&in->result->parts[i]));
+                json_object_set_new(o, "result", scalars_json(in->result));
+                json_object_set_new(o, "parts", parts);
+                json_object_set_new(o, "backend", json_string(backend));
+                json_object_set_new(o, "batch", json_integer(in->batch));
+        } else {
+                json_object_set_new(o, "error", json_pack("{s:s, s:s}", "code", in->error_code ? in->error_code : "internal",
+                                                          "message", in->error_message ? in->error_message : ""));
+        }
+        char *text = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(17));
+        json_decref(o);
+        return text;
+}
+
+int result_done_text(const struct done_info *in, char **ret)
+{
+        const char *backend = in->backend && in->backend[0] ? in->backend : "cpu";
+        char *text = NULL;
+
+        if (!strcmp(in->state, "done") && in->result) {
+                char *own = in->scalars ? NULL : result_scalars_text(in->result);
+                const char *scalars = in->scalars ? in->scalars : own;
+                if (scalars)
+                        text = done_text_plain(in, scalars, backend);
+                free(own);
+        }
+        if (!text)
+                text = done_text_json(in, backend);
+        if (!text)
+                return -ENOMEM;
+        *ret = text;
+        return 0;
+}

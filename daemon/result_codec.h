@@ -1,0 +1,58 @@
+/* The result codec: a finished job's result as the stored blob, and its `done`
+ * message. Pure functions of their arguments (no job, no store, no threads), so
+ * the same bytes come out for the writer, the cache and the tests.
+ *
+ * The blob stored with a finished job (version 1):
+ *   "KLNR" u32 version | u32 len | scalars JSON | u32 n_parts |
+ *   n x (u32 len | part header JSON | u64 bytes | zero pad to 8 from the blob start | data)
+ * All integers little-endian. A `struct result_blob` describes it without copying
+ * the part data; the store writes it piece by piece (result_blob_write_range). */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kind.h"
+
+/* The result's scalars as one compact JSON object text (malloc'd; NaN and
+ * non-finite values are null), or NULL on ENOMEM. Formatting doubles to 17 digits
+ * is most of a small job's encoding cost, so a finished job makes this once for
+ * both its blob and its `done`. */
+char *result_scalars_text(const struct kiln_result *r);
+
+struct result_blob;
+
+/* Describes the blob of `r` whose scalars were formatted as `scalars` (from
+ * result_scalars_text). The blob borrows r's part data: r must outlive it.
+ * Returns >= 0 or -ENOMEM. */
+int result_blob_new(const struct kiln_result *r, const char *scalars, struct result_blob **ret);
+/* Accepts NULL. */
+void result_blob_free(struct result_blob *b);
+size_t result_blob_size(const struct result_blob *b);
+/* Writes bytes [offset, offset + len) of the blob into dst (len within the size). */
+void result_blob_write_range(const struct result_blob *b, uint8_t *dst, size_t offset, size_t len);
+
+/* Parses a blob into *ret (which must be empty): scalars are copied, parts point
+ * into `blob`, which must outlive the result and must not be freed through it (do
+ * not kiln_result_clear a parsed result; reset it with memset). Returns >= 0, or
+ * -EIO for a malformed blob (ret is then empty). */
+int result_blob_parse(const uint8_t *blob, size_t size, struct kiln_result *ret);
+
+/* What a `done` message says (SPEC §2.2). Strings are borrowed. */
+struct done_info {
+        const char *job;           /* the job id text */
+        const char *state;         /* "done", "failed", "cancelled", "expired" */
+        int64_t queue_ms, run_ms;
+        /* state "done": */
+        const struct kiln_result *result;
+        const char *scalars;       /* result_scalars_text(result), or NULL to format here */
+        const char *backend;       /* "cpu", "cuda:0"; NULL or "" means "cpu" */
+        uint32_t batch;
+        /* other states: */
+        const char *error_code;    /* protocol error code, e.g. "timeout" */
+        const char *error_message;
+};
+
+/* The `done` message (without "ref") as compact JSON text in *ret (malloc'd).
+ * Returns >= 0 or -ENOMEM. */
+int result_done_text(const struct done_info *in, char **ret);

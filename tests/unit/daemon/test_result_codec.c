@@ -1,0 +1,169 @@
+/* The result codec: blobs round-trip, malformed blobs are refused, `done` texts. */
+#include <errno.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "result_codec.h"
+
+/* A result with three scalars (one null) and two parts of different dtypes. */
+static void make_result(struct kiln_result *r)
+{
+        memset(r, 0, sizeof(*r));
+        assert_true(kiln_result_add_scalar(r, "mass", 1e14) >= 0);
+        assert_true(kiln_result_add_scalar(r, "theta_e_arcsec", NAN) >= 0);
+        assert_true(kiln_result_add_scalar(r, "third", 0.1) >= 0);
+        uint64_t shape2[2] = { 3, 5 }, shape1[1] = { 7 };
+        struct kiln_part *a = kiln_result_add_part(r, "kappa", KILN_DTYPE_F32, 2, shape2);
+        struct kiln_part *b = kiln_result_add_part(r, "zone", KILN_DTYPE_U8, 1, shape1);
+        assert_non_null(a);
+        assert_non_null(b);
+        for (size_t i = 0; i < 15; i++)
+                ((float *)a->data)[i] = (float)i * 0.5f - 3.0f;
+        for (size_t i = 0; i < 7; i++)
+                ((uint8_t *)b->data)[i] = (uint8_t)(i * 37);
+}
+
+static uint8_t *encode(const struct kiln_result *r, size_t *ret_size)
+{
+        char *scalars = result_scalars_text(r);
+        struct result_blob *b = NULL;
+        assert_int_equal(result_blob_new(r, scalars, &b), 0);
+        size_t n = result_blob_size(b);
+        uint8_t *buf = malloc(n);
+        assert_non_null(buf);
+        /* in uneven pieces, as the store writes it */
+        for (size_t off = 0; off < n; off += 13)
+                result_blob_write_range(b, buf + off, off, n - off < 13 ? n - off : 13);
+        result_blob_free(b);
+        free(scalars);
+        *ret_size = n;
+        return buf;
+}
+
+static void test_blob_round_trip(void **state)
+{
+        struct kiln_result r, back;
+        make_result(&r);
+        size_t n;
+        uint8_t *buf = encode(&r, &n);
+        assert_int_equal(result_blob_parse(buf, n, &back), 0);
+        assert_int_equal(back.n_scalars, 3);
+        assert_string_equal(back.scalars[0].name, "mass");
+        assert_true(back.scalars[0].value == 1e14);
+        assert_true(back.scalars[1].is_null);
+        assert_true(back.scalars[2].value == 0.1); /* 17 digits: exact */
+        assert_int_equal(back.n_parts, 2);
+        for (int i = 0; i < 2; i++) {
+                assert_string_equal(back.parts[i].name, r.parts[i].name);
+                assert_int_equal(back.parts[i].dtype, r.parts[i].dtype);
+                assert_int_equal(back.parts[i].ndim, r.parts[i].ndim);
+                assert_memory_equal(back.parts[i].shape, r.parts[i].shape, sizeof(uint64_t) * (size_t)r.parts[i].ndim);
+                assert_int_equal(back.parts[i].bytes, r.parts[i].bytes);
+                assert_memory_equal(back.parts[i].data, r.parts[i].data, r.parts[i].bytes);
+                /* part data is 8-byte aligned within the blob */
+                assert_int_equal(((uint8_t *)back.parts[i].data - buf) % 8, 0);
+        }
+        free(buf);
+        kiln_result_clear(&r);
+}
+
+static void test_blob_refuses_every_truncation(void **state)
+{
+        struct kiln_result r, back;
+        make_result(&r);
+        size_t n;
+        uint8_t *buf = encode(&r, &n);
+        for (size_t cut = 0; cut < n; cut++) {
+                uint8_t *copy = malloc(cut ? cut : 1);
+                memcpy(copy, buf, cut);
+                assert_int_equal(result_blob_parse(copy, cut, &back), -EIO);
+                assert_int_equal(back.n_parts, 0);
+                assert_int_equal(back.n_scalars, 0);
+                free(copy);
+        }
+        buf[0] = 'X';
+        assert_int_equal(result_blob_parse(buf, n, &back), -EIO);
+        free(buf);
+        kiln_result_clear(&r);
+}
+
+static void test_done_text_of_a_done_job(void **state)
+{
+        struct kiln_result r;
+        make_result(&r);
+        struct done_info in = { .job = "0190f0e2-7a3c-7cde-8f00-000000000001", .state = "done", .queue_ms = 3,
+                                .run_ms = 40, .result = &r, .backend = "", .batch = 4 };
+        char *text;
+        assert_int_equal(result_done_text(&in, &text), 0);
+        json_t *o = json_loads(text, 0, NULL);
+        assert_non_null(o);
+        assert_string_equal(json_string_value(json_object_get(o, "op")), "done");
+        assert_string_equal(json_string_value(json_object_get(o, "state")), "done");
+        assert_string_equal(json_string_value(json_object_get(o, "backend")), "cpu");
+        assert_int_equal(json_integer_value(json_object_get(o, "batch")), 4);
+        assert_int_equal(json_integer_value(json_object_get(json_object_get(o, "ms"), "run")), 40);
+        json_t *res = json_object_get(o, "result");
+        assert_true(json_is_null(json_object_get(res, "theta_e_arcsec")));
+        assert_true(json_real_value(json_object_get(res, "mass")) == 1e14);
+        json_t *parts = json_object_get(o, "parts");
+        assert_int_equal(json_array_size(parts), 2);
+        assert_string_equal(json_string_value(json_object_get(json_array_get(parts, 1), "dtype")), "u8");
+        assert_int_equal(json_integer_value(json_object_get(json_array_get(parts, 0), "bytes")), 60);
+
+        /* The direct writer and the jansson path agree byte for byte: a part name
+         * that needs escaping forces the jansson path for the same content. */
+        char *plain = text;
+        snprintf(r.parts[0].name, sizeof(r.parts[0].name), "ka\"ppa");
+        char *escaped;
+        assert_int_equal(result_done_text(&in, &escaped), 0);
+        json_t *e = json_loads(escaped, 0, NULL);
+        assert_non_null(e);
+        assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(e, "parts"), 0), "name")),
+                            "ka\"ppa");
+        snprintf(r.parts[0].name, sizeof(r.parts[0].name), "kappa");
+        json_object_set_new(json_array_get(json_object_get(e, "parts"), 0), "name", json_string("kappa"));
+        char *again = json_dumps(e, JSON_COMPACT | JSON_REAL_PRECISION(17));
+        assert_string_equal(again, plain);
+        free(again);
+        json_decref(e);
+        free(escaped);
+        json_decref(o);
+        free(plain);
+        kiln_result_clear(&r);
+}
+
+static void test_done_text_of_a_failed_job(void **state)
+{
+        struct done_info in = { .job = "j", .state = "expired", .queue_ms = 1, .run_ms = 0,
+                                .error_code = "timeout", .error_message = "the job's \"deadline\" passed" };
+        char *text;
+        assert_int_equal(result_done_text(&in, &text), 0);
+        json_t *o = json_loads(text, 0, NULL);
+        assert_non_null(o);
+        assert_string_equal(json_string_value(json_object_get(o, "state")), "expired");
+        json_t *err = json_object_get(o, "error");
+        assert_string_equal(json_string_value(json_object_get(err, "code")), "timeout");
+        assert_string_equal(json_string_value(json_object_get(err, "message")), "the job's \"deadline\" passed");
+        assert_null(json_object_get(o, "result"));
+        json_decref(o);
+        free(text);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_blob_round_trip),
+                cmocka_unit_test(test_blob_refuses_every_truncation),
+                cmocka_unit_test(test_done_text_of_a_done_job),
+                cmocka_unit_test(test_done_text_of_a_failed_job),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
