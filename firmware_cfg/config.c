@@ -6,7 +6,6 @@
  * error here must name its file and line. */
 #include "config.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -736,100 +735,6 @@ void kiln_config_print(const struct kiln_config *c, FILE *f)
                         print_key(f, &kiln_cfg_batch_keys[i], &c->batch[b],
                                   c->sources ? batch_source(c, b, i) : NULL);
         }
-}
-
-static bool valid_hostname(const char *h, size_t n)
-{
-        bool dotted_digits = true;
-        char copy[64];
-        struct in_addr a4;
-
-        for (size_t i = 0; i < n; i++) {
-                unsigned char ch = (unsigned char)h[i];
-                if (!isalnum(ch) && ch != '.' && ch != '-')
-                        return false;
-                if (!isdigit(ch) && ch != '.')
-                        dotted_digits = false;
-        }
-        if (!dotted_digits)
-                return true;
-        /* All digits and dots: it must be a real IPv4 address. */
-        if (n >= sizeof(copy))
-                return false;
-        memcpy(copy, h, n);
-        copy[n] = '\0';
-        return inet_pton(AF_INET, copy, &a4) == 1;
-}
-
-/* Splits "HOST:PORT" or "[V6]:PORT" (host returned without brackets); see config.h. */
-int kiln_config_listen_split(const char *listen, char *host, size_t host_size, uint16_t *ret_port)
-{
-        const char *h, *port_text;
-        size_t hlen;
-        unsigned long port = 0;
-
-        if (!listen)
-                return -EINVAL;
-        if (listen[0] == '[') {
-                const char *close = strchr(listen, ']');
-                char copy[INET6_ADDRSTRLEN + 1];
-                struct in6_addr a6;
-
-                if (!close || close[1] != ':')
-                        return -EINVAL;
-                h = listen + 1;
-                hlen = (size_t)(close - h);
-                if (hlen == 0 || hlen >= sizeof(copy))
-                        return -EINVAL;
-                memcpy(copy, h, hlen);
-                copy[hlen] = '\0';
-                if (inet_pton(AF_INET6, copy, &a6) != 1)
-                        return -EINVAL;
-                port_text = close + 2;
-        } else {
-                const char *colon = strrchr(listen, ':');
-
-                if (!colon)
-                        return -EINVAL;
-                h = listen;
-                hlen = (size_t)(colon - listen);
-                if (hlen == 0 || !valid_hostname(h, hlen))
-                        return -EINVAL;
-                port_text = colon + 1;
-        }
-        if (port_text[0] == '\0' || strlen(port_text) > 5)
-                return -EINVAL;
-        for (const char *p = port_text; *p; p++) {
-                if (*p < '0' || *p > '9')
-                        return -EINVAL;
-                port = port * 10 + (unsigned long)(*p - '0');
-        }
-        if (port < 1 || port > 65535 || hlen >= host_size)
-                return -EINVAL;
-        memcpy(host, h, hlen);
-        host[hlen] = '\0';
-        *ret_port = (uint16_t)port;
-        return 0;
-}
-
-/* True for 127.0.0.0/8, ::1 (also ::ffff:127.x.y.z) and "localhost"; see config.h. */
-bool kiln_config_listen_is_loopback(const char *listen)
-{
-        char host[256];
-        struct in6_addr a6;
-        struct in_addr a4;
-        uint16_t port;
-
-        if (kiln_config_listen_split(listen, host, sizeof(host), &port) < 0)
-                return false;
-        if (strcasecmp(host, "localhost") == 0)
-                return true;
-        if (inet_pton(AF_INET, host, &a4) == 1)
-                return (ntohl(a4.s_addr) >> 24) == 127;
-        if (inet_pton(AF_INET6, host, &a6) == 1)
-                return IN6_IS_ADDR_LOOPBACK(&a6) ||
-                       (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
-        return false;
 }
 
 /* Returns the settings of `kind`, or the schema defaults (with kind set) when no

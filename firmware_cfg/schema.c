@@ -1,8 +1,11 @@
 /* The configuration schema (SPEC §4): every key, its type, default, range and doc, and
- * the value codecs. This table is the single source of truth: defaults, the loader,
- * --print-config and the tests all read it. */
+ * the value codecs, listen addresses included. This table is the single source of
+ * truth: defaults, the loader, --print-config, config.get, the manual page
+ * kiln.conf(5) and the tests all read it. It does not know the loader (config.c). */
 #include "schema.h"
 
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -309,9 +312,14 @@ static int parse_double(const char *s, double *ret)
         return 0;
 }
 
-/* Shortest "%.Ng" text that reads back to exactly v. */
+/* Shortest "%.Ng" text that reads back to exactly v; whole numbers below 1e15 in plain
+ * digits ("1000000", not "1e+06"), as people write them in kiln.conf. */
 static void format_double(double v, char *buf, size_t size)
 {
+        if (v == floor(v) && fabs(v) < 1e15) {
+                snprintf(buf, size, "%.0f", v);
+                return;
+        }
         for (int prec = 1; prec <= 17; prec++) {
                 snprintf(buf, size, "%.*g", prec, v);
                 if (strtod(buf, NULL) == v)
@@ -369,6 +377,102 @@ static int parse_devices(const char *s, char *out, size_t out_size)
         }
 }
 
+/* ---- listen addresses (the KILN_CFG_LISTEN type) ---- */
+
+static bool valid_hostname(const char *h, size_t n)
+{
+        bool dotted_digits = true;
+        char copy[64];
+        struct in_addr a4;
+
+        for (size_t i = 0; i < n; i++) {
+                unsigned char ch = (unsigned char)h[i];
+                if (!isalnum(ch) && ch != '.' && ch != '-')
+                        return false;
+                if (!isdigit(ch) && ch != '.')
+                        dotted_digits = false;
+        }
+        if (!dotted_digits)
+                return true;
+        /* All digits and dots: it must be a real IPv4 address. */
+        if (n >= sizeof(copy))
+                return false;
+        memcpy(copy, h, n);
+        copy[n] = '\0';
+        return inet_pton(AF_INET, copy, &a4) == 1;
+}
+
+/* Splits "HOST:PORT" or "[V6]:PORT" (host returned without brackets); see schema.h. */
+int kiln_config_listen_split(const char *listen, char *host, size_t host_size, uint16_t *ret_port)
+{
+        const char *h, *port_text;
+        size_t hlen;
+        unsigned long port = 0;
+
+        if (!listen)
+                return -EINVAL;
+        if (listen[0] == '[') {
+                const char *close = strchr(listen, ']');
+                char copy[INET6_ADDRSTRLEN + 1];
+                struct in6_addr a6;
+
+                if (!close || close[1] != ':')
+                        return -EINVAL;
+                h = listen + 1;
+                hlen = (size_t)(close - h);
+                if (hlen == 0 || hlen >= sizeof(copy))
+                        return -EINVAL;
+                memcpy(copy, h, hlen);
+                copy[hlen] = '\0';
+                if (inet_pton(AF_INET6, copy, &a6) != 1)
+                        return -EINVAL;
+                port_text = close + 2;
+        } else {
+                const char *colon = strrchr(listen, ':');
+
+                if (!colon)
+                        return -EINVAL;
+                h = listen;
+                hlen = (size_t)(colon - listen);
+                if (hlen == 0 || !valid_hostname(h, hlen))
+                        return -EINVAL;
+                port_text = colon + 1;
+        }
+        if (port_text[0] == '\0' || strlen(port_text) > 5)
+                return -EINVAL;
+        for (const char *p = port_text; *p; p++) {
+                if (*p < '0' || *p > '9')
+                        return -EINVAL;
+                port = port * 10 + (unsigned long)(*p - '0');
+        }
+        if (port < 1 || port > 65535 || hlen >= host_size)
+                return -EINVAL;
+        memcpy(host, h, hlen);
+        host[hlen] = '\0';
+        *ret_port = (uint16_t)port;
+        return 0;
+}
+
+/* True for 127.0.0.0/8, ::1 (also ::ffff:127.x.y.z) and "localhost"; see schema.h. */
+bool kiln_config_listen_is_loopback(const char *listen)
+{
+        char host[256];
+        struct in6_addr a6;
+        struct in_addr a4;
+        uint16_t port;
+
+        if (kiln_config_listen_split(listen, host, sizeof(host), &port) < 0)
+                return false;
+        if (strcasecmp(host, "localhost") == 0)
+                return true;
+        if (inet_pton(AF_INET, host, &a4) == 1)
+                return (ntohl(a4.s_addr) >> 24) == 127;
+        if (inet_pton(AF_INET6, host, &a6) == 1)
+                return IN6_IS_ADDR_LOOPBACK(&a6) ||
+                       (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+        return false;
+}
+
 /* A HOST:PORT check through the same code the daemon uses. */
 static int check_listen(const char *s)
 {
@@ -388,6 +492,40 @@ static void choices_text(const char *const *choices, char *buf, size_t size)
                 if (n < 0)
                         return;
                 len += (size_t)n;
+        }
+}
+
+/* The accepted values of k as text; see schema.h. */
+void kiln_cfg_range_text(const struct kiln_cfg_key *k, char *buf, size_t size)
+{
+        char lo[32], hi[32];
+
+        if (size == 0)
+                return;
+        buf[0] = '\0';
+        switch (k->type) {
+        case KILN_CFG_U32:
+                snprintf(buf, size, "%" PRIu64 "..%" PRIu64, k->min, k->max);
+                break;
+        case KILN_CFG_SIZE:
+                format_size(k->min, lo, sizeof(lo));
+                format_size(k->max, hi, sizeof(hi));
+                snprintf(buf, size, "%s..%s", lo, hi);
+                break;
+        case KILN_CFG_DOUBLE:
+                format_double(k->dmin, lo, sizeof(lo));
+                format_double(k->dmax, hi, sizeof(hi));
+                snprintf(buf, size, "%s..%s", lo, hi);
+                break;
+        case KILN_CFG_ENUM:
+                choices_text(k->choices, buf, size);
+                break;
+        case KILN_CFG_BOOL:
+        case KILN_CFG_STRING:
+        case KILN_CFG_PATH:
+        case KILN_CFG_LISTEN:
+        case KILN_CFG_DEVICES:
+                break;
         }
 }
 
@@ -426,7 +564,7 @@ int kiln_cfg_parse_value(const struct kiln_cfg_key *k, const char *text, void *b
                          char *msg, size_t msg_size)
 {
         void *field = (char *)base + k->offset;
-        char lo[32], hi[32];
+        char range[160];
         uint64_t u;
         double d;
         bool b;
@@ -453,15 +591,9 @@ int kiln_cfg_parse_value(const struct kiln_cfg_key *k, const char *text, void *b
                                 snprintf(msg, msg_size, "'%s' is not an unsigned integer", text);
                         return -EINVAL;
                 }
-                if (k->type == KILN_CFG_SIZE) {
-                        format_size(k->min, lo, sizeof(lo));
-                        format_size(k->max, hi, sizeof(hi));
-                } else {
-                        snprintf(lo, sizeof(lo), "%" PRIu64, k->min);
-                        snprintf(hi, sizeof(hi), "%" PRIu64, k->max);
-                }
                 if (r < 0 || u < k->min || u > k->max) {
-                        snprintf(msg, msg_size, "'%s' is out of range %s..%s", text, lo, hi);
+                        kiln_cfg_range_text(k, range, sizeof(range));
+                        snprintf(msg, msg_size, "'%s' is out of range %s", text, range);
                         return -ERANGE;
                 }
                 if (k->type == KILN_CFG_SIZE) {
@@ -478,18 +610,16 @@ int kiln_cfg_parse_value(const struct kiln_cfg_key *k, const char *text, void *b
                         return -EINVAL;
                 }
                 if (r < 0 || d < k->dmin || d > k->dmax) {
-                        format_double(k->dmin, lo, sizeof(lo));
-                        format_double(k->dmax, hi, sizeof(hi));
-                        snprintf(msg, msg_size, "'%s' is out of range %s..%s", text, lo, hi);
+                        kiln_cfg_range_text(k, range, sizeof(range));
+                        snprintf(msg, msg_size, "'%s' is out of range %s", text, range);
                         return -ERANGE;
                 }
                 memcpy(field, &d, sizeof(d));
                 return 0;
         case KILN_CFG_ENUM:
                 if (parse_enum(k->choices, text, &e) < 0) {
-                        char list[160];
-                        choices_text(k->choices, list, sizeof(list));
-                        snprintf(msg, msg_size, "'%s' is not one of %s", text, list);
+                        kiln_cfg_range_text(k, range, sizeof(range));
+                        snprintf(msg, msg_size, "'%s' is not one of %s", text, range);
                         return -EINVAL;
                 }
                 memcpy(field, &e, sizeof(e));
