@@ -76,6 +76,10 @@ struct kiln_config {
                 uint32_t max_inflight_per_conn;
                 uint32_t max_queued_per_tenant;
                 uint64_t max_result_bytes;
+                uint64_t max_input_bytes;        /* one job's inputs: binary parts and params */
+                uint64_t max_object_bytes;       /* one stored model or vector collection */
+                uint32_t max_objects_per_tenant; /* models and collections together */
+                uint64_t max_tenant_bytes;       /* all of one tenant's stored objects */
         } limits;
         struct {
                 enum kiln_log_level level;

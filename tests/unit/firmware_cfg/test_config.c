@@ -133,6 +133,7 @@ static void test_defaults_are_spec_values(void **state)
         assert_int_equal(c->server.max_message_bytes, 64u << 20);
         assert_int_equal(c->server.max_connections, 10000);
         assert_int_equal(c->server.idle_timeout_s, 300);
+        assert_int_equal(c->server.handshake_timeout_s, 10);
         assert_string_equal(c->auth.tokens_file, "/etc/kiln/tokens");
         assert_true(c->auth.required);
         assert_string_equal(c->store.path, "/var/lib/kiln");
@@ -152,6 +153,12 @@ static void test_defaults_are_spec_values(void **state)
         assert_true(c->limits.rate_per_s == 20000.0);
         assert_int_equal(c->limits.burst, 40000);
         assert_int_equal(c->limits.max_inflight_per_conn, 10000);
+        assert_int_equal(c->limits.max_queued_per_tenant, 50000);
+        assert_int_equal(c->limits.max_result_bytes, UINT64_C(2) << 30);
+        assert_int_equal(c->limits.max_input_bytes, UINT64_C(1) << 30);
+        assert_int_equal(c->limits.max_object_bytes, UINT64_C(8) << 30);
+        assert_int_equal(c->limits.max_objects_per_tenant, 1000);
+        assert_int_equal(c->limits.max_tenant_bytes, UINT64_C(32) << 30);
         assert_int_equal(c->log.level, KILN_LOG_INFO);
         assert_int_equal(c->log.target, KILN_LOG_AUTO);
         assert_int_equal(c->n_batch, 0);
@@ -203,11 +210,13 @@ static void test_schema_has_every_section_key_and_valid_defaults(void **state)
                 if (!any)
                         fail_msg("section [%s] has no keys", kiln_cfg_sections[s]);
         }
-        assert_int_equal(kiln_cfg_n_keys, 31);
+        assert_int_equal(kiln_cfg_n_keys, 35);
         for (size_t i = 0; i < kiln_cfg_n_keys; i++) {
                 const struct kiln_cfg_key *k = &kiln_cfg_keys[i];
                 assert_true(kiln_cfg_section_known(k->section));
                 assert_non_null(k->doc);
+                /* One line each: kiln.conf(5) and --help texts are built from them. */
+                assert_null(strchr(k->doc, '\n'));
                 assert_true(k->offset + k->size <= offsetof(struct kiln_config, batch));
                 if (kiln_cfg_parse_value(k, k->def, &scratch, msg, sizeof(msg)) < 0)
                         fail_msg("default of %s.%s: %s", k->section, k->key, msg);
@@ -216,6 +225,73 @@ static void test_schema_has_every_section_key_and_valid_defaults(void **state)
                 assert_int_equal(kiln_cfg_parse_value(&kiln_cfg_batch_keys[i],
                                                       kiln_cfg_batch_keys[i].def, &b, msg,
                                                       sizeof(msg)), 0);
+}
+
+static void test_object_and_input_limits_have_spec_ranges(void **state)
+{
+        static const struct {
+                const char *section, *key, *good, *too_big, *too_small;
+        } cases[] = {
+                { "limits", "max_input_bytes", "64GiB", "65GiB", "1023" },
+                { "limits", "max_object_bytes", "1TiB", "1025GiB", "1000B" },
+                { "limits", "max_objects_per_tenant", "1000000", "1000001", "0" },
+                { "limits", "max_tenant_bytes", "16TiB", "17T", "512" },
+        };
+        struct kiln_config c;
+        char msg[512];
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                const struct kiln_cfg_key *k = kiln_cfg_find(cases[i].section, cases[i].key);
+                if (!k)
+                        fail_msg("no key %s.%s", cases[i].section, cases[i].key);
+                assert_int_equal(kiln_cfg_parse_value(k, cases[i].good, &c, msg, sizeof(msg)), 0);
+                assert_int_equal(kiln_cfg_parse_value(k, cases[i].too_big, &c, msg, sizeof(msg)), -ERANGE);
+                assert_contains(msg, "out of range");
+                assert_int_equal(kiln_cfg_parse_value(k, cases[i].too_small, &c, msg, sizeof(msg)), -ERANGE);
+                assert_int_equal(kiln_cfg_parse_value(k, "lots", &c, msg, sizeof(msg)), -EINVAL);
+        }
+}
+
+static void test_object_limits_from_env_and_their_errors_name_the_key(void **state)
+{
+        char *env[] = { "KILN_LIMITS_MAX_OBJECTS_PER_TENANT=7", "KILN_LIMITS_MAX_TENANT_BYTES=1TiB", NULL };
+        char *bad[] = { "KILN_LIMITS_MAX_OBJECT_BYTES=2TiB", NULL };
+        struct kiln_config *c = load_ok(DATA "/full.conf", env);
+        struct kiln_config_error err;
+
+        assert_int_equal(c->limits.max_objects_per_tenant, 7);
+        assert_int_equal(c->limits.max_tenant_bytes, UINT64_C(1) << 40);
+        assert_int_equal(c->limits.max_object_bytes, UINT64_C(2) << 30); /* from the file */
+        kiln_config_free(c);
+        err = load_fail(DATA "/full.conf", bad);
+        assert_string_equal(err.key, "KILN_LIMITS_MAX_OBJECT_BYTES");
+        assert_contains(err.message, "out of range 1KiB..1TiB (limits.max_object_bytes)");
+}
+
+static void test_range_text_in_each_key_syntax(void **state)
+{
+        static const struct {
+                const char *section, *key, *range;
+        } cases[] = {
+                { "jobs", "max_retries", "0..100" },
+                { "server", "max_message_bytes", "1KiB..1GiB" },
+                { "cache", "max_bytes", "1MiB..64TiB" },
+                { "gpu", "memory_fraction", "0.05..1" },
+                { "limits", "rate_per_s", "0..1000000" },
+                { "store", "sync", "full, batch, off" },
+                { "log", "level", "err, warning, notice, info, debug" },
+                { "auth", "required", "" },
+                { "server", "listen", "" },
+                { "store", "path", "" },
+        };
+        char buf[256];
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                kiln_cfg_range_text(kiln_cfg_find(cases[i].section, cases[i].key), buf, sizeof(buf));
+                assert_string_equal(buf, cases[i].range);
+        }
+        kiln_cfg_range_text(kiln_cfg_find_batch("max_delay_us"), buf, sizeof(buf));
+        assert_string_equal(buf, "0..1000000");
 }
 
 /* ---- a full file ---- */
@@ -232,6 +308,7 @@ static void test_full_file_sets_every_key(void **state)
         assert_int_equal(c->server.max_message_bytes, 2u << 20);
         assert_int_equal(c->server.max_connections, 500);
         assert_int_equal(c->server.idle_timeout_s, 60);
+        assert_int_equal(c->server.handshake_timeout_s, 5);
         assert_string_equal(c->auth.tokens_file, "/srv/kiln/tokens");
         assert_false(c->auth.required);
         assert_string_equal(c->store.path, "/srv/kiln/state with spaces");
@@ -251,6 +328,12 @@ static void test_full_file_sets_every_key(void **state)
         assert_true(c->limits.rate_per_s == 12.5);
         assert_int_equal(c->limits.burst, 20);
         assert_int_equal(c->limits.max_inflight_per_conn, 64);
+        assert_int_equal(c->limits.max_queued_per_tenant, 99);
+        assert_int_equal(c->limits.max_result_bytes, UINT64_C(3) << 30);
+        assert_int_equal(c->limits.max_input_bytes, 256u << 20);
+        assert_int_equal(c->limits.max_object_bytes, UINT64_C(2) << 30);
+        assert_int_equal(c->limits.max_objects_per_tenant, 12);
+        assert_int_equal(c->limits.max_tenant_bytes, UINT64_C(100) * 1000 * 1000 * 1000);
         assert_int_equal(c->log.level, KILN_LOG_DEBUG);
         assert_int_equal(c->log.target, KILN_LOG_STDERR);
         b = kiln_config_batch(c, "lens.nfw");
@@ -266,11 +349,11 @@ static void test_print_names_file_and_line_as_source(void **state)
         char line[512];
 
         printed_line(printed, "store", "sync", line, sizeof(line));
-        assert_string_equal(line, "sync = batch  # " DATA "/full.conf:20");
+        assert_string_equal(line, "sync = batch  # " DATA "/full.conf:21");
         printed_line(printed, "server", "listen", line, sizeof(line));
         assert_string_equal(line, "listen = [::1]:9443  # " DATA "/full.conf:5");
         printed_line(printed, "batch.lens.nfw", "max_delay_us", line, sizeof(line));
-        assert_string_equal(line, "max_delay_us = 0  # " DATA "/full.conf:52");
+        assert_string_equal(line, "max_delay_us = 0  # " DATA "/full.conf:59");
         free(printed);
         kiln_config_free(c);
 }
@@ -921,6 +1004,54 @@ static void test_shipped_kiln_conf_documents_every_key_with_its_default(void **s
         kiln_config_free(defaults);
 }
 
+/* The comments above each number or size key in kiln.conf quote its range exactly as
+ * the schema has it ("(1..1000000)"), so the file cannot drift from the table. */
+static void test_shipped_kiln_conf_states_each_range(void **state)
+{
+        FILE *f = fopen(SHIPPED_CONF, "r");
+        char section[128] = "", line[1024], comments[4096] = "", range[160], want[200];
+        size_t checked = 0;
+
+        assert_non_null(f);
+        while (fgets(line, sizeof(line), f)) {
+                char *s = line;
+                size_t n;
+                line[strcspn(line, "\n")] = '\0';
+                if (s[0] == '#' && (s[1] == '[' || (s[1] >= 'a' && s[1] <= 'z')))
+                        s++;
+                if (s[0] == '[') {
+                        snprintf(section, sizeof(section), "%.*s", (int)strcspn(s + 1, "]"), s + 1);
+                        comments[0] = '\0';
+                        continue;
+                }
+                if (s == line && s[0] == '#') {
+                        n = strlen(comments);
+                        snprintf(comments + n, sizeof(comments) - n, "%s ", line + 1);
+                        continue;
+                }
+                if (!strstr(s, " =")) {
+                        comments[0] = '\0';
+                        continue;
+                }
+                *strstr(s, " =") = '\0';
+                const struct kiln_cfg_key *k = strncmp(section, "batch.", 6) == 0 ? kiln_cfg_find_batch(s)
+                                                                                   : kiln_cfg_find(section, s);
+                assert_non_null(k);
+                if (k->type == KILN_CFG_U32 || k->type == KILN_CFG_SIZE || k->type == KILN_CFG_DOUBLE) {
+                        kiln_cfg_range_text(k, range, sizeof(range));
+                        snprintf(want, sizeof(want), "%s)", range);
+                        /* A range may be wrapped onto the next comment line after "(". */
+                        if (!strstr(comments, want))
+                                fail_msg("kiln.conf: the comment of %s.%s does not give its range %s: %s",
+                                         section, s, range, comments);
+                        checked++;
+                }
+                comments[0] = '\0';
+        }
+        fclose(f);
+        assert_true(checked >= 20);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -928,6 +1059,9 @@ int main(void)
                 cmocka_unit_test(test_load_without_file_gives_defaults_from_default_source),
                 cmocka_unit_test(test_missing_required_file_is_enoent_naming_file),
                 cmocka_unit_test(test_schema_has_every_section_key_and_valid_defaults),
+                cmocka_unit_test(test_object_and_input_limits_have_spec_ranges),
+                cmocka_unit_test(test_object_limits_from_env_and_their_errors_name_the_key),
+                cmocka_unit_test(test_range_text_in_each_key_syntax),
                 cmocka_unit_test(test_full_file_sets_every_key),
                 cmocka_unit_test(test_print_names_file_and_line_as_source),
                 cmocka_unit_test(test_same_key_twice_in_a_file_later_wins),
@@ -971,6 +1105,7 @@ int main(void)
                 cmocka_unit_test(test_error_format_omits_empty_parts),
                 cmocka_unit_test(test_shipped_kiln_conf_loads),
                 cmocka_unit_test(test_shipped_kiln_conf_documents_every_key_with_its_default),
+                cmocka_unit_test(test_shipped_kiln_conf_states_each_range),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
