@@ -519,14 +519,20 @@ static void env_name(const char *section, const char *key, char *buf, size_t siz
         }
 }
 
-static bool env_ignored(const char *name)
+/* Whether a KILN_* variable is configuration: KILN_ then a section (KILN_SERVER_...,
+ * KILN_BATCH_...). Others (kilnctl's KILN_URL and KILN_TOKEN, KILN_PLUGIN_DIR,
+ * KILN_POLL_LOOP, KILN_CUDA_FAULT, KILN_TEST_*) belong to someone else and are left
+ * alone, while a misspelt key of a real section is still an error. */
+static bool env_is_config(const char *name)
 {
-        static const char *const prefixes[] = { "KILN_CUDA_", "KILN_TEST_", "KILN_PLUGIN_" };
+        char prefix[64];
 
-        for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
-                if (strncmp(name, prefixes[i], strlen(prefixes[i])) == 0)
+        for (size_t i = 0; kiln_cfg_sections[i]; i++) {
+                env_name(kiln_cfg_sections[i], "", prefix, sizeof(prefix));
+                if (strncmp(name, prefix, strlen(prefix)) == 0)
                         return true;
-        return false;
+        }
+        return strncmp(name, "KILN_BATCH_", 11) == 0;
 }
 
 /* Applies one KILN_* variable; `name` is NAME, `value` what follows '='. */
@@ -579,7 +585,7 @@ static int load_env(struct loader *l, char *const *envp)
                         set_error(l->err, "environment", 0, "", "out of memory");
                         return -ENOMEM;
                 }
-                r = env_ignored(name) ? 0 : apply_env(l, name, eq + 1);
+                r = env_is_config(name) ? apply_env(l, name, eq + 1) : 0;
                 free(name);
                 if (r < 0)
                         return r;

@@ -4,8 +4,9 @@
  * Values come, in increasing precedence, from the built-in defaults (schema.c), the
  * main INI file, the drop-ins `<main>.d/ *.conf` in lexical order (later wins) and
  * `KILN_SECTION_KEY` environment variables (section and key upper-cased, '.' and '-'
- * turned into '_', e.g. KILN_SERVER_LISTEN, KILN_BATCH_LENS_NFW_MAX_BATCH). Every value
- * remembers its source for --print-config. */
+ * turned into '_', e.g. KILN_SERVER_LISTEN, KILN_BATCH_LENS_NFW_MAX_BATCH); variables
+ * that do not start with KILN_ and a section name (KILN_URL, KILN_PLUGIN_DIR) are not
+ * configuration and are ignored. Every value remembers its source for --print-config. */
 #pragma once
 
 #include <stdbool.h>

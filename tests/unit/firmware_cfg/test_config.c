@@ -477,11 +477,26 @@ static void test_env_unknown_kiln_variable_is_error_naming_it(void **state)
 static void test_env_non_config_kiln_variables_are_ignored(void **state)
 {
         char *env[] = { "KILN_CUDA_FAULT=oom", "KILN_PLUGIN_DIR=/tmp", "KILN_TEST_TMPDIR=/tmp",
-                        "KILN_CUDA_ANYTHING=1", "OTHER_SERVER_LISTEN=x", NULL };
+                        "KILN_CUDA_ANYTHING=1", "OTHER_SERVER_LISTEN=x", "KILN_URL=ws://h:1/ws",
+                        "KILN_TOKEN=secret", "KILN_POLL_LOOP=1", "KILN_SERVERLESS=1", NULL };
         struct kiln_config *c = load_ok(DATA "/full.conf", env);
 
         assert_string_equal(c->server.listen, "[::1]:9443");
         kiln_config_free(c);
+}
+
+static void test_env_unknown_key_of_a_real_section_is_an_error(void **state)
+{
+        static const char *const names[] = { "KILN_LIMITS_MAX_OBJECTS=3", "KILN_LOG_LEVELS=info",
+                                             "KILN_BATCH_NO_SUCH_KIND_MAX_BATCH=2", "KILN_CPU_=1" };
+
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+                char *env[] = { (char *)names[i], NULL };
+                struct kiln_config_error err = load_fail(NULL, env);
+                assert_string_equal(err.file, "environment");
+                assert_int_equal(strncmp(names[i], err.key, strlen(err.key)), 0);
+                assert_contains(err.message, "unknown variable");
+        }
 }
 
 static void test_env_bad_value_names_variable_and_key(void **state)
@@ -1073,6 +1088,7 @@ int main(void)
                 cmocka_unit_test(test_env_sets_batch_kind_with_dots_as_underscores),
                 cmocka_unit_test(test_env_unknown_kiln_variable_is_error_naming_it),
                 cmocka_unit_test(test_env_non_config_kiln_variables_are_ignored),
+                cmocka_unit_test(test_env_unknown_key_of_a_real_section_is_an_error),
                 cmocka_unit_test(test_env_bad_value_names_variable_and_key),
                 cmocka_unit_test(test_unknown_key_names_file_line_and_key),
                 cmocka_unit_test(test_unknown_section_names_file_line_and_section),
