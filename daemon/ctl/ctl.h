@@ -1,7 +1,9 @@
 /* kilnctl's helpers that need no server: job parameters from KEY=VALUE words,
- * NumPy .npy files, and tokens-file entries. */
+ * NumPy .npy files, tokens-file entries, ids files, and the KLNB frames of an
+ * upload. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,3 +40,63 @@ int ctl_valid_name(const char *s);
  * another -errno for I/O failures. */
 int ctl_token_new(const char *name, const char *tenant, const char *role, const char *tokens_file,
                   char *ret_token);
+
+/* ---- stored objects (SPEC §2.4): local inputs and upload frames ---- */
+
+#define CTL_NPY_MAX_DIMS 8
+#define CTL_ID_MAX 256u        /* bytes of one vector id */
+
+/* Reads exactly len bytes at offset off of fd. Returns >= 0, -ENODATA when the
+ * file ends first, or another -errno. */
+int ctl_pread_all(int fd, void *buf, size_t len, uint64_t off);
+
+/* The header of a NumPy .npy file. */
+struct ctl_npy {
+        char descr[16];        /* "<f4", ...; "structured" for a record dtype */
+        bool fortran_order;
+        int ndim;
+        uint64_t shape[CTL_NPY_MAX_DIMS];
+        uint64_t data_offset;  /* where the array's bytes start */
+        uint64_t file_size;
+};
+
+/* Reads the header of the .npy file open at fd (format 1.0, 2.0 or 3.0). Returns
+ * >= 0; -EINVAL for a file that is not .npy or whose header this reader does not
+ * take (more than CTL_NPY_MAX_DIMS dimensions, keys other than descr,
+ * fortran_order and shape); -ENOMEM; or another -errno for I/O errors. */
+int ctl_npy_read_header(int fd, struct ctl_npy *ret);
+
+/* Opens `path` as the vectors of `vec put`: a C-order little-endian float32 .npy
+ * array of shape [n][dim] with n, dim >= 1 and exactly n*dim*4 bytes of data.
+ * Returns >= 0 with the open descriptor in *ret_fd (caller closes) and the header
+ * in *ret, or -EINVAL / -errno with a sentence naming the file in err. */
+int ctl_npy_open_f32_matrix(const char *path, int *ret_fd, struct ctl_npy *ret, char *err, size_t err_size);
+
+/* Checks one vector id: 1..CTL_ID_MAX bytes of UTF-8 without NUL. Returns >= 0,
+ * or -EINVAL with why ("is empty", ...) written. */
+int ctl_id_check(const char *s, size_t len, char *why, size_t why_size);
+
+/* Reads an ids file: one id per line ("\n" or "\r\n"), each checked with
+ * ctl_id_check; blank lines only at the end. Returns >= 0 and a new JSON array of
+ * strings in *ret, or -EINVAL (a bad line, or no ids) / -errno with a sentence
+ * naming the file and line in err. */
+int ctl_ids_read(const char *path, json_t **ret, char *err, size_t err_size);
+
+/* Builds the prefix of one KLNB frame that carries (a piece of) part `part`:
+ * "KLNB" | u32 LE header length | {"ref":ref,"part":..,"dtype":..,"shape":[..]}
+ * with "offset" added when offset >= 0 (the part then spans several frames; shape
+ * and dtype describe the whole part). The payload follows the prefix. Returns >= 0
+ * and a new buffer (*ret_buf, caller frees) of *ret_len bytes; -EINVAL for an
+ * unknown dtype or ndim outside 1..4; -ENOMEM. */
+int ctl_frame_prefix(long long ref, const char *part, const char *dtype, int ndim, const uint64_t *shape,
+                     int64_t offset, uint8_t **ret_buf, size_t *ret_len);
+
+/* Plans the frames of a part of `total` bytes so that every frame (prefix and
+ * payload) is at most max_message bytes and carries at most `cap` payload bytes.
+ * *ret_multi is false when one frame without "offset" carries it all
+ * (*ret_chunk = total); else every frame carries *ret_chunk bytes (the last one
+ * the rest), a multiple of the dtype's size, at offsets 0, chunk, 2*chunk, ...
+ * Returns >= 0, -EMSGSIZE when max_message leaves no room for one element,
+ * -EINVAL or -ENOMEM as ctl_frame_prefix. */
+int ctl_frame_plan(long long ref, const char *part, const char *dtype, int ndim, const uint64_t *shape,
+                   uint64_t total, size_t max_message, size_t cap, size_t *ret_chunk, bool *ret_multi);

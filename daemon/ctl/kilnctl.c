@@ -2,7 +2,8 @@
  * protocol of SPEC §2 like any other client.
  *
  * Exit codes: 0 success; 1 a failed/cancelled/expired job, an error reply, a
- * connection failure or a timeout; 2 a usage error. */
+ * connection failure or a timeout; 2 a usage error or a local input file that
+ * cannot be sent (a .npy of another dtype, an ids file of the wrong length). */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -18,52 +19,21 @@
 #include <jansson.h>
 
 #include "ctl.h"
+#include "kilnctl.h"
 #include "kind.h"
 #include "proto.h"
 #include "ws.h"
 
-#define EXIT_USAGE 2
-#define CONNECT_TIMEOUT_MS 10000
-#define REPLY_TIMEOUT_MS 60000   /* for a plain reply when --timeout-s is not given */
-
-enum cmd {
-        CMD_SUBMIT,
-        CMD_STATUS,
-        CMD_RESULT,
-        CMD_LIST,
-        CMD_CANCEL,
-        CMD_STATS,
-        CMD_WATCH,
-        CMD_TOKEN,
-        _CMD_MAX,
-};
+#define DEFAULT_MAX_MESSAGE (64u << 20) /* server.max_message_bytes when the welcome names none */
 
 static const char *const cmd_names[_CMD_MAX] = {
         [CMD_SUBMIT] = "submit", [CMD_STATUS] = "status", [CMD_RESULT] = "result", [CMD_LIST] = "list",
         [CMD_CANCEL] = "cancel", [CMD_STATS] = "stats",   [CMD_WATCH] = "watch",   [CMD_TOKEN] = "token",
+        [CMD_MODEL] = "model",   [CMD_VEC] = "vec",
 };
 
 #define ALL_CMDS ((1u << _CMD_MAX) - 1)
 #define BIT(c) (1u << (c))
-
-enum opt {
-        OPT_URL,
-        OPT_TOKEN,
-        OPT_JSON,
-        OPT_TIMEOUT_S,
-        OPT_HELP,
-        OPT_PRIORITY,
-        OPT_TIMEOUT_MS,
-        OPT_KEY,
-        OPT_NO_WAIT,
-        OPT_OUT,
-        OPT_STATE,
-        OPT_KIND,
-        OPT_LIMIT,
-        OPT_AFTER,
-        OPT_TOKENS_FILE,
-        _OPT_MAX,
-};
 
 static const struct {
         const char *name;
@@ -85,13 +55,9 @@ static const struct {
         [OPT_LIMIT] = { "limit", true, BIT(CMD_LIST) },
         [OPT_AFTER] = { "after", true, BIT(CMD_LIST) },
         [OPT_TOKENS_FILE] = { "tokens-file", true, BIT(CMD_TOKEN) },
-};
-
-struct args {
-        const char *val[_OPT_MAX];   /* the value, or "" for a given flag; NULL when absent */
-        char **pos;
-        int npos;
-        enum cmd cmd;
+        [OPT_NAME] = { "name", true, BIT(CMD_MODEL) },
+        [OPT_METRIC] = { "metric", true, BIT(CMD_VEC) },
+        [OPT_IDS] = { "ids", true, BIT(CMD_VEC) },
 };
 
 static const char usage_text[] =
@@ -113,6 +79,20 @@ static const char usage_text[] =
         "  token new NAME TENANT ROLE [--tokens-file FILE]\n"
         "                      add a token (ROLE: read, submit, writer, admin) to FILE\n"
         "                      (default /etc/kiln/tokens) and print it once\n"
+        "  model put FILE [--name N]\n"
+        "                      store an XGBoost JSON model for risk.score (N: default the\n"
+        "                      file's name without .json; a new version when N exists)\n"
+        "  model list          list your tenant's models\n"
+        "  model delete N      delete model N\n"
+        "  vec put COLL FILE.npy IDS.txt [--metric cosine|ip|l2]\n"
+        "                      add or replace vectors in collection COLL (created with\n"
+        "                      --metric): FILE.npy a float32 array [n][dim], IDS.txt n ids,\n"
+        "                      one per line\n"
+        "  vec info COLL       show a collection's version, count, dim and metric\n"
+        "  vec list            list your tenant's collections\n"
+        "  vec delete COLL ID... | vec delete COLL --ids FILE\n"
+        "                      remove vectors by id\n"
+        "  vec drop COLL       delete a whole collection\n"
         "\n"
         "KEY=VALUE: numbers, integers and booleans as such, string sets comma-separated\n"
         "(maps=kappa,psi), nested objects with dotted keys (source.x_arcsec=0.5).\n"
@@ -123,10 +103,10 @@ static const char usage_text[] =
         "  --json              print the server's JSON replies as they are\n"
         "  --timeout-s S       give up after S seconds (default: wait for jobs without limit)\n"
         "\n"
-        "exit status: 0 success, 1 failed job or error reply or connection failure, 2 usage error\n";
+        "exit status: 0 success, 1 failed job or error reply or connection failure, 2 usage error\n"
+        "or an input file that cannot be sent\n";
 
-/* Prints a usage error and returns the exit code for it. */
-__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) int usage_error(const char *fmt, ...)
 {
         va_list ap;
 
@@ -217,7 +197,7 @@ static bool parse_int(const char *s, long long min, long long max, long long *re
         return true;
 }
 
-static int64_t now_ms(void)
+int64_t now_ms(void)
 {
         struct timespec ts;
 
@@ -227,18 +207,8 @@ static int64_t now_ms(void)
 
 /* ---- one session with the server ---- */
 
-struct conn {
-        struct ctl_ws *ws;
-        const char *url;
-        int next_ref;
-        int64_t deadline;     /* from --timeout-s, monotonic ms; -1 when none */
-        bool json;
-};
 
-/* Receives the next message, bounded by the --timeout-s deadline or by
- * `default_ms` (< 0: none) when there is none. Prints why on failure; returns
- * >= 0 or -errno. */
-static int conn_recv(struct conn *c, int64_t default_ms, const char *what, struct ctl_msg **ret)
+int conn_recv(struct conn *c, int64_t default_ms, const char *what, struct ctl_msg **ret)
 {
         int64_t timeout = default_ms;
 
@@ -259,7 +229,7 @@ static int conn_recv(struct conn *c, int64_t default_ms, const char *what, struc
         return r;
 }
 
-static int conn_send(struct conn *c, json_t *msg)
+int conn_send(struct conn *c, json_t *msg)
 {
         char *text = json_dumps(msg, JSON_COMPACT);
         int r = text ? ctl_ws_send_text(c->ws, text, strlen(text)) : -ENOMEM;
@@ -271,8 +241,7 @@ static int conn_send(struct conn *c, json_t *msg)
         return r;
 }
 
-/* Prints an error reply the way every command does. */
-static void print_error(const json_t *e)
+void print_error(const json_t *e)
 {
         const char *code = json_string_value(json_object_get(e, "code"));
         const char *field = json_string_value(json_object_get(e, "field"));
@@ -282,28 +251,23 @@ static void print_error(const json_t *e)
                 field ? field : "", field ? ")" : "", msg ? msg : "(no message)");
 }
 
-/* Sends `msg` (stolen) with a fresh "ref" and returns the first text reply that
- * echoes it in *ret (new reference), skipping anything else. Returns >= 0 or -errno
- * after printing why; *ret_ref gets the ref used. */
-static int conn_call(struct conn *c, json_t *msg, const char *what, json_t **ret, int *ret_ref)
+int conn_send_ref(struct conn *c, json_t *msg, int ref)
 {
-        int ref = ++c->next_ref;
-        int r;
-
         if (!msg || json_object_set_new(msg, "ref", json_integer(ref)) < 0) {
                 json_decref(msg);
                 fprintf(stderr, "kilnctl: out of memory\n");
                 return -ENOMEM;
         }
-        r = conn_send(c, msg);
+        int r = conn_send(c, msg);
         json_decref(msg);
-        if (r < 0)
-                return r;
-        if (ret_ref)
-                *ret_ref = ref;
+        return r;
+}
+
+int conn_await(struct conn *c, int ref, const char *what, json_t **ret)
+{
         for (;;) {
                 struct ctl_msg *m;
-                r = conn_recv(c, REPLY_TIMEOUT_MS, what, &m);
+                int r = conn_recv(c, REPLY_TIMEOUT_MS, what, &m);
                 if (r < 0)
                         return r;
                 json_t *j = m->binary ? NULL : json_loadb((const char *)m->data, m->len, 0, NULL);
@@ -316,21 +280,26 @@ static int conn_call(struct conn *c, json_t *msg, const char *what, json_t **ret
         }
 }
 
-static bool is_op(const json_t *j, const char *op)
+int conn_call(struct conn *c, json_t *msg, const char *what, json_t **ret, int *ret_ref)
+{
+        int ref = ++c->next_ref;
+        int r = conn_send_ref(c, msg, ref);
+
+        if (r < 0)
+                return r;
+        if (ret_ref)
+                *ret_ref = ref;
+        return conn_await(c, ref, what, ret);
+}
+
+bool is_op(const json_t *j, const char *op)
 {
         const char *o = json_string_value(json_object_get(j, "op"));
         return o && !strcmp(o, op);
 }
 
-struct ctx {
-        struct args *a;
-        double timeout_s;   /* --timeout-s; 0 when not given */
-        struct conn c;
-};
 
-/* Connects to --url and says hello with --token. Returns 0 or an exit code after
- * printing why. */
-static int conn_open(struct ctx *x)
+int conn_open(struct ctx *x)
 {
         struct conn *c = &x->c;
         const char *url = x->a->val[OPT_URL], *token = x->a->val[OPT_TOKEN];
@@ -358,13 +327,15 @@ static int conn_open(struct ctx *x)
                 json_decref(reply);
                 return 1;
         }
+        json_int_t max = json_integer_value(json_object_get(json_object_get(reply, "limits"), "max_message_bytes"));
+        c->max_message = max > 0 ? (size_t)max : DEFAULT_MAX_MESSAGE;
         json_decref(reply);
         return 0;
 }
 
 /* ---- results ---- */
 
-static void print_value(const json_t *v)
+void print_value(const json_t *v)
 {
         if (json_is_integer(v)) {
                 printf("%lld\n", (long long)json_integer_value(v));
@@ -379,7 +350,7 @@ static void print_value(const json_t *v)
         }
 }
 
-static void print_json(const json_t *j, size_t flags)
+void print_json(const json_t *j, size_t flags)
 {
         char *s = json_dumps(j, flags | JSON_PRESERVE_ORDER);
         if (s)
@@ -387,8 +358,7 @@ static void print_json(const json_t *j, size_t flags)
         free(s);
 }
 
-/* A progress bar on stderr, only when it is a terminal. */
-static void progress_show(const char *job, int pct)
+void progress_show(const char *label, int pct)
 {
         static const int width = 30;
         int fill = pct * width / 100;
@@ -397,11 +367,11 @@ static void progress_show(const char *job, int pct)
         memset(bar, '#', (size_t)fill);
         memset(bar + fill, '.', (size_t)(width - fill));
         bar[width] = '\0';
-        fprintf(stderr, "\r%s [%s] %3d%%", job, bar, pct);
+        fprintf(stderr, "\r%s [%s] %3d%%", label, bar, pct);
         fflush(stderr);
 }
 
-static void progress_clear(void)
+void progress_clear(void)
 {
         fprintf(stderr, "\r\033[K");
         fflush(stderr);
@@ -640,9 +610,7 @@ static int cmd_result(struct ctx *x)
         return wait_done(&x->c, a->pos[1], ref, reply, a->val[OPT_OUT]);
 }
 
-/* A request answered by one reply (status, list, cancel, stats). Returns the
- * exit code; *ret gets the reply when it is not an error. */
-static int simple_call(struct ctx *x, json_t *msg, json_t **ret)
+int simple_call(struct ctx *x, json_t *msg, json_t **ret)
 {
         int r = conn_open(x);
         if (r) {
@@ -834,7 +802,8 @@ int main(int argc, char **argv)
         static int (*const run[_CMD_MAX])(struct ctx *) = {
                 [CMD_SUBMIT] = cmd_submit, [CMD_STATUS] = cmd_status, [CMD_RESULT] = cmd_result,
                 [CMD_LIST] = cmd_list,     [CMD_CANCEL] = cmd_cancel, [CMD_STATS] = cmd_stats,
-                [CMD_WATCH] = cmd_result,  [CMD_TOKEN] = cmd_token,
+                [CMD_WATCH] = cmd_result,  [CMD_TOKEN] = cmd_token,   [CMD_MODEL] = cmd_model,
+                [CMD_VEC] = cmd_vec,
         };
         r = run[a.cmd](&x);
         ctl_ws_free(x.c.ws);

@@ -8,6 +8,7 @@
 #include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <libwebsockets.h>
@@ -21,12 +22,18 @@ enum ws_state {
         WS_CLOSED,
 };
 
-/* One queued outgoing text message, with LWS_PRE bytes of headroom. */
+/* One queued outgoing message, with LWS_PRE bytes of headroom. A big one goes
+ * out in fragments of OUT_FRAGMENT bytes, one per writeable callback: libwebsockets
+ * would otherwise copy whatever the socket does not take at once. */
 struct out_msg {
         struct out_msg *next;
+        bool binary;
         size_t len;
+        size_t sent;
         unsigned char buf[];
 };
+
+#define OUT_FRAGMENT (256u * 1024u)
 
 struct ctl_ws {
         struct lws_context *ctx;
@@ -141,15 +148,23 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
                         }
                         break;
                 }
-                int n = lws_write(wsi, o->buf + LWS_PRE, o->len, LWS_WRITE_TEXT);
-                if (n < 0 || (size_t)n < o->len) {
+                /* The LWS_PRE bytes before a later fragment are payload already
+                 * sent: libwebsockets may write its frame header there. */
+                size_t n = o->len - o->sent < OUT_FRAGMENT ? o->len - o->sent : OUT_FRAGMENT;
+                bool last = o->sent + n == o->len;
+                int flags = lws_write_ws_flags(o->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT, o->sent == 0, last);
+                int w = lws_write(wsi, o->buf + LWS_PRE + o->sent, n, (enum lws_write_protocol)flags);
+                if (w < 0 || (size_t)w < n) {
                         set_error(c, "%s", "writing to the connection failed");
                         return -1;
                 }
-                c->out_head = o->next;
-                if (!c->out_head)
-                        c->out_tail = &c->out_head;
-                free(o);
+                o->sent += n;
+                if (last) {
+                        c->out_head = o->next;
+                        if (!c->out_head)
+                                c->out_tail = &c->out_head;
+                        free(o);
+                }
                 if (c->out_head || c->closing)
                         lws_callback_on_writable(wsi);
                 break;
@@ -267,6 +282,11 @@ static bool is_closed(const struct ctl_ws *c)
         return c->state == WS_CLOSED;
 }
 
+static bool out_empty(const struct ctl_ws *c)
+{
+        return c->out_head == NULL;
+}
+
 int ctl_ws_connect(const char *url, const char *subprotocol, int timeout_ms, struct ctl_ws **ret, char *err,
                    size_t err_size)
 {
@@ -340,16 +360,28 @@ int ctl_ws_connect(const char *url, const char *subprotocol, int timeout_ms, str
         return 0;
 }
 
-int ctl_ws_send_text(struct ctl_ws *c, const char *text, size_t len)
+/* Queues one message made of the pieces in iov. */
+static int queue_msg(struct ctl_ws *c, bool binary, const struct iovec *iov, int n)
 {
+        size_t len = 0;
+
         if (c->state == WS_CLOSED)
                 return -ENOTCONN;
+        for (int i = 0; i < n; i++)
+                len += iov[i].iov_len;
         struct out_msg *o = malloc(sizeof(*o) + LWS_PRE + len);
         if (!o)
                 return -ENOMEM;
         o->next = NULL;
+        o->binary = binary;
         o->len = len;
-        memcpy(o->buf + LWS_PRE, text, len);
+        o->sent = 0;
+        size_t at = LWS_PRE;
+        for (int i = 0; i < n; i++) {
+                if (iov[i].iov_len)
+                        memcpy(o->buf + at, iov[i].iov_base, iov[i].iov_len);
+                at += iov[i].iov_len;
+        }
         *c->out_tail = o;
         c->out_tail = &o->next;
         if (c->wsi)
@@ -357,19 +389,42 @@ int ctl_ws_send_text(struct ctl_ws *c, const char *text, size_t len)
         return 0;
 }
 
-int ctl_ws_recv(struct ctl_ws *c, int64_t timeout_ms, struct ctl_msg **ret)
+int ctl_ws_send_text(struct ctl_ws *c, const char *text, size_t len)
 {
-        if (!c->in_head && c->state != WS_CLOSED && service_until(c, has_message, timeout_ms))
+        struct iovec iov = { .iov_base = (void *)text, .iov_len = len };
+        return queue_msg(c, false, &iov, 1);
+}
+
+int ctl_ws_send_binary(struct ctl_ws *c, const struct iovec *iov, int n)
+{
+        return queue_msg(c, true, iov, n);
+}
+
+int ctl_ws_drain(struct ctl_ws *c, int64_t timeout_ms)
+{
+        if (c->out_head && c->state != WS_CLOSED && service_until(c, out_empty, timeout_ms))
                 return -ETIMEDOUT;
+        return c->out_head ? -ECONNRESET : 0;
+}
+
+int ctl_ws_try_recv(struct ctl_ws *c, struct ctl_msg **ret)
+{
         struct ctl_msg *m = c->in_head;
         if (!m)
-                return -ECONNRESET;
+                return -EAGAIN;
         c->in_head = m->next;
         if (!c->in_head)
                 c->in_tail = &c->in_head;
         m->next = NULL;
         *ret = m;
         return 0;
+}
+
+int ctl_ws_recv(struct ctl_ws *c, int64_t timeout_ms, struct ctl_msg **ret)
+{
+        if (!c->in_head && c->state != WS_CLOSED && service_until(c, has_message, timeout_ms))
+                return -ETIMEDOUT;
+        return ctl_ws_try_recv(c, ret) == -EAGAIN ? -ECONNRESET : 0;
 }
 
 const char *ctl_ws_error(const struct ctl_ws *c)

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 /* One received message. `data` holds `len` bytes followed by a NUL (so a text
  * message is a C string). Owned by the caller; free with ctl_msg_free. */
@@ -33,6 +34,21 @@ int ctl_ws_connect(const char *url, const char *subprotocol, int timeout_ms, str
 /* Queues one text message; it is written while ctl_ws_recv or ctl_ws_free run the
  * service loop. Returns >= 0, -ENOMEM, or -ENOTCONN when the connection is closed. */
 int ctl_ws_send_text(struct ctl_ws *c, const char *text, size_t len);
+
+/* Queues one binary message made of the `n` pieces in iov (copied). Messages
+ * larger than 256 KiB go out as several WebSocket fragments. Returns >= 0,
+ * -ENOMEM, or -ENOTCONN when the connection is closed. */
+int ctl_ws_send_binary(struct ctl_ws *c, const struct iovec *iov, int n);
+
+/* Runs the service loop until every queued message has been handed to the socket
+ * (messages that arrive meanwhile are kept for ctl_ws_recv), waiting at most
+ * timeout_ms (< 0: without limit). Returns >= 0, -ETIMEDOUT, or -ECONNRESET when
+ * the connection closed first. */
+int ctl_ws_drain(struct ctl_ws *c, int64_t timeout_ms);
+
+/* The next whole message already received, without running the service loop.
+ * Returns >= 0 and the message in *ret (caller frees), or -EAGAIN when none. */
+int ctl_ws_try_recv(struct ctl_ws *c, struct ctl_msg **ret);
 
 /* Returns the next whole message in *ret (caller frees), waiting at most
  * timeout_ms (< 0: without limit). Returns >= 0, -ETIMEDOUT, or -ECONNRESET when
