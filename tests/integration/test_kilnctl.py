@@ -1,6 +1,9 @@
 """kilnctl (SPEC §5) against the real kilnd: submit with .npy output, result, status,
-list, cancel, watch, stats, error replies, connection failures, usage errors, and
-`token new` (checked end to end by a daemon that requires the new token).
+list, cancel, watch, stats, error replies, connection failures, usage errors,
+`token new` (checked end to end by a daemon that requires the new token), and the
+stored-object commands `model put|list|delete` and `vec put|info|list|delete|drop`
+(uploads larger than one message split into frames with offsets; inputs that
+cannot be sent refused before connecting).
 
 Expected values never come from kilnctl itself: parts and scalars are compared with
 what the fixture's own WebSocket client fetches for the same job.
@@ -20,6 +23,7 @@ import unittest
 import numpy as np
 
 from kiln_fixture import KILNCTL, Client, Kilnd, KilndTestCase, free_port
+from kiln_objects import start_with_tokens, unit_rows, xgb_model, xgb_model_of_size
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 NFW = ["lens.nfw", "mass=1e14", "concentration=5", "grid_size=32", "maps=kappa,psi"]
@@ -35,6 +39,18 @@ def ctl_env(extra=None):
 def kilnctl(*args, env=None, timeout=120, **kw):
     return subprocess.run([KILNCTL, *args], env=ctl_env(env), capture_output=True, text=True, timeout=timeout,
                           **kw)
+
+
+def fields_of(stdout):
+    """kilnctl's "key   value" lines as a dict."""
+    return dict(line.split(None, 1) for line in stdout.splitlines())
+
+
+def table_of(stdout):
+    """kilnctl's table: (headings, [row dicts keyed by lower-case heading])."""
+    header, *rows = stdout.splitlines()
+    heads = header.split()
+    return heads, [dict(zip((h.lower() for h in heads), row.split())) for row in rows]
 
 
 def npy_preamble_length(path):
@@ -263,6 +279,196 @@ class KilnctlJobs(KilndTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
 
 
+class KilnctlObjects(KilndTestCase):
+    """Messages are at most 64 KiB here, so every upload below is sent in frames."""
+
+    env = {"KILN_SERVER_MAX_MESSAGE_BYTES": "65536"}
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def ctl(self, *args, **kw):
+        return kilnctl("--url", self.kilnd.url, *args, **kw)
+
+    def path(self, name):
+        return os.path.join(self.tmp.name, name)
+
+    def write(self, name, data):
+        with open(self.path(name), "wb" if isinstance(data, bytes) else "w") as f:
+            f.write(data)
+        return self.path(name)
+
+    def server_view(self, *msgs):
+        """The server's replies to msgs, asked by the fixture's client (not kilnctl)."""
+        async def go():
+            c = await Client.connect(self.kilnd.url)
+            try:
+                return [await c.call(m) for m in msgs]
+            finally:
+                await c.close()
+        return self.run_async(go())
+
+    def test_model_put_sends_a_large_model_in_frames_and_prints_the_reply(self):
+        data, trees = xgb_model_of_size(300_000)
+        r = self.ctl("model", "put", self.write("risk.json", data), "--name", "risk-a")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = fields_of(r.stdout)
+        self.assertEqual({k: got[k] for k in ("name", "trees", "features", "bytes")},
+                         {"name": "risk-a", "trees": str(trees), "features": "5", "bytes": str(len(data))})
+        (listed,) = self.server_view({"op": "model.list"})
+        entry = [m for m in listed["models"] if m["name"] == "risk-a"][0]
+        self.assertEqual(got["version"], str(entry["version"]))
+        self.assertEqual(entry["bytes"], len(data))
+
+    def test_model_put_names_the_model_after_its_file(self):
+        r = self.ctl("model", "put", self.write("credit-2024.json", xgb_model()))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(fields_of(r.stdout)["name"], "credit-2024")
+
+    def test_model_list_and_delete(self):
+        for name, n in (("ml-a", 2), ("ml-b", 3)):
+            r = self.ctl("model", "put", self.write(f"{name}.json", xgb_model(n_trees=n)))
+            self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.ctl("model", "list")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        heads, rows = table_of(r.stdout)
+        self.assertEqual(heads, ["NAME", "VERSION", "TREES", "FEATURES", "BYTES"])
+        by_name = {row["name"]: row for row in rows}
+        self.assertEqual(by_name["ml-a"]["trees"], "2")
+        self.assertEqual(by_name["ml-b"]["trees"], "3")
+        self.assertEqual(by_name["ml-b"]["bytes"], str(len(xgb_model(n_trees=3))))
+
+        d = self.ctl("model", "delete", "ml-a")
+        self.assertEqual(d.returncode, 0, d.stderr)
+        _, rows = table_of(self.ctl("model", "list").stdout)
+        self.assertNotIn("ml-a", [row["name"] for row in rows])
+        again = self.ctl("model", "delete", "ml-a")
+        self.assertEqual(again.returncode, 1)
+        self.assertIn("error not_found (field name)", again.stderr)
+
+    def test_model_put_of_an_unsupported_model_prints_the_servers_error(self):
+        r = self.ctl("model", "put", self.write("reg.json", xgb_model(objective="reg:squarederror")))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("kilnctl: error bad_params", r.stderr)
+        self.assertEqual(r.stdout, "")
+
+    def test_json_prints_the_servers_replies(self):
+        r = self.ctl("--json", "model", "put", self.write("j.json", xgb_model(n_trees=4)))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["op"], "model")
+        self.assertEqual(json.loads(r.stdout)["trees"], 4)
+        for args, op in ((["model", "list"], "models"), (["vec", "list"], "collections")):
+            r = self.ctl("--json", *args)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(json.loads(r.stdout)["op"], op)
+
+    def test_vec_put_info_list_delete_and_drop(self):
+        v = unit_rows(600, 32, seed=1)  # 76,800 bytes: several frames
+        ids = [f"doc-{i:04d}" for i in range(600)]
+        np.save(self.path("v.npy"), v)
+        self.write("ids.txt", "\n".join(ids) + "\n")
+        r = self.ctl("vec", "put", "docs", self.path("v.npy"), self.path("ids.txt"), "--metric", "cosine")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        put = fields_of(r.stdout)
+        self.assertEqual({k: put[k] for k in ("collection", "count", "dim", "metric")},
+                         {"collection": "docs", "count": "600", "dim": "32", "metric": "cosine"})
+        (info,) = self.server_view({"op": "vec.info", "collection": "docs"})
+        self.assertEqual(put["version"], str(info["version"]))
+
+        r = self.ctl("vec", "info", "docs")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(fields_of(r.stdout), put)
+        r = self.ctl("vec", "list")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        heads, rows = table_of(r.stdout)
+        self.assertEqual(heads, ["COLLECTION", "VERSION", "COUNT", "DIM", "METRIC"])
+        self.assertIn({"collection": "docs", "version": put["version"], "count": "600", "dim": "32",
+                       "metric": "cosine"}, rows)
+
+        r = self.ctl("vec", "delete", "docs", "doc-0000", "doc-0001")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        after = fields_of(r.stdout)
+        self.assertEqual(after["count"], "598")
+        self.assertGreater(int(after["version"]), int(put["version"]))
+        self.write("gone.txt", "\n".join(ids[100:110]) + "\n")
+        r = self.ctl("vec", "delete", "docs", "--ids", self.path("gone.txt"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(fields_of(r.stdout)["count"], "588")
+
+        r = self.ctl("vec", "drop", "docs")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.ctl("vec", "info", "docs")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("error not_found (field collection)", r.stderr)
+
+    def test_vec_put_with_more_ids_than_one_message_holds_sends_several_puts(self):
+        n = 12000  # about 150 KB of ids in JSON
+        np.save(self.path("many.npy"), unit_rows(n, 2, seed=2))
+        self.write("many.txt", "".join(f"item-{i:06d}\n" for i in range(n)))
+        r = self.ctl("vec", "put", "many", self.path("many.npy"), self.path("many.txt"), "--metric", "l2")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(fields_of(r.stdout)["count"], str(n))
+        self.assertIn("puts", r.stderr)
+        (info,) = self.server_view({"op": "vec.info", "collection": "many"})
+        self.assertEqual(info["count"], n)
+
+    def test_vec_put_of_another_metric_prints_the_servers_error(self):
+        np.save(self.path("m.npy"), unit_rows(2, 3, seed=3))
+        self.write("m.txt", "a\nb\n")
+        ok = self.ctl("vec", "put", "fixed", self.path("m.npy"), self.path("m.txt"), "--metric", "l2")
+        self.assertEqual(ok.returncode, 0, ok.stderr)
+        r = self.ctl("vec", "put", "fixed", self.path("m.npy"), self.path("m.txt"), "--metric", "ip")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("error bad_params (field metric)", r.stderr)
+
+
+class KilnctlObjectRoles(unittest.TestCase):
+    """Roles reach kilnctl as the server's forbidden errors."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.kilnd = start_with_tokens()
+        cls.tmp = tempfile.TemporaryDirectory()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+        code = cls.kilnd.stop()
+        log = cls.kilnd.read_log()
+        cls.kilnd.cleanup()
+        if code != 0:
+            raise AssertionError(f"kilnd exited with {code}:\n{log}")
+
+    def ctl(self, token, *args):
+        return kilnctl("--url", self.kilnd.url, "--token", token, *args)
+
+    def test_only_admins_put_models_and_writers_put_vectors(self):
+        model = os.path.join(self.tmp.name, "m.json")
+        with open(model, "wb") as f:
+            f.write(xgb_model())
+        npy, ids = os.path.join(self.tmp.name, "v.npy"), os.path.join(self.tmp.name, "ids.txt")
+        np.save(npy, unit_rows(2, 4, seed=4))
+        with open(ids, "w") as f:
+            f.write("a\nb\n")
+        for token in ("obj-read", "obj-writer"):
+            r = self.ctl(token, "model", "put", model)
+            self.assertEqual(r.returncode, 1, token)
+            self.assertIn("kilnctl: error forbidden", r.stderr, token)
+        r = self.ctl("obj-read", "vec", "put", "roles", npy, ids, "--metric", "l2")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("kilnctl: error forbidden", r.stderr)
+        r = self.ctl("obj-writer", "vec", "put", "roles", npy, ids, "--metric", "l2")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.ctl("obj-read", "vec", "info", "roles")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(fields_of(r.stdout)["count"], "2")
+        r = self.ctl("obj-admin", "model", "put", model)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+
 class KilnctlWithoutServer(unittest.TestCase):
 
     def test_cannot_connect(self):
@@ -287,6 +493,24 @@ class KilnctlWithoutServer(unittest.TestCase):
             ["--no-such-option", "stats"],
             ["--url", "http://127.0.0.1:1/", "stats"],
             ["token", "new", "alice", "acme"],
+            ["model"],
+            ["model", "frob"],
+            ["model", "put"],
+            ["model", "put", "a.json", "b.json"],
+            ["model", "list", "extra"],
+            ["model", "list", "--name", "x"],
+            ["model", "delete"],
+            ["vec"],
+            ["vec", "put", "c", "x.npy"],
+            ["vec", "put", "c", "x.npy", "ids.txt", "--metric", "hamming"],
+            ["vec", "info"],
+            ["vec", "info", "--metric", "l2", "c"],
+            ["vec", "delete", "c"],
+            ["vec", "delete", "c", "a", "--ids", "ids.txt"],
+            ["vec", "delete", "c", "x" * 257],
+            ["vec", "drop"],
+            ["vec", "list", "--ids", "ids.txt"],
+            ["submit", "lens.nfw", "--metric", "l2"],
         ]
         for args in cases:
             r = kilnctl(*args, timeout=30)
@@ -297,8 +521,63 @@ class KilnctlWithoutServer(unittest.TestCase):
         r = kilnctl("--help")
         self.assertEqual(r.returncode, 0)
         self.assertIn("usage: kilnctl", r.stdout)
-        for cmd in ("submit", "status", "result", "list", "cancel", "stats", "watch", "token new"):
+        for cmd in ("submit", "status", "result", "list", "cancel", "stats", "watch", "token new", "model put",
+                    "model list", "model delete", "vec put", "vec info", "vec list", "vec delete", "vec drop"):
             self.assertIn(cmd, r.stdout)
+
+    def test_vec_put_refuses_unusable_files_before_connecting(self):
+        url = f"ws://127.0.0.1:{free_port()}/ws"
+        with tempfile.TemporaryDirectory() as tmp:
+            def p(name):
+                return os.path.join(tmp, name)
+            np.save(p("good.npy"), np.zeros((3, 4), np.float32))
+            np.save(p("f64.npy"), np.zeros((3, 4)))
+            np.save(p("flat.npy"), np.zeros(12, np.float32))
+            np.save(p("fortran.npy"), np.asfortranarray(np.zeros((3, 4), np.float32)))
+            np.save(p("big-endian.npy"), np.zeros((3, 4), ">f4"))
+            with open(p("good.npy"), "rb") as f:
+                good = f.read()
+            with open(p("short.npy"), "wb") as f:
+                f.write(good[:-4])
+            with open(p("text.npy"), "w") as f:
+                f.write("1 2 3\n")
+            for name, text in (("ids.txt", "a\nb\nc\n"), ("two.txt", "a\nb\n"), ("blank.txt", "a\n\nc\n")):
+                with open(p(name), "w") as f:
+                    f.write(text)
+            cases = [  # (FILE.npy, IDS.txt, what the message says, the file it names)
+                ("f64.npy", "ids.txt", "float64", "f64.npy"),
+                ("flat.npy", "ids.txt", "shape (12,)", "flat.npy"),
+                ("fortran.npy", "ids.txt", "Fortran order", "fortran.npy"),
+                ("big-endian.npy", "ids.txt", "big-endian", "big-endian.npy"),
+                ("short.npy", "ids.txt", "bytes of data", "short.npy"),
+                ("text.npy", "ids.txt", "not a NumPy .npy file", "text.npy"),
+                ("absent.npy", "ids.txt", "No such file", "absent.npy"),
+                ("good.npy", "two.txt", "holds 3 vectors but", "two.txt"),
+                ("good.npy", "blank.txt", "line 2 is empty", "blank.txt"),
+                ("good.npy", "absent.txt", "No such file", "absent.txt"),
+            ]
+            for npy, ids, says, names in cases:
+                r = kilnctl("--url", url, "vec", "put", "c", p(npy), p(ids), "--metric", "l2", timeout=30)
+                self.assertEqual(r.returncode, 2, (npy, ids, r.stderr))
+                self.assertIn(says, r.stderr, (npy, ids))
+                self.assertIn(p(names), r.stderr, (npy, ids))
+                self.assertNotIn("cannot connect", r.stderr)
+            # The same files are fine once they match: now kilnctl tries to connect.
+            r = kilnctl("--url", url, "vec", "put", "c", p("good.npy"), p("ids.txt"), timeout=30)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("cannot connect", r.stderr)
+
+    def test_model_put_refuses_missing_or_empty_files_before_connecting(self):
+        url = f"ws://127.0.0.1:{free_port()}/ws"
+        with tempfile.TemporaryDirectory() as tmp:
+            empty = os.path.join(tmp, "empty.json")
+            open(empty, "w").close()
+            for path, says in ((empty, "is empty"), (os.path.join(tmp, "absent.json"), "No such file"),
+                               (tmp, "not a regular file")):
+                r = kilnctl("--url", url, "model", "put", path, timeout=30)
+                self.assertEqual(r.returncode, 2, (path, r.stderr))
+                self.assertIn(says, r.stderr)
+                self.assertIn(path, r.stderr)
 
 
 class KilnctlToken(unittest.TestCase):
