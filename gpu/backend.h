@@ -75,7 +75,8 @@ struct kiln_backend {
          * call from several threads at once. */
         int (*run_batch)(void *ctx, const struct kiln_kind *kind, struct kiln_task *tasks, size_t n);
         /* Housekeeping, called every second or so from a worker thread: re-probes
-         * devices that are out of service once their back-off has passed. May be NULL. */
+         * devices that are out of service once their back-off has passed. now_ms is
+         * CLOCK_MONOTONIC milliseconds. May be NULL. */
         void (*maintain)(void *ctx, int64_t now_ms);
         /* Frees the context (the struct itself is owned by the backend). May be NULL. */
         void (*destroy)(void *ctx);

@@ -75,10 +75,11 @@ static int cuda_err(cudaError_t e)
         }
 }
 
+/* Monotonic: back-offs are durations, and maintain() is given the same clock. */
 static int64_t now_ms(void)
 {
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
+        clock_gettime(CLOCK_MONOTONIC, &ts);
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
