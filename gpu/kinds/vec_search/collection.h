@@ -1,0 +1,147 @@
+/* The "vec.collection" object class: stored embedding collections (SPEC 1.4, 2.4).
+ *
+ * A collection has a metric and a dim fixed at creation (its meta, object.h) and items
+ * id -> dim float32 values, stored in id byte order. A put is checked here before the
+ * store writes it: ids of 1..256 bytes, distinct; finite values; for cosine, rows are
+ * normalised to unit length in place (so what is stored is what search reads); for ip
+ * and l2, a row's norm is at most 2^62 so that no score overflows float32.
+ *
+ * A snapshot (struct vec_collection) is one contiguous float32 matrix [count][dim]
+ * with the ids in byte order beside it. Because ids are sorted, "equal scores are
+ * ordered by id" is "equal scores are ordered by row index". vec_search_ref below is
+ * the plain exact search that the fast paths are tested against. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "object.h"
+
+#ifndef KILN_HD
+#ifdef __CUDACC__
+#define KILN_HD __host__ __device__
+#else
+#define KILN_HD
+#endif
+#endif
+
+/* ip and l2 rows and queries: Euclidean norm at most 2^62, so |q.x| <= 2^124 and
+ * |q - x|^2 <= 2^126 stay finite in float32. */
+#define VEC_NORM_MAX 4611686018427387904.0
+
+/* An immutable collection (the snapshot of one stored version). */
+struct vec_collection {
+        enum kiln_metric metric;
+        uint32_t dim;
+        uint64_t count;
+        const float *rows;            /* [count][dim], row i belongs to id i */
+        const uint64_t *id_offsets;   /* [count + 1]: id i is id_bytes[id_offsets[i] .. id_offsets[i + 1]) */
+        const uint8_t *id_bytes;      /* ids in byte order, strictly increasing */
+        size_t bytes;                 /* memory held by the snapshot */
+};
+
+/* The class (name "vec.collection"). validate takes a put (meta, current_meta, ids,
+ * rows; object.h) and normalises its rows for cosine; compile takes the stored meta
+ * and items; snapshots are struct vec_collection. Error fields: "metric", "vectors"
+ * (dim, size), "vectors[i]" (a row), "ids", "ids[i]", "meta", "items". */
+extern const struct kiln_object_class vec_collection_class;
+
+/* Builds a snapshot from a source as kiln_object_class.compile describes (freed with
+ * vec_collection_free). Returns >= 0, -EINVAL with err filled (meta unreadable, an
+ * item of the wrong size, an id out of 1..256 bytes, a repeated id), -ENOMEM, or the
+ * source's error. */
+int vec_collection_compile(const struct kiln_object_source *src, struct vec_collection **ret_collection,
+                           struct kiln_object_error *err);
+
+/* Frees a snapshot. Accepts NULL. */
+void vec_collection_free(struct vec_collection *c);
+
+/* Checks one row (a put's vector or a query) for the metric without changing it:
+ * returns 0, -EINVAL when it holds NaN or infinity, -EDOM when it is all zeros under
+ * cosine (no direction), -ERANGE when its norm is above VEC_NORM_MAX under ip or l2. */
+int vec_row_check(enum kiln_metric metric, const float *row, uint32_t dim);
+
+/* vec_row_check, then for cosine scales the row to unit length (each value divided
+ * by the float64 norm, rounded once). On error the row is unchanged. */
+int vec_row_prepare(enum kiln_metric metric, float *row, uint32_t dim);
+
+/* A sentence fragment for vec_row_check's codes ("holds NaN or infinity", ...). */
+const char *vec_row_problem(int code);
+
+/* Id byte order (as LMDB's default): memcmp over the common length, then shorter first. */
+static inline int vec_id_cmp(const void *a, size_t alen, const void *b, size_t blen)
+{
+        int c = memcmp(a, b, alen < blen ? alen : blen);
+
+        if (c)
+                return c;
+        return alen < blen ? -1 : alen > blen ? 1 : 0;
+}
+
+/* Id i of the snapshot (not NUL-terminated) and its length. */
+static inline const uint8_t *vec_collection_id(const struct vec_collection *c, uint64_t i, size_t *ret_len)
+{
+        *ret_len = (size_t)(c->id_offsets[i + 1] - c->id_offsets[i]);
+        return c->id_bytes + c->id_offsets[i];
+}
+
+/* The score of row x for query q: the dot product (cosine on unit rows, ip) or the
+ * squared Euclidean distance (l2), accumulated in float32 in column order. */
+KILN_HD static inline float vec_score(enum kiln_metric metric, const float *q, const float *x, uint32_t dim)
+{
+        float s = 0.0f;
+
+        if (metric == KILN_METRIC_L2) {
+                for (uint32_t j = 0; j < dim; j++) {
+                        float d = q[j] - x[j];
+                        s += d * d;
+                }
+        } else {
+                for (uint32_t j = 0; j < dim; j++)
+                        s += q[j] * x[j];
+        }
+        return s;
+}
+
+/* True when (score a, row ia) ranks before (score b, row ib): larger first for cosine
+ * and ip, smaller first for l2, then by row index (= id byte order). */
+KILN_HD static inline bool vec_ranks_before(enum kiln_metric metric, float a, uint64_t ia, float b, uint64_t ib)
+{
+        if (a != b)
+                return metric == KILN_METRIC_L2 ? a < b : a > b;
+        return ia < ib;
+}
+
+/* Exact top-k of one query (dim floats, already prepared with vec_row_prepare) by
+ * brute force: writes min(k, count) row indices and scores into ret_index and
+ * ret_score (k entries each), best first, and returns how many. The reference the
+ * fast searches are tested against; O(count * (dim + k)) at worst. */
+static inline uint64_t vec_search_ref(const struct vec_collection *c, const float *query, uint32_t k,
+                                      uint64_t *ret_index, float *ret_score)
+{
+        uint64_t n = 0;
+
+        for (uint64_t i = 0; i < c->count && k > 0; i++) {
+                float s = vec_score(c->metric, query, c->rows + i * c->dim, c->dim);
+                uint64_t lo = 0, hi = n;
+
+                if (n == k && !vec_ranks_before(c->metric, s, i, ret_score[n - 1], ret_index[n - 1]))
+                        continue;
+                while (lo < hi) { /* first position that (s, i) ranks before */
+                        uint64_t mid = lo + (hi - lo) / 2;
+                        if (vec_ranks_before(c->metric, s, i, ret_score[mid], ret_index[mid]))
+                                hi = mid;
+                        else
+                                lo = mid + 1;
+                }
+                if (n < k)
+                        n++;
+                memmove(ret_index + lo + 1, ret_index + lo, (n - 1 - lo) * sizeof(*ret_index));
+                memmove(ret_score + lo + 1, ret_score + lo, (n - 1 - lo) * sizeof(*ret_score));
+                ret_index[lo] = i;
+                ret_score[lo] = s;
+        }
+        return n;
+}
