@@ -1,4 +1,4 @@
-/* Cache keys, coalescing and the cache policy (see cache.h). */
+/* Cache keys and the cache policy (see cache.h). */
 #include "cache.h"
 
 #include <stdlib.h>
@@ -6,11 +6,8 @@
 
 #include <openssl/evp.h>
 
-#include "daemon.h"
-#include "jobs.h"
+#include "config.h"
 #include "store.h"
-
-#define COALESCE_BUCKETS 16384 /* a power of two */
 
 static const char key_magic[] = "kiln.cache.1";
 
@@ -38,87 +35,14 @@ void cache_key_compute(const char *kind, uint32_t version, const char *model, co
         memcpy(ret, md, 16);
 }
 
-void cache_key_init(struct job *j)
-{
-        struct store_cache_key *k = &j->cache_key;
-
-        k->kind = j->kind->name;
-        k->version = j->kind->version;
-        k->model = ""; /* no kind reads a model or collection yet */
-        k->params = j->params_json;
-        cache_key_compute(k->kind, k->version, k->model, k->params, k->hash);
-}
-
-/* ---- coalescing: (tenant, key) -> live job, loop thread only ---- */
-
-static struct job **buckets;
-static uint64_t hits;
-
-static size_t bucket_of(const uint8_t hash[16])
-{
-        uint64_t h;
-
-        memcpy(&h, hash, 8);
-        return (size_t)h & (COALESCE_BUCKETS - 1);
-}
-
-struct job *coalesce_find(const char *tenant, const uint8_t hash[16])
-{
-        if (!buckets)
-                return NULL;
-        for (struct job *j = buckets[bucket_of(hash)]; j; j = j->coalesce_next)
-                if (!memcmp(j->cache_key.hash, hash, 16) && !strcmp(j->tenant, tenant))
-                        return j;
-        return NULL;
-}
-
-void coalesce_add(struct job *j)
-{
-        if (j->in_coalesce || coalesce_find(j->tenant, j->cache_key.hash))
-                return;
-        if (!buckets && !(buckets = calloc(COALESCE_BUCKETS, sizeof(*buckets))))
-                return; /* out of memory: identical jobs run twice, nothing worse */
-        size_t b = bucket_of(j->cache_key.hash);
-        j->coalesce_next = buckets[b];
-        buckets[b] = job_ref(j);
-        j->in_coalesce = true;
-}
-
-void coalesce_remove(struct job *j)
-{
-        if (!j->in_coalesce)
-                return;
-        for (struct job **pp = &buckets[bucket_of(j->cache_key.hash)]; *pp; pp = &(*pp)->coalesce_next)
-                if (*pp == j) {
-                        *pp = j->coalesce_next;
-                        j->coalesce_next = NULL;
-                        j->in_coalesce = false;
-                        job_unref(j);
-                        return;
-                }
-}
-
-void coalesce_count_hit(void)
-{
-        hits++;
-}
-
-uint64_t coalesce_hits(void)
-{
-        return hits;
-}
-
 /* ---- policy ---- */
 
-void cache_policy_refresh(struct kilnd *d)
+void cache_policy(const struct kiln_config *cfg, struct store_policy *ret)
 {
-        struct store_policy p = {
+        *ret = (struct store_policy){
                 /* A disabled cache stores nothing new and lets the old entries go. */
-                .cache_max_bytes = d->cfg->cache.enabled ? d->cfg->cache.max_bytes : 0,
-                .cache_ttl_s = d->cfg->cache.ttl_s,
-                .retain_s = d->cfg->jobs.retain_s,
+                .cache_max_bytes = cfg->cache.enabled ? cfg->cache.max_bytes : 0,
+                .cache_ttl_s = cfg->cache.ttl_s,
+                .retain_s = cfg->jobs.retain_s,
         };
-
-        if (d->writer)
-                store_writer_set_policy(d->writer, &p);
 }

@@ -16,9 +16,10 @@ struct ev_loop;
 struct lws_vhost;
 struct store;
 struct store_writer;
+struct storeq;
 struct sched;
+struct jobs;
 struct mailbox;
-struct job;
 struct session;
 struct auth_tokens;
 struct limits_map;
@@ -30,6 +31,8 @@ struct kilnd {
 
         struct store *store;
         struct store_writer *writer;
+        struct storeq *storeq;        /* the loop's way to the writer */
+        struct jobs *jobs;            /* the job lifecycle */
         struct sched *sched;
         struct mailbox *mailbox;
         struct lws_context *lws;
@@ -37,15 +40,7 @@ struct kilnd {
         struct lws_vhost *vhost;
 
         struct auth_tokens *tokens;   /* replaced on SIGHUP (loop) */
-        int64_t started_ms;
-
-        /* loop: jobs */
-        struct job **table;           /* hash buckets of live jobs */
-        size_t table_buckets, table_count;
-        struct job **deadlines;       /* min-heap on deadline_ms */
-        size_t n_deadlines, cap_deadlines;
-        uint32_t committing;          /* submitted, record not yet committed */
-        uint32_t hot_recording;       /* answered from a hot copy, record not yet stored */
+        int64_t started_mono;         /* kiln_mono_ms at start, for the uptime */
 
         /* loop: sessions */
         struct session **sessions;    /* hash buckets by session id */
@@ -60,33 +55,14 @@ struct kilnd {
         int64_t drain_closing_ms;
         bool closing;                 /* drained: closing connections with 1001 */
         bool quit;                    /* leave the service loop */
-        atomic_uint store_ops_in_flight; /* store operations not yet answered */
-        struct store_op *store_held, *store_held_tail; /* loop: queued at the end of the iteration */
 
         /* set by the signal thread, read by the loop */
         atomic_bool sig_term, sig_hup;
 
         /* counters (loop) */
-        uint64_t jobs_finished[6];
         uint64_t ws_messages_in, ws_messages_out;
         uint64_t rejected[16];        /* by enum kiln_err */
 
         /* loop: limits (limits.h), created on first use, freed by server_stop */
         struct limits_map *token_limits;  /* rate buckets by token name */
-        struct limits_map *tenant_limits; /* unfinished and finished jobs by tenant */
 };
-
-/* Submits a store operation whose completion will be handled on the loop thread
- * (counts it so shutdown waits for it). */
-struct store_op;
-void kilnd_store_submit(struct kilnd *d, struct store_op *op);
-/* The same from the loop thread: the operation is handed to the writer together
- * with the others of this loop iteration (kilnd_store_flush), so that a burst of
- * messages read in one iteration costs the writer one wake-up and one batch. */
-void kilnd_store_submit_loop(struct kilnd *d, struct store_op *op);
-/* Hands the writer what kilnd_store_submit_loop held (loop thread, after each
- * iteration of the service loop). */
-void kilnd_store_flush(struct kilnd *d);
-/* Called on the loop thread when a store operation submitted through
- * kilnd_store_submit has been handled. */
-void kilnd_store_answered(struct kilnd *d);

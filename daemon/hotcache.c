@@ -3,11 +3,10 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon.h"
-#include "jobs.h"
 
 #define BUCKETS 16384 /* a power of two */
 
@@ -93,11 +92,9 @@ static bool key_matches(const struct hot_entry *e, const struct store_cache_key 
                !strcmp(e->model, k->model ? k->model : "") && !strcmp(e->params, k->params);
 }
 
-static bool entry_valid(struct kilnd *d, const struct hot_entry *e, int64_t now_ms)
+static bool entry_valid(struct store *store, uint32_t ttl_s, const struct hot_entry *e, int64_t now_ms)
 {
-        uint32_t ttl_s = d->cfg->cache.ttl_s;
-
-        if (e->generation != store_cache_generation(d->store))
+        if (e->generation != store_cache_generation(store))
                 return false;
         return !ttl_s || e->created_ms + (int64_t)ttl_s * 1000 > now_ms;
 }
@@ -112,13 +109,14 @@ static struct hot_entry *entry_lookup(const struct store_cache_key *key)
         return NULL;
 }
 
-struct hot_entry *hotcache_find(struct kilnd *d, const struct store_cache_key *key, int64_t now_ms)
+struct hot_entry *hotcache_find(struct store *store, uint32_t ttl_s, const struct store_cache_key *key,
+                                int64_t now_ms)
 {
         struct hot_entry *e = entry_lookup(key);
 
         if (!e)
                 return NULL;
-        if (!entry_valid(d, e, now_ms)) {
+        if (!entry_valid(store, ttl_s, e, now_ms)) {
                 entry_drop(e);
                 return NULL;
         }
@@ -129,31 +127,31 @@ struct hot_entry *hotcache_find(struct kilnd *d, const struct store_cache_key *k
         return e;
 }
 
-void hotcache_put(struct kilnd *d, struct job *j, size_t blob_size, const struct store_cache_hit *hit)
+struct hot_entry *hotcache_put(struct store *store, const struct hot_source *src, uint8_t **blob)
 {
-        const struct store_cache_key *key = &j->cache_key;
+        const struct store_cache_key *key = src->key;
         size_t head = sizeof(done_head) - 1;
 
-        if (!j->blob || j->hot || !j->done_json || blob_size > HOTCACHE_MAX_BYTES / 4 ||
-            hit->generation != store_cache_generation(d->store))
-                return;
+        if (!*blob || !src->done_json || src->blob_size > HOTCACHE_MAX_BYTES / 4 ||
+            src->hit->generation != store_cache_generation(store))
+                return NULL;
         /* The `done` of a cache hit differs between jobs only in the id. */
-        size_t dl = strlen(j->done_json);
-        if (dl < head + ID_LEN || memcmp(j->done_json, done_head, head) ||
-            memcmp(j->done_json + head, j->id_text, ID_LEN))
-                return;
+        size_t dl = strlen(src->done_json);
+        if (dl < head + ID_LEN || memcmp(src->done_json, done_head, head) ||
+            memcmp(src->done_json + head, src->id_text, ID_LEN))
+                return NULL;
         if (!buckets && !(buckets = calloc(BUCKETS, sizeof(*buckets))))
-                return;
+                return NULL;
         struct hot_entry *old = entry_lookup(key); /* an older copy of the same key goes */
         if (old)
                 entry_drop(old);
 
         struct hot_entry *e = calloc(1, sizeof(*e));
         if (!e)
-                return;
+                return NULL;
         atomic_init(&e->refs, 1);
         memcpy(e->hash, key->hash, 16);
-        e->kind = j->kind->name;
+        e->kind = key->kind;
         e->version = key->version;
         e->model = strdup(key->model ? key->model : "");
         e->params = strdup(key->params);
@@ -161,19 +159,18 @@ void hotcache_put(struct kilnd *d, struct job *j, size_t blob_size, const struct
         e->done_tail = malloc(e->done_tail_len + 1);
         if (!e->model || !e->params || !e->done_tail) {
                 hot_entry_unref(e);
-                return;
+                return NULL;
         }
-        memcpy(e->done_tail, j->done_json + head + ID_LEN, e->done_tail_len + 1);
-        memcpy(e->blob_id, hit->blob, 16);
-        snprintf(e->backend, sizeof(e->backend), "%s", j->backend);
-        e->created_ms = hit->created_ms;
-        e->generation = hit->generation;
+        memcpy(e->done_tail, src->done_json + head + ID_LEN, e->done_tail_len + 1);
+        memcpy(e->blob_id, src->hit->blob, 16);
+        snprintf(e->backend, sizeof(e->backend), "%s", src->backend);
+        e->created_ms = src->hit->created_ms;
+        e->generation = src->hit->generation;
         /* The entry takes the blob over; the job's parts keep pointing into it. */
-        e->blob = j->blob;
-        e->blob_size = blob_size;
-        e->result = j->result;
-        j->blob = NULL;
-        j->hot = hot_entry_ref(e);
+        e->blob = *blob;
+        e->blob_size = src->blob_size;
+        e->result = *src->result;
+        *blob = NULL;
 
         size_t b = bucket_of(e->hash);
         e->chain_next = buckets[b];
@@ -183,28 +180,20 @@ void hotcache_put(struct kilnd *d, struct job *j, size_t blob_size, const struct
         n_bytes += entry_bytes(e);
         while (n_bytes > HOTCACHE_MAX_BYTES && lru_tail && lru_tail != e)
                 entry_drop(lru_tail);
+        return hot_entry_ref(e);
 }
 
-int hotcache_answer(struct hot_entry *e, struct job *j)
+char *hotcache_done(const struct hot_entry *e, const char *id_text)
 {
         size_t head = sizeof(done_head) - 1;
-        char *done = malloc(head + ID_LEN + e->done_tail_len + 1);
+        char *done = strlen(id_text) == ID_LEN ? malloc(head + ID_LEN + e->done_tail_len + 1) : NULL;
 
         if (!done)
-                return -ENOMEM;
+                return NULL;
         memcpy(done, done_head, head);
-        memcpy(done + head, j->id_text, ID_LEN);
+        memcpy(done + head, id_text, ID_LEN);
         memcpy(done + head + ID_LEN, e->done_tail, e->done_tail_len + 1);
-        free(j->done_json);
-        j->done_json = done;
-        j->hot = hot_entry_ref(e);
-        j->result = e->result;
-        memcpy(j->backend, e->backend, sizeof(j->backend));
-        j->started_ms = j->finished_ms = j->submitted_ms;
-        j->batch = 0;
-        atomic_store(&j->pct, 100);
-        atomic_store(&j->state, KILN_JOB_DONE);
-        return 0;
+        return done;
 }
 
 void hotcache_clear(void)

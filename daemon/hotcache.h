@@ -1,6 +1,6 @@
 /* Hot results: copies of recent cache hits, kept in memory on the loop thread.
  *
- * A cache hit found by the store (session.c: a submission that the writer answered
+ * A cache hit found by the store (jobs_submit.c: a submission that the writer answered
  * with STORE_SUBMIT_CACHED) leaves its result here. The next identical submission
  * is answered at once from the copy: `accepted`, `done` and the parts go out on the
  * loop thread, and the job's record (done, answering with that result) follows to
@@ -29,8 +29,6 @@
 
 #define HOTCACHE_MAX_BYTES (64u << 20)
 
-struct kilnd;
-struct job;
 
 struct hot_entry {
         atomic_int refs;
@@ -53,19 +51,34 @@ struct hot_entry {
         size_t done_tail_len;
 };
 
-/* The valid copy for `key` at wall-clock now_ms, moved to the front; NULL when
- * there is none (a stale one is dropped). Borrowed: take a reference to keep it. */
-struct hot_entry *hotcache_find(struct kilnd *d, const struct store_cache_key *key, int64_t now_ms);
+/* The valid copy for `key` at wall-clock now_ms (cache.ttl_s = ttl_s), moved to
+ * the front; NULL when there is none (a stale one is dropped). Borrowed: take a
+ * reference to keep it. */
+struct hot_entry *hotcache_find(struct store *store, uint32_t ttl_s, const struct store_cache_key *key,
+                                int64_t now_ms);
 
-/* Keeps a copy of a job just answered by a store cache hit: j is done, its result
- * loaded from the store (j->blob, blob_size bytes) and its `done` built; `hit` is
- * what the store found. Takes the blob over (j then holds the entry instead).
- * Does nothing when the result is too large or memory is short. */
-void hotcache_put(struct kilnd *d, struct job *j, size_t blob_size, const struct store_cache_hit *hit);
+/* A job just answered by a store cache hit: its key, result (parts pointing into
+ * the blob), `done` message (built for job id_text), backend, blob size and what
+ * the store found. Strings are borrowed for the call. */
+struct hot_source {
+        const struct store_cache_key *key;
+        const char *id_text;
+        const char *done_json;
+        const char *backend;
+        const struct kiln_result *result;
+        size_t blob_size;
+        const struct store_cache_hit *hit;
+};
 
-/* Makes job j (fresh, queued, never stored) a done job answered from e: its result,
- * backend, times and `done` message. Takes a reference on e. Returns >= 0 or -ENOMEM. */
-int hotcache_answer(struct hot_entry *e, struct job *j);
+/* Keeps a copy of such a job's result. On success takes the blob over (*blob is set
+ * to NULL) and returns a new reference to the entry, which the job then holds in
+ * its place; NULL (nothing taken) when the result is too large, the hit is stale
+ * or memory is short. */
+struct hot_entry *hotcache_put(struct store *store, const struct hot_source *src, uint8_t **blob);
+
+/* The `done` message of a new job `id_text` answered from e (malloc'd), or NULL on
+ * ENOMEM. */
+char *hotcache_done(const struct hot_entry *e, const char *id_text);
 
 struct hot_entry *hot_entry_ref(struct hot_entry *e);
 /* Drops a reference from any thread; frees the entry at zero. Accepts NULL. */

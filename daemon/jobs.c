@@ -1,81 +1,122 @@
-/* The job object, its state machine, the table of live jobs and their deadlines. */
+/* The job object and its state machine, the table of live jobs, their deadlines and
+ * the per-tenant counts. The submit path is in jobs_submit.c. */
 #include "jobs.h"
 
 #include <errno.h>
-#include <math.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cache.h"
-#include "daemon.h"
+#include "config.h"
 #include "hotcache.h"
+#include "jobs_internal.h"
 #include "limiter.h"
 #include "log.h"
 #include "metrics.h"
 #include "params.h"
-#include "proto.h"
 #include "result_codec.h"
-#include "scheduler.h"
-#include "session.h"
+#include "storeq.h"
+#include "util.h"
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
-
-int64_t kiln_now_ms(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+#define COALESCE_BUCKETS 16384 /* a power of two */
 
 static void on_progress_mail(struct mail *m);
+static const struct sched_sink sink_template;
 
-static struct job *job_alloc(struct kilnd *d, const struct kiln_kind *kind)
+int jobs_new(const struct jobs_deps *deps, struct jobs **ret)
+{
+        struct jobs *js = calloc(1, sizeof(*js));
+        if (!js)
+                return -ENOMEM;
+        js->cfg = deps->cfg;
+        js->store = deps->store;
+        js->storeq = deps->storeq;
+        js->mailbox = deps->mailbox;
+        js->ev = deps->events;
+        js->sink = sink_template;
+        js->sink.ctx = js;
+        *ret = js;
+        return 0;
+}
+
+const struct sched_sink *jobs_sched_sink(struct jobs *js)
+{
+        return &js->sink;
+}
+
+void jobs_set_sched(struct jobs *js, struct sched *s)
+{
+        js->sched = s;
+}
+
+void jobs_set_config(struct jobs *js, const struct kiln_config *cfg)
+{
+        js->cfg = cfg;
+}
+
+static void table_remove(struct jobs *js, struct job *j);
+static void deadline_remove(struct jobs *js, struct job *j);
+
+void jobs_free(struct jobs *js)
+{
+        if (!js)
+                return;
+        while (js->n_deadlines)
+                deadline_remove(js, js->deadlines[0]);
+        for (size_t b = 0; b < js->table_buckets; b++)
+                while (js->table[b])
+                        table_remove(js, js->table[b]);
+        for (size_t b = 0; js->coalesce && b < COALESCE_BUCKETS; b++)
+                while (js->coalesce[b])
+                        jobs_coalesce_remove(js, js->coalesce[b]);
+        free(js->table);
+        free(js->deadlines);
+        free(js->coalesce);
+        limits_map_free(js->tenants);
+        free(js);
+}
+
+/* ---- the job object ---- */
+
+struct job *job_alloc(struct jobs *js, const struct kiln_kind *kind)
 {
         struct job *j = calloc(1, sizeof(*j));
         if (!j)
                 return NULL;
         atomic_init(&j->refs, 1);
-        j->d = d;
+        j->js = js;
         j->kind = kind;
         j->progress_mail.fn = on_progress_mail;
+        j->item.kind = kind;
         return j;
 }
 
-struct job *job_new(struct kilnd *d, const struct kiln_kind *kind, void *params, json_t *canonical,
-                    const char *tenant, enum kiln_priority priority, int64_t now_ms, int64_t timeout_ms,
-                    const char *idem_key)
+/* The item the scheduler sees, from the job's immutable fields. */
+static void item_init(struct job *j)
 {
-        struct job *j = job_alloc(d, kind);
-        if (!j)
-                goto fail;
-        j->params = params;
-        params = NULL;
-        j->params_json = json_dumps(canonical, JSON_COMPACT | JSON_SORT_KEYS);
-        if (!j->params_json)
-                goto fail;
-        cache_key_init(j);
-        if (idem_key && !(j->idem_key = strdup(idem_key)))
-                goto fail;
-        kiln_uuid7_new(j->id);
-        kiln_uuid_format(j->id, j->id_text);
-        snprintf(j->tenant, sizeof(j->tenant), "%s", tenant);
-        j->priority = priority;
-        j->submitted_ms = now_ms;
-        j->deadline_ms = timeout_ms > 0 ? now_ms + timeout_ms : 0;
-        atomic_init(&j->state, KILN_JOB_QUEUED);
-        json_decref(canonical);
-        return j;
-fail:
-        free(params);
-        json_decref(canonical);
-        job_unref(j);
-        return NULL;
+        j->item.kind = j->kind;
+        j->item.params = j->params;
+        j->item.tenant = j->tenant;
+        j->item.priority = j->priority;
+        j->item.deadline_ms = j->deadline_ms;
 }
 
-int job_from_record(struct kilnd *d, const struct store_job *rec, struct job **ret)
+void job_init_cache_key(struct job *j)
+{
+        struct store_cache_key *k = &j->cache_key;
+
+        k->kind = j->kind->name;
+        k->version = j->kind->version;
+        k->model = ""; /* no kind reads a model or collection yet */
+        k->params = j->params_json;
+        cache_key_compute(k->kind, k->version, k->model, k->params, k->hash);
+}
+
+/* Rebuilds a job from its store record (recovery at start, or a finished job loaded
+ * for `result`/`watch`). Re-validates the stored canonical params (a kind that no
+ * longer accepts them gives -EINVAL). */
+static int job_from_record(struct jobs *js, const struct store_job *rec, struct job **ret)
 {
         const struct kiln_kind *kind = kiln_kind_find(rec->kind);
         if (!kind)
@@ -93,7 +134,7 @@ int job_from_record(struct kilnd *d, const struct store_job *rec, struct job **r
                 free(params);
                 return r;
         }
-        struct job *j = job_alloc(d, kind);
+        struct job *j = job_alloc(js, kind);
         if (!j) {
                 free(params);
                 json_decref(canonical);
@@ -106,8 +147,8 @@ int job_from_record(struct kilnd *d, const struct store_job *rec, struct job **r
                 job_unref(j);
                 return -ENOMEM;
         }
-        cache_key_init(j);
-        j->cache_store = d->cfg->cache.enabled;
+        job_init_cache_key(j);
+        j->cache_store = js->cfg->cache.enabled;
         memcpy(j->id, rec->id, 16);
         kiln_uuid_format(j->id, j->id_text);
         snprintf(j->tenant, sizeof(j->tenant), "%s", rec->tenant);
@@ -116,6 +157,7 @@ int job_from_record(struct kilnd *d, const struct store_job *rec, struct job **r
         j->deadline_ms = rec->deadline_ms;
         j->finished_ms = rec->finished_ms;
         j->batch = rec->batch;
+        atomic_init(&j->item.attempts, rec->attempts);
         snprintf(j->backend, sizeof(j->backend), "%s", rec->backend);
         atomic_init(&j->state, rec->state);
         if (kiln_job_state_is_final(rec->state)) {
@@ -132,6 +174,7 @@ int job_from_record(struct kilnd *d, const struct store_job *rec, struct job **r
                 snprintf(j->error_message, sizeof(j->error_message), "%s",
                          rec->error_message ? rec->error_message : "");
         }
+        item_init(j);
         *ret = j;
         return 0;
 }
@@ -168,6 +211,30 @@ void job_unref(struct job *j)
         free(j);
 }
 
+unsigned job_attempts(const struct job *j)
+{
+        return atomic_load(&j->item.attempts);
+}
+
+/* Queue and run time in ms: monotonic when the job was submitted in this process,
+ * else from the stored wall-clock times. */
+static void job_durations(const struct job *j, int64_t *ret_queue, int64_t *ret_run)
+{
+        if (j->submitted_mono && j->finished_mono) {
+                int64_t start = j->started_mono ? j->started_mono : j->finished_mono;
+                *ret_queue = start - j->submitted_mono;
+                *ret_run = j->finished_mono - start;
+        } else {
+                int64_t start = j->started_ms ? j->started_ms : j->finished_ms;
+                *ret_queue = start - j->submitted_ms;
+                *ret_run = j->finished_ms - start;
+        }
+        if (*ret_queue < 0)
+                *ret_queue = 0;
+        if (*ret_run < 0)
+                *ret_run = 0;
+}
+
 void job_to_record(const struct job *j, struct store_job *ret)
 {
         int state = atomic_load(&j->state);
@@ -182,11 +249,13 @@ void job_to_record(const struct job *j, struct store_job *ret)
         ret->deadline_ms = j->deadline_ms;
         ret->params = j->params_json;
         ret->idem_key = j->idem_key;
+        ret->attempts = job_attempts(j);
         if (kiln_job_state_is_final(state)) {
+                int64_t queue_ms, run_ms;
+                job_durations(j, &queue_ms, &run_ms);
                 ret->finished_ms = j->finished_ms;
-                int64_t start = j->started_ms ? j->started_ms : j->finished_ms;
-                ret->queue_ms = (uint32_t)(start - j->submitted_ms);
-                ret->run_ms = (uint32_t)(j->finished_ms - start);
+                ret->queue_ms = (uint32_t)queue_ms;
+                ret->run_ms = (uint32_t)run_ms;
                 ret->batch = j->batch;
                 snprintf(ret->backend, sizeof(ret->backend), "%s", j->backend);
                 if (state != KILN_JOB_DONE) {
@@ -198,7 +267,7 @@ void job_to_record(const struct job *j, struct store_job *ret)
 
 /* ---- the result and the done message (result_codec.h) ---- */
 
-int result_blob_read(struct job *j, uint8_t *blob, size_t size)
+int job_take_blob(struct job *j, uint8_t *blob, size_t size)
 {
         int r = result_blob_parse(blob, size, &j->result);
         if (r >= 0)
@@ -211,12 +280,13 @@ int result_blob_read(struct job *j, uint8_t *blob, size_t size)
 static int build_done(struct job *j, const char *scalars)
 {
         int state = atomic_load(&j->state);
-        int64_t start = j->started_ms ? j->started_ms : j->finished_ms;
+        int64_t queue_ms, run_ms;
+        job_durations(j, &queue_ms, &run_ms);
         struct done_info in = {
                 .job = j->id_text,
                 .state = kiln_job_state_name(state),
-                .queue_ms = start - j->submitted_ms,
-                .run_ms = j->finished_ms - start,
+                .queue_ms = queue_ms,
+                .run_ms = run_ms,
                 .result = &j->result,
                 .scalars = scalars,
                 .backend = j->backend,
@@ -238,6 +308,29 @@ int job_build_done(struct job *j)
         return build_done(j, NULL);
 }
 
+int jobs_load_finished(struct jobs *js, const struct store_job *rec, uint8_t **result, size_t size,
+                       struct job **ret)
+{
+        struct job *j = NULL;
+        int k = job_from_record(js, rec, &j);
+        if (k >= 0 && rec->state == KILN_JOB_DONE) {
+                k = *result ? job_take_blob(j, *result, size) : -EIO;
+                if (k >= 0)
+                        *result = NULL; /* the job owns the blob now */
+        }
+        if (k >= 0) {
+                j->started_ms = rec->finished_ms - rec->run_ms;
+                j->submitted_ms = rec->submitted_ms;
+                k = job_build_done(j);
+        }
+        if (k < 0) {
+                job_unref(j);
+                return k;
+        }
+        *ret = j;
+        return 0;
+}
+
 /* ---- finishing ---- */
 
 static void write_result_cb(struct store_op *op, uint8_t *dst, size_t offset, size_t len)
@@ -245,12 +338,14 @@ static void write_result_cb(struct store_op *op, uint8_t *dst, size_t offset, si
         result_blob_write_range(container_of(op, struct job, op)->blob_out, dst, offset, len);
 }
 
+/* The final record is committed (or not): the watchers hear of it and the job
+ * leaves the table. Loop thread. */
 static void on_finished_mail(struct mail *m)
 {
         struct job *j = container_of(m, struct job, mail);
-        struct kilnd *d = j->d;
+        struct jobs *js = j->js;
 
-        kilnd_store_answered(d);
+        storeq_answered(js->storeq);
         result_blob_free(j->blob_out);
         j->blob_out = NULL;
         if (j->op.status < 0) {
@@ -265,15 +360,22 @@ static void on_finished_mail(struct mail *m)
                          strerror(-j->op.status));
                 job_build_done(j);
         }
-        coalesce_remove(j);
+        jobs_coalesce_remove(js, j);
         int state = atomic_load(&j->state);
-        if (state >= 0 && state < 6)
-                d->jobs_finished[state]++;
-        metrics_job_finished(j);
-        jobs_tenant_release(d, j, state);
-        sessions_job_done(d, j);
-        jobs_deadline_remove(d, j);
-        jobs_table_remove(d, j);
+        double queue_s = -1, run_s = 0;
+        if (j->started_ms) {
+                int64_t q, r;
+                job_durations(j, &q, &r);
+                queue_s = (double)q / 1000.0;
+                run_s = (double)r / 1000.0;
+        }
+        metrics_job_finished(j->kind, state, queue_s, run_s);
+        jobs_tenant_release(js, j, state);
+        jobs_submitter_release(js, j);
+        for (size_t i = 0; i < j->n_watchers; i++)
+                js->ev.done(js->ev.ctx, j->watchers[i], j, j->watchers[i] == j->submitter ? j->submit_ref : NULL);
+        deadline_remove(js, j);
+        table_remove(js, j);
         job_unref(j); /* the store operation's reference */
 }
 
@@ -281,12 +383,17 @@ static void on_finished_stored(struct store_op *op)
 {
         struct job *j = container_of(op, struct job, op);
         j->mail.fn = on_finished_mail;
-        mailbox_post(j->d->mailbox, &j->mail);
+        mailbox_post(j->js->mailbox, &j->mail);
 }
 
-void job_finish(struct job *j, enum kiln_job_state state, enum kiln_err code, const char *message)
+/* Moves a job to a final state, from any thread: records the error (for failed,
+ * cancelled and expired), builds the `done` message, and queues the final record and
+ * result to the store; once committed, the loop thread notifies the watchers and
+ * drops the job from the table. Called exactly once per job. */
+static void job_finish(struct job *j, enum kiln_job_state state, enum kiln_err code, const char *message)
 {
-        j->finished_ms = kiln_now_ms();
+        j->finished_ms = kiln_wall_ms();
+        j->finished_mono = kiln_mono_ms();
         atomic_store(&j->state, state);
         atomic_store(&j->pct, 100);
         if (state != KILN_JOB_DONE) {
@@ -321,24 +428,94 @@ void job_finish(struct job *j, enum kiln_job_state state, enum kiln_err code, co
         free(scalars);
         j->op.done = on_finished_stored;
         job_ref(j);
-        kilnd_store_submit(j->d, &j->op);
+        storeq_submit(j->js->storeq, &j->op);
 }
 
-/* ---- progress ---- */
+/* ---- what the scheduler reports (any worker thread) ---- */
+
+static void sink_hold(void *ctx, struct sched_item *it)
+{
+        job_ref(container_of(it, struct job, item));
+}
+
+static void sink_release(void *ctx, struct sched_item *it)
+{
+        job_unref(container_of(it, struct job, item));
+}
+
+static void sink_started(void *ctx, struct sched_item *it, int64_t now_ms)
+{
+        struct job *j = container_of(it, struct job, item);
+        j->started_ms = now_ms;
+        j->started_mono = kiln_mono_ms();
+        atomic_store(&j->state, KILN_JOB_RUNNING);
+}
+
+/* At most one progress mail in flight per job. */
+static void sink_progress(void *ctx, struct sched_item *it, int pct)
+{
+        struct job *j = container_of(it, struct job, item);
+        atomic_store(&j->pct, pct);
+        if (atomic_exchange(&j->progress_posted, true))
+                return; /* the previous one has not been delivered yet */
+        job_ref(j);
+        mailbox_post(j->js->mailbox, &j->progress_mail);
+}
+
+static void sink_finished(void *ctx, struct sched_item *it, enum sched_end end, enum kiln_err code,
+                          const char *message, struct kiln_result *result, const char *device, uint32_t batch)
+{
+        struct job *j = container_of(it, struct job, item);
+
+        j->batch = batch;
+        snprintf(j->backend, sizeof(j->backend), "%s", device);
+        switch (end) {
+        case SCHED_END_DONE:
+                j->result = *result;
+                memset(result, 0, sizeof(*result));
+                job_finish(j, KILN_JOB_DONE, 0, NULL);
+                break;
+        case SCHED_END_FAILED:
+                job_finish(j, KILN_JOB_FAILED, code, message);
+                break;
+        case SCHED_END_CANCELLED:
+                job_finish(j, KILN_JOB_CANCELLED, code, message);
+                break;
+        case SCHED_END_EXPIRED:
+                job_finish(j, KILN_JOB_EXPIRED, code, message);
+                break;
+        case SCHED_END_REQUEUED:
+                /* Not finished: its record stays "queued" and it runs again after restart. */
+                atomic_store(&j->state, KILN_JOB_QUEUED);
+                break;
+        }
+}
+
+static const struct sched_sink sink_template = {
+        .hold = sink_hold,
+        .release = sink_release,
+        .started = sink_started,
+        .progress = sink_progress,
+        .finished = sink_finished,
+};
+
+/* ---- progress (loop thread) ---- */
 
 static void on_progress_mail(struct mail *m)
 {
         struct job *j = container_of(m, struct job, progress_mail);
+        struct jobs *js = j->js;
         atomic_store(&j->progress_posted, false);
         if (atomic_load(&j->state) == KILN_JOB_RUNNING)
-                sessions_job_progress(j->d, j);
+                for (size_t i = 0; i < j->n_watchers; i++)
+                        js->ev.progress(js->ev.ctx, j->watchers[i], j);
         job_unref(j);
 }
 
-int job_watch(struct job *j, uint64_t session_id)
+int jobs_watch(struct jobs *js, struct job *j, uint64_t session)
 {
         for (size_t i = 0; i < j->n_watchers; i++)
-                if (j->watchers[i] == session_id)
+                if (j->watchers[i] == session)
                         return 0;
         if (j->n_watchers == j->cap_watchers) {
                 size_t cap = j->cap_watchers ? j->cap_watchers * 2 : 2;
@@ -348,8 +525,53 @@ int job_watch(struct job *j, uint64_t session_id)
                 j->watchers = w;
                 j->cap_watchers = cap;
         }
-        j->watchers[j->n_watchers++] = session_id;
+        j->watchers[j->n_watchers++] = session;
         return 0;
+}
+
+void jobs_cancel(struct jobs *js, struct job *j)
+{
+        if (kiln_job_state_is_final(atomic_load(&j->state)))
+                return;
+        if (js->sched && sched_remove(js->sched, &j->item))
+                job_finish(j, KILN_JOB_CANCELLED, KERR_CANCELLED, "the job was cancelled");
+        else
+                atomic_store(&j->item.stop, SCHED_STOP_CANCEL);
+}
+
+void jobs_stop_all(struct jobs *js)
+{
+        for (size_t b = 0; b < js->table_buckets; b++)
+                for (struct job *j = js->table[b]; j; j = j->table_next)
+                        atomic_store(&j->item.stop, SCHED_STOP_SHUTDOWN);
+}
+
+/* ---- accepting ---- */
+
+void jobs_accept_one(struct jobs *js, struct job *j, uint64_t session, json_t *ref, bool watch, bool cached)
+{
+        /* A job in the table gets its `done` from on_finished_mail (even when it has
+         * just finished: its result is being stored); one outside it (a cache hit, a
+         * finished job loaded from the store) is complete and answers at once. */
+        bool live = jobs_find(js, j->id) == j;
+        if (watch && live && jobs_watch(js, j, session) < 0)
+                log_error("job %s: out of memory adding a watcher", j->id_text);
+        js->ev.accepted(js->ev.ctx, session, j, ref, cached);
+        if (watch && !live)
+                js->ev.done(js->ev.ctx, session, j, NULL);
+}
+
+void jobs_accepted(struct jobs *js, struct job *j, bool cached)
+{
+        j->committed = true;
+        jobs_accept_one(js, j, j->submitter, j->submit_ref, j->watch_submitter, cached);
+        while (j->acceptors) {
+                struct job_acceptor *a = j->acceptors;
+                j->acceptors = a->next;
+                jobs_accept_one(js, j, a->session, a->ref, a->watch, cached);
+                json_decref(a->ref);
+                free(a);
+        }
 }
 
 /* ---- the table ---- */
@@ -361,14 +583,14 @@ static size_t id_hash(const uint8_t id[16])
         return (size_t)(h ^ (h >> 29));
 }
 
-static void table_grow(struct kilnd *d)
+static void table_grow(struct jobs *js)
 {
-        size_t n = d->table_buckets ? d->table_buckets * 2 : 1024;
+        size_t n = js->table_buckets ? js->table_buckets * 2 : 1024;
         struct job **t = calloc(n, sizeof(*t));
         if (!t)
                 return; /* keep the longer chains */
-        for (size_t b = 0; b < d->table_buckets; b++) {
-                struct job *j = d->table[b];
+        for (size_t b = 0; b < js->table_buckets; b++) {
+                struct job *j = js->table[b];
                 while (j) {
                         struct job *next = j->table_next;
                         size_t h = id_hash(j->id) & (n - 1);
@@ -377,32 +599,140 @@ static void table_grow(struct kilnd *d)
                         j = next;
                 }
         }
-        free(d->table);
-        d->table = t;
-        d->table_buckets = n;
+        free(js->table);
+        js->table = t;
+        js->table_buckets = n;
 }
 
-void jobs_table_add(struct kilnd *d, struct job *j)
+static void table_add(struct jobs *js, struct job *j)
 {
-        if (d->table_count >= d->table_buckets)
-                table_grow(d);
-        size_t h = id_hash(j->id) & (d->table_buckets - 1);
-        j->table_next = d->table[h];
-        d->table[h] = job_ref(j);
-        d->table_count++;
-        if (!kiln_job_state_is_final(atomic_load(&j->state))) {
-                coalesce_add(j);
-                jobs_tenant_hold(d, j); /* recovered jobs; submitted ones already are */
-        }
+        if (js->table_count >= js->table_buckets)
+                table_grow(js);
+        size_t h = id_hash(j->id) & (js->table_buckets - 1);
+        j->table_next = js->table[h];
+        js->table[h] = job_ref(j);
+        js->table_count++;
 }
 
-int jobs_tenant_hold(struct kilnd *d, struct job *j)
+static void table_remove(struct jobs *js, struct job *j)
+{
+        jobs_coalesce_remove(js, j);
+        if (!js->table_buckets)
+                return;
+        struct job **pp = &js->table[id_hash(j->id) & (js->table_buckets - 1)];
+        for (; *pp; pp = &(*pp)->table_next)
+                if (*pp == j) {
+                        *pp = j->table_next;
+                        j->table_next = NULL;
+                        js->table_count--;
+                        job_unref(j);
+                        return;
+                }
+}
+
+struct job *jobs_find(struct jobs *js, const uint8_t id[16])
+{
+        if (!js->table_buckets)
+                return NULL;
+        for (struct job *j = js->table[id_hash(id) & (js->table_buckets - 1)]; j; j = j->table_next)
+                if (!memcmp(j->id, id, 16))
+                        return j;
+        return NULL;
+}
+
+size_t jobs_live(const struct jobs *js)
+{
+        return js->table_count;
+}
+
+uint32_t jobs_committing(const struct jobs *js)
+{
+        return js->committing;
+}
+
+uint64_t jobs_coalesced(const struct jobs *js)
+{
+        return js->coalesced;
+}
+
+static void deadline_add(struct jobs *js, struct job *j);
+
+void jobs_start(struct jobs *js, struct job *j)
+{
+        table_add(js, j);
+        jobs_tenant_hold(js, j); /* recovered jobs; submitted ones already are */
+        jobs_coalesce_add(js, j);
+        deadline_add(js, j);
+        if (js->sched) /* NULL only while shutting down: the job stays queued in the store */
+                sched_push(js->sched, &j->item);
+}
+
+/* The pending records, copied (a record passed to the callback lives only during it). */
+struct pending {
+        struct store_job **recs;
+        size_t n, cap;
+};
+
+static int collect_pending(const struct store_job *rec, void *userdata)
+{
+        struct pending *p = userdata;
+        if (p->n == p->cap) {
+                size_t c = p->cap ? p->cap * 2 : 64;
+                struct store_job **x = realloc(p->recs, c * sizeof(*x));
+                if (!x)
+                        return -ENOMEM;
+                p->recs = x;
+                p->cap = c;
+        }
+        if (!(p->recs[p->n] = store_job_dup(rec)))
+                return -ENOMEM;
+        p->n++;
+        return 0;
+}
+
+int jobs_recover(struct jobs *js, struct store *store, unsigned *ret_queued, unsigned *ret_bad)
+{
+        struct store_txn *t;
+        struct pending p = { 0 };
+        unsigned queued = 0, bad = 0;
+
+        int r = store_txn_begin(store, false, &t);
+        if (r < 0)
+                return r;
+        r = store_pending_foreach(t, collect_pending, &p);
+        store_txn_abort(t);
+        for (size_t i = 0; i < p.n; i++) {
+                struct job *j = NULL;
+                if (r >= 0 && job_from_record(js, p.recs[i], &j) >= 0) {
+                        jobs_start(js, j);
+                        job_unref(j);
+                        queued++;
+                } else if (r >= 0) {
+                        char id[37];
+                        kiln_uuid_format(p.recs[i]->id, id);
+                        log_error("job %s (%s): stored parameters no longer valid, it is left unrun", id,
+                                  p.recs[i]->kind);
+                        bad++;
+                }
+                store_job_free(p.recs[i]);
+        }
+        free(p.recs);
+        if (r < 0)
+                return r;
+        *ret_queued = queued;
+        *ret_bad = bad;
+        return 0;
+}
+
+/* ---- per-tenant counts ---- */
+
+int jobs_tenant_hold(struct jobs *js, struct job *j)
 {
         if (j->tenant_counted)
                 return 0;
-        if (!d->tenant_limits && !(d->tenant_limits = limits_map_new()))
+        if (!js->tenants && !(js->tenants = limits_map_new()))
                 return -ENOMEM;
-        struct limits_entry *e = limits_map_get(d->tenant_limits, j->tenant);
+        struct limits_entry *e = limits_map_get(js->tenants, j->tenant);
         if (!e)
                 return -ENOMEM;
         e->active++;
@@ -410,11 +740,11 @@ int jobs_tenant_hold(struct kilnd *d, struct job *j)
         return 0;
 }
 
-void jobs_tenant_release(struct kilnd *d, struct job *j, int final_state)
+void jobs_tenant_release(struct jobs *js, struct job *j, int final_state)
 {
-        struct limits_entry *e = d->tenant_limits ? limits_map_find(d->tenant_limits, j->tenant) : NULL;
-        if (!e && final_state >= 0 && d->tenant_limits)
-                e = limits_map_get(d->tenant_limits, j->tenant);
+        struct limits_entry *e = js->tenants ? limits_map_find(js->tenants, j->tenant) : NULL;
+        if (!e && final_state >= 0 && js->tenants)
+                e = limits_map_get(js->tenants, j->tenant);
         if (!e)
                 return;
         if (j->tenant_counted && e->active)
@@ -424,131 +754,178 @@ void jobs_tenant_release(struct kilnd *d, struct job *j, int final_state)
                 e->finished[final_state]++;
 }
 
-uint32_t jobs_tenant_counts(struct kilnd *d, const char *tenant, uint64_t ret_finished[6])
+void jobs_submitter_release(struct jobs *js, struct job *j)
 {
-        struct limits_entry *e = d->tenant_limits ? limits_map_find(d->tenant_limits, tenant) : NULL;
+        if (!j->submitter_counted)
+                return;
+        j->submitter_counted = false;
+        js->ev.ended(js->ev.ctx, j->submitter);
+}
+
+uint32_t jobs_tenant_counts(struct jobs *js, const char *tenant, uint64_t ret_finished[6])
+{
+        struct limits_entry *e = js->tenants ? limits_map_find(js->tenants, tenant) : NULL;
         for (int i = 0; i < 6; i++)
                 ret_finished[i] = e ? e->finished[i] : 0;
         return e ? e->active : 0;
 }
 
-void jobs_table_remove(struct kilnd *d, struct job *j)
+/* ---- coalescing: (tenant, key) -> live job ---- */
+
+static size_t coalesce_bucket(const uint8_t hash[16])
 {
-        coalesce_remove(j);
-        if (!d->table_buckets)
+        uint64_t h;
+
+        memcpy(&h, hash, 8);
+        return (size_t)h & (COALESCE_BUCKETS - 1);
+}
+
+struct job *jobs_coalesce_find(struct jobs *js, const char *tenant, const uint8_t hash[16])
+{
+        if (!js->coalesce)
+                return NULL;
+        for (struct job *j = js->coalesce[coalesce_bucket(hash)]; j; j = j->coalesce_next)
+                if (!memcmp(j->cache_key.hash, hash, 16) && !strcmp(j->tenant, tenant))
+                        return j;
+        return NULL;
+}
+
+void jobs_coalesce_add(struct jobs *js, struct job *j)
+{
+        if (j->in_coalesce || jobs_coalesce_find(js, j->tenant, j->cache_key.hash))
                 return;
-        struct job **pp = &d->table[id_hash(j->id) & (d->table_buckets - 1)];
-        for (; *pp; pp = &(*pp)->table_next)
+        if (!js->coalesce && !(js->coalesce = calloc(COALESCE_BUCKETS, sizeof(*js->coalesce))))
+                return; /* out of memory: identical jobs run twice, nothing worse */
+        size_t b = coalesce_bucket(j->cache_key.hash);
+        j->coalesce_next = js->coalesce[b];
+        js->coalesce[b] = job_ref(j);
+        j->in_coalesce = true;
+}
+
+void jobs_coalesce_remove(struct jobs *js, struct job *j)
+{
+        if (!j->in_coalesce)
+                return;
+        for (struct job **pp = &js->coalesce[coalesce_bucket(j->cache_key.hash)]; *pp; pp = &(*pp)->coalesce_next)
                 if (*pp == j) {
-                        *pp = j->table_next;
-                        j->table_next = NULL;
-                        d->table_count--;
+                        *pp = j->coalesce_next;
+                        j->coalesce_next = NULL;
+                        j->in_coalesce = false;
                         job_unref(j);
                         return;
                 }
 }
 
-struct job *jobs_table_find(struct kilnd *d, const uint8_t id[16])
-{
-        if (!d->table_buckets)
-                return NULL;
-        for (struct job *j = d->table[id_hash(id) & (d->table_buckets - 1)]; j; j = j->table_next)
-                if (!memcmp(j->id, id, 16))
-                        return j;
-        return NULL;
-}
-
-size_t jobs_table_count(struct kilnd *d)
-{
-        return d->table_count;
-}
-
 /* ---- the deadline heap ---- */
 
-static void heap_set(struct kilnd *d, size_t i, struct job *j)
+static void heap_set(struct jobs *js, size_t i, struct job *j)
 {
-        d->deadlines[i] = j;
+        js->deadlines[i] = j;
         j->heap_index = i + 1;
 }
 
-static void heap_up(struct kilnd *d, size_t i)
+static void heap_up(struct jobs *js, size_t i)
 {
-        struct job *j = d->deadlines[i];
+        struct job *j = js->deadlines[i];
         while (i > 0) {
                 size_t parent = (i - 1) / 2;
-                if (d->deadlines[parent]->deadline_ms <= j->deadline_ms)
+                if (js->deadlines[parent]->deadline_ms <= j->deadline_ms)
                         break;
-                heap_set(d, i, d->deadlines[parent]);
+                heap_set(js, i, js->deadlines[parent]);
                 i = parent;
         }
-        heap_set(d, i, j);
+        heap_set(js, i, j);
 }
 
-static void heap_down(struct kilnd *d, size_t i)
+static void heap_down(struct jobs *js, size_t i)
 {
-        struct job *j = d->deadlines[i];
+        struct job *j = js->deadlines[i];
         for (;;) {
                 size_t c = 2 * i + 1;
-                if (c >= d->n_deadlines)
+                if (c >= js->n_deadlines)
                         break;
-                if (c + 1 < d->n_deadlines && d->deadlines[c + 1]->deadline_ms < d->deadlines[c]->deadline_ms)
+                if (c + 1 < js->n_deadlines && js->deadlines[c + 1]->deadline_ms < js->deadlines[c]->deadline_ms)
                         c++;
-                if (d->deadlines[c]->deadline_ms >= j->deadline_ms)
+                if (js->deadlines[c]->deadline_ms >= j->deadline_ms)
                         break;
-                heap_set(d, i, d->deadlines[c]);
+                heap_set(js, i, js->deadlines[c]);
                 i = c;
         }
-        heap_set(d, i, j);
+        heap_set(js, i, j);
 }
 
-void jobs_deadline_add(struct kilnd *d, struct job *j)
+/* Arms the job's deadline (no-op when it has none). The heap's room is reserved
+ * when a job is submitted (jobs_deadline_reserve), so this cannot fail for it; a
+ * recovered job whose room cannot be had still expires, by its scheduler item's
+ * deadline, when a worker takes it or while its batch runs. */
+static void deadline_add(struct jobs *js, struct job *j)
 {
         if (!j->deadline_ms || j->heap_index)
                 return;
-        if (d->n_deadlines == d->cap_deadlines) {
-                size_t cap = d->cap_deadlines ? d->cap_deadlines * 2 : 1024;
-                struct job **h = realloc(d->deadlines, cap * sizeof(*h));
+        if (js->n_deadlines == js->cap_deadlines) {
+                size_t cap = js->cap_deadlines ? js->cap_deadlines * 2 : 1024;
+                struct job **h = realloc(js->deadlines, cap * sizeof(*h));
                 if (!h) {
-                        log_error("out of memory arming the deadline of job %s", j->id_text);
+                        log_error("out of memory arming the deadline of job %s: it expires when a worker takes it",
+                                  j->id_text);
                         return;
                 }
-                d->deadlines = h;
-                d->cap_deadlines = cap;
+                js->deadlines = h;
+                js->cap_deadlines = cap;
         }
-        d->n_deadlines++;
-        heap_set(d, d->n_deadlines - 1, job_ref(j));
-        heap_up(d, d->n_deadlines - 1);
+        js->n_deadlines++;
+        heap_set(js, js->n_deadlines - 1, job_ref(j));
+        heap_up(js, js->n_deadlines - 1);
 }
 
-void jobs_deadline_remove(struct kilnd *d, struct job *j)
+int jobs_deadline_reserve(struct jobs *js)
+{
+        size_t want = js->n_deadlines + js->committing + 1;
+        if (want <= js->cap_deadlines)
+                return 0;
+        size_t cap = js->cap_deadlines ? js->cap_deadlines : 1024;
+        while (cap < want)
+                cap *= 2;
+        struct job **h = realloc(js->deadlines, cap * sizeof(*h));
+        if (!h)
+                return -ENOMEM;
+        js->deadlines = h;
+        js->cap_deadlines = cap;
+        return 0;
+}
+
+static void deadline_remove(struct jobs *js, struct job *j)
 {
         if (!j->heap_index)
                 return;
         size_t i = j->heap_index - 1;
         j->heap_index = 0;
-        d->n_deadlines--;
-        if (i != d->n_deadlines) {
-                heap_set(d, i, d->deadlines[d->n_deadlines]);
-                heap_up(d, i);
-                heap_down(d, d->deadlines[i]->heap_index - 1);
+        js->n_deadlines--;
+        if (i != js->n_deadlines) {
+                heap_set(js, i, js->deadlines[js->n_deadlines]);
+                heap_up(js, i);
+                heap_down(js, js->deadlines[i]->heap_index - 1);
         }
         job_unref(j);
 }
 
-int64_t jobs_deadline_run(struct kilnd *d, int64_t now_ms)
+void jobs_deadline_run(struct jobs *js, int64_t now_ms)
 {
-        while (d->n_deadlines && d->deadlines[0]->deadline_ms <= now_ms) {
-                struct job *j = job_ref(d->deadlines[0]);
-                jobs_deadline_remove(d, j);
-                int state = atomic_load(&j->state);
-                if (!kiln_job_state_is_final(state)) {
-                        if (sched_remove(d->sched, j))
+        while (js->n_deadlines && js->deadlines[0]->deadline_ms <= now_ms) {
+                struct job *j = job_ref(js->deadlines[0]);
+                deadline_remove(js, j);
+                if (!kiln_job_state_is_final(atomic_load(&j->state))) {
+                        if (js->sched && sched_remove(js->sched, &j->item))
                                 job_finish(j, KILN_JOB_EXPIRED, KERR_TIMEOUT,
                                            "the job's deadline passed while it was queued");
                         else
-                                atomic_store(&j->stop, JOB_STOP_EXPIRE);
+                                atomic_store(&j->item.stop, SCHED_STOP_EXPIRE);
                 }
                 job_unref(j);
         }
-        return d->n_deadlines ? d->deadlines[0]->deadline_ms : 0;
+}
+
+int64_t jobs_next_deadline(const struct jobs *js)
+{
+        return js->n_deadlines ? js->deadlines[0]->deadline_ms : 0;
 }

@@ -1,12 +1,19 @@
-/* Jobs: the shared job object and its state machine.
+/* Jobs: the job object and its lifecycle, owned by this module alone.
  *
- *   submit -> [store: record committed] -> queued -> running -> [store: final record
- *   + result committed] -> done | failed | cancelled | expired -> watchers notified
+ *   jobs_submit -> [store: record committed] -> queued -> running -> [store: final
+ *   record + result committed] -> done | failed | cancelled | expired
+ *
+ * Every state change of a job is made here. The collaborators are handed over at
+ * creation (libuv's pattern): the store writer (through storeq), the scheduler
+ * (which reports back through the sink jobs_sched_sink() gives it), the mailbox
+ * (how worker and writer threads reach the loop thread), and `struct job_events`,
+ * through which whoever serves clients (session.c) hears what happened. Nothing
+ * here calls up into sessions, the server or main.
  *
  * A `struct job` is shared between the loop thread, the scheduler's workers and the
  * store writer, so it is reference-counted; fields are grouped by which thread may
- * write them. Everything that reaches the network happens on the loop thread through
- * the mailbox; workers and the writer never touch sessions. */
+ * write them. Everything that reaches the network goes through the events on the
+ * loop thread. */
 #pragma once
 
 #include <stdatomic.h>
@@ -18,14 +25,17 @@
 #include "kind.h"
 #include "mailbox.h"
 #include "proto.h"
+#include "scheduler.h"
 #include "store.h"
 
-struct kilnd;
+struct jobs;
+struct storeq;
 struct hot_entry;
 struct result_blob;
+struct kiln_config;
 
-/* A submission attached to a job still being stored (coalescing, cache.h): it gets
- * its `accepted` (and, with watch, the job's events) once the job is. Loop thread. */
+/* A submission attached to a job still being stored (coalescing): it gets its
+ * `accepted` (and, with watch, the job's events) once the job is. Loop thread. */
 struct job_acceptor {
         struct job_acceptor *next;
         uint64_t session;
@@ -33,19 +43,11 @@ struct job_acceptor {
         bool watch;
 };
 
-/* Why a running job was asked to stop (job->stop). */
-enum job_stop {
-        JOB_STOP_NONE,
-        JOB_STOP_CANCEL,   /* a client cancelled it: ends `cancelled` */
-        JOB_STOP_EXPIRE,   /* its deadline passed: ends `expired` */
-        JOB_STOP_SHUTDOWN, /* the daemon is stopping: stays queued in the store */
-};
-
 struct job {
         atomic_int refs;
-        struct kilnd *d;
+        struct jobs *js;
 
-        /* Immutable after job_new / job_from_record. */
+        /* Immutable after creation. */
         uint8_t id[16];
         char id_text[37];
         const struct kiln_kind *kind;
@@ -53,20 +55,20 @@ struct job {
         char *params_json;        /* canonical, compact, sorted keys */
         char tenant[64];
         enum kiln_priority priority;
-        int64_t submitted_ms;
-        int64_t deadline_ms;      /* absolute, 0 = none */
+        int64_t submitted_ms;     /* wall clock */
+        int64_t submitted_mono;   /* monotonic, for durations; 0 for a recovered job */
+        int64_t deadline_ms;      /* absolute wall clock, 0 = none */
         char *idem_key;
-        struct store_cache_key cache_key; /* its result's identity (cache.h), borrows the strings */
+        struct store_cache_key cache_key; /* its result's identity, borrows the strings */
         bool cache_store;         /* cache the result when done (set before it is queued) */
 
-        /* Written by whoever moves the state; read anywhere. */
+        /* Written by jobs.c only (from the thread that moves the state); read anywhere. */
         _Atomic int state;        /* enum kiln_job_state */
         atomic_int pct;           /* 0..100 */
-        atomic_int stop;          /* enum job_stop */
 
-        /* Written by the worker that runs it, before it is finished. */
-        int64_t started_ms;
-        int64_t finished_ms;
+        /* Written before it is finished by the thread that finishes it. */
+        int64_t started_ms, started_mono;
+        int64_t finished_ms, finished_mono;
         uint32_t batch;
         char backend[16];
         struct kiln_result result;
@@ -77,8 +79,8 @@ struct job {
         struct hot_entry *hot;    /* or a hot copy of a cached one (hotcache.h): the same */
         struct result_blob *blob_out; /* the result being stored */
 
-        /* Progress reporting (worker side). */
-        int64_t progress_sent_ms;
+        /* The scheduler's view of it (scheduler.h). */
+        struct sched_item item;
         atomic_bool progress_posted;
         struct mail progress_mail;
 
@@ -93,15 +95,9 @@ struct job {
         struct job_acceptor *acceptors; /* coalesced submitters waiting for `accepted` */
         bool committed;           /* its `accepted` was sent: attach directly */
         bool tenant_counted;      /* counted in its tenant's unfinished jobs (limits) */
-        bool inflight_counted;    /* counted in its submitter session's in-flight jobs */
-        bool in_coalesce;         /* in the coalescing map (cache.c) */
+        bool submitter_counted;   /* counted in its submitter's in-flight jobs (events.ended pending) */
+        bool in_coalesce;         /* in the coalescing map */
         struct job *coalesce_next;
-
-        /* Scheduler only (under its lock). */
-        struct job *q_prev, *q_next;
-        struct tenant_queue *q_tenant; /* the per-tenant FIFO it waits in */
-        bool in_queue;
-        uint64_t seq;
 
         /* One store operation and one mail at a time: commit, then finish. */
         struct store_job record;  /* borrows the job's strings, for the op in flight */
@@ -109,70 +105,111 @@ struct job {
         struct mail mail;
 };
 
-/* A new job in state queued, with a fresh UUIDv7 and the given validated params
- * (both are taken over: params freed with free(), canonical with json_decref()).
- * Returns NULL on ENOMEM. One reference, owned by the caller. */
-struct job *job_new(struct kilnd *d, const struct kiln_kind *kind, void *params, json_t *canonical,
-                    const char *tenant, enum kiln_priority priority, int64_t now_ms, int64_t timeout_ms,
-                    const char *idem_key);
+/* What the job lifecycle tells whoever serves clients. Loop thread; `session` is
+ * an id the caller gave jobs_submit or jobs_watch. */
+struct job_events {
+        void *ctx;
+        /* `accepted` for one submission of j (cached: answered from the cache). */
+        void (*accepted)(void *ctx, uint64_t session, struct job *j, json_t *ref, bool cached);
+        /* A submission failed after jobs_submit returned (the store refused it). */
+        void (*rejected)(void *ctx, uint64_t session, json_t *ref, enum kiln_err code, const char *field,
+                         const char *message);
+        void (*progress)(void *ctx, uint64_t session, struct job *j);
+        /* j has finished (j->done_json and its result are final): its `done` and parts
+         * (`ref` echoed when not NULL). The callee takes its own references. */
+        void (*done)(void *ctx, uint64_t session, struct job *j, json_t *ref);
+        /* A job `session` submitted no longer counts against its in-flight limit. */
+        void (*ended)(void *ctx, uint64_t session);
+};
 
-/* Rebuilds a job from its store record (recovery at start, or a finished job loaded
- * for `result`/`watch`). Re-validates the stored canonical params (a kind that no
- * longer accepts them gives -EINVAL). Returns >= 0 and one reference in *ret. */
-int job_from_record(struct kilnd *d, const struct store_job *rec, struct job **ret);
+/* What the lifecycle needs. Borrowed: each must outlive the jobs. */
+struct jobs_deps {
+        const struct kiln_config *cfg; /* replaced with jobs_set_config */
+        struct store *store;           /* cache generation, for hot copies */
+        struct storeq *storeq;
+        struct mailbox *mailbox;
+        struct job_events events;
+};
+
+/* Returns >= 0 or -ENOMEM. */
+int jobs_new(const struct jobs_deps *deps, struct jobs **ret);
+/* Drops every live job (the scheduler must be freed first). Accepts NULL. */
+void jobs_free(struct jobs *js);
+/* The sink to create the scheduler with, then the scheduler (NULL while shutting
+ * down: committed jobs then stay queued in the store). */
+const struct sched_sink *jobs_sched_sink(struct jobs *js);
+void jobs_set_sched(struct jobs *js, struct sched *s);
+/* A reloaded configuration (SIGHUP). */
+void jobs_set_config(struct jobs *js, const struct kiln_config *cfg);
+
+/* ---- submitting (loop thread) ---- */
+
+struct job_submit {
+        const char *kind;
+        json_t *params;              /* borrowed */
+        const char *tenant;
+        enum kiln_priority priority;
+        int64_t timeout_ms;          /* <= 0: jobs.default_timeout_ms */
+        const char *key;             /* idempotency key or NULL */
+        bool cache, watch;
+        uint64_t session;            /* who submits (the events' session) */
+        json_t *ref;                 /* borrowed; echoed in `accepted` */
+};
+
+/* The only way a job is born. Validates the submission (kind, limits, params) and
+ * either answers it at once (a hot cache copy, an identical live job) or stores
+ * it; `accepted`, or `rejected` when the store fails, follows through the events.
+ * Returns >= 0 when the events will answer it (1 when the submission counts against
+ * the submitter's in-flight limit until events.ended), or < 0 with *ret_err filled
+ * (nothing sent). */
+int jobs_submit(struct jobs *js, const struct job_submit *rq, struct proto_error *ret_err);
+
+/* Jobs recovered from the store at start: queued again. Returns >= 0 and the number
+ * queued and refused in *ret_queued and *ret_bad, or -errno from the store. */
+int jobs_recover(struct jobs *js, struct store *store, unsigned *ret_queued, unsigned *ret_bad);
+
+/* ---- jobs that exist (loop thread) ---- */
+
+/* Borrowed pointer to a live job, or NULL. */
+struct job *jobs_find(struct jobs *js, const uint8_t id[16]);
+/* Adds a watcher of a live job: its progress and `done` go to `session`. Returns
+ * >= 0 or -ENOMEM. */
+int jobs_watch(struct jobs *js, struct job *j, uint64_t session);
+/* Cancels a live job: a queued one ends `cancelled` at once, a running one is asked
+ * to stop. */
+void jobs_cancel(struct jobs *js, struct job *j);
+/* Rebuilds a finished job from its record and stored result (taken over from
+ * *result, which is set to NULL when the job owns it), for `result` and `watch` of
+ * a job no longer live. Returns >= 0 and one reference in *ret, or -errno. */
+int jobs_load_finished(struct jobs *js, const struct store_job *rec, uint8_t **result, size_t size,
+                       struct job **ret);
+/* Device runs started for a job (live: so far; else as stored). */
+unsigned job_attempts(const struct job *j);
 
 struct job *job_ref(struct job *j);
 /* Drops a reference; frees the job at zero. Accepts NULL. */
 void job_unref(struct job *j);
 
-/* Fills a store record that borrows the job's strings (do not store_job_free it). */
-void job_to_record(const struct job *j, struct store_job *ret);
-
-/* Moves a job to a final state, from any thread: records the error (for failed,
- * cancelled and expired), builds the `done` message, and queues the final record and
- * result to the store; once committed, the loop thread notifies the watchers and
- * drops the job from the table. Called exactly once per job. */
-void job_finish(struct job *j, enum kiln_job_state state, enum kiln_err code, const char *message);
-
-/* Parses a blob taken over from the store (j->blob owns it afterwards): parts point
- * into it, scalars are read back. Returns >= 0 or -EIO for a malformed blob. */
-int result_blob_read(struct job *j, uint8_t *blob, size_t size);
-
-/* Builds j->done_json from the job's final state and result. Returns >= 0 or -ENOMEM. */
-int job_build_done(struct job *j);
-
-/* ---- the table of live jobs (loop thread) ---- */
-
-/* Adds a job (taking a reference) so status/watch/cancel find it in memory. */
-void jobs_table_add(struct kilnd *d, struct job *j);
-/* Removes it and drops the table's reference. */
-void jobs_table_remove(struct kilnd *d, struct job *j);
-/* Borrowed pointer or NULL. */
-struct job *jobs_table_find(struct kilnd *d, const uint8_t id[16]);
-size_t jobs_table_count(struct kilnd *d);
-
-/* ---- per-tenant job counts (loop thread; limits.max_queued_per_tenant, stats) ---- */
-
-/* Counts j among its tenant's unfinished jobs (once: a second call does nothing).
- * Returns >= 0 or -ENOMEM (the job is then simply not counted). */
-int jobs_tenant_hold(struct kilnd *d, struct job *j);
-/* Undoes jobs_tenant_hold (no-op when j is not counted); a final_state >= 0 also
- * counts the job among its tenant's finished jobs of that state. */
-void jobs_tenant_release(struct kilnd *d, struct job *j, int final_state);
-/* The tenant's unfinished jobs and finished jobs by state (zeros for a tenant with
- * none). ret_finished has 6 entries (enum kiln_job_state). */
-uint32_t jobs_tenant_counts(struct kilnd *d, const char *tenant, uint64_t ret_finished[6]);
-
 /* ---- deadlines (loop thread) ---- */
 
-/* Arms the job's deadline (no-op when it has none). */
-void jobs_deadline_add(struct kilnd *d, struct job *j);
-void jobs_deadline_remove(struct kilnd *d, struct job *j);
-/* Expires every job whose deadline is <= now_ms; returns the next deadline
- * (0 = none). */
-int64_t jobs_deadline_run(struct kilnd *d, int64_t now_ms);
+/* Expires every job whose deadline is <= now_ms (wall clock). */
+void jobs_deadline_run(struct jobs *js, int64_t now_ms);
+/* The next deadline (wall clock ms), 0 = none: the server arms its timer for it. */
+int64_t jobs_next_deadline(const struct jobs *js);
 
-/* Adds a watcher session id (no duplicates). Returns >= 0 or -ENOMEM. */
-int job_watch(struct job *j, uint64_t session_id);
+/* ---- shutdown ---- */
 
-int64_t kiln_now_ms(void);
+/* Asks every running job to stop without finishing (it stays queued in the store). */
+void jobs_stop_all(struct jobs *js);
+
+/* ---- figures (loop thread) ---- */
+
+/* Live jobs in memory. */
+size_t jobs_live(const struct jobs *js);
+/* Jobs submitted whose record is not committed yet. */
+uint32_t jobs_committing(const struct jobs *js);
+/* Submissions attached to an identical live job (coalescing) since start. */
+uint64_t jobs_coalesced(const struct jobs *js);
+/* The tenant's unfinished jobs and finished jobs by state (zeros for a tenant with
+ * none). ret_finished has 6 entries (enum kiln_job_state). */
+uint32_t jobs_tenant_counts(struct jobs *js, const char *tenant, uint64_t ret_finished[6]);

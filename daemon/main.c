@@ -22,39 +22,12 @@
 #include "mailbox.h"
 #include "scheduler.h"
 #include "server.h"
+#include "session.h"
 #include "store.h"
+#include "storeq.h"
+#include "util.h"
 
 extern char **environ;
-
-void kilnd_store_submit(struct kilnd *d, struct store_op *op)
-{
-        atomic_fetch_add(&d->store_ops_in_flight, 1);
-        store_writer_submit(d->writer, op);
-}
-
-void kilnd_store_submit_loop(struct kilnd *d, struct store_op *op)
-{
-        atomic_fetch_add(&d->store_ops_in_flight, 1);
-        op->next = NULL;
-        if (d->store_held_tail)
-                d->store_held_tail->next = op;
-        else
-                d->store_held = op;
-        d->store_held_tail = op;
-}
-
-void kilnd_store_flush(struct kilnd *d)
-{
-        if (!d->store_held)
-                return;
-        store_writer_submit_chain(d->writer, d->store_held, d->store_held_tail);
-        d->store_held = d->store_held_tail = NULL;
-}
-
-void kilnd_store_answered(struct kilnd *d)
-{
-        atomic_fetch_sub(&d->store_ops_in_flight, 1);
-}
 
 static void usage(FILE *f)
 {
@@ -107,72 +80,29 @@ static void *signal_thread(void *arg)
         return NULL;
 }
 
-/* ---- recovery ---- */
-
-struct recovery {
-        struct kilnd *d;
-        unsigned queued, bad;
-};
-
-static int recover_one(const struct store_job *rec, void *userdata)
-{
-        struct recovery *rc = userdata;
-        struct job *j = NULL;
-        int r = job_from_record(rc->d, rec, &j);
-        if (r < 0) {
-                char id[37];
-                kiln_uuid_format(rec->id, id);
-                log_error("job %s (%s): stored parameters no longer valid, it is failed", id, rec->kind);
-                rc->bad++;
-                return 0;
-        }
-        jobs_table_add(rc->d, j);
-        jobs_deadline_add(rc->d, j);
-        sched_push(rc->d->sched, j);
-        job_unref(j);
-        rc->queued++;
-        return 0;
-}
-
-static int recover(struct kilnd *d)
-{
-        struct store_txn *t;
-        struct recovery rc = { .d = d };
-        int r = store_txn_begin(d->store, false, &t);
-        if (r < 0)
-                return r;
-        r = store_pending_foreach(t, recover_one, &rc);
-        store_txn_abort(t);
-        if (r < 0)
-                return r;
-        if (rc.queued || rc.bad)
-                log_notice("recovered %u queued jobs from the store (%u unusable)", rc.queued, rc.bad);
-        return 0;
-}
-
 /* ---- start and stop ---- */
 
 static void teardown(struct kilnd *d)
 {
         /* Running jobs stop without finishing: they stay queued in the store. */
-        for (size_t b = 0; b < d->table_buckets; b++)
-                for (struct job *j = d->table[b]; j; j = j->table_next)
-                        atomic_store(&j->stop, JOB_STOP_SHUTDOWN);
+        if (d->jobs)
+                jobs_stop_all(d->jobs);
         sched_free(d->sched);
         d->sched = NULL;
+        if (d->jobs)
+                jobs_set_sched(d->jobs, NULL);
+        if (d->storeq)
+                storeq_flush(d->storeq);
         store_writer_stop(d->writer); /* every queued write is committed first */
         d->writer = NULL;
         if (d->mailbox)
                 mailbox_drain(d->mailbox);
         server_stop(d);
-        while (d->n_deadlines)
-                jobs_deadline_remove(d, d->deadlines[0]);
-        for (size_t b = 0; b < d->table_buckets; b++)
-                while (d->table[b])
-                        jobs_table_remove(d, d->table[b]);
+        jobs_free(d->jobs);
+        d->jobs = NULL;
+        storeq_free(d->storeq);
+        d->storeq = NULL;
         hotcache_clear(); /* jobs still holding copies keep them until they go */
-        free(d->table);
-        free(d->deadlines);
         free(d->sessions);
         mailbox_free(d->mailbox);
         store_close(d->store);
@@ -241,7 +171,7 @@ int main(int argc, char **argv)
         }
 
         kiln_log_init(d->cfg->log.target, d->cfg->log.level);
-        d->started_ms = kiln_now_ms();
+        d->started_mono = kiln_mono_ms();
 
         /* Signals are taken by one thread; every other thread inherits the mask. */
         sigset_t set;
@@ -282,17 +212,36 @@ int main(int argc, char **argv)
                 log_error("cannot start the store writer: %s", strerror(-r));
                 goto fail;
         }
-        r = sched_new(d->cfg, &d->sched);
+        r = storeq_new(d->writer, &d->storeq);
+        if (r < 0)
+                goto fail;
+        struct jobs_deps deps = {
+                .cfg = d->cfg,
+                .store = d->store,
+                .storeq = d->storeq,
+                .mailbox = d->mailbox,
+                .events = sessions_job_events(d),
+        };
+        r = jobs_new(&deps, &d->jobs);
+        if (r < 0)
+                goto fail;
+        r = sched_new(d->cfg, jobs_sched_sink(d->jobs), &d->sched);
         if (r < 0) {
                 log_error("cannot start the backends and workers: %s", strerror(-r));
                 goto fail;
         }
-        r = recover(d);
+        jobs_set_sched(d->jobs, d->sched);
+        unsigned queued = 0, bad = 0;
+        r = jobs_recover(d->jobs, d->store, &queued, &bad);
         if (r < 0) {
                 log_error("cannot read queued jobs from the store: %s", strerror(-r));
                 goto fail;
         }
-        cache_policy_refresh(d);
+        if (queued || bad)
+                log_notice("recovered %u queued jobs from the store (%u unusable)", queued, bad);
+        struct store_policy policy;
+        cache_policy(d->cfg, &policy);
+        store_writer_set_policy(d->writer, &policy);
         r = server_start(d);
         if (r < 0) {
                 log_error("cannot listen on %s (is the port in use or the address invalid?)", d->cfg->server.listen);

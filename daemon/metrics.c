@@ -2,8 +2,9 @@
  *
  * Counters and histograms live here: job outcomes and times are recorded on the loop
  * thread when a job finishes, batch sizes by the worker that ran the batch (under a
- * lock). A scrape only formats them, plus the scheduler's queue depths and the
- * backends' device figures, so it never touches the store. */
+ * lock). A scrape formats them with the figures its caller gathered (queue depths,
+ * devices, cache, connections: struct metrics_view), so this module reads no other
+ * module's state and never touches the store. */
 #include "metrics.h"
 
 #include <pthread.h>
@@ -12,14 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon.h"
-#include "jobs.h"
 #include "kind.h"
 #include "proto.h"
-#include "scheduler.h"
 #include "store.h"
 
-#define MAX_KINDS 32
+#define MAX_KINDS METRICS_MAX_KINDS
 #define MAX_BACKENDS 8
 #define N_STATES 6
 
@@ -73,17 +71,24 @@ static int kind_index(const struct kiln_kind *k)
         return -1;
 }
 
-void metrics_job_finished(const struct job *j)
+void metrics_job_finished(const struct kiln_kind *kind, int state, double queue_s, double run_s)
 {
-        int k = kind_index(j->kind);
-        int state = atomic_load(&j->state);
+        int k = kind_index(kind);
         if (k < 0 || state < 0 || state >= N_STATES)
                 return;
         kinds[k].jobs[state]++;
-        if (!j->started_ms)
+        if (queue_s < 0)
                 return; /* it never ran: no queue or run time */
-        observe(&kinds[k].queue_s, time_le, N_TIME, (double)(j->started_ms - j->submitted_ms) / 1000.0);
-        observe(&kinds[k].run_s, time_le, N_TIME, (double)(j->finished_ms - j->started_ms) / 1000.0);
+        observe(&kinds[k].queue_s, time_le, N_TIME, queue_s);
+        observe(&kinds[k].run_s, time_le, N_TIME, run_s);
+}
+
+uint64_t metrics_jobs_finished(int state)
+{
+        uint64_t n = 0;
+        for (int k = 0; state >= 0 && state < N_STATES && k < MAX_KINDS; k++)
+                n += kinds[k].jobs[state];
+        return n;
 }
 
 void metrics_batch_ran(const struct kiln_kind *kind, const char *backend, unsigned n)
@@ -167,9 +172,9 @@ static void histogram(struct buf *b, const char *name, const char *labels, const
 
 /* Per-device figures from the scheduler's backend list:
  * [{"name":..,"utilization":0..1,"memory_used_bytes":..,"devices":[{...}]}, ...]. */
-static void devices(struct buf *b, struct kilnd *d, bool memory)
+static void devices(struct buf *b, json_t *list, bool memory)
 {
-        json_t *list = d->sched ? sched_backends_json(d->sched) : NULL, *be, *dev;
+        json_t *be, *dev;
         size_t i, k;
         json_array_foreach(list, i, be) {
                 json_t *devs = json_object_get(be, "devices");
@@ -189,10 +194,9 @@ static void devices(struct buf *b, struct kilnd *d, bool memory)
                 }
                 json_decref(devs);
         }
-        json_decref(list);
 }
 
-char *metrics_render(struct kilnd *d)
+char *metrics_render(const struct metrics_view *v)
 {
         struct buf b = { 0 };
         char labels[128];
@@ -207,7 +211,7 @@ char *metrics_render(struct kilnd *d)
         for (int k = 0; kiln_kinds[k] && k < MAX_KINDS; k++)
                 for (int p = 0; p < _KILN_PRIO_MAX; p++)
                         put(&b, "kiln_queue_depth{kind=\"%s\",priority=\"%s\"} %u\n", kiln_kinds[k]->name,
-                            kiln_priority_name(p), d->sched ? sched_depth(d->sched, (unsigned)k, p) : 0);
+                            kiln_priority_name(p), v->depth[k][p]);
 
         family(&b, "kiln_job_queue_seconds", "histogram", "Time from submission to start, by kind.");
         for (int k = 0; kiln_kinds[k] && k < MAX_KINDS; k++) {
@@ -230,8 +234,7 @@ char *metrics_render(struct kilnd *d)
                 }
         pthread_mutex_unlock(&batch_lock);
 
-        struct metrics_cache c = { 0 };
-        metrics_cache_figures(d, &c);
+        const struct metrics_cache c = v->cache;
         family(&b, "kiln_cache_hits_total", "counter", "Submissions answered from the result cache.");
         put(&b, "kiln_cache_hits_total %llu\n", (unsigned long long)c.hits);
         family(&b, "kiln_cache_misses_total", "counter", "Submissions the result cache could not answer.");
@@ -240,35 +243,27 @@ char *metrics_render(struct kilnd *d)
         put(&b, "kiln_cache_bytes %llu\n", (unsigned long long)c.bytes);
 
         family(&b, "kiln_device_utilization_ratio", "gauge", "Share of each device's capacity in use.");
-        devices(&b, d, false);
+        devices(&b, v->backends, false);
         family(&b, "kiln_device_memory_used_bytes", "gauge", "Memory in use on each device.");
-        devices(&b, d, true);
+        devices(&b, v->backends, true);
 
         family(&b, "kiln_connections", "gauge", "Open WebSocket connections.");
-        put(&b, "kiln_connections %zu\n", d->n_sessions);
+        put(&b, "kiln_connections %zu\n", v->connections);
         family(&b, "kiln_ws_messages_total", "counter", "WebSocket messages, by direction.");
         put(&b, "kiln_ws_messages_total{direction=\"in\"} %llu\nkiln_ws_messages_total{direction=\"out\"} %llu\n",
-            (unsigned long long)d->ws_messages_in, (unsigned long long)d->ws_messages_out);
+            (unsigned long long)v->ws_messages_in, (unsigned long long)v->ws_messages_out);
         family(&b, "kiln_rejected_total", "counter", "Requests answered with an error, by code.");
         for (int e = 0; e < _KERR_MAX; e++)
                 put(&b, "kiln_rejected_total{code=\"%s\"} %llu\n", kiln_err_name(e),
-                    (unsigned long long)d->rejected[e]);
+                    (unsigned long long)v->rejected[e]);
         family(&b, "kiln_uptime_seconds", "gauge", "Seconds since kilnd started.");
-        put(&b, "kiln_uptime_seconds %.3f\n", (double)(kiln_now_ms() - d->started_ms) / 1000.0);
+        put(&b, "kiln_uptime_seconds %.3f\n", v->uptime_s);
 
         if (b.oom) {
                 free(b.p);
                 return NULL;
         }
         return b.p;
-}
-
-void metrics_cache_figures(struct kilnd *d, struct metrics_cache *ret)
-{
-        struct store_cache_stats cs = { 0 };
-        if (d->store)
-                store_cache_stats(d->store, &cs);
-        *ret = (struct metrics_cache){ .hits = cs.hits, .misses = cs.misses, .bytes = cs.bytes };
 }
 
 void metrics_batch_totals(uint64_t *ret_batches, uint64_t *ret_jobs)

@@ -1,20 +1,45 @@
-/* GET /metrics: Prometheus text exposition format (SPEC §3). */
+/* GET /metrics: Prometheus text exposition format (SPEC §3), and the counters and
+ * histograms behind it. A leaf: it is told what happened and handed the figures
+ * it shows, and includes no other part of the daemon. */
 #pragma once
 
+#include <stddef.h>
 #include <stdint.h>
 
-struct kilnd;
-struct job;
+#include <jansson.h>
+
+#include "proto.h"
+
 struct kiln_kind;
 
-/* Renders every metric family into a new NUL-terminated string (malloc'd, caller
- * frees), or NULL on ENOMEM. Reads counters kept in memory: no store scan.
- * Loop thread. */
-char *metrics_render(struct kilnd *d);
+#define METRICS_MAX_KINDS 32
 
-/* Records a job that reached a final state (outcome, queue and run time). Loop
- * thread. */
-void metrics_job_finished(const struct job *j);
+/* The result cache's figures for kiln_cache_*. */
+struct metrics_cache {
+        uint64_t hits, misses, bytes;
+};
+
+/* What a scrape shows besides this module's own counters, gathered by its caller
+ * (stats.c) from the scheduler, the store and the sessions. */
+struct metrics_view {
+        uint32_t depth[METRICS_MAX_KINDS][_KILN_PRIO_MAX]; /* queued jobs by kind index, priority */
+        json_t *backends;        /* sched_backends_json(), borrowed; NULL: none */
+        struct metrics_cache cache;
+        size_t connections;
+        uint64_t ws_messages_in, ws_messages_out;
+        const uint64_t *rejected; /* _KERR_MAX counters by enum kiln_err */
+        double uptime_s;
+};
+
+/* Renders every metric family into a new NUL-terminated string (malloc'd, caller
+ * frees), or NULL on ENOMEM. Loop thread. */
+char *metrics_render(const struct metrics_view *v);
+
+/* Records a job that reached a final state (enum kiln_job_state) with its queue
+ * and run time in seconds (queue_s < 0: it never ran). Loop thread. */
+void metrics_job_finished(const struct kiln_kind *kind, int state, double queue_s, double run_s);
+/* Jobs that reached `state` since start, over all kinds. Loop thread. */
+uint64_t metrics_jobs_finished(int state);
 
 /* Records one batch of n jobs run by `backend` ("cpu", "cuda:0"). Any thread. */
 void metrics_batch_ran(const struct kiln_kind *kind, const char *backend, unsigned n);
@@ -22,9 +47,3 @@ void metrics_batch_ran(const struct kiln_kind *kind, const char *backend, unsign
 /* Batches run and the jobs in them since start, over all kinds and backends (the
  * stats push derives batches/s and the mean batch size from them). Any thread. */
 void metrics_batch_totals(uint64_t *ret_batches, uint64_t *ret_jobs);
-
-/* The result cache's figures for kiln_cache_*. */
-struct metrics_cache {
-        uint64_t hits, misses, bytes;
-};
-void metrics_cache_figures(struct kilnd *d, struct metrics_cache *ret);

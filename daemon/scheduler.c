@@ -22,11 +22,10 @@
 
 #include "backend.h"
 #include "config.h"
-#include "daemon.h"
-#include "jobs.h"
 #include "kind.h"
 #include "log.h"
 #include "metrics.h"
+#include "util.h"
 
 #define MAX_KINDS 32
 #define MAINTAIN_MS 1000
@@ -34,7 +33,7 @@
 /* The jobs of one tenant in one queue, oldest first. */
 struct tenant_queue {
         struct tenant_queue *next; /* ring of the tenants with jobs waiting */
-        struct job *head, *tail;
+        struct sched_item *head, *tail;
         bool spare;                /* the queue's own node, used when malloc fails */
         char tenant[64];
 };
@@ -50,7 +49,8 @@ struct queue {
 
 struct progress_ctx {
         struct kiln_exec ex;
-        struct job *job;
+        struct sched *s;
+        struct sched_item *it;
 };
 
 /* One batch in flight. Jobs hold the queue's reference until the batch is freed. */
@@ -58,7 +58,7 @@ struct batch {
         struct sched *s;
         const struct kiln_kind *kind;
         size_t n;
-        struct job **jobs;
+        struct sched_item **items;
         struct kiln_task *tasks;
         struct kiln_result *results;
         struct progress_ctx *pcs;
@@ -86,6 +86,8 @@ struct sched {
         bool reaper_started;
         struct kiln_backends *backends;
         enum kiln_backend_mode mode;
+        uint32_t max_retries;     /* jobs.max_retries */
+        struct sched_sink sink;
 };
 
 static unsigned kind_index(const struct kiln_kind *k)
@@ -126,7 +128,7 @@ static struct timespec after_us(uint32_t us)
 }
 
 /* The job the queue serves next, or NULL. */
-static struct job *queue_head(const struct queue *q)
+static struct sched_item *queue_head(const struct queue *q)
 {
         return q->cur ? q->cur->head : NULL;
 }
@@ -183,7 +185,7 @@ static void tenant_queue_drop(struct queue *q, struct tenant_queue *t)
                 free(t);
 }
 
-static void queue_unlink(struct queue *q, struct job *j)
+static void queue_unlink(struct queue *q, struct sched_item *j)
 {
         struct tenant_queue *t = j->q_tenant;
         if (j->q_prev)
@@ -202,7 +204,7 @@ static void queue_unlink(struct queue *q, struct job *j)
                 tenant_queue_drop(q, t);
 }
 
-static void queue_push(struct queue *q, struct job *j, bool front)
+static void queue_push(struct queue *q, struct sched_item *j, bool front)
 {
         struct tenant_queue *t = tenant_queue_of(q, j->tenant);
         j->q_tenant = t;
@@ -229,10 +231,10 @@ static void queue_push(struct queue *q, struct job *j, bool front)
 
 /* Takes the next job in round-robin order: the head of the current tenant, whose
  * turn then passes to the next tenant. Lock held; q not empty. */
-static struct job *queue_take(struct queue *q)
+static struct sched_item *queue_take(struct queue *q)
 {
         struct tenant_queue *t = q->cur;
-        struct job *j = t->head;
+        struct sched_item *j = t->head;
         struct tenant_queue *after = t->next;
         bool last = t->head == t->tail;
         queue_unlink(q, j);
@@ -242,7 +244,7 @@ static struct job *queue_take(struct queue *q)
 }
 
 /* Puts a gathered job back at the head of its queue (shutdown). Lock held. */
-static void queue_push_front(struct sched *s, struct job *j)
+static void queue_push_front(struct sched *s, struct sched_item *j)
 {
         queue_push(&s->q[kind_index(j->kind)][j->priority], j, true);
         s->queued++;
@@ -250,7 +252,7 @@ static void queue_push_front(struct sched *s, struct job *j)
 
 /* The oldest job of the highest non-empty priority, across kinds, skipping queues
  * another worker is gathering from. Lock held. */
-static struct job *pick(struct sched *s, unsigned *ret_kind, int *ret_prio)
+static struct sched_item *pick(struct sched *s, unsigned *ret_kind, int *ret_prio)
 {
         for (int p = 0; p < _KILN_PRIO_MAX; p++) {
                 struct queue *best = NULL;
@@ -264,7 +266,7 @@ static struct job *pick(struct sched *s, unsigned *ret_kind, int *ret_prio)
                         }
                 }
                 if (best) {
-                        struct job *j = queue_take(best);
+                        struct sched_item *j = queue_take(best);
                         s->queued--;
                         *ret_kind = best_k;
                         *ret_prio = p;
@@ -285,11 +287,11 @@ static bool higher_waiting(struct sched *s, int prio)
 }
 
 /* Moves queued jobs of (k, p) into jobs[] up to max. Lock held. */
-static size_t gather(struct sched *s, unsigned k, int p, struct job **jobs, size_t n, size_t max)
+static size_t gather(struct sched *s, unsigned k, int p, struct sched_item **jobs, size_t n, size_t max)
 {
         struct queue *q = &s->q[k][p];
         while (n < max && q->depth) {
-                struct job *j = queue_take(q);
+                struct sched_item *j = queue_take(q);
                 s->queued--;
                 s->running++;
                 jobs[n++] = j;
@@ -297,66 +299,83 @@ static size_t gather(struct sched *s, unsigned k, int p, struct job **jobs, size
         return n;
 }
 
-/* Publishes progress; at most one mail every 100 ms, and none in a job's first 100 ms. */
+/* Publishes progress; at most one report every 100 ms, and none in an item's first
+ * 100 ms (progress_sent_ms starts at its start). */
 static void on_progress(struct kiln_exec *ex, double fraction)
 {
-        struct job *j = ((struct progress_ctx *)ex)->job;
+        struct progress_ctx *pc = (struct progress_ctx *)ex;
+        struct sched_item *it = pc->it;
         int pct = (int)(fraction * 100.0);
         if (pct < 0)
                 pct = 0;
         if (pct > 99)
-                pct = 99; /* 100 is reported by `done` */
-        if (pct == atomic_load_explicit(&j->pct, memory_order_relaxed))
+                pct = 99; /* 100 is reported by `finished` */
+        if (pct == atomic_load_explicit(&it->pct, memory_order_relaxed))
                 return;
-        atomic_store_explicit(&j->pct, pct, memory_order_relaxed);
-        int64_t now = kiln_now_ms();
-        if (now - j->progress_sent_ms < 100)
+        atomic_store_explicit(&it->pct, pct, memory_order_relaxed);
+        int64_t now = kiln_mono_ms();
+        if (now - it->progress_sent_ms < 100)
                 return;
-        if (atomic_exchange(&j->progress_posted, true))
-                return; /* the previous one has not been delivered yet */
-        j->progress_sent_ms = now;
-        job_ref(j);
-        mailbox_post(j->d->mailbox, &j->progress_mail);
+        it->progress_sent_ms = now;
+        pc->s->sink.progress(pc->s->sink.ctx, it, pct);
 }
 
-/* Ends job i of a batch that this thread has claimed, from the task's outcome. */
+static void finished(struct sched *s, struct sched_item *it, enum sched_end end, enum kiln_err code,
+                     const char *message, struct kiln_result *result, const char *device, uint32_t batch)
+{
+        s->sink.finished(s->sink.ctx, it, end, code, message, result, device && *device ? device : "cpu", batch);
+}
+
+/* Ends item i of a batch that this thread has claimed, from the task's outcome. */
 static void finish_claimed(struct batch *b, size_t i, int status, const char *device)
 {
-        struct job *j = b->jobs[i];
+        struct sched *s = b->s;
+        struct sched_item *it = b->items[i];
+        uint32_t n = (uint32_t)b->n;
 
-        j->batch = (uint32_t)b->n;
-        snprintf(j->backend, sizeof(j->backend), "%s", device && *device ? device : "cpu");
         if (status >= 0) {
-                j->result = b->results[i];
-                memset(&b->results[i], 0, sizeof(b->results[i]));
-                job_finish(j, KILN_JOB_DONE, 0, NULL);
+                finished(s, it, SCHED_END_DONE, 0, NULL, &b->results[i], device, n);
+                kiln_result_clear(&b->results[i]); /* empty unless the owner left it */
                 return;
         }
         kiln_result_clear(&b->results[i]);
-        switch (atomic_load(&j->stop)) {
-        case JOB_STOP_CANCEL:
-                job_finish(j, KILN_JOB_CANCELLED, KERR_CANCELLED, "the job was cancelled while running");
+        switch (atomic_load(&it->stop)) {
+        case SCHED_STOP_CANCEL:
+                finished(s, it, SCHED_END_CANCELLED, KERR_CANCELLED, "the job was cancelled while running", NULL,
+                         device, n);
                 return;
-        case JOB_STOP_EXPIRE:
-                job_finish(j, KILN_JOB_EXPIRED, KERR_TIMEOUT, "the job's deadline passed while it was running");
+        case SCHED_STOP_EXPIRE:
+                finished(s, it, SCHED_END_EXPIRED, KERR_TIMEOUT, "the job's deadline passed while it was running",
+                         NULL, device, n);
                 return;
-        case JOB_STOP_SHUTDOWN:
+        case SCHED_STOP_SHUTDOWN:
                 /* Not finished: its record stays "queued" and it runs again after restart. */
-                atomic_store(&j->state, KILN_JOB_QUEUED);
+                finished(s, it, SCHED_END_REQUEUED, 0, NULL, NULL, device, n);
                 return;
         default:
                 break;
         }
         char msg[256];
+        unsigned attempts = atomic_load(&it->attempts);
         if (status == -ENODEV || status == -EIO || status == -E2BIG) {
-                snprintf(msg, sizeof(msg), "no backend could run %s (%s)", j->kind->name,
-                         b->s->mode == KILN_BACKENDS_CUDA ? "gpu.backend = cuda and no CUDA device is in service"
-                                                          : "every device failed");
-                job_finish(j, KILN_JOB_FAILED, KERR_UNAVAILABLE, msg);
+                if (s->mode == KILN_BACKENDS_CUDA)
+                        snprintf(msg, sizeof(msg),
+                                 "no backend could run %s (gpu.backend = cuda and no CUDA device is in service)",
+                                 it->kind->name);
+                else if (attempts > s->max_retries)
+                        snprintf(msg, sizeof(msg),
+                                 "no backend could run %s: a device failed on each of its %u attempts "
+                                 "(jobs.max_retries = %u)",
+                                 it->kind->name, attempts, s->max_retries);
+                else
+                        snprintf(msg, sizeof(msg), "no backend could run %s (every device failed)", it->kind->name);
+                finished(s, it, SCHED_END_FAILED, KERR_UNAVAILABLE, msg, NULL, device, n);
                 return;
         }
-        snprintf(msg, sizeof(msg), "%s failed on %s: %s", j->kind->name, j->backend, strerror(-status));
-        job_finish(j, KILN_JOB_FAILED, status == -ENOMEM ? KERR_UNAVAILABLE : KERR_INTERNAL, msg);
+        snprintf(msg, sizeof(msg), "%s failed on %s: %s", it->kind->name, device && *device ? device : "cpu",
+                 strerror(-status));
+        finished(s, it, SCHED_END_FAILED, status == -ENOMEM ? KERR_UNAVAILABLE : KERR_INTERNAL, msg, NULL, device,
+                 n);
 }
 
 /* on_done of every task: the backend's word on one task. */
@@ -378,9 +397,9 @@ static void batch_free(struct batch *b)
                 return;
         for (size_t i = 0; i < b->n; i++) {
                 kiln_result_clear(&b->results[i]);
-                job_unref(b->jobs[i]); /* the queue's reference */
+                b->s->sink.release(b->s->sink.ctx, b->items[i]); /* the queue's hold */
         }
-        free(b->jobs);
+        free(b->items);
         free(b->tasks);
         free(b->results);
         free(b->pcs);
@@ -395,21 +414,55 @@ static struct batch *batch_new(struct sched *s, const struct kiln_kind *kind, si
                 return NULL;
         b->s = s;
         b->kind = kind;
-        b->jobs = calloc(cap, sizeof(*b->jobs));
+        b->items = calloc(cap, sizeof(*b->items));
         b->tasks = calloc(cap, sizeof(*b->tasks));
         b->results = calloc(cap, sizeof(*b->results));
         b->pcs = calloc(cap, sizeof(*b->pcs));
         b->claimed = calloc(cap, sizeof(*b->claimed));
-        if (!b->jobs || !b->tasks || !b->results || !b->pcs || !b->claimed) {
+        if (!b->items || !b->tasks || !b->results || !b->pcs || !b->claimed) {
                 batch_free(b);
                 return NULL;
         }
         return b;
 }
 
+/* Counts one more attempt for every unfinished task of the batch, ending (as
+ * failed on `last`) those that have had 1 + jobs.max_retries attempts already.
+ * Returns how many tasks are left to run. */
+static size_t attempts_begin(struct sched *s, struct batch *b, int last)
+{
+        size_t left = 0;
+        for (size_t i = 0; i < b->n; i++) {
+                struct kiln_task *t = &b->tasks[i];
+                if (t->finished)
+                        continue;
+                if (atomic_load(&b->items[i]->attempts) > s->max_retries) {
+                        t->finished = true;
+                        t->status = last;
+                        snprintf(t->device, sizeof(t->device), "none");
+                        task_done(t);
+                        continue;
+                }
+                atomic_fetch_add(&b->items[i]->attempts, 1);
+                kiln_result_clear(&b->results[i]);
+                left++;
+        }
+        return left;
+}
+
+/* A backend refused the batch without running it (-ENODEV, -E2BIG): that was no
+ * attempt. */
+static void attempts_undo(struct batch *b)
+{
+        for (size_t i = 0; i < b->n; i++)
+                if (!b->tasks[i].finished)
+                        atomic_fetch_sub(&b->items[i]->attempts, 1);
+}
+
 /* Runs the batch's unfinished tasks on the backends in order. A backend that loses
  * a device (-EIO) is asked again (it picks another device) as long as it has one in
- * service; -ENODEV and -E2BIG move on to the next backend. */
+ * service; -ENODEV and -E2BIG move on to the next backend. A task is tried at most
+ * 1 + jobs.max_retries times (SPEC §7); then it fails `unavailable`. */
 static void batch_run(struct sched *s, struct batch *b)
 {
         int last = -ENODEV;
@@ -420,9 +473,8 @@ static void batch_run(struct sched *s, struct batch *b)
                         continue;
                 unsigned tries = be->n_devices(be->ctx) + 1;
                 for (unsigned t = 0; t < tries; t++) {
-                        for (size_t i = 0; i < b->n; i++)
-                                if (!b->tasks[i].finished)
-                                        kiln_result_clear(&b->results[i]);
+                        if (!attempts_begin(s, b, last == -ENODEV ? -EIO : last))
+                                return;
                         int r = be->run_batch(be->ctx, b->kind, b->tasks, b->n);
                         if (r >= 0) {
                                 metrics_batch_ran(b->kind, b->tasks[0].device[0] ? b->tasks[0].device : be->name,
@@ -430,8 +482,10 @@ static void batch_run(struct sched *s, struct batch *b)
                                 return;
                         }
                         last = r;
-                        if (r != -EIO)
+                        if (r != -EIO) {
+                                attempts_undo(b);
                                 break;
+                        }
                         log_warning("%s: a %s device failed running a batch of %zu %s jobs; retrying elsewhere",
                                     be->name, be->name, b->n, b->kind->name);
                 }
@@ -448,27 +502,27 @@ static void batch_run(struct sched *s, struct batch *b)
         }
 }
 
-/* Starts every job of a gathered batch and runs it. Lock not held. */
+/* Starts every item of a gathered batch and runs it. Lock not held. */
 static void batch_start(struct sched *s, struct batch *b)
 {
-        int64_t now = kiln_now_ms();
+        int64_t now = kiln_wall_ms(), mono = kiln_mono_ms();
 
         for (size_t i = 0; i < b->n; i++) {
-                struct job *j = b->jobs[i];
+                struct sched_item *it = b->items[i];
                 struct kiln_task *t = &b->tasks[i];
-                b->pcs[i] = (struct progress_ctx){ .ex = { .stop = &j->stop, .progress = on_progress }, .job = j };
-                *t = (struct kiln_task){ .params = j->params, .result = &b->results[i], .exec = &b->pcs[i].ex,
+                b->pcs[i] = (struct progress_ctx){ .ex = { .stop = &it->stop, .progress = on_progress }, .s = s,
+                                                   .it = it };
+                *t = (struct kiln_task){ .params = it->params, .result = &b->results[i], .exec = &b->pcs[i].ex,
                                          .on_done = task_done, .opaque = b };
-                j->batch = (uint32_t)b->n;
-                if (j->deadline_ms && now >= j->deadline_ms) {
+                if (it->deadline_ms && now >= it->deadline_ms) {
                         atomic_store(&b->claimed[i], true);
                         t->finished = true;
-                        job_finish(j, KILN_JOB_EXPIRED, KERR_TIMEOUT, "the job's deadline passed while it was queued");
+                        finished(s, it, SCHED_END_EXPIRED, KERR_TIMEOUT,
+                                 "the job's deadline passed while it was queued", NULL, "none", (uint32_t)b->n);
                         continue;
                 }
-                atomic_store(&j->state, KILN_JOB_RUNNING);
-                j->started_ms = now;
-                j->progress_sent_ms = now;
+                it->progress_sent_ms = mono;
+                s->sink.started(s->sink.ctx, it, now);
         }
         pthread_mutex_lock(&s->lock);
         b->next = s->active;
@@ -500,29 +554,31 @@ static void *reaper_main(void *arg)
 
         pthread_mutex_lock(&s->lock);
         while (!s->stopping) {
-                int64_t now = kiln_now_ms(), next = 0;
-                struct job *due[64];
+                int64_t now = kiln_wall_ms(), next = 0;
+                struct due { struct sched_item *it; uint32_t batch; } due[64];
                 size_t n_due = 0;
                 for (struct batch *b = s->active; b; b = b->next)
                         for (size_t i = 0; i < b->n; i++) {
-                                struct job *j = b->jobs[i];
-                                if (!j->deadline_ms || atomic_load(&b->claimed[i]))
+                                struct sched_item *it = b->items[i];
+                                if (!it->deadline_ms || atomic_load(&b->claimed[i]))
                                         continue;
-                                if (j->deadline_ms <= now && n_due < 64) {
+                                if (it->deadline_ms <= now && n_due < 64) {
                                         if (!atomic_exchange(&b->claimed[i], true)) {
-                                                atomic_store(&j->stop, JOB_STOP_EXPIRE);
-                                                due[n_due++] = job_ref(j);
+                                                atomic_store(&it->stop, SCHED_STOP_EXPIRE);
+                                                s->sink.hold(s->sink.ctx, it);
+                                                due[n_due++] = (struct due){ it, (uint32_t)b->n };
                                         }
-                                } else if (!next || j->deadline_ms < next) {
-                                        next = j->deadline_ms;
+                                } else if (!next || it->deadline_ms < next) {
+                                        next = it->deadline_ms;
                                 }
                         }
                 if (n_due) {
                         pthread_mutex_unlock(&s->lock);
                         for (size_t i = 0; i < n_due; i++) {
-                                job_finish(due[i], KILN_JOB_EXPIRED, KERR_TIMEOUT,
-                                           "the job's deadline passed while its batch was running");
-                                job_unref(due[i]);
+                                finished(s, due[i].it, SCHED_END_EXPIRED, KERR_TIMEOUT,
+                                         "the job's deadline passed while its batch was running", NULL, "none",
+                                         due[i].batch);
+                                s->sink.release(s->sink.ctx, due[i].it);
                         }
                         pthread_mutex_lock(&s->lock);
                         continue;
@@ -542,7 +598,7 @@ static void *reaper_main(void *arg)
  * is released while the backends work. */
 static void maybe_maintain(struct sched *s)
 {
-        int64_t now = kiln_now_ms();
+        int64_t now = kiln_mono_ms();
         if (s->maintaining || now < s->next_maintain_ms)
                 return;
         s->maintaining = true;
@@ -561,7 +617,7 @@ static void *worker_main(void *arg)
 
         pthread_mutex_lock(&s->lock);
         for (;;) {
-                struct job *j = NULL;
+                struct sched_item *j = NULL;
                 unsigned k = 0;
                 int p = 0;
                 while (!s->stopping && (s->paused || !(j = pick(s, &k, &p)))) {
@@ -587,17 +643,17 @@ static void *worker_main(void *arg)
                         pthread_mutex_lock(&s->lock);
                         continue;
                 }
-                b->jobs[0] = j;
-                size_t n = gather(s, k, p, b->jobs, 1, max);
+                b->items[0] = j;
+                size_t n = gather(s, k, p, b->items, 1, max);
                 if (n < max && s->max_delay_us[k]) {
                         struct timespec until = after_us(s->max_delay_us[k]);
                         s->gathering[k][p] = true;
                         while (n < max && !s->stopping && !higher_waiting(s, p)) {
                                 if (pthread_cond_timedwait(&s->wake, &s->lock, &until) == ETIMEDOUT) {
-                                        n = gather(s, k, p, b->jobs, n, max);
+                                        n = gather(s, k, p, b->items, n, max);
                                         break;
                                 }
-                                n = gather(s, k, p, b->jobs, n, max);
+                                n = gather(s, k, p, b->items, n, max);
                         }
                         s->gathering[k][p] = false;
                         /* Others may have skipped this queue meanwhile. */
@@ -606,7 +662,7 @@ static void *worker_main(void *arg)
                 if (s->stopping || s->paused) {
                         /* Draining or stopping: the gathered jobs stay queued. */
                         for (size_t i = n; i-- > 0;)
-                                queue_push_front(s, b->jobs[i]);
+                                queue_push_front(s, b->items[i]);
                         s->running -= (unsigned)n;
                         b->n = 0;
                         batch_free(b);
@@ -623,11 +679,13 @@ static void *worker_main(void *arg)
         return NULL;
 }
 
-int sched_new(const struct kiln_config *cfg, struct sched **ret)
+int sched_new(const struct kiln_config *cfg, const struct sched_sink *sink, struct sched **ret)
 {
         struct sched *s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
+        s->sink = *sink;
+        s->max_retries = cfg->jobs.max_retries;
         unsigned threads = cfg->cpu.threads;
         if (threads == 0) {
                 long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -705,8 +763,8 @@ void sched_free(struct sched *s)
         for (unsigned k = 0; k < s->n_kinds; k++)
                 for (int p = 0; p < _KILN_PRIO_MAX; p++)
                         while (s->q[k][p].depth) {
-                                struct job *j = queue_take(&s->q[k][p]);
-                                job_unref(j);
+                                struct sched_item *it = queue_take(&s->q[k][p]);
+                                s->sink.release(s->sink.ctx, it);
                         }
         kiln_backends_free(s->backends);
         pthread_cond_destroy(&s->wake);
@@ -716,11 +774,11 @@ void sched_free(struct sched *s)
         free(s);
 }
 
-void sched_push(struct sched *s, struct job *j)
+void sched_push(struct sched *s, struct sched_item *j)
 {
         struct queue *q = &s->q[kind_index(j->kind)][j->priority];
 
-        job_ref(j);
+        s->sink.hold(s->sink.ctx, j);
         pthread_mutex_lock(&s->lock);
         j->seq = ++s->seq;
         queue_push(q, j, false);
@@ -730,7 +788,7 @@ void sched_push(struct sched *s, struct job *j)
         pthread_mutex_unlock(&s->lock);
 }
 
-bool sched_remove(struct sched *s, struct job *j)
+bool sched_remove(struct sched *s, struct sched_item *j)
 {
         bool removed = false;
 
@@ -742,7 +800,7 @@ bool sched_remove(struct sched *s, struct job *j)
         }
         pthread_mutex_unlock(&s->lock);
         if (removed)
-                job_unref(j);
+                s->sink.release(s->sink.ctx, j);
         return removed;
 }
 
@@ -755,8 +813,8 @@ void sched_pause(struct sched *s)
         for (struct batch *b = s->active; b; b = b->next)
                 for (size_t i = 0; i < b->n; i++)
                         if (!atomic_load(&b->claimed[i]) && !atomic_load(&b->tasks[i].started)) {
-                                int none = JOB_STOP_NONE;
-                                atomic_compare_exchange_strong(&b->jobs[i]->stop, &none, JOB_STOP_SHUTDOWN);
+                                int none = SCHED_STOP_NONE;
+                                atomic_compare_exchange_strong(&b->items[i]->stop, &none, SCHED_STOP_SHUTDOWN);
                         }
         pthread_mutex_unlock(&s->lock);
 }

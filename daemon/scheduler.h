@@ -1,38 +1,111 @@
-/* The scheduler: per-kind queues with five strict priorities (FIFO within one), the
- * dynamic batcher ([batch.KIND] max_batch, max_delay_us) and the worker pool that
- * runs batches on the backends (the CUDA plugin's devices, then the CPU).
+/* The scheduler: per-kind queues with five strict priorities (round-robin between
+ * tenants, FIFO within one), the dynamic batcher ([batch.KIND] max_batch,
+ * max_delay_us) and the worker pool that runs batches on the backends (the CUDA
+ * plugin's devices, then the CPU).
  *
- * Jobs enter with sched_push() once their record is committed, and leave either to a
- * worker or by sched_remove() (cancel, deadline). Workers gather a batch, run it on
- * the first backend that can (retrying elsewhere when a device fails) and end each
- * job with job_finish(); each job's `done` names its backend device and batch size. */
+ * The scheduler knows tasks, not jobs: its owner embeds a `struct sched_item` in
+ * whatever it schedules and hands the scheduler a `struct sched_sink` of callbacks
+ * at creation (libuv's thread pool takes a `done` callback the same way). The
+ * scheduler reports what happened to an item (started, progress, finished); it
+ * never changes anyone's state itself, and it includes nothing of its owner. */
 #pragma once
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include <jansson.h>
 
+#include "kind.h"
 #include "proto.h"
 
-struct job;
 struct sched;
 struct kiln_config;
+struct kiln_array;
+struct kiln_object;
+struct tenant_queue;
+
+/* Why the owner asked a running item to stop (sched_item.stop). */
+enum sched_stop {
+        SCHED_STOP_NONE,
+        SCHED_STOP_CANCEL,   /* a client cancelled it */
+        SCHED_STOP_EXPIRE,   /* its deadline passed */
+        SCHED_STOP_SHUTDOWN, /* the daemon is stopping: it stays queued in the store */
+};
+
+/* How an item ended (sched_sink.finished). */
+enum sched_end {
+        SCHED_END_DONE,      /* result filled */
+        SCHED_END_FAILED,    /* `code` and `message` say why */
+        SCHED_END_CANCELLED, /* stopped with SCHED_STOP_CANCEL */
+        SCHED_END_EXPIRED,   /* its deadline passed (queued, or while its batch ran) */
+        SCHED_END_REQUEUED,  /* stopped with SCHED_STOP_SHUTDOWN before it ran: not finished */
+};
+
+/* One schedulable unit, embedded in the owner's object (container_of). */
+struct sched_item {
+        /* Set by the owner before sched_push; read-only while queued or running. */
+        const struct kiln_kind *kind;
+        const void *params;            /* the kind's typed parameters */
+        const char *tenant;            /* round-robin key */
+        enum kiln_priority priority;
+        int64_t deadline_ms;           /* wall clock (kiln_wall_ms), 0 = none */
+        const struct kiln_array *inputs; /* the job's input arrays, borrowed */
+        size_t n_inputs;
+        const struct kiln_object *object; /* the stored object it reads, or NULL */
+
+        /* Written by the owner from any thread (cancel, expire, shutdown). */
+        atomic_int stop;               /* enum sched_stop */
+        /* Device runs started for it (each retry after a device failure is one
+         * more); read by the owner after `finished`. */
+        atomic_uint attempts;
+
+        /* Private to the scheduler (under its lock, or its worker). */
+        struct sched_item *q_prev, *q_next;
+        struct tenant_queue *q_tenant;
+        bool in_queue;
+        uint64_t seq;
+        atomic_int pct;
+        int64_t progress_sent_ms;
+};
+
+/* What the scheduler tells its owner. Every callback may run on a worker or
+ * reaper thread and must not block; `ctx` is the sink's. */
+struct sched_sink {
+        void *ctx;
+        /* The scheduler holds an item while it is queued or running. */
+        void (*hold)(void *ctx, struct sched_item *it);
+        void (*release)(void *ctx, struct sched_item *it);
+        /* The item's batch begins on a backend (now_ms: wall clock). */
+        void (*started)(void *ctx, struct sched_item *it, int64_t now_ms);
+        /* Its progress changed to pct (0..99); at most one call per 100 ms per item,
+         * none in its first 100 ms. */
+        void (*progress)(void *ctx, struct sched_item *it, int pct);
+        /* It ended. With SCHED_END_DONE the owner takes the result over (the struct
+         * is then reset). `device` says where it ran ("cpu", "cuda:0", "none"),
+         * `batch` how many items ran with it. Called exactly once per pushed item
+         * that runs or expires; never for one taken back with sched_remove. */
+        void (*finished)(void *ctx, struct sched_item *it, enum sched_end end, enum kiln_err code,
+                         const char *message, struct kiln_result *result, const char *device, uint32_t batch);
+};
 
 /* Opens the backends for cfg->gpu (loading the CUDA plugin unless gpu.backend = cpu)
  * and starts cfg->cpu.threads workers (0 = number of online CPUs), with the batch
- * settings of every kind. `cfg` is read only during the call. Returns >= 0 or -errno. */
-int sched_new(const struct kiln_config *cfg, struct sched **ret);
-/* Stops the workers (a running job is asked to stop with JOB_STOP_SHUTDOWN and stays
- * queued in the store), drops queued jobs' references, frees. Accepts NULL. */
+ * settings of every kind and jobs.max_retries. `cfg` is read only during the call;
+ * `sink` is copied. Returns >= 0 or -errno. */
+int sched_new(const struct kiln_config *cfg, const struct sched_sink *sink, struct sched **ret);
+/* Stops the workers (a running item is asked to stop with SCHED_STOP_SHUTDOWN and
+ * ends SCHED_END_REQUEUED unless it finishes first), releases queued items, frees.
+ * Accepts NULL. */
 void sched_free(struct sched *s);
 
-/* Queues a job (takes a reference). */
-void sched_push(struct sched *s, struct job *j);
-/* Takes a job out of its queue if it is still there (drops the queue's reference).
- * Returns true when it was queued; false when a worker already has it. */
-bool sched_remove(struct sched *s, struct job *j);
-/* After this, workers take no new job (drain on SIGTERM). */
+/* Queues an item (holds it). */
+void sched_push(struct sched *s, struct sched_item *it);
+/* Takes an item out of its queue if it is still there (releases it). Returns true
+ * when it was queued; false when a worker already has it. */
+bool sched_remove(struct sched *s, struct sched_item *it);
+/* After this, workers take no new item (drain on SIGTERM), and tasks of running
+ * batches not yet begun are asked to stop with SCHED_STOP_SHUTDOWN. */
 void sched_pause(struct sched *s);
 
 /* The active backends and their devices, for /readyz, /healthz, stats and metrics:
@@ -44,10 +117,10 @@ json_t *sched_backends_json(struct sched *s);
 /* True when at least one device of a backend is in service. */
 bool sched_ready(struct sched *s);
 
-/* Jobs waiting in all queues. */
+/* Items waiting in all queues. */
 uint32_t sched_queued(struct sched *s);
-/* Jobs being run right now. */
+/* Items being run right now. */
 unsigned sched_running(struct sched *s);
 unsigned sched_threads(struct sched *s);
-/* Queued jobs of kind index `kind` (into kiln_kinds[]) and priority. */
+/* Queued items of kind index `kind` (into kiln_kinds[]) and priority. */
 uint32_t sched_depth(struct sched *s, unsigned kind, enum kiln_priority prio);

@@ -24,10 +24,12 @@
 #include "log.h"
 #include "mailbox.h"
 #include "http_api.h"
-#include "metrics.h"
 #include "scheduler.h"
 #include "session.h"
 #include "stats.h"
+#include "store.h"
+#include "storeq.h"
+#include "util.h"
 
 /* How long SIGTERM waits for running jobs before asking them to stop (they then
  * stay queued in the store and run again after the restart), and how much longer
@@ -69,7 +71,7 @@ static char *health_body(struct kilnd *d, bool ready)
                         json_array_append(names, json_object_get(v, "name"));
         }
         json_t *o = json_pack("{s:s, s:o, s:o, s:f, s:b}", "status", ready ? "ok" : "unavailable", "backends", names,
-                              "devices", devices, "uptime_s", (double)(kiln_now_ms() - d->started_ms) / 1000.0,
+                              "devices", devices, "uptime_s", (double)(kiln_mono_ms() - d->started_mono) / 1000.0,
                               "draining", d->draining);
         char *s = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
         json_decref(o);
@@ -108,7 +110,7 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
                 bool ready = d->store && sched_ready(d->sched) && !d->draining;
                 pss->status = ready_probe && !ready ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_OK;
                 if (metrics) {
-                        pss->body = metrics_render(d);
+                        pss->body = stats_metrics_text(d);
                         type = "text/plain; version=0.0.4; charset=utf-8";
                 } else {
                         pss->body = health_body(d, ready_probe ? ready : true);
@@ -182,36 +184,28 @@ static void begin_drain(struct kilnd *d)
         if (d->draining)
                 return;
         d->draining = true;
-        d->drain_deadline_ms = kiln_now_ms() + DRAIN_GRACE_MS;
+        d->drain_deadline_ms = kiln_mono_ms() + DRAIN_GRACE_MS;
         sched_pause(d->sched);
         sd_notify(0, "STOPPING=1\nSTATUS=Draining: finishing running jobs");
         log_notice("SIGTERM: draining (%u running, %u queued stay in the store)", sched_running(d->sched),
                    sched_queued(d->sched));
 }
 
-static void stop_running_jobs(struct kilnd *d)
-{
-        for (size_t b = 0; b < d->table_buckets; b++)
-                for (struct job *j = d->table[b]; j; j = j->table_next)
-                        if (atomic_load(&j->state) == KILN_JOB_RUNNING)
-                                atomic_store(&j->stop, JOB_STOP_SHUTDOWN);
-}
-
 static void check_drain(struct kilnd *d)
 {
         if (!d->draining || d->quit)
                 return;
-        if (kiln_now_ms() >= d->drain_deadline_ms)
-                stop_running_jobs(d);
-        bool flushed = sessions_output_pending(d) == 0 || kiln_now_ms() >= d->drain_deadline_ms + DRAIN_FLUSH_MS;
-        if (sched_running(d->sched) == 0 && atomic_load(&d->store_ops_in_flight) == 0 && flushed) {
+        if (kiln_mono_ms() >= d->drain_deadline_ms)
+                jobs_stop_all(d->jobs); /* running ones stay queued in the store */
+        bool flushed = sessions_output_pending(d) == 0 || kiln_mono_ms() >= d->drain_deadline_ms + DRAIN_FLUSH_MS;
+        if (sched_running(d->sched) == 0 && storeq_in_flight(d->storeq) == 0 && flushed) {
                 if (!d->closing) {
                         d->closing = true;
-                        d->drain_closing_ms = kiln_now_ms() + 1000;
+                        d->drain_closing_ms = kiln_mono_ms() + 1000;
                         sessions_close_all(d);
                 }
                 /* Quit once every connection said goodbye (or a second later). */
-                if (d->n_sessions == 0 || kiln_now_ms() >= d->drain_closing_ms) {
+                if (d->n_sessions == 0 || kiln_mono_ms() >= d->drain_closing_ms) {
                         d->quit = true;
                         lws_cancel_service(d->lws);
                 }
@@ -256,6 +250,7 @@ static void reload(struct kilnd *d)
                         kiln_log_set_level(c->log.level);
                         kiln_config_free(d->cfg);
                         d->cfg = c;
+                        jobs_set_config(d->jobs, c);
                         log_notice("SIGHUP: configuration reloaded (%zu tokens)", auth_tokens_count(t));
                 }
         }
@@ -277,18 +272,18 @@ static void on_deadline_timer(lws_sorted_usec_list_t *sul)
 {
         struct kilnd *d = server_daemon;
         timers.deadline_armed_ms = 0;
-        jobs_deadline_run(d, kiln_now_ms());
+        jobs_deadline_run(d->jobs, kiln_wall_ms());
         server_arm_deadlines(d);
 }
 
 void server_arm_deadlines(struct kilnd *d)
 {
-        if (!d->lws || !d->n_deadlines)
+        int64_t next = d->jobs ? jobs_next_deadline(d->jobs) : 0;
+        if (!d->lws || !next)
                 return;
-        int64_t next = d->deadlines[0]->deadline_ms;
         if (timers.deadline_armed_ms && timers.deadline_armed_ms <= next)
                 return;
-        int64_t delay = next - kiln_now_ms();
+        int64_t delay = next - kiln_wall_ms(); /* deadlines are wall-clock times */
         if (delay < 0)
                 delay = 0;
         timers.deadline_armed_ms = next;
@@ -300,7 +295,9 @@ static void on_tick(lws_sorted_usec_list_t *sul)
         struct kilnd *d = server_daemon;
         /* Keeps the store's cache and retention limits in step with the
          * configuration, which SIGHUP may have changed. */
-        cache_policy_refresh(d);
+        struct store_policy policy;
+        cache_policy(d->cfg, &policy);
+        store_writer_set_policy(d->writer, &policy);
         sessions_push_stats(d);
         sessions_idle_sweep(d);
         if (!d->draining)
@@ -608,13 +605,13 @@ void server_run(struct kilnd *d)
         if (d->evloop) {
                 while (!d->quit) {
                         ev_run(d->evloop, EVRUN_ONCE);
-                        kilnd_store_flush(d);
+                        storeq_flush(d->storeq);
                 }
         } else {
                 while (!d->quit && lws_service(d->lws, 0) >= 0)
-                        kilnd_store_flush(d);
+                        storeq_flush(d->storeq);
         }
-        kilnd_store_flush(d);
+        storeq_flush(d->storeq);
 }
 
 void server_stop(struct kilnd *d)
@@ -629,6 +626,4 @@ void server_stop(struct kilnd *d)
         d->evloop = NULL;
         limits_map_free(d->token_limits);
         d->token_limits = NULL;
-        limits_map_free(d->tenant_limits);
-        d->tenant_limits = NULL;
 }

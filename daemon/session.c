@@ -10,26 +10,19 @@
 #include <libwebsockets.h>
 
 #include "auth.h"
-#include "cache.h"
-#include "hotcache.h"
 #include "daemon.h"
 #include "jobs.h"
 #include "limiter.h"
 #include "log.h"
 #include "params.h"
-#include "scheduler.h"
 #include "schema.h"
 #include "stats.h"
-
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#include "storeq.h"
+#include "util.h"
 
 /* Bytes handed to lws_write per writeable callback: big enough to keep a fast link
  * busy, small enough that one connection never holds the loop for long. */
 #define CHUNK (256 * 1024)
-
-/* Jobs answered from hot copies whose records the store has not written yet: past
- * this, cache hits wait for the store again (answer_hot). */
-#define HOT_RECORDING_MAX 8192
 
 /* One queued outgoing message: text, or a KLNB frame whose payload is a part of a
  * job's result (the job is referenced until the frame is sent). */
@@ -184,19 +177,18 @@ static void idle_append(struct kilnd *d, struct session *s, int64_t now)
         d->idle_tail = s;
 }
 
-static int64_t now_us(void);
 
 /* A frame came in: the peer is there (even one that crossed a close decision). */
 void session_seen(struct kilnd *d, struct session *s)
 {
         s->idle = IDLE_HEARD;
         idle_unlink(d, s);
-        idle_append(d, s, now_us());
+        idle_append(d, s, kiln_mono_us());
 }
 
 void sessions_idle_sweep(struct kilnd *d)
 {
-        int64_t now = now_us();
+        int64_t now = kiln_mono_us();
         int64_t half = (int64_t)(d->cfg->server.idle_timeout_s / 2 ? d->cfg->server.idle_timeout_s / 2 : 1) * 1000000;
         struct session *s;
 
@@ -523,7 +515,7 @@ int session_open(struct kilnd *d, struct session *s, struct lws *wsi)
                 auth_anonymous(&s->who);
         }
         table_put(d, s);
-        idle_append(d, s, now_us());
+        idle_append(d, s, kiln_mono_us());
         return 0;
 }
 
@@ -617,284 +609,53 @@ static void send_accepted(struct session *s, struct job *j, json_t *ref, bool ca
 
 static void send_done(struct session *s, struct job *j, json_t *ref);
 
-/* One submitter of j (its own or a coalesced one): `accepted`, then — for a job
- * already done (a cache hit) — its `done` and parts. */
-static void accept_one(struct kilnd *d, struct job *j, uint64_t session, json_t *ref, bool watch, bool cached)
-{
-        struct session *s = table_get(d, session);
-        if (!s)
-                return;
-        /* A job in the table gets its `done` from on_finished_mail (even when it has
-         * just finished: its result is being stored); one outside it (a cache hit, a
-         * finished job loaded from the store) is complete and answers at once. */
-        bool live = jobs_table_find(d, j->id) == j;
-        if (watch && live)
-                job_watch(j, s->id);
-        send_accepted(s, j, ref, cached);
-        if (watch && !live)
-                send_done(s, j, NULL);
-}
+/* ---- what the job lifecycle tells sessions (struct job_events, loop thread) ---- */
 
-/* Answers every submitter of a job that has just been stored (or found in the
- * cache: cached). Later identical submissions attach to it directly. */
-static void job_accepted(struct kilnd *d, struct job *j, bool cached)
+static void ev_accepted(void *ctx, uint64_t session, struct job *j, json_t *ref, bool cached)
 {
-        j->committed = true;
-        accept_one(d, j, j->submitter, j->submit_ref, j->watch_submitter, cached);
-        while (j->acceptors) {
-                struct job_acceptor *a = j->acceptors;
-                j->acceptors = a->next;
-                accept_one(d, j, a->session, a->ref, a->watch, cached);
-                json_decref(a->ref);
-                free(a);
-        }
-}
-
-void sessions_job_accepted(struct kilnd *d, struct job *j)
-{
-        job_accepted(d, j, false);
-}
-
-static void submit_release(struct kilnd *d, struct job *j, int final_state);
-
-void sessions_job_rejected(struct kilnd *d, struct job *j, enum kiln_err code, const char *message)
-{
-        submit_release(d, j, -1);
-        struct session *s = table_get(d, j->submitter);
+        struct session *s = table_get(ctx, session);
         if (s)
-                send_error(s, j->submit_ref, code, NULL, "%s", message);
-        while (j->acceptors) {
-                struct job_acceptor *a = j->acceptors;
-                j->acceptors = a->next;
-                if ((s = table_get(d, a->session)))
-                        send_error(s, a->ref, code, NULL, "%s", message);
-                json_decref(a->ref);
-                free(a);
-        }
+                send_accepted(s, j, ref, cached);
 }
 
-void sessions_job_progress(struct kilnd *d, struct job *j)
+static void ev_rejected(void *ctx, uint64_t session, json_t *ref, enum kiln_err code, const char *field,
+                        const char *message)
 {
-        for (size_t i = 0; i < j->n_watchers; i++) {
-                struct session *s = table_get(d, j->watchers[i]);
-                if (s)
-                        send_json(s, json_pack("{s:s, s:s, s:i}", "op", "progress", "job", j->id_text, "pct",
-                                               atomic_load(&j->pct)),
-                                  NULL);
-        }
+        struct session *s = table_get(ctx, session);
+        if (s)
+                send_error(s, ref, code, field, "%s", message);
 }
 
-void sessions_job_done(struct kilnd *d, struct job *j)
+static void ev_progress(void *ctx, uint64_t session, struct job *j)
 {
-        submit_release(d, j, -1); /* jobs.c counted it finished for the tenant */
-        for (size_t i = 0; i < j->n_watchers; i++) {
-                struct session *s = table_get(d, j->watchers[i]);
-                if (s)
-                        send_done(s, j, s->id == j->submitter ? j->submit_ref : NULL);
-        }
+        struct session *s = table_get(ctx, session);
+        if (s)
+                send_json(s, json_pack("{s:s, s:s, s:i}", "op", "progress", "job", j->id_text, "pct",
+                                       atomic_load(&j->pct)),
+                          NULL);
+}
+
+static void ev_done(void *ctx, uint64_t session, struct job *j, json_t *ref)
+{
+        struct session *s = table_get(ctx, session);
+        if (s)
+                send_done(s, j, ref);
+}
+
+static void ev_ended(void *ctx, uint64_t session)
+{
+        struct session *s = table_get(ctx, session);
+        if (s && s->inflight)
+                s->inflight--;
+}
+
+struct job_events sessions_job_events(struct kilnd *d)
+{
+        return (struct job_events){ .ctx = d, .accepted = ev_accepted, .rejected = ev_rejected,
+                                    .progress = ev_progress, .done = ev_done, .ended = ev_ended };
 }
 
 /* ---- submit ---- */
-
-/* Ends what a submission holds against the limits: the submitting connection's
- * in-flight count and the tenant's unfinished-jobs count. final_state >= 0 also
- * counts the job as finished for its tenant. Safe to call more than once. */
-static void submit_release(struct kilnd *d, struct job *j, int final_state)
-{
-        if (j->inflight_counted) {
-                j->inflight_counted = false;
-                struct session *s = table_get(d, j->submitter);
-                if (s && s->inflight)
-                        s->inflight--;
-        }
-        jobs_tenant_release(d, j, final_state);
-}
-
-static void submit_outputs_free(struct job *j)
-{
-        store_job_free(j->op.job_out);
-        j->op.job_out = NULL;
-        free(j->op.result_out);
-        j->op.result_out = NULL;
-}
-
-/* Rebuilds a finished job from its record and stored result (taken over from
- * *result, which is set to NULL when the job owns it). Returns >= 0 or -errno. */
-static int job_load_finished(struct kilnd *d, const struct store_job *rec, uint8_t **result, size_t size,
-                             struct job **ret)
-{
-        struct job *j = NULL;
-        int k = job_from_record(d, rec, &j);
-        if (k >= 0 && rec->state == KILN_JOB_DONE) {
-                k = *result ? result_blob_read(j, *result, size) : -EIO;
-                if (k >= 0)
-                        *result = NULL; /* the job owns the blob now */
-        }
-        if (k >= 0) {
-                j->started_ms = rec->finished_ms - rec->run_ms;
-                j->submitted_ms = rec->submitted_ms;
-                k = job_build_done(j);
-        }
-        if (k < 0) {
-                job_unref(j);
-                return k;
-        }
-        *ret = j;
-        return 0;
-}
-
-/* The tenant used this idempotency key before: the submitter gets the original job
- * (its events when it is live, its `done` when it has finished and watch is on). */
-static void answer_idempotent(struct kilnd *d, struct job *j)
-{
-        struct session *s = table_get(d, j->submitter);
-        struct store_job *rec = j->op.job_out;
-        struct job *orig = jobs_table_find(d, rec->id);
-
-        if (!s)
-                return;
-        if (orig) {
-                accept_one(d, orig, s->id, j->submit_ref, j->watch_submitter, false);
-                return;
-        }
-        if (!kiln_job_state_is_final(rec->state) || !j->watch_submitter) {
-                char id[37];
-                kiln_uuid_format(rec->id, id);
-                send_json(s, json_pack("{s:s, s:s, s:s, s:b}", "op", "accepted", "job", id, "state",
-                                       kiln_job_state_name(rec->state), "cached", 0),
-                          j->submit_ref);
-                return;
-        }
-        if (job_load_finished(d, rec, &j->op.result_out, j->op.result_size, &orig) < 0) {
-                send_error(s, j->submit_ref, KERR_INTERNAL, "key", "the job of this key is unreadable");
-                return;
-        }
-        accept_one(d, orig, s->id, j->submit_ref, true, false);
-        job_unref(orig);
-}
-
-/* A cache hit: the job was stored as done with the cached result. */
-static void answer_cached(struct kilnd *d, struct job *j)
-{
-        coalesce_remove(j);
-        int k = result_blob_read(j, j->op.result_out, j->op.result_size);
-        if (k >= 0) {
-                j->op.result_out = NULL; /* the job owns the blob now */
-                snprintf(j->backend, sizeof(j->backend), "%s", j->op.job_out->backend);
-                j->finished_ms = j->started_ms = j->submitted_ms;
-                atomic_store(&j->pct, 100);
-                atomic_store(&j->state, KILN_JOB_DONE);
-                k = job_build_done(j);
-        }
-        if (k < 0) {
-                log_error("job %s: the cached result is unreadable", j->id_text);
-                sessions_job_rejected(d, j, KERR_INTERNAL, "the cached result is unreadable");
-                return;
-        }
-        if (!j->idem_key)
-                hotcache_put(d, j, j->op.result_size, &j->op.hit);
-        job_accepted(d, j, true);
-}
-
-/* The record of a job answered from a hot copy has been stored (or not). */
-static void on_hot_recorded_mail(struct mail *m)
-{
-        struct job *j = container_of(m, struct job, mail);
-        struct kilnd *d = j->d;
-
-        kilnd_store_answered(d);
-        d->hot_recording--;
-        if (j->op.status < 0)
-                log_error("job %s: answered from the cache, but its record could not be stored: %s", j->id_text,
-                          strerror(-j->op.status));
-        job_unref(j);
-}
-
-static void on_hot_recorded(struct store_op *op)
-{
-        struct job *j = container_of(op, struct job, op);
-        j->mail.fn = on_hot_recorded_mail;
-        mailbox_post(j->d->mailbox, &j->mail);
-}
-
-static void hot_write_result(struct store_op *op, uint8_t *dst, size_t offset, size_t len)
-{
-        memcpy(dst, container_of(op, struct job, op)->hot->blob + offset, len);
-}
-
-/* Answers a submission from a hot copy of its cached result (hotcache.h): at once,
- * then stores the job's record behind the answer. Takes over j's reference.
- * Returns < 0 (j untouched) when it cannot. */
-static int answer_hot(struct session *s, struct job *j, struct hot_entry *e, json_t *ref, bool watch)
-{
-        struct kilnd *d = s->d;
-
-        if (hotcache_answer(e, j) < 0)
-                return -ENOMEM;
-        job_to_record(j, &j->record);
-        memset(&j->op, 0, sizeof(j->op));
-        j->op.type = STORE_OP_CACHE_ANSWER;
-        j->op.job = &j->record;
-        j->op.cache_key = &j->cache_key;
-        memcpy(j->op.blob, e->blob_id, 16);
-        j->op.result_size = e->blob_size;
-        j->op.write_result = hot_write_result;
-        j->op.done = on_hot_recorded;
-        send_accepted(s, j, ref, true);
-        if (watch)
-                send_done(s, j, NULL);
-        d->hot_recording++;
-        kilnd_store_submit_loop(d, &j->op); /* the job's reference travels with the op */
-        return 0;
-}
-
-static void on_committed_mail(struct mail *m)
-{
-        struct job *j = container_of(m, struct job, mail);
-        struct kilnd *d = j->d;
-
-        kilnd_store_answered(d);
-        if (j->op.status < 0) {
-                log_error("job %s: storing it failed: %s", j->id_text, strerror(-j->op.status));
-                coalesce_remove(j);
-                sessions_job_rejected(d, j,
-                                      j->op.status == -ENOSPC ? KERR_QUEUE_FULL : KERR_UNAVAILABLE,
-                                      j->op.status == -ENOSPC ? "the job store is full"
-                                                              : "the job could not be stored");
-                d->committing--;
-                submit_outputs_free(j);
-                job_unref(j);
-                return;
-        }
-        d->committing--;
-        if (j->op.outcome == STORE_SUBMIT_IDEM) {
-                submit_release(d, j, -1); /* the original job is the one that counts */
-                answer_idempotent(d, j);
-                submit_outputs_free(j);
-                job_unref(j);
-                return;
-        }
-        if (j->op.outcome == STORE_SUBMIT_CACHED) {
-                submit_release(d, j, -1); /* a cache hit, not a finished run */
-                answer_cached(d, j);
-                submit_outputs_free(j);
-                job_unref(j);
-                return;
-        }
-        jobs_table_add(d, j);
-        sessions_job_accepted(d, j);
-        jobs_deadline_add(d, j);
-        if (d->sched) /* NULL only while shutting down: the job stays queued in the store */
-                sched_push(d->sched, j);
-        job_unref(j); /* the store operation's reference */
-}
-
-static void on_committed(struct store_op *op)
-{
-        struct job *j = container_of(op, struct job, op);
-        j->mail.fn = on_committed_mail;
-        mailbox_post(j->d->mailbox, &j->mail);
-}
 
 static bool consume_parts(struct session *s, json_t *ref, const struct kiln_kind *kind)
 {
@@ -922,6 +683,8 @@ static bool consume_parts(struct session *s, json_t *ref, const struct kiln_kind
         return !refused;
 }
 
+/* What is the connection's to check (draining, its parts, its in-flight limit);
+ * the rest of the submission is the job lifecycle's (jobs_submit). */
 static void op_submit(struct session *s, const struct proto_req *rq)
 {
         struct kilnd *d = s->d;
@@ -945,94 +708,24 @@ static void op_submit(struct session *s, const struct proto_req *rq)
                            s->inflight);
                 return;
         }
-        uint64_t tenant_fin[6];
-        if (jobs_tenant_counts(d, s->who.tenant, tenant_fin) >= d->cfg->limits.max_queued_per_tenant) {
-                send_error(s, ref, KERR_QUEUE_FULL, NULL,
-                           "your tenant has %u unfinished jobs, its maximum (limits.max_queued_per_tenant); retry later",
-                           d->cfg->limits.max_queued_per_tenant);
-                return;
-        }
-        if (d->committing + sched_queued(d->sched) >= d->cfg->jobs.max_queued) {
-                send_error(s, ref, KERR_QUEUE_FULL, NULL, "the queue holds its maximum of %u jobs; retry later",
-                           d->cfg->jobs.max_queued);
-                return;
-        }
-        void *params = calloc(1, kind->params_size ? kind->params_size : 1);
-        json_t *canonical = NULL;
-        struct kiln_param_error perr;
-        if (!params) {
-                send_error(s, ref, KERR_INTERNAL, NULL, "out of memory");
-                return;
-        }
-        if (kiln_params_validate(kind, rq->submit.params, &canonical, params, &perr) < 0) {
-                free(params);
-                send_error(s, ref, KERR_BAD_PARAMS, perr.field, "%s", perr.message);
-                return;
-        }
-        uint64_t result_bytes = kind->result_bytes ? kind->result_bytes(params) : 0;
-        if (result_bytes > d->cfg->limits.max_result_bytes) {
-                free(params);
-                json_decref(canonical);
-                send_error(s, ref, KERR_TOO_LARGE, "params",
-                           "these params ask for a result of %llu bytes, over the limit of %llu "
-                           "(limits.max_result_bytes)",
-                           (unsigned long long)result_bytes, (unsigned long long)d->cfg->limits.max_result_bytes);
-                return;
-        }
-        int64_t timeout = rq->submit.timeout_ms > 0 ? rq->submit.timeout_ms : d->cfg->jobs.default_timeout_ms;
-        struct job *j = job_new(d, kind, params, canonical, s->who.tenant, rq->submit.priority, kiln_now_ms(),
-                                timeout, rq->submit.key);
-        if (!j) {
-                send_error(s, ref, KERR_INTERNAL, NULL, "out of memory");
-                return;
-        }
-        /* A hot copy of a cached result answers at once. Not for a keyed submission
-         * (its key may name another job) or while the store lags far behind. */
-        if (rq->submit.cache && !rq->submit.key && d->cfg->cache.enabled && d->hot_recording < HOT_RECORDING_MAX) {
-                struct hot_entry *e = hotcache_find(d, &j->cache_key, j->submitted_ms);
-                if (e && answer_hot(s, j, e, ref, rq->submit.watch) >= 0)
-                        return;
-        }
-        /* Coalescing: an identical live job of this tenant takes the submission. A
-         * keyed submission goes to the store first (its key may name another job),
-         * and cache: false asks for a fresh computation. */
-        struct job *live = rq->submit.key || !rq->submit.cache ? NULL : coalesce_find(s->who.tenant, j->cache_key.hash);
-        if (live) {
-                coalesce_count_hit();
-                if (live->committed) {
-                        accept_one(d, live, s->id, ref, rq->submit.watch, false);
-                } else {
-                        struct job_acceptor *a = calloc(1, sizeof(*a));
-                        if (!a) {
-                                send_error(s, ref, KERR_INTERNAL, NULL, "out of memory");
-                        } else {
-                                a->session = s->id;
-                                a->ref = ref ? json_incref(ref) : NULL;
-                                a->watch = rq->submit.watch;
-                                a->next = live->acceptors;
-                                live->acceptors = a;
-                        }
-                }
-                job_unref(j);
-                return;
-        }
-        j->submitter = s->id;
-        j->inflight_counted = true;
-        s->inflight++;
-        jobs_tenant_hold(d, j);
-        j->submit_ref = ref ? json_incref(ref) : NULL;
-        j->watch_submitter = rq->submit.watch;
-        j->cache_store = d->cfg->cache.enabled;
-        d->committing++;
-        job_to_record(j, &j->record);
-        memset(&j->op, 0, sizeof(j->op));
-        j->op.type = STORE_OP_SUBMIT;
-        j->op.job = &j->record;
-        j->op.cache_key = d->cfg->cache.enabled && rq->submit.cache ? &j->cache_key : NULL;
-        j->op.done = on_committed;
-        if (!rq->submit.key)
-                coalesce_add(j);
-        kilnd_store_submit_loop(d, &j->op); /* the job's reference travels with the op */
+        struct job_submit sub = {
+                .kind = rq->submit.kind,
+                .params = rq->submit.params,
+                .tenant = s->who.tenant,
+                .priority = rq->submit.priority,
+                .timeout_ms = rq->submit.timeout_ms,
+                .key = rq->submit.key,
+                .cache = rq->submit.cache,
+                .watch = rq->submit.watch,
+                .session = s->id,
+                .ref = ref,
+        };
+        struct proto_error err;
+        int r = jobs_submit(d->jobs, &sub, &err);
+        if (r < 0)
+                send_error(s, ref, err.code, err.field[0] ? err.field : NULL, "%s", err.message);
+        else if (r > 0)
+                s->inflight++;
 }
 
 /* ---- ops answered from the store ---- */
@@ -1073,13 +766,16 @@ static json_t *iso8601(int64_t ms)
         return json_string(buf);
 }
 
+/* `attempts`: device runs started for the job, retries after a device failure
+ * included (jobs.max_retries bounds them). */
 static void send_status(struct session *s, json_t *ref, const char *id, const char *kind, int state, int pct,
-                        int64_t submitted, int64_t finished)
+                        int64_t submitted, int64_t finished, unsigned attempts)
 {
         send_json(s,
-                  json_pack("{s:s, s:s, s:s, s:s, s:i, s:o, s:o}", "op", "status", "job", id, "kind", kind, "state",
-                            kiln_job_state_name(state), "pct", pct, "submitted", iso8601(submitted), "finished",
-                            iso8601(kiln_job_state_is_final(state) ? finished : 0)),
+                  json_pack("{s:s, s:s, s:s, s:s, s:i, s:o, s:o, s:i}", "op", "status", "job", id, "kind", kind,
+                            "state", kiln_job_state_name(state), "pct", pct, "submitted", iso8601(submitted),
+                            "finished", iso8601(kiln_job_state_is_final(state) ? finished : 0), "attempts",
+                            (int)attempts),
                   ref);
 }
 
@@ -1090,7 +786,7 @@ static void send_list(struct session *s, struct store_req *r)
         for (size_t i = 0; i < r->op.list_n; i++) {
                 const struct store_job *rec = r->op.list_out[i];
                 int state = rec->state;
-                struct job *live = jobs_table_find(s->d, rec->id);
+                struct job *live = jobs_find(s->d->jobs, rec->id);
                 if (live)
                         state = atomic_load(&live->state);
                 kiln_uuid_format(rec->id, last);
@@ -1108,7 +804,7 @@ static void on_store_reply_mail(struct mail *m)
         struct kilnd *d = r->d;
         struct session *s = table_get(d, r->session_id);
 
-        kilnd_store_answered(d);
+        storeq_answered(d->storeq);
         if (!s)
                 goto out;
         if (r->op.status < 0 && r->op.status != -ENOENT) {
@@ -1132,16 +828,16 @@ static void on_store_reply_mail(struct mail *m)
         char id[37];
         kiln_uuid_format(rec->id, id);
         /* A job still live in memory answers for itself (the record may lag behind). */
-        struct job *live = jobs_table_find(d, rec->id);
+        struct job *live = jobs_find(d->jobs, rec->id);
         switch (r->kind) {
         case KOP_STATUS:
                 if (live)
                         send_status(s, r->ref, id, rec->kind, atomic_load(&live->state), atomic_load(&live->pct),
-                                    live->submitted_ms, live->finished_ms);
+                                    live->submitted_ms, live->finished_ms, job_attempts(live));
                 else
                         send_status(s, r->ref, id, rec->kind, rec->state,
                                     kiln_job_state_is_final(rec->state) ? 100 : 0, rec->submitted_ms,
-                                    rec->finished_ms);
+                                    rec->finished_ms, rec->attempts);
                 break;
         case KOP_CANCEL:
                 send_json(s, json_pack("{s:s, s:s, s:s}", "op", "ok", "job", id, "state",
@@ -1151,12 +847,12 @@ static void on_store_reply_mail(struct mail *m)
         case KOP_WATCH:
         case KOP_RESULT:
                 if (live) {
-                        job_watch(live, s->id);
+                        jobs_watch(d->jobs, live, s->id);
                         send_ok(s, r->ref);
                         break;
                 }
                 struct job *j = NULL;
-                int k = job_load_finished(d, rec, &r->op.result_out, r->op.result_size, &j);
+                int k = jobs_load_finished(d->jobs, rec, &r->op.result_out, r->op.result_size, &j);
                 if (k < 0) {
                         send_error(s, r->ref, KERR_INTERNAL, "job", "the stored result of job %s is unreadable",
                                    id);
@@ -1209,7 +905,7 @@ static void ask_store(struct session *s, const struct proto_req *rq, enum store_
         } else {
                 memcpy(r->op.id, rq->job.id, 16);
         }
-        kilnd_store_submit_loop(s->d, &r->op);
+        storeq_submit_loop(s->d->storeq, &r->op);
 }
 
 /* ---- the job ops ---- */
@@ -1217,7 +913,7 @@ static void ask_store(struct session *s, const struct proto_req *rq, enum store_
 static void op_job(struct session *s, const struct proto_req *rq)
 {
         struct kilnd *d = s->d;
-        struct job *j = jobs_table_find(d, rq->job.id);
+        struct job *j = jobs_find(d->jobs, rq->job.id);
 
         if (j && strcmp(j->tenant, s->who.tenant)) {
                 send_error(s, rq->ref, KERR_NOT_FOUND, "job", "no such job");
@@ -1231,24 +927,19 @@ static void op_job(struct session *s, const struct proto_req *rq)
         switch (rq->op) {
         case KOP_STATUS:
                 send_status(s, rq->ref, j->id_text, j->kind->name, state, atomic_load(&j->pct), j->submitted_ms,
-                            j->finished_ms);
+                            j->finished_ms, job_attempts(j));
                 break;
         case KOP_WATCH:
         case KOP_RESULT:
                 /* Not finished yet: the `done` (and parts) follow when it is. */
-                if (job_watch(j, s->id) < 0) {
+                if (jobs_watch(d->jobs, j, s->id) < 0) {
                         send_error(s, rq->ref, KERR_INTERNAL, NULL, "out of memory");
                         break;
                 }
                 send_ok(s, rq->ref);
                 break;
         case KOP_CANCEL:
-                if (!kiln_job_state_is_final(state)) {
-                        if (sched_remove(d->sched, j))
-                                job_finish(j, KILN_JOB_CANCELLED, KERR_CANCELLED, "the job was cancelled");
-                        else
-                                atomic_store(&j->stop, JOB_STOP_CANCEL);
-                }
+                jobs_cancel(d->jobs, j);
                 send_json(s, json_pack("{s:s, s:s, s:s}", "op", "ok", "job", j->id_text, "state",
                                        kiln_job_state_name(atomic_load(&j->state))),
                           rq->ref);
@@ -1319,13 +1010,6 @@ static const enum auth_role op_min_role[_KOP_MAX] = {
         [KOP_CACHE_PURGE] = AUTH_ROLE_ADMIN, [KOP_CONFIG_GET] = AUTH_ROLE_ADMIN,
 };
 
-static int64_t now_us(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* limits.rate_per_s / limits.burst: one bucket per token (shared by every
  * connection using it), or per connection when there is no token (auth off, or
  * before a successful hello). Returns true when the message may be handled. */
@@ -1340,7 +1024,7 @@ static bool rate_ok(struct session *s)
                 if (e)
                         b = &e->bucket;
         }
-        return token_bucket_take(b, d->cfg->limits.rate_per_s, (double)d->cfg->limits.burst, now_us());
+        return token_bucket_take(b, d->cfg->limits.rate_per_s, (double)d->cfg->limits.burst, kiln_mono_us());
 }
 
 static void send_rate_limited(struct session *s, json_t *ref)

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "jobs.h"
 #include "proto.h"
 
 struct kilnd;
@@ -50,8 +51,9 @@ size_t sessions_output_pending(struct kilnd *d);
 /* Asks every connection to close with 1001 (going away) once its queue is sent. */
 void sessions_close_all(struct kilnd *d);
 
-/* Job events, routed to the sessions that asked for them. */
-void sessions_job_accepted(struct kilnd *d, struct job *j);
-void sessions_job_rejected(struct kilnd *d, struct job *j, enum kiln_err code, const char *message);
-void sessions_job_progress(struct kilnd *d, struct job *j);
-void sessions_job_done(struct kilnd *d, struct job *j);
+/* The job lifecycle's events (jobs.h), routed to the sessions they name: handed to
+ * jobs_new by main.c. */
+struct job_events sessions_job_events(struct kilnd *d);
+
+/* Pushes the stats message to every subscribed session (once a second). */
+void sessions_push_stats(struct kilnd *d);

@@ -1,14 +1,15 @@
-/* Counters and the stats message. */
+/* The stats message and the figures of /metrics (see stats.h). */
 #include "stats.h"
 
 #include "auth.h"
-#include "cache.h"
+#include "config.h"
 #include "daemon.h"
-#include "metrics.h"
 #include "jobs.h"
 #include "kind.h"
+#include "metrics.h"
 #include "scheduler.h"
 #include "store.h"
+#include "util.h"
 
 void stats_rejected(struct kilnd *d, enum kiln_err code)
 {
@@ -19,7 +20,7 @@ void stats_rejected(struct kilnd *d, enum kiln_err code)
 static json_t *tenant_stats_json(struct kilnd *d, const struct auth_identity *who)
 {
         uint64_t fin[6];
-        uint32_t active = jobs_tenant_counts(d, who->tenant, fin);
+        uint32_t active = jobs_tenant_counts(d->jobs, who->tenant, fin);
         json_t *finished = json_object();
         for (int s = KILN_JOB_DONE; s <= KILN_JOB_EXPIRED; s++)
                 json_object_set_new(finished, kiln_job_state_name(s), json_integer((json_int_t)fin[s]));
@@ -27,7 +28,7 @@ static json_t *tenant_stats_json(struct kilnd *d, const struct auth_identity *wh
          * does not see the queued -> running step per job, and a scan is not cheap. */
         return json_pack("{s:s, s:s, s:s, s:i, s:o, s:f, s:o}", "op", "stats", "scope", "tenant", "tenant",
                          who->tenant, "queued", (int)active, "finished", finished, "uptime_s",
-                         (double)(kiln_now_ms() - d->started_ms) / 1000.0, "backends", sched_backends_json(d->sched));
+                         (double)(kiln_mono_ms() - d->started_mono) / 1000.0, "backends", sched_backends_json(d->sched));
 }
 
 json_t *stats_json(struct kilnd *d, const struct auth_identity *who)
@@ -43,7 +44,7 @@ json_t *stats_json(struct kilnd *d, const struct auth_identity *who)
         }
         json_t *finished = json_object();
         for (int s = KILN_JOB_DONE; s <= KILN_JOB_EXPIRED; s++)
-                json_object_set_new(finished, kiln_job_state_name(s), json_integer((json_int_t)d->jobs_finished[s]));
+                json_object_set_new(finished, kiln_job_state_name(s), json_integer((json_int_t)metrics_jobs_finished(s)));
         json_t *rejected = json_object();
         for (int e = 0; e < _KERR_MAX; e++)
                 if (d->rejected[e])
@@ -58,7 +59,7 @@ json_t *stats_json(struct kilnd *d, const struct auth_identity *who)
                                   "max_bytes", (json_int_t)d->cfg->cache.max_bytes, "entries",
                                   (json_int_t)cs.entries, "stored", (json_int_t)cs.stored, "evicted",
                                   (json_int_t)cs.evicted, "expired", (json_int_t)cs.expired, "purged",
-                                  (json_int_t)cs.purged, "coalesced", (json_int_t)coalesce_hits(), "jobs_purged",
+                                  (json_int_t)cs.purged, "coalesced", (json_int_t)jobs_coalesced(d->jobs), "jobs_purged",
                                   (json_int_t)cs.jobs_purged);
         uint64_t n_batches, batched_jobs;
         metrics_batch_totals(&n_batches, &batched_jobs);
@@ -66,10 +67,31 @@ json_t *stats_json(struct kilnd *d, const struct auth_identity *who)
                                     (json_int_t)batched_jobs, "mean_size",
                                     n_batches ? (double)batched_jobs / (double)n_batches : 0.0);
         return json_pack("{s:s, s:s, s:o, s:i, s:i, s:i, s:o, s:o, s:I, s:I, s:I, s:f, s:o, s:o, s:o}", "op", "stats", "scope",
-                         "global", "queues", queues, "queued", (int)(d->committing + sched_queued(d->sched)), "running", (int)sched_running(d->sched),
+                         "global", "queues", queues, "queued", (int)(jobs_committing(d->jobs) + sched_queued(d->sched)), "running", (int)sched_running(d->sched),
                          "connections", (int)d->n_sessions, "finished", finished, "rejected", rejected,
                          "messages_in", (json_int_t)d->ws_messages_in, "messages_out",
-                         (json_int_t)d->ws_messages_out, "live_jobs", (json_int_t)jobs_table_count(d), "uptime_s",
-                         (double)(kiln_now_ms() - d->started_ms) / 1000.0, "backends", sched_backends_json(d->sched),
+                         (json_int_t)d->ws_messages_out, "live_jobs", (json_int_t)jobs_live(d->jobs), "uptime_s",
+                         (double)(kiln_mono_ms() - d->started_mono) / 1000.0, "backends", sched_backends_json(d->sched),
                          "cache", cache, "batches", batches);
+}
+
+char *stats_metrics_text(struct kilnd *d)
+{
+        struct metrics_view v = { .rejected = d->rejected };
+        struct store_cache_stats cs = { 0 };
+
+        for (unsigned k = 0; kiln_kinds[k] && k < METRICS_MAX_KINDS; k++)
+                for (int p = 0; p < _KILN_PRIO_MAX; p++)
+                        v.depth[k][p] = d->sched ? sched_depth(d->sched, k, p) : 0;
+        v.backends = d->sched ? sched_backends_json(d->sched) : NULL;
+        if (d->store)
+                store_cache_stats(d->store, &cs);
+        v.cache = (struct metrics_cache){ .hits = cs.hits, .misses = cs.misses, .bytes = cs.bytes };
+        v.connections = d->n_sessions;
+        v.ws_messages_in = d->ws_messages_in;
+        v.ws_messages_out = d->ws_messages_out;
+        v.uptime_s = (double)(kiln_mono_ms() - d->started_mono) / 1000.0;
+        char *text = metrics_render(&v);
+        json_decref(v.backends);
+        return text;
 }

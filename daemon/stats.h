@@ -1,4 +1,6 @@
-/* The `stats` op and its once-a-second push (SPEC §2.3). Loop thread only. */
+/* What kilnd shows about itself: the `stats` op and its push (SPEC §2.3) and the
+ * figures of GET /metrics. The one module that reads every other one's figures;
+ * nothing below includes it. Loop thread only. */
 #pragma once
 
 #include <jansson.h>
@@ -17,5 +19,6 @@ void stats_rejected(struct kilnd *d, enum kiln_err code);
  * that would reveal another tenant's activity. O(1) in the number of jobs. New
  * reference. */
 json_t *stats_json(struct kilnd *d, const struct auth_identity *who);
-/* Pushes stats to subscribed sessions (session.c). */
-void sessions_push_stats(struct kilnd *d);
+/* GET /metrics: the metrics text (metrics.h) with the figures gathered here from
+ * the scheduler, the store, the jobs and the sessions. malloc'd; NULL on ENOMEM. */
+char *stats_metrics_text(struct kilnd *d);

@@ -1,0 +1,52 @@
+/* What jobs.c and jobs_submit.c share: the state of the lifecycle. Nothing outside
+ * the jobs module includes this. */
+#pragma once
+
+#include "jobs.h"
+
+struct limits_map;
+
+struct jobs {
+        const struct kiln_config *cfg;
+        struct store *store;
+        struct storeq *storeq;
+        struct mailbox *mailbox;
+        struct sched *sched;
+        struct job_events ev;
+        struct sched_sink sink;
+
+        /* Loop thread. */
+        struct job **table;           /* hash buckets of live jobs */
+        size_t table_buckets, table_count;
+        struct job **deadlines;       /* min-heap on deadline_ms */
+        size_t n_deadlines, cap_deadlines;
+        struct job **coalesce;        /* (tenant, cache key) -> live job, COALESCE_BUCKETS */
+        uint64_t coalesced;
+        uint32_t committing;          /* submitted, record not yet committed */
+        uint32_t hot_recording;       /* answered from a hot copy, record not yet stored */
+        struct limits_map *tenants;   /* unfinished and finished jobs by tenant */
+};
+
+/* jobs.c, for jobs_submit.c. */
+struct job *job_alloc(struct jobs *js, const struct kiln_kind *kind);
+void job_init_cache_key(struct job *j);
+void job_to_record(const struct job *j, struct store_job *ret);
+int job_build_done(struct job *j);
+/* Parses a blob taken over from the store (j->blob owns it afterwards). */
+int job_take_blob(struct job *j, uint8_t *blob, size_t size);
+/* Makes j live: the table, its tenant's count, coalescing, its deadline, the queue. */
+void jobs_start(struct jobs *js, struct job *j);
+/* `accepted` for one submitter of j, then its `done` when j is already finished. */
+void jobs_accept_one(struct jobs *js, struct job *j, uint64_t session, json_t *ref, bool watch, bool cached);
+/* Every waiting submitter of a job just stored (or found in the cache). */
+void jobs_accepted(struct jobs *js, struct job *j, bool cached);
+/* Makes room in the deadline heap for every job being committed plus one, so a
+ * job accepted later always gets its deadline armed. Returns >= 0 or -ENOMEM. */
+int jobs_deadline_reserve(struct jobs *js);
+int jobs_tenant_hold(struct jobs *js, struct job *j);
+void jobs_tenant_release(struct jobs *js, struct job *j, int final_state);
+/* The submitter's in-flight count ends (events.ended), once. */
+void jobs_submitter_release(struct jobs *js, struct job *j);
+struct job *jobs_coalesce_find(struct jobs *js, const char *tenant, const uint8_t hash[16]);
+void jobs_coalesce_add(struct jobs *js, struct job *j);
+void jobs_coalesce_remove(struct jobs *js, struct job *j);

@@ -1,0 +1,359 @@
+/* The submit path: a submission becomes a job, or is answered at once.
+ *
+ *   jobs_submit: kind, limits, params -> hot copy of a cached result? answered now
+ *             -> identical live job?  attached to it (coalescing)
+ *             -> STORE_OP_SUBMIT: idempotency key, cache lookup and the record in
+ *                one transaction of the writer
+ *   on_committed_mail: STORED -> live (table, deadline, queue) and `accepted`;
+ *                      IDEM -> the original job; CACHED -> done from the cache. */
+#include "jobs.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "hotcache.h"
+#include "jobs_internal.h"
+#include "log.h"
+#include "params.h"
+#include "storeq.h"
+#include "util.h"
+
+/* Jobs answered from hot copies whose records the store has not written yet: past
+ * this, cache hits wait for the store again (answer_hot). */
+#define HOT_RECORDING_MAX 8192
+
+static void submit_error(struct proto_error *err, enum kiln_err code, const char *field, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+
+static void submit_error(struct proto_error *err, enum kiln_err code, const char *field, const char *fmt, ...)
+{
+        va_list ap;
+        err->code = code;
+        snprintf(err->field, sizeof(err->field), "%s", field ? field : "");
+        va_start(ap, fmt);
+        vsnprintf(err->message, sizeof(err->message), fmt, ap);
+        va_end(ap);
+}
+
+/* A new job in state queued, with a fresh UUIDv7 and the given validated params
+ * (both taken over: params freed with free(), canonical with json_decref()).
+ * Returns NULL on ENOMEM. */
+static struct job *job_new(struct jobs *js, const struct kiln_kind *kind, void *params, json_t *canonical,
+                           const struct job_submit *rq, int64_t timeout_ms)
+{
+        struct job *j = job_alloc(js, kind);
+        if (!j)
+                goto fail;
+        j->params = params;
+        params = NULL;
+        j->params_json = json_dumps(canonical, JSON_COMPACT | JSON_SORT_KEYS);
+        if (!j->params_json)
+                goto fail;
+        job_init_cache_key(j);
+        if (rq->key && !(j->idem_key = strdup(rq->key)))
+                goto fail;
+        kiln_uuid7_new(j->id);
+        kiln_uuid_format(j->id, j->id_text);
+        snprintf(j->tenant, sizeof(j->tenant), "%s", rq->tenant);
+        j->priority = rq->priority;
+        j->submitted_ms = kiln_wall_ms();
+        j->submitted_mono = kiln_mono_ms();
+        j->deadline_ms = timeout_ms > 0 ? j->submitted_ms + timeout_ms : 0;
+        j->item.params = j->params;
+        j->item.tenant = j->tenant;
+        j->item.priority = j->priority;
+        j->item.deadline_ms = j->deadline_ms;
+        atomic_init(&j->state, KILN_JOB_QUEUED);
+        json_decref(canonical);
+        return j;
+fail:
+        free(params);
+        json_decref(canonical);
+        job_unref(j);
+        return NULL;
+}
+
+static void submit_outputs_free(struct job *j)
+{
+        store_job_free(j->op.job_out);
+        j->op.job_out = NULL;
+        free(j->op.result_out);
+        j->op.result_out = NULL;
+}
+
+/* Every waiting submitter of j hears that its submission failed. */
+static void job_rejected(struct jobs *js, struct job *j, enum kiln_err code, const char *message)
+{
+        jobs_tenant_release(js, j, -1);
+        jobs_submitter_release(js, j);
+        js->ev.rejected(js->ev.ctx, j->submitter, j->submit_ref, code, NULL, message);
+        while (j->acceptors) {
+                struct job_acceptor *a = j->acceptors;
+                j->acceptors = a->next;
+                js->ev.rejected(js->ev.ctx, a->session, a->ref, code, NULL, message);
+                json_decref(a->ref);
+                free(a);
+        }
+}
+
+/* The tenant used this idempotency key before: the submitter gets the original job
+ * (its events when it is live, its `done` when it has finished and watch is on). */
+static void answer_idempotent(struct jobs *js, struct job *j)
+{
+        struct store_job *rec = j->op.job_out;
+        struct job *orig = jobs_find(js, rec->id);
+
+        if (orig) {
+                jobs_accept_one(js, orig, j->submitter, j->submit_ref, j->watch_submitter, false);
+                return;
+        }
+        int k = jobs_load_finished(js, rec, &j->op.result_out, j->op.result_size, &orig);
+        if (k < 0) {
+                js->ev.rejected(js->ev.ctx, j->submitter, j->submit_ref, KERR_INTERNAL, "key",
+                                "the job of this key is unreadable");
+                return;
+        }
+        /* A job that is not live and not finished is queued in the store (a
+         * recovered job not yet taken): its `accepted` says so; it has no `done`. */
+        jobs_accept_one(js, orig, j->submitter, j->submit_ref,
+                        j->watch_submitter && kiln_job_state_is_final(rec->state), false);
+        job_unref(orig);
+}
+
+/* A cache hit: the job was stored as done with the cached result. */
+static void answer_cached(struct jobs *js, struct job *j)
+{
+        jobs_coalesce_remove(js, j);
+        int k = job_take_blob(j, j->op.result_out, j->op.result_size);
+        if (k >= 0) {
+                j->op.result_out = NULL; /* the job owns the blob now */
+                snprintf(j->backend, sizeof(j->backend), "%s", j->op.job_out->backend);
+                j->finished_ms = j->started_ms = j->submitted_ms;
+                j->finished_mono = j->started_mono = j->submitted_mono;
+                atomic_store(&j->pct, 100);
+                atomic_store(&j->state, KILN_JOB_DONE);
+                k = job_build_done(j);
+        }
+        if (k < 0) {
+                log_error("job %s: the cached result is unreadable", j->id_text);
+                job_rejected(js, j, KERR_INTERNAL, "the cached result is unreadable");
+                return;
+        }
+        if (!j->idem_key) {
+                struct hot_source src = { .key = &j->cache_key, .id_text = j->id_text, .done_json = j->done_json,
+                                          .backend = j->backend, .result = &j->result,
+                                          .blob_size = j->op.result_size, .hit = &j->op.hit };
+                struct hot_entry *e = hotcache_put(js->store, &src, &j->blob);
+                if (e)
+                        j->hot = e; /* the job's parts now point into the entry's blob */
+        }
+        jobs_accepted(js, j, true);
+}
+
+static void on_committed_mail(struct mail *m)
+{
+        struct job *j = container_of(m, struct job, mail);
+        struct jobs *js = j->js;
+
+        storeq_answered(js->storeq);
+        js->committing--;
+        if (j->op.status < 0) {
+                log_error("job %s: storing it failed: %s", j->id_text, strerror(-j->op.status));
+                jobs_coalesce_remove(js, j);
+                job_rejected(js, j, j->op.status == -ENOSPC ? KERR_QUEUE_FULL : KERR_UNAVAILABLE,
+                             j->op.status == -ENOSPC ? "the job store is full" : "the job could not be stored");
+        } else if (j->op.outcome == STORE_SUBMIT_IDEM) {
+                jobs_tenant_release(js, j, -1); /* the original job is the one that counts */
+                jobs_submitter_release(js, j);
+                answer_idempotent(js, j);
+        } else if (j->op.outcome == STORE_SUBMIT_CACHED) {
+                jobs_tenant_release(js, j, -1); /* a cache hit, not a finished run */
+                jobs_submitter_release(js, j);
+                answer_cached(js, j);
+        } else {
+                jobs_start(js, j);
+                jobs_accepted(js, j, false);
+        }
+        submit_outputs_free(j);
+        job_unref(j); /* the store operation's reference */
+}
+
+static void on_committed(struct store_op *op)
+{
+        struct job *j = container_of(op, struct job, op);
+        j->mail.fn = on_committed_mail;
+        mailbox_post(j->js->mailbox, &j->mail);
+}
+
+/* ---- answering from a hot copy ---- */
+
+/* The record of a job answered from a hot copy has been stored (or not). */
+static void on_hot_recorded_mail(struct mail *m)
+{
+        struct job *j = container_of(m, struct job, mail);
+        struct jobs *js = j->js;
+
+        storeq_answered(js->storeq);
+        js->hot_recording--;
+        if (j->op.status < 0)
+                log_error("job %s: answered from the cache, but its record could not be stored: %s", j->id_text,
+                          strerror(-j->op.status));
+        job_unref(j);
+}
+
+static void on_hot_recorded(struct store_op *op)
+{
+        struct job *j = container_of(op, struct job, op);
+        j->mail.fn = on_hot_recorded_mail;
+        mailbox_post(j->js->mailbox, &j->mail);
+}
+
+static void hot_write_result(struct store_op *op, uint8_t *dst, size_t offset, size_t len)
+{
+        memcpy(dst, container_of(op, struct job, op)->hot->blob + offset, len);
+}
+
+/* Answers a submission from a hot copy of its cached result (hotcache.h): at once,
+ * then stores the job's record behind the answer. Takes over j's reference.
+ * Returns < 0 (j untouched) when it cannot. */
+static int answer_hot(struct jobs *js, struct job *j, struct hot_entry *e, const struct job_submit *rq)
+{
+        char *done = hotcache_done(e, j->id_text);
+        if (!done)
+                return -ENOMEM;
+        free(j->done_json);
+        j->done_json = done;
+        j->hot = hot_entry_ref(e);
+        j->result = e->result;
+        memcpy(j->backend, e->backend, sizeof(j->backend));
+        j->started_ms = j->finished_ms = j->submitted_ms;
+        j->started_mono = j->finished_mono = j->submitted_mono;
+        j->batch = 0;
+        atomic_store(&j->pct, 100);
+        atomic_store(&j->state, KILN_JOB_DONE);
+
+        job_to_record(j, &j->record);
+        memset(&j->op, 0, sizeof(j->op));
+        j->op.type = STORE_OP_CACHE_ANSWER;
+        j->op.job = &j->record;
+        j->op.cache_key = &j->cache_key;
+        memcpy(j->op.blob, e->blob_id, 16);
+        j->op.result_size = e->blob_size;
+        j->op.write_result = hot_write_result;
+        j->op.done = on_hot_recorded;
+        jobs_accept_one(js, j, rq->session, rq->ref, rq->watch, true);
+        js->hot_recording++;
+        storeq_submit_loop(js->storeq, &j->op); /* the job's reference travels with the op */
+        return 0;
+}
+
+/* ---- submit ---- */
+
+/* Attaches a submission to an identical live job of its tenant. */
+static int attach(struct jobs *js, struct job *live, const struct job_submit *rq, struct proto_error *ret_err)
+{
+        js->coalesced++;
+        if (live->committed) {
+                jobs_accept_one(js, live, rq->session, rq->ref, rq->watch, false);
+                return 0;
+        }
+        struct job_acceptor *a = calloc(1, sizeof(*a));
+        if (!a) {
+                submit_error(ret_err, KERR_INTERNAL, NULL, "out of memory");
+                return -ENOMEM;
+        }
+        a->session = rq->session;
+        a->ref = rq->ref ? json_incref(rq->ref) : NULL;
+        a->watch = rq->watch;
+        a->next = live->acceptors;
+        live->acceptors = a;
+        return 0;
+}
+
+int jobs_submit(struct jobs *js, const struct job_submit *rq, struct proto_error *ret_err)
+{
+        const struct kiln_config *cfg = js->cfg;
+        const struct kiln_kind *kind = kiln_kind_find(rq->kind);
+        if (!kind) {
+                submit_error(ret_err, KERR_UNKNOWN_KIND, "kind", "unknown job kind \"%s\"", rq->kind);
+                return -EINVAL;
+        }
+        uint64_t tenant_fin[6];
+        if (jobs_tenant_counts(js, rq->tenant, tenant_fin) >= cfg->limits.max_queued_per_tenant) {
+                submit_error(ret_err, KERR_QUEUE_FULL, NULL,
+                             "your tenant has %u unfinished jobs, its maximum (limits.max_queued_per_tenant); "
+                             "retry later",
+                             cfg->limits.max_queued_per_tenant);
+                return -EAGAIN;
+        }
+        if (js->committing + (js->sched ? sched_queued(js->sched) : 0) >= cfg->jobs.max_queued) {
+                submit_error(ret_err, KERR_QUEUE_FULL, NULL, "the queue holds its maximum of %u jobs; retry later",
+                             cfg->jobs.max_queued);
+                return -EAGAIN;
+        }
+        void *params = calloc(1, kind->params_size ? kind->params_size : 1);
+        json_t *canonical = NULL;
+        struct kiln_param_error perr;
+        if (!params) {
+                submit_error(ret_err, KERR_INTERNAL, NULL, "out of memory");
+                return -ENOMEM;
+        }
+        if (kiln_params_validate(kind, rq->params, &canonical, params, &perr) < 0) {
+                free(params);
+                submit_error(ret_err, KERR_BAD_PARAMS, perr.field, "%s", perr.message);
+                return -EINVAL;
+        }
+        uint64_t result_bytes = kind->result_bytes ? kind->result_bytes(params) : 0;
+        if (result_bytes > cfg->limits.max_result_bytes) {
+                free(params);
+                json_decref(canonical);
+                submit_error(ret_err, KERR_TOO_LARGE, "params",
+                             "these params ask for a result of %llu bytes, over the limit of %llu "
+                             "(limits.max_result_bytes)",
+                             (unsigned long long)result_bytes, (unsigned long long)cfg->limits.max_result_bytes);
+                return -EFBIG;
+        }
+        int64_t timeout = rq->timeout_ms > 0 ? rq->timeout_ms : cfg->jobs.default_timeout_ms;
+        struct job *j = job_new(js, kind, params, canonical, rq, timeout);
+        if (!j || (j->deadline_ms && jobs_deadline_reserve(js) < 0)) {
+                job_unref(j);
+                submit_error(ret_err, KERR_INTERNAL, NULL, "out of memory");
+                return -ENOMEM;
+        }
+        /* A hot copy of a cached result answers at once. Not for a keyed submission
+         * (its key may name another job) or while the store lags far behind. */
+        if (rq->cache && !rq->key && cfg->cache.enabled && js->hot_recording < HOT_RECORDING_MAX) {
+                struct hot_entry *e = hotcache_find(js->store, cfg->cache.ttl_s, &j->cache_key, j->submitted_ms);
+                if (e && answer_hot(js, j, e, rq) >= 0)
+                        return 0;
+        }
+        /* Coalescing: an identical live job of this tenant takes the submission. A
+         * keyed submission goes to the store first (its key may name another job),
+         * and cache: false asks for a fresh computation. */
+        struct job *live = rq->key || !rq->cache ? NULL : jobs_coalesce_find(js, rq->tenant, j->cache_key.hash);
+        if (live) {
+                int r = attach(js, live, rq, ret_err);
+                job_unref(j);
+                return r;
+        }
+        j->submitter = rq->session;
+        j->submitter_counted = true;
+        jobs_tenant_hold(js, j);
+        j->submit_ref = rq->ref ? json_incref(rq->ref) : NULL;
+        j->watch_submitter = rq->watch;
+        j->cache_store = cfg->cache.enabled;
+        js->committing++;
+        job_to_record(j, &j->record);
+        memset(&j->op, 0, sizeof(j->op));
+        j->op.type = STORE_OP_SUBMIT;
+        j->op.job = &j->record;
+        j->op.cache_key = cfg->cache.enabled && rq->cache ? &j->cache_key : NULL;
+        j->op.done = on_committed;
+        if (!rq->key)
+                jobs_coalesce_add(js, j);
+        storeq_submit_loop(js->storeq, &j->op); /* the job's reference travels with the op */
+        return 1;
+}

@@ -1,0 +1,32 @@
+/* The loop thread's way to the store writer: operations submitted from the loop are
+ * held until the end of the loop iteration and handed over as one chain (one lock
+ * and one wake-up for a burst of messages), and every operation in flight is
+ * counted so that shutdown waits until each has been answered.
+ *
+ * An operation's `done` runs on the writer thread; its owner posts a mail to the
+ * loop and calls storeq_answered() there. */
+#pragma once
+
+#include <stdint.h>
+
+struct store_writer;
+struct store_op;
+struct storeq;
+
+/* Returns >= 0 or -ENOMEM. The writer is borrowed and must outlive the queue. */
+int storeq_new(struct store_writer *w, struct storeq **ret);
+/* Accepts NULL. Flush (while the writer runs) before: held operations are not
+ * handed over here. */
+void storeq_free(struct storeq *q);
+
+/* Submits an operation at once (any thread). */
+void storeq_submit(struct storeq *q, struct store_op *op);
+/* Holds an operation until storeq_flush (loop thread). */
+void storeq_submit_loop(struct storeq *q, struct store_op *op);
+/* Hands the writer what storeq_submit_loop held (loop thread, after each iteration
+ * of the service loop). */
+void storeq_flush(struct storeq *q);
+/* One operation submitted here has been handled (loop thread). */
+void storeq_answered(struct storeq *q);
+/* Operations submitted and not yet answered. Any thread. */
+unsigned storeq_in_flight(const struct storeq *q);

@@ -1,0 +1,32 @@
+/* Small things every part of the daemon uses: clocks and container_of. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+/* The struct that holds `member` at `ptr` (an embedded store_op, mail, item). */
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+/* Wall-clock milliseconds since the Unix epoch: for times that are stored or shown
+ * (submitted, finished, cache entry ages) and for job deadlines, which are absolute
+ * and survive a restart. Never for measuring a duration: it can jump. */
+static inline int64_t kiln_wall_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Monotonic microseconds: for durations, rates, throttles and timers. */
+static inline int64_t kiln_mono_us(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static inline int64_t kiln_mono_ms(void)
+{
+        return kiln_mono_us() / 1000;
+}
