@@ -1,0 +1,273 @@
+#!/usr/bin/python3
+"""Writes XGBoost models and XGBoost's own predictions for test_model.c.
+
+Usage: gen_models.py OUTDIR
+
+Trains small binary:logistic models with the installed XGBoost (Debian's
+python3-xgboost), saves them as JSON, reloads each saved file into a fresh Booster
+and records its predictions on rows chosen to probe the scorer's edges. Nothing is
+downloaded; everything is derived from a fixed seed.
+
+OUTDIR receives, for every model NAME listed in models.txt ("NAME TREES FEATURES ROWS"):
+  NAME.json        the model as XGBoost wrote it
+  NAME.v3.json     the same text with base_score in XGBoost 3.x's "[5E-1]" form
+  NAME.rows.f32    float32 [ROWS][FEATURES], NaN = missing
+  NAME.margin.f32  predict(output_margin=True), float32 [ROWS]
+  NAME.pd.f32      predict(), float32 [ROWS]
+and the models the scorer must refuse, refuse_CASE.json (refuse_ubjson.json holds
+UBJSON bytes; test_model.c lists each case and the field it must name).
+"""
+import json
+import os
+import re
+import sys
+
+import numpy as np
+import xgboost as xgb
+
+F = 8
+RNG = np.random.default_rng(20240611)
+
+
+def training_data(n=3000):
+    """Features of mixed kinds: continuous, integer-valued (many ties on split
+    thresholds), heavy-tailed, and about 10 % missing values."""
+    x = RNG.normal(size=(n, F)).astype(np.float32)
+    x[:, 2] = RNG.integers(0, 6, n)
+    x[:, 5] = RNG.standard_cauchy(n)
+    x[:, 7] = RNG.integers(-3, 4, n) * 0.25
+    x[RNG.random((n, F)) < 0.1] = np.nan
+    z = np.nan_to_num(x, nan=0.3)
+    logit = 1.2 * z[:, 0] - 0.8 * z[:, 1] * (z[:, 2] > 2) + np.tanh(z[:, 5]) + 0.5 * z[:, 7] ** 2
+    y = (logit + RNG.normal(scale=0.8, size=n) > 0.3).astype(np.float32)
+    return x, y
+
+
+def split_thresholds(model):
+    """(feature, threshold) of every split of every tree."""
+    out = []
+    for t in model["learner"]["gradient_booster"]["model"]["trees"]:
+        for i, left in enumerate(t["left_children"]):
+            if left != -1:
+                out.append((t["split_indices"][i], np.float32(t["split_conditions"][i])))
+    return out
+
+
+def probe_rows(model, x_train):
+    """Rows from the training distribution, then rows with special values, then rows
+    whose values sit exactly on split thresholds or one float32 step either side."""
+    rows = [x_train[RNG.integers(0, len(x_train), 300)]]
+    clean = np.nan_to_num(x_train[RNG.integers(0, len(x_train), 400)], nan=0.0)
+
+    special = np.array([0.0, -0.0, np.nan, np.finfo(np.float32).max, -np.finfo(np.float32).max, 1e30, -1e30,
+                        1e-45, -1e-45, 1e-38], dtype=np.float32)
+    s = clean[:100].copy()
+    mask = RNG.random(s.shape) < 0.4
+    s[mask] = RNG.choice(special, size=int(mask.sum()))
+    rows.append(s)
+    rows.append(np.full((1, F), np.nan, dtype=np.float32))
+    rows.append(np.zeros((1, F), dtype=np.float32))
+    rows.append(np.full((1, F), -0.0, dtype=np.float32))
+
+    splits = split_thresholds(model)
+    if splits:
+        picks = [splits[i] for i in RNG.permutation(len(splits))[:200]]
+        for k, (f, t) in enumerate(picks):
+            base = clean[100 + k % 300]
+            for v in (t, np.nextafter(t, np.float32(-np.inf)), np.nextafter(t, np.float32(np.inf))):
+                r = base.copy()
+                r[f] = v
+                rows.append(r[None, :])
+        by_feature = {}
+        for f, t in splits:
+            by_feature.setdefault(f, []).append(t)
+        for k in range(150):
+            r = clean[k].copy()
+            for f, ts in by_feature.items():
+                t = ts[RNG.integers(0, len(ts))]
+                r[f] = (t, np.nextafter(t, np.float32(-np.inf)), np.nextafter(t, np.float32(np.inf)))[k % 3]
+            rows.append(r[None, :])
+    return np.ascontiguousarray(np.concatenate(rows).astype(np.float32))
+
+
+def to_v3(text):
+    """XGBoost 3.x writes base_score as a one-element array in a string."""
+    out, n = re.subn(r'"base_score"(\s*):(\s*)"([^"\[\]]*)"', r'"base_score"\1:\2"[\3]"', text)
+    assert n == 1, "base_score not found once"
+    return out
+
+
+def write_case(out, name, booster, x_train, manifest):
+    path = os.path.join(out, name + ".json")
+    booster.save_model(path)
+    with open(path) as fh:
+        text = fh.read()
+    with open(os.path.join(out, name + ".v3.json"), "w") as fh:
+        fh.write(to_v3(text))
+    model = json.loads(text)
+    # Predict with the model as loaded from the file, as kiln will see it, on a fresh
+    # DMatrix (no prediction cache from training).
+    loaded = xgb.Booster()
+    loaded.load_model(path)
+    rows = probe_rows(model, x_train)
+    dm = xgb.DMatrix(rows, missing=np.nan)
+    margin = loaded.predict(dm, output_margin=True).astype(np.float32)
+    pd = loaded.predict(dm).astype(np.float32)
+    assert margin.shape == (len(rows),) and pd.shape == (len(rows),)
+    rows.tofile(os.path.join(out, name + ".rows.f32"))
+    margin.tofile(os.path.join(out, name + ".margin.f32"))
+    pd.tofile(os.path.join(out, name + ".pd.f32"))
+    trees = len(model["learner"]["gradient_booster"]["model"]["trees"])
+    manifest.append(f"{name} {trees} {F} {len(rows)}")
+    return model
+
+
+def stump_model(template, leaves):
+    """A hand-made one-tree model: f0 < 0 goes to leaves[0], else leaves[1]. XGBoost
+    loads it like any other, so its predictions are still XGBoost's."""
+    m = json.loads(json.dumps(template))
+    gb = m["learner"]["gradient_booster"]["model"]
+    t = dict(gb["trees"][0])
+    t.update(left_children=[1, -1, -1], right_children=[2, -1, -1], parents=[2147483647, 0, 0],
+             split_indices=[0, 0, 0], split_conditions=[0.0, float(leaves[0]), float(leaves[1])],
+             default_left=[1, 0, 0], split_type=[0, 0, 0], base_weights=[0.0] * 3, loss_changes=[0.0] * 3,
+             sum_hessian=[1.0] * 3, categories=[], categories_nodes=[], categories_segments=[],
+             categories_sizes=[])
+    t["tree_param"] = dict(t["tree_param"], num_nodes="3", num_deleted="0")
+    t["id"] = 0
+    gb["trees"] = [t]
+    gb["tree_info"] = [0]
+    gb["gbtree_model_param"]["num_trees"] = "1"
+    return m
+
+
+def train(params, x, y, rounds, **dm_args):
+    base = {"objective": "binary:logistic", "eta": 0.3, "seed": 7, "nthread": 1}
+    base.update(params)
+    return xgb.train(base, xgb.DMatrix(x, label=y, **dm_args), num_boost_round=rounds)
+
+
+def write_json(out, name, model):
+    with open(os.path.join(out, "refuse_" + name + ".json"), "w") as fh:
+        json.dump(model, fh)
+
+
+def refusals(out, template, x, y):
+    """Models kiln must refuse: real ones XGBoost wrote, and hand-broken copies of a
+    valid one (each named for what is wrong)."""
+    def edit(name, change):
+        m = json.loads(json.dumps(template))
+        change(m)
+        write_json(out, name, m)
+
+    for name, params, rounds in (("gblinear", {"booster": "gblinear"}, 3),
+                                 ("dart", {"booster": "dart", "rate_drop": 0.1, "max_depth": 2}, 3),
+                                 ("reg_logistic", {"objective": "reg:logistic", "max_depth": 2}, 2)):
+        train(params, x, y, rounds).save_model(os.path.join(out, "refuse_" + name + ".json"))
+    y3 = np.nan_to_num(x[:, 2], nan=0.0) % 3
+    train({"objective": "multi:softprob", "num_class": 3, "max_depth": 2}, x, y3, 2).save_model(
+        os.path.join(out, "refuse_softprob.json"))
+    # A real categorical split in tree 0: the label depends only on the category.
+    xc = np.stack([RNG.integers(0, 5, 600).astype(np.float32), RNG.normal(size=600).astype(np.float32)], 1)
+    yc = np.isin(xc[:, 0], [1, 3]).astype(np.float32)
+    bc = train({"tree_method": "hist", "max_depth": 2}, xc, yc, 2, feature_types=["c", "q"],
+               enable_categorical=True)
+    path = os.path.join(out, "refuse_categorical.json")
+    bc.save_model(path)
+    with open(path) as fh:
+        assert any(json.load(fh)["learner"]["gradient_booster"]["model"]["trees"][0]["split_type"])
+    train({"max_depth": 2}, x, y, 2).save_model(os.path.join(out, "refuse_ubjson.json.ubj"))
+    os.replace(os.path.join(out, "refuse_ubjson.json.ubj"), os.path.join(out, "refuse_ubjson.json"))
+
+    lmp = lambda m: m["learner"]["learner_model_param"]  # noqa: E731
+    gbm = lambda m: m["learner"]["gradient_booster"]["model"]  # noqa: E731
+    tree = lambda m, i: gbm(m)["trees"][i]  # noqa: E731
+
+    for tag, value in (("one", "1.5E0"), ("zero", "0E0"), ("text", "abc"), ("two", "[5E-1,5E-1]"),
+                       ("empty", ""), ("number", 0.5)):
+        edit("base_score_" + tag, lambda m, v=value: lmp(m).__setitem__("base_score", v))
+    edit("num_class", lambda m: lmp(m).__setitem__("num_class", "2"))
+    edit("num_feature", lambda m: lmp(m).__setitem__("num_feature", "0"))
+    edit("no_learner", lambda m: m.pop("learner"))
+    edit("tree_info", lambda m: gbm(m)["tree_info"].__setitem__(1, 1))
+    edit("num_trees", lambda m: gbm(m)["gbtree_model_param"].__setitem__("num_trees", "99"))
+    edit("split_type", lambda m: tree(m, 2).__setitem__("split_type", [0] * (len(tree(m, 2)["split_type"]) - 1) + [1]))
+    edit("categories", lambda m: tree(m, 0).update(categories=[1, 3], categories_nodes=[0], categories_segments=[0],
+                                                    categories_sizes=[2]))
+    edit("short_array", lambda m: tree(m, 1)["right_children"].pop())
+    edit("num_nodes", lambda m: tree(m, 1)["tree_param"].__setitem__("num_nodes", "2"))
+    edit("child_range", lambda m: tree(m, 0)["left_children"].__setitem__(0, len(tree(m, 0)["left_children"])))
+    edit("child_root", lambda m: tree(m, 0)["right_children"].__setitem__(0, 0))
+
+    def cycle(m):
+        t = tree(m, 0)
+        inner = [i for i in range(1, len(t["left_children"])) if t["left_children"][i] != -1]
+        t["left_children"][inner[0]] = inner[0]
+    edit("cycle", cycle)
+
+    def one_child(m):
+        t = tree(m, 0)
+        leaf = [i for i in range(len(t["left_children"])) if t["left_children"][i] == -1][0]
+        t["left_children"][leaf] = 1
+    edit("one_child", one_child)
+    edit("split_feature", lambda m: tree(m, 0)["split_indices"].__setitem__(0, F))
+    edit("split_string", lambda m: tree(m, 0)["split_conditions"].__setitem__(0, "0.5"))
+    edit("split_huge", lambda m: tree(m, 0)["split_conditions"].__setitem__(0, 1e39))
+    # XGBoost writes non-finite floats as bare NaN / Infinity tokens (json.dump does too).
+    edit("split_nan", lambda m: tree(m, 0)["split_conditions"].__setitem__(0, float("nan")))
+
+    def stats_nan(m):
+        t = tree(m, 0)
+        t["loss_changes"][0] = float("nan")
+        t["sum_hessian"][0] = float("inf")
+        t["base_weights"][0] = float("-inf")
+        m["learner"]["feature_names"] = ["NaN", "Infinity", "-Infinity", "a\\\"NaN"]
+    m = json.loads(json.dumps(template))
+    stats_nan(m)
+    with open(os.path.join(out, "accept_stats_nan.json"), "w") as fh:
+        json.dump(m, fh)
+    edit("default_left", lambda m: tree(m, 0)["default_left"].__setitem__(0, 2))
+    edit("leaf_vector", lambda m: tree(m, 0)["tree_param"].__setitem__("size_leaf_vector", "3"))
+    edit("num_target", lambda m: lmp(m).__setitem__("num_target", "2"))
+    with open(os.path.join(out, "refuse_not_json.json"), "w") as fh:
+        fh.write('{"learner": ')
+
+
+def main():
+    out = sys.argv[1]
+    os.makedirs(out, exist_ok=True)
+    x, y = training_data()
+    manifest = []
+    template = None
+    for depth in (1, 3, 6):
+        for rounds in (1, 10, 50):
+            b = train({"max_depth": depth, "tree_method": "exact"}, x, y, rounds)
+            m = write_case(out, f"exact_d{depth}_t{rounds}", b, x, manifest)
+            if depth == 3 and rounds == 10:
+                template = m
+    write_case(out, "hist_d6_t50", train({"max_depth": 6, "tree_method": "hist"}, x, y, 50), x, manifest)
+    # Leaf-wise growth numbers nodes in the order they were split, not breadth first.
+    write_case(out, "lossguide_t20", train({"tree_method": "hist", "grow_policy": "lossguide", "max_depth": 0,
+                                            "max_leaves": 24}, x, y, 20), x, manifest)
+    write_case(out, "base_score_0.3", train({"max_depth": 3, "base_score": 0.3}, x, y, 10), x, manifest)
+    # Pruning (a large gamma with the exact updater) leaves deleted nodes in the arrays.
+    pruned = train({"max_depth": 6, "tree_method": "exact", "gamma": 3.0}, x, y, 10)
+    m = write_case(out, "pruned_d6_t10", pruned, x, manifest)
+    print("pruned model: %d nodes marked deleted" %
+          sum(int(t["tree_param"]["num_deleted"]) for t in m["learner"]["gradient_booster"]["model"]["trees"]))
+    # Margins far beyond the sigmoid's clamp (XGBoost computes exp(min(-x, 88.7))).
+    for name, leaves in (("stump_extreme", (-100.0, 100.0)), ("stump_zero", (0.0, -0.0))):
+        path = os.path.join(out, name + ".src.json")
+        with open(path, "w") as fh:
+            json.dump(stump_model(template, leaves), fh)
+        b = xgb.Booster()
+        b.load_model(path)
+        write_case(out, name, b, x, manifest)
+    refusals(out, template, x, y)
+    with open(os.path.join(out, "models.txt"), "w") as fh:
+        fh.write("\n".join(manifest) + "\n")
+    print("wrote %d models to %s" % (len(manifest), out))
+
+
+if __name__ == "__main__":
+    main()
