@@ -85,6 +85,7 @@ set(CPACK_RPM_EXCLUDE_FROM_AUTO_FILELIST_ADDITION
   /etc/kiln
   /usr/lib/systemd /usr/lib/systemd/system /usr/lib/systemd/system-preset
   /usr/lib/sysusers.d /usr/lib/tmpfiles.d /usr/share/doc
+  /usr/share/man /usr/share/man/man1 /usr/share/man/man5 /usr/share/man/man7 /usr/share/man/man8
   /usr/${CMAKE_INSTALL_LIBDIR})
 
 include(CPack)

@@ -18,6 +18,11 @@ KILN_FILES = [
     "/usr/share/kiln/web_ui/index.html",
     "/usr/share/doc/kiln/copyright",
     "/usr/share/doc/kiln/changelog.Debian.gz",
+    "/usr/share/man/man8/kilnd.8.gz",
+    "/usr/share/man/man1/kilnctl.1.gz",
+    "/usr/share/man/man1/kiln-bench.1.gz",
+    "/usr/share/man/man5/kiln.conf.5.gz",
+    "/usr/share/man/man7/kiln-protocol.7.gz",
 ]
 if HAS_BENCH:
     KILN_FILES.append("/usr/bin/kiln-bench")
@@ -101,7 +106,8 @@ class RpmTest(unittest.TestCase):
         self.assertIn("systemctl --no-reload preset kiln.service", scripts)
         self.assertIn("try-restart kiln.service", scripts)
         # Directories of the filesystem and systemd packages are not claimed.
-        for d in ("/etc", "/usr/lib/systemd/system", "/usr/lib/sysusers.d", "/usr/share/doc"):
+        for d in ("/etc", "/usr/lib/systemd/system", "/usr/lib/sysusers.d", "/usr/share/doc", "/usr/share/man",
+                  "/usr/share/man/man1"):
             self.assertNotIn(d, files)
 
     @unittest.skipUnless(HAS_CUDA, "the kiln-cuda target is not built here")
