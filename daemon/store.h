@@ -1,22 +1,34 @@
-/* The job store: jobs and their results in LMDB.
+/* The job store: jobs, their inputs and results, the result cache, and stored objects,
+ * in LMDB.
  *
- * store.c is the only file that includes lmdb.h; LMDB codes are converted to -errno
- * there (MDB_NOTFOUND -> -ENOENT, MDB_MAP_FULL -> -ENOSPC, MDB_CORRUPTED and other
- * LMDB-specific codes -> -EIO).
+ * The store's files (daemon/store.c and daemon/store_*.c, sharing store_impl.h) are
+ * the only ones that include lmdb.h; LMDB codes are converted to -errno there
+ * (MDB_NOTFOUND -> -ENOENT, MDB_MAP_FULL -> -ENOSPC, MDB_CORRUPTED and other
+ * LMDB-specific codes -> -EIO). The store knows bytes and versions: kinds and classes
+ * are names to it, never meanings.
  *
  * Two layers:
- *  - a synchronous layer (store_txn_*, store_job_*, store_result_*) used by the writer
- *    thread and by unit tests;
+ *  - a synchronous layer (store_txn_*, store_job_*, store_result_*, store_input_*,
+ *    store_object_*) used by the writer thread, by unit tests, and for reads by any
+ *    thread: a read transaction (store_txn_begin(s, false, ...)) may be opened on any
+ *    thread at any time, and never waits for the writer;
  *  - the writer (store_writer_*): one thread that takes queued operations, applies all
  *    that are waiting in ONE write transaction (group commit: many submissions, one
  *    fsync), commits, then calls each operation's `done` callback on the writer thread.
  *    The event loop never touches LMDB: it submits operations and gets callbacks.
  *
- * Layout: database "jobs" (key: 16-byte job id, value: a versioned binary record),
- * "results" (key: job id, value: result blob), "pending" (key: job id, empty value;
- * present exactly while the job is queued or running, scanned at start to recover).
+ * Layout (keys | values):
+ *  - "jobs":     16-byte job id | a versioned binary record (store_records.c);
+ *  - "pending":  job id | empty; present exactly while the job is queued or running,
+ *                scanned at start to recover;
+ *  - "results":  job id + u32 BE piece | a piece of the job's result blob;
+ *  - "inputs":   job id + u32 BE piece | a piece of the job's stored input (its input
+ *                arrays, written with its submit; same pieces as results);
+ *  - "idem":     tenant NUL key | job id (idempotency keys, per tenant);
+ *  - "retain":   finished ms BE + job id | empty, for purging finished jobs (with their
+ *                results and inputs) after jobs.retain_s.
  *
- * The result cache and job retention (SPEC §2.2, §4 [cache] [jobs]):
+ * The result cache (SPEC §2.2, §4 [cache] [jobs]):
  *  - "cache": 16-byte key hash -> entry (kind, kind version, model version, canonical
  *    params, size, backend, created, last used, blob id). A lookup compares the stored
  *    kind, versions and params text with the request, so a hash collision is a miss,
@@ -27,8 +39,25 @@
  *    job that produced them, and a job answered from the cache has an "alias" entry
  *    (job id -> blob id). "refs" counts holders of a blob (absent = 1, its own job);
  *    the pieces are deleted when the last holder (job or entry) goes.
- *  - "idem": tenant NUL key -> job id (idempotency keys, per tenant).
- *  - "retain": finished ms BE + job id, for purging finished jobs after jobs.retain_s. */
+ *
+ * Stored objects (SPEC §2.4: models, vector collections), per tenant, durable like
+ * jobs, versioned. Names: tenant 1..63 bytes, class 1..31, name 1..128 (C strings);
+ * item ids 1..256 arbitrary bytes.
+ *  - "objects":      tenant NUL class NUL name | header: u8 format (1), u64 version,
+ *                    i64 created_ms, i64 updated_ms, u64 bytes, u64 count, u32 meta_len,
+ *                    meta (opaque to the store: the class keeps e.g. metric and dim there);
+ *  - "object_blob":  tenant NUL class NUL name NUL + u32 BE piece | a piece of the
+ *                    object's one opaque blob (a model's uploaded JSON; pieces as results);
+ *  - "object_items": tenant NUL class NUL name NUL item id | the item's bytes (a
+ *                    collection's vector rows), iterated in id byte order;
+ *  - "object_usage": tenant | u64 objects, u64 bytes: the tenant's totals, kept in step
+ *                    with every change, for the limits (struct store_object_limits);
+ *  - "object_gone":  tenant NUL class NUL name | u64 version of a dropped object, so a
+ *                    new object of that name goes on from it: a version is never reused,
+ *                    and what was cached under an old version is never served again
+ *                    (one small entry per dropped name, kept for good).
+ *  An object's `bytes` is its blob's size plus, for each item, its id's and its value's
+ *  sizes. Every change (put, items put, items delete) bumps the version by one. */
 #pragma once
 
 #include <stdbool.h>
@@ -70,6 +99,11 @@ struct store_job {
         char *idem_key;            /* idempotency key or NULL */
         char *error_code;          /* protocol error code when failed/cancelled/expired, else NULL */
         char *error_message;       /* human sentence or NULL */
+        /* Since record version 2 (a version 1 record reads as 0, NULL, 0): */
+        uint32_t attempts;         /* times the job was started on a backend (jobs.max_retries) */
+        char *object;              /* the stored object it is bound to, "CLASS/NAME@VERSION"
+                                    * (e.g. "risk.model/acme@3"), or NULL */
+        uint64_t input_size;       /* bytes of its stored input ("inputs"), 0 when none */
 };
 
 /* Deep copy / free. store_job_free accepts NULL. dup returns NULL on ENOMEM. */
@@ -104,8 +138,9 @@ void store_txn_abort(struct store_txn *t);
 int store_job_put(struct store_txn *t, const struct store_job *job);
 /* Reads a record as a new copy (caller frees). -ENOENT when absent. */
 int store_job_get(struct store_txn *t, const uint8_t id[16], struct store_job **ret);
-/* Deletes the record, its pending entry and idempotency key, and its result (or its
- * share of a result also held by cache entries or other jobs). -ENOENT when absent. */
+/* Deletes the record, its pending entry and idempotency key, its stored input, and its
+ * result (or its share of a result also held by cache entries or other jobs). -ENOENT
+ * when absent. */
 int store_job_delete(struct store_txn *t, const uint8_t id[16]);
 
 /* Writes a result piece: bytes [offset, offset + len) of the result, into dst. */
@@ -123,6 +158,25 @@ int store_result_put(struct store_txn *t, const uint8_t id[16], size_t size, sto
                      void *opaque);
 /* Copies the result out (malloc'd, caller frees). -ENOENT when absent. */
 int store_result_get(struct store_txn *t, const uint8_t id[16], uint8_t **ret_data, size_t *ret_size);
+
+/* ---- stored inputs ----
+ *
+ * A job's input arrays (binary parts), kept so that a job recovered after a restart
+ * runs on the same input. Stored in pieces like results, in "inputs"; deleted with the
+ * job (store_job_delete, retention). */
+
+/* Stores the input of job `id`, `size` bytes (replacing any previous one; 0 bytes is
+ * an empty input, not none), by calling `write` for each consecutive piece. Returns
+ * >= 0, -ENOSPC when the map is full (the transaction must then be aborted), or -errno. */
+int store_input_put(struct store_txn *t, const uint8_t id[16], size_t size, store_result_writer write,
+                    void *opaque);
+/* Copies the input of `id` out (malloc'd, caller frees; an empty input gives a
+ * non-NULL pointer and size 0). Returns >= 0, -ENOENT when none is stored, or -errno. */
+int store_input_get(struct store_txn *t, const uint8_t id[16], uint8_t **ret_data, size_t *ret_size);
+/* Deletes the input of `id` (a finished job that will never run again need not keep
+ * it; its record's input_size is the caller's to update). Returns >= 0 (also when
+ * there was none) or -errno. */
+int store_input_delete(struct store_txn *t, const uint8_t id[16]);
 
 /* Calls cb for every job in "pending", oldest first. cb returns < 0 to stop (that
  * value is returned). The record passed to cb lives only during the call. */
@@ -217,18 +271,169 @@ int store_maintain(struct store_txn *t, const struct store_policy *p, int64_t no
 /* Number of jobs and pending jobs, and bytes used by the map (for stats/limits). */
 int store_stat(struct store_txn *t, uint64_t *ret_jobs, uint64_t *ret_pending, uint64_t *ret_bytes);
 
+/* ---- stored objects (SPEC §2.4) ----
+ *
+ * An object is named by (tenant, class, name) and holds a header (version, times,
+ * bytes, count, opaque meta), one opaque blob and a set of items (id -> bytes). The
+ * writer applies changes; reads may run in a read transaction on any thread. Values
+ * read are copied out before the transaction ends, except where a callback is given
+ * borrowed bytes (valid during the call only). */
+
+#define STORE_OBJECT_TENANT_MAX 63
+#define STORE_OBJECT_CLASS_MAX 31
+#define STORE_OBJECT_NAME_MAX 128
+#define STORE_OBJECT_ITEM_ID_MAX 256
+#define STORE_OBJECT_META_MAX 65536           /* bytes of meta */
+#define STORE_OBJECT_ITEM_MAX (16u << 20)     /* bytes of one item's value */
+
+/* Which object. Strings are borrowed: non-empty C strings of at most
+ * STORE_OBJECT_TENANT_MAX, STORE_OBJECT_CLASS_MAX and STORE_OBJECT_NAME_MAX bytes
+ * (anything else is -EINVAL). `cls` is the object's class ("risk.model", ...). */
+struct store_object_ref {
+        const char *tenant;
+        const char *cls;
+        const char *name;
+};
+
+/* Limits checked inside the write transaction that makes the change, so two
+ * concurrent changes cannot both pass. 0 = no limit; a NULL pointer = none at all.
+ * Shrinking an object never fails on max_tenant_bytes. A change refused by a limit
+ * writes nothing and returns:
+ *   -EFBIG      the object would hold more than max_object_bytes;
+ *   -EDQUOT     the change would create an object while the tenant already holds
+ *               max_objects_per_tenant;
+ *   -EOVERFLOW  the tenant's objects would hold more than max_tenant_bytes in all.
+ * (Not -ENOSPC, which always means the map itself is full.) */
+struct store_object_limits {
+        uint64_t max_object_bytes;
+        uint64_t max_objects_per_tenant;
+        uint64_t max_tenant_bytes;
+};
+
+/* An object's header. `meta` is a malloc'd copy (NULL when meta_len is 0), freed by
+ * store_object_info_clear. */
+struct store_object_info {
+        char name[STORE_OBJECT_NAME_MAX + 1];
+        uint64_t version;          /* 1 for a new name, +1 at every change, never reused */
+        int64_t created_ms;        /* wall clock, when the name was first put (kept by a put) */
+        int64_t updated_ms;        /* wall clock, the last change */
+        uint64_t bytes;            /* blob size + the sizes of all item ids and values */
+        uint64_t count;            /* items */
+        uint8_t *meta;
+        size_t meta_len;
+};
+
+/* Frees info->meta and sets it to NULL. Accepts NULL. */
+void store_object_info_clear(struct store_object_info *info);
+/* Clears and frees an array of n infos (store_object_list). Accepts NULL. */
+void store_object_infos_free(struct store_object_info *infos, size_t n);
+
+/* One item of a batch: id of 1..STORE_OBJECT_ITEM_ID_MAX bytes (any bytes), value of
+ * 0..STORE_OBJECT_ITEM_MAX bytes (unused by deletes). Borrowed. */
+struct store_object_item {
+        const uint8_t *id;
+        size_t id_len;
+        const uint8_t *data;
+        size_t size;
+};
+
+/* A tenant's totals over all its objects of every class. */
+struct store_tenant_usage {
+        uint64_t objects;
+        uint64_t bytes;
+};
+
+/* Puts an object: its meta and a blob of `blob_size` bytes written by `write` (called
+ * once per piece, in order; not called for 0 bytes), replacing whatever the object
+ * held (meta, blob and items). The version becomes the old one + 1 (a new name: 1, or
+ * one past the last version of a dropped object of that name); created_ms is kept
+ * from an existing object, updated_ms becomes now_ms. Fills *ret (may be NULL; clear
+ * it with store_object_info_clear). Returns >= 0, -EINVAL (names, meta or write
+ * missing), -E2BIG (meta_len over STORE_OBJECT_META_MAX), a limit's code (nothing
+ * written), -ENOSPC (map full: abort the transaction) or -errno. */
+int store_object_put(struct store_txn *t, const struct store_object_ref *o, const void *meta, size_t meta_len,
+                     size_t blob_size, store_result_writer write, void *opaque,
+                     const struct store_object_limits *lim, int64_t now_ms, struct store_object_info *ret);
+
+/* Adds or replaces n items (a later item with the same id as an earlier one in the
+ * batch wins). An absent object is created with `meta` (an empty blob); an existing
+ * one must have exactly these meta bytes, else -EEXIST and nothing is written
+ * (meta NULL: no check, and a new object gets no meta). Bumps the version once and
+ * updates count and bytes. Returns >= 0, -EINVAL (names, an id of 0 or more than
+ * STORE_OBJECT_ITEM_ID_MAX bytes; items may be NULL when n is 0), -E2BIG (a value over
+ * STORE_OBJECT_ITEM_MAX, meta over STORE_OBJECT_META_MAX), -EEXIST, a limit's code,
+ * -ENOSPC or -errno; on any of these nothing is written. *ret as store_object_put. */
+int store_object_items_put(struct store_txn *t, const struct store_object_ref *o, const void *meta,
+                           size_t meta_len, const struct store_object_item *items, size_t n,
+                           const struct store_object_limits *lim, int64_t now_ms, struct store_object_info *ret);
+
+/* Deletes the items with the given ids (ids not there are ignored; data and size are
+ * unused). Bumps the version once and updates count and bytes. Returns >= 0, -ENOENT
+ * when the object does not exist, -EINVAL, -ENOSPC or -errno. *ret as store_object_put. */
+int store_object_items_delete(struct store_txn *t, const struct store_object_ref *o,
+                              const struct store_object_item *ids, size_t n, int64_t now_ms,
+                              struct store_object_info *ret);
+
+/* Deletes the object: header, blob and items; the tenant's usage goes down. Its
+ * version is remembered ("object_gone"). Returns >= 0, -ENOENT when absent, or -errno. */
+int store_object_drop(struct store_txn *t, const struct store_object_ref *o);
+
+/* Reads the header and meta. Returns >= 0, -ENOENT when absent, -EIO, -EINVAL or
+ * -errno. */
+int store_object_get(struct store_txn *t, const struct store_object_ref *o, struct store_object_info *ret);
+
+/* Copies the object's blob out (malloc'd, caller frees; an empty blob gives a
+ * non-NULL pointer and size 0). Returns >= 0, -ENOENT when the object is absent, or
+ * -errno. */
+int store_object_blob_get(struct store_txn *t, const struct store_object_ref *o, uint8_t **ret_data,
+                          size_t *ret_size);
+
+/* Calls cb for every item of the object in id byte order, with bytes borrowed from the
+ * map (valid during the call only). cb returns < 0 to stop (that value is returned).
+ * Returns >= 0, -ENOENT when the object is absent, -EIO, or -errno. To load a whole
+ * collection, a worker runs this in its own read transaction: no writer op needed. */
+int store_object_items_foreach(struct store_txn *t, const struct store_object_ref *o,
+                               int (*cb)(const uint8_t *id, size_t id_len, const uint8_t *data, size_t size,
+                                         void *userdata),
+                               void *userdata);
+
+/* Lists the tenant's objects of class `cls` in name byte order: a new array of *ret_n
+ * infos (free with store_object_infos_free; NULL when none). Returns >= 0 or -errno. */
+int store_object_list(struct store_txn *t, const char *tenant, const char *cls, struct store_object_info **ret,
+                      size_t *ret_n);
+
+/* The tenant's totals (zeros for a tenant without objects). Returns >= 0 or -errno. */
+int store_object_usage(struct store_txn *t, const char *tenant, struct store_tenant_usage *ret);
+
 /* ---- the writer thread ---- */
 
 enum store_op_type {
-        STORE_OP_JOB_PUT,      /* job (+ optional result, written with `write_result`) */
+        STORE_OP_JOB_PUT,      /* job (+ optional result, written with `write_result`, and
+                                * optional input, written with `write_input`) */
         STORE_OP_JOB_GET,      /* fills op->job_out (read) */
         STORE_OP_RESULT_GET,   /* fills op->job_out and op->result_out/result_size (read) */
         STORE_OP_LIST,         /* fills op->list_out/list_n/list_more (read) */
         STORE_OP_DELETE,
         STORE_OP_BARRIER,      /* nothing; done after everything queued before it */
-        STORE_OP_SUBMIT,       /* a new job: idempotency, cache lookup, then put (below) */
+        STORE_OP_SUBMIT,       /* a new job: idempotency, cache lookup, then put (+ input) (below) */
         STORE_OP_CACHE_PURGE,  /* store_cache_purge(purge_kind), count in purge_n */
         STORE_OP_CACHE_ANSWER, /* a job already answered from a copy of a cache hit (below) */
+        STORE_OP_INPUT_GET,    /* fills op->job_out and op->result_out/result_size with the
+                                * input of op->id (read; a job without a stored input gives
+                                * status 0, result_out NULL, result_size 0) */
+        /* Stored objects: op->object names it; each fills op->object_info (the header
+         * after the change) unless said otherwise. */
+        STORE_OP_OBJECT_PUT,          /* store_object_put: meta, blob_size + write_blob, limits */
+        STORE_OP_OBJECT_ITEMS_PUT,    /* store_object_items_put: meta, items/n_items, limits */
+        STORE_OP_OBJECT_ITEMS_DELETE, /* store_object_items_delete: items/n_items (ids) */
+        STORE_OP_OBJECT_DROP,         /* store_object_drop; no output */
+        STORE_OP_OBJECT_GET,          /* store_object_get (read); with `with_blob` also the blob
+                                       * in result_out/result_size */
+        STORE_OP_OBJECT_LIST,         /* store_object_list of object.tenant/object.cls (read):
+                                       * object_list/object_n */
+        /* There is no op to read an object's items: a worker reads them with
+         * store_object_items_foreach in its own read transaction, which never waits for
+         * the writer and copies nothing it does not need. */
 };
 
 /* What STORE_OP_SUBMIT did with op->job (a queued record with tenant and idem_key):
@@ -237,7 +442,8 @@ enum store_op_type {
  *  CACHED: op->cache_key was in the cache: job written as done (submitted_ms ==
  *          finished_ms, backend of the original computation) answering with the
  *          cached result; job_out is that record, result_out the result;
- *  STORED: job written as queued (and its idempotency key recorded). */
+ *  STORED: job written as queued (and its idempotency key recorded, and its input
+ *          of op->input_size bytes, in the same transaction). */
 enum store_submit_outcome {
         STORE_SUBMIT_STORED,
         STORE_SUBMIT_IDEM,
@@ -264,13 +470,31 @@ struct store_op {
          * result into dst. Called once per piece, in order; may be called again for
          * the same range when a batch is retried, and must write the same bytes. */
         void (*write_result)(struct store_op *op, uint8_t *dst, size_t offset, size_t len);
-        uint8_t id[16];          /* GET/RESULT_GET/DELETE */
+        uint8_t id[16];          /* GET/RESULT_GET/DELETE/INPUT_GET */
         struct store_list_query list; /* LIST (its strings must live until done) */
         /* SUBMIT: the key to look up (NULL: no lookup). JOB_PUT of a done job with a
          * result: the key to cache it under (NULL: not cached). Borrowed until done. */
         const struct store_cache_key *cache_key;
         const char *purge_kind;  /* CACHE_PURGE: NULL for all */
         uint8_t blob[16];        /* CACHE_ANSWER: the result the answer used */
+        /* SUBMIT and JOB_PUT: bytes of input to store with the record, 0 for none. SUBMIT
+         * stores it only when the outcome is STORED (a job answered from the cache or by
+         * its idempotency key stores none); the record is written with input_size set to
+         * it. write_input writes bytes [offset, offset + len) of the input into dst, like
+         * write_result (once per piece, in order; again for the same range when a batch
+         * is retried). INPUT_GET: `id`. */
+        size_t input_size;
+        void (*write_input)(struct store_op *op, uint8_t *dst, size_t offset, size_t len);
+        /* OBJECT_*: which object (strings borrowed until done; LIST uses tenant and cls). */
+        struct store_object_ref object;
+        const void *meta;        /* OBJECT_PUT, OBJECT_ITEMS_PUT (see those functions) */
+        size_t meta_len;
+        size_t blob_size;        /* OBJECT_PUT: bytes of blob, written by write_blob */
+        void (*write_blob)(struct store_op *op, uint8_t *dst, size_t offset, size_t len);
+        const struct store_object_item *items; /* OBJECT_ITEMS_PUT/DELETE, borrowed until done */
+        size_t n_items;
+        struct store_object_limits limits; /* OBJECT_PUT, OBJECT_ITEMS_PUT; zeros: none */
+        bool with_blob;          /* OBJECT_GET */
 
         /* outputs, owned by the caller once done is called */
         int status;              /* >= 0 or -errno */
@@ -282,6 +506,10 @@ struct store_op {
         enum store_submit_outcome outcome; /* SUBMIT */
         struct store_cache_hit hit; /* SUBMIT with outcome CACHED: the entry found */
         uint64_t purge_n;        /* CACHE_PURGE */
+        struct store_object_info object_info; /* OBJECT_PUT/ITEMS_PUT/ITEMS_DELETE/GET: clear
+                                               * with store_object_info_clear */
+        struct store_object_info *object_list; /* OBJECT_LIST: free with store_object_infos_free */
+        size_t object_n;
 
         /* Called on the writer thread after the transaction holding this op has been
          * committed (or failed: op->status < 0). Must be quick and must not call back

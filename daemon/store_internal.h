@@ -1,6 +1,7 @@
-/* Test hooks into store.c. Not part of the store's interface: only store.c and its
- * unit test include this file. They expose the record codec so that its versioning and
- * its robustness against truncated or corrupt records can be checked directly. */
+/* Test hooks into the store. Not part of the store's interface: only the store's own
+ * files (through store_impl.h) and its unit tests include this file. They expose the
+ * record codec so that its versioning and its robustness against truncated or corrupt
+ * records can be checked directly. No LMDB type appears here. */
 #pragma once
 
 #include <stddef.h>
@@ -8,8 +9,9 @@
 
 #include "store.h"
 
-/* The first byte of every record in "jobs". A record with another first byte is -EIO. */
-#define STORE_RECORD_VERSION 1
+/* The first byte of every record written to "jobs". Records of version 1 (before
+ * attempts, input_size and object) still decode; any other first byte is -EIO. */
+#define STORE_RECORD_VERSION 2
 
 /* Encodes `job` as a record (malloc'd, caller frees) without the id, which is the key.
  * Returns >= 0, -EINVAL for an invalid job (state, priority, unterminated fixed string)
@@ -21,8 +23,8 @@ int store_record_encode(const struct store_job *job, uint8_t **ret_buf, size_t *
  * or -ENOMEM. */
 int store_record_decode(const uint8_t id[16], const uint8_t *buf, size_t size, struct store_job **ret);
 
-/* Sets the size of the pieces results are stored in (0 restores the store's own, 16 pages), so tests
- * can store many-piece results cheaply. */
+/* Sets the size of the pieces results, inputs and object blobs are stored in (0 restores
+ * the store's own, 16 pages), so tests can store many-piece values cheaply. */
 void store_set_result_chunk(size_t bytes);
 
 /* Writes `size` raw bytes as the record of `id` in "jobs", bypassing the encoder (to

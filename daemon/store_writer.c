@@ -1,0 +1,332 @@
+/* The group-commit writer thread: takes queued operations, applies all that are
+ * waiting in one write transaction, commits (one fsync for many), then calls each
+ * operation's done callback; in between, syncs (store.sync=batch) and maintains. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "store_impl.h"
+
+#define WRITER_BATCH_MAX 4096
+#define WRITER_SYNC_INTERVAL_MS 100
+#define MAINT_INTERVAL_MS 1000
+#define MAINT_BUDGET 256
+
+struct store_writer {
+        struct store *s;
+        pthread_t thread;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        struct store_op *head, *tail; /* FIFO, under lock */
+        bool stopping;                /* under lock */
+
+        /* Writer thread only: something committed without fsync since last_sync_ms. */
+        bool dirty;
+        int64_t last_sync_ms;
+
+        struct store_policy policy;   /* under lock: the latest store_writer_set_policy */
+        bool has_policy;              /* under lock */
+        int64_t next_maint_ms;        /* writer thread only */
+
+        _Atomic uint64_t commits, ops;
+};
+
+static int64_t now_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Commits t; `unsynced`: without the fsync that store.sync=full gives every commit
+ * (the caller marks the writer dirty, so the next synced commit or batch sync
+ * flushes it). */
+static int writer_commit(struct store_writer *w, struct store_txn *t, bool unsynced)
+{
+        if (unsynced)
+                mdb_env_set_flags(w->s->env, MDB_NOSYNC, 1);
+        int r = store_txn_commit(t);
+        if (unsynced)
+                mdb_env_set_flags(w->s->env, MDB_NOSYNC, 0);
+        return r;
+}
+
+/* Applies `n` ops starting at `first` in one write transaction and commits it. Per-op
+ * errors go to op->status; returns 0 when the transaction committed, or the error that
+ * made it fail (then every op's outputs have been freed and cleared). */
+static int writer_apply_txn(struct store_writer *w, struct store_op *first, size_t n)
+{
+        struct store_txn *t;
+        struct store_op *op;
+        size_t i;
+        int r;
+
+        r = store_txn_begin(w->s, true, &t);
+        if (r < 0)
+                return r;
+        for (op = first, i = 0; i < n; op = op->next, i++) {
+                store_op_clear_outputs(op);
+                op->status = store_op_apply(t, op);
+                if (t->err < 0)
+                        break;
+        }
+        /* Records of jobs already answered from the cache (CACHE_ANSWER) wait for no
+         * one: a transaction of nothing else is committed without fsync, and the
+         * next synced commit or the batch sync flushes it (as maintenance does). */
+        bool lazy = w->s->sync == STORE_SYNC_FULL;
+        for (op = first, i = 0; lazy && i < n; op = op->next, i++)
+                lazy = op->type == STORE_OP_CACHE_ANSWER;
+        r = writer_commit(w, t, lazy);
+        if (r < 0) {
+                for (op = first, i = 0; i < n; op = op->next, i++)
+                        store_op_free_outputs(op);
+                return r;
+        }
+        atomic_fetch_add(&w->commits, 1);
+        atomic_fetch_add(&w->ops, n);
+        if (w->s->sync == STORE_SYNC_BATCH || lazy)
+                w->dirty = true;
+        return 0;
+}
+
+/* Runs one batch: all ops in one transaction; when that fails for lack of space, each
+ * op in its own transaction, so only the ops that do not fit fail. Then calls the done
+ * callbacks in FIFO order. */
+static void writer_run_batch(struct store_writer *w, struct store_op *batch, size_t n)
+{
+        struct store_op *op, *next;
+        int r;
+
+        r = writer_apply_txn(w, batch, n);
+        if (r == -ENOSPC && n > 1) {
+                for (op = batch; op; op = op->next) {
+                        r = writer_apply_txn(w, op, 1);
+                        if (r < 0)
+                                op->status = r;
+                }
+        } else if (r < 0) {
+                for (op = batch; op; op = op->next)
+                        op->status = r;
+        }
+        for (op = batch; op; op = next) {
+                next = op->next;
+                op->next = NULL;
+                op->done(op);
+        }
+}
+
+static void writer_maybe_sync(struct store_writer *w, bool force)
+{
+        int64_t now;
+
+        if (!w->dirty)
+                return;
+        now = now_ms();
+        if (!force && now - w->last_sync_ms < WRITER_SYNC_INTERVAL_MS)
+                return;
+        /* A failed sync is retried at the next interval; the data stays committed. */
+        if (store_sync(w->s) >= 0)
+                w->dirty = false;
+        w->last_sync_ms = now;
+}
+
+/* Waits (lock held) until there is work, a stop, a batch sync or maintenance is due. */
+static void writer_wait(struct store_writer *w)
+{
+        while (!w->head && !w->stopping) {
+                int64_t deadline = INT64_MAX;
+                struct timespec ts;
+
+                if (w->dirty)
+                        deadline = w->last_sync_ms + WRITER_SYNC_INTERVAL_MS;
+                if (w->has_policy && w->next_maint_ms < deadline)
+                        deadline = w->next_maint_ms;
+                if (deadline == INT64_MAX) {
+                        pthread_cond_wait(&w->cond, &w->lock);
+                        continue;
+                }
+                if (now_ms() >= deadline)
+                        return;
+                ts.tv_sec = deadline / 1000;
+                ts.tv_nsec = (deadline % 1000) * 1000000;
+                pthread_cond_timedwait(&w->cond, &w->lock, &ts);
+        }
+}
+
+/* One round of store_maintain in its own transaction, committed without fsync: what
+ * it deletes is rebuilt or re-deleted after a crash, so it need not wait for the disk
+ * (the next synced commit or batch sync flushes it). */
+static void writer_maintain(struct store_writer *w)
+{
+        struct store_txn *t;
+        int n = 0, r;
+
+        w->next_maint_ms = now_ms() + MAINT_INTERVAL_MS;
+        if (store_txn_begin(w->s, true, &t) < 0)
+                return;
+        n = store_maintain(t, &w->s->policy, store_wall_ms(), MAINT_BUDGET);
+        if (n <= 0) {
+                store_txn_abort(t);
+                return;
+        }
+        r = writer_commit(w, t, w->s->sync == STORE_SYNC_FULL);
+        if (r >= 0) {
+                w->dirty = true;
+                if (n >= MAINT_BUDGET)
+                        w->next_maint_ms = now_ms(); /* more is due: again after queued ops */
+        }
+}
+
+static void *writer_main(void *arg)
+{
+        struct store_writer *w = arg;
+
+        w->last_sync_ms = now_ms();
+        for (;;) {
+                struct store_op *batch, *last = NULL;
+                size_t n = 0;
+                bool stop;
+
+                pthread_mutex_lock(&w->lock);
+                writer_wait(w);
+                batch = w->head;
+                for (struct store_op *op = w->head; op && n < WRITER_BATCH_MAX; op = op->next) {
+                        last = op;
+                        n++;
+                }
+                if (last) {
+                        w->head = last->next;
+                        if (!w->head)
+                                w->tail = NULL;
+                        last->next = NULL;
+                } else {
+                        batch = NULL;
+                }
+                stop = !w->head && w->stopping;
+                w->s->has_policy = w->has_policy;
+                w->s->policy = w->policy;
+                pthread_mutex_unlock(&w->lock);
+
+                if (batch)
+                        writer_run_batch(w, batch, n);
+                if (w->s->has_policy && !stop && now_ms() >= w->next_maint_ms)
+                        writer_maintain(w);
+                writer_maybe_sync(w, stop);
+                if (stop && !batch)
+                        break;
+        }
+        return NULL;
+}
+
+/* Starts the writer thread (with all signals blocked) over an open store. Returns >= 0
+ * or -errno. */
+int store_writer_start(struct store *s, struct store_writer **ret)
+{
+        struct store_writer *w = calloc(1, sizeof(*w));
+        pthread_condattr_t attr;
+        sigset_t all, old;
+        int r;
+
+        if (!w)
+                return -ENOMEM;
+        w->s = s;
+        r = pthread_mutex_init(&w->lock, NULL);
+        if (r != 0) {
+                free(w);
+                return -r;
+        }
+        r = pthread_condattr_init(&attr);
+        if (r == 0) {
+                r = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+                if (r == 0)
+                        r = pthread_cond_init(&w->cond, &attr);
+                pthread_condattr_destroy(&attr);
+        }
+        if (r != 0) {
+                pthread_mutex_destroy(&w->lock);
+                free(w);
+                return -r;
+        }
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        r = pthread_create(&w->thread, NULL, writer_main, w);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (r != 0) {
+                pthread_cond_destroy(&w->cond);
+                pthread_mutex_destroy(&w->lock);
+                free(w);
+                return -r;
+        }
+        *ret = w;
+        return 0;
+}
+
+/* Queues `op` (thread-safe; never waits for disk). `op->done` must be set. */
+void store_writer_submit(struct store_writer *w, struct store_op *op)
+{
+        op->next = NULL;
+        pthread_mutex_lock(&w->lock);
+        if (w->tail)
+                w->tail->next = op;
+        else
+                w->head = op;
+        w->tail = op;
+        pthread_cond_signal(&w->cond);
+        pthread_mutex_unlock(&w->lock);
+}
+
+/* Queues a chain of ops linked through op->next at once; see store.h. */
+void store_writer_submit_chain(struct store_writer *w, struct store_op *first, struct store_op *last)
+{
+        last->next = NULL;
+        pthread_mutex_lock(&w->lock);
+        if (w->tail)
+                w->tail->next = first;
+        else
+                w->head = first;
+        w->tail = last;
+        pthread_cond_signal(&w->cond);
+        pthread_mutex_unlock(&w->lock);
+}
+
+/* Finishes every queued operation (in BATCH mode, ends with a sync), stops and joins
+ * the thread, and frees w. Accepts NULL. No submission may race with it. */
+void store_writer_stop(struct store_writer *w)
+{
+        if (!w)
+                return;
+        pthread_mutex_lock(&w->lock);
+        w->stopping = true;
+        pthread_cond_signal(&w->cond);
+        pthread_mutex_unlock(&w->lock);
+        pthread_join(w->thread, NULL);
+        pthread_cond_destroy(&w->cond);
+        pthread_mutex_destroy(&w->lock);
+        free(w);
+}
+
+/* Hands the writer new limits (thread-safe); maintenance starts at the next round. */
+void store_writer_set_policy(struct store_writer *w, const struct store_policy *p)
+{
+        pthread_mutex_lock(&w->lock);
+        if (!w->has_policy || memcmp(&w->policy, p, sizeof(*p))) {
+                w->policy = *p;
+                w->has_policy = true;
+                pthread_cond_signal(&w->cond);
+        }
+        pthread_mutex_unlock(&w->lock);
+}
+
+/* Reports transactions committed and operations in them since start. Either output
+ * may be NULL. */
+void store_writer_stats(struct store_writer *w, uint64_t *ret_commits, uint64_t *ret_ops)
+{
+        if (ret_commits)
+                *ret_commits = atomic_load(&w->commits);
+        if (ret_ops)
+                *ret_ops = atomic_load(&w->ops);
+}
