@@ -1,0 +1,452 @@
+/* The job lifecycle (daemon/jobs.c, jobs_submit.c) with fake collaborators: the
+ * store writer, the scheduler and the events are this file's, linked in place of
+ * the real ones, so each test sees exactly which operations, pushes and events one
+ * submission causes, and decides how the store answers. The mailbox is the real
+ * one, drained by the test as the loop thread would. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "jobs.h"
+#include "mailbox.h"
+#include "scheduler.h"
+#include "store.h"
+#include "storeq.h"
+#include "util.h"
+
+/* ---- the fake store writer: operations wait here until the test answers them ---- */
+
+#define MAX_OPS 64
+static struct store_op *ops[MAX_OPS];
+static size_t n_ops;
+
+void store_writer_submit(struct store_writer *w, struct store_op *op)
+{
+        assert_true(n_ops < MAX_OPS);
+        ops[n_ops++] = op;
+}
+
+void store_writer_submit_chain(struct store_writer *w, struct store_op *first, struct store_op *last)
+{
+        for (struct store_op *op = first, *next; op; op = next) {
+                next = op->next;
+                store_writer_submit(w, op);
+                if (op == last)
+                        break;
+        }
+}
+
+/* Takes the oldest waiting operation out. */
+static struct store_op *op_take(void)
+{
+        assert_true(n_ops > 0);
+        struct store_op *op = ops[0];
+        memmove(ops, ops + 1, (n_ops - 1) * sizeof(*ops));
+        n_ops--;
+        return op;
+}
+
+/* ---- the fake scheduler ---- */
+
+#define MAX_ITEMS 64
+static struct sched_item *queued[MAX_ITEMS];
+static size_t n_queued;
+static const struct sched_sink *sink;
+
+void sched_push(struct sched *s, struct sched_item *it)
+{
+        sink->hold(sink->ctx, it);
+        queued[n_queued++] = it;
+}
+
+bool sched_remove(struct sched *s, struct sched_item *it)
+{
+        for (size_t i = 0; i < n_queued; i++)
+                if (queued[i] == it) {
+                        memmove(queued + i, queued + i + 1, (n_queued - i - 1) * sizeof(*queued));
+                        n_queued--;
+                        sink->release(sink->ctx, it);
+                        return true;
+                }
+        return false;
+}
+
+uint32_t sched_queued(struct sched *s)
+{
+        return (uint32_t)n_queued;
+}
+
+/* ---- the events ---- */
+
+struct event {
+        char what[16];
+        uint64_t session;
+        char job[37];
+        char state[16];
+        bool cached;
+        enum kiln_err code;
+        char field[64];
+        char done[1024];
+};
+
+#define MAX_EVENTS 64
+static struct event events[MAX_EVENTS];
+static size_t n_events;
+
+static struct event *event_add(const char *what, uint64_t session, struct job *j)
+{
+        assert_true(n_events < MAX_EVENTS);
+        struct event *e = &events[n_events++];
+        memset(e, 0, sizeof(*e));
+        snprintf(e->what, sizeof(e->what), "%s", what);
+        e->session = session;
+        if (j) {
+                snprintf(e->job, sizeof(e->job), "%s", j->id_text);
+                snprintf(e->state, sizeof(e->state), "%s", kiln_job_state_name(atomic_load(&j->state)));
+        }
+        return e;
+}
+
+static void ev_accepted(void *ctx, uint64_t session, struct job *j, json_t *ref, bool cached)
+{
+        event_add("accepted", session, j)->cached = cached;
+}
+
+static void ev_rejected(void *ctx, uint64_t session, json_t *ref, enum kiln_err code, const char *field,
+                        const char *message)
+{
+        event_add("rejected", session, NULL)->code = code;
+}
+
+static void ev_progress(void *ctx, uint64_t session, struct job *j)
+{
+        event_add("progress", session, j);
+}
+
+static void ev_done(void *ctx, uint64_t session, struct job *j, json_t *ref)
+{
+        struct event *e = event_add("done", session, j);
+        snprintf(e->done, sizeof(e->done), "%s", j->done_json ? j->done_json : "");
+}
+
+static void ev_ended(void *ctx, uint64_t session)
+{
+        event_add("ended", session, NULL);
+}
+
+/* ---- the fixture ---- */
+
+struct fixture {
+        struct kiln_config *cfg;
+        struct mailbox *mb;
+        struct storeq *q;
+        struct jobs *js;
+};
+
+static int setup(void **state)
+{
+        static char *env[] = { "KILN_JOBS_DEFAULT_TIMEOUT_MS=60000", NULL };
+        static const char *kinds[] = { "lens.nfw", "lens.raytrace", NULL };
+        struct fixture *f = calloc(1, sizeof(*f));
+        struct kiln_config_error err;
+        assert_int_equal(kiln_config_load("/nonexistent/kiln.conf", true, env, kinds, &f->cfg, &err), 0);
+        assert_int_equal(mailbox_new(&f->mb), 0);
+        assert_int_equal(storeq_new(NULL, &f->q), 0);
+        struct jobs_deps deps = {
+                .cfg = f->cfg,
+                .storeq = f->q,
+                .mailbox = f->mb,
+                .events = { .accepted = ev_accepted, .rejected = ev_rejected, .progress = ev_progress,
+                            .done = ev_done, .ended = ev_ended },
+        };
+        assert_int_equal(jobs_new(&deps, &f->js), 0);
+        sink = jobs_sched_sink(f->js);
+        jobs_set_sched(f->js, (struct sched *)f); /* any non-NULL: the fake ignores it */
+        n_ops = n_queued = n_events = 0;
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state)
+{
+        struct fixture *f = *state;
+        while (n_queued)
+                sched_remove(NULL, queued[0]);
+        jobs_free(f->js);
+        storeq_free(f->q);
+        mailbox_free(f->mb);
+        kiln_config_free(f->cfg);
+        free(f);
+        return 0;
+}
+
+/* Answers the oldest store operation with `status` (and, for a submit, `outcome`),
+ * then delivers the mails as the loop thread would. */
+static struct store_op *answer(struct fixture *f, int status, enum store_submit_outcome outcome)
+{
+        storeq_flush(f->q);
+        struct store_op *op = op_take();
+        op->status = status;
+        op->outcome = outcome;
+        op->done(op);
+        mailbox_drain(f->mb);
+        return op;
+}
+
+static int submit(struct fixture *f, const char *kind, const char *params, uint64_t session, const char *key,
+                  struct proto_error *err)
+{
+        json_t *p = json_loads(params, 0, NULL);
+        assert_non_null(p);
+        struct job_submit rq = { .kind = kind, .params = p, .tenant = "acme", .priority = KILN_PRIO_NORMAL,
+                                 .key = key, .cache = true, .watch = true, .session = session };
+        int r = jobs_submit(f->js, &rq, err);
+        json_decref(p);
+        return r;
+}
+
+static const char small[] = "{\"mass\": 1e14, \"concentration\": 5, \"grid_size\": 8}";
+
+/* ---- tests ---- */
+
+static void test_submit_is_accepted_only_after_its_record_is_stored(void **state)
+{
+        struct fixture *f = *state;
+        struct proto_error err;
+
+        assert_int_equal(submit(f, "lens.nfw", small, 7, NULL, &err), 1);
+        assert_int_equal(n_events, 0);       /* nothing before the commit */
+        assert_int_equal(n_queued, 0);
+        assert_int_equal(jobs_committing(f->js), 1);
+        storeq_flush(f->q);
+        assert_int_equal(n_ops, 1);
+        assert_int_equal(ops[0]->type, STORE_OP_SUBMIT);
+        assert_int_equal(ops[0]->job->state, KILN_JOB_QUEUED);
+        assert_string_equal(ops[0]->job->tenant, "acme");
+
+        answer(f, 0, STORE_SUBMIT_STORED);
+        assert_int_equal(n_events, 1);
+        assert_string_equal(events[0].what, "accepted");
+        assert_int_equal(events[0].session, 7);
+        assert_string_equal(events[0].state, "queued");
+        assert_false(events[0].cached);
+        assert_int_equal(n_queued, 1);       /* then it is scheduled */
+        assert_int_equal(jobs_committing(f->js), 0);
+        assert_int_equal(jobs_live(f->js), 1);
+        struct job *j = container_of(queued[0], struct job, item);
+        assert_ptr_equal(jobs_find(f->js, j->id), j);
+        /* The default timeout armed its deadline. */
+        assert_int_equal(jobs_next_deadline(f->js), j->submitted_ms + 60000);
+}
+
+static void test_a_finished_job_is_stored_then_reported_once(void **state)
+{
+        struct fixture *f = *state;
+        struct proto_error err;
+
+        assert_int_equal(submit(f, "lens.nfw", small, 7, NULL, &err), 1);
+        answer(f, 0, STORE_SUBMIT_STORED);
+        struct sched_item *it = queued[0];
+        struct job *j = job_ref(container_of(it, struct job, item));
+        n_queued = 0; /* a worker took it (the queue's hold is now the worker's) */
+
+        sink->started(sink->ctx, it, kiln_wall_ms());
+        assert_int_equal(atomic_load(&j->state), KILN_JOB_RUNNING);
+        struct kiln_result r = { 0 };
+        uint64_t shape[2] = { 2, 2 };
+        assert_non_null(kiln_result_add_part(&r, "kappa", KILN_DTYPE_F32, 2, shape));
+        assert_int_equal(kiln_result_add_scalar(&r, "kappa_s", 0.25), 0);
+        sink->finished(sink->ctx, it, SCHED_END_DONE, 0, NULL, &r, "cpu", 3);
+        assert_int_equal(r.n_parts, 0); /* taken over */
+        sink->release(sink->ctx, it);
+
+        size_t before = n_events;        /* nothing until the final record is stored */
+        storeq_flush(f->q);
+        assert_int_equal(n_ops, 1);
+        assert_int_equal(ops[0]->type, STORE_OP_JOB_PUT);
+        assert_int_equal(ops[0]->job->state, KILN_JOB_DONE);
+        assert_true(ops[0]->result_size > 16);
+        assert_non_null(ops[0]->cache_key);
+        assert_int_equal(n_events, before);
+        answer(f, 0, 0);
+
+        /* The submitter watched it: ended (in-flight count), then done. */
+        assert_int_equal(n_events, before + 2);
+        assert_string_equal(events[before].what, "ended");
+        assert_string_equal(events[before + 1].what, "done");
+        assert_string_equal(events[before + 1].state, "done");
+        assert_non_null(strstr(events[before + 1].done, "\"batch\":3"));
+        assert_non_null(strstr(events[before + 1].done, "\"kappa_s\":0.25"));
+        assert_null(jobs_find(f->js, j->id));
+        assert_int_equal(jobs_next_deadline(f->js), 0);
+        job_unref(j);
+}
+
+static void test_an_identical_submission_attaches_to_the_live_job(void **state)
+{
+        struct fixture *f = *state;
+        struct proto_error err;
+
+        assert_int_equal(submit(f, "lens.nfw", small, 7, NULL, &err), 1);
+        /* Same tenant, same canonical params (other key order): coalesced, no new record. */
+        assert_int_equal(submit(f, "lens.nfw", "{\"concentration\": 5, \"grid_size\": 8, \"mass\": 1e14}", 8, NULL,
+                                &err),
+                         0);
+        storeq_flush(f->q);
+        assert_int_equal(n_ops, 1);
+        assert_int_equal(jobs_coalesced(f->js), 1);
+        answer(f, 0, STORE_SUBMIT_STORED);
+        assert_int_equal(n_events, 2);
+        assert_string_equal(events[0].what, "accepted");
+        assert_string_equal(events[1].what, "accepted");
+        assert_string_equal(events[0].job, events[1].job);
+        assert_int_equal(events[0].session + events[1].session, 15);
+        assert_int_equal(n_queued, 1);
+}
+
+static void test_cancelling_a_queued_job_ends_it_cancelled(void **state)
+{
+        struct fixture *f = *state;
+        struct proto_error err;
+
+        assert_int_equal(submit(f, "lens.nfw", small, 7, NULL, &err), 1);
+        answer(f, 0, STORE_SUBMIT_STORED);
+        struct job *j = container_of(queued[0], struct job, item);
+        jobs_cancel(f->js, j);
+        assert_int_equal(n_queued, 0);
+        storeq_flush(f->q);
+        assert_int_equal(ops[0]->job->state, KILN_JOB_CANCELLED);
+        assert_string_equal(ops[0]->job->error_code, "cancelled");
+        answer(f, 0, 0);
+        assert_string_equal(events[n_events - 1].what, "done");
+        assert_string_equal(events[n_events - 1].state, "cancelled");
+}
+
+static void test_cancelling_a_running_job_asks_it_to_stop(void **state)
+{
+        struct fixture *f = *state;
+        struct proto_error err;
+
+        assert_int_equal(submit(f, "lens.nfw", small, 7, NULL, &err), 1);
+        answer(f, 0, STORE_SUBMIT_STORED);
+        struct sched_item *it = queued[0];
+        n_queued = 0; /* a worker has it */
+        sink->started(sink->ctx, it, kiln_wall_ms());
+        jobs_cancel(f->js, container_of(it, struct job, item));
+        assert_int_equal(atomic_load(&it->stop), SCHED_STOP_CANCEL);
+        assert_int_equal(n_ops, 0); /* the worker ends it */
+        sink->finished(sink->ctx, it, SCHED_END_CANCELLED, KERR_CANCELLED, "cancelled while running", NULL, "cpu",
+                       1);
+        sink->release(sink->ctx, it);
+        answer(f, 0, 0);
+        assert_string_equal(events[n_events - 1].state, "cancelled");
+}
+
+static void test_a_passed_deadline_expires_a_queued_job(void **state)
+{
+        struct fixture *f = *state;
+        struct proto_error err;
+        json_t *p = json_loads(small, 0, NULL);
+        struct job_submit rq = { .kind = "lens.nfw", .params = p, .tenant = "acme", .timeout_ms = 5,
+                                 .cache = true, .watch = true, .session = 3 };
+
+        assert_int_equal(jobs_submit(f->js, &rq, &err), 1);
+        json_decref(p);
+        answer(f, 0, STORE_SUBMIT_STORED);
+        int64_t due = jobs_next_deadline(f->js);
+        assert_true(due > 0);
+        jobs_deadline_run(f->js, due - 1);
+        assert_int_equal(n_queued, 1);
+        jobs_deadline_run(f->js, due);
+        assert_int_equal(n_queued, 0);
+        storeq_flush(f->q);
+        assert_int_equal(ops[0]->job->state, KILN_JOB_EXPIRED);
+        assert_string_equal(ops[0]->job->error_code, "timeout");
+        answer(f, 0, 0);
+        assert_string_equal(events[n_events - 1].state, "expired");
+}
+
+static void test_a_submit_the_store_refuses_is_rejected(void **state)
+{
+        struct fixture *f = *state;
+        struct proto_error err;
+
+        assert_int_equal(submit(f, "lens.nfw", small, 9, NULL, &err), 1);
+        answer(f, -EIO, 0);
+        assert_int_equal(n_events, 2);
+        assert_string_equal(events[0].what, "ended");
+        assert_string_equal(events[1].what, "rejected");
+        assert_int_equal(events[1].code, KERR_UNAVAILABLE);
+        assert_int_equal(n_queued, 0);
+        assert_int_equal(jobs_live(f->js), 0);
+        uint64_t fin[6];
+        assert_int_equal(jobs_tenant_counts(f->js, "acme", fin), 0);
+}
+
+static void test_bad_submissions_name_the_field(void **state)
+{
+        struct fixture *f = *state;
+        struct proto_error err;
+
+        assert_true(submit(f, "lens.nope", small, 1, NULL, &err) < 0);
+        assert_int_equal(err.code, KERR_UNKNOWN_KIND);
+        assert_string_equal(err.field, "kind");
+        assert_true(submit(f, "lens.nfw", "{\"mass\": -1, \"concentration\": 5}", 1, NULL, &err) < 0);
+        assert_int_equal(err.code, KERR_BAD_PARAMS);
+        assert_string_equal(err.field, "params.mass");
+        assert_true(submit(f, "lens.nfw", "{\"mass\": 1e14, \"concentration\": 5, \"grid_size\": 8192, "
+                                          "\"maps\": [\"kappa\",\"gamma1\",\"gamma2\",\"alpha_x\",\"alpha_y\","
+                                          "\"mu\",\"psi\"]}",
+                           1, NULL, &err) >= 0 ||
+                    err.code == KERR_TOO_LARGE);
+        assert_int_equal(n_events, 0);
+}
+
+static void test_the_scheduler_reports_a_device_shutdown_as_still_queued(void **state)
+{
+        struct fixture *f = *state;
+        struct proto_error err;
+
+        assert_int_equal(submit(f, "lens.nfw", small, 7, NULL, &err), 1);
+        answer(f, 0, STORE_SUBMIT_STORED);
+        struct sched_item *it = queued[0];
+        struct job *j = job_ref(container_of(it, struct job, item));
+        n_queued = 0;
+        sink->started(sink->ctx, it, kiln_wall_ms());
+        atomic_store(&it->stop, SCHED_STOP_SHUTDOWN);
+        sink->finished(sink->ctx, it, SCHED_END_REQUEUED, 0, NULL, NULL, "cpu", 1);
+        sink->release(sink->ctx, it);
+        /* Not finished: no final record, it stays queued for the next start. */
+        storeq_flush(f->q);
+        assert_int_equal(n_ops, 0);
+        assert_int_equal(atomic_load(&j->state), KILN_JOB_QUEUED);
+        assert_ptr_equal(jobs_find(f->js, j->id), j);
+        job_unref(j);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_submit_is_accepted_only_after_its_record_is_stored, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_a_finished_job_is_stored_then_reported_once, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_an_identical_submission_attaches_to_the_live_job, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_cancelling_a_queued_job_ends_it_cancelled, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_cancelling_a_running_job_asks_it_to_stop, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_a_passed_deadline_expires_a_queued_job, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_a_submit_the_store_refuses_is_rejected, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_bad_submissions_name_the_field, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_the_scheduler_reports_a_device_shutdown_as_still_queued, setup,
+                                                teardown),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,301 @@
+/* The scheduler (daemon/scheduler.c) with a fake owner: the sink below records what
+ * the scheduler reports about items it runs on the real CPU backend (lens.nfw on
+ * tiny grids) and, where the CUDA plugin was built, on its simulated failing
+ * device (KILN_CUDA_FAULT=sim). */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "params.h"
+#include "scheduler.h"
+#include "util.h"
+
+/* One item with its typed params and what the sink heard of it. */
+struct fake {
+        struct sched_item it;
+        void *params;
+        atomic_int holds;
+        atomic_int started;
+        atomic_int ended;          /* finished calls */
+        enum sched_end end;
+        enum kiln_err code;
+        char message[256];
+        char device[16];
+        uint32_t batch;
+        int n_parts;
+        int order;                 /* 1-based finishing order */
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t changed = PTHREAD_COND_INITIALIZER;
+static int finished_count;
+
+static void s_hold(void *ctx, struct sched_item *it)
+{
+        atomic_fetch_add(&container_of(it, struct fake, it)->holds, 1);
+}
+
+static void s_release(void *ctx, struct sched_item *it)
+{
+        atomic_fetch_sub(&container_of(it, struct fake, it)->holds, 1);
+}
+
+static void s_started(void *ctx, struct sched_item *it, int64_t now_ms)
+{
+        atomic_fetch_add(&container_of(it, struct fake, it)->started, 1);
+}
+
+static void s_progress(void *ctx, struct sched_item *it, int pct)
+{
+}
+
+static void s_finished(void *ctx, struct sched_item *it, enum sched_end end, enum kiln_err code, const char *message,
+                       struct kiln_result *result, const char *device, uint32_t batch)
+{
+        struct fake *f = container_of(it, struct fake, it);
+        pthread_mutex_lock(&lock);
+        f->end = end;
+        f->code = code;
+        snprintf(f->message, sizeof(f->message), "%s", message ? message : "");
+        snprintf(f->device, sizeof(f->device), "%s", device);
+        f->batch = batch;
+        f->n_parts = result ? result->n_parts : 0;
+        if (result)
+                kiln_result_clear(result);
+        f->order = ++finished_count;
+        atomic_fetch_add(&f->ended, 1);
+        pthread_cond_broadcast(&changed);
+        pthread_mutex_unlock(&lock);
+}
+
+static const struct sched_sink sink = { .hold = s_hold, .release = s_release, .started = s_started,
+                                        .progress = s_progress, .finished = s_finished };
+
+static struct kiln_config *config(const char *const *extra)
+{
+        char *env[16];
+        size_t n = 0;
+        for (; extra && extra[n] && n < 15; n++)
+                env[n] = (char *)extra[n];
+        env[n] = NULL;
+        static const char *kinds[] = { "lens.nfw", "lens.raytrace", NULL };
+        struct kiln_config *cfg = NULL;
+        struct kiln_config_error err;
+        assert_int_equal(kiln_config_load("/nonexistent/kiln.conf", true, env, kinds, &cfg, &err), 0);
+        return cfg;
+}
+
+static void fake_init(struct fake *f, const char *params, enum kiln_priority prio)
+{
+        const struct kiln_kind *kind = kiln_kind_find("lens.nfw");
+        memset(f, 0, sizeof(*f));
+        f->params = calloc(1, kind->params_size);
+        json_t *in = json_loads(params, 0, NULL), *canonical = NULL;
+        struct kiln_param_error perr;
+        assert_int_equal(kiln_params_validate(kind, in, &canonical, f->params, &perr), 0);
+        json_decref(in);
+        json_decref(canonical);
+        f->it.kind = kind;
+        f->it.params = f->params;
+        f->it.tenant = "acme";
+        f->it.priority = prio;
+}
+
+static void wait_finished(int n)
+{
+        pthread_mutex_lock(&lock);
+        while (finished_count < n)
+                pthread_cond_wait(&changed, &lock);
+        pthread_mutex_unlock(&lock);
+}
+
+static int reset(void **state)
+{
+        finished_count = 0;
+        return 0;
+}
+
+static const char tiny[] = "{\"mass\": 1e14, \"concentration\": 5, \"grid_size\": 8}";
+
+static void test_items_run_and_are_reported_once(void **state)
+{
+        static const char *env[] = { "KILN_GPU_BACKEND=cpu", "KILN_CPU_THREADS=2", NULL };
+        struct kiln_config *cfg = config(env);
+        struct sched *s;
+        assert_int_equal(sched_new(cfg, &sink, &s), 0);
+        struct fake f[8];
+        for (int i = 0; i < 8; i++) {
+                fake_init(&f[i], tiny, KILN_PRIO_NORMAL);
+                sched_push(s, &f[i].it);
+        }
+        wait_finished(8);
+        sched_free(s);
+        for (int i = 0; i < 8; i++) {
+                assert_int_equal(atomic_load(&f[i].ended), 1);
+                assert_int_equal(atomic_load(&f[i].started), 1);
+                assert_int_equal(f[i].end, SCHED_END_DONE);
+                assert_int_equal(f[i].n_parts, 1); /* kappa */
+                assert_string_equal(f[i].device, "cpu");
+                assert_true(f[i].batch >= 1);
+                assert_int_equal(atomic_load(&f[i].holds), 0); /* every hold released */
+                assert_int_equal(atomic_load(&f[i].it.attempts), 1);
+                free(f[i].params);
+        }
+        kiln_config_free(cfg);
+}
+
+static void test_higher_priorities_run_first(void **state)
+{
+        static const char *env[] = { "KILN_GPU_BACKEND=cpu", "KILN_CPU_THREADS=1", NULL };
+        struct kiln_config *cfg = config(env);
+        struct sched *s;
+        assert_int_equal(sched_new(cfg, &sink, &s), 0);
+        /* One worker, kept busy by a big map while the others are queued. */
+        struct fake busy, low, normal, critical;
+        fake_init(&busy, "{\"mass\": 1e14, \"concentration\": 5, \"grid_size\": 2048, "
+                         "\"maps\": [\"kappa\", \"gamma1\", \"psi\"]}",
+                  KILN_PRIO_NORMAL);
+        fake_init(&low, tiny, KILN_PRIO_LOW);
+        fake_init(&normal, tiny, KILN_PRIO_NORMAL);
+        fake_init(&critical, tiny, KILN_PRIO_CRITICAL);
+        sched_push(s, &busy.it);
+        while (!atomic_load(&busy.started))
+                usleep(100);
+        sched_push(s, &low.it);
+        sched_push(s, &normal.it);
+        sched_push(s, &critical.it);
+        wait_finished(4);
+        sched_free(s);
+        assert_int_equal(busy.order, 1);
+        assert_int_equal(critical.order, 2);
+        assert_int_equal(normal.order, 3);
+        assert_int_equal(low.order, 4);
+        free(busy.params);
+        free(low.params);
+        free(normal.params);
+        free(critical.params);
+        kiln_config_free(cfg);
+}
+
+static void test_a_removed_item_is_released_and_never_reported(void **state)
+{
+        static const char *env[] = { "KILN_GPU_BACKEND=cpu", "KILN_CPU_THREADS=1", NULL };
+        struct kiln_config *cfg = config(env);
+        struct sched *s;
+        assert_int_equal(sched_new(cfg, &sink, &s), 0);
+        sched_pause(s); /* nothing is taken */
+        struct fake f;
+        fake_init(&f, tiny, KILN_PRIO_NORMAL);
+        sched_push(s, &f.it);
+        assert_int_equal(sched_queued(s), 1);
+        assert_int_equal(atomic_load(&f.holds), 1);
+        assert_true(sched_remove(s, &f.it));
+        assert_false(sched_remove(s, &f.it));
+        assert_int_equal(atomic_load(&f.holds), 0);
+        assert_int_equal(sched_queued(s), 0);
+        sched_free(s);
+        assert_int_equal(atomic_load(&f.ended), 0);
+        free(f.params);
+        kiln_config_free(cfg);
+}
+
+static void test_stops_and_deadlines_end_items_as_asked(void **state)
+{
+        static const char *env[] = { "KILN_GPU_BACKEND=cpu", "KILN_CPU_THREADS=1", NULL };
+        struct kiln_config *cfg = config(env);
+        struct sched *s;
+        assert_int_equal(sched_new(cfg, &sink, &s), 0);
+        struct fake cancel, shutdown, late;
+        fake_init(&cancel, tiny, KILN_PRIO_NORMAL);
+        fake_init(&shutdown, tiny, KILN_PRIO_NORMAL);
+        fake_init(&late, tiny, KILN_PRIO_NORMAL);
+        atomic_store(&cancel.it.stop, SCHED_STOP_CANCEL);
+        atomic_store(&shutdown.it.stop, SCHED_STOP_SHUTDOWN);
+        late.it.deadline_ms = kiln_wall_ms() - 1;
+        sched_push(s, &cancel.it);
+        sched_push(s, &shutdown.it);
+        sched_push(s, &late.it);
+        wait_finished(3);
+        sched_free(s);
+        assert_int_equal(cancel.end, SCHED_END_CANCELLED);
+        assert_int_equal(cancel.code, KERR_CANCELLED);
+        assert_int_equal(shutdown.end, SCHED_END_REQUEUED);
+        assert_int_equal(late.end, SCHED_END_EXPIRED);
+        assert_int_equal(late.code, KERR_TIMEOUT);
+        assert_int_equal(atomic_load(&late.started), 0); /* expired before it began */
+        free(cancel.params);
+        free(shutdown.params);
+        free(late.params);
+        kiln_config_free(cfg);
+}
+
+/* The CUDA plugin's simulated device fails every batch; the CPU comes after it. */
+static bool plugin_built(void)
+{
+        const char *dir = getenv("KILN_PLUGIN_DIR");
+        char path[512];
+        snprintf(path, sizeof(path), "%s/libkiln-cuda.so", dir ? dir : "");
+        return dir && access(path, R_OK) == 0;
+}
+
+static void run_on_failing_device(const char *max_retries, struct fake *f)
+{
+        char retries[64];
+        snprintf(retries, sizeof(retries), "KILN_JOBS_MAX_RETRIES=%s", max_retries);
+        const char *env[] = { "KILN_GPU_BACKEND=auto", "KILN_CPU_THREADS=1", retries, NULL };
+        struct kiln_config *cfg = config(env);
+        struct sched *s;
+        assert_int_equal(sched_new(cfg, &sink, &s), 0);
+        fake_init(f, tiny, KILN_PRIO_NORMAL);
+        sched_push(s, &f->it);
+        wait_finished(1);
+        sched_free(s);
+        free(f->params);
+        kiln_config_free(cfg);
+}
+
+static void test_max_retries_bounds_the_attempts_after_device_failures(void **state)
+{
+        if (!plugin_built()) {
+                print_message("the CUDA plugin was not built here (no nvcc): nothing to fail over from\n");
+                skip();
+        }
+        setenv("KILN_CUDA_FAULT", "sim,probe-ms=600000", 1);
+        struct fake retried, refused;
+        /* One retry allowed: the simulated device fails it, the CPU runs it. */
+        run_on_failing_device("1", &retried);
+        finished_count = 0;
+        /* None allowed: the device failure ends it. */
+        run_on_failing_device("0", &refused);
+        unsetenv("KILN_CUDA_FAULT");
+
+        assert_int_equal(retried.end, SCHED_END_DONE);
+        assert_string_equal(retried.device, "cpu");
+        assert_int_equal(atomic_load(&retried.it.attempts), 2);
+        assert_int_equal(refused.end, SCHED_END_FAILED);
+        assert_int_equal(refused.code, KERR_UNAVAILABLE);
+        assert_int_equal(atomic_load(&refused.it.attempts), 1);
+        assert_non_null(strstr(refused.message, "jobs.max_retries = 0"));
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup(test_items_run_and_are_reported_once, reset),
+                cmocka_unit_test_setup(test_higher_priorities_run_first, reset),
+                cmocka_unit_test_setup(test_a_removed_item_is_released_and_never_reported, reset),
+                cmocka_unit_test_setup(test_stops_and_deadlines_end_items_as_asked, reset),
+                cmocka_unit_test_setup(test_max_retries_bounds_the_attempts_after_device_failures, reset),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
