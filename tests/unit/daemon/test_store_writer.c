@@ -1,0 +1,547 @@
+/* The store's group-commit writer (daemon/store_writer.c, store_ops.c): batching,
+ * per-op errors, map full, FIFO order, sync modes. Every test works in its own
+ * directory under $KILN_TEST_TMPDIR. */
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "store.h"
+#include "store_fixture.h"
+
+static int setup(void **state)
+{
+        return store_fixture_setup(state, "store");
+}
+
+static int teardown(void **state)
+{
+        return store_fixture_teardown(state);
+}
+
+/* ---- the writer ---- */
+
+struct tracked_op {
+        struct store_op op;
+        struct store_job job;
+        atomic_int calls;
+        int order;            /* position in which done was called */
+};
+
+static atomic_int done_order;
+
+static void tracked_done(struct store_op *op)
+{
+        struct tracked_op *t = (struct tracked_op *)((char *)op - offsetof(struct tracked_op, op));
+
+        t->order = atomic_fetch_add(&done_order, 1);
+        atomic_fetch_add(&t->calls, 1);
+}
+
+static void init_put(struct tracked_op *t, uint64_t n, const char *params)
+{
+        memset(&t->op, 0, sizeof(t->op));
+        fixture_job_init(&t->job, n, "acme", "lens.nfw", KILN_JOB_QUEUED);
+        t->job.params = (char *)params;
+        t->op.type = STORE_OP_JOB_PUT;
+        t->op.job = &t->job;
+        t->op.done = tracked_done;
+        t->op.status = 12345;
+        atomic_init(&t->calls, 0);
+}
+
+/* Holds the writer inside a transaction: a JOB_PUT whose write_result blocks until
+ * released, so that operations submitted meanwhile all land in the next batch. */
+struct gate {
+        struct tracked_op t;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        bool entered, released;
+};
+
+static void gate_write_result(struct store_op *op, uint8_t *dst, size_t offset, size_t len)
+{
+        struct gate *g = (struct gate *)((char *)op - offsetof(struct gate, t.op));
+
+        pthread_mutex_lock(&g->lock);
+        g->entered = true;
+        pthread_cond_broadcast(&g->cond);
+        while (!g->released)
+                pthread_cond_wait(&g->cond, &g->lock);
+        pthread_mutex_unlock(&g->lock);
+        dst[0] = 'g';
+}
+
+/* Submits the gate and returns once the writer is blocked in it. */
+static void gate_close(struct gate *g, struct store_writer *w)
+{
+        memset(g, 0, sizeof(*g));
+        pthread_mutex_init(&g->lock, NULL);
+        pthread_cond_init(&g->cond, NULL);
+        init_put(&g->t, 999999, "{}");
+        snprintf(g->t.job.tenant, sizeof(g->t.job.tenant), "gate");
+        g->t.op.result_size = 1;
+        g->t.op.write_result = gate_write_result;
+        store_writer_submit(w, &g->t.op);
+        pthread_mutex_lock(&g->lock);
+        while (!g->entered)
+                pthread_cond_wait(&g->cond, &g->lock);
+        pthread_mutex_unlock(&g->lock);
+}
+
+static void gate_open(struct gate *g)
+{
+        pthread_mutex_lock(&g->lock);
+        g->released = true;
+        pthread_cond_broadcast(&g->cond);
+        pthread_mutex_unlock(&g->lock);
+}
+
+static void gate_destroy(struct gate *g)
+{
+        assert_int_equal(atomic_load(&g->t.calls), 1);
+        assert_int_equal(g->t.op.status, 0);
+        pthread_mutex_destroy(&g->lock);
+        pthread_cond_destroy(&g->cond);
+}
+
+#define SUBMITTERS 4
+#define WRITER_OPS 10000
+
+struct submitter {
+        struct store_writer *w;
+        struct tracked_op *ops;
+        size_t n;
+};
+
+static void *submit_thread(void *arg)
+{
+        struct submitter *sb = arg;
+
+        for (size_t i = 0; i < sb->n; i++)
+                store_writer_submit(sb->w, &sb->ops[i].op);
+        return NULL;
+}
+
+/* ~300 bytes of params, like a typical job. */
+static char *make_params(void)
+{
+        char *p = malloc(301);
+
+        assert_non_null(p);
+        memset(p, 'x', 300);
+        memcpy(p, "{\"pad\":\"", 8);
+        memcpy(p + 298, "\"}", 2);
+        p[300] = '\0';
+        return p;
+}
+
+static void submit_from_threads(struct store_writer *w, struct tracked_op *ops)
+{
+        struct submitter sb[SUBMITTERS];
+        pthread_t th[SUBMITTERS];
+
+        for (int i = 0; i < SUBMITTERS; i++) {
+                sb[i] = (struct submitter){ .w = w, .ops = ops + i * (WRITER_OPS / SUBMITTERS),
+                                            .n = WRITER_OPS / SUBMITTERS };
+                assert_int_equal(pthread_create(&th[i], NULL, submit_thread, &sb[i]), 0);
+        }
+        for (int i = 0; i < SUBMITTERS; i++)
+                pthread_join(th[i], NULL);
+}
+
+static void assert_all_puts_done_and_stored(struct store *s, struct tracked_op *ops)
+{
+        struct store_txn *t;
+        uint64_t jobs, pending, bytes;
+        struct store_job *got;
+
+        for (int i = 0; i < WRITER_OPS; i++) {
+                assert_int_equal(atomic_load(&ops[i].calls), 1);
+                assert_int_equal(ops[i].op.status, 0);
+        }
+        assert_int_equal(store_txn_begin(s, false, &t), 0);
+        assert_int_equal(store_stat(t, &jobs, &pending, &bytes), 0);
+        assert_true(jobs >= WRITER_OPS);
+        for (int i = 0; i < WRITER_OPS; i += 997) {
+                assert_int_equal(store_job_get(t, ops[i].job.id, &got), 0);
+                assert_jobs_equal(&ops[i].job, got);
+                store_job_free(got);
+        }
+        store_txn_abort(t);
+}
+
+static void writer_group_commits_puts_from_four_threads(void **state)
+{
+        struct fixture *f = *state;
+        struct tracked_op *ops = calloc(WRITER_OPS, sizeof(*ops));
+        char *params = make_params();
+        struct store_writer *w;
+        struct gate g;
+        uint64_t commits, nops;
+
+        assert_non_null(ops);
+        for (int i = 0; i < WRITER_OPS; i++)
+                init_put(&ops[i], (uint64_t)i, params);
+        assert_int_equal(store_writer_start(f->s, &w), 0);
+        gate_close(&g, w);
+        submit_from_threads(w, ops);
+        gate_open(&g);
+        wait_for_writer(w);
+        store_writer_stats(w, &commits, &nops);
+        store_writer_stop(w);
+
+        assert_all_puts_done_and_stored(f->s, ops);
+        gate_destroy(&g);
+        /* the gate's batch, then the 10,000 puts and the barrier at 4096 per txn */
+        assert_int_equal(nops, WRITER_OPS + 2);
+        assert_int_equal(commits, 1 + (WRITER_OPS + 1 + 4095) / 4096);
+        free(ops);
+        free(params);
+}
+
+static void writer_concurrent_puts_complete_and_report_throughput(void **state)
+{
+        struct fixture *f = *state;
+        struct tracked_op *ops = calloc(WRITER_OPS, sizeof(*ops));
+        char *params = make_params();
+        struct store_writer *w;
+        struct timespec t0, t1;
+        uint64_t commits, nops;
+        double secs;
+
+        assert_non_null(ops);
+        for (int i = 0; i < WRITER_OPS; i++)
+                init_put(&ops[i], (uint64_t)i, params);
+        assert_int_equal(store_writer_start(f->s, &w), 0);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        submit_from_threads(w, ops);
+        wait_for_writer(w);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        store_writer_stats(w, &commits, &nops);
+        store_writer_stop(w);
+
+        secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+        print_message("writer sync=full, %d submitters: %d JOB_PUT (300-byte params) in %.3f s = %.0f ops/s, "
+                      "%llu commits\n", SUBMITTERS, WRITER_OPS, secs, WRITER_OPS / secs,
+                      (unsigned long long)commits);
+        assert_all_puts_done_and_stored(f->s, ops);
+        assert_int_equal(nops, WRITER_OPS + 1);
+        assert_true(commits >= 1 && commits <= nops);
+        free(ops);
+        free(params);
+}
+
+static void writer_get_after_put_in_same_batch_sees_it(void **state)
+{
+        struct fixture *f = *state;
+        struct tracked_op put, get, list_op;
+        struct store_writer *w;
+        struct gate g;
+        uint64_t commits;
+
+        init_put(&put, 1, "{\"a\":1}");
+        memset(&get, 0, sizeof(get));
+        get.op.type = STORE_OP_JOB_GET;
+        memcpy(get.op.id, put.job.id, 16);
+        get.op.done = tracked_done;
+        memset(&list_op, 0, sizeof(list_op));
+        list_op.op.type = STORE_OP_LIST;
+        list_op.op.list = (struct store_list_query){ .tenant = "acme", .state = KILN_JOB_QUEUED, .limit = 10 };
+        list_op.op.done = tracked_done;
+
+        assert_int_equal(store_writer_start(f->s, &w), 0);
+        gate_close(&g, w);
+        store_writer_submit(w, &put.op);
+        store_writer_submit(w, &get.op);
+        store_writer_submit(w, &list_op.op);
+        gate_open(&g);
+        wait_for_writer(w);
+        store_writer_stats(w, &commits, NULL);
+        store_writer_stop(w);
+        gate_destroy(&g);
+
+        assert_int_equal(commits, 2); /* the gate's, then put + get + list + barrier */
+        assert_int_equal(put.op.status, 0);
+        assert_int_equal(get.op.status, 0);
+        assert_non_null(get.op.job_out);
+        assert_jobs_equal(&put.job, get.op.job_out);
+        store_job_free(get.op.job_out);
+        assert_int_equal(list_op.op.status, 0);
+        assert_int_equal(list_op.op.list_n, 1);
+        assert_false(list_op.op.list_more);
+        assert_memory_equal(list_op.op.list_out[0]->id, put.job.id, 16);
+        free_job_list(list_op.op.list_out, list_op.op.list_n);
+}
+
+static void writer_per_op_error_leaves_the_batch_alone(void **state)
+{
+        struct fixture *f = *state;
+        struct tracked_op bad_get, good, bad_put, bad_del;
+        struct store_job *got;
+        struct store_writer *w;
+        struct gate g;
+        uint64_t commits;
+
+        memset(&bad_get, 0, sizeof(bad_get));
+        bad_get.op.type = STORE_OP_JOB_GET;
+        fixture_job_id(bad_get.op.id, 5, 5);
+        bad_get.op.done = tracked_done;
+        init_put(&good, 1, "{}");
+        init_put(&bad_put, 2, "{}");
+        bad_put.job.state = 77;
+        memset(&bad_del, 0, sizeof(bad_del));
+        bad_del.op.type = STORE_OP_DELETE;
+        fixture_job_id(bad_del.op.id, 6, 6);
+        bad_del.op.done = tracked_done;
+
+        assert_int_equal(store_writer_start(f->s, &w), 0);
+        gate_close(&g, w);
+        store_writer_submit(w, &bad_get.op);
+        store_writer_submit(w, &good.op);
+        store_writer_submit(w, &bad_put.op);
+        store_writer_submit(w, &bad_del.op);
+        gate_open(&g);
+        wait_for_writer(w);
+        store_writer_stats(w, &commits, NULL);
+        store_writer_stop(w);
+        gate_destroy(&g);
+
+        assert_int_equal(commits, 2);
+        assert_int_equal(bad_get.op.status, -ENOENT);
+        assert_null(bad_get.op.job_out);
+        assert_int_equal(good.op.status, 0);
+        assert_int_equal(bad_put.op.status, -EINVAL);
+        assert_int_equal(bad_del.op.status, -ENOENT);
+        assert_int_equal(fixture_get_job(f->s, good.job.id, &got), 0);
+        store_job_free(got);
+}
+
+static void fill_result(struct store_op *op, uint8_t *dst, size_t offset, size_t len)
+{
+        for (size_t i = 0; i < len; i++)
+                dst[i] = (uint8_t)((offset + i) ^ 0x5a);
+}
+
+static void writer_map_full_fails_only_the_op_that_does_not_fit(void **state)
+{
+        char dir[PATH_MAX];
+        struct store *s;
+        struct store_writer *w;
+        struct tracked_op a, big, c, get_a, later;
+        struct store_job *got;
+        struct gate g;
+
+        unit_tmpdir_make("store", dir, sizeof(dir));
+        assert_int_equal(store_open(dir, 1u << 20, STORE_SYNC_FULL, &s), 0);
+        init_put(&a, 1, "{}");
+        init_put(&big, 2, "{}");
+        big.op.result_size = 2u << 20;
+        big.op.write_result = fill_result;
+        init_put(&c, 3, "{}");
+        c.op.result_size = 1000;
+        c.op.write_result = fill_result;
+        memset(&get_a, 0, sizeof(get_a));
+        get_a.op.type = STORE_OP_JOB_GET;
+        memcpy(get_a.op.id, a.job.id, 16);
+        get_a.op.done = tracked_done;
+
+        assert_int_equal(store_writer_start(s, &w), 0);
+        gate_close(&g, w);
+        store_writer_submit(w, &a.op);
+        store_writer_submit(w, &big.op);
+        store_writer_submit(w, &c.op);
+        store_writer_submit(w, &get_a.op);
+        gate_open(&g);
+        wait_for_writer(w);
+
+        assert_int_equal(a.op.status, 0);
+        assert_int_equal(big.op.status, -ENOSPC);
+        assert_int_equal(c.op.status, 0);
+        assert_int_equal(get_a.op.status, 0);
+        assert_non_null(get_a.op.job_out);
+        assert_jobs_equal(&a.job, get_a.op.job_out);
+        store_job_free(get_a.op.job_out);
+        assert_int_equal(atomic_load(&big.calls), 1);
+
+        /* still usable through the same writer */
+        init_put(&later, 4, "{}");
+        store_writer_submit(w, &later.op);
+        wait_for_writer(w);
+        assert_int_equal(later.op.status, 0);
+        store_writer_stop(w);
+        gate_destroy(&g);
+
+        assert_int_equal(fixture_get_job(s, big.job.id, &got), -ENOENT);
+        assert_int_equal(fixture_get_job(s, c.job.id, &got), 0);
+        store_job_free(got);
+        assert_int_equal(fixture_get_job(s, later.job.id, &got), 0);
+        store_job_free(got);
+        store_close(s);
+        unit_tmpdir_remove(dir);
+}
+
+static void writer_result_get_returns_job_and_result(void **state)
+{
+        struct fixture *f = *state;
+        struct tracked_op put, rget, rget_none, put2;
+        struct store_writer *w;
+
+        init_put(&put, 1, "{}");
+        put.job.state = KILN_JOB_DONE;
+        put.op.result_size = 5000;
+        put.op.write_result = fill_result;
+        init_put(&put2, 2, "{}");
+        memset(&rget, 0, sizeof(rget));
+        rget.op.type = STORE_OP_RESULT_GET;
+        memcpy(rget.op.id, put.job.id, 16);
+        rget.op.done = tracked_done;
+        rget_none = rget;
+        memcpy(rget_none.op.id, put2.job.id, 16);
+
+        assert_int_equal(store_writer_start(f->s, &w), 0);
+        store_writer_submit(w, &put.op);
+        store_writer_submit(w, &put2.op);
+        store_writer_submit(w, &rget.op);
+        store_writer_submit(w, &rget_none.op);
+        store_writer_stop(w);
+
+        assert_int_equal(rget.op.status, 0);
+        assert_jobs_equal(&put.job, rget.op.job_out);
+        assert_int_equal(rget.op.result_size, 5000);
+        for (size_t i = 0; i < 5000; i++)
+                assert_int_equal(rget.op.result_out[i], (uint8_t)(i ^ 0x5a));
+        store_job_free(rget.op.job_out);
+        free(rget.op.result_out);
+
+        /* a job without a result: the job, no result */
+        assert_int_equal(rget_none.op.status, 0);
+        assert_jobs_equal(&put2.job, rget_none.op.job_out);
+        assert_null(rget_none.op.result_out);
+        assert_int_equal(rget_none.op.result_size, 0);
+        store_job_free(rget_none.op.job_out);
+}
+
+static void writer_delete_then_get_is_enoent(void **state)
+{
+        struct fixture *f = *state;
+        struct tracked_op put, del, get;
+        struct store_writer *w;
+
+        init_put(&put, 1, "{}");
+        memset(&del, 0, sizeof(del));
+        del.op.type = STORE_OP_DELETE;
+        memcpy(del.op.id, put.job.id, 16);
+        del.op.done = tracked_done;
+        memset(&get, 0, sizeof(get));
+        get.op.type = STORE_OP_JOB_GET;
+        memcpy(get.op.id, put.job.id, 16);
+        get.op.done = tracked_done;
+
+        assert_int_equal(store_writer_start(f->s, &w), 0);
+        store_writer_submit(w, &put.op);
+        store_writer_submit(w, &del.op);
+        store_writer_submit(w, &get.op);
+        store_writer_stop(w);
+        assert_int_equal(put.op.status, 0);
+        assert_int_equal(del.op.status, 0);
+        assert_int_equal(get.op.status, -ENOENT);
+        assert_null(get.op.job_out);
+}
+
+static void writer_calls_done_in_fifo_order(void **state)
+{
+        struct fixture *f = *state;
+        struct tracked_op ops[300];
+        struct store_writer *w;
+
+        assert_int_equal(store_writer_start(f->s, &w), 0);
+        atomic_store(&done_order, 0);
+        for (int i = 0; i < 300; i++) {
+                if (i % 3 == 2) {
+                        memset(&ops[i], 0, sizeof(ops[i]));
+                        ops[i].op.type = i % 2 ? STORE_OP_BARRIER : STORE_OP_JOB_GET;
+                        fixture_job_id(ops[i].op.id, 7, 7);
+                        ops[i].op.done = tracked_done;
+                } else {
+                        init_put(&ops[i], (uint64_t)i, "{}");
+                }
+                store_writer_submit(w, &ops[i].op);
+        }
+        store_writer_stop(w); /* stop drains the queue */
+        for (int i = 0; i < 300; i++) {
+                assert_int_equal(atomic_load(&ops[i].calls), 1);
+                assert_int_equal(ops[i].order, i);
+        }
+}
+
+static void sync_mode_round_trip(struct fixture *f, enum store_sync_mode mode)
+{
+        struct tracked_op ops[50];
+        struct store_writer *w;
+        struct store_job *got;
+
+        store_fixture_reopen(f, mode);
+        assert_int_equal(store_writer_start(f->s, &w), 0);
+        for (int i = 0; i < 50; i++) {
+                init_put(&ops[i], (uint64_t)i, "{}");
+                store_writer_submit(w, &ops[i].op);
+        }
+        store_writer_stop(w);
+        store_fixture_reopen(f, STORE_SYNC_FULL);
+        for (int i = 0; i < 50; i++) {
+                assert_int_equal(ops[i].op.status, 0);
+                assert_int_equal(fixture_get_job(f->s, ops[i].job.id, &got), 0);
+                store_job_free(got);
+        }
+}
+
+static void batch_sync_mode_opens_and_keeps_writes(void **state)
+{
+        sync_mode_round_trip(*state, STORE_SYNC_BATCH);
+}
+
+static void off_sync_mode_opens_and_keeps_writes(void **state)
+{
+        sync_mode_round_trip(*state, STORE_SYNC_OFF);
+}
+
+static void sync_flushes_without_error(void **state)
+{
+        struct fixture *f = *state;
+        struct store_job j;
+
+        store_fixture_reopen(f, STORE_SYNC_OFF);
+        fixture_job_init(&j, 1, "acme", "lens.nfw", KILN_JOB_QUEUED);
+        fixture_put_job(f->s, &j);
+        assert_int_equal(store_sync(f->s), 0);
+}
+
+static const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(writer_group_commits_puts_from_four_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(writer_concurrent_puts_complete_and_report_throughput, setup, teardown),
+        cmocka_unit_test_setup_teardown(writer_get_after_put_in_same_batch_sees_it, setup, teardown),
+        cmocka_unit_test_setup_teardown(writer_per_op_error_leaves_the_batch_alone, setup, teardown),
+        cmocka_unit_test(writer_map_full_fails_only_the_op_that_does_not_fit),
+        cmocka_unit_test_setup_teardown(writer_result_get_returns_job_and_result, setup, teardown),
+        cmocka_unit_test_setup_teardown(writer_delete_then_get_is_enoent, setup, teardown),
+        cmocka_unit_test_setup_teardown(writer_calls_done_in_fifo_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(batch_sync_mode_opens_and_keeps_writes, setup, teardown),
+        cmocka_unit_test_setup_teardown(off_sync_mode_opens_and_keeps_writes, setup, teardown),
+        cmocka_unit_test_setup_teardown(sync_flushes_without_error, setup, teardown),
+};
+
+int main(void)
+{
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
