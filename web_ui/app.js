@@ -1,6 +1,7 @@
 // The kiln operator UI: connection and sign-in, a hash router, and the views
-// (dashboard, submit, jobs, job). State lives here; ws.js speaks the protocol,
-// forms.js builds the submit forms, charts.js and render.js draw.
+// (dashboard, submit, jobs, job, objects). State lives here; ws.js speaks the
+// protocol, forms.js builds the submit forms, objects.js the stored-objects page,
+// charts.js and render.js draw.
 
 import { KilnClient, apiUrl } from './ws.js';
 import { el, fmtNum, fmtBytes, fmtDuration, setChildren } from './dom.js';
@@ -8,6 +9,7 @@ import { buildForm } from './forms.js';
 import { LineChart, BarChart } from './charts.js';
 import { mapViewer, partSummary, scalarTable, isMap } from './render.js';
 import { parseMetrics } from './metrics.js';
+import { objectsView } from './objects.js';
 
 const TOKEN_KEY = 'kiln.token';
 const FINAL = new Set(['done', 'failed', 'cancelled', 'expired']);
@@ -296,6 +298,7 @@ function route() {
   switch (parts[0]) {
     case 'submit': viewSubmit(parts[1]); break;
     case 'jobs': parts[1] ? viewJob(parts[1]) : viewJobs(); break;
+    case 'objects': viewObjects(); break;
     default: viewDashboard();
   }
 }
@@ -400,30 +403,46 @@ function viewDashboard() {
   for (const c of Object.values(charts)) c.draw();
 }
 
-/* Devices: stats.devices, else stats.backends, objects or names; utilisation and
- * memory from /metrics when the push lacks them. Unknown fields are listed as-is. */
+/* One row per device of stats.backends[].devices (scheduler.c's
+ * sched_backends_json): name, backend, model, state, failures, probes, memory and
+ * utilisation. Utilisation and memory fall back to /metrics when the push lacks
+ * them. Each backend's own facts (CPU threads, the CUDA plugin) go below. */
 function renderDevices(box, s) {
-  let list = Array.isArray(s.devices) ? s.devices : Array.isArray(s.backends) ? s.backends : [];
-  list = list.map((d) => (typeof d === 'object' && d ? d : { name: String(d) }));
+  const backends = (Array.isArray(s.backends) ? s.backends : []).filter((b) => b && typeof b === 'object');
+  const devices = backends.flatMap((b) => (Array.isArray(b.devices) ? b.devices : []).map((d) => ({ ...d, backend: b.name })));
+  if (!devices.length && Array.isArray(s.devices)) devices.push(...s.devices.filter((d) => d && typeof d === 'object'));
   const m = state.metrics;
-  const rows = list.map((d) => {
-    const name = d.name ?? d.device ?? d.id ?? '?';
-    let util = pick(d, 'utilization', 'utilisation', 'util', 'utilization_ratio');
-    if (util === undefined && m) util = m.value('kiln_device_utilization_ratio', { device: String(name) });
-    const memUsed = pick(d, 'memory_used_bytes', 'mem_used', 'memory.used') ?? m?.value('kiln_device_memory_used_bytes', { device: String(name) });
-    const memTotal = pick(d, 'memory_total_bytes', 'mem_total', 'memory.total');
-    const rest = Object.entries(d).filter(([k]) => !['name', 'device', 'id', 'utilization', 'utilisation', 'util', 'utilization_ratio',
-      'memory_used_bytes', 'memory_total_bytes', 'mem_used', 'mem_total'].includes(k));
+  const dash = '—';
+  const rows = devices.map((d) => {
+    const name = String(d.name ?? '?');
+    let util = num(d.utilization);
+    if (util === undefined && m) util = m.value('kiln_device_utilization_ratio', { device: name });
+    const used = num(d.memory_used_bytes) ?? m?.value('kiln_device_memory_used_bytes', { device: name });
+    const total = num(d.memory_total_bytes);
     const pct = util !== undefined ? (util <= 1 ? util * 100 : util) : undefined;
-    const meter = pct !== undefined ? el('meter', { min: 0, max: 100, value: pct.toFixed(1), 'aria-label': `${name} utilisation` }) : null;
-    return el('tr', {}, el('th', { scope: 'row' }, String(name)),
-      el('td', {}, meter, pct !== undefined ? ` ${pct.toFixed(0)} %` : '—'),
-      el('td', {}, memUsed !== undefined ? fmtBytes(memUsed) + (memTotal ? ` / ${fmtBytes(memTotal)}` : '') : '—'),
-      el('td', { class: 'muted' }, rest.map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}`).join(' · ')));
+    const memory = total ? `${fmtBytes(used ?? 0)} / ${fmtBytes(total)}` : used ? fmtBytes(used) : dash;
+    const stateText = d.state === 'in_service' ? 'in service' : d.state === 'out_of_service' ? 'out of service' : (d.state ?? dash);
+    return el('tr', { 'data-device': name, 'data-state': d.state ?? '' },
+      el('th', { scope: 'row', class: 'mono' }, name),
+      el('td', {}, d.backend ?? dash),
+      el('td', {}, d.model || dash),
+      el('td', {}, el('span', { class: `badge device-${d.state === 'in_service' ? 'up' : 'down'}` }, stateText)),
+      el('td', { class: 'num' + (num(d.failures) ? ' nonzero' : '') }, fmtNum(num(d.failures))),
+      el('td', { class: 'num' }, fmtNum(num(d.probes))),
+      el('td', { class: 'num', title: total ? `${(used ?? 0).toLocaleString('en-US')} of ${total.toLocaleString('en-US')} bytes` : null }, memory),
+      el('td', { class: 'util' }, pct !== undefined
+        ? [el('meter', { min: 0, max: 100, value: pct.toFixed(1), 'aria-label': `${name} utilisation` }), ` ${pct.toFixed(0)} %`]
+        : dash));
   });
-  box.replaceChildren(rows.length
-    ? el('table', { class: 'grid-table' }, el('thead', {}, el('tr', {}, ['device', 'utilisation', 'memory', 'details'].map((h) => el('th', { scope: 'col' }, h)))), el('tbody', {}, rows))
-    : el('p', { class: 'muted' }, 'No devices reported.'));
+  const notes = backends.map((b) => [b.name, b.threads !== undefined ? `${b.threads} threads` : null, b.plugin ? `plugin ${b.plugin}` : null]
+    .filter(Boolean).join(' · '));
+  const cols = [['device'], ['backend'], ['model'], ['state'], ['failures', 1], ['probes', 1], ['memory used / total', 1], ['utilisation']];
+  setChildren(box, rows.length
+    ? el('table', { class: 'grid-table devices-table' },
+      el('thead', {}, el('tr', {}, cols.map(([h, n]) => el('th', { scope: 'col', class: n ? 'num' : null }, h)))),
+      el('tbody', {}, rows))
+    : el('p', { class: 'muted' }, 'No devices reported.'),
+  notes.length ? el('p', { class: 'muted backends-note' }, notes.join('; ')) : null);
 }
 
 function renderQueues(box, s) {
@@ -696,6 +715,14 @@ function viewJob(id) {
     if (!alive) return;
     head.replaceChildren(el('p', { class: 'error-text', role: 'alert' }, e.code === 'not_found' ? 'No such job (or it belongs to another tenant, or it was purged).' : `Status failed: ${e.message}`));
   });
+}
+
+/* ---- stored objects ---- */
+
+function viewObjects() {
+  const v = objectsView({ client: state.client, welcome: state.welcome, flash });
+  show(v.node, { name: 'objects' });
+  v.refresh();
 }
 
 /* ---- chrome ---- */

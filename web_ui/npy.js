@@ -31,3 +31,70 @@ export function npyBlob(part) {
   const d = part.data;
   return new Blob([header, new Uint8Array(d.buffer, d.byteOffset, d.byteLength)], { type: 'application/octet-stream' });
 }
+
+/* Reads the header of a .npy file (format 1.0, 2.0 or 3.0) from its first bytes.
+ * Returns {descr, fortranOrder, shape, dataOffset}; throws an Error saying what
+ * is wrong (callers prefix the file's name). `bytes` must hold the whole header:
+ * readNpyHeader() reads as much as it needs. */
+export function parseNpyHeader(bytes) {
+  const magic = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59];
+  if (bytes.length < 10 || magic.some((b, i) => bytes[i] !== b)) throw new Error('is not a NumPy .npy file');
+  const major = bytes[6];
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let pre, hlen;
+  if (major === 1) {
+    pre = 10;
+    hlen = dv.getUint16(8, true);
+  } else if (major === 2 || major === 3) {
+    if (bytes.length < 12) throw new Error('is not a NumPy .npy file');
+    pre = 12;
+    hlen = dv.getUint32(8, true);
+  } else {
+    throw new Error(`is a .npy file of version ${major}, which this page does not read`);
+  }
+  if (bytes.length < pre + hlen) return { needBytes: pre + hlen };
+  const text = new TextDecoder().decode(bytes.subarray(pre, pre + hlen));
+  const descr = /['"]descr['"]\s*:\s*['"]([^'"]*)['"]/.exec(text);
+  const order = /['"]fortran_order['"]\s*:\s*(True|False)/.exec(text);
+  const shape = /['"]shape['"]\s*:\s*\(([^)]*)\)/.exec(text);
+  if (/['"]descr['"]\s*:\s*\[/.test(text)) throw new Error('holds a structured array, not plain numbers');
+  if (!descr || !order || !shape) throw new Error('has a .npy header this page cannot read');
+  const dims = shape[1].split(',').map((x) => x.trim()).filter(Boolean);
+  if (dims.some((d) => !/^\d+$/.test(d))) throw new Error('has a .npy header this page cannot read');
+  return { descr: descr[1], fortranOrder: order[1] === 'True', shape: dims.map(Number), dataOffset: pre + hlen };
+}
+
+const TYPE_NAMES = { f2: 'float16', f4: 'float32', f8: 'float64', i1: 'int8', i2: 'int16', i4: 'int32', i8: 'int64',
+  u1: 'uint8', u2: 'uint16', u4: 'uint32', u8: 'uint64', b1: 'bool' };
+
+/* Reads the header of a File or Blob holding a .npy array of vectors: C-order
+ * little-endian float32 of shape [n][dim] with n, dim >= 1 and exactly n*dim*4
+ * bytes of data. Returns {n, dim, dataOffset}; throws an Error whose message names
+ * the file and the problem. */
+export async function readVectorsNpy(file) {
+  const name = file.name || 'the file';
+  const fail = (why) => {
+    throw new Error(`${name} ${why}`);
+  };
+  let h;
+  try {
+    h = parseNpyHeader(new Uint8Array(await file.slice(0, 4096).arrayBuffer()));
+    if (h.needBytes) h = parseNpyHeader(new Uint8Array(await file.slice(0, h.needBytes).arrayBuffer()));
+    if (h.needBytes) throw new Error('is cut short inside its .npy header');
+  } catch (e) {
+    fail(e.message);
+  }
+  if (h.descr !== '<f4') {
+    if (h.descr === '>f4') fail('holds big-endian float32 (>f4); save it with a.astype("<f4")');
+    const t = TYPE_NAMES[h.descr.replace(/^[<>|=]/, '')];
+    fail(`holds ${t || 'values'} (${h.descr}), not float32; save it with a.astype(numpy.float32)`);
+  }
+  if (h.fortranOrder) fail('is in Fortran order; save numpy.ascontiguousarray(a)');
+  const shapeText = `(${h.shape.join(', ')}${h.shape.length === 1 ? ',' : ''})`;
+  if (h.shape.length !== 2) fail(`has shape ${shapeText}; vectors need 2 dimensions, [n][dim]`);
+  const [n, dim] = h.shape;
+  if (!n || !dim) fail(`holds no vectors (shape ${shapeText})`);
+  const need = n * dim * 4, have = file.size - h.dataOffset;
+  if (have !== need) fail(`has ${Math.max(0, have)} bytes of data where shape ${shapeText} of float32 needs ${need}`);
+  return { n, dim, dataOffset: h.dataOffset };
+}

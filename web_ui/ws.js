@@ -35,6 +35,37 @@ export function decodeFrame(buf) {
   return { header, data: new Type(payload) };
 }
 
+/* Encodes one binary frame: "KLNB" | u32 LE header_len | header JSON | payload. */
+export function encodeFrame(header, payload) {
+  const h = new TextEncoder().encode(JSON.stringify(header));
+  const out = new Uint8Array(8 + h.length + payload.byteLength);
+  out.set([0x4b, 0x4c, 0x4e, 0x42], 0);
+  new DataView(out.buffer).setUint32(4, h.length, true);
+  out.set(h, 8);
+  out.set(new Uint8Array(payload.buffer || payload, payload.byteOffset || 0, payload.byteLength), 8 + h.length);
+  return out;
+}
+
+const DTYPE_SIZE = { f32: 4, u32: 4, u8: 1, bytes: 1 };
+const FRAME_CAP = 4 << 20;       // payload bytes per frame at most
+const BUFFERED_MAX = 8 << 20;    // what the socket may hold before the next frame
+
+/* Splits a part of `total` bytes into frames that each fit in maxMessage bytes:
+ * [{offset, length}], and whether the frames carry "offset" (several frames).
+ * Lengths are whole elements of the dtype. */
+export function planFrames(header, total, maxMessage, cap = FRAME_CAP) {
+  const single = 8 + new TextEncoder().encode(JSON.stringify(header)).length;
+  if (total <= cap && single + total <= maxMessage) return { multi: false, frames: [{ offset: 0, length: total }] };
+  const most = 8 + new TextEncoder().encode(JSON.stringify({ ...header, offset: total })).length;
+  const es = DTYPE_SIZE[header.dtype] || 1;
+  let chunk = Math.min(maxMessage - most, cap);
+  chunk -= chunk % es;
+  if (chunk <= 0) throw new Error(`the server's max_message_bytes (${maxMessage}) leaves no room for a part frame`);
+  const frames = [];
+  for (let off = 0; off < total; off += chunk) frames.push({ offset: off, length: Math.min(chunk, total - off) });
+  return { multi: true, frames };
+}
+
 export class KilnClient extends EventTarget {
   constructor(url) {
     super();
@@ -87,6 +118,51 @@ export class KilnClient extends EventTarget {
       this.pending.set(ref, { resolve, reject, op: msg.op });
       this.ws.send(JSON.stringify({ ...msg, ref }));
     });
+  }
+
+  /* Sends binary parts, then `msg` naming them by the same ref (SPEC §2): each
+   * part {name, dtype, shape, blob} (a Blob or File; `blob` bytes [start, start +
+   * bytes)) goes in one frame, or in several with "offset" when it is larger than
+   * the server's max_message_bytes. Resolves with the reply to msg; rejects with
+   * the server's error, even one sent while frames were still going out (the rest
+   * are then not sent). onProgress(fraction) follows the bytes sent. */
+  upload(msg, parts, onProgress) {
+    if (!this.isOpen) return Promise.reject(new Error('not connected'));
+    const ref = 'ui' + this.nextRef++;
+    const maxMessage = this.welcome?.limits?.max_message_bytes || 64 << 20;
+    const ws = this.ws;
+    let failed = false;
+    const reply = new Promise((resolve, reject) => {
+      this.pending.set(ref, { resolve, reject: (e) => { failed = true; reject(e); }, op: msg.op });
+    });
+    const send = async () => {
+      const total = parts.reduce((a, p) => a + p.bytes, 0) || 1;
+      let sent = 0;
+      for (const p of parts) {
+        const header = { ref, part: p.name, dtype: p.dtype, shape: p.shape };
+        const plan = planFrames(header, p.bytes, maxMessage);
+        for (const f of plan.frames) {
+          if (failed || ws.readyState !== WebSocket.OPEN) return;
+          // Backpressure: let the socket drain before reading the next piece.
+          while (ws.bufferedAmount > BUFFERED_MAX && ws.readyState === WebSocket.OPEN && !failed) {
+            await new Promise((r) => setTimeout(r, 20));
+          }
+          const start = (p.start || 0) + f.offset;
+          const payload = new Uint8Array(await p.blob.slice(start, start + f.length).arrayBuffer());
+          ws.send(encodeFrame(plan.multi ? { ...header, offset: f.offset } : header, payload));
+          sent += f.length;
+          if (onProgress) onProgress(sent / total);
+        }
+      }
+      if (!failed && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ ...msg, ref }));
+    };
+    send().catch((e) => {
+      // A local failure (reading the file, no room for a frame) ends the request.
+      const p = this.pending.get(ref);
+      this.pending.delete(ref);
+      if (p) p.reject(e);
+    });
+    return reply;
   }
 
   async hello(token) {

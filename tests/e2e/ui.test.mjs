@@ -1,8 +1,10 @@
 // Browser tests of the web UI against the real kilnd, in Debian's chromium driven
-// by playwright-core: sign in, live dashboard, the generated lens.nfw form with its
-// client-side validation, a job watched to the end, the rendered map (pixels, hover
-// read-out, keyboard cursor), a .npy download, and screenshots at laptop and tablet
-// sizes (saved under $E2E_ARTEFACTS).
+// by playwright-core: sign in, live dashboard with its devices table, the generated
+// lens.nfw form with its client-side validation, a job watched to the end, the
+// rendered map (pixels, hover read-out, keyboard cursor), a .npy download, the
+// Objects page (a collection and a model uploaded through its forms as binary
+// parts, listed, refused with the server's field, dropped), and screenshots at
+// laptop and tablet sizes (saved under $E2E_ARTEFACTS).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
@@ -22,6 +24,54 @@ const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run
 let kilnd, browser, context, page;
 const problems = []; // page errors and CSP violations: the test fails on any
 const sentFrames = []; // text frames the page sent over its WebSocket
+const sentBinary = []; // binary frames the page sent (Buffers)
+
+/* A .npy file (format 1.0) of a 2-D array: descr '<f4' or '<f8', row-major. */
+function npyBuffer(rows, descr = '<f4') {
+  const shape = `(${rows.length}, ${rows[0].length})`;
+  let dict = `{'descr': '${descr}', 'fortran_order': False, 'shape': ${shape}, }`;
+  dict += ' '.repeat((64 - ((10 + dict.length + 1) % 64)) % 64) + '\n';
+  const size = descr === '<f8' ? 8 : 4;
+  const out = Buffer.alloc(10 + dict.length + rows.length * rows[0].length * size);
+  out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0], 0);
+  out.writeUInt16LE(dict.length, 8);
+  out.write(dict, 10, 'latin1');
+  let at = 10 + dict.length;
+  for (const r of rows) {
+    for (const v of r) {
+      if (size === 8) out.writeDoubleLE(v, at);
+      else out.writeFloatLE(v, at);
+      at += size;
+    }
+  }
+  return out;
+}
+
+/* An XGBoost JSON model (the layout XGBoost 1.7 writes) of `trees` stumps. */
+function xgbModel(trees, features) {
+  const tree = (t) => ({
+    base_weights: [0, -0.5, 0.5], categories: [], categories_nodes: [], categories_segments: [], categories_sizes: [],
+    default_left: [1, 0, 0], id: t, left_children: [1, -1, -1], loss_changes: [1, 0, 0], parents: [2147483647, 0, 0],
+    right_children: [2, -1, -1], split_conditions: [0.1 * t, -0.5, 0.5], split_indices: [t % features, 0, 0],
+    split_type: [0, 0, 0], sum_hessian: [10, 5, 5],
+    tree_param: { num_deleted: '0', num_feature: String(features), num_nodes: '3', size_leaf_vector: '0' },
+  });
+  return Buffer.from(JSON.stringify({
+    learner: {
+      attributes: {}, feature_names: [], feature_types: [],
+      gradient_booster: { model: { gbtree_model_param: { num_parallel_tree: '1', num_trees: String(trees), size_leaf_vector: '0' },
+        tree_info: Array(trees).fill(0), trees: Array.from({ length: trees }, (_, t) => tree(t)) }, name: 'gbtree' },
+      learner_model_param: { base_score: '5E-1', boost_from_average: '1', num_class: '0', num_feature: String(features), num_target: '1' },
+      objective: { name: 'binary:logistic', reg_loss_param: { scale_pos_weight: '1' } },
+    },
+    version: [1, 7, 4],
+  }));
+}
+
+function frameHeader(buf) {
+  if (buf.subarray(0, 4).toString('latin1') !== 'KLNB') return null;
+  return JSON.parse(buf.subarray(8, 8 + buf.readUInt32LE(4)).toString('utf8'));
+}
 
 async function shot(name, viewport) {
   await page.setViewportSize(viewport);
@@ -47,7 +97,7 @@ describe('kiln web UI (auth required)', () => {
     page.on('console', (m) => {
       if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) problems.push(`console: ${m.text()}`);
     });
-    page.on('websocket', (ws) => ws.on('framesent', (f) => typeof f.payload === 'string' && sentFrames.push(f.payload)));
+    page.on('websocket', (ws) => ws.on('framesent', (f) => (typeof f.payload === 'string' ? sentFrames : sentBinary).push(f.payload)));
   });
 
   after(async () => {
@@ -96,6 +146,24 @@ describe('kiln web UI (auth required)', () => {
     await shot('dashboard', LAPTOP);
     await shot('dashboard', TABLET);
     await page.setViewportSize(LAPTOP);
+  });
+
+  test('the devices table names its columns and shows the CPU device', async () => {
+    await page.click('#nav a[href="#/"]');
+    const table = page.locator('.devices table.devices-table');
+    await table.waitFor();
+    const heads = await table.locator('thead th').allTextContents();
+    assert.deepEqual(heads, ['device', 'backend', 'model', 'state', 'failures', 'probes', 'memory used / total', 'utilisation']);
+    const cpu = table.locator('tr[data-device="cpu"]');
+    await cpu.waitFor();
+    const cells = await cpu.locator('th, td').allTextContents();
+    assert.equal(cells[0], 'cpu');
+    assert.equal(cells[1], 'cpu');
+    assert.equal(cells[3], 'in service');
+    assert.equal(cells[4], '0', 'no failures');
+    assert.match(cells[5], /^\d+$/);
+    assert.match(cells[7], /^ ?\d+ %$/, `utilisation as a percentage (got "${cells[7]}")`);
+    assert.equal(await table.locator('td', { hasText: '{' }).count(), 0, 'no raw JSON in the table');
   });
 
   test('the lens.nfw form is generated from the schema and validates on the client', async () => {
@@ -230,6 +298,84 @@ describe('kiln web UI (auth required)', () => {
     assert.equal(centre, Infinity, 'the cusp pixel is +Inf');
     const corner = bytes.readFloatLE(10 + hlen);
     assert.ok(corner > 0 && corner < 1, `a corner kappa is a small positive number (${corner})`);
+  });
+
+  test('the Objects page checks a collection upload on the client before sending anything', async () => {
+    await page.click('#nav a[href="#/objects"]');
+    await page.locator('h1', { hasText: 'Objects' }).waitFor();
+    const form = page.locator('#coll-form');
+    const putsBefore = sentFrames.filter((f) => f.includes('"op":"vec.put"')).length;
+    const binaryBefore = sentBinary.length;
+    await form.locator('#coll-name').fill('e2e-docs');
+    await form.locator('#coll-file').setInputFiles({ name: 'wide.npy', mimeType: 'application/octet-stream',
+      buffer: npyBuffer([[1, 2, 3], [4, 5, 6]], '<f8') });
+    await form.locator('#coll-ids').fill('a\nb');
+    await form.locator('#coll-upload').click();
+    await form.locator('#coll-file-err', { hasText: 'wide.npy holds float64' }).waitFor();
+    assert.equal(await form.locator('#coll-file').getAttribute('aria-invalid'), 'true');
+
+    await form.locator('#coll-file').setInputFiles({ name: 'five.npy', mimeType: 'application/octet-stream',
+      buffer: npyBuffer([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [0, 1, 1]]) });
+    await form.locator('#coll-upload').click();
+    await form.locator('#coll-ids-err', { hasText: 'five.npy holds 5 vectors but there are 2 ids' }).waitFor();
+    assert.equal(sentFrames.filter((f) => f.includes('"op":"vec.put"')).length, putsBefore, 'nothing was sent');
+    assert.equal(sentBinary.length, binaryBefore, 'no part was sent');
+  });
+
+  test('a collection uploaded through the form is sent as a part and listed', async () => {
+    const form = page.locator('#coll-form');
+    await form.locator('#coll-ids').fill('a\nb\nc\nd\ne\n');
+    await form.locator('#coll-metric').selectOption('l2');
+    await form.locator('#coll-upload').click();
+    const row = page.locator('table.objects-collections tr[data-collection="e2e-docs"]');
+    await row.waitFor();
+    const cells = await row.locator('th, td').allTextContents();
+    assert.deepEqual(cells.slice(0, 5), ['e2e-docs', '1', '5', '3', 'l2']);
+    await form.locator('.form-status', { hasText: 'Stored 5 vectors' }).waitFor();
+    // On the wire: one KLNB frame with the rows, then vec.put naming it by its ref.
+    const put = JSON.parse(sentFrames.filter((f) => f.includes('"op":"vec.put"')).pop());
+    assert.deepEqual(put.ids, ['a', 'b', 'c', 'd', 'e']);
+    assert.equal(put.metric, 'l2');
+    const frame = sentBinary.map((b) => ({ b, h: frameHeader(b) })).filter((x) => x.h && x.h.ref === put.ref);
+    assert.equal(frame.length, 1);
+    assert.deepEqual(frame[0].h, { ref: put.ref, part: 'vectors', dtype: 'f32', shape: [5, 3] });
+    const payload = frame[0].b.subarray(frame[0].b.length - 60);
+    assert.deepEqual([0, 1, 2, 3, 4, 5].map((i) => payload.readFloatLE(4 * i)), [1, 0, 0, 0, 1, 0]);
+    await shot('objects', LAPTOP);
+    await shot('objects', TABLET);
+    await page.setViewportSize(LAPTOP);
+  });
+
+  test('a server error is shown on the field it names', async () => {
+    const form = page.locator('#coll-form');
+    await form.locator('#coll-metric').selectOption('ip'); // the collection is l2
+    await form.locator('#coll-upload').click();
+    await form.locator('#coll-metric-err', { hasText: 'bad_params' }).waitFor();
+    assert.match(await form.locator('#coll-metric-err').textContent(), /field metric/);
+    assert.equal(await form.locator('#coll-metric').getAttribute('aria-invalid'), 'true');
+    const cells = await page.locator('tr[data-collection="e2e-docs"] td').allTextContents();
+    assert.equal(cells[1], '5', 'the collection is unchanged');
+  });
+
+  test('a model uploaded through the form is listed with its trees and features', async () => {
+    const form = page.locator('#model-form');
+    const model = xgbModel(6, 4);
+    await form.locator('#model-file').setInputFiles({ name: 'credit.json', mimeType: 'application/json', buffer: model });
+    assert.equal(await form.locator('#model-name').inputValue(), 'credit', 'the name follows the file');
+    await form.locator('#model-upload').click();
+    const row = page.locator('table.objects-models tr[data-model="credit"]');
+    await row.waitFor();
+    const cells = await row.locator('th, td').allTextContents();
+    assert.deepEqual(cells.slice(0, 4), ['credit', '1', '6', '4']);
+    assert.equal(await row.locator('td').nth(3).getAttribute('title'), `${model.length.toLocaleString('en-US')} bytes`);
+  });
+
+  test('drop asks for a second click, then the collection is gone', async () => {
+    const drop = page.locator('tr[data-collection="e2e-docs"] button', { hasText: 'Drop' });
+    await drop.click();
+    await page.locator('tr[data-collection="e2e-docs"] button', { hasText: 'Confirm drop' }).click();
+    await page.locator('tr[data-collection="e2e-docs"]').waitFor({ state: 'detached' });
+    assert.ok(sentFrames.some((f) => f.includes('"op":"vec.drop"') && f.includes('"collection":"e2e-docs"')));
   });
 
   test('no page errors and no Content-Security-Policy violations', () => {
