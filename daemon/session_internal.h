@@ -1,0 +1,115 @@
+/* What the files of the session module share (session.c: connections, the table and
+ * dispatch; session_out.c: the output queue; session_jobs.c: the job ops and the job
+ * lifecycle's events). Nothing outside the module includes this. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "auth.h"
+#include "limiter.h"
+#include "proto.h"
+#include "session.h"
+
+struct job;
+
+/* Bytes handed to lws_write per writeable callback: big enough to keep a fast link
+ * busy, small enough that one connection never holds the loop for long. */
+#define CHUNK (256 * 1024)
+
+/* One queued outgoing message: text, or a KLNB frame whose payload is a part of a
+ * job's result (the job is referenced until the frame is sent). */
+struct outmsg {
+        struct outmsg *next;
+        bool binary;
+        uint8_t *head;            /* LWS_PRE bytes of headroom, then head_len bytes */
+        size_t head_len;
+        struct job *job;          /* binary: payload source */
+        const uint8_t *payload;
+        size_t payload_len;
+        size_t sent;              /* bytes of head + payload already written */
+};
+
+/* A binary part received ahead of the message that refers to it. */
+struct in_part {
+        struct in_part *next;
+        char *ref;                /* the frame's "ref", dumped as compact JSON */
+        char name[32];
+        size_t len;
+};
+
+enum idle_state {
+        IDLE_HEARD,    /* a frame came in within half of server.idle_timeout_s */
+        IDLE_PING_DUE, /* silent that long: a ping goes out at the next writeable */
+        IDLE_PINGED,   /* pinged, waiting for any frame back */
+        IDLE_CLOSE,    /* silent for the other half too: close at the next writeable */
+};
+
+struct session {
+        struct session *bucket_next;
+        uint64_t id;
+        struct lws *wsi;
+        struct kilnd *d;
+
+        uint8_t *rx;
+        size_t rx_len, rx_cap;
+
+        struct outmsg *out_head, *out_tail;
+        size_t out_queued;
+
+        bool authed;
+        struct auth_identity who;
+
+        struct in_part *parts;
+        size_t parts_bytes;
+
+        bool stats_subscribed;
+
+        /* Idle connections (server.idle_timeout_s): WebSocket sessions in order of
+         * their last received frame (or the ping sent since), oldest first. */
+        struct session *idle_prev, *idle_next;
+        int64_t idle_since_us;
+        enum idle_state idle;
+
+        struct token_bucket bucket; /* limits.rate_per_s when there is no token */
+        uint32_t inflight;          /* jobs it submitted that have not finished */
+
+        /* A session without a WebSocket (the HTTP API): its frames go to sink. */
+        session_sink_fn sink;
+        void *sink_opaque;
+};
+
+
+/* ---- session.c ---- */
+
+/* The session with this id, or NULL (it has gone). */
+struct session *session_find(struct kilnd *d, uint64_t id);
+/* Drops the binary parts a session holds (closing). */
+void session_parts_clear(struct session *s);
+
+/* ---- session_out.c: replies, in order, written as the socket takes them ---- */
+
+/* Queues a text message; `text` is copied. */
+void session_send_text(struct session *s, const char *text, size_t len);
+/* Sets "ref" (when given), encodes, queues, and drops the object. */
+void session_send_json(struct session *s, json_t *o, json_t *ref);
+/* An error reply (SPEC §2.5), counted in the stats by code. */
+void session_send_error(struct session *s, json_t *ref, enum kiln_err code, const char *field, const char *fmt, ...)
+        __attribute__((format(printf, 5, 6)));
+void session_send_ok(struct session *s, json_t *ref);
+/* Queues a finished job's `done` (with `ref` spliced in when given) and its parts. */
+void session_send_done(struct session *s, struct job *j, json_t *ref);
+/* Frees every queued message (closing). */
+void session_out_clear(struct session *s);
+
+/* ---- session_jobs.c: the job ops ---- */
+
+void session_op_submit(struct session *s, const struct proto_req *rq);
+/* status, result, watch, cancel */
+void session_op_job(struct session *s, const struct proto_req *rq);
+void session_op_list(struct session *s, const struct proto_req *rq);
+void session_op_cache_purge(struct session *s, const struct proto_req *rq);
+

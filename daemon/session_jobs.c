@@ -1,0 +1,405 @@
+/* The job ops of a session (submit, status, result, watch, cancel, list,
+ * cache.purge) and the job lifecycle's events, routed to the sessions they name. */
+#include "session_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "daemon.h"
+#include "jobs.h"
+#include "log.h"
+#include "storeq.h"
+#include "util.h"
+
+/* ---- job events ---- */
+
+/* Written directly (one per submission; the job id and state names need no
+ * escaping): the same text send_json makes of the object, without building it. */
+static void send_accepted(struct session *s, struct job *j, json_t *ref, bool cached)
+{
+        static const char fmt[] = "{\"op\":\"accepted\",\"job\":\"%s\",\"state\":\"%s\",\"cached\":%s%s%s}";
+        const char *state = kiln_job_state_name(atomic_load(&j->state));
+        char small[32], text[256], *r = NULL;
+        const char *rt = "";
+
+        if (ref && json_is_integer(ref)) {
+                snprintf(small, sizeof(small), "%lld", (long long)json_integer_value(ref));
+                rt = small;
+        } else if (ref) {
+                r = json_dumps(ref, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+                if (!r)
+                        return;
+                rt = r;
+        }
+        const char *sep = ref ? ",\"ref\":" : "", *c = cached ? "true" : "false";
+        int n = snprintf(text, sizeof(text), fmt, j->id_text, state, c, sep, rt);
+        char *big = NULL;
+        if (n > 0 && (size_t)n >= sizeof(text) && (n = asprintf(&big, fmt, j->id_text, state, c, sep, rt)) < 0)
+                big = NULL; /* a long ref, and no memory for it: undefined after a failure */
+        if (n > 0)
+                session_send_text(s, big ? big : text, (size_t)n);
+        free(big);
+        free(r);
+}
+
+/* ---- what the job lifecycle tells sessions (struct job_events, loop thread) ---- */
+
+static void ev_accepted(void *ctx, uint64_t session, struct job *j, json_t *ref, bool cached)
+{
+        struct session *s = session_find(ctx, session);
+        if (s)
+                send_accepted(s, j, ref, cached);
+}
+
+static void ev_rejected(void *ctx, uint64_t session, json_t *ref, enum kiln_err code, const char *field,
+                        const char *message)
+{
+        struct session *s = session_find(ctx, session);
+        if (s)
+                session_send_error(s, ref, code, field, "%s", message);
+}
+
+static void ev_progress(void *ctx, uint64_t session, struct job *j)
+{
+        struct session *s = session_find(ctx, session);
+        if (s)
+                session_send_json(s, json_pack("{s:s, s:s, s:i}", "op", "progress", "job", j->id_text, "pct",
+                                       atomic_load(&j->pct)),
+                          NULL);
+}
+
+static void ev_done(void *ctx, uint64_t session, struct job *j, json_t *ref)
+{
+        struct session *s = session_find(ctx, session);
+        if (s)
+                session_send_done(s, j, ref);
+}
+
+static void ev_ended(void *ctx, uint64_t session)
+{
+        struct session *s = session_find(ctx, session);
+        if (s && s->inflight)
+                s->inflight--;
+}
+
+struct job_events sessions_job_events(struct kilnd *d)
+{
+        return (struct job_events){ .ctx = d, .accepted = ev_accepted, .rejected = ev_rejected,
+                                    .progress = ev_progress, .done = ev_done, .ended = ev_ended };
+}
+
+/* ---- submit ---- */
+
+static bool consume_parts(struct session *s, json_t *ref, const struct kiln_kind *kind)
+{
+        char *r = ref ? json_dumps(ref, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        bool refused = false;
+        for (struct in_part **pp = &s->parts; *pp;) {
+                struct in_part *p = *pp;
+                if (r && p->ref && !strcmp(p->ref, r)) {
+                        if (!refused) {
+                                char field[64];
+                                snprintf(field, sizeof(field), "parts.%s", p->name);
+                                session_send_error(s, ref, KERR_BAD_PARAMS, field, "%s takes no binary part \"%s\"",
+                                           kind->name, p->name);
+                                refused = true;
+                        }
+                        *pp = p->next;
+                        s->parts_bytes -= p->len;
+                        free(p->ref);
+                        free(p);
+                } else {
+                        pp = &p->next;
+                }
+        }
+        free(r);
+        return !refused;
+}
+
+/* What is the connection's to check (draining, its parts, its in-flight limit);
+ * the rest of the submission is the job lifecycle's (jobs_submit). */
+void session_op_submit(struct session *s, const struct proto_req *rq)
+{
+        struct kilnd *d = s->d;
+        json_t *ref = rq->ref;
+
+        if (d->draining) {
+                session_send_error(s, ref, KERR_SHUTTING_DOWN, NULL, "kilnd is shutting down and takes no new jobs");
+                return;
+        }
+        const struct kiln_kind *kind = kiln_kind_find(rq->submit.kind);
+        if (!kind) {
+                session_send_error(s, ref, KERR_UNKNOWN_KIND, "kind", "unknown job kind \"%s\"", rq->submit.kind);
+                return;
+        }
+        if (!consume_parts(s, ref, kind))
+                return;
+        if (s->inflight >= d->cfg->limits.max_inflight_per_conn) {
+                session_send_error(s, ref, KERR_RATE_LIMITED, NULL,
+                           "this connection has %u unfinished jobs, its maximum (limits.max_inflight_per_conn); "
+                           "wait for some to finish",
+                           s->inflight);
+                return;
+        }
+        struct job_submit sub = {
+                .kind = rq->submit.kind,
+                .params = rq->submit.params,
+                .tenant = s->who.tenant,
+                .priority = rq->submit.priority,
+                .timeout_ms = rq->submit.timeout_ms,
+                .key = rq->submit.key,
+                .cache = rq->submit.cache,
+                .watch = rq->submit.watch,
+                .session = s->id,
+                .ref = ref,
+        };
+        struct proto_error err;
+        int r = jobs_submit(d->jobs, &sub, &err);
+        if (r < 0)
+                session_send_error(s, ref, err.code, err.field[0] ? err.field : NULL, "%s", err.message);
+        else if (r > 0)
+                s->inflight++;
+}
+
+/* ---- ops answered from the store ---- */
+
+struct store_req {
+        struct store_op op;
+        struct mail mail;
+        struct kilnd *d;
+        uint64_t session_id;
+        enum kiln_op kind;
+        json_t *ref;
+        char tenant[64];
+        char *list_kind;
+};
+
+static void store_req_free(struct store_req *r)
+{
+        store_job_free(r->op.job_out);
+        free(r->op.result_out);
+        for (size_t i = 0; i < r->op.list_n; i++)
+                store_job_free(r->op.list_out[i]);
+        free(r->op.list_out);
+        free(r->list_kind);
+        json_decref(r->ref);
+        free(r);
+}
+
+static json_t *iso8601(int64_t ms)
+{
+        if (ms <= 0)
+                return json_null();
+        char buf[96];
+        time_t t = (time_t)(ms / 1000);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+        return json_string(buf);
+}
+
+/* `attempts`: device runs started for the job, retries after a device failure
+ * included (jobs.max_retries bounds them). */
+static void send_status(struct session *s, json_t *ref, const char *id, const char *kind, int state, int pct,
+                        int64_t submitted, int64_t finished, unsigned attempts)
+{
+        session_send_json(s,
+                  json_pack("{s:s, s:s, s:s, s:s, s:i, s:o, s:o, s:i}", "op", "status", "job", id, "kind", kind,
+                            "state", kiln_job_state_name(state), "pct", pct, "submitted", iso8601(submitted),
+                            "finished", iso8601(kiln_job_state_is_final(state) ? finished : 0), "attempts",
+                            (int)attempts),
+                  ref);
+}
+
+static void send_list(struct session *s, struct store_req *r)
+{
+        json_t *arr = json_array();
+        char last[37] = "";
+        for (size_t i = 0; i < r->op.list_n; i++) {
+                const struct store_job *rec = r->op.list_out[i];
+                int state = rec->state;
+                struct job *live = jobs_find(s->d->jobs, rec->id);
+                if (live)
+                        state = atomic_load(&live->state);
+                kiln_uuid_format(rec->id, last);
+                json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:o}", "job", last, "kind", rec->kind, "state",
+                                                     kiln_job_state_name(state), "submitted",
+                                                     iso8601(rec->submitted_ms)));
+        }
+        json_t *next = r->op.list_more && last[0] ? json_string(last) : json_null();
+        session_send_json(s, json_pack("{s:s, s:o, s:o}", "op", "jobs", "jobs", arr, "next", next), r->ref);
+}
+
+static void on_store_reply_mail(struct mail *m)
+{
+        struct store_req *r = container_of(m, struct store_req, mail);
+        struct kilnd *d = r->d;
+        struct session *s = session_find(d, r->session_id);
+
+        storeq_answered(d->storeq);
+        if (!s)
+                goto out;
+        if (r->op.status < 0 && r->op.status != -ENOENT) {
+                session_send_error(s, r->ref, KERR_INTERNAL, NULL, "reading the job store failed: %s",
+                           strerror(-r->op.status));
+                goto out;
+        }
+        if (r->kind == KOP_LIST) {
+                send_list(s, r);
+                goto out;
+        }
+        if (r->kind == KOP_CACHE_PURGE) {
+                session_send_json(s, json_pack("{s:s, s:I}", "op", "ok", "purged", (json_int_t)r->op.purge_n), r->ref);
+                goto out;
+        }
+        struct store_job *rec = r->op.job_out;
+        if (r->op.status == -ENOENT || !rec || strcmp(rec->tenant, r->tenant)) {
+                session_send_error(s, r->ref, KERR_NOT_FOUND, "job", "no such job");
+                goto out;
+        }
+        char id[37];
+        kiln_uuid_format(rec->id, id);
+        /* A job still live in memory answers for itself (the record may lag behind). */
+        struct job *live = jobs_find(d->jobs, rec->id);
+        switch (r->kind) {
+        case KOP_STATUS:
+                if (live)
+                        send_status(s, r->ref, id, rec->kind, atomic_load(&live->state), atomic_load(&live->pct),
+                                    live->submitted_ms, live->finished_ms, job_attempts(live));
+                else
+                        send_status(s, r->ref, id, rec->kind, rec->state,
+                                    kiln_job_state_is_final(rec->state) ? 100 : 0, rec->submitted_ms,
+                                    rec->finished_ms, rec->attempts);
+                break;
+        case KOP_CANCEL:
+                session_send_json(s, json_pack("{s:s, s:s, s:s}", "op", "ok", "job", id, "state",
+                                       kiln_job_state_name(live ? atomic_load(&live->state) : rec->state)),
+                          r->ref);
+                break;
+        case KOP_WATCH:
+        case KOP_RESULT:
+                if (live) {
+                        jobs_watch(d->jobs, live, s->id);
+                        session_send_ok(s, r->ref);
+                        break;
+                }
+                struct job *j = NULL;
+                int k = jobs_load_finished(d->jobs, rec, &r->op.result_out, r->op.result_size, &j);
+                if (k < 0) {
+                        session_send_error(s, r->ref, KERR_INTERNAL, "job", "the stored result of job %s is unreadable",
+                                   id);
+                } else {
+                        if (r->kind == KOP_WATCH)
+                                session_send_ok(s, r->ref);
+                        session_send_done(s, j, r->kind == KOP_RESULT ? r->ref : NULL);
+                }
+                job_unref(j);
+                break;
+        default:
+                break;
+        }
+out:
+        store_req_free(r);
+}
+
+static void on_store_reply(struct store_op *op)
+{
+        struct store_req *r = container_of(op, struct store_req, op);
+        r->mail.fn = on_store_reply_mail;
+        mailbox_post(r->d->mailbox, &r->mail);
+}
+
+static void ask_store(struct session *s, const struct proto_req *rq, enum store_op_type type)
+{
+        struct store_req *r = calloc(1, sizeof(*r));
+        if (!r) {
+                session_send_error(s, rq->ref, KERR_INTERNAL, NULL, "out of memory");
+                return;
+        }
+        r->d = s->d;
+        r->session_id = s->id;
+        r->kind = rq->op;
+        r->ref = rq->ref ? json_incref(rq->ref) : NULL;
+        snprintf(r->tenant, sizeof(r->tenant), "%s", s->who.tenant);
+        r->op.type = type;
+        r->op.done = on_store_reply;
+        if (type == STORE_OP_CACHE_PURGE) {
+                r->list_kind = rq->purge.kind ? strdup(rq->purge.kind) : NULL;
+                r->op.purge_kind = r->list_kind;
+        } else if (type == STORE_OP_LIST) {
+                r->list_kind = rq->list.kind ? strdup(rq->list.kind) : NULL;
+                r->op.list.tenant = r->tenant;
+                r->op.list.state = rq->list.state;
+                r->op.list.kind = r->list_kind;
+                r->op.list.has_after = rq->list.has_after;
+                memcpy(r->op.list.after, rq->list.after, 16);
+                r->op.list.limit = rq->list.limit;
+        } else {
+                memcpy(r->op.id, rq->job.id, 16);
+        }
+        storeq_submit_loop(s->d->storeq, &r->op);
+}
+
+/* ---- the job ops ---- */
+
+void session_op_job(struct session *s, const struct proto_req *rq)
+{
+        struct kilnd *d = s->d;
+        struct job *j = jobs_find(d->jobs, rq->job.id);
+
+        if (j && strcmp(j->tenant, s->who.tenant)) {
+                session_send_error(s, rq->ref, KERR_NOT_FOUND, "job", "no such job");
+                return;
+        }
+        if (!j) {
+                ask_store(s, rq, rq->op == KOP_RESULT || rq->op == KOP_WATCH ? STORE_OP_RESULT_GET : STORE_OP_JOB_GET);
+                return;
+        }
+        int state = atomic_load(&j->state);
+        switch (rq->op) {
+        case KOP_STATUS:
+                send_status(s, rq->ref, j->id_text, j->kind->name, state, atomic_load(&j->pct), j->submitted_ms,
+                            j->finished_ms, job_attempts(j));
+                break;
+        case KOP_WATCH:
+        case KOP_RESULT:
+                /* Not finished yet: the `done` (and parts) follow when it is. */
+                if (jobs_watch(d->jobs, j, s->id) < 0) {
+                        session_send_error(s, rq->ref, KERR_INTERNAL, NULL, "out of memory");
+                        break;
+                }
+                session_send_ok(s, rq->ref);
+                break;
+        case KOP_CANCEL:
+                jobs_cancel(d->jobs, j);
+                session_send_json(s, json_pack("{s:s, s:s, s:s}", "op", "ok", "job", j->id_text, "state",
+                                       kiln_job_state_name(atomic_load(&j->state))),
+                          rq->ref);
+                break;
+        default:
+                break;
+        }
+}
+
+/* cache.purge (role admin): the entries of one kind, or all, in the writer. */
+void session_op_cache_purge(struct session *s, const struct proto_req *rq)
+{
+        if (s->who.role != AUTH_ROLE_ADMIN) {
+                session_send_error(s, rq->ref, KERR_FORBIDDEN, "op", "cache.purge needs the admin role");
+                return;
+        }
+        if (rq->purge.kind && !kiln_kind_find(rq->purge.kind)) {
+                session_send_error(s, rq->ref, KERR_UNKNOWN_KIND, "kind", "unknown job kind \"%s\"", rq->purge.kind);
+                return;
+        }
+        ask_store(s, rq, STORE_OP_CACHE_PURGE);
+}
+
+void session_op_list(struct session *s, const struct proto_req *rq)
+{
+        ask_store(s, rq, STORE_OP_LIST);
+}

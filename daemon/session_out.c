@@ -1,0 +1,295 @@
+/* A session's output: replies and result parts queued in order, written as WebSocket
+ * frames one writeable callback at a time (or handed to the sink of a socket-less
+ * session), so a big result never holds up other connections. */
+#include "session_internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libwebsockets.h>
+
+#include "daemon.h"
+#include "jobs.h"
+#include "log.h"
+#include "stats.h"
+
+
+static void out_free(struct outmsg *m);
+
+static void out_push(struct session *s, struct outmsg *m)
+{
+        if (s->sink) {
+                s->sink(s->sink_opaque, m->binary, m->head + LWS_PRE, m->head_len, m->job, m->payload,
+                        m->payload_len);
+                out_free(m);
+                return;
+        }
+        if (s->out_tail)
+                s->out_tail->next = m;
+        else
+                s->out_head = m;
+        s->out_tail = m;
+        s->out_queued++;
+        s->d->ws_messages_out++;
+        lws_callback_on_writable(s->wsi);
+}
+
+static void out_free(struct outmsg *m)
+{
+        free(m->head);
+        job_unref(m->job);
+        free(m);
+}
+
+/* Queues a text message; `text` is copied. */
+void session_send_text(struct session *s, const char *text, size_t len)
+{
+        struct outmsg *m = calloc(1, sizeof(*m));
+        if (!m || !(m->head = malloc(LWS_PRE + len))) {
+                free(m);
+                log_error("session %llu: out of memory queueing a reply", (unsigned long long)s->id);
+                return;
+        }
+        memcpy(m->head + LWS_PRE, text, len);
+        m->head_len = len;
+        out_push(s, m);
+}
+
+/* Sets "ref" (when given), encodes, queues, and drops the object. */
+void session_send_json(struct session *s, json_t *o, json_t *ref)
+{
+        if (!o)
+                return;
+        if (ref)
+                json_object_set(o, "ref", ref);
+        char *text = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(17));
+        json_decref(o);
+        if (!text)
+                return;
+        session_send_text(s, text, strlen(text));
+        free(text);
+}
+
+void session_send_error(struct session *s, json_t *ref, enum kiln_err code, const char *field, const char *fmt, ...)
+{
+        struct proto_error e = { .code = code };
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(e.message, sizeof(e.message), fmt, ap);
+        va_end(ap);
+        snprintf(e.field, sizeof(e.field), "%s", field ? field : "");
+        char *text = proto_error_json(ref, &e);
+        if (text) {
+                session_send_text(s, text, strlen(text));
+                free(text);
+        }
+        stats_rejected(s->d, code);
+}
+
+void session_send_ok(struct session *s, json_t *ref)
+{
+        session_send_json(s, json_pack("{s:s}", "op", "ok"), ref);
+}
+
+/* Queues a finished job's `done` (with `ref` spliced in when given) and its parts. */
+void session_send_done(struct session *s, struct job *j, json_t *ref)
+{
+        if (!j->done_json)
+                return;
+        if (ref) {
+                char *r = json_dumps(ref, JSON_COMPACT | JSON_ENCODE_ANY);
+                size_t rl = r ? strlen(r) : 0, dl = strlen(j->done_json);
+                char *text = r ? malloc(dl + rl + 8) : NULL;
+                if (text) {
+                        /* done_json starts with '{"op":"done",' */
+                        int n = snprintf(text, dl + rl + 8, "{\"ref\":%s,%s", r, j->done_json + 1);
+                        session_send_text(s, text, (size_t)n);
+                } else {
+                        session_send_text(s, j->done_json, strlen(j->done_json));
+                }
+                free(text);
+                free(r);
+        } else {
+                session_send_text(s, j->done_json, strlen(j->done_json));
+        }
+        if (atomic_load(&j->state) != KILN_JOB_DONE)
+                return;
+        for (int i = 0; i < j->result.n_parts; i++) {
+                const struct kiln_part *p = &j->result.parts[i];
+                uint8_t *hdr;
+                size_t hdr_len;
+                struct outmsg *m = calloc(1, sizeof(*m));
+                if (!m || proto_frame_header(j->id_text, p->name, kiln_dtype_name(p->dtype), p->ndim, p->shape,
+                                             &hdr, &hdr_len) < 0) {
+                        free(m);
+                        log_error("job %s: out of memory queueing part %s", j->id_text, p->name);
+                        return;
+                }
+                m->head = malloc(LWS_PRE + hdr_len);
+                if (!m->head) {
+                        free(hdr);
+                        free(m);
+                        return;
+                }
+                memcpy(m->head + LWS_PRE, hdr, hdr_len);
+                free(hdr);
+                m->head_len = hdr_len;
+                m->binary = true;
+                m->job = job_ref(j);
+                m->payload = p->data;
+                m->payload_len = p->bytes;
+                out_push(s, m);
+        }
+}
+
+/* What the writers below assemble a write in (loop thread only). */
+static uint8_t scratch[LWS_PRE + CHUNK];
+
+/* Writes a WebSocket frame header (server side: unmasked) for a frame of `len`
+ * bytes into p; returns its length (2, 4 or 10 bytes). */
+static size_t ws_frame_header(uint8_t *p, bool binary, bool first, bool fin, size_t len)
+{
+        p[0] = (uint8_t)((fin ? 0x80 : 0) | (first ? (binary ? 0x2 : 0x1) : 0x0));
+        if (len < 126) {
+                p[1] = (uint8_t)len;
+                return 2;
+        }
+        if (len <= 0xffff) {
+                p[1] = 126;
+                p[2] = (uint8_t)(len >> 8);
+                p[3] = (uint8_t)len;
+                return 4;
+        }
+        p[1] = 127;
+        for (int i = 0; i < 8; i++)
+                p[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+        return 10;
+}
+
+/* Copies bytes [m->sent, m->sent + n) of a queued message (head, then payload). */
+static void out_copy(const struct outmsg *m, uint8_t *dst, size_t n)
+{
+        size_t off = m->sent, w = 0;
+        if (off < m->head_len) {
+                w = m->head_len - off < n ? m->head_len - off : n;
+                memcpy(dst, m->head + LWS_PRE + off, w);
+        }
+        if (w < n)
+                memcpy(dst + w, m->payload + (off + w - m->head_len), n - w);
+}
+
+static void out_pop(struct session *s)
+{
+        struct outmsg *m = s->out_head;
+        s->out_head = m->next;
+        if (!s->out_head)
+                s->out_tail = NULL;
+        s->out_queued--;
+        out_free(m);
+}
+
+/* Framed output: as many queued messages as fit in CHUNK bytes, each as complete
+ * WebSocket frames (a message larger than the room left goes as fragments), in one
+ * raw write — one send() for a job's `accepted`, `done` and parts instead of one
+ * write and one trip round the event loop per message. Frames never straddle two
+ * writes, so the pings, pongs and close that libwebsockets sends itself fall
+ * between them. */
+static int writable_framed(struct session *s)
+{
+        uint8_t *buf = scratch + LWS_PRE;
+        size_t used = 0;
+        struct outmsg *m;
+
+        while ((m = s->out_head)) {
+                size_t total = m->head_len + m->payload_len, left = total - m->sent;
+                if (used + 10 >= CHUNK)
+                        break; /* no room for another frame header */
+                size_t room = CHUNK - used - 10;
+                size_t n = left < room ? left : room;
+                if (n < left && room < 16 * 1024 && used)
+                        break; /* a small fragment is not worth it: next time */
+                used += ws_frame_header(buf + used, m->binary, m->sent == 0, n == left, n);
+                out_copy(m, buf + used, n);
+                used += n;
+                m->sent += n;
+                if (m->sent < total)
+                        break;
+                out_pop(s);
+        }
+        if (used && lws_write(s->wsi, buf, used, LWS_WRITE_RAW) < (int)used)
+                return -1;
+        return 0;
+}
+
+/* One message fragment per writeable callback through lws's own framing: for a
+ * connection that is a stream inside another (WebSocket over HTTP/2). */
+static int writable_fragment(struct session *s)
+{
+        struct outmsg *m = s->out_head;
+        size_t total = m->head_len + m->payload_len;
+        size_t n = total - m->sent;
+        if (n > CHUNK)
+                n = CHUNK;
+        uint8_t *buf;
+        if (!m->binary && total <= CHUNK) {
+                buf = m->head + LWS_PRE; /* whole small text message: no copy */
+        } else {
+                out_copy(m, scratch + LWS_PRE, n);
+                buf = scratch + LWS_PRE;
+        }
+        int flags = lws_write_ws_flags(m->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT, m->sent == 0,
+                                       m->sent + n == total);
+        if (lws_write(s->wsi, buf, n, (enum lws_write_protocol)flags) < (int)n)
+                return -1;
+        m->sent += n;
+        if (m->sent == total)
+                out_pop(s);
+        return 0;
+}
+
+int session_writable(struct kilnd *d, struct session *s)
+{
+        if (s->idle == IDLE_CLOSE) {
+                static const char reason[] = "idle timeout";
+                lws_close_reason(s->wsi, LWS_CLOSE_STATUS_GOINGAWAY, (unsigned char *)reason, sizeof(reason) - 1);
+                return -1;
+        }
+        if (s->idle == IDLE_PING_DUE) {
+                /* Not empty: libwebsockets passes no empty pong up (LWS_CALLBACK_RECEIVE_PONG). */
+                uint8_t ping[LWS_PRE + 4];
+                memcpy(ping + LWS_PRE, "kiln", 4);
+                s->idle = IDLE_PINGED;
+                if (lws_write(s->wsi, ping + LWS_PRE, 4, LWS_WRITE_PING) < 4)
+                        return -1;
+                if (s->out_head || d->closing)
+                        lws_callback_on_writable(s->wsi);
+                return 0;
+        }
+        if (!s->out_head) {
+                if (d->closing) {
+                        static const char reason[] = "kilnd is shutting down";
+                        lws_close_reason(s->wsi, LWS_CLOSE_STATUS_GOINGAWAY, (unsigned char *)reason,
+                                         sizeof(reason) - 1);
+                        return -1;
+                }
+                return 0;
+        }
+        int r = lws_get_network_wsi(s->wsi) == s->wsi ? writable_framed(s) : writable_fragment(s);
+        if (r < 0)
+                return -1;
+        if (s->out_head)
+                lws_callback_on_writable(s->wsi);
+        return 0;
+}
+
+void session_out_clear(struct session *s)
+{
+        while (s->out_head) {
+                struct outmsg *m = s->out_head;
+                s->out_head = m->next;
+                out_free(m);
+        }
+        s->out_tail = NULL;
+}
