@@ -1,6 +1,6 @@
 // Starts the real kilnd for a browser test: a fresh store directory, a free port,
 // optional token auth (a tokens file with the SHA-256 of each token), the web root
-// of this source tree. Ready when /readyz answers 200.
+// of this source tree, and `env`: more KILN_* settings. Ready when /readyz answers 200.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -20,7 +20,7 @@ export function freePort() {
   });
 }
 
-export async function startKilnd({ tokens = null, webRoot } = {}) {
+export async function startKilnd({ tokens = null, webRoot, env: extra = {} } = {}) {
   const bin = process.env.KILND;
   if (!bin) throw new Error('KILND (the path of the built kilnd) is not set');
   const dir = mkdtempSync(join(tmpdir(), 'kiln-e2e-'));
@@ -34,6 +34,7 @@ export async function startKilnd({ tokens = null, webRoot } = {}) {
     KILN_SERVER_WEB_ROOT: webRoot || process.env.E2E_WEB_ROOT,
     KILN_LOG_TARGET: 'stderr',
     KILN_AUTH_REQUIRED: tokens ? 'true' : 'false',
+    ...extra,
   };
   if (tokens) {
     const file = join(dir, 'tokens');

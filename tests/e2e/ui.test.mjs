@@ -88,7 +88,9 @@ describe('kiln web UI (auth required)', () => {
 
   before(async () => {
     mkdirSync(ARTEFACTS, { recursive: true });
-    kilnd = await startKilnd({ tokens: [{ name: 'ops', tenant: 'acme', role: 'admin', token: TOKEN }] });
+    // Messages of at most 64 KiB: a bigger upload must go in several frames.
+    kilnd = await startKilnd({ tokens: [{ name: 'ops', tenant: 'acme', role: 'admin', token: TOKEN }],
+      env: { KILN_SERVER_MAX_MESSAGE_BYTES: '65536' } });
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
     context = await browser.newContext({ viewport: LAPTOP, acceptDownloads: true });
     page = await context.newPage();
@@ -355,6 +357,32 @@ describe('kiln web UI (auth required)', () => {
     assert.equal(await form.locator('#coll-metric').getAttribute('aria-invalid'), 'true');
     const cells = await page.locator('tr[data-collection="e2e-docs"] td').allTextContents();
     assert.equal(cells[1], '5', 'the collection is unchanged');
+  });
+
+  test('a collection larger than one message goes in frames with offsets', async () => {
+    const form = page.locator('#coll-form');
+    const rows = Array.from({ length: 400 }, (_, i) => Array.from({ length: 64 }, (_, j) => Math.sin(i * 64 + j)));
+    await form.locator('#coll-name').fill('e2e-big');
+    await form.locator('#coll-metric').selectOption('cosine');
+    await form.locator('#coll-file').setInputFiles({ name: 'big.npy', mimeType: 'application/octet-stream', buffer: npyBuffer(rows) });
+    await form.locator('#coll-ids-file').setInputFiles({ name: 'big-ids.txt', mimeType: 'text/plain',
+      buffer: Buffer.from(rows.map((_, i) => `row-${i}\n`).join('')) });
+    await form.locator('#coll-upload').click();
+    const row = page.locator('table.objects-collections tr[data-collection="e2e-big"]');
+    await row.waitFor();
+    assert.deepEqual((await row.locator('th, td').allTextContents()).slice(0, 5), ['e2e-big', '1', '400', '64', 'cosine']);
+    const put = JSON.parse(sentFrames.filter((f) => f.includes('"op":"vec.put"') && f.includes('e2e-big')).pop());
+    assert.equal(put.ids.length, 400);
+    const frames = sentBinary.map((b) => ({ b, h: frameHeader(b) })).filter((x) => x.h && x.h.ref === put.ref);
+    assert.ok(frames.length >= 2, `several frames (got ${frames.length})`);
+    let next = 0;
+    for (const { b, h } of frames) {
+      assert.ok(b.length <= 65536, `a frame of ${b.length} bytes`);
+      assert.deepEqual(h.shape, [400, 64]);
+      assert.equal(h.offset, next, 'the pieces follow each other');
+      next += b.length - 8 - b.readUInt32LE(4);
+    }
+    assert.equal(next, 400 * 64 * 4, 'the pieces cover the part');
   });
 
   test('a model uploaded through the form is listed with its trees and features', async () => {
