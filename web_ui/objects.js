@@ -152,6 +152,7 @@ export function objectsView(ctx) {
   const collsTable = el('table', { class: 'grid-table objects-collections', 'aria-label': 'Collections' },
     head([['name'], ['version', 1], ['count', 1], ['dim', 1], ['metric'], ['']]), collsBody);
 
+  const known = new Map(); // collection name -> its list entry, for the form's metric
   const refresh = async () => {
     try {
       const [m, v] = await Promise.all([client.request({ op: 'model.list' }), client.request({ op: 'vec.list' })]);
@@ -182,6 +183,8 @@ export function objectsView(ctx) {
           }
           await refresh();
         }) : null))));
+      known.clear();
+      for (const c of colls) known.set(c.name, c);
       modelsEmpty.hidden = models.length > 0;
       collsEmpty.hidden = colls.length > 0;
     } catch (e) {
@@ -197,7 +200,7 @@ export function objectsView(ctx) {
       el('div', { class: 'card table-card' }, el('h2', {}, 'Collections'), collsTable, collsEmpty)),
     el('div', { class: 'two' },
       modelForm(client, canModels, refresh),
-      collectionForm(client, canVectors, maxMessage, refresh)));
+      collectionForm(client, canVectors, maxMessage, refresh, (name) => known.get(name))));
   return { node, refresh };
 }
 
@@ -252,7 +255,7 @@ function modelForm(client, allowed, refresh) {
   return form;
 }
 
-function collectionForm(client, allowed, maxMessage, refresh) {
+function collectionForm(client, allowed, maxMessage, refresh, lookup) {
   const metric = el('select', { name: 'metric' }, METRICS.map((m) => el('option', { value: m, selected: m === 'cosine' }, m)));
   const fields = {
     name: field('coll-name', 'collection', el('input', { type: 'text', name: 'collection', autocomplete: 'off', spellcheck: 'false' }),
@@ -266,6 +269,11 @@ function collectionForm(client, allowed, maxMessage, refresh) {
     metric: field('coll-metric', 'metric', metric, 'Fixed when the collection is created.'),
   };
   const kit = formKit(fields);
+  // Adding to a collection that exists: its metric is the one to send.
+  fields.name.input.addEventListener('input', () => {
+    const c = lookup(fields.name.input.value.trim());
+    if (c && METRICS.includes(c.metric)) metric.value = c.metric;
+  });
   const submit = el('button', { type: 'submit', class: 'primary', id: 'coll-upload', disabled: !allowed }, 'Upload vectors');
   const form = el('form', { class: 'card object-form', id: 'coll-form', novalidate: true, 'aria-label': 'Upload vectors' },
     el('h2', {}, 'Upload vectors'), roleNote(allowed, 'writer or admin'), kit.summary,

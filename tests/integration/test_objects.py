@@ -12,6 +12,8 @@ Where SPEC §2.4 leaves a detail open, these tests hold kilnd to this reading:
   - model.delete of an unknown name is not_found (field "name"); vec.info,
     vec.delete and vec.drop of an unknown collection are not_found (field
     "collection").
+  - vec.put may leave "metric" out when the collection exists (it is required
+    when the put creates it).
   - A put without its part is bad_params with a field that names the part
     ("model", "vectors"); a metric other than the collection's is bad_params with
     field "metric", another dim bad_params with a field naming "vectors"; bad ids
