@@ -263,11 +263,11 @@ int conn_send_ref(struct conn *c, json_t *msg, int ref)
         return r;
 }
 
-int conn_await(struct conn *c, int ref, const char *what, json_t **ret)
+int conn_await(struct conn *c, int ref, int64_t default_ms, const char *what, json_t **ret)
 {
         for (;;) {
                 struct ctl_msg *m;
-                int r = conn_recv(c, REPLY_TIMEOUT_MS, what, &m);
+                int r = conn_recv(c, default_ms, what, &m);
                 if (r < 0)
                         return r;
                 json_t *j = m->binary ? NULL : json_loadb((const char *)m->data, m->len, 0, NULL);
@@ -289,7 +289,7 @@ int conn_call(struct conn *c, json_t *msg, const char *what, json_t **ret, int *
                 return r;
         if (ret_ref)
                 *ret_ref = ref;
-        return conn_await(c, ref, what, ret);
+        return conn_await(c, ref, REPLY_TIMEOUT_MS, what, ret);
 }
 
 bool is_op(const json_t *j, const char *op)

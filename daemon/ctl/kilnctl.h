@@ -96,10 +96,12 @@ int conn_send(struct conn *c, json_t *msg);
 int conn_send_ref(struct conn *c, json_t *msg, int ref);
 
 /* Returns the first text message that echoes `ref` in *ret (new reference),
- * skipping anything else. Returns >= 0 or -errno after printing why. */
-int conn_await(struct conn *c, int ref, const char *what, json_t **ret);
+ * skipping anything else, waiting as conn_recv does. Returns >= 0 or -errno after
+ * printing why. */
+int conn_await(struct conn *c, int ref, int64_t default_ms, const char *what, json_t **ret);
 
-/* conn_send_ref with a fresh ref (*ret_ref, may be NULL) and conn_await. */
+/* conn_send_ref with a fresh ref (*ret_ref, may be NULL) and conn_await with
+ * REPLY_TIMEOUT_MS. */
 int conn_call(struct conn *c, json_t *msg, const char *what, json_t **ret, int *ret_ref);
 
 /* A request answered by one reply (status, list, cancel, stats, object ops),

@@ -7,7 +7,9 @@
  * else several, each carrying its byte "offset". Files are read one frame at a
  * time, so an upload holds at most two frames in memory whatever its size. The ids
  * of one vec.put or vec.delete travel in its text message, so a long list is sent
- * as several puts (or deletes), each within one message. */
+ * as several puts (or deletes), each within one message. A put's reply may take
+ * as long as the server needs to check and store a big object: it is awaited
+ * without limit unless --timeout-s says otherwise (a lost connection ends it). */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -339,7 +341,7 @@ static int model_put(struct ctx *x)
                 return r;
         json_t *reply;
         if (conn_send_ref(c, json_pack("{s:s, s:s}", "op", "model.put", "name", name), ref) < 0 ||
-            conn_await(c, ref, "the model.put reply", &reply) < 0)
+            conn_await(c, ref, -1, "the model.put reply", &reply) < 0)
                 return 1;
         return print_object(c, reply, "model", model_keys);
 }
@@ -437,7 +439,7 @@ static int vec_put(struct ctx *x)
                         json_object_set_new(msg, "metric", json_string(metric));
                 json_decref(reply);
                 reply = NULL;
-                if (conn_send_ref(c, msg, ref) < 0 || conn_await(c, ref, "the vec.put reply", &reply) < 0) {
+                if (conn_send_ref(c, msg, ref) < 0 || conn_await(c, ref, -1, "the vec.put reply", &reply) < 0) {
                         r = 1;
                         break;
                 }
