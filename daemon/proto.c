@@ -544,7 +544,24 @@ int proto_frame_decode(const uint8_t *buf, size_t len, struct proto_frame *ret, 
 
         f.payload = buf + KLNB_PREFIX + hlen;
         f.payload_len = len - KLNB_PREFIX - hlen;
-        if (bytes != f.payload_len) {
+        f.part_bytes = bytes;
+        json_t *offset = json_object_get(f.header, "offset");
+        if (offset) {
+                /* A piece of a part sent in several frames (SPEC §2): shape and dtype
+                 * describe the whole part, the payload lands at offset. */
+                if (!json_is_integer(offset) || json_integer_value(offset) < 0) {
+                        k = fail(err, KERR_BAD_REQUEST, "frame.offset", "\"offset\" must be a non-negative integer");
+                        goto fail;
+                }
+                f.has_offset = true;
+                f.offset = (uint64_t)json_integer_value(offset);
+                if (f.offset > bytes || f.payload_len > bytes - f.offset) {
+                        k = fail(err, KERR_BAD_REQUEST, "frame.offset",
+                                 "a payload of %zu bytes at offset %llu does not fit the part's %llu bytes",
+                                 f.payload_len, (unsigned long long)f.offset, (unsigned long long)bytes);
+                        goto fail;
+                }
+        } else if (bytes != f.payload_len) {
                 k = fail(err, KERR_BAD_REQUEST, "frame.shape",
                          "\"shape\" and \"dtype\" need %llu payload bytes but the frame has %zu",
                          (unsigned long long)bytes, f.payload_len);

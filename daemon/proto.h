@@ -132,7 +132,10 @@ struct proto_frame {
         const char *part;          /* 1..31 chars of [A-Za-z0-9_.-] */
         int dtype;                 /* enum kiln_dtype (gpu/kinds/kind.h) */
         int ndim;                  /* 1..4 */
-        uint64_t shape[4];
+        uint64_t shape[4];         /* of the whole part */
+        uint64_t part_bytes;       /* of the whole part: dtype size x shape */
+        bool has_offset;           /* "offset" given: one piece of a part sent in several frames */
+        uint64_t offset;           /* where this frame's payload goes in the part */
         const uint8_t *payload;
         size_t payload_len;
 };

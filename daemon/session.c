@@ -182,15 +182,18 @@ int session_open(struct kilnd *d, struct session *s, struct lws *wsi)
         return 0;
 }
 
-void session_parts_clear(struct session *s)
+/* Parts waiting for their message are bounded by the larger of what a job's inputs
+ * and what a stored object may be; the op that takes them checks its own limit. */
+struct parts *session_parts(struct session *s)
 {
-        while (s->parts) {
-                struct in_part *p = s->parts;
-                s->parts = p->next;
-                free(p->ref);
-                free(p);
-        }
-        s->parts_bytes = 0;
+        const struct kiln_config *c = s->d->cfg;
+        uint64_t max = c->limits.max_input_bytes > c->limits.max_object_bytes ? c->limits.max_input_bytes
+                                                                              : c->limits.max_object_bytes;
+        if (!s->parts)
+                s->parts = parts_new(max);
+        else
+                parts_set_limit(s->parts, max); /* SIGHUP may change it */
+        return s->parts;
 }
 
 void session_close(struct kilnd *d, struct session *s)
@@ -200,7 +203,8 @@ void session_close(struct kilnd *d, struct session *s)
         if (s->stats_subscribed)
                 d->n_stats_subscribed--;
         session_out_clear(s);
-        session_parts_clear(s);
+        parts_free(s->parts);
+        s->parts = NULL;
         free(s->rx);
         s->rx = NULL;
 }
@@ -434,25 +438,13 @@ static void handle_binary(struct session *s, const uint8_t *buf, size_t len)
                            "a binary part sent to kilnd needs the \"ref\" of the message that uses it");
                 goto out;
         }
-        if (s->parts_bytes + f.payload_len > s->d->cfg->server.max_message_bytes) {
-                session_send_error(s, ref, KERR_TOO_LARGE, "frame",
-                           "binary parts waiting for their message exceed %llu bytes",
-                           (unsigned long long)s->d->cfg->server.max_message_bytes);
-                goto out;
-        }
-        struct in_part *p = calloc(1, sizeof(*p));
-        if (!p || !(p->ref = json_dumps(ref, JSON_COMPACT | JSON_ENCODE_ANY))) {
-                free(p);
+        struct parts *ps = session_parts(s);
+        if (!ps) {
                 session_send_error(s, ref, KERR_INTERNAL, NULL, "out of memory");
                 goto out;
         }
-        /* No kind takes binary input yet: only the part's identity is kept so the
-         * message that names it gets a precise error. */
-        snprintf(p->name, sizeof(p->name), "%s", f.part);
-        p->len = f.payload_len;
-        p->next = s->parts;
-        s->parts = p;
-        s->parts_bytes += p->len;
+        if (parts_add(ps, &f, &err) < 0)
+                session_send_error(s, ref, err.code, err.field, "%s", err.message);
 out:
         proto_frame_clear(&f);
 }

@@ -11,6 +11,7 @@
 
 #include "auth.h"
 #include "limiter.h"
+#include "parts.h"
 #include "proto.h"
 #include "session.h"
 
@@ -31,14 +32,6 @@ struct outmsg {
         const uint8_t *payload;
         size_t payload_len;
         size_t sent;              /* bytes of head + payload already written */
-};
-
-/* A binary part received ahead of the message that refers to it. */
-struct in_part {
-        struct in_part *next;
-        char *ref;                /* the frame's "ref", dumped as compact JSON */
-        char name[32];
-        size_t len;
 };
 
 enum idle_state {
@@ -63,8 +56,7 @@ struct session {
         bool authed;
         struct auth_identity who;
 
-        struct in_part *parts;
-        size_t parts_bytes;
+        struct parts *parts;        /* binary parts waiting for their message (parts.h) */
 
         bool stats_subscribed;
 
@@ -87,8 +79,8 @@ struct session {
 
 /* The session with this id, or NULL (it has gone). */
 struct session *session_find(struct kilnd *d, uint64_t id);
-/* Drops the binary parts a session holds (closing). */
-void session_parts_clear(struct session *s);
+/* The session's parts store, created on first use (NULL on ENOMEM). */
+struct parts *session_parts(struct session *s);
 
 /* ---- session_out.c: replies, in order, written as the socket takes them ---- */
 

@@ -93,30 +93,17 @@ struct job_events sessions_job_events(struct kilnd *d)
 
 /* ---- submit ---- */
 
+/* Refuses a submission that came with binary parts its kind does not take. */
 static bool consume_parts(struct session *s, json_t *ref, const struct kiln_kind *kind)
 {
-        char *r = ref ? json_dumps(ref, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-        bool refused = false;
-        for (struct in_part **pp = &s->parts; *pp;) {
-                struct in_part *p = *pp;
-                if (r && p->ref && !strcmp(p->ref, r)) {
-                        if (!refused) {
-                                char field[64];
-                                snprintf(field, sizeof(field), "parts.%s", p->name);
-                                session_send_error(s, ref, KERR_BAD_PARAMS, field, "%s takes no binary part \"%s\"",
-                                           kind->name, p->name);
-                                refused = true;
-                        }
-                        *pp = p->next;
-                        s->parts_bytes -= p->len;
-                        free(p->ref);
-                        free(p);
-                } else {
-                        pp = &p->next;
-                }
-        }
-        free(r);
-        return !refused;
+        const char *left = s->parts && ref ? parts_left(s->parts, ref) : NULL;
+        if (!left)
+                return true;
+        char field[64];
+        snprintf(field, sizeof(field), "parts.%s", left);
+        session_send_error(s, ref, KERR_BAD_PARAMS, field, "%s takes no binary part \"%s\"", kind->name, left);
+        parts_drop(s->parts, ref);
+        return false;
 }
 
 /* What is the connection's to check (draining, its parts, its in-flight limit);

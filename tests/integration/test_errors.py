@@ -481,7 +481,10 @@ class JobErrorsTest(ErrorCase):
 
 
 class TooLargeTest(ErrorCase):
-    env = {"KILN_SERVER_MAX_MESSAGE_BYTES": "65536", "KILN_CPU_THREADS": "1"}
+    # Binary parts waiting for their message are bounded by the larger of the
+    # input and object limits (each use then checks its own).
+    env = {"KILN_SERVER_MAX_MESSAGE_BYTES": "65536", "KILN_CPU_THREADS": "1",
+           "KILN_LIMITS_MAX_INPUT_BYTES": "65536", "KILN_LIMITS_MAX_OBJECT_BYTES": "65536"}
 
     def test_message_over_the_limit_closes_that_connection_with_1009(self):
         async def go():

@@ -1,0 +1,226 @@
+/* Binary parts waiting for their message (see parts.h). */
+#include "parts.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "kind.h"
+
+struct pending {
+        struct pending *next;
+        char *ref;                 /* the frames' "ref", as compact JSON */
+        struct part p;
+        uint64_t received;         /* bytes so far: the next frame's offset */
+};
+
+struct parts {
+        struct pending *head;
+        uint64_t bytes, max_bytes;
+};
+
+void part_free(struct part *p)
+{
+        if (!p)
+                return;
+        free(p->data);
+        free(p);
+}
+
+struct parts *parts_new(uint64_t max_bytes)
+{
+        struct parts *ps = calloc(1, sizeof(*ps));
+        if (ps)
+                ps->max_bytes = max_bytes;
+        return ps;
+}
+
+static void pending_free(struct pending *x)
+{
+        free(x->ref);
+        free(x->p.data);
+        free(x);
+}
+
+void parts_free(struct parts *ps)
+{
+        if (!ps)
+                return;
+        while (ps->head) {
+                struct pending *x = ps->head;
+                ps->head = x->next;
+                pending_free(x);
+        }
+        free(ps);
+}
+
+void parts_set_limit(struct parts *ps, uint64_t max_bytes)
+{
+        ps->max_bytes = max_bytes;
+}
+
+uint64_t parts_bytes(const struct parts *ps)
+{
+        return ps->bytes;
+}
+
+static char *ref_text(json_t *ref)
+{
+        return ref ? json_dumps(ref, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS) : NULL;
+}
+
+static struct pending **find(struct parts *ps, const char *ref, const char *name)
+{
+        struct pending **pp = &ps->head;
+        for (; *pp; pp = &(*pp)->next)
+                if (!strcmp((*pp)->ref, ref) && (!name || !strcmp((*pp)->p.name, name)))
+                        break;
+        return pp;
+}
+
+static void unlink_free(struct parts *ps, struct pending **pp)
+{
+        struct pending *x = *pp;
+        *pp = x->next;
+        ps->bytes -= x->p.bytes;
+        pending_free(x);
+}
+
+static int fail(struct proto_error *err, enum kiln_err code, const char *field, const char *msg, ...)
+        __attribute__((format(printf, 4, 5)));
+
+static int fail(struct proto_error *err, enum kiln_err code, const char *field, const char *msg, ...)
+{
+        va_list ap;
+        err->code = code;
+        snprintf(err->field, sizeof(err->field), "%s", field);
+        va_start(ap, msg);
+        vsnprintf(err->message, sizeof(err->message), msg, ap);
+        va_end(ap);
+        return code == KERR_TOO_LARGE ? -EFBIG : -EINVAL;
+}
+
+static bool same_layout(const struct part *p, const struct proto_frame *f)
+{
+        if (p->dtype != f->dtype || p->ndim != f->ndim)
+                return false;
+        for (int i = 0; i < p->ndim; i++)
+                if (p->shape[i] != f->shape[i])
+                        return false;
+        return true;
+}
+
+int parts_add(struct parts *ps, const struct proto_frame *f, struct proto_error *err)
+{
+        char *ref = ref_text(f->ref);
+        if (!ref)
+                return fail(err, f->ref ? KERR_INTERNAL : KERR_BAD_REQUEST, "frame.ref",
+                            f->ref ? "out of memory" : "a binary part needs the \"ref\" of the message that uses it");
+        struct pending **pp = find(ps, ref, f->part);
+        struct pending *x = *pp;
+        uint64_t offset = f->has_offset ? f->offset : 0;
+        int r = 0;
+
+        if (!x) {
+                if (offset != 0) {
+                        r = fail(err, KERR_BAD_REQUEST, "frame.offset",
+                                 "part \"%s\" starts at offset %llu: its first frame must be at offset 0", f->part,
+                                 (unsigned long long)offset);
+                        goto out;
+                }
+                if (f->part_bytes > ps->max_bytes || ps->bytes > ps->max_bytes - f->part_bytes) {
+                        r = fail(err, KERR_TOO_LARGE, "frame",
+                                 "part \"%s\" of %llu bytes would take the parts waiting for their message past "
+                                 "%llu bytes (limits.max_input_bytes, limits.max_object_bytes)",
+                                 f->part, (unsigned long long)f->part_bytes, (unsigned long long)ps->max_bytes);
+                        goto out;
+                }
+                x = calloc(1, sizeof(*x));
+                if (!x || !(x->p.data = malloc(f->part_bytes ? f->part_bytes : 1))) {
+                        free(x);
+                        r = fail(err, KERR_INTERNAL, "frame", "out of memory for part \"%s\"", f->part);
+                        goto out;
+                }
+                x->ref = ref;
+                ref = NULL;
+                snprintf(x->p.name, sizeof(x->p.name), "%s", f->part);
+                x->p.dtype = f->dtype;
+                x->p.ndim = f->ndim;
+                memcpy(x->p.shape, f->shape, sizeof(x->p.shape));
+                x->p.bytes = f->part_bytes;
+                x->next = ps->head;
+                ps->head = x;
+                ps->bytes += x->p.bytes;
+                pp = &ps->head;
+        } else if (!same_layout(&x->p, f) || offset != x->received) {
+                r = fail(err, KERR_BAD_REQUEST, same_layout(&x->p, f) ? "frame.offset" : "frame.shape",
+                         same_layout(&x->p, f)
+                                 ? "part \"%s\": a frame at offset %llu, but %llu bytes have arrived; send its frames "
+                                   "in order"
+                                 : "part \"%s\": every frame of a part needs the same dtype and shape (%llu, %llu)",
+                         f->part, (unsigned long long)offset, (unsigned long long)x->received);
+                unlink_free(ps, pp);
+                goto out;
+        }
+        memcpy(x->p.data + offset, f->payload, f->payload_len);
+        x->received = offset + f->payload_len;
+out:
+        free(ref);
+        return r;
+}
+
+int parts_take(struct parts *ps, json_t *ref, const char *name, struct part **ret, struct proto_error *err)
+{
+        char *rt = ref_text(ref);
+        if (!rt)
+                return -ENOENT;
+        struct pending **pp = find(ps, rt, name);
+        free(rt);
+        struct pending *x = *pp;
+        if (!x)
+                return -ENOENT;
+        if (x->received != x->p.bytes) {
+                fail(err, KERR_BAD_REQUEST, "parts", "part \"%s\" is incomplete: %llu of its %llu bytes arrived", name,
+                     (unsigned long long)x->received, (unsigned long long)x->p.bytes);
+                unlink_free(ps, pp);
+                return -EAGAIN;
+        }
+        struct part *p = malloc(sizeof(*p));
+        if (!p) {
+                fail(err, KERR_INTERNAL, "parts", "out of memory");
+                unlink_free(ps, pp);
+                return -ENOMEM;
+        }
+        *p = x->p;
+        x->p.data = NULL;
+        ps->bytes -= p->bytes;
+        x->p.bytes = 0;
+        unlink_free(ps, pp);
+        *ret = p;
+        return 0;
+}
+
+const char *parts_left(struct parts *ps, json_t *ref)
+{
+        char *rt = ref_text(ref);
+        if (!rt)
+                return NULL;
+        struct pending *x = *find(ps, rt, NULL);
+        free(rt);
+        return x ? x->p.name : NULL;
+}
+
+void parts_drop(struct parts *ps, json_t *ref)
+{
+        char *rt = ref_text(ref);
+        if (!rt)
+                return;
+        struct pending **pp;
+        while (*(pp = find(ps, rt, NULL)))
+                unlink_free(ps, pp);
+        free(rt);
+}

@@ -1,0 +1,55 @@
+/* Binary parts a client sends ahead of the message that uses them (SPEC §2): KLNB
+ * frames naming a "ref" and a part, a large part in several frames with offsets.
+ * One `struct parts` per connection gathers them into whole arrays until the
+ * message with that ref takes them. Pure bookkeeping (no sockets, no JSON
+ * encoding), so its unit test links it alone. Loop thread. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto.h"
+
+/* One whole part, taken over by whoever uses it. */
+struct part {
+        char name[32];
+        int dtype;                 /* enum kiln_dtype */
+        int ndim;
+        uint64_t shape[4];
+        size_t bytes;
+        uint8_t *data;             /* malloc'd, `bytes` long */
+};
+
+void part_free(struct part *p);
+
+struct parts;
+
+/* `max_bytes`: what the parts waiting for their message may hold in all
+ * (limits.max_input_bytes). Returns NULL on ENOMEM. */
+struct parts *parts_new(uint64_t max_bytes);
+/* Frees every waiting part. Accepts NULL. */
+void parts_free(struct parts *ps);
+void parts_set_limit(struct parts *ps, uint64_t max_bytes);
+
+/* Adds one decoded frame (with a "ref") of a part. A part's frames carry the same
+ * dtype and shape and arrive in order, each "offset" where the last one ended; a
+ * part sent in one frame has none. Returns >= 0, or < 0 with *err filled
+ * (too_large past the limit, bad_request for a frame that does not continue its
+ * part); a part that errs is dropped whole. */
+int parts_add(struct parts *ps, const struct proto_frame *f, struct proto_error *err);
+
+/* Takes the part `name` sent with `ref` (a message's "ref", any JSON value; NULL
+ * takes nothing). Returns >= 0 and the part in *ret (the caller owns it), -ENOENT
+ * when there is none, or -EAGAIN with *err filled when frames of it are still
+ * missing (it is dropped). */
+int parts_take(struct parts *ps, json_t *ref, const char *name, struct part **ret, struct proto_error *err);
+
+/* The name of a part still waiting under `ref` (one the message did not take), or
+ * NULL. Borrowed until the next call. */
+const char *parts_left(struct parts *ps, json_t *ref);
+/* Drops every part sent with `ref`. */
+void parts_drop(struct parts *ps, json_t *ref);
+
+/* Bytes the waiting parts hold. */
+uint64_t parts_bytes(const struct parts *ps);

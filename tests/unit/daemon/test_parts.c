@@ -1,0 +1,147 @@
+/* Binary parts waiting for their message (daemon/parts.c): one frame or several
+ * with offsets, the limit, and every way a frame can fail to continue its part. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "kind.h"
+#include "parts.h"
+
+/* A decoded frame of part `name` (u8, shape [total]) carrying bytes [off, off+n). */
+static struct proto_frame frame(json_t *ref, const char *name, uint64_t total, const uint8_t *data, uint64_t off,
+                                size_t n, bool with_offset)
+{
+        struct proto_frame f = { .ref = ref, .part = name, .dtype = KILN_DTYPE_U8, .ndim = 1,
+                                 .shape = { total }, .part_bytes = total, .has_offset = with_offset,
+                                 .offset = off, .payload = data + off, .payload_len = n };
+        return f;
+}
+
+static void test_a_part_in_one_frame_is_taken_whole(void **state)
+{
+        struct parts *ps = parts_new(1 << 20);
+        json_t *ref = json_integer(7);
+        uint8_t data[100];
+        for (int i = 0; i < 100; i++)
+                data[i] = (uint8_t)i;
+        struct proto_error err;
+        struct proto_frame f = frame(ref, "image", 100, data, 0, 100, false);
+        assert_int_equal(parts_add(ps, &f, &err), 0);
+        assert_int_equal(parts_bytes(ps), 100);
+        assert_string_equal(parts_left(ps, ref), "image");
+        struct part *p = NULL;
+        json_t *other = json_string("7");
+        assert_int_equal(parts_take(ps, other, "image", &p, &err), -ENOENT); /* "7" is not 7 */
+        assert_int_equal(parts_take(ps, ref, "rows", &p, &err), -ENOENT);
+        assert_int_equal(parts_take(ps, ref, "image", &p, &err), 0);
+        assert_int_equal(p->bytes, 100);
+        assert_memory_equal(p->data, data, 100);
+        assert_int_equal(parts_bytes(ps), 0);
+        assert_null(parts_left(ps, ref));
+        part_free(p);
+        json_decref(other);
+        json_decref(ref);
+        parts_free(ps);
+}
+
+static void test_a_part_in_several_frames_is_assembled_in_order(void **state)
+{
+        struct parts *ps = parts_new(1 << 20);
+        json_t *ref = json_pack("{s:i}", "a", 1);
+        uint8_t data[1000];
+        for (int i = 0; i < 1000; i++)
+                data[i] = (uint8_t)(i * 7);
+        struct proto_error err;
+        struct part *p = NULL;
+        for (uint64_t off = 0; off < 1000; off += 300) {
+                size_t n = off + 300 > 1000 ? 1000 - off : 300;
+                struct proto_frame f = frame(ref, "vectors", 1000, data, off, n, true);
+                assert_int_equal(parts_add(ps, &f, &err), 0);
+                if (off + n < 1000) { /* incomplete until the last frame */
+                        assert_string_equal(parts_left(ps, ref), "vectors");
+                }
+        }
+        assert_int_equal(parts_take(ps, ref, "vectors", &p, &err), 0);
+        assert_memory_equal(p->data, data, 1000);
+        part_free(p);
+        json_decref(ref);
+        parts_free(ps);
+}
+
+static void test_an_incomplete_part_is_refused_when_taken(void **state)
+{
+        struct parts *ps = parts_new(1 << 20);
+        json_t *ref = json_integer(1);
+        uint8_t data[64] = { 0 };
+        struct proto_error err;
+        struct proto_frame f = frame(ref, "rows", 64, data, 0, 32, true);
+        assert_int_equal(parts_add(ps, &f, &err), 0);
+        struct part *p = NULL;
+        assert_int_equal(parts_take(ps, ref, "rows", &p, &err), -EAGAIN);
+        assert_int_equal(err.code, KERR_BAD_REQUEST);
+        assert_non_null(strstr(err.message, "32 of its 64 bytes"));
+        assert_int_equal(parts_bytes(ps), 0); /* dropped */
+        json_decref(ref);
+        parts_free(ps);
+}
+
+static void test_frames_out_of_order_or_of_another_shape_drop_the_part(void **state)
+{
+        struct parts *ps = parts_new(1 << 20);
+        json_t *ref = json_integer(1);
+        uint8_t data[64] = { 0 };
+        struct proto_error err;
+        struct proto_frame first = frame(ref, "rows", 64, data, 0, 16, true);
+        struct proto_frame gap = frame(ref, "rows", 64, data, 32, 16, true);
+        assert_int_equal(parts_add(ps, &first, &err), 0);
+        assert_true(parts_add(ps, &gap, &err) < 0);
+        assert_string_equal(err.field, "frame.offset");
+        assert_int_equal(parts_bytes(ps), 0);
+        struct proto_frame late = frame(ref, "rows", 64, data, 16, 16, true);
+        assert_true(parts_add(ps, &late, &err) < 0); /* no first frame any more */
+        assert_int_equal(parts_add(ps, &first, &err), 0);
+        struct proto_frame bigger = frame(ref, "rows", 128, data, 16, 16, true);
+        assert_true(parts_add(ps, &bigger, &err) < 0);
+        assert_string_equal(err.field, "frame.shape");
+        json_decref(ref);
+        parts_free(ps);
+}
+
+static void test_the_limit_counts_every_waiting_part(void **state)
+{
+        struct parts *ps = parts_new(150);
+        json_t *a = json_integer(1), *b = json_integer(2);
+        uint8_t data[100] = { 0 };
+        struct proto_error err;
+        struct proto_frame fa = frame(a, "x", 100, data, 0, 100, false);
+        struct proto_frame fb = frame(b, "x", 100, data, 0, 100, false);
+        assert_int_equal(parts_add(ps, &fa, &err), 0);
+        assert_int_equal(parts_add(ps, &fb, &err), -EFBIG);
+        assert_int_equal(err.code, KERR_TOO_LARGE);
+        assert_non_null(strstr(err.message, "limits.max_input_bytes"));
+        parts_drop(ps, a);
+        assert_int_equal(parts_add(ps, &fb, &err), 0);
+        json_decref(a);
+        json_decref(b);
+        parts_free(ps);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_a_part_in_one_frame_is_taken_whole),
+                cmocka_unit_test(test_a_part_in_several_frames_is_assembled_in_order),
+                cmocka_unit_test(test_an_incomplete_part_is_refused_when_taken),
+                cmocka_unit_test(test_frames_out_of_order_or_of_another_shape_drop_the_part),
+                cmocka_unit_test(test_the_limit_counts_every_waiting_part),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
