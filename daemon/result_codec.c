@@ -13,17 +13,59 @@
 #include "proto.h"
 
 static const char blob_magic[4] = { 'K', 'L', 'N', 'R' };
-#define BLOB_VERSION 1u
+/* Version 2: the scalars object may hold integers, booleans, strings, arrays and
+ * objects (typed result values); version 1 held numbers and nulls only and reads
+ * the same way. */
+#define BLOB_VERSION 2u
+#define BLOB_VERSION_MIN 1u
+
+/* One typed value as JSON: a non-finite number, and a JSON text that does not
+ * parse (a kind's bug, not the client's), are null. */
+static json_t *value_json(const struct kiln_value *v)
+{
+        switch (v->type) {
+        case KILN_V_NULL: break;
+        case KILN_V_NUM: return isfinite(v->num) ? json_real(v->num) : json_null();
+        case KILN_V_INT: return json_integer((json_int_t)v->i);
+        case KILN_V_BOOL: return json_boolean(v->b);
+        case KILN_V_STR: return v->text ? json_string(v->text) : json_null();
+        case KILN_V_JSON: {
+                json_t *j = v->text ? json_loads(v->text, JSON_DECODE_ANY, NULL) : NULL;
+                return j ? j : json_null();
+        }
+        }
+        return json_null();
+}
 
 static json_t *scalars_json(const struct kiln_result *r)
 {
         json_t *o = json_object();
         for (int i = 0; o && i < r->n_scalars; i++) {
-                const struct kiln_scalar *s = &r->scalars[i];
-                json_object_set_new(o, s->name,
-                                    s->is_null || !isfinite(s->value) ? json_null() : json_real(s->value));
+                json_t *v = value_json(&r->scalars[i]);
+                if (!v || json_object_set_new(o, r->scalars[i].name, v) < 0) {
+                        json_decref(o);
+                        return NULL;
+                }
         }
         return o;
+}
+
+/* Adds one value read back from a blob, with the type JSON gives it. */
+static int add_value(struct kiln_result *r, const char *name, json_t *v)
+{
+        if (json_is_integer(v))
+                return kiln_result_add_int(r, name, (int64_t)json_integer_value(v));
+        if (json_is_real(v))
+                return kiln_result_add_scalar(r, name, json_real_value(v));
+        if (json_is_boolean(v))
+                return kiln_result_add_bool(r, name, json_is_true(v));
+        if (json_is_string(v))
+                return kiln_result_add_string(r, name, json_string_value(v));
+        if (json_is_array(v) || json_is_object(v)) {
+                char *text = json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(17));
+                return text ? kiln_result_take_json(r, name, text) : -ENOMEM;
+        }
+        return kiln_result_add_null(r, name);
 }
 
 char *result_scalars_text(const struct kiln_result *r)
@@ -191,6 +233,7 @@ static int parse_part(const uint8_t *blob, size_t size, size_t *off, struct kiln
                         p->shape[k] = (uint64_t)json_integer_value(json_array_get(shape, (size_t)k));
                 p->bytes = bytes;
                 p->data = (void *)(blob + *off);
+                p->borrowed = true;
                 *off += bytes;
                 r = 0;
         }
@@ -201,7 +244,8 @@ static int parse_part(const uint8_t *blob, size_t size, size_t *off, struct kiln
 int result_blob_parse(const uint8_t *blob, size_t size, struct kiln_result *ret)
 {
         memset(ret, 0, sizeof(*ret));
-        if (size < 12 || memcmp(blob, blob_magic, 4) || get_u32(blob + 4) != BLOB_VERSION)
+        if (size < 12 || memcmp(blob, blob_magic, 4) || get_u32(blob + 4) < BLOB_VERSION_MIN ||
+            get_u32(blob + 4) > BLOB_VERSION)
                 return -EIO;
         uint32_t n = get_u32(blob + 8);
         size_t off = 12;
@@ -215,20 +259,25 @@ int result_blob_parse(const uint8_t *blob, size_t size, struct kiln_result *ret)
         off += n;
         const char *key;
         json_t *v;
+        int r = 0;
         json_object_foreach(sc, key, v)
-                kiln_result_add_scalar(ret, key, json_is_number(v) ? json_number_value(v) : NAN);
+                if (r >= 0)
+                        r = add_value(ret, key, v);
         json_decref(sc);
+        if (r < 0)
+                goto bad;
         uint32_t n_parts = get_u32(blob + off);
         off += 4;
         if (n_parts > KILN_MAX_PARTS)
                 goto bad;
-        for (uint32_t i = 0; i < n_parts; i++)
+        for (uint32_t i = 0; i < n_parts; i++) {
                 if (parse_part(blob, size, &off, &ret->parts[i]) < 0)
                         goto bad;
-        ret->n_parts = (int)n_parts;
+                ret->n_parts = (int)i + 1;
+        }
         return 0;
 bad:
-        memset(ret, 0, sizeof(*ret));
+        kiln_result_clear(ret); /* the values' texts; the parts are borrowed */
         return -EIO;
 }
 

@@ -2,7 +2,7 @@
  * message. Pure functions of their arguments (no job, no store, no threads), so
  * the same bytes come out for the writer, the cache and the tests.
  *
- * The blob stored with a finished job (version 1):
+ * The blob stored with a finished job (version 2; version 1 blobs are read too):
  *   "KLNR" u32 version | u32 len | scalars JSON | u32 n_parts |
  *   n x (u32 len | part header JSON | u64 bytes | zero pad to 8 from the blob start | data)
  * All integers little-endian. A `struct result_blob` describes it without copying
@@ -14,8 +14,10 @@
 
 #include "kind.h"
 
-/* The result's scalars as one compact JSON object text (malloc'd; NaN and
- * non-finite values are null), or NULL on ENOMEM. Formatting doubles to 17 digits
+/* The result's named values as one compact JSON object text (malloc'd), each with
+ * its type: numbers (non-finite ones are null), integers, booleans, strings, null,
+ * and JSON values (KILN_V_JSON, parsed and written compactly; one that does not
+ * parse is null). NULL on ENOMEM. Formatting doubles to 17 digits
  * is most of a small job's encoding cost, so a finished job makes this once for
  * both its blob and its `done`. */
 char *result_scalars_text(const struct kiln_result *r);
@@ -32,10 +34,13 @@ size_t result_blob_size(const struct result_blob *b);
 /* Writes bytes [offset, offset + len) of the blob into dst (len within the size). */
 void result_blob_write_range(const struct result_blob *b, uint8_t *dst, size_t offset, size_t len);
 
-/* Parses a blob into *ret (which must be empty): scalars are copied, parts point
- * into `blob`, which must outlive the result and must not be freed through it (do
- * not kiln_result_clear a parsed result; reset it with memset). Returns >= 0, or
- * -EIO for a malformed blob (ret is then empty). */
+/* Parses a blob into *ret (which must be empty): the values are copied with the
+ * types JSON gives them (an integer is KILN_V_INT, a number with a fraction or
+ * exponent KILN_V_NUM, an array or object KILN_V_JSON), the parts point into
+ * `blob` (marked borrowed), which must outlive the result. Free the result with
+ * kiln_result_clear before or after the blob: it frees the values' strings and
+ * leaves the parts' data alone. Returns >= 0, or -EIO for a malformed blob (ret is
+ * then empty). */
 int result_blob_parse(const uint8_t *blob, size_t size, struct kiln_result *ret);
 
 /* What a `done` message says (SPEC §2.2). Strings are borrowed. */

@@ -16,26 +16,10 @@
 
 /* Bumped whenever a struct below changes; a plugin built for another version is
  * refused by the loader. */
-#define KILN_BACKEND_API_VERSION 2u
+#define KILN_BACKEND_API_VERSION 3u
 
-/* One job of a batch, as a backend sees it. */
-struct kiln_task {
-        const void *params;        /* the kind's typed parameters */
-        struct kiln_result *result;/* empty on entry; filled on success */
-        struct kiln_exec *exec;    /* stop flag and progress for this job */
-        int status;                /* out: >= 0, -ECANCELED, -ENOMEM, -EINVAL, ... */
-        char device[16];           /* out: where it ran, e.g. "cpu" or "cuda:0" */
-        /* Optional: called by the backend (on the thread that called run_batch) as
-         * soon as this task's status and result are final, before the rest of the
-         * batch is done. A task whose on_done has been called is never touched by
-         * the backend again. */
-        void (*on_done)(struct kiln_task *t);
-        void *opaque;              /* for on_done */
-        bool finished;             /* set by the backend right before on_done */
-        /* Set by the backend when it begins computing this task (after checking the
-         * stop flag), so that a draining daemon can hand back tasks not yet begun. */
-        atomic_bool started;
-};
+/* A job of a batch is a `struct kiln_task` (kind.h): params, inputs, object, result,
+ * stop flag, status. */
 
 /* Why a backend refused or lost a whole batch (run_batch's return value):
  *   -ENODEV  no device of this backend is in service (try the next backend)
@@ -74,6 +58,18 @@ struct kiln_backend {
          * codes above when the batch (its unfinished part) must go elsewhere. Safe to
          * call from several threads at once. */
         int (*run_batch)(void *ctx, const struct kiln_kind *kind, struct kiln_task *tasks, size_t n);
+        /* Optional (NULL: the backend keeps no copies): makes a resident copy of a
+         * compiled object on the backend's devices, so that batches against it do
+         * not copy it each time (ggml's "run where the weights are"). Called from a
+         * worker thread once an object version is compiled; a batch whose object was
+         * not uploaded still runs (the backend copies it on demand). Returns >= 0
+         * when at least one device holds it, -ENOTSUP when no kind of this backend
+         * uses the object's class, -E2BIG when it does not fit, or -EIO/-ENODEV. */
+        int (*object_upload)(void *ctx, const struct kiln_object *obj);
+        /* Optional: drops every resident copy of `obj` (same cls, version and
+         * snapshot). Called before the object's snapshot is released; copies in use
+         * by a running batch go when that batch ends. */
+        void (*object_release)(void *ctx, const struct kiln_object *obj);
         /* Housekeeping, called every second or so from a worker thread: re-probes
          * devices that are out of service once their back-off has passed. now_ms is
          * CLOCK_MONOTONIC milliseconds. May be NULL. */
@@ -96,8 +92,9 @@ typedef int kiln_backend_plugin_init_fn(const struct kiln_backend_host *host, st
 #define KILN_BACKEND_PLUGIN_INIT "kiln_backend_plugin_init"
 
 /* The built-in CPU backend: runs each task with the kind's run_cpu on the calling
- * thread (the daemon's worker pool provides the parallelism). One device, "cpu",
- * always in service. Never NULL; static storage. */
+ * thread (the daemon's worker pool provides the parallelism), or two or more with
+ * its run_cpu_batch when it has one. One device, "cpu", always in service; no
+ * object hooks (the snapshot is the CPU's copy). Never NULL; static storage. */
 const struct kiln_backend *kiln_backend_cpu(void);
 
 /* ---- the backend list (gpu/registry.c) ---- */

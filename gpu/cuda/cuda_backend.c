@@ -1,69 +1,30 @@
 /* The CUDA backend plugin (libkiln-cuda.so): devices, streams, memory, batches.
  *
- * Each device has LANES lanes; a lane is one stream with its own pinned host buffer
+ * Each device has LANES lanes; a lane is one stream with its own pinned host buffers
  * and device buffers. A batch takes one lane of the least busy device in service and
  * runs as one kernel launch per chunk (a chunk is as many tasks as fit the lane's
- * buffer): descriptors host->device, kernel, results device->pinned host, then the
- * parts are filled from the pinned buffer. Batches from several workers run on
- * different lanes at once, so one batch's copies overlap another's kernel. Memory
- * held by a device's lanes stays within gpu.memory_fraction of its memory.
+ * buffers and share one object): descriptors and inputs host->device, kernel,
+ * outputs device->pinned host, then each task's bytes become its result. Batches
+ * from several workers run on different lanes at once, so one batch's copies overlap
+ * another's kernel. Memory held by a device's lanes and resident objects
+ * (cuda_resident.c) stays within gpu.memory_fraction of its memory.
  *
  * A CUDA error, out-of-memory or lost device takes the device out of service and
  * hands the unfinished tasks back (-EIO); maintain() probes it again after a
- * back-off. cudaError_t never leaves this file: it is converted at cuda_err(). */
-#include <cuda_runtime_api.h>
+ * back-off. cudaError_t never leaves gpu/cuda/: it is converted at cuda_err(). */
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "backend.h"
-#include "cuda_kind.h"
-#include "fault.h"
+#include "cuda_internal.h"
 
-#define MAX_DEVICES 16
-#define LANES 2
-#define CHUNK_BYTES (256u << 20)  /* output bytes one launch aims for */
+#define CHUNK_BYTES (256u << 20)  /* output (and input) bytes one launch aims for */
 #define MAX_TASKS_PER_LAUNCH 65535u /* gridDim.y */
 #define PROBE_MAX_MS 60000
 
-struct lane {
-        bool busy;
-        cudaStream_t stream;
-        float *d_out;
-        float *h_out;               /* pinned */
-        size_t out_cap;             /* bytes of each of d_out and h_out */
-        struct kiln_cuda_desc *d_desc, *h_desc; /* h_desc pinned */
-        size_t desc_cap;            /* descriptors */
-};
-
-struct device {
-        char name[16];
-        char model[64];
-        int ordinal;                /* CUDA device ordinal, -1 for the simulated one */
-        bool in_service;
-        uint32_t failures, probes, batches, injected;
-        int64_t next_probe_ms;
-        uint32_t backoff_ms;
-        uint64_t mem_total, budget, used;
-        double mem_bw;              /* bytes/s */
-        unsigned busy;
-        struct lane lanes[LANES];
-};
-
-struct cuda_backend {
-        struct kiln_backend vt;
-        pthread_mutex_t lock;
-        pthread_cond_t lane_free;
-        struct device dev[MAX_DEVICES];
-        unsigned n_dev;
-        struct cuda_fault fault;
-};
-
-/* The one border between cudaError_t and -errno. */
-static int cuda_err(cudaError_t e)
+int cuda_err(cudaError_t e)
 {
         switch (e) {
         case cudaSuccess: return 0;
@@ -83,12 +44,32 @@ static int64_t now_ms(void)
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static const struct kiln_cuda_kind *find_kind(const struct kiln_kind *kind)
+const struct kiln_cuda_kind *cuda_find_kind(const struct kiln_kind *kind)
 {
-        for (size_t i = 0; kind && kiln_cuda_kinds[i]; i++)
+        for (size_t i = 0; kind && kind->name && kiln_cuda_kinds[i]; i++)
                 if (strcmp(kiln_cuda_kinds[i]->name, kind->name) == 0)
                         return kiln_cuda_kinds[i];
         return NULL;
+}
+
+int cuda_mem_take(struct device *d, uint64_t bytes)
+{
+        int r = 0;
+
+        pthread_mutex_lock(&d->mem);
+        if (d->used + bytes > d->budget)
+                r = -E2BIG;
+        else
+                d->used += bytes;
+        pthread_mutex_unlock(&d->mem);
+        return r;
+}
+
+void cuda_mem_give(struct device *d, uint64_t bytes)
+{
+        pthread_mutex_lock(&d->mem);
+        d->used -= bytes;
+        pthread_mutex_unlock(&d->mem);
 }
 
 /* Frees a lane's stream and buffers (the device must be current). */
@@ -98,46 +79,56 @@ static void lane_release(struct device *d, struct lane *l)
                 cudaStreamDestroy(l->stream);
         cudaFree(l->d_out);
         cudaFreeHost(l->h_out);
+        cudaFree(l->d_in);
+        cudaFreeHost(l->h_in);
         cudaFree(l->d_desc);
         cudaFreeHost(l->h_desc);
-        d->used -= l->out_cap + l->desc_cap * sizeof(struct kiln_cuda_desc);
+        cuda_mem_give(d, l->out_cap + l->in_cap + l->desc_cap * sizeof(struct kiln_cuda_desc));
         memset(l, 0, sizeof(*l));
 }
 
-/* Grows a lane's buffers to hold out_bytes and n_desc descriptors, within the
+/* Grows one pair of buffers (device and pinned host) to `want` bytes within the
  * device's budget. Returns >= 0, -E2BIG when over budget, or a CUDA error. */
-static int lane_reserve(struct device *d, struct lane *l, size_t out_bytes, size_t n_desc)
+static int grow_pair(struct device *d, void **dev, void **host, size_t *cap, size_t want)
+{
+        int r;
+
+        if (want <= *cap)
+                return 0;
+        cudaFree(*dev);
+        cudaFreeHost(*host);
+        *dev = *host = NULL;
+        cuda_mem_give(d, *cap);
+        *cap = 0;
+        if ((r = cuda_mem_take(d, want)) < 0)
+                return r;
+        if ((r = cuda_err(cudaMalloc(dev, want))) < 0 || (r = cuda_err(cudaMallocHost(host, want))) < 0) {
+                cuda_mem_give(d, want);
+                return r;
+        }
+        *cap = want;
+        return 0;
+}
+
+/* Grows a lane's buffers to hold out_bytes, in_bytes and n_desc descriptors. */
+static int lane_reserve(struct device *d, struct lane *l, size_t out_bytes, size_t in_bytes, size_t n_desc)
 {
         int r;
 
         if (!l->stream && (r = cuda_err(cudaStreamCreateWithFlags(&l->stream, cudaStreamNonBlocking))) < 0)
                 return r;
-        if (out_bytes > l->out_cap) {
-                if (d->used - l->out_cap + out_bytes > d->budget)
-                        return -E2BIG;
-                cudaFree(l->d_out);
-                cudaFreeHost(l->h_out);
-                l->d_out = l->h_out = NULL;
-                d->used -= l->out_cap;
-                l->out_cap = 0;
-                if ((r = cuda_err(cudaMalloc((void **)&l->d_out, out_bytes))) < 0 ||
-                    (r = cuda_err(cudaMallocHost((void **)&l->h_out, out_bytes))) < 0)
-                        return r;
-                l->out_cap = out_bytes;
-                d->used += out_bytes;
-        }
+        if ((r = grow_pair(d, (void **)&l->d_out, (void **)&l->h_out, &l->out_cap, out_bytes)) < 0)
+                return r;
+        if ((r = grow_pair(d, (void **)&l->d_in, (void **)&l->h_in, &l->in_cap, in_bytes)) < 0)
+                return r;
         if (n_desc > l->desc_cap) {
-                size_t cap = n_desc < 1024 ? 1024 : n_desc;
-                cudaFree(l->d_desc);
-                cudaFreeHost(l->h_desc);
-                l->d_desc = l->h_desc = NULL;
-                d->used -= l->desc_cap * sizeof(struct kiln_cuda_desc);
-                l->desc_cap = 0;
-                if ((r = cuda_err(cudaMalloc((void **)&l->d_desc, cap * sizeof(struct kiln_cuda_desc)))) < 0 ||
-                    (r = cuda_err(cudaMallocHost((void **)&l->h_desc, cap * sizeof(struct kiln_cuda_desc)))) < 0)
+                size_t cap = n_desc < 1024 ? 1024 : n_desc, bytes = l->desc_cap * sizeof(struct kiln_cuda_desc);
+                if ((r = grow_pair(d, (void **)&l->d_desc, (void **)&l->h_desc, &bytes,
+                                   cap * sizeof(struct kiln_cuda_desc))) < 0) {
+                        l->desc_cap = 0;
                         return r;
+                }
                 l->desc_cap = cap;
-                d->used += cap * sizeof(struct kiln_cuda_desc);
         }
         return 0;
 }
@@ -177,54 +168,140 @@ static int wait_stream(struct lane *l)
         }
 }
 
-/* Runs tasks[first, last) (all prepared, with descs in l->h_desc[0..]) as one launch.
- * Returns >= 0 or a device error. */
-static int launch_chunk(const struct kiln_cuda_kind *ck, struct device *d, struct lane *l, struct kiln_task *tasks,
-                        const size_t *idx, size_t n, uint64_t floats, uint64_t max_pixels)
+/* The bytes of a task's parts laid out one after another, each at
+ * KILN_CUDA_PART_ALIGN. */
+static uint64_t parts_layout(const struct kiln_result *r)
 {
-        int r;
+        uint64_t at = 0;
+        for (int p = 0; p < r->n_parts; p++)
+                at = kiln_cuda_align(at, KILN_CUDA_PART_ALIGN) + r->parts[p].bytes;
+        return at;
+}
 
-        if ((r = cuda_err(cudaMemcpyAsync(l->d_desc, l->h_desc, n * sizeof(*l->h_desc), cudaMemcpyHostToDevice,
-                                          l->stream))) < 0)
-                return r;
-        ck->launch(l->d_desc, (unsigned)n, max_pixels, l->d_out, l->stream);
-        if ((r = cuda_err(cudaGetLastError())) < 0)
-                return r;
-        if ((r = cuda_err(cudaMemcpyAsync(l->h_out, l->d_out, floats * sizeof(float), cudaMemcpyDeviceToHost,
-                                          l->stream))) < 0)
-                return r;
-        if ((r = wait_stream(l)) < 0)
-                return r;
+/* Where each of the task's inputs goes, in the kind's spec order, relative to the
+ * task's in_offset; returns the bytes they take. */
+static uint64_t inputs_layout(const struct kiln_kind *kind, const struct kiln_task *t,
+                              uint64_t offsets[KILN_MAX_INPUTS])
+{
+        uint64_t at = 0;
+        for (size_t s = 0; s < KILN_MAX_INPUTS; s++)
+                offsets[s] = UINT64_MAX;
+        for (size_t s = 0; kind->inputs && kind->inputs[s].name && s < KILN_MAX_INPUTS; s++) {
+                const struct kiln_array *a = kiln_inputs_find(t->inputs, t->n_inputs, kind->inputs[s].name);
+                if (!a)
+                        continue;
+                at = kiln_cuda_align(at, KILN_CUDA_PART_ALIGN);
+                offsets[s] = at;
+                at += a->bytes;
+        }
+        return at;
+}
+
+/* Copies the task's inputs into the lane's pinned input buffer at desc->in_offset. */
+static void stage_inputs(const struct kiln_kind *kind, const struct kiln_task *t, const struct kiln_cuda_desc *desc,
+                         unsigned char *h_in)
+{
+        uint64_t offsets[KILN_MAX_INPUTS];
+        inputs_layout(kind, t, offsets);
+        for (size_t s = 0; kind->inputs && kind->inputs[s].name && s < KILN_MAX_INPUTS; s++) {
+                const struct kiln_array *a = kiln_inputs_find(t->inputs, t->n_inputs, kind->inputs[s].name);
+                if (a && a->bytes)
+                        memcpy(h_in + desc->in_offset + offsets[s], a->data, a->bytes);
+        }
+}
+
+/* Hands each task of the launch its output bytes. */
+static void complete_chunk(const struct kiln_cuda_kind *ck, struct device *d, struct lane *l, struct kiln_task *tasks,
+                           const size_t *idx, size_t n)
+{
         for (size_t c = 0; c < n; c++) {
                 struct kiln_task *t = &tasks[idx[c]];
+                const struct kiln_cuda_desc *desc = &l->h_desc[c];
+                const unsigned char *src = l->h_out + desc->out_offset;
+                int status = 0;
                 if (kiln_exec_stopped(t->exec)) {
                         finish_task(t, d, -ECANCELED);
                         continue;
                 }
-                const float *src = l->h_out + l->h_desc[c].out_offset;
-                for (int p = 0; p < t->result->n_parts; p++) {
-                        struct kiln_part *part = &t->result->parts[p];
-                        memcpy(part->data, src, part->bytes);
-                        src += part->bytes / sizeof(float);
+                if (ck->complete) {
+                        status = ck->complete(t, src, desc->out_bytes);
+                } else {
+                        uint64_t at = 0;
+                        for (int p = 0; p < t->result->n_parts; p++) {
+                                struct kiln_part *part = &t->result->parts[p];
+                                at = kiln_cuda_align(at, KILN_CUDA_PART_ALIGN);
+                                memcpy(part->data, src + at, part->bytes);
+                                at += part->bytes;
+                        }
                 }
-                kiln_exec_progress(t->exec, 1.0);
-                finish_task(t, d, 0);
+                if (status >= 0)
+                        kiln_exec_progress(t->exec, 1.0);
+                finish_task(t, d, status);
         }
-        return 0;
+}
+
+/* Runs tasks idx[0..n) (prepared, descriptors in l->h_desc[0..n)) as one launch
+ * against `obj` (NULL for none). Returns >= 0 or a device error. */
+static int launch_chunk(const struct kiln_kind *kind, const struct kiln_cuda_kind *ck, struct device *d,
+                        struct lane *l, struct kiln_task *tasks, const size_t *idx, size_t n, uint64_t out_bytes,
+                        uint64_t in_bytes, uint64_t max_work, const struct kiln_object *obj)
+{
+        struct resident *res = NULL;
+        int r = obj ? cuda_resident_get(d, ck, obj, &res) : 0;
+
+        if (r == -ENOTSUP || r == -ENOSPC)
+                return -E2BIG; /* not this device's to run: the batch goes elsewhere */
+        if (r < 0)
+                return r;
+        for (size_t c = 0; c < n; c++)
+                stage_inputs(kind, &tasks[idx[c]], &l->h_desc[c], l->h_in);
+        struct kiln_cuda_launch launch = {
+                .desc = l->d_desc,
+                .n_tasks = (unsigned)n,
+                .in = in_bytes ? l->d_in : NULL,
+                .out = l->d_out,
+                .object = res ? res->d_data : NULL,
+                .object_bytes = res ? res->bytes : 0,
+                .max_work = max_work,
+                .stream = l->stream,
+        };
+        if ((r = cuda_err(cudaMemcpyAsync(l->d_desc, l->h_desc, n * sizeof(*l->h_desc), cudaMemcpyHostToDevice,
+                                          l->stream))) >= 0 &&
+            (!in_bytes ||
+             (r = cuda_err(cudaMemcpyAsync(l->d_in, l->h_in, in_bytes, cudaMemcpyHostToDevice, l->stream))) >= 0)) {
+                if (max_work)
+                        ck->launch(&launch); /* a grid of 0 blocks is an error */
+                if ((r = cuda_err(cudaGetLastError())) >= 0 &&
+                    (r = cuda_err(cudaMemcpyAsync(l->h_out, l->d_out, out_bytes, cudaMemcpyDeviceToHost,
+                                                  l->stream))) >= 0)
+                        r = wait_stream(l);
+        }
+        cuda_resident_put(d, res);
+        if (r >= 0)
+                complete_chunk(ck, d, l, tasks, idx, n);
+        return r;
+}
+
+static bool same_object(const struct kiln_object *a, const struct kiln_object *b)
+{
+        if (!a || !b)
+                return a == b;
+        return a->cls == b->cls && a->snapshot == b->snapshot && a->version == b->version;
 }
 
 /* Runs every unfinished task on device d, lane l, chunk by chunk. */
-static int run_on_lane(struct cuda_backend *b, const struct kiln_cuda_kind *ck, struct device *d, struct lane *l,
-                       struct kiln_task *tasks, size_t n)
+static int run_on_lane(const struct kiln_kind *kind, const struct kiln_cuda_kind *ck, struct device *d,
+                       struct lane *l, struct kiln_task *tasks, size_t n)
 {
         size_t *idx = malloc((n ? n : 1) * sizeof(*idx));
         int r = idx ? cuda_err(cudaSetDevice(d->ordinal)) : -ENOMEM;
 
         for (size_t i = 0; r >= 0 && i < n;) {
                 size_t m = 0;
-                uint64_t floats = 0, max_pixels = 0;
+                uint64_t out = 0, in = 0, max_work = 0;
+                const struct kiln_object *obj = NULL;
                 size_t want = n - i < MAX_TASKS_PER_LAUNCH ? n - i : MAX_TASKS_PER_LAUNCH;
-                if ((r = lane_reserve(d, l, l->out_cap, want)) < 0)
+                if ((r = lane_reserve(d, l, l->out_cap, l->in_cap, want)) < 0)
                         break;
                 while (i < n && m < want) {
                         struct kiln_task *t = &tasks[i];
@@ -237,32 +314,44 @@ static int run_on_lane(struct cuda_backend *b, const struct kiln_cuda_kind *ck, 
                                 i++;
                                 continue;
                         }
-                        struct kiln_cuda_desc desc;
+                        if (m > 0 && !same_object(t->object, obj))
+                                break; /* one object per launch */
+                        uint64_t in_offsets[KILN_MAX_INPUTS], work = 0;
+                        uint64_t in_size = inputs_layout(kind, t, in_offsets);
+                        struct kiln_cuda_desc desc = { 0 };
                         atomic_store(&t->started, true);
                         kiln_result_clear(t->result);
-                        int64_t nf = ck->prepare(t->params, t->result, &desc);
-                        if (nf < 0) {
+                        int pr = ck->prepare(t, in_offsets, &desc, &work);
+                        if (pr < 0) {
                                 kiln_result_clear(t->result);
-                                finish_task(t, d, (int)nf);
+                                finish_task(t, d, pr);
                                 i++;
                                 continue;
                         }
-                        if (m > 0 && (floats + (uint64_t)nf) * sizeof(float) > CHUNK_BYTES) {
+                        if (!ck->complete)
+                                desc.out_bytes = parts_layout(t->result);
+                        uint64_t out_at = kiln_cuda_align(out, KILN_CUDA_TASK_ALIGN);
+                        uint64_t in_at = kiln_cuda_align(in, KILN_CUDA_TASK_ALIGN);
+                        if (m > 0 && (out_at + desc.out_bytes > CHUNK_BYTES || in_at + in_size > CHUNK_BYTES)) {
                                 kiln_result_clear(t->result);
                                 break; /* next chunk */
                         }
-                        desc.out_offset = floats;
+                        desc.out_offset = out_at;
+                        desc.in_offset = in_at;
+                        desc.in_bytes = in_size;
+                        out = out_at + desc.out_bytes;
+                        in = in_size ? in_at + in_size : in;
+                        obj = t->object;
                         l->h_desc[m] = desc;
                         idx[m++] = i++;
-                        floats += (uint64_t)nf;
-                        if ((uint64_t)desc.n * desc.n > max_pixels)
-                                max_pixels = (uint64_t)desc.n * desc.n;
+                        if (work > max_work)
+                                max_work = work;
                 }
-                if (r < 0 || m == 0)
+                if (m == 0)
                         break;
-                if ((r = lane_reserve(d, l, floats * sizeof(float), m)) < 0)
+                if ((r = lane_reserve(d, l, out ? out : 1, in, m)) < 0)
                         break;
-                r = launch_chunk(ck, d, l, tasks, idx, m, floats, max_pixels);
+                r = launch_chunk(kind, ck, d, l, tasks, idx, m, out, in, max_work, obj);
         }
         free(idx);
         return r < 0 ? r : 0;
@@ -281,7 +370,7 @@ static void take_out_of_service(struct cuda_backend *b, struct device *d)
 static int cuda_run_batch(void *ctx, const struct kiln_kind *kind, struct kiln_task *tasks, size_t n)
 {
         struct cuda_backend *b = ctx;
-        const struct kiln_cuda_kind *ck = find_kind(kind);
+        const struct kiln_cuda_kind *ck = cuda_find_kind(kind);
         struct device *d = NULL;
         struct lane *l = NULL;
 
@@ -318,7 +407,7 @@ static int cuda_run_batch(void *ctx, const struct kiln_kind *kind, struct kiln_t
         pthread_mutex_unlock(&b->lock);
 
         if (r >= 0)
-                r = run_on_lane(b, ck, d, l, tasks, n);
+                r = run_on_lane(kind, ck, d, l, tasks, n);
 
         pthread_mutex_lock(&b->lock);
         l->busy = false;
@@ -345,6 +434,7 @@ static int probe(struct cuda_backend *b, struct device *d)
                 return r;
         for (unsigned k = 0; k < LANES; k++)
                 lane_release(d, &d->lanes[k]);
+        cuda_resident_drop_all(d, true);
         cudaDeviceReset();
         void *p = NULL;
         if ((r = cuda_err(cudaMalloc(&p, 1 << 20))) < 0)
@@ -386,7 +476,7 @@ static void cuda_maintain(void *ctx, int64_t now)
 
 static bool cuda_supports(void *ctx, const struct kiln_kind *kind)
 {
-        return find_kind(kind) != NULL;
+        return cuda_find_kind(kind) != NULL;
 }
 
 static unsigned cuda_n_devices(void *ctx)
@@ -409,7 +499,9 @@ static int cuda_device_info(void *ctx, unsigned index, struct kiln_device_info *
         ret->failures = d->failures;
         ret->probes = d->probes;
         ret->memory_total = d->mem_total;
+        pthread_mutex_lock((pthread_mutex_t *)&d->mem);
         ret->memory_used = d->used;
+        pthread_mutex_unlock((pthread_mutex_t *)&d->mem);
         ret->busy = d->in_service ? d->busy : 0;
         ret->memory_bandwidth = d->mem_bw;
         pthread_mutex_unlock(&b->lock);
@@ -426,7 +518,10 @@ static void cuda_destroy(void *ctx)
                         continue;
                 for (unsigned k = 0; k < LANES; k++)
                         lane_release(d, &d->lanes[k]);
+                cuda_resident_drop_all(d, true);
         }
+        for (unsigned i = 0; i < MAX_DEVICES; i++)
+                pthread_mutex_destroy(&b->dev[i].mem);
         pthread_cond_destroy(&b->lane_free);
         pthread_mutex_destroy(&b->lock);
         free(b);
@@ -492,8 +587,16 @@ __attribute__((visibility("default"))) int kiln_backend_plugin_init(const struct
                 free(b);
                 return r;
         }
+        /* The core relies on the generated list being what the kinds declare. */
+        for (size_t i = 0; kiln_cuda_kinds[i]; i++)
+                if (!kiln_cuda_kinds[i]->name || !kiln_cuda_kinds[i]->prepare || !kiln_cuda_kinds[i]->launch) {
+                        free(b);
+                        return -EPROTO;
+                }
         pthread_mutex_init(&b->lock, NULL);
         pthread_cond_init(&b->lane_free, NULL);
+        for (unsigned i = 0; i < MAX_DEVICES; i++)
+                pthread_mutex_init(&b->dev[i].mem, NULL);
         add_real_devices(b, host); /* no driver or no GPU: no real device */
         if (b->fault.sim && b->n_dev < MAX_DEVICES) {
                 struct device *d = &b->dev[b->n_dev++];
@@ -516,6 +619,8 @@ __attribute__((visibility("default"))) int kiln_backend_plugin_init(const struct
                 .run_batch = cuda_run_batch,
                 .maintain = cuda_maintain,
                 .destroy = cuda_destroy,
+                .object_upload = cuda_object_upload,
+                .object_release = cuda_object_release,
         };
         *ret = &b->vt;
         return 0;

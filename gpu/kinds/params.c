@@ -81,8 +81,8 @@ static int check_bounds(const struct kiln_param *p, double d, const char *field,
         return fail(err, field, "%s must be at most %g", field, p->max);
 }
 
-static int validate_object(const char *kind_name, const struct kiln_param *fields, const json_t *in,
-                           const char *prefix, json_t **ret, struct kiln_param_error *err);
+static int validate_object(const struct kiln_kind *kind, const struct kiln_param *fields, const json_t *in,
+                           const char *prefix, void *typed, json_t **ret, struct kiln_param_error *err);
 
 static int validate_number(const struct kiln_param *p, const json_t *v, const char *field, json_t **ret,
                            struct kiln_param_error *err)
@@ -202,8 +202,8 @@ static int validate_string_set(const struct kiln_param *p, const json_t *v, cons
 }
 
 /* Validates one value of parameter `p`; `field` is its full name. */
-static int validate_value(const char *kind_name, const struct kiln_param *p, const json_t *v,
-                          const char *field, json_t **ret, struct kiln_param_error *err)
+static int validate_value(const struct kiln_kind *kind, const struct kiln_param *p, const json_t *v,
+                          const char *field, void *typed, json_t **ret, struct kiln_param_error *err)
 {
         switch (p->type) {
         case KILN_PARAM_NUMBER:
@@ -222,9 +222,9 @@ static int validate_value(const char *kind_name, const struct kiln_param *p, con
         case KILN_PARAM_OBJECT:
                 if (!json_is_object(v))
                         return fail(err, field, "%s must be an object", field);
-                return validate_object(kind_name, p->fields, v, field, ret, err);
+                return validate_object(kind, p->fields, v, field, typed, ret, err);
         }
-        return fail(err, field, "%s has an unknown type in the schema of %s", field, kind_name);
+        return fail(err, field, "%s has an unknown type in the schema of %s", field, kind->name);
 }
 
 static const struct kiln_param *find_field(const struct kiln_param *fields, const char *name)
@@ -235,17 +235,120 @@ static const struct kiln_param *find_field(const struct kiln_param *fields, cons
         return NULL;
 }
 
-static int validate_object(const char *kind_name, const struct kiln_param *fields, const json_t *in,
-                           const char *prefix, json_t **ret, struct kiln_param_error *err)
+/* Whether `key` is the params field of one of the kind's inputs (lifted into an
+ * input array by kiln_inputs_from_params, not a schema parameter). */
+static bool is_input_param(const struct kiln_kind *kind, const char *key)
+{
+        for (size_t i = 0; kind->inputs && kind->inputs[i].name; i++)
+                if (kind->inputs[i].json_param && strcmp(kind->inputs[i].json_param, key) == 0)
+                        return true;
+        return false;
+}
+
+static size_t n_choices(const char *const *choices)
+{
+        size_t n = 0;
+        while (choices && choices[n])
+                n++;
+        return n;
+}
+
+/* Whether the schema's storage of `p` is one the validator can write. */
+static bool storage_ok(const struct kiln_param *p)
+{
+        if (p->size == 0)
+                return true;
+        switch (p->type) {
+        case KILN_PARAM_NUMBER: return p->size == sizeof(double) || p->size == sizeof(float);
+        case KILN_PARAM_INTEGER: return p->size == sizeof(int32_t) || p->size == sizeof(int64_t);
+        case KILN_PARAM_BOOL: return p->size == sizeof(bool);
+        case KILN_PARAM_STRING: return p->choices ? p->size == sizeof(int) : p->size >= 2;
+        case KILN_PARAM_STRING_SET: return p->choices && n_choices(p->choices) <= 32 && p->size == sizeof(uint32_t);
+        case KILN_PARAM_OBJECT: return false;
+        }
+        return false;
+}
+
+/* Writes the canonical value `v` of `p` into the typed struct at p->offset. */
+static int store_value(const struct kiln_kind *kind, const struct kiln_param *p, const json_t *v, const char *field,
+                       void *typed, struct kiln_param_error *err)
+{
+        unsigned char *at = (unsigned char *)typed + p->offset;
+
+        if (p->size == 0 || !typed)
+                return 0;
+        if (!storage_ok(p) || p->offset + p->size > kind->params_size)
+                return fail(err, field, "%s has an unusable storage in the schema of %s", field, kind->name);
+        switch (p->type) {
+        case KILN_PARAM_NUMBER:
+                if (p->size == sizeof(double)) {
+                        double d = json_number_value(v);
+                        memcpy(at, &d, sizeof(d));
+                } else {
+                        float f = (float)json_number_value(v);
+                        memcpy(at, &f, sizeof(f));
+                }
+                return 0;
+        case KILN_PARAM_INTEGER: {
+                json_int_t i = json_integer_value(v);
+                if (p->size == sizeof(int64_t)) {
+                        int64_t x = (int64_t)i;
+                        memcpy(at, &x, sizeof(x));
+                        return 0;
+                }
+                if (i < INT32_MIN || i > INT32_MAX)
+                        return fail(err, field, "%s must be an integer within 32 bits", field);
+                int32_t x = (int32_t)i;
+                memcpy(at, &x, sizeof(x));
+                return 0;
+        }
+        case KILN_PARAM_BOOL: {
+                bool b = json_is_true(v);
+                memcpy(at, &b, sizeof(b));
+                return 0;
+        }
+        case KILN_PARAM_STRING:
+                if (p->choices) {
+                        int idx = choice_index(p->choices, json_string_value(v));
+                        memcpy(at, &idx, sizeof(idx));
+                        return 0;
+                }
+                if (json_string_length(v) >= p->size || strlen(json_string_value(v)) != json_string_length(v))
+                        return fail(err, field, "%s must be a string of at most %zu bytes without NUL", field,
+                                    p->size - 1);
+                memset(at, 0, p->size);
+                memcpy(at, json_string_value(v), json_string_length(v));
+                return 0;
+        case KILN_PARAM_STRING_SET: {
+                uint32_t bits = 0;
+                size_t i;
+                json_t *e;
+                json_array_foreach(v, i, e) {
+                        int k = choice_index(p->choices, json_string_value(e));
+                        if (k >= 0)
+                                bits |= 1u << k;
+                }
+                memcpy(at, &bits, sizeof(bits));
+                return 0;
+        }
+        case KILN_PARAM_OBJECT:
+                break;
+        }
+        return fail(err, field, "%s has an unusable storage in the schema of %s", field, kind->name);
+}
+
+static int validate_object(const struct kiln_kind *kind, const struct kiln_param *fields, const json_t *in,
+                           const char *prefix, void *typed, json_t **ret, struct kiln_param_error *err)
 {
         char field[128];
         const char *key;
         json_t *v, *out;
+        bool top = fields == kind->params;
 
         json_object_foreach((json_t *)in, key, v) {
-                if (!find_field(fields, key)) {
+                if (!find_field(fields, key) && !(top && is_input_param(kind, key))) {
                         snprintf(field, sizeof(field), "%s.%s", prefix, key);
-                        return fail(err, field, "%s is not a parameter of %s", field, kind_name);
+                        return fail(err, field, "%s is not a parameter of %s", field, kind->name);
                 }
         }
 
@@ -269,13 +372,16 @@ static int validate_object(const char *kind_name, const struct kiln_param *field
                         if (!def) {
                                 json_decref(out);
                                 return fail(err, field, "%s has an invalid default in the schema of %s", field,
-                                            kind_name);
+                                            kind->name);
                         }
                         given = def;
                 }
-                r = validate_value(kind_name, p, given, field, &value, err);
+                r = validate_value(kind, p, given, field, typed, &value, err);
                 json_decref(def);
+                if (r >= 0)
+                        r = store_value(kind, p, value, field, typed, err);
                 if (r < 0) {
+                        json_decref(value);
                         json_decref(out);
                         return r;
                 }
@@ -307,28 +413,27 @@ int kiln_params_validate(const struct kiln_kind *kind, const json_t *in, json_t 
                 json_decref(empty);
                 return fail(err, "params", "params must be an object");
         }
-        r = validate_object(kind->name, kind->params, in, "params", &canonical, err);
-        json_decref(empty);
-        if (r < 0)
-                return r;
-
         typed = calloc(1, kind->params_size ? kind->params_size : 1);
         if (!typed) {
-                json_decref(canonical);
+                json_decref(empty);
                 return fail_nomem(err, "params");
         }
-        if (kind->finish) {
-                char field[128] = "params", msg[256] = "";
-                r = kind->finish(canonical, typed, field, msg);
+        r = validate_object(kind, kind->params, in, "params", typed, &canonical, err);
+        json_decref(empty);
+        if (r >= 0 && kind->finish) {
+                struct kiln_error kerr = { .field = "params" };
+                r = kind->finish(typed, &kerr);
                 if (r < 0) {
-                        if (err) {
-                                snprintf(err->field, sizeof(err->field), "%s", field);
-                                snprintf(err->message, sizeof(err->message), "%s", msg);
-                        }
-                        free(typed);
                         json_decref(canonical);
-                        return r;
+                        if (err) {
+                                snprintf(err->field, sizeof(err->field), "%s", kerr.field);
+                                snprintf(err->message, sizeof(err->message), "%s", kerr.message);
+                        }
                 }
+        }
+        if (r < 0) {
+                free(typed);
+                return r;
         }
         if (ret_params && kind->params_size)
                 memcpy(ret_params, typed, kind->params_size);
@@ -338,6 +443,78 @@ int kiln_params_validate(const struct kiln_kind *kind, const json_t *in, json_t 
         else
                 json_decref(canonical);
         return 0;
+}
+
+/* Checks the fields of one (nested) schema table; see kiln_params_schema_check. */
+static int check_fields(const struct kiln_kind *kind, const struct kiln_param *fields, const char *prefix,
+                        struct kiln_param_error *err)
+{
+        char field[128];
+
+        for (size_t i = 0; fields && fields[i].name; i++) {
+                const struct kiln_param *p = &fields[i];
+                snprintf(field, sizeof(field), "%s.%s", prefix, p->name);
+                if (find_field(fields, p->name) != p)
+                        return fail(err, field, "%s appears twice in the schema of %s", field, kind->name);
+                if (p->type == KILN_PARAM_OBJECT) {
+                        if (p->size != 0)
+                                return fail(err, field, "%s is an object and cannot be stored", field);
+                        int r = check_fields(kind, p->fields, field, err);
+                        if (r < 0)
+                                return r;
+                } else if (!storage_ok(p) || (p->size && p->offset + p->size > kind->params_size)) {
+                        return fail(err, field, "%s has an unusable storage in the schema of %s", field, kind->name);
+                }
+                if (p->def) {
+                        json_t *def = json_loads(p->def, JSON_DECODE_ANY, NULL), *value = NULL;
+                        int r = def ? validate_value(kind, p, def, field, NULL, &value, err)
+                                    : fail(err, field, "%s has an invalid default in the schema of %s", field,
+                                           kind->name);
+                        json_decref(def);
+                        json_decref(value);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        return 0;
+}
+
+int kiln_params_schema_check(const struct kiln_kind *kind, struct kiln_param_error *err)
+{
+        if (!kind || !kind->name || !kind->run_cpu)
+                return fail(err, "kind", "a kind needs a name and a CPU implementation");
+        int r = check_fields(kind, kind->params, "params", err);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; kind->inputs && kind->inputs[i].name; i++) {
+                const struct kiln_input_spec *s = &kind->inputs[i];
+                char field[128];
+                snprintf(field, sizeof(field), "inputs.%s", s->name);
+                if (strlen(s->name) >= KILN_NAME_MAX || !s->dtypes || s->ndim < 0 || s->ndim > 4)
+                        return fail(err, field, "%s is not a usable input spec of %s", field, kind->name);
+                if (s->json_param && (find_field(kind->params, s->json_param) || kiln_input_json_dtype(s) < 0))
+                        return fail(err, field, "%s: params.%s cannot carry it as JSON in %s", field,
+                                    s->json_param, kind->name);
+                for (size_t k = 0; k < i; k++)
+                        if (!strcmp(kind->inputs[k].name, s->name) ||
+                            (s->json_param && kind->inputs[k].json_param &&
+                             !strcmp(kind->inputs[k].json_param, s->json_param)))
+                                return fail(err, field, "%s appears twice in the inputs of %s", field, kind->name);
+        }
+        if (kind->object) {
+                const struct kiln_param *p = kind->object_param ? find_field(kind->params, kind->object_param) : NULL;
+                if (!p || p->type != KILN_PARAM_STRING || !p->required || p->choices)
+                        return fail(err, "params", "%s takes an object: its object_param must name a required "
+                                    "free string of its schema", kind->name);
+        }
+        return 0;
+}
+
+const char *kiln_params_object_name(const struct kiln_kind *kind, const json_t *canonical)
+{
+        if (!kind || !kind->object || !kind->object_param)
+                return NULL;
+        return json_string_value(json_object_get(canonical, kind->object_param));
 }
 
 static const char *type_name(enum kiln_param_type t)

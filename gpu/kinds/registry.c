@@ -1,15 +1,8 @@
-/* The built-in job kinds. Adding a kind means adding one line here. */
+/* Looking kinds up. The list itself, kiln_kinds[], is generated from gpu/kinds/KINDS
+ * (kinds.cmake): adding a kind means adding its folder and one line there. */
 #include <string.h>
 
 #include "kind.h"
-#include "lens_nfw/lens_nfw.h"
-#include "lens_raytrace/lens_raytrace.h"
-
-const struct kiln_kind *const kiln_kinds[] = {
-        &kiln_kind_lens_nfw,
-        &kiln_kind_lens_raytrace,
-        NULL,
-};
 
 const struct kiln_kind *kiln_kind_find(const char *name)
 {

@@ -1,10 +1,25 @@
-/* Job results: named scalars and malloc'd binary parts (see kind.h). */
+/* Job results: named typed values and binary parts (see kind.h). */
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kind.h"
+
+int kiln_error_set(struct kiln_error *err, const char *field, const char *fmt, ...)
+{
+        va_list ap;
+
+        if (err) {
+                snprintf(err->field, sizeof(err->field), "%s", field ? field : "");
+                va_start(ap, fmt);
+                vsnprintf(err->message, sizeof(err->message), fmt, ap);
+                va_end(ap);
+        }
+        return -EINVAL;
+}
 
 /* Copies `name` into a fixed field; false when it does not fit or is empty. */
 static bool copy_name(char *dst, const char *name)
@@ -17,6 +32,14 @@ static bool copy_name(char *dst, const char *name)
         return true;
 }
 
+const struct kiln_part *kiln_result_find_part(const struct kiln_result *r, const char *name)
+{
+        for (int i = 0; r && name && i < r->n_parts && i < KILN_MAX_PARTS; i++)
+                if (strcmp(r->parts[i].name, name) == 0)
+                        return &r->parts[i];
+        return NULL;
+}
+
 struct kiln_part *kiln_result_add_part(struct kiln_result *r, const char *name, enum kiln_dtype dtype,
                                        int ndim, const uint64_t *shape)
 {
@@ -24,7 +47,7 @@ struct kiln_part *kiln_result_add_part(struct kiln_result *r, const char *name, 
         size_t count = 1;
 
         if (!r || r->n_parts >= KILN_MAX_PARTS || ndim < 0 || ndim > 4 || (ndim > 0 && !shape) ||
-            !kiln_dtype_name(dtype))
+            !kiln_dtype_name(dtype) || kiln_result_find_part(r, name))
                 return NULL;
         for (int d = 0; d < ndim; d++) {
                 if (shape[d] > SIZE_MAX || (shape[d] != 0 && count > SIZE_MAX / shape[d]))
@@ -52,19 +75,117 @@ struct kiln_part *kiln_result_add_part(struct kiln_result *r, const char *name, 
         return p;
 }
 
+const struct kiln_value *kiln_result_find(const struct kiln_result *r, const char *name)
+{
+        for (int i = 0; r && name && i < r->n_scalars && i < KILN_MAX_SCALARS; i++)
+                if (strcmp(r->scalars[i].name, name) == 0)
+                        return &r->scalars[i];
+        return NULL;
+}
+
+/* The next free value slot named `name`, or NULL with *ret_err set. The slot is
+ * only counted once the caller increments n_scalars. */
+static struct kiln_value *new_value(struct kiln_result *r, const char *name, enum kiln_vtype type, int *ret_err)
+{
+        struct kiln_value *v;
+
+        if (!r || r->n_scalars >= KILN_MAX_SCALARS) {
+                *ret_err = -ENOSPC;
+                return NULL;
+        }
+        if (kiln_result_find(r, name)) {
+                *ret_err = -EEXIST;
+                return NULL;
+        }
+        v = &r->scalars[r->n_scalars];
+        memset(v, 0, sizeof(*v));
+        if (!copy_name(v->name, name)) {
+                *ret_err = -EINVAL;
+                return NULL;
+        }
+        v->type = type;
+        return v;
+}
+
 int kiln_result_add_scalar(struct kiln_result *r, const char *name, double value)
 {
-        struct kiln_scalar *s;
+        int err;
+        struct kiln_value *v = new_value(r, name, isnan(value) ? KILN_V_NULL : KILN_V_NUM, &err);
 
-        if (!r || r->n_scalars >= KILN_MAX_SCALARS)
-                return -ENOSPC;
-        s = &r->scalars[r->n_scalars];
-        if (!copy_name(s->name, name))
-                return -EINVAL;
-        s->value = value;
-        s->is_null = isnan(value);
+        if (!v)
+                return err;
+        if (v->type == KILN_V_NUM)
+                v->num = value;
         r->n_scalars++;
         return 0;
+}
+
+int kiln_result_add_int(struct kiln_result *r, const char *name, int64_t value)
+{
+        int err;
+        struct kiln_value *v = new_value(r, name, KILN_V_INT, &err);
+
+        if (!v)
+                return err;
+        v->i = value;
+        r->n_scalars++;
+        return 0;
+}
+
+int kiln_result_add_bool(struct kiln_result *r, const char *name, bool value)
+{
+        int err;
+        struct kiln_value *v = new_value(r, name, KILN_V_BOOL, &err);
+
+        if (!v)
+                return err;
+        v->b = value;
+        r->n_scalars++;
+        return 0;
+}
+
+int kiln_result_add_null(struct kiln_result *r, const char *name)
+{
+        int err;
+
+        if (!new_value(r, name, KILN_V_NULL, &err))
+                return err;
+        r->n_scalars++;
+        return 0;
+}
+
+/* Adds a text value, taking over `text` (freed on failure). */
+static int add_text(struct kiln_result *r, const char *name, enum kiln_vtype type, char *text)
+{
+        int err;
+        struct kiln_value *v = text ? new_value(r, name, type, &err) : NULL;
+
+        if (!v) {
+                free(text);
+                return text ? err : -ENOMEM;
+        }
+        v->text = text;
+        r->n_scalars++;
+        return 0;
+}
+
+int kiln_result_add_string(struct kiln_result *r, const char *name, const char *text)
+{
+        return text ? add_text(r, name, KILN_V_STR, strdup(text)) : -EINVAL;
+}
+
+int kiln_result_add_json(struct kiln_result *r, const char *name, const char *json)
+{
+        return json && *json ? add_text(r, name, KILN_V_JSON, strdup(json)) : -EINVAL;
+}
+
+int kiln_result_take_json(struct kiln_result *r, const char *name, char *json)
+{
+        if (!json || !*json) {
+                free(json);
+                return -EINVAL;
+        }
+        return add_text(r, name, KILN_V_JSON, json);
 }
 
 void kiln_result_clear(struct kiln_result *r)
@@ -72,7 +193,11 @@ void kiln_result_clear(struct kiln_result *r)
         if (!r)
                 return;
         for (int i = 0; i < r->n_parts && i < KILN_MAX_PARTS; i++)
-                free(r->parts[i].data);
+                if (!r->parts[i].borrowed)
+                        free(r->parts[i].data);
+        for (int i = 0; i < r->n_scalars && i < KILN_MAX_SCALARS; i++)
+                if (r->scalars[i].type == KILN_V_STR || r->scalars[i].type == KILN_V_JSON)
+                        free(r->scalars[i].text);
         memset(r, 0, sizeof(*r));
 }
 

@@ -1,25 +1,27 @@
-/* Kernel benchmark: lens.nfw and lens.raytrace throughput on every available backend
- * device, across grid sizes and batch sizes (not a CTest test; see README.md).
+/* Kernel benchmark: the throughput of every kind marked `cuda` in gpu/kinds/KINDS on
+ * every available backend device, across job sizes and batch sizes (not a CTest
+ * test; see README.md).
  *
- *   bench_kernels [--max-pixels N] [--cpu-max-pixels N]
+ *   bench_kernels [--max-work N] [--cpu-max-work N] [--budget SECONDS] [--kind NAME] [--json FILE]
  *
- * For each (kind, backend, grid, batch) it runs one batch through the backend's
- * run_batch (host preparation, copies and the kernel: what a daemon batch costs) and
- * prints pixels/s and the output bytes written per second (GB/s), with the device's
- * peak memory bandwidth alongside when the backend knows it. Combinations above
- * --max-pixels (grid^2 x batch; default 2^28) are left out, and on the CPU above
- * --cpu-max-pixels (default 2^22), so a CPU-only run finishes in minutes. */
+ * For each (kind, backend, size step, batch) it runs one batch through the backend's
+ * run_batch (host preparation, copies and the kernel: what a daemon batch costs)
+ * after a warm-up run and prints the work items per second (pixels, rows: the kind's
+ * unit) and the output bytes written per second (GB/s), with the device's peak
+ * memory bandwidth alongside when the backend knows it. Batches above --max-work
+ * work items (default 2^28) are left out, and on the CPU above --cpu-max-work
+ * (default 2^22), so a CPU-only run finishes in minutes. --budget stops starting new
+ * measurements after that many seconds (the JSON then says "truncated"). */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "backend.h"
-#include "cases.h"
-
-static const struct kiln_kind kind_nfw = { .name = "lens.nfw", .run_cpu = lens_nfw_run_cpu };
-static const struct kiln_kind kind_ray = { .name = "lens.raytrace", .run_cpu = lens_raytrace_run_cpu };
+#include "jtext.h"
+#include "kind_tests.h"
 
 static double now_s(void)
 {
@@ -28,28 +30,26 @@ static double now_s(void)
         return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Runs `batch` jobs of grid n as one batch; returns seconds, or < 0 on failure. */
-static double run_once(const struct kiln_backend *be, const struct kiln_kind *kind, int n, size_t batch,
+/* Runs the cases as one batch; returns seconds, or < 0 on failure. */
+static double run_once(const struct kiln_backend *be, const struct kiln_kind *kind, const struct kiln_cases *cs,
                        size_t *ret_bytes)
 {
-        struct kiln_task *tasks = calloc(batch, sizeof(*tasks));
-        struct kiln_result *res = calloc(batch, sizeof(*res));
-        struct lens_nfw_params *pn = calloc(batch, sizeof(*pn));
-        struct lens_raytrace_params *pr = calloc(batch, sizeof(*pr));
+        struct kiln_task *tasks = calloc(cs->n, sizeof(*tasks));
+        struct kiln_result *res = calloc(cs->n, sizeof(*res));
         double t = -1;
 
-        if (tasks && res && pn && pr) {
-                for (size_t i = 0; i < batch; i++) {
-                        pn[i] = case_nfw(n, 1e14 * (1 + 1e-3 * (double)i), LENS_NFW_KAPPA);
-                        pr[i] = case_ray(n, 1e15 * (1 + 1e-3 * (double)i), 0.5, 0.5, 2);
-                        tasks[i] = (struct kiln_task){ .params = kind == &kind_nfw ? (void *)&pn[i] : (void *)&pr[i],
+        if (tasks && res) {
+                for (size_t i = 0; i < cs->n; i++) {
+                        const struct kiln_case *c = &cs->cases[i];
+                        tasks[i] = (struct kiln_task){ .params = c->params, .inputs = c->inputs,
+                                                       .n_inputs = c->n_inputs, .object = c->object,
                                                        .result = &res[i] };
                 }
                 double t0 = now_s();
-                int r = be->run_batch(be->ctx, kind, tasks, batch);
+                int r = be->run_batch(be->ctx, kind, tasks, cs->n);
                 t = now_s() - t0;
                 *ret_bytes = 0;
-                for (size_t i = 0; i < batch; i++) {
+                for (size_t i = 0; i < cs->n; i++) {
                         if (tasks[i].status < 0)
                                 r = tasks[i].status;
                         *ret_bytes += kiln_result_bytes(&res[i]);
@@ -60,56 +60,153 @@ static double run_once(const struct kiln_backend *be, const struct kiln_kind *ki
         }
         free(tasks);
         free(res);
-        free(pn);
-        free(pr);
         return t;
+}
+
+static void json_row(struct kiln_jtext *j, const char *kind, const char *device, const char *label, size_t batch,
+                     double seconds, double work, const char *unit, double bytes, double peak)
+{
+        kiln_jtext_open_object(j);
+        kiln_jtext_key(j, "kind");
+        kiln_jtext_str(j, kind);
+        kiln_jtext_key(j, "device");
+        kiln_jtext_str(j, device);
+        kiln_jtext_key(j, "case");
+        kiln_jtext_str(j, label);
+        kiln_jtext_key(j, "batch");
+        kiln_jtext_int(j, (int64_t)batch);
+        kiln_jtext_key(j, "seconds");
+        kiln_jtext_num(j, seconds);
+        kiln_jtext_key(j, "work");
+        kiln_jtext_num(j, work);
+        kiln_jtext_key(j, "work_unit");
+        kiln_jtext_str(j, unit);
+        kiln_jtext_key(j, "work_per_s");
+        kiln_jtext_num(j, seconds > 0 ? work / seconds : NAN);
+        kiln_jtext_key(j, "out_gb_per_s");
+        kiln_jtext_num(j, seconds > 0 ? bytes / seconds / 1e9 : NAN);
+        kiln_jtext_key(j, "peak_gb_per_s");
+        kiln_jtext_num(j, peak / 1e9);
+        kiln_jtext_close(j);
 }
 
 int main(int argc, char **argv)
 {
-        double max_pixels = 268435456.0, cpu_max_pixels = 4194304.0;
+        double max_work = 268435456.0, cpu_max_work = 4194304.0, budget = 0;
+        const char *json = NULL, *only = NULL;
+
         for (int i = 1; i + 1 < argc; i += 2) {
-                if (!strcmp(argv[i], "--max-pixels"))
-                        max_pixels = atof(argv[i + 1]);
-                else if (!strcmp(argv[i], "--cpu-max-pixels"))
-                        cpu_max_pixels = atof(argv[i + 1]);
+                if (!strcmp(argv[i], "--max-work") || !strcmp(argv[i], "--max-pixels"))
+                        max_work = atof(argv[i + 1]);
+                else if (!strcmp(argv[i], "--cpu-max-work") || !strcmp(argv[i], "--cpu-max-pixels"))
+                        cpu_max_work = atof(argv[i + 1]);
+                else if (!strcmp(argv[i], "--budget"))
+                        budget = atof(argv[i + 1]);
+                else if (!strcmp(argv[i], "--json"))
+                        json = argv[i + 1];
+                else if (!strcmp(argv[i], "--kind"))
+                        only = argv[i + 1];
+                else {
+                        fprintf(stderr, "bench_kernels: unknown option %s\n", argv[i]);
+                        return 2;
+                }
         }
-        static const int grids[] = { 64, 128, 256, 512, 1024, 2048, 4096, 8192 };
         static const size_t batches[] = { 1, 4, 16, 64, 256, 1024 };
-        const struct kiln_kind *kinds[] = { &kind_nfw, &kind_ray };
+        double start = now_s();
+        bool truncated = false;
+        int failures = 0;
 
         struct kiln_backends_config cfg = { .mode = KILN_BACKENDS_AUTO, .devices = "all", .memory_fraction = 0.9 };
         struct kiln_backends *bs;
         if (kiln_backends_open(&cfg, &bs) < 0)
                 return 1;
+        struct kiln_jtext j;
+        kiln_jtext_init(&j);
+        kiln_jtext_open_object(&j);
+        kiln_jtext_key(&j, "plugin");
+        kiln_jtext_str(&j, bs->plugin_status);
+        kiln_jtext_key(&j, "rows");
+        kiln_jtext_open(&j);
         printf("# plugin: %s %s\n", bs->plugin_status, bs->plugin_path);
-        printf("%-14s %-10s %6s %6s %12s %14s %10s %10s\n", "kind", "device", "grid", "batch", "seconds",
-               "pixels/s", "GB/s", "peak GB/s");
-        for (size_t b = 0; b < bs->n; b++) {
+        printf("%-14s %-10s %-44s %6s %12s %14s %10s %10s\n", "kind", "device", "case", "batch", "seconds", "work/s",
+               "GB/s", "peak GB/s");
+        for (size_t b = 0; b < bs->n && !truncated; b++) {
                 const struct kiln_backend *be = bs->list[b];
                 bool cpu = be == kiln_backend_cpu();
                 struct kiln_device_info di = { 0 };
                 be->device_info(be->ctx, 0, &di);
-                for (size_t k = 0; k < 2; k++)
-                        for (size_t g = 0; g < sizeof(grids) / sizeof(grids[0]); g++)
-                                for (size_t j = 0; j < sizeof(batches) / sizeof(batches[0]); j++) {
-                                        double pix = (double)grids[g] * grids[g] * (double)batches[j];
-                                        if (pix > (cpu ? cpu_max_pixels : max_pixels))
-                                                continue;
-                                        size_t bytes = 0;
-                                        run_once(be, kinds[k], grids[g], batches[j], &bytes); /* warm-up */
-                                        double t = run_once(be, kinds[k], grids[g], batches[j], &bytes);
-                                        if (t < 0) {
-                                                printf("%-14s %-10s %6d %6zu  failed\n", kinds[k]->name, be->name,
-                                                       grids[g], batches[j]);
-                                                continue;
+                for (size_t k = 0; kiln_kind_tests[k] && !truncated; k++) {
+                        const struct kiln_kind_tests *kt = kiln_kind_tests[k];
+                        if ((only && strcmp(only, kt->kind->name)) || !be->supports(be->ctx, kt->kind))
+                                continue;
+                        for (unsigned size = 0; !truncated; size++) {
+                                bool any = false, too_big = false;
+                                for (size_t bi = 0; bi < sizeof(batches) / sizeof(batches[0]); bi++) {
+                                        if (budget > 0 && now_s() - start > budget) {
+                                                truncated = true;
+                                                break;
                                         }
-                                        printf("%-14s %-10s %6d %6zu %12.6f %14.4g %10.3f %10.1f\n",
-                                               kinds[k]->name, cpu ? "cpu" : di.name, grids[g], batches[j], t,
-                                               pix / t, (double)bytes / t / 1e9, di.memory_bandwidth / 1e9);
+                                        struct kiln_cases *cs = NULL;
+                                        int r = kt->bench(size, batches[bi], &cs);
+                                        if (r == -ERANGE) {
+                                                too_big = true;
+                                                break;
+                                        }
+                                        if (r < 0) {
+                                                failures++;
+                                                break;
+                                        }
+                                        double work = 0;
+                                        for (size_t i = 0; i < cs->n; i++)
+                                                work += (double)cs->cases[i].work;
+                                        if (work > (cpu ? cpu_max_work : max_work)) {
+                                                kiln_cases_free(cs);
+                                                break; /* larger batches are larger still */
+                                        }
+                                        any = true;
+                                        size_t bytes = 0;
+                                        run_once(be, kt->kind, cs, &bytes); /* warm-up */
+                                        double t = run_once(be, kt->kind, cs, &bytes);
+                                        const char *dev = cpu ? "cpu" : di.name;
+                                        if (t < 0) {
+                                                printf("%-14s %-10s %-44.44s %6zu  failed\n", kt->kind->name, dev,
+                                                       cs->cases[0].label, cs->n);
+                                                failures++;
+                                        } else {
+                                                printf("%-14s %-10s %-44.44s %6zu %12.6f %14.4g %10.3f %10.1f\n",
+                                                       kt->kind->name, dev, cs->cases[0].label, cs->n, t, work / t,
+                                                       (double)bytes / t / 1e9, di.memory_bandwidth / 1e9);
+                                                json_row(&j, kt->kind->name, dev, cs->cases[0].label, cs->n, t, work,
+                                                         kt->work_unit, (double)bytes, di.memory_bandwidth);
+                                        }
                                         fflush(stdout);
+                                        kiln_cases_free(cs);
                                 }
+                                if (too_big || !any)
+                                        break;
+                        }
+                }
         }
+        kiln_jtext_close(&j);
+        kiln_jtext_key(&j, "truncated");
+        kiln_jtext_bool(&j, truncated);
+        kiln_jtext_key(&j, "seconds");
+        kiln_jtext_num(&j, now_s() - start);
+        kiln_jtext_close(&j);
+        if (truncated)
+                printf("# stopped after the budget of %g s\n", budget);
+        char *text = NULL;
+        if (json && kiln_jtext_finish(&j, &text) >= 0) {
+                FILE *f = fopen(json, "w");
+                if (!f || fprintf(f, "%s\n", text) < 0)
+                        failures++;
+                if (f && fclose(f) != 0)
+                        failures++;
+        } else if (json) {
+                failures++;
+        }
+        free(text);
+        kiln_jtext_free(&j);
         kiln_backends_free(bs);
-        return 0;
+        return failures ? 1 : 0;
 }

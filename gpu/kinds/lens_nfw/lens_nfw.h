@@ -1,6 +1,6 @@
 /* The `lens.nfw` job kind: lensing maps of an NFW halo (SPEC section 1.1).
  *
- * This header is shared by the kind descriptor (params.c, JSON side), the CPU
+ * This header is shared by the kind descriptor (kind.c), the CPU
  * implementation (cpu.c) and the CUDA kernel; it does not include jansson. */
 #pragma once
 
@@ -40,7 +40,7 @@ struct lens_nfw_params {
         double omega_m;       /* flat Lambda-CDM */
 };
 
-/* The kind descriptor (params.c). */
+/* The kind descriptor (kind.c). */
 extern const struct kiln_kind kiln_kind_lens_nfw;
 
 /* The CPU implementation of lens.nfw (cpu.c), as described by kiln_kind.run_cpu:

@@ -3,24 +3,33 @@
 #include "../../cuda/cuda_kind.h"
 #include "../lens_nfw/cosmo.h"
 #include "lens_raytrace.h"
+#include "lens_raytrace_cuda.h"
 
-int64_t lens_raytrace_cuda_prepare(const void *params, struct kiln_result *ret, struct kiln_cuda_desc *ret_desc)
+static int prepare(const struct kiln_task *t, const uint64_t *in_offsets, struct kiln_cuda_desc *ret_desc,
+                   uint64_t *ret_work)
 {
-        const struct lens_raytrace_params *p = params;
+        const struct lens_raytrace_params *p = t->params;
         struct nfw_lens_scalars s;
         float *img;
-        int r = lens_raytrace_begin(p, ret, &s, &img);
+        int r = lens_raytrace_begin(p, t->result, &s, &img);
+
         if (r < 0)
                 return r;
-        *ret_desc = (struct kiln_cuda_desc){
-                .n = (uint32_t)p->grid_size,
-                .flags = (uint32_t)p->supersample,
-                .delta = p->fov_arcsec / p->grid_size,
-                .theta_s = s.theta_s_arcsec,
-                .kappa_s = s.kappa_s,
-                .src_x = p->src_x,
-                .src_y = p->src_y,
-                .src_sigma = p->src_sigma,
-        };
-        return (int64_t)p->grid_size * p->grid_size;
+        uint32_t *w = ret_desc->params;
+        w[LENS_RAY_W_N] = (uint32_t)p->grid_size;
+        w[LENS_RAY_W_SS] = (uint32_t)p->supersample;
+        kiln_cuda_put_f64(w, LENS_RAY_W_DELTA, p->fov_arcsec / p->grid_size);
+        kiln_cuda_put_f64(w, LENS_RAY_W_THETA_S, s.theta_s_arcsec);
+        kiln_cuda_put_f64(w, LENS_RAY_W_KAPPA_S, s.kappa_s);
+        kiln_cuda_put_f64(w, LENS_RAY_W_SRC_X, p->src_x);
+        kiln_cuda_put_f64(w, LENS_RAY_W_SRC_Y, p->src_y);
+        kiln_cuda_put_f64(w, LENS_RAY_W_SRC_SIGMA, p->src_sigma);
+        *ret_work = (uint64_t)p->grid_size * (uint64_t)p->grid_size;
+        return 0;
 }
+
+const struct kiln_cuda_kind kiln_cuda_kind_lens_raytrace = {
+        .name = "lens.raytrace",
+        .prepare = prepare,
+        .launch = lens_raytrace_cuda_launch,
+};

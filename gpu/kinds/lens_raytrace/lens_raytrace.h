@@ -1,6 +1,6 @@
 /* The `lens.raytrace` job kind: a Gaussian source lensed by an NFW halo, by ray
  * shooting with supersampling (SPEC section 1.2). Shared by the kind descriptor
- * (params.c), the CPU implementation (cpu.c) and the CUDA preparation; no jansson. */
+ * (kind.c), the CPU implementation (cpu.c) and the CUDA preparation; no jansson. */
 #pragma once
 
 #include "kind.h"
@@ -21,7 +21,7 @@ struct lens_raytrace_params {
         int supersample;      /* sub-rays per pixel side, 1..8 */
 };
 
-/* The kind descriptor (params.c). */
+/* The kind descriptor (kind.c). */
 extern const struct kiln_kind kiln_kind_lens_raytrace;
 
 /* The CPU implementation (cpu.c), as described by kiln_kind.run_cpu: adds the

@@ -57,9 +57,10 @@ static void test_blob_round_trip(void **state)
         assert_int_equal(result_blob_parse(buf, n, &back), 0);
         assert_int_equal(back.n_scalars, 3);
         assert_string_equal(back.scalars[0].name, "mass");
-        assert_true(back.scalars[0].value == 1e14);
-        assert_true(back.scalars[1].is_null);
-        assert_true(back.scalars[2].value == 0.1); /* 17 digits: exact */
+        assert_int_equal(back.scalars[0].type, KILN_V_NUM);
+        assert_true(back.scalars[0].num == 1e14);
+        assert_int_equal(back.scalars[1].type, KILN_V_NULL);
+        assert_true(back.scalars[2].num == 0.1); /* 17 digits: exact */
         assert_int_equal(back.n_parts, 2);
         for (int i = 0; i < 2; i++) {
                 assert_string_equal(back.parts[i].name, r.parts[i].name);
@@ -70,15 +71,114 @@ static void test_blob_round_trip(void **state)
                 assert_memory_equal(back.parts[i].data, r.parts[i].data, r.parts[i].bytes);
                 /* part data is 8-byte aligned within the blob */
                 assert_int_equal(((uint8_t *)back.parts[i].data - buf) % 8, 0);
+                assert_true(back.parts[i].borrowed);
         }
+        kiln_result_clear(&back); /* leaves the parts (in buf) alone */
         free(buf);
         kiln_result_clear(&r);
+}
+
+/* A result with a value of every type and a part of every dtype. */
+static void make_typed(struct kiln_result *r)
+{
+        memset(r, 0, sizeof(*r));
+        assert_int_equal(kiln_result_add_scalar(r, "score", 0.25), 0);
+        assert_int_equal(kiln_result_add_scalar(r, "whole", 3.0), 0);
+        assert_int_equal(kiln_result_add_scalar(r, "inf", INFINITY), 0);
+        assert_int_equal(kiln_result_add_int(r, "makespan", INT64_C(1) << 40), 0);
+        assert_int_equal(kiln_result_add_bool(r, "optimal", true), 0);
+        assert_int_equal(kiln_result_add_string(r, "model", "fraud \"v3\""), 0);
+        assert_int_equal(kiln_result_add_null(r, "none"), 0);
+        assert_int_equal(kiln_result_add_json(r, "ids", "[[\"a\", \"b\"], [\"c\", \"d\"]]"), 0);
+        assert_int_equal(kiln_result_add_json(r, "starts", "[[0,3],[2,5]]"), 0);
+        uint64_t shape[1] = { 3 };
+        const enum kiln_dtype dts[] = { KILN_DTYPE_F32, KILN_DTYPE_I32, KILN_DTYPE_U32, KILN_DTYPE_U8, KILN_DTYPE_BYTES };
+        const char *names[] = { "f", "i", "u", "b", "raw" };
+        for (int k = 0; k < 5; k++) {
+                struct kiln_part *p = kiln_result_add_part(r, names[k], dts[k], 1, shape);
+                assert_non_null(p);
+                memset(p->data, 0x40 + k, p->bytes);
+        }
+}
+
+static void test_typed_values_round_trip(void **state)
+{
+        struct kiln_result r, back;
+        make_typed(&r);
+        size_t n;
+        uint8_t *buf = encode(&r, &n);
+        assert_int_equal(result_blob_parse(buf, n, &back), 0);
+        assert_int_equal(back.n_scalars, r.n_scalars);
+        const struct kiln_value *v = kiln_result_find(&back, "score");
+        assert_int_equal(v->type, KILN_V_NUM);
+        assert_true(v->num == 0.25);
+        v = kiln_result_find(&back, "whole"); /* written 3.0: stays a number */
+        assert_int_equal(v->type, KILN_V_NUM);
+        assert_true(v->num == 3.0);
+        assert_int_equal(kiln_result_find(&back, "inf")->type, KILN_V_NULL);
+        v = kiln_result_find(&back, "makespan");
+        assert_int_equal(v->type, KILN_V_INT);
+        assert_true(v->i == INT64_C(1) << 40);
+        v = kiln_result_find(&back, "optimal");
+        assert_int_equal(v->type, KILN_V_BOOL);
+        assert_true(v->b);
+        v = kiln_result_find(&back, "model");
+        assert_int_equal(v->type, KILN_V_STR);
+        assert_string_equal(v->text, "fraud \"v3\"");
+        assert_int_equal(kiln_result_find(&back, "none")->type, KILN_V_NULL);
+        v = kiln_result_find(&back, "ids");
+        assert_int_equal(v->type, KILN_V_JSON);
+        assert_string_equal(v->text, "[[\"a\",\"b\"],[\"c\",\"d\"]]");
+        assert_string_equal(kiln_result_find(&back, "starts")->text, "[[0,3],[2,5]]");
+        assert_int_equal(back.n_parts, 5);
+        for (int i = 0; i < 5; i++) {
+                assert_int_equal(back.parts[i].dtype, r.parts[i].dtype);
+                assert_int_equal(back.parts[i].bytes, r.parts[i].bytes);
+                assert_memory_equal(back.parts[i].data, r.parts[i].data, r.parts[i].bytes);
+        }
+        /* The same values, formatted again, give the same text. */
+        char *a = result_scalars_text(&r), *b = result_scalars_text(&back);
+        assert_string_equal(a, "{\"score\":0.25,\"whole\":3.0,\"inf\":null,\"makespan\":1099511627776,"
+                               "\"optimal\":true,\"model\":\"fraud \\\"v3\\\"\",\"none\":null,"
+                               "\"ids\":[[\"a\",\"b\"],[\"c\",\"d\"]],\"starts\":[[0,3],[2,5]]}");
+        assert_string_equal(a, b);
+        free(a);
+        free(b);
+        kiln_result_clear(&back);
+        free(buf);
+        kiln_result_clear(&r);
+}
+
+static void test_a_json_value_that_does_not_parse_is_null(void **state)
+{
+        struct kiln_result r = { 0 };
+        assert_int_equal(kiln_result_add_json(&r, "bad", "[1, 2"), 0);
+        char *t = result_scalars_text(&r);
+        assert_string_equal(t, "{\"bad\":null}");
+        free(t);
+        kiln_result_clear(&r);
+}
+
+static void test_version_1_blobs_are_read(void **state)
+{
+        /* "KLNR" v1, the scalars {"a":1.5,"b":null}, no part. */
+        static const char scalars[] = "{\"a\":1.5,\"b\":null}";
+        uint8_t blob[12 + sizeof(scalars) - 1 + 4] = { 'K', 'L', 'N', 'R', 1, 0, 0, 0, sizeof(scalars) - 1, 0, 0, 0 };
+        memcpy(blob + 12, scalars, sizeof(scalars) - 1);
+        struct kiln_result back;
+        assert_int_equal(result_blob_parse(blob, sizeof(blob), &back), 0);
+        assert_int_equal(back.n_scalars, 2);
+        assert_true(back.scalars[0].type == KILN_V_NUM && back.scalars[0].num == 1.5);
+        assert_int_equal(back.scalars[1].type, KILN_V_NULL);
+        kiln_result_clear(&back);
+        blob[4] = 3; /* a version from the future */
+        assert_int_equal(result_blob_parse(blob, sizeof(blob), &back), -EIO);
 }
 
 static void test_blob_refuses_every_truncation(void **state)
 {
         struct kiln_result r, back;
-        make_result(&r);
+        make_typed(&r); /* strings to free on every failure (the sanitizer build checks) */
         size_t n;
         uint8_t *buf = encode(&r, &n);
         for (size_t cut = 0; cut < n; cut++) {
@@ -162,6 +262,9 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_blob_round_trip),
                 cmocka_unit_test(test_blob_refuses_every_truncation),
+                cmocka_unit_test(test_typed_values_round_trip),
+                cmocka_unit_test(test_a_json_value_that_does_not_parse_is_null),
+                cmocka_unit_test(test_version_1_blobs_are_read),
                 cmocka_unit_test(test_done_text_of_a_done_job),
                 cmocka_unit_test(test_done_text_of_a_failed_job),
         };

@@ -28,11 +28,10 @@ static struct lens_raytrace_params cluster(int n, double sx, double sigma, int s
 
 static double scalar(const struct kiln_result *r, const char *name)
 {
-        for (int i = 0; i < r->n_scalars; i++)
-                if (strcmp(r->scalars[i].name, name) == 0)
-                        return r->scalars[i].value;
-        fail_msg("no scalar %s", name);
-        return NAN;
+        const struct kiln_value *v = kiln_result_find(r, name);
+        if (!v || v->type != KILN_V_NUM)
+                fail_msg("no number %s", name);
+        return v->num;
 }
 
 /* Mean of the image over the annulus |theta - r| < half_width (arcsec). */
@@ -147,9 +146,19 @@ static void test_the_kind_is_registered(void **state)
 {
         const struct kiln_kind *k = kiln_kind_find("lens.raytrace");
         assert_non_null(k);
-        assert_ptr_equal(k->run_cpu, lens_raytrace_run_cpu);
+        assert_ptr_equal(k, &kiln_kind_lens_raytrace);
         struct lens_raytrace_params p = cluster(100, 0, 1, 2);
-        assert_int_equal(k->result_bytes(&p), 100 * 100 * 4);
+        assert_int_equal(kiln_kind_result_bytes(k, &p, NULL, 0, NULL), 100 * 100 * 4);
+        /* The descriptor's run_cpu is the same computation as lens_raytrace_run_cpu. */
+        struct kiln_result a = { 0 }, b = { 0 };
+        struct kiln_task t = { .params = &p, .result = &a };
+        p.grid_size = 16;
+        assert_int_equal(k->run_cpu(&t), 0);
+        assert_int_equal(lens_raytrace_run_cpu(&p, &b, NULL), 0);
+        assert_int_equal(a.n_parts, 1);
+        assert_memory_equal(a.parts[0].data, b.parts[0].data, b.parts[0].bytes);
+        kiln_result_clear(&a);
+        kiln_result_clear(&b);
 }
 
 int main(void)

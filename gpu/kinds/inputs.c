@@ -1,0 +1,151 @@
+/* Input arrays and the checks of a job against its kind (see kind.h). */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kind.h"
+
+int kiln_input_json_dtype(const struct kiln_input_spec *spec)
+{
+        static const enum kiln_dtype order[] = { KILN_DTYPE_F32, KILN_DTYPE_I32, KILN_DTYPE_U32, KILN_DTYPE_U8 };
+
+        for (size_t i = 0; spec && i < sizeof(order) / sizeof(order[0]); i++)
+                if (spec->dtypes & KILN_DTYPE_BIT(order[i]))
+                        return (int)order[i];
+        return -1;
+}
+
+const struct kiln_array *kiln_inputs_find(const struct kiln_array *in, size_t n, const char *name)
+{
+        for (size_t i = 0; in && name && i < n; i++)
+                if (strcmp(in[i].name, name) == 0)
+                        return &in[i];
+        return NULL;
+}
+
+int kiln_array_init(struct kiln_array *ret, const char *name, enum kiln_dtype dtype, int ndim,
+                    const uint64_t *shape, const void *data, size_t bytes, struct kiln_error *err)
+{
+        char field[96];
+        struct kiln_array a = { .dtype = dtype, .ndim = ndim, .bytes = bytes, .data = data };
+        size_t len = name ? strlen(name) : 0;
+
+        snprintf(field, sizeof(field), "inputs.%.64s", name ? name : "");
+        if (len == 0 || len >= sizeof(a.name))
+                return kiln_error_set(err, field, "%s: an input name has 1 to %d characters", field,
+                                      KILN_NAME_MAX - 1);
+        memcpy(a.name, name, len + 1);
+        if (!kiln_dtype_name(dtype))
+                return kiln_error_set(err, field, "%s has an unknown dtype", field);
+        if (ndim < 0 || ndim > 4 || (ndim > 0 && !shape))
+                return kiln_error_set(err, field, "%s must have 0 to 4 dimensions", field);
+        uint64_t count = 1;
+        for (int d = 0; d < ndim; d++) {
+                if (shape[d] != 0 && count > UINT64_MAX / shape[d])
+                        return kiln_error_set(err, field, "%s has a shape too large to address", field);
+                count *= shape[d];
+                a.shape[d] = shape[d];
+        }
+        uint64_t esize = kiln_dtype_size(dtype);
+        if (count > UINT64_MAX / esize || count * esize != (uint64_t)bytes)
+                return kiln_error_set(err, field, "%s has %zu bytes, but its shape and dtype %s make %llu", field,
+                                      bytes, kiln_dtype_name(dtype),
+                                      count > UINT64_MAX / esize ? 0ULL : (unsigned long long)(count * esize));
+        if (bytes && !data)
+                return kiln_error_set(err, field, "%s has no data", field);
+        *ret = a;
+        return 0;
+}
+
+/* "f32, i32" for a dtype mask. */
+static void dtype_list(uint32_t mask, char *buf, size_t size)
+{
+        size_t used = 0;
+
+        buf[0] = '\0';
+        for (int t = 0; t < KILN_N_DTYPES && used < size; t++) {
+                if (!(mask & KILN_DTYPE_BIT(t)))
+                        continue;
+                int n = snprintf(buf + used, size - used, "%s%s", used ? ", " : "", kiln_dtype_name(t));
+                if (n < 0)
+                        break;
+                used += (size_t)n;
+        }
+}
+
+static int check_one(const struct kiln_kind *kind, const struct kiln_input_spec *spec, const struct kiln_array *a,
+                     struct kiln_error *err)
+{
+        char field[96], list[64];
+        struct kiln_array copy;
+
+        snprintf(field, sizeof(field), "inputs.%.64s", spec->name);
+        if (!(spec->dtypes & KILN_DTYPE_BIT(a->dtype))) {
+                dtype_list(spec->dtypes, list, sizeof(list));
+                return kiln_error_set(err, field, "%s must have dtype %s, not %s", field, list,
+                                      kiln_dtype_name(a->dtype) ? kiln_dtype_name(a->dtype) : "unknown");
+        }
+        if (spec->ndim && a->ndim != spec->ndim)
+                return kiln_error_set(err, field, "%s must have %d dimension%s, not %d", field, spec->ndim,
+                                      spec->ndim == 1 ? "" : "s", a->ndim);
+        /* The shape, dtype and size agree (a caller may have filled the array by hand). */
+        return kiln_array_init(&copy, a->name, a->dtype, a->ndim, a->shape, a->data, a->bytes, err);
+}
+
+int kiln_kind_check(const struct kiln_kind *kind, const void *params, const struct kiln_array *in, size_t n_in,
+                    const struct kiln_object *obj, struct kiln_error *err)
+{
+        char field[96];
+
+        if (!kind)
+                return kiln_error_set(err, "kind", "no kind to check against");
+        if (n_in > KILN_MAX_INPUTS)
+                return kiln_error_set(err, "inputs", "a job takes at most %d inputs", KILN_MAX_INPUTS);
+        for (size_t i = 0; i < n_in; i++) {
+                const struct kiln_input_spec *spec = NULL;
+                for (size_t s = 0; kind->inputs && kind->inputs[s].name && !spec; s++)
+                        if (strcmp(kind->inputs[s].name, in[i].name) == 0)
+                                spec = &kind->inputs[s];
+                snprintf(field, sizeof(field), "inputs.%.64s", in[i].name);
+                if (!spec)
+                        return kiln_error_set(err, field, "%s is not an input of %s", field, kind->name);
+                if (kiln_inputs_find(in, i, in[i].name))
+                        return kiln_error_set(err, field, "%s is given twice", field);
+                int r = check_one(kind, spec, &in[i], err);
+                if (r < 0)
+                        return r;
+        }
+        for (size_t s = 0; kind->inputs && kind->inputs[s].name; s++) {
+                const struct kiln_input_spec *spec = &kind->inputs[s];
+                snprintf(field, sizeof(field), "inputs.%.64s", spec->name);
+                if (spec->required && !kiln_inputs_find(in, n_in, spec->name)) {
+                        if (spec->json_param)
+                                return kiln_error_set(err, field,
+                                                      "%s is required: send it as a binary part or as params.%s",
+                                                      field, spec->json_param);
+                        return kiln_error_set(err, field, "%s is required: send it as a binary part", field);
+                }
+        }
+        if (kind->object) {
+                snprintf(field, sizeof(field), "params.%.64s", kind->object_param ? kind->object_param : "object");
+                if (!obj || !obj->snapshot)
+                        return kiln_error_set(err, field, "%s must name an object %s runs against", field,
+                                              kind->name);
+                if (obj->cls != kind->object)
+                        return kiln_error_set(err, field, "%s names an object of another class than %s takes",
+                                              field, kind->name);
+        } else if (obj) {
+                return kiln_error_set(err, "params", "%s runs against no object", kind->name);
+        }
+        return kind->check ? kind->check(params, in, n_in, obj, err) : 0;
+}
+
+uint64_t kiln_kind_result_bytes(const struct kiln_kind *kind, const void *params, const struct kiln_array *in,
+                                size_t n_in, const struct kiln_object *obj)
+{
+        if (!kind)
+                return 0;
+        if (kind->result_size)
+                return kind->result_size(params, in, n_in, obj);
+        return kind->result_bytes ? kind->result_bytes(params) : 0;
+}
