@@ -1,6 +1,6 @@
 /* kiln-bench: a load generator for any server that speaks kiln's WebSocket
  * protocol (SPEC §2, §5). Options, the run, and the report; the connections live
- * in load.c, the jobs in scenario.c, the percentiles in hdr.c.
+ * in load.c (and its load_*.c), the jobs in scenario.c, the percentiles in hdr.c.
  *
  * Exit status: 0 when the load ran (errors are counted and reported, not fatal),
  * 1 when no connection could be established, 2 on a usage error. */
