@@ -60,6 +60,7 @@ static bool run_together(const struct kiln_kind *kind, struct kiln_task *tasks, 
                         continue;
                 }
                 atomic_store(&t->started, true);
+                kiln_result_clear(t->result);
                 t->status = 0;
                 todo[m++] = t;
         }
@@ -88,6 +89,7 @@ static int cpu_run_batch(void *ctx, const struct kiln_kind *kind, struct kiln_ta
                         t->status = -ECANCELED;
                 } else {
                         atomic_store(&t->started, true);
+                        kiln_result_clear(t->result); /* a batch another backend gave back */
                         t->status = kind->run_cpu(t);
                 }
                 finish(t);

@@ -349,9 +349,12 @@ static int run_on_lane(const struct kiln_kind *kind, const struct kiln_cuda_kind
                 }
                 if (m == 0)
                         break;
-                if ((r = lane_reserve(d, l, out ? out : 1, in, m)) < 0)
-                        break;
-                r = launch_chunk(kind, ck, d, l, tasks, idx, m, out, in, max_work, obj);
+                if ((r = lane_reserve(d, l, out ? out : 1, in, m)) >= 0)
+                        r = launch_chunk(kind, ck, d, l, tasks, idx, m, out, in, max_work, obj);
+                /* The chunk's unfinished tasks go elsewhere: with empty results. */
+                for (size_t c = 0; r < 0 && c < m; c++)
+                        if (!tasks[idx[c]].finished)
+                                kiln_result_clear(tasks[idx[c]].result);
         }
         free(idx);
         return r < 0 ? r : 0;
