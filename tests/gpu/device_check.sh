@@ -161,7 +161,8 @@ lines = [f"kiln GPU check: {report['result'].upper()}", f"device: {report['devic
 for p in report["parity"]:
     if p["status"] == "passed":
         lines.append(f"  {p['kind']:<14} {p['device']:<10} passed   {p['cases']} cases, {p['values']} values, "
-                     f"max error {p['max_abs_error']:.3g} ({p['max_error_of_tolerance']:.3g} of rtol {p['rtol']:g} / atol {p['atol']:g})")
+                     f"max error {p['max_abs_error'] or 0:.3g} ({p['max_error_of_tolerance'] or 0:.3g} of rtol "
+                     f"{p['rtol']:g} / atol {p['atol']:g})")
     else:
         lines.append(f"  {p['kind']:<14} {p['device']:<10} {p['status']:<8} {p['message']}")
 if not report["parity"]:
@@ -169,7 +170,8 @@ if not report["parity"]:
 lines += ["", "kernel timings (one batch through the backend, after a warm-up):"]
 for b in report["bench"]:
     lines.append(f"  {b['kind']:<14} {b['device']:<8} {b['case'][:40]:<40} batch {b['batch']:>5} "
-                 f"{b['seconds']*1e3:10.3f} ms {b['work_per_s']:10.3g} {b['work_unit']}/s {b['out_gb_per_s']:8.2f} GB/s")
+                 f"{(b['seconds'] or 0)*1e3:10.3f} ms {b['work_per_s'] or 0:10.3g} {b['work_unit']}/s "
+                 f"{b['out_gb_per_s'] or 0:8.2f} GB/s")
 if not report["bench"]:
     lines.append("  not run" + (" (no GPU)" if report["result"] == "skipped" else ""))
 if report["bench_truncated"]:
