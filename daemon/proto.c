@@ -54,6 +54,14 @@ static const char *const op_names[_KOP_MAX] = {
         [KOP_SUBSCRIBE] = "subscribe",
         [KOP_CACHE_PURGE] = "cache.purge",
         [KOP_CONFIG_GET] = "config.get",
+        [KOP_MODEL_PUT] = "model.put",
+        [KOP_MODEL_LIST] = "model.list",
+        [KOP_MODEL_DELETE] = "model.delete",
+        [KOP_VEC_PUT] = "vec.put",
+        [KOP_VEC_DELETE] = "vec.delete",
+        [KOP_VEC_DROP] = "vec.drop",
+        [KOP_VEC_INFO] = "vec.info",
+        [KOP_VEC_LIST] = "vec.list",
 };
 
 static const char *const priority_names[_KILN_PRIO_MAX] = {
@@ -341,6 +349,64 @@ static int decode_cache_purge(struct proto_req *r, struct proto_error *err)
         return 0;
 }
 
+/* The object ops (SPEC §2.4). Only the shape is checked here: the name is a string
+ * the store can key (1..STORE_OBJECT_NAME_MAX bytes), "ids" an array of strings.
+ * Whether a metric is known, an id's length and the binary part are the op's to
+ * check (bad_params), as a kind checks a job's params. */
+static int decode_object(struct proto_req *r, struct proto_error *err)
+{
+        const char *field = NULL;
+        size_t len = 0;
+        int k;
+
+        r->object.name = NULL;
+        r->object.metric = NULL;
+        r->object.ids = NULL;
+        switch (r->op) {
+        case KOP_MODEL_PUT:
+        case KOP_MODEL_DELETE:
+                field = "name";
+                break;
+        case KOP_VEC_PUT:
+        case KOP_VEC_DELETE:
+        case KOP_VEC_DROP:
+        case KOP_VEC_INFO:
+                field = "collection";
+                break;
+        default:
+                return 0; /* model.list, vec.list */
+        }
+        k = get_string(r->root, field, &r->object.name, &len, err);
+        if (k < 0)
+                return k;
+        if (k == 0)
+                return fail(err, KERR_BAD_REQUEST, field, "\"%s\" is required", field);
+        if (len < 1 || len > STORE_OBJECT_NAME_MAX)
+                return fail(err, KERR_BAD_REQUEST, field, "\"%s\" must be 1 to %d bytes long", field,
+                            STORE_OBJECT_NAME_MAX);
+
+        if (r->op == KOP_VEC_PUT) {
+                k = get_string(r->root, "metric", &r->object.metric, NULL, err);
+                if (k < 0)
+                        return k;
+        }
+        if (r->op != KOP_VEC_PUT && r->op != KOP_VEC_DELETE)
+                return 0;
+        json_t *ids = json_object_get(r->root, "ids");
+        if (!ids)
+                return fail(err, KERR_BAD_REQUEST, "ids", "\"ids\" is required");
+        if (!json_is_array(ids))
+                return fail(err, KERR_BAD_REQUEST, "ids", "\"ids\" must be an array of strings");
+        for (size_t i = 0; i < json_array_size(ids); i++)
+                if (!json_is_string(json_array_get(ids, i))) {
+                        char f[32];
+                        snprintf(f, sizeof(f), "ids[%zu]", i);
+                        return fail(err, KERR_BAD_REQUEST, f, "\"%s\" must be a string", f);
+                }
+        r->object.ids = ids;
+        return 0;
+}
+
 /* Decodes one text message; see proto.h for the contract. *ret and (on success)
  * *ret_ref are written only when the pointers are non-NULL. */
 int proto_decode(const char *text, size_t len, struct proto_req *ret, json_t **ret_ref,
@@ -406,6 +472,16 @@ int proto_decode(const char *text, size_t len, struct proto_req *ret, json_t **r
                 break;
         case KOP_CACHE_PURGE:
                 k = decode_cache_purge(&r, err);
+                break;
+        case KOP_MODEL_PUT:
+        case KOP_MODEL_LIST:
+        case KOP_MODEL_DELETE:
+        case KOP_VEC_PUT:
+        case KOP_VEC_DELETE:
+        case KOP_VEC_DROP:
+        case KOP_VEC_INFO:
+        case KOP_VEC_LIST:
+                k = decode_object(&r, err);
                 break;
         default:
                 k = fail(err, KERR_INTERNAL, "op", "op not handled");

@@ -46,6 +46,15 @@ enum kiln_op {
         KOP_SUBSCRIBE,
         KOP_CACHE_PURGE,   /* "cache.purge" (role admin) */
         KOP_CONFIG_GET,    /* "config.get" (role admin): the effective configuration */
+        /* Stored objects (SPEC §2.4); decoded into `object`. */
+        KOP_MODEL_PUT,     /* "model.put" (admin): name, binary part "model" */
+        KOP_MODEL_LIST,    /* "model.list" (read) */
+        KOP_MODEL_DELETE,  /* "model.delete" (admin): name */
+        KOP_VEC_PUT,       /* "vec.put" (writer): collection, metric, ids, binary part "vectors" */
+        KOP_VEC_DELETE,    /* "vec.delete" (writer): collection, ids */
+        KOP_VEC_DROP,      /* "vec.drop" (writer): collection */
+        KOP_VEC_INFO,      /* "vec.info" (read): collection */
+        KOP_VEC_LIST,      /* "vec.list" (read) */
         _KOP_MAX,
 };
 
@@ -104,6 +113,17 @@ struct proto_req {
                 struct {
                         const char *kind;    /* NULL: purge every kind */
                 } purge;
+                /* The object ops. `name` is the model's "name" or the collection's
+                 * "collection" (required, 1..STORE_OBJECT_NAME_MAX bytes; NULL for the
+                 * two list ops). `metric`: vec.put's "metric", NULL when absent (its value
+                 * is not checked here). `ids`: vec.put's and vec.delete's "ids", a
+                 * borrowed array whose elements are all strings (their lengths are not
+                 * checked here); NULL for the other ops. */
+                struct {
+                        const char *name;
+                        const char *metric;
+                        json_t *ids;
+                } object;
         };
 };
 
@@ -114,7 +134,8 @@ struct proto_req {
  * embedded NUL -> bad_request; "op" missing or not a string -> bad_request
  * (field "op"); unknown op -> unknown_op (field "op"); a field of the wrong type or
  * out of range -> bad_request naming it (e.g. "job", "priority", "timeout_ms",
- * "limit", "state", "after", "key", "params"). */
+ * "limit", "state", "after", "key", "params", "name", "collection", "metric", "ids",
+ * "ids[i]"). */
 int proto_decode(const char *text, size_t len, struct proto_req *ret, json_t **ret_ref,
                  struct proto_error *err);
 void proto_req_clear(struct proto_req *r);

@@ -98,7 +98,8 @@ static void test_op_names_follow_spec(void **state)
 {
         static const char *const want[] = { "hello", "submit", "status", "result", "watch",
                                             "cancel", "list", "stats", "subscribe", "cache.purge",
-                                            "config.get" };
+                                            "config.get", "model.put", "model.list", "model.delete",
+                                            "vec.put", "vec.delete", "vec.drop", "vec.info", "vec.list" };
 
         assert_int_equal(sizeof(want) / sizeof(want[0]), _KOP_MAX);
         for (int i = 0; i < _KOP_MAX; i++)
@@ -476,6 +477,106 @@ static void test_subscribe_rejects_other_topics(void **state)
         expect_error("{\"op\":\"subscribe\",\"topic\":\"jobs\"}", KERR_BAD_REQUEST, "topic");
         expect_error("{\"op\":\"subscribe\",\"topic\":\"statsx\"}", KERR_BAD_REQUEST, "topic");
         expect_error("{\"op\":\"subscribe\",\"topic\":1}", KERR_BAD_REQUEST, "topic");
+}
+
+/* ---- stored objects ---- */
+
+static void test_model_ops_decode_name(void **state)
+{
+        struct proto_req r;
+
+        decode_ok("{\"op\":\"model.put\",\"name\":\"credit-2024\",\"ref\":7}", &r);
+        assert_int_equal(r.op, KOP_MODEL_PUT);
+        assert_string_equal(r.object.name, "credit-2024");
+        assert_null(r.object.metric);
+        assert_null(r.object.ids);
+        assert_int_equal(json_integer_value(r.ref), 7);
+        proto_req_clear(&r);
+
+        decode_ok("{\"op\":\"model.delete\",\"name\":\"m\"}", &r);
+        assert_int_equal(r.op, KOP_MODEL_DELETE);
+        assert_string_equal(r.object.name, "m");
+        proto_req_clear(&r);
+
+        decode_ok("{\"op\":\"model.list\"}", &r);
+        assert_int_equal(r.op, KOP_MODEL_LIST);
+        assert_null(r.object.name);
+        proto_req_clear(&r);
+}
+
+static void test_vec_ops_decode_collection_metric_and_ids(void **state)
+{
+        struct proto_req r;
+
+        decode_ok("{\"op\":\"vec.put\",\"collection\":\"docs\",\"metric\":\"cosine\",\"ids\":[\"a\",\"\"]}", &r);
+        assert_int_equal(r.op, KOP_VEC_PUT);
+        assert_string_equal(r.object.name, "docs");
+        assert_string_equal(r.object.metric, "cosine");
+        assert_int_equal(json_array_size(r.object.ids), 2);
+        proto_req_clear(&r);
+
+        /* The metric may be left out (an existing collection keeps its own); its
+         * value is the op's to check. */
+        decode_ok("{\"op\":\"vec.put\",\"collection\":\"docs\",\"metric\":\"hamming\",\"ids\":[]}", &r);
+        assert_string_equal(r.object.metric, "hamming");
+        proto_req_clear(&r);
+        decode_ok("{\"op\":\"vec.put\",\"collection\":\"docs\",\"ids\":[\"x\"]}", &r);
+        assert_null(r.object.metric);
+        proto_req_clear(&r);
+
+        decode_ok("{\"op\":\"vec.delete\",\"collection\":\"docs\",\"ids\":[\"x\"]}", &r);
+        assert_int_equal(r.op, KOP_VEC_DELETE);
+        assert_int_equal(json_array_size(r.object.ids), 1);
+        proto_req_clear(&r);
+
+        static const enum kiln_op named[] = { KOP_VEC_DROP, KOP_VEC_INFO };
+        for (size_t i = 0; i < 2; i++) {
+                char text[128];
+                snprintf(text, sizeof(text), "{\"op\":\"%s\",\"collection\":\"c\"}", kiln_op_name(named[i]));
+                decode_ok(text, &r);
+                assert_int_equal(r.op, named[i]);
+                assert_string_equal(r.object.name, "c");
+                assert_null(r.object.ids);
+                proto_req_clear(&r);
+        }
+        decode_ok("{\"op\":\"vec.list\"}", &r);
+        assert_int_equal(r.op, KOP_VEC_LIST);
+        proto_req_clear(&r);
+}
+
+static void test_object_names_are_required_strings_of_1_to_128_bytes(void **state)
+{
+        char text[400], name[130];
+        struct proto_req r;
+
+        expect_error("{\"op\":\"model.put\"}", KERR_BAD_REQUEST, "name");
+        expect_error("{\"op\":\"model.delete\",\"name\":3}", KERR_BAD_REQUEST, "name");
+        expect_error("{\"op\":\"model.put\",\"name\":\"\"}", KERR_BAD_REQUEST, "name");
+        expect_error("{\"op\":\"vec.info\"}", KERR_BAD_REQUEST, "collection");
+        expect_error("{\"op\":\"vec.drop\",\"collection\":null}", KERR_BAD_REQUEST, "collection");
+        expect_error("{\"op\":\"vec.put\",\"name\":\"c\",\"ids\":[]}", KERR_BAD_REQUEST, "collection");
+
+        memset(name, 'n', 128);
+        name[128] = '\0';
+        snprintf(text, sizeof(text), "{\"op\":\"model.put\",\"name\":\"%s\"}", name);
+        decode_ok(text, &r);
+        assert_int_equal(strlen(r.object.name), 128);
+        proto_req_clear(&r);
+        name[128] = 'n';
+        name[129] = '\0';
+        snprintf(text, sizeof(text), "{\"op\":\"vec.info\",\"collection\":\"%s\"}", name);
+        expect_error(text, KERR_BAD_REQUEST, "collection");
+}
+
+static void test_vec_ids_must_be_an_array_of_strings(void **state)
+{
+        expect_error("{\"op\":\"vec.put\",\"collection\":\"c\"}", KERR_BAD_REQUEST, "ids");
+        expect_error("{\"op\":\"vec.delete\",\"collection\":\"c\"}", KERR_BAD_REQUEST, "ids");
+        expect_error("{\"op\":\"vec.put\",\"collection\":\"c\",\"ids\":\"a\"}", KERR_BAD_REQUEST, "ids");
+        expect_error("{\"op\":\"vec.delete\",\"collection\":\"c\",\"ids\":[\"a\",\"b\",7]}", KERR_BAD_REQUEST,
+                     "ids[2]");
+        expect_error("{\"op\":\"vec.put\",\"collection\":\"c\",\"ids\":[\"a\"],\"metric\":1}", KERR_BAD_REQUEST,
+                     "metric");
 }
 
 /* ---- message shape ---- */
@@ -1528,6 +1629,11 @@ int main(void)
                 cmocka_unit_test(test_stats_decodes),
                 cmocka_unit_test(test_subscribe_decodes_stats_topic),
                 cmocka_unit_test(test_subscribe_rejects_other_topics),
+
+                cmocka_unit_test(test_model_ops_decode_name),
+                cmocka_unit_test(test_vec_ops_decode_collection_metric_and_ids),
+                cmocka_unit_test(test_object_names_are_required_strings_of_1_to_128_bytes),
+                cmocka_unit_test(test_vec_ids_must_be_an_array_of_strings),
 
                 cmocka_unit_test(test_unknown_fields_are_ignored),
                 cmocka_unit_test(test_op_missing_or_not_string_is_bad_request),
