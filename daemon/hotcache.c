@@ -41,6 +41,7 @@ void hot_entry_unref(struct hot_entry *e)
 {
         if (!e || atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) != 1)
                 return;
+        kiln_result_clear(&e->result); /* its values' texts; the parts point into the blob */
         free(e->blob);
         free(e->done_tail);
         free(e->model);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cache.h"
@@ -93,30 +94,44 @@ struct job *job_alloc(struct jobs *js, const struct kiln_kind *kind)
 }
 
 /* The item the scheduler sees, from the job's immutable fields. */
-static void item_init(struct job *j)
+void job_item_init(struct job *j)
 {
         j->item.kind = j->kind;
         j->item.params = j->params;
+        j->item.inputs = j->in.n ? j->in.arrays : NULL;
+        j->item.n_inputs = j->in.n;
         j->item.tenant = j->tenant;
         j->item.priority = j->priority;
         j->item.deadline_ms = j->deadline_ms;
 }
 
-void job_init_cache_key(struct job *j)
+/* The cache key's params text: the canonical params, then the digest of the inputs
+ * (so the same rows sent as JSON or as a binary part share one key, and other rows
+ * never do). Returns >= 0 or -ENOMEM. */
+int job_init_cache_key(struct job *j)
 {
         struct store_cache_key *k = &j->cache_key;
 
+        if (j->key_params != j->params_json)
+                free(j->key_params);
+        j->key_params = j->params_json;
+        if (j->in.n && asprintf(&j->key_params, "%s\ninputs sha256:%s", j->params_json, j->in.digest) < 0) {
+                j->key_params = NULL;
+                return -ENOMEM;
+        }
         k->kind = j->kind->name;
         k->version = j->kind->version;
         k->model = ""; /* no kind reads a model or collection yet */
-        k->params = j->params_json;
+        k->params = j->key_params;
         cache_key_compute(k->kind, k->version, k->model, k->params, k->hash);
+        return 0;
 }
 
 /* Rebuilds a job from its store record (recovery at start, or a finished job loaded
  * for `result`/`watch`). Re-validates the stored canonical params (a kind that no
  * longer accepts them gives -EINVAL). */
-static int job_from_record(struct jobs *js, const struct store_job *rec, struct job **ret)
+static int job_from_record(struct jobs *js, const struct store_job *rec, uint8_t **input, size_t input_size,
+                           struct job **ret)
 {
         const struct kiln_kind *kind = kiln_kind_find(rec->kind);
         if (!kind)
@@ -147,7 +162,17 @@ static int job_from_record(struct jobs *js, const struct store_job *rec, struct 
                 job_unref(j);
                 return -ENOMEM;
         }
-        job_init_cache_key(j);
+        if (input && *input) {
+                if (job_inputs_parse(*input, input_size, &j->in) < 0) {
+                        job_unref(j);
+                        return -EIO;
+                }
+                *input = NULL; /* the job owns the blob now */
+        }
+        if (job_init_cache_key(j) < 0) {
+                job_unref(j);
+                return -ENOMEM;
+        }
         j->cache_store = js->cfg->cache.enabled;
         memcpy(j->id, rec->id, 16);
         kiln_uuid_format(j->id, j->id_text);
@@ -174,7 +199,7 @@ static int job_from_record(struct jobs *js, const struct store_job *rec, struct 
                 snprintf(j->error_message, sizeof(j->error_message), "%s",
                          rec->error_message ? rec->error_message : "");
         }
-        item_init(j);
+        job_item_init(j);
         *ret = j;
         return 0;
 }
@@ -189,12 +214,15 @@ void job_unref(struct job *j)
 {
         if (!j || atomic_fetch_sub_explicit(&j->refs, 1, memory_order_acq_rel) != 1)
                 return;
-        if (j->blob)
-                free(j->blob); /* parts point into it */
-        else if (j->hot)
-                hot_entry_unref(j->hot); /* the same */
-        else
-                kiln_result_clear(&j->result);
+        if (j->hot) {
+                hot_entry_unref(j->hot); /* the entry owns the result j shows */
+        } else {
+                kiln_result_clear(&j->result); /* parts from a blob are borrowed: left alone */
+                free(j->blob);
+        }
+        if (j->key_params != j->params_json)
+                free(j->key_params);
+        job_inputs_clear(&j->in);
         free(j->params);
         free(j->params_json);
         free(j->idem_key);
@@ -250,6 +278,7 @@ void job_to_record(const struct job *j, struct store_job *ret)
         ret->params = j->params_json;
         ret->idem_key = j->idem_key;
         ret->attempts = job_attempts(j);
+        ret->input_size = j->in.size;
         if (kiln_job_state_is_final(state)) {
                 int64_t queue_ms, run_ms;
                 job_durations(j, &queue_ms, &run_ms);
@@ -312,7 +341,7 @@ int jobs_load_finished(struct jobs *js, const struct store_job *rec, uint8_t **r
                        struct job **ret)
 {
         struct job *j = NULL;
-        int k = job_from_record(js, rec, &j);
+        int k = job_from_record(js, rec, NULL, 0, &j);
         if (k >= 0 && rec->state == KILN_JOB_DONE) {
                 k = *result ? job_take_blob(j, *result, size) : -EIO;
                 if (k >= 0)
@@ -667,9 +696,13 @@ void jobs_start(struct jobs *js, struct job *j)
                 sched_push(js->sched, &j->item);
 }
 
-/* The pending records, copied (a record passed to the callback lives only during it). */
+/* The pending records and their stored inputs, copied (what the callback is given
+ * lives only during it). */
 struct pending {
+        struct store_txn *txn;
         struct store_job **recs;
+        uint8_t **inputs;
+        size_t *input_sizes;
         size_t n, cap;
 };
 
@@ -679,44 +712,67 @@ static int collect_pending(const struct store_job *rec, void *userdata)
         if (p->n == p->cap) {
                 size_t c = p->cap ? p->cap * 2 : 64;
                 struct store_job **x = realloc(p->recs, c * sizeof(*x));
-                if (!x)
+                if (x)
+                        p->recs = x;
+                uint8_t **in = realloc(p->inputs, c * sizeof(*in));
+                if (in)
+                        p->inputs = in;
+                size_t *sz = realloc(p->input_sizes, c * sizeof(*sz));
+                if (sz)
+                        p->input_sizes = sz;
+                if (!x || !in || !sz)
                         return -ENOMEM;
-                p->recs = x;
                 p->cap = c;
         }
+        p->inputs[p->n] = NULL;
+        p->input_sizes[p->n] = 0;
         if (!(p->recs[p->n] = store_job_dup(rec)))
                 return -ENOMEM;
         p->n++;
+        if (rec->input_size) {
+                int r = store_input_get(p->txn, rec->id, &p->inputs[p->n - 1], &p->input_sizes[p->n - 1]);
+                if (r < 0 && r != -ENOENT)
+                        return r;
+        }
         return 0;
 }
 
 int jobs_recover(struct jobs *js, struct store *store, unsigned *ret_queued, unsigned *ret_bad)
 {
-        struct store_txn *t;
         struct pending p = { 0 };
         unsigned queued = 0, bad = 0;
 
-        int r = store_txn_begin(store, false, &t);
+        int r = store_txn_begin(store, false, &p.txn);
         if (r < 0)
                 return r;
-        r = store_pending_foreach(t, collect_pending, &p);
-        store_txn_abort(t);
+        r = store_pending_foreach(p.txn, collect_pending, &p);
+        store_txn_abort(p.txn);
         for (size_t i = 0; i < p.n; i++) {
                 struct job *j = NULL;
-                if (r >= 0 && job_from_record(js, p.recs[i], &j) >= 0) {
+                int k = r;
+                if (k >= 0 && p.recs[i]->input_size && !p.inputs[i])
+                        k = -ENOENT; /* its inputs are not in the store */
+                if (k >= 0)
+                        k = job_from_record(js, p.recs[i], &p.inputs[i], p.input_sizes[i], &j);
+                if (k >= 0) {
                         jobs_start(js, j);
                         job_unref(j);
                         queued++;
                 } else if (r >= 0) {
                         char id[37];
                         kiln_uuid_format(p.recs[i]->id, id);
-                        log_error("job %s (%s): stored parameters no longer valid, it is left unrun", id,
-                                  p.recs[i]->kind);
+                        log_error("job %s (%s): %s, it is left unrun", id, p.recs[i]->kind,
+                                  k == -ENOENT ? "its stored inputs are missing"
+                                               : k == -EIO ? "its stored inputs are unreadable"
+                                                           : "its stored parameters are no longer valid");
                         bad++;
                 }
+                free(p.inputs[i]);
                 store_job_free(p.recs[i]);
         }
         free(p.recs);
+        free(p.inputs);
+        free(p.input_sizes);
         if (r < 0)
                 return r;
         *ret_queued = queued;

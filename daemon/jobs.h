@@ -22,6 +22,7 @@
 
 #include <jansson.h>
 
+#include "job_inputs.h"
 #include "kind.h"
 #include "mailbox.h"
 #include "proto.h"
@@ -59,6 +60,8 @@ struct job {
         int64_t submitted_mono;   /* monotonic, for durations; 0 for a recovered job */
         int64_t deadline_ms;      /* absolute wall clock, 0 = none */
         char *idem_key;
+        struct job_inputs in;     /* its input arrays, in one blob (job_inputs.h) */
+        char *key_params;         /* the cache key's params: params_json and the inputs' digest */
         struct store_cache_key cache_key; /* its result's identity, borrows the strings */
         bool cache_store;         /* cache the result when done (set before it is queued) */
 
@@ -154,6 +157,8 @@ struct job_submit {
         bool cache, watch;
         uint64_t session;            /* who submits (the events' session) */
         json_t *ref;                 /* borrowed; echoed in `accepted` */
+        struct part **parts;         /* binary parts sent with it, taken over (freed by jobs_submit) */
+        size_t n_parts;
 };
 
 /* The only way a job is born. Validates the submission (kind, limits, params) and

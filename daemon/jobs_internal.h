@@ -29,7 +29,10 @@ struct jobs {
 
 /* jobs.c, for jobs_submit.c. */
 struct job *job_alloc(struct jobs *js, const struct kiln_kind *kind);
-void job_init_cache_key(struct job *j);
+/* The scheduler's item from the job's fields (params, inputs, tenant, ...). */
+void job_item_init(struct job *j);
+/* The cache key from kind, params and inputs. Returns >= 0 or -ENOMEM. */
+int job_init_cache_key(struct job *j);
 void job_to_record(const struct job *j, struct store_job *ret);
 int job_build_done(struct job *j);
 /* Parses a blob taken over from the store (j->blob owns it afterwards). */

@@ -9,6 +9,7 @@
 #include "jobs.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "jobs_internal.h"
 #include "log.h"
 #include "params.h"
+#include "parts.h"
 #include "storeq.h"
 #include "util.h"
 
@@ -42,17 +44,18 @@ static void submit_error(struct proto_error *err, enum kiln_err code, const char
  * (both taken over: params freed with free(), canonical with json_decref()).
  * Returns NULL on ENOMEM. */
 static struct job *job_new(struct jobs *js, const struct kiln_kind *kind, void *params, json_t *canonical,
-                           const struct job_submit *rq, int64_t timeout_ms)
+                           struct job_inputs *in, const struct job_submit *rq, int64_t timeout_ms)
 {
         struct job *j = job_alloc(js, kind);
         if (!j)
                 goto fail;
         j->params = params;
         params = NULL;
+        j->in = *in;
+        memset(in, 0, sizeof(*in));
         j->params_json = json_dumps(canonical, JSON_COMPACT | JSON_SORT_KEYS);
-        if (!j->params_json)
+        if (!j->params_json || job_init_cache_key(j) < 0)
                 goto fail;
-        job_init_cache_key(j);
         if (rq->key && !(j->idem_key = strdup(rq->key)))
                 goto fail;
         kiln_uuid7_new(j->id);
@@ -62,18 +65,22 @@ static struct job *job_new(struct jobs *js, const struct kiln_kind *kind, void *
         j->submitted_ms = kiln_wall_ms();
         j->submitted_mono = kiln_mono_ms();
         j->deadline_ms = timeout_ms > 0 ? j->submitted_ms + timeout_ms : 0;
-        j->item.params = j->params;
-        j->item.tenant = j->tenant;
-        j->item.priority = j->priority;
-        j->item.deadline_ms = j->deadline_ms;
+        job_item_init(j);
         atomic_init(&j->state, KILN_JOB_QUEUED);
         json_decref(canonical);
         return j;
 fail:
         free(params);
+        job_inputs_clear(in);
         json_decref(canonical);
         job_unref(j);
         return NULL;
+}
+
+static void free_parts(const struct job_submit *rq)
+{
+        for (size_t i = 0; i < rq->n_parts; i++)
+                part_free(rq->parts[i]);
 }
 
 static void submit_outputs_free(struct job *j)
@@ -252,6 +259,12 @@ static int answer_hot(struct jobs *js, struct job *j, struct hot_entry *e, const
 
 /* ---- submit ---- */
 
+/* The inputs are stored with the record, in the same transaction. */
+static void write_input_cb(struct store_op *op, uint8_t *dst, size_t offset, size_t len)
+{
+        memcpy(dst, container_of(op, struct job, op)->in.blob + offset, len);
+}
+
 /* Attaches a submission to an identical live job of its tenant. */
 static int attach(struct jobs *js, struct job *live, const struct job_submit *rq, struct proto_error *ret_err)
 {
@@ -273,11 +286,66 @@ static int attach(struct jobs *js, struct job *live, const struct job_submit *rq
         return 0;
 }
 
+/* The params and inputs of a submission, checked: the typed params and canonical
+ * JSON, and the inputs assembled (the parts are taken over). */
+static int validate(struct jobs *js, const struct kiln_kind *kind, const struct job_submit *rq, void **ret_params,
+                    json_t **ret_canonical, struct job_inputs *ret_in, struct proto_error *err)
+{
+        const struct kiln_config *cfg = js->cfg;
+        struct job_inputs in = { 0 };
+        json_t *canonical = NULL;
+        struct kiln_param_error perr;
+        struct kiln_error kerr;
+        int r;
+
+        void *params = calloc(1, kind->params_size ? kind->params_size : 1);
+        if (!params) {
+                free_parts(rq);
+                submit_error(err, KERR_INTERNAL, NULL, "out of memory");
+                return -ENOMEM;
+        }
+        if (kiln_params_validate(kind, rq->params, &canonical, params, &perr) < 0) {
+                free_parts(rq);
+                submit_error(err, KERR_BAD_PARAMS, perr.field, "%s", perr.message);
+                r = -EINVAL;
+                goto fail;
+        }
+        r = job_inputs_assemble(kind, rq->params, rq->parts, rq->n_parts, cfg->limits.max_input_bytes, &in, err);
+        if (r < 0)
+                goto fail;
+        /* A kind that runs against a stored object is checked again, with the
+         * object, when it runs; here what the inputs and params say. */
+        if (!kind->object && kiln_kind_check(kind, params, in.arrays, in.n, NULL, &kerr) < 0) {
+                submit_error(err, KERR_BAD_PARAMS, kerr.field, "%s", kerr.message);
+                r = -EINVAL;
+                goto fail;
+        }
+        uint64_t result_bytes = kiln_kind_result_bytes(kind, params, in.arrays, in.n, NULL);
+        if (result_bytes > cfg->limits.max_result_bytes) {
+                submit_error(err, KERR_TOO_LARGE, "params",
+                             "these params ask for a result of %llu bytes, over the limit of %llu "
+                             "(limits.max_result_bytes)",
+                             (unsigned long long)result_bytes, (unsigned long long)cfg->limits.max_result_bytes);
+                r = -EFBIG;
+                goto fail;
+        }
+        *ret_params = params;
+        *ret_canonical = canonical;
+        *ret_in = in;
+        return 0;
+fail:
+        free(params);
+        json_decref(canonical);
+        job_inputs_clear(&in);
+        return r;
+}
+
 int jobs_submit(struct jobs *js, const struct job_submit *rq, struct proto_error *ret_err)
 {
         const struct kiln_config *cfg = js->cfg;
         const struct kiln_kind *kind = kiln_kind_find(rq->kind);
         if (!kind) {
+                free_parts(rq);
                 submit_error(ret_err, KERR_UNKNOWN_KIND, "kind", "unknown job kind \"%s\"", rq->kind);
                 return -EINVAL;
         }
@@ -287,37 +355,23 @@ int jobs_submit(struct jobs *js, const struct job_submit *rq, struct proto_error
                              "your tenant has %u unfinished jobs, its maximum (limits.max_queued_per_tenant); "
                              "retry later",
                              cfg->limits.max_queued_per_tenant);
+                free_parts(rq);
                 return -EAGAIN;
         }
         if (js->committing + (js->sched ? sched_queued(js->sched) : 0) >= cfg->jobs.max_queued) {
                 submit_error(ret_err, KERR_QUEUE_FULL, NULL, "the queue holds its maximum of %u jobs; retry later",
                              cfg->jobs.max_queued);
+                free_parts(rq);
                 return -EAGAIN;
         }
-        void *params = calloc(1, kind->params_size ? kind->params_size : 1);
+        void *params = NULL;
         json_t *canonical = NULL;
-        struct kiln_param_error perr;
-        if (!params) {
-                submit_error(ret_err, KERR_INTERNAL, NULL, "out of memory");
-                return -ENOMEM;
-        }
-        if (kiln_params_validate(kind, rq->params, &canonical, params, &perr) < 0) {
-                free(params);
-                submit_error(ret_err, KERR_BAD_PARAMS, perr.field, "%s", perr.message);
-                return -EINVAL;
-        }
-        uint64_t result_bytes = kind->result_bytes ? kind->result_bytes(params) : 0;
-        if (result_bytes > cfg->limits.max_result_bytes) {
-                free(params);
-                json_decref(canonical);
-                submit_error(ret_err, KERR_TOO_LARGE, "params",
-                             "these params ask for a result of %llu bytes, over the limit of %llu "
-                             "(limits.max_result_bytes)",
-                             (unsigned long long)result_bytes, (unsigned long long)cfg->limits.max_result_bytes);
-                return -EFBIG;
-        }
+        struct job_inputs in;
+        int r = validate(js, kind, rq, &params, &canonical, &in, ret_err);
+        if (r < 0)
+                return r;
         int64_t timeout = rq->timeout_ms > 0 ? rq->timeout_ms : cfg->jobs.default_timeout_ms;
-        struct job *j = job_new(js, kind, params, canonical, rq, timeout);
+        struct job *j = job_new(js, kind, params, canonical, &in, rq, timeout);
         if (!j || (j->deadline_ms && jobs_deadline_reserve(js) < 0)) {
                 job_unref(j);
                 submit_error(ret_err, KERR_INTERNAL, NULL, "out of memory");
@@ -335,7 +389,7 @@ int jobs_submit(struct jobs *js, const struct job_submit *rq, struct proto_error
          * and cache: false asks for a fresh computation. */
         struct job *live = rq->key || !rq->cache ? NULL : jobs_coalesce_find(js, rq->tenant, j->cache_key.hash);
         if (live) {
-                int r = attach(js, live, rq, ret_err);
+                r = attach(js, live, rq, ret_err);
                 job_unref(j);
                 return r;
         }
@@ -351,6 +405,8 @@ int jobs_submit(struct jobs *js, const struct job_submit *rq, struct proto_error
         j->op.type = STORE_OP_SUBMIT;
         j->op.job = &j->record;
         j->op.cache_key = cfg->cache.enabled && rq->cache ? &j->cache_key : NULL;
+        j->op.input_size = j->in.size;
+        j->op.write_input = j->in.size ? write_input_cb : NULL;
         j->op.done = on_committed;
         if (!rq->key)
                 jobs_coalesce_add(js, j);

@@ -512,7 +512,8 @@ static void batch_start(struct sched *s, struct batch *b)
                 struct kiln_task *t = &b->tasks[i];
                 b->pcs[i] = (struct progress_ctx){ .ex = { .stop = &it->stop, .progress = on_progress }, .s = s,
                                                    .it = it };
-                *t = (struct kiln_task){ .params = it->params, .result = &b->results[i], .exec = &b->pcs[i].ex,
+                *t = (struct kiln_task){ .params = it->params, .inputs = it->inputs, .n_inputs = it->n_inputs,
+                                         .object = it->object, .result = &b->results[i], .exec = &b->pcs[i].ex,
                                          .on_done = task_done, .opaque = b };
                 if (it->deadline_ms && now >= it->deadline_ms) {
                         atomic_store(&b->claimed[i], true);

@@ -254,13 +254,14 @@ static void op_hello(struct session *s, const struct proto_req *rq)
                 s->authed = true;
         }
         /* "kinds" lists the names (SPEC §2.1); "schemas" gives each kind's parameter
-         * schema so a client (the web UI) can build and check its forms. */
+         * schema and its inputs so a client (the web UI) can build and check its forms. */
         json_t *kinds = json_array(), *schemas = json_object();
         for (int i = 0; kiln_kinds[i]; i++) {
                 json_array_append_new(kinds, json_string(kiln_kinds[i]->name));
                 json_object_set_new(schemas, kiln_kinds[i]->name,
-                                    json_pack("{s:s, s:o}", "doc", kiln_kinds[i]->doc ? kiln_kinds[i]->doc : "",
-                                              "params", kiln_params_schema_json(kiln_kinds[i])));
+                                    json_pack("{s:s, s:o, s:o}", "doc", kiln_kinds[i]->doc ? kiln_kinds[i]->doc : "",
+                                              "params", kiln_params_schema_json(kiln_kinds[i]), "inputs",
+                                              kiln_inputs_schema_json(kiln_kinds[i])));
         }
         const struct kiln_config *c = d->cfg;
         json_t *limits = json_pack("{s:I, s:I, s:I, s:f, s:I, s:I, s:I, s:I}", "max_message_bytes",

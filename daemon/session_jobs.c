@@ -113,22 +113,43 @@ void session_op_submit(struct session *s, const struct proto_req *rq)
         struct kilnd *d = s->d;
         json_t *ref = rq->ref;
 
+        const struct kiln_kind *kind = kiln_kind_find(rq->submit.kind);
+        if ((d->draining || !kind || s->inflight >= d->cfg->limits.max_inflight_per_conn) && s->parts && ref)
+                parts_drop(s->parts, ref); /* refused: its parts go too */
         if (d->draining) {
                 session_send_error(s, ref, KERR_SHUTTING_DOWN, NULL, "kilnd is shutting down and takes no new jobs");
                 return;
         }
-        const struct kiln_kind *kind = kiln_kind_find(rq->submit.kind);
         if (!kind) {
                 session_send_error(s, ref, KERR_UNKNOWN_KIND, "kind", "unknown job kind \"%s\"", rq->submit.kind);
                 return;
         }
-        if (!consume_parts(s, ref, kind))
-                return;
         if (s->inflight >= d->cfg->limits.max_inflight_per_conn) {
                 session_send_error(s, ref, KERR_RATE_LIMITED, NULL,
                            "this connection has %u unfinished jobs, its maximum (limits.max_inflight_per_conn); "
                            "wait for some to finish",
                            s->inflight);
+                return;
+        }
+        /* The kind's inputs sent as binary parts with this message's ref. */
+        struct part *parts[KILN_MAX_INPUTS];
+        size_t n_parts = 0;
+        struct proto_error err;
+        for (size_t i = 0; kind->inputs && kind->inputs[i].name && s->parts && ref; i++) {
+                int k = parts_take(s->parts, ref, kind->inputs[i].name, &parts[n_parts], &err);
+                if (k >= 0) {
+                        n_parts++;
+                } else if (k != -ENOENT) {
+                        while (n_parts)
+                                part_free(parts[--n_parts]);
+                        parts_drop(s->parts, ref);
+                        session_send_error(s, ref, err.code, err.field, "%s", err.message);
+                        return;
+                }
+        }
+        if (!consume_parts(s, ref, kind)) {
+                while (n_parts)
+                        part_free(parts[--n_parts]);
                 return;
         }
         struct job_submit sub = {
@@ -142,8 +163,9 @@ void session_op_submit(struct session *s, const struct proto_req *rq)
                 .watch = rq->submit.watch,
                 .session = s->id,
                 .ref = ref,
+                .parts = parts,
+                .n_parts = n_parts,
         };
-        struct proto_error err;
         int r = jobs_submit(d->jobs, &sub, &err);
         if (r < 0)
                 session_send_error(s, ref, err.code, err.field[0] ? err.field : NULL, "%s", err.message);
