@@ -89,6 +89,7 @@ struct job *job_alloc(struct jobs *js, const struct kiln_kind *kind)
         j->js = js;
         j->kind = kind;
         j->progress_mail.fn = on_progress_mail;
+        pthread_mutex_init(&j->progress_lock, NULL);
         j->item.kind = kind;
         return j;
 }
@@ -236,7 +237,17 @@ void job_unref(struct job *j)
                 free(a);
         }
         result_blob_free(j->blob_out);
+        pthread_mutex_destroy(&j->progress_lock);
         free(j);
+}
+
+int jobs_progress_values(struct job *j, struct kiln_value *ret, int max)
+{
+        pthread_mutex_lock(&j->progress_lock);
+        int n = j->n_progress_values < max ? j->n_progress_values : max;
+        memcpy(ret, j->progress_values, (size_t)n * sizeof(*ret));
+        pthread_mutex_unlock(&j->progress_lock);
+        return n;
 }
 
 unsigned job_attempts(const struct job *j)
@@ -480,11 +491,17 @@ static void sink_started(void *ctx, struct sched_item *it, int64_t now_ms)
         atomic_store(&j->state, KILN_JOB_RUNNING);
 }
 
-/* At most one progress mail in flight per job. */
-static void sink_progress(void *ctx, struct sched_item *it, int pct)
+/* At most one progress mail in flight per job; it carries the latest values. */
+static void sink_progress(void *ctx, struct sched_item *it, int pct, const struct kiln_value *values, int n)
 {
         struct job *j = container_of(it, struct job, item);
         atomic_store(&j->pct, pct);
+        if (n > KILN_MAX_PROGRESS_VALUES)
+                n = KILN_MAX_PROGRESS_VALUES;
+        pthread_mutex_lock(&j->progress_lock);
+        memcpy(j->progress_values, values, (size_t)n * sizeof(*values));
+        j->n_progress_values = n;
+        pthread_mutex_unlock(&j->progress_lock);
         if (atomic_exchange(&j->progress_posted, true))
                 return; /* the previous one has not been delivered yet */
         job_ref(j);

@@ -16,6 +16,7 @@
  * loop thread. */
 #pragma once
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -86,6 +87,11 @@ struct job {
         struct sched_item item;
         atomic_bool progress_posted;
         struct mail progress_mail;
+        /* The kind's latest progress values (SPEC §2.2), written by the worker and
+         * read by the loop (jobs_progress_values). */
+        pthread_mutex_t progress_lock;
+        struct kiln_value progress_values[KILN_MAX_PROGRESS_VALUES];
+        int n_progress_values;
 
         /* Loop thread only. */
         uint64_t *watchers;       /* session ids */
@@ -188,6 +194,9 @@ void jobs_cancel(struct jobs *js, struct job *j);
  * a job no longer live. Returns >= 0 and one reference in *ret, or -errno. */
 int jobs_load_finished(struct jobs *js, const struct store_job *rec, uint8_t **result, size_t size,
                        struct job **ret);
+/* Copies the kind's latest progress values of a running job (numbers, integers,
+ * booleans, nulls) into ret[0..max); returns how many. Any thread. */
+int jobs_progress_values(struct job *j, struct kiln_value *ret, int max);
 /* Device runs started for a job (live: so far; else as stored). */
 unsigned job_attempts(const struct job *j);
 

@@ -51,6 +51,8 @@ struct progress_ctx {
         struct kiln_exec ex;
         struct sched *s;
         struct sched_item *it;
+        struct kiln_value values[KILN_MAX_PROGRESS_VALUES]; /* the kind's latest */
+        int n_values;
 };
 
 /* One batch in flight. Jobs hold the queue's reference until the batch is freed. */
@@ -299,9 +301,32 @@ static size_t gather(struct sched *s, unsigned k, int p, struct sched_item **job
         return n;
 }
 
-/* Publishes progress; at most one report every 100 ms, and none in an item's first
- * 100 ms (progress_sent_ms starts at its start). */
-static void on_progress(struct kiln_exec *ex, double fraction)
+static bool value_equal(const struct kiln_value *a, const struct kiln_value *b)
+{
+        if (a->type != b->type || strcmp(a->name, b->name))
+                return false;
+        switch (a->type) {
+        case KILN_V_NUM: return a->num == b->num;
+        case KILN_V_INT: return a->i == b->i;
+        case KILN_V_BOOL: return a->b == b->b;
+        default: return true; /* null (text values are not progress values) */
+        }
+}
+
+static bool values_equal(const struct kiln_value *a, int na, const struct kiln_value *b, int nb)
+{
+        if (na != nb)
+                return false;
+        for (int i = 0; i < na; i++)
+                if (!value_equal(&a[i], &b[i]))
+                        return false;
+        return true;
+}
+
+/* Publishes progress and the kind's own values: at most one report every 100 ms,
+ * and none in an item's first 100 ms (progress_sent_ms starts at its start). A
+ * change of the values alone is worth a report; the latest ones go with it. */
+static void on_report(struct kiln_exec *ex, double fraction, const struct kiln_value *values, int n)
 {
         struct progress_ctx *pc = (struct progress_ctx *)ex;
         struct sched_item *it = pc->it;
@@ -310,14 +335,34 @@ static void on_progress(struct kiln_exec *ex, double fraction)
                 pct = 0;
         if (pct > 99)
                 pct = 99; /* 100 is reported by `finished` */
-        if (pct == atomic_load_explicit(&it->pct, memory_order_relaxed))
+        if (n > KILN_MAX_PROGRESS_VALUES)
+                n = KILN_MAX_PROGRESS_VALUES;
+        if (n < 0)
+                n = 0;
+        bool changed = pct != atomic_load_explicit(&it->pct, memory_order_relaxed);
+        if (n && !values_equal(values, n, pc->values, pc->n_values)) {
+                for (int i = 0; i < n; i++) {
+                        pc->values[i] = values[i];
+                        if (values[i].type == KILN_V_STR || values[i].type == KILN_V_JSON)
+                                pc->values[i].type = KILN_V_NULL; /* no text: its owner may free it */
+                }
+                pc->n_values = n;
+                changed = true;
+        }
+        if (!changed)
                 return;
         atomic_store_explicit(&it->pct, pct, memory_order_relaxed);
         int64_t now = kiln_mono_ms();
         if (now - it->progress_sent_ms < 100)
                 return;
         it->progress_sent_ms = now;
-        pc->s->sink.progress(pc->s->sink.ctx, it, pct);
+        pc->s->sink.progress(pc->s->sink.ctx, it, pct, pc->values, pc->n_values);
+}
+
+static void on_progress(struct kiln_exec *ex, double fraction)
+{
+        struct progress_ctx *pc = (struct progress_ctx *)ex;
+        on_report(ex, fraction, pc->values, pc->n_values);
 }
 
 static void finished(struct sched *s, struct sched_item *it, enum sched_end end, enum kiln_err code,
@@ -510,8 +555,8 @@ static void batch_start(struct sched *s, struct batch *b)
         for (size_t i = 0; i < b->n; i++) {
                 struct sched_item *it = b->items[i];
                 struct kiln_task *t = &b->tasks[i];
-                b->pcs[i] = (struct progress_ctx){ .ex = { .stop = &it->stop, .progress = on_progress }, .s = s,
-                                                   .it = it };
+                b->pcs[i] = (struct progress_ctx){
+                        .ex = { .stop = &it->stop, .progress = on_progress, .report = on_report }, .s = s, .it = it };
                 *t = (struct kiln_task){ .params = it->params, .inputs = it->inputs, .n_inputs = it->n_inputs,
                                          .object = it->object, .result = &b->results[i], .exec = &b->pcs[i].ex,
                                          .on_done = task_done, .opaque = b };

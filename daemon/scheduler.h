@@ -78,9 +78,10 @@ struct sched_sink {
         void (*release)(void *ctx, struct sched_item *it);
         /* The item's batch begins on a backend (now_ms: wall clock). */
         void (*started)(void *ctx, struct sched_item *it, int64_t now_ms);
-        /* Its progress changed to pct (0..99); at most one call per 100 ms per item,
-         * none in its first 100 ms. */
-        void (*progress)(void *ctx, struct sched_item *it, int pct);
+        /* Its progress changed to pct (0..99), with the kind's own values (n of them,
+         * kind.h: kiln_exec_report; borrowed for the call); at most one call per
+         * 100 ms per item, none in its first 100 ms. */
+        void (*progress)(void *ctx, struct sched_item *it, int pct, const struct kiln_value *values, int n);
         /* It ended. With SCHED_END_DONE the owner takes the result over (the struct
          * is then reset). `device` says where it ran ("cpu", "cuda:0", "none"),
          * `batch` how many items ran with it. Called exactly once per pushed item

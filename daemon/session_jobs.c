@@ -3,6 +3,7 @@
 #include "session_internal.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,13 +63,26 @@ static void ev_rejected(void *ctx, uint64_t session, json_t *ref, enum kiln_err 
                 session_send_error(s, ref, code, field, "%s", message);
 }
 
+/* `progress` with the kind's own fields (SPEC §2.2: sched.jobshop's best and
+ * lower_bound), which never replace the protocol's own. */
 static void ev_progress(void *ctx, uint64_t session, struct job *j)
 {
         struct session *s = session_find(ctx, session);
-        if (s)
-                session_send_json(s, json_pack("{s:s, s:s, s:i}", "op", "progress", "job", j->id_text, "pct",
-                                       atomic_load(&j->pct)),
-                          NULL);
+        if (!s)
+                return;
+        json_t *o = json_pack("{s:s, s:s, s:i}", "op", "progress", "job", j->id_text, "pct", atomic_load(&j->pct));
+        struct kiln_value v[KILN_MAX_PROGRESS_VALUES];
+        int n = jobs_progress_values(j, v, KILN_MAX_PROGRESS_VALUES);
+        for (int i = 0; o && i < n; i++) {
+                if (json_object_get(o, v[i].name))
+                        continue;
+                json_t *x = v[i].type == KILN_V_NUM    ? (isfinite(v[i].num) ? json_real(v[i].num) : json_null())
+                            : v[i].type == KILN_V_INT  ? json_integer(v[i].i)
+                            : v[i].type == KILN_V_BOOL ? json_boolean(v[i].b)
+                                                       : json_null();
+                json_object_set_new(o, v[i].name, x);
+        }
+        session_send_json(s, o, NULL);
 }
 
 static void ev_done(void *ctx, uint64_t session, struct job *j, json_t *ref)

@@ -217,6 +217,9 @@ struct kiln_object {
 
 /* ---- running ---- */
 
+/* At most this many values a kind adds to its `progress` messages (SPEC §2.2). */
+#define KILN_MAX_PROGRESS_VALUES 4
+
 /* What a running implementation may ask of whoever runs it. */
 struct kiln_exec {
         /* Non-zero: abandon the work and return -ECANCELED. Read it every few
@@ -224,6 +227,11 @@ struct kiln_exec {
         const atomic_int *stop;
         /* Optional: report progress in [0, 1]. May be called often; cheap. */
         void (*progress)(struct kiln_exec *ex, double fraction);
+        /* Optional: progress with the kind's own fields for the `progress` message
+         * (sched.jobshop: best, lower_bound), at most KILN_MAX_PROGRESS_VALUES values
+         * of type NUM, INT, BOOL or NULL (no text). Call it when they change; whoever
+         * runs the task sends the latest ones at most every 100 ms. */
+        void (*report)(struct kiln_exec *ex, double fraction, const struct kiln_value *values, int n);
         void *opaque;
 };
 
@@ -235,6 +243,14 @@ static inline bool kiln_exec_stopped(const struct kiln_exec *ex)
 static inline void kiln_exec_progress(struct kiln_exec *ex, double fraction)
 {
         if (ex && ex->progress)
+                ex->progress(ex, fraction);
+}
+
+static inline void kiln_exec_report(struct kiln_exec *ex, double fraction, const struct kiln_value *values, int n)
+{
+        if (ex && ex->report)
+                ex->report(ex, fraction, values, n);
+        else if (ex && ex->progress)
                 ex->progress(ex, fraction);
 }
 

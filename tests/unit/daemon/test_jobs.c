@@ -128,7 +128,13 @@ static void ev_rejected(void *ctx, uint64_t session, json_t *ref, enum kiln_err 
 
 static void ev_progress(void *ctx, uint64_t session, struct job *j)
 {
-        event_add("progress", session, j);
+        struct event *e = event_add("progress", session, j);
+        struct kiln_value v[KILN_MAX_PROGRESS_VALUES];
+        int n = jobs_progress_values(j, v, KILN_MAX_PROGRESS_VALUES);
+        int len = snprintf(e->done, sizeof(e->done), "pct=%d", atomic_load(&j->pct));
+        for (int i = 0; i < n; i++)
+                len += snprintf(e->done + len, sizeof(e->done) - (size_t)len, " %s=%lld", v[i].name,
+                                (long long)v[i].i);
 }
 
 static void ev_done(void *ctx, uint64_t session, struct job *j, json_t *ref)
@@ -432,6 +438,30 @@ static void test_the_scheduler_reports_a_device_shutdown_as_still_queued(void **
         job_unref(j);
 }
 
+static void test_progress_carries_the_kinds_values(void **state)
+{
+        struct fixture *f = *state;
+        struct proto_error err;
+
+        assert_int_equal(submit(f, "lens.nfw", small, 7, NULL, &err), 1);
+        answer(f, 0, STORE_SUBMIT_STORED);
+        struct sched_item *it = queued[0];
+        n_queued = 0;
+        sink->started(sink->ctx, it, kiln_wall_ms());
+        struct kiln_value v[2] = { { .name = "best", .type = KILN_V_INT, .i = 930 },
+                                   { .name = "lower_bound", .type = KILN_V_INT, .i = 655 } };
+        sink->progress(sink->ctx, it, 40, v, 2);
+        v[0].i = 1; /* the job keeps its own copy */
+        sink->progress(sink->ctx, it, 41, v, 2); /* one mail in flight: the latest is read */
+        mailbox_drain(f->mb);
+        assert_int_equal(n_events, 2);
+        assert_string_equal(events[1].what, "progress");
+        assert_string_equal(events[1].done, "pct=41 best=1 lower_bound=655");
+        sink->finished(sink->ctx, it, SCHED_END_CANCELLED, KERR_CANCELLED, "stop", NULL, "cpu", 1);
+        sink->release(sink->ctx, it);
+        answer(f, 0, 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -447,6 +477,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_bad_submissions_name_the_field, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_the_scheduler_reports_a_device_shutdown_as_still_queued, setup,
                                                 teardown),
+                cmocka_unit_test_setup_teardown(test_progress_carries_the_kinds_values, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -55,7 +55,7 @@ static void s_started(void *ctx, struct sched_item *it, int64_t now_ms)
         atomic_fetch_add(&container_of(it, struct fake, it)->started, 1);
 }
 
-static void s_progress(void *ctx, struct sched_item *it, int pct)
+static void s_progress(void *ctx, struct sched_item *it, int pct, const struct kiln_value *values, int n)
 {
 }
 
