@@ -27,7 +27,9 @@ struct jobs {
         struct limits_map *tenants;   /* unfinished and finished jobs by tenant */
 };
 
-/* jobs.c, for jobs_submit.c. */
+#define COALESCE_BUCKETS 16384 /* a power of two */
+
+/* jobs.c, for jobs_submit.c and jobs_index.c. */
 struct job *job_alloc(struct jobs *js, const struct kiln_kind *kind);
 /* The scheduler's item from the job's fields (params, inputs, tenant, ...). */
 void job_item_init(struct job *j);
@@ -37,6 +39,11 @@ void job_to_record(const struct job *j, struct store_job *ret);
 int job_build_done(struct job *j);
 /* Parses a blob taken over from the store (j->blob owns it afterwards). */
 int job_take_blob(struct job *j, uint8_t *blob, size_t size);
+/* Moves a job to a final state, from any thread: records the error (for failed,
+ * cancelled and expired), builds the `done` message, and queues the final record and
+ * result to the store; once committed, the loop thread notifies the watchers and
+ * drops the job from the table. Called exactly once per job. */
+void job_finish(struct job *j, enum kiln_job_state state, enum kiln_err code, const char *message);
 /* Makes j live: the table, its tenant's count, coalescing, its deadline, the queue. */
 void jobs_start(struct jobs *js, struct job *j);
 /* `accepted` for one submitter of j, then its `done` when j is already finished. */
@@ -46,6 +53,11 @@ void jobs_accepted(struct jobs *js, struct job *j, bool cached);
 /* Makes room in the deadline heap for every job being committed plus one, so a
  * job accepted later always gets its deadline armed. Returns >= 0 or -ENOMEM. */
 int jobs_deadline_reserve(struct jobs *js);
+/* jobs_index.c: the table (taking a reference), the deadline heap (the same). */
+void jobs_table_add(struct jobs *js, struct job *j);
+void jobs_table_remove(struct jobs *js, struct job *j);
+void jobs_deadline_add(struct jobs *js, struct job *j);
+void jobs_deadline_remove(struct jobs *js, struct job *j);
 int jobs_tenant_hold(struct jobs *js, struct job *j);
 void jobs_tenant_release(struct jobs *js, struct job *j, int final_state);
 /* The submitter's in-flight count ends (events.ended), once. */
