@@ -110,7 +110,10 @@ static void respond_error(struct http_api_req *r, unsigned status, const char *c
  * multiple of 64 bytes. */
 static int npy_header(const char *dtype, const json_t *shape, uint8_t **ret, size_t *ret_len)
 {
-        const char *descr = !strcmp(dtype, "f32") ? "<f4" : !strcmp(dtype, "u32") ? "<u4" : "|u1";
+        const char *descr = !strcmp(dtype, "f32")   ? "<f4"
+                            : !strcmp(dtype, "u32") ? "<u4"
+                            : !strcmp(dtype, "i32") ? "<i4"
+                                                    : "|u1";
         char dict[256];
         size_t n = (size_t)snprintf(dict, sizeof(dict), "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
         size_t i;

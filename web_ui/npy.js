@@ -4,6 +4,7 @@
 const DESCR = {
   f32: '<f4',
   u32: '<u4',
+  i32: '<i4',
   u8: '|u1',
   bytes: '|u1',
 };

@@ -38,6 +38,8 @@ static const char *npy_descr(const char *dtype)
                 return "<f4";
         if (!strcmp(dtype, "u32"))
                 return "<u4";
+        if (!strcmp(dtype, "i32"))
+                return "<i4";
         if (!strcmp(dtype, "u8") || !strcmp(dtype, "bytes"))
                 return "|u1";
         return NULL;

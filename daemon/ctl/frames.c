@@ -10,7 +10,7 @@
 
 static size_t elem_size(const char *dtype)
 {
-        if (!strcmp(dtype, "f32") || !strcmp(dtype, "u32"))
+        if (!strcmp(dtype, "f32") || !strcmp(dtype, "u32") || !strcmp(dtype, "i32"))
                 return 4;
         if (!strcmp(dtype, "u8") || !strcmp(dtype, "bytes"))
                 return 1;

@@ -14,7 +14,7 @@ from kiln_fixture import Client, Kilnd, KilndTestCase
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "bench"))
 
 KIND = "lens.nfw"
-# Every default of lens.nfw spelled out (gpu/kinds/lens_nfw/params.c).
+# Every default of lens.nfw spelled out (gpu/kinds/lens_nfw/kind.c).
 DEFAULTS = {"z_lens": 0.3, "z_source": 1.0, "grid_size": 64, "fov_arcsec": 60, "maps": ["kappa"], "h": 0.7,
             "omega_m": 0.3}
 
