@@ -1,0 +1,814 @@
+/* Stored objects as kilnd uses them: versions, compiled snapshots, work off the
+ * loop, the tenant index (see objects.h). */
+#include "objects.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "risk_score/model.h"
+#include "store.h"
+#include "storeq.h"
+#include "util.h"
+#include "vec_search/collection.h"
+
+#define WORKERS 2
+#define KEY_MAX (STORE_OBJECT_TENANT_MAX + 1 + STORE_OBJECT_CLASS_MAX + 1 + STORE_OBJECT_NAME_MAX)
+
+/* The tenant index (objects.h): no token can name a tenant with a space. */
+#define INDEX_TENANT "kiln objects"
+#define INDEX_CLASS "kiln.tenants"
+#define INDEX_NAME "all"
+
+static const struct kiln_object_class *const classes[] = { &risk_model_class, &vec_collection_class };
+
+const struct kiln_object_class *objects_class_find(const char *name)
+{
+        for (size_t i = 0; name && i < sizeof(classes) / sizeof(classes[0]); i++)
+                if (!strcmp(classes[i]->name, name))
+                        return classes[i];
+        return NULL;
+}
+
+/* ---- keys: "tenant NUL class NUL name", as the store's ---- */
+
+/* Writes the key into buf (KEY_MAX bytes) and returns its length, or 0 when a part
+ * is empty or longer than the store allows (no such object can exist). */
+static size_t key_make(char *buf, const char *tenant, const char *cls, const char *name)
+{
+        size_t lt = strnlen(tenant, STORE_OBJECT_TENANT_MAX + 1), lc = strnlen(cls, STORE_OBJECT_CLASS_MAX + 1),
+               ln = strnlen(name, STORE_OBJECT_NAME_MAX + 1);
+
+        if (!lt || lt > STORE_OBJECT_TENANT_MAX || !lc || lc > STORE_OBJECT_CLASS_MAX || !ln ||
+            ln > STORE_OBJECT_NAME_MAX)
+                return 0;
+        memcpy(buf, tenant, lt);
+        buf[lt] = '\0';
+        memcpy(buf + lt + 1, cls, lc);
+        buf[lt + 1 + lc] = '\0';
+        memcpy(buf + lt + 1 + lc + 1, name, ln);
+        return lt + 1 + lc + 1 + ln;
+}
+
+static uint64_t hash_bytes(const void *p, size_t n, uint64_t seed)
+{
+        const uint8_t *b = p;
+        uint64_t h = 0xcbf29ce484222325ull ^ seed;
+
+        for (size_t i = 0; i < n; i++) {
+                h ^= b[i];
+                h *= 0x100000001b3ull;
+        }
+        return h ^ (h >> 29);
+}
+
+/* ---- a map from keys to u64 (loop thread) ---- */
+
+struct ventry {
+        struct ventry *next;
+        uint64_t hash, value;
+        size_t klen;
+        char key[];
+};
+
+struct vmap {
+        struct ventry **b;
+        size_t nb, n;
+};
+
+/* The link that holds key (or the end of its chain). The map must have buckets. */
+static struct ventry **vmap_find(struct vmap *m, const char *key, size_t klen, uint64_t h)
+{
+        struct ventry **pp = &m->b[h & (m->nb - 1)];
+        for (; *pp; pp = &(*pp)->next)
+                if ((*pp)->hash == h && (*pp)->klen == klen && !memcmp((*pp)->key, key, klen))
+                        break;
+        return pp;
+}
+
+static uint64_t vmap_get(struct vmap *m, const char *key, size_t klen)
+{
+        if (!m->nb)
+                return 0;
+        struct ventry *e = *vmap_find(m, key, klen, hash_bytes(key, klen, 0));
+        return e ? e->value : 0;
+}
+
+/* Doubles the buckets (64 at first). Returns >= 0 or -ENOMEM. */
+static int vmap_grow(struct vmap *m)
+{
+        size_t nb = m->nb ? m->nb * 2 : 64;
+        struct ventry **t = calloc(nb, sizeof(*t));
+
+        if (!t)
+                return -ENOMEM;
+        for (size_t i = 0; i < m->nb; i++)
+                for (struct ventry *x = m->b[i], *next; x; x = next) {
+                        next = x->next;
+                        x->next = t[x->hash & (nb - 1)];
+                        t[x->hash & (nb - 1)] = x;
+                }
+        free(m->b);
+        m->b = t;
+        m->nb = nb;
+        return 0;
+}
+
+/* Sets key to value; value 0 removes it. Returns >= 0 or -ENOMEM. */
+static int vmap_set(struct vmap *m, const char *key, size_t klen, uint64_t value)
+{
+        uint64_t h = hash_bytes(key, klen, 0);
+        struct ventry **pp = m->nb ? vmap_find(m, key, klen, h) : NULL, *e = pp ? *pp : NULL;
+
+        if (e && value) {
+                e->value = value;
+                return 0;
+        }
+        if (e) {
+                *pp = e->next;
+                free(e);
+                m->n--;
+                return 0;
+        }
+        if (!value)
+                return 0;
+        if (m->n >= m->nb && vmap_grow(m) < 0)
+                return -ENOMEM;
+        e = malloc(sizeof(*e) + klen);
+        if (!e)
+                return -ENOMEM;
+        e->hash = h;
+        e->value = value;
+        e->klen = klen;
+        memcpy(e->key, key, klen);
+        e->next = m->b[h & (m->nb - 1)];
+        m->b[h & (m->nb - 1)] = e;
+        m->n++;
+        return 0;
+}
+
+static void vmap_clear(struct vmap *m)
+{
+        for (size_t i = 0; i < m->nb; i++)
+                for (struct ventry *x = m->b[i], *next; x; x = next) {
+                        next = x->next;
+                        free(x);
+                }
+        free(m->b);
+        memset(m, 0, sizeof(*m));
+}
+
+/* ---- the module ---- */
+
+/* One snapshot in memory: loading (refs counts its waiters too), ready, or failed
+ * (out of the table already, freed by its last waiter). While ready and
+ * unreferenced it is also in the idle list, least recently used first. */
+enum snap_state { SNAP_LOADING, SNAP_READY, SNAP_FAILED };
+
+struct snap {
+        struct object_ref ref;
+        struct snap *hnext;
+        struct snap *idle_prev, *idle_next;
+        uint64_t hash;
+        unsigned refs;
+        enum snap_state state;
+        int err;
+        char msg[256];
+        size_t bytes;
+        size_t klen;
+        char key[];
+};
+
+#define SNAP_BUCKETS 256
+
+struct objects {
+        struct store *store;
+        struct mailbox *mb;
+
+        /* loop thread */
+        struct vmap versions;        /* key -> current version */
+        struct vmap tenants;         /* tenant -> 1: in the index */
+
+        /* snapshots, under lock */
+        pthread_mutex_t lock;
+        pthread_cond_t loaded;       /* a snapshot left SNAP_LOADING */
+        struct snap *table[SNAP_BUCKETS];
+        struct snap *idle_head, *idle_tail;
+        uint64_t idle_n, idle_bytes, max_idle_bytes;
+        unsigned max_idle;
+        uint64_t n_entries, compiles, hits, evictions;
+
+        /* the workers */
+        pthread_mutex_t wlock;
+        pthread_cond_t wcond;
+        struct objects_work *whead, *wtail;
+        bool wstop;
+        pthread_t threads[WORKERS];
+        unsigned n_threads;
+};
+
+/* ---- versions ---- */
+
+uint64_t objects_version(struct objects *o, const char *tenant, const char *cls, const char *name)
+{
+        char key[KEY_MAX];
+        size_t klen = key_make(key, tenant, cls, name);
+
+        return klen ? vmap_get(&o->versions, key, klen) : 0;
+}
+
+static void idle_unlink(struct objects *o, struct snap *s);
+static void idle_push_front(struct objects *o, struct snap *s);
+
+void objects_changed(struct objects *o, const char *tenant, const char *cls, const char *name, uint64_t version)
+{
+        char key[KEY_MAX];
+        size_t klen = key_make(key, tenant, cls, name);
+
+        if (!klen)
+                return;
+        /* Out of memory here would leave a stale version: the next job would bind to
+         * it and fail with not_found or run on the old data. Nothing better can be
+         * done than dropping the entry, which at worst answers "no such object". */
+        if (vmap_set(&o->versions, key, klen, version) < 0)
+                vmap_set(&o->versions, key, klen, 0);
+
+        /* Snapshots of older versions are what no new job will ask for: evict them
+         * before anything else (a short walk over the bounded idle list). */
+        pthread_mutex_lock(&o->lock);
+        for (struct snap *s = o->idle_head, *next; s; s = next) {
+                next = s->idle_next;
+                if (s->klen == klen && !memcmp(s->key, key, klen) && s->ref.version != version) {
+                        idle_unlink(o, s);
+                        idle_push_front(o, s);
+                }
+        }
+        pthread_mutex_unlock(&o->lock);
+}
+
+/* ---- snapshots ---- */
+
+/* A sentence for objects_acquire's caller (256 bytes, cut when longer). */
+__attribute__((format(printf, 2, 3)))
+static void say(char *msg, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(msg, 256, fmt, ap);
+        va_end(ap);
+}
+
+static uint64_t snap_hash(const char *key, size_t klen, uint64_t version)
+{
+        return hash_bytes(key, klen, version * 0x9e3779b97f4a7c15ull);
+}
+
+static struct snap **snap_find(struct objects *o, const char *key, size_t klen, uint64_t version, uint64_t h)
+{
+        struct snap **pp = &o->table[h % SNAP_BUCKETS];
+        for (; *pp; pp = &(*pp)->hnext)
+                if ((*pp)->hash == h && (*pp)->ref.version == version && (*pp)->klen == klen &&
+                    !memcmp((*pp)->key, key, klen))
+                        break;
+        return pp;
+}
+
+static void snap_unlink(struct objects *o, struct snap *s)
+{
+        for (struct snap **pp = &o->table[s->hash % SNAP_BUCKETS]; *pp; pp = &(*pp)->hnext)
+                if (*pp == s) {
+                        *pp = s->hnext;
+                        o->n_entries--;
+                        return;
+                }
+}
+
+static void idle_unlink(struct objects *o, struct snap *s)
+{
+        if (s->idle_prev)
+                s->idle_prev->idle_next = s->idle_next;
+        else
+                o->idle_head = s->idle_next;
+        if (s->idle_next)
+                s->idle_next->idle_prev = s->idle_prev;
+        else
+                o->idle_tail = s->idle_prev;
+        s->idle_prev = s->idle_next = NULL;
+        o->idle_n--;
+        o->idle_bytes -= s->bytes;
+}
+
+static void idle_push_back(struct objects *o, struct snap *s)
+{
+        s->idle_next = NULL;
+        s->idle_prev = o->idle_tail;
+        if (o->idle_tail)
+                o->idle_tail->idle_next = s;
+        else
+                o->idle_head = s;
+        o->idle_tail = s;
+        o->idle_n++;
+        o->idle_bytes += s->bytes;
+}
+
+static void idle_push_front(struct objects *o, struct snap *s)
+{
+        s->idle_prev = NULL;
+        s->idle_next = o->idle_head;
+        if (o->idle_head)
+                o->idle_head->idle_prev = s;
+        else
+                o->idle_tail = s;
+        o->idle_head = s;
+        o->idle_n++;
+        o->idle_bytes += s->bytes;
+}
+
+/* Takes the least recently used idle snapshots out while the idle ones exceed the
+ * bound, chaining them on *victims (through hnext) for release outside the lock. */
+static void evict_locked(struct objects *o, struct snap **victims)
+{
+        while (o->idle_head && (o->idle_n > o->max_idle || o->idle_bytes > o->max_idle_bytes)) {
+                struct snap *s = o->idle_head;
+                idle_unlink(o, s);
+                snap_unlink(o, s);
+                o->evictions++;
+                s->hnext = *victims;
+                *victims = s;
+        }
+}
+
+static void snaps_free(struct snap *s)
+{
+        while (s) {
+                struct snap *next = s->hnext;
+                if (s->ref.snapshot)
+                        s->ref.cls->release((void *)s->ref.snapshot);
+                free(s);
+                s = next;
+        }
+}
+
+/* Feeds a compile the object's items from the read transaction the load holds. */
+struct items_ctx {
+        struct store_txn *t;
+        const struct store_object_ref *ref;
+};
+
+static int items_foreach(void *ctx, kiln_object_item_cb cb, void *userdata)
+{
+        struct items_ctx *c = ctx;
+        return store_object_items_foreach(c->t, c->ref, cb, userdata);
+}
+
+/* Loads version `version` of the object from the store and compiles it, all in one
+ * read transaction (the header checked and the data read are of one version). */
+static int load(struct objects *o, const char *tenant, const struct kiln_object_class *cls, const char *name,
+                uint64_t version, void **ret_snapshot, char msg[256])
+{
+        struct store_object_ref ref = { .tenant = tenant, .cls = cls->name, .name = name };
+        struct store_object_info info = { 0 };
+        struct kiln_object_error err = { 0 };
+        struct store_txn *t = NULL;
+        struct items_ctx ictx;
+        struct kiln_object_source src;
+        uint8_t *blob = NULL;
+        size_t blob_size = 0;
+        int r;
+
+        r = store_txn_begin(o->store, false, &t);
+        if (r < 0) {
+                say(msg, "cannot read the object store: %s", strerror(-r));
+                return r;
+        }
+        r = store_object_get(t, &ref, &info);
+        if (r == -ENOENT) {
+                say(msg, "%s \"%s\" is no longer stored (version %llu was asked for)", cls->name, name,
+                         (unsigned long long)version);
+                goto out;
+        }
+        if (r < 0) {
+                say(msg, "cannot read %s \"%s\" from the store: %s", cls->name, name, strerror(-r));
+                goto out;
+        }
+        if (info.version != version) {
+                r = -ENOENT;
+                say(msg, "%s \"%s\" is at version %llu now; version %llu is no longer stored", cls->name,
+                         name, (unsigned long long)info.version, (unsigned long long)version);
+                goto out;
+        }
+        r = store_object_blob_get(t, &ref, &blob, &blob_size);
+        if (r < 0) {
+                say(msg, "cannot read %s \"%s\" from the store: %s", cls->name, name, strerror(-r));
+                goto out;
+        }
+        ictx = (struct items_ctx){ .t = t, .ref = &ref };
+        src = (struct kiln_object_source){
+                .blob = blob,
+                .blob_bytes = blob_size,
+                .meta = info.meta,
+                .meta_len = info.meta_len,
+                .count = info.count,
+                .foreach_items = items_foreach,
+                .ctx = &ictx,
+        };
+        r = cls->compile(&src, ret_snapshot, &err);
+        if (r == -EINVAL)
+                say(msg, "%s \"%s\" version %llu cannot be used: %s", cls->name, name,
+                         (unsigned long long)version, err.message[0] ? err.message : "the class refused it");
+        else if (r < 0)
+                say(msg, "cannot compile %s \"%s\" version %llu: %s", cls->name, name,
+                         (unsigned long long)version, strerror(-r));
+out:
+        store_txn_abort(t);
+        free(blob);
+        store_object_info_clear(&info);
+        return r;
+}
+
+int objects_acquire(struct objects *o, const char *tenant, const struct kiln_object_class *cls, const char *name,
+                    uint64_t version, const struct object_ref **ret, char msg[256])
+{
+        char key[KEY_MAX];
+        size_t klen = cls && version ? key_make(key, tenant, cls->name, name) : 0;
+        struct snap *s, *victims = NULL;
+        int r;
+
+        if (!klen) {
+                say(msg, "no %s \"%.128s\" version %llu can exist", cls ? cls->name : "object",
+                         name ? name : "", (unsigned long long)version);
+                return -ENOENT;
+        }
+        uint64_t h = snap_hash(key, klen, version);
+
+        pthread_mutex_lock(&o->lock);
+        s = *snap_find(o, key, klen, version, h);
+        if (s) {
+                if (s->state == SNAP_READY && s->refs == 0)
+                        idle_unlink(o, s);
+                s->refs++;
+                while (s->state == SNAP_LOADING)
+                        pthread_cond_wait(&o->loaded, &o->lock);
+                if (s->state == SNAP_READY) {
+                        o->hits++;
+                        pthread_mutex_unlock(&o->lock);
+                        *ret = &s->ref;
+                        return 0;
+                }
+                r = s->err;
+                say(msg, "%s", s->msg);
+                bool last = --s->refs == 0;
+                pthread_mutex_unlock(&o->lock);
+                if (last)
+                        free(s);
+                return r;
+        }
+        s = calloc(1, sizeof(*s) + klen);
+        if (!s) {
+                pthread_mutex_unlock(&o->lock);
+                say(msg, "out of memory");
+                return -ENOMEM;
+        }
+        s->ref.cls = cls;
+        s->ref.version = version;
+        s->hash = h;
+        s->refs = 1;
+        s->state = SNAP_LOADING;
+        s->klen = klen;
+        memcpy(s->key, key, klen);
+        s->hnext = o->table[h % SNAP_BUCKETS];
+        o->table[h % SNAP_BUCKETS] = s;
+        o->n_entries++;
+        pthread_mutex_unlock(&o->lock);
+
+        void *snapshot = NULL;
+        r = load(o, tenant, cls, name, version, &snapshot, msg);
+
+        pthread_mutex_lock(&o->lock);
+        if (r >= 0) {
+                s->ref.snapshot = snapshot;
+                s->bytes = cls->snapshot_bytes(snapshot);
+                s->state = SNAP_READY;
+                o->compiles++;
+                evict_locked(o, &victims); /* it is referenced: others may go */
+        } else {
+                s->state = SNAP_FAILED;
+                s->err = r;
+                snprintf(s->msg, sizeof(s->msg), "%s", msg);
+                snap_unlink(o, s); /* the next acquirer tries afresh */
+                s->refs--;
+        }
+        pthread_cond_broadcast(&o->loaded);
+        bool free_failed = r < 0 && s->refs == 0;
+        pthread_mutex_unlock(&o->lock);
+        snaps_free(victims);
+        if (free_failed)
+                free(s);
+        if (r < 0)
+                return r;
+        *ret = &s->ref;
+        return 0;
+}
+
+void objects_release(struct objects *o, const struct object_ref *ref)
+{
+        struct snap *victims = NULL;
+
+        if (!ref)
+                return;
+        struct snap *s = container_of(ref, struct snap, ref);
+        pthread_mutex_lock(&o->lock);
+        if (--s->refs == 0) {
+                idle_push_back(o, s);
+                evict_locked(o, &victims);
+        }
+        pthread_mutex_unlock(&o->lock);
+        snaps_free(victims);
+}
+
+void objects_set_cache_limits(struct objects *o, uint64_t max_bytes, unsigned max_entries)
+{
+        struct snap *victims = NULL;
+
+        pthread_mutex_lock(&o->lock);
+        o->max_idle_bytes = max_bytes;
+        o->max_idle = max_entries;
+        evict_locked(o, &victims);
+        pthread_mutex_unlock(&o->lock);
+        snaps_free(victims);
+}
+
+void objects_cache_stats(struct objects *o, struct objects_cache_stats *ret)
+{
+        pthread_mutex_lock(&o->lock);
+        *ret = (struct objects_cache_stats){ .compiles = o->compiles,
+                                             .hits = o->hits,
+                                             .evictions = o->evictions,
+                                             .entries = o->n_entries,
+                                             .idle_entries = o->idle_n,
+                                             .idle_bytes = o->idle_bytes };
+        pthread_mutex_unlock(&o->lock);
+}
+
+/* ---- work off the loop ---- */
+
+static void *worker_main(void *arg)
+{
+        struct objects *o = arg;
+
+        pthread_mutex_lock(&o->wlock);
+        for (;;) {
+                struct objects_work *w = o->whead;
+                if (!w) {
+                        if (o->wstop)
+                                break;
+                        pthread_cond_wait(&o->wcond, &o->wlock);
+                        continue;
+                }
+                o->whead = w->next;
+                if (!o->whead)
+                        o->wtail = NULL;
+                pthread_mutex_unlock(&o->wlock);
+                w->next = NULL;
+                w->run(w);
+                mailbox_post(o->mb, &w->mail);
+                pthread_mutex_lock(&o->wlock);
+        }
+        pthread_mutex_unlock(&o->wlock);
+        return NULL;
+}
+
+void objects_work_submit(struct objects *o, struct objects_work *w)
+{
+        w->next = NULL;
+        pthread_mutex_lock(&o->wlock);
+        if (o->wtail)
+                o->wtail->next = w;
+        else
+                o->whead = w;
+        o->wtail = w;
+        pthread_cond_signal(&o->wcond);
+        pthread_mutex_unlock(&o->wlock);
+}
+
+void objects_stop(struct objects *o)
+{
+        if (!o)
+                return;
+        pthread_mutex_lock(&o->wlock);
+        o->wstop = true;
+        pthread_cond_broadcast(&o->wcond);
+        pthread_mutex_unlock(&o->wlock);
+        for (unsigned i = 0; i < o->n_threads; i++)
+                pthread_join(o->threads[i], NULL);
+        o->n_threads = 0;
+}
+
+/* ---- the tenant index ---- */
+
+struct index_req {
+        struct store_op op;
+        struct mail mail;
+        struct store_object_item item;
+        struct objects *o;
+        struct storeq *q;
+        void (*done)(void *userdata, int status);
+        void *userdata;
+        char tenant[STORE_OBJECT_TENANT_MAX + 1];
+};
+
+static void on_indexed_mail(struct mail *m)
+{
+        struct index_req *x = container_of(m, struct index_req, mail);
+        int status = x->op.status;
+
+        storeq_answered(x->q);
+        store_object_info_clear(&x->op.object_info);
+        if (status >= 0 && vmap_set(&x->o->tenants, x->tenant, strlen(x->tenant), 1) < 0)
+                status = -ENOMEM;
+        x->done(x->userdata, status);
+        free(x);
+}
+
+static void on_indexed(struct store_op *op)
+{
+        struct index_req *x = container_of(op, struct index_req, op);
+        x->mail.fn = on_indexed_mail;
+        mailbox_post(x->o->mb, &x->mail);
+}
+
+int objects_index_tenant(struct objects *o, struct storeq *q, const char *tenant,
+                         void (*done)(void *userdata, int status), void *userdata)
+{
+        size_t len = strnlen(tenant, STORE_OBJECT_TENANT_MAX + 1);
+
+        if (!len || len > STORE_OBJECT_TENANT_MAX)
+                return -EINVAL;
+        if (vmap_get(&o->tenants, tenant, len))
+                return 1;
+        struct index_req *x = calloc(1, sizeof(*x));
+        if (!x)
+                return -ENOMEM;
+        x->o = o;
+        x->q = q;
+        x->done = done;
+        x->userdata = userdata;
+        memcpy(x->tenant, tenant, len);
+        x->item = (struct store_object_item){ .id = (const uint8_t *)x->tenant, .id_len = len };
+        x->op.type = STORE_OP_OBJECT_ITEMS_PUT;
+        x->op.object = (struct store_object_ref){ .tenant = INDEX_TENANT, .cls = INDEX_CLASS, .name = INDEX_NAME };
+        x->op.items = &x->item;
+        x->op.n_items = 1;
+        x->op.done = on_indexed;
+        storeq_submit_loop(q, &x->op);
+        return 0;
+}
+
+/* ---- model meta ---- */
+
+void objects_model_meta_encode(uint64_t trees, uint32_t features, uint8_t ret_meta[OBJECTS_MODEL_META_BYTES])
+{
+        memset(ret_meta, 0, OBJECTS_MODEL_META_BYTES);
+        ret_meta[0] = 1;
+        for (int i = 0; i < 4; i++)
+                ret_meta[4 + i] = (uint8_t)(features >> (8 * i));
+        for (int i = 0; i < 8; i++)
+                ret_meta[8 + i] = (uint8_t)(trees >> (8 * i));
+}
+
+int objects_model_meta_decode(const void *meta, size_t len, uint64_t *ret_trees, uint32_t *ret_features)
+{
+        const uint8_t *b = meta;
+        uint64_t trees = 0;
+        uint32_t features = 0;
+
+        if (!b || len != OBJECTS_MODEL_META_BYTES || b[0] != 1 || b[1] || b[2] || b[3])
+                return -EINVAL;
+        for (int i = 0; i < 4; i++)
+                features |= (uint32_t)b[4 + i] << (8 * i);
+        for (int i = 0; i < 8; i++)
+                trees |= (uint64_t)b[8 + i] << (8 * i);
+        *ret_trees = trees;
+        *ret_features = features;
+        return 0;
+}
+
+/* ---- start and stop ---- */
+
+struct tenant_list {
+        char (*v)[STORE_OBJECT_TENANT_MAX + 1];
+        size_t n, cap;
+};
+
+static int collect_tenant(const uint8_t *id, size_t id_len, const uint8_t *data, size_t size, void *userdata)
+{
+        struct tenant_list *l = userdata;
+
+        (void)data;
+        (void)size;
+        if (id_len < 1 || id_len > STORE_OBJECT_TENANT_MAX || memchr(id, 0, id_len))
+                return 0; /* not a tenant name any object can have */
+        if (l->n == l->cap) {
+                size_t cap = l->cap ? l->cap * 2 : 16;
+                void *v = realloc(l->v, cap * sizeof(*l->v));
+                if (!v)
+                        return -ENOMEM;
+                l->v = v;
+                l->cap = cap;
+        }
+        memcpy(l->v[l->n], id, id_len);
+        l->v[l->n][id_len] = '\0';
+        l->n++;
+        return 0;
+}
+
+/* Reads the index, then every indexed tenant's objects of every class. */
+static int load_versions(struct objects *o)
+{
+        struct store_object_ref index = { .tenant = INDEX_TENANT, .cls = INDEX_CLASS, .name = INDEX_NAME };
+        struct tenant_list tl = { 0 };
+        struct store_txn *t;
+        int r;
+
+        r = store_txn_begin(o->store, false, &t);
+        if (r < 0)
+                return r;
+        r = store_object_items_foreach(t, &index, collect_tenant, &tl);
+        if (r == -ENOENT)
+                r = 0; /* no tenant ever stored an object */
+        for (size_t i = 0; r >= 0 && i < tl.n; i++) {
+                r = vmap_set(&o->tenants, tl.v[i], strlen(tl.v[i]), 1);
+                for (size_t c = 0; r >= 0 && c < sizeof(classes) / sizeof(classes[0]); c++) {
+                        struct store_object_info *infos = NULL;
+                        size_t n = 0;
+                        r = store_object_list(t, tl.v[i], classes[c]->name, &infos, &n);
+                        for (size_t k = 0; r >= 0 && k < n; k++) {
+                                char key[KEY_MAX];
+                                size_t klen = key_make(key, tl.v[i], classes[c]->name, infos[k].name);
+                                if (klen)
+                                        r = vmap_set(&o->versions, key, klen, infos[k].version);
+                        }
+                        store_object_infos_free(infos, n);
+                }
+        }
+        store_txn_abort(t);
+        free(tl.v);
+        return r;
+}
+
+int objects_new(struct store *store, struct mailbox *mb, struct objects **ret)
+{
+        struct objects *o = calloc(1, sizeof(*o));
+        int r;
+
+        if (!o)
+                return -ENOMEM;
+        o->store = store;
+        o->mb = mb;
+        o->max_idle = OBJECTS_IDLE_MAX_ENTRIES;
+        o->max_idle_bytes = OBJECTS_IDLE_MAX_BYTES;
+        pthread_mutex_init(&o->lock, NULL);
+        pthread_cond_init(&o->loaded, NULL);
+        pthread_mutex_init(&o->wlock, NULL);
+        pthread_cond_init(&o->wcond, NULL);
+        r = load_versions(o);
+        if (r < 0)
+                goto fail;
+        for (; o->n_threads < WORKERS; o->n_threads++) {
+                r = -pthread_create(&o->threads[o->n_threads], NULL, worker_main, o);
+                if (r < 0)
+                        goto fail;
+        }
+        *ret = o;
+        return 0;
+fail:
+        objects_free(o);
+        return r;
+}
+
+void objects_free(struct objects *o)
+{
+        if (!o)
+                return;
+        objects_stop(o);
+        for (size_t b = 0; b < SNAP_BUCKETS; b++) {
+                struct snap *s = o->table[b];
+                while (s) {
+                        struct snap *next = s->hnext;
+                        s->hnext = NULL;
+                        snaps_free(s);
+                        s = next;
+                }
+        }
+        vmap_clear(&o->versions);
+        vmap_clear(&o->tenants);
+        pthread_mutex_destroy(&o->lock);
+        pthread_cond_destroy(&o->loaded);
+        pthread_mutex_destroy(&o->wlock);
+        pthread_cond_destroy(&o->wcond);
+        free(o);
+}

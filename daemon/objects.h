@@ -1,0 +1,154 @@
+/* Stored objects as kilnd uses them (SPEC §2.4): models and vector collections.
+ *
+ * The store keeps objects as bytes and versions (store.h); the classes (object.h)
+ * validate and compile them. This module is what sits between them and the daemon:
+ *
+ *  - Versions. The version of every object current now, known on the loop thread
+ *    without touching the store: read once at start (objects_new), then kept in step
+ *    by the object ops, which call objects_changed after each committed change. A
+ *    job binds to the version current when it is submitted (objects_version).
+ *
+ *  - Snapshots. A compiled object version (a forest, a collection matrix), loaded
+ *    and compiled by the first worker that needs it, in its own read transaction, and
+ *    shared by every job of that version (objects_acquire / objects_release). A
+ *    snapshot stays in memory while referenced; unreferenced ones are kept in
+ *    least-recently-used order within a bound (objects_set_cache_limits) so the next
+ *    job of a popular version finds it compiled. An older version stays usable for
+ *    as long as it is in memory, so a job bound to version 3 still runs after version
+ *    4 is put, unless its snapshot was evicted meanwhile (-ENOENT then).
+ *
+ *  - Work off the loop. A small pool of worker threads runs what the loop thread
+ *    must not (parsing an uploaded model's JSON, checking and normalising a
+ *    collection's rows), then posts the caller's mail back to the loop
+ *    (objects_work_submit).
+ *
+ *  - The tenant index. The store lists objects per tenant, and nothing else knows
+ *    which tenants exist (tokens come and go), so this module keeps, in the store, an
+ *    index of the tenants that ever stored an object: the object "all" of class
+ *    "kiln.tenants" in the reserved tenant "kiln objects" (a tenant name with a
+ *    space, which no token can carry), with one empty item per tenant. A tenant is
+ *    indexed, durably, before its first object is stored (objects_index_tenant), so
+ *    objects_new finds every object there is.
+ *
+ * Threads: objects_new, objects_stop and objects_free on the main thread (before
+ * and after the loop); objects_version, objects_changed, objects_index_tenant and
+ * the mails on the loop thread; objects_acquire and objects_release on any thread
+ * but the loop (they may wait for a compile); objects_work_submit anywhere. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mailbox.h"
+#include "object.h"
+
+struct store;
+struct storeq;
+struct objects;
+
+/* Classes by their store name: "risk.model" (risk_model_class), "vec.collection"
+ * (vec_collection_class). NULL for any other name. */
+const struct kiln_object_class *objects_class_find(const char *name);
+
+/* At start (main thread, before the loop): reads the tenant index and the current
+ * version of every object of every indexed tenant from the store (one read
+ * transaction), and starts the worker threads. `mb` is where finished work is
+ * posted; both are borrowed and must outlive the result. Returns >= 0, or -errno
+ * (the store's, -ENOMEM, or pthread's). */
+int objects_new(struct store *store, struct mailbox *mb, struct objects **ret);
+
+/* Runs every queued work item (each posts its mail) and joins the workers; work
+ * submitted afterwards is not run. Main thread, after the loop has stopped, before
+ * the last mailbox_drain. Idempotent. */
+void objects_stop(struct objects *o);
+
+/* Stops (objects_stop) and frees everything. Every snapshot must have been released.
+ * Accepts NULL. */
+void objects_free(struct objects *o);
+
+/* ---- versions (loop thread) ---- */
+
+/* The version of (tenant, class name, name) current now; 0 = none. */
+uint64_t objects_version(struct objects *o, const char *tenant, const char *cls, const char *name);
+
+/* Records a committed change: `version` is the object's version after it, 0 when it
+ * was deleted or dropped. Older versions' unreferenced snapshots are evicted first
+ * from then on. */
+void objects_changed(struct objects *o, const char *tenant, const char *cls, const char *name, uint64_t version);
+
+/* ---- snapshots (any thread but the loop) ---- */
+
+/* What an acquirer holds: the class, the version and its immutable compiled snapshot
+ * (the class's type: struct risk_forest, struct vec_collection). */
+struct object_ref {
+        const struct kiln_object_class *cls;
+        uint64_t version;
+        const void *snapshot;
+};
+
+/* The compiled snapshot of exactly `version` of (tenant, cls, name): found in memory,
+ * or loaded from the store and compiled here (other threads asking for the same
+ * version meanwhile wait for it rather than compile it twice). *ret is valid until
+ * objects_release. Returns >= 0, or -errno with a sentence in msg: -ENOENT when that
+ * version is not in memory and is no longer (or not) the stored one, -EINVAL when what
+ * the store holds cannot be compiled, -ENOMEM, or the store's error. */
+int objects_acquire(struct objects *o, const char *tenant, const struct kiln_object_class *cls, const char *name,
+                    uint64_t version, const struct object_ref **ret, char msg[256]);
+
+/* Gives back a reference from objects_acquire. Accepts NULL. */
+void objects_release(struct objects *o, const struct object_ref *ref);
+
+/* How many unreferenced snapshots, and bytes of them (the class's snapshot_bytes),
+ * are kept for later acquirers; beyond either, the least recently used go. Defaults:
+ * OBJECTS_IDLE_MAX_ENTRIES and OBJECTS_IDLE_MAX_BYTES. Any thread. */
+#define OBJECTS_IDLE_MAX_ENTRIES 64u
+#define OBJECTS_IDLE_MAX_BYTES (1ull << 30)
+void objects_set_cache_limits(struct objects *o, uint64_t max_bytes, unsigned max_entries);
+
+struct objects_cache_stats {
+        uint64_t compiles;        /* snapshots compiled since start */
+        uint64_t hits;            /* acquires answered from memory */
+        uint64_t evictions;       /* unreferenced snapshots freed to stay in the bound */
+        uint64_t entries;         /* snapshots in memory now (referenced or not) */
+        uint64_t idle_entries, idle_bytes; /* of them, unreferenced */
+};
+
+/* A consistent copy of the counters. Any thread. */
+void objects_cache_stats(struct objects *o, struct objects_cache_stats *ret);
+
+/* ---- work off the loop ---- */
+
+/* One piece of work, embedded in the caller's own struct: a worker thread calls
+ * run(w), then posts w->mail (whose fn the caller set) to the mailbox. The caller
+ * must not touch w until its mail runs. */
+struct objects_work {
+        void (*run)(struct objects_work *w);
+        struct mail mail;
+        struct objects_work *next; /* private */
+};
+
+/* Queues w (FIFO over the workers). Any thread. */
+void objects_work_submit(struct objects *o, struct objects_work *w);
+
+/* ---- the tenant index (loop thread) ---- */
+
+/* Makes sure `tenant` is in the index before the caller stores its first object.
+ * Returns 1 when it already is (done is not called); 0 when an index change was
+ * submitted through q, in which case done(userdata, status) runs on the loop thread
+ * once the store answered (status >= 0: indexed and committed; < 0: -errno, nothing
+ * of that tenant may be stored now); or -ENOMEM / -EINVAL (a tenant name the store
+ * cannot key). */
+int objects_index_tenant(struct objects *o, struct storeq *q, const char *tenant,
+                         void (*done)(void *userdata, int status), void *userdata);
+
+/* ---- model meta ----
+ *
+ * What the store keeps as a model's meta, so that listing models needs no parse of
+ * their JSON: 16 bytes, u8 format (1), three zero bytes, u32 LE features, u64 LE
+ * trees. */
+#define OBJECTS_MODEL_META_BYTES 16u
+
+void objects_model_meta_encode(uint64_t trees, uint32_t features, uint8_t ret_meta[OBJECTS_MODEL_META_BYTES]);
+/* Returns 0, or -EINVAL when the bytes are not a model meta of this format. */
+int objects_model_meta_decode(const void *meta, size_t len, uint64_t *ret_trees, uint32_t *ret_features);
