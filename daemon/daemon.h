@@ -19,6 +19,7 @@ struct store_writer;
 struct storeq;
 struct sched;
 struct jobs;
+struct objects;
 struct mailbox;
 struct session;
 struct auth_tokens;
@@ -33,6 +34,7 @@ struct kilnd {
         struct store_writer *writer;
         struct storeq *storeq;        /* the loop's way to the writer */
         struct jobs *jobs;            /* the job lifecycle */
+        struct objects *objects;      /* stored objects: versions, snapshots (objects.h) */
         struct sched *sched;
         struct mailbox *mailbox;
         struct lws_context *lws;

@@ -20,6 +20,7 @@
 #include "kind.h"
 #include "log.h"
 #include "mailbox.h"
+#include "objects.h"
 #include "scheduler.h"
 #include "server.h"
 #include "session.h"
@@ -89,6 +90,7 @@ static void teardown(struct kilnd *d)
                 jobs_stop_all(d->jobs);
         sched_free(d->sched);
         d->sched = NULL;
+        objects_stop(d->objects); /* uploads being checked post their mail, drained below */
         if (d->jobs)
                 jobs_set_sched(d->jobs, NULL);
         if (d->storeq)
@@ -104,6 +106,7 @@ static void teardown(struct kilnd *d)
         d->storeq = NULL;
         hotcache_clear(); /* jobs still holding copies keep them until they go */
         free(d->sessions);
+        objects_free(d->objects);
         mailbox_free(d->mailbox);
         store_close(d->store);
         auth_tokens_free(d->tokens);
@@ -215,6 +218,11 @@ int main(int argc, char **argv)
         r = storeq_new(d->writer, &d->storeq);
         if (r < 0)
                 goto fail;
+        r = objects_new(d->store, d->mailbox, &d->objects);
+        if (r < 0) {
+                log_error("cannot read the stored models and collections: %s", strerror(-r));
+                goto fail;
+        }
         struct jobs_deps deps = {
                 .cfg = d->cfg,
                 .store = d->store,

@@ -271,6 +271,13 @@ static void op_hello(struct session *s, const struct proto_req *rq)
                                    "max_inflight_per_conn", (json_int_t)c->limits.max_inflight_per_conn,
                                    "max_queued_per_tenant", (json_int_t)c->limits.max_queued_per_tenant,
                                    "max_result_bytes", (json_int_t)c->limits.max_result_bytes);
+        /* What a job's inputs and the stored objects may hold (SPEC §2.4): kilnctl
+         * and the web UI check an upload against these before sending it. */
+        json_object_set_new(limits, "max_input_bytes", json_integer((json_int_t)c->limits.max_input_bytes));
+        json_object_set_new(limits, "max_object_bytes", json_integer((json_int_t)c->limits.max_object_bytes));
+        json_object_set_new(limits, "max_objects_per_tenant",
+                            json_integer((json_int_t)c->limits.max_objects_per_tenant));
+        json_object_set_new(limits, "max_tenant_bytes", json_integer((json_int_t)c->limits.max_tenant_bytes));
         session_send_json(s,
                   json_pack("{s:s, s:s, s:i, s:s, s:s, s:o, s:o, s:o}", "op", "welcome", "server",
                             "kiln/" KILN_VERSION, "protocol", 1, "tenant", s->who.tenant, "role",
@@ -284,6 +291,9 @@ static const enum auth_role op_min_role[_KOP_MAX] = {
         [KOP_RESULT] = AUTH_ROLE_READ,     [KOP_WATCH] = AUTH_ROLE_READ,     [KOP_CANCEL] = AUTH_ROLE_SUBMIT,
         [KOP_LIST] = AUTH_ROLE_READ,       [KOP_STATS] = AUTH_ROLE_READ,     [KOP_SUBSCRIBE] = AUTH_ROLE_READ,
         [KOP_CACHE_PURGE] = AUTH_ROLE_ADMIN, [KOP_CONFIG_GET] = AUTH_ROLE_ADMIN,
+        [KOP_MODEL_PUT] = AUTH_ROLE_ADMIN, [KOP_MODEL_LIST] = AUTH_ROLE_READ,   [KOP_MODEL_DELETE] = AUTH_ROLE_ADMIN,
+        [KOP_VEC_PUT] = AUTH_ROLE_WRITER,  [KOP_VEC_DELETE] = AUTH_ROLE_WRITER, [KOP_VEC_DROP] = AUTH_ROLE_WRITER,
+        [KOP_VEC_INFO] = AUTH_ROLE_READ,   [KOP_VEC_LIST] = AUTH_ROLE_READ,
 };
 
 /* limits.rate_per_s / limits.burst: one bucket per token (shared by every
@@ -406,6 +416,16 @@ static void handle_text(struct session *s, const char *text, size_t len)
                 break;
         case KOP_CONFIG_GET:
                 session_send_json(s, json_pack("{s:s, s:o}", "op", "config", "config", config_json(s->d->cfg)), rq.ref);
+                break;
+        case KOP_MODEL_PUT:
+        case KOP_MODEL_LIST:
+        case KOP_MODEL_DELETE:
+        case KOP_VEC_PUT:
+        case KOP_VEC_DELETE:
+        case KOP_VEC_DROP:
+        case KOP_VEC_INFO:
+        case KOP_VEC_LIST:
+                session_op_object(s, &rq);
                 break;
         default:
                 session_send_error(s, rq.ref, KERR_UNKNOWN_OP, "op", "unknown op");

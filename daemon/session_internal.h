@@ -105,3 +105,7 @@ void session_op_job(struct session *s, const struct proto_req *rq);
 void session_op_list(struct session *s, const struct proto_req *rq);
 void session_op_cache_purge(struct session *s, const struct proto_req *rq);
 
+/* ---- session_objects.c: the stored-object ops (model.*, vec.*) ---- */
+
+void session_op_object(struct session *s, const struct proto_req *rq);
+
