@@ -176,10 +176,13 @@ static json_t *vec_json(const char *op, const char *name, const struct store_obj
 
         if (kiln_vec_meta_decode(info->meta, info->meta_len, &metric, &dim) < 0)
                 return NULL;
-        o = json_pack("{s:s, s:I, s:I, s:I, s:s}", "collection", name, "version", (json_int_t)info->version, "count",
-                      (json_int_t)info->count, "dim", (json_int_t)dim, "metric", kiln_metric_name(metric));
-        if (o && op)
-                json_object_set_new(o, "op", json_string(op));
+        o = op ? json_pack("{s:s}", "op", op) : json_object();
+        if (o && json_object_update_new(o, json_pack("{s:s, s:I, s:I, s:I, s:s}", "collection", name, "version",
+                                                 (json_int_t)info->version, "count", (json_int_t)info->count, "dim",
+                                                 (json_int_t)dim, "metric", kiln_metric_name(metric))) < 0) {
+                json_decref(o);
+                return NULL;
+        }
         return o;
 }
 
