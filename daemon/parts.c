@@ -2,6 +2,7 @@
 #include "parts.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,11 +12,18 @@
 
 #include "kind.h"
 
+/* A byte range of a part already received. */
+struct range {
+        uint64_t start, end;
+};
+
 struct pending {
         struct pending *next;
         char *ref;                 /* the frames' "ref", as compact JSON */
         struct part p;
-        uint64_t received;         /* bytes so far: the next frame's offset */
+        uint64_t received;         /* bytes so far (the ranges never overlap) */
+        struct range *ranges;      /* received, sorted by start */
+        size_t n_ranges, cap_ranges;
 };
 
 struct parts {
@@ -41,6 +49,7 @@ struct parts *parts_new(uint64_t max_bytes)
 
 static void pending_free(struct pending *x)
 {
+        free(x->ranges);
         free(x->ref);
         free(x->p.data);
         free(x);
@@ -114,6 +123,43 @@ static bool same_layout(const struct part *p, const struct proto_frame *f)
         return true;
 }
 
+/* Records [start, end) as received: -EEXIST when it overlaps a range already
+ * there, -ENOMEM. Adjacent ranges are merged, so a part sent in order keeps one. */
+static int range_add(struct pending *x, uint64_t start, uint64_t end)
+{
+        size_t i = 0;
+        while (i < x->n_ranges && x->ranges[i].start < start)
+                i++;
+        if ((i > 0 && x->ranges[i - 1].end > start) || (i < x->n_ranges && x->ranges[i].start < end))
+                return -EEXIST;
+        if (start == end)
+                return 0;
+        bool join_prev = i > 0 && x->ranges[i - 1].end == start;
+        bool join_next = i < x->n_ranges && x->ranges[i].start == end;
+        if (join_prev && join_next) {
+                x->ranges[i - 1].end = x->ranges[i].end;
+                memmove(&x->ranges[i], &x->ranges[i + 1], (x->n_ranges - i - 1) * sizeof(*x->ranges));
+                x->n_ranges--;
+        } else if (join_prev) {
+                x->ranges[i - 1].end = end;
+        } else if (join_next) {
+                x->ranges[i].start = start;
+        } else {
+                if (x->n_ranges == x->cap_ranges) {
+                        size_t cap = x->cap_ranges ? x->cap_ranges * 2 : 4;
+                        struct range *r = realloc(x->ranges, cap * sizeof(*r));
+                        if (!r)
+                                return -ENOMEM;
+                        x->ranges = r;
+                        x->cap_ranges = cap;
+                }
+                memmove(&x->ranges[i + 1], &x->ranges[i], (x->n_ranges - i) * sizeof(*x->ranges));
+                x->ranges[i] = (struct range){ start, end };
+                x->n_ranges++;
+        }
+        return 0;
+}
+
 int parts_add(struct parts *ps, const struct proto_frame *f, struct proto_error *err)
 {
         char *ref = ref_text(f->ref);
@@ -126,12 +172,6 @@ int parts_add(struct parts *ps, const struct proto_frame *f, struct proto_error 
         int r = 0;
 
         if (!x) {
-                if (offset != 0) {
-                        r = fail(err, KERR_BAD_REQUEST, "frame.offset",
-                                 "part \"%s\" starts at offset %llu: its first frame must be at offset 0", f->part,
-                                 (unsigned long long)offset);
-                        goto out;
-                }
                 if (f->part_bytes > ps->max_bytes || ps->bytes > ps->max_bytes - f->part_bytes) {
                         r = fail(err, KERR_TOO_LARGE, "frame",
                                  "part \"%s\" of %llu bytes would take the parts waiting for their message past "
@@ -156,18 +196,24 @@ int parts_add(struct parts *ps, const struct proto_frame *f, struct proto_error 
                 ps->head = x;
                 ps->bytes += x->p.bytes;
                 pp = &ps->head;
-        } else if (!same_layout(&x->p, f) || offset != x->received) {
-                r = fail(err, KERR_BAD_REQUEST, same_layout(&x->p, f) ? "frame.offset" : "frame.shape",
-                         same_layout(&x->p, f)
-                                 ? "part \"%s\": a frame at offset %llu, but %llu bytes have arrived; send its frames "
-                                   "in order"
-                                 : "part \"%s\": every frame of a part needs the same dtype and shape (%llu, %llu)",
-                         f->part, (unsigned long long)offset, (unsigned long long)x->received);
+        } else if (!same_layout(&x->p, f)) {
+                r = fail(err, KERR_BAD_REQUEST, "frame.shape",
+                         "part \"%s\": every frame of a part needs the same dtype and shape", f->part);
+                unlink_free(ps, pp);
+                goto out;
+        }
+        /* Pieces may come in any order; none may cover bytes already received. */
+        int k = range_add(x, offset, offset + f->payload_len);
+        if (k < 0) {
+                r = fail(err, k == -ENOMEM ? KERR_INTERNAL : KERR_BAD_REQUEST, "frame.offset",
+                         k == -ENOMEM ? "out of memory for part \"%s\""
+                                      : "part \"%s\": a frame at offset %llu overlaps bytes already received",
+                         f->part, (unsigned long long)offset);
                 unlink_free(ps, pp);
                 goto out;
         }
         memcpy(x->p.data + offset, f->payload, f->payload_len);
-        x->received = offset + f->payload_len;
+        x->received += f->payload_len;
 out:
         free(ref);
         return r;

@@ -33,10 +33,10 @@ void parts_free(struct parts *ps);
 void parts_set_limit(struct parts *ps, uint64_t max_bytes);
 
 /* Adds one decoded frame (with a "ref") of a part. A part's frames carry the same
- * dtype and shape and arrive in order, each "offset" where the last one ended; a
- * part sent in one frame has none. Returns >= 0, or < 0 with *err filled
- * (too_large past the limit, bad_request for a frame that does not continue its
- * part); a part that errs is dropped whole. */
+ * dtype and shape, each its "offset" in the part, in any order; a part sent in one
+ * frame has none. Returns >= 0, or < 0 with *err filled (too_large past the limit,
+ * bad_request for a frame of another layout or overlapping bytes already
+ * received); a part that errs is dropped whole. */
 int parts_add(struct parts *ps, const struct proto_frame *f, struct proto_error *err);
 
 /* Takes the part `name` sent with `ref` (a message's "ref", any JSON value; NULL

@@ -372,19 +372,16 @@ static void handle_text(struct session *s, const char *text, size_t len)
         }
         if (!rate_ok(s)) {
                 send_rate_limited(s, rq.ref);
-                proto_req_clear(&rq);
-                return;
+                goto done;
         }
         if (!s->authed && rq.op != KOP_HELLO) {
                 session_send_error(s, rq.ref, KERR_UNAUTHORIZED, NULL, "say hello with a valid token first");
-                proto_req_clear(&rq);
-                return;
+                goto done;
         }
         if (rq.op != KOP_HELLO && s->who.role < op_min_role[rq.op]) {
                 session_send_error(s, rq.ref, KERR_FORBIDDEN, "op", "%s needs the %s role; this token has the %s role",
                            kiln_op_name(rq.op), auth_role_name(op_min_role[rq.op]), auth_role_name(s->who.role));
-                proto_req_clear(&rq);
-                return;
+                goto done;
         }
         switch (rq.op) {
         case KOP_HELLO:
@@ -431,6 +428,11 @@ static void handle_text(struct session *s, const char *text, size_t len)
                 session_send_error(s, rq.ref, KERR_UNKNOWN_OP, "op", "unknown op");
                 break;
         }
+done:
+        /* A message takes the parts sent with its ref when it is handled; whatever
+         * it did not take (or a refused message's parts) goes now. */
+        if (s->parts && rq.ref)
+                parts_drop(s->parts, rq.ref);
         proto_req_clear(&rq);
 }
 

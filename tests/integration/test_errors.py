@@ -237,7 +237,7 @@ class MalformedInputTest(ErrorCase):
         async def go():
             c = await self.client()
             try:
-                for op in ["frobnicate", "HELLO", "model.put", ""]:
+                for op in ["frobnicate", "HELLO", "model.frobnicate", ""]:
                     with self.subTest(op=op):
                         await self.bad(c, {"op": op}, "unknown_op", "op")
             finally:

@@ -93,22 +93,45 @@ static void test_an_incomplete_part_is_refused_when_taken(void **state)
         parts_free(ps);
 }
 
-static void test_frames_out_of_order_or_of_another_shape_drop_the_part(void **state)
+static void test_frames_in_any_order_make_the_part(void **state)
+{
+        struct parts *ps = parts_new(1 << 20);
+        json_t *ref = json_integer(1);
+        uint8_t data[100];
+        for (int i = 0; i < 100; i++)
+                data[i] = (uint8_t)(3 * i + 1);
+        struct proto_error err;
+        static const uint64_t order[] = { 80, 20, 0, 60, 40 };
+        for (size_t i = 0; i < 5; i++) {
+                struct proto_frame f = frame(ref, "rows", 100, data, order[i], 20, true);
+                assert_int_equal(parts_add(ps, &f, &err), 0);
+        }
+        struct part *p = NULL;
+        assert_int_equal(parts_take(ps, ref, "rows", &p, &err), 0);
+        assert_memory_equal(p->data, data, 100);
+        part_free(p);
+        json_decref(ref);
+        parts_free(ps);
+}
+
+static void test_overlapping_frames_or_another_shape_drop_the_part(void **state)
 {
         struct parts *ps = parts_new(1 << 20);
         json_t *ref = json_integer(1);
         uint8_t data[64] = { 0 };
         struct proto_error err;
-        struct proto_frame first = frame(ref, "rows", 64, data, 0, 16, true);
-        struct proto_frame gap = frame(ref, "rows", 64, data, 32, 16, true);
+        struct proto_frame first = frame(ref, "rows", 64, data, 16, 16, true);
+        struct proto_frame overlap = frame(ref, "rows", 64, data, 24, 16, true);
         assert_int_equal(parts_add(ps, &first, &err), 0);
-        assert_true(parts_add(ps, &gap, &err) < 0);
+        assert_true(parts_add(ps, &overlap, &err) < 0);
         assert_string_equal(err.field, "frame.offset");
         assert_int_equal(parts_bytes(ps), 0);
-        struct proto_frame late = frame(ref, "rows", 64, data, 16, 16, true);
-        assert_true(parts_add(ps, &late, &err) < 0); /* no first frame any more */
+        assert_null(parts_left(ps, ref));
+        struct proto_frame again = frame(ref, "rows", 64, data, 16, 16, true);
+        assert_int_equal(parts_add(ps, &again, &err), 0);
+        assert_true(parts_add(ps, &again, &err) < 0); /* the same piece twice overlaps too */
         assert_int_equal(parts_add(ps, &first, &err), 0);
-        struct proto_frame bigger = frame(ref, "rows", 128, data, 16, 16, true);
+        struct proto_frame bigger = frame(ref, "rows", 128, data, 32, 16, true);
         assert_true(parts_add(ps, &bigger, &err) < 0);
         assert_string_equal(err.field, "frame.shape");
         json_decref(ref);
@@ -140,7 +163,8 @@ int main(void)
                 cmocka_unit_test(test_a_part_in_one_frame_is_taken_whole),
                 cmocka_unit_test(test_a_part_in_several_frames_is_assembled_in_order),
                 cmocka_unit_test(test_an_incomplete_part_is_refused_when_taken),
-                cmocka_unit_test(test_frames_out_of_order_or_of_another_shape_drop_the_part),
+                cmocka_unit_test(test_frames_in_any_order_make_the_part),
+                cmocka_unit_test(test_overlapping_frames_or_another_shape_drop_the_part),
                 cmocka_unit_test(test_the_limit_counts_every_waiting_part),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
