@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "cache.h"
@@ -15,6 +14,7 @@
 #include "limiter.h"
 #include "log.h"
 #include "metrics.h"
+#include "objects.h"
 #include "params.h"
 #include "result_codec.h"
 #include "storeq.h"
@@ -30,6 +30,7 @@ int jobs_new(const struct jobs_deps *deps, struct jobs **ret)
                 return -ENOMEM;
         js->cfg = deps->cfg;
         js->store = deps->store;
+        js->objects = deps->objects;
         js->storeq = deps->storeq;
         js->mailbox = deps->mailbox;
         js->ev = deps->events;
@@ -118,10 +119,44 @@ int job_init_cache_key(struct job *j)
         }
         k->kind = j->kind->name;
         k->version = j->kind->version;
-        k->model = ""; /* no kind reads a model or collection yet */
+        k->model = j->object_text ? j->object_text : ""; /* a new version is a new key */
         k->params = j->key_params;
         cache_key_compute(k->kind, k->version, k->model, k->params, k->hash);
         return 0;
+}
+
+int job_bind_object(struct job *j, const char *name, uint64_t version)
+{
+        free(j->object_name);
+        free(j->object_text);
+        j->object_version = version;
+        j->object_name = strdup(name);
+        if (!j->object_name || asprintf(&j->object_text, "%s/%s@%llu", j->kind->object->name, name,
+                                        (unsigned long long)version) < 0) {
+                j->object_text = NULL;
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+/* Reads "CLASS/NAME@VERSION" back (split at the last '@': names may hold one). */
+static int parse_object_text(struct job *j, const char *text)
+{
+        const char *slash = strchr(text, '/'), *at = strrchr(text, '@');
+        char *end;
+        if (!j->kind->object || !slash || !at || at < slash ||
+            strncmp(text, j->kind->object->name, (size_t)(slash - text)) || strlen(j->kind->object->name) !=
+                                                                                 (size_t)(slash - text))
+                return -EINVAL;
+        unsigned long long v = strtoull(at + 1, &end, 10);
+        if (*end || !v)
+                return -EINVAL;
+        char *name = strndup(slash + 1, (size_t)(at - slash - 1));
+        if (!name)
+                return -ENOMEM;
+        int r = job_bind_object(j, name, v);
+        free(name);
+        return r;
 }
 
 /* Rebuilds a job from its store record (recovery at start, or a finished job loaded
@@ -158,6 +193,10 @@ static int job_from_record(struct jobs *js, const struct store_job *rec, uint8_t
         if (!j->params_json || (rec->idem_key && !(j->idem_key = strdup(rec->idem_key)))) {
                 job_unref(j);
                 return -ENOMEM;
+        }
+        if (rec->object && parse_object_text(j, rec->object) < 0) {
+                job_unref(j);
+                return -EINVAL;
         }
         if (input && *input) {
                 if (job_inputs_parse(*input, input_size, &j->in) < 0) {
@@ -220,6 +259,10 @@ void job_unref(struct job *j)
         if (j->key_params != j->params_json)
                 free(j->key_params);
         job_inputs_clear(&j->in);
+        if (j->object_ref)
+                objects_release(j->js->objects, j->object_ref);
+        free(j->object_name);
+        free(j->object_text);
         free(j->params);
         free(j->params_json);
         free(j->idem_key);
@@ -286,6 +329,7 @@ void job_to_record(const struct job *j, struct store_job *ret)
         ret->idem_key = j->idem_key;
         ret->attempts = job_attempts(j);
         ret->input_size = j->in.size;
+        ret->object = j->object_text;
         if (kiln_job_state_is_final(state)) {
                 int64_t queue_ms, run_ms;
                 job_durations(j, &queue_ms, &run_ms);
@@ -475,6 +519,36 @@ static void sink_release(void *ctx, struct sched_item *it)
         job_unref(container_of(it, struct job, item));
 }
 
+/* On the worker, before the job runs: the stored object version it is bound to,
+ * loaded and compiled (or shared) off the loop thread, then the kind's checks of
+ * the inputs against it (a row's feature count against the model's). */
+static int sink_prepare(void *ctx, struct sched_item *it, enum kiln_err *ret_code, char *msg)
+{
+        struct job *j = container_of(it, struct job, item);
+        struct jobs *js = ctx;
+
+        if (!j->kind->object || !j->object_name)
+                return 0;
+        if (!j->object_ref) {
+                int r = objects_acquire(js->objects, j->tenant, j->kind->object, j->object_name, j->object_version,
+                                        &j->object_ref, msg);
+                if (r < 0) {
+                        *ret_code = r == -ENOENT ? KERR_NOT_FOUND : r == -ENOMEM ? KERR_UNAVAILABLE : KERR_INTERNAL;
+                        return r;
+                }
+                j->object = (struct kiln_object){ .cls = j->object_ref->cls, .version = j->object_ref->version,
+                                                  .snapshot = j->object_ref->snapshot };
+                it->object = &j->object;
+        }
+        struct kiln_error err;
+        if (kiln_kind_check(j->kind, j->params, j->in.arrays, j->in.n, &j->object, &err) < 0) {
+                *ret_code = KERR_BAD_PARAMS;
+                snprintf(msg, 256, "%s", err.message); /* it names the field */
+                return -EINVAL;
+        }
+        return 0;
+}
+
 static void sink_started(void *ctx, struct sched_item *it, int64_t now_ms)
 {
         struct job *j = container_of(it, struct job, item);
@@ -532,6 +606,7 @@ static void sink_finished(void *ctx, struct sched_item *it, enum sched_end end, 
 static const struct sched_sink sink_template = {
         .hold = sink_hold,
         .release = sink_release,
+        .prepare = sink_prepare,
         .started = sink_started,
         .progress = sink_progress,
         .finished = sink_finished,

@@ -32,6 +32,8 @@
 
 struct jobs;
 struct storeq;
+struct objects;
+struct object_ref;
 struct hot_entry;
 struct result_blob;
 struct kiln_config;
@@ -63,6 +65,11 @@ struct job {
         char *idem_key;
         struct job_inputs in;     /* its input arrays, in one blob (job_inputs.h) */
         char *key_params;         /* the cache key's params: params_json and the inputs' digest */
+        char *object_name;        /* the stored object it runs against (kind->object), or NULL */
+        uint64_t object_version;  /* the version current at its submit: bound for good */
+        char *object_text;        /* "CLASS/NAME@VERSION": its record's and cache key's, or NULL */
+        const struct object_ref *object_ref; /* acquired by the worker that runs it (objects.h) */
+        struct kiln_object object;           /* what its task sees of it */
         struct store_cache_key cache_key; /* its result's identity, borrows the strings */
         bool cache_store;         /* cache the result when done (set before it is queued) */
 
@@ -135,6 +142,7 @@ struct job_events {
 struct jobs_deps {
         const struct kiln_config *cfg; /* replaced with jobs_set_config */
         struct store *store;           /* cache generation, for hot copies */
+        struct objects *objects;       /* stored objects' versions and snapshots */
         struct storeq *storeq;
         struct mailbox *mailbox;
         struct job_events events;

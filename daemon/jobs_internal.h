@@ -9,6 +9,7 @@ struct limits_map;
 struct jobs {
         const struct kiln_config *cfg;
         struct store *store;
+        struct objects *objects;
         struct storeq *storeq;
         struct mailbox *mailbox;
         struct sched *sched;
@@ -33,8 +34,12 @@ struct jobs {
 struct job *job_alloc(struct jobs *js, const struct kiln_kind *kind);
 /* The scheduler's item from the job's fields (params, inputs, tenant, ...). */
 void job_item_init(struct job *j);
-/* The cache key from kind, params and inputs. Returns >= 0 or -ENOMEM. */
+/* The cache key from kind, params, inputs and the object version it is bound to.
+ * Returns >= 0 or -ENOMEM. */
 int job_init_cache_key(struct job *j);
+/* Binds j to `version` of its kind's object `name` (object_name, object_version,
+ * object_text). Returns >= 0 or -ENOMEM. */
+int job_bind_object(struct job *j, const char *name, uint64_t version);
 void job_to_record(const struct job *j, struct store_job *ret);
 int job_build_done(struct job *j);
 /* Parses a blob taken over from the store (j->blob owns it afterwards). */

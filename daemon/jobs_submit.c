@@ -18,6 +18,7 @@
 #include "hotcache.h"
 #include "jobs_internal.h"
 #include "log.h"
+#include "objects.h"
 #include "params.h"
 #include "parts.h"
 #include "storeq.h"
@@ -44,7 +45,8 @@ static void submit_error(struct proto_error *err, enum kiln_err code, const char
  * (both taken over: params freed with free(), canonical with json_decref()).
  * Returns NULL on ENOMEM. */
 static struct job *job_new(struct jobs *js, const struct kiln_kind *kind, void *params, json_t *canonical,
-                           struct job_inputs *in, const struct job_submit *rq, int64_t timeout_ms)
+                           struct job_inputs *in, uint64_t object_version, const struct job_submit *rq,
+                           int64_t timeout_ms)
 {
         struct job *j = job_alloc(js, kind);
         if (!j)
@@ -54,7 +56,9 @@ static struct job *job_new(struct jobs *js, const struct kiln_kind *kind, void *
         j->in = *in;
         memset(in, 0, sizeof(*in));
         j->params_json = json_dumps(canonical, JSON_COMPACT | JSON_SORT_KEYS);
-        if (!j->params_json || job_init_cache_key(j) < 0)
+        const char *object = object_version ? kiln_params_object_name(kind, canonical) : NULL;
+        if (!j->params_json || (object && job_bind_object(j, object, object_version) < 0) ||
+            job_init_cache_key(j) < 0)
                 goto fail;
         if (rq->key && !(j->idem_key = strdup(rq->key)))
                 goto fail;
@@ -289,7 +293,8 @@ static int attach(struct jobs *js, struct job *live, const struct job_submit *rq
 /* The params and inputs of a submission, checked: the typed params and canonical
  * JSON, and the inputs assembled (the parts are taken over). */
 static int validate(struct jobs *js, const struct kiln_kind *kind, const struct job_submit *rq, void **ret_params,
-                    json_t **ret_canonical, struct job_inputs *ret_in, struct proto_error *err)
+                    json_t **ret_canonical, struct job_inputs *ret_in, uint64_t *ret_object_version,
+                    struct proto_error *err)
 {
         const struct kiln_config *cfg = js->cfg;
         struct job_inputs in = { 0 };
@@ -308,6 +313,18 @@ static int validate(struct jobs *js, const struct kiln_kind *kind, const struct 
                 free_parts(rq);
                 submit_error(err, KERR_BAD_PARAMS, perr.field, "%s", perr.message);
                 r = -EINVAL;
+                goto fail;
+        }
+        /* A stored object is named in the params: the job binds to its version now. */
+        uint64_t version = 0;
+        const char *object = kind->object ? kiln_params_object_name(kind, canonical) : NULL;
+        if (object && !(version = js->objects ? objects_version(js->objects, rq->tenant, kind->object->name, object)
+                                              : 0)) {
+                free_parts(rq);
+                submit_error(err, KERR_NOT_FOUND, "", "your tenant has no %s named \"%s\"", kind->object->name,
+                             object);
+                snprintf(err->field, sizeof(err->field), "params.%s", kind->object_param);
+                r = -ENOENT;
                 goto fail;
         }
         r = job_inputs_assemble(kind, rq->params, rq->parts, rq->n_parts, cfg->limits.max_input_bytes, &in, err);
@@ -332,6 +349,7 @@ static int validate(struct jobs *js, const struct kiln_kind *kind, const struct 
         *ret_params = params;
         *ret_canonical = canonical;
         *ret_in = in;
+        *ret_object_version = version;
         return 0;
 fail:
         free(params);
@@ -367,11 +385,12 @@ int jobs_submit(struct jobs *js, const struct job_submit *rq, struct proto_error
         void *params = NULL;
         json_t *canonical = NULL;
         struct job_inputs in;
-        int r = validate(js, kind, rq, &params, &canonical, &in, ret_err);
+        uint64_t object_version = 0;
+        int r = validate(js, kind, rq, &params, &canonical, &in, &object_version, ret_err);
         if (r < 0)
                 return r;
         int64_t timeout = rq->timeout_ms > 0 ? rq->timeout_ms : cfg->jobs.default_timeout_ms;
-        struct job *j = job_new(js, kind, params, canonical, &in, rq, timeout);
+        struct job *j = job_new(js, kind, params, canonical, &in, object_version, rq, timeout);
         if (!j || (j->deadline_ms && jobs_deadline_reserve(js) < 0)) {
                 job_unref(j);
                 submit_error(ret_err, KERR_INTERNAL, NULL, "out of memory");

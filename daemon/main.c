@@ -83,11 +83,19 @@ static void *signal_thread(void *arg)
 
 /* ---- start and stop ---- */
 
+/* A compiled object is released: the backends drop their device copies of it. */
+static void release_on_devices(void *ctx, const struct kiln_object *obj)
+{
+        sched_object_released(ctx, obj);
+}
+
 static void teardown(struct kilnd *d)
 {
         /* Running jobs stop without finishing: they stay queued in the store. */
         if (d->jobs)
                 jobs_stop_all(d->jobs);
+        if (d->objects) /* the devices' copies go with the backends */
+                objects_set_release_hook(d->objects, NULL, NULL);
         sched_free(d->sched);
         d->sched = NULL;
         objects_stop(d->objects); /* uploads being checked post their mail, drained below */
@@ -226,6 +234,7 @@ int main(int argc, char **argv)
         struct jobs_deps deps = {
                 .cfg = d->cfg,
                 .store = d->store,
+                .objects = d->objects,
                 .storeq = d->storeq,
                 .mailbox = d->mailbox,
                 .events = sessions_job_events(d),
@@ -239,6 +248,7 @@ int main(int argc, char **argv)
                 goto fail;
         }
         jobs_set_sched(d->jobs, d->sched);
+        objects_set_release_hook(d->objects, release_on_devices, d->sched);
         unsigned queued = 0, bad = 0;
         r = jobs_recover(d->jobs, d->store, &queued, &bad);
         if (r < 0) {

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kind.h"
 #include "risk_score/model.h"
 #include "store.h"
 #include "storeq.h"
@@ -201,6 +202,10 @@ struct objects {
         unsigned max_idle;
         uint64_t n_entries, compiles, hits, evictions;
 
+        /* told before a snapshot is released (the backends' device copies) */
+        void (*on_release)(void *ctx, const struct kiln_object *obj);
+        void *release_ctx;
+
         /* the workers */
         pthread_mutex_t wlock;
         pthread_cond_t wcond;
@@ -342,10 +347,15 @@ static void evict_locked(struct objects *o, struct snap **victims)
         }
 }
 
-static void snaps_free(struct snap *s)
+static void snaps_free(struct objects *o, struct snap *s)
 {
         while (s) {
                 struct snap *next = s->hnext;
+                if (s->ref.snapshot && o->on_release) {
+                        struct kiln_object obj = { .cls = s->ref.cls, .version = s->ref.version,
+                                                   .snapshot = s->ref.snapshot };
+                        o->on_release(o->release_ctx, &obj);
+                }
                 if (s->ref.snapshot)
                         s->ref.cls->release((void *)s->ref.snapshot);
                 free(s);
@@ -505,7 +515,7 @@ int objects_acquire(struct objects *o, const char *tenant, const struct kiln_obj
         pthread_cond_broadcast(&o->loaded);
         bool free_failed = r < 0 && s->refs == 0;
         pthread_mutex_unlock(&o->lock);
-        snaps_free(victims);
+        snaps_free(o, victims);
         if (free_failed)
                 free(s);
         if (r < 0)
@@ -527,7 +537,7 @@ void objects_release(struct objects *o, const struct object_ref *ref)
                 evict_locked(o, &victims);
         }
         pthread_mutex_unlock(&o->lock);
-        snaps_free(victims);
+        snaps_free(o, victims);
 }
 
 void objects_set_cache_limits(struct objects *o, uint64_t max_bytes, unsigned max_entries)
@@ -539,7 +549,7 @@ void objects_set_cache_limits(struct objects *o, uint64_t max_bytes, unsigned ma
         o->max_idle = max_entries;
         evict_locked(o, &victims);
         pthread_mutex_unlock(&o->lock);
-        snaps_free(victims);
+        snaps_free(o, victims);
 }
 
 void objects_cache_stats(struct objects *o, struct objects_cache_stats *ret)
@@ -800,7 +810,7 @@ void objects_free(struct objects *o)
                 while (s) {
                         struct snap *next = s->hnext;
                         s->hnext = NULL;
-                        snaps_free(s);
+                        snaps_free(o, s);
                         s = next;
                 }
         }
@@ -811,4 +821,12 @@ void objects_free(struct objects *o)
         pthread_mutex_destroy(&o->wlock);
         pthread_cond_destroy(&o->wcond);
         free(o);
+}
+
+void objects_set_release_hook(struct objects *o, void (*fn)(void *ctx, const struct kiln_object *obj), void *ctx)
+{
+        pthread_mutex_lock(&o->lock);
+        o->on_release = fn;
+        o->release_ctx = ctx;
+        pthread_mutex_unlock(&o->lock);
 }

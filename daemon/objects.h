@@ -46,6 +46,7 @@
 struct store;
 struct storeq;
 struct objects;
+struct kiln_object;
 
 /* Classes by their store name: "risk.model" (risk_model_class), "vec.collection"
  * (vec_collection_class). NULL for any other name. */
@@ -98,6 +99,11 @@ int objects_acquire(struct objects *o, const char *tenant, const struct kiln_obj
 
 /* Gives back a reference from objects_acquire. Accepts NULL. */
 void objects_release(struct objects *o, const struct object_ref *ref);
+
+/* `fn` is called (from whichever thread evicts) before a compiled snapshot is
+ * released, so that the backends drop their device copies of it
+ * (kiln_backend.object_release). Set once at start. */
+void objects_set_release_hook(struct objects *o, void (*fn)(void *ctx, const struct kiln_object *obj), void *ctx);
 
 /* How many unreferenced snapshots, and bytes of them (the class's snapshot_bytes),
  * are kept for later acquirers; beyond either, the least recently used go. Defaults:

@@ -504,6 +504,21 @@ static void attempts_undo(struct batch *b)
                         atomic_fetch_sub(&b->items[i]->attempts, 1);
 }
 
+/* Offers the backend the objects the batch's tasks run against, so a device keeps
+ * a resident copy (ggml's "run where the weights are"); a backend without the
+ * hook, or one that cannot, copies them per batch. */
+static void objects_upload(const struct kiln_backend *be, struct batch *b)
+{
+        const struct kiln_object *last = NULL;
+        for (size_t i = 0; be->object_upload && i < b->n; i++) {
+                const struct kiln_object *o = b->tasks[i].object;
+                if (!o || b->tasks[i].finished || (last && last->snapshot == o->snapshot))
+                        continue;
+                be->object_upload(be->ctx, o);
+                last = o;
+        }
+}
+
 /* Runs the batch's unfinished tasks on the backends in order. A backend that loses
  * a device (-EIO) is asked again (it picks another device) as long as it has one in
  * service; -ENODEV and -E2BIG move on to the next backend. A task is tried at most
@@ -520,6 +535,7 @@ static void batch_run(struct sched *s, struct batch *b)
                 for (unsigned t = 0; t < tries; t++) {
                         if (!attempts_begin(s, b, last == -ENODEV ? -EIO : last))
                                 return;
+                        objects_upload(be, b);
                         int r = be->run_batch(be->ctx, b->kind, b->tasks, b->n);
                         if (r >= 0) {
                                 metrics_batch_ran(b->kind, b->tasks[0].device[0] ? b->tasks[0].device : be->name,
@@ -567,6 +583,15 @@ static void batch_start(struct sched *s, struct batch *b)
                                  "the job's deadline passed while it was queued", NULL, "none", (uint32_t)b->n);
                         continue;
                 }
+                enum kiln_err code = KERR_INTERNAL;
+                char msg[256] = "";
+                if (s->sink.prepare && s->sink.prepare(s->sink.ctx, it, &code, msg) < 0) {
+                        atomic_store(&b->claimed[i], true);
+                        t->finished = true;
+                        finished(s, it, SCHED_END_FAILED, code, msg, NULL, "none", (uint32_t)b->n);
+                        continue;
+                }
+                t->object = it->object;
                 it->progress_sent_ms = mono;
                 s->sink.started(s->sink.ctx, it, now);
         }
@@ -945,4 +970,13 @@ uint32_t sched_depth(struct sched *s, unsigned kind, enum kiln_priority prio)
         uint32_t n = s->q[kind][prio].depth;
         pthread_mutex_unlock(&s->lock);
         return n;
+}
+
+void sched_object_released(struct sched *s, const struct kiln_object *obj)
+{
+        for (size_t k = 0; k < s->backends->n; k++) {
+                const struct kiln_backend *be = s->backends->list[k];
+                if (be->object_release)
+                        be->object_release(be->ctx, obj);
+        }
 }

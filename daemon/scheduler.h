@@ -52,7 +52,8 @@ struct sched_item {
         int64_t deadline_ms;           /* wall clock (kiln_wall_ms), 0 = none */
         const struct kiln_array *inputs; /* the job's input arrays, borrowed */
         size_t n_inputs;
-        const struct kiln_object *object; /* the stored object it reads, or NULL */
+        const struct kiln_object *object; /* the stored object it reads (set by the
+                                           * sink's prepare on the worker), or NULL */
 
         /* Written by the owner from any thread (cancel, expire, shutdown). */
         atomic_int stop;               /* enum sched_stop */
@@ -76,6 +77,11 @@ struct sched_sink {
         /* The scheduler holds an item while it is queued or running. */
         void (*hold)(void *ctx, struct sched_item *it);
         void (*release)(void *ctx, struct sched_item *it);
+        /* Before the item's batch begins, on the worker: whatever it needs that the
+         * loop thread may not do (loading the stored object it runs against into
+         * it->object). Returns >= 0, or < 0 with *ret_code and msg (256 bytes) saying
+         * why it cannot run: it then ends SCHED_END_FAILED. May be NULL. */
+        int (*prepare)(void *ctx, struct sched_item *it, enum kiln_err *ret_code, char *msg);
         /* The item's batch begins on a backend (now_ms: wall clock). */
         void (*started)(void *ctx, struct sched_item *it, int64_t now_ms);
         /* Its progress changed to pct (0..99), with the kind's own values (n of them,
@@ -117,6 +123,9 @@ void sched_pause(struct sched *s);
 json_t *sched_backends_json(struct sched *s);
 /* True when at least one device of a backend is in service. */
 bool sched_ready(struct sched *s);
+/* A compiled object is about to be released: every backend drops its device copies
+ * (kiln_backend.object_release). Any thread. */
+void sched_object_released(struct sched *s, const struct kiln_object *obj);
 
 /* Items waiting in all queues. */
 uint32_t sched_queued(struct sched *s);

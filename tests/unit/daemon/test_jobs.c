@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "jobs.h"
+#include "jobs_internal.h"
 #include "mailbox.h"
 #include "scheduler.h"
 #include "store.h"
@@ -462,6 +463,39 @@ static void test_progress_carries_the_kinds_values(void **state)
         answer(f, 0, 0);
 }
 
+/* The cache key of a job bound to a stored object: another version of it is
+ * another key, so a result computed with version 1 never answers version 2; the
+ * same version (and params) is the same key. */
+static void test_an_object_version_bump_changes_the_cache_key(void **state)
+{
+        struct fixture *f = *state;
+        static const struct kiln_object_class cls = { .name = "risk.model" };
+        static const struct kiln_param schema[] = { { 0 } };
+        static const struct kiln_kind kind = { .name = "test.model", .version = 1, .params = schema,
+                                               .object = &cls, .object_param = "model" };
+        struct job *a = job_alloc(f->js, &kind), *b = job_alloc(f->js, &kind), *c = job_alloc(f->js, &kind);
+        a->params_json = strdup("{\"model\":\"acme\"}");
+        b->params_json = strdup("{\"model\":\"acme\"}");
+        c->params_json = strdup("{\"model\":\"acme\"}");
+        assert_int_equal(job_bind_object(a, "acme", 1), 0);
+        assert_int_equal(job_bind_object(b, "acme", 2), 0);
+        assert_int_equal(job_bind_object(c, "acme", 1), 0);
+        assert_int_equal(job_init_cache_key(a), 0);
+        assert_int_equal(job_init_cache_key(b), 0);
+        assert_int_equal(job_init_cache_key(c), 0);
+        assert_string_equal(a->cache_key.model, "risk.model/acme@1");
+        assert_string_equal(b->cache_key.model, "risk.model/acme@2");
+        assert_memory_not_equal(a->cache_key.hash, b->cache_key.hash, 16);
+        assert_memory_equal(a->cache_key.hash, c->cache_key.hash, 16);
+        /* The record carries the binding, so a recovered job runs against the same version. */
+        struct store_job rec;
+        job_to_record(a, &rec);
+        assert_string_equal(rec.object, "risk.model/acme@1");
+        job_unref(a);
+        job_unref(b);
+        job_unref(c);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -478,6 +512,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_the_scheduler_reports_a_device_shutdown_as_still_queued, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_progress_carries_the_kinds_values, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_an_object_version_bump_changes_the_cache_key, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
