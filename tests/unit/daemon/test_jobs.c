@@ -496,6 +496,34 @@ static void test_an_object_version_bump_changes_the_cache_key(void **state)
         job_unref(c);
 }
 
+/* The cache key of a job with inputs: jobs whose inputs have the same digest (the
+ * same arrays, sent as JSON or binary: test_job_inputs) share a key; another digest
+ * is another key, with the same params. */
+static void test_the_inputs_digest_is_in_the_cache_key(void **state)
+{
+        struct fixture *f = *state;
+        const struct kiln_kind *kind = kiln_kind_find("lens.nfw");
+        struct job *a = job_alloc(f->js, kind), *b = job_alloc(f->js, kind), *c = job_alloc(f->js, kind),
+                   *none = job_alloc(f->js, kind);
+        struct job *all[4] = { a, b, c, none };
+        for (int i = 0; i < 4; i++)
+                all[i]->params_json = strdup("{\"mass\":1e14}");
+        a->in.n = b->in.n = c->in.n = 1;
+        snprintf(a->in.digest, sizeof(a->in.digest), "%064d", 1);
+        snprintf(b->in.digest, sizeof(b->in.digest), "%064d", 1);
+        snprintf(c->in.digest, sizeof(c->in.digest), "%064d", 2);
+        for (int i = 0; i < 4; i++)
+                assert_int_equal(job_init_cache_key(all[i]), 0);
+        assert_memory_equal(a->cache_key.hash, b->cache_key.hash, 16);
+        assert_memory_not_equal(a->cache_key.hash, c->cache_key.hash, 16);
+        assert_memory_not_equal(a->cache_key.hash, none->cache_key.hash, 16);
+        assert_string_equal(none->cache_key.params, "{\"mass\":1e14}"); /* no inputs: the params alone */
+        for (int i = 0; i < 4; i++) {
+                all[i]->in.n = 0; /* no blob to free */
+                job_unref(all[i]);
+        }
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -513,6 +541,7 @@ int main(void)
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_progress_carries_the_kinds_values, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_an_object_version_bump_changes_the_cache_key, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_the_inputs_digest_is_in_the_cache_key, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
