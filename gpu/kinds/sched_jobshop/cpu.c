@@ -1,0 +1,264 @@
+/* sched.jobshop on the CPU: the instance, its lower bound, then one or more
+ * independent tabu walks (search.h) until the time limit, the bound, the target
+ * or a cancel; the best walk's schedule is the result.
+ *
+ * Walk 0 runs on the calling worker thread and reports progress; further walks
+ * run on threads of their own. Without `walks` a job takes the cores that other
+ * running jobshop jobs leave, so one job alone on an idle machine uses every
+ * core and many jobs share them (one walk each at worst). */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "jobshop.h"
+#include "jtext.h"
+#include "search.h"
+
+/* Moves between clock readings: well under a millisecond on any instance. */
+#define STEPS_PER_CHECK 8
+#define REPORT_EVERY_NS (50 * 1000000LL)
+
+/* Jobshop tasks running now in this process (for the automatic walk count). */
+static atomic_int running_tasks;
+
+struct shared {
+        pthread_mutex_t lock;
+        js_time best_mk;            /* the best of every walk, under lock */
+        int64_t best_ns;            /* when it was first found, since t0 */
+        int best_walk;
+        atomic_llong best_seen;     /* best_mk, readable without the lock */
+        atomic_int stop;            /* a walk reached the bound or target, or time is up */
+        int64_t t0_ns, deadline_ns;
+        struct kiln_exec *ex;       /* the cancel flag and progress */
+};
+
+struct walker {
+        struct shared *sh;
+        struct js_walk w;
+        void *mem;
+        int index;
+        uint64_t seed;
+        js_time stop_at;
+        struct js_config cfg;
+        pthread_t thread;
+        bool running;
+};
+
+static int64_t now_ns(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void note_best(struct walker *wk, int64_t now)
+{
+        struct shared *sh = wk->sh;
+        pthread_mutex_lock(&sh->lock);
+        if (wk->w.best_mk < sh->best_mk) {
+                sh->best_mk = wk->w.best_mk;
+                sh->best_ns = now - sh->t0_ns;
+                sh->best_walk = wk->index;
+                atomic_store(&sh->best_seen, (long long)sh->best_mk);
+        }
+        pthread_mutex_unlock(&sh->lock);
+}
+
+static void report(struct shared *sh, js_time lb, int64_t now)
+{
+        double span = (double)(sh->deadline_ns - sh->t0_ns);
+        double frac = span > 0 ? (double)(now - sh->t0_ns) / span : 1.0;
+        struct kiln_value v[2] = { { .name = "best", .type = KILN_V_INT },
+                                   { .name = "lower_bound", .type = KILN_V_INT } };
+        v[0].i = (int64_t)atomic_load(&sh->best_seen);
+        v[1].i = lb;
+        kiln_exec_report(sh->ex, frac < 0 ? 0 : frac > 1 ? 1 : frac, v, 2);
+}
+
+/* One walk until something stops them all. The reporting walk (walk 0) also
+ * sends progress: at most every REPORT_EVERY_NS, and only with news. */
+static void walk_run(struct walker *wk, js_time lb)
+{
+        struct shared *sh = wk->sh;
+        bool reporter = wk->index == 0;
+        long long reported = -1;
+        int64_t last_report = 0;
+
+        js_walk_start(&wk->w, &wk->cfg, wk->seed, wk->stop_at);
+        note_best(wk, now_ns());
+        while (!wk->w.done && !atomic_load_explicit(&sh->stop, memory_order_relaxed)) {
+                bool better = false;
+                for (int i = 0; i < STEPS_PER_CHECK && !wk->w.done; i++)
+                        better |= js_step(&wk->w) != 0;
+                int64_t now = now_ns();
+                if (better)
+                        note_best(wk, now);
+                if (now >= sh->deadline_ns || kiln_exec_stopped(sh->ex))
+                        break;
+                long long seen = atomic_load_explicit(&sh->best_seen, memory_order_relaxed);
+                if (reporter && seen != reported && now - last_report >= REPORT_EVERY_NS) {
+                        report(sh, lb, now);
+                        reported = seen;
+                        last_report = now;
+                }
+        }
+        /* The bound or target is reached, or time is up: every walk stops. */
+        atomic_store(&sh->stop, 1);
+}
+
+struct thread_arg {
+        struct walker *wk;
+        js_time lb;
+};
+
+static void *walk_thread(void *p)
+{
+        struct thread_arg *a = p;
+        walk_run(a->wk, a->lb);
+        return NULL;
+}
+
+/* How many walks: the asked number, or the cores left to this job. */
+static int walk_count(const struct jobshop_params *p, int running)
+{
+        if (p->walks > 0)
+                return p->walks > JS_MAX_WALKS ? JS_MAX_WALKS : p->walks;
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        cpu_set_t set;
+        if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) < cores)
+                cores = CPU_COUNT(&set);
+        long n = cores / (running > 0 ? running : 1);
+        return n < 1 ? 1 : n > JS_MAX_WALKS ? JS_MAX_WALKS : (int)n;
+}
+
+/* starts: one array per job of its operations' start times. */
+static int add_starts(struct kiln_result *res, const struct js_instance *in, const js_time *head)
+{
+        struct kiln_jtext j;
+        kiln_jtext_init(&j);
+        kiln_jtext_open(&j);
+        for (int32_t job = 0; job < in->n_jobs; job++) {
+                kiln_jtext_open(&j);
+                for (int32_t o = in->job_start[job]; o < in->job_start[job + 1]; o++)
+                        kiln_jtext_int(&j, head[o]);
+                kiln_jtext_close(&j);
+        }
+        kiln_jtext_close(&j);
+        return kiln_result_take_jtext(res, "starts", &j);
+}
+
+static int add_results(struct kiln_result *res, const struct js_instance *in, const struct js_walk *w, js_time lb,
+                       const struct shared *sh, int walks, int64_t iterations, int64_t moves)
+{
+        js_time mk = w->mk;
+        int r;
+        if ((r = kiln_result_add_int(res, "makespan", mk)) < 0 ||
+            (r = kiln_result_add_int(res, "lower_bound", lb)) < 0 ||
+            (r = kiln_result_add_scalar(res, "gap", lb > 0 ? (double)(mk - lb) / (double)lb : 0.0)) < 0 ||
+            (r = kiln_result_add_bool(res, "optimal", mk == lb)) < 0 ||
+            (r = kiln_result_add_int(res, "iterations", iterations)) < 0 ||
+            (r = kiln_result_add_int(res, "ms_to_best", sh->best_ns / 1000000)) < 0 ||
+            (r = kiln_result_add_int(res, "walks", walks)) < 0 ||
+            (r = kiln_result_add_int(res, "moves", moves)) < 0)
+                return r;
+        return add_starts(res, in, w->head);
+}
+
+static int solve(struct kiln_task *t, const struct js_instance *in, const struct js_inst *view, js_time lb,
+                 int64_t t0)
+{
+        const struct jobshop_params *p = t->params;
+        int walks = walk_count(p, atomic_load(&running_tasks));
+        struct walker *wk = calloc((size_t)walks, sizeof(*wk));
+        struct shared sh = { .best_mk = INT64_MAX, .best_walk = 0, .t0_ns = t0, .ex = t->exec };
+        struct js_config cfg = js_config_for(view);
+        js_time stop_at = p->target > lb ? (js_time)p->target : lb;
+        size_t bytes = js_walk_bind(NULL, NULL, view);
+        int r = 0;
+
+        if (!wk)
+                return -ENOMEM;
+        sh.deadline_ns = t0 + (int64_t)p->time_limit_ms * 1000000LL;
+        atomic_init(&sh.best_seen, (long long)INT64_MAX);
+        atomic_init(&sh.stop, 0);
+        pthread_mutex_init(&sh.lock, NULL);
+        for (int i = 0; i < walks; i++) {
+                wk[i].sh = &sh;
+                wk[i].index = i;
+                wk[i].seed = (uint64_t)p->seed ^ ((uint64_t)i * 0x9e3779b97f4a7c15ull);
+                wk[i].stop_at = stop_at;
+                wk[i].cfg = cfg;
+                wk[i].mem = malloc(bytes);
+                if (!wk[i].mem) {
+                        r = -ENOMEM;
+                        break;
+                }
+                js_walk_bind(&wk[i].w, wk[i].mem, view);
+        }
+        struct thread_arg *args = r >= 0 ? calloc((size_t)walks, sizeof(*args)) : NULL;
+        if (r >= 0 && !args)
+                r = -ENOMEM;
+        for (int i = 1; r >= 0 && i < walks; i++) {
+                args[i] = (struct thread_arg){ &wk[i], lb };
+                /* A walk that cannot get a thread is left out; walk 0 always runs. */
+                wk[i].running = pthread_create(&wk[i].thread, NULL, walk_thread, &args[i]) == 0;
+        }
+        if (r >= 0)
+                walk_run(&wk[0], lb);
+        int64_t iterations = 0, moves = 0;
+        for (int i = 0; i < walks; i++) {
+                if (wk[i].running)
+                        pthread_join(wk[i].thread, NULL);
+                iterations += wk[i].w.iter;
+                moves += wk[i].w.moves;
+        }
+        if (r >= 0 && kiln_exec_stopped(t->exec))
+                r = -ECANCELED;
+        if (r >= 0) {
+                struct js_walk *best = &wk[sh.best_walk].w;
+                js_load(best, best->best_seq); /* heads = the start times */
+                report(&sh, lb, now_ns());
+                r = add_results(t->result, in, best, lb, &sh, walks, iterations, moves);
+        }
+        for (int i = 0; i < walks; i++)
+                free(wk[i].mem);
+        free(args);
+        free(wk);
+        pthread_mutex_destroy(&sh.lock);
+        return r;
+}
+
+int js_run_cpu(struct kiln_task *t)
+{
+        const struct kiln_array *a = js_instance_input(t->inputs, t->n_inputs);
+        struct js_instance *in = NULL;
+        struct kiln_error err;
+        int64_t t0 = now_ns();
+
+        if (!a)
+                return -EINVAL;
+        int r = js_instance_parse(a->data, a->bytes, &in, &err);
+        if (r < 0)
+                return r;
+        int32_t *derived = malloc(((size_t)in->n_ops + (size_t)in->n_mach + 1) * sizeof(*derived));
+        js_time lb = js_lower_bound(in);
+        if (!derived || lb < 0) {
+                free(derived);
+                js_instance_free(in);
+                return -ENOMEM;
+        }
+        js_inst_derive(in->n_jobs, in->n_mach, in->n_ops, in->job_start, in->mach, derived, derived + in->n_ops);
+        struct js_inst view = { in->n_jobs, in->n_mach, in->n_ops, in->job_start, in->mach, in->dur,
+                                derived, derived + in->n_ops };
+        atomic_fetch_add(&running_tasks, 1);
+        r = solve(t, in, &view, lb, t0);
+        atomic_fetch_sub(&running_tasks, 1);
+        free(derived);
+        js_instance_free(in);
+        return r;
+}
