@@ -13,7 +13,6 @@
  *                             for categorical splits (refused); tree_param.num_nodes.
  * Integers in *_param objects are strings. */
 #include <errno.h>
-#include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -22,6 +21,7 @@
 #include <string.h>
 
 #include "risk_score/model.h"
+#include "risk_score/xjson.h"
 
 #define BOOSTER "learner.gradient_booster"
 #define TREES BOOSTER ".model.trees"
@@ -52,30 +52,30 @@ static int fail_nomem(struct kiln_object_error *err)
 }
 
 /* The member `key` of object o, or NULL (also when o is not an object). */
-static json_t *member(const json_t *o, const char *key)
+static const struct xj_value *member(const struct xj_value *o, const char *key)
 {
-        return json_is_object(o) ? json_object_get(o, key) : NULL;
+        return xj_get(o, key);
 }
 
 /* A non-negative integer written as XGBoost writes its parameters (a string of
  * decimal digits) or as a JSON integer, at most max. Returns 0 or -EINVAL. */
-static int param_uint(const json_t *v, uint64_t max, uint64_t *ret)
+static int param_uint(const struct xj_value *v, uint64_t max, uint64_t *ret)
 {
         const char *s;
         size_t n;
         uint64_t x = 0;
 
-        if (json_is_integer(v)) {
-                json_int_t i = json_integer_value(v);
+        if (xj_is(v, XJ_INT)) {
+                int64_t i = v->i;
                 if (i < 0 || (uint64_t)i > max)
                         return -EINVAL;
                 *ret = (uint64_t)i;
                 return 0;
         }
-        if (!json_is_string(v))
+        if (!xj_is(v, XJ_STRING))
                 return -EINVAL;
-        s = json_string_value(v);
-        n = json_string_length(v);
+        s = v->s;
+        n = v->n;
         if (n == 0 || n > 19)
                 return -EINVAL;
         for (size_t i = 0; i < n; i++) {
@@ -90,9 +90,9 @@ static int param_uint(const json_t *v, uint64_t max, uint64_t *ret)
 }
 
 /* An optional parameter: absent gives `def`. */
-static int param_uint_opt(const json_t *o, const char *key, uint64_t def, uint64_t max, uint64_t *ret)
+static int param_uint_opt(const struct xj_value *o, const char *key, uint64_t def, uint64_t max, uint64_t *ret)
 {
-        const json_t *v = member(o, key);
+        const struct xj_value *v = member(o, key);
 
         if (!v) {
                 *ret = def;
@@ -103,7 +103,7 @@ static int param_uint_opt(const json_t *o, const char *key, uint64_t def, uint64
 
 /* base_score: "5E-1" (XGBoost 1.x, 2.x) or "[5E-1]" (3.x), one float32 in (0, 1),
  * parsed straight to float32 as XGBoost does. */
-static int parse_base_score(const json_t *v, float *ret_score, float *ret_margin, struct kiln_object_error *err)
+static int parse_base_score(const struct xj_value *v, float *ret_score, float *ret_margin, struct kiln_object_error *err)
 {
         const char *field = PARAM ".base_score";
         char buf[64];
@@ -112,10 +112,10 @@ static int parse_base_score(const json_t *v, float *ret_score, float *ret_margin
         char *end;
         float b;
 
-        if (!json_is_string(v))
+        if (!xj_is(v, XJ_STRING))
                 return fail(err, field, "%s must be a string such as \"5E-1\" or \"[5E-1]\"", field);
-        s = json_string_value(v);
-        n = json_string_length(v);
+        s = v->s;
+        n = v->n;
         if (n >= 2 && s[0] == '[' && s[n - 1] == ']') {
                 s++;
                 n -= 2;
@@ -137,45 +137,45 @@ static int parse_base_score(const json_t *v, float *ret_score, float *ret_margin
 
 /* What the learner says, checked in this order: booster, objective, parameters. */
 struct model_src {
-        const json_t *trees;
+        const struct xj_value *trees;
         size_t n_trees;
         uint32_t n_features;
         float base_score, base_margin;
 };
 
-static int check_learner(const json_t *root, struct model_src *ret, struct kiln_object_error *err)
+static int check_learner(const struct xj_value *root, struct model_src *ret, struct kiln_object_error *err)
 {
-        const json_t *learner = member(root, "learner");
-        const json_t *booster = member(learner, "gradient_booster");
-        const json_t *objective = member(learner, "objective");
-        const json_t *lmp = member(learner, "learner_model_param");
-        const json_t *model, *info, *name;
+        const struct xj_value *learner = member(root, "learner");
+        const struct xj_value *booster = member(learner, "gradient_booster");
+        const struct xj_value *objective = member(learner, "objective");
+        const struct xj_value *lmp = member(learner, "learner_model_param");
+        const struct xj_value *model, *info, *name;
         uint64_t features, num_class, num_target, num_trees;
         const char *s;
         int r;
 
-        if (!json_is_object(root))
+        if (!xj_is(root, XJ_OBJECT))
                 return fail(err, "model", "the model must be a JSON object (an XGBoost JSON model)");
-        if (!json_is_object(learner))
+        if (!xj_is(learner, XJ_OBJECT))
                 return fail(err, "learner", "the model has no \"learner\" object; is it an XGBoost JSON model?");
-        if (!json_is_object(booster))
+        if (!xj_is(booster, XJ_OBJECT))
                 return fail(err, BOOSTER, "%s must be an object", BOOSTER);
         name = member(booster, "name");
-        if (!json_is_string(name))
+        if (!xj_is(name, XJ_STRING))
                 return fail(err, BOOSTER ".name", "%s.name must be a string", BOOSTER);
-        s = json_string_value(name);
+        s = name->s;
         if (strcmp(s, "gbtree") != 0)
                 return fail(err, BOOSTER ".name", "booster \"%.64s\" is not supported: only gbtree models are",
                             s);
         name = member(objective, "name");
-        if (!json_is_string(name))
+        if (!xj_is(name, XJ_STRING))
                 return fail(err, "learner.objective.name", "learner.objective.name must be a string");
-        s = json_string_value(name);
+        s = name->s;
         if (strcmp(s, "binary:logistic") != 0)
                 return fail(err, "learner.objective.name",
                             "objective \"%.64s\" is not supported: only binary:logistic models are", s);
 
-        if (!json_is_object(lmp))
+        if (!xj_is(lmp, XJ_OBJECT))
                 return fail(err, PARAM, "%s must be an object", PARAM);
         if (param_uint(member(lmp, "num_feature"), RISK_NODE_FEATURE_MASK, &features) < 0 || features == 0)
                 return fail(err, PARAM ".num_feature", "%s.num_feature must be an integer from 1 to %u", PARAM,
@@ -193,17 +193,17 @@ static int check_learner(const json_t *root, struct model_src *ret, struct kiln_
         model = member(booster, "model");
         ret->trees = member(model, "trees");
         info = member(model, "tree_info");
-        if (!json_is_array(ret->trees))
+        if (!xj_is(ret->trees, XJ_ARRAY))
                 return fail(err, TREES, "%s must be an array", TREES);
-        ret->n_trees = json_array_size(ret->trees);
+        ret->n_trees = xj_size(ret->trees);
         if (ret->n_trees > UINT32_MAX)
                 return fail(err, TREES, "the model has more than %u trees", UINT32_MAX);
-        if (!json_is_array(info) || json_array_size(info) != ret->n_trees)
+        if (!xj_is(info, XJ_ARRAY) || xj_size(info) != ret->n_trees)
                 return fail(err, BOOSTER ".model.tree_info", "%s.model.tree_info must be an array of %zu entries",
                             BOOSTER, ret->n_trees);
         for (size_t i = 0; i < ret->n_trees; i++) {
-                const json_t *g = json_array_get(info, i);
-                if (!json_is_integer(g) || json_integer_value(g) != 0)
+                const struct xj_value *g = xj_at(info, i);
+                if (!xj_is(g, XJ_INT) || g->i != 0)
                         return fail(err, BOOSTER ".model.tree_info",
                                     "tree %zu belongs to an output group other than 0: only one output is supported",
                                     i);
@@ -218,7 +218,7 @@ static int check_learner(const json_t *root, struct model_src *ret, struct kiln_
 
 /* One tree's parallel arrays (borrowed from the parsed document). */
 struct tree_src {
-        const json_t *left, *right, *index, *cond, *dleft;
+        const struct xj_value *left, *right, *index, *cond, *dleft;
         size_t n;
 };
 
@@ -241,27 +241,27 @@ static int tree_fail(struct kiln_object_error *err, size_t t, const char *name, 
 
 /* True when the optional array `key` of the tree holds a non-zero entry (split_type)
  * or any entry (categories). */
-static bool has_categorical(const json_t *tree, const char *key, bool any)
+static bool has_categorical(const struct xj_value *tree, const char *key, bool any)
 {
-        const json_t *a = member(tree, key);
+        const struct xj_value *a = member(tree, key);
 
-        for (size_t i = 0; json_is_array(a) && i < json_array_size(a); i++) {
-                const json_t *v = json_array_get(a, i);
-                if (any || !json_is_integer(v) || json_integer_value(v) != 0)
+        for (size_t i = 0; xj_is(a, XJ_ARRAY) && i < xj_size(a); i++) {
+                const struct xj_value *v = xj_at(a, i);
+                if (any || !xj_is(v, XJ_INT) || v->i != 0)
                         return true;
         }
         return false;
 }
 
-static int tree_arrays(const json_t *tree, size_t t, struct tree_src *ret, struct kiln_object_error *err)
+static int tree_arrays(const struct xj_value *tree, size_t t, struct tree_src *ret, struct kiln_object_error *err)
 {
         static const char *const names[] = { "left_children", "right_children", "split_indices",
                                              "split_conditions", "default_left" };
-        const json_t *arrays[5];
-        const json_t *tp = member(tree, "tree_param");
+        const struct xj_value *arrays[5];
+        const struct xj_value *tp = member(tree, "tree_param");
         uint64_t num_nodes, leaf_vector;
 
-        if (!json_is_object(tree))
+        if (!xj_is(tree, XJ_OBJECT))
                 return tree_fail(err, t, "", "tree %zu must be an object", t);
         if (has_categorical(tree, "split_type", false))
                 return tree_fail(err, t, "split_type", "tree %zu has categorical splits, which are not supported", t);
@@ -269,16 +269,16 @@ static int tree_arrays(const json_t *tree, size_t t, struct tree_src *ret, struc
                 return tree_fail(err, t, "categories", "tree %zu has categorical splits, which are not supported", t);
         for (int i = 0; i < 5; i++) {
                 arrays[i] = member(tree, names[i]);
-                if (!json_is_array(arrays[i]))
+                if (!xj_is(arrays[i], XJ_ARRAY))
                         return tree_fail(err, t, names[i], "tree %zu has no %s array", t, names[i]);
         }
-        ret->n = json_array_size(arrays[0]);
+        ret->n = xj_size(arrays[0]);
         if (ret->n == 0 || ret->n > RISK_NODE_FEATURE_MASK)
                 return tree_fail(err, t, names[0], "tree %zu must have 1 to %u nodes", t, RISK_NODE_FEATURE_MASK);
         for (int i = 1; i < 5; i++)
-                if (json_array_size(arrays[i]) != ret->n)
+                if (xj_size(arrays[i]) != ret->n)
                         return tree_fail(err, t, names[i], "tree %zu has %zu %s but %zu left_children", t,
-                                         json_array_size(arrays[i]), names[i], ret->n);
+                                         xj_size(arrays[i]), names[i], ret->n);
         if (param_uint_opt(tp, "num_nodes", ret->n, UINT32_MAX, &num_nodes) < 0 || num_nodes != ret->n)
                 return tree_fail(err, t, "tree_param.num_nodes", "tree %zu: num_nodes does not match its %zu nodes",
                                  t, ret->n);
@@ -293,16 +293,16 @@ static int tree_arrays(const json_t *tree, size_t t, struct tree_src *ret, struc
         return 0;
 }
 
-static bool int_at(const json_t *a, size_t i, json_int_t *ret)
+static bool int_at(const struct xj_value *a, size_t i, int64_t *ret)
 {
-        const json_t *v = json_array_get(a, i);
+        const struct xj_value *v = xj_at(a, i);
 
-        if (json_is_integer(v)) {
-                *ret = json_integer_value(v);
+        if (xj_is(v, XJ_INT)) {
+                *ret = v->i;
                 return true;
         }
-        if (json_is_boolean(v)) {
-                *ret = json_is_true(v);
+        if (xj_is(v, XJ_BOOL)) {
+                *ret = v->b;
                 return true;
         }
         return false;
@@ -310,7 +310,7 @@ static bool int_at(const json_t *a, size_t i, json_int_t *ret)
 
 /* Checks one child reference of node o: a node of the tree other than the root, not
  * reached before. */
-static int check_child(const struct tree_src *s, size_t t, const char *name, uint32_t o, json_int_t c,
+static int check_child(const struct tree_src *s, size_t t, const char *name, uint32_t o, int64_t c,
                        uint8_t *seen, struct kiln_object_error *err)
 {
         if (c < 1 || (uint64_t)c >= s->n)
@@ -337,8 +337,8 @@ static long long tree_walk(const struct tree_src *s, size_t t, uint32_t n_featur
         seen[0] = 1;
         for (; head < tail; head++) {
                 uint32_t o = queue[head];
-                json_int_t l, r, f, dl;
-                const json_t *cv = json_array_get(s->cond, o);
+                int64_t l, r, f, dl;
+                const struct xj_value *cv = xj_at(s->cond, o);
                 float v;
                 int rc;
 
@@ -350,9 +350,9 @@ static long long tree_walk(const struct tree_src *s, size_t t, uint32_t n_featur
                         return tree_fail(err, t, "left_children", "tree %zu: entry %u is not an integer", t, o);
                 if (!int_at(s->right, o, &r))
                         return tree_fail(err, t, "right_children", "tree %zu: entry %u is not an integer", t, o);
-                if (!json_is_number(cv))
+                if (!xj_is_number(cv))
                         return tree_fail(err, t, "split_conditions", "tree %zu: entry %u is not a number", t, o);
-                v = (float)json_number_value(cv);
+                v = (float)xj_number(cv);
                 if (!isfinite(v))
                         return tree_fail(err, t, "split_conditions", "tree %zu: entry %u is not a finite float32", t,
                                          o);
@@ -411,7 +411,7 @@ static int build(const struct model_src *m, struct risk_forest **ret, struct kil
         for (size_t t = 0; t < m->n_trees; t++) {
                 long long n;
 
-                rc = tree_arrays(json_array_get(m->trees, t), t, &trees[t], err);
+                rc = tree_arrays(xj_at(m->trees, t), t, &trees[t], err);
                 if (rc < 0)
                         goto out;
                 if (trees[t].n > scratch) {
@@ -478,89 +478,25 @@ out:
         return rc;
 }
 
-/* The length of a non-finite token (NaN, Infinity, -Infinity) at s[i], or 0. */
-static size_t nonfinite_at(const char *s, size_t len, size_t i)
-{
-        static const char *const tokens[] = { "-Infinity", "Infinity", "NaN" };
-
-        for (size_t t = 0; t < sizeof(tokens) / sizeof(tokens[0]); t++) {
-                size_t n = strlen(tokens[t]);
-                if (len - i >= n && memcmp(s + i, tokens[t], n) == 0)
-                        return n;
-        }
-        return 0;
-}
-
-/* XGBoost writes non-finite floats as the bare tokens NaN, Infinity and -Infinity,
- * which are not JSON (a categorical split's condition is NaN; statistics nobody reads
- * may be too). Copies s into out (when not NULL) with each such token outside a string
- * replaced by null, so that the document parses and a field that matters is then
- * refused by name. Returns how many there were; *ret_len is the length of the copy. */
-static size_t nonfinite_to_null(const char *s, size_t len, char *out, size_t *ret_len)
-{
-        bool in_string = false;
-        size_t found = 0, o = 0;
-
-        for (size_t i = 0; i < len; i++) {
-                size_t n = in_string ? 0 : nonfinite_at(s, len, i);
-
-                if (n) {
-                        if (out)
-                                memcpy(out + o, "null", 4);
-                        o += 4;
-                        i += n - 1;
-                        found++;
-                        continue;
-                }
-                if (in_string && s[i] == '\\' && i + 1 < len) {
-                        if (out) {
-                                out[o] = s[i];
-                                out[o + 1] = s[i + 1];
-                        }
-                        o += 2;
-                        i++;
-                        continue;
-                }
-                if (s[i] == '"')
-                        in_string = !in_string;
-                if (out)
-                        out[o] = s[i];
-                o++;
-        }
-        *ret_len = o;
-        return found;
-}
-
 int risk_forest_compile(const void *json, size_t len, struct risk_forest **ret_forest, struct kiln_object_error *err)
 {
         struct model_src m = { 0 };
-        json_error_t je;
-        json_t *root;
-        char *clean = NULL;
-        size_t clean_len;
+        struct xj_error je;
+        struct xj_doc *doc;
         int rc;
 
         if (!json || len == 0)
                 return fail(err, "model", "the model is empty");
-        if (nonfinite_to_null(json, len, NULL, &clean_len) > 0) {
-                clean = malloc(clean_len);
-                if (!clean)
-                        return fail_nomem(err);
-                nonfinite_to_null(json, len, clean, &clean_len);
-        }
-        root = clean ? json_loadb(clean, clean_len, JSON_REJECT_DUPLICATES, &je)
-                     : json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
-        free(clean);
-        if (!root) {
-                if (json_error_code(&je) == json_error_out_of_memory)
-                        return fail_nomem(err);
+        rc = xj_parse(json, len, &doc, &je);
+        if (rc == -ENOMEM)
+                return fail_nomem(err);
+        if (rc < 0)
                 return fail(err, "model", "the model is not valid JSON: %s (line %d, column %d)", je.text, je.line,
                             je.column);
-        }
-        rc = check_learner(root, &m, err);
+        rc = check_learner(xj_root(doc), &m, err);
         if (rc >= 0)
                 rc = build(&m, ret_forest, err);
-        json_decref(root);
+        xj_free(doc);
         return rc;
 }
 

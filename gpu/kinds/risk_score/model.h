@@ -12,7 +12,8 @@
  * the scorer does not read, refused where it does (a split condition).
  *
  * The compiled form is a struct risk_forest (forest_math.h), which the kind scores
- * with risk_forest_margin and risk_sigmoid. Uses jansson; the header does not. */
+ * with risk_forest_margin and risk_sigmoid. The JSON is read by xjson.c, so the class
+ * is part of the compute half (no JSON library). */
 #pragma once
 
 #include <stddef.h>
