@@ -5,6 +5,7 @@
  * connection failure or a timeout; 2 a usage error or a local input file that
  * cannot be sent (a .npy of another dtype, an ids file of the wrong length). */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
@@ -13,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,6 +28,7 @@
 #include "ws.h"
 
 #define DEFAULT_MAX_MESSAGE (64u << 20) /* server.max_message_bytes when the welcome names none */
+#define IMAGE_FRAME_CAP (16u << 20)     /* payload bytes of one frame of --image at most */
 
 static const char *const cmd_names[_CMD_MAX] = {
         [CMD_SUBMIT] = "submit", [CMD_STATUS] = "status", [CMD_RESULT] = "result", [CMD_LIST] = "list",
@@ -58,6 +62,7 @@ static const struct {
         [OPT_NAME] = { "name", true, BIT(CMD_MODEL) },
         [OPT_METRIC] = { "metric", true, BIT(CMD_VEC) },
         [OPT_IDS] = { "ids", true, BIT(CMD_VEC) },
+        [OPT_IMAGE] = { "image", true, BIT(CMD_SUBMIT) },
 };
 
 static const char usage_text[] =
@@ -65,8 +70,11 @@ static const char usage_text[] =
         "\n"
         "commands:\n"
         "  submit KIND KEY=VALUE... [--priority P] [--timeout-ms N] [--key K] [--no-wait] [--out DIR]\n"
+        "         [--image FILE]\n"
         "                      submit a job, print its id, wait for it and print its scalars;\n"
-        "                      --out DIR writes each binary part as DIR/NAME.npy\n"
+        "                      --out DIR writes each binary part as DIR/NAME.npy (a mesh as\n"
+        "                      DIR/mesh.stl or DIR/mesh.glb); --image FILE sends FILE (PNG,\n"
+        "                      JPEG) as the part `image` (image.relief)\n"
         "  status JOB          show a job's state\n"
         "  result JOB [--out DIR]\n"
         "                      print a finished job's result (waits if it is still running)\n"
@@ -377,6 +385,35 @@ void progress_clear(void)
         fflush(stderr);
 }
 
+/* A part that is a mesh file (image.relief's `mesh`, dtype bytes) is written as the
+ * file it is: its extension ("glb" for glTF binary, else "stl"); NULL for others. */
+static const char *mesh_ext(const struct proto_frame *f)
+{
+        if (f->dtype != KILN_DTYPE_BYTES || strcmp(f->part, "mesh"))
+                return NULL;
+        return f->payload_len >= 4 && !memcmp(f->payload, "glTF", 4) ? "glb" : "stl";
+}
+
+/* Writes `len` bytes to `path` through a temporary file renamed into place. */
+static int write_file(const char *path, const void *data, size_t len)
+{
+        char *tmp;
+        if (asprintf(&tmp, "%s.tmp.%d", path, (int)getpid()) < 0)
+                return -ENOMEM;
+        FILE *fp = fopen(tmp, "wbe");
+        int r = fp ? 0 : -errno;
+        if (fp && len && fwrite(data, 1, len, fp) != len)
+                r = -EIO;
+        if (fp && fclose(fp) != 0 && r >= 0)
+                r = -errno;
+        if (r >= 0 && rename(tmp, path) < 0)
+                r = -errno;
+        if (r < 0)
+                unlink(tmp);
+        free(tmp);
+        return r;
+}
+
 /* Receives the binary frames of a `done` and writes them under out_dir (may be
  * NULL: they are read and dropped). Returns >= 0 or -errno after printing. */
 static int receive_parts(struct conn *c, const json_t *done, const char *out_dir)
@@ -418,11 +455,13 @@ static int receive_parts(struct conn *c, const json_t *done, const char *out_dir
                 r = 0;
                 if (out_dir) {
                         char *path;
-                        if (asprintf(&path, "%s/%s.npy", out_dir, f.part) < 0) {
+                        const char *ext = mesh_ext(&f);
+                        if (asprintf(&path, "%s/%s.%s", out_dir, f.part, ext ? ext : "npy") < 0) {
                                 r = -ENOMEM;
                         } else {
-                                r = ctl_npy_write(path, kiln_dtype_name(f.dtype), f.ndim, f.shape, f.payload,
-                                                  f.payload_len);
+                                r = ext ? write_file(path, f.payload, f.payload_len)
+                                        : ctl_npy_write(path, kiln_dtype_name(f.dtype), f.ndim, f.shape, f.payload,
+                                                        f.payload_len);
                                 if (r < 0)
                                         fprintf(stderr, "kilnctl: cannot write %s: %s\n", path, strerror(-r));
                                 else
@@ -509,6 +548,69 @@ static int wait_done(struct conn *c, const char *job, int ref, json_t *first, co
 
 /* ---- commands ---- */
 
+/* Sends the file open at fd (`bytes` long) as part `image` of the message that will
+ * carry `ref`, in frames within the server's max_message_bytes. Returns 0 or an
+ * exit code after printing why. */
+static int send_image(struct conn *c, int ref, const char *path, int fd, uint64_t bytes)
+{
+        uint64_t shape[1] = { bytes };
+        size_t chunk;
+        bool multi;
+        int r = ctl_frame_plan(ref, "image", "bytes", 1, shape, bytes, c->max_message, IMAGE_FRAME_CAP, &chunk,
+                               &multi);
+        uint8_t *buf = r >= 0 ? malloc(chunk) : NULL;
+        if (!buf) {
+                fprintf(stderr, "kilnctl: cannot send %s: %s\n", path,
+                        r == -EMSGSIZE ? "the server's max_message_bytes leaves no room for a frame" : "out of memory");
+                return 1;
+        }
+        for (uint64_t off = 0; off < bytes && r >= 0;) {
+                size_t n = bytes - off < chunk ? (size_t)(bytes - off) : chunk;
+                uint8_t *prefix = NULL;
+                size_t plen = 0;
+                if ((r = ctl_pread_all(fd, buf, n, off)) < 0) {
+                        fprintf(stderr, "kilnctl: cannot read %s: %s\n", path,
+                                r == -ENODATA ? "it got shorter while being sent" : strerror(-r));
+                        break;
+                }
+                r = ctl_frame_prefix(ref, "image", "bytes", 1, shape, multi ? (int64_t)off : -1, &prefix, &plen);
+                if (r >= 0) {
+                        struct iovec iov[2] = { { prefix, plen }, { buf, n } };
+                        r = ctl_ws_send_binary(c->ws, iov, 2);
+                        free(prefix);
+                }
+                if (r >= 0)
+                        r = ctl_ws_drain(c->ws, c->deadline < 0 ? -1 : c->deadline - now_ms());
+                if (r < 0)
+                        fprintf(stderr, "kilnctl: cannot send %s to %s: %s\n", path, c->url,
+                                r == -ETIMEDOUT ? "timed out" : ctl_ws_error(c->ws));
+                off += n;
+        }
+        free(buf);
+        return r < 0 ? 1 : 0;
+}
+
+/* Opens --image FILE: a non-empty regular file. Returns its descriptor, or -1
+ * after printing why. */
+static int open_image(const char *path, uint64_t *ret_bytes)
+{
+        struct stat st;
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || fstat(fd, &st) < 0) {
+                fprintf(stderr, "kilnctl: cannot open %s: %s\n", path, strerror(errno));
+                if (fd >= 0)
+                        close(fd);
+                return -1;
+        }
+        if (!S_ISREG(st.st_mode) || st.st_size == 0) {
+                fprintf(stderr, "kilnctl: %s %s\n", path, S_ISREG(st.st_mode) ? "is empty" : "is not a regular file");
+                close(fd);
+                return -1;
+        }
+        *ret_bytes = (uint64_t)st.st_size;
+        return fd;
+}
+
 static int cmd_submit(struct ctx *x)
 {
         struct args *a = x->a;
@@ -547,13 +649,30 @@ static int cmd_submit(struct ctx *x)
         if (msg && a->val[OPT_KEY])
                 json_object_set_new(msg, "key", json_string(a->val[OPT_KEY]));
 
+        int image_fd = -1;
+        uint64_t image_bytes = 0;
+        if (a->val[OPT_IMAGE] && (image_fd = open_image(a->val[OPT_IMAGE], &image_bytes)) < 0) {
+                json_decref(msg);
+                return EXIT_USAGE;
+        }
         if ((r = conn_open(x)) != 0) {
                 json_decref(msg);
+                if (image_fd >= 0)
+                        close(image_fd);
                 return r;
         }
         json_t *reply;
-        int ref;
-        if (conn_call(&x->c, msg, "the submission's reply", &reply, &ref) < 0)
+        int ref = ++x->c.next_ref;
+        if (image_fd >= 0) {
+                r = send_image(&x->c, ref, a->val[OPT_IMAGE], image_fd, image_bytes);
+                close(image_fd);
+                if (r) {
+                        json_decref(msg);
+                        return r;
+                }
+        }
+        if (conn_send_ref(&x->c, msg, ref) < 0 ||
+            conn_await(&x->c, ref, REPLY_TIMEOUT_MS, "the submission's reply", &reply) < 0)
                 return 1;
         if (!is_op(reply, "accepted") || !json_is_string(json_object_get(reply, "job"))) {
                 print_error(reply);

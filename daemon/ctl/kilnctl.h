@@ -47,6 +47,7 @@ enum opt {
         OPT_NAME,
         OPT_METRIC,
         OPT_IDS,
+        OPT_IMAGE,
         _OPT_MAX,
 };
 
