@@ -15,6 +15,7 @@ enum bench_scenario {
         SCEN_MIXED,
         SCEN_HEAVY,
         SCEN_SCORE,
+        SCEN_RELIEF,
         _SCEN_MAX,
 };
 
@@ -28,6 +29,12 @@ int bench_scenario_from_name(const char *name, enum bench_scenario *ret);
  * bytes), drawing random parameters from *rng. `watch` false asks for no `done`.
  * Returns the length written (> 0) or -ENOBUFS when buf is too small. */
 int bench_submit_text(enum bench_scenario s, uint64_t ref, bool watch, uint64_t *rng, char *buf, size_t size);
+
+/* The binary part that scenario s sends before its submit message (relief: a
+ * random 64 x 64 PNG as part `image`), as one whole KLNB message for `ref` written
+ * into buf. Returns its length, 0 when the scenario sends none, or -ENOBUFS. */
+#define BENCH_MAX_PART 16384
+int bench_submit_part(enum bench_scenario s, uint64_t ref, uint64_t *rng, uint8_t *buf, size_t size);
 
 struct bench_opts {
         const char *url;

@@ -56,6 +56,7 @@ struct slot {
         uint64_t t_start_ns;       /* latency origin: send time or scheduled time */
         uint64_t t_sched_ns;       /* open loop: scheduled time; closed loop: issue time */
         enum slot_state st;
+        bool part_sent;            /* its scenario's binary part is out, the submit not yet */
         char job[48];
 };
 

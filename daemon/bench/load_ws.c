@@ -80,6 +80,24 @@ int load_ws_writeable(struct conn *c, struct lws *wsi)
                 struct slot *s = &c->slots[i];
                 if (s->st != SL_UNSENT)
                         goto more;
+                if (!s->part_sent) {
+                        /* The scenario's part first, one message per callback: the
+                         * submit follows at the next. */
+                        static unsigned char part[LWS_PRE + BENCH_MAX_PART];
+                        int np = bench_submit_part(b->o->scenario, s->ref, &b->rng, part + LWS_PRE, BENCH_MAX_PART);
+                        if (np < 0)
+                                return -1;
+                        if (np > 0) {
+                                s->part_sent = true;
+                                c->unsent_head = (c->unsent_head + c->cap - 1) % c->cap;
+                                c->unsent[c->unsent_head] = i;
+                                c->n_unsent++;
+                                if (lws_write(wsi, part + LWS_PRE, (size_t)np, LWS_WRITE_BINARY) < np)
+                                        return -1;
+                                goto more;
+                        }
+                }
+                s->part_sent = false;
                 int n = bench_submit_text(b->o->scenario, s->ref, !b->o->accept_only, &b->rng, (char *)buf + LWS_PRE,
                                           sizeof(buf) - LWS_PRE);
                 if (n < 0)
@@ -173,7 +191,7 @@ int load_raw_writeable(struct conn *c, struct lws *wsi)
                 c->hello_unsent = false;
                 used += frame_masked(b, buf + used, 0x1, b->hello, b->hello_len);
         }
-        while (c->n_unsent && used + 2048 + 14 <= RAW_OUT) {
+        while (c->n_unsent && used + 2048 + 14 + BENCH_MAX_PART + 14 <= RAW_OUT) {
                 unsigned i = c->unsent[c->unsent_head];
                 c->unsent_head = (c->unsent_head + 1) % c->cap;
                 c->n_unsent--;
@@ -181,9 +199,13 @@ int load_raw_writeable(struct conn *c, struct lws *wsi)
                 if (sl->st != SL_UNSENT)
                         continue;
                 char text[2048];
+                static uint8_t part[BENCH_MAX_PART];
+                int np = bench_submit_part(b->o->scenario, sl->ref, &b->rng, part, sizeof(part));
                 int n = bench_submit_text(b->o->scenario, sl->ref, !b->o->accept_only, &b->rng, text, sizeof(text));
-                if (n < 0)
+                if (n < 0 || np < 0)
                         return -1;
+                if (np > 0)
+                        used += frame_masked(b, buf + used, 0x2, part, (size_t)np);
                 sl->st = SL_SENT;
                 if (b->o->rate <= 0)
                         sl->t_start_ns = now_ns();

@@ -11,6 +11,7 @@ static const char *const names[_SCEN_MAX] = {
         [SCEN_MIXED] = "mixed",
         [SCEN_HEAVY] = "heavy",
         [SCEN_SCORE] = "score",
+        [SCEN_RELIEF] = "relief",
 };
 
 const char *bench_scenario_name(enum bench_scenario s)
@@ -74,6 +75,10 @@ int bench_submit_text(enum bench_scenario s, uint64_t ref, bool watch, uint64_t 
                          uniform(rng, -0.5, 1), uniform(rng, -0.5, 1), uniform(rng, -0.5, 1),
                          uniform(rng, 0, 3));
                 break;
+        case SCEN_RELIEF: /* the image goes first, as bench_submit_part's part */
+                kind = "image.relief";
+                snprintf(params, sizeof(params), "{}");
+                break;
         default: /* mixed's 5 %: a 512 x 512 map */
                 snprintf(params, sizeof(params), "{\"mass\":%.17g,\"concentration\":5,\"grid_size\":512}",
                          uniform(rng, 1e13, 1e15));
@@ -84,4 +89,118 @@ int bench_submit_text(enum bench_scenario s, uint64_t ref, bool watch, uint64_t 
         if (n < 0 || (size_t)n >= size)
                 return -ENOBUFS;
         return n;
+}
+
+/* ---- relief: a random 64 x 64 RGB PNG ---- */
+
+#define RELIEF_SIDE 64
+
+/* CRC-32 as PNG and zlib define it (reflected, polynomial 0xEDB88320). */
+static uint32_t crc32_of(uint32_t crc, const uint8_t *p, size_t n)
+{
+        static uint32_t table[256];
+        if (!table[1])
+                for (uint32_t i = 0; i < 256; i++) {
+                        uint32_t c = i;
+                        for (int k = 0; k < 8; k++)
+                                c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+                        table[i] = c;
+                }
+        crc = ~crc;
+        for (size_t i = 0; i < n; i++)
+                crc = table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
+        return ~crc;
+}
+
+static uint8_t *put_be32(uint8_t *p, uint32_t v)
+{
+        p[0] = (uint8_t)(v >> 24);
+        p[1] = (uint8_t)(v >> 16);
+        p[2] = (uint8_t)(v >> 8);
+        p[3] = (uint8_t)v;
+        return p + 4;
+}
+
+/* Closes the chunk whose length field is at `start` and whose data ends at `end`:
+ * writes the length and the CRC; returns the end of the chunk. */
+static uint8_t *end_chunk(uint8_t *start, uint8_t *end)
+{
+        put_be32(start, (uint32_t)(end - start - 8));
+        return put_be32(end, crc32_of(0, start + 4, (size_t)(end - start - 4)));
+}
+
+/* A PNG of random RGB pixels; the zlib stream holds them in one stored block (the
+ * server decodes it like any other). Returns its length. */
+static size_t random_png(uint64_t *rng, uint8_t *out)
+{
+        static const uint8_t sig[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
+        const uint32_t raw_len = RELIEF_SIDE * (1 + 3 * RELIEF_SIDE);
+        uint8_t *p = out, *c;
+
+        memcpy(p, sig, 8);
+        p += 8;
+        c = p;
+        memcpy(p + 4, "IHDR", 4);
+        p = put_be32(put_be32(p + 8, RELIEF_SIDE), RELIEF_SIDE);
+        *p++ = 8;   /* bit depth */
+        *p++ = 2;   /* RGB */
+        *p++ = 0;
+        *p++ = 0;
+        *p++ = 0;
+        p = end_chunk(c, p);
+
+        c = p;
+        memcpy(p + 4, "IDAT", 4);
+        p += 8;
+        *p++ = 0x78; /* zlib: deflate, 32 KiB window, no dictionary */
+        *p++ = 0x01;
+        *p++ = 1;    /* the last block, stored */
+        *p++ = (uint8_t)raw_len;
+        *p++ = (uint8_t)(raw_len >> 8);
+        *p++ = (uint8_t)~raw_len;
+        *p++ = (uint8_t)(~raw_len >> 8);
+        uint8_t *raw = p;
+        for (int y = 0; y < RELIEF_SIDE; y++) {
+                *p++ = 0; /* filter: none */
+                for (int x = 0; x < 3 * RELIEF_SIDE; x += 8) {
+                        uint64_t v = next_u64(rng);
+                        memcpy(p, &v, 8);
+                        p += 8;
+                }
+        }
+        uint32_t a = 1, b = 0;
+        for (uint32_t i = 0; i < raw_len; i++) {
+                a = (a + raw[i]) % 65521;
+                b = (b + a) % 65521;
+        }
+        p = put_be32(p, b << 16 | a);
+        p = end_chunk(c, p);
+
+        c = p;
+        memcpy(p + 4, "IEND", 4);
+        p = end_chunk(c, p + 8);
+        return (size_t)(p - out);
+}
+
+int bench_submit_part(enum bench_scenario s, uint64_t ref, uint64_t *rng, uint8_t *buf, size_t size)
+{
+        static uint8_t png[RELIEF_SIDE * (1 + 3 * RELIEF_SIDE) + 128];
+        char header[160];
+
+        if (s != SCEN_RELIEF)
+                return 0;
+        size_t n = random_png(rng, png);
+        int hl = snprintf(header, sizeof(header),
+                          "{\"ref\":%llu,\"part\":\"image\",\"dtype\":\"bytes\",\"shape\":[%zu]}",
+                          (unsigned long long)ref, n);
+        if (hl < 0 || (size_t)hl >= sizeof(header) || 8 + (size_t)hl + n > size)
+                return -ENOBUFS;
+        memcpy(buf, "KLNB", 4);
+        buf[4] = (uint8_t)hl;
+        buf[5] = (uint8_t)(hl >> 8);
+        buf[6] = 0;
+        buf[7] = 0;
+        memcpy(buf + 8, header, (size_t)hl);
+        memcpy(buf + 8 + hl, png, n);
+        return (int)(8 + (size_t)hl + n);
 }

@@ -353,6 +353,17 @@ class ReliefTest(KilndTestCase):
             self.assertEqual(p.returncode, 2)
             self.assertIn("missing.png", p.stderr)
 
+    def test_kiln_bench_runs_the_relief_scenario(self):
+        for env in ({}, {"KILN_BENCH_LWS_WS": "1"}):  # raw framing, and libwebsockets' client
+            p = subprocess.run([KILN_BENCH, "--url", self.kilnd.url, "--scenario", "relief", "--connections", "2",
+                                "--duration", "1", "--json"], capture_output=True, text=True, timeout=60,
+                               env=dict(os.environ, **env))
+            self.assertEqual(p.returncode, 0, p.stderr)
+            r = json.loads(p.stdout)
+            self.assertEqual(r["scenario"], "relief")
+            self.assertEqual(r["errors"], 0, r)
+            self.assertGreater(r["jobs"], 0, r)
+
 
 if __name__ == "__main__":
     unittest.main()
