@@ -63,6 +63,7 @@ static const struct {
         [OPT_METRIC] = { "metric", true, BIT(CMD_VEC) },
         [OPT_IDS] = { "ids", true, BIT(CMD_VEC) },
         [OPT_IMAGE] = { "image", true, BIT(CMD_SUBMIT) },
+        [OPT_INSTANCE] = { "instance", true, BIT(CMD_SUBMIT) },
 };
 
 static const char usage_text[] =
@@ -70,11 +71,13 @@ static const char usage_text[] =
         "\n"
         "commands:\n"
         "  submit KIND KEY=VALUE... [--priority P] [--timeout-ms N] [--key K] [--no-wait] [--out DIR]\n"
-        "         [--image FILE]\n"
+        "         [--image FILE] [--instance FILE]\n"
         "                      submit a job, print its id, wait for it and print its scalars;\n"
         "                      --out DIR writes each binary part as DIR/NAME.npy (a mesh as\n"
         "                      DIR/mesh.stl or DIR/mesh.glb); --image FILE sends FILE (PNG,\n"
-        "                      JPEG) as the part `image` (image.relief)\n"
+        "                      JPEG) as the part `image` (image.relief); --instance FILE sends\n"
+        "                      FILE (OR-Library text or JSON) as the part `instance`\n"
+        "                      (sched.jobshop)\n"
         "  status JOB          show a job's state\n"
         "  result JOB [--out DIR]\n"
         "                      print a finished job's result (waits if it is still running)\n"
@@ -548,15 +551,15 @@ static int wait_done(struct conn *c, const char *job, int ref, json_t *first, co
 
 /* ---- commands ---- */
 
-/* Sends the file open at fd (`bytes` long) as part `image` of the message that will
- * carry `ref`, in frames within the server's max_message_bytes. Returns 0 or an
- * exit code after printing why. */
-static int send_image(struct conn *c, int ref, const char *path, int fd, uint64_t bytes)
+/* Sends the file open at fd (`bytes` long) as the bytes part `part` (`image`,
+ * `instance`) of the message that will carry `ref`, in frames within the server's
+ * max_message_bytes. Returns 0 or an exit code after printing why. */
+static int send_file_part(struct conn *c, int ref, const char *part, const char *path, int fd, uint64_t bytes)
 {
         uint64_t shape[1] = { bytes };
         size_t chunk;
         bool multi;
-        int r = ctl_frame_plan(ref, "image", "bytes", 1, shape, bytes, c->max_message, IMAGE_FRAME_CAP, &chunk,
+        int r = ctl_frame_plan(ref, part, "bytes", 1, shape, bytes, c->max_message, IMAGE_FRAME_CAP, &chunk,
                                &multi);
         uint8_t *buf = r >= 0 ? malloc(chunk) : NULL;
         if (!buf) {
@@ -573,7 +576,7 @@ static int send_image(struct conn *c, int ref, const char *path, int fd, uint64_
                                 r == -ENODATA ? "it got shorter while being sent" : strerror(-r));
                         break;
                 }
-                r = ctl_frame_prefix(ref, "image", "bytes", 1, shape, multi ? (int64_t)off : -1, &prefix, &plen);
+                r = ctl_frame_prefix(ref, part, "bytes", 1, shape, multi ? (int64_t)off : -1, &prefix, &plen);
                 if (r >= 0) {
                         struct iovec iov[2] = { { prefix, plen }, { buf, n } };
                         r = ctl_ws_send_binary(c->ws, iov, 2);
@@ -590,7 +593,7 @@ static int send_image(struct conn *c, int ref, const char *path, int fd, uint64_
         return r < 0 ? 1 : 0;
 }
 
-/* Opens --image FILE: a non-empty regular file. Returns its descriptor, or -1
+/* Opens the file of --image or --instance: a non-empty regular file. Returns its descriptor, or -1
  * after printing why. */
 static int open_image(const char *path, uint64_t *ret_bytes)
 {
@@ -649,23 +652,41 @@ static int cmd_submit(struct ctx *x)
         if (msg && a->val[OPT_KEY])
                 json_object_set_new(msg, "key", json_string(a->val[OPT_KEY]));
 
-        int image_fd = -1;
-        uint64_t image_bytes = 0;
+        int image_fd = -1, instance_fd = -1;
+        uint64_t image_bytes = 0, instance_bytes = 0;
         if (a->val[OPT_IMAGE] && (image_fd = open_image(a->val[OPT_IMAGE], &image_bytes)) < 0) {
                 json_decref(msg);
+                return EXIT_USAGE;
+        }
+        if (a->val[OPT_INSTANCE] && (instance_fd = open_image(a->val[OPT_INSTANCE], &instance_bytes)) < 0) {
+                json_decref(msg);
+                if (image_fd >= 0)
+                        close(image_fd);
                 return EXIT_USAGE;
         }
         if ((r = conn_open(x)) != 0) {
                 json_decref(msg);
                 if (image_fd >= 0)
                         close(image_fd);
+                if (instance_fd >= 0)
+                        close(instance_fd);
                 return r;
         }
         json_t *reply;
         int ref = ++x->c.next_ref;
         if (image_fd >= 0) {
-                r = send_image(&x->c, ref, a->val[OPT_IMAGE], image_fd, image_bytes);
+                r = send_file_part(&x->c, ref, "image", a->val[OPT_IMAGE], image_fd, image_bytes);
                 close(image_fd);
+                if (r) {
+                        json_decref(msg);
+                        if (instance_fd >= 0)
+                                close(instance_fd);
+                        return r;
+                }
+        }
+        if (instance_fd >= 0) {
+                r = send_file_part(&x->c, ref, "instance", a->val[OPT_INSTANCE], instance_fd, instance_bytes);
+                close(instance_fd);
                 if (r) {
                         json_decref(msg);
                         return r;

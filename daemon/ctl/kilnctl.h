@@ -48,6 +48,7 @@ enum opt {
         OPT_METRIC,
         OPT_IDS,
         OPT_IMAGE,
+        OPT_INSTANCE,
         _OPT_MAX,
 };
 

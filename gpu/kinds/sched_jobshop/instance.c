@@ -74,7 +74,7 @@ static int describe(const struct js_parse_err *e, struct kiln_error *err)
                                       "%lld", field, (long long)e->value, (long long)e->limit);
         case JS_E_TWICE:
                 if (text)
-                        return kiln_error_set(err, field, "%s sends job %d to machine %lld twice (at %s): a job "
+                        return kiln_error_set(err, field, "%s sends job %d to machine %lld twice, at %s: a job "
                                               "visits each machine at most once", what, e->job,
                                               (long long)e->value, at);
                 return kiln_error_set(err, field, "%s: job %d visits machine %lld a second time; a job visits "

@@ -9,7 +9,7 @@ static const struct kiln_param jobshop_schema[] = {
         { .name = "time_limit_ms", .type = KILN_PARAM_INTEGER, .min = 1, .max = 600000, .def = "2000",
           .doc = "how long the search may run, milliseconds",
           KILN_PARAM_AT(struct jobshop_params, time_limit_ms) },
-        { .name = "seed", .type = KILN_PARAM_INTEGER, .min = -9007199254740991.0, .max = 9007199254740991.0,
+        { .name = "seed", .type = KILN_PARAM_INTEGER, .min = 0, .max = 1e15,
           .def = "0", .doc = "seed of the search's random choices",
           KILN_PARAM_AT(struct jobshop_params, seed) },
         { .name = "target", .type = KILN_PARAM_INTEGER, .min = 0, .max = 1e12,
