@@ -16,6 +16,7 @@ enum bench_scenario {
         SCEN_HEAVY,
         SCEN_SCORE,
         SCEN_RELIEF,
+        SCEN_JOBSHOP,
         _SCEN_MAX,
 };
 
@@ -31,7 +32,7 @@ int bench_scenario_from_name(const char *name, enum bench_scenario *ret);
 int bench_submit_text(enum bench_scenario s, uint64_t ref, bool watch, uint64_t *rng, char *buf, size_t size);
 
 /* The binary part that scenario s sends before its submit message (relief: a
- * random 64 x 64 PNG as part `image`), as one whole KLNB message for `ref` written
+ * random 64 x 64 PNG as part `image`; jobshop: ft06 as part `instance`), as one whole KLNB message for `ref` written
  * into buf. Returns its length, 0 when the scenario sends none, or -ENOBUFS. */
 #define BENCH_MAX_PART 16384
 int bench_submit_part(enum bench_scenario s, uint64_t ref, uint64_t *rng, uint8_t *buf, size_t size);

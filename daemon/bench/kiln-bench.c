@@ -18,7 +18,7 @@
 static void usage(FILE *f)
 {
         fprintf(f,
-                "Usage: kiln-bench --url ws://HOST:PORT/ws --scenario cached|small|mixed|heavy|score|relief\n"
+                "Usage: kiln-bench --url ws://HOST:PORT/ws --scenario cached|small|mixed|heavy|score|relief|jobshop\n"
                 "                  [--connections N] [--duration S] [--rate R] [--pipeline P]\n"
                 "                  [--token T] [--idle N] [--accept-only] [--drain S] [--seed N] [--json]\n"
                 "\n"

@@ -12,6 +12,7 @@ static const char *const names[_SCEN_MAX] = {
         [SCEN_HEAVY] = "heavy",
         [SCEN_SCORE] = "score",
         [SCEN_RELIEF] = "relief",
+        [SCEN_JOBSHOP] = "jobshop",
 };
 
 const char *bench_scenario_name(enum bench_scenario s)
@@ -78,6 +79,11 @@ int bench_submit_text(enum bench_scenario s, uint64_t ref, bool watch, uint64_t 
         case SCEN_RELIEF: /* the image goes first, as bench_submit_part's part */
                 kind = "image.relief";
                 snprintf(params, sizeof(params), "{}");
+                break;
+        case SCEN_JOBSHOP: /* ft06 goes first, as bench_submit_part's part */
+                kind = "sched.jobshop";
+                snprintf(params, sizeof(params), "{\"seed\":%llu,\"target\":55}",
+                         (unsigned long long)(next_u64(rng) % 1000000000000000ull));
                 break;
         default: /* mixed's 5 %: a 512 x 512 map */
                 snprintf(params, sizeof(params), "{\"mass\":%.17g,\"concentration\":5,\"grid_size\":512}",
@@ -182,17 +188,38 @@ static size_t random_png(uint64_t *rng, uint8_t *out)
         return (size_t)(p - out);
 }
 
+/* ---- jobshop: Fisher and Thompson's 6 x 6 instance, optimum 55 ---- */
+
+static const char ft06[] = "6 6\n"
+                           "2 1 0 3 1 6 3 7 5 3 4 6\n"
+                           "1 8 2 5 4 10 5 10 0 10 3 4\n"
+                           "2 5 3 4 5 8 0 9 1 1 4 7\n"
+                           "1 5 0 5 2 5 3 3 4 8 5 9\n"
+                           "2 9 1 3 4 5 5 4 0 3 3 1\n"
+                           "1 3 3 3 5 9 0 10 4 4 2 1\n";
+
 int bench_submit_part(enum bench_scenario s, uint64_t ref, uint64_t *rng, uint8_t *buf, size_t size)
 {
         static uint8_t png[RELIEF_SIDE * (1 + 3 * RELIEF_SIDE) + 128];
         char header[160];
+        const uint8_t *data;
+        const char *part;
+        size_t n;
 
-        if (s != SCEN_RELIEF)
+        if (s == SCEN_RELIEF) {
+                n = random_png(rng, png);
+                data = png;
+                part = "image";
+        } else if (s == SCEN_JOBSHOP) {
+                n = sizeof(ft06) - 1;
+                data = (const uint8_t *)ft06;
+                part = "instance";
+        } else {
                 return 0;
-        size_t n = random_png(rng, png);
+        }
         int hl = snprintf(header, sizeof(header),
-                          "{\"ref\":%llu,\"part\":\"image\",\"dtype\":\"bytes\",\"shape\":[%zu]}",
-                          (unsigned long long)ref, n);
+                          "{\"ref\":%llu,\"part\":\"%s\",\"dtype\":\"bytes\",\"shape\":[%zu]}",
+                          (unsigned long long)ref, part, n);
         if (hl < 0 || (size_t)hl >= sizeof(header) || 8 + (size_t)hl + n > size)
                 return -ENOBUFS;
         memcpy(buf, "KLNB", 4);
@@ -201,6 +228,6 @@ int bench_submit_part(enum bench_scenario s, uint64_t ref, uint64_t *rng, uint8_
         buf[6] = 0;
         buf[7] = 0;
         memcpy(buf + 8, header, (size_t)hl);
-        memcpy(buf + 8 + hl, png, n);
+        memcpy(buf + 8 + hl, data, n);
         return (int)(8 + (size_t)hl + n);
 }
