@@ -30,6 +30,11 @@ struct tri {
         uint32_t stamp;         /* the insertion that last queued it for a scan */
 };
 
+struct heap_entry {
+        double err;
+        uint32_t t;
+};
+
 struct simp {
         const double *h;
         int64_t w, hgt;
@@ -38,7 +43,7 @@ struct simp {
         uint32_t n_verts, cap_verts;
         struct tri *t;
         uint32_t n_t, cap_t;
-        int32_t *heap;          /* as long as t */
+        struct heap_entry *heap;/* as long as t */
         uint32_t n_heap, cap_heap;
         uint32_t *dirty;        /* triangles to scan after this insertion */
         uint32_t n_dirty, cap_dirty;
@@ -97,40 +102,41 @@ static int grow(void **p, uint32_t *cap, uint32_t need, size_t size)
 
 /* ---- the heap of triangles by error ---- */
 
-static void heap_set(struct simp *s, uint32_t pos, int32_t t)
+/* Entries carry their key, so sifting reads the heap array alone. */
+static void heap_set(struct simp *s, uint32_t pos, struct heap_entry e)
 {
-        s->heap[pos] = t;
-        s->t[t].heap = (int32_t)pos;
+        s->heap[pos] = e;
+        s->t[e.t].heap = (int32_t)pos;
 }
 
 static void heap_up(struct simp *s, uint32_t pos)
 {
-        int32_t t = s->heap[pos];
+        struct heap_entry e = s->heap[pos];
         while (pos > 0) {
                 uint32_t parent = (pos - 1) / 2;
-                if (s->t[s->heap[parent]].err >= s->t[t].err)
+                if (s->heap[parent].err >= e.err)
                         break;
                 heap_set(s, pos, s->heap[parent]);
                 pos = parent;
         }
-        heap_set(s, pos, t);
+        heap_set(s, pos, e);
 }
 
 static void heap_down(struct simp *s, uint32_t pos)
 {
-        int32_t t = s->heap[pos];
+        struct heap_entry e = s->heap[pos];
         for (;;) {
                 uint32_t c = 2 * pos + 1;
                 if (c >= s->n_heap)
                         break;
-                if (c + 1 < s->n_heap && s->t[s->heap[c + 1]].err > s->t[s->heap[c]].err)
+                if (c + 1 < s->n_heap && s->heap[c + 1].err > s->heap[c].err)
                         c++;
-                if (s->t[s->heap[c]].err <= s->t[t].err)
+                if (s->heap[c].err <= e.err)
                         break;
                 heap_set(s, pos, s->heap[c]);
                 pos = c;
         }
-        heap_set(s, pos, t);
+        heap_set(s, pos, e);
 }
 
 static void heap_remove(struct simp *s, uint32_t t)
@@ -139,12 +145,18 @@ static void heap_remove(struct simp *s, uint32_t t)
         if (pos < 0)
                 return;
         s->t[t].heap = -1;
-        int32_t last = s->heap[--s->n_heap];
+        struct heap_entry last = s->heap[--s->n_heap];
         if ((uint32_t)pos == s->n_heap)
                 return;
         heap_set(s, (uint32_t)pos, last);
         heap_up(s, (uint32_t)pos);
-        heap_down(s, (uint32_t)s->t[last].heap);
+        heap_down(s, (uint32_t)s->t[last.t].heap);
+}
+
+static void heap_push(struct simp *s, uint32_t t)
+{
+        s->heap[s->n_heap] = (struct heap_entry){ .err = s->t[t].err, .t = t };
+        heap_up(s, s->n_heap++);
 }
 
 /* ---- scanning a triangle for its worst point ---- */
@@ -155,25 +167,48 @@ static int64_t floor_div(int64_t a, int64_t b)
         return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
 }
 
-static int64_t ceil_div(int64_t a, int64_t b)
+/* One edge P -> Q of a triangle being scanned, walked row by row: on row y the
+ * points with orient(P, Q, (x, y)) >= 0 are those with x <= P.x + q (Q below P) or
+ * x >= P.x - q (Q above P), q = floor(dx * (y - P.y) / |dy|), kept exactly as a
+ * quotient and remainder: one division per edge, not one per row. */
+struct edge_walk {
+        int64_t px, dx, den;    /* den = |dy|; 0 for a horizontal edge */
+        int sign;               /* +1: an upper bound on x, -1: a lower bound */
+        int64_t q, r;           /* dx * (y - py) = q * den + r, 0 <= r < den */
+        int64_t dq, dr;         /* dx = dq * den + dr, 0 <= dr < den */
+};
+
+static void edge_start(struct edge_walk *e, int64_t ppx, int64_t ppy, int64_t qx, int64_t qy, int64_t y)
 {
-        return -floor_div(-a, b);
+        int64_t dy = qy - ppy;
+        e->px = ppx;
+        e->dx = qx - ppx;
+        e->den = dy < 0 ? -dy : dy;
+        e->sign = dy > 0 ? 1 : -1;
+        if (!e->den)
+                return;
+        e->q = floor_div(e->dx * (y - ppy), e->den);
+        e->r = e->dx * (y - ppy) - e->q * e->den;
+        e->dq = floor_div(e->dx, e->den);
+        e->dr = e->dx - e->dq * e->den;
 }
 
-/* Narrows [*lo, *hi] to the x of row y where orient(P, Q, (x, y)) >= 0. */
-static void clip_edge(int64_t ppx, int64_t ppy, int64_t qx, int64_t qy, int64_t y, int64_t *lo, int64_t *hi)
+/* Narrows [*lo, *hi] to this row's points, then steps to the next row. */
+static void edge_row(struct edge_walk *e, int64_t *lo, int64_t *hi)
 {
-        int64_t k = (qx - ppx) * (y - ppy), dy = qy - ppy;
-        if (dy > 0) {
-                int64_t b = ppx + floor_div(k, dy);
-                if (b < *hi)
-                        *hi = b;
-        } else if (dy < 0) {
-                int64_t b = ppx + ceil_div(k, dy);
-                if (b > *lo)
-                        *lo = b;
-        } else if (k < 0) {
-                *hi = *lo - 1;
+        if (!e->den)
+                return; /* horizontal: the triangle lies on its inner side on every row */
+        if (e->sign > 0) {
+                if (e->px + e->q < *hi)
+                        *hi = e->px + e->q;
+        } else if (e->px - e->q > *lo) {
+                *lo = e->px - e->q;
+        }
+        e->q += e->dq;
+        e->r += e->dr;
+        if (e->r >= e->den) {
+                e->r -= e->den;
+                e->q++;
         }
 }
 
@@ -192,22 +227,25 @@ static void scan(struct simp *s, uint32_t ti)
         double gy = ((z[2] - z[0]) * (double)(x[1] - x[0]) - (z[1] - z[0]) * (double)(x[2] - x[0])) / d;
         int64_t y0 = y[0] < y[1] ? (y[0] < y[2] ? y[0] : y[2]) : (y[1] < y[2] ? y[1] : y[2]);
         int64_t y1 = y[0] > y[1] ? (y[0] > y[2] ? y[0] : y[2]) : (y[1] > y[2] ? y[1] : y[2]);
+        struct edge_walk e[3];
+        for (int k = 0; k < 3; k++)
+                edge_start(&e[k], x[k], y[k], x[(k + 1) % 3], y[(k + 1) % 3], y0);
         double best = -1.0;
         uint32_t cand = 0;
         for (int64_t row = y0; row <= y1; row++) {
                 int64_t lo = 0, hi = s->w - 1;
                 for (int k = 0; k < 3; k++)
-                        clip_edge(x[k], y[k], x[(k + 1) % 3], y[(k + 1) % 3], row, &lo, &hi);
+                        edge_row(&e[k], &lo, &hi);
                 const double *hr = s->h + row * s->w;
                 double base = z[0] + gy * (double)(row - y[0]) - gx * (double)x[0];
                 for (int64_t col = lo; col <= hi; col++) {
-                        double e = hr[col] - (base + gx * (double)col);
-                        e = e < 0 ? -e : e;
-                        if (e > best) {
+                        double err = hr[col] - (base + gx * (double)col);
+                        err = err < 0 ? -err : err;
+                        if (err > best) {
                                 uint32_t g = (uint32_t)(row * s->w + col);
                                 if (g == s->verts[t->v[0]] || g == s->verts[t->v[1]] || g == s->verts[t->v[2]])
                                         continue;
-                                best = e;
+                                best = err;
                                 cand = g;
                         }
                 }
@@ -221,7 +259,7 @@ static void scan(struct simp *s, uint32_t ti)
 static int add_tri(struct simp *s, uint32_t *ret)
 {
         if (grow((void **)&s->t, &s->cap_t, s->n_t + 1, sizeof(struct tri)) < 0 ||
-            grow((void **)&s->heap, &s->cap_heap, s->cap_t, sizeof(int32_t)) < 0)
+            grow((void **)&s->heap, &s->cap_heap, s->cap_t, sizeof(struct heap_entry)) < 0)
                 return -ENOMEM;
         memset(&s->t[s->n_t], 0, sizeof(struct tri));
         s->t[s->n_t].heap = -1;
@@ -394,11 +432,8 @@ static void rescan(struct simp *s, uint32_t ti)
 {
         heap_remove(s, ti);
         scan(s, ti);
-        if (s->t[ti].err > s->tol) {
-                s->heap[s->n_heap] = (int32_t)ti;
-                s->t[ti].heap = (int32_t)s->n_heap++;
-                heap_up(s, (uint32_t)s->t[ti].heap);
-        }
+        if (s->t[ti].err > s->tol)
+                heap_push(s, ti);
 }
 
 static void simp_free(struct simp *s)
@@ -471,10 +506,10 @@ int relief_simplify(const struct relief_grid *g, double tol_mm, struct relief_me
         set_tri(&s, t1, c[0], c[2], c[3], -1, -1, (int32_t)t0);
         rescan(&s, t0);
         rescan(&s, t1);
-        double first = s.n_heap ? s.t[s.heap[0]].err : 0.0;
+        double first = s.n_heap ? s.heap[0].err : 0.0;
 
         while (s.n_heap) {
-                uint32_t ti = (uint32_t)s.heap[0];
+                uint32_t ti = s.heap[0].t;
                 if ((s.n_verts & 1023) == 0) {
                         if (kiln_exec_stopped(ex)) {
                                 r = -ECANCELED;

@@ -1,0 +1,179 @@
+#!/usr/bin/python3
+"""image.relief against OpenSCAD's surface() on the same images, in one run (not a
+CTest test; it prints figures and asserts nothing).
+
+For each image (1024 x 1024 by default: a smooth "artwork" scene of soft gradients
+and blobs with a few hard-edged shapes, and a synthetic photo-like one with fine
+texture), it times:
+
+  kind        the kind's own run on kilnd's CPU worker (`ms.run` of its `done`):
+              decode, heightfield, mesh and file, volume;
+  ws          submit -> the last byte of the mesh over one WebSocket (upload of the
+              PNG, queueing, run, storing the result, sending it);
+  kilnctl     `kilnctl submit image.relief --image IN.png --out DIR`, the wall time
+              of the whole command (process start to mesh.stl on disk);
+  openscad    `openscad -o OUT.stl --export-format binstl` of `surface(file=IN.png)`
+              (its time to a binary STL on disk), on the same PNG;
+
+at tolerance 0 and at one grey level (max_height_mm / 255), with the triangle
+counts, and checks every STL written with admesh. kilnd runs with its cache off
+(every repeat is computed) and one CPU worker per core.
+
+    KILND=build/daemon/kilnd KILNCTL=build/daemon/ctl/kilnctl tests/bench/relief_bench.py \\
+        [--size 1024] [--repeats 3] [--json FILE]
+"""
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
+from kiln_fixture import KILNCTL, Client, Kilnd, encode_frame  # noqa: E402
+from test_relief import admesh, png  # noqa: E402
+
+MAX_HEIGHT = 3.0
+
+
+def artwork(n, rng):
+    """Soft gradients and blobs with a hard-edged disc, ring and bars (antialiased
+    by a 4 x 4 supersample): what reliefs and lithophanes are usually made of."""
+    s = 4
+    y, x = np.mgrid[0:n * s, 0:n * s] / (n * s)
+    v = 0.35 + 0.25 * x + 0.1 * np.cos(3 * y)
+    for cx, cy, r, a in rng.uniform([0.1, 0.1, 0.05, -0.3], [0.9, 0.9, 0.2, 0.3], (8, 4)):
+        v += a * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * r * r))
+    d = np.hypot(x - 0.3, y - 0.35)
+    v = np.where(d < 0.12, 0.95, v)
+    v = np.where(np.abs(np.hypot(x - 0.7, y - 0.65) - 0.15) < 0.02, 0.05, v)
+    v = np.where((np.abs(y - 0.85) < 0.03) & (x > 0.1) & (x < 0.6), 0.2, v)
+    v = v.reshape(n, s, n, s).mean(axis=(1, 3))
+    return np.clip(v, 0, 1)
+
+
+def photo_like(n, rng):
+    """The artwork with fine texture and sensor-like noise (sigma ~1.5 grey levels)."""
+    v = artwork(n, rng)
+    y, x = np.mgrid[0:n, 0:n] / n
+    v = v + 0.02 * np.sin(120 * x + 40 * np.sin(7 * y)) + rng.normal(0, 1.5 / 255, (n, n))
+    return np.clip(v, 0, 1)
+
+
+async def ws_run(url, image, params):
+    """(server run ms, submit -> last part seconds, done, mesh bytes)."""
+    c = await Client.connect(url)
+    c.ref += 1
+    t0 = time.perf_counter()
+    await c.ws.send(encode_frame({"ref": c.ref, "part": "image", "dtype": "bytes", "shape": [len(image)]}, image))
+    acc = await c.call({"op": "submit", "kind": "image.relief", "params": params, "ref": c.ref}, timeout=600)
+    assert acc["op"] == "accepted", acc
+    done, parts, _ = await c.read_done(acc["job"], timeout=600)
+    t = time.perf_counter() - t0
+    await c.close()
+    assert done["state"] == "done", done
+    return done["ms"]["run"], t, done, parts["mesh"].tobytes()
+
+
+def admesh_ok(path):
+    s = admesh(path)
+    bad = {k: s[k] for k in ("Total disconnected facets", "Degenerate facets", "Edges fixed", "Facets removed",
+                             "Facets added", "Facets reversed", "Backwards edges", "Normals fixed")
+           if any(s[k])}
+    return "closed, 0 errors" if not bad and s["Number of parts"] == [1.0] else f"PROBLEMS {bad}"
+
+
+def median_of(runs):
+    return statistics.median(runs)
+
+
+def bench_image(name, grey, kilnd, tmp, repeats, out):
+    n = grey.shape[0]
+    path = os.path.join(tmp, f"{name}.png")
+    data = png((grey * 255).round(), 0)
+    with open(path, "wb") as f:
+        f.write(data)
+    base = {"max_side_px": n, "width_mm": 100, "max_height_mm": MAX_HEIGHT}
+    rows = []
+    for label, tol in (("tolerance 0", 0.0), ("one grey level", MAX_HEIGHT / 255)):
+        params = dict(base, tolerance_mm=tol)
+        kind_ms, ws_s, cli_s = [], [], []
+        done = mesh = None
+        for _ in range(repeats):
+            ms, t, done, mesh = asyncio.run(ws_run(kilnd.url, data, params))
+            kind_ms.append(ms)
+            ws_s.append(t)
+            odir = os.path.join(tmp, "out")
+            t0 = time.perf_counter()
+            words = [f"{k}={v}" for k, v in params.items()]
+            subprocess.run([KILNCTL, "--url", kilnd.url, "submit", "image.relief", *words, "--image", path,
+                            "--out", odir], check=True, capture_output=True, env=dict(os.environ, KILNCTL_NO_PROGRESS="1"))
+            cli_s.append(time.perf_counter() - t0)
+        stl = os.path.join(tmp, f"{name}-{tol}.stl")
+        with open(stl, "wb") as f:
+            f.write(mesh)
+        rows.append({"image": name, "case": label, "tolerance_mm": tol, "triangles": done["result"]["triangles"],
+                     "kind_s": median_of(kind_ms) / 1000, "ws_s": median_of(ws_s), "kilnctl_s": median_of(cli_s),
+                     "stl_bytes": len(mesh), "admesh": admesh_ok(stl)})
+    scad = os.path.join(tmp, f"{name}.scad")
+    with open(scad, "w") as f:
+        f.write(f'surface(file = "{path}");\n')
+    times = []
+    ostl = os.path.join(tmp, f"{name}-openscad.stl")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        subprocess.run(["openscad", "-o", ostl, "--export-format", "binstl", scad], check=True, capture_output=True)
+        times.append(time.perf_counter() - t0)
+    with open(ostl, "rb") as f:
+        f.seek(80)
+        tris = int.from_bytes(f.read(4), "little")
+    rows.append({"image": name, "case": "openscad surface()", "triangles": tris, "openscad_s": median_of(times),
+                 "stl_bytes": os.path.getsize(ostl), "admesh": admesh_ok(ostl)})
+    out.extend(rows)
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    rng = np.random.default_rng(2024)
+    images = {"artwork": artwork(a.size, rng), "photo-like": photo_like(a.size, rng)}
+    kilnd = Kilnd(env={"KILN_CACHE_ENABLED": "false", "KILN_STORE_SYNC": "batch"}).start()
+    results = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, grey in images.items():
+                bench_image(name, grey, kilnd, tmp, a.repeats, results)
+    finally:
+        kilnd.stop()
+        kilnd.cleanup()
+    print(f"image.relief vs OpenSCAD surface(), {a.size} x {a.size} grey PNGs, median of {a.repeats}, "
+          f"{os.cpu_count()} CPUs")
+    print(f"{'image':<11} {'case':<19} {'triangles':>10} {'kind s':>7} {'ws s':>7} {'kilnctl s':>9} "
+          f"{'openscad s':>10}  admesh")
+    for r in results:
+        def f(k):
+            return f"{r[k]:.3f}" if k in r else "-"
+        print(f"{r['image']:<11} {r['case']:<19} {r['triangles']:>10} {f('kind_s'):>7} {f('ws_s'):>7} "
+              f"{f('kilnctl_s'):>9} {f('openscad_s'):>10}  {r['admesh']}")
+    for name in images:
+        rs = [r for r in results if r["image"] == name]
+        full, simple, scad = rs
+        print(f"{name}: OpenSCAD / kilnctl at tolerance 0: {scad['openscad_s'] / full['kilnctl_s']:.1f}x; "
+              f"one grey level: {full['triangles'] / simple['triangles']:.1f}x fewer triangles than tolerance 0, "
+              f"{scad['triangles'] / simple['triangles']:.1f}x fewer than OpenSCAD")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
