@@ -441,7 +441,8 @@ static void batch_free(struct batch *b)
         if (!b)
                 return;
         for (size_t i = 0; i < b->n; i++) {
-                kiln_result_clear(&b->results[i]);
+                if (b->results)
+                        kiln_result_clear(&b->results[i]);
                 b->s->sink.release(b->s->sink.ctx, b->items[i]); /* the queue's hold */
         }
         free(b->items);
@@ -460,15 +461,23 @@ static struct batch *batch_new(struct sched *s, const struct kiln_kind *kind, si
         b->s = s;
         b->kind = kind;
         b->items = calloc(cap, sizeof(*b->items));
-        b->tasks = calloc(cap, sizeof(*b->tasks));
-        b->results = calloc(cap, sizeof(*b->results));
-        b->pcs = calloc(cap, sizeof(*b->pcs));
-        b->claimed = calloc(cap, sizeof(*b->claimed));
-        if (!b->items || !b->tasks || !b->results || !b->pcs || !b->claimed) {
+        if (!b->items) {
                 batch_free(b);
                 return NULL;
         }
         return b;
+}
+
+/* The per-task arrays, sized for the b->n items gathered (not for max_batch: most
+ * batches of small jobs hold a few, and a task with its result is kilobytes to
+ * zero). Lock not held. Returns >= 0 or -ENOMEM. */
+static int batch_arrays(struct batch *b)
+{
+        b->tasks = calloc(b->n, sizeof(*b->tasks));
+        b->results = calloc(b->n, sizeof(*b->results));
+        b->pcs = calloc(b->n, sizeof(*b->pcs));
+        b->claimed = calloc(b->n, sizeof(*b->claimed));
+        return b->tasks && b->results && b->pcs && b->claimed ? 0 : -ENOMEM;
 }
 
 /* Counts one more attempt for every unfinished task of the batch, ending (as
@@ -743,6 +752,17 @@ static void *worker_main(void *arg)
                 }
                 b->n = n;
                 pthread_mutex_unlock(&s->lock);
+                if (batch_arrays(b) < 0) {
+                        /* Out of memory for the batch bookkeeping: put them back. */
+                        log_error("out of memory starting a batch of %zu; retrying", n);
+                        pthread_mutex_lock(&s->lock);
+                        for (size_t i = n; i-- > 0;)
+                                queue_push_front(s, b->items[i]);
+                        s->running -= (unsigned)n;
+                        b->n = 0;
+                        batch_free(b);
+                        continue;
+                }
                 batch_start(s, b);
                 pthread_mutex_lock(&s->lock);
         }

@@ -145,7 +145,6 @@ static int validate_string_set(const struct kiln_param *p, const json_t *v, cons
         bool *seen = NULL;
         json_t *out, *e;
 
-        join_choices(p->choices, list, sizeof(list));
         if (!json_is_array(v))
                 return fail(err, field, "%s must be an array of strings", field);
         while (p->choices && p->choices[n_choices])
@@ -162,9 +161,11 @@ static int validate_string_set(const struct kiln_param *p, const json_t *v, cons
         }
 
         int r = 0;
+        /* The item's field name and the list of choices are written only for an
+         * error: a valid set costs no formatting. */
         json_array_foreach(v, idx, e) {
-                snprintf(item, sizeof(item), "%s[%zu]", field, idx);
                 if (!json_is_string(e)) {
+                        snprintf(item, sizeof(item), "%s[%zu]", field, idx);
                         r = fail(err, item, "%s must be a string", item);
                         break;
                 }
@@ -172,6 +173,8 @@ static int validate_string_set(const struct kiln_param *p, const json_t *v, cons
                 if (p->choices) {
                         int k = choice_index(p->choices, s);
                         if (k < 0) {
+                                snprintf(item, sizeof(item), "%s[%zu]", field, idx);
+                                join_choices(p->choices, list, sizeof(list));
                                 r = fail(err, item, "%s must be one of %s", item, list);
                                 break;
                         }
@@ -190,9 +193,12 @@ static int validate_string_set(const struct kiln_param *p, const json_t *v, cons
                 if (seen[k] && json_array_append_new(out, json_string(p->choices[k])) < 0)
                         r = fail_nomem(err, field);
         free(seen);
-        if (r == 0 && json_array_size(out) == 0)
+        if (r == 0 && json_array_size(out) == 0) {
+                if (p->choices)
+                        join_choices(p->choices, list, sizeof(list));
                 r = p->choices ? fail(err, field, "%s must name at least one of %s", field, list)
                                : fail(err, field, "%s must name at least one string", field);
+        }
         if (r < 0) {
                 json_decref(out);
                 return r;
@@ -506,6 +512,12 @@ int kiln_params_schema_check(const struct kiln_kind *kind, struct kiln_param_err
                 if (!p || p->type != KILN_PARAM_STRING || !p->required || p->choices)
                         return fail(err, "params", "%s takes an object: its object_param must name a required "
                                     "free string of its schema", kind->name);
+                for (size_t i = 0; kind->builtin_objects && kind->builtin_objects[i]; i++)
+                        if (!kind->builtin_objects[i][0] || strlen(kind->builtin_objects[i]) >= p->size)
+                                return fail(err, "params", "%s: built-in object \"%s\" does not fit params.%s",
+                                            kind->name, kind->builtin_objects[i], p->name);
+        } else if (kind->builtin_objects) {
+                return fail(err, "params", "%s has built-in objects but no object class", kind->name);
         }
         return 0;
 }
@@ -514,7 +526,12 @@ const char *kiln_params_object_name(const struct kiln_kind *kind, const json_t *
 {
         if (!kind || !kind->object || !kind->object_param)
                 return NULL;
-        return json_string_value(json_object_get(canonical, kind->object_param));
+        const char *name = json_string_value(json_object_get(canonical, kind->object_param));
+        /* A built-in object is the kind's own: nothing stored to look up or bind. */
+        for (size_t i = 0; name && kind->builtin_objects && kind->builtin_objects[i]; i++)
+                if (strcmp(kind->builtin_objects[i], name) == 0)
+                        return NULL;
+        return name;
 }
 
 static const char *type_name(enum kiln_param_type t)
@@ -595,5 +612,22 @@ json_t *kiln_params_schema_json(const struct kiln_kind *kind)
 {
         if (!kind)
                 return NULL;
-        return schema_fields(kind->params);
+        json_t *a = schema_fields(kind->params);
+        /* The object param lists the names that need no stored object. */
+        for (size_t i = 0; a && kind->builtin_objects && kind->object_param && i < json_array_size(a); i++) {
+                json_t *p = json_array_get(a, i);
+                if (strcmp(json_string_value(json_object_get(p, "name")), kind->object_param) != 0)
+                        continue;
+                json_t *b = json_array();
+                for (size_t k = 0; b && kind->builtin_objects[k]; k++)
+                        if (json_array_append_new(b, json_string(kind->builtin_objects[k])) < 0) {
+                                json_decref(b);
+                                b = NULL;
+                        }
+                if (!set_new(p, "builtin", b)) {
+                        json_decref(a);
+                        return NULL;
+                }
+        }
+        return a;
 }
