@@ -12,6 +12,7 @@
  * backend reports it finished, or by the reaper thread when its deadline passes
  * first, so a job ends `expired` on time even while its device is busy. */
 #include "scheduler.h"
+#include "scheduler_internal.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -26,79 +27,6 @@
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
-
-#define MAX_KINDS 32
-#define MAINTAIN_MS 1000
-
-/* The jobs of one tenant in one queue, oldest first. */
-struct tenant_queue {
-        struct tenant_queue *next; /* ring of the tenants with jobs waiting */
-        struct sched_item *head, *tail;
-        bool spare;                /* the queue's own node, used when malloc fails */
-        char tenant[64];
-};
-
-/* One (kind, priority) queue: FIFO within each tenant, round-robin between tenants,
- * so one tenant's thousand queued jobs delay another tenant's job by at most one
- * job (or one batch) per tenant ahead of it in the ring. */
-struct queue {
-        struct tenant_queue *cur;  /* the tenant served next */
-        struct tenant_queue spare;
-        uint32_t depth;
-};
-
-struct progress_ctx {
-        struct kiln_exec ex;
-        struct sched *s;
-        struct sched_item *it;
-        struct kiln_value values[KILN_MAX_PROGRESS_VALUES]; /* the kind's latest */
-        int n_values;
-};
-
-/* One batch in flight. Jobs hold the queue's reference until the batch is freed. */
-struct batch {
-        struct sched *s;
-        const struct kiln_kind *kind;
-        size_t n;
-        struct sched_item **items;
-        struct kiln_task *tasks;
-        struct kiln_result *results;
-        struct progress_ctx *pcs;
-        atomic_bool *claimed;
-        struct batch *next, *prev; /* active list (under the lock) */
-};
-
-struct sched {
-        pthread_mutex_t lock;
-        pthread_cond_t wake;      /* workers: a job arrived, or stop */
-        pthread_cond_t reap_wake; /* reaper: a batch started, or stop */
-        struct queue q[MAX_KINDS][_KILN_PRIO_MAX];
-        bool gathering[MAX_KINDS][_KILN_PRIO_MAX];
-        uint32_t max_batch[MAX_KINDS], max_delay_us[MAX_KINDS];
-        unsigned n_kinds;
-        uint64_t seq;
-        bool paused, stopping, maintaining;
-        int64_t next_maintain_ms;
-        unsigned running;
-        uint32_t queued;
-        struct batch *active;
-        pthread_t *threads;
-        unsigned n_threads;
-        pthread_t reaper;
-        bool reaper_started;
-        struct kiln_backends *backends;
-        enum kiln_backend_mode mode;
-        uint32_t max_retries;     /* jobs.max_retries */
-        struct sched_sink sink;
-};
-
-static unsigned kind_index(const struct kiln_kind *k)
-{
-        for (unsigned i = 0; kiln_kinds[i]; i++)
-                if (kiln_kinds[i] == k)
-                        return i;
-        return 0;
-}
 
 /* An absolute CLOCK_MONOTONIC time `ms` from now (condvars use that clock). */
 static struct timespec after_ms(int64_t ms)
@@ -127,178 +55,6 @@ static struct timespec after_us(uint32_t us)
                 ts.tv_nsec -= 1000000000;
         }
         return ts;
-}
-
-/* The job the queue serves next, or NULL. */
-static struct sched_item *queue_head(const struct queue *q)
-{
-        return q->cur ? q->cur->head : NULL;
-}
-
-/* The tenant's FIFO in q, created (and put in the ring right after the tenant
- * served next, so a newcomer waits at most one round) when missing. */
-static struct tenant_queue *tenant_queue_of(struct queue *q, const char *tenant)
-{
-        struct tenant_queue *t = q->cur;
-        if (t)
-                do {
-                        if (!strcmp(t->tenant, tenant))
-                                return t;
-                        t = t->next;
-                } while (t != q->cur);
-        t = calloc(1, sizeof(*t));
-        if (!t) {
-                /* Out of memory: wait in the spare FIFO, fairness aside, never lost. */
-                t = &q->spare;
-                t->spare = true;
-                if (t->head || t == q->cur)
-                        return t;
-                for (struct tenant_queue *x = q->cur; x; x = x->next == q->cur ? NULL : x->next)
-                        if (x == t)
-                                return t;
-        } else {
-                snprintf(t->tenant, sizeof(t->tenant), "%s", tenant);
-        }
-        if (!q->cur) {
-                t->next = t;
-                q->cur = t;
-        } else {
-                t->next = q->cur->next;
-                q->cur->next = t;
-        }
-        return t;
-}
-
-/* Takes an emptied tenant FIFO out of the ring. */
-static void tenant_queue_drop(struct queue *q, struct tenant_queue *t)
-{
-        struct tenant_queue *prev = t;
-        while (prev->next != t)
-                prev = prev->next;
-        if (prev == t) {
-                q->cur = NULL;
-        } else {
-                prev->next = t->next;
-                if (q->cur == t)
-                        q->cur = t->next;
-        }
-        t->next = NULL;
-        if (!t->spare)
-                free(t);
-}
-
-static void queue_unlink(struct queue *q, struct sched_item *j)
-{
-        struct tenant_queue *t = j->q_tenant;
-        if (j->q_prev)
-                j->q_prev->q_next = j->q_next;
-        else
-                t->head = j->q_next;
-        if (j->q_next)
-                j->q_next->q_prev = j->q_prev;
-        else
-                t->tail = j->q_prev;
-        j->q_prev = j->q_next = NULL;
-        j->q_tenant = NULL;
-        j->in_queue = false;
-        q->depth--;
-        if (!t->head)
-                tenant_queue_drop(q, t);
-}
-
-static void queue_push(struct queue *q, struct sched_item *j, bool front)
-{
-        struct tenant_queue *t = tenant_queue_of(q, j->tenant);
-        j->q_tenant = t;
-        if (front) {
-                j->q_prev = NULL;
-                j->q_next = t->head;
-                if (t->head)
-                        t->head->q_prev = j;
-                else
-                        t->tail = j;
-                t->head = j;
-        } else {
-                j->q_next = NULL;
-                j->q_prev = t->tail;
-                if (t->tail)
-                        t->tail->q_next = j;
-                else
-                        t->head = j;
-                t->tail = j;
-        }
-        q->depth++;
-        j->in_queue = true;
-}
-
-/* Takes the next job in round-robin order: the head of the current tenant, whose
- * turn then passes to the next tenant. Lock held; q not empty. */
-static struct sched_item *queue_take(struct queue *q)
-{
-        struct tenant_queue *t = q->cur;
-        struct sched_item *j = t->head;
-        struct tenant_queue *after = t->next;
-        bool last = t->head == t->tail;
-        queue_unlink(q, j);
-        if (!last && q->cur == t)
-                q->cur = after;
-        return j;
-}
-
-/* Puts a gathered job back at the head of its queue (shutdown). Lock held. */
-static void queue_push_front(struct sched *s, struct sched_item *j)
-{
-        queue_push(&s->q[kind_index(j->kind)][j->priority], j, true);
-        s->queued++;
-}
-
-/* The oldest job of the highest non-empty priority, across kinds, skipping queues
- * another worker is gathering from. Lock held. */
-static struct sched_item *pick(struct sched *s, unsigned *ret_kind, int *ret_prio)
-{
-        for (int p = 0; p < _KILN_PRIO_MAX; p++) {
-                struct queue *best = NULL;
-                unsigned best_k = 0;
-                for (unsigned k = 0; k < s->n_kinds; k++) {
-                        struct queue *q = &s->q[k][p];
-                        if (queue_head(q) && !s->gathering[k][p] &&
-                            (!best || queue_head(q)->seq < queue_head(best)->seq)) {
-                                best = q;
-                                best_k = k;
-                        }
-                }
-                if (best) {
-                        struct sched_item *j = queue_take(best);
-                        s->queued--;
-                        *ret_kind = best_k;
-                        *ret_prio = p;
-                        return j;
-                }
-        }
-        return NULL;
-}
-
-/* Whether any queue of a priority higher than `prio` holds a job. Lock held. */
-static bool higher_waiting(struct sched *s, int prio)
-{
-        for (int p = 0; p < prio; p++)
-                for (unsigned k = 0; k < s->n_kinds; k++)
-                        if (s->q[k][p].depth)
-                                return true;
-        return false;
-}
-
-/* Moves queued jobs of (k, p) into jobs[] up to max. Lock held. */
-static size_t gather(struct sched *s, unsigned k, int p, struct sched_item **jobs, size_t n, size_t max)
-{
-        struct queue *q = &s->q[k][p];
-        while (n < max && q->depth) {
-                struct sched_item *j = queue_take(q);
-                s->queued--;
-                s->running++;
-                jobs[n++] = j;
-        }
-        return n;
 }
 
 static bool value_equal(const struct kiln_value *a, const struct kiln_value *b)
@@ -700,14 +456,14 @@ static void *worker_main(void *arg)
                 struct sched_item *j = NULL;
                 unsigned k = 0;
                 int p = 0;
-                while (!s->stopping && (s->paused || !(j = pick(s, &k, &p)))) {
+                while (!s->stopping && (s->paused || !(j = sched_pick(s, &k, &p)))) {
                         struct timespec ts = after_ms(MAINTAIN_MS);
                         if (pthread_cond_timedwait(&s->wake, &s->lock, &ts) == ETIMEDOUT)
                                 maybe_maintain(s);
                 }
                 if (s->stopping) {
                         if (j)
-                                queue_push_front(s, j);
+                                sched_queue_push_front(s, j);
                         break;
                 }
                 maybe_maintain(s);
@@ -716,7 +472,7 @@ static void *worker_main(void *arg)
                 struct batch *b = batch_new(s, j->kind, max);
                 if (!b) {
                         /* Out of memory for the batch bookkeeping: put it back. */
-                        queue_push_front(s, j);
+                        sched_queue_push_front(s, j);
                         s->running--;
                         pthread_mutex_unlock(&s->lock);
                         log_error("out of memory starting a batch; retrying");
@@ -724,16 +480,16 @@ static void *worker_main(void *arg)
                         continue;
                 }
                 b->items[0] = j;
-                size_t n = gather(s, k, p, b->items, 1, max);
+                size_t n = sched_gather(s, k, p, b->items, 1, max);
                 if (n < max && s->max_delay_us[k]) {
                         struct timespec until = after_us(s->max_delay_us[k]);
                         s->gathering[k][p] = true;
-                        while (n < max && !s->stopping && !higher_waiting(s, p)) {
+                        while (n < max && !s->stopping && !sched_higher_waiting(s, p)) {
                                 if (pthread_cond_timedwait(&s->wake, &s->lock, &until) == ETIMEDOUT) {
-                                        n = gather(s, k, p, b->items, n, max);
+                                        n = sched_gather(s, k, p, b->items, n, max);
                                         break;
                                 }
-                                n = gather(s, k, p, b->items, n, max);
+                                n = sched_gather(s, k, p, b->items, n, max);
                         }
                         s->gathering[k][p] = false;
                         /* Others may have skipped this queue meanwhile. */
@@ -742,7 +498,7 @@ static void *worker_main(void *arg)
                 if (s->stopping || s->paused) {
                         /* Draining or stopping: the gathered jobs stay queued. */
                         for (size_t i = n; i-- > 0;)
-                                queue_push_front(s, b->items[i]);
+                                sched_queue_push_front(s, b->items[i]);
                         s->running -= (unsigned)n;
                         b->n = 0;
                         batch_free(b);
@@ -757,7 +513,7 @@ static void *worker_main(void *arg)
                         log_error("out of memory starting a batch of %zu; retrying", n);
                         pthread_mutex_lock(&s->lock);
                         for (size_t i = n; i-- > 0;)
-                                queue_push_front(s, b->items[i]);
+                                sched_queue_push_front(s, b->items[i]);
                         s->running -= (unsigned)n;
                         b->n = 0;
                         batch_free(b);
@@ -854,7 +610,7 @@ void sched_free(struct sched *s)
         for (unsigned k = 0; k < s->n_kinds; k++)
                 for (int p = 0; p < _KILN_PRIO_MAX; p++)
                         while (s->q[k][p].depth) {
-                                struct sched_item *it = queue_take(&s->q[k][p]);
+                                struct sched_item *it = sched_queue_take(&s->q[k][p]);
                                 s->sink.release(s->sink.ctx, it);
                         }
         kiln_backends_free(s->backends);
@@ -872,7 +628,7 @@ void sched_push(struct sched *s, struct sched_item *j)
         s->sink.hold(s->sink.ctx, j);
         pthread_mutex_lock(&s->lock);
         j->seq = ++s->seq;
-        queue_push(q, j, false);
+        sched_queue_push(q, j, false);
         s->queued++;
         /* Wake a gathering worker as well as an idle one. */
         pthread_cond_broadcast(&s->wake);
@@ -885,7 +641,7 @@ bool sched_remove(struct sched *s, struct sched_item *j)
 
         pthread_mutex_lock(&s->lock);
         if (j->in_queue) {
-                queue_unlink(&s->q[kind_index(j->kind)][j->priority], j);
+                sched_queue_unlink(&s->q[kind_index(j->kind)][j->priority], j);
                 s->queued--;
                 removed = true;
         }
