@@ -330,9 +330,9 @@ static int validate(struct jobs *js, const struct kiln_kind *kind, const struct 
         r = job_inputs_assemble(kind, rq->params, rq->parts, rq->n_parts, cfg->limits.max_input_bytes, &in, err);
         if (r < 0)
                 goto fail;
-        /* A kind that runs against a stored object is checked again, with the
-         * object, when it runs; here what the inputs and params say. */
-        if (!kind->object && kiln_kind_check(kind, params, in.arrays, in.n, NULL, &kerr) < 0) {
+        /* A job bound to a stored object is checked with it when it runs; any
+         * other (no object, or a built-in one) is checked in full here. */
+        if (!object && kiln_kind_check(kind, params, in.arrays, in.n, NULL, &kerr) < 0) {
                 submit_error(err, KERR_BAD_PARAMS, kerr.field, "%s", kerr.message);
                 r = -EINVAL;
                 goto fail;

@@ -92,6 +92,27 @@ static int check_one(const struct kiln_kind *kind, const struct kiln_input_spec 
         return kiln_array_init(&copy, a->name, a->dtype, a->ndim, a->shape, a->data, a->bytes, err);
 }
 
+const char *kiln_kind_builtin_object(const struct kiln_kind *kind, const void *params)
+{
+        const struct kiln_param *p = NULL;
+
+        if (!kind || !kind->builtin_objects || !kind->object_param || !params)
+                return NULL;
+        for (size_t i = 0; kind->params && kind->params[i].name && !p; i++)
+                if (strcmp(kind->params[i].name, kind->object_param) == 0)
+                        p = &kind->params[i];
+        /* The object_param is a free string stored as a char array (schema_check). */
+        if (!p || p->type != KILN_PARAM_STRING || p->choices || p->size < 2)
+                return NULL;
+        const char *name = (const char *)params + p->offset;
+        if (!memchr(name, '\0', p->size))
+                return NULL;
+        for (size_t i = 0; kind->builtin_objects[i]; i++)
+                if (strcmp(kind->builtin_objects[i], name) == 0)
+                        return kind->builtin_objects[i];
+        return NULL;
+}
+
 int kiln_kind_check(const struct kiln_kind *kind, const void *params, const struct kiln_array *in, size_t n_in,
                     const struct kiln_object *obj, struct kiln_error *err)
 {
@@ -126,7 +147,12 @@ int kiln_kind_check(const struct kiln_kind *kind, const void *params, const stru
                         return kiln_error_set(err, field, "%s is required: send it as a binary part", field);
                 }
         }
-        if (kind->object) {
+        if (kind->object && kiln_kind_builtin_object(kind, params)) {
+                snprintf(field, sizeof(field), "params.%.64s", kind->object_param);
+                if (obj)
+                        return kiln_error_set(err, field, "%s names one of %s's built-in objects, which runs "
+                                              "against no stored object", field, kind->name);
+        } else if (kind->object) {
                 snprintf(field, sizeof(field), "params.%.64s", kind->object_param ? kind->object_param : "object");
                 if (!obj || !obj->snapshot)
                         return kiln_error_set(err, field, "%s must name an object %s runs against", field,

@@ -321,6 +321,12 @@ struct kiln_kind {
         /* The params field (a required STRING of the schema) that names the object,
          * e.g. "model", "collection"; NULL when object is NULL. */
         const char *object_param;
+        /* Values of object_param that name no stored object but one the kind
+         * implements itself (risk.score's "altman-z"), NULL-terminated; NULL: none.
+         * A job naming one binds to no object (its task's object is NULL), is
+         * checked in full at submission (kiln_kind_check with no object) and is
+         * cached under its params and inputs alone. */
+        const char *const *builtin_objects;
         /* Parity tolerance of a non-CPU backend against run_cpu: a value passes when
          * |got - want| <= atol + rtol * |want| (both 0: exact). */
         double rtol, atol;
@@ -360,9 +366,14 @@ extern const struct kiln_kind *const kiln_kinds[];
 /* Looks up a kind by name; NULL when unknown. */
 const struct kiln_kind *kiln_kind_find(const char *name);
 
+/* The entry of kind->builtin_objects that the typed `params` name in their
+ * object_param field, or NULL (also for a kind without built-in objects). */
+const char *kiln_kind_builtin_object(const struct kiln_kind *kind, const void *params);
+
 /* Checks a job's inputs against the kind's specs (every name known and given once,
  * every required one present, dtype allowed, rank as declared, bytes matching the
- * shape) and the object against the kind's class, then calls kind->check. Returns
+ * shape) and the object against the kind's class (none when the params name a
+ * built-in object), then calls kind->check. Returns
  * >= 0 or -EINVAL with err naming the field ("inputs.rows", "params.model"). */
 int kiln_kind_check(const struct kiln_kind *kind, const void *params, const struct kiln_array *in, size_t n_in,
                     const struct kiln_object *obj, struct kiln_error *err);

@@ -30,7 +30,8 @@ int kiln_params_validate(const struct kiln_kind *kind, const json_t *in, json_t 
 /* The schema as JSON for clients (welcome message / web UI):
  * [{"name":..,"type":"number"|"integer"|"bool"|"string"|"string_set"|"object",
  *   "required":bool,"min":..,"max":..,"min_exclusive":bool,"default":..,"choices":[..],
- *   "fields":[..],"doc":".."}, ...]. Returns a new reference or NULL on ENOMEM. */
+ *   "fields":[..],"doc":".."}, ...]; the kind's object param also carries "builtin":
+ *   [..], the names of its built-in objects. Returns a new reference or NULL on ENOMEM. */
 json_t *kiln_params_schema_json(const struct kiln_kind *kind);
 
 /* The kind's inputs as JSON for clients: [{"name":..,"dtypes":["f32",..],"ndim":N,
@@ -45,8 +46,9 @@ json_t *kiln_inputs_schema_json(const struct kiln_kind *kind);
  * -EINVAL naming what is wrong (a unit test runs it over every built-in kind). */
 int kiln_params_schema_check(const struct kiln_kind *kind, struct kiln_param_error *err);
 
-/* The object name in canonical params (the kind's object_param), borrowed from
- * `canonical`; NULL when the kind takes no object. */
+/* The stored object named in canonical params (the kind's object_param), borrowed
+ * from `canonical`; NULL when the kind takes no object or the name is one of its
+ * built-in objects (kiln_kind.builtin_objects: nothing to look up or bind). */
 const char *kiln_params_object_name(const struct kiln_kind *kind, const json_t *canonical);
 
 /* Converts `v`, a JSON nested array, into the typed array that the same data sent as

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "risk_score/forest.h"
 #include "risk_score/model.h"
 #include "risk_score/xjson.h"
 
@@ -386,22 +387,16 @@ static long long tree_walk(const struct tree_src *s, size_t t, uint32_t n_featur
         return tail;
 }
 
-static size_t align64(size_t n)
-{
-        return (n + 63) & ~(size_t)63;
-}
-
 /* Pass 1 checks every tree and counts its reachable nodes; pass 2 lays them out. */
 static int build(const struct model_src *m, struct risk_forest **ret, struct kiln_object_error *err)
 {
         struct tree_src *trees = calloc(m->n_trees ? m->n_trees : 1, sizeof(*trees));
         uint32_t *queue = NULL, *counts = calloc(m->n_trees ? m->n_trees : 1, sizeof(*counts));
         uint8_t *seen = NULL;
-        size_t scratch = 0, off_roots, off_nodes;
+        size_t scratch = 0;
         uint64_t total = 0;
         uint32_t depth, max_depth = 0;
         struct risk_forest *f = NULL;
-        void *block = NULL;
         int rc = 0;
 
         if (!trees || !counts) {
@@ -440,34 +435,22 @@ static int build(const struct model_src *m, struct risk_forest **ret, struct kil
                         max_depth = depth;
         }
 
-        off_roots = align64(sizeof(*f));
-        off_nodes = align64(off_roots + m->n_trees * sizeof(uint32_t));
-        if (posix_memalign(&block, 64, off_nodes + total * sizeof(struct risk_node)) != 0) {
-                rc = fail_nomem(err);
-                goto out;
-        }
-        f = block;
-        *f = (struct risk_forest){
-                .n_trees = (uint32_t)m->n_trees,
-                .n_features = m->n_features,
-                .n_nodes = (uint32_t)total,
-                .max_depth = max_depth,
-                .base_score = m->base_score,
-                .base_margin = m->base_margin,
-                .roots = (const uint32_t *)((char *)block + off_roots),
-                .nodes = (const struct risk_node *)((char *)block + off_nodes),
-                .bytes = off_nodes + total * sizeof(struct risk_node),
-        };
         {
-                uint32_t *roots = (uint32_t *)((char *)block + off_roots);
-                struct risk_node *nodes = (struct risk_node *)((char *)block + off_nodes);
+                uint32_t *roots;
+                struct risk_node *nodes;
                 uint32_t base = 0;
 
+                if (risk_forest_alloc((uint32_t)m->n_trees, m->n_features, (uint32_t)total, max_depth, m->base_score,
+                                      m->base_margin, &f, &roots, &nodes) < 0) {
+                        rc = fail_nomem(err);
+                        goto out;
+                }
                 for (size_t t = 0; t < m->n_trees; t++) {
                         roots[t] = base;
                         tree_walk(&trees[t], t, m->n_features, queue, seen, nodes + base, base, NULL, NULL);
                         base += counts[t];
                 }
+                risk_forest_finish(f);
         }
         *ret = f;
 out:
