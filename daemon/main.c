@@ -55,6 +55,18 @@ static const char *const *kind_names(void)
 
 /* ---- signals: a thread turns them into flags the loop reads ---- */
 
+static pthread_t signal_tid;
+
+/* Runs only in a thread that does not block the signals (one a library started
+ * before main set the mask): hands the signal to the signal thread, which blocks
+ * it and takes it with sigwait. pthread_kill is async-signal-safe. */
+static void forward_signal(int sig)
+{
+        int saved = errno;
+        pthread_kill(signal_tid, sig);
+        errno = saved;
+}
+
 static void *signal_thread(void *arg)
 {
         struct kilnd *d = arg;
@@ -192,9 +204,16 @@ int main(int argc, char **argv)
         sigaddset(&set, SIGHUP);
         pthread_sigmask(SIG_BLOCK, &set, NULL);
         signal(SIGPIPE, SIG_IGN);
-        pthread_t sig_tid;
-        pthread_create(&sig_tid, NULL, signal_thread, d);
-        pthread_detach(sig_tid);
+        pthread_create(&signal_tid, NULL, signal_thread, d);
+        pthread_detach(signal_tid);
+        /* Threads that libraries start before main (a BLAS's pool) do not have the
+         * mask: a signal the kernel hands one of them is forwarded here. */
+        struct sigaction sa = { .sa_handler = forward_signal };
+        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = SA_RESTART;
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGHUP, &sa, NULL);
 
         unsigned bad_line = 0;
         r = auth_tokens_load(d->cfg->auth.tokens_file, &d->tokens, &bad_line);
