@@ -1,6 +1,7 @@
 // The kiln operator UI: connection and sign-in, a hash router, and the views
-// (dashboard, submit, jobs, job, objects). State lives here; ws.js speaks the
+// (dashboard, submit, jobs, job, objects, relief). State lives here; ws.js speaks the
 // protocol, forms.js builds the submit forms, objects.js the stored-objects page,
+// kinds/*.js the pages and result views of single kinds (kinds/relief.js),
 // charts.js and render.js draw.
 
 import { KilnClient, apiUrl } from './ws.js';
@@ -10,6 +11,7 @@ import { LineChart, BarChart } from './charts.js';
 import { mapViewer, partSummary, scalarTable, isMap } from './render.js';
 import { parseMetrics } from './metrics.js';
 import { objectsView } from './objects.js';
+import { reliefResult, reliefView } from './kinds/relief.js';
 
 const TOKEN_KEY = 'kiln.token';
 const FINAL = new Set(['done', 'failed', 'cancelled', 'expired']);
@@ -299,6 +301,7 @@ function route() {
     case 'submit': viewSubmit(parts[1]); break;
     case 'jobs': parts[1] ? viewJob(parts[1]) : viewJobs(); break;
     case 'objects': viewObjects(); break;
+    case 'relief': viewRelief(); break;
     default: viewDashboard();
   }
 }
@@ -625,11 +628,12 @@ function viewJob(id) {
   const node = el('section', { class: 'view view-job' },
     el('div', { class: 'view-head' }, el('h1', {}, `Job ${shortId(id)}`), el('a', { href: '#/jobs', class: 'button' }, '← All jobs')),
     head, results);
-  let alive = true, loadingResult = false;
+  let alive = true, loadingResult = false, kindView = null;
   show(node, {
     name: 'job',
     cleanup: () => {
       alive = false;
+      kindView?.destroy();
       for (const a of node.querySelectorAll('a[download]')) URL.revokeObjectURL(a.href);
     },
     onProgress: (msg) => {
@@ -687,10 +691,15 @@ function viewJob(id) {
         return;
       }
       const parts = [...res.parts.values()];
-      const maps = parts.filter(isMap), others = parts.filter((p) => !isMap(p));
+      // A kind with its own renderer (web_ui/kinds/) shows its parts its way.
+      kindView?.destroy();
+      kindView = st.kind === 'image.relief' ? reliefResult(res, id) : null;
+      const own = kindView ? new Set(['mesh']) : new Set();
+      const maps = parts.filter(isMap), others = parts.filter((p) => !isMap(p) && !own.has(p.name));
       setChildren(results,
         el('div', { class: 'card scalars-card' }, scalarTable(res.done.result),
           parts.length ? null : el('p', { class: 'muted' }, 'This job has no array parts.')),
+        kindView?.node,
         maps.map((p) => mapViewer(p, id)),
         others.map((p) => partSummary(p, id)));
     } catch (e) {
@@ -715,6 +724,13 @@ function viewJob(id) {
     if (!alive) return;
     head.replaceChildren(el('p', { class: 'error-text', role: 'alert' }, e.code === 'not_found' ? 'No such job (or it belongs to another tenant, or it was purged).' : `Status failed: ${e.message}`));
   });
+}
+
+/* ---- image.relief ---- */
+
+function viewRelief() {
+  const v = reliefView({ client: state.client, welcome: state.welcome, flash });
+  show(v.node, { name: 'relief', cleanup: v.cleanup });
 }
 
 /* ---- stored objects ---- */
