@@ -162,6 +162,11 @@ static int put_validate(struct kiln_object_put *put, struct kiln_object_info *re
                         snprintf(field, sizeof(field), "ids[%zu]", i);
                         return fail(err, field, "%s must be 1 to %u bytes long, not %zu", field, KILN_VEC_ID_MAX,
                                     put->ids[i].len);
+                } else if (memchr(put->ids[i].data, 0, put->ids[i].len)) {
+                        /* A search answers ids as C strings in JSON text. */
+                        char field[32];
+                        snprintf(field, sizeof(field), "ids[%zu]", i);
+                        return fail(err, field, "%s holds a NUL character, which an id cannot hold", field);
                 }
         perm = sort_ids(&view, put->n);
         if (!perm)
@@ -349,6 +354,8 @@ int vec_collection_compile(const struct kiln_object_source *src, struct vec_coll
         struct builder b = { .sorted = true, .err = err };
         struct vec_collection *c = NULL;
         enum kiln_metric metric;
+        float *sqnorms = NULL;
+        double max_sq = 0.0;
         uint64_t hint;
         int rc;
 
@@ -379,9 +386,19 @@ int vec_collection_compile(const struct kiln_object_source *src, struct vec_coll
                         goto out;
         }
         c = malloc(sizeof(*c));
-        if (!c) {
+        sqnorms = malloc((b.n ? b.n : 1) * sizeof(*sqnorms));
+        if (!c || !sqnorms) {
+                free(c);
                 rc = fail_nomem(err, "items");
                 goto out;
+        }
+        for (uint64_t i = 0; i < b.n; i++) {
+                const float *x = b.rows + i * b.dim;
+                double ss = 0.0;
+                for (uint32_t j = 0; j < b.dim; j++)
+                        ss += (double)x[j] * x[j];
+                sqnorms[i] = (float)ss;
+                max_sq = ss > max_sq ? ss : max_sq;
         }
         /* Give back what the doubling over-allocated; a failed shrink keeps the block. */
         if (b.n > 0) {
@@ -401,11 +418,15 @@ int vec_collection_compile(const struct kiln_object_source *src, struct vec_coll
                 .rows = b.rows,
                 .id_offsets = b.offs,
                 .id_bytes = b.ids,
-                .bytes = sizeof(*c) + b.n * (size_t)b.dim * sizeof(float) + (b.n + 1) * sizeof(uint64_t) + b.ids_len,
+                .sqnorms = sqnorms,
+                .max_norm = sqrt(max_sq),
+                .bytes = sizeof(*c) + b.n * ((size_t)b.dim + 1) * sizeof(float) + (b.n + 1) * sizeof(uint64_t) +
+                         b.ids_len,
         };
         *ret_collection = c;
         return 0;
 out:
+        free(sqnorms);
         free(b.rows);
         free(b.offs);
         free(b.ids);
@@ -419,6 +440,7 @@ void vec_collection_free(struct vec_collection *c)
         free((void *)c->rows);
         free((void *)c->id_offsets);
         free((void *)c->id_bytes);
+        free((void *)c->sqnorms);
         free(c);
 }
 

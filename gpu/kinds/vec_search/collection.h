@@ -2,14 +2,20 @@
  *
  * A collection has a metric and a dim fixed at creation (its meta, object.h) and items
  * id -> dim float32 values, stored in id byte order. A put is checked here before the
- * store writes it: ids of 1..256 bytes, distinct; finite values; for cosine, rows are
+ * store writes it: ids of 1..256 bytes without NUL, distinct; finite values; for cosine, rows are
  * normalised to unit length in place (so what is stored is what search reads); for ip
  * and l2, a row's norm is at most 2^62 so that no score overflows float32.
  *
  * A snapshot (struct vec_collection) is one contiguous float32 matrix [count][dim]
  * with the ids in byte order beside it. Because ids are sorted, "equal scores are
  * ordered by id" is "equal scores are ordered by row index". vec_search_ref below is
- * the plain exact search that the fast paths are tested against. */
+ * the plain exact search that the fast paths are tested against.
+ *
+ * A score is defined exactly: the dot product (or squared distance) of the float32
+ * values accumulated in float64, in column order, then rounded once to float32
+ * (vec_score). Every backend computes the scores it returns that way, so equal
+ * inputs give bit-equal scores and the same ids everywhere; the fast paths only use
+ * float32 matrix products to find the few candidates worth scoring exactly. */
 #pragma once
 
 #include <stdbool.h>
@@ -39,6 +45,10 @@ struct vec_collection {
         const float *rows;            /* [count][dim], row i belongs to id i */
         const uint64_t *id_offsets;   /* [count + 1]: id i is id_bytes[id_offsets[i] .. id_offsets[i + 1]) */
         const uint8_t *id_bytes;      /* ids in byte order, strictly increasing */
+        /* [count]: each row's squared norm (float64 sum, rounded to float32); the
+         * fast searches rank l2 by q.x - |x|^2/2 and bound their rounding with it. */
+        const float *sqnorms;
+        double max_norm;              /* the largest row norm (0 when empty) */
         size_t bytes;                 /* memory held by the snapshot */
 };
 
@@ -87,22 +97,39 @@ static inline const uint8_t *vec_collection_id(const struct vec_collection *c, u
         return c->id_bytes + c->id_offsets[i];
 }
 
+/* float64 operations that no compiler fuses into an FMA: the device's intrinsics
+ * are never contracted, and host code is built with -ffp-contract=off (kind.cmake).
+ * A product of two float32 values is exact in float64 anyway; a difference of two
+ * (l2) usually is, and then so is its square. */
+#if defined(__CUDA_ARCH__)
+#define VEC_DADD(a, b) __dadd_rn((a), (b))
+#define VEC_DSUB(a, b) __dsub_rn((a), (b))
+#define VEC_DMUL(a, b) __dmul_rn((a), (b))
+#else
+#define VEC_DADD(a, b) ((a) + (b))
+#define VEC_DSUB(a, b) ((a) - (b))
+#define VEC_DMUL(a, b) ((a) * (b))
+#endif
+
 /* The score of row x for query q: the dot product (cosine on unit rows, ip) or the
- * squared Euclidean distance (l2), accumulated in float32 in column order. */
+ * squared Euclidean distance (l2), accumulated in float64 in column order and
+ * rounded once to float32. This is the definition of a score: every backend
+ * computes the scores it reports with this function (or this exact sequence of
+ * float64 operations), so they agree to the bit. */
 KILN_HD static inline float vec_score(enum kiln_metric metric, const float *q, const float *x, uint32_t dim)
 {
-        float s = 0.0f;
+        double s = 0.0;
 
         if (metric == KILN_METRIC_L2) {
                 for (uint32_t j = 0; j < dim; j++) {
-                        float d = q[j] - x[j];
-                        s += d * d;
+                        double d = VEC_DSUB((double)q[j], (double)x[j]);
+                        s = VEC_DADD(s, VEC_DMUL(d, d));
                 }
         } else {
                 for (uint32_t j = 0; j < dim; j++)
-                        s += q[j] * x[j];
+                        s = VEC_DADD(s, VEC_DMUL((double)q[j], (double)x[j]));
         }
-        return s;
+        return (float)s;
 }
 
 /* True when (score a, row ia) ranks before (score b, row ib): larger first for cosine

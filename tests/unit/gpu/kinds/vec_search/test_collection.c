@@ -249,9 +249,15 @@ static void test_bad_ids_are_refused_naming_the_index(void **state)
                 refused(&put, "ids[0]");
         }
         {
-                struct kiln_object_id ids[] = { { long_id, KILN_VEC_ID_MAX }, { "b\0c", 3 } };
+                struct kiln_object_id ids[] = { { long_id, KILN_VEC_ID_MAX }, id_of("b") };
                 put = make_put(KILN_METRIC_IP, 4, meta, ids, 2, rows);
                 assert_int_equal(vec_collection_class.validate(&put, &(struct kiln_object_info){ 0 }, NULL), 0);
+        }
+        {
+                /* A search answers ids as JSON strings built from C strings: no NUL. */
+                struct kiln_object_id ids[] = { id_of("a"), { "b\0c", 3 } };
+                put = make_put(KILN_METRIC_IP, 4, meta, ids, 2, rows);
+                refused(&put, "ids[1]");
         }
         {
                 float r4[8] = { 0 };
@@ -262,8 +268,8 @@ static void test_bad_ids_are_refused_naming_the_index(void **state)
                 assert_non_null(strstr(err.message, "ids[1]"));
         }
         {
-                /* "b" and "b\0" differ: ids are bytes, not C strings. */
-                struct kiln_object_id ids[] = { { "b", 1 }, { "b\0", 2 } };
+                /* "b" and "b\xff" differ: ids are bytes compared as bytes. */
+                struct kiln_object_id ids[] = { { "b", 1 }, { "b\xff", 2 } };
                 put = make_put(KILN_METRIC_IP, 4, meta, ids, 2, rows);
                 assert_int_equal(vec_collection_class.validate(&put, &(struct kiln_object_info){ 0 }, NULL), 0);
         }

@@ -1,0 +1,295 @@
+/* vec.search: parameter schema, checks against the collection, the result, and
+ * the CPU entry points (one job, or a batch of jobs grouped by collection version
+ * into one search). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jtext.h"
+#include "vec_search.h"
+
+static const struct kiln_param vec_search_schema[] = {
+        { .name = "collection", .type = KILN_PARAM_STRING, .required = true,
+          .doc = "the stored collection (vec.put) to search",
+          KILN_PARAM_AT(struct vec_search_params, collection) },
+        { .name = "k", .type = KILN_PARAM_INTEGER, .min = 1, .max = VEC_K_MAX, .def = "10",
+          .doc = "neighbours per query (more than the collection holds returns all of it)",
+          KILN_PARAM_AT(struct vec_search_params, k) },
+        { .name = NULL },
+};
+
+static const struct kiln_input_spec vec_search_inputs[] = {
+        { .name = "queries", .dtypes = KILN_DTYPE_BIT(KILN_DTYPE_F32), .ndim = 2, .required = true,
+          .json_param = "queries", .doc = "query vectors f32[q][dim], q 1..10000, dim the collection's" },
+        { .name = NULL },
+};
+
+/* The queries of a job checked against the collection: their count and dim, and
+ * each row finite (and non-zero for cosine, bounded for ip and l2). c may be NULL
+ * (before the collection is known): then only the shape and finiteness. */
+static int check_queries(const struct kiln_array *in, size_t n_in, const struct vec_collection *c,
+                         const char *name, struct kiln_error *err)
+{
+        const struct kiln_array *a = kiln_inputs_find(in, n_in, "queries");
+        uint64_t q, dim;
+
+        if (!a || a->dtype != KILN_DTYPE_F32 || a->ndim != 2)
+                return kiln_error_set(err, "inputs.queries", "inputs.queries must be f32[q][dim]");
+        q = a->shape[0];
+        dim = a->shape[1];
+        if (q < 1 || q > VEC_Q_MAX)
+                return kiln_error_set(err, "inputs.queries", "inputs.queries holds %llu queries; 1 to %u are allowed",
+                                      (unsigned long long)q, VEC_Q_MAX);
+        if (c && dim != c->dim)
+                return kiln_error_set(err, "inputs.queries",
+                                      "inputs.queries has dim %llu, but collection \"%s\" holds vectors of dim %u",
+                                      (unsigned long long)dim, name, c->dim);
+        if (dim < 1 || dim > KILN_VEC_DIM_MAX)
+                return kiln_error_set(err, "inputs.queries", "inputs.queries has dim %llu; 1 to %u are allowed",
+                                      (unsigned long long)dim, KILN_VEC_DIM_MAX);
+        for (uint64_t i = 0; i < q; i++) {
+                /* Without the collection, ip's rule (finite, bounded) is the common part. */
+                int r = vec_row_check(c ? c->metric : KILN_METRIC_IP, (const float *)a->data + i * dim,
+                                      (uint32_t)dim);
+                if (r < 0) {
+                        char field[48];
+                        snprintf(field, sizeof(field), "inputs.queries[%llu]", (unsigned long long)i);
+                        return kiln_error_set(err, field, "%s %s", field, vec_row_problem(r));
+                }
+        }
+        return 0;
+}
+
+static int check(const void *params, const struct kiln_array *in, size_t n_in, const struct kiln_object *obj,
+                 struct kiln_error *err)
+{
+        const struct vec_search_params *p = params;
+
+        return check_queries(in, n_in, obj ? obj->snapshot : NULL, p->collection, err);
+}
+
+static uint64_t result_size(const void *params, const struct kiln_array *in, size_t n_in,
+                            const struct kiln_object *obj)
+{
+        const struct vec_search_params *p = params;
+        const struct kiln_array *a = kiln_inputs_find(in, n_in, "queries");
+        const struct vec_collection *c = obj ? obj->snapshot : NULL;
+        uint64_t k = (uint64_t)p->k;
+
+        if (c && c->count < k)
+                k = c->count;
+        return (a && a->ndim == 2 ? a->shape[0] : VEC_Q_MAX) * k * sizeof(float);
+}
+
+int vec_task_queries(const struct kiln_task *t, const struct vec_collection **ret_c, float **ret_q, size_t *ret_m,
+                     struct kiln_error *err)
+{
+        const struct vec_search_params *p = t->params;
+        const struct vec_collection *c = t->object && t->object->snapshot ? t->object->snapshot : NULL;
+        const struct kiln_array *a;
+        float *q;
+        int r;
+
+        if (!c)
+                return kiln_error_set(err, "params.collection", "params.collection names no loaded collection");
+        r = check_queries(t->inputs, t->n_inputs, c, p->collection, err);
+        if (r < 0)
+                return r;
+        a = kiln_inputs_find(t->inputs, t->n_inputs, "queries");
+        q = malloc(a->bytes ? a->bytes : 1);
+        if (!q)
+                return -ENOMEM;
+        memcpy(q, a->data, a->bytes);
+        for (uint64_t i = 0; i < a->shape[0]; i++)
+                vec_row_prepare(c->metric, q + i * c->dim, c->dim); /* checked above */
+        *ret_c = c;
+        *ret_q = q;
+        *ret_m = (size_t)a->shape[0];
+        return 0;
+}
+
+int vec_result_build(struct kiln_result *res, const struct vec_collection *c, uint64_t version, size_t m,
+                     uint32_t k, const uint64_t *index, const float *score, uint32_t stride)
+{
+        uint32_t n_out = c->count < k ? (uint32_t)c->count : k;
+        uint64_t shape[2] = { m, n_out };
+        struct kiln_jtext j;
+        struct kiln_part *part;
+        char id[KILN_VEC_ID_MAX + 1];
+        int r;
+
+        kiln_jtext_init(&j);
+        kiln_jtext_open(&j);
+        for (size_t i = 0; i < m; i++) {
+                kiln_jtext_open(&j);
+                for (uint32_t h = 0; h < n_out; h++) {
+                        size_t len;
+                        const uint8_t *b = vec_collection_id(c, index[i * stride + h], &len);
+                        memcpy(id, b, len);
+                        id[len] = '\0';
+                        kiln_jtext_str(&j, id);
+                }
+                kiln_jtext_close(&j);
+        }
+        kiln_jtext_close(&j);
+        if ((r = kiln_result_take_jtext(res, "ids", &j)) < 0)
+                return r;
+        if ((r = kiln_result_add_int(res, "count", (int64_t)c->count)) < 0 ||
+            (r = kiln_result_add_int(res, "collection_version", (int64_t)version)) < 0)
+                return r;
+        part = kiln_result_add_part(res, "scores", KILN_DTYPE_F32, 2, shape);
+        if (!part)
+                return -ENOMEM;
+        for (size_t i = 0; i < m; i++)
+                memcpy((float *)part->data + i * n_out, score + i * stride, n_out * sizeof(float));
+        return 0;
+}
+
+/* ---- running on the CPU ---- */
+
+/* The tasks of one search: a batch's jobs on one collection version. */
+struct group {
+        struct kiln_task **t;
+        size_t n;
+};
+
+/* Abandoned when every job of the group is. */
+static bool group_stopped(void *ctx)
+{
+        const struct group *g = ctx;
+
+        for (size_t i = 0; i < g->n; i++)
+                if (!kiln_exec_stopped(g->t[i]->exec))
+                        return false;
+        return true;
+}
+
+static void group_progress(void *ctx, double fraction)
+{
+        const struct group *g = ctx;
+
+        for (size_t i = 0; i < g->n; i++)
+                kiln_exec_progress(g->t[i]->exec, fraction);
+}
+
+static bool same_version(const struct kiln_task *a, const struct kiln_task *b)
+{
+        return a->object && b->object && a->object->snapshot == b->object->snapshot &&
+               a->object->version == b->object->version;
+}
+
+/* Runs the group's jobs (all checked, queries prepared) as one search with the
+ * largest k, and cuts each job's answer out of it: the top k' of a ranking are
+ * the first k' of its top k. Sets every task's status. */
+static void run_group(struct group *g, float *const *qs, const size_t *ms)
+{
+        const struct vec_collection *c = g->t[0]->object->snapshot;
+        uint32_t kmax = 0;
+        size_t m = 0, at = 0;
+        float *q = NULL, *score = NULL;
+        uint64_t *index = NULL;
+        int r;
+
+        for (size_t i = 0; i < g->n; i++) {
+                const struct vec_search_params *p = g->t[i]->params;
+                kmax = (uint32_t)p->k > kmax ? (uint32_t)p->k : kmax;
+                m += ms[i];
+        }
+        uint32_t n_out = c->count < kmax ? (uint32_t)c->count : kmax;
+        q = g->n == 1 ? qs[0] : malloc(m * c->dim * sizeof(float));
+        size_t cells = m * n_out > 0 ? m * n_out : 1;
+        index = malloc(cells * sizeof(*index));
+        score = malloc(cells * sizeof(*score));
+        r = q && index && score ? 0 : -ENOMEM;
+        for (size_t i = 0; r >= 0 && g->n > 1 && i < g->n; i++) {
+                memcpy(q + at * c->dim, qs[i], ms[i] * c->dim * sizeof(float));
+                at += ms[i];
+        }
+        if (r >= 0) {
+                struct vec_search_opts opts = { .stopped = group_stopped, .progress = group_progress, .ctx = g };
+                r = vec_search_cpu(c, q, m, kmax, &opts, index, score);
+        }
+        at = 0;
+        for (size_t i = 0; i < g->n; i++) {
+                struct kiln_task *t = g->t[i];
+                const struct vec_search_params *p = t->params;
+                if (r >= 0)
+                        t->status = vec_result_build(t->result, c, t->object->version, ms[i], (uint32_t)p->k,
+                                                     index + at * n_out, score + at * n_out, n_out);
+                else
+                        t->status = r == -ECANCELED && !kiln_exec_stopped(t->exec) ? -EIO : r;
+                at += ms[i];
+        }
+        if (g->n > 1)
+                free(q);
+        free(index);
+        free(score);
+}
+
+static int run_batch(struct kiln_task *const *tasks, size_t n)
+{
+        size_t slots = n ? n : 1;
+        struct kiln_task **members = malloc(slots * sizeof(*members));
+        float **qs = calloc(slots, sizeof(*qs)), **gqs = malloc(slots * sizeof(*gqs));
+        size_t *ms = calloc(slots, sizeof(*ms)), *gms = malloc(slots * sizeof(*gms));
+        bool *done = calloc(slots, sizeof(*done));
+        int r = members && qs && gqs && ms && gms && done ? 0 : -ENOMEM;
+
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                const struct vec_collection *c;
+                struct kiln_error err;
+                tasks[i]->status = vec_task_queries(tasks[i], &c, &qs[i], &ms[i], &err);
+                done[i] = tasks[i]->status < 0;
+        }
+        /* One search per collection version, its jobs in batch order. */
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                struct group g = { .t = members };
+                if (done[i])
+                        continue;
+                for (size_t j = i; j < n; j++)
+                        if (!done[j] && same_version(tasks[i], tasks[j])) {
+                                members[g.n] = tasks[j];
+                                gqs[g.n] = qs[j];
+                                gms[g.n] = ms[j];
+                                g.n++;
+                                done[j] = true;
+                        }
+                run_group(&g, gqs, gms);
+        }
+        for (size_t i = 0; qs && i < n; i++)
+                free(qs[i]);
+        free(members);
+        free(qs);
+        free(gqs);
+        free(ms);
+        free(gms);
+        free(done);
+        return r;
+}
+
+static int run(struct kiln_task *t)
+{
+        struct kiln_task *one[1] = { t };
+        int r = run_batch(one, 1);
+
+        return r < 0 ? r : t->status;
+}
+
+const struct kiln_kind kiln_kind_vec_search = {
+        .name = "vec.search",
+        .version = 1,
+        .doc = "exact top-k nearest neighbours in a stored embedding collection",
+        .params = vec_search_schema,
+        .params_size = sizeof(struct vec_search_params),
+        .inputs = vec_search_inputs,
+        .object = &vec_collection_class,
+        .object_param = "collection",
+        /* Every backend reports vec_score's float64 sums rounded once: bit-equal. */
+        .rtol = 0,
+        .atol = 0,
+        .check = check,
+        .result_size = result_size,
+        .run_cpu = run,
+        .run_cpu_batch = run_batch,
+};

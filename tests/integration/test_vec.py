@@ -1,0 +1,349 @@
+"""vec.search (SPEC §1.4) against the real kilnd: exact answers (recall 1.0 against
+a float64 brute force computed here, and against FAISS's exact index where Debian's
+python3-faiss is installed), ties in id byte order, zero and duplicate vectors,
+deletes and replacements seen by the next search, the cache keyed by the
+collection's version, queries inline or as a binary part being one input, every
+refusal, and single-query jobs batched together.
+
+The brute force's definition of a score is the contract's: the float32 values
+multiplied and summed in float64, rounded once to float32; a ranking orders by
+that (larger first for cosine and ip, smaller first for l2), then by id bytes.
+Cosine collections store rows scaled to unit length (each value divided by the
+float64 norm, rounded to float32), and queries are scaled the same way.
+"""
+import asyncio
+import unittest
+
+import numpy as np
+
+from kiln_fixture import Client, KilndTestCase, encode_frame
+from kiln_objects import next_ref, send_frames, vec_put
+
+try:
+    import faiss
+except ImportError:  # python3-faiss is optional
+    faiss = None
+
+
+def unit(a):
+    """Rows scaled as kiln scales them under cosine."""
+    a = np.asarray(a, dtype=np.float32).astype(np.float64)
+    return (a / np.linalg.norm(a, axis=1, keepdims=True)).astype(np.float32)
+
+
+def exact_scores(metric, rows, q):
+    """[q][n] float32 scores: float64 sums of the float32 values, rounded once."""
+    x = rows.astype(np.float64)
+    qq = q.astype(np.float64)
+    if metric == "l2":
+        s = np.array([((qi[None, :] - x) ** 2).sum(1) for qi in qq])
+    else:
+        s = qq @ x.T
+    return s.astype(np.float32)
+
+
+def brute_force(metric, ids, rows, queries, k):
+    """Per query: [(id, score)] best first, equal scores by id bytes."""
+    stored = unit(rows) if metric == "cosine" else np.asarray(rows, dtype=np.float32)
+    q = unit(queries) if metric == "cosine" else np.asarray(queries, dtype=np.float32)
+    s = exact_scores(metric, stored, q)
+    keys = [i.encode() for i in ids]
+    out = []
+    for qi in range(len(q)):
+        order = sorted(range(len(ids)), key=lambda r: ((s[qi, r] if metric == "l2" else -s[qi, r]), keys[r]))
+        out.append([(ids[r], s[qi, r]) for r in order[:k]])
+    return out
+
+
+def query_frames(ref, queries):
+    a = np.ascontiguousarray(queries, dtype="<f4")
+    return [encode_frame({"ref": ref, "part": "queries", "dtype": "f32", "shape": list(a.shape)}, a.tobytes())]
+
+
+async def submit_search(c, collection, queries, k=10, inline=False, **kw):
+    """Submits one vec.search job; returns the accepted (or error) reply."""
+    params = {"collection": collection, "k": k}
+    msg = {"op": "submit", "kind": "vec.search", "params": params}
+    msg.update(kw)
+    if inline:
+        params["queries"] = np.asarray(queries, dtype=np.float32).tolist()
+        return await c.call(msg)
+    ref = next_ref(c)
+    await send_frames(c, query_frames(ref, queries))
+    return await c.call(dict(msg, ref=ref))
+
+
+async def search(c, collection, queries, k=10, inline=False, **kw):
+    """One job, waited for: (done, scores part or None, accepted)."""
+    acc = await submit_search(c, collection, queries, k, inline, **kw)
+    assert acc.get("op") == "accepted", acc
+    done, parts, _ = await c.read_done(acc["job"], timeout=120)
+    return done, parts.get("scores"), acc
+
+
+class VecSearch(KilndTestCase):
+    env = {"KILN_CPU_THREADS": "2"}
+
+    def answer(self, done, scores):
+        self.assertEqual(done["state"], "done", done)
+        ids = done["result"]["ids"]
+        return [list(zip(row, scores[i].tolist())) for i, row in enumerate(ids)]
+
+    def assertSameAnswer(self, got, want):
+        self.assertEqual(len(got), len(want))
+        for qi, (g, w) in enumerate(zip(got, want)):
+            self.assertEqual([i for i, _ in g], [i for i, _ in w], f"query {qi}")
+            self.assertEqual([np.float32(s) for _, s in g], [np.float32(s) for _, s in w], f"query {qi}")
+
+    def assertFailed(self, done, code, words):
+        self.assertEqual(done["state"], "failed", done)
+        self.assertEqual(done["error"]["code"], code, done)
+        self.assertIn(words, done["error"]["message"], done)
+
+    # ---- exactness ----
+
+    def test_every_metric_equals_the_float64_brute_force(self):
+        rng = np.random.default_rng(1)
+        rows = rng.normal(size=(3000, 48)).astype(np.float32)
+        ids = [f"doc-{(i * 7919) % 3000:05d}-{'xyzw'[:i % 4]}" for i in range(3000)]
+        queries = rng.normal(size=(12, 48)).astype(np.float32)
+
+        async def go():
+            c = await self.client()
+            out = {}
+            for metric in ("cosine", "ip", "l2"):
+                r = await vec_put(c, f"exact-{metric}", rows, ids, metric=metric)
+                self.assertEqual(r.get("op"), "vec", r)
+                for k in (1, 10, 100):
+                    out[metric, k] = await search(c, f"exact-{metric}", queries, k)
+            await c.close()
+            return out
+        out = self.run_async(go())
+        for (metric, k), (done, scores, _) in out.items():
+            self.assertEqual(done["result"]["count"], 3000)
+            self.assertEqual(scores.shape, (12, k))
+            self.assertSameAnswer(self.answer(done, scores), brute_force(metric, ids, rows, queries, k))
+
+    @unittest.skipIf(faiss is None, "python3-faiss is not installed")
+    def test_recall_is_one_against_faiss_exact_index(self):
+        rng = np.random.default_rng(2)
+        rows = rng.normal(size=(5000, 64)).astype(np.float32)
+        ids = [f"{i:06d}" for i in range(5000)]  # id order is row order
+        queries = rng.normal(size=(20, 64)).astype(np.float32)
+        k = 10
+
+        async def go():
+            c = await self.client()
+            await vec_put(c, "faiss-ip", rows, ids, metric="ip")
+            await vec_put(c, "faiss-l2", rows, ids, metric="l2")
+            res = (await search(c, "faiss-ip", queries, k), await search(c, "faiss-l2", queries, k))
+            await c.close()
+            return res
+        (ip_done, ip_s, _), (l2_done, l2_s, _) = self.run_async(go())
+        for done, index in ((ip_done, faiss.IndexFlatIP(64)), (l2_done, faiss.IndexFlatL2(64))):
+            index.add(rows)
+            dist, label = index.search(queries, k + 1)
+            for qi in range(len(queries)):
+                # Where FAISS's float32 distances leave no near tie at the k-th place,
+                # both must hold the same k rows.
+                if abs(dist[qi, k - 1] - dist[qi, k]) > 1e-4:
+                    self.assertEqual(sorted(done["result"]["ids"][qi]), sorted(f"{r:06d}" for r in label[qi, :k]))
+
+    def test_ties_zero_vectors_and_duplicates_are_ordered_by_id(self):
+        rows = np.array([[1, 1], [1, 1], [0, 0], [1, 1], [0, 0], [2, 2], [1, 1]], dtype=np.float32)
+        ids = ["e", "b", "zero-2", "a", "zero-1", "far", "d\u00e9j\u00e0"]
+        queries = np.array([[1, 1], [0, 0], [-1, 1]], dtype=np.float32)
+
+        async def go():
+            c = await self.client()
+            out = {}
+            for metric in ("ip", "l2"):
+                await vec_put(c, f"ties-{metric}", rows, ids, metric=metric)
+                out[metric] = await search(c, f"ties-{metric}", queries, 7)
+            await c.close()
+            return out
+        out = self.run_async(go())
+        for metric, (done, scores, _) in out.items():
+            self.assertSameAnswer(self.answer(done, scores), brute_force(metric, ids, rows, queries, 7))
+        # ip with the query (1, 1): 4 for "far", then the tie at 2 in id byte order.
+        self.assertEqual(out["ip"][0]["result"]["ids"][0][:5], ["far", "a", "b", "d\u00e9j\u00e0", "e"])
+        # A zero query ties every row at 0 (ip): all in id order.
+        self.assertEqual(out["ip"][0]["result"]["ids"][1], sorted(ids, key=lambda i: i.encode()))
+        # l2 from the origin: the zero rows first, in id order.
+        self.assertEqual(out["l2"][0]["result"]["ids"][1][:2], ["zero-1", "zero-2"])
+
+    def test_k_above_the_count_returns_the_whole_collection(self):
+        rng = np.random.default_rng(3)
+        rows = rng.normal(size=(9, 5)).astype(np.float32)
+        ids = [f"r{i}" for i in range(9)]
+
+        async def go():
+            c = await self.client()
+            await vec_put(c, "small", rows, ids, metric="cosine")
+            res = await search(c, "small", rows[:2], 1000)
+            await c.close()
+            return res
+        done, scores, _ = self.run_async(go())
+        self.assertEqual(scores.shape, (2, 9))
+        self.assertSameAnswer(self.answer(done, scores), brute_force("cosine", ids, rows, rows[:2], 9))
+        self.assertEqual(done["result"]["ids"][0][0], "r0")
+
+    # ---- changes, versions and the cache ----
+
+    def test_deletes_and_replacements_are_seen_and_the_cache_follows_the_version(self):
+        rng = np.random.default_rng(4)
+        rows = rng.normal(size=(500, 16)).astype(np.float32)
+        ids = [f"v{i:03d}" for i in range(500)]
+        q = rows[[7]] + 0.01
+
+        async def go():
+            c = await self.client()
+            put = await vec_put(c, "changing", rows, ids, metric="l2")
+            first = await search(c, "changing", q, 5)
+            again = await search(c, "changing", q, 5)
+            dele = await c.call({"op": "vec.delete", "collection": "changing", "ids": ["v007"]})
+            after_delete = await search(c, "changing", q, 5)
+            # Replace v100 with the query itself: it becomes the nearest.
+            repl = await vec_put(c, "changing", q, ["v100"])
+            after_put = await search(c, "changing", q, 5)
+            await c.close()
+            return put, first, again, dele, after_delete, repl, after_put
+        put, first, again, dele, after_delete, repl, after_put = self.run_async(go())
+        self.assertEqual(first[0]["result"]["ids"][0][0], "v007")
+        self.assertEqual(first[0]["result"]["collection_version"], put["version"])
+        self.assertFalse(first[2]["cached"])
+        self.assertTrue(again[2]["cached"], again[2])
+        self.assertEqual(again[0]["result"]["ids"], first[0]["result"]["ids"])
+        self.assertEqual(dele.get("op"), "vec", dele)
+        self.assertGreater(dele["version"], put["version"])
+        self.assertFalse(after_delete[2]["cached"], after_delete[2])
+        self.assertNotIn("v007", after_delete[0]["result"]["ids"][0])
+        self.assertEqual(after_delete[0]["result"]["collection_version"], dele["version"])
+        self.assertEqual(after_delete[0]["result"]["count"], 499)
+        left = [i for i in ids if i != "v007"]
+        kept = np.array([rows[int(i[1:])] for i in left])
+        self.assertSameAnswer(self.answer(after_delete[0], after_delete[1]), brute_force("l2", left, kept, q, 5))
+        self.assertGreater(repl["version"], dele["version"])
+        self.assertFalse(after_put[2]["cached"])
+        self.assertEqual(after_put[0]["result"]["ids"][0][0], "v100")
+        self.assertEqual(after_put[1][0, 0], 0.0)
+        self.assertEqual(after_put[0]["result"]["collection_version"], repl["version"])
+
+    def test_inline_and_binary_queries_are_one_input(self):
+        rng = np.random.default_rng(5)
+        rows = rng.normal(size=(200, 6)).astype(np.float32)
+        ids = [f"i{i}" for i in range(200)]
+        q = np.array([[0.5, -1.25, 3, 1e-3, 7, 0.1]], dtype=np.float32)
+
+        async def go():
+            c = await self.client()
+            await vec_put(c, "forms", rows, ids, metric="ip")
+            a = await search(c, "forms", q, 4, inline=True)
+            b = await search(c, "forms", q, 4)
+            await c.close()
+            return a, b
+        (da, sa, acc_a), (db, sb, acc_b) = self.run_async(go())
+        self.assertFalse(acc_a["cached"])
+        self.assertTrue(acc_b["cached"], acc_b)
+        self.assertEqual(da["result"]["ids"], db["result"]["ids"])
+        np.testing.assert_array_equal(sa, sb)
+
+    # ---- refusals ----
+
+    def test_every_refusal_names_its_field(self):
+        rows = np.eye(4, dtype=np.float32)
+        ids = ["a", "b", "c", "d"]
+
+        async def go():
+            c = await self.client()
+            await vec_put(c, "strict", rows, ids, metric="cosine")
+            out = {"k0": await submit_search(c, "strict", rows[:1], 0),
+                   "k1001": await submit_search(c, "strict", rows[:1], 1001),
+                   "unknown": await submit_search(c, "nowhere", rows[:1], 3)}
+            acc = await c.call({"op": "submit", "kind": "vec.search", "params": {"collection": "strict"}})
+            out["no-queries"] = acc if acc.get("op") != "accepted" else (await c.read_done(acc["job"]))[0]
+            bad = {"dim": np.ones((1, 5), np.float32),
+                   "nan": np.array([[1, np.nan, 0, 0]], np.float32),
+                   "inf": np.array([[1, 0, np.inf, 0]], np.float32),
+                   "-inf": np.array([[1, 0, 0, -np.inf]], np.float32),
+                   "zero": np.zeros((1, 4), np.float32),
+                   "many": np.ones((10001, 4), np.float32)}
+            for name, q in bad.items():
+                acc = await submit_search(c, "strict", q, 3)
+                out[name] = acc if acc.get("op") != "accepted" else (await c.read_done(acc["job"]))[0]
+            acc = await c.call({"op": "submit", "kind": "vec.search",
+                                "params": {"collection": "strict", "queries": [[1, None, 0, 0]]}})
+            out["null"] = acc if acc.get("op") != "accepted" else (await c.read_done(acc["job"]))[0]
+            await c.close()
+            return out
+        out = self.run_async(go())
+        for name in ("k0", "k1001"):
+            self.assertEqual(out[name].get("code"), "bad_params", out[name])
+            self.assertEqual(out[name].get("field"), "params.k", out[name])
+        self.assertEqual(out["unknown"].get("code"), "not_found", out["unknown"])
+        self.assertEqual(out["unknown"].get("field"), "params.collection", out["unknown"])
+        nq = out["no-queries"]
+        if nq.get("op") == "done":
+            self.assertFailed(nq, "bad_params", "inputs.queries")
+        else:
+            self.assertEqual(nq.get("code"), "bad_params", nq)
+            self.assertIn("queries", nq.get("field", "") + nq.get("message", ""))
+        self.assertFailed(out["dim"], "bad_params", "inputs.queries has dim 5")
+        for name in ("nan", "inf", "-inf", "null"):
+            self.assertFailed(out[name], "bad_params", "inputs.queries[0]")
+            self.assertIn("NaN or infinity", out[name]["error"]["message"])
+        self.assertFailed(out["zero"], "bad_params", "inputs.queries[0]")
+        self.assertFailed(out["many"], "bad_params", "inputs.queries")
+
+
+class VecBatching(KilndTestCase):
+    # One worker and a generous delay: single-query jobs arriving together run
+    # as one search.
+    env = {"KILN_CPU_THREADS": "1", "KILN_BATCH_VEC_SEARCH_MAX_BATCH": "64",
+           "KILN_BATCH_VEC_SEARCH_MAX_DELAY_US": "20000"}
+
+    def test_single_query_jobs_are_batched_and_each_is_answered_exactly(self):
+        rng = np.random.default_rng(6)
+        rows = rng.normal(size=(4000, 32)).astype(np.float32)
+        ids = [f"b{i:05d}" for i in range(4000)]
+        queries = rng.normal(size=(96, 32)).astype(np.float32)
+
+        async def go():
+            c = await self.client()
+            await vec_put(c, "batched", rows, ids, metric="ip")
+            # Every job sent before any reply is read, so they queue together.
+            refs = {}
+            for i in range(len(queries)):
+                ref = next_ref(c)
+                refs[ref] = i
+                await send_frames(c, query_frames(ref, queries[i:i + 1]))
+                await c.send({"op": "submit", "kind": "vec.search", "ref": ref,
+                              "params": {"collection": "batched", "k": 3 + i % 5}})
+            jobs, out = {}, {}
+            while len(out) < len(queries):
+                m = await c.recv(120)
+                if isinstance(m, bytes):
+                    continue
+                if m.get("op") == "accepted":
+                    jobs[m["job"]] = refs[m["ref"]]
+                elif m.get("op") == "done":
+                    c.backlog.insert(0, m)
+                    done, parts, _ = await c.read_done(m["job"])
+                    out[m["job"]] = (done, parts.get("scores"))
+                elif m.get("op") != "progress":
+                    self.fail(m)
+            await c.close()
+            return [(jobs[j], d, s) for j, (d, s) in out.items()]
+        out = self.run_async(go())
+        sizes = [d["batch"] for _, d, _ in out]
+        self.assertGreater(sum(1 for s in sizes if s > 1), len(out) // 2, sizes)
+        for i, done, scores in out:
+            self.assertEqual(done["state"], "done", done)
+            want = brute_force("ip", ids, rows, queries[i:i + 1], 3 + i % 5)
+            got = [list(zip(done["result"]["ids"][0], scores[0].tolist()))]
+            self.assertEqual([x for x, _ in got[0]], [x for x, _ in want[0]], i)
+            self.assertEqual([np.float32(s) for _, s in got[0]], [s for _, s in want[0]], i)
+
+
+if __name__ == "__main__":
+    unittest.main()
