@@ -18,10 +18,12 @@
 
 #include <cmocka.h>
 
+#include "kind_tests.h"
 #include "params.h"
 #include "risk_score/risk_score.h"
 
 static const struct kiln_kind *K = &kiln_kind_risk_score;
+extern const struct kiln_kind_tests kiln_kind_tests_risk_score;
 
 static void *slurp(const char *name, const char *suffix, size_t *ret_len)
 {
@@ -397,6 +399,46 @@ static void test_json_rows_and_builtin_names(void **state)
         json_decref(in);
 }
 
+/* The GPU parity and benchmark cases are valid jobs, and the kernel's way of
+ * scoring a row (risk_view_margin, one row at a time) gives the CPU's margins. */
+static void test_gpu_cases_are_valid_jobs(void **state)
+{
+        const struct kiln_kind_tests *kt = &kiln_kind_tests_risk_score;
+        struct kiln_cases *cs = NULL;
+
+        assert_ptr_equal(kt->kind, K);
+        assert_int_equal(kt->parity(&cs), 0);
+        assert_true(cs->n > 40);
+        for (size_t i = 0; i < cs->n; i++) {
+                const struct kiln_case *c = &cs->cases[i];
+                struct kiln_error err = { "", "" };
+                struct kiln_result r = { 0 };
+                struct kiln_task t = { .params = c->params, .inputs = c->inputs, .n_inputs = c->n_inputs,
+                                       .object = c->object, .result = &r };
+                if (kiln_kind_check(K, c->params, c->inputs, c->n_inputs, c->object, &err) < 0)
+                        fail_msg("case %zu (%s): %s %s", i, c->label, err.field, err.message);
+                assert_int_equal(risk_run_cpu(&t), 0);
+                const struct kiln_part *m = kiln_result_find_part(&r, "margin");
+                if (m) {
+                        struct risk_view v = risk_view_of(c->object->snapshot);
+                        const float *x = c->inputs[0].data;
+                        for (uint64_t k = 0; k < m->shape[0]; k++)
+                                assert_true(((float *)m->data)[k] == risk_view_margin(&v, x + k * c->inputs[0].shape[1]));
+                }
+                kiln_result_clear(&r);
+        }
+        kiln_cases_free(cs);
+        assert_int_equal(kt->bench(2, 3, &cs), 0);
+        assert_int_equal(cs->n, 3);
+        assert_int_equal(cs->cases[2].work, 16);
+        for (size_t i = 0; i < cs->n; i++)
+                assert_int_equal(kiln_kind_check(K, cs->cases[i].params, cs->cases[i].inputs, 1, cs->cases[i].object,
+                                                 NULL),
+                                 0);
+        kiln_cases_free(cs);
+        assert_int_equal(kt->bench(11, 1, &cs), -ERANGE);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -409,6 +451,7 @@ int main(void)
                 cmocka_unit_test(test_stored_models_score_as_xgboost),
                 cmocka_unit_test(test_batch_equals_jobs_one_by_one),
                 cmocka_unit_test(test_json_rows_and_builtin_names),
+                cmocka_unit_test(test_gpu_cases_are_valid_jobs),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
