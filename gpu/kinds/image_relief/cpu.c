@@ -5,6 +5,22 @@
 
 #include "image_relief.h"
 
+int relief_result_values(struct kiln_result *ret, const struct kiln_part *part, int format, uint64_t triangles,
+                         uint64_t vertices, const struct relief_dims *d)
+{
+        double volume;
+        int r = relief_mesh_volume(part->data, part->bytes, format, &volume);
+        if (r < 0)
+                return r;
+        if ((r = kiln_result_add_int(ret, "triangles", (int64_t)triangles)) < 0 ||
+            (r = kiln_result_add_int(ret, "vertices", (int64_t)vertices)) < 0 ||
+            (r = kiln_result_add_scalar(ret, "volume_mm3", volume)) < 0 ||
+            (r = kiln_result_add_scalar(ret, "width_mm", d->width_mm)) < 0 ||
+            (r = kiln_result_add_scalar(ret, "depth_mm", d->depth_mm)) < 0)
+                return r;
+        return 0;
+}
+
 int relief_result_add(const struct relief_mesh *m, const struct relief_params *p, struct kiln_result *ret,
                       struct kiln_exec *ex)
 {
@@ -13,20 +29,12 @@ int relief_result_add(const struct relief_mesh *m, const struct relief_params *p
         if (!part)
                 return -ENOMEM;
         int r = relief_mesh_write(m, p->format, part->data, ex);
-        if (r < 0)
-                return r;
-        double volume;
-        if ((r = relief_mesh_volume(part->data, part->bytes, p->format, &volume)) < 0)
-                return r;
-        const struct relief_dims *d = &m->grid->dims;
-        if ((r = kiln_result_add_int(ret, "triangles", (int64_t)relief_mesh_triangles(m))) < 0 ||
-            (r = kiln_result_add_int(ret, "vertices", (int64_t)relief_mesh_vertices(m))) < 0 ||
-            (r = kiln_result_add_scalar(ret, "volume_mm3", volume)) < 0 ||
-            (r = kiln_result_add_scalar(ret, "width_mm", d->width_mm)) < 0 ||
-            (r = kiln_result_add_scalar(ret, "depth_mm", d->depth_mm)) < 0)
-                return r;
-        kiln_exec_progress(ex, 1.0);
-        return 0;
+        if (r >= 0)
+                r = relief_result_values(ret, part, p->format, relief_mesh_triangles(m), relief_mesh_vertices(m),
+                                         &m->grid->dims);
+        if (r >= 0)
+                kiln_exec_progress(ex, 1.0);
+        return r;
 }
 
 int relief_run_cpu(struct kiln_task *t)

@@ -142,6 +142,12 @@ int relief_mesh_write(const struct relief_mesh *m, int format, uint8_t *out, str
 #define RELIEF_GLB_JSON_MAX 1024
 int relief_glb_json(uint64_t v, uint64_t t, const float min[3], const float max[3], char *out);
 
+/* Writes the head of a GLB of nv vertices and nt triangles whose positions span
+ * [min, max]: the file header, the JSON chunk and the binary chunk's header; the
+ * positions (12 bytes each) and indices follow it. Returns its length (at most
+ * 28 + RELIEF_GLB_JSON_MAX), or -ENOSPC. */
+int relief_glb_head(uint64_t nv, uint64_t nt, const float min[3], const float max[3], uint8_t *out);
+
 /* The volume (mm^3) enclosed by the mesh in `data` (a binary STL in mm, or a GLB
  * as relief_mesh_write makes it), summed over its triangles as written: exact for
  * the file up to double rounding. Returns >= 0 and *ret, or -EINVAL for bytes that
@@ -166,10 +172,14 @@ void relief_mesh_release(struct relief_mesh *m);
 extern const struct kiln_kind kiln_kind_image_relief;
 
 /* Adds the part `mesh` (the mesh written as p->format) and the values triangles,
- * vertices, volume_mm3, width_mm, depth_mm to `ret`. Shared by the CPU and CUDA
- * paths. Returns >= 0, -ECANCELED, -ENOMEM. */
+ * vertices, volume_mm3, width_mm, depth_mm to `ret`. Returns >= 0, -ECANCELED,
+ * -ENOMEM. */
 int relief_result_add(const struct relief_mesh *m, const struct relief_params *p, struct kiln_result *ret,
                       struct kiln_exec *ex);
+/* Adds the values of a mesh file already in `part` (its volume summed from its
+ * bytes). Shared by the CPU and CUDA paths. Returns >= 0, -ENOMEM, -EINVAL. */
+int relief_result_values(struct kiln_result *ret, const struct kiln_part *part, int format, uint64_t triangles,
+                         uint64_t vertices, const struct relief_dims *d);
 
 /* The CPU implementation (kiln_kind.run_cpu). */
 int relief_run_cpu(struct kiln_task *t);

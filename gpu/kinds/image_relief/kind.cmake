@@ -31,7 +31,7 @@ else()
   message(WARNING "image.relief: libjpeg not found (libjpeg62-turbo-dev): JPEG images will be refused")
 endif()
 if(relief_missing)
-  set_source_files_properties(${dir}/decode.c PROPERTIES COMPILE_DEFINITIONS "${relief_missing}")
+  set_source_files_properties(${dir}/decode.c ${dir}/tests.c PROPERTIES COMPILE_DEFINITIONS "${relief_missing}")
 endif()
 # The CPU path must round like the CUDA kernels (relief_math.h): no fused
 # multiply-add contraction, whatever -march a build uses.

@@ -15,7 +15,6 @@
 #include "image_relief.h"
 #include "relief_math.h"
 
-#define STL_HEADER "binary STL from kiln image.relief, millimetres"
 
 void relief_mesh_full(const struct relief_grid *g, struct relief_mesh *ret)
 {
@@ -58,6 +57,10 @@ static uint32_t ring_vertex(const struct relief_mesh *m, uint32_t b)
 static void vertex_mm(const struct relief_mesh *m, uint32_t v, float ret[3])
 {
         const struct relief_dims *d = &m->grid->dims;
+        if (!m->top) {
+                relief_full_vertex(v, d->grid_w, d->grid_h, m->grid->h, d->pitch_mm, ret);
+                return;
+        }
         if (v >= m->n_top + m->n_ring) {
                 relief_centre_mm(d->grid_w, d->grid_h, d->pitch_mm, ret);
                 return;
@@ -70,11 +73,12 @@ static void vertex_mm(const struct relief_mesh *m, uint32_t v, float ret[3])
 /* The vertex ids of triangle t. */
 static void triangle(const struct relief_mesh *m, uint64_t t, uint32_t ret[3])
 {
+        if (!m->tris) {
+                relief_full_tri(t, m->grid->dims.grid_w, m->grid->dims.grid_h, ret);
+                return;
+        }
         if (t < m->n_top_tris) {
-                if (m->tris)
-                        memcpy(ret, m->tris + 3 * t, 3 * sizeof(uint32_t));
-                else
-                        relief_grid_tri(t, m->grid->dims.grid_w, ret);
+                memcpy(ret, m->tris + 3 * t, 3 * sizeof(uint32_t));
                 return;
         }
         uint64_t e = t - m->n_top_tris;
@@ -186,7 +190,7 @@ static int write_stl(const struct relief_mesh *m, uint8_t *out, struct kiln_exec
 {
         uint64_t nt = relief_mesh_triangles(m);
         memset(out, ' ', 80);
-        memcpy(out, STL_HEADER, sizeof(STL_HEADER) - 1);
+        memcpy(out, RELIEF_STL_HEADER, sizeof(RELIEF_STL_HEADER) - 1);
         put32(out + 80, (uint32_t)nt);
         uint64_t t = 0;
         if (!m->tris) {
@@ -208,26 +212,32 @@ static int write_stl(const struct relief_mesh *m, uint8_t *out, struct kiln_exec
         return 0;
 }
 
+int relief_glb_head(uint64_t nv, uint64_t nt, const float min[3], const float max[3], uint8_t *out)
+{
+        char json[RELIEF_GLB_JSON_MAX];
+        int jn = relief_glb_json(nv, nt, min, max, json);
+        if (jn < 0)
+                return jn;
+        memcpy(out, "glTF", 4);
+        put32(out + 4, 2);
+        put32(out + 8, (uint32_t)glb_bytes((uint64_t)jn, nv, nt));
+        put32(out + 12, (uint32_t)jn);
+        memcpy(out + 16, "JSON", 4);
+        memcpy(out + 20, json, (size_t)jn);
+        put32(out + 20 + jn, (uint32_t)(12 * nv + 12 * nt));
+        memcpy(out + 24 + jn, "BIN\0", 4);
+        return 28 + jn;
+}
+
 static int write_glb(const struct relief_mesh *m, uint8_t *out, struct kiln_exec *ex)
 {
         uint64_t nt = relief_mesh_triangles(m), nv = relief_mesh_vertices(m);
         float min[3], max[3];
-        char json[RELIEF_GLB_JSON_MAX];
         gltf_bounds(m, min, max);
-        int jn = relief_glb_json(nv, nt, min, max, json);
-        if (jn < 0)
-                return jn;
-        uint64_t total = glb_bytes((uint64_t)jn, nv, nt);
-        memcpy(out, "glTF", 4);
-        put32(out + 4, 2);
-        put32(out + 8, (uint32_t)total);
-        put32(out + 12, (uint32_t)jn);
-        memcpy(out + 16, "JSON", 4);
-        memcpy(out + 20, json, (size_t)jn);
-        uint8_t *bin = out + 20 + jn;
-        put32(bin, (uint32_t)(12 * nv + 12 * nt));
-        memcpy(bin + 4, "BIN\0", 4);
-        uint8_t *pos = bin + 8, *idx = pos + 12 * nv;
+        int head = relief_glb_head(nv, nt, min, max, out);
+        if (head < 0)
+                return head;
+        uint8_t *pos = out + head, *idx = pos + 12 * nv;
         for (uint64_t v = 0; v < nv; v++) {
                 float mm[3], p[3];
                 vertex_mm(m, (uint32_t)v, mm);

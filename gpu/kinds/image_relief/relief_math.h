@@ -20,11 +20,8 @@
 #endif
 #endif
 
-#ifdef __CUDA_ARCH__
-#define RELIEF_SQRT(x) sqrt(x)
-#else
+#ifndef __CUDA_ARCH__
 #include <math.h>
-#define RELIEF_SQRT(x) sqrt(x)
 #endif
 
 KILN_HD static inline double relief_mul(double a, double b)
@@ -87,6 +84,26 @@ KILN_HD static inline void relief_orient(int orientation, uint32_t w, uint32_t h
         *ret_y = y;
 }
 
+/* The inverse: the stored pixel (column, row) of a w x h image (stored size)
+ * shown at (x, y). */
+KILN_HD static inline void relief_unorient(int orientation, uint32_t w, uint32_t h, uint32_t x, uint32_t y,
+                                           uint32_t *ret_c, uint32_t *ret_r)
+{
+        uint32_t c, r;
+        switch (orientation) {
+        case 2: c = w - 1 - x; r = y; break;
+        case 3: c = w - 1 - x; r = h - 1 - y; break;
+        case 4: c = x; r = h - 1 - y; break;
+        case 5: c = y; r = x; break;
+        case 6: c = y; r = h - 1 - x; break;
+        case 7: c = w - 1 - y; r = h - 1 - x; break;
+        case 8: c = w - 1 - y; r = x; break;
+        default: c = x; r = y; break;
+        }
+        *ret_c = c;
+        *ret_r = r;
+}
+
 /* Orientations 5..8 swap the sides. */
 KILN_HD static inline int relief_orient_swaps(int orientation)
 {
@@ -109,6 +126,13 @@ KILN_HD static inline uint64_t relief_overlap(uint32_t s, uint32_t u, uint32_t n
         return hi > lo ? hi - lo : 0;
 }
 
+/* The source pixels (along one axis) that overlap cell u: [*ret_lo, *ret_hi]. */
+KILN_HD static inline void relief_cell_span(uint32_t u, uint32_t n, uint32_t m, uint32_t *ret_lo, uint32_t *ret_hi)
+{
+        *ret_lo = (uint32_t)((uint64_t)u * n / m);
+        *ret_hi = (uint32_t)((((uint64_t)u + 1) * n - 1) / m);
+}
+
 /* One source pixel's term of a cell's sum: acc + (ox * oy) * luma. */
 KILN_HD static inline double relief_accumulate(double acc, uint64_t ox, uint64_t oy, double luma)
 {
@@ -127,6 +151,54 @@ KILN_HD static inline double relief_cell_value(double acc, uint32_t n_w, uint32_
 KILN_HD static inline double relief_height(double v, double base_mm, double max_height_mm, int invert)
 {
         return relief_add(base_mm, relief_mul(max_height_mm, invert ? 1.0 - v : v));
+}
+
+/* What the per-pixel stages of one job need to know (the CUDA path packs it in its
+ * descriptor's words). */
+struct relief_spec {
+        uint32_t src_w, src_h;   /* stored */
+        uint32_t ori_w, ori_h;   /* displayed */
+        uint32_t res_w, res_h;   /* after the shrink */
+        uint32_t grid_w, grid_h; /* grid points */
+        int orientation, channels, depth, invert;
+        double pitch, base, max_h;
+};
+
+/* The height of grid point k (row-major) computed on its own from all the decoded
+ * rows (`pixels`, file order): what the CUDA kernel does for each point. A cell's
+ * terms are summed in file order, row by row, left to right, the order in which
+ * heightfield.c adds them as the rows are decoded, so the two agree bit for bit. */
+KILN_HD static inline double relief_point_height(const struct relief_spec *s, const uint8_t *pixels, uint64_t k)
+{
+        uint32_t i = (uint32_t)(k / s->grid_w), j = (uint32_t)(k % s->grid_w);
+        uint32_t v = i < s->res_h ? i : s->res_h - 1, u = j < s->res_w ? j : s->res_w - 1; /* a doubled side */
+        uint64_t row = (uint64_t)s->src_w * (uint64_t)s->channels * (uint64_t)(s->depth / 8);
+        double value;
+        if (s->res_w == s->ori_w && s->res_h == s->ori_h) {
+                uint32_t c, r;
+                relief_unorient(s->orientation, s->src_w, s->src_h, u, v, &c, &r);
+                value = relief_luma(pixels + r * row, c, s->channels, s->depth);
+        } else {
+                uint32_t x0, x1, y0, y1, c0, r0, c1, r1;
+                relief_cell_span(u, s->ori_w, s->res_w, &x0, &x1);
+                relief_cell_span(v, s->ori_h, s->res_h, &y0, &y1);
+                relief_unorient(s->orientation, s->src_w, s->src_h, x0, y0, &c0, &r0);
+                relief_unorient(s->orientation, s->src_w, s->src_h, x1, y1, &c1, &r1);
+                uint32_t ca = c0 < c1 ? c0 : c1, cb = c0 < c1 ? c1 : c0, ra = r0 < r1 ? r0 : r1, rb = r0 < r1 ? r1 : r0;
+                double acc = 0.0;
+                for (uint32_t r = ra; r <= rb; r++)
+                        for (uint32_t c = ca; c <= cb; c++) {
+                                uint32_t x, y;
+                                relief_orient(s->orientation, s->src_w, s->src_h, c, r, &x, &y);
+                                uint64_t ox = relief_overlap(x, u, s->ori_w, s->res_w);
+                                uint64_t oy = relief_overlap(y, v, s->ori_h, s->res_h);
+                                if (ox && oy)
+                                        acc = relief_accumulate(acc, ox, oy,
+                                                                relief_luma(pixels + r * row, c, s->channels, s->depth));
+                        }
+                value = relief_cell_value(acc, s->ori_w, s->ori_h);
+        }
+        return relief_height(value, s->base, s->max_h, s->invert);
 }
 
 /* ---- the full-grid mesh ---- */
@@ -237,6 +309,46 @@ KILN_HD static inline void relief_to_gltf(const float mm[3], float ret[3])
         ret[2] = (float)(-(double)mm[1] / 1000.0);
 }
 
+/* ---- the full-grid mesh as one function of its index (CPU writer and kernels) ---- */
+
+/* The STL header: 80 bytes, this text padded with spaces (never "solid..."). */
+#define RELIEF_STL_HEADER "binary STL from kiln image.relief, millimetres"
+
+/* Vertex v (mm) of the full-grid mesh of a gw x gh grid of heights h: the grid
+ * points (v = i * gw + j), then the bottom copy of each boundary point in ring
+ * order, then the base's centre. */
+KILN_HD static inline void relief_full_vertex(uint64_t v, uint32_t gw, uint32_t gh, const double *h, double pitch,
+                                              float ret[3])
+{
+        uint64_t n_top = (uint64_t)gw * gh;
+        uint32_t ring = relief_ring_len(gw, gh), i, j;
+        if (v >= n_top + ring) {
+                relief_centre_mm(gw, gh, pitch, ret);
+        } else if (v >= n_top) {
+                relief_ring_point((uint32_t)(v - n_top), gw, gh, &i, &j);
+                relief_point_mm(i, j, 0.0, pitch, ret);
+        } else {
+                relief_point_mm((uint32_t)(v / gw), (uint32_t)(v % gw), h[v], pitch, ret);
+        }
+}
+
+/* Triangle t of the full-grid mesh: the top surface (relief_grid_tri), then three
+ * per boundary edge (relief_edge_tri), as vertex ids of relief_full_vertex. */
+KILN_HD static inline void relief_full_tri(uint64_t t, uint32_t gw, uint32_t gh, uint32_t ret[3])
+{
+        uint64_t n_top_tris = 2ull * (gw - 1) * (gh - 1);
+        if (t < n_top_tris) {
+                relief_grid_tri(t, gw, ret);
+                return;
+        }
+        uint64_t e = t - n_top_tris;
+        uint32_t ring = relief_ring_len(gw, gh), b = (uint32_t)(e / 3), b1 = b + 1 == ring ? 0 : b + 1;
+        uint32_t i0, j0, i1, j1, n_top = gw * gh;
+        relief_ring_point(b, gw, gh, &i0, &j0);
+        relief_ring_point(b1, gw, gh, &i1, &j1);
+        relief_edge_tri((int)(e % 3), i0 * gw + j0, i1 * gw + j1, n_top + b, n_top + b1, n_top + ring, ret);
+}
+
 /* One binary STL record (50 bytes, little-endian) of triangle p0 p1 p2: the unit
  * normal, the three vertices, a zero attribute word. Written byte by byte: records
  * start at 84 + 50 k, so their floats are not 4-byte aligned. */
@@ -250,7 +362,7 @@ KILN_HD static inline void relief_stl_record(const float p0[3], const float p1[3
         n[0] = relief_add(relief_mul(u[1], v[2]), -relief_mul(u[2], v[1]));
         n[1] = relief_add(relief_mul(u[2], v[0]), -relief_mul(u[0], v[2]));
         n[2] = relief_add(relief_mul(u[0], v[1]), -relief_mul(u[1], v[0]));
-        double len = RELIEF_SQRT(relief_add(relief_add(relief_mul(n[0], n[0]), relief_mul(n[1], n[1])),
+        double len = sqrt(relief_add(relief_add(relief_mul(n[0], n[0]), relief_mul(n[1], n[1])),
                                             relief_mul(n[2], n[2])));
         double inv = len > 0 ? 1.0 / len : 0.0;
         float f[12];
