@@ -17,6 +17,7 @@ enum bench_scenario {
         SCEN_SCORE,
         SCEN_RELIEF,
         SCEN_JOBSHOP,
+        SCEN_VEC,
         _SCEN_MAX,
 };
 
@@ -32,14 +33,16 @@ int bench_scenario_from_name(const char *name, enum bench_scenario *ret);
 int bench_submit_text(enum bench_scenario s, uint64_t ref, bool watch, uint64_t *rng, char *buf, size_t size);
 
 /* The binary part that scenario s sends before its submit message (relief: a
- * random 64 x 64 PNG as part `image`; jobshop: ft06 as part `instance`), as one whole KLNB message for `ref` written
+ * random 64 x 64 PNG as part `image`; jobshop: ft06 as part `instance`; vec: one
+ * random query f32[1][dim] as part `queries`), as one whole KLNB message for `ref` written
  * into buf. Returns its length, 0 when the scenario sends none, or -ENOBUFS. */
-#define BENCH_MAX_PART 16384
+#define BENCH_MAX_PART 20480
 int bench_submit_part(enum bench_scenario s, uint64_t ref, uint64_t *rng, uint8_t *buf, size_t size);
 
 struct bench_opts {
         const char *url;
         const char *token;             /* NULL: hello without a token */
+        const char *collection;        /* vec: the collection searched (--collection) */
         enum bench_scenario scenario;
         unsigned connections;          /* load connections, >= 1 */
         unsigned idle;                 /* extra connections that only hello, then wait */
@@ -51,6 +54,15 @@ struct bench_opts {
         bool progress;                 /* a progress line on stderr */
         uint64_t seed;
 };
+
+/* vec: the collection the scenario searches and its dim (1..4096), set once
+ * before the run. Returns >= 0, or -EINVAL for a dim out of range or a name that
+ * does not fit. */
+int bench_vec_target(const char *collection, uint32_t dim);
+
+/* vec: asks the server at o->url (vec.info, vec_setup.c) for o->collection's dim
+ * and sets the target. Returns >= 0, or -errno with a sentence in err. */
+int bench_vec_setup(const struct bench_opts *o, char *err, size_t size);
 
 struct bench_result {
         struct hdr latency;            /* every finished job issued during the run */

@@ -18,8 +18,8 @@
 static void usage(FILE *f)
 {
         fprintf(f,
-                "Usage: kiln-bench --url ws://HOST:PORT/ws --scenario cached|small|mixed|heavy|score|relief|jobshop\n"
-                "                  [--connections N] [--duration S] [--rate R] [--pipeline P]\n"
+                "Usage: kiln-bench --url ws://HOST:PORT/ws --scenario cached|small|mixed|heavy|score|relief|jobshop|vec\n"
+                "                  [--connections N] [--duration S] [--rate R] [--pipeline P] [--collection C]\n"
                 "                  [--token T] [--idle N] [--accept-only] [--drain S] [--seed N] [--json]\n"
                 "\n"
                 "Closed loop by default: each connection keeps --pipeline jobs in flight (1) and\n"
@@ -32,7 +32,8 @@ static void usage(FILE *f)
                 "  --connections N   load connections (default 1)\n"
                 "  --duration S      seconds of load (default 10)\n"
                 "  --drain S         after the run, wait at most S s for jobs in flight (default 10)\n"
-                "  --json            print one JSON object instead of the text report\n");
+                "  --json            print one JSON object instead of the text report\n"
+                "  --collection C    vec: the stored collection searched (one random query, k 10)\n");
 }
 
 static int parse_double(const char *s, double min, double max, double *ret)
@@ -124,7 +125,7 @@ static void print_text(const struct bench_opts *o, const struct bench_result *r)
 
 int main(int argc, char **argv)
 {
-        enum { OPT_PIPELINE = 256, OPT_IDLE, OPT_ACCEPT_ONLY, OPT_DRAIN, OPT_SEED };
+        enum { OPT_PIPELINE = 256, OPT_IDLE, OPT_ACCEPT_ONLY, OPT_DRAIN, OPT_SEED, OPT_COLLECTION };
         static const struct option longopts[] = {
                 { "url", required_argument, NULL, 'u' },
                 { "token", required_argument, NULL, 't' },
@@ -138,6 +139,7 @@ int main(int argc, char **argv)
                 { "accept-only", no_argument, NULL, OPT_ACCEPT_ONLY },
                 { "drain", required_argument, NULL, OPT_DRAIN },
                 { "seed", required_argument, NULL, OPT_SEED },
+                { "collection", required_argument, NULL, OPT_COLLECTION },
                 { "help", no_argument, NULL, 'h' },
                 { NULL, 0, NULL, 0 },
         };
@@ -192,6 +194,9 @@ int main(int argc, char **argv)
                         r = parse_uint(optarg, 0, 0xffffffffu, &seed);
                         have_seed = true;
                         break;
+                case OPT_COLLECTION:
+                        o.collection = optarg;
+                        break;
                 case 'h':
                         usage(stdout);
                         return 0;
@@ -217,6 +222,18 @@ int main(int argc, char **argv)
                 fprintf(stderr, "kiln-bench: --url and --scenario are required\n");
                 usage(stderr);
                 return 2;
+        }
+        if ((o.scenario == SCEN_VEC) != (o.collection != NULL)) {
+                fprintf(stderr, "kiln-bench: --collection goes with --scenario vec, and vec needs it\n");
+                return 2;
+        }
+        if (o.scenario == SCEN_VEC) {
+                char why[256];
+                int vr = bench_vec_setup(&o, why, sizeof(why));
+                if (vr < 0) {
+                        fprintf(stderr, "kiln-bench: %s\n", why);
+                        return vr == -EINVAL ? 2 : 1;
+                }
         }
         if (o.rate > 0 && o.pipeline != 1)
                 fprintf(stderr, "kiln-bench: --pipeline applies to the closed loop only; ignored with --rate\n");

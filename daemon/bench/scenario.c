@@ -1,5 +1,7 @@
 /* The scenarios of SPEC §5: what each submitted job asks for. */
 #include <errno.h>
+#include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -13,6 +15,7 @@ static const char *const names[_SCEN_MAX] = {
         [SCEN_SCORE] = "score",
         [SCEN_RELIEF] = "relief",
         [SCEN_JOBSHOP] = "jobshop",
+        [SCEN_VEC] = "vec",
 };
 
 const char *bench_scenario_name(enum bench_scenario s)
@@ -47,6 +50,46 @@ static double uniform(uint64_t *s, double lo, double hi)
         return lo + (hi - lo) * (double)(next_u64(s) >> 11) * (1.0 / 9007199254740992.0);
 }
 
+/* ---- vec: the collection searched, set before the run ---- */
+
+static struct {
+        char json_name[208];       /* the name as a JSON string, escaped */
+        uint32_t dim;
+} vec_target;
+
+int bench_vec_target(const char *collection, uint32_t dim)
+{
+        char *p = vec_target.json_name;
+        size_t len = collection ? strlen(collection) : 0;
+
+        if (dim < 1 || dim > 4096 || len < 1 || len > 128)
+                return -EINVAL;
+        *p++ = '"';
+        for (const unsigned char *c = (const unsigned char *)collection; *c; c++) {
+                if (p - vec_target.json_name > (ptrdiff_t)sizeof(vec_target.json_name) - 9)
+                        return -EINVAL; /* too long once escaped for a submit message */
+                if (*c == '"' || *c == '\\') {
+                        *p++ = '\\';
+                        *p++ = (char)*c;
+                } else if (*c < 0x20) {
+                        p += sprintf(p, "\\u%04x", *c);
+                } else {
+                        *p++ = (char)*c;
+                }
+        }
+        *p++ = '"';
+        *p = '\0';
+        vec_target.dim = dim;
+        return 0;
+}
+
+/* One standard normal value (Box-Muller). */
+static float gauss(uint64_t *rng)
+{
+        double u = uniform(rng, 1e-300, 1), v = uniform(rng, 0, 1);
+        return (float)(sqrt(-2 * log(u)) * cos(6.283185307179586 * v));
+}
+
 int bench_submit_text(enum bench_scenario s, uint64_t ref, bool watch, uint64_t *rng, char *buf, size_t size)
 {
         char params[256];
@@ -79,6 +122,10 @@ int bench_submit_text(enum bench_scenario s, uint64_t ref, bool watch, uint64_t 
         case SCEN_RELIEF: /* the image goes first, as bench_submit_part's part */
                 kind = "image.relief";
                 snprintf(params, sizeof(params), "{}");
+                break;
+        case SCEN_VEC: /* the query goes first, as bench_submit_part's part */
+                kind = "vec.search";
+                snprintf(params, sizeof(params), "{\"collection\":%.208s,\"k\":10}", vec_target.json_name);
                 break;
         case SCEN_JOBSHOP: /* ft06 goes first, as bench_submit_part's part */
                 kind = "sched.jobshop";
@@ -214,12 +261,22 @@ int bench_submit_part(enum bench_scenario s, uint64_t ref, uint64_t *rng, uint8_
                 n = sizeof(ft06) - 1;
                 data = (const uint8_t *)ft06;
                 part = "instance";
+        } else if (s == SCEN_VEC) {
+                static float query[4096];
+                for (uint32_t j = 0; j < vec_target.dim; j++)
+                        query[j] = gauss(rng);
+                n = vec_target.dim * sizeof(float);
+                data = (const uint8_t *)query;
+                part = "queries";
         } else {
                 return 0;
         }
-        int hl = snprintf(header, sizeof(header),
-                          "{\"ref\":%llu,\"part\":\"%s\",\"dtype\":\"bytes\",\"shape\":[%zu]}",
-                          (unsigned long long)ref, part, n);
+        int hl = s == SCEN_VEC ? snprintf(header, sizeof(header),
+                                          "{\"ref\":%llu,\"part\":\"queries\",\"dtype\":\"f32\",\"shape\":[1,%u]}",
+                                          (unsigned long long)ref, vec_target.dim)
+                               : snprintf(header, sizeof(header),
+                                          "{\"ref\":%llu,\"part\":\"%s\",\"dtype\":\"bytes\",\"shape\":[%zu]}",
+                                          (unsigned long long)ref, part, n);
         if (hl < 0 || (size_t)hl >= sizeof(header) || 8 + (size_t)hl + n > size)
                 return -ENOBUFS;
         memcpy(buf, "KLNB", 4);

@@ -12,6 +12,9 @@ Cosine collections store rows scaled to unit length (each value divided by the
 float64 norm, rounded to float32), and queries are scaled the same way.
 """
 import asyncio
+import json
+import os
+import subprocess
 import unittest
 
 import numpy as np
@@ -294,6 +297,33 @@ class VecSearch(KilndTestCase):
             self.assertIn("NaN or infinity", out[name]["error"]["message"])
         self.assertFailed(out["zero"], "bad_params", "inputs.queries[0]")
         self.assertFailed(out["many"], "bad_params", "inputs.queries")
+
+
+    # ---- kiln-bench ----
+
+    def test_kiln_bench_searches_a_collection_and_refuses_a_missing_one(self):
+        rng = np.random.default_rng(7)
+
+        async def go():
+            c = await self.client()
+            await vec_put(c, "bench-target", rng.normal(size=(2000, 24)).astype(np.float32),
+                          [f"t{i}" for i in range(2000)], metric="cosine")
+            await c.close()
+        self.run_async(go())
+        bench = os.environ.get("KILN_BENCH", "kiln-bench")
+        base = [bench, "--url", self.kilnd.url, "--duration", "1", "--json"]
+        run = subprocess.run(base + ["--scenario", "vec", "--collection", "bench-target", "--connections", "4",
+                                     "--pipeline", "2"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(run.returncode, 0, run.stderr)
+        report = json.loads(run.stdout)
+        self.assertGreater(report["jobs"], 0, report)
+        self.assertEqual(report["errors"], 0, report)
+        missing = subprocess.run(base + ["--scenario", "vec", "--collection", "no-such"], capture_output=True,
+                                 text=True, timeout=60)
+        self.assertEqual(missing.returncode, 1, missing.stderr)
+        self.assertIn("no-such", missing.stderr)
+        usage = subprocess.run(base + ["--scenario", "vec"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(usage.returncode, 2, usage.stderr)
 
 
 class VecBatching(KilndTestCase):
