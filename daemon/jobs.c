@@ -541,10 +541,11 @@ static int sink_prepare(void *ctx, struct sched_item *it, enum kiln_err *ret_cod
                 it->object = &j->object;
         }
         struct kiln_error err;
-        if (kiln_kind_check(j->kind, j->params, j->in.arrays, j->in.n, &j->object, &err) < 0) {
-                *ret_code = KERR_BAD_PARAMS;
+        int r = kiln_kind_check(j->kind, j->params, j->in.arrays, j->in.n, &j->object, &err);
+        if (r < 0) {
+                *ret_code = r == -EFBIG ? KERR_TOO_LARGE : KERR_BAD_PARAMS;
                 snprintf(msg, 256, "%s", err.message); /* it names the field */
-                return -EINVAL;
+                return r;
         }
         return 0;
 }

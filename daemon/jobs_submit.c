@@ -332,9 +332,8 @@ static int validate(struct jobs *js, const struct kiln_kind *kind, const struct 
                 goto fail;
         /* A job bound to a stored object is checked with it when it runs; any
          * other (no object, or a built-in one) is checked in full here. */
-        if (!object && kiln_kind_check(kind, params, in.arrays, in.n, NULL, &kerr) < 0) {
-                submit_error(err, KERR_BAD_PARAMS, kerr.field, "%s", kerr.message);
-                r = -EINVAL;
+        if (!object && (r = kiln_kind_check(kind, params, in.arrays, in.n, NULL, &kerr)) < 0) {
+                submit_error(err, r == -EFBIG ? KERR_TOO_LARGE : KERR_BAD_PARAMS, kerr.field, "%s", kerr.message);
                 goto fail;
         }
         uint64_t result_bytes = kiln_kind_result_bytes(kind, params, in.arrays, in.n, NULL);

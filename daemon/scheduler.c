@@ -173,6 +173,13 @@ static void finish_claimed(struct batch *b, size_t i, int status, const char *de
                 finished(s, it, SCHED_END_FAILED, KERR_UNAVAILABLE, msg, NULL, device, n);
                 return;
         }
+        const struct kiln_error *bad = &b->tasks[i].error;
+        if ((status == -EINVAL || status == -EFBIG) && bad->message[0]) {
+                /* The job's own input is at fault: say so, naming the field. */
+                finished(s, it, SCHED_END_FAILED, status == -EFBIG ? KERR_TOO_LARGE : KERR_BAD_PARAMS, bad->message,
+                         NULL, device, n);
+                return;
+        }
         snprintf(msg, sizeof(msg), "%s failed on %s: %s", it->kind->name, device && *device ? device : "cpu",
                  strerror(-status));
         finished(s, it, SCHED_END_FAILED, status == -ENOMEM ? KERR_UNAVAILABLE : KERR_INTERNAL, msg, NULL, device,

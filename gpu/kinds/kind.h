@@ -263,6 +263,11 @@ struct kiln_task {
         struct kiln_result *result;/* empty on entry; filled on success */
         struct kiln_exec *exec;    /* stop flag and progress for this job */
         int status;                /* out: >= 0, -ECANCELED, -ENOMEM, -EINVAL, ... */
+        /* out: what is wrong with the job's own input, when that is why it failed
+         * (data only the run could see: a corrupt image body). With a message here
+         * the job fails `bad_params` (status -EFBIG: `too_large`) naming the field,
+         * not `internal`. Filled with kiln_error_set. */
+        struct kiln_error error;
         char device[16];           /* out: where it ran, e.g. "cpu" or "cuda:0" */
         /* Optional: called by the backend (on the thread that called run_batch) as
          * soon as this task's status and result are final, before the rest of the
@@ -337,7 +342,9 @@ struct kiln_kind {
         int (*finish)(void *params, struct kiln_error *err);
         /* Optional: checks of the parameters against the inputs and the object, once
          * both are known (kiln_kind_check calls it after checking the inputs against
-         * the specs). Returns >= 0 or -EINVAL with err naming the field. */
+         * the specs). Returns >= 0, or -EINVAL (the job is `bad_params`) or -EFBIG
+         * (`too_large`: an input bigger than the kind takes) with err naming the
+         * field. */
         int (*check)(const void *params, const struct kiln_array *in, size_t n_in,
                      const struct kiln_object *obj, struct kiln_error *err);
         /* Upper bound of the result's part bytes for this job (for limits); called
@@ -350,8 +357,10 @@ struct kiln_kind {
 
         /* The CPU implementation of one task: fills t->result (empty on entry) from
          * t->params, t->inputs and t->object. Returns >= 0, -ECANCELED when the stop
-         * flag was raised, -ENOMEM, or another -errno. On failure the result may hold
-         * partial data; the caller clears it. Does not touch t->status/finished. */
+         * flag was raised, -ENOMEM, -EINVAL (or -EFBIG) with t->error filled when the
+         * job's input turns out to be bad, or another -errno. On failure the result
+         * may hold partial data; the caller clears it. Does not touch
+         * t->status/finished. */
         int (*run_cpu)(struct kiln_task *t);
         /* Optional: many tasks at once (e.g. one row each: one matrix product instead
          * of n). Sets every t[i]->status and fills each result; returns >= 0, or

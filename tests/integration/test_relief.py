@@ -301,6 +301,23 @@ class ReliefTest(KilndTestCase):
         self.assertRefused(missing)
         self.assertEqual(done["state"], "done")  # the daemon serves on
 
+    def test_an_image_whose_coded_data_is_corrupt_fails_bad_params(self):
+        # A restart marker in the middle of the entropy-coded data: the headers and
+        # segments pass the checks at submit, the pixels do not decode when it runs.
+        damaged = bytearray(BASE_JPEG)
+        damaged[629:631] = b"\xff\xd0"
+
+        async def go():
+            c = await self.client()
+            r = await self.relief(c, bytes(damaged))
+            await c.close()
+            return r[0]
+        done = self.run_async(go())
+        self.assertEqual(done["op"], "done", done)
+        self.assertEqual(done["state"], "failed", done)
+        self.assertEqual(done["error"]["code"], "bad_params", done)
+        self.assertIn("inputs.image", done["error"]["message"])
+
     def huge_png(self):
         """A PNG header that claims 20000 x 20000 pixels (400 MP), with no pixels."""
         ihdr = b"IHDR" + struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0)
@@ -317,9 +334,7 @@ class ReliefTest(KilndTestCase):
         self.assertEqual(reply["field"], "inputs.image")
         self.assertIn("400.0 megapixels", reply["message"])
 
-    # The kind refuses it with -EFBIG, but kilnd's validate() (daemon/jobs_submit.c)
-    # answers every error of a kind's check with bad_params.
-    @unittest.expectedFailure
+    # The kind's check refuses it with -EFBIG: too_large, before a pixel is decoded.
     def test_a_huge_claimed_size_is_too_large(self):
         async def go():
             c = await self.client()

@@ -46,8 +46,10 @@ int relief_run_cpu(struct kiln_task *t)
         struct relief_mesh m = { 0 };
 
         if (!img || relief_image_probe(img->data, img->bytes, false, &info, NULL) < 0)
-                return -EINVAL;
+                return kiln_error_set(&t->error, "inputs.image", "inputs.image is not a PNG or JPEG image kilnd reads");
         int r = relief_heightfield(img->data, img->bytes, &info, p, &g, t->exec);
+        if (r == -EBADMSG) /* damage the header checks could not see (a JPEG's coded data) */
+                return kiln_error_set(&t->error, "inputs.image", "inputs.image is corrupt: its pixel data do not decode");
         if (r < 0)
                 return r;
         if (p->tolerance_mm > 0)
