@@ -12,6 +12,7 @@ import { mapViewer, partSummary, scalarTable, isMap } from './render.js';
 import { parseMetrics } from './metrics.js';
 import { objectsView } from './objects.js';
 import { reliefResult, reliefView } from './kinds/relief.js';
+import { vecResult, vecView } from './kinds/vec.js';
 
 const TOKEN_KEY = 'kiln.token';
 const FINAL = new Set(['done', 'failed', 'cancelled', 'expired']);
@@ -302,6 +303,7 @@ function route() {
     case 'jobs': parts[1] ? viewJob(parts[1]) : viewJobs(); break;
     case 'objects': viewObjects(); break;
     case 'relief': viewRelief(); break;
+    case 'vec': viewVec(); break;
     default: viewDashboard();
   }
 }
@@ -693,9 +695,10 @@ function viewJob(id) {
       const parts = [...res.parts.values()];
       // A kind with its own renderer (web_ui/kinds/) shows its parts its way.
       kindView?.destroy();
-      kindView = st.kind === 'image.relief' ? reliefResult(res, id) : null;
-      const own = kindView ? new Set(['mesh']) : new Set();
-      const maps = parts.filter(isMap), others = parts.filter((p) => !isMap(p) && !own.has(p.name));
+      kindView = st.kind === 'image.relief' ? reliefResult(res, id)
+          : st.kind === 'vec.search' ? vecResult(res, id) : null;
+      const own = new Set(kindView ? kindView.parts || ['mesh'] : []);
+      const maps = parts.filter((p) => isMap(p) && !own.has(p.name)), others = parts.filter((p) => !isMap(p) && !own.has(p.name));
       setChildren(results,
         el('div', { class: 'card scalars-card' }, scalarTable(res.done.result),
           parts.length ? null : el('p', { class: 'muted' }, 'This job has no array parts.')),
@@ -731,6 +734,13 @@ function viewJob(id) {
 function viewRelief() {
   const v = reliefView({ client: state.client, welcome: state.welcome, flash });
   show(v.node, { name: 'relief', cleanup: v.cleanup });
+}
+
+/* ---- vec.search ---- */
+
+function viewVec() {
+  const v = vecView({ client: state.client, welcome: state.welcome, flash });
+  show(v.node, { name: 'vec', cleanup: v.cleanup });
 }
 
 /* ---- stored objects ---- */

@@ -1,0 +1,179 @@
+// Browser tests of the Search page (web_ui/kinds/vec.js) against the real kilnd in
+// Debian's chromium: the collections with their counts, dims, metrics and versions;
+// a pasted query sent as the binary part `queries` and answered with the exact
+// nearest ids, ties in id order; queries from a .npy file; a query of the wrong dim
+// refused before anything is sent and one the server refuses shown on its field;
+// the answers on the job's page; screenshots at laptop and tablet sizes.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import { startKilnd } from './kilnd.mjs';
+
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const ARTEFACTS = process.env.E2E_ARTEFACTS || join(process.cwd(), 'artefacts');
+const LAPTOP = { width: 1366, height: 768 };
+const TABLET = { width: 820, height: 1180 };
+const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'];
+
+let kilnd, browser, page;
+const problems = [];
+const sentBinary = [];
+
+/* vec.put from inside the page (its own WebSocket): rows f32[n][dim] and ids. */
+async function putCollection(collection, metric, rows, ids) {
+  const reply = await page.evaluate(async ({ url, collection, metric, rows, ids }) => {
+    const ws = new WebSocket(url, 'kiln.v1');
+    ws.binaryType = 'arraybuffer';
+    await new Promise((r) => ws.addEventListener('open', r, { once: true }));
+    const replies = [];
+    ws.addEventListener('message', (e) => typeof e.data === 'string' && replies.push(JSON.parse(e.data)));
+    const wait = (ref) => new Promise((resolve) => {
+      const t = setInterval(() => {
+        const m = replies.find((x) => x.ref === ref);
+        if (m) {
+          clearInterval(t);
+          resolve(m);
+        }
+      }, 10);
+    });
+    ws.send(JSON.stringify({ op: 'hello', client: 'e2e', ref: 1 }));
+    await wait(1);
+    const data = new Float32Array(rows.flat());
+    const header = new TextEncoder().encode(JSON.stringify({ ref: 2, part: 'vectors', dtype: 'f32', shape: [rows.length, rows[0].length] }));
+    const frame = new Uint8Array(8 + header.length + data.byteLength);
+    frame.set([0x4b, 0x4c, 0x4e, 0x42]);
+    new DataView(frame.buffer).setUint32(4, header.length, true);
+    frame.set(header, 8);
+    frame.set(new Uint8Array(data.buffer), 8 + header.length);
+    ws.send(frame);
+    ws.send(JSON.stringify({ op: 'vec.put', collection, metric, ids, ref: 2 }));
+    const r = await wait(2);
+    ws.close();
+    return r;
+  }, { url: kilnd.url.replace('http', 'ws') + '/ws', collection, metric, rows, ids });
+  assert.equal(reply.op, 'vec', JSON.stringify(reply));
+  return reply;
+}
+
+/* The answer tables of the page: [[id, score], ...] per query. */
+async function answersOn(scope) {
+  return page.locator(`${scope} table.vec-answer`).evaluateAll((tables) => tables.map((t) =>
+    [...t.querySelectorAll('tbody tr')].map((tr) => [tr.children[1].textContent, Number(tr.children[2].textContent)])));
+}
+
+async function shot(name, viewport) {
+  await page.setViewportSize(viewport);
+  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.screenshot({ path: join(ARTEFACTS, `${name}-${viewport === TABLET ? 'tablet' : 'laptop'}.png`), fullPage: true });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert.ok(overflow <= 0, `${name} overflows horizontally by ${overflow}px at ${viewport.width}px`);
+}
+
+describe('the Search page', () => {
+  let jobHref;
+
+  before(async () => {
+    mkdirSync(ARTEFACTS, { recursive: true });
+    kilnd = await startKilnd();
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
+    const context = await browser.newContext({ viewport: LAPTOP });
+    page = await context.newPage();
+    page.setDefaultTimeout(30000);
+    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+    page.on('console', (m) => {
+      if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) problems.push(`console: ${m.text()}`);
+    });
+    page.on('websocket', (ws) => ws.on('framesent', (f) => {
+      if (typeof f.payload !== 'string') sentBinary.push(Buffer.from(f.payload));
+    }));
+    await page.goto(kilnd.url + '/#/');
+    await putCollection('docs', 'ip', [[1, 0, 0], [0, 1, 0], [2, 0, 0], [1, 1, 0], [-1, 0, 0]], ['a', 'b', 'c', 'd', 'e']);
+    await putCollection('unit', 'cosine', [[1, 0], [0, 1]], ['x', 'y']);
+  });
+
+  after(async () => {
+    await browser?.close();
+    await kilnd?.stop();
+    assert.deepEqual(problems, []);
+  });
+
+  test('the collections are listed with count, dim, metric and version', async () => {
+    await page.goto(kilnd.url + '/#/vec');
+    await page.locator('h1', { hasText: 'Search' }).waitFor();
+    assert.equal(await page.locator('#nav a[href="#/vec"]').getAttribute('aria-current'), 'page');
+    const row = page.locator('table.vec-collections tr[data-collection="docs"]');
+    await row.waitFor();
+    assert.deepEqual(await row.locator('th, td').allTextContents(), ['docs', '5', '3', 'ip', '1', 'Search']);
+    assert.equal(await page.locator('table.vec-collections tbody tr').count(), 2);
+    assert.equal(await page.locator('#vec-k').inputValue(), '10');
+  });
+
+  test('a pasted query gets the exact nearest ids, ties in id order', async () => {
+    await page.locator('tr[data-collection="docs"] button', { hasText: 'Search' }).click();
+    assert.equal(await page.locator('#vec-collection').inputValue(), 'docs');
+    await page.locator('#vec-k').fill('4');
+    await page.locator('#vec-queries').fill('[1, 0, 0]');
+    sentBinary.length = 0;
+    await page.click('.vec-form button[type="submit"]');
+    await page.locator('.vec-status', { hasText: 'Done' }).waitFor();
+    // c scores 2, then a and d tie at 1 (a before d), then b at 0.
+    assert.deepEqual(await answersOn('.vec-out'), [[['c', 2], ['a', 1], ['d', 1], ['b', 0]]]);
+    // What went out: the part `queries`, f32[1][3], the pasted values.
+    const frame = sentBinary.find((b) => b.subarray(0, 4).toString() === 'KLNB');
+    assert.ok(frame, 'a binary part was sent');
+    const hl = frame.readUInt32LE(4), header = JSON.parse(frame.subarray(8, 8 + hl).toString());
+    assert.equal(header.part, 'queries');
+    assert.equal(header.dtype, 'f32');
+    assert.deepEqual(header.shape, [1, 3]);
+    const body = frame.subarray(8 + hl);
+    assert.deepEqual([0, 1, 2].map((i) => body.readFloatLE(4 * i)), [1, 0, 0]);
+    jobHref = await page.locator('.vec-out a', { hasText: 'Open the job' }).getAttribute('href');
+    await shot('vec', LAPTOP);
+    await shot('vec', TABLET);
+    await page.setViewportSize(LAPTOP);
+  });
+
+  test('queries from a .npy file are searched together', async () => {
+    const data = Buffer.alloc(2 * 3 * 4);
+    [0, 1, 0, -1, 0, 0].forEach((v, i) => data.writeFloatLE(v, 4 * i));
+    let head = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }";
+    head += ' '.repeat(64 - ((10 + head.length + 1) % 64)) + '\n';
+    const npy = Buffer.concat([Buffer.from([0x93]), Buffer.from('NUMPY'), Buffer.from([1, 0]),
+      Buffer.from([head.length & 0xff, head.length >> 8]), Buffer.from(head, 'latin1'), data]);
+    await page.locator('#vec-k').fill('2');
+    await page.setInputFiles('#vec-file', { name: 'q.npy', mimeType: 'application/octet-stream', buffer: npy });
+    await page.locator('.vec-status', { hasText: '2 queries of dim 3' }).waitFor();
+    await page.click('.vec-form button[type="submit"]');
+    await page.locator('.vec-status', { hasText: 'Done: 2 queries' }).waitFor();
+    assert.deepEqual(await answersOn('.vec-out'), [[['b', 1], ['d', 1]], [['e', 1], ['b', 0]]]);
+  });
+
+  test('a query of the wrong dim is refused before sending; the server\'s refusals show on the field', async () => {
+    await page.locator('#vec-queries').fill('[1, 2]');
+    sentBinary.length = 0;
+    await page.click('.vec-form button[type="submit"]');
+    await page.locator('#vec-queries-err', { hasText: 'dim 2' }).waitFor();
+    assert.equal(sentBinary.length, 0);
+    await page.locator('#vec-queries').fill('[1, null, 2]');
+    await page.click('.vec-form button[type="submit"]');
+    await page.locator('#vec-queries-err', { hasText: 'not a finite number' }).waitFor();
+    // An all-zero query has no direction under cosine: the server says so.
+    await page.selectOption('#vec-collection', 'unit');
+    await page.locator('#vec-queries').fill('[0, 0]');
+    await page.click('.vec-form button[type="submit"]');
+    await page.locator('#vec-queries-err', { hasText: 'inputs.queries[0]' }).waitFor();
+    assert.match(await page.locator('#vec-queries-err').textContent(), /all zeros/);
+  });
+
+  test('the job page shows the answers, not the scores as a map', async () => {
+    await page.goto(kilnd.url + '/' + jobHref);
+    await page.locator('.vec-card table.vec-answer').waitFor();
+    assert.deepEqual(await answersOn('.vec-card'), [[['c', 2], ['a', 1], ['d', 1], ['b', 0]]]);
+    assert.equal(await page.locator('.map-card, canvas.map').count(), 0);
+    await shot('vec-job', LAPTOP);
+  });
+});

@@ -1,0 +1,265 @@
+// vec.search in the web UI: the Search page (the tenant's collections with their
+// counts, dims, metrics and versions; a form that searches one of them with pasted
+// query vectors or the rows of a float32 .npy file; the nearest ids and scores) and
+// the renderer of a vec.search job's result on its job page.
+//
+// The queries go to the server as the binary part `queries`, f32[q][dim] (SPEC
+// §1.4); the answer comes back as `ids` (in the result) and the part `scores`.
+// Collections are made and changed on the Objects page (objects.js).
+
+import { el, fmtNum, setChildren } from '../dom.js';
+import { readVectorsNpy } from '../npy.js';
+
+const KIND = 'vec.search';
+const SHOWN = 20;            // queries whose answers are tabled; the rest are counted
+const MAX_QUERIES = 10000;   // SPEC §1.4
+
+/* Query vectors from pasted text: one JSON array of numbers, a JSON array of such
+ * arrays, or lines of numbers separated by spaces or commas (one vector a line).
+ * Returns {data: Float32Array, n, dim}; throws an Error whose message says what is
+ * wrong, naming the line or vector. */
+export function parseQueries(text) {
+  const t = text.trim();
+  if (!t) throw new Error('paste at least one vector');
+  let rows;
+  if (t.startsWith('[')) {
+    let v;
+    try {
+      v = JSON.parse(t);
+    } catch (e) {
+      throw new Error(`not JSON: ${e.message}`);
+    }
+    rows = Array.isArray(v[0]) ? v : [v];
+  } else {
+    rows = t.split('\n').map((l) => l.trim()).filter(Boolean).map((l) => l.split(/[\s,]+/).filter(Boolean).map(Number));
+  }
+  const dim = rows[0]?.length || 0;
+  if (!dim) throw new Error('the first vector is empty');
+  if (rows.length > MAX_QUERIES) throw new Error(`${rows.length} vectors: a search takes at most ${MAX_QUERIES}`);
+  const data = new Float32Array(rows.length * dim);
+  rows.forEach((r, i) => {
+    if (!Array.isArray(r) || r.length !== dim) {
+      throw new Error(`vector ${i + 1} has ${Array.isArray(r) ? r.length : 'no'} values; the first has ${dim}`);
+    }
+    r.forEach((x, j) => {
+      const f = typeof x === 'number' ? x : Number.NaN;
+      if (!Number.isFinite(f)) throw new Error(`vector ${i + 1}, value ${j + 1} is not a finite number`);
+      data[i * dim + j] = f;
+    });
+  });
+  return { data, n: rows.length, dim };
+}
+
+/* The scores of a `scores` part as float32 values (its bytes, little-endian). */
+function scoresOf(part) {
+  const d = part.data;
+  return new Float32Array(d.buffer, d.byteOffset, d.byteLength / 4);
+}
+
+/* One query's answer: rank, id, score. */
+function answerTable(ids, scores, offset, q) {
+  return el('table', { class: 'grid-table vec-answer', 'data-query': q, 'aria-label': `nearest neighbours of query ${q + 1}` },
+    el('caption', {}, `query ${q + 1}`),
+    el('thead', {}, el('tr', {}, el('th', { scope: 'col', class: 'num' }, 'rank'), el('th', { scope: 'col' }, 'id'),
+      el('th', { scope: 'col', class: 'num' }, 'score'))),
+    el('tbody', {}, ids.map((id, r) => el('tr', {},
+      el('td', { class: 'num' }, String(r + 1)), el('td', { class: 'mono vec-id' }, id),
+      el('td', { class: 'num' }, scores ? scores[offset + r].toPrecision(7) : '—')))));
+}
+
+/* The answers of a finished job: a table per query (the first SHOWN of them). */
+function answers(result, part) {
+  const ids = Array.isArray(result?.ids) ? result.ids : [];
+  const scores = part ? scoresOf(part) : null;
+  const k = part?.shape?.[1] ?? (ids[0]?.length || 0);
+  const tables = ids.slice(0, SHOWN).map((row, q) => answerTable(row, scores, q * k, q));
+  const more = ids.length > SHOWN ? el('p', { class: 'muted' }, `… and ${fmtNum(ids.length - SHOWN)} more queries ` +
+    '(download the scores part or read the ids from the API).') : null;
+  return el('div', { class: 'vec-answers' }, ids.length ? tables : el('p', { class: 'muted' }, 'No ids.'), more);
+}
+
+/* The result of a vec.search job (its job page): the answers and what was searched.
+ * Returns {node, destroy, parts}: `parts` names the parts shown here. */
+export function vecResult(res, jobId) {
+  const r = res.done.result || {};
+  const node = el('section', { class: 'card vec-card', 'aria-label': 'nearest neighbours' },
+    el('h2', {}, 'Nearest neighbours'),
+    el('p', { class: 'muted' }, `${fmtNum(r.count)} vectors searched exactly (collection version ${r.collection_version}); ` +
+      'best first, equal scores in id order.'),
+    answers(r, res.parts.get('scores')));
+  return { node, destroy() {}, parts: ['scores'] };
+}
+
+/* The Search page: {node, cleanup}. ctx: {client, welcome, flash}. */
+export function vecView({ client, welcome, flash }) {
+  const kSpec = (welcome?.schemas?.[KIND]?.params || []).find((p) => p.name === 'k') || {};
+  const collections = new Map(); // name -> the vec.list entry
+  const body = el('tbody', {});
+  const empty = el('p', { class: 'muted', hidden: true }, 'No collections yet: put one on the ',
+    el('a', { href: '#/objects' }, 'Objects page'), '.');
+  const table = el('table', { class: 'grid-table vec-collections', 'aria-label': 'Collections' },
+    el('thead', {}, el('tr', {}, ['name', 'count', 'dim', 'metric', 'version', ''].map((h, i) =>
+      el('th', { scope: 'col', class: i >= 1 && i <= 2 || i === 4 ? 'num' : null }, h)))), body);
+
+  const select = el('select', { id: 'vec-collection', required: true });
+  const k = el('input', { type: 'number', id: 'vec-k', min: kSpec.min ?? 1, max: kSpec.max ?? 1000, step: 1,
+    value: kSpec.default ?? 10, required: true });
+  const text = el('textarea', { id: 'vec-queries', rows: 6, spellcheck: false,
+    placeholder: '[0.12, -0.5, 0.33, …]  or one vector a line: 0.12 -0.5 0.33 …' });
+  const file = el('input', { type: 'file', id: 'vec-file', accept: '.npy' });
+  const fileNote = el('p', { class: 'muted vec-file-note' });
+  const errs = { collection: el('p', { class: 'field-error', 'aria-live': 'polite' }),
+    k: el('p', { class: 'field-error', 'aria-live': 'polite' }),
+    queries: el('p', { class: 'field-error', id: 'vec-queries-err', 'aria-live': 'polite' }) };
+  text.setAttribute('aria-describedby', 'vec-queries-help vec-queries-err');
+  const go = el('button', { type: 'submit', class: 'primary' }, 'Search');
+  const status = el('p', { class: 'muted vec-status', role: 'status', 'aria-live': 'polite' });
+  const out = el('div', { class: 'vec-out' }, el('p', { class: 'muted' }, 'The nearest ids appear here.'));
+  let npy = null, alive = true;
+
+  const describe = () => {
+    const c = collections.get(select.value);
+    setChildren(fileNote, c ? `${c.metric} · dim ${fmtNum(c.dim)} · ${fmtNum(c.count)} vectors · version ${c.version}` : '');
+  };
+  select.addEventListener('change', describe);
+
+  const refresh = async () => {
+    try {
+      const v = await client.request({ op: 'vec.list' });
+      if (!alive) return;
+      const list = [...(v.collections || [])].map((c) => ({ ...c, name: c.collection ?? c.name }))
+        .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      const keep = select.value;
+      collections.clear();
+      for (const c of list) collections.set(c.name, c);
+      body.replaceChildren(...list.map((c) => el('tr', { 'data-collection': c.name },
+        el('th', { scope: 'row', class: 'mono' }, c.name), el('td', { class: 'num' }, fmtNum(c.count)),
+        el('td', { class: 'num' }, fmtNum(c.dim)), el('td', {}, c.metric ?? '—'), el('td', { class: 'num' }, fmtNum(c.version)),
+        el('td', {}, el('button', { type: 'button', class: 'small', 'aria-label': `Search ${c.name}`, onclick: () => {
+          select.value = c.name;
+          describe();
+          text.focus();
+        } }, 'Search')))));
+      select.replaceChildren(...list.map((c) => el('option', { value: c.name }, c.name)));
+      if (collections.has(keep)) select.value = keep;
+      empty.hidden = list.length > 0;
+      describe();
+    } catch (e) {
+      flash?.(`Listing collections failed: ${e.message}`);
+    }
+  };
+
+  file.addEventListener('change', async () => {
+    errs.queries.textContent = '';
+    npy = null;
+    const f = file.files[0];
+    if (!f) return;
+    try {
+      const h = await readVectorsNpy(f);
+      if (h.n > MAX_QUERIES) throw new Error(`${f.name} holds ${h.n} vectors: a search takes at most ${MAX_QUERIES}`);
+      npy = { file: f, ...h };
+      text.value = '';
+      status.textContent = `${f.name}: ${fmtNum(h.n)} queries of dim ${fmtNum(h.dim)}.`;
+    } catch (e) {
+      errs.queries.textContent = e.message;
+      file.value = '';
+    }
+  });
+  text.addEventListener('input', () => {
+    if (npy && text.value.trim()) {
+      npy = null;
+      file.value = '';
+    }
+  });
+
+  const serverError = (e) => {
+    const where = e.field === 'params.collection' ? 'collection' : e.field === 'params.k' ? 'k' : 'queries';
+    errs[where].textContent = e.message;
+    status.textContent = '';
+  };
+
+  const form = el('form', { class: 'card vec-form', novalidate: true, onsubmit: async (ev) => {
+    ev.preventDefault();
+    for (const e of Object.values(errs)) e.textContent = '';
+    const c = collections.get(select.value);
+    if (!c) {
+      errs.collection.textContent = 'Choose a collection.';
+      return;
+    }
+    const kv = Number(k.value);
+    if (!Number.isInteger(kv) || kv < (kSpec.min ?? 1) || kv > (kSpec.max ?? 1000)) {
+      errs.k.textContent = `k is a whole number from ${kSpec.min ?? 1} to ${kSpec.max ?? 1000}.`;
+      return;
+    }
+    let part;
+    try {
+      if (npy) {
+        part = { name: 'queries', dtype: 'f32', shape: [npy.n, npy.dim], blob: npy.file, start: npy.dataOffset,
+          bytes: npy.n * npy.dim * 4 };
+      } else {
+        const q = parseQueries(text.value);
+        part = { name: 'queries', dtype: 'f32', shape: [q.n, q.dim], blob: new Blob([q.data.buffer]), bytes: q.data.byteLength };
+      }
+    } catch (e) {
+      errs.queries.textContent = e.message;
+      text.setAttribute('aria-invalid', 'true');
+      return;
+    }
+    text.removeAttribute('aria-invalid');
+    if (part.shape[1] !== c.dim) {
+      errs.queries.textContent = `The queries have dim ${part.shape[1]}; ${c.name} holds vectors of dim ${c.dim}.`;
+      return;
+    }
+    go.disabled = true;
+    status.textContent = 'Searching…';
+    try {
+      const acc = await client.upload({ op: 'submit', kind: KIND, params: { collection: c.name, k: kv }, watch: true }, [part]);
+      const res = client.results.get(acc.job) || (acc.state === 'done' ? await client.result(acc.job) : await client.waitResult(acc.job));
+      if (!alive) return;
+      if (res.done.state !== 'done') {
+        const err = res.done.error || {};
+        if (err.code === 'bad_params') errs.queries.textContent = err.message;
+        status.textContent = `The search ${res.done.state}${err.message ? ': ' + err.message : ''}.`;
+        return;
+      }
+      const r = res.done.result;
+      setChildren(out, el('p', { class: 'muted' }, `${fmtNum(r.count)} vectors of ${c.name} (version ${r.collection_version}) ` +
+        `searched exactly in ${fmtNum(res.done.ms?.run)} ms on ${res.done.backend || 'the server'}${acc.cached ? ' (from the cache)' : ''}. `,
+        el('a', { href: `#/jobs/${acc.job}` }, 'Open the job')), answers(r, res.parts.get('scores')));
+      status.textContent = `Done: ${fmtNum(r.ids.length)} ${r.ids.length === 1 ? 'query' : 'queries'}, ` +
+        `${fmtNum(r.ids[0]?.length ?? 0)} neighbours each.`;
+      if (r.collection_version !== c.version) refresh();
+    } catch (e) {
+      if (alive) serverError(e);
+    } finally {
+      go.disabled = false;
+    }
+  } },
+  el('h2', {}, 'Search'),
+  el('div', { class: 'vec-fields' },
+    el('div', { class: 'field', 'data-field': 'params.collection' }, el('label', { for: 'vec-collection' }, 'collection'), select,
+      fileNote, errs.collection),
+    el('div', { class: 'field', 'data-field': 'params.k' }, el('label', { for: 'vec-k' }, 'k'), k,
+      el('p', { class: 'field-help' }, kSpec.doc || 'neighbours per query'), errs.k)),
+  el('div', { class: 'field', 'data-field': 'inputs.queries' }, el('label', { for: 'vec-queries' }, 'queries'), text,
+    el('p', { class: 'field-help', id: 'vec-queries-help' },
+      'One vector as a JSON array, several as an array of arrays or one a line; or the rows of a float32 .npy file. ',
+      'To search with a stored vector, paste its values.'),
+    errs.queries),
+  el('div', { class: 'actions' }, el('label', { for: 'vec-file', class: 'button small' }, 'Queries from a .npy file…'), file,
+    go),
+  status);
+
+  const node = el('section', { class: 'view view-vec' },
+    el('div', { class: 'view-head' }, el('h1', {}, 'Search'),
+      el('p', { class: 'muted' }, 'Exact nearest neighbours in a stored collection: every vector scored, ties in id order.')),
+    el('div', { class: 'vec-layout' },
+      el('div', { class: 'card table-card' }, el('h2', {}, 'Collections'), table, empty,
+        el('div', { class: 'actions' }, el('button', { type: 'button', class: 'small', onclick: refresh }, 'Refresh'),
+          el('a', { href: '#/objects', class: 'button small' }, 'Put or drop collections…'))),
+      form),
+    el('div', { class: 'card vec-results', 'aria-label': 'search results' }, el('h2', {}, 'Nearest neighbours'), out));
+  if (!welcome?.kinds?.includes(KIND)) flash?.(`This server does not offer ${KIND}.`);
+  refresh();
+  return { node, cleanup: () => { alive = false; } };
+}
