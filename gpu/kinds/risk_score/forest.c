@@ -131,9 +131,13 @@ static void score_block(const struct risk_view *v, const float *rows, uint32_t m
 void risk_forest_margins(const struct risk_forest *f, const float *rows, size_t n, float *ret_margin)
 {
         struct risk_view v = risk_view_of(f);
+        bool wide = n >= RISK_BLOCK_ROWS && risk_avx512_usable(f);
 
         for (size_t r0 = 0; r0 < n; r0 += RISK_BLOCK_ROWS) {
                 uint32_t m = n - r0 < RISK_BLOCK_ROWS ? (uint32_t)(n - r0) : RISK_BLOCK_ROWS;
-                score_block(&v, rows + r0 * f->n_features, m, ret_margin + r0);
+                if (wide && m == RISK_BLOCK_ROWS)
+                        risk_score_block_avx512(&v, rows + r0 * f->n_features, ret_margin + r0);
+                else
+                        score_block(&v, rows + r0 * f->n_features, m, ret_margin + r0);
         }
 }

@@ -6,6 +6,7 @@
  * JSON file (the GPU test cases) builds forests the same way. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,3 +32,8 @@ void risk_forest_finish(struct risk_forest *f);
 /* The margins of n rows (row-major, f->n_features floats each, NaN = missing) into
  * ret_margin[0..n): the same bits as risk_forest_margin row by row. */
 void risk_forest_margins(const struct risk_forest *f, const float *rows, size_t n, float *ret_margin);
+
+/* The same for exactly RISK_BLOCK_ROWS rows with AVX-512 (forest_avx512.c), where
+ * risk_avx512_usable says the CPU has it and the forest's indices fit its gathers. */
+bool risk_avx512_usable(const struct risk_forest *f);
+void risk_score_block_avx512(const struct risk_view *v, const float *rows, float *out);

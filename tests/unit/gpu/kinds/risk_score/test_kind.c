@@ -290,6 +290,34 @@ static void test_stored_models_score_as_xgboost(void **state)
         assert_true(rows_checked > 10000);
 }
 
+/* Full blocks go through the AVX-512 scorer where the CPU has it, partial blocks
+ * through the scalar one: both give the plain walk's margins, deep trees included. */
+static void test_scalar_and_wide_blocks_agree(void **state)
+{
+        static const char *const names[] = { "exact_d6_t50", "lossguide_t20", "pruned_d6_t10", "hist_d6_t50",
+                                             "exact_d1_t1", "stump_extreme" };
+
+        for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+                struct risk_forest *f = forest(names[k]);
+                size_t len;
+                float *x = slurp(names[k], ".rows.f32", &len);
+                size_t n = len / (f->n_features * sizeof(float));
+                float *wide = malloc(n * sizeof(float)), one;
+
+                assert_true(n >= 2 * RISK_BLOCK_ROWS);
+                risk_forest_margins(f, x, n, wide);
+                for (size_t i = 0; i < n; i++) {
+                        risk_forest_margins(f, x + i * f->n_features, 1, &one);
+                        if (one != wide[i] || one != risk_forest_margin(f, x + i * f->n_features))
+                                fail_msg("%s row %zu: block %.9g, alone %.9g, plain %.9g", names[k], i, wide[i], one,
+                                         risk_forest_margin(f, x + i * f->n_features));
+                }
+                free(wide);
+                free(x);
+                risk_forest_free(f);
+        }
+}
+
 /* A batch mixing one-row jobs of two models, a long job, Altman jobs and a bad one:
  * each result is what the job gives alone. */
 static void test_batch_equals_jobs_one_by_one(void **state)
@@ -449,6 +477,7 @@ int main(void)
                 cmocka_unit_test(test_too_many_rows_are_refused),
                 cmocka_unit_test(test_stored_model_refusals),
                 cmocka_unit_test(test_stored_models_score_as_xgboost),
+                cmocka_unit_test(test_scalar_and_wide_blocks_agree),
                 cmocka_unit_test(test_batch_equals_jobs_one_by_one),
                 cmocka_unit_test(test_json_rows_and_builtin_names),
                 cmocka_unit_test(test_gpu_cases_are_valid_jobs),
