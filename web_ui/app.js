@@ -1,7 +1,7 @@
 // The kiln operator UI: connection and sign-in, a hash router, and the views
-// (dashboard, submit, jobs, job, objects, relief). State lives here; ws.js speaks the
+// (dashboard, submit, jobs, job, objects, relief, jobshop). State lives here; ws.js speaks the
 // protocol, forms.js builds the submit forms, objects.js the stored-objects page,
-// kinds/*.js the pages and result views of single kinds (kinds/relief.js),
+// kinds/*.js the pages and result views of single kinds (kinds/relief.js, kinds/jobshop.js),
 // charts.js and render.js draw.
 
 import { KilnClient, apiUrl } from './ws.js';
@@ -12,6 +12,7 @@ import { mapViewer, partSummary, scalarTable, isMap } from './render.js';
 import { parseMetrics } from './metrics.js';
 import { objectsView } from './objects.js';
 import { reliefResult, reliefView } from './kinds/relief.js';
+import { jobshopResult, jobshopView } from './kinds/jobshop.js';
 import { vecResult, vecView } from './kinds/vec.js';
 
 const TOKEN_KEY = 'kiln.token';
@@ -303,6 +304,7 @@ function route() {
     case 'jobs': parts[1] ? viewJob(parts[1]) : viewJobs(); break;
     case 'objects': viewObjects(); break;
     case 'relief': viewRelief(); break;
+    case 'jobshop': viewJobshop(); break;
     case 'vec': viewVec(); break;
     default: viewDashboard();
   }
@@ -696,6 +698,7 @@ function viewJob(id) {
       // A kind with its own renderer (web_ui/kinds/) shows its parts its way.
       kindView?.destroy();
       kindView = st.kind === 'image.relief' ? reliefResult(res, id)
+        : st.kind === 'sched.jobshop' ? jobshopResult(res, id)
           : st.kind === 'vec.search' ? vecResult(res, id) : null;
       const own = new Set(kindView ? kindView.parts || ['mesh'] : []);
       const maps = parts.filter((p) => isMap(p) && !own.has(p.name)), others = parts.filter((p) => !isMap(p) && !own.has(p.name));
@@ -734,6 +737,13 @@ function viewJob(id) {
 function viewRelief() {
   const v = reliefView({ client: state.client, welcome: state.welcome, flash });
   show(v.node, { name: 'relief', cleanup: v.cleanup });
+}
+
+/* ---- sched.jobshop ---- */
+
+function viewJobshop() {
+  const v = jobshopView({ client: state.client, welcome: state.welcome, flash });
+  show(v.node, { name: 'jobshop', cleanup: v.cleanup });
 }
 
 /* ---- vec.search ---- */
