@@ -385,12 +385,18 @@ int vec_collection_compile(const struct kiln_object_source *src, struct vec_coll
                 if (rc < 0)
                         goto out;
         }
+        /* One block: the rows, then their squared norms (what a device keeps, in
+         * one piece: kiln_cuda_kind.object_image). The doubling's excess goes back. */
         c = malloc(sizeof(*c));
-        sqnorms = malloc((b.n ? b.n : 1) * sizeof(*sqnorms));
-        if (!c || !sqnorms) {
-                free(c);
-                rc = fail_nomem(err, "items");
-                goto out;
+        {
+                float *block = realloc(b.rows, ((size_t)b.n * b.dim + b.n + 1) * sizeof(float));
+                if (!c || !block) {
+                        free(c);
+                        rc = fail_nomem(err, "items");
+                        goto out;
+                }
+                b.rows = block;
+                sqnorms = block + (size_t)b.n * b.dim;
         }
         for (uint64_t i = 0; i < b.n; i++) {
                 const float *x = b.rows + i * b.dim;
@@ -400,11 +406,8 @@ int vec_collection_compile(const struct kiln_object_source *src, struct vec_coll
                 sqnorms[i] = (float)ss;
                 max_sq = ss > max_sq ? ss : max_sq;
         }
-        /* Give back what the doubling over-allocated; a failed shrink keeps the block. */
         if (b.n > 0) {
-                float *rows = realloc(b.rows, b.n * (size_t)b.dim * sizeof(float));
                 uint8_t *ids = realloc(b.ids, b.ids_len);
-                b.rows = rows ? rows : b.rows;
                 b.ids = ids ? ids : b.ids;
         }
         {
@@ -426,7 +429,6 @@ int vec_collection_compile(const struct kiln_object_source *src, struct vec_coll
         *ret_collection = c;
         return 0;
 out:
-        free(sqnorms);
         free(b.rows);
         free(b.offs);
         free(b.ids);
@@ -440,7 +442,6 @@ void vec_collection_free(struct vec_collection *c)
         free((void *)c->rows);
         free((void *)c->id_offsets);
         free((void *)c->id_bytes);
-        free((void *)c->sqnorms);
         free(c);
 }
 

@@ -46,7 +46,8 @@ struct vec_collection {
         const uint64_t *id_offsets;   /* [count + 1]: id i is id_bytes[id_offsets[i] .. id_offsets[i + 1]) */
         const uint8_t *id_bytes;      /* ids in byte order, strictly increasing */
         /* [count]: each row's squared norm (float64 sum, rounded to float32); the
-         * fast searches rank l2 by q.x - |x|^2/2 and bound their rounding with it. */
+         * fast searches rank l2 by q.x - |x|^2/2 and bound their rounding with it.
+         * It follows the rows in the same block: rows + count * dim. */
         const float *sqnorms;
         double max_norm;              /* the largest row norm (0 when empty) */
         size_t bytes;                 /* memory held by the snapshot */

@@ -23,6 +23,7 @@
 
 #include "vec_search.h"
 #include "vec_search/select.h"
+#include "vec_search/vec_math.h"
 
 #define QB 256u                      /* queries per product */
 #define TILE_BYTES (1u << 20)        /* rows per tile: about this many bytes of them */
@@ -34,21 +35,7 @@
 
 double vec_margin(enum kiln_metric metric, uint32_t dim, double qnorm, double max_norm)
 {
-        const double u = 0x1p-24;
-        double nd = (double)dim + 2.0, gamma = nd * u / (1.0 - nd * u), err, scale;
-
-        if (metric == KILN_METRIC_L2) {
-                /* |x|^2 / 2 is a float32 rounding and one more subtraction. */
-                err = gamma * (qnorm * max_norm + max_norm * max_norm);
-                scale = (qnorm + max_norm) * (qnorm + max_norm);
-        } else {
-                err = gamma * qnorm * max_norm;
-                scale = qnorm * max_norm;
-        }
-        /* Two rows' errors, float32 ulps of the exact score (rows whose scores round
-         * to the same float32 are ordered by id, not by the exact value), and
-         * float32's absolute rounding below its normal range. */
-        return 2.0 * err + 0x1p-20 * scale + (nd + 4.0) * 0x1p-146;
+        return vec_margin_of(metric, dim, qnorm, max_norm);
 }
 
 /* One search pass (a block of queries over the whole collection), shared by its

@@ -27,7 +27,7 @@
 #include <cblas.h>
 
 /* Products below this many queries use the own kernel. */
-#define BLAS_MIN_QUERIES 24
+#define BLAS_MIN_QUERIES 64
 
 /* The search runs its own threads, one product each: OpenBLAS must not start
  * more threads inside each call. Process-wide, set once. */

@@ -6,22 +6,7 @@
 #include <string.h>
 
 #include "vec_search/select.h"
-
-/* The largest float32 at or below floor - margin (the subtraction in float64 may
- * round up when converted; a value that low must still pass). */
-static float lim_of(float floor, double margin)
-{
-        double d;
-        float f;
-
-        if (isinf(floor))
-                return -INFINITY;
-        d = (double)floor - margin;
-        f = (float)d;
-        if ((double)f > d)
-                f = nextafterf(f, -INFINITY);
-        return f;
-}
+#include "vec_search/vec_math.h"
 
 static inline void swap_pair(float *val, uint64_t *row, uint32_t a, uint32_t b)
 {
@@ -155,7 +140,7 @@ int vec_cands_compact(struct vec_cands *l, const struct vec_sel *s)
                 float kth = select_kth(l->val, l->row, l->n, s->k);
                 if (kth > l->floor) {
                         l->floor = kth;
-                        l->lim = lim_of(kth, l->margin);
+                        l->lim = vec_lim_of(kth, l->margin);
                 }
         }
         for (uint32_t i = 0; i < l->n; i++)
@@ -212,7 +197,7 @@ int vec_cands_finish(struct vec_cands *lists, size_t n, const struct vec_sel *s,
         /* The k-th best screening value of all the candidates is reached by k rows:
          * whatever is more than the margin below it is out. */
         if (m >= s->k) {
-                float lim = lim_of(select_kth(val, row, m, s->k), lists[0].margin);
+                float lim = vec_lim_of(select_kth(val, row, m, s->k), lists[0].margin);
                 uint32_t kept = 0;
                 for (uint32_t i = 0; i < m; i++)
                         if (val[i] >= lim) {

@@ -79,7 +79,14 @@ int vec_search_cpu(const struct vec_collection *c, const float *queries, size_t 
  * rounding, while their exact scores rank them the other way (or tie as float32):
  * twice the rounding bound of a float32 dot product of length dim in any order
  * (gamma(dim + 2) |q| max|x|, plus |x|^2 for l2) and a few float32 ulps of the
- * score. qnorm is |q| in float64. */
+ * score. qnorm is |q| in float64. (vec_math.h's vec_margin_of, for callers
+ * without that header.)
+ *
+ * Why a margin suffices: let F be a screening value that k rows reach (each at
+ * least F, so each at least F - e exactly, e the rounding bound). A row j of the
+ * exact top k that is not among them has one of them ranking after it, whose exact
+ * value is at most j's plus the score's float32 slack: so j's exact value is at
+ * least F - e - slack and its screening value at least F - 2e - slack. */
 double vec_margin(enum kiln_metric metric, uint32_t dim, double qnorm, double max_norm);
 
 /* ---- matrix products (gemm.c) ---- */

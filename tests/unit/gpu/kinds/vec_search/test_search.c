@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "vec_search/vec_math.h"
 #include "vec_search/vec_search.h"
 #include "vec_test.h"
 
@@ -375,6 +376,35 @@ static void test_the_margin_bounds_float32_products(void **state)
         }
 }
 
+/* The GPU sorts (score, row) pairs as one 64-bit key: its order must be the
+ * ranking's (vec_ranks_before), and the score must come back out of it. */
+static void test_rank_keys_order_as_the_ranking(void **state)
+{
+        static const float special[] = { 0.0f, -0.0f, 1.0f, -1.0f, 1e-45f, -1e-45f, 3.4e38f, -3.4e38f, 0.5f, 2.0f };
+        float v[64];
+        uint64_t s = 12;
+
+        for (size_t i = 0; i < 64; i++)
+                v[i] = i < 10 ? special[i] : (float)(vt_gauss(&s) * (i % 3 ? 1.0 : 1e-30));
+        for (size_t mt = 0; mt < 3; mt++)
+                for (size_t a = 0; a < 64; a++) {
+                        assert_true(vec_rank_key_score(metrics[mt], vec_rank_key(metrics[mt], v[a], 7)) == v[a]);
+                        for (size_t b = 0; b < 64; b++)
+                                for (uint32_t ra = 0; ra < 2; ra++) {
+                                        uint64_t ka = vec_rank_key(metrics[mt], v[a], ra), kb = vec_rank_key(metrics[mt], v[b], 1);
+                                        assert_int_equal(ka < kb, vec_ranks_before(metrics[mt], v[a], ra, v[b], 1));
+                                }
+                }
+        /* The limit is at or below floor - margin, and the largest float that is. */
+        for (size_t i = 0; i < 64; i++) {
+                double margin = fabs((double)v[(i * 7) % 64]) * 1e-3 + 1e-40;
+                float lim = vec_lim_of(v[i], margin);
+                assert_true((double)lim <= (double)v[i] - margin);
+                assert_true((double)nextafterf(lim, INFINITY) > (double)v[i] - margin || isinf(lim));
+        }
+        assert_true(isinf(vec_lim_of(-INFINITY, 1.0)));
+}
+
 static bool always(void *ctx)
 {
         return true;
@@ -411,6 +441,7 @@ int main(void)
                 cmocka_unit_test(test_near_ties_below_float32_resolution),
                 cmocka_unit_test(test_huge_and_tiny_magnitudes),
                 cmocka_unit_test(test_the_margin_bounds_float32_products),
+                cmocka_unit_test(test_rank_keys_order_as_the_ranking),
                 cmocka_unit_test(test_a_stopped_search_is_abandoned),
         };
 
