@@ -72,6 +72,15 @@ int ctl_npy_read_header(int fd, struct ctl_npy *ret);
  * in *ret, or -EINVAL / -errno with a sentence naming the file in err. */
 int ctl_npy_open_f32_matrix(const char *path, int *ret_fd, struct ctl_npy *ret, char *err, size_t err_size);
 
+/* Reads the rows of `kilnctl submit --rows FILE` (risk.score): a .npy file of
+ * float32 [n][f] (as ctl_npy_open_f32_matrix takes), or a .csv file of n lines of f
+ * numbers (an optional header line first; an empty field, nan, NA or null is a
+ * missing value, NaN). Returns >= 0 with *ret_rows (malloc'd, row-major, caller
+ * frees), *ret_n and *ret_cols, or -EINVAL / -errno with a sentence naming the file
+ * (and line and column) in err. */
+int ctl_rows_read(const char *path, float **ret_rows, uint64_t *ret_n, uint64_t *ret_cols, char *err,
+                  size_t err_size);
+
 /* Checks one vector id: 1..CTL_ID_MAX bytes of UTF-8 without NUL. Returns >= 0,
  * or -EINVAL with why ("is empty", ...) written. */
 int ctl_id_check(const char *s, size_t len, char *why, size_t why_size);

@@ -64,6 +64,7 @@ static const struct {
         [OPT_IDS] = { "ids", true, BIT(CMD_VEC) },
         [OPT_IMAGE] = { "image", true, BIT(CMD_SUBMIT) },
         [OPT_INSTANCE] = { "instance", true, BIT(CMD_SUBMIT) },
+        [OPT_ROWS] = { "rows", true, BIT(CMD_SUBMIT) },
 };
 
 static const char usage_text[] =
@@ -71,13 +72,15 @@ static const char usage_text[] =
         "\n"
         "commands:\n"
         "  submit KIND KEY=VALUE... [--priority P] [--timeout-ms N] [--key K] [--no-wait] [--out DIR]\n"
-        "         [--image FILE] [--instance FILE]\n"
+        "         [--image FILE] [--instance FILE] [--rows FILE]\n"
         "                      submit a job, print its id, wait for it and print its scalars;\n"
         "                      --out DIR writes each binary part as DIR/NAME.npy (a mesh as\n"
         "                      DIR/mesh.stl or DIR/mesh.glb); --image FILE sends FILE (PNG,\n"
         "                      JPEG) as the part `image` (image.relief); --instance FILE sends\n"
         "                      FILE (OR-Library text or JSON) as the part `instance`\n"
-        "                      (sched.jobshop)\n"
+        "                      (sched.jobshop); --rows FILE sends FILE.npy (float32\n"
+        "                      [n][features]) or FILE.csv (empty or nan = missing) as the\n"
+        "                      part `rows` (risk.score)\n"
         "  status JOB          show a job's state\n"
         "  result JOB [--out DIR]\n"
         "                      print a finished job's result (waits if it is still running)\n"
@@ -593,6 +596,36 @@ static int send_file_part(struct conn *c, int ref, const char *part, const char 
         return r < 0 ? 1 : 0;
 }
 
+/* Sends rows[n][cols] (from --rows) as the f32 part `rows` of the message that
+ * will carry `ref`, in frames within the server's max_message_bytes. Returns 0 or
+ * an exit code after printing why. */
+static int send_rows_part(struct conn *c, int ref, const char *path, const float *rows, uint64_t n, uint64_t cols)
+{
+        uint64_t shape[2] = { n, cols }, bytes = n * cols * sizeof(float);
+        size_t chunk;
+        bool multi;
+        int r = ctl_frame_plan(ref, "rows", "f32", 2, shape, bytes, c->max_message, IMAGE_FRAME_CAP, &chunk, &multi);
+
+        for (uint64_t off = 0; r >= 0 && off < bytes; off += chunk) {
+                size_t len = bytes - off < chunk ? (size_t)(bytes - off) : chunk;
+                uint8_t *prefix = NULL;
+                size_t plen = 0;
+                r = ctl_frame_prefix(ref, "rows", "f32", 2, shape, multi ? (int64_t)off : -1, &prefix, &plen);
+                if (r >= 0) {
+                        struct iovec iov[2] = { { prefix, plen }, { (uint8_t *)rows + off, len } };
+                        r = ctl_ws_send_binary(c->ws, iov, 2);
+                        free(prefix);
+                }
+                if (r >= 0)
+                        r = ctl_ws_drain(c->ws, c->deadline < 0 ? -1 : c->deadline - now_ms());
+        }
+        if (r < 0)
+                fprintf(stderr, "kilnctl: cannot send %s to %s: %s\n", path, c->url,
+                        r == -EMSGSIZE ? "the server's max_message_bytes leaves no room for a frame"
+                        : r == -ETIMEDOUT ? "timed out" : ctl_ws_error(c->ws));
+        return r < 0 ? 1 : 0;
+}
+
 /* Opens the file of --image or --instance: a non-empty regular file. Returns its descriptor, or -1
  * after printing why. */
 static int open_image(const char *path, uint64_t *ret_bytes)
@@ -653,19 +686,28 @@ static int cmd_submit(struct ctx *x)
                 json_object_set_new(msg, "key", json_string(a->val[OPT_KEY]));
 
         int image_fd = -1, instance_fd = -1;
-        uint64_t image_bytes = 0, instance_bytes = 0;
+        uint64_t image_bytes = 0, instance_bytes = 0, n_rows = 0, n_cols = 0;
+        float *rows = NULL;
+        if (a->val[OPT_ROWS] && ctl_rows_read(a->val[OPT_ROWS], &rows, &n_rows, &n_cols, err, sizeof(err)) < 0) {
+                fprintf(stderr, "kilnctl: %s\n", err);
+                json_decref(msg);
+                return EXIT_USAGE;
+        }
         if (a->val[OPT_IMAGE] && (image_fd = open_image(a->val[OPT_IMAGE], &image_bytes)) < 0) {
                 json_decref(msg);
+                free(rows);
                 return EXIT_USAGE;
         }
         if (a->val[OPT_INSTANCE] && (instance_fd = open_image(a->val[OPT_INSTANCE], &instance_bytes)) < 0) {
                 json_decref(msg);
+                free(rows);
                 if (image_fd >= 0)
                         close(image_fd);
                 return EXIT_USAGE;
         }
         if ((r = conn_open(x)) != 0) {
                 json_decref(msg);
+                free(rows);
                 if (image_fd >= 0)
                         close(image_fd);
                 if (instance_fd >= 0)
@@ -674,6 +716,18 @@ static int cmd_submit(struct ctx *x)
         }
         json_t *reply;
         int ref = ++x->c.next_ref;
+        if (rows) {
+                r = send_rows_part(&x->c, ref, a->val[OPT_ROWS], rows, n_rows, n_cols);
+                free(rows);
+                if (r) {
+                        json_decref(msg);
+                        if (image_fd >= 0)
+                                close(image_fd);
+                        if (instance_fd >= 0)
+                                close(instance_fd);
+                        return r;
+                }
+        }
         if (image_fd >= 0) {
                 r = send_file_part(&x->c, ref, "image", a->val[OPT_IMAGE], image_fd, image_bytes);
                 close(image_fd);

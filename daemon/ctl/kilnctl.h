@@ -49,6 +49,7 @@ enum opt {
         OPT_IDS,
         OPT_IMAGE,
         OPT_INSTANCE,
+        OPT_ROWS,
         _OPT_MAX,
 };
 
