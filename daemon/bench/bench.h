@@ -18,6 +18,7 @@ enum bench_scenario {
         SCEN_RELIEF,
         SCEN_JOBSHOP,
         SCEN_VEC,
+        SCEN_SCORE_MODEL,
         _SCEN_MAX,
 };
 
@@ -43,6 +44,7 @@ struct bench_opts {
         const char *url;
         const char *token;             /* NULL: hello without a token */
         const char *collection;        /* vec: the collection searched (--collection) */
+        const char *model;             /* score-model: the stored model scored (--model) */
         enum bench_scenario scenario;
         unsigned connections;          /* load connections, >= 1 */
         unsigned idle;                 /* extra connections that only hello, then wait */
@@ -63,6 +65,16 @@ int bench_vec_target(const char *collection, uint32_t dim);
 /* vec: asks the server at o->url (vec.info, vec_setup.c) for o->collection's dim
  * and sets the target. Returns >= 0, or -errno with a sentence in err. */
 int bench_vec_setup(const struct bench_opts *o, char *err, size_t size);
+
+/* score-model: the stored model each job scores one random row of `features`
+ * values against (sent as the part `rows`), set once before the run. Returns >= 0,
+ * or -EINVAL for a feature count out of range or a name that does not fit. */
+int bench_model_target(const char *model, uint32_t features);
+
+/* score-model: asks the server at o->url (model.list, model_setup.c) for
+ * o->model's feature count and sets the target. Returns >= 0, or -errno with a
+ * sentence in err (-ENOENT: the tenant has no such model). */
+int bench_model_setup(const struct bench_opts *o, char *err, size_t size);
 
 struct bench_result {
         struct hdr latency;            /* every finished job issued during the run */

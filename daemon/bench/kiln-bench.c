@@ -18,9 +18,9 @@
 static void usage(FILE *f)
 {
         fprintf(f,
-                "Usage: kiln-bench --url ws://HOST:PORT/ws --scenario cached|small|mixed|heavy|score|relief|jobshop|vec\n"
+                "Usage: kiln-bench --url ws://HOST:PORT/ws --scenario cached|small|mixed|heavy|score|score-model|relief|jobshop|vec\n"
                 "                  [--connections N] [--duration S] [--rate R] [--pipeline P] [--collection C]\n"
-                "                  [--token T] [--idle N] [--accept-only] [--drain S] [--seed N] [--json]\n"
+                "                  [--model M] [--token T] [--idle N] [--accept-only] [--drain S] [--seed N] [--json]\n"
                 "\n"
                 "Closed loop by default: each connection keeps --pipeline jobs in flight (1) and\n"
                 "latency runs from each submit's send time. With --rate R the load is open loop:\n"
@@ -33,7 +33,8 @@ static void usage(FILE *f)
                 "  --duration S      seconds of load (default 10)\n"
                 "  --drain S         after the run, wait at most S s for jobs in flight (default 10)\n"
                 "  --json            print one JSON object instead of the text report\n"
-                "  --collection C    vec: the stored collection searched (one random query, k 10)\n");
+                "  --collection C    vec: the stored collection searched (one random query, k 10)\n"
+                "  --model M         score-model: the stored model scored (one random row)\n");
 }
 
 static int parse_double(const char *s, double min, double max, double *ret)
@@ -125,7 +126,7 @@ static void print_text(const struct bench_opts *o, const struct bench_result *r)
 
 int main(int argc, char **argv)
 {
-        enum { OPT_PIPELINE = 256, OPT_IDLE, OPT_ACCEPT_ONLY, OPT_DRAIN, OPT_SEED, OPT_COLLECTION };
+        enum { OPT_PIPELINE = 256, OPT_IDLE, OPT_ACCEPT_ONLY, OPT_DRAIN, OPT_SEED, OPT_COLLECTION, OPT_MODEL };
         static const struct option longopts[] = {
                 { "url", required_argument, NULL, 'u' },
                 { "token", required_argument, NULL, 't' },
@@ -140,6 +141,7 @@ int main(int argc, char **argv)
                 { "drain", required_argument, NULL, OPT_DRAIN },
                 { "seed", required_argument, NULL, OPT_SEED },
                 { "collection", required_argument, NULL, OPT_COLLECTION },
+                { "model", required_argument, NULL, OPT_MODEL },
                 { "help", no_argument, NULL, 'h' },
                 { NULL, 0, NULL, 0 },
         };
@@ -197,6 +199,9 @@ int main(int argc, char **argv)
                 case OPT_COLLECTION:
                         o.collection = optarg;
                         break;
+                case OPT_MODEL:
+                        o.model = optarg;
+                        break;
                 case 'h':
                         usage(stdout);
                         return 0;
@@ -233,6 +238,18 @@ int main(int argc, char **argv)
                 if (vr < 0) {
                         fprintf(stderr, "kiln-bench: %s\n", why);
                         return vr == -EINVAL ? 2 : 1;
+                }
+        }
+        if ((o.scenario == SCEN_SCORE_MODEL) != (o.model != NULL)) {
+                fprintf(stderr, "kiln-bench: --model goes with --scenario score-model, and score-model needs it\n");
+                return 2;
+        }
+        if (o.scenario == SCEN_SCORE_MODEL) {
+                char why[256];
+                int mr = bench_model_setup(&o, why, sizeof(why));
+                if (mr < 0) {
+                        fprintf(stderr, "kiln-bench: %s\n", why);
+                        return mr == -EINVAL ? 2 : 1;
                 }
         }
         if (o.rate > 0 && o.pipeline != 1)

@@ -16,6 +16,7 @@ static const char *const names[_SCEN_MAX] = {
         [SCEN_RELIEF] = "relief",
         [SCEN_JOBSHOP] = "jobshop",
         [SCEN_VEC] = "vec",
+        [SCEN_SCORE_MODEL] = "score-model",
 };
 
 const char *bench_scenario_name(enum bench_scenario s)
@@ -50,23 +51,22 @@ static double uniform(uint64_t *s, double lo, double hi)
         return lo + (hi - lo) * (double)(next_u64(s) >> 11) * (1.0 / 9007199254740992.0);
 }
 
-/* ---- vec: the collection searched, set before the run ---- */
+/* ---- vec and score-model: the stored object used, set before the run ---- */
 
-static struct {
-        char json_name[208];       /* the name as a JSON string, escaped */
-        uint32_t dim;
-} vec_target;
+#define JSON_NAME_MAX 208
 
-int bench_vec_target(const char *collection, uint32_t dim)
+/* Writes `name` (1..128 bytes) as a JSON string into out (JSON_NAME_MAX bytes).
+ * Returns >= 0, or -EINVAL when it does not fit a submit message. */
+static int quote_name(const char *name, char *out)
 {
-        char *p = vec_target.json_name;
-        size_t len = collection ? strlen(collection) : 0;
+        char *p = out;
+        size_t len = name ? strlen(name) : 0;
 
-        if (dim < 1 || dim > 4096 || len < 1 || len > 128)
+        if (len < 1 || len > 128)
                 return -EINVAL;
         *p++ = '"';
-        for (const unsigned char *c = (const unsigned char *)collection; *c; c++) {
-                if (p - vec_target.json_name > (ptrdiff_t)sizeof(vec_target.json_name) - 9)
+        for (const unsigned char *c = (const unsigned char *)name; *c; c++) {
+                if (p - out > JSON_NAME_MAX - 9)
                         return -EINVAL; /* too long once escaped for a submit message */
                 if (*c == '"' || *c == '\\') {
                         *p++ = '\\';
@@ -79,7 +79,27 @@ int bench_vec_target(const char *collection, uint32_t dim)
         }
         *p++ = '"';
         *p = '\0';
+        return 0;
+}
+
+static struct {
+        char json_name[JSON_NAME_MAX]; /* the name as a JSON string, escaped */
+        uint32_t dim;
+} vec_target, model_target;        /* model_target.dim: the model's features */
+
+int bench_vec_target(const char *collection, uint32_t dim)
+{
+        if (dim < 1 || dim > 4096 || quote_name(collection, vec_target.json_name) < 0)
+                return -EINVAL;
         vec_target.dim = dim;
+        return 0;
+}
+
+int bench_model_target(const char *model, uint32_t features)
+{
+        if (features < 1 || features > BENCH_MAX_PART / 8 || quote_name(model, model_target.json_name) < 0)
+                return -EINVAL;
+        model_target.dim = features;
         return 0;
 }
 
@@ -122,6 +142,10 @@ int bench_submit_text(enum bench_scenario s, uint64_t ref, bool watch, uint64_t 
         case SCEN_RELIEF: /* the image goes first, as bench_submit_part's part */
                 kind = "image.relief";
                 snprintf(params, sizeof(params), "{}");
+                break;
+        case SCEN_SCORE_MODEL: /* the row goes first, as bench_submit_part's part */
+                kind = "risk.score";
+                snprintf(params, sizeof(params), "{\"model\":%.208s}", model_target.json_name);
                 break;
         case SCEN_VEC: /* the query goes first, as bench_submit_part's part */
                 kind = "vec.search";
@@ -261,20 +285,22 @@ int bench_submit_part(enum bench_scenario s, uint64_t ref, uint64_t *rng, uint8_
                 n = sizeof(ft06) - 1;
                 data = (const uint8_t *)ft06;
                 part = "instance";
-        } else if (s == SCEN_VEC) {
-                static float query[4096];
-                for (uint32_t j = 0; j < vec_target.dim; j++)
-                        query[j] = gauss(rng);
-                n = vec_target.dim * sizeof(float);
-                data = (const uint8_t *)query;
-                part = "queries";
+        } else if (s == SCEN_VEC || s == SCEN_SCORE_MODEL) {
+                static float values[4096];
+                uint32_t dim = s == SCEN_VEC ? vec_target.dim : model_target.dim;
+                for (uint32_t j = 0; j < dim; j++)
+                        values[j] = gauss(rng);
+                n = dim * sizeof(float);
+                data = (const uint8_t *)values;
+                part = s == SCEN_VEC ? "queries" : "rows";
         } else {
                 return 0;
         }
-        int hl = s == SCEN_VEC ? snprintf(header, sizeof(header),
-                                          "{\"ref\":%llu,\"part\":\"queries\",\"dtype\":\"f32\",\"shape\":[1,%u]}",
-                                          (unsigned long long)ref, vec_target.dim)
-                               : snprintf(header, sizeof(header),
+        int hl = s == SCEN_VEC || s == SCEN_SCORE_MODEL
+                         ? snprintf(header, sizeof(header),
+                                    "{\"ref\":%llu,\"part\":\"%s\",\"dtype\":\"f32\",\"shape\":[1,%zu]}",
+                                    (unsigned long long)ref, part, n / sizeof(float))
+                         : snprintf(header, sizeof(header),
                                           "{\"ref\":%llu,\"part\":\"%s\",\"dtype\":\"bytes\",\"shape\":[%zu]}",
                                           (unsigned long long)ref, part, n);
         if (hl < 0 || (size_t)hl >= sizeof(header) || 8 + (size_t)hl + n > size)

@@ -7,13 +7,14 @@ and every refusal naming its field.
 import asyncio
 import json
 import os
+import subprocess
 import tempfile
 import unittest
 
 import numpy as np
 import xgboost as xgb
 
-from kiln_fixture import KilndTestCase, decode_frame
+from kiln_fixture import KILNCTL, KilndTestCase, decode_frame
 from kiln_objects import model_put, next_ref, part_frames, send_frames, xgb_model
 
 
@@ -304,6 +305,62 @@ class RiskTest(KilndTestCase):
                 self.assert_refused(r, "bad_params", field, words)
             await c.close()
         self.run_async(go())
+
+    def tool(self, *args, prog=KILNCTL):
+        env = {k: v for k, v in os.environ.items() if k not in ("KILN_URL", "KILN_TOKEN")}
+        return subprocess.run([prog, *map(str, args)], capture_output=True, text=True, timeout=120, env=env)
+
+    def test_kilnctl_sends_rows_from_npy_and_csv(self):
+        data, booster = train(31)
+        rows = np.random.default_rng(3).normal(size=(50, 6)).astype(np.float32)
+        rows[5, 2] = np.nan
+        want = booster.predict(xgb.DMatrix(rows)).astype(np.float32)
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "ctl-model.json"), "wb") as f:
+                f.write(data)
+            r = self.tool("--url", self.kilnd.url, "model", "put", os.path.join(d, "ctl-model.json"))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            np.save(os.path.join(d, "rows.npy"), rows)
+            with open(os.path.join(d, "rows.csv"), "w") as f:
+                f.write("a,b,c,d,e,f\n")
+                for row in rows:
+                    f.write(",".join("" if np.isnan(v) else repr(float(v)) for v in row) + "\n")
+            for name in ("rows.npy", "rows.csv"):
+                out = os.path.join(d, name + ".out")
+                r = self.tool("--url", self.kilnd.url, "submit", "risk.score", "model=ctl-model", "margin=true",
+                              "--rows", os.path.join(d, name), "--out", out)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertIn("rows = 50", r.stdout)
+                np.testing.assert_array_equal(np.load(os.path.join(out, "pd.npy")), want)
+                self.assertEqual(np.load(os.path.join(out, "margin.npy")).shape, (50,))
+            with open(os.path.join(d, "bad.csv"), "w") as f:
+                f.write("1,2,3,4\n1,x,3,4\n")
+            r = self.tool("--url", self.kilnd.url, "submit", "risk.score", "model=altman-z2",
+                          "--rows", os.path.join(d, "bad.csv"))
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn("line 2, column 2", r.stderr)
+
+    def test_kiln_bench_score_model(self):
+        async def put():
+            c = await self.client()
+            r = await model_put(c, "bench-model", train(41, features=7)[0])
+            await c.close()
+            return r
+        self.assertEqual(self.run_async(put())["op"], "model")
+        bench = os.environ.get("KILN_BENCH", "build/daemon/bench/kiln-bench")
+        for args in (["--scenario", "score-model", "--model", "bench-model"], ["--scenario", "score"]):
+            r = self.tool("--url", self.kilnd.url, "--duration", 1, "--connections", 4, "--pipeline", 4, "--json",
+                          *args, prog=bench)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            res = json.loads(r.stdout)
+            self.assertEqual(res["errors"], 0, res)
+            self.assertGreater(res["jobs_per_s"], 0, res)
+        r = self.tool("--url", self.kilnd.url, "--duration", 1, "--scenario", "score-model", "--model", "absent",
+                      prog=bench)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("no model \"absent\"", r.stderr)
+        r = self.tool("--url", self.kilnd.url, "--scenario", "score-model", prog=bench)
+        self.assertEqual(r.returncode, 2, r.stderr)
 
 
 if __name__ == "__main__":
