@@ -21,7 +21,8 @@
 
 /* Moves between clock readings: well under a millisecond on any instance. */
 #define STEPS_PER_CHECK 8
-#define REPORT_EVERY_NS (50 * 1000000LL)
+#define REPORT_NEWS_NS (50 * 1000000LL)    /* a new best, at most this often */
+#define REPORT_ANYWAY_NS (250 * 1000000LL) /* the time's share, with or without news */
 
 /* Jobshop tasks running now in this process (for the automatic walk count). */
 static atomic_int running_tasks;
@@ -81,7 +82,8 @@ static void report(struct shared *sh, js_time lb, int64_t now)
 }
 
 /* One walk until something stops them all. The reporting walk (walk 0) also
- * sends progress: at most every REPORT_EVERY_NS, and only with news. */
+ * reports progress: a new best at most every REPORT_NEWS_NS, and the share of the
+ * time limit spent every REPORT_ANYWAY_NS. */
 static void walk_run(struct walker *wk, js_time lb)
 {
         struct shared *sh = wk->sh;
@@ -101,7 +103,8 @@ static void walk_run(struct walker *wk, js_time lb)
                 if (now >= sh->deadline_ns || kiln_exec_stopped(sh->ex))
                         break;
                 long long seen = atomic_load_explicit(&sh->best_seen, memory_order_relaxed);
-                if (reporter && seen != reported && now - last_report >= REPORT_EVERY_NS) {
+                if (reporter && ((seen != reported && now - last_report >= REPORT_NEWS_NS) ||
+                                 now - last_report >= REPORT_ANYWAY_NS)) {
                         report(sh, lb, now);
                         reported = seen;
                         last_report = now;
@@ -137,7 +140,7 @@ static int walk_count(const struct jobshop_params *p, int running)
 }
 
 /* starts: one array per job of its operations' start times. */
-static int add_starts(struct kiln_result *res, const struct js_instance *in, const js_time *head)
+static int add_starts(struct kiln_result *res, const struct js_instance *in, const int64_t *start)
 {
         struct kiln_jtext j;
         kiln_jtext_init(&j);
@@ -145,28 +148,31 @@ static int add_starts(struct kiln_result *res, const struct js_instance *in, con
         for (int32_t job = 0; job < in->n_jobs; job++) {
                 kiln_jtext_open(&j);
                 for (int32_t o = in->job_start[job]; o < in->job_start[job + 1]; o++)
-                        kiln_jtext_int(&j, head[o]);
+                        kiln_jtext_int(&j, start[o]);
                 kiln_jtext_close(&j);
         }
         kiln_jtext_close(&j);
         return kiln_result_take_jtext(res, "starts", &j);
 }
 
-static int add_results(struct kiln_result *res, const struct js_instance *in, const struct js_walk *w, js_time lb,
-                       const struct shared *sh, int walks, int64_t iterations, int64_t moves)
+int js_result_add(struct kiln_result *res, const struct js_instance *in, const int64_t *start, int64_t lb,
+                  const struct js_outcome *o)
 {
-        js_time mk = w->mk;
+        int64_t mk = 0;
         int r;
+        for (int32_t op = 0; op < in->n_ops; op++)
+                if (start[op] + in->dur[op] > mk)
+                        mk = start[op] + in->dur[op];
         if ((r = kiln_result_add_int(res, "makespan", mk)) < 0 ||
             (r = kiln_result_add_int(res, "lower_bound", lb)) < 0 ||
             (r = kiln_result_add_scalar(res, "gap", lb > 0 ? (double)(mk - lb) / (double)lb : 0.0)) < 0 ||
             (r = kiln_result_add_bool(res, "optimal", mk == lb)) < 0 ||
-            (r = kiln_result_add_int(res, "iterations", iterations)) < 0 ||
-            (r = kiln_result_add_int(res, "ms_to_best", sh->best_ns / 1000000)) < 0 ||
-            (r = kiln_result_add_int(res, "walks", walks)) < 0 ||
-            (r = kiln_result_add_int(res, "moves", moves)) < 0)
+            (r = kiln_result_add_int(res, "iterations", o->iterations)) < 0 ||
+            (r = kiln_result_add_int(res, "ms_to_best", o->ms_to_best)) < 0 ||
+            (r = kiln_result_add_int(res, "walks", o->walks)) < 0 ||
+            (r = kiln_result_add_int(res, "moves", o->moves)) < 0)
                 return r;
-        return add_starts(res, in, w->head);
+        return add_starts(res, in, start);
 }
 
 static int solve(struct kiln_task *t, const struct js_instance *in, const struct js_inst *view, js_time lb,
@@ -190,7 +196,7 @@ static int solve(struct kiln_task *t, const struct js_instance *in, const struct
         for (int i = 0; i < walks; i++) {
                 wk[i].sh = &sh;
                 wk[i].index = i;
-                wk[i].seed = (uint64_t)p->seed ^ ((uint64_t)i * 0x9e3779b97f4a7c15ull);
+                wk[i].seed = js_walk_seed((uint64_t)p->seed, (uint32_t)i);
                 wk[i].stop_at = stop_at;
                 wk[i].cfg = cfg;
                 wk[i].mem = malloc(bytes);
@@ -223,7 +229,8 @@ static int solve(struct kiln_task *t, const struct js_instance *in, const struct
                 struct js_walk *best = &wk[sh.best_walk].w;
                 js_load(best, best->best_seq); /* heads = the start times */
                 report(&sh, lb, now_ns());
-                r = add_results(t->result, in, best, lb, &sh, walks, iterations, moves);
+                struct js_outcome o = { iterations, sh.best_ns / 1000000, walks, moves };
+                r = js_result_add(t->result, in, best->head, lb, &o);
         }
         for (int i = 0; i < walks; i++)
                 free(wk[i].mem);
@@ -245,16 +252,15 @@ int js_run_cpu(struct kiln_task *t)
         int r = js_instance_parse(a->data, a->bytes, &in, &err);
         if (r < 0)
                 return r;
-        int32_t *derived = malloc(((size_t)in->n_ops + (size_t)in->n_mach + 1) * sizeof(*derived));
+        int32_t *derived = malloc(js_derived_ints(in->n_mach, in->n_ops) * sizeof(*derived));
         js_time lb = js_lower_bound(in);
         if (!derived || lb < 0) {
                 free(derived);
                 js_instance_free(in);
                 return -ENOMEM;
         }
-        js_inst_derive(in->n_jobs, in->n_mach, in->n_ops, in->job_start, in->mach, derived, derived + in->n_ops);
-        struct js_inst view = { in->n_jobs, in->n_mach, in->n_ops, in->job_start, in->mach, in->dur,
-                                derived, derived + in->n_ops };
+        struct js_inst view;
+        js_inst_derive(&view, in->n_jobs, in->n_mach, in->n_ops, in->job_start, in->mach, in->dur, derived);
         atomic_fetch_add(&running_tasks, 1);
         r = solve(t, in, &view, lb, t0);
         atomic_fetch_sub(&running_tasks, 1);

@@ -52,5 +52,20 @@ const struct kiln_array *js_instance_input(const struct kiln_array *in, size_t n
  * the job orders. Returns the bound (>= 0) or -ENOMEM. */
 int64_t js_lower_bound(const struct js_instance *in);
 
+/* How a search went, for its result. */
+struct js_outcome {
+        int64_t iterations;      /* moves made, all walks */
+        int64_t ms_to_best;      /* from the start to the first schedule as good as the result */
+        int32_t walks;
+        int64_t moves;           /* candidate moves judged, all walks */
+};
+
+/* Adds the result values of SPEC 1.5 for the schedule start[] (n_ops, the
+ * semi-active schedule of the best machine orders): makespan (its latest end),
+ * lower_bound, gap, optimal, the outcome's figures, and starts (per job, as JSON).
+ * Shared by the CPU and the CUDA paths. Returns >= 0 or -errno. */
+int js_result_add(struct kiln_result *res, const struct js_instance *in, const int64_t *start, int64_t lb,
+                  const struct js_outcome *o);
+
 /* The CPU implementation (cpu.c), as described by kiln_kind.run_cpu. */
 int js_run_cpu(struct kiln_task *t);

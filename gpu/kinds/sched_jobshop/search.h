@@ -6,7 +6,8 @@
  * max_stall moves without a new best the walk jumps back to the newest elite
  * schedule and leaves it by its next-best move instead (the back-jump tracking of
  * Nowicki and Smutnicki's TSAB), each elite schedule a few times; once the list is
- * spent it restarts from its best schedule shaken by a few random moves.
+ * spent it restarts from its best schedule shaken by a few random moves, more of
+ * them after each restart that found nothing better.
  *
  * One move is four phases so that the kernel can judge the candidates with every
  * thread of a block: js_prepare (one thread), js_judge_range (all), js_pick (one,
@@ -30,6 +31,13 @@ KILN_HD static inline struct js_config js_config_for(const struct js_inst *in)
         c.elite_tries = 3;
         c.perturb = 4 + in->n_ops / 100;
         return c;
+}
+
+/* The seed of walk i of a job seeded `seed`: walk 0 takes the job's seed, so one
+ * walk goes the same way on every backend. */
+KILN_HD static inline uint64_t js_walk_seed(uint64_t seed, uint32_t i)
+{
+        return seed ^ ((uint64_t)i * 0x9e3779b97f4a7c15ull);
 }
 
 KILN_HD static inline void js_copy(int32_t *dst, const int32_t *src, int32_t n)
@@ -65,6 +73,7 @@ KILN_HD static inline int js_record(struct js_walk *w)
                 return 0;
         w->best_mk = w->mk;
         w->best_iter = w->iter;
+        w->fails = 0;
         js_copy(w->best_seq, w->seq, w->in.n_ops);
         if (w->best_mk <= w->stop_at)
                 w->done = 1;
@@ -80,7 +89,7 @@ KILN_HD static inline void js_walk_start(struct js_walk *w, const struct js_conf
         w->rng = js_mix64(seed) | 1u;
         w->stop_at = stop_at;
         w->iter = w->stall = w->moves = w->best_iter = 0;
-        w->rank = w->jumps = w->restarts = w->done = 0;
+        w->rank = w->jumps = w->restarts = w->fails = w->done = 0;
         w->n_elite = 0;
         w->n_cand = 0;
         js_tabu_clear(w);
@@ -101,10 +110,10 @@ KILN_HD static inline void js_load(struct js_walk *w, const int32_t *seq)
         w->mk = js_evaluate(w);
 }
 
-/* A few random feasible moves from the current schedule. */
-KILN_HD static inline void js_perturb(struct js_walk *w)
+/* `steps` random feasible moves from the current schedule. */
+KILN_HD static inline void js_perturb(struct js_walk *w, int32_t steps)
 {
-        for (int32_t step = 0; step < w->cfg.perturb; step++) {
+        for (int32_t step = 0; step < steps; step++) {
                 if (js_neighbours(w) == 0)
                         return;
                 w->salt = js_rand(w);
@@ -137,9 +146,12 @@ KILN_HD static inline void js_jump(struct js_walk *w)
                 w->rank = ++w->elite_tries[e];
                 w->jumps++;
         } else {
+                /* Each restart in a row without a new best shakes harder. */
+                int32_t steps = w->cfg.perturb + w->fails;
                 js_load(w, w->best_seq);
-                js_perturb(w);
+                js_perturb(w, steps < 3 * w->cfg.perturb ? steps : 3 * w->cfg.perturb);
                 w->restarts++;
+                w->fails++;
         }
         js_tabu_clear(w);
         w->stall = 0;

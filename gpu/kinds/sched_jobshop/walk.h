@@ -35,22 +35,47 @@ struct js_inst {
         const int32_t *mach;       /* n_ops */
         const int32_t *dur;        /* n_ops */
         const int32_t *job;        /* n_ops: the job of each operation */
+        const int32_t *jprev;      /* n_ops: the job's previous operation, or -1 */
+        const int32_t *jnext;      /* n_ops: the job's next operation, or -1 */
         const int32_t *mach_start; /* n_mach + 1: machine k's slice of seq */
 };
 
-/* Fills job[] (n_ops) and mach_start[] (n_mach + 1) from the parsed arrays. */
-KILN_HD static inline void js_inst_derive(int32_t n_jobs, int32_t n_mach, int32_t n_ops, const int32_t *job_start,
-                                          const int32_t *mach, int32_t *job, int32_t *mach_start)
+/* The int32 count of what js_inst_derive writes. */
+KILN_HD static inline size_t js_derived_ints(int32_t n_mach, int32_t n_ops)
 {
+        return 3 * (size_t)n_ops + (size_t)n_mach + 1;
+}
+
+/* Fills `out` (js_derived_ints long) with job[], jprev[], jnext[] and mach_start[]
+ * from the parsed arrays and points v at everything. */
+KILN_HD static inline void js_inst_derive(struct js_inst *v, int32_t n_jobs, int32_t n_mach, int32_t n_ops,
+                                          const int32_t *job_start, const int32_t *mach, const int32_t *dur,
+                                          int32_t *out)
+{
+        int32_t *job = out, *jprev = out + n_ops, *jnext = out + 2 * (size_t)n_ops;
+        int32_t *mach_start = out + 3 * (size_t)n_ops;
         for (int32_t j = 0; j < n_jobs; j++)
-                for (int32_t o = job_start[j]; o < job_start[j + 1]; o++)
+                for (int32_t o = job_start[j]; o < job_start[j + 1]; o++) {
                         job[o] = j;
+                        jprev[o] = o > job_start[j] ? o - 1 : -1;
+                        jnext[o] = o + 1 < job_start[j + 1] ? o + 1 : -1;
+                }
         for (int32_t k = 0; k <= n_mach; k++)
                 mach_start[k] = 0;
         for (int32_t o = 0; o < n_ops; o++)
                 mach_start[mach[o] + 1]++;
         for (int32_t k = 0; k < n_mach; k++)
                 mach_start[k + 1] += mach_start[k];
+        v->n_jobs = n_jobs;
+        v->n_mach = n_mach;
+        v->n_ops = n_ops;
+        v->job_start = job_start;
+        v->mach = mach;
+        v->dur = dur;
+        v->job = job;
+        v->jprev = jprev;
+        v->jnext = jnext;
+        v->mach_start = mach_start;
 }
 
 /* One candidate move: the segment seq[a..b] of one machine, reordered. */
@@ -78,8 +103,10 @@ struct js_walk {
         struct js_inst in;
         struct js_config cfg;
         int32_t *seq, *pos;        /* n_ops each */
+        int32_t *mprev, *mnext;    /* n_ops each: the machine neighbours in seq, or -1 */
         js_time *head, *tail;      /* n_ops each */
-        int32_t *order, *deg;      /* n_ops each: topological order, scratch */
+        int32_t *order, *deg;      /* n_ops each: topological order; scratch, then the ends */
+        int32_t n_ends;            /* operations ending at the makespan (in deg[]) */
         int32_t *path;             /* n_ops: the critical path */
         struct js_cand *cand;      /* cap_cand */
         int32_t n_cand, cap_cand;
@@ -104,6 +131,7 @@ struct js_walk {
         int64_t iter, stall, moves, best_iter;
         int32_t rank;              /* the move to take: 0 the best, r the r+1-th (a back-jump) */
         int32_t jumps, restarts;
+        int32_t fails;             /* restarts since the last new best */
         int32_t done;              /* 1: reached stop_at; 2: no move left (the schedule is optimal) */
 };
 
@@ -166,6 +194,7 @@ KILN_HD static inline size_t js_walk_bind(struct js_walk *w, void *mem, const st
         int32_t cap = 4 * in->n_ops + 8;
 
         int32_t *seq = (int32_t *)js_take(b, &at, n * 4), *pos = (int32_t *)js_take(b, &at, n * 4);
+        int32_t *mprev = (int32_t *)js_take(b, &at, n * 4), *mnext = (int32_t *)js_take(b, &at, n * 4);
         js_time *head = (js_time *)js_take(b, &at, n * 8), *tail = (js_time *)js_take(b, &at, n * 8);
         int32_t *order = (int32_t *)js_take(b, &at, n * 4), *deg = (int32_t *)js_take(b, &at, n * 4);
         int32_t *path = (int32_t *)js_take(b, &at, n * 4);
@@ -182,6 +211,8 @@ KILN_HD static inline size_t js_walk_bind(struct js_walk *w, void *mem, const st
                 w->in = *in;
                 w->seq = seq;
                 w->pos = pos;
+                w->mprev = mprev;
+                w->mnext = mnext;
                 w->head = head;
                 w->tail = tail;
                 w->order = order;
@@ -207,24 +238,39 @@ KILN_HD static inline size_t js_walk_bind(struct js_walk *w, void *mem, const st
 
 KILN_HD static inline int32_t js_jp(const struct js_walk *w, int32_t o)
 {
-        return o > w->in.job_start[w->in.job[o]] ? o - 1 : -1;
+        return w->in.jprev[o];
 }
 
 KILN_HD static inline int32_t js_js(const struct js_walk *w, int32_t o)
 {
-        return o + 1 < w->in.job_start[w->in.job[o] + 1] ? o + 1 : -1;
+        return w->in.jnext[o];
 }
 
 KILN_HD static inline int32_t js_mp(const struct js_walk *w, int32_t o)
 {
-        int32_t p = w->pos[o];
-        return p > w->in.mach_start[w->in.mach[o]] ? w->seq[p - 1] : -1;
+        return w->mprev[o];
 }
 
 KILN_HD static inline int32_t js_ms(const struct js_walk *w, int32_t o)
 {
-        int32_t p = w->pos[o] + 1;
-        return p < w->in.mach_start[w->in.mach[o] + 1] ? w->seq[p] : -1;
+        return w->mnext[o];
+}
+
+/* Sets pos and the machine neighbours of the operations at seq positions
+ * from..to of machine k (clipped to its slice). */
+KILN_HD static inline void js_link(struct js_walk *w, int32_t k, int32_t from, int32_t to)
+{
+        int32_t lo = w->in.mach_start[k], hi = w->in.mach_start[k + 1];
+        if (from < lo)
+                from = lo;
+        if (to >= hi)
+                to = hi - 1;
+        for (int32_t p = from; p <= to; p++) {
+                int32_t o = w->seq[p];
+                w->pos[o] = p;
+                w->mprev[o] = p > lo ? w->seq[p - 1] : -1;
+                w->mnext[o] = p + 1 < hi ? w->seq[p + 1] : -1;
+        }
 }
 
 /* ---- heads, tails, makespan ---- */
@@ -238,45 +284,53 @@ KILN_HD static inline js_time js_evaluate(struct js_walk *w)
         int32_t *order = w->order, *deg = w->deg;
         js_time *head = w->head, *tail = w->tail, mk = 0;
 
+        const int32_t *jprev = in->jprev, *jnext = in->jnext, *dur = in->dur;
+        const int32_t *mprev = w->mprev, *mnext = w->mnext;
+
         for (int32_t o = 0; o < n; o++) {
-                deg[o] = (o > in->job_start[in->job[o]]) + (w->pos[o] > in->mach_start[in->mach[o]]);
+                deg[o] = (jprev[o] >= 0) + (mprev[o] >= 0);
                 if (deg[o] == 0)
                         order[qt++] = o;
         }
         while (qh < qt) {
                 int32_t o = order[qh++], x;
                 js_time h = 0;
-                if ((x = js_jp(w, o)) >= 0)
-                        h = head[x] + in->dur[x];
-                if ((x = js_mp(w, o)) >= 0 && head[x] + in->dur[x] > h)
-                        h = head[x] + in->dur[x];
+                if ((x = jprev[o]) >= 0)
+                        h = head[x] + dur[x];
+                if ((x = mprev[o]) >= 0 && head[x] + dur[x] > h)
+                        h = head[x] + dur[x];
                 head[o] = h;
-                if ((x = js_js(w, o)) >= 0 && --deg[x] == 0)
+                if (h + dur[o] > mk)
+                        mk = h + dur[o];
+                if ((x = jnext[o]) >= 0 && --deg[x] == 0)
                         order[qt++] = x;
-                if ((x = js_ms(w, o)) >= 0 && --deg[x] == 0)
+                if ((x = mnext[o]) >= 0 && --deg[x] == 0)
                         order[qt++] = x;
         }
         if (qt < n)
                 return -1;
+        /* Tails backwards; the operations ending at the makespan go to deg[]. */
+        w->n_ends = 0;
         for (int32_t i = n - 1; i >= 0; i--) {
                 int32_t o = order[i], x;
                 js_time t = 0;
-                if ((x = js_js(w, o)) >= 0)
-                        t = in->dur[x] + tail[x];
-                if ((x = js_ms(w, o)) >= 0 && in->dur[x] + tail[x] > t)
-                        t = in->dur[x] + tail[x];
+                if ((x = jnext[o]) >= 0)
+                        t = dur[x] + tail[x];
+                if ((x = mnext[o]) >= 0 && dur[x] + tail[x] > t)
+                        t = dur[x] + tail[x];
                 tail[o] = t;
-                if (head[o] + in->dur[o] + t > mk)
-                        mk = head[o] + in->dur[o] + t;
+                if (t == 0 && head[o] + dur[o] == mk)
+                        deg[w->n_ends++] = o;
         }
         return mk;
 }
 
-/* Rebuilds pos from seq. */
+/* Rebuilds pos and the machine neighbours from seq. */
 KILN_HD static inline void js_index(struct js_walk *w)
 {
-        for (int32_t i = 0; i < w->in.n_ops; i++)
-                w->pos[w->seq[i]] = i;
+        for (int32_t k = 0; k < w->in.n_mach; k++)
+                if (w->in.mach_start[k] < w->in.mach_start[k + 1])
+                        js_link(w, k, w->in.mach_start[k], w->in.mach_start[k + 1] - 1);
 }
 
 /* ---- the first schedule: Giffler and Thompson's active schedule ----
@@ -408,14 +462,10 @@ KILN_HD static inline int32_t js_neighbours(struct js_walk *w)
         int32_t n = in->n_ops, ends = 0, len = 0;
 
         w->n_cand = 0;
-        for (int32_t o = 0; o < n; o++)
-                ends += w->head[o] + in->dur[o] == w->mk && w->tail[o] == 0;
+        ends = w->n_ends;
         if (ends == 0)
                 return 0;
-        int32_t pick = (int32_t)js_below(w, (uint32_t)ends), v = -1;
-        for (int32_t o = 0; o < n && v < 0; o++)
-                if (w->head[o] + in->dur[o] == w->mk && w->tail[o] == 0 && pick-- == 0)
-                        v = o;
+        int32_t v = w->deg[js_below(w, (uint32_t)ends)];
         while (v >= 0 && len < n) {
                 w->path[len++] = v;
                 js_time h = w->head[v];
@@ -543,23 +593,20 @@ KILN_HD static inline void js_shift(struct js_walk *w, const struct js_cand *c, 
                 int32_t u = w->seq[a];
                 for (int32_t t = a; t < b; t++) {
                         w->seq[t] = w->seq[t + 1];
-                        w->pos[w->seq[t]] = t;
                         if (tenure > 0)
                                 js_tabu_add(w, u, w->seq[t], w->iter + tenure);
                 }
                 w->seq[b] = u;
-                w->pos[u] = b;
         } else {
                 int32_t v = w->seq[b];
                 for (int32_t t = b; t > a; t--) {
                         w->seq[t] = w->seq[t - 1];
-                        w->pos[w->seq[t]] = t;
                         if (tenure > 0)
                                 js_tabu_add(w, w->seq[t], v, w->iter + tenure);
                 }
                 w->seq[a] = v;
-                w->pos[v] = a;
         }
+        js_link(w, w->in.mach[w->seq[a]], a - 1, b + 1);
 }
 
 /* Applies move c and evaluates the new schedule. A move that would close a cycle
