@@ -14,6 +14,7 @@ import { objectsView } from './objects.js';
 import { reliefResult, reliefView } from './kinds/relief.js';
 import { jobshopResult, jobshopView } from './kinds/jobshop.js';
 import { vecResult, vecView } from './kinds/vec.js';
+import { riskResult, riskView } from './kinds/risk.js';
 
 const TOKEN_KEY = 'kiln.token';
 const FINAL = new Set(['done', 'failed', 'cancelled', 'expired']);
@@ -306,6 +307,7 @@ function route() {
     case 'relief': viewRelief(); break;
     case 'jobshop': viewJobshop(); break;
     case 'vec': viewVec(); break;
+    case 'risk': viewRisk(); break;
     default: viewDashboard();
   }
 }
@@ -699,7 +701,8 @@ function viewJob(id) {
       kindView?.destroy();
       kindView = st.kind === 'image.relief' ? reliefResult(res, id)
         : st.kind === 'sched.jobshop' ? jobshopResult(res, id)
-          : st.kind === 'vec.search' ? vecResult(res, id) : null;
+          : st.kind === 'vec.search' ? vecResult(res, id)
+            : st.kind === 'risk.score' ? riskResult(res, id) : null;
       const own = new Set(kindView ? kindView.parts || ['mesh'] : []);
       const maps = parts.filter((p) => isMap(p) && !own.has(p.name)), others = parts.filter((p) => !isMap(p) && !own.has(p.name));
       setChildren(results,
@@ -751,6 +754,13 @@ function viewJobshop() {
 function viewVec() {
   const v = vecView({ client: state.client, welcome: state.welcome, flash });
   show(v.node, { name: 'vec', cleanup: v.cleanup });
+}
+
+/* ---- risk.score ---- */
+
+function viewRisk() {
+  const v = riskView({ client: state.client, welcome: state.welcome, flash });
+  show(v.node, { name: 'risk', cleanup: v.cleanup });
 }
 
 /* ---- stored objects ---- */
