@@ -74,7 +74,7 @@ int ctl_npy_open_f32_matrix(const char *path, int *ret_fd, struct ctl_npy *ret, 
 
 /* Reads the rows of `kilnctl submit --rows FILE` (risk.score): a .npy file of
  * float32 [n][f] (as ctl_npy_open_f32_matrix takes), or a .csv file of n lines of f
- * numbers (an optional header line first; an empty field, nan, NA or null is a
+ * numbers (an optional header line of names first; an empty field, nan, NA or null is a
  * missing value, NaN). Returns >= 0 with *ret_rows (malloc'd, row-major, caller
  * frees), *ret_n and *ret_cols, or -EINVAL / -errno with a sentence naming the file
  * (and line and column) in err. */

@@ -73,6 +73,22 @@ static bool field_value(const char *s, size_t len, float *ret)
         return end != buf && !*end && !isnan(*ret);
 }
 
+/* True when no field of the line is a number or a missing value: a header. */
+static bool header_line(const char *s, size_t len)
+{
+        size_t start = 0;
+
+        for (size_t i = 0; i <= len; i++) {
+                if (i < len && s[i] != ',')
+                        continue;
+                float v;
+                if (field_value(s + start, i - start, &v))
+                        return false;
+                start = i + 1;
+        }
+        return true;
+}
+
 /* Parses one line into row[0..cols) (cols 0: count them, at most `max`). Returns
  * the number of fields, or -(1 + column) of the first field that is not a number. */
 static long parse_line(const char *s, size_t len, float *row, size_t max)
@@ -115,9 +131,9 @@ static int read_csv(const char *path, float **ret_rows, uint64_t *ret_n, uint64_
                         line[--len] = '\0';
                 if (len == 0)
                         continue;
-                long k = parse_line(line, (size_t)len, NULL, 0);
-                if (k < 0 && n == 0 && lineno == 1)
+                if (lineno == 1 && header_line(line, (size_t)len))
                         continue; /* a header line names the columns */
+                long k = parse_line(line, (size_t)len, NULL, 0);
                 if (k < 0) {
                         snprintf(err, err_size, "%s line %ld, column %ld: not a number (empty, nan, NA or null for "
                                  "a missing value)", path, lineno, -k);
