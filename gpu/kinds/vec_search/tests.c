@@ -233,15 +233,17 @@ static int bench(unsigned size, size_t n, struct kiln_cases **ret)
             steps[bench_cache.size].dim != steps[size].dim) {
                 vec_collection_free(bench_cache.c);
                 bench_cache.c = NULL;
-                r = add_collection(st, KILN_METRIC_IP, steps[size].rows, steps[size].dim, 0, 0, 5, 1);
+                /* A version of its own: a device keys what it keeps by snapshot and
+                 * version, and a new snapshot may get a freed one's address. */
+                r = add_collection(st, KILN_METRIC_IP, steps[size].rows, steps[size].dim, 0, 0, 5, 100 + size);
                 if (r >= 0) {
                         bench_cache.c = st->colls[0];
                         bench_cache.size = size;
                 }
         } else {
                 st->colls[0] = bench_cache.c;
-                st->objects[0] = (struct kiln_object){ .cls = &vec_collection_class, .version = 1,
-                                                       .snapshot = bench_cache.c };
+                st->objects[0] = (struct kiln_object){ .cls = &vec_collection_class,
+                                                       .version = 100 + bench_cache.size, .snapshot = bench_cache.c };
                 st->n_colls = 1;
         }
         for (size_t i = 0; r >= 0 && i < n; i++)
