@@ -15,7 +15,7 @@
  * row on the CPU. */
 #pragma once
 
-#include "walk.h"
+#include "move.h"
 
 /* The search settings for an instance, from its shape alone: the tabu tenure grows
  * with jobs per machine (Zhang et al. 2007), the patience with its size. */

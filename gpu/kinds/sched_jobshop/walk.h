@@ -106,6 +106,7 @@ struct js_walk {
         int32_t *mprev, *mnext;    /* n_ops each: the machine neighbours in seq, or -1 */
         js_time *head, *tail;      /* n_ops each */
         int32_t *order, *deg;      /* n_ops each: topological order; scratch, then the ends */
+        int32_t *place;            /* n_ops: each operation's index in order */
         int32_t n_ends;            /* operations ending at the makespan (in deg[]) */
         int32_t *path;             /* n_ops: the critical path */
         struct js_cand *cand;      /* cap_cand */
@@ -197,6 +198,7 @@ KILN_HD static inline size_t js_walk_bind(struct js_walk *w, void *mem, const st
         int32_t *mprev = (int32_t *)js_take(b, &at, n * 4), *mnext = (int32_t *)js_take(b, &at, n * 4);
         js_time *head = (js_time *)js_take(b, &at, n * 8), *tail = (js_time *)js_take(b, &at, n * 8);
         int32_t *order = (int32_t *)js_take(b, &at, n * 4), *deg = (int32_t *)js_take(b, &at, n * 4);
+        int32_t *place = (int32_t *)js_take(b, &at, n * 4);
         int32_t *path = (int32_t *)js_take(b, &at, n * 4);
         struct js_cand *cand = (struct js_cand *)js_take(b, &at, (size_t)cap * sizeof(struct js_cand));
         uint32_t *tkey = (uint32_t *)js_take(b, &at, slots * 4u);
@@ -216,6 +218,7 @@ KILN_HD static inline size_t js_walk_bind(struct js_walk *w, void *mem, const st
                 w->head = head;
                 w->tail = tail;
                 w->order = order;
+                w->place = place;
                 w->deg = deg;
                 w->path = path;
                 w->cand = cand;
@@ -309,6 +312,8 @@ KILN_HD static inline js_time js_evaluate(struct js_walk *w)
         }
         if (qt < n)
                 return -1;
+        for (int32_t i = 0; i < n; i++)
+                w->place[order[i]] = i;
         /* Tails backwards; the operations ending at the makespan go to deg[]. */
         w->n_ends = 0;
         for (int32_t i = n - 1; i >= 0; i--) {
@@ -582,45 +587,4 @@ KILN_HD static inline void js_judge_range(struct js_walk *w, int32_t first, int3
 KILN_HD static inline int js_before(const struct js_walk *w, int32_t i, int32_t j)
 {
         return w->cand[i].key < w->cand[j].key || (w->cand[i].key == w->cand[j].key && i < j);
-}
-
-/* Reorders the segment of move c in seq and pos; with `tenure` > 0 makes the orders
- * it destroys tabu for that many moves. */
-KILN_HD static inline void js_shift(struct js_walk *w, const struct js_cand *c, int64_t tenure)
-{
-        int32_t a = c->a, b = c->b;
-        if (c->dir == 0) {
-                int32_t u = w->seq[a];
-                for (int32_t t = a; t < b; t++) {
-                        w->seq[t] = w->seq[t + 1];
-                        if (tenure > 0)
-                                js_tabu_add(w, u, w->seq[t], w->iter + tenure);
-                }
-                w->seq[b] = u;
-        } else {
-                int32_t v = w->seq[b];
-                for (int32_t t = b; t > a; t--) {
-                        w->seq[t] = w->seq[t - 1];
-                        if (tenure > 0)
-                                js_tabu_add(w, w->seq[t], v, w->iter + tenure);
-                }
-                w->seq[a] = v;
-        }
-        js_link(w, w->in.mach[w->seq[a]], a - 1, b + 1);
-}
-
-/* Applies move c and evaluates the new schedule. A move that would close a cycle
- * (the tests above rule it out; this is the safety net) is undone. Returns the
- * new makespan, or -1 when the move was undone. */
-KILN_HD static inline js_time js_apply(struct js_walk *w, const struct js_cand *c, int64_t tenure)
-{
-        js_shift(w, c, tenure);
-        js_time mk = js_evaluate(w);
-        if (mk >= 0)
-                return mk;
-        struct js_cand back = *c;
-        back.dir = 1 - c->dir;
-        js_shift(w, &back, 0);
-        js_evaluate(w);
-        return -1;
 }
