@@ -338,13 +338,81 @@ KILN_HD static inline void js_index(struct js_walk *w)
                         js_link(w, k, w->in.mach_start[k], w->in.mach_start[k + 1] - 1);
 }
 
-/* ---- the first schedule: Giffler and Thompson's active schedule ----
+/* ---- the first schedule ---- */
+
+/* Whether operation x goes before y on a machine in the release-order schedule:
+ * by release (the work of its job before it), then place in its job, then id.
+ * Every job arc increases this key, so the orders close no cycle. */
+KILN_HD static inline int js_release_before(const struct js_walk *w, int32_t x, int32_t y)
+{
+        const js_time *r = w->head;
+        int32_t kx = x - w->in.job_start[w->in.job[x]], ky = y - w->in.job_start[w->in.job[y]];
+        return r[x] < r[y] || (r[x] == r[y] && (kx < ky || (kx == ky && x < y)));
+}
+
+/* Heapsort of seq[lo..hi) by js_release_before. */
+KILN_HD static inline void js_sift(struct js_walk *w, int32_t *a, int32_t i, int32_t n)
+{
+        for (;;) {
+                int32_t c = 2 * i + 1, t;
+                if (c >= n)
+                        return;
+                if (c + 1 < n && js_release_before(w, a[c], a[c + 1]))
+                        c++;
+                if (!js_release_before(w, a[i], a[c]))
+                        return;
+                t = a[i];
+                a[i] = a[c];
+                a[c] = t;
+                i = c;
+        }
+}
+
+/* The first schedule of a large instance, in O(n log n): each machine takes its
+ * operations by release time (js_release_before). Uses head[] as scratch. */
+KILN_HD static inline void js_construct_release(struct js_walk *w)
+{
+        const struct js_inst *in = &w->in;
+        for (int32_t j = 0; j < in->n_jobs; j++) {
+                js_time r = 0;
+                for (int32_t o = in->job_start[j]; o < in->job_start[j + 1]; o++) {
+                        w->head[o] = r;
+                        r += in->dur[o];
+                }
+        }
+        for (int32_t k = 0; k < in->n_mach; k++)
+                w->g_fill[k] = in->mach_start[k];
+        for (int32_t o = 0; o < in->n_ops; o++)
+                w->seq[w->g_fill[in->mach[o]]++] = o;
+        for (int32_t k = 0; k < in->n_mach; k++) {
+                int32_t *a = w->seq + in->mach_start[k], n = in->mach_start[k + 1] - in->mach_start[k], t;
+                for (int32_t i = n / 2 - 1; i >= 0; i--)
+                        js_sift(w, a, i, n);
+                for (int32_t e = n - 1; e > 0; e--) {
+                        t = a[0];
+                        a[0] = a[e];
+                        a[e] = t;
+                        js_sift(w, a, 0, e);
+                }
+        }
+        js_index(w);
+}
+
+/* Giffler and Thompson's construction costs operations x jobs steps; beyond this
+ * the release-order schedule starts the walk instead. */
+#define JS_GT_MAX_STEPS 20000000
+
+/* ---- Giffler and Thompson's active schedule ----
  * At each step the operation that could finish first fixes a machine; among the
  * operations that could start on it before then, the job with the most work left
  * goes first (ties and near-ties broken at random, so that walks start apart). */
 KILN_HD static inline void js_construct(struct js_walk *w)
 {
         const struct js_inst *in = &w->in;
+        if ((int64_t)in->n_ops * in->n_jobs > JS_GT_MAX_STEPS) {
+                js_construct_release(w);
+                return;
+        }
         for (int32_t j = 0; j < in->n_jobs; j++) {
                 js_time rem = 0;
                 for (int32_t o = in->job_start[j]; o < in->job_start[j + 1]; o++)

@@ -255,6 +255,27 @@ static void test_random_instances_with_zero_durations_stay_valid(void **state)
         }
 }
 
+static void test_a_large_instance_starts_in_release_order_and_stays_valid(void **state)
+{
+        /* 4,000 jobs on two machines: too many for Giffler and Thompson's
+         * construction, so the walk starts from the release-order schedule. */
+        size_t cap = 1 << 20, at = 0;
+        char *text = malloc(cap);
+        uint32_t x = 7;
+        at += (size_t)snprintf(text, cap, "4000 2\n");
+        for (int j = 0; j < 4000; j++) {
+                x = x * 1103515245u + 12345u;
+                unsigned a = (x >> 16) % 50, b = (x >> 8) % 50, first = (x >> 4) & 1;
+                at += (size_t)snprintf(text + at, cap - at, "%u %u %u %u\n", first, a, 1 - first, b);
+        }
+        struct run r;
+        run_on(&r, text, at, params(300, 3, 0, 1));
+        assert_int_equal(r.status, 0);
+        check_schedule(&r.res, text, at);
+        kiln_result_clear(&r.res);
+        free(text);
+}
+
 static void test_a_raised_stop_flag_cancels(void **state)
 {
         size_t len;
@@ -303,6 +324,7 @@ int main(void)
                 cmocka_unit_test(test_every_schedule_is_valid_whatever_the_limit),
                 cmocka_unit_test(test_odd_instances_get_valid_schedules),
                 cmocka_unit_test(test_random_instances_with_zero_durations_stay_valid),
+                cmocka_unit_test(test_a_large_instance_starts_in_release_order_and_stays_valid),
                 cmocka_unit_test(test_a_raised_stop_flag_cancels),
                 cmocka_unit_test(test_the_kind_checks_the_instance_at_submission),
         };
