@@ -7,7 +7,8 @@
 // One launch runs a chunk of tasks against one collection (resident: rows, then
 // their squared norms). The launch reads the tasks' descriptors back, lays every
 // query of the chunk out in one table and, a block of queries at a time:
-//   gemm_screen   tiled products (128 x 128 per block, 8 x 8 per thread): the
+//   gemm_screen   tiled products (128 x 128 per block, 8 x 8 per thread; 64 or 16
+//                 queries per block for a small block of queries): the
 //                 screening value of every (query, row) into a scratch matrix V;
 //   seg_max       each query's largest value per segment of G rows;
 //   kth_select    per query the k-th largest segment maximum F (a radix select):
@@ -26,10 +27,8 @@
 #include "vec_search/vec_math.h"
 #include "vec_search/vec_search_cuda.h"
 
-#define BM 128                  // queries per block tile
 #define BN 128                  // rows per block tile
 #define BK 8
-#define TM 8                    // queries per thread
 #define TN 8                    // rows per thread
 #define GEMM_THREADS 256
 #define SEL_THREADS 256
@@ -65,18 +64,41 @@ __global__ void prep_queries(const unsigned char *in, const vq *qs, uint32_t nq,
         margin[g] = vec_margin_of((enum kiln_metric)metric, d, __dsqrt_rn(qs2), max_norm);
 }
 
-__global__ void __launch_bounds__(GEMM_THREADS)
+// Columns kc..kc+3 of one row (row == NULL: zeros; columns past d: zeros) into
+// column lr of a transposed shared tile t[BK][width], rows lc..lc+3.
+__device__ __forceinline__ void load4(float *t, uint32_t width, uint32_t lr, uint32_t lc, const float *row,
+                                      uint32_t kc, uint32_t d)
+{
+        float4 f = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (row && kc + 3 < d && d % 4 == 0) {
+                f = *(const float4 *)(row + kc);
+        } else if (row) {
+                f.x = kc < d ? row[kc] : 0.0f;
+                f.y = kc + 1 < d ? row[kc + 1] : 0.0f;
+                f.z = kc + 2 < d ? row[kc + 2] : 0.0f;
+                f.w = kc + 3 < d ? row[kc + 3] : 0.0f;
+        }
+        t[(lc + 0) * width + lr] = f.x;
+        t[(lc + 1) * width + lr] = f.y;
+        t[(lc + 2) * width + lr] = f.z;
+        t[(lc + 3) * width + lr] = f.w;
+}
+
+// The products of a tile of 16 TM queries by BN rows, TM x 8 per thread (16 x 16
+// threads), BK columns at a time through shared memory. TM 8 for many queries; 4
+// and 1 when a block of queries is smaller, so that a single query costs a pass
+// over the rows rather than a 128-query tile's arithmetic.
+template <int TM>
+__global__ void __launch_bounds__(GEMM_THREADS, 2)
 gemm_screen(const float *__restrict__ q, uint32_t qc, const float *__restrict__ x, const float *__restrict__ sqn,
             uint64_t n, uint32_t d, float *__restrict__ v)
 {
-        __shared__ float as[BK][BM];
-        __shared__ float bs[BK][BN];
+        constexpr int TILE_Q = 16 * TM;
+        __shared__ __align__(16) float as[BK][TILE_Q];
+        __shared__ __align__(16) float bs[BK][BN];
         const uint32_t tid = threadIdx.x, ty = tid / 16, tx = tid % 16;
-        const uint32_t lr = tid / 2, lk = (tid % 2) * 4;
         const uint64_t row0 = (uint64_t)blockIdx.x * BN;
-        const uint32_t q0 = blockIdx.y * BM;
-        const uint32_t qi = q0 + lr;
-        const uint64_t ri = row0 + lr;
+        const uint32_t q0 = blockIdx.y * TILE_Q;
         float acc[TM][TN];
 
 #pragma unroll
@@ -85,22 +107,30 @@ gemm_screen(const float *__restrict__ q, uint32_t qc, const float *__restrict__ 
                 for (int j = 0; j < TN; j++)
                         acc[i][j] = 0.0f;
         for (uint32_t k0 = 0; k0 < d; k0 += BK) {
-#pragma unroll
-                for (uint32_t u = 0; u < 4; u++) {
-                        uint32_t kk = k0 + lk + u;
-                        as[lk + u][lr] = qi < qc && kk < d ? q[(uint64_t)qi * d + kk] : 0.0f;
-                        bs[lk + u][lr] = ri < n && kk < d ? x[ri * d + kk] : 0.0f;
-                }
+                // Four consecutive columns of one row a thread (one 16-byte load when
+                // the rows allow it), two threads a row: 32-byte pieces.
+                const uint32_t lr = tid / 2, lc = (tid % 2) * 4, kc = k0 + lc;
+                if (lr < TILE_Q)
+                        load4(&as[0][0], TILE_Q, lr, lc, q0 + lr < qc ? q + (uint64_t)(q0 + lr) * d : NULL, kc, d);
+                load4(&bs[0][0], BN, lr, lc, row0 + lr < n ? x + (row0 + lr) * d : NULL, kc, d);
                 __syncthreads();
 #pragma unroll
                 for (uint32_t kk = 0; kk < BK; kk++) {
                         float a[TM], b[TN];
+                        if (TM >= 4) {
 #pragma unroll
-                        for (int i = 0; i < TM; i++)
-                                a[i] = as[kk][ty * TM + i];
+                                for (int i = 0; i < TM; i += 4) {
+                                        float4 t = *(const float4 *)&as[kk][ty * TM + i];
+                                        a[i] = t.x, a[i + 1] = t.y, a[i + 2] = t.z, a[i + 3] = t.w;
+                                }
+                        } else {
 #pragma unroll
-                        for (int j = 0; j < TN; j++)
-                                b[j] = bs[kk][tx * TN + j];
+                                for (int i = 0; i < TM; i++)
+                                        a[i] = as[kk][ty * TM + i];
+                        }
+                        float4 b0 = *(const float4 *)&bs[kk][tx * TN], b1 = *(const float4 *)&bs[kk][tx * TN + 4];
+                        b[0] = b0.x, b[1] = b0.y, b[2] = b0.z, b[3] = b0.w;
+                        b[4] = b1.x, b[5] = b1.y, b[6] = b1.z, b[7] = b1.w;
 #pragma unroll
                         for (int i = 0; i < TM; i++)
 #pragma unroll
@@ -330,6 +360,15 @@ extern "C" void vec_search_cuda_launch(const kiln_cuda_launch *l)
                 free(table);
                 return;
         }
+        // Keep the scratch the stream-ordered allocator hands out mapped between
+        // launches (up to a few blocks of values); by default it unmaps it at every
+        // synchronisation and maps it again at the next launch.
+        int dev = 0;
+        cudaMemPool_t pool;
+        if (cudaGetDevice(&dev) == cudaSuccess && cudaDeviceGetDefaultMemPool(&pool, dev) == cudaSuccess) {
+                uint64_t keep = 2 * V_BUDGET;
+                cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
+        }
         const uint32_t g_rows = segment_rows(n, kmax);
         const uint64_t segs = n ? (n + g_rows - 1) / g_rows : 0;
         uint64_t chunk = n ? V_BUDGET / (n * sizeof(float)) : CHUNK_MAX;
@@ -361,8 +400,16 @@ extern "C" void vec_search_cuda_launch(const kiln_cuda_launch *l)
                 const float *qpc = qp + c0 * d;
                 ok = cudaMemsetAsync(count, 0, qc * sizeof(unsigned int), st) == cudaSuccess;
                 if (ok && n > 0) {
-                        dim3 gg((unsigned)((n + BN - 1) / BN), (qc + BM - 1) / BM);
-                        gemm_screen<<<gg, GEMM_THREADS, 0, st>>>(qpc, qc, x, sqn, n, d, v);
+                        if (qc <= 16) {
+                                dim3 gg((unsigned)((n + BN - 1) / BN), 1);
+                                gemm_screen<1><<<gg, GEMM_THREADS, 0, st>>>(qpc, qc, x, sqn, n, d, v);
+                        } else if (qc <= 64) {
+                                dim3 gg((unsigned)((n + BN - 1) / BN), 1);
+                                gemm_screen<4><<<gg, GEMM_THREADS, 0, st>>>(qpc, qc, x, sqn, n, d, v);
+                        } else {
+                                dim3 gg((unsigned)((n + BN - 1) / BN), (qc + 127) / 128);
+                                gemm_screen<8><<<gg, GEMM_THREADS, 0, st>>>(qpc, qc, x, sqn, n, d, v);
+                        }
                         dim3 gs((unsigned)((segs + 7) / 8), qc);
                         seg_max<<<gs, 256, 0, st>>>(v, n, g_rows, segs, segmax);
                         kth_select<<<qc, SEL_THREADS, 0, st>>>(segmax, segs, d_table + c0, margin + c0, lim);
