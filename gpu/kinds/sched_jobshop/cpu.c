@@ -1,6 +1,8 @@
 /* sched.jobshop on the CPU: the instance, its lower bound, then one or more
  * independent tabu walks (search.h) until the time limit, the bound, the target
- * or a cancel; the best walk's schedule is the result.
+ * or a cancel; the best walk's schedule is the result. The jobs of a batch run
+ * side by side, each on a thread of its own, so that none waits for the time
+ * limits of the others.
  *
  * Walk 0 runs on the calling worker thread and reports progress; further walks
  * run on threads of their own. Without `walks` a job takes the cores that other
@@ -240,7 +242,8 @@ static int solve(struct kiln_task *t, const struct js_instance *in, const struct
         return r;
 }
 
-int js_run_cpu(struct kiln_task *t)
+/* One task; its count in running_tasks is the caller's. */
+static int run_counted(struct kiln_task *t)
 {
         const struct kiln_array *a = js_instance_input(t->inputs, t->n_inputs);
         struct js_instance *in = NULL;
@@ -261,10 +264,50 @@ int js_run_cpu(struct kiln_task *t)
         }
         struct js_inst view;
         js_inst_derive(&view, in->n_jobs, in->n_mach, in->n_ops, in->job_start, in->mach, in->dur, derived);
-        atomic_fetch_add(&running_tasks, 1);
         r = solve(t, in, &view, lb, t0);
-        atomic_fetch_sub(&running_tasks, 1);
         free(derived);
         js_instance_free(in);
         return r;
+}
+
+int js_run_cpu(struct kiln_task *t)
+{
+        atomic_fetch_add(&running_tasks, 1);
+        int r = run_counted(t);
+        atomic_fetch_sub(&running_tasks, 1);
+        return r;
+}
+
+static void *batch_thread(void *p)
+{
+        struct kiln_task *t = p;
+        t->status = run_counted(t);
+        return NULL;
+}
+
+int js_run_cpu_batch(struct kiln_task *const *t, size_t n)
+{
+        pthread_t *thread = calloc(n, sizeof(*thread));
+        bool *started = calloc(n, sizeof(*started));
+
+        if (!thread || !started) {
+                free(thread);
+                free(started);
+                return -ENOMEM;
+        }
+        /* Counted before any starts, so that each takes its share of the cores. */
+        atomic_fetch_add(&running_tasks, (int)n);
+        for (size_t i = 1; i < n; i++)
+                started[i] = pthread_create(&thread[i], NULL, batch_thread, t[i]) == 0;
+        t[0]->status = run_counted(t[0]);
+        for (size_t i = 1; i < n; i++) {
+                if (started[i])
+                        pthread_join(thread[i], NULL);
+                else
+                        t[i]->status = run_counted(t[i]); /* no thread: after the others */
+        }
+        atomic_fetch_sub(&running_tasks, (int)n);
+        free(thread);
+        free(started);
+        return 0;
 }

@@ -69,3 +69,6 @@ int js_result_add(struct kiln_result *res, const struct js_instance *in, const i
 
 /* The CPU implementation (cpu.c), as described by kiln_kind.run_cpu. */
 int js_run_cpu(struct kiln_task *t);
+/* A batch (kiln_kind.run_cpu_batch): its jobs at once, one thread each, sharing
+ * the cores; each task's status is set. Returns >= 0 or -ENOMEM. */
+int js_run_cpu_batch(struct kiln_task *const *t, size_t n);

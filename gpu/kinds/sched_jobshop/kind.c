@@ -59,4 +59,5 @@ const struct kiln_kind kiln_kind_sched_jobshop = {
         .check = check,
         .result_size = result_size,
         .run_cpu = js_run_cpu,
+        .run_cpu_batch = js_run_cpu_batch,
 };

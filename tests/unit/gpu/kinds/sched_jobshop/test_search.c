@@ -276,6 +276,41 @@ static void test_a_large_instance_starts_in_release_order_and_stays_valid(void *
         free(text);
 }
 
+static void test_a_batch_runs_its_jobs_side_by_side(void **state)
+{
+        /* Four jobs of 300 ms each: one after the other they would take 1.2 s. */
+        size_t len;
+        char *text = read_instance("ta01", &len);
+        struct kiln_array in;
+        uint64_t shape[1] = { len };
+        assert_int_equal(kiln_array_init(&in, "instance", KILN_DTYPE_BYTES, 1, shape, text, len, NULL), 0);
+        struct jobshop_params p[4];
+        struct kiln_result res[4];
+        struct kiln_task tasks[4], *ptr[4];
+        atomic_int stop;
+        atomic_init(&stop, 0);
+        struct kiln_exec ex = { .stop = &stop };
+        memset(res, 0, sizeof(res));
+        for (int i = 0; i < 4; i++) {
+                p[i] = params(300, i, 0, 1);
+                tasks[i] = (struct kiln_task){ .params = &p[i], .inputs = &in, .n_inputs = 1, .result = &res[i],
+                                               .exec = &ex, .status = -1 };
+                ptr[i] = &tasks[i];
+        }
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        assert_int_equal(kiln_kind_sched_jobshop.run_cpu_batch(ptr, 4), 0);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        double s = (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec);
+        assert_true(s < 1.1);
+        for (int i = 0; i < 4; i++) {
+                assert_int_equal(tasks[i].status, 0);
+                check_schedule(&res[i], text, len);
+                kiln_result_clear(&res[i]);
+        }
+        free(text);
+}
+
 static void test_a_raised_stop_flag_cancels(void **state)
 {
         size_t len;
@@ -325,6 +360,7 @@ int main(void)
                 cmocka_unit_test(test_odd_instances_get_valid_schedules),
                 cmocka_unit_test(test_random_instances_with_zero_durations_stay_valid),
                 cmocka_unit_test(test_a_large_instance_starts_in_release_order_and_stays_valid),
+                cmocka_unit_test(test_a_batch_runs_its_jobs_side_by_side),
                 cmocka_unit_test(test_a_raised_stop_flag_cancels),
                 cmocka_unit_test(test_the_kind_checks_the_instance_at_submission),
         };
