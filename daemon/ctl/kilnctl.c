@@ -65,6 +65,7 @@ static const struct {
         [OPT_IMAGE] = { "image", true, BIT(CMD_SUBMIT) },
         [OPT_INSTANCE] = { "instance", true, BIT(CMD_SUBMIT) },
         [OPT_ROWS] = { "rows", true, BIT(CMD_SUBMIT) },
+        [OPT_QUERIES] = { "queries", true, BIT(CMD_SUBMIT) },
 };
 
 static const char usage_text[] =
@@ -72,7 +73,7 @@ static const char usage_text[] =
         "\n"
         "commands:\n"
         "  submit KIND KEY=VALUE... [--priority P] [--timeout-ms N] [--key K] [--no-wait] [--out DIR]\n"
-        "         [--image FILE] [--instance FILE] [--rows FILE]\n"
+        "         [--image FILE] [--instance FILE] [--rows FILE] [--queries FILE]\n"
         "                      submit a job, print its id, wait for it and print its scalars;\n"
         "                      --out DIR writes each binary part as DIR/NAME.npy (a mesh as\n"
         "                      DIR/mesh.stl or DIR/mesh.glb); --image FILE sends FILE (PNG,\n"
@@ -80,7 +81,10 @@ static const char usage_text[] =
         "                      FILE (OR-Library text or JSON) as the part `instance`\n"
         "                      (sched.jobshop); --rows FILE sends FILE.npy (float32\n"
         "                      [n][features]) or FILE.csv (empty or nan = missing) as the\n"
-        "                      part `rows` (risk.score)\n"
+        "                      part `rows` (risk.score); --queries FILE sends FILE.npy\n"
+        "                      (float32 [q][dim]) or FILE.csv as the part `queries`\n"
+        "                      (vec.search: kilnctl submit vec.search collection=C k=10\n"
+        "                      --queries q.npy prints the ids; --out DIR writes scores.npy)\n"
         "  status JOB          show a job's state\n"
         "  result JOB [--out DIR]\n"
         "                      print a finished job's result (waits if it is still running)\n"
@@ -596,21 +600,22 @@ static int send_file_part(struct conn *c, int ref, const char *part, const char 
         return r < 0 ? 1 : 0;
 }
 
-/* Sends rows[n][cols] (from --rows) as the f32 part `rows` of the message that
- * will carry `ref`, in frames within the server's max_message_bytes. Returns 0 or
- * an exit code after printing why. */
-static int send_rows_part(struct conn *c, int ref, const char *path, const float *rows, uint64_t n, uint64_t cols)
+/* Sends rows[n][cols] (from --rows or --queries) as the f32 part `part` of the
+ * message that will carry `ref`, in frames within the server's max_message_bytes.
+ * Returns 0 or an exit code after printing why. */
+static int send_rows_part(struct conn *c, int ref, const char *part, const char *path, const float *rows, uint64_t n,
+                          uint64_t cols)
 {
         uint64_t shape[2] = { n, cols }, bytes = n * cols * sizeof(float);
         size_t chunk;
         bool multi;
-        int r = ctl_frame_plan(ref, "rows", "f32", 2, shape, bytes, c->max_message, IMAGE_FRAME_CAP, &chunk, &multi);
+        int r = ctl_frame_plan(ref, part, "f32", 2, shape, bytes, c->max_message, IMAGE_FRAME_CAP, &chunk, &multi);
 
         for (uint64_t off = 0; r >= 0 && off < bytes; off += chunk) {
                 size_t len = bytes - off < chunk ? (size_t)(bytes - off) : chunk;
                 uint8_t *prefix = NULL;
                 size_t plen = 0;
-                r = ctl_frame_prefix(ref, "rows", "f32", 2, shape, multi ? (int64_t)off : -1, &prefix, &plen);
+                r = ctl_frame_prefix(ref, part, "f32", 2, shape, multi ? (int64_t)off : -1, &prefix, &plen);
                 if (r >= 0) {
                         struct iovec iov[2] = { { prefix, plen }, { (uint8_t *)rows + off, len } };
                         r = ctl_ws_send_binary(c->ws, iov, 2);
@@ -688,7 +693,14 @@ static int cmd_submit(struct ctx *x)
         int image_fd = -1, instance_fd = -1;
         uint64_t image_bytes = 0, instance_bytes = 0, n_rows = 0, n_cols = 0;
         float *rows = NULL;
-        if (a->val[OPT_ROWS] && ctl_rows_read(a->val[OPT_ROWS], &rows, &n_rows, &n_cols, err, sizeof(err)) < 0) {
+        /* --rows (risk.score) and --queries (vec.search) are both f32 matrices. */
+        const char *rows_part = a->val[OPT_QUERIES] ? "queries" : "rows";
+        const char *rows_path = a->val[OPT_QUERIES] ? a->val[OPT_QUERIES] : a->val[OPT_ROWS];
+        if (a->val[OPT_ROWS] && a->val[OPT_QUERIES]) {
+                json_decref(msg);
+                return usage_error("%s", "--rows and --queries go to different kinds: give one");
+        }
+        if (rows_path && ctl_rows_read(rows_path, &rows, &n_rows, &n_cols, err, sizeof(err)) < 0) {
                 fprintf(stderr, "kilnctl: %s\n", err);
                 json_decref(msg);
                 return EXIT_USAGE;
@@ -717,7 +729,7 @@ static int cmd_submit(struct ctx *x)
         json_t *reply;
         int ref = ++x->c.next_ref;
         if (rows) {
-                r = send_rows_part(&x->c, ref, a->val[OPT_ROWS], rows, n_rows, n_cols);
+                r = send_rows_part(&x->c, ref, rows_part, rows_path, rows, n_rows, n_cols);
                 free(rows);
                 if (r) {
                         json_decref(msg);

@@ -50,6 +50,7 @@ enum opt {
         OPT_IMAGE,
         OPT_INSTANCE,
         OPT_ROWS,
+        OPT_QUERIES,
         _OPT_MAX,
 };
 

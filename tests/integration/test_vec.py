@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import subprocess
+import tempfile
 import unittest
 
 import numpy as np
@@ -298,6 +299,32 @@ class VecSearch(KilndTestCase):
         self.assertFailed(out["zero"], "bad_params", "inputs.queries[0]")
         self.assertFailed(out["many"], "bad_params", "inputs.queries")
 
+
+    # ---- kilnctl ----
+
+    def test_kilnctl_submits_queries_from_a_npy_file(self):
+        rows = np.array([[1, 0, 0, 0], [0, 2, 0, 0], [0, 0, 3, 0], [0, 0, 0, 4]], dtype=np.float32)
+        queries = np.array([[1, 1, 1, 1], [0, 0, 0, 1]], dtype=np.float32)
+
+        async def go():
+            c = await self.client()
+            await vec_put(c, "ctl-docs", rows, ["a", "b", "c", "d"], metric="ip")
+            await c.close()
+        self.run_async(go())
+        ctl = os.environ.get("KILNCTL", "kilnctl")
+        with tempfile.TemporaryDirectory() as tmp:
+            np.save(os.path.join(tmp, "q.npy"), queries)
+            out = os.path.join(tmp, "hits")
+            run = subprocess.run([ctl, "--url", self.kilnd.url, "--json", "submit", "vec.search", "collection=ctl-docs",
+                                  "k=3", "--queries", os.path.join(tmp, "q.npy"), "--out", out],
+                                 capture_output=True, text=True, timeout=60)
+            self.assertEqual(run.returncode, 0, run.stderr)
+            self.assertIn('[["d","c","b"],["d","a","b"]]', run.stdout.replace(" ", ""))
+            np.testing.assert_array_equal(np.load(os.path.join(out, "scores.npy")), [[4, 3, 2], [4, 0, 0]])
+            both = subprocess.run([ctl, "--url", self.kilnd.url, "submit", "vec.search", "collection=ctl-docs",
+                                   "--queries", os.path.join(tmp, "q.npy"), "--rows", os.path.join(tmp, "q.npy")],
+                                  capture_output=True, text=True, timeout=60)
+            self.assertEqual(both.returncode, 2, both.stderr)
 
     # ---- kiln-bench ----
 
