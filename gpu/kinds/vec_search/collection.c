@@ -129,8 +129,8 @@ static const void *put_id(const void *ctx, size_t i, size_t *ret_len)
 
 static int put_validate(struct kiln_object_put *put, struct kiln_object_info *ret_info, struct kiln_object_error *err)
 {
-        enum kiln_metric metric, current_metric;
-        uint32_t dim, current_dim;
+        enum kiln_metric metric = 0, current_metric;
+        uint32_t dim = 0, current_dim;
         struct id_view view = { put_id, put->ids };
         size_t *perm;
         int rc;
