@@ -11,7 +11,7 @@
 #include "kind_tests.h"
 #include "vec_search/vec_search.h"
 
-#define MAX_COLLECTIONS 8
+#define MAX_COLLECTIONS 12
 
 /* What a case set points into. */
 struct store {
@@ -166,6 +166,9 @@ static int parity(struct kiln_cases **ret)
                 { KILN_METRIC_L2, 2000, 96, 0, 0 },      { KILN_METRIC_IP, 3000, 17, 5, 0 },
                 { KILN_METRIC_L2, 50, 3, 0, 7 },         { KILN_METRIC_COSINE, 4000, 768, 0, 0 },
                 { KILN_METRIC_IP, 500, 1, 0, 0 },        { KILN_METRIC_IP, 0, 8, 0, 0 },
+                /* One vector 6000 times: more ties than a device keeps, so the host
+                 * answers (the flag path). */
+                { KILN_METRIC_L2, 6000, 4, 1, 0 },
         };
         static const struct {
                 size_t coll;
@@ -175,7 +178,7 @@ static int parity(struct kiln_cases **ret)
         } jobs[] = {
                 { 0, 3, 10, false }, { 1, 1, 1, false }, { 2, 4, 100, false }, { 3, 2, 50, false },
                 { 3, 2, 10, true },  { 4, 3, 1000, false }, { 5, 2, 10, false }, { 6, 2, 7, false },
-                { 7, 1, 5, false },  { 0, 1, 1000, false }, { 2, 1, 3, false },
+                { 7, 1, 5, false },  { 0, 1, 1000, false }, { 2, 1, 3, false }, { 8, 2, 10, false },
         };
         const size_t n = sizeof(jobs) / sizeof(jobs[0]);
         struct kiln_cases *cs = cases_new(n);
