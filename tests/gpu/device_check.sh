@@ -24,6 +24,17 @@ out=${OUT:-./device-report}
 mkdir -p "$out" || exit 1
 out=$(cd "$out" && pwd)
 build=${KILN_CHECK_BUILD:-$root/build-gpu-tests}
+
+# The GPU machine has no Debian -dev packages. Where the checkout carries some as
+# .deb files in .gpudeps/ (image.relief's decoders: see tests/gpu/README.md), they
+# are unpacked into a private prefix that CMake's pkg-config and the loader use.
+if compgen -G "$root/.gpudeps/*.deb" >/dev/null; then
+        deps=$(mktemp -d)
+        for f in "$root"/.gpudeps/*.deb; do dpkg -x "$f" "$deps"; done
+        export PKG_CONFIG_SYSROOT_DIR=$deps
+        export PKG_CONFIG_PATH=$deps/usr/lib/x86_64-linux-gnu/pkgconfig:$deps/usr/share/pkgconfig
+        export LD_LIBRARY_PATH=$deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+fi
 total=${KILN_CHECK_SECONDS:-450}
 log=$out/run.log
 : >"$log"
