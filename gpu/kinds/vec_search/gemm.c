@@ -1,12 +1,12 @@
 /* vec.search's float32 matrix products: C = Q X^T (vec_search.h).
  *
- * Two ways: OpenBLAS's sgemm when the build found it (kind.cmake; Debian's
- * libopenblas-dev), which is the fastest for many queries at once, and an own
+ * Two ways: BLIS's sgemm when the build found it (kind.cmake; Debian's
+ * libblis-serial-dev), which is the fastest for many queries at once, and an own
  * register-blocked kernel (4 queries x 4 rows, 16 columns a step), compiled for
  * AVX-512, AVX2+FMA and plain x86-64 and picked by the CPU's features, which
  * is faster for a few queries (a product of 1..16 queries is memory-bound, and
  * sgemm's packing costs more than it saves there) and is what runs where no
- * OpenBLAS exists (the GPU machine's build of gpu/ alone).
+ * BLAS exists (the GPU machine's build of gpu/ alone).
  *
  * The products only screen candidates: the search bounds their rounding for any
  * order of summation (vec_margin), so FMA contraction is allowed in this file. */
@@ -21,22 +21,11 @@
 #define VEC_X86 1
 #endif
 
-#ifdef KILN_VEC_OPENBLAS
-#include <pthread.h>
-
-#include <cblas.h>
+#ifdef KILN_VEC_BLAS
+#include <cblas.h> /* BLIS, single-threaded: the search runs its own threads */
 
 /* Products below this many queries use the own kernel. */
 #define BLAS_MIN_QUERIES 64
-
-/* The search runs its own threads, one product each: OpenBLAS must not start
- * more threads inside each call. Process-wide, set once. */
-static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
-
-static void blas_one_thread(void)
-{
-        openblas_set_num_threads(1);
-}
 #endif
 
 typedef float v16 __attribute__((vector_size(64)));
@@ -158,10 +147,9 @@ void vec_gemm_nt(size_t m, size_t r, size_t d, const float *q, const float *x, f
 {
         if (m == 0 || r == 0)
                 return;
-#ifdef KILN_VEC_OPENBLAS
+#ifdef KILN_VEC_BLAS
         if (!portable && m >= BLAS_MIN_QUERIES && m <= (size_t)INT32_MAX && r <= (size_t)INT32_MAX &&
             d <= (size_t)INT32_MAX && ldc <= (size_t)INT32_MAX) {
-                pthread_once(&blas_once, blas_one_thread);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)r, (int)d, 1.0f, q, (int)d, x,
                             (int)d, 0.0f, c, (int)ldc);
                 return;
@@ -270,8 +258,8 @@ size_t vec_scan(const float *c, const float *sqn, size_t r, float lim, uint32_t 
 
 const char *vec_gemm_name(void)
 {
-#ifdef KILN_VEC_OPENBLAS
-        return "openblas";
+#ifdef KILN_VEC_BLAS
+        return "blis";
 #else
         return "own kernel";
 #endif

@@ -1,20 +1,22 @@
-# vec.search: OpenBLAS, linked explicitly where the build finds it (Debian:
-# libopenblas-dev, installed by .ci/deps). The machine's default libblas.so may be
-# the reference BLAS, an order of magnitude slower, so the kind never goes through
-# it. Without OpenBLAS (the GPU machine builds gpu/ from compilers alone) the
-# kind's own kernel does every product.
-find_path(KILN_OPENBLAS_INCLUDE_DIR NAMES cblas.h openblas_config.h
-  PATH_SUFFIXES openblas-pthread openblas openblas-openmp openblas-serial
-                x86_64-linux-gnu/openblas-pthread aarch64-linux-gnu/openblas-pthread)
-find_library(KILN_OPENBLAS_LIBRARY NAMES openblas)
-if(KILN_OPENBLAS_INCLUDE_DIR AND KILN_OPENBLAS_LIBRARY)
-  set(KIND_LIBRARIES ${KILN_OPENBLAS_LIBRARY})
+# vec.search: a tuned BLAS linked explicitly where the build finds it: BLIS, single-
+# threaded (Debian: libblis-serial-dev, installed by .ci/deps). The machine's default
+# libblas.so may be the reference BLAS, an order of magnitude slower, so the kind
+# never goes through it. Not OpenBLAS: it starts a thread pool when it is loaded and
+# pulls in libgfortran and libquadmath, whose printf hooks slow every printf in
+# kilnd; the search runs its own threads, one product each. Without BLIS (the GPU
+# machine builds gpu/ from compilers alone) the kind's own kernel does every product.
+find_path(KILN_BLIS_INCLUDE_DIR NAMES cblas.h PATH_SUFFIXES x86_64-linux-gnu/blis-serial aarch64-linux-gnu/blis-serial
+  NO_DEFAULT_PATH PATHS /usr/include)
+find_library(KILN_BLIS_LIBRARY NAMES blis PATHS /usr/lib/x86_64-linux-gnu/blis-serial /usr/lib/aarch64-linux-gnu/blis-serial
+  NO_DEFAULT_PATH)
+if(KILN_BLIS_INCLUDE_DIR AND KILN_BLIS_LIBRARY)
+  set(KIND_LIBRARIES ${KILN_BLIS_LIBRARY})
   set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/gemm.c PROPERTIES
-    COMPILE_DEFINITIONS KILN_VEC_OPENBLAS=1
-    INCLUDE_DIRECTORIES ${KILN_OPENBLAS_INCLUDE_DIR})
-  message(STATUS "vec.search: OpenBLAS ${KILN_OPENBLAS_LIBRARY}")
+    COMPILE_DEFINITIONS KILN_VEC_BLAS=1
+    INCLUDE_DIRECTORIES ${KILN_BLIS_INCLUDE_DIR})
+  message(STATUS "vec.search: BLIS ${KILN_BLIS_LIBRARY}")
 else()
-  message(STATUS "vec.search: no OpenBLAS found; its own kernel does every product")
+  message(STATUS "vec.search: no BLIS found; its own kernel does every product")
 endif()
 
 # The 64-byte vectors of the own kernel are passed only inside inlined code: the

@@ -4,7 +4,7 @@
  * `ids` (q arrays of min(k, count) id strings), part `scores` f32[q][min(k, count)],
  * best first, equal scores by id, and the values `count` and `collection_version`.
  *
- * How the CPU answers exactly and fast (cpu.c): float32 matrix products (OpenBLAS,
+ * How the CPU answers exactly and fast (cpu.c): float32 matrix products (BLIS,
  * or gemm.c's own kernel) give every row an approximate score; a per-query
  * candidate list keeps only rows within a proven rounding bound of the k-th best
  * approximate score seen so far (no full row of scores is ever kept), and the few
@@ -53,7 +53,7 @@ int vec_result_build(struct kiln_result *res, const struct vec_collection *c, ui
 /* How vec_search_cpu runs; zero is the default everywhere. */
 struct vec_search_opts {
         unsigned threads;          /* 0: one per CPU this process may use */
-        bool portable;             /* never OpenBLAS: gemm.c's own kernel only (tests) */
+        bool portable;             /* never BLIS: gemm.c's own kernel only (tests) */
         uint32_t tile_rows;        /* rows per product; 0: chosen from dim (tests: small) */
         uint32_t cand_cap;         /* first candidate-list size per query; 0: from k (tests: small) */
         /* Optional: asked between tiles; true abandons the search (-ECANCELED). */
@@ -92,7 +92,7 @@ double vec_margin(enum kiln_metric metric, uint32_t dim, double qnorm, double ma
 /* ---- matrix products (gemm.c) ---- */
 
 /* C[i][j] = sum_t Q[i][t] X[j][t] for i < m, j < r, t < d (row-major, ldc >= r):
- * float32, any order of summation. Uses OpenBLAS when it was linked and m is large
+ * float32, any order of summation. Uses BLIS when it was linked and m is large
  * enough to gain from it, else its own blocked kernel; `portable` forces the latter.
  * Safe from many threads at once. */
 void vec_gemm_nt(size_t m, size_t r, size_t d, const float *q, const float *x, float *c, size_t ldc, bool portable);
@@ -103,5 +103,5 @@ void vec_gemm_nt(size_t m, size_t r, size_t d, const float *q, const float *x, f
  * how many. */
 size_t vec_scan(const float *c, const float *sqn, size_t r, float lim, uint32_t *ret_col, float *ret_val);
 
-/* Whether OpenBLAS was linked ("openblas" or "own kernel", for benchmarks' labels). */
+/* Whether BLIS was linked ("blis" or "own kernel", for benchmarks' labels). */
 const char *vec_gemm_name(void);

@@ -1,4 +1,4 @@
-/* vec.search's CPU search: whatever the threads, tiles, product (OpenBLAS or the
+/* vec.search's CPU search: whatever the threads, tiles, product (BLIS or the
  * own kernel) and candidate-list sizes, it returns exactly what the plain reference
  * search returns -- the same rows in the same order with bit-equal scores -- and
  * that is the float64 brute force's ranking, equal scores ordered by row (id). */
