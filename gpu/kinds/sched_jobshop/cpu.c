@@ -23,7 +23,7 @@
 
 /* Moves between clock readings: well under a millisecond on any instance. */
 #define STEPS_PER_CHECK 8
-#define REPORT_NEWS_NS (50 * 1000000LL)    /* a new best, at most this often */
+#define REPORT_NEWS_NS (100 * 1000000LL)   /* a new best, at most this often (the daemon sends no more) */
 #define REPORT_ANYWAY_NS (250 * 1000000LL) /* the time's share, with or without news */
 
 /* Jobshop tasks running now in this process (for the automatic walk count). */
