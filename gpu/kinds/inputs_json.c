@@ -119,6 +119,28 @@ int kiln_input_from_json(const struct kiln_input_spec *spec, const json_t *v, co
         uint64_t shape[4] = { 0 };
         int ndim = 0, dt = kiln_input_json_dtype(spec);
 
+        /* A bytes input given as a JSON string (its UTF-8 bytes) or object (its
+         * compact text, keys sorted): the bytes a client would send as the part. */
+        if ((spec->dtypes & KILN_DTYPE_BIT(KILN_DTYPE_BYTES)) && (json_is_string(v) || json_is_object(v))) {
+                char *text = json_is_string(v) ? strndup(json_string_value(v), json_string_length(v))
+                                               : json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+                if (!text)
+                        return fail_code(err, -ENOMEM, field, "out of memory while reading %s", field);
+                size_t n = json_is_string(v) ? json_string_length(v) : strlen(text);
+                struct kiln_error kerr;
+                shape[0] = n;
+                if (n > max_bytes) {
+                        free(text);
+                        return fail_code(err, -E2BIG, field, "%s holds %zu bytes, over the limit of %zu", field, n,
+                                         max_bytes);
+                }
+                if (kiln_array_init(ret, spec->name, KILN_DTYPE_BYTES, 1, shape, text, n, &kerr) < 0) {
+                        free(text);
+                        return fail_code(err, -EINVAL, field, "%s", kerr.message);
+                }
+                *ret_data = text;
+                return 0;
+        }
         if (dt < 0)
                 return fail_code(err, -EINVAL, field, "%s cannot be given as JSON: send it as a binary part", field);
         if (!json_is_array(v))

@@ -186,6 +186,8 @@ struct kiln_input_spec {
         /* The params field that may carry the same data inline as a JSON nested
          * array ("rows"), or NULL when it comes only as a binary part ("image"). JSON
          * converts to the first allowed of f32, i32, u32, u8 (kiln_input_json_dtype);
+         * an input that allows bytes also takes a JSON string (its bytes) or object
+         * (its compact text, keys sorted: sched.jobshop's instance);
          * the field is not a schema parameter and is not in the canonical params. */
         const char *json_param;
         const char *doc;        /* one line, shown by the UI */

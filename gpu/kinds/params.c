@@ -498,7 +498,8 @@ int kiln_params_schema_check(const struct kiln_kind *kind, struct kiln_param_err
                 snprintf(field, sizeof(field), "inputs.%s", s->name);
                 if (strlen(s->name) >= KILN_NAME_MAX || !s->dtypes || s->ndim < 0 || s->ndim > 4)
                         return fail(err, field, "%s is not a usable input spec of %s", field, kind->name);
-                if (s->json_param && (find_field(kind->params, s->json_param) || kiln_input_json_dtype(s) < 0))
+                if (s->json_param && (find_field(kind->params, s->json_param) ||
+                                      (kiln_input_json_dtype(s) < 0 && !(s->dtypes & KILN_DTYPE_BIT(KILN_DTYPE_BYTES)))))
                         return fail(err, field, "%s: params.%s cannot carry it as JSON in %s", field,
                                     s->json_param, kind->name);
                 for (size_t k = 0; k < i; k++)

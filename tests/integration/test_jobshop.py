@@ -130,6 +130,38 @@ class JobshopTest(KilndTestCase):
             self.assertEqual(p["lower_bound"], r["lower_bound"])
             self.assertTrue(0 <= p["pct"] <= 100)
 
+    def test_the_instance_inline_in_params_is_the_same_job(self):
+        # SPEC §1.5: params.instance is the JSON object (or its OR-Library form);
+        # the same instance sent as the part gives the same result from the cache.
+        jobs = [[[0, 3], [1, 2], [2, 2]], [[0, 2], [2, 1], [1, 4]], [[1, 4], [2, 3]]]
+        params = {"time_limit_ms": 300, "seed": 5, "walks": 1}
+
+        async def go():
+            c = await self.client()
+            inline = await c.call({"op": "submit", "kind": "sched.jobshop",
+                                   "params": dict(params, instance={"jobs": jobs})})
+            done, _, _ = await c.read_done(inline["job"], timeout=60)
+            text = json.dumps({"jobs": jobs}, separators=(",", ":"), sort_keys=True)
+            as_part = await self.jobshop(c, text, params)
+            orlib = await c.call({"op": "submit", "kind": "sched.jobshop",
+                                  "params": dict(params, instance={"format": "orlib", "text": "2 2\n0 3 1 2\n1 4 0 1\n"})})
+            done_orlib, _, _ = await c.read_done(orlib["job"], timeout=60)
+            bad = await c.call({"op": "submit", "kind": "sched.jobshop",
+                                "params": dict(params, instance={"jobs": [[[0, 3], [0, 2]]]})})
+            await c.close()
+            return inline, done, as_part, done_orlib, bad
+        inline, done, as_part, done_orlib, bad = self.run_async(go())
+        self.assertEqual(inline["op"], "accepted", inline)
+        self.assertEqual(done["state"], "done", done)
+        check_schedule(self, [[tuple(op) for op in j] for j in jobs], done["result"])
+        self.assertTrue(as_part[0]["cached"], as_part[0])       # one cache key for both forms
+        self.assertEqual(as_part[1]["result"], done["result"])
+        self.assertEqual(done_orlib["state"], "done", done_orlib)
+        self.assertEqual(done_orlib["result"]["makespan"], 6)   # J0 m0 0-3, J1 m1 0-4, J0 m1 4-6
+        self.assertEqual(bad["op"], "error", bad)
+        self.assertEqual(bad["code"], "bad_params", bad)
+        self.assertTrue(bad["field"].startswith("params.instance"), bad)
+
     def test_every_bad_instance_is_refused_with_its_field(self):
         cases = [
             ("2 2\n0 1 0 2\n1 1 0 1\n", "params.instance", "twice"),

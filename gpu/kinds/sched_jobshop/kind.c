@@ -23,7 +23,7 @@ static const struct kiln_param jobshop_schema[] = {
 
 static const struct kiln_input_spec jobshop_inputs[] = {
         { .name = "instance", .dtypes = KILN_DTYPE_BIT(KILN_DTYPE_BYTES) | KILN_DTYPE_BIT(KILN_DTYPE_U8),
-          .ndim = 1, .required = true,
+          .ndim = 1, .required = true, .json_param = "instance",
           .doc = "the instance: OR-Library text (\"n m\", then per job m pairs \"machine duration\") or the "
                  "JSON object {\"jobs\": [[[machine, duration], ...], ...]}" },
         { .name = NULL },

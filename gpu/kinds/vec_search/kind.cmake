@@ -11,9 +11,9 @@ find_library(KILN_BLIS_LIBRARY NAMES blis PATHS /usr/lib/x86_64-linux-gnu/blis-s
   NO_DEFAULT_PATH)
 if(KILN_BLIS_INCLUDE_DIR AND KILN_BLIS_LIBRARY)
   set(KIND_LIBRARIES ${KILN_BLIS_LIBRARY})
-  set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/gemm.c PROPERTIES
-    COMPILE_DEFINITIONS KILN_VEC_BLAS=1
-    INCLUDE_DIRECTORIES ${KILN_BLIS_INCLUDE_DIR})
+  # -isystem: BLIS's cblas.h defines static functions it does not use.
+  set(KILN_VEC_GEMM_OPTIONS -isystem ${KILN_BLIS_INCLUDE_DIR})
+  set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/gemm.c PROPERTIES COMPILE_DEFINITIONS KILN_VEC_BLAS=1)
   message(STATUS "vec.search: BLIS ${KILN_BLIS_LIBRARY}")
 else()
   message(STATUS "vec.search: no BLIS found; its own kernel does every product")
@@ -21,7 +21,7 @@ endif()
 
 # The 64-byte vectors of the own kernel are passed only inside inlined code: the
 # ABI note about them does not apply.
-set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/gemm.c PROPERTIES COMPILE_OPTIONS -Wno-psabi)
+set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/gemm.c PROPERTIES COMPILE_OPTIONS "-Wno-psabi;${KILN_VEC_GEMM_OPTIONS}")
 # Scores are float64 sums rounded once (collection.h, vec_score): no compiler may
 # fuse them into FMAs, or the CPU and the GPU would round differently.
 set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/cpu.c ${CMAKE_CURRENT_LIST_DIR}/collection.c
