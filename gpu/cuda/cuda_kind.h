@@ -18,13 +18,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#ifndef KILN_HD
-#ifdef __CUDACC__
-#define KILN_HD __host__ __device__
-#else
-#define KILN_HD
-#endif
-#endif
+#include "hostdev.h"
 
 #define KILN_CUDA_PARAMS 24
 /* Every task's input and output region starts at a multiple of this many bytes of

@@ -12,13 +12,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#ifndef KILN_HD
-#ifdef __CUDACC__
-#define KILN_HD __host__ __device__
-#else
-#define KILN_HD
-#endif
-#endif
+#include "hostdev.h"
 
 #ifndef __CUDA_ARCH__
 #include <math.h>

@@ -28,13 +28,7 @@
 
 #include <math.h>
 
-#ifndef KILN_HD
-#ifdef __CUDACC__
-#define KILN_HD __host__ __device__
-#else
-#define KILN_HD
-#endif
-#endif
+#include "hostdev.h"
 
 /* Half-width of the band around x = 1 evaluated by the series in w = 1 - x^2. */
 #define NFW_SERIES_DX 0.02

@@ -12,13 +12,7 @@
 
 #include <stdint.h>
 
-#ifndef KILN_HD
-#ifdef __CUDACC__
-#define KILN_HD __host__ __device__
-#else
-#define KILN_HD
-#endif
-#endif
+#include "hostdev.h"
 
 /* What params.model names. */
 enum risk_model_id {

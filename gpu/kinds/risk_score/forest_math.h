@@ -23,13 +23,7 @@
 #include <math.h>
 #include <stdint.h>
 
-#ifndef KILN_HD
-#ifdef __CUDACC__
-#define KILN_HD __host__ __device__
-#else
-#define KILN_HD
-#endif
-#endif
+#include "hostdev.h"
 
 #define RISK_NODE_FEATURE_MASK 0x7fffffffu
 #define RISK_NODE_DEFAULT_LEFT 0x80000000u

@@ -15,13 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#ifndef KILN_HD
-#ifdef __CUDACC__
-#define KILN_HD __host__ __device__
-#else
-#define KILN_HD
-#endif
-#endif
+#include "hostdev.h"
 
 #define JS_MAX_OPS 10000          /* SPEC 1.5: at most 10,000 operations */
 #define JS_MAX_DURATION 1000000   /* durations 0..10^6 */

@@ -25,13 +25,7 @@
 
 #include "object.h"
 
-#ifndef KILN_HD
-#ifdef __CUDACC__
-#define KILN_HD __host__ __device__
-#else
-#define KILN_HD
-#endif
-#endif
+#include "hostdev.h"
 
 /* ip and l2 rows and queries: Euclidean norm at most 2^62, so |q.x| <= 2^124 and
  * |q - x|^2 <= 2^126 stay finite in float32. */
