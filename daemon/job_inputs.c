@@ -113,7 +113,7 @@ int job_inputs_assemble(const struct kiln_kind *kind, const json_t *params, stru
         struct kiln_array arrays[KILN_MAX_INPUTS];
         void *json_data[KILN_MAX_INPUTS] = { 0 };
         struct kiln_array *by_spec[KILN_MAX_INPUTS] = { 0 };
-        struct kiln_param_error perr;
+        struct kiln_error perr;
         int n_json = 0, r = 0;
         size_t n = 0;
         uint64_t total = 0;

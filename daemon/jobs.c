@@ -174,7 +174,7 @@ static int job_from_record(struct jobs *js, const struct store_job *rec, uint8_t
                 return -EINVAL;
         void *params = calloc(1, kind->params_size ? kind->params_size : 1);
         json_t *canonical = NULL;
-        struct kiln_param_error perr;
+        struct kiln_error perr;
         int r = params ? kiln_params_validate(kind, in, &canonical, params, &perr) : -ENOMEM;
         json_decref(in);
         if (r < 0) {

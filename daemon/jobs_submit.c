@@ -299,7 +299,7 @@ static int validate(struct jobs *js, const struct kiln_kind *kind, const struct 
         const struct kiln_config *cfg = js->cfg;
         struct job_inputs in = { 0 };
         json_t *canonical = NULL;
-        struct kiln_param_error perr;
+        struct kiln_error perr;
         struct kiln_error kerr;
         int r;
 

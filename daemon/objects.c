@@ -382,7 +382,7 @@ static int load(struct objects *o, const char *tenant, const struct kiln_object_
 {
         struct store_object_ref ref = { .tenant = tenant, .cls = cls->name, .name = name };
         struct store_object_info info = { 0 };
-        struct kiln_object_error err = { 0 };
+        struct kiln_error err = { 0 };
         struct store_txn *t = NULL;
         struct items_ctx ictx;
         struct kiln_object_source src;

@@ -57,7 +57,7 @@ struct obj_req {
         struct objects_work work;
         int status;
         struct kiln_object_info info;
-        struct kiln_object_error err;
+        struct kiln_error err;
 
         /* the store */
         struct store_op op;

@@ -11,7 +11,7 @@
 #include "params.h"
 
 static int __attribute__((format(printf, 4, 5)))
-fail_code(struct kiln_param_error *err, int code, const char *field, const char *fmt, ...)
+fail_code(struct kiln_error *err, int code, const char *field, const char *fmt, ...)
 {
         va_list ap;
 
@@ -32,7 +32,7 @@ struct walk {
         const uint64_t *shape;
         unsigned char *out;
         size_t at;            /* elements written */
-        struct kiln_param_error *err;
+        struct kiln_error *err;
 };
 
 static int put_element(struct walk *w, const json_t *e, const char *field)
@@ -114,7 +114,7 @@ static int walk_level(struct walk *w, const json_t *v, int depth, const char *fi
 }
 
 int kiln_input_from_json(const struct kiln_input_spec *spec, const json_t *v, const char *field, size_t max_bytes,
-                         struct kiln_array *ret, void **ret_data, struct kiln_param_error *err)
+                         struct kiln_array *ret, void **ret_data, struct kiln_error *err)
 {
         uint64_t shape[4] = { 0 };
         int ndim = 0, dt = kiln_input_json_dtype(spec);
@@ -184,7 +184,7 @@ int kiln_input_from_json(const struct kiln_input_spec *spec, const json_t *v, co
 
 int kiln_inputs_from_params(const struct kiln_kind *kind, const json_t *params, size_t max_bytes,
                             struct kiln_array ret[KILN_MAX_INPUTS], void *ret_data[KILN_MAX_INPUTS],
-                            struct kiln_param_error *err)
+                            struct kiln_error *err)
 {
         int n = 0;
 

@@ -75,16 +75,7 @@ static inline size_t kiln_dtype_size(enum kiln_dtype t)
         return t == KILN_DTYPE_F32 || t == KILN_DTYPE_U32 || t == KILN_DTYPE_I32 ? 4 : 1;
 }
 
-/* An error that names the offending field ("params.z_source", "inputs.rows") and
- * says in a sentence what is wrong with it. */
-struct kiln_error {
-        char field[128];
-        char message[256];
-};
-
-/* Writes a printf-formatted error and returns -EINVAL (-22); err may be NULL. */
-int kiln_error_set(struct kiln_error *err, const char *field, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
+/* struct kiln_error and kiln_error_set: object.h. */
 
 /* ---- results ---- */
 

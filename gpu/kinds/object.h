@@ -29,10 +29,17 @@
 /* Why an upload or a stored object was refused: the offending field ("model",
  * "learner.objective.name", "vectors", "ids[3]", "metric") and a human sentence
  * naming it and the rule. Sizes as kiln_kind.finish's buffers. */
-struct kiln_object_error {
+/* An error that names the offending field ("params.z_source", "inputs.rows",
+ * "learner.objective.name") and says in a sentence what is wrong with it: what
+ * the parameter validator, the object classes and the kinds all return. */
+struct kiln_error {
         char field[128];
         char message[256];
 };
+
+/* Writes a printf-formatted error and returns -EINVAL (-22); err may be NULL. */
+int kiln_error_set(struct kiln_error *err, const char *field, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
 
 /* ---- collections: metric and the meta bytes the store keeps ---- */
 
@@ -188,14 +195,14 @@ struct kiln_object_class {
          * describes it in *ret_info. -EINVAL: refused, with err naming the field;
          * -ENOMEM. Nothing is kept: the caller stores the bytes only after >= 0. */
         int (*validate)(struct kiln_object_put *put, struct kiln_object_info *ret_info,
-                        struct kiln_object_error *err);
+                        struct kiln_error *err);
 
         /* Builds the immutable snapshot of one stored version. The snapshot owns all
          * its memory (nothing in `src` is referenced after the call) and is freed with
          * release. -EINVAL: what the store holds cannot be used (err says why);
          * -ENOMEM; or the source's -errno. */
         int (*compile)(const struct kiln_object_source *src, void **ret_snapshot,
-                       struct kiln_object_error *err);
+                       struct kiln_error *err);
 
         /* Frees a snapshot. Accepts NULL. */
         void (*release)(void *snapshot);

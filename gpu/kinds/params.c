@@ -16,22 +16,7 @@
 /* json_int_t is 64-bit; doubles at or beyond 2^63 do not convert. */
 #define INT_LIMIT 9223372036854775808.0
 
-/* Writes one error (field and sentence) and returns -EINVAL. */
-static int __attribute__((format(printf, 3, 4))) fail(struct kiln_param_error *err, const char *field,
-                                                      const char *fmt, ...)
-{
-        va_list ap;
-
-        if (err) {
-                snprintf(err->field, sizeof(err->field), "%s", field);
-                va_start(ap, fmt);
-                vsnprintf(err->message, sizeof(err->message), fmt, ap);
-                va_end(ap);
-        }
-        return -EINVAL;
-}
-
-static int fail_nomem(struct kiln_param_error *err, const char *field)
+static int fail_nomem(struct kiln_error *err, const char *field)
 {
         if (err) {
                 snprintf(err->field, sizeof(err->field), "%s", field);
@@ -63,7 +48,7 @@ static int choice_index(const char *const *choices, const char *s)
 }
 
 /* Checks a finite value against the parameter's finite bounds. */
-static int check_bounds(const struct kiln_param *p, double d, const char *field, struct kiln_param_error *err)
+static int check_bounds(const struct kiln_param *p, double d, const char *field, struct kiln_error *err)
 {
         bool has_min = isfinite(p->min), has_max = isfinite(p->max);
         bool low = has_min && (p->min_exclusive ? d <= p->min : d < p->min);
@@ -72,26 +57,26 @@ static int check_bounds(const struct kiln_param *p, double d, const char *field,
         if (!low && !high)
                 return 0;
         if (has_min && has_max)
-                return p->min_exclusive ? fail(err, field, "%s must be greater than %g and at most %g", field,
+                return p->min_exclusive ? kiln_error_set(err, field, "%s must be greater than %g and at most %g", field,
                                                p->min, p->max)
-                                        : fail(err, field, "%s must be between %g and %g", field, p->min, p->max);
+                                        : kiln_error_set(err, field, "%s must be between %g and %g", field, p->min, p->max);
         if (has_min)
-                return p->min_exclusive ? fail(err, field, "%s must be greater than %g", field, p->min)
-                                        : fail(err, field, "%s must be at least %g", field, p->min);
-        return fail(err, field, "%s must be at most %g", field, p->max);
+                return p->min_exclusive ? kiln_error_set(err, field, "%s must be greater than %g", field, p->min)
+                                        : kiln_error_set(err, field, "%s must be at least %g", field, p->min);
+        return kiln_error_set(err, field, "%s must be at most %g", field, p->max);
 }
 
 static int validate_object(const struct kiln_kind *kind, const struct kiln_param *fields, const json_t *in,
-                           const char *prefix, void *typed, json_t **ret, struct kiln_param_error *err);
+                           const char *prefix, void *typed, json_t **ret, struct kiln_error *err);
 
 static int validate_number(const struct kiln_param *p, const json_t *v, const char *field, json_t **ret,
-                           struct kiln_param_error *err)
+                           struct kiln_error *err)
 {
         if (!json_is_number(v))
-                return fail(err, field, "%s must be a number", field);
+                return kiln_error_set(err, field, "%s must be a number", field);
         double d = json_number_value(v);
         if (!isfinite(d))
-                return fail(err, field, "%s must be a finite number", field);
+                return kiln_error_set(err, field, "%s must be a finite number", field);
         int r = check_bounds(p, d, field, err);
         if (r < 0)
                 return r;
@@ -100,36 +85,36 @@ static int validate_number(const struct kiln_param *p, const json_t *v, const ch
 }
 
 static int validate_integer(const struct kiln_param *p, const json_t *v, const char *field, json_t **ret,
-                            struct kiln_param_error *err)
+                            struct kiln_error *err)
 {
         bool is_int = json_is_integer(v);
         double d;
         int r;
 
         if (!is_int && !json_is_real(v))
-                return fail(err, field, "%s must be an integer", field);
+                return kiln_error_set(err, field, "%s must be an integer", field);
         d = is_int ? (double)json_integer_value(v) : json_real_value(v);
         if (!isfinite(d) || d != floor(d))
-                return fail(err, field, "%s must be an integer", field);
+                return kiln_error_set(err, field, "%s must be an integer", field);
         r = check_bounds(p, d, field, err);
         if (r < 0)
                 return r;
         if (!is_int && fabs(d) >= INT_LIMIT)
-                return fail(err, field, "%s must be an integer within 64 bits", field);
+                return kiln_error_set(err, field, "%s must be an integer within 64 bits", field);
         *ret = json_integer(is_int ? json_integer_value(v) : (json_int_t)d);
         return *ret ? 0 : fail_nomem(err, field);
 }
 
 static int validate_string(const struct kiln_param *p, const json_t *v, const char *field, json_t **ret,
-                           struct kiln_param_error *err)
+                           struct kiln_error *err)
 {
         char list[200];
 
         if (!json_is_string(v))
-                return fail(err, field, "%s must be a string", field);
+                return kiln_error_set(err, field, "%s must be a string", field);
         if (p->choices && choice_index(p->choices, json_string_value(v)) < 0) {
                 join_choices(p->choices, list, sizeof(list));
-                return fail(err, field, "%s must be one of %s", field, list);
+                return kiln_error_set(err, field, "%s must be one of %s", field, list);
         }
         *ret = json_stringn(json_string_value(v), json_string_length(v));
         return *ret ? 0 : fail_nomem(err, field);
@@ -138,7 +123,7 @@ static int validate_string(const struct kiln_param *p, const json_t *v, const ch
 /* An array of distinct strings: with choices, members of them, returned in schema
  * order; without choices, any strings, returned in first-seen order. */
 static int validate_string_set(const struct kiln_param *p, const json_t *v, const char *field, json_t **ret,
-                               struct kiln_param_error *err)
+                               struct kiln_error *err)
 {
         char list[200], item[160];
         size_t n_choices = 0, idx;
@@ -146,7 +131,7 @@ static int validate_string_set(const struct kiln_param *p, const json_t *v, cons
         json_t *out, *e;
 
         if (!json_is_array(v))
-                return fail(err, field, "%s must be an array of strings", field);
+                return kiln_error_set(err, field, "%s must be an array of strings", field);
         while (p->choices && p->choices[n_choices])
                 n_choices++;
         if (n_choices) {
@@ -166,7 +151,7 @@ static int validate_string_set(const struct kiln_param *p, const json_t *v, cons
         json_array_foreach(v, idx, e) {
                 if (!json_is_string(e)) {
                         snprintf(item, sizeof(item), "%s[%zu]", field, idx);
-                        r = fail(err, item, "%s must be a string", item);
+                        r = kiln_error_set(err, item, "%s must be a string", item);
                         break;
                 }
                 const char *s = json_string_value(e);
@@ -175,7 +160,7 @@ static int validate_string_set(const struct kiln_param *p, const json_t *v, cons
                         if (k < 0) {
                                 snprintf(item, sizeof(item), "%s[%zu]", field, idx);
                                 join_choices(p->choices, list, sizeof(list));
-                                r = fail(err, item, "%s must be one of %s", item, list);
+                                r = kiln_error_set(err, item, "%s must be one of %s", item, list);
                                 break;
                         }
                         seen[k] = true;
@@ -196,8 +181,8 @@ static int validate_string_set(const struct kiln_param *p, const json_t *v, cons
         if (r == 0 && json_array_size(out) == 0) {
                 if (p->choices)
                         join_choices(p->choices, list, sizeof(list));
-                r = p->choices ? fail(err, field, "%s must name at least one of %s", field, list)
-                               : fail(err, field, "%s must name at least one string", field);
+                r = p->choices ? kiln_error_set(err, field, "%s must name at least one of %s", field, list)
+                               : kiln_error_set(err, field, "%s must name at least one string", field);
         }
         if (r < 0) {
                 json_decref(out);
@@ -209,7 +194,7 @@ static int validate_string_set(const struct kiln_param *p, const json_t *v, cons
 
 /* Validates one value of parameter `p`; `field` is its full name. */
 static int validate_value(const struct kiln_kind *kind, const struct kiln_param *p, const json_t *v,
-                          const char *field, void *typed, json_t **ret, struct kiln_param_error *err)
+                          const char *field, void *typed, json_t **ret, struct kiln_error *err)
 {
         switch (p->type) {
         case KILN_PARAM_NUMBER:
@@ -218,7 +203,7 @@ static int validate_value(const struct kiln_kind *kind, const struct kiln_param 
                 return validate_integer(p, v, field, ret, err);
         case KILN_PARAM_BOOL:
                 if (!json_is_boolean(v))
-                        return fail(err, field, "%s must be true or false", field);
+                        return kiln_error_set(err, field, "%s must be true or false", field);
                 *ret = json_boolean(json_is_true(v));
                 return 0;
         case KILN_PARAM_STRING:
@@ -227,10 +212,10 @@ static int validate_value(const struct kiln_kind *kind, const struct kiln_param 
                 return validate_string_set(p, v, field, ret, err);
         case KILN_PARAM_OBJECT:
                 if (!json_is_object(v))
-                        return fail(err, field, "%s must be an object", field);
+                        return kiln_error_set(err, field, "%s must be an object", field);
                 return validate_object(kind, p->fields, v, field, typed, ret, err);
         }
-        return fail(err, field, "%s has an unknown type in the schema of %s", field, kind->name);
+        return kiln_error_set(err, field, "%s has an unknown type in the schema of %s", field, kind->name);
 }
 
 static const struct kiln_param *find_field(const struct kiln_param *fields, const char *name)
@@ -277,14 +262,14 @@ static bool storage_ok(const struct kiln_param *p)
 
 /* Writes the canonical value `v` of `p` into the typed struct at p->offset. */
 static int store_value(const struct kiln_kind *kind, const struct kiln_param *p, const json_t *v, const char *field,
-                       void *typed, struct kiln_param_error *err)
+                       void *typed, struct kiln_error *err)
 {
         unsigned char *at = (unsigned char *)typed + p->offset;
 
         if (p->size == 0 || !typed)
                 return 0;
         if (!storage_ok(p) || p->offset + p->size > kind->params_size)
-                return fail(err, field, "%s has an unusable storage in the schema of %s", field, kind->name);
+                return kiln_error_set(err, field, "%s has an unusable storage in the schema of %s", field, kind->name);
         switch (p->type) {
         case KILN_PARAM_NUMBER:
                 if (p->size == sizeof(double)) {
@@ -303,7 +288,7 @@ static int store_value(const struct kiln_kind *kind, const struct kiln_param *p,
                         return 0;
                 }
                 if (i < INT32_MIN || i > INT32_MAX)
-                        return fail(err, field, "%s must be an integer within 32 bits", field);
+                        return kiln_error_set(err, field, "%s must be an integer within 32 bits", field);
                 int32_t x = (int32_t)i;
                 memcpy(at, &x, sizeof(x));
                 return 0;
@@ -320,7 +305,7 @@ static int store_value(const struct kiln_kind *kind, const struct kiln_param *p,
                         return 0;
                 }
                 if (json_string_length(v) >= p->size || strlen(json_string_value(v)) != json_string_length(v))
-                        return fail(err, field, "%s must be a string of at most %zu bytes without NUL", field,
+                        return kiln_error_set(err, field, "%s must be a string of at most %zu bytes without NUL", field,
                                     p->size - 1);
                 memset(at, 0, p->size);
                 memcpy(at, json_string_value(v), json_string_length(v));
@@ -340,11 +325,11 @@ static int store_value(const struct kiln_kind *kind, const struct kiln_param *p,
         case KILN_PARAM_OBJECT:
                 break;
         }
-        return fail(err, field, "%s has an unusable storage in the schema of %s", field, kind->name);
+        return kiln_error_set(err, field, "%s has an unusable storage in the schema of %s", field, kind->name);
 }
 
 static int validate_object(const struct kiln_kind *kind, const struct kiln_param *fields, const json_t *in,
-                           const char *prefix, void *typed, json_t **ret, struct kiln_param_error *err)
+                           const char *prefix, void *typed, json_t **ret, struct kiln_error *err)
 {
         char field[128];
         const char *key;
@@ -354,7 +339,7 @@ static int validate_object(const struct kiln_kind *kind, const struct kiln_param
         json_object_foreach((json_t *)in, key, v) {
                 if (!find_field(fields, key) && !(top && is_input_param(kind, key))) {
                         snprintf(field, sizeof(field), "%s.%s", prefix, key);
-                        return fail(err, field, "%s is not a parameter of %s", field, kind->name);
+                        return kiln_error_set(err, field, "%s is not a parameter of %s", field, kind->name);
                 }
         }
 
@@ -370,14 +355,14 @@ static int validate_object(const struct kiln_kind *kind, const struct kiln_param
                 if (!given) {
                         if (p->required) {
                                 json_decref(out);
-                                return fail(err, field, "%s is required", field);
+                                return kiln_error_set(err, field, "%s is required", field);
                         }
                         if (!p->def)
                                 continue;
                         def = json_loads(p->def, JSON_DECODE_ANY, NULL);
                         if (!def) {
                                 json_decref(out);
-                                return fail(err, field, "%s has an invalid default in the schema of %s", field,
+                                return kiln_error_set(err, field, "%s has an invalid default in the schema of %s", field,
                                             kind->name);
                         }
                         given = def;
@@ -401,14 +386,14 @@ static int validate_object(const struct kiln_kind *kind, const struct kiln_param
 }
 
 int kiln_params_validate(const struct kiln_kind *kind, const json_t *in, json_t **ret_canonical,
-                         void *ret_params, struct kiln_param_error *err)
+                         void *ret_params, struct kiln_error *err)
 {
         json_t *empty = NULL, *canonical = NULL;
         void *typed = NULL;
         int r;
 
         if (!kind)
-                return fail(err, "params", "params cannot be checked without a kind");
+                return kiln_error_set(err, "params", "params cannot be checked without a kind");
         if (!in) {
                 empty = json_object();
                 if (!empty)
@@ -417,7 +402,7 @@ int kiln_params_validate(const struct kiln_kind *kind, const json_t *in, json_t 
         }
         if (!json_is_object(in)) {
                 json_decref(empty);
-                return fail(err, "params", "params must be an object");
+                return kiln_error_set(err, "params", "params must be an object");
         }
         typed = calloc(1, kind->params_size ? kind->params_size : 1);
         if (!typed) {
@@ -453,7 +438,7 @@ int kiln_params_validate(const struct kiln_kind *kind, const json_t *in, json_t 
 
 /* Checks the fields of one (nested) schema table; see kiln_params_schema_check. */
 static int check_fields(const struct kiln_kind *kind, const struct kiln_param *fields, const char *prefix,
-                        struct kiln_param_error *err)
+                        struct kiln_error *err)
 {
         char field[128];
 
@@ -461,20 +446,20 @@ static int check_fields(const struct kiln_kind *kind, const struct kiln_param *f
                 const struct kiln_param *p = &fields[i];
                 snprintf(field, sizeof(field), "%s.%s", prefix, p->name);
                 if (find_field(fields, p->name) != p)
-                        return fail(err, field, "%s appears twice in the schema of %s", field, kind->name);
+                        return kiln_error_set(err, field, "%s appears twice in the schema of %s", field, kind->name);
                 if (p->type == KILN_PARAM_OBJECT) {
                         if (p->size != 0)
-                                return fail(err, field, "%s is an object and cannot be stored", field);
+                                return kiln_error_set(err, field, "%s is an object and cannot be stored", field);
                         int r = check_fields(kind, p->fields, field, err);
                         if (r < 0)
                                 return r;
                 } else if (!storage_ok(p) || (p->size && p->offset + p->size > kind->params_size)) {
-                        return fail(err, field, "%s has an unusable storage in the schema of %s", field, kind->name);
+                        return kiln_error_set(err, field, "%s has an unusable storage in the schema of %s", field, kind->name);
                 }
                 if (p->def) {
                         json_t *def = json_loads(p->def, JSON_DECODE_ANY, NULL), *value = NULL;
                         int r = def ? validate_value(kind, p, def, field, NULL, &value, err)
-                                    : fail(err, field, "%s has an invalid default in the schema of %s", field,
+                                    : kiln_error_set(err, field, "%s has an invalid default in the schema of %s", field,
                                            kind->name);
                         json_decref(def);
                         json_decref(value);
@@ -485,10 +470,10 @@ static int check_fields(const struct kiln_kind *kind, const struct kiln_param *f
         return 0;
 }
 
-int kiln_params_schema_check(const struct kiln_kind *kind, struct kiln_param_error *err)
+int kiln_params_schema_check(const struct kiln_kind *kind, struct kiln_error *err)
 {
         if (!kind || !kind->name || !kind->run_cpu)
-                return fail(err, "kind", "a kind needs a name and a CPU implementation");
+                return kiln_error_set(err, "kind", "a kind needs a name and a CPU implementation");
         int r = check_fields(kind, kind->params, "params", err);
         if (r < 0)
                 return r;
@@ -497,28 +482,28 @@ int kiln_params_schema_check(const struct kiln_kind *kind, struct kiln_param_err
                 char field[128];
                 snprintf(field, sizeof(field), "inputs.%s", s->name);
                 if (strlen(s->name) >= KILN_NAME_MAX || !s->dtypes || s->ndim < 0 || s->ndim > 4)
-                        return fail(err, field, "%s is not a usable input spec of %s", field, kind->name);
+                        return kiln_error_set(err, field, "%s is not a usable input spec of %s", field, kind->name);
                 if (s->json_param && (find_field(kind->params, s->json_param) ||
                                       (kiln_input_json_dtype(s) < 0 && !(s->dtypes & KILN_DTYPE_BIT(KILN_DTYPE_BYTES)))))
-                        return fail(err, field, "%s: params.%s cannot carry it as JSON in %s", field,
+                        return kiln_error_set(err, field, "%s: params.%s cannot carry it as JSON in %s", field,
                                     s->json_param, kind->name);
                 for (size_t k = 0; k < i; k++)
                         if (!strcmp(kind->inputs[k].name, s->name) ||
                             (s->json_param && kind->inputs[k].json_param &&
                              !strcmp(kind->inputs[k].json_param, s->json_param)))
-                                return fail(err, field, "%s appears twice in the inputs of %s", field, kind->name);
+                                return kiln_error_set(err, field, "%s appears twice in the inputs of %s", field, kind->name);
         }
         if (kind->object) {
                 const struct kiln_param *p = kind->object_param ? find_field(kind->params, kind->object_param) : NULL;
                 if (!p || p->type != KILN_PARAM_STRING || !p->required || p->choices)
-                        return fail(err, "params", "%s takes an object: its object_param must name a required "
+                        return kiln_error_set(err, "params", "%s takes an object: its object_param must name a required "
                                     "free string of its schema", kind->name);
                 for (size_t i = 0; kind->builtin_objects && kind->builtin_objects[i]; i++)
                         if (!kind->builtin_objects[i][0] || strlen(kind->builtin_objects[i]) >= p->size)
-                                return fail(err, "params", "%s: built-in object \"%s\" does not fit params.%s",
+                                return kiln_error_set(err, "params", "%s: built-in object \"%s\" does not fit params.%s",
                                             kind->name, kind->builtin_objects[i], p->name);
         } else if (kind->builtin_objects) {
-                return fail(err, "params", "%s has built-in objects but no object class", kind->name);
+                return kiln_error_set(err, "params", "%s has built-in objects but no object class", kind->name);
         }
         return 0;
 }

@@ -8,10 +8,6 @@
 
 #include "kind.h"
 
-struct kiln_param_error {
-        char field[128];   /* e.g. "params.mass", "params.source.x_arcsec" */
-        char message[256]; /* a human sentence naming the field and the rule */
-};
 
 /* Validates `in` (must be a JSON object; NULL is treated as {}) against the kind's
  * schema, stores every parameter in the typed struct (kiln_param.offset/size) and
@@ -25,7 +21,7 @@ struct kiln_param_error {
  * kind's inputs (kiln_input_spec.json_param) are accepted as they are and left out
  * of the canonical object: kiln_inputs_from_params lifts them into arrays. */
 int kiln_params_validate(const struct kiln_kind *kind, const json_t *in, json_t **ret_canonical,
-                         void *ret_params, struct kiln_param_error *err);
+                         void *ret_params, struct kiln_error *err);
 
 /* The schema as JSON for clients (welcome message / web UI):
  * [{"name":..,"type":"number"|"integer"|"bool"|"string"|"string_set"|"object",
@@ -44,7 +40,7 @@ json_t *kiln_inputs_schema_json(const struct kiln_kind *kind);
  * dtypes, ranks, json_param not also a parameter) and, for a kind with an object,
  * an object_param that is a required free string of the schema. Returns >= 0 or
  * -EINVAL naming what is wrong (a unit test runs it over every built-in kind). */
-int kiln_params_schema_check(const struct kiln_kind *kind, struct kiln_param_error *err);
+int kiln_params_schema_check(const struct kiln_kind *kind, struct kiln_error *err);
 
 /* The stored object named in canonical params (the kind's object_param), borrowed
  * from `canonical`; NULL when the kind takes no object or the name is one of its
@@ -61,7 +57,7 @@ const char *kiln_params_object_name(const struct kiln_kind *kind, const json_t *
  * spec->name) and its malloc'd data in *ret_data (the caller frees it after the
  * array's last use), or -EINVAL / -E2BIG / -ENOMEM with err set. */
 int kiln_input_from_json(const struct kiln_input_spec *spec, const json_t *v, const char *field, size_t max_bytes,
-                         struct kiln_array *ret, void **ret_data, struct kiln_param_error *err);
+                         struct kiln_array *ret, void **ret_data, struct kiln_error *err);
 
 /* Lifts every input of `kind` that `params` (the submitted params object) carries
  * inline (kiln_input_spec.json_param) with kiln_input_from_json, each limited to
@@ -70,4 +66,4 @@ int kiln_input_from_json(const struct kiln_input_spec *spec, const json_t *v, co
  * -errno with nothing to free. */
 int kiln_inputs_from_params(const struct kiln_kind *kind, const json_t *params, size_t max_bytes,
                             struct kiln_array ret[KILN_MAX_INPUTS], void *ret_data[KILN_MAX_INPUTS],
-                            struct kiln_param_error *err);
+                            struct kiln_error *err);

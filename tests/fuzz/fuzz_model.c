@@ -15,7 +15,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
         struct risk_forest *f = NULL;
-        struct kiln_object_error err;
+        struct kiln_error err;
 
         if (risk_forest_compile(data, size, &f, &err) < 0 || f->n_features > 4096) {
                 risk_forest_free(f);

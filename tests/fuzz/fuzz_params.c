@@ -19,7 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (int k = 0; kiln_kinds[k]; k++) {
                 const struct kiln_kind *kind = kiln_kinds[k];
                 void *params = calloc(1, kind->params_size ? kind->params_size : 1);
-                struct kiln_param_error err;
+                struct kiln_error err;
                 json_t *canonical = NULL;
                 if (params && kiln_params_validate(kind, in, &canonical, params, &err) >= 0) {
                         char *a = json_dumps(canonical, JSON_COMPACT | JSON_SORT_KEYS);

@@ -28,22 +28,7 @@
 #define TREES BOOSTER ".model.trees"
 #define PARAM "learner.learner_model_param"
 
-/* Writes one error (field and sentence) and returns -EINVAL. */
-static int __attribute__((format(printf, 3, 4))) fail(struct kiln_object_error *err, const char *field,
-                                                      const char *fmt, ...)
-{
-        va_list ap;
-
-        if (err) {
-                snprintf(err->field, sizeof(err->field), "%s", field);
-                va_start(ap, fmt);
-                vsnprintf(err->message, sizeof(err->message), fmt, ap);
-                va_end(ap);
-        }
-        return -EINVAL;
-}
-
-static int fail_nomem(struct kiln_object_error *err)
+static int fail_nomem(struct kiln_error *err)
 {
         if (err) {
                 snprintf(err->field, sizeof(err->field), "model");
@@ -104,7 +89,7 @@ static int param_uint_opt(const struct xj_value *o, const char *key, uint64_t de
 
 /* base_score: "5E-1" (XGBoost 1.x, 2.x) or "[5E-1]" (3.x), one float32 in (0, 1),
  * parsed straight to float32 as XGBoost does. */
-static int parse_base_score(const struct xj_value *v, float *ret_score, float *ret_margin, struct kiln_object_error *err)
+static int parse_base_score(const struct xj_value *v, float *ret_score, float *ret_margin, struct kiln_error *err)
 {
         const char *field = PARAM ".base_score";
         char buf[64];
@@ -114,7 +99,7 @@ static int parse_base_score(const struct xj_value *v, float *ret_score, float *r
         float b;
 
         if (!xj_is(v, XJ_STRING))
-                return fail(err, field, "%s must be a string such as \"5E-1\" or \"[5E-1]\"", field);
+                return kiln_error_set(err, field, "%s must be a string such as \"5E-1\" or \"[5E-1]\"", field);
         s = v->s;
         n = v->n;
         if (n >= 2 && s[0] == '[' && s[n - 1] == ']') {
@@ -122,15 +107,15 @@ static int parse_base_score(const struct xj_value *v, float *ret_score, float *r
                 n -= 2;
         }
         if (n == 0 || n >= sizeof(buf) || memchr(s, ',', n))
-                return fail(err, field, "%s must hold one number, such as \"5E-1\" or \"[5E-1]\"", field);
+                return kiln_error_set(err, field, "%s must hold one number, such as \"5E-1\" or \"[5E-1]\"", field);
         memcpy(buf, s, n);
         buf[n] = '\0';
         errno = 0;
         b = strtof(buf, &end);
         if (end == buf || *end || !(b > 0.0f && b < 1.0f))
-                return fail(err, field, "%s \"%s\" must be a probability strictly between 0 and 1", field, buf);
+                return kiln_error_set(err, field, "%s \"%s\" must be a probability strictly between 0 and 1", field, buf);
         if (!isfinite(risk_base_margin(b)))
-                return fail(err, field, "%s \"%s\" is too close to 0 or 1 for a finite margin", field, buf);
+                return kiln_error_set(err, field, "%s \"%s\" is too close to 0 or 1 for a finite margin", field, buf);
         *ret_score = b;
         *ret_margin = risk_base_margin(b);
         return 0;
@@ -144,7 +129,7 @@ struct model_src {
         float base_score, base_margin;
 };
 
-static int check_learner(const struct xj_value *root, struct model_src *ret, struct kiln_object_error *err)
+static int check_learner(const struct xj_value *root, struct model_src *ret, struct kiln_error *err)
 {
         const struct xj_value *learner = member(root, "learner");
         const struct xj_value *booster = member(learner, "gradient_booster");
@@ -156,36 +141,36 @@ static int check_learner(const struct xj_value *root, struct model_src *ret, str
         int r;
 
         if (!xj_is(root, XJ_OBJECT))
-                return fail(err, "model", "the model must be a JSON object (an XGBoost JSON model)");
+                return kiln_error_set(err, "model", "the model must be a JSON object (an XGBoost JSON model)");
         if (!xj_is(learner, XJ_OBJECT))
-                return fail(err, "learner", "the model has no \"learner\" object; is it an XGBoost JSON model?");
+                return kiln_error_set(err, "learner", "the model has no \"learner\" object; is it an XGBoost JSON model?");
         if (!xj_is(booster, XJ_OBJECT))
-                return fail(err, BOOSTER, "%s must be an object", BOOSTER);
+                return kiln_error_set(err, BOOSTER, "%s must be an object", BOOSTER);
         name = member(booster, "name");
         if (!xj_is(name, XJ_STRING))
-                return fail(err, BOOSTER ".name", "%s.name must be a string", BOOSTER);
+                return kiln_error_set(err, BOOSTER ".name", "%s.name must be a string", BOOSTER);
         s = name->s;
         if (strcmp(s, "gbtree") != 0)
-                return fail(err, BOOSTER ".name", "booster \"%.64s\" is not supported: only gbtree models are",
+                return kiln_error_set(err, BOOSTER ".name", "booster \"%.64s\" is not supported: only gbtree models are",
                             s);
         name = member(objective, "name");
         if (!xj_is(name, XJ_STRING))
-                return fail(err, "learner.objective.name", "learner.objective.name must be a string");
+                return kiln_error_set(err, "learner.objective.name", "learner.objective.name must be a string");
         s = name->s;
         if (strcmp(s, "binary:logistic") != 0)
-                return fail(err, "learner.objective.name",
+                return kiln_error_set(err, "learner.objective.name",
                             "objective \"%.64s\" is not supported: only binary:logistic models are", s);
 
         if (!xj_is(lmp, XJ_OBJECT))
-                return fail(err, PARAM, "%s must be an object", PARAM);
+                return kiln_error_set(err, PARAM, "%s must be an object", PARAM);
         if (param_uint(member(lmp, "num_feature"), RISK_NODE_FEATURE_MASK, &features) < 0 || features == 0)
-                return fail(err, PARAM ".num_feature", "%s.num_feature must be an integer from 1 to %u", PARAM,
+                return kiln_error_set(err, PARAM ".num_feature", "%s.num_feature must be an integer from 1 to %u", PARAM,
                             RISK_NODE_FEATURE_MASK);
         if (param_uint_opt(lmp, "num_class", 0, UINT32_MAX, &num_class) < 0 || num_class > 1)
-                return fail(err, PARAM ".num_class",
+                return kiln_error_set(err, PARAM ".num_class",
                             "%s.num_class must be 0 or 1: multi-class models are not supported", PARAM);
         if (param_uint_opt(lmp, "num_target", 1, UINT32_MAX, &num_target) < 0 || num_target > 1)
-                return fail(err, PARAM ".num_target",
+                return kiln_error_set(err, PARAM ".num_target",
                             "%s.num_target must be 1: multi-target models are not supported", PARAM);
         r = parse_base_score(member(lmp, "base_score"), &ret->base_score, &ret->base_margin, err);
         if (r < 0)
@@ -195,23 +180,23 @@ static int check_learner(const struct xj_value *root, struct model_src *ret, str
         ret->trees = member(model, "trees");
         info = member(model, "tree_info");
         if (!xj_is(ret->trees, XJ_ARRAY))
-                return fail(err, TREES, "%s must be an array", TREES);
+                return kiln_error_set(err, TREES, "%s must be an array", TREES);
         ret->n_trees = xj_size(ret->trees);
         if (ret->n_trees > UINT32_MAX)
-                return fail(err, TREES, "the model has more than %u trees", UINT32_MAX);
+                return kiln_error_set(err, TREES, "the model has more than %u trees", UINT32_MAX);
         if (!xj_is(info, XJ_ARRAY) || xj_size(info) != ret->n_trees)
-                return fail(err, BOOSTER ".model.tree_info", "%s.model.tree_info must be an array of %zu entries",
+                return kiln_error_set(err, BOOSTER ".model.tree_info", "%s.model.tree_info must be an array of %zu entries",
                             BOOSTER, ret->n_trees);
         for (size_t i = 0; i < ret->n_trees; i++) {
                 const struct xj_value *g = xj_at(info, i);
                 if (!xj_is(g, XJ_INT) || g->i != 0)
-                        return fail(err, BOOSTER ".model.tree_info",
+                        return kiln_error_set(err, BOOSTER ".model.tree_info",
                                     "tree %zu belongs to an output group other than 0: only one output is supported",
                                     i);
         }
         if (param_uint_opt(member(model, "gbtree_model_param"), "num_trees", ret->n_trees, UINT32_MAX,
                            &num_trees) < 0 || num_trees != ret->n_trees)
-                return fail(err, BOOSTER ".model.gbtree_model_param.num_trees",
+                return kiln_error_set(err, BOOSTER ".model.gbtree_model_param.num_trees",
                             "gbtree_model_param.num_trees does not match the %zu trees", ret->n_trees);
         ret->n_features = (uint32_t)features;
         return 0;
@@ -223,11 +208,11 @@ struct tree_src {
         size_t n;
 };
 
-static int tree_fail(struct kiln_object_error *err, size_t t, const char *name, const char *fmt, ...)
+static int tree_fail(struct kiln_error *err, size_t t, const char *name, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
 
-/* fail() with the field "learner.gradient_booster.model.trees[t].name". */
-static int tree_fail(struct kiln_object_error *err, size_t t, const char *name, const char *fmt, ...)
+/* kiln_error_set() with the field "learner.gradient_booster.model.trees[t].name". */
+static int tree_fail(struct kiln_error *err, size_t t, const char *name, const char *fmt, ...)
 {
         va_list ap;
 
@@ -254,7 +239,7 @@ static bool has_categorical(const struct xj_value *tree, const char *key, bool a
         return false;
 }
 
-static int tree_arrays(const struct xj_value *tree, size_t t, struct tree_src *ret, struct kiln_object_error *err)
+static int tree_arrays(const struct xj_value *tree, size_t t, struct tree_src *ret, struct kiln_error *err)
 {
         static const char *const names[] = { "left_children", "right_children", "split_indices",
                                              "split_conditions", "default_left" };
@@ -312,7 +297,7 @@ static bool int_at(const struct xj_value *a, size_t i, int64_t *ret)
 /* Checks one child reference of node o: a node of the tree other than the root, not
  * reached before. */
 static int check_child(const struct tree_src *s, size_t t, const char *name, uint32_t o, int64_t c,
-                       uint8_t *seen, struct kiln_object_error *err)
+                       uint8_t *seen, struct kiln_error *err)
 {
         if (c < 1 || (uint64_t)c >= s->n)
                 return tree_fail(err, t, name, "tree %zu: node %u's child %lld is not a node of the tree (1..%zu)", t,
@@ -329,7 +314,7 @@ static int check_child(const struct tree_src *s, size_t t, const char *name, uin
  * with child indices offset by `base`. `queue` and `seen` are scratch of s->n entries.
  * Returns the number of nodes reached, or -EINVAL. */
 static long long tree_walk(const struct tree_src *s, size_t t, uint32_t n_features, uint32_t *queue, uint8_t *seen,
-                           struct risk_node *out, uint32_t base, uint32_t *ret_depth, struct kiln_object_error *err)
+                           struct risk_node *out, uint32_t base, uint32_t *ret_depth, struct kiln_error *err)
 {
         uint32_t head = 0, tail = 1, level_end = 1, depth = 0;
 
@@ -388,7 +373,7 @@ static long long tree_walk(const struct tree_src *s, size_t t, uint32_t n_featur
 }
 
 /* Pass 1 checks every tree and counts its reachable nodes; pass 2 lays them out. */
-static int build(const struct model_src *m, struct risk_forest **ret, struct kiln_object_error *err)
+static int build(const struct model_src *m, struct risk_forest **ret, struct kiln_error *err)
 {
         struct tree_src *trees = calloc(m->n_trees ? m->n_trees : 1, sizeof(*trees));
         uint32_t *queue = NULL, *counts = calloc(m->n_trees ? m->n_trees : 1, sizeof(*counts));
@@ -428,7 +413,7 @@ static int build(const struct model_src *m, struct risk_forest **ret, struct kil
                 counts[t] = (uint32_t)n;
                 total += (uint64_t)n;
                 if (total >= UINT32_MAX) {
-                        rc = fail(err, TREES, "the model has more than %u nodes", UINT32_MAX - 1);
+                        rc = kiln_error_set(err, TREES, "the model has more than %u nodes", UINT32_MAX - 1);
                         goto out;
                 }
                 if (depth > max_depth)
@@ -461,7 +446,7 @@ out:
         return rc;
 }
 
-int risk_forest_compile(const void *json, size_t len, struct risk_forest **ret_forest, struct kiln_object_error *err)
+int risk_forest_compile(const void *json, size_t len, struct risk_forest **ret_forest, struct kiln_error *err)
 {
         struct model_src m = { 0 };
         struct xj_error je;
@@ -469,12 +454,12 @@ int risk_forest_compile(const void *json, size_t len, struct risk_forest **ret_f
         int rc;
 
         if (!json || len == 0)
-                return fail(err, "model", "the model is empty");
+                return kiln_error_set(err, "model", "the model is empty");
         rc = xj_parse(json, len, &doc, &je);
         if (rc == -ENOMEM)
                 return fail_nomem(err);
         if (rc < 0)
-                return fail(err, "model", "the model is not valid JSON: %s (line %d, column %d)", je.text, je.line,
+                return kiln_error_set(err, "model", "the model is not valid JSON: %s (line %d, column %d)", je.text, je.line,
                             je.column);
         rc = check_learner(xj_root(doc), &m, err);
         if (rc >= 0)
@@ -488,7 +473,7 @@ void risk_forest_free(struct risk_forest *f)
         free(f);
 }
 
-static int model_compile(const struct kiln_object_source *src, void **ret_snapshot, struct kiln_object_error *err)
+static int model_compile(const struct kiln_object_source *src, void **ret_snapshot, struct kiln_error *err)
 {
         struct risk_forest *f;
         int rc = risk_forest_compile(src->blob, src->blob_bytes, &f, err);
@@ -518,7 +503,7 @@ static void model_describe(const void *snapshot, struct kiln_object_info *ret_in
 /* A model upload is checked by compiling it: the scorer accepts exactly what
  * compiles. */
 static int model_validate(struct kiln_object_put *put, struct kiln_object_info *ret_info,
-                          struct kiln_object_error *err)
+                          struct kiln_error *err)
 {
         struct risk_forest *f;
         int rc = risk_forest_compile(put->blob, put->blob_bytes, &f, err);

@@ -32,7 +32,7 @@ extern const struct kiln_object_class risk_model_class;
  * risk_forest_free). Returns >= 0, -EINVAL with err filled when the model is refused,
  * or -ENOMEM. */
 int risk_forest_compile(const void *json, size_t len, struct risk_forest **ret_forest,
-                        struct kiln_object_error *err);
+                        struct kiln_error *err);
 
 /* Frees a forest from risk_forest_compile. Accepts NULL. */
 void risk_forest_free(struct risk_forest *f);

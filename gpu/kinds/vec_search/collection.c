@@ -9,22 +9,7 @@
 
 #include "vec_search/collection.h"
 
-/* Writes one error (field and sentence) and returns -EINVAL. */
-static int __attribute__((format(printf, 3, 4))) fail(struct kiln_object_error *err, const char *field,
-                                                      const char *fmt, ...)
-{
-        va_list ap;
-
-        if (err) {
-                snprintf(err->field, sizeof(err->field), "%s", field);
-                va_start(ap, fmt);
-                vsnprintf(err->message, sizeof(err->message), fmt, ap);
-                va_end(ap);
-        }
-        return -EINVAL;
-}
-
-static int fail_nomem(struct kiln_object_error *err, const char *field)
+static int fail_nomem(struct kiln_error *err, const char *field)
 {
         if (err) {
                 snprintf(err->field, sizeof(err->field), "%s", field);
@@ -76,16 +61,16 @@ const char *vec_row_problem(int code)
 
 /* The metric and dim of a meta, with an error naming what is wrong. */
 static int read_meta(const void *meta, size_t len, const char *field, enum kiln_metric *ret_metric, uint32_t *ret_dim,
-                     struct kiln_object_error *err)
+                     struct kiln_error *err)
 {
         const uint8_t *b = meta;
 
         if (!b || len != KILN_VEC_META_BYTES || b[0] != KILN_VEC_META_FORMAT || b[2] || b[3])
-                return fail(err, field, "%s is not a vec.collection meta (kiln_vec_meta_encode)", field);
+                return kiln_error_set(err, field, "%s is not a vec.collection meta (kiln_vec_meta_encode)", field);
         if (!kiln_metric_name((enum kiln_metric)b[1]))
-                return fail(err, "metric", "metric must be cosine, ip or l2");
+                return kiln_error_set(err, "metric", "metric must be cosine, ip or l2");
         if (kiln_vec_meta_decode(meta, len, ret_metric, ret_dim) < 0)
-                return fail(err, "vectors", "vectors must have 1 to %u columns (the dim)", KILN_VEC_DIM_MAX);
+                return kiln_error_set(err, "vectors", "vectors must have 1 to %u columns (the dim)", KILN_VEC_DIM_MAX);
         return 0;
 }
 
@@ -127,7 +112,7 @@ static const void *put_id(const void *ctx, size_t i, size_t *ret_len)
         return ids[i].data;
 }
 
-static int put_validate(struct kiln_object_put *put, struct kiln_object_info *ret_info, struct kiln_object_error *err)
+static int put_validate(struct kiln_object_put *put, struct kiln_object_info *ret_info, struct kiln_error *err)
 {
         enum kiln_metric metric = 0, current_metric;
         uint32_t dim = 0, current_dim;
@@ -142,31 +127,31 @@ static int put_validate(struct kiln_object_put *put, struct kiln_object_info *re
                 rc = read_meta(put->current_meta, put->current_meta_len, "collection", &current_metric, &current_dim,
                                err);
                 if (rc < 0)
-                        return fail(err, "collection", "the stored collection's meta cannot be read");
+                        return kiln_error_set(err, "collection", "the stored collection's meta cannot be read");
                 if (current_metric != metric)
-                        return fail(err, "metric", "the collection's metric is %s; this put names %s",
+                        return kiln_error_set(err, "metric", "the collection's metric is %s; this put names %s",
                                     kiln_metric_name(current_metric), kiln_metric_name(metric));
                 if (current_dim != dim)
-                        return fail(err, "vectors", "the collection's vectors have dim %u; these have %u", current_dim,
+                        return kiln_error_set(err, "vectors", "the collection's vectors have dim %u; these have %u", current_dim,
                                     dim);
         }
         if (put->n == 0 || !put->ids)
-                return fail(err, "ids", "ids must hold at least one id");
+                return kiln_error_set(err, "ids", "ids must hold at least one id");
         if (!put->rows || put->rows_bytes / sizeof(float) / dim != put->n ||
             put->rows_bytes != put->n * dim * sizeof(float))
-                return fail(err, "vectors", "vectors must be f32[%zu][%u] (one row per id), not %zu bytes", put->n,
+                return kiln_error_set(err, "vectors", "vectors must be f32[%zu][%u] (one row per id), not %zu bytes", put->n,
                             dim, put->rows_bytes);
         for (size_t i = 0; i < put->n; i++)
                 if (put->ids[i].len < 1 || put->ids[i].len > KILN_VEC_ID_MAX || !put->ids[i].data) {
                         char field[32];
                         snprintf(field, sizeof(field), "ids[%zu]", i);
-                        return fail(err, field, "%s must be 1 to %u bytes long, not %zu", field, KILN_VEC_ID_MAX,
+                        return kiln_error_set(err, field, "%s must be 1 to %u bytes long, not %zu", field, KILN_VEC_ID_MAX,
                                     put->ids[i].len);
                 } else if (memchr(put->ids[i].data, 0, put->ids[i].len)) {
                         /* A search answers ids as C strings in JSON text. */
                         char field[32];
                         snprintf(field, sizeof(field), "ids[%zu]", i);
-                        return fail(err, field, "%s holds a NUL character, which an id cannot hold", field);
+                        return kiln_error_set(err, field, "%s holds a NUL character, which an id cannot hold", field);
                 }
         perm = sort_ids(&view, put->n);
         if (!perm)
@@ -176,7 +161,7 @@ static int put_validate(struct kiln_object_put *put, struct kiln_object_info *re
                 if (vec_id_cmp(a->data, a->len, b->data, b->len) == 0) {
                         char field[32];
                         snprintf(field, sizeof(field), "ids[%zu]", perm[i]);
-                        rc = fail(err, field, "%s repeats ids[%zu]", field, perm[i - 1]);
+                        rc = kiln_error_set(err, field, "%s repeats ids[%zu]", field, perm[i - 1]);
                         break;
                 }
         }
@@ -189,7 +174,7 @@ static int put_validate(struct kiln_object_put *put, struct kiln_object_info *re
                 if (rc < 0) {
                         char field[32];
                         snprintf(field, sizeof(field), "vectors[%zu]", i);
-                        return fail(err, field, "%s %s", field, vec_row_problem(rc));
+                        return kiln_error_set(err, field, "%s %s", field, vec_row_problem(rc));
                 }
         }
         for (size_t i = 0; i < put->n; i++)
@@ -208,7 +193,7 @@ struct builder {
         size_t ids_len, ids_cap;
         bool sorted;
         bool failed;               /* add_item refused an item (err is filled) */
-        struct kiln_object_error *err;
+        struct kiln_error *err;
 };
 
 /* Room for `need` items: rows for need, id offsets for need + 1. */
@@ -261,10 +246,10 @@ static int add_item_checked(struct builder *b, const uint8_t *id, size_t id_len,
         size_t row_bytes = (size_t)b->dim * sizeof(float);
 
         if (id_len < 1 || id_len > KILN_VEC_ID_MAX)
-                return fail(b->err, "items", "item %llu has an id of %zu bytes; ids are 1 to %u bytes",
+                return kiln_error_set(b->err, "items", "item %llu has an id of %zu bytes; ids are 1 to %u bytes",
                             (unsigned long long)b->n, id_len, KILN_VEC_ID_MAX);
         if (size != row_bytes)
-                return fail(b->err, "items", "item %llu holds %zu bytes, not %u float32 values",
+                return kiln_error_set(b->err, "items", "item %llu holds %zu bytes, not %u float32 values",
                             (unsigned long long)b->n, size, b->dim);
         if (reserve(b, b->n + 1) < 0 || reserve_ids(b, id_len) < 0)
                 return fail_nomem(b->err, "items");
@@ -272,7 +257,7 @@ static int add_item_checked(struct builder *b, const uint8_t *id, size_t id_len,
                 const uint8_t *prev = b->ids + b->offs[b->n - 1];
                 int c = vec_id_cmp(prev, (size_t)(b->offs[b->n] - b->offs[b->n - 1]), id, id_len);
                 if (c == 0)
-                        return fail(b->err, "items", "item %llu repeats the id of the item before it",
+                        return kiln_error_set(b->err, "items", "item %llu repeats the id of the item before it",
                                     (unsigned long long)b->n);
                 if (c > 0)
                         b->sorted = false;
@@ -323,7 +308,7 @@ static int sort_builder(struct builder *b)
                 size_t len;
                 const void *id = built_id(b, perm[i], &len);
                 if (i > 0 && vec_id_cmp(ids + offs[i - 1], (size_t)(offs[i] - offs[i - 1]), id, len) == 0) {
-                        rc = fail(b->err, "items", "items %zu and %zu have the same id", perm[i - 1], perm[i]);
+                        rc = kiln_error_set(b->err, "items", "items %zu and %zu have the same id", perm[i - 1], perm[i]);
                         goto out;
                 }
                 memcpy(ids + offs[i], id, len);
@@ -349,7 +334,7 @@ out:
 }
 
 int vec_collection_compile(const struct kiln_object_source *src, struct vec_collection **ret_collection,
-                           struct kiln_object_error *err)
+                           struct kiln_error *err)
 {
         struct builder b = { .sorted = true, .err = err };
         struct vec_collection *c = NULL;
@@ -446,7 +431,7 @@ void vec_collection_free(struct vec_collection *c)
 }
 
 static int collection_compile(const struct kiln_object_source *src, void **ret_snapshot,
-                              struct kiln_object_error *err)
+                              struct kiln_error *err)
 {
         struct vec_collection *c;
         int rc = vec_collection_compile(src, &c, err);

@@ -58,7 +58,7 @@ extern const struct kiln_object_class vec_collection_class;
  * item of the wrong size, an id out of 1..256 bytes, a repeated id), -ENOMEM, or the
  * source's error. */
 int vec_collection_compile(const struct kiln_object_source *src, struct vec_collection **ret_collection,
-                           struct kiln_object_error *err);
+                           struct kiln_error *err);
 
 /* Frees a snapshot. Accepts NULL. */
 void vec_collection_free(struct vec_collection *c);

@@ -101,7 +101,7 @@ static void fake_init(struct fake *f, const char *params, enum kiln_priority pri
         memset(f, 0, sizeof(*f));
         f->params = calloc(1, kind->params_size);
         json_t *in = json_loads(params, 0, NULL), *canonical = NULL;
-        struct kiln_param_error perr;
+        struct kiln_error perr;
         assert_int_equal(kiln_params_validate(kind, in, &canonical, f->params, &perr), 0);
         json_decref(in);
         json_decref(canonical);

@@ -36,7 +36,7 @@ static json_t *parse(const char *text)
 
 /* Converts `text` with `spec`; returns the error code, the array and its data. */
 static int lift(const struct kiln_input_spec *spec, const char *text, struct kiln_array *ret, void **ret_data,
-                struct kiln_param_error *err)
+                struct kiln_error *err)
 {
         json_t *v = parse(text);
         char field[64];
@@ -51,7 +51,7 @@ static void reject(const struct kiln_input_spec *spec, const char *text, int cod
 {
         struct kiln_array a;
         void *data = NULL;
-        struct kiln_param_error err = { "", "" };
+        struct kiln_error err = { "", "" };
 
         assert_int_equal(lift(spec, text, &a, &data, &err), code);
         assert_null(data);
@@ -154,7 +154,7 @@ static void test_json_arrays_over_the_limit_are_refused(void **state)
         json_t *v = parse("[[1, 2, 3], [4, 5, 6]]");
         struct kiln_array a;
         void *data = NULL;
-        struct kiln_param_error err;
+        struct kiln_error err;
 
         assert_int_equal(kiln_input_from_json(&rows_spec, v, "params.rows", 23, &a, &data, &err), -E2BIG);
         assert_string_equal(err.message, "params.rows holds 24 bytes as f32, over the limit of 23");
@@ -197,7 +197,7 @@ static void test_inputs_lift_from_params(void **state)
         json_t *params = parse("{\"threshold\":0.5,\"rows\":[[1,2],[3,4],[5,6]]}");
         struct kiln_array in[KILN_MAX_INPUTS];
         void *data[KILN_MAX_INPUTS];
-        struct kiln_param_error err;
+        struct kiln_error err;
         struct kiln_error kerr;
 
         assert_int_equal(kiln_inputs_from_params(&score_kind, params, 1 << 20, in, data, &err), 1);

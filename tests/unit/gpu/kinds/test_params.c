@@ -101,7 +101,7 @@ static char *dump(const json_t *j)
 /* Validates `text` for `kind` and expects success; returns the canonical object. */
 static json_t *accept_params(const struct kiln_kind *kind, const char *text, void *typed)
 {
-        struct kiln_param_error err = { .field = "" };
+        struct kiln_error err = { .field = "" };
         json_t *in = parse(text), *out = NULL;
         int r = kiln_params_validate(kind, in, &out, typed, &err);
 
@@ -116,7 +116,7 @@ static json_t *accept_params(const struct kiln_kind *kind, const char *text, voi
  * (or any message when NULL); checks that nothing was written to the outputs. */
 static void reject_params(const struct kiln_kind *kind, const char *text, const char *field, const char *message)
 {
-        struct kiln_param_error err = { .field = "" };
+        struct kiln_error err = { .field = "" };
         json_t *in = parse(text), *out = (json_t *)&err;
         unsigned char typed[256];
 
@@ -303,7 +303,7 @@ static void test_params_that_are_not_an_object_are_rejected(void **state)
 
 static void test_null_params_count_as_empty(void **state)
 {
-        struct kiln_param_error err = { .field = "" };
+        struct kiln_error err = { .field = "" };
         json_t *out = NULL;
 
         assert_int_equal(kiln_params_validate(&kiln_kind_lens_nfw, NULL, &out, NULL, &err), -EINVAL);
@@ -491,7 +491,7 @@ static void test_lens_nfw_maps_are_stored_as_bits(void **state)
 
 static void test_every_builtin_kind_passes_the_schema_check(void **state)
 {
-        struct kiln_param_error err;
+        struct kiln_error err;
 
         for (size_t i = 0; kiln_kinds[i]; i++) {
                 int r = kiln_params_schema_check(kiln_kinds[i], &err);
@@ -520,7 +520,7 @@ static void test_schema_check_finds_unusable_storage(void **state)
         };
         struct kiln_kind k = { .name = "bad.kind", .params = wrong_size, .params_size = sizeof(struct bad_params),
                                .run_cpu = toy_run };
-        struct kiln_param_error err;
+        struct kiln_error err;
 
         assert_int_equal(kiln_params_schema_check(&k, &err), -EINVAL);
         assert_string_equal(err.field, "params.n");
@@ -568,7 +568,7 @@ static void test_object_param_must_be_a_required_string(void **state)
         static const int some_class; /* any address: the check does not look inside */
         struct kiln_kind k = { .name = "obj.kind", .params = schema, .params_size = 1, .run_cpu = toy_run,
                                .object = (const struct kiln_object_class *)&some_class, .object_param = "model" };
-        struct kiln_param_error err;
+        struct kiln_error err;
 
         assert_int_equal(kiln_params_schema_check(&k, &err), 0);
         k.object_param = "collection";

@@ -52,7 +52,7 @@ static struct risk_forest *forest(const char *name)
         size_t len;
         void *json = slurp(name, ".json", &len);
         struct risk_forest *f = NULL;
-        struct kiln_object_error err;
+        struct kiln_error err;
 
         assert_int_equal(risk_forest_compile(json, len, &f, &err), 0);
         free(json);
@@ -87,7 +87,7 @@ static int run(const struct risk_params *p, const struct kiln_array *a, const st
 
 static void test_schema_is_valid_and_names_builtins(void **state)
 {
-        struct kiln_param_error err;
+        struct kiln_error err;
         json_t *schema = kiln_params_schema_json(K);
         json_t *model = json_array_get(schema, 0);
 
@@ -394,7 +394,7 @@ static void test_json_rows_and_builtin_names(void **state)
         json_t *in = json_loads("{\"model\":\"altman-z2\",\"rows\":[[0.5,-0.25,1e30,null]]}", 0, NULL);
         json_t *canonical = NULL;
         struct risk_params p;
-        struct kiln_param_error err;
+        struct kiln_error err;
         struct kiln_array arrays[KILN_MAX_INPUTS];
         void *data[KILN_MAX_INPUTS];
         const float want[4] = { 0.5f, -0.25f, 1e30f, NAN };

@@ -53,7 +53,7 @@ static void *slurp(const char *name, const char *suffix, size_t *ret_len)
 
 static struct risk_forest *compile_file(const char *name, const char *suffix)
 {
-        struct kiln_object_error err = { 0 };
+        struct kiln_error err = { 0 };
         struct risk_forest *f = NULL;
         size_t len;
         void *json = slurp(name, suffix, &len);
@@ -209,7 +209,7 @@ static void test_trees_are_laid_out_breadth_first(void **state)
 /* The generic class interface gives the same forest and describes it. */
 static void test_class_validates_compiles_and_describes(void **state)
 {
-        struct kiln_object_error err = { 0 };
+        struct kiln_error err = { 0 };
         struct kiln_object_info info = { 0 };
         size_t len;
         void *json = slurp("exact_d3_t10", ".json", &len);
@@ -285,7 +285,7 @@ static void test_unsupported_models_are_refused_naming_the_field(void **state)
                 char name[64];
                 size_t len;
                 void *json;
-                struct kiln_object_error err = { 0 };
+                struct kiln_error err = { 0 };
                 struct kiln_object_info info = { .trees = 77 };
                 struct risk_forest *f = NULL;
                 struct kiln_object_put put;
@@ -308,7 +308,7 @@ static void test_unsupported_models_are_refused_naming_the_field(void **state)
 
 static void test_the_refusal_names_what_is_unsupported(void **state)
 {
-        struct kiln_object_error err = { 0 };
+        struct kiln_error err = { 0 };
         struct risk_forest *f = NULL;
         size_t len;
         void *json = slurp("refuse_dart", ".json", &len);
@@ -344,7 +344,7 @@ static void test_nonfinite_statistics_are_ignored(void **state)
 
 static void test_empty_upload_is_refused(void **state)
 {
-        struct kiln_object_error err = { 0 };
+        struct kiln_error err = { 0 };
         struct risk_forest *f = NULL;
 
         assert_int_equal(risk_forest_compile(NULL, 0, &f, &err), -EINVAL);

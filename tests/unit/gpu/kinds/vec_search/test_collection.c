@@ -58,7 +58,7 @@ static int items_foreach(void *ctx, kiln_object_item_cb cb, void *userdata)
         return 0;
 }
 
-static struct vec_collection *compile_items(enum kiln_metric metric, struct items *it, struct kiln_object_error *err,
+static struct vec_collection *compile_items(enum kiln_metric metric, struct items *it, struct kiln_error *err,
                                             int *ret_rc)
 {
         uint8_t meta[KILN_VEC_META_BYTES];
@@ -138,7 +138,7 @@ static void test_cosine_puts_are_normalised_in_place(void **state)
         uint8_t meta[KILN_VEC_META_BYTES];
         struct kiln_object_put put = make_put(KILN_METRIC_COSINE, 2, meta, ids, 4, rows);
         struct kiln_object_info info = { 0 };
-        struct kiln_object_error err = { 0 };
+        struct kiln_error err = { 0 };
 
         assert_int_equal(vec_collection_class.validate(&put, &info, &err), 0);
         assert_int_equal(info.count, 4);
@@ -163,7 +163,7 @@ static void test_ip_and_l2_puts_are_stored_as_given(void **state)
                 uint8_t meta[KILN_VEC_META_BYTES];
                 struct kiln_object_put put = make_put(metrics[k], 2, meta, ids, 2, rows);
                 struct kiln_object_info info;
-                struct kiln_object_error err;
+                struct kiln_error err;
 
                 memcpy(copy, rows, sizeof(rows));
                 assert_int_equal(vec_collection_class.validate(&put, &info, &err), 0);
@@ -173,10 +173,10 @@ static void test_ip_and_l2_puts_are_stored_as_given(void **state)
 }
 
 /* Runs validate on a put and checks it is refused naming `field`; returns err. */
-static struct kiln_object_error refused(struct kiln_object_put *put, const char *field)
+static struct kiln_error refused(struct kiln_object_put *put, const char *field)
 {
         struct kiln_object_info info = { .count = 99 };
-        struct kiln_object_error err = { 0 };
+        struct kiln_error err = { 0 };
 
         assert_int_equal(vec_collection_class.validate(put, &info, &err), -EINVAL);
         if (strcmp(err.field, field) != 0)
@@ -192,7 +192,7 @@ static void test_rows_that_cannot_be_scored_are_refused(void **state)
         uint8_t meta[KILN_VEC_META_BYTES];
         float rows[6], copy[6];
         struct kiln_object_put put;
-        struct kiln_object_error err;
+        struct kiln_error err;
 
         /* NaN in the last row: nothing is normalised, not even the good rows before it. */
         memcpy(rows, (float[]){ 3, 4, 1, 1, 2, NAN }, sizeof(rows));
@@ -262,7 +262,7 @@ static void test_bad_ids_are_refused_naming_the_index(void **state)
         {
                 float r4[8] = { 0 };
                 struct kiln_object_id ids[] = { id_of("q"), id_of("p"), id_of("z"), id_of("p") };
-                struct kiln_object_error err;
+                struct kiln_error err;
                 put = make_put(KILN_METRIC_L2, 2, meta, ids, 4, r4);
                 err = refused(&put, "ids[3]");
                 assert_non_null(strstr(err.message, "ids[1]"));
@@ -283,7 +283,7 @@ static void test_shapes_metas_and_collection_mismatches_are_refused(void **state
         float rows[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
         uint8_t meta[KILN_VEC_META_BYTES], current[KILN_VEC_META_BYTES];
         struct kiln_object_put put;
-        struct kiln_object_error err;
+        struct kiln_error err;
 
         put = make_put(KILN_METRIC_IP, 4, meta, ids, 2, rows);
         put.rows_bytes -= 4;
@@ -349,7 +349,7 @@ static void test_snapshot_holds_ids_in_byte_order(void **state)
         static const size_t sorted_len[] = { 2, 1, 1, 2, 2, 2, 1, 1 };
         static const size_t shuffled[] = { 6, 3, 0, 7, 1, 5, 2, 4 };
         float rows[8 * 3];
-        struct kiln_object_error err = { 0 };
+        struct kiln_error err = { 0 };
         size_t store_order[8];
         int rc;
 
@@ -404,7 +404,7 @@ static void test_compile_through_the_class_and_describe(void **state)
         struct kiln_object_source src = { .meta = meta, .meta_len = sizeof(meta), .count = 2,
                                           .foreach_items = items_foreach, .ctx = &it };
         struct kiln_object_info info;
-        struct kiln_object_error err;
+        struct kiln_error err;
         void *snap = NULL;
 
         assert_string_equal(vec_collection_class.name, "vec.collection");
@@ -449,7 +449,7 @@ static void test_bad_stored_items_are_refused(void **state)
         static const struct kiln_object_id ids[] = { { "a", 1 }, { "b", 1 }, { "a", 1 } };
         static const struct kiln_object_id empty[] = { { "a", 1 }, { "", 0 } };
         float rows[6] = { 0 };
-        struct kiln_object_error err = { 0 };
+        struct kiln_error err = { 0 };
         struct items it = { .ids = ids, .rows = rows, .dim = 2, .n = 3, .fail_at = -1 };
         uint8_t meta[KILN_VEC_META_BYTES];
         struct kiln_object_source src = { .meta = meta, .meta_len = sizeof(meta), .count = 2,

@@ -25,7 +25,7 @@ static const struct kiln_kind *kind = &kiln_kind_vec_search;
 static struct vec_search_params params_of(const char *json)
 {
         struct vec_search_params p;
-        struct kiln_param_error err;
+        struct kiln_error err;
         json_t *in = json_loads(json, 0, NULL), *canonical = NULL;
 
         assert_non_null(in);
@@ -44,7 +44,7 @@ static void test_schema_defaults_k_and_refuses_what_is_out_of_range(void **state
                 { "{\"collection\":\"c\",\"k\":2.5}", "params.k" },
                 { "{\"collection\":7}", "params.collection" },
         };
-        struct kiln_param_error err;
+        struct kiln_error err;
         struct vec_search_params p = params_of("{\"collection\":\"docs\"}");
         json_t *canonical = NULL;
 
@@ -238,7 +238,7 @@ static void test_ids_come_back_as_the_same_strings(void **state)
         vec_collection_free(c);
         /* A NUL inside an id is refused at put. */
         oid[2] = (struct kiln_object_id){ "a\0b", 3 };
-        struct kiln_object_error oerr;
+        struct kiln_error oerr;
         assert_int_equal(vec_collection_class.validate(&put, &info, &oerr), -EINVAL);
         assert_string_equal(oerr.field, "ids[2]");
 }
@@ -303,7 +303,7 @@ static void test_inline_queries_are_the_same_input(void **state)
         json_t *params = json_loads("{\"collection\":\"c\",\"queries\":[[0.5,-1.25,3],[0.001,7,0]]}", 0, NULL);
         struct kiln_array arr[KILN_MAX_INPUTS];
         void *data[KILN_MAX_INPUTS];
-        struct kiln_param_error err;
+        struct kiln_error err;
 
         assert_int_equal(kiln_inputs_from_params(kind, params, 1 << 20, arr, data, &err), 1);
         assert_string_equal(arr[0].name, "queries");
