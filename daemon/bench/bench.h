@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "hdr.h"
 
 enum bench_scenario {
@@ -61,6 +63,13 @@ struct bench_opts {
  * before the run. Returns >= 0, or -EINVAL for a dim out of range or a name that
  * does not fit. */
 int bench_vec_target(const char *collection, uint32_t dim);
+
+/* One request before the load starts (setup.c): connects, says hello, sends
+ * `request` (a new reference, stolen) and returns its reply (a new reference), or
+ * NULL with err filled. */
+json_t *bench_setup_ask(const struct bench_opts *o, json_t *request, char *err, size_t size);
+/* A reply's "op", "" when it has none. */
+const char *bench_reply_op(const json_t *m);
 
 /* vec: asks the server at o->url (vec.info, vec_setup.c) for o->collection's dim
  * and sets the target. Returns >= 0, or -errno with a sentence in err. */
