@@ -7,6 +7,7 @@ reference kilnd that is never killed.
 """
 import asyncio
 import datetime
+import os
 import signal
 import time
 import unittest
@@ -14,7 +15,7 @@ import unittest
 import numpy as np
 import websockets
 
-from kiln_fixture import Client, Kilnd, decode_frame
+from kiln_fixture import Client, Kilnd, decode_frame, encode_frame
 
 BURST = 300
 BURST_GRID = 256
@@ -239,6 +240,61 @@ class DurabilityTest(unittest.TestCase):
         self.assertGreaterEqual(iso_ms(st["finished"]), restarted_ms,
                                 "the interrupted job must have run (again) after the restart")
         self.assert_same_results(got, [job], [params], "interrupted by kill -9")
+
+    def test_a_job_recovered_after_kill9_runs_with_its_stored_input(self):
+        # The input comes only as a binary part: after kill -9 the restarted kilnd
+        # must run the job from the input stored with its record. ft06's bound (52)
+        # is below its optimum (55), so the search runs its whole time limit and is
+        # still running when it is killed.
+        k = self.start(KILN_CPU_THREADS="1")
+        with open(os.path.join(os.path.dirname(__file__), "..", "bench", "jobshop", "instances", "ft06.txt")) as f:
+            text = f.read()
+        nums = [int(x) for x in text.split()]
+        n, m = nums[0], nums[1]
+        jobs = [[(nums[2 + 2 * (j * m + i)], nums[3 + 2 * (j * m + i)]) for i in range(m)] for j in range(n)]
+        params = {"time_limit_ms": 2000, "seed": 9, "walks": 1}
+
+        async def submit_and_kill():
+            c = await Client.connect(k.url)
+            payload = text.encode()
+            await c.ws.send(encode_frame({"ref": 1, "part": "instance", "dtype": "bytes",
+                                          "shape": [len(payload)]}, payload))
+            acc = await c.call({"op": "submit", "kind": "sched.jobshop", "params": params, "ref": 1})
+            self.assertEqual(acc["op"], "accepted", acc)
+            self.kill9_now()
+            return acc["job"]
+
+        job = self.run_async(submit_and_kill())
+        self.reap_killed()
+        restarted_ms = int(time.time() * 1000)
+        self.restart()
+
+        async def after():
+            c = await Client.connect(k.url)
+            await c.call({"op": "watch", "job": job})
+            done, _, _ = await c.read_done(job, timeout=60)
+            st = await c.call({"op": "status", "job": job})
+            await c.close()
+            return done, st
+        done, st = self.run_async(after())
+        self.assertEqual(done["state"], "done", done)
+        self.assertGreaterEqual(iso_ms(st["finished"]), restarted_ms, "the job must have run after the restart")
+        r = done["result"]
+        # A valid schedule of exactly the submitted instance: job order kept, no
+        # machine overlap, the makespan its end.
+        end, busy = 0, {}
+        for j, ops in enumerate(jobs):
+            t = 0
+            for i, (machine, dur) in enumerate(ops):
+                start = r["starts"][j][i]
+                self.assertGreaterEqual(start, t)
+                for a, b in busy.get(machine, []):
+                    self.assertTrue(start + dur <= a or start >= b, (machine, start, a, b))
+                busy.setdefault(machine, []).append((start, start + dur))
+                t = start + dur
+            end = max(end, t)
+        self.assertEqual(r["makespan"], end)
+        self.assertGreaterEqual(r["makespan"], 55)
 
     def test_finished_result_is_kept_across_kill9(self):
         k = self.start()
