@@ -6,18 +6,12 @@
 // page, and screenshots at laptop and tablet sizes.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { LAPTOP, TABLET, openPage, shot } from './browser.mjs';
 import { startKilnd } from './kilnd.mjs';
 
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const ARTEFACTS = process.env.E2E_ARTEFACTS || join(process.cwd(), 'artefacts');
 const INSTANCES = join(process.cwd(), '..', 'bench', 'jobshop', 'instances');
-const LAPTOP = { width: 1366, height: 768 };
-const TABLET = { width: 820, height: 1180 };
-const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'];
 
 let kilnd, browser, page;
 const problems = [];
@@ -62,34 +56,14 @@ async function misdrawn(selector, jobs, starts, span) {
   }));
 }
 
-async function shot(name, viewport) {
-  await page.setViewportSize(viewport);
-  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
-  await page.evaluate(() => window.scrollTo(0, 0));
-  await page.screenshot({ path: join(ARTEFACTS, `${name}-${viewport === TABLET ? 'tablet' : 'laptop'}.png`), fullPage: true });
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
-  assert.ok(overflow <= 0, `${name} overflows horizontally by ${overflow}px at ${viewport.width}px`);
-}
-
 describe('the Schedule page', () => {
   const ft06 = readFileSync(join(INSTANCES, 'ft06.txt'), 'utf8');
   const la02 = readFileSync(join(INSTANCES, 'la02.txt'), 'utf8');
   let jobHref;
 
   before(async () => {
-    mkdirSync(ARTEFACTS, { recursive: true });
     kilnd = await startKilnd();
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
-    const context = await browser.newContext({ viewport: LAPTOP });
-    page = await context.newPage();
-    page.setDefaultTimeout(30000);
-    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-    page.on('console', (m) => {
-      if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) problems.push(`console: ${m.text()}`);
-    });
-    page.on('websocket', (ws) => ws.on('framesent', (f) => {
-      if (typeof f.payload !== 'string') sentBinary.push(Buffer.from(f.payload));
-    }));
+    ({ browser, page } = await openPage(problems, sentBinary));
   });
 
   after(async () => {
@@ -132,8 +106,8 @@ describe('the Schedule page', () => {
     const jobs = orlib(ft06);
     assert.deepEqual([jobs[j][k][0], jobs[j][k][1]], [mach, d]);
     assert.equal(e - s, d);
-    await shot('jobshop', LAPTOP);
-    await shot('jobshop', TABLET);
+    await shot(page, 'jobshop', LAPTOP);
+    await shot(page, 'jobshop', TABLET);
     await page.setViewportSize(LAPTOP);
     jobHref = await page.locator('.jobshop-result a', { hasText: 'Open the job' }).getAttribute('href');
   });
@@ -192,6 +166,6 @@ describe('the Schedule page', () => {
     assert.equal(end, 55);
     await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
     assert.deepEqual(await misdrawn('.jobshop-card .gantt-canvas', jobs, starts, 55), []);
-    await shot('jobshop-job', LAPTOP);
+    await shot(page, 'jobshop-job', LAPTOP);
   });
 });

@@ -6,17 +6,9 @@
 // refusal shown on the field; the scores on the job's page; screenshots.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { LAPTOP, TABLET, openPage, shot } from './browser.mjs';
 import { startKilnd } from './kilnd.mjs';
 
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const ARTEFACTS = process.env.E2E_ARTEFACTS || join(process.cwd(), 'artefacts');
-const LAPTOP = { width: 1366, height: 768 };
-const TABLET = { width: 820, height: 1180 };
-const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'];
 
 let kilnd, browser, page;
 const problems = [];
@@ -78,32 +70,12 @@ async function tableRows(scope) {
     rows.map((tr) => [...tr.children].map((td) => td.textContent)));
 }
 
-async function shot(name, viewport) {
-  await page.setViewportSize(viewport);
-  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
-  await page.evaluate(() => window.scrollTo(0, 0));
-  await page.screenshot({ path: join(ARTEFACTS, `${name}-${viewport === TABLET ? 'tablet' : 'laptop'}.png`), fullPage: true });
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
-  assert.ok(overflow <= 0, `${name} overflows horizontally by ${overflow}px at ${viewport.width}px`);
-}
-
 describe('the Risk page', () => {
   let jobHref;
 
   before(async () => {
-    mkdirSync(ARTEFACTS, { recursive: true });
     kilnd = await startKilnd();
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
-    const context = await browser.newContext({ viewport: LAPTOP });
-    page = await context.newPage();
-    page.setDefaultTimeout(30000);
-    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-    page.on('console', (m) => {
-      if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) problems.push(`console: ${m.text()}`);
-    });
-    page.on('websocket', (ws) => ws.on('framesent', (f) => {
-      if (typeof f.payload !== 'string') sentBinary.push(Buffer.from(f.payload));
-    }));
+    ({ browser, page } = await openPage(problems, sentBinary));
     await page.goto(kilnd.url + '/#/');
     await putModel('stump', stumpModel(3));
   });
@@ -145,8 +117,8 @@ describe('the Risk page', () => {
     assert.deepEqual([header.part, header.dtype, header.shape], ['rows', 'f32', [3, 4]]);
     assert.equal(frame.subarray(8 + hl).readFloatLE(4 * 4), Math.fround(-0.2));
     jobHref = await page.locator('.risk-out a', { hasText: 'Open the job' }).getAttribute('href');
-    await shot('risk', LAPTOP);
-    await shot('risk', TABLET);
+    await shot(page, 'risk', LAPTOP);
+    await shot(page, 'risk', TABLET);
     await page.setViewportSize(LAPTOP);
   });
 
@@ -192,6 +164,6 @@ describe('the Risk page', () => {
     assert.deepEqual((await tableRows('.risk-card')).map((r) => r[2]), ['grey', 'distress', 'safe']);
     assert.equal(await page.locator('.risk-card svg.risk-hist').count(), 1);
     assert.equal(await page.locator('.map-card, canvas.map').count(), 0);
-    await shot('risk-job', LAPTOP);
+    await shot(page, 'risk-job', LAPTOP);
   });
 });

@@ -6,17 +6,9 @@
 // the answers on the job's page; screenshots at laptop and tablet sizes.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { LAPTOP, TABLET, openPage, shot } from './browser.mjs';
 import { startKilnd } from './kilnd.mjs';
 
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const ARTEFACTS = process.env.E2E_ARTEFACTS || join(process.cwd(), 'artefacts');
-const LAPTOP = { width: 1366, height: 768 };
-const TABLET = { width: 820, height: 1180 };
-const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'];
 
 let kilnd, browser, page;
 const problems = [];
@@ -64,32 +56,12 @@ async function answersOn(scope) {
     [...t.querySelectorAll('tbody tr')].map((tr) => [tr.children[1].textContent, Number(tr.children[2].textContent)])));
 }
 
-async function shot(name, viewport) {
-  await page.setViewportSize(viewport);
-  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
-  await page.evaluate(() => window.scrollTo(0, 0));
-  await page.screenshot({ path: join(ARTEFACTS, `${name}-${viewport === TABLET ? 'tablet' : 'laptop'}.png`), fullPage: true });
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
-  assert.ok(overflow <= 0, `${name} overflows horizontally by ${overflow}px at ${viewport.width}px`);
-}
-
 describe('the Search page', () => {
   let jobHref;
 
   before(async () => {
-    mkdirSync(ARTEFACTS, { recursive: true });
     kilnd = await startKilnd();
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
-    const context = await browser.newContext({ viewport: LAPTOP });
-    page = await context.newPage();
-    page.setDefaultTimeout(30000);
-    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-    page.on('console', (m) => {
-      if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) problems.push(`console: ${m.text()}`);
-    });
-    page.on('websocket', (ws) => ws.on('framesent', (f) => {
-      if (typeof f.payload !== 'string') sentBinary.push(Buffer.from(f.payload));
-    }));
+    ({ browser, page } = await openPage(problems, sentBinary));
     await page.goto(kilnd.url + '/#/');
     await putCollection('docs', 'ip', [[1, 0, 0], [0, 1, 0], [2, 0, 0], [1, 1, 0], [-1, 0, 0]], ['a', 'b', 'c', 'd', 'e']);
     await putCollection('unit', 'cosine', [[1, 0], [0, 1]], ['x', 'y']);
@@ -132,8 +104,8 @@ describe('the Search page', () => {
     const body = frame.subarray(8 + hl);
     assert.deepEqual([0, 1, 2].map((i) => body.readFloatLE(4 * i)), [1, 0, 0]);
     jobHref = await page.locator('.vec-out a', { hasText: 'Open the job' }).getAttribute('href');
-    await shot('vec', LAPTOP);
-    await shot('vec', TABLET);
+    await shot(page, 'vec', LAPTOP);
+    await shot(page, 'vec', TABLET);
     await page.setViewportSize(LAPTOP);
   });
 
@@ -174,6 +146,6 @@ describe('the Search page', () => {
     await page.locator('.vec-card table.vec-answer').waitFor();
     assert.deepEqual(await answersOn('.vec-card'), [[['c', 2], ['a', 1], ['d', 1], ['b', 0]]]);
     assert.equal(await page.locator('.map-card, canvas.map').count(), 0);
-    await shot('vec-job', LAPTOP);
+    await shot(page, 'vec-job', LAPTOP);
   });
 });
