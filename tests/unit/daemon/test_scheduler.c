@@ -52,7 +52,10 @@ static void s_release(void *ctx, struct sched_item *it)
 
 static void s_started(void *ctx, struct sched_item *it, int64_t now_ms)
 {
+        pthread_mutex_lock(&lock);
         atomic_fetch_add(&container_of(it, struct fake, it)->started, 1);
+        pthread_cond_broadcast(&changed);
+        pthread_mutex_unlock(&lock);
 }
 
 static void s_progress(void *ctx, struct sched_item *it, int pct, const struct kiln_value *values, int n)
@@ -169,8 +172,10 @@ static void test_higher_priorities_run_first(void **state)
         fake_init(&normal, tiny, KILN_PRIO_NORMAL);
         fake_init(&critical, tiny, KILN_PRIO_CRITICAL);
         sched_push(s, &busy.it);
+        pthread_mutex_lock(&lock);
         while (!atomic_load(&busy.started))
-                usleep(100);
+                pthread_cond_wait(&changed, &lock);
+        pthread_mutex_unlock(&lock);
         sched_push(s, &low.it);
         sched_push(s, &normal.it);
         sched_push(s, &critical.it);
