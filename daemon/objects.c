@@ -1,5 +1,5 @@
 /* Stored objects as kilnd uses them: versions, compiled snapshots, work off the
- * loop, the tenant index (see objects.h). */
+ * loop (see objects.h). */
 #include "objects.h"
 
 #include <errno.h>
@@ -19,10 +19,6 @@
 #define WORKERS 2
 #define KEY_MAX (STORE_OBJECT_TENANT_MAX + 1 + STORE_OBJECT_CLASS_MAX + 1 + STORE_OBJECT_NAME_MAX)
 
-/* The tenant index (objects.h): no token can name a tenant with a space. */
-#define INDEX_TENANT "kiln objects"
-#define INDEX_CLASS "kiln.tenants"
-#define INDEX_NAME "all"
 
 static const struct kiln_object_class *const classes[] = { &risk_model_class, &vec_collection_class };
 
@@ -191,7 +187,6 @@ struct objects {
 
         /* loop thread */
         struct vmap versions;        /* key -> current version */
-        struct vmap tenants;         /* tenant -> 1: in the index */
 
         /* snapshots, under lock */
         pthread_mutex_t lock;
@@ -618,66 +613,6 @@ void objects_stop(struct objects *o)
         o->n_threads = 0;
 }
 
-/* ---- the tenant index ---- */
-
-struct index_req {
-        struct store_op op;
-        struct mail mail;
-        struct store_object_item item;
-        struct objects *o;
-        struct storeq *q;
-        void (*done)(void *userdata, int status);
-        void *userdata;
-        char tenant[STORE_OBJECT_TENANT_MAX + 1];
-};
-
-static void on_indexed_mail(struct mail *m)
-{
-        struct index_req *x = container_of(m, struct index_req, mail);
-        int status = x->op.status;
-
-        storeq_answered(x->q);
-        store_object_info_clear(&x->op.object_info);
-        if (status >= 0 && vmap_set(&x->o->tenants, x->tenant, strlen(x->tenant), 1) < 0)
-                status = -ENOMEM;
-        x->done(x->userdata, status);
-        free(x);
-}
-
-static void on_indexed(struct store_op *op)
-{
-        struct index_req *x = container_of(op, struct index_req, op);
-        x->mail.fn = on_indexed_mail;
-        mailbox_post(x->o->mb, &x->mail);
-}
-
-int objects_index_tenant(struct objects *o, struct storeq *q, const char *tenant,
-                         void (*done)(void *userdata, int status), void *userdata)
-{
-        size_t len = strnlen(tenant, STORE_OBJECT_TENANT_MAX + 1);
-
-        if (!len || len > STORE_OBJECT_TENANT_MAX)
-                return -EINVAL;
-        if (vmap_get(&o->tenants, tenant, len))
-                return 1;
-        struct index_req *x = calloc(1, sizeof(*x));
-        if (!x)
-                return -ENOMEM;
-        x->o = o;
-        x->q = q;
-        x->done = done;
-        x->userdata = userdata;
-        memcpy(x->tenant, tenant, len);
-        x->item = (struct store_object_item){ .id = (const uint8_t *)x->tenant, .id_len = len };
-        x->op.type = STORE_OP_OBJECT_ITEMS_PUT;
-        x->op.object = (struct store_object_ref){ .tenant = INDEX_TENANT, .cls = INDEX_CLASS, .name = INDEX_NAME };
-        x->op.items = &x->item;
-        x->op.n_items = 1;
-        x->op.done = on_indexed;
-        storeq_submit_loop(q, &x->op);
-        return 0;
-}
-
 /* ---- model meta ---- */
 
 void objects_model_meta_encode(uint64_t trees, uint32_t features, uint8_t ret_meta[OBJECTS_MODEL_META_BYTES])
@@ -709,64 +644,30 @@ int objects_model_meta_decode(const void *meta, size_t len, uint64_t *ret_trees,
 
 /* ---- start and stop ---- */
 
-struct tenant_list {
-        char (*v)[STORE_OBJECT_TENANT_MAX + 1];
-        size_t n, cap;
-};
-
-static int collect_tenant(const uint8_t *id, size_t id_len, const uint8_t *data, size_t size, void *userdata)
+/* One stored object's current version into the table (objects of classes this
+ * daemon does not know are left out). */
+static int note_version(const struct store_object_ref *ref, uint64_t version, void *userdata)
 {
-        struct tenant_list *l = userdata;
+        struct objects *o = userdata;
+        char key[KEY_MAX];
+        size_t klen;
 
-        (void)data;
-        (void)size;
-        if (id_len < 1 || id_len > STORE_OBJECT_TENANT_MAX || memchr(id, 0, id_len))
-                return 0; /* not a tenant name any object can have */
-        if (l->n == l->cap) {
-                size_t cap = l->cap ? l->cap * 2 : 16;
-                void *v = realloc(l->v, cap * sizeof(*l->v));
-                if (!v)
-                        return -ENOMEM;
-                l->v = v;
-                l->cap = cap;
-        }
-        memcpy(l->v[l->n], id, id_len);
-        l->v[l->n][id_len] = '\0';
-        l->n++;
-        return 0;
+        if (!objects_class_find(ref->cls))
+                return 0;
+        klen = key_make(key, ref->tenant, ref->cls, ref->name);
+        return klen ? vmap_set(&o->versions, key, klen, version) : 0;
 }
 
-/* Reads the index, then every indexed tenant's objects of every class. */
+/* Every stored object's current version, in one read transaction. */
 static int load_versions(struct objects *o)
 {
-        struct store_object_ref index = { .tenant = INDEX_TENANT, .cls = INDEX_CLASS, .name = INDEX_NAME };
-        struct tenant_list tl = { 0 };
         struct store_txn *t;
-        int r;
+        int r = store_txn_begin(o->store, false, &t);
 
-        r = store_txn_begin(o->store, false, &t);
         if (r < 0)
                 return r;
-        r = store_object_items_foreach(t, &index, collect_tenant, &tl);
-        if (r == -ENOENT)
-                r = 0; /* no tenant ever stored an object */
-        for (size_t i = 0; r >= 0 && i < tl.n; i++) {
-                r = vmap_set(&o->tenants, tl.v[i], strlen(tl.v[i]), 1);
-                for (size_t c = 0; r >= 0 && c < sizeof(classes) / sizeof(classes[0]); c++) {
-                        struct store_object_info *infos = NULL;
-                        size_t n = 0;
-                        r = store_object_list(t, tl.v[i], classes[c]->name, &infos, &n);
-                        for (size_t k = 0; r >= 0 && k < n; k++) {
-                                char key[KEY_MAX];
-                                size_t klen = key_make(key, tl.v[i], classes[c]->name, infos[k].name);
-                                if (klen)
-                                        r = vmap_set(&o->versions, key, klen, infos[k].version);
-                        }
-                        store_object_infos_free(infos, n);
-                }
-        }
+        r = store_object_foreach(t, note_version, o);
         store_txn_abort(t);
-        free(tl.v);
         return r;
 }
 
@@ -815,7 +716,6 @@ void objects_free(struct objects *o)
                 }
         }
         vmap_clear(&o->versions);
-        vmap_clear(&o->tenants);
         pthread_mutex_destroy(&o->lock);
         pthread_cond_destroy(&o->loaded);
         pthread_mutex_destroy(&o->wlock);

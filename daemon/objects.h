@@ -4,7 +4,8 @@
  * validate and compile them. This module is what sits between them and the daemon:
  *
  *  - Versions. The version of every object current now, known on the loop thread
- *    without touching the store: read once at start (objects_new), then kept in step
+ *    without touching the store: read once at start (objects_new walks every stored
+ *    object, store_object_foreach), then kept in step
  *    by the object ops, which call objects_changed after each committed change. A
  *    job binds to the version current when it is submitted (objects_version).
  *
@@ -22,17 +23,9 @@
  *    collection's rows), then posts the caller's mail back to the loop
  *    (objects_work_submit).
  *
- *  - The tenant index. The store lists objects per tenant, and nothing else knows
- *    which tenants exist (tokens come and go), so this module keeps, in the store, an
- *    index of the tenants that ever stored an object: the object "all" of class
- *    "kiln.tenants" in the reserved tenant "kiln objects" (a tenant name with a
- *    space, which no token can carry), with one empty item per tenant. A tenant is
- *    indexed, durably, before its first object is stored (objects_index_tenant), so
- *    objects_new finds every object there is.
- *
  * Threads: objects_new, objects_stop and objects_free on the main thread (before
- * and after the loop); objects_version, objects_changed, objects_index_tenant and
- * the mails on the loop thread; objects_acquire and objects_release on any thread
+ * and after the loop); objects_version, objects_changed and the mails on
+ * the loop thread; objects_acquire and objects_release on any thread
  * but the loop (they may wait for a compile); objects_work_submit anywhere. */
 #pragma once
 
@@ -52,9 +45,8 @@ struct kiln_object;
  * (vec_collection_class). NULL for any other name. */
 const struct kiln_object_class *objects_class_find(const char *name);
 
-/* At start (main thread, before the loop): reads the tenant index and the current
- * version of every object of every indexed tenant from the store (one read
- * transaction), and starts the worker threads. `mb` is where finished work is
+/* At start (main thread, before the loop): reads the current version of every
+ * stored object (one read transaction, store_object_foreach), and starts the worker threads. `mb` is where finished work is
  * posted; both are borrowed and must outlive the result. Returns >= 0, or -errno
  * (the store's, -ENOMEM, or pthread's). */
 int objects_new(struct store *store, struct mailbox *mb, struct objects **ret);
@@ -136,17 +128,6 @@ struct objects_work {
 
 /* Queues w (FIFO over the workers). Any thread. */
 void objects_work_submit(struct objects *o, struct objects_work *w);
-
-/* ---- the tenant index (loop thread) ---- */
-
-/* Makes sure `tenant` is in the index before the caller stores its first object.
- * Returns 1 when it already is (done is not called); 0 when an index change was
- * submitted through q, in which case done(userdata, status) runs on the loop thread
- * once the store answered (status >= 0: indexed and committed; < 0: -errno, nothing
- * of that tenant may be stored now); or -ENOMEM / -EINVAL (a tenant name the store
- * cannot key). */
-int objects_index_tenant(struct objects *o, struct storeq *q, const char *tenant,
-                         void (*done)(void *userdata, int status), void *userdata);
 
 /* ---- model meta ----
  *

@@ -7,8 +7,7 @@
  *
  *   put:    loop -> a worker (objects_work_submit: the class validates the upload,
  *           which for a model parses all of its JSON and for a collection checks and
- *           normalises every row) -> loop -> [the tenant index, once per tenant]
- *           -> the store writer (the change, committed with the limits checked in
+ *           normalises every row) -> loop -> the store writer (the change, committed with the limits checked in
  *           its transaction) -> loop: objects_changed, then the reply.
  *   others: loop -> the store writer -> loop: the reply.
  *
@@ -347,31 +346,6 @@ static void ask_store(struct obj_req *r, enum store_op_type type)
 
 /* ---- puts: validated on a worker, then stored ---- */
 
-static void store_put(struct obj_req *r)
-{
-        ask_store(r, is_model(r) ? STORE_OP_OBJECT_PUT : STORE_OP_OBJECT_ITEMS_PUT);
-}
-
-static void on_tenant_indexed(void *userdata, int status)
-{
-        struct obj_req *r = userdata;
-
-        if (r->d->quit || !session_find(r->d, r->session_id)) {
-                req_free(r); /* nobody to acknowledge it to: nothing is stored */
-                return;
-        }
-        if (status == -ENOSPC) {
-                req_fail(r, KERR_UNAVAILABLE, NULL, "the object store is full (store.map_size_gb); nothing was stored");
-                return;
-        }
-        if (status < 0) {
-                log_error("cannot add tenant %s to the object index: %s", r->tenant, strerror(-status));
-                req_fail(r, KERR_INTERNAL, NULL, "the object store failed: %s", strerror(-status));
-                return;
-        }
-        store_put(r);
-}
-
 static void on_validated(struct mail *m)
 {
         struct obj_req *r = container_of(m, struct obj_req, work.mail);
@@ -396,11 +370,7 @@ static void on_validated(struct mail *m)
                 objects_model_meta_encode(r->info.trees, r->info.features, r->meta);
                 r->meta_len = OBJECTS_MODEL_META_BYTES;
         }
-        int k = objects_index_tenant(d->objects, d->storeq, r->tenant, on_tenant_indexed, r);
-        if (k == 1)
-                store_put(r);
-        else if (k < 0)
-                req_fail(r, KERR_INTERNAL, NULL, "cannot index tenant %s: %s", r->tenant, strerror(-k));
+        ask_store(r, is_model(r) ? STORE_OP_OBJECT_PUT : STORE_OP_OBJECT_ITEMS_PUT);
 }
 
 /* Worker: the whole XGBoost JSON parsed and compiled once, to refuse what the scorer

@@ -397,6 +397,14 @@ int store_object_items_foreach(struct store_txn *t, const struct store_object_re
                                          void *userdata),
                                void *userdata);
 
+/* Calls cb for every object of every tenant and class, in key order, with its
+ * (tenant, class, name) (strings valid during the call) and current version; a cb
+ * returning < 0 stops the walk with that value. For loading the versions at start.
+ * Returns >= 0 or -errno. */
+int store_object_foreach(struct store_txn *t,
+                         int (*cb)(const struct store_object_ref *o, uint64_t version, void *userdata),
+                         void *userdata);
+
 /* Lists the tenant's objects of class `cls` in name byte order: a new array of *ret_n
  * infos (free with store_object_infos_free; NULL when none). Returns >= 0 or -errno. */
 int store_object_list(struct store_txn *t, const char *tenant, const char *cls, struct store_object_info **ret,

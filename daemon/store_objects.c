@@ -424,6 +424,46 @@ int store_object_blob_get(struct store_txn *t, const struct store_object_ref *o,
         return 0;
 }
 
+/* Walks every object; see store.h. */
+int store_object_foreach(struct store_txn *t,
+                         int (*cb)(const struct store_object_ref *o, uint64_t version, void *userdata),
+                         void *userdata)
+{
+        MDB_cursor *c;
+        MDB_val key, val;
+        int rc, r;
+
+        if (t->err < 0)
+                return t->err;
+        r = store_mdb_errno(mdb_cursor_open(t->txn, t->s->objects, &c));
+        if (r < 0)
+                return r;
+        for (rc = mdb_cursor_get(c, &key, &val, MDB_FIRST); rc == 0 && r >= 0;
+             rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
+                /* "tenant NUL class NUL name": copied with a NUL after the name. */
+                char k[STORE_MAX_KEY + 1];
+                struct object_header h;
+                if (key.mv_size > STORE_MAX_KEY) {
+                        r = -EIO;
+                        break;
+                }
+                memcpy(k, key.mv_data, key.mv_size);
+                k[key.mv_size] = '\0';
+                char *cls = memchr(k, 0, key.mv_size), *name = cls ? memchr(cls + 1, 0, key.mv_size - (size_t)(cls + 1 - k)) : NULL;
+                if (!name || (r = header_parse(&val, &h)) < 0) {
+                        r = r < 0 ? r : -EIO;
+                        break;
+                }
+                free(h.meta);
+                struct store_object_ref o = { .tenant = k, .cls = cls + 1, .name = name + 1 };
+                r = cb(&o, h.version, userdata);
+        }
+        if (r >= 0 && rc != 0 && rc != MDB_NOTFOUND)
+                r = store_mdb_errno(rc);
+        mdb_cursor_close(c);
+        return r < 0 ? r : 0;
+}
+
 /* Lists a tenant's objects of one class; see store.h. */
 int store_object_list(struct store_txn *t, const char *tenant, const char *cls, struct store_object_info **ret,
                       size_t *ret_n)

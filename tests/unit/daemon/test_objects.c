@@ -1,5 +1,5 @@
-/* Unit tests for daemon/objects.c: the versions kilnd knows on its loop thread, the
- * tenant index that lets it find them at start, compiled snapshots shared by
+/* Unit tests for daemon/objects.c: the versions kilnd knows on its loop thread (read
+ * from every stored object at start), compiled snapshots shared by
  * (tenant, class, name, version), their eviction, and the worker pool. A real LMDB
  * store in a scratch directory, the real store writer and the real classes. */
 #include <stdarg.h>
@@ -128,41 +128,6 @@ static void drop(struct store *s, const char *tenant, const char *cls, const cha
         assert_int_equal(store_txn_commit(t), 0);
 }
 
-struct indexed {
-        int calls, status;
-};
-
-static void on_indexed(void *userdata, int status)
-{
-        struct indexed *x = userdata;
-        x->calls++;
-        x->status = status;
-}
-
-/* Indexes `tenant` through objects_index_tenant and the real writer: the writer's
- * stop finishes what was queued, so the mail is in the mailbox when it returns. */
-static void index_tenant(struct store *s, struct mailbox *mb, struct objects *o, const char *tenant)
-{
-        struct store_writer *w;
-        struct storeq *q;
-        struct indexed x = { 0 };
-
-        assert_int_equal(store_writer_start(s, &w), 0);
-        assert_int_equal(storeq_new(w, &q), 0);
-        assert_int_equal(objects_index_tenant(o, q, tenant, on_indexed, &x), 0);
-        assert_int_equal(storeq_in_flight(q), 1);
-        storeq_flush(q);
-        store_writer_stop(w);
-        mailbox_drain(mb);
-        assert_int_equal(x.calls, 1);
-        assert_true(x.status >= 0);
-        assert_int_equal(storeq_in_flight(q), 0);
-        /* Indexed now: the next first put of this tenant needs no round trip. */
-        assert_int_equal(objects_index_tenant(o, q, tenant, on_indexed, &x), 1);
-        assert_int_equal(x.calls, 1);
-        storeq_free(q);
-}
-
 struct env {
         struct fixture *f;
         struct mailbox *mb;
@@ -203,14 +168,12 @@ static void restart(struct env *e)
 
 /* ---- versions ---- */
 
-static void test_versions_of_indexed_tenants_are_seen_at_start(void **state)
+static void test_versions_of_every_stored_object_are_seen_at_start(void **state)
 {
         struct env *e = *state;
         char *json = model_json(2, 3, 0.25f);
 
         assert_int_equal(objects_version(e->o, T, MODEL, "m"), 0);
-        index_tenant(e->f->s, e->mb, e->o, T);
-        index_tenant(e->f->s, e->mb, e->o, "globex");
         put_model(e->f->s, T, "m", json);
         uint64_t vm = put_model(e->f->s, T, "m", json);
         uint64_t vc = put_rows(e->f->s, T, "c", 3, 4, 1.0f);
@@ -238,28 +201,22 @@ static void test_versions_of_indexed_tenants_are_seen_at_start(void **state)
         free(json);
 }
 
-static void test_objects_of_an_unindexed_tenant_are_not_seen(void **state)
+static void test_objects_of_classes_it_does_not_know_are_left_out(void **state)
 {
         struct env *e = *state;
+        struct store_object_ref ref = { .tenant = T, .cls = "other.class", .name = "x" };
+        struct store_object_item item = { .id = (const uint8_t *)"a", .id_len = 1, .data = (const uint8_t *)"z", .size = 1 };
+        struct store_object_info info;
+        struct store_txn *t;
 
-        /* Stored without its tenant being indexed first: the contract is broken, and
-         * the object is invisible after a restart. This is why the ops index first. */
-        put_rows(e->f->s, "unindexed", "c", 1, 2, 0.0f);
+        assert_int_equal(store_txn_begin(e->f->s, true, &t), 0);
+        assert_int_equal(store_object_items_put(t, &ref, NULL, 0, &item, 1, NULL, 1, &info), 0);
+        assert_int_equal(store_txn_commit(t), 0);
+        store_object_info_clear(&info);
+        uint64_t vc = put_rows(e->f->s, T, "c", 1, 2, 0.0f);
         restart(e);
-        assert_int_equal(objects_version(e->o, "unindexed", COLL, "c"), 0);
-}
-
-static void test_index_refuses_names_the_store_cannot_key(void **state)
-{
-        struct env *e = *state;
-        struct indexed x = { 0 };
-        char tenant[80];
-
-        memset(tenant, 't', sizeof(tenant) - 1);
-        tenant[sizeof(tenant) - 1] = '\0';
-        assert_int_equal(objects_index_tenant(e->o, NULL, tenant, on_indexed, &x), -EINVAL);
-        assert_int_equal(objects_index_tenant(e->o, NULL, "", on_indexed, &x), -EINVAL);
-        assert_int_equal(x.calls, 0);
+        assert_int_equal(objects_version(e->o, T, "other.class", "x"), 0);
+        assert_int_equal(objects_version(e->o, T, COLL, "c"), vc);
 }
 
 static void test_changed_records_new_versions_and_deletions(void **state)
@@ -622,9 +579,8 @@ static void test_classes_are_found_by_name(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_versions_of_indexed_tenants_are_seen_at_start, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_objects_of_an_unindexed_tenant_are_not_seen, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_index_refuses_names_the_store_cannot_key, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_versions_of_every_stored_object_are_seen_at_start, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_objects_of_classes_it_does_not_know_are_left_out, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_changed_records_new_versions_and_deletions, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_acquire_compiles_a_collection_once_and_shares_it, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_acquire_compiles_a_model, setup, teardown),
