@@ -206,18 +206,46 @@ void result_blob_write_range(const struct result_blob *b, uint8_t *dst, size_t o
         }
 }
 
-/* One part header of a blob at *off; advances *off past its data. */
-static int parse_part(const uint8_t *blob, size_t size, size_t *off, struct kiln_part *p)
+size_t result_blob_part_offset(const struct result_blob *b, int i)
 {
-        if (size - *off < 4)
+        /* seg[0] is the head, then a header segment and a data segment per part */
+        size_t off = 0;
+        for (int k = 0; k < 2 + 2 * i && k < b->n; k++)
+                off += b->seg[k].len;
+        return off;
+}
+
+/* Reads [off, off + len) of the blob into dst; -EIO when out of the blob's size. */
+static int blob_read(result_read_fn read, void *opaque, uint64_t size, uint64_t off, void *dst, size_t len)
+{
+        if (off > size || len > size - off)
                 return -EIO;
-        uint32_t n = get_u32(blob + *off);
+        return read(opaque, off, dst, len) < 0 ? -EIO : 0;
+}
+
+/* One part header of a blob at *off; advances *off past its data, whose offset goes
+ * into *ret_data. */
+static int parse_part(result_read_fn read, void *opaque, uint64_t size, uint64_t *off, struct kiln_part *p,
+                      uint64_t *ret_data)
+{
+        uint8_t b4[8];
+        if (blob_read(read, opaque, size, *off, b4, 4) < 0)
+                return -EIO;
+        uint32_t n = get_u32(b4);
         *off += 4;
-        if (size - *off < (size_t)n + 8)
+        if (n > 65536)
                 return -EIO;
-        json_t *h = json_loadb((const char *)blob + *off, n, 0, NULL);
+        char *text = malloc(n ? n : 1);
+        if (!text)
+                return -ENOMEM;
+        if (blob_read(read, opaque, size, *off, text, n) < 0 || blob_read(read, opaque, size, *off + n, b4, 8) < 0) {
+                free(text);
+                return -EIO;
+        }
+        json_t *h = json_loadb(text, n, 0, NULL);
+        free(text);
         *off += n;
-        uint64_t bytes = get_u32(blob + *off) | (uint64_t)get_u32(blob + *off + 4) << 32;
+        uint64_t bytes = get_u32(b4) | (uint64_t)get_u32(b4 + 4) << 32;
         *off = pad8(*off + 8);
         const char *name = json_string_value(json_object_get(h, "name"));
         json_t *shape = json_object_get(h, "shape");
@@ -232,8 +260,9 @@ static int parse_part(const uint8_t *blob, size_t size, size_t *off, struct kiln
                 for (int k = 0; k < p->ndim; k++)
                         p->shape[k] = (uint64_t)json_integer_value(json_array_get(shape, (size_t)k));
                 p->bytes = bytes;
-                p->data = (void *)(blob + *off);
+                p->data = NULL;
                 p->borrowed = true;
+                *ret_data = *off;
                 *off += bytes;
                 r = 0;
         }
@@ -241,22 +270,33 @@ static int parse_part(const uint8_t *blob, size_t size, size_t *off, struct kiln
         return r;
 }
 
-int result_blob_parse(const uint8_t *blob, size_t size, struct kiln_result *ret)
+int result_blob_parse_with(result_read_fn read, void *opaque, uint64_t size, struct kiln_result *ret,
+                           uint64_t ret_offsets[KILN_MAX_PARTS])
 {
+        uint8_t head[12];
         memset(ret, 0, sizeof(*ret));
-        if (size < 12 || memcmp(blob, blob_magic, 4) || get_u32(blob + 4) < BLOB_VERSION_MIN ||
-            get_u32(blob + 4) > BLOB_VERSION)
+        if (blob_read(read, opaque, size, 0, head, 12) < 0 || memcmp(head, blob_magic, 4) ||
+            get_u32(head + 4) < BLOB_VERSION_MIN || get_u32(head + 4) > BLOB_VERSION)
                 return -EIO;
-        uint32_t n = get_u32(blob + 8);
-        size_t off = 12;
-        if (size - off < (size_t)n + 4)
+        uint32_t n = get_u32(head + 8);
+        uint64_t off = 12;
+        if (size - off < (uint64_t)n + 4)
                 return -EIO;
-        json_t *sc = json_loadb((const char *)blob + off, n, 0, NULL);
+        char *text = malloc((size_t)n + 4);
+        if (!text)
+                return -ENOMEM;
+        if (blob_read(read, opaque, size, off, text, (size_t)n + 4) < 0) {
+                free(text);
+                return -EIO;
+        }
+        json_t *sc = json_loadb(text, n, 0, NULL);
+        uint32_t n_parts = get_u32((const uint8_t *)text + n);
+        free(text);
         if (!json_is_object(sc)) {
                 json_decref(sc);
                 return -EIO;
         }
-        off += n;
+        off += (uint64_t)n + 4;
         const char *key;
         json_t *v;
         int r = 0;
@@ -264,21 +304,40 @@ int result_blob_parse(const uint8_t *blob, size_t size, struct kiln_result *ret)
                 if (r >= 0)
                         r = add_value(ret, key, v);
         json_decref(sc);
-        if (r < 0)
-                goto bad;
-        uint32_t n_parts = get_u32(blob + off);
-        off += 4;
-        if (n_parts > KILN_MAX_PARTS)
+        if (r < 0 || n_parts > KILN_MAX_PARTS)
                 goto bad;
         for (uint32_t i = 0; i < n_parts; i++) {
-                if (parse_part(blob, size, &off, &ret->parts[i]) < 0)
+                r = parse_part(read, opaque, size, &off, &ret->parts[i], &ret_offsets[i]);
+                if (r < 0)
                         goto bad;
                 ret->n_parts = (int)i + 1;
         }
         return 0;
 bad:
-        kiln_result_clear(ret); /* the values' texts; the parts are borrowed */
-        return -EIO;
+        kiln_result_clear(ret); /* the values' texts; the parts hold no data */
+        return r == -ENOMEM ? -ENOMEM : -EIO;
+}
+
+struct mem_blob {
+        const uint8_t *p;
+};
+
+static int mem_read(void *opaque, uint64_t off, void *dst, size_t len)
+{
+        memcpy(dst, ((struct mem_blob *)opaque)->p + off, len);
+        return 0;
+}
+
+int result_blob_parse(const uint8_t *blob, size_t size, struct kiln_result *ret)
+{
+        struct mem_blob m = { .p = blob };
+        uint64_t offsets[KILN_MAX_PARTS];
+        int r = result_blob_parse_with(mem_read, &m, size, ret, offsets);
+        if (r < 0)
+                return r == -ENOMEM ? r : -EIO;
+        for (int i = 0; i < ret->n_parts; i++)
+                ret->parts[i].data = (void *)(blob + offsets[i]);
+        return 0;
 }
 
 /* ---- the done message ---- */

@@ -34,6 +34,20 @@ size_t result_blob_size(const struct result_blob *b);
 /* Writes bytes [offset, offset + len) of the blob into dst (len within the size). */
 void result_blob_write_range(const struct result_blob *b, uint8_t *dst, size_t offset, size_t len);
 
+/* Where part i's data begins in the blob (i < the result's n_parts). */
+size_t result_blob_part_offset(const struct result_blob *b, int i);
+
+/* Copies [offset, offset + len) of a blob into dst; returns >= 0 or -errno. */
+typedef int (*result_read_fn)(void *opaque, uint64_t offset, void *dst, size_t len);
+
+/* Parses a blob of `size` bytes that is read through `read` (a stored result read
+ * piece by piece): the values as result_blob_parse, the parts' names, types, shapes
+ * and sizes with no data (data NULL), and where each part's data begins in
+ * ret_offsets. Only the headers are read, never the part data. Returns >= 0, -EIO for
+ * a malformed or unreadable blob, or -ENOMEM (ret is then empty). */
+int result_blob_parse_with(result_read_fn read, void *opaque, uint64_t size, struct kiln_result *ret,
+                           uint64_t ret_offsets[KILN_MAX_PARTS]);
+
 /* Parses a blob into *ret (which must be empty): the values are copied with the
  * types JSON gives them (an integer is KILN_V_INT, a number with a fraction or
  * exponent KILN_V_NUM, an array or object KILN_V_JSON), the parts point into

@@ -257,10 +257,71 @@ static void test_done_text_of_a_failed_job(void **state)
         free(text);
 }
 
+/* A reader that counts what it was asked for, over an encoded blob. */
+struct counting_reader {
+        const uint8_t *blob;
+        size_t read_bytes;
+};
+
+static int counting_read(void *opaque, uint64_t off, void *dst, size_t len)
+{
+        struct counting_reader *c = opaque;
+        memcpy(dst, c->blob + off, len);
+        c->read_bytes += len;
+        return 0;
+}
+
+static int failing_read(void *opaque, uint64_t off, void *dst, size_t len)
+{
+        return -ENOENT;
+}
+
+/* Parsing through a reader finds the parts' offsets (those result_blob_part_offset
+ * gives the writer) without reading their data. */
+static void test_parse_with_reads_headers_only(void **state)
+{
+        struct kiln_result r, back;
+        make_result(&r);
+        /* a big part: reading it would show in the count */
+        uint64_t shape[1] = { 100000 };
+        struct kiln_part *big = kiln_result_add_part(&r, "big", KILN_DTYPE_F32, 1, shape);
+        assert_non_null(big);
+        memset(big->data, 0x5a, big->bytes);
+        char *scalars = result_scalars_text(&r);
+        struct result_blob *b = NULL;
+        assert_int_equal(result_blob_new(&r, scalars, &b), 0);
+        size_t n;
+        uint8_t *buf = encode(&r, &n);
+        struct counting_reader c = { .blob = buf };
+        uint64_t offsets[KILN_MAX_PARTS];
+        assert_int_equal(result_blob_parse_with(counting_read, &c, n, &back, offsets), 0);
+        assert_int_equal(back.n_parts, 3);
+        assert_true(c.read_bytes < 1024);
+        for (int i = 0; i < 3; i++) {
+                assert_null(back.parts[i].data);
+                assert_int_equal(offsets[i], result_blob_part_offset(b, i));
+                assert_int_equal(back.parts[i].bytes, r.parts[i].bytes);
+                assert_memory_equal(buf + offsets[i], r.parts[i].data, r.parts[i].bytes);
+        }
+        assert_string_equal(back.parts[2].name, "big");
+        assert_int_equal(back.n_scalars, 3);
+        /* a reader that fails is an unreadable blob */
+        struct kiln_result none;
+        assert_int_equal(result_blob_parse_with(failing_read, NULL, n, &none, offsets), -EIO);
+        /* so is a size that cuts the last part short */
+        assert_int_equal(result_blob_parse_with(counting_read, &c, n - 1, &none, offsets), -EIO);
+        kiln_result_clear(&back);
+        result_blob_free(b);
+        free(scalars);
+        free(buf);
+        kiln_result_clear(&r);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_blob_round_trip),
+                cmocka_unit_test(test_parse_with_reads_headers_only),
                 cmocka_unit_test(test_blob_refuses_every_truncation),
                 cmocka_unit_test(test_typed_values_round_trip),
                 cmocka_unit_test(test_a_json_value_that_does_not_parse_is_null),
