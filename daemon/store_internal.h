@@ -30,3 +30,7 @@ void store_set_result_chunk(size_t bytes);
 /* Writes `size` raw bytes as the record of `id` in "jobs", bypassing the encoder (to
  * plant corrupt records). Returns >= 0 or -errno. */
 int store_record_put_raw(struct store_txn *t, const uint8_t id[16], const void *buf, size_t size);
+
+/* Deletes piece n of the result blob `blob` (to plant a blob with a piece missing).
+ * Returns >= 0, -ENOENT when there is no such piece, or -errno. */
+int store_result_piece_delete_raw(struct store_txn *t, const uint8_t blob[16], uint32_t n);

@@ -225,6 +225,180 @@ int store_result_get(struct store_txn *t, const uint8_t id[16], uint8_t **ret_da
         return store_pieces_get(t, t->s->results, id, 16, ret_data, ret_size);
 }
 
+/* Reads piece n of the value under k: -ENOENT when it is not there. The bytes live
+ * until the transaction ends (or its next write). */
+static int piece_get(struct store_txn *t, MDB_dbi dbi, struct piece_key *k, uint32_t n, MDB_val *ret)
+{
+        MDB_val key = piece_key(k, n);
+
+        return store_mdb_errno(mdb_get(t->txn, dbi, &key, ret));
+}
+
+/* The last piece of the value under k: its number and size. -ENOENT when the value
+ * has no piece. */
+static int piece_last(struct store_txn *t, MDB_dbi dbi, struct piece_key *k, uint32_t *ret_n, size_t *ret_size)
+{
+        MDB_val key = piece_key(k, UINT32_MAX), val;
+        MDB_cursor *c;
+        int rc;
+
+        rc = mdb_cursor_open(t->txn, dbi, &c);
+        if (rc)
+                return store_mdb_errno(rc);
+        rc = mdb_cursor_get(c, &key, &val, MDB_SET_RANGE);
+        if (rc == MDB_NOTFOUND)
+                rc = mdb_cursor_get(c, &key, &val, MDB_LAST);
+        else if (rc == 0 && !piece_of(&key, k))
+                rc = mdb_cursor_get(c, &key, &val, MDB_PREV);
+        if (rc == 0 && !piece_of(&key, k))
+                rc = MDB_NOTFOUND;
+        if (rc == 0) {
+                *ret_n = piece_number(&key);
+                *ret_size = val.mv_size;
+        }
+        mdb_cursor_close(c);
+        return store_mdb_errno(rc);
+}
+
+/* The size of the value under k, from its first and last pieces: every piece but the
+ * last is as long as the first (store_pieces_put), whatever piece size was in force
+ * when it was written. -ENOENT when absent. */
+static int pieces_size(struct store_txn *t, MDB_dbi dbi, struct piece_key *k, uint64_t *ret)
+{
+        MDB_val first;
+        uint32_t last;
+        size_t last_size;
+        int r;
+
+        r = piece_last(t, dbi, k, &last, &last_size);
+        if (r < 0)
+                return r;
+        if (last == 0) {
+                *ret = last_size;
+                return 0;
+        }
+        r = piece_get(t, dbi, k, 0, &first);
+        if (r < 0)
+                return r; /* the first piece is missing */
+        if (last_size > first.mv_size)
+                return -EIO;
+        *ret = (uint64_t)last * first.mv_size + last_size;
+        return 0;
+}
+
+/* Which blob answers for job `id`, and its size; see store.h. */
+int store_result_locate(struct store_txn *t, const uint8_t id[16], uint8_t ret_blob[16], uint64_t *ret_size)
+{
+        struct piece_key k;
+        const uint8_t *blob;
+        uint64_t size;
+        int r;
+
+        if (t->err < 0)
+                return t->err;
+        r = alias_resolve(t, id, &blob);
+        if (r < 0)
+                return r;
+        r = piece_key_init(&k, blob, 16);
+        if (r >= 0)
+                r = pieces_size(t, t->s->results, &k, &size);
+        if (r < 0)
+                return r;
+        memcpy(ret_blob, blob, 16);
+        *ret_size = size;
+        return 0;
+}
+
+/* Piece n of the value under k is not there: past its end (-EINVAL) when the last
+ * piece comes before n, else a piece missing from it (-ENOENT). */
+static int piece_missing(struct store_txn *t, MDB_dbi dbi, struct piece_key *k, uint32_t n)
+{
+        uint32_t last;
+        size_t last_size;
+        int r = piece_last(t, dbi, k, &last, &last_size);
+
+        if (r < 0)
+                return r;
+        return last < n ? -EINVAL : -ENOENT;
+}
+
+/* Copies bytes [offset, offset + len) of blob `blob`; see store.h. The stride is the
+ * size of the first piece (all but the last are that long), so a blob reads right
+ * whatever piece size it was written with. */
+int store_result_read(struct store_txn *t, const uint8_t blob[16], uint64_t offset, void *dst, size_t len)
+{
+        MDB_dbi dbi = t->s->results;
+        struct piece_key k;
+        MDB_val val;
+        uint64_t stride, n, in, size;
+        uint8_t *out = dst;
+        int r;
+
+        if (t->err < 0)
+                return t->err;
+        if (offset > UINT64_MAX - len)
+                return -EINVAL;
+        r = piece_key_init(&k, blob, 16);
+        if (r < 0)
+                return r;
+        r = piece_get(t, dbi, &k, 0, &val);
+        if (r < 0)
+                return r;
+        stride = val.mv_size;
+        if (len == 0) {
+                /* Nothing to copy: only whether offset is within [0, size]. */
+                if (offset <= stride)
+                        return 0;
+                r = pieces_size(t, dbi, &k, &size);
+                return r < 0 ? r : offset <= size ? 0 : -EINVAL;
+        }
+        if (stride == 0)
+                return -EINVAL; /* an empty value */
+        n = offset / stride;
+        in = offset % stride;
+        if (n > UINT32_MAX)
+                return -EINVAL;
+        while (len > 0) {
+                size_t c;
+
+                if (n > 0) {
+                        if (n > UINT32_MAX)
+                                return -EINVAL;
+                        r = piece_get(t, dbi, &k, (uint32_t)n, &val);
+                        if (r == -ENOENT)
+                                return piece_missing(t, dbi, &k, (uint32_t)n);
+                        if (r < 0)
+                                return r;
+                        if (val.mv_size > stride)
+                                return -EIO;
+                }
+                if (in >= val.mv_size)
+                        return -EINVAL; /* past the end of the (short) last piece */
+                c = val.mv_size - in < len ? (size_t)(val.mv_size - in) : len;
+                memcpy(out, (const uint8_t *)val.mv_data + in, c);
+                out += c;
+                len -= c;
+                if (len > 0 && val.mv_size < stride)
+                        return -EINVAL; /* only the last piece is short */
+                in = 0;
+                n++;
+        }
+        return 0;
+}
+
+/* Deletes one piece of a result blob; a test hook (store_internal.h). */
+int store_result_piece_delete_raw(struct store_txn *t, const uint8_t blob[16], uint32_t n)
+{
+        struct piece_key k;
+        MDB_val key;
+
+        if (t->err < 0)
+                return t->err;
+        piece_key_init(&k, blob, 16);
+        key = piece_key(&k, n);
+        return store_txn_result(t, mdb_del(t->txn, t->s->results, &key, NULL));
+}
+
 /* ---- shared result blobs: aliases and reference counts ---- */
 
 /* Holders of `blob`: jobs answering with it and cache entries (absent = 1). */
