@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "store_impl.h"
 
@@ -355,4 +356,83 @@ void store_txn_abort(struct store_txn *t)
                 return;
         mdb_txn_abort(t->txn);
         free(t);
+}
+
+/* ---- free room ---- */
+
+/* Pages listed on LMDB's freelist (the free DB, dbi 0) as of the read transaction
+ * `txn`: each value is an IDL whose first element is the number of pages it lists. */
+static int freelist_pages(MDB_txn *txn, uint64_t *ret)
+{
+        MDB_cursor *c;
+        MDB_val key, val;
+        uint64_t pages = 0;
+        int rc;
+
+        rc = mdb_cursor_open(txn, 0, &c);
+        if (rc)
+                return store_mdb_errno(rc);
+        while ((rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) == 0) {
+                size_t n, cap = val.mv_size / sizeof(size_t);
+                size_t first; /* pgno_t, size_t in LMDB 0.9 */
+
+                if (cap == 0)
+                        continue;
+                memcpy(&first, val.mv_data, sizeof(first));
+                n = first < cap - 1 ? (size_t)first : cap - 1;
+                pages += n;
+        }
+        mdb_cursor_close(c);
+        if (rc != MDB_NOTFOUND)
+                return store_mdb_errno(rc);
+        *ret = pages;
+        return 0;
+}
+
+/* Reports how much can still be written; see store.h. Pages on the freelist that an
+ * old read transaction still holds are counted as free although the writer cannot
+ * reuse them until that reader ends: read transactions here are short, so the error
+ * is brief. The freelist and the used end are read at slightly different moments
+ * (the walk in a read transaction, the end from the environment), close enough for a
+ * figure that admission checks once a second. */
+int store_room(struct store *s, struct store_room *ret)
+{
+        MDB_envinfo info;
+        MDB_stat st;
+        MDB_txn *txn;
+        struct stat fst;
+        struct statvfs vfs;
+        uint64_t free_pages, used, file_end, fs_free, grow;
+        int fd, r;
+
+        r = store_mdb_errno(mdb_env_stat(s->env, &st));
+        if (r >= 0)
+                r = store_mdb_errno(mdb_env_get_fd(s->env, &fd));
+        if (r < 0)
+                return r;
+        if (fstat(fd, &fst) < 0 || fstatvfs(fd, &vfs) < 0)
+                return -errno;
+        r = store_mdb_errno(mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn));
+        if (r < 0)
+                return r;
+        r = freelist_pages(txn, &free_pages);
+        mdb_txn_abort(txn);
+        if (r >= 0)
+                r = store_mdb_errno(mdb_env_info(s->env, &info));
+        if (r < 0)
+                return r;
+
+        used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+        file_end = (uint64_t)fst.st_size > used ? (uint64_t)fst.st_size : used;
+        fs_free = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+        /* Past the file's end the map can only grow as far as the file system lets it. */
+        grow = info.me_mapsize > file_end ? info.me_mapsize - file_end : 0;
+        *ret = (struct store_room){
+                .map_free = free_pages * st.ms_psize + (info.me_mapsize > used ? info.me_mapsize - used : 0),
+                .fs_free = fs_free,
+                .room = free_pages * st.ms_psize + (file_end - used) + (grow < fs_free ? grow : fs_free),
+                .map_size = info.me_mapsize,
+                .used = used,
+        };
+        return 0;
 }

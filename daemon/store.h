@@ -128,6 +128,25 @@ void store_close(struct store *s);
 /* Forces data to disk (mdb_env_sync(force=1)). Returns >= 0 or -errno. */
 int store_sync(struct store *s);
 
+/* How much the store can still take, so that new work can be refused before a full
+ * map or a full disk makes a write fail. */
+struct store_room {
+        uint64_t map_free;  /* bytes LMDB can still place in the map: its freelist's pages
+                             * + (map size - used end of the map) */
+        uint64_t fs_free;   /* bytes free to unprivileged users on the store's file system
+                             * (statvfs f_bavail * f_frsize) */
+        uint64_t room;      /* what can still be written: the freelist's pages, any file
+                             * beyond the used end, + min(map size - file end, fs_free) */
+        uint64_t map_size;  /* the map's size */
+        uint64_t used;      /* bytes of the map in use (its used end) */
+};
+/* Fills *ret (thread-safe, any thread; a short read transaction, a walk of LMDB's
+ * freelist, fstat and fstatvfs: cheap enough to call every second). Freelist pages
+ * still held by an old read transaction count as free. A value of many pages needs
+ * them contiguous (a result's piece: 16), so a fragmented freelist may take less
+ * than `room` says. Returns >= 0 or -errno. */
+int store_room(struct store *s, struct store_room *ret);
+
 int store_txn_begin(struct store *s, bool write, struct store_txn **ret);
 /* Commits (and frees) the transaction. On error the transaction is aborted. */
 int store_txn_commit(struct store_txn *t);
