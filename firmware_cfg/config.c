@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include "schema.h"
+#include "sysmem.h"
 
 enum source_kind { SOURCE_DEFAULT, SOURCE_FILE, SOURCE_ENV };
 
@@ -28,6 +29,7 @@ struct source {
 struct kiln_config_sources {
         struct source *keys;   /* kiln_cfg_n_keys entries, parallel to kiln_cfg_keys */
         struct source *batch;  /* KILN_CONFIG_MAX_BATCH_KINDS * kiln_cfg_n_batch_keys */
+        char memory_auto[1200]; /* how memory.max_bytes was worked out from 0; "" when set */
 };
 
 /* Where the reader is and what it reads into. */
@@ -110,9 +112,36 @@ static void batch_defaults(struct kiln_batch_config *b, const char *kind)
                                            b, msg, sizeof(msg));
 }
 
-/* Allocates a configuration with every key at its schema default and no [batch.KIND]
- * sections. Returns NULL only when out of memory. */
-struct kiln_config *kiln_config_new_defaults(void)
+/* memory.max_bytes = 0 ("auto"): half of the machine's memory or of its cgroup's
+ * limit, kept within the key's range, with the reason remembered for --print-config.
+ * A figure that was set is left alone. */
+static void resolve_memory(struct kiln_config *c)
+{
+        const struct kiln_cfg_key *k = kiln_cfg_find("memory", "max_bytes");
+        struct kiln_sysmem m;
+        char why[sizeof(c->sources->memory_auto) - 8];
+        uint64_t v;
+
+        c->sources->memory_auto[0] = '\0';
+        if (c->memory.max_bytes)
+                return;
+        if (kiln_sysmem_probe("", &m) < 0) {
+                v = k->min;
+                snprintf(why, sizeof(why), "the machine's memory is unknown: the least allowed");
+        } else {
+                v = kiln_sysmem_half(&m, why, sizeof(why));
+        }
+        if (v < k->min)
+                v = k->min;
+        if (v > k->max)
+                v = k->max;
+        c->memory.max_bytes = v;
+        snprintf(c->sources->memory_auto, sizeof(c->sources->memory_auto), "auto: %s", why);
+}
+
+/* Every key at its schema default, values still as the table has them (0 for
+ * memory.max_bytes). */
+static struct kiln_config *new_raw_defaults(void)
 {
         struct kiln_config *c = calloc(1, sizeof(*c));
         char msg[256];
@@ -135,6 +164,18 @@ struct kiln_config *kiln_config_new_defaults(void)
 fail:
         kiln_config_free(c);
         return NULL;
+}
+
+/* Allocates a configuration with every key at its schema default and no [batch.KIND]
+ * sections, memory.max_bytes worked out for this machine. Returns NULL only when out
+ * of memory. */
+struct kiln_config *kiln_config_new_defaults(void)
+{
+        struct kiln_config *c = new_raw_defaults();
+
+        if (c)
+                resolve_memory(c);
+        return c;
 }
 
 /* Frees a configuration and its source records; accepts NULL. */
@@ -603,7 +644,7 @@ int kiln_config_load(const char *path, bool path_optional, char *const *envp,
         struct loader l = { .known_kinds = known_kinds, .err = err ? err : &scratch, .batch = -1 };
         int r = 0;
 
-        l.c = kiln_config_new_defaults();
+        l.c = new_raw_defaults();
         if (!l.c) {
                 set_error(l.err, "", 0, "", "out of memory");
                 return -ENOMEM;
@@ -615,8 +656,10 @@ int kiln_config_load(const char *path, bool path_optional, char *const *envp,
         }
         if (r >= 0)
                 r = load_env(&l, envp);
-        if (r >= 0)
+        if (r >= 0) {
+                resolve_memory(l.c);
                 r = kiln_config_validate(l.c, l.err);
+        }
         if (r < 0) {
                 kiln_config_free(l.c);
                 return r;
@@ -704,7 +747,7 @@ static bool needs_quotes(const char *v)
 }
 
 static void print_key(FILE *f, const struct kiln_cfg_key *k, const void *base,
-                      const struct source *s)
+                      const struct source *s, const char *note)
 {
         char value[4200];
 
@@ -714,11 +757,14 @@ static void print_key(FILE *f, const struct kiln_cfg_key *k, const void *base,
         else
                 fprintf(f, "%s = %s", k->key, value);
         if (!s || s->kind == SOURCE_DEFAULT)
-                fprintf(f, "  # default\n");
+                fprintf(f, "  # default");
         else if (s->kind == SOURCE_FILE)
-                fprintf(f, "  # %s:%u\n", s->name, s->line);
+                fprintf(f, "  # %s:%u", s->name, s->line);
         else
-                fprintf(f, "  # env %s\n", s->name);
+                fprintf(f, "  # env %s", s->name);
+        if (note && *note)
+                fprintf(f, "; %s", note);
+        fputc('\n', f);
 }
 
 /* Writes every key as INI with its source as a trailing comment; the output loads back
@@ -731,15 +777,17 @@ void kiln_config_print(const struct kiln_config *c, FILE *f)
                 for (size_t i = 0; i < kiln_cfg_n_keys; i++) {
                         if (strcmp(kiln_cfg_keys[i].section, kiln_cfg_sections[si]) != 0)
                                 continue;
-                        print_key(f, &kiln_cfg_keys[i], c,
-                                  c->sources ? &c->sources->keys[i] : NULL);
+                        bool auto_mem = c->sources &&
+                                        kiln_cfg_keys[i].offset == offsetof(struct kiln_config, memory.max_bytes);
+                        print_key(f, &kiln_cfg_keys[i], c, c->sources ? &c->sources->keys[i] : NULL,
+                                  auto_mem ? c->sources->memory_auto : NULL);
                 }
         }
         for (size_t b = 0; b < c->n_batch && b < KILN_CONFIG_MAX_BATCH_KINDS; b++) {
                 fprintf(f, "\n[batch.%s]\n", c->batch[b].kind);
                 for (size_t i = 0; i < kiln_cfg_n_batch_keys; i++)
                         print_key(f, &kiln_cfg_batch_keys[i], &c->batch[b],
-                                  c->sources ? batch_source(c, b, i) : NULL);
+                                  c->sources ? batch_source(c, b, i) : NULL, NULL);
         }
 }
 

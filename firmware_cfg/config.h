@@ -26,8 +26,9 @@ struct kiln_config_error {
         char message[512];/* human sentence; kiln_config_error_format() builds the full line */
 };
 
-/* Creates the defaults (all keys at their schema default). Never fails except ENOMEM:
- * returns NULL then. Free with kiln_config_free(). */
+/* Creates the defaults (all keys at their schema default; memory.max_bytes, whose
+ * default 0 means "auto", worked out for this machine as the loader does). Never
+ * fails except ENOMEM: returns NULL then. Free with kiln_config_free(). */
 struct kiln_config *kiln_config_new_defaults(void);
 void kiln_config_free(struct kiln_config *c);
 
@@ -36,7 +37,10 @@ void kiln_config_free(struct kiln_config *c);
  * (NULL-terminated "NAME=value" list; NULL means no environment). `known_kinds` is a
  * NULL-terminated list of job-kind names allowed in [batch.KIND] sections.
  * Returns >= 0 and a new config in *ret, or -EINVAL (bad content) / -errno (I/O) with
- * `err` filled. Validates cross-key rules too (kiln_config_validate). */
+ * `err` filled. Validates cross-key rules too (kiln_config_validate). A
+ * memory.max_bytes of 0, from any source, is replaced by half of the machine's memory
+ * or of its cgroup's limit (sysmem.h), within the key's range; --print-config names
+ * both the source and that reason. */
 int kiln_config_load(const char *path, bool path_optional, char *const *envp,
                      const char *const *known_kinds, struct kiln_config **ret,
                      struct kiln_config_error *err);

@@ -38,7 +38,7 @@ static const char *const level_choices[] = { "err", "warning", "notice", "info",
 static const char *const target_choices[] = { "auto", "journal", "stderr", NULL };
 
 const char *const kiln_cfg_sections[] = {
-        "server", "auth", "store", "cache", "jobs", "gpu", "cpu", "limits", "log", NULL,
+        "server", "auth", "store", "cache", "jobs", "gpu", "cpu", "limits", "memory", "log", NULL,
 };
 
 const struct kiln_cfg_key kiln_cfg_keys[] = {
@@ -144,6 +144,14 @@ const struct kiln_cfg_key kiln_cfg_keys[] = {
         { "limits", "max_tenant_bytes", KILN_CFG_SIZE, CFG(limits.max_tenant_bytes),
           .def = "32GiB", .min = KIB, .max = 16 * TIB,
           .doc = "Most bytes of stored objects one tenant may have, all its models and collections together." },
+        /* [memory] */
+        { "memory", "max_bytes", KILN_CFG_SIZE, CFG(memory.max_bytes),
+          .def = "0", .min = 64 * MIB, .max = TIB, .zero_is_auto = true,
+          .doc = "Most bytes kilnd holds for job inputs, results and output buffers; jobs that do not fit wait queued. "
+                 "0 means half of the machine's memory or of its cgroup's limit, whichever is smaller." },
+        { "memory", "max_output_buffer_bytes", KILN_CFG_SIZE, CFG(memory.max_output_buffer_bytes),
+          .def = "256MiB", .min = 64 * KIB, .max = 16 * GIB,
+          .doc = "Most bytes waiting to be sent to one connection; a client that reads slower is disconnected, its jobs go on." },
         /* [log] */
         { "log", "level", KILN_CFG_ENUM, CFG(log.level), .def = "info",
           .choices = level_choices,
@@ -603,9 +611,10 @@ int kiln_cfg_parse_value(const struct kiln_cfg_key *k, const char *text, void *b
                                 snprintf(msg, msg_size, "'%s' is not an unsigned integer", text);
                         return -EINVAL;
                 }
-                if (r < 0 || u < k->min || u > k->max) {
+                if (r < 0 || ((u < k->min || u > k->max) && !(u == 0 && k->zero_is_auto))) {
                         kiln_cfg_range_text(k, range, sizeof(range));
-                        snprintf(msg, msg_size, "'%s' is out of range %s", text, range);
+                        snprintf(msg, msg_size, "'%s' is out of range %s%s", text, range,
+                                 k->zero_is_auto ? " (or 0: half of the machine's or the cgroup's memory)" : "");
                         return -ERANGE;
                 }
                 if (k->type == KILN_CFG_SIZE) {

@@ -82,6 +82,14 @@ struct kiln_config {
                 uint64_t max_tenant_bytes;       /* all of one tenant's stored objects */
         } limits;
         struct {
+                /* What kilnd may hold for job inputs, results and output buffers. 0 in a
+                 * file or the environment means "auto": the loader replaces it with half
+                 * of the machine's or the cgroup's memory (sysmem.h), so a loaded
+                 * configuration never holds 0 here. */
+                uint64_t max_bytes;
+                uint64_t max_output_buffer_bytes; /* per connection */
+        } memory;
+        struct {
                 enum kiln_log_level level;
                 enum kiln_log_target target;
         } log;
@@ -115,6 +123,8 @@ struct kiln_cfg_key {
         uint64_t min, max;            /* range for U32 and SIZE */
         double dmin, dmax;            /* range for DOUBLE */
         bool may_be_empty;            /* for string types: "" is allowed */
+        bool zero_is_auto;            /* SIZE: 0 is accepted besides the range and means
+                                       * "worked out at load" (config.c) */
         const char *const *choices;   /* ENUM: NULL-terminated, in enum order */
         const char *doc;              /* one line */
 };

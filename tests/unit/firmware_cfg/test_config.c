@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "schema.h"
+#include "sysmem.h"
 #include "unit_tmpdir.h"
 
 #define DATA KILN_TEST_DATA
@@ -159,6 +160,8 @@ static void test_defaults_are_spec_values(void **state)
         assert_int_equal(c->limits.max_object_bytes, UINT64_C(8) << 30);
         assert_int_equal(c->limits.max_objects_per_tenant, 1000);
         assert_int_equal(c->limits.max_tenant_bytes, UINT64_C(32) << 30);
+        assert_int_equal(c->memory.max_output_buffer_bytes, 256u << 20);
+        assert_true(c->memory.max_bytes >= UINT64_C(64) << 20); /* 0 worked out: see below */
         assert_int_equal(c->log.level, KILN_LOG_INFO);
         assert_int_equal(c->log.target, KILN_LOG_AUTO);
         assert_int_equal(c->n_batch, 0);
@@ -210,7 +213,7 @@ static void test_schema_has_every_section_key_and_valid_defaults(void **state)
                 if (!any)
                         fail_msg("section [%s] has no keys", kiln_cfg_sections[s]);
         }
-        assert_int_equal(kiln_cfg_n_keys, 35);
+        assert_int_equal(kiln_cfg_n_keys, 37);
         for (size_t i = 0; i < kiln_cfg_n_keys; i++) {
                 const struct kiln_cfg_key *k = &kiln_cfg_keys[i];
                 assert_true(kiln_cfg_section_known(k->section));
@@ -236,6 +239,8 @@ static void test_object_and_input_limits_have_spec_ranges(void **state)
                 { "limits", "max_object_bytes", "1TiB", "1025GiB", "1000B" },
                 { "limits", "max_objects_per_tenant", "1000000", "1000001", "0" },
                 { "limits", "max_tenant_bytes", "16TiB", "17T", "512" },
+                { "memory", "max_bytes", "1TiB", "1025GiB", "63MiB" },
+                { "memory", "max_output_buffer_bytes", "16GiB", "17GiB", "65535" },
         };
         struct kiln_config c;
         char msg[512];
@@ -276,6 +281,8 @@ static void test_range_text_in_each_key_syntax(void **state)
                 { "jobs", "max_retries", "0..100" },
                 { "server", "max_message_bytes", "1KiB..1GiB" },
                 { "cache", "max_bytes", "1MiB..64TiB" },
+                { "memory", "max_bytes", "64MiB..1TiB" },
+                { "memory", "max_output_buffer_bytes", "64KiB..16GiB" },
                 { "gpu", "memory_fraction", "0.05..1" },
                 { "limits", "rate_per_s", "0..1000000" },
                 { "store", "sync", "full, batch, off" },
@@ -292,6 +299,149 @@ static void test_range_text_in_each_key_syntax(void **state)
         }
         kiln_cfg_range_text(kiln_cfg_find_batch("max_delay_us"), buf, sizeof(buf));
         assert_string_equal(buf, "0..1000000");
+}
+
+/* ---- [memory] max_bytes = 0: worked out from the machine ---- */
+
+/* What "auto" must come to on this machine: half of min(RAM, cgroup limit), kept
+ * within the key's range. */
+static uint64_t expected_auto(void)
+{
+        const struct kiln_cfg_key *k = kiln_cfg_find("memory", "max_bytes");
+        struct kiln_sysmem m;
+        uint64_t v;
+
+        assert_int_equal(kiln_sysmem_probe("", &m), 0);
+        v = kiln_sysmem_half(&m, NULL, 0);
+        return v < k->min ? k->min : v > k->max ? k->max : v;
+}
+
+static void test_memory_max_bytes_zero_is_half_of_the_machine_or_cgroup(void **state)
+{
+        char *zero[] = { "KILN_MEMORY_MAX_BYTES=0", NULL };
+        char *set[] = { "KILN_MEMORY_MAX_BYTES=2GiB", NULL };
+        struct kiln_config *c = load_ok(DATA "/full.conf", zero), *d = kiln_config_new_defaults();
+        struct kiln_sysmem m;
+        char *printed, line[2048];
+
+        assert_int_equal(kiln_sysmem_probe("", &m), 0);
+        assert_true(c->memory.max_bytes > 0);
+        assert_int_equal(c->memory.max_bytes, expected_auto());
+        assert_true(c->memory.max_bytes <= m.physical / 2 || c->memory.max_bytes == UINT64_C(64) << 20);
+        assert_int_equal(c->memory.max_bytes % (1u << 20), 0);
+        printed = print_to_string(c);
+        printed_line(printed, "memory", "max_bytes", line, sizeof(line));
+        assert_contains(line, "  # env KILN_MEMORY_MAX_BYTES; auto: half of the ");
+        free(printed);
+        kiln_config_free(c);
+
+        /* The built-in default is the same figure, said to be the default. */
+        assert_int_equal(d->memory.max_bytes, expected_auto());
+        printed = print_to_string(d);
+        printed_line(printed, "memory", "max_bytes", line, sizeof(line));
+        assert_contains(line, "  # default; auto: half of the ");
+        free(printed);
+        kiln_config_free(d);
+
+        /* A figure that is set is kept, with no word of auto. */
+        c = load_ok(DATA "/full.conf", set);
+        assert_int_equal(c->memory.max_bytes, UINT64_C(2) << 30);
+        printed = print_to_string(c);
+        printed_line(printed, "memory", "max_bytes", line, sizeof(line));
+        assert_string_equal(line, "max_bytes = 2GiB  # env KILN_MEMORY_MAX_BYTES");
+        free(printed);
+        kiln_config_free(c);
+}
+
+static void test_memory_max_bytes_below_its_range_is_refused_naming_auto(void **state)
+{
+        char *small[] = { "KILN_MEMORY_MAX_BYTES=1MiB", NULL };
+        struct kiln_config_error err = load_fail(DATA "/full.conf", small);
+        struct kiln_config c;
+        char msg[512];
+
+        assert_string_equal(err.key, "KILN_MEMORY_MAX_BYTES");
+        assert_contains(err.message, "out of range 64MiB..1TiB (or 0: half of the machine's or the cgroup's memory)");
+        /* Only max_bytes takes 0. */
+        assert_int_equal(kiln_cfg_parse_value(kiln_cfg_find("memory", "max_bytes"), "0", &c, msg, sizeof(msg)), 0);
+        assert_int_equal(c.memory.max_bytes, 0);
+        assert_int_equal(kiln_cfg_parse_value(kiln_cfg_find("memory", "max_output_buffer_bytes"), "0", &c, msg,
+                                              sizeof(msg)),
+                         -ERANGE);
+}
+
+/* Writes `text` to root/rel, making the directories on the way. */
+static void write_tree_file(const char *root, const char *rel, const char *text)
+{
+        char path[1024];
+
+        snprintf(path, sizeof(path), "%s/%s", root, rel);
+        for (char *p = path + strlen(root) + 1; *p; p++) {
+                if (*p == '/') {
+                        *p = '\0';
+                        mkdir(path, 0700);
+                        *p = '/';
+                }
+        }
+        write_file(path, text);
+}
+
+static void test_sysmem_takes_the_tightest_cgroup_v2_limit_up_the_tree(void **state)
+{
+        char root[512], why[1200];
+        struct kiln_sysmem m;
+
+        unit_tmpdir_make("test_sysmem", root, sizeof(root));
+        write_tree_file(root, "proc/self/cgroup", "0::/system.slice/kiln.service\n");
+        write_tree_file(root, "sys/fs/cgroup/system.slice/kiln.service/memory.max", "max\n");
+        write_tree_file(root, "sys/fs/cgroup/system.slice/memory.max", "134217728\n");
+        assert_int_equal(kiln_sysmem_probe(root, &m), 0);
+        assert_true(m.physical > (UINT64_C(128) << 20));
+        assert_int_equal(m.cgroup, UINT64_C(128) << 20);
+        assert_contains(m.cgroup_file, "/sys/fs/cgroup/system.slice/memory.max");
+        assert_int_equal(kiln_sysmem_half(&m, why, sizeof(why)), UINT64_C(64) << 20);
+        assert_contains(why, "half of the cgroup's limit, 128 MiB (");
+        /* A tighter limit on the service itself wins. */
+        write_tree_file(root, "sys/fs/cgroup/system.slice/kiln.service/memory.max", "100000000\n");
+        assert_int_equal(kiln_sysmem_probe(root, &m), 0);
+        assert_int_equal(m.cgroup, 100000000);
+        assert_int_equal(kiln_sysmem_half(&m, NULL, 0), UINT64_C(47) << 20); /* 47.68 MiB, whole MiB */
+        unit_tmpdir_remove(root);
+}
+
+static void test_sysmem_reads_cgroup_v1_and_ignores_unlimited(void **state)
+{
+        char root[512], why[1200];
+        struct kiln_sysmem m;
+
+        unit_tmpdir_make("test_sysmem", root, sizeof(root));
+        write_tree_file(root, "proc/self/cgroup",
+                        "12:cpu,cpuacct:/docker/abc\n5:blkio,memory:/docker/abc\n1:name=systemd:/docker/abc\n");
+        /* v1's "no limit" is a huge figure: not a limit. */
+        write_tree_file(root, "sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes", "9223372036854771712\n");
+        assert_int_equal(kiln_sysmem_probe(root, &m), 0);
+        assert_int_equal(m.cgroup, 0);
+        assert_string_equal(m.cgroup_file, "");
+        assert_int_equal(kiln_sysmem_half(&m, why, sizeof(why)), m.physical / 2 / (1u << 20) * (1u << 20));
+        assert_contains(why, "half of the machine's memory");
+        write_tree_file(root, "sys/fs/cgroup/memory/docker/memory.limit_in_bytes", "1073741824\n");
+        assert_int_equal(kiln_sysmem_probe(root, &m), 0);
+        assert_int_equal(m.cgroup, UINT64_C(1) << 30);
+        assert_int_equal(kiln_sysmem_half(&m, NULL, 0), UINT64_C(512) << 20);
+        unit_tmpdir_remove(root);
+}
+
+static void test_sysmem_without_cgroups_is_the_machine(void **state)
+{
+        char root[512];
+        struct kiln_sysmem m;
+
+        unit_tmpdir_make("test_sysmem", root, sizeof(root)); /* no proc/, no sys/ */
+        assert_int_equal(kiln_sysmem_probe(root, &m), 0);
+        assert_true(m.physical > 0);
+        assert_int_equal(m.cgroup, 0);
+        assert_true(kiln_sysmem_half(&m, NULL, 0) <= m.physical / 2);
+        unit_tmpdir_remove(root);
 }
 
 /* ---- a full file ---- */
@@ -334,6 +484,8 @@ static void test_full_file_sets_every_key(void **state)
         assert_int_equal(c->limits.max_object_bytes, UINT64_C(2) << 30);
         assert_int_equal(c->limits.max_objects_per_tenant, 12);
         assert_int_equal(c->limits.max_tenant_bytes, UINT64_C(100) * 1000 * 1000 * 1000);
+        assert_int_equal(c->memory.max_bytes, UINT64_C(3) << 30);
+        assert_int_equal(c->memory.max_output_buffer_bytes, 1u << 20);
         assert_int_equal(c->log.level, KILN_LOG_DEBUG);
         assert_int_equal(c->log.target, KILN_LOG_STDERR);
         b = kiln_config_batch(c, "lens.nfw");
@@ -353,7 +505,7 @@ static void test_print_names_file_and_line_as_source(void **state)
         printed_line(printed, "server", "listen", line, sizeof(line));
         assert_string_equal(line, "listen = [::1]:9443  # " DATA "/full.conf:5");
         printed_line(printed, "batch.lens.nfw", "max_delay_us", line, sizeof(line));
-        assert_string_equal(line, "max_delay_us = 0  # " DATA "/full.conf:59");
+        assert_string_equal(line, "max_delay_us = 0  # " DATA "/full.conf:63");
         free(printed);
         kiln_config_free(c);
 }
@@ -1002,11 +1154,13 @@ static void test_shipped_kiln_conf_documents_every_key_with_its_default(void **s
                 if (!k)
                         fail_msg("kiln.conf: unknown %s.%s", section, key);
                 seen[k - kiln_cfg_keys] = true;
-                if (s != line) { /* commented out: must show the default */
-                        struct kiln_config *tmp = kiln_config_new_defaults();
-                        assert_int_equal(kiln_cfg_parse_value(k, value, tmp, msg, sizeof(msg)), 0);
-                        assert_same_values(tmp, defaults);
-                        kiln_config_free(tmp);
+                if (s != line) { /* commented out: must show the schema's default */
+                        struct kiln_config *shown = kiln_config_new_defaults(), *def = kiln_config_new_defaults();
+                        assert_int_equal(kiln_cfg_parse_value(k, value, shown, msg, sizeof(msg)), 0);
+                        assert_int_equal(kiln_cfg_parse_value(k, k->def, def, msg, sizeof(msg)), 0);
+                        assert_same_values(shown, def);
+                        kiln_config_free(shown);
+                        kiln_config_free(def);
                 }
         }
         fclose(f);
@@ -1077,6 +1231,11 @@ int main(void)
                 cmocka_unit_test(test_object_and_input_limits_have_spec_ranges),
                 cmocka_unit_test(test_object_limits_from_env_and_their_errors_name_the_key),
                 cmocka_unit_test(test_range_text_in_each_key_syntax),
+                cmocka_unit_test(test_memory_max_bytes_zero_is_half_of_the_machine_or_cgroup),
+                cmocka_unit_test(test_memory_max_bytes_below_its_range_is_refused_naming_auto),
+                cmocka_unit_test(test_sysmem_takes_the_tightest_cgroup_v2_limit_up_the_tree),
+                cmocka_unit_test(test_sysmem_reads_cgroup_v1_and_ignores_unlimited),
+                cmocka_unit_test(test_sysmem_without_cgroups_is_the_machine),
                 cmocka_unit_test(test_full_file_sets_every_key),
                 cmocka_unit_test(test_print_names_file_and_line_as_source),
                 cmocka_unit_test(test_same_key_twice_in_a_file_later_wins),
