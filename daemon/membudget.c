@@ -1,0 +1,152 @@
+/* The memory budget (membudget.h).
+ *
+ * One small mutex guards the figures: takes and gives happen per job and per output
+ * message, never per byte, so the lock is held for a few instructions. The hook is
+ * called outside it, and the calls in progress are counted so that removing the
+ * hook (the scheduler does at sched_free) can wait for them to return. */
+#include "membudget.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "sysmem.h"
+
+struct membudget {
+        pthread_mutex_t lock;
+        pthread_cond_t hook_idle;  /* hook_calls fell to 0 */
+        uint64_t max, used, by_use[MEM_USES], peak, waits;
+        void (*hook)(void *ctx);
+        void *hook_ctx;
+        unsigned hook_calls;       /* calls of the hook in progress */
+};
+
+int membudget_new(uint64_t max_bytes, struct membudget **ret)
+{
+        struct membudget *mb = calloc(1, sizeof(*mb));
+        if (!mb)
+                return -ENOMEM;
+        pthread_mutex_init(&mb->lock, NULL);
+        pthread_cond_init(&mb->hook_idle, NULL);
+        mb->max = max_bytes ? max_bytes : 1;
+        *ret = mb;
+        return 0;
+}
+
+void membudget_free(struct membudget *mb)
+{
+        if (!mb)
+                return;
+        pthread_cond_destroy(&mb->hook_idle);
+        pthread_mutex_destroy(&mb->lock);
+        free(mb);
+}
+
+/* Calls the hook, if any, with the lock not held. */
+static void call_hook(struct membudget *mb)
+{
+        pthread_mutex_lock(&mb->lock);
+        void (*fn)(void *) = mb->hook;
+        void *ctx = mb->hook_ctx;
+        if (fn)
+                mb->hook_calls++;
+        pthread_mutex_unlock(&mb->lock);
+        if (!fn)
+                return;
+        fn(ctx);
+        pthread_mutex_lock(&mb->lock);
+        if (--mb->hook_calls == 0)
+                pthread_cond_broadcast(&mb->hook_idle);
+        pthread_mutex_unlock(&mb->lock);
+}
+
+void membudget_set_max(struct membudget *mb, uint64_t max_bytes)
+{
+        pthread_mutex_lock(&mb->lock);
+        uint64_t old = mb->max;
+        mb->max = max_bytes ? max_bytes : 1;
+        bool grew = mb->max > old;
+        pthread_mutex_unlock(&mb->lock);
+        if (grew)
+                call_hook(mb);
+}
+
+/* Adds n to `use` and the total. Lock held. */
+static void add(struct membudget *mb, enum mem_use use, uint64_t n)
+{
+        mb->used += n;
+        mb->by_use[use] += n;
+        if (mb->used > mb->peak)
+                mb->peak = mb->used;
+}
+
+bool membudget_try_take(struct membudget *mb, enum mem_use use, uint64_t n)
+{
+        if (n == 0)
+                return true;
+        pthread_mutex_lock(&mb->lock);
+        bool fits = mb->used <= mb->max && n <= mb->max - mb->used;
+        if (fits)
+                add(mb, use, n);
+        pthread_mutex_unlock(&mb->lock);
+        return fits;
+}
+
+void membudget_charge(struct membudget *mb, enum mem_use use, uint64_t n)
+{
+        if (n == 0)
+                return;
+        pthread_mutex_lock(&mb->lock);
+        add(mb, use, n);
+        pthread_mutex_unlock(&mb->lock);
+}
+
+void membudget_give(struct membudget *mb, enum mem_use use, uint64_t n)
+{
+        if (n == 0)
+                return;
+        pthread_mutex_lock(&mb->lock);
+        /* Giving back more than was taken is a caller's bug; the figures stay true to
+         * what is held rather than wrapping around. */
+        if (n > mb->by_use[use])
+                n = mb->by_use[use];
+        mb->by_use[use] -= n;
+        mb->used -= n;
+        pthread_mutex_unlock(&mb->lock);
+        if (n)
+                call_hook(mb);
+}
+
+void membudget_count_wait(struct membudget *mb)
+{
+        pthread_mutex_lock(&mb->lock);
+        mb->waits++;
+        pthread_mutex_unlock(&mb->lock);
+}
+
+void membudget_on_give(struct membudget *mb, void (*fn)(void *ctx), void *ctx)
+{
+        pthread_mutex_lock(&mb->lock);
+        while (mb->hook_calls)
+                pthread_cond_wait(&mb->hook_idle, &mb->lock);
+        mb->hook = fn;
+        mb->hook_ctx = ctx;
+        pthread_mutex_unlock(&mb->lock);
+}
+
+void membudget_view(const struct membudget *mb, struct membudget_view *ret)
+{
+        struct membudget *m = (struct membudget *)mb; /* the lock, not the figures, changes */
+        pthread_mutex_lock(&m->lock);
+        *ret = (struct membudget_view){ .max = m->max, .used = m->used, .peak = m->peak, .waits = m->waits };
+        for (int u = 0; u < MEM_USES; u++)
+                ret->by_use[u] = m->by_use[u];
+        pthread_mutex_unlock(&m->lock);
+}
+
+uint64_t membudget_default_max(void)
+{
+        struct kiln_sysmem m;
+        uint64_t v = kiln_sysmem_probe("", &m) < 0 ? 0 : kiln_sysmem_half(&m, NULL, 0);
+        return v ? v : UINT64_C(64) << 20; /* the least memory.max_bytes allows */
+}
