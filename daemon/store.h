@@ -502,11 +502,35 @@ enum store_submit_outcome {
  * result_size bytes itself through write_result. The answer was sent before the
  * commit: a cache hit needs no durable record first (SPEC §2.2). */
 
+/* Big writes: small operations never wait behind the writing of a big result or input.
+ * A JOB_PUT whose result or input, or a SUBMIT whose input, is bigger than the
+ * writer's slice (8 MiB) is written across several transactions, one slice of pieces
+ * each, while the other queued operations go on committing between them (each slice
+ * commit is fsynced with store.sync=full). Only the last transaction applies the
+ * operation itself (the record, e.g. as done, with the last slice, the cache entry,
+ * a SUBMIT's idempotency key and cache lookup), so a record never says done without
+ * all its pieces; a crash in between leaves pieces without a record that says so,
+ * which the job's next put replaces (the first slice deletes every piece under the
+ * job's id). If a slice or the last transaction fails (-ENOSPC), the operation fails
+ * with that status and what its slices wrote is deleted in a following transaction
+ * (best effort); the first slice has already deleted the job's previous result or
+ * input. Its done is called once, after its last transaction.
+ *
+ * Order: done callbacks come in FIFO order among the other operations, but a big
+ * operation completes after operations queued behind it, which see the store as it
+ * was before it: callers must not assume done order across a big operation. Only
+ * operations that name the same job (op->job->id or op->id) and BARRIERs wait for
+ * it, and keep their place behind it; everything else (LIST, CACHE_PURGE, objects,
+ * a SUBMIT with the same idempotency key: the first to commit wins) does not. */
+
 /* One queued operation. The caller allocates it (usually embedded in its own struct),
  * fills the input fields and `done`, and must not touch it until `done` is called. */
 struct store_op {
         enum store_op_type type;
         struct store_op *next;   /* private to the writer */
+        /* private to the writer: bytes of the input and of the result that earlier
+         * slices of a big operation have written */
+        size_t written_input, written_result;
 
         /* inputs */
         struct store_job *job;   /* JOB_PUT: the record to write (not freed by the writer) */

@@ -268,6 +268,18 @@ void store_record_write(const struct store_job *job, uint8_t *dst);
  * same database unless followed by a byte the other never has there. */
 int store_pieces_put(struct store_txn *t, MDB_dbi dbi, const uint8_t *prefix, size_t plen, size_t size,
                      store_result_writer write, void *opaque);
+/* Writes bytes [from, to) of a value of `size` bytes, so that a big value can be
+ * written across several transactions: from 0 first deletes every piece under the
+ * prefix (an earlier value, or what a partly written earlier attempt left, however
+ * many pieces it had); a later range adds pieces after those already written. `from`
+ * must be a multiple of store_piece_size, and so must `to` unless it is `size`
+ * (-EINVAL otherwise); the piece size must not change between the ranges of one
+ * value. from == to > 0 writes nothing. store_pieces_put is the range [0, size). */
+int store_pieces_put_range(struct store_txn *t, MDB_dbi dbi, const uint8_t *prefix, size_t plen, size_t size,
+                           size_t from, size_t to, store_result_writer write, void *opaque);
+/* The size of the pieces values are written in now (store_set_result_chunk or 16
+ * pages less a page header). */
+size_t store_piece_size(const struct store *s);
 /* Copies the value out (malloc'd; empty: non-NULL, size 0). -ENOENT when absent,
  * -EIO when a piece is missing. */
 int store_pieces_get(struct store_txn *t, MDB_dbi dbi, const uint8_t *prefix, size_t plen, uint8_t **ret_data,
@@ -337,3 +349,11 @@ int64_t store_wall_ms(void);
 int store_op_apply(struct store_txn *t, struct store_op *op);
 void store_op_clear_outputs(struct store_op *op);
 void store_op_free_outputs(struct store_op *op);
+/* A big op (see "Big writes" in store.h) is written in slices: op->written_input and
+ * op->written_result say how much of its input and result earlier transactions
+ * wrote, and store_op_apply writes only the rest. */
+size_t store_op_slices_left(const struct store_op *op);
+void store_op_slices_check(struct store_txn *t, struct store_op *op);
+int store_op_write_slice(struct store_txn *t, struct store_op *op, size_t step, size_t *ret_input,
+                         size_t *ret_result);
+int store_op_slices_drop(struct store_txn *t, struct store_op *op);

@@ -34,3 +34,11 @@ int store_record_put_raw(struct store_txn *t, const uint8_t id[16], const void *
 /* Deletes piece n of the result blob `blob` (to plant a blob with a piece missing).
  * Returns >= 0, -ENOENT when there is no such piece, or -errno. */
 int store_result_piece_delete_raw(struct store_txn *t, const uint8_t blob[16], uint32_t n);
+
+/* Sets the slice above which the writer writes a result or input across several
+ * transactions (0 restores its own, 8 MiB), so tests can slice small values. */
+void store_set_write_slice(size_t bytes);
+
+/* Calls hook(arg) on the writer thread after each committed slice of a big operation
+ * that is not its last (NULL: none), so tests can look at the store in between. */
+void store_set_slice_hook(void (*hook)(void *arg), void *arg);

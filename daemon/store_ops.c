@@ -67,7 +67,8 @@ static void op_write_blob(void *opaque, uint8_t *dst, size_t offset, size_t len)
         op->write_blob(op, dst, offset, len);
 }
 
-/* The record with input_size set to what the op stores with it, then the input. */
+/* The record with input_size set to what the op stores with it, then the input (the
+ * part of it that earlier slices of a big op have not written). */
 static int put_with_input(struct store_txn *t, struct store_op *op, const struct store_job *job)
 {
         struct store_job rec;
@@ -80,7 +81,15 @@ static int put_with_input(struct store_txn *t, struct store_op *op, const struct
         r = store_job_put(t, &rec);
         if (r < 0)
                 return r;
-        return store_input_put(t, job->id, op->input_size, op_write_input, op);
+        return store_pieces_put_range(t, t->s->inputs, job->id, 16, op->input_size, op->written_input,
+                                      op->input_size, op_write_input, op);
+}
+
+/* A SUBMIT that stores no input after all (answered by its idempotency key or the
+ * cache): drops what earlier slices of it wrote under its (new) id. */
+static int drop_written_input(struct store_txn *t, struct store_op *op)
+{
+        return op->written_input > 0 ? store_input_delete(t, op->job->id) : 0;
 }
 
 static int op_apply_put(struct store_txn *t, struct store_op *op)
@@ -92,7 +101,8 @@ static int op_apply_put(struct store_txn *t, struct store_op *op)
         r = put_with_input(t, op, op->job);
         if (r < 0 || op->result_size == 0)
                 return r;
-        r = store_result_put(t, op->job->id, op->result_size, op_write_result, op);
+        r = store_pieces_put_range(t, t->s->results, op->job->id, 16, op->result_size, op->written_result,
+                                   op->result_size, op_write_result, op);
         if (r < 0 || !op->cache_key || op->job->state != KILN_JOB_DONE)
                 return r;
         return store_cache_put(t, op->cache_key, op->job->id, op->result_size, op->job->backend, store_wall_ms(),
@@ -112,7 +122,9 @@ static int submit_cached(struct store_txn *t, struct store_op *op, const struct 
         rec.input_size = 0;
         memcpy(rec.backend, hit->backend, sizeof(rec.backend));
         rec.error_code = rec.error_message = NULL;
-        r = store_job_put(t, &rec);
+        r = drop_written_input(t, op);
+        if (r >= 0)
+                r = store_job_put(t, &rec);
         if (r >= 0)
                 r = store_result_alias(t, job->id, hit->blob);
         if (r >= 0 && job->idem_key)
@@ -143,6 +155,8 @@ static int op_apply_submit(struct store_txn *t, struct store_op *op)
                 r = store_idem_get(t, job->tenant, job->idem_key, orig);
                 if (r >= 0) {
                         r = store_job_get(t, orig, &op->job_out);
+                        if (r >= 0)
+                                r = drop_written_input(t, op);
                         if (r >= 0) {
                                 op->outcome = STORE_SUBMIT_IDEM;
                                 if (op->job_out->state != KILN_JOB_DONE)
@@ -283,4 +297,71 @@ int store_op_apply(struct store_txn *t, struct store_op *op)
                 return store_object_list(t, op->object.tenant, op->object.cls, &op->object_list, &op->object_n);
         }
         return -EINVAL;
+}
+
+/* ---- big operations, written in slices (store_writer.c) ---- */
+
+/* Bytes of result a big op writes (a SUBMIT's result_size is an output). */
+static size_t op_result_bytes(const struct store_op *op)
+{
+        return op->type == STORE_OP_JOB_PUT ? op->result_size : 0;
+}
+
+/* Bytes of the op's input and result that no slice has written yet. */
+size_t store_op_slices_left(const struct store_op *op)
+{
+        return (op->input_size - op->written_input) + (op_result_bytes(op) - op->written_result);
+}
+
+/* Earlier slices' pieces must still be there (retention or eviction may have taken a
+ * job that was final already): if not, writing starts over from the first piece. */
+void store_op_slices_check(struct store_txn *t, struct store_op *op)
+{
+        if (op->written_input > 0 && !store_pieces_exist(t, t->s->inputs, op->job->id, 16))
+                op->written_input = 0;
+        if (op->written_result > 0 && !store_pieces_exist(t, t->s->results, op->job->id, 16))
+                op->written_result = 0;
+}
+
+/* Writes the next slice of a big op: up to `step` bytes (a multiple of the piece
+ * size) of its input, else of its result. Sets how far each is written once t
+ * commits. Returns >= 0 or -errno. */
+int store_op_write_slice(struct store_txn *t, struct store_op *op, size_t step, size_t *ret_input,
+                         size_t *ret_result)
+{
+        size_t result = op_result_bytes(op), from, to;
+        int r;
+
+        *ret_input = op->written_input;
+        *ret_result = op->written_result;
+        if (op->written_input < op->input_size) {
+                from = op->written_input;
+                to = op->input_size - from < step ? op->input_size : from + step;
+                r = store_pieces_put_range(t, t->s->inputs, op->job->id, 16, op->input_size, from, to,
+                                           op_write_input, op);
+                if (r >= 0)
+                        *ret_input = to;
+                return r;
+        }
+        from = op->written_result;
+        to = result - from < step ? result : from + step;
+        r = store_pieces_put_range(t, t->s->results, op->job->id, 16, result, from, to, op_write_result, op);
+        if (r >= 0)
+                *ret_result = to;
+        return r;
+}
+
+/* Deletes what committed slices of a failed big op wrote, and forgets it. */
+int store_op_slices_drop(struct store_txn *t, struct store_op *op)
+{
+        int r = 0;
+
+        if (op->written_input > 0)
+                r = store_pieces_delete(t, t->s->inputs, op->job->id, 16);
+        if (r >= 0 && op->written_result > 0)
+                r = store_pieces_delete(t, t->s->results, op->job->id, 16);
+        if (r < 0)
+                return r;
+        op->written_input = op->written_result = 0;
+        return 0;
 }

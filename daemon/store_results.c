@@ -80,28 +80,42 @@ int store_pieces_delete(struct store_txn *t, MDB_dbi dbi, const uint8_t *prefix,
         return n;
 }
 
-/* Stores a value in pieces, replacing any previous one; see store_impl.h. A value of
- * 0 bytes is one empty piece, so that it exists. */
-int store_pieces_put(struct store_txn *t, MDB_dbi dbi, const uint8_t *prefix, size_t plen, size_t size,
-                     store_result_writer write, void *opaque)
+/* The size of the pieces values are written in now. */
+size_t store_piece_size(const struct store *s)
 {
-        size_t chunk = piece_override ? piece_override : t->s->piece, off = 0;
+        return piece_override ? piece_override : s->piece;
+}
+
+/* Writes bytes [from, to) of a value in pieces; see store_impl.h. A value of 0 bytes
+ * is one empty piece, so that it exists. */
+int store_pieces_put_range(struct store_txn *t, MDB_dbi dbi, const uint8_t *prefix, size_t plen, size_t size,
+                           size_t from, size_t to, store_result_writer write, void *opaque)
+{
+        size_t chunk = store_piece_size(t->s), off = from;
         struct piece_key k;
-        uint32_t n = 0;
+        uint32_t n;
         int r;
 
         if (t->err < 0)
                 return t->err;
         if (size > 0 && !write)
                 return -EINVAL;
+        if (from % chunk || from > to || to > size || (to < size && to % chunk) || size / chunk >= UINT32_MAX)
+                return -EINVAL;
         r = piece_key_init(&k, prefix, plen);
         if (r < 0)
                 return r;
-        r = store_pieces_delete(t, dbi, prefix, plen);
-        if (r < 0)
-                return r;
+        if (from == 0) {
+                /* Also what an earlier, longer value or a partly written attempt left. */
+                r = store_pieces_delete(t, dbi, prefix, plen);
+                if (r < 0)
+                        return r;
+        } else if (from == to) {
+                return 0;
+        }
+        n = (uint32_t)(from / chunk);
         do {
-                size_t len = size - off < chunk ? size - off : chunk;
+                size_t len = to - off < chunk ? to - off : chunk;
                 MDB_val key = piece_key(&k, n), val = { .mv_size = len, .mv_data = NULL };
                 r = store_put_in_order(t, dbi, &key, &val, MDB_RESERVE);
                 if (r < 0)
@@ -110,8 +124,15 @@ int store_pieces_put(struct store_txn *t, MDB_dbi dbi, const uint8_t *prefix, si
                         write(opaque, val.mv_data, off, len);
                 off += len;
                 n++;
-        } while (off < size);
+        } while (off < to);
         return 0;
+}
+
+/* Stores a value in pieces, replacing any previous one; see store_impl.h. */
+int store_pieces_put(struct store_txn *t, MDB_dbi dbi, const uint8_t *prefix, size_t plen, size_t size,
+                     store_result_writer write, void *opaque)
+{
+        return store_pieces_put_range(t, dbi, prefix, plen, size, 0, size, write, opaque);
 }
 
 /* Copies a value in pieces out; see store_impl.h. */

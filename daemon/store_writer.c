@@ -1,6 +1,8 @@
 /* The group-commit writer thread: takes queued operations, applies all that are
  * waiting in one write transaction, commits (one fsync for many), then calls each
- * operation's done callback; in between, syncs (store.sync=batch) and maintains. */
+ * operation's done callback; in between, syncs (store.sync=batch) and maintains.
+ * Operations with a big result or input are set aside and written one slice per
+ * transaction between the batches (see "Big writes" in store.h). */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -14,6 +16,30 @@
 #define WRITER_SYNC_INTERVAL_MS 100
 #define MAINT_INTERVAL_MS 1000
 #define MAINT_BUDGET 256
+/* Results and inputs bigger than this are written across several transactions, this
+ * much each: a transaction of 8 MiB commits in milliseconds, so small operations
+ * queued behind it wait that long, not the seconds a 2 GiB result takes. */
+#define WRITER_SLICE_BYTES ((size_t)8 << 20)
+
+static size_t slice_override;             /* 0: WRITER_SLICE_BYTES */
+static void (*slice_hook)(void *arg);
+static void *slice_hook_arg;
+
+void store_set_write_slice(size_t bytes)
+{
+        slice_override = bytes;
+}
+
+void store_set_slice_hook(void (*hook)(void *arg), void *arg)
+{
+        slice_hook = hook;
+        slice_hook_arg = arg;
+}
+
+static size_t slice_bytes(void)
+{
+        return slice_override ? slice_override : WRITER_SLICE_BYTES;
+}
 
 struct store_writer {
         struct store *s;
@@ -30,6 +56,11 @@ struct store_writer {
         struct store_policy policy;   /* under lock: the latest store_writer_set_policy */
         bool has_policy;              /* under lock */
         int64_t next_maint_ms;        /* writer thread only */
+
+        /* Writer thread only, FIFO lists: big ops written slice by slice (the first is
+         * under way), and ops held until the big ones are done (ops on the same job,
+         * barriers). Held ops exist only while a big op does. */
+        struct store_op *big, *big_tail, *held, *held_tail;
 
         _Atomic uint64_t commits, ops;
 };
@@ -93,14 +124,207 @@ static int writer_apply_txn(struct store_writer *w, struct store_op *first, size
         return 0;
 }
 
+/* ---- big ops ---- */
+
+static void list_append(struct store_op **head, struct store_op **tail, struct store_op *op)
+{
+        op->next = NULL;
+        if (*tail)
+                (*tail)->next = op;
+        else
+                *head = op;
+        *tail = op;
+}
+
+/* Whether op writes a result or input bigger than a slice (and is valid: an invalid
+ * op fails in a batch like any other). */
+static bool op_is_big(const struct store_op *op)
+{
+        size_t slice = slice_bytes();
+
+        if (!op->job || (op->input_size > 0 && !op->write_input))
+                return false;
+        if (op->type == STORE_OP_SUBMIT)
+                return op->input_size > slice;
+        if (op->type != STORE_OP_JOB_PUT || (op->result_size > 0 && !op->write_result))
+                return false;
+        return op->result_size > slice || op->input_size > slice;
+}
+
+/* The job an op reads or writes, or NULL. */
+static const uint8_t *op_job_id(const struct store_op *op)
+{
+        switch (op->type) {
+        case STORE_OP_JOB_PUT:
+        case STORE_OP_SUBMIT:
+        case STORE_OP_CACHE_ANSWER:
+                return op->job ? op->job->id : NULL;
+        case STORE_OP_JOB_GET:
+        case STORE_OP_RESULT_GET:
+        case STORE_OP_DELETE:
+        case STORE_OP_INPUT_GET:
+                return op->id;
+        default:
+                return NULL;
+        }
+}
+
+static bool list_names(const struct store_op *list, const uint8_t *id)
+{
+        for (; list; list = list->next) {
+                const uint8_t *other = op_job_id(list);
+                if (other && !memcmp(other, id, 16))
+                        return true;
+        }
+        return false;
+}
+
+/* Whether op must wait for the big ops: a barrier, or an op on the same job as a big
+ * or a held one (so ops on one job keep their order). */
+static bool op_must_wait(const struct store_writer *w, const struct store_op *op)
+{
+        const uint8_t *id;
+
+        if (!w->big)
+                return false;
+        if (op->type == STORE_OP_BARRIER)
+                return true;
+        id = op_job_id(op);
+        return id && (list_names(w->big, id) || list_names(w->held, id));
+}
+
+/* Takes the big ops and those that must wait for them out of the batch; returns how
+ * many ops the batch keeps. */
+static size_t writer_sort(struct store_writer *w, struct store_op **batch)
+{
+        struct store_op *op, *next, *keep = NULL, *keep_tail = NULL;
+        size_t n = 0;
+
+        for (op = *batch; op; op = next) {
+                next = op->next;
+                op->written_input = op->written_result = 0;
+                if (op_must_wait(w, op)) {
+                        list_append(&w->held, &w->held_tail, op);
+                } else if (op_is_big(op)) {
+                        list_append(&w->big, &w->big_tail, op);
+                } else {
+                        list_append(&keep, &keep_tail, op);
+                        n++;
+                }
+        }
+        *batch = keep;
+        return n;
+}
+
+/* The first big op is done (op->status set): what its slices wrote goes when it
+ * failed, done is called, and the ops held behind it go back to the head of the
+ * queue, in their order. */
+static void big_complete(struct store_writer *w, struct store_op *op)
+{
+        struct store_txn *t;
+
+        if (op->status < 0 && (op->written_input > 0 || op->written_result > 0) &&
+            store_txn_begin(w->s, true, &t) >= 0) {
+                /* Best effort: pieces without a record that says so are harmless. */
+                if (store_op_slices_drop(t, op) >= 0 && writer_commit(w, t, w->s->sync == STORE_SYNC_FULL) >= 0)
+                        w->dirty = true;
+                else
+                        store_txn_abort(t);
+        }
+        w->big = op->next;
+        if (!w->big)
+                w->big_tail = NULL;
+        op->next = NULL;
+        op->done(op);
+        if (!w->held)
+                return;
+        pthread_mutex_lock(&w->lock);
+        w->held_tail->next = w->head;
+        if (!w->head)
+                w->tail = w->held_tail;
+        w->head = w->held;
+        pthread_mutex_unlock(&w->lock);
+        w->held = w->held_tail = NULL;
+}
+
+/* The last transaction of the first big op: the op itself, writing what is left of
+ * its pieces. A per-op error aborts it, so nothing of the op is half applied. */
+static void big_final(struct store_writer *w, struct store_txn *t, struct store_op *op)
+{
+        int r;
+
+        store_op_clear_outputs(op);
+        op->status = store_op_apply(t, op);
+        if (op->status < 0) {
+                store_txn_abort(t);
+                store_op_free_outputs(op);
+                return;
+        }
+        r = writer_commit(w, t, false);
+        if (r < 0) {
+                store_op_free_outputs(op);
+                op->status = r;
+                return;
+        }
+        op->written_input = op->written_result = 0;
+        atomic_fetch_add(&w->commits, 1);
+        atomic_fetch_add(&w->ops, 1);
+        if (w->s->sync == STORE_SYNC_BATCH)
+                w->dirty = true;
+}
+
+/* One transaction of the first big op: a slice of its pieces, or its last. */
+static void writer_slice(struct store_writer *w)
+{
+        struct store_op *op = w->big;
+        size_t chunk = store_piece_size(w->s), step = slice_bytes() / chunk * chunk, input, result;
+        struct store_txn *t;
+        int r;
+
+        r = store_txn_begin(w->s, true, &t);
+        if (r < 0) {
+                op->status = r;
+                big_complete(w, op);
+                return;
+        }
+        store_op_slices_check(t, op);
+        if (store_op_slices_left(op) <= slice_bytes()) {
+                big_final(w, t, op);
+                big_complete(w, op);
+                return;
+        }
+        r = store_op_write_slice(t, op, step ? step : chunk, &input, &result);
+        if (r < 0)
+                store_txn_abort(t);
+        else
+                r = writer_commit(w, t, false);
+        if (r < 0) {
+                op->status = r;
+                big_complete(w, op);
+                return;
+        }
+        op->written_input = input;
+        op->written_result = result;
+        atomic_fetch_add(&w->commits, 1);
+        if (w->s->sync == STORE_SYNC_BATCH)
+                w->dirty = true;
+        if (slice_hook)
+                slice_hook(slice_hook_arg);
+}
+
+/* ---- batches ---- */
+
 /* Runs one batch: all ops in one transaction; when that fails for lack of space, each
  * op in its own transaction, so only the ops that do not fit fail. Then calls the done
- * callbacks in FIFO order. */
+ * callbacks in FIFO order. Big ops and those that wait for them are set aside. */
 static void writer_run_batch(struct store_writer *w, struct store_op *batch, size_t n)
 {
         struct store_op *op, *next;
         int r;
 
+        n = writer_sort(w, &batch);
+        if (n == 0)
+                return;
         r = writer_apply_txn(w, batch, n);
         if (r == -ENOSPC && n > 1) {
                 for (op = batch; op; op = op->next) {
@@ -137,7 +361,7 @@ static void writer_maybe_sync(struct store_writer *w, bool force)
 /* Waits (lock held) until there is work, a stop, a batch sync or maintenance is due. */
 static void writer_wait(struct store_writer *w)
 {
-        while (!w->head && !w->stopping) {
+        while (!w->head && !w->stopping && !w->big) {
                 int64_t deadline = INT64_MAX;
                 struct timespec ts;
 
@@ -189,7 +413,7 @@ static void *writer_main(void *arg)
         for (;;) {
                 struct store_op *batch, *last = NULL;
                 size_t n = 0;
-                bool stop;
+                bool stop, big;
 
                 pthread_mutex_lock(&w->lock);
                 writer_wait(w);
@@ -213,10 +437,15 @@ static void *writer_main(void *arg)
 
                 if (batch)
                         writer_run_batch(w, batch, n);
+                /* One slice at a time, so what was queued meanwhile commits in between. */
+                big = w->big != NULL;
+                if (big)
+                        writer_slice(w);
                 if (w->s->has_policy && !stop && now_ms() >= w->next_maint_ms)
                         writer_maintain(w);
-                writer_maybe_sync(w, stop);
-                if (stop && !batch)
+                writer_maybe_sync(w, stop && !big);
+                /* A big op that ends puts the ops held behind it back in the queue. */
+                if (stop && !batch && !big)
                         break;
         }
         return NULL;

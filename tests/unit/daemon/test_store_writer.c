@@ -1,5 +1,6 @@
 /* The store's group-commit writer (daemon/store_writer.c, store_ops.c): batching,
- * per-op errors, map full, FIFO order, sync modes. Every test works in its own
+ * per-op errors, map full, FIFO order, sync modes, big results and inputs written in
+ * slices. Every test works in its own
  * directory under $KILN_TEST_TMPDIR. */
 #include <errno.h>
 #include <limits.h>
@@ -17,6 +18,7 @@
 #include <cmocka.h>
 
 #include "store.h"
+#include "store_internal.h"
 #include "store_fixture.h"
 
 static int setup(void **state)
@@ -527,6 +529,325 @@ static void sync_flushes_without_error(void **state)
         assert_int_equal(store_sync(f->s), 0);
 }
 
+/* ---- big results and inputs, written in slices ---- */
+
+#define SLICE (64 * 1024)
+#define CHUNK 4096
+
+/* Bytes of a big op's result or input: the pattern shifted by 1 (an older value of
+ * the same job holds the unshifted one). */
+static void shifted_bytes(struct store_op *op, uint8_t *dst, size_t offset, size_t len)
+{
+        (void)op;
+        pattern_piece(NULL, dst, offset + 1, len);
+}
+
+/* What the slice hook sees between the slices of a big op, on the writer thread (read
+ * by the test after the writer has stopped or a barrier came back). */
+struct slice_watch {
+        struct store *s;
+        uint8_t id[16];              /* the big op's job */
+        struct tracked_op *small;    /* queued behind it */
+        int calls;                   /* slices committed before the last one */
+        int record_done;             /* times the job's record already said done */
+        int small_not_done;          /* times the small op was not done yet */
+};
+
+static void watch_slice(void *arg)
+{
+        struct slice_watch *sw = arg;
+        struct store_txn *t;
+        struct store_job *j;
+
+        sw->calls++;
+        if (sw->small && atomic_load(&sw->small->calls) != 1)
+                sw->small_not_done++;
+        if (store_txn_begin(sw->s, false, &t) < 0) {
+                sw->record_done++;
+                return;
+        }
+        if (store_job_get(t, sw->id, &j) >= 0) {
+                if (j->state == KILN_JOB_DONE)
+                        sw->record_done++;
+                store_job_free(j);
+        }
+        store_txn_abort(t);
+}
+
+static int64_t wall_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void slicing_on(struct slice_watch *sw)
+{
+        store_set_result_chunk(CHUNK);
+        store_set_write_slice(SLICE);
+        store_set_slice_hook(watch_slice, sw);
+}
+
+static void slicing_off(void)
+{
+        store_set_slice_hook(NULL, NULL);
+        store_set_write_slice(0);
+        store_set_result_chunk(0);
+}
+
+/* A done job's result of 16 slices and a bit: a small put queued behind it commits
+ * first; the job's record says done only after the last slice, and the result reads
+ * back whole, without the pieces of the job's earlier, longer result. */
+static void writer_big_result_is_written_in_slices_behind_small_ops(void **state)
+{
+        const size_t size = 16 * SLICE + 123;
+        const struct store_cache_key key = {
+                .hash = { 1, 2, 3 }, .kind = "lens.nfw", .version = 1, .model = "", .params = "{}",
+        };
+        struct fixture *f = *state;
+        struct slice_watch sw = { .s = f->s };
+        struct tracked_op big, small;
+        struct store_cache_hit hit;
+        struct store_writer *w;
+        struct store_txn *t;
+        struct store_job *job;
+        uint64_t commits0, commits1;
+        uint8_t *data;
+        size_t got;
+
+        slicing_on(&sw);
+        init_put(&big, 1, "{}");
+        big.job.state = KILN_JOB_RUNNING;
+        assert_int_equal(store_txn_begin(f->s, true, &t), 0);
+        assert_int_equal(store_job_put(t, &big.job), 0);
+        assert_int_equal(store_result_put(t, big.job.id, 3 * size, pattern_piece, NULL), 0);
+        assert_int_equal(store_txn_commit(t), 0);
+        big.job.state = KILN_JOB_DONE;
+        big.op.result_size = size;
+        big.op.write_result = shifted_bytes;
+        big.op.cache_key = &key;
+        init_put(&small, 2, "{}");
+        memcpy(sw.id, big.job.id, 16);
+        sw.small = &small;
+        atomic_store(&done_order, 0);
+
+        assert_int_equal(store_writer_start(f->s, &w), 0);
+        store_writer_stats(w, &commits0, NULL);
+        big.op.next = &small.op;
+        store_writer_submit_chain(w, &big.op, &small.op); /* one batch: big first */
+        wait_for_writer(w);
+        store_writer_stats(w, &commits1, NULL);
+        store_writer_stop(w);
+        slicing_off();
+
+        assert_int_equal(atomic_load(&big.calls), 1);
+        assert_int_equal(atomic_load(&small.calls), 1);
+        assert_int_equal(big.op.status, 0);
+        assert_int_equal(small.op.status, 0);
+        assert_int_equal(small.order, 0);
+        assert_int_equal(big.order, 1);
+        /* 16 full slices before the last; the small op's batch, the last slice and the
+         * barrier's batch: one commit each */
+        assert_int_equal(sw.calls, 16);
+        assert_int_equal(sw.record_done, 0);
+        assert_int_equal(sw.small_not_done, 0);
+        assert_int_equal(commits1 - commits0, 16 + 3);
+
+        assert_int_equal(fixture_get_job(f->s, big.job.id, &job), 0);
+        assert_int_equal(job->state, KILN_JOB_DONE);
+        store_job_free(job);
+        assert_int_equal(store_txn_begin(f->s, true, &t), 0);
+        assert_int_equal(store_result_get(t, big.job.id, &data, &got), 0);
+        assert_int_equal(store_cache_lookup(t, &key, wall_ms(), 0, &hit), 0);
+        store_txn_abort(t);
+        assert_int_equal(got, size);
+        assert_pattern(data, got, 1);
+        free(data);
+        assert_memory_equal(hit.blob, big.job.id, 16);
+        assert_int_equal(hit.size, size);
+}
+
+/* Ops on the same job as a big op, and barriers, wait for it and keep their order;
+ * an op on another job does not. */
+static void writer_ops_on_the_big_job_wait_for_it(void **state)
+{
+        struct fixture *f = *state;
+        struct slice_watch sw = { .s = f->s };
+        struct tracked_op big, get, del_other, other;
+        struct store_writer *w;
+
+        slicing_on(&sw);
+        init_put(&big, 1, "{}");
+        big.job.state = KILN_JOB_DONE;
+        big.op.result_size = 3 * SLICE;
+        big.op.write_result = shifted_bytes;
+        memset(&get, 0, sizeof(get));
+        get.op.type = STORE_OP_RESULT_GET;
+        memcpy(get.op.id, big.job.id, 16);
+        get.op.done = tracked_done;
+        init_put(&other, 2, "{}");
+        memset(&del_other, 0, sizeof(del_other));
+        del_other.op.type = STORE_OP_DELETE;
+        memcpy(del_other.op.id, other.job.id, 16);
+        del_other.op.done = tracked_done;
+        memcpy(sw.id, big.job.id, 16);
+        atomic_store(&done_order, 0);
+
+        assert_int_equal(store_writer_start(f->s, &w), 0);
+        big.op.next = &get.op;
+        get.op.next = &other.op;
+        other.op.next = &del_other.op;
+        store_writer_submit_chain(w, &big.op, &del_other.op);
+        wait_for_writer(w);
+        store_writer_stop(w);
+        slicing_off();
+
+        assert_int_equal(other.order, 0);
+        assert_int_equal(del_other.order, 1);
+        assert_int_equal(big.order, 2);
+        assert_int_equal(get.order, 3);
+        assert_int_equal(sw.calls, 2);
+        assert_int_equal(sw.record_done, 0);
+        assert_int_equal(big.op.status, 0);
+        assert_int_equal(del_other.op.status, 0);
+        assert_int_equal(get.op.status, 0);
+        assert_int_equal(get.op.job_out->state, KILN_JOB_DONE);
+        assert_int_equal(get.op.result_size, 3 * SLICE);
+        assert_pattern(get.op.result_out, get.op.result_size, 1);
+        store_job_free(get.op.job_out);
+        free(get.op.result_out);
+}
+
+/* A big result that runs out of map halfway fails -ENOSPC alone: the pieces its
+ * slices wrote are deleted, no record is written, and the small op behind it and the
+ * ones after it are fine. */
+static void writer_big_result_out_of_space_fails_alone_and_leaves_nothing(void **state)
+{
+        struct slice_watch sw = { 0 };
+        struct tracked_op big, small, later;
+        struct store_room before, after;
+        struct store_writer *w;
+        struct store_job *got;
+        struct store_txn *t;
+        char dir[PATH_MAX];
+        uint8_t blob[16];
+        uint64_t size;
+        struct store *s;
+
+        (void)state;
+        unit_tmpdir_make("store", dir, sizeof(dir));
+        assert_int_equal(store_open(dir, 1u << 20, STORE_SYNC_FULL, &s), 0);
+        sw.s = s;
+        slicing_on(&sw);
+        init_put(&big, 1, "{}");
+        big.job.state = KILN_JOB_DONE;
+        big.op.result_size = 4u << 20;
+        big.op.write_result = shifted_bytes;
+        init_put(&small, 2, "{}");
+        memcpy(sw.id, big.job.id, 16);
+        atomic_store(&done_order, 0);
+        assert_int_equal(store_room(s, &before), 0);
+
+        assert_int_equal(store_writer_start(s, &w), 0);
+        big.op.next = &small.op;
+        store_writer_submit_chain(w, &big.op, &small.op);
+        wait_for_writer(w);
+        init_put(&later, 3, "{}");
+        store_writer_submit(w, &later.op);
+        wait_for_writer(w);
+        store_writer_stop(w);
+        slicing_off();
+
+        assert_int_equal(big.op.status, -ENOSPC);
+        assert_int_equal(atomic_load(&big.calls), 1);
+        assert_true(sw.calls >= 2); /* some slices did commit */
+        assert_int_equal(small.op.status, 0);
+        assert_int_equal(small.order, 0);
+        assert_int_equal(later.op.status, 0);
+        assert_int_equal(fixture_get_job(s, big.job.id, &got), -ENOENT);
+        assert_int_equal(store_txn_begin(s, false, &t), 0);
+        assert_int_equal(store_result_locate(t, big.job.id, blob, &size), -ENOENT);
+        store_txn_abort(t);
+        /* the slices' pages are free again */
+        assert_int_equal(store_room(s, &after), 0);
+        assert_true(after.map_free + 32 * 4096 >= before.map_free);
+        store_close(s);
+        unit_tmpdir_remove(dir);
+}
+
+static void init_submit(struct tracked_op *t, uint64_t n, const char *idem, size_t input)
+{
+        init_put(t, n, "{}");
+        t->op.type = STORE_OP_SUBMIT;
+        t->job.idem_key = (char *)idem;
+        t->op.input_size = input;
+        t->op.write_input = shifted_bytes;
+}
+
+/* A SUBMIT with a big input writes it in slices behind small ops; one that turns out
+ * to repeat an idempotency key stores no input, and what its slices wrote goes. */
+static void writer_big_submit_input_is_written_in_slices(void **state)
+{
+        const size_t size = 5 * SLICE + 7;
+        struct fixture *f = *state;
+        struct slice_watch sw = { .s = f->s };
+        struct tracked_op sub, small, again;
+        struct store_writer *w;
+        struct store_job *job;
+        struct store_txn *t;
+        uint8_t *data;
+        size_t got;
+        int calls;
+
+        slicing_on(&sw);
+        init_submit(&sub, 1, "key-1", size);
+        init_put(&small, 2, "{}");
+        init_submit(&again, 3, "key-1", size);
+        memcpy(sw.id, sub.job.id, 16);
+        sw.small = &small;
+        atomic_store(&done_order, 0);
+
+        assert_int_equal(store_writer_start(f->s, &w), 0);
+        sub.op.next = &small.op;
+        store_writer_submit_chain(w, &sub.op, &small.op);
+        wait_for_writer(w);
+        calls = sw.calls;
+        sw.small = NULL;
+        memcpy(sw.id, again.job.id, 16);
+        store_writer_submit(w, &again.op);
+        wait_for_writer(w);
+        store_writer_stop(w);
+        slicing_off();
+
+        assert_int_equal(sub.op.status, 0);
+        assert_int_equal(sub.op.outcome, STORE_SUBMIT_STORED);
+        assert_int_equal(small.order, 0);
+        assert_int_equal(sub.order, 1);
+        assert_int_equal(calls, 5);
+        assert_int_equal(sw.small_not_done, 0);
+        assert_int_equal(fixture_get_job(f->s, sub.job.id, &job), 0);
+        assert_int_equal(job->input_size, size);
+        assert_int_equal(job->state, KILN_JOB_QUEUED);
+        store_job_free(job);
+        assert_int_equal(store_txn_begin(f->s, false, &t), 0);
+        assert_int_equal(store_input_get(t, sub.job.id, &data, &got), 0);
+        assert_int_equal(got, size);
+        assert_pattern(data, got, 1);
+        free(data);
+
+        /* the repeat: sliced too, then answered by the key */
+        assert_int_equal(sw.calls, 2 * calls);
+        assert_int_equal(again.op.status, 0);
+        assert_int_equal(again.op.outcome, STORE_SUBMIT_IDEM);
+        assert_memory_equal(again.op.job_out->id, sub.job.id, 16);
+        assert_null(again.op.result_out);
+        store_job_free(again.op.job_out);
+        assert_int_equal(store_input_get(t, again.job.id, &data, &got), -ENOENT);
+        assert_int_equal(store_job_get(t, again.job.id, &job), -ENOENT);
+        store_txn_abort(t);
+}
+
 static const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(writer_group_commits_puts_from_four_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(writer_concurrent_puts_complete_and_report_throughput, setup, teardown),
@@ -539,6 +860,10 @@ static const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(batch_sync_mode_opens_and_keeps_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(off_sync_mode_opens_and_keeps_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(sync_flushes_without_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(writer_big_result_is_written_in_slices_behind_small_ops, setup, teardown),
+        cmocka_unit_test_setup_teardown(writer_ops_on_the_big_job_wait_for_it, setup, teardown),
+        cmocka_unit_test(writer_big_result_out_of_space_fails_alone_and_leaves_nothing),
+        cmocka_unit_test_setup_teardown(writer_big_submit_input_is_written_in_slices, setup, teardown),
 };
 
 int main(void)
