@@ -529,12 +529,21 @@ struct store_op {
         enum store_op_type type;
         struct store_op *next;   /* private to the writer */
         /* private to the writer: bytes of the input and of the result that earlier
-         * slices of a big operation have written */
+         * slices of a big operation have written; whether a result_optional result is
+         * being left out */
         size_t written_input, written_result;
+        bool without_result;
 
         /* inputs */
         struct store_job *job;   /* JOB_PUT: the record to write (not freed by the writer) */
         size_t result_size;      /* JOB_PUT: bytes of result to write, 0 for none */
+        /* JOB_PUT of a done job with a result: when the result does not fit (-ENOSPC),
+         * store the record without it, and without a cache entry, instead of failing:
+         * status >= 0 and result_stored false. The record then says done while the
+         * store holds no result for it (store_result_locate and store_result_get give
+         * -ENOENT, RESULT_GET gives no result): the caller delivers the result from
+         * memory and says it was not kept. */
+        bool result_optional;
         /* JOB_PUT with result_size > 0: writes bytes [offset, offset + len) of the
          * result into dst. Called once per piece, in order; may be called again for
          * the same range when a batch is retried, and must write the same bytes. */
@@ -575,6 +584,8 @@ struct store_op {
         enum store_submit_outcome outcome; /* SUBMIT */
         struct store_cache_hit hit; /* SUBMIT with outcome CACHED: the entry found */
         uint64_t purge_n;        /* CACHE_PURGE */
+        bool result_stored;      /* JOB_PUT that succeeded: true unless result_optional left
+                                  * its result out (also true when result_size is 0) */
         struct store_object_info object_info; /* OBJECT_PUT/ITEMS_PUT/ITEMS_DELETE/GET: clear
                                                * with store_object_info_clear */
         struct store_object_info *object_list; /* OBJECT_LIST: free with store_object_infos_free */

@@ -357,3 +357,6 @@ void store_op_slices_check(struct store_txn *t, struct store_op *op);
 int store_op_write_slice(struct store_txn *t, struct store_op *op, size_t step, size_t *ret_input,
                          size_t *ret_result);
 int store_op_slices_drop(struct store_txn *t, struct store_op *op);
+/* Whether a failed op (-ENOSPC) may be applied again without its result
+ * (result_optional); the writer then sets op->without_result. */
+bool store_op_result_can_go(const struct store_op *op);

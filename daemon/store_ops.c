@@ -26,6 +26,7 @@ void store_op_clear_outputs(struct store_op *op)
         op->list_more = false;
         op->outcome = STORE_SUBMIT_STORED;
         op->purge_n = 0;
+        op->result_stored = false;
         memset(&op->object_info, 0, sizeof(op->object_info));
         op->object_list = NULL;
         op->object_n = 0;
@@ -98,7 +99,14 @@ static int op_apply_put(struct store_txn *t, struct store_op *op)
 
         if (!op->job || (op->result_size > 0 && !op->write_result) || (op->input_size > 0 && !op->write_input))
                 return -EINVAL;
+        if (op->without_result) {
+                /* The result did not fit: the record only (and no piece an earlier
+                 * attempt or slice left, so the job has no result at all). */
+                r = store_pieces_delete(t, t->s->results, op->job->id, 16);
+                return r < 0 ? r : put_with_input(t, op, op->job);
+        }
         r = put_with_input(t, op, op->job);
+        op->result_stored = r >= 0;
         if (r < 0 || op->result_size == 0)
                 return r;
         r = store_pieces_put_range(t, t->s->results, op->job->id, 16, op->result_size, op->written_result,
@@ -304,13 +312,22 @@ int store_op_apply(struct store_txn *t, struct store_op *op)
 /* Bytes of result a big op writes (a SUBMIT's result_size is an output). */
 static size_t op_result_bytes(const struct store_op *op)
 {
-        return op->type == STORE_OP_JOB_PUT ? op->result_size : 0;
+        return op->type == STORE_OP_JOB_PUT && !op->without_result ? op->result_size : 0;
+}
+
+/* Whether the op may go on without its result when that does not fit. */
+bool store_op_result_can_go(const struct store_op *op)
+{
+        return op->type == STORE_OP_JOB_PUT && op->result_optional && !op->without_result && op->job &&
+               op->job->state == KILN_JOB_DONE && op->result_size > 0;
 }
 
 /* Bytes of the op's input and result that no slice has written yet. */
 size_t store_op_slices_left(const struct store_op *op)
 {
-        return (op->input_size - op->written_input) + (op_result_bytes(op) - op->written_result);
+        size_t result = op_result_bytes(op);
+
+        return (op->input_size - op->written_input) + (result > op->written_result ? result - op->written_result : 0);
 }
 
 /* Earlier slices' pieces must still be there (retention or eviction may have taken a

@@ -203,6 +203,7 @@ static size_t writer_sort(struct store_writer *w, struct store_op **batch)
         for (op = *batch; op; op = next) {
                 next = op->next;
                 op->written_input = op->written_result = 0;
+                op->without_result = false;
                 if (op_must_wait(w, op)) {
                         list_append(&w->held, &w->held_tail, op);
                 } else if (op_is_big(op)) {
@@ -248,8 +249,9 @@ static void big_complete(struct store_writer *w, struct store_op *op)
 }
 
 /* The last transaction of the first big op: the op itself, writing what is left of
- * its pieces. A per-op error aborts it, so nothing of the op is half applied. */
-static void big_final(struct store_writer *w, struct store_txn *t, struct store_op *op)
+ * its pieces. A per-op error aborts it, so nothing of the op is half applied.
+ * Returns op->status. */
+static int big_final(struct store_writer *w, struct store_txn *t, struct store_op *op)
 {
         int r;
 
@@ -258,22 +260,25 @@ static void big_final(struct store_writer *w, struct store_txn *t, struct store_
         if (op->status < 0) {
                 store_txn_abort(t);
                 store_op_free_outputs(op);
-                return;
+                return op->status;
         }
         r = writer_commit(w, t, false);
         if (r < 0) {
                 store_op_free_outputs(op);
                 op->status = r;
-                return;
+                return r;
         }
         op->written_input = op->written_result = 0;
         atomic_fetch_add(&w->commits, 1);
         atomic_fetch_add(&w->ops, 1);
         if (w->s->sync == STORE_SYNC_BATCH)
                 w->dirty = true;
+        return 0;
 }
 
-/* One transaction of the first big op: a slice of its pieces, or its last. */
+/* One transaction of the first big op: a slice of its pieces, or its last. A
+ * result_optional result that does not fit is left out: the next transactions write
+ * what is left of the input, and the last deletes the result's pieces. */
 static void writer_slice(struct store_writer *w)
 {
         struct store_op *op = w->big;
@@ -289,7 +294,11 @@ static void writer_slice(struct store_writer *w)
         }
         store_op_slices_check(t, op);
         if (store_op_slices_left(op) <= slice_bytes()) {
-                big_final(w, t, op);
+                r = big_final(w, t, op);
+                if (r == -ENOSPC && store_op_result_can_go(op)) {
+                        op->without_result = true;
+                        return;
+                }
                 big_complete(w, op);
                 return;
         }
@@ -298,6 +307,10 @@ static void writer_slice(struct store_writer *w)
                 store_txn_abort(t);
         else
                 r = writer_commit(w, t, false);
+        if (r == -ENOSPC && store_op_result_can_go(op)) {
+                op->without_result = true;
+                return;
+        }
         if (r < 0) {
                 op->status = r;
                 big_complete(w, op);
@@ -315,7 +328,8 @@ static void writer_slice(struct store_writer *w)
 /* ---- batches ---- */
 
 /* Runs one batch: all ops in one transaction; when that fails for lack of space, each
- * op in its own transaction, so only the ops that do not fit fail. Then calls the done
+ * op in its own transaction, so only the ops that do not fit fail (or, with
+ * result_optional, are stored without their result). Then calls the done
  * callbacks in FIFO order. Big ops and those that wait for them are set aside. */
 static void writer_run_batch(struct store_writer *w, struct store_op *batch, size_t n)
 {
@@ -326,9 +340,13 @@ static void writer_run_batch(struct store_writer *w, struct store_op *batch, siz
         if (n == 0)
                 return;
         r = writer_apply_txn(w, batch, n);
-        if (r == -ENOSPC && n > 1) {
+        if (r == -ENOSPC) {
                 for (op = batch; op; op = op->next) {
-                        r = writer_apply_txn(w, op, 1);
+                        r = n > 1 ? writer_apply_txn(w, op, 1) : -ENOSPC;
+                        if (r == -ENOSPC && store_op_result_can_go(op)) {
+                                op->without_result = true; /* the record alone */
+                                r = writer_apply_txn(w, op, 1);
+                        }
                         if (r < 0)
                                 op->status = r;
                 }

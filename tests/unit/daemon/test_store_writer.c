@@ -848,6 +848,97 @@ static void writer_big_submit_input_is_written_in_slices(void **state)
         store_txn_abort(t);
 }
 
+/* ---- result_optional: the record without its result when the result does not fit ---- */
+
+/* Runs a done JOB_PUT of job n with a result of `size` bytes, result_optional, in a
+ * store with a 1 MiB map, and checks that it is stored as done without a result or
+ * cache entry, and that the room its pieces took is free again. */
+static void check_result_left_out(size_t size, bool sliced)
+{
+        const struct store_cache_key key = {
+                .hash = { 9 }, .kind = "lens.nfw", .version = 1, .model = "", .params = "{}",
+        };
+        struct slice_watch sw = { 0 };
+        struct tracked_op put, fits, rget;
+        struct store_room before, after;
+        struct store_cache_hit hit;
+        struct store_writer *w;
+        struct store_job *got;
+        struct store_txn *t;
+        char dir[PATH_MAX];
+        uint8_t blob[16];
+        uint64_t bytes;
+        struct store *s;
+
+        unit_tmpdir_make("store", dir, sizeof(dir));
+        assert_int_equal(store_open(dir, 1u << 20, STORE_SYNC_FULL, &s), 0);
+        sw.s = s;
+        if (sliced)
+                slicing_on(&sw);
+        init_put(&put, 1, "{}");
+        put.job.state = KILN_JOB_DONE;
+        put.op.result_size = size;
+        put.op.write_result = shifted_bytes;
+        put.op.result_optional = true;
+        put.op.cache_key = &key;
+        put.op.result_stored = true;
+        init_put(&fits, 2, "{}");
+        fits.job.state = KILN_JOB_DONE;
+        fits.op.result_size = 1000;
+        fits.op.write_result = shifted_bytes;
+        fits.op.result_optional = true;
+        memset(&rget, 0, sizeof(rget));
+        rget.op.type = STORE_OP_RESULT_GET;
+        memcpy(rget.op.id, put.job.id, 16);
+        rget.op.done = tracked_done;
+        memcpy(sw.id, put.job.id, 16);
+        assert_int_equal(store_room(s, &before), 0);
+
+        assert_int_equal(store_writer_start(s, &w), 0);
+        store_writer_submit(w, &put.op);
+        store_writer_submit(w, &fits.op);
+        store_writer_submit(w, &rget.op);
+        wait_for_writer(w);
+        store_writer_stop(w);
+        slicing_off();
+
+        assert_int_equal(put.op.status, 0);
+        assert_false(put.op.result_stored);
+        assert_int_equal(fits.op.status, 0);
+        assert_true(fits.op.result_stored);
+        if (sliced)
+                assert_true(sw.calls >= 2); /* slices were written, then dropped */
+        assert_int_equal(rget.op.status, 0);
+        assert_int_equal(rget.op.job_out->state, KILN_JOB_DONE);
+        assert_null(rget.op.result_out);
+        store_job_free(rget.op.job_out);
+        assert_int_equal(fixture_get_job(s, put.job.id, &got), 0);
+        assert_int_equal(got->state, KILN_JOB_DONE);
+        store_job_free(got);
+        assert_int_equal(store_txn_begin(s, true, &t), 0);
+        assert_int_equal(store_result_locate(t, put.job.id, blob, &bytes), -ENOENT);
+        assert_int_equal(store_cache_lookup(t, &key, wall_ms(), 0, &hit), -ENOENT);
+        assert_int_equal(store_result_locate(t, fits.job.id, blob, &bytes), 0);
+        assert_int_equal(bytes, 1000);
+        store_txn_abort(t);
+        assert_int_equal(store_room(s, &after), 0);
+        assert_true(after.map_free + 32 * 4096 >= before.map_free);
+        store_close(s);
+        unit_tmpdir_remove(dir);
+}
+
+static void writer_optional_result_that_does_not_fit_is_left_out(void **state)
+{
+        (void)state;
+        check_result_left_out(2u << 20, false);
+}
+
+static void writer_optional_big_result_that_runs_out_is_left_out(void **state)
+{
+        (void)state;
+        check_result_left_out(4u << 20, true);
+}
+
 static const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(writer_group_commits_puts_from_four_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(writer_concurrent_puts_complete_and_report_throughput, setup, teardown),
@@ -864,6 +955,8 @@ static const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(writer_ops_on_the_big_job_wait_for_it, setup, teardown),
         cmocka_unit_test(writer_big_result_out_of_space_fails_alone_and_leaves_nothing),
         cmocka_unit_test_setup_teardown(writer_big_submit_input_is_written_in_slices, setup, teardown),
+        cmocka_unit_test(writer_optional_result_that_does_not_fit_is_left_out),
+        cmocka_unit_test(writer_optional_big_result_that_runs_out_is_left_out),
 };
 
 int main(void)
