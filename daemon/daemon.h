@@ -18,6 +18,7 @@ struct store;
 struct store_writer;
 struct storeq;
 struct sched;
+struct membudget;
 struct jobs;
 struct objects;
 struct mailbox;
@@ -36,6 +37,7 @@ struct kilnd {
         struct jobs *jobs;            /* the job lifecycle */
         struct objects *objects;      /* stored objects: versions, snapshots (objects.h) */
         struct sched *sched;
+        struct membudget *mem;        /* memory.max_bytes: inputs, results, output buffers */
         struct mailbox *mailbox;
         struct lws_context *lws;
         struct ev_loop *evloop;       /* libev loop under lws (server.c); NULL: lws' poll() */

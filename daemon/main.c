@@ -20,6 +20,7 @@
 #include "kind.h"
 #include "log.h"
 #include "mailbox.h"
+#include "membudget.h"
 #include "objects.h"
 #include "scheduler.h"
 #include "server.h"
@@ -127,6 +128,7 @@ static void teardown(struct kilnd *d)
         hotcache_clear(); /* jobs still holding copies keep them until they go */
         free(d->sessions);
         objects_free(d->objects);
+        membudget_free(d->mem); /* after everything that takes from it */
         mailbox_free(d->mailbox);
         store_close(d->store);
         auth_tokens_free(d->tokens);
@@ -229,6 +231,11 @@ int main(int argc, char **argv)
         r = mailbox_new(&d->mailbox);
         if (r < 0)
                 goto fail;
+        /* One budget for inputs, results and output buffers (memory.max_bytes, worked
+         * out by the configuration when 0); SIGHUP changes its limit. */
+        r = membudget_new(d->cfg->memory.max_bytes, &d->mem);
+        if (r < 0)
+                goto fail;
         enum store_sync_mode sync = d->cfg->store.sync == KILN_SYNC_FULL    ? STORE_SYNC_FULL
                                     : d->cfg->store.sync == KILN_SYNC_BATCH ? STORE_SYNC_BATCH
                                                                             : STORE_SYNC_OFF;
@@ -261,7 +268,7 @@ int main(int argc, char **argv)
         r = jobs_new(&deps, &d->jobs);
         if (r < 0)
                 goto fail;
-        r = sched_new(d->cfg, jobs_sched_sink(d->jobs), &d->sched);
+        r = sched_new(d->cfg, jobs_sched_sink(d->jobs), d->mem, &d->sched);
         if (r < 0) {
                 log_error("cannot start the backends and workers: %s", strerror(-r));
                 goto fail;
@@ -284,9 +291,9 @@ int main(int argc, char **argv)
                 log_error("cannot listen on %s (is the port in use or the address invalid?)", d->cfg->server.listen);
                 goto fail;
         }
-        log_notice("kilnd %s serving http://%s/ (store %s, %u CPU threads, auth %s)", KILN_VERSION,
-                   d->cfg->server.listen, d->cfg->store.path, sched_threads(d->sched),
-                   d->cfg->auth.required ? "required" : "off");
+        log_notice("kilnd %s serving http://%s/ (store %s, %u CPU threads, memory budget %llu MiB, auth %s)",
+                   KILN_VERSION, d->cfg->server.listen, d->cfg->store.path, sched_threads(d->sched),
+                   (unsigned long long)(d->cfg->memory.max_bytes >> 20), d->cfg->auth.required ? "required" : "off");
         sd_notifyf(0, "READY=1\nSTATUS=Serving on %s\nMAINPID=%lu", d->cfg->server.listen, (unsigned long)getpid());
 
         server_run(d);

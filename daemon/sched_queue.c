@@ -1,11 +1,13 @@
 /* The scheduler's queues: one per (kind, priority), FIFO within each tenant and
- * round-robin between tenants (see scheduler_internal.h). The scheduler's lock is
- * held for every call. */
+ * round-robin between tenants (see scheduler_internal.h), and which of their items
+ * the memory budget lets run. The scheduler's lock is held for every call. */
 #include "scheduler_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "membudget.h"
 
 /* The job the queue serves next, or NULL. */
 static struct sched_item *queue_head(const struct queue *q)
@@ -109,11 +111,11 @@ void sched_queue_push(struct queue *q, struct sched_item *j, bool front)
         j->in_queue = true;
 }
 
-/* Takes the next job in round-robin order: the head of the current tenant, whose
- * turn then passes to the next tenant. Lock held; q not empty. */
-struct sched_item *sched_queue_take(struct queue *q)
+/* Takes tenant t's oldest job. When t is the tenant served next, the turn passes
+ * to the one after it; a tenant served out of turn (the one whose turn it was
+ * waits for memory) leaves the turn where it was. Lock held. */
+static struct sched_item *take_from(struct queue *q, struct tenant_queue *t)
 {
-        struct tenant_queue *t = q->cur;
         struct sched_item *j = t->head;
         struct tenant_queue *after = t->next;
         bool last = t->head == t->tail;
@@ -123,37 +125,130 @@ struct sched_item *sched_queue_take(struct queue *q)
         return j;
 }
 
-/* Puts a gathered job back at the head of its queue (shutdown). Lock held. */
+/* Takes the next job in round-robin order: the head of the current tenant, whose
+ * turn then passes to the next tenant. Lock held; q not empty. */
+struct sched_item *sched_queue_take(struct queue *q)
+{
+        return take_from(q, q->cur);
+}
+
+/* ---- memory ---- */
+
+/* Bytes the budget has left, and its limit (*ret_max); UINT64_MAX for both without
+ * a budget. A snapshot: the take that follows may still fail. */
+static uint64_t room_left(struct sched *s, uint64_t *ret_max)
+{
+        struct membudget_view v;
+        if (!s->mem) {
+                *ret_max = UINT64_MAX;
+                return UINT64_MAX;
+        }
+        membudget_view(s->mem, &v);
+        *ret_max = v.max;
+        return v.used >= v.max ? 0 : v.max - v.used;
+}
+
+/* Counts a job that has to wait for memory, once per push. */
+static void note_wait(struct sched *s, struct sched_item *j)
+{
+        if (!j->mem_waited && s->mem) {
+                j->mem_waited = true;
+                membudget_count_wait(s->mem);
+        }
+}
+
+/* Takes j's memory from the budget (what a worker holds for it while it runs and
+ * its owner afterwards: scheduler.h). Returns false when it does not fit. */
+static bool take_memory(struct sched *s, struct sched_item *j)
+{
+        if (!s->mem || !j->mem_bytes) {
+                j->mem_held = 0;
+                return true;
+        }
+        if (!membudget_try_take(s->mem, MEM_RESULTS, j->mem_bytes))
+                return false;
+        j->mem_held = j->mem_bytes;
+        return true;
+}
+
+/* Puts a gathered job back at the head of its queue (shutdown), with the memory
+ * taken for it given back. Lock held: the budget's hook then finds the lock taken
+ * by this thread (scheduler.c, on_memory_given). */
 void sched_queue_push_front(struct sched *s, struct sched_item *j)
 {
+        uint64_t held = j->mem_held;
+        j->mem_held = 0;
+        if (held)
+                membudget_give(s->mem, MEM_RESULTS, held);
         sched_queue_push(&s->q[kind_index(j->kind)][j->priority], j, true);
         s->queued++;
 }
 
-/* The oldest job of the highest non-empty priority, across kinds, skipping queues
- * another worker is gathering from. Lock held. */
+/* The tenant of q, from the one served next in ring order, whose oldest job fits in
+ * `room`; NULL when none does. A tenant whose oldest job does not fit is passed
+ * over (its later jobs wait behind it: FIFO within a tenant); *ret_blocked is set
+ * when such a job could fit once memory is given back (it needs no more than max). */
+static struct tenant_queue *fitting_tenant(struct sched *s, struct queue *q, uint64_t room, uint64_t max,
+                                           bool *ret_blocked)
+{
+        struct tenant_queue *t = q->cur;
+        if (!t)
+                return NULL;
+        do {
+                struct sched_item *j = t->head;
+                if (j->mem_bytes <= room)
+                        return t;
+                note_wait(s, j);
+                if (j->mem_bytes <= max)
+                        *ret_blocked = true;
+                t = t->next;
+        } while (t != q->cur);
+        return NULL;
+}
+
+/* The oldest job, across kinds, of the highest priority that has one that fits,
+ * skipping queues another worker is gathering from; its memory is taken. A level
+ * whose jobs all wait for memory that will come back holds back the levels below
+ * (strict priority); one whose jobs could never fit does not. Lock held. */
 struct sched_item *sched_pick(struct sched *s, unsigned *ret_kind, int *ret_prio)
 {
-        for (int p = 0; p < _KILN_PRIO_MAX; p++) {
-                struct queue *best = NULL;
-                unsigned best_k = 0;
-                for (unsigned k = 0; k < s->n_kinds; k++) {
-                        struct queue *q = &s->q[k][p];
-                        if (queue_head(q) && !s->gathering[k][p] &&
-                            (!best || queue_head(q)->seq < queue_head(best)->seq)) {
-                                best = q;
-                                best_k = k;
+        for (;;) {
+                uint64_t max, room = room_left(s, &max);
+                bool raced = false;
+                for (int p = 0; p < _KILN_PRIO_MAX && !raced; p++) {
+                        struct queue *best = NULL;
+                        struct tenant_queue *best_t = NULL;
+                        unsigned best_k = 0;
+                        bool blocked = false;
+                        for (unsigned k = 0; k < s->n_kinds; k++) {
+                                struct queue *q = &s->q[k][p];
+                                if (!queue_head(q) || s->gathering[k][p])
+                                        continue;
+                                struct tenant_queue *t = fitting_tenant(s, q, room, max, &blocked);
+                                if (t && (!best_t || t->head->seq < best_t->head->seq)) {
+                                        best = q;
+                                        best_t = t;
+                                        best_k = k;
+                                }
                         }
+                        if (best_t) {
+                                if (!take_memory(s, best_t->head)) {
+                                        /* Taken by another thread since the snapshot: look again. */
+                                        raced = true;
+                                        break;
+                                }
+                                struct sched_item *j = take_from(best, best_t);
+                                s->queued--;
+                                *ret_kind = best_k;
+                                *ret_prio = p;
+                                return j;
+                        }
+                        if (blocked)
+                                return NULL;
                 }
-                if (best) {
-                        struct sched_item *j = sched_queue_take(best);
-                        s->queued--;
-                        *ret_kind = best_k;
-                        *ret_prio = p;
-                        return j;
-                }
+                if (!raced)
+                        return NULL;
         }
-        return NULL;
 }
 
 /* Whether any queue of a priority higher than `prio` holds a job. Lock held. */
@@ -166,11 +261,16 @@ bool sched_higher_waiting(struct sched *s, int prio)
         return false;
 }
 
-/* Moves queued jobs of (k, p) into jobs[] up to max. Lock held. */
+/* Moves queued jobs of (k, p) into jobs[] up to max, in round-robin order, each
+ * with its memory taken; the first that does not fit ends the batch. Lock held. */
 size_t sched_gather(struct sched *s, unsigned k, int p, struct sched_item **jobs, size_t n, size_t max)
 {
         struct queue *q = &s->q[k][p];
         while (n < max && q->depth) {
+                if (!take_memory(s, queue_head(q))) {
+                        note_wait(s, queue_head(q));
+                        break;
+                }
                 struct sched_item *j = sched_queue_take(q);
                 s->queued--;
                 s->running++;

@@ -10,7 +10,11 @@
  *
  * Every task of a running batch is "claimed" exactly once: by the worker when its
  * backend reports it finished, or by the reaper thread when its deadline passes
- * first, so a job ends `expired` on time even while its device is busy. */
+ * first, so a job ends `expired` on time even while its device is busy.
+ *
+ * A job starts only with its memory taken from the budget (sched_queue.c decides
+ * which jobs fit); workers with nothing that fits sleep on `wake` until a push, or
+ * until the budget's hook says memory was given back. */
 #include "scheduler.h"
 #include "scheduler_internal.h"
 
@@ -25,6 +29,7 @@
 #include "config.h"
 #include "kind.h"
 #include "log.h"
+#include "membudget.h"
 #include "metrics.h"
 #include "util.h"
 
@@ -533,7 +538,21 @@ static void *worker_main(void *arg)
         return NULL;
 }
 
-int sched_new(const struct kiln_config *cfg, const struct sched_sink *sink, struct sched **ret)
+/* The budget's hook: memory was given back (on the owner's thread, or a worker's),
+ * so a job that waited may fit now: wake the workers. The lock is error-checking: a
+ * worker that gives memory back while holding it (sched_queue_push_front) gets
+ * EDEADLK here instead of deadlocking, and the broadcast is as good under its hold. */
+static void on_memory_given(void *ctx)
+{
+        struct sched *s = ctx;
+        int r = pthread_mutex_lock(&s->lock);
+        pthread_cond_broadcast(&s->wake);
+        if (r == 0)
+                pthread_mutex_unlock(&s->lock);
+}
+
+int sched_new(const struct kiln_config *cfg, const struct sched_sink *sink, struct membudget *mem,
+              struct sched **ret)
 {
         struct sched *s = calloc(1, sizeof(*s));
         if (!s)
@@ -574,10 +593,17 @@ int sched_new(const struct kiln_config *cfg, const struct sched_sink *sink, stru
         pthread_condattr_t ca;
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_mutex_init(&s->lock, NULL);
+        pthread_mutexattr_t ma;
+        pthread_mutexattr_init(&ma);
+        pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ERRORCHECK);
+        pthread_mutex_init(&s->lock, &ma);
+        pthread_mutexattr_destroy(&ma);
         pthread_cond_init(&s->wake, &ca);
         pthread_cond_init(&s->reap_wake, &ca);
         pthread_condattr_destroy(&ca);
+        s->mem = mem;
+        if (mem)
+                membudget_on_give(mem, on_memory_given, s);
         s->threads = calloc(threads, sizeof(pthread_t));
         if (!s->threads) {
                 sched_free(s);
@@ -605,6 +631,10 @@ void sched_free(struct sched *s)
 {
         if (!s)
                 return;
+        /* First, so that no hook call reaches the scheduler once it is gone (this
+         * waits for one in progress). */
+        if (s->mem)
+                membudget_on_give(s->mem, NULL, NULL);
         pthread_mutex_lock(&s->lock);
         s->stopping = true;
         pthread_cond_broadcast(&s->wake);
@@ -635,6 +665,7 @@ void sched_push(struct sched *s, struct sched_item *j)
         s->sink.hold(s->sink.ctx, j);
         pthread_mutex_lock(&s->lock);
         j->seq = ++s->seq;
+        j->mem_waited = false;
         sched_queue_push(q, j, false);
         s->queued++;
         /* Wake a gathering worker as well as an idle one. */

@@ -7,7 +7,18 @@
  * whatever it schedules and hands the scheduler a `struct sched_sink` of callbacks
  * at creation (libuv's thread pool takes a `done` callback the same way). The
  * scheduler reports what happened to an item (started, progress, finished); it
- * never changes anyone's state itself, and it includes nothing of its owner. */
+ * never changes anyone's state itself, and it includes nothing of its owner.
+ *
+ * Memory (membudget.h): an item names what running it will hold (mem_bytes, its
+ * estimated result). A worker starts it only once that much is taken from the
+ * budget (MEM_RESULTS); until then it stays queued, its deadline still running.
+ * Within one priority, an item that does not fit does not hold back the items of
+ * other kinds or other tenants that do (one tenant's own items keep their order);
+ * items of lower priorities wait while one that could fit once memory comes back
+ * is queued above them, as they would behind any higher-priority item. An item
+ * bigger than the whole budget holds back nobody: it stays queued until it is
+ * expired or cancelled (the owner refuses such items at submit). Workers sleep
+ * while nothing fits and wake when memory is given back. */
 #pragma once
 
 #include <stdatomic.h>
@@ -20,6 +31,7 @@
 #include "proto.h"
 
 struct sched;
+struct membudget;
 struct kiln_config;
 struct kiln_array;
 struct kiln_object;
@@ -54,6 +66,20 @@ struct sched_item {
         size_t n_inputs;
         const struct kiln_object *object; /* the stored object it reads (set by the
                                            * sink's prepare on the worker), or NULL */
+        /* Bytes running it will hold, its estimated result: taken from the budget
+         * (MEM_RESULTS) before it starts. 0: it holds nothing and never waits. */
+        uint64_t mem_bytes;
+
+        /* Set by the scheduler when it takes the item out of its queue to run it:
+         * what it took from the budget for it (mem_bytes, or 0). From then the bytes
+         * are the owner's: after `finished` (whatever the end: done, failed, expired,
+         * cancelled, requeued) the owner gives them back with
+         * membudget_give(mem, MEM_RESULTS, it->mem_held) once it has freed the
+         * result, or at once when there is none, and sets mem_held to 0 before it
+         * pushes the item again. The scheduler never gives back the memory of an
+         * item it has reported; an item taken back with sched_remove, or one still
+         * queued at sched_free, holds none (mem_held 0). */
+        uint64_t mem_held;
 
         /* Written by the owner from any thread (cancel, expire, shutdown). */
         atomic_int stop;               /* enum sched_stop */
@@ -65,6 +91,7 @@ struct sched_item {
         struct sched_item *q_prev, *q_next;
         struct tenant_queue *q_tenant;
         bool in_queue;
+        bool mem_waited;               /* counted once in the budget's waits */
         uint64_t seq;
         atomic_int pct;
         int64_t progress_sent_ms;
@@ -99,11 +126,15 @@ struct sched_sink {
 /* Opens the backends for cfg->gpu (loading the CUDA plugin unless gpu.backend = cpu)
  * and starts cfg->cpu.threads workers (0 = number of online CPUs), with the batch
  * settings of every kind and jobs.max_retries. `cfg` is read only during the call;
- * `sink` is copied. Returns >= 0 or -errno. */
-int sched_new(const struct kiln_config *cfg, const struct sched_sink *sink, struct sched **ret);
+ * `sink` is copied. `mem` is the memory budget items take from before they run
+ * (NULL: none, every item runs when a worker is free); it must outlive the
+ * scheduler, which sets its release hook (membudget_on_give) until sched_free.
+ * Returns >= 0 or -errno. */
+int sched_new(const struct kiln_config *cfg, const struct sched_sink *sink, struct membudget *mem,
+              struct sched **ret);
 /* Stops the workers (a running item is asked to stop with SCHED_STOP_SHUTDOWN and
- * ends SCHED_END_REQUEUED unless it finishes first), releases queued items, frees.
- * Accepts NULL. */
+ * ends SCHED_END_REQUEUED unless it finishes first), releases queued items, frees;
+ * unsets the budget's hook first. Accepts NULL. */
 void sched_free(struct sched *s);
 
 /* Queues an item (holds it). */

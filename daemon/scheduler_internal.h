@@ -74,6 +74,7 @@ struct sched {
         enum kiln_backend_mode mode;
         uint32_t max_retries;     /* jobs.max_retries */
         struct sched_sink sink;
+        struct membudget *mem;    /* NULL: unbounded */
 };
 
 static inline unsigned kind_index(const struct kiln_kind *k)
@@ -92,12 +93,15 @@ void sched_queue_unlink(struct queue *q, struct sched_item *j);
 void sched_queue_push(struct queue *q, struct sched_item *j, bool front);
 /* The next item in round-robin order between tenants; q not empty. */
 struct sched_item *sched_queue_take(struct queue *q);
-/* Puts a gathered item back at the head of its queue (shutdown). */
+/* Puts a gathered item back at the head of its queue (shutdown), giving back the
+ * memory taken for it. */
 void sched_queue_push_front(struct sched *s, struct sched_item *j);
-/* The oldest item of the highest non-empty priority, across kinds, skipping queues
- * another worker is gathering from; NULL when there is none. */
+/* The oldest item of the highest priority that can run, across kinds, skipping
+ * queues another worker is gathering from, with its memory taken (scheduler.h says
+ * which items memory holds back); NULL when there is none. */
 struct sched_item *sched_pick(struct sched *s, unsigned *ret_kind, int *ret_prio);
 /* Whether a queue of a priority higher than `prio` holds an item. */
 bool sched_higher_waiting(struct sched *s, int prio);
-/* Moves queued items of (k, p) into jobs[n..max); returns the new count. */
+/* Moves queued items of (k, p) into jobs[n..max), in round-robin order, each with
+ * its memory taken, stopping at the first that does not fit; returns the new count. */
 size_t sched_gather(struct sched *s, unsigned k, int p, struct sched_item **jobs, size_t n, size_t max);

@@ -1,7 +1,8 @@
 /* The scheduler (daemon/scheduler.c) with a fake owner: the sink below records what
  * the scheduler reports about items it runs on the real CPU backend (lens.nfw on
  * tiny grids) and, where the CUDA plugin was built, on its simulated failing
- * device (KILN_CUDA_FAULT=sim). */
+ * device (KILN_CUDA_FAULT=sim). With a memory budget (membudget.c), the test plays
+ * the owner's part of giving back what finished items held. */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -11,11 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "config.h"
+#include "membudget.h"
 #include "params.h"
 #include "scheduler.h"
 #include "util.h"
@@ -98,9 +101,9 @@ static struct kiln_config *config(const char *const *extra)
         return cfg;
 }
 
-static void fake_init(struct fake *f, const char *params, enum kiln_priority prio)
+static void fake_init_kind(struct fake *f, const char *kind_name, const char *params, enum kiln_priority prio)
 {
-        const struct kiln_kind *kind = kiln_kind_find("lens.nfw");
+        const struct kiln_kind *kind = kiln_kind_find(kind_name);
         memset(f, 0, sizeof(*f));
         f->params = calloc(1, kind->params_size);
         json_t *in = json_loads(params, 0, NULL), *canonical = NULL;
@@ -112,6 +115,11 @@ static void fake_init(struct fake *f, const char *params, enum kiln_priority pri
         f->it.params = f->params;
         f->it.tenant = "acme";
         f->it.priority = prio;
+}
+
+static void fake_init(struct fake *f, const char *params, enum kiln_priority prio)
+{
+        fake_init_kind(f, "lens.nfw", params, prio);
 }
 
 static void wait_finished(int n)
@@ -135,7 +143,7 @@ static void test_items_run_and_are_reported_once(void **state)
         static const char *env[] = { "KILN_GPU_BACKEND=cpu", "KILN_CPU_THREADS=2", NULL };
         struct kiln_config *cfg = config(env);
         struct sched *s;
-        assert_int_equal(sched_new(cfg, &sink, &s), 0);
+        assert_int_equal(sched_new(cfg, &sink, NULL, &s), 0);
         struct fake f[8];
         for (int i = 0; i < 8; i++) {
                 fake_init(&f[i], tiny, KILN_PRIO_NORMAL);
@@ -162,7 +170,7 @@ static void test_higher_priorities_run_first(void **state)
         static const char *env[] = { "KILN_GPU_BACKEND=cpu", "KILN_CPU_THREADS=1", NULL };
         struct kiln_config *cfg = config(env);
         struct sched *s;
-        assert_int_equal(sched_new(cfg, &sink, &s), 0);
+        assert_int_equal(sched_new(cfg, &sink, NULL, &s), 0);
         /* One worker, kept busy by a big map while the others are queued. */
         struct fake busy, low, normal, critical;
         fake_init(&busy, "{\"mass\": 1e14, \"concentration\": 5, \"grid_size\": 2048, "
@@ -197,7 +205,7 @@ static void test_a_removed_item_is_released_and_never_reported(void **state)
         static const char *env[] = { "KILN_GPU_BACKEND=cpu", "KILN_CPU_THREADS=1", NULL };
         struct kiln_config *cfg = config(env);
         struct sched *s;
-        assert_int_equal(sched_new(cfg, &sink, &s), 0);
+        assert_int_equal(sched_new(cfg, &sink, NULL, &s), 0);
         sched_pause(s); /* nothing is taken */
         struct fake f;
         fake_init(&f, tiny, KILN_PRIO_NORMAL);
@@ -219,7 +227,7 @@ static void test_stops_and_deadlines_end_items_as_asked(void **state)
         static const char *env[] = { "KILN_GPU_BACKEND=cpu", "KILN_CPU_THREADS=1", NULL };
         struct kiln_config *cfg = config(env);
         struct sched *s;
-        assert_int_equal(sched_new(cfg, &sink, &s), 0);
+        assert_int_equal(sched_new(cfg, &sink, NULL, &s), 0);
         struct fake cancel, shutdown, late;
         fake_init(&cancel, tiny, KILN_PRIO_NORMAL);
         fake_init(&shutdown, tiny, KILN_PRIO_NORMAL);
@@ -244,6 +252,234 @@ static void test_stops_and_deadlines_end_items_as_asked(void **state)
         kiln_config_free(cfg);
 }
 
+/* ---- memory ---- */
+
+static void wait_started(struct fake *f)
+{
+        pthread_mutex_lock(&lock);
+        while (!atomic_load(&f->started))
+                pthread_cond_wait(&changed, &lock);
+        pthread_mutex_unlock(&lock);
+}
+
+static struct membudget_view budget_view(struct membudget *mb)
+{
+        struct membudget_view v;
+        membudget_view(mb, &v);
+        return v;
+}
+
+/* Process CPU time in ms, to tell a sleeping worker from a spinning one. */
+static double cpu_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+        return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Half a second in which nothing happens: a worker waiting for memory must sleep
+ * through it, not spin. Returns the CPU time the process used meanwhile. */
+static double idle_cpu_ms(void)
+{
+        pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+        pthread_cond_t c = PTHREAD_COND_INITIALIZER;
+        struct timespec until;
+        double before = cpu_ms();
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 500 * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&m);
+        while (pthread_cond_timedwait(&c, &m, &until) != ETIMEDOUT)
+                ;
+        pthread_mutex_unlock(&m);
+        return cpu_ms() - before;
+}
+
+/* Two items that each fit the budget alone but not together: the second starts
+ * only once the first one's owner gives its memory back. Meanwhile an item of
+ * another tenant that fits runs, and the waiting tenant's next item keeps its
+ * place behind its head. */
+static void test_an_item_waits_until_memory_is_given_back(void **state)
+{
+        static const char *env[] = { "KILN_GPU_BACKEND=cpu", "KILN_CPU_THREADS=1", NULL };
+        struct kiln_config *cfg = config(env);
+        struct membudget *mb;
+        struct sched *s;
+        assert_int_equal(membudget_new(1000, &mb), 0);
+        assert_int_equal(sched_new(cfg, &sink, mb, &s), 0);
+        struct fake a, b, b_next, other;
+        fake_init(&a, tiny, KILN_PRIO_NORMAL);
+        fake_init(&b, tiny, KILN_PRIO_NORMAL);
+        fake_init(&b_next, tiny, KILN_PRIO_NORMAL);
+        fake_init(&other, tiny, KILN_PRIO_NORMAL);
+        a.it.mem_bytes = 600;
+        b.it.mem_bytes = 600;
+        other.it.tenant = "globex";
+        sched_push(s, &a.it);
+        wait_started(&a);
+        sched_push(s, &b.it);      /* 600 more: does not fit beside a's */
+        sched_push(s, &b_next.it); /* needs nothing, but comes after b */
+        sched_push(s, &other.it);  /* needs nothing, another tenant */
+        wait_finished(2);          /* a, then other */
+
+        assert_int_equal(a.end, SCHED_END_DONE);
+        assert_int_equal(a.it.mem_held, 600);
+        assert_int_equal(other.end, SCHED_END_DONE);
+        assert_int_equal(other.it.mem_held, 0);
+        assert_int_equal(atomic_load(&b.started), 0);
+        assert_int_equal(atomic_load(&b_next.started), 0);
+        assert_int_equal(sched_queued(s), 2);
+        struct membudget_view v = budget_view(mb);
+        assert_int_equal(v.used, 600);          /* a's result, until its owner lets go */
+        assert_int_equal(v.by_use[MEM_RESULTS], 600);
+        assert_int_equal(v.waits, 1);           /* b, counted once */
+        /* The worker sleeps while nothing fits. */
+        double spent = idle_cpu_ms();
+        print_message("CPU time while an item waited for memory for 500 ms: %.1f ms\n", spent);
+        assert_true(spent < 100.0);
+        assert_int_equal(atomic_load(&b.started), 0);
+
+        membudget_give(mb, MEM_RESULTS, a.it.mem_held); /* the owner frees a's result */
+        wait_finished(4);
+        assert_int_equal(b.end, SCHED_END_DONE);
+        assert_int_equal(b.it.mem_held, 600);
+        assert_int_equal(b_next.end, SCHED_END_DONE);
+        assert_true(b.order < b_next.order || b.batch > 1);
+        membudget_give(mb, MEM_RESULTS, b.it.mem_held);
+        v = budget_view(mb);
+        assert_int_equal(v.used, 0);
+        assert_int_equal(v.peak, 600);          /* never both at once */
+        sched_free(s);
+        membudget_free(mb);
+        free(a.params);
+        free(b.params);
+        free(b_next.params);
+        free(other.params);
+        kiln_config_free(cfg);
+}
+
+/* An item whose memory does not fit does not hold back a smaller item of another
+ * kind at its priority. */
+static void test_an_item_that_does_not_fit_does_not_block_another_kind(void **state)
+{
+        static const char *env[] = { "KILN_GPU_BACKEND=cpu", "KILN_CPU_THREADS=1", NULL };
+        struct kiln_config *cfg = config(env);
+        struct membudget *mb;
+        struct sched *s;
+        assert_int_equal(membudget_new(1000, &mb), 0);
+        membudget_charge(mb, MEM_OUTPUT, 700); /* held elsewhere: output buffers */
+        assert_int_equal(sched_new(cfg, &sink, mb, &s), 0);
+        struct fake big, small;
+        fake_init(&big, tiny, KILN_PRIO_NORMAL);
+        fake_init_kind(&small, "lens.raytrace",
+                       "{\"mass\": 1e15, \"concentration\": 5, \"grid_size\": 16, \"fov_arcsec\": 120, "
+                       "\"source\": {\"x_arcsec\": 1.0, \"y_arcsec\": 0.5, \"sigma_arcsec\": 2.0}}",
+                       KILN_PRIO_NORMAL);
+        big.it.mem_bytes = 600;
+        small.it.mem_bytes = 300;
+        sched_push(s, &big.it);
+        sched_push(s, &small.it);
+        wait_finished(1);
+        assert_int_equal(small.end, SCHED_END_DONE);
+        assert_int_equal(small.it.mem_held, 300);
+        assert_int_equal(atomic_load(&big.started), 0);
+        assert_int_equal(sched_queued(s), 1);
+        membudget_give(mb, MEM_RESULTS, small.it.mem_held);
+        assert_int_equal(atomic_load(&big.started), 0); /* 700 + 600 still over 1000 */
+        membudget_give(mb, MEM_OUTPUT, 700);
+        wait_finished(2);
+        assert_int_equal(big.end, SCHED_END_DONE);
+        assert_int_equal(big.it.mem_held, 600);
+        membudget_give(mb, MEM_RESULTS, big.it.mem_held);
+        sched_free(s);
+        membudget_free(mb);
+        free(big.params);
+        free(small.params);
+        kiln_config_free(cfg);
+}
+
+/* Strict priority holds with memory too: while a critical item waits for memory
+ * that will come back, a low one that would fit waits behind it; a critical item
+ * that fits runs. */
+static void test_lower_priorities_wait_behind_an_item_waiting_for_memory(void **state)
+{
+        static const char *env[] = { "KILN_GPU_BACKEND=cpu", "KILN_CPU_THREADS=1", NULL };
+        struct kiln_config *cfg = config(env);
+        struct membudget *mb;
+        struct sched *s;
+        assert_int_equal(membudget_new(1000, &mb), 0);
+        assert_int_equal(sched_new(cfg, &sink, mb, &s), 0);
+        struct fake holder, big, low, fits;
+        fake_init(&holder, tiny, KILN_PRIO_NORMAL);
+        fake_init(&big, tiny, KILN_PRIO_CRITICAL);
+        fake_init(&low, tiny, KILN_PRIO_LOW);
+        fake_init(&fits, tiny, KILN_PRIO_CRITICAL);
+        holder.it.mem_bytes = 300;
+        big.it.mem_bytes = 800;
+        fits.it.tenant = "globex";
+        sched_push(s, &holder.it);
+        wait_started(&holder);
+        sched_push(s, &big.it);
+        sched_push(s, &low.it);
+        sched_push(s, &fits.it);
+        wait_finished(2); /* holder and fits */
+        assert_int_equal(fits.end, SCHED_END_DONE);
+        assert_int_equal(atomic_load(&big.started), 0);
+        membudget_give(mb, MEM_RESULTS, holder.it.mem_held);
+        wait_finished(4);
+        assert_true(big.order < low.order);
+        membudget_give(mb, MEM_RESULTS, big.it.mem_held);
+        assert_int_equal(budget_view(mb).used, 0);
+        sched_free(s);
+        membudget_free(mb);
+        free(holder.params);
+        free(big.params);
+        free(low.params);
+        free(fits.params);
+        kiln_config_free(cfg);
+}
+
+/* An item bigger than the whole budget never runs and holds back nobody, not even
+ * lower priorities; it waits, asleep, until it is taken back. */
+static void test_an_item_bigger_than_the_budget_stays_queued_without_spinning(void **state)
+{
+        static const char *env[] = { "KILN_GPU_BACKEND=cpu", "KILN_CPU_THREADS=2", NULL };
+        struct kiln_config *cfg = config(env);
+        struct membudget *mb;
+        struct sched *s;
+        assert_int_equal(membudget_new(1000, &mb), 0);
+        assert_int_equal(sched_new(cfg, &sink, mb, &s), 0);
+        struct fake huge, low;
+        fake_init(&huge, tiny, KILN_PRIO_HIGH);
+        fake_init(&low, tiny, KILN_PRIO_LOW);
+        huge.it.mem_bytes = 1001;
+        low.it.mem_bytes = 1000;
+        sched_push(s, &huge.it);
+        sched_push(s, &low.it);
+        wait_finished(1);
+        assert_int_equal(low.end, SCHED_END_DONE);
+        membudget_give(mb, MEM_RESULTS, low.it.mem_held);
+        double spent = idle_cpu_ms();
+        print_message("CPU time while an oversized item stayed queued for 500 ms: %.1f ms\n", spent);
+        assert_true(spent < 100.0);
+        assert_int_equal(atomic_load(&huge.started), 0);
+        assert_int_equal(sched_queued(s), 1);
+        assert_true(sched_remove(s, &huge.it));
+        assert_int_equal(huge.it.mem_held, 0);
+        assert_int_equal(atomic_load(&huge.holds), 0);
+        assert_int_equal(budget_view(mb).used, 0);
+        assert_int_equal(budget_view(mb).waits, 1);
+        sched_free(s);
+        membudget_free(mb);
+        assert_int_equal(atomic_load(&huge.ended), 0);
+        free(huge.params);
+        free(low.params);
+        kiln_config_free(cfg);
+}
+
 /* The CUDA plugin's simulated device fails every batch; the CPU comes after it. */
 static bool plugin_built(void)
 {
@@ -260,7 +496,7 @@ static void run_on_failing_device(const char *max_retries, struct fake *f)
         const char *env[] = { "KILN_GPU_BACKEND=auto", "KILN_CPU_THREADS=1", retries, NULL };
         struct kiln_config *cfg = config(env);
         struct sched *s;
-        assert_int_equal(sched_new(cfg, &sink, &s), 0);
+        assert_int_equal(sched_new(cfg, &sink, NULL, &s), 0);
         fake_init(f, tiny, KILN_PRIO_NORMAL);
         sched_push(s, &f->it);
         wait_finished(1);
@@ -300,6 +536,10 @@ int main(void)
                 cmocka_unit_test_setup(test_higher_priorities_run_first, reset),
                 cmocka_unit_test_setup(test_a_removed_item_is_released_and_never_reported, reset),
                 cmocka_unit_test_setup(test_stops_and_deadlines_end_items_as_asked, reset),
+                cmocka_unit_test_setup(test_an_item_waits_until_memory_is_given_back, reset),
+                cmocka_unit_test_setup(test_an_item_that_does_not_fit_does_not_block_another_kind, reset),
+                cmocka_unit_test_setup(test_lower_priorities_wait_behind_an_item_waiting_for_memory, reset),
+                cmocka_unit_test_setup(test_an_item_bigger_than_the_budget_stays_queued_without_spinning, reset),
                 cmocka_unit_test_setup(test_max_retries_bounds_the_attempts_after_device_failures, reset),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
