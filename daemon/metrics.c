@@ -242,6 +242,19 @@ char *metrics_render(const struct metrics_view *v)
         family(&b, "kiln_cache_bytes", "gauge", "Bytes held by the result cache.");
         put(&b, "kiln_cache_bytes %llu\n", (unsigned long long)c.bytes);
 
+        if (v->memory.known) {
+                const struct metrics_memory *mm = &v->memory;
+                family(&b, "kiln_memory_budget_bytes", "gauge",
+                       "Bytes kilnd may hold for job inputs, results and output buffers (memory.max_bytes).");
+                put(&b, "kiln_memory_budget_bytes %llu\n", (unsigned long long)mm->max);
+                family(&b, "kiln_memory_used_bytes", "gauge", "Bytes of the memory budget held, by use.");
+                put(&b, "kiln_memory_used_bytes{use=\"inputs\"} %llu\nkiln_memory_used_bytes{use=\"results\"} %llu\n"
+                        "kiln_memory_used_bytes{use=\"output\"} %llu\n",
+                    (unsigned long long)mm->inputs, (unsigned long long)mm->results, (unsigned long long)mm->output);
+                family(&b, "kiln_memory_waits_total", "counter", "Jobs that waited queued for room in the memory budget.");
+                put(&b, "kiln_memory_waits_total %llu\n", (unsigned long long)mm->waits);
+        }
+
         family(&b, "kiln_device_utilization_ratio", "gauge", "Share of each device's capacity in use.");
         devices(&b, v->backends, false);
         family(&b, "kiln_device_memory_used_bytes", "gauge", "Memory in use on each device.");

@@ -3,6 +3,7 @@
  * it shows, and includes no other part of the daemon. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,12 +20,19 @@ struct metrics_cache {
         uint64_t hits, misses, bytes;
 };
 
+/* The memory budget's figures for kiln_memory_* (membudget.h). */
+struct metrics_memory {
+        bool known;              /* false: no budget, the families are left out */
+        uint64_t max, inputs, results, output, waits;
+};
+
 /* What a scrape shows besides this module's own counters, gathered by its caller
  * (stats.c) from the scheduler, the store and the sessions. */
 struct metrics_view {
         uint32_t depth[METRICS_MAX_KINDS][_KILN_PRIO_MAX]; /* queued jobs by kind index, priority */
         json_t *backends;        /* sched_backends_json(), borrowed; NULL: none */
         struct metrics_cache cache;
+        struct metrics_memory memory;
         size_t connections;
         uint64_t ws_messages_in, ws_messages_out;
         const uint64_t *rejected; /* _KERR_MAX counters by enum kiln_err */

@@ -6,6 +6,7 @@
 #include "daemon.h"
 #include "jobs.h"
 #include "kind.h"
+#include "membudget.h"
 #include "metrics.h"
 #include "scheduler.h"
 #include "store.h"
@@ -29,6 +30,18 @@ static json_t *tenant_stats_json(struct kilnd *d, const struct auth_identity *wh
         return json_pack("{s:s, s:s, s:s, s:i, s:o, s:f, s:o}", "op", "stats", "scope", "tenant", "tenant",
                          who->tenant, "queued", (int)active, "finished", finished, "uptime_s",
                          (double)(kiln_mono_ms() - d->started_mono) / 1000.0, "backends", sched_backends_json(d->sched));
+}
+
+/* The memory budget: its limit, what each use holds, the most ever held, and how
+ * many jobs waited queued for room. */
+static json_t *memory_json(struct kilnd *d)
+{
+        struct membudget_view v;
+        membudget_view(d->mem, &v);
+        return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "max_bytes", (json_int_t)v.max, "used_bytes",
+                         (json_int_t)v.used, "inputs_bytes", (json_int_t)v.by_use[MEM_INPUTS], "results_bytes",
+                         (json_int_t)v.by_use[MEM_RESULTS], "output_bytes", (json_int_t)v.by_use[MEM_OUTPUT],
+                         "peak_bytes", (json_int_t)v.peak, "waits", (json_int_t)v.waits);
 }
 
 json_t *stats_json(struct kilnd *d, const struct auth_identity *who)
@@ -66,13 +79,16 @@ json_t *stats_json(struct kilnd *d, const struct auth_identity *who)
         json_t *batches = json_pack("{s:I, s:I, s:f}", "count", (json_int_t)n_batches, "jobs",
                                     (json_int_t)batched_jobs, "mean_size",
                                     n_batches ? (double)batched_jobs / (double)n_batches : 0.0);
-        return json_pack("{s:s, s:s, s:o, s:i, s:i, s:i, s:o, s:o, s:I, s:I, s:I, s:f, s:o, s:o, s:o}", "op", "stats", "scope",
+        json_t *o = json_pack("{s:s, s:s, s:o, s:i, s:i, s:i, s:o, s:o, s:I, s:I, s:I, s:f, s:o, s:o, s:o}", "op", "stats", "scope",
                          "global", "queues", queues, "queued", (int)(jobs_committing(d->jobs) + sched_queued(d->sched)), "running", (int)sched_running(d->sched),
                          "connections", (int)d->n_sessions, "finished", finished, "rejected", rejected,
                          "messages_in", (json_int_t)d->ws_messages_in, "messages_out",
                          (json_int_t)d->ws_messages_out, "live_jobs", (json_int_t)jobs_live(d->jobs), "uptime_s",
                          (double)(kiln_mono_ms() - d->started_mono) / 1000.0, "backends", sched_backends_json(d->sched),
                          "cache", cache, "batches", batches);
+        if (o && d->mem)
+                json_object_set_new(o, "memory", memory_json(d));
+        return o;
 }
 
 char *stats_metrics_text(struct kilnd *d)
@@ -87,6 +103,13 @@ char *stats_metrics_text(struct kilnd *d)
         if (d->store)
                 store_cache_stats(d->store, &cs);
         v.cache = (struct metrics_cache){ .hits = cs.hits, .misses = cs.misses, .bytes = cs.bytes };
+        if (d->mem) {
+                struct membudget_view mv;
+                membudget_view(d->mem, &mv);
+                v.memory = (struct metrics_memory){ .known = true, .max = mv.max, .inputs = mv.by_use[MEM_INPUTS],
+                                                    .results = mv.by_use[MEM_RESULTS],
+                                                    .output = mv.by_use[MEM_OUTPUT], .waits = mv.waits };
+        }
         v.connections = d->n_sessions;
         v.ws_messages_in = d->ws_messages_in;
         v.ws_messages_out = d->ws_messages_out;

@@ -171,6 +171,17 @@ function cacheNumbers(s, m) {
   return { hits, misses, bytes, ratio, entries: pick(c, 'entries', 'items', 'count') };
 }
 
+/* The memory budget (stats.memory for an admin, or else /metrics): what kilnd
+ * holds for inputs, results and output buffers against memory.max_bytes. */
+function memoryNumbers(s, m) {
+  const mem = (s && typeof s.memory === 'object' && s.memory) || {};
+  return {
+    used: pick(mem, 'used_bytes') ?? m?.sum('kiln_memory_used_bytes'),
+    max: pick(mem, 'max_bytes') ?? m?.sum('kiln_memory_budget_bytes'),
+    waits: pick(mem, 'waits') ?? m?.sum('kiln_memory_waits_total'),
+  };
+}
+
 /* Batch numbers: {count, sum} totals, from the stats push or /metrics. */
 function batchNumbers(s, m) {
   const b = (s && typeof (s.batches ?? s.batch) === 'object' && (s.batches ?? s.batch)) || {};
@@ -372,7 +383,8 @@ function tile(key, label) {
 function viewDashboard() {
   const tiles = el('div', { class: 'tiles', 'aria-live': 'off' },
     tile('uptime', 'Uptime'), tile('connections', 'Connections'), tile('queued', 'Queued'), tile('running', 'Running'),
-    tile('throughput', 'Jobs/s (10 s)'), tile('done', 'Done'), tile('failed', 'Failed / expired'), tile('cache', 'Cache hit rate'));
+    tile('throughput', 'Jobs/s (10 s)'), tile('done', 'Done'), tile('failed', 'Failed / expired'), tile('cache', 'Cache hit rate'),
+    tile('memory', 'Memory: used / budget'));
   const devices = el('div', { class: 'card devices' }, el('h2', {}, 'Devices and backends'), el('div', { class: 'devices-body' }));
   const queues = el('div', { class: 'card queues' }, el('h2', {}, 'Queues by kind and priority'), el('div', { class: 'queues-body' }));
   const other = el('details', { class: 'card other' }, el('summary', {}, 'All stats fields'), el('pre', { class: 'raw' }));
@@ -402,6 +414,10 @@ function viewDashboard() {
     const c = cacheNumbers(s, state.metrics);
     setTile('cache', state.cacheTotalRate !== undefined || c.ratio !== undefined
       ? `${fmtNum(c.ratio !== undefined ? (c.ratio <= 1 ? c.ratio * 100 : c.ratio) : state.cacheTotalRate)} %${c.bytes !== undefined ? ' · ' + fmtBytes(c.bytes) : ''}`
+      : '—');
+    const mem = memoryNumbers(s, state.metrics);
+    setTile('memory', mem.max !== undefined
+      ? `${fmtBytes(mem.used ?? 0)} / ${fmtBytes(mem.max)}${mem.waits ? ` · ${fmtNum(mem.waits)} waited` : ''}`
       : '—');
     renderDevices(devices.querySelector('.devices-body'), s);
     renderQueues(queues.querySelector('.queues-body'), s);
