@@ -1,0 +1,627 @@
+"""Memory pressure, slow readers and a full store (SPEC §4 [memory], §7 bounded memory
+and full disk), scaled down to run in CI:
+
+  * budget: with a small memory.max_bytes, jobs whose results together exceed it all
+    finish, `stats` never shows more in use than the budget, kilnd's anonymous memory
+    stays under the budget plus a fixed overhead, and a job whose result alone is over
+    the budget is refused at submit;
+  * slow reader: a connection that submits big jobs and never reads is closed (1008)
+    once its output passes memory.max_output_buffer_bytes; its jobs go on, their
+    results stay retrievable, and another client is served meanwhile;
+  * full store: an LMDB map or a filesystem that fills up makes kilnd refuse new work
+    with `unavailable` naming the store and /readyz answer 503 with the reason, no
+    accepted job ends `failed`, and when room comes back kilnd serves again.
+
+The raw WebSocket client (RawWs) and the memory sampler (RssSampler) are also used by
+tests/bench/pressure.py.
+"""
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import random
+import socket
+import subprocess
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+from kiln_fixture import KILND, Client, Kilnd
+
+KIND = "lens.nfw"
+MiB = 1 << 20
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+FINISHED = ("done", "failed", "cancelled", "expired")
+
+
+def result_bytes(grid, maps):
+    """Bytes of a lens.nfw result: one f32[grid][grid] part per map."""
+    return grid * grid * 4 * len(maps)
+
+
+def nfw(grid, maps=("kappa",), mass=None):
+    """lens.nfw params with a mass no other job of this run has (so nothing coalesces
+    or comes from the cache)."""
+    return {"mass": mass or random.uniform(1e13, 1e15), "concentration": 5.0, "grid_size": grid,
+            "maps": list(maps)}
+
+
+class RawWs:
+    """A WebSocket client written on a plain socket, for clients that never read: it
+    sends masked frames (RFC 6455) and reads only when drain() is called.
+    `rcvbuf` shrinks the socket's receive buffer, so that what the server cannot send
+    stays in the server instead of in this machine's socket buffers."""
+
+    def __init__(self, port, host="127.0.0.1", rcvbuf=None, timeout=10):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(timeout)
+        self.sock.connect((host, port))
+        key = base64.b64encode(os.urandom(16))
+        self.sock.sendall(b"GET /ws HTTP/1.1\r\nHost: " + host.encode() + b"\r\nUpgrade: websocket\r\n"
+                          b"Connection: Upgrade\r\nSec-WebSocket-Key: " + key + b"\r\n"
+                          b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: kiln.v1\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("kilnd closed the connection during the WebSocket upgrade")
+            head += chunk
+        head, rest = head.split(b"\r\n\r\n", 1)
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise ConnectionError(f"upgrade refused: {head[:200]!r}")
+        accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
+        if b"sec-websocket-accept: " + accept.lower() not in head.lower():
+            raise ConnectionError(f"bad Sec-WebSocket-Accept in {head!r}")
+        self.buf = bytearray(rest)
+        self.read_bytes = len(rest)
+        self.ref = 0
+
+    def send_frame(self, opcode, payload):
+        n = len(payload)
+        if n < 126:
+            head = bytes([0x80 | opcode, 0x80 | n])
+        elif n < 65536:
+            head = bytes([0x80 | opcode, 0x80 | 126]) + n.to_bytes(2, "big")
+        else:
+            head = bytes([0x80 | opcode, 0x80 | 127]) + n.to_bytes(8, "big")
+        mask = os.urandom(4)
+        if n:
+            key = (mask * (n // 4 + 1))[:n]
+            payload = (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
+        self.sock.sendall(head + mask + payload)
+
+    def send_json(self, msg):
+        if "ref" not in msg:
+            self.ref += 1
+            msg = dict(msg, ref=self.ref)
+        self.send_frame(0x1, json.dumps(msg).encode())
+        return msg["ref"]
+
+    def _fill(self, deadline, idle_s):
+        """Reads more into self.buf; raises EOFError at the end of the stream."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("still sending")
+        self.sock.settimeout(min(idle_s, left))
+        chunk = self.sock.recv(1 << 20)
+        if not chunk:
+            raise EOFError
+        self.read_bytes += len(chunk)
+        self.buf += chunk
+
+    def drain(self, idle_s=2.0, max_s=60.0):
+        """Reads everything the server sent until it closes the connection, or sends
+        nothing for idle_s, or max_s passed. Binary payloads are counted and dropped.
+        Returns {"end": "close"|"eof"|"reset"|"open", "close_code", "close_reason",
+        "ops": {op: count of text messages}, "bytes": bytes read}."""
+        out = {"end": None, "close_code": None, "close_reason": None, "ops": {}}
+        deadline = time.monotonic() + max_s
+        text = bytearray()
+        try:
+            while True:
+                while len(self.buf) < 2:
+                    self._fill(deadline, idle_s)
+                b0, b1 = self.buf[0], self.buf[1]
+                n, at = b1 & 0x7F, 2
+                if n >= 126:
+                    ext = 2 if n == 126 else 8
+                    while len(self.buf) < 2 + ext:
+                        self._fill(deadline, idle_s)
+                    n, at = int.from_bytes(self.buf[2:2 + ext], "big"), 2 + ext
+                if b1 & 0x80:
+                    at += 4  # a server never masks; tolerate it anyway
+                op = b0 & 0x0F
+                keep = op in (0x1, 0x8) or (op == 0 and text)
+                del self.buf[:at]
+                while n:
+                    if not self.buf:
+                        self._fill(deadline, idle_s)
+                    take = min(n, len(self.buf))
+                    if keep:
+                        text += self.buf[:take]
+                    del self.buf[:take]
+                    n -= take
+                if op == 0x8:
+                    out["end"], out["bytes"] = "close", self.read_bytes
+                    if len(text) >= 2:
+                        out["close_code"] = int.from_bytes(text[:2], "big")
+                        out["close_reason"] = text[2:].decode(errors="replace")
+                    return out
+                if keep and b0 & 0x80:
+                    try:
+                        o = json.loads(text)
+                        name = o.get("op") if isinstance(o, dict) else None
+                    except ValueError:
+                        name = None
+                    out["ops"][name] = out["ops"].get(name, 0) + 1
+                    text = bytearray()
+        except EOFError:
+            out["end"] = "eof"
+        except (ConnectionResetError, BrokenPipeError):
+            out["end"] = "reset"
+        except (TimeoutError, socket.timeout):
+            out["end"] = "open"
+        out["bytes"] = self.read_bytes
+        return out
+
+    def close(self):
+        self.sock.close()
+
+
+def proc_status_kib(pid, *keys):
+    """Fields of /proc/PID/status in KiB ({} once the process is gone)."""
+    got = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k in keys:
+                    got[k] = int(v.split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    return got
+
+
+class RssSampler(threading.Thread):
+    """Samples a process's RssAnon every `period` seconds from a thread; `peak_kib` is
+    the highest value seen, `hwm_kib` the process's VmHWM when stop() was called."""
+
+    def __init__(self, pid, period=0.02):
+        super().__init__(daemon=True)
+        self.pid, self.period = pid, period
+        self.peak_kib = 0
+        self.samples = 0
+        self.hwm_kib = None
+        self.halt = threading.Event()
+
+    def run(self):
+        while not self.halt.is_set():
+            v = proc_status_kib(self.pid, "RssAnon").get("RssAnon")
+            if v is not None:
+                self.peak_kib = max(self.peak_kib, v)
+                self.samples += 1
+            self.halt.wait(self.period)
+
+    def now_kib(self):
+        return proc_status_kib(self.pid, "RssAnon").get("RssAnon", 0)
+
+    def stop(self):
+        self.hwm_kib = proc_status_kib(self.pid, "VmHWM").get("VmHWM")
+        self.halt.set()
+        self.join()
+        return self.peak_kib
+
+
+def readyz(http):
+    """(status code, JSON body) of GET /readyz."""
+    try:
+        with urllib.request.urlopen(http + "/readyz", timeout=5) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        body = e.read()
+        try:
+            return e.code, json.loads(body)
+        except ValueError:
+            return e.code, body.decode(errors="replace")
+
+
+async def jobs_by_state(c, exclude=()):
+    """{job id: state} of every job of the client's tenant (paged `list`), without
+    the ids in `exclude`."""
+    out, after = {}, None
+    while True:
+        r = await c.call({"op": "list", "limit": 1000, "after": after})
+        assert r.get("op") == "jobs", r
+        for j in r["jobs"]:
+            if j["job"] not in exclude:
+                out[j["job"]] = j["state"]
+        after = r.get("next")
+        if not after:
+            return out
+
+
+async def finish_all(c, ids, timeout=60):
+    """Reads until the `done` of every id in `ids` (parts dropped). Returns {id: done}."""
+    want, got = set(ids), {}
+    end = time.monotonic() + timeout
+    while want:
+        m = await c.recv(max(0.1, end - time.monotonic()))
+        if isinstance(m, bytes) or m.get("op") != "done" or m.get("job") not in want:
+            continue
+        want.discard(m["job"])
+        got[m["job"]] = m
+    return got
+
+
+def stop_and_check(k):
+    code = k.stop()
+    log = k.read_log()
+    k.cleanup()
+    if code != 0:
+        raise AssertionError(f"kilnd exited with {code} on SIGTERM:\n{log[-4000:]}")
+
+
+class PressureCase(unittest.TestCase):
+    def run_async(self, coro, timeout=90):
+        return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+class BudgetTest(PressureCase):
+    """memory.max_bytes 96 MiB; six jobs of 37 MiB of result each (two fit at once)."""
+
+    BUDGET = 96 * MiB
+    GRID, MAPS = 1800, ("kappa", "alpha_x", "alpha_y")
+    OVERHEAD = 150 * MiB  # code, threads' stacks, allocator slack: what is not budgeted
+
+    @classmethod
+    def setUpClass(cls):
+        cls.kilnd = Kilnd(env={"KILN_MEMORY_MAX_BYTES": str(cls.BUDGET)}).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_and_check(cls.kilnd)
+
+    def test_jobs_over_the_budget_all_finish_within_it(self):
+        each = result_bytes(self.GRID, self.MAPS)
+        self.assertGreater(6 * each, 2 * self.BUDGET)
+        sampler = RssSampler(self.kilnd.proc.pid)
+        idle_kib = sampler.now_kib()
+        sampler.start()
+
+        async def go():
+            c = await Client.connect(self.kilnd.url)
+            mon = await Client.connect(self.kilnd.url)
+            seen = []  # (max_bytes, used_bytes) of every stats reply while the jobs ran
+            running = True
+
+            async def poll():
+                while running:
+                    r = await mon.call({"op": "stats"})
+                    mem = r.get("memory")
+                    self.assertIsInstance(mem, dict, f"stats has no memory object: {r}")
+                    seen.append((mem.get("max_bytes"), mem.get("used_bytes")))
+                    await asyncio.sleep(0.02)
+
+            poller = asyncio.ensure_future(poll())
+            try:
+                for i in range(6):
+                    await c.send({"op": "submit", "kind": KIND, "params": nfw(self.GRID, self.MAPS), "ref": i})
+                ids = []
+                while len(ids) < 6:
+                    m = await wait_for_ref(c)
+                    self.assertEqual(m.get("op"), "accepted", m)
+                    ids.append(m["job"])
+                dones = {}
+                while len(dones) < 6:
+                    done, parts, _ = await c.read_done(timeout=60)
+                    dones[done["job"]] = done
+                    self.assertEqual(done["state"], "done", done)
+                    self.assertEqual(sorted(parts), sorted(self.MAPS))
+                    for a in parts.values():
+                        self.assertEqual(a.shape, (self.GRID, self.GRID))
+                self.assertEqual(sorted(dones), sorted(ids))
+            finally:
+                running = False
+                await poller
+            await c.close()
+            await mon.close()
+            return seen
+
+        seen = self.run_async(go())
+        peak_kib = sampler.stop()
+        self.assertTrue(seen)
+        for max_bytes, used in seen:
+            self.assertEqual(max_bytes, self.BUDGET)
+            self.assertLessEqual(used, self.BUDGET)
+        peak_used = max(u for _, u in seen)
+        overhead = peak_kib * 1024 - self.BUDGET
+        print(f"\nbudget {self.BUDGET >> 20} MiB, results {6 * each / MiB:.0f} MiB in all; peak stats used "
+              f"{peak_used / MiB:.1f} MiB; RssAnon idle {idle_kib / 1024:.1f} MiB, peak {peak_kib / 1024:.1f} MiB "
+              f"({sampler.samples} samples): overhead over the budget {overhead / MiB:.1f} MiB")
+        # The budget is in use while results are held (else its bound says nothing).
+        self.assertGreaterEqual(peak_used, each)
+        self.assertLess(peak_kib * 1024, self.BUDGET + self.OVERHEAD)
+
+    def test_result_alone_over_the_budget_is_too_large_at_submit(self):
+        async def go():
+            c = await Client.connect(self.kilnd.url)
+            maps = ("kappa", "gamma1")
+            self.assertGreater(result_bytes(4096, maps), self.BUDGET)
+            r = await c.submit(KIND, nfw(4096, maps))
+            self.assertEqual(r.get("op"), "error", r)
+            self.assertEqual(r.get("code"), "too_large", r)
+            self.assertEqual(r.get("field"), "params", r)
+            self.assertIn("memory.max_bytes", r.get("message", ""))
+            # The connection goes on.
+            done, _ = await c.run(KIND, nfw(64))
+            self.assertEqual(done["state"], "done")
+            await c.close()
+        self.run_async(go())
+
+
+class SlowReaderTest(PressureCase):
+    """memory.max_output_buffer_bytes 1 MiB; a client that never reads asks for 40 MiB."""
+
+    GRID, MAPS, JOBS = 1024, ("kappa", "gamma1"), 5
+
+    @classmethod
+    def setUpClass(cls):
+        cls.kilnd = Kilnd(env={"KILN_MEMORY_MAX_OUTPUT_BUFFER_BYTES": "1MiB"}).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_and_check(cls.kilnd)
+
+    def test_client_that_never_reads_is_closed_and_its_jobs_go_on(self):
+        run = os.urandom(4).hex()
+        params = [nfw(self.GRID, self.MAPS) for _ in range(self.JOBS)]
+        keys = [f"never-reads-{run}-{i}" for i in range(self.JOBS)]
+
+        async def go():
+            c = await Client.connect(self.kilnd.url)
+            small_ids, accept_s = set(), []
+
+            async def small():
+                r0 = time.monotonic()
+                r = await c.submit(KIND, nfw(64))
+                accept_s.append(time.monotonic() - r0)
+                self.assertEqual(r.get("op"), "accepted", r)
+                small_ids.add(r["job"])
+
+            await small()  # before the slow client: its jobs are told apart by id
+            slow = RawWs(self.kilnd.port, rcvbuf=16 << 10)
+            slow.send_json({"op": "hello", "client": "never-reads/1"})
+            for p, key in zip(params, keys):
+                slow.send_json({"op": "submit", "kind": KIND, "params": p, "key": key, "watch": True})
+            # Meanwhile: small jobs from the other client, one every 200 ms, until the
+            # slow client's jobs have all finished.
+            end = time.monotonic() + 45
+            while True:
+                await small()
+                states = await jobs_by_state(c, exclude=small_ids)
+                if len(states) == self.JOBS and all(s in FINISHED for s in states.values()):
+                    break
+                self.assertLess(time.monotonic(), end, f"the slow client's jobs did not finish: {states}")
+                await asyncio.sleep(0.2)
+            self.assertEqual(set(states.values()), {"done"}, states)
+            # Only now look at what the slow client was sent.
+            seen = await asyncio.get_running_loop().run_in_executor(None, lambda: slow.drain(idle_s=3, max_s=20))
+            slow.close()
+            print(f"\nslow client: {seen}; small jobs' accepted in {max(accept_s) * 1000:.0f} ms at most "
+                  f"({len(accept_s)} jobs)")
+            self.assertNotEqual(seen["end"], "open", f"kilnd did not close the client that never reads: {seen}")
+            self.assertLess(seen["bytes"], 40 * MiB, seen)
+            if seen["end"] == "close":
+                self.assertEqual(seen["close_code"], 1008, seen)
+                self.assertRegex(seen["close_reason"].lower(), r"output.buffer|max_output_buffer_bytes", seen)
+            for s in accept_s:
+                self.assertLess(s, 1.0, accept_s)
+            # Its jobs' results stay retrievable, complete: the same as a fresh computation.
+            for p, key in zip(params, keys):
+                r = await c.submit(KIND, p, key=key, watch=False)
+                self.assertEqual(r.get("op"), "accepted", r)
+                self.assertIn(r["job"], states)
+                await c.send({"op": "result", "job": r["job"]})
+                done, parts, _ = await c.read_done(r["job"], timeout=30)
+                self.assertEqual(done["state"], "done", done)
+                fresh_done, fresh = await c.run(KIND, p, cache=False)
+                self.assertEqual(sorted(parts), sorted(self.MAPS))
+                for name in self.MAPS:
+                    self.assertEqual(parts[name].shape, (self.GRID, self.GRID))
+                    self.assertTrue((parts[name] == fresh[name]).all(), name)
+            await c.close()
+        self.run_async(go())
+
+
+# Grid sizes from big to small, all seven maps: 112 MiB of result at 2048, 1.75 KiB at 8.
+FILL_GRIDS = (2048, 1024, 512, 256, 128, 64, 32, 16, 8)
+ALL_MAPS = ("kappa", "gamma1", "gamma2", "alpha_x", "alpha_y", "mu", "psi")
+
+
+async def fill_store(case, c, first_grid=2048, burst=12):
+    """Fills the store with cached results until even the smallest job is refused:
+    first a burst of `burst` jobs of first_grid submitted at once, then one job at a
+    time, each size until it is refused, then the next smaller. Checks that every
+    refusal is `unavailable` naming the store and that every accepted job ends done.
+    Returns (accepted, refused) counts."""
+    accepted, refused = 0, 0
+
+    def check_refusal(r):
+        case.assertEqual(r.get("code"), "unavailable", r)
+        case.assertIn("store", r.get("message", "").lower(), r)
+
+    for i in range(burst):
+        await c.send({"op": "submit", "kind": KIND, "params": nfw(first_grid, ALL_MAPS), "ref": f"burst-{i}"})
+    ids = []
+    for _ in range(burst):
+        m = await wait_for_ref(c)
+        if m.get("op") == "accepted":
+            ids.append(m["job"])
+        else:
+            check_refusal(m)
+            refused += 1
+    for job, done in (await finish_all(c, ids)).items():
+        case.assertEqual(done["state"], "done", done)
+    accepted += len(ids)
+    case.assertGreater(refused, 0, "a burst of results bigger than the store was all accepted")
+    for grid in FILL_GRIDS[FILL_GRIDS.index(first_grid) + 1:]:
+        for _ in range(400):
+            r = await c.submit(KIND, nfw(grid, ALL_MAPS))
+            if r.get("op") != "accepted":
+                check_refusal(r)
+                refused += 1
+                break
+            accepted += 1
+            done, _, _ = await c.read_done(r["job"], timeout=60)
+            case.assertEqual(done["state"], "done", done)
+        else:
+            case.fail(f"jobs of grid {grid} were never refused")
+    return accepted, refused
+
+
+async def wait_for_ref(c, timeout=60):
+    """The next text reply that carries a ref (other messages stay queued)."""
+    kept = []
+    try:
+        while True:
+            m = await c.recv(timeout)
+            if not isinstance(m, bytes) and m.get("ref") is not None and m.get("op") in ("accepted", "error"):
+                return m
+            kept.append(m)
+    finally:
+        c.backlog[:0] = kept
+
+
+async def ready_within(http, want, seconds=5.0):
+    """Polls /readyz until it answers `want` (kilnd re-checks its room about once a
+    second); returns the last (code, body)."""
+    end = time.monotonic() + seconds
+    while True:
+        code, body = readyz(http)
+        if code == want or time.monotonic() > end:
+            return code, body
+        await asyncio.sleep(0.1)
+
+
+class FullStoreCase(PressureCase):
+    async def check_recovered(self, k, c):
+        code, body = await ready_within(k.http, 200)
+        self.assertEqual(code, 200, body)
+        r = await c.submit(KIND, nfw(256, ALL_MAPS))
+        self.assertEqual(r.get("op"), "accepted", r)
+        done, parts, _ = await c.read_done(r["job"], timeout=60)
+        self.assertEqual(done["state"], "done", done)
+        self.assertEqual(len(parts), len(ALL_MAPS))
+
+    async def check_refused_while_full(self, k, c):
+        code, body = await ready_within(k.http, 503)
+        self.assertEqual(code, 503, body)
+        self.assertIsInstance(body, dict, body)
+        self.assertNotEqual(body.get("status"), "ok", body)
+        self.assertIn("store", json.dumps(body).lower(), body)
+        r = await c.submit(KIND, nfw(8))
+        self.assertEqual(r.get("op"), "error", r)
+        self.assertEqual(r.get("code"), "unavailable", r)
+        self.assertIn("store", r.get("message", "").lower(), r)
+        print(f"\nfull: /readyz {code} {json.dumps({k: v for k, v in body.items() if k != 'devices'})[:400]}; "
+              f"submit: {r.get('message')}")
+
+
+class MapFullTest(FullStoreCase):
+    """The LMDB map (store.map_size_gb 1, the smallest) fills with cached results."""
+
+    def test_full_map_refuses_new_work_and_recovers_after_cache_purge(self):
+        k = Kilnd(env={"KILN_STORE_MAP_SIZE_GB": "1", "KILN_STORE_SYNC": "off"}).start()
+        try:
+            async def go():
+                c = await Client.connect(k.url)
+                accepted, refused = await fill_store(self, c)
+                print(f"\nmap full after {accepted} accepted jobs ({refused} refused)")
+                await self.check_refused_while_full(k, c)
+                r = await c.call({"op": "cache.purge"})
+                self.assertEqual(r.get("op"), "ok", r)
+                await self.check_recovered(k, c)
+                await c.close()
+            self.run_async(go(), timeout=150)
+        finally:
+            stop_and_check(k)
+
+
+def unshare_works():
+    try:
+        return subprocess.run(["unshare", "-rm", "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+class TmpfsKilnd(Kilnd):
+    """kilnd with its state on a private tmpfs of `size_mib` (a mount namespace of its
+    own, `unshare -rm`) holding a `filler_mib` file; the filler is reached through
+    /proc/PID/root."""
+
+    def __init__(self, size_mib, filler_mib, env=None):
+        super().__init__(env=env)
+        os.makedirs(self.state)
+        self.size_mib, self.filler_mib = size_mib, filler_mib
+
+    def start(self, wait=True, args=()):
+        self.log = open(self.log_path, "ab")
+        script = (f'mount -t tmpfs -o size={self.size_mib}m none "$1" && mkdir "$1/store" && '
+                  f'head -c {self.filler_mib}M /dev/zero > "$1/filler" && shift && exec "$@"')
+        cmd = ["unshare", "-rm", "sh", "-c", script, "sh", self.state, KILND] + list(args)
+        env = dict(self.environment(), KILN_STORE_PATH=os.path.join(self.state, "store"))
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def inside(self, *names):
+        return os.path.join(f"/proc/{self.proc.pid}/root{self.state}", *names)
+
+    def fill_filesystem(self):
+        """Grows the filler until the filesystem is full."""
+        with open(self.inside("filler"), "ab") as f:
+            try:
+                while True:
+                    f.write(b"\0" * MiB)
+                    f.flush()
+            except OSError:
+                pass
+
+
+@unittest.skipUnless(unshare_works(), "unshare -rm is not permitted here: no private tmpfs for the store")
+class DiskFullTest(FullStoreCase):
+    """The store's filesystem (a 128 MiB tmpfs, 48 MiB of it a file) fills: with
+    results, then with the file."""
+
+    def test_full_filesystem_refuses_new_work_and_recovers_when_space_is_freed(self):
+        k = TmpfsKilnd(128, 48, env={"KILN_STORE_SYNC": "off"}).start()
+        try:
+            async def go():
+                c = await Client.connect(k.url)
+                # Results (7 MiB each) more than the filesystem takes, at once: no
+                # accepted job fails.
+                accepted, refused = await fill_store(self, c, first_grid=512, burst=16)
+                print(f"\nfilesystem full after {accepted} accepted jobs ({refused} refused)")
+                await self.check_refused_while_full(k, c)
+                # An operator frees space: kilnd serves again by itself.
+                os.unlink(k.inside("filler"))
+                await self.check_recovered(k, c)
+                # Something else fills the disk: kilnd notices within seconds.
+                k.fill_filesystem()
+                await self.check_refused_while_full(k, c)
+                os.unlink(k.inside("filler"))
+                await self.check_recovered(k, c)
+                await c.close()
+            self.run_async(go(), timeout=120)
+        finally:
+            stop_and_check(k)
+
+
+if __name__ == "__main__":
+    unittest.main()
