@@ -209,13 +209,20 @@ static struct tenant_queue *fitting_tenant(struct sched *s, struct queue *q, uin
 /* The oldest job, across kinds, of the highest priority that has one that fits,
  * skipping queues another worker is gathering from; its memory is taken. A level
  * whose jobs all wait for memory that will come back holds back the levels below
- * (strict priority); one whose jobs could never fit does not. Lock held. */
+ * (strict priority); one whose jobs could never fit does not. Lock held.
+ *
+ * When a job is left waiting for memory, s->mem_wanted asks the budget's hook to
+ * wake the workers at the next give; only then, so that the many gives of output
+ * buffers wake nobody when no job waits. The flag is set before the budget is read
+ * again: a give either lands before that read (the room grew: look again) or
+ * finds the flag set (and its broadcast, under the lock this worker holds until it
+ * waits, reaches it). */
 struct sched_item *sched_pick(struct sched *s, unsigned *ret_kind, int *ret_prio)
 {
         for (;;) {
                 uint64_t max, room = room_left(s, &max);
-                bool raced = false;
-                for (int p = 0; p < _KILN_PRIO_MAX && !raced; p++) {
+                bool raced = false, waiting = false;
+                for (int p = 0; p < _KILN_PRIO_MAX && !raced && !waiting; p++) {
                         struct queue *best = NULL;
                         struct tenant_queue *best_t = NULL;
                         unsigned best_k = 0;
@@ -243,11 +250,17 @@ struct sched_item *sched_pick(struct sched *s, unsigned *ret_kind, int *ret_prio
                                 *ret_prio = p;
                                 return j;
                         }
-                        if (blocked)
-                                return NULL;
+                        waiting = blocked;
                 }
-                if (!raced)
+                if (raced)
+                        continue;
+                if (!waiting)
                         return NULL;
+                atomic_store(&s->mem_wanted, true);
+                uint64_t again = room_left(s, &max);
+                if (again <= room)
+                        return NULL;
+                /* Memory came back meanwhile: look again. */
         }
 }
 

@@ -539,12 +539,15 @@ static void *worker_main(void *arg)
 }
 
 /* The budget's hook: memory was given back (on the owner's thread, or a worker's),
- * so a job that waited may fit now: wake the workers. The lock is error-checking: a
- * worker that gives memory back while holding it (sched_queue_push_front) gets
- * EDEADLK here instead of deadlocking, and the broadcast is as good under its hold. */
+ * so a job that waited for it may fit now: wake the workers, when one left a job
+ * waiting (sched_pick sets mem_wanted). The lock is error-checking: a worker that
+ * gives memory back while holding it (sched_queue_push_front) gets EDEADLK here
+ * instead of deadlocking, and the broadcast is as good under its hold. */
 static void on_memory_given(void *ctx)
 {
         struct sched *s = ctx;
+        if (!atomic_exchange(&s->mem_wanted, false))
+                return;
         int r = pthread_mutex_lock(&s->lock);
         pthread_cond_broadcast(&s->wake);
         if (r == 0)

@@ -75,6 +75,10 @@ struct sched {
         uint32_t max_retries;     /* jobs.max_retries */
         struct sched_sink sink;
         struct membudget *mem;    /* NULL: unbounded */
+        /* A worker left an item queued for memory that may come back: the next give
+         * of memory wakes the workers (set before the worker looks at the budget
+         * again, cleared by the budget's hook; see sched_pick). */
+        atomic_bool mem_wanted;
 };
 
 static inline unsigned kind_index(const struct kiln_kind *k)
