@@ -554,6 +554,11 @@ struct store_op {
          * result: the key to cache it under (NULL: not cached). Borrowed until done. */
         const struct store_cache_key *cache_key;
         const char *purge_kind;  /* CACHE_PURGE: NULL for all */
+        /* SUBMIT answered from the cache or by its idempotency key: a result of more
+         * than copy_max bytes is not copied out (result_out NULL, result_size its
+         * size): the caller reads it where it is (hit.blob, or the original job's id
+         * through store_result_locate). 0: always copied. */
+        uint64_t copy_max;
         uint8_t blob[16];        /* CACHE_ANSWER: the result the answer used */
         /* SUBMIT and JOB_PUT: bytes of input to store with the record, 0 for none. SUBMIT
          * stores it only when the outcome is STORED (a job answered from the cache or by

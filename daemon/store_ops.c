@@ -117,6 +117,25 @@ static int op_apply_put(struct store_txn *t, struct store_op *op)
                                t->s->has_policy ? t->s->policy.cache_max_bytes : UINT64_MAX);
 }
 
+/* The result of job `id` for a SUBMIT's answer: copied out, or only its size when
+ * it is bigger than op->copy_max. */
+static int submit_result(struct store_txn *t, struct store_op *op, const uint8_t id[16])
+{
+        if (op->copy_max) {
+                uint8_t blob[16];
+                uint64_t size;
+                int r = store_result_locate(t, id, blob, &size);
+                if (r < 0)
+                        return r;
+                if (size > op->copy_max) {
+                        op->result_out = NULL;
+                        op->result_size = size;
+                        return 0;
+                }
+        }
+        return store_result_get(t, id, &op->result_out, &op->result_size);
+}
+
 /* SUBMIT, answered by the cache hit `hit`: the job is written as done, answering with
  * the cached result. */
 static int submit_cached(struct store_txn *t, struct store_op *op, const struct store_cache_hit *hit)
@@ -138,7 +157,7 @@ static int submit_cached(struct store_txn *t, struct store_op *op, const struct 
         if (r >= 0 && job->idem_key)
                 r = store_idem_put(t, job->tenant, job->idem_key, job->id);
         if (r >= 0)
-                r = store_result_get(t, job->id, &op->result_out, &op->result_size);
+                r = submit_result(t, op, job->id);
         if (r >= 0 && !(op->job_out = store_job_dup(&rec)))
                 r = -ENOMEM;
         if (r < 0)
@@ -169,7 +188,7 @@ static int op_apply_submit(struct store_txn *t, struct store_op *op)
                                 op->outcome = STORE_SUBMIT_IDEM;
                                 if (op->job_out->state != KILN_JOB_DONE)
                                         return 0;
-                                r = store_result_get(t, orig, &op->result_out, &op->result_size);
+                                r = submit_result(t, op, orig);
                                 return r == -ENOENT ? 0 : r;
                         }
                 }
