@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "store.h"
 
 struct lws_context;
 struct ev_loop;
@@ -62,6 +63,10 @@ struct kilnd {
 
         /* set by the signal thread, read by the loop */
         atomic_bool sig_term, sig_hup;
+
+        /* loop: what the store can still take, measured once a second (server.c) */
+        bool room_known;
+        struct store_room room;
 
         /* counters (loop) */
         uint64_t ws_messages_in, ws_messages_out;

@@ -13,6 +13,7 @@
 #include "jobs_internal.h"
 #include "limiter.h"
 #include "log.h"
+#include "membudget.h"
 #include "metrics.h"
 #include "objects.h"
 #include "params.h"
@@ -21,6 +22,7 @@
 #include "util.h"
 
 static void on_progress_mail(struct mail *m);
+static void done_not_kept(struct job *j);
 static const struct sched_sink sink_template;
 
 int jobs_new(const struct jobs_deps *deps, struct jobs **ret)
@@ -33,6 +35,7 @@ int jobs_new(const struct jobs_deps *deps, struct jobs **ret)
         js->objects = deps->objects;
         js->storeq = deps->storeq;
         js->mailbox = deps->mailbox;
+        js->mem = deps->mem;
         js->ev = deps->events;
         js->sink = sink_template;
         js->sink.ctx = js;
@@ -65,6 +68,13 @@ void jobs_free(struct jobs *js)
         for (size_t b = 0; b < js->table_buckets; b++)
                 while (js->table[b])
                         jobs_table_remove(js, js->table[b]);
+        while (js->store_retry) {
+                struct job *j = js->store_retry;
+                js->store_retry = j->retry_next;
+                result_blob_free(j->blob_out);
+                j->blob_out = NULL;
+                job_unref(j); /* its op's reference (the table's went above) */
+        }
         for (size_t b = 0; js->coalesce && b < COALESCE_BUCKETS; b++)
                 while (js->coalesce[b])
                         jobs_coalesce_remove(js, js->coalesce[b]);
@@ -101,6 +111,21 @@ void job_item_init(struct job *j)
         j->item.tenant = j->tenant;
         j->item.priority = j->priority;
         j->item.deadline_ms = j->deadline_ms;
+        /* What running it will hold: the scheduler starts it only when that fits in
+         * memory.max_bytes (it is given back when the result leaves memory). */
+        j->item.mem_bytes = kiln_kind_result_bytes(j->kind, j->params, j->in.arrays, j->in.n, NULL);
+}
+
+uint64_t job_store_estimate(const struct job *j)
+{
+        return j->item.mem_bytes + j->in.size;
+}
+
+static void mem_give(struct jobs *js, enum mem_use use, uint64_t *held)
+{
+        if (js->mem && *held)
+                membudget_give(js->mem, use, *held);
+        *held = 0;
 }
 
 /* The cache key's params text: the canonical params, then the digest of the inputs
@@ -250,6 +275,8 @@ void job_unref(struct job *j)
 {
         if (!j || atomic_fetch_sub_explicit(&j->refs, 1, memory_order_acq_rel) != 1)
                 return;
+        mem_give(j->js, MEM_RESULTS, &j->item.mem_held);
+        mem_give(j->js, MEM_INPUTS, &j->mem_inputs);
         if (j->hot) {
                 hot_entry_unref(j->hot); /* the entry owns the result j shows */
         } else {
@@ -388,20 +415,75 @@ int job_build_done(struct job *j)
         return build_done(j, NULL);
 }
 
+struct stored_blob_reader {
+        struct store_txn *t;
+        const uint8_t *blob;
+};
+
+static int stored_blob_read(void *opaque, uint64_t offset, void *dst, size_t len)
+{
+        struct stored_blob_reader *r = opaque;
+        return store_result_read(r->t, r->blob, offset, dst, len);
+}
+
+int job_result_from_store(struct jobs *js, struct job *j, const uint8_t blob[16], uint64_t size)
+{
+        struct store_txn *t;
+        int r = store_txn_begin(js->store, false, &t);
+        if (r < 0)
+                return r;
+        if (size <= JOBS_COPY_MAX_BYTES) {
+                /* Small: one copy, kept with the job like a computed result. */
+                uint8_t *copy = malloc(size ? size : 1);
+                r = copy ? store_result_read(t, blob, 0, copy, size) : -ENOMEM;
+                store_txn_abort(t);
+                if (r >= 0 && (r = job_take_blob(j, copy, size)) >= 0)
+                        return 0;
+                free(copy);
+                return r;
+        }
+        struct stored_blob_reader rd = { .t = t, .blob = blob };
+        r = result_blob_parse_with(stored_blob_read, &rd, size, &j->result, j->part_off);
+        store_txn_abort(t);
+        if (r < 0)
+                return r;
+        memcpy(j->stored_blob, blob, 16);
+        j->result_in_store = true;
+        return 0;
+}
+
 int jobs_load_finished(struct jobs *js, const struct store_job *rec, uint8_t **result, size_t size,
                        struct job **ret)
 {
         struct job *j = NULL;
         int k = job_from_record(js, rec, NULL, 0, &j);
         if (k >= 0 && rec->state == KILN_JOB_DONE) {
-                k = *result ? job_take_blob(j, *result, size) : -EIO;
-                if (k >= 0)
-                        *result = NULL; /* the job owns the blob now */
+                if (result && *result) {
+                        k = job_take_blob(j, *result, size);
+                        if (k >= 0)
+                                *result = NULL; /* the job owns the blob now */
+                } else {
+                        /* Not copied out: found where it is stored, read as it is sent. */
+                        struct store_txn *t;
+                        uint8_t blob[16];
+                        uint64_t bytes = 0;
+                        k = store_txn_begin(js->store, false, &t);
+                        if (k >= 0) {
+                                k = store_result_locate(t, rec->id, blob, &bytes);
+                                store_txn_abort(t);
+                        }
+                        if (k >= 0)
+                                k = job_result_from_store(js, j, blob, bytes);
+                        else if (k == -ENOENT)
+                                k = 0, j->result_not_kept = true; /* done with its result not kept */
+                }
         }
         if (k >= 0) {
                 j->started_ms = rec->finished_ms - rec->run_ms;
                 j->submitted_ms = rec->submitted_ms;
                 k = job_build_done(j);
+                if (k >= 0 && j->result_not_kept)
+                        done_not_kept(j);
         }
         if (k < 0) {
                 job_unref(j);
@@ -418,28 +500,45 @@ static void write_result_cb(struct store_op *op, uint8_t *dst, size_t offset, si
         result_blob_write_range(container_of(op, struct job, op)->blob_out, dst, offset, len);
 }
 
-/* The final record is committed (or not): the watchers hear of it and the job
- * leaves the table. Loop thread. */
-static void on_finished_mail(struct mail *m)
+/* The final record and result of a done job are stored: a big result's data leaves
+ * memory (and the budget); its parts now point at the store. */
+static void result_to_store(struct jobs *js, struct job *j)
 {
-        struct job *j = container_of(m, struct job, mail);
-        struct jobs *js = j->js;
-
-        storeq_answered(js->storeq);
-        result_blob_free(j->blob_out);
-        j->blob_out = NULL;
-        if (j->op.status < 0) {
-                log_error("job %s: storing its final state failed: %s; it stays queued in the store",
-                          j->id_text, strerror(-j->op.status));
-                if (atomic_load(&j->state) == KILN_JOB_DONE) {
-                        atomic_store(&j->state, KILN_JOB_FAILED);
-                        kiln_result_clear(&j->result);
-                }
-                j->error_code = j->op.status == -ENOSPC ? KERR_TOO_LARGE : KERR_INTERNAL;
-                snprintf(j->error_message, sizeof(j->error_message), "the result could not be stored: %s",
-                         strerror(-j->op.status));
-                job_build_done(j);
+        if (!j->blob_out || j->hot || j->blob || kiln_result_bytes(&j->result) <= JOBS_COPY_MAX_BYTES)
+                return;
+        memcpy(j->stored_blob, j->id, 16);
+        for (int i = 0; i < j->result.n_parts; i++) {
+                struct kiln_part *p = &j->result.parts[i];
+                j->part_off[i] = result_blob_part_offset(j->blob_out, i);
+                if (!p->borrowed)
+                        free(p->data);
+                p->data = NULL;
+                p->borrowed = true;
         }
+        j->result_in_store = true;
+        mem_give(js, MEM_RESULTS, &j->item.mem_held);
+}
+
+/* The `done` of a job whose result is delivered but not kept says so ("stored":
+ * false): a later `result` of it finds none. */
+static void done_not_kept(struct job *j)
+{
+        json_t *o = j->done_json ? json_loads(j->done_json, 0, NULL) : NULL;
+        char *text = NULL;
+        if (o && json_object_set_new(o, "stored", json_false()) == 0)
+                text = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(17));
+        json_decref(o);
+        if (text) {
+                free(j->done_json);
+                j->done_json = text;
+        }
+}
+
+/* The job's watchers hear that it finished, and it stops counting against its
+ * tenant and submitter. Once per job. */
+static void deliver(struct jobs *js, struct job *j)
+{
+        j->delivered = true;
         jobs_coalesce_remove(js, j);
         int state = atomic_load(&j->state);
         double queue_s = -1, run_s = 0;
@@ -455,8 +554,98 @@ static void on_finished_mail(struct mail *m)
         for (size_t i = 0; i < j->n_watchers; i++)
                 js->ev.done(js->ev.ctx, j->watchers[i], j, j->watchers[i] == j->submitter ? j->submit_ref : NULL);
         jobs_deadline_remove(js, j);
+}
+
+/* The final record is committed (or not): the watchers hear of it and the job
+ * leaves the table. A record that found no room in the store is not a failed job:
+ * its watchers get its `done` (with the result from memory, "stored": false), and
+ * it stays in the table, answering for itself, until its record is stored when
+ * room comes back (jobs_store_room); until then the store keeps it queued, so a
+ * restart runs it again. Loop thread. */
+static void on_finished_mail(struct mail *m)
+{
+        struct job *j = container_of(m, struct job, mail);
+        struct jobs *js = j->js;
+        int status = j->op.status;
+
+        storeq_answered(js->storeq);
+        if (status == -ENOSPC) {
+                if (!j->delivered) {
+                        log_warning("job %s: the store has no room for its final record; its result is delivered "
+                                    "and the record is written when room comes back",
+                                    j->id_text);
+                        if (atomic_load(&j->state) == KILN_JOB_DONE) {
+                                j->result_not_kept = true;
+                                done_not_kept(j);
+                        }
+                        deliver(js, j);
+                }
+                j->retry_next = js->store_retry;
+                js->store_retry = j; /* keeps the op's reference */
+                return;
+        }
+        if (status < 0) {
+                log_error("job %s: storing its final state failed: %s; it stays queued in the store",
+                          j->id_text, strerror(-status));
+                if (!j->delivered && atomic_load(&j->state) == KILN_JOB_DONE) {
+                        atomic_store(&j->state, KILN_JOB_FAILED);
+                        kiln_result_clear(&j->result);
+                        j->error_code = KERR_INTERNAL;
+                        snprintf(j->error_message, sizeof(j->error_message), "the result could not be stored: %s",
+                                 strerror(-status));
+                        job_build_done(j);
+                }
+        } else {
+                js->unstored -= j->unstored;
+                j->unstored = 0;
+                if (atomic_load(&j->state) == KILN_JOB_DONE && j->op.result_size && !j->op.result_stored) {
+                        /* Stored as done without its result: the store had room for
+                         * the record only. */
+                        if (!j->result_not_kept) {
+                                j->result_not_kept = true;
+                                done_not_kept(j);
+                        }
+                } else if (atomic_load(&j->state) == KILN_JOB_DONE && !j->result_not_kept) {
+                        result_to_store(js, j);
+                }
+        }
+        result_blob_free(j->blob_out);
+        j->blob_out = NULL;
+        if (!j->delivered)
+                deliver(js, j);
         jobs_table_remove(js, j);
         job_unref(j); /* the store operation's reference */
+}
+
+void jobs_store_room(struct jobs *js, uint64_t room)
+{
+        js->room_known = true;
+        js->room = room;
+        if (room < JOBS_STORE_LOW_BYTES)
+                return;
+        /* Room again: the final records that found none are tried once more. */
+        struct job *list = js->store_retry;
+        js->store_retry = NULL;
+        while (list) {
+                struct job *j = list;
+                list = j->retry_next;
+                j->retry_next = NULL;
+                j->op.status = 0;
+                j->op.next = NULL;
+                storeq_submit(js->storeq, &j->op);
+        }
+}
+
+bool jobs_store_full(const struct jobs *js, char *reason)
+{
+        if (!js->room_known || js->room >= JOBS_STORE_LOW_BYTES + js->unstored)
+                return false;
+        snprintf(reason, 256,
+                 "the job store is full: %llu MiB of room left, %llu MiB promised to accepted jobs, and %llu MiB kept "
+                 "free; new work waits for room (retention, cache.purge, or freeing disk space)",
+                 (unsigned long long)(js->room >> 20), (unsigned long long)(js->unstored >> 20),
+                 (unsigned long long)(JOBS_STORE_LOW_BYTES >> 20));
+        return true;
 }
 
 static void on_finished_stored(struct store_op *op)
@@ -497,6 +686,8 @@ void job_finish(struct job *j, enum kiln_job_state state, enum kiln_err code, co
                 } else {
                         j->op.result_size = result_blob_size(j->blob_out);
                         j->op.write_result = write_result_cb;
+                        /* No room for the result: the record is kept, the result delivered. */
+                        j->op.result_optional = true;
                         if (j->cache_store)
                                 j->op.cache_key = &j->cache_key;
                 }
@@ -583,11 +774,19 @@ static void sink_finished(void *ctx, struct sched_item *it, enum sched_end end, 
         j->batch = batch;
         snprintf(j->backend, sizeof(j->backend), "%s", device);
         switch (end) {
-        case SCHED_END_DONE:
+        case SCHED_END_DONE: {
                 j->result = *result;
                 memset(result, 0, sizeof(*result));
+                /* A result bigger than its kind's estimate is held all the same. */
+                uint64_t bytes = kiln_result_bytes(&j->result);
+                if (bytes > it->mem_held) {
+                        if (j->js->mem)
+                                membudget_charge(j->js->mem, MEM_RESULTS, bytes - it->mem_held);
+                        it->mem_held = bytes;
+                }
                 job_finish(j, KILN_JOB_DONE, 0, NULL);
                 break;
+        }
         case SCHED_END_FAILED:
                 job_finish(j, KILN_JOB_FAILED, code, message);
                 break;
@@ -694,6 +893,9 @@ void jobs_start(struct jobs *js, struct job *j)
         jobs_tenant_hold(js, j); /* recovered jobs; submitted ones already are */
         jobs_coalesce_add(js, j);
         jobs_deadline_add(js, j);
+        /* Its result is promised room in the store until its final record is in. */
+        j->unstored = j->item.mem_bytes;
+        js->unstored += j->unstored;
         if (js->sched) /* NULL only while shutting down: the job stays queued in the store */
                 sched_push(js->sched, &j->item);
 }

@@ -37,6 +37,7 @@ struct object_ref;
 struct hot_entry;
 struct result_blob;
 struct kiln_config;
+struct membudget;
 
 /* A submission attached to a job still being stored (coalescing): it gets its
  * `accepted` (and, with watch, the job's events) once the job is. Loop thread. */
@@ -89,6 +90,15 @@ struct job {
         uint8_t *blob;            /* a result loaded from the store: parts point into it */
         struct hot_entry *hot;    /* or a hot copy of a cached one (hotcache.h): the same */
         struct result_blob *blob_out; /* the result being stored */
+        /* A big result, once stored, is dropped from memory and sent from the store
+         * piece by piece: its parts keep their names and shapes but no data; part i
+         * begins at part_off[i] in the stored blob `stored_blob`. */
+        bool result_in_store;
+        uint8_t stored_blob[16];
+        uint64_t part_off[KILN_MAX_PARTS];
+        bool result_not_kept;     /* done, but the store had no room for its result */
+        bool delivered;           /* its watchers have had its `done` */
+        uint64_t mem_inputs;      /* bytes of its inputs held in the memory budget */
 
         /* The scheduler's view of it (scheduler.h). */
         struct sched_item item;
@@ -114,6 +124,8 @@ struct job {
         bool submitter_counted;   /* counted in its submitter's in-flight jobs (events.ended pending) */
         bool in_coalesce;         /* in the coalescing map */
         struct job *coalesce_next;
+        struct job *retry_next;   /* jobs.store_retry */
+        uint64_t unstored;        /* what it counts in jobs.unstored until its final record is stored */
 
         /* One store operation and one mail at a time: commit, then finish. */
         struct store_job record;  /* borrows the job's strings, for the op in flight */
@@ -145,6 +157,7 @@ struct jobs_deps {
         struct objects *objects;       /* stored objects' versions and snapshots */
         struct storeq *storeq;
         struct mailbox *mailbox;
+        struct membudget *mem;         /* memory.max_bytes (membudget.h); NULL: unbounded */
         struct job_events events;
 };
 
@@ -223,6 +236,19 @@ int64_t jobs_next_deadline(const struct jobs *js);
 
 /* Asks every running job to stop without finishing (it stays queued in the store). */
 void jobs_stop_all(struct jobs *js);
+
+/* ---- room in the store (loop thread) ---- */
+
+/* What the store can still take (store_room().room, measured about once a second):
+ * a submission whose input and estimated result, with those of every job accepted
+ * and not yet stored, would leave less than JOBS_STORE_LOW_BYTES is refused with
+ * `unavailable` before it is accepted; jobs whose final record found no room are
+ * tried again. */
+#define JOBS_STORE_LOW_BYTES (32ull << 20)
+void jobs_store_room(struct jobs *js, uint64_t room);
+/* Whether new work is refused for lack of room, and why (a sentence naming the store)
+ * in reason (256 bytes) when it is. */
+bool jobs_store_full(const struct jobs *js, char *reason);
 
 /* ---- figures (loop thread) ---- */
 

@@ -12,6 +12,7 @@ struct jobs {
         struct objects *objects;
         struct storeq *storeq;
         struct mailbox *mailbox;
+        struct membudget *mem;
         struct sched *sched;
         struct job_events ev;
         struct sched_sink sink;
@@ -26,9 +27,18 @@ struct jobs {
         uint32_t committing;          /* submitted, record not yet committed */
         uint32_t hot_recording;       /* answered from a hot copy, record not yet stored */
         struct limits_map *tenants;   /* unfinished and finished jobs by tenant */
+
+        /* Room in the store (jobs_store_room). */
+        bool room_known;
+        uint64_t room;                /* as last measured */
+        uint64_t unstored;            /* estimated bytes of accepted jobs not yet finished in the store */
+        struct job *store_retry;      /* finished jobs whose final record found no room: tried again */
 };
 
 #define COALESCE_BUCKETS 16384 /* a power of two */
+
+/* Estimated bytes a job will write to the store: its result's and its input's. */
+uint64_t job_store_estimate(const struct job *j);
 
 /* jobs.c, for jobs_submit.c and jobs_index.c. */
 struct job *job_alloc(struct jobs *js, const struct kiln_kind *kind);
@@ -42,6 +52,16 @@ int job_init_cache_key(struct job *j);
 int job_bind_object(struct job *j, const char *name, uint64_t version);
 void job_to_record(const struct job *j, struct store_job *ret);
 int job_build_done(struct job *j);
+/* Results at least this big leave memory once stored: their watchers are sent them
+ * from the store, piece by piece; cache hits of them are not copied out. Smaller
+ * ones stay with the job (cheaper to send, and bounded per connection by
+ * memory.max_output_buffer_bytes). */
+#define JOBS_COPY_MAX_BYTES (1u << 20)
+
+/* Gives a done job the result stored in `blob` (`size` bytes): a small one is read
+ * whole into memory, a big one's headers only (its parts are then sent from the
+ * store, j->result_in_store). Loop thread. Returns >= 0 or -errno. */
+int job_result_from_store(struct jobs *js, struct job *j, const uint8_t blob[16], uint64_t size);
 /* Parses a blob taken over from the store (j->blob owns it afterwards). */
 int job_take_blob(struct job *j, uint8_t *blob, size_t size);
 /* Moves a job to a final state, from any thread: records the error (for failed,

@@ -18,6 +18,7 @@
 #include "hotcache.h"
 #include "jobs_internal.h"
 #include "log.h"
+#include "membudget.h"
 #include "objects.h"
 #include "params.h"
 #include "parts.h"
@@ -121,7 +122,7 @@ static void answer_idempotent(struct jobs *js, struct job *j)
                 jobs_accept_one(js, orig, j->submitter, j->submit_ref, j->watch_submitter, false);
                 return;
         }
-        int k = jobs_load_finished(js, rec, &j->op.result_out, j->op.result_size, &orig);
+        int k = jobs_load_finished(js, rec, j->op.result_out ? &j->op.result_out : NULL, j->op.result_size, &orig);
         if (k < 0) {
                 js->ev.rejected(js->ev.ctx, j->submitter, j->submit_ref, KERR_INTERNAL, "key",
                                 "the job of this key is unreadable");
@@ -138,9 +139,16 @@ static void answer_idempotent(struct jobs *js, struct job *j)
 static void answer_cached(struct jobs *js, struct job *j)
 {
         jobs_coalesce_remove(js, j);
-        int k = job_take_blob(j, j->op.result_out, j->op.result_size);
+        int k;
+        if (j->op.result_out) {
+                k = job_take_blob(j, j->op.result_out, j->op.result_size);
+                if (k >= 0)
+                        j->op.result_out = NULL; /* the job owns the blob now */
+        } else {
+                /* A big one, read from the store as it is sent. */
+                k = job_result_from_store(js, j, j->op.hit.blob, j->op.result_size);
+        }
         if (k >= 0) {
-                j->op.result_out = NULL; /* the job owns the blob now */
                 snprintf(j->backend, sizeof(j->backend), "%s", j->op.job_out->backend);
                 j->finished_ms = j->started_ms = j->submitted_ms;
                 j->finished_mono = j->started_mono = j->submitted_mono;
@@ -153,7 +161,7 @@ static void answer_cached(struct jobs *js, struct job *j)
                 job_rejected(js, j, KERR_INTERNAL, "the cached result is unreadable");
                 return;
         }
-        if (!j->idem_key) {
+        if (!j->idem_key && !j->result_in_store) {
                 struct hot_source src = { .key = &j->cache_key, .id_text = j->id_text, .done_json = j->done_json,
                                           .backend = j->backend, .result = &j->result,
                                           .blob_size = j->op.result_size, .hit = &j->op.hit };
@@ -174,8 +182,9 @@ static void on_committed_mail(struct mail *m)
         if (j->op.status < 0) {
                 log_error("job %s: storing it failed: %s", j->id_text, strerror(-j->op.status));
                 jobs_coalesce_remove(js, j);
-                job_rejected(js, j, j->op.status == -ENOSPC ? KERR_QUEUE_FULL : KERR_UNAVAILABLE,
-                             j->op.status == -ENOSPC ? "the job store is full" : "the job could not be stored");
+                job_rejected(js, j, KERR_UNAVAILABLE,
+                             j->op.status == -ENOSPC ? "the job store is full: the job was not accepted"
+                                                     : "the job could not be stored");
         } else if (j->op.outcome == STORE_SUBMIT_IDEM) {
                 jobs_tenant_release(js, j, -1); /* the original job is the one that counts */
                 jobs_submitter_release(js, j);
@@ -345,6 +354,18 @@ static int validate(struct jobs *js, const struct kiln_kind *kind, const struct 
                 r = -EFBIG;
                 goto fail;
         }
+        struct membudget_view mv = { .max = UINT64_MAX };
+        if (js->mem)
+                membudget_view(js->mem, &mv);
+        uint64_t mem_max = mv.max;
+        if (result_bytes + in.size > mem_max) {
+                submit_error(err, KERR_TOO_LARGE, "params",
+                             "these params ask for a result of %llu bytes (and %zu bytes of inputs), more than kilnd "
+                             "may hold in memory at all (memory.max_bytes %llu)",
+                             (unsigned long long)result_bytes, in.size, (unsigned long long)mem_max);
+                r = -EFBIG;
+                goto fail;
+        }
         *ret_params = params;
         *ret_canonical = canonical;
         *ret_in = in;
@@ -395,6 +416,32 @@ int jobs_submit(struct jobs *js, const struct job_submit *rq, struct proto_error
                 submit_error(ret_err, KERR_INTERNAL, NULL, "out of memory");
                 return -ENOMEM;
         }
+        /* Nothing is accepted that the store could not keep. */
+        char reason[256];
+        if (jobs_store_full(js, reason) ||
+            (js->room_known && js->room < JOBS_STORE_LOW_BYTES + js->unstored + job_store_estimate(j))) {
+                if (!jobs_store_full(js, reason))
+                        snprintf(reason, sizeof(reason),
+                                 "the job store has %llu MiB of room left: not enough to keep this job's input "
+                                 "and result (%llu MiB) as well as those of the jobs already accepted",
+                                 (unsigned long long)(js->room >> 20),
+                                 (unsigned long long)(job_store_estimate(j) >> 20));
+                submit_error(ret_err, KERR_UNAVAILABLE, NULL, "%s", reason);
+                job_unref(j);
+                return -ENOSPC;
+        }
+        /* Its inputs are held until it ends. */
+        if (j->in.size && js->mem) {
+                if (!membudget_try_take(js->mem, MEM_INPUTS, j->in.size)) {
+                        submit_error(ret_err, KERR_UNAVAILABLE, NULL,
+                                     "kilnd's memory budget (memory.max_bytes) has no room for this job's %zu bytes "
+                                     "of inputs now; retry later",
+                                     j->in.size);
+                        job_unref(j);
+                        return -ENOMEM;
+                }
+                j->mem_inputs = j->in.size;
+        }
         /* A hot copy of a cached result answers at once. Not for a keyed submission
          * (its key may name another job) or while the store lags far behind. */
         if (rq->cache && !rq->key && cfg->cache.enabled && js->hot_recording < HOT_RECORDING_MAX) {
@@ -425,6 +472,7 @@ int jobs_submit(struct jobs *js, const struct job_submit *rq, struct proto_error
         j->op.cache_key = cfg->cache.enabled && rq->cache ? &j->cache_key : NULL;
         j->op.input_size = j->in.size;
         j->op.write_input = j->in.size ? write_input_cb : NULL;
+        j->op.copy_max = JOBS_COPY_MAX_BYTES; /* bigger cached results are sent from the store */
         j->op.done = on_committed;
         if (!rq->key)
                 jobs_coalesce_add(js, j);

@@ -263,6 +263,7 @@ int main(int argc, char **argv)
                 .objects = d->objects,
                 .storeq = d->storeq,
                 .mailbox = d->mailbox,
+                .mem = d->mem,
                 .events = sessions_job_events(d),
         };
         r = jobs_new(&deps, &d->jobs);

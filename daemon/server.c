@@ -57,7 +57,7 @@ struct http_pss {
         struct http_api_req *api;     /* a request to /api/ */
 };
 
-static char *health_body(struct kilnd *d, bool ready)
+static char *health_body(struct kilnd *d, bool ready, const char *reason)
 {
         /* "backends" names the backends with a device in service; "devices" says
          * what each backend has and the state of every device. */
@@ -73,6 +73,13 @@ static char *health_body(struct kilnd *d, bool ready)
         json_t *o = json_pack("{s:s, s:o, s:o, s:f, s:b}", "status", ready ? "ok" : "unavailable", "backends", names,
                               "devices", devices, "uptime_s", (double)(kiln_mono_ms() - d->started_mono) / 1000.0,
                               "draining", d->draining);
+        if (o && reason && *reason)
+                json_object_set_new(o, "reason", json_string(reason));
+        if (o && d->room_known)
+                json_object_set_new(o, "store",
+                                    json_pack("{s:I, s:I, s:I}", "room_bytes", (json_int_t)d->room.room, "fs_free_bytes",
+                                              (json_int_t)d->room.fs_free, "map_free_bytes",
+                                              (json_int_t)d->room.map_free));
         char *s = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
         json_decref(o);
         return s;
@@ -107,13 +114,22 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
                                 return -1;
                         return lws_http_transaction_completed(wsi) ? -1 : 0;
                 }
+                char why[256] = "";
                 bool ready = d->store && sched_ready(d->sched) && !d->draining;
+                if (!d->store)
+                        snprintf(why, sizeof(why), "the job store is not open");
+                else if (!sched_ready(d->sched))
+                        snprintf(why, sizeof(why), "no backend has a device in service");
+                else if (d->draining)
+                        snprintf(why, sizeof(why), "kilnd is draining");
+                else if (jobs_store_full(d->jobs, why))
+                        ready = false;
                 pss->status = ready_probe && !ready ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_OK;
                 if (metrics) {
                         pss->body = stats_metrics_text(d);
                         type = "text/plain; version=0.0.4; charset=utf-8";
                 } else {
-                        pss->body = health_body(d, ready_probe ? ready : true);
+                        pss->body = health_body(d, ready_probe ? ready : true, ready_probe ? why : NULL);
                 }
                 if (!pss->body)
                         return -1;
@@ -290,9 +306,30 @@ void server_arm_deadlines(struct kilnd *d)
         lws_sul_schedule(d->lws, 0, &timers.deadline, on_deadline_timer, (lws_usec_t)delay * LWS_US_PER_MS);
 }
 
+/* What the store can still take, measured once a second: new work is refused, and
+ * /readyz says why, while it is too little (jobs_store_room). */
+static void measure_store_room(struct kilnd *d)
+{
+        struct store_room room;
+        if (!d->store || store_room(d->store, &room) < 0)
+                return;
+        bool was_full = d->room_known && jobs_store_full(d->jobs, (char[256]){ 0 });
+        d->room = room;
+        d->room_known = true;
+        jobs_store_room(d->jobs, room.room);
+        char reason[256];
+        bool full = jobs_store_full(d->jobs, reason);
+        if (full && !was_full)
+                log_warning("%s", reason);
+        else if (!full && was_full)
+                log_info("the job store has room again (%llu MiB): serving new work",
+                         (unsigned long long)(room.room >> 20));
+}
+
 static void on_tick(lws_sorted_usec_list_t *sul)
 {
         struct kilnd *d = server_daemon;
+        measure_store_room(d);
         /* Keeps the store's cache and retention limits in step with the
          * configuration, which SIGHUP may have changed. */
         struct store_policy policy;

@@ -22,15 +22,21 @@ struct job;
 #define CHUNK (256 * 1024)
 
 /* One queued outgoing message: text, or a KLNB frame whose payload is a part of a
- * job's result (the job is referenced until the frame is sent). */
+ * job's result (the job is referenced until the frame is sent). The payload is in
+ * memory (payload), or in the store (a big result, read piece by piece as the socket
+ * takes it: bytes [payload_off, payload_off + payload_len) of blob `stored_blob`). */
 struct outmsg {
         struct outmsg *next;
         bool binary;
+        bool stored;              /* payload read from the store, not memory */
         uint8_t *head;            /* LWS_PRE bytes of headroom, then head_len bytes */
         size_t head_len;
         struct job *job;          /* binary: payload source */
         const uint8_t *payload;
         size_t payload_len;
+        uint64_t payload_off;     /* stored: where the payload begins in the blob */
+        uint8_t stored_blob[16];
+        size_t cost;              /* bytes of memory it holds: counted in out_bytes */
         size_t sent;              /* bytes of head + payload already written */
 };
 
@@ -52,6 +58,8 @@ struct session {
 
         struct outmsg *out_head, *out_tail;
         size_t out_queued;
+        size_t out_bytes;           /* memory its queued messages hold (memory.max_output_buffer_bytes) */
+        bool out_overflow;          /* over that: closing with 1008, nothing more is queued */
 
         bool authed;
         struct auth_identity who;

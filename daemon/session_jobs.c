@@ -311,7 +311,8 @@ static void on_store_reply_mail(struct mail *m)
                         break;
                 }
                 struct job *j = NULL;
-                int k = jobs_load_finished(d->jobs, rec, &r->op.result_out, r->op.result_size, &j);
+                /* Its result is read from the store as the socket takes it. */
+                int k = jobs_load_finished(d->jobs, rec, NULL, 0, &j);
                 if (k < 0) {
                         session_send_error(s, r->ref, KERR_INTERNAL, "job", "the stored result of job %s is unreadable",
                                    id);
@@ -379,7 +380,7 @@ void session_op_job(struct session *s, const struct proto_req *rq)
                 return;
         }
         if (!j) {
-                ask_store(s, rq, rq->op == KOP_RESULT || rq->op == KOP_WATCH ? STORE_OP_RESULT_GET : STORE_OP_JOB_GET);
+                ask_store(s, rq, STORE_OP_JOB_GET);
                 return;
         }
         int state = atomic_load(&j->state);

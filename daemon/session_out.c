@@ -13,34 +13,95 @@
 #include "daemon.h"
 #include "jobs.h"
 #include "log.h"
+#include "membudget.h"
+#include "store.h"
 #include "stats.h"
 
 
-static void out_free(struct outmsg *m);
+static void out_free(struct session *s, struct outmsg *m);
+static int out_read_stored(struct session *s, const struct outmsg *m, uint8_t *dst, size_t off, size_t n);
+
+/* A connection whose queued output holds more memory than
+ * memory.max_output_buffer_bytes reads too slowly: its queue is dropped, it is closed
+ * with 1008 at its next writeable callback, or killed after OVERFLOW_KILL_S when the
+ * peer reads nothing at all. Its jobs go on; their results stay retrievable. */
+#define OVERFLOW_KILL_S 5
+
+static void out_overflow(struct session *s)
+{
+        log_warning("session %llu: output buffer over memory.max_output_buffer_bytes (%llu bytes): the client reads "
+                    "too slowly; closing it (its jobs go on)",
+                    (unsigned long long)s->id, (unsigned long long)s->d->cfg->memory.max_output_buffer_bytes);
+        s->out_overflow = true;
+        session_out_clear(s);
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, OVERFLOW_KILL_S);
+        lws_callback_on_writable(s->wsi);
+}
 
 static void out_push(struct session *s, struct outmsg *m)
 {
         if (s->sink) {
-                s->sink(s->sink_opaque, m->binary, m->head + LWS_PRE, m->head_len, m->job, m->payload,
-                        m->payload_len);
-                out_free(m);
+                const uint8_t *payload = m->payload;
+                uint8_t *copy = NULL;
+                if (m->stored) {
+                        /* The HTTP API answers with a whole part: read it once. */
+                        copy = malloc(m->payload_len ? m->payload_len : 1);
+                        if (!copy || out_read_stored(s, m, copy, 0, m->payload_len) < 0) {
+                                log_error("job %s: its stored result could not be read", m->job->id_text);
+                                free(copy);
+                                out_free(s, m);
+                                return;
+                        }
+                        payload = copy;
+                }
+                s->sink(s->sink_opaque, m->binary, m->head + LWS_PRE, m->head_len, m->job, payload, m->payload_len);
+                free(copy);
+                out_free(s, m);
                 return;
         }
+        if (s->out_overflow) {
+                out_free(s, m);
+                return;
+        }
+        m->cost = sizeof(*m) + LWS_PRE + m->head_len + (m->binary && !m->stored ? m->payload_len : 0);
+        membudget_charge(s->d->mem, MEM_OUTPUT, sizeof(*m) + LWS_PRE + m->head_len);
         if (s->out_tail)
                 s->out_tail->next = m;
         else
                 s->out_head = m;
         s->out_tail = m;
         s->out_queued++;
+        s->out_bytes += m->cost;
         s->d->ws_messages_out++;
+        if (s->out_bytes > s->d->cfg->memory.max_output_buffer_bytes) {
+                out_overflow(s);
+                return;
+        }
         lws_callback_on_writable(s->wsi);
 }
 
-static void out_free(struct outmsg *m)
+static void out_free(struct session *s, struct outmsg *m)
 {
+        if (m->cost) {
+                membudget_give(s->d->mem, MEM_OUTPUT, m->cost - (m->binary && !m->stored ? m->payload_len : 0));
+                s->out_bytes -= m->cost;
+        }
         free(m->head);
         job_unref(m->job);
         free(m);
+}
+
+/* Copies bytes [off, off + n) of a stored payload: one short read transaction (it
+ * never waits for the writer), straight from the map. */
+static int out_read_stored(struct session *s, const struct outmsg *m, uint8_t *dst, size_t off, size_t n)
+{
+        struct store_txn *t;
+        int r = store_txn_begin(s->d->store, false, &t);
+        if (r < 0)
+                return r;
+        r = store_result_read(t, m->stored_blob, m->payload_off + off, dst, n);
+        store_txn_abort(t);
+        return r;
 }
 
 /* Queues a text message; `text` is copied. */
@@ -140,6 +201,11 @@ void session_send_done(struct session *s, struct job *j, json_t *ref)
                 m->job = job_ref(j);
                 m->payload = p->data;
                 m->payload_len = p->bytes;
+                if (j->result_in_store) {
+                        m->stored = true;
+                        memcpy(m->stored_blob, j->stored_blob, 16);
+                        m->payload_off = j->part_off[i];
+                }
                 out_push(s, m);
         }
 }
@@ -168,16 +234,33 @@ static size_t ws_frame_header(uint8_t *p, bool binary, bool first, bool fin, siz
         return 10;
 }
 
-/* Copies bytes [m->sent, m->sent + n) of a queued message (head, then payload). */
-static void out_copy(const struct outmsg *m, uint8_t *dst, size_t n)
+/* Copies bytes [m->sent, m->sent + n) of a queued message (head, then payload).
+ * Returns >= 0, or -errno when a stored payload could not be read (the result was
+ * purged meanwhile, or the store failed). */
+static int out_copy(struct session *s, const struct outmsg *m, uint8_t *dst, size_t n)
 {
         size_t off = m->sent, w = 0;
         if (off < m->head_len) {
                 w = m->head_len - off < n ? m->head_len - off : n;
                 memcpy(dst, m->head + LWS_PRE + off, w);
         }
-        if (w < n)
-                memcpy(dst + w, m->payload + (off + w - m->head_len), n - w);
+        if (w == n)
+                return 0;
+        if (m->stored)
+                return out_read_stored(s, m, dst + w, off + w - m->head_len, n - w);
+        memcpy(dst + w, m->payload + (off + w - m->head_len), n - w);
+        return 0;
+}
+
+/* A stored payload that cannot be read: the client cannot be given that part, and
+ * a WebSocket message cannot be taken back half sent. */
+static int out_read_failed(struct session *s, const struct outmsg *m, int r)
+{
+        static const char reason[] = "a stored result could not be read";
+        log_error("job %s: reading its stored result failed: %s; closing session %llu", m->job->id_text,
+                  strerror(-r), (unsigned long long)s->id);
+        lws_close_reason(s->wsi, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, (unsigned char *)reason, sizeof(reason) - 1);
+        return -1;
 }
 
 static void out_pop(struct session *s)
@@ -187,7 +270,7 @@ static void out_pop(struct session *s)
         if (!s->out_head)
                 s->out_tail = NULL;
         s->out_queued--;
-        out_free(m);
+        out_free(s, m);
 }
 
 /* Framed output: as many queued messages as fit in CHUNK bytes, each as complete
@@ -211,7 +294,9 @@ static int writable_framed(struct session *s)
                 if (n < left && room < 16 * 1024 && used)
                         break; /* a small fragment is not worth it: next time */
                 used += ws_frame_header(buf + used, m->binary, m->sent == 0, n == left, n);
-                out_copy(m, buf + used, n);
+                int r = out_copy(s, m, buf + used, n);
+                if (r < 0)
+                        return out_read_failed(s, m, r);
                 used += n;
                 m->sent += n;
                 if (m->sent < total)
@@ -236,7 +321,9 @@ static int writable_fragment(struct session *s)
         if (!m->binary && total <= CHUNK) {
                 buf = m->head + LWS_PRE; /* whole small text message: no copy */
         } else {
-                out_copy(m, scratch + LWS_PRE, n);
+                int r = out_copy(s, m, scratch + LWS_PRE, n);
+                if (r < 0)
+                        return out_read_failed(s, m, r);
                 buf = scratch + LWS_PRE;
         }
         int flags = lws_write_ws_flags(m->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT, m->sent == 0,
@@ -251,6 +338,13 @@ static int writable_fragment(struct session *s)
 
 int session_writable(struct kilnd *d, struct session *s)
 {
+        if (s->out_overflow) {
+                static const char reason[] = "output buffer over memory.max_output_buffer_bytes: the client reads "
+                                             "too slowly; its jobs go on";
+                lws_close_reason(s->wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION, (unsigned char *)reason,
+                                 sizeof(reason) - 1);
+                return -1;
+        }
         if (s->idle == IDLE_CLOSE) {
                 static const char reason[] = "idle timeout";
                 lws_close_reason(s->wsi, LWS_CLOSE_STATUS_GOINGAWAY, (unsigned char *)reason, sizeof(reason) - 1);
@@ -289,7 +383,8 @@ void session_out_clear(struct session *s)
         while (s->out_head) {
                 struct outmsg *m = s->out_head;
                 s->out_head = m->next;
-                out_free(m);
+                out_free(s, m);
         }
         s->out_tail = NULL;
+        s->out_queued = 0;
 }

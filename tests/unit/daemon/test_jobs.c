@@ -297,6 +297,85 @@ static void test_a_finished_job_is_stored_then_reported_once(void **state)
         job_unref(j);
 }
 
+/* Runs the job of the oldest queued item to done with a small result and answers
+ * its submit; returns the item (the job referenced once more for the caller). */
+static struct job *run_to_done(struct fixture *f)
+{
+        struct sched_item *it = queued[0];
+        struct job *j = job_ref(container_of(it, struct job, item));
+        n_queued = 0;
+        sink->started(sink->ctx, it, kiln_wall_ms());
+        struct kiln_result r = { 0 };
+        uint64_t shape[2] = { 2, 2 };
+        assert_non_null(kiln_result_add_part(&r, "kappa", KILN_DTYPE_F32, 2, shape));
+        sink->finished(sink->ctx, it, SCHED_END_DONE, 0, NULL, &r, "cpu", 1);
+        sink->release(sink->ctx, it);
+        return j;
+}
+
+/* A final record the store has no room for is not a failed job: the watchers get
+ * its result (said not to be kept), the job answers for itself, and its record is
+ * written when room comes back. */
+static void test_a_final_record_without_room_is_delivered_then_stored_later(void **state)
+{
+        struct fixture *f = *state;
+        struct proto_error err;
+
+        assert_int_equal(submit(f, "lens.nfw", small, 7, NULL, &err), 1);
+        answer(f, 0, STORE_SUBMIT_STORED);
+        struct job *j = run_to_done(f);
+        size_t before = n_events;
+        answer(f, -ENOSPC, 0);
+        assert_int_equal(n_events, before + 2);
+        assert_string_equal(events[before + 1].what, "done");
+        assert_string_equal(events[before + 1].state, "done");
+        assert_non_null(strstr(events[before + 1].done, "\"stored\":false"));
+        assert_ptr_equal(jobs_find(f->js, j->id), j); /* it answers for itself meanwhile */
+        assert_int_equal(atomic_load(&j->state), KILN_JOB_DONE);
+
+        jobs_store_room(f->js, JOBS_STORE_LOW_BYTES - 1); /* still no room: not tried */
+        storeq_flush(f->q);
+        assert_int_equal(n_ops, 0);
+        jobs_store_room(f->js, 1ull << 30);
+        storeq_flush(f->q);
+        assert_int_equal(n_ops, 1);
+        assert_int_equal(ops[0]->type, STORE_OP_JOB_PUT);
+        assert_int_equal(ops[0]->job->state, KILN_JOB_DONE);
+        answer(f, 0, 0);
+        assert_int_equal(n_events, before + 2); /* no second `done` */
+        assert_null(jobs_find(f->js, j->id));
+        job_unref(j);
+}
+
+/* While the store is (nearly) full, new work is refused before it is accepted,
+ * with `unavailable` naming the store; once room is back it is accepted again. */
+static void test_submits_are_refused_while_the_store_is_full(void **state)
+{
+        struct fixture *f = *state;
+        struct proto_error err;
+        char reason[256];
+
+        assert_false(jobs_store_full(f->js, reason)); /* not measured yet: no refusal */
+        jobs_store_room(f->js, 1u << 20);
+        assert_true(jobs_store_full(f->js, reason));
+        assert_non_null(strstr(reason, "store"));
+        assert_true(submit(f, "lens.nfw", small, 7, NULL, &err) < 0);
+        assert_int_equal(err.code, KERR_UNAVAILABLE);
+        assert_non_null(strstr(err.message, "store"));
+        storeq_flush(f->q);
+        assert_int_equal(n_ops, 0);
+        /* Room enough for the floor, not for a result of this size on top. */
+        jobs_store_room(f->js, JOBS_STORE_LOW_BYTES + 1000);
+        assert_false(jobs_store_full(f->js, reason));
+        assert_true(submit(f, "lens.nfw", "{\"mass\": 1e14, \"concentration\": 5, \"grid_size\": 1024}", 7,
+                           NULL, &err) < 0);
+        assert_int_equal(err.code, KERR_UNAVAILABLE);
+        jobs_store_room(f->js, 1ull << 30);
+        assert_int_equal(submit(f, "lens.nfw", small, 7, NULL, &err), 1);
+        answer(f, 0, STORE_SUBMIT_STORED);
+        assert_int_equal(n_queued, 1);
+}
+
 static void test_an_identical_submission_attaches_to_the_live_job(void **state)
 {
         struct fixture *f = *state;
@@ -531,6 +610,9 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_submit_is_accepted_only_after_its_record_is_stored, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_a_finished_job_is_stored_then_reported_once, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_a_final_record_without_room_is_delivered_then_stored_later, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_submits_are_refused_while_the_store_is_full, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_an_identical_submission_attaches_to_the_live_job, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_cancelling_a_queued_job_ends_it_cancelled, setup, teardown),
