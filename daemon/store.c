@@ -48,9 +48,27 @@ int store_mdb_errno(int rc)
 
 /* Converts the result of an LMDB write call; an error other than a missing key leaves
  * the LMDB transaction unusable, so it is remembered and every later call fails. */
+/* LMDB reports a write that the file system cut short (its disk full) as EIO
+ * ("short write, filesystem full?"), the same as a failing disk. A write error
+ * while the store's file system has almost nothing left is taken for what it
+ * almost surely is: no room (-ENOSPC), which callers handle as such. */
+#define STORE_FS_NEARLY_FULL (16u << 20)
+
+static int write_errno(struct store *s, int r)
+{
+        struct statvfs vfs;
+        int fd;
+
+        if (r != -EIO || mdb_env_get_fd(s->env, &fd) != MDB_SUCCESS || fstatvfs(fd, &vfs) < 0)
+                return r;
+        return (uint64_t)vfs.f_bavail * vfs.f_frsize < STORE_FS_NEARLY_FULL ? -ENOSPC : r;
+}
+
 int store_txn_result(struct store_txn *t, int rc)
 {
         int r = store_mdb_errno(rc);
+        if (t->write)
+                r = write_errno(t->s, r);
 
         if (r < 0 && r != -ENOENT && t->err == 0)
                 t->err = r;
@@ -342,6 +360,8 @@ int store_txn_commit(struct store_txn *t)
                 mdb_txn_abort(t->txn);
         } else {
                 r = store_mdb_errno(mdb_txn_commit(t->txn));
+                if (t->write)
+                        r = write_errno(t->s, r);
                 if (r >= 0 && t->write)
                         delta_apply(t->s, &t->delta);
         }
