@@ -598,6 +598,7 @@ static void on_finished_mail(struct mail *m)
         } else {
                 js->unstored -= j->unstored;
                 j->unstored = 0;
+                jobs_room_used(js, j->op.result_stored ? j->op.result_size : 0);
                 if (atomic_load(&j->state) == KILN_JOB_DONE && j->op.result_size && !j->op.result_stored) {
                         /* Stored as done without its result: the store had room for
                          * the record only. */
@@ -615,6 +616,14 @@ static void on_finished_mail(struct mail *m)
                 deliver(js, j);
         jobs_table_remove(js, j);
         job_unref(j); /* the store operation's reference */
+}
+
+void jobs_room_used(struct jobs *js, uint64_t bytes)
+{
+        /* Until the next measurement, what was just written is taken off the last one,
+         * so a quick run of jobs cannot outpace it. */
+        bytes += 4096; /* the record */
+        js->room = js->room > bytes ? js->room - bytes : 0;
 }
 
 void jobs_store_room(struct jobs *js, uint64_t room)
@@ -893,9 +902,10 @@ void jobs_start(struct jobs *js, struct job *j)
         jobs_tenant_hold(js, j); /* recovered jobs; submitted ones already are */
         jobs_coalesce_add(js, j);
         jobs_deadline_add(js, j);
-        /* Its result is promised room in the store until its final record is in. */
-        j->unstored = j->item.mem_bytes;
-        js->unstored += j->unstored;
+        if (!j->unstored) { /* recovered: its result is promised room from now */
+                j->unstored = j->item.mem_bytes;
+                js->unstored += j->unstored;
+        }
         if (js->sched) /* NULL only while shutting down: the job stays queued in the store */
                 sched_push(js->sched, &j->item);
 }

@@ -37,6 +37,8 @@ struct jobs {
 
 #define COALESCE_BUCKETS 16384 /* a power of two */
 
+/* `bytes` were just written to the store: the room last measured is that much less. */
+void jobs_room_used(struct jobs *js, uint64_t bytes);
 /* Estimated bytes a job will write to the store: its result's and its input's. */
 uint64_t job_store_estimate(const struct job *j);
 

@@ -179,6 +179,12 @@ static void on_committed_mail(struct mail *m)
 
         storeq_answered(js->storeq);
         js->committing--;
+        if (j->op.status < 0 || j->op.outcome != STORE_SUBMIT_STORED) {
+                js->unstored -= j->unstored;
+                j->unstored = 0;
+        }
+        if (j->op.status >= 0 && j->op.outcome == STORE_SUBMIT_STORED)
+                jobs_room_used(js, j->in.size);
         if (j->op.status < 0) {
                 log_error("job %s: storing it failed: %s", j->id_text, strerror(-j->op.status));
                 jobs_coalesce_remove(js, j);
@@ -473,6 +479,10 @@ int jobs_submit(struct jobs *js, const struct job_submit *rq, struct proto_error
         j->op.input_size = j->in.size;
         j->op.write_input = j->in.size ? write_input_cb : NULL;
         j->op.copy_max = JOBS_COPY_MAX_BYTES; /* bigger cached results are sent from the store */
+        /* Its result is promised room in the store from now until its final record is
+         * in (or the submit turns out to need none). */
+        j->unstored = j->item.mem_bytes;
+        js->unstored += j->unstored;
         j->op.done = on_committed;
         if (!rq->key)
                 jobs_coalesce_add(js, j);

@@ -23,6 +23,7 @@
 #include "limiter.h"
 #include "log.h"
 #include "mailbox.h"
+#include "membudget.h"
 #include "http_api.h"
 #include "scheduler.h"
 #include "session.h"
@@ -267,6 +268,7 @@ static void reload(struct kilnd *d)
                         kiln_config_free(d->cfg);
                         d->cfg = c;
                         jobs_set_config(d->jobs, c);
+                        membudget_set_max(d->mem, c->memory.max_bytes);
                         log_notice("SIGHUP: configuration reloaded (%zu tokens)", auth_tokens_count(t));
                 }
         }
@@ -337,6 +339,7 @@ static void on_tick(lws_sorted_usec_list_t *sul)
         store_writer_set_policy(d->writer, &policy);
         sessions_push_stats(d);
         sessions_idle_sweep(d);
+        sessions_output_sweep(d);
         if (!d->draining)
                 sd_notifyf(0, "STATUS=Serving: %zu connections, %u queued, %u running", d->n_sessions, sched_queued(d->sched),
                            sched_running(d->sched));
@@ -630,6 +633,7 @@ int server_start(struct kilnd *d)
         }
         mailbox_set_context(d->mailbox, d->lws);
 
+        measure_store_room(d);
         lws_sul_schedule(d->lws, 0, &timers.tick, on_tick, LWS_US_PER_SEC);
         if (sd_watchdog_enabled(0, &timers.watchdog_usec) > 0 && timers.watchdog_usec)
                 lws_sul_schedule(d->lws, 0, &timers.watchdog, on_watchdog, (lws_usec_t)timers.watchdog_usec / 2);

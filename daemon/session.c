@@ -140,6 +140,14 @@ void sessions_idle_sweep(struct kilnd *d)
         }
 }
 
+void sessions_output_sweep(struct kilnd *d)
+{
+        int64_t now = kiln_mono_ms();
+        for (size_t b = 0; b < d->session_buckets; b++)
+                for (struct session *s = d->sessions[b]; s; s = s->bucket_next)
+                        session_out_check_stalled(s, now);
+}
+
 /* Calls fn for every open session (the stats push). */
 void sessions_foreach(struct kilnd *d, void (*fn)(struct session *s, void *userdata), void *userdata)
 {

@@ -44,6 +44,9 @@ void session_seen(struct kilnd *d, struct session *s);
 /* Pings sessions silent for half of server.idle_timeout_s, closes those silent for
  * the other half too (from the once-a-second tick). */
 void sessions_idle_sweep(struct kilnd *d);
+/* Closes (1008) every connection that has left more than
+ * memory.max_output_buffer_bytes unread for a few seconds (once a second). */
+void sessions_output_sweep(struct kilnd *d);
 size_t session_struct_size(void);
 
 /* Sessions that still have frames queued to send (draining waits for them). */

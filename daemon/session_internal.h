@@ -59,6 +59,8 @@ struct session {
         struct outmsg *out_head, *out_tail;
         size_t out_queued;
         size_t out_bytes;           /* memory its queued messages hold (memory.max_output_buffer_bytes) */
+        uint64_t out_pending;       /* bytes queued and not yet written, from memory or the store */
+        int64_t out_progress_ms;    /* monotonic: the last write, or when the queue began */
         bool out_overflow;          /* over that: closing with 1008, nothing more is queued */
 
         bool authed;
@@ -104,6 +106,11 @@ void session_send_ok(struct session *s, json_t *ref);
 void session_send_done(struct session *s, struct job *j, json_t *ref);
 /* Frees every queued message (closing). */
 void session_out_clear(struct session *s);
+/* Closes (1008) a connection that has more than memory.max_output_buffer_bytes
+ * waiting to be written, from memory or the store, and has taken none of it for
+ * OUT_STALL_MS: a client that reads nothing, or far too slowly. Loop thread, once
+ * a second. */
+void session_out_check_stalled(struct session *s, int64_t now_ms);
 
 /* ---- session_jobs.c: the job ops ---- */
 

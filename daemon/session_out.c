@@ -16,6 +16,7 @@
 #include "membudget.h"
 #include "store.h"
 #include "stats.h"
+#include "util.h"
 
 
 static void out_free(struct session *s, struct outmsg *m);
@@ -26,6 +27,8 @@ static int out_read_stored(struct session *s, const struct outmsg *m, uint8_t *d
  * with 1008 at its next writeable callback, or killed after OVERFLOW_KILL_S when the
  * peer reads nothing at all. Its jobs go on; their results stay retrievable. */
 #define OVERFLOW_KILL_S 5
+/* How long a backlog over the limit may go without the client taking a byte. */
+#define OUT_STALL_MS 5000
 
 static void out_overflow(struct session *s)
 {
@@ -65,13 +68,16 @@ static void out_push(struct session *s, struct outmsg *m)
         }
         m->cost = sizeof(*m) + LWS_PRE + m->head_len + (m->binary && !m->stored ? m->payload_len : 0);
         membudget_charge(s->d->mem, MEM_OUTPUT, sizeof(*m) + LWS_PRE + m->head_len);
-        if (s->out_tail)
+        if (s->out_tail) {
                 s->out_tail->next = m;
-        else
+        } else {
                 s->out_head = m;
+                s->out_progress_ms = kiln_mono_ms(); /* a backlog begins */
+        }
         s->out_tail = m;
         s->out_queued++;
         s->out_bytes += m->cost;
+        s->out_pending += m->head_len + m->payload_len;
         s->d->ws_messages_out++;
         if (s->out_bytes > s->d->cfg->memory.max_output_buffer_bytes) {
                 out_overflow(s);
@@ -85,6 +91,7 @@ static void out_free(struct session *s, struct outmsg *m)
         if (m->cost) {
                 membudget_give(s->d->mem, MEM_OUTPUT, m->cost - (m->binary && !m->stored ? m->payload_len : 0));
                 s->out_bytes -= m->cost;
+                s->out_pending -= m->head_len + m->payload_len - m->sent;
         }
         free(m->head);
         job_unref(m->job);
@@ -299,6 +306,7 @@ static int writable_framed(struct session *s)
                         return out_read_failed(s, m, r);
                 used += n;
                 m->sent += n;
+                s->out_pending -= n;
                 if (m->sent < total)
                         break;
                 out_pop(s);
@@ -306,6 +314,14 @@ static int writable_framed(struct session *s)
         if (used && lws_write(s->wsi, buf, used, LWS_WRITE_RAW) < (int)used)
                 return -1;
         return 0;
+}
+
+void session_out_check_stalled(struct session *s, int64_t now_ms)
+{
+        if (!s->out_head || s->out_overflow || !s->wsi)
+                return;
+        if (s->out_pending > s->d->cfg->memory.max_output_buffer_bytes && now_ms - s->out_progress_ms >= OUT_STALL_MS)
+                out_overflow(s);
 }
 
 /* One message fragment per writeable callback through lws's own framing: for a
@@ -331,6 +347,8 @@ static int writable_fragment(struct session *s)
         if (lws_write(s->wsi, buf, n, (enum lws_write_protocol)flags) < (int)n)
                 return -1;
         m->sent += n;
+        s->out_pending -= n;
+        s->out_progress_ms = kiln_mono_ms();
         if (m->sent == total)
                 out_pop(s);
         return 0;
@@ -370,6 +388,7 @@ int session_writable(struct kilnd *d, struct session *s)
                 }
                 return 0;
         }
+        s->out_progress_ms = kiln_mono_ms(); /* the socket takes bytes again */
         int r = lws_get_network_wsi(s->wsi) == s->wsi ? writable_framed(s) : writable_fragment(s);
         if (r < 0)
                 return -1;
@@ -387,4 +406,5 @@ void session_out_clear(struct session *s)
         }
         s->out_tail = NULL;
         s->out_queued = 0;
+        s->out_pending = 0;
 }
