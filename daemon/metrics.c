@@ -255,6 +255,18 @@ char *metrics_render(const struct metrics_view *v)
                 put(&b, "kiln_memory_waits_total %llu\n", (unsigned long long)mm->waits);
         }
 
+        if (v->store.known) {
+                family(&b, "kiln_store_room_bytes", "gauge",
+                       "Bytes the job store can still take: LMDB's free pages and what the map and the file system allow.");
+                put(&b, "kiln_store_room_bytes %llu\n", (unsigned long long)v->store.room);
+                family(&b, "kiln_store_fs_free_bytes", "gauge", "Bytes free on the job store's file system.");
+                put(&b, "kiln_store_fs_free_bytes %llu\n", (unsigned long long)v->store.fs_free);
+                family(&b, "kiln_store_map_free_bytes", "gauge", "Bytes LMDB can still place in the store's map.");
+                put(&b, "kiln_store_map_free_bytes %llu\n", (unsigned long long)v->store.map_free);
+                family(&b, "kiln_store_full", "gauge", "1 while new work is refused for lack of room in the job store.");
+                put(&b, "kiln_store_full %d\n", v->store.full ? 1 : 0);
+        }
+
         family(&b, "kiln_device_utilization_ratio", "gauge", "Share of each device's capacity in use.");
         devices(&b, v->backends, false);
         family(&b, "kiln_device_memory_used_bytes", "gauge", "Memory in use on each device.");

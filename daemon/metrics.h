@@ -26,6 +26,13 @@ struct metrics_memory {
         uint64_t max, inputs, results, output, waits;
 };
 
+/* The store's room for kiln_store_* (store_room, measured once a second). */
+struct metrics_store {
+        bool known;
+        uint64_t room, fs_free, map_free;
+        bool full;               /* new work refused for lack of room */
+};
+
 /* What a scrape shows besides this module's own counters, gathered by its caller
  * (stats.c) from the scheduler, the store and the sessions. */
 struct metrics_view {
@@ -33,6 +40,7 @@ struct metrics_view {
         json_t *backends;        /* sched_backends_json(), borrowed; NULL: none */
         struct metrics_cache cache;
         struct metrics_memory memory;
+        struct metrics_store store;
         size_t connections;
         uint64_t ws_messages_in, ws_messages_out;
         const uint64_t *rejected; /* _KERR_MAX counters by enum kiln_err */

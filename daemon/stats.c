@@ -88,6 +88,13 @@ json_t *stats_json(struct kilnd *d, const struct auth_identity *who)
                          "cache", cache, "batches", batches);
         if (o && d->mem)
                 json_object_set_new(o, "memory", memory_json(d));
+        if (o && d->room_known) {
+                char why[256];
+                json_object_set_new(o, "store",
+                                    json_pack("{s:I, s:I, s:I, s:b}", "room_bytes", (json_int_t)d->room.room,
+                                              "fs_free_bytes", (json_int_t)d->room.fs_free, "map_free_bytes",
+                                              (json_int_t)d->room.map_free, "full", jobs_store_full(d->jobs, why)));
+        }
         return o;
 }
 
@@ -109,6 +116,11 @@ char *stats_metrics_text(struct kilnd *d)
                 v.memory = (struct metrics_memory){ .known = true, .max = mv.max, .inputs = mv.by_use[MEM_INPUTS],
                                                     .results = mv.by_use[MEM_RESULTS],
                                                     .output = mv.by_use[MEM_OUTPUT], .waits = mv.waits };
+        }
+        if (d->room_known) {
+                char why[256];
+                v.store = (struct metrics_store){ .known = true, .room = d->room.room, .fs_free = d->room.fs_free,
+                                                  .map_free = d->room.map_free, .full = jobs_store_full(d->jobs, why) };
         }
         v.connections = d->n_sessions;
         v.ws_messages_in = d->ws_messages_in;
