@@ -394,6 +394,7 @@ class SlowReaderTest(PressureCase):
                 small_ids.add(r["job"])
 
             await small()  # before the slow client: its jobs are told apart by id
+            conns_before = (await c.call({"op": "stats"}))["connections"]
             slow = RawWs(self.kilnd.port, rcvbuf=16 << 10)
             slow.send_json({"op": "hello", "client": "never-reads/1"})
             for p, key in zip(params, keys):
@@ -409,6 +410,11 @@ class SlowReaderTest(PressureCase):
                 self.assertLess(time.monotonic(), end, f"the slow client's jobs did not finish: {states}")
                 await asyncio.sleep(0.2)
             self.assertEqual(set(states.values()), {"done"}, states)
+            # kilnd closes a reader that has taken nothing for a while (seconds): wait
+            # until the connection is gone from its figures.
+            end = time.monotonic() + 20
+            while (await c.call({"op": "stats"}))["connections"] > conns_before and time.monotonic() < end:
+                await asyncio.sleep(0.1)
             # Only now look at what the slow client was sent.
             seen = await asyncio.get_running_loop().run_in_executor(None, lambda: slow.drain(idle_s=3, max_s=20))
             slow.close()
@@ -585,7 +591,7 @@ class TmpfsKilnd(Kilnd):
 
     def fill_filesystem(self):
         """Grows the filler until the filesystem is full."""
-        fd = os.open(self.inside("filler"), os.O_WRONLY | os.O_APPEND)
+        fd = os.open(self.inside("filler"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             while os.write(fd, bytes(MiB)) > 0:
                 pass
