@@ -274,6 +274,7 @@ def scenario_huge(args, settings):
         out["memory_stats"] = asyncio.run(stats_memory(d.url))
         s.stop()
         out["peak_rss_anon_gib"] = gib(s.peak_kib)
+        out["peak_rss_file_gib"] = gib(s.peak_file_kib)
         out["vm_hwm_gib"] = gib(s.hwm_kib)
         out["rss_anon_end_gib"] = gib(s.now_kib())
     finally:
@@ -403,6 +404,7 @@ def scenario_slow(args, settings):
         out["memory_stats"] = asyncio.run(stats_memory(d.url))
         s.stop()
         out["peak_rss_anon_gib"] = gib(s.peak_kib)
+        out["peak_rss_file_gib"] = gib(s.peak_file_kib)
         out["vm_hwm_gib"] = gib(s.hwm_kib)
         out["rss_anon_after_gib"] = gib(s.now_kib())
     finally:
@@ -425,6 +427,11 @@ async def submit_small(c):
     return "accepted", done.get("state")
 
 
+def show(outcome):
+    reply, state = outcome
+    return f"{reply}, its job {state}" if state else reply
+
+
 async def wait_done(c, job):
     while True:
         m = await c.recv(60)
@@ -439,13 +446,27 @@ def ready_summary(http):
     return f"{code} {json.dumps(body)[:300]}"
 
 
-async def poll_ready(http, seconds=5.0):
+async def poll_ready(http, want=200, seconds=5.0):
+    """Polls /readyz until it answers `want` (kilnd measures its room about once a
+    second) or `seconds` passed; returns the last code."""
     end = time.monotonic() + seconds
     while True:
         code, _ = readyz(http)
-        if code == 200 or time.monotonic() > end:
+        if code == want or time.monotonic() > end:
             return code
         await asyncio.sleep(0.2)
+
+
+def fill_filesystem(path):
+    """Appends to the file at `path` until its filesystem is full."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        while os.write(fd, bytes(MiB)) > 0:
+            pass
+    except OSError:
+        pass  # ENOSPC
+    finally:
+        os.close(fd)
 
 
 async def disk_run(d, out):
@@ -496,10 +517,16 @@ async def disk_run(d, out):
     out["accepted_then_failed"] = counts.get("failed", 0)
     out["failed_by_message"] = failed_msgs
     st = os.statvfs(d.state_path())
-    out["tmpfs_free_mib"] = round(st.f_bavail * st.f_frsize / MiB, 1)
-    out["readyz_while_full"] = ready_summary(d.http)
-    out["submit_while_full"] = (await submit_small(c))[0]
-    # Room comes back: first the filler, then (if needed) the cache.
+    out["tmpfs_free_mib_after_burst"] = round(st.f_bavail * st.f_frsize / MiB, 1)
+    await poll_ready(d.http, 503, seconds=2.0)  # the room measured after the last write
+    out["readyz_after_burst"] = ready_summary(d.http)
+    out["small_submit_after_burst"] = show(await submit_small(c))
+    # Then something else fills the filesystem: the filler grows until ENOSPC.
+    fill_filesystem(d.state_path("filler"))
+    await poll_ready(d.http, 503)
+    out["readyz_disk_full"] = ready_summary(d.http)
+    out["small_submit_disk_full"] = show(await submit_small(c))
+    # Room comes back: first the filler goes, then (if needed) the cache.
     os.unlink(d.state_path("filler"))
     code = await poll_ready(d.http)
     r, state = await submit_small(c)
