@@ -303,17 +303,43 @@ void job_unref(struct job *j)
                 free(a);
         }
         result_blob_free(j->blob_out);
+        jobs_progress_values_free(j->progress_values, j->n_progress_values);
         pthread_mutex_destroy(&j->progress_lock);
         free(j);
+}
+
+static bool is_text(const struct kiln_value *v)
+{
+        return v->type == KILN_V_STR || v->type == KILN_V_JSON;
+}
+
+/* v (a copy of another value) with its own copy of the text; a text that cannot
+ * be copied makes it a null. */
+static void own_text(struct kiln_value *v)
+{
+        if (is_text(v) && !(v->text = v->text ? strdup(v->text) : NULL))
+                v->type = KILN_V_NULL;
 }
 
 int jobs_progress_values(struct job *j, struct kiln_value *ret, int max)
 {
         pthread_mutex_lock(&j->progress_lock);
         int n = j->n_progress_values < max ? j->n_progress_values : max;
-        memcpy(ret, j->progress_values, (size_t)n * sizeof(*ret));
+        for (int i = 0; i < n; i++) {
+                ret[i] = j->progress_values[i];
+                own_text(&ret[i]);
+        }
         pthread_mutex_unlock(&j->progress_lock);
         return n;
+}
+
+void jobs_progress_values_free(struct kiln_value *v, int n)
+{
+        for (int i = 0; i < n; i++)
+                if (is_text(&v[i])) {
+                        free(v[i].text);
+                        v[i].type = KILN_V_NULL;
+                }
 }
 
 unsigned job_attempts(const struct job *j)
@@ -758,17 +784,34 @@ static void sink_started(void *ctx, struct sched_item *it, int64_t now_ms)
         atomic_store(&j->state, KILN_JOB_RUNNING);
 }
 
-/* At most one progress mail in flight per job; it carries the latest values. */
+/* At most one progress mail in flight per job; it carries the latest values. The
+ * values are lent for the call: the job keeps copies of their texts, made (and a
+ * JSON text checked, so that `progress` can embed it as it is) before the lock is
+ * taken; the texts they replace are freed after it is let go. */
 static void sink_progress(void *ctx, struct sched_item *it, int pct, const struct kiln_value *values, int n)
 {
         struct job *j = container_of(it, struct job, item);
+        struct kiln_value mine[KILN_MAX_PROGRESS_VALUES], old[KILN_MAX_PROGRESS_VALUES];
         atomic_store(&j->pct, pct);
         if (n > KILN_MAX_PROGRESS_VALUES)
                 n = KILN_MAX_PROGRESS_VALUES;
+        for (int i = 0; i < n; i++) {
+                mine[i] = values[i];
+                json_t *x = mine[i].type == KILN_V_JSON && mine[i].text
+                                    ? json_loads(mine[i].text, JSON_DECODE_ANY, NULL)
+                                    : NULL;
+                if (mine[i].type == KILN_V_JSON && !x)
+                        mine[i].type = KILN_V_NULL; /* a kind's bug: null, as in a result */
+                json_decref(x);
+                own_text(&mine[i]);
+        }
         pthread_mutex_lock(&j->progress_lock);
-        memcpy(j->progress_values, values, (size_t)n * sizeof(*values));
+        int n_old = j->n_progress_values;
+        memcpy(old, j->progress_values, (size_t)n_old * sizeof(*old));
+        memcpy(j->progress_values, mine, (size_t)n * sizeof(*mine));
         j->n_progress_values = n;
         pthread_mutex_unlock(&j->progress_lock);
+        jobs_progress_values_free(old, n_old);
         if (atomic_exchange(&j->progress_posted, true))
                 return; /* the previous one has not been delivered yet */
         job_ref(j);

@@ -105,7 +105,9 @@ struct job {
         atomic_bool progress_posted;
         struct mail progress_mail;
         /* The kind's latest progress values (SPEC §2.2), written by the worker and
-         * read by the loop (jobs_progress_values). */
+         * read by the loop (jobs_progress_values), both under progress_lock. Their
+         * texts (STR, JSON: sched.jobshop's schedule) are the job's own malloc'd
+         * copies, freed when replaced and when the job is freed. */
         pthread_mutex_t progress_lock;
         struct kiln_value progress_values[KILN_MAX_PROGRESS_VALUES];
         int n_progress_values;
@@ -215,9 +217,14 @@ void jobs_cancel(struct jobs *js, struct job *j);
  * a job no longer live. Returns >= 0 and one reference in *ret, or -errno. */
 int jobs_load_finished(struct jobs *js, const struct store_job *rec, uint8_t **result, size_t size,
                        struct job **ret);
-/* Copies the kind's latest progress values of a running job (numbers, integers,
- * booleans, nulls) into ret[0..max); returns how many. Any thread. */
+/* Copies the kind's latest progress values of a running job into ret[0..max);
+ * returns how many. A text value (KILN_V_STR, or KILN_V_JSON: one JSON value that
+ * parses, to be embedded as it is) comes as a malloc'd copy that the caller owns:
+ * release them with jobs_progress_values_free. A text that cannot be copied comes
+ * as a null. Any thread. */
 int jobs_progress_values(struct job *j, struct kiln_value *ret, int max);
+/* Frees the texts of v[0..n) that jobs_progress_values copied. */
+void jobs_progress_values_free(struct kiln_value *v, int n);
 /* Device runs started for a job (live: so far; else as stored). */
 unsigned job_attempts(const struct job *j);
 

@@ -62,6 +62,24 @@ static struct timespec after_us(uint32_t us)
         return ts;
 }
 
+/* A text progress value (KILN_V_STR, KILN_V_JSON) longer than this is left out
+ * of `progress` (the `done` result still carries it): progress goes to every
+ * watcher up to ten times a second, and sched.jobshop's schedule of 10,000
+ * operations is about 100 KiB. */
+#define PROGRESS_TEXT_MAX (256u << 10)
+
+static bool is_text(const struct kiln_value *v)
+{
+        return v->type == KILN_V_STR || v->type == KILN_V_JSON;
+}
+
+/* Whether a value of the kind goes into `progress`: not a text over the limit (nor
+ * a text value without its text). */
+static bool progress_keeps(const struct kiln_value *v)
+{
+        return !is_text(v) || (v->text && strnlen(v->text, PROGRESS_TEXT_MAX + 1) <= PROGRESS_TEXT_MAX);
+}
+
 static bool value_equal(const struct kiln_value *a, const struct kiln_value *b)
 {
         if (a->type != b->type || strcmp(a->name, b->name))
@@ -70,23 +88,56 @@ static bool value_equal(const struct kiln_value *a, const struct kiln_value *b)
         case KILN_V_NUM: return a->num == b->num;
         case KILN_V_INT: return a->i == b->i;
         case KILN_V_BOOL: return a->b == b->b;
-        default: return true; /* null (text values are not progress values) */
+        case KILN_V_STR:
+        case KILN_V_JSON: return a->text == b->text || (a->text && b->text && !strcmp(a->text, b->text));
+        default: return true; /* null */
         }
 }
 
+/* Whether the kind's values a[0..na) that progress keeps are the kept ones b[0..nb). */
 static bool values_equal(const struct kiln_value *a, int na, const struct kiln_value *b, int nb)
 {
-        if (na != nb)
-                return false;
-        for (int i = 0; i < na; i++)
-                if (!value_equal(&a[i], &b[i]))
+        int k = 0;
+        for (int i = 0; i < na; i++) {
+                if (!progress_keeps(&a[i]))
+                        continue;
+                if (k >= nb || !value_equal(&a[i], &b[k]))
                         return false;
-        return true;
+                k++;
+        }
+        return k == nb;
+}
+
+/* Frees the texts the progress context owns and forgets its values. */
+static void progress_values_clear(struct progress_ctx *pc)
+{
+        for (int i = 0; i < pc->n_values; i++)
+                if (is_text(&pc->values[i]))
+                        free(pc->values[i].text);
+        pc->n_values = 0;
+}
+
+/* Keeps the kind's values in the context: its texts are the kind's, gone after
+ * the call, so each kept text is copied (a copy that fails leaves the value out). */
+static void progress_values_set(struct progress_ctx *pc, const struct kiln_value *values, int n)
+{
+        progress_values_clear(pc);
+        for (int i = 0; i < n; i++) {
+                if (!progress_keeps(&values[i]))
+                        continue;
+                struct kiln_value *v = &pc->values[pc->n_values];
+                *v = values[i];
+                if (is_text(v) && !(v->text = strdup(values[i].text)))
+                        continue;
+                pc->n_values++;
+        }
 }
 
 /* Publishes progress and the kind's own values: at most one report every 100 ms,
  * and none in an item's first 100 ms (progress_sent_ms starts at its start). A
- * change of the values alone is worth a report; the latest ones go with it. */
+ * change of the values alone is worth a report; the latest ones go with it. The
+ * values (texts included) are the context's own copies, lent to the sink for the
+ * call. Called by one thread of the task at a time (kind.h). */
 static void on_report(struct kiln_exec *ex, double fraction, const struct kiln_value *values, int n)
 {
         struct progress_ctx *pc = (struct progress_ctx *)ex;
@@ -101,13 +152,8 @@ static void on_report(struct kiln_exec *ex, double fraction, const struct kiln_v
         if (n < 0)
                 n = 0;
         bool changed = pct != atomic_load_explicit(&it->pct, memory_order_relaxed);
-        if (n && !values_equal(values, n, pc->values, pc->n_values)) {
-                for (int i = 0; i < n; i++) {
-                        pc->values[i] = values[i];
-                        if (values[i].type == KILN_V_STR || values[i].type == KILN_V_JSON)
-                                pc->values[i].type = KILN_V_NULL; /* no text: its owner may free it */
-                }
-                pc->n_values = n;
+        if (n && values != pc->values && !values_equal(values, n, pc->values, pc->n_values)) {
+                progress_values_set(pc, values, n);
                 changed = true;
         }
         if (!changed)
@@ -211,6 +257,8 @@ static void batch_free(struct batch *b)
         for (size_t i = 0; i < b->n; i++) {
                 if (b->results)
                         kiln_result_clear(&b->results[i]);
+                if (b->pcs)
+                        progress_values_clear(&b->pcs[i]);
                 b->s->sink.release(b->s->sink.ctx, b->items[i]); /* the queue's hold */
         }
         free(b->items);

@@ -63,8 +63,43 @@ static void ev_rejected(void *ctx, uint64_t session, json_t *ref, enum kiln_err 
                 session_send_error(s, ref, code, field, "%s", message);
 }
 
-/* `progress` with the kind's own fields (SPEC §2.2: sched.jobshop's best and
- * lower_bound), which never replace the protocol's own. */
+/* Appends `,"name":text` for each JSON value of v[0..n) that o does not name: the
+ * text (checked by the job when it took it) goes in as it is, so that a big one
+ * (sched.jobshop's schedule) is never parsed and encoded again here, on the loop
+ * thread. `head` is o's compact text; returns the message, malloc'd, or NULL. */
+static char *progress_text(const char *head, json_t *o, const struct kiln_value *v, int n)
+{
+        size_t len = strlen(head), cap = len + 1;
+        char *names[KILN_MAX_PROGRESS_VALUES] = { 0 };
+        for (int i = 0; i < n; i++) {
+                bool again = false;
+                for (int k = 0; k < i; k++)
+                        again |= names[k] && !strcmp(v[k].name, v[i].name);
+                if (v[i].type != KILN_V_JSON || again || json_object_get(o, v[i].name))
+                        continue;
+                json_t *name = json_string(v[i].name);
+                names[i] = name ? json_dumps(name, JSON_ENCODE_ANY) : NULL;
+                json_decref(name);
+                if (names[i])
+                        cap += strlen(names[i]) + strlen(v[i].text) + 2;
+        }
+        char *text = malloc(cap);
+        if (text) {
+                memcpy(text, head, len - 1); /* all but the closing brace */
+                len--;
+                for (int i = 0; i < n; i++) {
+                        if (names[i])
+                                len += (size_t)sprintf(text + len, ",%s:%s", names[i], v[i].text);
+                }
+                memcpy(text + len, "}", 2);
+        }
+        for (int i = 0; i < n; i++)
+                free(names[i]);
+        return text;
+}
+
+/* `progress` with the kind's own fields (SPEC §2.2: sched.jobshop's best,
+ * lower_bound and the schedule `starts`), which never replace the protocol's own. */
 static void ev_progress(void *ctx, uint64_t session, struct job *j)
 {
         struct session *s = session_find(ctx, session);
@@ -73,16 +108,35 @@ static void ev_progress(void *ctx, uint64_t session, struct job *j)
         json_t *o = json_pack("{s:s, s:s, s:i}", "op", "progress", "job", j->id_text, "pct", atomic_load(&j->pct));
         struct kiln_value v[KILN_MAX_PROGRESS_VALUES];
         int n = jobs_progress_values(j, v, KILN_MAX_PROGRESS_VALUES);
+        bool spliced = false;
         for (int i = 0; o && i < n; i++) {
                 if (json_object_get(o, v[i].name))
                         continue;
+                if (v[i].type == KILN_V_JSON) {
+                        spliced = true; /* added to the text below */
+                        continue;
+                }
                 json_t *x = v[i].type == KILN_V_NUM    ? (isfinite(v[i].num) ? json_real(v[i].num) : json_null())
                             : v[i].type == KILN_V_INT  ? json_integer(v[i].i)
                             : v[i].type == KILN_V_BOOL ? json_boolean(v[i].b)
+                            : v[i].type == KILN_V_STR  ? json_string(v[i].text)
                                                        : json_null();
                 json_object_set_new(o, v[i].name, x);
         }
-        session_send_json(s, o, NULL);
+        if (!spliced) {
+                session_send_json(s, o, NULL);
+        } else {
+                char *head = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
+                char *text = head ? progress_text(head, o, v, n) : NULL;
+                if (text)
+                        session_send_text(s, text, strlen(text));
+                else
+                        log_error("job %s: out of memory writing its progress", j->id_text);
+                free(text);
+                free(head);
+                json_decref(o);
+        }
+        jobs_progress_values_free(v, n);
 }
 
 static void ev_done(void *ctx, uint64_t session, struct job *j, json_t *ref)

@@ -221,9 +221,13 @@ struct kiln_exec {
         /* Optional: report progress in [0, 1]. May be called often; cheap. */
         void (*progress)(struct kiln_exec *ex, double fraction);
         /* Optional: progress with the kind's own fields for the `progress` message
-         * (sched.jobshop: best, lower_bound), at most KILN_MAX_PROGRESS_VALUES values
-         * of type NUM, INT, BOOL or NULL (no text). Call it when they change; whoever
-         * runs the task sends the latest ones at most every 100 ms. */
+         * (sched.jobshop: best, lower_bound and the schedule `starts`), at most
+         * KILN_MAX_PROGRESS_VALUES values of any type. The values and their texts
+         * are lent for the call: whoever runs the task copies what it keeps. A STR
+         * or JSON text over 256 KiB is left out of `progress` (a result carries it
+         * all the same); a JSON text that does not parse is sent as null. Call it
+         * when they change, from one thread of the task at a time; whoever runs the
+         * task sends the latest ones at most every 100 ms. */
         void (*report)(struct kiln_exec *ex, double fraction, const struct kiln_value *values, int n);
         void *opaque;
 };

@@ -133,9 +133,16 @@ static void ev_progress(void *ctx, uint64_t session, struct job *j)
         struct kiln_value v[KILN_MAX_PROGRESS_VALUES];
         int n = jobs_progress_values(j, v, KILN_MAX_PROGRESS_VALUES);
         int len = snprintf(e->done, sizeof(e->done), "pct=%d", atomic_load(&j->pct));
-        for (int i = 0; i < n; i++)
-                len += snprintf(e->done + len, sizeof(e->done) - (size_t)len, " %s=%lld", v[i].name,
-                                (long long)v[i].i);
+        for (int i = 0; i < n; i++) {
+                size_t room = sizeof(e->done) - (size_t)len;
+                if (v[i].type == KILN_V_INT)
+                        len += snprintf(e->done + len, room, " %s=%lld", v[i].name, (long long)v[i].i);
+                else if (v[i].type == KILN_V_JSON || v[i].type == KILN_V_STR)
+                        len += snprintf(e->done + len, room, " %s=%s", v[i].name, v[i].text);
+                else
+                        len += snprintf(e->done + len, room, " %s=null", v[i].name);
+        }
+        jobs_progress_values_free(v, n);
 }
 
 static void ev_done(void *ctx, uint64_t session, struct job *j, json_t *ref)
@@ -543,6 +550,58 @@ static void test_progress_carries_the_kinds_values(void **state)
         answer(f, 0, 0);
 }
 
+/* A JSON progress value (sched.jobshop's schedule) is the job's own copy: the
+ * kind's buffer may go right after the call, a newer one replaces (and frees) the
+ * older, what jobs_progress_values hands out outlives both, and a text that does
+ * not parse is a null. The job frees the last one when it goes (ASan checks). */
+static void test_progress_keeps_its_own_copy_of_a_json_value(void **state)
+{
+        struct fixture *f = *state;
+        struct proto_error err;
+
+        assert_int_equal(submit(f, "lens.nfw", small, 7, NULL, &err), 1);
+        answer(f, 0, STORE_SUBMIT_STORED);
+        struct sched_item *it = queued[0];
+        struct job *j = container_of(it, struct job, item);
+        n_queued = 0;
+        sink->started(sink->ctx, it, kiln_wall_ms());
+        char *text = strdup("[[0,3],[3,5]]");
+        struct kiln_value v[3] = { { .name = "best", .type = KILN_V_INT, .i = 8 },
+                                   { .name = "lower_bound", .type = KILN_V_INT, .i = 7 },
+                                   { .name = "starts", .type = KILN_V_JSON, .text = text } };
+        sink->progress(sink->ctx, it, 10, v, 3);
+        memset(text, 'x', strlen(text)); /* the kind's buffer changes, then goes */
+        free(text);
+        mailbox_drain(f->mb);
+        assert_int_equal(n_events, 2);
+        assert_string_equal(events[1].done, "pct=10 best=8 lower_bound=7 starts=[[0,3],[3,5]]");
+
+        struct kiln_value got[KILN_MAX_PROGRESS_VALUES];
+        int n = jobs_progress_values(j, got, KILN_MAX_PROGRESS_VALUES);
+        assert_int_equal(n, 3);
+        assert_int_equal(got[2].type, KILN_V_JSON);
+        v[0].i = 7;
+        v[2].text = "[[0,3],[3,4]]";
+        sink->progress(sink->ctx, it, 20, v, 3); /* replaces the job's copy */
+        assert_string_equal(got[2].text, "[[0,3],[3,5]]"); /* the copy handed out is the caller's */
+        jobs_progress_values_free(got, n);
+        mailbox_drain(f->mb);
+        assert_int_equal(n_events, 3);
+        assert_string_equal(events[2].done, "pct=20 best=7 lower_bound=7 starts=[[0,3],[3,4]]");
+
+        v[2].text = "[[0,3],[3,";
+        sink->progress(sink->ctx, it, 30, v, 3);
+        mailbox_drain(f->mb);
+        assert_int_equal(n_events, 4);
+        assert_string_equal(events[3].done, "pct=30 best=7 lower_bound=7 starts=null");
+
+        v[2].text = "[[0,3],[3,4]]";
+        sink->progress(sink->ctx, it, 40, v, 3); /* the last copy: the job frees it */
+        sink->finished(sink->ctx, it, SCHED_END_CANCELLED, KERR_CANCELLED, "stop", NULL, "cpu", 1);
+        sink->release(sink->ctx, it);
+        answer(f, 0, 0);
+}
+
 /* The cache key of a job bound to a stored object: another version of it is
  * another key, so a result computed with version 1 never answers version 2; the
  * same version (and params) is the same key. */
@@ -623,6 +682,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_the_scheduler_reports_a_device_shutdown_as_still_queued, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_progress_carries_the_kinds_values, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_progress_keeps_its_own_copy_of_a_json_value, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_an_object_version_bump_changes_the_cache_key, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_the_inputs_digest_is_in_the_cache_key, setup, teardown),
         };
