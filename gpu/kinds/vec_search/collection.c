@@ -420,6 +420,27 @@ out:
         return rc;
 }
 
+int vec_collection_find(const struct vec_collection *c, const void *id, size_t len, uint64_t *ret_row)
+{
+        uint64_t lo = 0, hi = c->count;
+
+        while (lo < hi) {
+                uint64_t mid = lo + (hi - lo) / 2;
+                size_t mlen;
+                const uint8_t *m = vec_collection_id(c, mid, &mlen);
+                int cmp = vec_id_cmp(m, mlen, id, len);
+                if (cmp == 0) {
+                        *ret_row = mid;
+                        return 0;
+                }
+                if (cmp < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return -ENOENT;
+}
+
 void vec_collection_free(struct vec_collection *c)
 {
         if (!c)

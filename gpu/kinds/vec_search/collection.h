@@ -92,6 +92,10 @@ static inline const uint8_t *vec_collection_id(const struct vec_collection *c, u
         return c->id_bytes + c->id_offsets[i];
 }
 
+/* The row of the item whose id is id[0..len) (a binary search: ids are sorted).
+ * Returns 0 with *ret_row set, or -ENOENT when the snapshot has no such id. */
+int vec_collection_find(const struct vec_collection *c, const void *id, size_t len, uint64_t *ret_row);
+
 /* float64 operations that no compiler fuses into an FMA: the device's intrinsics
  * are never contracted, and host code is built with -ffp-contract=off (kind.cmake).
  * A product of two float32 values is exact in float64 anyway; a difference of two

@@ -3,8 +3,10 @@
  * squared norms, one block of the snapshot), and the result made from the device's
  * answer. A query the device could not settle (more near-ties than it keeps, or a
  * collection of 2^32 rows or more) is answered here by the CPU search, exactly the
- * same way, so the answer never depends on where it ran. Linked into the plugin
- * only. */
+ * same way, so the answer never depends on where it ran. So is a job whose query is
+ * a stored item (params.query_id): the core stages only a task's own inputs for
+ * the kernel, and such a task has none; complete() gathers the row from the
+ * snapshot as the CPU path does (vec_task_queries). Linked into the plugin only. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,29 +20,31 @@ static int prepare(const struct kiln_task *t, const uint64_t *in_offsets, struct
         const struct vec_search_params *p = t->params;
         const struct vec_collection *c = t->object ? t->object->snapshot : NULL;
         const struct kiln_array *a = kiln_inputs_find(t->inputs, t->n_inputs, "queries");
-        uint64_t kk;
+        bool stored = p->query_id[0] != '\0';
+        uint64_t kk, q = vec_task_query_count(t);
         uint32_t *w = ret_desc->params;
 
-        /* The queries are the kind's first (only) input spec; the worker checked them
-         * against the collection (kiln_kind_check) before the batch. */
-        if (!c || !a || a->ndim != 2 || a->shape[1] != c->dim || a->shape[0] < 1 || a->shape[0] > VEC_Q_MAX ||
-            in_offsets[0] == UINT64_MAX || p->k < 1)
+        /* The queries are the kind's first (only) input spec, or a stored id (never
+         * both); the worker checked them against the collection (kiln_kind_check)
+         * before the batch. */
+        if (!c || q < 1 || q > VEC_Q_MAX || p->k < 1 || (stored && a) ||
+            (!stored && (a->ndim != 2 || a->shape[1] != c->dim || in_offsets[0] == UINT64_MAX)))
                 return -EINVAL;
         kk = c->count < (uint64_t)p->k ? c->count : (uint64_t)p->k;
-        w[VEC_W_Q] = (uint32_t)a->shape[0];
+        w[VEC_W_Q] = (uint32_t)q;
         w[VEC_W_K] = (uint32_t)p->k;
         w[VEC_W_DIM] = c->dim;
         w[VEC_W_METRIC] = (uint32_t)c->metric;
         w[VEC_W_COUNT] = (uint32_t)c->count;
         w[VEC_W_COUNT + 1] = (uint32_t)(c->count >> 32);
         w[VEC_W_KK] = (uint32_t)kk;
-        /* Rows are 32-bit on the device. */
-        w[VEC_W_HOST] = c->count >= UINT32_MAX;
-        w[VEC_W_IN] = (uint32_t)in_offsets[0];
-        w[VEC_W_IN + 1] = (uint32_t)(in_offsets[0] >> 32);
+        /* Rows are 32-bit on the device; a stored id's row is not in the inputs. */
+        w[VEC_W_HOST] = c->count >= UINT32_MAX || stored;
+        w[VEC_W_IN] = stored ? 0 : (uint32_t)in_offsets[0];
+        w[VEC_W_IN + 1] = stored ? 0 : (uint32_t)(in_offsets[0] >> 32);
         kiln_cuda_put_f64(w, VEC_W_MAX_NORM, c->max_norm);
-        ret_desc->out_bytes = vec_cuda_out_bytes(a->shape[0], kk);
-        *ret_work = a->shape[0];
+        ret_desc->out_bytes = vec_cuda_out_bytes(q, kk);
+        *ret_work = q;
         return 0;
 }
 
@@ -62,14 +66,13 @@ static int complete(struct kiln_task *t, const void *out, uint64_t bytes)
 {
         const struct vec_search_params *p = t->params;
         const struct vec_collection *c = t->object->snapshot;
-        const struct kiln_array *a = kiln_inputs_find(t->inputs, t->n_inputs, "queries");
-        uint64_t q = a->shape[0], kk = c->count < (uint64_t)p->k ? c->count : (uint64_t)p->k;
+        uint64_t q = vec_task_query_count(t), kk = c->count < (uint64_t)p->k ? c->count : (uint64_t)p->k;
         const unsigned char *base = out;
         size_t cells = q * kk > 0 ? q * kk : 1;
         uint64_t *index = malloc(cells * sizeof(*index));
         float *score = malloc(cells * sizeof(*score));
         float *prepared = NULL;
-        bool host = c->count >= UINT32_MAX;
+        bool host = c->count >= UINT32_MAX || p->query_id[0] != '\0';
         int r = index && score ? 0 : -ENOMEM;
 
         if (r >= 0 && bytes < vec_cuda_out_bytes(q, kk))
@@ -89,8 +92,7 @@ static int complete(struct kiln_task *t, const void *out, uint64_t bytes)
                 if (!prepared) {
                         const struct vec_collection *cc;
                         size_t m;
-                        struct kiln_error err;
-                        r = vec_task_queries(t, &cc, &prepared, &m, &err);
+                        r = vec_task_queries(t, &cc, &prepared, &m, &t->error);
                         if (r < 0)
                                 break;
                 }

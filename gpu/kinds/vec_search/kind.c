@@ -1,6 +1,11 @@
 /* vec.search: parameter schema, checks against the collection, the result, and
  * the CPU entry points (one job, or a batch of jobs grouped by collection version
- * into one search). */
+ * into one search).
+ *
+ * A job's queries are either vectors (inputs.queries) or one stored item
+ * (params.query_id). Whether that id is in the collection is known only against
+ * the version the job is bound to, so like the dim it is checked when the job
+ * runs (kiln_kind_check with the object), not at submission. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,12 +21,17 @@ static const struct kiln_param vec_search_schema[] = {
         { .name = "k", .type = KILN_PARAM_INTEGER, .min = 1, .max = VEC_K_MAX, .def = "10",
           .doc = "neighbours per query (more than the collection holds returns all of it)",
           KILN_PARAM_AT(struct vec_search_params, k) },
+        { .name = "query_id", .type = KILN_PARAM_STRING,
+          .doc = "a stored id (1 to 256 bytes) whose vector is the query, instead of inputs.queries",
+          KILN_PARAM_AT(struct vec_search_params, query_id) },
         { .name = NULL },
 };
 
 static const struct kiln_input_spec vec_search_inputs[] = {
-        { .name = "queries", .dtypes = KILN_DTYPE_BIT(KILN_DTYPE_F32), .ndim = 2, .required = true,
-          .json_param = "queries", .doc = "query vectors f32[q][dim], q 1..10000, dim the collection's" },
+        /* Not required: params.query_id may stand for it (check). */
+        { .name = "queries", .dtypes = KILN_DTYPE_BIT(KILN_DTYPE_F32), .ndim = 2,
+          .json_param = "queries",
+          .doc = "query vectors f32[q][dim], q 1..10000, dim the collection's (or params.query_id)" },
         { .name = NULL },
 };
 
@@ -61,12 +71,64 @@ static int check_queries(const struct kiln_array *in, size_t n_in, const struct 
         return 0;
 }
 
+/* The first bytes of a UTF-8 string, at most `max`, cut between characters. */
+static void utf8_prefix(const char *s, char *ret, size_t max)
+{
+        size_t n = strlen(s);
+
+        if (n > max) {
+                n = max;
+                while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+                        n--;
+        }
+        memcpy(ret, s, n);
+        ret[n] = '\0';
+}
+
+/* params.query_id against the collection (c NULL: not known yet, nothing to
+ * check): its row in *ret_row. */
+static int check_query_id(const char *id, const struct vec_collection *c, uint64_t version, uint64_t *ret_row,
+                          struct kiln_error *err)
+{
+        uint64_t row = 0;
+        char shown[65];
+
+        if (c && vec_collection_find(c, id, strlen(id), &row) < 0) {
+                utf8_prefix(id, shown, sizeof(shown) - 1);
+                return kiln_error_set(err, "params.query_id",
+                                      "params.query_id \"%s%s\" is not an id of the collection (version %llu)", shown,
+                                      strlen(shown) < strlen(id) ? "..." : "", (unsigned long long)version);
+        }
+        if (ret_row)
+                *ret_row = row;
+        return 0;
+}
+
+/* A job's queries: exactly one of inputs.queries and params.query_id, checked
+ * against the collection when obj is known. For a query_id, its row in *ret_row. */
+static int check_job(const struct vec_search_params *p, const struct kiln_array *in, size_t n_in,
+                     const struct kiln_object *obj, uint64_t *ret_row, struct kiln_error *err)
+{
+        const struct vec_collection *c = obj ? obj->snapshot : NULL;
+        bool vectors = kiln_inputs_find(in, n_in, "queries") != NULL;
+
+        if (p->query_id[0] && vectors)
+                return kiln_error_set(err, "params.query_id",
+                                      "params.query_id and inputs.queries are both given: a search takes one or the "
+                                      "other");
+        if (p->query_id[0])
+                return check_query_id(p->query_id, c, obj ? obj->version : 0, ret_row, err);
+        if (!vectors)
+                return kiln_error_set(err, "inputs.queries",
+                                      "inputs.queries is required unless params.query_id names a stored id: send the "
+                                      "vectors as a binary part or as params.queries");
+        return check_queries(in, n_in, c, p->collection, err);
+}
+
 static int check(const void *params, const struct kiln_array *in, size_t n_in, const struct kiln_object *obj,
                  struct kiln_error *err)
 {
-        const struct vec_search_params *p = params;
-
-        return check_queries(in, n_in, obj ? obj->snapshot : NULL, p->collection, err);
+        return check_job(params, in, n_in, obj, NULL, err);
 }
 
 static uint64_t result_size(const void *params, const struct kiln_array *in, size_t n_in,
@@ -75,11 +137,25 @@ static uint64_t result_size(const void *params, const struct kiln_array *in, siz
         const struct vec_search_params *p = params;
         const struct kiln_array *a = kiln_inputs_find(in, n_in, "queries");
         const struct vec_collection *c = obj ? obj->snapshot : NULL;
-        uint64_t k = (uint64_t)p->k;
+        uint64_t k = (uint64_t)p->k, q = VEC_Q_MAX;
 
         if (c && c->count < k)
                 k = c->count;
-        return (a && a->ndim == 2 ? a->shape[0] : VEC_Q_MAX) * k * sizeof(float);
+        if (a && a->ndim == 2)
+                q = a->shape[0];
+        else if (p->query_id[0])
+                q = 1;
+        return q * k * sizeof(float);
+}
+
+uint64_t vec_task_query_count(const struct kiln_task *t)
+{
+        const struct vec_search_params *p = t->params;
+        const struct kiln_array *a = kiln_inputs_find(t->inputs, t->n_inputs, "queries");
+
+        if (a)
+                return a->ndim == 2 ? a->shape[0] : 0;
+        return p->query_id[0] ? 1 : 0;
 }
 
 int vec_task_queries(const struct kiln_task *t, const struct vec_collection **ret_c, float **ret_q, size_t *ret_m,
@@ -88,14 +164,28 @@ int vec_task_queries(const struct kiln_task *t, const struct vec_collection **re
         const struct vec_search_params *p = t->params;
         const struct vec_collection *c = t->object && t->object->snapshot ? t->object->snapshot : NULL;
         const struct kiln_array *a;
+        uint64_t row = 0;
         float *q;
         int r;
 
         if (!c)
                 return kiln_error_set(err, "params.collection", "params.collection names no loaded collection");
-        r = check_queries(t->inputs, t->n_inputs, c, p->collection, err);
+        r = check_job(p, t->inputs, t->n_inputs, t->object, &row, err);
         if (r < 0)
                 return r;
+        if (p->query_id[0]) {
+                /* The row as stored. A put stored it as vec_row_prepare made it, so it
+                 * is already the query the put's vector becomes, bit for bit, and is
+                 * not prepared again (under cosine that could move a last bit). */
+                q = malloc((size_t)c->dim * sizeof(float));
+                if (!q)
+                        return -ENOMEM;
+                memcpy(q, c->rows + row * c->dim, (size_t)c->dim * sizeof(float));
+                *ret_c = c;
+                *ret_q = q;
+                *ret_m = 1;
+                return 0;
+        }
         a = kiln_inputs_find(t->inputs, t->n_inputs, "queries");
         q = malloc(a->bytes ? a->bytes : 1);
         if (!q)
@@ -238,8 +328,7 @@ static int run_batch(struct kiln_task *const *tasks, size_t n)
 
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 const struct vec_collection *c;
-                struct kiln_error err;
-                tasks[i]->status = vec_task_queries(tasks[i], &c, &qs[i], &ms[i], &err);
+                tasks[i]->status = vec_task_queries(tasks[i], &c, &qs[i], &ms[i], &tasks[i]->error);
                 done[i] = tasks[i]->status < 0;
         }
         /* One search per collection version, its jobs in batch order. */

@@ -129,6 +129,21 @@ static struct kiln_cases *cases_new(size_t n)
         return cs;
 }
 
+/* Case i: the stored item `row` of collection coll as the query (params.query_id,
+ * no inputs), k. */
+static void set_stored_case(struct kiln_cases *cs, size_t i, size_t coll, size_t row, int32_t k)
+{
+        struct store *st = cs->storage;
+        const struct vec_collection *c = st->colls[coll];
+
+        snprintf(st->params[i].collection, sizeof(st->params[i].collection), "c%zu", coll);
+        snprintf(st->params[i].query_id, sizeof(st->params[i].query_id), "r%07zu", row);
+        st->params[i].k = k;
+        cs->cases[i] = (struct kiln_case){ .params = &st->params[i], .object = &st->objects[coll], .work = 1 };
+        snprintf(cs->cases[i].label, sizeof(cs->cases[i].label), "%s %llux%u, stored id %zu, k %d",
+                 kiln_metric_name(c->metric), (unsigned long long)c->count, c->dim, row, k);
+}
+
 /* Case i: q queries (query_zero: the first one all zeros) of collection coll, k. */
 static int set_case(struct kiln_cases *cs, size_t i, size_t coll, uint32_t q, int32_t k, bool query_zero,
                     uint64_t seed)
@@ -170,15 +185,18 @@ static int parity(struct kiln_cases **ret)
                  * answers (the flag path). */
                 { KILN_METRIC_L2, 6000, 4, 1, 0 },
         };
+        /* stored > 0: the query is the stored item of row stored - 1 (params.query_id). */
         static const struct {
                 size_t coll;
                 uint32_t q;
                 int32_t k;
                 bool zero;
+                size_t stored;
         } jobs[] = {
-                { 0, 3, 10, false }, { 1, 1, 1, false }, { 2, 4, 100, false }, { 3, 2, 50, false },
-                { 3, 2, 10, true },  { 4, 3, 1000, false }, { 5, 2, 10, false }, { 6, 2, 7, false },
-                { 7, 1, 5, false },  { 0, 1, 1000, false }, { 2, 1, 3, false }, { 8, 2, 10, false },
+                { 0, 3, 10, false, 0 }, { 1, 1, 1, false, 0 }, { 2, 4, 100, false, 0 }, { 3, 2, 50, false, 0 },
+                { 3, 2, 10, true, 0 },  { 4, 3, 1000, false, 0 }, { 5, 2, 10, false, 0 }, { 6, 2, 7, false, 0 },
+                { 7, 1, 5, false, 0 },  { 0, 1, 1000, false, 0 }, { 2, 1, 3, false, 0 }, { 8, 2, 10, false, 0 },
+                { 0, 1, 10, false, 124 }, { 2, 1, 100, false, 6 }, { 3, 1, 50, false, 3000 },
         };
         const size_t n = sizeof(jobs) / sizeof(jobs[0]);
         struct kiln_cases *cs = cases_new(n);
@@ -188,7 +206,10 @@ static int parity(struct kiln_cases **ret)
                 r = add_collection(cs->storage, colls[i].metric, colls[i].n, colls[i].dim, colls[i].base, colls[i].zero,
                                    1000 + i, 1 + i);
         for (size_t i = 0; r >= 0 && i < n; i++)
-                r = set_case(cs, i, jobs[i].coll, jobs[i].q, jobs[i].k, jobs[i].zero, 77 + i);
+                if (jobs[i].stored)
+                        set_stored_case(cs, i, jobs[i].coll, jobs[i].stored - 1, jobs[i].k);
+                else
+                        r = set_case(cs, i, jobs[i].coll, jobs[i].q, jobs[i].k, jobs[i].zero, 77 + i);
         if (r < 0) {
                 kiln_cases_free(cs);
                 return r;

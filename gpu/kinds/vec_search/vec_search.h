@@ -1,8 +1,11 @@
 /* vec.search: exact top-k over a stored collection (SPEC 1.4).
  *
- * The job: params `collection` and `k`, input `queries` f32[q][dim]; the result:
- * `ids` (q arrays of min(k, count) id strings), part `scores` f32[q][min(k, count)],
- * best first, equal scores by id, and the values `count` and `collection_version`.
+ * The job: params `collection` and `k`, and the queries: either the input
+ * `queries` f32[q][dim] or the param `query_id`, a stored item whose row (as stored:
+ * unit length under cosine, which is what the put's vector becomes as a query) is
+ * the one query. The result: `ids` (q arrays of min(k, count) id strings), part
+ * `scores` f32[q][min(k, count)], best first, equal scores by id, and the values
+ * `count` and `collection_version`.
  *
  * How the CPU answers exactly and fast (cpu.c): float32 matrix products (BLIS,
  * or gemm.c's own kernel) give every row an approximate score; a per-query
@@ -30,14 +33,22 @@
 struct vec_search_params {
         char collection[VEC_COLLECTION_NAME_MAX + 1];
         int32_t k;
+        /* A stored id whose row is the query; "" when the job sends queries. */
+        char query_id[KILN_VEC_ID_MAX + 1];
 };
 
 extern const struct kiln_kind kiln_kind_vec_search;
 
-/* The checked and prepared queries of a task (vec_row_prepare'd copies, malloc'd:
- * the caller frees *ret_q) and its collection. Returns >= 0, -EINVAL with err
- * naming the field (no collection, a bad shape or dim, a row with NaN or
- * infinity...), or -ENOMEM. */
+/* How many queries a task asks (its input's rows, or 1 for a query_id); 0 when it
+ * gives neither. */
+uint64_t vec_task_query_count(const struct kiln_task *t);
+
+/* The checked and prepared queries of a task, malloc'd (the caller frees *ret_q),
+ * and its collection: copies of inputs.queries, vec_row_prepare'd, or the stored
+ * row that params.query_id names, gathered from the snapshot as it is. Returns >= 0,
+ * -EINVAL with err naming the field (no collection, both or neither of queries
+ * and query_id, a bad shape or dim, a row with NaN or infinity, an id not in this
+ * version of the collection), or -ENOMEM. */
 int vec_task_queries(const struct kiln_task *t, const struct vec_collection **ret_c, float **ret_q, size_t *ret_m,
                      struct kiln_error *err);
 

@@ -389,6 +389,18 @@ static void test_snapshot_holds_ids_in_byte_order(void **state)
                                 const uint8_t *prev = vec_collection_id(c, i - 1, &plen);
                                 assert_true(vec_id_cmp(prev, plen, id, len) < 0);
                         }
+                        /* And the id finds its row again. */
+                        uint64_t row = 99;
+                        assert_int_equal(vec_collection_find(c, sorted[i], sorted_len[i], &row), 0);
+                        assert_int_equal(row, i);
+                }
+                /* Prefixes, extensions and neighbours of stored ids are not stored ids. */
+                static const struct kiln_object_id absent[] = { { "", 0 }, { "\0", 1 }, { "B", 1 }, { "a\0\0", 3 },
+                                                                { "abc", 3 }, { "c", 1 }, { "\xff\xff", 2 } };
+                for (size_t i = 0; i < sizeof(absent) / sizeof(absent[0]); i++) {
+                        uint64_t row = 99;
+                        assert_int_equal(vec_collection_find(c, absent[i].data, absent[i].len, &row), -ENOENT);
+                        assert_int_equal(row, 99);
                 }
                 assert_true(vec_collection_class.snapshot_bytes(c) >= 8 * 3 * sizeof(float) + 13);
                 vec_collection_class.release(c);
@@ -441,6 +453,7 @@ static void test_an_empty_collection_compiles_and_finds_nothing(void **state)
         assert_int_equal(vec_collection_compile(&src, &c, NULL), 0);
         assert_int_equal(c->count, 0);
         assert_int_equal(vec_search_ref(c, q, 4, idx, score), 0);
+        assert_int_equal(vec_collection_find(c, "a", 1, &idx[0]), -ENOENT);
         vec_collection_free(c);
 }
 

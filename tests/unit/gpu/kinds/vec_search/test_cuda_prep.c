@@ -2,7 +2,8 @@
  * parameter words and output size prepare() gives the kernel, the collection's
  * image, and complete() turning an output region laid out as the kernel writes it
  * into the same result the CPU gives -- also for queries the device flagged, which
- * complete() answers with the CPU search whatever the region holds for them. */
+ * complete() answers with the CPU search whatever the region holds for them, and
+ * for a stored id as the query (params.query_id), which the device never sees. */
 #include <errno.h>
 #include <math.h>
 #include <setjmp.h>
@@ -90,6 +91,55 @@ static void test_prepare_packs_the_words_and_sizes_the_region(void **state)
         vec_collection_free(c);
         free(rows);
         free(q);
+}
+
+/* A stored id as the query: no input for the device, so the task is the host's
+ * (VEC_W_HOST) and complete() gives the CPU's answer whatever the region holds --
+ * the same as the vector that was put, sent. */
+static void test_a_stored_id_is_answered_on_the_host(void **state)
+{
+        enum { N = 900, DIM = 16, ROW = 417 };
+        static const enum kiln_metric metrics[] = { KILN_METRIC_COSINE, KILN_METRIC_IP, KILN_METRIC_L2 };
+        uint64_t s = 12, none[KILN_MAX_INPUTS];
+        float *rows = vt_gauss_rows(&s, N, DIM);
+
+        for (size_t i = 0; i < KILN_MAX_INPUTS; i++)
+                none[i] = UINT64_MAX;
+        for (size_t mt = 0; mt < 3; mt++) {
+                struct vec_collection *c = vt_collection(metrics[mt], rows, N, DIM);
+                struct kiln_cuda_desc desc = { 0 };
+                uint64_t work = 0;
+                struct job dev, cpu;
+                job_init(&dev, c, 25, rows + ROW * DIM, 1);
+                job_init(&cpu, c, 25, rows + ROW * DIM, 1);
+                /* Both a stored id and queries: refused (the check refuses it first). */
+                snprintf(dev.p.query_id, sizeof(dev.p.query_id), "r%06d", ROW);
+                assert_int_equal(kiln_cuda_kind_vec_search.prepare(&dev.t, none, &desc, &work), -EINVAL);
+                dev.t.inputs = NULL;
+                dev.t.n_inputs = 0;
+                assert_int_equal(kiln_cuda_kind_vec_search.prepare(&dev.t, none, &desc, &work), 0);
+                assert_int_equal(work, 1);
+                assert_int_equal(desc.params[VEC_W_Q], 1);
+                assert_int_equal(desc.params[VEC_W_HOST], 1);
+                assert_int_equal(desc.params[VEC_W_KK], 25);
+                assert_int_equal(desc.params[VEC_W_IN], 0);
+                assert_int_equal(desc.params[VEC_W_IN + 1], 0);
+                assert_int_equal(desc.out_bytes, vec_cuda_out_bytes(1, 25));
+                /* The region as the kernel leaves a skipped task: untouched (flag 0 here). */
+                unsigned char *out = calloc(1, desc.out_bytes);
+                assert_int_equal(kiln_cuda_kind_vec_search.complete(&dev.t, out, desc.out_bytes), 0);
+                assert_int_equal(kiln_kind_vec_search.run_cpu(&cpu.t), 0);
+                assert_string_equal(kiln_result_find(&dev.res, "ids")->text, kiln_result_find(&cpu.res, "ids")->text);
+                const struct kiln_part *a = kiln_result_find_part(&dev.res, "scores");
+                const struct kiln_part *b = kiln_result_find_part(&cpu.res, "scores");
+                assert_int_equal(a->bytes, b->bytes);
+                assert_memory_equal(a->data, b->data, a->bytes);
+                free(out);
+                kiln_result_clear(&dev.res);
+                kiln_result_clear(&cpu.res);
+                vec_collection_free(c);
+        }
+        free(rows);
 }
 
 /* An output region as the finish kernel writes it: the CPU's answers, except that
@@ -224,6 +274,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_prepare_packs_the_words_and_sizes_the_region),
+                cmocka_unit_test(test_a_stored_id_is_answered_on_the_host),
                 cmocka_unit_test(test_complete_gives_the_cpu_result_and_answers_flagged_queries),
                 cmocka_unit_test(test_the_parity_cases_agree_on_the_host),
         };

@@ -1,7 +1,8 @@
 /* vec.search as a job kind: its schema, its checks against the collection (each
  * refusal naming the field), the result a job gets (ids as JSON, the scores part,
- * count and version), and batches of jobs grouped into one search per collection
- * version that answer each job exactly as it alone would be answered. */
+ * count and version), a stored id as the query (the same answer as its vector
+ * sent), and batches of jobs grouped into one search per collection version that
+ * answer each job exactly as it alone would be answered. */
 #include <errno.h>
 #include <math.h>
 #include <setjmp.h>
@@ -67,6 +68,48 @@ static void test_schema_defaults_k_and_refuses_what_is_out_of_range(void **state
         assert_int_equal(kiln_params_schema_check(kind, &err), 0);
 }
 
+static void test_query_id_is_a_parameter_of_up_to_256_bytes(void **state)
+{
+        struct kiln_error err;
+        struct vec_search_params p = params_of("{\"collection\":\"docs\"}");
+        json_t *canonical = NULL, *in;
+        char json[600];
+
+        assert_string_equal(p.query_id, "");
+        p = params_of("{\"collection\":\"docs\",\"query_id\":\"doc-7\"}");
+        assert_string_equal(p.query_id, "doc-7");
+        /* In the canonical params (the cache key); absent when not given. */
+        in = json_loads("{\"collection\":\"docs\",\"query_id\":\"doc-7\"}", 0, NULL);
+        assert_int_equal(kiln_params_validate(kind, in, &canonical, &p, &err), 0);
+        assert_string_equal(json_string_value(json_object_get(canonical, "query_id")), "doc-7");
+        json_decref(canonical);
+        json_decref(in);
+        in = json_loads("{\"collection\":\"docs\"}", 0, NULL);
+        assert_int_equal(kiln_params_validate(kind, in, &canonical, &p, &err), 0);
+        assert_null(json_object_get(canonical, "query_id"));
+        json_decref(canonical);
+        json_decref(in);
+        /* 256 bytes is the longest id; 257 and a number are refused. */
+        char id[258];
+        memset(id, 'x', 257);
+        id[256] = '\0';
+        snprintf(json, sizeof(json), "{\"collection\":\"c\",\"query_id\":\"%s\"}", id);
+        p = params_of(json);
+        assert_int_equal(strlen(p.query_id), 256);
+        id[256] = 'x';
+        id[257] = '\0';
+        snprintf(json, sizeof(json), "{\"collection\":\"c\",\"query_id\":\"%s\"}", id);
+        static const char *const bad[] = { NULL, "{\"collection\":\"c\",\"query_id\":7}",
+                                           "{\"collection\":\"c\",\"query_id\":[\"a\"]}" };
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                in = json_loads(bad[i] ? bad[i] : json, 0, NULL);
+                assert_non_null(in);
+                assert_int_equal(kiln_params_validate(kind, in, &canonical, &p, &err), -EINVAL);
+                assert_string_equal(err.field, "params.query_id");
+                json_decref(in);
+        }
+}
+
 /* ---- one job ---- */
 
 struct job {
@@ -95,6 +138,40 @@ static void job_init(struct job *j, const struct vec_collection *c, uint64_t ver
         j->ex.stop = &j->stop;
         j->t = (struct kiln_task){ .params = &j->p, .inputs = &j->in, .n_inputs = 1, .object = &j->obj,
                                    .result = &j->res, .exec = &j->ex };
+}
+
+/* A job whose query is the stored item `id` (no inputs). */
+static void job_init_id(struct job *j, const struct vec_collection *c, uint64_t version, int32_t k, const char *id)
+{
+        memset(j, 0, sizeof(*j));
+        snprintf(j->p.collection, sizeof(j->p.collection), "docs");
+        snprintf(j->p.query_id, sizeof(j->p.query_id), "%s", id);
+        j->p.k = k;
+        j->obj = (struct kiln_object){ .cls = &vec_collection_class, .version = version, .snapshot = c };
+        atomic_init(&j->stop, 0);
+        j->ex.stop = &j->stop;
+        j->t = (struct kiln_task){ .params = &j->p, .inputs = NULL, .n_inputs = 0, .object = &j->obj,
+                                   .result = &j->res, .exec = &j->ex };
+}
+
+/* Two finished jobs hold the same ids and, bit for bit, the same scores. */
+static void expect_same_result(const struct job *a, const struct job *b)
+{
+        const struct kiln_part *sa = kiln_result_find_part(&a->res, "scores");
+        const struct kiln_part *sb = kiln_result_find_part(&b->res, "scores");
+
+        assert_int_equal(a->t.status, 0);
+        assert_int_equal(b->t.status, 0);
+        assert_string_equal(kiln_result_find(&a->res, "ids")->text, kiln_result_find(&b->res, "ids")->text);
+        assert_int_equal(kiln_result_find(&a->res, "count")->i, kiln_result_find(&b->res, "count")->i);
+        assert_int_equal(kiln_result_find(&a->res, "collection_version")->i,
+                         kiln_result_find(&b->res, "collection_version")->i);
+        assert_non_null(sa);
+        assert_non_null(sb);
+        assert_int_equal(sa->ndim, 2);
+        assert_memory_equal(sa->shape, sb->shape, sizeof(sa->shape));
+        assert_int_equal(sa->bytes, sb->bytes);
+        assert_memory_equal(sa->data, sb->data, sa->bytes);
 }
 
 /* The answer a job must get, from the reference search: ids as JSON text and scores. */
@@ -316,6 +393,155 @@ static void test_inline_queries_are_the_same_input(void **state)
         json_decref(params);
 }
 
+/* ---- a stored id as the query ---- */
+
+/* A query_id job answers exactly what sending the vector that was put answers
+ * (under cosine the stored row is that vector as a query becomes), and as the
+ * stored row sent itself for ip and l2; the item itself comes first where nothing
+ * beats it. */
+static void test_a_stored_id_answers_as_its_vector_sent(void **state)
+{
+        enum { N = 700, DIM = 24 };
+        static const enum kiln_metric metrics[] = { KILN_METRIC_COSINE, KILN_METRIC_IP, KILN_METRIC_L2 };
+        static const size_t picks[] = { 0, 1, 345, N - 1 };
+        uint64_t s = 23;
+        float *rows = vt_gauss_rows(&s, N, DIM);
+
+        for (size_t mt = 0; mt < 3; mt++) {
+                struct vec_collection *c = vt_collection(metrics[mt], rows, N, DIM);
+                for (size_t pi = 0; pi < sizeof(picks) / sizeof(picks[0]); pi++) {
+                        size_t row = picks[pi];
+                        char id[16];
+                        snprintf(id, sizeof(id), "r%06zu", row);
+                        for (int32_t k = 1; k <= 100; k *= 10) {
+                                struct job by_id, by_vector, by_stored;
+                                job_init_id(&by_id, c, 5, k, id);
+                                job_init(&by_vector, c, 5, k, rows + row * DIM, 1, DIM);
+                                job_init(&by_stored, c, 5, k, c->rows + row * DIM, 1, DIM);
+                                assert_int_equal(kiln_kind_check(kind, &by_id.p, NULL, 0, &by_id.obj, NULL), 0);
+                                assert_int_equal(kind->run_cpu(&by_id.t), 0);
+                                assert_int_equal(kind->run_cpu(&by_vector.t), 0);
+                                assert_int_equal(kind->run_cpu(&by_stored.t), 0);
+                                expect_same_result(&by_id, &by_vector);
+                                if (metrics[mt] != KILN_METRIC_COSINE)
+                                        expect_same_result(&by_id, &by_stored);
+                                /* And the reference's answer for the vector put. */
+                                expect_answer(&by_id, c, rows + row * DIM, 1, 5);
+                                json_t *ids = json_loads(kiln_result_find(&by_id.res, "ids")->text, 0, NULL);
+                                const float *score = kiln_result_find_part(&by_id.res, "scores")->data;
+                                if (metrics[mt] == KILN_METRIC_L2) {
+                                        /* Distinct gaussian rows: the item is its own nearest, at 0. */
+                                        assert_string_equal(json_string_value(json_array_get(json_array_get(ids, 0), 0)),
+                                                            id);
+                                        assert_true(score[0] == 0.0f);
+                                } else if (metrics[mt] == KILN_METRIC_COSINE) {
+                                        assert_string_equal(json_string_value(json_array_get(json_array_get(ids, 0), 0)),
+                                                            id);
+                                        assert_true(fabsf(score[0] - 1.0f) < 1e-6f);
+                                }
+                                json_decref(ids);
+                                kiln_result_clear(&by_id.res);
+                                kiln_result_clear(&by_vector.res);
+                                kiln_result_clear(&by_stored.res);
+                        }
+                }
+                vec_collection_free(c);
+        }
+        free(rows);
+}
+
+/* Under cosine, scaling a stored (unit) row again may move a last bit: a stored id
+ * is the query as stored, so it answers as the vector that was put, even for such
+ * a row. */
+static void test_a_stored_cosine_row_is_not_scaled_again(void **state)
+{
+        enum { N = 2000, DIM = 3 };
+        uint64_t s = 41;
+        float *rows = vt_gauss_rows(&s, N, DIM), again[DIM];
+        struct vec_collection *c = vt_collection(KILN_METRIC_COSINE, rows, N, DIM);
+        size_t row = N;
+
+        for (size_t i = 0; i < N && row == N; i++) {
+                memcpy(again, c->rows + i * DIM, sizeof(again));
+                assert_int_equal(vec_row_prepare(KILN_METRIC_COSINE, again, DIM), 0);
+                if (memcmp(again, c->rows + i * DIM, sizeof(again)))
+                        row = i;
+        }
+        assert_true(row < N); /* a few in a thousand such rows at dim 3 */
+        char id[16];
+        struct job by_id, by_vector;
+        snprintf(id, sizeof(id), "r%06zu", row);
+        job_init_id(&by_id, c, 2, 50, id);
+        job_init(&by_vector, c, 2, 50, rows + row * DIM, 1, DIM);
+        assert_int_equal(kind->run_cpu(&by_id.t), 0);
+        assert_int_equal(kind->run_cpu(&by_vector.t), 0);
+        expect_same_result(&by_id, &by_vector);
+        kiln_result_clear(&by_id.res);
+        kiln_result_clear(&by_vector.res);
+        vec_collection_free(c);
+        free(rows);
+}
+
+/* Exactly one of inputs.queries and params.query_id; an id the bound version does
+ * not hold is refused naming params.query_id, at the check and at the run, and
+ * before the collection is known nothing about the id can be said. */
+static void test_query_id_refusals_name_the_field(void **state)
+{
+        enum { DIM = 3 };
+        float rows[4 * DIM] = { 1, 0, 0, 0, 1, 0, 0, 0, 1, 1, 1, 1 };
+        struct vec_collection *c = vt_collection(KILN_METRIC_IP, rows, 4, DIM);
+        struct kiln_error err;
+        struct job j;
+
+        /* Both. */
+        job_init(&j, c, 3, 2, rows, 1, DIM);
+        snprintf(j.p.query_id, sizeof(j.p.query_id), "r000001");
+        assert_int_equal(kiln_kind_check(kind, &j.p, &j.in, 1, &j.obj, &err), -EINVAL);
+        assert_string_equal(err.field, "params.query_id");
+        assert_non_null(strstr(err.message, "both"));
+        assert_int_equal(kind->check(&j.p, &j.in, 1, NULL, &err), -EINVAL);
+        assert_string_equal(err.field, "params.query_id");
+        assert_int_equal(kind->run_cpu(&j.t), -EINVAL);
+        assert_string_equal(j.t.error.field, "params.query_id");
+        /* Neither. */
+        job_init_id(&j, c, 3, 2, "");
+        assert_int_equal(kiln_kind_check(kind, &j.p, NULL, 0, &j.obj, &err), -EINVAL);
+        assert_string_equal(err.field, "inputs.queries");
+        assert_non_null(strstr(err.message, "params.query_id"));
+        /* An id not in this version: "r0000010" is longer than r000001, "r" shorter,
+         * "" never stored; the message shows the id and the version. */
+        static const char *const missing[] = { "r0000010", "r", "r000004", "a", "\xc3\xa9" };
+        for (size_t i = 0; i < sizeof(missing) / sizeof(missing[0]); i++) {
+                job_init_id(&j, c, 3, 2, missing[i]);
+                assert_int_equal(kiln_kind_check(kind, &j.p, NULL, 0, &j.obj, &err), -EINVAL);
+                assert_string_equal(err.field, "params.query_id");
+                assert_non_null(strstr(err.message, missing[i]));
+                assert_non_null(strstr(err.message, "version 3"));
+                assert_int_equal(kind->run_cpu(&j.t), -EINVAL);
+                assert_string_equal(j.t.error.field, "params.query_id");
+                assert_int_equal(j.res.n_parts + j.res.n_scalars, 0);
+                /* Without the collection (at submission) it cannot be known. */
+                assert_int_equal(kind->check(&j.p, NULL, 0, NULL, &err), 0);
+        }
+        /* A long id is shown cut, between UTF-8 characters. */
+        char longid[257];
+        memset(longid, 'a', 63);
+        for (size_t i = 63; i + 1 < sizeof(longid); i += 2)
+                memcpy(longid + i, "\xc3\xa9", 2);
+        longid[255] = '\0';
+        job_init_id(&j, c, 3, 2, longid);
+        assert_int_equal(kiln_kind_check(kind, &j.p, NULL, 0, &j.obj, &err), -EINVAL);
+        assert_non_null(strstr(err.message, "\"aaaa"));
+        assert_non_null(strstr(err.message, "a...\""));
+        assert_null(strchr(err.message, '\xc3'));
+        /* A job's result bound: one query. */
+        job_init_id(&j, c, 3, 2, "r000000");
+        assert_int_equal(kind->result_size(&j.p, NULL, 0, NULL), 2 * sizeof(float));
+        assert_int_equal(kind->result_size(&j.p, NULL, 0, &j.obj), 2 * sizeof(float));
+        assert_int_equal(vec_task_query_count(&j.t), 1);
+        vec_collection_free(c);
+}
+
 /* ---- batches ---- */
 
 /* Jobs against two collections (and two versions of one), with different k and
@@ -343,9 +569,37 @@ static void test_a_batch_answers_each_job_as_alone(void **state)
         for (size_t i = 0; i < JOBS; i++) {
                 if (i == 5) {
                         assert_int_equal(j[i].t.status, -EINVAL);
+                        assert_string_equal(j[i].t.error.field, "inputs.queries");
                         continue;
                 }
                 expect_answer(&j[i], i % 3 == 1 ? b : a, q + i * 5 * DIM, ms[i], i == 6 ? 2 : 1);
+                kiln_result_clear(&j[i].res);
+        }
+        /* Stored ids among vectors in one batch: each as alone; a missing id fails alone. */
+        static const char *const qids[JOBS] = { "r000010", NULL, "r001499", NULL, "nope", "r000000", NULL };
+        for (size_t i = 0; i < JOBS; i++) {
+                const struct vec_collection *c = i % 3 == 1 ? b : a;
+                if (qids[i])
+                        job_init_id(&j[i], c, 1, ks[i], qids[i]);
+                else
+                        job_init(&j[i], c, 1, ks[i], q + i * 5 * DIM, ms[i], DIM);
+                t[i] = &j[i].t;
+        }
+        assert_int_equal(kind->run_cpu_batch(t, JOBS), 0);
+        for (size_t i = 0; i < JOBS; i++) {
+                const struct vec_collection *c = i % 3 == 1 ? b : a;
+                if (i == 4) {
+                        assert_int_equal(j[i].t.status, -EINVAL);
+                        assert_string_equal(j[i].t.error.field, "params.query_id");
+                        continue;
+                }
+                if (qids[i]) {
+                        uint64_t row;
+                        assert_int_equal(vec_collection_find(c, qids[i], strlen(qids[i]), &row), 0);
+                        expect_answer(&j[i], c, c->rows + row * DIM, 1, 1);
+                } else {
+                        expect_answer(&j[i], c, q + i * 5 * DIM, ms[i], 1);
+                }
                 kiln_result_clear(&j[i].res);
         }
         vec_collection_free(a);
@@ -375,10 +629,14 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_schema_defaults_k_and_refuses_what_is_out_of_range),
+                cmocka_unit_test(test_query_id_is_a_parameter_of_up_to_256_bytes),
                 cmocka_unit_test(test_a_job_gets_ids_scores_count_and_version),
                 cmocka_unit_test(test_ids_come_back_as_the_same_strings),
                 cmocka_unit_test(test_refusals_name_the_field),
                 cmocka_unit_test(test_inline_queries_are_the_same_input),
+                cmocka_unit_test(test_a_stored_id_answers_as_its_vector_sent),
+                cmocka_unit_test(test_a_stored_cosine_row_is_not_scaled_again),
+                cmocka_unit_test(test_query_id_refusals_name_the_field),
                 cmocka_unit_test(test_a_batch_answers_each_job_as_alone),
                 cmocka_unit_test(test_a_stopped_job_is_cancelled),
         };
