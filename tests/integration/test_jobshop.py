@@ -1,6 +1,7 @@
 """sched.jobshop through the real kilnd (SPEC §1.5): instances sent as the part
 `instance` (OR-Library text or JSON) give valid schedules, checked here operation by
-operation; progress carries best and lower_bound; every bad instance is refused at
+operation; progress carries best, lower_bound and the incumbent schedule (valid, its
+makespan the best); every bad instance is refused at
 submit with the field named; results are cached by instance, seed and time limit;
 a running search can be cancelled; kilnctl submits a file and kiln-bench runs its
 jobshop scenario."""
@@ -31,10 +32,10 @@ def read_orlib(text):
     return [[(pairs[2 * (j * m + k)], pairs[2 * (j * m + k) + 1]) for k in range(m)] for j in range(n)]
 
 
-def check_schedule(test, jobs, result):
-    """The schedule of `result` keeps every job's order, never runs two operations on
-    one machine at once, and ends at `makespan`."""
-    starts = result["starts"]
+def check_starts(test, jobs, starts):
+    """The start times `starts` (per job, per operation) keep every job's order and
+    never run two operations on one machine at once; returns where they end."""
+    test.assertIsInstance(starts, list)
     test.assertEqual([len(s) for s in starts], [len(j) for j in jobs])
     by_machine = {}
     end = 0
@@ -49,6 +50,12 @@ def check_schedule(test, jobs, result):
         runs.sort()
         for a, b in zip(runs, runs[1:]):
             test.assertLessEqual(a[1], b[0], f"machine {mach}: {a} overlaps {b}")
+    return end
+
+
+def check_schedule(test, jobs, result):
+    """The schedule of `result` is valid (check_starts) and ends at `makespan`."""
+    end = check_starts(test, jobs, result["starts"])
     test.assertEqual(result["makespan"], end)
     test.assertLessEqual(result["lower_bound"], result["makespan"])
     test.assertEqual(result["optimal"], result["makespan"] == result["lower_bound"])
@@ -129,6 +136,28 @@ class JobshopTest(KilndTestCase):
         for p in marked:
             self.assertEqual(p["lower_bound"], r["lower_bound"])
             self.assertTrue(0 <= p["pct"] <= 100)
+
+    def test_progress_carries_the_incumbent_schedule(self):
+        # Each progress with a best carries that schedule's start times as JSON, in
+        # the shape of the result's `starts`, so that a client redraws its chart as
+        # the search improves.
+        async def go():
+            c = await self.client()
+            r = await self.jobshop(c, instance_text("ta01"), {"time_limit_ms": 2000, "seed": 7, "walks": 1})
+            await c.close()
+            return r
+        _, done, progress = self.run_async(go())
+        jobs = read_orlib(instance_text("ta01"))
+        marked = [p for p in progress if "best" in p]
+        summary = [{k: v for k, v in p.items() if k != "starts"} for p in progress]
+        self.assertGreaterEqual(len(marked), 2, summary)
+        for p in marked:
+            self.assertIn("starts", p, summary)
+            self.assertEqual(check_starts(self, jobs, p["starts"]), p["best"], p["pct"])
+        bests = [p["best"] for p in marked]
+        self.assertGreaterEqual(len(set(bests)), 2, summary)   # it redrew as the best fell
+        self.assertGreaterEqual(bests[-1], done["result"]["makespan"])
+        check_schedule(self, jobs, done["result"])
 
     def test_the_instance_inline_in_params_is_the_same_job(self):
         # SPEC §1.5: params.instance is the JSON object (or its OR-Library form);

@@ -4,7 +4,9 @@
  * side by side, each on a thread of its own, so that none waits for the time
  * limits of the others.
  *
- * Walk 0 runs on the calling worker thread and reports progress; further walks
+ * Walk 0 runs on the calling worker thread and reports progress (the best
+ * makespan, the bound and the best schedule's start times, the same `starts` as
+ * the result, so a client redraws its chart as the search improves); further walks
  * run on threads of their own. Without `walks` a job takes the cores that other
  * running jobshop jobs leave, so one job alone on an idle machine uses every
  * core and many jobs share them (one walk each at worst). */
@@ -29,15 +31,29 @@
 /* Jobshop tasks running now in this process (for the automatic walk count). */
 static atomic_int running_tasks;
 
+/* What the reporting walk keeps for progress: the schedule it last showed, and
+ * its own walk memory to evaluate a copied schedule in (js_load, as the result
+ * is made), since the walk that found it goes on changing its own. */
+struct shown {
+        int32_t *seq;               /* n_ops: the machine orders copied from shared.best_seq */
+        struct js_walk eval;
+        void *eval_mem;
+        js_time mk;                 /* the makespan of `starts`; -1: none yet */
+        char *starts;               /* its start times as JSON (the result's `starts`), or NULL */
+};
+
 struct shared {
         pthread_mutex_t lock;
         js_time best_mk;            /* the best of every walk, under lock */
+        int32_t *best_seq;          /* n_ops: its machine orders, under lock; NULL: not kept */
         int64_t best_ns;            /* when it was first found, since t0 */
         int best_walk;
         atomic_llong best_seen;     /* best_mk, readable without the lock */
         atomic_int stop;            /* a walk reached the bound or target, or time is up */
         int64_t t0_ns, deadline_ns;
         struct kiln_exec *ex;       /* the cancel flag and progress */
+        const struct js_instance *in;
+        struct shown shown;         /* the reporter's alone (walk 0, then solve) */
 };
 
 struct walker {
@@ -67,20 +83,65 @@ static void note_best(struct walker *wk, int64_t now)
                 sh->best_mk = wk->w.best_mk;
                 sh->best_ns = now - sh->t0_ns;
                 sh->best_walk = wk->index;
+                /* This walk goes on changing its best_seq: the reporter reads the copy. */
+                if (sh->best_seq)
+                        memcpy(sh->best_seq, wk->w.best_seq, (size_t)wk->w.in.n_ops * sizeof(*sh->best_seq));
                 atomic_store(&sh->best_seen, (long long)sh->best_mk);
         }
         pthread_mutex_unlock(&sh->lock);
 }
 
+/* starts: one array per job of its operations' start times, as JSON text
+ * (malloc'd, in *ret). Returns >= 0 or -ENOMEM. */
+static int starts_text(const struct js_instance *in, const int64_t *start, char **ret)
+{
+        struct kiln_jtext j;
+        kiln_jtext_init(&j);
+        kiln_jtext_open(&j);
+        for (int32_t job = 0; job < in->n_jobs; job++) {
+                kiln_jtext_open(&j);
+                for (int32_t o = in->job_start[job]; o < in->job_start[job + 1]; o++)
+                        kiln_jtext_int(&j, start[o]);
+                kiln_jtext_close(&j);
+        }
+        kiln_jtext_close(&j);
+        return kiln_jtext_finish(&j, ret);
+}
+
+/* The best schedule as the result's `starts` text, in sh->shown: rebuilt when the
+ * best has changed since it was last shown. Returns its makespan. */
+static js_time show_best(struct shared *sh)
+{
+        struct shown *sw = &sh->shown;
+        pthread_mutex_lock(&sh->lock);
+        js_time mk = sh->best_mk;
+        bool news = sw->eval_mem && mk != sw->mk && mk != INT64_MAX;
+        if (news)
+                memcpy(sw->seq, sh->best_seq, (size_t)sh->in->n_ops * sizeof(*sw->seq));
+        pthread_mutex_unlock(&sh->lock);
+        if (!news)
+                return mk;
+        char *text = NULL;
+        js_load(&sw->eval, sw->seq); /* heads = the start times */
+        free(sw->starts);
+        sw->starts = starts_text(sh->in, sw->eval.head, &text) >= 0 ? text : NULL;
+        sw->mk = mk;
+        return mk;
+}
+
+/* Progress: the share of the time limit spent, the best makespan and the bound,
+ * and the best schedule's start times (left out when they could not be kept). */
 static void report(struct shared *sh, js_time lb, int64_t now)
 {
         double span = (double)(sh->deadline_ns - sh->t0_ns);
         double frac = span > 0 ? (double)(now - sh->t0_ns) / span : 1.0;
-        struct kiln_value v[2] = { { .name = "best", .type = KILN_V_INT },
-                                   { .name = "lower_bound", .type = KILN_V_INT } };
-        v[0].i = (int64_t)atomic_load(&sh->best_seen);
+        struct kiln_value v[3] = { { .name = "best", .type = KILN_V_INT },
+                                   { .name = "lower_bound", .type = KILN_V_INT },
+                                   { .name = "starts", .type = KILN_V_JSON } };
+        v[0].i = show_best(sh);
         v[1].i = lb;
-        kiln_exec_report(sh->ex, frac < 0 ? 0 : frac > 1 ? 1 : frac, v, 2);
+        v[2].text = sh->shown.starts;
+        kiln_exec_report(sh->ex, frac < 0 ? 0 : frac > 1 ? 1 : frac, v, sh->shown.starts ? 3 : 2);
 }
 
 /* One walk until something stops them all. The reporting walk (walk 0) also
@@ -141,20 +202,11 @@ static int walk_count(const struct jobshop_params *p, int running)
         return n < 1 ? 1 : n > JS_MAX_WALKS ? JS_MAX_WALKS : (int)n;
 }
 
-/* starts: one array per job of its operations' start times. */
 static int add_starts(struct kiln_result *res, const struct js_instance *in, const int64_t *start)
 {
-        struct kiln_jtext j;
-        kiln_jtext_init(&j);
-        kiln_jtext_open(&j);
-        for (int32_t job = 0; job < in->n_jobs; job++) {
-                kiln_jtext_open(&j);
-                for (int32_t o = in->job_start[job]; o < in->job_start[job + 1]; o++)
-                        kiln_jtext_int(&j, start[o]);
-                kiln_jtext_close(&j);
-        }
-        kiln_jtext_close(&j);
-        return kiln_result_take_jtext(res, "starts", &j);
+        char *text = NULL;
+        int r = starts_text(in, start, &text);
+        return r < 0 ? r : kiln_result_take_json(res, "starts", text);
 }
 
 int js_result_add(struct kiln_result *res, const struct js_instance *in, const int64_t *start, int64_t lb,
@@ -177,13 +229,41 @@ int js_result_add(struct kiln_result *res, const struct js_instance *in, const i
         return add_starts(res, in, start);
 }
 
+/* The copies that let progress carry the schedule. Without memory for them the
+ * search runs all the same, its progress without the schedule. */
+static void shown_new(struct shared *sh, const struct js_inst *view, size_t walk_bytes)
+{
+        size_t seq_bytes = ((size_t)view->n_ops ? (size_t)view->n_ops : 1) * sizeof(int32_t);
+        sh->best_seq = malloc(seq_bytes);
+        sh->shown.seq = malloc(seq_bytes);
+        sh->shown.eval_mem = malloc(walk_bytes);
+        if (!sh->best_seq || !sh->shown.seq || !sh->shown.eval_mem) {
+                free(sh->best_seq);
+                free(sh->shown.seq);
+                free(sh->shown.eval_mem);
+                sh->best_seq = sh->shown.seq = NULL;
+                sh->shown.eval_mem = NULL;
+                return;
+        }
+        js_walk_bind(&sh->shown.eval, sh->shown.eval_mem, view);
+}
+
+static void shown_free(struct shared *sh)
+{
+        free(sh->best_seq);
+        free(sh->shown.seq);
+        free(sh->shown.eval_mem);
+        free(sh->shown.starts);
+}
+
 static int solve(struct kiln_task *t, const struct js_instance *in, const struct js_inst *view, js_time lb,
                  int64_t t0)
 {
         const struct jobshop_params *p = t->params;
         int walks = walk_count(p, atomic_load(&running_tasks));
         struct walker *wk = calloc((size_t)walks, sizeof(*wk));
-        struct shared sh = { .best_mk = INT64_MAX, .best_walk = 0, .t0_ns = t0, .ex = t->exec };
+        struct shared sh = { .best_mk = INT64_MAX, .best_walk = 0, .t0_ns = t0, .ex = t->exec, .in = in,
+                             .shown = { .mk = -1 } };
         struct js_config cfg = js_config_for(view);
         js_time stop_at = p->target > lb ? (js_time)p->target : lb;
         size_t bytes = js_walk_bind(NULL, NULL, view);
@@ -195,6 +275,8 @@ static int solve(struct kiln_task *t, const struct js_instance *in, const struct
         atomic_init(&sh.best_seen, (long long)INT64_MAX);
         atomic_init(&sh.stop, 0);
         pthread_mutex_init(&sh.lock, NULL);
+        if (t->exec && t->exec->report)
+                shown_new(&sh, view, bytes);
         for (int i = 0; i < walks; i++) {
                 wk[i].sh = &sh;
                 wk[i].index = i;
@@ -238,6 +320,7 @@ static int solve(struct kiln_task *t, const struct js_instance *in, const struct
                 free(wk[i].mem);
         free(args);
         free(wk);
+        shown_free(&sh);
         pthread_mutex_destroy(&sh.lock);
         return r;
 }

@@ -1,7 +1,8 @@
 /* sched.jobshop on the CPU: every schedule it returns is valid (job orders kept,
  * no two operations on one machine at once, the makespan its latest end), it
  * reaches the optima of small classic instances, stops at a target or the bound,
- * honours the stop flag and the time limit, and reports best and lower_bound. */
+ * honours the stop flag and the time limit, and reports best, lower_bound and the
+ * best schedule's start times (valid, ending at best; the last one the result's). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -37,20 +38,31 @@ struct run {
         atomic_int stop;
         int reports;
         int64_t last_best, last_lb;
+        char *last_starts;      /* a copy: the reported text is lent for the call */
+        const char *text;       /* the instance */
+        size_t len;
         int status;
 };
+
+static int64_t check_starts(const char *json, const char *text, size_t len);
 
 static void on_report(struct kiln_exec *ex, double fraction, const struct kiln_value *v, int n)
 {
         struct run *r = ex->opaque;
-        assert_int_equal(n, 2);
+        assert_int_equal(n, 3);
         assert_string_equal(v[0].name, "best");
         assert_string_equal(v[1].name, "lower_bound");
+        assert_string_equal(v[2].name, "starts");
+        assert_int_equal(v[2].type, KILN_V_JSON);
         assert_true(fraction >= 0.0 && fraction <= 1.0);
         if (r->reports > 0)
                 assert_true(v[0].i <= r->last_best); /* the incumbent never gets worse */
         r->last_best = v[0].i;
         r->last_lb = v[1].i;
+        /* Each report's schedule is valid and ends at its best. */
+        assert_int_equal(check_starts(v[2].text, r->text, r->len), v[0].i);
+        free(r->last_starts);
+        r->last_starts = strdup(v[2].text);
         r->reports++;
 }
 
@@ -60,12 +72,21 @@ static void run_on(struct run *r, const char *text, size_t len, struct jobshop_p
         uint64_t shape[1] = { len };
         assert_int_equal(kiln_array_init(&in, "instance", KILN_DTYPE_BYTES, 1, shape, text, len, NULL), 0);
         memset(r, 0, sizeof(*r));
+        r->text = text;
+        r->len = len;
         atomic_init(&r->stop, 0);
         r->ex.stop = &r->stop;
         r->ex.report = on_report;
         r->ex.opaque = r;
         struct kiln_task t = { .params = &p, .inputs = &in, .n_inputs = 1, .result = &r->res, .exec = &r->ex };
         r->status = kiln_kind_sched_jobshop.run_cpu(&t);
+}
+
+static void run_clear(struct run *r)
+{
+        kiln_result_clear(&r->res);
+        free(r->last_starts);
+        r->last_starts = NULL;
 }
 
 static int64_t int_value(const struct kiln_result *res, const char *name)
@@ -90,17 +111,15 @@ static int next_int(const char **p, int64_t *ret)
         return 1;
 }
 
-/* Checks the result's schedule against the instance; returns its makespan. */
-static int64_t check_schedule(const struct kiln_result *res, const char *text, size_t len)
+/* Checks start times (JSON, one array per job) against the instance: job orders
+ * kept, no two operations on one machine at once. Returns where they end. */
+static int64_t check_starts(const char *json, const char *text, size_t len)
 {
         struct js_instance *in = NULL;
         struct kiln_error err;
         assert_int_equal(js_instance_parse(text, len, &in, &err), 0);
-        const struct kiln_value *v = kiln_result_find(res, "starts");
-        assert_non_null(v);
-        assert_int_equal(v->type, KILN_V_JSON);
         int64_t *start = calloc((size_t)in->n_ops, sizeof(*start));
-        const char *p = v->text;
+        const char *p = json;
         assert_int_equal(*p, '[');
         p++;
         for (int32_t j = 0; j < in->n_jobs; j++) {
@@ -131,6 +150,21 @@ static int64_t check_schedule(const struct kiln_result *res, const char *text, s
                 for (int32_t b = a + 1; b < in->n_ops; b++)
                         if (in->mach[a] == in->mach[b] && in->dur[a] > 0 && in->dur[b] > 0)
                                 assert_true(start[a] + in->dur[a] <= start[b] || start[b] + in->dur[b] <= start[a]);
+        free(start);
+        js_instance_free(in);
+        return mk;
+}
+
+/* Checks the result's schedule against the instance; returns its makespan. */
+static int64_t check_schedule(const struct kiln_result *res, const char *text, size_t len)
+{
+        struct js_instance *in = NULL;
+        struct kiln_error err;
+        assert_int_equal(js_instance_parse(text, len, &in, &err), 0);
+        const struct kiln_value *v = kiln_result_find(res, "starts");
+        assert_non_null(v);
+        assert_int_equal(v->type, KILN_V_JSON);
+        int64_t mk = check_starts(v->text, text, len);
         assert_int_equal(int_value(res, "makespan"), mk);
         int64_t lb = int_value(res, "lower_bound");
         assert_true(lb <= mk);
@@ -141,7 +175,6 @@ static int64_t check_schedule(const struct kiln_result *res, const char *text, s
         const struct kiln_value *gap = kiln_result_find(res, "gap");
         assert_non_null(gap);
         assert_true(gap->num >= 0.0 && gap->num < 10.0);
-        free(start);
         js_instance_free(in);
         return mk;
 }
@@ -165,7 +198,10 @@ static void test_ft06_reaches_55_and_stops_at_the_target(void **state)
                 assert_true(r.reports >= 1);
                 assert_int_equal(r.last_best, 55);
                 assert_int_equal(r.last_lb, int_value(&r.res, "lower_bound"));
-                kiln_result_clear(&r.res);
+                /* The last report's schedule is the result's, text for text. */
+                assert_int_equal(check_starts(r.last_starts, text, len), 55);
+                assert_string_equal(r.last_starts, kiln_result_find(&r.res, "starts")->text);
+                run_clear(&r);
         }
         free(text);
 }
@@ -181,7 +217,7 @@ static void test_la02_reaches_its_optimum_which_meets_the_bound(void **state)
         assert_int_equal(check_schedule(&r.res, text, len), 655);
         assert_true(kiln_result_find(&r.res, "optimal")->b);
         assert_true(int_value(&r.res, "iterations") > 0);
-        kiln_result_clear(&r.res);
+        run_clear(&r);
         free(text);
 }
 
@@ -196,7 +232,7 @@ static void test_every_schedule_is_valid_whatever_the_limit(void **state)
                         run_on(&r, text, len, params(ms, (int64_t)i * 31 + ms, 0, 1 + ms % 3));
                         assert_int_equal(r.status, 0);
                         check_schedule(&r.res, text, len);
-                        kiln_result_clear(&r.res);
+                        run_clear(&r);
                 }
                 free(text);
         }
@@ -218,7 +254,7 @@ static void test_odd_instances_get_valid_schedules(void **state)
                 int64_t mk = check_schedule(&r.res, texts[i], strlen(texts[i]));
                 /* Each of these reaches its bound at once. */
                 assert_int_equal(mk, int_value(&r.res, "lower_bound"));
-                kiln_result_clear(&r.res);
+                run_clear(&r);
         }
 }
 
@@ -251,7 +287,7 @@ static void test_random_instances_with_zero_durations_stay_valid(void **state)
                 run_on(&r, text, at, params(30, round, 0, 1));
                 assert_int_equal(r.status, 0);
                 check_schedule(&r.res, text, at);
-                kiln_result_clear(&r.res);
+                run_clear(&r);
         }
 }
 
@@ -272,7 +308,7 @@ static void test_a_large_instance_starts_in_release_order_and_stays_valid(void *
         run_on(&r, text, at, params(300, 3, 0, 1));
         assert_int_equal(r.status, 0);
         check_schedule(&r.res, text, at);
-        kiln_result_clear(&r.res);
+        run_clear(&r);
         free(text);
 }
 
@@ -329,7 +365,7 @@ static void test_a_raised_stop_flag_cancels(void **state)
         assert_int_equal(kiln_kind_sched_jobshop.run_cpu(&t), -ECANCELED);
         clock_gettime(CLOCK_MONOTONIC, &b);
         assert_true(b.tv_sec - a.tv_sec < 5); /* nowhere near the ten minutes asked */
-        kiln_result_clear(&r.res);
+        run_clear(&r);
         free(text);
 }
 
