@@ -2,8 +2,9 @@
 a float64 brute force computed here, and against FAISS's exact index where Debian's
 python3-faiss is installed), ties in id byte order, zero and duplicate vectors,
 deletes and replacements seen by the next search, the cache keyed by the
-collection's version, queries inline or as a binary part being one input, every
-refusal, and single-query jobs batched together.
+collection's version, queries inline or as a binary part being one input, a
+stored id as the query (the same answer as its vector sent), every refusal, and
+single-query jobs batched together.
 
 The brute force's definition of a score is the contract's: the float32 values
 multiplied and summed in float64, rounded once to float32; a ranking orders by
@@ -252,6 +253,117 @@ class VecSearch(KilndTestCase):
         self.assertEqual(da["result"]["ids"], db["result"]["ids"])
         np.testing.assert_array_equal(sa, sb)
 
+    # ---- a stored id as the query ----
+
+    def test_a_stored_id_answers_as_the_vector_that_was_put(self):
+        rng = np.random.default_rng(8)
+        rows = rng.normal(size=(1500, 40)).astype(np.float32)
+        accent = "\u00e9"
+        ids = [f"item/{i:04d}-{accent * (i % 3)}" for i in range(1500)]
+        picks = [0, 17, 733, 1499]
+
+        async def go():
+            c = await self.client()
+            out = {}
+            for metric in ("cosine", "ip", "l2"):
+                await vec_put(c, f"self-{metric}", rows, ids, metric=metric)
+                for p in picks:
+                    for k in (1, 25):
+                        by_id = await c.call({"op": "submit", "kind": "vec.search",
+                                              "params": {"collection": f"self-{metric}", "k": k,
+                                                         "query_id": ids[p]}})
+                        self.assertEqual(by_id.get("op"), "accepted", by_id)
+                        done, parts, _ = await c.read_done(by_id["job"], timeout=120)
+                        out[metric, p, k] = ((done, parts.get("scores"), by_id),
+                                             await search(c, f"self-{metric}", rows[p:p + 1], k))
+            await c.close()
+            return out
+        out = self.run_async(go())
+        for (metric, p, k), ((done, scores, acc), (vdone, vscores, _)) in out.items():
+            with self.subTest(metric=metric, row=p, k=k):
+                self.assertEqual(done["state"], "done", done)
+                self.assertFalse(acc["cached"], acc)
+                # Bit for bit what the vector that was put gets as the query.
+                self.assertEqual(done["result"]["ids"], vdone["result"]["ids"])
+                self.assertEqual(scores.dtype, np.float32)
+                self.assertEqual(scores.shape, (1, k))
+                self.assertEqual(scores.tobytes(), vscores.tobytes())
+                self.assertEqual(done["result"]["count"], 1500)
+                self.assertEqual(done["result"]["collection_version"], vdone["result"]["collection_version"])
+                self.assertSameAnswer(self.answer(done, scores), brute_force(metric, ids, rows, rows[p:p + 1], k))
+                if metric != "ip":  # distinct rows: the item is its own nearest
+                    self.assertEqual(done["result"]["ids"][0][0], ids[p])
+                if metric == "l2":
+                    self.assertEqual(scores[0, 0], 0.0)
+
+    def test_a_stored_id_is_read_from_the_version_the_job_is_bound_to(self):
+        rows = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0]], dtype=np.float32)
+        ids = ["a", "b", "c", "d"]
+
+        async def go():
+            c = await self.client()
+            put = await vec_put(c, "moving", rows, ids, metric="l2")
+
+            async def by_id(qid, k=4):
+                acc = await c.call({"op": "submit", "kind": "vec.search",
+                                    "params": {"collection": "moving", "k": k, "query_id": qid}})
+                self.assertEqual(acc.get("op"), "accepted", acc)
+                done, parts, _ = await c.read_done(acc["job"], timeout=60)
+                return done, parts.get("scores"), acc
+            first, again = await by_id("c"), await by_id("c")
+            # c moves next to a: the same params now ask another question.
+            moved = await vec_put(c, "moving", np.array([[1, 0, 0.5]], np.float32), ["c"])
+            after_move = await by_id("c")
+            dele = await c.call({"op": "vec.delete", "collection": "moving", "ids": ["c"]})
+            after_delete = await by_id("c")
+            await c.close()
+            return put, first, again, moved, after_move, dele, after_delete
+        put, first, again, moved, after_move, dele, after_delete = self.run_async(go())
+        self.assertEqual(first[0]["result"]["ids"], [["c", "a", "b", "d"]])
+        self.assertEqual(first[1].tolist(), [[0, 2, 2, 3]])
+        self.assertEqual(first[0]["result"]["collection_version"], put["version"])
+        self.assertTrue(again[2]["cached"], again[2])
+        self.assertEqual(again[0]["result"]["ids"], first[0]["result"]["ids"])
+        self.assertFalse(after_move[2]["cached"], after_move[2])
+        self.assertEqual(after_move[0]["result"]["collection_version"], moved["version"])
+        self.assertEqual(after_move[0]["result"]["ids"], [["c", "a", "d", "b"]])
+        self.assertEqual(after_move[1].tolist(), [[0, 0.25, 1.25, 2.25]])
+        self.assertFailed(after_delete[0], "bad_params", "params.query_id")
+        self.assertIn(f"version {dele['version']}", after_delete[0]["error"]["message"])
+
+    def test_query_id_refusals_name_the_field(self):
+        rows = np.eye(4, dtype=np.float32)
+        ids = ["a", "b", "c", "d"]
+
+        async def go():
+            c = await self.client()
+            await vec_put(c, "strict-id", rows, ids, metric="cosine")
+            out = {}
+            for name, extra in (("both", {"query_id": "a", "queries": [[1, 0, 0, 0]]}),
+                                ("missing", {"query_id": "e"}),
+                                ("long", {"query_id": "x" * 257}),
+                                ("number", {"query_id": 3}),
+                                ("list", {"query_id": ["a", "b"]})):
+                acc = await c.call({"op": "submit", "kind": "vec.search",
+                                    "params": dict({"collection": "strict-id", "k": 2}, **extra)})
+                out[name] = acc if acc.get("op") != "accepted" else (await c.read_done(acc["job"]))[0]
+            # Both, with the queries as a binary part.
+            ref = next_ref(c)
+            await send_frames(c, query_frames(ref, rows[:1]))
+            acc = await c.call({"op": "submit", "kind": "vec.search", "ref": ref,
+                                "params": {"collection": "strict-id", "k": 2, "query_id": "a"}})
+            out["binary-both"] = acc if acc.get("op") != "accepted" else (await c.read_done(acc["job"]))[0]
+            await c.close()
+            return out
+        out = self.run_async(go())
+        self.assertFailed(out["both"], "bad_params", "params.query_id")
+        self.assertIn("both", out["both"]["error"]["message"])
+        self.assertFailed(out["missing"], "bad_params", 'params.query_id "e" is not an id of the collection')
+        for name in ("long", "number", "list"):
+            self.assertEqual(out[name].get("code"), "bad_params", out[name])
+            self.assertEqual(out[name].get("field"), "params.query_id", out[name])
+        self.assertFailed(out["binary-both"], "bad_params", "params.query_id")
+
     # ---- refusals ----
 
     def test_every_refusal_names_its_field(self):
@@ -325,6 +437,11 @@ class VecSearch(KilndTestCase):
                                    "--queries", os.path.join(tmp, "q.npy"), "--rows", os.path.join(tmp, "q.npy")],
                                   capture_output=True, text=True, timeout=60)
             self.assertEqual(both.returncode, 2, both.stderr)
+            by_id = subprocess.run([ctl, "--url", self.kilnd.url, "--json", "submit", "vec.search",
+                                    "collection=ctl-docs", "query_id=b", "k=2"], capture_output=True, text=True,
+                                   timeout=60)
+            self.assertEqual(by_id.returncode, 0, by_id.stderr)
+            self.assertIn('[["b","a"]]', by_id.stdout.replace(" ", ""))
 
     # ---- kiln-bench ----
 
