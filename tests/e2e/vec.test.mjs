@@ -3,7 +3,9 @@
 // a pasted query sent as the binary part `queries` and answered with the exact
 // nearest ids, ties in id order; queries from a .npy file; a query of the wrong dim
 // refused before anything is sent and one the server refuses shown on its field;
-// the answers on the job's page; screenshots at laptop and tablet sizes.
+// a stored id as the query (params.query_id, no part) and an id of the answers
+// searching from that item; the answers on the job's page; screenshots at laptop
+// and tablet sizes.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LAPTOP, TABLET, openPage, shot } from './browser.mjs';
@@ -13,6 +15,7 @@ import { startKilnd } from './kilnd.mjs';
 let kilnd, browser, page;
 const problems = [];
 const sentBinary = [];
+const sentText = [];
 
 /* vec.put from inside the page (its own WebSocket): rows f32[n][dim] and ids. */
 async function putCollection(collection, metric, rows, ids) {
@@ -62,6 +65,9 @@ describe('the Search page', () => {
   before(async () => {
     kilnd = await startKilnd();
     ({ browser, page } = await openPage(problems, sentBinary));
+    page.on('websocket', (ws) => ws.on('framesent', (f) => {
+      if (typeof f.payload === 'string') sentText.push(JSON.parse(f.payload));
+    }));
     await page.goto(kilnd.url + '/#/');
     await putCollection('docs', 'ip', [[1, 0, 0], [0, 1, 0], [2, 0, 0], [1, 1, 0], [-1, 0, 0]], ['a', 'b', 'c', 'd', 'e']);
     await putCollection('unit', 'cosine', [[1, 0], [0, 1]], ['x', 'y']);
@@ -139,6 +145,44 @@ describe('the Search page', () => {
     await page.click('.vec-form button[type="submit"]');
     await page.locator('#vec-queries-err', { hasText: 'inputs.queries[0]' }).waitFor();
     assert.match(await page.locator('#vec-queries-err').textContent(), /all zeros/);
+  });
+
+  test('a stored id is the query, and an id of the answers searches from that item', async () => {
+    await page.selectOption('#vec-collection', 'docs');
+    await page.locator('#vec-queries').fill('');
+    await page.locator('#vec-k').fill('3');
+    await page.locator('#vec-query-id').fill('d');
+    sentBinary.length = 0;
+    sentText.length = 0;
+    await page.click('.vec-form button[type="submit"]');
+    await page.locator('.vec-out p', { hasText: 'from d' }).waitFor();
+    // d = (1, 1, 0) under ip: c and d at 2 (c first), then a at 1 (a before b).
+    assert.deepEqual(await answersOn('.vec-out'), [[['c', 2], ['d', 2], ['a', 1]]]);
+    assert.equal(sentBinary.length, 0, 'no part is sent for a stored id');
+    const submit = sentText.find((m) => m.op === 'submit');
+    assert.deepEqual(submit.params, { collection: 'docs', k: 3, query_id: 'd' });
+    await shot(page, 'vec-from-id', LAPTOP);
+
+    // Each id of the answers is a button: a, (1, 0, 0), searched from.
+    await page.locator('.vec-out button.vec-from', { hasText: /^a$/ }).click();
+    await page.locator('.vec-out p', { hasText: 'from a' }).waitFor();
+    assert.equal(await page.locator('#vec-query-id').inputValue(), 'a');
+    assert.deepEqual(await answersOn('.vec-out'), [[['c', 2], ['a', 1], ['d', 1]]]);
+
+    // An id the collection does not hold: the server's refusal on the field.
+    await page.locator('#vec-query-id').fill('zz');
+    await page.click('.vec-form button[type="submit"]');
+    await page.locator('#vec-query-id-err', { hasText: 'params.query_id' }).waitFor();
+    assert.match(await page.locator('#vec-query-id-err').textContent(), /"zz" is not an id of the collection/);
+
+    // Vectors and an id together: refused before anything is sent.
+    await page.locator('#vec-query-id').fill('a');
+    await page.locator('#vec-queries').fill('[1, 0, 0]');
+    sentText.length = 0;
+    await page.click('.vec-form button[type="submit"]');
+    await page.locator('#vec-query-id-err', { hasText: 'not both' }).waitFor();
+    assert.equal(sentText.filter((m) => m.op === 'submit').length, 0);
+    await page.locator('#vec-query-id').fill('');
   });
 
   test('the job page shows the answers, not the scores as a map', async () => {

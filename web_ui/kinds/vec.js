@@ -1,10 +1,14 @@
 // vec.search in the web UI: the Search page (the tenant's collections with their
 // counts, dims, metrics and versions; a form that searches one of them with pasted
-// query vectors or the rows of a float32 .npy file; the nearest ids and scores) and
-// the renderer of a vec.search job's result on its job page.
+// query vectors, the rows of a float32 .npy file or the vector of a stored id; the
+// nearest ids and scores, each id a button that searches from that item) and the
+// renderer of a vec.search job's result on its job page.
 //
 // The queries go to the server as the binary part `queries`, f32[q][dim] (SPEC
-// §1.4); the answer comes back as `ids` (in the result) and the part `scores`.
+// §1.4), or a stored item's id as params.query_id (no part: the server reads the
+// vector from the collection version the job runs against); the answer comes back
+// as `ids` (in the result) and the part `scores`. There is no op that lists a
+// collection's ids, so the id is typed or picked from an earlier answer.
 // Collections are made and changed on the Objects page (objects.js).
 
 import { el, fmtNum, setChildren } from '../dom.js';
@@ -13,6 +17,7 @@ import { readVectorsNpy } from '../npy.js';
 const KIND = 'vec.search';
 const SHOWN = 20;            // queries whose answers are tabled; the rest are counted
 const MAX_QUERIES = 10000;   // SPEC §1.4
+const MAX_ID_BYTES = 256;    // a stored id's longest (UTF-8 bytes)
 
 /* Query vectors from pasted text: one JSON array of numbers, a JSON array of such
  * arrays, or lines of numbers separated by spaces or commas (one vector a line).
@@ -56,23 +61,28 @@ function scoresOf(part) {
   return new Float32Array(d.buffer, d.byteOffset, d.byteLength / 4);
 }
 
-/* One query's answer: rank, id, score. */
-function answerTable(ids, scores, offset, q) {
+/* One query's answer: rank, id, score. With onPick, each id is a button that
+ * calls onPick(id) (search from that item). */
+function answerTable(ids, scores, offset, q, onPick) {
+  const idCell = (id) => el('td', { class: 'mono vec-id' }, onPick
+    ? el('button', { type: 'button', class: 'vec-from', title: 'Search from this item',
+      'aria-label': `Search from ${id}`, onclick: () => onPick(id) }, id)
+    : id);
   return el('table', { class: 'grid-table vec-answer', 'data-query': q, 'aria-label': `nearest neighbours of query ${q + 1}` },
     el('caption', {}, `query ${q + 1}`),
     el('thead', {}, el('tr', {}, el('th', { scope: 'col', class: 'num' }, 'rank'), el('th', { scope: 'col' }, 'id'),
       el('th', { scope: 'col', class: 'num' }, 'score'))),
     el('tbody', {}, ids.map((id, r) => el('tr', {},
-      el('td', { class: 'num' }, String(r + 1)), el('td', { class: 'mono vec-id' }, id),
+      el('td', { class: 'num' }, String(r + 1)), idCell(id),
       el('td', { class: 'num' }, scores ? scores[offset + r].toPrecision(7) : '—')))));
 }
 
 /* The answers of a finished job: a table per query (the first SHOWN of them). */
-function answers(result, part) {
+function answers(result, part, onPick) {
   const ids = Array.isArray(result?.ids) ? result.ids : [];
   const scores = part ? scoresOf(part) : null;
   const k = part?.shape?.[1] ?? (ids[0]?.length || 0);
-  const tables = ids.slice(0, SHOWN).map((row, q) => answerTable(row, scores, q * k, q));
+  const tables = ids.slice(0, SHOWN).map((row, q) => answerTable(row, scores, q * k, q, onPick));
   const more = ids.length > SHOWN ? el('p', { class: 'muted' }, `… and ${fmtNum(ids.length - SHOWN)} more queries ` +
     '(download the scores part or read the ids from the API).') : null;
   return el('div', { class: 'vec-answers' }, ids.length ? tables : el('p', { class: 'muted' }, 'No ids.'), more);
@@ -106,11 +116,15 @@ export function vecView({ client, welcome, flash }) {
     value: kSpec.default ?? 10, required: true });
   const text = el('textarea', { id: 'vec-queries', rows: 6, spellcheck: false,
     placeholder: '[0.12, -0.5, 0.33, …]  or one vector a line: 0.12 -0.5 0.33 …' });
+  const queryId = el('input', { type: 'text', id: 'vec-query-id', autocomplete: 'off', spellcheck: false,
+    placeholder: 'an id of the collection' });
+  queryId.setAttribute('aria-describedby', 'vec-query-id-help vec-query-id-err');
   const file = el('input', { type: 'file', id: 'vec-file', accept: '.npy' });
   const fileNote = el('p', { class: 'muted vec-file-note' });
   const errs = { collection: el('p', { class: 'field-error', 'aria-live': 'polite' }),
     k: el('p', { class: 'field-error', 'aria-live': 'polite' }),
-    queries: el('p', { class: 'field-error', id: 'vec-queries-err', 'aria-live': 'polite' }) };
+    queries: el('p', { class: 'field-error', id: 'vec-queries-err', 'aria-live': 'polite' }),
+    queryId: el('p', { class: 'field-error', id: 'vec-query-id-err', 'aria-live': 'polite' }) };
   text.setAttribute('aria-describedby', 'vec-queries-help vec-queries-err');
   const go = el('button', { type: 'submit', class: 'primary' }, 'Search');
   const status = el('p', { class: 'muted vec-status', role: 'status', 'aria-live': 'polite' });
@@ -173,9 +187,21 @@ export function vecView({ client, welcome, flash }) {
   });
 
   const serverError = (e) => {
-    const where = e.field === 'params.collection' ? 'collection' : e.field === 'params.k' ? 'k' : 'queries';
+    const where = e.field === 'params.collection' ? 'collection' : e.field === 'params.k' ? 'k'
+      : e.field === 'params.query_id' ? 'queryId' : 'queries';
     errs[where].textContent = e.message;
     status.textContent = '';
+  };
+
+  /* An id of an answer: search collection `name` from that item. */
+  const searchFrom = (name, id) => {
+    if (collections.has(name)) select.value = name;
+    describe();
+    queryId.value = id;
+    text.value = '';
+    npy = null;
+    file.value = '';
+    form.requestSubmit();
   };
 
   const form = el('form', { class: 'card vec-form', novalidate: true, onsubmit: async (ev) => {
@@ -191,9 +217,22 @@ export function vecView({ client, welcome, flash }) {
       errs.k.textContent = `k is a whole number from ${kSpec.min ?? 1} to ${kSpec.max ?? 1000}.`;
       return;
     }
-    let part;
+    const qid = queryId.value;
+    let part = null;
+    if (qid) {
+      if (npy || text.value.trim()) {
+        errs.queryId.textContent = 'Give query vectors or a stored id, not both: clear one of them.';
+        return;
+      }
+      if (new TextEncoder().encode(qid).length > MAX_ID_BYTES) {
+        errs.queryId.textContent = `An id is at most ${MAX_ID_BYTES} bytes long.`;
+        return;
+      }
+    }
     try {
-      if (npy) {
+      if (qid) {
+        // No part: the server reads the item's vector.
+      } else if (npy) {
         part = { name: 'queries', dtype: 'f32', shape: [npy.n, npy.dim], blob: npy.file, start: npy.dataOffset,
           bytes: npy.n * npy.dim * 4 };
       } else {
@@ -206,26 +245,30 @@ export function vecView({ client, welcome, flash }) {
       return;
     }
     text.removeAttribute('aria-invalid');
-    if (part.shape[1] !== c.dim) {
+    if (part && part.shape[1] !== c.dim) {
       errs.queries.textContent = `The queries have dim ${part.shape[1]}; ${c.name} holds vectors of dim ${c.dim}.`;
       return;
     }
     go.disabled = true;
     status.textContent = 'Searching…';
     try {
-      const acc = await client.upload({ op: 'submit', kind: KIND, params: { collection: c.name, k: kv }, watch: true }, [part]);
+      const params = qid ? { collection: c.name, k: kv, query_id: qid } : { collection: c.name, k: kv };
+      const msg = { op: 'submit', kind: KIND, params, watch: true };
+      const acc = part ? await client.upload(msg, [part]) : await client.request(msg);
       const res = client.results.get(acc.job) || (acc.state === 'done' ? await client.result(acc.job) : await client.waitResult(acc.job));
       if (!alive) return;
       if (res.done.state !== 'done') {
         const err = res.done.error || {};
-        if (err.code === 'bad_params') errs.queries.textContent = err.message;
+        if (err.code === 'bad_params') errs[qid ? 'queryId' : 'queries'].textContent = err.message;
         status.textContent = `The search ${res.done.state}${err.message ? ': ' + err.message : ''}.`;
         return;
       }
       const r = res.done.result;
+      const from = qid ? [' from ', el('span', { class: 'mono' }, qid)] : [];
       setChildren(out, el('p', { class: 'muted' }, `${fmtNum(r.count)} vectors of ${c.name} (version ${r.collection_version}) ` +
-        `searched exactly in ${fmtNum(res.done.ms?.run)} ms on ${res.done.backend || 'the server'}${acc.cached ? ' (from the cache)' : ''}. `,
-        el('a', { href: `#/jobs/${acc.job}` }, 'Open the job')), answers(r, res.parts.get('scores')));
+        'searched exactly', from, ` in ${fmtNum(res.done.ms?.run)} ms on ${res.done.backend || 'the server'}` +
+        `${acc.cached ? ' (from the cache)' : ''}. `,
+        el('a', { href: `#/jobs/${acc.job}` }, 'Open the job')), answers(r, res.parts.get('scores'), (id) => searchFrom(c.name, id)));
       status.textContent = `Done: ${fmtNum(r.ids.length)} ${r.ids.length === 1 ? 'query' : 'queries'}, ` +
         `${fmtNum(r.ids[0]?.length ?? 0)} neighbours each.`;
       if (r.collection_version !== c.version) refresh();
@@ -243,9 +286,13 @@ export function vecView({ client, welcome, flash }) {
       el('p', { class: 'field-help' }, kSpec.doc || 'neighbours per query'), errs.k)),
   el('div', { class: 'field', 'data-field': 'inputs.queries' }, el('label', { for: 'vec-queries' }, 'queries'), text,
     el('p', { class: 'field-help', id: 'vec-queries-help' },
-      'One vector as a JSON array, several as an array of arrays or one a line; or the rows of a float32 .npy file. ',
-      'To search with a stored vector, paste its values.'),
+      'One vector as a JSON array, several as an array of arrays or one a line; or the rows of a float32 .npy file.'),
     errs.queries),
+  el('div', { class: 'field', 'data-field': 'params.query_id' }, el('label', { for: 'vec-query-id' }, 'or a stored id'), queryId,
+    el('p', { class: 'field-help', id: 'vec-query-id-help' },
+      'The vector of a stored item as the query, instead of pasted ones: type its id, or pick an id in the answers ',
+      'below. The item itself usually comes first.'),
+    errs.queryId),
   el('div', { class: 'actions' }, el('label', { for: 'vec-file', class: 'button small' }, 'Queries from a .npy file…'), file,
     go),
   status);
