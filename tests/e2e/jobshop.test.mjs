@@ -1,7 +1,8 @@
 // Browser tests of the Schedule page (web_ui/kinds/jobshop.js) against the real
 // kilnd in Debian's chromium: a pasted instance sent as the part `instance`, the
-// live best and bound as the search improves, the Gantt chart drawn from the
-// result (one bar per operation, where the schedule puts it, jobs in their colours),
+// live best and bound as the search improves, the Gantt chart redrawn from each
+// progress's schedule while the search runs and drawn from the result (one bar
+// per operation, where the schedule puts it, jobs in their colours),
 // an uploaded file, a bad instance refused on its field, the chart on the job's
 // page, and screenshots at laptop and tablet sizes.
 import { after, before, describe, test } from 'node:test';
@@ -133,6 +134,87 @@ describe('the Schedule page', () => {
     assert.equal(await page.locator('[data-live="lower_bound"]').textContent(), '655');
     assert.equal(await page.locator('.view-jobshop .gantt-canvas').getAttribute('data-bars'), '50');
     assert.equal(await page.locator('[data-stat="optimal"]').textContent(), 'yes (meets the bound)');
+  });
+
+  test('the Gantt chart redraws with each better schedule while the search runs', async () => {
+    const ta01 = readFileSync(join(INSTANCES, 'ta01.txt'), 'utf8');
+    // The page keeps the latest `progress` it received (its listener runs before the
+    // app's), so that each redraw can be checked against the schedule it came with.
+    await page.addInitScript(() => {
+      const Native = window.WebSocket;
+      window.WebSocket = class extends Native {
+        constructor(...args) {
+          super(...args);
+          this.addEventListener('message', (e) => {
+            if (typeof e.data !== 'string') return;
+            const m = JSON.parse(e.data);
+            if (m.op === 'progress') window.__progress = m;
+          });
+        }
+      };
+    });
+    await page.reload();
+    await page.locator('h1', { hasText: 'Schedule' }).waitFor();
+    await page.locator('#jobshop-instance').fill(ta01);
+    await page.locator('#jobshop-target').fill('');
+    await page.locator('#jobshop-seed').fill('7');
+    await page.locator('#jobshop-walks').fill('1');
+    await page.locator('#jobshop-time_limit_ms').fill('2500');
+    // At every new schedule drawn: what the chart says, whether the search still
+    // runs, and the operations whose bar is not where that progress's schedule puts
+    // it, in its job's colour (bars of 4 px and more; 15 machines: rows of 24 px).
+    await page.evaluate((jobs) => {
+      window.__frames = [];
+      const c = document.querySelector('.view-jobshop .gantt-canvas');
+      const status = document.querySelector('.jobshop-status');
+      const hsl = (h, sat, light) => {
+        const S = sat / 100, L = light / 100, a = S * Math.min(L, 1 - L);
+        const f = (n) => {
+          const k = (n + h / 30) % 12;
+          return Math.round(255 * (L - a * Math.max(-1, Math.min(k - 3, 9 - k, 1))));
+        };
+        return [f(0), f(8), f(4)];
+      };
+      let last = c.dataset.schedules;
+      new MutationObserver(() => {
+        if (c.dataset.schedules === last) return;
+        last = c.dataset.schedules;
+        const m = window.__progress;
+        const frame = { bars: Number(c.dataset.bars), end: c.dataset.end, best: c.dataset.best,
+          searching: /^Searching/.test(status.textContent), wrong: [] };
+        if (frame.searching && m && Array.isArray(m.starts)) {
+          frame.sent = String(m.best);
+          const ctx = c.getContext('2d'), dpr = c.width / c.clientWidth, plotW = c.clientWidth - 48 - 16;
+          const x = (t) => 48 + (t / m.best) * plotW;
+          jobs.forEach((ops, j) => ops.forEach(([mach, d], k) => {
+            const bx = x(m.starts[j][k]), bw = x(m.starts[j][k] + d) - bx;
+            if (bw < 4) return;
+            const px = ctx.getImageData(Math.round((bx + 2) * dpr), Math.round((10 + mach * 24 + 3) * dpr), 1, 1).data;
+            const want = hsl((j * 137.508) % 360, 62, 58);
+            if (want.some((v, i) => Math.abs(v - px[i]) > 3)) frame.wrong.push([j, k]);
+          }));
+        }
+        window.__frames.push(frame);
+      }).observe(c, { attributes: true });
+    }, orlib(ta01));
+    await page.click('button[type="submit"]');
+    await page.locator('.jobshop-status', { hasText: 'Done' }).waitFor();
+    const frames = await page.evaluate(() => window.__frames);
+    const live = frames.filter((f) => f.searching && f.sent);
+    assert.ok(live.length >= 2, `the chart was redrawn before done: ${JSON.stringify(frames)}`);
+    for (const f of live) {
+      assert.equal(f.bars, 225, 'every operation of ta01 is drawn');
+      assert.equal(f.best, f.sent, 'the mark is the progress\'s best');
+      assert.equal(f.end, f.sent, 'the bars drawn end at that best: they are its schedule');
+      assert.deepEqual(f.wrong, [], 'each bar where that schedule puts it');
+    }
+    assert.ok(new Set(live.map((f) => f.best)).size >= 2, `redrawn as the best fell: ${live.map((f) => f.best)}`);
+    // Then the result's schedule, drawn the same way.
+    const canvas = page.locator('.view-jobshop .gantt-canvas');
+    const makespan = (await page.locator('[data-stat="makespan"]').textContent()).replace(/,/g, '');
+    assert.equal(await canvas.getAttribute('data-bars'), '225');
+    assert.equal(await canvas.getAttribute('data-end'), makespan);
+    assert.ok(Number(makespan) <= Number(live[live.length - 1].best));
   });
 
   test('a bad instance is refused on its field', async () => {

@@ -4,10 +4,12 @@
 // sched.jobshop job's result on its job page.
 //
 // The instance goes to the server as the binary part `instance` (SPEC §1.5). While
-// the search runs, each `progress` carries `best` and `lower_bound`: the chart's
-// time axis, its bound and makespan marks and the convergence line redraw with
-// every improvement; the bars (one per operation, machines by time, jobs coloured)
-// are drawn from `starts` when the job is done.
+// the search runs, each `progress` carries `best`, `lower_bound` and the best
+// schedule's `starts` (the same shape as the result's): the bars (one per
+// operation, machines by time, jobs coloured), the time axis, the bound and
+// makespan marks and the convergence line redraw with every improvement, and the
+// result's `starts` draws the final schedule the same way. (The server leaves a
+// schedule over 256 KiB of JSON out of progress; the chart then waits for done.)
 
 import { el, fmtNum, setChildren } from '../dom.js';
 import { niceTicks } from '../render.js';
@@ -58,9 +60,12 @@ function cssVar(name, fallback) {
 }
 
 /* The Gantt chart: machines by time, one bar per operation coloured by job.
- * set({jobs, starts}) draws a schedule; frame({best, bound}) redraws the axis and
- * the marks while a search runs. Hovering a bar (or focusing the chart and using
- * the arrow keys) names the operation. */
+ * set(jobs, starts) draws a schedule; update(starts, best, bound) redraws it with
+ * a newer schedule of the same jobs (or none: only the axis and the marks) while a
+ * search runs; frame(best, bound) redraws the axis and the marks. The canvas's
+ * data-schedules counts the schedules drawn, data-end is the drawn schedule's
+ * makespan. Hovering a bar (or focusing the chart and using the arrow keys) names
+ * the operation. */
 export class Gantt {
   constructor(label) {
     this.canvas = el('canvas', { class: 'gantt-canvas', role: 'img', tabindex: 0, 'aria-label': label });
@@ -74,6 +79,7 @@ export class Gantt {
     this.bound = null;
     this.focus = -1;
     this.bars = [];
+    this.schedules = 0;
     this.observer = new ResizeObserver(() => this.draw());
     this.observer.observe(this.canvas);
     this.canvas.addEventListener('mousemove', (e) => this.hover(e));
@@ -88,6 +94,7 @@ export class Gantt {
   set(jobs, starts) {
     this.jobs = jobs;
     this.starts = starts;
+    if (starts?.length) this.schedules++;
     this.focus = -1;
     const n = jobs.length;
     // Colours through the CSSOM: the page's CSP allows no style attributes.
@@ -103,6 +110,14 @@ export class Gantt {
     this.best = best;
     this.bound = bound;
     this.draw();
+  }
+
+  update(starts, best, bound) {
+    if (Array.isArray(starts) && this.jobs) {
+      this.starts = starts;
+      this.schedules++;
+    }
+    this.frame(best, bound);
   }
 
   machines() {
@@ -166,6 +181,7 @@ export class Gantt {
     }
     // Bars.
     this.bars = [];
+    let end = 0;
     if (this.jobs && this.starts) {
       this.jobs.forEach((ops, j) => ops.forEach(([mach, d], k) => {
         const s = this.starts[j]?.[k];
@@ -173,6 +189,7 @@ export class Gantt {
         const bx = x(s), bw = Math.max(1, x(s + d) - bx), by = pad.t + mach * rowH + 1;
         const i = this.bars.length;
         this.bars.push({ j, k, mach, s, d, bx, bw, by, bh: rowH - 2 });
+        end = Math.max(end, s + d);
         ctx.fillStyle = jobColour(j, i === this.focus ? 75 : 58);
         ctx.fillRect(bx, by, bw, rowH - 2);
         if (bw > 18 && rowH >= 14) {
@@ -200,6 +217,8 @@ export class Gantt {
     this.marks.textContent = [typeof this.best === 'number' ? `│ best ${fmtNum(this.best)}` : null,
       typeof this.bound === 'number' ? `┆ lower bound ${fmtNum(this.bound)}` : null].filter(Boolean).join('   ');
     c.dataset.bars = String(this.bars.length);
+    c.dataset.end = this.bars.length ? String(end) : '';
+    c.dataset.schedules = String(this.schedules);
     c.dataset.best = this.best ?? '';
     c.dataset.bound = this.bound ?? '';
   }
@@ -363,17 +382,17 @@ export function jobshopView({ client, welcome, flash }) {
   const gantt = new Gantt('the schedule: machines by time, jobs coloured');
   const conv = new Convergence();
   const stats = el('div', { class: 'jobshop-result' });
-  let job = null, t0 = 0, alive = true;
+  let job = null, t0 = 0, alive = true, searching = false, jobsNow = null;
 
   const onProgress = (ev) => {
     const m = ev.detail;
-    if (!job || m.job !== job || typeof m.best !== 'number') return;
+    if (!job || m.job !== job || !searching || typeof m.best !== 'number') return;
     const gap = m.lower_bound > 0 ? (m.best - m.lower_bound) / m.lower_bound : 0;
     live.best.textContent = fmtNum(m.best);
     live.bound.textContent = fmtNum(m.lower_bound);
     live.gap.textContent = `${(100 * gap).toFixed(2)} %`;
     conv.push(performance.now() - t0, m.best, m.lower_bound);
-    gantt.frame(m.best, m.lower_bound);
+    gantt.update(jobsNow ? m.starts : null, m.best, m.lower_bound);
     status.textContent = `Searching: best ${fmtNum(m.best)}, bound ${fmtNum(m.lower_bound)} (${m.pct} % of the time)…`;
   };
   client.addEventListener('progress', onProgress);
@@ -423,6 +442,8 @@ export function jobshopView({ client, welcome, flash }) {
     }
     const blob = new Blob([body], { type: 'text/plain' });
     go.disabled = true;
+    searching = false;
+    jobsNow = jobs;
     conv.reset();
     gantt.set(jobs || [], []);
     gantt.frame(null, null);
@@ -433,11 +454,13 @@ export function jobshopView({ client, welcome, flash }) {
       const acc = await client.upload({ op: 'submit', kind: KIND, params: p, watch: true },
         [{ name: 'instance', dtype: 'bytes', shape: [blob.size], blob, bytes: blob.size }]);
       job = acc.job;
+      searching = acc.state !== 'done';
       t0 = performance.now();
       try { sessionStorage.setItem(STORE_PREFIX + job, body); } catch { /* full or disabled: the job page shows a table */ }
       stop.disabled = acc.state === 'done';
       status.textContent = acc.state === 'done' ? 'Found in the cache.' : `Job …${job.slice(-8)} accepted: searching…`;
       const res = client.results.get(job) || (acc.state === 'done' ? await client.result(job) : await client.waitResult(job));
+      searching = false;
       if (!alive) return;
       stop.disabled = true;
       if (res.done.state !== 'done') {
@@ -457,6 +480,7 @@ export function jobshopView({ client, welcome, flash }) {
     } catch (err) {
       if (alive) showError(err);
     } finally {
+      searching = false;
       go.disabled = false;
     }
   } },
