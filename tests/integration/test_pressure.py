@@ -29,7 +29,10 @@ import unittest
 import urllib.error
 import urllib.request
 
+import numpy as np
+
 from kiln_fixture import KILND, Client, Kilnd
+from kiln_objects import vec_put
 
 KIND = "lens.nfw"
 MiB = 1 << 20
@@ -454,50 +457,51 @@ class SlowReaderTest(PressureCase):
         self.run_async(go())
 
 
-# Grid sizes from big to small, all seven maps: 112 MiB of result at 2048, 1.75 KiB at 8.
-FILL_GRIDS = (2048, 1024, 512, 256, 128, 64, 32, 16, 8)
 ALL_MAPS = ("kappa", "gamma1", "gamma2", "alpha_x", "alpha_y", "mu", "psi")
 
 
-async def fill_store(case, c, first_grid=2048, burst=12):
-    """Fills the store with cached results until even the smallest job is refused:
-    first a burst of `burst` jobs of first_grid submitted at once, then one job at a
-    time, each size until it is refused, then the next smaller. Checks that every
-    refusal is `unavailable` naming the store and that every accepted job ends done.
-    Returns (accepted, refused) counts."""
-    accepted, refused = 0, 0
-
-    def check_refusal(r):
-        case.assertEqual(r.get("code"), "unavailable", r)
-        case.assertIn("store", r.get("message", "").lower(), r)
-
-    for i in range(burst):
-        await c.send({"op": "submit", "kind": KIND, "params": nfw(first_grid, ALL_MAPS), "ref": f"burst-{i}"})
-    ids = []
-    for _ in range(burst):
+async def burst_over_the_room(case, c, grid, n):
+    """Submits n jobs of `grid` (all seven maps) at once, more than the store can keep:
+    some are refused with `unavailable` naming the store, and every accepted one ends
+    done (its result cached or, where it found no room, delivered without being kept).
+    Returns (accepted, refused)."""
+    for i in range(n):
+        await c.send({"op": "submit", "kind": KIND, "params": nfw(grid, ALL_MAPS), "ref": f"burst-{i}"})
+    ids, refused = [], 0
+    for _ in range(n):
         m = await wait_for_ref(c)
         if m.get("op") == "accepted":
             ids.append(m["job"])
-        else:
-            check_refusal(m)
-            refused += 1
+            continue
+        case.assertEqual(m.get("code"), "unavailable", m)
+        case.assertIn("store", m.get("message", "").lower(), m)
+        refused += 1
     for job, done in (await finish_all(c, ids)).items():
         case.assertEqual(done["state"], "done", done)
-    accepted += len(ids)
     case.assertGreater(refused, 0, "a burst of results bigger than the store was all accepted")
-    for grid in FILL_GRIDS[FILL_GRIDS.index(first_grid) + 1:]:
-        for _ in range(400):
-            r = await c.submit(KIND, nfw(grid, ALL_MAPS))
-            if r.get("op") != "accepted":
-                check_refusal(r)
-                refused += 1
+    return len(ids), refused
+
+
+async def fill_with_collections(case, c, dim=256):
+    """Fills what room is left with vector collections (stored objects: what an
+    operator uploads is stored as long as the map has room, unlike jobs, which leave
+    some free), 32 MiB ones, then smaller, down to 1 MiB: each size until the store
+    refuses it. Returns the bytes stored."""
+    stored, n = 0, 0
+    for size in (32, 16, 8, 4, 2, 1):
+        rows = size * MiB // (4 * dim)
+        vectors = np.random.default_rng(size).standard_normal((rows, dim), dtype=np.float32)
+        for _ in range(64):
+            n += 1
+            r = await vec_put(c, f"filler-{n}", vectors, [str(i) for i in range(rows)], metric="l2")
+            if r.get("op") != "vec":
+                case.assertEqual(r.get("code"), "unavailable", r)
+                case.assertIn("store", r.get("message", "").lower(), r)
                 break
-            accepted += 1
-            done, _, _ = await c.read_done(r["job"], timeout=60)
-            case.assertEqual(done["state"], "done", done)
+            stored += size * MiB
         else:
-            case.fail(f"jobs of grid {grid} were never refused")
-    return accepted, refused
+            case.fail(f"collections of {size} MiB were never refused")
+    return stored
 
 
 async def wait_for_ref(c, timeout=60):
@@ -549,15 +553,19 @@ class FullStoreCase(PressureCase):
 
 
 class MapFullTest(FullStoreCase):
-    """The LMDB map (store.map_size_gb 1, the smallest) fills with cached results."""
+    """The LMDB map (store.map_size_gb 1, the smallest) fills: first with results (new
+    big jobs are refused while some room is still kept free), then with collections
+    until nothing more fits."""
 
     def test_full_map_refuses_new_work_and_recovers_after_cache_purge(self):
         k = Kilnd(env={"KILN_STORE_MAP_SIZE_GB": "1", "KILN_STORE_SYNC": "off"}).start()
         try:
             async def go():
                 c = await Client.connect(k.url)
-                accepted, refused = await fill_store(self, c)
-                print(f"\nmap full after {accepted} accepted jobs ({refused} refused)")
+                accepted, refused = await burst_over_the_room(self, c, 2048, 12)  # 112 MiB each
+                stored = await fill_with_collections(self, c)
+                print(f"\nmap: {accepted} results stored, {refused} jobs refused, then {stored >> 20} MiB "
+                      f"of collections")
                 await self.check_refused_while_full(k, c)
                 r = await c.call({"op": "cache.purge"})
                 self.assertEqual(r.get("op"), "ok", r)
@@ -614,24 +622,20 @@ class TmpfsKilnd(Kilnd):
 @unittest.skipUnless(unshare_works(), "unshare -rm is not permitted here: no private tmpfs for the store")
 class DiskFullTest(FullStoreCase):
     """The store's filesystem (a 128 MiB tmpfs, 48 MiB of it a file) fills: with
-    results, then with the file."""
+    results, then with the file, which is then deleted."""
 
     def test_full_filesystem_refuses_new_work_and_recovers_when_space_is_freed(self):
         k = TmpfsKilnd(128, 48, env={"KILN_STORE_SYNC": "off"}).start()
         try:
             async def go():
                 c = await Client.connect(k.url)
-                # Results (7 MiB each) more than the filesystem takes, at once: no
-                # accepted job fails.
-                accepted, refused = await fill_store(self, c, first_grid=512, burst=16)
-                print(f"\nfilesystem full after {accepted} accepted jobs ({refused} refused)")
-                await self.check_refused_while_full(k, c)
-                # An operator frees space: kilnd serves again by itself.
-                os.unlink(k.inside("filler"))
-                await self.check_recovered(k, c)
+                # Results (7 MiB each) more than the filesystem takes, at once.
+                accepted, refused = await burst_over_the_room(self, c, 512, 16)
+                print(f"\nfilesystem: {accepted} results stored, {refused} jobs refused")
                 # Something else fills the disk: kilnd notices within seconds.
                 k.fill_filesystem()
                 await self.check_refused_while_full(k, c)
+                # An operator frees space: kilnd serves again by itself.
                 os.unlink(k.inside("filler"))
                 await self.check_recovered(k, c)
                 await c.close()
