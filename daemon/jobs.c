@@ -671,6 +671,11 @@ void jobs_store_room(struct jobs *js, uint64_t room)
         }
 }
 
+uint64_t jobs_store_room_left(const struct jobs *js)
+{
+        return js->room;
+}
+
 bool jobs_store_full(const struct jobs *js, char *reason)
 {
         if (!js->room_known || js->room >= JOBS_STORE_LOW_BYTES + js->unstored)

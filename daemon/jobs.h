@@ -253,6 +253,9 @@ void jobs_stop_all(struct jobs *js);
  * tried again. */
 #define JOBS_STORE_LOW_BYTES (32ull << 20)
 void jobs_store_room(struct jobs *js, uint64_t room);
+/* The room the store has as the lifecycle reckons it: the last measurement less what
+ * was written since. */
+uint64_t jobs_store_room_left(const struct jobs *js);
 /* Whether new work is refused for lack of room, and why (a sentence naming the store)
  * in reason (256 bytes) when it is. */
 bool jobs_store_full(const struct jobs *js, char *reason);

@@ -360,10 +360,10 @@ static int validate(struct jobs *js, const struct kiln_kind *kind, const struct 
                 r = -EFBIG;
                 goto fail;
         }
-        struct membudget_view mv = { .max = UINT64_MAX };
+        struct membudget_view mv = { .take_max = UINT64_MAX };
         if (js->mem)
                 membudget_view(js->mem, &mv);
-        uint64_t mem_max = mv.max;
+        uint64_t mem_max = mv.take_max;
         if (result_bytes + in.size > mem_max) {
                 submit_error(err, KERR_TOO_LARGE, "params",
                              "these params ask for a result of %llu bytes (and %zu bytes of inputs), more than kilnd "
@@ -428,10 +428,13 @@ int jobs_submit(struct jobs *js, const struct job_submit *rq, struct proto_error
             (js->room_known && js->room < JOBS_STORE_LOW_BYTES + js->unstored + job_store_estimate(j))) {
                 if (!jobs_store_full(js, reason))
                         snprintf(reason, sizeof(reason),
-                                 "the job store has %llu MiB of room left: not enough to keep this job's input "
-                                 "and result (%llu MiB) as well as those of the jobs already accepted",
+                                 "the job store has %llu MiB of room left: not enough for this job's input and "
+                                 "result (%llu MiB) on top of the %llu MiB promised to accepted jobs and the %llu MiB "
+                                 "kept free; retry when room comes back",
                                  (unsigned long long)(js->room >> 20),
-                                 (unsigned long long)(job_store_estimate(j) >> 20));
+                                 (unsigned long long)((job_store_estimate(j) + (1 << 20) - 1) >> 20),
+                                 (unsigned long long)(js->unstored >> 20),
+                                 (unsigned long long)(JOBS_STORE_LOW_BYTES >> 20));
                 submit_error(ret_err, KERR_UNAVAILABLE, NULL, "%s", reason);
                 job_unref(j);
                 return -ENOSPC;

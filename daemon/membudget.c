@@ -80,12 +80,21 @@ static void add(struct membudget *mb, enum mem_use use, uint64_t n)
                 mb->peak = mb->used;
 }
 
+/* Inputs and results leave 1/64 of the budget to output buffers. */
+static uint64_t take_max(uint64_t max)
+{
+        return max - max / 64;
+}
+
 bool membudget_try_take(struct membudget *mb, enum mem_use use, uint64_t n)
 {
         if (n == 0)
                 return true;
         pthread_mutex_lock(&mb->lock);
-        bool fits = mb->used <= mb->max && n <= mb->max - mb->used;
+        /* Output buffers have the whole: they are charged as replies are queued
+         * and cannot wait. */
+        uint64_t max = use == MEM_OUTPUT ? mb->max : take_max(mb->max);
+        bool fits = mb->used <= max && n <= max - mb->used;
         if (fits)
                 add(mb, use, n);
         pthread_mutex_unlock(&mb->lock);
@@ -138,7 +147,8 @@ void membudget_view(const struct membudget *mb, struct membudget_view *ret)
 {
         struct membudget *m = (struct membudget *)mb; /* the lock, not the figures, changes */
         pthread_mutex_lock(&m->lock);
-        *ret = (struct membudget_view){ .max = m->max, .used = m->used, .peak = m->peak, .waits = m->waits };
+        *ret = (struct membudget_view){ .max = m->max, .used = m->used, .take_max = take_max(m->max),
+                                        .peak = m->peak, .waits = m->waits };
         for (int u = 0; u < MEM_USES; u++)
                 ret->by_use[u] = m->by_use[u];
         pthread_mutex_unlock(&m->lock);

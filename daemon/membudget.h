@@ -30,8 +30,9 @@ void membudget_free(struct membudget *mb);
  * fail until enough is given back. Raising it calls the hook, as room appeared. */
 void membudget_set_max(struct membudget *mb, uint64_t max_bytes);
 
-/* Takes n bytes for `use` when used + n <= max; returns true when taken. n = 0
- * is always taken. */
+/* Takes n bytes for `use` when used + n <= max (inputs and results: max less the
+ * 1/64 of it kept for output buffers); returns true when taken. n = 0 is always
+ * taken. */
 bool membudget_try_take(struct membudget *mb, enum mem_use use, uint64_t n);
 /* Takes n bytes whatever the limit: memory that is held already (an output buffer
  * being filled, a result bigger than its estimate). `used` may then exceed max
@@ -54,6 +55,7 @@ void membudget_on_give(struct membudget *mb, void (*fn)(void *ctx), void *ctx);
 
 struct membudget_view {
         uint64_t max, used;
+        uint64_t take_max; /* the most inputs and results may hold: max less output's 1/64 */
         uint64_t by_use[MEM_USES];
         uint64_t peak;  /* the most `used` has been since start */
         uint64_t waits; /* membudget_count_wait calls */

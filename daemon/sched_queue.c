@@ -144,8 +144,8 @@ static uint64_t room_left(struct sched *s, uint64_t *ret_max)
                 return UINT64_MAX;
         }
         membudget_view(s->mem, &v);
-        *ret_max = v.max;
-        return v.used >= v.max ? 0 : v.max - v.used;
+        *ret_max = v.take_max;
+        return v.used >= v.take_max ? 0 : v.take_max - v.used;
 }
 
 /* Counts a job that has to wait for memory, once per push. */

@@ -78,7 +78,7 @@ static char *health_body(struct kilnd *d, bool ready, const char *reason)
                 json_object_set_new(o, "reason", json_string(reason));
         if (o && d->room_known)
                 json_object_set_new(o, "store",
-                                    json_pack("{s:I, s:I, s:I}", "room_bytes", (json_int_t)d->room.room, "fs_free_bytes",
+                                    json_pack("{s:I, s:I, s:I}", "room_bytes", (json_int_t)jobs_store_room_left(d->jobs), "fs_free_bytes",
                                               (json_int_t)d->room.fs_free, "map_free_bytes",
                                               (json_int_t)d->room.map_free));
         char *s = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;

@@ -30,11 +30,10 @@ static int out_read_stored(struct session *s, const struct outmsg *m, uint8_t *d
 /* How long a backlog over the limit may go without the client taking a byte. */
 #define OUT_STALL_MS 5000
 
-static void out_overflow(struct session *s)
+static void out_overflow(struct session *s, const char *why)
 {
-        log_warning("session %llu: output buffer over memory.max_output_buffer_bytes (%llu bytes): the client reads "
-                    "too slowly; closing it (its jobs go on)",
-                    (unsigned long long)s->id, (unsigned long long)s->d->cfg->memory.max_output_buffer_bytes);
+        log_warning("session %llu: %s: the client reads too slowly; closing it (its jobs go on)",
+                    (unsigned long long)s->id, why);
         s->out_overflow = true;
         session_out_clear(s);
         lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, OVERFLOW_KILL_S);
@@ -67,7 +66,18 @@ static void out_push(struct session *s, struct outmsg *m)
                 return;
         }
         m->cost = sizeof(*m) + LWS_PRE + m->head_len + (m->binary && !m->stored ? m->payload_len : 0);
-        membudget_charge(s->d->mem, MEM_OUTPUT, sizeof(*m) + LWS_PRE + m->head_len);
+        size_t held = sizeof(*m) + LWS_PRE + m->head_len;
+        if (!membudget_try_take(s->d->mem, MEM_OUTPUT, held)) {
+                /* memory.max_bytes is full: a connection with a backlog is the one
+                 * to let go; a first reply is small and goes out all the same. */
+                if (s->out_head) {
+                        m->cost = 0;
+                        out_free(s, m);
+                        out_overflow(s, "memory.max_bytes is full and its output waits unread");
+                        return;
+                }
+                membudget_charge(s->d->mem, MEM_OUTPUT, held);
+        }
         if (s->out_tail) {
                 s->out_tail->next = m;
         } else {
@@ -80,7 +90,7 @@ static void out_push(struct session *s, struct outmsg *m)
         s->out_pending += m->head_len + m->payload_len;
         s->d->ws_messages_out++;
         if (s->out_bytes > s->d->cfg->memory.max_output_buffer_bytes) {
-                out_overflow(s);
+                out_overflow(s, "its output buffer is over memory.max_output_buffer_bytes");
                 return;
         }
         lws_callback_on_writable(s->wsi);
@@ -321,7 +331,7 @@ void session_out_check_stalled(struct session *s, int64_t now_ms)
         if (!s->out_head || s->out_overflow || !s->wsi)
                 return;
         if (s->out_pending > s->d->cfg->memory.max_output_buffer_bytes && now_ms - s->out_progress_ms >= OUT_STALL_MS)
-                out_overflow(s);
+                out_overflow(s, "more than memory.max_output_buffer_bytes waits for it and it took none for 5 s");
 }
 
 /* One message fragment per writeable callback through lws's own framing: for a

@@ -91,7 +91,7 @@ json_t *stats_json(struct kilnd *d, const struct auth_identity *who)
         if (o && d->room_known) {
                 char why[256];
                 json_object_set_new(o, "store",
-                                    json_pack("{s:I, s:I, s:I, s:b}", "room_bytes", (json_int_t)d->room.room,
+                                    json_pack("{s:I, s:I, s:I, s:b}", "room_bytes", (json_int_t)jobs_store_room_left(d->jobs),
                                               "fs_free_bytes", (json_int_t)d->room.fs_free, "map_free_bytes",
                                               (json_int_t)d->room.map_free, "full", jobs_store_full(d->jobs, why)));
         }
@@ -119,7 +119,7 @@ char *stats_metrics_text(struct kilnd *d)
         }
         if (d->room_known) {
                 char why[256];
-                v.store = (struct metrics_store){ .known = true, .room = d->room.room, .fs_free = d->room.fs_free,
+                v.store = (struct metrics_store){ .known = true, .room = jobs_store_room_left(d->jobs), .fs_free = d->room.fs_free,
                                                   .map_free = d->room.map_free, .full = jobs_store_full(d->jobs, why) };
         }
         v.connections = d->n_sessions;

@@ -50,14 +50,18 @@ static void test_take_and_give_count_by_use(void **state)
 
 static void test_a_take_over_the_limit_fails_and_takes_nothing(void **state)
 {
-        struct membudget *mb = budget(1000);
+        struct membudget *mb = budget(6400); /* 1/64 of it, 100, kept for output */
 
-        assert_true(membudget_try_take(mb, MEM_RESULTS, 1000)); /* exactly max fits */
+        assert_true(membudget_try_take(mb, MEM_RESULTS, 6300)); /* exactly max less the output's share fits */
         assert_false(membudget_try_take(mb, MEM_RESULTS, 1));
+        assert_false(membudget_try_take(mb, MEM_INPUTS, 1));
         assert_true(membudget_try_take(mb, MEM_RESULTS, 0));    /* nothing always fits */
-        assert_int_equal(view_of(mb).used, 1000);
-        membudget_give(mb, MEM_RESULTS, 1000);
-        assert_false(membudget_try_take(mb, MEM_INPUTS, 1001)); /* more than max: never */
+        assert_true(membudget_try_take(mb, MEM_OUTPUT, 100));   /* output has the rest */
+        assert_false(membudget_try_take(mb, MEM_OUTPUT, 1));
+        assert_int_equal(view_of(mb).used, 6400);
+        membudget_give(mb, MEM_RESULTS, 6300);
+        membudget_give(mb, MEM_OUTPUT, 100);
+        assert_false(membudget_try_take(mb, MEM_INPUTS, 6301)); /* more than its share: never */
         assert_int_equal(view_of(mb).used, 0);
         membudget_free(mb);
 }
@@ -73,7 +77,7 @@ static void test_charge_goes_over_the_limit_and_blocks_takes(void **state)
         assert_int_equal(v.peak, 1500);
         assert_false(membudget_try_take(mb, MEM_RESULTS, 1));
         membudget_give(mb, MEM_OUTPUT, 1000);
-        assert_true(membudget_try_take(mb, MEM_RESULTS, 500));
+        assert_true(membudget_try_take(mb, MEM_RESULTS, 485)); /* 1000 less 1000 / 64 */
         assert_false(membudget_try_take(mb, MEM_RESULTS, 1));
         membudget_free(mb);
 }
@@ -101,7 +105,7 @@ static void test_a_lower_limit_keeps_what_is_held_and_refuses_more(void **state)
         assert_int_equal(view_of(mb).used, 800);
         assert_false(membudget_try_take(mb, MEM_RESULTS, 1));
         membudget_give(mb, MEM_RESULTS, 400);
-        assert_true(membudget_try_take(mb, MEM_RESULTS, 100));
+        assert_true(membudget_try_take(mb, MEM_RESULTS, 93)); /* 500 less 500 / 64, less 400 */
         assert_false(membudget_try_take(mb, MEM_RESULTS, 1));
         assert_int_equal(view_of(mb).max, 500);
         membudget_free(mb);
@@ -141,7 +145,8 @@ static void test_the_hook_runs_after_a_give_and_a_raised_limit_only(void **state
         struct hook_seen h = { .mb = mb };
 
         membudget_on_give(mb, hook, &h);
-        assert_true(membudget_try_take(mb, MEM_RESULTS, 100));
+        assert_true(membudget_try_take(mb, MEM_RESULTS, 99));
+        assert_true(membudget_try_take(mb, MEM_OUTPUT, 1));
         assert_int_equal(h.calls, 0);              /* takes never call it */
         membudget_charge(mb, MEM_OUTPUT, 10);
         assert_int_equal(h.calls, 0);              /* nor do charges */
@@ -149,7 +154,7 @@ static void test_the_hook_runs_after_a_give_and_a_raised_limit_only(void **state
         assert_int_equal(h.calls, 0);              /* nothing given back */
         membudget_give(mb, MEM_RESULTS, 50);
         assert_int_equal(h.calls, 1);
-        assert_int_equal(h.used_seen, 60);        /* called after the bytes came back */
+        assert_int_equal(h.used_seen, 60);        /* 99 + 1 + 10 - 50 */        /* called after the bytes came back */
         membudget_set_max(mb, 50);
         assert_int_equal(h.calls, 1);              /* a lower limit makes no room */
         membudget_set_max(mb, 200);
