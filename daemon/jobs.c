@@ -1,5 +1,6 @@
 /* The job object and its state machine, the table of live jobs, their deadlines and
- * the per-tenant counts. The submit path is in jobs_submit.c. */
+ * the per-tenant counts. The submit path is in jobs_submit.c, how a job ends (its
+ * result, final record, delivery and the store's room) in jobs_finish.c. */
 #include "jobs.h"
 
 #include <errno.h>
@@ -22,7 +23,6 @@
 #include "util.h"
 
 static void on_progress_mail(struct mail *m);
-static void done_not_kept(struct job *j);
 static const struct sched_sink sink_template;
 
 int jobs_new(const struct jobs_deps *deps, struct jobs **ret)
@@ -121,7 +121,7 @@ uint64_t job_store_estimate(const struct job *j)
         return j->item.mem_bytes + j->in.size;
 }
 
-static void mem_give(struct jobs *js, enum mem_use use, uint64_t *held)
+void job_mem_give(struct jobs *js, enum mem_use use, uint64_t *held)
 {
         if (js->mem && *held)
                 membudget_give(js->mem, use, *held);
@@ -187,8 +187,8 @@ static int parse_object_text(struct job *j, const char *text)
 /* Rebuilds a job from its store record (recovery at start, or a finished job loaded
  * for `result`/`watch`). Re-validates the stored canonical params (a kind that no
  * longer accepts them gives -EINVAL). */
-static int job_from_record(struct jobs *js, const struct store_job *rec, uint8_t **input, size_t input_size,
-                           struct job **ret)
+int job_from_record(struct jobs *js, const struct store_job *rec, uint8_t **input, size_t input_size,
+                    struct job **ret)
 {
         const struct kiln_kind *kind = kiln_kind_find(rec->kind);
         if (!kind)
@@ -275,8 +275,8 @@ void job_unref(struct job *j)
 {
         if (!j || atomic_fetch_sub_explicit(&j->refs, 1, memory_order_acq_rel) != 1)
                 return;
-        mem_give(j->js, MEM_RESULTS, &j->item.mem_held);
-        mem_give(j->js, MEM_INPUTS, &j->mem_inputs);
+        job_mem_give(j->js, MEM_RESULTS, &j->item.mem_held);
+        job_mem_give(j->js, MEM_INPUTS, &j->mem_inputs);
         if (j->hot) {
                 hot_entry_unref(j->hot); /* the entry owns the result j shows */
         } else {
@@ -349,7 +349,7 @@ unsigned job_attempts(const struct job *j)
 
 /* Queue and run time in ms: monotonic when the job was submitted in this process,
  * else from the stored wall-clock times. */
-static void job_durations(const struct job *j, int64_t *ret_queue, int64_t *ret_run)
+void job_durations(const struct job *j, int64_t *ret_queue, int64_t *ret_run)
 {
         if (j->submitted_mono && j->finished_mono) {
                 int64_t start = j->started_mono ? j->started_mono : j->finished_mono;
@@ -396,346 +396,6 @@ void job_to_record(const struct job *j, struct store_job *ret)
                         ret->error_message = (char *)j->error_message;
                 }
         }
-}
-
-/* ---- the result and the done message (result_codec.h) ---- */
-
-int job_take_blob(struct job *j, uint8_t *blob, size_t size)
-{
-        int r = result_blob_parse(blob, size, &j->result);
-        if (r >= 0)
-                j->blob = blob;
-        return r;
-}
-
-/* job_build_done with the scalars already formatted (result_scalars_text; NULL
- * for a job that is not done, or to format them here). */
-static int build_done(struct job *j, const char *scalars)
-{
-        int state = atomic_load(&j->state);
-        int64_t queue_ms, run_ms;
-        job_durations(j, &queue_ms, &run_ms);
-        struct done_info in = {
-                .job = j->id_text,
-                .state = kiln_job_state_name(state),
-                .queue_ms = queue_ms,
-                .run_ms = run_ms,
-                .result = &j->result,
-                .scalars = scalars,
-                .backend = j->backend,
-                .batch = j->batch,
-                .error_code = kiln_err_name(j->error_code),
-                .error_message = j->error_message,
-        };
-        char *text;
-        int r = result_done_text(&in, &text);
-        if (r < 0)
-                return r;
-        free(j->done_json);
-        j->done_json = text;
-        return 0;
-}
-
-int job_build_done(struct job *j)
-{
-        return build_done(j, NULL);
-}
-
-struct stored_blob_reader {
-        struct store_txn *t;
-        const uint8_t *blob;
-};
-
-static int stored_blob_read(void *opaque, uint64_t offset, void *dst, size_t len)
-{
-        struct stored_blob_reader *r = opaque;
-        return store_result_read(r->t, r->blob, offset, dst, len);
-}
-
-int job_result_from_store(struct jobs *js, struct job *j, const uint8_t blob[16], uint64_t size)
-{
-        struct store_txn *t;
-        int r = store_txn_begin(js->store, false, &t);
-        if (r < 0)
-                return r;
-        if (size <= JOBS_COPY_MAX_BYTES) {
-                /* Small: one copy, kept with the job like a computed result. */
-                uint8_t *copy = malloc(size ? size : 1);
-                r = copy ? store_result_read(t, blob, 0, copy, size) : -ENOMEM;
-                store_txn_abort(t);
-                if (r >= 0 && (r = job_take_blob(j, copy, size)) >= 0)
-                        return 0;
-                free(copy);
-                return r;
-        }
-        struct stored_blob_reader rd = { .t = t, .blob = blob };
-        r = result_blob_parse_with(stored_blob_read, &rd, size, &j->result, j->part_off);
-        store_txn_abort(t);
-        if (r < 0)
-                return r;
-        memcpy(j->stored_blob, blob, 16);
-        j->result_in_store = true;
-        return 0;
-}
-
-int jobs_load_finished(struct jobs *js, const struct store_job *rec, uint8_t **result, size_t size,
-                       struct job **ret)
-{
-        struct job *j = NULL;
-        int k = job_from_record(js, rec, NULL, 0, &j);
-        if (k >= 0 && rec->state == KILN_JOB_DONE) {
-                if (result && *result) {
-                        k = job_take_blob(j, *result, size);
-                        if (k >= 0)
-                                *result = NULL; /* the job owns the blob now */
-                } else {
-                        /* Not copied out: found where it is stored, read as it is sent. */
-                        struct store_txn *t;
-                        uint8_t blob[16];
-                        uint64_t bytes = 0;
-                        k = store_txn_begin(js->store, false, &t);
-                        if (k >= 0) {
-                                k = store_result_locate(t, rec->id, blob, &bytes);
-                                store_txn_abort(t);
-                        }
-                        if (k >= 0)
-                                k = job_result_from_store(js, j, blob, bytes);
-                        else if (k == -ENOENT)
-                                k = 0, j->result_not_kept = true; /* done with its result not kept */
-                }
-        }
-        if (k >= 0) {
-                j->started_ms = rec->finished_ms - rec->run_ms;
-                j->submitted_ms = rec->submitted_ms;
-                k = job_build_done(j);
-                if (k >= 0 && j->result_not_kept)
-                        done_not_kept(j);
-        }
-        if (k < 0) {
-                job_unref(j);
-                return k;
-        }
-        *ret = j;
-        return 0;
-}
-
-/* ---- finishing ---- */
-
-static void write_result_cb(struct store_op *op, uint8_t *dst, size_t offset, size_t len)
-{
-        result_blob_write_range(container_of(op, struct job, op)->blob_out, dst, offset, len);
-}
-
-/* The final record and result of a done job are stored: a big result's data leaves
- * memory (and the budget); its parts now point at the store. */
-static void result_to_store(struct jobs *js, struct job *j)
-{
-        if (!j->blob_out || j->hot || j->blob || kiln_result_bytes(&j->result) <= JOBS_COPY_MAX_BYTES)
-                return;
-        memcpy(j->stored_blob, j->id, 16);
-        for (int i = 0; i < j->result.n_parts; i++) {
-                struct kiln_part *p = &j->result.parts[i];
-                j->part_off[i] = result_blob_part_offset(j->blob_out, i);
-                if (!p->borrowed)
-                        free(p->data);
-                p->data = NULL;
-                p->borrowed = true;
-        }
-        j->result_in_store = true;
-        mem_give(js, MEM_RESULTS, &j->item.mem_held);
-}
-
-/* The `done` of a job whose result is delivered but not kept says so ("stored":
- * false): a later `result` of it finds none. */
-static void done_not_kept(struct job *j)
-{
-        json_t *o = j->done_json ? json_loads(j->done_json, 0, NULL) : NULL;
-        char *text = NULL;
-        if (o && json_object_set_new(o, "stored", json_false()) == 0)
-                text = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(17));
-        json_decref(o);
-        if (text) {
-                free(j->done_json);
-                j->done_json = text;
-        }
-}
-
-/* The job's watchers hear that it finished, and it stops counting against its
- * tenant and submitter. Once per job. */
-static void deliver(struct jobs *js, struct job *j)
-{
-        j->delivered = true;
-        jobs_coalesce_remove(js, j);
-        int state = atomic_load(&j->state);
-        double queue_s = -1, run_s = 0;
-        if (j->started_ms) {
-                int64_t q, r;
-                job_durations(j, &q, &r);
-                queue_s = (double)q / 1000.0;
-                run_s = (double)r / 1000.0;
-        }
-        metrics_job_finished(j->kind, state, queue_s, run_s);
-        jobs_tenant_release(js, j, state);
-        jobs_submitter_release(js, j);
-        for (size_t i = 0; i < j->n_watchers; i++)
-                js->ev.done(js->ev.ctx, j->watchers[i], j, j->watchers[i] == j->submitter ? j->submit_ref : NULL);
-        jobs_deadline_remove(js, j);
-}
-
-/* The final record is committed (or not): the watchers hear of it and the job
- * leaves the table. A record that found no room in the store is not a failed job:
- * its watchers get its `done` (with the result from memory, "stored": false), and
- * it stays in the table, answering for itself, until its record is stored when
- * room comes back (jobs_store_room); until then the store keeps it queued, so a
- * restart runs it again. Loop thread. */
-static void on_finished_mail(struct mail *m)
-{
-        struct job *j = container_of(m, struct job, mail);
-        struct jobs *js = j->js;
-        int status = j->op.status;
-
-        storeq_answered(js->storeq);
-        if (status == -ENOSPC) {
-                if (!j->delivered) {
-                        log_warning("job %s: the store has no room for its final record; its result is delivered "
-                                    "and the record is written when room comes back",
-                                    j->id_text);
-                        if (atomic_load(&j->state) == KILN_JOB_DONE) {
-                                j->result_not_kept = true;
-                                done_not_kept(j);
-                        }
-                        deliver(js, j);
-                }
-                j->retry_next = js->store_retry;
-                js->store_retry = j; /* keeps the op's reference */
-                return;
-        }
-        if (status < 0) {
-                log_error("job %s: storing its final state failed: %s; it stays queued in the store",
-                          j->id_text, strerror(-status));
-                if (!j->delivered && atomic_load(&j->state) == KILN_JOB_DONE) {
-                        atomic_store(&j->state, KILN_JOB_FAILED);
-                        kiln_result_clear(&j->result);
-                        j->error_code = KERR_INTERNAL;
-                        snprintf(j->error_message, sizeof(j->error_message), "the result could not be stored: %s",
-                                 strerror(-status));
-                        job_build_done(j);
-                }
-        } else {
-                js->unstored -= j->unstored;
-                j->unstored = 0;
-                jobs_room_used(js, j->op.result_stored ? j->op.result_size : 0);
-                if (atomic_load(&j->state) == KILN_JOB_DONE && j->op.result_size && !j->op.result_stored) {
-                        /* Stored as done without its result: the store had room for
-                         * the record only. */
-                        if (!j->result_not_kept) {
-                                j->result_not_kept = true;
-                                done_not_kept(j);
-                        }
-                } else if (atomic_load(&j->state) == KILN_JOB_DONE && !j->result_not_kept) {
-                        result_to_store(js, j);
-                }
-        }
-        result_blob_free(j->blob_out);
-        j->blob_out = NULL;
-        if (!j->delivered)
-                deliver(js, j);
-        jobs_table_remove(js, j);
-        job_unref(j); /* the store operation's reference */
-}
-
-void jobs_room_used(struct jobs *js, uint64_t bytes)
-{
-        /* Until the next measurement, what was just written is taken off the last one,
-         * so a quick run of jobs cannot outpace it. */
-        bytes += 4096; /* the record */
-        js->room = js->room > bytes ? js->room - bytes : 0;
-}
-
-void jobs_store_room(struct jobs *js, uint64_t room)
-{
-        js->room_known = true;
-        js->room = room;
-        if (room < JOBS_STORE_LOW_BYTES)
-                return;
-        /* Room again: the final records that found none are tried once more. */
-        struct job *list = js->store_retry;
-        js->store_retry = NULL;
-        while (list) {
-                struct job *j = list;
-                list = j->retry_next;
-                j->retry_next = NULL;
-                j->op.status = 0;
-                j->op.next = NULL;
-                storeq_submit(js->storeq, &j->op);
-        }
-}
-
-uint64_t jobs_store_room_left(const struct jobs *js)
-{
-        return js->room;
-}
-
-bool jobs_store_full(const struct jobs *js, char *reason)
-{
-        if (!js->room_known || js->room >= JOBS_STORE_LOW_BYTES + js->unstored)
-                return false;
-        snprintf(reason, 256,
-                 "the job store is full: %llu MiB of room left, %llu MiB promised to accepted jobs, and %llu MiB kept "
-                 "free; new work waits for room (retention, cache.purge, or freeing disk space)",
-                 (unsigned long long)(js->room >> 20), (unsigned long long)(js->unstored >> 20),
-                 (unsigned long long)(JOBS_STORE_LOW_BYTES >> 20));
-        return true;
-}
-
-static void on_finished_stored(struct store_op *op)
-{
-        struct job *j = container_of(op, struct job, op);
-        j->mail.fn = on_finished_mail;
-        mailbox_post(j->js->mailbox, &j->mail);
-}
-
-void job_finish(struct job *j, enum kiln_job_state state, enum kiln_err code, const char *message)
-{
-        j->finished_ms = kiln_wall_ms();
-        j->finished_mono = kiln_mono_ms();
-        atomic_store(&j->state, state);
-        atomic_store(&j->pct, 100);
-        if (state != KILN_JOB_DONE) {
-                j->error_code = code;
-                snprintf(j->error_message, sizeof(j->error_message), "%s", message ? message : "");
-        }
-        char *scalars = state == KILN_JOB_DONE ? result_scalars_text(&j->result) : NULL;
-        if (build_done(j, scalars) < 0)
-                log_error("job %s: out of memory building its done message", j->id_text);
-
-        job_to_record(j, &j->record);
-        memset(&j->op, 0, sizeof(j->op));
-        j->op.type = STORE_OP_JOB_PUT;
-        j->op.job = &j->record;
-        if (state == KILN_JOB_DONE) {
-                if (result_blob_new(&j->result, scalars, &j->blob_out) < 0) {
-                        /* Out of memory for a few headers: the job fails rather than
-                         * being stored without its result. */
-                        kiln_result_clear(&j->result);
-                        atomic_store(&j->state, KILN_JOB_FAILED);
-                        j->error_code = KERR_INTERNAL;
-                        snprintf(j->error_message, sizeof(j->error_message), "out of memory storing the result");
-                        job_build_done(j);
-                        job_to_record(j, &j->record);
-                } else {
-                        j->op.result_size = result_blob_size(j->blob_out);
-                        j->op.write_result = write_result_cb;
-                        /* No room for the result: the record is kept, the result delivered. */
-                        j->op.result_optional = true;
-                        if (j->cache_store)
-                                j->op.cache_key = &j->cache_key;
-                }
-        }
-        free(scalars);
-        j->op.done = on_finished_stored;
-        job_ref(j);
-        storeq_submit(j->js->storeq, &j->op);
 }
 
 /* ---- what the scheduler reports (any worker thread) ---- */

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "jobs.h"
+#include "membudget.h"
 
 struct limits_map;
 
@@ -39,6 +40,14 @@ struct jobs {
 
 /* `bytes` were just written to the store: the room last measured is that much less. */
 void jobs_room_used(struct jobs *js, uint64_t bytes);
+/* A job rebuilt from its stored record (and its stored input, taken over from
+ * *input when not NULL). Returns >= 0 and one reference in *ret, or -errno. */
+int job_from_record(struct jobs *js, const struct store_job *rec, uint8_t **input, size_t input_size,
+                    struct job **ret);
+/* Gives back what *held counts of `use` in the memory budget, and zeroes it. */
+void job_mem_give(struct jobs *js, enum mem_use use, uint64_t *held);
+/* Milliseconds the job was queued and ran (monotonic when it has the stamps). */
+void job_durations(const struct job *j, int64_t *ret_queue, int64_t *ret_run);
 /* Estimated bytes a job will write to the store: its result's and its input's. */
 uint64_t job_store_estimate(const struct job *j);
 
