@@ -1,6 +1,7 @@
 /* kilnd: wiring, command line, signals, recovery, and the systemd protocol. */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -135,6 +136,8 @@ static void teardown(struct kilnd *d)
         kiln_config_free(d->cfg);
 }
 
+#define KILN_MMAP_THRESHOLD (1 << 20)
+
 int main(int argc, char **argv)
 {
         static const struct option opts[] = {
@@ -148,6 +151,13 @@ int main(int argc, char **argv)
         struct kilnd daemon = { .config_path = KILN_CONFIG_DEFAULT_PATH, .config_path_optional = true };
         struct kilnd *d = &daemon;
         bool check = false, print = false;
+
+        /* Results and inputs of a MiB and more get pages of their own, given back to
+         * the system when freed: glibc would otherwise raise its mmap threshold after
+         * the first big free and keep later ones in its arenas, so that kilnd's
+         * resident memory stayed at its high-water mark long after memory.max_bytes
+         * had been given back. */
+        mallopt(M_MMAP_THRESHOLD, KILN_MMAP_THRESHOLD);
         int c, r;
 
         while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) >= 0) {
