@@ -358,7 +358,10 @@ class BudgetTest(PressureCase):
         self.assertGreaterEqual(peak_used, each)
         self.assertGreater(last["waits"], 0, last)
         self.assertLessEqual(last["peak_bytes"], self.BUDGET, last)
-        self.assertLess(peak_kib * 1024, self.BUDGET + self.OVERHEAD)
+        # Under AddressSanitizer the process's own memory (shadow, quarantine) is
+        # not kilnd's: the bound on RssAnon holds for the plain build only.
+        if not os.environ.get("KILN_SANITIZED"):
+            self.assertLess(peak_kib * 1024, self.BUDGET + self.OVERHEAD)
 
     def test_result_alone_over_the_budget_is_too_large_at_submit(self):
         async def go():
