@@ -302,8 +302,9 @@ bool jobs_store_full(const struct jobs *js, char *reason)
         if (!js->room_known || js->room >= JOBS_STORE_LOW_BYTES + js->unstored)
                 return false;
         snprintf(reason, 256,
-                 "the job store is full: %llu MiB of room left, %llu MiB promised to accepted jobs, and %llu MiB kept "
-                 "free; new work waits for room (finished jobs purged after jobs.retain_s, objects dropped, or disk space freed)",
+                 "the job store is full: %llu MiB of room left, %llu MiB promised to accepted jobs, and %llu MiB "
+                 "kept free; new work waits for room (finished jobs purged after jobs.retain_s, objects dropped, "
+                 "or disk space freed)",
                  (unsigned long long)(js->room >> 20), (unsigned long long)(js->unstored >> 20),
                  (unsigned long long)(JOBS_STORE_LOW_BYTES >> 20));
         return true;

@@ -257,13 +257,16 @@ char *metrics_render(const struct metrics_view *v)
 
         if (v->store.known) {
                 family(&b, "kiln_store_room_bytes", "gauge",
-                       "Bytes the job store can still take: LMDB's free pages and what the map and the file system allow.");
+                       "Bytes the job store can still take: LMDB's free pages and what the map and the file "
+                       "system allow.");
                 put(&b, "kiln_store_room_bytes %llu\n", (unsigned long long)v->store.room);
                 family(&b, "kiln_store_fs_free_bytes", "gauge", "Bytes free on the job store's file system.");
                 put(&b, "kiln_store_fs_free_bytes %llu\n", (unsigned long long)v->store.fs_free);
-                family(&b, "kiln_store_map_free_bytes", "gauge", "Bytes LMDB can still place in the store's map.");
+                family(&b, "kiln_store_map_free_bytes", "gauge",
+                       "Bytes LMDB can still place in the store's map.");
                 put(&b, "kiln_store_map_free_bytes %llu\n", (unsigned long long)v->store.map_free);
-                family(&b, "kiln_store_full", "gauge", "1 while new work is refused for lack of room in the job store.");
+                family(&b, "kiln_store_full", "gauge",
+                       "1 while new work is refused for lack of room in the job store.");
                 put(&b, "kiln_store_full %d\n", v->store.full ? 1 : 0);
         }
 
