@@ -84,6 +84,33 @@ class CacheTest(KilndTestCase):
             await c.close()
         self.run_async(go())
 
+    def test_big_results_are_sent_from_the_store_whole_and_right(self):
+        """Results over 1 MiB leave memory once stored and go out read from the store
+        piece by piece: the first run's watchers, a cache hit (never copied out of
+        the store whole), `result` of either, and the same key again all get the same
+        bytes."""
+        async def go():
+            c = await self.client()
+            p = unique_params(grid_size=512, maps=["kappa", "gamma1", "gamma2"])  # 3 MiB
+            acc1, done1, parts1 = await run_job(c, p)
+            self.assertFalse(acc1["cached"])
+            self.assertEqual(sum(x["bytes"] for x in done1["parts"]), 3 * 512 * 512 * 4)
+            self.assertNotIn("stored", done1)
+            acc2, done2, parts2 = await run_job(c, p)
+            self.assertTrue(acc2["cached"], acc2)
+            for name in ("kappa", "gamma1", "gamma2"):
+                self.assertEqual(parts1[name].shape, (512, 512))
+                self.assertEqual(parts2[name].tobytes(), parts1[name].tobytes())
+            for job in (acc1["job"], acc2["job"]):
+                await c.send({"op": "result", "job": job})
+                done3, parts3, _ = await c.read_done(job)
+                self.assertEqual(done3["result"], done1["result"])
+                for name in ("kappa", "gamma1", "gamma2"):
+                    self.assertEqual(parts3[name].tobytes(), parts1[name].tobytes())
+            await c.close()
+
+        run_async(go())
+
     def test_hot_copies_answer_repeats_and_follow_the_store(self):
         # The first hit comes from the store and leaves a copy in memory; later ones
         # are answered from the copy (daemon/hotcache.h) and are jobs all the same.
