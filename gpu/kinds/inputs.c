@@ -113,13 +113,13 @@ const char *kiln_kind_builtin_object(const struct kiln_kind *kind, const void *p
         return NULL;
 }
 
-int kiln_kind_check(const struct kiln_kind *kind, const void *params, const struct kiln_array *in, size_t n_in,
-                    const struct kiln_object *obj, struct kiln_error *err)
+/* The inputs against the kind's specs: every name known and given once, every
+ * required one present, each one's dtype, rank and size. */
+static int check_inputs(const struct kiln_kind *kind, const struct kiln_array *in, size_t n_in,
+                        struct kiln_error *err)
 {
         char field[96];
 
-        if (!kind)
-                return kiln_error_set(err, "kind", "no kind to check against");
         if (n_in > KILN_MAX_INPUTS)
                 return kiln_error_set(err, "inputs", "a job takes at most %d inputs", KILN_MAX_INPUTS);
         for (size_t i = 0; i < n_in; i++) {
@@ -147,6 +147,20 @@ int kiln_kind_check(const struct kiln_kind *kind, const void *params, const stru
                         return kiln_error_set(err, field, "%s is required: send it as a binary part", field);
                 }
         }
+        return 0;
+}
+
+int kiln_kind_check(const struct kiln_kind *kind, const void *params, const struct kiln_array *in, size_t n_in,
+                    const struct kiln_object *obj, struct kiln_error *err)
+{
+        char field[96];
+        int r;
+
+        if (!kind)
+                return kiln_error_set(err, "kind", "no kind to check against");
+        r = check_inputs(kind, in, n_in, err);
+        if (r < 0)
+                return r;
         if (kind->object && kiln_kind_builtin_object(kind, params)) {
                 snprintf(field, sizeof(field), "params.%.64s", kind->object_param);
                 if (obj)
@@ -164,6 +178,21 @@ int kiln_kind_check(const struct kiln_kind *kind, const void *params, const stru
                 return kiln_error_set(err, "params", "%s runs against no object", kind->name);
         }
         return kind->check ? kind->check(params, in, n_in, obj, err) : 0;
+}
+
+int kiln_kind_check_meta(const struct kiln_kind *kind, const void *params, const struct kiln_array *in,
+                         size_t n_in, uint64_t version, const void *meta, size_t meta_len, struct kiln_error *err)
+{
+        int r;
+
+        if (!kind || !kind->object || kiln_kind_builtin_object(kind, params))
+                return kiln_kind_check(kind, params, in, n_in, NULL, err);
+        r = check_inputs(kind, in, n_in, err);
+        if (r < 0)
+                return r;
+        if (!meta)
+                meta_len = 0;
+        return kind->check_meta ? kind->check_meta(params, in, n_in, version, meta, meta_len, err) : 0;
 }
 
 uint64_t kiln_kind_result_bytes(const struct kiln_kind *kind, const void *params, const struct kiln_array *in,

@@ -344,6 +344,19 @@ struct kiln_kind {
          * field. */
         int (*check)(const void *params, const struct kiln_array *in, size_t n_in,
                      const struct kiln_object *obj, struct kiln_error *err);
+        /* Optional: the checks of `check` that a stored object's meta settles, made
+         * at submission, before any object is loaded (kiln_kind_check_meta calls it
+         * after checking the inputs against the specs), so that bad input is refused
+         * at once rather than failing the job when it runs. `meta` is what the
+         * object's class keeps of `version` (object.h: a collection's metric and
+         * dim; a model's features), NULL with meta_len 0 when it is not known (an
+         * object stored before its class kept it): then, as with a meta it cannot
+         * read, the hook checks only what needs no object. What only the object's
+         * data can tell (whether an id is stored) is left to `check`. Returns >= 0,
+         * or -EINVAL / -EFBIG with err naming the field exactly as `check` names it
+         * for the same fault. */
+        int (*check_meta)(const void *params, const struct kiln_array *in, size_t n_in, uint64_t version,
+                          const void *meta, size_t meta_len, struct kiln_error *err);
         /* Upper bound of the result's part bytes for this job (for limits); called
          * through kiln_kind_result_bytes. */
         uint64_t (*result_size)(const void *params, const struct kiln_array *in, size_t n_in,
@@ -383,6 +396,15 @@ const char *kiln_kind_builtin_object(const struct kiln_kind *kind, const void *p
  * >= 0 or -EINVAL with err naming the field ("inputs.rows", "params.model"). */
 int kiln_kind_check(const struct kiln_kind *kind, const void *params, const struct kiln_array *in, size_t n_in,
                     const struct kiln_object *obj, struct kiln_error *err);
+
+/* The submission-time check of a job bound to a stored object: its inputs against
+ * the kind's specs (as kiln_kind_check), then kind->check_meta with `version` of
+ * the object and the meta its class keeps (NULL, 0: not known). For a kind without
+ * an object, or params naming a built-in one, it is kiln_kind_check with no
+ * object. kiln_kind_check with the loaded object still runs before the job does.
+ * Returns >= 0, or -EINVAL (-EFBIG) with err naming the field. */
+int kiln_kind_check_meta(const struct kiln_kind *kind, const void *params, const struct kiln_array *in,
+                         size_t n_in, uint64_t version, const void *meta, size_t meta_len, struct kiln_error *err);
 
 /* The upper bound of a job's result bytes: result_size, else the deprecated
  * result_bytes, else 0. */
