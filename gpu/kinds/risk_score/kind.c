@@ -60,6 +60,30 @@ static int check_finite(const struct kiln_array *a, const char *model, struct ki
         return 0;
 }
 
+/* The rows' presence and count, whatever the model. */
+static int check_rows(const struct kiln_array *a, struct kiln_error *err)
+{
+        if (!a)
+                return kiln_error_set(err, "params.rows", "params.rows is required: f32 rows [n][features]");
+        if (a->shape[0] < 1 || a->shape[0] > RISK_MAX_ROWS)
+                return kiln_error_set(err, "params.rows", "params.rows has %llu rows; a job scores 1 to %u",
+                                      (unsigned long long)a->shape[0], RISK_MAX_ROWS);
+        return 0;
+}
+
+/* The rows' width against a stored model's features (0: not known, not checked). */
+static int check_features(const struct kiln_array *a, const char *model, uint64_t version, uint32_t features,
+                          struct kiln_error *err)
+{
+        if (features && a->shape[1] != features)
+                return kiln_error_set(err, "params.rows",
+                                      "params.rows has %llu features per row; model \"%s\" (version %llu) takes "
+                                      "exactly %u",
+                                      (unsigned long long)a->shape[1], model, (unsigned long long)version,
+                                      features);
+        return 0;
+}
+
 /* Called at submission for a built-in model (no object) and before the job runs
  * for a stored one (obj is its compiled version). */
 static int check(const void *params, const struct kiln_array *in, size_t n_in, const struct kiln_object *obj,
@@ -68,12 +92,10 @@ static int check(const void *params, const struct kiln_array *in, size_t n_in, c
         const struct risk_params *p = params;
         const struct kiln_array *a = risk_rows(in, n_in);
         enum risk_model_id m = risk_model_of(p);
+        int r = check_rows(a, err);
 
-        if (!a)
-                return kiln_error_set(err, "params.rows", "params.rows is required: f32 rows [n][features]");
-        if (a->shape[0] < 1 || a->shape[0] > RISK_MAX_ROWS)
-                return kiln_error_set(err, "params.rows", "params.rows has %llu rows; a job scores 1 to %u",
-                                      (unsigned long long)a->shape[0], RISK_MAX_ROWS);
+        if (r < 0)
+                return r;
         if (m != RISK_MODEL_STORED) {
                 uint32_t cols = risk_altman_columns(m);
                 if (p->margin)
@@ -89,13 +111,29 @@ static int check(const void *params, const struct kiln_array *in, size_t n_in, c
         const struct risk_forest *f = obj ? obj->snapshot : NULL;
         if (!f)
                 return kiln_error_set(err, "params.model", "params.model \"%s\" names no compiled model", p->model);
-        if (a->shape[1] != f->n_features)
-                return kiln_error_set(err, "params.rows",
-                                      "params.rows has %llu features per row; model \"%s\" (version %llu) takes "
-                                      "exactly %u",
-                                      (unsigned long long)a->shape[1], p->model, (unsigned long long)obj->version,
-                                      f->n_features);
-        return 0;
+        return check_features(a, p->model, obj->version, f->n_features, err);
+}
+
+/* At submission, for a stored model: the rows against the features its meta
+ * records (risk_model_meta_encode), before the model is loaded. Without a meta it
+ * can read, the width is left to `check`, when the job runs. */
+static int check_meta(const void *params, const struct kiln_array *in, size_t n_in, uint64_t version,
+                      const void *meta, size_t meta_len, struct kiln_error *err)
+{
+        const struct risk_params *p = params;
+        const struct kiln_array *a = risk_rows(in, n_in);
+        uint64_t trees;
+        uint32_t features;
+        int r;
+
+        if (risk_model_of(p) != RISK_MODEL_STORED)
+                return check(params, in, n_in, NULL, err);
+        r = check_rows(a, err);
+        if (r < 0)
+                return r;
+        if (risk_model_meta_decode(meta, meta_len, &trees, &features) < 0)
+                return 0;
+        return check_features(a, p->model, version, features, err);
 }
 
 /* Two f32 parts (pd and margin), or one f32 and one u8 (z and zone), each aligned
@@ -125,6 +163,7 @@ const struct kiln_kind kiln_kind_risk_score = {
         .rtol = 0,
         .atol = 1e-6,
         .check = check,
+        .check_meta = check_meta,
         .result_size = result_size,
         .run_cpu = risk_run_cpu,
         .run_cpu_batch = risk_run_cpu_batch,

@@ -515,6 +515,33 @@ static int model_validate(struct kiln_object_put *put, struct kiln_object_info *
         return 0;
 }
 
+void risk_model_meta_encode(uint64_t trees, uint32_t features, uint8_t ret_meta[RISK_MODEL_META_BYTES])
+{
+        memset(ret_meta, 0, RISK_MODEL_META_BYTES);
+        ret_meta[0] = 1;
+        for (int i = 0; i < 4; i++)
+                ret_meta[4 + i] = (uint8_t)(features >> (8 * i));
+        for (int i = 0; i < 8; i++)
+                ret_meta[8 + i] = (uint8_t)(trees >> (8 * i));
+}
+
+int risk_model_meta_decode(const void *meta, size_t len, uint64_t *ret_trees, uint32_t *ret_features)
+{
+        const uint8_t *b = meta;
+        uint64_t trees = 0;
+        uint32_t features = 0;
+
+        if (!b || len != RISK_MODEL_META_BYTES || b[0] != 1 || b[1] || b[2] || b[3])
+                return -EINVAL;
+        for (int i = 0; i < 4; i++)
+                features |= (uint32_t)b[4 + i] << (8 * i);
+        for (int i = 0; i < 8; i++)
+                trees |= (uint64_t)b[8 + i] << (8 * i);
+        *ret_trees = trees;
+        *ret_features = features;
+        return 0;
+}
+
 const struct kiln_object_class risk_model_class = {
         .name = "risk.model",
         .validate = model_validate,

@@ -36,3 +36,15 @@ int risk_forest_compile(const void *json, size_t len, struct risk_forest **ret_f
 
 /* Frees a forest from risk_forest_compile. Accepts NULL. */
 void risk_forest_free(struct risk_forest *f);
+
+/* ---- the meta the store keeps with each model version ----
+ *
+ * 16 bytes: u8 format (1), three zero bytes, u32 LE features, u64 LE trees. Listing
+ * models reads it instead of parsing their JSON, and risk.score checks a job's rows
+ * against its features at submission (kiln_kind.check_meta), before the model is
+ * loaded. Every stored model has had it since models could be stored. */
+#define RISK_MODEL_META_BYTES 16u
+
+void risk_model_meta_encode(uint64_t trees, uint32_t features, uint8_t ret_meta[RISK_MODEL_META_BYTES]);
+/* Returns 0, or -EINVAL when the bytes are not a model meta of this format. */
+int risk_model_meta_decode(const void *meta, size_t len, uint64_t *ret_trees, uint32_t *ret_features);

@@ -234,6 +234,54 @@ static void test_stored_model_refusals(void **state)
         risk_forest_free(f);
 }
 
+/* At submission a stored model's rows are checked against the features its meta
+ * records, with the very error the check with the compiled model gives. */
+static void test_rows_are_checked_against_the_meta_at_submission(void **state)
+{
+        struct risk_forest *f = forest("exact_d3_t10");
+        struct kiln_object obj = { .cls = &risk_model_class, .version = 4, .snapshot = f };
+        float x[16] = { 0 };
+        struct kiln_array seven = rows_array(x, 2, 7), eight = rows_array(x, 2, 8), nine = rows_array(x, 1, 9);
+        struct kiln_array none = rows_array(x, 0, 8);
+        struct risk_params p = params("mine", false), z2 = params("altman-z2", false);
+        uint8_t meta[RISK_MODEL_META_BYTES];
+        struct kiln_error at_run, at_submit;
+        uint64_t trees;
+        uint32_t features;
+
+        risk_model_meta_encode(f->n_trees, f->n_features, meta);
+        assert_int_equal(risk_model_meta_decode(meta, sizeof(meta), &trees, &features), 0);
+        assert_int_equal(features, 8);
+        assert_int_equal(trees, f->n_trees);
+        const struct kiln_array *bad[] = { &seven, &nine, &none };
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                memset(&at_run, 0, sizeof(at_run));
+                memset(&at_submit, 0, sizeof(at_submit));
+                assert_int_equal(kiln_kind_check(K, &p, bad[i], 1, &obj, &at_run), -EINVAL);
+                assert_int_equal(kiln_kind_check_meta(K, &p, bad[i], 1, 4, meta, sizeof(meta), &at_submit), -EINVAL);
+                assert_string_equal(at_submit.field, at_run.field);
+                assert_string_equal(at_submit.message, at_run.message);
+        }
+        assert_string_equal(at_submit.field, "params.rows");
+        assert_int_equal(kiln_kind_check_meta(K, &p, &eight, 1, 4, meta, sizeof(meta), NULL), 0);
+        /* The rows are required, as an input of the kind. */
+        memset(&at_submit, 0, sizeof(at_submit));
+        assert_int_equal(kiln_kind_check_meta(K, &p, NULL, 0, 4, meta, sizeof(meta), &at_submit), -EINVAL);
+        assert_string_equal(at_submit.field, "inputs.rows");
+        /* Without a meta it can read, the width waits for the model; the count not. */
+        assert_int_equal(kiln_kind_check_meta(K, &p, &seven, 1, 4, NULL, 0, NULL), 0);
+        assert_int_equal(kiln_kind_check_meta(K, &p, &seven, 1, 4, meta, sizeof(meta) - 1, NULL), 0);
+        meta[0] = 2;
+        assert_int_equal(kiln_kind_check_meta(K, &p, &seven, 1, 4, meta, sizeof(meta), NULL), 0);
+        assert_int_equal(kiln_kind_check_meta(K, &p, &none, 1, 4, NULL, 0, NULL), -EINVAL);
+        /* A built-in model is checked in full, as with no object. */
+        memset(&at_submit, 0, sizeof(at_submit));
+        assert_int_equal(kiln_kind_check_meta(K, &z2, &seven, 1, 0, NULL, 0, &at_submit), -EINVAL);
+        assert_string_equal(at_submit.field, "params.rows");
+        assert_non_null(strstr(at_submit.message, "exactly 4"));
+        risk_forest_free(f);
+}
+
 /* Every model of the fixture, one job each: pd and margin are XGBoost's to the bit,
  * and the blocked scorer's margins are the plain walk's. */
 static void test_stored_models_score_as_xgboost(void **state)
@@ -476,6 +524,7 @@ int main(void)
                 cmocka_unit_test(test_altman_refusals),
                 cmocka_unit_test(test_too_many_rows_are_refused),
                 cmocka_unit_test(test_stored_model_refusals),
+                cmocka_unit_test(test_rows_are_checked_against_the_meta_at_submission),
                 cmocka_unit_test(test_stored_models_score_as_xgboost),
                 cmocka_unit_test(test_scalar_and_wide_blocks_agree),
                 cmocka_unit_test(test_batch_equals_jobs_one_by_one),
