@@ -3,9 +3,11 @@
  * into one search).
  *
  * A job's queries are either vectors (inputs.queries) or one stored item
- * (params.query_id). Whether that id is in the collection is known only against
- * the version the job is bound to, so like the dim it is checked when the job
- * runs (kiln_kind_check with the object), not at submission. */
+ * (params.query_id). The queries' dim and rows are checked at submission against
+ * the metric and dim the collection's meta records (check_meta); whether an id is
+ * in the collection is known only against the items of the version the job is
+ * bound to, so it is checked when the job runs (kiln_kind_check with the object),
+ * where everything else is checked again. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,10 +37,11 @@ static const struct kiln_input_spec vec_search_inputs[] = {
         { .name = NULL },
 };
 
-/* The queries of a job checked against the collection: their count and dim, and
- * each row finite (and non-zero for cosine, bounded for ip and l2). c may be NULL
- * (before the collection is known): then only the shape and finiteness. */
-static int check_queries(const struct kiln_array *in, size_t n_in, const struct vec_collection *c,
+/* The queries of a job checked against the collection's metric and dim: their
+ * count and dim, and each row finite (and non-zero for cosine, bounded for ip and
+ * l2). metric 0 and dim 0 (the collection not known): only the shape and
+ * finiteness. */
+static int check_queries(const struct kiln_array *in, size_t n_in, enum kiln_metric metric, uint32_t cdim,
                          const char *name, struct kiln_error *err)
 {
         const struct kiln_array *a = kiln_inputs_find(in, n_in, "queries");
@@ -51,16 +54,16 @@ static int check_queries(const struct kiln_array *in, size_t n_in, const struct 
         if (q < 1 || q > VEC_Q_MAX)
                 return kiln_error_set(err, "inputs.queries", "inputs.queries holds %llu queries; 1 to %u are allowed",
                                       (unsigned long long)q, VEC_Q_MAX);
-        if (c && dim != c->dim)
+        if (cdim && dim != cdim)
                 return kiln_error_set(err, "inputs.queries",
                                       "inputs.queries has dim %llu, but collection \"%s\" holds vectors of dim %u",
-                                      (unsigned long long)dim, name, c->dim);
+                                      (unsigned long long)dim, name, cdim);
         if (dim < 1 || dim > KILN_VEC_DIM_MAX)
                 return kiln_error_set(err, "inputs.queries", "inputs.queries has dim %llu; 1 to %u are allowed",
                                       (unsigned long long)dim, KILN_VEC_DIM_MAX);
         for (uint64_t i = 0; i < q; i++) {
                 /* Without the collection, ip's rule (finite, bounded) is the common part. */
-                int r = vec_row_check(c ? c->metric : KILN_METRIC_IP, (const float *)a->data + i * dim,
+                int r = vec_row_check(metric ? metric : KILN_METRIC_IP, (const float *)a->data + i * dim,
                                       (uint32_t)dim);
                 if (r < 0) {
                         char field[48];
@@ -104,31 +107,64 @@ static int check_query_id(const char *id, const struct vec_collection *c, uint64
         return 0;
 }
 
-/* A job's queries: exactly one of inputs.queries and params.query_id, checked
- * against the collection when obj is known. For a query_id, its row in *ret_row. */
-static int check_job(const struct vec_search_params *p, const struct kiln_array *in, size_t n_in,
-                     const struct kiln_object *obj, uint64_t *ret_row, struct kiln_error *err)
+/* Exactly one of inputs.queries and params.query_id: 1 for the queries, 0 for
+ * an id, or -EINVAL. */
+static int check_one_of(const struct vec_search_params *p, const struct kiln_array *in, size_t n_in,
+                        struct kiln_error *err)
 {
-        const struct vec_collection *c = obj ? obj->snapshot : NULL;
         bool vectors = kiln_inputs_find(in, n_in, "queries") != NULL;
 
         if (p->query_id[0] && vectors)
                 return kiln_error_set(err, "params.query_id",
                                       "params.query_id and inputs.queries are both given: a search takes one or the "
                                       "other");
-        if (p->query_id[0])
-                return check_query_id(p->query_id, c, obj ? obj->version : 0, ret_row, err);
-        if (!vectors)
+        if (!p->query_id[0] && !vectors)
                 return kiln_error_set(err, "inputs.queries",
                                       "inputs.queries is required unless params.query_id names a stored id: send the "
                                       "vectors as a binary part or as params.queries");
-        return check_queries(in, n_in, c, p->collection, err);
+        return vectors ? 1 : 0;
+}
+
+/* A job's queries: exactly one of inputs.queries and params.query_id, checked
+ * against the collection when obj is known. For a query_id, its row in *ret_row. */
+static int check_job(const struct vec_search_params *p, const struct kiln_array *in, size_t n_in,
+                     const struct kiln_object *obj, uint64_t *ret_row, struct kiln_error *err)
+{
+        const struct vec_collection *c = obj ? obj->snapshot : NULL;
+        int vectors = check_one_of(p, in, n_in, err);
+
+        if (vectors < 0)
+                return vectors;
+        if (!vectors)
+                return check_query_id(p->query_id, c, obj ? obj->version : 0, ret_row, err);
+        return check_queries(in, n_in, c ? c->metric : 0, c ? c->dim : 0, p->collection, err);
 }
 
 static int check(const void *params, const struct kiln_array *in, size_t n_in, const struct kiln_object *obj,
                  struct kiln_error *err)
 {
         return check_job(params, in, n_in, obj, NULL, err);
+}
+
+/* At submission: the queries against the metric and dim of the collection's meta
+ * (kiln_vec_meta_encode), or, without a meta it can read, their shape and
+ * finiteness alone. A query_id waits for the items, when the job runs. */
+static int check_meta(const void *params, const struct kiln_array *in, size_t n_in, uint64_t version,
+                      const void *meta, size_t meta_len, struct kiln_error *err)
+{
+        const struct vec_search_params *p = params;
+        enum kiln_metric metric = 0;
+        uint32_t dim = 0;
+        int vectors = check_one_of(p, in, n_in, err);
+
+        (void)version;
+        if (vectors <= 0)
+                return vectors;
+        if (kiln_vec_meta_decode(meta, meta_len, &metric, &dim) < 0) {
+                metric = 0;
+                dim = 0;
+        }
+        return check_queries(in, n_in, metric, dim, p->collection, err);
 }
 
 static uint64_t result_size(const void *params, const struct kiln_array *in, size_t n_in,
@@ -378,6 +414,7 @@ const struct kiln_kind kiln_kind_vec_search = {
         .rtol = 0,
         .atol = 0,
         .check = check,
+        .check_meta = check_meta,
         .result_size = result_size,
         .run_cpu = run,
         .run_cpu_batch = run_batch,

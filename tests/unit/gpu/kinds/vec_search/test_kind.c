@@ -373,6 +373,81 @@ static void test_refusals_name_the_field(void **state)
         vec_collection_free(ip);
 }
 
+/* Checks j at submission against `meta` and with the collection when it runs:
+ * both refuse it with the same field and message, or both take it. */
+static void assert_same_verdict(struct job *j, const struct kiln_array *in, size_t n_in, const uint8_t *meta,
+                                int want)
+{
+        struct kiln_error at_run = { "", "" }, at_submit = { "", "" };
+
+        assert_int_equal(kiln_kind_check(kind, &j->p, in, n_in, &j->obj, &at_run), want);
+        assert_int_equal(kiln_kind_check_meta(kind, &j->p, in, n_in, j->obj.version, meta, KILN_VEC_META_BYTES,
+                                              &at_submit),
+                         want);
+        assert_string_equal(at_submit.field, at_run.field);
+        assert_string_equal(at_submit.message, at_run.message);
+}
+
+/* At submission the queries are checked against the metric and dim the
+ * collection's meta records: what the check with the collection refuses, except an
+ * id it does not hold, is refused there with the same words. */
+static void test_submission_checks_the_queries_against_the_meta(void **state)
+{
+        enum { DIM = 4 };
+        float rows[3 * DIM] = { 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0 };
+        float good[2 * DIM] = { 1, 2, 3, 4, 5, 6, 7, 8 }, wide[2 * 5] = { 1, 1 }, zero[DIM] = { 0 };
+        float nan[2 * DIM] = { 1, 2, 3, 4, 5, 6, NAN, 8 };
+        struct vec_collection *cos = vt_collection(KILN_METRIC_COSINE, rows, 3, DIM);
+        uint8_t meta[KILN_VEC_META_BYTES], bad_meta[KILN_VEC_META_BYTES];
+        struct kiln_error err;
+        struct job j;
+
+        kiln_vec_meta_encode(KILN_METRIC_COSINE, DIM, meta);
+        job_init(&j, cos, 7, 3, good, 2, DIM);
+        assert_same_verdict(&j, &j.in, 1, meta, 0);
+        job_init(&j, cos, 7, 3, wide, 2, 5);
+        assert_same_verdict(&j, &j.in, 1, meta, -EINVAL);
+        assert_int_equal(kiln_kind_check_meta(kind, &j.p, &j.in, 1, 7, meta, sizeof(meta), &err), -EINVAL);
+        assert_string_equal(err.field, "inputs.queries");
+        assert_non_null(strstr(err.message, "dim 5"));
+        job_init(&j, cos, 7, 3, nan, 2, DIM);
+        assert_same_verdict(&j, &j.in, 1, meta, -EINVAL);
+        job_init(&j, cos, 7, 3, zero, 1, DIM);
+        assert_same_verdict(&j, &j.in, 1, meta, -EINVAL);
+        float *many = calloc((VEC_Q_MAX + 1) * DIM, sizeof(float));
+        assert_non_null(many);
+        job_init(&j, cos, 7, 3, many, VEC_Q_MAX + 1, DIM);
+        assert_same_verdict(&j, &j.in, 1, meta, -EINVAL);
+        free(many);
+        /* Neither queries nor an id; both. */
+        job_init(&j, cos, 7, 3, good, 2, DIM);
+        assert_same_verdict(&j, NULL, 0, meta, -EINVAL);
+        snprintf(j.p.query_id, sizeof(j.p.query_id), "r000001");
+        assert_same_verdict(&j, &j.in, 1, meta, -EINVAL);
+        /* Whether an id is stored waits for the items. */
+        job_init_id(&j, cos, 7, 3, "nowhere");
+        assert_int_equal(kiln_kind_check_meta(kind, &j.p, NULL, 0, 7, meta, sizeof(meta), NULL), 0);
+        assert_int_equal(kiln_kind_check(kind, &j.p, NULL, 0, &j.obj, NULL), -EINVAL);
+        /* A meta not known, or not readable: the shape and finiteness alone. */
+        memcpy(bad_meta, meta, sizeof(meta));
+        bad_meta[0] = 9;
+        const uint8_t *unknown[] = { NULL, bad_meta };
+        for (size_t i = 0; i < 2; i++) {
+                job_init(&j, cos, 7, 3, wide, 2, 5);
+                assert_int_equal(kiln_kind_check_meta(kind, &j.p, &j.in, 1, 7, unknown[i], sizeof(meta), NULL), 0);
+                job_init(&j, cos, 7, 3, zero, 1, DIM);
+                assert_int_equal(kiln_kind_check_meta(kind, &j.p, &j.in, 1, 7, unknown[i], sizeof(meta), NULL), 0);
+                job_init(&j, cos, 7, 3, nan, 2, DIM);
+                assert_int_equal(kiln_kind_check_meta(kind, &j.p, &j.in, 1, 7, unknown[i], sizeof(meta), &err),
+                                 -EINVAL);
+                assert_string_equal(err.field, "inputs.queries[1]");
+        }
+        /* A meta of the right bytes but another length is not read. */
+        job_init(&j, cos, 7, 3, wide, 2, 5);
+        assert_int_equal(kiln_kind_check_meta(kind, &j.p, &j.in, 1, 7, meta, sizeof(meta) - 1, NULL), 0);
+        vec_collection_free(cos);
+}
+
 /* The queries sent inline as JSON are the same input as the binary part. */
 static void test_inline_queries_are_the_same_input(void **state)
 {
@@ -633,6 +708,7 @@ int main(void)
                 cmocka_unit_test(test_a_job_gets_ids_scores_count_and_version),
                 cmocka_unit_test(test_ids_come_back_as_the_same_strings),
                 cmocka_unit_test(test_refusals_name_the_field),
+                cmocka_unit_test(test_submission_checks_the_queries_against_the_meta),
                 cmocka_unit_test(test_inline_queries_are_the_same_input),
                 cmocka_unit_test(test_a_stored_id_answers_as_its_vector_sent),
                 cmocka_unit_test(test_a_stored_cosine_row_is_not_scaled_again),
