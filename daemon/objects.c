@@ -62,11 +62,15 @@ static uint64_t hash_bytes(const void *p, size_t n, uint64_t seed)
         return h ^ (h >> 29);
 }
 
-/* ---- a map from keys to u64 (loop thread) ---- */
+/* ---- a map from keys to versions and metas (loop thread) ---- */
 
+/* One object's current version and its meta (meta_len 0: none, or one longer than
+ * OBJECTS_META_MAX, which is not kept). */
 struct ventry {
         struct ventry *next;
-        uint64_t hash, value;
+        uint64_t hash, version;
+        size_t meta_len;
+        uint8_t meta[OBJECTS_META_MAX];
         size_t klen;
         char key[];
 };
@@ -86,12 +90,19 @@ static struct ventry **vmap_find(struct vmap *m, const char *key, size_t klen, u
         return pp;
 }
 
-static uint64_t vmap_get(struct vmap *m, const char *key, size_t klen)
+static const struct ventry *vmap_get(struct vmap *m, const char *key, size_t klen)
 {
         if (!m->nb)
-                return 0;
-        struct ventry *e = *vmap_find(m, key, klen, hash_bytes(key, klen, 0));
-        return e ? e->value : 0;
+                return NULL;
+        return *vmap_find(m, key, klen, hash_bytes(key, klen, 0));
+}
+
+static void ventry_set(struct ventry *e, uint64_t version, const void *meta, size_t meta_len)
+{
+        e->version = version;
+        e->meta_len = meta && meta_len <= OBJECTS_META_MAX ? meta_len : 0;
+        if (e->meta_len)
+                memcpy(e->meta, meta, e->meta_len);
 }
 
 /* Doubles the buckets (64 at first). Returns >= 0 or -ENOMEM. */
@@ -114,14 +125,16 @@ static int vmap_grow(struct vmap *m)
         return 0;
 }
 
-/* Sets key to value; value 0 removes it. Returns >= 0 or -ENOMEM. */
-static int vmap_set(struct vmap *m, const char *key, size_t klen, uint64_t value)
+/* Sets key to version and meta (copied); version 0 removes it. Returns >= 0 or
+ * -ENOMEM. */
+static int vmap_set(struct vmap *m, const char *key, size_t klen, uint64_t version, const void *meta,
+                    size_t meta_len)
 {
         uint64_t h = hash_bytes(key, klen, 0);
         struct ventry **pp = m->nb ? vmap_find(m, key, klen, h) : NULL, *e = pp ? *pp : NULL;
 
-        if (e && value) {
-                e->value = value;
+        if (e && version) {
+                ventry_set(e, version, meta, meta_len);
                 return 0;
         }
         if (e) {
@@ -130,7 +143,7 @@ static int vmap_set(struct vmap *m, const char *key, size_t klen, uint64_t value
                 m->n--;
                 return 0;
         }
-        if (!value)
+        if (!version)
                 return 0;
         if (m->n >= m->nb && vmap_grow(m) < 0)
                 return -ENOMEM;
@@ -138,7 +151,7 @@ static int vmap_set(struct vmap *m, const char *key, size_t klen, uint64_t value
         if (!e)
                 return -ENOMEM;
         e->hash = h;
-        e->value = value;
+        ventry_set(e, version, meta, meta_len);
         e->klen = klen;
         memcpy(e->key, key, klen);
         e->next = m->b[h & (m->nb - 1)];
@@ -186,7 +199,7 @@ struct objects {
         struct mailbox *mb;
 
         /* loop thread */
-        struct vmap versions;        /* key -> current version */
+        struct vmap versions;        /* key -> current version and meta */
 
         /* snapshots, under lock */
         pthread_mutex_t lock;
@@ -212,18 +225,36 @@ struct objects {
 
 /* ---- versions ---- */
 
-uint64_t objects_version(struct objects *o, const char *tenant, const char *cls, const char *name)
+int objects_meta(struct objects *o, const char *tenant, const char *cls, const char *name, uint64_t *ret_version,
+                 const uint8_t **ret_meta, size_t *ret_len)
 {
         char key[KEY_MAX];
         size_t klen = key_make(key, tenant, cls, name);
+        const struct ventry *e = klen ? vmap_get(&o->versions, key, klen) : NULL;
 
-        return klen ? vmap_get(&o->versions, key, klen) : 0;
+        if (!e)
+                return -ENOENT;
+        if (ret_version)
+                *ret_version = e->version;
+        if (ret_meta)
+                *ret_meta = e->meta_len ? e->meta : NULL;
+        if (ret_len)
+                *ret_len = e->meta_len;
+        return 0;
+}
+
+uint64_t objects_version(struct objects *o, const char *tenant, const char *cls, const char *name)
+{
+        uint64_t version = 0;
+
+        return objects_meta(o, tenant, cls, name, &version, NULL, NULL) >= 0 ? version : 0;
 }
 
 static void idle_unlink(struct objects *o, struct snap *s);
 static void idle_push_front(struct objects *o, struct snap *s);
 
-void objects_changed(struct objects *o, const char *tenant, const char *cls, const char *name, uint64_t version)
+void objects_changed(struct objects *o, const char *tenant, const char *cls, const char *name, uint64_t version,
+                     const void *meta, size_t meta_len)
 {
         char key[KEY_MAX];
         size_t klen = key_make(key, tenant, cls, name);
@@ -233,8 +264,8 @@ void objects_changed(struct objects *o, const char *tenant, const char *cls, con
         /* Out of memory here would leave a stale version: the next job would bind to
          * it and fail with not_found or run on the old data. Nothing better can be
          * done than dropping the entry, which at worst answers "no such object". */
-        if (vmap_set(&o->versions, key, klen, version) < 0)
-                vmap_set(&o->versions, key, klen, 0);
+        if (vmap_set(&o->versions, key, klen, version, meta, meta_len) < 0)
+                vmap_set(&o->versions, key, klen, 0, NULL, 0);
 
         /* Snapshots of older versions are what no new job will ask for: evict them
          * before anything else (a short walk over the bounded idle list). */
@@ -613,40 +644,28 @@ void objects_stop(struct objects *o)
         o->n_threads = 0;
 }
 
-/* ---- model meta ---- */
+/* ---- model meta (the class's format: risk_score/model.h) ---- */
+
+_Static_assert(OBJECTS_MODEL_META_BYTES == RISK_MODEL_META_BYTES, "one model meta format");
+_Static_assert(OBJECTS_MODEL_META_BYTES <= OBJECTS_META_MAX && KILN_VEC_META_BYTES <= OBJECTS_META_MAX,
+               "every class's meta is kept");
 
 void objects_model_meta_encode(uint64_t trees, uint32_t features, uint8_t ret_meta[OBJECTS_MODEL_META_BYTES])
 {
-        memset(ret_meta, 0, OBJECTS_MODEL_META_BYTES);
-        ret_meta[0] = 1;
-        for (int i = 0; i < 4; i++)
-                ret_meta[4 + i] = (uint8_t)(features >> (8 * i));
-        for (int i = 0; i < 8; i++)
-                ret_meta[8 + i] = (uint8_t)(trees >> (8 * i));
+        risk_model_meta_encode(trees, features, ret_meta);
 }
 
 int objects_model_meta_decode(const void *meta, size_t len, uint64_t *ret_trees, uint32_t *ret_features)
 {
-        const uint8_t *b = meta;
-        uint64_t trees = 0;
-        uint32_t features = 0;
-
-        if (!b || len != OBJECTS_MODEL_META_BYTES || b[0] != 1 || b[1] || b[2] || b[3])
-                return -EINVAL;
-        for (int i = 0; i < 4; i++)
-                features |= (uint32_t)b[4 + i] << (8 * i);
-        for (int i = 0; i < 8; i++)
-                trees |= (uint64_t)b[8 + i] << (8 * i);
-        *ret_trees = trees;
-        *ret_features = features;
-        return 0;
+        return risk_model_meta_decode(meta, len, ret_trees, ret_features);
 }
 
 /* ---- start and stop ---- */
 
-/* One stored object's current version into the table (objects of classes this
- * daemon does not know are left out). */
-static int note_version(const struct store_object_ref *ref, uint64_t version, void *userdata)
+/* One stored object's current version and meta into the table (objects of classes
+ * this daemon does not know are left out). */
+static int note_version(const struct store_object_ref *ref, uint64_t version, const uint8_t *meta, size_t meta_len,
+                        void *userdata)
 {
         struct objects *o = userdata;
         char key[KEY_MAX];
@@ -655,10 +674,10 @@ static int note_version(const struct store_object_ref *ref, uint64_t version, vo
         if (!objects_class_find(ref->cls))
                 return 0;
         klen = key_make(key, ref->tenant, ref->cls, ref->name);
-        return klen ? vmap_set(&o->versions, key, klen, version) : 0;
+        return klen ? vmap_set(&o->versions, key, klen, version, meta, meta_len) : 0;
 }
 
-/* Every stored object's current version, in one read transaction. */
+/* Every stored object's current version and meta, in one read transaction. */
 static int load_versions(struct objects *o)
 {
         struct store_txn *t;

@@ -3,11 +3,13 @@
  * The store keeps objects as bytes and versions (store.h); the classes (object.h)
  * validate and compile them. This module is what sits between them and the daemon:
  *
- *  - Versions. The version of every object current now, known on the loop thread
- *    without touching the store: read once at start (objects_new walks every stored
- *    object, store_object_foreach), then kept in step
- *    by the object ops, which call objects_changed after each committed change. A
- *    job binds to the version current when it is submitted (objects_version).
+ *  - Versions. The version of every object current now, and the small meta its
+ *    class keeps with it (a collection's metric and dim, a model's features), known
+ *    on the loop thread without touching the store: read once at start (objects_new
+ *    walks every stored object, store_object_foreach), then kept in step by the
+ *    object ops, which call objects_changed after each committed change. A job binds
+ *    to the version current when it is submitted, and is checked against that
+ *    version's meta there (objects_meta, kiln_kind_check_meta).
  *
  *  - Snapshots. A compiled object version (a forest, a collection matrix), loaded
  *    and compiled by the first worker that needs it, in its own read transaction, and
@@ -24,7 +26,7 @@
  *    (objects_work_submit).
  *
  * Threads: objects_new, objects_stop and objects_free on the main thread (before
- * and after the loop); objects_version, objects_changed and the mails on
+ * and after the loop); objects_version, objects_meta, objects_changed and the mails on
  * the loop thread; objects_acquire and objects_release on any thread
  * but the loop (they may wait for a compile); objects_work_submit anywhere. */
 #pragma once
@@ -62,13 +64,28 @@ void objects_free(struct objects *o);
 
 /* ---- versions (loop thread) ---- */
 
+/* The longest meta kept per object (the classes' are 8 and 16 bytes); a longer one
+ * is treated as none. */
+#define OBJECTS_META_MAX 64u
+
 /* The version of (tenant, class name, name) current now; 0 = none. */
 uint64_t objects_version(struct objects *o, const char *tenant, const char *cls, const char *name);
 
-/* Records a committed change: `version` is the object's version after it, 0 when it
- * was deleted or dropped. Older versions' unreferenced snapshots are evicted first
- * from then on. */
-void objects_changed(struct objects *o, const char *tenant, const char *cls, const char *name, uint64_t version);
+/* The version of (tenant, class name, name) current now and the meta stored with it
+ * (store_object_info.meta, opaque here: the class's format). *ret_meta is NULL with
+ * *ret_len 0 when the object has no meta or one over OBJECTS_META_MAX; otherwise it
+ * points into the table and lives until the next objects_changed (copy it to keep
+ * it). Any ret_* may be NULL. Returns >= 0, or -ENOENT when there is no such object
+ * (nothing written). */
+int objects_meta(struct objects *o, const char *tenant, const char *cls, const char *name, uint64_t *ret_version,
+                 const uint8_t **ret_meta, size_t *ret_len);
+
+/* Records a committed change: `version` is the object's version after it, with the
+ * meta stored with it (the header the store answered with; copied), or 0 (meta
+ * ignored) when it was deleted or dropped. Older versions' unreferenced snapshots
+ * are evicted first from then on. */
+void objects_changed(struct objects *o, const char *tenant, const char *cls, const char *name, uint64_t version,
+                     const void *meta, size_t meta_len);
 
 /* ---- snapshots (any thread but the loop) ---- */
 
@@ -132,8 +149,9 @@ void objects_work_submit(struct objects *o, struct objects_work *w);
 /* ---- model meta ----
  *
  * What the store keeps as a model's meta, so that listing models needs no parse of
- * their JSON: 16 bytes, u8 format (1), three zero bytes, u32 LE features, u64 LE
- * trees. */
+ * their JSON and a job's rows are checked against its features at submission: the
+ * class's format (risk_score/model.h, risk_model_meta_encode): 16 bytes, u8 format
+ * (1), three zero bytes, u32 LE features, u64 LE trees. */
 #define OBJECTS_MODEL_META_BYTES 16u
 
 void objects_model_meta_encode(uint64_t trees, uint32_t features, uint8_t ret_meta[OBJECTS_MODEL_META_BYTES]);

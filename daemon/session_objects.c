@@ -265,10 +265,11 @@ static void on_store_mail(struct mail *m)
         case STORE_OP_OBJECT_PUT:
         case STORE_OP_OBJECT_ITEMS_PUT:
         case STORE_OP_OBJECT_ITEMS_DELETE:
-                objects_changed(d->objects, r->tenant, r->cls->name, r->name, info->version);
+                objects_changed(d->objects, r->tenant, r->cls->name, r->name, info->version, info->meta,
+                                info->meta_len);
                 break;
         case STORE_OP_OBJECT_DROP:
-                objects_changed(d->objects, r->tenant, r->cls->name, r->name, 0);
+                objects_changed(d->objects, r->tenant, r->cls->name, r->name, 0, NULL, 0);
                 break;
         default:
                 break;

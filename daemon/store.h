@@ -435,11 +435,12 @@ int store_object_items_foreach(struct store_txn *t, const struct store_object_re
                                void *userdata);
 
 /* Calls cb for every object of every tenant and class, in key order, with its
- * (tenant, class, name) (strings valid during the call) and current version; a cb
- * returning < 0 stops the walk with that value. For loading the versions at start.
- * Returns >= 0 or -errno. */
+ * (tenant, class, name), current version and meta (NULL when meta_len is 0; all
+ * valid during the call only); a cb returning < 0 stops the walk with that value.
+ * For loading the versions and metas at start. Returns >= 0 or -errno. */
 int store_object_foreach(struct store_txn *t,
-                         int (*cb)(const struct store_object_ref *o, uint64_t version, void *userdata),
+                         int (*cb)(const struct store_object_ref *o, uint64_t version, const uint8_t *meta,
+                                   size_t meta_len, void *userdata),
                          void *userdata);
 
 /* Lists the tenant's objects of class `cls` in name byte order: a new array of *ret_n

@@ -426,7 +426,8 @@ int store_object_blob_get(struct store_txn *t, const struct store_object_ref *o,
 
 /* Walks every object; see store.h. */
 int store_object_foreach(struct store_txn *t,
-                         int (*cb)(const struct store_object_ref *o, uint64_t version, void *userdata),
+                         int (*cb)(const struct store_object_ref *o, uint64_t version, const uint8_t *meta,
+                                   size_t meta_len, void *userdata),
                          void *userdata)
 {
         MDB_cursor *c;
@@ -454,9 +455,9 @@ int store_object_foreach(struct store_txn *t,
                         r = r < 0 ? r : -EIO;
                         break;
                 }
-                free(h.meta);
                 struct store_object_ref o = { .tenant = k, .cls = cls + 1, .name = name + 1 };
-                r = cb(&o, h.version, userdata);
+                r = cb(&o, h.version, h.meta_len ? h.meta : NULL, h.meta_len, userdata);
+                free(h.meta);
         }
         if (r >= 0 && rc != 0 && rc != MDB_NOTFOUND)
                 r = store_mdb_errno(rc);

@@ -223,26 +223,149 @@ static void test_changed_records_new_versions_and_deletions(void **state)
 {
         struct env *e = *state;
 
-        objects_changed(e->o, T, MODEL, "m", 1);
-        objects_changed(e->o, T, COLL, "m", 7);
+        objects_changed(e->o, T, MODEL, "m", 1, NULL, 0);
+        objects_changed(e->o, T, COLL, "m", 7, NULL, 0);
         assert_int_equal(objects_version(e->o, T, MODEL, "m"), 1);
-        objects_changed(e->o, T, MODEL, "m", 2);
+        objects_changed(e->o, T, MODEL, "m", 2, NULL, 0);
         assert_int_equal(objects_version(e->o, T, MODEL, "m"), 2);
         assert_int_equal(objects_version(e->o, T, COLL, "m"), 7);
-        objects_changed(e->o, T, MODEL, "m", 0);
+        objects_changed(e->o, T, MODEL, "m", 0, NULL, 0);
         assert_int_equal(objects_version(e->o, T, MODEL, "m"), 0);
         assert_int_equal(objects_version(e->o, T, COLL, "m"), 7);
         /* Many names: the map grows and keeps every one. */
         for (unsigned i = 1; i <= 1000; i++) {
                 char name[16];
                 snprintf(name, sizeof(name), "n%u", i);
-                objects_changed(e->o, T, COLL, name, i);
+                objects_changed(e->o, T, COLL, name, i, NULL, 0);
         }
         for (unsigned i = 1; i <= 1000; i++) {
                 char name[16];
                 snprintf(name, sizeof(name), "n%u", i);
                 assert_int_equal(objects_version(e->o, T, COLL, name), i);
         }
+}
+
+/* ---- metas ---- */
+
+/* objects_meta's answer for (T, cls, name): its version, and its meta compared with
+ * want[0..want_len) (NULL: none known). */
+static void assert_meta(struct objects *o, const char *cls, const char *name, uint64_t version, const void *want,
+                        size_t want_len)
+{
+        const uint8_t *meta = (const uint8_t *)"unset";
+        uint64_t v = 0;
+        size_t len = 99;
+
+        assert_int_equal(objects_meta(o, T, cls, name, &v, &meta, &len), 0);
+        assert_int_equal(v, version);
+        assert_int_equal(objects_version(o, T, cls, name), version);
+        if (!want) {
+                assert_null(meta);
+                assert_int_equal(len, 0);
+                return;
+        }
+        assert_non_null(meta);
+        assert_int_equal(len, want_len);
+        assert_memory_equal(meta, want, want_len);
+}
+
+static void test_metas_of_every_stored_object_are_seen_at_start(void **state)
+{
+        struct env *e = *state;
+        struct store_object_ref bare = { .tenant = T, .cls = COLL, .name = "bare" };
+        struct store_object_item item = { .id = (const uint8_t *)"a", .id_len = 1, .data = (const uint8_t *)"zzzz",
+                                          .size = 4 };
+        struct store_object_info info = { 0 };
+        uint8_t mmeta[OBJECTS_MODEL_META_BYTES], cmeta[KILN_VEC_META_BYTES];
+        struct store_txn *t;
+        char *json = model_json(2, 3, 0.25f);
+
+        uint64_t vm = put_model(e->f->s, T, "m", json);
+        uint64_t vc = put_rows(e->f->s, T, "c", 3, 4, 1.0f);
+        /* An object stored with no meta at all: known, its meta not. */
+        assert_int_equal(store_txn_begin(e->f->s, true, &t), 0);
+        assert_int_equal(store_object_items_put(t, &bare, NULL, 0, &item, 1, NULL, 1, &info), 0);
+        assert_int_equal(store_txn_commit(t), 0);
+        uint64_t vb = info.version;
+        store_object_info_clear(&info);
+
+        restart(e);
+        objects_model_meta_encode(1, 1, mmeta);
+        kiln_vec_meta_encode(KILN_METRIC_L2, 4, cmeta);
+        assert_meta(e->o, MODEL, "m", vm, mmeta, sizeof(mmeta));
+        assert_meta(e->o, COLL, "c", vc, cmeta, sizeof(cmeta));
+        assert_meta(e->o, COLL, "bare", vb, NULL, 0);
+        assert_int_equal(objects_meta(e->o, T, COLL, "m", NULL, NULL, NULL), -ENOENT);
+        assert_int_equal(objects_meta(e->o, T, MODEL, "", NULL, NULL, NULL), -ENOENT);
+        free(json);
+}
+
+static void test_changed_keeps_the_meta_in_step(void **state)
+{
+        struct env *e = *state;
+        uint8_t m1[KILN_VEC_META_BYTES], m2[KILN_VEC_META_BYTES], big[OBJECTS_META_MAX + 1];
+        const uint8_t *meta = NULL;
+        uint64_t v = 99;
+        size_t len = 99;
+
+        kiln_vec_meta_encode(KILN_METRIC_COSINE, 384, m1);
+        kiln_vec_meta_encode(KILN_METRIC_IP, 8, m2);
+        objects_changed(e->o, T, COLL, "c", 1, m1, sizeof(m1));
+        assert_meta(e->o, COLL, "c", 1, m1, sizeof(m1));
+        /* A copy is kept: the caller's bytes may go. */
+        uint8_t keep[KILN_VEC_META_BYTES];
+        memcpy(keep, m1, sizeof(m1));
+        memset(m1, 0xee, sizeof(m1));
+        assert_meta(e->o, COLL, "c", 1, keep, sizeof(keep));
+        /* Each change brings the meta stored with its version. */
+        objects_changed(e->o, T, COLL, "c", 2, m2, sizeof(m2));
+        assert_meta(e->o, COLL, "c", 2, m2, sizeof(m2));
+        objects_changed(e->o, T, COLL, "c", 3, NULL, 0);
+        assert_meta(e->o, COLL, "c", 3, NULL, 0);
+        /* A meta longer than is kept is not known; the version still is. */
+        memset(big, 1, sizeof(big));
+        objects_changed(e->o, T, COLL, "c", 4, big, sizeof(big));
+        assert_meta(e->o, COLL, "c", 4, NULL, 0);
+        objects_changed(e->o, T, COLL, "c", 5, big, OBJECTS_META_MAX);
+        assert_meta(e->o, COLL, "c", 5, big, OBJECTS_META_MAX);
+        /* Dropped: nothing, and nothing written. */
+        objects_changed(e->o, T, COLL, "c", 0, m2, sizeof(m2));
+        assert_int_equal(objects_meta(e->o, T, COLL, "c", &v, &meta, &len), -ENOENT);
+        assert_int_equal(v, 99);
+        assert_null(meta);
+        assert_int_equal(len, 99);
+        /* Put again after the drop: the new version's meta. */
+        objects_changed(e->o, T, COLL, "c", 6, m2, sizeof(m2));
+        assert_meta(e->o, COLL, "c", 6, m2, sizeof(m2));
+}
+
+/* The metas the store answers a change with are what objects_changed keeps, as
+ * the object ops hand them over, and what a restart reads back. */
+static void test_a_put_through_the_store_and_a_restart_agree(void **state)
+{
+        struct env *e = *state;
+        struct store_object_ref ref = { .tenant = T, .cls = MODEL, .name = "m" };
+        struct store_object_info info = { 0 };
+        uint8_t meta[OBJECTS_MODEL_META_BYTES];
+        struct store_txn *t;
+        char *json = model_json(3, 6, 0.5f);
+
+        objects_model_meta_encode(3, 6, meta);
+        assert_int_equal(store_txn_begin(e->f->s, true, &t), 0);
+        assert_int_equal(store_object_put(t, &ref, meta, sizeof(meta), strlen(json), copy_blob, json, NULL, 1, &info),
+                         0);
+        assert_int_equal(store_txn_commit(t), 0);
+        objects_changed(e->o, T, MODEL, "m", info.version, info.meta, info.meta_len);
+        store_object_info_clear(&info);
+        assert_meta(e->o, MODEL, "m", 1, meta, sizeof(meta));
+        restart(e);
+        assert_meta(e->o, MODEL, "m", 1, meta, sizeof(meta));
+        drop(e->f->s, T, MODEL, "m");
+        objects_changed(e->o, T, MODEL, "m", 0, NULL, 0);
+        assert_int_equal(objects_meta(e->o, T, MODEL, "m", NULL, NULL, NULL), -ENOENT);
+        restart(e);
+        assert_int_equal(objects_meta(e->o, T, MODEL, "m", NULL, NULL, NULL), -ENOENT);
+        free(json);
 }
 
 /* ---- snapshots ---- */
@@ -378,7 +501,7 @@ static void test_an_acquired_old_version_stays_usable_after_a_newer_put(void **s
         uint64_t v1 = put_rows(e->f->s, T, "c", 2, 3, 1.0f);
         assert_int_equal(objects_acquire(e->o, T, &vec_collection_class, "c", v1, &old, msg), 0);
         uint64_t v2 = put_rows(e->f->s, T, "c", 4, 3, 7.0f);
-        objects_changed(e->o, T, COLL, "c", v2);
+        objects_changed(e->o, T, COLL, "c", v2, NULL, 0);
 
         /* A job bound to v1 still finds it in memory, with v1's rows. */
         assert_int_equal(objects_acquire(e->o, T, &vec_collection_class, "c", v1, &again, msg), 0);
@@ -481,7 +604,7 @@ static void test_older_versions_are_evicted_before_current_ones(void **state)
         assert_int_equal(objects_acquire(e->o, T, &vec_collection_class, "m", m1, &r, msg), 0);
         objects_release(e->o, r); /* idle, least recently used first: n@1, m@1 */
         uint64_t m2 = put_rows(e->f->s, T, "m", 1, 2, 9.0f);
-        objects_changed(e->o, T, COLL, "m", m2); /* m@1 goes to the front */
+        objects_changed(e->o, T, COLL, "m", m2, NULL, 0); /* m@1 goes to the front */
         assert_int_equal(objects_acquire(e->o, T, &vec_collection_class, "m", m2, &r, msg), 0);
         objects_release(e->o, r);
         objects_cache_stats(e->o, &st);
@@ -582,6 +705,9 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_versions_of_every_stored_object_are_seen_at_start, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_objects_of_classes_it_does_not_know_are_left_out, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_changed_records_new_versions_and_deletions, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_metas_of_every_stored_object_are_seen_at_start, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_changed_keeps_the_meta_in_step, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_a_put_through_the_store_and_a_restart_agree, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_acquire_compiles_a_collection_once_and_shares_it, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_acquire_compiles_a_model, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_threads_asking_at_once_share_one_compile, setup, teardown),
