@@ -330,11 +330,14 @@ static int validate(struct jobs *js, const struct kiln_kind *kind, const struct 
                 r = -EINVAL;
                 goto fail;
         }
-        /* A stored object is named in the params: the job binds to its version now. */
+        /* A stored object is named in the params: the job binds to its version now,
+         * and is checked against the meta kept with that version below. */
         uint64_t version = 0;
+        const uint8_t *meta = NULL;
+        size_t meta_len = 0;
         const char *object = kind->object ? kiln_params_object_name(kind, canonical) : NULL;
-        if (object && !(version = js->objects ? objects_version(js->objects, rq->tenant, kind->object->name, object)
-                                              : 0)) {
+        if (object && (!js->objects || objects_meta(js->objects, rq->tenant, kind->object->name, object, &version,
+                                                    &meta, &meta_len) < 0)) {
                 free_parts(rq);
                 submit_error(err, KERR_NOT_FOUND, "", "your tenant has no %s named \"%s\"", kind->object->name,
                              object);
@@ -345,9 +348,14 @@ static int validate(struct jobs *js, const struct kiln_kind *kind, const struct 
         r = job_inputs_assemble(kind, rq->params, rq->parts, rq->n_parts, cfg->limits.max_input_bytes, &in, err);
         if (r < 0)
                 goto fail;
-        /* A job bound to a stored object is checked with it when it runs; any
-         * other (no object, or a built-in one) is checked in full here. */
-        if (!object && (r = kiln_kind_check(kind, params, in.arrays, in.n, NULL, &kerr)) < 0) {
+        /* A job bound to a stored object is checked here against what the object's
+         * meta tells (a collection's dim, a model's features), and in full with the
+         * loaded object when it runs (what only its data can tell, e.g. whether an
+         * id is stored); any other (no object, or a built-in one) is checked in full
+         * here. The meta lives until the next objects_changed: it is used at once. */
+        r = object ? kiln_kind_check_meta(kind, params, in.arrays, in.n, version, meta, meta_len, &kerr)
+                   : kiln_kind_check(kind, params, in.arrays, in.n, NULL, &kerr);
+        if (r < 0) {
                 submit_error(err, r == -EFBIG ? KERR_TOO_LARGE : KERR_BAD_PARAMS, kerr.field, "%s", kerr.message);
                 goto fail;
         }

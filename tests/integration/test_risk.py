@@ -284,16 +284,12 @@ class RiskTest(KilndTestCase):
             acc = await self.submit_rows(c, {"model": "altman-z"}, np.full((2, 5), np.inf, np.float32))
             self.assert_refused(acc, "bad_params", "params.rows", "infinite")
 
-            # A stored model checks the rows against its features when the job runs:
-            # the job ends failed with bad_params naming the rows.
+            # A stored model's features are known at submission: rows of another
+            # width are refused there (never accepted), inline or binary.
             put = await model_put(c, "five", xgb_model(n_trees=3, n_features=5))
             self.assertEqual(put["op"], "model", put)
-            acc = await sub({"model": "five", "rows": [[1, 2, 3]]})
-            self.assertEqual(acc["op"], "accepted", acc)
-            done, _, _ = await c.read_done(acc["job"])
-            self.assertEqual(done["state"], "failed", done)
-            self.assertEqual(done["error"]["code"], "bad_params", done)
-            self.assertIn("exactly 5", done["error"]["message"])
+            self.assert_refused(await sub({"model": "five", "rows": [[1, 2, 3]]}), "bad_params", "params.rows",
+                                "exactly 5")
 
             # Models the scorer cannot reproduce are refused at model.put, naming what.
             for model, field, words in (
@@ -305,6 +301,77 @@ class RiskTest(KilndTestCase):
                 self.assert_refused(r, "bad_params", field, words)
             await c.close()
         self.run_async(go())
+
+    def test_rows_of_another_width_than_the_stored_model_are_refused_at_submit(self):
+        async def go():
+            c = await self.client()
+            sub = lambda params: c.submit("risk.score", params)  # noqa: E731
+            put = await model_put(c, "width", xgb_model(n_trees=3, n_features=5))
+            self.assertEqual(put["op"], "model", put)
+            v1 = put["version"]
+            want = f'model "width" (version {v1}) takes exactly 5'
+            self.assert_refused(await sub({"model": "width", "rows": [[1, 2, 3]]}), "bad_params", "params.rows",
+                                "params.rows has 3 features per row; " + want)
+            self.assert_refused(await sub({"model": "width", "rows": [[1, 2, 3, 4, 5, 6]] * 2}), "bad_params",
+                                "params.rows", want)
+            self.assert_refused(await self.submit_rows(c, {"model": "width"}, np.zeros((2, 4), np.float32)),
+                                "bad_params", "params.rows", "params.rows has 4 features per row; " + want)
+            self.assert_refused(await self.submit_rows(c, {"model": "width", "margin": True},
+                                                       np.zeros((1, 9), np.float32)),
+                                "bad_params", "params.rows", want)
+            self.assert_refused(await self.submit_rows(c, {"model": "width"}, np.zeros((0, 5), np.float32)),
+                                "bad_params", "params.rows", "0 rows")
+            # The right width, inline and binary, still runs (one input, one key).
+            rows = np.arange(10, dtype=np.float32).reshape(2, 5) / 10
+            d1, p1 = await self.finish(c, await sub({"model": "width", "rows": json_rows(rows)}))
+            self.assertEqual(d1["state"], "done", d1)
+            self.assertEqual(d1["result"]["model_version"], v1)
+            acc = await self.submit_rows(c, {"model": "width"}, rows)
+            self.assertTrue(acc.get("cached"), acc)
+            d2, p2 = await self.finish(c, acc)
+            np.testing.assert_array_equal(p1["pd"], p2["pd"])
+            # A new version of another width: the check follows it.
+            put2 = await model_put(c, "width", xgb_model(n_trees=2, n_features=7))
+            v2 = put2["version"]
+            self.assertGreater(v2, v1)
+            self.assert_refused(await sub({"model": "width", "rows": json_rows(rows)}), "bad_params", "params.rows",
+                                f'model "width" (version {v2}) takes exactly 7')
+            rows7 = np.ones((1, 7), np.float32)
+            d3, _ = await self.finish(c, await self.submit_rows(c, {"model": "width"}, rows7))
+            self.assertEqual(d3["state"], "done", d3)
+            self.assertEqual(d3["result"]["model_version"], v2)
+            # Deleted, the name is unknown; put again, the new model's width counts.
+            self.assertEqual((await c.call({"op": "model.delete", "name": "width"}))["op"], "ok")
+            self.assert_refused(await sub({"model": "width", "rows": json_rows(rows7)}), "not_found", "params.model")
+            put3 = await model_put(c, "width", xgb_model(n_trees=2, n_features=5))
+            self.assert_refused(await sub({"model": "width", "rows": json_rows(rows7)}), "bad_params", "params.rows",
+                                f'(version {put3["version"]}) takes exactly 5')
+            d4, _ = await self.finish(c, await sub({"model": "width", "rows": json_rows(rows)}))
+            self.assertEqual(d4["state"], "done", d4)
+            await c.close()
+        self.run_async(go())
+
+    def test_a_model_stored_before_a_restart_is_checked_at_submit(self):
+        # The features come back with the versions kilnd reads at start.
+        async def put():
+            c = await self.client()
+            r = await model_put(c, "kept", xgb_model(n_trees=2, n_features=4))
+            await c.close()
+            return r
+        put = self.run_async(put())
+        self.assertEqual(put["op"], "model", put)
+        self.assertEqual(self.kilnd.stop(), 0, self.kilnd.read_log())
+        self.kilnd.start()
+
+        async def after():
+            c = await self.client()
+            bad = await c.submit("risk.score", {"model": "kept", "rows": [[1, 2, 3]]})
+            good, _ = await self.finish(c, await self.submit_rows(c, {"model": "kept"}, np.ones((1, 4), np.float32)))
+            await c.close()
+            return bad, good
+        bad, good = self.run_async(after())
+        self.assert_refused(bad, "bad_params", "params.rows", f'(version {put["version"]}) takes exactly 4')
+        self.assertEqual(good["state"], "done", good)
 
     def tool(self, *args, prog=KILNCTL):
         env = {k: v for k, v in os.environ.items() if k not in ("KILN_URL", "KILN_TOKEN")}

@@ -105,6 +105,13 @@ class VecSearch(KilndTestCase):
         self.assertEqual(done["error"]["code"], code, done)
         self.assertIn(words, done["error"]["message"], done)
 
+    def assertRefused(self, reply, field, words):
+        """An `error` reply to the submit itself (no job was accepted)."""
+        self.assertEqual(reply.get("op"), "error", reply)
+        self.assertEqual(reply.get("code"), "bad_params", reply)
+        self.assertEqual(reply.get("field"), field, reply)
+        self.assertIn(words, reply.get("message", ""), reply)
+
     # ---- exactness ----
 
     def test_every_metric_equals_the_float64_brute_force(self):
@@ -356,13 +363,14 @@ class VecSearch(KilndTestCase):
             await c.close()
             return out
         out = self.run_async(go())
-        self.assertFailed(out["both"], "bad_params", "params.query_id")
-        self.assertIn("both", out["both"]["error"]["message"])
+        # Both is refused at submission; whether an id is stored is known only
+        # against the items of the version the job is bound to, when it runs.
+        self.assertRefused(out["both"], "params.query_id", "both")
         self.assertFailed(out["missing"], "bad_params", 'params.query_id "e" is not an id of the collection')
         for name in ("long", "number", "list"):
             self.assertEqual(out[name].get("code"), "bad_params", out[name])
             self.assertEqual(out[name].get("field"), "params.query_id", out[name])
-        self.assertFailed(out["binary-both"], "bad_params", "params.query_id")
+        self.assertRefused(out["binary-both"], "params.query_id", "both")
 
     # ---- refusals ----
 
@@ -390,27 +398,93 @@ class VecSearch(KilndTestCase):
             acc = await c.call({"op": "submit", "kind": "vec.search",
                                 "params": {"collection": "strict", "queries": [[1, None, 0, 0]]}})
             out["null"] = acc if acc.get("op") != "accepted" else (await c.read_done(acc["job"]))[0]
+            out["dim-inline"] = await submit_search(c, "strict", bad["dim"], 3, inline=True)
+            out["zero-inline"] = await submit_search(c, "strict", bad["zero"], 3, inline=True)
             await c.close()
             return out
         out = self.run_async(go())
+        # Each is refused at submission (the collection's metric and dim are known
+        # there), inline or as a binary part.
         for name in ("k0", "k1001"):
             self.assertEqual(out[name].get("code"), "bad_params", out[name])
             self.assertEqual(out[name].get("field"), "params.k", out[name])
         self.assertEqual(out["unknown"].get("code"), "not_found", out["unknown"])
         self.assertEqual(out["unknown"].get("field"), "params.collection", out["unknown"])
-        nq = out["no-queries"]
-        if nq.get("op") == "done":
-            self.assertFailed(nq, "bad_params", "inputs.queries")
-        else:
-            self.assertEqual(nq.get("code"), "bad_params", nq)
-            self.assertIn("queries", nq.get("field", "") + nq.get("message", ""))
-        self.assertFailed(out["dim"], "bad_params", "inputs.queries has dim 5")
+        self.assertRefused(out["no-queries"], "inputs.queries", "params.query_id")
+        for name in ("dim", "dim-inline"):
+            self.assertRefused(out[name], "inputs.queries",
+                               'inputs.queries has dim 5, but collection "strict" holds vectors of dim 4')
         for name in ("nan", "inf", "-inf", "null"):
-            self.assertFailed(out[name], "bad_params", "inputs.queries[0]")
-            self.assertIn("NaN or infinity", out[name]["error"]["message"])
-        self.assertFailed(out["zero"], "bad_params", "inputs.queries[0]")
-        self.assertFailed(out["many"], "bad_params", "inputs.queries")
+            self.assertRefused(out[name], "inputs.queries[0]", "NaN or infinity")
+        for name in ("zero", "zero-inline"):
+            self.assertRefused(out[name], "inputs.queries[0]", "inputs.queries[0] is all zeros")
+        self.assertRefused(out["many"], "inputs.queries", "1 to 10000")
 
+    def test_the_dim_is_checked_at_submit_against_the_current_version(self):
+        rows = np.eye(4, dtype=np.float32)
+
+        async def go():
+            c = await self.client()
+            put = await vec_put(c, "shape", rows, list("abcd"), metric="l2")
+            self.assertEqual(put.get("op"), "vec", put)
+            out = {"wide": await submit_search(c, "shape", np.ones((2, 6), np.float32), 2),
+                   "wide-inline": await submit_search(c, "shape", np.ones((2, 6), np.float32), 2, inline=True),
+                   "right": await search(c, "shape", rows[:2], 2),
+                   "right-inline": await search(c, "shape", rows[:2], 2, inline=True)}
+            # A delete keeps the collection's dim; a drop forgets it, and a new put
+            # of another dim is what the next submission is checked against.
+            dele = await c.call({"op": "vec.delete", "collection": "shape", "ids": ["d"]})
+            out["after-delete"] = await submit_search(c, "shape", np.ones((1, 6), np.float32), 2)
+            self.assertEqual((await c.call({"op": "vec.drop", "collection": "shape"}))["op"], "ok")
+            out["dropped"] = await submit_search(c, "shape", rows[:1], 2)
+            put6 = await vec_put(c, "shape", np.eye(6, dtype=np.float32), list("uvwxyz"), metric="ip")
+            out["old-dim"] = await submit_search(c, "shape", rows[:1], 2, inline=True)
+            out["new-dim"] = await search(c, "shape", np.eye(6, dtype=np.float32)[:1], 2)
+            # ip takes an all-zero query that cosine refuses.
+            out["zero-ip"] = await search(c, "shape", np.zeros((1, 6), np.float32), 2)
+            await c.close()
+            return put, dele, put6, out
+        put, dele, put6, out = self.run_async(go())
+        for name in ("wide", "wide-inline"):
+            self.assertRefused(out[name], "inputs.queries", 'has dim 6, but collection "shape" holds vectors of dim 4')
+        for name in ("right", "right-inline"):
+            done, scores, _ = out[name]
+            self.assertEqual(done["state"], "done", done)
+            self.assertEqual(done["result"]["collection_version"], put["version"])
+            self.assertEqual(done["result"]["ids"], [["a", "b"], ["b", "a"]])
+        self.assertEqual(dele.get("op"), "vec", dele)
+        self.assertRefused(out["after-delete"], "inputs.queries", "holds vectors of dim 4")
+        self.assertEqual(out["dropped"].get("code"), "not_found", out["dropped"])
+        self.assertRefused(out["old-dim"], "inputs.queries", 'has dim 4, but collection "shape" holds vectors of dim 6')
+        done, _, _ = out["new-dim"]
+        self.assertEqual(done["state"], "done", done)
+        self.assertEqual(done["result"]["collection_version"], put6["version"])
+        self.assertEqual(out["zero-ip"][0]["state"], "done", out["zero-ip"][0])
+
+
+    def test_a_collection_stored_before_a_restart_is_checked_at_submit(self):
+        # The metric and dim come back with the versions kilnd reads at start.
+        async def put():
+            c = await self.client()
+            r = await vec_put(c, "kept", np.eye(3, dtype=np.float32), list("abc"), metric="cosine")
+            await c.close()
+            return r
+        put = self.run_async(put())
+        self.assertEqual(put.get("op"), "vec", put)
+        self.assertEqual(self.kilnd.stop(), 0, self.kilnd.read_log())
+        self.kilnd.start()
+
+        async def after():
+            c = await self.client()
+            out = (await submit_search(c, "kept", np.ones((1, 4), np.float32), 2),
+                   await submit_search(c, "kept", np.zeros((1, 3), np.float32), 2, inline=True),
+                   await search(c, "kept", np.ones((1, 3), np.float32), 2))
+            await c.close()
+            return out
+        wide, zero, (good, _, _) = self.run_async(after())
+        self.assertRefused(wide, "inputs.queries", "holds vectors of dim 3")
+        self.assertRefused(zero, "inputs.queries[0]", "is all zeros")
+        self.assertEqual(good["state"], "done", good)
 
     # ---- kilnctl ----
 
