@@ -38,6 +38,9 @@ struct jobs {
 
 #define COALESCE_BUCKETS 16384 /* a power of two */
 
+/* Whether a job that will write `bytes` (job_store_estimate) is refused for lack
+ * of room in the store, and why (reason: 256 bytes, naming the store). */
+bool jobs_store_refuses(const struct jobs *js, uint64_t bytes, char *reason);
 /* `bytes` were just written to the store: the room last measured is that much less. */
 void jobs_room_used(struct jobs *js, uint64_t bytes);
 /* A job rebuilt from its stored record (and its stored input, taken over from

@@ -432,17 +432,7 @@ int jobs_submit(struct jobs *js, const struct job_submit *rq, struct proto_error
         }
         /* Nothing is accepted that the store could not keep. */
         char reason[256];
-        if (jobs_store_full(js, reason) ||
-            (js->room_known && js->room < JOBS_STORE_LOW_BYTES + js->unstored + job_store_estimate(j))) {
-                if (!jobs_store_full(js, reason))
-                        snprintf(reason, sizeof(reason),
-                                 "the job store has %llu MiB of room left: not enough for this job's input and "
-                                 "result (%llu MiB) on top of the %llu MiB promised to accepted jobs and the %llu MiB "
-                                 "kept free; retry when room comes back",
-                                 (unsigned long long)(js->room >> 20),
-                                 (unsigned long long)((job_store_estimate(j) + (1 << 20) - 1) >> 20),
-                                 (unsigned long long)(js->unstored >> 20),
-                                 (unsigned long long)(JOBS_STORE_LOW_BYTES >> 20));
+        if (jobs_store_refuses(js, job_store_estimate(j), reason)) {
                 submit_error(ret_err, KERR_UNAVAILABLE, NULL, "%s", reason);
                 job_unref(j);
                 return -ENOSPC;
