@@ -234,6 +234,8 @@ static void on_finished_mail(struct mail *m)
         if (status < 0) {
                 log_error("job %s: storing its final state failed: %s; it stays queued in the store",
                           j->id_text, strerror(-status));
+                js->unstored -= j->unstored; /* it leaves memory: what it was promised goes */
+                j->unstored = 0;
                 if (!j->delivered && atomic_load(&j->state) == KILN_JOB_DONE) {
                         atomic_store(&j->state, KILN_JOB_FAILED);
                         kiln_result_clear(&j->result);
