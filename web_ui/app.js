@@ -182,6 +182,14 @@ function memoryNumbers(s, m) {
   };
 }
 
+/* The store's room (stats.store for an admin, or else /metrics): what it can still
+ * take, and whether new work is refused for lack of it. */
+function storeNumbers(s, m) {
+  const st = (s && typeof s.store === 'object' && s.store) || {};
+  const full = st.full ?? (m ? m.sum('kiln_store_full') > 0 : undefined);
+  return { room: pick(st, 'room_bytes') ?? m?.sum('kiln_store_room_bytes'), full };
+}
+
 /* Batch numbers: {count, sum} totals, from the stats push or /metrics. */
 function batchNumbers(s, m) {
   const b = (s && typeof (s.batches ?? s.batch) === 'object' && (s.batches ?? s.batch)) || {};
@@ -384,7 +392,7 @@ function viewDashboard() {
   const tiles = el('div', { class: 'tiles', 'aria-live': 'off' },
     tile('uptime', 'Uptime'), tile('connections', 'Connections'), tile('queued', 'Queued'), tile('running', 'Running'),
     tile('throughput', 'Jobs/s (10 s)'), tile('done', 'Done'), tile('failed', 'Failed / expired'), tile('cache', 'Cache hit rate'),
-    tile('memory', 'Memory: used / budget'));
+    tile('memory', 'Memory: used / budget'), tile('store', 'Store: room left'));
   const devices = el('div', { class: 'card devices' }, el('h2', {}, 'Devices and backends'), el('div', { class: 'devices-body' }));
   const queues = el('div', { class: 'card queues' }, el('h2', {}, 'Queues by kind and priority'), el('div', { class: 'queues-body' }));
   const other = el('details', { class: 'card other' }, el('summary', {}, 'All stats fields'), el('pre', { class: 'raw' }));
@@ -419,6 +427,8 @@ function viewDashboard() {
     setTile('memory', mem.max !== undefined
       ? `${fmtBytes(mem.used ?? 0)} / ${fmtBytes(mem.max)}${mem.waits ? ` · ${fmtNum(mem.waits)} waited` : ''}`
       : '—');
+    const st = storeNumbers(s, state.metrics);
+    setTile('store', st.room !== undefined ? `${fmtBytes(st.room)}${st.full ? ' · full: new work refused' : ''}` : '—');
     renderDevices(devices.querySelector('.devices-body'), s);
     renderQueues(queues.querySelector('.queues-body'), s);
     other.querySelector('pre').textContent = JSON.stringify(Object.fromEntries(Object.entries(s).filter(([k]) => !k.startsWith('_'))), null, 1);

@@ -143,6 +143,9 @@ describe('kiln web UI (auth required)', () => {
     await page.waitForFunction((n) => Number(document.querySelector('.tile[data-stat="connections"] .value').textContent.replace(/\D/g, '')) > n, before);
     assert.ok((await conns()) > before);
     await other.close();
+    // The memory budget and the store's room are shown with their units.
+    await page.waitForFunction(() => / \/ \d/.test(document.querySelector('.tile[data-stat="memory"] .value')?.textContent || ''));
+    await page.waitForFunction(() => /\d.*B/.test(document.querySelector('.tile[data-stat="store"] .value')?.textContent || ''));
     // The queue chart has drawn samples.
     await page.locator('.chart-latest', { hasText: 'queued: 0' }).waitFor();
     await shot('dashboard', LAPTOP);
