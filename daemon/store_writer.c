@@ -303,13 +303,10 @@ static void writer_slice(struct store_writer *w)
                 return;
         }
         r = store_op_write_slice(t, op, step ? step : chunk, &input, &result);
-        /* A slice needs no fsync of its own: nothing refers to its pieces until the
-         * op's last transaction, whose synced commit (or any synced commit before it)
-         * flushes them; a slice lost to a crash is written again when the job reruns. */
         if (r < 0)
                 store_txn_abort(t);
         else
-                r = writer_commit(w, t, w->s->sync == STORE_SYNC_FULL);
+                r = writer_commit(w, t, false);
         if (r == -ENOSPC && store_op_result_can_go(op)) {
                 op->without_result = true;
                 return;
@@ -322,7 +319,7 @@ static void writer_slice(struct store_writer *w)
         op->written_input = input;
         op->written_result = result;
         atomic_fetch_add(&w->commits, 1);
-        if (w->s->sync != STORE_SYNC_OFF)
+        if (w->s->sync == STORE_SYNC_BATCH)
                 w->dirty = true;
         if (slice_hook)
                 slice_hook(slice_hook_arg);
