@@ -19,8 +19,13 @@ struct auth_identity;
  * message (binary false; head/head_len is the JSON) or a KLNB part (head is the
  * frame header, payload the part's bytes, valid while the caller holds a
  * reference to `job`, which it must take with job_ref to keep them). */
+/* One frame for a socket-less session. A binary part's payload is in memory
+ * (payload, held by `job`), or, for a big stored result, NULL with `stored_blob`
+ * and `stored_off` saying where it is in the store (read it with
+ * store_result_read as it is written out). */
 typedef void (*session_sink_fn)(void *opaque, bool binary, const uint8_t *head, size_t head_len, struct job *job,
-                                const uint8_t *payload, size_t payload_len);
+                                const uint8_t *payload, size_t payload_len, const uint8_t *stored_blob,
+                                uint64_t stored_off);
 
 /* A session for one HTTP API request, signed in as `who`: the ops it is given run
  * exactly as a WebSocket client's would (roles, limits, tenants) and its replies go

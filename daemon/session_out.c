@@ -43,21 +43,8 @@ static void out_overflow(struct session *s, const char *why)
 static void out_push(struct session *s, struct outmsg *m)
 {
         if (s->sink) {
-                const uint8_t *payload = m->payload;
-                uint8_t *copy = NULL;
-                if (m->stored) {
-                        /* The HTTP API answers with a whole part: read it once. */
-                        copy = malloc(m->payload_len ? m->payload_len : 1);
-                        if (!copy || out_read_stored(s, m, copy, 0, m->payload_len) < 0) {
-                                log_error("job %s: its stored result could not be read", m->job->id_text);
-                                free(copy);
-                                out_free(s, m);
-                                return;
-                        }
-                        payload = copy;
-                }
-                s->sink(s->sink_opaque, m->binary, m->head + LWS_PRE, m->head_len, m->job, payload, m->payload_len);
-                free(copy);
+                s->sink(s->sink_opaque, m->binary, m->head + LWS_PRE, m->head_len, m->job, m->payload, m->payload_len,
+                        m->stored ? m->stored_blob : NULL, m->payload_off);
                 out_free(s, m);
                 return;
         }

@@ -100,6 +100,18 @@ class HttpApiTest(unittest.TestCase):
         status, _, body = self.request("GET", f"/api/v1/jobs/{job}/parts/psi.npy")
         self.assertError(status, body, 404, "not_found", "part")
 
+    def test_npy_part_of_a_result_over_a_mib_is_read_from_the_store(self):
+        # 3 MiB of maps: the result is sent from the store, chunk by chunk.
+        job, (done, parts) = self.submit_and_wait(dict(PARAMS, mass=5.5e14, grid_size=512,
+                                                       maps=["kappa", "gamma1", "gamma2"]))
+        self.assertEqual(sum(p["bytes"] for p in done["parts"]), 3 * 512 * 512 * 4)
+        for name in ("gamma2", "kappa"):
+            status, _, body = self.request("GET", f"/api/v1/jobs/{job}/parts/{name}.npy")
+            self.assertEqual(status, 200)
+            arr = np.load(io.BytesIO(body))
+            self.assertEqual((arr.shape, arr.dtype), ((512, 512), np.float32))
+            np.testing.assert_array_equal(arr, parts[name])
+
     def test_another_tenant_gets_not_found(self):
         job, _ = self.submit_and_wait(dict(PARAMS, mass=5.5e14))
         for path in (f"/api/v1/jobs/{job}", f"/api/v1/jobs/{job}/parts/kappa.npy"):
