@@ -95,6 +95,10 @@ bool membudget_try_take(struct membudget *mb, enum mem_use use, uint64_t n)
          * and cannot wait. */
         uint64_t max = use == MEM_OUTPUT ? mb->max : take_max(mb->max);
         bool fits = mb->used <= max && n <= max - mb->used;
+        /* Inputs are held from submit while their jobs wait: at most half, so that
+         * results always have room to run them. */
+        if (use == MEM_INPUTS && mb->by_use[MEM_INPUTS] + n > max / 2)
+                fits = false;
         if (fits)
                 add(mb, use, n);
         pthread_mutex_unlock(&mb->lock);

@@ -31,8 +31,8 @@ void membudget_free(struct membudget *mb);
 void membudget_set_max(struct membudget *mb, uint64_t max_bytes);
 
 /* Takes n bytes for `use` when used + n <= max (inputs and results: max less the
- * 1/64 of it kept for output buffers); returns true when taken. n = 0 is always
- * taken. */
+ * 1/64 of it kept for output buffers; inputs, held while their jobs wait, also at
+ * most half of that in all); returns true when taken. n = 0 is always taken. */
 bool membudget_try_take(struct membudget *mb, enum mem_use use, uint64_t n);
 /* Takes n bytes whatever the limit: memory that is held already (an output buffer
  * being filled, a result bigger than its estimate). `used` may then exceed max

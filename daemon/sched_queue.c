@@ -145,7 +145,13 @@ static uint64_t room_left(struct sched *s, uint64_t *ret_max)
         }
         membudget_view(s->mem, &v);
         *ret_max = v.take_max;
-        return v.used >= v.take_max ? 0 : v.take_max - v.used;
+        /* With nothing running and no result held, nothing will give memory back
+         * but the queued jobs themselves: their inputs (held from submit) must not
+         * keep every one of them from starting, so they are not counted then
+         * (take_memory charges the one that starts). */
+        bool stuck = !s->running && !v.by_use[MEM_RESULTS];
+        uint64_t used = stuck ? v.used - v.by_use[MEM_INPUTS] : v.used;
+        return used >= v.take_max ? 0 : v.take_max - used;
 }
 
 /* Counts a job that has to wait for memory, once per push. */
@@ -165,8 +171,15 @@ static bool take_memory(struct sched *s, struct sched_item *j)
                 j->mem_held = 0;
                 return true;
         }
-        if (!membudget_try_take(s->mem, MEM_RESULTS, j->mem_bytes))
-                return false;
+        if (!membudget_try_take(s->mem, MEM_RESULTS, j->mem_bytes)) {
+                struct membudget_view v;
+                membudget_view(s->mem, &v);
+                if (s->running || v.by_use[MEM_RESULTS])
+                        return false;
+                /* Only queued jobs' inputs are in the way (room_left): run it all the
+                 * same, or they would wait for each other until they expire. */
+                membudget_charge(s->mem, MEM_RESULTS, j->mem_bytes);
+        }
         j->mem_held = j->mem_bytes;
         return true;
 }

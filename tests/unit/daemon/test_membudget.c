@@ -62,6 +62,13 @@ static void test_a_take_over_the_limit_fails_and_takes_nothing(void **state)
         membudget_give(mb, MEM_RESULTS, 6300);
         membudget_give(mb, MEM_OUTPUT, 100);
         assert_false(membudget_try_take(mb, MEM_INPUTS, 6301)); /* more than its share: never */
+        /* Inputs, held while their jobs wait, have at most half of it. */
+        assert_true(membudget_try_take(mb, MEM_INPUTS, 3000));
+        assert_false(membudget_try_take(mb, MEM_INPUTS, 151));
+        assert_true(membudget_try_take(mb, MEM_INPUTS, 150));
+        assert_true(membudget_try_take(mb, MEM_RESULTS, 3150)); /* results have the rest */
+        membudget_give(mb, MEM_INPUTS, 3150);
+        membudget_give(mb, MEM_RESULTS, 3150);
         assert_int_equal(view_of(mb).used, 0);
         membudget_free(mb);
 }

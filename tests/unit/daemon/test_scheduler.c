@@ -480,6 +480,44 @@ static void test_an_item_bigger_than_the_budget_stays_queued_without_spinning(vo
         kiln_config_free(cfg);
 }
 
+/* Queued jobs' inputs (held from their submit) fill the budget so that no result
+ * fits: with nothing running, nothing would ever give memory back, so the oldest
+ * job runs all the same (its memory charged), instead of every one of them waiting
+ * until it expires. */
+static void test_queued_inputs_never_keep_every_job_from_running(void **state)
+{
+        static const char *env[] = { "KILN_GPU_BACKEND=cpu", "KILN_CPU_THREADS=1", NULL };
+        struct kiln_config *cfg = config(env);
+        struct membudget *mb;
+        struct sched *s;
+        assert_int_equal(membudget_new(1000, &mb), 0);
+        membudget_charge(mb, MEM_INPUTS, 900); /* the queued jobs' inputs */
+        assert_int_equal(sched_new(cfg, &sink, mb, &s), 0);
+        struct fake a, b;
+        fake_init(&a, tiny, KILN_PRIO_NORMAL);
+        fake_init(&b, tiny, KILN_PRIO_NORMAL);
+        a.it.mem_bytes = 300;
+        b.it.mem_bytes = 300;
+        sched_push(s, &a.it);
+        sched_push(s, &b.it);
+        wait_finished(1);
+        assert_int_equal(a.end, SCHED_END_DONE);
+        assert_int_equal(a.it.mem_held, 300);
+        /* a's result is still held: b waits, as the budget says. */
+        assert_int_equal(atomic_load(&b.started), 0);
+        membudget_give(mb, MEM_RESULTS, a.it.mem_held);
+        wait_finished(2);
+        assert_int_equal(b.end, SCHED_END_DONE);
+        membudget_give(mb, MEM_RESULTS, b.it.mem_held);
+        membudget_give(mb, MEM_INPUTS, 900);
+        assert_int_equal(budget_view(mb).used, 0);
+        sched_free(s);
+        membudget_free(mb);
+        free(a.params);
+        free(b.params);
+        kiln_config_free(cfg);
+}
+
 /* The CUDA plugin's simulated device fails every batch; the CPU comes after it. */
 static bool plugin_built(void)
 {
@@ -540,6 +578,7 @@ int main(void)
                 cmocka_unit_test_setup(test_an_item_that_does_not_fit_does_not_block_another_kind, reset),
                 cmocka_unit_test_setup(test_lower_priorities_wait_behind_an_item_waiting_for_memory, reset),
                 cmocka_unit_test_setup(test_an_item_bigger_than_the_budget_stays_queued_without_spinning, reset),
+                cmocka_unit_test_setup(test_queued_inputs_never_keep_every_job_from_running, reset),
                 cmocka_unit_test_setup(test_max_retries_bounds_the_attempts_after_device_failures, reset),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
