@@ -583,7 +583,7 @@ void jobs_accept_one(struct jobs *js, struct job *j, uint64_t session, json_t *r
         /* A job in the table gets its `done` from on_finished_mail (even when it has
          * just finished: its result is being stored); one outside it (a cache hit, a
          * finished job loaded from the store) is complete and answers at once. */
-        bool live = jobs_find(js, j->id) == j;
+        bool live = jobs_find(js, j->id) == j && !j->delivered; /* delivered: complete, waiting for room */
         if (watch && live && jobs_watch(js, j, session) < 0)
                 log_error("job %s: out of memory adding a watcher", j->id_text);
         js->ev.accepted(js->ev.ctx, session, j, ref, cached);

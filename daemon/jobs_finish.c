@@ -216,6 +216,11 @@ static void on_finished_mail(struct mail *m)
         int status = j->op.status;
 
         storeq_answered(js->storeq);
+        if (atomic_load(&j->state) != KILN_JOB_DONE && j->unstored) {
+                /* Ended without a result: no room is needed beyond its record. */
+                js->unstored -= j->unstored;
+                j->unstored = 0;
+        }
         if (status == -ENOSPC) {
                 if (!j->delivered) {
                         log_warning("job %s: the store has no room for its final record; its result is delivered "

@@ -36,7 +36,7 @@ struct outmsg {
         size_t payload_len;
         uint64_t payload_off;     /* stored: where the payload begins in the blob */
         uint8_t stored_blob[16];
-        size_t cost;              /* bytes of memory it holds: counted in out_bytes */
+        size_t cost;              /* bytes of memory it holds itself (not a part's data): counted in out_bytes */
         size_t sent;              /* bytes of head + payload already written */
 };
 
@@ -58,7 +58,7 @@ struct session {
 
         struct outmsg *out_head, *out_tail;
         size_t out_queued;
-        size_t out_bytes;           /* memory its queued messages hold (memory.max_output_buffer_bytes) */
+        size_t out_bytes;           /* memory its queued messages hold themselves (memory.max_output_buffer_bytes) */
         uint64_t out_pending;       /* bytes queued and not yet written, from memory or the store */
         int64_t out_progress_ms;    /* monotonic: the last write, or when the queue began */
         bool out_overflow;          /* over that: closing with 1008, nothing more is queued */

@@ -359,6 +359,13 @@ static void on_store_reply_mail(struct mail *m)
                 break;
         case KOP_WATCH:
         case KOP_RESULT:
+                if (live && live->delivered) {
+                        /* Finished, its record waiting for room in the store: complete. */
+                        if (r->kind == KOP_WATCH)
+                                session_send_ok(s, r->ref);
+                        session_send_done(s, live, r->kind == KOP_RESULT ? r->ref : NULL);
+                        break;
+                }
                 if (live) {
                         jobs_watch(d->jobs, live, s->id);
                         session_send_ok(s, r->ref);
@@ -445,6 +452,14 @@ void session_op_job(struct session *s, const struct proto_req *rq)
                 break;
         case KOP_WATCH:
         case KOP_RESULT:
+                if (j->delivered) {
+                        /* Finished, its record waiting for room in the store: its
+                         * watchers have had their `done`, and so does this one. */
+                        if (rq->op == KOP_WATCH)
+                                session_send_ok(s, rq->ref);
+                        session_send_done(s, j, rq->op == KOP_RESULT ? rq->ref : NULL);
+                        break;
+                }
                 /* Not finished yet: the `done` (and parts) follow when it is. */
                 if (jobs_watch(d->jobs, j, s->id) < 0) {
                         session_send_error(s, rq->ref, KERR_INTERNAL, NULL, "out of memory");

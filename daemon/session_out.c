@@ -27,6 +27,8 @@ static int out_read_stored(struct session *s, const struct outmsg *m, uint8_t *d
  * with 1008 at its next writeable callback, or killed after OVERFLOW_KILL_S when the
  * peer reads nothing at all. Its jobs go on; their results stay retrievable. */
 #define OVERFLOW_KILL_S 5
+/* A backlog that makes a connection the one to close when memory.max_bytes is full. */
+#define OUT_BACKLOG_BYTES (64u << 10)
 /* How long a backlog over the limit may go without the client taking a byte. */
 #define OUT_STALL_MS 5000
 
@@ -52,18 +54,21 @@ static void out_push(struct session *s, struct outmsg *m)
                 out_free(s, m);
                 return;
         }
-        m->cost = sizeof(*m) + LWS_PRE + m->head_len + (m->binary && !m->stored ? m->payload_len : 0);
-        size_t held = sizeof(*m) + LWS_PRE + m->head_len;
-        if (!membudget_try_take(s->d->mem, MEM_OUTPUT, held)) {
-                /* memory.max_bytes is full: a connection with a backlog is the one
-                 * to let go; a first reply is small and goes out all the same. */
-                if (s->out_head) {
+        /* What the message itself holds; a part's data is the job's (counted in its
+         * result's memory), and a reader that leaves it unread is closed by
+         * session_out_check_stalled. */
+        m->cost = sizeof(*m) + LWS_PRE + m->head_len;
+        if (!membudget_try_take(s->d->mem, MEM_OUTPUT, m->cost)) {
+                /* memory.max_bytes is full: a connection with a backlog of its own
+                 * is the one to let go; a reply to one that reads goes out all the
+                 * same. */
+                if (s->out_bytes > OUT_BACKLOG_BYTES) {
                         m->cost = 0;
                         out_free(s, m);
                         out_overflow(s, "memory.max_bytes is full and its output waits unread");
                         return;
                 }
-                membudget_charge(s->d->mem, MEM_OUTPUT, held);
+                membudget_charge(s->d->mem, MEM_OUTPUT, m->cost);
         }
         if (s->out_tail) {
                 s->out_tail->next = m;
@@ -86,7 +91,7 @@ static void out_push(struct session *s, struct outmsg *m)
 static void out_free(struct session *s, struct outmsg *m)
 {
         if (m->cost) {
-                membudget_give(s->d->mem, MEM_OUTPUT, m->cost - (m->binary && !m->stored ? m->payload_len : 0));
+                membudget_give(s->d->mem, MEM_OUTPUT, m->cost);
                 s->out_bytes -= m->cost;
                 s->out_pending -= m->head_len + m->payload_len - m->sent;
         }

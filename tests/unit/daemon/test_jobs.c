@@ -339,6 +339,13 @@ static void test_a_final_record_without_room_is_delivered_then_stored_later(void
         assert_non_null(strstr(events[before + 1].done, "\"stored\":false"));
         assert_ptr_equal(jobs_find(f->js, j->id), j); /* it answers for itself meanwhile */
         assert_int_equal(atomic_load(&j->state), KILN_JOB_DONE);
+        /* One more submitter of it (its idempotency key) gets its `done` at once. */
+        jobs_accept_one(f->js, j, 8, NULL, true, false);
+        assert_int_equal(n_events, before + 4);
+        assert_string_equal(events[before + 2].what, "accepted");
+        assert_string_equal(events[before + 3].what, "done");
+        assert_int_equal(events[before + 3].session, 8);
+        before += 2;
 
         jobs_store_room(f->js, JOBS_STORE_LOW_BYTES - 1); /* still no room: not tried */
         storeq_flush(f->q);
