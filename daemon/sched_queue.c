@@ -134,6 +134,15 @@ struct sched_item *sched_queue_take(struct queue *q)
 
 /* ---- memory ---- */
 
+/* With nothing running and no result held, nothing will give memory back but the
+ * queued jobs themselves: their inputs (held from submit) must not keep every one
+ * of them from starting, so they are not counted then (room_left), and the job
+ * that starts has its memory charged (take_memory). */
+static bool only_inputs_in_the_way(const struct sched *s, const struct membudget_view *v)
+{
+        return !s->running && !v->by_use[MEM_RESULTS];
+}
+
 /* Bytes the budget has left, and its limit (*ret_max); UINT64_MAX for both without
  * a budget. A snapshot: the take that follows may still fail. */
 static uint64_t room_left(struct sched *s, uint64_t *ret_max)
@@ -145,12 +154,7 @@ static uint64_t room_left(struct sched *s, uint64_t *ret_max)
         }
         membudget_view(s->mem, &v);
         *ret_max = v.take_max;
-        /* With nothing running and no result held, nothing will give memory back
-         * but the queued jobs themselves: their inputs (held from submit) must not
-         * keep every one of them from starting, so they are not counted then
-         * (take_memory charges the one that starts). */
-        bool stuck = !s->running && !v.by_use[MEM_RESULTS];
-        uint64_t used = stuck ? v.used - v.by_use[MEM_INPUTS] : v.used;
+        uint64_t used = only_inputs_in_the_way(s, &v) ? v.used - v.by_use[MEM_INPUTS] : v.used;
         return used >= v.take_max ? 0 : v.take_max - used;
 }
 
@@ -174,10 +178,8 @@ static bool take_memory(struct sched *s, struct sched_item *j)
         if (!membudget_try_take(s->mem, MEM_RESULTS, j->mem_bytes)) {
                 struct membudget_view v;
                 membudget_view(s->mem, &v);
-                if (s->running || v.by_use[MEM_RESULTS])
+                if (!only_inputs_in_the_way(s, &v))
                         return false;
-                /* Only queued jobs' inputs are in the way (room_left): run it all the
-                 * same, or they would wait for each other until they expire. */
                 membudget_charge(s->mem, MEM_RESULTS, j->mem_bytes);
         }
         j->mem_held = j->mem_bytes;

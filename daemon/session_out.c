@@ -350,7 +350,6 @@ static int writable_fragment(struct session *s)
                 return -1;
         m->sent += n;
         s->out_pending -= n;
-        s->out_progress_ms = kiln_mono_ms();
         if (m->sent == total)
                 out_pop(s);
         return 0;
