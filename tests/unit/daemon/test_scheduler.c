@@ -298,18 +298,41 @@ static double idle_cpu_ms(void)
         return cpu_ms() - before;
 }
 
+/* A scheduler on `threads` CPU workers with a memory budget of 1000 bytes (1000 /
+ * 64 = 15 of them kept for output: inputs and results take at most 985). */
+struct budgeted {
+        struct kiln_config *cfg;
+        struct membudget *mb;
+        struct sched *s;
+};
+
+static void budgeted_start(struct budgeted *b, int threads)
+{
+        const char *env[] = { "KILN_GPU_BACKEND=cpu", threads == 1 ? "KILN_CPU_THREADS=1" : "KILN_CPU_THREADS=2",
+                              NULL };
+        b->cfg = config(env);
+        assert_int_equal(membudget_new(1000, &b->mb), 0);
+        assert_int_equal(sched_new(b->cfg, &sink, b->mb, &b->s), 0);
+}
+
+/* Stops the workers, then frees the budget and the configuration. */
+static void budgeted_stop(struct budgeted *b)
+{
+        sched_free(b->s);
+        membudget_free(b->mb);
+        kiln_config_free(b->cfg);
+}
+
 /* Two items that each fit the budget alone but not together: the second starts
  * only once the first one's owner gives its memory back. Meanwhile an item of
  * another tenant that fits runs, and the waiting tenant's next item keeps its
  * place behind its head. */
 static void test_an_item_waits_until_memory_is_given_back(void **state)
 {
-        static const char *env[] = { "KILN_GPU_BACKEND=cpu", "KILN_CPU_THREADS=1", NULL };
-        struct kiln_config *cfg = config(env);
-        struct membudget *mb;
-        struct sched *s;
-        assert_int_equal(membudget_new(1000, &mb), 0);
-        assert_int_equal(sched_new(cfg, &sink, mb, &s), 0);
+        struct budgeted run;
+        budgeted_start(&run, 1);
+        struct sched *s = run.s;
+        struct membudget *mb = run.mb;
         struct fake a, b, b_next, other;
         fake_init(&a, tiny, KILN_PRIO_NORMAL);
         fake_init(&b, tiny, KILN_PRIO_NORMAL);
@@ -352,26 +375,22 @@ static void test_an_item_waits_until_memory_is_given_back(void **state)
         v = budget_view(mb);
         assert_int_equal(v.used, 0);
         assert_int_equal(v.peak, 600);          /* never both at once */
-        sched_free(s);
-        membudget_free(mb);
+        budgeted_stop(&run);
         free(a.params);
         free(b.params);
         free(b_next.params);
         free(other.params);
-        kiln_config_free(cfg);
 }
 
 /* An item whose memory does not fit does not hold back a smaller item of another
  * kind at its priority. */
 static void test_an_item_that_does_not_fit_does_not_block_another_kind(void **state)
 {
-        static const char *env[] = { "KILN_GPU_BACKEND=cpu", "KILN_CPU_THREADS=1", NULL };
-        struct kiln_config *cfg = config(env);
-        struct membudget *mb;
-        struct sched *s;
-        assert_int_equal(membudget_new(1000, &mb), 0);
+        struct budgeted run;
+        budgeted_start(&run, 1);
+        struct sched *s = run.s;
+        struct membudget *mb = run.mb;
         membudget_charge(mb, MEM_OUTPUT, 700); /* held elsewhere: output buffers */
-        assert_int_equal(sched_new(cfg, &sink, mb, &s), 0);
         struct fake big, small;
         fake_init(&big, tiny, KILN_PRIO_NORMAL);
         fake_init_kind(&small, "lens.raytrace",
@@ -394,11 +413,9 @@ static void test_an_item_that_does_not_fit_does_not_block_another_kind(void **st
         assert_int_equal(big.end, SCHED_END_DONE);
         assert_int_equal(big.it.mem_held, 600);
         membudget_give(mb, MEM_RESULTS, big.it.mem_held);
-        sched_free(s);
-        membudget_free(mb);
+        budgeted_stop(&run);
         free(big.params);
         free(small.params);
-        kiln_config_free(cfg);
 }
 
 /* Strict priority holds with memory too: while a critical item waits for memory
@@ -406,12 +423,10 @@ static void test_an_item_that_does_not_fit_does_not_block_another_kind(void **st
  * that fits runs. */
 static void test_lower_priorities_wait_behind_an_item_waiting_for_memory(void **state)
 {
-        static const char *env[] = { "KILN_GPU_BACKEND=cpu", "KILN_CPU_THREADS=1", NULL };
-        struct kiln_config *cfg = config(env);
-        struct membudget *mb;
-        struct sched *s;
-        assert_int_equal(membudget_new(1000, &mb), 0);
-        assert_int_equal(sched_new(cfg, &sink, mb, &s), 0);
+        struct budgeted run;
+        budgeted_start(&run, 1);
+        struct sched *s = run.s;
+        struct membudget *mb = run.mb;
         struct fake holder, big, low, fits;
         fake_init(&holder, tiny, KILN_PRIO_NORMAL);
         fake_init(&big, tiny, KILN_PRIO_CRITICAL);
@@ -433,25 +448,21 @@ static void test_lower_priorities_wait_behind_an_item_waiting_for_memory(void **
         assert_true(big.order < low.order);
         membudget_give(mb, MEM_RESULTS, big.it.mem_held);
         assert_int_equal(budget_view(mb).used, 0);
-        sched_free(s);
-        membudget_free(mb);
+        budgeted_stop(&run);
         free(holder.params);
         free(big.params);
         free(low.params);
         free(fits.params);
-        kiln_config_free(cfg);
 }
 
 /* An item bigger than the whole budget never runs and holds back nobody, not even
  * lower priorities; it waits, asleep, until it is taken back. */
 static void test_an_item_bigger_than_the_budget_stays_queued_without_spinning(void **state)
 {
-        static const char *env[] = { "KILN_GPU_BACKEND=cpu", "KILN_CPU_THREADS=2", NULL };
-        struct kiln_config *cfg = config(env);
-        struct membudget *mb;
-        struct sched *s;
-        assert_int_equal(membudget_new(1000, &mb), 0);
-        assert_int_equal(sched_new(cfg, &sink, mb, &s), 0);
+        struct budgeted run;
+        budgeted_start(&run, 2);
+        struct sched *s = run.s;
+        struct membudget *mb = run.mb;
         struct fake huge, low;
         fake_init(&huge, tiny, KILN_PRIO_HIGH);
         fake_init(&low, tiny, KILN_PRIO_LOW);
@@ -472,12 +483,10 @@ static void test_an_item_bigger_than_the_budget_stays_queued_without_spinning(vo
         assert_int_equal(atomic_load(&huge.holds), 0);
         assert_int_equal(budget_view(mb).used, 0);
         assert_int_equal(budget_view(mb).waits, 1);
-        sched_free(s);
-        membudget_free(mb);
+        budgeted_stop(&run);
         assert_int_equal(atomic_load(&huge.ended), 0);
         free(huge.params);
         free(low.params);
-        kiln_config_free(cfg);
 }
 
 /* Queued jobs' inputs (held from their submit) fill the budget so that no result
@@ -486,13 +495,11 @@ static void test_an_item_bigger_than_the_budget_stays_queued_without_spinning(vo
  * until it expires. */
 static void test_queued_inputs_never_keep_every_job_from_running(void **state)
 {
-        static const char *env[] = { "KILN_GPU_BACKEND=cpu", "KILN_CPU_THREADS=1", NULL };
-        struct kiln_config *cfg = config(env);
-        struct membudget *mb;
-        struct sched *s;
-        assert_int_equal(membudget_new(1000, &mb), 0);
+        struct budgeted run;
+        budgeted_start(&run, 1);
+        struct sched *s = run.s;
+        struct membudget *mb = run.mb;
         membudget_charge(mb, MEM_INPUTS, 900); /* the queued jobs' inputs */
-        assert_int_equal(sched_new(cfg, &sink, mb, &s), 0);
         struct fake a, b;
         fake_init(&a, tiny, KILN_PRIO_NORMAL);
         fake_init(&b, tiny, KILN_PRIO_NORMAL);
@@ -511,11 +518,9 @@ static void test_queued_inputs_never_keep_every_job_from_running(void **state)
         membudget_give(mb, MEM_RESULTS, b.it.mem_held);
         membudget_give(mb, MEM_INPUTS, 900);
         assert_int_equal(budget_view(mb).used, 0);
-        sched_free(s);
-        membudget_free(mb);
+        budgeted_stop(&run);
         free(a.params);
         free(b.params);
-        kiln_config_free(cfg);
 }
 
 /* The CUDA plugin's simulated device fails every batch; the CPU comes after it. */
