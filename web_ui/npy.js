@@ -99,3 +99,46 @@ export async function readVectorsNpy(file) {
   if (have !== need) fail(`has ${Math.max(0, have)} bytes of data where shape ${shapeText} of float32 needs ${need}`);
   return { n, dim, dataOffset: h.dataOffset };
 }
+
+/* A file input for a float32 .npy of rows [n][dim], beside a textarea where the same
+ * rows may be typed: picking a file reads its header (an error goes to `error`, and
+ * more than `max` rows is one, worded by tooMany(fileName, n)); typing text drops
+ * the file. picked({file, n, dim, dataOffset}) is called for a good file. Returns
+ * {get(): the picked file's header or null, clear()}. */
+export function npyRowsPicker({ file, text, error, max, tooMany, picked }) {
+  let current = null;
+  const clear = () => {
+    current = null;
+    file.value = '';
+  };
+  file.addEventListener('change', async () => {
+    error.textContent = '';
+    current = null;
+    const f = file.files[0];
+    if (!f) return;
+    try {
+      const h = await readVectorsNpy(f);
+      if (h.n > max) throw new Error(tooMany(f.name, h.n));
+      current = { file: f, ...h };
+      text.value = '';
+      picked(current);
+    } catch (e) {
+      error.textContent = e.message;
+      file.value = '';
+    }
+  });
+  text.addEventListener('input', () => {
+    if (current && text.value.trim()) clear();
+  });
+  return { get: () => current, clear };
+}
+
+/* The binary part of a job's f32 rows: a picked .npy file's data (npyRowsPicker),
+ * sent straight from the file, or the Float32Array of rows typed as text. */
+export function f32RowsPart(name, picked, typed) {
+  if (picked) {
+    return { name, dtype: 'f32', shape: [picked.n, picked.dim], blob: picked.file, start: picked.dataOffset,
+      bytes: picked.n * picked.dim * 4 };
+  }
+  return { name, dtype: 'f32', shape: [typed.n, typed.dim], blob: new Blob([typed.data.buffer]), bytes: typed.data.byteLength };
+}

@@ -7,7 +7,7 @@
 // `z` and `zone` (0 distress, 1 grey, 2 safe). Models are uploaded on the Objects page.
 
 import { el, fmtNum, setChildren } from '../dom.js';
-import { readVectorsNpy } from '../npy.js';
+import { f32RowsPart, npyRowsPicker } from '../npy.js';
 
 const KIND = 'risk.score';
 const SHOWN = 50;             // rows tabled; the histogram counts them all
@@ -180,7 +180,7 @@ export function riskView({ client, welcome, flash }) {
   const go = el('button', { type: 'submit', class: 'primary' }, 'Score');
   const status = el('p', { class: 'muted risk-status', role: 'status', 'aria-live': 'polite' });
   const out = el('div', { class: 'risk-out' }, el('p', { class: 'muted' }, 'The scores appear here.'));
-  let npy = null, alive = true;
+  let alive = true;
 
   const columns = (name) => ALTMAN[name]?.cols ?? stored.get(name)?.features;
   const describe = () => {
@@ -209,27 +209,10 @@ export function riskView({ client, welcome, flash }) {
     }
   };
 
-  file.addEventListener('change', async () => {
-    errs.rows.textContent = '';
-    npy = null;
-    const f = file.files[0];
-    if (!f) return;
-    try {
-      const h = await readVectorsNpy(f);
-      if (h.n > MAX_ROWS) throw new Error(`${f.name} holds ${h.n} rows: a job scores at most ${MAX_ROWS}`);
-      npy = { file: f, n: h.n, cols: h.dim, dataOffset: h.dataOffset };
-      text.value = '';
-      status.textContent = `${f.name}: ${fmtNum(h.n)} rows of ${fmtNum(h.dim)} values.`;
-    } catch (e) {
-      errs.rows.textContent = e.message;
-      file.value = '';
-    }
-  });
-  text.addEventListener('input', () => {
-    if (npy && text.value.trim()) {
-      npy = null;
-      file.value = '';
-    }
+  const rows = npyRowsPicker({
+    file, text, error: errs.rows, max: MAX_ROWS,
+    tooMany: (name, n) => `${name} holds ${n} rows: a job scores at most ${MAX_ROWS}`,
+    picked: (h) => { status.textContent = `${h.file.name}: ${fmtNum(h.n)} rows of ${fmtNum(h.dim)} values.`; },
   });
 
   const form = el('form', { class: 'card risk-form', novalidate: true, onsubmit: async (ev) => {
@@ -242,11 +225,12 @@ export function riskView({ client, welcome, flash }) {
     }
     let part;
     try {
-      if (npy) {
-        part = { name: 'rows', dtype: 'f32', shape: [npy.n, npy.cols], blob: npy.file, start: npy.dataOffset, bytes: npy.n * npy.cols * 4 };
+      const picked = rows.get();
+      if (picked) {
+        part = f32RowsPart('rows', picked);
       } else {
         const r = parseRows(text.value);
-        part = { name: 'rows', dtype: 'f32', shape: [r.n, r.cols], blob: new Blob([r.data.buffer]), bytes: r.data.byteLength };
+        part = f32RowsPart('rows', null, { n: r.n, dim: r.cols, data: r.data });
       }
     } catch (e) {
       errs.rows.textContent = e.message;

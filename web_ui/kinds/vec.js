@@ -12,7 +12,7 @@
 // Collections are made and changed on the Objects page (objects.js).
 
 import { el, fmtNum, setChildren } from '../dom.js';
-import { readVectorsNpy } from '../npy.js';
+import { f32RowsPart, npyRowsPicker } from '../npy.js';
 
 const KIND = 'vec.search';
 const SHOWN = 20;            // queries whose answers are tabled; the rest are counted
@@ -129,7 +129,7 @@ export function vecView({ client, welcome, flash }) {
   const go = el('button', { type: 'submit', class: 'primary' }, 'Search');
   const status = el('p', { class: 'muted vec-status', role: 'status', 'aria-live': 'polite' });
   const out = el('div', { class: 'vec-out' }, el('p', { class: 'muted' }, 'The nearest ids appear here.'));
-  let npy = null, alive = true;
+  let alive = true;
 
   const describe = () => {
     const c = collections.get(select.value);
@@ -163,27 +163,10 @@ export function vecView({ client, welcome, flash }) {
     }
   };
 
-  file.addEventListener('change', async () => {
-    errs.queries.textContent = '';
-    npy = null;
-    const f = file.files[0];
-    if (!f) return;
-    try {
-      const h = await readVectorsNpy(f);
-      if (h.n > MAX_QUERIES) throw new Error(`${f.name} holds ${h.n} vectors: a search takes at most ${MAX_QUERIES}`);
-      npy = { file: f, ...h };
-      text.value = '';
-      status.textContent = `${f.name}: ${fmtNum(h.n)} queries of dim ${fmtNum(h.dim)}.`;
-    } catch (e) {
-      errs.queries.textContent = e.message;
-      file.value = '';
-    }
-  });
-  text.addEventListener('input', () => {
-    if (npy && text.value.trim()) {
-      npy = null;
-      file.value = '';
-    }
+  const queries = npyRowsPicker({
+    file, text, error: errs.queries, max: MAX_QUERIES,
+    tooMany: (name, n) => `${name} holds ${n} vectors: a search takes at most ${MAX_QUERIES}`,
+    picked: (h) => { status.textContent = `${h.file.name}: ${fmtNum(h.n)} queries of dim ${fmtNum(h.dim)}.`; },
   });
 
   const serverError = (e) => {
@@ -199,8 +182,7 @@ export function vecView({ client, welcome, flash }) {
     describe();
     queryId.value = id;
     text.value = '';
-    npy = null;
-    file.value = '';
+    queries.clear();
     form.requestSubmit();
   };
 
@@ -220,7 +202,7 @@ export function vecView({ client, welcome, flash }) {
     const qid = queryId.value;
     let part = null;
     if (qid) {
-      if (npy || text.value.trim()) {
+      if (queries.get() || text.value.trim()) {
         errs.queryId.textContent = 'Give query vectors or a stored id, not both: clear one of them.';
         return;
       }
@@ -232,12 +214,10 @@ export function vecView({ client, welcome, flash }) {
     try {
       if (qid) {
         // No part: the server reads the item's vector.
-      } else if (npy) {
-        part = { name: 'queries', dtype: 'f32', shape: [npy.n, npy.dim], blob: npy.file, start: npy.dataOffset,
-          bytes: npy.n * npy.dim * 4 };
+      } else if (queries.get()) {
+        part = f32RowsPart('queries', queries.get());
       } else {
-        const q = parseQueries(text.value);
-        part = { name: 'queries', dtype: 'f32', shape: [q.n, q.dim], blob: new Blob([q.data.buffer]), bytes: q.data.byteLength };
+        part = f32RowsPart('queries', null, parseQueries(text.value));
       }
     } catch (e) {
       errs.queries.textContent = e.message;
