@@ -178,6 +178,9 @@ static void test_stored_inputs_come_back_after_a_restart(void **state)
                 assert_memory_equal(back.arrays[i].shape, in.arrays[i].shape, sizeof(in.arrays[i].shape));
                 assert_int_equal(back.arrays[i].bytes, in.arrays[i].bytes);
                 assert_memory_equal(back.arrays[i].data, in.arrays[i].data, in.arrays[i].bytes);
+                /* assembled arrays point into their own blob, where a parse finds them */
+                assert_int_equal((const uint8_t *)in.arrays[i].data - in.blob,
+                                 (const uint8_t *)back.arrays[i].data - blob);
         }
         /* A damaged blob is refused, not half read. */
         struct job_inputs bad;
