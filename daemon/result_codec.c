@@ -85,6 +85,30 @@ static json_t *part_header_json(const struct kiln_part *p)
                          "bytes", (json_int_t)p->bytes);
 }
 
+/* A part's header as compact JSON text (malloc'd): written directly when no string
+ * needs escaping, byte for byte what json_dumps(JSON_COMPACT) writes (keys in
+ * insertion order), else by jansson. NULL on ENOMEM. */
+static char *part_header_text(const struct kiln_part *p)
+{
+        const char *dtype = kiln_dtype_name(p->dtype);
+        if (proto_json_plain(p->name) && proto_json_plain(dtype)) {
+                /* names and dtypes are short (kiln_part.name), each dim at most 20 digits */
+                char buf[sizeof(p->name) + 64 + sizeof(p->shape) / sizeof(p->shape[0]) * 21 + 32];
+                int n = snprintf(buf, sizeof(buf), "{\"name\":\"%s\",\"dtype\":\"%s\",\"shape\":[", p->name, dtype);
+                for (int k = 0; k < p->ndim && n > 0 && (size_t)n < sizeof(buf); k++)
+                        n += snprintf(buf + n, sizeof(buf) - (size_t)n, "%s%llu", k ? "," : "",
+                                      (unsigned long long)p->shape[k]);
+                if (n > 0 && (size_t)n < sizeof(buf))
+                        n += snprintf(buf + n, sizeof(buf) - (size_t)n, "],\"bytes\":%llu}", (unsigned long long)p->bytes);
+                if (n > 0 && (size_t)n < sizeof(buf))
+                        return strdup(buf);
+        }
+        json_t *h = part_header_json(p);
+        char *text = h ? json_dumps(h, JSON_COMPACT) : NULL;
+        json_decref(h);
+        return text;
+}
+
 static size_t pad8(size_t n)
 {
         return (n + 7) & ~(size_t)7;
@@ -155,9 +179,7 @@ int result_blob_new(const struct kiln_result *r, const char *scalars, struct res
                 goto fail;
         for (int i = 0; i < r->n_parts; i++) {
                 const struct kiln_part *part = &r->parts[i];
-                json_t *h = part_header_json(part);
-                char *hdr = h ? json_dumps(h, JSON_COMPACT) : NULL;
-                json_decref(h);
+                char *hdr = part_header_text(part);
                 if (!hdr)
                         goto fail;
                 size_t hl = strlen(hdr);

@@ -78,6 +78,40 @@ static void test_blob_round_trip(void **state)
         kiln_result_clear(&r);
 }
 
+static uint32_t get_u32(const uint8_t *p)
+{
+        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* A part's header is the compact JSON jansson writes, whether or not its name needs
+ * escaping (the input blobs' digests, hence cache keys, depend on these bytes). */
+static void test_part_headers_are_jansson_compact_json(void **state)
+{
+        const char *names[] = { "rows", "a\"b\\c\n" };
+        for (int k = 0; k < 2; k++) {
+                struct kiln_result r;
+                memset(&r, 0, sizeof(r));
+                uint64_t shape[2] = { 1, 4 };
+                struct kiln_part *p = kiln_result_add_part(&r, "x", KILN_DTYPE_F32, 2, shape);
+                assert_non_null(p);
+                snprintf(p->name, sizeof(p->name), "%s", names[k]);
+                size_t n;
+                uint8_t *buf = encode(&r, &n);
+                uint32_t scalars = get_u32(buf + 8);
+                const uint8_t *h = buf + 12 + scalars + 4;
+                uint32_t hl = get_u32(h);
+                json_t *o = json_pack("{s:s, s:s, s:[I, I], s:I}", "name", names[k], "dtype", "f32", "shape",
+                                      (json_int_t)1, (json_int_t)4, "bytes", (json_int_t)16);
+                char *want = json_dumps(o, JSON_COMPACT);
+                assert_int_equal(hl, strlen(want));
+                assert_memory_equal(h + 4, want, hl);
+                free(want);
+                json_decref(o);
+                free(buf);
+                kiln_result_clear(&r);
+        }
+}
+
 /* A result with a value of every type and a part of every dtype. */
 static void make_typed(struct kiln_result *r)
 {
@@ -322,6 +356,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_blob_round_trip),
                 cmocka_unit_test(test_parse_with_reads_headers_only),
+                cmocka_unit_test(test_part_headers_are_jansson_compact_json),
                 cmocka_unit_test(test_blob_refuses_every_truncation),
                 cmocka_unit_test(test_typed_values_round_trip),
                 cmocka_unit_test(test_a_json_value_that_does_not_parse_is_null),
