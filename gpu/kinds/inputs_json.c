@@ -32,10 +32,38 @@ struct walk {
         const uint64_t *shape;
         unsigned char *out;
         size_t at;            /* elements written */
+        const char *field;    /* the array's own field name */
+        size_t idx[4];        /* where the walk is, at each depth */
         struct kiln_error *err;
 };
 
-static int put_element(struct walk *w, const json_t *e, const char *field)
+/* The field name of the element at idx[0..depth): "params.rows[3][1]". Written only
+ * for an error, so that a valid array of a million numbers costs no formatting. */
+static const char *walk_field(const struct walk *w, int depth, char buf[128])
+{
+        char tmp[128];
+        snprintf(buf, 128, "%s", w->field);
+        for (int k = 0; k < depth; k++) {
+                snprintf(tmp, sizeof(tmp), "%.100s[%zu]", buf, w->idx[k]);
+                memcpy(buf, tmp, sizeof(tmp));
+        }
+        return buf;
+}
+
+/* Fails the walk at idx[0..depth): "<field> <what>". */
+static int __attribute__((format(printf, 3, 4))) walk_fail(const struct walk *w, int depth, const char *fmt, ...)
+{
+        char field[128], what[256];
+        va_list ap;
+
+        walk_field(w, depth, field);
+        va_start(ap, fmt);
+        vsnprintf(what, sizeof(what), fmt, ap);
+        va_end(ap);
+        return fail_code(w->err, -EINVAL, field, "%s %s", field, what);
+}
+
+static int put_element(struct walk *w, const json_t *e, int depth)
 {
         unsigned char *dst = w->out + w->at * kiln_dtype_size(w->dtype);
         double d;
@@ -47,10 +75,10 @@ static int put_element(struct walk *w, const json_t *e, const char *field)
                 } else if (json_is_number(e)) {
                         d = json_number_value(e);
                         if (fabs(d) > FLT_MAX)
-                                return fail_code(w->err, -EINVAL, field, "%s is outside the f32 range", field);
+                                return walk_fail(w, depth, "is outside the f32 range");
                         f = (float)d;
                 } else {
-                        return fail_code(w->err, -EINVAL, field, "%s must be a number or null", field);
+                        return walk_fail(w, depth, "must be a number or null");
                 }
                 memcpy(dst, &f, sizeof(f));
                 w->at++;
@@ -63,17 +91,16 @@ static int put_element(struct walk *w, const json_t *e, const char *field)
         case KILN_DTYPE_I32: lo = -2147483648.0; hi = 2147483647.0; break;
         case KILN_DTYPE_U32: lo = 0; hi = 4294967295.0; break;
         case KILN_DTYPE_U8: lo = 0; hi = 255; break;
-        default: return fail_code(w->err, -EINVAL, field, "%s cannot be given as JSON", field);
+        default: return walk_fail(w, depth, "cannot be given as JSON");
         }
         if (json_is_integer(e))
                 d = (double)json_integer_value(e);
         else if (json_is_real(e) && json_real_value(e) == floor(json_real_value(e)))
                 d = json_real_value(e);
         else
-                return fail_code(w->err, -EINVAL, field, "%s must be an integer", field);
+                return walk_fail(w, depth, "must be an integer");
         if (!(d >= lo && d <= hi))
-                return fail_code(w->err, -EINVAL, field, "%s must be an integer between %.0f and %.0f (%s)", field,
-                                 lo, hi, name);
+                return walk_fail(w, depth, "must be an integer between %.0f and %.0f (%s)", lo, hi, name);
         if (w->dtype == KILN_DTYPE_I32) {
                 int32_t x = (int32_t)d;
                 memcpy(dst, &x, sizeof(x));
@@ -87,26 +114,21 @@ static int put_element(struct walk *w, const json_t *e, const char *field)
         return 0;
 }
 
-static int walk_level(struct walk *w, const json_t *v, int depth, const char *field)
+static int walk_level(struct walk *w, const json_t *v, int depth)
 {
-        char sub[128];
-
         if (depth == w->ndim) {
                 if (json_is_array(v) || json_is_object(v))
-                        return fail_code(w->err, -EINVAL, field, "%s must be a single value: the array is %d deep",
-                                         field, w->ndim);
-                return put_element(w, v, field);
+                        return walk_fail(w, depth, "must be a single value: the array is %d deep", w->ndim);
+                return put_element(w, v, depth);
         }
         if (!json_is_array(v))
-                return fail_code(w->err, -EINVAL, field, "%s must be an array of %llu", field,
-                                 (unsigned long long)w->shape[depth]);
+                return walk_fail(w, depth, "must be an array of %llu", (unsigned long long)w->shape[depth]);
         if (json_array_size(v) != w->shape[depth])
-                return fail_code(w->err, -EINVAL, field, "%s has %zu elements where the first has %llu: arrays "
-                                 "must be rectangular", field, json_array_size(v),
-                                 (unsigned long long)w->shape[depth]);
+                return walk_fail(w, depth, "has %zu elements where the first has %llu: arrays must be rectangular",
+                                 json_array_size(v), (unsigned long long)w->shape[depth]);
         for (size_t i = 0; i < json_array_size(v); i++) {
-                snprintf(sub, sizeof(sub), "%.100s[%zu]", field, i);
-                int r = walk_level(w, json_array_get(v, i), depth + 1, sub);
+                w->idx[depth] = i;
+                int r = walk_level(w, json_array_get(v, i), depth + 1);
                 if (r < 0)
                         return r;
         }
@@ -169,8 +191,9 @@ int kiln_input_from_json(const struct kiln_input_spec *spec, const json_t *v, co
         unsigned char *data = malloc(bytes ? bytes : 1);
         if (!data)
                 return fail_code(err, -ENOMEM, field, "out of memory while reading %s", field);
-        struct walk w = { .dtype = (enum kiln_dtype)dt, .ndim = ndim, .shape = shape, .out = data, .err = err };
-        int r = walk_level(&w, v, 0, field);
+        struct walk w = { .dtype = (enum kiln_dtype)dt, .ndim = ndim, .shape = shape, .out = data, .field = field,
+                          .err = err };
+        int r = walk_level(&w, v, 0);
         struct kiln_error kerr;
         if (r >= 0 && kiln_array_init(ret, spec->name, w.dtype, ndim, shape, data, bytes, &kerr) < 0)
                 r = fail_code(err, -EINVAL, field, "%s", kerr.message);
