@@ -6,6 +6,7 @@
  * Every cell receives its terms in file order (row by row, left to right), the
  * order in which the CUDA kernel sums them too (relief_math.h). */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -125,4 +126,23 @@ fail:
         relief_rows_free(rows);
         free(h);
         return r;
+}
+
+double relief_grid_rough(const struct relief_grid *g, double tol_mm)
+{
+        uint32_t w = g->dims.grid_w, gh = g->dims.grid_h;
+        if (w < 3 || gh < 3)
+                return 0.0;
+        /* 8-bit images at a whole number of grey levels tie often: a tie is not
+         * rough, whatever the last bit of the heights' rounding says. */
+        double lim = 2.0 * tol_mm * (1.0 + 1e-9);
+        uint64_t n = 0;
+        for (uint32_t i = 1; i + 1 < gh; i++) {
+                const double *up = g->h + (size_t)(i - 1) * w, *row = up + w, *down = row + w;
+                for (uint32_t j = 1; j + 1 < w; j++) {
+                        double c = 2.0 * row[j];
+                        n += (uint64_t)((fabs(c - row[j - 1] - row[j + 1]) > lim) | (fabs(c - up[j] - down[j]) > lim));
+                }
+        }
+        return (double)n / ((double)(w - 2) * (double)(gh - 2));
 }

@@ -108,6 +108,13 @@ struct relief_grid {
 int relief_heightfield(const void *data, size_t n, const struct relief_image_info *info, const struct relief_params *p,
                        struct relief_grid *ret, struct kiln_exec *ex);
 
+/* The share (0..1) of the grid's inner points that differ from the mean of their
+ * two neighbours along the row or along the column by more than tol_mm: points
+ * that a surface within tol_mm can pass through only near a vertex or an edge of
+ * its triangulation (relief_simplify's up-front estimate). 0 for grids with a side
+ * under 3 points. */
+double relief_grid_rough(const struct relief_grid *g, double tol_mm);
+
 /* ---- meshes (mesh.c) ---- */
 
 /* A closed relief mesh: the top surface over grid points, a wall down to z = 0
@@ -160,9 +167,14 @@ int relief_mesh_volume(const uint8_t *data, size_t n, int format, double *ret);
  * Delaunay height-field approximation): starting from the four corners, the grid
  * point farthest from the surface is inserted until none is more than tol_mm
  * away. The boundary is approximated the same way, so the walls built on it match.
- * Fills *ret (its arrays malloc'd: relief_mesh_release). When the surface needs
- * more than half the grid points the full grid is returned (it is within every
- * tolerance). Returns >= 0, -ECANCELED or -ENOMEM. */
+ * Fills *ret (its arrays malloc'd: relief_mesh_release). The full grid (within
+ * every tolerance, and what a simplified surface of over half the points would
+ * cost more triangles than) is returned instead when the grid is too rough to
+ * simplify (relief_grid_rough at or above RELIEF_ROUGH_FULL, decided before any
+ * insertion) or when the insertion reaches half the grid points; so the result
+ * never has more triangles than the full grid. Returns >= 0, -ECANCELED or
+ * -ENOMEM. */
+#define RELIEF_ROUGH_FULL 0.65
 int relief_simplify(const struct relief_grid *g, double tol_mm, struct relief_mesh *ret, struct kiln_exec *ex);
 /* Frees the arrays of a mesh made by relief_simplify. Accepts a full-grid mesh. */
 void relief_mesh_release(struct relief_mesh *m);
