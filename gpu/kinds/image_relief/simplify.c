@@ -36,20 +36,19 @@ struct heap_entry {
         uint32_t t;
 };
 
-/* A vertex's grid position, kept beside its grid index: the geometric tests
- * then need no division by the grid's width. */
-struct pt {
-        int32_t x, y;
+/* A vertex: its grid index and, beside it (one cache line, not two), its column
+ * and row, so that the geometric tests need no division by the grid's width. */
+struct vtx {
+        uint32_t g;
+        uint16_t x, y;          /* grids are at most RELIEF_MAX_SIDE_PX a side */
 };
 
 struct simp {
         const double *h;
         int64_t w, hgt;
         double tol;
-        uint32_t *verts;        /* grid index of each vertex */
+        struct vtx *verts;
         uint32_t n_verts, cap_verts;
-        struct pt *xy;          /* its column and row */
-        uint32_t cap_xy;
         struct tri *t;
         uint32_t n_t, cap_t;
         struct heap_entry *heap;/* as long as t */
@@ -63,12 +62,12 @@ struct simp {
 
 static int64_t px(const struct simp *s, uint32_t v)
 {
-        return s->xy[v].x;
+        return s->verts[v].x;
 }
 
 static int64_t py(const struct simp *s, uint32_t v)
 {
-        return s->xy[v].y;
+        return s->verts[v].y;
 }
 
 static int64_t orient(int64_t ax, int64_t ay, int64_t bx, int64_t by, int64_t cx, int64_t cy)
@@ -270,59 +269,82 @@ static double row_max(const double *hr, double base, double gx, int64_t lo, int6
         return m;
 }
 
+/* A triangle being scanned: its corners, its plane z = base + gx * col on each
+ * row (base0 + gy * row), and the best point found so far. */
+struct scan_tri {
+        int64_t x[3], y[3];
+        uint32_t g[3];          /* grid indices of the corners */
+        double z0, gx, gy;
+        double best;
+        uint32_t cand;
+};
+
+static double row_base(const struct scan_tri *c, int64_t row)
+{
+        return c->z0 + c->gy * (double)(row - c->y[0]) - c->gx * (double)c->x[0];
+}
+
+/* The points of columns [lo, hi] of one row, in order: the first that is farther
+ * than the best so far becomes it (the corners are never candidates). */
+static void scan_span(const struct simp *s, struct scan_tri *c, int64_t row, int64_t lo, int64_t hi)
+{
+        const double *hr = s->h + row * s->w;
+        double base = row_base(c, row);
+        if (row != c->y[0] && row != c->y[1] && row != c->y[2]) {
+                /* No corner on this row: its maximum first, and only when that
+                 * beats the best so far, the first column that has it (the point
+                 * the loop below would pick). */
+                double m = row_max(hr, base, c->gx, lo, hi);
+                if (m > c->best) {
+                        int64_t col = lo;
+                        while (row_err(hr, base, c->gx, col) != m)
+                                col++;
+                        c->best = m;
+                        c->cand = (uint32_t)(row * s->w + col);
+                }
+                return;
+        }
+        for (int64_t col = lo; col <= hi; col++) {
+                double err = row_err(hr, base, c->gx, col);
+                if (err > c->best) {
+                        uint32_t g = (uint32_t)(row * s->w + col);
+                        if (g == c->g[0] || g == c->g[1] || g == c->g[2])
+                                continue;
+                        c->best = err;
+                        c->cand = g;
+                }
+        }
+}
+
 static void scan(struct simp *s, uint32_t ti)
 {
         struct tri *t = &s->t[ti];
-        int64_t x[3], y[3];
+        struct scan_tri c = { .best = -1.0 };
         double z[3];
         for (int k = 0; k < 3; k++) {
-                x[k] = px(s, t->v[k]);
-                y[k] = py(s, t->v[k]);
-                z[k] = s->h[s->verts[t->v[k]]];
+                c.x[k] = px(s, t->v[k]);
+                c.y[k] = py(s, t->v[k]);
+                c.g[k] = s->verts[t->v[k]].g;
+                z[k] = s->h[c.g[k]];
         }
+        const int64_t *x = c.x, *y = c.y;
         double d = (double)orient(x[0], y[0], x[1], y[1], x[2], y[2]);
-        double gx = ((z[1] - z[0]) * (double)(y[2] - y[0]) - (z[2] - z[0]) * (double)(y[1] - y[0])) / d;
-        double gy = ((z[2] - z[0]) * (double)(x[1] - x[0]) - (z[1] - z[0]) * (double)(x[2] - x[0])) / d;
+        c.z0 = z[0];
+        c.gx = ((z[1] - z[0]) * (double)(y[2] - y[0]) - (z[2] - z[0]) * (double)(y[1] - y[0])) / d;
+        c.gy = ((z[2] - z[0]) * (double)(x[1] - x[0]) - (z[1] - z[0]) * (double)(x[2] - x[0])) / d;
         int64_t y0 = y[0] < y[1] ? (y[0] < y[2] ? y[0] : y[2]) : (y[1] < y[2] ? y[1] : y[2]);
         int64_t y1 = y[0] > y[1] ? (y[0] > y[2] ? y[0] : y[2]) : (y[1] > y[2] ? y[1] : y[2]);
         struct edge_walk e[3];
         for (int k = 0; k < 3; k++)
                 edge_start(&e[k], x[k], y[k], x[(k + 1) % 3], y[(k + 1) % 3], y0);
-        double best = -1.0;
-        uint32_t cand = 0;
         for (int64_t row = y0; row <= y1; row++) {
                 int64_t lo = 0, hi = s->w - 1;
                 for (int k = 0; k < 3; k++)
                         edge_row(&e[k], &lo, &hi);
-                const double *hr = s->h + row * s->w;
-                double base = z[0] + gy * (double)(row - y[0]) - gx * (double)x[0];
-                if (row != y[0] && row != y[1] && row != y[2]) {
-                        /* No vertex on this row: its maximum first, and only when
-                         * that beats the best so far, the first column that has it
-                         * (the same point the loop below would pick). */
-                        double m = row_max(hr, base, gx, lo, hi);
-                        if (m > best) {
-                                int64_t col = lo;
-                                while (row_err(hr, base, gx, col) != m)
-                                        col++;
-                                best = m;
-                                cand = (uint32_t)(row * s->w + col);
-                        }
-                        continue;
-                }
-                for (int64_t col = lo; col <= hi; col++) {
-                        double err = row_err(hr, base, gx, col);
-                        if (err > best) {
-                                uint32_t g = (uint32_t)(row * s->w + col);
-                                if (g == s->verts[t->v[0]] || g == s->verts[t->v[1]] || g == s->verts[t->v[2]])
-                                        continue;
-                                best = err;
-                                cand = g;
-                        }
-                }
+                scan_span(s, &c, row, lo, hi);
         }
-        t->err = best;
-        t->cand = cand;
+        t->err = c.best;
+        t->cand = c.cand;
 }
 
 /* ---- building the triangulation ---- */
@@ -427,11 +449,9 @@ static int legalise(struct simp *s)
 
 static int add_vertex(struct simp *s, uint32_t g, uint32_t *ret)
 {
-        if (grow((void **)&s->verts, &s->cap_verts, s->n_verts + 1, sizeof(uint32_t)) < 0 ||
-            grow((void **)&s->xy, &s->cap_xy, s->n_verts + 1, sizeof(struct pt)) < 0)
+        if (grow((void **)&s->verts, &s->cap_verts, s->n_verts + 1, sizeof(struct vtx)) < 0)
                 return -ENOMEM;
-        s->verts[s->n_verts] = g;
-        s->xy[s->n_verts] = (struct pt){ .x = (int32_t)(g % (uint64_t)s->w), .y = (int32_t)(g / (uint64_t)s->w) };
+        s->verts[s->n_verts] = (struct vtx){ .g = g, .x = (uint16_t)(g % (uint64_t)s->w), .y = (uint16_t)(g / (uint64_t)s->w) };
         *ret = s->n_verts++;
         return 0;
 }
@@ -512,7 +532,6 @@ static void rescan(struct simp *s, uint32_t ti)
 static void simp_free(struct simp *s)
 {
         free(s->verts);
-        free(s->xy);
         free(s->t);
         free(s->heap);
         free(s->dirty);
@@ -526,10 +545,12 @@ static int to_mesh(struct simp *s, const struct relief_grid *g, struct relief_me
         uint32_t *tris = malloc((size_t)s->n_t * 3 * sizeof(uint32_t));
         int32_t *at = malloc((size_t)len * sizeof(int32_t));
         uint32_t *ring = malloc((size_t)len * sizeof(uint32_t));
-        if (!tris || !at || !ring) {
+        uint32_t *top = malloc((size_t)s->n_verts * sizeof(uint32_t));
+        if (!tris || !at || !ring || !top) {
                 free(tris);
                 free(at);
                 free(ring);
+                free(top);
                 return -ENOMEM;
         }
         for (uint32_t k = 0; k < s->n_t; k++) {
@@ -541,7 +562,8 @@ static int to_mesh(struct simp *s, const struct relief_grid *g, struct relief_me
         for (uint32_t b = 0; b < len; b++)
                 at[b] = -1;
         for (uint32_t v = 0; v < s->n_verts; v++) {
-                uint32_t i = s->verts[v] / gw, j = s->verts[v] % gw;
+                uint32_t i = s->verts[v].y, j = s->verts[v].x;
+                top[v] = s->verts[v].g;
                 if (i == 0 || j == 0 || i == gh - 1 || j == gw - 1)
                         at[relief_ring_pos(i, j, gw, gh)] = (int32_t)v;
         }
@@ -553,13 +575,12 @@ static int to_mesh(struct simp *s, const struct relief_grid *g, struct relief_me
         *ret = (struct relief_mesh){
                 .grid = g,
                 .n_top = s->n_verts,
-                .top = s->verts,
+                .top = top,
                 .n_top_tris = s->n_t,
                 .tris = tris,
                 .n_ring = n_ring,
                 .ring = ring,
         };
-        s->verts = NULL;
         return 0;
 }
 
