@@ -19,6 +19,12 @@ at tolerance 0 and at one grey level (max_height_mm / 255), with the triangle
 counts, and checks every STL written with admesh. kilnd runs with its cache off
 (every repeat is computed) and one CPU worker per core.
 
+Every timed run starts after os.sync(): the figures are one image's latency, not
+the disk's sustained bandwidth. Without it a run would wait behind the writeback
+of the earlier runs' results (about 105 MB each at tolerance 0; the kernel
+throttles a writer once enough of them are dirty), and the later cases would be
+charged for the earlier ones' bytes.
+
     KILND=build/daemon/kilnd KILNCTL=build/daemon/ctl/kilnctl tests/bench/relief_bench.py \\
         [--size 1024] [--repeats 3] [--json FILE]
 """
@@ -105,12 +111,14 @@ def bench_image(name, grey, kilnd, tmp, repeats, out):
         kind_ms, ws_s, cli_s = [], [], []
         done = mesh = None
         for _ in range(repeats):
+            os.sync()
             ms, t, done, mesh = asyncio.run(ws_run(kilnd.url, data, params))
             kind_ms.append(ms)
             ws_s.append(t)
             odir = os.path.join(tmp, "out")
-            t0 = time.perf_counter()
             words = [f"{k}={v}" for k, v in params.items()]
+            os.sync()
+            t0 = time.perf_counter()
             subprocess.run([KILNCTL, "--url", kilnd.url, "submit", "image.relief", *words, "--image", path,
                             "--out", odir], check=True, capture_output=True, env=dict(os.environ, KILNCTL_NO_PROGRESS="1"))
             cli_s.append(time.perf_counter() - t0)
@@ -126,6 +134,7 @@ def bench_image(name, grey, kilnd, tmp, repeats, out):
     times = []
     ostl = os.path.join(tmp, f"{name}-openscad.stl")
     for _ in range(repeats):
+        os.sync()
         t0 = time.perf_counter()
         subprocess.run(["openscad", "-o", ostl, "--export-format", "binstl", scad], check=True, capture_output=True)
         times.append(time.perf_counter() - t0)
@@ -156,7 +165,8 @@ def main():
         kilnd.stop()
         kilnd.cleanup()
     print(f"image.relief vs OpenSCAD surface(), {a.size} x {a.size} grey PNGs, median of {a.repeats}, "
-          f"{os.cpu_count()} CPUs")
+          f"{os.cpu_count()} CPUs; os.sync() before every timed run (one image's latency, not the disk's "
+          f"writeback of the earlier results)")
     print(f"{'image':<11} {'case':<19} {'triangles':>10} {'kind s':>7} {'ws s':>7} {'kilnctl s':>9} "
           f"{'openscad s':>10}  admesh")
     for r in results:
