@@ -203,8 +203,22 @@ static void test_one_pixel_and_one_row_images_make_closed_solids(void **state)
         }
 }
 
+/* The grid index of corner k of top triangle t, simplified or full grid. */
+static uint32_t corner(const struct relief_mesh *m, uint64_t t, int k)
+{
+        if (m->tris)
+                return m->top[m->tris[3 * t + k]];
+        /* The full grid: cell t / 2 at (i, j) makes (a, c, d) and (a, d, b). */
+        uint32_t w = m->grid->dims.grid_w;
+        uint64_t cell = t / 2;
+        uint32_t a = (uint32_t)(cell / (w - 1) * w + cell % (w - 1));
+        const uint32_t tri[2][3] = { { a, a + w, a + w + 1 }, { a, a + w + 1, a + 1 } };
+        return tri[t % 2][k];
+}
+
 /* Every grid point lies within tol of the top surface, and every one is covered
- * (checked from the mesh's arrays, independently of the simplifier's scans). */
+ * (checked from the mesh's arrays, independently of the simplifier's scans: each
+ * triangle's bounding box, point by point). */
 static void check_within(const struct relief_mesh *m, double tol)
 {
         const struct relief_grid *g = m->grid;
@@ -215,15 +229,19 @@ static void check_within(const struct relief_mesh *m, double tol)
                 int64_t x[3], y[3];
                 double z[3];
                 for (int k = 0; k < 3; k++) {
-                        uint32_t gi = m->top[m->tris[3 * t + k]];
+                        uint32_t gi = corner(m, t, k);
                         x[k] = gi % w;
                         y[k] = gi / w;
                         z[k] = g->h[gi];
                 }
                 int64_t d = (x[1] - x[0]) * (y[2] - y[0]) - (y[1] - y[0]) * (x[2] - x[0]);
                 assert_true(d != 0);
-                for (int64_t py = 0; py < h; py++)
-                        for (int64_t pxx = 0; pxx < w; pxx++) {
+                int64_t x0 = x[0] < x[1] ? (x[0] < x[2] ? x[0] : x[2]) : (x[1] < x[2] ? x[1] : x[2]);
+                int64_t x1 = x[0] > x[1] ? (x[0] > x[2] ? x[0] : x[2]) : (x[1] > x[2] ? x[1] : x[2]);
+                int64_t y0 = y[0] < y[1] ? (y[0] < y[2] ? y[0] : y[2]) : (y[1] < y[2] ? y[1] : y[2]);
+                int64_t y1 = y[0] > y[1] ? (y[0] > y[2] ? y[0] : y[2]) : (y[1] > y[2] ? y[1] : y[2]);
+                for (int64_t py = y0; py <= y1; py++)
+                        for (int64_t pxx = x0; pxx <= x1; pxx++) {
                                 int64_t b0 = (x[1] - pxx) * (y[2] - py) - (y[1] - py) * (x[2] - pxx);
                                 int64_t b1 = (x[2] - pxx) * (y[0] - py) - (y[2] - py) * (x[0] - pxx);
                                 int64_t b2 = d - b0 - b1;
@@ -313,18 +331,107 @@ static void test_flat_and_planar_images_simplify_to_their_corners(void **state)
         free(img);
 }
 
-/* Noise needs nearly every point: past half of them the full grid is used. */
+/* Noise needs nearly every point: the full grid is used, closed like any other,
+ * and no larger than the mesh at tolerance 0. */
 static void test_noise_falls_back_to_the_full_grid(void **state)
 {
         uint8_t *img;
         size_t n;
-        struct relief_params p = test_params(RELIEF_STL, 1e-4);
+        struct relief_params p = test_params(RELIEF_STL, 0);
         struct kiln_result r = { 0 };
         grey_png(60, 50, noise, &img, &n);
+        struct mesh_report full = run_checked(&p, img, n, &r);
+        kiln_result_clear(&r);
+        p.tolerance_mm = 1e-4;
         struct mesh_report rep = run_checked(&p, img, n, &r);
         assert_int_equal(rep.triangles, 2 * 59 * 49 + 3 * (2 * 59 + 2 * 49));
+        assert_true(rep.triangles <= full.triangles);
         kiln_result_clear(&r);
         free(img);
+}
+
+/* Uniform noise in [-1, 1] from a hash of the grid point. */
+static double hash_noise(uint32_t i, uint32_t j)
+{
+        uint32_t k = i * 2654435761u ^ (j * 40503u + 0x9e3779b9u);
+        k ^= k >> 15;
+        k *= 0x2c1b3c6du;
+        k ^= k >> 12;
+        k *= 0x297a2d39u;
+        k ^= k >> 15;
+        return (double)(k >> 8) / 16777216.0 * 2 - 1;
+}
+
+/* A 120 x 100 grid of the smooth surface (1 + 3 * smooth, mm) with noise of
+ * +-0.01 mm, built directly: heights finer than 8-bit grey levels. */
+static void noisy_grid(struct relief_grid *g)
+{
+        uint32_t w = 120, h = 100;
+        *g = (struct relief_grid){ .dims = { .grid_w = w, .grid_h = h, .pitch_mm = 1, .width_mm = 119,
+                                             .depth_mm = 99 } };
+        g->h = malloc(sizeof(double) * w * h);
+        assert_non_null(g->h);
+        for (uint32_t i = 0; i < h; i++)
+                for (uint32_t j = 0; j < w; j++)
+                        g->h[i * w + j] = 1 + 3 * smooth((double)j / w, (double)i / h) + 0.01 * hash_noise(i, j);
+}
+
+/* The fallback paths: a grid too rough to try (tolerance 0.001 mm, decided
+ * before any insertion), one that looks simplifiable but needs over half its
+ * points (0.0065 mm: the insertion gives up at half), and one that simplifies
+ * (0.01 mm). Each within its tolerance at every point, never more triangles than
+ * the full grid. */
+static void test_rough_grids_fall_back_within_the_tolerance(void **state)
+{
+        struct relief_grid g;
+        noisy_grid(&g);
+        struct relief_mesh full;
+        relief_mesh_full(&g, &full);
+        const struct {
+                double tol;
+                bool rough, simplified;
+        } cases[] = { { 0.001, true, false }, { 0.0065, false, false }, { 0.01, false, true } };
+        for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+                struct relief_mesh m;
+                double rough = relief_grid_rough(&g, cases[k].tol);
+                if ((rough >= RELIEF_ROUGH_FULL) != cases[k].rough)
+                        fail_msg("tolerance %g: %.3f of the points rough", cases[k].tol, rough);
+                assert_int_equal(relief_simplify(&g, cases[k].tol, &m, NULL), 0);
+                assert_int_equal(m.tris != NULL, cases[k].simplified);
+                assert_true(relief_mesh_triangles(&m) <= relief_mesh_triangles(&full));
+                assert_true(relief_mesh_vertices(&m) <= relief_mesh_vertices(&full));
+                if (cases[k].simplified)
+                        assert_true(relief_mesh_triangles(&m) < relief_mesh_triangles(&full));
+                check_within(&m, cases[k].tol);
+                relief_mesh_release(&m);
+        }
+        free(g.h);
+}
+
+static void test_roughness_counts_points_off_their_neighbours_mean(void **state)
+{
+        /* 5 x 4 heights on a plane, but inner point (1, 2) 0.3 mm up: it is 0.3
+         * off the mean of its row neighbours and of its column neighbours; its row
+         * neighbours (1, 1), (1, 3) and the point below it, (2, 2), are 0.15 off
+         * (along the row, the row, the column); (2, 1) and (2, 3) lie on the plane. */
+        double h[20];
+        for (int k = 0; k < 20; k++)
+                h[k] = 1.0 + 0.1 * (k % 5) + 0.2 * (k / 5);
+        h[1 * 5 + 2] += 0.3;
+        struct relief_grid g = { .dims = { .grid_w = 5, .grid_h = 4, .pitch_mm = 1 }, .h = h };
+        assert_near(relief_grid_rough(&g, 0.31), 0.0, 0);
+        assert_near(relief_grid_rough(&g, 0.29), 1.0 / 6, 1e-12);
+        assert_near(relief_grid_rough(&g, 0.16), 1.0 / 6, 1e-12);
+        assert_near(relief_grid_rough(&g, 0.14), 4.0 / 6, 1e-12);
+        /* 8-bit grey levels: a point exactly one level off at a tolerance of one
+         * level is a tie, not rough, whatever the heights' last bit says. */
+        for (int k = 0; k < 20; k++)
+                h[k] = 1.0 + 3.0 * ((k % 5) == 2 && k / 5 == 1 ? 101 : 100) / 255;
+        assert_near(relief_grid_rough(&g, 3.0 / 255), 0.0, 0);
+        assert_near(relief_grid_rough(&g, 0.99 * 3.0 / 255), 1.0 / 6, 1e-12);
+        /* Under three points a side there is no inner point. */
+        g.dims.grid_h = 2;
+        assert_near(relief_grid_rough(&g, 0.0), 0.0, 0);
 }
 
 static void test_a_raised_stop_flag_cancels(void **state)
@@ -390,6 +497,8 @@ int main(void)
                 cmocka_unit_test(test_simplified_meshes_are_closed_and_much_smaller),
                 cmocka_unit_test(test_flat_and_planar_images_simplify_to_their_corners),
                 cmocka_unit_test(test_noise_falls_back_to_the_full_grid),
+                cmocka_unit_test(test_rough_grids_fall_back_within_the_tolerance),
+                cmocka_unit_test(test_roughness_counts_points_off_their_neighbours_mean),
                 cmocka_unit_test(test_a_raised_stop_flag_cancels),
                 cmocka_unit_test(test_the_kind_checks_its_input_and_bounds_its_result),
         };
