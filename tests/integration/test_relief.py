@@ -139,6 +139,34 @@ def edge_check(tris, normals=None):
     return nv, volume
 
 
+def surface_error(tris, heights, pitch):
+    """The largest distance (mm) between a grid point's height and the top surface
+    above it, over every grid point of `heights` (rows x columns, mm): the top
+    triangles (no vertex at z = 0) are mapped back to grid points and each grid
+    point under one is interpolated there. Fails when a point is under none."""
+    rows, cols = heights.shape
+    top = tris[np.all(tris[:, :, 2] > 0, axis=1)]
+    ij = np.rint(np.stack([-top[:, :, 1] / pitch, top[:, :, 0] / pitch], axis=2)).astype(np.int64)
+    covered = np.zeros(heights.shape, bool)
+    worst = 0.0
+    for (p0, p1, p2), z in zip(ij, top[:, :, 2]):
+        (i0, j0), (i1, j1), (i2, j2) = p0, p1, p2
+        d = (j1 - j0) * (i2 - i0) - (i1 - i0) * (j2 - j0)
+        assert d != 0, "a degenerate top triangle"
+        i, j = np.mgrid[min(i0, i1, i2):max(i0, i1, i2) + 1, min(j0, j1, j2):max(j0, j1, j2) + 1]
+        b0 = (j1 - j) * (i2 - i) - (i1 - i) * (j2 - j)
+        b1 = (j2 - j) * (i0 - i) - (i2 - i) * (j0 - j)
+        b2 = d - b0 - b1
+        inside = (np.sign(b0) * np.sign(d) >= 0) & (np.sign(b1) * np.sign(d) >= 0) & (np.sign(b2) * np.sign(d) >= 0)
+        zi = (b0 * z[0] + b1 * z[1] + b2 * z[2]) / d
+        err = np.abs(zi - heights[i, j])[inside]
+        if err.size:
+            worst = max(worst, float(err.max()))
+        covered[i[inside], j[inside]] = True
+    assert covered.all(), f"{(~covered).sum()} grid points under no top triangle"
+    return worst
+
+
 def admesh(path):
     """admesh's report of an STL as {statistic: (original, final) or value}."""
     out = subprocess.run(["admesh", path], capture_output=True, text=True, timeout=120, check=True).stdout
@@ -256,6 +284,43 @@ class ReliefTest(KilndTestCase):
         r, _ = got["jpeg"]
         self.assertAlmostEqual(r["depth_mm"], 100 * 31 / 47, places=6)
         self.assertAlmostEqual(got["one_pixel"][0]["volume_mm3"], 100 * 100 * (1 + 3 * 128 / 255), delta=0.1)
+
+    def test_a_noisy_image_at_small_tolerances_stays_closed_and_within_them(self):
+        """Noise finer than the tolerance cannot be simplified away: the full grid
+        (or a mesh that is no larger) comes back, closed, every pixel within the
+        tolerance; a smooth image at one grey level is really simplified and
+        passes the same pixel check."""
+        rng = np.random.default_rng(18)
+        g = smooth(48, 40)
+        noisy = np.clip(g + rng.uniform(-0.01, 0.01, g.shape) / 3, 0, 1)
+        grey16 = (noisy * 65535).round()
+        smooth8 = (g * 255).round()
+        heights16 = 1 + 3 * grey16 / 65535
+        heights8 = 1 + 3 * smooth8 / 255
+        noisy_png, smooth_png = png(grey16, 0, 16), png(smooth8, 0)
+        cases = [("noisy tol 0", noisy_png, {}), ("smooth tol 0", smooth_png, {})]
+        tolerance = {"noisy tol 0": 0.0, "smooth tol 0": 0.0, "smooth one grey level": 3 / 255}
+        for tol in (0.001, 0.0065):
+            for fmt in ("stl", "glb"):
+                name = f"noisy tol {tol} {fmt}"
+                cases.append((name, noisy_png, {"tolerance_mm": tol, "format": fmt}))
+                tolerance[name] = tol
+        cases.append(("smooth one grey level", smooth_png, {"tolerance_mm": 3 / 255}))
+        got = self.run_cases(cases)
+        pitch = 100 / 47
+        full = got["noisy tol 0"][0]["triangles"]
+        self.assertEqual(full, 2 * 47 * 39 + 3 * (2 * 47 + 2 * 39))
+        errors = {}
+        for name, (r, tris) in got.items():
+            with self.subTest(name):
+                self.assertLessEqual(r["triangles"], full)
+                errors[name] = surface_error(tris, heights8 if name.startswith("smooth") else heights16, pitch)
+                # float32 vertices: a few 1e-7 mm off the double heights.
+                self.assertLessEqual(errors[name], tolerance[name] + 1e-5)
+        # The smooth image is really simplified: far fewer triangles, and points
+        # off the surface by a good part of the tolerance, which the check saw.
+        self.assertLess(got["smooth one grey level"][0]["triangles"] * 5, got["smooth tol 0"][0]["triangles"])
+        self.assertGreater(errors["smooth one grey level"], 0.5 * 3 / 255)
 
     def test_volume_is_the_heightfield_sum(self):
         grey = (smooth(40, 30) * 255).round()
