@@ -592,8 +592,10 @@ int relief_simplify(const struct relief_grid *g, double tol_mm, struct relief_me
         int r = 0;
 
         /* Noise finer than the tolerance: most points would be inserted, one by one,
-         * before the limit below gave up. The share of rough points predicts that
-         * share of vertices (within -20%..+30% on photographs and noisy renders). */
+         * before the limit below gave up (1.4 s for a 1024 x 1024 photo-like image
+         * at one grey level). Where over a third of the points were rough, the
+         * insertion needed 0.78 to 1.3 times that share as vertices (a JPEG photo,
+         * noisy renders, 0.5 to 4 grey levels): from 0.65 on, over half. */
         if (relief_grid_rough(g, tol_mm) >= RELIEF_ROUGH_FULL) {
                 relief_mesh_full(g, ret);
                 return 0;
