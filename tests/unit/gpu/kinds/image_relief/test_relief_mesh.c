@@ -376,11 +376,19 @@ static void noisy_grid(struct relief_grid *g)
                         g->h[i * w + j] = 1 + 3 * smooth((double)j / w, (double)i / h) + 0.01 * hash_noise(i, j);
 }
 
+/* Counts the progress calls (ex->opaque: an int) that the insertion makes, one
+ * every 1024 vertices. */
+static void count_progress(struct kiln_exec *ex, double fraction)
+{
+        (void)fraction;
+        (*(int *)ex->opaque)++;
+}
+
 /* The fallback paths: a grid too rough to try (tolerance 0.001 mm, decided
- * before any insertion), one that looks simplifiable but needs over half its
- * points (0.0065 mm: the insertion gives up at half), and one that simplifies
- * (0.01 mm). Each within its tolerance at every point, never more triangles than
- * the full grid. */
+ * before any insertion: no insertion progress at all), one that looks
+ * simplifiable but needs over half its points (0.0065 mm: the insertion gives up
+ * at half, past 1024 vertices), and one that simplifies (0.01 mm). Each within
+ * its tolerance at every point, never more triangles than the full grid. */
 static void test_rough_grids_fall_back_within_the_tolerance(void **state)
 {
         struct relief_grid g;
@@ -393,10 +401,14 @@ static void test_rough_grids_fall_back_within_the_tolerance(void **state)
         } cases[] = { { 0.001, true, false }, { 0.0065, false, false }, { 0.01, false, true } };
         for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
                 struct relief_mesh m;
+                int progress = 0;
+                struct kiln_exec ex = { .progress = count_progress, .opaque = &progress };
                 double rough = relief_grid_rough(&g, cases[k].tol);
                 if ((rough >= RELIEF_ROUGH_FULL) != cases[k].rough)
                         fail_msg("tolerance %g: %.3f of the points rough", cases[k].tol, rough);
-                assert_int_equal(relief_simplify(&g, cases[k].tol, &m, NULL), 0);
+                assert_int_equal(relief_simplify(&g, cases[k].tol, &m, &ex), 0);
+                if ((progress == 0) != cases[k].rough)
+                        fail_msg("tolerance %g: %d progress calls of the insertion", cases[k].tol, progress);
                 assert_int_equal(m.tris != NULL, cases[k].simplified);
                 assert_true(relief_mesh_triangles(&m) <= relief_mesh_triangles(&full));
                 assert_true(relief_mesh_vertices(&m) <= relief_mesh_vertices(&full));
