@@ -51,6 +51,19 @@ static void job_init(struct job *j, const struct vec_collection *c, int32_t k, c
                                    .result = &j->res };
 }
 
+/* Two results hold the same ids and, bit for bit, the same scores. */
+static void assert_same_answer(const struct kiln_result *a, const struct kiln_result *b)
+{
+        const struct kiln_part *sa = kiln_result_find_part(a, "scores");
+        const struct kiln_part *sb = kiln_result_find_part(b, "scores");
+
+        assert_string_equal(kiln_result_find(a, "ids")->text, kiln_result_find(b, "ids")->text);
+        assert_non_null(sa);
+        assert_non_null(sb);
+        assert_int_equal(sa->bytes, sb->bytes);
+        assert_memory_equal(sa->data, sb->data, sa->bytes);
+}
+
 static void test_prepare_packs_the_words_and_sizes_the_region(void **state)
 {
         enum { N = 300, DIM = 7, M = 3 };
@@ -129,11 +142,7 @@ static void test_a_stored_id_is_answered_on_the_host(void **state)
                 unsigned char *out = calloc(1, desc.out_bytes);
                 assert_int_equal(kiln_cuda_kind_vec_search.complete(&dev.t, out, desc.out_bytes), 0);
                 assert_int_equal(kiln_kind_vec_search.run_cpu(&cpu.t), 0);
-                assert_string_equal(kiln_result_find(&dev.res, "ids")->text, kiln_result_find(&cpu.res, "ids")->text);
-                const struct kiln_part *a = kiln_result_find_part(&dev.res, "scores");
-                const struct kiln_part *b = kiln_result_find_part(&cpu.res, "scores");
-                assert_int_equal(a->bytes, b->bytes);
-                assert_memory_equal(a->data, b->data, a->bytes);
+                assert_same_answer(&dev.res, &cpu.res);
                 free(out);
                 kiln_result_clear(&dev.res);
                 kiln_result_clear(&cpu.res);
@@ -192,11 +201,7 @@ static void test_complete_gives_the_cpu_result_and_answers_flagged_queries(void 
                         uint64_t kk = c->count < (uint64_t)k ? c->count : (uint64_t)k;
                         assert_int_equal(kiln_cuda_kind_vec_search.complete(&gpu.t, out, vec_cuda_out_bytes(M, kk)), 0);
                         assert_int_equal(kiln_kind_vec_search.run_cpu(&cpu.t), 0);
-                        assert_string_equal(kiln_result_find(&gpu.res, "ids")->text, kiln_result_find(&cpu.res, "ids")->text);
-                        const struct kiln_part *a = kiln_result_find_part(&gpu.res, "scores");
-                        const struct kiln_part *b = kiln_result_find_part(&cpu.res, "scores");
-                        assert_int_equal(a->bytes, b->bytes);
-                        assert_memory_equal(a->data, b->data, a->bytes);
+                        assert_same_answer(&gpu.res, &cpu.res);
                         assert_int_equal(kiln_result_find(&gpu.res, "collection_version")->i, 9);
                         assert_int_equal(kiln_result_find(&gpu.res, "count")->i, N);
                         /* A region cut short is an error, not a guess. */
@@ -252,13 +257,8 @@ static void test_the_parity_cases_agree_on_the_host(void **state)
         assert_int_equal(kiln_kind_vec_search.run_cpu_batch(batch, cs->n), 0);
         for (size_t i = 0; i < cs->n; i++) {
                 assert_int_equal(tasks[i].status, 0);
-                for (struct kiln_result *r = all; r; r = r == all ? dev : NULL) {
-                        assert_string_equal(kiln_result_find(&r[i], "ids")->text, kiln_result_find(&one[i], "ids")->text);
-                        const struct kiln_part *a = kiln_result_find_part(&r[i], "scores");
-                        const struct kiln_part *b = kiln_result_find_part(&one[i], "scores");
-                        assert_int_equal(a->bytes, b->bytes);
-                        assert_memory_equal(a->data, b->data, a->bytes);
-                }
+                assert_same_answer(&all[i], &one[i]);
+                assert_same_answer(&dev[i], &one[i]);
                 kiln_result_clear(&one[i]);
                 kiln_result_clear(&all[i]);
                 kiln_result_clear(&dev[i]);
