@@ -161,7 +161,7 @@ static void test_the_hook_runs_after_a_give_and_a_raised_limit_only(void **state
         assert_int_equal(h.calls, 0);              /* nothing given back */
         membudget_give(mb, MEM_RESULTS, 50);
         assert_int_equal(h.calls, 1);
-        assert_int_equal(h.used_seen, 60);        /* 99 + 1 + 10 - 50 */        /* called after the bytes came back */
+        assert_int_equal(h.used_seen, 60);         /* 99 + 1 + 10 - 50: read after they came back */
         membudget_set_max(mb, 50);
         assert_int_equal(h.calls, 1);              /* a lower limit makes no room */
         membudget_set_max(mb, 200);
@@ -177,7 +177,7 @@ struct slow_hook {
         pthread_mutex_t lock;
         pthread_cond_t cond;
         bool entered, release, returned;
-        bool returned_when_removed;
+        bool removing, returned_when_removed;
 };
 
 static void slow(void *ctx)
@@ -207,6 +207,10 @@ static void *give_thread(void *arg)
 static void *remove_thread(void *arg)
 {
         struct giver *g = arg;
+        pthread_mutex_lock(&g->sh->lock);
+        g->sh->removing = true;
+        pthread_cond_broadcast(&g->sh->cond);
+        pthread_mutex_unlock(&g->sh->lock);
         membudget_on_give(g->mb, NULL, NULL);
         pthread_mutex_lock(&g->sh->lock);
         g->sh->returned_when_removed = g->sh->returned;
@@ -229,7 +233,11 @@ static void test_removing_the_hook_waits_for_a_call_in_progress(void **state)
                 pthread_cond_wait(&sh.cond, &sh.lock);
         pthread_mutex_unlock(&sh.lock);
         assert_int_equal(pthread_create(&remover, NULL, remove_thread, &g), 0);
+        /* The hook returns only once the remover is on its way in: one that did not
+         * wait would, most of the time, see it still running. */
         pthread_mutex_lock(&sh.lock);
+        while (!sh.removing)
+                pthread_cond_wait(&sh.cond, &sh.lock);
         sh.release = true;
         pthread_cond_broadcast(&sh.cond);
         pthread_mutex_unlock(&sh.lock);
@@ -243,17 +251,30 @@ static void test_removing_the_hook_waits_for_a_call_in_progress(void **state)
 
 #define THREADS 8
 #define ROUNDS 20000
+#define FIRST_TAKE 200
 
 struct racer {
         struct membudget *mb;
         unsigned seed;
         atomic_int *over;   /* times a thread saw used > max */
         atomic_long *taken;
+        pthread_barrier_t *all;
+        atomic_int *first_taken;
 };
 
 static void *race(void *arg)
 {
         struct racer *r = arg;
+        /* First every thread takes FIRST_TAKE at once, none giving back until all
+         * have tried: the threads overlap however they are scheduled, and only as
+         * many as fit can take it. */
+        pthread_barrier_wait(r->all);
+        bool took = membudget_try_take(r->mb, MEM_RESULTS, FIRST_TAKE);
+        if (took)
+                atomic_fetch_add(r->first_taken, 1);
+        pthread_barrier_wait(r->all);
+        if (took)
+                membudget_give(r->mb, MEM_RESULTS, FIRST_TAKE);
         for (int i = 0; i < ROUNDS; i++) {
                 uint64_t n = 1 + rand_r(&r->seed) % 400;
                 enum mem_use use = (enum mem_use)(rand_r(&r->seed) % MEM_USES);
@@ -274,16 +295,22 @@ static void test_concurrent_takes_never_exceed_the_limit(void **state)
         struct membudget *mb = budget(1000);
         atomic_int over = 0;
         atomic_long taken = 0;
+        atomic_int first_taken = 0;
+        pthread_barrier_t all;
         struct racer r[THREADS];
         pthread_t t[THREADS];
 
+        assert_int_equal(pthread_barrier_init(&all, NULL, THREADS), 0);
         for (int i = 0; i < THREADS; i++) {
-                r[i] = (struct racer){ .mb = mb, .seed = 17u * (unsigned)i + 1, .over = &over, .taken = &taken };
+                r[i] = (struct racer){ .mb = mb, .seed = 17u * (unsigned)i + 1, .over = &over, .taken = &taken,
+                                       .all = &all, .first_taken = &first_taken };
                 assert_int_equal(pthread_create(&t[i], NULL, race, &r[i]), 0);
         }
         for (int i = 0; i < THREADS; i++)
                 pthread_join(t[i], NULL);
+        pthread_barrier_destroy(&all);
         struct membudget_view v = view_of(mb);
+        assert_int_equal(atomic_load(&first_taken), (1000 - 1000 / 64) / FIRST_TAKE); /* 4 of the 8 */
         assert_int_equal(atomic_load(&over), 0);
         assert_true(v.peak <= 1000);
         assert_true(v.peak > 400);  /* takes did overlap */
