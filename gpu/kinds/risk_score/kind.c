@@ -114,9 +114,10 @@ static int check(const void *params, const struct kiln_array *in, size_t n_in, c
         return check_features(a, p->model, obj->version, f->n_features, err);
 }
 
-/* At submission, for a stored model: the rows against the features its meta
- * records (risk_model_meta_encode), before the model is loaded. Without a meta it
- * can read, the width is left to `check`, when the job runs. */
+/* At submission, for a stored model (kiln_kind_check_meta sends the built-in ones
+ * to `check`): the rows against the features its meta records
+ * (risk_model_meta_encode), before the model is loaded. Without a meta it can
+ * read, the width is left to `check`, when the job runs. */
 static int check_meta(const void *params, const struct kiln_array *in, size_t n_in, uint64_t version,
                       const void *meta, size_t meta_len, struct kiln_error *err)
 {
@@ -124,11 +125,8 @@ static int check_meta(const void *params, const struct kiln_array *in, size_t n_
         const struct kiln_array *a = risk_rows(in, n_in);
         uint64_t trees;
         uint32_t features;
-        int r;
+        int r = check_rows(a, err);
 
-        if (risk_model_of(p) != RISK_MODEL_STORED)
-                return check(params, in, n_in, NULL, err);
-        r = check_rows(a, err);
         if (r < 0)
                 return r;
         if (risk_model_meta_decode(meta, meta_len, &trees, &features) < 0)
