@@ -51,6 +51,7 @@ struct kilnd {
         struct session **sessions;    /* hash buckets by session id */
         size_t session_buckets, n_sessions;
         struct session *idle_head, *idle_tail; /* WebSocket sessions, least recently heard first */
+        struct session *out_busy;     /* sessions with output queued (session_out.c) */
         size_t n_stats_subscribed;
         uint64_t next_session_id;
 

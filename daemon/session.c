@@ -143,9 +143,10 @@ void sessions_idle_sweep(struct kilnd *d)
 void sessions_output_sweep(struct kilnd *d)
 {
         int64_t now = kiln_mono_ms();
-        for (size_t b = 0; b < d->session_buckets; b++)
-                for (struct session *s = d->sessions[b]; s; s = s->bucket_next)
-                        session_out_check_stalled(s, now);
+        for (struct session *s = d->out_busy, *next; s; s = next) {
+                next = s->busy_next; /* one closed for stalling leaves the list */
+                session_out_check_stalled(s, now);
+        }
 }
 
 /* Calls fn for every open session (the stats push). */
@@ -159,9 +160,8 @@ void sessions_foreach(struct kilnd *d, void (*fn)(struct session *s, void *userd
 size_t sessions_output_pending(struct kilnd *d)
 {
         size_t n = 0;
-        for (size_t b = 0; b < d->session_buckets; b++)
-                for (struct session *s = d->sessions[b]; s; s = s->bucket_next)
-                        n += s->out_head != NULL;
+        for (struct session *s = d->out_busy; s; s = s->busy_next)
+                n++;
         return n;
 }
 

@@ -50,7 +50,8 @@ void session_seen(struct kilnd *d, struct session *s);
  * the other half too (from the once-a-second tick). */
 void sessions_idle_sweep(struct kilnd *d);
 /* Closes (1008) every connection that has left more than
- * memory.max_output_buffer_bytes unread for a few seconds (once a second). */
+ * memory.max_output_buffer_bytes unread for a few seconds (once a second; only
+ * connections with output queued are looked at). */
 void sessions_output_sweep(struct kilnd *d);
 size_t session_struct_size(void);
 

@@ -62,6 +62,9 @@ struct session {
         uint64_t out_pending;       /* bytes queued and not yet written, from memory or the store */
         int64_t out_progress_ms;    /* monotonic: the last write, or when the queue began */
         bool out_overflow;          /* over that: closing with 1008, nothing more is queued */
+        /* In d->out_busy while out_head is set: the once-a-second stall check and
+         * draining look at these sessions alone, not at every connection. */
+        struct session *busy_prev, *busy_next;
 
         bool authed;
         struct auth_identity who;

@@ -42,6 +42,29 @@ static void out_overflow(struct session *s, const char *why)
         lws_callback_on_writable(s->wsi);
 }
 
+/* d->out_busy: the sessions whose queue is not empty. */
+static void busy_link(struct session *s)
+{
+        s->busy_prev = NULL;
+        s->busy_next = s->d->out_busy;
+        if (s->busy_next)
+                s->busy_next->busy_prev = s;
+        s->d->out_busy = s;
+}
+
+static void busy_unlink(struct session *s)
+{
+        if (s->busy_prev)
+                s->busy_prev->busy_next = s->busy_next;
+        else if (s->d->out_busy == s)
+                s->d->out_busy = s->busy_next;
+        else
+                return; /* not in the list */
+        if (s->busy_next)
+                s->busy_next->busy_prev = s->busy_prev;
+        s->busy_prev = s->busy_next = NULL;
+}
+
 static void out_push(struct session *s, struct outmsg *m)
 {
         if (s->sink) {
@@ -75,6 +98,7 @@ static void out_push(struct session *s, struct outmsg *m)
         } else {
                 s->out_head = m;
                 s->out_progress_ms = kiln_mono_ms(); /* a backlog begins */
+                busy_link(s);
         }
         s->out_tail = m;
         s->out_queued++;
@@ -276,8 +300,10 @@ static void out_pop(struct session *s)
 {
         struct outmsg *m = s->out_head;
         s->out_head = m->next;
-        if (!s->out_head)
+        if (!s->out_head) {
                 s->out_tail = NULL;
+                busy_unlink(s);
+        }
         s->out_queued--;
         out_free(s, m);
 }
@@ -408,4 +434,5 @@ void session_out_clear(struct session *s)
         s->out_tail = NULL;
         s->out_queued = 0;
         s->out_pending = 0;
+        busy_unlink(s);
 }
