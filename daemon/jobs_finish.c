@@ -216,11 +216,11 @@ static void on_finished_mail(struct mail *m)
         int status = j->op.status;
 
         storeq_answered(js->storeq);
-        if (atomic_load(&j->state) != KILN_JOB_DONE && j->unstored) {
-                /* Ended without a result: no room is needed beyond its record. */
-                js->unstored -= j->unstored;
-                j->unstored = 0;
-        }
+        /* The room promised to it goes once its record is in, or when it leaves
+         * memory without it; one that ended without a result needs none beyond its
+         * record. Only a done job waiting for room keeps it. */
+        if (status != -ENOSPC || atomic_load(&j->state) != KILN_JOB_DONE)
+                job_unstored_release(js, j);
         if (status == -ENOSPC) {
                 if (!j->delivered) {
                         log_warning("job %s: the store has no room for its final record; its result is delivered "
@@ -239,8 +239,6 @@ static void on_finished_mail(struct mail *m)
         if (status < 0) {
                 log_error("job %s: storing its final state failed: %s; it stays queued in the store",
                           j->id_text, strerror(-status));
-                js->unstored -= j->unstored; /* it leaves memory: what it was promised goes */
-                j->unstored = 0;
                 if (!j->delivered && atomic_load(&j->state) == KILN_JOB_DONE) {
                         atomic_store(&j->state, KILN_JOB_FAILED);
                         kiln_result_clear(&j->result);
@@ -250,8 +248,6 @@ static void on_finished_mail(struct mail *m)
                         job_build_done(j);
                 }
         } else {
-                js->unstored -= j->unstored;
-                j->unstored = 0;
                 jobs_room_used(js, j->op.result_stored ? j->op.result_size : 0);
                 if (atomic_load(&j->state) == KILN_JOB_DONE && j->op.result_size && !j->op.result_stored) {
                         /* Stored as done without its result: the store had room for
@@ -270,6 +266,12 @@ static void on_finished_mail(struct mail *m)
                 deliver(js, j);
         jobs_table_remove(js, j);
         job_unref(j); /* the store operation's reference */
+}
+
+void job_unstored_release(struct jobs *js, struct job *j)
+{
+        js->unstored -= j->unstored;
+        j->unstored = 0;
 }
 
 void jobs_room_used(struct jobs *js, uint64_t bytes)

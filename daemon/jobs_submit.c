@@ -179,12 +179,10 @@ static void on_committed_mail(struct mail *m)
 
         storeq_answered(js->storeq);
         js->committing--;
-        if (j->op.status < 0 || j->op.outcome != STORE_SUBMIT_STORED) {
-                js->unstored -= j->unstored;
-                j->unstored = 0;
-        }
         if (j->op.status >= 0 && j->op.outcome == STORE_SUBMIT_STORED)
                 jobs_room_used(js, j->in.size);
+        else
+                job_unstored_release(js, j); /* not stored: no result of its own to keep */
         if (j->op.status < 0) {
                 log_error("job %s: storing it failed: %s", j->id_text, strerror(-j->op.status));
                 jobs_coalesce_remove(js, j);
