@@ -144,11 +144,15 @@ int kiln_input_from_json(const struct kiln_input_spec *spec, const json_t *v, co
         /* A bytes input given as a JSON string (its UTF-8 bytes) or object (its
          * compact text, keys sorted): the bytes a client would send as the part. */
         if ((spec->dtypes & KILN_DTYPE_BIT(KILN_DTYPE_BYTES)) && (json_is_string(v) || json_is_object(v))) {
-                char *text = json_is_string(v) ? strndup(json_string_value(v), json_string_length(v))
-                                               : json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+                /* A string's every byte, a NUL among them (json_stringn makes such). */
+                size_t n = json_is_string(v) ? json_string_length(v) : 0;
+                char *text = json_is_string(v) ? malloc(n + 1) : json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
                 if (!text)
                         return fail_code(err, -ENOMEM, field, "out of memory while reading %s", field);
-                size_t n = json_is_string(v) ? json_string_length(v) : strlen(text);
+                if (json_is_string(v))
+                        memcpy(text, json_string_value(v), n + 1);
+                else
+                        n = strlen(text);
                 struct kiln_error kerr;
                 shape[0] = n;
                 if (n > max_bytes) {

@@ -113,6 +113,34 @@ static void test_json_integers_take_the_first_allowed_integer_dtype(void **state
         assert_int_equal(kiln_input_json_dtype(&bytes_only), -1);
 }
 
+/* An input that allows bytes takes a JSON string as its bytes (every one, a NUL
+ * too) and a JSON object as its compact text, keys sorted. */
+static void test_bytes_come_from_a_json_string_or_object(void **state)
+{
+        static const char object_text[] = "{\"a\":\"x\",\"b\":[1,2]}";
+        struct kiln_array a;
+        void *data = NULL;
+        struct kiln_error err;
+        json_t *s = json_stringn("a\0bc", 4);
+
+        assert_non_null(s);
+        assert_int_equal(kiln_input_from_json(&image_spec, s, "params.image", 1 << 20, &a, &data, NULL), 0);
+        assert_int_equal(a.dtype, KILN_DTYPE_BYTES);
+        assert_int_equal(a.bytes, 4);
+        assert_memory_equal(a.data, "a\0bc", 4);
+        free(data);
+        data = NULL;
+        assert_int_equal(kiln_input_from_json(&image_spec, s, "params.image", 3, &a, &data, &err), -E2BIG);
+        assert_null(data);
+        assert_string_equal(err.message, "params.image holds 4 bytes, over the limit of 3");
+        json_decref(s);
+        assert_int_equal(lift(&image_spec, "{\"b\": [1, 2], \"a\": \"x\"}", &a, &data, NULL), 0);
+        assert_int_equal(a.dtype, KILN_DTYPE_BYTES);
+        assert_int_equal(a.bytes, strlen(object_text));
+        assert_memory_equal(a.data, object_text, a.bytes);
+        free(data);
+}
+
 static void test_empty_arrays_have_a_zero_extent(void **state)
 {
         struct kiln_array a;
@@ -318,6 +346,7 @@ int main(void)
                 cmocka_unit_test(test_json_rows_equal_the_binary_part_byte_for_byte),
                 cmocka_unit_test(test_json_null_is_nan_in_f32),
                 cmocka_unit_test(test_json_integers_take_the_first_allowed_integer_dtype),
+                cmocka_unit_test(test_bytes_come_from_a_json_string_or_object),
                 cmocka_unit_test(test_empty_arrays_have_a_zero_extent),
                 cmocka_unit_test(test_bad_json_arrays_are_rejected_naming_the_element),
                 cmocka_unit_test(test_json_arrays_over_the_limit_are_refused),
