@@ -17,8 +17,6 @@
 #include "storeq.h"
 #include "util.h"
 
-static void done_not_kept(struct job *j);
-
 /* ---- the result and the done message (result_codec.h) ---- */
 
 int job_take_blob(struct job *j, uint8_t *blob, size_t size)
@@ -45,6 +43,7 @@ static int build_done(struct job *j, const char *scalars)
                 .scalars = scalars,
                 .backend = j->backend,
                 .batch = j->batch,
+                .not_kept = j->result_not_kept,
                 .error_code = kiln_err_name(j->error_code),
                 .error_message = j->error_message,
         };
@@ -129,8 +128,6 @@ int jobs_load_finished(struct jobs *js, const struct store_job *rec, uint8_t **r
                 j->started_ms = rec->finished_ms - rec->run_ms;
                 j->submitted_ms = rec->submitted_ms;
                 k = job_build_done(j);
-                if (k >= 0 && j->result_not_kept)
-                        done_not_kept(j);
         }
         if (k < 0) {
                 job_unref(j);
@@ -170,15 +167,9 @@ static void result_to_store(struct jobs *js, struct job *j)
  * false): a later `result` of it finds none. */
 static void done_not_kept(struct job *j)
 {
-        json_t *o = j->done_json ? json_loads(j->done_json, 0, NULL) : NULL;
-        char *text = NULL;
-        if (o && json_object_set_new(o, "stored", json_false()) == 0)
-                text = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(17));
-        json_decref(o);
-        if (text) {
-                free(j->done_json);
-                j->done_json = text;
-        }
+        j->result_not_kept = true;
+        if (job_build_done(j) < 0)
+                log_error("job %s: out of memory building its done message", j->id_text);
 }
 
 /* The job's watchers hear that it finished, and it stops counting against its
@@ -226,10 +217,8 @@ static void on_finished_mail(struct mail *m)
                         log_warning("job %s: the store has no room for its final record; its result is delivered "
                                     "and the record is written when room comes back",
                                     j->id_text);
-                        if (atomic_load(&j->state) == KILN_JOB_DONE) {
-                                j->result_not_kept = true;
+                        if (atomic_load(&j->state) == KILN_JOB_DONE)
                                 done_not_kept(j);
-                        }
                         deliver(js, j);
                 }
                 j->retry_next = js->store_retry;
@@ -252,10 +241,8 @@ static void on_finished_mail(struct mail *m)
                 if (atomic_load(&j->state) == KILN_JOB_DONE && j->op.result_size && !j->op.result_stored) {
                         /* Stored as done without its result: the store had room for
                          * the record only. */
-                        if (!j->result_not_kept) {
-                                j->result_not_kept = true;
+                        if (!j->result_not_kept)
                                 done_not_kept(j);
-                        }
                 } else if (atomic_load(&j->state) == KILN_JOB_DONE && !j->result_not_kept) {
                         result_to_store(js, j);
                 }

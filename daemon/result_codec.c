@@ -392,7 +392,8 @@ static char *done_text_plain(const struct done_info *in, const char *scalars, co
                         fprintf(f, "%s%llu", k ? "," : "", (unsigned long long)p->shape[k]);
                 fprintf(f, "],\"bytes\":%llu}", (unsigned long long)p->bytes);
         }
-        fprintf(f, "],\"backend\":\"%s\",\"batch\":%lld}", backend, (long long)in->batch);
+        fprintf(f, "],\"backend\":\"%s\",\"batch\":%lld%s}", backend, (long long)in->batch,
+                in->not_kept ? ",\"stored\":false" : "");
         bool failed = ferror(f);
         if (fclose(f) != 0 || failed) {
                 free(text);
@@ -417,6 +418,8 @@ static char *done_text_json(const struct done_info *in, const char *backend)
                 json_object_set_new(o, "parts", parts);
                 json_object_set_new(o, "backend", json_string(backend));
                 json_object_set_new(o, "batch", json_integer(in->batch));
+                if (in->not_kept)
+                        json_object_set_new(o, "stored", json_false());
         } else {
                 json_object_set_new(o, "error", json_pack("{s:s, s:s}", "code", in->error_code ? in->error_code : "internal",
                                                           "message", in->error_message ? in->error_message : ""));

@@ -67,6 +67,7 @@ struct done_info {
         const char *scalars;       /* result_scalars_text(result), or NULL to format here */
         const char *backend;       /* "cpu", "cuda:0"; NULL or "" means "cpu" */
         uint32_t batch;
+        bool not_kept;             /* the store kept no result: "stored": false */
         /* other states: */
         const char *error_code;    /* protocol error code, e.g. "timeout" */
         const char *error_message;

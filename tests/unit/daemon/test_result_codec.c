@@ -274,6 +274,40 @@ static void test_done_text_of_a_done_job(void **state)
         kiln_result_clear(&r);
 }
 
+/* A done job whose result the store did not keep says so, last ("stored": false),
+ * in the direct writer and the jansson path alike; one that was kept says nothing. */
+static void test_done_text_says_when_the_result_was_not_kept(void **state)
+{
+        struct kiln_result r;
+        make_result(&r);
+        struct done_info in = { .job = "j", .state = "done", .queue_ms = 3, .run_ms = 40, .result = &r,
+                                .backend = "cpu", .batch = 1 };
+        char *kept, *plain, *escaped;
+        assert_int_equal(result_done_text(&in, &kept), 0);
+        assert_null(strstr(kept, "stored"));
+        in.not_kept = true;
+        assert_int_equal(result_done_text(&in, &plain), 0);
+        size_t n = strlen(kept);
+        assert_int_equal(strlen(plain), n + strlen(",\"stored\":false"));
+        assert_memory_equal(plain, kept, n - 1);
+        assert_string_equal(plain + n - 1, ",\"stored\":false}");
+
+        in.job = "j\"1"; /* forces the jansson path */
+        assert_int_equal(result_done_text(&in, &escaped), 0);
+        json_t *e = json_loads(escaped, 0, NULL);
+        assert_non_null(e);
+        assert_true(json_is_false(json_object_get(e, "stored")));
+        json_object_set_new(e, "job", json_string("j"));
+        char *again = json_dumps(e, JSON_COMPACT | JSON_REAL_PRECISION(17));
+        assert_string_equal(again, plain);
+        free(again);
+        json_decref(e);
+        free(escaped);
+        free(plain);
+        free(kept);
+        kiln_result_clear(&r);
+}
+
 static void test_done_text_of_a_failed_job(void **state)
 {
         struct done_info in = { .job = "j", .state = "expired", .queue_ms = 1, .run_ms = 0,
@@ -362,6 +396,7 @@ int main(void)
                 cmocka_unit_test(test_a_json_value_that_does_not_parse_is_null),
                 cmocka_unit_test(test_version_1_blobs_are_read),
                 cmocka_unit_test(test_done_text_of_a_done_job),
+                cmocka_unit_test(test_done_text_says_when_the_result_was_not_kept),
                 cmocka_unit_test(test_done_text_of_a_failed_job),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
