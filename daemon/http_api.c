@@ -23,7 +23,6 @@
 #include "log.h"
 #include "proto.h"
 #include "session.h"
-#include "store.h"
 
 #define CHUNK (256 * 1024)
 
@@ -399,14 +398,9 @@ int http_api_write(struct http_api_req *r, struct lws *wsi)
         if (w < n && !r->stored) {
                 memcpy(scratch + LWS_PRE + w, r->payload + (r->sent + w - r->head_len), n - w);
         } else if (w < n) {
-                /* A big stored part: one short read transaction per chunk, never a whole copy. */
-                struct store_txn *t;
-                int k = store_txn_begin(r->d->store, false, &t);
-                if (k >= 0) {
-                        k = store_result_read(t, r->stored_blob, r->stored_off + (r->sent + w - r->head_len),
-                                              scratch + LWS_PRE + w, n - w);
-                        store_txn_abort(t);
-                }
+                /* A big stored part: read chunk by chunk, never copied whole. */
+                int k = session_read_stored(r->d, r->stored_blob, r->stored_off + (r->sent + w - r->head_len),
+                                            scratch + LWS_PRE + w, n - w);
                 if (k < 0) {
                         /* The status line has gone: all that is left is to cut the response short. */
                         log_error("HTTP API: reading a stored part failed: %s", strerror(-k));

@@ -18,14 +18,18 @@ struct auth_identity;
 /* Receives every frame a session without a WebSocket would have sent: a text
  * message (binary false; head/head_len is the JSON) or a KLNB part (head is the
  * frame header, payload the part's bytes, valid while the caller holds a
- * reference to `job`, which it must take with job_ref to keep them). */
-/* One frame for a socket-less session. A binary part's payload is in memory
- * (payload, held by `job`), or, for a big stored result, NULL with `stored_blob`
- * and `stored_off` saying where it is in the store (read it with
- * store_result_read as it is written out). */
+ * reference to `job`, which it must take with job_ref to keep them). A big stored
+ * result's payload is NULL instead, with `stored_blob` and `stored_off` saying
+ * where it is in the store (read it with session_read_stored as it is written out). */
 typedef void (*session_sink_fn)(void *opaque, bool binary, const uint8_t *head, size_t head_len, struct job *job,
                                 const uint8_t *payload, size_t payload_len, const uint8_t *stored_blob,
                                 uint64_t stored_off);
+
+/* Copies bytes [off, off + n) of stored result blob `blob` into dst: one short
+ * read transaction (it never waits for the writer), so that a big result is read
+ * piece by piece as a socket takes it. Returns >= 0, or -errno when it cannot be
+ * read (purged meanwhile, or the store failed). */
+int session_read_stored(struct kilnd *d, const uint8_t blob[16], uint64_t off, void *dst, size_t n);
 
 /* A session for one HTTP API request, signed in as `who`: the ops it is given run
  * exactly as a WebSocket client's would (roles, limits, tenants) and its replies go

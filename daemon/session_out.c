@@ -20,7 +20,6 @@
 
 
 static void out_free(struct session *s, struct outmsg *m);
-static int out_read_stored(struct session *s, const struct outmsg *m, uint8_t *dst, size_t off, size_t n);
 
 /* A connection whose queued output holds more memory than
  * memory.max_output_buffer_bytes reads too slowly: its queue is dropped, it is closed
@@ -124,15 +123,13 @@ static void out_free(struct session *s, struct outmsg *m)
         free(m);
 }
 
-/* Copies bytes [off, off + n) of a stored payload: one short read transaction (it
- * never waits for the writer), straight from the map. */
-static int out_read_stored(struct session *s, const struct outmsg *m, uint8_t *dst, size_t off, size_t n)
+int session_read_stored(struct kilnd *d, const uint8_t blob[16], uint64_t off, void *dst, size_t n)
 {
         struct store_txn *t;
-        int r = store_txn_begin(s->d->store, false, &t);
+        int r = store_txn_begin(d->store, false, &t);
         if (r < 0)
                 return r;
-        r = store_result_read(t, m->stored_blob, m->payload_off + off, dst, n);
+        r = store_result_read(t, blob, off, dst, n);
         store_txn_abort(t);
         return r;
 }
@@ -280,7 +277,8 @@ static int out_copy(struct session *s, const struct outmsg *m, uint8_t *dst, siz
         if (w == n)
                 return 0;
         if (m->stored)
-                return out_read_stored(s, m, dst + w, off + w - m->head_len, n - w);
+                return session_read_stored(s->d, m->stored_blob, m->payload_off + (off + w - m->head_len), dst + w,
+                                           n - w);
         memcpy(dst + w, m->payload + (off + w - m->head_len), n - w);
         return 0;
 }
