@@ -28,34 +28,27 @@ Nothing is asserted; the exit status is 0 when the scenarios ran.
 """
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
 import random
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-from kiln_fixture import Client  # noqa: E402
-from test_pressure import RawWs, RssSampler, jobs_by_state, readyz  # noqa: E402
+from kiln_fixture import Client, Kilnd, done_of, wait_for  # noqa: E402
+from test_pressure import (RawWs, RssSampler, TmpfsKilnd, jobs_by_state, ready_within, readyz,  # noqa: E402
+                           tmpfs_mode)
 
 GiB, MiB = 1 << 30, 1 << 20
 ALL_MAPS = ["kappa", "gamma1", "gamma2", "alpha_x", "alpha_y", "mu", "psi"]
 FINISHED = ("done", "failed", "cancelled", "expired")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def env_name(dotted):
@@ -84,114 +77,33 @@ def parse_size(text):
         return None
 
 
-def tmpfs_mode():
-    """How a small filesystem for the store can be had: 'unshare' (a private mount
-    namespace), 'root' (mount it here), or None."""
+BENCH_CONFIG = {"store.map_size_gb": "16", "log.level": "warning"}
+
+
+@contextlib.contextmanager
+def bench_kilnd(binary, settings, out, defaults=None, tmpfs=None):
+    """A kilnd (kiln_fixture's, on a tmpfs when `tmpfs` is (size_mib, filler_mib))
+    with BENCH_CONFIG, then `defaults`, then the --set values; on the way out, its
+    exit code on SIGTERM and the count of its log lines that mention an error go to
+    `out`."""
+    cfg = dict(BENCH_CONFIG, **(defaults or {}), **settings)
+    env = {env_name(k): v for k, v in cfg.items()}
+    if tmpfs:
+        mode = tmpfs_mode()
+        if not mode:
+            raise RuntimeError("no way to mount a small filesystem here (unshare -rm refused, not root)")
+        k = TmpfsKilnd(*tmpfs, env=env, binary=binary, mode=mode)
+    else:
+        k = Kilnd(env=env, binary=binary)
     try:
-        if subprocess.run(["unshare", "-rm", "true"], capture_output=True, timeout=10).returncode == 0:
-            return "unshare"
-    except (OSError, subprocess.TimeoutExpired):
-        pass
-    return "root" if os.geteuid() == 0 else None
-
-
-class Daemon:
-    """One kilnd with its state in a fresh temporary directory. `tmpfs` = (size_mib,
-    filler_mib) puts the state on a tmpfs of that size holding a filler file."""
-
-    def __init__(self, binary, settings, defaults=None, tmpfs=None):
-        self.binary, self.tmpfs = binary, tmpfs
-        self.tmp = tempfile.mkdtemp(prefix="kiln-pressure-")
-        self.state = os.path.join(self.tmp, "state")
-        os.mkdir(self.state)
-        self.port = free_port()
-        self.mode = None
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("KILN_")}
-        cfg = {"server.listen": f"127.0.0.1:{self.port}", "store.path": os.path.join(self.state, "store"),
-               "store.map_size_gb": "16", "auth.required": "false",
-               "auth.tokens_file": os.path.join(self.tmp, "tokens"),
-               "server.web_root": os.path.join(ROOT, "web_ui"), "log.target": "stderr", "log.level": "warning"}
-        cfg.update(defaults or {})
-        cfg.update(settings)
-        self.env.update({env_name(k): v for k, v in cfg.items()})
-        self.proc = None
-
-    @property
-    def url(self):
-        return f"ws://127.0.0.1:{self.port}/ws"
-
-    @property
-    def http(self):
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self):
-        cmd = [self.binary]
-        if self.tmpfs:
-            size, filler = self.tmpfs
-            self.mode = tmpfs_mode()
-            prep = (f'mkdir -p "$1/store" && head -c {filler}M /dev/zero > "$1/filler"')
-            if self.mode == "unshare":
-                cmd = ["unshare", "-rm", "sh", "-c",
-                       f'mount -t tmpfs -o size={size}m none "$1" && {prep} && shift && exec "$@"',
-                       "sh", self.state, self.binary]
-            elif self.mode == "root":
-                subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}m", "none", self.state], check=True)
-                subprocess.run(["sh", "-c", prep, "sh", self.state], check=True)
-            else:
-                raise RuntimeError("no way to mount a small filesystem here (unshare -rm refused, not root)")
-        self.log = open(os.path.join(self.tmp, "kilnd.log"), "wb")
-        self.proc = subprocess.Popen(cmd, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        end = time.monotonic() + 30
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"kilnd exited with {self.proc.returncode}:\n{self.read_log()[-3000:]}")
-            try:
-                with urllib.request.urlopen(self.http + "/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > end:
-                    raise RuntimeError(f"kilnd did not become healthy:\n{self.read_log()[-3000:]}")
-                time.sleep(0.05)
-        return self
-
-    @property
-    def pid(self):
-        return self.proc.pid  # unshare and sh exec kilnd: the same process
-
-    def state_path(self, *names):
-        """A path in the state dir as kilnd sees it (through its own mount namespace)."""
-        base = f"/proc/{self.pid}/root{self.state}" if self.mode == "unshare" else self.state
-        return os.path.join(base, *names)
-
-    def read_log(self):
+        yield k.start()
+    finally:
         try:
-            with open(os.path.join(self.tmp, "kilnd.log"), "rb") as f:
-                return f.read().decode(errors="replace")
-        except OSError:
-            return ""
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self):
-        """SIGTERM, then SIGKILL after 60 s; returns the exit code."""
-        code = None
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(60)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-            code = self.proc.returncode
-            self.log.close()
-        if self.mode == "root":
-            subprocess.run(["umount", self.state], check=False)
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        return code
+            out["exit_code"] = k.stop(timeout=60)
+        except subprocess.TimeoutExpired:
+            out["exit_code"] = "still running 60 s after SIGTERM: killed"
+        out["log_error_lines"] = sum("rror" in line for line in k.read_log().splitlines())
+        k.cleanup()
 
 
 def gib(kib):
@@ -213,6 +125,21 @@ async def stats_memory(url):
         return r.get("memory")
     finally:
         await c.close()
+
+
+def sampled(k, run, out):
+    """Runs the coroutine `run` against kilnd `k` with its memory sampled from the
+    start; the memory figures (and `stats`'s memory object at the end) go to out."""
+    s = RssSampler(k.proc.pid)
+    s.start()
+    out["rss_anon_idle_gib"] = gib(s.now_kib())
+    asyncio.run(run)
+    out["memory_stats"] = asyncio.run(stats_memory(k.url))
+    s.stop()
+    out["peak_rss_anon_gib"] = gib(s.peak_kib)
+    out["peak_rss_file_gib"] = gib(s.peak_file_kib)
+    out["vm_hwm_gib"] = gib(s.hwm_kib)
+    out["rss_anon_end_gib"] = gib(s.now_kib())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,21 +191,8 @@ def scenario_huge(args, settings):
         out["note"] = f"grid reduced to {grid}: MemAvailable {mem_available() / GiB:.1f} GiB"
     out["grid_size"] = grid
     out["result_gib_total"] = round(need / GiB, 2)
-    d = Daemon(args.kilnd, settings, {"store.map_size_gb": str(max(16, math.ceil(need * 1.5 / GiB)))})
-    try:
-        d.start()
-        s = RssSampler(d.pid)
-        s.start()
-        out["rss_anon_idle_gib"] = gib(s.now_kib())
-        asyncio.run(huge_jobs(d.url, grid, n, out))
-        out["memory_stats"] = asyncio.run(stats_memory(d.url))
-        s.stop()
-        out["peak_rss_anon_gib"] = gib(s.peak_kib)
-        out["peak_rss_file_gib"] = gib(s.peak_file_kib)
-        out["vm_hwm_gib"] = gib(s.hwm_kib)
-        out["rss_anon_end_gib"] = gib(s.now_kib())
-    finally:
-        out["exit_code"] = d.stop()
+    with bench_kilnd(args.kilnd, settings, out, {"store.map_size_gb": str(max(16, math.ceil(need * 1.5 / GiB)))}) as k:
+        sampled(k, huge_jobs(k.url, grid, n, out), out)
     return out
 
 
@@ -331,23 +245,23 @@ async def small_client(url, stop, lat):
     await c.close()
 
 
-async def slow_run(d, grid, out, limit_s):
+async def slow_run(kilnd, grid, out, limit_s):
     rnd = random.Random()
     run = os.urandom(4).hex()
     slow = []
     for k in range(SLOW_CONNS):
-        w = RawWs(d.port, rcvbuf=64 << 10)
+        w = RawWs(kilnd.port, rcvbuf=64 << 10)
         w.send_json({"op": "hello", "client": "pressure-slow/1"})
         slow.append(w)
     stop, lat = asyncio.Event(), {}
     t0 = time.monotonic()
-    small = asyncio.ensure_future(small_client(d.url, stop, lat))
+    small = asyncio.ensure_future(small_client(kilnd.url, stop, lat))
     await asyncio.sleep(0.5)  # the small client's first jobs before the big ones
     for k, w in enumerate(slow):
         for i in range(SLOW_JOBS):
             w.send_json({"op": "submit", "kind": "lens.nfw", "key": f"slow-{run}-{k}-{i}", "params": {
                 "mass": rnd.uniform(1e13, 1e15), "concentration": 5.0, "grid_size": grid, "maps": SLOW_MAPS}})
-    mon = await Client.connect(d.url)
+    mon = await Client.connect(kilnd.url)
     want = SLOW_CONNS * SLOW_JOBS
     finished = 0
     while time.monotonic() - t0 < limit_s:
@@ -395,20 +309,8 @@ def scenario_slow(args, settings):
     out = {"grid_size": grid, "result_mib_per_job": round(per_job / MiB, 1),
            "result_gib_total": round(per_job * SLOW_CONNS * SLOW_JOBS / GiB, 2)}
     maps = max(16, math.ceil(per_job * SLOW_CONNS * SLOW_JOBS * 1.5 / GiB))
-    d = Daemon(args.kilnd, settings, {"store.map_size_gb": str(maps)})
-    try:
-        d.start()
-        s = RssSampler(d.pid)
-        s.start()
-        asyncio.run(slow_run(d, grid, out, limit_s=150 * max(args.scale, 0.25) ** 2 + 30))
-        out["memory_stats"] = asyncio.run(stats_memory(d.url))
-        s.stop()
-        out["peak_rss_anon_gib"] = gib(s.peak_kib)
-        out["peak_rss_file_gib"] = gib(s.peak_file_kib)
-        out["vm_hwm_gib"] = gib(s.hwm_kib)
-        out["rss_anon_after_gib"] = gib(s.now_kib())
-    finally:
-        out["exit_code"] = d.stop()
+    with bench_kilnd(args.kilnd, settings, out, {"store.map_size_gb": str(maps)}) as k:
+        sampled(k, slow_run(k, grid, out, limit_s=150 * max(args.scale, 0.25) ** 2 + 30), out)
     return out
 
 
@@ -423,20 +325,13 @@ async def submit_small(c):
     r = await c.submit("lens.nfw", {"mass": random.uniform(1e13, 1e15), "concentration": 5.0, "grid_size": 64})
     if r.get("op") != "accepted":
         return f'{r.get("op")} {r.get("code")}: {r.get("message")}', None
-    done = await asyncio.wait_for(wait_done(c, r["job"]), 30)
+    done = await wait_for(c, done_of(r["job"]), 30)
     return "accepted", done.get("state")
 
 
 def show(outcome):
     reply, state = outcome
     return f"{reply}, its job {state}" if state else reply
-
-
-async def wait_done(c, job):
-    while True:
-        m = await c.recv(60)
-        if not isinstance(m, bytes) and m.get("op") == "done" and m.get("job") == job:
-            return m
 
 
 def ready_summary(http):
@@ -446,31 +341,8 @@ def ready_summary(http):
     return f"{code} {json.dumps(body)[:300]}"
 
 
-async def poll_ready(http, want=200, seconds=5.0):
-    """Polls /readyz until it answers `want` (kilnd measures its room about once a
-    second) or `seconds` passed; returns the last code."""
-    end = time.monotonic() + seconds
-    while True:
-        code, _ = readyz(http)
-        if code == want or time.monotonic() > end:
-            return code
-        await asyncio.sleep(0.2)
-
-
-def fill_filesystem(path):
-    """Appends to the file at `path` until its filesystem is full."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        while os.write(fd, bytes(MiB)) > 0:
-            pass
-    except OSError:
-        pass  # ENOSPC
-    finally:
-        os.close(fd)
-
-
-async def disk_run(d, out):
-    c = await Client.connect(d.url)
+async def disk_run(k, out):
+    c = await Client.connect(k.url)
     rnd = random.Random()
     for i in range(DISK_JOBS):
         await c.send({"op": "submit", "kind": "lens.nfw", "ref": i, "params": {
@@ -516,29 +388,29 @@ async def disk_run(d, out):
     out["accepted_jobs_by_state"] = counts
     out["accepted_then_failed"] = counts.get("failed", 0)
     out["failed_by_message"] = failed_msgs
-    st = os.statvfs(d.state_path())
+    st = os.statvfs(k.inside())
     out["tmpfs_free_mib_after_burst"] = round(st.f_bavail * st.f_frsize / MiB, 1)
-    await poll_ready(d.http, 503, seconds=2.0)  # the room measured after the last write
-    out["readyz_after_burst"] = ready_summary(d.http)
+    await ready_within(k.http, 503, seconds=2.0)  # the room measured after the last write
+    out["readyz_after_burst"] = ready_summary(k.http)
     out["small_submit_after_burst"] = show(await submit_small(c))
     # Then something else fills the filesystem: the filler grows until ENOSPC.
-    fill_filesystem(d.state_path("filler"))
-    await poll_ready(d.http, 503)
-    out["readyz_disk_full"] = ready_summary(d.http)
+    k.fill_filesystem()
+    await ready_within(k.http, 503)
+    out["readyz_disk_full"] = ready_summary(k.http)
     out["small_submit_disk_full"] = show(await submit_small(c))
     # Room comes back: first the filler goes, then (if needed) the cache.
-    os.unlink(d.state_path("filler"))
-    code = await poll_ready(d.http)
+    os.unlink(k.inside("filler"))
+    code, _ = await ready_within(k.http, 200)
     r, state = await submit_small(c)
     out["after_rm_filler"] = f"readyz {code}; submit {r}; its job {state}"
     if code != 200 or r != "accepted":
         p = await c.call({"op": "cache.purge"})
-        code = await poll_ready(d.http)
+        code, _ = await ready_within(k.http, 200)
         r, state = await submit_small(c)
         out["after_cache_purge"] = f'purge {p.get("op")} {p.get("code") or ""}; readyz {code}; ' \
                                    f"submit {r}; its job {state}"
-    out["readyz_end"] = ready_summary(d.http)
-    out["kilnd_alive"] = d.alive()
+    out["readyz_end"] = ready_summary(k.http)
+    out["kilnd_alive"] = k.proc.poll() is None
     await c.close()
 
 
@@ -549,14 +421,8 @@ def scenario_disk(args, settings):
     out = {"filesystem": f"tmpfs {DISK_MIB} MiB ({mode}), filler {FILLER_MIB} MiB",
            "jobs": f"{DISK_JOBS} x grid {DISK_GRID}, {len(DISK_MAPS)} maps "
                    f"({DISK_GRID * DISK_GRID * 4 * len(DISK_MAPS) // MiB} MiB each)"}
-    d = Daemon(args.kilnd, settings, {"store.map_size_gb": "4"}, tmpfs=(DISK_MIB, FILLER_MIB))
-    try:
-        d.start()
-        asyncio.run(disk_run(d, out))
-    finally:
-        out["exit_code"] = d.stop()
-        log = d.read_log()
-        out["log_error_lines"] = sum("rror" in line for line in log.splitlines())
+    with bench_kilnd(args.kilnd, settings, out, {"store.map_size_gb": "4"}, tmpfs=(DISK_MIB, FILLER_MIB)) as k:
+        asyncio.run(disk_run(k, out))
     return out
 
 

@@ -34,10 +34,11 @@ def free_port():
 
 
 class Kilnd:
-    """One kilnd process. `env` adds KILN_* overrides; the state dir survives restarts
-    of the same object (start() after stop()/kill())."""
+    """One kilnd process (`binary`, else $KILND). `env` adds KILN_* overrides; the
+    state dir survives restarts of the same object (start() after stop()/kill())."""
 
-    def __init__(self, env=None, state_dir=None, config_text=None):
+    def __init__(self, env=None, state_dir=None, config_text=None, binary=None):
+        self.binary = binary or KILND
         self.tmp = tempfile.mkdtemp(prefix="kiln-it-")
         self.state = state_dir or os.path.join(self.tmp, "state")
         self.port = free_port()
@@ -73,7 +74,7 @@ class Kilnd:
         return env
 
     def start(self, wait=True, args=()):
-        cmd = [KILND] + (["--config", self.config] if self.config else []) + list(args)
+        cmd = [self.binary] + (["--config", self.config] if self.config else []) + list(args)
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, env=self.environment(), stdout=self.log, stderr=subprocess.STDOUT)
         if wait:

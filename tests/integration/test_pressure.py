@@ -12,8 +12,8 @@ and full disk), scaled down to run in CI:
     with `unavailable` naming the store and /readyz answer 503 with the reason, no
     accepted job ends `failed`, and when room comes back kilnd serves again.
 
-The raw WebSocket client (RawWs) and the memory sampler (RssSampler) are also used by
-tests/bench/pressure.py.
+The raw WebSocket client (RawWs), the memory sampler (RssSampler) and kilnd on a
+small tmpfs (TmpfsKilnd) are also used by tests/bench/pressure.py.
 """
 import asyncio
 import base64
@@ -31,7 +31,7 @@ import urllib.request
 
 import numpy as np
 
-from kiln_fixture import KILND, Client, Kilnd
+from kiln_fixture import Client, Kilnd
 from kiln_objects import vec_put
 
 KIND = "lens.nfw"
@@ -585,28 +585,41 @@ class MapFullTest(FullStoreCase):
             stop_and_check(k)
 
 
-def unshare_works():
+def tmpfs_mode():
+    """How kilnd's state can go on a small tmpfs here: 'unshare' (a private mount
+    namespace of its own), 'root' (mounted here, by root), or None."""
     try:
-        return subprocess.run(["unshare", "-rm", "true"], capture_output=True, timeout=10).returncode == 0
+        if subprocess.run(["unshare", "-rm", "true"], capture_output=True, timeout=10).returncode == 0:
+            return "unshare"
     except (OSError, subprocess.TimeoutExpired):
-        return False
+        pass
+    return "root" if os.geteuid() == 0 else None
 
 
 class TmpfsKilnd(Kilnd):
-    """kilnd with its state on a private tmpfs of `size_mib` (a mount namespace of its
-    own, `unshare -rm`) holding a `filler_mib` file; the filler is reached through
-    /proc/PID/root."""
+    """kilnd with its state on a tmpfs of `size_mib` holding a `filler_mib` file: in a
+    mount namespace of its own (`unshare -rm`; the filler is reached through
+    /proc/PID/root) or, with mode 'root', mounted here and unmounted by cleanup()."""
 
-    def __init__(self, size_mib, filler_mib, env=None):
-        super().__init__(env=env)
+    def __init__(self, size_mib, filler_mib, env=None, binary=None, mode="unshare"):
+        super().__init__(env=env, binary=binary)
         os.makedirs(self.state)
-        self.size_mib, self.filler_mib = size_mib, filler_mib
+        self.size_mib, self.filler_mib, self.mode = size_mib, filler_mib, mode
+        self.mounted = False
 
     def start(self, wait=True, args=()):
         self.log = open(self.log_path, "ab")
-        script = (f'mount -t tmpfs -o size={self.size_mib}m none "$1" && mkdir "$1/store" && '
-                  f'head -c {self.filler_mib}M /dev/zero > "$1/filler" && shift && exec "$@"')
-        cmd = ["unshare", "-rm", "sh", "-c", script, "sh", self.state, KILND] + list(args)
+        mount = f'mount -t tmpfs -o size={self.size_mib}m none "$1"'
+        prep = f'mkdir "$1/store" && head -c {self.filler_mib}M /dev/zero > "$1/filler"'
+        cmd = [self.binary] + list(args)
+        if self.mode == "unshare":
+            cmd = ["unshare", "-rm", "sh", "-c", f'{mount} && {prep} && shift && exec "$@"', "sh", self.state] + cmd
+        elif self.mode == "root":
+            subprocess.run(["sh", "-c", mount, "sh", self.state], check=True)
+            self.mounted = True
+            subprocess.run(["sh", "-c", prep, "sh", self.state], check=True)
+        else:
+            raise ValueError(f"tmpfs mode {self.mode!r}: 'unshare' or 'root'")
         env = dict(self.environment(), KILN_STORE_PATH=os.path.join(self.state, "store"))
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         if wait:
@@ -614,7 +627,9 @@ class TmpfsKilnd(Kilnd):
         return self
 
     def inside(self, *names):
-        return os.path.join(f"/proc/{self.proc.pid}/root{self.state}", *names)
+        """A path in the state dir as kilnd sees it (unshare and sh exec kilnd: one pid)."""
+        base = f"/proc/{self.proc.pid}/root{self.state}" if self.mode == "unshare" else self.state
+        return os.path.join(base, *names)
 
     def fill_filesystem(self):
         """Grows the filler until the filesystem is full."""
@@ -627,8 +642,17 @@ class TmpfsKilnd(Kilnd):
         finally:
             os.close(fd)
 
+    def cleanup(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.mounted:
+            subprocess.run(["umount", self.state], check=False)
+            self.mounted = False
+        super().cleanup()
 
-@unittest.skipUnless(unshare_works(), "unshare -rm is not permitted here: no private tmpfs for the store")
+
+@unittest.skipUnless(tmpfs_mode() == "unshare", "unshare -rm is not permitted here: no private tmpfs for the store")
 class DiskFullTest(FullStoreCase):
     """The store's filesystem (a 128 MiB tmpfs, 48 MiB of it a file) fills: with
     results, then with the file, which is then deleted."""
