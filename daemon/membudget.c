@@ -10,8 +10,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-#include "sysmem.h"
-
 struct membudget {
         pthread_mutex_t lock;
         pthread_cond_t hook_idle;  /* hook_calls fell to 0 */
@@ -156,11 +154,4 @@ void membudget_view(const struct membudget *mb, struct membudget_view *ret)
         for (int u = 0; u < MEM_USES; u++)
                 ret->by_use[u] = m->by_use[u];
         pthread_mutex_unlock(&m->lock);
-}
-
-uint64_t membudget_default_max(void)
-{
-        struct kiln_sysmem m;
-        uint64_t v = kiln_sysmem_probe("", &m) < 0 ? 0 : kiln_sysmem_half(&m, NULL, 0);
-        return v ? v : UINT64_C(64) << 20; /* the least memory.max_bytes allows */
 }

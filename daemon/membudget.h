@@ -62,7 +62,3 @@ struct membudget_view {
 };
 /* A consistent snapshot of the figures, for stats and /metrics. */
 void membudget_view(const struct membudget *mb, struct membudget_view *ret);
-
-/* Half of the smaller of the machine's memory and its cgroup's limit (what
- * memory.max_bytes = 0 means; firmware_cfg/sysmem.h does the reading), > 0. */
-uint64_t membudget_default_max(void);

@@ -7,7 +7,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -321,16 +320,6 @@ static void test_concurrent_takes_never_exceed_the_limit(void **state)
         membudget_free(mb);
 }
 
-static void test_default_max_is_at_most_half_the_machine(void **state)
-{
-        uint64_t physical = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGE_SIZE);
-        uint64_t d = membudget_default_max();
-
-        assert_true(d > 0);
-        assert_true(d <= physical / 2);
-        assert_int_equal(d % (1u << 20), 0);
-}
-
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -343,7 +332,6 @@ int main(void)
                 cmocka_unit_test(test_the_hook_runs_after_a_give_and_a_raised_limit_only),
                 cmocka_unit_test(test_removing_the_hook_waits_for_a_call_in_progress),
                 cmocka_unit_test(test_concurrent_takes_never_exceed_the_limit),
-                cmocka_unit_test(test_default_max_is_at_most_half_the_machine),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
