@@ -58,8 +58,9 @@ static int check_bounds(const struct kiln_param *p, double d, const char *field,
                 return 0;
         if (has_min && has_max)
                 return p->min_exclusive ? kiln_error_set(err, field, "%s must be greater than %g and at most %g", field,
-                                               p->min, p->max)
-                                        : kiln_error_set(err, field, "%s must be between %g and %g", field, p->min, p->max);
+                                                         p->min, p->max)
+                                        : kiln_error_set(err, field, "%s must be between %g and %g", field, p->min,
+                                                         p->max);
         if (has_min)
                 return p->min_exclusive ? kiln_error_set(err, field, "%s must be greater than %g", field, p->min)
                                         : kiln_error_set(err, field, "%s must be at least %g", field, p->min);
@@ -306,7 +307,7 @@ static int store_value(const struct kiln_kind *kind, const struct kiln_param *p,
                 }
                 if (json_string_length(v) >= p->size || strlen(json_string_value(v)) != json_string_length(v))
                         return kiln_error_set(err, field, "%s must be a string of at most %zu bytes without NUL", field,
-                                    p->size - 1);
+                                              p->size - 1);
                 memset(at, 0, p->size);
                 memcpy(at, json_string_value(v), json_string_length(v));
                 return 0;
@@ -362,8 +363,8 @@ static int validate_object(const struct kiln_kind *kind, const struct kiln_param
                         def = json_loads(p->def, JSON_DECODE_ANY, NULL);
                         if (!def) {
                                 json_decref(out);
-                                return kiln_error_set(err, field, "%s has an invalid default in the schema of %s", field,
-                                            kind->name);
+                                return kiln_error_set(err, field, "%s has an invalid default in the schema of %s",
+                                                      field, kind->name);
                         }
                         given = def;
                 }
@@ -454,13 +455,14 @@ static int check_fields(const struct kiln_kind *kind, const struct kiln_param *f
                         if (r < 0)
                                 return r;
                 } else if (!storage_ok(p) || (p->size && p->offset + p->size > kind->params_size)) {
-                        return kiln_error_set(err, field, "%s has an unusable storage in the schema of %s", field, kind->name);
+                        return kiln_error_set(err, field, "%s has an unusable storage in the schema of %s", field,
+                                              kind->name);
                 }
                 if (p->def) {
                         json_t *def = json_loads(p->def, JSON_DECODE_ANY, NULL), *value = NULL;
                         int r = def ? validate_value(kind, p, def, field, NULL, &value, err)
                                     : kiln_error_set(err, field, "%s has an invalid default in the schema of %s", field,
-                                           kind->name);
+                                                     kind->name);
                         json_decref(def);
                         json_decref(value);
                         if (r < 0)
@@ -483,25 +485,30 @@ int kiln_params_schema_check(const struct kiln_kind *kind, struct kiln_error *er
                 snprintf(field, sizeof(field), "inputs.%s", s->name);
                 if (strlen(s->name) >= KILN_NAME_MAX || !s->dtypes || s->ndim < 0 || s->ndim > 4)
                         return kiln_error_set(err, field, "%s is not a usable input spec of %s", field, kind->name);
-                if (s->json_param && (find_field(kind->params, s->json_param) ||
-                                      (kiln_input_json_dtype(s) < 0 && !(s->dtypes & KILN_DTYPE_BIT(KILN_DTYPE_BYTES)))))
+                if (s->json_param &&
+                    (find_field(kind->params, s->json_param) ||
+                     (kiln_input_json_dtype(s) < 0 && !(s->dtypes & KILN_DTYPE_BIT(KILN_DTYPE_BYTES)))))
                         return kiln_error_set(err, field, "%s: params.%s cannot carry it as JSON in %s", field,
-                                    s->json_param, kind->name);
+                                              s->json_param, kind->name);
                 for (size_t k = 0; k < i; k++)
                         if (!strcmp(kind->inputs[k].name, s->name) ||
                             (s->json_param && kind->inputs[k].json_param &&
                              !strcmp(kind->inputs[k].json_param, s->json_param)))
-                                return kiln_error_set(err, field, "%s appears twice in the inputs of %s", field, kind->name);
+                                return kiln_error_set(err, field, "%s appears twice in the inputs of %s", field,
+                                                      kind->name);
         }
         if (kind->object) {
                 const struct kiln_param *p = kind->object_param ? find_field(kind->params, kind->object_param) : NULL;
                 if (!p || p->type != KILN_PARAM_STRING || !p->required || p->choices)
-                        return kiln_error_set(err, "params", "%s takes an object: its object_param must name a required "
-                                    "free string of its schema", kind->name);
+                        return kiln_error_set(err, "params",
+                                              "%s takes an object: its object_param must name a required free "
+                                              "string of its schema",
+                                              kind->name);
                 for (size_t i = 0; kind->builtin_objects && kind->builtin_objects[i]; i++)
                         if (!kind->builtin_objects[i][0] || strlen(kind->builtin_objects[i]) >= p->size)
-                                return kiln_error_set(err, "params", "%s: built-in object \"%s\" does not fit params.%s",
-                                            kind->name, kind->builtin_objects[i], p->name);
+                                return kiln_error_set(err, "params",
+                                                      "%s: built-in object \"%s\" does not fit params.%s", kind->name,
+                                                      kind->builtin_objects[i], p->name);
         } else if (kind->builtin_objects) {
                 return kiln_error_set(err, "params", "%s has built-in objects but no object class", kind->name);
         }

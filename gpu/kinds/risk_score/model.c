@@ -113,7 +113,8 @@ static int parse_base_score(const struct xj_value *v, float *ret_score, float *r
         errno = 0;
         b = strtof(buf, &end);
         if (end == buf || *end || !(b > 0.0f && b < 1.0f))
-                return kiln_error_set(err, field, "%s \"%s\" must be a probability strictly between 0 and 1", field, buf);
+                return kiln_error_set(err, field, "%s \"%s\" must be a probability strictly between 0 and 1", field,
+                                      buf);
         if (!isfinite(risk_base_margin(b)))
                 return kiln_error_set(err, field, "%s \"%s\" is too close to 0 or 1 for a finite margin", field, buf);
         *ret_score = b;
@@ -143,7 +144,8 @@ static int check_learner(const struct xj_value *root, struct model_src *ret, str
         if (!xj_is(root, XJ_OBJECT))
                 return kiln_error_set(err, "model", "the model must be a JSON object (an XGBoost JSON model)");
         if (!xj_is(learner, XJ_OBJECT))
-                return kiln_error_set(err, "learner", "the model has no \"learner\" object; is it an XGBoost JSON model?");
+                return kiln_error_set(err, "learner",
+                                      "the model has no \"learner\" object; is it an XGBoost JSON model?");
         if (!xj_is(booster, XJ_OBJECT))
                 return kiln_error_set(err, BOOSTER, "%s must be an object", BOOSTER);
         name = member(booster, "name");
@@ -151,27 +153,27 @@ static int check_learner(const struct xj_value *root, struct model_src *ret, str
                 return kiln_error_set(err, BOOSTER ".name", "%s.name must be a string", BOOSTER);
         s = name->s;
         if (strcmp(s, "gbtree") != 0)
-                return kiln_error_set(err, BOOSTER ".name", "booster \"%.64s\" is not supported: only gbtree models are",
-                            s);
+                return kiln_error_set(err, BOOSTER ".name",
+                                      "booster \"%.64s\" is not supported: only gbtree models are", s);
         name = member(objective, "name");
         if (!xj_is(name, XJ_STRING))
                 return kiln_error_set(err, "learner.objective.name", "learner.objective.name must be a string");
         s = name->s;
         if (strcmp(s, "binary:logistic") != 0)
                 return kiln_error_set(err, "learner.objective.name",
-                            "objective \"%.64s\" is not supported: only binary:logistic models are", s);
+                                      "objective \"%.64s\" is not supported: only binary:logistic models are", s);
 
         if (!xj_is(lmp, XJ_OBJECT))
                 return kiln_error_set(err, PARAM, "%s must be an object", PARAM);
         if (param_uint(member(lmp, "num_feature"), RISK_NODE_FEATURE_MASK, &features) < 0 || features == 0)
-                return kiln_error_set(err, PARAM ".num_feature", "%s.num_feature must be an integer from 1 to %u", PARAM,
-                            RISK_NODE_FEATURE_MASK);
+                return kiln_error_set(err, PARAM ".num_feature", "%s.num_feature must be an integer from 1 to %u",
+                                      PARAM, RISK_NODE_FEATURE_MASK);
         if (param_uint_opt(lmp, "num_class", 0, UINT32_MAX, &num_class) < 0 || num_class > 1)
                 return kiln_error_set(err, PARAM ".num_class",
-                            "%s.num_class must be 0 or 1: multi-class models are not supported", PARAM);
+                                      "%s.num_class must be 0 or 1: multi-class models are not supported", PARAM);
         if (param_uint_opt(lmp, "num_target", 1, UINT32_MAX, &num_target) < 0 || num_target > 1)
                 return kiln_error_set(err, PARAM ".num_target",
-                            "%s.num_target must be 1: multi-target models are not supported", PARAM);
+                                      "%s.num_target must be 1: multi-target models are not supported", PARAM);
         r = parse_base_score(member(lmp, "base_score"), &ret->base_score, &ret->base_margin, err);
         if (r < 0)
                 return r;
@@ -185,19 +187,20 @@ static int check_learner(const struct xj_value *root, struct model_src *ret, str
         if (ret->n_trees > UINT32_MAX)
                 return kiln_error_set(err, TREES, "the model has more than %u trees", UINT32_MAX);
         if (!xj_is(info, XJ_ARRAY) || xj_size(info) != ret->n_trees)
-                return kiln_error_set(err, BOOSTER ".model.tree_info", "%s.model.tree_info must be an array of %zu entries",
-                            BOOSTER, ret->n_trees);
+                return kiln_error_set(err, BOOSTER ".model.tree_info",
+                                      "%s.model.tree_info must be an array of %zu entries", BOOSTER, ret->n_trees);
         for (size_t i = 0; i < ret->n_trees; i++) {
                 const struct xj_value *g = xj_at(info, i);
                 if (!xj_is(g, XJ_INT) || g->i != 0)
                         return kiln_error_set(err, BOOSTER ".model.tree_info",
-                                    "tree %zu belongs to an output group other than 0: only one output is supported",
-                                    i);
+                                              "tree %zu belongs to an output group other than 0: only one "
+                                              "output is supported",
+                                              i);
         }
         if (param_uint_opt(member(model, "gbtree_model_param"), "num_trees", ret->n_trees, UINT32_MAX,
                            &num_trees) < 0 || num_trees != ret->n_trees)
                 return kiln_error_set(err, BOOSTER ".model.gbtree_model_param.num_trees",
-                            "gbtree_model_param.num_trees does not match the %zu trees", ret->n_trees);
+                                      "gbtree_model_param.num_trees does not match the %zu trees", ret->n_trees);
         ret->n_features = (uint32_t)features;
         return 0;
 }
@@ -459,8 +462,8 @@ int risk_forest_compile(const void *json, size_t len, struct risk_forest **ret_f
         if (rc == -ENOMEM)
                 return fail_nomem(err);
         if (rc < 0)
-                return kiln_error_set(err, "model", "the model is not valid JSON: %s (line %d, column %d)", je.text, je.line,
-                            je.column);
+                return kiln_error_set(err, "model", "the model is not valid JSON: %s (line %d, column %d)", je.text,
+                                      je.line, je.column);
         rc = check_learner(xj_root(doc), &m, err);
         if (rc >= 0)
                 rc = build(&m, ret_forest, err);

@@ -130,23 +130,23 @@ static int put_validate(struct kiln_object_put *put, struct kiln_object_info *re
                         return kiln_error_set(err, "collection", "the stored collection's meta cannot be read");
                 if (current_metric != metric)
                         return kiln_error_set(err, "metric", "the collection's metric is %s; this put names %s",
-                                    kiln_metric_name(current_metric), kiln_metric_name(metric));
+                                              kiln_metric_name(current_metric), kiln_metric_name(metric));
                 if (current_dim != dim)
-                        return kiln_error_set(err, "vectors", "the collection's vectors have dim %u; these have %u", current_dim,
-                                    dim);
+                        return kiln_error_set(err, "vectors", "the collection's vectors have dim %u; these have %u",
+                                              current_dim, dim);
         }
         if (put->n == 0 || !put->ids)
                 return kiln_error_set(err, "ids", "ids must hold at least one id");
         if (!put->rows || put->rows_bytes / sizeof(float) / dim != put->n ||
             put->rows_bytes != put->n * dim * sizeof(float))
-                return kiln_error_set(err, "vectors", "vectors must be f32[%zu][%u] (one row per id), not %zu bytes", put->n,
-                            dim, put->rows_bytes);
+                return kiln_error_set(err, "vectors", "vectors must be f32[%zu][%u] (one row per id), not %zu bytes",
+                                      put->n, dim, put->rows_bytes);
         for (size_t i = 0; i < put->n; i++)
                 if (put->ids[i].len < 1 || put->ids[i].len > KILN_VEC_ID_MAX || !put->ids[i].data) {
                         char field[32];
                         snprintf(field, sizeof(field), "ids[%zu]", i);
-                        return kiln_error_set(err, field, "%s must be 1 to %u bytes long, not %zu", field, KILN_VEC_ID_MAX,
-                                    put->ids[i].len);
+                        return kiln_error_set(err, field, "%s must be 1 to %u bytes long, not %zu", field,
+                                              KILN_VEC_ID_MAX, put->ids[i].len);
                 } else if (memchr(put->ids[i].data, 0, put->ids[i].len)) {
                         /* A search answers ids as C strings in JSON text. */
                         char field[32];
@@ -247,10 +247,10 @@ static int add_item_checked(struct builder *b, const uint8_t *id, size_t id_len,
 
         if (id_len < 1 || id_len > KILN_VEC_ID_MAX)
                 return kiln_error_set(b->err, "items", "item %llu has an id of %zu bytes; ids are 1 to %u bytes",
-                            (unsigned long long)b->n, id_len, KILN_VEC_ID_MAX);
+                                      (unsigned long long)b->n, id_len, KILN_VEC_ID_MAX);
         if (size != row_bytes)
                 return kiln_error_set(b->err, "items", "item %llu holds %zu bytes, not %u float32 values",
-                            (unsigned long long)b->n, size, b->dim);
+                                      (unsigned long long)b->n, size, b->dim);
         if (reserve(b, b->n + 1) < 0 || reserve_ids(b, id_len) < 0)
                 return fail_nomem(b->err, "items");
         if (b->n > 0) {
@@ -258,7 +258,7 @@ static int add_item_checked(struct builder *b, const uint8_t *id, size_t id_len,
                 int c = vec_id_cmp(prev, (size_t)(b->offs[b->n] - b->offs[b->n - 1]), id, id_len);
                 if (c == 0)
                         return kiln_error_set(b->err, "items", "item %llu repeats the id of the item before it",
-                                    (unsigned long long)b->n);
+                                              (unsigned long long)b->n);
                 if (c > 0)
                         b->sorted = false;
         }
@@ -308,7 +308,8 @@ static int sort_builder(struct builder *b)
                 size_t len;
                 const void *id = built_id(b, perm[i], &len);
                 if (i > 0 && vec_id_cmp(ids + offs[i - 1], (size_t)(offs[i] - offs[i - 1]), id, len) == 0) {
-                        rc = kiln_error_set(b->err, "items", "items %zu and %zu have the same id", perm[i - 1], perm[i]);
+                        rc = kiln_error_set(b->err, "items", "items %zu and %zu have the same id", perm[i - 1],
+                                            perm[i]);
                         goto out;
                 }
                 memcpy(ids + offs[i], id, len);
