@@ -19,7 +19,6 @@
 #define WORKERS 2
 #define KEY_MAX (STORE_OBJECT_TENANT_MAX + 1 + STORE_OBJECT_CLASS_MAX + 1 + STORE_OBJECT_NAME_MAX)
 
-
 static const struct kiln_object_class *const classes[] = { &risk_model_class, &vec_collection_class };
 
 const struct kiln_object_class *objects_class_find(const char *name)

@@ -48,9 +48,10 @@ struct kiln_object;
 const struct kiln_object_class *objects_class_find(const char *name);
 
 /* At start (main thread, before the loop): reads the current version of every
- * stored object (one read transaction, store_object_foreach), and starts the worker threads. `mb` is where finished work is
- * posted; both are borrowed and must outlive the result. Returns >= 0, or -errno
- * (the store's, -ENOMEM, or pthread's). */
+ * stored object (one read transaction, store_object_foreach), and starts the
+ * worker threads. `mb` is where finished work is posted; both are borrowed and
+ * must outlive the result. Returns >= 0, or -errno (the store's, -ENOMEM, or
+ * pthread's). */
 int objects_new(struct store *store, struct mailbox *mb, struct objects **ret);
 
 /* Runs every queued work item (each posts its mail) and joins the workers; work

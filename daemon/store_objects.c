@@ -450,7 +450,8 @@ int store_object_foreach(struct store_txn *t,
                 }
                 memcpy(k, key.mv_data, key.mv_size);
                 k[key.mv_size] = '\0';
-                char *cls = memchr(k, 0, key.mv_size), *name = cls ? memchr(cls + 1, 0, key.mv_size - (size_t)(cls + 1 - k)) : NULL;
+                char *cls = memchr(k, 0, key.mv_size);
+                char *name = cls ? memchr(cls + 1, 0, key.mv_size - (size_t)(cls + 1 - k)) : NULL;
                 if (!name || (r = header_parse(&val, &h)) < 0) {
                         r = r < 0 ? r : -EIO;
                         break;
