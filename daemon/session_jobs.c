@@ -292,6 +292,15 @@ static void send_status(struct session *s, json_t *ref, const char *id, const ch
                   ref);
 }
 
+/* The reply to `watch` or `result` of a finished job: `ok` for a watch, then the
+ * `done` and its parts (carrying the request's ref for a result). */
+static void send_finished(struct session *s, struct job *j, enum kiln_op op, json_t *ref)
+{
+        if (op == KOP_WATCH)
+                session_send_ok(s, ref);
+        session_send_done(s, j, op == KOP_RESULT ? ref : NULL);
+}
+
 static void send_list(struct session *s, struct store_req *r)
 {
         json_t *arr = json_array();
@@ -361,9 +370,7 @@ static void on_store_reply_mail(struct mail *m)
         case KOP_RESULT:
                 if (live && live->delivered) {
                         /* Finished, its record waiting for room in the store: complete. */
-                        if (r->kind == KOP_WATCH)
-                                session_send_ok(s, r->ref);
-                        session_send_done(s, live, r->kind == KOP_RESULT ? r->ref : NULL);
+                        send_finished(s, live, r->kind, r->ref);
                         break;
                 }
                 if (live) {
@@ -378,9 +385,7 @@ static void on_store_reply_mail(struct mail *m)
                         session_send_error(s, r->ref, KERR_INTERNAL, "job", "the stored result of job %s is unreadable",
                                    id);
                 } else {
-                        if (r->kind == KOP_WATCH)
-                                session_send_ok(s, r->ref);
-                        session_send_done(s, j, r->kind == KOP_RESULT ? r->ref : NULL);
+                        send_finished(s, j, r->kind, r->ref);
                 }
                 job_unref(j);
                 break;
@@ -455,9 +460,7 @@ void session_op_job(struct session *s, const struct proto_req *rq)
                 if (j->delivered) {
                         /* Finished, its record waiting for room in the store: its
                          * watchers have had their `done`, and so does this one. */
-                        if (rq->op == KOP_WATCH)
-                                session_send_ok(s, rq->ref);
-                        session_send_done(s, j, rq->op == KOP_RESULT ? rq->ref : NULL);
+                        send_finished(s, j, rq->op, rq->ref);
                         break;
                 }
                 /* Not finished yet: the `done` (and parts) follow when it is. */
