@@ -444,16 +444,10 @@ def print_table(name, res):
     sys.stdout.flush()
 
 
-def default_kilnd():
-    for p in ("build/daemon/kilnd", "build-scen/daemon/kilnd"):
-        if os.path.exists(os.path.join(ROOT, p)):
-            return os.path.join(ROOT, p)
-    return os.path.join(ROOT, "build/daemon/kilnd")
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--kilnd", default=os.environ.get("KILND") or default_kilnd(), help="the kilnd binary")
+    ap.add_argument("--kilnd", default=os.environ.get("KILND") or os.path.join(ROOT, "build", "daemon", "kilnd"),
+                    help="the kilnd binary")
     ap.add_argument("--scenario", choices=["all"] + list(SCENARIOS), default="all")
     ap.add_argument("--scale", type=float, default=1.0, help="grid sizes of huge and slow times F")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
