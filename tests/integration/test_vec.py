@@ -86,6 +86,11 @@ async def search(c, collection, queries, k=10, inline=False, **kw):
     return done, parts.get("scores"), acc
 
 
+async def outcome(c, acc):
+    """The reply to a submit when it is a refusal, else the accepted job's `done`."""
+    return acc if acc.get("op") != "accepted" else (await c.read_done(acc["job"]))[0]
+
+
 class VecSearch(KilndTestCase):
     env = {"KILN_CPU_THREADS": "2"}
 
@@ -353,13 +358,13 @@ class VecSearch(KilndTestCase):
                                 ("list", {"query_id": ["a", "b"]})):
                 acc = await c.call({"op": "submit", "kind": "vec.search",
                                     "params": dict({"collection": "strict-id", "k": 2}, **extra)})
-                out[name] = acc if acc.get("op") != "accepted" else (await c.read_done(acc["job"]))[0]
+                out[name] = await outcome(c, acc)
             # Both, with the queries as a binary part.
             ref = next_ref(c)
             await send_frames(c, query_frames(ref, rows[:1]))
             acc = await c.call({"op": "submit", "kind": "vec.search", "ref": ref,
                                 "params": {"collection": "strict-id", "k": 2, "query_id": "a"}})
-            out["binary-both"] = acc if acc.get("op") != "accepted" else (await c.read_done(acc["job"]))[0]
+            out["binary-both"] = await outcome(c, acc)
             await c.close()
             return out
         out = self.run_async(go())
@@ -385,7 +390,7 @@ class VecSearch(KilndTestCase):
                    "k1001": await submit_search(c, "strict", rows[:1], 1001),
                    "unknown": await submit_search(c, "nowhere", rows[:1], 3)}
             acc = await c.call({"op": "submit", "kind": "vec.search", "params": {"collection": "strict"}})
-            out["no-queries"] = acc if acc.get("op") != "accepted" else (await c.read_done(acc["job"]))[0]
+            out["no-queries"] = await outcome(c, acc)
             bad = {"dim": np.ones((1, 5), np.float32),
                    "nan": np.array([[1, np.nan, 0, 0]], np.float32),
                    "inf": np.array([[1, 0, np.inf, 0]], np.float32),
@@ -394,10 +399,10 @@ class VecSearch(KilndTestCase):
                    "many": np.ones((10001, 4), np.float32)}
             for name, q in bad.items():
                 acc = await submit_search(c, "strict", q, 3)
-                out[name] = acc if acc.get("op") != "accepted" else (await c.read_done(acc["job"]))[0]
+                out[name] = await outcome(c, acc)
             acc = await c.call({"op": "submit", "kind": "vec.search",
                                 "params": {"collection": "strict", "queries": [[1, None, 0, 0]]}})
-            out["null"] = acc if acc.get("op") != "accepted" else (await c.read_done(acc["job"]))[0]
+            out["null"] = await outcome(c, acc)
             out["dim-inline"] = await submit_search(c, "strict", bad["dim"], 3, inline=True)
             out["zero-inline"] = await submit_search(c, "strict", bad["zero"], 3, inline=True)
             await c.close()
