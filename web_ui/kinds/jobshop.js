@@ -113,7 +113,7 @@ export class Gantt {
   }
 
   update(starts, best, bound) {
-    if (Array.isArray(starts) && this.jobs) {
+    if (Array.isArray(starts) && this.jobs?.length) {
       this.starts = starts;
       this.schedules++;
     }
@@ -382,17 +382,17 @@ export function jobshopView({ client, welcome, flash }) {
   const gantt = new Gantt('the schedule: machines by time, jobs coloured');
   const conv = new Convergence();
   const stats = el('div', { class: 'jobshop-result' });
-  let job = null, t0 = 0, alive = true, searching = false, jobsNow = null;
+  let job = null, t0 = 0, alive = true; // job: the search under way, null once it ended
 
   const onProgress = (ev) => {
     const m = ev.detail;
-    if (!job || m.job !== job || !searching || typeof m.best !== 'number') return;
+    if (!job || m.job !== job || typeof m.best !== 'number') return;
     const gap = m.lower_bound > 0 ? (m.best - m.lower_bound) / m.lower_bound : 0;
     live.best.textContent = fmtNum(m.best);
     live.bound.textContent = fmtNum(m.lower_bound);
     live.gap.textContent = `${(100 * gap).toFixed(2)} %`;
     conv.push(performance.now() - t0, m.best, m.lower_bound);
-    gantt.update(jobsNow ? m.starts : null, m.best, m.lower_bound);
+    gantt.update(m.starts, m.best, m.lower_bound);
     status.textContent = `Searching: best ${fmtNum(m.best)}, bound ${fmtNum(m.lower_bound)} (${m.pct} % of the time)…`;
   };
   client.addEventListener('progress', onProgress);
@@ -442,8 +442,6 @@ export function jobshopView({ client, welcome, flash }) {
     }
     const blob = new Blob([body], { type: 'text/plain' });
     go.disabled = true;
-    searching = false;
-    jobsNow = jobs;
     conv.reset();
     gantt.set(jobs || [], []);
     gantt.frame(null, null);
@@ -454,13 +452,11 @@ export function jobshopView({ client, welcome, flash }) {
       const acc = await client.upload({ op: 'submit', kind: KIND, params: p, watch: true },
         [{ name: 'instance', dtype: 'bytes', shape: [blob.size], blob, bytes: blob.size }]);
       job = acc.job;
-      searching = acc.state !== 'done';
       t0 = performance.now();
       try { sessionStorage.setItem(STORE_PREFIX + job, body); } catch { /* full or disabled: the job page shows a table */ }
       stop.disabled = acc.state === 'done';
       status.textContent = acc.state === 'done' ? 'Found in the cache.' : `Job …${job.slice(-8)} accepted: searching…`;
       const res = client.results.get(job) || (acc.state === 'done' ? await client.result(job) : await client.waitResult(job));
-      searching = false;
       if (!alive) return;
       stop.disabled = true;
       if (res.done.state !== 'done') {
@@ -480,7 +476,7 @@ export function jobshopView({ client, welcome, flash }) {
     } catch (err) {
       if (alive) showError(err);
     } finally {
-      searching = false;
+      job = null; // a progress that arrives after done is ignored
       go.disabled = false;
     }
   } },
