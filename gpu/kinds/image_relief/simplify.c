@@ -297,7 +297,9 @@ static void scan_span(const struct simp *s, struct scan_tri *c, int64_t row, int
                 double m = row_max(hr, base, c->gx, lo, hi);
                 if (m > c->best) {
                         int64_t col = lo;
-                        while (row_err(hr, base, c->gx, col) != m)
+                        /* row_max is row_err's maximum bit for bit (-ffp-contract=off);
+                                 * the bound only keeps a broken build from running away */
+                        while (col < hi && row_err(hr, base, c->gx, col) != m)
                                 col++;
                         c->best = m;
                         c->cand = (uint32_t)(row * s->w + col);
