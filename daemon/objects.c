@@ -643,21 +643,8 @@ void objects_stop(struct objects *o)
         o->n_threads = 0;
 }
 
-/* ---- model meta (the class's format: risk_score/model.h) ---- */
-
-_Static_assert(OBJECTS_MODEL_META_BYTES == RISK_MODEL_META_BYTES, "one model meta format");
-_Static_assert(OBJECTS_MODEL_META_BYTES <= OBJECTS_META_MAX && KILN_VEC_META_BYTES <= OBJECTS_META_MAX,
+_Static_assert(RISK_MODEL_META_BYTES <= OBJECTS_META_MAX && KILN_VEC_META_BYTES <= OBJECTS_META_MAX,
                "every class's meta is kept");
-
-void objects_model_meta_encode(uint64_t trees, uint32_t features, uint8_t ret_meta[OBJECTS_MODEL_META_BYTES])
-{
-        risk_model_meta_encode(trees, features, ret_meta);
-}
-
-int objects_model_meta_decode(const void *meta, size_t len, uint64_t *ret_trees, uint32_t *ret_features)
-{
-        return risk_model_meta_decode(meta, len, ret_trees, ret_features);
-}
 
 /* ---- start and stop ---- */
 

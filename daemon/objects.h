@@ -146,15 +146,3 @@ struct objects_work {
 
 /* Queues w (FIFO over the workers). Any thread. */
 void objects_work_submit(struct objects *o, struct objects_work *w);
-
-/* ---- model meta ----
- *
- * What the store keeps as a model's meta, so that listing models needs no parse of
- * their JSON and a job's rows are checked against its features at submission: the
- * class's format (risk_score/model.h, risk_model_meta_encode): 16 bytes, u8 format
- * (1), three zero bytes, u32 LE features, u64 LE trees. */
-#define OBJECTS_MODEL_META_BYTES 16u
-
-void objects_model_meta_encode(uint64_t trees, uint32_t features, uint8_t ret_meta[OBJECTS_MODEL_META_BYTES]);
-/* Returns 0, or -EINVAL when the bytes are not a model meta of this format. */
-int objects_model_meta_decode(const void *meta, size_t len, uint64_t *ret_trees, uint32_t *ret_features);

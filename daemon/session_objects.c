@@ -49,7 +49,7 @@ struct obj_req {
         size_t n;
         uint32_t dim;
         enum kiln_metric metric;   /* 0: vec.put named none (the collection's own) */
-        uint8_t meta[OBJECTS_MODEL_META_BYTES];
+        uint8_t meta[RISK_MODEL_META_BYTES];
         size_t meta_len;
 
         /* validation, on a worker */
@@ -157,7 +157,7 @@ static json_t *model_entry(const struct store_object_info *info)
         uint32_t features = 0;
         json_t *e;
 
-        if (objects_model_meta_decode(info->meta, info->meta_len, &trees, &features) < 0)
+        if (risk_model_meta_decode(info->meta, info->meta_len, &trees, &features) < 0)
                 log_warning("stored model \"%s\" has no readable description", info->name);
         e = model_json(info->name, info, trees, features);
         if (e)
@@ -368,8 +368,8 @@ static void on_validated(struct mail *m)
                 return;
         }
         if (is_model(r)) {
-                objects_model_meta_encode(r->info.trees, r->info.features, r->meta);
-                r->meta_len = OBJECTS_MODEL_META_BYTES;
+                risk_model_meta_encode(r->info.trees, r->info.features, r->meta);
+                r->meta_len = RISK_MODEL_META_BYTES;
         }
         ask_store(r, is_model(r) ? STORE_OP_OBJECT_PUT : STORE_OP_OBJECT_ITEMS_PUT);
 }

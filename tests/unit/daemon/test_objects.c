@@ -73,9 +73,9 @@ static uint64_t put_model(struct store *s, const char *tenant, const char *name,
         struct store_object_ref ref = { .tenant = tenant, .cls = MODEL, .name = name };
         struct store_object_info info = { 0 };
         struct store_txn *t;
-        uint8_t meta[OBJECTS_MODEL_META_BYTES];
+        uint8_t meta[RISK_MODEL_META_BYTES];
 
-        objects_model_meta_encode(1, 1, meta);
+        risk_model_meta_encode(1, 1, meta);
         assert_int_equal(store_txn_begin(s, true, &t), 0);
         assert_int_equal(store_object_put(t, &ref, meta, sizeof(meta), strlen(blob), copy_blob, (void *)blob, NULL, 1,
                                           &info),
@@ -276,7 +276,7 @@ static void test_metas_of_every_stored_object_are_seen_at_start(void **state)
         struct store_object_item item = { .id = (const uint8_t *)"a", .id_len = 1, .data = (const uint8_t *)"zzzz",
                                           .size = 4 };
         struct store_object_info info = { 0 };
-        uint8_t mmeta[OBJECTS_MODEL_META_BYTES], cmeta[KILN_VEC_META_BYTES];
+        uint8_t mmeta[RISK_MODEL_META_BYTES], cmeta[KILN_VEC_META_BYTES];
         struct store_txn *t;
         char *json = model_json(2, 3, 0.25f);
 
@@ -290,7 +290,7 @@ static void test_metas_of_every_stored_object_are_seen_at_start(void **state)
         store_object_info_clear(&info);
 
         restart(e);
-        objects_model_meta_encode(1, 1, mmeta);
+        risk_model_meta_encode(1, 1, mmeta);
         kiln_vec_meta_encode(KILN_METRIC_L2, 4, cmeta);
         assert_meta(e->o, MODEL, "m", vm, mmeta, sizeof(mmeta));
         assert_meta(e->o, COLL, "c", vc, cmeta, sizeof(cmeta));
@@ -346,11 +346,11 @@ static void test_a_put_through_the_store_and_a_restart_agree(void **state)
         struct env *e = *state;
         struct store_object_ref ref = { .tenant = T, .cls = MODEL, .name = "m" };
         struct store_object_info info = { 0 };
-        uint8_t meta[OBJECTS_MODEL_META_BYTES];
+        uint8_t meta[RISK_MODEL_META_BYTES];
         struct store_txn *t;
         char *json = model_json(3, 6, 0.5f);
 
-        objects_model_meta_encode(3, 6, meta);
+        risk_model_meta_encode(3, 6, meta);
         assert_int_equal(store_txn_begin(e->f->s, true, &t), 0);
         assert_int_equal(store_object_put(t, &ref, meta, sizeof(meta), strlen(json), copy_blob, json, NULL, 1, &info),
                          0);
@@ -673,24 +673,6 @@ static void test_work_runs_on_a_worker_and_mails_back(void **state)
         objects_stop(e->o); /* again: nothing */
 }
 
-/* ---- model meta ---- */
-
-static void test_model_meta_roundtrips(void **state)
-{
-        uint8_t meta[OBJECTS_MODEL_META_BYTES];
-        uint64_t trees;
-        uint32_t features;
-
-        objects_model_meta_encode(0x0102030405ull, 4096, meta);
-        assert_int_equal(objects_model_meta_decode(meta, sizeof(meta), &trees, &features), 0);
-        assert_int_equal(trees, 0x0102030405ull);
-        assert_int_equal(features, 4096);
-        assert_int_equal(objects_model_meta_decode(meta, sizeof(meta) - 1, &trees, &features), -EINVAL);
-        meta[0] = 2;
-        assert_int_equal(objects_model_meta_decode(meta, sizeof(meta), &trees, &features), -EINVAL);
-        assert_int_equal(objects_model_meta_decode(NULL, 0, &trees, &features), -EINVAL);
-}
-
 static void test_classes_are_found_by_name(void **state)
 {
         assert_ptr_equal(objects_class_find("risk.model"), &risk_model_class);
@@ -720,7 +702,6 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_older_versions_are_evicted_before_current_ones, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_what_cannot_be_compiled_is_einval_and_retried, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_work_runs_on_a_worker_and_mails_back, setup, teardown),
-                cmocka_unit_test(test_model_meta_roundtrips),
                 cmocka_unit_test(test_classes_are_found_by_name),
         };
 

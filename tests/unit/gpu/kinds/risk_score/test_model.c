@@ -355,6 +355,23 @@ static void test_empty_upload_is_refused(void **state)
         assert_null(f);
 }
 
+/* The meta the store keeps for a model (listing and the submit-time feature check). */
+static void test_model_meta_roundtrips(void **state)
+{
+        uint8_t meta[RISK_MODEL_META_BYTES];
+        uint64_t trees;
+        uint32_t features;
+
+        risk_model_meta_encode(0x0102030405ull, 4096, meta);
+        assert_int_equal(risk_model_meta_decode(meta, sizeof(meta), &trees, &features), 0);
+        assert_int_equal(trees, 0x0102030405ull);
+        assert_int_equal(features, 4096);
+        assert_int_equal(risk_model_meta_decode(meta, sizeof(meta) - 1, &trees, &features), -EINVAL);
+        meta[0] = 2;
+        assert_int_equal(risk_model_meta_decode(meta, sizeof(meta), &trees, &features), -EINVAL);
+        assert_int_equal(risk_model_meta_decode(NULL, 0, &trees, &features), -EINVAL);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -367,6 +384,7 @@ int main(void)
                 cmocka_unit_test(test_the_refusal_names_what_is_unsupported),
                 cmocka_unit_test(test_nonfinite_statistics_are_ignored),
                 cmocka_unit_test(test_empty_upload_is_refused),
+                cmocka_unit_test(test_model_meta_roundtrips),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
