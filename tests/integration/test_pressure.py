@@ -31,7 +31,7 @@ import urllib.request
 
 import numpy as np
 
-from kiln_fixture import Client, Kilnd
+from kiln_fixture import Client, Kilnd, wait_for
 from kiln_objects import vec_put
 
 KIND = "lens.nfw"
@@ -509,16 +509,8 @@ async def fill_with_collections(case, c, dim=256):
 
 
 async def wait_for_ref(c, timeout=60):
-    """The next text reply that carries a ref (other messages stay queued)."""
-    kept = []
-    try:
-        while True:
-            m = await c.recv(timeout)
-            if not isinstance(m, bytes) and m.get("ref") is not None and m.get("op") in ("accepted", "error"):
-                return m
-            kept.append(m)
-    finally:
-        c.backlog[:0] = kept
+    """The next `accepted` or `error` reply (other messages stay queued)."""
+    return await wait_for(c, lambda m: m.get("ref") is not None and m.get("op") in ("accepted", "error"), timeout)
 
 
 async def ready_within(http, want, seconds=5.0):
