@@ -256,7 +256,9 @@ async def slow_run(kilnd, grid, out, limit_s):
     stop, lat = asyncio.Event(), {}
     t0 = time.monotonic()
     small = asyncio.ensure_future(small_client(kilnd.url, stop, lat))
-    await asyncio.sleep(0.5)  # the small client's first jobs before the big ones
+    end = time.monotonic() + 10
+    while not lat.get("accepted") and time.monotonic() < end:  # the small client's first job before the big ones
+        await asyncio.sleep(0.01)
     for k, w in enumerate(slow):
         for i in range(SLOW_JOBS):
             w.send_json({"op": "submit", "kind": "lens.nfw", "key": f"slow-{run}-{k}-{i}", "params": {
