@@ -212,13 +212,9 @@ export function vecView({ client, welcome, flash }) {
       }
     }
     try {
-      if (qid) {
-        // No part: the server reads the item's vector.
-      } else if (queries.get()) {
-        part = f32RowsPart('queries', queries.get());
-      } else {
-        part = f32RowsPart('queries', null, parseQueries(text.value));
-      }
+      // With a stored id there is no part: the server reads the item's vector.
+      if (!qid && queries.get()) part = f32RowsPart('queries', queries.get());
+      else if (!qid) part = f32RowsPart('queries', null, parseQueries(text.value));
     } catch (e) {
       errs.queries.textContent = e.message;
       text.setAttribute('aria-invalid', 'true');
