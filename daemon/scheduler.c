@@ -545,6 +545,7 @@ static void *worker_main(void *arg)
                         struct timespec until = after_us(s->max_delay_us[k]);
                         s->gathering[k][p] = true;
                         while (n < max && !s->stopping && !sched_higher_waiting(s, p)) {
+                                s->gather_room[k][p] = (uint32_t)(max - n);
                                 if (pthread_cond_timedwait(&s->wake, &s->lock, &until) == ETIMEDOUT) {
                                         n = sched_gather(s, k, p, b->items, n, max);
                                         break;
@@ -711,7 +712,8 @@ void sched_free(struct sched *s)
 
 void sched_push(struct sched *s, struct sched_item *j)
 {
-        struct queue *q = &s->q[kind_index(j->kind)][j->priority];
+        unsigned k = kind_index(j->kind);
+        struct queue *q = &s->q[k][j->priority];
 
         s->sink.hold(s->sink.ctx, j);
         pthread_mutex_lock(&s->lock);
@@ -719,8 +721,13 @@ void sched_push(struct sched *s, struct sched_item *j)
         j->mem_waited = false;
         sched_queue_push(q, j, false);
         s->queued++;
-        /* Wake a gathering worker as well as an idle one. */
-        pthread_cond_broadcast(&s->wake);
+        /* A job joining a queue that a worker is gathering a batch from (idle workers
+         * skip that queue) wakes it only once the queue can fill the batch; it takes
+         * what is there when its delay ends. One wake-up per batch instead of one per
+         * job, each a context switch and a turn at this lock. Otherwise a gathering
+         * worker (a higher priority) as well as an idle one. */
+        if (!s->gathering[k][j->priority] || q->depth >= s->gather_room[k][j->priority])
+                pthread_cond_broadcast(&s->wake);
         pthread_mutex_unlock(&s->lock);
 }
 

@@ -58,6 +58,7 @@ struct sched {
         pthread_cond_t reap_wake; /* reaper: a batch started, or stop */
         struct queue q[MAX_KINDS][_KILN_PRIO_MAX];
         bool gathering[MAX_KINDS][_KILN_PRIO_MAX];
+        uint32_t gather_room[MAX_KINDS][_KILN_PRIO_MAX]; /* what the gathering batch still takes */
         uint32_t max_batch[MAX_KINDS], max_delay_us[MAX_KINDS];
         unsigned n_kinds;
         uint64_t seq;

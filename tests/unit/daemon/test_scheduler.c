@@ -5,6 +5,7 @@
  * the owner's part of giving back what finished items held. */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,6 +30,7 @@ struct fake {
         void *params;
         atomic_int holds;
         atomic_int started;
+        _Atomic int64_t started_us; /* kiln_mono_us at the started call */
         atomic_int ended;          /* finished calls */
         enum sched_end end;
         enum kiln_err code;
@@ -56,6 +58,7 @@ static void s_release(void *ctx, struct sched_item *it)
 static void s_started(void *ctx, struct sched_item *it, int64_t now_ms)
 {
         pthread_mutex_lock(&lock);
+        atomic_store(&container_of(it, struct fake, it)->started_us, kiln_mono_us());
         atomic_fetch_add(&container_of(it, struct fake, it)->started, 1);
         pthread_cond_broadcast(&changed);
         pthread_mutex_unlock(&lock);
@@ -160,6 +163,39 @@ static void test_items_run_and_are_reported_once(void **state)
                 assert_true(f[i].batch >= 1);
                 assert_int_equal(atomic_load(&f[i].holds), 0); /* every hold released */
                 assert_int_equal(atomic_load(&f[i].it.attempts), 1);
+                free(f[i].params);
+        }
+        kiln_config_free(cfg);
+}
+
+/* A worker gathering a batch (max_batch 4, max_delay 1 s) runs it as soon as the
+ * jobs that fill it are queued, not when its delay ends: the job that fills the
+ * queue wakes it, while the ones before it did not need to. */
+static void test_a_batch_runs_once_its_queue_can_fill_it(void **state)
+{
+        static const char *env[] = { "KILN_GPU_BACKEND=cpu", "KILN_CPU_THREADS=2", "KILN_BATCH_LENS_NFW_MAX_BATCH=4",
+                                     "KILN_BATCH_LENS_NFW_MAX_DELAY_US=1000000", NULL };
+        struct kiln_config *cfg = config(env);
+        struct sched *s;
+        assert_int_equal(sched_new(cfg, &sink, NULL, &s), 0);
+        struct fake f[4];
+        for (int i = 0; i < 4; i++)
+                fake_init(&f[i], tiny, KILN_PRIO_NORMAL);
+        int64_t t0 = kiln_mono_us();
+        sched_push(s, &f[0].it);
+        /* A worker took it and gathers: running, not started (the batch has room). */
+        while (sched_running(s) == 0)
+                sched_yield();
+        assert_int_equal(atomic_load(&f[0].started), 0);
+        for (int i = 1; i < 4; i++)
+                sched_push(s, &f[i].it);
+        wait_finished(4);
+        sched_free(s);
+        for (int i = 0; i < 4; i++) {
+                assert_int_equal(f[i].end, SCHED_END_DONE);
+                assert_int_equal(f[i].batch, 4);
+                /* before the gathering worker's delay (>= t0 + 1 s) could end it */
+                assert_true(atomic_load(&f[i].started_us) - t0 < 900000);
                 free(f[i].params);
         }
         kiln_config_free(cfg);
@@ -576,6 +612,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup(test_items_run_and_are_reported_once, reset),
+                cmocka_unit_test_setup(test_a_batch_runs_once_its_queue_can_fill_it, reset),
                 cmocka_unit_test_setup(test_higher_priorities_run_first, reset),
                 cmocka_unit_test_setup(test_a_removed_item_is_released_and_never_reported, reset),
                 cmocka_unit_test_setup(test_stops_and_deadlines_end_items_as_asked, reset),
