@@ -139,8 +139,9 @@ uint64_t relief_mesh_vertices(const struct relief_mesh *m);
 uint64_t relief_mesh_bytes(const struct relief_mesh *m, int format);
 
 /* Writes the mesh as binary STL (mm) or GLB (metres, +y up) into out (exactly
- * relief_mesh_bytes). Checks the stop flag every million triangles. Returns >= 0 or
- * -ECANCELED. */
+ * relief_mesh_bytes). A full grid's top surface is written in bands of rows on one
+ * thread per CPU (8 at most). Checks the stop flag every million triangles (every 64
+ * rows of a full grid). Returns >= 0 or -ECANCELED. */
 int relief_mesh_write(const struct relief_mesh *m, int format, uint8_t *out, struct kiln_exec *ex);
 
 /* The GLB's JSON chunk for v vertices and t triangles whose positions (metres)
@@ -157,7 +158,9 @@ int relief_glb_head(uint64_t nv, uint64_t nt, const float min[3], const float ma
 
 /* The volume (mm^3) enclosed by the mesh in `data` (a binary STL in mm, or a GLB
  * as relief_mesh_write makes it), summed over its triangles as written: exact for
- * the file up to double rounding. Returns >= 0 and *ret, or -EINVAL for bytes that
+ * the file up to double rounding. The sum is taken in 64 fixed chunks of triangles
+ * (on threads of their own for big files), so it is the same bits however many
+ * threads there are and whichever backend wrote the file. Returns >= 0 and *ret, or -EINVAL for bytes that
  * are not such a file. */
 int relief_mesh_volume(const uint8_t *data, size_t n, int format, double *ret);
 

@@ -6,14 +6,88 @@
  * vertex (n_top + b for ring position b), then the base's centre. Triangles: the top
  * surface, then three per boundary edge b -> b+1 (relief_edge_tri: two for the wall,
  * one for the base). Every edge is then shared by exactly two triangles in opposite
- * directions, and every triangle faces outwards. */
+ * directions, and every triangle faces outwards.
+ *
+ * The two passes over a big file, writing a full grid's top surface and summing a
+ * file's volume, run on threads of their own (par_run): a 1024 x 1024 grid's 105 MB
+ * STL is otherwise most of the job's time on the CPU. */
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "image_relief.h"
 #include "relief_math.h"
+
+/* A full grid's file and a file's volume are cut into parts that threads of their
+ * own work on: at most this many, */
+#define PAR_MAX_THREADS 8
+/* and one per this many grid rows (or triangles) at least, below which a thread
+ * costs more than it saves. */
+#define PAR_GRID_ROWS 128
+#define PAR_TRIANGLES 262144
+/* The volume is summed in this many chunks of triangles, each in order, then the
+ * chunks in order: the same sum however many threads there are. */
+#define VOLUME_CHUNKS 64
+
+static unsigned cpus(void)
+{
+        cpu_set_t set;
+
+        if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+                return (unsigned)CPU_COUNT(&set);
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        return n > 0 ? (unsigned)n : 1;
+}
+
+/* How many parts `work` items make, `per` items per part at least. */
+static unsigned par_parts(uint64_t work, uint64_t per)
+{
+        unsigned n = cpus();
+        if (n > PAR_MAX_THREADS)
+                n = PAR_MAX_THREADS;
+        if ((uint64_t)n > work / per)
+                n = (unsigned)(work / per);
+        return n ? n : 1;
+}
+
+struct par_part {
+        void (*fn)(void *arg, unsigned part, unsigned n_parts);
+        void *arg;
+        unsigned part, n_parts;
+};
+
+static void *par_main(void *p)
+{
+        struct par_part *x = p;
+        x->fn(x->arg, x->part, x->n_parts);
+        return NULL;
+}
+
+/* Calls fn(arg, i, n) for every part i < n: part 0 here, the others on threads of
+ * their own (here too, after the others, when a thread cannot be started). */
+static void par_run(unsigned n, void (*fn)(void *arg, unsigned part, unsigned n_parts), void *arg)
+{
+        pthread_t th[PAR_MAX_THREADS];
+        struct par_part parts[PAR_MAX_THREADS];
+        bool started[PAR_MAX_THREADS] = { false };
+
+        for (unsigned i = 1; i < n; i++) {
+                parts[i] = (struct par_part){ .fn = fn, .arg = arg, .part = i, .n_parts = n };
+                started[i] = pthread_create(&th[i], NULL, par_main, &parts[i]) == 0;
+        }
+        fn(arg, 0, n);
+        for (unsigned i = 1; i < n; i++) {
+                if (started[i])
+                        pthread_join(th[i], NULL);
+                else
+                        fn(arg, i, n);
+        }
+}
 
 
 void relief_mesh_full(const struct relief_grid *g, struct relief_mesh *ret)
@@ -150,12 +224,50 @@ static void put32(uint8_t *p, uint32_t v)
         memcpy(p, &v, 4); /* little-endian hosts only, as the STL and GLB floats */
 }
 
-/* The full grid's top surface as STL, row by row: the same records as write_stl
+struct grid_job {
+        const struct relief_mesh *m;
+        const float *xs;     /* the x (mm) of each column */
+        uint8_t *out;        /* the file */
+        struct kiln_exec *ex;
+};
+
+/* Rows [i0, i1) of the full grid's top surface: the same records as write_stl
  * makes through triangle() and vertex_mm(), without a division per vertex. */
+static void grid_rows(const struct grid_job *g, uint32_t i0, uint32_t i1)
+{
+        const struct relief_dims *d = &g->m->grid->dims;
+        uint32_t gw = d->grid_w;
+        uint8_t *rec = g->out + 84 + (uint64_t)i0 * (gw - 1) * 100;
+
+        for (uint32_t i = i0; i < i1; i++) {
+                if ((i & 63) == 0 && kiln_exec_stopped(g->ex))
+                        return;
+                float top[3], bot[3];
+                relief_point_mm(i, 0, 0.0, d->pitch_mm, top);
+                relief_point_mm(i + 1, 0, 0.0, d->pitch_mm, bot);
+                const double *h0 = g->m->grid->h + (size_t)i * gw, *h1 = h0 + gw;
+                for (uint32_t j = 0; j + 1 < gw; j++) {
+                        float a[3] = { g->xs[j], top[1], (float)h0[j] }, b[3] = { g->xs[j + 1], top[1], (float)h0[j + 1] };
+                        float c[3] = { g->xs[j], bot[1], (float)h1[j] }, e[3] = { g->xs[j + 1], bot[1], (float)h1[j + 1] };
+                        relief_stl_record(a, c, e, rec);
+                        relief_stl_record(a, e, b, rec + 50);
+                        rec += 100;
+                }
+        }
+}
+
+static void grid_part(void *arg, unsigned part, unsigned n_parts)
+{
+        const struct grid_job *g = arg;
+        uint64_t rows = g->m->grid->dims.grid_h - 1;
+        grid_rows(g, (uint32_t)(rows * part / n_parts), (uint32_t)(rows * (part + 1) / n_parts));
+}
+
+/* The full grid's top surface as STL, in bands of rows on threads of their own. */
 static int write_stl_grid(const struct relief_mesh *m, uint8_t *out, struct kiln_exec *ex)
 {
         const struct relief_dims *d = &m->grid->dims;
-        uint32_t gw = d->grid_w, gh = d->grid_h;
+        uint32_t gw = d->grid_w;
         float *xs = malloc(gw * sizeof(float));
         if (!xs)
                 return -ENOMEM;
@@ -164,26 +276,10 @@ static int write_stl_grid(const struct relief_mesh *m, uint8_t *out, struct kiln
                 relief_point_mm(0, j, 0.0, d->pitch_mm, p);
                 xs[j] = p[0];
         }
-        uint8_t *rec = out + 84;
-        for (uint32_t i = 0; i + 1 < gh; i++) {
-                if ((i & 63) == 0 && kiln_exec_stopped(ex)) {
-                        free(xs);
-                        return -ECANCELED;
-                }
-                float top[3], bot[3];
-                relief_point_mm(i, 0, 0.0, d->pitch_mm, top);
-                relief_point_mm(i + 1, 0, 0.0, d->pitch_mm, bot);
-                const double *h0 = m->grid->h + (size_t)i * gw, *h1 = h0 + gw;
-                for (uint32_t j = 0; j + 1 < gw; j++) {
-                        float a[3] = { xs[j], top[1], (float)h0[j] }, b[3] = { xs[j + 1], top[1], (float)h0[j + 1] };
-                        float c[3] = { xs[j], bot[1], (float)h1[j] }, e[3] = { xs[j + 1], bot[1], (float)h1[j + 1] };
-                        relief_stl_record(a, c, e, rec);
-                        relief_stl_record(a, e, b, rec + 50);
-                        rec += 100;
-                }
-        }
+        struct grid_job g = { .m = m, .xs = xs, .out = out, .ex = ex };
+        par_run(par_parts(d->grid_h - 1, PAR_GRID_ROWS), grid_part, &g);
         free(xs);
-        return 0;
+        return kiln_exec_stopped(ex) ? -ECANCELED : 0;
 }
 
 static int write_stl(const struct relief_mesh *m, uint8_t *out, struct kiln_exec *ex)
@@ -287,9 +383,65 @@ static int json_count(const char *s, size_t n, size_t *from, uint64_t *ret)
         return -EINVAL;
 }
 
-int relief_mesh_volume(const uint8_t *d, size_t n, int format, double *ret)
+struct volume_job {
+        const uint8_t *tris;  /* STL: the first record; GLB: the indices */
+        const uint8_t *pos;   /* GLB: the positions */
+        uint64_t n_tris, n_verts;
+        bool glb;
+        double sums[VOLUME_CHUNKS];
+        bool bad[VOLUME_CHUNKS];  /* GLB: an index past the positions */
+};
+
+static void volume_chunk(struct volume_job *v, unsigned c)
+{
+        uint64_t t0 = v->n_tris * c / VOLUME_CHUNKS, t1 = v->n_tris * (c + 1) / VOLUME_CHUNKS;
+        double sum = 0.0;
+
+        for (uint64_t t = t0; t < t1; t++) {
+                float p[3][3];
+                if (!v->glb) {
+                        memcpy(p, v->tris + 50 * t + 12, sizeof(p));
+                } else {
+                        uint32_t i[3];
+                        memcpy(i, v->tris + 12 * t, 12);
+                        for (int k = 0; k < 3; k++) {
+                                if (i[k] >= v->n_verts) {
+                                        v->bad[c] = true;
+                                        return;
+                                }
+                                memcpy(p[k], v->pos + 12 * (uint64_t)i[k], 12);
+                        }
+                }
+                sum += tet6(p[0], p[1], p[2]);
+        }
+        v->sums[c] = sum;
+}
+
+static void volume_part(void *arg, unsigned part, unsigned n_parts)
+{
+        for (unsigned c = part; c < VOLUME_CHUNKS; c += n_parts)
+                volume_chunk(arg, c);
+}
+
+/* Six times the volume: the chunks' sums, in order. Returns >= 0 or -EINVAL. */
+static int volume_sum(struct volume_job *v, double *ret)
 {
         double sum = 0.0;
+
+        par_run(par_parts(v->n_tris, PAR_TRIANGLES), volume_part, v);
+        for (unsigned c = 0; c < VOLUME_CHUNKS; c++) {
+                if (v->bad[c])
+                        return -EINVAL;
+                sum += v->sums[c];
+        }
+        *ret = sum;
+        return 0;
+}
+
+int relief_mesh_volume(const uint8_t *d, size_t n, int format, double *ret)
+{
+        struct volume_job v = { 0 };
+        double sum;
         uint32_t u;
 
         if (format == RELIEF_STL) {
@@ -298,11 +450,9 @@ int relief_mesh_volume(const uint8_t *d, size_t n, int format, double *ret)
                 memcpy(&u, d + 80, 4);
                 if (n != 84 + 50 * (uint64_t)u)
                         return -EINVAL;
-                for (uint64_t t = 0; t < u; t++) {
-                        float p[9];
-                        memcpy(p, d + 84 + 50 * t + 12, sizeof(p));
-                        sum += tet6(p, p + 3, p + 6);
-                }
+                v.tris = d + 84;
+                v.n_tris = u;
+                volume_sum(&v, &sum);
                 *ret = sum / 6.0;
                 return 0;
         }
@@ -317,17 +467,9 @@ int relief_mesh_volume(const uint8_t *d, size_t n, int format, double *ret)
         const uint8_t *pos = d + 20 + u + 8, *idx = pos + 12 * nv;
         if ((uint64_t)(idx - d) + 4 * ni != n)
                 return -EINVAL;
-        for (uint64_t t = 0; t < ni / 3; t++) {
-                uint32_t v[3];
-                float p[3][3];
-                memcpy(v, idx + 12 * t, 12);
-                for (int k = 0; k < 3; k++) {
-                        if (v[k] >= nv)
-                                return -EINVAL;
-                        memcpy(p[k], pos + 12 * (uint64_t)v[k], 12);
-                }
-                sum += tet6(p[0], p[1], p[2]);
-        }
+        v = (struct volume_job){ .tris = idx, .pos = pos, .n_tris = ni / 3, .n_verts = nv, .glb = true };
+        if (volume_sum(&v, &sum) < 0)
+                return -EINVAL;
         *ret = sum / 6.0 * 1e9; /* m^3 -> mm^3 */
         return 0;
 }

@@ -146,6 +146,35 @@ static void test_volume_is_the_heightfield_sum(void **state)
         free(img);
 }
 
+/* A grid tall enough that its top surface is written in bands of rows on threads of
+ * their own (one per CPU, 128 rows each at least) and its volume summed in chunks:
+ * the bands meet edge to edge (the checker finds every edge twice, no triangle
+ * missing or degenerate) and the volume is still the heightfield's. */
+static void test_a_tall_full_grid_written_in_bands_is_whole(void **state)
+{
+        uint8_t *img;
+        size_t n;
+        struct relief_image_info info;
+        struct relief_grid g;
+        grey_png(96, 1100, smooth, &img, &n);
+        for (int format = RELIEF_STL; format <= RELIEF_GLB; format++) {
+                struct relief_params p = test_params(format, 0);
+                p.max_side_px = 1100;
+                assert_int_equal(relief_image_probe(img, n, true, &info, NULL), 0);
+                assert_int_equal(relief_heightfield(img, n, &info, &p, &g, NULL), 0);
+                assert_int_equal(g.dims.grid_h, 1100);
+                struct kiln_result r = { 0 };
+                struct mesh_report rep = run_checked(&p, img, n, &r);
+                uint64_t ring = 2 * 95 + 2 * 1099;
+                assert_int_equal(rep.triangles, 2 * 95 * 1099 + 3 * ring);
+                double want = heightfield_volume(&g);
+                assert_near(num_value(&r, "volume_mm3"), want, 2e-6 * want);
+                kiln_result_clear(&r);
+                free(g.h);
+        }
+        free(img);
+}
+
 /* One white pixel at the image's top right: seen from above it is the highest
  * point, at x = width and y = 0 (columns along +x, rows from the top along -y). */
 static void test_the_relief_reads_like_the_image_from_above(void **state)
@@ -503,6 +532,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_full_grid_is_closed_with_the_counts_it_should_have),
                 cmocka_unit_test(test_volume_is_the_heightfield_sum),
+                cmocka_unit_test(test_a_tall_full_grid_written_in_bands_is_whole),
                 cmocka_unit_test(test_the_relief_reads_like_the_image_from_above),
                 cmocka_unit_test(test_one_pixel_and_one_row_images_make_closed_solids),
                 cmocka_unit_test(test_simplified_surface_stays_within_the_tolerance),
