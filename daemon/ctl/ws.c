@@ -34,6 +34,10 @@ struct out_msg {
 };
 
 #define OUT_FRAGMENT (256u * 1024u)
+/* What one read from the socket takes at most: libwebsockets reads into a buffer of
+ * its context's pt_serv_buf_size, 4 KiB unless set, and a 100 MB result would
+ * otherwise cost 25,000 reads and as many polls. */
+#define RX_READ_BYTES (256u * 1024u)
 
 struct ctl_ws {
         struct lws_context *ctx;
@@ -317,6 +321,7 @@ int ctl_ws_connect(const char *url, const char *subprotocol, int timeout_ms, str
         info.user = c;
         info.options = u.tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0;
         info.timeout_secs = (unsigned)(timeout_ms > 0 ? (timeout_ms + 999) / 1000 : 10);
+        info.pt_serv_buf_size = RX_READ_BYTES;
         c->ctx = lws_create_context(&info);
         if (!c->ctx) {
                 snprintf(err, err_size, "cannot create a libwebsockets context");
