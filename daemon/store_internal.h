@@ -39,6 +39,11 @@ int store_result_piece_delete_raw(struct store_txn *t, const uint8_t blob[16], u
  * transactions (0 restores its own, 8 MiB), so tests can slice small values. */
 void store_set_write_slice(size_t bytes);
 
+/* Sets how long the writer keeps a batch of only cache-answer records aside before
+ * committing it on its own (0 restores its own, 100 ms), so tests can make either
+ * outcome certain. */
+void store_set_lazy_wait(int64_t ms);
+
 /* Calls hook(arg) on the writer thread after each committed slice of a big operation
  * that is not its last (NULL: none), so tests can look at the store in between. */
 void store_set_slice_hook(void (*hook)(void *arg), void *arg);

@@ -13,6 +13,13 @@
 #include "store_impl.h"
 
 #define WRITER_BATCH_MAX 4096
+/* Records of jobs answered from the cache wait for no one: under store.sync=full a
+ * batch of nothing else is set aside and committed with the next other batch, or on
+ * its own once this many are waiting or the oldest has waited this long. Each commit
+ * costs an fsync (see writer_commit), and a stream of cache hits would otherwise
+ * make one per batch. */
+#define WRITER_LAZY_MAX 4096
+#define WRITER_LAZY_MS 100
 #define WRITER_SYNC_INTERVAL_MS 100
 #define MAINT_INTERVAL_MS 1000
 #define MAINT_BUDGET 256
@@ -22,12 +29,23 @@
 #define WRITER_SLICE_BYTES ((size_t)8 << 20)
 
 static size_t slice_override;             /* 0: WRITER_SLICE_BYTES */
+static int64_t lazy_wait_override;        /* 0: WRITER_LAZY_MS */
 static void (*slice_hook)(void *arg);
 static void *slice_hook_arg;
 
 void store_set_write_slice(size_t bytes)
 {
         slice_override = bytes;
+}
+
+void store_set_lazy_wait(int64_t ms)
+{
+        lazy_wait_override = ms;
+}
+
+static int64_t lazy_wait_ms(void)
+{
+        return lazy_wait_override ? lazy_wait_override : WRITER_LAZY_MS;
 }
 
 void store_set_slice_hook(void (*hook)(void *arg), void *arg)
@@ -61,6 +79,10 @@ struct store_writer {
          * under way), and ops held until the big ones are done (ops on the same job,
          * barriers). Held ops exist only while a big op does. */
         struct store_op *big, *big_tail, *held, *held_tail;
+        /* Writer thread only: the records set aside (WRITER_LAZY_MAX), FIFO. */
+        struct store_op *lazy, *lazy_tail;
+        size_t n_lazy;
+        int64_t lazy_since_ms;
 
         _Atomic uint64_t commits, ops;
 };
@@ -73,16 +95,19 @@ static int64_t now_ms(void)
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Commits t; `unsynced`: without the fsync that store.sync=full gives every commit
- * (the caller marks the writer dirty, so the next synced commit or batch sync
- * flushes it). */
+/* Commits t; `unsynced`: that nobody waits for it to reach the disk (the caller
+ * marks the writer dirty, so the next synced commit or batch sync finishes it).
+ * Under store.sync=full such a commit still fsyncs its pages and leaves out only the
+ * flush of its meta page (MDB_NOMETASYNC): a power loss may undo it, never more.
+ * Committed with MDB_NOSYNC instead, its meta page could reach the disk before its
+ * pages did, and a power loss in between would leave a store LMDB cannot read. */
 static int writer_commit(struct store_writer *w, struct store_txn *t, bool unsynced)
 {
         if (unsynced)
-                mdb_env_set_flags(w->s->env, MDB_NOSYNC, 1);
+                mdb_env_set_flags(w->s->env, MDB_NOMETASYNC, 1);
         int r = store_txn_commit(t);
         if (unsynced)
-                mdb_env_set_flags(w->s->env, MDB_NOSYNC, 0);
+                mdb_env_set_flags(w->s->env, MDB_NOMETASYNC, 0);
         return r;
 }
 
@@ -106,8 +131,8 @@ static int writer_apply_txn(struct store_writer *w, struct store_op *first, size
                         break;
         }
         /* Records of jobs already answered from the cache (CACHE_ANSWER) wait for no
-         * one: a transaction of nothing else is committed without fsync, and the
-         * next synced commit or the batch sync flushes it (as maintenance does). */
+         * one: a transaction of nothing else is committed without the flush of its
+         * meta page (writer_commit); the kernel writes that page back in its time. */
         bool lazy = w->s->sync == STORE_SYNC_FULL;
         for (op = first, i = 0; lazy && i < n; op = op->next, i++)
                 lazy = op->type == STORE_OP_CACHE_ANSWER;
@@ -119,7 +144,7 @@ static int writer_apply_txn(struct store_writer *w, struct store_op *first, size
         }
         atomic_fetch_add(&w->commits, 1);
         atomic_fetch_add(&w->ops, n);
-        if (w->s->sync == STORE_SYNC_BATCH || lazy)
+        if (w->s->sync == STORE_SYNC_BATCH)
                 w->dirty = true;
         return 0;
 }
@@ -385,6 +410,8 @@ static void writer_wait(struct store_writer *w)
 
                 if (w->dirty)
                         deadline = w->last_sync_ms + WRITER_SYNC_INTERVAL_MS;
+                if (w->lazy && w->lazy_since_ms + lazy_wait_ms() < deadline)
+                        deadline = w->lazy_since_ms + lazy_wait_ms();
                 if (w->has_policy && w->next_maint_ms < deadline)
                         deadline = w->next_maint_ms;
                 if (deadline == INT64_MAX) {
@@ -399,9 +426,10 @@ static void writer_wait(struct store_writer *w)
         }
 }
 
-/* One round of store_maintain in its own transaction, committed without fsync: what
- * it deletes is rebuilt or re-deleted after a crash, so it need not wait for the disk
- * (the next synced commit or batch sync flushes it). */
+/* One round of store_maintain in its own transaction, committed without the flush
+ * of its meta page (writer_commit): what it deletes is rebuilt or re-deleted after a
+ * crash, so it need not wait for the disk (the next synced commit or batch sync
+ * finishes it). */
 static void writer_maintain(struct store_writer *w)
 {
         struct store_txn *t;
@@ -421,6 +449,45 @@ static void writer_maintain(struct store_writer *w)
                 if (n >= MAINT_BUDGET)
                         w->next_maint_ms = now_ms(); /* more is due: again after queued ops */
         }
+}
+
+/* True when every op of the batch is a record of a job answered from the cache. */
+static bool batch_is_lazy(const struct store_op *batch)
+{
+        for (const struct store_op *op = batch; op; op = op->next)
+                if (op->type != STORE_OP_CACHE_ANSWER)
+                        return false;
+        return true;
+}
+
+/* Sets a lazy batch aside, or puts what was set aside in front of the batch (in
+ * FIFO order) when the batch is another kind, enough waits, it waited long enough
+ * or the writer stops. Returns the batch to run now (NULL: none), its size in *n. */
+static struct store_op *lazy_merge(struct store_writer *w, struct store_op *batch, struct store_op *last, size_t *n,
+                                   bool stop)
+{
+        if (batch && w->s->sync == STORE_SYNC_FULL && batch_is_lazy(batch)) {
+                if (!w->lazy)
+                        w->lazy_since_ms = now_ms();
+                if (w->lazy_tail)
+                        w->lazy_tail->next = batch;
+                else
+                        w->lazy = batch;
+                w->lazy_tail = last;
+                w->n_lazy += *n;
+                batch = NULL;
+                *n = 0;
+        }
+        if (!w->lazy)
+                return batch;
+        if (!batch && !stop && w->n_lazy < WRITER_LAZY_MAX && now_ms() < w->lazy_since_ms + lazy_wait_ms())
+                return NULL;
+        w->lazy_tail->next = batch;
+        batch = w->lazy;
+        *n += w->n_lazy;
+        w->lazy = w->lazy_tail = NULL;
+        w->n_lazy = 0;
+        return batch;
 }
 
 static void *writer_main(void *arg)
@@ -453,6 +520,7 @@ static void *writer_main(void *arg)
                 w->s->policy = w->policy;
                 pthread_mutex_unlock(&w->lock);
 
+                batch = lazy_merge(w, batch, last, &n, stop);
                 if (batch)
                         writer_run_batch(w, batch, n);
                 /* One slice at a time, so what was queued meanwhile commits in between. */

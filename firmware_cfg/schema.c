@@ -80,7 +80,9 @@ const struct kiln_cfg_key kiln_cfg_keys[] = {
           .doc = "LMDB map size in GiB (address space reserved, not disk used)." },
         { "store", "sync", KILN_CFG_ENUM, CFG(store.sync), .def = "full",
           .choices = sync_choices,
-          .doc = "Durability: full (fsync every commit), batch (group commits), off (no fsync)." },
+          .doc = "Durability: full (every commit fsynced before it is answered: survives a power loss), "
+                 "batch (fsync every 100 ms: a power loss can lose the last commits and, unless the file "
+                 "system keeps write order, leave a store LMDB cannot read), off (no fsync)." },
         /* [cache] */
         { "cache", "enabled", KILN_CFG_BOOL, CFG(cache.enabled), .def = "true",
           .doc = "Keep finished results and answer identical jobs from the cache." },

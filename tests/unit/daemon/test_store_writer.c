@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <setjmp.h>
 #include <cmocka.h>
@@ -284,6 +285,99 @@ static void writer_get_after_put_in_same_batch_sees_it(void **state)
         assert_false(list_op.op.list_more);
         assert_memory_equal(list_op.op.list_out[0]->id, put.job.id, 16);
         free_job_list(list_op.op.list_out, list_op.op.list_n);
+}
+
+/* A record of a job answered from the cache (nothing cached under its key: the
+ * record alone is stored). */
+static const struct store_cache_key answer_key = { .hash = { 7 }, .kind = "lens.nfw", .model = "", .params = "{}" };
+
+static void init_cache_answer(struct tracked_op *t, uint64_t n)
+{
+        init_put(t, n, "{}");
+        t->job.state = KILN_JOB_DONE;
+        t->op.type = STORE_OP_CACHE_ANSWER;
+        t->op.cache_key = &answer_key;
+}
+
+static bool job_stored(struct store *s, const uint8_t id[16])
+{
+        struct store_txn *t;
+        struct store_job *got = NULL;
+        assert_int_equal(store_txn_begin(s, false, &t), 0);
+        int r = store_job_get(t, id, &got);
+        store_txn_abort(t);
+        store_job_free(got);
+        return r >= 0;
+}
+
+/* Records of jobs answered from the cache wait for no one: a batch of only those
+ * is set aside and committed with the next batch of anything else, in order. */
+static void writer_commits_cache_answers_with_the_next_batch(void **state)
+{
+        struct fixture *f = *state;
+        struct tracked_op a[3];
+        struct store_writer *w;
+        struct gate g;
+        uint64_t commits;
+
+        for (int i = 0; i < 3; i++)
+                init_cache_answer(&a[i], 100 + (uint64_t)i);
+        store_set_lazy_wait(60000);
+        assert_int_equal(store_writer_start(f->s, &w), 0);
+        gate_close(&g, w);
+        for (int i = 0; i < 3; i++)
+                store_writer_submit(w, &a[i].op);
+        atomic_store(&done_order, 0);
+        gate_open(&g);
+        usleep(100 * 1000); /* the writer takes the three alone and sets them aside */
+        for (int i = 0; i < 3; i++)
+                assert_int_equal(atomic_load(&a[i].calls), 0);
+        assert_false(job_stored(f->s, a[0].job.id));
+        wait_for_writer(w); /* a barrier: another batch */
+        store_writer_stats(w, &commits, NULL);
+        store_writer_stop(w);
+        store_set_lazy_wait(0);
+        gate_destroy(&g);
+
+        assert_int_equal(commits, 2); /* the gate's, then the three with the barrier */
+        for (int i = 0; i < 3; i++) {
+                assert_int_equal(atomic_load(&a[i].calls), 1);
+                assert_int_equal(a[i].op.status, 0);
+                assert_int_equal(a[i].order, 1 + i); /* after the gate, in order */
+                assert_true(job_stored(f->s, a[i].job.id));
+        }
+}
+
+/* With nothing else coming, they are committed on their own once they have waited. */
+static void writer_commits_cache_answers_alone_after_a_while(void **state)
+{
+        struct fixture *f = *state;
+        struct tracked_op a[2];
+        struct store_writer *w;
+        struct timespec t0, t1;
+        uint64_t commits;
+
+        for (int i = 0; i < 2; i++)
+                init_cache_answer(&a[i], 200 + (uint64_t)i);
+        store_set_lazy_wait(30);
+        assert_int_equal(store_writer_start(f->s, &w), 0);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (int i = 0; i < 2; i++)
+                store_writer_submit(w, &a[i].op);
+        for (int n = 0; n < 5000 && atomic_load(&a[1].calls) == 0; n++)
+                usleep(1000);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        store_writer_stats(w, &commits, NULL);
+        store_writer_stop(w);
+        store_set_lazy_wait(0);
+
+        double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+        assert_int_equal(atomic_load(&a[0].calls), 1);
+        assert_int_equal(atomic_load(&a[1].calls), 1);
+        assert_true(ms >= 25);
+        assert_int_equal(commits, 1);
+        assert_true(job_stored(f->s, a[0].job.id));
+        assert_true(job_stored(f->s, a[1].job.id));
 }
 
 static void writer_per_op_error_leaves_the_batch_alone(void **state)
@@ -955,6 +1049,8 @@ static const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(writer_ops_on_the_big_job_wait_for_it, setup, teardown),
         cmocka_unit_test(writer_big_result_out_of_space_fails_alone_and_leaves_nothing),
         cmocka_unit_test_setup_teardown(writer_big_submit_input_is_written_in_slices, setup, teardown),
+        cmocka_unit_test_setup_teardown(writer_commits_cache_answers_with_the_next_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(writer_commits_cache_answers_alone_after_a_while, setup, teardown),
         cmocka_unit_test(writer_optional_result_that_does_not_fit_is_left_out),
         cmocka_unit_test(writer_optional_big_result_that_runs_out_is_left_out),
 };
