@@ -329,6 +329,50 @@ static int store_value(const struct kiln_kind *kind, const struct kiln_param *p,
         return kiln_error_set(err, field, "%s has an unusable storage in the schema of %s", field, kind->name);
 }
 
+/* "prefix.name" into field[128], cut as snprintf would: it is formatted for every
+ * parameter of every job, so without snprintf. */
+static void field_name(char field[128], const char *prefix, const char *name)
+{
+        size_t pl = strlen(prefix), nl = strlen(name);
+        if (pl > 127)
+                pl = 127;
+        memcpy(field, prefix, pl);
+        if (pl < 127)
+                field[pl++] = '.';
+        if (nl > 127 - pl)
+                nl = 127 - pl;
+        memcpy(field + pl, name, nl);
+        field[pl + nl] = '\0';
+}
+
+/* A schema default as a value. Defaults are JSON texts, mostly a bare number, word
+ * or string, which are made directly (as json_loads makes them) rather than through
+ * jansson's lexer for every job that leaves them out. */
+static json_t *default_value(const char *def)
+{
+        size_t n = strlen(def);
+        if (strcmp(def, "true") == 0)
+                return json_true();
+        if (strcmp(def, "false") == 0)
+                return json_false();
+        if (strcmp(def, "null") == 0)
+                return json_null();
+        if (n >= 2 && def[0] == '"' && def[n - 1] == '"' && !memchr(def + 1, '\\', n - 2) &&
+            !memchr(def + 1, '"', n - 2)) {
+                for (size_t i = 1; i + 1 < n; i++)
+                        if ((unsigned char)def[i] < 0x20 || (unsigned char)def[i] >= 0x80)
+                                return json_loads(def, JSON_DECODE_ANY, NULL);
+                return json_stringn(def + 1, n - 2);
+        }
+        /* A plain integer: digits with an optional minus sign, no leading zero. */
+        size_t i = def[0] == '-';
+        if (i < n && def[i] >= '1' && def[i] <= '9' && n - i <= 15 && strspn(def + i, "0123456789") == n - i)
+                return json_integer((json_int_t)strtoll(def, NULL, 10));
+        if (strcmp(def, "0") == 0)
+                return json_integer(0);
+        return json_loads(def, JSON_DECODE_ANY, NULL);
+}
+
 static int validate_object(const struct kiln_kind *kind, const struct kiln_param *fields, const json_t *in,
                            const char *prefix, void *typed, json_t **ret, struct kiln_error *err)
 {
@@ -339,7 +383,7 @@ static int validate_object(const struct kiln_kind *kind, const struct kiln_param
 
         json_object_foreach((json_t *)in, key, v) {
                 if (!find_field(fields, key) && !(top && is_input_param(kind, key))) {
-                        snprintf(field, sizeof(field), "%s.%s", prefix, key);
+                        field_name(field, prefix, key);
                         return kiln_error_set(err, field, "%s is not a parameter of %s", field, kind->name);
                 }
         }
@@ -352,7 +396,7 @@ static int validate_object(const struct kiln_kind *kind, const struct kiln_param
                 json_t *given = json_object_get(in, p->name), *def = NULL, *value = NULL;
                 int r;
 
-                snprintf(field, sizeof(field), "%s.%s", prefix, p->name);
+                field_name(field, prefix, p->name);
                 if (!given) {
                         if (p->required) {
                                 json_decref(out);
@@ -360,7 +404,7 @@ static int validate_object(const struct kiln_kind *kind, const struct kiln_param
                         }
                         if (!p->def)
                                 continue;
-                        def = json_loads(p->def, JSON_DECODE_ANY, NULL);
+                        def = default_value(p->def);
                         if (!def) {
                                 json_decref(out);
                                 return kiln_error_set(err, field, "%s has an invalid default in the schema of %s",

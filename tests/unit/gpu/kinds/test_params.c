@@ -153,6 +153,118 @@ static void test_defaults_are_filled_in(void **state)
         json_decref(c);
 }
 
+/* Defaults of every literal form: those made without jansson's lexer (bare words,
+ * plain integers, plain strings) give what json_loads gives, as do the others. */
+static const char *const words[] = { "a b", "x\"y", "caf\xc3\xa9", NULL };
+
+static const struct kiln_param literal_schema[] = {
+        { .name = "a_int", .type = KILN_PARAM_INTEGER, .min = -1e9, .max = 1e9, .def = "-42" },
+        { .name = "b_zero", .type = KILN_PARAM_INTEGER, .min = -1, .max = 1, .def = "0" },
+        { .name = "c_big", .type = KILN_PARAM_NUMBER, .min = -INFINITY, .max = INFINITY, .def = "123456789012345" },
+        { .name = "d_long", .type = KILN_PARAM_NUMBER, .min = -INFINITY, .max = INFINITY, .def = "1234567890123456789" },
+        { .name = "e_real", .type = KILN_PARAM_NUMBER, .min = -INFINITY, .max = INFINITY, .def = "-0.25" },
+        { .name = "f_exp", .type = KILN_PARAM_NUMBER, .min = -INFINITY, .max = INFINITY, .def = "1e14" },
+        { .name = "g_true", .type = KILN_PARAM_BOOL, .def = "true" },
+        { .name = "h_plain", .type = KILN_PARAM_STRING, .choices = words, .def = "\"a b\"" },
+        { .name = "i_escaped", .type = KILN_PARAM_STRING, .choices = words, .def = "\"x\\\"y\"" },
+        { .name = "j_utf8", .type = KILN_PARAM_STRING, .choices = words, .def = "\"caf\xc3\xa9\"" },
+        { .name = "k_unicode", .type = KILN_PARAM_STRING, .choices = words, .def = "\"caf\\u00e9\"" },
+        { .name = "l_spaced", .type = KILN_PARAM_NUMBER, .min = -INFINITY, .max = INFINITY, .def = " 7 " },
+        { .name = NULL },
+};
+
+static const struct kiln_kind literal_kind = {
+        .name = "toy.literals",
+        .version = 1,
+        .params = literal_schema,
+        .run_cpu = toy_run,
+};
+
+static void test_defaults_of_every_literal_form_are_what_json_gives(void **state)
+{
+        json_t *c = accept_params(&literal_kind, "{}", NULL);
+        char *s = dump(c);
+
+        assert_string_equal(s, "{\"a_int\":-42,\"b_zero\":0,\"c_big\":123456789012345.0,"
+                               "\"d_long\":1.2345678901234568e18,\"e_real\":-0.25,\"f_exp\":100000000000000.0,"
+                               "\"g_true\":true,\"h_plain\":\"a b\",\"i_escaped\":\"x\\\"y\",\"j_utf8\":\"caf\xc3\xa9\","
+                               "\"k_unicode\":\"caf\xc3\xa9\",\"l_spaced\":7.0}");
+        free(s);
+        json_decref(c);
+}
+
+/* kiln_params_text writes what json_dumps(JSON_COMPACT | JSON_SORT_KEYS) writes. */
+static void assert_text_is_jansson(const json_t *o)
+{
+        char *want = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS), *got = kiln_params_text(o);
+        assert_non_null(want);
+        assert_non_null(got);
+        assert_string_equal(got, want);
+        free(want);
+        free(got);
+}
+
+static void test_params_text_is_what_jansson_writes(void **state)
+{
+        static const double reals[] = { 0.0, -0.0, 1.0, -1.0, 5.0, 64.0, 1e14, -1e14, 1e16, 9.9999999999999984e16,
+                                        1e17, -1e17, 1.5e17, 1e22, 1e300, -1e300, 0.1, 0.3, 0.7, -0.25, 1e-5,
+                                        1.2345678901234567e-7, 5e-324, 2.2250738585072014e-308, 1.7976931348623157e308,
+                                        4503599627370495.5, 9007199254740993.0, 123456.789, 3.141592653589793 };
+        static const long long ints[] = { 0, 1, -1, 42, -9223372036854775807LL - 1, 9223372036854775807LL };
+        static const char *const strings[] = { "", "plain", "quote\" back\\slash /", "\x01\x1f\b\f\n\r\t\x7f",
+                                               "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80" };
+        json_t *o = json_object(), *a = json_array(), *nested = json_object();
+        char key[32];
+
+        for (size_t i = 0; i < sizeof(reals) / sizeof(reals[0]); i++) {
+                snprintf(key, sizeof(key), "r%02zu", sizeof(reals) / sizeof(reals[0]) - i); /* unsorted */
+                json_object_set_new(o, key, json_real(reals[i]));
+                json_array_append_new(a, json_real(reals[i]));
+        }
+        for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+                snprintf(key, sizeof(key), "i%zu", i);
+                json_object_set_new(o, key, json_integer(ints[i]));
+                json_array_append_new(a, json_integer(ints[i]));
+        }
+        for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++) {
+                snprintf(key, sizeof(key), "s\t%zu\"", i);
+                json_object_set_new(o, key, json_string(strings[i]));
+                json_object_set_new(nested, strings[i], json_string(strings[i]));
+        }
+        json_object_set_new(nested, "z", json_pack("[[],{},[true,false,null],[[1.5]]]"));
+        json_object_set_new(o, "array", a);
+        json_object_set_new(o, "nested", nested);
+        json_object_set_new(o, "B", json_true());
+        json_object_set_new(o, "a", json_null());
+        assert_text_is_jansson(o);
+        json_decref(o);
+
+        /* Reals from random bit patterns (finite ones) and random decimals. */
+        uint64_t x = 0x9e3779b97f4a7c15ull;
+        for (int i = 0; i < 20000; i++) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                double d;
+                memcpy(&d, &x, sizeof(d));
+                if (!isfinite(d))
+                        continue;
+                double e = (double)(int64_t)(x >> 20) / (double)(1 + (x & 0xfff));
+                double f = (double)(int64_t)(x % 2000001) - 1000000.0;
+                json_t *r = json_pack("{s:f,s:f,s:f}", "bits", d, "ratio", e, "whole", f);
+                assert_text_is_jansson(r);
+                json_decref(r);
+        }
+        /* Objects of more keys than kept on the stack. */
+        o = json_object();
+        for (int i = 0; i < 40; i++) {
+                snprintf(key, sizeof(key), "k%d", (i * 17) % 40);
+                json_object_set_new(o, key, json_integer(i));
+        }
+        assert_text_is_jansson(o);
+        json_decref(o);
+}
+
 static void test_canonical_form_ignores_spelled_out_defaults(void **state)
 {
         json_t *a = accept_params(&kiln_kind_lens_nfw, "{\"mass\":1e14,\"concentration\":5}", NULL);
@@ -598,6 +710,8 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_defaults_are_filled_in),
+                cmocka_unit_test(test_params_text_is_what_jansson_writes),
+                cmocka_unit_test(test_defaults_of_every_literal_form_are_what_json_gives),
                 cmocka_unit_test(test_canonical_form_ignores_spelled_out_defaults),
                 cmocka_unit_test(test_integer_given_for_number_becomes_real),
                 cmocka_unit_test(test_integral_real_is_accepted_as_integer),
