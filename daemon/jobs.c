@@ -213,7 +213,7 @@ int job_from_record(struct jobs *js, const struct store_job *rec, uint8_t **inpu
                 return -ENOMEM;
         }
         j->params = params;
-        j->params_json = json_dumps(canonical, JSON_COMPACT | JSON_SORT_KEYS);
+        j->params_json = kiln_params_text(canonical);
         json_decref(canonical);
         if (!j->params_json || (rec->idem_key && !(j->idem_key = strdup(rec->idem_key)))) {
                 job_unref(j);

@@ -56,7 +56,7 @@ static struct job *job_new(struct jobs *js, const struct kiln_kind *kind, void *
         params = NULL;
         j->in = *in;
         memset(in, 0, sizeof(*in));
-        j->params_json = json_dumps(canonical, JSON_COMPACT | JSON_SORT_KEYS);
+        j->params_json = kiln_params_text(canonical);
         const char *object = object_version ? kiln_params_object_name(kind, canonical) : NULL;
         if (!j->params_json || (object && job_bind_object(j, object, object_version) < 0) ||
             job_init_cache_key(j) < 0)

@@ -42,6 +42,12 @@ json_t *kiln_inputs_schema_json(const struct kiln_kind *kind);
  * -EINVAL naming what is wrong (a unit test runs it over every built-in kind). */
 int kiln_params_schema_check(const struct kiln_kind *kind, struct kiln_error *err);
 
+/* The canonical params' text: exactly what json_dumps(canonical, JSON_COMPACT |
+ * JSON_SORT_KEYS) returns, made faster (params_text.c); malloc'd, NULL when out of
+ * memory or `canonical` is not an object. The text is the params' part of the cache
+ * key and of the stored record. */
+char *kiln_params_text(const json_t *canonical);
+
 /* The stored object named in canonical params (the kind's object_param), borrowed
  * from `canonical`; NULL when the kind takes no object or the name is one of its
  * built-in objects (kiln_kind.builtin_objects: nothing to look up or bind). */

@@ -1,6 +1,7 @@
 /* libFuzzer target: one JSON document as the parameters of every kind, through the
  * schema validation and each kind's own checks; accepted parameters must be
- * canonical (validating the canonical form gives the same text). */
+ * canonical (validating the canonical form gives the same text), and their text
+ * (kiln_params_text) is what jansson writes. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -29,6 +30,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         char *b = json_dumps(again, JSON_COMPACT | JSON_SORT_KEYS);
                         if (!a || !b || strcmp(a, b))
                                 abort(); /* canonicalisation is not idempotent */
+                        char *c = kiln_params_text(canonical);
+                        if (!c || strcmp(a, c))
+                                abort(); /* the fast text is not jansson's */
+                        free(c);
                         if (kind->result_bytes)
                                 (void)kind->result_bytes(params);
                         free(a);
