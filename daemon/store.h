@@ -273,9 +273,14 @@ struct store_cache_hit {
 
 /* Looks up `key`: -ENOENT when absent, when the stored identity differs from the
  * key's (hash collision) or when the entry is older than ttl_s at now_ms. A hit
- * bumps the entry's last-used time to now_ms (a write). Returns >= 0 or -errno. */
+ * bumps the entry's last-used time to now_ms (a write; not in a read transaction).
+ * Returns >= 0 or -errno. */
 int store_cache_lookup(struct store_txn *t, const struct store_cache_key *key, int64_t now_ms, uint32_t ttl_s,
                        struct store_cache_hit *ret);
+/* Whether the cache holds a live entry for `key` (store_cache_lookup at the wall
+ * clock's now in a read transaction of its own: any thread, bumps and counts
+ * nothing). True also when that cannot be told (no reader slot). */
+bool store_cache_holds(struct store *s, const struct store_cache_key *key, uint32_t ttl_s);
 /* Records that the result of job `blob` (already stored, `size` bytes, computed on
  * `backend`) answers `key`, replacing any entry with the same hash. A result larger
  * than max_bytes is not cached (returns 0). Returns >= 0 or -errno. */
@@ -554,6 +559,13 @@ struct store_op {
         /* SUBMIT: the key to look up (NULL: no lookup). JOB_PUT of a done job with a
          * result: the key to cache it under (NULL: not cached). Borrowed until done. */
         const struct store_cache_key *cache_key;
+        /* SUBMIT of a job that has already run (its record is written once, finished):
+         * op->job is its final record, written with its result (result_size,
+         * write_result) and cached under cache_key when done, as JOB_PUT writes them,
+         * in one transaction (its result must be no bigger than a slice). It has no
+         * idempotency key and no input, and is not looked up in the cache (the caller
+         * looked before running it); the outcome is STORED. */
+        bool ran;
         const char *purge_kind;  /* CACHE_PURGE: NULL for all */
         /* SUBMIT answered from the cache or by its idempotency key: a result of more
          * than copy_max bytes is not copied out (result_out NULL, result_size its

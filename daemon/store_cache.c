@@ -114,6 +114,8 @@ int store_cache_lookup(struct store_txn *t, const struct store_cache_key *key, i
         if (ttl_s && v.created_ms + (int64_t)ttl_s * 1000 <= now_ms)
                 return -ENOENT; /* expired: maintenance deletes it */
         if (!store_blob_exists(t, v.blob)) {
+                if (!t->write)
+                        return -ENOENT;
                 r = cache_delete(t, key->hash);
                 return r < 0 ? r : -ENOENT;
         }
@@ -142,6 +144,19 @@ int store_cache_lookup(struct store_txn *t, const struct store_cache_key *key, i
                 r = store_txn_result(t, mdb_put(t->txn, t->s->cache, &k, &val, 0));
         free(copy);
         return r < 0 ? r : 0;
+}
+
+/* Whether the cache holds `key` now; see store.h. */
+bool store_cache_holds(struct store *s, const struct store_cache_key *key, uint32_t ttl_s)
+{
+        struct store_txn *t;
+        struct store_cache_hit hit;
+
+        if (store_txn_begin(s, false, &t) < 0)
+                return true; /* not known: the caller takes the way that looks */
+        int r = store_cache_lookup(t, key, store_wall_ms(), ttl_s, &hit);
+        store_txn_abort(t);
+        return r != -ENOENT;
 }
 
 /* Copies the first key of `dbi` (24-byte index keys only). */

@@ -30,8 +30,9 @@ void store_op_clear_outputs(struct store_op *op)
         memset(&op->object_info, 0, sizeof(op->object_info));
         op->object_list = NULL;
         op->object_n = 0;
-        if (op->type == STORE_OP_RESULT_GET || op->type == STORE_OP_SUBMIT || op->type == STORE_OP_INPUT_GET ||
-            op->type == STORE_OP_OBJECT_GET)
+        /* An output of these (a SUBMIT's answer); a SUBMIT of a job that ran writes it. */
+        if (op->type == STORE_OP_RESULT_GET || (op->type == STORE_OP_SUBMIT && !op->ran) ||
+            op->type == STORE_OP_INPUT_GET || op->type == STORE_OP_OBJECT_GET)
                 op->result_size = 0;
 }
 
@@ -169,7 +170,7 @@ static int submit_cached(struct store_txn *t, struct store_op *op, const struct 
 }
 
 /* SUBMIT: the tenant's idempotency key first, then the cache, then a new queued job
- * with its input. */
+ * with its input; or, for a job that already ran, its final record (see store.h). */
 static int op_apply_submit(struct store_txn *t, struct store_op *op)
 {
         struct store_job *job = op->job;
@@ -178,6 +179,14 @@ static int op_apply_submit(struct store_txn *t, struct store_op *op)
 
         if (!job || (op->input_size > 0 && !op->write_input))
                 return -EINVAL;
+        if (op->ran) {
+                if (job->idem_key || op->input_size > 0)
+                        return -EINVAL;
+                op->outcome = STORE_SUBMIT_STORED;
+                if (op->cache_key)
+                        t->delta.misses++; /* the caller's lookup, before it ran */
+                return op_apply_put(t, op);
+        }
         if (job->idem_key) {
                 r = store_idem_get(t, job->tenant, job->idem_key, orig);
                 if (r >= 0) {

@@ -429,6 +429,64 @@ static void fill_result(struct store_op *op, uint8_t *dst, size_t offset, size_t
                 dst[i] = (uint8_t)((offset + i) ^ 0x5a);
 }
 
+/* A SUBMIT of a job that already ran writes it once: its record as done, its
+ * result and its cache entry, in one transaction; one with an idempotency key or an
+ * input is refused. */
+static void writer_submit_of_a_job_that_ran_stores_record_result_and_entry(void **state)
+{
+        struct fixture *f = *state;
+        struct tracked_op ran, keyed;
+        struct store_cache_key key = { .hash = { 9, 9 }, .kind = "risk.score", .model = "", .params = "{}" };
+        struct store_writer *w;
+        struct store_job *got;
+        struct store_txn *t;
+        struct store_cache_hit hit;
+        uint64_t commits;
+        uint8_t *data;
+        size_t size;
+
+        init_put(&ran, 300, "{}");
+        ran.job.state = KILN_JOB_DONE;
+        ran.op.type = STORE_OP_SUBMIT;
+        ran.op.ran = true;
+        ran.op.result_size = 1000;
+        ran.op.write_result = fill_result;
+        ran.op.cache_key = &key;
+        init_put(&keyed, 301, "{}");
+        keyed.job.state = KILN_JOB_DONE;
+        keyed.job.idem_key = "k";
+        keyed.op.type = STORE_OP_SUBMIT;
+        keyed.op.ran = true;
+
+        assert_false(store_cache_holds(f->s, &key, 0));
+        assert_int_equal(store_writer_start(f->s, &w), 0);
+        store_writer_submit(w, &ran.op);
+        store_writer_submit(w, &keyed.op);
+        wait_for_writer(w);
+        store_writer_stats(w, &commits, NULL);
+        store_writer_stop(w);
+
+        assert_int_equal(ran.op.status, 0);
+        assert_int_equal(ran.op.outcome, STORE_SUBMIT_STORED);
+        assert_true(ran.op.result_stored);
+        assert_int_equal(keyed.op.status, -EINVAL);
+        assert_int_equal(commits, 1);
+        assert_int_equal(fixture_get_job(f->s, ran.job.id, &got), 0);
+        assert_int_equal(got->state, KILN_JOB_DONE);
+        store_job_free(got);
+        assert_int_equal(store_txn_begin(f->s, false, &t), 0);
+        assert_int_equal(store_result_get(t, ran.job.id, &data, &size), 0);
+        assert_int_equal(size, 1000);
+        for (size_t i = 0; i < size; i++)
+                assert_int_equal(data[i], (uint8_t)(i ^ 0x5a));
+        free(data);
+        assert_int_equal(store_cache_lookup(t, &key, INT64_MAX / 2, 0, &hit), 0);
+        assert_memory_equal(hit.blob, ran.job.id, 16);
+        store_txn_abort(t);
+        assert_true(store_cache_holds(f->s, &key, 0));
+        assert_int_equal(fixture_get_job(f->s, keyed.job.id, &got), -ENOENT);
+}
+
 static void writer_map_full_fails_only_the_op_that_does_not_fit(void **state)
 {
         char dir[PATH_MAX];
@@ -1050,6 +1108,8 @@ static const struct CMUnitTest tests[] = {
         cmocka_unit_test(writer_big_result_out_of_space_fails_alone_and_leaves_nothing),
         cmocka_unit_test_setup_teardown(writer_big_submit_input_is_written_in_slices, setup, teardown),
         cmocka_unit_test_setup_teardown(writer_commits_cache_answers_with_the_next_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(writer_submit_of_a_job_that_ran_stores_record_result_and_entry, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(writer_commits_cache_answers_alone_after_a_while, setup, teardown),
         cmocka_unit_test(writer_optional_result_that_does_not_fit_is_left_out),
         cmocka_unit_test(writer_optional_big_result_that_runs_out_is_left_out),
