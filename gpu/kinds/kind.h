@@ -377,6 +377,12 @@ struct kiln_kind {
          * -errno when none was run. The CPU backend uses it for batches of two or
          * more tasks. */
         int (*run_cpu_batch)(struct kiln_task *const *t, size_t n);
+        /* Optional: whether the job is certain to be short on a CPU, well under a
+         * millisecond (a few rows to score). kilnd runs such a job while nothing of
+         * it is stored yet and stores its record once, finished, with its result: one
+         * commit instead of two. It is called at submission, after the checks. NULL:
+         * never. */
+        bool (*quick)(const void *params, const struct kiln_array *in, size_t n_in);
 };
 
 /* The built-in kinds, NULL-terminated, in gpu/kinds/KINDS order (generated). */
