@@ -3,6 +3,14 @@
  *   jobs_submit -> [store: record committed] -> queued -> running -> [store: final
  *   record + result committed] -> done | failed | cancelled | expired
  *
+ * A quick job (kiln_kind.quick) that the cache does not hold skips the first commit:
+ *
+ *   jobs_submit -> queued -> running -> [store: final record + result committed,
+ *   `accepted`] -> done | ...
+ *
+ * Nothing is acknowledged before its record is durable either way; a crash before
+ * the commit loses a job nobody was told of.
+ *
  * Every state change of a job is made here. The collaborators are handed over at
  * creation (libuv's pattern): the store writer (through storeq), the scheduler
  * (which reports back through the sink jobs_sched_sink() gives it), the mailbox
@@ -73,6 +81,10 @@ struct job {
         struct kiln_object object;           /* what its task sees of it */
         struct store_cache_key cache_key; /* its result's identity, borrows the strings */
         bool cache_store;         /* cache the result when done (set before it is queued) */
+        /* Run before anything of it was stored (a quick kind's job, jobs_submit.c): its
+         * one store operation is its final record, and `accepted` follows its commit.
+         * Set before it is queued. */
+        bool early;
 
         /* Written by jobs.c only (from the thread that moves the state); read anywhere. */
         _Atomic int state;        /* enum kiln_job_state */

@@ -321,6 +321,44 @@ bool jobs_store_full(const struct jobs *js, char *reason)
         return true;
 }
 
+/* The one record of a job run before it was stored (jobs.h) is committed, or not.
+ * Committed, its submitters are told it is accepted (watchers added, as the job is
+ * still in the table) and then, as for any job, its watchers hear it finished. Not
+ * committed, nothing of it was acknowledged: its submitters hear why, as for a
+ * SUBMIT that failed, and it is dropped. Loop thread. */
+static void on_early_stored_mail(struct mail *m)
+{
+        struct job *j = container_of(m, struct job, mail);
+        struct jobs *js = j->js;
+        int status = j->op.status;
+
+        if (status >= 0) {
+                jobs_accepted(js, j, false);
+                on_finished_mail(m);
+                return;
+        }
+        storeq_answered(js->storeq);
+        job_unstored_release(js, j);
+        log_error("job %s: storing it failed: %s", j->id_text, strerror(-status));
+        jobs_coalesce_remove(js, j);
+        jobs_deadline_remove(js, j);
+        job_rejected(js, j, KERR_UNAVAILABLE,
+                     status == -ENOSPC ? "the job store is full: the job was not accepted"
+                                       : "the job could not be stored");
+        j->delivered = true;
+        result_blob_free(j->blob_out);
+        j->blob_out = NULL;
+        jobs_table_remove(js, j);
+        job_unref(j); /* the store operation's reference */
+}
+
+static void on_early_stored(struct store_op *op)
+{
+        struct job *j = container_of(op, struct job, op);
+        j->mail.fn = on_early_stored_mail;
+        mailbox_post(j->js->mailbox, &j->mail);
+}
+
 static void on_finished_stored(struct store_op *op)
 {
         struct job *j = container_of(op, struct job, op);
@@ -367,6 +405,15 @@ void job_finish(struct job *j, enum kiln_job_state state, enum kiln_err code, co
         }
         free(scalars);
         j->op.done = on_finished_stored;
+        if (j->early) {
+                /* Its first record and its last: a SUBMIT of a job that ran. Not
+                 * accepted yet, so a result without room fails it rather than being
+                 * delivered without being kept. */
+                j->op.type = STORE_OP_SUBMIT;
+                j->op.ran = true;
+                j->op.result_optional = false;
+                j->op.done = on_early_stored;
+        }
         job_ref(j);
         storeq_submit(j->js->storeq, &j->op);
 }

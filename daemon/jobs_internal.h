@@ -74,6 +74,9 @@ int job_build_done(struct job *j);
  * ones stay with the job (cheaper to send, and bounded per connection by
  * memory.max_output_buffer_bytes). */
 #define JOBS_COPY_MAX_BYTES (1u << 20)
+/* The largest result (its kind's estimate) a job run before it is stored may have:
+ * its one commit writes it whole (jobs.h). */
+#define JOBS_EARLY_MAX_BYTES (64u << 10)
 
 /* Gives a done job the result stored in `blob` (`size` bytes): a small one is read
  * whole into memory, a big one's headers only (its parts are then sent from the
@@ -92,6 +95,10 @@ void jobs_start(struct jobs *js, struct job *j);
 void jobs_accept_one(struct jobs *js, struct job *j, uint64_t session, json_t *ref, bool watch, bool cached);
 /* Every waiting submitter of a job just stored (or found in the cache). */
 void jobs_accepted(struct jobs *js, struct job *j, bool cached);
+/* Every waiting submitter of j (the one that submitted it and those attached to
+ * it) hears that its submission failed with `code`; the job stops counting against
+ * its tenant and submitter. Loop thread. */
+void job_rejected(struct jobs *js, struct job *j, enum kiln_err code, const char *message);
 /* Makes room in the deadline heap for every job being committed plus one, so a
  * job accepted later always gets its deadline armed. Returns >= 0 or -ENOMEM. */
 int jobs_deadline_reserve(struct jobs *js);

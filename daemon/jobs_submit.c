@@ -96,8 +96,7 @@ static void submit_outputs_free(struct job *j)
         j->op.result_out = NULL;
 }
 
-/* Every waiting submitter of j hears that its submission failed. */
-static void job_rejected(struct jobs *js, struct job *j, enum kiln_err code, const char *message)
+void job_rejected(struct jobs *js, struct job *j, enum kiln_err code, const char *message)
 {
         jobs_tenant_release(js, j, -1);
         jobs_submitter_release(js, j);
@@ -275,6 +274,18 @@ static int answer_hot(struct jobs *js, struct job *j, struct hot_entry *e, const
 }
 
 /* ---- submit ---- */
+
+/* Whether a job runs before anything of it is stored (jobs.h): a quick job of its
+ * kind (kiln_kind.quick), not keyed (its key may name another job), with a small
+ * result, and not in the store's cache when that may answer it (a cached result is
+ * never computed again: the SUBMIT answers it). */
+static bool run_early(struct jobs *js, const struct kiln_kind *kind, struct job *j, const struct job_submit *rq)
+{
+        if (!kind->quick || rq->key || !js->sched || j->item.mem_bytes > JOBS_EARLY_MAX_BYTES ||
+            !kind->quick(j->params, j->in.arrays, j->in.n))
+                return false;
+        return !j->op.cache_key || !js->store || !store_cache_holds(js->store, j->op.cache_key, js->cfg->cache.ttl_s);
+}
 
 /* The inputs are stored with the record, in the same transaction. */
 static void write_input_cb(struct store_op *op, uint8_t *dst, size_t offset, size_t len)
@@ -485,6 +496,15 @@ int jobs_submit(struct jobs *js, const struct job_submit *rq, struct proto_error
         j->op.done = on_committed;
         if (!rq->key)
                 jobs_coalesce_add(js, j);
+        if (run_early(js, kind, j, rq)) {
+                /* Stored once, finished (job_finish): nothing goes to the store now. */
+                js->committing--;
+                j->early = true;
+                memset(&j->op, 0, sizeof(j->op));
+                jobs_start(js, j);
+                job_unref(j); /* the reference the op would have carried */
+                return 1;
+        }
         storeq_submit_loop(js->storeq, &j->op); /* the job's reference travels with the op */
         return 1;
 }

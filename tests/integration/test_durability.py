@@ -7,6 +7,7 @@ reference kilnd that is never killed.
 """
 import asyncio
 import datetime
+import re
 import signal
 import time
 import unittest
@@ -32,18 +33,19 @@ def iso_ms(text):
     return int(round(t.timestamp() * 1000))
 
 
-async def submit_burst(clients, params_list, after_last=None, watch=False, timeout=60):
-    """Pipelines one submit per params (round-robin over clients, all sent before any
-    reply is read), then reads every `accepted`. `after_last` runs synchronously the
-    moment the last `accepted` arrives. Returns the job ids in params order."""
+async def submit_burst(clients, params_list, after_last=None, watch=False, timeout=60, kind="lens.nfw",
+                       accepted=None):
+    """Pipelines one submit of `kind` per params (round-robin over clients, all sent
+    before any reply is read), then reads every `accepted` (appended to `accepted`
+    when given). `after_last` runs synchronously the moment the last `accepted`
+    arrives. Returns the job ids in params order."""
     ids = [None] * len(params_list)
     per_client = [[] for _ in clients]
     for i, p in enumerate(params_list):
         per_client[i % len(clients)].append(i)
     for c, idx in zip(clients, per_client):
         for i in idx:
-            await c.send({"op": "submit", "kind": "lens.nfw", "params": params_list[i], "watch": watch,
-                          "ref": i})
+            await c.send({"op": "submit", "kind": kind, "params": params_list[i], "watch": watch, "ref": i})
     remaining = [len(params_list)]
 
     async def read(c, idx):
@@ -56,6 +58,8 @@ async def submit_burst(clients, params_list, after_last=None, watch=False, timeo
                 continue
             assert m.get("op") == "accepted", m
             assert m["ref"] in want, m
+            if accepted is not None:
+                accepted.append(m)
             want.discard(m["ref"])
             ids[m["ref"]] = m["job"]
             remaining[0] -= 1
@@ -205,6 +209,56 @@ class DurabilityTest(unittest.TestCase):
         log = self.k.read_log()
         print(f"\n  {BURST} accepted, kill -9 after the last; restart log: "
               f"{[l for l in log.splitlines() if 'recovered' in l]}")
+
+    def test_quick_jobs_accepted_before_kill9_are_kept_done(self):
+        # One-row risk.score jobs run before anything of them is stored, and their
+        # record goes to the store once, finished: `accepted` follows that commit.
+        # So every one accepted before kill -9 is done in the store after it, with
+        # the result a fresh run gives, and none runs again.
+        k = self.start(KILN_CPU_THREADS="2")
+        params = [{"model": "altman-z2", "rows": [[0.05 + i / 1000, 0.2, -0.1 + i / 5000, 1.5]]}
+                  for i in range(BURST)]
+
+        async def go():
+            clients = [await Client.connect(k.url) for _ in range(4)]
+            acc = []
+            try:
+                ids = await submit_burst(clients, params, after_last=self.kill9_now, kind="risk.score",
+                                         accepted=acc)
+                return ids, acc
+            finally:
+                for c in clients:
+                    try:
+                        await c.close()
+                    except Exception:
+                        pass
+
+        ids, acc = self.run_async(go())
+        self.reap_killed()
+        self.assertEqual(len(set(ids)), BURST)
+        self.assertEqual({m["state"] for m in acc}, {"done"}, "a quick job is accepted once it is stored done")
+        self.restart()
+        got = self.run_async(watch_all(k.url, ids))
+        self.assertEqual(set(got), set(ids))
+
+        async def reference():
+            c = await Client.connect(self.ref.url)
+            try:
+                ids = await submit_burst([c], params, watch=True, kind="risk.score")
+                done = await collect_done(c, ids)
+                return [done[j] for j in ids]
+            finally:
+                await c.close()
+
+        want = self.run_async(reference())
+        for job, (rdone, rparts) in zip(ids, want):
+            done, parts = got[job]
+            self.assertEqual(done["state"], "done", done)
+            self.assertEqual(sorted(parts), sorted(rparts))
+            for name in rparts:
+                self.assertEqual(parts[name].tobytes(), rparts[name].tobytes(), f"{job}: part {name}")
+        recovered = re.findall(r"recovered (\d+) queued jobs", self.k.read_log())
+        self.assertEqual(sum(int(n) for n in recovered), 0, "no quick job was left queued to run again")
 
     def test_running_job_runs_again_after_kill9(self):
         k = self.start()

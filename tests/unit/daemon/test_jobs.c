@@ -412,6 +412,153 @@ static void test_an_identical_submission_attaches_to_the_live_job(void **state)
         assert_int_equal(n_queued, 1);
 }
 
+/* ---- quick jobs: run before anything of them is stored ---- */
+
+static const char one_row[] = "{\"model\": \"altman-z2\", \"rows\": [[0.1, 0.2, 0.3, 0.4]]}";
+
+/* Runs the oldest queued job (a risk.score one) to done with a small result. */
+static struct job *run_score_to_done(struct fixture *f)
+{
+        struct sched_item *it = queued[0];
+        struct job *j = job_ref(container_of(it, struct job, item));
+        memmove(queued, queued + 1, (n_queued - 1) * sizeof(*queued));
+        n_queued--;
+        sink->started(sink->ctx, it, kiln_wall_ms());
+        struct kiln_result r = { 0 };
+        uint64_t shape[1] = { 1 };
+        assert_non_null(kiln_result_add_part(&r, "z", KILN_DTYPE_F32, 1, shape));
+        sink->finished(sink->ctx, it, SCHED_END_DONE, 0, NULL, &r, "cpu", 1);
+        sink->release(sink->ctx, it);
+        return j;
+}
+
+/* A quick job (risk.score of one row) is scheduled at once with nothing stored;
+ * its one store operation is its final record with its result, and `accepted`
+ * comes after that commit, then its `done`. */
+static void test_a_quick_job_runs_first_and_is_stored_once_finished(void **state)
+{
+        struct fixture *f = *state;
+        struct proto_error err;
+
+        assert_int_equal(submit(f, "risk.score", one_row, 7, NULL, &err), 1);
+        storeq_flush(f->q);
+        assert_int_equal(n_ops, 0);          /* nothing stored */
+        assert_int_equal(n_queued, 1);       /* scheduled at once */
+        assert_int_equal(n_events, 0);       /* and not acknowledged */
+        assert_int_equal(jobs_committing(f->js), 0);
+
+        struct job *j = run_score_to_done(f);
+        storeq_flush(f->q);
+        assert_int_equal(n_ops, 1);
+        assert_int_equal(ops[0]->type, STORE_OP_SUBMIT);
+        assert_true(ops[0]->ran);
+        assert_int_equal(ops[0]->job->state, KILN_JOB_DONE);
+        assert_true(ops[0]->result_size > 0);
+        assert_non_null(ops[0]->write_result);
+        assert_false(ops[0]->result_optional);
+        assert_int_equal(ops[0]->input_size, 0);
+        assert_null(ops[0]->job->idem_key);
+        assert_non_null(ops[0]->cache_key);
+        assert_int_equal(n_events, 0);       /* still nothing before the commit */
+
+        answer(f, 0, STORE_SUBMIT_STORED);
+        assert_int_equal(n_events, 3);
+        assert_string_equal(events[0].what, "accepted");
+        assert_string_equal(events[0].state, "done");
+        assert_false(events[0].cached);
+        assert_string_equal(events[1].what, "ended");
+        assert_string_equal(events[2].what, "done");
+        assert_string_equal(events[2].job, events[0].job);
+        assert_null(jobs_find(f->js, j->id));
+        assert_int_equal(jobs_next_deadline(f->js), 0);
+        job_unref(j);
+}
+
+/* One that the store cannot take was never acknowledged: its submitter and those
+ * attached to it are told, and it is gone. */
+static void test_a_quick_job_the_store_refuses_is_rejected_not_accepted(void **state)
+{
+        struct fixture *f = *state;
+        struct proto_error err;
+
+        assert_int_equal(submit(f, "risk.score", one_row, 7, NULL, &err), 1);
+        assert_int_equal(submit(f, "risk.score", one_row, 8, NULL, &err), 0); /* attached */
+        struct job *j = run_score_to_done(f);
+        answer(f, -ENOSPC, 0);
+        size_t rejected = 0, accepted = 0, done = 0;
+        for (size_t i = 0; i < n_events; i++) {
+                rejected += !strcmp(events[i].what, "rejected") && events[i].code == KERR_UNAVAILABLE;
+                accepted += !strcmp(events[i].what, "accepted");
+                done += !strcmp(events[i].what, "done");
+        }
+        assert_int_equal(rejected, 2);
+        assert_int_equal(accepted, 0);
+        assert_int_equal(done, 0);
+        assert_null(jobs_find(f->js, j->id));
+        assert_int_equal(jobs_next_deadline(f->js), 0);
+        uint64_t fin[6];
+        assert_int_equal(jobs_tenant_counts(f->js, "acme", fin), 0); /* counts nothing any more */
+        /* The next identical one is not attached to it: it runs on its own. */
+        assert_int_equal(submit(f, "risk.score", one_row, 7, NULL, &err), 1);
+        assert_int_equal(n_queued, 1);
+        job_unref(j);
+}
+
+/* A submission attached to a quick job that is running is accepted with it, after
+ * its record is stored, and watches it to the end. */
+static void test_a_submission_attached_to_a_quick_job_is_accepted_with_it(void **state)
+{
+        struct fixture *f = *state;
+        struct proto_error err;
+
+        assert_int_equal(submit(f, "risk.score", one_row, 7, NULL, &err), 1);
+        assert_int_equal(submit(f, "risk.score", one_row, 8, NULL, &err), 0);
+        assert_int_equal(n_events, 0);
+        assert_int_equal(n_queued, 1);
+        struct job *j = run_score_to_done(f);
+        answer(f, 0, STORE_SUBMIT_STORED);
+        size_t accepted = 0, done = 0;
+        for (size_t i = 0; i < n_events; i++) {
+                if (!strcmp(events[i].what, "accepted"))
+                        accepted++;
+                if (!strcmp(events[i].what, "done")) {
+                        assert_int_equal(accepted, 2); /* both accepted before any done */
+                        done++;
+                }
+        }
+        assert_int_equal(accepted, 2);
+        assert_int_equal(done, 2);
+        job_unref(j);
+}
+
+/* A keyed quick submission goes to the store first (its key may name another job),
+ * as do jobs of kinds that are not quick and quick kinds' jobs that are not. */
+static void test_keyed_and_slow_jobs_are_stored_before_they_run(void **state)
+{
+        struct fixture *f = *state;
+        struct proto_error err;
+        char rows[4096];
+        int n = snprintf(rows, sizeof(rows), "{\"model\": \"altman-z2\", \"rows\": [");
+        for (int i = 0; i < 65; i++)
+                n += snprintf(rows + n, sizeof(rows) - (size_t)n, "%s[0.1, 0.2, 0.3, %d]", i ? "," : "", i);
+        snprintf(rows + n, sizeof(rows) - (size_t)n, "]}");
+
+        assert_int_equal(submit(f, "risk.score", one_row, 7, "k1", &err), 1);
+        assert_int_equal(submit(f, "risk.score", rows, 7, NULL, &err), 1);
+        assert_int_equal(submit(f, "lens.nfw", small, 7, NULL, &err), 1);
+        storeq_flush(f->q);
+        assert_int_equal(n_ops, 3);
+        for (size_t i = 0; i < 3; i++) {
+                assert_int_equal(ops[i]->type, STORE_OP_SUBMIT);
+                assert_false(ops[i]->ran);
+                assert_int_equal(ops[i]->job->state, KILN_JOB_QUEUED);
+        }
+        assert_int_equal(n_queued, 0);
+        for (size_t i = 0; i < 3; i++)
+                answer(f, 0, STORE_SUBMIT_STORED);
+        assert_int_equal(n_queued, 3);
+}
+
 static void test_cancelling_a_queued_job_ends_it_cancelled(void **state)
 {
         struct fixture *f = *state;
@@ -681,6 +828,13 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_submits_are_refused_while_the_store_is_full, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_an_identical_submission_attaches_to_the_live_job, setup,
                                                 teardown),
+                cmocka_unit_test_setup_teardown(test_a_quick_job_runs_first_and_is_stored_once_finished, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_a_quick_job_the_store_refuses_is_rejected_not_accepted, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_a_submission_attached_to_a_quick_job_is_accepted_with_it, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_keyed_and_slow_jobs_are_stored_before_they_run, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_cancelling_a_queued_job_ends_it_cancelled, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_cancelling_a_running_job_asks_it_to_stop, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_a_passed_deadline_expires_a_queued_job, setup, teardown),
