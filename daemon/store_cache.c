@@ -210,9 +210,6 @@ int store_cache_put(struct store_txn *t, const struct store_cache_key *key, cons
                 return -EINVAL;
         if (size > max_bytes)
                 return 0;
-        r = cache_delete(t, key->hash);
-        if (r < 0 && r != -ENOENT)
-                return r;
         n = 1 + 8 + 8 + 8 + 4 + 16 + 1 + bl + 1 + kl + 4 + ml + 4 + pl;
         e = malloc(n);
         if (!e)
@@ -230,7 +227,19 @@ int store_cache_put(struct store_txn *t, const struct store_cache_key *key, cons
         p = write_long_string(p, model);
         write_long_string(p, key->params);
         val = (MDB_val){ .mv_size = n, .mv_data = e };
-        r = store_txn_result(t, mdb_put(t->txn, t->s->cache, &k, &val, 0));
+        /* A new key (the usual case: the job missed) goes in with one descent of the
+         * tree; one already there is deleted with its index keys and put again. */
+        int rc = mdb_put(t->txn, t->s->cache, &k, &val, MDB_NOOVERWRITE);
+        if (rc == MDB_KEYEXIST) {
+                val = (MDB_val){ .mv_size = n, .mv_data = e }; /* LMDB pointed it at the old entry */
+                r = cache_delete(t, key->hash);
+                rc = r < 0 && r != -ENOENT ? MDB_SUCCESS : mdb_put(t->txn, t->s->cache, &k, &val, 0);
+                if (r < 0 && r != -ENOENT) {
+                        free(e);
+                        return r;
+                }
+        }
+        r = store_txn_result(t, rc);
         free(e);
         if (r >= 0) {
                 ik = store_time_key(buf, now_ms, key->hash);

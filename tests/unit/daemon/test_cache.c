@@ -137,6 +137,42 @@ static void cache_hit_returns_the_producing_jobs_result(void **state)
         assert_int_equal(st.bytes, 1000);
 }
 
+/* Caching a second result under a key that has one replaces it: the new result
+ * answers, the old entry's index keys and blob reference go, and the counters hold
+ * one entry. */
+static void a_second_result_under_a_key_replaces_the_first(void **state)
+{
+        struct fixture *f = *state;
+        struct store_cache_key k = key_of_params("{\"a\":1}", 7);
+        struct store_cache_hit hit;
+        struct store_cache_stats st;
+        struct store_txn *t;
+        uint8_t id[16], *data;
+        size_t size;
+        uint64_t n;
+
+        put_done_cached(f, 1, 100, 3, &k, UINT64_MAX, NOW);
+        put_done_cached(f, 2, 200, 5, &k, UINT64_MAX, NOW + 10);
+        assert_int_equal(lookup(f, &k, NOW + 20, 0, &hit), 0);
+        make_id(id, 2);
+        assert_memory_equal(hit.blob, id, 16);
+        assert_int_equal(hit.size, 200);
+        store_cache_stats(f->s, &st);
+        assert_int_equal(st.entries, 1);
+        assert_int_equal(st.bytes, 200);
+        /* The first job goes: its result goes with it (the entry no longer holds it). */
+        make_id(id, 1);
+        t = wtxn(f);
+        assert_int_equal(store_job_delete(t, id), 0);
+        assert_int_equal(store_txn_commit(t), 0);
+        assert_int_equal(result_of(f, id, &data, &size), -ENOENT);
+        /* Expiry by the old entry's times finds nothing of it: only the new one goes. */
+        t = wtxn(f);
+        assert_int_equal(store_cache_purge(t, NULL, &n), 0);
+        assert_int_equal(store_txn_commit(t), 0);
+        assert_int_equal(n, 1);
+}
+
 static void same_hash_with_other_identity_is_a_miss(void **state)
 {
         struct fixture *f = *state;
@@ -499,6 +535,7 @@ static void writer_enforces_policy_in_the_background(void **state)
 
 static const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(cache_hit_returns_the_producing_jobs_result, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_second_result_under_a_key_replaces_the_first, setup, teardown),
         cmocka_unit_test_setup_teardown(same_hash_with_other_identity_is_a_miss, setup, teardown),
         cmocka_unit_test_setup_teardown(expired_entry_misses_and_maintenance_deletes_it, setup, teardown),
         cmocka_unit_test_setup_teardown(put_evicts_least_recently_used_beyond_max_bytes, setup, teardown),
