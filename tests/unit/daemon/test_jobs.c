@@ -621,6 +621,36 @@ static void test_a_passed_deadline_expires_a_queued_job(void **state)
         assert_string_equal(events[n_events - 1].state, "expired");
 }
 
+/* A quick job whose deadline passes before a worker takes it is stored once,
+ * expired, and its submitter hears `accepted` (expired) and then its `done`. */
+static void test_a_quick_job_that_expires_queued_is_stored_once_expired(void **state)
+{
+        struct fixture *f = *state;
+        struct proto_error err;
+        json_t *p = json_loads(one_row, 0, NULL);
+        struct job_submit rq = { .kind = "risk.score", .params = p, .tenant = "acme", .timeout_ms = 5,
+                                 .cache = true, .watch = true, .session = 3 };
+
+        assert_int_equal(jobs_submit(f->js, &rq, &err), 1);
+        json_decref(p);
+        assert_int_equal(n_queued, 1);
+        jobs_deadline_run(f->js, jobs_next_deadline(f->js));
+        assert_int_equal(n_queued, 0);
+        storeq_flush(f->q);
+        assert_int_equal(n_ops, 1);
+        assert_int_equal(ops[0]->type, STORE_OP_SUBMIT);
+        assert_true(ops[0]->ran);
+        assert_int_equal(ops[0]->job->state, KILN_JOB_EXPIRED);
+        assert_int_equal(ops[0]->result_size, 0);
+        assert_int_equal(n_events, 0);
+        answer(f, 0, STORE_SUBMIT_STORED);
+        assert_int_equal(n_events, 3);
+        assert_string_equal(events[0].what, "accepted");
+        assert_string_equal(events[0].state, "expired");
+        assert_string_equal(events[2].what, "done");
+        assert_string_equal(events[2].state, "expired");
+}
+
 static void test_a_submit_the_store_refuses_is_rejected(void **state)
 {
         struct fixture *f = *state;
@@ -835,6 +865,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_a_submission_attached_to_a_quick_job_is_accepted_with_it, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_keyed_and_slow_jobs_are_stored_before_they_run, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_a_quick_job_that_expires_queued_is_stored_once_expired, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_cancelling_a_queued_job_ends_it_cancelled, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_cancelling_a_running_job_asks_it_to_stop, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_a_passed_deadline_expires_a_queued_job, setup, teardown),
