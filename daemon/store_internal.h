@@ -40,7 +40,7 @@ int store_result_piece_delete_raw(struct store_txn *t, const uint8_t blob[16], u
 void store_set_write_slice(size_t bytes);
 
 /* Sets how long the writer keeps a batch of only cache-answer records aside before
- * committing it on its own (0 restores its own, 100 ms), so tests can make either
+ * committing it on its own (0 restores its own, 12 ms), so tests can make either
  * outcome certain. */
 void store_set_lazy_wait(int64_t ms);
 
