@@ -189,7 +189,9 @@ static void put_object(struct text *t, const json_t *o, int depth)
 
 static void put_value(struct text *t, const json_t *v, int depth)
 {
-        if (depth > 2048) { /* jansson's own limit on nesting */
+        /* A guard only: canonical params have their schema's shape, a few levels
+         * (json_dumps itself has no such limit). */
+        if (depth > 2048) {
                 t->oom = true;
                 return;
         }
