@@ -514,8 +514,11 @@ static void sink_finished(void *ctx, struct sched_item *it, enum sched_end end, 
                 job_finish(j, KILN_JOB_EXPIRED, code, message);
                 break;
         case SCHED_END_REQUEUED:
-                /* Not finished: its record stays "queued" and it runs again after restart. */
+                /* Not finished: its record stays "queued" and it runs again after restart.
+                 * A quick job has none yet: it is stored queued now. */
                 atomic_store(&j->state, KILN_JOB_QUEUED);
+                if (j->early)
+                        jobs_early_store_queued(j);
                 break;
         }
 }
@@ -574,6 +577,14 @@ void jobs_stop_all(struct jobs *js)
         for (size_t b = 0; b < js->table_buckets; b++)
                 for (struct job *j = js->table[b]; j; j = j->table_next)
                         atomic_store(&j->item.stop, SCHED_STOP_SHUTDOWN);
+}
+
+void jobs_store_early(struct jobs *js)
+{
+        for (size_t b = 0; b < js->table_buckets; b++)
+                for (struct job *j = js->table[b]; j; j = j->table_next)
+                        if (j->early && js->sched && sched_remove(js->sched, &j->item))
+                                jobs_early_store_queued(j);
 }
 
 /* ---- accepting ---- */

@@ -85,6 +85,7 @@ struct job {
          * one store operation is its final record, and `accepted` follows its commit.
          * Set before it is queued. */
         bool early;
+        bool early_missed;        /* an early one that was looked up in the cache first */
 
         /* Written by jobs.c only (from the thread that moves the state); read anywhere. */
         _Atomic int state;        /* enum kiln_job_state */
@@ -255,6 +256,11 @@ int64_t jobs_next_deadline(const struct jobs *js);
 
 /* Asks every running job to stop without finishing (it stays queued in the store). */
 void jobs_stop_all(struct jobs *js);
+/* Draining: the quick jobs still queued (run before anything of them was stored,
+ * see above) are taken out of the scheduler and stored as queued jobs, so their
+ * submitters are told they are accepted and they run after the restart. Loop
+ * thread. */
+void jobs_store_early(struct jobs *js);
 
 /* ---- room in the store (loop thread) ---- */
 

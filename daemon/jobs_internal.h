@@ -99,6 +99,11 @@ void jobs_accepted(struct jobs *js, struct job *j, bool cached);
  * it) hears that its submission failed with `code`; the job stops counting against
  * its tenant and submitter. Loop thread. */
 void job_rejected(struct jobs *js, struct job *j, enum kiln_err code, const char *message);
+/* Stores a quick job (jobs.h) that will not run now, kilnd stopping, as an ordinary
+ * queued job with its input: its submitters are then told it is accepted, and it
+ * runs after the restart. Any thread; j is in no scheduler queue and has no store
+ * operation in flight. */
+void jobs_early_store_queued(struct job *j);
 /* Makes room in the deadline heap for every job being committed plus one, so a
  * job accepted later always gets its deadline armed. Returns >= 0 or -ENOMEM. */
 int jobs_deadline_reserve(struct jobs *js);

@@ -284,13 +284,66 @@ static bool run_early(struct jobs *js, const struct kiln_kind *kind, struct job 
         if (!kind->quick || rq->key || !js->sched || j->item.mem_bytes > JOBS_EARLY_MAX_BYTES ||
             !kind->quick(j->params, j->in.arrays, j->in.n))
                 return false;
-        return !j->op.cache_key || !js->store || !store_cache_holds(js->store, j->op.cache_key, js->cfg->cache.ttl_s);
+        if (!j->op.cache_key || !js->store)
+                return true;
+        j->early_missed = !store_cache_holds(js->store, j->op.cache_key, js->cfg->cache.ttl_s);
+        return j->early_missed;
 }
 
 /* The inputs are stored with the record, in the same transaction. */
 static void write_input_cb(struct store_op *op, uint8_t *dst, size_t offset, size_t len)
 {
         memcpy(dst, container_of(op, struct job, op)->in.blob + offset, len);
+}
+
+/* ---- quick jobs that will not run now ---- */
+
+/* The queued record of a quick job that kilnd stopped before it ran is committed
+ * (or not): its submitters hear `accepted` (queued: it runs after the restart), or
+ * that it was not taken. Loop thread. */
+static void on_early_queued_mail(struct mail *m)
+{
+        struct job *j = container_of(m, struct job, mail);
+        struct jobs *js = j->js;
+
+        storeq_answered(js->storeq);
+        if (j->op.status < 0) {
+                log_error("job %s: storing it failed: %s", j->id_text, strerror(-j->op.status));
+                job_unstored_release(js, j);
+                jobs_coalesce_remove(js, j);
+                jobs_deadline_remove(js, j);
+                job_rejected(js, j, KERR_UNAVAILABLE,
+                             j->op.status == -ENOSPC ? "the job store is full: the job was not accepted"
+                                                     : "the job could not be stored");
+                j->delivered = true;
+                jobs_table_remove(js, j);
+        } else {
+                jobs_room_used(js, j->in.size);
+                jobs_accepted(js, j, false);
+        }
+        submit_outputs_free(j);
+        job_unref(j); /* the store operation's reference */
+}
+
+static void on_early_queued(struct store_op *op)
+{
+        struct job *j = container_of(op, struct job, op);
+        j->mail.fn = on_early_queued_mail;
+        mailbox_post(j->js->mailbox, &j->mail);
+}
+
+void jobs_early_store_queued(struct job *j)
+{
+        atomic_store(&j->state, KILN_JOB_QUEUED);
+        job_to_record(j, &j->record);
+        memset(&j->op, 0, sizeof(j->op));
+        j->op.type = STORE_OP_SUBMIT;
+        j->op.job = &j->record;
+        j->op.input_size = j->in.size;
+        j->op.write_input = j->in.size ? write_input_cb : NULL;
+        j->op.done = on_early_queued;
+        job_ref(j);
+        storeq_submit(j->js->storeq, &j->op);
 }
 
 /* Attaches a submission to an identical live job of its tenant. */

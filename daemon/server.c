@@ -203,6 +203,7 @@ static void begin_drain(struct kilnd *d)
         d->draining = true;
         d->drain_deadline_ms = kiln_mono_ms() + DRAIN_GRACE_MS;
         sched_pause(d->sched);
+        jobs_store_early(d->jobs); /* quick jobs not yet run: stored queued, accepted */
         sd_notify(0, "STOPPING=1\nSTATUS=Draining: finishing running jobs");
         log_notice("SIGTERM: draining (%u running, %u queued stay in the store)", sched_running(d->sched),
                    sched_queued(d->sched));

@@ -651,6 +651,53 @@ static void test_a_quick_job_that_expires_queued_is_stored_once_expired(void **s
         assert_string_equal(events[2].state, "expired");
 }
 
+/* Draining, a quick job still queued is taken out of the scheduler and stored as a
+ * queued job with its input: its submitter hears `accepted` (queued), and it runs
+ * after the restart. One stopped while running (SCHED_END_REQUEUED) is too. */
+static void test_quick_jobs_that_do_not_run_before_a_stop_are_stored_queued(void **state)
+{
+        struct fixture *f = *state;
+        struct proto_error err;
+
+        assert_int_equal(submit(f, "risk.score", one_row, 7, NULL, &err), 1);
+        assert_int_equal(submit(f, "risk.score", "{\"model\": \"altman-z2\", \"rows\": [[1, 2, 3, 4]]}", 8, NULL,
+                                &err),
+                         1);
+        assert_int_equal(n_queued, 2);
+        /* The second one is running when the stop comes. */
+        struct sched_item *running = queued[1];
+        n_queued = 1;
+        sink->started(sink->ctx, running, kiln_wall_ms());
+
+        jobs_store_early(f->js);
+        assert_int_equal(n_queued, 0);
+        storeq_flush(f->q);
+        assert_int_equal(n_ops, 1);
+        assert_int_equal(ops[0]->type, STORE_OP_SUBMIT);
+        assert_false(ops[0]->ran);
+        assert_int_equal(ops[0]->job->state, KILN_JOB_QUEUED);
+        assert_true(ops[0]->input_size > 0);
+        assert_non_null(ops[0]->write_input);
+        answer(f, 0, STORE_SUBMIT_STORED);
+        assert_int_equal(n_events, 1);
+        assert_string_equal(events[0].what, "accepted");
+        assert_int_equal(events[0].session, 7);
+        assert_string_equal(events[0].state, "queued");
+
+        sink->finished(sink->ctx, running, SCHED_END_REQUEUED, 0, NULL, NULL, "cpu", 1);
+        sink->release(sink->ctx, running);
+        storeq_flush(f->q);
+        assert_int_equal(n_ops, 1);
+        assert_int_equal(ops[0]->type, STORE_OP_SUBMIT);
+        assert_false(ops[0]->ran);
+        assert_int_equal(ops[0]->job->state, KILN_JOB_QUEUED);
+        answer(f, 0, STORE_SUBMIT_STORED);
+        assert_int_equal(n_events, 2);
+        assert_string_equal(events[1].what, "accepted");
+        assert_int_equal(events[1].session, 8);
+        assert_string_equal(events[1].state, "queued");
+}
+
 static void test_a_submit_the_store_refuses_is_rejected(void **state)
 {
         struct fixture *f = *state;
@@ -867,6 +914,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_keyed_and_slow_jobs_are_stored_before_they_run, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_a_quick_job_that_expires_queued_is_stored_once_expired, setup,
                                                 teardown),
+                cmocka_unit_test_setup_teardown(test_quick_jobs_that_do_not_run_before_a_stop_are_stored_queued,
+                                                setup, teardown),
                 cmocka_unit_test_setup_teardown(test_cancelling_a_queued_job_ends_it_cancelled, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_cancelling_a_running_job_asks_it_to_stop, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_a_passed_deadline_expires_a_queued_job, setup, teardown),
