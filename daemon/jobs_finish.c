@@ -411,6 +411,7 @@ void job_finish(struct job *j, enum kiln_job_state state, enum kiln_err code, co
                  * delivered without being kept. */
                 j->op.type = STORE_OP_SUBMIT;
                 j->op.ran = true;
+                j->op.missed = j->early_missed;
                 j->op.result_optional = false;
                 j->op.done = on_early_stored;
         }

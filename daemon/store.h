@@ -566,6 +566,7 @@ struct store_op {
          * idempotency key and no input, and is not looked up in the cache (the caller
          * looked before running it); the outcome is STORED. */
         bool ran;
+        bool missed;             /* SUBMIT with ran: the caller's lookup missed (counted) */
         const char *purge_kind;  /* CACHE_PURGE: NULL for all */
         /* SUBMIT answered from the cache or by its idempotency key: a result of more
          * than copy_max bytes is not copied out (result_out NULL, result_size its

@@ -183,7 +183,7 @@ static int op_apply_submit(struct store_txn *t, struct store_op *op)
                 if (job->idem_key || op->input_size > 0)
                         return -EINVAL;
                 op->outcome = STORE_SUBMIT_STORED;
-                if (op->cache_key)
+                if (op->missed)
                         t->delta.misses++; /* the caller's lookup, before it ran */
                 return op_apply_put(t, op);
         }

@@ -71,6 +71,8 @@ struct store_writer {
 
         /* Writer thread only: something committed without fsync since last_sync_ms. */
         bool dirty;
+        /* Writer thread only: a commit left its meta page unflushed (writer_commit). */
+        bool meta_unsynced;
         int64_t last_sync_ms;
 
         struct store_policy policy;   /* under lock: the latest store_writer_set_policy */
@@ -97,19 +99,24 @@ static int64_t now_ms(void)
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Commits t; `unsynced`: that nobody waits for it to reach the disk (the caller
- * marks the writer dirty, so the next synced commit or batch sync finishes it).
- * Under store.sync=full such a commit still fsyncs its pages and leaves out only the
- * flush of its meta page (MDB_NOMETASYNC): a power loss may undo it, never more.
- * Committed with MDB_NOSYNC instead, its meta page could reach the disk before its
- * pages did, and a power loss in between would leave a store LMDB cannot read. */
+/* Commits t; `unsynced`: that nobody waits for it to reach the disk. Under
+ * store.sync=full such a commit still fsyncs its pages and leaves out only the flush
+ * of its meta page (MDB_NOMETASYNC): a power loss may undo it, never more. The next
+ * synced commit flushes that page with its own, and the writer flushes it when it
+ * stops. Committed with MDB_NOSYNC instead, its meta page could reach the disk
+ * before its pages did, and a power loss in between would leave a store LMDB cannot
+ * read. */
 static int writer_commit(struct store_writer *w, struct store_txn *t, bool unsynced)
 {
-        if (unsynced)
+        if (unsynced) {
                 mdb_env_set_flags(w->s->env, MDB_NOMETASYNC, 1);
+                w->meta_unsynced = true;
+        }
         int r = store_txn_commit(t);
         if (unsynced)
                 mdb_env_set_flags(w->s->env, MDB_NOMETASYNC, 0);
+        else if (r >= 0 && w->s->sync == STORE_SYNC_FULL)
+                w->meta_unsynced = false; /* its fsync took the earlier meta page too */
         return r;
 }
 
@@ -533,8 +540,11 @@ static void *writer_main(void *arg)
                         writer_maintain(w);
                 writer_maybe_sync(w, stop && !big);
                 /* A big op that ends puts the ops held behind it back in the queue. */
-                if (stop && !batch && !big)
+                if (stop && !batch && !big) {
+                        if (w->meta_unsynced)
+                                store_sync(w->s); /* the last lazy commits' meta page */
                         break;
+                }
         }
         return NULL;
 }
