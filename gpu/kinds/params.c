@@ -370,6 +370,29 @@ static json_t *default_value(const char *def)
                 return json_integer((json_int_t)strtoll(def, NULL, 10));
         if (strcmp(def, "0") == 0)
                 return json_integer(0);
+        /* A real: JSON's number grammar with a fraction or an exponent, read with
+         * strtod as jansson reads it. */
+        i = def[0] == '-';
+        size_t d = strspn(def + i, "0123456789");
+        bool real = false;
+        if (d && (d == 1 || def[i] != '0')) {
+                i += d;
+                if (def[i] == '.' && (d = strspn(def + i + 1, "0123456789"))) {
+                        i += 1 + d;
+                        real = true;
+                }
+                if (def[i] == 'e' || def[i] == 'E') {
+                        size_t e = i + 1 + (def[i + 1] == '+' || def[i + 1] == '-');
+                        d = strspn(def + e, "0123456789");
+                        i = d ? e + d : n + 1; /* an exponent without digits: not this form */
+                        real = real || d;
+                }
+        }
+        if (real && i == n) {
+                double v = strtod(def, NULL);
+                if (isfinite(v))
+                        return json_real(v);
+        }
         return json_loads(def, JSON_DECODE_ANY, NULL);
 }
 

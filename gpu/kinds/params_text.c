@@ -90,6 +90,20 @@ static void put_real(struct text *t, double v)
                 put(t, ".0", 2);
                 return;
         }
+        /* The same few reals (a kind's defaults: 0.3, 0.7) come in job after job: the
+         * text snprintf made for a value is kept, per thread, by its bits. */
+        static _Thread_local struct {
+                uint64_t bits;
+                uint8_t len;
+                char text[31];
+        } memo[64];
+        uint64_t bits;
+        memcpy(&bits, &v, sizeof(bits));
+        size_t slot = (size_t)((bits * 0x9e3779b97f4a7c15ull) >> 58);
+        if (memo[slot].len && memo[slot].bits == bits) {
+                put(t, memo[slot].text, memo[slot].len);
+                return;
+        }
         char buf[64];
         int n = snprintf(buf, sizeof(buf), "%.17g", v);
         if (n < 0 || (size_t)n >= sizeof(buf) - 3) {
@@ -113,6 +127,11 @@ static void put_real(struct text *t, double v)
                         memmove(start, end, len - (size_t)(end - buf));
                         len -= (size_t)(end - start);
                 }
+        }
+        if (len < sizeof(memo[slot].text)) {
+                memo[slot].bits = bits;
+                memo[slot].len = (uint8_t)len;
+                memcpy(memo[slot].text, buf, len);
         }
         put(t, buf, len);
 }

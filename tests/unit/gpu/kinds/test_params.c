@@ -170,6 +170,9 @@ static const struct kiln_param literal_schema[] = {
         { .name = "j_utf8", .type = KILN_PARAM_STRING, .choices = words, .def = "\"caf\xc3\xa9\"" },
         { .name = "k_unicode", .type = KILN_PARAM_STRING, .choices = words, .def = "\"caf\\u00e9\"" },
         { .name = "l_spaced", .type = KILN_PARAM_NUMBER, .min = -INFINITY, .max = INFINITY, .def = " 7 " },
+        { .name = "m_point", .type = KILN_PARAM_NUMBER, .min = -INFINITY, .max = INFINITY, .def = "0.3" },
+        { .name = "n_exp", .type = KILN_PARAM_NUMBER, .min = -INFINITY, .max = INFINITY, .def = "2.5e-3" },
+        { .name = "o_capexp", .type = KILN_PARAM_NUMBER, .min = -INFINITY, .max = INFINITY, .def = "-1E+2" },
         { .name = NULL },
 };
 
@@ -188,7 +191,8 @@ static void test_defaults_of_every_literal_form_are_what_json_gives(void **state
         assert_string_equal(s, "{\"a_int\":-42,\"b_zero\":0,\"c_big\":123456789012345.0,"
                                "\"d_long\":1.2345678901234568e18,\"e_real\":-0.25,\"f_exp\":100000000000000.0,"
                                "\"g_true\":true,\"h_plain\":\"a b\",\"i_escaped\":\"x\\\"y\",\"j_utf8\":\"caf\xc3\xa9\","
-                               "\"k_unicode\":\"caf\xc3\xa9\",\"l_spaced\":7.0}");
+                               "\"k_unicode\":\"caf\xc3\xa9\",\"l_spaced\":7.0,\"m_point\":0.29999999999999999,"
+                               "\"n_exp\":0.0025000000000000001,\"o_capexp\":-100.0}");
         free(s);
         json_decref(c);
 }
