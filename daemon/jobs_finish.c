@@ -339,16 +339,9 @@ static void on_early_stored_mail(struct mail *m)
         }
         storeq_answered(js->storeq);
         job_unstored_release(js, j);
-        log_error("job %s: storing it failed: %s", j->id_text, strerror(-status));
-        jobs_coalesce_remove(js, j);
-        jobs_deadline_remove(js, j);
-        job_rejected(js, j, KERR_UNAVAILABLE,
-                     status == -ENOSPC ? "the job store is full: the job was not accepted"
-                                       : "the job could not be stored");
-        j->delivered = true;
         result_blob_free(j->blob_out);
         j->blob_out = NULL;
-        jobs_table_remove(js, j);
+        job_not_stored(js, j);
         job_unref(j); /* the store operation's reference */
 }
 

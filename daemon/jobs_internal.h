@@ -99,6 +99,11 @@ void jobs_accepted(struct jobs *js, struct job *j, bool cached);
  * it) hears that its submission failed with `code`; the job stops counting against
  * its tenant and submitter. Loop thread. */
 void job_rejected(struct jobs *js, struct job *j, enum kiln_err code, const char *message);
+/* The store refused j's first record (j->op.status < 0): nothing of it was
+ * acknowledged. Its submitters hear why (job_rejected) and it leaves the coalescing
+ * map; a quick job (live since its submission) also leaves the deadline heap and
+ * the table. Loop thread. */
+void job_not_stored(struct jobs *js, struct job *j);
 /* Stores a quick job (jobs.h) that will not run now, kilnd stopping, as an ordinary
  * queued job with its input: its submitters are then told it is accepted, and it
  * runs after the restart. Any thread; j is in no scheduler queue and has no store

@@ -110,6 +110,20 @@ void job_rejected(struct jobs *js, struct job *j, enum kiln_err code, const char
         }
 }
 
+void job_not_stored(struct jobs *js, struct job *j)
+{
+        log_error("job %s: storing it failed: %s", j->id_text, strerror(-j->op.status));
+        jobs_coalesce_remove(js, j);
+        job_rejected(js, j, KERR_UNAVAILABLE,
+                     j->op.status == -ENOSPC ? "the job store is full: the job was not accepted"
+                                             : "the job could not be stored");
+        if (j->early) { /* live since its submission: it leaves the heap and the table */
+                jobs_deadline_remove(js, j);
+                j->delivered = true;
+                jobs_table_remove(js, j);
+        }
+}
+
 /* The tenant used this idempotency key before: the submitter gets the original job
  * (its events when it is live, its `done` when it has finished and watch is on). */
 static void answer_idempotent(struct jobs *js, struct job *j)
@@ -183,11 +197,7 @@ static void on_committed_mail(struct mail *m)
         else
                 job_unstored_release(js, j); /* not stored: no result of its own to keep */
         if (j->op.status < 0) {
-                log_error("job %s: storing it failed: %s", j->id_text, strerror(-j->op.status));
-                jobs_coalesce_remove(js, j);
-                job_rejected(js, j, KERR_UNAVAILABLE,
-                             j->op.status == -ENOSPC ? "the job store is full: the job was not accepted"
-                                                     : "the job could not be stored");
+                job_not_stored(js, j);
         } else if (j->op.outcome == STORE_SUBMIT_IDEM) {
                 jobs_tenant_release(js, j, -1); /* the original job is the one that counts */
                 jobs_submitter_release(js, j);
@@ -279,14 +289,15 @@ static int answer_hot(struct jobs *js, struct job *j, struct hot_entry *e, const
  * kind (kiln_kind.quick), not keyed (its key may name another job), with a small
  * result, and not in the store's cache when that may answer it (a cached result is
  * never computed again: the SUBMIT answers it). */
-static bool run_early(struct jobs *js, const struct kiln_kind *kind, struct job *j, const struct job_submit *rq)
+static bool run_early(struct jobs *js, const struct kiln_kind *kind, struct job *j, const struct job_submit *rq,
+                      const struct store_cache_key *lookup)
 {
         if (!kind->quick || rq->key || !js->sched || j->item.mem_bytes > JOBS_EARLY_MAX_BYTES ||
             !kind->quick(j->params, j->in.arrays, j->in.n))
                 return false;
-        if (!j->op.cache_key || !js->store)
+        if (!lookup || !js->store)
                 return true;
-        j->early_missed = !store_cache_holds(js->store, j->op.cache_key, js->cfg->cache.ttl_s);
+        j->early_missed = !store_cache_holds(js->store, lookup, js->cfg->cache.ttl_s);
         return j->early_missed;
 }
 
@@ -308,15 +319,8 @@ static void on_early_queued_mail(struct mail *m)
 
         storeq_answered(js->storeq);
         if (j->op.status < 0) {
-                log_error("job %s: storing it failed: %s", j->id_text, strerror(-j->op.status));
                 job_unstored_release(js, j);
-                jobs_coalesce_remove(js, j);
-                jobs_deadline_remove(js, j);
-                job_rejected(js, j, KERR_UNAVAILABLE,
-                             j->op.status == -ENOSPC ? "the job store is full: the job was not accepted"
-                                                     : "the job could not be stored");
-                j->delivered = true;
-                jobs_table_remove(js, j);
+                job_not_stored(js, j);
         } else {
                 jobs_room_used(js, j->in.size);
                 jobs_accepted(js, j, false);
@@ -533,31 +537,30 @@ int jobs_submit(struct jobs *js, const struct job_submit *rq, struct proto_error
         j->submit_ref = rq->ref ? json_incref(rq->ref) : NULL;
         j->watch_submitter = rq->watch;
         j->cache_store = cfg->cache.enabled;
+        /* Its result is promised room in the store from now until its final record is
+         * in (or the submit turns out to need none). */
+        j->unstored = j->item.mem_bytes;
+        js->unstored += j->unstored;
+        if (!rq->key)
+                jobs_coalesce_add(js, j);
+        const struct store_cache_key *lookup = cfg->cache.enabled && rq->cache ? &j->cache_key : NULL;
+        if (run_early(js, kind, j, rq, lookup)) {
+                /* Stored once, finished (job_finish): nothing goes to the store now. */
+                j->early = true;
+                jobs_start(js, j);
+                job_unref(j); /* the table holds it */
+                return 1;
+        }
         js->committing++;
         job_to_record(j, &j->record);
         memset(&j->op, 0, sizeof(j->op));
         j->op.type = STORE_OP_SUBMIT;
         j->op.job = &j->record;
-        j->op.cache_key = cfg->cache.enabled && rq->cache ? &j->cache_key : NULL;
+        j->op.cache_key = lookup;
         j->op.input_size = j->in.size;
         j->op.write_input = j->in.size ? write_input_cb : NULL;
         j->op.copy_max = JOBS_COPY_MAX_BYTES; /* bigger cached results are sent from the store */
-        /* Its result is promised room in the store from now until its final record is
-         * in (or the submit turns out to need none). */
-        j->unstored = j->item.mem_bytes;
-        js->unstored += j->unstored;
         j->op.done = on_committed;
-        if (!rq->key)
-                jobs_coalesce_add(js, j);
-        if (run_early(js, kind, j, rq)) {
-                /* Stored once, finished (job_finish): nothing goes to the store now. */
-                js->committing--;
-                j->early = true;
-                memset(&j->op, 0, sizeof(j->op));
-                jobs_start(js, j);
-                job_unref(j); /* the reference the op would have carried */
-                return 1;
-        }
         storeq_submit_loop(js->storeq, &j->op); /* the job's reference travels with the op */
         return 1;
 }
