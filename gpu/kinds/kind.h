@@ -232,6 +232,10 @@ struct kiln_exec {
         void *opaque;
 };
 
+/* The CPUs this process may run on (its affinity mask, else those online; at least
+ * 1): how many threads of its own a kind's big job may use. */
+unsigned kiln_cpus(void);
+
 static inline bool kiln_exec_stopped(const struct kiln_exec *ex)
 {
         return ex && ex->stop && atomic_load_explicit(ex->stop, memory_order_relaxed) != 0;

@@ -13,12 +13,10 @@
  * STL is otherwise most of the job's time on the CPU. */
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "image_relief.h"
 #include "relief_math.h"
@@ -34,20 +32,10 @@
  * chunks in order: the same sum however many threads there are. */
 #define VOLUME_CHUNKS 64
 
-static unsigned cpus(void)
-{
-        cpu_set_t set;
-
-        if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
-                return (unsigned)CPU_COUNT(&set);
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        return n > 0 ? (unsigned)n : 1;
-}
-
 /* How many parts `work` items make, `per` items per part at least. */
 static unsigned par_parts(uint64_t work, uint64_t per)
 {
-        unsigned n = cpus();
+        unsigned n = kiln_cpus();
         if (n > PAR_MAX_THREADS)
                 n = PAR_MAX_THREADS;
         if ((uint64_t)n > work / per)

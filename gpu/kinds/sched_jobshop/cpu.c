@@ -12,12 +12,10 @@
  * core and many jobs share them (one walk each at worst). */
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "jobshop.h"
 #include "jtext.h"
@@ -194,11 +192,7 @@ static int walk_count(const struct jobshop_params *p, int running)
 {
         if (p->walks > 0)
                 return p->walks > JS_MAX_WALKS ? JS_MAX_WALKS : p->walks;
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        cpu_set_t set;
-        if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) < cores)
-                cores = CPU_COUNT(&set);
-        long n = cores / (running > 0 ? running : 1);
+        long n = (long)kiln_cpus() / (running > 0 ? running : 1);
         return n < 1 ? 1 : n > JS_MAX_WALKS ? JS_MAX_WALKS : (int)n;
 }
 

@@ -15,11 +15,9 @@
 #include <float.h>
 #include <math.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "vec_search.h"
 #include "vec_search/select.h"
@@ -163,16 +161,6 @@ static void run_threads(struct worker *w, unsigned n, void *(*fn)(void *))
 }
 
 /* The CPUs this process may run on. */
-static unsigned cpus(void)
-{
-        cpu_set_t set;
-
-        if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
-                return (unsigned)CPU_COUNT(&set);
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        return n > 0 ? (unsigned)n : 1;
-}
-
 static double norm64(const float *q, uint32_t dim)
 {
         double s = 0.0;
@@ -247,7 +235,7 @@ int vec_search_cpu(const struct vec_collection *c, const float *queries, size_t 
         }
         p.n_tiles = (c->count + p.tile_rows - 1) / p.tile_rows;
 
-        n_threads = p.opts->threads ? p.opts->threads : cpus();
+        n_threads = p.opts->threads ? p.opts->threads : kiln_cpus();
         work = c->count * (uint64_t)c->dim * m;
         if (n_threads > MAX_THREADS)
                 n_threads = MAX_THREADS;
