@@ -44,6 +44,10 @@ void store_set_write_slice(size_t bytes);
  * outcome certain. */
 void store_set_lazy_wait(int64_t ms);
 
+/* Calls hook(arg) on the writer thread each time it sets such a batch aside (NULL:
+ * none), so tests can wait for that rather than sleep. */
+void store_set_lazy_hook(void (*hook)(void *arg), void *arg);
+
 /* Calls hook(arg) on the writer thread after each committed slice of a big operation
  * that is not its last (NULL: none), so tests can look at the store in between. */
 void store_set_slice_hook(void (*hook)(void *arg), void *arg);

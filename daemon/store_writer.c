@@ -34,6 +34,8 @@ static size_t slice_override;             /* 0: WRITER_SLICE_BYTES */
 static int64_t lazy_wait_override;        /* 0: WRITER_LAZY_MS */
 static void (*slice_hook)(void *arg);
 static void *slice_hook_arg;
+static void (*lazy_hook)(void *arg);
+static void *lazy_hook_arg;
 
 void store_set_write_slice(size_t bytes)
 {
@@ -48,6 +50,12 @@ void store_set_lazy_wait(int64_t ms)
 static int64_t lazy_wait_ms(void)
 {
         return lazy_wait_override ? lazy_wait_override : WRITER_LAZY_MS;
+}
+
+void store_set_lazy_hook(void (*hook)(void *arg), void *arg)
+{
+        lazy_hook = hook;
+        lazy_hook_arg = arg;
 }
 
 void store_set_slice_hook(void (*hook)(void *arg), void *arg)
@@ -484,6 +492,8 @@ static struct store_op *lazy_merge(struct store_writer *w, struct store_op *batc
                         w->lazy = batch;
                 w->lazy_tail = last;
                 w->n_lazy += *n;
+                if (lazy_hook)
+                        lazy_hook(lazy_hook_arg);
                 batch = NULL;
                 *n = 0;
         }
