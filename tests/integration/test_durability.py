@@ -106,11 +106,11 @@ async def watch_all(url, ids, timeout=90):
         await c.close()
 
 
-async def run_reference(url, params_list, timeout=90):
-    """A fresh run of each params on url: [(done, parts)] in params order."""
+async def run_reference(url, params_list, timeout=90, kind="lens.nfw"):
+    """A fresh run of each params (jobs of `kind`) on url: [(done, parts)] in params order."""
     c = await Client.connect(url)
     try:
-        ids = await submit_burst([c], params_list, watch=True, timeout=timeout)
+        ids = await submit_burst([c], params_list, watch=True, timeout=timeout, kind=kind)
         got = await collect_done(c, ids, timeout)
         return [got[j] for j in ids]
     finally:
@@ -164,9 +164,9 @@ class DurabilityTest(unittest.TestCase):
     def restart(self):
         self.k.start()
 
-    def assert_same_results(self, got, ids, params_list, what):
+    def assert_same_results(self, got, ids, params_list, what, kind="lens.nfw"):
         """Every id reached `done` with parts and scalars equal to a fresh run."""
-        ref = self.run_async(run_reference(self.ref.url, params_list))
+        ref = self.run_async(run_reference(self.ref.url, params_list, kind=kind))
         for i, (job, (rdone, rparts)) in enumerate(zip(ids, ref)):
             done, parts = got[job]
             self.assertEqual(done["state"], "done", f"{what}: job {job} (#{i}): {done}")
@@ -176,16 +176,17 @@ class DurabilityTest(unittest.TestCase):
                                               err_msg=f"{what}: job {job} (#{i}) part {name}")
             self.assertEqual(done["result"], rdone["result"], f"{what}: job {job} scalars")
 
-    def burst_kill_restart(self, n, **env):
-        """Submits n jobs pipelined on 4 connections, kill -9 right after the last
-        `accepted`, restarts; returns (ids, params, {id: (done, parts)})."""
+    def burst_kill_restart(self, n, params=None, kind="lens.nfw", accepted=None, **env):
+        """Submits n jobs (burst_params, or `params` of `kind`) pipelined on 4
+        connections, kill -9 right after the last `accepted` (each appended to
+        `accepted` when given), restarts; returns (ids, params, {id: (done, parts)})."""
         k = self.start(**env)
-        params = burst_params(n)
+        params = params or burst_params(n)
 
         async def go():
             clients = [await Client.connect(k.url) for _ in range(4)]
             try:
-                return await submit_burst(clients, params, after_last=self.kill9_now)
+                return await submit_burst(clients, params, after_last=self.kill9_now, kind=kind, accepted=accepted)
             finally:
                 for c in clients:
                     try:
@@ -215,48 +216,14 @@ class DurabilityTest(unittest.TestCase):
         # record goes to the store once, finished: `accepted` follows that commit.
         # So every one accepted before kill -9 is done in the store after it, with
         # the result a fresh run gives, and none runs again.
-        k = self.start(KILN_CPU_THREADS="2")
         params = [{"model": "altman-z2", "rows": [[0.05 + i / 1000, 0.2, -0.1 + i / 5000, 1.5]]}
                   for i in range(BURST)]
-
-        async def go():
-            clients = [await Client.connect(k.url) for _ in range(4)]
-            acc = []
-            try:
-                ids = await submit_burst(clients, params, after_last=self.kill9_now, kind="risk.score",
-                                         accepted=acc)
-                return ids, acc
-            finally:
-                for c in clients:
-                    try:
-                        await c.close()
-                    except Exception:
-                        pass
-
-        ids, acc = self.run_async(go())
-        self.reap_killed()
-        self.assertEqual(len(set(ids)), BURST)
+        acc = []
+        ids, params, got = self.burst_kill_restart(BURST, params=params, kind="risk.score", accepted=acc,
+                                                   KILN_CPU_THREADS="2")
         self.assertEqual({m["state"] for m in acc}, {"done"}, "a quick job is accepted once it is stored done")
-        self.restart()
-        got = self.run_async(watch_all(k.url, ids))
         self.assertEqual(set(got), set(ids))
-
-        async def reference():
-            c = await Client.connect(self.ref.url)
-            try:
-                ids = await submit_burst([c], params, watch=True, kind="risk.score")
-                done = await collect_done(c, ids)
-                return [done[j] for j in ids]
-            finally:
-                await c.close()
-
-        want = self.run_async(reference())
-        for job, (rdone, rparts) in zip(ids, want):
-            done, parts = got[job]
-            self.assertEqual(done["state"], "done", done)
-            self.assertEqual(sorted(parts), sorted(rparts))
-            for name in rparts:
-                self.assertEqual(parts[name].tobytes(), rparts[name].tobytes(), f"{job}: part {name}")
+        self.assert_same_results(got, ids, params, "quick, after kill -9", kind="risk.score")
         recovered = re.findall(r"recovered (\d+) queued jobs", self.k.read_log())
         self.assertEqual(sum(int(n) for n in recovered), 0, "no quick job was left queued to run again")
 
@@ -444,22 +411,8 @@ class DurabilityTest(unittest.TestCase):
               f"({states.count('queued')} stored queued at the drain)")
         self.restart()
         got = self.run_async(watch_all(k.url, [j for _, j in accepted]))
-
-        async def reference():
-            c = await Client.connect(self.ref.url)
-            try:
-                rids = await submit_burst([c], [quick[i] for i, _ in accepted], watch=True, kind="risk.score")
-                done = await collect_done(c, rids)
-                return [done[j] for j in rids]
-            finally:
-                await c.close()
-
-        want = self.run_async(reference())
-        for (_, job), (rdone, rparts) in zip(accepted, want):
-            done, parts = got[job]
-            self.assertEqual(done["state"], "done", done)
-            for name in rparts:
-                self.assertEqual(parts[name].tobytes(), rparts[name].tobytes(), f"{job}: part {name}")
+        self.assert_same_results(got, [j for _, j in accepted], [quick[i] for i, _ in accepted],
+                                 "quick, accepted before SIGTERM", kind="risk.score")
 
     def test_kill9_mid_burst_keeps_every_job_already_accepted(self):
         k = self.start()
