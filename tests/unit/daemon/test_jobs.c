@@ -304,13 +304,14 @@ static void test_a_finished_job_is_stored_then_reported_once(void **state)
         job_unref(j);
 }
 
-/* Runs the job of the oldest queued item to done with a small result and answers
- * its submit; returns the item (the job referenced once more for the caller). */
+/* A worker takes the oldest queued job and runs it to done with a small result;
+ * returns the job, referenced once more for the caller. */
 static struct job *run_to_done(struct fixture *f)
 {
         struct sched_item *it = queued[0];
         struct job *j = job_ref(container_of(it, struct job, item));
-        n_queued = 0;
+        memmove(queued, queued + 1, (n_queued - 1) * sizeof(*queued));
+        n_queued--;
         sink->started(sink->ctx, it, kiln_wall_ms());
         struct kiln_result r = { 0 };
         uint64_t shape[2] = { 2, 2 };
@@ -416,22 +417,6 @@ static void test_an_identical_submission_attaches_to_the_live_job(void **state)
 
 static const char one_row[] = "{\"model\": \"altman-z2\", \"rows\": [[0.1, 0.2, 0.3, 0.4]]}";
 
-/* Runs the oldest queued job (a risk.score one) to done with a small result. */
-static struct job *run_score_to_done(struct fixture *f)
-{
-        struct sched_item *it = queued[0];
-        struct job *j = job_ref(container_of(it, struct job, item));
-        memmove(queued, queued + 1, (n_queued - 1) * sizeof(*queued));
-        n_queued--;
-        sink->started(sink->ctx, it, kiln_wall_ms());
-        struct kiln_result r = { 0 };
-        uint64_t shape[1] = { 1 };
-        assert_non_null(kiln_result_add_part(&r, "z", KILN_DTYPE_F32, 1, shape));
-        sink->finished(sink->ctx, it, SCHED_END_DONE, 0, NULL, &r, "cpu", 1);
-        sink->release(sink->ctx, it);
-        return j;
-}
-
 /* A quick job (risk.score of one row) is scheduled at once with nothing stored;
  * its one store operation is its final record with its result, and `accepted`
  * comes after that commit, then its `done`. */
@@ -447,7 +432,7 @@ static void test_a_quick_job_runs_first_and_is_stored_once_finished(void **state
         assert_int_equal(n_events, 0);       /* and not acknowledged */
         assert_int_equal(jobs_committing(f->js), 0);
 
-        struct job *j = run_score_to_done(f);
+        struct job *j = run_to_done(f);
         storeq_flush(f->q);
         assert_int_equal(n_ops, 1);
         assert_int_equal(ops[0]->type, STORE_OP_SUBMIT);
@@ -483,7 +468,7 @@ static void test_a_quick_job_the_store_refuses_is_rejected_not_accepted(void **s
 
         assert_int_equal(submit(f, "risk.score", one_row, 7, NULL, &err), 1);
         assert_int_equal(submit(f, "risk.score", one_row, 8, NULL, &err), 0); /* attached */
-        struct job *j = run_score_to_done(f);
+        struct job *j = run_to_done(f);
         answer(f, -ENOSPC, 0);
         size_t rejected = 0, accepted = 0, done = 0;
         for (size_t i = 0; i < n_events; i++) {
@@ -515,7 +500,7 @@ static void test_a_submission_attached_to_a_quick_job_is_accepted_with_it(void *
         assert_int_equal(submit(f, "risk.score", one_row, 8, NULL, &err), 0);
         assert_int_equal(n_events, 0);
         assert_int_equal(n_queued, 1);
-        struct job *j = run_score_to_done(f);
+        struct job *j = run_to_done(f);
         answer(f, 0, STORE_SUBMIT_STORED);
         size_t accepted = 0, done = 0;
         for (size_t i = 0; i < n_events; i++) {
