@@ -160,7 +160,6 @@ static void run_threads(struct worker *w, unsigned n, void *(*fn)(void *))
                         pthread_join(w[t].th, NULL);
 }
 
-/* The CPUs this process may run on. */
 static double norm64(const float *q, uint32_t dim)
 {
         double s = 0.0;
