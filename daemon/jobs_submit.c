@@ -307,6 +307,21 @@ static void write_input_cb(struct store_op *op, uint8_t *dst, size_t offset, siz
         memcpy(dst, container_of(op, struct job, op)->in.blob + offset, len);
 }
 
+/* j's SUBMIT: its record as it is now (queued), with its input; looked up in the
+ * cache under `lookup` when that is not NULL. */
+static void submit_op_init(struct job *j, const struct store_cache_key *lookup, void (*done)(struct store_op *op))
+{
+        job_to_record(j, &j->record);
+        memset(&j->op, 0, sizeof(j->op));
+        j->op.type = STORE_OP_SUBMIT;
+        j->op.job = &j->record;
+        j->op.cache_key = lookup;
+        j->op.input_size = j->in.size;
+        j->op.write_input = j->in.size ? write_input_cb : NULL;
+        j->op.copy_max = JOBS_COPY_MAX_BYTES; /* bigger cached results are sent from the store */
+        j->op.done = done;
+}
+
 /* ---- quick jobs that will not run now ---- */
 
 /* The queued record of a quick job that kilnd stopped before it ran is committed
@@ -339,13 +354,7 @@ static void on_early_queued(struct store_op *op)
 void jobs_early_store_queued(struct job *j)
 {
         atomic_store(&j->state, KILN_JOB_QUEUED);
-        job_to_record(j, &j->record);
-        memset(&j->op, 0, sizeof(j->op));
-        j->op.type = STORE_OP_SUBMIT;
-        j->op.job = &j->record;
-        j->op.input_size = j->in.size;
-        j->op.write_input = j->in.size ? write_input_cb : NULL;
-        j->op.done = on_early_queued;
+        submit_op_init(j, NULL, on_early_queued);
         job_ref(j);
         storeq_submit(j->js->storeq, &j->op);
 }
@@ -552,15 +561,7 @@ int jobs_submit(struct jobs *js, const struct job_submit *rq, struct proto_error
                 return 1;
         }
         js->committing++;
-        job_to_record(j, &j->record);
-        memset(&j->op, 0, sizeof(j->op));
-        j->op.type = STORE_OP_SUBMIT;
-        j->op.job = &j->record;
-        j->op.cache_key = lookup;
-        j->op.input_size = j->in.size;
-        j->op.write_input = j->in.size ? write_input_cb : NULL;
-        j->op.copy_max = JOBS_COPY_MAX_BYTES; /* bigger cached results are sent from the store */
-        j->op.done = on_committed;
+        submit_op_init(j, lookup, on_committed);
         storeq_submit_loop(js->storeq, &j->op); /* the job's reference travels with the op */
         return 1;
 }
