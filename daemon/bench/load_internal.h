@@ -21,6 +21,7 @@
 
 #include "bench.h"
 #include "proto.h"
+#include "ws_frame.h"
 
 /* A submit's ref is generation << REF_BITS | slot index. */
 #define REF_BITS 16
@@ -98,12 +99,7 @@ struct conn {
         char ws_accept[32];        /* the Sec-WebSocket-Accept the server must send */
         char *hs;                  /* the upgrade response so far */
         size_t hs_len;
-        uint8_t fh[14];            /* frame header bytes so far */
-        unsigned fh_len;
-        bool in_frame;             /* reading a frame's payload */
-        uint8_t f_op;
-        bool f_fin;
-        uint64_t f_left;           /* payload bytes still to come */
+        struct kiln_ws_rx frx;     /* the frame being read */
         uint8_t ctl[125];          /* a control frame's payload */
         size_t ctl_len;
         bool pong_unsent;

@@ -3,9 +3,9 @@
  *
  * For ws:// the connections are libwebsockets raw sockets and the WebSocket layer
  * (RFC 6455: the upgrade, masked client frames, fragments, ping, close) is done
- * here: libwebsockets' WebSocket client parses what it receives one byte at a
- * time, which for a job's 16 KiB part cost ~80 µs of client CPU per job, more than
- * the server spent on it, so kiln-bench measured itself. Here a part's payload is
+ * here with ws_frame.h: libwebsockets' WebSocket client parses what it receives
+ * one byte at a time, which for a job's 16 KiB part cost ~80 µs of client CPU per
+ * job, more than the server spent on it, so kiln-bench measured itself. Here a part's payload is
  * skipped in bulk, and every pending submit of a connection goes out in one write.
  * For wss:// (TLS) libwebsockets' own WebSocket client is used, one message per
  * writeable callback (KILN_BENCH_LWS_WS=1 forces it for ws:// too). */
@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "load_internal.h"
 
@@ -114,9 +113,8 @@ more:
         return 0;
 }
 
-/* ---- raw framing (ws:// without libwebsockets' WebSocket client) ---- */
+/* ---- raw framing (ws:// without libwebsockets' WebSocket client: ws_frame.h) ---- */
 
-#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define MAX_UPGRADE_RESPONSE 8192
 #define RAW_OUT (256 * 1024)       /* bytes of frames written at once */
 
@@ -129,30 +127,14 @@ static uint64_t rng_next(uint64_t *x)
 }
 
 /* Appends one masked client frame (FIN set) carrying `len` bytes to dst; returns
- * its length. dst must have room for len + 14. */
+ * its length. dst must have room for len + KILN_WS_MAX_HEADER. */
 static size_t frame_masked(struct bench *b, uint8_t *dst, uint8_t opcode, const void *data, size_t len)
 {
-        size_t h = 0;
-        dst[h++] = (uint8_t)(0x80 | opcode);
-        if (len < 126) {
-                dst[h++] = (uint8_t)(0x80 | len);
-        } else if (len <= 0xffff) {
-                dst[h++] = 0x80 | 126;
-                dst[h++] = (uint8_t)(len >> 8);
-                dst[h++] = (uint8_t)len;
-        } else {
-                dst[h++] = 0x80 | 127;
-                for (int i = 0; i < 8; i++)
-                        dst[h++] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
-        }
         uint32_t key = (uint32_t)rng_next(&b->rng);
         uint8_t mask[4];
         memcpy(mask, &key, 4);
-        memcpy(dst + h, mask, 4);
-        h += 4;
-        const uint8_t *src = data;
-        for (size_t i = 0; i < len; i++)
-                dst[h + i] = src[i] ^ mask[i & 3];
+        size_t h = kiln_ws_frame_header(dst, opcode, true, len, mask);
+        kiln_ws_mask(dst + h, data, len, mask, 0);
         return h + len;
 }
 
@@ -165,33 +147,26 @@ int load_raw_writeable(struct conn *c, struct lws *wsi)
 
         if (c->upgrade_unsent) {
                 uint8_t nonce[16];
-                char key[32], accept_src[96], sha[20];
+                char key[32];
                 for (int i = 0; i < 16; i += 8) {
                         uint64_t v = rng_next(&b->rng);
                         memcpy(nonce + i, &v, 8);
                 }
-                lws_b64_encode_string((const char *)nonce, 16, key, sizeof(key));
-                snprintf(accept_src, sizeof(accept_src), "%s%s", key, WS_GUID);
-                lws_SHA1((const unsigned char *)accept_src, strlen(accept_src), (unsigned char *)sha);
-                lws_b64_encode_string(sha, 20, c->ws_accept, sizeof(c->ws_accept));
-                int n = snprintf((char *)buf, 2048,
-                                 "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                                 "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
-                                 "Sec-WebSocket-Protocol: kiln.v1\r\nOrigin: http://%s\r\n\r\n",
-                                 b->url.path, b->url.host_header, key, b->url.host_header);
+                kiln_ws_key(nonce, key, c->ws_accept);
+                int n = kiln_ws_upgrade_request((char *)buf, RAW_OUT, b->url.path, b->url.host_header, key, "kiln.v1");
                 c->upgrade_unsent = false;
                 c->st = CS_UPGRADING;
-                return lws_write(wsi, buf, (size_t)n, LWS_WRITE_RAW) < n ? -1 : 0;
+                return n < 0 || lws_write(wsi, buf, (size_t)n, LWS_WRITE_RAW) < n ? -1 : 0;
         }
         if (c->pong_unsent) {
                 c->pong_unsent = false;
-                used += frame_masked(b, buf + used, 0xA, c->pong, c->pong_len);
+                used += frame_masked(b, buf + used, KILN_WS_OP_PONG, c->pong, c->pong_len);
         }
         if (c->hello_unsent) {
                 c->hello_unsent = false;
-                used += frame_masked(b, buf + used, 0x1, b->hello, b->hello_len);
+                used += frame_masked(b, buf + used, KILN_WS_OP_TEXT, b->hello, b->hello_len);
         }
-        while (c->n_unsent && used + 2048 + 14 + BENCH_MAX_PART + 14 <= RAW_OUT) {
+        while (c->n_unsent && used + 2048 + KILN_WS_MAX_HEADER + BENCH_MAX_PART + KILN_WS_MAX_HEADER <= RAW_OUT) {
                 unsigned i = c->unsent[c->unsent_head];
                 c->unsent_head = (c->unsent_head + 1) % c->cap;
                 c->n_unsent--;
@@ -205,11 +180,11 @@ int load_raw_writeable(struct conn *c, struct lws *wsi)
                 if (n < 0 || np < 0)
                         return -1;
                 if (np > 0)
-                        used += frame_masked(b, buf + used, 0x2, part, (size_t)np);
+                        used += frame_masked(b, buf + used, KILN_WS_OP_BINARY, part, (size_t)np);
                 sl->st = SL_SENT;
                 if (b->o->rate <= 0)
                         sl->t_start_ns = now_ns();
-                used += frame_masked(b, buf + used, 0x1, text, (size_t)n);
+                used += frame_masked(b, buf + used, KILN_WS_OP_TEXT, text, (size_t)n);
         }
         if (used && lws_write(wsi, buf, used, LWS_WRITE_RAW) < (int)used)
                 return -1;
@@ -225,56 +200,38 @@ static long raw_upgrade_rx(struct conn *c, const uint8_t *in, size_t len)
         size_t had = c->hs_len, take = len;
         if (had + take > MAX_UPGRADE_RESPONSE)
                 take = MAX_UPGRADE_RESPONSE - had;
-        char *p = realloc(c->hs, had + take + 1);
+        char *p = realloc(c->hs, had + take);
         if (!p)
                 return -1;
         c->hs = p;
         memcpy(c->hs + had, in, take);
         c->hs_len = had + take;
-        c->hs[c->hs_len] = '\0';
-        char *end = strstr(c->hs, "\r\n\r\n");
-        if (!end) {
-                if (c->hs_len >= MAX_UPGRADE_RESPONSE) {
-                        load_conn_closed(c, "the upgrade response is too long");
-                        return -1;
-                }
-                return (long)len;
-        }
-        size_t used = (size_t)(end + 4 - c->hs) - had;
-        *end = '\0';
-        bool ok = !strncmp(c->hs, "HTTP/1.1 101", 12);
-        const char *a = NULL;
-        for (char *line = strstr(c->hs, "\r\n"); ok && line; line = strstr(line + 2, "\r\n"))
-                if (!strncasecmp(line + 2, "Sec-WebSocket-Accept:", 21)) {
-                        a = line + 2 + 21;
-                        a += strspn(a, " \t");
-                        break;
-                }
-        if (!ok || !a || strncmp(a, c->ws_accept, strlen(c->ws_accept))) {
-                char why[160];
-                snprintf(why, sizeof(why), "upgrade refused: %.100s", c->hs);
-                why[strcspn(why, "\r\n")] = '\0';
-                load_conn_closed(c, why);
+        char why[160];
+        long end = kiln_ws_upgrade_response(c->hs, c->hs_len, c->ws_accept, why, sizeof(why));
+        if (end < 0 || (!end && c->hs_len >= MAX_UPGRADE_RESPONSE)) {
+                load_conn_closed(c, end < 0 ? why : "the upgrade response is too long");
                 return -1;
         }
+        if (!end)
+                return (long)len;
         free(c->hs);
         c->hs = NULL;
         c->hs_len = 0;
         c->st = CS_HELLO;
         c->hello_unsent = true;
         lws_callback_on_writable(c->wsi);
-        return (long)used;
+        return end - (long)had;
 }
 
 /* The end of a control frame: ping is answered, close ends the connection. */
-static int raw_control(struct conn *c)
+static int raw_control(struct conn *c, uint8_t op)
 {
-        if (c->f_op == 0x9) {
+        if (op == KILN_WS_OP_PING) {
                 memcpy(c->pong, c->ctl, c->ctl_len);
                 c->pong_len = c->ctl_len;
                 c->pong_unsent = true;
                 lws_callback_on_writable(c->wsi);
-        } else if (c->f_op == 0x8) {
+        } else if (op == KILN_WS_OP_CLOSE) {
                 if (c->ctl_len >= 2)
                         load_note_error(c->b, "connection %u closed by the server with %u", c->idx,
                                    (unsigned)(c->ctl[0] << 8 | c->ctl[1]));
@@ -294,45 +251,30 @@ int load_raw_rx(struct conn *c, const uint8_t *in, size_t len)
                 in += used;
                 len -= (size_t)used;
         }
-        while (len || (c->in_frame && !c->f_left)) {
-                if (!c->in_frame) {
-                        c->fh[c->fh_len++] = *in++;
-                        len--;
-                        if (c->fh_len < 2)
-                                continue;
-                        unsigned l7 = c->fh[1] & 0x7f;
-                        unsigned need = 2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0);
-                        if (c->fh[1] & 0x80 || c->fh[0] & 0x70) {
-                                load_conn_closed(c, "the server sent a masked frame or reserved bits");
+        while (len || (c->frx.in_payload && !c->frx.left)) {
+                if (!c->frx.in_payload) {
+                        const char *why;
+                        long used = kiln_ws_rx_header(&c->frx, in, len, &why);
+                        if (used < 0) {
+                                load_conn_closed(c, why);
                                 return -1;
                         }
-                        if (c->fh_len < need)
-                                continue;
-                        uint64_t n = l7;
-                        if (l7 == 126)
-                                n = (uint64_t)c->fh[2] << 8 | c->fh[3];
-                        else if (l7 == 127)
-                                for (int i = 0; i < 8; i++)
-                                        n = n << 8 | c->fh[2 + i];
-                        c->f_fin = c->fh[0] & 0x80;
-                        c->f_op = c->fh[0] & 0x0f;
-                        c->f_left = n;
-                        c->fh_len = 0;
-                        c->in_frame = true;
+                        in += used;
+                        len -= (size_t)used;
+                        if (!c->frx.in_payload)
+                                break;
                         c->ctl_len = 0;
-                        if (c->f_op >= 0x8 && (n > sizeof(c->ctl) || !c->f_fin)) {
-                                load_conn_closed(c, "the server sent a malformed control frame");
-                                return -1;
-                        }
                 }
-                size_t take = len < c->f_left ? len : (size_t)c->f_left;
-                bool end = take == c->f_left;
-                if (c->f_op >= 0x8) {
+                size_t take = len < c->frx.left ? len : (size_t)c->frx.left;
+                uint8_t op = c->frx.op;
+                bool fin = c->frx.fin;
+                bool end = kiln_ws_rx_payload(&c->frx, take);
+                if (op >= KILN_WS_OP_CLOSE) {
                         memcpy(c->ctl + c->ctl_len, in, take);
                         c->ctl_len += take;
                 } else if (c->st == CS_HELLO || c->st == CS_READY) {
-                        bool binary = c->f_op == 0 ? c->rx_binary : c->f_op == 0x2;
-                        int r = load_rx_chunk(c, in, take, binary, end && c->f_fin);
+                        bool binary = op == KILN_WS_OP_CONT ? c->rx_binary : op == KILN_WS_OP_BINARY;
+                        int r = load_rx_chunk(c, in, take, binary, end && fin);
                         if (r < 0) {
                                 load_conn_closed(c, r == -EMSGSIZE ? "text message too long" : "out of memory");
                                 return -1;
@@ -342,12 +284,8 @@ int load_raw_rx(struct conn *c, const uint8_t *in, size_t len)
                 }
                 in += take;
                 len -= take;
-                c->f_left -= take;
-                if (end) {
-                        c->in_frame = false;
-                        if (c->f_op >= 0x8 && raw_control(c) < 0)
-                                return -1;
-                }
+                if (end && op >= KILN_WS_OP_CLOSE && raw_control(c, op) < 0)
+                        return -1;
         }
         return 0;
 }

@@ -1,4 +1,8 @@
-/* kilnctl's WebSocket client on libwebsockets 4.1.6 (see ws.h). */
+/* kilnctl's WebSocket client on libwebsockets 4.1.6 (see ws.h). On ws:// the
+ * connection is a libwebsockets raw socket framed by ws_frame.c (libwebsockets'
+ * WebSocket client reads a 100 MB mesh one byte at a time, 0.4 s of CPU); on
+ * wss:// it is libwebsockets' WebSocket client. KILNCTL_LWS_WS=1 forces the
+ * latter for ws:// too. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,9 +16,11 @@
 #include <unistd.h>
 
 #include <libwebsockets.h>
+#include <openssl/rand.h>
 
 #include "proto.h"
 #include "ws.h"
+#include "ws_frame.h"
 
 enum ws_state {
         WS_CONNECTING,
@@ -41,8 +47,9 @@ struct out_msg {
 
 struct ctl_ws {
         struct lws_context *ctx;
-        struct lws *wsi;               /* set once established, NULL once closed */
+        struct lws *wsi;               /* set once connected, NULL once closed */
         enum ws_state state;
+        bool raw;                      /* framed here (ws_frame.h), not by libwebsockets */
         bool closing;                  /* ctl_ws_free asked for a close */
         bool timer_fired;
         lws_sorted_usec_list_t sul;
@@ -56,6 +63,23 @@ struct ctl_ws {
         bool rx_binary;
         uint8_t *rx;
         size_t rx_len, rx_cap;
+
+        /* raw framing: the upgrade, the frame being read, what is owed */
+        const char *subprotocol;
+        struct kiln_ws_url url;
+        bool upgrade_sent;
+        char accept[32];
+        char *hs;                      /* the upgrade response so far */
+        size_t hs_len;
+        struct kiln_ws_rx frx;
+        uint8_t ctl[KILN_WS_MAX_CONTROL];
+        size_t ctl_len;
+        bool pong_owed;
+        uint8_t pong[KILN_WS_MAX_CONTROL];
+        size_t pong_len;
+        bool close_sent;
+        uint64_t mask_state;
+        uint8_t *wbuf;                 /* LWS_PRE + frames written at once */
 };
 
 void ctl_msg_free(struct ctl_msg *m)
@@ -78,30 +102,37 @@ __attribute__((format(printf, 2, 3))) static void set_error(struct ctl_ws *c, co
         va_end(ap);
 }
 
+/* Makes room for `extra` more bytes (and a NUL) in the message being assembled. */
+static int rx_reserve(struct ctl_ws *c, size_t extra)
+{
+        if (c->rx_len + extra + 1 <= c->rx_cap)
+                return 0;
+        size_t cap = c->rx_cap ? c->rx_cap : 4096;
+        while (cap < c->rx_len + extra + 1)
+                cap *= 2;
+        uint8_t *p = realloc(c->rx, cap);
+        if (!p)
+                return -ENOMEM;
+        c->rx = p;
+        c->rx_cap = cap;
+        return 0;
+}
+
 /* Appends a received chunk to the message being assembled; hands the message to
  * the inbox once its last fragment is complete. */
-static int rx_chunk(struct ctl_ws *c, struct lws *wsi, const void *in, size_t len)
+static int rx_chunk(struct ctl_ws *c, const void *in, size_t len, bool binary, bool last)
 {
         if (!c->rx_active) {
                 c->rx_active = true;
-                c->rx_binary = lws_frame_is_binary(wsi);
+                c->rx_binary = binary;
                 c->rx_len = 0;
         }
-        if (c->rx_len + len + 1 > c->rx_cap) {
-                size_t cap = c->rx_cap ? c->rx_cap : 4096;
-                while (cap < c->rx_len + len + 1)
-                        cap *= 2;
-                uint8_t *p = realloc(c->rx, cap);
-                if (!p)
-                        return -ENOMEM;
-                c->rx = p;
-                c->rx_cap = cap;
-        }
+        if (rx_reserve(c, len) < 0)
+                return -ENOMEM;
         if (len)
                 memcpy(c->rx + c->rx_len, in, len);
         c->rx_len += len;
-
-        if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi) != 0)
+        if (!last)
                 return 0;
 
         struct ctl_msg *m = calloc(1, sizeof(*m));
@@ -118,6 +149,191 @@ static int rx_chunk(struct ctl_ws *c, struct lws *wsi, const void *in, size_t le
         c->rx_active = false;
         *c->in_tail = m;
         c->in_tail = &m->next;
+        return 0;
+}
+
+/* ---- raw framing (ws://) ---- */
+
+static void next_mask(struct ctl_ws *c, uint8_t mask[4])
+{
+        uint64_t *x = &c->mask_state;
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        memcpy(mask, x, 4);
+}
+
+/* Appends one masked frame to the write buffer at *used. */
+static void put_frame(struct ctl_ws *c, size_t *used, uint8_t op, bool fin, const void *data, size_t len)
+{
+        uint8_t mask[4], *p = c->wbuf + LWS_PRE + *used;
+        next_mask(c, mask);
+        size_t h = kiln_ws_frame_header(p, op, fin, len, mask);
+        kiln_ws_mask(p + h, data, len, mask, 0);
+        *used += h + len;
+}
+
+static int raw_writeable(struct ctl_ws *c, struct lws *wsi)
+{
+        char *req = (char *)c->wbuf + LWS_PRE;
+        size_t used = 0;
+
+        if (!c->upgrade_sent) {
+                uint8_t nonce[16];
+                char key[32];
+                if (RAND_bytes(nonce, sizeof(nonce)) != 1 || RAND_bytes((uint8_t *)&c->mask_state, 8) != 1) {
+                        set_error(c, "%s", "no random bytes for the WebSocket key");
+                        return -1;
+                }
+                c->mask_state |= 1;
+                kiln_ws_key(nonce, key, c->accept);
+                int n = kiln_ws_upgrade_request(req, OUT_FRAGMENT, c->url.path, c->url.host_header, key,
+                                                c->subprotocol);
+                c->upgrade_sent = true;
+                if (n < 0 || lws_write(wsi, (uint8_t *)req, (size_t)n, LWS_WRITE_RAW) < n) {
+                        set_error(c, "%s", "writing the upgrade request failed");
+                        return -1;
+                }
+                return 0;
+        }
+        if (c->state != WS_OPEN)
+                return 0;
+        if (c->pong_owed) {
+                c->pong_owed = false;
+                put_frame(c, &used, KILN_WS_OP_PONG, true, c->pong, c->pong_len);
+        }
+        struct out_msg *o = c->out_head;
+        if (o) {
+                size_t n = o->len - o->sent < OUT_FRAGMENT ? o->len - o->sent : OUT_FRAGMENT;
+                bool last = o->sent + n == o->len;
+                uint8_t op = o->sent ? KILN_WS_OP_CONT : o->binary ? KILN_WS_OP_BINARY : KILN_WS_OP_TEXT;
+                put_frame(c, &used, op, last, o->buf + LWS_PRE + o->sent, n);
+                o->sent += n;
+                if (last) {
+                        c->out_head = o->next;
+                        if (!c->out_head)
+                                c->out_tail = &c->out_head;
+                        free(o);
+                }
+        } else if (c->closing && !c->close_sent) {
+                static const uint8_t normal[2] = { 1000 >> 8, 1000 & 0xff };
+                put_frame(c, &used, KILN_WS_OP_CLOSE, true, normal, sizeof(normal));
+                c->close_sent = true;
+        }
+        if (used && lws_write(wsi, c->wbuf + LWS_PRE, used, LWS_WRITE_RAW) < (int)used) {
+                set_error(c, "%s", "writing to the connection failed");
+                return -1;
+        }
+        if (c->out_head || c->pong_owed || (c->closing && !c->close_sent))
+                lws_callback_on_writable(wsi);
+        return 0;
+}
+
+/* Reads the upgrade response; returns the bytes of `in` it used (frames may follow
+ * in the same read), or -1 when the server refused. */
+static long raw_upgrade_rx(struct ctl_ws *c, const uint8_t *in, size_t len)
+{
+        size_t had = c->hs_len, take = len < 8192 - had ? len : 8192 - had;
+        char *p = realloc(c->hs, had + take);
+        if (!p) {
+                set_error(c, "%s", "out of memory");
+                return -1;
+        }
+        c->hs = p;
+        memcpy(c->hs + had, in, take);
+        c->hs_len = had + take;
+        char why[160];
+        long end = kiln_ws_upgrade_response(c->hs, c->hs_len, c->accept, why, sizeof(why));
+        if (end < 0 || (!end && c->hs_len == 8192)) {
+                set_error(c, "%s", end < 0 ? why : "the upgrade response is too long");
+                return -1;
+        }
+        if (!end)
+                return (long)len;
+        free(c->hs);
+        c->hs = NULL;
+        c->hs_len = 0;
+        c->state = WS_OPEN;
+        if (c->out_head || c->closing)
+                lws_callback_on_writable(c->wsi);
+        return end - (long)had;
+}
+
+/* The end of a control frame: ping is answered, close ends the connection. */
+static int raw_control(struct ctl_ws *c, uint8_t op)
+{
+        if (op == KILN_WS_OP_PING) {
+                memcpy(c->pong, c->ctl, c->ctl_len);
+                c->pong_len = c->ctl_len;
+                c->pong_owed = true;
+                lws_callback_on_writable(c->wsi);
+        } else if (op == KILN_WS_OP_CLOSE) {
+                if (c->ctl_len >= 2) {
+                        unsigned code = (unsigned)(c->ctl[0] << 8 | c->ctl[1]);
+                        set_error(c, "the server closed the connection (close code %u%s%.*s)", code,
+                                  c->ctl_len > 2 ? ": " : "", (int)(c->ctl_len - 2), (const char *)c->ctl + 2);
+                }
+                set_error(c, "%s", "the server closed the connection");
+                return -1;
+        }
+        return 0;
+}
+
+/* Takes received bytes: the upgrade response, then frames. Returns -1 to close. */
+static int raw_rx(struct ctl_ws *c, const uint8_t *in, size_t len)
+{
+        if (c->state == WS_CONNECTING) {
+                long used = raw_upgrade_rx(c, in, len);
+                if (used < 0)
+                        return -1;
+                in += used;
+                len -= (size_t)used;
+        }
+        while (len || (c->frx.in_payload && !c->frx.left)) {
+                if (!c->frx.in_payload) {
+                        const char *why;
+                        long used = kiln_ws_rx_header(&c->frx, in, len, &why);
+                        if (used < 0) {
+                                set_error(c, "%s", why);
+                                return -1;
+                        }
+                        in += used;
+                        len -= (size_t)used;
+                        if (!c->frx.in_payload)
+                                break;
+                        c->ctl_len = 0;
+                        if (c->frx.op < KILN_WS_OP_CLOSE) {
+                                if ((c->frx.op == KILN_WS_OP_CONT) != c->rx_active) {
+                                        set_error(c, "%s", "the server sent a fragment out of order");
+                                        return -1;
+                                }
+                                /* a frame's whole payload at once: no doubling copies */
+                                if (c->frx.left > SIZE_MAX / 2 || rx_reserve(c, (size_t)c->frx.left) < 0) {
+                                        set_error(c, "%s", "out of memory receiving a message");
+                                        return -1;
+                                }
+                        }
+                }
+                size_t take = len < c->frx.left ? len : (size_t)c->frx.left;
+                uint8_t op = c->frx.op;
+                bool fin = c->frx.fin;
+                if (op >= KILN_WS_OP_CLOSE) {
+                        memcpy(c->ctl + c->ctl_len, in, take);
+                        c->ctl_len += take;
+                }
+                bool end = kiln_ws_rx_payload(&c->frx, take);
+                if (op < KILN_WS_OP_CLOSE) {
+                        bool binary = op == KILN_WS_OP_CONT ? c->rx_binary : op == KILN_WS_OP_BINARY;
+                        if (rx_chunk(c, in, take, binary, end && fin) < 0) {
+                                set_error(c, "%s", "out of memory receiving a message");
+                                return -1;
+                        }
+                }
+                in += take;
+                len -= take;
+                if (end && op >= KILN_WS_OP_CLOSE && raw_control(c, op) < 0)
+                        return -1;
+        }
         return 0;
 }
 
@@ -175,7 +391,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         }
 
         case LWS_CALLBACK_CLIENT_RECEIVE:
-                if (rx_chunk(c, wsi, in, len) < 0) {
+                if (rx_chunk(c, in, len, lws_frame_is_binary(wsi),
+                             lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi)) < 0) {
                         set_error(c, "%s", "out of memory receiving a message");
                         return -1;
                 }
@@ -192,10 +409,22 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
                 break;
 
         case LWS_CALLBACK_CLIENT_CLOSED:
+        case LWS_CALLBACK_RAW_CLOSE:
                 set_error(c, "%s", "the server closed the connection");
                 c->state = WS_CLOSED;
                 c->wsi = NULL;
                 break;
+
+        case LWS_CALLBACK_RAW_CONNECTED:
+                c->wsi = wsi;
+                lws_callback_on_writable(wsi);
+                break;
+
+        case LWS_CALLBACK_RAW_WRITEABLE:
+                return raw_writeable(c, wsi);
+
+        case LWS_CALLBACK_RAW_RX:
+                return raw_rx(c, in, len);
 
         default:
                 break;
@@ -310,6 +539,15 @@ int ctl_ws_connect(const char *url, const char *subprotocol, int timeout_ms, str
         c->out_tail = &c->out_head;
         c->in_tail = &c->in_head;
         c->state = WS_CONNECTING;
+        c->raw = !u.tls && !getenv("KILNCTL_LWS_WS");
+        c->url = u;
+        c->subprotocol = subprotocol;
+        c->wbuf = malloc(LWS_PRE + OUT_FRAGMENT + 2 * KILN_WS_MAX_HEADER + KILN_WS_MAX_CONTROL);
+        if (!c->wbuf) {
+                snprintf(err, err_size, "out of memory");
+                free(c);
+                return -ENOMEM;
+        }
 
         const char *dbg = getenv("KILNCTL_DEBUG");
         lws_set_log_level(dbg && *dbg ? LLL_ERR | LLL_WARN | LLL_NOTICE | LLL_INFO | LLL_CLIENT : 0, NULL);
@@ -325,6 +563,7 @@ int ctl_ws_connect(const char *url, const char *subprotocol, int timeout_ms, str
         c->ctx = lws_create_context(&info);
         if (!c->ctx) {
                 snprintf(err, err_size, "cannot create a libwebsockets context");
+                free(c->wbuf);
                 free(c);
                 return -ENOMEM;
         }
@@ -341,6 +580,8 @@ int ctl_ws_connect(const char *url, const char *subprotocol, int timeout_ms, str
         ci.protocol = subprotocol;
         ci.local_protocol_name = protocols[0].name;
         ci.ietf_version_or_minus_one = -1;
+        if (c->raw)
+                ci.method = "RAW"; /* a plain socket: the upgrade and frames are done here */
 
         if (!lws_client_connect_via_info(&ci) && c->state != WS_CLOSED) {
                 c->state = WS_CLOSED;
@@ -459,5 +700,7 @@ void ctl_ws_free(struct ctl_ws *c)
                 free(o);
         }
         free(c->rx);
+        free(c->hs);
+        free(c->wbuf);
         free(c);
 }

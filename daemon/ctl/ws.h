@@ -1,6 +1,7 @@
 /* kilnctl's WebSocket client: one connection on a libwebsockets client context,
  * driven synchronously (no threads: every call runs the service loop until it has
- * what it waits for).
+ * what it waits for). On ws:// it is a raw socket framed by ws_frame.h, on wss://
+ * libwebsockets' WebSocket client.
  *
  * Whole messages are delivered: fragments are accumulated until the final one, with
  * no size limit beyond memory (a 2048x2048 f32 part is 16 MiB). */
@@ -24,7 +25,7 @@ void ctl_msg_free(struct ctl_msg *m);
 
 struct ctl_ws;
 
-/* Connects to `url` naming `subprotocol`, waiting at most timeout_ms for the
+/* Connects to `url` naming `subprotocol` (a string that outlives the connection), waiting at most timeout_ms for the
  * handshake. Returns >= 0 and a new connection in *ret, or -EINVAL (bad URL),
  * -ETIMEDOUT, -ECONNREFUSED (any failure to connect) or -ENOMEM, with a sentence
  * saying why in err (always written). */
