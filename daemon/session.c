@@ -206,6 +206,11 @@ struct parts *session_parts(struct session *s)
 
 void session_close(struct kilnd *d, struct session *s)
 {
+        /* libwebsockets 4.1.6 also reports CLOSED for an upgrade the server
+         * refused (FILTER_PROTOCOL_CONNECTION), whose ESTABLISHED never came: that
+         * session, zeroed by libwebsockets, was never opened. */
+        if (!s->d)
+                return;
         table_del(d, s);
         idle_unlink(d, s);
         if (s->stats_subscribed)

@@ -352,6 +352,46 @@ class SlowLorisTest(SecurityCase):
             self.assertGreater(t - start, 1.5, "dropped before the handshake timeout")
 
 
+class RefusedUpgradeTest(SecurityCase):
+    """An upgrade kilnd refuses (another path, past server.max_connections) ends
+    that connection only: the daemon goes on serving everyone else."""
+    env = {"KILN_SERVER_MAX_CONNECTIONS": "2"}
+
+    async def refused(self, path, **kw):
+        with self.assertRaises(websockets.exceptions.InvalidHandshake):
+            ws = await websockets.connect(f"ws://127.0.0.1:{self.kilnd.port}{path}", subprotocols=["kiln.v1"],
+                                          open_timeout=10, **kw)
+            await ws.close()
+
+    def test_upgrade_at_another_path_is_refused_and_the_daemon_serves_on(self):
+        async def go():
+            for path in ("/nope", "/ws2", "/healthz", "/"):
+                await self.refused(path)
+            c = await self.client("tok-submit")
+            done, _ = await c.run(KIND, dict(SMALL, mass=fresh_mass()))
+            self.assertEqual(done["state"], "done")
+            await c.close()
+        self.run_async(go())
+        self.assertIsNone(self.kilnd.proc.poll())
+
+    def test_connection_past_the_limit_is_refused_and_a_freed_place_is_taken(self):
+        async def go():
+            a = await self.client("tok-submit")
+            b = await self.client("tok-submit")
+            for _ in range(3):
+                await self.refused("/ws")
+            done, _ = await a.run(KIND, dict(SMALL, mass=fresh_mass()))
+            self.assertEqual(done["state"], "done")
+            await b.close()  # returns once kilnd has closed its end: the place is free
+            c = await self.client("tok-submit")
+            done, _ = await c.run(KIND, dict(SMALL, mass=fresh_mass()))
+            self.assertEqual(done["state"], "done")
+            await a.close()
+            await c.close()
+        self.run_async(go())
+        self.assertIsNone(self.kilnd.proc.poll())
+
+
 def raw_upgrade(port):
     """A WebSocket opened by hand that never answers anything (no pong)."""
     s = socket.create_connection(("127.0.0.1", port))
