@@ -112,7 +112,7 @@ void store_job_free(struct store_job *j);
 
 enum store_sync_mode {
         STORE_SYNC_FULL,  /* fsync at every commit */
-        STORE_SYNC_BATCH, /* no fsync at commit; store_sync() at most every 100 ms by the writer */
+        STORE_SYNC_BATCH, /* no fsync at commit; store_sync() every 100 ms on a thread of its own */
         STORE_SYNC_OFF,   /* never fsync (crash of the process loses nothing, power loss may) */
 };
 

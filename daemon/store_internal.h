@@ -4,6 +4,7 @@
  * records can be checked directly. No LMDB type appears here. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,3 +52,22 @@ void store_set_lazy_hook(void (*hook)(void *arg), void *arg);
 /* Calls hook(arg) on the writer thread after each committed slice of a big operation
  * that is not its last (NULL: none), so tests can look at the store in between. */
 void store_set_slice_hook(void (*hook)(void *arg), void *arg);
+
+/* store_syncer.c: store.sync=batch's flushes off the writer's thread. The writer is
+ * its only user; it is here so that its tests can drive it directly. */
+
+struct store_syncer;
+/* Starts the thread (all signals blocked). Returns >= 0 or -errno. */
+int store_syncer_start(struct store *s, struct store_syncer **ret);
+/* Asks for a flush (store_sync) of everything committed so far. Returns false, asking
+ * nothing, while one is asked or under way: the caller asks again later, since that
+ * one may not take its latest commits. */
+bool store_syncer_request(struct store_syncer *y);
+/* Whether a flush failed since the last call. */
+bool store_syncer_failed(struct store_syncer *y);
+/* Waits until no flush is asked or under way. */
+void store_syncer_idle(struct store_syncer *y);
+/* Flushes completed (failed ones too) since start. */
+uint64_t store_syncer_flushes(struct store_syncer *y);
+/* Finishes a flush asked or under way, stops and joins the thread. Accepts NULL. */
+void store_syncer_stop(struct store_syncer *y);

@@ -2,7 +2,8 @@
  * waiting in one write transaction, commits (one fsync for many), then calls each
  * operation's done callback; in between, syncs (store.sync=batch) and maintains.
  * Operations with a big result or input are set aside and written one slice per
- * transaction between the batches (see "Big writes" in store.h). */
+ * transaction between the batches (see "Big writes" in store.h). Under
+ * store.sync=batch the flushes run on store_syncer.c's thread. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -79,6 +80,8 @@ struct store_writer {
 
         /* Writer thread only: something committed without fsync since last_sync_ms. */
         bool dirty;
+        /* store.sync=batch: flushes are asked of this thread (NULL otherwise). */
+        struct store_syncer *syncer;
         /* Writer thread only: a commit left its meta page unflushed (writer_commit). */
         bool meta_unsynced;
         int64_t last_sync_ms;
@@ -407,15 +410,26 @@ static void writer_maybe_sync(struct store_writer *w, bool force)
 {
         int64_t now;
 
+        if (w->syncer && store_syncer_failed(w->syncer))
+                w->dirty = true;
         if (!w->dirty)
                 return;
         now = now_ms();
         if (!force && now - w->last_sync_ms < WRITER_SYNC_INTERVAL_MS)
                 return;
+        w->last_sync_ms = now;
+        if (w->syncer && !force) {
+                /* Flushed on the syncer's thread; while one is under way, again at the
+                 * next interval. */
+                if (store_syncer_request(w->syncer))
+                        w->dirty = false;
+                return;
+        }
+        if (w->syncer)
+                store_syncer_idle(w->syncer);
         /* A failed sync is retried at the next interval; the data stays committed. */
         if (store_sync(w->s) >= 0)
                 w->dirty = false;
-        w->last_sync_ms = now;
 }
 
 /* Waits (lock held) until there is work, a stop, a batch sync or maintenance is due. */
@@ -588,11 +602,21 @@ int store_writer_start(struct store *s, struct store_writer **ret)
                 free(w);
                 return -r;
         }
+        if (s->sync == STORE_SYNC_BATCH) {
+                r = store_syncer_start(s, &w->syncer);
+                if (r < 0) {
+                        pthread_cond_destroy(&w->cond);
+                        pthread_mutex_destroy(&w->lock);
+                        free(w);
+                        return r;
+                }
+        }
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &old);
         r = pthread_create(&w->thread, NULL, writer_main, w);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (r != 0) {
+                store_syncer_stop(w->syncer);
                 pthread_cond_destroy(&w->cond);
                 pthread_mutex_destroy(&w->lock);
                 free(w);
@@ -641,6 +665,7 @@ void store_writer_stop(struct store_writer *w)
         pthread_cond_signal(&w->cond);
         pthread_mutex_unlock(&w->lock);
         pthread_join(w->thread, NULL);
+        store_syncer_stop(w->syncer);
         pthread_cond_destroy(&w->cond);
         pthread_mutex_destroy(&w->lock);
         free(w);

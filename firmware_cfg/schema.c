@@ -81,7 +81,7 @@ const struct kiln_cfg_key kiln_cfg_keys[] = {
         { "store", "sync", KILN_CFG_ENUM, CFG(store.sync), .def = "full",
           .choices = sync_choices,
           .doc = "Durability: full (every commit fsynced before it is answered: survives a power loss), "
-                 "batch (fsync every 100 ms: a power loss can lose the last commits and, unless the file "
+                 "batch (fsync every 100 ms on a thread of its own, so commits never wait for the disk: a power loss can lose the last commits and, unless the file "
                  "system keeps write order, leave a store LMDB cannot read), off (no fsync)." },
         /* [cache] */
         { "cache", "enabled", KILN_CFG_BOOL, CFG(cache.enabled), .def = "true",

@@ -707,6 +707,29 @@ static void sync_flushes_without_error(void **state)
         assert_int_equal(store_sync(f->s), 0);
 }
 
+/* store.sync=batch's flushes run on the syncer's thread: one per request, and stop
+ * finishes one asked. */
+static void syncer_flushes_each_request_it_takes(void **state)
+{
+        struct fixture *f = *state;
+        struct store_syncer *y;
+        struct store_job j;
+
+        store_fixture_reopen(f, STORE_SYNC_BATCH);
+        assert_int_equal(store_syncer_start(f->s, &y), 0);
+        fixture_job_init(&j, 1, "acme", "lens.nfw", KILN_JOB_QUEUED);
+        fixture_put_job(f->s, &j);
+        assert_true(store_syncer_request(y));
+        store_syncer_idle(y);
+        assert_int_equal(store_syncer_flushes(y), 1);
+        assert_false(store_syncer_failed(y));
+        assert_true(store_syncer_request(y));
+        store_syncer_idle(y);
+        assert_int_equal(store_syncer_flushes(y), 2);
+        assert_true(store_syncer_request(y));
+        store_syncer_stop(y);
+}
+
 /* ---- big results and inputs, written in slices ---- */
 
 #define SLICE (64 * 1024)
@@ -1129,6 +1152,7 @@ static const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(batch_sync_mode_opens_and_keeps_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(off_sync_mode_opens_and_keeps_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(sync_flushes_without_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(syncer_flushes_each_request_it_takes, setup, teardown),
         cmocka_unit_test_setup_teardown(writer_big_result_is_written_in_slices_behind_small_ops, setup, teardown),
         cmocka_unit_test_setup_teardown(writer_ops_on_the_big_job_wait_for_it, setup, teardown),
         cmocka_unit_test(writer_big_result_out_of_space_fails_alone_and_leaves_nothing),
