@@ -330,7 +330,8 @@ int http_api_begin(struct kilnd *d, struct lws *wsi, const char *uri, bool post,
 
 void http_api_body(struct http_api_req *r, const void *in, size_t len)
 {
-        if (r->ready || r->body_too_large)
+        /* An empty body (Content-Length: 0) comes as one call with in == NULL. */
+        if (r->ready || r->body_too_large || !len)
                 return;
         if (r->body_len + len > r->d->cfg->server.max_message_bytes) {
                 r->body_too_large = true;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -52,11 +53,35 @@ static struct timers timers;
 /* ---- HTTP endpoints ---- */
 
 struct http_pss {
-        char *body;
-        size_t len;
-        unsigned status;
         struct http_api_req *api;     /* a request to /api/ */
 };
+
+/* Answers a request at once, headers and body (freed here), and ends the
+ * transaction, so a pipelined request behind it is taken only afterwards.
+ * Returns what the HTTP callback returns. */
+static int http_answer(struct lws *wsi, unsigned status, const char *type, char *body)
+{
+        uint8_t head[LWS_PRE + 1024], *start = &head[LWS_PRE], *p = start, *end = &head[sizeof(head) - 1];
+        uint8_t *out = NULL;
+        int r = -1;
+
+        if (!body)
+                return -1;
+        size_t len = strlen(body);
+        out = malloc(LWS_PRE + len);
+        if (out && !lws_add_http_common_headers(wsi, status, type, len, &p, end) &&
+            !lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL, (const unsigned char *)"no-store", 8,
+                                          &p, end) &&
+            !lws_finalize_write_http_header(wsi, start, &p, end)) {
+                memcpy(out + LWS_PRE, body, len);
+                r = lws_write(wsi, out + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) < (int)len ? -1 : 0;
+        }
+        free(out);
+        free(body);
+        if (r < 0)
+                return -1;
+        return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
 
 static char *health_body(struct kilnd *d, bool ready, const char *reason)
 {
@@ -86,21 +111,38 @@ static char *health_body(struct kilnd *d, bool ready, const char *reason)
         return s;
 }
 
+/* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE, asked of whichever protocol the request is
+ * bound to: kilnd speaks HTTP/1.1 only (see the ALPN in server_start), so an h2c
+ * upgrade is refused by closing the connection. */
+static int confirm_upgrade(const char *up)
+{
+        return up && !strcasecmp(up, "h2c") ? -1 : 0;
+}
+
 static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
         struct kilnd *d = server_daemon;
         struct http_pss *pss = user;
-        uint8_t buf[LWS_PRE + 1024], *start = &buf[LWS_PRE], *p = start, *end = &buf[sizeof(buf) - 1];
 
         switch (reason) {
         case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
                 /* Draining: no new connections. */
                 return d->draining ? -1 : 0;
+        case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+                /* A WebSocket upgrade naming "http" as its subprotocol: not one a
+                 * client may ask for (it would bypass callback_ws's checks). */
+                return -1;
+        case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+                return confirm_upgrade(in);
         case LWS_CALLBACK_HTTP: {
                 char uri[128] = "";
                 bool post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
                 lws_hdr_copy(wsi, uri, sizeof(uri), post ? WSI_TOKEN_POST_URI : WSI_TOKEN_GET_URI);
                 if (!strncmp(uri, "/api/", 5)) {
+                        /* A request pipelined behind one still being answered: the
+                         * API answers asynchronously and one at a time. */
+                        if (pss->api)
+                                return -1;
                         if (http_api_begin(d, wsi, uri, post, &pss->api) < 0)
                                 return -1;
                         lws_callback_on_writable(wsi);
@@ -125,25 +167,13 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
                         snprintf(why, sizeof(why), "kilnd is draining");
                 else if (jobs_store_full(d->jobs, why))
                         ready = false;
-                pss->status = ready_probe && !ready ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_OK;
-                if (metrics) {
-                        pss->body = stats_metrics_text(d);
+                int status = ready_probe && !ready ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_OK;
+                char *body = metrics ? stats_metrics_text(d)
+                                     : health_body(d, ready_probe ? ready : true, ready_probe ? why : NULL);
+                if (metrics)
                         type = "text/plain; version=0.0.4; charset=utf-8";
-                } else {
-                        pss->body = health_body(d, ready_probe ? ready : true, ready_probe ? why : NULL);
-                }
-                if (!pss->body)
-                        return -1;
-                pss->len = strlen(pss->body);
-                if (lws_add_http_common_headers(wsi, pss->status, type, pss->len, &p, end) ||
-                    lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL, (const unsigned char *)"no-store",
-                                                 8, &p, end) ||
-                    lws_finalize_write_http_header(wsi, start, &p, end))
-                        return -1;
-                lws_callback_on_writable(wsi);
-                return 0;
-        }
-        case LWS_CALLBACK_HTTP_BODY:
+                return http_answer(wsi, status, type, body);
+        }        case LWS_CALLBACK_HTTP_BODY:
                 if (pss && pss->api)
                         http_api_body(pss->api, in, len);
                 return 0;
@@ -154,38 +184,25 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
                 }
                 return 0;
         case LWS_CALLBACK_HTTP_WRITEABLE: {
-                if (pss && pss->api) {
-                        int r = http_api_write(pss->api, wsi);
-                        if (r != 0) {
-                                http_api_end(pss->api);
-                                pss->api = NULL;
-                        }
-                        return r < 0 ? -1 : 0;
-                }
-                if (!pss || !pss->body)
+                if (!pss || !pss->api)
                         break;
-                uint8_t *out = malloc(LWS_PRE + pss->len);
-                if (!out)
-                        return -1;
-                memcpy(out + LWS_PRE, pss->body, pss->len);
-                int r = lws_write(wsi, out + LWS_PRE, pss->len, LWS_WRITE_HTTP_FINAL);
-                free(out);
-                free(pss->body);
-                pss->body = NULL;
-                if (r < (int)pss->len)
-                        return -1;
-                if (lws_http_transaction_completed(wsi))
-                        return -1;
-                return 0;
+                /* Once the response is complete, lws_http_transaction_completed frees
+                 * pss on a kept-alive connection (and binds a new one): pss is not
+                 * touched after a write that ended the response. */
+                struct http_api_req *api = pss->api;
+                pss->api = NULL;
+                int r = http_api_write(api, wsi);
+                if (r == 0) {
+                        pss->api = api; /* more to write: the transaction goes on */
+                        return 0;
+                }
+                http_api_end(api);
+                return r < 0 ? -1 : 0;
         }
         case LWS_CALLBACK_CLOSED_HTTP:
                 if (pss && pss->api) {
                         http_api_end(pss->api);
                         pss->api = NULL;
-                }
-                if (pss) {
-                        free(pss->body);
-                        pss->body = NULL;
                 }
                 break;
         default:
@@ -368,6 +385,8 @@ static int callback_ws(struct lws *wsi, enum lws_callback_reasons reason, void *
                 server_arm_deadlines(d);
                 handle_signals(d);
                 break;
+        case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+                return confirm_upgrade(in);
         case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
                 /* The API lives at /ws only; refuse upgrades elsewhere, while draining,
                  * and past server.max_connections. */
@@ -596,6 +615,12 @@ int server_start(struct kilnd *d)
                 info.ssl_cert_filepath = d->cfg->server.tls_cert;
                 info.ssl_private_key_filepath = d->cfg->server.tls_key;
         }
+        /* HTTP/1.1 only, never HTTP/2 (by ALPN under TLS; h2c upgrades are refused in
+         * callback_http). libwebsockets 4.1.6 advertises WebSocket over HTTP/2
+         * (RFC 8441), which browsers then use, but its writes of such a stream read
+         * 3 bytes in front of the LWS_PRE headroom it asks for, and each stream it
+         * refuses leaks 224 bytes. */
+        info.alpn = "http/1.1";
         /* The loop: libev on epoll, handed to libwebsockets as a foreign loop (its
          * libev plugin, package libwebsockets-evlib-ev). libwebsockets' own loop
          * calls poll() over every descriptor at each wakeup, so 10,000 idle

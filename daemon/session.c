@@ -510,11 +510,12 @@ int session_receive(struct kilnd *d, struct session *s, const void *in, size_t l
                         s->rx = nb;
                         s->rx_cap = cap;
                 }
-                memcpy(s->rx + s->rx_len, in, len);
+                if (len) /* empty fragments come with in == NULL */
+                        memcpy(s->rx + s->rx_len, in, len);
                 s->rx_len += len;
                 if (!lws_is_final_fragment(s->wsi) || lws_remaining_packet_payload(s->wsi))
                         return 0;
-                msg = s->rx;
+                msg = s->rx ? s->rx : (const uint8_t *)"";
                 len = s->rx_len;
         }
         d->ws_messages_in++;

@@ -350,35 +350,6 @@ void session_out_check_stalled(struct session *s, int64_t now_ms)
                 out_overflow(s, "more than memory.max_output_buffer_bytes waits for it and it took none for 5 s");
 }
 
-/* One message fragment per writeable callback through lws's own framing: for a
- * connection that is a stream inside another (WebSocket over HTTP/2). */
-static int writable_fragment(struct session *s)
-{
-        struct outmsg *m = s->out_head;
-        size_t total = m->head_len + m->payload_len;
-        size_t n = total - m->sent;
-        if (n > CHUNK)
-                n = CHUNK;
-        uint8_t *buf;
-        if (!m->binary && total <= CHUNK) {
-                buf = m->head + LWS_PRE; /* whole small text message: no copy */
-        } else {
-                int r = out_copy(s, m, scratch + LWS_PRE, n);
-                if (r < 0)
-                        return out_read_failed(s, m, r);
-                buf = scratch + LWS_PRE;
-        }
-        int flags = lws_write_ws_flags(m->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT, m->sent == 0,
-                                       m->sent + n == total);
-        if (lws_write(s->wsi, buf, n, (enum lws_write_protocol)flags) < (int)n)
-                return -1;
-        m->sent += n;
-        s->out_pending -= n;
-        if (m->sent == total)
-                out_pop(s);
-        return 0;
-}
-
 int session_writable(struct kilnd *d, struct session *s)
 {
         if (s->out_overflow) {
@@ -414,8 +385,9 @@ int session_writable(struct kilnd *d, struct session *s)
                 return 0;
         }
         s->out_progress_ms = kiln_mono_ms(); /* the socket takes bytes again */
-        int r = lws_get_network_wsi(s->wsi) == s->wsi ? writable_framed(s) : writable_fragment(s);
-        if (r < 0)
+        /* Every connection is HTTP/1.1 (server.c refuses HTTP/2): frames go
+         * straight onto its socket. */
+        if (writable_framed(s) < 0)
                 return -1;
         if (s->out_head)
                 lws_callback_on_writable(s->wsi);

@@ -392,6 +392,122 @@ class RefusedUpgradeTest(SecurityCase):
         self.assertIsNone(self.kilnd.proc.poll())
 
 
+def http_exchange(port, request, timeout=5):
+    """Sends raw bytes and reads until the server closes; returns what came back."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.settimeout(timeout)
+    s.sendall(request)
+    got = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    except socket.timeout:
+        pass
+    s.close()
+    return got
+
+
+def read_response(s):
+    """One HTTP/1.1 response (Content-Length framed) from a kept-alive socket: (status line, body)."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(1)
+        if not chunk:
+            raise AssertionError(f"closed mid-response: {head!r}")
+        head += chunk
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    body = b""
+    while len(body) < length:
+        chunk = s.recv(length - len(body))
+        if not chunk:
+            raise AssertionError("closed mid-body")
+        body += chunk
+    return head.split(b"\r\n", 1)[0], body
+
+
+class HttpEdgesTest(SecurityCase):
+    """HTTP the way clients other than browsers send it: kept-alive API requests,
+    pipelined probes, empty bodies and fragments, HTTP/2 and odd subprotocols. kilnd
+    answers each, or refuses it, and goes on serving; every test ends by opening as
+    many WebSockets as server.max_connections allows."""
+    env = {"KILN_SERVER_MAX_CONNECTIONS": "2"}
+
+    def tearDown(self):
+        async def go():
+            a = await self.client("tok-submit")
+            b = await self.client("tok-submit")
+            done, _ = await a.run(KIND, dict(SMALL, mass=fresh_mass()))
+            self.assertEqual(done["state"], "done")
+            await a.close()
+            await b.close()
+        self.run_async(go())
+        self.assertIsNone(self.kilnd.proc.poll())
+
+    def test_api_requests_on_a_kept_alive_connection_are_each_answered_and_freed(self):
+        # Every request's internal session must be gone once it is answered: with
+        # max_connections 2, leftovers would refuse the WebSockets of tearDown.
+        s = socket.create_connection(("127.0.0.1", self.kilnd.port))
+        s.settimeout(10)
+        for i in range(5):
+            s.sendall(b"GET /api/v1/jobs/00000000-0000-7000-8000-000000000000 HTTP/1.1\r\nHost: x\r\n"
+                      b"Authorization: Bearer tok-read\r\n\r\n")
+            status, body = read_response(s)
+            self.assertIn(b" 404 ", status, (i, status, body))
+            self.assertEqual(json.loads(body)["code"], "not_found")
+        s.close()
+        self.assertEqual(metric(self.kilnd, "kiln_connections", ""), 0.0)
+
+    def test_pipelined_probes_get_every_answer_in_order(self):
+        got = http_exchange(self.kilnd.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                                             b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+                                             b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        self.assertEqual(got.count(b"HTTP/1.1 200 "), 3, got[:2000])
+        self.assertEqual(got.count(b'{"status":"ok"'), 2, got[:2000])
+        self.assertIn(b"kiln_connections", got)
+
+    def test_empty_post_body_is_refused_with_400(self):
+        got = http_exchange(self.kilnd.port, b"POST /api/v1/jobs HTTP/1.1\r\nHost: x\r\n"
+                                             b"Authorization: Bearer tok-submit\r\nContent-Length: 0\r\n"
+                                             b"Connection: close\r\n\r\n")
+        self.assertTrue(got.startswith(b"HTTP/1.1 400 "), got[:300])
+        self.assertIn(b"bad_request", got)
+
+    def test_text_message_of_two_empty_fragments_is_a_bad_request(self):
+        s, rest = raw_upgrade(self.kilnd.port)
+        s.settimeout(10)
+        s.sendall(b"\x01\x80\0\0\0\0" + b"\x80\x80\0\0\0\0")  # text, not final; continuation, final
+        got = rest
+        while b"bad_request" not in got:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+        s.close()
+        self.assertIn(b"bad_request", got)
+
+    def test_upgrade_naming_the_http_protocol_is_refused(self):
+        for path in ("/ws", "/elsewhere"):
+            got = http_exchange(self.kilnd.port, (
+                f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                "Sec-WebSocket-Protocol: http\r\n\r\n").encode(), timeout=3)
+            self.assertFalse(got.startswith(b"HTTP/1.1 101"), (path, got[:200]))
+
+    def test_http2_upgrade_is_refused_and_http1_goes_on(self):
+        got = http_exchange(self.kilnd.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+                                             b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+                                             b"HTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n", timeout=3)
+        self.assertFalse(got.startswith(b"HTTP/1.1 101"), got[:200])
+        with urllib.request.urlopen(self.kilnd.http + "/healthz", timeout=5) as r:
+            self.assertEqual(r.status, 200)
+
+
 def raw_upgrade(port):
     """A WebSocket opened by hand that never answers anything (no pong)."""
     s = socket.create_connection(("127.0.0.1", port))
