@@ -279,6 +279,24 @@ class KilnctlJobs(KilndTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
 
 
+class KilnctlIdlePings(KilndTestCase):
+    """kilnctl waiting on a job longer than server.idle_timeout_s answers the
+    server's pings (after half of it) and so is not closed as idle: on ws:// with
+    its own framing, and with libwebsockets' client (KILNCTL_LWS_WS=1, what wss://
+    uses)."""
+    env = {"KILN_SERVER_IDLE_TIMEOUT_S": "2"}
+
+    def test_kilnctl_waits_through_pings_for_a_job_longer_than_the_idle_timeout(self):
+        ft10 = os.path.join(os.path.dirname(__file__), "..", "bench", "jobshop", "instances", "ft10.txt")
+        for seed, env in ((1, None), (2, {"KILNCTL_LWS_WS": "1"})):
+            t0 = time.monotonic()
+            r = kilnctl("--url", self.kilnd.url, "submit", "sched.jobshop", "--instance", ft10, "time_limit_ms=3500",
+                        f"seed={seed}", env=env)
+            self.assertEqual(r.returncode, 0, (env, r.stderr))
+            self.assertIn("makespan", r.stdout)
+            self.assertGreater(time.monotonic() - t0, 3.0, "the job ended before the idle timeout was tested")
+
+
 class KilnctlObjects(KilndTestCase):
     """Messages are at most 64 KiB here, so every upload below is sent in frames."""
 
