@@ -173,7 +173,8 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
                 if (metrics)
                         type = "text/plain; version=0.0.4; charset=utf-8";
                 return http_answer(wsi, status, type, body);
-        }        case LWS_CALLBACK_HTTP_BODY:
+        }
+        case LWS_CALLBACK_HTTP_BODY:
                 if (pss && pss->api)
                         http_api_body(pss->api, in, len);
                 return 0;
