@@ -49,7 +49,6 @@ struct ctl_ws {
         struct lws_context *ctx;
         struct lws *wsi;               /* set once connected, NULL once closed */
         enum ws_state state;
-        bool raw;                      /* framed here (ws_frame.h), not by libwebsockets */
         bool closing;                  /* ctl_ws_free asked for a close */
         bool timer_fired;
         lws_sorted_usec_list_t sul;
@@ -539,11 +538,12 @@ int ctl_ws_connect(const char *url, const char *subprotocol, int timeout_ms, str
         c->out_tail = &c->out_head;
         c->in_tail = &c->in_head;
         c->state = WS_CONNECTING;
-        c->raw = !u.tls && !getenv("KILNCTL_LWS_WS");
+        bool raw = !u.tls && !getenv("KILNCTL_LWS_WS"); /* framed here (ws_frame.h), not by libwebsockets */
         c->url = u;
         c->subprotocol = subprotocol;
-        c->wbuf = malloc(LWS_PRE + OUT_FRAGMENT + 2 * KILN_WS_MAX_HEADER + KILN_WS_MAX_CONTROL);
-        if (!c->wbuf) {
+        /* a pong, then a fragment or a close, written at once (raw_writeable) */
+        c->wbuf = raw ? malloc(LWS_PRE + OUT_FRAGMENT + 2 * KILN_WS_MAX_HEADER + KILN_WS_MAX_CONTROL) : NULL;
+        if (raw && !c->wbuf) {
                 snprintf(err, err_size, "out of memory");
                 free(c);
                 return -ENOMEM;
@@ -580,7 +580,7 @@ int ctl_ws_connect(const char *url, const char *subprotocol, int timeout_ms, str
         ci.protocol = subprotocol;
         ci.local_protocol_name = protocols[0].name;
         ci.ietf_version_or_minus_one = -1;
-        if (c->raw)
+        if (raw)
                 ci.method = "RAW"; /* a plain socket: the upgrade and frames are done here */
 
         if (!lws_client_connect_via_info(&ci) && c->state != WS_CLOSED) {
