@@ -61,13 +61,16 @@ struct store_syncer;
 int store_syncer_start(struct store *s, struct store_syncer **ret);
 /* Asks for a flush (store_sync) of everything committed so far. Returns false, asking
  * nothing, while one is asked or under way: the caller asks again later, since that
- * one may not take its latest commits. */
+ * one may not take its latest commits. A flush that fails is tried again by the
+ * syncer every 100 ms until one succeeds. */
 bool store_syncer_request(struct store_syncer *y);
-/* Whether a flush failed since the last call. */
-bool store_syncer_failed(struct store_syncer *y);
-/* Waits until no flush is asked or under way. */
+/* Waits until no flush is asked or under way (a retry that is only due does not
+ * count). */
 void store_syncer_idle(struct store_syncer *y);
-/* Flushes completed (failed ones too) since start. */
+/* Flushes completed (failed ones too) since start; waits until there are n. */
 uint64_t store_syncer_flushes(struct store_syncer *y);
+void store_syncer_wait_flushes(struct store_syncer *y, uint64_t n);
+/* Test hook: the next n flushes fail (-EIO) without flushing. */
+void store_syncer_fail_next(struct store_syncer *y, unsigned n);
 /* Finishes a flush asked or under way, stops and joins the thread. Accepts NULL. */
 void store_syncer_stop(struct store_syncer *y);

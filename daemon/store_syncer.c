@@ -3,21 +3,29 @@
  * relief mesh, written as thirteen 8 MiB slices, had its commits stop for a
  * 46-58 ms fdatasync in the middle. mdb_env_sync takes no lock and only flushes the
  * file, so it may run while the writer commits: what it does not take, the next
- * flush does. */
+ * flush does. A flush that fails is tried again here every SYNCER_RETRY_MS until
+ * one succeeds, a new request takes its place or the syncer stops (the writer then
+ * flushes once more itself). */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "store_impl.h"
+
+#define SYNCER_RETRY_MS 100
 
 struct store_syncer {
         struct store *s;
         pthread_t thread;
         pthread_mutex_t lock;
-        pthread_cond_t cond;
-        bool requested, busy, stopping, failed; /* under lock */
+        pthread_cond_t cond;                   /* CLOCK_MONOTONIC */
+        bool requested, busy, stopping;        /* under lock */
+        bool retry;                            /* under lock: the last flush failed */
+        struct timespec retry_at;              /* under lock, when retry */
         uint64_t flushes;                      /* under lock: completed, failed ones too */
+        unsigned fail_next;                    /* under lock: test hook */
 };
 
 static void *syncer_main(void *arg)
@@ -26,19 +34,34 @@ static void *syncer_main(void *arg)
 
         pthread_mutex_lock(&y->lock);
         for (;;) {
-                while (!y->requested && !y->stopping)
-                        pthread_cond_wait(&y->cond, &y->lock);
+                while (!y->requested && !y->stopping) {
+                        if (!y->retry) {
+                                pthread_cond_wait(&y->cond, &y->lock);
+                        } else if (pthread_cond_timedwait(&y->cond, &y->lock, &y->retry_at) == ETIMEDOUT) {
+                                y->requested = true;
+                                break;
+                        }
+                }
                 if (!y->requested)
                         break;
                 y->requested = false;
+                y->retry = false;
                 y->busy = true;
+                bool fail = y->fail_next > 0;
+                if (fail)
+                        y->fail_next--;
                 pthread_mutex_unlock(&y->lock);
-                int r = store_sync(y->s);
+                int r = fail ? -EIO : store_sync(y->s);
                 pthread_mutex_lock(&y->lock);
                 y->busy = false;
-                if (r < 0)
-                        y->failed = true;
                 y->flushes++;
+                if (r < 0) {
+                        y->retry = true;
+                        clock_gettime(CLOCK_MONOTONIC, &y->retry_at);
+                        y->retry_at.tv_nsec += SYNCER_RETRY_MS * 1000000L;
+                        y->retry_at.tv_sec += y->retry_at.tv_nsec / 1000000000L;
+                        y->retry_at.tv_nsec %= 1000000000L;
+                }
                 pthread_cond_broadcast(&y->cond);
         }
         pthread_mutex_unlock(&y->lock);
@@ -48,6 +71,7 @@ static void *syncer_main(void *arg)
 int store_syncer_start(struct store *s, struct store_syncer **ret)
 {
         struct store_syncer *y = calloc(1, sizeof(*y));
+        pthread_condattr_t attr;
         sigset_t all, old;
         int r;
 
@@ -55,12 +79,19 @@ int store_syncer_start(struct store *s, struct store_syncer **ret)
                 return -ENOMEM;
         y->s = s;
         r = pthread_mutex_init(&y->lock, NULL);
+        if (r != 0) {
+                free(y);
+                return -r;
+        }
+        r = pthread_condattr_init(&attr);
         if (r == 0) {
-                r = pthread_cond_init(&y->cond, NULL);
-                if (r != 0)
-                        pthread_mutex_destroy(&y->lock);
+                r = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+                if (r == 0)
+                        r = pthread_cond_init(&y->cond, &attr);
+                pthread_condattr_destroy(&attr);
         }
         if (r != 0) {
+                pthread_mutex_destroy(&y->lock);
                 free(y);
                 return -r;
         }
@@ -85,20 +116,11 @@ bool store_syncer_request(struct store_syncer *y)
         pthread_mutex_lock(&y->lock);
         taken = !y->requested && !y->busy;
         if (taken) {
-                y->requested = true;
+                y->requested = true; /* takes the place of a retry */
                 pthread_cond_signal(&y->cond);
         }
         pthread_mutex_unlock(&y->lock);
         return taken;
-}
-
-bool store_syncer_failed(struct store_syncer *y)
-{
-        pthread_mutex_lock(&y->lock);
-        bool failed = y->failed;
-        y->failed = false;
-        pthread_mutex_unlock(&y->lock);
-        return failed;
 }
 
 void store_syncer_idle(struct store_syncer *y)
@@ -109,12 +131,27 @@ void store_syncer_idle(struct store_syncer *y)
         pthread_mutex_unlock(&y->lock);
 }
 
+void store_syncer_wait_flushes(struct store_syncer *y, uint64_t n)
+{
+        pthread_mutex_lock(&y->lock);
+        while (y->flushes < n)
+                pthread_cond_wait(&y->cond, &y->lock);
+        pthread_mutex_unlock(&y->lock);
+}
+
 uint64_t store_syncer_flushes(struct store_syncer *y)
 {
         pthread_mutex_lock(&y->lock);
         uint64_t n = y->flushes;
         pthread_mutex_unlock(&y->lock);
         return n;
+}
+
+void store_syncer_fail_next(struct store_syncer *y, unsigned n)
+{
+        pthread_mutex_lock(&y->lock);
+        y->fail_next = n;
+        pthread_mutex_unlock(&y->lock);
 }
 
 void store_syncer_stop(struct store_syncer *y)

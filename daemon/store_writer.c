@@ -410,8 +410,6 @@ static void writer_maybe_sync(struct store_writer *w, bool force)
 {
         int64_t now;
 
-        if (w->syncer && store_syncer_failed(w->syncer))
-                w->dirty = true;
         if (!w->dirty)
                 return;
         now = now_ms();
@@ -419,8 +417,8 @@ static void writer_maybe_sync(struct store_writer *w, bool force)
                 return;
         w->last_sync_ms = now;
         if (w->syncer && !force) {
-                /* Flushed on the syncer's thread; while one is under way, again at the
-                 * next interval. */
+                /* Flushed on the syncer's thread (which retries one that fails); while
+                 * one is under way, asked again at the next interval. */
                 if (store_syncer_request(w->syncer))
                         w->dirty = false;
                 return;

@@ -707,9 +707,9 @@ static void sync_flushes_without_error(void **state)
         assert_int_equal(store_sync(f->s), 0);
 }
 
-/* store.sync=batch's flushes run on the syncer's thread: one per request, and stop
- * finishes one asked. */
-static void syncer_flushes_each_request_it_takes(void **state)
+/* store.sync=batch's flushes run on the syncer's thread: one per request, and one
+ * that fails is tried again on its own until one succeeds. */
+static void syncer_flushes_each_request_and_retries_a_failed_one(void **state)
 {
         struct fixture *f = *state;
         struct store_syncer *y;
@@ -722,11 +722,13 @@ static void syncer_flushes_each_request_it_takes(void **state)
         assert_true(store_syncer_request(y));
         store_syncer_idle(y);
         assert_int_equal(store_syncer_flushes(y), 1);
-        assert_false(store_syncer_failed(y));
+
+        /* Two failures, then the second retry flushes: three flushes for one request. */
+        store_syncer_fail_next(y, 2);
         assert_true(store_syncer_request(y));
+        store_syncer_wait_flushes(y, 4);
         store_syncer_idle(y);
-        assert_int_equal(store_syncer_flushes(y), 2);
-        assert_true(store_syncer_request(y));
+        assert_int_equal(store_syncer_flushes(y), 4);
         store_syncer_stop(y);
 }
 
@@ -1152,7 +1154,7 @@ static const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(batch_sync_mode_opens_and_keeps_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(off_sync_mode_opens_and_keeps_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(sync_flushes_without_error, setup, teardown),
-        cmocka_unit_test_setup_teardown(syncer_flushes_each_request_it_takes, setup, teardown),
+        cmocka_unit_test_setup_teardown(syncer_flushes_each_request_and_retries_a_failed_one, setup, teardown),
         cmocka_unit_test_setup_teardown(writer_big_result_is_written_in_slices_behind_small_ops, setup, teardown),
         cmocka_unit_test_setup_teardown(writer_ops_on_the_big_job_wait_for_it, setup, teardown),
         cmocka_unit_test(writer_big_result_out_of_space_fails_alone_and_leaves_nothing),
