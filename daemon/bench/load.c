@@ -199,7 +199,7 @@ static void bench_free(struct bench *b)
                 free(b->conns[k].free_idx);
                 free(b->conns[k].unsent);
                 free(b->conns[k].rx);
-                free(b->conns[k].hs);
+                kiln_ws_hs_free(&b->conns[k].hs);
         }
         free(b->conns);
         free(b->hello);

@@ -97,13 +97,10 @@ struct conn {
         /* raw framing (load_ws.c): the upgrade, then the frame being read */
         bool upgrade_unsent;
         char ws_accept[32];        /* the Sec-WebSocket-Accept the server must send */
-        char *hs;                  /* the upgrade response so far */
-        size_t hs_len;
+        struct kiln_ws_hs hs;      /* the upgrade response so far */
         struct kiln_ws_rx frx;     /* the frame being read */
-        uint8_t ctl[125];          /* a control frame's payload */
-        size_t ctl_len;
         bool pong_unsent;
-        uint8_t pong[125];
+        uint8_t pong[KILN_WS_MAX_CONTROL];
         size_t pong_len;
 };
 

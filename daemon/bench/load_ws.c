@@ -115,7 +115,6 @@ more:
 
 /* ---- raw framing (ws:// without libwebsockets' WebSocket client: ws_frame.h) ---- */
 
-#define MAX_UPGRADE_RESPONSE 8192
 #define RAW_OUT (256 * 1024)       /* bytes of frames written at once */
 
 static uint64_t rng_next(uint64_t *x)
@@ -193,99 +192,69 @@ int load_raw_writeable(struct conn *c, struct lws *wsi)
         return 0;
 }
 
-/* Reads the upgrade response; returns the bytes of `in` it used (frames may follow
- * in the same read), or -1 when the server refused. */
-static long raw_upgrade_rx(struct conn *c, const uint8_t *in, size_t len)
-{
-        size_t had = c->hs_len, take = len;
-        if (had + take > MAX_UPGRADE_RESPONSE)
-                take = MAX_UPGRADE_RESPONSE - had;
-        char *p = realloc(c->hs, had + take);
-        if (!p)
-                return -1;
-        c->hs = p;
-        memcpy(c->hs + had, in, take);
-        c->hs_len = had + take;
-        char why[160];
-        long end = kiln_ws_upgrade_response(c->hs, c->hs_len, c->ws_accept, why, sizeof(why));
-        if (end < 0 || (!end && c->hs_len >= MAX_UPGRADE_RESPONSE)) {
-                load_conn_closed(c, end < 0 ? why : "the upgrade response is too long");
-                return -1;
-        }
-        if (!end)
-                return (long)len;
-        free(c->hs);
-        c->hs = NULL;
-        c->hs_len = 0;
-        c->st = CS_HELLO;
-        c->hello_unsent = true;
-        lws_callback_on_writable(c->wsi);
-        return end - (long)had;
-}
-
 /* The end of a control frame: ping is answered, close ends the connection. */
-static int raw_control(struct conn *c, uint8_t op)
+static int raw_control(void *ctx, uint8_t op, const uint8_t *p, size_t len)
 {
+        struct conn *c = ctx;
+
         if (op == KILN_WS_OP_PING) {
-                memcpy(c->pong, c->ctl, c->ctl_len);
-                c->pong_len = c->ctl_len;
+                memcpy(c->pong, p, len);
+                c->pong_len = len;
                 c->pong_unsent = true;
                 lws_callback_on_writable(c->wsi);
         } else if (op == KILN_WS_OP_CLOSE) {
-                if (c->ctl_len >= 2)
+                if (len >= 2)
                         load_note_error(c->b, "connection %u closed by the server with %u", c->idx,
-                                   (unsigned)(c->ctl[0] << 8 | c->ctl[1]));
+                                   (unsigned)(p[0] << 8 | p[1]));
                 load_conn_closed(c, "the server closed the connection");
                 return -1;
         }
         return 0;
 }
 
+static int raw_data(void *ctx, const uint8_t *p, size_t len, bool binary, bool last)
+{
+        struct conn *c = ctx;
+
+        if (c->st != CS_HELLO && c->st != CS_READY)
+                return 0;
+        int r = load_rx_chunk(c, p, len, binary, last);
+        if (r < 0) {
+                load_conn_closed(c, r == -EMSGSIZE ? "text message too long" : "out of memory");
+                return -1;
+        }
+        return c->st == CS_CLOSED ? -1 : 0;
+}
+
+static const struct kiln_ws_rx_events raw_events = {
+        .data = raw_data,
+        .control = raw_control,
+};
+
 /* Takes received bytes: the upgrade response, then frames. Returns -1 to close. */
 int load_raw_rx(struct conn *c, const uint8_t *in, size_t len)
 {
+        const char *why;
+
         if (c->st == CS_UPGRADING) {
-                long used = raw_upgrade_rx(c, in, len);
-                if (used < 0)
+                char refused[160];
+                long used = kiln_ws_hs_feed(&c->hs, in, len, c->ws_accept, refused, sizeof(refused));
+                if (used < 0) {
+                        load_conn_closed(c, refused);
                         return -1;
+                }
+                if (!used)
+                        return 0;
+                c->st = CS_HELLO;
+                c->hello_unsent = true;
+                lws_callback_on_writable(c->wsi);
                 in += used;
                 len -= (size_t)used;
         }
-        while (len || (c->frx.in_payload && !c->frx.left)) {
-                if (!c->frx.in_payload) {
-                        const char *why;
-                        long used = kiln_ws_rx_header(&c->frx, in, len, &why);
-                        if (used < 0) {
-                                load_conn_closed(c, why);
-                                return -1;
-                        }
-                        in += used;
-                        len -= (size_t)used;
-                        if (!c->frx.in_payload)
-                                break;
-                        c->ctl_len = 0;
-                }
-                size_t take = len < c->frx.left ? len : (size_t)c->frx.left;
-                uint8_t op = c->frx.op;
-                bool fin = c->frx.fin;
-                bool end = kiln_ws_rx_payload(&c->frx, take);
-                if (op >= KILN_WS_OP_CLOSE) {
-                        memcpy(c->ctl + c->ctl_len, in, take);
-                        c->ctl_len += take;
-                } else if (c->st == CS_HELLO || c->st == CS_READY) {
-                        bool binary = op == KILN_WS_OP_CONT ? c->rx_binary : op == KILN_WS_OP_BINARY;
-                        int r = load_rx_chunk(c, in, take, binary, end && fin);
-                        if (r < 0) {
-                                load_conn_closed(c, r == -EMSGSIZE ? "text message too long" : "out of memory");
-                                return -1;
-                        }
-                        if (c->st == CS_CLOSED)
-                                return -1;
-                }
-                in += take;
-                len -= take;
-                if (end && op >= KILN_WS_OP_CLOSE && raw_control(c, op) < 0)
-                        return -1;
+        if (kiln_ws_feed(&c->frx, in, len, &raw_events, c, &why) < 0) {
+                if (why)
+                        load_conn_closed(c, why);
+                return -1;
         }
         return 0;
 }

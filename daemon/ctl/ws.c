@@ -68,11 +68,8 @@ struct ctl_ws {
         struct kiln_ws_url url;
         bool upgrade_sent;
         char accept[32];
-        char *hs;                      /* the upgrade response so far */
-        size_t hs_len;
+        struct kiln_ws_hs hs;          /* the upgrade response so far */
         struct kiln_ws_rx frx;
-        uint8_t ctl[KILN_WS_MAX_CONTROL];
-        size_t ctl_len;
         bool pong_owed;
         uint8_t pong[KILN_WS_MAX_CONTROL];
         size_t pong_len;
@@ -228,110 +225,81 @@ static int raw_writeable(struct ctl_ws *c, struct lws *wsi)
         return 0;
 }
 
-/* Reads the upgrade response; returns the bytes of `in` it used (frames may follow
- * in the same read), or -1 when the server refused. */
-static long raw_upgrade_rx(struct ctl_ws *c, const uint8_t *in, size_t len)
-{
-        size_t had = c->hs_len, take = len < 8192 - had ? len : 8192 - had;
-        char *p = realloc(c->hs, had + take);
-        if (!p) {
-                set_error(c, "%s", "out of memory");
-                return -1;
-        }
-        c->hs = p;
-        memcpy(c->hs + had, in, take);
-        c->hs_len = had + take;
-        char why[160];
-        long end = kiln_ws_upgrade_response(c->hs, c->hs_len, c->accept, why, sizeof(why));
-        if (end < 0 || (!end && c->hs_len == 8192)) {
-                set_error(c, "%s", end < 0 ? why : "the upgrade response is too long");
-                return -1;
-        }
-        if (!end)
-                return (long)len;
-        free(c->hs);
-        c->hs = NULL;
-        c->hs_len = 0;
-        c->state = WS_OPEN;
-        if (c->out_head || c->closing)
-                lws_callback_on_writable(c->wsi);
-        return end - (long)had;
-}
-
 /* The end of a control frame: ping is answered, close ends the connection. */
-static int raw_control(struct ctl_ws *c, uint8_t op)
+static int raw_control(void *ctx, uint8_t op, const uint8_t *p, size_t len)
 {
+        struct ctl_ws *c = ctx;
+
         if (op == KILN_WS_OP_PING) {
-                memcpy(c->pong, c->ctl, c->ctl_len);
-                c->pong_len = c->ctl_len;
+                memcpy(c->pong, p, len);
+                c->pong_len = len;
                 c->pong_owed = true;
                 lws_callback_on_writable(c->wsi);
         } else if (op == KILN_WS_OP_CLOSE) {
-                if (c->ctl_len >= 2) {
-                        unsigned code = (unsigned)(c->ctl[0] << 8 | c->ctl[1]);
-                        set_error(c, "the server closed the connection (close code %u%s%.*s)", code,
-                                  c->ctl_len > 2 ? ": " : "", (int)(c->ctl_len - 2), (const char *)c->ctl + 2);
-                }
+                if (len >= 2)
+                        set_error(c, "the server closed the connection (close code %u%s%.*s)",
+                                  (unsigned)(p[0] << 8 | p[1]), len > 2 ? ": " : "", (int)(len - 2),
+                                  (const char *)p + 2);
                 set_error(c, "%s", "the server closed the connection");
                 return -1;
         }
         return 0;
 }
 
+/* A data frame begins: room for its whole payload at once, no doubling copies. */
+static int raw_frame(void *ctx, bool first, uint64_t len)
+{
+        struct ctl_ws *c = ctx;
+
+        (void)first;
+        if (len > SIZE_MAX / 2 || rx_reserve(c, (size_t)len) < 0) {
+                set_error(c, "%s", "out of memory receiving a message");
+                return -1;
+        }
+        return 0;
+}
+
+static int raw_data(void *ctx, const uint8_t *p, size_t len, bool binary, bool last)
+{
+        struct ctl_ws *c = ctx;
+
+        if (rx_chunk(c, p, len, binary, last) < 0) {
+                set_error(c, "%s", "out of memory receiving a message");
+                return -1;
+        }
+        return 0;
+}
+
+static const struct kiln_ws_rx_events raw_events = {
+        .frame = raw_frame,
+        .data = raw_data,
+        .control = raw_control,
+};
+
 /* Takes received bytes: the upgrade response, then frames. Returns -1 to close. */
 static int raw_rx(struct ctl_ws *c, const uint8_t *in, size_t len)
 {
+        const char *why;
+
         if (c->state == WS_CONNECTING) {
-                long used = raw_upgrade_rx(c, in, len);
-                if (used < 0)
+                char refused[160];
+                long used = kiln_ws_hs_feed(&c->hs, in, len, c->accept, refused, sizeof(refused));
+                if (used < 0) {
+                        set_error(c, "%s", refused);
                         return -1;
+                }
+                if (!used)
+                        return 0;
+                c->state = WS_OPEN;
+                if (c->out_head || c->closing)
+                        lws_callback_on_writable(c->wsi);
                 in += used;
                 len -= (size_t)used;
         }
-        while (len || (c->frx.in_payload && !c->frx.left)) {
-                if (!c->frx.in_payload) {
-                        const char *why;
-                        long used = kiln_ws_rx_header(&c->frx, in, len, &why);
-                        if (used < 0) {
-                                set_error(c, "%s", why);
-                                return -1;
-                        }
-                        in += used;
-                        len -= (size_t)used;
-                        if (!c->frx.in_payload)
-                                break;
-                        c->ctl_len = 0;
-                        if (c->frx.op < KILN_WS_OP_CLOSE) {
-                                if ((c->frx.op == KILN_WS_OP_CONT) != c->rx_active) {
-                                        set_error(c, "%s", "the server sent a fragment out of order");
-                                        return -1;
-                                }
-                                /* a frame's whole payload at once: no doubling copies */
-                                if (c->frx.left > SIZE_MAX / 2 || rx_reserve(c, (size_t)c->frx.left) < 0) {
-                                        set_error(c, "%s", "out of memory receiving a message");
-                                        return -1;
-                                }
-                        }
-                }
-                size_t take = len < c->frx.left ? len : (size_t)c->frx.left;
-                uint8_t op = c->frx.op;
-                bool fin = c->frx.fin;
-                if (op >= KILN_WS_OP_CLOSE) {
-                        memcpy(c->ctl + c->ctl_len, in, take);
-                        c->ctl_len += take;
-                }
-                bool end = kiln_ws_rx_payload(&c->frx, take);
-                if (op < KILN_WS_OP_CLOSE) {
-                        bool binary = op == KILN_WS_OP_CONT ? c->rx_binary : op == KILN_WS_OP_BINARY;
-                        if (rx_chunk(c, in, take, binary, end && fin) < 0) {
-                                set_error(c, "%s", "out of memory receiving a message");
-                                return -1;
-                        }
-                }
-                in += take;
-                len -= take;
-                if (end && op >= KILN_WS_OP_CLOSE && raw_control(c, op) < 0)
-                        return -1;
+        if (kiln_ws_feed(&c->frx, in, len, &raw_events, c, &why) < 0) {
+                if (why)
+                        set_error(c, "%s", why);
+                return -1;
         }
         return 0;
 }
@@ -700,7 +668,7 @@ void ctl_ws_free(struct ctl_ws *c)
                 free(o);
         }
         free(c->rx);
-        free(c->hs);
+        kiln_ws_hs_free(&c->hs);
         free(c->wbuf);
         free(c);
 }

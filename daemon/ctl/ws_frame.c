@@ -1,5 +1,6 @@
 /* RFC 6455, the client's half, without I/O (see ws_frame.h). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -183,4 +184,88 @@ bool kiln_ws_rx_payload(struct kiln_ws_rx *rx, uint64_t n)
                 return false;
         rx->in_payload = false;
         return true;
+}
+
+#define HS_MAX 8192
+
+long kiln_ws_hs_feed(struct kiln_ws_hs *h, const uint8_t *in, size_t len, const char *accept, char *why,
+                     size_t why_size)
+{
+        size_t had = h->len, take = len < HS_MAX - had ? len : HS_MAX - had;
+        char *p = realloc(h->buf, had + take);
+        long end;
+
+        if (!p) {
+                snprintf(why, why_size, "out of memory");
+                kiln_ws_hs_free(h);
+                return -1;
+        }
+        h->buf = p;
+        memcpy(h->buf + had, in, take);
+        h->len = had + take;
+        end = kiln_ws_upgrade_response(h->buf, h->len, accept, why, why_size);
+        if (!end && h->len == HS_MAX) {
+                snprintf(why, why_size, "the upgrade response is too long");
+                end = -1;
+        }
+        if (!end)
+                return 0;
+        kiln_ws_hs_free(h);
+        return end < 0 ? -1 : end - (long)had;
+}
+
+void kiln_ws_hs_free(struct kiln_ws_hs *h)
+{
+        free(h->buf);
+        h->buf = NULL;
+        h->len = 0;
+}
+
+int kiln_ws_feed(struct kiln_ws_rx *rx, const uint8_t *in, size_t len, const struct kiln_ws_rx_events *ev,
+                 void *ctx, const char **why)
+{
+        *why = NULL;
+        while (len || (rx->in_payload && !rx->left)) {
+                if (!rx->in_payload) {
+                        long used = kiln_ws_rx_header(rx, in, len, why);
+                        if (used < 0)
+                                return -1;
+                        in += used;
+                        len -= (size_t)used;
+                        if (!rx->in_payload)
+                                break;
+                        rx->ctl_len = 0;
+                        if (rx->op < KILN_WS_OP_CLOSE) {
+                                bool first = rx->op != KILN_WS_OP_CONT;
+                                if (first == rx->in_message) {
+                                        *why = "the server sent a fragment out of order";
+                                        return -1;
+                                }
+                                if (first)
+                                        rx->binary = rx->op == KILN_WS_OP_BINARY;
+                                rx->in_message = true;
+                                if (ev->frame && ev->frame(ctx, first, rx->left) < 0)
+                                        return -1;
+                        }
+                }
+                size_t take = len < rx->left ? len : (size_t)rx->left;
+                uint8_t op = rx->op;
+                bool fin = rx->fin;
+                bool end = kiln_ws_rx_payload(rx, take);
+                if (op >= KILN_WS_OP_CLOSE) {
+                        if (take)
+                                memcpy(rx->ctl + rx->ctl_len, in, take);
+                        rx->ctl_len += take;
+                        if (end && ev->control(ctx, op, rx->ctl, rx->ctl_len) < 0)
+                                return -1;
+                } else {
+                        if (end && fin)
+                                rx->in_message = false;
+                        if (ev->data(ctx, in, take, rx->binary, end && fin) < 0)
+                                return -1;
+                }
+                in += take;
+                len -= take;
+        }
+        return 0;
 }

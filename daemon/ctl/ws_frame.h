@@ -46,7 +46,22 @@ size_t kiln_ws_frame_header(uint8_t *dst, uint8_t opcode, bool fin, uint64_t len
 /* dst[i] = src[i] ^ mask[(offset + i) & 3] for len bytes (dst may be src). */
 void kiln_ws_mask(uint8_t *dst, const uint8_t *src, size_t len, const uint8_t mask[4], uint64_t offset);
 
-/* A server frame being read. */
+/* The upgrade answer being read: kept only until it is complete. */
+struct kiln_ws_hs {
+        char *buf;
+        size_t len;
+};
+
+/* Takes received bytes of the upgrade answer (at most 8 KiB in all). Returns how
+ * many bytes of `in` it used once the answer is complete and accepts (frames may
+ * follow in the same read), 0 while it is incomplete (all of `in` taken), or -1
+ * with a sentence in why. Frees what it kept once it returns non-zero. */
+long kiln_ws_hs_feed(struct kiln_ws_hs *h, const uint8_t *in, size_t len, const char *accept, char *why,
+                     size_t why_size);
+/* Frees what an unfinished upgrade answer kept. */
+void kiln_ws_hs_free(struct kiln_ws_hs *h);
+
+/* A server frame being read, and the message it belongs to. */
 struct kiln_ws_rx {
         uint8_t h[10];             /* header bytes so far */
         unsigned h_len;
@@ -54,6 +69,10 @@ struct kiln_ws_rx {
         bool fin;
         uint8_t op;
         uint64_t left;
+        bool in_message;           /* a data message's later fragments are due */
+        bool binary;               /* of that message */
+        uint8_t ctl[KILN_WS_MAX_CONTROL];
+        size_t ctl_len;
 };
 
 /* Consumes header bytes of the next frame from in[0..len) while !rx->in_payload.
@@ -65,3 +84,20 @@ long kiln_ws_rx_header(struct kiln_ws_rx *rx, const uint8_t *in, size_t len, con
 /* Takes `n` payload bytes (n <= rx->left); returns true when that ended the frame
  * (rx is then ready for the next header). */
 bool kiln_ws_rx_payload(struct kiln_ws_rx *rx, uint64_t n);
+
+/* What kiln_ws_feed hands on. Each returns >= 0, or < 0 to stop the feed. */
+struct kiln_ws_rx_events {
+        /* A data frame of `len` payload bytes begins (first: of a new message), so
+         * that room can be made for it; may be NULL. */
+        int (*frame)(void *ctx, bool first, uint64_t len);
+        /* Payload bytes of a data message; last: its final ones. */
+        int (*data)(void *ctx, const uint8_t *p, size_t len, bool binary, bool last);
+        /* A whole control frame: ping (to be answered), pong, close (code and reason). */
+        int (*control)(void *ctx, uint8_t op, const uint8_t *p, size_t len);
+};
+
+/* Runs received bytes through the frame reader, calling ev for what they carry.
+ * Returns 0, or -1 with *why saying how the server broke the protocol (the above,
+ * or a fragment out of order), or with *why NULL when a callback stopped it. */
+int kiln_ws_feed(struct kiln_ws_rx *rx, const uint8_t *in, size_t len, const struct kiln_ws_rx_events *ev,
+                 void *ctx, const char **why);

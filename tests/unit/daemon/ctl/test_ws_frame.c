@@ -1,6 +1,6 @@
 /* RFC 6455's client half (daemon/ctl/ws_frame.c): the upgrade key and answer,
- * masked frame headers and masking, and reading server frame headers in any
- * split, with every refusal. */
+ * masked frame headers and masking, reading server frames in any split (fragments,
+ * a control frame between them), with every refusal. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -180,6 +180,128 @@ static void test_rx_header_refusals(void **state)
                 "the server sent a frame length with the top bit set");
 }
 
+/* What kiln_ws_feed handed on, in order. */
+struct seen {
+        char data[64];
+        size_t data_len;
+        int lasts, last_at, pings, closes, frames, firsts;
+        bool binary;
+        int stop_after; /* data calls; 0: never stop */
+        int calls;
+};
+
+static int on_frame(void *ctx, bool first, uint64_t len)
+{
+        struct seen *w = ctx;
+        w->frames++;
+        w->firsts += first;
+        return 0;
+}
+
+static int on_data(void *ctx, const uint8_t *p, size_t len, bool binary, bool last)
+{
+        struct seen *w = ctx;
+        memcpy(w->data + w->data_len, p, len);
+        w->data_len += len;
+        w->binary = binary;
+        if (last) {
+                w->lasts++;
+                w->last_at = (int)w->data_len;
+        }
+        return w->stop_after && ++w->calls >= w->stop_after ? -1 : 0;
+}
+
+static int on_control(void *ctx, uint8_t op, const uint8_t *p, size_t len)
+{
+        struct seen *w = ctx;
+        if (op == KILN_WS_OP_PING) {
+                assert_int_equal(len, 1);
+                assert_int_equal(p[0], 'p');
+                w->pings++;
+        } else if (op == KILN_WS_OP_CLOSE) {
+                w->closes++;
+        }
+        return 0;
+}
+
+static const struct kiln_ws_rx_events events = { .frame = on_frame, .data = on_data, .control = on_control };
+
+/* A text message in three fragments, the last one empty, with a ping between the
+ * first two; then a close. Fed in every piece size. */
+static void test_feed_fragments_with_a_ping_between(void **state)
+{
+        const uint8_t in[] = { 0x01, 2, 'h', 'e', 0x89, 1, 'p', 0x00, 3, 'l', 'l', 'o', 0x80, 0,
+                               0x88, 2, 0x03, 0xe8 };
+        const char *why;
+
+        for (size_t step = 1; step <= sizeof(in); step++) {
+                struct kiln_ws_rx rx = { 0 };
+                struct seen w = { 0 };
+                for (size_t at = 0; at < sizeof(in); at += step) {
+                        size_t n = sizeof(in) - at < step ? sizeof(in) - at : step;
+                        assert_int_equal(kiln_ws_feed(&rx, in + at, n, &events, &w, &why), 0);
+                }
+                assert_int_equal(w.data_len, 5);
+                assert_memory_equal(w.data, "hello", 5);
+                assert_false(w.binary);
+                assert_int_equal(w.lasts, 1);
+                assert_int_equal(w.last_at, 5);
+                assert_int_equal(w.pings, 1);
+                assert_int_equal(w.closes, 1);
+                assert_int_equal(w.frames, 3);
+                assert_int_equal(w.firsts, 1);
+                assert_false(rx.in_message);
+        }
+}
+
+static void test_feed_refuses_fragments_out_of_order_and_stops_when_asked(void **state)
+{
+        const uint8_t cont_first[] = { 0x80, 1, 'x' };
+        const uint8_t text_in_text[] = { 0x01, 1, 'a', 0x81, 1, 'b' };
+        const uint8_t two[] = { 0x82, 1, 'a', 0x82, 1, 'b' };
+        struct kiln_ws_rx rx = { 0 };
+        struct seen w = { 0 };
+        const char *why;
+
+        assert_int_equal(kiln_ws_feed(&rx, cont_first, sizeof(cont_first), &events, &w, &why), -1);
+        assert_string_equal(why, "the server sent a fragment out of order");
+        memset(&rx, 0, sizeof(rx));
+        assert_int_equal(kiln_ws_feed(&rx, text_in_text, sizeof(text_in_text), &events, &w, &why), -1);
+        assert_string_equal(why, "the server sent a fragment out of order");
+
+        memset(&rx, 0, sizeof(rx));
+        memset(&w, 0, sizeof(w));
+        w.stop_after = 1;
+        assert_int_equal(kiln_ws_feed(&rx, two, sizeof(two), &events, &w, &why), -1);
+        assert_null(why);
+        assert_int_equal(w.data_len, 1);
+        assert_true(w.binary);
+}
+
+static void test_hs_feed_in_pieces_then_frames(void **state)
+{
+        const char *ans = "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+                          "\x81\x01x";
+        const char *acc = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+        size_t total = strlen(ans), hdr = total - 3;
+        struct kiln_ws_hs h = { 0 };
+        char why[160];
+
+        assert_int_equal(kiln_ws_hs_feed(&h, (const uint8_t *)ans, 10, acc, why, sizeof(why)), 0);
+        assert_int_equal(kiln_ws_hs_feed(&h, (const uint8_t *)ans + 10, hdr - 12, acc, why, sizeof(why)), 0);
+        /* the last two bytes of the blank line and a frame in one read: 2 used */
+        assert_int_equal(kiln_ws_hs_feed(&h, (const uint8_t *)ans + hdr - 2, 5, acc, why, sizeof(why)), 2);
+        assert_null(h.buf);
+
+        char big[9000];
+        memset(big, 'a', sizeof(big));
+        memcpy(big, "HTTP/1.1 101 x\r\n", 16);
+        assert_int_equal(kiln_ws_hs_feed(&h, (const uint8_t *)big, sizeof(big), acc, why, sizeof(why)), -1);
+        assert_string_equal(why, "the upgrade response is too long");
+        assert_null(h.buf);
+        kiln_ws_hs_free(&h);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -190,6 +312,9 @@ int main(void)
                 cmocka_unit_test(test_mask_matches_the_definition),
                 cmocka_unit_test(test_rx_header_in_any_split),
                 cmocka_unit_test(test_rx_header_refusals),
+                cmocka_unit_test(test_feed_fragments_with_a_ping_between),
+                cmocka_unit_test(test_feed_refuses_fragments_out_of_order_and_stops_when_asked),
+                cmocka_unit_test(test_hs_feed_in_pieces_then_frames),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
