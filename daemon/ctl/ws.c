@@ -148,6 +148,26 @@ static int rx_chunk(struct ctl_ws *c, const void *in, size_t len, bool binary, b
         return 0;
 }
 
+/* The size of the next fragment of o: at most OUT_FRAGMENT bytes. */
+static size_t out_fragment(const struct out_msg *o)
+{
+        return o->len - o->sent < OUT_FRAGMENT ? o->len - o->sent : OUT_FRAGMENT;
+}
+
+/* The head message's next n bytes are written; a message written whole leaves. */
+static void out_sent(struct ctl_ws *c, size_t n)
+{
+        struct out_msg *o = c->out_head;
+
+        o->sent += n;
+        if (o->sent < o->len)
+                return;
+        c->out_head = o->next;
+        if (!c->out_head)
+                c->out_tail = &c->out_head;
+        free(o);
+}
+
 /* ---- raw framing (ws://) ---- */
 
 static void next_mask(struct ctl_ws *c, uint8_t mask[4])
@@ -200,17 +220,11 @@ static int raw_writeable(struct ctl_ws *c, struct lws *wsi)
         }
         struct out_msg *o = c->out_head;
         if (o) {
-                size_t n = o->len - o->sent < OUT_FRAGMENT ? o->len - o->sent : OUT_FRAGMENT;
+                size_t n = out_fragment(o);
                 bool last = o->sent + n == o->len;
                 uint8_t op = o->sent ? KILN_WS_OP_CONT : o->binary ? KILN_WS_OP_BINARY : KILN_WS_OP_TEXT;
                 put_frame(c, &used, op, last, o->buf + LWS_PRE + o->sent, n);
-                o->sent += n;
-                if (last) {
-                        c->out_head = o->next;
-                        if (!c->out_head)
-                                c->out_tail = &c->out_head;
-                        free(o);
-                }
+                out_sent(c, n);
         } else if (c->closing && !c->close_sent) {
                 static const uint8_t normal[2] = { 1000 >> 8, 1000 & 0xff };
                 put_frame(c, &used, KILN_WS_OP_CLOSE, true, normal, sizeof(normal));
@@ -337,7 +351,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
                 }
                 /* The LWS_PRE bytes before a later fragment are payload already
                  * sent: libwebsockets may write its frame header there. */
-                size_t n = o->len - o->sent < OUT_FRAGMENT ? o->len - o->sent : OUT_FRAGMENT;
+                size_t n = out_fragment(o);
                 bool last = o->sent + n == o->len;
                 int flags = lws_write_ws_flags(o->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT, o->sent == 0, last);
                 int w = lws_write(wsi, o->buf + LWS_PRE + o->sent, n, (enum lws_write_protocol)flags);
@@ -345,13 +359,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
                         set_error(c, "%s", "writing to the connection failed");
                         return -1;
                 }
-                o->sent += n;
-                if (last) {
-                        c->out_head = o->next;
-                        if (!c->out_head)
-                                c->out_tail = &c->out_head;
-                        free(o);
-                }
+                out_sent(c, n);
                 if (c->out_head || c->closing)
                         lws_callback_on_writable(wsi);
                 break;
