@@ -3,6 +3,7 @@
  * The only header that includes lmdb.h; nothing outside the store includes it. */
 #pragma once
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -341,6 +342,15 @@ int store_object_changed(struct store_txn *t, const struct store_object_ref *o, 
 int store_object_info_fill(const char *name, const struct object_header *h, struct store_object_info *ret);
 /* Deletes every item of the object whose item prefix is p. Returns >= 0 or -errno. */
 int store_object_items_clear(struct store_txn *t, const uint8_t *p, size_t plen);
+
+/* ---- store_writer.c: the store's threads ---- */
+
+/* A condition variable whose timed waits run on CLOCK_MONOTONIC. Returns 0 or a
+ * positive errno. */
+int store_cond_init(pthread_cond_t *c);
+/* Starts a thread with every signal blocked (signals are the main thread's).
+ * Returns 0 or a positive errno. */
+int store_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
 
 /* ---- store_ops.c: applying writer operations ---- */
 

@@ -8,7 +8,6 @@
  * flushes once more itself). */
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -71,8 +70,6 @@ static void *syncer_main(void *arg)
 int store_syncer_start(struct store *s, struct store_syncer **ret)
 {
         struct store_syncer *y = calloc(1, sizeof(*y));
-        pthread_condattr_t attr;
-        sigset_t all, old;
         int r;
 
         if (!y)
@@ -83,22 +80,13 @@ int store_syncer_start(struct store *s, struct store_syncer **ret)
                 free(y);
                 return -r;
         }
-        r = pthread_condattr_init(&attr);
-        if (r == 0) {
-                r = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-                if (r == 0)
-                        r = pthread_cond_init(&y->cond, &attr);
-                pthread_condattr_destroy(&attr);
-        }
+        r = store_cond_init(&y->cond);
         if (r != 0) {
                 pthread_mutex_destroy(&y->lock);
                 free(y);
                 return -r;
         }
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &old);
-        r = pthread_create(&y->thread, NULL, syncer_main, y);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        r = store_thread_start(&y->thread, syncer_main, y);
         if (r != 0) {
                 pthread_cond_destroy(&y->cond);
                 pthread_mutex_destroy(&y->lock);

@@ -571,13 +571,36 @@ static void *writer_main(void *arg)
         return NULL;
 }
 
+int store_cond_init(pthread_cond_t *c)
+{
+        pthread_condattr_t attr;
+        int r = pthread_condattr_init(&attr);
+
+        if (r != 0)
+                return r;
+        r = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        if (r == 0)
+                r = pthread_cond_init(c, &attr);
+        pthread_condattr_destroy(&attr);
+        return r;
+}
+
+int store_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+        sigset_t all, old;
+
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        int r = pthread_create(t, NULL, fn, arg);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        return r;
+}
+
 /* Starts the writer thread (with all signals blocked) over an open store. Returns >= 0
  * or -errno. */
 int store_writer_start(struct store *s, struct store_writer **ret)
 {
         struct store_writer *w = calloc(1, sizeof(*w));
-        pthread_condattr_t attr;
-        sigset_t all, old;
         int r;
 
         if (!w)
@@ -588,13 +611,7 @@ int store_writer_start(struct store *s, struct store_writer **ret)
                 free(w);
                 return -r;
         }
-        r = pthread_condattr_init(&attr);
-        if (r == 0) {
-                r = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-                if (r == 0)
-                        r = pthread_cond_init(&w->cond, &attr);
-                pthread_condattr_destroy(&attr);
-        }
+        r = store_cond_init(&w->cond);
         if (r != 0) {
                 pthread_mutex_destroy(&w->lock);
                 free(w);
@@ -609,10 +626,7 @@ int store_writer_start(struct store *s, struct store_writer **ret)
                         return r;
                 }
         }
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &old);
-        r = pthread_create(&w->thread, NULL, writer_main, w);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        r = store_thread_start(&w->thread, writer_main, w);
         if (r != 0) {
                 store_syncer_stop(w->syncer);
                 pthread_cond_destroy(&w->cond);
