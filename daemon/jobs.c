@@ -48,6 +48,13 @@ const struct sched_sink *jobs_sched_sink(struct jobs *js)
         return &js->sink;
 }
 
+void job_op_to_loop(struct store_op *op, void (*fn)(struct mail *m))
+{
+        struct job *j = container_of(op, struct job, op);
+        j->mail.fn = fn;
+        mailbox_post(j->js->mailbox, &j->mail);
+}
+
 void jobs_set_sched(struct jobs *js, struct sched *s)
 {
         js->sched = s;

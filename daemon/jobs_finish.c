@@ -347,16 +347,12 @@ static void on_early_stored_mail(struct mail *m)
 
 static void on_early_stored(struct store_op *op)
 {
-        struct job *j = container_of(op, struct job, op);
-        j->mail.fn = on_early_stored_mail;
-        mailbox_post(j->js->mailbox, &j->mail);
+        job_op_to_loop(op, on_early_stored_mail);
 }
 
 static void on_finished_stored(struct store_op *op)
 {
-        struct job *j = container_of(op, struct job, op);
-        j->mail.fn = on_finished_mail;
-        mailbox_post(j->js->mailbox, &j->mail);
+        job_op_to_loop(op, on_finished_mail);
 }
 
 void job_finish(struct job *j, enum kiln_job_state state, enum kiln_err code, const char *message)

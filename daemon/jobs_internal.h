@@ -52,6 +52,9 @@ int job_from_record(struct jobs *js, const struct store_job *rec, uint8_t **inpu
                     struct job **ret);
 /* Gives back what *held counts of `use` in the memory budget, and zeroes it. */
 void job_mem_give(struct jobs *js, enum mem_use use, uint64_t *held);
+/* From a job's store operation's done callback (writer thread): runs fn with the
+ * job's mail on the loop thread. */
+void job_op_to_loop(struct store_op *op, void (*fn)(struct mail *m));
 /* Milliseconds the job was queued and ran (monotonic when it has the stamps). */
 void job_durations(const struct job *j, int64_t *ret_queue, int64_t *ret_run);
 /* Estimated bytes a job will write to the store: its result's and its input's. */

@@ -216,9 +216,7 @@ static void on_committed_mail(struct mail *m)
 
 static void on_committed(struct store_op *op)
 {
-        struct job *j = container_of(op, struct job, op);
-        j->mail.fn = on_committed_mail;
-        mailbox_post(j->js->mailbox, &j->mail);
+        job_op_to_loop(op, on_committed_mail);
 }
 
 /* ---- answering from a hot copy ---- */
@@ -239,9 +237,7 @@ static void on_hot_recorded_mail(struct mail *m)
 
 static void on_hot_recorded(struct store_op *op)
 {
-        struct job *j = container_of(op, struct job, op);
-        j->mail.fn = on_hot_recorded_mail;
-        mailbox_post(j->js->mailbox, &j->mail);
+        job_op_to_loop(op, on_hot_recorded_mail);
 }
 
 static void hot_write_result(struct store_op *op, uint8_t *dst, size_t offset, size_t len)
@@ -346,9 +342,7 @@ static void on_early_queued_mail(struct mail *m)
 
 static void on_early_queued(struct store_op *op)
 {
-        struct job *j = container_of(op, struct job, op);
-        j->mail.fn = on_early_queued_mail;
-        mailbox_post(j->js->mailbox, &j->mail);
+        job_op_to_loop(op, on_early_queued_mail);
 }
 
 void jobs_early_store_queued(struct job *j)
