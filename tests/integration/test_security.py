@@ -352,10 +352,22 @@ class SlowLorisTest(SecurityCase):
             self.assertGreater(t - start, 1.5, "dropped before the handshake timeout")
 
 
-class RefusedUpgradeTest(SecurityCase):
-    """An upgrade kilnd refuses (another path, past server.max_connections) ends
-    that connection only: the daemon goes on serving everyone else."""
+class ServesOnCase(SecurityCase):
+    """For clients kilnd refuses or answers at an edge: with server.max_connections 2,
+    every test ends by opening two WebSockets and running a job, so a session the
+    test leaked, or a daemon it took down, fails it."""
     env = {"KILN_SERVER_MAX_CONNECTIONS": "2"}
+
+    def tearDown(self):
+        async def go():
+            a = await self.client("tok-submit")
+            b = await self.client("tok-submit")
+            done, _ = await a.run(KIND, dict(SMALL, mass=fresh_mass()))
+            self.assertEqual(done["state"], "done")
+            await a.close()
+            await b.close()
+        self.run_async(go())
+        self.assertIsNone(self.kilnd.proc.poll())
 
     async def refused(self, path, **kw):
         with self.assertRaises(websockets.exceptions.InvalidHandshake):
@@ -363,16 +375,16 @@ class RefusedUpgradeTest(SecurityCase):
                                           open_timeout=10, **kw)
             await ws.close()
 
+
+class RefusedUpgradeTest(ServesOnCase):
+    """An upgrade kilnd refuses (another path, past server.max_connections) ends
+    that connection only: the daemon goes on serving everyone else."""
+
     def test_upgrade_at_another_path_is_refused_and_the_daemon_serves_on(self):
         async def go():
             for path in ("/nope", "/ws2", "/healthz", "/"):
                 await self.refused(path)
-            c = await self.client("tok-submit")
-            done, _ = await c.run(KIND, dict(SMALL, mass=fresh_mass()))
-            self.assertEqual(done["state"], "done")
-            await c.close()
         self.run_async(go())
-        self.assertIsNone(self.kilnd.proc.poll())
 
     def test_connection_past_the_limit_is_refused_and_a_freed_place_is_taken(self):
         async def go():
@@ -389,7 +401,6 @@ class RefusedUpgradeTest(SecurityCase):
             await a.close()
             await c.close()
         self.run_async(go())
-        self.assertIsNone(self.kilnd.proc.poll())
 
 
 def http_exchange(port, request, timeout=5):
@@ -431,23 +442,10 @@ def read_response(s):
     return head.split(b"\r\n", 1)[0], body
 
 
-class HttpEdgesTest(SecurityCase):
+class HttpEdgesTest(ServesOnCase):
     """HTTP the way clients other than browsers send it: kept-alive API requests,
     pipelined probes, empty bodies and fragments, HTTP/2 and odd subprotocols. kilnd
-    answers each, or refuses it, and goes on serving; every test ends by opening as
-    many WebSockets as server.max_connections allows."""
-    env = {"KILN_SERVER_MAX_CONNECTIONS": "2"}
-
-    def tearDown(self):
-        async def go():
-            a = await self.client("tok-submit")
-            b = await self.client("tok-submit")
-            done, _ = await a.run(KIND, dict(SMALL, mass=fresh_mass()))
-            self.assertEqual(done["state"], "done")
-            await a.close()
-            await b.close()
-        self.run_async(go())
-        self.assertIsNone(self.kilnd.proc.poll())
+    answers each, or refuses it, and goes on serving."""
 
     def test_api_requests_on_a_kept_alive_connection_are_each_answered_and_freed(self):
         # Every request's internal session must be gone once it is answered: with
