@@ -215,16 +215,24 @@ static struct store_op *answer(struct fixture *f, int status, enum store_submit_
         return op;
 }
 
-static int submit(struct fixture *f, const char *kind, const char *params, uint64_t session, const char *key,
-                  struct proto_error *err)
+/* Submits for tenant acme, watching; timeout_ms <= 0: the default timeout. */
+static int submit_timed(struct fixture *f, const char *kind, const char *params, uint64_t session, const char *key,
+                        int64_t timeout_ms, struct proto_error *err)
 {
         json_t *p = json_loads(params, 0, NULL);
         assert_non_null(p);
         struct job_submit rq = { .kind = kind, .params = p, .tenant = "acme", .priority = KILN_PRIO_NORMAL,
-                                 .key = key, .cache = true, .watch = true, .session = session };
+                                 .key = key, .timeout_ms = timeout_ms, .cache = true, .watch = true,
+                                 .session = session };
         int r = jobs_submit(f->js, &rq, err);
         json_decref(p);
         return r;
+}
+
+static int submit(struct fixture *f, const char *kind, const char *params, uint64_t session, const char *key,
+                  struct proto_error *err)
+{
+        return submit_timed(f, kind, params, session, key, 0, err);
 }
 
 static const char small[] = "{\"mass\": 1e14, \"concentration\": 5, \"grid_size\": 8}";
@@ -586,12 +594,8 @@ static void test_a_passed_deadline_expires_a_queued_job(void **state)
 {
         struct fixture *f = *state;
         struct proto_error err;
-        json_t *p = json_loads(small, 0, NULL);
-        struct job_submit rq = { .kind = "lens.nfw", .params = p, .tenant = "acme", .timeout_ms = 5,
-                                 .cache = true, .watch = true, .session = 3 };
 
-        assert_int_equal(jobs_submit(f->js, &rq, &err), 1);
-        json_decref(p);
+        assert_int_equal(submit_timed(f, "lens.nfw", small, 3, NULL, 5, &err), 1);
         answer(f, 0, STORE_SUBMIT_STORED);
         int64_t due = jobs_next_deadline(f->js);
         assert_true(due > 0);
@@ -612,12 +616,8 @@ static void test_a_quick_job_that_expires_queued_is_stored_once_expired(void **s
 {
         struct fixture *f = *state;
         struct proto_error err;
-        json_t *p = json_loads(one_row, 0, NULL);
-        struct job_submit rq = { .kind = "risk.score", .params = p, .tenant = "acme", .timeout_ms = 5,
-                                 .cache = true, .watch = true, .session = 3 };
 
-        assert_int_equal(jobs_submit(f->js, &rq, &err), 1);
-        json_decref(p);
+        assert_int_equal(submit_timed(f, "risk.score", one_row, 3, NULL, 5, &err), 1);
         assert_int_equal(n_queued, 1);
         jobs_deadline_run(f->js, jobs_next_deadline(f->js));
         assert_int_equal(n_queued, 0);
