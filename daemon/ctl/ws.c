@@ -261,11 +261,10 @@ static int raw_control(void *ctx, uint8_t op, const uint8_t *p, size_t len)
 }
 
 /* A data frame begins: room for its whole payload at once, no doubling copies. */
-static int raw_frame(void *ctx, bool first, uint64_t len)
+static int raw_frame(void *ctx, uint64_t len)
 {
         struct ctl_ws *c = ctx;
 
-        (void)first;
         if (len > SIZE_MAX / 2 || rx_reserve(c, (size_t)len) < 0) {
                 set_error(c, "%s", "out of memory receiving a message");
                 return -1;

@@ -244,7 +244,7 @@ int kiln_ws_feed(struct kiln_ws_rx *rx, const uint8_t *in, size_t len, const str
                                 if (first)
                                         rx->binary = rx->op == KILN_WS_OP_BINARY;
                                 rx->in_message = true;
-                                if (ev->frame && ev->frame(ctx, first, rx->left) < 0)
+                                if (ev->frame && ev->frame(ctx, rx->left) < 0)
                                         return -1;
                         }
                 }

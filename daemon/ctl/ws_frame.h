@@ -87,9 +87,9 @@ bool kiln_ws_rx_payload(struct kiln_ws_rx *rx, uint64_t n);
 
 /* What kiln_ws_feed hands on. Each returns >= 0, or < 0 to stop the feed. */
 struct kiln_ws_rx_events {
-        /* A data frame of `len` payload bytes begins (first: of a new message), so
-         * that room can be made for it; may be NULL. */
-        int (*frame)(void *ctx, bool first, uint64_t len);
+        /* A data frame of `len` payload bytes begins, so that room can be made for
+         * it; may be NULL. */
+        int (*frame)(void *ctx, uint64_t len);
         /* Payload bytes of a data message; last: its final ones. */
         int (*data)(void *ctx, const uint8_t *p, size_t len, bool binary, bool last);
         /* A whole control frame: ping (to be answered), pong, close (code and reason). */
