@@ -16,7 +16,7 @@
 #include "store.h"
 
 #define KLNB_MAGIC "KLNB"
-#define KLNB_PREFIX 8
+#define KLNB_PREFIX PROTO_KLNB_PREFIX
 #define PART_NAME_MAX 31
 #define KEY_MAX 256
 #define LIST_LIMIT_MAX 1000
@@ -536,9 +536,11 @@ static bool part_name_ok(const char *s, size_t len)
         return true;
 }
 
-/* Decodes one binary frame; see proto.h. Every read of buf is bounded by len. */
-int proto_frame_decode(const uint8_t *buf, size_t len, struct proto_frame *ret, json_t **ret_ref,
-                       struct proto_error *err)
+/* Decodes one binary frame; see proto.h. Every read of buf is bounded by len. With
+ * `whole` false only the prefix and header need be in buf, and the payload's length
+ * is left to the caller. */
+static int frame_decode(const uint8_t *buf, size_t len, bool whole, struct proto_frame *ret, json_t **ret_ref,
+                        struct proto_error *err)
 {
         struct proto_frame f = { 0 };
 
@@ -622,7 +624,14 @@ int proto_frame_decode(const uint8_t *buf, size_t len, struct proto_frame *ret, 
         f.payload_len = len - KLNB_PREFIX - hlen;
         f.part_bytes = bytes;
         json_t *offset = json_object_get(f.header, "offset");
-        if (offset) {
+        if (!whole) {
+                if (offset && (!json_is_integer(offset) || json_integer_value(offset) < 0)) {
+                        k = fail(err, KERR_BAD_REQUEST, "frame.offset", "\"offset\" must be a non-negative integer");
+                        goto fail;
+                }
+                f.has_offset = offset != NULL;
+                f.offset = offset ? (uint64_t)json_integer_value(offset) : 0;
+        } else if (offset) {
                 /* A piece of a part sent in several frames (SPEC §2): shape and dtype
                  * describe the whole part, the payload lands at offset. */
                 if (!json_is_integer(offset) || json_integer_value(offset) < 0) {
@@ -655,6 +664,17 @@ fail:
                 *ret_ref = json_incref(json_object_get(f.header, "ref"));
         json_decref(f.header);
         return k;
+}
+
+int proto_frame_decode(const uint8_t *buf, size_t len, struct proto_frame *ret, json_t **ret_ref,
+                       struct proto_error *err)
+{
+        return frame_decode(buf, len, true, ret, ret_ref, err);
+}
+
+int proto_frame_decode_head(const uint8_t *buf, size_t len, struct proto_frame *ret, struct proto_error *err)
+{
+        return frame_decode(buf, len, false, ret, NULL, err);
 }
 
 /* Releases the header a frame points into and zeroes it. Accepts NULL. */

@@ -140,6 +140,8 @@ int proto_decode(const char *text, size_t len, struct proto_req *ret, json_t **r
                  struct proto_error *err);
 void proto_req_clear(struct proto_req *r);
 
+#define PROTO_KLNB_PREFIX 8   /* "KLNB" and the u32 LE header length */
+
 /* A decoded KLNB binary frame:
  *   "KLNB" | u32 LE header_len | header JSON | payload
  * header {"job": id | "ref": r, "part": name, "dtype": "f32"|"u8"|"u32"|"bytes", "shape": [..]}.
@@ -167,6 +169,13 @@ struct proto_frame {
  * buf[0..len). */
 int proto_frame_decode(const uint8_t *buf, size_t len, struct proto_frame *ret, json_t **ret_ref,
                        struct proto_error *err);
+
+/* Decodes the prefix and header of a frame whose payload is still arriving: buf
+ * holds at least the prefix and the whole header, and payload_len counts the
+ * payload bytes it holds so far. The payload's length is not checked (the caller
+ * compares the bytes that follow with part_bytes, or offset and part_bytes); the
+ * errors are otherwise proto_frame_decode's. */
+int proto_frame_decode_head(const uint8_t *buf, size_t len, struct proto_frame *ret, struct proto_error *err);
 void proto_frame_clear(struct proto_frame *f);
 
 /* Writes the KLNB prefix (magic, length, header JSON) for an outgoing part into a

@@ -908,6 +908,45 @@ static void test_frame_decodes_f32(void **state)
         free(buf);
 }
 
+/* The header of a frame whose payload is still arriving: no payload check, the
+ * header's own checks all kept. */
+static void test_frame_head_leaves_the_payload_to_the_caller(void **state)
+{
+        float data[6] = { 1, 2, 3, 4, 5, 6 };
+        const char *hdr = "{\"job\":\"" ID_A "\",\"part\":\"kappa\",\"dtype\":\"f32\",\"shape\":[2,3]}";
+        struct proto_frame f;
+        struct proto_error err;
+        size_t len;
+        uint8_t *buf = make_frame(hdr, data, sizeof(data), &len);
+
+        for (size_t have = 0; have <= sizeof(data); have++) {
+                assert_int_equal(proto_frame_decode_head(buf, len - sizeof(data) + have, &f, &err), 0);
+                assert_string_equal(f.part, "kappa");
+                assert_int_equal(f.part_bytes, sizeof(data));
+                assert_int_equal(f.payload_len, have);
+                assert_false(f.has_offset);
+                proto_frame_clear(&f);
+        }
+        assert_int_equal(proto_frame_decode_head(buf, len - sizeof(data) - 1, &f, &err), -EINVAL);
+        assert_string_equal(err.field, "frame");
+        free(buf);
+
+        buf = make_frame("{\"ref\":1,\"part\":\"p\",\"dtype\":\"f64\",\"shape\":[2]}", NULL, 0, &len);
+        assert_int_equal(proto_frame_decode_head(buf, len, &f, &err), -EINVAL);
+        assert_string_equal(err.field, "frame.dtype");
+        free(buf);
+        buf = make_frame("{\"ref\":1,\"part\":\"p\",\"dtype\":\"u8\",\"shape\":[2],\"offset\":-1}", NULL, 0, &len);
+        assert_int_equal(proto_frame_decode_head(buf, len, &f, &err), -EINVAL);
+        assert_string_equal(err.field, "frame.offset");
+        free(buf);
+        buf = make_frame("{\"ref\":1,\"part\":\"p\",\"dtype\":\"u8\",\"shape\":[2],\"offset\":1}", NULL, 0, &len);
+        assert_int_equal(proto_frame_decode_head(buf, len, &f, &err), 0);
+        assert_true(f.has_offset);
+        assert_int_equal(f.offset, 1);
+        proto_frame_clear(&f);
+        free(buf);
+}
+
 static void test_frame_decodes_u8_with_ref(void **state)
 {
         uint8_t data[5] = { 0, 1, 2, 1, 0 };
@@ -1661,6 +1700,7 @@ int main(void)
                 cmocka_unit_test(test_error_json_roundtrips_decode_errors),
 
                 cmocka_unit_test(test_frame_decodes_f32),
+                cmocka_unit_test(test_frame_head_leaves_the_payload_to_the_caller),
                 cmocka_unit_test(test_frame_decodes_u8_with_ref),
                 cmocka_unit_test(test_frame_decodes_u32_four_dims),
                 cmocka_unit_test(test_frame_decodes_bytes),
