@@ -1,6 +1,6 @@
 /* kilnctl's helpers that need no server: job parameters from KEY=VALUE words,
- * NumPy .npy files, tokens-file entries, ids files, and the KLNB frames of an
- * upload. */
+ * NumPy .npy files, tokens-file entries, ids files, the KLNB frames of an upload,
+ * and result parts received into files. */
 #pragma once
 
 #include <stdbool.h>
@@ -20,12 +20,16 @@
  * with an empty key segment) / -ENOMEM with a sentence in err. */
 int ctl_params_from_words(const char *kind, char *const *words, int n, json_t **ret, char *err, size_t err_size);
 
-/* Writes one part as a NumPy .npy file (format 1.0) at `path`, via a temporary
- * file renamed into place. `dtype` is a KLNB dtype ("f32", "u8", "u32", "bytes");
- * `data` is written as it is (little-endian already). Returns >= 0 or -errno
- * (-EINVAL for an unknown dtype or ndim outside 1..4). */
-int ctl_npy_write(const char *path, const char *dtype, int ndim, const uint64_t *shape, const void *data,
-                  size_t len);
+#define CTL_NPY_HEADER_MAX 256
+
+/* Writes the header of a NumPy .npy file (format 1.0) for an array of KLNB dtype
+ * `dtype` ("f32", "u8", "u32", "bytes") and `shape`, whose little-endian bytes
+ * follow it as they are. Returns the header's length (a multiple of 64), or -EINVAL
+ * for an unknown dtype or ndim outside 1..4. */
+int ctl_npy_header(const char *dtype, int ndim, const uint64_t *shape, char hdr[CTL_NPY_HEADER_MAX]);
+
+/* Writes all `len` bytes to fd, retrying short writes and EINTR. Returns >= 0 or -errno. */
+int ctl_write_all(int fd, const void *buf, size_t len);
 
 /* Creates directory `path` and its missing parents (mode 0755). Returns >= 0 or -errno. */
 int ctl_mkdir_p(const char *path);
@@ -40,6 +44,42 @@ int ctl_valid_name(const char *s);
  * another -errno for I/O failures. */
 int ctl_token_new(const char *name, const char *tenant, const char *role, const char *tokens_file,
                   char *ret_token);
+
+/* ---- result parts received into files (part_file.c) ---- */
+
+/* One result part written to a file while its KLNB frame arrives, so that a part
+ * of gigabytes costs no more memory than a part of bytes and the file is written
+ * while the rest is still on the wire. A mesh (dtype bytes, part "mesh") becomes
+ * DIR/mesh.stl or DIR/mesh.glb, any other part DIR/NAME.npy; the file is written
+ * under a temporary name until ctl_part_file_commit. */
+struct ctl_part_file;
+
+/* Starts receiving one frame into directory `dir` (created with its parents when
+ * the header is in; NULL: the frame is checked and dropped). Returns >= 0 or -ENOMEM. */
+int ctl_part_file_new(const char *dir, struct ctl_part_file **ret);
+
+/* Takes the frame's next `len` bytes. A frame the server got wrong or a file that
+ * cannot be written is not an error here: the rest of the frame is read and
+ * dropped, and ctl_part_file_finish reports it. */
+void ctl_part_file_feed(struct ctl_part_file *p, const uint8_t *buf, size_t len);
+
+/* The frame has ended (calling it again returns the same). Returns >= 0, or -EPROTO (a bad frame: too short, a bad
+ * header, a payload other than its header's size, a part in pieces) or -errno (the
+ * file) with a sentence in ctl_part_file_error. */
+int ctl_part_file_finish(struct ctl_part_file *p);
+
+/* The part's name once its header is in, else NULL. */
+const char *ctl_part_file_name(const struct ctl_part_file *p);
+
+/* Moves a finished file into place; *ret_path is where (borrowed; NULL when the
+ * frame was dropped). Returns >= 0 or -errno with a sentence in ctl_part_file_error. */
+int ctl_part_file_commit(struct ctl_part_file *p, const char **ret_path);
+
+/* Why the last call failed; "" when nothing did. */
+const char *ctl_part_file_error(const struct ctl_part_file *p);
+
+/* Removes the temporary file unless committed, and frees. Accepts NULL. */
+void ctl_part_file_free(struct ctl_part_file *p);
 
 /* ---- stored objects (SPEC §2.4): local inputs and upload frames ---- */
 

@@ -15,7 +15,7 @@
 
 #include "ctl.h"
 
-static int write_all(int fd, const void *buf, size_t len)
+int ctl_write_all(int fd, const void *buf, size_t len)
 {
         const uint8_t *p = buf;
 
@@ -45,11 +45,10 @@ static const char *npy_descr(const char *dtype)
         return NULL;
 }
 
-int ctl_npy_write(const char *path, const char *dtype, int ndim, const uint64_t *shape, const void *data,
-                  size_t len)
+int ctl_npy_header(const char *dtype, int ndim, const uint64_t *shape, char hdr[CTL_NPY_HEADER_MAX])
 {
         const char *descr = npy_descr(dtype);
-        char hdr[512], dims[256] = "";
+        char dims[256] = "";
         size_t dl = 0;
 
         if (!descr || ndim < 1 || ndim > 4)
@@ -58,32 +57,16 @@ int ctl_npy_write(const char *path, const char *dtype, int ndim, const uint64_t 
                 dl += (size_t)snprintf(dims + dl, sizeof(dims) - dl, "%s%" PRIu64, i ? ", " : "", shape[i]);
         /* The preamble (magic 6, version 2, length 2, dict) is padded with spaces
          * to a multiple of 64 bytes and ends in '\n'. */
-        int n = snprintf(hdr + 10, sizeof(hdr) - 10, "{'descr': '%s', 'fortran_order': False, 'shape': (%s%s), }",
-                         descr, dims, ndim == 1 ? "," : "");
+        int n = snprintf(hdr + 10, CTL_NPY_HEADER_MAX - 10,
+                         "{'descr': '%s', 'fortran_order': False, 'shape': (%s%s), }", descr, dims,
+                         ndim == 1 ? "," : "");
         size_t total = (10 + (size_t)n + 1 + 63) / 64 * 64;
         memset(hdr + 10 + n, ' ', total - 10 - (size_t)n - 1);
         hdr[total - 1] = '\n';
         memcpy(hdr, "\x93NUMPY\x01\x00", 8);
         hdr[8] = (char)((total - 10) & 0xff);
         hdr[9] = (char)((total - 10) >> 8);
-
-        char *tmp;
-        if (asprintf(&tmp, "%s.tmp.%d", path, (int)getpid()) < 0)
-                return -ENOMEM;
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        int r = fd < 0 ? -errno : 0;
-        if (r >= 0)
-                r = write_all(fd, hdr, total);
-        if (r >= 0)
-                r = write_all(fd, data, len);
-        if (fd >= 0 && close(fd) < 0 && r >= 0)
-                r = -errno;
-        if (r >= 0 && rename(tmp, path) < 0)
-                r = -errno;
-        if (r < 0 && fd >= 0)
-                unlink(tmp);
-        free(tmp);
-        return r;
+        return (int)total;
 }
 
 int ctl_mkdir_p(const char *path)
@@ -206,7 +189,7 @@ int ctl_token_new(const char *name, const char *tenant, const char *role, const 
         }
         len += snprintf(line + len, sizeof(line) - (size_t)len, "%s %s %s %s\n", name, tenant, role, digest_hex);
         if (r >= 0)
-                r = write_all(fd, line, (size_t)len);
+                r = ctl_write_all(fd, line, (size_t)len);
         if (r >= 0 && fsync(fd) < 0)
                 r = -errno;
         if (close(fd) < 0 && r >= 0)

@@ -260,48 +260,17 @@ void progress_clear(void)
         fflush(stderr);
 }
 
-/* A part that is a mesh file (image.relief's `mesh`, dtype bytes) is written as the
- * file it is: its extension ("glb" for glTF binary, else "stl"); NULL for others. */
-static const char *mesh_ext(const struct proto_frame *f)
-{
-        if (f->dtype != KILN_DTYPE_BYTES || strcmp(f->part, "mesh"))
-                return NULL;
-        return f->payload_len >= 4 && !memcmp(f->payload, "glTF", 4) ? "glb" : "stl";
-}
-
-/* Writes `len` bytes to `path` through a temporary file renamed into place. */
-static int write_file(const char *path, const void *data, size_t len)
-{
-        char *tmp;
-        if (asprintf(&tmp, "%s.tmp.%d", path, (int)getpid()) < 0)
-                return -ENOMEM;
-        FILE *fp = fopen(tmp, "wbe");
-        int r = fp ? 0 : -errno;
-        if (fp && len && fwrite(data, 1, len, fp) != len)
-                r = -EIO;
-        if (fp && fclose(fp) != 0 && r >= 0)
-                r = -errno;
-        if (r >= 0 && rename(tmp, path) < 0)
-                r = -errno;
-        if (r < 0)
-                unlink(tmp);
-        free(tmp);
-        return r;
-}
-
-/* Receives the binary frames of a `done` and writes them under out_dir (may be
- * NULL: they are read and dropped). Returns >= 0 or -errno after printing. */
-static int receive_parts(struct conn *c, const json_t *done, const char *out_dir)
+/* Takes the binary frames of a `done`: each was written under out_dir (or
+ * dropped, out_dir NULL) while it arrived (conn_open); checks it is the part
+ * `done` names next and moves its file into place. Returns >= 0 or -errno after
+ * printing. */
+static int receive_parts(struct conn *c, const json_t *done)
 {
         const json_t *parts = json_object_get(done, "parts");
         size_t n = json_array_size(parts);
-        int r;
+        int r = 0;
 
-        if (out_dir && n && (r = ctl_mkdir_p(out_dir)) < 0) {
-                fprintf(stderr, "kilnctl: cannot create %s: %s\n", out_dir, strerror(-r));
-                return r;
-        }
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < n && r >= 0; i++) {
                 const char *want = json_string_value(json_object_get(json_array_get(parts, i), "name"));
                 struct ctl_msg *m = NULL;
                 do {
@@ -311,51 +280,34 @@ static int receive_parts(struct conn *c, const json_t *done, const char *out_dir
                         if (r < 0)
                                 return r;
                 } while (!m->binary);   /* text in between (progress of other jobs): skip */
-
-                struct proto_frame f;
-                struct proto_error err;
-                if (proto_frame_decode(m->data, m->len, &f, NULL, &err) < 0) {
-                        fprintf(stderr, "kilnctl: the server sent a bad part frame (%s: %s)\n", err.field,
-                                err.message);
-                        ctl_msg_free(m);
-                        return -EPROTO;
-                }
-                if (!want || strcmp(want, f.part)) {
-                        fprintf(stderr, "kilnctl: expected part \"%s\", the server sent \"%s\"\n",
-                                want ? want : "?", f.part);
-                        proto_frame_clear(&f);
-                        ctl_msg_free(m);
-                        return -EPROTO;
-                }
-                r = 0;
-                if (out_dir) {
-                        char *path;
-                        const char *ext = mesh_ext(&f);
-                        if (asprintf(&path, "%s/%s.%s", out_dir, f.part, ext ? ext : "npy") < 0) {
-                                r = -ENOMEM;
-                        } else {
-                                r = ext ? write_file(path, f.payload, f.payload_len)
-                                        : ctl_npy_write(path, kiln_dtype_name(f.dtype), f.ndim, f.shape, f.payload,
-                                                        f.payload_len);
-                                if (r < 0)
-                                        fprintf(stderr, "kilnctl: cannot write %s: %s\n", path, strerror(-r));
-                                else
-                                        fprintf(stderr, "wrote %s\n", path);
-                                free(path);
-                        }
-                }
-                proto_frame_clear(&f);
                 ctl_msg_free(m);
-                if (r < 0)
-                        return r;
+
+                struct ctl_part_file *f = conn_take_part(c);
+                const char *path;
+                if (!f) {
+                        fprintf(stderr, "kilnctl: a result part arrived but was not received\n");
+                        return -EPROTO;
+                }
+                if ((r = ctl_part_file_finish(f)) < 0) {
+                        fprintf(stderr, "kilnctl: %s\n", ctl_part_file_error(f));
+                } else if (!want || strcmp(want, ctl_part_file_name(f))) {
+                        r = -EPROTO;
+                        fprintf(stderr, "kilnctl: expected part \"%s\", the server sent \"%s\"\n",
+                                want ? want : "?", ctl_part_file_name(f));
+                } else if ((r = ctl_part_file_commit(f, &path)) < 0) {
+                        fprintf(stderr, "kilnctl: %s\n", ctl_part_file_error(f));
+                } else if (path) {
+                        fprintf(stderr, "wrote %s\n", path);
+                }
+                ctl_part_file_free(f);
         }
-        return 0;
+        return r;
 }
 
 /* Waits for the `done` of `job` (replies to `ref` may come first: an "ok", or an
  * error that ends the wait), receives its parts and prints the outcome. Returns
  * the exit code. `first` (stolen, may be NULL) is a message already received. */
-static int wait_done(struct conn *c, const char *job, int ref, json_t *first, const char *out_dir)
+static int wait_done(struct conn *c, const char *job, int ref, json_t *first)
 {
         bool bar = isatty(STDERR_FILENO) && !getenv("KILNCTL_NO_PROGRESS");
         bool bar_shown = false;
@@ -396,7 +348,7 @@ static int wait_done(struct conn *c, const char *job, int ref, json_t *first, co
 
         const char *state = json_string_value(json_object_get(done, "state"));
         bool ok = state && !strcmp(state, "done");
-        int r = ok ? receive_parts(c, done, out_dir) : 0;
+        int r = ok ? receive_parts(c, done) : 0;
 
         if (c->json) {
                 json_object_del(done, "ref");
@@ -643,7 +595,7 @@ static int cmd_submit(struct ctx *x)
         json_decref(reply);
         if (!wait)
                 return 0;
-        return wait_done(&x->c, job, ref, NULL, a->val[OPT_OUT]);
+        return wait_done(&x->c, job, ref, NULL);
 }
 
 static int need_job(struct args *a, const char *what)
@@ -678,7 +630,7 @@ static int cmd_result(struct ctx *x)
                 json_decref(reply);
                 reply = NULL;
         }
-        return wait_done(&x->c, a->pos[1], ref, reply, a->val[OPT_OUT]);
+        return wait_done(&x->c, a->pos[1], ref, reply);
 }
 
 int simple_call(struct ctx *x, json_t *msg, json_t **ret)
@@ -877,7 +829,7 @@ int main(int argc, char **argv)
                 [CMD_VEC] = cmd_vec,
         };
         r = run[a.cmd](&x);
-        ctl_ws_free(x.c.ws);
+        conn_close(&x.c);
         free(a.pos);
         return r;
 }

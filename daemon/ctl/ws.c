@@ -60,8 +60,11 @@ struct ctl_ws {
         /* the message being received */
         bool rx_active;
         bool rx_binary;
+        bool rx_sunk;                  /* its bytes go to sink, not to rx */
         uint8_t *rx;
         size_t rx_len, rx_cap;
+        ctl_ws_sink_fn sink;           /* where binary messages go, NULL: to rx */
+        void *sink_ctx;
 
         /* raw framing: the upgrade, the frame being read, what is owed */
         const char *subprotocol;
@@ -114,35 +117,45 @@ static int rx_reserve(struct ctl_ws *c, size_t extra)
         return 0;
 }
 
-/* Appends a received chunk to the message being assembled; hands the message to
- * the inbox once its last fragment is complete. */
+/* Appends a received chunk to the message being assembled, or hands it to the
+ * sink; queues the message in the inbox once its last fragment is complete. */
 static int rx_chunk(struct ctl_ws *c, const void *in, size_t len, bool binary, bool last)
 {
         if (!c->rx_active) {
                 c->rx_active = true;
                 c->rx_binary = binary;
+                c->rx_sunk = binary && c->sink;
                 c->rx_len = 0;
         }
-        if (rx_reserve(c, len) < 0)
-                return -ENOMEM;
-        if (len)
-                memcpy(c->rx + c->rx_len, in, len);
+        if (c->rx_sunk) {
+                if (c->sink(c->sink_ctx, in, len, last) < 0)
+                        return -ENOMEM;
+        } else {
+                if (rx_reserve(c, len) < 0)
+                        return -ENOMEM;
+                if (len)
+                        memcpy(c->rx + c->rx_len, in, len);
+        }
         c->rx_len += len;
         if (!last)
                 return 0;
 
         struct ctl_msg *m = calloc(1, sizeof(*m));
-        if (!m)
+        if (!m || (c->rx_sunk && !(m->data = calloc(1, 1)))) {
+                free(m);
                 return -ENOMEM;
-        /* Hand over the buffer itself: large parts are not copied again. */
-        c->rx[c->rx_len] = '\0';
+        }
         m->binary = c->rx_binary;
         m->len = c->rx_len;
-        m->data = c->rx;
-        c->rx = NULL;
-        c->rx_cap = 0;
         c->rx_len = 0;
         c->rx_active = false;
+        if (!m->data) {
+                /* Hand over the buffer itself: large parts are not copied again. */
+                c->rx[m->len] = '\0';
+                m->data = c->rx;
+                c->rx = NULL;
+                c->rx_cap = 0;
+        }
         *c->in_tail = m;
         c->in_tail = &m->next;
         return 0;
@@ -260,11 +273,14 @@ static int raw_control(void *ctx, uint8_t op, const uint8_t *p, size_t len)
         return 0;
 }
 
-/* A data frame begins: room for its whole payload at once, no doubling copies. */
+/* A data frame begins: room for its whole payload at once, no doubling copies
+ * (none needed when binary messages go to a sink: text ones are small). */
 static int raw_frame(void *ctx, uint64_t len)
 {
         struct ctl_ws *c = ctx;
 
+        if (c->sink)
+                return 0;
         if (len > SIZE_MAX / 2 || rx_reserve(c, (size_t)len) < 0) {
                 set_error(c, "%s", "out of memory receiving a message");
                 return -1;
@@ -626,6 +642,12 @@ int ctl_ws_drain(struct ctl_ws *c, int64_t timeout_ms)
         if (c->out_head && c->state != WS_CLOSED && service_until(c, out_empty, timeout_ms))
                 return -ETIMEDOUT;
         return c->out_head ? -ECONNRESET : 0;
+}
+
+void ctl_ws_set_sink(struct ctl_ws *c, ctl_ws_sink_fn fn, void *ctx)
+{
+        c->sink = fn;
+        c->sink_ctx = ctx;
 }
 
 int ctl_ws_try_recv(struct ctl_ws *c, struct ctl_msg **ret)

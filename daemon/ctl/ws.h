@@ -4,7 +4,8 @@
  * libwebsockets' WebSocket client.
  *
  * Whole messages are delivered: fragments are accumulated until the final one, with
- * no size limit beyond memory (a 2048x2048 f32 part is 16 MiB). */
+ * no size limit beyond memory (a 2048x2048 f32 part is 16 MiB), unless a sink takes
+ * the binary ones as they arrive (ctl_ws_set_sink). */
 #pragma once
 
 #include <stdbool.h>
@@ -40,6 +41,16 @@ int ctl_ws_send_text(struct ctl_ws *c, const char *text, size_t len);
  * larger than 256 KiB go out as several WebSocket fragments. Returns >= 0,
  * -ENOMEM, or -ENOTCONN when the connection is closed. */
 int ctl_ws_send_binary(struct ctl_ws *c, const struct iovec *iov, int n);
+
+/* Takes the bytes of binary messages as they arrive, in pieces; `last` marks a
+ * message's final piece. Returns >= 0, or -ENOMEM to close the connection. */
+typedef int (*ctl_ws_sink_fn)(void *ctx, const uint8_t *p, size_t len, bool last);
+
+/* Hands every binary message that begins from now on to `fn` instead of
+ * assembling it in memory (fn NULL: whole messages again). ctl_ws_recv still
+ * returns each one in its place among the others, as a binary message of its
+ * `len` whose data is "". */
+void ctl_ws_set_sink(struct ctl_ws *c, ctl_ws_sink_fn fn, void *ctx);
 
 /* Runs the service loop until every queued message has been handed to the socket
  * (messages that arrive meanwhile are kept for ctl_ws_recv), waiting at most
