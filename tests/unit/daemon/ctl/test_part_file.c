@@ -53,6 +53,26 @@ static uint8_t *frame(const char *part, const char *dtype, int ndim, const uint6
         return f;
 }
 
+/* A mesh of n zero bytes, and a part of one float: the frames most tests need. */
+static uint8_t *zero_mesh(size_t n, size_t *ret_len)
+{
+        uint8_t *zeros = calloc(1, n);
+        uint64_t shape[1] = { n };
+
+        assert_non_null(zeros);
+        uint8_t *f = frame("mesh", "bytes", 1, shape, zeros, n, ret_len);
+        free(zeros);
+        return f;
+}
+
+static uint8_t *one_float(size_t *ret_len)
+{
+        float v = 1;
+        uint64_t shape[1] = { 1 };
+
+        return frame("psi", "f32", 1, shape, &v, sizeof(v), ret_len);
+}
+
 /* A frame from a literal header (no checks: for the frames the server gets wrong). */
 static uint8_t *raw_frame(const char *header, const void *payload, size_t len, size_t *ret_len)
 {
@@ -199,10 +219,8 @@ static void test_array_part_becomes_npy(void **state)
 
 static void test_without_a_directory_the_part_is_checked_and_dropped(void **state)
 {
-        uint8_t data[100] = { 0 };
-        uint64_t shape[1] = { sizeof(data) };
         size_t flen;
-        uint8_t *f = frame("mesh", "bytes", 1, shape, data, sizeof(data), &flen);
+        uint8_t *f = zero_mesh(100, &flen);
         const char *path = "x";
         int r;
 
@@ -220,10 +238,8 @@ static void test_without_a_directory_the_part_is_checked_and_dropped(void **stat
 
 static void test_nested_directories_are_created(void **state)
 {
-        float v = 1;
-        uint64_t shape[1] = { 1 };
         size_t flen;
-        uint8_t *f = frame("psi", "f32", 1, shape, &v, sizeof(v), &flen);
+        uint8_t *f = one_float(&flen);
         char into[PATH_MAX + 16];
         const char *path;
         int r;
@@ -259,10 +275,9 @@ static void expect_refused(const uint8_t *f, size_t flen, int want, const char *
 
 static void test_bad_frames_are_refused(void **state)
 {
-        uint8_t data[64] = { 0 };
-        uint64_t shape[1] = { sizeof(data) };
+        uint8_t data[8] = { 0 };
         size_t flen;
-        uint8_t *f = frame("mesh", "bytes", 1, shape, data, sizeof(data), &flen);
+        uint8_t *f = zero_mesh(64, &flen);
 
         expect_refused(f, flen - 1, -EPROTO, "63 of the 64 bytes");
         expect_refused(f, 5, -EPROTO, "ends inside its header");
@@ -270,7 +285,7 @@ static void test_bad_frames_are_refused(void **state)
         free(f);
 
         uint8_t *big = malloc(flen + 10);
-        f = frame("mesh", "bytes", 1, shape, data, sizeof(data), &flen);
+        f = zero_mesh(64, &flen);
         memcpy(big, f, flen);
         memset(big + flen, 0, 10);
         expect_refused(big, flen + 10, -EPROTO, "more than the 64 bytes");
@@ -296,10 +311,8 @@ static void test_bad_frames_are_refused(void **state)
 
 static void test_an_unwritable_directory_is_an_error(void **state)
 {
-        float v = 1;
-        uint64_t shape[1] = { 1 };
         size_t flen;
-        uint8_t *f = frame("psi", "f32", 1, shape, &v, sizeof(v), &flen);
+        uint8_t *f = one_float(&flen);
         char into[PATH_MAX + 16];
         int r;
 
@@ -316,10 +329,8 @@ static void test_an_unwritable_directory_is_an_error(void **state)
 
 static void test_free_without_commit_leaves_nothing(void **state)
 {
-        uint8_t data[32] = { 0 };
-        uint64_t shape[1] = { sizeof(data) };
         size_t flen;
-        uint8_t *f = frame("mesh", "bytes", 1, shape, data, sizeof(data), &flen);
+        uint8_t *f = zero_mesh(32, &flen);
         char into[PATH_MAX + 8];
         struct ctl_part_file *p;
 
