@@ -536,6 +536,15 @@ static bool part_name_ok(const char *s, size_t len)
         return true;
 }
 
+int proto_frame_prefix(const uint8_t *prefix, uint32_t *ret_hlen)
+{
+        if (memcmp(prefix, KLNB_MAGIC, 4) != 0)
+                return -EINVAL;
+        *ret_hlen = (uint32_t)prefix[4] | (uint32_t)prefix[5] << 8 | (uint32_t)prefix[6] << 16 |
+                    (uint32_t)prefix[7] << 24;
+        return 0;
+}
+
 /* Decodes one binary frame; see proto.h. Every read of buf is bounded by len. With
  * `whole` false only the prefix and header need be in buf, and the payload's length
  * is left to the caller. */
@@ -555,9 +564,8 @@ static int frame_decode(const uint8_t *buf, size_t len, bool whole, struct proto
 
         if (!buf || len < KLNB_PREFIX)
                 return fail(err, KERR_BAD_REQUEST, "frame", "a binary frame must start with \"KLNB\" and a length");
-        if (memcmp(buf, KLNB_MAGIC, 4) != 0)
+        if (proto_frame_prefix(buf, &hlen) < 0)
                 return fail(err, KERR_BAD_REQUEST, "frame", "a binary frame must start with \"KLNB\"");
-        hlen = (uint32_t)buf[4] | (uint32_t)buf[5] << 8 | (uint32_t)buf[6] << 16 | (uint32_t)buf[7] << 24;
         if (hlen > len - KLNB_PREFIX)
                 return fail(err, KERR_BAD_REQUEST, "frame", "header length %u exceeds the frame (%zu bytes)",
                             hlen, len);
@@ -623,30 +631,22 @@ static int frame_decode(const uint8_t *buf, size_t len, bool whole, struct proto
         f.payload = buf + KLNB_PREFIX + hlen;
         f.payload_len = len - KLNB_PREFIX - hlen;
         f.part_bytes = bytes;
+        /* A piece of a part sent in several frames (SPEC §2): shape and dtype
+         * describe the whole part, the payload lands at offset. */
         json_t *offset = json_object_get(f.header, "offset");
-        if (!whole) {
-                if (offset && (!json_is_integer(offset) || json_integer_value(offset) < 0)) {
-                        k = fail(err, KERR_BAD_REQUEST, "frame.offset", "\"offset\" must be a non-negative integer");
-                        goto fail;
-                }
-                f.has_offset = offset != NULL;
-                f.offset = offset ? (uint64_t)json_integer_value(offset) : 0;
-        } else if (offset) {
-                /* A piece of a part sent in several frames (SPEC §2): shape and dtype
-                 * describe the whole part, the payload lands at offset. */
-                if (!json_is_integer(offset) || json_integer_value(offset) < 0) {
-                        k = fail(err, KERR_BAD_REQUEST, "frame.offset", "\"offset\" must be a non-negative integer");
-                        goto fail;
-                }
-                f.has_offset = true;
-                f.offset = (uint64_t)json_integer_value(offset);
-                if (f.offset > bytes || f.payload_len > bytes - f.offset) {
-                        k = fail(err, KERR_BAD_REQUEST, "frame.offset",
-                                 "a payload of %zu bytes at offset %llu does not fit the part's %llu bytes",
-                                 f.payload_len, (unsigned long long)f.offset, (unsigned long long)bytes);
-                        goto fail;
-                }
-        } else if (bytes != f.payload_len) {
+        if (offset && (!json_is_integer(offset) || json_integer_value(offset) < 0)) {
+                k = fail(err, KERR_BAD_REQUEST, "frame.offset", "\"offset\" must be a non-negative integer");
+                goto fail;
+        }
+        f.has_offset = offset != NULL;
+        f.offset = offset ? (uint64_t)json_integer_value(offset) : 0;
+        if (whole && offset && (f.offset > bytes || f.payload_len > bytes - f.offset)) {
+                k = fail(err, KERR_BAD_REQUEST, "frame.offset",
+                         "a payload of %zu bytes at offset %llu does not fit the part's %llu bytes", f.payload_len,
+                         (unsigned long long)f.offset, (unsigned long long)bytes);
+                goto fail;
+        }
+        if (whole && !offset && bytes != f.payload_len) {
                 k = fail(err, KERR_BAD_REQUEST, "frame.shape",
                          "\"shape\" and \"dtype\" need %llu payload bytes but the frame has %zu",
                          (unsigned long long)bytes, f.payload_len);

@@ -163,6 +163,10 @@ struct proto_frame {
         size_t payload_len;
 };
 
+/* Reads a frame's first PROTO_KLNB_PREFIX bytes: the header's length goes to
+ * *ret_hlen. Returns >= 0, or -EINVAL when they do not start with "KLNB". */
+int proto_frame_prefix(const uint8_t *prefix, uint32_t *ret_hlen);
+
 /* Returns >= 0 or -EINVAL with err (code bad_request, field "frame" or the header
  * field at fault) and, when the header was an object with a "ref", a new reference
  * to it in *ret_ref (else NULL; ret_ref may be NULL). Never reads outside
