@@ -115,14 +115,9 @@ bool is_op(const json_t *j, const char *op)
 }
 
 
-/* A result part received, waiting for conn_take_part. */
-struct conn_part {
-        struct conn_part *next;
-        struct ctl_part_file *file;
-};
-
-/* ctl_ws's sink: the bytes of a result part, written to its file as they arrive. */
-static int on_part_bytes(void *ctx, const uint8_t *p, size_t len, bool last)
+/* ctl_ws's sink: the bytes of a result part, written to its file as they arrive;
+ * the part file travels with its message (ctl_msg.sunk). */
+static int on_part_bytes(void *ctx, const uint8_t *p, size_t len, bool last, void **ret_sunk)
 {
         struct conn *c = ctx;
 
@@ -131,39 +126,21 @@ static int on_part_bytes(void *ctx, const uint8_t *p, size_t len, bool last)
         ctl_part_file_feed(c->rx_part, p, len);
         if (!last)
                 return 0;
-        struct conn_part *q = malloc(sizeof(*q));
-        if (!q)
-                return -ENOMEM;
         ctl_part_file_finish(c->rx_part);  /* a failure is the taker's to report */
-        q->next = NULL;
-        q->file = c->rx_part;
+        *ret_sunk = c->rx_part;
         c->rx_part = NULL;
-        *c->parts_tail = q;
-        c->parts_tail = &q->next;
         return 0;
 }
 
-struct ctl_part_file *conn_take_part(struct conn *c)
+static void release_part(void *sunk)
 {
-        struct conn_part *q = c->parts;
-
-        if (!q)
-                return NULL;
-        struct ctl_part_file *f = q->file;
-        c->parts = q->next;
-        if (!c->parts)
-                c->parts_tail = &c->parts;
-        free(q);
-        return f;
+        ctl_part_file_free(sunk);
 }
 
 void conn_close(struct conn *c)
 {
-        ctl_ws_free(c->ws);
+        ctl_ws_free(c->ws);   /* with the parts received but never taken */
         c->ws = NULL;
-        if (c->parts_tail)
-                for (struct ctl_part_file *f; (f = conn_take_part(c));)
-                        ctl_part_file_free(f);
         ctl_part_file_free(c->rx_part);
         c->rx_part = NULL;
 }
@@ -177,7 +154,6 @@ int conn_open(struct ctx *x)
         memset(c, 0, sizeof(*c));
         c->url = url;
         c->out_dir = x->a->val[OPT_OUT];
-        c->parts_tail = &c->parts;
         c->json = x->a->val[OPT_JSON] != NULL;
         c->deadline = x->timeout_s > 0 ? now_ms() + (int64_t)(x->timeout_s * 1000) : -1;
         int r = ctl_ws_connect(url, "kiln.v1", CONNECT_TIMEOUT_MS, &c->ws, err, sizeof(err));
@@ -187,7 +163,7 @@ int conn_open(struct ctx *x)
                 fprintf(stderr, "kilnctl: cannot connect to %s: %s\n", url, err);
                 return 1;
         }
-        ctl_ws_set_sink(c->ws, on_part_bytes, c);
+        ctl_ws_set_sink(c->ws, on_part_bytes, release_part, c);
         json_t *hello = json_pack("{s:s, s:s}", "op", "hello", "client", "kilnctl/" KILN_VERSION);
         if (hello && token)
                 json_object_set_new(hello, "token", json_string(token));

@@ -4,6 +4,7 @@
  * Exit codes: 0 success; 1 a failed/cancelled/expired job, an error reply, a
  * connection failure or a timeout; 2 a usage error or a local input file that
  * cannot be sent (a .npy of another dtype, an ids file of the wrong length). */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -260,10 +261,9 @@ void progress_clear(void)
         fflush(stderr);
 }
 
-/* Takes the binary frames of a `done`: each was written under out_dir (or
- * dropped, out_dir NULL) while it arrived (conn_open); checks it is the part
- * `done` names next and moves its file into place. Returns >= 0 or -errno after
- * printing. */
+/* Takes the binary frames of a `done`: each was written under --out (or dropped)
+ * while it arrived (conn_open); checks it is the part `done` names next and moves
+ * its file into place. Returns >= 0 or -errno after printing. */
 static int receive_parts(struct conn *c, const json_t *done)
 {
         const json_t *parts = json_object_get(done, "parts");
@@ -280,14 +280,12 @@ static int receive_parts(struct conn *c, const json_t *done)
                         if (r < 0)
                                 return r;
                 } while (!m->binary);   /* text in between (progress of other jobs): skip */
-                ctl_msg_free(m);
 
-                struct ctl_part_file *f = conn_take_part(c);
+                struct ctl_part_file *f = m->sunk;  /* every binary message went to the sink */
                 const char *path;
-                if (!f) {
-                        fprintf(stderr, "kilnctl: a result part arrived but was not received\n");
-                        return -EPROTO;
-                }
+                assert(f);
+                m->sunk = NULL;
+                ctl_msg_free(m);
                 if ((r = ctl_part_file_finish(f)) < 0) {
                         fprintf(stderr, "kilnctl: %s\n", ctl_part_file_error(f));
                 } else if (!want || strcmp(want, ctl_part_file_name(f))) {

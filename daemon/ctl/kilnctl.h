@@ -62,14 +62,11 @@ struct args {
         enum cmd cmd;
 };
 
-struct conn_part;
-
 /* One session with the server. */
 struct conn {
         struct ctl_ws *ws;
         const char *out_dir;           /* --out: where result parts are written (NULL: dropped) */
         struct ctl_part_file *rx_part; /* the result part arriving */
-        struct conn_part *parts, **parts_tail;  /* parts received, not yet taken */
         const char *url;
         int next_ref;
         int64_t deadline;     /* from --timeout-s, monotonic ms; -1 when none */
@@ -91,16 +88,12 @@ int64_t now_ms(void);
 
 /* Connects to --url and says hello with --token; remembers the server's
  * max_message_bytes. Every binary message the server sends is a result part: it is
- * written under --out as it arrives (ctl_part_file), and conn_recv returns a
- * binary message without data in its place. Returns 0 or an exit code after
- * printing why. */
+ * written under --out as it arrives, and conn_recv returns it as a binary message
+ * whose `sunk` is its struct ctl_part_file (ctl_msg_free discards it when not
+ * taken). Returns 0 or an exit code after printing why. */
 int conn_open(struct ctx *x);
 
-/* The result part whose binary message conn_recv has just returned (caller frees
- * with ctl_part_file_free), or NULL when there is none. */
-struct ctl_part_file *conn_take_part(struct conn *c);
-
-/* Closes the connection and removes the files of parts never taken. Accepts a
+/* Closes the connection, discarding the parts received but not taken. Accepts a
  * connection that was never opened (zeroed). */
 void conn_close(struct conn *c);
 

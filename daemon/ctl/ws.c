@@ -64,6 +64,7 @@ struct ctl_ws {
         uint8_t *rx;
         size_t rx_len, rx_cap;
         ctl_ws_sink_fn sink;           /* where binary messages go, NULL: to rx */
+        void (*sink_release)(void *sunk);
         void *sink_ctx;
 
         /* raw framing: the upgrade, the frame being read, what is owed */
@@ -85,6 +86,8 @@ void ctl_msg_free(struct ctl_msg *m)
 {
         if (!m)
                 return;
+        if (m->sunk && m->release)
+                m->release(m->sunk);
         free(m->data);
         free(m);
 }
@@ -127,8 +130,9 @@ static int rx_chunk(struct ctl_ws *c, const void *in, size_t len, bool binary, b
                 c->rx_sunk = binary && c->sink;
                 c->rx_len = 0;
         }
+        void *sunk = NULL;
         if (c->rx_sunk) {
-                if (c->sink(c->sink_ctx, in, len, last) < 0)
+                if (c->sink(c->sink_ctx, in, len, last, &sunk) < 0)
                         return -ENOMEM;
         } else {
                 if (rx_reserve(c, len) < 0)
@@ -143,7 +147,13 @@ static int rx_chunk(struct ctl_ws *c, const void *in, size_t len, bool binary, b
         struct ctl_msg *m = calloc(1, sizeof(*m));
         if (!m || (c->rx_sunk && !(m->data = calloc(1, 1)))) {
                 free(m);
+                if (sunk && c->sink_release)
+                        c->sink_release(sunk);
                 return -ENOMEM;
+        }
+        if (sunk) {
+                m->sunk = sunk;
+                m->release = c->sink_release;
         }
         m->binary = c->rx_binary;
         m->len = c->rx_len;
@@ -644,9 +654,10 @@ int ctl_ws_drain(struct ctl_ws *c, int64_t timeout_ms)
         return c->out_head ? -ECONNRESET : 0;
 }
 
-void ctl_ws_set_sink(struct ctl_ws *c, ctl_ws_sink_fn fn, void *ctx)
+void ctl_ws_set_sink(struct ctl_ws *c, ctl_ws_sink_fn fn, void (*release)(void *sunk), void *ctx)
 {
         c->sink = fn;
+        c->sink_release = release;
         c->sink_ctx = ctx;
 }
 

@@ -14,12 +14,16 @@
 #include <sys/uio.h>
 
 /* One received message. `data` holds `len` bytes followed by a NUL (so a text
- * message is a C string). Owned by the caller; free with ctl_msg_free. */
+ * message is a C string). A binary message that went to a sink has no bytes in
+ * `data` ("") and carries what the sink made of it in `sunk`. Owned by the caller;
+ * free with ctl_msg_free (which releases `sunk` unless the caller took it, NULL). */
 struct ctl_msg {
         struct ctl_msg *next;
         bool binary;
         size_t len;
         uint8_t *data;
+        void *sunk;
+        void (*release)(void *sunk);
 };
 
 void ctl_msg_free(struct ctl_msg *m);
@@ -42,15 +46,17 @@ int ctl_ws_send_text(struct ctl_ws *c, const char *text, size_t len);
  * -ENOMEM, or -ENOTCONN when the connection is closed. */
 int ctl_ws_send_binary(struct ctl_ws *c, const struct iovec *iov, int n);
 
-/* Takes the bytes of binary messages as they arrive, in pieces; `last` marks a
- * message's final piece. Returns >= 0, or -ENOMEM to close the connection. */
-typedef int (*ctl_ws_sink_fn)(void *ctx, const uint8_t *p, size_t len, bool last);
+/* Takes the bytes of a binary message as they arrive, in pieces; `last` marks its
+ * final piece, with which the sink may hand back what it made of the message in
+ * *ret_sunk (it then travels with the message, see struct ctl_msg). Returns >= 0,
+ * or -ENOMEM to close the connection. */
+typedef int (*ctl_ws_sink_fn)(void *ctx, const uint8_t *p, size_t len, bool last, void **ret_sunk);
 
 /* Hands every binary message that begins from now on to `fn` instead of
- * assembling it in memory (fn NULL: whole messages again). ctl_ws_recv still
- * returns each one in its place among the others, as a binary message of its
- * `len` whose data is "". */
-void ctl_ws_set_sink(struct ctl_ws *c, ctl_ws_sink_fn fn, void *ctx);
+ * assembling it in memory (fn NULL: whole messages again); `release` frees what
+ * the sink handed back for a message nobody took. ctl_ws_recv still returns each
+ * message in its place among the others. */
+void ctl_ws_set_sink(struct ctl_ws *c, ctl_ws_sink_fn fn, void (*release)(void *sunk), void *ctx);
 
 /* Runs the service loop until every queued message has been handed to the socket
  * (messages that arrive meanwhile are kept for ctl_ws_recv), waiting at most
