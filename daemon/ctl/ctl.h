@@ -50,8 +50,9 @@ int ctl_token_new(const char *name, const char *tenant, const char *role, const 
 /* One result part written to a file while its KLNB frame arrives, so that a part
  * of gigabytes costs no more memory than a part of bytes and the file is written
  * while the rest is still on the wire. A mesh (dtype bytes, part "mesh") becomes
- * DIR/mesh.stl or DIR/mesh.glb, any other part DIR/NAME.npy; the file is written
- * under a temporary name until ctl_part_file_commit. */
+ * DIR/mesh.stl or DIR/mesh.glb, any other part DIR/NAME.npy. Until
+ * ctl_part_file_commit the file has no name where the filesystem allows (nothing
+ * is left behind, whatever stops kilnctl), else a hidden one, DIR/.NAME.ext.XXXXXX. */
 struct ctl_part_file;
 
 /* Starts receiving one frame into directory `dir` (created with its parents when
@@ -71,14 +72,15 @@ int ctl_part_file_finish(struct ctl_part_file *p);
 /* The part's name once its header is in, else NULL. */
 const char *ctl_part_file_name(const struct ctl_part_file *p);
 
-/* Moves a finished file into place; *ret_path is where (borrowed; NULL when the
- * frame was dropped). Returns >= 0 or -errno with a sentence in ctl_part_file_error. */
+/* Finishes the frame and moves its file into place, over an earlier file of that
+ * name; *ret_path is where (borrowed; NULL when the frame was dropped). Returns >= 0,
+ * or ctl_part_file_finish's error or -errno with a sentence in ctl_part_file_error. */
 int ctl_part_file_commit(struct ctl_part_file *p, const char **ret_path);
 
 /* Why the last call failed; "" when nothing did. */
 const char *ctl_part_file_error(const struct ctl_part_file *p);
 
-/* Removes the temporary file unless committed, and frees. Accepts NULL. */
+/* Discards the file unless committed, and frees. Accepts NULL. */
 void ctl_part_file_free(struct ctl_part_file *p);
 
 /* ---- stored objects (SPEC §2.4): local inputs and upload frames ---- */

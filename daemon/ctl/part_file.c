@@ -2,7 +2,12 @@
  *
  * The frame is "KLNB" | u32 LE header length | header JSON | payload. The prefix,
  * the header and the payload's first four bytes (a mesh's "glTF" says .glb) are
- * held in memory; every later byte goes from the receive buffer to the file. */
+ * held in memory; every later byte goes from the receive buffer to the file.
+ *
+ * The file is made without a name (O_TMPFILE) where the filesystem can, so that a
+ * kilnctl stopped by any signal, SIGKILL included, leaves nothing behind: at commit
+ * it is linked under a unique hidden name in the same directory and renamed over
+ * the part's name. Elsewhere it has that hidden name from the start (mkostemp). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -10,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ctl.h"
@@ -29,7 +36,8 @@ struct ctl_part_file {
         bool writing;           /* head is complete; the payload goes to fd */
         uint64_t got;           /* payload bytes received */
         int fd;
-        char *tmp, *path;
+        char *path;             /* DIR/NAME.ext */
+        char *tmp;              /* its hidden name while not committed; NULL while unnamed */
         int failed;             /* first failure: -EPROTO or -errno */
         bool committed;
         char err[256];
@@ -63,7 +71,55 @@ int ctl_part_file_new(const char *dir, struct ctl_part_file **ret)
         return 0;
 }
 
-/* Opens the temporary file and writes what head holds past the header. */
+/* DIR/.NAME.ext. and six random letters and digits, in p->tmp. */
+static int hidden_name(struct ctl_part_file *p)
+{
+        static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+        uint8_t rnd[6];
+        char *slash = strrchr(p->path, '/');
+
+        free(p->tmp);
+        p->tmp = NULL;
+        if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
+                return -errno;
+        if (asprintf(&p->tmp, "%.*s/.%s.XXXXXX", (int)(slash - p->path), p->path, slash + 1) < 0) {
+                p->tmp = NULL;
+                return -ENOMEM;
+        }
+        char *x = p->tmp + strlen(p->tmp) - sizeof(rnd);
+        for (size_t i = 0; i < sizeof(rnd); i++)
+                x[i] = alphabet[rnd[i] % (sizeof(alphabet) - 1)];
+        return 0;
+}
+
+/* Creates the file, unnamed where the filesystem allows (and /proc, through which
+ * it is named at commit, is there). Returns >= 0 or -errno. */
+static int create_file(struct ctl_part_file *p)
+{
+        if (access("/proc/self/fd", X_OK) == 0) {
+                p->fd = open(p->dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+                if (p->fd >= 0)
+                        return 0;
+                if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+                        return -errno;
+        }
+        for (int tries = 0; tries < 100; tries++) {
+                int r = hidden_name(p);
+                if (r < 0)
+                        return r;
+                p->fd = open(p->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+                if (p->fd >= 0 || errno != EEXIST)
+                        break;
+        }
+        if (p->fd >= 0)
+                return 0;
+        int r = -errno;
+        free(p->tmp);
+        p->tmp = NULL;
+        return r;
+}
+
+/* Opens the file and writes what head holds past the header. */
 static void start_file(struct ctl_part_file *p)
 {
         const uint8_t *payload = p->head + p->head_len - p->got;
@@ -77,22 +133,20 @@ static void start_file(struct ctl_part_file *p)
                 return;
         if (p->f.dtype == KILN_DTYPE_BYTES && !strcmp(p->f.part, "mesh"))
                 ext = p->got >= SNIFF && !memcmp(payload, "glTF", SNIFF) ? "glb" : "stl";
-        else if ((npy_len = ctl_npy_header(kiln_dtype_name(p->f.dtype), p->f.ndim, p->f.shape, npy)) < 0)
-                return fail(p, -EPROTO, "part \"%s\" has a shape a .npy file cannot hold", p->f.part);
-        if ((r = ctl_mkdir_p(p->dir)) < 0)
-                return fail(p, r, "cannot create %s: %s", p->dir, strerror(-r));
+        else if ((npy_len = ctl_npy_header(kiln_dtype_name(p->f.dtype), p->f.ndim, p->f.shape, npy)) < 0) {
+                fail(p, -EPROTO, "part \"%s\" has a dtype a .npy file cannot hold", p->f.part);
+                return;
+        }
+        if ((r = ctl_mkdir_p(p->dir)) < 0) {
+                fail(p, r, "cannot create %s: %s", p->dir, strerror(-r));
+                return;
+        }
         if (asprintf(&p->path, "%s/%s.%s", p->dir, p->f.part, ext) < 0) {
                 p->path = NULL;
-                return fail(p, -ENOMEM, "%s", "out of memory");
+                fail(p, -ENOMEM, "%s", "out of memory");
+                return;
         }
-        if (asprintf(&p->tmp, "%s.tmp.%d", p->path, (int)getpid()) < 0) {
-                p->tmp = NULL;
-                return fail(p, -ENOMEM, "%s", "out of memory");
-        }
-        p->fd = open(p->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (p->fd < 0)
-                r = -errno;
-        else if ((r = ctl_write_all(p->fd, npy, (size_t)npy_len)) >= 0)
+        if ((r = create_file(p)) >= 0 && (r = ctl_write_all(p->fd, npy, (size_t)npy_len)) >= 0)
                 r = ctl_write_all(p->fd, payload, (size_t)p->got);
         if (r < 0)
                 fail(p, r, "cannot write %s: %s", p->path, strerror(-r));
@@ -105,19 +159,44 @@ static void take_header(struct ctl_part_file *p)
         struct proto_error e;
 
         p->have_header = true;
-        if (proto_frame_decode_head(p->head, p->head_len, &p->f, &e) < 0)
-                return fail(p, -EPROTO, "the server sent a bad part frame (%s: %s)", e.field, e.message);
-        if (p->f.has_offset)
-                return fail(p, -EPROTO, "the server sent part \"%s\" in pieces", p->f.part);
+        if (proto_frame_decode_head(p->head, p->head_len, &p->f, &e) < 0) {
+                fail(p, -EPROTO, "the server sent a bad part frame (%s: %s)", e.field, e.message);
+                return;
+        }
+        if (p->f.has_offset) {
+                fail(p, -EPROTO, "the server sent part \"%s\" in pieces", p->f.part);
+                return;
+        }
         uint64_t sniff = p->f.part_bytes < SNIFF ? p->f.part_bytes : SNIFF;
         uint8_t *h = realloc(p->head, p->head_len + sniff);
-        if (!h)
-                return fail(p, -ENOMEM, "%s", "out of memory");
+        if (!h) {
+                fail(p, -ENOMEM, "%s", "out of memory");
+                return;
+        }
         p->head = h;
         p->head_need = p->head_len + sniff;
 }
 
-/* Moves bytes into head until head_need; returns how many it took. */
+/* head holds the prefix: makes room for the header. */
+static void take_prefix(struct ctl_part_file *p)
+{
+        uint32_t hlen;
+        uint8_t *h;
+
+        if (proto_frame_prefix(p->head, &hlen) < 0)
+                fail(p, -EPROTO, "%s", "the server sent a part frame that does not start with \"KLNB\"");
+        else if (hlen > HEADER_MAX)
+                fail(p, -EPROTO, "the server sent a part header of %u bytes", hlen);
+        else if (!(h = realloc(p->head, PROTO_KLNB_PREFIX + hlen)))
+                fail(p, -ENOMEM, "%s", "out of memory");
+        else {
+                p->head = h;
+                p->head_need = PROTO_KLNB_PREFIX + hlen;
+        }
+}
+
+/* Moves bytes into head until head_need, then takes the next step; returns how
+ * many it took. */
 static size_t fill_head(struct ctl_part_file *p, const uint8_t *buf, size_t len)
 {
         size_t n = p->head_need - p->head_len < len ? p->head_need - p->head_len : len;
@@ -133,22 +212,8 @@ static size_t fill_head(struct ctl_part_file *p, const uint8_t *buf, size_t len)
                 return n;
         }
         if (p->head_need == PROTO_KLNB_PREFIX) {
-                uint32_t hlen = (uint32_t)p->head[4] | (uint32_t)p->head[5] << 8 | (uint32_t)p->head[6] << 16 |
-                                (uint32_t)p->head[7] << 24;
-                uint8_t *h;
-                if (memcmp(p->head, "KLNB", 4) != 0) {
-                        fail(p, -EPROTO, "%s", "the server sent a part frame that does not start with \"KLNB\"");
-                } else if (hlen > HEADER_MAX) {
-                        fail(p, -EPROTO, "the server sent a part header of %u bytes", hlen);
-                } else if (!(h = realloc(p->head, PROTO_KLNB_PREFIX + hlen))) {
-                        fail(p, -ENOMEM, "%s", "out of memory");
-                } else {
-                        p->head = h;
-                        p->head_need = PROTO_KLNB_PREFIX + hlen;
-                        if (hlen)
-                                return n;
-                }
-                if (p->failed)
+                take_prefix(p);
+                if (p->failed || p->head_len < p->head_need)
                         return n;
         }
         take_header(p);
@@ -170,9 +235,11 @@ void ctl_part_file_feed(struct ctl_part_file *p, const uint8_t *buf, size_t len)
                 p->got += len;  /* a failed frame is read to its end and dropped */
                 return;
         }
-        if (p->f.part_bytes - p->got < len)
-                return fail(p, -EPROTO, "the server sent more than the %llu bytes of part \"%s\"",
-                            (unsigned long long)p->f.part_bytes, p->f.part);
+        if (p->f.part_bytes - p->got < len) {
+                fail(p, -EPROTO, "the server sent more than the %llu bytes of part \"%s\"",
+                     (unsigned long long)p->f.part_bytes, p->f.part);
+                return;
+        }
         p->got += len;
         int r = p->fd >= 0 ? ctl_write_all(p->fd, buf, len) : 0;
         if (r < 0)
@@ -187,11 +254,6 @@ int ctl_part_file_finish(struct ctl_part_file *p)
         if (!p->failed && p->got != p->f.part_bytes)
                 fail(p, -EPROTO, "the server sent %llu of the %llu bytes of part \"%s\"", (unsigned long long)p->got,
                      (unsigned long long)p->f.part_bytes, p->f.part);
-        if (p->fd >= 0) {
-                if (close(p->fd) < 0)
-                        fail(p, -errno, "cannot write %s: %s", p->path, strerror(errno));
-                p->fd = -1;
-        }
         return p->failed;
 }
 
@@ -200,15 +262,42 @@ const char *ctl_part_file_name(const struct ctl_part_file *p)
         return p->have_header ? p->f.part : NULL;
 }
 
+/* Gives an unnamed file its hidden name. Returns >= 0 or -errno. */
+static int name_file(struct ctl_part_file *p)
+{
+        char self[64];
+
+        snprintf(self, sizeof(self), "/proc/self/fd/%d", p->fd);
+        for (int tries = 0; tries < 100; tries++) {
+                int r = hidden_name(p);
+                if (r < 0)
+                        return r;
+                if (linkat(AT_FDCWD, self, AT_FDCWD, p->tmp, AT_SYMLINK_FOLLOW) == 0)
+                        return 0;
+                if (errno != EEXIST)
+                        break;
+        }
+        int r = -errno;
+        free(p->tmp);
+        p->tmp = NULL;
+        return r;
+}
+
 int ctl_part_file_commit(struct ctl_part_file *p, const char **ret_path)
 {
+        int r = 0;
+
         *ret_path = NULL;
-        if (p->failed)
-                return p->failed;
+        if (ctl_part_file_finish(p) < 0 || p->fd < 0)
+                return p->failed;  /* failed, or dropped (no directory) */
         if (!p->tmp)
-                return 0;
-        if (rename(p->tmp, p->path) < 0) {
-                int r = -errno;
+                r = name_file(p);
+        if (close(p->fd) < 0 && r >= 0)
+                r = -errno;
+        p->fd = -1;
+        if (r >= 0 && rename(p->tmp, p->path) < 0)
+                r = -errno;
+        if (r < 0) {
                 fail(p, r, "cannot write %s: %s", p->path, strerror(-r));
                 return r;
         }

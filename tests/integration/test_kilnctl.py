@@ -15,6 +15,7 @@ import pty
 import re
 import resource
 import select
+import signal
 import stat
 import subprocess
 import tempfile
@@ -158,6 +159,35 @@ class KilnctlJobs(KilndTestCase):
                     self.assertEqual(a.shape, (2048, 2048))
                     np.testing.assert_array_equal(a, parts[name])
                 self.assertEqual(sorted(os.listdir(tmp)), ["alpha_x.npy", "kappa.npy"])
+
+    def test_a_part_cut_short_leaves_no_file(self):
+        # A file size limit of 1 MiB stops kilnctl inside the first 16 MiB part: by
+        # SIGXFSZ (its default action, as when kilnctl is killed), or, with the
+        # signal ignored, by a write that fails with EFBIG, which kilnctl reports.
+        limit = 1 << 20
+
+        def capped(ignore_signal):
+            def pre():
+                resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+                if ignore_signal:
+                    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            return pre
+        for ignore in (False, True):
+            with self.subTest(ignore_sigxfsz=ignore), tempfile.TemporaryDirectory() as tmp:
+                out = os.path.join(tmp, "out")
+                os.mkdir(out)
+                with open(os.path.join(out, "kappa.npy"), "wb") as f:
+                    f.write(b"an earlier result")
+                r = self.ctl("submit", "lens.nfw", "mass=2e14", "concentration=4", "grid_size=2048",
+                             "maps=kappa,alpha_x", "--out", out, preexec_fn=capped(ignore))
+                if ignore:
+                    self.assertEqual(r.returncode, 1, r.stderr)
+                    self.assertIn("cannot write " + os.path.join(out, "kappa.npy") + ": File too large", r.stderr)
+                else:
+                    self.assertEqual(r.returncode, -signal.SIGXFSZ, r.stderr)
+                self.assertEqual(os.listdir(out), ["kappa.npy"], "nothing but the earlier file")
+                with open(os.path.join(out, "kappa.npy"), "rb") as f:
+                    self.assertEqual(f.read(), b"an earlier result")
 
     def test_no_wait_status_and_list(self):
         r = self.ctl("submit", "--no-wait", "lens.nfw", "mass=3e13", "concentration=7", "grid_size=16")
