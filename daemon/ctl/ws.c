@@ -353,7 +353,12 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 
         switch (reason) {
         case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-                set_error(c, "%s", in && len ? (const char *)in : "connection failed");
+                if (c->url.tls && in && len && strstr(in, "SSL"))
+                        set_error(c, "the TLS handshake failed (%s): is the server's certificate trusted? kilnctl "
+                                  "checks it against the system's certificate authorities, or SSL_CERT_FILE",
+                                  (const char *)in);
+                else
+                        set_error(c, "%s", in && len ? (const char *)in : "connection failed");
                 c->state = WS_CLOSED;
                 c->wsi = NULL;
                 break;

@@ -14,14 +14,16 @@ import select
 import socket
 import ssl
 import subprocess
+import tempfile
 import threading
 import time
 import unittest
 import urllib.request
 
+import numpy as np
 import websockets
 
-from kiln_fixture import Client, Kilnd
+from kiln_fixture import KILNCTL, Client, Kilnd
 
 KIND = "lens.nfw"
 ALL_MAPS = ["kappa", "gamma1", "gamma2", "alpha_x", "alpha_y", "mu", "psi"]
@@ -573,7 +575,8 @@ class TlsTest(unittest.TestCase):
         try:
             cert, key = os.path.join(k.tmp, "cert.pem"), os.path.join(k.tmp, "key.pem")
             subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-                            "-days", "1", "-keyout", key, "-out", cert], check=True, capture_output=True)
+                            "-addext", "subjectAltName=IP:127.0.0.1", "-days", "1", "-keyout", key, "-out", cert],
+                           check=True, capture_output=True)
             k.extra_env.update({"KILN_SERVER_TLS_CERT": cert, "KILN_SERVER_TLS_KEY": key})
             k.start(wait=False)
             ctx = ssl.create_default_context()
@@ -602,6 +605,20 @@ class TlsTest(unittest.TestCase):
                     await ws.send(json.dumps({"op": "hello"}))
                     await asyncio.wait_for(ws.recv(), 5)
             asyncio.run(asyncio.wait_for(go(), 60))
+
+            # kilnctl over wss:// checks the certificate (SSL_CERT_FILE trusts this
+            # one) and writes the parts as they arrive, as on ws://.
+            url = f"wss://127.0.0.1:{k.port}/ws"
+            words = ["submit", KIND, *(f"{n}={v}" for n, v in SMALL.items()), "maps=kappa"]
+            with tempfile.TemporaryDirectory() as out:
+                r = subprocess.run([KILNCTL, "--url", url, *words, "--out", out], capture_output=True, text=True,
+                                   timeout=60, env=dict(os.environ, SSL_CERT_FILE=cert))
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(np.load(os.path.join(out, "kappa.npy")).shape, (8, 8))
+                r = subprocess.run([KILNCTL, "--url", url, *words, "--out", out], capture_output=True, text=True,
+                                   timeout=60, env={k: v for k, v in os.environ.items() if k != "SSL_CERT_FILE"})
+                self.assertEqual(r.returncode, 1)
+                self.assertIn("is the server's certificate trusted?", r.stderr)
             self.assertEqual(k.stop(), 0)
         finally:
             k.cleanup()
