@@ -17,6 +17,7 @@
 
 #include <libwebsockets.h>
 #include <openssl/rand.h>
+#include <openssl/x509.h>
 
 #include "proto.h"
 #include "ws.h"
@@ -53,6 +54,7 @@ struct ctl_ws {
         bool timer_fired;
         lws_sorted_usec_list_t sul;
         char err[320];
+        char cert_refused[128];        /* why OpenSSL refused the server's certificate */
 
         struct out_msg *out_head, **out_tail;
         struct ctl_msg *in_head, **in_tail;
@@ -352,11 +354,18 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
                 return 0;
 
         switch (reason) {
+        case LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION:
+                /* user: the X509_STORE_CTX, len: OpenSSL's verdict. The first refusal
+                 * is OpenSSL's reason, which libwebsockets' error does not give. */
+                if (!len && user && !c->cert_refused[0])
+                        snprintf(c->cert_refused, sizeof(c->cert_refused), "%s",
+                                 X509_verify_cert_error_string(X509_STORE_CTX_get_error(user)));
+                break;
+
         case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-                if (c->url.tls && in && len && strstr(in, "SSL"))
-                        set_error(c, "the TLS handshake failed (%s): is the server's certificate trusted? kilnctl "
-                                  "checks it against the system's certificate authorities, or SSL_CERT_FILE",
-                                  (const char *)in);
+                if (c->cert_refused[0])
+                        set_error(c, "the server's certificate is not trusted (%s); kilnctl checks it against the "
+                                  "system's certificate authorities, or those in SSL_CERT_FILE", c->cert_refused);
                 else
                         set_error(c, "%s", in && len ? (const char *)in : "connection failed");
                 c->state = WS_CLOSED;
