@@ -52,7 +52,8 @@ int ctl_token_new(const char *name, const char *tenant, const char *role, const 
  * while the rest is still on the wire. A mesh (dtype bytes, part "mesh") becomes
  * DIR/mesh.stl or DIR/mesh.glb, any other part DIR/NAME.npy. Until
  * ctl_part_file_commit the file has no name where the filesystem allows (nothing
- * is left behind, whatever stops kilnctl), else a hidden one, DIR/.NAME.ext.XXXXXX. */
+ * is left behind, whatever stops kilnctl), else a hidden one, DIR/.NAME.ext.XXXXXX.
+ * A finished part keeps its file open until it is committed or freed. */
 struct ctl_part_file;
 
 /* Starts receiving one frame into directory `dir` (created with its parents when

@@ -4,7 +4,6 @@
  * Exit codes: 0 success; 1 a failed/cancelled/expired job, an error reply, a
  * connection failure or a timeout; 2 a usage error or a local input file that
  * cannot be sent (a .npy of another dtype, an ids file of the wrong length). */
-#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -281,11 +280,14 @@ static int receive_parts(struct conn *c, const json_t *done)
                                 return r;
                 } while (!m->binary);   /* text in between (progress of other jobs): skip */
 
-                struct ctl_part_file *f = m->sunk;  /* every binary message went to the sink */
+                struct ctl_part_file *f = m->sunk;  /* conn_open's sink took every binary message */
                 const char *path;
-                assert(f);
                 m->sunk = NULL;
                 ctl_msg_free(m);
+                if (!f) {
+                        fprintf(stderr, "kilnctl: a result part arrived that was not received\n");
+                        return -EPROTO;
+                }
                 if ((r = ctl_part_file_finish(f)) < 0) {
                         fprintf(stderr, "kilnctl: %s\n", ctl_part_file_error(f));
                 } else if (!want || strcmp(want, ctl_part_file_name(f))) {

@@ -6,8 +6,9 @@
  *
  * The file is made without a name (O_TMPFILE) where the filesystem can, so that a
  * kilnctl stopped by any signal, SIGKILL included, leaves nothing behind: at commit
- * it is linked under a unique hidden name in the same directory and renamed over
- * the part's name. Elsewhere it has that hidden name from the start (mkostemp). */
+ * it is linked under a unique hidden name in the same directory and at once renamed
+ * over the part's name (only a stop between those two calls leaves the hidden
+ * file). Elsewhere it has that hidden name from the start, created with O_EXCL. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -16,12 +17,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ctl.h"
 #include "kind.h"
+#include "part_file_internal.h"
 #include "proto.h"
+
+bool ctl_part_file_named_from_start;
 
 #define HEADER_MAX (64u << 10)  /* the server's headers are a few dozen bytes */
 #define SNIFF 4                 /* payload bytes that tell a .glb from an .stl */
@@ -80,8 +83,9 @@ static int hidden_name(struct ctl_part_file *p)
 
         free(p->tmp);
         p->tmp = NULL;
-        if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
-                return -errno;
+        ssize_t n = getrandom(rnd, sizeof(rnd), 0);
+        if (n != (ssize_t)sizeof(rnd))
+                return n < 0 ? -errno : -EIO;
         if (asprintf(&p->tmp, "%.*s/.%s.XXXXXX", (int)(slash - p->path), p->path, slash + 1) < 0) {
                 p->tmp = NULL;
                 return -ENOMEM;
@@ -96,7 +100,7 @@ static int hidden_name(struct ctl_part_file *p)
  * it is named at commit, is there). Returns >= 0 or -errno. */
 static int create_file(struct ctl_part_file *p)
 {
-        if (access("/proc/self/fd", X_OK) == 0) {
+        if (!ctl_part_file_named_from_start && access("/proc/self/fd", X_OK) == 0) {
                 p->fd = open(p->dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
                 if (p->fd >= 0)
                         return 0;
@@ -285,20 +289,21 @@ static int name_file(struct ctl_part_file *p)
 
 int ctl_part_file_commit(struct ctl_part_file *p, const char **ret_path)
 {
-        int r = 0;
+        const char *step = "move the part to";
 
         *ret_path = NULL;
         if (ctl_part_file_finish(p) < 0 || p->fd < 0)
                 return p->failed;  /* failed, or dropped (no directory) */
-        if (!p->tmp)
-                r = name_file(p);
-        if (close(p->fd) < 0 && r >= 0)
-                r = -errno;
+        int r = p->tmp ? 0 : name_file(p);  /* before the close, which ends an unnamed file */
+        if (close(p->fd) < 0 && r >= 0) {
+                r = -errno;     /* a write the filesystem could not finish */
+                step = "write";
+        }
         p->fd = -1;
         if (r >= 0 && rename(p->tmp, p->path) < 0)
                 r = -errno;
         if (r < 0) {
-                fail(p, r, "cannot write %s: %s", p->path, strerror(-r));
+                fail(p, r, "cannot %s %s: %s", step, p->path, strerror(-r));
                 return r;
         }
         p->committed = true;

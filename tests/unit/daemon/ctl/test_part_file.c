@@ -1,7 +1,7 @@
 /* A result part written to its file while its KLNB frame arrives
  * (daemon/ctl/part_file.c): meshes as .stl or .glb and arrays as .npy, the frame fed
  * in every piece size, and every frame the server could get wrong, each leaving no
- * file behind. */
+ * file behind; with files unnamed until the commit and with hidden names. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -20,13 +20,25 @@
 #include "unit_tmpdir.h"
 
 #include "ctl.h"
+#include "part_file_internal.h"
 
 static char dir[PATH_MAX];
+static bool hidden;  /* a part's file has its hidden name before the commit */
 
 static int setup(void **state)
 {
         unit_tmpdir_make("part-file", dir, sizeof(dir));
+        int fd = open(dir, O_TMPFILE | O_WRONLY, 0600);
+        hidden = ctl_part_file_named_from_start || fd < 0;  /* a filesystem without O_TMPFILE too */
+        if (fd >= 0)
+                close(fd);
         return 0;
+}
+
+static int setup_hidden(void **state)
+{
+        ctl_part_file_named_from_start = true;
+        return setup(state);
 }
 
 static int teardown(void **state)
@@ -116,6 +128,23 @@ static size_t entries(const char *path)
         return n;
 }
 
+/* Checks that `path` holds no file but, with hidden names, one hidden file. */
+static void only_the_hidden_file(const char *path)
+{
+        DIR *d = opendir(path);
+        size_t n = 0;
+
+        assert_non_null(d);
+        for (struct dirent *e; (e = readdir(d));) {
+                if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+                        continue;
+                assert_true(e->d_name[0] == '.');
+                n++;
+        }
+        closedir(d);
+        assert_int_equal(n, hidden ? 1 : 0);
+}
+
 static uint8_t *slurp(const char *path, size_t *ret_len)
 {
         int fd = open(path, O_RDONLY);
@@ -151,7 +180,7 @@ static void check_mesh(const uint8_t *payload, size_t n, const char *want_name)
                 assert_int_equal(r, 0);
                 assert_string_equal(ctl_part_file_name(p), "mesh");
                 assert_int_equal(ctl_part_file_finish(p), 0);  /* again: the same */
-                assert_int_equal(entries(into), 0);  /* no name before the commit */
+                only_the_hidden_file(into);  /* no name of its own before the commit */
                 if (s == 1) {  /* an earlier file of that name is replaced */
                         int fd = open(want, O_WRONLY | O_CREAT, 0644);
                         assert_true(fd >= 0 && write(fd, "old contents, longer than some", 30) == 30);
@@ -349,7 +378,7 @@ static void test_free_without_commit_leaves_nothing(void **state)
         snprintf(into, sizeof(into), "%s/half", dir);
         assert_int_equal(ctl_part_file_new(into, &p), 0);
         ctl_part_file_feed(p, f, flen - 3);  /* the connection drops here */
-        assert_int_equal(entries(into), 0);  /* the file has no name yet */
+        only_the_hidden_file(into);
         ctl_part_file_free(p);
         assert_int_equal(entries(into), 0);
 
@@ -357,6 +386,7 @@ static void test_free_without_commit_leaves_nothing(void **state)
         assert_int_equal(ctl_part_file_new(into, &p), 0);
         ctl_part_file_feed(p, f, flen);
         assert_int_equal(ctl_part_file_finish(p), 0);
+        only_the_hidden_file(into);
         ctl_part_file_free(p);
         assert_int_equal(entries(into), 0);
         free(f);
@@ -373,5 +403,7 @@ int main(void)
                 cmocka_unit_test(test_an_unwritable_directory_is_an_error),
                 cmocka_unit_test(test_free_without_commit_leaves_nothing),
         };
-        return cmocka_run_group_tests(tests, setup, teardown);
+        /* Unnamed files (O_TMPFILE, where the filesystem has it), then hidden names. */
+        int failed = cmocka_run_group_tests_name("unnamed until the commit", tests, setup, teardown);
+        return failed + cmocka_run_group_tests_name("hidden names", tests, setup_hidden, teardown);
 }
