@@ -67,9 +67,10 @@ bool store_syncer_request(struct store_syncer *y);
 /* Waits until no flush is asked or under way (a retry that is only due does not
  * count). */
 void store_syncer_idle(struct store_syncer *y);
-/* Flushes completed (failed ones too) since start; waits until there are n. */
+/* Flushes completed (failed ones too) since start; waits until there are n, at most
+ * timeout_ms (false when there are fewer then: a test fails rather than hangs). */
 uint64_t store_syncer_flushes(struct store_syncer *y);
-void store_syncer_wait_flushes(struct store_syncer *y, uint64_t n);
+bool store_syncer_wait_flushes(struct store_syncer *y, uint64_t n, int64_t timeout_ms);
 /* Test hook: the next n flushes fail (-EIO) without flushing. */
 void store_syncer_fail_next(struct store_syncer *y, unsigned n);
 /* Finishes a flush asked or under way, stops and joins the thread. Accepts NULL. */

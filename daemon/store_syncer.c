@@ -119,12 +119,21 @@ void store_syncer_idle(struct store_syncer *y)
         pthread_mutex_unlock(&y->lock);
 }
 
-void store_syncer_wait_flushes(struct store_syncer *y, uint64_t n)
+bool store_syncer_wait_flushes(struct store_syncer *y, uint64_t n, int64_t timeout_ms)
 {
+        struct timespec until;
+
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += timeout_ms / 1000;
+        until.tv_nsec += timeout_ms % 1000 * 1000000L;
+        until.tv_sec += until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
         pthread_mutex_lock(&y->lock);
-        while (y->flushes < n)
-                pthread_cond_wait(&y->cond, &y->lock);
+        while (y->flushes < n && pthread_cond_timedwait(&y->cond, &y->lock, &until) == 0)
+                ;
+        bool reached = y->flushes >= n;
         pthread_mutex_unlock(&y->lock);
+        return reached;
 }
 
 uint64_t store_syncer_flushes(struct store_syncer *y)

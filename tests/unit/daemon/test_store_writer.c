@@ -726,7 +726,7 @@ static void syncer_flushes_each_request_and_retries_a_failed_one(void **state)
         /* Two failures, then the second retry flushes: three flushes for one request. */
         store_syncer_fail_next(y, 2);
         assert_true(store_syncer_request(y));
-        store_syncer_wait_flushes(y, 4);
+        assert_true(store_syncer_wait_flushes(y, 4, 10000));
         store_syncer_idle(y);
         assert_int_equal(store_syncer_flushes(y), 4);
         store_syncer_stop(y);
