@@ -5,7 +5,6 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -218,12 +217,25 @@ static int on_control(void *ctx, uint8_t op, const uint8_t *p, size_t len)
                 assert_int_equal(p[0], 'p');
                 w->pings++;
         } else if (op == KILN_WS_OP_CLOSE) {
+                /* its payload as sent, however the frame was split: code 1000 */
+                assert_int_equal(len, 2);
+                assert_int_equal(p[0] << 8 | p[1], 1000);
                 w->closes++;
         }
         return 0;
 }
 
 static const struct kiln_ws_rx_events events = { .frame = on_frame, .data = on_data, .control = on_control };
+
+static int refuse_frame(void *ctx, uint64_t len)
+{
+        return -1;
+}
+
+static int refuse_control(void *ctx, uint8_t op, const uint8_t *p, size_t len)
+{
+        return -1;
+}
 
 /* A text message in three fragments, the last one empty, with a ping between the
  * first two; then a close. Fed in every piece size. */
@@ -274,6 +286,22 @@ static void test_feed_refuses_fragments_out_of_order_and_stops_when_asked(void *
         assert_null(why);
         assert_int_equal(w.data_len, 1);
         assert_true(w.binary);
+
+        /* The frame and control callbacks stop it too. */
+        static const struct kiln_ws_rx_events no_frames = { .frame = refuse_frame, .data = on_data,
+                                                             .control = on_control };
+        static const struct kiln_ws_rx_events no_control = { .frame = on_frame, .data = on_data,
+                                                              .control = refuse_control };
+        const uint8_t ping_then_text[] = { 0x89, 1, 'p', 0x81, 1, 'x' };
+        memset(&rx, 0, sizeof(rx));
+        memset(&w, 0, sizeof(w));
+        assert_int_equal(kiln_ws_feed(&rx, two, sizeof(two), &no_frames, &w, &why), -1);
+        assert_null(why);
+        assert_int_equal(w.data_len, 0);
+        memset(&rx, 0, sizeof(rx));
+        assert_int_equal(kiln_ws_feed(&rx, ping_then_text, sizeof(ping_then_text), &no_control, &w, &why), -1);
+        assert_null(why);
+        assert_int_equal(w.data_len, 0);
 }
 
 static void test_hs_feed_in_pieces_then_frames(void **state)
