@@ -316,6 +316,7 @@ static void test_a_finished_job_is_stored_then_reported_once(void **state)
  * returns the job, referenced once more for the caller. */
 static struct job *run_to_done(struct fixture *f)
 {
+        assert_true(n_queued > 0);
         struct sched_item *it = queued[0];
         struct job *j = job_ref(container_of(it, struct job, item));
         memmove(queued, queued + 1, (n_queued - 1) * sizeof(*queued));
