@@ -30,7 +30,8 @@ enum api_route { ROUTE_STATUS, ROUTE_PART, ROUTE_SUBMIT };
 
 struct http_api_req {
         struct kilnd *d;
-        struct lws *wsi;              /* NULL once the client is gone */
+        struct lws *wsi;
+        http_api_ready_fn on_ready;   /* told once the response is ready to be written */
         struct session *session;
         enum api_route route;
         char part[32];                /* ROUTE_PART: the part asked for */
@@ -88,8 +89,7 @@ static void respond_json(struct http_api_req *r, unsigned status, const char *te
         r->status = status;
         r->type = "application/json";
         r->ready = true;
-        if (r->wsi)
-                lws_callback_on_writable(r->wsi);
+        r->on_ready(r->wsi);
 }
 
 static void respond_error(struct http_api_req *r, unsigned status, const char *code, const char *field,
@@ -222,8 +222,7 @@ static void on_reply(void *opaque, bool binary, const uint8_t *head, size_t head
                         r->status = 200;
                         r->type = "application/octet-stream";
                         r->ready = true;
-                        if (r->wsi)
-                                lws_callback_on_writable(r->wsi);
+                        r->on_ready(r->wsi);
                 }
         }
         json_decref(h);
@@ -266,13 +265,15 @@ static bool valid_id(const char *s, size_t n)
         return kiln_uuid_parse(buf, id) >= 0;
 }
 
-int http_api_begin(struct kilnd *d, struct lws *wsi, const char *uri, bool post, struct http_api_req **ret)
+int http_api_begin(struct kilnd *d, struct lws *wsi, const char *uri, bool post, http_api_ready_fn on_ready,
+                   struct http_api_req **ret)
 {
         struct http_api_req *r = calloc(1, sizeof(*r));
         if (!r)
                 return -ENOMEM;
         r->d = d;
         r->wsi = wsi;
+        r->on_ready = on_ready;
         *ret = r;
 
         struct auth_identity who;
@@ -373,6 +374,34 @@ bool http_api_ready(const struct http_api_req *r)
         return r->ready;
 }
 
+/* The response's status line and headers; see http_api_write. */
+static int write_headers(struct http_api_req *r, struct lws *wsi)
+{
+        uint8_t buf[LWS_PRE + 512], *start = &buf[LWS_PRE], *p = start, *end = &buf[sizeof(buf) - 1];
+
+        if (lws_add_http_common_headers(wsi, r->status, r->type, r->head_len + r->payload_len, &p, end) ||
+            lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL, (const unsigned char *)"no-store", 8, &p,
+                                         end) ||
+            lws_finalize_write_http_header(wsi, start, &p, end))
+                return -1;
+        r->headers_sent = true;
+        return 0;
+}
+
+int http_api_write_now(struct http_api_req *r, struct lws *wsi)
+{
+        if (!r->ready || r->headers_sent || r->payload_len || r->stored)
+                return 0;
+        uint8_t *out = malloc(LWS_PRE + r->head_len);
+        int rc = -1;
+        if (out && write_headers(r, wsi) == 0) {
+                memcpy(out + LWS_PRE, r->head, r->head_len);
+                rc = lws_write(wsi, out + LWS_PRE, r->head_len, LWS_WRITE_HTTP_FINAL) < (int)r->head_len ? -1 : 1;
+        }
+        free(out);
+        return rc;
+}
+
 int http_api_write(struct http_api_req *r, struct lws *wsi)
 {
         static uint8_t scratch[LWS_PRE + CHUNK];
@@ -381,13 +410,8 @@ int http_api_write(struct http_api_req *r, struct lws *wsi)
         if (!r->ready)
                 return 0;
         if (!r->headers_sent) {
-                uint8_t buf[LWS_PRE + 512], *start = &buf[LWS_PRE], *p = start, *end = &buf[sizeof(buf) - 1];
-                if (lws_add_http_common_headers(wsi, r->status, r->type, total, &p, end) ||
-                    lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL, (const unsigned char *)"no-store",
-                                                 8, &p, end) ||
-                    lws_finalize_write_http_header(wsi, start, &p, end))
+                if (write_headers(r, wsi) < 0)
                         return -1;
-                r->headers_sent = true;
                 lws_callback_on_writable(wsi);
                 return 0;
         }
@@ -416,7 +440,7 @@ int http_api_write(struct http_api_req *r, struct lws *wsi)
                 lws_callback_on_writable(wsi);
                 return 0;
         }
-        return lws_http_transaction_completed(wsi) ? -1 : 1;
+        return 1;
 }
 
 void http_api_end(struct http_api_req *r)

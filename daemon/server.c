@@ -54,7 +54,118 @@ static struct timers timers;
 
 struct http_pss {
         struct http_api_req *api;     /* a request to /api/ */
+        struct lws *wsi;
+        bool held;                    /* the connection's input is held until it is answered */
+        lws_sorted_usec_list_t answer; /* api_ready's answer, out of the replying code */
 };
+
+/*
+ * Pipelining. lws 4.1.6 parses a request pipelined behind one whose callback has
+ * returned without ending its transaction at once: it rebinds the connection (which
+ * frees pss, the pending request with it) and answers the new one first. An /api/
+ * request is often answered later (a submit once its job is stored, a status
+ * read from the store), so until then the connection's input is held (rx flow
+ * control): what the client sent behind it stays buffered, in lws or the socket.
+ *
+ * lws 4.1.6 does not call LWS_CALLBACK_HTTP_WRITEABLE on a connection whose input
+ * is held, so a response that becomes ready then is written whole from a timer of
+ * 0 (answer_held, out of the session code that replied), before the input is let
+ * go and the transaction ended. A part (a .npy body of any size) is streamed from
+ * the writable callback instead, with the input let go. A request pipelined
+ * behind a part is parsed while the part is sent, with the part's headers still
+ * in lws's header table: the connection is closed there
+ * (LWS_CALLBACK_FILTER_HTTP_CONNECTION), the part cut short, and the client
+ * retries what went unanswered (RFC 9112 §9.3.2). A client that wants parts one
+ * after the other on one connection waits for each.
+ */
+static void hold_input(struct lws *wsi, struct http_pss *pss)
+{
+        if (!pss->held) {
+                lws_rx_flow_control(wsi, 0);
+                pss->held = true;
+        }
+}
+
+static void release_input(struct lws *wsi, struct http_pss *pss)
+{
+        if (pss->held) {
+                pss->held = false;
+                lws_rx_flow_control(wsi, 1);
+        }
+}
+
+/* The request in pss is answered (r 1) or failed (r < 0): frees it and ends the
+ * transaction; a request pipelined behind it is parsed after this. Returns what
+ * the HTTP callback returns. On a kept-alive connection pss is freed (and a new
+ * one bound): it is not touched after. */
+static int api_finish(struct lws *wsi, struct http_pss *pss, int r)
+{
+        http_api_end(pss->api);
+        pss->api = NULL;
+        release_input(wsi, pss);
+        if (r < 0)
+                return -1;
+        return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+/* A ready response: written whole at once, the transaction ended; or, a part,
+ * streamed from the writable callback with the input let go. Returns what the
+ * HTTP callback returns. */
+static int api_answer(struct lws *wsi, struct http_pss *pss)
+{
+        int r = http_api_write_now(pss->api, wsi);
+
+        if (r == 0) {
+                release_input(wsi, pss);
+                lws_callback_on_writable(wsi);
+                return 0;
+        }
+        return api_finish(wsi, pss, r);
+}
+
+/* After an /api/ request is parsed (a POST: after its body): answered now when
+ * its response is known; otherwise the input is held until api_ready. */
+static int api_answer_or_hold(struct lws *wsi, struct http_pss *pss)
+{
+        if (!http_api_ready(pss->api)) {
+                hold_input(wsi, pss);
+                return 0;
+        }
+        return api_answer(wsi, pss);
+}
+
+static void answer_held(lws_sorted_usec_list_t *sul)
+{
+        struct http_pss *pss = lws_container_of(sul, struct http_pss, answer);
+        struct lws *wsi = pss->wsi; /* pss may be freed by api_answer */
+
+        if (pss->api && api_answer(wsi, pss) < 0)
+                lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+}
+
+/* http_api_ready_fn, called from within the session that replied (or within
+ * http_api_begin and http_api_body_done, before api_answer_or_hold looks). */
+static void api_ready(struct lws *wsi)
+{
+        struct http_pss *pss = lws_wsi_user(wsi);
+
+        if (!pss || !pss->api)
+                return;
+        if (!pss->held)
+                lws_callback_on_writable(wsi);
+        else
+                lws_sul_schedule(lws_get_context(wsi), 0, &pss->answer, answer_held, 1);
+}
+
+/* pss is about to be freed (the connection closes, or lws rebinds it). */
+static void api_drop(struct http_pss *pss)
+{
+        if (!pss)
+                return;
+        lws_sul_cancel(&pss->answer);
+        http_api_end(pss->api);
+        pss->api = NULL;
+}
 
 /* Answers a request at once, headers and body (freed here), and ends the
  * transaction, so a pipelined request behind it is taken only afterwards.
@@ -134,19 +245,26 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
                 return -1;
         case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
                 return confirm_upgrade(in);
+        case LWS_CALLBACK_FILTER_HTTP_CONNECTION:
+                /* A request pipelined behind a part being sent (see "Pipelining"). */
+                if (pss && pss->api) {
+                        log_info("HTTP: a request pipelined behind a part being sent: closing the connection");
+                        return -1;
+                }
+                return 0;
         case LWS_CALLBACK_HTTP: {
                 char uri[128] = "";
                 bool post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
                 lws_hdr_copy(wsi, uri, sizeof(uri), post ? WSI_TOKEN_POST_URI : WSI_TOKEN_GET_URI);
                 if (!strncmp(uri, "/api/", 5)) {
-                        /* A request pipelined behind one still being answered: the
-                         * API answers asynchronously and one at a time. */
-                        if (pss->api)
+                        pss->wsi = wsi;
+                        if (http_api_begin(d, wsi, uri, post, api_ready, &pss->api) < 0)
                                 return -1;
-                        if (http_api_begin(d, wsi, uri, post, &pss->api) < 0)
-                                return -1;
-                        lws_callback_on_writable(wsi);
-                        return 0;
+                        if (post) { /* its body is still to come */
+                                lws_callback_on_writable(wsi);
+                                return 0;
+                        }
+                        return api_answer_or_hold(wsi, pss);
                 }
                 bool ready_probe = !strcmp(uri, "/readyz") || !strcmp(uri, "/readyz/");
                 bool metrics = !strcmp(uri, "/metrics");
@@ -181,30 +299,22 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
         case LWS_CALLBACK_HTTP_BODY_COMPLETION:
                 if (pss && pss->api) {
                         http_api_body_done(pss->api);
-                        lws_callback_on_writable(wsi);
+                        return api_answer_or_hold(wsi, pss);
                 }
                 return 0;
         case LWS_CALLBACK_HTTP_WRITEABLE: {
                 if (!pss || !pss->api)
                         break;
-                /* Once the response is complete, lws_http_transaction_completed frees
-                 * pss on a kept-alive connection (and binds a new one): pss is not
-                 * touched after a write that ended the response. */
-                struct http_api_req *api = pss->api;
-                pss->api = NULL;
-                int r = http_api_write(api, wsi);
-                if (r == 0) {
-                        pss->api = api; /* more to write: the transaction goes on */
-                        return 0;
-                }
-                http_api_end(api);
-                return r < 0 ? -1 : 0;
+                int r = http_api_write(pss->api, wsi);
+                if (r == 0)
+                        return 0; /* more to write: the transaction goes on */
+                return api_finish(wsi, pss, r);
         }
+        case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+                /* pss is freed next: a request still in it goes with it (its
+                 * session included), never left behind. */
         case LWS_CALLBACK_CLOSED_HTTP:
-                if (pss && pss->api) {
-                        http_api_end(pss->api);
-                        pss->api = NULL;
-                }
+                api_drop(pss);
                 break;
         default:
                 break;
