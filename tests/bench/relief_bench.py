@@ -8,7 +8,10 @@ texture), it times:
 
   kind        the kind's own run on kilnd's CPU worker (`ms.run` of its `done`):
               decode, heightfield, mesh and file, volume;
-  ws          submit -> the last byte of the mesh over one WebSocket (upload of the
+  done        submit -> the `done` message over one WebSocket: upload of the PNG,
+              queueing, run, and storing the mesh in LMDB (`done` is sent only once
+              the result is committed);
+  ws          submit -> the last byte of the mesh over the same WebSocket (upload of the
               PNG, queueing, run, storing the result, sending it), read by Python's
               `websockets` package, which takes about 0.2 s of its own CPU to
               receive a 105 MB mesh;
@@ -22,6 +25,12 @@ at tolerance 0 and at one grey level (max_height_mm / 255), with the triangle
 counts, and checks every STL written with admesh. kilnd runs with its cache off
 (every repeat is computed) and one CPU worker per core.
 
+Before the runs it prints how this machine treats memory the kernel hands out again
+(see `memory_probe`): on a virtual machine whose balloon device reports free pages to
+the host, every page the store's file or kilnctl's output newly takes from the free
+lists costs a trip to the hypervisor on first touch, several times the cost of a page
+already in use, and a 105 MB result is written twice (kilnd's store, kilnctl's file).
+
 Every timed run starts after os.sync(): the figures are one image's latency, not
 the disk's sustained bandwidth. Without it a run would wait behind the writeback
 of the earlier runs' results (about 105 MB each at tolerance 0; the kernel
@@ -33,6 +42,7 @@ charged for the earlier ones' bytes.
 """
 import argparse
 import asyncio
+import glob
 import json
 import os
 import statistics
@@ -44,7 +54,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
-from kiln_fixture import KILNCTL, Client, Kilnd, encode_frame  # noqa: E402
+from kiln_fixture import KILNCTL, Client, Kilnd, decode_frame, encode_frame  # noqa: E402
 from test_relief import admesh, png  # noqa: E402
 
 MAX_HEIGHT = 3.0
@@ -74,19 +84,60 @@ def photo_like(n, rng):
     return np.clip(v, 0, 1)
 
 
+def memory_probe(mib=256):
+    """How this machine treats memory: (free page reporting, first-touch GB/s, again GB/s).
+
+    Free page reporting is the virtio balloon's feature 5 (VIRTIO_BALLOON_F_REPORTING)
+    with the kernel's page_reporting module loaded: free blocks of 2^order pages go back
+    to the host, which backs them again on their next first touch. The rates are one
+    fresh mapping of `mib` MiB written once (first touch) and once more (in use)."""
+    reporting = None
+    order = "/sys/module/page_reporting/parameters/page_reporting_order"
+    for dev in glob.glob("/sys/bus/virtio/devices/*"):
+        try:
+            with open(os.path.join(dev, "device")) as f:
+                if int(f.read(), 16) != 5:
+                    continue
+            with open(os.path.join(dev, "features")) as f:
+                bits = f.read().strip()
+        except OSError:
+            continue
+        if len(bits) > 5 and bits[5] == "1" and os.path.exists(order):
+            with open(order) as f:
+                reporting = f"on (virtio balloon, blocks of 2^{f.read().strip()} pages)"
+        else:
+            reporting = "off (virtio balloon without it)"
+    n = mib << 20
+    a = np.empty(n, np.uint8)
+    t0 = time.perf_counter()
+    a.fill(1)
+    t1 = time.perf_counter()
+    a.fill(2)
+    t2 = time.perf_counter()
+    del a
+    return reporting or "none (no virtio balloon)", n / 1e9 / (t1 - t0), n / 1e9 / (t2 - t1)
+
+
 async def ws_run(url, image, params):
-    """(server run ms, submit -> last part seconds, done, mesh bytes)."""
+    """(server run ms, submit -> done seconds, submit -> last part seconds, done, mesh bytes)."""
     c = await Client.connect(url)
     c.ref += 1
     t0 = time.perf_counter()
     await c.ws.send(encode_frame({"ref": c.ref, "part": "image", "dtype": "bytes", "shape": [len(image)]}, image))
     acc = await c.call({"op": "submit", "kind": "image.relief", "params": params, "ref": c.ref}, timeout=600)
     assert acc["op"] == "accepted", acc
-    done, parts, _ = await c.read_done(acc["job"], timeout=600)
+    while True:
+        done = await c.recv(600)
+        if isinstance(done, dict) and done.get("op") == "done":
+            break
+    t_done = time.perf_counter() - t0
+    assert done["state"] == "done", done
+    frame = await c.recv(600)
     t = time.perf_counter() - t0
     await c.close()
-    assert done["state"] == "done", done
-    return done["ms"]["run"], t, done, parts["mesh"].tobytes()
+    name, mesh = decode_frame(frame)
+    assert name == "mesh" and [p["name"] for p in done["parts"]] == ["mesh"], done
+    return done["ms"]["run"], t_done, t, done, mesh.tobytes()
 
 
 def admesh_ok(path):
@@ -111,12 +162,13 @@ def bench_image(name, grey, kilnd, tmp, repeats, out):
     rows = []
     for label, tol in (("tolerance 0", 0.0), ("one grey level", MAX_HEIGHT / 255)):
         params = dict(base, tolerance_mm=tol)
-        kind_ms, ws_s, cli_s = [], [], []
+        kind_ms, done_s, ws_s, cli_s = [], [], [], []
         done = mesh = None
         for _ in range(repeats):
             os.sync()
-            ms, t, done, mesh = asyncio.run(ws_run(kilnd.url, data, params))
+            ms, td, t, done, mesh = asyncio.run(ws_run(kilnd.url, data, params))
             kind_ms.append(ms)
+            done_s.append(td)
             ws_s.append(t)
             odir = os.path.join(tmp, "out")
             words = [f"{k}={v}" for k, v in params.items()]
@@ -129,8 +181,8 @@ def bench_image(name, grey, kilnd, tmp, repeats, out):
         with open(stl, "wb") as f:
             f.write(mesh)
         rows.append({"image": name, "case": label, "tolerance_mm": tol, "triangles": done["result"]["triangles"],
-                     "kind_s": median_of(kind_ms) / 1000, "ws_s": median_of(ws_s), "kilnctl_s": median_of(cli_s),
-                     "ws_runs": ws_s, "kilnctl_runs": cli_s,
+                     "kind_s": median_of(kind_ms) / 1000, "done_s": median_of(done_s), "ws_s": median_of(ws_s),
+                     "kilnctl_s": median_of(cli_s), "done_runs": done_s, "ws_runs": ws_s, "kilnctl_runs": cli_s,
                      "stl_bytes": len(mesh), "admesh": admesh_ok(stl)})
     scad = os.path.join(tmp, f"{name}.scad")
     with open(scad, "w") as f:
@@ -157,6 +209,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json")
     a = ap.parse_args()
+    reporting, first, again = memory_probe()
     rng = np.random.default_rng(2024)
     images = {"artwork": artwork(a.size, rng), "photo-like": photo_like(a.size, rng)}
     kilnd = Kilnd(env={"KILN_CACHE_ENABLED": "false", "KILN_STORE_SYNC": "batch"}).start()
@@ -171,16 +224,19 @@ def main():
     print(f"image.relief vs OpenSCAD surface(), {a.size} x {a.size} grey PNGs, median of {a.repeats}, "
           f"{os.cpu_count()} CPUs; os.sync() before every timed run (one image's latency, not the disk's "
           f"writeback of the earlier results)")
-    print(f"{'image':<11} {'case':<19} {'triangles':>10} {'kind s':>7} {'ws s':>7} {'kilnctl s':>9} "
+    print(f"memory: free page reporting {reporting}; a fresh 256 MiB written at {first:.2f} GB/s on first "
+          f"touch, {again:.2f} GB/s once in use")
+    print(f"{'image':<11} {'case':<19} {'triangles':>10} {'kind s':>7} {'done s':>7} {'ws s':>7} {'kilnctl s':>9} "
           f"{'openscad s':>10}  admesh")
     for r in results:
         def f(k):
             return f"{r[k]:.3f}" if k in r else "-"
-        print(f"{r['image']:<11} {r['case']:<19} {r['triangles']:>10} {f('kind_s'):>7} {f('ws_s'):>7} "
+        print(f"{r['image']:<11} {r['case']:<19} {r['triangles']:>10} {f('kind_s'):>7} {f('done_s'):>7} {f('ws_s'):>7} "
               f"{f('kilnctl_s'):>9} {f('openscad_s'):>10}  {r['admesh']}")
     for r in results:
         if "kilnctl_runs" in r:
             print(f"  {r['image']}, {r['case']}: kilnctl runs " + ", ".join(f"{t:.3f}" for t in r["kilnctl_runs"])
+                  + " s; done runs " + ", ".join(f"{t:.3f}" for t in r["done_runs"])
                   + " s; ws runs " + ", ".join(f"{t:.3f}" for t in r["ws_runs"]) + " s")
     for name in images:
         rs = [r for r in results if r["image"] == name]
