@@ -374,15 +374,24 @@ bool http_api_ready(const struct http_api_req *r)
         return r->ready;
 }
 
-/* The response's status line and headers; see http_api_write. */
-static int write_headers(struct http_api_req *r, struct lws *wsi)
+int http_write_headers(struct lws *wsi, unsigned status, const char *type, size_t len)
 {
+        static const char close[] = "close";
         uint8_t buf[LWS_PRE + 512], *start = &buf[LWS_PRE], *p = start, *end = &buf[sizeof(buf) - 1];
 
-        if (lws_add_http_common_headers(wsi, r->status, r->type, r->head_len + r->payload_len, &p, end) ||
+        if (lws_add_http_common_headers(wsi, status, type, len, &p, end) ||
             lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL, (const unsigned char *)"no-store", 8, &p,
                                          end) ||
+            lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)close, sizeof(close) - 1,
+                                         &p, end) ||
             lws_finalize_write_http_header(wsi, start, &p, end))
+                return -1;
+        return 0;
+}
+
+static int write_headers(struct http_api_req *r, struct lws *wsi)
+{
+        if (http_write_headers(wsi, r->status, r->type, r->head_len + r->payload_len) < 0)
                 return -1;
         r->headers_sent = true;
         return 0;

@@ -8,6 +8,11 @@ struct kilnd;
 struct lws;
 struct http_api_req;
 
+/* The status line and headers of a response kilnd writes itself: type, length,
+ * no caching, and `Connection: close` (one response per connection; see server.c).
+ * 0, or -1 when lws cannot write them. */
+int http_write_headers(struct lws *wsi, unsigned status, const char *type, size_t len);
+
 /* Told when a request's response is ready to be written: within http_api_begin or
  * http_api_body_done when it is known at once, or later (a submit's `accepted`
  * once the job is stored, a part once it is read). */
@@ -28,8 +33,7 @@ bool http_api_ready(const struct http_api_req *r);
  * when it is written, 0 when it must wait for http_api_write, -1 to close. */
 int http_api_write_now(struct http_api_req *r, struct lws *wsi);
 /* Writes the next piece of the response when it is ready: returns 0 to go on, 1
- * when the response is complete, -1 to close. After 1 (and after 1 from
- * http_api_write_now) the caller ends the HTTP transaction. */
+ * when the response is complete, -1 when it cannot be written. */
 int http_api_write(struct http_api_req *r, struct lws *wsi);
 /* The client is gone or the response was sent: frees the request (replies still in
  * flight are dropped). Accepts NULL. */

@@ -54,93 +54,54 @@ static struct timers timers;
 
 struct http_pss {
         struct http_api_req *api;     /* a request to /api/ */
-        struct lws *wsi;
         bool held;                    /* the connection's input is held until it is answered */
-        lws_sorted_usec_list_t answer; /* api_ready's answer, out of the replying code */
 };
 
 /*
- * Pipelining. lws 4.1.6 parses a request pipelined behind one whose callback has
- * returned without ending its transaction at once: it rebinds the connection (which
- * frees pss, the pending request with it) and answers the new one first. An /api/
- * request is often answered later (a submit once its job is stored, a status
- * read from the store), so until then the connection's input is held (rx flow
- * control): what the client sent behind it stays buffered, in lws or the socket.
+ * One response per connection. kilnd answers one HTTP request per connection,
+ * with `Connection: close`, and closes it: libwebsockets 4.1.6 mishandles what a
+ * client pipelines on a kept-alive connection. It parses a request pipelined
+ * behind one whose callback returned without ending its transaction (rebinding
+ * the connection, which frees pss and the pending request with it), and a POST
+ * it takes from its buffer of pipelined input gets its own request line as its
+ * body, then loops forever in lws_http_action: one segment from any client would
+ * stop the daemon. Closing after each response leaves nothing pipelined to parse.
  *
- * lws 4.1.6 does not call LWS_CALLBACK_HTTP_WRITEABLE on a connection whose input
- * is held, so a response that becomes ready then is written whole from a timer of
- * 0 (answer_held, out of the session code that replied), before the input is let
- * go and the transaction ended. A part (a .npy body of any size) is streamed from
- * the writable callback instead, with the input let go. A request pipelined
- * behind a part is parsed while the part is sent, with the part's headers still
- * in lws's header table: the connection is closed there
- * (LWS_CALLBACK_FILTER_HTTP_CONNECTION), the part cut short, and the client
- * retries what went unanswered (RFC 9112 §9.3.2). A client that wants parts one
- * after the other on one connection waits for each.
+ * An /api/ request is often answered later (a submit once its job is stored, a
+ * status read from the store). Until then the connection's input is held (rx flow
+ * control), so what a client pipelined behind it stays buffered, unparsed; lws
+ * 4.1.6 calls LWS_CALLBACK_HTTP_WRITEABLE only once it is let go (api_ready).
+ * Should lws then parse a pipelined request before the answer is written, the
+ * answer is written there (LWS_CALLBACK_FILTER_HTTP_CONNECTION) and the
+ * connection closed. A part (.npy) is streamed as the socket takes it, and a
+ * request pipelined behind a part cuts it short the same way: the client retries
+ * what went unanswered (RFC 9112 §9.3.2).
  */
-static void hold_input(struct lws *wsi, struct http_pss *pss)
-{
-        if (!pss->held) {
-                lws_rx_flow_control(wsi, 0);
-                pss->held = true;
-        }
-}
 
-static void release_input(struct lws *wsi, struct http_pss *pss)
-{
-        if (pss->held) {
-                pss->held = false;
-                lws_rx_flow_control(wsi, 1);
-        }
-}
-
-/* The request in pss is answered (r 1) or failed (r < 0): frees it and ends the
- * transaction; a request pipelined behind it is parsed after this. Returns what
- * the HTTP callback returns. On a kept-alive connection pss is freed (and a new
- * one bound): it is not touched after. */
-static int api_finish(struct lws *wsi, struct http_pss *pss, int r)
+/* Frees the request in pss, answered or not. Returns what the HTTP callback
+ * returns: the connection closes either way. */
+static int api_finish(struct http_pss *pss)
 {
         http_api_end(pss->api);
         pss->api = NULL;
-        release_input(wsi, pss);
-        if (r < 0)
-                return -1;
-        return lws_http_transaction_completed(wsi) ? -1 : 0;
-}
-
-/* A ready response: written whole at once, the transaction ended; or, a part,
- * streamed from the writable callback with the input let go. Returns what the
- * HTTP callback returns. */
-static int api_answer(struct lws *wsi, struct http_pss *pss)
-{
-        int r = http_api_write_now(pss->api, wsi);
-
-        if (r == 0) {
-                release_input(wsi, pss);
-                lws_callback_on_writable(wsi);
-                return 0;
-        }
-        return api_finish(wsi, pss, r);
+        return -1;
 }
 
 /* After an /api/ request is parsed (a POST: after its body): answered now when
- * its response is known; otherwise the input is held until api_ready. */
+ * its answer is known, else the input is held until api_ready. */
 static int api_answer_or_hold(struct lws *wsi, struct http_pss *pss)
 {
         if (!http_api_ready(pss->api)) {
-                hold_input(wsi, pss);
+                lws_rx_flow_control(wsi, 0);
+                pss->held = true;
                 return 0;
         }
-        return api_answer(wsi, pss);
-}
-
-static void answer_held(lws_sorted_usec_list_t *sul)
-{
-        struct http_pss *pss = lws_container_of(sul, struct http_pss, answer);
-        struct lws *wsi = pss->wsi; /* pss may be freed by api_answer */
-
-        if (pss->api && api_answer(wsi, pss) < 0)
-                lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+        int r = http_api_write_now(pss->api, wsi);
+        if (r == 0) {
+                lws_callback_on_writable(wsi); /* a part to stream */
+                return 0;
+        }
+        return api_finish(pss);
 }
 
 /* http_api_ready_fn, called from within the session that replied (or within
@@ -151,47 +112,28 @@ static void api_ready(struct lws *wsi)
 
         if (!pss || !pss->api)
                 return;
-        if (!pss->held)
-                lws_callback_on_writable(wsi);
-        else
-                lws_sul_schedule(lws_get_context(wsi), 0, &pss->answer, answer_held, 1);
+        if (pss->held) {
+                pss->held = false;
+                lws_rx_flow_control(wsi, 1);
+        }
+        lws_callback_on_writable(wsi);
 }
 
-/* pss is about to be freed (the connection closes, or lws rebinds it). */
-static void api_drop(struct http_pss *pss)
-{
-        if (!pss)
-                return;
-        lws_sul_cancel(&pss->answer);
-        http_api_end(pss->api);
-        pss->api = NULL;
-}
-
-/* Answers a request at once, headers and body (freed here), and ends the
- * transaction, so a pipelined request behind it is taken only afterwards.
- * Returns what the HTTP callback returns. */
+/* Answers a request at once, headers and body (freed here), and closes the
+ * connection (see "One response per connection"). Returns what the HTTP
+ * callback returns. */
 static int http_answer(struct lws *wsi, unsigned status, const char *type, char *body)
 {
-        uint8_t head[LWS_PRE + 1024], *start = &head[LWS_PRE], *p = start, *end = &head[sizeof(head) - 1];
-        uint8_t *out = NULL;
-        int r = -1;
+        size_t len = body ? strlen(body) : 0;
+        uint8_t *out = body ? malloc(LWS_PRE + len) : NULL;
 
-        if (!body)
-                return -1;
-        size_t len = strlen(body);
-        out = malloc(LWS_PRE + len);
-        if (out && !lws_add_http_common_headers(wsi, status, type, len, &p, end) &&
-            !lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL, (const unsigned char *)"no-store", 8,
-                                          &p, end) &&
-            !lws_finalize_write_http_header(wsi, start, &p, end)) {
+        if (out && http_write_headers(wsi, status, type, len) == 0) {
                 memcpy(out + LWS_PRE, body, len);
-                r = lws_write(wsi, out + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) < (int)len ? -1 : 0;
+                lws_write(wsi, out + LWS_PRE, len, LWS_WRITE_HTTP_FINAL);
         }
         free(out);
         free(body);
-        if (r < 0)
-                return -1;
-        return lws_http_transaction_completed(wsi) ? -1 : 0;
+        return -1; /* one response per connection */
 }
 
 static char *health_body(struct kilnd *d, bool ready, const char *reason)
@@ -244,36 +186,51 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
                  * client may ask for (it would bypass callback_ws's checks). */
                 return -1;
         case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+                if (pss && pss->api)
+                        return -1; /* pipelined behind an /api/ request */
                 return confirm_upgrade(in);
         case LWS_CALLBACK_FILTER_HTTP_CONNECTION:
-                /* A request pipelined behind a part being sent (see "Pipelining"). */
+                /* Pipelined behind an /api/ request not yet answered in full (see
+                 * "One response per connection"): its answer, if known and not
+                 * begun, goes out now, and the connection closes. */
                 if (pss && pss->api) {
-                        log_info("HTTP: a request pipelined behind a part being sent: closing the connection");
+                        if (http_api_ready(pss->api))
+                                http_api_write_now(pss->api, wsi);
                         return -1;
                 }
                 return 0;
+        case LWS_CALLBACK_ADD_HEADERS: {
+                /* A static file of the web UI, sent by lws itself. */
+                struct lws_process_html_args *args = in;
+                unsigned char *p = (unsigned char *)args->p, *end = p + args->max_len;
+                if (lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)"close", 5, &p,
+                                                 end))
+                        return 1;
+                args->max_len -= lws_ptr_diff(p, args->p);
+                args->p = (char *)p;
+                return 0;
+        }
+        case LWS_CALLBACK_HTTP_FILE_COMPLETION:
+                return -1; /* one response per connection */
         case LWS_CALLBACK_HTTP: {
                 char uri[128] = "";
                 bool post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
                 lws_hdr_copy(wsi, uri, sizeof(uri), post ? WSI_TOKEN_POST_URI : WSI_TOKEN_GET_URI);
                 if (!strncmp(uri, "/api/", 5)) {
-                        pss->wsi = wsi;
                         if (http_api_begin(d, wsi, uri, post, api_ready, &pss->api) < 0)
                                 return -1;
-                        if (post) { /* its body is still to come */
-                                lws_callback_on_writable(wsi);
-                                return 0;
-                        }
-                        return api_answer_or_hold(wsi, pss);
+                        /* A POST is answered once its body is in, even when its answer
+                         * is already known: closing with the body unread would reset
+                         * the connection under the answer. */
+                        return post ? 0 : api_answer_or_hold(wsi, pss);
                 }
                 bool ready_probe = !strcmp(uri, "/readyz") || !strcmp(uri, "/readyz/");
                 bool metrics = !strcmp(uri, "/metrics");
                 const char *type = "application/json";
                 if (!ready_probe && !metrics && strcmp(uri, "/healthz") && strcmp(uri, "/healthz/")) {
                         /* Also reached for a missing static file. */
-                        if (lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL))
-                                return -1;
-                        return lws_http_transaction_completed(wsi) ? -1 : 0;
+                        lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
+                        return -1; /* one response per connection */
                 }
                 char why[256] = "";
                 bool ready = d->store && sched_ready(d->sched) && !d->draining;
@@ -305,16 +262,16 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
         case LWS_CALLBACK_HTTP_WRITEABLE: {
                 if (!pss || !pss->api)
                         break;
-                int r = http_api_write(pss->api, wsi);
-                if (r == 0)
-                        return 0; /* more to write: the transaction goes on */
-                return api_finish(wsi, pss, r);
+                if (http_api_write(pss->api, wsi) == 0)
+                        return 0; /* more to write */
+                return api_finish(pss);
         }
         case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
                 /* pss is freed next: a request still in it goes with it (its
                  * session included), never left behind. */
         case LWS_CALLBACK_CLOSED_HTTP:
-                api_drop(pss);
+                if (pss && pss->api)
+                        api_finish(pss);
                 break;
         default:
                 break;
