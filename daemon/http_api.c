@@ -92,8 +92,7 @@ static void respond_json(struct http_api_req *r, unsigned status, const char *te
         r->on_ready(r->wsi);
 }
 
-static void respond_error(struct http_api_req *r, unsigned status, const char *code, const char *field,
-                          const char *message)
+char *http_api_error_json(const char *code, const char *field, const char *message)
 {
         struct proto_error e = { .code = KERR_INTERNAL };
         for (int c = 0; c < _KERR_MAX; c++)
@@ -101,7 +100,13 @@ static void respond_error(struct http_api_req *r, unsigned status, const char *c
                         e.code = c;
         snprintf(e.field, sizeof(e.field), "%s", field ? field : "");
         snprintf(e.message, sizeof(e.message), "%s", message);
-        char *text = proto_error_json(NULL, &e);
+        return proto_error_json(NULL, &e);
+}
+
+static void respond_error(struct http_api_req *r, unsigned status, const char *code, const char *field,
+                          const char *message)
+{
+        char *text = http_api_error_json(code, field, message);
         if (text) {
                 respond_json(r, status, text, strlen(text));
                 free(text);

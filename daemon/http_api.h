@@ -13,6 +13,10 @@ struct http_api_req;
  * 0, or -1 when lws cannot write them. */
 int http_write_headers(struct lws *wsi, unsigned status, const char *type, size_t len);
 
+/* The protocol's error object for `code` (a kiln error name), naming `field`
+ * (or none), as a malloc'd JSON text; NULL when out of memory. */
+char *http_api_error_json(const char *code, const char *field, const char *message);
+
 /* Told when a request's response is ready to be written: within http_api_begin or
  * http_api_body_done when it is known at once, or later (a submit's `accepted`
  * once the job is stored, a part once it is read). */

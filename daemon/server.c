@@ -74,9 +74,20 @@ struct http_pss {
  * Should lws then parse a pipelined request before the answer is written, the
  * answer is written there (LWS_CALLBACK_FILTER_HTTP_CONNECTION) and the
  * connection closed. A part (.npy) is streamed as the socket takes it, and a
- * request pipelined behind a part cuts it short the same way: the client retries
- * what went unanswered (RFC 9112 §9.3.2).
+ * request pipelined behind a part (even a stray CRLF) cuts it short the same
+ * way: the client retries what went unanswered (RFC 9112 §9.3.2). lws then
+ * spends up to 5 s (PENDING_FLUSH_STORED_SEND_BEFORE_CLOSE) on what it still
+ * holds of the part, its loop busy meanwhile; other clients are served. A response waits
+ * for its answer, and a part for its reader, up to server.idle_timeout_s between
+ * two steps (lws's own limit, handshake_timeout_s, is for the request).
+ * HEAD is refused (refuse_head).
  */
+
+/* The connection may go server.idle_timeout_s without progress from here on. */
+static void http_keep_waiting(struct lws *wsi)
+{
+        lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, (int)server_daemon->cfg->server.idle_timeout_s);
+}
 
 /* Frees the request in pss, answered or not. Returns what the HTTP callback
  * returns: the connection closes either way. */
@@ -91,6 +102,7 @@ static int api_finish(struct http_pss *pss)
  * its answer is known, else the input is held until api_ready. */
 static int api_answer_or_hold(struct lws *wsi, struct http_pss *pss)
 {
+        http_keep_waiting(wsi);
         if (!http_api_ready(pss->api)) {
                 lws_rx_flow_control(wsi, 0);
                 pss->held = true;
@@ -117,6 +129,18 @@ static void api_ready(struct lws *wsi)
                 lws_rx_flow_control(wsi, 1);
         }
         lws_callback_on_writable(wsi);
+}
+
+/* LWS_CALLBACK_FILTER_HTTP_CONNECTION, which lws asks of the protocol the
+ * connection is bound to: "kiln.v1", the vhost's default, for its first request.
+ * HEAD is refused, 405 and closed: lws would answer it for a static file itself
+ * and keep the connection (see "One response per connection"). */
+static int refuse_head(struct lws *wsi)
+{
+        if (!lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI))
+                return 0;
+        http_write_headers(wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, "application/json", 0);
+        return -1;
 }
 
 /* Answers a request at once, headers and body (freed here), and closes the
@@ -198,7 +222,7 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
                                 http_api_write_now(pss->api, wsi);
                         return -1;
                 }
-                return 0;
+                return refuse_head(wsi);
         case LWS_CALLBACK_ADD_HEADERS: {
                 /* A static file of the web UI, sent by lws itself. */
                 struct lws_process_html_args *args = in;
@@ -216,6 +240,10 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
                 char uri[128] = "";
                 bool post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
                 lws_hdr_copy(wsi, uri, sizeof(uri), post ? WSI_TOKEN_POST_URI : WSI_TOKEN_GET_URI);
+                if (post && !lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH))
+                        return http_answer(wsi, HTTP_STATUS_LENGTH_REQUIRED, "application/json",
+                                           http_api_error_json("bad_request", "Content-Length",
+                                                               "a POST needs a Content-Length header"));
                 if (!strncmp(uri, "/api/", 5)) {
                         if (http_api_begin(d, wsi, uri, post, api_ready, &pss->api) < 0)
                                 return -1;
@@ -229,8 +257,8 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
                 const char *type = "application/json";
                 if (!ready_probe && !metrics && strcmp(uri, "/healthz") && strcmp(uri, "/healthz/")) {
                         /* Also reached for a missing static file. */
-                        lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
-                        return -1; /* one response per connection */
+                        return http_answer(wsi, HTTP_STATUS_NOT_FOUND, "application/json",
+                                           http_api_error_json("not_found", "path", "no such file"));
                 }
                 char why[256] = "";
                 bool ready = d->store && sched_ready(d->sched) && !d->draining;
@@ -262,8 +290,10 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
         case LWS_CALLBACK_HTTP_WRITEABLE: {
                 if (!pss || !pss->api)
                         break;
-                if (http_api_write(pss->api, wsi) == 0)
-                        return 0; /* more to write */
+                if (http_api_write(pss->api, wsi) == 0) {
+                        http_keep_waiting(wsi); /* more to write */
+                        return 0;
+                }
                 return api_finish(pss);
         }
         case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
@@ -453,6 +483,8 @@ static int callback_ws(struct lws *wsi, enum lws_callback_reasons reason, void *
                 server_arm_deadlines(d);
                 handle_signals(d);
                 break;
+        case LWS_CALLBACK_FILTER_HTTP_CONNECTION:
+                return refuse_head(wsi);
         case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
                 return confirm_upgrade(in);
         case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {

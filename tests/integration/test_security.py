@@ -6,6 +6,7 @@ misbehaving connections that must not disturb a well-behaved client.
 """
 import asyncio
 import hashlib
+import io
 import json
 import os
 import random
@@ -554,6 +555,30 @@ class HttpEdgesTest(ServesOnCase):
             self.assertTrue(not got or got.startswith(b"HTTP/1.1 200 "), got[:300])
         self.assertConnectionsFreed()
 
+    def test_head_is_refused_and_its_connection_closed(self):
+        # lws answers HEAD for a static file itself and keeps the connection open.
+        for path in (b"/", b"/index.html", b"/healthz", b"/api/v1/jobs/00000000-0000-7000-8000-000000000000"):
+            got = http_exchange(self.kilnd.port, b"HEAD %s HTTP/1.1\r\nHost: x\r\n\r\n"
+                                                 b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" % path)
+            self.assertEqual(self.assertOneAnswerThenClose(got, 405), b"", path)
+
+    def test_a_post_without_a_length_is_refused_with_411(self):
+        got = http_exchange(self.kilnd.port, b"POST /api/v1/jobs HTTP/1.1\r\nHost: x\r\n"
+                                             b"Authorization: Bearer tok-submit\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                             b"2\r\n{}\r\n0\r\n\r\n")
+        error = json.loads(self.assertOneAnswerThenClose(got, 411))
+        self.assertEqual((error["code"], error["field"]), ("bad_request", "Content-Length"))
+
+    def test_a_missing_file_is_a_404_that_closes(self):
+        got = http_exchange(self.kilnd.port, b"GET /no-such-file.js HTTP/1.1\r\nHost: x\r\n\r\n"
+                                             b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(json.loads(self.assertOneAnswerThenClose(got, 404))["code"], "not_found")
+
+    def test_a_static_file_closes_its_connection(self):
+        got = http_exchange(self.kilnd.port, b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n"
+                                             b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertIn(b"<html", self.assertOneAnswerThenClose(got, 200).lower())
+
     # The next two pass in a plain build with the old code too (a 0-byte memcpy from
     # NULL answers the same); the ASan+UBSan suite, which aborts on it, is what
     # tells them apart.
@@ -592,6 +617,35 @@ class HttpEdgesTest(ServesOnCase):
         self.assertFalse(got.startswith(b"HTTP/1.1 101"), got[:200])
         with urllib.request.urlopen(self.kilnd.http + "/healthz", timeout=5) as r:
             self.assertEqual(r.status, 200)
+
+
+class SlowHttpReaderTest(SecurityCase):
+    """server.handshake_timeout_s bounds the request, not the answer: a part read
+    slowly is sent whole, server.idle_timeout_s being the limit between steps."""
+    env = {"KILN_SERVER_HANDSHAKE_TIMEOUT_S": "1"}
+
+    def test_a_part_read_after_the_handshake_timeout_arrives_whole(self):
+        async def go():
+            c = await self.client("tok-submit")
+            done, parts = await c.run(KIND, dict(SMALL, mass=fresh_mass(), grid_size=1024, maps=["kappa"]))
+            await c.close()
+            return done["job"], parts["kappa"]
+        job, kappa = self.run_async(go())
+        s = socket.create_connection(("127.0.0.1", self.kilnd.port))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        s.settimeout(10)
+        s.sendall(b"GET /api/v1/jobs/%s/parts/kappa.npy HTTP/1.1\r\nHost: x\r\n"
+                  b"Authorization: Bearer tok-read\r\n\r\n" % job.encode())
+        # The old code closed the connection handshake_timeout_s after the request,
+        # with 4 MiB still to send.
+        select.select([], [], [], 2.5)
+        got = b""
+        while chunk := s.recv(1 << 20):
+            got += chunk
+        s.close()
+        answers = split_responses(got)
+        self.assertEqual([a[0] for a in answers], [200], got[:300])
+        np.testing.assert_array_equal(np.load(io.BytesIO(answers[0][1])), kappa)
 
 
 def raw_upgrade(port):
