@@ -104,7 +104,10 @@ def memory_probe(mib=256):
             continue
         if len(bits) > 5 and bits[5] == "1" and os.path.exists(order):
             with open(order) as f:
-                reporting = f"on (virtio balloon, blocks of 2^{f.read().strip()} pages)"
+                n = int(f.read())
+            # x86-64's largest free block is 2^10 pages: a larger order reports none.
+            reporting = (f"on (virtio balloon, blocks of 2^{n} pages)" if n <= 10 else
+                         f"off (page_reporting_order {n}: no free block is that large)")
         else:
             reporting = "off (virtio balloon without it)"
     n = mib << 20
