@@ -160,6 +160,37 @@ static int http_answer(struct lws *wsi, unsigned status, const char *type, char 
         return -1; /* one response per connection */
 }
 
+/* A POST's Content-Length, checked before lws reads the body by it: missing (a
+ * chunked body: 411), not a decimal count of bytes (lws would take "abc" as 0 and
+ * "-1" as no body at all: 400), or over server.max_message_bytes (413, without
+ * waiting for a body that would be refused). false: answered, the connection
+ * closes. */
+static bool post_length_ok(struct kilnd *d, struct lws *wsi)
+{
+        char v[24] = "";
+        int n = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+
+        if (!n) {
+                http_answer(wsi, HTTP_STATUS_LENGTH_REQUIRED, "application/json",
+                            http_api_error_json("bad_request", "Content-Length", "a POST needs a Content-Length header"));
+                return false;
+        }
+        if (n >= (int)sizeof(v) || lws_hdr_copy(wsi, v, sizeof(v), WSI_TOKEN_HTTP_CONTENT_LENGTH) != n ||
+            strspn(v, "0123456789") != (size_t)n) {
+                http_answer(wsi, HTTP_STATUS_BAD_REQUEST, "application/json",
+                            http_api_error_json("bad_request", "Content-Length",
+                                                "Content-Length must be a decimal number of bytes"));
+                return false;
+        }
+        if (strtoull(v, NULL, 10) > d->cfg->server.max_message_bytes) {
+                http_answer(wsi, HTTP_STATUS_REQ_ENTITY_TOO_LARGE, "application/json",
+                            http_api_error_json("too_large", "Content-Length",
+                                                "the request body exceeds server.max_message_bytes"));
+                return false;
+        }
+        return true;
+}
+
 static char *health_body(struct kilnd *d, bool ready, const char *reason)
 {
         /* "backends" names the backends with a device in service; "devices" says
@@ -240,10 +271,8 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
                 char uri[128] = "";
                 bool post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
                 lws_hdr_copy(wsi, uri, sizeof(uri), post ? WSI_TOKEN_POST_URI : WSI_TOKEN_GET_URI);
-                if (post && !lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH))
-                        return http_answer(wsi, HTTP_STATUS_LENGTH_REQUIRED, "application/json",
-                                           http_api_error_json("bad_request", "Content-Length",
-                                                               "a POST needs a Content-Length header"));
+                if (post && !post_length_ok(d, wsi))
+                        return -1;
                 if (!strncmp(uri, "/api/", 5)) {
                         if (http_api_begin(d, wsi, uri, post, api_ready, &pss->api) < 0)
                                 return -1;

@@ -569,6 +569,18 @@ class HttpEdgesTest(ServesOnCase):
         error = json.loads(self.assertOneAnswerThenClose(got, 411))
         self.assertEqual((error["code"], error["field"]), ("bad_request", "Content-Length"))
 
+    def test_a_bad_or_too_large_content_length_is_answered_at_once(self):
+        # lws takes "abc" as 0 and "-1" as no body; a length over
+        # server.max_message_bytes is refused before any body is sent.
+        for value, status, code in ((b"-1", 400, "bad_request"), (b"abc", 400, "bad_request"),
+                                    (b"1000000000", 413, "too_large"),
+                                    (b"99999999999999999999", 413, "too_large")):
+            got = http_exchange(self.kilnd.port, b"POST /api/v1/jobs HTTP/1.1\r\nHost: x\r\n"
+                                                 b"Authorization: Bearer tok-submit\r\nContent-Length: %s\r\n\r\n"
+                                                 % value, timeout=5)
+            error = json.loads(self.assertOneAnswerThenClose(got, status))
+            self.assertEqual((error["code"], error["field"]), (code, "Content-Length"), value)
+
     def test_a_missing_file_is_a_404_that_closes(self):
         got = http_exchange(self.kilnd.port, b"GET /no-such-file.js HTTP/1.1\r\nHost: x\r\n\r\n"
                                              b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
