@@ -379,7 +379,9 @@ bool http_api_ready(const struct http_api_req *r)
         return r->ready;
 }
 
-int http_write_headers(struct lws *wsi, unsigned status, const char *type, size_t len)
+/* The status line and headers of a response kilnd writes itself: type, length,
+ * no caching, and `Connection: close`. */
+static int write_headers_of(struct lws *wsi, unsigned status, const char *type, size_t len)
 {
         static const char close[] = "close";
         uint8_t buf[LWS_PRE + 512], *start = &buf[LWS_PRE], *p = start, *end = &buf[sizeof(buf) - 1];
@@ -394,9 +396,25 @@ int http_write_headers(struct lws *wsi, unsigned status, const char *type, size_
         return 0;
 }
 
+int http_write_response(struct lws *wsi, unsigned status, const char *type, const void *body, size_t len)
+{
+        uint8_t *out = len ? malloc(LWS_PRE + len) : NULL;
+        int rc = -1;
+
+        if ((out || !len) && write_headers_of(wsi, status, type, len) == 0) {
+                rc = 0;
+                if (len) {
+                        memcpy(out + LWS_PRE, body, len);
+                        rc = lws_write(wsi, out + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) < (int)len ? -1 : 0;
+                }
+        }
+        free(out);
+        return rc;
+}
+
 static int write_headers(struct http_api_req *r, struct lws *wsi)
 {
-        if (http_write_headers(wsi, r->status, r->type, r->head_len + r->payload_len) < 0)
+        if (write_headers_of(wsi, r->status, r->type, r->head_len + r->payload_len) < 0)
                 return -1;
         r->headers_sent = true;
         return 0;
@@ -406,14 +424,8 @@ int http_api_write_now(struct http_api_req *r, struct lws *wsi)
 {
         if (!r->ready || r->headers_sent || r->payload_len || r->stored)
                 return 0;
-        uint8_t *out = malloc(LWS_PRE + r->head_len);
-        int rc = -1;
-        if (out && write_headers(r, wsi) == 0) {
-                memcpy(out + LWS_PRE, r->head, r->head_len);
-                rc = lws_write(wsi, out + LWS_PRE, r->head_len, LWS_WRITE_HTTP_FINAL) < (int)r->head_len ? -1 : 1;
-        }
-        free(out);
-        return rc;
+        r->headers_sent = true;
+        return http_write_response(wsi, r->status, r->type, r->head, r->head_len) < 0 ? -1 : 1;
 }
 
 int http_api_write(struct http_api_req *r, struct lws *wsi)

@@ -8,10 +8,10 @@ struct kilnd;
 struct lws;
 struct http_api_req;
 
-/* The status line and headers of a response kilnd writes itself: type, length,
- * no caching, and `Connection: close` (one response per connection; see server.c).
- * 0, or -1 when lws cannot write them. */
-int http_write_headers(struct lws *wsi, unsigned status, const char *type, size_t len);
+/* Writes a whole response of kilnd's own: status, type, length, no caching and
+ * `Connection: close` (one response per connection; see server.c), then `len`
+ * bytes of body (none for len 0). 0, or -1 when lws cannot write it. */
+int http_write_response(struct lws *wsi, unsigned status, const char *type, const void *body, size_t len);
 
 /* The protocol's error object for `code` (a kiln error name), naming `field`
  * (or none), as a malloc'd JSON text; NULL when out of memory. */

@@ -77,10 +77,11 @@ struct http_pss {
  * request pipelined behind a part (even a stray CRLF) cuts it short the same
  * way: the client retries what went unanswered (RFC 9112 §9.3.2). lws then
  * spends up to 5 s (PENDING_FLUSH_STORED_SEND_BEFORE_CLOSE) on what it still
- * holds of the part, its loop busy meanwhile; other clients are served. A response waits
- * for its answer, and a part for its reader, up to server.idle_timeout_s between
- * two steps (lws's own limit, handshake_timeout_s, is for the request).
- * HEAD is refused (refuse_head).
+ * holds of the part, its loop busy meanwhile; other clients are served.
+ *
+ * A response waits for its answer, and a part for its reader, up to
+ * server.idle_timeout_s between two steps (lws's own limit, handshake_timeout_s,
+ * is for the request). HEAD is refused (refuse_head).
  */
 
 /* The connection may go server.idle_timeout_s without progress from here on. */
@@ -139,7 +140,7 @@ static int refuse_head(struct lws *wsi)
 {
         if (!lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI))
                 return 0;
-        http_write_headers(wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, "application/json", 0);
+        http_write_response(wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, "application/json", NULL, 0);
         return -1;
 }
 
@@ -148,14 +149,8 @@ static int refuse_head(struct lws *wsi)
  * callback returns. */
 static int http_answer(struct lws *wsi, unsigned status, const char *type, char *body)
 {
-        size_t len = body ? strlen(body) : 0;
-        uint8_t *out = body ? malloc(LWS_PRE + len) : NULL;
-
-        if (out && http_write_headers(wsi, status, type, len) == 0) {
-                memcpy(out + LWS_PRE, body, len);
-                lws_write(wsi, out + LWS_PRE, len, LWS_WRITE_HTTP_FINAL);
-        }
-        free(out);
+        if (body)
+                http_write_response(wsi, status, type, body, strlen(body));
         free(body);
         return -1; /* one response per connection */
 }
