@@ -379,8 +379,8 @@ void job_to_record(const struct job *j, struct store_job *ret)
 
         memset(ret, 0, sizeof(*ret));
         memcpy(ret->id, j->id, 16);
-        snprintf(ret->kind, sizeof(ret->kind), "%s", j->kind->name);
-        snprintf(ret->tenant, sizeof(ret->tenant), "%s", j->tenant);
+        kiln_str_copy(ret->kind, sizeof(ret->kind), j->kind->name);
+        kiln_str_copy(ret->tenant, sizeof(ret->tenant), j->tenant);
         ret->priority = (uint8_t)j->priority;
         ret->state = (uint8_t)(state == KILN_JOB_RUNNING ? KILN_JOB_QUEUED : state);
         ret->submitted_ms = j->submitted_ms;
@@ -397,7 +397,7 @@ void job_to_record(const struct job *j, struct store_job *ret)
                 ret->queue_ms = (uint32_t)queue_ms;
                 ret->run_ms = (uint32_t)run_ms;
                 ret->batch = j->batch;
-                snprintf(ret->backend, sizeof(ret->backend), "%s", j->backend);
+                kiln_str_copy(ret->backend, sizeof(ret->backend), j->backend);
                 if (state != KILN_JOB_DONE) {
                         ret->error_code = (char *)kiln_err_name(j->error_code);
                         ret->error_message = (char *)j->error_message;
@@ -496,7 +496,7 @@ static void sink_finished(void *ctx, struct sched_item *it, enum sched_end end, 
         struct job *j = container_of(it, struct job, item);
 
         j->batch = batch;
-        snprintf(j->backend, sizeof(j->backend), "%s", device);
+        kiln_str_copy(j->backend, sizeof(j->backend), device);
         switch (end) {
         case SCHED_END_DONE: {
                 j->result = *result;

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util.h"
+
 struct limits_map {
         struct limits_entry **buckets;
         size_t n_buckets, count;
@@ -69,7 +71,7 @@ void limits_map_free(struct limits_map *m)
 struct limits_entry *limits_map_find(const struct limits_map *m, const char *name)
 {
         char key[64];
-        snprintf(key, sizeof(key), "%s", name);
+        kiln_str_copy(key, sizeof(key), name);
         for (struct limits_entry *e = m->buckets[hash_name(key) & (m->n_buckets - 1)]; e; e = e->next)
                 if (!strcmp(e->name, key))
                         return e;

@@ -14,6 +14,7 @@
 #include "kind.h"
 #include "proto.h"
 #include "store.h"
+#include "textbuf.h"
 
 #define KLNB_MAGIC "KLNB"
 #define KLNB_PREFIX PROTO_KLNB_PREFIX
@@ -725,7 +726,9 @@ static uint8_t *frame_header_plain(const char *job_id, const char *part, const c
                 return NULL;
         n = sizeof("{\"job\":\"\",\"part\":\"\",\"dtype\":\"\",\"shape\":[]}") - 1 + lj + lp + ld;
         for (int i = 0; i < ndim; i++) {
-                ldims[i] = (size_t)snprintf(dims[i], sizeof(dims[i]), "%llu", (unsigned long long)shape[i]);
+                struct textbuf b = textbuf_init(dims[i], sizeof(dims[i]));
+                textbuf_u64(&b, shape[i]);
+                ldims[i] = b.len;
                 n += ldims[i] + (i > 0);
         }
         uint8_t *buf = n <= UINT32_MAX ? malloc(KLNB_PREFIX + n) : NULL;

@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "proto.h"
+#include "textbuf.h"
 
 static const char blob_magic[4] = { 'K', 'L', 'N', 'R' };
 /* Version 2: the scalars object may hold integers, booleans, strings, arrays and
@@ -85,22 +86,45 @@ static json_t *part_header_json(const struct kiln_part *p)
                          "bytes", (json_int_t)p->bytes);
 }
 
+/* The longest header part_header_put writes: the name and dtype, each dimension and
+ * the byte count in decimal, and the text around them. */
+#define PART_HEADER_MAX \
+        (KILN_NAME_MAX + 16 + 4 * (TEXTBUF_U64_DIGITS + 1) + TEXTBUF_U64_DIGITS + sizeof("{\"name\":\"\",\"dtype\":\"\",\"shape\":[],\"bytes\":}"))
+
+/* Whether a part's header can be written directly: its strings need no escaping. */
+static bool part_header_plain(const struct kiln_part *p)
+{
+        return proto_json_plain(p->name) && proto_json_plain(kiln_dtype_name(p->dtype));
+}
+
+/* A part's header as compact JSON, byte for byte what json_dumps(JSON_COMPACT)
+ * writes of part_header_json (keys in insertion order); part_header_plain(p). */
+static void part_header_put(struct textbuf *b, const struct kiln_part *p)
+{
+        textbuf_str(b, "{\"name\":\"");
+        textbuf_str(b, p->name);
+        textbuf_str(b, "\",\"dtype\":\"");
+        textbuf_str(b, kiln_dtype_name(p->dtype));
+        textbuf_str(b, "\",\"shape\":[");
+        for (int k = 0; k < p->ndim; k++) {
+                if (k)
+                        textbuf_put(b, ",", 1);
+                textbuf_u64(b, p->shape[k]);
+        }
+        textbuf_str(b, "],\"bytes\":");
+        textbuf_u64(b, p->bytes);
+        textbuf_put(b, "}", 1);
+}
+
 /* A part's header as compact JSON text (malloc'd): written directly when no string
- * needs escaping, byte for byte what json_dumps(JSON_COMPACT) writes (keys in
- * insertion order), else by jansson. NULL on ENOMEM. */
+ * needs escaping, else by jansson. NULL on ENOMEM. */
 static char *part_header_text(const struct kiln_part *p)
 {
-        const char *dtype = kiln_dtype_name(p->dtype);
-        if (proto_json_plain(p->name) && proto_json_plain(dtype)) {
-                /* names and dtypes are short (kiln_part.name), each dim at most 20 digits */
-                char buf[sizeof(p->name) + 64 + sizeof(p->shape) / sizeof(p->shape[0]) * 21 + 32];
-                int n = snprintf(buf, sizeof(buf), "{\"name\":\"%s\",\"dtype\":\"%s\",\"shape\":[", p->name, dtype);
-                for (int k = 0; k < p->ndim && n > 0 && (size_t)n < sizeof(buf); k++)
-                        n += snprintf(buf + n, sizeof(buf) - (size_t)n, "%s%llu", k ? "," : "",
-                                      (unsigned long long)p->shape[k]);
-                if (n > 0 && (size_t)n < sizeof(buf))
-                        n += snprintf(buf + n, sizeof(buf) - (size_t)n, "],\"bytes\":%llu}", (unsigned long long)p->bytes);
-                if (n > 0 && (size_t)n < sizeof(buf))
+        if (part_header_plain(p)) {
+                char buf[PART_HEADER_MAX];
+                struct textbuf b = textbuf_init(buf, sizeof(buf));
+                part_header_put(&b, p);
+                if (!textbuf_over(&b))
                         return strdup(buf);
         }
         json_t *h = part_header_json(p);
@@ -370,32 +394,40 @@ int result_blob_parse(const uint8_t *blob, size_t size, struct kiln_result *ret)
 static char *done_text_plain(const struct done_info *in, const char *scalars, const char *backend)
 {
         const struct kiln_result *r = in->result;
-        char *text = NULL;
-        size_t len;
 
         if (!proto_json_plain(in->job) || !proto_json_plain(backend))
                 return NULL;
         for (int i = 0; i < r->n_parts; i++)
-                if (!proto_json_plain(r->parts[i].name) || !proto_json_plain(kiln_dtype_name(r->parts[i].dtype)))
+                if (!part_header_plain(&r->parts[i]))
                         return NULL;
-        FILE *f = open_memstream(&text, &len);
-        if (!f)
+        /* Room for the longest text: the strings, three numbers and every part's
+         * header, with a generous allowance for the fixed text around them. */
+        size_t cap = strlen(in->job) + strlen(scalars) + strlen(backend) + 3 * (TEXTBUF_U64_DIGITS + 1) +
+                     (size_t)r->n_parts * (PART_HEADER_MAX + 1) + 160;
+        char *text = malloc(cap);
+        if (!text)
                 return NULL;
-        fprintf(f, "{\"op\":\"done\",\"job\":\"%s\",\"state\":\"done\",\"ms\":{\"queue\":%lld,\"run\":%lld},"
-                   "\"result\":%s,\"parts\":[",
-                in->job, (long long)in->queue_ms, (long long)in->run_ms, scalars);
+        struct textbuf b = textbuf_init(text, cap);
+        textbuf_str(&b, "{\"op\":\"done\",\"job\":\"");
+        textbuf_str(&b, in->job);
+        textbuf_str(&b, "\",\"state\":\"done\",\"ms\":{\"queue\":");
+        textbuf_i64(&b, in->queue_ms);
+        textbuf_str(&b, ",\"run\":");
+        textbuf_i64(&b, in->run_ms);
+        textbuf_str(&b, "},\"result\":");
+        textbuf_str(&b, scalars);
+        textbuf_str(&b, ",\"parts\":[");
         for (int i = 0; i < r->n_parts; i++) {
-                const struct kiln_part *p = &r->parts[i];
-                fprintf(f, "%s{\"name\":\"%s\",\"dtype\":\"%s\",\"shape\":[", i ? "," : "", p->name,
-                        kiln_dtype_name(p->dtype));
-                for (int k = 0; k < p->ndim; k++)
-                        fprintf(f, "%s%llu", k ? "," : "", (unsigned long long)p->shape[k]);
-                fprintf(f, "],\"bytes\":%llu}", (unsigned long long)p->bytes);
+                if (i)
+                        textbuf_put(&b, ",", 1);
+                part_header_put(&b, &r->parts[i]);
         }
-        fprintf(f, "],\"backend\":\"%s\",\"batch\":%lld%s}", backend, (long long)in->batch,
-                in->not_kept ? ",\"stored\":false" : "");
-        bool failed = ferror(f);
-        if (fclose(f) != 0 || failed) {
+        textbuf_str(&b, "],\"backend\":\"");
+        textbuf_str(&b, backend);
+        textbuf_str(&b, "\",\"batch\":");
+        textbuf_u64(&b, in->batch);
+        textbuf_str(&b, in->not_kept ? ",\"stored\":false}" : "}");
+        if (textbuf_over(&b)) { /* never: cap is the longest text */
                 free(text);
                 return NULL;
         }

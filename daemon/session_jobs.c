@@ -13,6 +13,7 @@
 #include "jobs.h"
 #include "log.h"
 #include "storeq.h"
+#include "textbuf.h"
 #include "util.h"
 
 /* ---- job events ---- */
@@ -21,28 +22,36 @@
  * escaping): the same text send_json makes of the object, without building it. */
 static void send_accepted(struct session *s, struct job *j, json_t *ref, bool cached)
 {
-        static const char fmt[] = "{\"op\":\"accepted\",\"job\":\"%s\",\"state\":\"%s\",\"cached\":%s%s%s}";
         const char *state = kiln_job_state_name(atomic_load(&j->state));
-        char small[32], text[256], *r = NULL;
-        const char *rt = "";
+        char small[256], *r = NULL, *text = small;
+        size_t cap = sizeof(small);
 
-        if (ref && json_is_integer(ref)) {
-                snprintf(small, sizeof(small), "%lld", (long long)json_integer_value(ref));
-                rt = small;
-        } else if (ref) {
+        if (ref && !json_is_integer(ref)) {
                 r = json_dumps(ref, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
-                if (!r)
-                        return;
-                rt = r;
+                cap = r ? strlen(r) + sizeof(small) : 0;
+                text = r ? malloc(cap) : NULL;
+                if (!text)
+                        goto out; /* no memory for the ref */
         }
-        const char *sep = ref ? ",\"ref\":" : "", *c = cached ? "true" : "false";
-        int n = snprintf(text, sizeof(text), fmt, j->id_text, state, c, sep, rt);
-        char *big = NULL;
-        if (n > 0 && (size_t)n >= sizeof(text) && (n = asprintf(&big, fmt, j->id_text, state, c, sep, rt)) < 0)
-                big = NULL; /* a long ref, and no memory for it: undefined after a failure */
-        if (n > 0)
-                session_send_text(s, big ? big : text, (size_t)n);
-        free(big);
+        struct textbuf b = textbuf_init(text, cap);
+        textbuf_str(&b, "{\"op\":\"accepted\",\"job\":\"");
+        textbuf_str(&b, j->id_text);
+        textbuf_str(&b, "\",\"state\":\"");
+        textbuf_str(&b, state);
+        textbuf_str(&b, cached ? "\",\"cached\":true" : "\",\"cached\":false");
+        if (ref) {
+                textbuf_str(&b, ",\"ref\":");
+                if (r)
+                        textbuf_str(&b, r);
+                else
+                        textbuf_i64(&b, (int64_t)json_integer_value(ref));
+        }
+        textbuf_put(&b, "}", 1);
+        if (!textbuf_over(&b))
+                session_send_text(s, text, b.len);
+out:
+        if (text != small)
+                free(text);
         free(r);
 }
 

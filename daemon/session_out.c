@@ -195,8 +195,11 @@ void session_send_done(struct session *s, struct job *j, json_t *ref)
                 char *text = r ? malloc(dl + rl + 8) : NULL;
                 if (text) {
                         /* done_json starts with '{"op":"done",' */
-                        int n = snprintf(text, dl + rl + 8, "{\"ref\":%s,%s", r, j->done_json + 1);
-                        session_send_text(s, text, (size_t)n);
+                        memcpy(text, "{\"ref\":", 7);
+                        memcpy(text + 7, r, rl);
+                        text[7 + rl] = ',';
+                        memcpy(text + 8 + rl, j->done_json + 1, dl); /* dl - 1 bytes and the NUL */
+                        session_send_text(s, text, dl + rl + 7);
                 } else {
                         session_send_text(s, j->done_json, strlen(j->done_json));
                 }

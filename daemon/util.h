@@ -1,8 +1,9 @@
-/* Small things every part of the daemon uses: clocks and container_of. */
+/* Small things every part of the daemon uses: clocks, container_of, a string copy. */
 #pragma once
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <time.h>
 
 /* The struct that holds `member` at `ptr` (an embedded store_op, mail, item). */
@@ -29,4 +30,15 @@ static inline int64_t kiln_mono_us(void)
 static inline int64_t kiln_mono_ms(void)
 {
         return kiln_mono_us() / 1000;
+}
+
+/* Copies src into dst of `size` bytes (> 0), cut to fit and NUL-terminated: what
+ * snprintf(dst, size, "%s", src) does, without parsing a format on the paths every
+ * job takes. */
+static inline void kiln_str_copy(char *dst, size_t size, const char *src)
+{
+        size_t n = strnlen(src, size - 1);
+
+        memcpy(dst, src, n);
+        dst[n] = '\0';
 }
