@@ -1,9 +1,26 @@
 /* Input arrays and the checks of a job against its kind (see kind.h). */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "kind.h"
+
+/* An error about the field `prefix name` ("inputs.rows"): its message is the field
+ * followed by fmt. The field is formatted only here, on failure: every job's inputs
+ * pass these checks, and formatting it up front cost more than the checks. */
+static int __attribute__((format(printf, 4, 5)))
+field_error(struct kiln_error *err, const char *prefix, const char *name, const char *fmt, ...)
+{
+        char field[96], rest[sizeof(err->message)];
+        va_list ap;
+
+        snprintf(field, sizeof(field), "%s%.64s", prefix, name ? name : "");
+        va_start(ap, fmt);
+        vsnprintf(rest, sizeof(rest), fmt, ap);
+        va_end(ap);
+        return kiln_error_set(err, field, "%s%s", field, rest);
+}
 
 int kiln_input_json_dtype(const struct kiln_input_spec *spec)
 {
@@ -26,33 +43,30 @@ const struct kiln_array *kiln_inputs_find(const struct kiln_array *in, size_t n,
 int kiln_array_init(struct kiln_array *ret, const char *name, enum kiln_dtype dtype, int ndim,
                     const uint64_t *shape, const void *data, size_t bytes, struct kiln_error *err)
 {
-        char field[96];
         struct kiln_array a = { .dtype = dtype, .ndim = ndim, .bytes = bytes, .data = data };
         size_t len = name ? strlen(name) : 0;
 
-        snprintf(field, sizeof(field), "inputs.%.64s", name ? name : "");
         if (len == 0 || len >= sizeof(a.name))
-                return kiln_error_set(err, field, "%s: an input name has 1 to %d characters", field,
-                                      KILN_NAME_MAX - 1);
+                return field_error(err, "inputs.", name, ": an input name has 1 to %d characters", KILN_NAME_MAX - 1);
         memcpy(a.name, name, len + 1);
         if (!kiln_dtype_name(dtype))
-                return kiln_error_set(err, field, "%s has an unknown dtype", field);
+                return field_error(err, "inputs.", name, " has an unknown dtype");
         if (ndim < 0 || ndim > 4 || (ndim > 0 && !shape))
-                return kiln_error_set(err, field, "%s must have 0 to 4 dimensions", field);
+                return field_error(err, "inputs.", name, " must have 0 to 4 dimensions");
         uint64_t count = 1;
         for (int d = 0; d < ndim; d++) {
                 if (shape[d] != 0 && count > UINT64_MAX / shape[d])
-                        return kiln_error_set(err, field, "%s has a shape too large to address", field);
+                        return field_error(err, "inputs.", name, " has a shape too large to address");
                 count *= shape[d];
                 a.shape[d] = shape[d];
         }
         uint64_t esize = kiln_dtype_size(dtype);
         if (count > UINT64_MAX / esize || count * esize != (uint64_t)bytes)
-                return kiln_error_set(err, field, "%s has %zu bytes, but its shape and dtype %s make %llu", field,
-                                      bytes, kiln_dtype_name(dtype),
-                                      count > UINT64_MAX / esize ? 0ULL : (unsigned long long)(count * esize));
+                return field_error(err, "inputs.", name, " has %zu bytes, but its shape and dtype %s make %llu", bytes,
+                                   kiln_dtype_name(dtype),
+                                   count > UINT64_MAX / esize ? 0ULL : (unsigned long long)(count * esize));
         if (bytes && !data)
-                return kiln_error_set(err, field, "%s has no data", field);
+                return field_error(err, "inputs.", name, " has no data");
         *ret = a;
         return 0;
 }
@@ -76,18 +90,17 @@ static void dtype_list(uint32_t mask, char *buf, size_t size)
 static int check_one(const struct kiln_kind *kind, const struct kiln_input_spec *spec, const struct kiln_array *a,
                      struct kiln_error *err)
 {
-        char field[96], list[64];
+        char list[64];
         struct kiln_array copy;
 
-        snprintf(field, sizeof(field), "inputs.%.64s", spec->name);
         if (!(spec->dtypes & KILN_DTYPE_BIT(a->dtype))) {
                 dtype_list(spec->dtypes, list, sizeof(list));
-                return kiln_error_set(err, field, "%s must have dtype %s, not %s", field, list,
-                                      kiln_dtype_name(a->dtype) ? kiln_dtype_name(a->dtype) : "unknown");
+                return field_error(err, "inputs.", spec->name, " must have dtype %s, not %s", list,
+                                   kiln_dtype_name(a->dtype) ? kiln_dtype_name(a->dtype) : "unknown");
         }
         if (spec->ndim && a->ndim != spec->ndim)
-                return kiln_error_set(err, field, "%s must have %d dimension%s, not %d", field, spec->ndim,
-                                      spec->ndim == 1 ? "" : "s", a->ndim);
+                return field_error(err, "inputs.", spec->name, " must have %d dimension%s, not %d", spec->ndim,
+                                   spec->ndim == 1 ? "" : "s", a->ndim);
         /* The shape, dtype and size agree (a caller may have filled the array by hand). */
         return kiln_array_init(&copy, a->name, a->dtype, a->ndim, a->shape, a->data, a->bytes, err);
 }
@@ -118,8 +131,6 @@ const char *kiln_kind_builtin_object(const struct kiln_kind *kind, const void *p
 static int check_inputs(const struct kiln_kind *kind, const struct kiln_array *in, size_t n_in,
                         struct kiln_error *err)
 {
-        char field[96];
-
         if (n_in > KILN_MAX_INPUTS)
                 return kiln_error_set(err, "inputs", "a job takes at most %d inputs", KILN_MAX_INPUTS);
         for (size_t i = 0; i < n_in; i++) {
@@ -127,24 +138,22 @@ static int check_inputs(const struct kiln_kind *kind, const struct kiln_array *i
                 for (size_t s = 0; kind->inputs && kind->inputs[s].name && !spec; s++)
                         if (strcmp(kind->inputs[s].name, in[i].name) == 0)
                                 spec = &kind->inputs[s];
-                snprintf(field, sizeof(field), "inputs.%.64s", in[i].name);
                 if (!spec)
-                        return kiln_error_set(err, field, "%s is not an input of %s", field, kind->name);
+                        return field_error(err, "inputs.", in[i].name, " is not an input of %s", kind->name);
                 if (kiln_inputs_find(in, i, in[i].name))
-                        return kiln_error_set(err, field, "%s is given twice", field);
+                        return field_error(err, "inputs.", in[i].name, " is given twice");
                 int r = check_one(kind, spec, &in[i], err);
                 if (r < 0)
                         return r;
         }
         for (size_t s = 0; kind->inputs && kind->inputs[s].name; s++) {
                 const struct kiln_input_spec *spec = &kind->inputs[s];
-                snprintf(field, sizeof(field), "inputs.%.64s", spec->name);
                 if (spec->required && !kiln_inputs_find(in, n_in, spec->name)) {
                         if (spec->json_param)
-                                return kiln_error_set(err, field,
-                                                      "%s is required: send it as a binary part or as params.%s",
-                                                      field, spec->json_param);
-                        return kiln_error_set(err, field, "%s is required: send it as a binary part", field);
+                                return field_error(err, "inputs.", spec->name,
+                                                   " is required: send it as a binary part or as params.%s",
+                                                   spec->json_param);
+                        return field_error(err, "inputs.", spec->name, " is required: send it as a binary part");
                 }
         }
         return 0;
@@ -153,7 +162,6 @@ static int check_inputs(const struct kiln_kind *kind, const struct kiln_array *i
 int kiln_kind_check(const struct kiln_kind *kind, const void *params, const struct kiln_array *in, size_t n_in,
                     const struct kiln_object *obj, struct kiln_error *err)
 {
-        char field[96];
         int r;
 
         if (!kind)
@@ -161,19 +169,18 @@ int kiln_kind_check(const struct kiln_kind *kind, const void *params, const stru
         r = check_inputs(kind, in, n_in, err);
         if (r < 0)
                 return r;
+        const char *op = kind->object_param ? kind->object_param : "object";
         if (kind->object && kiln_kind_builtin_object(kind, params)) {
-                snprintf(field, sizeof(field), "params.%.64s", kind->object_param);
                 if (obj)
-                        return kiln_error_set(err, field, "%s names one of %s's built-in objects, which runs "
-                                              "against no stored object", field, kind->name);
+                        return field_error(err, "params.", op,
+                                           " names one of %s's built-in objects, which runs against no stored object",
+                                           kind->name);
         } else if (kind->object) {
-                snprintf(field, sizeof(field), "params.%.64s", kind->object_param ? kind->object_param : "object");
                 if (!obj || !obj->snapshot)
-                        return kiln_error_set(err, field, "%s must name an object %s runs against", field,
-                                              kind->name);
+                        return field_error(err, "params.", op, " must name an object %s runs against", kind->name);
                 if (obj->cls != kind->object)
-                        return kiln_error_set(err, field, "%s names an object of another class than %s takes",
-                                              field, kind->name);
+                        return field_error(err, "params.", op, " names an object of another class than %s takes",
+                                           kind->name);
         } else if (obj) {
                 return kiln_error_set(err, "params", "%s runs against no object", kind->name);
         }
