@@ -333,6 +333,8 @@ class BadParamsTest(ErrorCase):
         self.check([
             (dict(GOOD, fov_arcsec=0), "params.fov_arcsec"),
             (dict(GOOD, fov_arcsec=-5), "params.fov_arcsec"),
+            # positive, but a pixel of fov / grid_size underflows to 0
+            (dict(GOOD, fov_arcsec=5e-324), "params.fov_arcsec"),
             (dict(GOOD, h=0.3), "params.h"),
             (dict(GOOD, h=1.2), "params.h"),
             (dict(GOOD, omega_m=0.001), "params.omega_m"),

@@ -1,5 +1,6 @@
 /* lens.nfw: parameter schema, checks and the kind descriptor. */
 #include <errno.h>
+#include <float.h>
 #include <stddef.h>
 
 #include "kind.h"
@@ -26,6 +27,13 @@ static int finish(void *params, struct kiln_error *err)
 
         if (!(p->maps & LENS_NFW_ALL_MAPS))
                 return kiln_error_set(err, "params.maps", "params.maps must name at least one map");
+        /* A pixel side that underflows (fov_arcsec 5e-324) would put every pixel at
+         * the halo's centre, and make them all Inf. */
+        if (!(p->fov_arcsec / p->grid_size >= DBL_MIN))
+                return kiln_error_set(err, "params.fov_arcsec",
+                                      "params.fov_arcsec %g is too small for grid_size %d: a pixel "
+                                      "(fov_arcsec / grid_size) must be at least %g arcsec",
+                                      p->fov_arcsec, p->grid_size, DBL_MIN);
         return lens_check_redshifts(p->z_lens, p->z_source, err);
 }
 
