@@ -149,9 +149,19 @@ int job_init_cache_key(struct job *j)
                 j->key_params = NULL;
                 return -ENOMEM;
         }
+        /* A stored object is its tenant's, and each tenant numbers its own versions
+         * from 1: without the tenant in the key, one tenant would be answered from
+         * another's model or collection. Tenant names hold no spaces (auth.c). A new
+         * version is a new key. */
+        free(j->key_model);
+        j->key_model = NULL;
+        if (j->object_text && asprintf(&j->key_model, "%s %s", j->tenant, j->object_text) < 0) {
+                j->key_model = NULL;
+                return -ENOMEM;
+        }
         k->kind = j->kind->name;
         k->version = j->kind->version;
-        k->model = j->object_text ? j->object_text : ""; /* a new version is a new key */
+        k->model = j->key_model ? j->key_model : "";
         k->params = j->key_params;
         cache_key_compute(k->kind, k->version, k->model, k->params, k->hash);
         return 0;
@@ -237,6 +247,7 @@ int job_from_record(struct jobs *js, const struct store_job *rec, uint8_t **inpu
                 }
                 *input = NULL; /* the job owns the blob now */
         }
+        kiln_str_copy(j->tenant, sizeof(j->tenant), rec->tenant); /* part of the cache key */
         if (job_init_cache_key(j) < 0) {
                 job_unref(j);
                 return -ENOMEM;
@@ -244,7 +255,6 @@ int job_from_record(struct jobs *js, const struct store_job *rec, uint8_t **inpu
         j->cache_store = js->cfg->cache.enabled;
         memcpy(j->id, rec->id, 16);
         kiln_uuid_format(j->id, j->id_text);
-        snprintf(j->tenant, sizeof(j->tenant), "%s", rec->tenant);
         j->priority = rec->priority < _KILN_PRIO_MAX ? rec->priority : KILN_PRIO_NORMAL;
         j->submitted_ms = rec->submitted_ms;
         j->deadline_ms = rec->deadline_ms;
@@ -297,6 +307,7 @@ void job_unref(struct job *j)
                 objects_release(j->js->objects, j->object_ref);
         free(j->object_name);
         free(j->object_text);
+        free(j->key_model);
         free(j->params);
         free(j->params_json);
         free(j->idem_key);

@@ -76,7 +76,8 @@ struct job {
         char *key_params;         /* the cache key's params: params_json and the inputs' digest */
         char *object_name;        /* the stored object it runs against (kind->object), or NULL */
         uint64_t object_version;  /* the version current at its submit: bound for good */
-        char *object_text;        /* "CLASS/NAME@VERSION": its record's and cache key's, or NULL */
+        char *object_text;        /* "CLASS/NAME@VERSION": its record's, or NULL */
+        char *key_model;          /* the cache key's object: "TENANT CLASS/NAME@VERSION", or NULL */
         const struct object_ref *object_ref; /* acquired by the worker that runs it (objects.h) */
         struct kiln_object object;           /* what its task sees of it */
         struct store_cache_key cache_key; /* its result's identity, borrows the strings */

@@ -52,6 +52,7 @@ static struct job *job_new(struct jobs *js, const struct kiln_kind *kind, void *
         struct job *j = job_alloc(js, kind);
         if (!j)
                 goto fail;
+        kiln_str_copy(j->tenant, sizeof(j->tenant), rq->tenant); /* part of the cache key */
         j->params = params;
         params = NULL;
         j->in = *in;
@@ -65,7 +66,6 @@ static struct job *job_new(struct jobs *js, const struct kiln_kind *kind, void *
                 goto fail;
         kiln_uuid7_new(j->id);
         kiln_uuid_format(j->id, j->id_text);
-        kiln_str_copy(j->tenant, sizeof(j->tenant), rq->tenant);
         j->priority = rq->priority;
         j->submitted_ms = kiln_wall_ms();
         j->submitted_mono = kiln_mono_ms();

@@ -572,6 +572,41 @@ class TenantTest(TokenCase):
         self.assertVec(info, "t-coll", 4, 3, "cosine")
         self.assertEqual(info["version"], v["version"])
 
+    def test_results_are_never_shared_between_tenants_objects(self):
+        """Two tenants each store a model and a collection under the same names, both
+        at version 1: the same job from the second tenant runs on its own object, and
+        is never answered from the cache of the first tenant's result."""
+        q = {"collection": "t-cache-coll", "k": 2, "queries": [[1.0, 0.0, 0.0, 0.0]]}
+        r = {"model": "t-cache-model", "rows": [[0.1, 0.2, 0.3]]}
+
+        async def run(c, ids, seed):
+            put_m = await model_put(c, "t-cache-model", xgb_model(n_trees=4, n_features=3, seed=seed))
+            put_v = await vec_put(c, "t-cache-coll", np.eye(4, dtype=np.float32)[::1 if seed == 1 else -1].copy(),
+                                  ids, metric="ip")
+            out = {"versions": (put_m["version"], put_v["version"])}
+            for kind, params in (("vec.search", q), ("risk.score", r)):
+                acc = await c.submit(kind, params)
+                done, parts, _ = await c.read_done(acc["job"])
+                out[kind] = (acc["cached"], done, parts)
+            return out
+        a = self.go("obj-admin", lambda c: run(c, ["a", "b", "c", "d"], 1))
+        g = self.go("obj-globex", lambda c: run(c, ["w", "x", "y", "z"], 2))
+        self.assertEqual(a["versions"], g["versions"])  # the same names and versions in both
+        for kind in ("vec.search", "risk.score"):
+            self.assertEqual(g[kind][1]["state"], "done", g[kind][1])
+            self.assertFalse(g[kind][0], f"{kind}: globex answered from acme's cache")
+        self.assertEqual(a["vec.search"][1]["result"]["ids"], [["a", "b"]])
+        self.assertEqual(g["vec.search"][1]["result"]["ids"], [["z", "w"]])  # w, x, y tie at 0: by id
+        self.assertNotEqual(a["risk.score"][2]["pd"].tolist(), g["risk.score"][2]["pd"].tolist())
+
+        # Each tenant's own repeat is a cache hit of its own result.
+        async def again(c):
+            acc = await c.submit("vec.search", q)
+            done, _, _ = await c.read_done(acc["job"])
+            return acc["cached"], done["result"]["ids"]
+        self.assertEqual(self.go("obj-admin", again), (True, [["a", "b"]]))
+        self.assertEqual(self.go("obj-globex", again), (True, [["z", "w"]]))
+
     def test_jobs_cannot_name_another_tenants_objects(self):
         async def acme(c):
             await model_put(c, "t-job-model", xgb_model(n_trees=3, n_features=2))

@@ -821,7 +821,8 @@ static void test_progress_keeps_its_own_copy_of_a_json_value(void **state)
 
 /* The cache key of a job bound to a stored object: another version of it is
  * another key, so a result computed with version 1 never answers version 2; the
- * same version (and params) is the same key. */
+ * same version (and params) is the same key; and the same name and version of
+ * another tenant (which numbers its own versions) is another key. */
 static void test_an_object_version_bump_changes_the_cache_key(void **state)
 {
         struct fixture *f = *state;
@@ -830,26 +831,30 @@ static void test_an_object_version_bump_changes_the_cache_key(void **state)
         static const struct kiln_kind kind = { .name = "test.model", .version = 1, .params = schema,
                                                .object = &cls, .object_param = "model" };
         struct job *a = job_alloc(f->js, &kind), *b = job_alloc(f->js, &kind), *c = job_alloc(f->js, &kind);
-        a->params_json = strdup("{\"model\":\"acme\"}");
-        b->params_json = strdup("{\"model\":\"acme\"}");
-        c->params_json = strdup("{\"model\":\"acme\"}");
+        struct job *d = job_alloc(f->js, &kind);
+        struct job *all[] = { a, b, c, d };
+        for (int i = 0; i < 4; i++) {
+                all[i]->params_json = strdup("{\"model\":\"acme\"}");
+                snprintf(all[i]->tenant, sizeof(all[i]->tenant), "%s", all[i] == d ? "globex" : "default");
+        }
         assert_int_equal(job_bind_object(a, "acme", 1), 0);
         assert_int_equal(job_bind_object(b, "acme", 2), 0);
         assert_int_equal(job_bind_object(c, "acme", 1), 0);
-        assert_int_equal(job_init_cache_key(a), 0);
-        assert_int_equal(job_init_cache_key(b), 0);
-        assert_int_equal(job_init_cache_key(c), 0);
-        assert_string_equal(a->cache_key.model, "risk.model/acme@1");
-        assert_string_equal(b->cache_key.model, "risk.model/acme@2");
+        assert_int_equal(job_bind_object(d, "acme", 1), 0);
+        for (int i = 0; i < 4; i++)
+                assert_int_equal(job_init_cache_key(all[i]), 0);
+        assert_string_equal(a->cache_key.model, "default risk.model/acme@1");
+        assert_string_equal(b->cache_key.model, "default risk.model/acme@2");
+        assert_string_equal(d->cache_key.model, "globex risk.model/acme@1");
         assert_memory_not_equal(a->cache_key.hash, b->cache_key.hash, 16);
         assert_memory_equal(a->cache_key.hash, c->cache_key.hash, 16);
+        assert_memory_not_equal(a->cache_key.hash, d->cache_key.hash, 16);
         /* The record carries the binding, so a recovered job runs against the same version. */
         struct store_job rec;
         job_to_record(a, &rec);
         assert_string_equal(rec.object, "risk.model/acme@1");
-        job_unref(a);
-        job_unref(b);
-        job_unref(c);
+        for (int i = 0; i < 4; i++)
+                job_unref(all[i]);
 }
 
 /* The cache key of a job with inputs: jobs whose inputs have the same digest (the
