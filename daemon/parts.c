@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "kind.h"
+#include "membudget.h"
 
 /* A byte range of a part already received. */
 struct range {
@@ -28,7 +29,9 @@ struct pending {
 
 struct parts {
         struct pending *head;
+        size_t n;                  /* parts waiting */
         uint64_t bytes, max_bytes;
+        struct membudget *mem;     /* holds `bytes` as MEM_INPUTS, or NULL */
 };
 
 void part_free(struct part *p)
@@ -39,11 +42,13 @@ void part_free(struct part *p)
         free(p);
 }
 
-struct parts *parts_new(uint64_t max_bytes)
+struct parts *parts_new(uint64_t max_bytes, struct membudget *mem)
 {
         struct parts *ps = calloc(1, sizeof(*ps));
-        if (ps)
+        if (ps) {
                 ps->max_bytes = max_bytes;
+                ps->mem = mem;
+        }
         return ps;
 }
 
@@ -64,6 +69,8 @@ void parts_free(struct parts *ps)
                 ps->head = x->next;
                 pending_free(x);
         }
+        if (ps->mem)
+                membudget_give(ps->mem, MEM_INPUTS, ps->bytes);
         free(ps);
 }
 
@@ -95,7 +102,10 @@ static void unlink_free(struct parts *ps, struct pending **pp)
 {
         struct pending *x = *pp;
         *pp = x->next;
+        ps->n--;
         ps->bytes -= x->p.bytes;
+        if (ps->mem)
+                membudget_give(ps->mem, MEM_INPUTS, x->p.bytes);
         pending_free(x);
 }
 
@@ -179,9 +189,25 @@ int parts_add(struct parts *ps, const struct proto_frame *f, struct proto_error 
                                  f->part, (unsigned long long)f->part_bytes, (unsigned long long)ps->max_bytes);
                         goto out;
                 }
+                if (ps->n >= PARTS_MAX_PENDING) {
+                        r = fail(err, KERR_TOO_LARGE, "frame",
+                                 "part \"%s\": %d parts are waiting for their messages on this connection, the "
+                                 "most that may",
+                                 f->part, PARTS_MAX_PENDING);
+                        goto out;
+                }
+                if (ps->mem && !membudget_try_take(ps->mem, MEM_INPUTS, f->part_bytes)) {
+                        r = fail(err, KERR_UNAVAILABLE, "frame",
+                                 "kilnd's memory budget (memory.max_bytes) has no room for part \"%s\" of %llu "
+                                 "bytes now; retry later",
+                                 f->part, (unsigned long long)f->part_bytes);
+                        goto out;
+                }
                 x = calloc(1, sizeof(*x));
                 if (!x || !(x->p.data = malloc(f->part_bytes ? f->part_bytes : 1))) {
                         free(x);
+                        if (ps->mem)
+                                membudget_give(ps->mem, MEM_INPUTS, f->part_bytes);
                         r = fail(err, KERR_INTERNAL, "frame", "out of memory for part \"%s\"", f->part);
                         goto out;
                 }
@@ -194,6 +220,7 @@ int parts_add(struct parts *ps, const struct proto_frame *f, struct proto_error 
                 x->p.bytes = f->part_bytes;
                 x->next = ps->head;
                 ps->head = x;
+                ps->n++;
                 ps->bytes += x->p.bytes;
                 pp = &ps->head;
         } else if (!same_layout(&x->p, f)) {
@@ -243,9 +270,7 @@ int parts_take(struct parts *ps, json_t *ref, const char *name, struct part **re
         }
         *p = x->p;
         x->p.data = NULL;
-        ps->bytes -= p->bytes;
-        x->p.bytes = 0;
-        unlink_free(ps, pp);
+        unlink_free(ps, pp); /* gives its bytes back: whoever takes it holds them now */
         *ret = p;
         return 0;
 }

@@ -2,7 +2,13 @@
  * frames naming a "ref" and a part, a large part in several frames with offsets.
  * One `struct parts` per connection gathers them into whole arrays until the
  * message with that ref takes them. Pure bookkeeping (no sockets, no JSON
- * encoding), so its unit test links it alone. Loop thread. */
+ * encoding), so its unit test links it alone. Loop thread.
+ *
+ * What waits is bounded three ways: its bytes (max_bytes, per connection), the
+ * memory budget shared by every connection and job (the bytes of each waiting part
+ * are taken from it until the part is taken or dropped), and the number of parts
+ * (PARTS_MAX_PENDING: zero-byte parts cost nothing in bytes, and each frame is
+ * matched against those waiting). */
 #pragma once
 
 #include <stdbool.h>
@@ -24,17 +30,24 @@ struct part {
 void part_free(struct part *p);
 
 struct parts;
+struct membudget;
+
+/* Parts that may wait at once on one connection: a message takes at most 8, and
+ * a client sends ahead the parts of the messages it pipelines. */
+#define PARTS_MAX_PENDING 256
 
 /* `max_bytes`: what the parts waiting for their message may hold in all
- * (limits.max_input_bytes). Returns NULL on ENOMEM. */
-struct parts *parts_new(uint64_t max_bytes);
+ * (limits.max_input_bytes); `mem`: the memory budget their bytes are taken from
+ * (MEM_INPUTS), or NULL for none. Returns NULL on ENOMEM. */
+struct parts *parts_new(uint64_t max_bytes, struct membudget *mem);
 /* Frees every waiting part. Accepts NULL. */
 void parts_free(struct parts *ps);
 void parts_set_limit(struct parts *ps, uint64_t max_bytes);
 
 /* Adds one decoded frame (with a "ref") of a part. A part's frames carry the same
  * dtype and shape, each its "offset" in the part, in any order; a part sent in one
- * frame has none. Returns >= 0, or < 0 with *err filled (too_large past the limit,
+ * frame has none. Returns >= 0, or < 0 with *err filled (too_large past the limit
+ * or PARTS_MAX_PENDING, unavailable when the memory budget has no room now,
  * bad_request for a frame of another layout or overlapping bytes already
  * received); a part that errs is dropped whole. */
 int parts_add(struct parts *ps, const struct proto_frame *f, struct proto_error *err);

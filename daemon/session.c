@@ -16,6 +16,7 @@
 #include "jobs.h"
 #include "limiter.h"
 #include "log.h"
+#include "membudget.h"
 #include "params.h"
 #include "schema.h"
 #include "stats.h"
@@ -198,10 +199,41 @@ struct parts *session_parts(struct session *s)
         uint64_t max = c->limits.max_input_bytes > c->limits.max_object_bytes ? c->limits.max_input_bytes
                                                                               : c->limits.max_object_bytes;
         if (!s->parts)
-                s->parts = parts_new(max);
+                s->parts = parts_new(max, s->d->mem);
         else
                 parts_set_limit(s->parts, max); /* SIGHUP may change it */
         return s->parts;
+}
+
+/* Grows the buffer a fragmented message is put together in to hold `need` bytes.
+ * It is memory a client makes kilnd hold, so it is taken from the memory budget
+ * (as the parts waiting for their message are): false when there is no room. */
+static bool rx_grow(struct session *s, size_t need)
+{
+        size_t cap = s->rx_cap ? s->rx_cap : 4096;
+
+        while (cap < need)
+                cap *= 2;
+        if (s->d->mem && !membudget_try_take(s->d->mem, MEM_INPUTS, cap - s->rx_cap))
+                return false;
+        uint8_t *nb = realloc(s->rx, cap);
+        if (!nb) {
+                if (s->d->mem)
+                        membudget_give(s->d->mem, MEM_INPUTS, cap - s->rx_cap);
+                return false;
+        }
+        s->rx = nb;
+        s->rx_cap = cap;
+        return true;
+}
+
+static void rx_release(struct session *s)
+{
+        free(s->rx);
+        if (s->d->mem)
+                membudget_give(s->d->mem, MEM_INPUTS, s->rx_cap);
+        s->rx = NULL;
+        s->rx_cap = 0;
 }
 
 void session_close(struct kilnd *d, struct session *s)
@@ -218,8 +250,7 @@ void session_close(struct kilnd *d, struct session *s)
         session_out_clear(s);
         parts_free(s->parts);
         s->parts = NULL;
-        free(s->rx);
-        s->rx = NULL;
+        rx_release(s);
 }
 
 struct session *session_new_internal(struct kilnd *d, const struct auth_identity *who, session_sink_fn sink,
@@ -380,6 +411,8 @@ static void handle_text(struct session *s, const char *text, size_t len)
 
         if (proto_decode(text, len, &rq, &ref, &err) < 0) {
                 session_send_error(s, ref, err.code, err.field, "%s", err.message);
+                if (s->parts && ref)
+                        parts_drop(s->parts, ref); /* as any refused message's: its retry sends them again */
                 json_decref(ref);
                 return;
         }
@@ -500,15 +533,12 @@ int session_receive(struct kilnd *d, struct session *s, const void *in, size_t l
                      !lws_remaining_packet_payload(s->wsi) && s->rx_len == 0;
         const uint8_t *msg = in;
         if (!whole) {
-                if (s->rx_len + len > s->rx_cap) {
-                        size_t cap = s->rx_cap ? s->rx_cap : 4096;
-                        while (cap < s->rx_len + len)
-                                cap *= 2;
-                        uint8_t *nb = realloc(s->rx, cap);
-                        if (!nb)
-                                return -1;
-                        s->rx = nb;
-                        s->rx_cap = cap;
+                if (s->rx_len + len > s->rx_cap && !rx_grow(s, s->rx_len + len)) {
+                        static const char reason[] = "no memory for this message now (memory.max_bytes)";
+                        lws_close_reason(s->wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)reason,
+                                         sizeof(reason) - 1);
+                        stats_rejected(d, KERR_UNAVAILABLE);
+                        return -1;
                 }
                 if (len) /* empty fragments come with in == NULL */
                         memcpy(s->rx + s->rx_len, in, len);
@@ -524,11 +554,8 @@ int session_receive(struct kilnd *d, struct session *s, const void *in, size_t l
         else
                 handle_text(s, (const char *)msg, len);
         s->rx_len = 0;
-        if (s->rx_cap > 1024 * 1024) {
-                free(s->rx);
-                s->rx = NULL;
-                s->rx_cap = 0;
-        }
+        if (s->rx_cap > 1024 * 1024)
+                rx_release(s);
         return 0;
 }
 

@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 import uuid
 
+import numpy as np
 import websockets
 
 from kiln_fixture import Kilnd, KilndTestCase, encode_frame, done_of, wait_for
@@ -480,6 +481,94 @@ class JobErrorsTest(ErrorCase):
         self.assertEqual(done["state"], "done")
         self.assertEqual(parts["kappa"].shape, (8, 8))
         self.assertIsNone(self.kilnd.proc.poll())
+
+
+class PendingPartsTest(ErrorCase):
+    """Binary parts waiting for their message (SPEC §2, §7): a refused message's
+    parts go with it, their number per connection is bounded, and their bytes are
+    held in the memory budget (64 MiB here: inputs may hold about 31.5 MiB)."""
+    env = {"KILN_MEMORY_MAX_BYTES": str(64 << 20)}
+
+    ROW = np.array([[0.1, 0.2, 0.3, 1.5]], dtype="<f4")
+
+    def rows_frame(self, ref):
+        return encode_frame({"ref": ref, "part": "rows", "dtype": "f32", "shape": [1, 4]}, self.ROW.tobytes())
+
+    def test_a_message_refused_at_decoding_drops_its_parts_so_its_retry_works(self):
+        async def go():
+            c = await self.client()
+            try:
+                submit = {"op": "submit", "kind": "risk.score", "params": {"model": "altman-z2"}, "ref": 7}
+                await c.ws.send(self.rows_frame(7))
+                self.assertError(await c.call(dict(submit, priority="urgent")), "bad_request", "priority", 7)
+                await c.ws.send(self.rows_frame(7))  # the retry sends its part again
+                acc = await c.call(submit)
+                self.assertEqual(acc.get("op"), "accepted", acc)
+                done, _, _ = await c.read_done(acc["job"])
+                self.assertEqual(done["state"], "done", done)
+            finally:
+                await c.close()
+
+        self.run_async(go())
+
+    def test_no_more_than_256_parts_wait_on_a_connection(self):
+        async def go():
+            c = await self.client()
+            try:
+                empty = {"part": "rows", "dtype": "f32", "shape": [0, 4]}  # no bytes at all
+                for i in range(256):
+                    await c.ws.send(encode_frame(dict(empty, ref=f"p{i}"), b""))
+                stats = await c.call({"op": "stats"})  # answered in order: nothing was refused before it
+                self.assertEqual(stats.get("op"), "stats", stats)
+                await c.ws.send(encode_frame(dict(empty, ref="p256"), b""))
+                self.assertError(await next_error(c), "too_large", "frame", "p256")
+                await c.ws.send(encode_frame(dict(empty, ref="p0", offset=0), b""))  # continues a waiting part
+                self.assertEqual((await c.call({"op": "stats"})).get("op"), "stats")
+                # A message takes its parts (and drops those it does not use): room again.
+                r = await c.call({"op": "submit", "kind": "risk.score", "params": {"model": "altman-z2"},
+                                  "ref": "p1"})
+                self.assertError(r, "bad_params", "params.rows")  # p1's rows have no row
+                await c.ws.send(encode_frame(dict(empty, ref="p257"), b""))
+                await self.assertUsable(c)
+                self.assertEqual(c.backlog, [])
+            finally:
+                await c.close()
+
+        self.run_async(go())
+
+    def test_waiting_parts_hold_memory_budget_until_they_go(self):
+        big = np.zeros((1 << 20, 1), dtype="<f4").tobytes()  # 4 MiB
+
+        async def inputs_bytes(c):
+            return (await c.call({"op": "stats"}))["memory"]["inputs_bytes"]
+
+        async def go():
+            c, watcher = await self.client(), await self.client()
+            try:
+                self.assertEqual(await inputs_bytes(watcher), 0)
+                # Until the budget is full: each part holds its 4 MiB, and the message
+                # it arrives in its reassembly buffer (8 MiB) while it is put together.
+                waiting = 0
+                while True:
+                    await c.ws.send(encode_frame({"ref": waiting, "part": "x", "dtype": "f32",
+                                                  "shape": [1 << 20, 1]}, big))
+                    r = await c.call({"op": "stats"})  # a refusal of the frame comes before it
+                    if c.backlog:
+                        self.assertError(c.backlog.pop(0), "unavailable", "frame", waiting)
+                        self.assertEqual(r["memory"]["inputs_bytes"], waiting << 22)
+                        break
+                    waiting += 1
+                    self.assertEqual(r["memory"]["inputs_bytes"], waiting << 22)
+                    self.assertLess(waiting, 8, "the parts went past the budget's room for inputs")
+                self.assertGreaterEqual(waiting, 4)
+                self.assertEqual(await inputs_bytes(watcher), waiting << 22)
+                await c.close()  # returns once kilnd has closed the connection, and freed its parts
+                self.assertEqual(await inputs_bytes(watcher), 0)
+            finally:
+                await c.close()
+                await watcher.close()
+
+        self.run_async(go())
 
 
 class TooLargeTest(ErrorCase):

@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "kind.h"
+#include "membudget.h"
 #include "parts.h"
 
 /* A decoded frame of part `name` (u8, shape [total]) carrying bytes [off, off+n). */
@@ -27,7 +28,7 @@ static struct proto_frame frame(json_t *ref, const char *name, uint64_t total, c
 
 static void test_a_part_in_one_frame_is_taken_whole(void **state)
 {
-        struct parts *ps = parts_new(1 << 20);
+        struct parts *ps = parts_new(1 << 20, NULL);
         json_t *ref = json_integer(7);
         uint8_t data[100];
         for (int i = 0; i < 100; i++)
@@ -54,7 +55,7 @@ static void test_a_part_in_one_frame_is_taken_whole(void **state)
 
 static void test_a_part_in_several_frames_is_assembled_in_order(void **state)
 {
-        struct parts *ps = parts_new(1 << 20);
+        struct parts *ps = parts_new(1 << 20, NULL);
         json_t *ref = json_pack("{s:i}", "a", 1);
         uint8_t data[1000];
         for (int i = 0; i < 1000; i++)
@@ -78,7 +79,7 @@ static void test_a_part_in_several_frames_is_assembled_in_order(void **state)
 
 static void test_an_incomplete_part_is_refused_when_taken(void **state)
 {
-        struct parts *ps = parts_new(1 << 20);
+        struct parts *ps = parts_new(1 << 20, NULL);
         json_t *ref = json_integer(1);
         uint8_t data[64] = { 0 };
         struct proto_error err;
@@ -95,7 +96,7 @@ static void test_an_incomplete_part_is_refused_when_taken(void **state)
 
 static void test_frames_in_any_order_make_the_part(void **state)
 {
-        struct parts *ps = parts_new(1 << 20);
+        struct parts *ps = parts_new(1 << 20, NULL);
         json_t *ref = json_integer(1);
         uint8_t data[100];
         for (int i = 0; i < 100; i++)
@@ -116,7 +117,7 @@ static void test_frames_in_any_order_make_the_part(void **state)
 
 static void test_overlapping_frames_or_another_shape_drop_the_part(void **state)
 {
-        struct parts *ps = parts_new(1 << 20);
+        struct parts *ps = parts_new(1 << 20, NULL);
         json_t *ref = json_integer(1);
         uint8_t data[64] = { 0 };
         struct proto_error err;
@@ -140,7 +141,7 @@ static void test_overlapping_frames_or_another_shape_drop_the_part(void **state)
 
 static void test_the_limit_counts_every_waiting_part(void **state)
 {
-        struct parts *ps = parts_new(150);
+        struct parts *ps = parts_new(150, NULL);
         json_t *a = json_integer(1), *b = json_integer(2);
         uint8_t data[100] = { 0 };
         struct proto_error err;
@@ -157,6 +158,72 @@ static void test_the_limit_counts_every_waiting_part(void **state)
         parts_free(ps);
 }
 
+/* Zero-byte parts cost nothing in bytes; their number is bounded all the same. */
+static void test_no_more_than_the_most_parts_wait(void **state)
+{
+        struct parts *ps = parts_new(1 << 20, NULL);
+        json_t *refs[PARTS_MAX_PENDING + 1];
+        uint8_t none[1];
+        struct proto_error err;
+
+        for (int i = 0; i <= PARTS_MAX_PENDING; i++) {
+                refs[i] = json_integer(i);
+                struct proto_frame f = frame(refs[i], "x", 0, none, 0, 0, false);
+                assert_int_equal(parts_add(ps, &f, &err), i < PARTS_MAX_PENDING ? 0 : -EFBIG);
+        }
+        assert_int_equal(err.code, KERR_TOO_LARGE);
+        assert_string_equal(err.field, "frame");
+        /* A frame continuing a part that waits is not a new one. */
+        struct proto_frame again = frame(refs[3], "x", 0, none, 0, 0, true);
+        assert_int_equal(parts_add(ps, &again, &err), 0);
+        parts_drop(ps, refs[0]);
+        struct proto_frame last = frame(refs[PARTS_MAX_PENDING], "x", 0, none, 0, 0, false);
+        assert_int_equal(parts_add(ps, &last, &err), 0);
+        for (int i = 0; i <= PARTS_MAX_PENDING; i++)
+                json_decref(refs[i]);
+        parts_free(ps);
+}
+
+/* Waiting parts hold their bytes in the memory budget until they are taken or
+ * dropped; a part the budget has no room for is refused (unavailable). */
+static void test_waiting_parts_hold_memory_budget(void **state)
+{
+        struct membudget *mb;
+        struct membudget_view v;
+        assert_int_equal(membudget_new(64 * 300, &mb), 0); /* inputs may hold half of 63/64 of it */
+        struct parts *ps = parts_new(1 << 20, mb);
+        json_t *a = json_integer(1), *b = json_integer(2), *c = json_integer(3);
+        uint8_t data[9000] = { 0 };
+        struct proto_error err;
+        struct proto_frame fa = frame(a, "x", 4000, data, 0, 4000, false);
+        struct proto_frame fb = frame(b, "x", 4000, data, 0, 4000, false);
+        struct proto_frame fc = frame(c, "x", 9000, data, 0, 9000, false);
+
+        assert_int_equal(parts_add(ps, &fa, &err), 0);
+        assert_int_equal(parts_add(ps, &fb, &err), 0);
+        membudget_view(mb, &v);
+        assert_int_equal(v.by_use[MEM_INPUTS], 8000);
+        assert_int_equal(parts_add(ps, &fc, &err), -EINVAL);
+        assert_int_equal(err.code, KERR_UNAVAILABLE);
+        assert_non_null(strstr(err.message, "memory.max_bytes"));
+        membudget_view(mb, &v);
+        assert_int_equal(v.by_use[MEM_INPUTS], 8000);
+
+        struct part *p = NULL;
+        assert_int_equal(parts_take(ps, a, "x", &p, &err), 0);
+        part_free(p);
+        parts_drop(ps, c);
+        membudget_view(mb, &v);
+        assert_int_equal(v.by_use[MEM_INPUTS], 4000);
+        parts_free(ps); /* gives back what still waits */
+        membudget_view(mb, &v);
+        assert_int_equal(v.by_use[MEM_INPUTS], 0);
+        json_decref(a);
+        json_decref(b);
+        json_decref(c);
+        membudget_free(mb);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -166,6 +233,8 @@ int main(void)
                 cmocka_unit_test(test_frames_in_any_order_make_the_part),
                 cmocka_unit_test(test_overlapping_frames_or_another_shape_drop_the_part),
                 cmocka_unit_test(test_the_limit_counts_every_waiting_part),
+                cmocka_unit_test(test_no_more_than_the_most_parts_wait),
+                cmocka_unit_test(test_waiting_parts_hold_memory_budget),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
