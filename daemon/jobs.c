@@ -276,6 +276,7 @@ int job_from_record(struct jobs *js, const struct store_job *rec, uint8_t **inpu
                                 j->error_code = e;
                 snprintf(j->error_message, sizeof(j->error_message), "%s",
                          rec->error_message ? rec->error_message : "");
+                kiln_str_copy(j->error_field, sizeof(j->error_field), rec->error_field ? rec->error_field : "");
         }
         job_item_init(j);
         *ret = j;
@@ -412,6 +413,7 @@ void job_to_record(const struct job *j, struct store_job *ret)
                 if (state != KILN_JOB_DONE) {
                         ret->error_code = (char *)kiln_err_name(j->error_code);
                         ret->error_message = (char *)j->error_message;
+                        ret->error_field = j->error_field[0] ? (char *)j->error_field : NULL;
                 }
         }
 }
@@ -431,7 +433,7 @@ static void sink_release(void *ctx, struct sched_item *it)
 /* On the worker, before the job runs: the stored object version it is bound to,
  * loaded and compiled (or shared) off the loop thread, then the kind's checks of
  * the inputs against it (a row's feature count against the model's). */
-static int sink_prepare(void *ctx, struct sched_item *it, enum kiln_err *ret_code, char *msg)
+static int sink_prepare(void *ctx, struct sched_item *it, enum kiln_err *ret_code, char *msg, char *field)
 {
         struct job *j = container_of(it, struct job, item);
         struct jobs *js = ctx;
@@ -443,6 +445,9 @@ static int sink_prepare(void *ctx, struct sched_item *it, enum kiln_err *ret_cod
                                         &j->object_ref, msg);
                 if (r < 0) {
                         *ret_code = r == -ENOENT ? KERR_NOT_FOUND : r == -ENOMEM ? KERR_UNAVAILABLE : KERR_INTERNAL;
+                        if (r == -ENOENT) /* as a submit naming no object of the tenant's */
+                                snprintf(field, 128, "params.%s", j->kind->object_param ? j->kind->object_param
+                                                                                        : "object");
                         return r;
                 }
                 j->object = (struct kiln_object){ .cls = j->object_ref->cls, .version = j->object_ref->version,
@@ -453,7 +458,8 @@ static int sink_prepare(void *ctx, struct sched_item *it, enum kiln_err *ret_cod
         int r = kiln_kind_check(j->kind, j->params, j->in.arrays, j->in.n, &j->object, &err);
         if (r < 0) {
                 *ret_code = r == -EFBIG ? KERR_TOO_LARGE : KERR_BAD_PARAMS;
-                snprintf(msg, 256, "%s", err.message); /* it names the field */
+                snprintf(msg, 256, "%s", err.message);
+                snprintf(field, 128, "%s", err.field);
                 return r;
         }
         return 0;
@@ -502,7 +508,8 @@ static void sink_progress(void *ctx, struct sched_item *it, int pct, const struc
 }
 
 static void sink_finished(void *ctx, struct sched_item *it, enum sched_end end, enum kiln_err code,
-                          const char *message, struct kiln_result *result, const char *device, uint32_t batch)
+                          const char *message, const char *field, struct kiln_result *result, const char *device,
+                          uint32_t batch)
 {
         struct job *j = container_of(it, struct job, item);
 
@@ -523,6 +530,7 @@ static void sink_finished(void *ctx, struct sched_item *it, enum sched_end end, 
                 break;
         }
         case SCHED_END_FAILED:
+                kiln_str_copy(j->error_field, sizeof(j->error_field), field ? field : "");
                 job_finish(j, KILN_JOB_FAILED, code, message);
                 break;
         case SCHED_END_CANCELLED:

@@ -100,6 +100,7 @@ struct job {
         struct kiln_result result;
         enum kiln_err error_code;
         char error_message[256];
+        char error_field[128];    /* the input that failed it at run time, "" for none */
         char *done_json;          /* the `done` message without "ref", built once */
         uint8_t *blob;            /* a result loaded from the store: parts point into it */
         struct hot_entry *hot;    /* or a hot copy of a cached one (hotcache.h): the same */

@@ -46,6 +46,7 @@ static int build_done(struct job *j, const char *scalars)
                 .not_kept = j->result_not_kept,
                 .error_code = kiln_err_name(j->error_code),
                 .error_message = j->error_message,
+                .error_field = j->error_field,
         };
         char *text;
         int r = result_done_text(&in, &text);

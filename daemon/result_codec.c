@@ -453,8 +453,12 @@ static char *done_text_json(const struct done_info *in, const char *backend)
                 if (in->not_kept)
                         json_object_set_new(o, "stored", json_false());
         } else {
-                json_object_set_new(o, "error", json_pack("{s:s, s:s}", "code", in->error_code ? in->error_code : "internal",
-                                                          "message", in->error_message ? in->error_message : ""));
+                json_t *e = json_pack("{s:s, s:s}", "code", in->error_code ? in->error_code : "internal", "message",
+                                      in->error_message ? in->error_message : "");
+                /* As an error reply (SPEC §2.5): the field, when one input is at fault. */
+                if (e && in->error_field && in->error_field[0])
+                        json_object_set_new(e, "field", json_string(in->error_field));
+                json_object_set_new(o, "error", e);
         }
         char *text = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(17));
         json_decref(o);

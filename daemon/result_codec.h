@@ -71,6 +71,7 @@ struct done_info {
         /* other states: */
         const char *error_code;    /* protocol error code, e.g. "timeout" */
         const char *error_message;
+        const char *error_field;   /* the input at fault ("params.collection"); NULL or "" for none */
 };
 
 /* The `done` message (without "ref") as compact JSON text in *ret (malloc'd).

@@ -175,7 +175,16 @@ static void on_progress(struct kiln_exec *ex, double fraction)
 static void finished(struct sched *s, struct sched_item *it, enum sched_end end, enum kiln_err code,
                      const char *message, struct kiln_result *result, const char *device, uint32_t batch)
 {
-        s->sink.finished(s->sink.ctx, it, end, code, message, result, device && *device ? device : "cpu", batch);
+        s->sink.finished(s->sink.ctx, it, end, code, message, NULL, result, device && *device ? device : "cpu",
+                         batch);
+}
+
+/* Ends an item whose own input failed it, naming the field. */
+static void finished_bad_input(struct sched *s, struct sched_item *it, enum kiln_err code, const char *message,
+                               const char *field, const char *device, uint32_t batch)
+{
+        s->sink.finished(s->sink.ctx, it, SCHED_END_FAILED, code, message, field, NULL,
+                         device && *device ? device : "cpu", batch);
 }
 
 /* Ends item i of a batch that this thread has claimed, from the task's outcome. */
@@ -227,8 +236,8 @@ static void finish_claimed(struct batch *b, size_t i, int status, const char *de
         const struct kiln_error *bad = &b->tasks[i].error;
         if ((status == -EINVAL || status == -EFBIG) && bad->message[0]) {
                 /* The job's own input is at fault: say so, naming the field. */
-                finished(s, it, SCHED_END_FAILED, status == -EFBIG ? KERR_TOO_LARGE : KERR_BAD_PARAMS, bad->message,
-                         NULL, device, n);
+                finished_bad_input(s, it, status == -EFBIG ? KERR_TOO_LARGE : KERR_BAD_PARAMS, bad->message,
+                                   bad->field, device, n);
                 return;
         }
         snprintf(msg, sizeof(msg), "%s failed on %s: %s", it->kind->name, device && *device ? device : "cpu",
@@ -409,11 +418,11 @@ static void batch_start(struct sched *s, struct batch *b)
                         continue;
                 }
                 enum kiln_err code = KERR_INTERNAL;
-                char msg[256] = "";
-                if (s->sink.prepare && s->sink.prepare(s->sink.ctx, it, &code, msg) < 0) {
+                char msg[256] = "", field[128] = "";
+                if (s->sink.prepare && s->sink.prepare(s->sink.ctx, it, &code, msg, field) < 0) {
                         atomic_store(&b->claimed[i], true);
                         t->finished = true;
-                        finished(s, it, SCHED_END_FAILED, code, msg, NULL, "none", (uint32_t)b->n);
+                        finished_bad_input(s, it, code, msg, field, "none", (uint32_t)b->n);
                         continue;
                 }
                 t->object = it->object;

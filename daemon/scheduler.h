@@ -107,8 +107,9 @@ struct sched_sink {
         /* Before the item's batch begins, on the worker: whatever it needs that the
          * loop thread may not do (loading the stored object it runs against into
          * it->object). Returns >= 0, or < 0 with *ret_code and msg (256 bytes) saying
-         * why it cannot run: it then ends SCHED_END_FAILED. May be NULL. */
-        int (*prepare)(void *ctx, struct sched_item *it, enum kiln_err *ret_code, char *msg);
+         * why it cannot run, and field (128 bytes) the input at fault ("" for none):
+         * it then ends SCHED_END_FAILED. May be NULL. */
+        int (*prepare)(void *ctx, struct sched_item *it, enum kiln_err *ret_code, char *msg, char *field);
         /* The item's batch begins on a backend (now_ms: wall clock). */
         void (*started)(void *ctx, struct sched_item *it, int64_t now_ms);
         /* Its progress changed to pct (0..99), with the kind's own values (n of them,
@@ -116,11 +117,14 @@ struct sched_sink {
          * 100 ms per item, none in its first 100 ms. */
         void (*progress)(void *ctx, struct sched_item *it, int pct, const struct kiln_value *values, int n);
         /* It ended. With SCHED_END_DONE the owner takes the result over (the struct
-         * is then reset). `device` says where it ran ("cpu", "cuda:0", "none"),
-         * `batch` how many items ran with it. Called exactly once per pushed item
-         * that runs or expires; never for one taken back with sched_remove. */
+         * is then reset). `field` names the input at fault when the job's own input
+         * failed it (a kind's check at run time), else NULL. `device` says where it
+         * ran ("cpu", "cuda:0", "none"), `batch` how many items ran with it. Called
+         * exactly once per pushed item that runs or expires; never for one taken
+         * back with sched_remove. */
         void (*finished)(void *ctx, struct sched_item *it, enum sched_end end, enum kiln_err code,
-                         const char *message, struct kiln_result *result, const char *device, uint32_t batch);
+                         const char *message, const char *field, struct kiln_result *result, const char *device,
+                         uint32_t batch);
 };
 
 /* Opens the backends for cfg->gpu (loading the CUDA plugin unless gpu.backend = cpu)

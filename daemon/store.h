@@ -104,6 +104,8 @@ struct store_job {
         char *object;              /* the stored object it is bound to, "CLASS/NAME@VERSION"
                                     * (e.g. "risk.model/acme@3"), or NULL */
         uint64_t input_size;       /* bytes of its stored input ("inputs"), 0 when none */
+        /* Since record version 3 (NULL in older records): */
+        char *error_field;         /* the input that failed it ("params.collection"), or NULL */
 };
 
 /* Deep copy / free. store_job_free accepts NULL. dup returns NULL on ENOMEM. */

@@ -248,6 +248,8 @@ struct record_view {
         uint32_t attempts;
         uint64_t input_size;
         struct str_view object;
+        /* version 3; NULL before */
+        struct str_view error_field;
 };
 
 /* Parses a record of any supported version. Returns >= 0 or -EIO. */

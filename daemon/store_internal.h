@@ -12,7 +12,7 @@
 
 /* The first byte of every record written to "jobs". Records of version 1 (before
  * attempts, input_size and object) still decode; any other first byte is -EIO. */
-#define STORE_RECORD_VERSION 2
+#define STORE_RECORD_VERSION 3
 
 /* Encodes `job` as a record (malloc'd, caller frees) without the id, which is the key.
  * Returns >= 0, -EINVAL for an invalid job (state, priority, unterminated fixed string)

@@ -149,7 +149,7 @@ static int submit_cached(struct store_txn *t, struct store_op *op, const struct 
         rec.queue_ms = rec.run_ms = rec.batch = 0;
         rec.input_size = 0;
         memcpy(rec.backend, hit->backend, sizeof(rec.backend));
-        rec.error_code = rec.error_message = NULL;
+        rec.error_code = rec.error_message = rec.error_field = NULL;
         r = drop_written_input(t, op);
         if (r >= 0)
                 r = store_job_put(t, &rec);

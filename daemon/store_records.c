@@ -7,9 +7,11 @@
  *   kind, tenant, backend:  u8 length + bytes (no NUL, shorter than the struct's array),
  *   params, idem_key, error_code, error_message:  u32 length + bytes, or u32 0xffffffff
  *   for NULL,
- *   u32 attempts, u64 input_size, object:  u32 length + bytes, or 0xffffffff for NULL.
- * Version 1 is the same without the last three fields; it still decodes, with
- * attempts 0, input_size 0 and object NULL. Records are always written as version 2.
+ *   u32 attempts, u64 input_size, object:  u32 length + bytes, or 0xffffffff for NULL,
+ *   error_field:  u32 length + bytes, or 0xffffffff for NULL.
+ * Version 2 is the same without error_field (it decodes as NULL); version 1 also
+ * without the three fields before it (attempts 0, input_size 0, object NULL). Both
+ * still decode. Records are always written as version 3.
  * The id is the key and is not repeated in the value. A record that does not parse
  * exactly (short, trailing bytes, out-of-range values, embedded NULs) is -EIO. */
 #include <errno.h>
@@ -19,6 +21,7 @@
 #include "store_impl.h"
 
 #define RECORD_VERSION_1 1
+#define RECORD_VERSION_2 2
 
 static int dup_string(const char *src, char **ret)
 {
@@ -43,6 +46,7 @@ void store_job_free(struct store_job *j)
         free(j->error_code);
         free(j->error_message);
         free(j->object);
+        free(j->error_field);
         free(j);
 }
 
@@ -54,10 +58,11 @@ struct store_job *store_job_dup(const struct store_job *j)
         if (!d)
                 return NULL;
         *d = *j;
-        d->params = d->idem_key = d->error_code = d->error_message = d->object = NULL;
+        d->params = d->idem_key = d->error_code = d->error_message = d->object = d->error_field = NULL;
         if (dup_string(j->params, &d->params) < 0 || dup_string(j->idem_key, &d->idem_key) < 0 ||
             dup_string(j->error_code, &d->error_code) < 0 ||
-            dup_string(j->error_message, &d->error_message) < 0 || dup_string(j->object, &d->object) < 0) {
+            dup_string(j->error_message, &d->error_message) < 0 || dup_string(j->object, &d->object) < 0 ||
+            dup_string(j->error_field, &d->error_field) < 0) {
                 store_job_free(d);
                 return NULL;
         }
@@ -74,7 +79,8 @@ int store_record_parse(const uint8_t *buf, size_t size, struct record_view *v)
 
         if (!buf)
                 return -EIO;
-        if (!read_u8(&r, &version) || (version != RECORD_VERSION_1 && version != STORE_RECORD_VERSION))
+        if (!read_u8(&r, &version) ||
+            (version != RECORD_VERSION_1 && version != RECORD_VERSION_2 && version != STORE_RECORD_VERSION))
                 return -EIO;
         if (!read_u8(&r, &v->priority) || !read_u8(&r, &v->state) ||
             !read_i64(&r, &v->submitted_ms) || !read_i64(&r, &v->finished_ms) ||
@@ -95,6 +101,9 @@ int store_record_parse(const uint8_t *buf, size_t size, struct record_view *v)
         v->object = (struct str_view){ .p = NULL, .n = 0 };
         if (version >= 2 &&
             (!read_u32(&r, &v->attempts) || !read_u64(&r, &v->input_size) || !read_long_string(&r, &v->object)))
+                return -EIO;
+        v->error_field = (struct str_view){ .p = NULL, .n = 0 };
+        if (version >= 3 && !read_long_string(&r, &v->error_field))
                 return -EIO;
         if (r.left != 0)
                 return -EIO;
@@ -140,7 +149,7 @@ int store_record_view_to_job(const uint8_t id[16], const struct record_view *v, 
         if (view_to_string(&v->params, &j->params) < 0 || view_to_string(&v->idem_key, &j->idem_key) < 0 ||
             view_to_string(&v->error_code, &j->error_code) < 0 ||
             view_to_string(&v->error_message, &j->error_message) < 0 ||
-            view_to_string(&v->object, &j->object) < 0) {
+            view_to_string(&v->object, &j->object) < 0 || view_to_string(&v->error_field, &j->error_field) < 0) {
                 store_job_free(j);
                 return -ENOMEM;
         }
@@ -209,6 +218,8 @@ int store_record_size(const struct store_job *job, size_t *ret)
                 r = long_string_size(job->error_message, &size);
         if (r >= 0)
                 r = long_string_size(job->object, &size);
+        if (r >= 0)
+                r = long_string_size(job->error_field, &size);
         if (r < 0)
                 return r;
         *ret = size;
@@ -238,7 +249,8 @@ void store_record_write(const struct store_job *job, uint8_t *dst)
         p = write_long_string(p, job->error_message);
         p = write_u32(p, job->attempts);
         p = write_i64(p, (int64_t)job->input_size);
-        write_long_string(p, job->object);
+        p = write_long_string(p, job->object);
+        write_long_string(p, job->error_field);
 }
 
 /* Encodes `job` as a record; see store_internal.h. */

@@ -382,6 +382,7 @@ class ReliefTest(KilndTestCase):
         self.assertEqual(done["state"], "failed", done)
         self.assertEqual(done["error"]["code"], "bad_params", done)
         self.assertIn("inputs.image", done["error"]["message"])
+        self.assertEqual(done["error"].get("field"), "inputs.image", done)
 
     def huge_png(self):
         """A PNG header that claims 20000 x 20000 pixels (400 MP), with no pixels."""

@@ -105,10 +105,12 @@ class VecSearch(KilndTestCase):
             self.assertEqual([i for i, _ in g], [i for i, _ in w], f"query {qi}")
             self.assertEqual([np.float32(s) for _, s in g], [np.float32(s) for _, s in w], f"query {qi}")
 
-    def assertFailed(self, done, code, words):
+    def assertFailed(self, done, code, words, field=None):
         self.assertEqual(done["state"], "failed", done)
         self.assertEqual(done["error"]["code"], code, done)
         self.assertIn(words, done["error"]["message"], done)
+        if field is not None:
+            self.assertEqual(done["error"].get("field"), field, done)
 
     def assertRefused(self, reply, field, words):
         """An `error` reply to the submit itself (no job was accepted)."""
@@ -340,7 +342,7 @@ class VecSearch(KilndTestCase):
         self.assertEqual(after_move[0]["result"]["collection_version"], moved["version"])
         self.assertEqual(after_move[0]["result"]["ids"], [["c", "a", "d", "b"]])
         self.assertEqual(after_move[1].tolist(), [[0, 0.25, 1.25, 2.25]])
-        self.assertFailed(after_delete[0], "bad_params", "params.query_id")
+        self.assertFailed(after_delete[0], "bad_params", "params.query_id", "params.query_id")
         self.assertIn(f"version {dele['version']}", after_delete[0]["error"]["message"])
 
     def test_query_id_refusals_name_the_field(self):
@@ -596,6 +598,33 @@ class VecBatching(KilndTestCase):
             got = [list(zip(done["result"]["ids"][0], scores[0].tolist()))]
             self.assertEqual([x for x, _ in got[0]], [x for x, _ in want[0]], i)
             self.assertEqual([np.float32(s) for _, s in got[0]], [s for _, s in want[0]], i)
+
+
+
+class VecQueuedTest(KilndTestCase):
+    """A search that waits in the queue while its collection is dropped ends failed
+    with not_found, naming the field, as a submit naming no collection would."""
+    env = {"KILN_CPU_THREADS": "1"}
+
+    def test_a_search_whose_collection_went_while_it_waited_names_the_field(self):
+        async def go():
+            c = await self.client()
+            await vec_put(c, "doomed", np.eye(4, dtype=np.float32), list("abcd"), metric="ip")
+            # The one worker is kept busy, so the search waits behind it.
+            blocker = await c.submit("lens.nfw", {"mass": 1.234e14, "concentration": 5, "grid_size": 8192,
+                                                  "maps": ["kappa", "gamma1", "gamma2", "alpha_x", "alpha_y",
+                                                           "mu", "psi"]})
+            search = await c.submit("vec.search", {"collection": "doomed", "k": 1, "queries": [[1, 0, 0, 0]]})
+            self.assertEqual(search.get("state"), "queued", search)
+            self.assertEqual((await c.call({"op": "vec.drop", "collection": "doomed"})).get("op"), "ok")
+            await c.call({"op": "cancel", "job": blocker["job"]})
+            done, _, _ = await c.read_done(search["job"], timeout=120)
+            await c.close()
+            return done
+        done = self.run_async(go())
+        self.assertEqual(done["state"], "failed", done)
+        self.assertEqual(done["error"]["code"], "not_found", done)
+        self.assertEqual(done["error"].get("field"), "params.collection", done)
 
 
 if __name__ == "__main__":

@@ -101,6 +101,7 @@ static inline void fixture_full_job(struct store_job *j)
         j->attempts = 0xa1b2c3d4u;
         j->object = "risk.model/acme@3";
         j->input_size = 0x0102030405060708ull;
+        j->error_field = "params.model";
 }
 
 static inline void fixture_put_job(struct store *s, const struct store_job *j)
@@ -152,6 +153,7 @@ static inline void assert_jobs_equal(const struct store_job *a, const struct sto
         assert_int_equal(a->attempts, b->attempts);
         assert_string_or_null(a->object, b->object);
         assert_true(a->input_size == b->input_size);
+        assert_string_or_null(a->error_field, b->error_field);
 }
 
 /* Frees a job list as store_job_list returns it. */

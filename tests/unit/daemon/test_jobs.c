@@ -286,7 +286,7 @@ static void test_a_finished_job_is_stored_then_reported_once(void **state)
         uint64_t shape[2] = { 2, 2 };
         assert_non_null(kiln_result_add_part(&r, "kappa", KILN_DTYPE_F32, 2, shape));
         assert_int_equal(kiln_result_add_scalar(&r, "kappa_s", 0.25), 0);
-        sink->finished(sink->ctx, it, SCHED_END_DONE, 0, NULL, &r, "cpu", 3);
+        sink->finished(sink->ctx, it, SCHED_END_DONE, 0, NULL, NULL, &r, "cpu", 3);
         assert_int_equal(r.n_parts, 0); /* taken over */
         sink->release(sink->ctx, it);
 
@@ -325,7 +325,7 @@ static struct job *run_to_done(struct fixture *f)
         struct kiln_result r = { 0 };
         uint64_t shape[2] = { 2, 2 };
         assert_non_null(kiln_result_add_part(&r, "kappa", KILN_DTYPE_F32, 2, shape));
-        sink->finished(sink->ctx, it, SCHED_END_DONE, 0, NULL, &r, "cpu", 1);
+        sink->finished(sink->ctx, it, SCHED_END_DONE, 0, NULL, NULL, &r, "cpu", 1);
         sink->release(sink->ctx, it);
         return j;
 }
@@ -584,7 +584,7 @@ static void test_cancelling_a_running_job_asks_it_to_stop(void **state)
         jobs_cancel(f->js, container_of(it, struct job, item));
         assert_int_equal(atomic_load(&it->stop), SCHED_STOP_CANCEL);
         assert_int_equal(n_ops, 0); /* the worker ends it */
-        sink->finished(sink->ctx, it, SCHED_END_CANCELLED, KERR_CANCELLED, "cancelled while running", NULL, "cpu",
+        sink->finished(sink->ctx, it, SCHED_END_CANCELLED, KERR_CANCELLED, "cancelled while running", NULL, NULL, "cpu",
                        1);
         sink->release(sink->ctx, it);
         answer(f, 0, 0);
@@ -670,7 +670,7 @@ static void test_quick_jobs_that_do_not_run_before_a_stop_are_stored_queued(void
         assert_int_equal(events[0].session, 7);
         assert_string_equal(events[0].state, "queued");
 
-        sink->finished(sink->ctx, running, SCHED_END_REQUEUED, 0, NULL, NULL, "cpu", 1);
+        sink->finished(sink->ctx, running, SCHED_END_REQUEUED, 0, NULL, NULL, NULL, "cpu", 1);
         sink->release(sink->ctx, running);
         storeq_flush(f->q);
         assert_int_equal(n_ops, 1);
@@ -733,7 +733,7 @@ static void test_the_scheduler_reports_a_device_shutdown_as_still_queued(void **
         n_queued = 0;
         sink->started(sink->ctx, it, kiln_wall_ms());
         atomic_store(&it->stop, SCHED_STOP_SHUTDOWN);
-        sink->finished(sink->ctx, it, SCHED_END_REQUEUED, 0, NULL, NULL, "cpu", 1);
+        sink->finished(sink->ctx, it, SCHED_END_REQUEUED, 0, NULL, NULL, NULL, "cpu", 1);
         sink->release(sink->ctx, it);
         /* Not finished: no final record, it stays queued for the next start. */
         storeq_flush(f->q);
@@ -762,7 +762,7 @@ static void test_progress_carries_the_kinds_values(void **state)
         assert_int_equal(n_events, 2);
         assert_string_equal(events[1].what, "progress");
         assert_string_equal(events[1].done, "pct=41 best=1 lower_bound=655");
-        sink->finished(sink->ctx, it, SCHED_END_CANCELLED, KERR_CANCELLED, "stop", NULL, "cpu", 1);
+        sink->finished(sink->ctx, it, SCHED_END_CANCELLED, KERR_CANCELLED, "stop", NULL, NULL, "cpu", 1);
         sink->release(sink->ctx, it);
         answer(f, 0, 0);
 }
@@ -814,7 +814,7 @@ static void test_progress_keeps_its_own_copy_of_a_json_value(void **state)
 
         v[2].text = "[[0,3],[3,4]]";
         sink->progress(sink->ctx, it, 40, v, 3); /* the last copy: the job frees it */
-        sink->finished(sink->ctx, it, SCHED_END_CANCELLED, KERR_CANCELLED, "stop", NULL, "cpu", 1);
+        sink->finished(sink->ctx, it, SCHED_END_CANCELLED, KERR_CANCELLED, "stop", NULL, NULL, "cpu", 1);
         sink->release(sink->ctx, it);
         answer(f, 0, 0);
 }

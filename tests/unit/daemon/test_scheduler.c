@@ -69,7 +69,7 @@ static void s_progress(void *ctx, struct sched_item *it, int pct, const struct k
 }
 
 static void s_finished(void *ctx, struct sched_item *it, enum sched_end end, enum kiln_err code, const char *message,
-                       struct kiln_result *result, const char *device, uint32_t batch)
+                       const char *field, struct kiln_result *result, const char *device, uint32_t batch)
 {
         struct fake *f = container_of(it, struct fake, it);
         pthread_mutex_lock(&lock);

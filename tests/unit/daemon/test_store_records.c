@@ -238,7 +238,30 @@ static void record_version_1_decodes_with_defaults(void **state)
         free(copy);
 }
 
-/* Version 1 records in a store read back (get, list), and are rewritten as version 2. */
+/* A version 2 record (before error_field) decodes with none; made here from a
+ * version 3 record without the field, which is how version 2 wrote it. */
+static void record_version_2_decodes_without_an_error_field(void **state)
+{
+        struct store_job j, *d;
+        uint8_t *buf;
+        size_t size;
+
+        fixture_full_job(&j);
+        j.error_field = NULL;
+        assert_int_equal(store_record_encode(&j, &buf, &size), 0);
+        static const uint8_t null_string[4] = { 0xff, 0xff, 0xff, 0xff };
+        assert_memory_equal(buf + size - 4, null_string, 4);
+        buf[0] = 2;
+        assert_int_equal(store_record_decode(j.id, buf, size - 4, &d), 0);
+        assert_jobs_equal(&j, d);
+        assert_null(d->error_field);
+        store_job_free(d);
+        /* and version 2 with a trailing field is not version 2 */
+        assert_int_equal(store_record_decode(j.id, buf, size, &d), -EIO);
+        free(buf);
+}
+
+/* Version 1 records in a store read back (get, list), and are rewritten in the current version. */
 static void record_version_1_in_store_reads_and_is_rewritten(void **state)
 {
         struct fixture *f = *state;
@@ -270,7 +293,7 @@ static void record_version_1_in_store_reads_and_is_rewritten(void **state)
         got->input_size = 4096;
         fixture_put_job(f->s, got);
         assert_int_equal(store_record_encode(got, &buf, &size), 0);
-        assert_int_equal(buf[0], 2);
+        assert_int_equal(buf[0], STORE_RECORD_VERSION);
         free(buf);
         store_fixture_reopen(f, STORE_SYNC_FULL);
         struct store_job *again;
@@ -298,8 +321,8 @@ static void record_version_2_fields_round_trip(void **state)
                 j.input_size = i == 2 ? UINT64_MAX : i;
                 j.object = i == 0 ? NULL : i == 1 ? "" : "vec.collection/docs@18446744073709551615";
                 assert_int_equal(store_record_encode(&j, &buf, &size), 0);
-                /* version 1 + u32 attempts + u64 input size + object */
-                assert_int_equal(size, sizeof(record_v1) + 4 + 8 + 4 + (j.object ? strlen(j.object) : 0));
+                /* version 1 + u32 attempts + u64 input size + object + error_field (NULL) */
+                assert_int_equal(size, sizeof(record_v1) + 4 + 8 + 4 + (j.object ? strlen(j.object) : 0) + 4);
                 assert_int_equal(size, base_size + (j.object ? strlen(j.object) : 0));
                 assert_int_equal(store_record_decode(j.id, buf, size, &d), 0);
                 assert_jobs_equal(&j, d);
@@ -311,11 +334,11 @@ static void record_version_2_fields_round_trip(void **state)
 
                 /* an object length past the end, an embedded NUL */
                 if (j.object && *j.object) {
-                        size_t len_at = size - strlen(j.object) - 4;
+                        size_t len_at = size - 4 - strlen(j.object) - 4;
                         buf[len_at + 2] = 0x7f;
                         assert_int_equal(store_record_decode(j.id, buf, size, &d), -EIO);
                         buf[len_at + 2] = 0;
-                        buf[size - 1] = '\0';
+                        buf[size - 4 - 1] = '\0';
                         assert_int_equal(store_record_decode(j.id, buf, size, &d), -EIO);
                 }
                 free(buf);
@@ -901,6 +924,7 @@ static const struct CMUnitTest tests[] = {
         cmocka_unit_test(record_decode_rejects_every_truncation),
         cmocka_unit_test(record_decode_rejects_corrupt_fields),
         cmocka_unit_test(record_version_1_decodes_with_defaults),
+        cmocka_unit_test(record_version_2_decodes_without_an_error_field),
         cmocka_unit_test(record_version_2_fields_round_trip),
         cmocka_unit_test(job_dup_copies_object),
         cmocka_unit_test_setup_teardown(record_version_1_in_store_reads_and_is_rewritten, setup, teardown),
