@@ -549,10 +549,13 @@ int session_receive(struct kilnd *d, struct session *s, const void *in, size_t l
                 len = s->rx_len;
         }
         d->ws_messages_in++;
-        if (lws_frame_is_binary(s->wsi))
+        if (s->out_overflow)
+                ; /* closing for not reading its replies: nothing more is done for it */
+        else if (lws_frame_is_binary(s->wsi))
                 handle_binary(s, msg, len);
         else
                 handle_text(s, (const char *)msg, len);
+        session_in_throttle(s);
         s->rx_len = 0;
         if (s->rx_cap > 1024 * 1024)
                 rx_release(s);

@@ -62,6 +62,7 @@ struct session {
         uint64_t out_pending;       /* bytes queued and not yet written, from memory or the store */
         int64_t out_progress_ms;    /* monotonic: the last write, or when the queue began */
         bool out_overflow;          /* over that: closing with 1008, nothing more is queued */
+        bool in_paused;             /* input held until its replies go out (session_in_throttle) */
         /* In d->out_busy while out_head is set: the once-a-second stall check and
          * draining look at these sessions alone, not at every connection. */
         struct session *busy_prev, *busy_next;
@@ -109,6 +110,9 @@ void session_send_ok(struct session *s, json_t *ref);
 void session_send_done(struct session *s, struct job *j, json_t *ref);
 /* Frees every queued message (closing). */
 void session_out_clear(struct session *s);
+/* After a message is handled: holds the connection's input while its queued replies
+ * are over OUT_BACKLOG_BYTES; session_writable lets it go on when half are written. */
+void session_in_throttle(struct session *s);
 /* Closes (1008) a connection that has more than memory.max_output_buffer_bytes
  * waiting to be written, from memory or the store, and has taken none of it for
  * OUT_STALL_MS: a client that reads nothing, or far too slowly. Loop thread, once

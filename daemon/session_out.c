@@ -26,7 +26,8 @@ static void out_free(struct session *s, struct outmsg *m);
  * with 1008 at its next writeable callback, or killed after OVERFLOW_KILL_S when the
  * peer reads nothing at all. Its jobs go on; their results stay retrievable. */
 #define OVERFLOW_KILL_S 5
-/* A backlog that makes a connection the one to close when memory.max_bytes is full. */
+/* A backlog that makes a connection the one to close when memory.max_bytes is full,
+ * and past which its input waits (session_in_throttle). */
 #define OUT_BACKLOG_BYTES (64u << 10)
 /* How long a backlog over the limit may go without the client taking a byte. */
 #define OUT_STALL_MS 5000
@@ -353,6 +354,30 @@ void session_out_check_stalled(struct session *s, int64_t now_ms)
                 out_overflow(s, "more than memory.max_output_buffer_bytes waits for it and it took none for 5 s");
 }
 
+/* Input is taken only as fast as the replies to it go out. libwebsockets reads up to
+ * 64 KiB of a connection at a time, thousands of small requests that were all
+ * answered before any other connection was served: a client pipelining stats
+ * requests kept every other client waiting 360 ms (a sanitizer build). Past
+ * OUT_BACKLOG_BYTES of queued replies the connection's input is held, and
+ * libwebsockets keeps what it read of it until session_writable lets it go on. A
+ * client that never reads its replies is then held for good, until the stall check
+ * closes it. */
+void session_in_throttle(struct session *s)
+{
+        if (!s->in_paused && s->wsi && !s->sink && s->out_bytes > OUT_BACKLOG_BYTES) {
+                lws_rx_flow_control(s->wsi, 0);
+                s->in_paused = true;
+        }
+}
+
+static void in_resume(struct session *s)
+{
+        if (s->in_paused && s->out_bytes <= OUT_BACKLOG_BYTES / 2) {
+                lws_rx_flow_control(s->wsi, 1);
+                s->in_paused = false;
+        }
+}
+
 int session_writable(struct kilnd *d, struct session *s)
 {
         if (s->out_overflow) {
@@ -392,6 +417,7 @@ int session_writable(struct kilnd *d, struct session *s)
          * straight onto its socket. */
         if (writable_framed(s) < 0)
                 return -1;
+        in_resume(s);
         if (s->out_head)
                 lws_callback_on_writable(s->wsi);
         return 0;
