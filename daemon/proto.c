@@ -5,6 +5,7 @@
  * point into the jansson tree owned by the request or frame: nothing is copied. */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -408,6 +409,25 @@ static int decode_object(struct proto_req *r, struct proto_error *err)
         return 0;
 }
 
+/* The "ref" of a message the strict parse refused although it is JSON, for the
+ * error reply to echo: an integer past int64, a "\u0000" in a string. It is read
+ * again with those allowed (integers as reals); an integral ref read as a real
+ * is an integer again (to 2^53, where reals hold every integer). NULL when there
+ * is none, or the text is not JSON even so (1e400 is not: it overflows). */
+static json_t *lenient_ref(const char *text, size_t len)
+{
+        json_t *root = json_loadb(text, len, JSON_DECODE_INT_AS_REAL | JSON_ALLOW_NUL, NULL);
+        json_t *ref = json_is_object(root) ? json_object_get(root, "ref") : NULL;
+
+        if (json_is_real(ref) && fabs(json_real_value(ref)) <= 9007199254740992.0 &&
+            json_real_value(ref) == trunc(json_real_value(ref)))
+                ref = json_integer((json_int_t)json_real_value(ref));
+        else if (ref)
+                json_incref(ref);
+        json_decref(root);
+        return ref;
+}
+
 /* Decodes one text message; see proto.h for the contract. *ret and (on success)
  * *ret_ref are written only when the pointers are non-NULL. */
 int proto_decode(const char *text, size_t len, struct proto_req *ret, json_t **ret_ref,
@@ -423,7 +443,9 @@ int proto_decode(const char *text, size_t len, struct proto_req *ret, json_t **r
         r.root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
         if (!r.root) {
                 k = fail(err, KERR_BAD_REQUEST, "", "malformed JSON: %s (at byte %d)", jerr.text, jerr.position);
-                goto fail_noref;
+                if (ret_ref)
+                        *ret_ref = lenient_ref(text, len);
+                return k;
         }
         if (!json_is_object(r.root)) {
                 k = fail(err, KERR_BAD_REQUEST, "", "a message must be a JSON object");

@@ -130,7 +130,9 @@ struct proto_req {
 /* Decodes one text message. On success returns >= 0 and fills *ret (free with
  * proto_req_clear). On failure returns -EINVAL, fills err, and — when the message
  * was a JSON object with a "ref" — sets *ret_ref to a new reference to it (else
- * NULL) so the error reply can echo it. Errors: not JSON / not an object /
+ * NULL) so the error reply can echo it; also when the message was refused as
+ * malformed but is JSON all the same (an integer past int64, a NUL in a string, a
+ * duplicate key). Errors: not JSON / not an object /
  * embedded NUL -> bad_request; "op" missing or not a string -> bad_request
  * (field "op"); unknown op -> unknown_op (field "op"); a field of the wrong type or
  * out of range -> bad_request naming it (e.g. "job", "priority", "timeout_ms",

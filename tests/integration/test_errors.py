@@ -105,6 +105,32 @@ class MalformedInputTest(ErrorCase):
 
         self.run_async(go())
 
+    def test_json_kilnd_cannot_take_is_refused_echoing_its_ref(self):
+        """Valid JSON the strict parse refuses (an integer past int64, a NUL in a
+        string, a duplicate key) is bad_request, and the reply still carries the
+        message's ref, so a client waiting for it is answered."""
+        sub = '"op":"submit","kind":"lens.nfw"'
+        cases = [
+            ('{"ref":71,' + sub + ',"params":{"mass":1e14,"concentration":5,"grid_size":18446744073709551616}}', 71),
+            ('{"ref":"r72",' + sub + ',"params":{"mass":1e14,"concentration":5,"grid_size":9223372036854775808}}',
+             "r72"),
+            ('{' + sub.replace('lens.nfw', 'lens.nfw\\u0000x') + ',"ref":[7,3],"params":{}}', [7, 3]),
+            ('{"ref":{"n":74},' + sub + ',"kind":"lens.nfw","params":{}}', {"n": 74}),
+        ]
+
+        async def go():
+            c = await self.client()
+            try:
+                for text, ref in cases:
+                    with self.subTest(text=text):
+                        await c.ws.send(text)
+                        self.assertError(await next_error(c), "bad_request", ref=ref)
+                        await self.assertUsable(c)
+            finally:
+                await c.close()
+
+        self.run_async(go())
+
     def test_json_that_is_not_an_object_is_bad_request(self):
         async def go():
             c = await self.client()
