@@ -336,13 +336,16 @@ class DurabilityTest(unittest.TestCase):
 
     def test_sigterm_keeps_queued_jobs_which_finish_after_restart(self):
         k = self.start()
-        long_params = {"mass": 5e14, "concentration": 4, "grid_size": 4096, "maps": ["kappa"]}
+        # The one worker is busy for about 3 s (4 MB of result), so the burst is
+        # queued behind it at SIGTERM even on a loaded machine; a 4096 x 4096
+        # lens.nfw map took 0.18 s, and a slow burst sometimes came after it.
+        long_params = {"mass": 5e14, "concentration": 4, "grid_size": 1024, "supersample": 8}
         queued_params = burst_params(20, grid=64, seed=7)
 
         async def go():
             c = await Client.connect(k.url)
             try:
-                acc = await c.submit("lens.nfw", long_params, watch=False)
+                acc = await c.submit("lens.raytrace", long_params, watch=False)
                 self.assertEqual(acc["op"], "accepted", acc)
                 ids = await submit_burst([c], queued_params)
                 return acc["job"], ids

@@ -610,10 +610,9 @@ class VecQueuedTest(KilndTestCase):
         async def go():
             c = await self.client()
             await vec_put(c, "doomed", np.eye(4, dtype=np.float32), list("abcd"), metric="ip")
-            # The one worker is kept busy, so the search waits behind it.
-            blocker = await c.submit("lens.nfw", {"mass": 1.234e14, "concentration": 5, "grid_size": 8192,
-                                                  "maps": ["kappa", "gamma1", "gamma2", "alpha_x", "alpha_y",
-                                                           "mu", "psi"]})
+            # The one worker is kept busy (about 3 s), so the search waits behind it.
+            blocker = await c.submit("lens.raytrace", {"mass": 1.234e14, "concentration": 5, "grid_size": 1024,
+                                                       "supersample": 8})
             search = await c.submit("vec.search", {"collection": "doomed", "k": 1, "queries": [[1, 0, 0, 0]]})
             self.assertEqual(search.get("state"), "queued", search)
             self.assertEqual((await c.call({"op": "vec.drop", "collection": "doomed"})).get("op"), "ok")
