@@ -89,7 +89,8 @@ static json_t *part_header_json(const struct kiln_part *p)
 /* The longest header part_header_put writes: the name and dtype, each dimension and
  * the byte count in decimal, and the text around them. */
 #define PART_HEADER_FIXED "{\"name\":\"\",\"dtype\":\"\",\"shape\":[],\"bytes\":}"
-#define PART_HEADER_MAX (KILN_NAME_MAX + 16 + 4 * (TEXTBUF_U64_DIGITS + 1) + TEXTBUF_U64_DIGITS + sizeof(PART_HEADER_FIXED))
+#define PART_HEADER_MAX \
+        (KILN_NAME_MAX + 16 + 4 * (TEXTBUF_U64_DIGITS + 1) + TEXTBUF_U64_DIGITS + sizeof(PART_HEADER_FIXED))
 
 /* Whether a part's header can be written directly: its strings need no escaping. */
 static bool part_header_plain(const struct kiln_part *p)
