@@ -410,20 +410,31 @@ static int decode_object(struct proto_req *r, struct proto_error *err)
 }
 
 /* The "ref" of a message the strict parse refused although it is JSON, for the
- * error reply to echo: an integer past int64, a "\u0000" in a string. It is read
- * again with those allowed (integers as reals); an integral ref read as a real
- * is an integer again (to 2^53, where reals hold every integer). NULL when there
- * is none, or the text is not JSON even so (1e400 is not: it overflows). */
+ * error reply to echo: a duplicate key, a "\u0000" in a string, an integer past
+ * int64. It is read again with duplicates and NUL allowed, which keeps every value
+ * as it was written (so it also names the parts sent with it). Only when that too
+ * fails (an integer past int64) is it read with integers as reals; then a ref that
+ * is a string, a literal or an integer below 2^53 (which a real holds exactly) is
+ * echoed, and none of any other kind, which could not be echoed as it was written.
+ * NULL when there is none, or the text is not JSON even so (1e400 overflows). */
 static json_t *lenient_ref(const char *text, size_t len)
 {
-        json_t *root = json_loadb(text, len, JSON_DECODE_INT_AS_REAL | JSON_ALLOW_NUL, NULL);
-        json_t *ref = json_is_object(root) ? json_object_get(root, "ref") : NULL;
+        json_t *root = json_loadb(text, len, JSON_ALLOW_NUL, NULL), *ref;
 
-        if (json_is_real(ref) && fabs(json_real_value(ref)) <= 9007199254740992.0 &&
+        if (root) {
+                ref = json_is_object(root) ? json_incref(json_object_get(root, "ref")) : NULL;
+                json_decref(root);
+                return ref;
+        }
+        root = json_loadb(text, len, JSON_DECODE_INT_AS_REAL | JSON_ALLOW_NUL, NULL);
+        ref = json_is_object(root) ? json_object_get(root, "ref") : NULL;
+        if (json_is_real(ref) && fabs(json_real_value(ref)) < 9007199254740992.0 &&
             json_real_value(ref) == trunc(json_real_value(ref)))
                 ref = json_integer((json_int_t)json_real_value(ref));
-        else if (ref)
+        else if (json_is_string(ref) || json_is_boolean(ref) || json_is_null(ref))
                 json_incref(ref);
+        else
+                ref = NULL;
         json_decref(root);
         return ref;
 }
