@@ -131,6 +131,13 @@ void sessions_idle_sweep(struct kilnd *d)
 
         while ((s = d->idle_head) && now - s->idle_since_us >= half) {
                 idle_unlink(d, s);
+                if (s->in_paused) {
+                        /* Its input (pongs too) waits for its replies: while it takes
+                         * them it is alive, and when it stops the stall check closes it. */
+                        s->idle = IDLE_HEARD;
+                        idle_append(d, s, now);
+                        continue;
+                }
                 if (s->idle == IDLE_HEARD) {
                         s->idle = IDLE_PING_DUE;
                         idle_append(d, s, now);

@@ -348,10 +348,12 @@ static int writable_framed(struct session *s)
 
 void session_out_check_stalled(struct session *s, int64_t now_ms)
 {
-        if (!s->out_head || s->out_overflow || !s->wsi)
+        if (!s->out_head || s->out_overflow || !s->wsi || now_ms - s->out_progress_ms < OUT_STALL_MS)
                 return;
-        if (s->out_pending > s->d->cfg->memory.max_output_buffer_bytes && now_ms - s->out_progress_ms >= OUT_STALL_MS)
+        if (s->out_pending > s->d->cfg->memory.max_output_buffer_bytes)
                 out_overflow(s, "more than memory.max_output_buffer_bytes waits for it and it took none for 5 s");
+        else if (s->in_paused) /* held by session_in_throttle: it would wait for good */
+                out_overflow(s, "its input waits for its replies to go out, and it took none for 5 s");
 }
 
 /* Input is taken only as fast as the replies to it go out. libwebsockets reads up to
@@ -360,8 +362,9 @@ void session_out_check_stalled(struct session *s, int64_t now_ms)
  * requests kept every other client waiting 360 ms (a sanitizer build). Past
  * OUT_BACKLOG_BYTES of queued replies the connection's input is held, and
  * libwebsockets keeps what it read of it until session_writable lets it go on. A
- * client that never reads its replies is then held for good, until the stall check
- * closes it. */
+ * client that takes none of its replies for OUT_STALL_MS while held is closed
+ * (session_out_check_stalled); one that reads slowly is not idle while held
+ * (sessions_idle_sweep), as its pongs wait behind the held input. */
 void session_in_throttle(struct session *s)
 {
         if (!s->in_paused && s->wsi && !s->sink && s->out_bytes > OUT_BACKLOG_BYTES) {
