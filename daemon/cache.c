@@ -20,8 +20,9 @@ void cache_key_compute(const char *kind, uint32_t version, const char *model, co
         if (!model)
                 model = "";
         /* Each string ends with its NUL, which none contains: the framing is unambiguous.
-         * A failed digest (all zeroes) is still correct, as the store compares the
-         * identity: it only makes such keys collide. */
+         * A failed digest (all zeroes) is still correct, as the store and the hot
+         * cache compare the identity (kind, version, model, params): such keys only
+         * collide. */
         struct digest_piece p[] = {
                 { key_magic, sizeof(key_magic) }, { kind, strlen(kind) + 1 },     { v, sizeof(v) },
                 { model, strlen(model) + 1 },     { params, strlen(params) + 1 },

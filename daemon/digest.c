@@ -3,30 +3,36 @@
  * call (an "implicit fetch"), which cost as much as hashing a small job's params. */
 #include "digest.h"
 
-#include <pthread.h>
-#include <stdbool.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include <openssl/evp.h>
 
-static EVP_MD *sha256;
-static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+static _Atomic(EVP_MD *) sha256;
 
-static void fetch_sha256(void)
+/* The fetched algorithm, fetched now if no call has yet (again after a failure). */
+static EVP_MD *sha256_md(void)
 {
-        sha256 = EVP_MD_fetch(NULL, "SHA256", NULL); /* NULL: every call fails, zeroes */
+        EVP_MD *md = atomic_load(&sha256), *none = NULL;
+
+        if (md)
+                return md;
+        md = EVP_MD_fetch(NULL, "SHA256", NULL);
+        if (md && !atomic_compare_exchange_strong(&sha256, &none, md)) {
+                EVP_MD_free(md); /* another thread fetched it first */
+                md = none;
+        }
+        return md;
 }
 
-void digest_sha256(const struct digest_piece *pieces, size_t n, uint8_t ret[32])
+bool digest_sha256(const struct digest_piece *pieces, size_t n, uint8_t ret[32])
 {
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned int len = 0;
-        EVP_MD_CTX *c;
-        bool ok;
+        EVP_MD *alg = sha256_md();
+        EVP_MD_CTX *c = alg ? EVP_MD_CTX_new() : NULL;
+        bool ok = c && EVP_DigestInit_ex(c, alg, NULL);
 
-        pthread_once(&sha256_once, fetch_sha256);
-        c = sha256 ? EVP_MD_CTX_new() : NULL;
-        ok = c && EVP_DigestInit_ex(c, sha256, NULL);
         for (size_t i = 0; ok && i < n; i++)
                 ok = EVP_DigestUpdate(c, pieces[i].p, pieces[i].n);
         ok = ok && EVP_DigestFinal_ex(c, md, &len) && len == 32;
@@ -35,4 +41,5 @@ void digest_sha256(const struct digest_piece *pieces, size_t n, uint8_t ret[32])
                 memcpy(ret, md, 32);
         else
                 memset(ret, 0, 32);
+        return ok;
 }

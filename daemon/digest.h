@@ -1,6 +1,7 @@
 /* SHA-256 of a few pieces of memory, for cache keys and input digests. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -9,7 +10,6 @@ struct digest_piece {
         size_t n;
 };
 
-/* The SHA-256 of the pieces one after another into ret. An OpenSSL failure (out of
- * memory) gives all zeroes: callers use digests as keys that are checked against
- * what they name, so such keys only collide. */
-void digest_sha256(const struct digest_piece *pieces, size_t n, uint8_t ret[32]);
+/* The SHA-256 of the pieces one after another into ret; false (and all zeroes) when
+ * OpenSSL fails (out of memory). */
+bool digest_sha256(const struct digest_piece *pieces, size_t n, uint8_t ret[32]);

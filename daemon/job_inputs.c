@@ -43,18 +43,22 @@ static const struct kiln_input_spec *spec_of(const struct kiln_kind *kind, const
         return NULL;
 }
 
-static void digest_hex(const uint8_t *data, size_t n, char ret[65])
+/* The digest is part of the job's cache identity: without one (OpenSSL out of
+ * memory) jobs with other inputs would share it, so the job cannot go on. */
+static bool digest_hex(const uint8_t *data, size_t n, char ret[65])
 {
         static const char hex[] = "0123456789abcdef";
         struct digest_piece p = { data, n };
         uint8_t md[32];
 
-        digest_sha256(&p, 1, md);
+        if (!digest_sha256(&p, 1, md))
+                return false;
         for (int i = 0; i < 32; i++) {
                 ret[2 * i] = hex[md[i] >> 4];
                 ret[2 * i + 1] = hex[md[i] & 15];
         }
         ret[64] = '\0';
+        return true;
 }
 
 int job_inputs_parse(uint8_t *blob, size_t size, struct job_inputs *ret)
@@ -72,7 +76,8 @@ int job_inputs_parse(uint8_t *blob, size_t size, struct job_inputs *ret)
         }
         in.n = (size_t)r.n_parts;
         kiln_result_clear(&r); /* parts are borrowed from the blob: only values go */
-        digest_hex(blob, size, in.digest);
+        if (!digest_hex(blob, size, in.digest))
+                return -ENOMEM;
         *ret = in;
         return 0;
 }
@@ -115,7 +120,10 @@ static int pack(struct kiln_array *arrays, size_t n, struct job_inputs *ret, str
                 }
         }
         result_blob_free(b);
-        digest_hex(blob, size, in.digest);
+        if (!digest_hex(blob, size, in.digest)) {
+                free(blob);
+                return fail(err, KERR_INTERNAL, "inputs", "out of memory digesting the inputs");
+        }
         *ret = in;
         return 0;
 }

@@ -31,8 +31,8 @@ struct job_inputs {
 int job_inputs_assemble(const struct kiln_kind *kind, const json_t *params, struct part **parts, size_t n_parts,
                         uint64_t max_bytes, struct job_inputs *ret, struct proto_error *err);
 
-/* Takes over a stored blob (recovery) and points the arrays into it. Returns >= 0
- * or -EIO for a malformed blob (then nothing is taken). */
+/* Takes over a stored blob (recovery) and points the arrays into it. Returns >= 0,
+ * -EIO for a malformed blob or -ENOMEM (then nothing is taken). */
 int job_inputs_parse(uint8_t *blob, size_t size, struct job_inputs *ret);
 
 /* Frees the blob; the struct is left empty. Accepts NULL. */

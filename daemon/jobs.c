@@ -241,9 +241,10 @@ int job_from_record(struct jobs *js, const struct store_job *rec, uint8_t **inpu
                 return -EINVAL;
         }
         if (input && *input) {
-                if (job_inputs_parse(*input, input_size, &j->in) < 0) {
+                r = job_inputs_parse(*input, input_size, &j->in);
+                if (r < 0) {
                         job_unref(j);
-                        return -EIO;
+                        return r;
                 }
                 *input = NULL; /* the job owns the blob now */
         }
@@ -721,9 +722,10 @@ int jobs_recover(struct jobs *js, struct store *store, unsigned *ret_queued, uns
                         char id[37];
                         kiln_uuid_format(p.recs[i]->id, id);
                         log_error("job %s (%s): %s, it is left unrun", id, p.recs[i]->kind,
-                                  k == -ENOENT ? "its stored inputs are missing"
-                                               : k == -EIO ? "its stored inputs are unreadable"
-                                                           : "its stored parameters are no longer valid");
+                                  k == -ENOENT   ? "its stored inputs are missing"
+                                  : k == -EIO    ? "its stored inputs are unreadable"
+                                  : k == -ENOMEM ? "out of memory rebuilding it"
+                                                 : "its stored parameters are no longer valid");
                         bad++;
                 }
                 free(p.inputs[i]);
