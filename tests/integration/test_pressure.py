@@ -524,6 +524,61 @@ async def ready_within(http, want, seconds=5.0):
         await asyncio.sleep(0.1)
 
 
+class PipeliningNonReaderTest(PressureCase):
+    """A client that pipelines cheap requests and never reads its replies: its input
+    is held once 64 KiB of replies wait, so it stops being served (instead of every
+    other client waiting behind thousands of its requests), and it is closed once it
+    has taken none of them for 5 s. Another client is answered throughout."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.kilnd = Kilnd().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_and_check(cls.kilnd)
+
+    def test_it_stops_being_served_then_is_closed(self):
+        slow = RawWs(self.kilnd.port, rcvbuf=16 << 10, timeout=30)
+        slow.send_json({"op": "hello", "client": "pipelines-never-reads/1"})
+        sent = {"n": 0, "error": None}
+
+        def flood():
+            try:
+                for _ in range(200_000):  # far more than kilnd reads before it holds them
+                    slow.send_json({"op": "stats"})
+                    sent["n"] += 1
+            except OSError as e:  # blocked until kilnd closed it, or a timeout
+                sent["error"] = repr(e)
+
+        flooder = threading.Thread(target=flood, daemon=True)
+        flooder.start()
+
+        async def other():
+            c = await Client.connect(self.kilnd.url)
+            try:
+                replies = 0
+                while flooder.is_alive():
+                    await c.call({"op": "stats"}, timeout=5)  # answered while the flood goes on
+                    replies += 1
+                    await asyncio.sleep(0.1)
+                return replies
+            finally:
+                await c.close()
+        replies = self.run_async(other(), timeout=60)
+        flooder.join()
+        seen = slow.drain(idle_s=3, max_s=20)
+        slow.close()
+        self.assertGreater(replies, 10)
+        self.assertLess(sent["n"], 200_000, f"kilnd read every request of a client that reads nothing: {sent}")
+        # Closed: with 1008 when its socket takes the close frame, else dropped
+        # (it reads nothing at all), as any client that reads too slowly.
+        self.assertIn(seen["end"], ("close", "eof", "reset"), seen)
+        if seen["end"] == "close":
+            self.assertEqual(seen["close_code"], 1008, seen)
+        self.assertLess(seen["ops"].get("stats", 0), sent["n"], seen)
+
+
 class FullStoreCase(PressureCase):
     async def check_recovered(self, k, c):
         code, body = await ready_within(k.http, 200)
