@@ -444,6 +444,21 @@ static int sink_prepare(void *ctx, struct sched_item *it, enum kiln_err *ret_cod
         if (!j->object_ref) {
                 int r = objects_acquire(js->objects, j->tenant, j->kind->object, j->object_name, j->object_version,
                                         &j->object_ref, msg);
+                uint64_t stored;
+                /* Its version was replaced before it ran and is not in memory (it was
+                 * never loaded, or was evicted): it runs against the stored one, as a
+                 * job submitted now would, rather than fail a search the client could
+                 * not have kept from failing (a collection updated as it is searched).
+                 * Its result names the version it ran against, and is not cached: its
+                 * key names the version it was bound to. */
+                if (r == -ENOENT &&
+                    objects_stored_version(js->objects, j->tenant, j->kind->object, j->object_name, &stored) >= 0 &&
+                    stored > j->object_version) {
+                        r = objects_acquire(js->objects, j->tenant, j->kind->object, j->object_name, stored,
+                                            &j->object_ref, msg);
+                        if (r >= 0)
+                                j->cache_store = false;
+                }
                 if (r < 0) {
                         *ret_code = r == -ENOENT ? KERR_NOT_FOUND : r == -ENOMEM ? KERR_UNAVAILABLE : KERR_INTERNAL;
                         if (r == -ENOENT) /* as a submit naming no object of the tenant's */

@@ -465,6 +465,24 @@ out:
         return r;
 }
 
+int objects_stored_version(struct objects *o, const char *tenant, const struct kiln_object_class *cls,
+                           const char *name, uint64_t *ret)
+{
+        struct store_object_ref ref = { .tenant = tenant, .cls = cls->name, .name = name };
+        struct store_object_info info = { 0 };
+        struct store_txn *t;
+        int r = store_txn_begin(o->store, false, &t);
+
+        if (r < 0)
+                return r;
+        r = store_object_get(t, &ref, &info);
+        store_txn_abort(t);
+        if (r >= 0)
+                *ret = info.version;
+        store_object_info_clear(&info);
+        return r;
+}
+
 int objects_acquire(struct objects *o, const char *tenant, const struct kiln_object_class *cls, const char *name,
                     uint64_t version, const struct object_ref **ret, char msg[256])
 {

@@ -18,7 +18,8 @@
  *    least-recently-used order within a bound (objects_set_cache_limits) so the next
  *    job of a popular version finds it compiled. An older version stays usable for
  *    as long as it is in memory, so a job bound to version 3 still runs after version
- *    4 is put, unless its snapshot was evicted meanwhile (-ENOENT then).
+ *    4 is put, unless its snapshot was evicted meanwhile, or never loaded (-ENOENT
+ *    then: the job runs against the stored version instead, jobs.c sink_prepare).
  *
  *  - Work off the loop. A small pool of worker threads runs what the loop thread
  *    must not (parsing an uploaded model's JSON, checking and normalising a
@@ -106,6 +107,12 @@ struct object_ref {
  * the store holds cannot be compiled, -ENOMEM, or the store's error. */
 int objects_acquire(struct objects *o, const char *tenant, const struct kiln_object_class *cls, const char *name,
                     uint64_t version, const struct object_ref **ret, char msg[256]);
+
+/* The version of (tenant, cls, name) the store holds now, read from the store (any
+ * thread, unlike objects_version). Returns >= 0, -ENOENT when none is stored, or the
+ * store's error. */
+int objects_stored_version(struct objects *o, const char *tenant, const struct kiln_object_class *cls,
+                           const char *name, uint64_t *ret);
 
 /* Gives back a reference from objects_acquire. Accepts NULL. */
 void objects_release(struct objects *o, const struct object_ref *ref);

@@ -15,6 +15,7 @@ float64 norm, rounded to float32), and queries are scaled the same way.
 import asyncio
 import json
 import os
+import random
 import subprocess
 import tempfile
 import unittest
@@ -602,21 +603,52 @@ class VecBatching(KilndTestCase):
 
 
 class VecQueuedTest(KilndTestCase):
-    """A search that waits in the queue while its collection is dropped ends failed
-    with not_found, naming the field, as a submit naming no collection would."""
+    """Searches that wait in the queue while their collection changes: one whose
+    collection is dropped ends failed with not_found, naming the field, as a submit
+    naming no collection would; one whose collection gets a new version runs against
+    that version (the one it was bound to was never loaded, and the store keeps only
+    the newest), says so, and is not cached under the old version's key."""
     env = {"KILN_CPU_THREADS": "1"}
+
+    async def blocked(self, c):
+        """Keeps the one worker busy (about 3 s); returns the blocking job's id."""
+        r = await c.submit("lens.raytrace", {"mass": 1.234e14 + random.random() * 1e12, "concentration": 5,
+                                             "grid_size": 1024, "supersample": 8})
+        return r["job"]
+
+    def test_a_search_whose_collection_changed_while_it_waited_runs_on_the_new_version(self):
+        q = {"collection": "moving-q", "k": 1, "queries": [[0, 0, 0, 1]]}
+
+        async def go():
+            c = await self.client()
+            v1 = await vec_put(c, "moving-q", np.eye(4, dtype=np.float32), list("abcd"), metric="ip")
+            blocker = await self.blocked(c)
+            search = await c.submit("vec.search", q)
+            self.assertEqual(search.get("state"), "queued", search)
+            v2 = await vec_put(c, "moving-q", np.array([[0, 0, 0, 5]], dtype=np.float32), ["e"])
+            await c.call({"op": "cancel", "job": blocker})
+            done, _, _ = await c.read_done(search["job"], timeout=120)
+            again = await c.submit("vec.search", q)
+            done2, _, _ = await c.read_done(again["job"], timeout=60)
+            await c.close()
+            return v1, v2, done, again, done2
+        v1, v2, done, again, done2 = self.run_async(go())
+        self.assertEqual(v2["version"], v1["version"] + 1)
+        self.assertEqual(done["state"], "done", done)
+        self.assertEqual(done["result"]["collection_version"], v2["version"], done)
+        self.assertEqual(done["result"]["ids"], [["e"]])
+        self.assertFalse(again["cached"], again)  # nothing was cached for version 2 by the first
+        self.assertEqual(done2["result"]["ids"], [["e"]])
 
     def test_a_search_whose_collection_went_while_it_waited_names_the_field(self):
         async def go():
             c = await self.client()
             await vec_put(c, "doomed", np.eye(4, dtype=np.float32), list("abcd"), metric="ip")
-            # The one worker is kept busy (about 3 s), so the search waits behind it.
-            blocker = await c.submit("lens.raytrace", {"mass": 1.234e14, "concentration": 5, "grid_size": 1024,
-                                                       "supersample": 8})
+            blocker = await self.blocked(c)
             search = await c.submit("vec.search", {"collection": "doomed", "k": 1, "queries": [[1, 0, 0, 0]]})
             self.assertEqual(search.get("state"), "queued", search)
             self.assertEqual((await c.call({"op": "vec.drop", "collection": "doomed"})).get("op"), "ok")
-            await c.call({"op": "cancel", "job": blocker["job"]})
+            await c.call({"op": "cancel", "job": blocker})
             done, _, _ = await c.read_done(search["job"], timeout=120)
             await c.close()
             return done
