@@ -527,6 +527,14 @@ class PendingPartsTest(ErrorCase):
     def rows_frame(self, ref):
         return encode_frame({"ref": ref, "part": "rows", "dtype": "f32", "shape": [1, 4]}, self.ROW.tobytes())
 
+    async def assertRetryRuns(self, c, submit):
+        """The retry of a refused submit, sending its part again, is accepted and runs."""
+        await c.ws.send(self.rows_frame(submit["ref"]))
+        acc = await c.call(submit)
+        self.assertEqual(acc.get("op"), "accepted", acc)
+        done, _, _ = await c.read_done(acc["job"])
+        self.assertEqual(done["state"], "done", done)
+
     def test_a_message_refused_at_decoding_drops_its_parts_so_its_retry_works(self):
         async def go():
             c = await self.client()
@@ -534,11 +542,7 @@ class PendingPartsTest(ErrorCase):
                 submit = {"op": "submit", "kind": "risk.score", "params": {"model": "altman-z2"}, "ref": 7}
                 await c.ws.send(self.rows_frame(7))
                 self.assertError(await c.call(dict(submit, priority="urgent")), "bad_request", "priority", 7)
-                await c.ws.send(self.rows_frame(7))  # the retry sends its part again
-                acc = await c.call(submit)
-                self.assertEqual(acc.get("op"), "accepted", acc)
-                done, _, _ = await c.read_done(acc["job"])
-                self.assertEqual(done["state"], "done", done)
+                await self.assertRetryRuns(c, submit)
             finally:
                 await c.close()
 
@@ -553,11 +557,7 @@ class PendingPartsTest(ErrorCase):
                 await c.ws.send('{"ref":[5,1],"op":"submit","op":"submit"}')  # a duplicate key
                 err = await next_error(c)
                 self.assertEqual(json.dumps(err.get("ref")), "[5, 1]", err)
-                await c.ws.send(self.rows_frame([5, 1]))  # the retry sends its part again
-                acc = await c.call(submit)
-                self.assertEqual(acc.get("op"), "accepted", acc)
-                done, _, _ = await c.read_done(acc["job"])
-                self.assertEqual(done["state"], "done", done)
+                await self.assertRetryRuns(c, submit)
             finally:
                 await c.close()
 
