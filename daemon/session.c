@@ -556,11 +556,10 @@ int session_receive(struct kilnd *d, struct session *s, const void *in, size_t l
                 len = s->rx_len;
         }
         d->ws_messages_in++;
-        if (s->out_overflow)
-                ; /* closing for not reading its replies: nothing more is done for it */
-        else if (lws_frame_is_binary(s->wsi))
+        /* One being closed for not reading its replies has nothing more done for it. */
+        if (!s->out_overflow && lws_frame_is_binary(s->wsi))
                 handle_binary(s, msg, len);
-        else
+        else if (!s->out_overflow)
                 handle_text(s, (const char *)msg, len);
         session_in_throttle(s);
         s->rx_len = 0;
