@@ -179,9 +179,9 @@ static void finished(struct sched *s, struct sched_item *it, enum sched_end end,
                          batch);
 }
 
-/* Ends an item whose own input failed it, naming the field. */
-static void finished_bad_input(struct sched *s, struct sched_item *it, enum kiln_err code, const char *message,
-                               const char *field, const char *device, uint32_t batch)
+/* Ends an item that failed, naming the input at fault ("" when it was none). */
+static void finished_failed(struct sched *s, struct sched_item *it, enum kiln_err code, const char *message,
+                            const char *field, const char *device, uint32_t batch)
 {
         s->sink.finished(s->sink.ctx, it, SCHED_END_FAILED, code, message, field, NULL,
                          device && *device ? device : "cpu", batch);
@@ -236,8 +236,8 @@ static void finish_claimed(struct batch *b, size_t i, int status, const char *de
         const struct kiln_error *bad = &b->tasks[i].error;
         if ((status == -EINVAL || status == -EFBIG) && bad->message[0]) {
                 /* The job's own input is at fault: say so, naming the field. */
-                finished_bad_input(s, it, status == -EFBIG ? KERR_TOO_LARGE : KERR_BAD_PARAMS, bad->message,
-                                   bad->field, device, n);
+                finished_failed(s, it, status == -EFBIG ? KERR_TOO_LARGE : KERR_BAD_PARAMS, bad->message,
+                                bad->field, device, n);
                 return;
         }
         snprintf(msg, sizeof(msg), "%s failed on %s: %s", it->kind->name, device && *device ? device : "cpu",
@@ -422,7 +422,7 @@ static void batch_start(struct sched *s, struct batch *b)
                 if (s->sink.prepare && s->sink.prepare(s->sink.ctx, it, &code, msg, field) < 0) {
                         atomic_store(&b->claimed[i], true);
                         t->finished = true;
-                        finished_bad_input(s, it, code, msg, field, "none", (uint32_t)b->n);
+                        finished_failed(s, it, code, msg, field, "none", (uint32_t)b->n);
                         continue;
                 }
                 t->object = it->object;
