@@ -24,15 +24,20 @@ static void send_accepted(struct session *s, struct job *j, json_t *ref, bool ca
 {
         const char *state = kiln_job_state_name(atomic_load(&j->state));
         char small[256], *r = NULL, *text = small;
-        size_t cap = sizeof(small);
+        size_t cap = 160; /* the text around the ref, with an integer ref */
 
         if (ref && !json_is_integer(ref)) {
                 r = json_dumps(ref, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
-                cap = r ? strlen(r) + sizeof(small) : 0;
-                text = r ? malloc(cap) : NULL;
-                if (!text)
-                        goto out; /* no memory for the ref */
+                if (!r)
+                        return; /* no memory for the ref */
+                cap += strlen(r);
         }
+        if (cap > sizeof(small))
+                text = malloc(cap);
+        else
+                cap = sizeof(small);
+        if (!text)
+                goto out;
         struct textbuf b = textbuf_init(text, cap);
         textbuf_str(&b, "{\"op\":\"accepted\",\"job\":\"");
         textbuf_str(&b, j->id_text);
