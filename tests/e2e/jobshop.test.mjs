@@ -231,7 +231,9 @@ describe('the Schedule page', () => {
 
   test('the job page draws the same chart, every operation where the schedule puts it', async () => {
     await page.goto(kilnd.url + '/' + jobHref);
-    const canvas = page.locator('.jobshop-card .gantt-canvas');
+    // Drawn (data-bars set) once the chart is on the page and laid out, which a
+    // ResizeObserver reports after the canvas is attached: wait for the drawing.
+    const canvas = page.locator('.jobshop-card .gantt-canvas[data-bars]');
     await canvas.waitFor();
     assert.equal(await canvas.getAttribute('data-bars'), '36');
     assert.equal(await canvas.getAttribute('data-best'), '55');
