@@ -73,6 +73,8 @@ static void *signal_thread(void *arg)
 {
         struct kilnd *d = arg;
         sigset_t set;
+
+        pthread_setname_np(pthread_self(), "kiln-signal");
         sigemptyset(&set);
         sigaddset(&set, SIGTERM);
         sigaddset(&set, SIGINT);

@@ -613,6 +613,7 @@ static void *worker_main(void *arg)
 {
         struct objects *o = arg;
 
+        pthread_setname_np(pthread_self(), "kiln-objects");
         pthread_mutex_lock(&o->wlock);
         for (;;) {
                 struct objects_work *w = o->whead;

@@ -457,6 +457,7 @@ static void *reaper_main(void *arg)
 {
         struct sched *s = arg;
 
+        pthread_setname_np(pthread_self(), "kiln-reaper");
         pthread_mutex_lock(&s->lock);
         while (!s->stopping) {
                 int64_t now = kiln_wall_ms(), next = 0;
@@ -520,6 +521,7 @@ static void *worker_main(void *arg)
 {
         struct sched *s = arg;
 
+        pthread_setname_np(pthread_self(), "kiln-worker");
         pthread_mutex_lock(&s->lock);
         for (;;) {
                 struct sched_item *j = NULL;

@@ -525,6 +525,7 @@ static void *writer_main(void *arg)
 {
         struct store_writer *w = arg;
 
+        pthread_setname_np(pthread_self(), "kiln-writer");
         w->last_sync_ms = now_ms();
         for (;;) {
                 struct store_op *batch, *last = NULL;
