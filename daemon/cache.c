@@ -1,6 +1,7 @@
 /* Cache keys and the cache policy (see cache.h). */
 #include "cache.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,25 +11,20 @@
 
 static const char key_magic[] = "kiln.cache.1";
 
-void cache_key_compute(const char *kind, uint32_t version, const char *model, const char *params,
-                       uint8_t ret[16])
+int cache_key_compute(const char *kind, uint32_t version, const char *model, const char *params,
+                      uint8_t ret[32])
 {
         uint8_t v[4] = { (uint8_t)version, (uint8_t)(version >> 8), (uint8_t)(version >> 16),
                          (uint8_t)(version >> 24) };
-        uint8_t md[32];
 
         if (!model)
                 model = "";
-        /* Each string ends with its NUL, which none contains: the framing is unambiguous.
-         * A failed digest (all zeroes) is still correct, as the store and the hot
-         * cache compare the identity (kind, version, model, params): such keys only
-         * collide. */
+        /* Each string ends with its NUL, which none contains: the framing is unambiguous. */
         struct digest_piece p[] = {
                 { key_magic, sizeof(key_magic) }, { kind, strlen(kind) + 1 },     { v, sizeof(v) },
                 { model, strlen(model) + 1 },     { params, strlen(params) + 1 },
         };
-        digest_sha256(p, sizeof(p) / sizeof(p[0]), md);
-        memcpy(ret, md, 16);
+        return digest_sha256(p, sizeof(p) / sizeof(p[0]), ret) ? 0 : -ENOMEM;
 }
 
 /* ---- policy ---- */

@@ -18,7 +18,7 @@ static struct hot_entry **buckets;
 static struct hot_entry *lru_head, *lru_tail; /* most recently used first */
 static size_t n_entries, n_bytes;
 
-static size_t bucket_of(const uint8_t hash[16])
+static size_t bucket_of(const uint8_t hash[32])
 {
         uint64_t h;
 
@@ -28,7 +28,7 @@ static size_t bucket_of(const uint8_t hash[16])
 
 static size_t entry_bytes(const struct hot_entry *e)
 {
-        return sizeof(*e) + e->blob_size + e->done_tail_len + strlen(e->params) + strlen(e->model);
+        return sizeof(*e) + e->blob_size + e->done_tail_len;
 }
 
 struct hot_entry *hot_entry_ref(struct hot_entry *e)
@@ -44,8 +44,6 @@ void hot_entry_unref(struct hot_entry *e)
         kiln_result_clear(&e->result); /* its values' texts; the parts point into the blob */
         free(e->blob);
         free(e->done_tail);
-        free(e->model);
-        free(e->params);
         free(e);
 }
 
@@ -89,8 +87,7 @@ static void entry_drop(struct hot_entry *e)
 
 static bool key_matches(const struct hot_entry *e, const struct store_cache_key *k)
 {
-        return !memcmp(e->hash, k->hash, 16) && e->version == k->version && !strcmp(e->kind, k->kind) &&
-               !strcmp(e->model, k->model ? k->model : "") && !strcmp(e->params, k->params);
+        return !memcmp(e->hash, k->hash, sizeof(e->hash)) && e->version == k->version && !strcmp(e->kind, k->kind);
 }
 
 static bool entry_valid(struct store *store, uint32_t ttl_s, const struct hot_entry *e, int64_t now_ms)
@@ -151,14 +148,12 @@ struct hot_entry *hotcache_put(struct store *store, const struct hot_source *src
         if (!e)
                 return NULL;
         atomic_init(&e->refs, 1);
-        memcpy(e->hash, key->hash, 16);
+        memcpy(e->hash, key->hash, sizeof(e->hash));
         e->kind = key->kind;
         e->version = key->version;
-        e->model = strdup(key->model ? key->model : "");
-        e->params = strdup(key->params);
         e->done_tail_len = dl - head - ID_LEN;
         e->done_tail = malloc(e->done_tail_len + 1);
-        if (!e->model || !e->params || !e->done_tail) {
+        if (!e->done_tail) {
                 hot_entry_unref(e);
                 return NULL;
         }

@@ -35,10 +35,9 @@ struct hot_entry {
         struct hot_entry *chain_next;         /* hash chain */
         struct hot_entry *lru_prev, *lru_next;
 
-        uint8_t hash[16];
+        uint8_t hash[32];                     /* the key's digest: with kind and version, its identity */
         const char *kind;                     /* static: the kind's name */
         uint32_t version;
-        char *model, *params;
         uint8_t blob_id[16];                  /* the stored result the entry names */
         char backend[16];
         int64_t created_ms;                   /* the store entry's, wall clock */

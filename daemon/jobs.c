@@ -137,7 +137,7 @@ void job_mem_give(struct jobs *js, enum mem_use use, uint64_t *held)
 
 /* The cache key's params text: the canonical params, then the digest of the inputs
  * (so the same rows sent as JSON or as a binary part share one key, and other rows
- * never do). Returns >= 0 or -ENOMEM. */
+ * never do), and the key's digest. Returns >= 0 or -ENOMEM. */
 int job_init_cache_key(struct job *j)
 {
         struct store_cache_key *k = &j->cache_key;
@@ -163,8 +163,7 @@ int job_init_cache_key(struct job *j)
         k->version = j->kind->version;
         k->model = j->key_model ? j->key_model : "";
         k->params = j->key_params;
-        cache_key_compute(k->kind, k->version, k->model, k->params, k->hash);
-        return 0;
+        return cache_key_compute(k->kind, k->version, k->model, k->params, k->hash);
 }
 
 int job_bind_object(struct job *j, const char *name, uint64_t version)

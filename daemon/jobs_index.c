@@ -139,7 +139,7 @@ uint32_t jobs_tenant_counts(struct jobs *js, const char *tenant, uint64_t ret_fi
 
 /* ---- coalescing: (tenant, key) -> live job ---- */
 
-static size_t coalesce_bucket(const uint8_t hash[16])
+static size_t coalesce_bucket(const uint8_t hash[32])
 {
         uint64_t h;
 
@@ -147,12 +147,12 @@ static size_t coalesce_bucket(const uint8_t hash[16])
         return (size_t)h & (COALESCE_BUCKETS - 1);
 }
 
-struct job *jobs_coalesce_find(struct jobs *js, const char *tenant, const uint8_t hash[16])
+struct job *jobs_coalesce_find(struct jobs *js, const char *tenant, const uint8_t hash[32])
 {
         if (!js->coalesce)
                 return NULL;
         for (struct job *j = js->coalesce[coalesce_bucket(hash)]; j; j = j->coalesce_next)
-                if (!memcmp(j->cache_key.hash, hash, 16) && !strcmp(j->tenant, tenant))
+                if (!memcmp(j->cache_key.hash, hash, sizeof(j->cache_key.hash)) && !strcmp(j->tenant, tenant))
                         return j;
         return NULL;
 }

@@ -124,6 +124,6 @@ int jobs_tenant_hold(struct jobs *js, struct job *j);
 void jobs_tenant_release(struct jobs *js, struct job *j, int final_state);
 /* The submitter's in-flight count ends (events.ended), once. */
 void jobs_submitter_release(struct jobs *js, struct job *j);
-struct job *jobs_coalesce_find(struct jobs *js, const char *tenant, const uint8_t hash[16]);
+struct job *jobs_coalesce_find(struct jobs *js, const char *tenant, const uint8_t hash[32]);
 void jobs_coalesce_add(struct jobs *js, struct job *j);
 void jobs_coalesce_remove(struct jobs *js, struct job *j);

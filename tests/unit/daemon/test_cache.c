@@ -15,6 +15,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <lmdb.h>
+
 #include "store.h"
 #include "store_fixture.h"
 
@@ -62,11 +64,26 @@ static void fill(void *opaque, uint8_t *dst, size_t offset, size_t len)
                 dst[i] = (uint8_t)(seed + offset + i);
 }
 
+/* The digest's second half from the params (FNV-1a), as a real digest differs with
+ * them; its first half, which indexes the entry, is `hash_byte` repeated. */
+static void set_check(struct store_cache_key *k)
+{
+        uint64_t h = 14695981039346656037ull;
+
+        for (const char *p = k->params; *p; p++)
+                h = (h ^ (uint8_t)*p) * 1099511628211ull;
+        for (const char *p = k->model; *p; p++)
+                h = (h ^ (uint8_t)*p) * 1099511628211ull;
+        memcpy(k->hash + 16, &h, 8);
+        memcpy(k->hash + 24, &h, 8);
+}
+
 static struct store_cache_key key_of_params(const char *params, uint8_t hash_byte)
 {
         struct store_cache_key k = { .kind = "lens.nfw", .version = 1, .model = "", .params = params };
 
         memset(k.hash, hash_byte, 16);
+        set_check(&k);
         return k;
 }
 
@@ -173,6 +190,8 @@ static void a_second_result_under_a_key_replaces_the_first(void **state)
         assert_int_equal(n, 1);
 }
 
+/* An entry matches on the whole digest, the kind and the version: one whose first
+ * half (its key) is the same but whose identity differs is a miss. */
 static void same_hash_with_other_identity_is_a_miss(void **state)
 {
         struct fixture *f = *state;
@@ -183,6 +202,7 @@ static void same_hash_with_other_identity_is_a_miss(void **state)
 
         other_version.version = 2;
         other_model.model = "v2";
+        set_check(&other_model);
         other_kind.kind = "lens.raytrace";
         put_done_cached(f, 1, 100, 0, &k, UINT64_MAX, NOW);
         assert_int_equal(lookup(f, &other_params, NOW, 0, &hit), -ENOENT);
@@ -190,6 +210,97 @@ static void same_hash_with_other_identity_is_a_miss(void **state)
         assert_int_equal(lookup(f, &other_model, NOW, 0, &hit), -ENOENT);
         assert_int_equal(lookup(f, &other_kind, NOW, 0, &hit), -ENOENT);
         assert_int_equal(lookup(f, &k, NOW, 0, &hit), 0);
+}
+
+/* Rewrites the cache entry of `k` in the store's file as format 1 wrote it: the
+ * model and the params where format 2 has the digest's second half. */
+static void rewrite_as_format_1(struct fixture *f, const struct store_cache_key *k)
+{
+        MDB_env *env;
+        MDB_txn *txn;
+        MDB_dbi dbi;
+        MDB_val key = { .mv_size = 16, .mv_data = (void *)k->hash }, val;
+        uint8_t e[512];
+
+        store_close(f->s);
+        f->s = NULL;
+        assert_int_equal(mdb_env_create(&env), 0);
+        assert_int_equal(mdb_env_set_maxdbs(env, 64), 0);
+        assert_int_equal(mdb_env_set_mapsize(env, MAP_SIZE), 0);
+        assert_int_equal(mdb_env_open(env, f->dir, 0, 0600), 0);
+        assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+        assert_int_equal(mdb_dbi_open(txn, "cache", 0, &dbi), 0);
+        assert_int_equal(mdb_get(txn, dbi, &key, &val), 0);
+        /* u8 format, 3 x i64, u32 version, blob, backend and kind: then the check. */
+        size_t head = 1 + 24 + 4 + 16, n = head;
+        const uint8_t *old = val.mv_data;
+        n += 1 + old[n];
+        n += 1 + old[n];
+        assert_int_equal(val.mv_size, n + 16);
+        size_t ml = strlen(k->model), pl = strlen(k->params);
+        assert_true(n + 8 + ml + pl <= sizeof(e));
+        memcpy(e, old, n);
+        e[0] = 1;
+        uint32_t l32 = (uint32_t)ml; /* little-endian, as the store writes (x86, arm64) */
+        memcpy(e + n, &l32, 4);
+        memcpy(e + n + 4, k->model, ml);
+        l32 = (uint32_t)pl;
+        memcpy(e + n + 4 + ml, &l32, 4);
+        memcpy(e + n + 8 + ml, k->params, pl);
+        val = (MDB_val){ .mv_size = n + 8 + ml + pl, .mv_data = e };
+        assert_int_equal(mdb_put(txn, dbi, &key, &val, 0), 0);
+        assert_int_equal(mdb_txn_commit(txn), 0);
+        mdb_env_close(env);
+        store_fixture_reopen(f, STORE_SYNC_FULL);
+}
+
+/* Entries an older kilnd wrote (format 1) are still answered, matched on the model
+ * and the params they hold, and replaced and purged as any other. */
+static void format_1_entry_is_matched_on_model_and_params(void **state)
+{
+        struct fixture *f = *state;
+        struct store_cache_key k = key_of_params("{\"a\":1}", 7);
+        struct store_cache_key other_params = k, other_model = k;
+        struct store_cache_hit hit;
+        struct store_cache_stats st;
+        uint64_t n = 0;
+
+        k.model = "acme model/m@3";
+        set_check(&k);
+        put_done_cached(f, 1, 100, 0, &k, UINT64_MAX, NOW);
+        rewrite_as_format_1(f, &k);
+        store_cache_stats(f->s, &st);
+        assert_int_equal(st.entries, 1);
+        assert_int_equal(st.bytes, 100);
+
+        /* The check no longer decides: the stored strings do. */
+        other_params.params = "{\"a\":2}";
+        other_model.model = "acme model/m@4";
+        assert_int_equal(lookup(f, &other_params, NOW, 0, &hit), -ENOENT);
+        assert_int_equal(lookup(f, &other_model, NOW, 0, &hit), -ENOENT);
+        assert_int_equal(lookup(f, &k, NOW + 5, 0, &hit), 0);
+        uint8_t id[16];
+        make_id(id, 1);
+        assert_memory_equal(hit.blob, id, 16);
+        assert_int_equal(hit.size, 100);
+        /* The hit's bump kept the entry readable. */
+        assert_int_equal(lookup(f, &k, NOW + 6, 0, &hit), 0);
+
+        /* Replaced by a new result: a format 2 entry. */
+        put_done_cached(f, 2, 50, 1, &k, UINT64_MAX, NOW + 10);
+        assert_int_equal(lookup(f, &k, NOW + 11, 0, &hit), 0);
+        make_id(id, 2);
+        assert_memory_equal(hit.blob, id, 16);
+        store_cache_stats(f->s, &st);
+        assert_int_equal(st.entries, 1);
+
+        /* Purged by kind, as format 2 entries are. */
+        rewrite_as_format_1(f, &k);
+        struct store_txn *t = wtxn(f);
+        assert_int_equal(store_cache_purge(t, "lens.nfw", &n), 0);
+        assert_int_equal(store_txn_commit(t), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(lookup(f, &k, NOW + 12, 0, &hit), -ENOENT);
 }
 
 static void expired_entry_misses_and_maintenance_deletes_it(void **state)
@@ -537,6 +648,7 @@ static const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(cache_hit_returns_the_producing_jobs_result, setup, teardown),
         cmocka_unit_test_setup_teardown(a_second_result_under_a_key_replaces_the_first, setup, teardown),
         cmocka_unit_test_setup_teardown(same_hash_with_other_identity_is_a_miss, setup, teardown),
+        cmocka_unit_test_setup_teardown(format_1_entry_is_matched_on_model_and_params, setup, teardown),
         cmocka_unit_test_setup_teardown(expired_entry_misses_and_maintenance_deletes_it, setup, teardown),
         cmocka_unit_test_setup_teardown(put_evicts_least_recently_used_beyond_max_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(result_larger_than_max_bytes_is_not_cached, setup, teardown),
