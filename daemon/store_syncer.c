@@ -31,6 +31,7 @@ static void *syncer_main(void *arg)
 {
         struct store_syncer *y = arg;
 
+        pthread_setname_np(pthread_self(), "kiln-syncer");
         pthread_mutex_lock(&y->lock);
         for (;;) {
                 while (!y->requested && !y->stopping) {
