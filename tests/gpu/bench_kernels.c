@@ -31,6 +31,27 @@ static double now_s(void)
 }
 
 /* Runs the cases as one batch; returns seconds, or < 0 on failure. */
+/* The libcublas the plugin loaded (vec.search's products: the plugin loads it at
+ * its first search and uses it once it passes its check on the device), from this
+ * process's mappings; "" when none. */
+static void cublas_mapped(char *ret, size_t cap)
+{
+        FILE *f = fopen("/proc/self/maps", "r");
+        char line[1024];
+
+        ret[0] = '\0';
+        while (f && fgets(line, sizeof(line), f)) {
+                char *p = strstr(line, "/");
+                if (p && strstr(p, "libcublas.so")) {
+                        p[strcspn(p, "\n")] = '\0';
+                        snprintf(ret, cap, "%s", p);
+                        break;
+                }
+        }
+        if (f)
+                fclose(f);
+}
+
 static double run_once(const struct kiln_backend *be, const struct kiln_kind *kind, const struct kiln_cases *cs,
                        size_t *ret_bytes)
 {
@@ -192,9 +213,17 @@ int main(int argc, char **argv)
         kiln_jtext_bool(&j, truncated);
         kiln_jtext_key(&j, "seconds");
         kiln_jtext_num(&j, now_s() - start);
+        char cublas[512];
+        cublas_mapped(cublas, sizeof(cublas));
+        kiln_jtext_key(&j, "libcublas");
+        if (cublas[0])
+                kiln_jtext_str(&j, cublas);
+        else
+                kiln_jtext_null(&j);
         kiln_jtext_close(&j);
         if (truncated)
                 printf("# stopped after the budget of %g s\n", budget);
+        printf("# libcublas: %s\n", cublas[0] ? cublas : "not loaded (vec.search's products by its own kernel)");
         char *text = NULL;
         if (json && kiln_jtext_finish(&j, &text) >= 0) {
                 FILE *f = fopen(json, "w");

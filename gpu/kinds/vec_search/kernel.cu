@@ -10,6 +10,8 @@
 //   gemm_screen   tiled products (128 x 128 per block, 8 x 8 per thread; 64 or 16
 //                 queries per block for a small block of queries): the
 //                 screening value of every (query, row) into a scratch matrix V;
+//                 or cuBLAS's SGEMM where the machine has it and it passed its
+//                 check (cuda_cublas.c), then sub_half_sqn for l2;
 //   seg_max       each query's largest value per segment of G rows;
 //   kth_select    per query the k-th largest segment maximum F (a radix select):
 //                 k distinct rows reach it, so lim = F - margin bounds the top k;
@@ -151,6 +153,16 @@ gemm_screen(const float *__restrict__ q, uint32_t qc, const float *__restrict__ 
                                 v[(uint64_t)g * n + r] = sqn ? acc[i][j] - 0.5f * sqn[r] : acc[i][j];
                 }
         }
+}
+
+// l2's screening value from a product cuBLAS wrote: q.x - |x|^2/2, rounded as the
+// tiled kernel's epilogue rounds it.
+__global__ void sub_half_sqn(float *v, const float *__restrict__ sqn, uint64_t n, uint32_t qc)
+{
+        const uint64_t cells = (uint64_t)qc * n;
+        for (uint64_t i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; i < cells;
+             i += (uint64_t)gridDim.x * blockDim.x)
+                v[i] = v[i] - 0.5f * sqn[i % n];
 }
 
 // One warp per segment of g_rows rows: its largest value.
@@ -400,7 +412,13 @@ extern "C" void vec_search_cuda_launch(const kiln_cuda_launch *l)
                 const float *qpc = qp + c0 * d;
                 ok = cudaMemsetAsync(count, 0, qc * sizeof(unsigned int), st) == cudaSuccess;
                 if (ok && n > 0) {
-                        if (qc <= 16) {
+                        if (vec_cublas_product(l->stream, qpc, qc, x, n, d, v)) {
+                                if (sqn) {
+                                        uint64_t blocks = (qc * n + 255) / 256;
+                                        sub_half_sqn<<<(unsigned)(blocks < 8192 ? blocks : 8192), 256, 0, st>>>(
+                                                v, sqn, n, qc);
+                                }
+                        } else if (qc <= 16) {
                                 dim3 gg((unsigned)((n + BN - 1) / BN), 1);
                                 gemm_screen<1><<<gg, GEMM_THREADS, 0, st>>>(qpc, qc, x, sqn, n, d, v);
                         } else if (qc <= 64) {

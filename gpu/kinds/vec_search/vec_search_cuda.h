@@ -8,6 +8,8 @@
  * with kk = min(k, count). */
 #pragma once
 
+#include <stdbool.h>
+
 #include "../../cuda/cuda_kind.h"
 
 enum vec_cuda_word {
@@ -44,6 +46,10 @@ KILN_HD static inline uint64_t vec_cuda_out_bytes(uint64_t q, uint64_t kk)
 extern "C" {
 #endif
 void vec_search_cuda_launch(const struct kiln_cuda_launch *l);
+/* Enqueues v[g * n + r] = q_g . x_r (g < qc, r < n; rows of d floats, device
+ * memory) on `stream` (a cudaStream_t) by cuBLAS, when it is present and passed its
+ * check on the current device (cuda_cublas.c); false: nothing was enqueued. */
+bool vec_cublas_product(void *stream, const float *q, uint32_t qc, const float *x, uint64_t n, uint32_t d, float *v);
 #ifdef __cplusplus
 }
 #endif
