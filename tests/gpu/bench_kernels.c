@@ -12,6 +12,7 @@
  * work items (default 2^28) are left out, and on the CPU above --cpu-max-work
  * (default 2^22), so a CPU-only run finishes in minutes. --budget stops starting new
  * measurements after that many seconds (the JSON then says "truncated"). */
+#include <dlfcn.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -30,28 +31,33 @@ static double now_s(void)
         return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Runs the cases as one batch; returns seconds, or < 0 on failure. */
-/* The libcublas the plugin loaded (vec.search's products: the plugin loads it at
- * its first search and uses it once it passes its check on the device), from this
- * process's mappings; "" when none. */
-static void cublas_mapped(char *ret, size_t cap)
+/* How vec.search computed its products on the plugin's device `ordinal`, as the
+ * plugin says (kiln_cuda_vec_cublas_state: 1 cuBLAS, which passed its check; -1 its
+ * own kernel; 0 not tried), with the libcublas mapped into this process, if any. */
+static const char *vec_products(void *plugin, int ordinal, char *path, size_t cap)
 {
+        int (*state)(int) = NULL;
         FILE *f = fopen("/proc/self/maps", "r");
         char line[1024];
 
-        ret[0] = '\0';
+        path[0] = '\0';
         while (f && fgets(line, sizeof(line), f)) {
-                char *p = strstr(line, "/");
+                char *p = strchr(line, '/');
                 if (p && strstr(p, "libcublas.so")) {
                         p[strcspn(p, "\n")] = '\0';
-                        snprintf(ret, cap, "%s", p);
+                        snprintf(path, cap, "%s", p);
                         break;
                 }
         }
         if (f)
                 fclose(f);
+        if (plugin)
+                *(void **)&state = dlsym(plugin, "kiln_cuda_vec_cublas_state");
+        int st = state ? state(ordinal) : 0;
+        return st > 0 ? "cuBLAS" : st < 0 ? "own kernel" : "not tried";
 }
 
+/* Runs the cases as one batch; returns seconds, or < 0 on failure. */
 static double run_once(const struct kiln_backend *be, const struct kiln_kind *kind, const struct kiln_cases *cs,
                        size_t *ret_bytes)
 {
@@ -214,7 +220,9 @@ int main(int argc, char **argv)
         kiln_jtext_key(&j, "seconds");
         kiln_jtext_num(&j, now_s() - start);
         char cublas[512];
-        cublas_mapped(cublas, sizeof(cublas));
+        const char *products = vec_products(bs->plugin_handle, 0, cublas, sizeof(cublas));
+        kiln_jtext_key(&j, "vec_products");
+        kiln_jtext_str(&j, products);
         kiln_jtext_key(&j, "libcublas");
         if (cublas[0])
                 kiln_jtext_str(&j, cublas);
@@ -223,7 +231,8 @@ int main(int argc, char **argv)
         kiln_jtext_close(&j);
         if (truncated)
                 printf("# stopped after the budget of %g s\n", budget);
-        printf("# libcublas: %s\n", cublas[0] ? cublas : "not loaded (vec.search's products by its own kernel)");
+        printf("# vec.search products on the first CUDA device: %s (libcublas: %s)\n", products,
+               cublas[0] ? cublas : "not loaded");
         char *text = NULL;
         if (json && kiln_jtext_finish(&j, &text) >= 0) {
                 FILE *f = fopen(json, "w");

@@ -163,6 +163,7 @@ report = {
                for p in (parity or {}).get("kinds", [])],
     "bench": (bench or {}).get("rows", []),
     "bench_truncated": (bench or {}).get("truncated"),
+    "vec_products": (bench or {}).get("vec_products"),
     "libcublas": (bench or {}).get("libcublas"),
     "steps": steps,
 }
@@ -170,8 +171,8 @@ with open(os.path.join(out, "report.json"), "w") as f:
     json.dump(report, f, indent=1)
 lines = [f"kiln GPU check: {report['result'].upper()}", f"device: {report['device'] or 'no GPU'}",
          f"CUDA plugin: {report['plugin']}",
-         "libcublas: " + (report["libcublas"] or "not loaded") + " (vec.search's products use it once it passes "
-         "its check on the device; the timings tell)", "", "parity (each kind against the CPU):"]
+         f"vec.search products: {report['vec_products'] or 'not timed'} "
+         f"(libcublas: {report['libcublas'] or 'not loaded'})", "", "parity (each kind against the CPU):"]
 for p in report["parity"]:
     if p["status"] == "passed":
         lines.append(f"  {p['kind']:<14} {p['device']:<10} passed   {p['cases']} cases, {p['values']} values, "

@@ -7,12 +7,18 @@
  * order cuBLAS sums, is what vec_margin_of bounds (vec_math.h). That is not taken on
  * trust: before the first product on a device, a product of known values is
  * computed and every value compared with float64 sums against the bound. A library
- * that fails the check, or any call that fails, leaves the device on the own kernel
- * for the life of the process.
+ * that gives a wrong value leaves the device on the own kernel for the life of the
+ * process; one that cannot run (no memory for a handle, a failed call) is tried
+ * again at later launches, CHECK_TRIES times at most. cuBLAS's float32 emulation
+ * (CUBLAS_EMULATE_SINGLE_PRECISION, newer GPUs) is outside the bound: when its
+ * variables are set, cuBLAS is not used at all.
  *
  * One cuBLAS handle per (device, stream): a stream is one lane of the plugin core,
  * which runs one batch at a time, so a handle and its workspace are never shared
- * between streams or used by two threads at once. */
+ * between streams or used by two threads at once. A stream is known by its id
+ * (cudaStreamGetId), which the runtime never reuses: after a device reset the
+ * lanes' new streams get new handles, and the old ones, whose context is gone, are
+ * never touched again (nor destroyed: that would reach into the dead context). */
 #include <dlfcn.h>
 #include <math.h>
 #include <pthread.h>
@@ -33,32 +39,48 @@ enum { CUBLAS_OK = 0, CUBLAS_OP_N_ = 0, CUBLAS_OP_T_ = 1, CUBLAS_DEFAULT_MATH_ =
 struct cublas_api {
         void *lib;
         int (*create)(cublas_handle *h);
+        int (*destroy)(cublas_handle h);
         int (*set_stream)(cublas_handle h, cudaStream_t s);
         int (*set_math_mode)(cublas_handle h, int mode);
-        int (*sgemm)(cublas_handle h, int transa, int transb, int m, int n, int k, const float *alpha,
-                     const float *a, int lda, const float *b, int ldb, const float *beta, float *c, int ldc);
+        /* The 64-bit sizes: a collection's n * d floats may pass 2^31. */
+        int (*sgemm)(cublas_handle h, int transa, int transb, int64_t m, int64_t n, int64_t k, const float *alpha,
+                     const float *a, int64_t lda, const float *b, int64_t ldb, const float *beta, float *c,
+                     int64_t ldc);
 };
 
 #define MAX_DEVICES 64
 #define MAX_HANDLES 256
-
-enum device_state { DEV_UNCHECKED = 0, DEV_CUBLAS, DEV_OWN };
+#define CHECK_TRIES 3
 
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
 static struct cublas_api api;
 static bool api_ok;
 
+enum vec_cublas_state { VEC_CUBLAS_UNCHECKED = 0, VEC_CUBLAS_USED = 1, VEC_CUBLAS_OWN = -1 };
+
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static enum device_state devices[MAX_DEVICES];
+static struct {
+        int state;              /* enum vec_cublas_state */
+        unsigned failures;      /* attempts that could not run */
+} devices[MAX_DEVICES];
 static struct {
         int device;
-        cudaStream_t stream;
+        unsigned long long stream;  /* cudaStreamGetId */
         cublas_handle h;
 } handles[MAX_HANDLES];
 static unsigned n_handles;
 
+static bool emulation_asked(void)
+{
+        const char *a = getenv("CUBLAS_EMULATE_SINGLE_PRECISION"), *b = getenv("CUBLAS_EMULATION_STRATEGY");
+
+        return (a && *a && strcmp(a, "0")) || (b && *b);
+}
+
 static void load(void)
 {
+        if (emulation_asked())
+                return;
         /* The loader's path first, then the toolkit's default place. */
         static const char *const names[] = { "libcublas.so.13", "libcublas.so.12", "libcublas.so",
                                              "/usr/local/cuda/lib64/libcublas.so.13",
@@ -69,27 +91,35 @@ static void load(void)
         if (!api.lib)
                 return;
         *(void **)&api.create = dlsym(api.lib, "cublasCreate_v2");
+        *(void **)&api.destroy = dlsym(api.lib, "cublasDestroy_v2");
         *(void **)&api.set_stream = dlsym(api.lib, "cublasSetStream_v2");
         *(void **)&api.set_math_mode = dlsym(api.lib, "cublasSetMathMode");
-        *(void **)&api.sgemm = dlsym(api.lib, "cublasSgemm_v2");
-        api_ok = api.create && api.set_stream && api.set_math_mode && api.sgemm;
+        *(void **)&api.sgemm = dlsym(api.lib, "cublasSgemm_v2_64");
+        api_ok = api.create && api.destroy && api.set_stream && api.set_math_mode && api.sgemm;
 }
 
 /* The handle of (device, stream), made on first use; NULL when cuBLAS cannot make
- * one. Under lock. */
+ * one now. Under lock. */
 static cublas_handle handle_of(int device, cudaStream_t stream)
 {
+        unsigned long long id = 0;
         cublas_handle h = NULL;
 
+        if (cudaStreamGetId(stream, &id) != cudaSuccess) {
+                (void)cudaGetLastError(); /* not an error of the launch */
+                return NULL;
+        }
         for (unsigned i = 0; i < n_handles; i++)
-                if (handles[i].device == device && handles[i].stream == stream)
+                if (handles[i].device == device && handles[i].stream == id)
                         return handles[i].h;
         if (n_handles == MAX_HANDLES || api.create(&h) != CUBLAS_OK || !h)
                 return NULL;
-        if (api.set_math_mode(h, CUBLAS_DEFAULT_MATH_) != CUBLAS_OK || api.set_stream(h, stream) != CUBLAS_OK)
-                return NULL; /* a handle that cannot be set up is not used (nor freed: rare) */
+        if (api.set_math_mode(h, CUBLAS_DEFAULT_MATH_) != CUBLAS_OK || api.set_stream(h, stream) != CUBLAS_OK) {
+                api.destroy(h);
+                return NULL;
+        }
         handles[n_handles].device = device;
-        handles[n_handles].stream = stream;
+        handles[n_handles].stream = id;
         handles[n_handles].h = h;
         n_handles++;
         return h;
@@ -102,8 +132,8 @@ static bool sgemm(cublas_handle h, const float *q, uint32_t qc, const float *x, 
 
         /* Column-major: x is d x n (its rows are the columns), q is d x qc; v, n x qc,
          * is x^T q. */
-        return api.sgemm(h, CUBLAS_OP_T_, CUBLAS_OP_N_, (int)n, (int)qc, (int)d, &one, x, (int)d, q, (int)d, &zero,
-                         v, (int)n) == CUBLAS_OK;
+        return api.sgemm(h, CUBLAS_OP_T_, CUBLAS_OP_N_, (int64_t)n, qc, d, &one, x, d, q, d, &zero, v,
+                         (int64_t)n) == CUBLAS_OK;
 }
 
 /* A deterministic value in [-1, 1) (xorshift), for the check's operands. */
@@ -115,40 +145,40 @@ static float check_value(uint32_t *s)
         return (float)((double)(*s >> 8) / (double)(1u << 23) - 1.0);
 }
 
-/* Whether cuBLAS's product of known operands, on this stream, is within the
- * rounding bound of float64 sums everywhere (the screening's premise). The sizes
- * are odd on purpose: no dimension a multiple of a tile. Synchronous; once per
- * device. */
-static bool check_device(cublas_handle h, cudaStream_t st)
+/* cuBLAS's product of known operands, on this stream, against float64 sums: 1 when
+ * every value is within the rounding bound (the screening's premise), 0 when one
+ * is not, -1 when it could not be computed (memory, a failed call). The sizes are
+ * odd on purpose: no dimension a multiple of a tile. Synchronous; once per device. */
+static int check_device(cublas_handle h, cudaStream_t st)
 {
         enum { QC = 37, N = 1031, D = 133 };
         const size_t qb = (size_t)QC * D * sizeof(float), xb = (size_t)N * D * sizeof(float);
         const size_t vb = (size_t)QC * N * sizeof(float);
         float *hq = malloc(qb), *hx = malloc(xb), *hv = malloc(vb), *dq = NULL, *dx = NULL, *dv = NULL;
-        bool ok = hq && hx && hv;
+        bool ran = hq && hx && hv, within = true;
         uint32_t s = 0x9e3779b9u;
 
-        for (size_t i = 0; ok && i < (size_t)QC * D; i++)
+        for (size_t i = 0; ran && i < (size_t)QC * D; i++)
                 hq[i] = check_value(&s);
-        for (size_t i = 0; ok && i < (size_t)N * D; i++)
+        for (size_t i = 0; ran && i < (size_t)N * D; i++)
                 hx[i] = check_value(&s);
-        ok = ok && cudaMalloc((void **)&dq, qb) == cudaSuccess && cudaMalloc((void **)&dx, xb) == cudaSuccess &&
-             cudaMalloc((void **)&dv, vb) == cudaSuccess &&
-             cudaMemcpyAsync(dq, hq, qb, cudaMemcpyHostToDevice, st) == cudaSuccess &&
-             cudaMemcpyAsync(dx, hx, xb, cudaMemcpyHostToDevice, st) == cudaSuccess &&
-             sgemm(h, dq, QC, dx, N, D, dv) &&
-             cudaMemcpyAsync(hv, dv, vb, cudaMemcpyDeviceToHost, st) == cudaSuccess &&
-             cudaStreamSynchronize(st) == cudaSuccess;
+        ran = ran && cudaMalloc((void **)&dq, qb) == cudaSuccess && cudaMalloc((void **)&dx, xb) == cudaSuccess &&
+              cudaMalloc((void **)&dv, vb) == cudaSuccess &&
+              cudaMemcpyAsync(dq, hq, qb, cudaMemcpyHostToDevice, st) == cudaSuccess &&
+              cudaMemcpyAsync(dx, hx, xb, cudaMemcpyHostToDevice, st) == cudaSuccess &&
+              sgemm(h, dq, QC, dx, N, D, dv) &&
+              cudaMemcpyAsync(hv, dv, vb, cudaMemcpyDeviceToHost, st) == cudaSuccess &&
+              cudaStreamSynchronize(st) == cudaSuccess;
         const double u = 0x1p-24, nd = D + 2.0, gamma = nd * u / (1.0 - nd * u);
-        for (uint32_t g = 0; ok && g < QC; g++)
-                for (uint32_t r = 0; ok && r < N; r++) {
+        for (uint32_t g = 0; ran && within && g < QC; g++)
+                for (uint32_t r = 0; within && r < N; r++) {
                         double exact = 0.0, abs_sum = 0.0;
                         for (uint32_t j = 0; j < D; j++) {
                                 double p = (double)hq[(size_t)g * D + j] * (double)hx[(size_t)r * D + j];
                                 exact += p;
                                 abs_sum += fabs(p);
                         }
-                        ok = fabs((double)hv[(size_t)g * N + r] - exact) <= gamma * abs_sum;
+                        within = fabs((double)hv[(size_t)g * N + r] - exact) <= gamma * abs_sum;
                 }
         /* The stream is idle here (synchronised, or failed): plain frees. */
         cudaFree(dq);
@@ -157,7 +187,15 @@ static bool check_device(cublas_handle h, cudaStream_t st)
         free(hq);
         free(hx);
         free(hv);
-        return ok;
+        return !ran ? -1 : within ? 1 : 0;
+}
+
+/* An attempt that could not run: the device stays unchecked, up to CHECK_TRIES
+ * times. Under lock. */
+static void failed_try(int device)
+{
+        if (++devices[device].failures >= CHECK_TRIES)
+                devices[device].state = VEC_CUBLAS_OWN;
 }
 
 bool vec_cublas_product(void *stream, const float *q, uint32_t qc, const float *x, uint64_t n, uint32_t d, float *v)
@@ -166,34 +204,51 @@ bool vec_cublas_product(void *stream, const float *q, uint32_t qc, const float *
         int device = -1;
         bool done = false;
 
-        if (n == 0 || n > INT32_MAX || qc == 0 || d == 0 || d > INT32_MAX)
+        if (n == 0 || qc == 0 || d == 0)
                 return false;
         pthread_once(&load_once, load);
-        if (!api_ok || cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= MAX_DEVICES)
+        /* Only on a clean runtime state: the errors of what is tried here are cleared
+         * (the own kernel runs instead), and must never be taken for one of the
+         * launch's earlier kernels, nor hide one. */
+        if (!api_ok || cudaPeekAtLastError() != cudaSuccess || cudaGetDevice(&device) != cudaSuccess ||
+            device < 0 || device >= MAX_DEVICES)
                 return false;
         pthread_mutex_lock(&lock);
-        if (devices[device] != DEV_OWN) {
+        if (devices[device].state != VEC_CUBLAS_OWN) {
                 cublas_handle h = handle_of(device, st);
-                /* Checked only on a clean runtime state, so that an error of the check
-                 * (cleared: the own kernel runs instead) is never taken for one of the
-                 * launch's earlier kernels, or the reverse. */
-                if (h && devices[device] == DEV_UNCHECKED && cudaPeekAtLastError() == cudaSuccess) {
-                        devices[device] = check_device(h, st) ? DEV_CUBLAS : DEV_OWN;
-                        if (devices[device] == DEV_OWN)
-                                (void)cudaGetLastError();
+                if (!h) {
+                        failed_try(device);
+                } else if (devices[device].state == VEC_CUBLAS_UNCHECKED) {
+                        int c = check_device(h, st);
+                        if (c == 1)
+                                devices[device].state = VEC_CUBLAS_USED;
+                        else if (c == 0)
+                                devices[device].state = VEC_CUBLAS_OWN; /* a wrong value: never again */
+                        else
+                                failed_try(device);
                 }
                 /* Enqueued only: the handle is this stream's alone, so the lock is not
                  * needed past the call. */
-                if (h && devices[device] == DEV_CUBLAS) {
+                if (h && devices[device].state == VEC_CUBLAS_USED) {
                         pthread_mutex_unlock(&lock);
                         done = sgemm(h, q, qc, x, n, d, v);
                         pthread_mutex_lock(&lock);
-                        if (!done)
-                                devices[device] = DEV_OWN;
-                } else if (!h) {
-                        devices[device] = DEV_OWN;
                 }
         }
         pthread_mutex_unlock(&lock);
+        if (!done)
+                (void)cudaGetLastError(); /* clean before: any error now is of what failed here */
         return done;
+}
+
+/* For tests/gpu's report only (the plugin's one other exported symbol): whether
+ * vec.search's products on `device` go through cuBLAS. */
+__attribute__((visibility("default"))) int kiln_cuda_vec_cublas_state(int device)
+{
+        if (device < 0 || device >= MAX_DEVICES)
+                return VEC_CUBLAS_UNCHECKED;
+        pthread_mutex_lock(&lock);
+        int r = devices[device].state;
+        pthread_mutex_unlock(&lock);
+        return r;
 }

@@ -157,12 +157,12 @@ gemm_screen(const float *__restrict__ q, uint32_t qc, const float *__restrict__ 
 
 // l2's screening value from a product cuBLAS wrote: q.x - |x|^2/2, rounded as the
 // tiled kernel's epilogue rounds it.
-__global__ void sub_half_sqn(float *v, const float *__restrict__ sqn, uint64_t n, uint32_t qc)
+// One row of blocks per query (blockIdx.y).
+__global__ void sub_half_sqn(float *v, const float *__restrict__ sqn, uint64_t n)
 {
-        const uint64_t cells = (uint64_t)qc * n;
-        for (uint64_t i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; i < cells;
-             i += (uint64_t)gridDim.x * blockDim.x)
-                v[i] = v[i] - 0.5f * sqn[i % n];
+        float *row = v + (uint64_t)blockIdx.y * n;
+        for (uint64_t r = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; r < n; r += (uint64_t)gridDim.x * blockDim.x)
+                row[r] = row[r] - 0.5f * sqn[r];
 }
 
 // One warp per segment of g_rows rows: its largest value.
@@ -414,9 +414,9 @@ extern "C" void vec_search_cuda_launch(const kiln_cuda_launch *l)
                 if (ok && n > 0) {
                         if (vec_cublas_product(l->stream, qpc, qc, x, n, d, v)) {
                                 if (sqn) {
-                                        uint64_t blocks = (qc * n + 255) / 256;
-                                        sub_half_sqn<<<(unsigned)(blocks < 8192 ? blocks : 8192), 256, 0, st>>>(
-                                                v, sqn, n, qc);
+                                        uint64_t blocks = (n + 255) / 256;
+                                        dim3 gq((unsigned)(blocks < 1024 ? blocks : 1024), qc);
+                                        sub_half_sqn<<<gq, 256, 0, st>>>(v, sqn, n);
                                 }
                         } else if (qc <= 16) {
                                 dim3 gg((unsigned)((n + BN - 1) / BN), 1);
