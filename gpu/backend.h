@@ -85,9 +85,11 @@ struct kiln_backend_host {
         double memory_fraction;          /* gpu.memory_fraction, (0, 1] */
 };
 
-/* The plugin's one exported symbol. Returns >= 0 and a backend in *ret (owned by the
- * plugin until its destroy), -ENODEV when it found no usable device (no driver, no
- * GPU), -EPROTO when host->api_version is not its own, or another -errno. */
+/* The plugin's entry point, the one symbol kilnd looks up (tests/gpu also reads
+ * a diagnostic, kiln_cuda_vec_cublas_state). Returns >= 0 and a backend in *ret
+ * (owned by the plugin until its destroy), -ENODEV when it found no usable device
+ * (no driver, no GPU), -EPROTO when host->api_version is not its own, or another
+ * -errno. */
 typedef int kiln_backend_plugin_init_fn(const struct kiln_backend_host *host, struct kiln_backend **ret);
 #define KILN_BACKEND_PLUGIN_INIT "kiln_backend_plugin_init"
 
