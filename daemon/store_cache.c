@@ -19,6 +19,9 @@
 
 #define CACHE_ENTRY_VERSION 2
 #define CACHE_LAST_USED_OFFSET 9
+/* The longest format 2 entry: the fixed fields, backend (u8 length + under 16
+ * bytes), kind (u8 length + under 32 bytes), the digest's half. */
+#define CACHE_ENTRY_MAX (1 + 8 + 8 + 8 + 4 + 16 + 16 + 32 + 16)
 
 struct cache_view {
         uint8_t format;                 /* 1 or 2 */
@@ -218,7 +221,7 @@ int store_cache_put(struct store_txn *t, const struct store_cache_key *key, cons
 {
         size_t bl = strnlen(backend ? backend : "", 16), kl = strnlen(key->kind, 32), n;
         MDB_val k = store_key16(key->hash), val, ik, empty = { .mv_size = 0, .mv_data = NULL };
-        uint8_t buf[24], e[1 + 8 + 8 + 8 + 4 + 16 + 16 + 32 + 16], *p;
+        uint8_t buf[24], e[CACHE_ENTRY_MAX], *p;
         int r;
 
         if (t->err < 0)

@@ -233,6 +233,8 @@ bool vec_cublas_product(void *stream, const float *q, uint32_t qc, const float *
                         pthread_mutex_unlock(&lock);
                         done = sgemm(h, q, qc, x, n, d, v);
                         pthread_mutex_lock(&lock);
+                        if (!done)
+                                failed_try(device);
                 }
         }
         pthread_mutex_unlock(&lock);

@@ -156,8 +156,7 @@ gemm_screen(const float *__restrict__ q, uint32_t qc, const float *__restrict__ 
 }
 
 // l2's screening value from a product cuBLAS wrote: q.x - |x|^2/2, rounded as the
-// tiled kernel's epilogue rounds it.
-// One row of blocks per query (blockIdx.y).
+// tiled kernel's epilogue rounds it; one row of blocks per query (blockIdx.y).
 __global__ void sub_half_sqn(float *v, const float *__restrict__ sqn, uint64_t n)
 {
         float *row = v + (uint64_t)blockIdx.y * n;
