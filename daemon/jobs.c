@@ -564,6 +564,21 @@ static void sink_finished(void *ctx, struct sched_item *it, enum sched_end end, 
         }
 }
 
+/* A batch's final records go to the writer together (storeq.h). */
+static void sink_batch_begin(void *ctx)
+{
+        struct jobs *js = ctx;
+
+        storeq_plug(js->storeq);
+}
+
+static void sink_batch_end(void *ctx)
+{
+        struct jobs *js = ctx;
+
+        storeq_unplug(js->storeq);
+}
+
 static const struct sched_sink sink_template = {
         .hold = sink_hold,
         .release = sink_release,
@@ -571,6 +586,8 @@ static const struct sched_sink sink_template = {
         .started = sink_started,
         .progress = sink_progress,
         .finished = sink_finished,
+        .batch_begin = sink_batch_begin,
+        .batch_end = sink_batch_end,
 };
 
 /* ---- progress (loop thread) ---- */

@@ -437,7 +437,12 @@ static void batch_start(struct sched *s, struct batch *b)
         pthread_cond_signal(&s->reap_wake);
         pthread_mutex_unlock(&s->lock);
 
+        bool together = b->kind->run_cpu_batch && s->sink.batch_begin && s->sink.batch_end;
+        if (together)
+                s->sink.batch_begin(s->sink.ctx);
         batch_run(s, b);
+        if (together)
+                s->sink.batch_end(s->sink.ctx);
 
         pthread_mutex_lock(&s->lock);
         if (b->prev)

@@ -125,6 +125,13 @@ struct sched_sink {
         void (*finished)(void *ctx, struct sched_item *it, enum sched_end end, enum kiln_err code,
                          const char *message, const char *field, struct kiln_result *result, const char *device,
                          uint32_t batch);
+        /* Around the run of a batch of a kind whose tasks end together (one with
+         * run_cpu_batch: the CPU reports them when the call returns, CUDA when their
+         * launch does), on the worker, so that what `finished` starts for them can
+         * be handed on at once: kilnd plugs its store queue (storeq_plug), and a
+         * batch is one commit. Both or neither may be NULL. */
+        void (*batch_begin)(void *ctx);
+        void (*batch_end)(void *ctx);
 };
 
 /* Opens the backends for cfg->gpu (loading the CUDA plugin unless gpu.backend = cpu)

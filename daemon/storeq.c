@@ -29,10 +29,41 @@ void storeq_free(struct storeq *q)
         free(q);
 }
 
+/* What this thread submitted between storeq_plug and storeq_unplug. */
+static _Thread_local struct {
+        struct storeq *q;
+        struct store_op *head, *tail;
+} plug;
+
 void storeq_submit(struct storeq *q, struct store_op *op)
 {
         atomic_fetch_add(&q->in_flight, 1);
-        store_writer_submit(q->writer, op);
+        if (plug.q != q) {
+                store_writer_submit(q->writer, op);
+                return;
+        }
+        op->next = NULL;
+        if (plug.tail)
+                plug.tail->next = op;
+        else
+                plug.head = op;
+        plug.tail = op;
+}
+
+void storeq_plug(struct storeq *q)
+{
+        storeq_unplug(plug.q);
+        plug.q = q;
+}
+
+void storeq_unplug(struct storeq *q)
+{
+        if (!q || plug.q != q)
+                return;
+        if (plug.head)
+                store_writer_submit_chain(q->writer, plug.head, plug.tail);
+        plug.q = NULL;
+        plug.head = plug.tail = NULL;
 }
 
 void storeq_submit_loop(struct storeq *q, struct store_op *op)

@@ -90,6 +90,42 @@ static void s_finished(void *ctx, struct sched_item *it, enum sched_end end, enu
 static const struct sched_sink sink = { .hold = s_hold, .release = s_release, .started = s_started,
                                         .progress = s_progress, .finished = s_finished };
 
+/* The batch hooks: a log of 'B' (batch_begin), 'E' (batch_end) and, between them
+ * or not, the kind's first letter for each item finished ('s' sched.jobshop, 'l'
+ * lens.nfw). */
+static char hook_log[64];
+static size_t hook_len;
+
+static void hook_note(char c)
+{
+        pthread_mutex_lock(&lock);
+        if (hook_len < sizeof(hook_log) - 1)
+                hook_log[hook_len++] = c;
+        pthread_mutex_unlock(&lock);
+}
+
+static void s_batch_begin(void *ctx)
+{
+        hook_note('B');
+}
+
+static void s_batch_end(void *ctx)
+{
+        hook_note('E');
+}
+
+static void s_finished_noted(void *ctx, struct sched_item *it, enum sched_end end, enum kiln_err code,
+                             const char *message, const char *field, struct kiln_result *result, const char *device,
+                             uint32_t batch)
+{
+        hook_note(it->kind->name[0] == 's' ? 's' : 'l');
+        s_finished(ctx, it, end, code, message, field, result, device, batch);
+}
+
+static const struct sched_sink hooked_sink = { .hold = s_hold, .release = s_release, .started = s_started,
+                                               .progress = s_progress, .finished = s_finished_noted,
+                                               .batch_begin = s_batch_begin, .batch_end = s_batch_end };
+
 static struct kiln_config *config(const char *const *extra)
 {
         char *env[16];
@@ -608,6 +644,75 @@ static void test_max_retries_bounds_the_attempts_after_device_failures(void **st
         assert_non_null(strstr(refused.message, "jobs.max_retries = 0"));
 }
 
+/* The batch hooks bracket each batch of a kind whose tasks end together (one with
+ * run_cpu_batch, sched.jobshop here) on the worker that runs it, with every finish
+ * of the batch between them; a kind that ends its tasks one by one (lens.nfw) runs
+ * without them. */
+static void test_batch_hooks_bracket_the_batches_whose_tasks_end_together(void **state)
+{
+        static const char *env[] = { "KILN_GPU_BACKEND=cpu", "KILN_CPU_THREADS=1", NULL };
+        static const char instance[] = "2 2\n0 3 1 2\n1 4 0 1\n";
+        struct kiln_array in = { .name = "instance", .dtype = KILN_DTYPE_BYTES, .ndim = 1,
+                                 .shape = { sizeof(instance) - 1 }, .bytes = sizeof(instance) - 1,
+                                 .data = instance };
+        struct kiln_config *cfg = config(env);
+        struct sched *s;
+        struct fake f[5];
+
+        hook_len = 0;
+        memset(hook_log, 0, sizeof(hook_log));
+        assert_int_equal(sched_new(cfg, &hooked_sink, NULL, &s), 0);
+        for (int i = 0; i < 3; i++) {
+                fake_init_kind(&f[i], "sched.jobshop", "{\"time_limit_ms\": 200}", KILN_PRIO_NORMAL);
+                f[i].it.inputs = &in;
+                f[i].it.n_inputs = 1;
+                sched_push(s, &f[i].it);
+        }
+        for (int i = 3; i < 5; i++) {
+                fake_init(&f[i], tiny, KILN_PRIO_NORMAL);
+                sched_push(s, &f[i].it);
+        }
+        wait_finished(5);
+        sched_free(s);
+
+        pthread_mutex_lock(&lock);
+        char log[sizeof(hook_log)];
+        memcpy(log, hook_log, sizeof(log));
+        pthread_mutex_unlock(&lock);
+        print_message("batch hooks and finishes: %s\n", log);
+        bool in_batch = false;
+        int begins = 0, js = 0, lens = 0;
+        for (const char *c = log; *c; c++) {
+                switch (*c) {
+                case 'B':
+                        assert_false(in_batch); /* one worker: batches do not overlap */
+                        in_batch = true;
+                        begins++;
+                        break;
+                case 'E':
+                        assert_true(in_batch);
+                        in_batch = false;
+                        break;
+                case 's':
+                        assert_true(in_batch);
+                        js++;
+                        break;
+                default:
+                        assert_false(in_batch);
+                        lens++;
+                }
+        }
+        assert_false(in_batch);
+        assert_true(begins >= 1 && begins <= 3);
+        assert_int_equal(js, 3);
+        assert_int_equal(lens, 2);
+        for (int i = 0; i < 5; i++) {
+                assert_int_equal(f[i].end, SCHED_END_DONE);
+                free(f[i].params);
+        }
+        kiln_config_free(cfg);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -622,6 +727,7 @@ int main(void)
                 cmocka_unit_test_setup(test_an_item_bigger_than_the_budget_stays_queued_without_spinning, reset),
                 cmocka_unit_test_setup(test_queued_inputs_never_keep_every_job_from_running, reset),
                 cmocka_unit_test_setup(test_max_retries_bounds_the_attempts_after_device_failures, reset),
+                cmocka_unit_test_setup(test_batch_hooks_bracket_the_batches_whose_tasks_end_together, reset),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
