@@ -269,6 +269,14 @@ char *metrics_render(const struct metrics_view *v)
                        "1 while new work is refused for lack of room in the job store.");
                 put(&b, "kiln_store_full %d\n", v->store.full ? 1 : 0);
         }
+        if (v->store.writer) {
+                family(&b, "kiln_store_commits_total", "counter",
+                       "Write transactions the store's writer committed (each one fsync under store.sync=full).");
+                put(&b, "kiln_store_commits_total %llu\n", (unsigned long long)v->store.commits);
+                family(&b, "kiln_store_operations_total", "counter",
+                       "Operations (job records, results, object changes) in those transactions.");
+                put(&b, "kiln_store_operations_total %llu\n", (unsigned long long)v->store.ops);
+        }
 
         family(&b, "kiln_device_utilization_ratio", "gauge", "Share of each device's capacity in use.");
         devices(&b, v->backends, false);

@@ -31,6 +31,8 @@ struct metrics_store {
         bool known;
         uint64_t room, fs_free, map_free;
         bool full;               /* new work refused for lack of room */
+        bool writer;             /* commits and ops are known */
+        uint64_t commits, ops;   /* the writer's transactions and the operations in them */
 };
 
 /* What a scrape shows besides this module's own counters, gathered by its caller

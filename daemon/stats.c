@@ -122,6 +122,10 @@ char *stats_metrics_text(struct kilnd *d)
                 v.store = (struct metrics_store){ .known = true, .room = jobs_store_room_left(d->jobs), .fs_free = d->room.fs_free,
                                                   .map_free = d->room.map_free, .full = jobs_store_full(d->jobs, why) };
         }
+        if (d->writer) {
+                v.store.writer = true;
+                store_writer_stats(d->writer, &v.store.commits, &v.store.ops);
+        }
         v.connections = d->n_sessions;
         v.ws_messages_in = d->ws_messages_in;
         v.ws_messages_out = d->ws_messages_out;

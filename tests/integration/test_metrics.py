@@ -96,6 +96,12 @@ class MetricsTest(KilndTestCase):
         msgs_in = ("kiln_ws_messages_total", frozenset({("direction", "in")}))
         self.assertGreaterEqual(after[msgs_in] - before.get(msgs_in, 0), 5)
         self.assertGreaterEqual(after[("kiln_connections", frozenset())], 1)
+        # The store's writer: each job's records went in some commit, several to one at most.
+        ops, commits = ("kiln_store_operations_total", frozenset()), ("kiln_store_commits_total", frozenset())
+        d_ops, d_commits = after[ops] - before.get(ops, 0), after[commits] - before.get(commits, 0)
+        self.assertGreaterEqual(d_ops, 3)
+        self.assertGreaterEqual(d_commits, 1)
+        self.assertLessEqual(d_commits, d_ops)
         # Histogram buckets are cumulative and end at the count.
         buckets = sorted((float(dict(k[1])["le"].replace("+Inf", "inf")), v) for k, v in after.items()
                          if k[0] == "kiln_job_run_seconds_bucket" and ("kind", "lens.nfw") in k[1])
