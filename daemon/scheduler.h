@@ -127,9 +127,10 @@ struct sched_sink {
                          uint32_t batch);
         /* Around the run of a batch of a kind whose tasks end together (one with
          * run_cpu_batch: the CPU reports them when the call returns, CUDA when their
-         * launch does), on the worker, so that what `finished` starts for them can
-         * be handed on at once: kilnd plugs its store queue (storeq_plug), and a
-         * batch is one commit. Both or neither may be NULL. */
+         * launch does, so a batch of several launches waits for its last), on the
+         * worker, so that what `finished` starts for them can be handed on at once:
+         * kilnd plugs its store queue (storeq_plug), and a batch is one commit. Both
+         * or neither may be NULL. */
         void (*batch_begin)(void *ctx);
         void (*batch_end)(void *ctx);
 };

@@ -19,7 +19,8 @@ int storeq_new(struct store_writer *w, struct storeq **ret);
  * handed over here. */
 void storeq_free(struct storeq *q);
 
-/* Submits an operation at once (any thread). */
+/* Submits an operation at once (any thread), or holds it while this thread has the
+ * queue plugged (below). */
 void storeq_submit(struct storeq *q, struct store_op *op);
 /* Between these two, what the calling thread submits with storeq_submit is held and
  * then handed over as one chain, as the block layer's plug does with requests: a
