@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "load_internal.h"
+#include "reply_scan.h"
 
 long bench_rss_kb(void)
 {
@@ -43,13 +44,12 @@ void load_note_error(struct bench *b, const char *fmt, ...)
 }
 
 /* Finds the in-flight slot a ref names; -1 when none. */
-static int slot_of(struct conn *c, json_t *ref)
+static int slot_of(struct conn *c, const struct reply *m)
 {
-        if (!json_is_integer(ref) || !c->cap)
+        if (!m->has_ref || !c->cap)
                 return -1;
-        uint64_t r = (uint64_t)json_integer_value(ref);
-        unsigned i = (unsigned)(r & ((1u << REF_BITS) - 1));
-        if (i >= c->cap || c->slots[i].st == SL_FREE || c->slots[i].ref != r)
+        unsigned i = (unsigned)(m->ref & ((1u << REF_BITS) - 1));
+        if (i >= c->cap || c->slots[i].st == SL_FREE || c->slots[i].ref != m->ref)
                 return -1;
         return (int)i;
 }
@@ -64,44 +64,61 @@ static void done_for(struct conn *c, int by_ref, const char *job, bool ok, enum 
                         load_complete(c, i, ok);
 }
 
-void load_on_text(struct conn *c, const char *text, size_t len)
+static void copy_field(char *dst, size_t size, json_t *v)
+{
+        snprintf(dst, size, "%s", json_string_value(v) ?: "");
+}
+
+/* The fields reply_scan keeps, from a whole parse. */
+static void reply_from_json(json_t *m, struct reply *r)
+{
+        json_t *ref = json_object_get(m, "ref");
+
+        memset(r, 0, sizeof(*r));
+        copy_field(r->op, sizeof(r->op), json_object_get(m, "op"));
+        copy_field(r->job, sizeof(r->job), json_object_get(m, "job"));
+        copy_field(r->state, sizeof(r->state), json_object_get(m, "state"));
+        r->has_ref = json_is_integer(ref);
+        r->ref = (uint64_t)json_integer_value(ref);
+        r->n_parts = json_array_size(json_object_get(m, "parts"));
+}
+
+/* Replies that need nothing but the fields reply_scan keeps. */
+static bool reply_is_routine(const struct reply *r)
+{
+        return !strcmp(r->op, "accepted") || !strcmp(r->op, "progress") ||
+               (!strcmp(r->op, "done") && !strcmp(r->state, "done"));
+}
+
+static void on_hello_reply(struct conn *c, const struct reply *r, json_t *m)
 {
         struct bench *b = c->b;
-        json_error_t jerr;
-        json_t *m = json_loadb(text, len, 0, &jerr);
-        const char *op = json_string_value(json_object_get(m, "op"));
 
-        if (!op) {
-                load_note_error(b, "unreadable message: %.80s", text);
-                json_decref(m);
-                return;
+        if (!strcmp(r->op, "welcome")) {
+                c->st = CS_READY;
+                b->connecting--;
+                if (c->idle)
+                        b->r->idle_connected++;
+                else
+                        b->r->connected++;
+                load_conn_resolved(b);
+        } else if (!strcmp(r->op, "error")) {
+                char why[200];
+                snprintf(why, sizeof(why), "hello refused: %s",
+                         json_string_value(json_object_get(m, "message")) ?: "error");
+                lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+                load_conn_closed(c, why);
         }
-        json_t *ref = json_object_get(m, "ref");
-        if (c->st == CS_HELLO) {
-                if (!strcmp(op, "welcome")) {
-                        c->st = CS_READY;
-                        b->connecting--;
-                        if (c->idle)
-                                b->r->idle_connected++;
-                        else
-                                b->r->connected++;
-                        load_conn_resolved(b);
-                } else if (!strcmp(op, "error")) {
-                        char why[200];
-                        snprintf(why, sizeof(why), "hello refused: %s",
-                                 json_string_value(json_object_get(m, "message")) ?: "error");
-                        json_decref(m);
-                        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-                        load_conn_closed(c, why);
-                        return;
-                }
-                json_decref(m);
-                return;
-        }
+}
 
-        int i = slot_of(c, ref);
-        const char *job = json_string_value(json_object_get(m, "job"));
-        if (!strcmp(op, "accepted")) {
+/* `m`, the whole message, is NULL for routine replies (reply_is_routine). */
+static void on_reply(struct conn *c, const struct reply *r, json_t *m)
+{
+        struct bench *b = c->b;
+        int i = slot_of(c, r);
+        const char *job = r->job[0] ? r->job : NULL;
+
+        if (!strcmp(r->op, "accepted")) {
                 if (i >= 0 && c->slots[i].st == SL_SENT) {
                         if (b->o->accept_only) {
                                 load_complete(c, (unsigned)i, true);
@@ -110,19 +127,17 @@ void load_on_text(struct conn *c, const char *text, size_t len)
                                 snprintf(c->slots[i].job, sizeof(c->slots[i].job), "%s", job ?: "");
                         }
                 }
-        } else if (!strcmp(op, "done")) {
-                const char *state = json_string_value(json_object_get(m, "state"));
-                bool ok = state && !strcmp(state, "done");
-                size_t n_parts = json_array_size(json_object_get(m, "parts"));
+        } else if (!strcmp(r->op, "done")) {
+                bool ok = !strcmp(r->state, "done");
                 if (i >= 0 && c->slots[i].st != SL_SENT && c->slots[i].st != SL_ACCEPTED)
                         i = -1;
                 if (!ok) {
                         json_t *e = json_object_get(m, "error");
                         b->r->err_failed += (i >= 0);
-                        load_note_error(b, "job %s ended %s: %s", job ?: "?", state ?: "?",
-                                   json_string_value(json_object_get(e, "message")) ?: "");
+                        load_note_error(b, "job %s ended %s: %s", job ?: "?", r->state[0] ? r->state : "?",
+                                        json_string_value(json_object_get(e, "message")) ?: "");
                         done_for(c, i, job, false, SL_ACCEPTED);
-                } else if (!n_parts) {
+                } else if (!r->n_parts) {
                         done_for(c, i, job, true, SL_ACCEPTED);
                 } else {
                         /* Finished by its parts: mark every slot this done covers. */
@@ -133,18 +148,42 @@ void load_on_text(struct conn *c, const char *text, size_t len)
                                         c->slots[k].st = SL_PARTS;
                         if (i >= 0 && !c->slots[i].job[0])
                                 snprintf(c->slots[i].job, sizeof(c->slots[i].job), "%s", job ?: "");
-                        c->parts_left = (unsigned)n_parts;
+                        c->parts_left = (unsigned)r->n_parts;
                         snprintf(c->parts_job, sizeof(c->parts_job), "%s", job ?: "");
                 }
-        } else if (!strcmp(op, "error")) {
+        } else if (!strcmp(r->op, "error")) {
                 if (i >= 0) {
                         b->r->err_replies++;
                         load_note_error(b, "error reply: %s: %s", json_string_value(json_object_get(m, "code")) ?: "?",
-                                   json_string_value(json_object_get(m, "message")) ?: "");
+                                        json_string_value(json_object_get(m, "message")) ?: "");
                         load_complete(c, (unsigned)i, false);
                 }
         }
         /* progress and anything else: nothing to do */
+}
+
+void load_on_text(struct conn *c, const char *text, size_t len)
+{
+        struct reply r;
+
+        /* Most replies are a job's `accepted` and `done`: read in place. The rest
+         * (the hello's answer, errors, failed jobs) are parsed whole. */
+        if (c->st != CS_HELLO && reply_scan(text, len, &r) == 0 && reply_is_routine(&r)) {
+                on_reply(c, &r, NULL);
+                return;
+        }
+        json_error_t jerr;
+        json_t *m = json_loadb(text, len, 0, &jerr);
+        if (!json_is_string(json_object_get(m, "op"))) {
+                load_note_error(c->b, "unreadable message: %.80s", text);
+                json_decref(m);
+                return;
+        }
+        reply_from_json(m, &r);
+        if (c->st == CS_HELLO)
+                on_hello_reply(c, &r, m);
+        else
+                on_reply(c, &r, m);
         json_decref(m);
 }
 
