@@ -157,6 +157,9 @@ void store_txn_abort(struct store_txn *t);
 
 /* Inserts or replaces the record; keeps "pending" in step with job->state. */
 int store_job_put(struct store_txn *t, const struct store_job *job);
+/* The same for a job whose id was never stored (a job that ran before anything of it
+ * was written): nothing to replace, so one lookup fewer. */
+int store_job_put_new(struct store_txn *t, const struct store_job *job);
 /* Reads a record as a new copy (caller frees). -ENOENT when absent. */
 int store_job_get(struct store_txn *t, const uint8_t id[16], struct store_job **ret);
 /* Deletes the record, its pending entry and idempotency key, its stored input, and its

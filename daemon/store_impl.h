@@ -280,6 +280,9 @@ int store_pieces_put(struct store_txn *t, MDB_dbi dbi, const uint8_t *prefix, si
  * value. from == to > 0 writes nothing. store_pieces_put is the range [0, size). */
 int store_pieces_put_range(struct store_txn *t, MDB_dbi dbi, const uint8_t *prefix, size_t plen, size_t size,
                            size_t from, size_t to, store_result_writer write, void *opaque);
+/* store_pieces_put under a prefix nothing was ever stored under: no deletion first. */
+int store_pieces_put_new(struct store_txn *t, MDB_dbi dbi, const uint8_t *prefix, size_t plen, size_t size,
+                         store_result_writer write, void *opaque);
 /* The size of the pieces values are written in now (store_set_result_chunk or 16
  * pages less a page header). */
 size_t store_piece_size(const struct store *s);

@@ -21,10 +21,11 @@ static int retain_put(struct store_txn *t, int64_t finished_ms, const uint8_t id
         return store_put_in_order(t, t->s->retain, &key, &empty, 0);
 }
 
-/* Inserts or replaces a job record and keeps "pending" in step; see store.h.
- * Returns >= 0, -EINVAL for an invalid job, -ENOSPC when the map is full (the
- * transaction must then be aborted), or -errno. */
-int store_job_put(struct store_txn *t, const struct store_job *job)
+/* Inserts or replaces a job record and keeps "pending" in step; `fresh`: the id was
+ * never stored, so there is no pending entry to drop. Returns >= 0, -EINVAL for an
+ * invalid job, -ENOSPC when the map is full (the transaction must then be aborted),
+ * or -errno. */
+static int job_put(struct store_txn *t, const struct store_job *job, bool fresh)
 {
         MDB_val key = store_key16(job->id), val;
         MDB_val empty = { .mv_size = 0, .mv_data = NULL };
@@ -44,10 +45,20 @@ int store_job_put(struct store_txn *t, const struct store_job *job)
 
         if (state_is_pending(job->state))
                 return store_put_in_order(t, t->s->pending, &key, &empty, 0);
-        r = store_del_quiet(t, t->s->pending, &key);
+        r = fresh ? 0 : store_del_quiet(t, t->s->pending, &key);
         if (r < 0)
                 return r;
         return retain_put(t, job->finished_ms, job->id);
+}
+
+int store_job_put(struct store_txn *t, const struct store_job *job)
+{
+        return job_put(t, job, false);
+}
+
+int store_job_put_new(struct store_txn *t, const struct store_job *job)
+{
+        return job_put(t, job, true);
 }
 
 /* Writes raw bytes as a job record; see store_internal.h. */

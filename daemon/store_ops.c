@@ -106,12 +106,16 @@ static int op_apply_put(struct store_txn *t, struct store_op *op)
                 r = store_pieces_delete(t, t->s->results, op->job->id, 16);
                 return r < 0 ? r : put_with_input(t, op, op->job);
         }
-        r = put_with_input(t, op, op->job);
+        /* A job that ran before anything of it was stored has an id nothing is
+         * stored under: its record and result replace nothing. */
+        bool fresh = op->type == STORE_OP_SUBMIT && op->ran;
+        r = fresh ? store_job_put_new(t, op->job) : put_with_input(t, op, op->job);
         op->result_stored = r >= 0;
         if (r < 0 || op->result_size == 0)
                 return r;
-        r = store_pieces_put_range(t, t->s->results, op->job->id, 16, op->result_size, op->written_result,
-                                   op->result_size, op_write_result, op);
+        r = fresh ? store_pieces_put_new(t, t->s->results, op->job->id, 16, op->result_size, op_write_result, op)
+                  : store_pieces_put_range(t, t->s->results, op->job->id, 16, op->result_size, op->written_result,
+                                           op->result_size, op_write_result, op);
         if (r < 0 || !op->cache_key || op->job->state != KILN_JOB_DONE)
                 return r;
         return store_cache_put(t, op->cache_key, op->job->id, op->result_size, op->job->backend, store_wall_ms(),

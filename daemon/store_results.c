@@ -86,10 +86,11 @@ size_t store_piece_size(const struct store *s)
         return piece_override ? piece_override : s->piece;
 }
 
-/* Writes bytes [from, to) of a value in pieces; see store_impl.h. A value of 0 bytes
- * is one empty piece, so that it exists. */
-int store_pieces_put_range(struct store_txn *t, MDB_dbi dbi, const uint8_t *prefix, size_t plen, size_t size,
-                           size_t from, size_t to, store_result_writer write, void *opaque)
+/* Writes bytes [from, to) of a value in pieces; `fresh`: nothing was ever stored
+ * under the prefix. See store_impl.h. A value of 0 bytes is one empty piece, so
+ * that it exists. */
+static int pieces_put(struct store_txn *t, MDB_dbi dbi, const uint8_t *prefix, size_t plen, size_t size,
+                      size_t from, size_t to, store_result_writer write, void *opaque, bool fresh)
 {
         size_t chunk = store_piece_size(t->s), off = from;
         struct piece_key k;
@@ -105,12 +106,12 @@ int store_pieces_put_range(struct store_txn *t, MDB_dbi dbi, const uint8_t *pref
         r = piece_key_init(&k, prefix, plen);
         if (r < 0)
                 return r;
-        if (from == 0) {
+        if (from == 0 && !fresh) {
                 /* Also what an earlier, longer value or a partly written attempt left. */
                 r = store_pieces_delete(t, dbi, prefix, plen);
                 if (r < 0)
                         return r;
-        } else if (from == to) {
+        } else if (from == to && from > 0) {
                 return 0;
         }
         n = (uint32_t)(from / chunk);
@@ -126,6 +127,18 @@ int store_pieces_put_range(struct store_txn *t, MDB_dbi dbi, const uint8_t *pref
                 n++;
         } while (off < to);
         return 0;
+}
+
+int store_pieces_put_range(struct store_txn *t, MDB_dbi dbi, const uint8_t *prefix, size_t plen, size_t size,
+                           size_t from, size_t to, store_result_writer write, void *opaque)
+{
+        return pieces_put(t, dbi, prefix, plen, size, from, to, write, opaque, false);
+}
+
+int store_pieces_put_new(struct store_txn *t, MDB_dbi dbi, const uint8_t *prefix, size_t plen, size_t size,
+                         store_result_writer write, void *opaque)
+{
+        return pieces_put(t, dbi, prefix, plen, size, 0, size, write, opaque, true);
 }
 
 /* Stores a value in pieces, replacing any previous one; see store_impl.h. */

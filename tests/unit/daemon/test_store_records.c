@@ -857,6 +857,44 @@ static void stat_counts_jobs_pending_and_bytes(void **state)
         assert_true(bytes <= MAP_SIZE);
 }
 
+/* A record put as new (store_job_put_new) reads back, counts and is pending
+ * exactly as one put the ordinary way. */
+static void put_new_stores_what_put_stores(void **state)
+{
+        struct fixture *f = *state;
+        struct collected *c = calloc(1, sizeof(*c));
+        struct store_txn *t;
+        struct store_job done, queued, *got;
+        uint64_t jobs, pending, bytes;
+
+        assert_non_null(c);
+        fixture_job_init(&done, 1, "acme", "risk.score", KILN_JOB_DONE);
+        fixture_job_init(&queued, 2, "acme", "risk.score", KILN_JOB_QUEUED);
+        assert_int_equal(store_txn_begin(f->s, true, &t), 0);
+        assert_int_equal(store_job_put_new(t, &done), 0);
+        assert_int_equal(store_job_put_new(t, &queued), 0);
+        assert_int_equal(store_txn_commit(t), 0);
+
+        assert_int_equal(fixture_get_job(f->s, done.id, &got), 0);
+        assert_int_equal(got->state, KILN_JOB_DONE);
+        assert_string_equal(got->kind, "risk.score");
+        store_job_free(got);
+        collect_pending(f->s, c);
+        assert_int_equal(c->n, 1);
+        assert_int_equal(c->states[0], KILN_JOB_QUEUED);
+        assert_int_equal(store_txn_begin(f->s, false, &t), 0);
+        assert_int_equal(store_stat(t, &jobs, &pending, &bytes), 0);
+        store_txn_abort(t);
+        assert_int_equal(jobs, 2);
+        assert_int_equal(pending, 1);
+        /* Later puts of the same jobs keep "pending" in step as ever. */
+        queued.state = KILN_JOB_DONE;
+        fixture_put_job(f->s, &queued);
+        collect_pending(f->s, c);
+        assert_int_equal(c->n, 0);
+        free(c);
+}
+
 static void map_full_fails_txn_and_store_stays_usable(void **state)
 {
         char dir[PATH_MAX];
@@ -944,6 +982,7 @@ static const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(list_rejects_bad_query, setup, teardown),
         cmocka_unit_test_setup_teardown(delete_removes_record_result_and_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(stat_counts_jobs_pending_and_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(put_new_stores_what_put_stores, setup, teardown),
         cmocka_unit_test(map_full_fails_txn_and_store_stays_usable),
         cmocka_unit_test(open_creates_missing_directories_with_mode_0700),
         cmocka_unit_test(open_rejects_bad_arguments),

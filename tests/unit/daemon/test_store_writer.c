@@ -456,8 +456,8 @@ static void fill_result(struct store_op *op, uint8_t *dst, size_t offset, size_t
 }
 
 /* A SUBMIT of a job that already ran writes it once: its record as done, its
- * result and its cache entry, in one transaction; one with an idempotency key or an
- * input is refused. */
+ * result (here in three pieces) and its cache entry, in one transaction; one with an
+ * idempotency key or an input is refused. */
 static void writer_submit_of_a_job_that_ran_stores_record_result_and_entry(void **state)
 {
         struct fixture *f = *state;
@@ -475,7 +475,7 @@ static void writer_submit_of_a_job_that_ran_stores_record_result_and_entry(void 
         ran.job.state = KILN_JOB_DONE;
         ran.op.type = STORE_OP_SUBMIT;
         ran.op.ran = true;
-        ran.op.result_size = 1000;
+        ran.op.result_size = 10000;
         ran.op.write_result = fill_result;
         ran.op.cache_key = &key;
         init_put(&keyed, 301, "{}");
@@ -485,6 +485,7 @@ static void writer_submit_of_a_job_that_ran_stores_record_result_and_entry(void 
         keyed.op.ran = true;
 
         assert_false(store_cache_holds(f->s, &key, 0));
+        store_set_result_chunk(4096);
         assert_int_equal(store_writer_start(f->s, &w), 0);
         store_writer_submit(w, &ran.op);
         store_writer_submit(w, &keyed.op);
@@ -502,7 +503,7 @@ static void writer_submit_of_a_job_that_ran_stores_record_result_and_entry(void 
         store_job_free(got);
         assert_int_equal(store_txn_begin(f->s, false, &t), 0);
         assert_int_equal(store_result_get(t, ran.job.id, &data, &size), 0);
-        assert_int_equal(size, 1000);
+        assert_int_equal(size, 10000);
         for (size_t i = 0; i < size; i++)
                 assert_int_equal(data[i], (uint8_t)(i ^ 0x5a));
         free(data);
@@ -511,6 +512,7 @@ static void writer_submit_of_a_job_that_ran_stores_record_result_and_entry(void 
         store_txn_abort(t);
         assert_true(store_cache_holds(f->s, &key, 0));
         assert_int_equal(fixture_get_job(f->s, keyed.job.id, &got), -ENOENT);
+        store_set_result_chunk(0);
 }
 
 static void writer_map_full_fails_only_the_op_that_does_not_fit(void **state)
