@@ -103,54 +103,61 @@ static bool scan_literal(struct scan *s, const char *word)
 
 static bool skip_value(struct scan *s, int depth);
 
+/* The `open` of an array or object at s->p: *more is false when its `close`
+ * follows at once (then taken too). */
+static bool scan_open(struct scan *s, int depth, char open, char close, bool *more)
+{
+        if (depth > DEPTH_MAX || !at(s, open))
+                return false;
+        s->p++;
+        skip_ws(s);
+        *more = !at(s, close);
+        if (!*more)
+                s->p++;
+        return true;
+}
+
+/* After an element: a ',' (*more) or the `close` (!*more). */
+static bool scan_next(struct scan *s, char close, bool *more)
+{
+        skip_ws(s);
+        *more = at(s, ',');
+        if (!*more && !at(s, close))
+                return false;
+        s->p++;
+        skip_ws(s);
+        return true;
+}
+
 /* The elements of an array at s->p, counted into *n when n is not NULL. */
 static bool scan_array(struct scan *s, int depth, size_t *n)
 {
         size_t count = 0;
+        bool more;
 
-        if (depth > DEPTH_MAX || !at(s, '['))
+        if (!scan_open(s, depth, '[', ']', &more))
                 return false;
-        s->p++;
-        skip_ws(s);
-        if (at(s, ']')) {
-                s->p++;
-                goto out;
-        }
-        for (;;) {
-                if (!skip_value(s, depth + 1))
+        for (; more; count++)
+                if (!skip_value(s, depth + 1) || !scan_next(s, ']', &more))
                         return false;
-                count++;
-                skip_ws(s);
-                if (at(s, ']')) {
-                        s->p++;
-                        break;
-                }
-                if (!at(s, ','))
-                        return false;
-                s->p++;
-                skip_ws(s);
-        }
-out:
         if (n)
                 *n = count;
         return true;
 }
 
-static bool skip_object(struct scan *s, int depth)
+/* Takes the value of member `key` (its bytes as written, `escaped` when it has an
+ * escape) at s->p, in an object at `depth`. */
+typedef bool (*member_fn)(struct scan *s, const char *key, size_t n, bool escaped, int depth, void *ctx);
+
+static bool scan_object(struct scan *s, int depth, member_fn take, void *ctx)
 {
         const char *k;
         size_t kn;
-        bool escaped;
+        bool escaped, more;
 
-        if (depth > DEPTH_MAX || !at(s, '{'))
+        if (!scan_open(s, depth, '{', '}', &more))
                 return false;
-        s->p++;
-        skip_ws(s);
-        if (at(s, '}')) {
-                s->p++;
-                return true;
-        }
-        for (;;) {
+        while (more) {
                 if (!scan_string(s, &k, &kn, &escaped))
                         return false;
                 skip_ws(s);
@@ -158,18 +165,16 @@ static bool skip_object(struct scan *s, int depth)
                         return false;
                 s->p++;
                 skip_ws(s);
-                if (!skip_value(s, depth + 1))
+                if (!take(s, k, kn, escaped, depth, ctx) || !scan_next(s, '}', &more))
                         return false;
-                skip_ws(s);
-                if (at(s, '}')) {
-                        s->p++;
-                        return true;
-                }
-                if (!at(s, ','))
-                        return false;
-                s->p++;
-                skip_ws(s);
         }
+        return true;
+}
+
+static bool skip_member(struct scan *s, const char *key, size_t n, bool escaped, int depth, void *ctx)
+{
+        (void)key, (void)n, (void)escaped, (void)ctx;
+        return skip_value(s, depth + 1);
 }
 
 static bool skip_value(struct scan *s, int depth)
@@ -184,7 +189,7 @@ static bool skip_value(struct scan *s, int depth)
         case '"':
                 return scan_string(s, &v, &n, &escaped);
         case '{':
-                return skip_object(s, depth);
+                return scan_object(s, depth, skip_member, NULL);
         case '[':
                 return scan_array(s, depth, NULL);
         case 't':
@@ -232,56 +237,34 @@ static bool keep_ref(struct scan *s, uint64_t *ref)
         return true;
 }
 
+/* A top-level member: the kept ones into the reply, the others skipped. */
+static bool reply_member(struct scan *s, const char *key, size_t n, bool escaped, int depth, void *ctx)
+{
+        struct reply *r = ctx;
+
+        if (escaped)
+                return false;
+        if (key_is(key, n, "op"))
+                return keep_string(s, r->op, sizeof(r->op));
+        if (key_is(key, n, "job"))
+                return keep_string(s, r->job, sizeof(r->job));
+        if (key_is(key, n, "state"))
+                return keep_string(s, r->state, sizeof(r->state));
+        if (key_is(key, n, "ref"))
+                return (r->has_ref = keep_ref(s, &r->ref));
+        if (key_is(key, n, "parts"))
+                return scan_array(s, depth + 1, &r->n_parts);
+        return skip_value(s, depth + 1);
+}
+
 int reply_scan(const char *text, size_t len, struct reply *r)
 {
         struct scan s = { .p = text, .end = text + len };
-        const char *k;
-        size_t kn;
-        bool escaped, ok;
 
         memset(r, 0, sizeof(*r));
         skip_ws(&s);
-        if (!at(&s, '{'))
+        if (!scan_object(&s, 0, reply_member, r))
                 return -1;
-        s.p++;
-        skip_ws(&s);
-        if (at(&s, '}')) {
-                s.p++;
-                goto end;
-        }
-        for (;;) {
-                if (!scan_string(&s, &k, &kn, &escaped) || escaped)
-                        return -1;
-                skip_ws(&s);
-                if (!at(&s, ':'))
-                        return -1;
-                s.p++;
-                skip_ws(&s);
-                if (key_is(k, kn, "op"))
-                        ok = keep_string(&s, r->op, sizeof(r->op));
-                else if (key_is(k, kn, "job"))
-                        ok = keep_string(&s, r->job, sizeof(r->job));
-                else if (key_is(k, kn, "state"))
-                        ok = keep_string(&s, r->state, sizeof(r->state));
-                else if (key_is(k, kn, "ref"))
-                        ok = (r->has_ref = keep_ref(&s, &r->ref));
-                else if (key_is(k, kn, "parts"))
-                        ok = scan_array(&s, 1, &r->n_parts);
-                else
-                        ok = skip_value(&s, 1);
-                if (!ok)
-                        return -1;
-                skip_ws(&s);
-                if (at(&s, '}')) {
-                        s.p++;
-                        break;
-                }
-                if (!at(&s, ','))
-                        return -1;
-                s.p++;
-                skip_ws(&s);
-        }
-end:
         skip_ws(&s);
         return s.p == s.end ? 0 : -1;
 }
