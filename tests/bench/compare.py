@@ -367,6 +367,9 @@ def main():
     if "heavy" in by:
         kr, br = by["heavy"]
         targets.append(("heavy >= 3x baseline", f"{kr['jobs_per_s'] / max(br['jobs_per_s'], 1e-9):.2f}x"))
+    if "score" in by:
+        kr, br = by["score"]
+        targets.append(("score >= 6x baseline", f"{kr['jobs_per_s'] / max(br['jobs_per_s'], 1e-9):.2f}x"))
     if "durable" in raw:
         targets.append(("durable >= 20,000 accepted/s", f"{raw['durable']['kiln']['jobs_per_s']:.0f}"))
     if "idle" in raw:
