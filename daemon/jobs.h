@@ -84,7 +84,8 @@ struct job {
         bool cache_store;         /* cache the result when done (set before it is queued) */
         /* Run before anything of it was stored (a quick kind's job, jobs_submit.c): its
          * one store operation is its final record, and `accepted` follows its commit.
-         * Set before it is queued. */
+         * Set before it is queued; cleared on the loop thread once a queued record of
+         * it is stored instead (kilnd stopped before it ran). */
         bool early;
         bool early_missed;        /* an early one that was looked up in the cache first */
 

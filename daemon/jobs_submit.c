@@ -333,6 +333,9 @@ static void on_early_queued_mail(struct mail *m)
                 job_unstored_release(js, j);
                 job_not_stored(js, j);
         } else {
+                /* Stored now: should it still end here, it ends as any stored job
+                 * does (its final record replaces the queued one, not a first). */
+                j->early = false;
                 jobs_room_used(js, j->in.size);
                 jobs_accepted(js, j, false);
         }

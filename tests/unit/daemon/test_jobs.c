@@ -639,7 +639,8 @@ static void test_a_quick_job_that_expires_queued_is_stored_once_expired(void **s
 
 /* Draining, a quick job still queued is taken out of the scheduler and stored as a
  * queued job with its input: its submitter hears `accepted` (queued), and it runs
- * after the restart. One stopped while running (SCHED_END_REQUEUED) is too. */
+ * after the restart. One stopped while running (SCHED_END_REQUEUED) is too. Once
+ * stored, neither is early any more: a final record would replace its queued one. */
 static void test_quick_jobs_that_do_not_run_before_a_stop_are_stored_queued(void **state)
 {
         struct fixture *f = *state;
@@ -670,6 +671,7 @@ static void test_quick_jobs_that_do_not_run_before_a_stop_are_stored_queued(void
         assert_int_equal(events[0].session, 7);
         assert_string_equal(events[0].state, "queued");
 
+        struct job *stopped = job_ref(container_of(running, struct job, item));
         sink->finished(sink->ctx, running, SCHED_END_REQUEUED, 0, NULL, NULL, NULL, "cpu", 1);
         sink->release(sink->ctx, running);
         storeq_flush(f->q);
@@ -682,6 +684,8 @@ static void test_quick_jobs_that_do_not_run_before_a_stop_are_stored_queued(void
         assert_string_equal(events[1].what, "accepted");
         assert_int_equal(events[1].session, 8);
         assert_string_equal(events[1].state, "queued");
+        assert_false(stopped->early);
+        job_unref(stopped);
 }
 
 static void test_a_submit_the_store_refuses_is_rejected(void **state)
