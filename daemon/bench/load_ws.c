@@ -36,17 +36,19 @@ int load_rx_chunk(struct conn *c, const void *in, size_t len, bool binary, bool 
         } else if (c->rx_len + len > MAX_TEXT) {
                 return -EMSGSIZE;
         }
+        /* Room for what is kept and a NUL, even when that is nothing (an empty text
+         * message before any other). */
+        if (c->rx_len + keep + 1 > c->rx_cap) {
+                size_t cap = c->rx_cap ? c->rx_cap : 1024;
+                while (cap < c->rx_len + keep + 1)
+                        cap *= 2;
+                char *p = realloc(c->rx, cap);
+                if (!p)
+                        return -ENOMEM;
+                c->rx = p;
+                c->rx_cap = cap;
+        }
         if (keep) {
-                if (c->rx_len + keep + 1 > c->rx_cap) {
-                        size_t cap = c->rx_cap ? c->rx_cap : 1024;
-                        while (cap < c->rx_len + keep + 1)
-                                cap *= 2;
-                        char *p = realloc(c->rx, cap);
-                        if (!p)
-                                return -ENOMEM;
-                        c->rx = p;
-                        c->rx_cap = cap;
-                }
                 memcpy(c->rx + c->rx_len, in, keep);
                 c->rx_len += keep;
         }

@@ -1,15 +1,19 @@
 """kiln-bench (SPEC §5) against the real kilnd for about a second: closed loop,
 open loop and accept-only runs print the JSON keys SPEC §5 fixes, finish jobs
 without errors, and order their percentiles; a server that is not there exits 1,
-and usage errors exit 2.
+usage errors exit 2, and replies it cannot read are counted, not a crash.
 
 The benchmark itself (kiln against the FastAPI + Redis stack) is tests/bench/compare.py;
 this test only keeps the tool working.
 """
+import asyncio
 import json
 import os
 import subprocess
+import threading
 import unittest
+
+import websockets
 
 from kiln_fixture import KilndTestCase, free_port
 
@@ -87,3 +91,54 @@ class KilnBenchWithoutServer(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class KilnBenchAgainstAnOddServer(unittest.TestCase):
+    """A WebSocket server that first sends an empty text message (before anything
+    else has been received on the connection), then the welcome, then answers each
+    submit with an empty text message, one that is not JSON, two whose strings use
+    escapes kiln-bench leaves to jansson, and finally an error reply for its ref."""
+
+    ODD = ["", "not json", '{"op":"acc\\u0065pted","job":"x","ref":%d}', '{"op":"progress","job":"\\u00e9"}']
+
+    def setUp(self):
+        self.port = free_port()
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        async def handler(ws, path=None):
+            async for text in ws:
+                m = json.loads(text)
+                if m.get("op") == "hello":
+                    await ws.send("")
+                    await ws.send(json.dumps({"op": "welcome", "ref": m.get("ref")}))
+                    continue
+                for odd in self.ODD:
+                    await ws.send(odd % m["ref"] if "%d" in odd else odd)
+                await ws.send(json.dumps({"op": "error", "code": "unavailable", "message": "odd server",
+                                          "ref": m["ref"]}))
+
+        async def serve():
+            self.server = await websockets.serve(handler, "127.0.0.1", self.port, subprotocols=["kiln.v1"])
+            ready.set()
+
+        self.thread = threading.Thread(target=lambda: (self.loop.run_until_complete(serve()),
+                                                       self.loop.run_forever()), daemon=True)
+        self.thread.start()
+        self.assertTrue(ready.wait(10))
+
+    def tearDown(self):
+        async def close():
+            self.server.close()
+            await self.server.wait_closed()
+        asyncio.run_coroutine_threadsafe(close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+    def test_unreadable_replies_are_errors_not_a_crash(self):
+        r = kiln_bench("--url", f"ws://127.0.0.1:{self.port}/ws", "--scenario", "small", "--connections", 2,
+                       "--duration", 1, "--drain", 2, "--json", timeout=60)
+        self.assertGreaterEqual(r.returncode, 0, r.stderr)  # not killed by a signal
+        res = json.loads(r.stdout)
+        self.assertGreater(res["errors"], 0, res)
+        self.assertIn("unreadable message", res["first_error"], res)
