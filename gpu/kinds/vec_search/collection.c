@@ -376,12 +376,13 @@ int vec_collection_compile(const struct kiln_object_source *src, struct vec_coll
         c = malloc(sizeof(*c));
         {
                 float *block = realloc(b.rows, ((size_t)b.n * b.dim + b.n + 1) * sizeof(float));
+                if (block)
+                        b.rows = block; /* freed at `out` either way */
                 if (!c || !block) {
                         free(c);
                         rc = fail_nomem(err, "items");
                         goto out;
                 }
-                b.rows = block;
                 sqnorms = block + (size_t)b.n * b.dim;
         }
         for (uint64_t i = 0; i < b.n; i++) {

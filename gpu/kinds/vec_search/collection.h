@@ -128,7 +128,10 @@ KILN_HD static inline float vec_score(enum kiln_metric metric, const float *q, c
                 for (uint32_t j = 0; j < dim; j++)
                         s = VEC_DADD(s, VEC_DMUL((double)q[j], (double)x[j]));
         }
-        return (float)s;
+        /* -0 and +0 are one score, reported as +0 (a device's rank keys cannot tell
+         * them apart). */
+        float f = (float)s;
+        return f == 0.0f ? 0.0f : f;
 }
 
 /* True when (score a, row ia) ranks before (score b, row ib): larger first for cosine

@@ -262,6 +262,24 @@ static void test_zero_rows_and_zero_queries(void **state)
         free(q);
 }
 
+/* A product that rounds to -0 (ip: -1e-30 x 1e-30) is the score +0 on every
+ * backend: a device's rank keys do not tell -0 from +0. */
+static void test_a_negative_zero_score_is_reported_as_zero(void **state)
+{
+        float rows[2] = { -1e-30f, 1e-30f }, q[1] = { 1e-30f }, score[2];
+        uint64_t idx[2];
+        struct vec_collection *c = vt_collection(KILN_METRIC_IP, rows, 2, 1);
+
+        assert_int_equal(vec_search_cpu(c, q, 1, 2, NULL, idx, score), 0);
+        for (size_t h = 0; h < 2; h++) {
+                assert_true(score[h] == 0.0f);
+                assert_false(signbit(score[h]));
+        }
+        assert_int_equal(idx[0], 0); /* a tie: by row */
+        assert_int_equal(idx[1], 1);
+        vec_collection_free(c);
+}
+
 static void test_k_beyond_the_count_returns_every_row_sorted(void **state)
 {
         enum { N = 37, DIM = 5 };
@@ -437,6 +455,7 @@ int main(void)
                 cmocka_unit_test(test_duplicates_tie_in_row_order),
                 cmocka_unit_test(test_all_ties_are_settled_exactly),
                 cmocka_unit_test(test_zero_rows_and_zero_queries),
+                cmocka_unit_test(test_a_negative_zero_score_is_reported_as_zero),
                 cmocka_unit_test(test_k_beyond_the_count_returns_every_row_sorted),
                 cmocka_unit_test(test_near_ties_below_float32_resolution),
                 cmocka_unit_test(test_huge_and_tiny_magnitudes),
