@@ -74,9 +74,9 @@ static int put_element(struct walk *w, const json_t *e, int depth)
                         f = NAN;
                 } else if (json_is_number(e)) {
                         d = json_number_value(e);
-                        if (fabs(d) > FLT_MAX)
+                        f = (float)d; /* 3.4028235e38, float32's largest as printed, is FLT_MAX */
+                        if (isinf(f))
                                 return walk_fail(w, depth, "is outside the f32 range");
-                        f = (float)d;
                 } else {
                         return walk_fail(w, depth, "must be a number or null");
                 }

@@ -152,14 +152,14 @@ static int check_learner(const struct xj_value *root, struct model_src *ret, str
         if (!xj_is(name, XJ_STRING))
                 return kiln_error_set(err, BOOSTER ".name", "%s.name must be a string", BOOSTER);
         s = name->s;
-        if (strcmp(s, "gbtree") != 0)
+        if (name->n != strlen("gbtree") || strcmp(s, "gbtree") != 0) /* no NUL inside either */
                 return kiln_error_set(err, BOOSTER ".name",
                                       "booster \"%.64s\" is not supported: only gbtree models are", s);
         name = member(objective, "name");
         if (!xj_is(name, XJ_STRING))
                 return kiln_error_set(err, "learner.objective.name", "learner.objective.name must be a string");
         s = name->s;
-        if (strcmp(s, "binary:logistic") != 0)
+        if (name->n != strlen("binary:logistic") || strcmp(s, "binary:logistic") != 0)
                 return kiln_error_set(err, "learner.objective.name",
                                       "objective \"%.64s\" is not supported: only binary:logistic models are", s);
 

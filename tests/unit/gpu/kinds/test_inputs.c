@@ -155,6 +155,23 @@ static void test_empty_arrays_have_a_zero_extent(void **state)
                "params.rows must be a 2-dimensional array (nested 2 deep), not 1");
 }
 
+/* The largest float32 as numpy prints it reads as FLT_MAX, as in a binary part;
+ * what rounds past it is refused. */
+static void test_json_f32_reaches_the_largest_float(void **state)
+{
+        struct kiln_array a;
+        void *data = NULL;
+
+        assert_int_equal(lift(&rows_spec, "[[3.4028235e38, -3.4028235e38, 3.40282356e38]]", &a, &data, NULL),
+                         0);
+        assert_true(((const float *)a.data)[0] == FLT_MAX);
+        assert_true(((const float *)a.data)[1] == -FLT_MAX);
+        assert_true(((const float *)a.data)[2] == FLT_MAX);
+        free(data);
+        reject(&rows_spec, "[[3.4028236e38]]", -EINVAL, "params.rows[0][0]",
+               "params.rows[0][0] is outside the f32 range");
+}
+
 static void test_bad_json_arrays_are_rejected_naming_the_element(void **state)
 {
         reject(&rows_spec, "{\"a\":1}", -EINVAL, "params.rows", "params.rows must be an array");
@@ -348,6 +365,7 @@ int main(void)
                 cmocka_unit_test(test_json_integers_take_the_first_allowed_integer_dtype),
                 cmocka_unit_test(test_bytes_come_from_a_json_string_or_object),
                 cmocka_unit_test(test_empty_arrays_have_a_zero_extent),
+                cmocka_unit_test(test_json_f32_reaches_the_largest_float),
                 cmocka_unit_test(test_bad_json_arrays_are_rejected_naming_the_element),
                 cmocka_unit_test(test_json_arrays_over_the_limit_are_refused),
                 cmocka_unit_test(test_inputs_lift_from_params),

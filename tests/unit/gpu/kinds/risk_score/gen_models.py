@@ -186,6 +186,9 @@ def refusals(out, template, x, y):
     for tag, value in (("one", "1.5E0"), ("zero", "0E0"), ("text", "abc"), ("two", "[5E-1,5E-1]"),
                        ("empty", ""), ("number", 0.5)):
         edit("base_score_" + tag, lambda m, v=value: lmp(m).__setitem__("base_score", v))
+    # A NUL inside a name (JSON "\u0000") does not end it.
+    edit("nul_booster", lambda m: m["learner"]["gradient_booster"].__setitem__("name", "gbtree\0x"))
+    edit("nul_objective", lambda m: m["learner"]["objective"].__setitem__("name", "binary:logistic\0x"))
     edit("num_class", lambda m: lmp(m).__setitem__("num_class", "2"))
     edit("num_feature", lambda m: lmp(m).__setitem__("num_feature", "0"))
     edit("no_learner", lambda m: m.pop("learner"))

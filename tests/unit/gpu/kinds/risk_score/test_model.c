@@ -248,6 +248,8 @@ static const struct {
         { "dart", "learner.gradient_booster.name" },
         { "reg_logistic", "learner.objective.name" },
         { "softprob", "learner.objective.name" },
+        { "nul_booster", "learner.gradient_booster.name" },
+        { "nul_objective", "learner.objective.name" },
         { "categorical", T0 "split_type" },
         { "ubjson", "model" },
         { "not_json", "model" },
