@@ -341,7 +341,7 @@ static long long tree_walk(const struct tree_src *s, size_t t, uint32_t n_featur
                         return tree_fail(err, t, "right_children", "tree %zu: entry %u is not an integer", t, o);
                 if (!xj_is_number(cv))
                         return tree_fail(err, t, "split_conditions", "tree %zu: entry %u is not a number", t, o);
-                v = (float)xj_number(cv);
+                v = xj_float(cv); /* straight to float32, as XGBoost reads it */
                 if (!isfinite(v))
                         return tree_fail(err, t, "split_conditions", "tree %zu: entry %u is not a finite float32", t,
                                          o);

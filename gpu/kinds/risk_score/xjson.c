@@ -279,7 +279,7 @@ static int parse_number(struct parser *p, struct xj_value *ret)
                 }
                 /* Past int64: read as a real, like any other big number. */
         }
-        *ret = (struct xj_value){ .type = XJ_REAL, .d = strtod(text, &end) };
+        *ret = (struct xj_value){ .type = XJ_REAL, .d = strtod(text, &end), .f = strtof(text, &end) };
 done:
         if (text != buf)
                 free(text);

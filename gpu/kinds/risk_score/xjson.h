@@ -36,7 +36,12 @@ struct xj_member;
 struct xj_value {
         uint8_t type;                  /* enum xj_type */
         bool b;                        /* XJ_BOOL */
-        uint32_t n;                    /* string bytes, array items, object members */
+        union {
+                uint32_t n;            /* string bytes, array items, object members */
+                /* XJ_REAL: its text read straight to float32 (not through d: one
+                 * rounding, as XGBoost reads JSON numbers) */
+                float f;
+        };
         union {
                 int64_t i;             /* XJ_INT */
                 double d;              /* XJ_REAL */
@@ -103,4 +108,12 @@ static inline double xj_number(const struct xj_value *v)
         if (xj_is(v, XJ_INT))
                 return (double)v->i;
         return xj_is(v, XJ_REAL) ? v->d : 0.0;
+}
+
+/* A number as the float32 its text rounds to (0 for anything else). */
+static inline float xj_float(const struct xj_value *v)
+{
+        if (xj_is(v, XJ_INT))
+                return (float)v->i;
+        return xj_is(v, XJ_REAL) ? v->f : 0.0f;
 }

@@ -97,11 +97,17 @@ def to_v3(text):
     return out
 
 
-def write_case(out, name, booster, x_train, manifest):
+def write_case(out, name, booster, x_train, manifest, text=None):
+    """`text`: the model file as written by hand (XGBoost loads it for the predictions)
+    instead of as the booster saves itself."""
     path = os.path.join(out, name + ".json")
-    booster.save_model(path)
-    with open(path) as fh:
-        text = fh.read()
+    if text is None:
+        booster.save_model(path)
+        with open(path) as fh:
+            text = fh.read()
+    else:
+        with open(path, "w") as fh:
+            fh.write(text)
     with open(os.path.join(out, name + ".v3.json"), "w") as fh:
         fh.write(to_v3(text))
     model = json.loads(text)
@@ -266,6 +272,19 @@ def main():
         b = xgb.Booster()
         b.load_model(path)
         write_case(out, name, b, x, manifest)
+    # A split condition written with more digits than a double holds: as a double it
+    # is the midpoint of 0.5 and the next float32 (rounding to 0.5), straight to
+    # float32 it is that next float32. XGBoost reads JSON numbers straight to float32,
+    # so the row value 0.5 goes left.
+    text = json.dumps(stump_model(template, (-1.0, 1.0)))
+    text, n = re.subn(r'"split_conditions": \[0\.0,', '"split_conditions": [0.500000029802322387695312500000001,',
+                      text)
+    assert n == 1
+    with open(os.path.join(out, "stump_rounding.src.json"), "w") as fh:
+        fh.write(text)
+    b = xgb.Booster()
+    b.load_model(os.path.join(out, "stump_rounding.src.json"))
+    write_case(out, "stump_rounding", b, x, manifest, text=text)
     refusals(out, template, x, y)
     with open(os.path.join(out, "models.txt"), "w") as fh:
         fh.write("\n".join(manifest) + "\n")
