@@ -10,11 +10,33 @@ static uint64_t align64(uint64_t n)
         return (n + 63) & ~(uint64_t)63;
 }
 
+/* Bytes of n_trees tops of k levels (splits and bottoms). */
+static uint64_t tops_bytes(uint32_t n_trees, uint32_t k)
+{
+        return (uint64_t)n_trees * (((1u << k) - 1) * sizeof(struct risk_split) + (1u << k) * sizeof(uint32_t));
+}
+
+/* Levels unrolled in each tree's top: min(max_depth, RISK_TOP_MAX), fewer when the
+ * tops would outweigh the nodes themselves. Every top is as wide as the deepest
+ * tree's, so many trees far shallower than the deepest one (say 100,000 stumps and
+ * one tree of depth 9: 11 MB of JSON) would otherwise compile to a block of
+ * hundreds of MB. A model whose trees are about as deep as its deepest keeps every
+ * level: its nodes alone weigh more than its tops. */
+static uint32_t top_levels(uint32_t n_trees, uint32_t n_nodes, uint32_t max_depth)
+{
+        uint32_t k = max_depth < RISK_TOP_MAX ? max_depth : RISK_TOP_MAX;
+        uint64_t room = 2 * (uint64_t)n_nodes * sizeof(struct risk_node) + ((uint64_t)1 << 20);
+
+        while (k > 0 && tops_bytes(n_trees, k) > room)
+                k--;
+        return k;
+}
+
 int risk_forest_alloc(uint32_t n_trees, uint32_t n_features, uint32_t n_nodes, uint32_t max_depth,
                       float base_score, float base_margin, struct risk_forest **ret_forest, uint32_t **ret_roots,
                       struct risk_node **ret_nodes)
 {
-        uint32_t k = max_depth < RISK_TOP_MAX ? max_depth : RISK_TOP_MAX, width = 1u << k;
+        uint32_t k = top_levels(n_trees, n_nodes, max_depth), width = 1u << k;
         uint64_t off_roots = align64(sizeof(struct risk_forest));
         uint64_t off_nodes = align64(off_roots + (uint64_t)n_trees * sizeof(uint32_t));
         uint64_t off_tops = align64(off_nodes + (uint64_t)n_nodes * sizeof(struct risk_node));

@@ -58,7 +58,8 @@ struct risk_forest {
         uint32_t max_depth;        /* edges on the longest root-to-leaf path (0: stumps only) */
         float base_score;          /* probability space, as in the model file */
         float base_margin;         /* logit(base_score), float32 as XGBoost computes it */
-        uint32_t top_depth;        /* K = min(max_depth, RISK_TOP_MAX): levels in each top */
+        uint32_t top_depth;        /* K <= min(max_depth, RISK_TOP_MAX): levels in each top
+                                    * (fewer when the tops would outweigh the nodes, forest.c) */
         uint32_t reserved;
         const uint32_t *roots;     /* [n_trees]: index of each tree's root in nodes */
         const struct risk_node *nodes; /* [n_nodes] */

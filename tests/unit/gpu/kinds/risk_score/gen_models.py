@@ -285,6 +285,30 @@ def main():
     b = xgb.Booster()
     b.load_model(os.path.join(out, "stump_rounding.src.json"))
     write_case(out, "stump_rounding", b, x, manifest, text=text)
+    # Many trees far shallower than the deepest (20,000 one-leaf trees after one of
+    # depth up to 9): kiln unrolls fewer top levels than the deepest tree has rather
+    # than give every tree a top as wide as that one's (forest.c), and must still
+    # score as XGBoost does.
+    deep = json.loads(json.dumps(write_case(out, "deep_d9_t1", train({"max_depth": 9, "tree_method": "exact"},
+                                                                       x, y, 1), x, manifest)))
+    gb = deep["learner"]["gradient_booster"]["model"]
+    for i in range(20000):
+        t = dict(gb["trees"][0])
+        t.update(left_children=[-1], right_children=[-1], parents=[2147483647], split_indices=[0],
+                 split_conditions=[0.001 * (i % 7 - 3)], default_left=[0], split_type=[0], base_weights=[0.0],
+                 loss_changes=[0.0], sum_hessian=[1.0], categories=[], categories_nodes=[],
+                 categories_segments=[], categories_sizes=[])
+        t["tree_param"] = dict(t["tree_param"], num_nodes="1", num_deleted="0")
+        t["id"] = i + 1
+        gb["trees"].append(t)
+    gb["tree_info"] = [0] * len(gb["trees"])
+    gb["gbtree_model_param"]["num_trees"] = str(len(gb["trees"]))
+    path = os.path.join(out, "many_shallow.src.json")
+    with open(path, "w") as fh:
+        json.dump(deep, fh)
+    b = xgb.Booster()
+    b.load_model(path)
+    write_case(out, "many_shallow", b, x, manifest)
     refusals(out, template, x, y)
     with open(os.path.join(out, "models.txt"), "w") as fh:
         fh.write("\n".join(manifest) + "\n")

@@ -161,6 +161,32 @@ static void test_base_margin_is_the_float32_logit(void **state)
         risk_forest_free(f);
 }
 
+/* A forest of many trees far shallower than its deepest unrolls fewer levels, so
+ * its block stays near its nodes' size; one deep tree alone unrolls all it can.
+ * (Both score as XGBoost does: test_margins_and_probabilities_match_xgboost.) */
+static void test_tops_never_outweigh_the_nodes(void **state)
+{
+        struct risk_forest *deep = NULL, *many = NULL;
+        struct kiln_error err;
+        size_t len;
+        void *json = slurp("deep_d9_t1", ".json", &len);
+
+        assert_int_equal(risk_forest_compile(json, len, &deep, &err), 0);
+        free(json);
+        assert_true(deep->max_depth >= 8);
+        assert_int_equal(deep->top_depth, 8);
+        json = slurp("many_shallow", ".json", &len);
+        assert_int_equal(risk_forest_compile(json, len, &many, &err), 0);
+        free(json);
+        assert_int_equal(many->n_trees, 20001);
+        assert_int_equal(many->max_depth, deep->max_depth);
+        assert_true(many->top_depth < 4);
+        /* 20,001 tops of 8 levels would take 61 MB. */
+        assert_true(many->bytes < ((uint64_t)4 << 20));
+        risk_forest_free(deep);
+        risk_forest_free(many);
+}
+
 /* Breadth first, children adjacent and after their parent, every node reached once;
  * a pruned model's deleted nodes are dropped. */
 static void test_trees_are_laid_out_breadth_first(void **state)
@@ -380,6 +406,7 @@ int main(void)
                 cmocka_unit_test(test_margins_and_probabilities_match_xgboost),
                 cmocka_unit_test(test_base_score_in_brackets_gives_the_same_forest),
                 cmocka_unit_test(test_base_margin_is_the_float32_logit),
+                cmocka_unit_test(test_tops_never_outweigh_the_nodes),
                 cmocka_unit_test(test_trees_are_laid_out_breadth_first),
                 cmocka_unit_test(test_class_validates_compiles_and_describes),
                 cmocka_unit_test(test_unsupported_models_are_refused_naming_the_field),
