@@ -244,6 +244,7 @@ void print_json(const json_t *j, size_t flags)
 void progress_show(const char *label, int pct)
 {
         static const int width = 30;
+        pct = pct < 0 ? 0 : pct > 100 ? 100 : pct; /* whatever the server says */
         int fill = pct * width / 100;
         char bar[32];
 
@@ -334,7 +335,8 @@ static int wait_done(struct conn *c, const char *job, int ref, json_t *first)
                         json_decref(j);
                         return 1;
                 } else if (is_op(j, "progress") && mine && bar) {
-                        progress_show(job, (int)json_integer_value(json_object_get(j, "pct")));
+                        json_int_t pct = json_integer_value(json_object_get(j, "pct"));
+                        progress_show(job, pct < 0 ? 0 : pct > 100 ? 100 : (int)pct);
                         bar_shown = true;
                 } else if (is_op(j, "done") && mine) {
                         done = j;

@@ -111,6 +111,8 @@ static int rx_reserve(struct ctl_ws *c, size_t extra)
 {
         if (c->rx_len + extra + 1 <= c->rx_cap)
                 return 0;
+        if (extra > SIZE_MAX / 4 - c->rx_len) /* a frame's 64-bit length: the doubling would wrap */
+                return -ENOMEM;
         size_t cap = c->rx_cap ? c->rx_cap : 4096;
         while (cap < c->rx_len + extra + 1)
                 cap *= 2;

@@ -74,8 +74,10 @@ long kiln_ws_upgrade_response(const char *buf, size_t len, const char *accept, c
                 return -1;
         }
         size_t vlen;
-        const char *v = header_value(buf + status_len + strspn(buf + status_len, "\r\n"), end,
-                                     "Sec-WebSocket-Accept:", &vlen);
+        const char *p = buf + status_len;
+        while (p < end && (*p == '\r' || *p == '\n')) /* buf is not NUL-terminated */
+                p++;
+        const char *v = header_value(p, end, "Sec-WebSocket-Accept:", &vlen);
         if (!v || vlen != strlen(accept) || strncmp(v, accept, vlen)) {
                 snprintf(why, why_size, "upgrade refused: %s Sec-WebSocket-Accept", v ? "a wrong" : "no");
                 return -1;

@@ -9,6 +9,7 @@ Expected values never come from kilnctl itself: parts and scalars are compared w
 what the fixture's own WebSocket client fetches for the same job.
 """
 import asyncio
+import base64
 import hashlib
 import json
 import os
@@ -17,9 +18,11 @@ import re
 import resource
 import select
 import signal
+import socket
 import stat
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -392,6 +395,88 @@ class KilnctlAgainstAScriptedServer(unittest.TestCase):
             self.assertEqual(rc, 0, err)
             self.assertEqual(os.listdir(out), ["kappa.npy"])
             np.testing.assert_array_equal(np.load(os.path.join(out, "kappa.npy")), good)
+
+
+    def test_progress_out_of_range_is_drawn_within_the_bar(self):
+        """A server's pct of 150 or -5 is drawn as 100 % and 0 %, not past the bar."""
+        job = "0190f2d0-0000-7000-8000-000000000002"
+
+        async def handler(ws):
+            async for text in ws:
+                m = json.loads(text)
+                if m["op"] == "hello":
+                    await ws.send(json.dumps({"op": "welcome", "server": "kiln/0", "protocol": 1, "tenant": "t",
+                                              "role": "admin", "kinds": [], "limits": {}, "ref": m["ref"]}))
+                elif m["op"] == "submit":
+                    await ws.send(json.dumps({"op": "accepted", "job": job, "state": "queued", "cached": False,
+                                              "ref": m["ref"]}))
+                    for pct in (150, -5, 2 ** 40):
+                        await ws.send(json.dumps({"op": "progress", "job": job, "pct": pct}))
+                    await ws.send(json.dumps({"op": "done", "job": job, "state": "done", "result": {"x": 1},
+                                              "parts": []}))
+
+        async def go():
+            master, slave = pty.openpty()
+            try:
+                async with websockets.serve(handler, "127.0.0.1", 0, subprotocols=["kiln.v1"]) as server:
+                    port = server.sockets[0].getsockname()[1]
+                    p = await asyncio.create_subprocess_exec(
+                        KILNCTL, "--url", f"ws://127.0.0.1:{port}/ws", "submit", "lens.nfw", env=ctl_env(),
+                        stdout=asyncio.subprocess.PIPE, stderr=slave)
+                    os.close(slave)
+                    slave = None
+                    await asyncio.wait_for(p.communicate(), 60)
+                seen = b""
+                while select.select([master], [], [], 0)[0]:
+                    try:
+                        chunk = os.read(master, 65536)
+                    except OSError:  # EIO: every writer closed
+                        break
+                    if not chunk:
+                        break
+                    seen += chunk
+                return p.returncode, seen.decode(errors="replace")
+            finally:
+                os.close(master)
+                if slave is not None:
+                    os.close(slave)
+
+        rc, seen = asyncio.run(go())
+        self.assertEqual(rc, 0, seen)
+        self.assertIn("[" + "#" * 30 + "] 100%", seen)
+        self.assertIn("[" + "." * 30 + "]   0%", seen)
+
+    def test_a_frame_too_long_to_hold_is_an_error_not_a_hang(self):
+        """A continuation frame of 2^63 - 1 bytes, in the same write as the 101."""
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        port = srv.getsockname()[1]
+
+        def serve():
+            conn, _ = srv.accept()
+            with conn:
+                req = b""
+                while b"\r\n\r\n" not in req:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        return
+                    req += chunk
+                key = re.search(rb"Sec-WebSocket-Key: *(\S+)", req, re.I).group(1)
+                accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+                conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                             b"Sec-WebSocket-Protocol: kiln.v1\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n" +
+                             bytes([0x01, 0x01]) + b"a" + bytes([0x00, 127]) + (2 ** 63 - 1).to_bytes(8, "big"))
+                conn.recv(4096)
+
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        try:
+            r = kilnctl("--url", f"ws://127.0.0.1:{port}/ws", "model", "list", timeout=30)
+        finally:
+            srv.close()
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        self.assertIn("out of memory receiving a message", r.stderr)
 
 
 class KilnctlObjects(KilndTestCase):

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -57,6 +58,16 @@ static void test_upgrade_response(void **state)
         const char *none = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n";
         assert_int_equal(kiln_ws_upgrade_response(none, strlen(none), acc, why, sizeof(why)), -1);
         assert_string_equal(why, "upgrade refused: no Sec-WebSocket-Accept");
+
+        /* No header at all, in a buffer that ends where the reply does (no NUL after
+         * it): nothing is read past its end. */
+        static const char bare[] = "HTTP/1.1 101 Switching Protocols\r\n\r\n";
+        char *exact = malloc(sizeof(bare) - 1);
+        assert_non_null(exact);
+        memcpy(exact, bare, sizeof(bare) - 1);
+        assert_int_equal(kiln_ws_upgrade_response(exact, sizeof(bare) - 1, acc, why, sizeof(why)), -1);
+        assert_string_equal(why, "upgrade refused: no Sec-WebSocket-Accept");
+        free(exact);
 
         const char *refused = "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n";
         assert_int_equal(kiln_ws_upgrade_response(refused, strlen(refused), acc, why, sizeof(why)), -1);
