@@ -68,9 +68,12 @@ static bool field_value(const char *s, size_t len, float *ret)
                 return false;
         memcpy(buf, s, len);
         buf[len] = '\0';
-        errno = 0;
+        /* A finite decimal number, as JSON rows take: no inf or hex, nothing that
+         * rounds past float32's range (tiny values round to 0, as in JSON rows). */
+        if (strpbrk(buf, "xX"))
+                return false;
         *ret = strtof(buf, &end);
-        return end != buf && !*end && !isnan(*ret);
+        return end != buf && !*end && isfinite(*ret);
 }
 
 /* True when no field of the line is a number or a missing value: a header. */
@@ -135,8 +138,8 @@ static int read_csv(const char *path, float **ret_rows, uint64_t *ret_n, uint64_
                         continue; /* a header line names the columns */
                 long k = parse_line(line, (size_t)len, NULL, 0);
                 if (k < 0) {
-                        snprintf(err, err_size, "%s line %ld, column %ld: not a number (empty, nan, NA or null for "
-                                 "a missing value)", path, lineno, -k);
+                        snprintf(err, err_size, "%s line %ld, column %ld: not a number in float32's range (empty, "
+                                 "nan, NA or null for a missing value)", path, lineno, -k);
                         r = -EINVAL;
                         break;
                 }
