@@ -37,6 +37,21 @@ NFW = ["lens.nfw", "mass=1e14", "concentration=5", "grid_size=32", "maps=kappa,p
 BIG_NFW = ["lens.nfw", "mass=2e14", "concentration=4", "grid_size=2048", "maps=kappa,alpha_x"]  # 2 x 16 MiB
 
 
+def drain_pty(master, wait):
+    """What was written to the other side of pty `master` until every writer closed it
+    (or nothing came for `wait` s)."""
+    seen = b""
+    while select.select([master], [], [], wait)[0]:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: every writer closed
+            break
+        if not chunk:
+            break
+        seen += chunk
+    return seen
+
+
 def ctl_env(extra=None):
     """The caller's environment without a KILN_URL/KILN_TOKEN that would leak in."""
     env = {k: v for k, v in os.environ.items() if k not in ("KILN_URL", "KILN_TOKEN")}
@@ -278,17 +293,7 @@ class KilnctlJobs(KilndTestCase):
                                  env=ctl_env(), stdout=subprocess.PIPE, stderr=slave, text=True)
             os.close(slave)
             slave = None
-            seen = b""
-            while True:
-                ready, _, _ = select.select([master], [], [], 60)
-                self.assertTrue(ready, "kilnctl stalled")
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:  # EIO: every writer closed
-                    break
-                if not chunk:
-                    break
-                seen += chunk
+            seen = drain_pty(master, 60)
             out, _ = p.communicate(timeout=60)
         finally:
             os.close(master)
@@ -352,6 +357,24 @@ class KilnctlIdlePings(KilndTestCase):
             self.assertGreater(time.monotonic() - t0, 3.0, "the job ended before the idle timeout was tested")
 
 
+def scripted(on_submit):
+    """A WebSocket handler that welcomes a hello and answers each submit with
+    `await on_submit(ws, message)`."""
+    async def handler(ws):
+        async for text in ws:
+            m = json.loads(text)
+            if m["op"] == "hello":
+                await ws.send(json.dumps({"op": "welcome", "server": "kiln/0", "protocol": 1, "tenant": "t",
+                                          "role": "admin", "kinds": [], "limits": {}, "ref": m["ref"]}))
+            elif m["op"] == "submit":
+                await on_submit(ws, m)
+    return handler
+
+
+def accepted(job, m):
+    return json.dumps({"op": "accepted", "job": job, "state": "queued", "cached": False, "ref": m["ref"]})
+
+
 class KilnctlAgainstAScriptedServer(unittest.TestCase):
     """Frames kilnd never sends, from a server of the test's own: kilnctl keeps
     each result part with its own message."""
@@ -363,26 +386,18 @@ class KilnctlAgainstAScriptedServer(unittest.TestCase):
         def part(owner, name, data):
             return encode_frame({"job": owner, "part": name, "dtype": "f32", "shape": [4]}, data.tobytes())
 
-        async def handler(ws):
-            async for text in ws:
-                m = json.loads(text)
-                if m["op"] == "hello":
-                    await ws.send(json.dumps({"op": "welcome", "server": "kiln/0", "protocol": 1, "tenant": "t",
-                                              "role": "admin", "kinds": [], "limits": {}, "ref": m["ref"]}))
-                elif m["op"] == "submit":
-                    # Binary messages kilnctl reads and drops: before `accepted`,
-                    # and between it and the `done`; then the real part.
-                    await ws.send(part(other, "psi", stale))
-                    await ws.send(json.dumps({"op": "accepted", "job": job, "state": "queued", "cached": False,
-                                              "ref": m["ref"]}))
-                    await ws.send(part(other, "kappa", stale))
-                    await ws.send(json.dumps({"op": "done", "job": job, "state": "done", "result": {"x": 1},
-                                              "parts": [{"name": "kappa", "dtype": "f32", "shape": [4],
-                                                         "bytes": 16}]}))
-                    await ws.send(part(job, "kappa", good))
+        async def on_submit(ws, m):
+            # Binary messages kilnctl reads and drops: before `accepted`, and between
+            # it and the `done`; then the real part.
+            await ws.send(part(other, "psi", stale))
+            await ws.send(accepted(job, m))
+            await ws.send(part(other, "kappa", stale))
+            await ws.send(json.dumps({"op": "done", "job": job, "state": "done", "result": {"x": 1},
+                                      "parts": [{"name": "kappa", "dtype": "f32", "shape": [4], "bytes": 16}]}))
+            await ws.send(part(job, "kappa", good))
 
         async def go(out):
-            async with websockets.serve(handler, "127.0.0.1", 0, subprotocols=["kiln.v1"]) as server:
+            async with websockets.serve(scripted(on_submit), "127.0.0.1", 0, subprotocols=["kiln.v1"]) as server:
                 port = server.sockets[0].getsockname()[1]
                 p = await asyncio.create_subprocess_exec(
                     KILNCTL, "--url", f"ws://127.0.0.1:{port}/ws", "submit", "lens.nfw", "--out", out,
@@ -396,29 +411,20 @@ class KilnctlAgainstAScriptedServer(unittest.TestCase):
             self.assertEqual(os.listdir(out), ["kappa.npy"])
             np.testing.assert_array_equal(np.load(os.path.join(out, "kappa.npy")), good)
 
-
     def test_progress_out_of_range_is_drawn_within_the_bar(self):
         """A server's pct of 150 or -5 is drawn as 100 % and 0 %, not past the bar."""
         job = "0190f2d0-0000-7000-8000-000000000002"
 
-        async def handler(ws):
-            async for text in ws:
-                m = json.loads(text)
-                if m["op"] == "hello":
-                    await ws.send(json.dumps({"op": "welcome", "server": "kiln/0", "protocol": 1, "tenant": "t",
-                                              "role": "admin", "kinds": [], "limits": {}, "ref": m["ref"]}))
-                elif m["op"] == "submit":
-                    await ws.send(json.dumps({"op": "accepted", "job": job, "state": "queued", "cached": False,
-                                              "ref": m["ref"]}))
-                    for pct in (150, -5, 2 ** 40):
-                        await ws.send(json.dumps({"op": "progress", "job": job, "pct": pct}))
-                    await ws.send(json.dumps({"op": "done", "job": job, "state": "done", "result": {"x": 1},
-                                              "parts": []}))
+        async def on_submit(ws, m):
+            await ws.send(accepted(job, m))
+            for pct in (150, -5, 2 ** 40):
+                await ws.send(json.dumps({"op": "progress", "job": job, "pct": pct}))
+            await ws.send(json.dumps({"op": "done", "job": job, "state": "done", "result": {"x": 1}, "parts": []}))
 
         async def go():
             master, slave = pty.openpty()
             try:
-                async with websockets.serve(handler, "127.0.0.1", 0, subprotocols=["kiln.v1"]) as server:
+                async with websockets.serve(scripted(on_submit), "127.0.0.1", 0, subprotocols=["kiln.v1"]) as server:
                     port = server.sockets[0].getsockname()[1]
                     p = await asyncio.create_subprocess_exec(
                         KILNCTL, "--url", f"ws://127.0.0.1:{port}/ws", "submit", "lens.nfw", env=ctl_env(),
@@ -426,16 +432,7 @@ class KilnctlAgainstAScriptedServer(unittest.TestCase):
                     os.close(slave)
                     slave = None
                     await asyncio.wait_for(p.communicate(), 60)
-                seen = b""
-                while select.select([master], [], [], 0)[0]:
-                    try:
-                        chunk = os.read(master, 65536)
-                    except OSError:  # EIO: every writer closed
-                        break
-                    if not chunk:
-                        break
-                    seen += chunk
-                return p.returncode, seen.decode(errors="replace")
+                return p.returncode, drain_pty(master, 0).decode(errors="replace")
             finally:
                 os.close(master)
                 if slave is not None:
