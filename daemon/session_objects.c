@@ -24,6 +24,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "log.h"
+#include "membudget.h"
 #include "objects.h"
 #include "risk_score/model.h"
 #include "store.h"
@@ -42,6 +43,7 @@ struct obj_req {
         char tenant[STORE_OBJECT_TENANT_MAX + 1];
         char name[STORE_OBJECT_NAME_MAX + 1];
         struct part *part;         /* model.put: "model"; vec.put: "vectors" */
+        uint64_t mem_held;         /* its bytes, held in memory.max_bytes (MEM_INPUTS) until freed */
 
         /* vec.put, vec.delete */
         struct kiln_object_id *ids;
@@ -86,6 +88,8 @@ static void req_free(struct obj_req *r)
         json_decref(r->ref);
         json_decref(r->root);
         part_free(r->part);
+        if (r->mem_held)
+                membudget_give(r->d->mem, MEM_INPUTS, r->mem_held);
         free(r->ids);
         free(r->items);
         store_object_info_clear(&r->op.object_info);
@@ -464,6 +468,17 @@ static bool no_other_parts(struct session *s, struct obj_req *r)
         return false;
 }
 
+/* The part's bytes stay in the memory budget while the request holds them (parts
+ * gave them back on handing it over), as a job's inputs do: uploads waiting for a
+ * worker or the store are bounded by memory.max_bytes like everything else. */
+static bool hold_part(struct session *s, struct obj_req *r)
+{
+        if (!s->d->mem || !membudget_try_take(s->d->mem, MEM_INPUTS, r->part->bytes))
+                return !s->d->mem;
+        r->mem_held = r->part->bytes;
+        return true;
+}
+
 /* Takes the op's binary part. On failure the error is sent, whatever else was sent
  * with the message's ref is dropped, and false returned. */
 static bool take_part(struct session *s, struct obj_req *r)
@@ -489,6 +504,11 @@ static bool take_part(struct session *s, struct obj_req *r)
                 session_send_error(s, r->ref, KERR_TOO_LARGE, field,
                                    "part \"%s\" of %zu bytes is more than limits.max_object_bytes (%llu bytes)", field,
                                    r->part->bytes, (unsigned long long)s->d->cfg->limits.max_object_bytes);
+        else if (!hold_part(s, r))
+                session_send_error(s, r->ref, KERR_UNAVAILABLE, NULL,
+                                   "kilnd's memory budget (memory.max_bytes) has no room for this upload's %zu bytes "
+                                   "now; retry later",
+                                   r->part->bytes);
         else
                 return no_other_parts(s, r);
         if (r->ref)

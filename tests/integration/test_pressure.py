@@ -32,7 +32,7 @@ import urllib.request
 import numpy as np
 
 from kiln_fixture import Client, Kilnd, wait_for
-from kiln_objects import vec_put
+from kiln_objects import part_frames, send_frames, vec_put, xgb_model_of_size
 
 KIND = "lens.nfw"
 MiB = 1 << 20
@@ -275,6 +275,52 @@ def stop_and_check(k):
 class PressureCase(unittest.TestCase):
     def run_async(self, coro, timeout=90):
         return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+class ObjectUploadBudgetTest(PressureCase):
+    """memory.max_bytes 64 MiB (inputs: at most 31.5 MiB). Ten model.put of 12 MiB each,
+    pipelined on one connection: an upload stays in the budget until it is stored,
+    so the ones that find no room are refused (naming memory.max_bytes), not held
+    outside it; the others are stored."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.kilnd = Kilnd(env={"KILN_MEMORY_MAX_BYTES": str(64 * MiB)}).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_and_check(cls.kilnd)
+
+    def test_pipelined_uploads_stay_within_the_budget(self):
+        data, _ = xgb_model_of_size(12 * MiB)
+        n = 10
+
+        async def go():
+            c = await Client.connect(self.kilnd.url)
+            for ref in range(1, n + 1):
+                await send_frames(c, part_frames(ref, "model", "bytes", [len(data)], data))
+                await c.send({"op": "model.put", "name": f"m{ref}", "ref": ref})
+            seen, final = [], {}
+            while len(final) < n:
+                m = await c.recv(timeout=60)
+                seen.append(m)
+                # A refused frame is answered for its ref, then its model.put finds no part.
+                if m.get("ref") in range(1, n + 1) and (m.get("op") == "model" or
+                                                         (m.get("op") == "error" and m.get("field") != "frame")):
+                    final[m["ref"]] = m
+            await c.close()
+            return seen, final
+
+        seen, final = self.run_async(go())
+        stored = [r for r, m in final.items() if m.get("op") == "model"]
+        self.assertGreater(len(stored), 0, seen)
+        budget = [m for m in seen if m.get("op") == "error" and "memory.max_bytes" in m.get("message", "")]
+        self.assertGreater(len(budget), 0, f"all {n} uploads were held at once: {seen}")
+        for m in seen:
+            if m.get("op") == "error":
+                self.assertIn(m.get("code"), ("unavailable", "bad_params"), m)
+                if m.get("code") == "bad_params":  # the model.put of a refused frame
+                    self.assertIn("needs the binary part", m.get("message", ""), m)
 
 
 class BudgetTest(PressureCase):
