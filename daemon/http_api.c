@@ -21,6 +21,7 @@
 #include "jobs.h"
 #include "kind.h"
 #include "log.h"
+#include "membudget.h"
 #include "proto.h"
 #include "session.h"
 
@@ -38,8 +39,9 @@ struct http_api_req {
         bool done_seen;               /* ROUTE_PART: the `done` arrived */
 
         uint8_t *body;                /* POST body */
-        size_t body_len;
+        size_t body_len, body_cap;    /* body_cap bytes held in memory.max_bytes (MEM_INPUTS) */
         bool body_too_large;
+        bool body_no_room;            /* the memory budget had no room for the rest of it */
 
         /* The response: status, type, then head + payload bytes. */
         bool ready, headers_sent;
@@ -334,22 +336,52 @@ int http_api_begin(struct kilnd *d, struct lws *wsi, const char *uri, bool post,
         return 0;
 }
 
+/* Drops the body and gives its bytes back. */
+static void body_free(struct http_api_req *r)
+{
+        free(r->body);
+        r->body = NULL;
+        if (r->body_cap && r->d->mem)
+                membudget_give(r->d->mem, MEM_INPUTS, r->body_cap);
+        r->body_len = r->body_cap = 0;
+}
+
 void http_api_body(struct http_api_req *r, const void *in, size_t len)
 {
         /* An empty body (Content-Length: 0) comes as one call with in == NULL. */
-        if (r->ready || r->body_too_large || !len)
+        if (r->ready || r->body_too_large || r->body_no_room || !len)
                 return;
-        if (r->body_len + len > r->d->cfg->server.max_message_bytes) {
+        size_t max = r->d->cfg->server.max_message_bytes;
+        if (r->body_len + len > max) {
                 r->body_too_large = true;
+                body_free(r);
                 return;
         }
-        uint8_t *b = realloc(r->body, r->body_len + len + 1);
-        if (!b) {
-                r->body_too_large = true;
-                return;
+        /* Grown by doubling, and held in the memory budget as a WebSocket message
+         * being received is: a body waits in memory until it is whole. */
+        if (r->body_len + len + 1 > r->body_cap) {
+                size_t cap = r->body_cap ? r->body_cap : 4096;
+                while (cap < r->body_len + len + 1)
+                        cap *= 2;
+                if (cap > max + 1)
+                        cap = max + 1;
+                if (r->d->mem && !membudget_try_take(r->d->mem, MEM_INPUTS, cap - r->body_cap)) {
+                        r->body_no_room = true;
+                        body_free(r);
+                        return;
+                }
+                uint8_t *b = realloc(r->body, cap);
+                if (!b) {
+                        if (r->d->mem)
+                                membudget_give(r->d->mem, MEM_INPUTS, cap - r->body_cap);
+                        r->body_no_room = true;
+                        body_free(r);
+                        return;
+                }
+                r->body = b;
+                r->body_cap = cap;
         }
-        memcpy(b + r->body_len, in, len);
-        r->body = b;
+        memcpy(r->body + r->body_len, in, len);
         r->body_len += len;
 }
 
@@ -358,14 +390,28 @@ void http_api_body_done(struct http_api_req *r)
         if (r->ready || r->route != ROUTE_SUBMIT)
                 return;
         if (r->body_too_large) {
-                respond_error(r, 413, "too_large", NULL, "the request body exceeds server.max_message_bytes");
+                respond_error(r, 413, "too_large", "body", "the request body exceeds server.max_message_bytes");
+                return;
+        }
+        if (r->body_no_room) {
+                respond_error(r, 503, "unavailable", "body",
+                              "kilnd's memory budget (memory.max_bytes) has no room for this request body now; "
+                              "retry later");
                 return;
         }
         json_error_t jerr;
         json_t *msg = r->body ? json_loadb((const char *)r->body, r->body_len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+        bool empty = !r->body;
+        body_free(r); /* parsed: the message holds what it needs */
         if (!json_is_object(msg)) {
+                char why[256];
+                if (msg || empty)
+                        snprintf(why, sizeof(why), "the body must be a JSON object like a submit message");
+                else
+                        snprintf(why, sizeof(why), "the body is not JSON (line %d, column %d: %s)", jerr.line,
+                                 jerr.column, jerr.text);
                 json_decref(msg);
-                respond_error(r, 400, "bad_request", NULL, "the body must be a JSON object like a submit message");
+                respond_error(r, 400, "bad_request", "body", why);
                 return;
         }
         /* The body is a `submit`; the answer is its `accepted` (no watching over HTTP). */
@@ -476,6 +522,6 @@ void http_api_end(struct http_api_req *r)
         session_free_internal(r->d, r->session);
         job_unref(r->job);
         free(r->head);
-        free(r->body);
+        body_free(r);
         free(r);
 }

@@ -323,6 +323,55 @@ class ObjectUploadBudgetTest(PressureCase):
                     self.assertIn("needs the binary part", m.get("message", ""), m)
 
 
+class HttpBodyBudgetTest(PressureCase):
+    """memory.max_bytes 64 MiB (inputs: at most 31.5 MiB). Request bodies of the HTTP
+    API wait in memory until they are whole, so they are held in the budget as a
+    WebSocket message being received is: two bodies of 15 MiB half sent, and a third
+    sent whole, find no room for it and get 503 naming memory.max_bytes."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.kilnd = Kilnd(env={"KILN_MEMORY_MAX_BYTES": str(64 * MiB)}).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_and_check(cls.kilnd)
+
+    def post(self, body_len, send):
+        s = socket.create_connection(("127.0.0.1", self.kilnd.port), timeout=30)
+        s.sendall(f"POST /api/v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  f"Content-Length: {body_len}\r\n\r\n".encode() + b" " * send)
+        return s
+
+    def test_bodies_waiting_to_be_whole_stay_within_the_budget(self):
+        size = 15 * MiB
+        waiting = [self.post(size, 6 * MiB) for _ in range(2)]
+        try:
+            time.sleep(0.5)  # both partial bodies are read in
+            s = self.post(size, size)
+            reply = b""
+            while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+            s.close()
+            head, _, body = reply.partition(b"\r\n\r\n")
+            self.assertTrue(head.startswith(b"HTTP/1.1 503"), reply[:300])
+            e = json.loads(body)
+            self.assertEqual((e["code"], e["field"]), ("unavailable", "body"), e)
+            self.assertIn("memory.max_bytes", e["message"])
+        finally:
+            for w in waiting:
+                w.close()
+        # Their bytes came back: a small job is taken again.
+        time.sleep(0.5)
+        with urllib.request.urlopen(urllib.request.Request(
+                self.kilnd.http + "/api/v1/jobs", data=json.dumps({"kind": KIND, "params": nfw(16)}).encode(),
+                headers={"Content-Type": "application/json"}, method="POST"), timeout=30) as r:
+            self.assertEqual(r.status, 202)
+
+
 class BudgetTest(PressureCase):
     """memory.max_bytes 96 MiB; six jobs of 48 MiB of result each: two fill the budget
     exactly, so whatever else kilnd charges to it (output buffers) must wait or fit."""
