@@ -277,11 +277,9 @@ class PressureCase(unittest.TestCase):
         return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
-class ObjectUploadBudgetTest(PressureCase):
-    """memory.max_bytes 64 MiB (inputs: at most 31.5 MiB). Ten model.put of 12 MiB each,
-    pipelined on one connection: an upload stays in the budget until it is stored,
-    so the ones that find no room are refused (naming memory.max_bytes), not held
-    outside it; the others are stored."""
+class SmallBudgetCase(PressureCase):
+    """A kilnd of its own with memory.max_bytes 64 MiB, the least it takes (inputs:
+    at most 31.5 MiB)."""
 
     @classmethod
     def setUpClass(cls):
@@ -290,6 +288,13 @@ class ObjectUploadBudgetTest(PressureCase):
     @classmethod
     def tearDownClass(cls):
         stop_and_check(cls.kilnd)
+
+
+class ObjectUploadBudgetTest(SmallBudgetCase):
+    """memory.max_bytes 64 MiB (inputs: at most 31.5 MiB). Ten model.put of 12 MiB each,
+    pipelined on one connection: an upload stays in the budget until it is stored,
+    so the ones that find no room are refused (naming memory.max_bytes), not held
+    outside it; the others are stored."""
 
     def test_pipelined_uploads_stay_within_the_budget(self):
         data, _ = xgb_model_of_size(12 * MiB)
@@ -323,19 +328,11 @@ class ObjectUploadBudgetTest(PressureCase):
                     self.assertIn("needs the binary part", m.get("message", ""), m)
 
 
-class HttpBodyBudgetTest(PressureCase):
+class HttpBodyBudgetTest(SmallBudgetCase):
     """memory.max_bytes 64 MiB (inputs: at most 31.5 MiB). Request bodies of the HTTP
     API wait in memory until they are whole, so they are held in the budget as a
     WebSocket message being received is: two bodies of 15 MiB half sent, and a third
     sent whole, find no room for it and get 503 naming memory.max_bytes."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.kilnd = Kilnd(env={"KILN_MEMORY_MAX_BYTES": str(64 * MiB)}).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        stop_and_check(cls.kilnd)
 
     def post(self, body_len, send):
         s = socket.create_connection(("127.0.0.1", self.kilnd.port), timeout=30)
