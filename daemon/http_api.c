@@ -433,6 +433,9 @@ static int write_headers_of(struct lws *wsi, unsigned status, const char *type, 
         uint8_t buf[LWS_PRE + 512], *start = &buf[LWS_PRE], *p = start, *end = &buf[sizeof(buf) - 1];
 
         if (lws_add_http_common_headers(wsi, status, type, len, &p, end) ||
+            (status == HTTP_STATUS_METHOD_NOT_ALLOWED && /* RFC 9110 §15.5.6: say which are */
+             lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_ALLOW, (const unsigned char *)"GET, POST", 9, &p,
+                                          end)) ||
             lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL, (const unsigned char *)"no-store", 8, &p,
                                          end) ||
             lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)close, sizeof(close) - 1,

@@ -81,7 +81,7 @@ struct http_pss {
  *
  * A response waits for its answer, and a part for its reader, up to
  * server.idle_timeout_s between two steps (lws's own limit, handshake_timeout_s,
- * is for the request). HEAD is refused (refuse_head).
+ * is for the request). Methods but GET and POST are refused (refuse_other_methods).
  */
 
 /* The connection may go server.idle_timeout_s without progress from here on. */
@@ -134,14 +134,28 @@ static void api_ready(struct lws *wsi)
 
 /* LWS_CALLBACK_FILTER_HTTP_CONNECTION, which lws asks of the protocol the
  * connection is bound to: "kiln.v1", the vhost's default, for its first request.
- * HEAD is refused, 405 and closed: lws would answer it for a static file itself
- * and keep the connection (see "One response per connection"). */
-static int refuse_head(struct lws *wsi)
+ * Every method but GET and POST is refused, 405 (with Allow) and closed. HEAD has
+ * no body; lws would answer it for a static file itself and keep the connection
+ * (see "One response per connection"). The others, which lws passes on with no
+ * URI kilnd reads, get an error naming the field `method`. */
+static int http_answer(struct lws *wsi, unsigned status, const char *type, char *body);
+
+static int refuse_other_methods(struct lws *wsi)
 {
-        if (!lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI))
-                return 0;
-        http_write_response(wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, "application/json", NULL, 0);
-        return -1;
+        static const enum lws_token_indexes others[] = { WSI_TOKEN_OPTIONS_URI, WSI_TOKEN_PUT_URI,
+                                                         WSI_TOKEN_PATCH_URI, WSI_TOKEN_DELETE_URI };
+
+        if (lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI)) {
+                http_write_response(wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, "application/json", NULL, 0);
+                return -1;
+        }
+        for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
+                if (lws_hdr_total_length(wsi, others[i])) {
+                        http_answer(wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, "application/json",
+                                    http_api_error_json("bad_request", "method", "kilnd answers GET and POST only"));
+                        return -1;
+                }
+        return 0;
 }
 
 /* Answers a request at once, headers and body (freed here), and closes the
@@ -248,7 +262,7 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
                                 http_api_write_now(pss->api, wsi);
                         return -1;
                 }
-                return refuse_head(wsi);
+                return refuse_other_methods(wsi);
         case LWS_CALLBACK_ADD_HEADERS: {
                 /* A static file of the web UI, sent by lws itself. */
                 struct lws_process_html_args *args = in;
@@ -508,7 +522,7 @@ static int callback_ws(struct lws *wsi, enum lws_callback_reasons reason, void *
                 handle_signals(d);
                 break;
         case LWS_CALLBACK_FILTER_HTTP_CONNECTION:
-                return refuse_head(wsi);
+                return refuse_other_methods(wsi);
         case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
                 return confirm_upgrade(in);
         case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {

@@ -557,6 +557,18 @@ class HttpEdgesTest(ServesOnCase):
                                                  b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" % path)
             self.assertEqual(self.assertOneAnswerThenClose(got, 405), b"", path)
 
+    def test_other_methods_are_refused_with_405_naming_the_method(self):
+        for method in (b"PUT", b"DELETE", b"OPTIONS", b"PATCH"):
+            for path in (b"/api/v1/jobs", b"/api/v1/jobs/00000000-0000-7000-8000-000000000000", b"/healthz"):
+                got = http_exchange(self.kilnd.port, b"%s %s HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+                                    % (method, path))
+                error = json.loads(self.assertOneAnswerThenClose(got, 405))
+                self.assertEqual((error["code"], error["field"]), ("bad_request", "method"), (method, path))
+                self.assertIn(b"\r\nallow: get, post", got[:got.index(b"\r\n\r\n")].lower(), (method, path))
+        got = http_exchange(self.kilnd.port, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertIn(b"\r\nallow: get, post", got.lower())
+        self.assertConnectionsFreed()
+
     def test_a_post_without_a_length_is_refused_with_411(self):
         got = http_exchange(self.kilnd.port, b"POST /api/v1/jobs HTTP/1.1\r\nHost: x\r\n"
                                              b"Authorization: Bearer tok-submit\r\nTransfer-Encoding: chunked\r\n\r\n"
