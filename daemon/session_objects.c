@@ -473,8 +473,10 @@ static bool no_other_parts(struct session *s, struct obj_req *r)
  * worker or the store are bounded by memory.max_bytes like everything else. */
 static bool hold_part(struct session *s, struct obj_req *r)
 {
-        if (!s->d->mem || !membudget_try_take(s->d->mem, MEM_INPUTS, r->part->bytes))
-                return !s->d->mem;
+        if (!s->d->mem)
+                return true;
+        if (!membudget_try_take(s->d->mem, MEM_INPUTS, r->part->bytes))
+                return false;
         r->mem_held = r->part->bytes;
         return true;
 }
