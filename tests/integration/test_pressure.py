@@ -334,6 +334,19 @@ class HttpBodyBudgetTest(SmallBudgetCase):
     WebSocket message being received is: two bodies of 15 MiB half sent, and a third
     sent whole, find no room for it and get 503 naming memory.max_bytes."""
 
+    async def used_bytes_once(self, ok, seconds=30):
+        """stats' memory.used_bytes, polled until ok(used) (or `seconds` pass)."""
+        c = await Client.connect(self.kilnd.url)
+        try:
+            end = time.monotonic() + seconds
+            while True:
+                used = (await c.call({"op": "stats"}))["memory"]["used_bytes"]
+                if ok(used) or time.monotonic() > end:
+                    return used
+                await asyncio.sleep(0.02)
+        finally:
+            await c.close()
+
     def post(self, body_len, send):
         s = socket.create_connection(("127.0.0.1", self.kilnd.port), timeout=30)
         s.sendall(f"POST /api/v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -344,7 +357,8 @@ class HttpBodyBudgetTest(SmallBudgetCase):
         size = 15 * MiB
         waiting = [self.post(size, 6 * MiB) for _ in range(2)]
         try:
-            time.sleep(0.5)  # both partial bodies are read in
+            # Both partial bodies are read in: 8 MiB held for each.
+            self.assertGreaterEqual(self.run_async(self.used_bytes_once(lambda used: used >= 16 * MiB)), 16 * MiB)
             s = self.post(size, size)
             reply = b""
             while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
@@ -361,8 +375,8 @@ class HttpBodyBudgetTest(SmallBudgetCase):
         finally:
             for w in waiting:
                 w.close()
-        # Their bytes came back: a small job is taken again.
-        time.sleep(0.5)
+        # Their bytes came back; a small job is taken again.
+        self.assertLess(self.run_async(self.used_bytes_once(lambda used: used < 1 * MiB)), 1 * MiB)
         with urllib.request.urlopen(urllib.request.Request(
                 self.kilnd.http + "/api/v1/jobs", data=json.dumps({"kind": KIND, "params": nfw(16)}).encode(),
                 headers={"Content-Type": "application/json"}, method="POST"), timeout=30) as r:
