@@ -218,6 +218,7 @@ static int open_databases(struct store *s)
                 { "results", &s->results },
                 { "pending", &s->pending },
                 { "cache", &s->cache },
+                { "cache_recent", &s->cache_recent },
                 { "cache_lru", &s->cache_lru },
                 { "cache_ttl", &s->cache_ttl },
                 { "idem", &s->idem },
@@ -269,8 +270,14 @@ int store_open(const char *path, uint64_t map_size, enum store_sync_mode sync, s
         if (!s)
                 return -ENOMEM;
         s->sync = sync;
+        r = cache_recent_new(s);
+        if (r < 0) {
+                free(s);
+                return r;
+        }
         r = store_mdb_errno(mdb_env_create(&s->env));
         if (r < 0) {
+                cache_recent_free(s);
                 free(s);
                 return r;
         }
@@ -291,6 +298,7 @@ int store_open(const char *path, uint64_t map_size, enum store_sync_mode sync, s
         }
         if (r < 0) {
                 mdb_env_close(s->env);
+                cache_recent_free(s);
                 free(s);
                 return r;
         }
@@ -304,6 +312,7 @@ void store_close(struct store *s)
         if (!s)
                 return;
         mdb_env_close(s->env);
+        cache_recent_free(s);
         free(s);
 }
 
@@ -365,6 +374,12 @@ int store_txn_commit(struct store_txn *t)
                 if (r >= 0 && t->write)
                         delta_apply(t->s, &t->delta);
         }
+        if (t->write) {
+                if (r >= 0)
+                        cache_recent_committed(t);
+                else
+                        cache_recent_aborted(t);
+        }
         free(t);
         return r;
 }
@@ -375,6 +390,8 @@ void store_txn_abort(struct store_txn *t)
         if (!t)
                 return;
         mdb_txn_abort(t->txn);
+        if (t->write)
+                cache_recent_aborted(t);
         free(t);
 }
 

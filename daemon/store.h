@@ -33,6 +33,9 @@
  *    params, size, backend, created, last used, blob id). A lookup compares the stored
  *    kind, versions and params text with the request, so a hash collision is a miss,
  *    never a wrong result.
+ *  - "cache_recent": u64 BE sequence number -> hash + entry: new entries, appended in
+ *    the order they come and found through an index in memory; merged into "cache"
+ *    in hash order once there are 262,144 (store_cache_recent.c says why).
  *  - "cache_lru" (last used ms BE + hash) and "cache_ttl" (created ms BE + hash):
  *    the orders in which entries are evicted (over cache.max_bytes) and expired.
  *  - Result blobs are shared, not copied: a cache entry references the pieces of the

@@ -10,7 +10,11 @@
  * has the digest's half: its entries are still read, matched on those, and replaced
  * as any other. Version 2 keeps an entry of a few dozen bytes however long the
  * params are, so a job's commit dirties fewer and emptier pages of the hash-ordered
- * table (measured: 5 % more single-row risk.score jobs a second, 2 cores). */
+ * table (measured: 5 % more single-row risk.score jobs a second, 2 cores).
+ *
+ * A new entry goes first to the recent log (store_cache_recent.c) and later, merged,
+ * into "cache"; for a while it may be in both, as equal copies. So every lookup tries
+ * the log, then "cache", and every change is written to each copy there is. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,12 +61,26 @@ static int cache_parse(const MDB_val *val, struct cache_view *v)
         return 0;
 }
 
+/* The value of `hash`'s entry: from the recent log (*ret_seq its number), else from
+ * "cache" (*ret_seq 0). Valid until the next write. */
+static int cache_find(struct store_txn *t, const uint8_t hash[16], MDB_val *ret_val, uint64_t *ret_seq)
+{
+        MDB_val key = store_key16(hash);
+        int r = cache_recent_get(t, hash, ret_seq, ret_val);
+
+        if (r != -ENOENT)
+                return r;
+        *ret_seq = 0;
+        return store_mdb_errno(mdb_get(t->txn, t->s->cache, &key, ret_val));
+}
+
 /* The entry of `hash` (strings and check dropped: they live only until the next
  * write). */
 static int cache_get(struct store_txn *t, const uint8_t hash[16], struct cache_view *ret)
 {
-        MDB_val key = store_key16(hash), val;
-        int r = store_mdb_errno(mdb_get(t->txn, t->s->cache, &key, &val));
+        MDB_val val;
+        uint64_t seq;
+        int r = cache_find(t, hash, &val, &seq);
 
         if (r < 0)
                 return r;
@@ -74,22 +92,27 @@ static int cache_get(struct store_txn *t, const uint8_t hash[16], struct cache_v
         return 0;
 }
 
-/* Deletes the entry of `hash` with its index keys, and releases its blob. */
+/* Deletes the entry of `hash` (each copy) with its index keys, and releases its
+ * blob. -ENOENT when there is none. */
 static int cache_delete(struct store_txn *t, const uint8_t hash[16])
 {
-        MDB_val key = store_key16(hash), ik;
+        MDB_val key = store_key16(hash), ik, val;
         struct cache_view v;
         uint8_t buf[24];
-        int r;
+        uint64_t seq;
+        int r, readable;
 
-        r = cache_get(t, hash, &v);
-        if (r != -ENOENT)
-                atomic_fetch_add(&t->s->cache_gen, 1); /* copies of this entry are stale now */
-        if (r == -EIO)
-                return store_del_quiet(t, t->s->cache, &key); /* unreadable: no index keys known */
+        r = cache_find(t, hash, &val, &seq);
         if (r < 0)
                 return r;
-        r = store_txn_result(t, mdb_del(t->txn, t->s->cache, &key, NULL));
+        atomic_fetch_add(&t->s->cache_gen, 1); /* copies of this entry are stale now */
+        readable = cache_parse(&val, &v); /* copies what is used below: val goes with the writes */
+        if (seq)
+                r = cache_recent_del(t, hash, seq);
+        if (r >= 0)
+                r = store_del_quiet(t, t->s->cache, &key);
+        if (readable < 0)
+                return r; /* unreadable: no index keys known */
         if (r >= 0) {
                 ik = store_time_key(buf, v.last_used_ms, hash);
                 r = store_del_quiet(t, t->s->cache_lru, &ik);
@@ -117,18 +140,38 @@ static bool cache_matches(const struct cache_view *v, const struct store_cache_k
         return !memcmp(v->check, k->hash + 16, 16);
 }
 
+/* Writes a changed value of `hash`'s entry over each copy: the recent one (number
+ * seq, 0: none) and the one in "cache" (there when seq is 0, else when merged). */
+static int cache_rewrite(struct store_txn *t, const uint8_t hash[16], uint64_t seq, MDB_val *val)
+{
+        MDB_val k = store_key16(hash), old;
+        int r = 0;
+
+        if (seq) {
+                r = cache_recent_rewrite(t, seq, hash, val->mv_data, val->mv_size);
+                if (r >= 0)
+                        r = store_mdb_errno(mdb_get(t->txn, t->s->cache, &k, &old));
+                if (r == -ENOENT)
+                        return 0;
+        }
+        if (r >= 0)
+                r = store_txn_result(t, mdb_put(t->txn, t->s->cache, &k, val, 0));
+        return r;
+}
+
 /* Looks up a cached result and bumps its last use; see store.h. */
 int store_cache_lookup(struct store_txn *t, const struct store_cache_key *key, int64_t now_ms, uint32_t ttl_s,
                        struct store_cache_hit *ret)
 {
-        MDB_val k = store_key16(key->hash), val, ik, empty = { .mv_size = 0, .mv_data = NULL };
+        MDB_val val, ik, empty = { .mv_size = 0, .mv_data = NULL };
         struct cache_view v;
         uint8_t buf[24], *copy;
+        uint64_t seq;
         int r;
 
         if (t->err < 0)
                 return t->err;
-        r = store_mdb_errno(mdb_get(t->txn, t->s->cache, &k, &val));
+        r = cache_find(t, key->hash, &val, &seq);
         if (r < 0)
                 return r;
         if (cache_parse(&val, &v) < 0 || !cache_matches(&v, key))
@@ -163,7 +206,7 @@ int store_cache_lookup(struct store_txn *t, const struct store_cache_key *key, i
                 r = store_txn_result(t, mdb_put(t->txn, t->s->cache_lru, &ik, &empty, 0));
         }
         if (r >= 0)
-                r = store_txn_result(t, mdb_put(t->txn, t->s->cache, &k, &val, 0));
+                r = cache_rewrite(t, key->hash, seq, &val);
         free(copy);
         return r < 0 ? r : 0;
 }
@@ -242,18 +285,16 @@ int store_cache_put(struct store_txn *t, const struct store_cache_key *key, cons
         p = write_short_string(p, backend ? backend : "");
         p = write_short_string(p, key->kind);
         memcpy(p, key->hash + 16, 16);
-        val = (MDB_val){ .mv_size = n, .mv_data = e };
-        /* A new key (the usual case: the job missed) goes in with one descent of the
-         * tree; one already there is deleted with its index keys and put again. */
-        int rc = mdb_put(t->txn, t->s->cache, &k, &val, MDB_NOOVERWRITE);
-        if (rc == MDB_KEYEXIST) {
-                val = (MDB_val){ .mv_size = n, .mv_data = e }; /* LMDB pointed it at the old entry */
-                r = cache_delete(t, key->hash);
-                rc = r < 0 && r != -ENOENT ? MDB_SUCCESS : mdb_put(t->txn, t->s->cache, &k, &val, 0);
-                if (r < 0 && r != -ENOENT)
-                        return r;
+        /* An entry already there is deleted with its index keys first. The new one is
+         * appended to the recent log, or put in "cache" when the log's index is full. */
+        r = cache_delete(t, key->hash);
+        if (r < 0 && r != -ENOENT)
+                return r;
+        r = cache_recent_add(t, key->hash, e, n);
+        if (r == -EAGAIN) {
+                val = (MDB_val){ .mv_size = n, .mv_data = e };
+                r = store_txn_result(t, mdb_put(t->txn, t->s->cache, &k, &val, 0));
         }
-        r = store_txn_result(t, rc);
         if (r >= 0) {
                 ik = store_time_key(buf, now_ms, key->hash);
                 r = store_put_in_order(t, t->s->cache_lru, &ik, &empty, 0);
@@ -282,49 +323,77 @@ int store_cache_put(struct store_txn *t, const struct store_cache_key *key, cons
         return 0;
 }
 
+/* Adds the hash of each entry of `kind` (NULL: all) in `dbi` to the list; in
+ * "cache_recent" (`recent`) the value starts with the hash. */
+static int purge_collect(struct store_txn *t, MDB_dbi dbi, bool recent, const char *kind, uint8_t (**hashes)[16],
+                         size_t *n, size_t *cap)
+{
+        MDB_cursor *c;
+        MDB_val key, val;
+        int rc, r = 0;
+
+        r = store_mdb_errno(mdb_cursor_open(t->txn, dbi, &c));
+        if (r < 0)
+                return r;
+        for (rc = mdb_cursor_get(c, &key, &val, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
+                const uint8_t *hash = key.mv_data;
+                struct cache_view v;
+
+                if (recent) {
+                        if (val.mv_size < 16)
+                                continue;
+                        hash = val.mv_data;
+                        val.mv_size -= 16;
+                        val.mv_data = (uint8_t *)val.mv_data + 16;
+                } else if (key.mv_size != 16) {
+                        continue;
+                }
+                if (kind && (cache_parse(&val, &v) < 0 || !view_equals(&v.kind, kind)))
+                        continue;
+                if (*n == *cap) {
+                        size_t nc = *cap ? *cap * 2 : 64;
+                        void *nh = realloc(*hashes, nc * 16);
+                        if (!nh) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        *hashes = nh;
+                        *cap = nc;
+                }
+                memcpy((*hashes)[(*n)++], hash, 16);
+        }
+        mdb_cursor_close(c);
+        if (r >= 0 && rc != 0 && rc != MDB_NOTFOUND)
+                r = store_mdb_errno(rc);
+        return r;
+}
+
 /* Purges the entries of one kind, or all; see store.h. */
 int store_cache_purge(struct store_txn *t, const char *kind, uint64_t *ret_n)
 {
         uint8_t (*hashes)[16] = NULL;
         size_t n = 0, cap = 0;
-        MDB_cursor *c;
-        MDB_val key, val;
-        int rc, r = 0;
+        uint64_t gone = 0;
+        int r;
 
         if (t->err < 0)
                 return t->err;
-        r = store_mdb_errno(mdb_cursor_open(t->txn, t->s->cache, &c));
-        if (r < 0)
-                return r;
-        for (rc = mdb_cursor_get(c, &key, &val, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
-                struct cache_view v;
-
-                if (key.mv_size != 16)
-                        continue;
-                if (kind && (cache_parse(&val, &v) < 0 || !view_equals(&v.kind, kind)))
-                        continue;
-                if (n == cap) {
-                        size_t nc = cap ? cap * 2 : 64;
-                        void *nh = realloc(hashes, nc * 16);
-                        if (!nh) {
-                                r = -ENOMEM;
-                                break;
-                        }
-                        hashes = nh;
-                        cap = nc;
-                }
-                memcpy(hashes[n++], key.mv_data, 16);
-        }
-        mdb_cursor_close(c);
-        if (r >= 0 && rc != 0 && rc != MDB_NOTFOUND)
-                r = store_mdb_errno(rc);
-        for (size_t i = 0; r >= 0 && i < n; i++)
+        r = purge_collect(t, t->s->cache_recent, true, kind, &hashes, &n, &cap);
+        if (r >= 0)
+                r = purge_collect(t, t->s->cache, false, kind, &hashes, &n, &cap);
+        /* An entry in both tables is listed twice: the second delete finds none. */
+        for (size_t i = 0; r >= 0 && i < n; i++) {
                 r = cache_delete(t, hashes[i]);
+                if (r >= 0)
+                        gone++;
+                else if (r == -ENOENT)
+                        r = 0;
+        }
         free(hashes);
         if (r < 0)
                 return r;
-        t->delta.purged += n;
-        *ret_n = n;
+        t->delta.purged += gone;
+        *ret_n = gone;
         return 0;
 }
 
@@ -407,19 +476,40 @@ void store_cache_stats(struct store *s, struct store_cache_stats *ret)
         ret->jobs_purged = atomic_load(&s->c_jobs_purged);
 }
 
-/* Totals the cache entries at open; see store_impl.h. */
+/* Totals the cache entries at open, an entry in both tables once; see
+ * store_impl.h. */
 int store_cache_scan(struct store *s, MDB_txn *txn)
 {
         MDB_cursor *c;
-        MDB_val key, val;
+        MDB_val key, val, main;
         uint64_t bytes = 0, entries = 0;
+        struct cache_view v;
         int rc;
 
+        rc = cache_recent_load(s, txn);
+        if (rc)
+                return rc;
         rc = mdb_cursor_open(txn, s->cache, &c);
         if (rc)
                 return rc;
+        for (rc = mdb_cursor_get(c, &key, &val, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &key, &val, MDB_NEXT))
+                if (cache_parse(&val, &v) == 0) {
+                        bytes += v.size;
+                        entries++;
+                }
+        mdb_cursor_close(c);
+        if (rc != MDB_NOTFOUND)
+                return rc;
+        rc = mdb_cursor_open(txn, s->cache_recent, &c);
+        if (rc)
+                return rc;
         for (rc = mdb_cursor_get(c, &key, &val, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
-                struct cache_view v;
+                MDB_val hk = store_key16(val.mv_data);
+
+                if (val.mv_size < 16 || mdb_get(txn, s->cache, &hk, &main) == 0)
+                        continue;
+                val.mv_size -= 16;
+                val.mv_data = (uint8_t *)val.mv_data + 16;
                 if (cache_parse(&val, &v) == 0) {
                         bytes += v.size;
                         entries++;

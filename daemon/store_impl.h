@@ -24,7 +24,7 @@
 struct store {
         MDB_env *env;
         MDB_dbi jobs, results, pending;
-        MDB_dbi cache, cache_lru, cache_ttl, idem, retain, alias, refs;
+        MDB_dbi cache, cache_recent, cache_lru, cache_ttl, idem, retain, alias, refs;
         MDB_dbi inputs;
         MDB_dbi objects, object_blob, object_items, object_usage, object_gone;
         enum store_sync_mode sync;
@@ -35,6 +35,8 @@ struct store {
                 c_jobs_purged;
         /* Bumped (writer thread) before any cache entry is deleted or replaced. */
         _Atomic uint64_t cache_gen;
+        /* The cache's recent entries and their index (store_cache_recent.c). */
+        struct cache_recent *recent;
         /* Writer thread only: the policy store_writer_set_policy last handed over. */
         struct store_policy policy;
         bool has_policy;
@@ -54,6 +56,12 @@ struct store_txn {
         int err;
         bool write;
         struct cache_delta delta;
+        /* store_cache_recent.c: the index changes to put back if this aborts, and the
+         * merge's progress to record if it commits. */
+        struct recent_undo *undo;
+        size_t n_undo, cap_undo;
+        size_t merge_pos;
+        bool merge_finished;
 };
 
 /* ---- store.c: LMDB codes, common puts ---- */
@@ -304,8 +312,30 @@ bool store_blob_exists(struct store_txn *t, const uint8_t blob[16]);
 
 /* ---- store_cache.c ---- */
 
-/* At open: totals the cache entries into the counters. Returns an LMDB code. */
+/* At open: indexes the recent entries and totals the cache entries into the
+ * counters. Returns an LMDB code. */
 int store_cache_scan(struct store *s, MDB_txn *txn);
+
+/* ---- store_cache_recent.c: new cache entries, in the order they came ---- */
+
+int cache_recent_new(struct store *s);
+void cache_recent_free(struct store *s);
+/* At open: indexes "cache_recent". Returns an LMDB code. */
+int cache_recent_load(struct store *s, MDB_txn *txn);
+/* The recent entry of `hash`: its number and its value (the entry, as "cache" would
+ * hold it; valid until the next write). -ENOENT when there is none. */
+int cache_recent_get(struct store_txn *t, const uint8_t hash[16], uint64_t *ret_seq, MDB_val *ret_val);
+/* Appends a new entry for `hash`, which has none. -EAGAIN when the index is full: the
+ * caller puts it in "cache". */
+int cache_recent_add(struct store_txn *t, const uint8_t hash[16], const uint8_t *entry, size_t n);
+/* Writes a changed value over recent entry `seq` of `hash`. */
+int cache_recent_rewrite(struct store_txn *t, uint64_t seq, const uint8_t hash[16], const uint8_t *entry, size_t n);
+/* Deletes recent entry `seq` of `hash`. */
+int cache_recent_del(struct store_txn *t, const uint8_t hash[16], uint64_t seq);
+/* A write transaction ends: keeps its index changes and merge progress, or puts the
+ * index back. */
+void cache_recent_committed(struct store_txn *t);
+void cache_recent_aborted(struct store_txn *t);
 
 /* ---- store_objects.c, store_items.c ---- */
 

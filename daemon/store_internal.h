@@ -53,6 +53,18 @@ void store_set_lazy_hook(void (*hook)(void *arg), void *arg);
  * that is not its last (NULL: none), so tests can look at the store in between. */
 void store_set_slice_hook(void (*hook)(void *arg), void *arg);
 
+/* Sets how many recent cache entries start a merge into "cache" (0 restores the
+ * store's own, 262,144), so tests can merge a few. */
+void store_set_cache_merge_at(size_t n);
+/* Sets the most slots of the recent entries' index, a power of two (0 restores the
+ * store's own, 2^20), for stores opened after: tests fill it with a few entries. */
+void store_set_cache_recent_slots(size_t n);
+/* Whether a merge of recent cache entries is due or under way. */
+bool store_cache_merge_due(struct store *s);
+/* One transaction's share of that merge, in write transaction t: > 0 when it did
+ * some (commit t), 0 when none is due, or -errno. */
+int store_cache_merge_step(struct store_txn *t);
+
 /* store_syncer.c: store.sync=batch's flushes off the writer's thread. The writer is
  * its only user; it is here so that its tests can drive it directly. */
 

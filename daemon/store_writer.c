@@ -26,6 +26,8 @@
 #define WRITER_SYNC_INTERVAL_MS 100
 #define MAINT_INTERVAL_MS 1000
 #define MAINT_BUDGET 256
+/* After a merge transaction fails (no room, no memory), the next try waits this long. */
+#define MERGE_RETRY_MS 1000
 /* Results and inputs bigger than this are written across several transactions, this
  * much each: a transaction of 8 MiB commits in milliseconds, so small operations
  * queued behind it wait that long, not the seconds a 2 GiB result takes. */
@@ -89,6 +91,7 @@ struct store_writer {
         struct store_policy policy;   /* under lock: the latest store_writer_set_policy */
         bool has_policy;              /* under lock */
         int64_t next_maint_ms;        /* writer thread only */
+        int64_t next_merge_ms;        /* writer thread only: 0, or after a failed merge */
 
         /* Writer thread only, FIFO lists: big ops written slice by slice (the first is
          * under way), and ops held until the big ones are done (ops on the same job,
@@ -430,14 +433,30 @@ static void writer_maybe_sync(struct store_writer *w, bool force)
                 w->dirty = false;
 }
 
-/* Waits (lock held) until there is work, a stop, a batch sync or maintenance is due. */
+/* Whether a merge of recent cache entries is due and may run now; when it must wait
+ * after a failure, *ret_at is when. */
+static bool merge_wanted(struct store_writer *w, int64_t *ret_at)
+{
+        *ret_at = 0;
+        if (!store_cache_merge_due(w->s))
+                return false;
+        *ret_at = w->next_merge_ms;
+        return w->next_merge_ms == 0 || now_ms() >= w->next_merge_ms;
+}
+
+/* Waits (lock held) until there is work, a stop, a batch sync, a merge or maintenance
+ * is due. */
 static void writer_wait(struct store_writer *w)
 {
         while (!w->head && !w->stopping && !w->big) {
-                int64_t deadline = INT64_MAX;
+                int64_t deadline = INT64_MAX, merge_at;
                 struct timespec ts;
 
-                if (w->dirty)
+                if (merge_wanted(w, &merge_at))
+                        return;
+                if (merge_at)
+                        deadline = merge_at;
+                if (w->dirty && w->last_sync_ms + WRITER_SYNC_INTERVAL_MS < deadline)
                         deadline = w->last_sync_ms + WRITER_SYNC_INTERVAL_MS;
                 if (w->lazy && w->lazy_since_ms + lazy_wait_ms() < deadline)
                         deadline = w->lazy_since_ms + lazy_wait_ms();
@@ -478,6 +497,28 @@ static void writer_maintain(struct store_writer *w)
                 if (n >= MAINT_BUDGET)
                         w->next_maint_ms = now_ms(); /* more is due: again after queued ops */
         }
+}
+
+/* One transaction of a merge of recent cache entries into "cache"
+ * (store_cache_recent.c), committed like maintenance without the flush of its meta
+ * page: after a crash the entries are still in the log, and a later merge copies them
+ * again. */
+static void writer_merge(struct store_writer *w)
+{
+        struct store_txn *t;
+        int r;
+
+        r = store_txn_begin(w->s, true, &t);
+        if (r >= 0) {
+                r = store_cache_merge_step(t);
+                if (r > 0)
+                        r = writer_commit(w, t, w->s->sync == STORE_SYNC_FULL);
+                else
+                        store_txn_abort(t);
+                if (r >= 0)
+                        w->dirty = true;
+        }
+        w->next_merge_ms = r < 0 ? now_ms() + MERGE_RETRY_MS : 0;
 }
 
 /* True when every op of the batch is a record of a job answered from the cache. */
@@ -561,6 +602,10 @@ static void *writer_main(void *arg)
                         writer_slice(w);
                 if (w->s->has_policy && !stop && now_ms() >= w->next_maint_ms)
                         writer_maintain(w);
+                /* A merge goes one transaction at a time between batches, as a big op. */
+                int64_t merge_at;
+                if (!stop && merge_wanted(w, &merge_at))
+                        writer_merge(w);
                 writer_maybe_sync(w, stop && !big);
                 /* A big op that ends puts the ops held behind it back in the queue. */
                 if (stop && !batch && !big) {

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "store.h"
+#include "store_internal.h"
 #include "unit_tmpdir.h"
 
 #define MAP_SIZE (256ull << 20)
@@ -50,6 +51,29 @@ static inline void store_fixture_reopen(struct fixture *f, enum store_sync_mode 
         store_close(f->s);
         f->s = NULL;
         assert_int_equal(store_open(f->dir, MAP_SIZE, sync, &f->s), 0);
+}
+
+/* Merges the cache's recent entries into "cache" now, to the end, as the writer does
+ * once there are enough of them. Returns how many transactions it took. */
+static inline int fixture_merge_cache(struct store *s)
+{
+        struct store_txn *t;
+        int r, n = 0;
+
+        store_set_cache_merge_at(1);
+        do {
+                assert_int_equal(store_txn_begin(s, true, &t), 0);
+                r = store_cache_merge_step(t);
+                assert_true(r >= 0);
+                if (r > 0) {
+                        assert_int_equal(store_txn_commit(t), 0);
+                        n++;
+                } else {
+                        store_txn_abort(t);
+                }
+        } while (r > 0);
+        store_set_cache_merge_at(0);
+        return n;
 }
 
 /* ---- jobs ---- */

@@ -1,0 +1,563 @@
+/* The cache's recent entries. A new entry is appended to "cache_recent" (key: u64 BE
+ * sequence number; value: the 16-byte key hash, then the entry as "cache" holds it)
+ * and found through an index in memory, hash -> number, rebuilt from that table at
+ * open. Once CACHE_RECENT_MERGE_AT entries are there, the writer merges them into the
+ * hash-ordered "cache" in hash order, a slice per transaction, then deletes them from
+ * the front of "cache_recent".
+ *
+ * Why: "cache" is ordered by hash, so each new entry of a commit lands on another page
+ * of a big table, and LMDB writes every page a commit touches. 64 single-row jobs
+ * wrote about 107 pages for their entries (of 119 in all) and capped the single-row
+ * risk.score load at ~45,000 jobs/s on 2 cores; appended, they fill a page or two.
+ * Merged in hash order, many share each page of "cache" they land on.
+ *
+ * Between a merge and the deletion that ends it an entry is in both tables: equal
+ * copies, as store_cache.c writes any change to both. A crash in between leaves that
+ * too, and the next merge overwrites the copies.
+ *
+ * The index is changed at once by the writer's transaction (lock held) and put back
+ * when it aborts. A reader on another thread may meanwhile miss an entry that is
+ * being replaced or deleted: a miss, never a wrong result (the log's record carries
+ * the hash and store_cache.c checks the entry). Memory: 24 bytes a slot, at most
+ * RECENT_MAX_SLOTS (24 MiB); when it is full, new entries go to "cache" directly. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store_impl.h"
+
+#define CACHE_RECENT_MERGE_AT ((size_t)1 << 18)
+#define RECENT_MIN_SLOTS ((size_t)1 << 12)
+#define RECENT_MAX_SLOTS ((size_t)1 << 20)
+/* Entries merged per transaction: at most this many pages of "cache" to write. */
+#define MERGE_STEP 1024
+/* Merged entries deleted from the front of the log per transaction. */
+#define TRUNCATE_STEP 8192
+
+static size_t merge_at_override, slots_override;
+
+void store_set_cache_recent_slots(size_t n)
+{
+        slots_override = n;
+}
+
+void store_set_cache_merge_at(size_t n)
+{
+        merge_at_override = n;
+}
+
+static size_t merge_at(void)
+{
+        return merge_at_override ? merge_at_override : CACHE_RECENT_MERGE_AT;
+}
+
+struct recent_slot {
+        uint8_t hash[16];
+        uint64_t seq; /* 0: empty */
+};
+
+struct merge_item {
+        uint8_t hash[16];
+        uint64_t seq;
+};
+
+struct cache_recent {
+        pthread_mutex_t lock;        /* the index: read on any thread, changed by the writer */
+        struct recent_slot *slots;
+        size_t cap, count;           /* cap: a power of two, count <= cap / 2 */
+        size_t max_slots;
+
+        /* Changed by write transactions only (the writer's thread). */
+        uint64_t next_seq;
+        atomic_bool merging;         /* read on any thread (store_cache_merge_due) */
+        bool truncating;
+        uint64_t upto;               /* the last number in the merge */
+        struct merge_item *todo;     /* the merge's entries in hash order */
+        size_t n_todo, pos;
+};
+
+/* One change to the index, put back if the transaction aborts. */
+struct recent_undo {
+        uint8_t hash[16];
+        uint64_t old_seq; /* 0: there was none */
+};
+
+static size_t slot_of(const struct cache_recent *r, const uint8_t hash[16])
+{
+        uint64_t a, b;
+
+        memcpy(&a, hash, 8);
+        memcpy(&b, hash + 8, 8);
+        a = (a ^ b * 0x9e3779b97f4a7c15ull) * 0xbf58476d1ce4e5b9ull;
+        return (size_t)(a ^ a >> 31) & (r->cap - 1);
+}
+
+/* The slot of `hash`, or SIZE_MAX. Lock held. */
+static size_t index_find(const struct cache_recent *r, const uint8_t hash[16])
+{
+        if (!r->slots)
+                return SIZE_MAX;
+        for (size_t i = slot_of(r, hash);; i = (i + 1) & (r->cap - 1)) {
+                if (r->slots[i].seq == 0)
+                        return SIZE_MAX;
+                if (!memcmp(r->slots[i].hash, hash, 16))
+                        return i;
+        }
+}
+
+static void index_insert_new(struct cache_recent *r, const uint8_t hash[16], uint64_t seq)
+{
+        size_t i = slot_of(r, hash);
+
+        while (r->slots[i].seq != 0)
+                i = (i + 1) & (r->cap - 1);
+        memcpy(r->slots[i].hash, hash, 16);
+        r->slots[i].seq = seq;
+        r->count++;
+}
+
+/* Room for one more entry: grows the table (lock held). False when it is at its
+ * largest, or on ENOMEM. */
+static bool index_room(struct cache_recent *r)
+{
+        struct recent_slot *old = r->slots;
+        size_t old_cap = r->cap, cap;
+
+        if (old && (r->count + 1) * 2 <= r->cap)
+                return true;
+        cap = old ? old_cap * 2 : RECENT_MIN_SLOTS < r->max_slots ? RECENT_MIN_SLOTS : r->max_slots;
+        if (cap > r->max_slots)
+                return false;
+        struct recent_slot *slots = calloc(cap, sizeof(*slots));
+        if (!slots)
+                return false;
+        r->slots = slots;
+        r->cap = cap;
+        r->count = 0;
+        for (size_t i = 0; i < old_cap; i++)
+                if (old[i].seq)
+                        index_insert_new(r, old[i].hash, old[i].seq);
+        free(old);
+        return true;
+}
+
+/* Empties slot i, moving back the entries after it that would no longer be found
+ * (linear probing's deletion). Lock held. */
+static void index_remove_at(struct cache_recent *r, size_t i)
+{
+        size_t mask = r->cap - 1;
+
+        for (size_t j = (i + 1) & mask; r->slots[j].seq; j = (j + 1) & mask) {
+                size_t home = slot_of(r, r->slots[j].hash);
+                /* j's entry may move to i when i lies in its probe run, home..j. */
+                if (((j - home) & mask) >= ((j - i) & mask)) {
+                        r->slots[i] = r->slots[j];
+                        i = j;
+                }
+        }
+        r->slots[i].seq = 0;
+        r->count--;
+}
+
+/* Maps hash to seq (0: removes it). Lock held; room made beforehand. */
+static void index_set(struct cache_recent *r, const uint8_t hash[16], uint64_t seq)
+{
+        size_t i = index_find(r, hash);
+
+        if (i != SIZE_MAX) {
+                if (seq)
+                        r->slots[i].seq = seq;
+                else
+                        index_remove_at(r, i);
+        } else if (seq) {
+                index_insert_new(r, hash, seq);
+        }
+}
+
+static uint64_t index_get(struct cache_recent *r, const uint8_t hash[16])
+{
+        size_t i;
+        uint64_t seq;
+
+        pthread_mutex_lock(&r->lock);
+        i = index_find(r, hash);
+        seq = i == SIZE_MAX ? 0 : r->slots[i].seq;
+        pthread_mutex_unlock(&r->lock);
+        return seq;
+}
+
+static int undo_reserve(struct store_txn *t)
+{
+        if (t->n_undo < t->cap_undo)
+                return 0;
+        size_t cap = t->cap_undo ? t->cap_undo * 2 : 64;
+        struct recent_undo *u = realloc(t->undo, cap * sizeof(*u));
+        if (!u)
+                return -ENOMEM;
+        t->undo = u;
+        t->cap_undo = cap;
+        return 0;
+}
+
+/* Changes hash's mapping to seq (0: none) and remembers the old one. The caller has
+ * reserved an undo record and, for a new hash, room. Lock held. */
+static void index_change(struct store_txn *t, const uint8_t hash[16], uint64_t seq)
+{
+        struct cache_recent *r = t->s->recent;
+        size_t i = index_find(r, hash);
+        struct recent_undo *u = &t->undo[t->n_undo++];
+
+        memcpy(u->hash, hash, 16);
+        u->old_seq = i == SIZE_MAX ? 0 : r->slots[i].seq;
+        index_set(r, hash, seq);
+}
+
+static MDB_val seq_key(uint8_t buf[8], uint64_t seq)
+{
+        for (int i = 0; i < 8; i++)
+                buf[i] = (uint8_t)(seq >> (56 - 8 * i));
+        return (MDB_val){ .mv_size = 8, .mv_data = buf };
+}
+
+/* ---- entries ---- */
+
+int cache_recent_get(struct store_txn *t, const uint8_t hash[16], uint64_t *ret_seq, MDB_val *ret_val)
+{
+        uint64_t seq = index_get(t->s->recent, hash);
+        uint8_t kb[8];
+        MDB_val key = seq_key(kb, seq), val;
+        int r;
+
+        if (seq == 0)
+                return -ENOENT;
+        r = store_mdb_errno(mdb_get(t->txn, t->s->cache_recent, &key, &val));
+        if (r < 0)
+                return r;
+        /* Another snapshot's entry under that number, or an unreadable one: none. */
+        if (val.mv_size < 16 || memcmp(val.mv_data, hash, 16))
+                return -ENOENT;
+        *ret_seq = seq;
+        *ret_val = (MDB_val){ .mv_size = val.mv_size - 16, .mv_data = (uint8_t *)val.mv_data + 16 };
+        return 0;
+}
+
+static int record_put(struct store_txn *t, uint64_t seq, const uint8_t hash[16], const uint8_t *entry, size_t n,
+                      unsigned flags)
+{
+        uint8_t kb[8];
+        MDB_val key = seq_key(kb, seq), val = { .mv_size = 16 + n, .mv_data = NULL };
+        int r = store_txn_result(t, mdb_put(t->txn, t->s->cache_recent, &key, &val, flags | MDB_RESERVE));
+
+        if (r < 0)
+                return r;
+        memcpy(val.mv_data, hash, 16);
+        memcpy((uint8_t *)val.mv_data + 16, entry, n);
+        return 0;
+}
+
+int cache_recent_add(struct store_txn *t, const uint8_t hash[16], const uint8_t *entry, size_t n)
+{
+        struct cache_recent *r = t->s->recent;
+        bool room;
+        uint64_t seq;
+        int e;
+
+        e = undo_reserve(t);
+        if (e < 0)
+                return e;
+        pthread_mutex_lock(&r->lock);
+        room = index_room(r);
+        pthread_mutex_unlock(&r->lock);
+        if (!room)
+                return -EAGAIN;
+        seq = r->next_seq++;
+        e = record_put(t, seq, hash, entry, n, MDB_APPEND);
+        if (e < 0)
+                return e;
+        pthread_mutex_lock(&r->lock);
+        index_change(t, hash, seq);
+        pthread_mutex_unlock(&r->lock);
+        return 0;
+}
+
+int cache_recent_rewrite(struct store_txn *t, uint64_t seq, const uint8_t hash[16], const uint8_t *entry, size_t n)
+{
+        return record_put(t, seq, hash, entry, n, 0);
+}
+
+int cache_recent_del(struct store_txn *t, const uint8_t hash[16], uint64_t seq)
+{
+        struct cache_recent *r = t->s->recent;
+        uint8_t kb[8];
+        MDB_val key = seq_key(kb, seq);
+        int e = undo_reserve(t);
+
+        if (e >= 0)
+                e = store_del_quiet(t, t->s->cache_recent, &key);
+        if (e < 0)
+                return e;
+        pthread_mutex_lock(&r->lock);
+        if (index_find(r, hash) != SIZE_MAX)
+                index_change(t, hash, 0);
+        pthread_mutex_unlock(&r->lock);
+        return 0;
+}
+
+/* ---- the end of a transaction ---- */
+
+void cache_recent_committed(struct store_txn *t)
+{
+        struct cache_recent *r = t->s->recent;
+
+        if (t->merge_pos > r->pos) {
+                r->pos = t->merge_pos;
+                if (r->pos == r->n_todo) {
+                        free(r->todo);
+                        r->todo = NULL;
+                        r->truncating = true;
+                }
+        }
+        if (t->merge_finished) {
+                r->merging = false;
+                r->truncating = false;
+        }
+        free(t->undo);
+        t->undo = NULL;
+        t->n_undo = 0;
+}
+
+void cache_recent_aborted(struct store_txn *t)
+{
+        struct cache_recent *r = t->s->recent;
+
+        if (t->n_undo) {
+                pthread_mutex_lock(&r->lock);
+                /* In reverse, each back to what it was; a slot freed by a change is still
+                 * free, so putting an entry back always finds room. */
+                while (t->n_undo > 0) {
+                        struct recent_undo *u = &t->undo[--t->n_undo];
+                        index_set(r, u->hash, u->old_seq);
+                }
+                pthread_mutex_unlock(&r->lock);
+        }
+        free(t->undo);
+        t->undo = NULL;
+}
+
+/* ---- merging ---- */
+
+bool store_cache_merge_due(struct store *s)
+{
+        struct cache_recent *r = s->recent;
+        size_t n;
+
+        if (r->merging)
+                return true;
+        pthread_mutex_lock(&r->lock);
+        n = r->count;
+        pthread_mutex_unlock(&r->lock);
+        return n >= merge_at();
+}
+
+static int item_cmp(const void *a, const void *b)
+{
+        return memcmp(a, b, 16);
+}
+
+static int merge_start(struct cache_recent *r)
+{
+        size_t n = 0;
+
+        pthread_mutex_lock(&r->lock);
+        r->todo = malloc((r->count ? r->count : 1) * sizeof(*r->todo));
+        for (size_t i = 0; r->todo && i < r->cap; i++)
+                if (r->slots[i].seq) {
+                        memcpy(r->todo[n].hash, r->slots[i].hash, 16);
+                        r->todo[n++].seq = r->slots[i].seq;
+                }
+        pthread_mutex_unlock(&r->lock);
+        if (!r->todo)
+                return -ENOMEM;
+        qsort(r->todo, n, sizeof(*r->todo), item_cmp);
+        r->n_todo = n;
+        r->pos = 0;
+        r->upto = r->next_seq - 1;
+        r->merging = true;
+        r->truncating = n == 0;
+        if (n == 0) {
+                free(r->todo);
+                r->todo = NULL;
+        }
+        return 0;
+}
+
+/* Copies the next slice of the merge into "cache". */
+static int merge_slice(struct store_txn *t)
+{
+        struct cache_recent *r = t->s->recent;
+        size_t end = r->pos + MERGE_STEP < r->n_todo ? r->pos + MERGE_STEP : r->n_todo;
+        int e = 0;
+
+        for (size_t i = r->pos; e >= 0 && i < end; i++) {
+                const struct merge_item *m = &r->todo[i];
+                uint8_t kb[8];
+                MDB_val key = seq_key(kb, m->seq), val, hk;
+
+                e = store_mdb_errno(mdb_get(t->txn, t->s->cache_recent, &key, &val));
+                if (e == -ENOENT) {
+                        e = 0; /* deleted or replaced since */
+                        continue;
+                }
+                if (e < 0 || val.mv_size < 16 || memcmp(val.mv_data, m->hash, 16))
+                        continue;
+                hk = store_key16(m->hash);
+                val.mv_size -= 16;
+                val.mv_data = (uint8_t *)val.mv_data + 16;
+                e = store_txn_result(t, mdb_put(t->txn, t->s->cache, &hk, &val, 0));
+        }
+        if (e >= 0)
+                t->merge_pos = end;
+        return e;
+}
+
+/* Deletes merged entries from the front of the log. */
+static int merge_truncate(struct store_txn *t)
+{
+        struct cache_recent *r = t->s->recent;
+        MDB_cursor *c;
+        MDB_val key, val;
+        bool done = false;
+        int rc = 0, e;
+
+        e = store_mdb_errno(mdb_cursor_open(t->txn, t->s->cache_recent, &c));
+        if (e < 0)
+                return e;
+        for (size_t n = 0; n < TRUNCATE_STEP; n++) {
+                uint8_t hash[16];
+                uint64_t seq = 0;
+                bool hashed = false;
+
+                rc = mdb_cursor_get(c, &key, &val, MDB_FIRST);
+                if (rc != 0)
+                        break;
+                if (key.mv_size == 8) {
+                        for (int i = 0; i < 8; i++)
+                                seq = seq << 8 | ((uint8_t *)key.mv_data)[i];
+                        if (seq > r->upto) {
+                                done = true;
+                                break;
+                        }
+                }
+                if (val.mv_size >= 16) {
+                        memcpy(hash, val.mv_data, 16);
+                        hashed = true;
+                }
+                e = undo_reserve(t);
+                if (e >= 0)
+                        e = store_txn_result(t, mdb_cursor_del(c, 0));
+                if (e < 0)
+                        break;
+                if (hashed) {
+                        pthread_mutex_lock(&r->lock);
+                        size_t i = index_find(r, hash);
+                        if (i != SIZE_MAX && r->slots[i].seq == seq)
+                                index_change(t, hash, 0);
+                        pthread_mutex_unlock(&r->lock);
+                }
+        }
+        mdb_cursor_close(c);
+        if (e < 0)
+                return e;
+        if (rc == MDB_NOTFOUND)
+                done = true;
+        else if (rc != 0)
+                return store_mdb_errno(rc);
+        t->merge_finished = done;
+        return 0;
+}
+
+int store_cache_merge_step(struct store_txn *t)
+{
+        struct cache_recent *r = t->s->recent;
+        int e;
+
+        if (t->err < 0)
+                return t->err;
+        if (!r->merging) {
+                if (!store_cache_merge_due(t->s))
+                        return 0;
+                e = merge_start(r);
+                if (e < 0)
+                        return e;
+        }
+        e = r->truncating ? merge_truncate(t) : merge_slice(t);
+        return e < 0 ? e : 1;
+}
+
+/* ---- open and close ---- */
+
+int cache_recent_new(struct store *s)
+{
+        struct cache_recent *r = calloc(1, sizeof(*r));
+
+        if (!r)
+                return -ENOMEM;
+        if (pthread_mutex_init(&r->lock, NULL) != 0) {
+                free(r);
+                return -ENOMEM;
+        }
+        r->next_seq = 1;
+        r->max_slots = slots_override ? slots_override : RECENT_MAX_SLOTS;
+        s->recent = r;
+        return 0;
+}
+
+void cache_recent_free(struct store *s)
+{
+        struct cache_recent *r = s->recent;
+
+        if (!r)
+                return;
+        pthread_mutex_destroy(&r->lock);
+        free(r->slots);
+        free(r->todo);
+        free(r);
+        s->recent = NULL;
+}
+
+/* Indexes the log at open. An entry the index has no room for (a log written with a
+ * larger table) is moved into "cache" in this transaction. Returns an LMDB code. */
+int cache_recent_load(struct store *s, MDB_txn *txn)
+{
+        struct cache_recent *r = s->recent;
+        MDB_cursor *c;
+        MDB_val key, val;
+        int rc;
+
+        rc = mdb_cursor_open(txn, s->cache_recent, &c);
+        if (rc)
+                return rc;
+        for (rc = mdb_cursor_get(c, &key, &val, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
+                uint64_t seq = 0;
+
+                if (key.mv_size != 8 || val.mv_size < 16)
+                        continue;
+                for (int i = 0; i < 8; i++)
+                        seq = seq << 8 | ((uint8_t *)key.mv_data)[i];
+                if (seq >= r->next_seq)
+                        r->next_seq = seq + 1;
+                if (index_room(r)) {
+                        index_set(r, val.mv_data, seq);
+                        continue;
+                }
+                MDB_val hk = store_key16(val.mv_data), entry = { .mv_size = val.mv_size - 16,
+                                                                  .mv_data = (uint8_t *)val.mv_data + 16 };
+                rc = mdb_put(txn, s->cache, &hk, &entry, 0);
+                if (rc == 0)
+                        rc = mdb_cursor_del(c, 0);
+                if (rc)
+                        break;
+        }
+        mdb_cursor_close(c);
+        return rc == MDB_NOTFOUND ? 0 : rc;
+}
