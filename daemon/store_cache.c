@@ -476,47 +476,47 @@ void store_cache_stats(struct store *s, struct store_cache_stats *ret)
         ret->jobs_purged = atomic_load(&s->c_jobs_purged);
 }
 
+/* Adds up the entries of "cache", or of "cache_recent" (`recent`: those not also in
+ * "cache"). Returns an LMDB code. */
+static int scan_table(struct store *s, MDB_txn *txn, bool recent, uint64_t *bytes, uint64_t *entries)
+{
+        MDB_cursor *c;
+        MDB_val key, val, main;
+        struct cache_view v;
+        int rc = mdb_cursor_open(txn, recent ? s->cache_recent : s->cache, &c);
+
+        if (rc)
+                return rc;
+        for (rc = mdb_cursor_get(c, &key, &val, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
+                if (recent) {
+                        MDB_val hk = store_key16(val.mv_data);
+
+                        if (val.mv_size < 16 || mdb_get(txn, s->cache, &hk, &main) == 0)
+                                continue;
+                        val.mv_size -= 16;
+                        val.mv_data = (uint8_t *)val.mv_data + 16;
+                }
+                if (cache_parse(&val, &v) == 0) {
+                        *bytes += v.size;
+                        (*entries)++;
+                }
+        }
+        mdb_cursor_close(c);
+        return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 /* Totals the cache entries at open, an entry in both tables once; see
  * store_impl.h. */
 int store_cache_scan(struct store *s, MDB_txn *txn)
 {
-        MDB_cursor *c;
-        MDB_val key, val, main;
         uint64_t bytes = 0, entries = 0;
-        struct cache_view v;
-        int rc;
+        int rc = cache_recent_load(s, txn);
 
-        rc = cache_recent_load(s, txn);
+        if (rc == 0)
+                rc = scan_table(s, txn, false, &bytes, &entries);
+        if (rc == 0)
+                rc = scan_table(s, txn, true, &bytes, &entries);
         if (rc)
-                return rc;
-        rc = mdb_cursor_open(txn, s->cache, &c);
-        if (rc)
-                return rc;
-        for (rc = mdb_cursor_get(c, &key, &val, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &key, &val, MDB_NEXT))
-                if (cache_parse(&val, &v) == 0) {
-                        bytes += v.size;
-                        entries++;
-                }
-        mdb_cursor_close(c);
-        if (rc != MDB_NOTFOUND)
-                return rc;
-        rc = mdb_cursor_open(txn, s->cache_recent, &c);
-        if (rc)
-                return rc;
-        for (rc = mdb_cursor_get(c, &key, &val, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
-                MDB_val hk = store_key16(val.mv_data);
-
-                if (val.mv_size < 16 || mdb_get(txn, s->cache, &hk, &main) == 0)
-                        continue;
-                val.mv_size -= 16;
-                val.mv_data = (uint8_t *)val.mv_data + 16;
-                if (cache_parse(&val, &v) == 0) {
-                        bytes += v.size;
-                        entries++;
-                }
-        }
-        mdb_cursor_close(c);
-        if (rc != MDB_NOTFOUND)
                 return rc;
         atomic_store(&s->c_bytes, bytes);
         atomic_store(&s->c_entries, entries);

@@ -507,7 +507,9 @@ int cache_recent_new(struct store *s)
                 return -ENOMEM;
         }
         r->next_seq = 1;
-        r->max_slots = slots_override ? slots_override : RECENT_MAX_SLOTS;
+        r->max_slots = RECENT_MAX_SLOTS;
+        if (slots_override >= 4 && (slots_override & (slots_override - 1)) == 0)
+                r->max_slots = slots_override;
         s->recent = r;
         return 0;
 }
@@ -540,8 +542,13 @@ int cache_recent_load(struct store *s, MDB_txn *txn)
         for (rc = mdb_cursor_get(c, &key, &val, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
                 uint64_t seq = 0;
 
-                if (key.mv_size != 8 || val.mv_size < 16)
+                if (key.mv_size != 8 || val.mv_size < 16) {
+                        /* Not a record this file writes: dropped, so appends never meet it. */
+                        rc = mdb_cursor_del(c, 0);
+                        if (rc)
+                                break;
                         continue;
+                }
                 for (int i = 0; i < 8; i++)
                         seq = seq << 8 | ((uint8_t *)key.mv_data)[i];
                 if (seq >= r->next_seq)

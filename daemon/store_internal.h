@@ -56,8 +56,9 @@ void store_set_slice_hook(void (*hook)(void *arg), void *arg);
 /* Sets how many recent cache entries start a merge into "cache" (0 restores the
  * store's own, 262,144), so tests can merge a few. */
 void store_set_cache_merge_at(size_t n);
-/* Sets the most slots of the recent entries' index, a power of two (0 restores the
- * store's own, 2^20), for stores opened after: tests fill it with a few entries. */
+/* Sets the most slots of the recent entries' index, a power of two from 4 (anything
+ * else, 0 too, means the store's own, 2^20), for stores opened after: tests fill it
+ * with a few entries. */
 void store_set_cache_recent_slots(size_t n);
 /* Whether a merge of recent cache entries is due or under way. */
 bool store_cache_merge_due(struct store *s);

@@ -511,12 +511,14 @@ static void writer_merge(struct store_writer *w)
         r = store_txn_begin(w->s, true, &t);
         if (r >= 0) {
                 r = store_cache_merge_step(t);
-                if (r > 0)
+                if (r > 0) {
                         r = writer_commit(w, t, w->s->sync == STORE_SYNC_FULL);
-                else
+                        /* Flushed at the next interval, as maintenance is (none under sync=off). */
+                        if (r >= 0 && w->s->sync != STORE_SYNC_OFF)
+                                w->dirty = true;
+                } else {
                         store_txn_abort(t);
-                if (r >= 0)
-                        w->dirty = true;
+                }
         }
         w->next_merge_ms = r < 0 ? now_ms() + MERGE_RETRY_MS : 0;
 }

@@ -302,6 +302,41 @@ static void a_full_index_sends_new_entries_to_cache(void **state)
                 assert_hits(f, n, n);
 }
 
+/* A record the log never writes (a key of another size, a value too short for the
+ * hash) is dropped at open, so appends after it still work. */
+static void a_foreign_record_in_the_log_is_dropped_at_open(void **state)
+{
+        struct fixture *f = *state;
+        MDB_env *env;
+        MDB_txn *txn;
+        MDB_dbi dbi;
+        uint8_t k9[9], k8[8] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+        MDB_val key = { .mv_size = 9, .mv_data = k9 }, val = { .mv_size = 3, .mv_data = "abc" };
+
+        put_n(f, 1);
+        store_close(f->s);
+        f->s = NULL;
+        memset(k9, 0xff, sizeof(k9));
+        assert_int_equal(mdb_env_create(&env), 0);
+        assert_int_equal(mdb_env_set_maxdbs(env, 64), 0);
+        assert_int_equal(mdb_env_set_mapsize(env, MAP_SIZE), 0);
+        assert_int_equal(mdb_env_open(env, f->dir, 0, 0600), 0);
+        assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+        assert_int_equal(mdb_dbi_open(txn, "cache_recent", 0, &dbi), 0);
+        assert_int_equal(mdb_put(txn, dbi, &key, &val, 0), 0);
+        key = (MDB_val){ .mv_size = 8, .mv_data = k8 };
+        assert_int_equal(mdb_put(txn, dbi, &key, &val, 0), 0);
+        assert_int_equal(mdb_txn_commit(txn), 0);
+        mdb_env_close(env);
+        assert_int_equal(store_open(f->dir, MAP_SIZE, STORE_SYNC_FULL, &f->s), 0);
+
+        put_n(f, 2);
+        assert_hits(f, 1, 1);
+        assert_hits(f, 2, 2);
+        assert_tables(f, 0, 2);
+        assert_counted(f, 2, 3);
+}
+
 /* The writer merges by itself once merge_at entries are there, between batches. */
 static void the_writer_merges_in_the_background(void **state)
 {
@@ -330,6 +365,7 @@ static const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(purge_during_a_merge_deletes_each_entry_once, setup, teardown),
         cmocka_unit_test_setup_teardown(an_aborted_transaction_puts_the_index_back, setup, teardown),
         cmocka_unit_test_setup_teardown(a_full_index_sends_new_entries_to_cache, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_foreign_record_in_the_log_is_dropped_at_open, setup, teardown),
         cmocka_unit_test_setup_teardown(the_writer_merges_in_the_background, setup, teardown),
 };
 
