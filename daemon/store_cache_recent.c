@@ -29,7 +29,8 @@
 #define CACHE_RECENT_MERGE_AT ((size_t)1 << 18)
 #define RECENT_MIN_SLOTS ((size_t)1 << 12)
 #define RECENT_MAX_SLOTS ((size_t)1 << 20)
-/* Entries merged per transaction: at most this many pages of "cache" to write. */
+/* Entries merged per transaction (at most this many pages of "cache" to write), and
+ * an eighth of merge_at when that is less: small merges (tests) take several too. */
 #define MERGE_STEP 1024
 /* Merged entries deleted from the front of the log per transaction. */
 #define TRUNCATE_STEP 8192
@@ -46,9 +47,29 @@ void store_set_cache_merge_at(size_t n)
         merge_at_override = n;
 }
 
+/* KILN_TEST_CACHE_MERGE_AT=N (integration tests: merges under way when they kill
+ * kilnd), else store_set_cache_merge_at's, else CACHE_RECENT_MERGE_AT. */
+static size_t merge_at_env(void)
+{
+        static _Atomic size_t cached = SIZE_MAX;
+        size_t n = atomic_load(&cached);
+
+        if (n == SIZE_MAX) {
+                const char *e = getenv("KILN_TEST_CACHE_MERGE_AT");
+                char *end;
+                unsigned long long v = e && *e ? strtoull(e, &end, 10) : 0;
+                n = e && *e && !*end && v > 0 && v < SIZE_MAX ? (size_t)v : 0;
+                atomic_store(&cached, n);
+        }
+        return n;
+}
+
 static size_t merge_at(void)
 {
-        return merge_at_override ? merge_at_override : CACHE_RECENT_MERGE_AT;
+        if (merge_at_override)
+                return merge_at_override;
+        size_t n = merge_at_env();
+        return n ? n : CACHE_RECENT_MERGE_AT;
 }
 
 struct recent_slot {
@@ -395,7 +416,8 @@ static int merge_start(struct cache_recent *r)
 static int merge_slice(struct store_txn *t)
 {
         struct cache_recent *r = t->s->recent;
-        size_t end = r->pos + MERGE_STEP < r->n_todo ? r->pos + MERGE_STEP : r->n_todo;
+        size_t step = merge_at() >= 8 && merge_at() / 8 < MERGE_STEP ? merge_at() / 8 : MERGE_STEP;
+        size_t end = r->pos + step < r->n_todo ? r->pos + step : r->n_todo;
         int e = 0;
 
         for (size_t i = r->pos; e >= 0 && i < end; i++) {

@@ -227,6 +227,71 @@ class DurabilityTest(unittest.TestCase):
         recovered = re.findall(r"recovered (\d+) queued jobs", self.k.read_log())
         self.assertEqual(sum(int(n) for n in recovered), 0, "no quick job was left queued to run again")
 
+    def test_cached_results_survive_kill9_during_cache_merges(self):
+        # New cache entries go to a log, merged into the hash-ordered table in bulk
+        # (daemon/store_cache_recent.c). With a merge due every 40 entries and jobs
+        # still coming, kill -9 lands among merges. After the restart every result
+        # acknowledged before it is a cache hit with the result it had, and the cache
+        # counts exactly the entries that answer (each once, in whichever table).
+        n, kill_at = 2000, 700
+        k = self.start(KILN_TEST_CACHE_MERGE_AT="40", KILN_CPU_THREADS="2")
+        params = [{"model": "altman-z2", "rows": [[0.01 + i / 997, 0.3, -0.2 + i / 3001, 1.1]]} for i in range(n)]
+        accepted = []
+
+        async def go():
+            clients = [await Client.connect(k.url) for _ in range(4)]
+
+            async def send(ci, c):
+                try:
+                    for i in range(ci, n, len(clients)):
+                        await c.send({"op": "submit", "kind": "risk.score", "params": params[i], "watch": False,
+                                      "ref": i})
+                        if i % 40 == ci:
+                            await asyncio.sleep(0.002)  # still sending when the kill comes
+                except websockets.ConnectionClosed:
+                    pass
+
+            async def read(c):
+                try:
+                    while True:
+                        m = await c.recv(30)
+                        self.assertEqual(m.get("op"), "accepted", m)
+                        accepted.append((m["ref"], m["job"]))
+                        if len(accepted) == kill_at:
+                            self.kill9_now()
+                except websockets.ConnectionClosed:
+                    pass
+
+            await asyncio.gather(*(read(c) for c in clients), *(send(i, c) for i, c in enumerate(clients)))
+
+        self.run_async(go())
+        self.reap_killed()
+        self.restart()
+        got = self.run_async(watch_all(k.url, [job for _, job in accepted]))
+
+        async def again():
+            c = await Client.connect(k.url)
+            try:
+                stats = (await c.call({"op": "stats"}))["cache"]
+                acc = []
+                ids = await submit_burst([c], params, watch=True, kind="risk.score", accepted=acc)
+                return stats, {m["ref"]: m for m in acc}, ids, await collect_done(c, ids)
+            finally:
+                await c.close()
+
+        stats, acc, ids, got2 = self.run_async(again())
+        hits = [i for i in range(n) if acc[i]["cached"]]
+        self.assertEqual(stats["entries"], len(hits), stats)
+        for ref, job in accepted:
+            self.assertTrue(acc[ref]["cached"], f"#{ref}, acknowledged before kill -9, was computed again")
+            done, parts = got2[ids[ref]]
+            first, first_parts = got[job]
+            self.assertEqual(done["result"], first["result"], f"#{ref}")
+            for name in first_parts:
+                np.testing.assert_array_equal(parts[name], first_parts[name], err_msg=f"#{ref} part {name}")
+        print(f"\n  merges every 40 entries, kill -9 at `accepted` #{kill_at}: {len(accepted)} acknowledged, "
+              f"{stats['entries']} cache entries after the restart, each a hit")
+
     def test_running_job_runs_again_after_kill9(self):
         k = self.start()
         params = {"mass": 2e14, "concentration": 4, "grid_size": 4096, "maps": ["kappa"]}
