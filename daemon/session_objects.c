@@ -216,6 +216,13 @@ static void fail_store(struct obj_req *r, int status)
 
         switch (status) {
         case -ENOENT:
+                if (r->op.type == STORE_OP_OBJECT_ITEMS_PUT) {
+                        req_fail(r, KERR_BAD_PARAMS, "metric",
+                                 "collection \"%s\" was dropped meanwhile; \"metric\" (cosine, ip or l2) is "
+                                 "required to create it again; nothing was stored",
+                                 r->name);
+                        return;
+                }
                 req_fail(r, KERR_NOT_FOUND, name_field(r), "no %s \"%s\"", what, r->name);
                 return;
         case -EFBIG:
@@ -338,6 +345,9 @@ static void ask_store(struct obj_req *r, enum store_op_type type)
         case STORE_OP_OBJECT_ITEMS_PUT:
                 r->op.meta = r->meta;
                 r->op.meta_len = r->meta_len;
+                /* Without a metric the put adds to the collection as it was checked: one
+                 * dropped meanwhile is not made again with the metric it had. */
+                r->op.must_exist = !r->metric;
                 /* fall through */
         case STORE_OP_OBJECT_ITEMS_DELETE:
                 r->op.items = r->items;

@@ -602,6 +602,7 @@ struct store_op {
         const struct store_object_item *items; /* OBJECT_ITEMS_PUT/DELETE, borrowed until done */
         size_t n_items;
         struct store_object_limits limits; /* OBJECT_PUT, OBJECT_ITEMS_PUT; zeros: none */
+        bool must_exist;         /* OBJECT_ITEMS_PUT: -ENOENT, nothing written, if it is absent */
         bool with_blob;          /* OBJECT_GET */
 
         /* outputs, owned by the caller once done is called */

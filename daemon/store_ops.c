@@ -324,6 +324,13 @@ int store_op_apply(struct store_txn *t, struct store_op *op)
                 return store_object_put(t, &op->object, op->meta, op->meta_len, op->blob_size, op_write_blob, op,
                                         &op->limits, store_wall_ms(), &op->object_info);
         case STORE_OP_OBJECT_ITEMS_PUT:
+                if (op->must_exist) {
+                        struct store_object_info cur = { 0 };
+                        int r = store_object_get(t, &op->object, &cur);
+                        store_object_info_clear(&cur);
+                        if (r < 0)
+                                return r;
+                }
                 return store_object_items_put(t, &op->object, op->meta, op->meta_len, op->items, op->n_items,
                                               &op->limits, store_wall_ms(), &op->object_info);
         case STORE_OP_OBJECT_ITEMS_DELETE:

@@ -830,6 +830,49 @@ static void writer_applies_every_object_op(void **state)
         free(v);
 }
 
+/* An items put that must find its object (vec.put without a metric) writes nothing
+ * when the object was dropped since it was checked, and adds as usual otherwise. */
+static void items_put_that_must_exist_finds_a_dropped_object_gone(void **state)
+{
+        struct fixture *f = *state;
+        struct store_object_ref c = ref("acme", "vec.collection", "c");
+        uint8_t *v = value(12);
+        struct store_object_item it[] = { item("a", v, 12) };
+        struct obj_op items, drop, get;
+        struct store_writer *w;
+
+        assert_int_equal(store_writer_start(f->s, &w), 0);
+        init_obj_op(&items, STORE_OP_OBJECT_ITEMS_PUT, &c);
+        items.op.meta = "l2/3";
+        items.op.meta_len = 4;
+        items.op.items = it;
+        items.op.n_items = 1;
+        items.op.must_exist = true;
+        fixture_op_run(w, &items.op);
+        assert_int_equal(items.op.status, -ENOENT);
+
+        items.op.must_exist = false;
+        fixture_op_run(w, &items.op);
+        assert_int_equal(items.op.status, 0);
+        store_object_info_clear(&items.op.object_info);
+        items.op.must_exist = true;
+        fixture_op_run(w, &items.op);
+        assert_int_equal(items.op.status, 0);
+        assert_int_equal(items.op.object_info.version, 2);
+        store_object_info_clear(&items.op.object_info);
+
+        init_obj_op(&drop, STORE_OP_OBJECT_DROP, &c);
+        fixture_op_run(w, &drop.op);
+        assert_int_equal(drop.op.status, 0);
+        fixture_op_run(w, &items.op);
+        assert_int_equal(items.op.status, -ENOENT);
+        init_obj_op(&get, STORE_OP_OBJECT_GET, &c);
+        fixture_op_run(w, &get.op);
+        assert_int_equal(get.op.status, -ENOENT);
+        store_writer_stop(w);
+        free(v);
+}
+
 /* Two puts of new objects queued together, one place left: the limit is checked in the
  * transaction, so exactly one of them gets it. */
 static void writer_checks_limits_inside_the_transaction(void **state)
@@ -927,6 +970,7 @@ static const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(tenant_bytes_limit_is_eoverflow, setup, teardown),
         cmocka_unit_test_setup_teardown(objects_survive_close_and_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(writer_applies_every_object_op, setup, teardown),
+        cmocka_unit_test_setup_teardown(items_put_that_must_exist_finds_a_dropped_object_gone, setup, teardown),
         cmocka_unit_test_setup_teardown(writer_checks_limits_inside_the_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(reads_run_on_any_thread_beside_the_writer, setup, teardown),
 };
