@@ -283,6 +283,17 @@ int http_api_begin(struct kilnd *d, struct lws *wsi, const char *uri, bool post,
         r->on_ready = on_ready;
         *ret = r;
 
+        /* Each request holds a session until it is answered, as a WebSocket does:
+         * past server.max_connections of them, the request is turned away. Probes
+         * (/healthz, /readyz, /metrics) and the web UI's files are never refused. */
+        if (d->n_sessions >= d->cfg->server.max_connections) {
+                char msg[160];
+                snprintf(msg, sizeof(msg), "kilnd holds server.max_connections (%u) connections and requests; "
+                                           "retry later",
+                         (unsigned)d->cfg->server.max_connections);
+                respond_error(r, 503, "unavailable", NULL, msg);
+                return 0;
+        }
         struct auth_identity who;
         if (identify(d, wsi, &who) < 0) {
                 respond_error(r, 401, "unauthorized", "Authorization",

@@ -419,6 +419,34 @@ class RefusedUpgradeTest(ServesOnCase):
             await c.close()
         self.run_async(go())
 
+    def test_api_request_past_the_limit_is_refused_and_probes_still_answer(self):
+        # An /api/ request holds a session until it is answered, as a WebSocket does,
+        # so it counts against server.max_connections; /healthz never does.
+        api = (b"GET /api/v1/jobs/00000000-0000-7000-8000-000000000000 HTTP/1.1\r\n"
+               b"Host: x\r\nAuthorization: Bearer tok-read\r\n\r\n")
+        health = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+
+        async def exchange(request):
+            got = await asyncio.get_running_loop().run_in_executor(None, http_exchange, self.kilnd.port, request)
+            answers = split_responses(got)
+            self.assertEqual(len(answers), 1, got[:500])
+            return answers[0]
+
+        async def go():
+            a = await self.client("tok-submit")
+            b = await self.client("tok-submit")
+            status, body = await exchange(api)
+            self.assertEqual(status, 503, body)
+            self.assertEqual(json.loads(body)["code"], "unavailable")
+            self.assertIn(b"server.max_connections (2)", body)
+            status, body = await exchange(health)
+            self.assertEqual(status, 200, body)
+            await b.close()
+            status, body = await exchange(api)
+            self.assertEqual(status, 404, body)
+            await a.close()
+        self.run_async(go())
+
 
 def http_exchange(port, request, timeout=5):
     """Sends raw bytes and reads until the server closes; returns what came back. A
