@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <jansson.h>
 #include <libwebsockets.h>
@@ -243,9 +244,22 @@ static int identify(struct kilnd *d, struct lws *wsi, struct auth_identity *ret)
                 return 0;
         }
         char hdr[512] = "";
-        if (lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_HTTP_AUTHORIZATION) <= 0 || strncmp(hdr, "Bearer ", 7))
+        if (lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_HTTP_AUTHORIZATION) <= 0)
                 return -EACCES;
-        return auth_check(d, hdr + 7, ret);
+        /* RFC 9110 §11: the scheme is case-insensitive, then one or more spaces; a
+         * token has no space inside (trailing ones, which some clients send, go). */
+        const char *tok = hdr;
+        while (*tok == ' ' || *tok == '\t')
+                tok++;
+        if (strncasecmp(tok, "Bearer", 6) || (tok[6] != ' ' && tok[6] != '\t'))
+                return -EACCES;
+        tok += 6;
+        while (*tok == ' ' || *tok == '\t')
+                tok++;
+        size_t n = strlen(tok);
+        while (n && (tok[n - 1] == ' ' || tok[n - 1] == '\t'))
+                hdr[(tok - hdr) + --n] = '\0';
+        return auth_check(d, tok, ret);
 }
 
 static void run_op(struct http_api_req *r, json_t *msg)

@@ -79,6 +79,21 @@ class HttpApiTest(unittest.TestCase):
                 status, _, out = self.request(method, path, body, token)
                 self.assertError(status, out, 401, "unauthorized", "Authorization")
 
+    def test_the_bearer_scheme_is_case_insensitive_and_spaces_around_the_token_go(self):
+        path = "/api/v1/jobs/00000000-0000-7000-8000-000000000000"
+        for header in ("bearer alice-token", "BEARER  alice-token", "Bearer\talice-token ", "  Bearer alice-token"):
+            req = urllib.request.Request(self.kilnd.http + path)
+            req.add_header("Authorization", header)
+            with self.assertRaises(urllib.error.HTTPError) as cm:
+                urllib.request.urlopen(req, timeout=30)
+            self.assertEqual(cm.exception.code, 404, header)  # known token, no such job
+        for header in ("Bearer", "Bearer ", "Bearera lice-token", "Basic alice-token", "Bearer alice token"):
+            req = urllib.request.Request(self.kilnd.http + path)
+            req.add_header("Authorization", header)
+            with self.assertRaises(urllib.error.HTTPError) as cm:
+                urllib.request.urlopen(req, timeout=30)
+            self.assertEqual(cm.exception.code, 401, header)
+
     def test_post_answers_accepted_and_get_answers_status(self):
         job, (done, _) = self.submit_and_wait(dict(PARAMS, mass=3.3e14))
         self.assertEqual(done["state"], "done")
