@@ -32,6 +32,9 @@
 /* Entries merged per transaction (at most this many pages of "cache" to write), and
  * an eighth of merge_at when that is less: small merges (tests) take several too. */
 #define MERGE_STEP 1024
+/* Room a merge asks of the store before it starts: per entry, and for its slices. */
+#define MERGE_ROOM_PER_ENTRY 256
+#define MERGE_ROOM_SLACK ((uint64_t)8 << 20)
 /* Merged entries deleted from the front of the log per transaction. */
 #define TRUNCATE_STEP 8192
 
@@ -385,10 +388,32 @@ static int item_cmp(const void *a, const void *b)
         return memcmp(a, b, 16);
 }
 
-static int merge_start(struct cache_recent *r)
+/* What a merge of n entries may need of the store's room: their copies in "cache"
+ * (an entry of ~110 bytes in leaves left half full), kept until the truncation frees
+ * the log's pages, and the pages one slice rewrites. */
+static uint64_t merge_room(size_t n)
 {
-        size_t n = 0;
+        return (uint64_t)n * MERGE_ROOM_PER_ENTRY + MERGE_ROOM_SLACK;
+}
 
+static int merge_start(struct store *s, struct cache_recent *r)
+{
+        struct store_room room;
+        size_t n = 0;
+        int e;
+
+        /* A merge too big for the room left would take the last of it from the jobs
+         * that arrive meanwhile: it waits (the writer tries again later), and the
+         * log goes on taking entries until its index is full. */
+        pthread_mutex_lock(&r->lock);
+        n = r->count;
+        pthread_mutex_unlock(&r->lock);
+        e = store_room(s, &room);
+        if (e < 0)
+                return e;
+        if (room.room < merge_room(n))
+                return -ENOSPC;
+        n = 0;
         pthread_mutex_lock(&r->lock);
         r->todo = malloc((r->count ? r->count : 1) * sizeof(*r->todo));
         for (size_t i = 0; r->todo && i < r->cap; i++)
@@ -508,7 +533,7 @@ int store_cache_merge_step(struct store_txn *t)
         if (!r->merging) {
                 if (!store_cache_merge_due(t->s))
                         return 0;
-                e = merge_start(r);
+                e = merge_start(t->s, r);
                 if (e < 0)
                         return e;
         }

@@ -63,7 +63,8 @@ void store_set_cache_recent_slots(size_t n);
 /* Whether a merge of recent cache entries is due or under way. */
 bool store_cache_merge_due(struct store *s);
 /* One transaction's share of that merge, in write transaction t: > 0 when it did
- * some (commit t), 0 when none is due, or -errno. */
+ * some (commit t), 0 when none is due, -ENOSPC when the store has too little room
+ * left to start one (try again later), or -errno. */
 int store_cache_merge_step(struct store_txn *t);
 
 /* store_syncer.c: store.sync=batch's flushes off the writer's thread. The writer is

@@ -337,6 +337,30 @@ static void a_foreign_record_in_the_log_is_dropped_at_open(void **state)
         assert_counted(f, 2, 3);
 }
 
+/* A merge does not start in a store with too little room left for it: the entries
+ * stay in the log, found as before. */
+static void a_store_short_of_room_puts_the_merge_off(void **state)
+{
+        struct fixture *f = *state;
+
+        store_close(f->s);
+        f->s = NULL;
+        unit_tmpdir_remove(f->dir);
+        unit_tmpdir_make("recent-small", f->dir, sizeof(f->dir));
+        assert_int_equal(store_open(f->dir, 4ull << 20, STORE_SYNC_FULL, &f->s), 0); /* 4 MiB */
+        for (unsigned n = 1; n <= 20; n++)
+                put_n(f, n);
+        store_set_cache_merge_at(1);
+        struct store_txn *t = wtxn(f);
+        assert_int_equal(store_cache_merge_step(t), -ENOSPC);
+        store_txn_abort(t);
+        assert_true(store_cache_merge_due(f->s));
+        store_set_cache_merge_at(0);
+        for (unsigned n = 1; n <= 20; n++)
+                assert_hits(f, n, n);
+        assert_counted(f, 20, 210);
+}
+
 /* The writer merges by itself once merge_at entries are there, between batches. */
 static void the_writer_merges_in_the_background(void **state)
 {
@@ -366,6 +390,7 @@ static const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(an_aborted_transaction_puts_the_index_back, setup, teardown),
         cmocka_unit_test_setup_teardown(a_full_index_sends_new_entries_to_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(a_foreign_record_in_the_log_is_dropped_at_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_store_short_of_room_puts_the_merge_off, setup, teardown),
         cmocka_unit_test_setup_teardown(the_writer_merges_in_the_background, setup, teardown),
 };
 
