@@ -44,6 +44,7 @@ struct obj_req {
         char name[STORE_OBJECT_NAME_MAX + 1];
         struct part *part;         /* model.put: "model"; vec.put: "vectors" */
         uint64_t mem_held;         /* its bytes, held in memory.max_bytes (MEM_INPUTS) until freed */
+        uint64_t check_held;       /* model.put: what its check may hold (MEM_RESULTS) until done */
 
         /* vec.put, vec.delete */
         struct kiln_object_id *ids;
@@ -90,6 +91,8 @@ static void req_free(struct obj_req *r)
         part_free(r->part);
         if (r->mem_held)
                 membudget_give(r->d->mem, MEM_INPUTS, r->mem_held);
+        if (r->check_held)
+                membudget_give(r->d->mem, MEM_RESULTS, r->check_held);
         free(r->ids);
         free(r->items);
         store_object_info_clear(&r->op.object_info);
@@ -366,6 +369,11 @@ static void on_validated(struct mail *m)
         struct obj_req *r = container_of(m, struct obj_req, work.mail);
         struct kilnd *d = r->d;
 
+        if (r->check_held) {
+                membudget_give(d->mem, MEM_RESULTS, r->check_held);
+                r->check_held = 0;
+        }
+
         /* Gone, or the loop has stopped: nothing was acknowledged, nothing is stored. */
         if (d->quit || !session_find(d, r->session_id)) {
                 req_free(r);
@@ -536,6 +544,28 @@ static void op_model_put(struct session *s, struct obj_req *r)
                 session_send_error(s, r->ref, KERR_BAD_PARAMS, "model",
                                    "the part \"model\" must be the JSON file's bytes (dtype bytes, one dimension)");
                 goto fail;
+        }
+        /* The check parses and compiles the whole model on a worker: what that may
+         * hold is taken from memory.max_bytes first, as a running job's result is. */
+        uint64_t need = risk_model_work_bytes(r->part->bytes);
+        if (s->d->mem) {
+                struct membudget_view v;
+                membudget_view(s->d->mem, &v);
+                if (need > v.take_max) {
+                        session_send_error(s, r->ref, KERR_TOO_LARGE, "model",
+                                           "checking a model of %zu bytes takes up to %llu bytes of memory, more "
+                                           "than memory.max_bytes lets kilnd hold (%llu)",
+                                           r->part->bytes, (unsigned long long)need, (unsigned long long)v.take_max);
+                        goto fail;
+                }
+                if (!membudget_try_take(s->d->mem, MEM_RESULTS, need)) {
+                        session_send_error(s, r->ref, KERR_UNAVAILABLE, NULL,
+                                           "kilnd's memory budget (memory.max_bytes) has no room to check a model "
+                                           "of %zu bytes now (up to %llu bytes while it is read); retry later",
+                                           r->part->bytes, (unsigned long long)need);
+                        goto fail;
+                }
+                r->check_held = need;
         }
         r->work.run = validate_model;
         r->work.mail.fn = on_validated;

@@ -291,13 +291,15 @@ class SmallBudgetCase(PressureCase):
 
 
 class ObjectUploadBudgetTest(SmallBudgetCase):
-    """memory.max_bytes 64 MiB (inputs: at most 31.5 MiB). Ten model.put of 12 MiB each,
-    pipelined on one connection: an upload stays in the budget until it is stored,
-    so the ones that find no room are refused (naming memory.max_bytes), not held
-    outside it; the others are stored."""
+    """memory.max_bytes 64 MiB (inputs and results: at most 63 MiB, inputs alone 31.5).
+    An upload stays in the budget until it is stored, and its check takes what reading
+    the model may hold (11 times its size and 5 MiB) until it is done."""
 
     def test_pipelined_uploads_stay_within_the_budget(self):
-        data, _ = xgb_model_of_size(12 * MiB)
+        # Ten model.put of 3 MiB pipelined on one connection: a check takes 38 MiB, so
+        # one runs at a time; the uploads that find no room are refused (naming
+        # memory.max_bytes), not held outside it; the others are stored.
+        data, _ = xgb_model_of_size(3 * MiB)
         n = 10
 
         async def go():
@@ -326,6 +328,25 @@ class ObjectUploadBudgetTest(SmallBudgetCase):
                 self.assertIn(m.get("code"), ("unavailable", "bad_params"), m)
                 if m.get("code") == "bad_params":  # the model.put of a refused frame
                     self.assertIn("needs the binary part", m.get("message", ""), m)
+
+
+    def test_a_model_too_big_to_check_within_the_budget_is_too_large(self):
+        # 12 MiB would take up to 137 MiB to read: more than the budget could ever
+        # give, so it is too_large at once rather than "retry later".
+        data, _ = xgb_model_of_size(12 * MiB)
+
+        async def go():
+            c = await Client.connect(self.kilnd.url)
+            await send_frames(c, part_frames(1, "model", "bytes", [len(data)], data))
+            m = await c.call({"op": "model.put", "name": "big", "ref": 1})
+            used = (await c.call({"op": "stats"}))["memory"]["used_bytes"]
+            await c.close()
+            return m, used
+
+        m, used = self.run_async(go())
+        self.assertEqual((m.get("op"), m.get("code"), m.get("field")), ("error", "too_large", "model"), m)
+        self.assertIn("memory.max_bytes", m.get("message", ""))
+        self.assertEqual(used, 0, "the refused upload's bytes were given back")
 
 
 class HttpBodyBudgetTest(SmallBudgetCase):

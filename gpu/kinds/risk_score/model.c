@@ -449,6 +449,31 @@ out:
         return rc;
 }
 
+#define PARSE_FACTOR 8
+#define PARSE_SLACK ((size_t)4 << 20)
+#define FOREST_FACTOR 3
+#define FOREST_SLACK ((size_t)1 << 20)
+
+static size_t mul_add(size_t len, size_t factor, size_t slack)
+{
+        return len > (SIZE_MAX - slack) / factor ? SIZE_MAX : len * factor + slack;
+}
+
+size_t risk_model_parse_bytes(size_t len)
+{
+        return mul_add(len, PARSE_FACTOR, PARSE_SLACK);
+}
+
+/* The forest: per node at most ~48 bytes (with the unrolled tops, which never
+ * outweigh the nodes twice over, plus 1 MiB), and a node takes at least 16 bytes of
+ * JSON (one value in each of its eight arrays). */
+size_t risk_model_work_bytes(size_t len)
+{
+        size_t parse = risk_model_parse_bytes(len), forest = mul_add(len, FOREST_FACTOR, FOREST_SLACK);
+
+        return parse > SIZE_MAX - forest ? SIZE_MAX : parse + forest;
+}
+
 int risk_forest_compile(const void *json, size_t len, struct risk_forest **ret_forest, struct kiln_error *err)
 {
         struct model_src m = { 0 };
@@ -458,9 +483,14 @@ int risk_forest_compile(const void *json, size_t len, struct risk_forest **ret_f
 
         if (!json || len == 0)
                 return kiln_error_set(err, "model", "the model is empty");
-        rc = xj_parse(json, len, &doc, &je);
+        rc = xj_parse_capped(json, len, risk_model_parse_bytes(len), &doc, &je);
         if (rc == -ENOMEM)
                 return fail_nomem(err);
+        if (rc == -E2BIG)
+                return kiln_error_set(err, "model",
+                                      "reading this model would take more than %zu bytes of memory (%d times its "
+                                      "size and 4 MiB): it is mostly tiny values, not a model XGBoost writes",
+                                      risk_model_parse_bytes(len), PARSE_FACTOR);
         if (rc < 0)
                 return kiln_error_set(err, "model", "the model is not valid JSON: %s (line %d, column %d)", je.text,
                                       je.line, je.column);

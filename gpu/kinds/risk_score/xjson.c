@@ -26,6 +26,8 @@ struct xj_doc {
 struct parser {
         const char *s;
         size_t len, pos;
+        size_t left;                   /* bytes the parse may still allocate */
+        bool capped;                   /* an allocation would have passed max_bytes */
         struct xj_doc *doc;
         struct xj_member *pending;     /* children of the open containers */
         size_t n_pending, cap_pending;
@@ -33,13 +35,27 @@ struct parser {
         int depth;
 };
 
-static void *arena_alloc(struct xj_doc *doc, size_t bytes)
+/* Takes n bytes of what the parse may allocate; false (nothing taken) past it. */
+static bool charge(struct parser *p, size_t n)
 {
+        if (n > p->left)
+                return false;
+        p->left -= n;
+        return true;
+}
+
+static void *arena_alloc(struct parser *p, size_t bytes)
+{
+        struct xj_doc *doc = p->doc;
         struct block *b = doc->blocks;
 
         bytes = (bytes + 15) & ~(size_t)15;
         if (!b || b->cap - b->used < bytes) {
                 size_t cap = bytes > ARENA_BLOCK ? bytes : ARENA_BLOCK;
+                if (!charge(p, sizeof(*b) + cap)) {
+                        p->capped = true;
+                        return NULL;
+                }
                 b = malloc(sizeof(*b) + cap);
                 if (!b)
                         return NULL;
@@ -48,9 +64,9 @@ static void *arena_alloc(struct xj_doc *doc, size_t bytes)
                 b->next = doc->blocks;
                 doc->blocks = b;
         }
-        void *p = b->data + b->used;
+        void *at = b->data + b->used;
         b->used += bytes;
-        return p;
+        return at;
 }
 
 /* Records the error at byte `at` (line and column counted only now) and returns
@@ -74,13 +90,18 @@ static int fail_at(struct parser *p, size_t at, const char *what)
         return -EINVAL;
 }
 
+/* Out of memory, or (-E2BIG) of what the parse may allocate. */
 static int fail_nomem(struct parser *p)
 {
+        if (p->err && p->capped) {
+                snprintf(p->err->text, sizeof(p->err->text), "reading it takes more memory than allowed");
+                return -E2BIG;
+        }
         if (p->err) {
                 snprintf(p->err->text, sizeof(p->err->text), "out of memory");
                 p->err->nomem = true;
         }
-        return -ENOMEM;
+        return p->capped ? -E2BIG : -ENOMEM;
 }
 
 static void skip_ws(struct parser *p)
@@ -188,7 +209,7 @@ static int parse_string(struct parser *p, const char **ret_s, uint32_t *ret_n)
                 return fail_at(p, start - 1, "unterminated string");
         if (end - start > UINT32_MAX - 1)
                 return fail_at(p, start - 1, "string too long");
-        char *out = arena_alloc(p->doc, end - start + 1);
+        char *out = arena_alloc(p, end - start + 1);
         size_t o = 0;
         if (!out)
                 return fail_nomem(p);
@@ -294,6 +315,10 @@ static int push(struct parser *p, const char *key, uint32_t key_len, const struc
 {
         if (p->n_pending == p->cap_pending) {
                 size_t cap = p->cap_pending ? p->cap_pending * 2 : 256;
+                if (!charge(p, (cap - p->cap_pending) * sizeof(struct xj_member))) {
+                        p->capped = true;
+                        return fail_nomem(p);
+                }
                 struct xj_member *m = realloc(p->pending, cap * sizeof(*m));
                 if (!m)
                         return fail_nomem(p);
@@ -391,7 +416,7 @@ static int parse_container(struct parser *p, bool object, struct xj_value *ret)
                 return fail_at(p, open, "too many items");
         *ret = (struct xj_value){ .type = object ? XJ_OBJECT : XJ_ARRAY, .n = (uint32_t)n };
         if (object) {
-                struct xj_member *m = n ? arena_alloc(p->doc, n * sizeof(*m)) : NULL;
+                struct xj_member *m = n ? arena_alloc(p, n * sizeof(*m)) : NULL;
                 bool dup;
                 if (n && !m)
                         return fail_nomem(p);
@@ -403,7 +428,7 @@ static int parse_container(struct parser *p, bool object, struct xj_value *ret)
                         return fail_at(p, open, "duplicate object key");
                 ret->members = m;
         } else {
-                struct xj_value *items = n ? arena_alloc(p->doc, n * sizeof(*items)) : NULL;
+                struct xj_value *items = n ? arena_alloc(p, n * sizeof(*items)) : NULL;
                 if (n && !items)
                         return fail_nomem(p);
                 for (size_t i = 0; i < n; i++)
@@ -466,8 +491,14 @@ static int parse_value(struct parser *p, struct xj_value *ret)
 
 int xj_parse(const char *text, size_t len, struct xj_doc **ret_doc, struct xj_error *err)
 {
+        return xj_parse_capped(text, len, SIZE_MAX, ret_doc, err);
+}
+
+int xj_parse_capped(const char *text, size_t len, size_t max_bytes, struct xj_doc **ret_doc,
+                    struct xj_error *err)
+{
         struct xj_doc *doc = calloc(1, sizeof(*doc));
-        struct parser p = { .s = text, .len = text ? len : 0, .doc = doc, .err = err };
+        struct parser p = { .s = text, .len = text ? len : 0, .left = max_bytes, .doc = doc, .err = err };
         int r;
 
         if (err)

@@ -70,6 +70,10 @@ struct xj_doc;
  * with xj_free; every value lives as long as it), -EINVAL for text that is not one
  * JSON value (err says what and where), or -ENOMEM (err->nomem set). */
 int xj_parse(const char *text, size_t len, struct xj_doc **ret_doc, struct xj_error *err);
+/* xj_parse allocating at most max_bytes for the document and its parse (the values
+ * take 16 bytes each, an object's member 32): -E2BIG, err saying so, past that. */
+int xj_parse_capped(const char *text, size_t len, size_t max_bytes, struct xj_doc **ret_doc,
+                    struct xj_error *err);
 
 /* The document's root value. */
 const struct xj_value *xj_root(const struct xj_doc *doc);

@@ -383,6 +383,34 @@ static void test_empty_upload_is_refused(void **state)
         assert_null(f);
 }
 
+/* A file of a million one-digit values would take some 50 MB to parse from 2 MB:
+ * more than risk_model_parse_bytes allows, so it is refused naming the model, before
+ * it takes that much. */
+static void test_a_model_that_takes_too_much_memory_to_read_is_refused(void **state)
+{
+        size_t n = 1000000, len = 2 * n + 1;
+        char *text = malloc(len + 1);
+        struct kiln_error err = { 0 };
+        struct risk_forest *f = NULL;
+
+        (void)state;
+        assert_non_null(text);
+        text[0] = '[';
+        for (size_t i = 0; i < n; i++) {
+                text[1 + 2 * i] = '0';
+                text[2 + 2 * i] = i + 1 < n ? ',' : ']';
+        }
+        text[len] = '\0';
+        assert_int_equal(risk_forest_compile(text, len, &f, &err), -EINVAL);
+        assert_null(f);
+        assert_string_equal(err.field, "model");
+        assert_non_null(strstr(err.message, "would take more than"));
+        assert_true(risk_model_parse_bytes(len) == 8 * len + ((size_t)4 << 20));
+        assert_true(risk_model_work_bytes(len) == 11 * len + ((size_t)5 << 20));
+        assert_true(risk_model_work_bytes(SIZE_MAX / 2) == SIZE_MAX);
+        free(text);
+}
+
 /* The meta the store keeps for a model (listing and the submit-time feature check). */
 static void test_model_meta_roundtrips(void **state)
 {
@@ -413,6 +441,7 @@ int main(void)
                 cmocka_unit_test(test_the_refusal_names_what_is_unsupported),
                 cmocka_unit_test(test_nonfinite_statistics_are_ignored),
                 cmocka_unit_test(test_empty_upload_is_refused),
+                cmocka_unit_test(test_a_model_that_takes_too_much_memory_to_read_is_refused),
                 cmocka_unit_test(test_model_meta_roundtrips),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -161,6 +161,36 @@ static void test_duplicates_in_large_objects_are_found(void **state)
         xj_free(doc);
 }
 
+/* A parse capped at max_bytes: 100,000 one-digit values take 1.6 MB as values and
+ * up to 6.4 MB while their array is open, so 4 MB is too little and 16 MB enough;
+ * what was taken is freed either way (ASan checks). */
+static void test_a_capped_parse_refuses_what_needs_more(void **state)
+{
+        size_t n = 100000, len = 2 * n + 1;
+        char *text = malloc(len + 1);
+        struct xj_doc *doc = NULL;
+        struct xj_error err;
+
+        (void)state;
+        assert_non_null(text);
+        text[0] = '[';
+        for (size_t i = 0; i < n; i++) {
+                text[1 + 2 * i] = '0';
+                text[2 + 2 * i] = i + 1 < n ? ',' : ']';
+        }
+        text[len] = '\0';
+        assert_int_equal(xj_parse_capped(text, len, (size_t)4 << 20, &doc, &err), -E2BIG);
+        assert_null(doc);
+        assert_false(err.nomem);
+        assert_non_null(strstr(err.text, "more memory than allowed"));
+        assert_int_equal(xj_parse_capped(text, len, (size_t)16 << 20, &doc, &err), 0);
+        assert_int_equal(xj_root(doc)->n, n);
+        xj_free(doc);
+        assert_int_equal(xj_parse(text, len, &doc, &err), 0);
+        xj_free(doc);
+        free(text);
+}
+
 static void test_nesting_is_limited(void **state)
 {
         char text[2 * (XJ_MAX_DEPTH + 2) + 1];
@@ -261,6 +291,7 @@ int main(void)
                 cmocka_unit_test(test_numbers_as_strtod_reads_them),
                 cmocka_unit_test(test_what_is_not_json_is_refused_with_its_place),
                 cmocka_unit_test(test_duplicates_in_large_objects_are_found),
+                cmocka_unit_test(test_a_capped_parse_refuses_what_needs_more),
                 cmocka_unit_test(test_nesting_is_limited),
                 cmocka_unit_test(test_reads_what_jansson_writes),
         };
