@@ -10,8 +10,24 @@
 
 /* Rows between checks of the stop flag and progress reports (a few ms of work). */
 #define CHUNK_ROWS 16384u
+/* Nodes a stored model's scoring may visit between two checks of the stop flag
+ * (some 10 ms): a model of very deep trees is checked every few rows, down to every
+ * row, so cancel and timeouts still end its jobs. */
+#define CHECK_NODES ((uint64_t)1 << 22)
 /* A job of more rows than this runs on its own even within a batch. */
 #define BATCH_ROWS_MAX 4096u
+
+/* Rows of forest f scored between two checks: CHECK_NODES over the most nodes one
+ * row can visit (each tree's longest path, or all nodes when fewer). */
+static uint64_t chunk_rows(const struct risk_forest *f)
+{
+        uint64_t per_row = (uint64_t)f->n_trees * ((uint64_t)f->max_depth + 1);
+
+        if (per_row > f->n_nodes)
+                per_row = f->n_nodes;
+        uint64_t n = CHECK_NODES / (per_row ? per_row : 1);
+        return n < 1 ? 1 : n > CHUNK_ROWS ? CHUNK_ROWS : n;
+}
 
 int risk_result_begin(const struct kiln_task *t, enum risk_model_id m, uint64_t n_rows, void *ret_out[2])
 {
@@ -90,8 +106,9 @@ static int run_forest(struct kiln_task *t, const struct kiln_array *a)
                 return -EINVAL;
         if ((r = risk_result_begin(t, RISK_MODEL_STORED, n, out)) < 0)
                 return r;
-        for (uint64_t i = 0; i < n; i += CHUNK_ROWS) {
-                size_t m = n - i < CHUNK_ROWS ? (size_t)(n - i) : CHUNK_ROWS;
+        uint64_t chunk = chunk_rows(f);
+        for (uint64_t i = 0; i < n; i += chunk) {
+                size_t m = n - i < chunk ? (size_t)(n - i) : (size_t)chunk;
                 if (kiln_exec_stopped(t->exec))
                         return -ECANCELED;
                 risk_forest_margins(f, (const float *)a->data + i * f->n_features, m, (float *)out[0] + i);
@@ -159,7 +176,11 @@ int risk_run_cpu_batch(struct kiln_task *const *t, size_t n)
                         continue;
                 const struct risk_forest *f = forest_of(t[i]);
                 const struct kiln_array *a = risk_rows(t[i]->inputs, t[i]->n_inputs);
-                bool alone = !f || !a || a->shape[1] != f->n_features || a->shape[0] > BATCH_ROWS_MAX ||
+                /* A group is scored without a check of the stop flag: at most a chunk. */
+                uint64_t limit = f ? chunk_rows(f) : 0;
+                if (limit > BATCH_ROWS_MAX)
+                        limit = BATCH_ROWS_MAX;
+                bool alone = !f || !a || a->shape[1] != f->n_features || a->shape[0] > limit ||
                              risk_model_of(t[i]->params) != RISK_MODEL_STORED;
                 if (alone) {
                         t[i]->status = risk_run_cpu(t[i]);
@@ -173,8 +194,8 @@ int risk_run_cpu_batch(struct kiln_task *const *t, size_t n)
                         if (done[k] || forest_of(t[k]) != f || risk_model_of(t[k]->params) != RISK_MODEL_STORED)
                                 continue;
                         const struct kiln_array *b = risk_rows(t[k]->inputs, t[k]->n_inputs);
-                        if (!b || b->shape[1] != f->n_features || b->shape[0] > BATCH_ROWS_MAX)
-                                continue;
+                        if (!b || b->shape[1] != f->n_features || b->shape[0] > limit || total + b->shape[0] > limit)
+                                continue; /* alone, or in a later group */
                         g[m++] = t[k];
                         total += b->shape[0];
                         done[k] = true;

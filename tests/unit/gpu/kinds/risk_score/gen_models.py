@@ -147,6 +147,38 @@ def stump_model(template, leaves):
     return m
 
 
+def write_chain(out, template, x, manifest, depth):
+    """A one-tree model whose tree is a chain: split k (node 2k) sends f0 < k/depth to
+    leaf 2k+1 and the rest on to node 2k+2, the last of which is a leaf."""
+    m = json.loads(json.dumps(template))
+    gb = m["learner"]["gradient_booster"]["model"]
+    n = 2 * depth + 1
+    left, right, parents = [-1] * n, [-1] * n, [2147483647] + [0] * (n - 1)
+    cond = [0.0] * n
+    for k in range(depth):
+        left[2 * k], right[2 * k] = 2 * k + 1, 2 * k + 2
+        parents[2 * k + 1] = parents[2 * k + 2] = 2 * k
+        cond[2 * k] = k / depth
+        cond[2 * k + 1] = 0.001 * (k % 7 - 3)
+    cond[n - 1] = 0.5
+    t = dict(gb["trees"][0])
+    t.update(left_children=left, right_children=right, parents=parents, split_indices=[0] * n,
+             split_conditions=cond, default_left=[0] * n, split_type=[0] * n, base_weights=[0.0] * n,
+             loss_changes=[0.0] * n, sum_hessian=[1.0] * n, categories=[], categories_nodes=[],
+             categories_segments=[], categories_sizes=[])
+    t["tree_param"] = dict(t["tree_param"], num_nodes=str(n), num_deleted="0")
+    t["id"] = 0
+    gb["trees"] = [t]
+    gb["tree_info"] = [0]
+    gb["gbtree_model_param"]["num_trees"] = "1"
+    path = os.path.join(out, "deep_chain.src.json")
+    with open(path, "w") as fh:
+        json.dump(m, fh)
+    b = xgb.Booster()
+    b.load_model(path)
+    write_case(out, "deep_chain", b, x, manifest)
+
+
 def train(params, x, y, rounds, **dm_args):
     base = {"objective": "binary:logistic", "eta": 0.3, "seed": 7, "nthread": 1}
     base.update(params)
@@ -309,6 +341,9 @@ def main():
     b = xgb.Booster()
     b.load_model(path)
     write_case(out, "many_shallow", b, x, manifest)
+    # One tree that is a chain 20,000 splits deep: a row past every threshold visits
+    # them all, so kiln checks a job's stop flag every few rows (cpu.c chunk_rows).
+    write_chain(out, template, x, manifest, depth=20000)
     refusals(out, template, x, y)
     with open(os.path.join(out, "models.txt"), "w") as fh:
         fh.write("\n".join(manifest) + "\n")

@@ -435,6 +435,50 @@ static void test_batch_equals_jobs_one_by_one(void **state)
         risk_forest_free(fb);
 }
 
+static void stop_at_first_progress(struct kiln_exec *ex, double fraction)
+{
+        (void)fraction;
+        atomic_store((atomic_int *)ex->opaque, 1);
+}
+
+/* A model of one tree 20,000 splits deep: a row can visit 20,000 nodes, so the stop
+ * flag is read every 209 rows (2^22 nodes), not every 16,384. A job of 1,000 rows
+ * stopped at its first progress report ends -ECANCELED, alone or in a batch. */
+static void test_deep_models_read_the_stop_flag_every_few_rows(void **state)
+{
+        struct risk_forest *f = forest("deep_chain");
+        struct kiln_object o = { .cls = &risk_model_class, .version = 1, .snapshot = f };
+        struct risk_params p = params("m", false);
+        float *x = calloc(1000 * 8, sizeof(float));
+        atomic_int stop = 0;
+        struct kiln_exec ex = { .stop = &stop, .progress = stop_at_first_progress, .opaque = &stop };
+        struct kiln_result r = { 0 };
+
+        assert_non_null(x);
+        assert_true(f->max_depth == 20000);
+        for (int i = 0; i < 1000; i++)
+                x[i * 8] = 2.0f; /* past every threshold: the whole chain */
+        struct kiln_array a = rows_array(x, 1000, 8);
+        struct kiln_task t = { .params = &p, .inputs = &a, .n_inputs = 1, .object = &o, .result = &r, .exec = &ex };
+        assert_int_equal(risk_run_cpu(&t), -ECANCELED);
+        kiln_result_clear(&r);
+
+        /* In a batch, a job of more rows than a check's chunk runs alone. */
+        struct kiln_task *tp[1] = { &t };
+        stop = 0;
+        t.status = 0;
+        assert_int_equal(risk_run_cpu_batch(tp, 1), 0);
+        assert_int_equal(t.status, -ECANCELED);
+        kiln_result_clear(&r);
+
+        /* Not stopped, it scores as XGBoost does (the fixture's own check). */
+        t.exec = NULL;
+        assert_int_equal(risk_run_cpu(&t), 0);
+        kiln_result_clear(&r);
+        free(x);
+        risk_forest_free(f);
+}
+
 /* params.rows as JSON (null = missing) is the binary part byte for byte; a built-in
  * model names no stored object. */
 static void test_json_rows_and_builtin_names(void **state)
@@ -528,6 +572,7 @@ int main(void)
                 cmocka_unit_test(test_stored_models_score_as_xgboost),
                 cmocka_unit_test(test_scalar_and_wide_blocks_agree),
                 cmocka_unit_test(test_batch_equals_jobs_one_by_one),
+                cmocka_unit_test(test_deep_models_read_the_stop_flag_every_few_rows),
                 cmocka_unit_test(test_json_rows_and_builtin_names),
                 cmocka_unit_test(test_gpu_cases_are_valid_jobs),
         };
