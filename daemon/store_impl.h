@@ -373,8 +373,12 @@ int store_object_check_limits(struct store_txn *t, const char *tenant, const str
  * bytes from old_bytes to h->bytes. Returns >= 0 or -errno. */
 int store_object_changed(struct store_txn *t, const struct store_object_ref *o, const uint8_t *k, size_t klen,
                          bool created, uint64_t old_bytes, const struct object_header *h);
-/* Fills `ret` from a header (meta copied). Returns >= 0 or -ENOMEM. */
+/* Fills `ret` from a header (meta copied). Returns >= 0 or -ENOMEM. A change fills
+ * it before its first write, so that running out of memory never fails a change
+ * that wrote something, and sets the figures after with store_object_info_refresh. */
 int store_object_info_fill(const char *name, const struct object_header *h, struct store_object_info *ret);
+/* Sets version, times, bytes and count of an info from a header (meta unchanged). */
+void store_object_info_refresh(struct store_object_info *info, const struct object_header *h);
 /* Deletes every item of the object whose item prefix is p. Returns >= 0 or -errno. */
 int store_object_items_clear(struct store_txn *t, const uint8_t *p, size_t plen);
 

@@ -184,6 +184,11 @@ int store_object_items_put(struct store_txn *t, const struct store_object_ref *o
                 r = store_object_first_version(t, k.b, (size_t)klen, &h.version);
                 h.created_ms = now_ms;
         }
+        bool filled = false;
+        if (r >= 0 && ret) {
+                r = store_object_info_fill(o->name, &h, &info); /* before any write */
+                filled = r >= 0;
+        }
         for (size_t i = 0; r >= 0 && i < m; i++) {
                 MDB_val key = item_key(&k, v[i].it);
                 MDB_val val = { .mv_size = v[i].it->size, .mv_data = (void *)v[i].it->data };
@@ -191,11 +196,10 @@ int store_object_items_put(struct store_txn *t, const struct store_object_ref *o
         }
         if (r >= 0)
                 r = store_object_changed(t, o, k.b, (size_t)klen, created, old.bytes, &h);
-        if (r >= 0 && ret) {
-                r = store_object_info_fill(o->name, &h, &info);
-                if (r >= 0)
-                        *ret = info;
-        }
+        if (r >= 0 && ret)
+                *ret = info;
+        else if (filled)
+                store_object_info_clear(&info);
         free(v);
         free(old.meta);
         return r < 0 ? r : 0;
@@ -225,6 +229,13 @@ int store_object_items_delete(struct store_txn *t, const struct store_object_ref
         r = store_object_header_get(t, k.b, (size_t)klen, &h);
         if (r < 0)
                 return r;
+        if (ret) {
+                r = store_object_info_fill(o->name, &h, &info); /* before any write */
+                if (r < 0) {
+                        free(h.meta);
+                        return r;
+                }
+        }
         old_bytes = h.bytes;
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 MDB_val key = item_key(&k, &ids[i]), val;
@@ -244,10 +255,11 @@ int store_object_items_delete(struct store_txn *t, const struct store_object_ref
         h.updated_ms = now_ms;
         if (r >= 0)
                 r = store_object_changed(t, o, k.b, (size_t)klen, false, old_bytes, &h);
-        if (r >= 0 && ret) {
-                r = store_object_info_fill(o->name, &h, &info);
-                if (r >= 0)
-                        *ret = info;
+        if (ret && r >= 0) {
+                store_object_info_refresh(&info, &h);
+                *ret = info;
+        } else if (ret) {
+                store_object_info_clear(&info);
         }
         free(h.meta);
         return r < 0 ? r : 0;

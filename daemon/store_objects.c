@@ -243,17 +243,22 @@ int store_object_changed(struct store_txn *t, const struct store_object_ref *o, 
 
 /* ---- infos ---- */
 
+void store_object_info_refresh(struct store_object_info *info, const struct object_header *h)
+{
+        info->version = h->version;
+        info->created_ms = h->created_ms;
+        info->updated_ms = h->updated_ms;
+        info->bytes = h->bytes;
+        info->count = h->count;
+}
+
 /* Fills an info from a header; see store_impl.h. */
 int store_object_info_fill(const char *name, const struct object_header *h, struct store_object_info *ret)
 {
         struct store_object_info info = { 0 };
 
         snprintf(info.name, sizeof(info.name), "%s", name);
-        info.version = h->version;
-        info.created_ms = h->created_ms;
-        info.updated_ms = h->updated_ms;
-        info.bytes = h->bytes;
-        info.count = h->count;
+        store_object_info_refresh(&info, h);
         info.meta_len = h->meta_len;
         if (h->meta_len) {
                 info.meta = malloc(h->meta_len);
@@ -322,6 +327,11 @@ int store_object_put(struct store_txn *t, const struct store_object_ref *o, cons
                 h.created_ms = now_ms;
         }
 
+        if (ret) {
+                r = store_object_info_fill(o->name, &h, &info); /* before any write */
+                if (r < 0)
+                        return r;
+        }
         k[klen] = 0; /* the prefix of its blob pieces and items */
         if (!created && old.count)
                 r = store_object_items_clear(t, k, (size_t)klen + 1);
@@ -330,14 +340,13 @@ int store_object_put(struct store_txn *t, const struct store_object_ref *o, cons
                               : store_pieces_delete(t, t->s->object_blob, k, (size_t)klen + 1);
         if (r >= 0)
                 r = store_object_changed(t, o, k, (size_t)klen, created, old.bytes, &h);
-        if (r < 0)
+        if (r < 0) {
+                if (ret)
+                        store_object_info_clear(&info);
                 return r;
-        if (ret) {
-                r = store_object_info_fill(o->name, &h, &info);
-                if (r < 0)
-                        return r;
-                *ret = info;
         }
+        if (ret)
+                *ret = info;
         return 0;
 }
 
