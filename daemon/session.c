@@ -349,15 +349,19 @@ static const enum auth_role op_min_role[_KOP_MAX] = {
 
 /* limits.rate_per_s / limits.burst: one bucket per token (shared by every
  * connection using it), or per connection when there is no token (auth off, or
- * before a successful hello). Returns true when the message may be handled. */
+ * before a successful hello); without auth, HTTP API requests (one session each)
+ * share one bucket. Returns true when the message may be handled. */
 static bool rate_ok(struct session *s)
 {
         struct kilnd *d = s->d;
         struct token_bucket *b = &s->bucket;
-        if (s->authed && d->cfg->auth.required) {
+        bool http_anonymous = s->sink && !d->cfg->auth.required;
+        if (s->authed && (d->cfg->auth.required || http_anonymous)) {
                 if (!d->token_limits)
                         d->token_limits = limits_map_new();
-                struct limits_entry *e = d->token_limits ? limits_map_get(d->token_limits, s->who.name) : NULL;
+                /* No token is named "" (tokens_file names are never empty). */
+                const char *key = http_anonymous ? "" : s->who.name;
+                struct limits_entry *e = d->token_limits ? limits_map_get(d->token_limits, key) : NULL;
                 if (e)
                         b = &e->bucket;
         }

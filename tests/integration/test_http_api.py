@@ -168,5 +168,30 @@ class HttpApiTest(unittest.TestCase):
         self.assertEqual(json.loads(b1)["job"], json.loads(b2)["job"])
 
 
+class AnonymousHttpRateTest(unittest.TestCase):
+    """Without auth (loopback only) each WebSocket has its own rate bucket, and the
+    HTTP API's requests, a connection each, share one: limits.rate_per_s holds for
+    them too."""
+
+    def test_http_requests_without_auth_share_one_bucket(self):
+        k = Kilnd(env={"KILN_LIMITS_RATE_PER_S": "5", "KILN_LIMITS_BURST": "5"}).start()
+        try:
+            codes = []
+            for _ in range(12):
+                try:
+                    with urllib.request.urlopen(k.http + "/api/v1/jobs/00000000-0000-7000-8000-000000000000",
+                                                timeout=30) as r:
+                        codes.append(r.status)
+                except urllib.error.HTTPError as e:
+                    codes.append(e.code)
+            self.assertLessEqual(codes.count(404), 7, codes)  # 5, and a few refilled
+            self.assertGreaterEqual(codes.count(429), 5, codes)
+            self.assertEqual(codes.count(404) + codes.count(429), 12, codes)
+        finally:
+            code = k.stop()
+            k.cleanup()
+        self.assertEqual(code, 0)
+
+
 if __name__ == "__main__":
     unittest.main()
