@@ -551,10 +551,12 @@ static void op_model_put(struct session *s, struct obj_req *r)
         if (s->d->mem) {
                 struct membudget_view v;
                 membudget_view(s->d->mem, &v);
-                if (need > v.take_max) {
+                /* Its upload is held from the same room: what can never fit together
+                 * is too_large, not "retry later". */
+                if (need > v.take_max || r->mem_held > v.take_max - need) {
                         session_send_error(s, r->ref, KERR_TOO_LARGE, "model",
-                                           "checking a model of %zu bytes takes up to %llu bytes of memory, more "
-                                           "than memory.max_bytes lets kilnd hold (%llu)",
+                                           "checking a model of %zu bytes takes up to %llu bytes of memory besides "
+                                           "the upload, more than memory.max_bytes lets kilnd hold (%llu)",
                                            r->part->bytes, (unsigned long long)need, (unsigned long long)v.take_max);
                         goto fail;
                 }

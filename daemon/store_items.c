@@ -239,7 +239,9 @@ int store_object_items_delete(struct store_txn *t, const struct store_object_ref
         old_bytes = h.bytes;
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 MDB_val key = item_key(&k, &ids[i]), val;
-                r = store_mdb_errno(mdb_get(t->txn, t->s->object_items, &key, &val));
+                /* An error other than absence ends the transaction (store_txn_result):
+                 * the deletes before it must not be committed without the rest. */
+                r = store_txn_result(t, mdb_get(t->txn, t->s->object_items, &key, &val));
                 if (r == -ENOENT) {
                         r = 0; /* not there (or twice in the batch) */
                         continue;

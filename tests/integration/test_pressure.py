@@ -331,11 +331,10 @@ class ObjectUploadBudgetTest(SmallBudgetCase):
 
 
     def test_a_model_too_big_to_check_within_the_budget_is_too_large(self):
-        # 12 MiB would take up to 137 MiB to read: more than the budget could ever
-        # give, so it is too_large at once rather than "retry later".
-        data, _ = xgb_model_of_size(12 * MiB)
-
-        async def go():
+        # 12 MiB would take up to 137 MiB to read; 5 MiB up to 60 MiB, which with its
+        # own 5 MiB held is more than 63: neither could ever fit, so each is
+        # too_large at once rather than "retry later".
+        async def put(data):
             c = await Client.connect(self.kilnd.url)
             await send_frames(c, part_frames(1, "model", "bytes", [len(data)], data))
             m = await c.call({"op": "model.put", "name": "big", "ref": 1})
@@ -343,10 +342,13 @@ class ObjectUploadBudgetTest(SmallBudgetCase):
             await c.close()
             return m, used
 
-        m, used = self.run_async(go())
-        self.assertEqual((m.get("op"), m.get("code"), m.get("field")), ("error", "too_large", "model"), m)
-        self.assertIn("memory.max_bytes", m.get("message", ""))
-        self.assertEqual(used, 0, "the refused upload's bytes were given back")
+        for size in (12 * MiB, 5 * MiB):
+            data, _ = xgb_model_of_size(size)
+            self.assertLess(len(data), 5.2 * MiB if size == 5 * MiB else 13 * MiB)
+            m, used = self.run_async(put(data))
+            self.assertEqual((m.get("op"), m.get("code"), m.get("field")), ("error", "too_large", "model"), m)
+            self.assertIn("memory.max_bytes", m.get("message", ""))
+            self.assertEqual(used, 0, "the refused upload's bytes were given back")
 
 
 class HttpBodyBudgetTest(SmallBudgetCase):

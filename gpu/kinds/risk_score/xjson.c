@@ -44,6 +44,12 @@ static bool charge(struct parser *p, size_t n)
         return true;
 }
 
+/* Gives back what charge took for memory freed since. */
+static void refund(struct parser *p, size_t n)
+{
+        p->left += n;
+}
+
 static void *arena_alloc(struct parser *p, size_t bytes)
 {
         struct xj_doc *doc = p->doc;
@@ -61,8 +67,15 @@ static void *arena_alloc(struct parser *p, size_t bytes)
                         return NULL;
                 b->used = 0;
                 b->cap = cap;
-                b->next = doc->blocks;
-                doc->blocks = b;
+                if (cap > ARENA_BLOCK && doc->blocks) {
+                        /* A block of its own for a big array: behind the current one,
+                         * which small values go on filling. */
+                        b->next = doc->blocks->next;
+                        doc->blocks->next = b;
+                } else {
+                        b->next = doc->blocks;
+                        doc->blocks = b;
+                }
         }
         void *at = b->data + b->used;
         b->used += bytes;
@@ -287,8 +300,15 @@ static int parse_number(struct parser *p, struct xj_value *ret)
                         i++;
         }
         size_t n = i - start;
-        if (n >= sizeof(buf) && !(text = malloc(n + 1)))
-                return fail_nomem(p);
+        if (n >= sizeof(buf)) {
+                if (!charge(p, n + 1)) {
+                        p->capped = true;
+                        return fail_nomem(p);
+                }
+                text = malloc(n + 1);
+                if (!text)
+                        return fail_nomem(p);
+        }
         memcpy(text, p->s + start, n);
         text[n] = '\0';
         if (!real) {
@@ -302,8 +322,10 @@ static int parse_number(struct parser *p, struct xj_value *ret)
         }
         *ret = (struct xj_value){ .type = XJ_REAL, .d = strtod(text, &end), .f = strtof(text, &end) };
 done:
-        if (text != buf)
+        if (text != buf) {
                 free(text);
+                refund(p, n + 1);
+        }
         p->pos = i;
         return 0;
 }
@@ -315,11 +337,13 @@ static int push(struct parser *p, const char *key, uint32_t key_len, const struc
 {
         if (p->n_pending == p->cap_pending) {
                 size_t cap = p->cap_pending ? p->cap_pending * 2 : 256;
-                if (!charge(p, (cap - p->cap_pending) * sizeof(struct xj_member))) {
+                /* The new stack whole: realloc may hold the old one too while it copies. */
+                if (!charge(p, cap * sizeof(struct xj_member))) {
                         p->capped = true;
                         return fail_nomem(p);
                 }
                 struct xj_member *m = realloc(p->pending, cap * sizeof(*m));
+                refund(p, (m ? p->cap_pending : cap) * sizeof(struct xj_member));
                 if (!m)
                         return fail_nomem(p);
                 p->pending = m;
@@ -344,7 +368,7 @@ static bool same_key(const struct xj_member *a, const struct xj_member *b)
 }
 
 /* True when two members share a key: pairwise for small objects, else sorted. */
-static int has_duplicates(const struct xj_member *m, size_t n, bool *ret)
+static int has_duplicates(struct parser *p, const struct xj_member *m, size_t n, bool *ret)
 {
         *ret = false;
         if (n <= 16) {
@@ -354,9 +378,15 @@ static int has_duplicates(const struct xj_member *m, size_t n, bool *ret)
                                         *ret = true;
                 return 0;
         }
-        const struct xj_member **s = malloc(n * sizeof(*s));
-        if (!s)
+        if (!charge(p, n * sizeof(const struct xj_member *))) {
+                p->capped = true;
                 return -ENOMEM;
+        }
+        const struct xj_member **s = malloc(n * sizeof(*s));
+        if (!s) {
+                refund(p, n * sizeof(*s));
+                return -ENOMEM;
+        }
         for (size_t i = 0; i < n; i++)
                 s[i] = &m[i];
         qsort(s, n, sizeof(*s), cmp_member);
@@ -364,6 +394,7 @@ static int has_duplicates(const struct xj_member *m, size_t n, bool *ret)
                 if (same_key(s[i - 1], s[i]))
                         *ret = true;
         free(s);
+        refund(p, n * sizeof(*s));
         return 0;
 }
 
@@ -422,7 +453,7 @@ static int parse_container(struct parser *p, bool object, struct xj_value *ret)
                         return fail_nomem(p);
                 if (n)
                         memcpy(m, p->pending + base, n * sizeof(*m));
-                if (has_duplicates(m, n, &dup) < 0)
+                if (has_duplicates(p, m, n, &dup) < 0)
                         return fail_nomem(p);
                 if (dup)
                         return fail_at(p, open, "duplicate object key");
