@@ -164,6 +164,46 @@ class DurabilityTest(unittest.TestCase):
     def restart(self):
         self.k.start()
 
+    def stream_and_kill9(self, k, params, kind, kill_at, pause=0):
+        """Sends a submit of `kind` (watch false) per params on 4 connections, reading
+        replies as they come, and kill -9s kilnd at the kill_at-th `accepted`. Every 40
+        submissions a sender sleeps `pause` s (0: yields). Returns ([(ref, job)] in the
+        order acknowledged, submissions sent when the kill was sent)."""
+        n = len(params)
+        accepted = []
+        sent = [0]
+        sent_at_kill = [None]
+
+        async def go():
+            clients = [await Client.connect(k.url) for _ in range(4)]
+
+            async def send(ci, c):
+                try:
+                    for i in range(ci, n, len(clients)):
+                        await c.send({"op": "submit", "kind": kind, "params": params[i], "watch": False, "ref": i})
+                        sent[0] += 1
+                        if i % 40 == ci:
+                            await asyncio.sleep(pause)
+                except websockets.ConnectionClosed:
+                    pass
+
+            async def read(c):
+                try:
+                    while True:
+                        m = await c.recv(30)
+                        self.assertEqual(m.get("op"), "accepted", m)
+                        accepted.append((m["ref"], m["job"]))
+                        if len(accepted) == kill_at:
+                            sent_at_kill[0] = sent[0]
+                            self.kill9_now()
+                except websockets.ConnectionClosed:
+                    pass
+
+            await asyncio.gather(*(read(c) for c in clients), *(send(i, c) for i, c in enumerate(clients)))
+
+        self.run_async(go())
+        return accepted, sent_at_kill[0]
+
     def assert_same_results(self, got, ids, params_list, what, kind="lens.nfw"):
         """Every id reached `done` with parts and scalars equal to a fresh run."""
         ref = self.run_async(run_reference(self.ref.url, params_list, kind=kind))
@@ -236,35 +276,8 @@ class DurabilityTest(unittest.TestCase):
         n, kill_at = 2000, 700
         k = self.start(KILN_TEST_CACHE_MERGE_AT="40", KILN_CPU_THREADS="2")
         params = [{"model": "altman-z2", "rows": [[0.01 + i / 997, 0.3, -0.2 + i / 3001, 1.1]]} for i in range(n)]
-        accepted = []
-
-        async def go():
-            clients = [await Client.connect(k.url) for _ in range(4)]
-
-            async def send(ci, c):
-                try:
-                    for i in range(ci, n, len(clients)):
-                        await c.send({"op": "submit", "kind": "risk.score", "params": params[i], "watch": False,
-                                      "ref": i})
-                        if i % 40 == ci:
-                            await asyncio.sleep(0.002)  # still sending when the kill comes
-                except websockets.ConnectionClosed:
-                    pass
-
-            async def read(c):
-                try:
-                    while True:
-                        m = await c.recv(30)
-                        self.assertEqual(m.get("op"), "accepted", m)
-                        accepted.append((m["ref"], m["job"]))
-                        if len(accepted) == kill_at:
-                            self.kill9_now()
-                except websockets.ConnectionClosed:
-                    pass
-
-            await asyncio.gather(*(read(c) for c in clients), *(send(i, c) for i, c in enumerate(clients)))
-
-        self.run_async(go())
+        # Paced (2 ms every 40 submissions) so that jobs still arrive when the kill comes.
+        accepted, _ = self.stream_and_kill9(k, params, "risk.score", kill_at, pause=0.002)
         self.reap_killed()
         self.restart()
         got = self.run_async(watch_all(k.url, [job for _, job in accepted]))
@@ -486,47 +499,15 @@ class DurabilityTest(unittest.TestCase):
         k = self.start()
         n = 3000  # small jobs, sent in slices while replies are read
         params = burst_params(n, grid=16, seed=3)
-        accepted = []
-        sent = [0]
-        killed_after_sending = [None]
         KILL_AT = 200
-
-        async def go():
-            clients = [await Client.connect(k.url) for _ in range(4)]
-
-            async def send(ci, c):
-                try:
-                    for i in range(ci, n, len(clients)):
-                        await c.send({"op": "submit", "kind": "lens.nfw", "params": params[i], "watch": False,
-                                      "ref": i})
-                        sent[0] += 1
-                        if i % 40 == ci:
-                            await asyncio.sleep(0)  # a yield (no delay), so replies are read as they come
-                except websockets.ConnectionClosed:
-                    pass
-
-            async def read(c):
-                try:
-                    while True:
-                        m = await c.recv(30)
-                        self.assertEqual(m.get("op"), "accepted", m)
-                        accepted.append((m["ref"], m["job"]))
-                        if len(accepted) == KILL_AT:
-                            killed_after_sending[0] = sent[0]
-                            self.kill9_now()
-                except websockets.ConnectionClosed:
-                    pass
-
-            await asyncio.gather(*(read(c) for c in clients), *(send(i, c) for i, c in enumerate(clients)))
-
-        self.run_async(go())
+        accepted, sent_at_kill = self.stream_and_kill9(k, params, "lens.nfw", KILL_AT)
         self.reap_killed()
         self.restart()
         ids = [job for _, job in accepted]
         got = self.run_async(watch_all(k.url, ids))
         self.assertEqual(set(got), set(ids))
         self.assert_same_results(got, ids, [params[ref] for ref, _ in accepted], "kill -9 mid-burst")
-        print(f"\n  kill -9 at `accepted` #{KILL_AT}, {killed_after_sending[0]} of {n} submissions sent: "
+        print(f"\n  kill -9 at `accepted` #{KILL_AT}, {sent_at_kill} of {n} submissions sent: "
               f"{len(accepted)} acknowledged, each finished after the restart")
 
     def check_sync_mode_survives_kill9(self, mode):

@@ -128,30 +128,52 @@ def write_case(out, name, booster, x_train, manifest, text=None):
     return model
 
 
-def stump_model(template, leaves):
-    """A hand-made one-tree model: f0 < 0 goes to leaves[0], else leaves[1]. XGBoost
-    loads it like any other, so its predictions are still XGBoost's."""
-    m = json.loads(json.dumps(template))
+def hand_tree(like, left, right, parents, conditions, default_left=None):
+    """A tree in the form of `like` (a tree of an XGBoost model) with these arrays;
+    every split reads feature 0."""
+    n = len(left)
+    t = dict(like)
+    t.update(left_children=left, right_children=right, parents=parents, split_indices=[0] * n,
+             split_conditions=conditions, default_left=default_left or [0] * n, split_type=[0] * n,
+             base_weights=[0.0] * n, loss_changes=[0.0] * n, sum_hessian=[1.0] * n, categories=[],
+             categories_nodes=[], categories_segments=[], categories_sizes=[])
+    t["tree_param"] = dict(t["tree_param"], num_nodes=str(n), num_deleted="0")
+    return t
+
+
+def with_trees(model, trees):
+    """A copy of model with these trees (ids in order, all of class 0)."""
+    m = json.loads(json.dumps(model))
     gb = m["learner"]["gradient_booster"]["model"]
-    t = dict(gb["trees"][0])
-    t.update(left_children=[1, -1, -1], right_children=[2, -1, -1], parents=[2147483647, 0, 0],
-             split_indices=[0, 0, 0], split_conditions=[0.0, float(leaves[0]), float(leaves[1])],
-             default_left=[1, 0, 0], split_type=[0, 0, 0], base_weights=[0.0] * 3, loss_changes=[0.0] * 3,
-             sum_hessian=[1.0] * 3, categories=[], categories_nodes=[], categories_segments=[],
-             categories_sizes=[])
-    t["tree_param"] = dict(t["tree_param"], num_nodes="3", num_deleted="0")
-    t["id"] = 0
-    gb["trees"] = [t]
-    gb["tree_info"] = [0]
-    gb["gbtree_model_param"]["num_trees"] = "1"
+    for i, t in enumerate(trees):
+        t["id"] = i
+    gb["trees"] = trees
+    gb["tree_info"] = [0] * len(trees)
+    gb["gbtree_model_param"]["num_trees"] = str(len(trees))
     return m
+
+
+def write_hand_made(out, name, model, x, manifest, text=None):
+    """Writes a hand-made model, has XGBoost load it, and records it as a case (its
+    predictions are XGBoost's like any other's)."""
+    path = os.path.join(out, name + ".src.json")
+    with open(path, "w") as fh:
+        fh.write(text if text is not None else json.dumps(model))
+    b = xgb.Booster()
+    b.load_model(path)
+    return write_case(out, name, b, x, manifest, text=text)
+
+
+def stump_model(template, leaves):
+    """A hand-made one-tree model: f0 < 0 goes to leaves[0], else leaves[1]."""
+    like = template["learner"]["gradient_booster"]["model"]["trees"][0]
+    return with_trees(template, [hand_tree(like, [1, -1, -1], [2, -1, -1], [2147483647, 0, 0],
+                                           [0.0, float(leaves[0]), float(leaves[1])], default_left=[1, 0, 0])])
 
 
 def write_chain(out, template, x, manifest, depth):
     """A one-tree model whose tree is a chain: split k (node 2k) sends f0 < k/depth to
     leaf 2k+1 and the rest on to node 2k+2, the last of which is a leaf."""
-    m = json.loads(json.dumps(template))
-    gb = m["learner"]["gradient_booster"]["model"]
     n = 2 * depth + 1
     left, right, parents = [-1] * n, [-1] * n, [2147483647] + [0] * (n - 1)
     cond = [0.0] * n
@@ -161,22 +183,9 @@ def write_chain(out, template, x, manifest, depth):
         cond[2 * k] = k / depth
         cond[2 * k + 1] = 0.001 * (k % 7 - 3)
     cond[n - 1] = 0.5
-    t = dict(gb["trees"][0])
-    t.update(left_children=left, right_children=right, parents=parents, split_indices=[0] * n,
-             split_conditions=cond, default_left=[0] * n, split_type=[0] * n, base_weights=[0.0] * n,
-             loss_changes=[0.0] * n, sum_hessian=[1.0] * n, categories=[], categories_nodes=[],
-             categories_segments=[], categories_sizes=[])
-    t["tree_param"] = dict(t["tree_param"], num_nodes=str(n), num_deleted="0")
-    t["id"] = 0
-    gb["trees"] = [t]
-    gb["tree_info"] = [0]
-    gb["gbtree_model_param"]["num_trees"] = "1"
-    path = os.path.join(out, "deep_chain.src.json")
-    with open(path, "w") as fh:
-        json.dump(m, fh)
-    b = xgb.Booster()
-    b.load_model(path)
-    write_case(out, "deep_chain", b, x, manifest)
+    like = template["learner"]["gradient_booster"]["model"]["trees"][0]
+    write_hand_made(out, "deep_chain", with_trees(template, [hand_tree(like, left, right, parents, cond)]), x,
+                    manifest)
 
 
 def train(params, x, y, rounds, **dm_args):
@@ -298,12 +307,7 @@ def main():
           sum(int(t["tree_param"]["num_deleted"]) for t in m["learner"]["gradient_booster"]["model"]["trees"]))
     # Margins far beyond the sigmoid's clamp (XGBoost computes exp(min(-x, 88.7))).
     for name, leaves in (("stump_extreme", (-100.0, 100.0)), ("stump_zero", (0.0, -0.0))):
-        path = os.path.join(out, name + ".src.json")
-        with open(path, "w") as fh:
-            json.dump(stump_model(template, leaves), fh)
-        b = xgb.Booster()
-        b.load_model(path)
-        write_case(out, name, b, x, manifest)
+        write_hand_made(out, name, stump_model(template, leaves), x, manifest)
     # A split condition written with more digits than a double holds: as a double it
     # is the midpoint of 0.5 and the next float32 (rounding to 0.5), straight to
     # float32 it is that next float32. XGBoost reads JSON numbers straight to float32,
@@ -312,35 +316,15 @@ def main():
     text, n = re.subn(r'"split_conditions": \[0\.0,', '"split_conditions": [0.500000029802322387695312500000001,',
                       text)
     assert n == 1
-    with open(os.path.join(out, "stump_rounding.src.json"), "w") as fh:
-        fh.write(text)
-    b = xgb.Booster()
-    b.load_model(os.path.join(out, "stump_rounding.src.json"))
-    write_case(out, "stump_rounding", b, x, manifest, text=text)
+    write_hand_made(out, "stump_rounding", None, x, manifest, text=text)
     # Many trees far shallower than the deepest (20,000 one-leaf trees after one of
     # depth up to 9): kiln unrolls fewer top levels than the deepest tree has rather
     # than give every tree a top as wide as that one's (forest.c), and must still
     # score as XGBoost does.
-    deep = json.loads(json.dumps(write_case(out, "deep_d9_t1", train({"max_depth": 9, "tree_method": "exact"},
-                                                                       x, y, 1), x, manifest)))
-    gb = deep["learner"]["gradient_booster"]["model"]
-    for i in range(20000):
-        t = dict(gb["trees"][0])
-        t.update(left_children=[-1], right_children=[-1], parents=[2147483647], split_indices=[0],
-                 split_conditions=[0.001 * (i % 7 - 3)], default_left=[0], split_type=[0], base_weights=[0.0],
-                 loss_changes=[0.0], sum_hessian=[1.0], categories=[], categories_nodes=[],
-                 categories_segments=[], categories_sizes=[])
-        t["tree_param"] = dict(t["tree_param"], num_nodes="1", num_deleted="0")
-        t["id"] = i + 1
-        gb["trees"].append(t)
-    gb["tree_info"] = [0] * len(gb["trees"])
-    gb["gbtree_model_param"]["num_trees"] = str(len(gb["trees"]))
-    path = os.path.join(out, "many_shallow.src.json")
-    with open(path, "w") as fh:
-        json.dump(deep, fh)
-    b = xgb.Booster()
-    b.load_model(path)
-    write_case(out, "many_shallow", b, x, manifest)
+    deep = write_case(out, "deep_d9_t1", train({"max_depth": 9, "tree_method": "exact"}, x, y, 1), x, manifest)
+    first = deep["learner"]["gradient_booster"]["model"]["trees"][0]
+    shallow = [hand_tree(first, [-1], [-1], [2147483647], [0.001 * (i % 7 - 3)]) for i in range(20000)]
+    write_hand_made(out, "many_shallow", with_trees(deep, [dict(first)] + shallow), x, manifest)
     # One tree that is a chain 20,000 splits deep: a row past every threshold visits
     # them all, so kiln checks a job's stop flag every few rows (cpu.c chunk_rows).
     write_chain(out, template, x, manifest, depth=20000)

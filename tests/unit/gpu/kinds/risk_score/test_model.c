@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "zeros_json.h"
 #include "risk_score/model.h"
 
 static const char *data_dir(void)
@@ -388,19 +389,13 @@ static void test_empty_upload_is_refused(void **state)
  * it takes that much. */
 static void test_a_model_that_takes_too_much_memory_to_read_is_refused(void **state)
 {
-        size_t n = 1000000, len = 2 * n + 1;
-        char *text = malloc(len + 1);
+        size_t n = 1000000, len;
+        char *text = zeros_json(n, &len);
         struct kiln_error err = { 0 };
         struct risk_forest *f = NULL;
 
         (void)state;
         assert_non_null(text);
-        text[0] = '[';
-        for (size_t i = 0; i < n; i++) {
-                text[1 + 2 * i] = '0';
-                text[2 + 2 * i] = i + 1 < n ? ',' : ']';
-        }
-        text[len] = '\0';
         assert_int_equal(risk_forest_compile(text, len, &f, &err), -EINVAL);
         assert_null(f);
         assert_string_equal(err.field, "model");
