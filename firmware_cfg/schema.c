@@ -59,7 +59,8 @@ const struct kiln_cfg_key kiln_cfg_keys[] = {
           .doc = "Largest WebSocket message accepted; larger ones close the connection (1009)." },
         { "server", "max_connections", KILN_CFG_U32, CFG(server.max_connections),
           .def = "10000", .min = 1, .max = 1000000,
-          .doc = "Most simultaneous connections; more are refused." },
+          .doc = "Most WebSocket connections and /api/ requests at once; past it an upgrade is refused and a "
+                 "request answered 503 (probes and the web UI are always served)." },
         { "server", "idle_timeout_s", KILN_CFG_U32, CFG(server.idle_timeout_s),
           .def = "300", .min = 1, .max = 86400,
           .doc = "Seconds without traffic or pong before a connection is closed." },
