@@ -150,7 +150,8 @@ const struct kiln_cfg_key kiln_cfg_keys[] = {
         /* [memory] */
         { "memory", "max_bytes", KILN_CFG_SIZE, CFG(memory.max_bytes),
           .def = "0", .min = 64 * MIB, .max = TIB, .zero_is_auto = true,
-          .doc = "Most bytes kilnd holds for job inputs, results and output buffers; jobs that do not fit wait queued. "
+          .doc = "Most bytes kilnd holds for job inputs, results, output buffers and model checks; jobs that do not "
+                 "fit wait queued, uploads that do not fit are refused. "
                  "0 means half of the machine's memory or of its cgroup's limit, whichever is smaller." },
         { "memory", "max_output_buffer_bytes", KILN_CFG_SIZE, CFG(memory.max_output_buffer_bytes),
           .def = "256MiB", .min = 64 * KIB, .max = 16 * GIB,
