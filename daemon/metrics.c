@@ -241,6 +241,12 @@ char *metrics_render(const struct metrics_view *v)
         put(&b, "kiln_cache_misses_total %llu\n", (unsigned long long)c.misses);
         family(&b, "kiln_cache_bytes", "gauge", "Bytes held by the result cache.");
         put(&b, "kiln_cache_bytes %llu\n", (unsigned long long)c.bytes);
+        family(&b, "kiln_cache_recent_entries", "gauge",
+               "New cache entries in the store's log, waiting to be merged into its hash-ordered table.");
+        put(&b, "kiln_cache_recent_entries %llu\n", (unsigned long long)c.recent);
+        family(&b, "kiln_cache_merges_total", "counter",
+               "Merges of the cache's new entries into its hash-ordered table, since start.");
+        put(&b, "kiln_cache_merges_total %llu\n", (unsigned long long)c.merges);
 
         if (v->memory.known) {
                 const struct metrics_memory *mm = &v->memory;

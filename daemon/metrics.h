@@ -18,6 +18,7 @@ struct kiln_kind;
 /* The result cache's figures for kiln_cache_*. */
 struct metrics_cache {
         uint64_t hits, misses, bytes;
+        uint64_t recent, merges;  /* the store's log of new entries (store_cache_recent.c) */
 };
 
 /* The memory budget's figures for kiln_memory_* (membudget.h). */

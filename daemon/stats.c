@@ -109,7 +109,8 @@ char *stats_metrics_text(struct kilnd *d)
         v.backends = d->sched ? sched_backends_json(d->sched) : NULL;
         if (d->store)
                 store_cache_stats(d->store, &cs);
-        v.cache = (struct metrics_cache){ .hits = cs.hits, .misses = cs.misses, .bytes = cs.bytes };
+        v.cache = (struct metrics_cache){ .hits = cs.hits, .misses = cs.misses, .bytes = cs.bytes,
+                                          .recent = cs.recent, .merges = cs.merges };
         if (d->mem) {
                 struct membudget_view mv;
                 membudget_view(d->mem, &mv);

@@ -271,6 +271,8 @@ struct store_cache_stats {
         uint64_t hits, misses, bytes, entries;
         uint64_t evicted, expired, purged, stored;
         uint64_t jobs_purged;       /* finished jobs removed by retention */
+        uint64_t recent;            /* entries in "cache_recent" now (some also in "cache") */
+        uint64_t merges;            /* merges of them into "cache" finished since open */
 };
 
 /* One cache hit, as found by store_cache_lookup. */

@@ -474,6 +474,7 @@ void store_cache_stats(struct store *s, struct store_cache_stats *ret)
         ret->purged = atomic_load(&s->c_purged);
         ret->stored = atomic_load(&s->c_stored);
         ret->jobs_purged = atomic_load(&s->c_jobs_purged);
+        cache_recent_figures(s, &ret->recent, &ret->merges);
 }
 
 /* Adds up the entries of "cache", or of "cache_recent" (`recent`: those not also in

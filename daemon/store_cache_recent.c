@@ -94,6 +94,7 @@ struct cache_recent {
         /* Changed by write transactions only (the writer's thread). */
         uint64_t next_seq;
         atomic_bool merging;         /* read on any thread (store_cache_merge_due) */
+        _Atomic uint64_t merges;     /* finished, since open */
         bool truncating;
         uint64_t upto;               /* the last number in the merge */
         struct merge_item *todo;     /* the merge's entries in hash order */
@@ -344,6 +345,7 @@ void cache_recent_committed(struct store_txn *t)
         if (t->merge_finished) {
                 r->merging = false;
                 r->truncating = false;
+                atomic_fetch_add(&r->merges, 1);
         }
         free(t->undo);
         t->undo = NULL;
@@ -366,6 +368,16 @@ void cache_recent_aborted(struct store_txn *t)
         }
         free(t->undo);
         t->undo = NULL;
+}
+
+void cache_recent_figures(struct store *s, uint64_t *ret_entries, uint64_t *ret_merges)
+{
+        struct cache_recent *r = s->recent;
+
+        pthread_mutex_lock(&r->lock);
+        *ret_entries = r->count;
+        pthread_mutex_unlock(&r->lock);
+        *ret_merges = atomic_load(&r->merges);
 }
 
 /* ---- merging ---- */

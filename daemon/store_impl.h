@@ -336,6 +336,8 @@ int cache_recent_del(struct store_txn *t, const uint8_t hash[16], uint64_t seq);
  * index back. */
 void cache_recent_committed(struct store_txn *t);
 void cache_recent_aborted(struct store_txn *t);
+/* Entries in the log now, and merges finished since open. */
+void cache_recent_figures(struct store *s, uint64_t *ret_entries, uint64_t *ret_merges);
 
 /* ---- store_objects.c, store_items.c ---- */
 

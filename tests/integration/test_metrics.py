@@ -31,7 +31,7 @@ def parse(text):
 
 
 class MetricsTest(KilndTestCase):
-    env = {"KILN_CPU_THREADS": "2"}
+    env = {"KILN_CPU_THREADS": "2", "KILN_TEST_CACHE_MERGE_AT": "20"}
 
     def scrape(self):
         with urllib.request.urlopen(self.kilnd.http + "/metrics", timeout=10) as r:
@@ -111,6 +111,29 @@ class MetricsTest(KilndTestCase):
         self.assertIn(("kiln_batch_size_count", frozenset({("kind", "lens.nfw"), ("backend", "cpu")})), after)
         # The CPU shows up as a device.
         self.assertIn(("kiln_device_utilization_ratio", frozenset({("device", "cpu")})), after)
+
+    def test_cache_log_and_merges_are_shown(self):
+        # New cache entries wait in the store's log; with a merge every 20 of them
+        # (KILN_TEST_CACHE_MERGE_AT), 30 new results make at least one.
+        before = parse(self.scrape())
+        merges = ("kiln_cache_merges_total", frozenset())
+
+        async def go():
+            c = await self.client()
+            for i in range(30):
+                done, _ = await c.run("risk.score", {"model": "altman-z2", "rows": [[0.1 + i / 1000, 0.2, 0.3, 1.4]]})
+                self.assertEqual(done["state"], "done", done)
+            for _ in range(100):  # the writer merges between batches: wait for it
+                after = parse(self.scrape())
+                if after[merges] > before[merges]:
+                    break
+                await asyncio.sleep(0.05)
+            await c.close()
+            return after
+
+        after = self.run_async(go())
+        self.assertGreaterEqual(after[merges] - before[merges], 1)
+        self.assertLess(after[("kiln_cache_recent_entries", frozenset())], 20)
 
 
 if __name__ == "__main__":

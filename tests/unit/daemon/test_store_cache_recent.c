@@ -125,11 +125,18 @@ static void entries_go_to_the_log_then_merge_into_cache(void **state)
         assert_counted(f, 150, bytes);
         for (unsigned n = 1; n <= 150; n++)
                 assert_hits(f, n, n);
+        struct store_cache_stats st;
+        store_cache_stats(f->s, &st);
+        assert_int_equal(st.recent, 150);
+        assert_int_equal(st.merges, 0);
 
         /* Not due below merge_at; due at it: a slice, then the truncation. */
         store_set_cache_merge_at(151);
         assert_int_equal(merge_step(f), 0);
         assert_int_equal(fixture_merge_cache(f->s), 2);
+        store_cache_stats(f->s, &st);
+        assert_int_equal(st.recent, 0);
+        assert_int_equal(st.merges, 1);
         assert_tables(f, 150, 0);
         assert_counted(f, 150, bytes);
         for (unsigned n = 1; n <= 150; n++)
