@@ -50,39 +50,10 @@ void store_set_cache_merge_at(size_t n)
         merge_at_override = n;
 }
 
-/* KILN_TEST_CACHE_MERGE_AT=N (integration tests: merges under way when they kill
- * kilnd), else store_set_cache_merge_at's, else CACHE_RECENT_MERGE_AT. */
-static size_t merge_at_env(void)
-{
-        static _Atomic size_t cached = SIZE_MAX;
-        size_t n = atomic_load(&cached);
-
-        if (n == SIZE_MAX) {
-                const char *e = getenv("KILN_TEST_CACHE_MERGE_AT");
-                char *end;
-                unsigned long long v = e && *e ? strtoull(e, &end, 10) : 0;
-                n = e && *e && !*end && v > 0 && v < SIZE_MAX ? (size_t)v : 0;
-                atomic_store(&cached, n);
-        }
-        return n;
-}
-
-static size_t merge_at(void)
-{
-        if (merge_at_override)
-                return merge_at_override;
-        size_t n = merge_at_env();
-        return n ? n : CACHE_RECENT_MERGE_AT;
-}
-
+/* An entry of the index, and of a merge's list. */
 struct recent_slot {
         uint8_t hash[16];
         uint64_t seq; /* 0: empty */
-};
-
-struct merge_item {
-        uint8_t hash[16];
-        uint64_t seq;
 };
 
 struct cache_recent {
@@ -90,6 +61,9 @@ struct cache_recent {
         struct recent_slot *slots;
         size_t cap, count;           /* cap: a power of two, count <= cap / 2 */
         size_t max_slots;
+        /* Entries that start a merge: CACHE_RECENT_MERGE_AT, or KILN_TEST_CACHE_MERGE_AT
+         * (integration tests: merges under way when they kill kilnd), read at open. */
+        size_t merge_at;
 
         /* Changed by write transactions only (the writer's thread). */
         uint64_t next_seq;
@@ -97,9 +71,15 @@ struct cache_recent {
         _Atomic uint64_t merges;     /* finished, since open */
         bool truncating;
         uint64_t upto;               /* the last number in the merge */
-        struct merge_item *todo;     /* the merge's entries in hash order */
-        size_t n_todo, pos;
+        struct recent_slot *sorted;  /* the merge's entries in hash order */
+        size_t n_sorted, pos;        /* pos: those copied into "cache" so far */
 };
+
+/* store_set_cache_merge_at's, else the store's own. */
+static size_t merge_at(const struct cache_recent *r)
+{
+        return merge_at_override ? merge_at_override : r->merge_at;
+}
 
 /* One change to the index, put back if the transaction aborts. */
 struct recent_undo {
@@ -141,27 +121,30 @@ static void index_insert_new(struct cache_recent *r, const uint8_t hash[16], uin
         r->count++;
 }
 
-/* Room for one more entry: grows the table (lock held). False when it is at its
- * largest, or on ENOMEM. */
+/* Room for one more entry: grows the table. False when it is at its largest, or on
+ * ENOMEM. Writer only, lock not held: the bigger table is filled outside the lock
+ * (only the writer changes the index, so reading it unlocked is safe), and swapped
+ * in under it, so lookups on other threads never wait for the rehash. */
 static bool index_room(struct cache_recent *r)
 {
+        struct cache_recent grown = { 0 };
         struct recent_slot *old = r->slots;
-        size_t old_cap = r->cap, cap;
 
         if (old && (r->count + 1) * 2 <= r->cap)
                 return true;
-        cap = old ? old_cap * 2 : RECENT_MIN_SLOTS < r->max_slots ? RECENT_MIN_SLOTS : r->max_slots;
-        if (cap > r->max_slots)
+        grown.cap = old ? r->cap * 2 : RECENT_MIN_SLOTS < r->max_slots ? RECENT_MIN_SLOTS : r->max_slots;
+        if (grown.cap > r->max_slots)
                 return false;
-        struct recent_slot *slots = calloc(cap, sizeof(*slots));
-        if (!slots)
+        grown.slots = calloc(grown.cap, sizeof(*grown.slots));
+        if (!grown.slots)
                 return false;
-        r->slots = slots;
-        r->cap = cap;
-        r->count = 0;
-        for (size_t i = 0; i < old_cap; i++)
+        for (size_t i = 0; old && i < r->cap; i++)
                 if (old[i].seq)
-                        index_insert_new(r, old[i].hash, old[i].seq);
+                        index_insert_new(&grown, old[i].hash, old[i].seq);
+        pthread_mutex_lock(&r->lock);
+        r->slots = grown.slots;
+        r->cap = grown.cap;
+        pthread_mutex_unlock(&r->lock);
         free(old);
         return true;
 }
@@ -239,8 +222,7 @@ static void index_change(struct store_txn *t, const uint8_t hash[16], uint64_t s
 
 static MDB_val seq_key(uint8_t buf[8], uint64_t seq)
 {
-        for (int i = 0; i < 8; i++)
-                buf[i] = (uint8_t)(seq >> (56 - 8 * i));
+        put_be64(buf, seq);
         return (MDB_val){ .mv_size = 8, .mv_data = buf };
 }
 
@@ -290,9 +272,7 @@ int cache_recent_add(struct store_txn *t, const uint8_t hash[16], const uint8_t 
         e = undo_reserve(t);
         if (e < 0)
                 return e;
-        pthread_mutex_lock(&r->lock);
         room = index_room(r);
-        pthread_mutex_unlock(&r->lock);
         if (!room)
                 return -EAGAIN;
         seq = r->next_seq++;
@@ -336,9 +316,9 @@ void cache_recent_committed(struct store_txn *t)
 
         if (t->merge_pos > r->pos) {
                 r->pos = t->merge_pos;
-                if (r->pos == r->n_todo) {
-                        free(r->todo);
-                        r->todo = NULL;
+                if (r->pos == r->n_sorted) {
+                        free(r->sorted);
+                        r->sorted = NULL;
                         r->truncating = true;
                 }
         }
@@ -392,10 +372,10 @@ bool store_cache_merge_due(struct store *s)
         pthread_mutex_lock(&r->lock);
         n = r->count;
         pthread_mutex_unlock(&r->lock);
-        return n >= merge_at();
+        return n >= merge_at(r);
 }
 
-static int item_cmp(const void *a, const void *b)
+static int hash_cmp(const void *a, const void *b)
 {
         return memcmp(a, b, 16);
 }
@@ -408,6 +388,8 @@ static uint64_t merge_room(size_t n)
         return (uint64_t)n * MERGE_ROOM_PER_ENTRY + MERGE_ROOM_SLACK;
 }
 
+/* Takes every entry of the index, in hash order, as the merge's list. Writer only:
+ * the index is read without the lock (only the writer changes it). */
 static int merge_start(struct store *s, struct cache_recent *r)
 {
         struct store_room room;
@@ -417,34 +399,26 @@ static int merge_start(struct store *s, struct cache_recent *r)
         /* A merge too big for the room left would take the last of it from the jobs
          * that arrive meanwhile: it waits (the writer tries again later), and the
          * log goes on taking entries until its index is full. */
-        pthread_mutex_lock(&r->lock);
-        n = r->count;
-        pthread_mutex_unlock(&r->lock);
         e = store_room(s, &room);
         if (e < 0)
                 return e;
-        if (room.room < merge_room(n))
+        if (room.room < merge_room(r->count))
                 return -ENOSPC;
-        n = 0;
-        pthread_mutex_lock(&r->lock);
-        r->todo = malloc((r->count ? r->count : 1) * sizeof(*r->todo));
-        for (size_t i = 0; r->todo && i < r->cap; i++)
-                if (r->slots[i].seq) {
-                        memcpy(r->todo[n].hash, r->slots[i].hash, 16);
-                        r->todo[n++].seq = r->slots[i].seq;
-                }
-        pthread_mutex_unlock(&r->lock);
-        if (!r->todo)
+        r->sorted = malloc((r->count ? r->count : 1) * sizeof(*r->sorted));
+        if (!r->sorted)
                 return -ENOMEM;
-        qsort(r->todo, n, sizeof(*r->todo), item_cmp);
-        r->n_todo = n;
+        for (size_t i = 0; i < r->cap; i++)
+                if (r->slots[i].seq)
+                        r->sorted[n++] = r->slots[i];
+        qsort(r->sorted, n, sizeof(*r->sorted), hash_cmp);
+        r->n_sorted = n;
         r->pos = 0;
         r->upto = r->next_seq - 1;
         r->merging = true;
-        r->truncating = n == 0;
+        r->truncating = n == 0; /* nothing to copy (not due then, but never stuck) */
         if (n == 0) {
-                free(r->todo);
-                r->todo = NULL;
+                free(r->sorted);
+                r->sorted = NULL;
         }
         return 0;
 }
@@ -453,12 +427,12 @@ static int merge_start(struct store *s, struct cache_recent *r)
 static int merge_slice(struct store_txn *t)
 {
         struct cache_recent *r = t->s->recent;
-        size_t step = merge_at() >= 8 && merge_at() / 8 < MERGE_STEP ? merge_at() / 8 : MERGE_STEP;
-        size_t end = r->pos + step < r->n_todo ? r->pos + step : r->n_todo;
+        size_t step = merge_at(r) >= 8 && merge_at(r) / 8 < MERGE_STEP ? merge_at(r) / 8 : MERGE_STEP;
+        size_t end = r->pos + step < r->n_sorted ? r->pos + step : r->n_sorted;
         int e = 0;
 
         for (size_t i = r->pos; e >= 0 && i < end; i++) {
-                const struct merge_item *m = &r->todo[i];
+                const struct recent_slot *m = &r->sorted[i];
                 uint8_t kb[8];
                 MDB_val key = seq_key(kb, m->seq), val, hk;
 
@@ -500,8 +474,7 @@ static int merge_truncate(struct store_txn *t)
                 if (rc != 0)
                         break;
                 if (key.mv_size == 8) {
-                        for (int i = 0; i < 8; i++)
-                                seq = seq << 8 | ((uint8_t *)key.mv_data)[i];
+                        seq = get_be64(key.mv_data);
                         if (seq > r->upto) {
                                 done = true;
                                 break;
@@ -566,6 +539,12 @@ int cache_recent_new(struct store *s)
                 return -ENOMEM;
         }
         r->next_seq = 1;
+        r->merge_at = CACHE_RECENT_MERGE_AT;
+        const char *e = getenv("KILN_TEST_CACHE_MERGE_AT");
+        char *end;
+        unsigned long long v = e && *e ? strtoull(e, &end, 10) : 0;
+        if (v > 0 && v < SIZE_MAX && !*end)
+                r->merge_at = (size_t)v;
         r->max_slots = RECENT_MAX_SLOTS;
         if (slots_override >= 4 && (slots_override & (slots_override - 1)) == 0)
                 r->max_slots = slots_override;
@@ -581,7 +560,7 @@ void cache_recent_free(struct store *s)
                 return;
         pthread_mutex_destroy(&r->lock);
         free(r->slots);
-        free(r->todo);
+        free(r->sorted);
         free(r);
         s->recent = NULL;
 }
@@ -599,7 +578,7 @@ int cache_recent_load(struct store *s, MDB_txn *txn)
         if (rc)
                 return rc;
         for (rc = mdb_cursor_get(c, &key, &val, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
-                uint64_t seq = 0;
+                uint64_t seq;
 
                 if (key.mv_size != 8 || val.mv_size < 16) {
                         /* Not a record this file writes: dropped, so appends never meet it. */
@@ -608,8 +587,7 @@ int cache_recent_load(struct store *s, MDB_txn *txn)
                                 break;
                         continue;
                 }
-                for (int i = 0; i < 8; i++)
-                        seq = seq << 8 | ((uint8_t *)key.mv_data)[i];
+                seq = get_be64(key.mv_data);
                 if (seq >= r->next_seq)
                         r->next_seq = seq + 1;
                 if (index_room(r)) {

@@ -433,15 +433,11 @@ static void writer_maybe_sync(struct store_writer *w, bool force)
                 w->dirty = false;
 }
 
-/* Whether a merge of recent cache entries is due and may run now; when it must wait
- * after a failure, *ret_at is when. */
-static bool merge_wanted(struct store_writer *w, int64_t *ret_at)
+/* Whether a merge of recent cache entries is due and may run now (not before
+ * next_merge_ms after a failure). */
+static bool merge_wanted(struct store_writer *w)
 {
-        *ret_at = 0;
-        if (!store_cache_merge_due(w->s))
-                return false;
-        *ret_at = w->next_merge_ms;
-        return w->next_merge_ms == 0 || now_ms() >= w->next_merge_ms;
+        return store_cache_merge_due(w->s) && (w->next_merge_ms == 0 || now_ms() >= w->next_merge_ms);
 }
 
 /* Waits (lock held) until there is work, a stop, a batch sync, a merge or maintenance
@@ -449,13 +445,13 @@ static bool merge_wanted(struct store_writer *w, int64_t *ret_at)
 static void writer_wait(struct store_writer *w)
 {
         while (!w->head && !w->stopping && !w->big) {
-                int64_t deadline = INT64_MAX, merge_at;
+                int64_t deadline = INT64_MAX;
                 struct timespec ts;
 
-                if (merge_wanted(w, &merge_at))
+                if (merge_wanted(w))
                         return;
-                if (merge_at)
-                        deadline = merge_at;
+                if (w->next_merge_ms && store_cache_merge_due(w->s))
+                        deadline = w->next_merge_ms;
                 if (w->dirty && w->last_sync_ms + WRITER_SYNC_INTERVAL_MS < deadline)
                         deadline = w->last_sync_ms + WRITER_SYNC_INTERVAL_MS;
                 if (w->lazy && w->lazy_since_ms + lazy_wait_ms() < deadline)
@@ -605,8 +601,7 @@ static void *writer_main(void *arg)
                 if (w->s->has_policy && !stop && now_ms() >= w->next_maint_ms)
                         writer_maintain(w);
                 /* A merge goes one transaction at a time between batches, as a big op. */
-                int64_t merge_at;
-                if (!stop && merge_wanted(w, &merge_at))
+                if (!stop && merge_wanted(w))
                         writer_merge(w);
                 writer_maybe_sync(w, stop && !big);
                 /* A big op that ends puts the ops held behind it back in the queue. */
