@@ -248,17 +248,13 @@ static int identify(struct kilnd *d, struct lws *wsi, struct auth_identity *ret)
                 return -EACCES;
         /* RFC 9110 §11: the scheme is case-insensitive, then one or more spaces; a
          * token has no space inside (trailing ones, which some clients send, go). */
-        const char *tok = hdr;
-        while (*tok == ' ' || *tok == '\t')
-                tok++;
+        char *tok = hdr + strspn(hdr, " \t");
         if (strncasecmp(tok, "Bearer", 6) || (tok[6] != ' ' && tok[6] != '\t'))
                 return -EACCES;
-        tok += 6;
-        while (*tok == ' ' || *tok == '\t')
-                tok++;
+        tok += 6 + strspn(tok + 6, " \t");
         size_t n = strlen(tok);
         while (n && (tok[n - 1] == ' ' || tok[n - 1] == '\t'))
-                hdr[(tok - hdr) + --n] = '\0';
+                tok[--n] = '\0';
         return auth_check(d, tok, ret);
 }
 
