@@ -42,12 +42,13 @@ fuzz: deps
 	cd $(FUZZ_BUILD) && ctest --output-on-failure -L fuzz
 
 # The fuzz targets briefly, every test on the normal build (which also leaves the
-# .deb and .rpm packages in $(BUILD)), then every test but the package tests again
-# under AddressSanitizer and UndefinedBehaviorSanitizer.
+# .deb and .rpm packages in $(BUILD)), then every test again under AddressSanitizer
+# and UndefinedBehaviorSanitizer but the package tests and the check of the GPU
+# test cases (label cases: a 3 GB collection, 10 GB under the sanitizers).
 test: build build-asan fuzz
 	cd $(BUILD) && ctest --output-on-failure -j 2
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
-	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j 2 -LE packaging
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j 2 -LE 'packaging|cases'
 
 # kiln_*.deb, kiln-cuda_*.deb and the two .rpm files, in $(BUILD).
 packages: build

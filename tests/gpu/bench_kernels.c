@@ -11,7 +11,9 @@
  * memory bandwidth alongside when the backend knows it. Batches above --max-work
  * work items (default 2^28) are left out, and on the CPU above --cpu-max-work
  * (default 2^22), so a CPU-only run finishes in minutes. --budget stops starting new
- * measurements after that many seconds (the JSON then says "truncated"). */
+ * measurements after that many seconds (the JSON then says "truncated"). A run
+ * that fails is printed with its reason and listed in the JSON's "failures"; the
+ * exit status is then 1. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <math.h>
@@ -57,9 +59,10 @@ static const char *vec_products(void *plugin, int ordinal, char *path, size_t ca
         return st > 0 ? "cuBLAS" : st < 0 ? "own kernel" : "not tried";
 }
 
-/* Runs the cases as one batch; returns seconds, or < 0 on failure. */
+/* Runs the cases as one batch; returns seconds, or < 0 on failure with the reason
+ * (the batch's error, or the first failed job's status and error) in why. */
 static double run_once(const struct kiln_backend *be, const struct kiln_kind *kind, const struct kiln_cases *cs,
-                       size_t *ret_bytes)
+                       size_t *ret_bytes, char *why, size_t why_cap)
 {
         struct kiln_task *tasks = calloc(cs->n, sizeof(*tasks));
         struct kiln_result *res = calloc(cs->n, sizeof(*res));
@@ -76,14 +79,22 @@ static double run_once(const struct kiln_backend *be, const struct kiln_kind *ki
                 int r = be->run_batch(be->ctx, kind, tasks, cs->n);
                 t = now_s() - t0;
                 *ret_bytes = 0;
+                if (r < 0)
+                        snprintf(why, why_cap, "the batch: %s", strerror(-r));
                 for (size_t i = 0; i < cs->n; i++) {
-                        if (tasks[i].status < 0)
+                        if (tasks[i].status < 0 && r >= 0) {
                                 r = tasks[i].status;
+                                snprintf(why, why_cap, "job %zu: %s%s%s%s%s", i, strerror(-r),
+                                         tasks[i].error.field[0] ? ": " : "", tasks[i].error.field,
+                                         tasks[i].error.message[0] ? ": " : "", tasks[i].error.message);
+                        }
                         *ret_bytes += kiln_result_bytes(&res[i]);
                         kiln_result_clear(&res[i]);
                 }
                 if (r < 0)
                         t = -1;
+        } else {
+                snprintf(why, why_cap, "out of memory");
         }
         free(tasks);
         free(res);
@@ -117,6 +128,16 @@ static void json_row(struct kiln_jtext *j, const char *kind, const char *device,
         kiln_jtext_close(j);
 }
 
+#define MAX_FAILS 64
+
+struct failure {
+        const char *kind;
+        char device[32];
+        char label[64];
+        size_t batch;
+        char why[512];
+};
+
 int main(int argc, char **argv)
 {
         double max_work = 268435456.0, cpu_max_work = 4194304.0, budget = 0;
@@ -142,6 +163,9 @@ int main(int argc, char **argv)
         double start = now_s();
         bool truncated = false;
         int failures = 0;
+        /* The runs that failed (the first MAX_FAILS), for the JSON's "failures". */
+        static struct failure fails[MAX_FAILS];
+        size_t n_fails = 0;
 
         struct kiln_backends_config cfg = { .mode = KILN_BACKENDS_AUTO, .devices = "all", .memory_fraction = 0.9 };
         struct kiln_backends *bs;
@@ -192,12 +216,22 @@ int main(int argc, char **argv)
                                         }
                                         any = true;
                                         size_t bytes = 0;
-                                        run_once(be, kt->kind, cs, &bytes); /* warm-up */
-                                        double t = run_once(be, kt->kind, cs, &bytes);
+                                        char why[512] = "";
+                                        double t = run_once(be, kt->kind, cs, &bytes, why, sizeof(why)); /* warm-up */
+                                        if (t >= 0)
+                                                t = run_once(be, kt->kind, cs, &bytes, why, sizeof(why));
                                         const char *dev = cpu ? "cpu" : di.name;
                                         if (t < 0) {
-                                                printf("%-14s %-10s %-44.44s %6zu  failed\n", kt->kind->name, dev,
-                                                       cs->cases[0].label, cs->n);
+                                                printf("%-14s %-10s %-44.44s %6zu  failed: %s\n", kt->kind->name, dev,
+                                                       cs->cases[0].label, cs->n, why);
+                                                if (n_fails < MAX_FAILS) {
+                                                        struct failure *f = &fails[n_fails++];
+                                                        f->kind = kt->kind->name;
+                                                        f->batch = cs->n;
+                                                        snprintf(f->device, sizeof(f->device), "%s", dev);
+                                                        snprintf(f->label, sizeof(f->label), "%s", cs->cases[0].label);
+                                                        snprintf(f->why, sizeof(f->why), "%s", why);
+                                                }
                                                 failures++;
                                         } else {
                                                 printf("%-14s %-10s %-44.44s %6zu %12.6f %14.4g %10.3f %10.1f\n",
@@ -213,6 +247,23 @@ int main(int argc, char **argv)
                                         break;
                         }
                 }
+        }
+        kiln_jtext_close(&j);
+        kiln_jtext_key(&j, "failures");
+        kiln_jtext_open(&j);
+        for (size_t i = 0; i < n_fails; i++) {
+                kiln_jtext_open_object(&j);
+                kiln_jtext_key(&j, "kind");
+                kiln_jtext_str(&j, fails[i].kind);
+                kiln_jtext_key(&j, "device");
+                kiln_jtext_str(&j, fails[i].device);
+                kiln_jtext_key(&j, "case");
+                kiln_jtext_str(&j, fails[i].label);
+                kiln_jtext_key(&j, "batch");
+                kiln_jtext_int(&j, (int64_t)fails[i].batch);
+                kiln_jtext_key(&j, "why");
+                kiln_jtext_str(&j, fails[i].why);
+                kiln_jtext_close(&j);
         }
         kiln_jtext_close(&j);
         kiln_jtext_key(&j, "truncated");

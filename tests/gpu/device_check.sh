@@ -163,6 +163,7 @@ report = {
                for p in (parity or {}).get("kinds", [])],
     "bench": (bench or {}).get("rows", []),
     "bench_truncated": (bench or {}).get("truncated"),
+    "bench_failures": (bench or {}).get("failures", []),
     "vec_products": (bench or {}).get("vec_products"),
     "libcublas": (bench or {}).get("libcublas"),
     "steps": steps,
@@ -189,6 +190,8 @@ for b in report["bench"]:
                  f"{b['out_gb_per_s'] or 0:8.2f} GB/s")
 if not report["bench"]:
     lines.append("  not run" + (" (no GPU)" if report["result"] == "skipped" else ""))
+for f in report["bench_failures"]:
+    lines.append(f"  {f['kind']:<14} {f['device']:<8} {f['case'][:40]:<40} batch {f['batch']:>5} FAILED: {f['why']}")
 if report["bench_truncated"]:
     lines.append("  (stopped at the time budget)")
 lines += ["", "steps:"] + [f"  {s['step']:<10} exit {s['exit']:<8} {s['seconds']}s" for s in steps]

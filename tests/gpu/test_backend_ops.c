@@ -5,6 +5,8 @@
  *
  *   test_backend_ops [--json FILE]   the parity test (CTest gpu/test_backend_ops)
  *   test_backend_ops --self-test     checks the comparison itself on made-up results
+ *   test_backend_ops --check-cases   checks that every parity and benchmark case is a
+ *                                    job its kind accepts (cases.c)
  *
  * Prints one line per (kind, device) and the first difference of a failing case.
  * Exit status: 0 when every such backend agreed on every kind, 1 on a difference
@@ -245,7 +247,8 @@ static int write_json(const char *path, const struct kiln_backends *bs, const ch
         return r;
 }
 
-int self_test(void); /* selftest.c */
+int self_test(void);   /* selftest.c */
+int check_cases(void); /* cases.c */
 
 int main(int argc, char **argv)
 {
@@ -254,10 +257,12 @@ int main(int argc, char **argv)
         for (int i = 1; i < argc; i++) {
                 if (!strcmp(argv[i], "--self-test"))
                         return self_test();
+                if (!strcmp(argv[i], "--check-cases"))
+                        return check_cases();
                 if (!strcmp(argv[i], "--json") && i + 1 < argc)
                         json = argv[++i];
                 else {
-                        fprintf(stderr, "usage: test_backend_ops [--json FILE] | --self-test\n");
+                        fprintf(stderr, "usage: test_backend_ops [--json FILE] | --self-test | --check-cases\n");
                         return 2;
                 }
         }
