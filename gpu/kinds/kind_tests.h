@@ -26,6 +26,11 @@ struct kiln_cases {
         size_t n;
         struct kiln_case *cases;         /* n of them */
         void *storage;                   /* the kind's: params, input data, objects */
+        /* Optional, for the benchmark's achieved rates (0: not given): the
+         * floating-point operations the whole set's jobs take, and the bytes a batch
+         * of them must read at the least (vec.search: the collection once, whatever
+         * the batch, and the queries). */
+        double flop, read_bytes;
         /* Frees `storage` and anything else the kind made (compiled objects);
          * NULL: free(storage). */
         void (*release)(struct kiln_cases *cs);

@@ -8,9 +8,10 @@
  * run_batch (host preparation, copies and the kernel: what a daemon batch costs)
  * after a warm-up run and prints the work items per second (pixels, rows: the kind's
  * unit) and the output bytes written per second (GB/s), with the device's peak
- * memory bandwidth alongside when the backend knows it. Batches above --max-work
- * work items (default 2^28) are left out, and on the CPU above --cpu-max-work
- * (default 2^22), so a CPU-only run finishes in minutes. --budget stops starting new
+ * memory bandwidth alongside when the backend knows it; for a kind whose cases give
+ * their arithmetic and least reads (vec.search), also GFLOP/s and read GB/s.
+ * Batches above --max-work work items (default 2^28) are left out, and on the CPU
+ * above --cpu-max-work (default 2^22), so a CPU-only run finishes in minutes. --budget stops starting new
  * measurements after that many seconds (the JSON then says "truncated"). A run
  * that fails is printed with its reason and listed in the JSON's "failures"; the
  * exit status is then 1. */
@@ -102,7 +103,8 @@ static double run_once(const struct kiln_backend *be, const struct kiln_kind *ki
 }
 
 static void json_row(struct kiln_jtext *j, const char *kind, const char *device, const char *label, size_t batch,
-                     double seconds, double work, const char *unit, double bytes, double peak)
+                     double seconds, double work, const char *unit, double bytes, double peak,
+                     const struct kiln_cases *cs)
 {
         kiln_jtext_open_object(j);
         kiln_jtext_key(j, "kind");
@@ -125,6 +127,11 @@ static void json_row(struct kiln_jtext *j, const char *kind, const char *device,
         kiln_jtext_num(j, seconds > 0 ? bytes / seconds / 1e9 : NAN);
         kiln_jtext_key(j, "peak_gb_per_s");
         kiln_jtext_num(j, peak / 1e9);
+        /* null where the kind gives no figure (JSON has no NaN: jtext writes null) */
+        kiln_jtext_key(j, "flop_per_s");
+        kiln_jtext_num(j, cs->flop > 0 && seconds > 0 ? cs->flop / seconds : NAN);
+        kiln_jtext_key(j, "read_gb_per_s");
+        kiln_jtext_num(j, cs->read_bytes > 0 && seconds > 0 ? cs->read_bytes / seconds / 1e9 : NAN);
         kiln_jtext_close(j);
 }
 
@@ -179,8 +186,8 @@ int main(int argc, char **argv)
         kiln_jtext_key(&j, "rows");
         kiln_jtext_open(&j);
         printf("# plugin: %s %s\n", bs->plugin_status, bs->plugin_path);
-        printf("%-14s %-10s %-44s %6s %12s %14s %10s %10s\n", "kind", "device", "case", "batch", "seconds", "work/s",
-               "GB/s", "peak GB/s");
+        printf("%-14s %-10s %-44s %6s %12s %14s %10s %10s %10s %10s\n", "kind", "device", "case", "batch", "seconds",
+               "work/s", "GB/s", "peak GB/s", "GFLOP/s", "read GB/s");
         for (size_t b = 0; b < bs->n && !truncated; b++) {
                 const struct kiln_backend *be = bs->list[b];
                 bool cpu = be == kiln_backend_cpu();
@@ -234,11 +241,16 @@ int main(int argc, char **argv)
                                                 }
                                                 failures++;
                                         } else {
-                                                printf("%-14s %-10s %-44.44s %6zu %12.6f %14.4g %10.3f %10.1f\n",
+                                                printf("%-14s %-10s %-44.44s %6zu %12.6f %14.4g %10.3f %10.1f",
                                                        kt->kind->name, dev, cs->cases[0].label, cs->n, t, work / t,
                                                        (double)bytes / t / 1e9, di.memory_bandwidth / 1e9);
+                                                if (cs->flop > 0)
+                                                        printf(" %10.4g", cs->flop / t / 1e9);
+                                                if (cs->read_bytes > 0)
+                                                        printf(" %10.2f", cs->read_bytes / t / 1e9);
+                                                printf("\n");
                                                 json_row(&j, kt->kind->name, dev, cs->cases[0].label, cs->n, t, work,
-                                                         kt->work_unit, (double)bytes, di.memory_bandwidth);
+                                                         kt->work_unit, (double)bytes, di.memory_bandwidth, cs);
                                         }
                                         fflush(stdout);
                                         kiln_cases_free(cs);

@@ -187,7 +187,9 @@ lines += ["", "kernel timings (one batch through the backend, after a warm-up):"
 for b in report["bench"]:
     lines.append(f"  {b['kind']:<14} {b['device']:<8} {b['case'][:40]:<40} batch {b['batch']:>5} "
                  f"{(b['seconds'] or 0)*1e3:10.3f} ms {b['work_per_s'] or 0:10.3g} {b['work_unit']}/s "
-                 f"{b['out_gb_per_s'] or 0:8.2f} GB/s")
+                 f"{b['out_gb_per_s'] or 0:8.2f} GB/s"
+                 + (f" {b['flop_per_s'] / 1e12:7.2f} TFLOP/s" if b.get("flop_per_s") else "")
+                 + (f" {b['read_gb_per_s']:8.1f} GB/s read" if b.get("read_gb_per_s") else ""))
 if not report["bench"]:
     lines.append("  not run" + (" (no GPU)" if report["result"] == "skipped" else ""))
 for f in report["bench_failures"]:
