@@ -2,7 +2,8 @@
  * every available backend device, across job sizes and batch sizes (not a CTest
  * test; see README.md).
  *
- *   bench_kernels [--max-work N] [--cpu-max-work N] [--budget SECONDS] [--kind NAME] [--json FILE]
+ *   bench_kernels [--max-work N] [--cpu-max-work N] [--budget SECONDS] [--kind NAME]
+ *                 [--first NAME,NAME...] [--json FILE]
  *
  * For each (kind, backend, size step, batch) it runs one batch through the backend's
  * run_batch (host preparation, copies and the kernel: what a daemon batch costs)
@@ -12,7 +13,9 @@
  * their arithmetic and least reads (vec.search), also GFLOP/s and read GB/s.
  * Batches above --max-work work items (default 2^28) are left out, and on the CPU
  * above --cpu-max-work (default 2^22), so a CPU-only run finishes in minutes. --budget stops starting new
- * measurements after that many seconds (the JSON then says "truncated"). A run
+ * measurements after that many seconds (the JSON then says "truncated"); --first
+ * names the kinds to time before the others (KINDS order), so that a budget cuts
+ * the others. --kind times that kind alone. A run
  * that fails is printed with its reason and listed in the JSON's "failures"; the
  * exit status is then 1. */
 #include <dlfcn.h>
@@ -136,6 +139,35 @@ static void json_row(struct kiln_jtext *j, const char *kind, const char *device,
 }
 
 #define MAX_FAILS 64
+#define MAX_KINDS 32
+
+/* The kinds' tests in the order to time them: those named in `first` (a comma
+ * list), then the rest, each in KINDS order. -1 when a name is unknown or twice. */
+static int order_kinds(const char *first, const struct kiln_kind_tests **order)
+{
+        size_t n = 0, total = 0;
+        bool taken[MAX_KINDS] = { false };
+
+        while (kiln_kind_tests[total] && total < MAX_KINDS)
+                total++;
+        for (const char *p = first; *p;) {
+                size_t len = strcspn(p, ",");
+                size_t k = 0;
+                while (k < total && (strlen(kiln_kind_tests[k]->kind->name) != len ||
+                                     strncmp(kiln_kind_tests[k]->kind->name, p, len)))
+                        k++;
+                if (len == 0 || k == total || taken[k])
+                        return -1;
+                taken[k] = true;
+                order[n++] = kiln_kind_tests[k];
+                p += len + (p[len] == ',');
+        }
+        for (size_t k = 0; k < total; k++)
+                if (!taken[k])
+                        order[n++] = kiln_kind_tests[k];
+        order[n] = NULL;
+        return 0;
+}
 
 struct failure {
         const char *kind;
@@ -148,7 +180,7 @@ struct failure {
 int main(int argc, char **argv)
 {
         double max_work = 268435456.0, cpu_max_work = 4194304.0, budget = 0;
-        const char *json = NULL, *only = NULL;
+        const char *json = NULL, *only = NULL, *first = "";
 
         for (int i = 1; i + 1 < argc; i += 2) {
                 if (!strcmp(argv[i], "--max-work") || !strcmp(argv[i], "--max-pixels"))
@@ -161,6 +193,8 @@ int main(int argc, char **argv)
                         json = argv[i + 1];
                 else if (!strcmp(argv[i], "--kind"))
                         only = argv[i + 1];
+                else if (!strcmp(argv[i], "--first"))
+                        first = argv[i + 1];
                 else {
                         fprintf(stderr, "bench_kernels: unknown option %s\n", argv[i]);
                         return 2;
@@ -174,6 +208,11 @@ int main(int argc, char **argv)
         static struct failure fails[MAX_FAILS];
         size_t n_fails = 0;
 
+        const struct kiln_kind_tests *order[MAX_KINDS + 1] = { NULL };
+        if (order_kinds(first, order) < 0) {
+                fprintf(stderr, "bench_kernels: --first %s: a kind is unknown or named twice\n", first);
+                return 2;
+        }
         struct kiln_backends_config cfg = { .mode = KILN_BACKENDS_AUTO, .devices = "all", .memory_fraction = 0.9 };
         struct kiln_backends *bs;
         if (kiln_backends_open(&cfg, &bs) < 0)
@@ -193,8 +232,8 @@ int main(int argc, char **argv)
                 bool cpu = be == kiln_backend_cpu();
                 struct kiln_device_info di = { 0 };
                 be->device_info(be->ctx, 0, &di);
-                for (size_t k = 0; kiln_kind_tests[k] && !truncated; k++) {
-                        const struct kiln_kind_tests *kt = kiln_kind_tests[k];
+                for (size_t k = 0; order[k] && !truncated; k++) {
+                        const struct kiln_kind_tests *kt = order[k];
                         if ((only && strcmp(only, kt->kind->name)) || !be->supports(be->ctx, kt->kind))
                                 continue;
                         for (unsigned size = 0; !truncated; size++) {
