@@ -269,6 +269,7 @@ int main(int argc, char **argv)
                 log_error("cannot read the stored models and collections: %s", strerror(-r));
                 goto fail;
         }
+        objects_set_cache_limits(d->objects, d->cfg->memory.objects_cache_bytes, OBJECTS_IDLE_MAX_ENTRIES);
         struct jobs_deps deps = {
                 .cfg = d->cfg,
                 .store = d->store,

@@ -248,6 +248,20 @@ char *metrics_render(const struct metrics_view *v)
                "Merges of the cache's new entries into its hash-ordered table, since start.");
         put(&b, "kiln_cache_merges_total %llu\n", (unsigned long long)c.merges);
 
+        const struct metrics_objects o = v->objects;
+        family(&b, "kiln_objects_loads_total", "counter",
+               "Models and collection versions read from the store and compiled for jobs.");
+        put(&b, "kiln_objects_loads_total %llu\n", (unsigned long long)o.loads);
+        family(&b, "kiln_objects_hits_total", "counter", "Jobs that found their model or collection loaded.");
+        put(&b, "kiln_objects_hits_total %llu\n", (unsigned long long)o.hits);
+        family(&b, "kiln_objects_evictions_total", "counter",
+               "Loaded objects no job used, freed to stay within memory.objects_cache_bytes.");
+        put(&b, "kiln_objects_evictions_total %llu\n", (unsigned long long)o.evictions);
+        family(&b, "kiln_objects_loaded", "gauge", "Models and collection versions loaded now.");
+        put(&b, "kiln_objects_loaded %llu\n", (unsigned long long)o.entries);
+        family(&b, "kiln_objects_idle_bytes", "gauge", "Bytes of loaded objects no job uses now.");
+        put(&b, "kiln_objects_idle_bytes %llu\n", (unsigned long long)o.idle_bytes);
+
         if (v->memory.known) {
                 const struct metrics_memory *mm = &v->memory;
                 family(&b, "kiln_memory_budget_bytes", "gauge",

@@ -21,6 +21,12 @@ struct metrics_cache {
         uint64_t recent, merges;  /* the store's log of new entries (store_cache_recent.c) */
 };
 
+/* Loaded objects (objects.h's snapshots) for kiln_objects_*. */
+struct metrics_objects {
+        uint64_t loads, hits, evictions;
+        uint64_t entries, idle_bytes;
+};
+
 /* The memory budget's figures for kiln_memory_* (membudget.h). */
 struct metrics_memory {
         bool known;              /* false: no budget, the families are left out */
@@ -42,6 +48,7 @@ struct metrics_view {
         uint32_t depth[METRICS_MAX_KINDS][_KILN_PRIO_MAX]; /* queued jobs by kind index, priority */
         json_t *backends;        /* sched_backends_json(), borrowed; NULL: none */
         struct metrics_cache cache;
+        struct metrics_objects objects;
         struct metrics_memory memory;
         struct metrics_store store;
         size_t connections;

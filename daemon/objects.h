@@ -124,7 +124,8 @@ void objects_set_release_hook(struct objects *o, void (*fn)(void *ctx, const str
 
 /* How many unreferenced snapshots, and bytes of them (the class's snapshot_bytes),
  * are kept for later acquirers; beyond either, the least recently used go. Defaults:
- * OBJECTS_IDLE_MAX_ENTRIES and OBJECTS_IDLE_MAX_BYTES. Any thread. */
+ * OBJECTS_IDLE_MAX_ENTRIES and OBJECTS_IDLE_MAX_BYTES; kilnd sets the bytes from
+ * memory.objects_cache_bytes at start and at each reload. Any thread. */
 #define OBJECTS_IDLE_MAX_ENTRIES 64u
 #define OBJECTS_IDLE_MAX_BYTES (1ull << 30)
 void objects_set_cache_limits(struct objects *o, uint64_t max_bytes, unsigned max_entries);

@@ -26,6 +26,7 @@
 #include "mailbox.h"
 #include "membudget.h"
 #include "http_api.h"
+#include "objects.h"
 #include "scheduler.h"
 #include "session.h"
 #include "stats.h"
@@ -423,6 +424,8 @@ static void reload(struct kilnd *d)
                         d->cfg = c;
                         jobs_set_config(d->jobs, c);
                         membudget_set_max(d->mem, c->memory.max_bytes);
+                        objects_set_cache_limits(d->objects, c->memory.objects_cache_bytes,
+                                                 OBJECTS_IDLE_MAX_ENTRIES);
                         log_notice("SIGHUP: configuration reloaded (%zu tokens)", auth_tokens_count(t));
                 }
         }

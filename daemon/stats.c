@@ -8,6 +8,7 @@
 #include "kind.h"
 #include "membudget.h"
 #include "metrics.h"
+#include "objects.h"
 #include "scheduler.h"
 #include "store.h"
 #include "util.h"
@@ -111,6 +112,13 @@ char *stats_metrics_text(struct kilnd *d)
                 store_cache_stats(d->store, &cs);
         v.cache = (struct metrics_cache){ .hits = cs.hits, .misses = cs.misses, .bytes = cs.bytes,
                                           .recent = cs.recent, .merges = cs.merges };
+        if (d->objects) {
+                struct objects_cache_stats os;
+                objects_cache_stats(d->objects, &os);
+                v.objects = (struct metrics_objects){ .loads = os.compiles, .hits = os.hits,
+                                                      .evictions = os.evictions, .entries = os.entries,
+                                                      .idle_bytes = os.idle_bytes };
+        }
         if (d->mem) {
                 struct membudget_view mv;
                 membudget_view(d->mem, &mv);

@@ -30,6 +30,7 @@ struct kiln_config_sources {
         struct source *keys;   /* kiln_cfg_n_keys entries, parallel to kiln_cfg_keys */
         struct source *batch;  /* KILN_CONFIG_MAX_BATCH_KINDS * kiln_cfg_n_batch_keys */
         char memory_auto[1200]; /* how memory.max_bytes was worked out from 0; "" when set */
+        char objects_auto[64];  /* likewise memory.objects_cache_bytes */
 };
 
 /* Where the reader is and what it reads into. */
@@ -139,6 +140,20 @@ static void resolve_memory(struct kiln_config *c)
         snprintf(c->sources->memory_auto, sizeof(c->sources->memory_auto), "auto: %s", why);
 }
 
+/* memory.objects_cache_bytes = 0 ("auto"): half of memory.max_bytes (resolved
+ * first). A figure that was set is left alone. */
+static void resolve_objects_cache(struct kiln_config *c)
+{
+        const struct kiln_cfg_key *k = kiln_cfg_find("memory", "objects_cache_bytes");
+
+        c->sources->objects_auto[0] = '\0';
+        if (c->memory.objects_cache_bytes)
+                return;
+        uint64_t v = c->memory.max_bytes / 2;
+        c->memory.objects_cache_bytes = v < k->min ? k->min : v > k->max ? k->max : v;
+        snprintf(c->sources->objects_auto, sizeof(c->sources->objects_auto), "auto: half of memory.max_bytes");
+}
+
 /* Every key at its schema default, values still as the table has them (0 for
  * memory.max_bytes). */
 static struct kiln_config *new_raw_defaults(void)
@@ -173,8 +188,10 @@ struct kiln_config *kiln_config_new_defaults(void)
 {
         struct kiln_config *c = new_raw_defaults();
 
-        if (c)
+        if (c) {
                 resolve_memory(c);
+                resolve_objects_cache(c);
+        }
         return c;
 }
 
@@ -658,6 +675,7 @@ int kiln_config_load(const char *path, bool path_optional, char *const *envp,
                 r = load_env(&l, envp);
         if (r >= 0) {
                 resolve_memory(l.c);
+                resolve_objects_cache(l.c);
                 r = kiln_config_validate(l.c, l.err);
         }
         if (r < 0) {
@@ -777,10 +795,13 @@ void kiln_config_print(const struct kiln_config *c, FILE *f)
                 for (size_t i = 0; i < kiln_cfg_n_keys; i++) {
                         if (strcmp(kiln_cfg_keys[i].section, kiln_cfg_sections[si]) != 0)
                                 continue;
-                        bool auto_mem = c->sources &&
-                                        kiln_cfg_keys[i].offset == offsetof(struct kiln_config, memory.max_bytes);
-                        print_key(f, &kiln_cfg_keys[i], c, c->sources ? &c->sources->keys[i] : NULL,
-                                  auto_mem ? c->sources->memory_auto : NULL);
+                        const char *how = NULL;
+                        if (c->sources && kiln_cfg_keys[i].offset == offsetof(struct kiln_config, memory.max_bytes))
+                                how = c->sources->memory_auto;
+                        else if (c->sources &&
+                                 kiln_cfg_keys[i].offset == offsetof(struct kiln_config, memory.objects_cache_bytes))
+                                how = c->sources->objects_auto;
+                        print_key(f, &kiln_cfg_keys[i], c, c->sources ? &c->sources->keys[i] : NULL, how);
                 }
         }
         for (size_t b = 0; b < c->n_batch && b < KILN_CONFIG_MAX_BATCH_KINDS; b++) {

@@ -88,6 +88,10 @@ struct kiln_config {
                  * configuration never holds 0 here. */
                 uint64_t max_bytes;
                 uint64_t max_output_buffer_bytes; /* per connection */
+                /* Loaded objects (compiled models, collection matrices) kept while no job
+                 * uses them. 0 in a file or the environment means "auto": half of
+                 * max_bytes, worked out by the loader as max_bytes is. */
+                uint64_t objects_cache_bytes;
         } memory;
         struct {
                 enum kiln_log_level level;
@@ -125,6 +129,7 @@ struct kiln_cfg_key {
         bool may_be_empty;            /* for string types: "" is allowed */
         bool zero_is_auto;            /* SIZE: 0 is accepted besides the range and means
                                        * "worked out at load" (config.c) */
+        const char *auto_means;       /* with zero_is_auto: what 0 comes to, for errors */
         const char *const *choices;   /* ENUM: NULL-terminated, in enum order */
         const char *doc;              /* one line */
 };

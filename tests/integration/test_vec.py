@@ -17,8 +17,10 @@ import json
 import os
 import random
 import subprocess
+import re
 import tempfile
 import unittest
+import urllib.request
 
 import numpy as np
 
@@ -600,6 +602,43 @@ class VecBatching(KilndTestCase):
             self.assertEqual([x for x, _ in got[0]], [x for x, _ in want[0]], i)
             self.assertEqual([np.float32(s) for _, s in got[0]], [s for _, s in want[0]], i)
 
+
+
+def objects_metrics(kilnd):
+    """kiln_objects_loads_total and kiln_objects_hits_total from /metrics."""
+    with urllib.request.urlopen(kilnd.http + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    found = dict(re.findall(r"^(kiln_objects_(?:loads|hits)_total) (\d+)$", text, re.M))
+    return int(found["kiln_objects_loads_total"]), int(found["kiln_objects_hits_total"])
+
+
+class VecStaysLoadedTest(KilndTestCase):
+    """A collection stays loaded between the jobs that use it, within
+    memory.objects_cache_bytes (4 MiB here): one of 1.5 MiB is loaded once for
+    three searches in turn; one of 6 MiB, more than the bound, is loaded for each."""
+    env = {"KILN_MEMORY_OBJECTS_CACHE_BYTES": "4MiB"}
+
+    def loads_for_three_searches(self, name, n):
+        rng = np.random.default_rng(n)
+        rows = rng.normal(size=(n, 256)).astype(np.float32)
+
+        async def go():
+            c = await self.client()
+            await vec_put(c, name, rows, [f"r{i}" for i in range(n)], metric="ip")
+            before = objects_metrics(self.kilnd)
+            for i in range(3):  # other queries each time: no cached result answers
+                done, _, _ = await search(c, name, rng.normal(size=(1, 256)), k=5)
+                self.assertEqual(done["state"], "done", done)
+            after = objects_metrics(self.kilnd)
+            await c.close()
+            return after[0] - before[0], after[1] - before[1]
+        return self.run_async(go())
+
+    def test_a_collection_within_the_bound_is_loaded_once(self):
+        self.assertEqual(self.loads_for_three_searches("fits", 1536), (1, 2))
+
+    def test_a_collection_over_the_bound_is_loaded_for_each_job(self):
+        self.assertEqual(self.loads_for_three_searches("over", 6144), (3, 0))
 
 
 class VecQueuedTest(KilndTestCase):

@@ -213,7 +213,7 @@ static void test_schema_has_every_section_key_and_valid_defaults(void **state)
                 if (!any)
                         fail_msg("section [%s] has no keys", kiln_cfg_sections[s]);
         }
-        assert_int_equal(kiln_cfg_n_keys, 37);
+        assert_int_equal(kiln_cfg_n_keys, 38);
         for (size_t i = 0; i < kiln_cfg_n_keys; i++) {
                 const struct kiln_cfg_key *k = &kiln_cfg_keys[i];
                 assert_true(kiln_cfg_section_known(k->section));
@@ -351,6 +351,37 @@ static void test_memory_max_bytes_zero_is_half_of_the_machine_or_cgroup(void **s
         assert_string_equal(line, "max_bytes = 2GiB  # env KILN_MEMORY_MAX_BYTES");
         free(printed);
         kiln_config_free(c);
+}
+
+static void test_memory_objects_cache_bytes_zero_is_half_of_max_bytes(void **state)
+{
+        char *zero[] = { "KILN_MEMORY_MAX_BYTES=3GiB", NULL };
+        char *set[] = { "KILN_MEMORY_MAX_BYTES=3GiB", "KILN_MEMORY_OBJECTS_CACHE_BYTES=5GiB", NULL };
+        char *small[] = { "KILN_MEMORY_OBJECTS_CACHE_BYTES=1KiB", NULL };
+        struct kiln_config *c = load_ok(DATA "/full.conf", zero), *d = kiln_config_new_defaults();
+        char *printed, line[2048];
+
+        assert_int_equal(c->memory.objects_cache_bytes, UINT64_C(1536) << 20);
+        printed = print_to_string(c);
+        printed_line(printed, "memory", "objects_cache_bytes", line, sizeof(line));
+        assert_string_equal(line, "objects_cache_bytes = 1536MiB  # default; auto: half of memory.max_bytes");
+        free(printed);
+        kiln_config_free(c);
+        assert_int_equal(d->memory.objects_cache_bytes, d->memory.max_bytes / 2);
+        kiln_config_free(d);
+
+        /* A figure that is set is kept, even above max_bytes: it is a bound of its own. */
+        c = load_ok(DATA "/full.conf", set);
+        assert_int_equal(c->memory.objects_cache_bytes, UINT64_C(5) << 30);
+        printed = print_to_string(c);
+        printed_line(printed, "memory", "objects_cache_bytes", line, sizeof(line));
+        assert_string_equal(line, "objects_cache_bytes = 5GiB  # env KILN_MEMORY_OBJECTS_CACHE_BYTES");
+        free(printed);
+        kiln_config_free(c);
+
+        struct kiln_config_error err = load_fail(DATA "/full.conf", small);
+        assert_string_equal(err.key, "KILN_MEMORY_OBJECTS_CACHE_BYTES");
+        assert_contains(err.message, "out of range 1MiB..1TiB (or 0: half of memory.max_bytes)");
 }
 
 static void test_memory_max_bytes_below_its_range_is_refused_naming_auto(void **state)
@@ -1233,6 +1264,7 @@ int main(void)
                 cmocka_unit_test(test_range_text_in_each_key_syntax),
                 cmocka_unit_test(test_memory_max_bytes_zero_is_half_of_the_machine_or_cgroup),
                 cmocka_unit_test(test_memory_max_bytes_below_its_range_is_refused_naming_auto),
+                cmocka_unit_test(test_memory_objects_cache_bytes_zero_is_half_of_max_bytes),
                 cmocka_unit_test(test_sysmem_takes_the_tightest_cgroup_v2_limit_up_the_tree),
                 cmocka_unit_test(test_sysmem_reads_cgroup_v1_and_ignores_unlimited),
                 cmocka_unit_test(test_sysmem_without_cgroups_is_the_machine),
