@@ -167,6 +167,12 @@ static int check_meta(const void *params, const struct kiln_array *in, size_t n_
         return check_queries(in, n_in, metric, dim, p->collection, err);
 }
 
+/* The most one answer takes in the result: its score, and its id in the `ids`
+ * text, quoted, every byte escaped at worst (a control character is \u00XX), and a
+ * comma. The ids' real lengths are not known at submission, where this bounds the
+ * job for limits.max_result_bytes and memory.max_bytes. */
+#define VEC_ANSWER_MAX (sizeof(float) + 2 + 6 * KILN_VEC_ID_MAX + 1)
+
 static uint64_t result_size(const void *params, const struct kiln_array *in, size_t n_in,
                             const struct kiln_object *obj)
 {
@@ -181,7 +187,8 @@ static uint64_t result_size(const void *params, const struct kiln_array *in, siz
                 q = a->shape[0];
         else if (p->query_id[0])
                 q = 1;
-        return q * k * sizeof(float);
+        /* A query's answers, and its brackets and comma. */
+        return q * (k * VEC_ANSWER_MAX + 3) + 2;
 }
 
 uint64_t vec_task_query_count(const struct kiln_task *t)
@@ -273,6 +280,10 @@ int vec_result_build(struct kiln_result *res, const struct vec_collection *c, ui
 }
 
 /* ---- running on the CPU ---- */
+
+/* The most answers (queries times the group's k, 12 bytes each) one search of
+ * several jobs keeps: 64 MiB. A single job keeps what it asks for. */
+#define GROUP_ANSWERS_MAX ((64u << 20) / 12)
 
 /* The tasks of one search: a batch's jobs on one collection version. */
 struct group {
@@ -367,19 +378,31 @@ static int run_batch(struct kiln_task *const *tasks, size_t n)
                 tasks[i]->status = vec_task_queries(tasks[i], &c, &qs[i], &ms[i], &tasks[i]->error);
                 done[i] = tasks[i]->status < 0;
         }
-        /* One search per collection version, its jobs in batch order. */
+        /* One search per collection version, its jobs in batch order; a job whose
+         * queries and k would take the group's answers past GROUP_ANSWERS_MAX
+         * (every query keeps the group's largest k) waits for a later group. */
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 struct group g = { .t = members };
+                const struct vec_collection *c = done[i] ? NULL : tasks[i]->object->snapshot;
+                uint64_t m = 0, kmax = 0;
                 if (done[i])
                         continue;
-                for (size_t j = i; j < n; j++)
-                        if (!done[j] && same_version(tasks[i], tasks[j])) {
-                                members[g.n] = tasks[j];
-                                gqs[g.n] = qs[j];
-                                gms[g.n] = ms[j];
-                                g.n++;
-                                done[j] = true;
-                        }
+                for (size_t j = i; j < n; j++) {
+                        if (done[j] || !same_version(tasks[i], tasks[j]))
+                                continue;
+                        const struct vec_search_params *p = tasks[j]->params;
+                        uint64_t k = (uint64_t)p->k > kmax ? (uint64_t)p->k : kmax;
+                        uint64_t kk = k < c->count ? k : c->count;
+                        if (g.n > 0 && (m + ms[j]) * kk > GROUP_ANSWERS_MAX)
+                                continue;
+                        m += ms[j];
+                        kmax = k;
+                        members[g.n] = tasks[j];
+                        gqs[g.n] = qs[j];
+                        gms[g.n] = ms[j];
+                        g.n++;
+                        done[j] = true;
+                }
                 run_group(&g, gqs, gms);
         }
         for (size_t i = 0; qs && i < n; i++)

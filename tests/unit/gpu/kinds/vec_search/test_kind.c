@@ -320,6 +320,39 @@ static void test_ids_come_back_as_the_same_strings(void **state)
         assert_string_equal(oerr.field, "ids[2]");
 }
 
+/* The result bound holds the `ids` text at its worst: ids of 256 control
+ * characters, each written \u00XX. Several queries, k past the count. */
+static void test_the_result_bound_holds_the_longest_ids(void **state)
+{
+        enum { N = 3, M = 4 };
+        char ids[N][257];
+        float rows[N][2] = { { 1, 0 }, { 2, 0 }, { 3, 0 } }, q[M][2] = { { 1, 0 }, { 0, 1 }, { -1, 0 }, { 1, 1 } };
+        struct kiln_object_id oid[N];
+        uint8_t meta[KILN_VEC_META_BYTES];
+        struct pairs items = { oid, &rows[0][0], 2, N };
+        struct kiln_object_source src = { .meta = meta, .meta_len = sizeof(meta), .count = N,
+                                          .foreach_items = pairs_foreach, .ctx = &items };
+        struct vec_collection *c = NULL;
+        struct job j;
+
+        for (size_t i = 0; i < N; i++) {
+                memset(ids[i], 1 + (int)i, 256);
+                ids[i][256] = '\0';
+                oid[i] = (struct kiln_object_id){ ids[i], 256 };
+        }
+        kiln_vec_meta_encode(KILN_METRIC_IP, 2, meta);
+        assert_int_equal(vec_collection_compile(&src, &c, NULL), 0);
+        job_init(&j, c, 1, 1000, &q[0][0], M, 2);
+        assert_int_equal(kind->run_cpu(&j.t), 0);
+        size_t got = strlen(kiln_result_find(&j.res, "ids")->text) + kiln_result_bytes(&j.res);
+        /* The bound takes k as asked (the count is not known at submission). */
+        j.p.k = N;
+        assert_true(got <= kind->result_size(&j.p, &j.in, 1, NULL));
+        assert_true(got > kind->result_size(&j.p, &j.in, 1, NULL) - M * 3 - 2 - 64);
+        kiln_result_clear(&j.res);
+        vec_collection_free(c);
+}
+
 /* ---- refusals ---- */
 
 static void test_refusals_name_the_field(void **state)
@@ -609,10 +642,10 @@ static void test_query_id_refusals_name_the_field(void **state)
         assert_non_null(strstr(err.message, "\"aaaa"));
         assert_non_null(strstr(err.message, "a...\""));
         assert_null(strchr(err.message, '\xc3'));
-        /* A job's result bound: one query. */
+        /* A job's result bound: one query, k 2 (see the worst case below). */
         job_init_id(&j, c, 3, 2, "r000000");
-        assert_int_equal(kind->result_size(&j.p, NULL, 0, NULL), 2 * sizeof(float));
-        assert_int_equal(kind->result_size(&j.p, NULL, 0, &j.obj), 2 * sizeof(float));
+        assert_int_equal(kind->result_size(&j.p, NULL, 0, NULL), 1 * (2 * (4 + 2 + 6 * 256 + 1) + 3) + 2);
+        assert_int_equal(kind->result_size(&j.p, NULL, 0, &j.obj), kind->result_size(&j.p, NULL, 0, NULL));
         assert_int_equal(vec_task_query_count(&j.t), 1);
         vec_collection_free(c);
 }
@@ -684,6 +717,37 @@ static void test_a_batch_answers_each_job_as_alone(void **state)
         free(q);
 }
 
+/* A job whose queries would take the group's kept answers past its bound (every
+ * query keeps the group's largest k) is searched in a group of its own, after the
+ * jobs around it: each still gets what it would get alone. */
+static void test_a_group_keeps_a_bounded_number_of_answers(void **state)
+{
+        enum { N = 1200, DIM = 4, BIG = 5600, JOBS = 3 };
+        uint64_t s = 77;
+        float *rows = vt_gauss_rows(&s, N, DIM), *q = vt_gauss_rows(&s, BIG + 2, DIM);
+        struct vec_collection *c = vt_collection(KILN_METRIC_IP, rows, N, DIM);
+        struct job *j = calloc(JOBS, sizeof(*j));
+        struct kiln_task *t[JOBS];
+        static const int32_t ks[JOBS] = { 1000, 1, 1000 };
+        static const size_t ms[JOBS] = { 1, BIG, 1 }, at[JOBS] = { 0, 1, BIG + 1 };
+
+        /* 5,601 queries at k 1000 would keep 5.6 M answers, 67 MB. */
+        assert_true((1 + BIG) * 1000ull * 12 > 64ull << 20);
+        for (size_t i = 0; i < JOBS; i++) {
+                job_init(&j[i], c, 1, ks[i], q + at[i] * DIM, ms[i], DIM);
+                t[i] = &j[i].t;
+        }
+        assert_int_equal(kind->run_cpu_batch(t, JOBS), 0);
+        for (size_t i = 0; i < JOBS; i++) {
+                expect_answer(&j[i], c, q + at[i] * DIM, ms[i], 1);
+                kiln_result_clear(&j[i].res);
+        }
+        vec_collection_free(c);
+        free(j);
+        free(rows);
+        free(q);
+}
+
 static void test_a_stopped_job_is_cancelled(void **state)
 {
         enum { N = 100, DIM = 4 };
@@ -707,6 +771,7 @@ int main(void)
                 cmocka_unit_test(test_query_id_is_a_parameter_of_up_to_256_bytes),
                 cmocka_unit_test(test_a_job_gets_ids_scores_count_and_version),
                 cmocka_unit_test(test_ids_come_back_as_the_same_strings),
+                cmocka_unit_test(test_the_result_bound_holds_the_longest_ids),
                 cmocka_unit_test(test_refusals_name_the_field),
                 cmocka_unit_test(test_submission_checks_the_queries_against_the_meta),
                 cmocka_unit_test(test_inline_queries_are_the_same_input),
@@ -714,6 +779,7 @@ int main(void)
                 cmocka_unit_test(test_a_stored_cosine_row_is_not_scaled_again),
                 cmocka_unit_test(test_query_id_refusals_name_the_field),
                 cmocka_unit_test(test_a_batch_answers_each_job_as_alone),
+                cmocka_unit_test(test_a_group_keeps_a_bounded_number_of_answers),
                 cmocka_unit_test(test_a_stopped_job_is_cancelled),
         };
 
