@@ -289,29 +289,74 @@ static bool same_object(const struct kiln_object *a, const struct kiln_object *b
         return a->cls == b->cls && a->snapshot == b->snapshot && a->version == b->version;
 }
 
+/* A task's place in run_on_lane's order: by object, then by batch order. */
+struct task_key {
+        uintptr_t cls, snapshot;
+        uint64_t version;
+        size_t i;
+};
+
+static int task_key_cmp(const void *pa, const void *pb)
+{
+        const struct task_key *a = pa, *b = pb;
+
+        if (a->cls != b->cls)
+                return a->cls < b->cls ? -1 : 1;
+        if (a->snapshot != b->snapshot)
+                return a->snapshot < b->snapshot ? -1 : 1;
+        if (a->version != b->version)
+                return a->version < b->version ? -1 : 1;
+        return a->i < b->i ? -1 : a->i > b->i;
+}
+
+/* order[0..n): the tasks' indexes with those of one object (same_object) together,
+ * each object's in batch order: a launch runs against one object, so interleaved
+ * objects (A, B, A, B) would otherwise make a launch a task. -ENOMEM, or 0. */
+static int order_by_object(const struct kiln_task *tasks, size_t n, size_t *order)
+{
+        struct task_key *k = malloc((n ? n : 1) * sizeof(*k));
+
+        if (!k)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                const struct kiln_object *o = tasks[i].object;
+                k[i] = (struct task_key){ .cls = o ? (uintptr_t)o->cls : 0,
+                                          .snapshot = o ? (uintptr_t)o->snapshot : 0,
+                                          .version = o ? o->version : 0,
+                                          .i = i };
+        }
+        qsort(k, n, sizeof(*k), task_key_cmp);
+        for (size_t i = 0; i < n; i++)
+                order[i] = k[i].i;
+        free(k);
+        return 0;
+}
+
 /* Runs every unfinished task on device d, lane l, chunk by chunk. */
 static int run_on_lane(const struct kiln_kind *kind, const struct kiln_cuda_kind *ck, struct device *d,
                        struct lane *l, struct kiln_task *tasks, size_t n)
 {
-        size_t *idx = malloc((n ? n : 1) * sizeof(*idx));
-        int r = idx ? cuda_err(cudaSetDevice(d->ordinal)) : -ENOMEM;
+        size_t *idx = malloc((n ? n : 1) * 2 * sizeof(*idx)), *order = idx ? idx + (n ? n : 1) : NULL;
+        int r = idx ? order_by_object(tasks, n, order) : -ENOMEM;
 
-        for (size_t i = 0; r >= 0 && i < n;) {
+        if (r >= 0)
+                r = cuda_err(cudaSetDevice(d->ordinal));
+        for (size_t p = 0; r >= 0 && p < n;) {
                 size_t m = 0;
                 uint64_t out = 0, in = 0, max_work = 0;
                 const struct kiln_object *obj = NULL;
-                size_t want = n - i < MAX_TASKS_PER_LAUNCH ? n - i : MAX_TASKS_PER_LAUNCH;
+                size_t want = n - p < MAX_TASKS_PER_LAUNCH ? n - p : MAX_TASKS_PER_LAUNCH;
                 if ((r = lane_reserve(d, l, l->out_cap, l->in_cap, want)) < 0)
                         break;
-                while (i < n && m < want) {
-                        struct kiln_task *t = &tasks[i];
+                while (p < n && m < want) {
+                        struct kiln_task *t = &tasks[order[p]];
                         if (t->finished) {
-                                i++;
+                                p++;
                                 continue;
                         }
                         if (kiln_exec_stopped(t->exec)) {
                                 finish_task(t, d, -ECANCELED);
-                                i++;
+                                p++;
                                 continue;
                         }
                         if (m > 0 && !same_object(t->object, obj))
@@ -325,7 +370,7 @@ static int run_on_lane(const struct kiln_kind *kind, const struct kiln_cuda_kind
                         if (pr < 0) {
                                 kiln_result_clear(t->result);
                                 finish_task(t, d, pr);
-                                i++;
+                                p++;
                                 continue;
                         }
                         if (!ck->complete)
@@ -343,7 +388,7 @@ static int run_on_lane(const struct kiln_kind *kind, const struct kiln_cuda_kind
                         in = in_size ? in_at + in_size : in;
                         obj = t->object;
                         l->h_desc[m] = desc;
-                        idx[m++] = i++;
+                        idx[m++] = order[p++];
                         if (work > max_work)
                                 max_work = work;
                 }
