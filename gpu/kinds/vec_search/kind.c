@@ -167,12 +167,6 @@ static int check_meta(const void *params, const struct kiln_array *in, size_t n_
         return check_queries(in, n_in, metric, dim, p->collection, err);
 }
 
-/* The most one answer takes in the result: its score, and its id in the `ids`
- * text, quoted, every byte escaped at worst (a control character is \u00XX), and a
- * comma. The ids' real lengths are not known at submission, where this bounds the
- * job for limits.max_result_bytes and memory.max_bytes. */
-#define VEC_ANSWER_MAX (sizeof(float) + 2 + 6 * KILN_VEC_ID_MAX + 1)
-
 static uint64_t result_size(const void *params, const struct kiln_array *in, size_t n_in,
                             const struct kiln_object *obj)
 {
@@ -187,8 +181,8 @@ static uint64_t result_size(const void *params, const struct kiln_array *in, siz
                 q = a->shape[0];
         else if (p->query_id[0])
                 q = 1;
-        /* A query's answers, and its brackets and comma. */
-        return q * (k * VEC_ANSWER_MAX + 3) + 2;
+        /* The part bytes (kind.h): the scores. The ids' text is a value, not a part. */
+        return q * k * sizeof(float);
 }
 
 uint64_t vec_task_query_count(const struct kiln_task *t)

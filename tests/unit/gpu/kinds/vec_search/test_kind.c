@@ -320,39 +320,6 @@ static void test_ids_come_back_as_the_same_strings(void **state)
         assert_string_equal(oerr.field, "ids[2]");
 }
 
-/* The result bound holds the `ids` text at its worst: ids of 256 control
- * characters, each written \u00XX. Several queries, k past the count. */
-static void test_the_result_bound_holds_the_longest_ids(void **state)
-{
-        enum { N = 3, M = 4 };
-        char ids[N][257];
-        float rows[N][2] = { { 1, 0 }, { 2, 0 }, { 3, 0 } }, q[M][2] = { { 1, 0 }, { 0, 1 }, { -1, 0 }, { 1, 1 } };
-        struct kiln_object_id oid[N];
-        uint8_t meta[KILN_VEC_META_BYTES];
-        struct pairs items = { oid, &rows[0][0], 2, N };
-        struct kiln_object_source src = { .meta = meta, .meta_len = sizeof(meta), .count = N,
-                                          .foreach_items = pairs_foreach, .ctx = &items };
-        struct vec_collection *c = NULL;
-        struct job j;
-
-        for (size_t i = 0; i < N; i++) {
-                memset(ids[i], 1 + (int)i, 256);
-                ids[i][256] = '\0';
-                oid[i] = (struct kiln_object_id){ ids[i], 256 };
-        }
-        kiln_vec_meta_encode(KILN_METRIC_IP, 2, meta);
-        assert_int_equal(vec_collection_compile(&src, &c, NULL), 0);
-        job_init(&j, c, 1, 1000, &q[0][0], M, 2);
-        assert_int_equal(kind->run_cpu(&j.t), 0);
-        size_t got = strlen(kiln_result_find(&j.res, "ids")->text) + kiln_result_bytes(&j.res);
-        /* The bound takes k as asked (the count is not known at submission). */
-        j.p.k = N;
-        assert_true(got <= kind->result_size(&j.p, &j.in, 1, NULL));
-        assert_true(got > kind->result_size(&j.p, &j.in, 1, NULL) - M * 3 - 2 - 64);
-        kiln_result_clear(&j.res);
-        vec_collection_free(c);
-}
-
 /* ---- refusals ---- */
 
 static void test_refusals_name_the_field(void **state)
@@ -642,10 +609,10 @@ static void test_query_id_refusals_name_the_field(void **state)
         assert_non_null(strstr(err.message, "\"aaaa"));
         assert_non_null(strstr(err.message, "a...\""));
         assert_null(strchr(err.message, '\xc3'));
-        /* A job's result bound: one query, k 2 (see the worst case below). */
+        /* A job's result bound: one query. */
         job_init_id(&j, c, 3, 2, "r000000");
-        assert_int_equal(kind->result_size(&j.p, NULL, 0, NULL), 1 * (2 * (4 + 2 + 6 * 256 + 1) + 3) + 2);
-        assert_int_equal(kind->result_size(&j.p, NULL, 0, &j.obj), kind->result_size(&j.p, NULL, 0, NULL));
+        assert_int_equal(kind->result_size(&j.p, NULL, 0, NULL), 2 * sizeof(float));
+        assert_int_equal(kind->result_size(&j.p, NULL, 0, &j.obj), 2 * sizeof(float));
         assert_int_equal(vec_task_query_count(&j.t), 1);
         vec_collection_free(c);
 }
@@ -771,7 +738,6 @@ int main(void)
                 cmocka_unit_test(test_query_id_is_a_parameter_of_up_to_256_bytes),
                 cmocka_unit_test(test_a_job_gets_ids_scores_count_and_version),
                 cmocka_unit_test(test_ids_come_back_as_the_same_strings),
-                cmocka_unit_test(test_the_result_bound_holds_the_longest_ids),
                 cmocka_unit_test(test_refusals_name_the_field),
                 cmocka_unit_test(test_submission_checks_the_queries_against_the_meta),
                 cmocka_unit_test(test_inline_queries_are_the_same_input),
