@@ -696,6 +696,26 @@ class VecQueuedTest(KilndTestCase):
         self.assertEqual(done["error"]["code"], "not_found", done)
         self.assertEqual(done["error"].get("field"), "params.collection", done)
 
+    def test_a_search_whose_collection_was_dropped_and_put_anew_while_it_waited_is_not_found(self):
+        # The new collection of that name is another one (here ip where the job was
+        # bound to cosine): the job fails as if the drop were the last change.
+        async def go():
+            c = await self.client()
+            await vec_put(c, "reborn", np.eye(4, dtype=np.float32), list("abcd"), metric="cosine")
+            blocker = await self.blocked(c)
+            search = await c.submit("vec.search", {"collection": "reborn", "k": 2, "queries": [[3, 4, 0, 0]]})
+            self.assertEqual(search.get("state"), "queued", search)
+            self.assertEqual((await c.call({"op": "vec.drop", "collection": "reborn"})).get("op"), "ok")
+            await vec_put(c, "reborn", 2 * np.eye(4, dtype=np.float32), list("abcd"), metric="ip")
+            await c.call({"op": "cancel", "job": blocker})
+            done, _, _ = await c.read_done(search["job"], timeout=120)
+            await c.close()
+            return done
+        done = self.run_async(go())
+        self.assertEqual(done["state"], "failed", done)
+        self.assertEqual(done["error"]["code"], "not_found", done)
+        self.assertEqual(done["error"].get("field"), "params.collection", done)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -478,9 +478,13 @@ static void test_a_replaced_version_not_in_memory_is_not_found(void **state)
         assert_non_null(strstr(msg, "is at version 2 now"));
         /* What the store holds instead (the version a job bound to v1 then runs on). */
         uint64_t stored = 0;
-        assert_int_equal(objects_stored_version(e->o, T, &vec_collection_class, "c", &stored), 0);
+        int64_t created = 0, before = kiln_wall_ms();
+        assert_int_equal(objects_stored_version(e->o, T, &vec_collection_class, "c", &stored, &created), 0);
         assert_int_equal(stored, v2);
-        assert_int_equal(objects_stored_version(e->o, "globex", &vec_collection_class, "c", &stored), -ENOENT);
+        /* When the name was put first: v1's put, before v2's. */
+        assert_true(created > 0 && created <= before);
+        assert_int_equal(objects_stored_version(e->o, "globex", &vec_collection_class, "c", &stored, &created),
+                         -ENOENT);
         /* A version never stored, a name never stored, a dropped object, another
          * tenant's or another class's object of that name: all not found. */
         assert_int_equal(objects_acquire(e->o, T, &vec_collection_class, "c", v2 + 1, &r, msg), -ENOENT);
@@ -491,7 +495,7 @@ static void test_a_replaced_version_not_in_memory_is_not_found(void **state)
         assert_int_equal(objects_acquire(e->o, T, &vec_collection_class, "c", 0, &r, msg), -ENOENT);
         drop(e->f->s, T, COLL, "c");
         assert_int_equal(objects_acquire(e->o, T, &vec_collection_class, "c", v2, &r, msg), -ENOENT);
-        assert_int_equal(objects_stored_version(e->o, T, &vec_collection_class, "c", &stored), -ENOENT);
+        assert_int_equal(objects_stored_version(e->o, T, &vec_collection_class, "c", &stored, &created), -ENOENT);
         struct objects_cache_stats st;
         objects_cache_stats(e->o, &st);
         assert_int_equal(st.entries, 0);
