@@ -305,9 +305,11 @@ static int store_value(const struct kiln_kind *kind, const struct kiln_param *p,
                         memcpy(at, &idx, sizeof(idx));
                         return 0;
                 }
-                if (json_string_length(v) >= p->size || strlen(json_string_value(v)) != json_string_length(v))
-                        return kiln_error_set(err, field, "%s must be a string of at most %zu bytes without NUL", field,
-                                              p->size - 1);
+                /* A required one names something (a model, a collection): never empty. */
+                if (json_string_length(v) >= p->size || strlen(json_string_value(v)) != json_string_length(v) ||
+                    (p->required && json_string_length(v) == 0))
+                        return kiln_error_set(err, field, "%s must be a string of %s%zu bytes without NUL", field,
+                                              p->required ? "1 to " : "at most ", p->size - 1);
                 memset(at, 0, p->size);
                 memcpy(at, json_string_value(v), json_string_length(v));
                 return 0;

@@ -44,6 +44,7 @@ static void test_schema_defaults_k_and_refuses_what_is_out_of_range(void **state
                 { "{\"collection\":\"c\",\"k\":1001}", "params.k" },
                 { "{\"collection\":\"c\",\"k\":2.5}", "params.k" },
                 { "{\"collection\":7}", "params.collection" },
+                { "{\"collection\":\"\"}", "params.collection" },
         };
         struct kiln_error err;
         struct vec_search_params p = params_of("{\"collection\":\"docs\"}");
