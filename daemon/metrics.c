@@ -157,6 +157,13 @@ static void family(struct buf *b, const char *name, const char *type, const char
         put(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A family of one unlabelled sample. */
+static void single(struct buf *b, const char *name, const char *type, const char *help, uint64_t value)
+{
+        family(b, name, type, help);
+        put(b, "%s %llu\n", name, (unsigned long long)value);
+}
+
 static void histogram(struct buf *b, const char *name, const char *labels, const struct histogram *h,
                       const double *le, size_t n)
 {
@@ -235,67 +242,54 @@ char *metrics_render(const struct metrics_view *v)
         pthread_mutex_unlock(&batch_lock);
 
         const struct metrics_cache c = v->cache;
-        family(&b, "kiln_cache_hits_total", "counter", "Submissions answered from the result cache.");
-        put(&b, "kiln_cache_hits_total %llu\n", (unsigned long long)c.hits);
-        family(&b, "kiln_cache_misses_total", "counter", "Submissions the result cache could not answer.");
-        put(&b, "kiln_cache_misses_total %llu\n", (unsigned long long)c.misses);
-        family(&b, "kiln_cache_bytes", "gauge", "Bytes held by the result cache.");
-        put(&b, "kiln_cache_bytes %llu\n", (unsigned long long)c.bytes);
-        family(&b, "kiln_cache_recent_entries", "gauge",
-               "New cache entries in the store's log, waiting to be merged into its hash-ordered table.");
-        put(&b, "kiln_cache_recent_entries %llu\n", (unsigned long long)c.recent);
-        family(&b, "kiln_cache_merges_total", "counter",
-               "Merges of the cache's new entries into its hash-ordered table, since start.");
-        put(&b, "kiln_cache_merges_total %llu\n", (unsigned long long)c.merges);
+        single(&b, "kiln_cache_hits_total", "counter", "Submissions answered from the result cache.", c.hits);
+        single(&b, "kiln_cache_misses_total", "counter", "Submissions the result cache could not answer.", c.misses);
+        single(&b, "kiln_cache_bytes", "gauge", "Bytes held by the result cache.", c.bytes);
+        single(&b, "kiln_cache_recent_entries", "gauge",
+               "New cache entries in the store's log, waiting to be merged into its hash-ordered table.", c.recent);
+        single(&b, "kiln_cache_merges_total", "counter",
+               "Merges of the cache's new entries into its hash-ordered table, since start.", c.merges);
 
         const struct metrics_objects o = v->objects;
-        family(&b, "kiln_objects_loads_total", "counter",
-               "Models and collection versions read from the store and compiled for jobs.");
-        put(&b, "kiln_objects_loads_total %llu\n", (unsigned long long)o.loads);
-        family(&b, "kiln_objects_hits_total", "counter", "Jobs that found their model or collection loaded.");
-        put(&b, "kiln_objects_hits_total %llu\n", (unsigned long long)o.hits);
-        family(&b, "kiln_objects_evictions_total", "counter",
-               "Loaded objects no job used, freed to stay within memory.objects_cache_bytes.");
-        put(&b, "kiln_objects_evictions_total %llu\n", (unsigned long long)o.evictions);
-        family(&b, "kiln_objects_loaded", "gauge", "Models and collection versions loaded now.");
-        put(&b, "kiln_objects_loaded %llu\n", (unsigned long long)o.entries);
-        family(&b, "kiln_objects_idle_bytes", "gauge", "Bytes of loaded objects no job uses now.");
-        put(&b, "kiln_objects_idle_bytes %llu\n", (unsigned long long)o.idle_bytes);
+        single(&b, "kiln_objects_loads_total", "counter",
+               "Models and collection versions read from the store and compiled for jobs.", o.loads);
+        single(&b, "kiln_objects_hits_total", "counter", "Jobs that found their model or collection loaded.", o.hits);
+        single(&b, "kiln_objects_evictions_total", "counter",
+               "Loaded objects no job used, freed to stay within memory.objects_cache_bytes.", o.evictions);
+        single(&b, "kiln_objects_loaded", "gauge", "Models and collection versions loaded now.", o.entries);
+        single(&b, "kiln_objects_idle_bytes", "gauge", "Bytes of loaded objects no job uses now.", o.idle_bytes);
 
         if (v->memory.known) {
                 const struct metrics_memory *mm = &v->memory;
-                family(&b, "kiln_memory_budget_bytes", "gauge",
-                       "Bytes kilnd may hold for job inputs, results and output buffers (memory.max_bytes).");
-                put(&b, "kiln_memory_budget_bytes %llu\n", (unsigned long long)mm->max);
+                single(&b, "kiln_memory_budget_bytes", "gauge",
+                       "Bytes kilnd may hold for job inputs, results and output buffers (memory.max_bytes).", mm->max);
                 family(&b, "kiln_memory_used_bytes", "gauge", "Bytes of the memory budget held, by use.");
                 put(&b, "kiln_memory_used_bytes{use=\"inputs\"} %llu\nkiln_memory_used_bytes{use=\"results\"} %llu\n"
                         "kiln_memory_used_bytes{use=\"output\"} %llu\n",
                     (unsigned long long)mm->inputs, (unsigned long long)mm->results, (unsigned long long)mm->output);
-                family(&b, "kiln_memory_waits_total", "counter", "Jobs that waited queued for room in the memory budget.");
-                put(&b, "kiln_memory_waits_total %llu\n", (unsigned long long)mm->waits);
+                single(&b, "kiln_memory_waits_total", "counter",
+                       "Jobs that waited queued for room in the memory budget.", mm->waits);
         }
 
         if (v->store.known) {
-                family(&b, "kiln_store_room_bytes", "gauge",
+                single(&b, "kiln_store_room_bytes", "gauge",
                        "Bytes the job store can still take: LMDB's free pages and what the map and the file "
-                       "system allow.");
-                put(&b, "kiln_store_room_bytes %llu\n", (unsigned long long)v->store.room);
-                family(&b, "kiln_store_fs_free_bytes", "gauge", "Bytes free on the job store's file system.");
-                put(&b, "kiln_store_fs_free_bytes %llu\n", (unsigned long long)v->store.fs_free);
-                family(&b, "kiln_store_map_free_bytes", "gauge",
-                       "Bytes LMDB can still place in the store's map.");
-                put(&b, "kiln_store_map_free_bytes %llu\n", (unsigned long long)v->store.map_free);
+                       "system allow.",
+                       v->store.room);
+                single(&b, "kiln_store_fs_free_bytes", "gauge",
+                       "Bytes free on the job store's file system.", v->store.fs_free);
+                single(&b, "kiln_store_map_free_bytes", "gauge",
+                       "Bytes LMDB can still place in the store's map.", v->store.map_free);
                 family(&b, "kiln_store_full", "gauge",
                        "1 while new work is refused for lack of room in the job store.");
                 put(&b, "kiln_store_full %d\n", v->store.full ? 1 : 0);
         }
         if (v->store.writer) {
-                family(&b, "kiln_store_commits_total", "counter",
-                       "Write transactions the store's writer committed (each one fsync under store.sync=full).");
-                put(&b, "kiln_store_commits_total %llu\n", (unsigned long long)v->store.commits);
-                family(&b, "kiln_store_operations_total", "counter",
-                       "Operations (job records, results, object changes) in those transactions.");
-                put(&b, "kiln_store_operations_total %llu\n", (unsigned long long)v->store.ops);
+                single(&b, "kiln_store_commits_total", "counter",
+                       "Write transactions the store's writer committed (each one fsync under store.sync=full).",
+                       v->store.commits);
+                single(&b, "kiln_store_operations_total", "counter",
+                       "Operations (job records, results, object changes) in those transactions.", v->store.ops);
         }
 
         family(&b, "kiln_device_utilization_ratio", "gauge", "Share of each device's capacity in use.");

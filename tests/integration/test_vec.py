@@ -679,42 +679,39 @@ class VecQueuedTest(KilndTestCase):
         self.assertFalse(again["cached"], again)  # nothing was cached for version 2 by the first
         self.assertEqual(done2["result"]["ids"], [["e"]])
 
-    def test_a_search_whose_collection_went_while_it_waited_names_the_field(self):
+    def search_after(self, name, metric, change):
+        """A search of `name` (a `metric` collection) held in the queue while
+        `change(c)` runs: its `done`."""
         async def go():
             c = await self.client()
-            await vec_put(c, "doomed", np.eye(4, dtype=np.float32), list("abcd"), metric="ip")
+            await vec_put(c, name, np.eye(4, dtype=np.float32), list("abcd"), metric=metric)
             blocker = await self.blocked(c)
-            search = await c.submit("vec.search", {"collection": "doomed", "k": 1, "queries": [[1, 0, 0, 0]]})
+            search = await c.submit("vec.search", {"collection": name, "k": 2, "queries": [[3, 4, 0, 0]]})
             self.assertEqual(search.get("state"), "queued", search)
-            self.assertEqual((await c.call({"op": "vec.drop", "collection": "doomed"})).get("op"), "ok")
+            await change(c)
             await c.call({"op": "cancel", "job": blocker})
             done, _, _ = await c.read_done(search["job"], timeout=120)
             await c.close()
             return done
-        done = self.run_async(go())
+        return self.run_async(go())
+
+    def assertNotFound(self, done):
         self.assertEqual(done["state"], "failed", done)
         self.assertEqual(done["error"]["code"], "not_found", done)
         self.assertEqual(done["error"].get("field"), "params.collection", done)
 
+    def test_a_search_whose_collection_went_while_it_waited_names_the_field(self):
+        async def drop(c):
+            self.assertEqual((await c.call({"op": "vec.drop", "collection": "doomed"})).get("op"), "ok")
+        self.assertNotFound(self.search_after("doomed", "ip", drop))
+
     def test_a_search_whose_collection_was_dropped_and_put_anew_while_it_waited_is_not_found(self):
         # The new collection of that name is another one (here ip where the job was
         # bound to cosine): the job fails as if the drop were the last change.
-        async def go():
-            c = await self.client()
-            await vec_put(c, "reborn", np.eye(4, dtype=np.float32), list("abcd"), metric="cosine")
-            blocker = await self.blocked(c)
-            search = await c.submit("vec.search", {"collection": "reborn", "k": 2, "queries": [[3, 4, 0, 0]]})
-            self.assertEqual(search.get("state"), "queued", search)
+        async def drop_and_put(c):
             self.assertEqual((await c.call({"op": "vec.drop", "collection": "reborn"})).get("op"), "ok")
             await vec_put(c, "reborn", 2 * np.eye(4, dtype=np.float32), list("abcd"), metric="ip")
-            await c.call({"op": "cancel", "job": blocker})
-            done, _, _ = await c.read_done(search["job"], timeout=120)
-            await c.close()
-            return done
-        done = self.run_async(go())
-        self.assertEqual(done["state"], "failed", done)
-        self.assertEqual(done["error"]["code"], "not_found", done)
-        self.assertEqual(done["error"].get("field"), "params.collection", done)
+        self.assertNotFound(self.search_after("reborn", "cosine", drop_and_put))
 
 
 if __name__ == "__main__":

@@ -90,6 +90,15 @@ static void printed_line(const char *printed, const char *section, const char *k
         snprintf(out, size, "%.*s", (int)(end - p), p);
 }
 
+/* The line --print-config writes for [memory] `key` of c. */
+static void memory_line(const struct kiln_config *c, const char *key, char *out, size_t size)
+{
+        char *printed = print_to_string(c);
+
+        printed_line(printed, "memory", key, out, size);
+        free(printed);
+}
+
 
 static void write_file(const char *path, const char *text)
 {
@@ -359,13 +368,11 @@ static void test_memory_objects_cache_bytes_zero_is_half_of_max_bytes(void **sta
         char *set[] = { "KILN_MEMORY_MAX_BYTES=3GiB", "KILN_MEMORY_OBJECTS_CACHE_BYTES=5GiB", NULL };
         char *small[] = { "KILN_MEMORY_OBJECTS_CACHE_BYTES=1KiB", NULL };
         struct kiln_config *c = load_ok(DATA "/full.conf", zero), *d = kiln_config_new_defaults();
-        char *printed, line[2048];
+        char line[2048];
 
         assert_int_equal(c->memory.objects_cache_bytes, UINT64_C(1536) << 20);
-        printed = print_to_string(c);
-        printed_line(printed, "memory", "objects_cache_bytes", line, sizeof(line));
+        memory_line(c, "objects_cache_bytes", line, sizeof(line));
         assert_string_equal(line, "objects_cache_bytes = 1536MiB  # default; auto: half of memory.max_bytes");
-        free(printed);
         kiln_config_free(c);
         assert_int_equal(d->memory.objects_cache_bytes, d->memory.max_bytes / 2);
         kiln_config_free(d);
@@ -373,10 +380,8 @@ static void test_memory_objects_cache_bytes_zero_is_half_of_max_bytes(void **sta
         /* A figure that is set is kept, even above max_bytes: it is a bound of its own. */
         c = load_ok(DATA "/full.conf", set);
         assert_int_equal(c->memory.objects_cache_bytes, UINT64_C(5) << 30);
-        printed = print_to_string(c);
-        printed_line(printed, "memory", "objects_cache_bytes", line, sizeof(line));
+        memory_line(c, "objects_cache_bytes", line, sizeof(line));
         assert_string_equal(line, "objects_cache_bytes = 5GiB  # env KILN_MEMORY_OBJECTS_CACHE_BYTES");
-        free(printed);
         kiln_config_free(c);
 
         struct kiln_config_error err = load_fail(DATA "/full.conf", small);
