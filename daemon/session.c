@@ -16,7 +16,9 @@
 #include "jobs.h"
 #include "limiter.h"
 #include "log.h"
+#include "mailbox.h"
 #include "membudget.h"
+#include "objects.h"
 #include "params.h"
 #include "schema.h"
 #include "stats.h"
@@ -414,13 +416,15 @@ static json_t *config_json(const struct kiln_config *c)
         return o;
 }
 
-static void handle_text(struct session *s, const char *text, size_t len)
+/* A decoded text message (proto_decode's outcome `r`), handled: rq and ref are
+ * cleared. */
+static void handle_decoded(struct session *s, int r, struct proto_req *rqp, json_t *ref,
+                           const struct proto_error *errp)
 {
-        struct proto_req rq;
-        struct proto_error err;
-        json_t *ref = NULL;
+        struct proto_req rq = *rqp;
+        struct proto_error err = *errp;
 
-        if (proto_decode(text, len, &rq, &ref, &err) < 0) {
+        if (r < 0) {
                 session_send_error(s, ref, err.code, err.field, "%s", err.message);
                 if (s->parts && ref)
                         parts_drop(s->parts, ref); /* as any refused message's: its retry sends them again */
@@ -493,6 +497,115 @@ done:
         proto_req_clear(&rq);
 }
 
+static void handle_text(struct session *s, const char *text, size_t len)
+{
+        struct proto_req rq;
+        struct proto_error err;
+        json_t *ref = NULL;
+        int r = proto_decode(text, len, &rq, &ref, &err);
+
+        handle_decoded(s, r, &rq, ref, &err);
+}
+
+/* ---- big text messages, decoded off the loop ---- */
+
+/* A text message this big is decoded on a worker (objects_work_submit): tens of
+ * MiB of JSON (a vec.put's ids, inline rows) took the loop thread from every other
+ * connection for most of a second. The connection's input is held meanwhile, so
+ * its messages are still handled one after another, in order. */
+#define DECODE_OFF_LOOP_BYTES (256u << 10)
+
+struct decode_work {
+        struct objects_work work;
+        struct kilnd *d;
+        uint64_t session_id;
+        char *text;
+        size_t len, held;      /* held: the text's bytes in memory.max_bytes (MEM_INPUTS) */
+        int r;
+        struct proto_req rq;
+        json_t *ref;
+        struct proto_error err;
+};
+
+static void decode_run(struct objects_work *ow)
+{
+        struct decode_work *w = container_of(ow, struct decode_work, work);
+
+        w->ref = NULL;
+        w->r = proto_decode(w->text, w->len, &w->rq, &w->ref, &w->err);
+}
+
+static void on_decoded(struct mail *m)
+{
+        struct decode_work *w = container_of(m, struct decode_work, work.mail);
+        struct kilnd *d = w->d;
+        struct session *s = d->quit ? NULL : session_find(d, w->session_id);
+
+        free(w->text);
+        if (d->mem && w->held)
+                membudget_give(d->mem, MEM_INPUTS, w->held);
+        if (s) {
+                s->in_decoding = false;
+                if (!s->out_overflow) {
+                        handle_decoded(s, w->r, &w->rq, w->ref, &w->err);
+                        session_in_throttle(s);
+                } else {
+                        if (w->r >= 0)
+                                proto_req_clear(&w->rq);
+                        json_decref(w->ref);
+                }
+                if (!s->in_paused)
+                        lws_rx_flow_control(s->wsi, 1);
+        } else {
+                /* Gone (its parts went with it), or the loop has stopped. */
+                if (w->r >= 0)
+                        proto_req_clear(&w->rq);
+                json_decref(w->ref);
+        }
+        free(w);
+}
+
+/* Hands the whole text message `msg` (s->rx when it came in pieces, whose buffer is
+ * then taken) to a worker and holds the connection's input. false: it is to be
+ * decoded here (no memory for the work). */
+static bool decode_off_loop(struct session *s, const uint8_t *msg, size_t len)
+{
+        struct decode_work *w = calloc(1, sizeof(*w));
+
+        if (!w)
+                return false;
+        if (msg == s->rx) {
+                w->text = (char *)s->rx;
+                w->held = s->rx_cap; /* its budget goes with it */
+                s->rx = NULL;
+                s->rx_cap = 0;
+        } else {
+                if (s->d->mem && !membudget_try_take(s->d->mem, MEM_INPUTS, len)) {
+                        free(w);
+                        return false;
+                }
+                w->held = s->d->mem ? len : 0;
+                w->text = malloc(len);
+                if (!w->text) {
+                        if (w->held)
+                                membudget_give(s->d->mem, MEM_INPUTS, w->held);
+                        free(w);
+                        return false;
+                }
+                memcpy(w->text, msg, len);
+        }
+        w->len = len;
+        w->d = s->d;
+        w->session_id = s->id;
+        w->work.run = decode_run;
+        w->work.mail.fn = on_decoded;
+        lws_rx_flow_control(s->wsi, 0);
+        s->in_decoding = true;
+        log_debug("session %llu: a message of %zu bytes is decoded off the loop", (unsigned long long)s->id, len);
+        objects_work_submit(s->d->objects, &w->work);
+        return true;
+}
+
 static void handle_binary(struct session *s, const uint8_t *buf, size_t len)
 {
         struct proto_frame f;
@@ -561,10 +674,15 @@ int session_receive(struct kilnd *d, struct session *s, const void *in, size_t l
         }
         d->ws_messages_in++;
         /* One being closed for not reading its replies has nothing more done for it. */
-        if (!s->out_overflow && lws_frame_is_binary(s->wsi))
+        if (!s->out_overflow && lws_frame_is_binary(s->wsi)) {
                 handle_binary(s, msg, len);
-        else if (!s->out_overflow)
+        } else if (!s->out_overflow && len >= DECODE_OFF_LOOP_BYTES && s->wsi && s->d->objects &&
+                   decode_off_loop(s, msg, len)) {
+                s->rx_len = 0;
+                return 0; /* handled when decoded (on_decoded) */
+        } else if (!s->out_overflow) {
                 handle_text(s, (const char *)msg, len);
+        }
         session_in_throttle(s);
         s->rx_len = 0;
         if (s->rx_cap > 1024 * 1024)

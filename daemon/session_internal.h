@@ -63,6 +63,7 @@ struct session {
         int64_t out_progress_ms;    /* monotonic: the last write, or when the queue began */
         bool out_overflow;          /* over that: closing with 1008, nothing more is queued */
         bool in_paused;             /* input held until its replies go out (session_in_throttle) */
+        bool in_decoding;           /* input held while a big message is decoded off the loop */
         /* In d->out_busy while out_head is set: the once-a-second stall check and
          * draining look at these sessions alone, not at every connection. */
         struct session *busy_prev, *busy_next;

@@ -376,7 +376,8 @@ void session_in_throttle(struct session *s)
 static void in_resume(struct session *s)
 {
         if (s->in_paused && s->out_bytes <= OUT_BACKLOG_BYTES / 2) {
-                lws_rx_flow_control(s->wsi, 1);
+                if (!s->in_decoding) /* else when the decode is done (session.c) */
+                        lws_rx_flow_control(s->wsi, 1);
                 s->in_paused = false;
         }
 }

@@ -164,6 +164,60 @@ class ConcurrencyTest(KilndTestCase):
         self.check_result(params, done, parts)
         print(f"\n  victim's job finished while {during} garbage messages were sent ({total} in all)")
 
+    def test_big_messages_and_the_small_ones_after_them_are_answered_in_order(self):
+        # Messages of 256 KiB and more are decoded off the loop thread while the
+        # connection's input is held: a small message sent behind a big one must
+        # still be answered after it. All pipelined, none waited for; each is
+        # answered at once (no store commit in between).
+        pad = "x" * (300 << 10)
+        msgs = [
+            (1, json.dumps({"op": "no.such.op", "ref": 1, "pad": pad})),
+            (2, json.dumps({"op": "stats", "ref": 2})),
+            (3, json.dumps({"op": "submit", "ref": 3, "kind": "lens.nfw",
+                            "params": {"mass": -1, "concentration": 5}, "pad": [pad]})),
+            (4, json.dumps({"op": "no.such.op", "ref": 4})),
+            (None, "{" + pad),  # not JSON: no ref to echo
+            (5, json.dumps({"op": "stats", "ref": 5})),
+            (6, json.dumps({"op": "status", "ref": 6, "job": "not-a-job-id", "pad": pad})),
+            (7, json.dumps({"op": "stats", "ref": 7})),
+        ]
+
+        async def go():
+            c = await self.client()
+            for _, m in msgs:
+                await c.ws.send(m)
+            got = []
+            while len(got) < len(msgs):
+                m = await c.recv(60)
+                if isinstance(m, dict) and m.get("op") in ("error", "stats", "accepted"):
+                    got.append((m.get("ref"), m["op"], m.get("code")))
+            await c.close()
+            return got
+
+        got = self.run_async(go())
+        self.assertEqual([r for r, _, _ in got], [r for r, _ in msgs], got)
+        self.assertEqual(got[0][1:], ("error", "unknown_op"))
+        self.assertEqual(got[2][1:], ("error", "bad_params"))
+        self.assertEqual(got[4][1:], ("error", "bad_request"))
+        self.assertEqual(got[6][1], "error")
+
+    def test_a_connection_closed_while_its_big_message_is_decoded_leaves_kilnd_serving(self):
+        async def go():
+            c = await self.client()
+            ids = [f"id-{i:07d}" for i in range(200000)]
+            await c.ws.send(json.dumps({"op": "vec.put", "ref": 1, "collection": "gone", "metric": "ip",
+                                        "ids": ids}))
+            await c.ws.close()
+            other = await self.client()
+            st = await other.call({"op": "stats"})
+            lst = await other.call({"op": "vec.list"})
+            await other.close()
+            return st, lst
+
+        st, lst = self.run_async(go())
+        self.assertEqual(st["op"], "stats", st)
+        self.assertNotIn("gone", [x.get("collection") for x in lst.get("collections", [])], lst)
+
     def test_job_submitted_on_connection_closed_before_accepted_is_not_lost(self):
         k = Kilnd(env={"KILN_CPU_THREADS": "1"}).start()  # its own daemon: `list` shows only this job
         params = small_params(3, grid=512)
