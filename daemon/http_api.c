@@ -22,9 +22,12 @@
 #include "jobs.h"
 #include "kind.h"
 #include "log.h"
+#include "mailbox.h"
 #include "membudget.h"
+#include "objects.h"
 #include "proto.h"
 #include "session.h"
+#include "util.h"
 
 #define CHUNK (256 * 1024)
 
@@ -43,6 +46,7 @@ struct http_api_req {
         size_t body_len, body_cap;    /* body_cap bytes held in memory.max_bytes (MEM_INPUTS) */
         bool body_too_large;
         bool body_no_room;            /* the memory budget had no room for the rest of it */
+        struct body_work *parsing;    /* a big body being parsed on a worker */
 
         /* The response: status, type, then head + payload bytes. */
         bool ready, headers_sent;
@@ -261,14 +265,7 @@ static int identify(struct kilnd *d, struct lws *wsi, struct auth_identity *ret)
 static void run_op(struct http_api_req *r, json_t *msg)
 {
         json_object_set_new(msg, "ref", json_integer(1));
-        char *text = json_dumps(msg, JSON_COMPACT);
-        json_decref(msg);
-        if (!text) {
-                respond_error(r, 500, "internal", NULL, "out of memory");
-                return;
-        }
-        session_handle_text(r->session, text, strlen(text));
-        free(text);
+        session_handle_json(r->session, msg);
 }
 
 static bool valid_id(const char *s, size_t n)
@@ -406,6 +403,67 @@ void http_api_body(struct http_api_req *r, const void *in, size_t len)
         r->body_len += len;
 }
 
+/* A parsed body (NULL: not JSON, jerr says why) run as a `submit`. */
+static void body_parsed(struct http_api_req *r, json_t *msg, bool empty, const json_error_t *jerr)
+{
+        if (!json_is_object(msg)) {
+                char why[256];
+                if (msg || empty)
+                        snprintf(why, sizeof(why), "the body must be a JSON object like a submit message");
+                else
+                        snprintf(why, sizeof(why), "the body is not JSON (line %d, column %d: %s)", jerr->line,
+                                 jerr->column, jerr->text);
+                json_decref(msg);
+                respond_error(r, 400, "bad_request", "body", why);
+                return;
+        }
+        /* The body is a `submit`; the answer is its `accepted` (no watching over HTTP). */
+        json_object_set_new(msg, "op", json_string("submit"));
+        json_object_set_new(msg, "watch", json_false());
+        run_op(r, msg);
+}
+
+/* A body this big is parsed on a worker (objects_work_submit), as a WebSocket
+ * message is (session.c): 7 MB of inline rows took the loop thread from every
+ * connection for 0.7 s. */
+#define BODY_OFF_LOOP_BYTES (256u << 10)
+
+struct body_work {
+        struct objects_work work;
+        struct http_api_req *r;       /* NULL once the request ended (http_api_end) */
+        struct kilnd *d;
+        uint8_t *body;
+        size_t len, held;             /* held: the body's bytes in memory.max_bytes */
+        json_t *msg;
+        json_error_t jerr;
+};
+
+static void body_parse_run(struct objects_work *ow)
+{
+        struct body_work *w = container_of(ow, struct body_work, work);
+
+        w->msg = json_loadb((const char *)w->body, w->len, JSON_REJECT_DUPLICATES, &w->jerr);
+}
+
+static void on_body_parsed(struct mail *m)
+{
+        struct body_work *w = container_of(m, struct body_work, work.mail);
+        struct http_api_req *r = w->r;
+
+        free(w->body);
+        if (w->held && w->d->mem)
+                membudget_give(w->d->mem, MEM_INPUTS, w->held);
+        if (r && !w->d->quit) {
+                r->parsing = NULL;
+                body_parsed(r, w->msg, false, &w->jerr);
+        } else {
+                if (r)
+                        r->parsing = NULL;
+                json_decref(w->msg);
+        }
+        free(w);
+}
+
 void http_api_body_done(struct http_api_req *r)
 {
         if (r->ready || r->route != ROUTE_SUBMIT)
@@ -420,25 +478,24 @@ void http_api_body_done(struct http_api_req *r)
                               "retry later");
                 return;
         }
+        struct body_work *w = r->body_len >= BODY_OFF_LOOP_BYTES && r->d->objects ? calloc(1, sizeof(*w)) : NULL;
+        if (w) {
+                /* The body and its bytes in the budget go with the work. */
+                *w = (struct body_work){ .r = r, .d = r->d, .body = r->body, .len = r->body_len,
+                                         .held = r->body_cap };
+                r->body = NULL;
+                r->body_len = r->body_cap = 0;
+                r->parsing = w;
+                w->work.run = body_parse_run;
+                w->work.mail.fn = on_body_parsed;
+                objects_work_submit(r->d->objects, &w->work);
+                return; /* not ready: server.c holds the connection until on_ready */
+        }
         json_error_t jerr;
         json_t *msg = r->body ? json_loadb((const char *)r->body, r->body_len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
         bool empty = !r->body;
         body_free(r); /* parsed: the message holds what it needs */
-        if (!json_is_object(msg)) {
-                char why[256];
-                if (msg || empty)
-                        snprintf(why, sizeof(why), "the body must be a JSON object like a submit message");
-                else
-                        snprintf(why, sizeof(why), "the body is not JSON (line %d, column %d: %s)", jerr.line,
-                                 jerr.column, jerr.text);
-                json_decref(msg);
-                respond_error(r, 400, "bad_request", "body", why);
-                return;
-        }
-        /* The body is a `submit`; the answer is its `accepted` (no watching over HTTP). */
-        json_object_set_new(msg, "op", json_string("submit"));
-        json_object_set_new(msg, "watch", json_false());
-        run_op(r, msg);
+        body_parsed(r, msg, empty, &jerr);
 }
 
 bool http_api_ready(const struct http_api_req *r)
@@ -543,6 +600,8 @@ void http_api_end(struct http_api_req *r)
 {
         if (!r)
                 return;
+        if (r->parsing)
+                r->parsing->r = NULL; /* its mail frees what it holds */
         session_free_internal(r->d, r->session);
         job_unref(r->job);
         free(r->head);

@@ -446,7 +446,6 @@ int proto_decode(const char *text, size_t len, struct proto_req *ret, json_t **r
 {
         struct proto_req r = { 0 };
         json_error_t jerr;
-        json_t *op;
         int k;
 
         /* No JSON_DECODE_ANY (the top level must be an object or array) and no
@@ -458,6 +457,15 @@ int proto_decode(const char *text, size_t len, struct proto_req *ret, json_t **r
                         *ret_ref = lenient_ref(text, len);
                 return k;
         }
+        return proto_decode_json(r.root, ret, ret_ref, err);
+}
+
+int proto_decode_json(json_t *root, struct proto_req *ret, json_t **ret_ref, struct proto_error *err)
+{
+        struct proto_req r = { .root = root };
+        json_t *op;
+        int k;
+
         if (!json_is_object(r.root)) {
                 k = fail(err, KERR_BAD_REQUEST, "", "a message must be a JSON object");
                 goto fail_noref;

@@ -140,6 +140,9 @@ struct proto_req {
  * "ids[i]"). */
 int proto_decode(const char *text, size_t len, struct proto_req *ret, json_t **ret_ref,
                  struct proto_error *err);
+/* The same for a message already parsed (with JSON_REJECT_DUPLICATES, as
+ * proto_decode parses): takes over the reference to root, whatever the outcome. */
+int proto_decode_json(json_t *root, struct proto_req *ret, json_t **ret_ref, struct proto_error *err);
 void proto_req_clear(struct proto_req *r);
 
 #define PROTO_KLNB_PREFIX 8   /* "KLNB" and the u32 LE header length */

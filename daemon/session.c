@@ -25,7 +25,8 @@
 #include "storeq.h"
 #include "util.h"
 
-static void handle_text(struct session *s, const char *text, size_t len);
+static void handle_decoded(struct session *s, int r, struct proto_req *rqp, json_t *ref,
+                           const struct proto_error *errp);
 
 size_t session_struct_size(void)
 {
@@ -286,9 +287,14 @@ void session_free_internal(struct kilnd *d, struct session *s)
         free(s);
 }
 
-void session_handle_text(struct session *s, const char *text, size_t len)
+void session_handle_json(struct session *s, json_t *msg)
 {
-        handle_text(s, text, len);
+        struct proto_req rq;
+        struct proto_error err;
+        json_t *ref = NULL;
+        int r = proto_decode_json(msg, &rq, &ref, &err);
+
+        handle_decoded(s, r, &rq, ref, &err);
 }
 
 /* ---- dispatch ---- */

@@ -38,8 +38,9 @@ struct session *session_new_internal(struct kilnd *d, const struct auth_identity
                                      void *opaque);
 /* Drops it; later replies for it are discarded. Accepts NULL. */
 void session_free_internal(struct kilnd *d, struct session *s);
-/* Runs one client text message through the session. */
-void session_handle_text(struct session *s, const char *text, size_t len);
+/* Runs one client message, already parsed (proto_decode_json), through the
+ * session; takes over msg. */
+void session_handle_json(struct session *s, json_t *msg);
 
 /* Connection lifecycle, from server.c's protocol callback. */
 int session_open(struct kilnd *d, struct session *s, struct lws *wsi);

@@ -193,5 +193,74 @@ class AnonymousHttpRateTest(unittest.TestCase):
         self.assertEqual(code, 0)
 
 
+class HttpApiBigBodyTest(unittest.TestCase):
+    """Bodies of 256 KiB and more are parsed off the loop thread: each still gets
+    its answer, and one whose client went away leaves kilnd serving."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.kilnd = Kilnd().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.kilnd.stop()
+        log = cls.kilnd.read_log()
+        cls.kilnd.cleanup()
+        if code != 0:
+            raise AssertionError(f"kilnd exited with {code}:\n{log}")
+
+    def post(self, body):
+        req = urllib.request.Request(self.kilnd.http + "/api/v1/jobs", method="POST", data=body)
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def test_a_big_body_is_submitted_and_scored(self):
+        rows = np.round(np.random.default_rng(3).normal(size=(30000, 4)), 5).astype(np.float32)
+        body = json.dumps({"kind": "risk.score", "params": {"model": "altman-z2", "rows": rows.tolist()}}).encode()
+        self.assertGreater(len(body), 256 << 10)
+        status, reply = self.post(body)
+        self.assertEqual(status, 202, reply)
+        job = json.loads(reply)["job"]
+
+        async def wait():
+            c = await Client.connect(self.kilnd.url)
+            self.assertEqual((await c.call({"op": "watch", "job": job}))["op"], "ok")
+            done, parts, _ = await c.read_done(job)
+            await c.close()
+            return done, parts
+
+        import asyncio
+        done, parts = asyncio.run(asyncio.wait_for(wait(), 60))
+        self.assertEqual(done["state"], "done", done)
+        x = rows.astype(np.float64)
+        want = (6.56 * x[:, 0] + 3.26 * x[:, 1] + 6.72 * x[:, 2] + 1.05 * x[:, 3]).astype(np.float32)
+        np.testing.assert_array_equal(parts["z"], want)
+
+    def test_big_bodies_that_are_not_a_submit_name_the_body(self):
+        status, reply = self.post(b"{" + b"x" * (300 << 10))
+        self.assertEqual(status, 400, reply)
+        e = json.loads(reply)
+        self.assertEqual((e["code"], e["field"]), ("bad_request", "body"), e)
+        self.assertIn("not JSON (line 1, column", e["message"])
+        status, reply = self.post(json.dumps(["x" * (300 << 10)]).encode())
+        self.assertEqual(status, 400, reply)
+        self.assertIn("must be a JSON object", json.loads(reply)["message"])
+
+    def test_a_client_gone_while_its_big_body_is_parsed_leaves_kilnd_serving(self):
+        import socket
+        body = json.dumps({"kind": "lens.nfw", "params": {"mass": 1e14, "concentration": 5},
+                           "pad": ["y" * 64] * 40000}).encode()
+        s = socket.create_connection(("127.0.0.1", self.kilnd.port), timeout=30)
+        s.sendall(f"POST /api/v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        s.close()
+        status, reply = self.post(json.dumps({"kind": "lens.nfw", "params": {"mass": 2e14,
+                                                                             "concentration": 5}}).encode())
+        self.assertEqual(status, 202, reply)
+
+
 if __name__ == "__main__":
     unittest.main()
