@@ -187,6 +187,7 @@ struct snap {
         int err;
         char msg[256];
         size_t bytes;
+        bool gone;                /* its object was dropped: out of the table, freed at its last release */
         size_t klen;
         char key[];
 };
@@ -251,6 +252,7 @@ uint64_t objects_version(struct objects *o, const char *tenant, const char *cls,
 
 static void idle_unlink(struct objects *o, struct snap *s);
 static void idle_push_front(struct objects *o, struct snap *s);
+static void snaps_free(struct objects *o, struct snap *s);
 
 void objects_changed(struct objects *o, const char *tenant, const char *cls, const char *name, uint64_t version,
                      const void *meta, size_t meta_len)
@@ -266,9 +268,34 @@ void objects_changed(struct objects *o, const char *tenant, const char *cls, con
         if (vmap_set(&o->versions, key, klen, version, meta, meta_len) < 0)
                 vmap_set(&o->versions, key, klen, 0, NULL, 0);
 
+        pthread_mutex_lock(&o->lock);
+        if (version == 0) {
+                /* Dropped: no job may run on its snapshots any more (a job bound to it
+                 * fails not_found, also when the name is put anew). Each leaves the
+                 * table; an idle one goes now, one in use at its last release. */
+                struct snap *victims = NULL;
+                for (size_t b = 0; b < SNAP_BUCKETS; b++)
+                        for (struct snap **pp = &o->table[b]; *pp;) {
+                                struct snap *s = *pp;
+                                if (s->klen != klen || memcmp(s->key, key, klen)) {
+                                        pp = &s->hnext;
+                                        continue;
+                                }
+                                *pp = s->hnext;
+                                o->n_entries--;
+                                s->gone = true;
+                                if (s->state == SNAP_READY && s->refs == 0) {
+                                        idle_unlink(o, s);
+                                        s->hnext = victims;
+                                        victims = s;
+                                }
+                        }
+                pthread_mutex_unlock(&o->lock);
+                snaps_free(o, victims);
+                return;
+        }
         /* Snapshots of older versions are what no new job will ask for: evict them
          * before anything else (a short walk over the bounded idle list). */
-        pthread_mutex_lock(&o->lock);
         for (struct snap *s = o->idle_head, *next; s; s = next) {
                 next = s->idle_next;
                 if (s->klen == klen && !memcmp(s->key, key, klen) && s->ref.version != version) {
@@ -508,18 +535,23 @@ int objects_acquire(struct objects *o, const char *tenant, const struct kiln_obj
                 s->refs++;
                 while (s->state == SNAP_LOADING)
                         pthread_cond_wait(&o->loaded, &o->lock);
-                if (s->state == SNAP_READY) {
+                if (s->state == SNAP_READY && !s->gone) {
                         o->hits++;
                         pthread_mutex_unlock(&o->lock);
                         *ret = &s->ref;
                         return 0;
                 }
-                r = s->err;
-                say(msg, "%s", s->msg);
-                bool last = --s->refs == 0;
+                if (s->gone) {
+                        r = -ENOENT;
+                        say(msg, "%s \"%.128s\" was deleted", cls->name, name);
+                } else {
+                        r = s->err;
+                        say(msg, "%s", s->msg);
+                }
+                if (--s->refs == 0)
+                        s->hnext = NULL, victims = s;
                 pthread_mutex_unlock(&o->lock);
-                if (last)
-                        free(s);
+                snaps_free(o, victims);
                 return r;
         }
         s = calloc(1, sizeof(*s) + klen);
@@ -549,20 +581,26 @@ int objects_acquire(struct objects *o, const char *tenant, const struct kiln_obj
                 s->bytes = cls->snapshot_bytes(snapshot);
                 s->state = SNAP_READY;
                 o->compiles++;
-                evict_locked(o, &victims); /* it is referenced: others may go */
+                if (!s->gone)
+                        evict_locked(o, &victims); /* it is referenced: others may go */
         } else {
                 s->state = SNAP_FAILED;
                 s->err = r;
                 snprintf(s->msg, sizeof(s->msg), "%s", msg);
-                snap_unlink(o, s); /* the next acquirer tries afresh */
-                s->refs--;
+                if (!s->gone)
+                        snap_unlink(o, s); /* the next acquirer tries afresh */
         }
         pthread_cond_broadcast(&o->loaded);
-        bool free_failed = r < 0 && s->refs == 0;
+        if (r >= 0 && s->gone) { /* dropped while it was read */
+                r = -ENOENT;
+                say(msg, "%s \"%.128s\" was deleted", cls->name, name);
+        }
+        if (r < 0 && --s->refs == 0) {
+                s->hnext = victims;
+                victims = s;
+        }
         pthread_mutex_unlock(&o->lock);
         snaps_free(o, victims);
-        if (free_failed)
-                free(s);
         if (r < 0)
                 return r;
         *ret = &s->ref;
@@ -577,7 +615,10 @@ void objects_release(struct objects *o, const struct object_ref *ref)
                 return;
         struct snap *s = container_of(ref, struct snap, ref);
         pthread_mutex_lock(&o->lock);
-        if (--s->refs == 0) {
+        if (--s->refs == 0 && s->gone) {
+                s->hnext = NULL;
+                victims = s;
+        } else if (s->refs == 0) {
                 idle_push_back(o, s);
                 evict_locked(o, &victims);
         }

@@ -679,12 +679,16 @@ class VecQueuedTest(KilndTestCase):
         self.assertFalse(again["cached"], again)  # nothing was cached for version 2 by the first
         self.assertEqual(done2["result"]["ids"], [["e"]])
 
-    def search_after(self, name, metric, change):
+    def search_after(self, name, metric, change, loaded=False):
         """A search of `name` (a `metric` collection) held in the queue while
-        `change(c)` runs: its `done`."""
+        `change(c)` runs: its `done`. loaded: the collection was searched (so its
+        snapshot is in memory) before."""
         async def go():
             c = await self.client()
             await vec_put(c, name, np.eye(4, dtype=np.float32), list("abcd"), metric=metric)
+            if loaded:
+                done = (await c.run("vec.search", {"collection": name, "k": 1, "queries": [[1, 0, 0, 0]]}))[0]
+                self.assertEqual(done["state"], "done", done)
             blocker = await self.blocked(c)
             search = await c.submit("vec.search", {"collection": name, "k": 2, "queries": [[3, 4, 0, 0]]})
             self.assertEqual(search.get("state"), "queued", search)
@@ -701,17 +705,20 @@ class VecQueuedTest(KilndTestCase):
         self.assertEqual(done["error"].get("field"), "params.collection", done)
 
     def test_a_search_whose_collection_went_while_it_waited_names_the_field(self):
-        async def drop(c):
-            self.assertEqual((await c.call({"op": "vec.drop", "collection": "doomed"})).get("op"), "ok")
-        self.assertNotFound(self.search_after("doomed", "ip", drop))
+        # Whether or not the collection was loaded when it was dropped.
+        for name, loaded in (("doomed", False), ("doomed-loaded", True)):
+            async def drop(c, name=name):
+                self.assertEqual((await c.call({"op": "vec.drop", "collection": name})).get("op"), "ok")
+            self.assertNotFound(self.search_after(name, "ip", drop, loaded))
 
     def test_a_search_whose_collection_was_dropped_and_put_anew_while_it_waited_is_not_found(self):
         # The new collection of that name is another one (here ip where the job was
         # bound to cosine): the job fails as if the drop were the last change.
-        async def drop_and_put(c):
-            self.assertEqual((await c.call({"op": "vec.drop", "collection": "reborn"})).get("op"), "ok")
-            await vec_put(c, "reborn", 2 * np.eye(4, dtype=np.float32), list("abcd"), metric="ip")
-        self.assertNotFound(self.search_after("reborn", "cosine", drop_and_put))
+        for name, loaded in (("reborn", False), ("reborn-loaded", True)):
+            async def drop_and_put(c, name=name):
+                self.assertEqual((await c.call({"op": "vec.drop", "collection": name})).get("op"), "ok")
+                await vec_put(c, name, 2 * np.eye(4, dtype=np.float32), list("abcd"), metric="ip")
+            self.assertNotFound(self.search_after(name, "cosine", drop_and_put, loaded))
 
 
 if __name__ == "__main__":

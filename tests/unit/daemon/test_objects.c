@@ -531,6 +531,41 @@ static void test_an_acquired_old_version_stays_usable_after_a_newer_put(void **s
         objects_release(e->o, old);
 }
 
+/* A dropped object's snapshots are never handed out again, loaded or not, idle or
+ * in use: a job bound to it fails (not_found), also when the name is put anew. The
+ * one in use stays whole until its holder lets it go. */
+static void test_a_dropped_objects_snapshots_are_not_found(void **state)
+{
+        struct env *e = *state;
+        const struct object_ref *held, *idle, *r = NULL;
+        struct objects_cache_stats st;
+        char msg[256];
+
+        uint64_t v1 = put_rows(e->f->s, T, "c", 2, 3, 1.0f);
+        uint64_t w1 = put_rows(e->f->s, T, "d", 3, 3, 2.0f);
+        assert_int_equal(objects_acquire(e->o, T, &vec_collection_class, "c", v1, &held, msg), 0);
+        assert_int_equal(objects_acquire(e->o, T, &vec_collection_class, "d", w1, &idle, msg), 0);
+        objects_release(e->o, idle);
+        const struct vec_collection *c1 = held->snapshot;
+
+        drop(e->f->s, T, COLL, "c");
+        objects_changed(e->o, T, COLL, "c", 0, NULL, 0);
+        drop(e->f->s, T, COLL, "d");
+        objects_changed(e->o, T, COLL, "d", 0, NULL, 0);
+        put_rows(e->f->s, T, "d", 5, 3, 9.0f); /* the name anew: another object */
+        assert_int_equal(objects_acquire(e->o, T, &vec_collection_class, "c", v1, &r, msg), -ENOENT);
+        assert_int_equal(objects_acquire(e->o, T, &vec_collection_class, "d", w1, &r, msg), -ENOENT);
+        assert_null(r);
+        objects_cache_stats(e->o, &st);
+        assert_int_equal(st.entries, 0);      /* both left the table */
+        assert_int_equal(st.idle_entries, 0); /* the idle one is freed */
+        assert_int_equal(c1->count, 2);       /* the held one is whole */
+        assert_true(c1->rows[0] == 1.0f);
+        objects_release(e->o, held);          /* and freed now (ASan: no leak, no reuse) */
+        objects_cache_stats(e->o, &st);
+        assert_int_equal(st.idle_entries, 0);
+}
+
 static void test_unreferenced_snapshots_are_evicted_least_recently_used_first(void **state)
 {
         struct env *e = *state;
@@ -706,6 +741,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_a_replaced_version_not_in_memory_is_not_found, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_an_acquired_old_version_stays_usable_after_a_newer_put, setup,
                                                 teardown),
+                cmocka_unit_test_setup_teardown(test_a_dropped_objects_snapshots_are_not_found, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_unreferenced_snapshots_are_evicted_least_recently_used_first,
                                                 setup, teardown),
                 cmocka_unit_test_setup_teardown(test_idle_snapshots_beyond_the_byte_bound_go, setup, teardown),
