@@ -53,6 +53,9 @@ struct kilnd {
         struct session *idle_head, *idle_tail; /* WebSocket sessions, least recently heard first */
         struct session *out_busy;     /* sessions with output queued (session_out.c) */
         size_t n_stats_subscribed;
+        /* Big messages and HTTP bodies being decoded on a worker: a drain waits for
+         * them (session.c, http_api.c). */
+        unsigned decoding;
         uint64_t next_session_id;
 
         /* loop: lifecycle */

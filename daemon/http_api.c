@@ -453,6 +453,7 @@ static void on_body_parsed(struct mail *m)
         free(w->body);
         if (w->held && w->d->mem)
                 membudget_give(w->d->mem, MEM_INPUTS, w->held);
+        w->d->decoding--;
         if (r && !w->d->quit) {
                 r->parsing = NULL;
                 body_parsed(r, w->msg, false, &w->jerr);
@@ -486,6 +487,7 @@ void http_api_body_done(struct http_api_req *r)
                 r->body = NULL;
                 r->body_len = r->body_cap = 0;
                 r->parsing = w;
+                r->d->decoding++;
                 w->work.run = body_parse_run;
                 w->work.mail.fn = on_body_parsed;
                 objects_work_submit(r->d->objects, &w->work);

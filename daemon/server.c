@@ -370,7 +370,9 @@ static void check_drain(struct kilnd *d)
         if (kiln_mono_ms() >= d->drain_deadline_ms)
                 jobs_stop_all(d->jobs); /* running ones stay queued in the store */
         bool flushed = sessions_output_pending(d) == 0 || kiln_mono_ms() >= d->drain_deadline_ms + DRAIN_FLUSH_MS;
-        if (sched_running(d->sched) == 0 && storeq_in_flight(d->storeq) == 0 && flushed) {
+        /* A message received before the drain and being decoded is still answered. */
+        bool decoded = d->decoding == 0 || kiln_mono_ms() >= d->drain_deadline_ms + DRAIN_FLUSH_MS;
+        if (sched_running(d->sched) == 0 && storeq_in_flight(d->storeq) == 0 && flushed && decoded) {
                 if (!d->closing) {
                         d->closing = true;
                         d->drain_closing_ms = kiln_mono_ms() + 1000;

@@ -134,9 +134,10 @@ void sessions_idle_sweep(struct kilnd *d)
 
         while ((s = d->idle_head) && now - s->idle_since_us >= half) {
                 idle_unlink(d, s);
-                if (s->in_paused) {
-                        /* Its input (pongs too) waits for its replies: while it takes
-                         * them it is alive, and when it stops the stall check closes it. */
+                if (s->in_paused || s->in_decoding) {
+                        /* Its input (pongs too) waits for its replies, or for its big
+                         * message to be decoded: while it takes them it is alive, and
+                         * when it stops the stall check closes it. */
                         s->idle = IDLE_HEARD;
                         idle_append(d, s, now);
                         continue;
@@ -550,6 +551,7 @@ static void on_decoded(struct mail *m)
         free(w->text);
         if (d->mem && w->held)
                 membudget_give(d->mem, MEM_INPUTS, w->held);
+        d->decoding--;
         if (s) {
                 s->in_decoding = false;
                 if (!s->out_overflow) {
@@ -607,6 +609,7 @@ static bool decode_off_loop(struct session *s, const uint8_t *msg, size_t len)
         w->work.mail.fn = on_decoded;
         lws_rx_flow_control(s->wsi, 0);
         s->in_decoding = true;
+        s->d->decoding++;
         log_debug("session %llu: a message of %zu bytes is decoded off the loop", (unsigned long long)s->id, len);
         objects_work_submit(s->d->objects, &w->work);
         return true;

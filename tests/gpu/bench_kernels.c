@@ -250,6 +250,21 @@ int main(int argc, char **argv)
                                                 break;
                                         }
                                         if (r < 0) {
+                                                char label[64];
+                                                snprintf(label, sizeof(label), "size step %u", size);
+                                                printf("%-14s %-10s %-44.44s %6zu  failed: the cases could not be "
+                                                       "made: %s\n", kt->kind->name, cpu ? "cpu" : di.name, label,
+                                                       batches[bi], strerror(-r));
+                                                if (n_fails < MAX_FAILS) {
+                                                        struct failure *f = &fails[n_fails++];
+                                                        *f = (struct failure){ .kind = kt->kind->name,
+                                                                               .batch = batches[bi] };
+                                                        snprintf(f->device, sizeof(f->device), "%s",
+                                                                 cpu ? "cpu" : di.name);
+                                                        snprintf(f->label, sizeof(f->label), "%s", label);
+                                                        snprintf(f->why, sizeof(f->why),
+                                                                 "the cases could not be made: %s", strerror(-r));
+                                                }
                                                 failures++;
                                                 break;
                                         }
@@ -338,11 +353,15 @@ int main(int argc, char **argv)
         char *text = NULL;
         if (json && kiln_jtext_finish(&j, &text) >= 0) {
                 FILE *f = fopen(json, "w");
-                if (!f || fprintf(f, "%s\n", text) < 0)
-                        failures++;
+                bool ok = f && fprintf(f, "%s\n", text) >= 0;
                 if (f && fclose(f) != 0)
+                        ok = false;
+                if (!ok) {
+                        fprintf(stderr, "bench_kernels: cannot write %s: %s\n", json, strerror(errno));
                         failures++;
+                }
         } else if (json) {
+                fprintf(stderr, "bench_kernels: out of memory writing the JSON\n");
                 failures++;
         }
         free(text);

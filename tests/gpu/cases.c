@@ -1,8 +1,10 @@
 /* test_backend_ops --check-cases: every parity case, and one job of every benchmark
- * size step, passes its kind's submission check (kiln_kind_check), so that each is
- * a job kilnd would accept. A case the kind refuses is timed or compared as a
- * failure on the GPU machine only, where it is hard to tell from a fault of the
- * kernel; here it is found on every machine, without a GPU. */
+ * size step, passes its kind's checks of a job (kiln_kind_check: the inputs
+ * against the specs, the object, the kind's check), as a backend's prepare does.
+ * A case the kind refuses is timed or compared as a failure on the GPU machine
+ * only, where it is hard to tell from a fault of the kernel; here it is found on
+ * every machine, without a GPU. The cases' typed parameters are made directly, so
+ * the schema's ranges (which kilnd checks on the JSON) are not checked here. */
 #include <errno.h>
 #include <stdio.h>
 

@@ -9,6 +9,7 @@
  * bound to, so it is checked when the job runs (kiln_kind_check with the object),
  * where everything else is checked again. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,10 +276,6 @@ int vec_result_build(struct kiln_result *res, const struct vec_collection *c, ui
 
 /* ---- running on the CPU ---- */
 
-/* The most answers (queries times the group's k, 12 bytes each) one search of
- * several jobs keeps: 64 MiB. A single job keeps what it asks for. */
-#define GROUP_ANSWERS_MAX ((64u << 20) / 12)
-
 /* The tasks of one search: a batch's jobs on one collection version. */
 struct group {
         struct kiln_task **t;
@@ -358,45 +355,59 @@ static void run_group(struct group *g, float *const *qs, const size_t *ms)
         free(score);
 }
 
+size_t vec_plan_groups(struct kiln_task *const *tasks, size_t n, const size_t *m, const bool *skip, size_t *group)
+{
+        size_t groups = 0;
+
+        for (size_t i = 0; i < n; i++)
+                group[i] = SIZE_MAX;
+        for (size_t i = 0; i < n; i++) {
+                if (skip[i] || group[i] != SIZE_MAX)
+                        continue;
+                const struct vec_collection *c = tasks[i]->object->snapshot;
+                uint64_t queries = 0, kmax = 0;
+                for (size_t j = i; j < n; j++) {
+                        if (skip[j] || group[j] != SIZE_MAX || !same_version(tasks[i], tasks[j]))
+                                continue;
+                        const struct vec_search_params *p = tasks[j]->params;
+                        uint64_t k = (uint64_t)p->k > kmax ? (uint64_t)p->k : kmax;
+                        uint64_t kk = k < c->count ? k : c->count;
+                        if (j > i && (queries + m[j]) * kk > VEC_GROUP_ANSWERS_MAX)
+                                continue;
+                        queries += m[j];
+                        kmax = k;
+                        group[j] = groups;
+                }
+                groups++;
+        }
+        return groups;
+}
+
 static int run_batch(struct kiln_task *const *tasks, size_t n)
 {
         size_t slots = n ? n : 1;
         struct kiln_task **members = malloc(slots * sizeof(*members));
         float **qs = calloc(slots, sizeof(*qs)), **gqs = malloc(slots * sizeof(*gqs));
         size_t *ms = calloc(slots, sizeof(*ms)), *gms = malloc(slots * sizeof(*gms));
-        bool *done = calloc(slots, sizeof(*done));
-        int r = members && qs && gqs && ms && gms && done ? 0 : -ENOMEM;
+        size_t *group = malloc(slots * sizeof(*group));
+        bool *skip = calloc(slots, sizeof(*skip));
+        int r = members && qs && gqs && ms && gms && group && skip ? 0 : -ENOMEM;
 
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 const struct vec_collection *c;
                 tasks[i]->status = vec_task_queries(tasks[i], &c, &qs[i], &ms[i], &tasks[i]->error);
-                done[i] = tasks[i]->status < 0;
+                skip[i] = tasks[i]->status < 0;
         }
-        /* One search per collection version, its jobs in batch order; a job whose
-         * queries and k would take the group's answers past GROUP_ANSWERS_MAX
-         * (every query keeps the group's largest k) waits for a later group. */
-        for (size_t i = 0; r >= 0 && i < n; i++) {
+        size_t groups = r >= 0 ? vec_plan_groups(tasks, n, ms, skip, group) : 0;
+        for (size_t gi = 0; gi < groups; gi++) {
                 struct group g = { .t = members };
-                const struct vec_collection *c = done[i] ? NULL : tasks[i]->object->snapshot;
-                uint64_t m = 0, kmax = 0;
-                if (done[i])
-                        continue;
-                for (size_t j = i; j < n; j++) {
-                        if (done[j] || !same_version(tasks[i], tasks[j]))
-                                continue;
-                        const struct vec_search_params *p = tasks[j]->params;
-                        uint64_t k = (uint64_t)p->k > kmax ? (uint64_t)p->k : kmax;
-                        uint64_t kk = k < c->count ? k : c->count;
-                        if (g.n > 0 && (m + ms[j]) * kk > GROUP_ANSWERS_MAX)
-                                continue;
-                        m += ms[j];
-                        kmax = k;
-                        members[g.n] = tasks[j];
-                        gqs[g.n] = qs[j];
-                        gms[g.n] = ms[j];
-                        g.n++;
-                        done[j] = true;
-                }
+                for (size_t j = 0; j < n; j++)
+                        if (group[j] == gi) {
+                                members[g.n] = tasks[j];
+                                gqs[g.n] = qs[j];
+                                gms[g.n] = ms[j];
+                                g.n++;
+                        }
                 run_group(&g, gqs, gms);
         }
         for (size_t i = 0; qs && i < n; i++)
@@ -406,7 +417,8 @@ static int run_batch(struct kiln_task *const *tasks, size_t n)
         free(gqs);
         free(ms);
         free(gms);
-        free(done);
+        free(group);
+        free(skip);
         return r;
 }
 

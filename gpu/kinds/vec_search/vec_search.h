@@ -52,6 +52,17 @@ uint64_t vec_task_query_count(const struct kiln_task *t);
 int vec_task_queries(const struct kiln_task *t, const struct vec_collection **ret_c, float **ret_q, size_t *ret_m,
                      struct kiln_error *err);
 
+/* The most answers (queries times the group's k, 12 bytes each) one search of
+ * several jobs keeps: 64 MiB. A single job keeps what it asks for. */
+#define VEC_GROUP_ANSWERS_MAX ((64u << 20) / 12)
+
+/* How a batch's tasks (their query counts m[i]) go into searches: one per
+ * collection version, its jobs in batch order, every query keeping the group's
+ * largest k; a job that would take a group past VEC_GROUP_ANSWERS_MAX answers
+ * waits for a later group. group[i] is task i's group (SIZE_MAX for a task marked
+ * skip[i], one that failed its checks); returns the number of groups. */
+size_t vec_plan_groups(struct kiln_task *const *tasks, size_t n, const size_t *m, const bool *skip, size_t *group);
+
 /* Fills a task's result from a search of m queries: `ids` (m arrays of
  * min(k, count) ids), the part `scores` f32[m][min(k, count)], `count` and
  * `collection_version`. index and score hold each query's answer at

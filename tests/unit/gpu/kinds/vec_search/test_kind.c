@@ -700,11 +700,36 @@ static void test_a_group_keeps_a_bounded_number_of_answers(void **state)
         static const size_t ms[JOBS] = { 1, BIG, 1 }, at[JOBS] = { 0, 1, BIG + 1 };
 
         /* 5,601 queries at k 1000 would keep 5.6 M answers, 67 MB. */
-        assert_true((1 + BIG) * 1000ull * 12 > 64ull << 20);
+        assert_true((1 + BIG) * 1000ull > VEC_GROUP_ANSWERS_MAX);
         for (size_t i = 0; i < JOBS; i++) {
                 job_init(&j[i], c, 1, ks[i], q + at[i] * DIM, ms[i], DIM);
                 t[i] = &j[i].t;
         }
+        /* The plan: the two small jobs together, the big one after them. */
+        size_t group[JOBS];
+        bool skip[JOBS] = { false };
+        assert_int_equal(vec_plan_groups(t, JOBS, ms, skip, group), 2);
+        assert_int_equal(group[0], 0);
+        assert_int_equal(group[1], 1);
+        assert_int_equal(group[2], 0);
+        /* Within the bound (k 1 for all), one group; a skipped job is in none. */
+        for (size_t i = 0; i < JOBS; i++)
+                j[i].p.k = 1;
+        skip[2] = true;
+        assert_int_equal(vec_plan_groups(t, JOBS, ms, skip, group), 1);
+        assert_int_equal(group[0], 0);
+        assert_int_equal(group[1], 0);
+        assert_int_equal(group[2], SIZE_MAX);
+        /* Another version of the collection is another search. */
+        skip[2] = false;
+        j[1].obj.version = 2;
+        assert_int_equal(vec_plan_groups(t, JOBS, ms, skip, group), 2);
+        assert_int_equal(group[0], 0);
+        assert_int_equal(group[1], 1);
+        assert_int_equal(group[2], 0);
+        j[1].obj.version = 1;
+        for (size_t i = 0; i < JOBS; i++)
+                j[i].p.k = ks[i];
         assert_int_equal(kind->run_cpu_batch(t, JOBS), 0);
         for (size_t i = 0; i < JOBS; i++) {
                 expect_answer(&j[i], c, q + at[i] * DIM, ms[i], 1);
