@@ -11,7 +11,7 @@ import urllib.request
 
 import numpy as np
 
-from kiln_fixture import Client, Kilnd
+from kiln_fixture import Client, Kilnd, KilndTestCase
 
 TOKENS = {"alice-token": ("alice", "acme", "submit"), "bob-token": ("bob", "other", "submit"),
           "reader-token": ("rita", "acme", "read")}
@@ -193,21 +193,9 @@ class AnonymousHttpRateTest(unittest.TestCase):
         self.assertEqual(code, 0)
 
 
-class HttpApiBigBodyTest(unittest.TestCase):
+class HttpApiBigBodyTest(KilndTestCase):
     """Bodies of 256 KiB and more are parsed off the loop thread: each still gets
     its answer, and one whose client went away leaves kilnd serving."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.kilnd = Kilnd().start()
-
-    @classmethod
-    def tearDownClass(cls):
-        code = cls.kilnd.stop()
-        log = cls.kilnd.read_log()
-        cls.kilnd.cleanup()
-        if code != 0:
-            raise AssertionError(f"kilnd exited with {code}:\n{log}")
 
     def post(self, body):
         req = urllib.request.Request(self.kilnd.http + "/api/v1/jobs", method="POST", data=body)
@@ -232,8 +220,7 @@ class HttpApiBigBodyTest(unittest.TestCase):
             await c.close()
             return done, parts
 
-        import asyncio
-        done, parts = asyncio.run(asyncio.wait_for(wait(), 60))
+        done, parts = self.run_async(wait(), 60)
         self.assertEqual(done["state"], "done", done)
         x = rows.astype(np.float64)
         want = (6.56 * x[:, 0] + 3.26 * x[:, 1] + 6.72 * x[:, 2] + 1.05 * x[:, 3]).astype(np.float32)
