@@ -52,7 +52,7 @@ static const struct {
         [OPT_TIMEOUT_MS] = { "timeout-ms", true, BIT(CMD_SUBMIT) },
         [OPT_KEY] = { "key", true, BIT(CMD_SUBMIT) },
         [OPT_NO_WAIT] = { "no-wait", false, BIT(CMD_SUBMIT) },
-        [OPT_OUT] = { "out", true, BIT(CMD_SUBMIT) | BIT(CMD_RESULT) | BIT(CMD_WATCH) },
+        [OPT_OUT] = { "out", true, BIT(CMD_SUBMIT) | BIT(CMD_RESULT) | BIT(CMD_WATCH) | BIT(CMD_VEC) },
         [OPT_STATE] = { "state", true, BIT(CMD_LIST) },
         [OPT_KIND] = { "kind", true, BIT(CMD_LIST) },
         [OPT_LIMIT] = { "limit", true, BIT(CMD_LIST) },
@@ -64,7 +64,7 @@ static const struct {
         [OPT_IMAGE] = { "image", true, BIT(CMD_SUBMIT) },
         [OPT_INSTANCE] = { "instance", true, BIT(CMD_SUBMIT) },
         [OPT_ROWS] = { "rows", true, BIT(CMD_SUBMIT) },
-        [OPT_QUERIES] = { "queries", true, BIT(CMD_SUBMIT) },
+        [OPT_QUERIES] = { "queries", true, BIT(CMD_SUBMIT) | BIT(CMD_VEC) },
 };
 
 static const char usage_text[] =
@@ -107,6 +107,9 @@ static const char usage_text[] =
         "                      add or replace vectors in collection COLL (created with\n"
         "                      --metric): FILE.npy a float32 array [n][dim], IDS.txt n ids,\n"
         "                      one per line\n"
+        "  vec search COLL [k=K] (--queries FILE | query_id=ID) [--out DIR]\n"
+        "                      search collection COLL (submit vec.search collection=COLL\n"
+        "                      ...): prints the ids; --out DIR writes scores.npy\n"
         "  vec info COLL       show a collection's version, count, dim and metric\n"
         "  vec list            list your tenant's collections\n"
         "  vec delete COLL ID... | vec delete COLL --ids FILE\n"
@@ -660,6 +663,48 @@ int simple_call(struct ctx *x, json_t *msg, json_t **ret)
         return -1;
 }
 
+/* vec search COLL [KEY=VALUE...] [--queries FILE] [--out DIR]: the job
+ * `submit vec.search collection=COLL KEY=VALUE...` would submit. */
+static int cmd_vec_search(struct ctx *x)
+{
+        struct args *a = x->a, sub = *a;
+
+        if (a->npos < 3)
+                return usage_error("%s", "vec search needs COLL, then --queries FILE or query_id=ID");
+        char coll[512];
+        if ((size_t)snprintf(coll, sizeof(coll), "collection=%s", a->pos[2]) >= sizeof(coll))
+                return usage_error("%s", "vec search: COLL is too long");
+        char **pos = malloc((size_t)a->npos * sizeof(*pos));
+        if (!pos) {
+                fprintf(stderr, "kilnctl: out of memory\n");
+                return 1;
+        }
+        pos[0] = "submit";
+        pos[1] = "vec.search";
+        pos[2] = coll;
+        for (int i = 3; i < a->npos; i++)
+                pos[i] = a->pos[i];
+        sub.pos = pos;
+        sub.cmd = CMD_SUBMIT;
+        x->a = &sub;
+        int r = cmd_submit(x);
+        x->a = a;
+        free(pos);
+        return r;
+}
+
+static int cmd_vec_or_search(struct ctx *x)
+{
+        struct args *a = x->a;
+        bool search = a->npos >= 2 && !strcmp(a->pos[1], "search");
+
+        if (!search && (a->val[OPT_QUERIES] || a->val[OPT_OUT]))
+                return usage_error("%s", "only vec search takes --queries and --out");
+        if (search && (a->val[OPT_METRIC] || a->val[OPT_IDS]))
+                return usage_error("%s", "vec search takes no --metric or --ids (the collection has its metric)");
+        return search ? cmd_vec_search(x) : cmd_vec(x);
+}
+
 static int cmd_status(struct ctx *x)
 {
         json_t *reply = NULL;
@@ -828,7 +873,7 @@ int main(int argc, char **argv)
                 [CMD_SUBMIT] = cmd_submit, [CMD_STATUS] = cmd_status, [CMD_RESULT] = cmd_result,
                 [CMD_LIST] = cmd_list,     [CMD_CANCEL] = cmd_cancel, [CMD_STATS] = cmd_stats,
                 [CMD_WATCH] = cmd_result,  [CMD_TOKEN] = cmd_token,   [CMD_MODEL] = cmd_model,
-                [CMD_VEC] = cmd_vec,
+                [CMD_VEC] = cmd_vec_or_search,
         };
         r = run[a.cmd](&x);
         conn_close(&x.c);

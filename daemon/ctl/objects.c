@@ -567,6 +567,6 @@ int cmd_vec(struct ctx *x)
                 return 0;
         }
         if (!*sub)
-                return usage_error("%s", "vec needs put, info, list, delete or drop");
-        return usage_error("unknown vec command \"%s\": put, info, list, delete or drop", sub);
+                return usage_error("%s", "vec needs put, search, info, list, delete or drop");
+        return usage_error("unknown vec command \"%s\": put, search, info, list, delete or drop", sub);
 }

@@ -526,6 +526,26 @@ class VecSearch(KilndTestCase):
                                    timeout=60)
             self.assertEqual(by_id.returncode, 0, by_id.stderr)
             self.assertIn('[["b","a"]]', by_id.stdout.replace(" ", ""))
+            # `vec search COLL` is the same job.
+            out2 = os.path.join(tmp, "hits2")
+            vs = subprocess.run([ctl, "--url", self.kilnd.url, "--json", "vec", "search", "ctl-docs", "k=3",
+                                 "--queries", os.path.join(tmp, "q.npy"), "--out", out2],
+                                capture_output=True, text=True, timeout=60)
+            self.assertEqual(vs.returncode, 0, vs.stderr)
+            self.assertIn('[["d","c","b"],["d","a","b"]]', vs.stdout.replace(" ", ""))
+            np.testing.assert_array_equal(np.load(os.path.join(out2, "scores.npy")), [[4, 3, 2], [4, 0, 0]])
+            vs = subprocess.run([ctl, "--url", self.kilnd.url, "vec", "search", "ctl-docs", "query_id=b", "k=2"],
+                                capture_output=True, text=True, timeout=60)
+            self.assertEqual(vs.returncode, 0, vs.stderr)
+            self.assertIn("b", vs.stdout)
+            for bad in (["vec", "search"], ["vec", "search", "ctl-docs", "--metric", "ip"],
+                        ["vec", "info", "ctl-docs", "--queries", os.path.join(tmp, "q.npy")]):
+                run = subprocess.run([ctl, "--url", self.kilnd.url] + bad, capture_output=True, text=True, timeout=60)
+                self.assertEqual(run.returncode, 2, (bad, run.stderr))
+            missing = subprocess.run([ctl, "--url", self.kilnd.url, "vec", "search", "no-such", "query_id=b"],
+                                     capture_output=True, text=True, timeout=60)
+            self.assertEqual(missing.returncode, 1, missing.stderr)
+            self.assertIn("params.collection", missing.stderr + missing.stdout)
 
     # ---- kiln-bench ----
 
