@@ -430,6 +430,26 @@ class VecSearch(KilndTestCase):
             self.assertRefused(out[name], "inputs.queries[0]", "inputs.queries[0] is all zeros")
         self.assertRefused(out["many"], "inputs.queries", "1 to 10000")
 
+    def test_a_put_of_vectors_with_nan_or_infinity_is_refused_naming_the_row(self):
+        # Refused whole: the collection keeps what it had.
+        async def go():
+            c = await self.client()
+            first = await vec_put(c, "clean", np.eye(3, dtype=np.float32), list("abc"), metric="l2")
+            out = {}
+            for name, bad in (("nan", np.nan), ("inf", np.inf), ("-inf", -np.inf)):
+                rows = np.ones((4, 3), np.float32)
+                rows[2, 1] = bad
+                out[name] = await vec_put(c, "clean", rows, list("wxyz"))
+            info = await c.call({"op": "vec.info", "collection": "clean"})
+            await c.close()
+            return first, out, info
+        first, out, info = self.run_async(go())
+        for name, r in out.items():
+            self.assertEqual((r.get("op"), r.get("code")), ("error", "bad_params"), (name, r))
+            self.assertEqual(r.get("field"), "vectors[2]", (name, r))
+            self.assertIn("NaN or infinity", r.get("message", ""), (name, r))
+        self.assertEqual((info["version"], info["count"]), (first["version"], 3), info)
+
     def test_the_dim_is_checked_at_submit_against_the_current_version(self):
         rows = np.eye(4, dtype=np.float32)
 
