@@ -264,7 +264,11 @@ static int identify(struct kilnd *d, struct lws *wsi, struct auth_identity *ret)
 
 static void run_op(struct http_api_req *r, json_t *msg)
 {
-        json_object_set_new(msg, "ref", json_integer(1));
+        if (!msg || json_object_set_new(msg, "ref", json_integer(1)) < 0) {
+                json_decref(msg);
+                respond_error(r, 500, "internal", NULL, "out of memory");
+                return;
+        }
         session_handle_json(r->session, msg);
 }
 

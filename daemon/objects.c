@@ -252,7 +252,7 @@ uint64_t objects_version(struct objects *o, const char *tenant, const char *cls,
 
 static void idle_unlink(struct objects *o, struct snap *s);
 static void idle_push_front(struct objects *o, struct snap *s);
-static void snaps_free(struct objects *o, struct snap *s);
+static void snaps_free_later(struct objects *o, struct snap *victims);
 
 void objects_changed(struct objects *o, const char *tenant, const char *cls, const char *name, uint64_t version,
                      const void *meta, size_t meta_len)
@@ -291,7 +291,7 @@ void objects_changed(struct objects *o, const char *tenant, const char *cls, con
                                 }
                         }
                 pthread_mutex_unlock(&o->lock);
-                snaps_free(o, victims);
+                snaps_free_later(o, victims);
                 return;
         }
         /* Snapshots of older versions are what no new job will ask for: evict them
@@ -591,7 +591,7 @@ int objects_acquire(struct objects *o, const char *tenant, const struct kiln_obj
                         snap_unlink(o, s); /* the next acquirer tries afresh */
         }
         pthread_cond_broadcast(&o->loaded);
-        if (r >= 0 && s->gone) { /* dropped while it was read */
+        if (s->gone) { /* dropped while it was read: whatever the read gave */
                 r = -ENOENT;
                 say(msg, "%s \"%.128s\" was deleted", cls->name, name);
         }
@@ -635,7 +635,7 @@ void objects_set_cache_limits(struct objects *o, uint64_t max_bytes, unsigned ma
         o->max_idle = max_entries;
         evict_locked(o, &victims);
         pthread_mutex_unlock(&o->lock);
-        snaps_free(o, victims);
+        snaps_free_later(o, victims);
 }
 
 void objects_cache_stats(struct objects *o, struct objects_cache_stats *ret)
@@ -677,6 +677,42 @@ static void *worker_main(void *arg)
         }
         pthread_mutex_unlock(&o->wlock);
         return NULL;
+}
+
+/* Snapshots freed on a worker: the release hook may wait for a device (the CUDA
+ * plugin frees the device copy behind an upload or a kernel in flight), and
+ * objects_changed and objects_set_cache_limits run on the loop thread. */
+struct free_work {
+        struct objects_work work;
+        struct objects *o;
+        struct snap *victims;
+};
+
+static void free_run(struct objects_work *w)
+{
+        struct free_work *f = container_of(w, struct free_work, work);
+
+        snaps_free(f->o, f->victims);
+        f->victims = NULL;
+}
+
+static void free_done(struct mail *m)
+{
+        free(container_of(m, struct free_work, work.mail));
+}
+
+static void snaps_free_later(struct objects *o, struct snap *victims)
+{
+        struct free_work *f = victims && o->n_threads ? malloc(sizeof(*f)) : NULL;
+
+        if (!f) { /* nothing to free, no workers (stopped), or no memory: here */
+                snaps_free(o, victims);
+                return;
+        }
+        *f = (struct free_work){ .o = o, .victims = victims };
+        f->work.run = free_run;
+        f->work.mail.fn = free_done;
+        objects_work_submit(o, &f->work);
 }
 
 void objects_work_submit(struct objects *o, struct objects_work *w)

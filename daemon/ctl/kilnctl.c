@@ -674,6 +674,9 @@ static int cmd_vec_search(struct ctx *x)
         char coll[512];
         if ((size_t)snprintf(coll, sizeof(coll), "collection=%s", a->pos[2]) >= sizeof(coll))
                 return usage_error("%s", "vec search: COLL is too long");
+        for (int i = 3; i < a->npos; i++)
+                if (!strncmp(a->pos[i], "collection=", 11))
+                        return usage_error("vec search names its collection once, as COLL (not \"%s\")", a->pos[i]);
         char **pos = malloc((size_t)a->npos * sizeof(*pos));
         if (!pos) {
                 fprintf(stderr, "kilnctl: out of memory\n");

@@ -559,6 +559,7 @@ class VecSearch(KilndTestCase):
             self.assertEqual(vs.returncode, 0, vs.stderr)
             self.assertIn("b", vs.stdout)
             for bad in (["vec", "search"], ["vec", "search", "ctl-docs", "--metric", "ip"],
+                        ["vec", "search", "ctl-docs", "collection=other", "query_id=b"],
                         ["vec", "info", "ctl-docs", "--queries", os.path.join(tmp, "q.npy")]):
                 run = subprocess.run([ctl, "--url", self.kilnd.url] + bad, capture_output=True, text=True, timeout=60)
                 self.assertEqual(run.returncode, 2, (bad, run.stderr))

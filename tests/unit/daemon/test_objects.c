@@ -150,6 +150,10 @@ static int teardown(void **state)
 {
         struct env *e = *state;
 
+        /* As kilnd stops: the workers finish what is queued, then their mail runs
+         * (snapshots freed on a worker post theirs). */
+        objects_stop(e->o);
+        mailbox_drain(e->mb);
         objects_free(e->o);
         mailbox_free(e->mb);
         void *f = e->f;
