@@ -38,7 +38,6 @@ struct outmsg {
         uint8_t stored_blob[16];
         size_t cost;              /* bytes of memory it holds itself (not a part's data): counted in out_bytes */
         size_t sent;              /* bytes of head + payload already written */
-        bool oversized;           /* alone bigger than memory.max_output_buffer_bytes (out_oversized) */
 };
 
 enum idle_state {
@@ -60,7 +59,6 @@ struct session {
         struct outmsg *out_head, *out_tail;
         size_t out_queued;
         size_t out_bytes;           /* memory its queued messages hold themselves (memory.max_output_buffer_bytes) */
-        size_t out_oversized;       /* of it, the one message bigger than that bound on its own (session_out.c) */
         uint64_t out_pending;       /* bytes queued and not yet written, from memory or the store */
         int64_t out_progress_ms;    /* monotonic: the last write, or when the queue began */
         bool out_overflow;          /* over that: closing with 1008, nothing more is queued */

@@ -81,22 +81,7 @@ static void out_push(struct session *s, struct outmsg *m)
          * result's memory), and a reader that leaves it unread is closed by
          * session_out_check_stalled. */
         m->cost = sizeof(*m) + LWS_PRE + m->head_len;
-        /* One message bigger than memory.max_output_buffer_bytes on its own (the
-         * `done` of a search with many long ids) could never be sent: the client
-         * would be closed each time it asked for it. One at a time is sent as the
-         * client reads it, outside that bound, if memory.max_bytes has room for it;
-         * the stall check still closes a client that takes none of it. */
-        bool oversized = m->cost > s->d->cfg->memory.max_output_buffer_bytes;
-        if (oversized && (s->out_oversized || !membudget_try_take(s->d->mem, MEM_OUTPUT, m->cost))) {
-                m->cost = 0;
-                out_free(s, m);
-                out_overflow(s, s->out_oversized ? "a second reply over memory.max_output_buffer_bytes waits behind "
-                                                   "the first"
-                                                 : "memory.max_bytes has no room for a reply over "
-                                                   "memory.max_output_buffer_bytes");
-                return;
-        }
-        if (!oversized && !membudget_try_take(s->d->mem, MEM_OUTPUT, m->cost)) {
+        if (!membudget_try_take(s->d->mem, MEM_OUTPUT, m->cost)) {
                 /* memory.max_bytes is full: a connection with a backlog of its own
                  * is the one to let go; a reply to one that reads goes out all the
                  * same. */
@@ -107,10 +92,6 @@ static void out_push(struct session *s, struct outmsg *m)
                         return;
                 }
                 membudget_charge(s->d->mem, MEM_OUTPUT, m->cost);
-        }
-        if (oversized) {
-                m->oversized = true;
-                s->out_oversized = m->cost;
         }
         if (s->out_tail) {
                 s->out_tail->next = m;
@@ -124,7 +105,7 @@ static void out_push(struct session *s, struct outmsg *m)
         s->out_bytes += m->cost;
         s->out_pending += m->head_len + m->payload_len;
         s->d->ws_messages_out++;
-        if (s->out_bytes - s->out_oversized > s->d->cfg->memory.max_output_buffer_bytes) {
+        if (s->out_bytes > s->d->cfg->memory.max_output_buffer_bytes) {
                 out_overflow(s, "its output buffer is over memory.max_output_buffer_bytes");
                 return;
         }
@@ -137,8 +118,6 @@ static void out_free(struct session *s, struct outmsg *m)
                 membudget_give(s->d->mem, MEM_OUTPUT, m->cost);
                 s->out_bytes -= m->cost;
                 s->out_pending -= m->head_len + m->payload_len - m->sent;
-                if (m->oversized)
-                        s->out_oversized = 0;
         }
         free(m->head);
         job_unref(m->job);

@@ -156,8 +156,7 @@ const struct kiln_cfg_key kiln_cfg_keys[] = {
                  "0 means half of the machine's memory or of its cgroup's limit, whichever is smaller." },
         { "memory", "max_output_buffer_bytes", KILN_CFG_SIZE, CFG(memory.max_output_buffer_bytes),
           .def = "256MiB", .min = 64 * KIB, .max = 16 * GIB,
-          .doc = "Most bytes waiting to be sent to one connection; a client that reads slower is disconnected, its jobs go "
-                 "on. One reply bigger than this on its own is still sent, one at a time." },
+          .doc = "Most bytes waiting to be sent to one connection; a client that reads slower is disconnected, its jobs go on." },
         { "memory", "objects_cache_bytes", KILN_CFG_SIZE, CFG(memory.objects_cache_bytes),
           .def = "0", .min = MIB, .max = TIB, .zero_is_auto = true, .auto_means = "half of memory.max_bytes",
           .doc = "Most bytes of loaded models and vector collections kept in memory while no job uses them, so that "

@@ -645,36 +645,6 @@ class VecBatching(KilndTestCase):
 
 
 
-class VecBigAnswerTest(KilndTestCase):
-    """A `done` bigger than memory.max_output_buffer_bytes on its own (64 KiB here: a
-    search's ids, 200 queries x 50 ids of 30 bytes, about 340 KB) is delivered, and
-    again on `result`; the connection stays open."""
-    env = {"KILN_MEMORY_MAX_OUTPUT_BUFFER_BYTES": "64KiB"}
-
-    def test_a_done_over_the_output_bound_is_delivered(self):
-        rng = np.random.default_rng(11)
-        rows = rng.normal(size=(500, 8)).astype(np.float32)
-        ids = [f"document-{i:06d}-{'x' * 14}" for i in range(500)]
-        queries = rng.normal(size=(200, 8)).astype(np.float32)
-
-        async def go():
-            c = await self.client()
-            await vec_put(c, "long-ids", rows, ids, metric="ip")
-            done, scores, acc = await search(c, "long-ids", queries, k=50)
-            again = await c.call({"op": "result", "job": acc["job"]})
-            st = await c.call({"op": "stats"})
-            await c.close()
-            return done, scores, again, st
-
-        done, scores, again, st = self.run_async(go())
-        self.assertEqual(done["state"], "done", done)
-        self.assertGreater(len(json.dumps(done)), 4 * 65536)
-        want = brute_force("ip", ids, rows, queries, 50)
-        self.assertEqual(done["result"]["ids"], [[i for i, _ in w] for w in want])
-        self.assertEqual(again.get("result", {}).get("ids"), done["result"]["ids"])
-        self.assertEqual(st["op"], "stats", st)
-
-
 def objects_metrics(kilnd):
     """kiln_objects_loads_total and kiln_objects_hits_total from /metrics."""
     with urllib.request.urlopen(kilnd.http + "/metrics", timeout=10) as r:
