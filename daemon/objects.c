@@ -319,6 +319,13 @@ static void say(char *msg, const char *fmt, ...)
         va_end(ap);
 }
 
+/* A snapshot whose object was dropped (snap.gone): -ENOENT, and why. */
+static int gone(char *msg, const struct kiln_object_class *cls, const char *name)
+{
+        say(msg, "%s \"%.128s\" was deleted", cls->name, name);
+        return -ENOENT;
+}
+
 static uint64_t snap_hash(const char *key, size_t klen, uint64_t version)
 {
         return hash_bytes(key, klen, version * 0x9e3779b97f4a7c15ull);
@@ -542,14 +549,15 @@ int objects_acquire(struct objects *o, const char *tenant, const struct kiln_obj
                         return 0;
                 }
                 if (s->gone) {
-                        r = -ENOENT;
-                        say(msg, "%s \"%.128s\" was deleted", cls->name, name);
+                        r = gone(msg, cls, name);
                 } else {
                         r = s->err;
                         say(msg, "%s", s->msg);
                 }
-                if (--s->refs == 0)
-                        s->hnext = NULL, victims = s;
+                if (--s->refs == 0) {
+                        s->hnext = NULL;
+                        victims = s;
+                }
                 pthread_mutex_unlock(&o->lock);
                 snaps_free(o, victims);
                 return r;
@@ -591,10 +599,8 @@ int objects_acquire(struct objects *o, const char *tenant, const struct kiln_obj
                         snap_unlink(o, s); /* the next acquirer tries afresh */
         }
         pthread_cond_broadcast(&o->loaded);
-        if (s->gone) { /* dropped while it was read: whatever the read gave */
-                r = -ENOENT;
-                say(msg, "%s \"%.128s\" was deleted", cls->name, name);
-        }
+        if (s->gone) /* dropped while it was read: whatever the read gave */
+                r = gone(msg, cls, name);
         if (r < 0 && --s->refs == 0) {
                 s->hnext = victims;
                 victims = s;
@@ -615,15 +621,17 @@ void objects_release(struct objects *o, const struct object_ref *ref)
                 return;
         struct snap *s = container_of(ref, struct snap, ref);
         pthread_mutex_lock(&o->lock);
-        if (--s->refs == 0 && s->gone) {
-                s->hnext = NULL;
-                victims = s;
-        } else if (s->refs == 0) {
-                idle_push_back(o, s);
-                evict_locked(o, &victims);
+        if (--s->refs == 0) {
+                if (s->gone) {
+                        s->hnext = NULL;
+                        victims = s;
+                } else {
+                        idle_push_back(o, s);
+                        evict_locked(o, &victims);
+                }
         }
         pthread_mutex_unlock(&o->lock);
-        snaps_free(o, victims);
+        snaps_free_later(o, victims); /* a job's last reference goes on the loop thread */
 }
 
 void objects_set_cache_limits(struct objects *o, uint64_t max_bytes, unsigned max_entries)

@@ -28,8 +28,10 @@
  *
  * Threads: objects_new, objects_stop and objects_free on the main thread (before
  * and after the loop); objects_version, objects_meta, objects_changed and the mails on
- * the loop thread; objects_acquire and objects_release on any thread
- * but the loop (they may wait for a compile); objects_work_submit anywhere. */
+ * the loop thread; objects_acquire on any thread but the loop (it may wait for a
+ * compile); objects_release and objects_work_submit anywhere. Snapshots that
+ * objects_release, objects_changed or objects_set_cache_limits let go are freed on
+ * a worker: the backends' release of a device copy may wait for the device. */
 #pragma once
 
 #include <stdbool.h>

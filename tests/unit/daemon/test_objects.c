@@ -565,7 +565,7 @@ static void test_a_dropped_objects_snapshots_are_not_found(void **state)
         assert_int_equal(st.idle_entries, 0); /* the idle one is freed */
         assert_int_equal(c1->count, 2);       /* the held one is whole */
         assert_true(c1->rows[0] == 1.0f);
-        objects_release(e->o, held);          /* and freed now (ASan: no leak, no reuse) */
+        objects_release(e->o, held);          /* and freed, on a worker (ASan: no leak, no reuse) */
         objects_cache_stats(e->o, &st);
         assert_int_equal(st.idle_entries, 0);
 }
