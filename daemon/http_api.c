@@ -379,29 +379,13 @@ void http_api_body(struct http_api_req *r, const void *in, size_t len)
                 body_free(r);
                 return;
         }
-        /* Grown by doubling, and held in the memory budget as a WebSocket message
-         * being received is: a body waits in memory until it is whole. */
-        if (r->body_len + len + 1 > r->body_cap) {
-                size_t cap = r->body_cap ? r->body_cap : 4096;
-                while (cap < r->body_len + len + 1)
-                        cap *= 2;
-                if (cap > max + 1)
-                        cap = max + 1;
-                if (r->d->mem && !membudget_try_take(r->d->mem, MEM_INPUTS, cap - r->body_cap)) {
-                        r->body_no_room = true;
-                        body_free(r);
-                        return;
-                }
-                uint8_t *b = realloc(r->body, cap);
-                if (!b) {
-                        if (r->d->mem)
-                                membudget_give(r->d->mem, MEM_INPUTS, cap - r->body_cap);
-                        r->body_no_room = true;
-                        body_free(r);
-                        return;
-                }
-                r->body = b;
-                r->body_cap = cap;
+        /* Held in the memory budget as a WebSocket message being received is: a
+         * body waits in memory until it is whole. */
+        if (r->body_len + len + 1 > r->body_cap &&
+            !membudget_grow(r->d->mem, MEM_INPUTS, &r->body, &r->body_cap, r->body_len + len + 1, max + 1)) {
+                r->body_no_room = true;
+                body_free(r);
+                return;
         }
         memcpy(r->body + r->body_len, in, len);
         r->body_len += len;

@@ -103,6 +103,27 @@ bool membudget_try_take(struct membudget *mb, enum mem_use use, uint64_t n)
         return fits;
 }
 
+bool membudget_grow(struct membudget *mb, enum mem_use use, uint8_t **buf, size_t *cap, size_t need, size_t limit)
+{
+        size_t n = *cap ? *cap : 4096;
+
+        while (n < need)
+                n *= 2;
+        if (n > limit)
+                n = limit;
+        if (mb && !membudget_try_take(mb, use, n - *cap))
+                return false;
+        uint8_t *b = realloc(*buf, n);
+        if (!b) {
+                if (mb)
+                        membudget_give(mb, use, n - *cap);
+                return false;
+        }
+        *buf = b;
+        *cap = n;
+        return true;
+}
+
 void membudget_charge(struct membudget *mb, enum mem_use use, uint64_t n)
 {
         if (n == 0)

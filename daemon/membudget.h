@@ -9,6 +9,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum mem_use {
@@ -41,6 +42,12 @@ void membudget_charge(struct membudget *mb, enum mem_use use, uint64_t n);
 /* Gives back n bytes taken or charged for `use` (never more than that use holds:
  * an excess is ignored), then, when n > 0, calls the hook. */
 void membudget_give(struct membudget *mb, enum mem_use use, uint64_t n);
+
+/* Grows *buf, *cap bytes held for `use`, to at least `need` bytes: doubling from
+ * 4 KiB, at most `limit` (>= need); the growth is taken from the budget first.
+ * Returns false, with nothing changed, when there is no room or no memory. mb may
+ * be NULL: nothing is counted. (A message or request body being received.) */
+bool membudget_grow(struct membudget *mb, enum mem_use use, uint8_t **buf, size_t *cap, size_t need, size_t limit);
 
 /* Counts one piece of work that had to wait for room (the scheduler calls it once
  * per job it leaves queued for lack of memory), for `waits` below. */

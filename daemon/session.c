@@ -216,28 +216,6 @@ struct parts *session_parts(struct session *s)
         return s->parts;
 }
 
-/* Grows the buffer a fragmented message is put together in to hold `need` bytes.
- * It is memory a client makes kilnd hold, so it is taken from the memory budget
- * (as the parts waiting for their message are): false when there is no room. */
-static bool rx_grow(struct session *s, size_t need)
-{
-        size_t cap = s->rx_cap ? s->rx_cap : 4096;
-
-        while (cap < need)
-                cap *= 2;
-        if (s->d->mem && !membudget_try_take(s->d->mem, MEM_INPUTS, cap - s->rx_cap))
-                return false;
-        uint8_t *nb = realloc(s->rx, cap);
-        if (!nb) {
-                if (s->d->mem)
-                        membudget_give(s->d->mem, MEM_INPUTS, cap - s->rx_cap);
-                return false;
-        }
-        s->rx = nb;
-        s->rx_cap = cap;
-        return true;
-}
-
 static void rx_release(struct session *s)
 {
         free(s->rx);
@@ -666,7 +644,11 @@ int session_receive(struct kilnd *d, struct session *s, const void *in, size_t l
                      !lws_remaining_packet_payload(s->wsi) && s->rx_len == 0;
         const uint8_t *msg = in;
         if (!whole) {
-                if (s->rx_len + len > s->rx_cap && !rx_grow(s, s->rx_len + len)) {
+                /* The buffer a fragmented message is put together in: memory a client
+                 * makes kilnd hold, taken from the budget as the parts waiting for
+                 * their message are. */
+                if (s->rx_len + len > s->rx_cap &&
+                    !membudget_grow(s->d->mem, MEM_INPUTS, &s->rx, &s->rx_cap, s->rx_len + len, SIZE_MAX)) {
                         static const char reason[] = "no memory for this message now (memory.max_bytes)";
                         lws_close_reason(s->wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)reason,
                                          sizeof(reason) - 1);

@@ -47,6 +47,37 @@ static void test_take_and_give_count_by_use(void **state)
         membudget_free(mb);
 }
 
+/* A buffer grown by doubling from 4 KiB, up to its limit, each growth taken first;
+ * without room it is left as it was. */
+static void test_a_buffer_grows_within_the_budget(void **state)
+{
+        struct membudget *mb = budget(1 << 20);
+        uint8_t *buf = NULL;
+        size_t cap = 0;
+
+        assert_true(membudget_grow(mb, MEM_INPUTS, &buf, &cap, 100, SIZE_MAX));
+        assert_int_equal(cap, 4096);
+        assert_true(membudget_grow(mb, MEM_INPUTS, &buf, &cap, 5000, SIZE_MAX));
+        assert_int_equal(cap, 8192);
+        assert_true(membudget_grow(mb, MEM_INPUTS, &buf, &cap, 9000, 10001)); /* 16 KiB past the limit */
+        assert_int_equal(cap, 10001);
+        assert_int_equal(view_of(mb).by_use[MEM_INPUTS], 10001);
+        buf[10000] = 1;
+        /* Inputs may hold at most half the take limit (about 258 KB here). */
+        assert_false(membudget_grow(mb, MEM_INPUTS, &buf, &cap, 400000, SIZE_MAX));
+        assert_int_equal(cap, 10001);
+        assert_int_equal(view_of(mb).by_use[MEM_INPUTS], 10001);
+        /* Without a budget nothing is counted. */
+        uint8_t *other = NULL;
+        size_t other_cap = 0;
+        assert_true(membudget_grow(NULL, MEM_INPUTS, &other, &other_cap, 400000, SIZE_MAX));
+        assert_int_equal(other_cap, 524288);
+        free(other);
+        free(buf);
+        membudget_give(mb, MEM_INPUTS, cap);
+        membudget_free(mb);
+}
+
 static void test_a_take_over_the_limit_fails_and_takes_nothing(void **state)
 {
         struct membudget *mb = budget(6400); /* 1/64 of it, 100, kept for output */
@@ -324,6 +355,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_take_and_give_count_by_use),
+                cmocka_unit_test(test_a_buffer_grows_within_the_budget),
                 cmocka_unit_test(test_a_take_over_the_limit_fails_and_takes_nothing),
                 cmocka_unit_test(test_charge_goes_over_the_limit_and_blocks_takes),
                 cmocka_unit_test(test_giving_back_more_than_a_use_holds_is_capped),
