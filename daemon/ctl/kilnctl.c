@@ -663,9 +663,7 @@ int simple_call(struct ctx *x, json_t *msg, json_t **ret)
         return -1;
 }
 
-/* vec search COLL [KEY=VALUE...] [--queries FILE] [--out DIR]: the job
- * `submit vec.search collection=COLL KEY=VALUE...` would submit. */
-static int cmd_vec_search(struct ctx *x)
+int cmd_vec_search(struct ctx *x)
 {
         struct args *a = x->a, sub = *a;
 
@@ -694,18 +692,6 @@ static int cmd_vec_search(struct ctx *x)
         x->a = a;
         free(pos);
         return r;
-}
-
-static int cmd_vec_or_search(struct ctx *x)
-{
-        struct args *a = x->a;
-        bool search = a->npos >= 2 && !strcmp(a->pos[1], "search");
-
-        if (!search && (a->val[OPT_QUERIES] || a->val[OPT_OUT]))
-                return usage_error("%s", "only vec search takes --queries and --out");
-        if (search && (a->val[OPT_METRIC] || a->val[OPT_IDS]))
-                return usage_error("%s", "vec search takes no --metric or --ids (the collection has its metric)");
-        return search ? cmd_vec_search(x) : cmd_vec(x);
 }
 
 static int cmd_status(struct ctx *x)
@@ -876,7 +862,7 @@ int main(int argc, char **argv)
                 [CMD_SUBMIT] = cmd_submit, [CMD_STATUS] = cmd_status, [CMD_RESULT] = cmd_result,
                 [CMD_LIST] = cmd_list,     [CMD_CANCEL] = cmd_cancel, [CMD_STATS] = cmd_stats,
                 [CMD_WATCH] = cmd_result,  [CMD_TOKEN] = cmd_token,   [CMD_MODEL] = cmd_model,
-                [CMD_VEC] = cmd_vec_or_search,
+                [CMD_VEC] = cmd_vec,
         };
         r = run[a.cmd](&x);
         conn_close(&x.c);

@@ -136,3 +136,6 @@ void progress_clear(void);
 /* `model put|list|delete` and `vec put|info|list|delete|drop` (objects.c). */
 int cmd_model(struct ctx *x);
 int cmd_vec(struct ctx *x);
+/* vec search COLL [KEY=VALUE...] [--queries FILE] [--out DIR] (kilnctl.c): the job
+ * `submit vec.search collection=COLL KEY=VALUE...` would submit. */
+int cmd_vec_search(struct ctx *x);

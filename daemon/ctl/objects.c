@@ -535,6 +535,10 @@ int cmd_vec(struct ctx *x)
                 return usage_error("%s", "only vec put takes --metric");
         if (a->val[OPT_IDS] && strcmp(sub, "delete"))
                 return usage_error("%s", "only vec delete takes --ids");
+        if ((a->val[OPT_QUERIES] || a->val[OPT_OUT]) && strcmp(sub, "search"))
+                return usage_error("%s", "only vec search takes --queries and --out");
+        if (!strcmp(sub, "search"))
+                return cmd_vec_search(x);
         if (!strcmp(sub, "put"))
                 return vec_put(x);
         if (!strcmp(sub, "delete"))
