@@ -274,11 +274,12 @@ static void big_complete(struct store_writer *w, struct store_op *op)
 
         if (op->status < 0 && (op->written_input > 0 || op->written_result > 0) &&
             store_txn_begin(w->s, true, &t) >= 0) {
-                /* Best effort: pieces without a record that says so are harmless. */
-                if (store_op_slices_drop(t, op) >= 0 && writer_commit(w, t, w->s->sync == STORE_SYNC_FULL) >= 0)
-                        w->dirty = true;
-                else
+                /* Best effort: pieces without a record that says so are harmless. A
+                 * commit frees its transaction, failed or not. */
+                if (store_op_slices_drop(t, op) < 0)
                         store_txn_abort(t);
+                else if (writer_commit(w, t, w->s->sync == STORE_SYNC_FULL) >= 0)
+                        w->dirty = true;
         }
         w->big = op->next;
         if (!w->big)
