@@ -471,53 +471,58 @@ static void writer_wait(struct store_writer *w)
         }
 }
 
-/* One round of store_maintain in its own transaction, committed without the flush
- * of its meta page (writer_commit): what it deletes is rebuilt or re-deleted after a
- * crash, so it need not wait for the disk (the next synced commit or batch sync
- * finishes it). */
-static void writer_maintain(struct store_writer *w)
+/* A step of background work in its own write transaction, committed without the
+ * flush of its meta page (writer_commit): what it does is done again after a crash
+ * (maintenance deletes what is still due, a merge copies entries still in the log),
+ * so it need not wait for the disk; the next synced commit or the interval's flush
+ * finishes it (none under store.sync=off). Returns what step returned (> 0: that
+ * much done and committed), or a negative error. */
+static int writer_background(struct store_writer *w, int (*step)(struct store_txn *t, void *ctx), void *ctx)
 {
         struct store_txn *t;
-        int n = 0, r;
+        int n = store_txn_begin(w->s, true, &t);
 
-        w->next_maint_ms = now_ms() + MAINT_INTERVAL_MS;
-        if (store_txn_begin(w->s, true, &t) < 0)
-                return;
-        n = store_maintain(t, &w->s->policy, store_wall_ms(), MAINT_BUDGET);
+        if (n < 0)
+                return n;
+        n = step(t, ctx);
         if (n <= 0) {
                 store_txn_abort(t);
-                return;
+                return n;
         }
-        r = writer_commit(w, t, w->s->sync == STORE_SYNC_FULL);
-        if (r >= 0) {
+        int r = writer_commit(w, t, w->s->sync == STORE_SYNC_FULL);
+        if (r < 0)
+                return r;
+        if (w->s->sync != STORE_SYNC_OFF)
                 w->dirty = true;
-                if (n >= MAINT_BUDGET)
-                        w->next_maint_ms = now_ms(); /* more is due: again after queued ops */
-        }
+        return n;
+}
+
+static int maintain_step(struct store_txn *t, void *ctx)
+{
+        struct store_writer *w = ctx;
+
+        return store_maintain(t, &w->s->policy, store_wall_ms(), MAINT_BUDGET);
+}
+
+/* One round of store_maintain; again after queued ops when more is due. */
+static void writer_maintain(struct store_writer *w)
+{
+        w->next_maint_ms = now_ms() + MAINT_INTERVAL_MS;
+        if (writer_background(w, maintain_step, w) >= MAINT_BUDGET)
+                w->next_maint_ms = now_ms();
+}
+
+static int merge_step(struct store_txn *t, void *ctx)
+{
+        return store_cache_merge_step(t);
 }
 
 /* One transaction of a merge of recent cache entries into "cache"
- * (store_cache_recent.c), committed like maintenance without the flush of its meta
- * page: after a crash the entries are still in the log, and a later merge copies them
- * again. */
+ * (store_cache_recent.c); after a failure (the store short of room), again in
+ * MERGE_RETRY_MS. */
 static void writer_merge(struct store_writer *w)
 {
-        struct store_txn *t;
-        int r;
-
-        r = store_txn_begin(w->s, true, &t);
-        if (r >= 0) {
-                r = store_cache_merge_step(t);
-                if (r > 0) {
-                        r = writer_commit(w, t, w->s->sync == STORE_SYNC_FULL);
-                        /* Flushed at the next interval, as maintenance is (none under sync=off). */
-                        if (r >= 0 && w->s->sync != STORE_SYNC_OFF)
-                                w->dirty = true;
-                } else {
-                        store_txn_abort(t);
-                }
-        }
-        w->next_merge_ms = r < 0 ? now_ms() + MERGE_RETRY_MS : 0;
+        w->next_merge_ms = writer_background(w, merge_step, NULL) < 0 ? now_ms() + MERGE_RETRY_MS : 0;
 }
 
 /* True when every op of the batch is a record of a job answered from the cache. */
