@@ -98,15 +98,22 @@ static struct pending **find(struct parts *ps, const char *ref, const char *name
         return pp;
 }
 
-static void unlink_free(struct parts *ps, struct pending **pp)
+/* Unlinks and frees a pending part; its bytes go back to the budget unless `keep`
+ * (parts_take handing them over). */
+static void unlink_keep(struct parts *ps, struct pending **pp, bool keep)
 {
         struct pending *x = *pp;
         *pp = x->next;
         ps->n--;
         ps->bytes -= x->p.bytes;
-        if (ps->mem)
+        if (ps->mem && !keep)
                 membudget_give(ps->mem, MEM_INPUTS, x->p.bytes);
         pending_free(x);
+}
+
+static void unlink_free(struct parts *ps, struct pending **pp)
+{
+        unlink_keep(ps, pp, false);
 }
 
 static int fail(struct proto_error *err, enum kiln_err code, const char *field, const char *msg, ...)
@@ -246,7 +253,8 @@ out:
         return r;
 }
 
-int parts_take(struct parts *ps, json_t *ref, const char *name, struct part **ret, struct proto_error *err)
+int parts_take(struct parts *ps, json_t *ref, const char *name, struct part **ret, uint64_t *ret_held,
+               struct proto_error *err)
 {
         char *rt = ref_text(ref);
         if (!rt)
@@ -270,7 +278,9 @@ int parts_take(struct parts *ps, json_t *ref, const char *name, struct part **re
         }
         *p = x->p;
         x->p.data = NULL;
-        unlink_free(ps, pp); /* gives its bytes back: whoever takes it holds them now */
+        if (ret_held) /* its bytes stay taken: the caller's to give back */
+                *ret_held = ps->mem ? p->bytes : 0;
+        unlink_keep(ps, pp, ret_held != NULL);
         *ret = p;
         return 0;
 }

@@ -55,8 +55,11 @@ int parts_add(struct parts *ps, const struct proto_frame *f, struct proto_error 
 /* Takes the part `name` sent with `ref` (a message's "ref", any JSON value; NULL
  * takes nothing). Returns >= 0 and the part in *ret (the caller owns it), -ENOENT
  * when there is none, or -EAGAIN with *err filled when frames of it are still
- * missing (it is dropped). */
-int parts_take(struct parts *ps, json_t *ref, const char *name, struct part **ret, struct proto_error *err);
+ * missing (it is dropped). Its bytes are given back to the memory budget, or, with
+ * ret_held, stay taken (MEM_INPUTS) and *ret_held says how many the caller now
+ * gives back. */
+int parts_take(struct parts *ps, json_t *ref, const char *name, struct part **ret, uint64_t *ret_held,
+               struct proto_error *err);
 
 /* The name of a part still waiting under `ref` (one the message did not take), or
  * NULL. Borrowed until the next call. */

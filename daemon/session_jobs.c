@@ -218,7 +218,7 @@ void session_op_submit(struct session *s, const struct proto_req *rq)
         size_t n_parts = 0;
         struct proto_error err;
         for (size_t i = 0; kind->inputs && kind->inputs[i].name && s->parts && ref; i++) {
-                int k = parts_take(s->parts, ref, kind->inputs[i].name, &parts[n_parts], &err);
+                int k = parts_take(s->parts, ref, kind->inputs[i].name, &parts[n_parts], NULL, &err);
                 if (k >= 0) {
                         n_parts++;
                 } else if (k != -ENOENT) {

@@ -486,19 +486,6 @@ static bool no_other_parts(struct session *s, struct obj_req *r)
         return false;
 }
 
-/* The part's bytes stay in the memory budget while the request holds them (parts
- * gave them back on handing it over), as a job's inputs do: uploads waiting for a
- * worker or the store are bounded by memory.max_bytes like everything else. */
-static bool hold_part(struct session *s, struct obj_req *r)
-{
-        if (!s->d->mem)
-                return true;
-        if (!membudget_try_take(s->d->mem, MEM_INPUTS, r->part->bytes))
-                return false;
-        r->mem_held = r->part->bytes;
-        return true;
-}
-
 /* Takes the op's binary part. On failure the error is sent, whatever else was sent
  * with the message's ref is dropped, and false returned. */
 static bool take_part(struct session *s, struct obj_req *r)
@@ -512,7 +499,10 @@ static bool take_part(struct session *s, struct obj_req *r)
                 session_send_error(s, r->ref, KERR_INTERNAL, NULL, "out of memory");
                 return false;
         }
-        k = parts_take(ps, r->ref, field, &r->part, &err);
+        /* Its bytes stay in the memory budget while the request holds them, as a
+         * job's inputs do: uploads waiting for a worker or the store are bounded by
+         * memory.max_bytes like everything else. */
+        k = parts_take(ps, r->ref, field, &r->part, &r->mem_held, &err);
         if (k == -ENOENT)
                 session_send_error(s, r->ref, KERR_BAD_PARAMS, field,
                                    "%s needs the binary part \"%s\" (%s), sent with this message's \"ref\" before it",
@@ -524,11 +514,6 @@ static bool take_part(struct session *s, struct obj_req *r)
                 session_send_error(s, r->ref, KERR_TOO_LARGE, field,
                                    "part \"%s\" of %zu bytes is more than limits.max_object_bytes (%llu bytes)", field,
                                    r->part->bytes, (unsigned long long)s->d->cfg->limits.max_object_bytes);
-        else if (!hold_part(s, r))
-                session_send_error(s, r->ref, KERR_UNAVAILABLE, NULL,
-                                   "kilnd's memory budget (memory.max_bytes) has no room for this upload's %zu bytes "
-                                   "now; retry later",
-                                   r->part->bytes);
         else
                 return no_other_parts(s, r);
         if (r->ref)

@@ -10,23 +10,19 @@ counted (/metrics). A benchmark, not a test: it asserts nothing.
 import argparse
 import asyncio
 import os
-import re
 import sys
 import time
-import urllib.request
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
-from kiln_fixture import Client, Kilnd, encode_frame  # noqa: E402
+from kiln_fixture import Client, Kilnd, encode_frame, metrics  # noqa: E402
 from kiln_objects import next_ref, send_frames, vec_put  # noqa: E402
 
 
 def objects_counters(k):
-    with urllib.request.urlopen(k.http + "/metrics", timeout=10) as r:
-        text = r.read().decode()
-    found = dict(re.findall(r"^(kiln_objects_(?:loads|hits)_total) (\d+)$", text, re.M))
-    return int(found["kiln_objects_loads_total"]), int(found["kiln_objects_hits_total"])
+    m = metrics(k)
+    return int(m[("kiln_objects_loads_total", frozenset())]), int(m[("kiln_objects_hits_total", frozenset())])
 
 
 async def run(k, n, dim):

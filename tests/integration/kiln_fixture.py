@@ -7,6 +7,7 @@ Paths come from the environment CTest sets: KILND, KILNCTL, KILN_WEB_ROOT.
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -242,6 +243,25 @@ def decode_frame(frame):
 def encode_frame(header, payload):
     h = json.dumps(header).encode()
     return b"KLNB" + struct.pack("<I", len(h)) + h + payload
+
+
+def parse_metrics(text):
+    """{(name, frozenset(labels)): value} for every sample line of Prometheus text."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$', line)
+        assert m, f"malformed sample line: {line!r}"
+        labels = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
+        out[(m.group(1), labels)] = float(m.group(4))
+    return out
+
+
+def metrics(kilnd):
+    """kilnd's /metrics, parsed (parse_metrics)."""
+    with urllib.request.urlopen(kilnd.http + "/metrics", timeout=10) as r:
+        return parse_metrics(r.read().decode())
 
 
 class KilndTestCase(unittest.TestCase):

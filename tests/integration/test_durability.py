@@ -15,7 +15,7 @@ import unittest
 import numpy as np
 import websockets
 
-from kiln_fixture import Client, Kilnd, decode_frame, encode_frame
+from kiln_fixture import Client, Kilnd, decode_frame, encode_frame, metrics
 from test_jobshop import check_starts, instance_text, read_orlib
 
 BURST = 300
@@ -164,11 +164,12 @@ class DurabilityTest(unittest.TestCase):
     def restart(self):
         self.k.start()
 
-    def stream_and_kill9(self, k, params, kind, kill_at, pause=0):
+    def stream_and_kill9(self, k, params, kind, kill_at, pause=0, before_kill=None):
         """Sends a submit of `kind` (watch false) per params on 4 connections, reading
-        replies as they come, and kill -9s kilnd at the kill_at-th `accepted`. Every 40
-        submissions a sender sleeps `pause` s (0: yields). Returns ([(ref, job)] in the
-        order acknowledged, submissions sent when the kill was sent)."""
+        replies as they come, and kill -9s kilnd at the kill_at-th `accepted` (after
+        calling before_kill(), when given). Every 40 submissions a sender sleeps
+        `pause` s (0: yields). Returns ([(ref, job)] in the order acknowledged,
+        submissions sent when the kill was sent)."""
         n = len(params)
         accepted = []
         sent = [0]
@@ -195,6 +196,8 @@ class DurabilityTest(unittest.TestCase):
                         accepted.append((m["ref"], m["job"]))
                         if len(accepted) == kill_at:
                             sent_at_kill[0] = sent[0]
+                            if before_kill:
+                                before_kill()
                             self.kill9_now()
                 except websockets.ConnectionClosed:
                     pass
@@ -277,7 +280,11 @@ class DurabilityTest(unittest.TestCase):
         k = self.start(KILN_TEST_CACHE_MERGE_AT="40", KILN_CPU_THREADS="2")
         params = [{"model": "altman-z2", "rows": [[0.01 + i / 997, 0.3, -0.2 + i / 3001, 1.1]]} for i in range(n)]
         # Paced (2 ms every 40 submissions) so that jobs still arrive when the kill comes.
-        accepted, _ = self.stream_and_kill9(k, params, "risk.score", kill_at, pause=0.002)
+        merges = []
+        accepted, _ = self.stream_and_kill9(
+            k, params, "risk.score", kill_at, pause=0.002,
+            before_kill=lambda: merges.append(metrics(k)[("kiln_cache_merges_total", frozenset())]))
+        self.assertGreaterEqual(merges[0], 1, "no merge ran before kill -9")
         self.reap_killed()
         self.restart()
         got = self.run_async(watch_all(k.url, [job for _, job in accepted]))

@@ -1,13 +1,12 @@
 """GET /metrics: Prometheus text format, valid for promtool, the families of SPEC §3,
 and counters that follow what the daemon did."""
 import asyncio
-import re
 import shutil
 import subprocess
 import unittest
 import urllib.request
 
-from kiln_fixture import Client, KilndTestCase
+from kiln_fixture import Client, KilndTestCase, parse_metrics as parse
 
 FAMILIES = [
     "kiln_jobs_total", "kiln_queue_depth", "kiln_job_queue_seconds", "kiln_job_run_seconds",
@@ -15,19 +14,6 @@ FAMILIES = [
     "kiln_device_utilization_ratio", "kiln_device_memory_used_bytes", "kiln_connections",
     "kiln_ws_messages_total", "kiln_rejected_total",
 ]
-
-
-def parse(text):
-    """{(name, frozenset(labels)): value} for every sample line."""
-    out = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$', line)
-        assert m, f"malformed sample line: {line!r}"
-        labels = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
-        out[(m.group(1), labels)] = float(m.group(4))
-    return out
 
 
 class MetricsTest(KilndTestCase):

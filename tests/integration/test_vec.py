@@ -17,14 +17,12 @@ import json
 import os
 import random
 import subprocess
-import re
 import tempfile
 import unittest
-import urllib.request
 
 import numpy as np
 
-from kiln_fixture import Client, KilndTestCase, encode_frame
+from kiln_fixture import Client, KilndTestCase, encode_frame, metrics
 from kiln_objects import next_ref, send_frames, vec_put
 
 try:
@@ -647,10 +645,8 @@ class VecBatching(KilndTestCase):
 
 def objects_metrics(kilnd):
     """kiln_objects_loads_total and kiln_objects_hits_total from /metrics."""
-    with urllib.request.urlopen(kilnd.http + "/metrics", timeout=10) as r:
-        text = r.read().decode()
-    found = dict(re.findall(r"^(kiln_objects_(?:loads|hits)_total) (\d+)$", text, re.M))
-    return int(found["kiln_objects_loads_total"]), int(found["kiln_objects_hits_total"])
+    m = metrics(kilnd)
+    return m[("kiln_objects_loads_total", frozenset())], m[("kiln_objects_hits_total", frozenset())]
 
 
 class VecStaysLoadedTest(KilndTestCase):

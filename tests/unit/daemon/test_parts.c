@@ -40,9 +40,9 @@ static void test_a_part_in_one_frame_is_taken_whole(void **state)
         assert_string_equal(parts_left(ps, ref), "image");
         struct part *p = NULL;
         json_t *other = json_string("7");
-        assert_int_equal(parts_take(ps, other, "image", &p, &err), -ENOENT); /* "7" is not 7 */
-        assert_int_equal(parts_take(ps, ref, "rows", &p, &err), -ENOENT);
-        assert_int_equal(parts_take(ps, ref, "image", &p, &err), 0);
+        assert_int_equal(parts_take(ps, other, "image", &p, NULL, &err), -ENOENT); /* "7" is not 7 */
+        assert_int_equal(parts_take(ps, ref, "rows", &p, NULL, &err), -ENOENT);
+        assert_int_equal(parts_take(ps, ref, "image", &p, NULL, &err), 0);
         assert_int_equal(p->bytes, 100);
         assert_memory_equal(p->data, data, 100);
         assert_int_equal(parts_bytes(ps), 0);
@@ -70,7 +70,7 @@ static void test_a_part_in_several_frames_is_assembled_in_order(void **state)
                         assert_string_equal(parts_left(ps, ref), "vectors");
                 }
         }
-        assert_int_equal(parts_take(ps, ref, "vectors", &p, &err), 0);
+        assert_int_equal(parts_take(ps, ref, "vectors", &p, NULL, &err), 0);
         assert_memory_equal(p->data, data, 1000);
         part_free(p);
         json_decref(ref);
@@ -86,7 +86,7 @@ static void test_an_incomplete_part_is_refused_when_taken(void **state)
         struct proto_frame f = frame(ref, "rows", 64, data, 0, 32, true);
         assert_int_equal(parts_add(ps, &f, &err), 0);
         struct part *p = NULL;
-        assert_int_equal(parts_take(ps, ref, "rows", &p, &err), -EAGAIN);
+        assert_int_equal(parts_take(ps, ref, "rows", &p, NULL, &err), -EAGAIN);
         assert_int_equal(err.code, KERR_BAD_REQUEST);
         assert_non_null(strstr(err.message, "32 of its 64 bytes"));
         assert_int_equal(parts_bytes(ps), 0); /* dropped */
@@ -108,7 +108,7 @@ static void test_frames_in_any_order_make_the_part(void **state)
                 assert_int_equal(parts_add(ps, &f, &err), 0);
         }
         struct part *p = NULL;
-        assert_int_equal(parts_take(ps, ref, "rows", &p, &err), 0);
+        assert_int_equal(parts_take(ps, ref, "rows", &p, NULL, &err), 0);
         assert_memory_equal(p->data, data, 100);
         part_free(p);
         json_decref(ref);
@@ -210,12 +210,21 @@ static void test_waiting_parts_hold_memory_budget(void **state)
         assert_int_equal(v.by_use[MEM_INPUTS], 8000);
 
         struct part *p = NULL;
-        assert_int_equal(parts_take(ps, a, "x", &p, &err), 0);
+        assert_int_equal(parts_take(ps, a, "x", &p, NULL, &err), 0);
         part_free(p);
         parts_drop(ps, c);
         membudget_view(mb, &v);
         assert_int_equal(v.by_use[MEM_INPUTS], 4000);
-        parts_free(ps); /* gives back what still waits */
+        /* Taken with ret_held, its bytes stay taken, the taker's to give back. */
+        uint64_t held = 0;
+        assert_int_equal(parts_take(ps, b, "x", &p, &held, &err), 0);
+        assert_int_equal(held, 4000);
+        assert_int_equal(parts_bytes(ps), 0);
+        membudget_view(mb, &v);
+        assert_int_equal(v.by_use[MEM_INPUTS], 4000);
+        part_free(p);
+        membudget_give(mb, MEM_INPUTS, held);
+        parts_free(ps); /* gives back what still waits: nothing now */
         membudget_view(mb, &v);
         assert_int_equal(v.by_use[MEM_INPUTS], 0);
         json_decref(a);
