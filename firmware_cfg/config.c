@@ -24,13 +24,12 @@ struct source {
         enum source_kind kind;
         char *name;     /* the file path or the variable name; NULL for a default */
         unsigned line;  /* for SOURCE_FILE */
+        char *note;     /* how a value of 0 ("auto") was worked out (--print-config); NULL */
 };
 
 struct kiln_config_sources {
         struct source *keys;   /* kiln_cfg_n_keys entries, parallel to kiln_cfg_keys */
         struct source *batch;  /* KILN_CONFIG_MAX_BATCH_KINDS * kiln_cfg_n_batch_keys */
-        char memory_auto[1200]; /* how memory.max_bytes was worked out from 0; "" when set */
-        char objects_auto[64];  /* likewise memory.objects_cache_bytes */
 };
 
 /* Where the reader is and what it reads into. */
@@ -80,6 +79,8 @@ static void source_clear(struct source *s)
 {
         free(s->name);
         s->name = NULL;
+        free(s->note);
+        s->note = NULL;
         s->kind = SOURCE_DEFAULT;
         s->line = 0;
 }
@@ -113,17 +114,30 @@ static void batch_defaults(struct kiln_batch_config *b, const char *kind)
                                            b, msg, sizeof(msg));
 }
 
+/* Sets how key k's value of 0 ("auto") was worked out, for --print-config ("" or
+ * NULL: it was set, no note). */
+static void auto_note(struct kiln_config *c, const struct kiln_cfg_key *k, const char *why)
+{
+        struct source *src = &c->sources->keys[k - kiln_cfg_keys];
+        char *note = NULL;
+
+        if (why && *why && asprintf(&note, "auto: %s", why) < 0)
+                note = NULL; /* no memory: no note */
+        free(src->note);
+        src->note = note;
+}
+
 /* memory.max_bytes = 0 ("auto"): half of the machine's memory or of its cgroup's
- * limit, kept within the key's range, with the reason remembered for --print-config.
+ * limit, kept within the key's range, with the reason noted for --print-config.
  * A figure that was set is left alone. */
 static void resolve_memory(struct kiln_config *c)
 {
         const struct kiln_cfg_key *k = kiln_cfg_find("memory", "max_bytes");
         struct kiln_sysmem m;
-        char why[sizeof(c->sources->memory_auto) - 8];
+        char why[1200];
         uint64_t v;
 
-        c->sources->memory_auto[0] = '\0';
+        auto_note(c, k, NULL);
         if (c->memory.max_bytes)
                 return;
         if (kiln_sysmem_probe("", &m) < 0) {
@@ -137,21 +151,21 @@ static void resolve_memory(struct kiln_config *c)
         if (v > k->max)
                 v = k->max;
         c->memory.max_bytes = v;
-        snprintf(c->sources->memory_auto, sizeof(c->sources->memory_auto), "auto: %s", why);
+        auto_note(c, k, why);
 }
 
 /* memory.objects_cache_bytes = 0 ("auto"): half of memory.max_bytes (resolved
- * first). A figure that was set is left alone. */
+ * first: half of its range is within this key's). A figure that was set is left
+ * alone. */
 static void resolve_objects_cache(struct kiln_config *c)
 {
         const struct kiln_cfg_key *k = kiln_cfg_find("memory", "objects_cache_bytes");
 
-        c->sources->objects_auto[0] = '\0';
+        auto_note(c, k, NULL);
         if (c->memory.objects_cache_bytes)
                 return;
-        uint64_t v = c->memory.max_bytes / 2;
-        c->memory.objects_cache_bytes = v < k->min ? k->min : v > k->max ? k->max : v;
-        snprintf(c->sources->objects_auto, sizeof(c->sources->objects_auto), "auto: half of memory.max_bytes");
+        c->memory.objects_cache_bytes = c->memory.max_bytes / 2;
+        auto_note(c, k, "half of memory.max_bytes");
 }
 
 /* Every key at its schema default, values still as the table has them (0 for
@@ -795,13 +809,8 @@ void kiln_config_print(const struct kiln_config *c, FILE *f)
                 for (size_t i = 0; i < kiln_cfg_n_keys; i++) {
                         if (strcmp(kiln_cfg_keys[i].section, kiln_cfg_sections[si]) != 0)
                                 continue;
-                        const char *how = NULL;
-                        if (c->sources && kiln_cfg_keys[i].offset == offsetof(struct kiln_config, memory.max_bytes))
-                                how = c->sources->memory_auto;
-                        else if (c->sources &&
-                                 kiln_cfg_keys[i].offset == offsetof(struct kiln_config, memory.objects_cache_bytes))
-                                how = c->sources->objects_auto;
-                        print_key(f, &kiln_cfg_keys[i], c, c->sources ? &c->sources->keys[i] : NULL, how);
+                        const struct source *src = c->sources ? &c->sources->keys[i] : NULL;
+                        print_key(f, &kiln_cfg_keys[i], c, src, src ? src->note : NULL);
                 }
         }
         for (size_t b = 0; b < c->n_batch && b < KILN_CONFIG_MAX_BATCH_KINDS; b++) {

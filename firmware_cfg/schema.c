@@ -149,8 +149,7 @@ const struct kiln_cfg_key kiln_cfg_keys[] = {
           .doc = "Most bytes of stored objects one tenant may have, all its models and collections together." },
         /* [memory] */
         { "memory", "max_bytes", KILN_CFG_SIZE, CFG(memory.max_bytes),
-          .def = "0", .min = 64 * MIB, .max = TIB, .zero_is_auto = true,
-          .auto_means = "half of the machine's or the cgroup's memory",
+          .def = "0", .min = 64 * MIB, .max = TIB, .auto_means = "half of the machine's or the cgroup's memory",
           .doc = "Most bytes kilnd holds for job inputs, results, output buffers and model checks; jobs that do not "
                  "fit wait queued, uploads that do not fit are refused. "
                  "0 means half of the machine's memory or of its cgroup's limit, whichever is smaller." },
@@ -158,7 +157,7 @@ const struct kiln_cfg_key kiln_cfg_keys[] = {
           .def = "256MiB", .min = 64 * KIB, .max = 16 * GIB,
           .doc = "Most bytes waiting to be sent to one connection; a client that reads slower is disconnected, its jobs go on." },
         { "memory", "objects_cache_bytes", KILN_CFG_SIZE, CFG(memory.objects_cache_bytes),
-          .def = "0", .min = MIB, .max = TIB, .zero_is_auto = true, .auto_means = "half of memory.max_bytes",
+          .def = "0", .min = MIB, .max = TIB, .auto_means = "half of memory.max_bytes",
           .doc = "Most bytes of loaded models and vector collections kept in memory while no job uses them, so that "
                  "the next job of the same version need not load it again; the least recently used go first. "
                  "0 means half of memory.max_bytes." },
@@ -621,11 +620,11 @@ int kiln_cfg_parse_value(const struct kiln_cfg_key *k, const char *text, void *b
                                 snprintf(msg, msg_size, "'%s' is not an unsigned integer", text);
                         return -EINVAL;
                 }
-                if (r < 0 || ((u < k->min || u > k->max) && !(u == 0 && k->zero_is_auto))) {
+                if (r < 0 || ((u < k->min || u > k->max) && !(u == 0 && k->auto_means))) {
                         kiln_cfg_range_text(k, range, sizeof(range));
                         snprintf(msg, msg_size, "'%s' is out of range %s%s%s%s", text, range,
-                                 k->zero_is_auto ? " (or 0: " : "", k->zero_is_auto ? k->auto_means : "",
-                                 k->zero_is_auto ? ")" : "");
+                                 k->auto_means ? " (or 0: " : "", k->auto_means ? k->auto_means : "",
+                                 k->auto_means ? ")" : "");
                         return -ERANGE;
                 }
                 if (k->type == KILN_CFG_SIZE) {

@@ -127,9 +127,8 @@ struct kiln_cfg_key {
         uint64_t min, max;            /* range for U32 and SIZE */
         double dmin, dmax;            /* range for DOUBLE */
         bool may_be_empty;            /* for string types: "" is allowed */
-        bool zero_is_auto;            /* SIZE: 0 is accepted besides the range and means
-                                       * "worked out at load" (config.c) */
-        const char *auto_means;       /* with zero_is_auto: what 0 comes to, for errors */
+        const char *auto_means;       /* SIZE, non-NULL: 0 is accepted besides the range and
+                                       * means "worked out at load" (config.c), this */
         const char *const *choices;   /* ENUM: NULL-terminated, in enum order */
         const char *doc;              /* one line */
 };
