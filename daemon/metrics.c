@@ -280,9 +280,8 @@ char *metrics_render(const struct metrics_view *v)
                        "Bytes free on the job store's file system.", v->store.fs_free);
                 single(&b, "kiln_store_map_free_bytes", "gauge",
                        "Bytes LMDB can still place in the store's map.", v->store.map_free);
-                family(&b, "kiln_store_full", "gauge",
-                       "1 while new work is refused for lack of room in the job store.");
-                put(&b, "kiln_store_full %d\n", v->store.full ? 1 : 0);
+                single(&b, "kiln_store_full", "gauge", "1 while new work is refused for lack of room in the job store.",
+                       v->store.full ? 1 : 0);
         }
         if (v->store.writer) {
                 single(&b, "kiln_store_commits_total", "counter",
@@ -297,8 +296,7 @@ char *metrics_render(const struct metrics_view *v)
         family(&b, "kiln_device_memory_used_bytes", "gauge", "Memory in use on each device.");
         devices(&b, v->backends, true);
 
-        family(&b, "kiln_connections", "gauge", "Open WebSocket connections.");
-        put(&b, "kiln_connections %zu\n", v->connections);
+        single(&b, "kiln_connections", "gauge", "Open WebSocket connections.", v->connections);
         family(&b, "kiln_ws_messages_total", "counter", "WebSocket messages, by direction.");
         put(&b, "kiln_ws_messages_total{direction=\"in\"} %llu\nkiln_ws_messages_total{direction=\"out\"} %llu\n",
             (unsigned long long)v->ws_messages_in, (unsigned long long)v->ws_messages_out);

@@ -194,7 +194,7 @@ int risk_run_cpu_batch(struct kiln_task *const *t, size_t n)
                         if (done[k] || forest_of(t[k]) != f || risk_model_of(t[k]->params) != RISK_MODEL_STORED)
                                 continue;
                         const struct kiln_array *b = risk_rows(t[k]->inputs, t[k]->n_inputs);
-                        if (!b || b->shape[1] != f->n_features || b->shape[0] > limit || total + b->shape[0] > limit)
+                        if (!b || b->shape[1] != f->n_features || total + b->shape[0] > limit)
                                 continue; /* alone, or in a later group */
                         g[m++] = t[k];
                         total += b->shape[0];

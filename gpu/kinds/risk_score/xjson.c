@@ -38,8 +38,10 @@ struct parser {
 /* Takes n bytes of what the parse may allocate; false (nothing taken) past it. */
 static bool charge(struct parser *p, size_t n)
 {
-        if (n > p->left)
+        if (n > p->left) {
+                p->capped = true;
                 return false;
+        }
         p->left -= n;
         return true;
 }
@@ -58,10 +60,8 @@ static void *arena_alloc(struct parser *p, size_t bytes)
         bytes = (bytes + 15) & ~(size_t)15;
         if (!b || b->cap - b->used < bytes) {
                 size_t cap = bytes > ARENA_BLOCK ? bytes : ARENA_BLOCK;
-                if (!charge(p, sizeof(*b) + cap)) {
-                        p->capped = true;
+                if (!charge(p, sizeof(*b) + cap))
                         return NULL;
-                }
                 b = malloc(sizeof(*b) + cap);
                 if (!b)
                         return NULL;
@@ -106,15 +106,16 @@ static int fail_at(struct parser *p, size_t at, const char *what)
 /* Out of memory, or (-E2BIG) of what the parse may allocate. */
 static int fail_nomem(struct parser *p)
 {
-        if (p->err && p->capped) {
-                snprintf(p->err->text, sizeof(p->err->text), "reading it takes more memory than allowed");
+        if (p->capped) {
+                if (p->err)
+                        snprintf(p->err->text, sizeof(p->err->text), "reading it takes more memory than allowed");
                 return -E2BIG;
         }
         if (p->err) {
                 snprintf(p->err->text, sizeof(p->err->text), "out of memory");
                 p->err->nomem = true;
         }
-        return p->capped ? -E2BIG : -ENOMEM;
+        return -ENOMEM;
 }
 
 static void skip_ws(struct parser *p)
@@ -301,10 +302,8 @@ static int parse_number(struct parser *p, struct xj_value *ret)
         }
         size_t n = i - start;
         if (n >= sizeof(buf)) {
-                if (!charge(p, n + 1)) {
-                        p->capped = true;
+                if (!charge(p, n + 1))
                         return fail_nomem(p);
-                }
                 text = malloc(n + 1);
                 if (!text)
                         return fail_nomem(p);
@@ -338,10 +337,8 @@ static int push(struct parser *p, const char *key, uint32_t key_len, const struc
         if (p->n_pending == p->cap_pending) {
                 size_t cap = p->cap_pending ? p->cap_pending * 2 : 256;
                 /* The new stack whole: realloc may hold the old one too while it copies. */
-                if (!charge(p, cap * sizeof(struct xj_member))) {
-                        p->capped = true;
+                if (!charge(p, cap * sizeof(struct xj_member)))
                         return fail_nomem(p);
-                }
                 struct xj_member *m = realloc(p->pending, cap * sizeof(*m));
                 refund(p, (m ? p->cap_pending : cap) * sizeof(struct xj_member));
                 if (!m)
@@ -378,10 +375,8 @@ static int has_duplicates(struct parser *p, const struct xj_member *m, size_t n,
                                         *ret = true;
                 return 0;
         }
-        if (!charge(p, n * sizeof(const struct xj_member *))) {
-                p->capped = true;
+        if (!charge(p, n * sizeof(const struct xj_member *)))
                 return -ENOMEM;
-        }
         const struct xj_member **s = malloc(n * sizeof(*s));
         if (!s) {
                 refund(p, n * sizeof(*s));
