@@ -339,15 +339,8 @@ static int purge_collect(struct store_txn *t, MDB_dbi dbi, bool recent, const ch
                 const uint8_t *hash = key.mv_data;
                 struct cache_view v;
 
-                if (recent) {
-                        if (val.mv_size < 16)
-                                continue;
-                        hash = val.mv_data;
-                        val.mv_size -= 16;
-                        val.mv_data = (uint8_t *)val.mv_data + 16;
-                } else if (key.mv_size != 16) {
+                if (recent ? !cache_recent_record(&val, &hash, &val) : key.mv_size != 16)
                         continue;
-                }
                 if (kind && (cache_parse(&val, &v) < 0 || !view_equals(&v.kind, kind)))
                         continue;
                 if (*n == *cap) {
@@ -490,12 +483,14 @@ static int scan_table(struct store *s, MDB_txn *txn, bool recent, uint64_t *byte
                 return rc;
         for (rc = mdb_cursor_get(c, &key, &val, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
                 if (recent) {
-                        MDB_val hk = store_key16(val.mv_data);
+                        const uint8_t *hash;
+                        MDB_val hk;
 
-                        if (val.mv_size < 16 || mdb_get(txn, s->cache, &hk, &main) == 0)
+                        if (!cache_recent_record(&val, &hash, &val))
                                 continue;
-                        val.mv_size -= 16;
-                        val.mv_data = (uint8_t *)val.mv_data + 16;
+                        hk = store_key16(hash);
+                        if (mdb_get(txn, s->cache, &hk, &main) == 0)
+                                continue;
                 }
                 if (cache_parse(&val, &v) == 0) {
                         *bytes += v.size;

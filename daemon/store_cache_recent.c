@@ -69,9 +69,10 @@ struct cache_recent {
         uint64_t next_seq;
         atomic_bool merging;         /* read on any thread (store_cache_merge_due) */
         _Atomic uint64_t merges;     /* finished, since open */
-        bool truncating;
         uint64_t upto;               /* the last number in the merge */
-        struct recent_slot *sorted;  /* the merge's entries in hash order */
+        /* The merge's entries in hash order while they are copied; NULL once they
+         * all are, when the merge truncates the log. */
+        struct recent_slot *sorted;
         size_t n_sorted, pos;        /* pos: those copied into "cache" so far */
 };
 
@@ -237,14 +238,14 @@ int cache_recent_get(struct store_txn *t, const uint8_t hash[16], uint64_t *ret_
 
         if (seq == 0)
                 return -ENOENT;
+        const uint8_t *h;
         r = store_mdb_errno(mdb_get(t->txn, t->s->cache_recent, &key, &val));
         if (r < 0)
                 return r;
         /* Another snapshot's entry under that number, or an unreadable one: none. */
-        if (val.mv_size < 16 || memcmp(val.mv_data, hash, 16))
+        if (!cache_recent_record(&val, &h, ret_val) || memcmp(h, hash, 16))
                 return -ENOENT;
         *ret_seq = seq;
-        *ret_val = (MDB_val){ .mv_size = val.mv_size - 16, .mv_data = (uint8_t *)val.mv_data + 16 };
         return 0;
 }
 
@@ -319,12 +320,10 @@ void cache_recent_committed(struct store_txn *t)
                 if (r->pos == r->n_sorted) {
                         free(r->sorted);
                         r->sorted = NULL;
-                        r->truncating = true;
                 }
         }
         if (t->merge_finished) {
                 r->merging = false;
-                r->truncating = false;
                 atomic_fetch_add(&r->merges, 1);
         }
         free(t->undo);
@@ -415,8 +414,7 @@ static int merge_start(struct store *s, struct cache_recent *r)
         r->pos = 0;
         r->upto = r->next_seq - 1;
         r->merging = true;
-        r->truncating = n == 0; /* nothing to copy (not due then, but never stuck) */
-        if (n == 0) {
+        if (n == 0) { /* nothing to copy (not due then, but never stuck): truncate */
                 free(r->sorted);
                 r->sorted = NULL;
         }
@@ -441,12 +439,12 @@ static int merge_slice(struct store_txn *t)
                         e = 0; /* deleted or replaced since */
                         continue;
                 }
-                if (e < 0 || val.mv_size < 16 || memcmp(val.mv_data, m->hash, 16))
+                const uint8_t *h;
+                MDB_val entry;
+                if (e < 0 || !cache_recent_record(&val, &h, &entry) || memcmp(h, m->hash, 16))
                         continue;
                 hk = store_key16(m->hash);
-                val.mv_size -= 16;
-                val.mv_data = (uint8_t *)val.mv_data + 16;
-                e = store_txn_result(t, mdb_put(t->txn, t->s->cache, &hk, &val, 0));
+                e = store_txn_result(t, mdb_put(t->txn, t->s->cache, &hk, &entry, 0));
         }
         if (e >= 0)
                 t->merge_pos = end;
@@ -522,7 +520,7 @@ int store_cache_merge_step(struct store_txn *t)
                 if (e < 0)
                         return e;
         }
-        e = r->truncating ? merge_truncate(t) : merge_slice(t);
+        e = r->sorted ? merge_slice(t) : merge_truncate(t);
         return e < 0 ? e : 1;
 }
 
@@ -579,8 +577,10 @@ int cache_recent_load(struct store *s, MDB_txn *txn)
                 return rc;
         for (rc = mdb_cursor_get(c, &key, &val, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
                 uint64_t seq;
+                const uint8_t *hash;
+                MDB_val entry;
 
-                if (key.mv_size != 8 || val.mv_size < 16) {
+                if (key.mv_size != 8 || !cache_recent_record(&val, &hash, &entry)) {
                         /* Not a record this file writes: dropped, so appends never meet it. */
                         rc = mdb_cursor_del(c, 0);
                         if (rc)
@@ -591,11 +591,10 @@ int cache_recent_load(struct store *s, MDB_txn *txn)
                 if (seq >= r->next_seq)
                         r->next_seq = seq + 1;
                 if (index_room(r)) {
-                        index_set(r, val.mv_data, seq);
+                        index_set(r, hash, seq);
                         continue;
                 }
-                MDB_val hk = store_key16(val.mv_data), entry = { .mv_size = val.mv_size - 16,
-                                                                  .mv_data = (uint8_t *)val.mv_data + 16 };
+                MDB_val hk = store_key16(hash);
                 rc = mdb_put(txn, s->cache, &hk, &entry, 0);
                 if (rc == 0)
                         rc = mdb_cursor_del(c, 0);

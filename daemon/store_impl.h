@@ -320,6 +320,16 @@ int store_cache_scan(struct store *s, MDB_txn *txn);
 
 int cache_recent_new(struct store *s);
 void cache_recent_free(struct store *s);
+/* A record of "cache_recent" (key: its number, u64 BE): the entry's hash (16 bytes),
+ * then the entry as "cache" holds it. false: not such a record. */
+static inline bool cache_recent_record(const MDB_val *rec, const uint8_t **ret_hash, MDB_val *ret_entry)
+{
+        if (rec->mv_size < 16)
+                return false;
+        *ret_hash = rec->mv_data;
+        *ret_entry = (MDB_val){ .mv_size = rec->mv_size - 16, .mv_data = (uint8_t *)rec->mv_data + 16 };
+        return true;
+}
 /* At open: indexes "cache_recent". Returns an LMDB code. */
 int cache_recent_load(struct store *s, MDB_txn *txn);
 /* The recent entry of `hash`: its number and its value (the entry, as "cache" would
