@@ -134,7 +134,7 @@ int store_object_items_put(struct store_txn *t, const struct store_object_ref *o
 {
         struct object_header old = { 0 }, h;
         struct sorted_item *v = NULL;
-        struct store_object_info info;
+        struct store_object_info info = { 0 }; /* cleared on failure: a no-op when unfilled */
         struct item_key k;
         uint64_t old_part = 0, new_part = 0, added = 0;
         size_t m = 0;
@@ -184,11 +184,8 @@ int store_object_items_put(struct store_txn *t, const struct store_object_ref *o
                 r = store_object_first_version(t, k.b, (size_t)klen, &h.version);
                 h.created_ms = now_ms;
         }
-        bool filled = false;
-        if (r >= 0 && ret) {
+        if (r >= 0 && ret)
                 r = store_object_info_fill(o->name, &h, &info); /* before any write */
-                filled = r >= 0;
-        }
         for (size_t i = 0; r >= 0 && i < m; i++) {
                 MDB_val key = item_key(&k, v[i].it);
                 MDB_val val = { .mv_size = v[i].it->size, .mv_data = (void *)v[i].it->data };
@@ -198,7 +195,7 @@ int store_object_items_put(struct store_txn *t, const struct store_object_ref *o
                 r = store_object_changed(t, o, k.b, (size_t)klen, created, old.bytes, &h);
         if (r >= 0 && ret)
                 *ret = info;
-        else if (filled)
+        else
                 store_object_info_clear(&info);
         free(v);
         free(old.meta);

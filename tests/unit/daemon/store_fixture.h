@@ -53,25 +53,33 @@ static inline void store_fixture_reopen(struct fixture *f, enum store_sync_mode 
         assert_int_equal(store_open(f->dir, MAP_SIZE, sync, &f->s), 0);
 }
 
-/* Merges the cache's recent entries into "cache" now, to the end, as the writer does
- * once there are enough of them. Returns how many transactions it took. */
-static inline int fixture_merge_cache(struct store *s)
+/* One transaction of a merge of the cache's recent entries, as the writer runs it:
+ * 1 when it did something (committed), 0 when no merge is due. */
+static inline int fixture_merge_step(struct store *s)
 {
         struct store_txn *t;
-        int r, n = 0;
+        int r;
+
+        assert_int_equal(store_txn_begin(s, true, &t), 0);
+        r = store_cache_merge_step(t);
+        assert_true(r >= 0);
+        if (r > 0)
+                assert_int_equal(store_txn_commit(t), 0);
+        else
+                store_txn_abort(t);
+        return r;
+}
+
+/* Merges the cache's recent entries into "cache" now, to the end, as the writer does
+ * once there are enough of them. Returns how many transactions it took. Leaves the
+ * merge threshold at the store's own. */
+static inline int fixture_merge_cache(struct store *s)
+{
+        int n = 0;
 
         store_set_cache_merge_at(1);
-        do {
-                assert_int_equal(store_txn_begin(s, true, &t), 0);
-                r = store_cache_merge_step(t);
-                assert_true(r >= 0);
-                if (r > 0) {
-                        assert_int_equal(store_txn_commit(t), 0);
-                        n++;
-                } else {
-                        store_txn_abort(t);
-                }
-        } while (r > 0);
+        while (fixture_merge_step(s) > 0)
+                n++;
         store_set_cache_merge_at(0);
         return n;
 }

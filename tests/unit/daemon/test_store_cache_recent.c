@@ -98,20 +98,6 @@ static void assert_hits(struct fixture *f, unsigned n, uint32_t job)
         assert_memory_equal(hit.blob, id, 16);
 }
 
-/* One transaction of a merge (merge_at entries make one due). */
-static int merge_step(struct fixture *f)
-{
-        struct store_txn *t = wtxn(f);
-        int r = store_cache_merge_step(t);
-
-        assert_true(r >= 0);
-        if (r > 0)
-                assert_int_equal(store_txn_commit(t), 0);
-        else
-                store_txn_abort(t);
-        return r;
-}
-
 static void entries_go_to_the_log_then_merge_into_cache(void **state)
 {
         struct fixture *f = *state;
@@ -132,7 +118,9 @@ static void entries_go_to_the_log_then_merge_into_cache(void **state)
 
         /* Not due below merge_at; due at it: a slice, then the truncation. */
         store_set_cache_merge_at(151);
-        assert_int_equal(merge_step(f), 0);
+        assert_int_equal(fixture_merge_step(f->s), 0);
+        store_set_cache_merge_at(150);
+        assert_true(store_cache_merge_due(f->s));
         assert_int_equal(fixture_merge_cache(f->s), 2);
         store_cache_stats(f->s, &st);
         assert_int_equal(st.recent, 0);
@@ -165,13 +153,13 @@ static void writes_during_a_merge_reach_both_copies(void **state)
         put_done_cached(f, 2, 100, 0, &b, UINT64_MAX, NOW);
         put_done_cached(f, 3, 100, 0, &c, UINT64_MAX, NOW);
         store_set_cache_merge_at(1);
-        assert_int_equal(merge_step(f), 1); /* the slice: a, b and c are in both tables */
+        assert_int_equal(fixture_merge_step(f->s), 1); /* the slice: a, b and c are in both tables */
 
         assert_int_equal(lookup(f, &a, NOW + 5000, 0, &hit), 0); /* a used last */
         put_done_cached(f, 12, 100, 0, &b, UINT64_MAX, NOW + 1000); /* b replaced */
-        assert_int_equal(merge_step(f), 1); /* the truncation */
+        assert_int_equal(fixture_merge_step(f->s), 1); /* the truncation */
         store_set_cache_merge_at(0);
-        assert_int_equal(merge_step(f), 0); /* b's new entry waits in the log */
+        assert_int_equal(fixture_merge_step(f->s), 0); /* b's new entry waits in the log */
         assert_counted(f, 3, 300);
         assert_hits(f, 2, 12);
 
@@ -198,7 +186,7 @@ static void a_stop_between_slice_and_truncation_counts_each_entry_once(void **st
         for (unsigned n = 1; n <= 20; n++)
                 put_n(f, n);
         store_set_cache_merge_at(1);
-        assert_int_equal(merge_step(f), 1);
+        assert_int_equal(fixture_merge_step(f->s), 1);
         store_set_cache_merge_at(0);
         assert_tables(f, 20, 20);
         assert_counted(f, 20, 210);
@@ -227,13 +215,13 @@ static void purge_during_a_merge_deletes_each_entry_once(void **state)
         for (unsigned n = 1; n <= 10; n++)
                 put_n(f, n);
         store_set_cache_merge_at(1);
-        assert_int_equal(merge_step(f), 1);
+        assert_int_equal(fixture_merge_step(f->s), 1);
         struct store_txn *t = wtxn(f);
         assert_int_equal(store_cache_purge(t, "lens.nfw", &n_purged), 0);
         assert_int_equal(store_txn_commit(t), 0);
         assert_int_equal(n_purged, 10);
-        assert_int_equal(merge_step(f), 1);
-        assert_int_equal(merge_step(f), 0);
+        assert_int_equal(fixture_merge_step(f->s), 1);
+        assert_int_equal(fixture_merge_step(f->s), 0);
         store_set_cache_merge_at(0);
         assert_counted(f, 0, 0);
         for (unsigned n = 1; n <= 10; n++) {
