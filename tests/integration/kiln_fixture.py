@@ -264,6 +264,30 @@ def metrics(kilnd):
         return parse_metrics(r.read().decode())
 
 
+async def collect_done(client, ids, timeout=90):
+    """Reads until the `done` of every id (and its parts) arrived on client; an
+    `error` reply (say `not_found` for a lost job) fails at once.
+    Returns {id: (done, {part: ndarray})}."""
+    want = set(ids)
+    got = {}
+    end = time.monotonic() + timeout
+    while want:
+        m = await client.recv(max(0.1, end - time.monotonic()))
+        assert not isinstance(m, bytes), "a part frame without its done"
+        assert m.get("op") != "error", f"kilnd answered an error: {m}"
+        if m.get("op") != "done":
+            continue
+        parts = {}
+        for p in m.get("parts", []):
+            name, arr = decode_frame(await client.recv(max(0.1, end - time.monotonic())))
+            assert name == p["name"], (name, p)
+            parts[name] = arr
+        if m["job"] in want:
+            want.discard(m["job"])
+            got[m["job"]] = (m, parts)
+    return got
+
+
 class KilndTestCase(unittest.TestCase):
     """Starts one kilnd per test class (override `env` for KILN_* settings)."""
 

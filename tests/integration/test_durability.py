@@ -15,7 +15,7 @@ import unittest
 import numpy as np
 import websockets
 
-from kiln_fixture import Client, Kilnd, decode_frame, encode_frame, metrics
+from kiln_fixture import Client, Kilnd, collect_done, encode_frame, metrics
 from test_jobshop import check_starts, instance_text, read_orlib
 
 BURST = 300
@@ -69,30 +69,6 @@ async def submit_burst(clients, params_list, after_last=None, watch=False, timeo
 
     await asyncio.gather(*(read(c, idx) for c, idx in zip(clients, per_client)))
     return ids
-
-
-async def collect_done(client, ids, timeout=90):
-    """Reads until the `done` of every id (and its parts) arrived on client; an
-    `error` reply (say `not_found` for a lost job) fails at once.
-    Returns {id: (done, {part: ndarray})}."""
-    want = set(ids)
-    got = {}
-    end = time.monotonic() + timeout
-    while want:
-        m = await client.recv(max(0.1, end - time.monotonic()))
-        assert not isinstance(m, bytes), "a part frame without its done"
-        assert m.get("op") != "error", f"kilnd answered an error: {m}"
-        if m.get("op") != "done":
-            continue
-        parts = {}
-        for p in m.get("parts", []):
-            name, arr = decode_frame(await client.recv(max(0.1, end - time.monotonic())))
-            assert name == p["name"], (name, p)
-            parts[name] = arr
-        if m["job"] in want:
-            want.discard(m["job"])
-            got[m["job"]] = (m, parts)
-    return got
 
 
 async def watch_all(url, ids, timeout=90):

@@ -17,7 +17,7 @@ import unittest
 
 import websockets
 
-from kiln_fixture import KILND, Client, Kilnd
+from kiln_fixture import KILND, Client, Kilnd, collect_done
 
 ALL_MAPS = ["kappa", "gamma1", "gamma2", "alpha_x", "alpha_y", "mu", "psi"]
 SYSTEMD_VARS = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "INVOCATION_ID", "LISTEN_FDS",
@@ -331,11 +331,7 @@ class ServiceTest(unittest.TestCase):
                 await c.send({"op": "watch", "job": j})
             # In whatever order they come: a job that ended before its `watch` was
             # read is answered at once, one still running when it ends.
-            got = {}
-            while len(got) < len(queued):
-                d = await c.read_done(None, timeout=60)
-                if d[0]["job"] in queued:
-                    got[d[0]["job"]] = d
+            got = await collect_done(c, queued, timeout=60)
             dones = [got[j] for j in queued]
             sts = [await c.call({"op": "status", "job": j}) for j in [job] + queued]
             await c.close()
@@ -344,7 +340,7 @@ class ServiceTest(unittest.TestCase):
         sts, dones = self.run_async(after())
         self.assertEqual(sts[0]["state"], "done", sts[0])
         self.assertLess(iso_ms(sts[0]["finished"]), restarted_ms, "the running job should finish during the drain")
-        for (d, _, _), st in zip(dones, sts[1:]):
+        for (d, _), st in zip(dones, sts[1:]):
             self.assertEqual(d["state"], "done", d)
             self.assertGreaterEqual(iso_ms(st["finished"]), restarted_ms,
                                     f"a queued job must stay queued over SIGTERM and run after the restart: {st}")
