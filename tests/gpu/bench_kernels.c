@@ -12,10 +12,10 @@
  * memory bandwidth alongside when the backend knows it; for a kind whose cases give
  * their arithmetic and least reads (vec.search), also GFLOP/s and read GB/s.
  * Batches above --max-work work items (default 2^28) are left out, and on the CPU
- * above --cpu-max-work (default 2^22), so a CPU-only run finishes in minutes. --budget stops starting new
- * measurements after that many seconds (the JSON then says "truncated"); --first
- * names the kinds to time before the others (KINDS order), so that a budget cuts
- * the others. --kind times that kind alone. A run
+ * above --cpu-max-work (default 2^22), so a CPU-only run finishes in minutes.
+ * --budget stops starting new measurements after that many seconds (the JSON then
+ * says "truncated"); --first names the kinds to time before the others (KINDS
+ * order), so that a budget cuts the others; --kind times that kind alone. A run
  * that fails is printed with its reason and listed in the JSON's "failures"; the
  * exit status is then 1. */
 #include <dlfcn.h>
@@ -177,6 +177,21 @@ struct failure {
         char why[512];
 };
 
+/* A run that failed: printed, and kept (the first MAX_FAILS) for the JSON. */
+static void note_failure(struct failure *fails, size_t *n_fails, const char *kind, const char *device,
+                         const char *label, size_t batch, const char *why)
+{
+        printf("%-14s %-10s %-44.44s %6zu  failed: %s\n", kind, device, label, batch, why);
+        if (*n_fails == MAX_FAILS)
+                return;
+        struct failure *f = &fails[(*n_fails)++];
+        f->kind = kind;
+        f->batch = batch;
+        snprintf(f->device, sizeof(f->device), "%s", device);
+        snprintf(f->label, sizeof(f->label), "%s", label);
+        snprintf(f->why, sizeof(f->why), "%s", why);
+}
+
 int main(int argc, char **argv)
 {
         double max_work = 268435456.0, cpu_max_work = 4194304.0, budget = 0;
@@ -250,21 +265,12 @@ int main(int argc, char **argv)
                                                 break;
                                         }
                                         if (r < 0) {
-                                                char label[64];
+                                                char label[64], why[128];
                                                 snprintf(label, sizeof(label), "size step %u", size);
-                                                printf("%-14s %-10s %-44.44s %6zu  failed: the cases could not be "
-                                                       "made: %s\n", kt->kind->name, cpu ? "cpu" : di.name, label,
-                                                       batches[bi], strerror(-r));
-                                                if (n_fails < MAX_FAILS) {
-                                                        struct failure *f = &fails[n_fails++];
-                                                        *f = (struct failure){ .kind = kt->kind->name,
-                                                                               .batch = batches[bi] };
-                                                        snprintf(f->device, sizeof(f->device), "%s",
-                                                                 cpu ? "cpu" : di.name);
-                                                        snprintf(f->label, sizeof(f->label), "%s", label);
-                                                        snprintf(f->why, sizeof(f->why),
-                                                                 "the cases could not be made: %s", strerror(-r));
-                                                }
+                                                snprintf(why, sizeof(why), "the cases could not be made: %s",
+                                                         strerror(-r));
+                                                note_failure(fails, &n_fails, kt->kind->name, cpu ? "cpu" : di.name,
+                                                             label, batches[bi], why);
                                                 failures++;
                                                 break;
                                         }
@@ -283,16 +289,8 @@ int main(int argc, char **argv)
                                                 t = run_once(be, kt->kind, cs, &bytes, why, sizeof(why));
                                         const char *dev = cpu ? "cpu" : di.name;
                                         if (t < 0) {
-                                                printf("%-14s %-10s %-44.44s %6zu  failed: %s\n", kt->kind->name, dev,
-                                                       cs->cases[0].label, cs->n, why);
-                                                if (n_fails < MAX_FAILS) {
-                                                        struct failure *f = &fails[n_fails++];
-                                                        f->kind = kt->kind->name;
-                                                        f->batch = cs->n;
-                                                        snprintf(f->device, sizeof(f->device), "%s", dev);
-                                                        snprintf(f->label, sizeof(f->label), "%s", cs->cases[0].label);
-                                                        snprintf(f->why, sizeof(f->why), "%s", why);
-                                                }
+                                                note_failure(fails, &n_fails, kt->kind->name, dev,
+                                                             cs->cases[0].label, cs->n, why);
                                                 failures++;
                                         } else {
                                                 printf("%-14s %-10s %-44.44s %6zu %12.6f %14.4g %10.3f %10.1f",
