@@ -392,17 +392,27 @@ void http_api_body(struct http_api_req *r, const void *in, size_t len)
 }
 
 /* A parsed body (NULL: not JSON, jerr says why) run as a `submit`. */
-static void body_parsed(struct http_api_req *r, json_t *msg, bool empty, const json_error_t *jerr)
+/* Why a body that is not JSON was refused: what it names (proto_json_refused)
+ * or where it goes wrong. */
+static void body_refused(const uint8_t *body, size_t len, const json_error_t *jerr, struct proto_error *why)
+{
+        if (proto_json_refused((const char *)body, len, jerr, why) < 0 && !why->field[0]) {
+                snprintf(why->field, sizeof(why->field), "body");
+                snprintf(why->message, sizeof(why->message), "the body is not JSON (line %d, column %d: %s)",
+                         jerr->line, jerr->column, jerr->text);
+        }
+}
+
+/* msg: the parsed body, NULL when it is empty or not JSON (why says which). */
+static void body_parsed(struct http_api_req *r, json_t *msg, const struct proto_error *why)
 {
         if (!json_is_object(msg)) {
-                char why[256];
-                if (msg || empty)
-                        snprintf(why, sizeof(why), "the body must be a JSON object like a submit message");
-                else
-                        snprintf(why, sizeof(why), "the body is not JSON (line %d, column %d: %s)", jerr->line,
-                                 jerr->column, jerr->text);
                 json_decref(msg);
-                respond_error(r, 400, "bad_request", "body", why);
+                if (msg || !why)
+                        respond_error(r, 400, "bad_request", "body",
+                                      "the body must be a JSON object like a submit message");
+                else
+                        respond_error(r, 400, "bad_request", why->field, why->message);
                 return;
         }
         /* The body is a `submit`; the answer is its `accepted` (no watching over HTTP). */
@@ -423,14 +433,18 @@ struct body_work {
         uint8_t *body;
         size_t len, held;             /* held: the body's bytes in memory.max_bytes */
         json_t *msg;
-        json_error_t jerr;
+        struct proto_error why;       /* when msg is NULL */
 };
 
 static void body_parse_run(struct objects_work *ow)
 {
         struct body_work *w = container_of(ow, struct body_work, work);
 
-        w->msg = json_loadb((const char *)w->body, w->len, JSON_REJECT_DUPLICATES, &w->jerr);
+        json_error_t jerr;
+
+        w->msg = json_loadb((const char *)w->body, w->len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!w->msg)
+                body_refused(w->body, w->len, &jerr, &w->why);
 }
 
 static void on_body_parsed(struct mail *m)
@@ -444,7 +458,7 @@ static void on_body_parsed(struct mail *m)
         w->d->decoding--;
         if (r && !w->d->quit) {
                 r->parsing = NULL;
-                body_parsed(r, w->msg, false, &w->jerr);
+                body_parsed(r, w->msg, &w->why);
         } else {
                 if (r)
                         r->parsing = NULL;
@@ -482,10 +496,13 @@ void http_api_body_done(struct http_api_req *r)
                 return; /* not ready: server.c holds the connection until on_ready */
         }
         json_error_t jerr;
+        struct proto_error why;
         json_t *msg = r->body ? json_loadb((const char *)r->body, r->body_len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
         bool empty = !r->body;
+        if (!empty && !msg)
+                body_refused(r->body, r->body_len, &jerr, &why);
         body_free(r); /* parsed: the message holds what it needs */
-        body_parsed(r, msg, empty, &jerr);
+        body_parsed(r, msg, empty ? NULL : &why);
 }
 
 bool http_api_ready(const struct http_api_req *r)

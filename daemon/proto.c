@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "json_path.h"
 #include "kind.h"
 #include "proto.h"
 #include "store.h"
@@ -439,6 +440,25 @@ static json_t *lenient_ref(const char *text, size_t len)
         return ref;
 }
 
+int proto_json_refused(const char *text, size_t len, const json_error_t *jerr, struct proto_error *err)
+{
+        static const struct {
+                const char *text, *why;
+        } named[] = {
+                { "too big integer", "is an integer past the 64-bit range" },
+                { "too big negative integer", "is an integer past the 64-bit range" },
+                { "real number overflow", "is a number past the range of a double" },
+                { "duplicate object key", "appears twice in its object" },
+        };
+        char path[sizeof(err->field)];
+
+        for (size_t i = 0; i < N_ELEMS(named); i++)
+                if (!strncmp(jerr->text, named[i].text, strlen(named[i].text)) && jerr->position >= 0 &&
+                    json_path_at(text, len, (size_t)jerr->position, path, sizeof(path)) == 0 && path[0])
+                        return fail(err, KERR_BAD_REQUEST, path, "\"%s\" %s", path, named[i].why);
+        return fail(err, KERR_BAD_REQUEST, "", "malformed JSON: %s (at byte %d)", jerr->text, jerr->position);
+}
+
 /* Decodes one text message; see proto.h for the contract. *ret and (on success)
  * *ret_ref are written only when the pointers are non-NULL. */
 int proto_decode(const char *text, size_t len, struct proto_req *ret, json_t **ret_ref,
@@ -452,7 +472,7 @@ int proto_decode(const char *text, size_t len, struct proto_req *ret, json_t **r
          * JSON_ALLOW_NUL (a "\u0000" in a string is an error). */
         r.root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
         if (!r.root) {
-                k = fail(err, KERR_BAD_REQUEST, "", "malformed JSON: %s (at byte %d)", jerr.text, jerr.position);
+                k = proto_json_refused(text, len, &jerr, err);
                 if (ret_ref)
                         *ret_ref = lenient_ref(text, len);
                 return k;

@@ -151,6 +151,9 @@ class HttpApiTest(unittest.TestCase):
         self.assertIn("not JSON (line 1, column", json.loads(body)["message"])
         status, _, body = self.request("POST", "/api/v1/jobs", b"[1, 2]")
         self.assertError(status, body, 400, "bad_request", "body")
+        status, _, body = self.request("POST", "/api/v1/jobs",
+                                       b'{"kind":"lens.nfw","params":{"mass":1e14,"grid_size":99999999999999999999}}')
+        self.assertError(status, body, 400, "bad_request", "params.grid_size")
         status, _, body = self.request("POST", "/api/v1/jobs", b"{" + b" " * 70000 + b"}")
         self.assertError(status, body, 413, "too_large", "Content-Length")
         status, _, body = self.request("GET", "/api/v1/jobs/not-a-uuid")
@@ -235,6 +238,12 @@ class HttpApiBigBodyTest(KilndTestCase):
         status, reply = self.post(json.dumps(["x" * (300 << 10)]).encode())
         self.assertEqual(status, 400, reply)
         self.assertIn("must be a JSON object", json.loads(reply)["message"])
+        # Parsed on a worker, a number past int64 is still named by its path.
+        status, reply = self.post(b'{"kind":"risk.score","params":{"rows":[' + b"[1]," * (100 << 10) +
+                                  b'[99999999999999999999]]}}')
+        self.assertEqual(status, 400, reply)
+        e = json.loads(reply)
+        self.assertEqual((e["code"], e["field"]), ("bad_request", "params.rows[102400][0]"), e)
 
     def test_a_client_gone_while_its_big_body_is_parsed_leaves_kilnd_serving(self):
         import socket

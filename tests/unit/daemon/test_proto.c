@@ -691,17 +691,28 @@ static void test_invalid_utf8_is_bad_request(void **state)
         expect_error("{\"op\":\"hello\",\"client\":\"\xED\xA0\x80\"}", KERR_BAD_REQUEST, "");
 }
 
+/* A repeated key and a number jansson cannot hold are named by their path. */
 static void test_duplicate_keys_are_bad_request(void **state)
 {
-        expect_error("{\"op\":\"stats\",\"op\":\"hello\"}", KERR_BAD_REQUEST, "");
-        expect_error("{\"op\":\"submit\",\"kind\":\"a\",\"params\":{\"x\":1,\"x\":2}}", KERR_BAD_REQUEST, "");
+        expect_error("{\"op\":\"stats\",\"op\":\"hello\"}", KERR_BAD_REQUEST, "op");
+        expect_error("{\"op\":\"submit\",\"kind\":\"a\",\"params\":{\"x\":1,\"x\":2}}", KERR_BAD_REQUEST,
+                     "params.x");
 }
 
 static void test_huge_numbers_are_bad_request(void **state)
 {
-        expect_error("{\"op\":\"list\",\"limit\":99999999999999999999999}", KERR_BAD_REQUEST, "");
-        expect_error("{\"op\":\"submit\",\"kind\":\"k\",\"params\":{\"x\":1e999}}", KERR_BAD_REQUEST, "");
-        expect_error("{\"op\":\"list\",\"limit\":-99999999999999999999999}", KERR_BAD_REQUEST, "");
+        struct proto_error err = { 0 };
+        const char *t = "{\"op\":\"submit\",\"kind\":\"vec.search\",\"params\":{\"k\":99999999999999999999999}}";
+
+        expect_error("{\"op\":\"list\",\"limit\":99999999999999999999999}", KERR_BAD_REQUEST, "limit");
+        expect_error("{\"op\":\"submit\",\"kind\":\"k\",\"params\":{\"x\":1e999}}", KERR_BAD_REQUEST, "params.x");
+        expect_error("{\"op\":\"list\",\"limit\":-99999999999999999999999 }", KERR_BAD_REQUEST, "limit");
+        expect_error("{\"op\":\"submit\",\"kind\":\"k\",\"params\":{\"rows\":[[1,2],[3,1e999]]}}",
+                     KERR_BAD_REQUEST, "params.rows[1][1]");
+        /* Other faults name no field. */
+        expect_error("{\"op\":\"list\",\"limit\":12x}", KERR_BAD_REQUEST, "");
+        assert_int_equal(proto_decode(t, strlen(t), NULL, NULL, &err), -EINVAL);
+        assert_string_equal(err.message, "\"params.k\" is an integer past the 64-bit range");
 }
 
 static void test_decode_reads_only_len_bytes(void **state)
