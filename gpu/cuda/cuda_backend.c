@@ -52,26 +52,6 @@ const struct kiln_cuda_kind *cuda_find_kind(const struct kiln_kind *kind)
         return NULL;
 }
 
-int cuda_mem_take(struct device *d, uint64_t bytes)
-{
-        int r = 0;
-
-        pthread_mutex_lock(&d->mem);
-        if (d->used + bytes > d->budget)
-                r = -E2BIG;
-        else
-                d->used += bytes;
-        pthread_mutex_unlock(&d->mem);
-        return r;
-}
-
-void cuda_mem_give(struct device *d, uint64_t bytes)
-{
-        pthread_mutex_lock(&d->mem);
-        d->used -= bytes;
-        pthread_mutex_unlock(&d->mem);
-}
-
 /* Frees a lane's stream and buffers (the device must be current). */
 static void lane_release(struct device *d, struct lane *l)
 {
@@ -83,30 +63,63 @@ static void lane_release(struct device *d, struct lane *l)
         cudaFreeHost(l->h_in);
         cudaFree(l->d_desc);
         cudaFreeHost(l->h_desc);
-        cuda_mem_give(d, l->out_cap + l->in_cap + l->desc_cap * sizeof(struct kiln_cuda_desc));
+        cuda_mem_give(d, l->out_cap + l->in_cap + l->desc_cap * sizeof(struct kiln_cuda_desc) + l->scratch_cap);
+        pthread_mutex_lock(&d->mem);
+        d->scratch -= l->scratch_cap;
+        pthread_mutex_unlock(&d->mem);
         memset(l, 0, sizeof(*l));
 }
 
 /* Grows one pair of buffers (device and pinned host) to `want` bytes within the
- * device's budget. Returns >= 0, -E2BIG when over budget, or a CUDA error. */
+ * device's budget. Returns >= 0, -E2BIG when over budget (the pair is kept as it
+ * was), or a CUDA error (the pair is freed, *cap 0). */
 static int grow_pair(struct device *d, void **dev, void **host, size_t *cap, size_t want)
 {
         int r;
 
         if (want <= *cap)
                 return 0;
+        if ((r = cuda_mem_take(d, want - *cap)) < 0)
+                return r;
         cudaFree(*dev);
         cudaFreeHost(*host);
         *dev = *host = NULL;
-        cuda_mem_give(d, *cap);
-        *cap = 0;
-        if ((r = cuda_mem_take(d, want)) < 0)
-                return r;
         if ((r = cuda_err(cudaMalloc(dev, want))) < 0 || (r = cuda_err(cudaMallocHost(host, want))) < 0) {
+                cudaFree(*dev);
+                *dev = NULL;
+                (void)cudaGetLastError(); /* returned: not the next launch's */
                 cuda_mem_give(d, want);
+                *cap = 0;
                 return r;
         }
         *cap = want;
+        return 0;
+}
+
+/* Holds `want` bytes of d's budget for the scratch a kind allocates during a launch
+ * on lane l (kiln_cuda_kind.scratch_bytes). A lane keeps the most it has held,
+ * as it keeps its buffers, and the device's stream-ordered pool keeps as much
+ * mapped between launches (its release threshold): scratch reused at every launch
+ * is not unmapped and mapped again, and what the pool keeps is in the budget.
+ * Returns >= 0 or -E2BIG. Device current. */
+static int lane_hold_scratch(struct device *d, struct lane *l, uint64_t want)
+{
+        cudaMemPool_t pool;
+        uint64_t keep = 0;
+        int r;
+
+        if (want <= l->scratch_cap)
+                return 0;
+        if ((r = cuda_mem_take(d, want - l->scratch_cap)) < 0)
+                return r;
+        pthread_mutex_lock(&d->mem);
+        d->scratch += want - l->scratch_cap;
+        keep = d->scratch;
+        pthread_mutex_unlock(&d->mem);
+        l->scratch_cap = want;
+        if (cudaDeviceGetDefaultMemPool(&pool, d->ordinal) != cudaSuccess ||
+            cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep) != cudaSuccess)
+                (void)cudaGetLastError(); /* only slower: the pool maps at every launch */
         return 0;
 }
 
@@ -125,7 +138,7 @@ static int lane_reserve(struct device *d, struct lane *l, size_t out_bytes, size
                 size_t cap = n_desc < 1024 ? 1024 : n_desc, bytes = l->desc_cap * sizeof(struct kiln_cuda_desc);
                 if ((r = grow_pair(d, (void **)&l->d_desc, (void **)&l->h_desc, &bytes,
                                    cap * sizeof(struct kiln_cuda_desc))) < 0) {
-                        l->desc_cap = 0;
+                        l->desc_cap = bytes / sizeof(struct kiln_cuda_desc); /* kept, or 0 */
                         return r;
                 }
                 l->desc_cap = cap;
@@ -251,8 +264,12 @@ static int launch_chunk(const struct kiln_kind *kind, const struct kiln_cuda_kin
 
         if (r == -ENOTSUP || r == -ENOSPC)
                 return -E2BIG; /* not this device's to run: the batch goes elsewhere */
-        if (r < 0)
+        if (r >= 0 && ck->scratch_bytes)
+                r = lane_hold_scratch(d, l, ck->scratch_bytes(l->h_desc, (unsigned)n, res ? res->bytes : 0));
+        if (r < 0) {
+                cuda_resident_put(d, res);
                 return r;
+        }
         for (size_t c = 0; c < n; c++)
                 stage_inputs(kind, &tasks[idx[c]], &l->h_desc[c], l->h_in);
         struct kiln_cuda_launch launch = {

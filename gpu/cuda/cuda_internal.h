@@ -26,6 +26,7 @@ struct lane {
         size_t in_cap;
         struct kiln_cuda_desc *d_desc, *h_desc; /* h_desc pinned */
         size_t desc_cap;               /* descriptors */
+        uint64_t scratch_cap;          /* budget held for the kinds' scratch (lane_hold_scratch) */
 };
 
 /* One object image kept on a device. */
@@ -55,6 +56,7 @@ struct device {
         /* Memory held (lanes and residents) and the residents, under `mem`. */
         pthread_mutex_t mem;
         uint64_t used;
+        uint64_t scratch;           /* of `used`: the lanes' scratch_cap together */
         struct resident res[MAX_RESIDENT];
         uint64_t tick;
 };
@@ -74,7 +76,9 @@ int cuda_err(cudaError_t e);
 /* The CUDA kind that implements `kind`, or NULL. */
 const struct kiln_cuda_kind *cuda_find_kind(const struct kiln_kind *kind);
 
-/* Takes `bytes` of device d's budget (-E2BIG when over it) / gives them back. */
+/* Takes `bytes` of device d's budget, evicting unused residents as it must
+ * (device current), or -E2BIG with nothing evicted when even that would not make
+ * room / gives them back. */
 int cuda_mem_take(struct device *d, uint64_t bytes);
 void cuda_mem_give(struct device *d, uint64_t bytes);
 

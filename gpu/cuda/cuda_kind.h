@@ -109,6 +109,12 @@ struct kiln_cuda_kind {
         /* Optional: turns this task's output bytes (host memory) into its result, e.g.
          * indices into the strings of an `ids` value. Returns >= 0 or -errno. */
         int (*complete)(struct kiln_task *t, const void *out, uint64_t bytes);
+        /* Optional: the most device memory one launch of these tasks allocates itself
+         * (scratch, with the allocator's rounding), from their descriptors (host
+         * memory) and the size of the object image. The core holds that much of the
+         * device's gpu.memory_fraction before the launch, evicting unused objects as
+         * it must, and sends the batch elsewhere when it cannot. */
+        uint64_t (*scratch_bytes)(const struct kiln_cuda_desc *desc, unsigned n_tasks, uint64_t object_bytes);
         /* Optional, for a kind with an object class: the flat image of an object's
          * snapshot that its kernel reads (borrowed from the snapshot), kept resident
          * on each device (kiln_backend.object_upload). Returns >= 0 or -errno. */

@@ -4,7 +4,9 @@
  * (kiln_cuda_kind.object_image); each device keeps up to MAX_RESIDENT images, keyed
  * by (class, snapshot, version), within its memory budget, evicting the least
  * recently used one that no launch is using. A batch against an object that is not
- * resident uploads it first, so the upload hook only saves the first batch's copy. */
+ * resident uploads it first, so the upload hook only saves the first batch's copy.
+ * The lanes' buffers and the kinds' scratch (cuda_mem_take) come out of the same
+ * budget, evicting unused residents as they must. */
 #include <errno.h>
 #include <string.h>
 
@@ -23,27 +25,96 @@ static void drop(struct device *d, struct resident *r)
         memset(r, 0, sizeof(*r));
 }
 
+/* The bytes of d's residents that no launch is using: what eviction can free.
+ * d->mem held. */
+static uint64_t idle_bytes(const struct device *d)
+{
+        uint64_t idle = 0;
+
+        for (unsigned i = 0; i < MAX_RESIDENT; i++)
+                if (d->res[i].cls && d->res[i].users == 0)
+                        idle += d->res[i].bytes;
+        return idle;
+}
+
+/* The unused resident used least recently, or NULL. d->mem held. */
+static struct resident *lru_idle(struct device *d)
+{
+        struct resident *victim = NULL;
+
+        for (unsigned i = 0; i < MAX_RESIDENT; i++) {
+                struct resident *r = &d->res[i];
+                if (r->cls && r->users == 0 && (!victim || r->last_use < victim->last_use))
+                        victim = r;
+        }
+        return victim;
+}
+
+/* Whether `bytes` more can fit in d's budget once every unused resident is
+ * evicted. d->mem held. */
+static bool can_fit(const struct device *d, uint64_t bytes)
+{
+        return bytes <= d->budget && d->used - idle_bytes(d) <= d->budget - bytes;
+}
+
+/* Evicts unused residents, least recently used first, until `bytes` more fit.
+ * Only after can_fit. d->mem held, device current. */
+static void evict_for(struct device *d, uint64_t bytes)
+{
+        struct resident *victim;
+
+        while (d->used + bytes > d->budget && (victim = lru_idle(d)))
+                drop(d, victim);
+}
+
 /* A slot for `bytes` more: a free one, after evicting unused entries as the budget
- * needs. NULL with *ret_err when none can be had. d->mem held, device current. */
+ * needs. NULL with *ret_err when none can be had: -E2BIG when the bytes would not
+ * fit even with every unused entry evicted (then none is: an object too big for
+ * the device must not empty it of the others on every batch), -ENOSPC when every
+ * slot is in use. d->mem held, device current. */
 static struct resident *make_room(struct device *d, uint64_t bytes, int *ret_err)
 {
-        for (;;) {
-                struct resident *free_slot = NULL, *victim = NULL;
-                for (unsigned i = 0; i < MAX_RESIDENT; i++) {
-                        struct resident *r = &d->res[i];
-                        if (!r->cls)
-                                free_slot = free_slot ? free_slot : r;
-                        else if (r->users == 0 && (!victim || r->last_use < victim->last_use))
-                                victim = r;
-                }
-                if (free_slot && d->used + bytes <= d->budget)
-                        return free_slot;
-                if (!victim) {
-                        *ret_err = free_slot ? -E2BIG : -ENOSPC;
+        struct resident *slot = NULL;
+
+        if (!can_fit(d, bytes)) {
+                *ret_err = -E2BIG;
+                return NULL;
+        }
+        for (unsigned i = 0; i < MAX_RESIDENT && !slot; i++)
+                if (!d->res[i].cls)
+                        slot = &d->res[i];
+        if (!slot) {
+                slot = lru_idle(d);
+                if (!slot) {
+                        *ret_err = -ENOSPC;
                         return NULL;
                 }
-                drop(d, victim);
+                drop(d, slot);
         }
+        evict_for(d, bytes);
+        return slot;
+}
+
+int cuda_mem_take(struct device *d, uint64_t bytes)
+{
+        int r = 0;
+
+        pthread_mutex_lock(&d->mem);
+        if (can_fit(d, bytes)) {
+                evict_for(d, bytes);
+                d->used += bytes;
+        } else {
+                r = -E2BIG;
+        }
+        pthread_mutex_unlock(&d->mem);
+        return r;
+}
+
+void cuda_mem_give(struct device *d, uint64_t bytes)
+{
+        pthread_mutex_lock(&d->mem);
+        d->used -= bytes;
+        pthread_mutex_unlock(&d->mem);
 }
 
 int cuda_resident_get(struct device *d, const struct kiln_cuda_kind *ck, const struct kiln_object *obj,
@@ -82,6 +153,9 @@ int cuda_resident_get(struct device *d, const struct kiln_cuda_kind *ck, const s
                         *ret = e;
                 } else {
                         cudaFree(p);
+                        /* Handled here: the error must not be taken for that of the
+                         * next launch on this thread. */
+                        (void)cudaGetLastError();
                         if (r == -ENOMEM)
                                 r = -E2BIG;
                 }

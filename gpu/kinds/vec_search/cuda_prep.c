@@ -79,15 +79,20 @@ static int complete(struct kiln_task *t, const void *out, uint64_t bytes)
                 r = -EIO;
         for (uint64_t i = 0; r >= 0 && i < q; i++) {
                 int32_t flag;
+                bool rows_ok = true;
                 memcpy(&flag, base + i * 4, sizeof(flag));
                 if (flag == 0 && !host) {
                         for (uint64_t h = 0; h < kk; h++) {
                                 uint32_t row;
                                 memcpy(&row, base + vec_cuda_rows_at(q) + (i * kk + h) * 4, sizeof(row));
                                 index[i * kk + h] = row;
+                                rows_ok = rows_ok && row < c->count;
                         }
                         memcpy(score + i * kk, base + vec_cuda_scores_at(q, kk) + i * kk * 4, kk * sizeof(float));
-                        continue;
+                        /* A row past the collection is no answer (vec_result_build
+                         * would read past its ids): the host answers the query. */
+                        if (rows_ok)
+                                continue;
                 }
                 if (!prepared) {
                         const struct vec_collection *cc;
@@ -106,11 +111,21 @@ static int complete(struct kiln_task *t, const void *out, uint64_t bytes)
         return r;
 }
 
+/* What the launch allocates on the device (kernel.cu, vec_cuda_plan_of). */
+static uint64_t scratch_bytes(const struct kiln_cuda_desc *desc, unsigned n_tasks, uint64_t object_bytes)
+{
+        struct vec_cuda_plan p = vec_cuda_plan_of(desc, n_tasks);
+
+        (void)object_bytes;
+        return vec_cuda_plan_bytes(&p);
+}
+
 const struct kiln_cuda_kind kiln_cuda_kind_vec_search = {
         .name = "vec.search",
         .object_class = "vec.collection",
         .prepare = prepare,
         .launch = vec_search_cuda_launch,
+        .scratch_bytes = scratch_bytes,
         .complete = complete,
         .object_image = object_image,
 };

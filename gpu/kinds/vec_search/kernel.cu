@@ -34,8 +34,6 @@
 #define TN 8                    // rows per thread
 #define GEMM_THREADS 256
 #define SEL_THREADS 256
-#define V_BUDGET (1ull << 30)   // bytes of scratch values per block of queries
-#define CHUNK_MAX 256u          // queries per block of queries
 
 // One query of the launch.
 struct vq {
@@ -44,6 +42,7 @@ struct vq {
         uint32_t q, i;          // the task's query count, this query's index in it
         uint32_t k, kk;
 };
+static_assert(sizeof(vq) == VEC_CUDA_VQ_BYTES, "the scratch plan counts a query's table entry");
 
 __global__ void prep_queries(const unsigned char *in, const vq *qs, uint32_t nq, uint32_t d, int metric,
                              double max_norm, float *qp, double *margin)
@@ -298,22 +297,14 @@ __global__ void finish(const float *qp, const float *x, uint32_t d, int metric, 
                 ((int32_t *)region)[e.i] = 0;
 }
 
-// Makes the runtime's last error non-zero (an invalid copy) so the core takes the
-// batch elsewhere: used for failures that are not CUDA's own (host memory).
+__global__ void no_blocks() {}
+
+// Makes the runtime's last error non-zero (a launch of no blocks is an invalid
+// configuration) so the core takes the batch elsewhere: used for failures that are
+// not CUDA's own (host memory).
 static void fail_launch(cudaStream_t st)
 {
-        cudaMemcpyAsync(NULL, NULL, 1, cudaMemcpyDefault, st);
-}
-
-// The segment size: the largest power of two up to 128 that leaves at least 64 k
-// segments (so the k-th segment maximum is close to the k-th value); 1 for a
-// small collection.
-static uint32_t segment_rows(uint64_t n, uint32_t kmax)
-{
-        uint32_t g = 128;
-        while (g > 1 && (n + g - 1) / g < 64ull * kmax)
-                g /= 2;
-        return g;
+        no_blocks<<<0, 1, 0, st>>>();
 }
 
 extern "C" void vec_search_cuda_launch(const kiln_cuda_launch *l)
@@ -322,10 +313,6 @@ extern "C" void vec_search_cuda_launch(const kiln_cuda_launch *l)
         const unsigned nt = l->n_tasks;
         kiln_cuda_desc *desc = (kiln_cuda_desc *)malloc(nt * sizeof(*desc));
         vq *table = NULL;
-        uint64_t nq = 0, n = 0;
-        uint32_t d = 0, kmax = 1;
-        int metric = 0;
-        double max_norm = 0;
 
         if (!desc) {
                 fail_launch(st);
@@ -336,34 +323,28 @@ extern "C" void vec_search_cuda_launch(const kiln_cuda_launch *l)
                 free(desc);
                 return;
         }
-        for (unsigned t = 0; t < nt; t++)
-                if (!desc[t].params[VEC_W_HOST])
-                        nq += desc[t].params[VEC_W_Q];
+        const struct vec_cuda_plan p = vec_cuda_plan_of(desc, nt);
+        const uint64_t nq = p.nq, n = p.n, chunk = p.chunk;
+        const uint32_t d = p.d;
         table = (vq *)malloc((nq ? nq : 1) * sizeof(*table));
         if (!table) {
                 free(desc);
                 fail_launch(st);
                 return;
         }
-        nq = 0;
+        uint64_t g = 0;
         for (unsigned t = 0; t < nt; t++) {
                 const uint32_t *w = desc[t].params;
                 if (w[VEC_W_HOST])
                         continue;
-                // Every task of a launch runs against the same collection.
-                d = w[VEC_W_DIM];
-                metric = (int)w[VEC_W_METRIC];
-                n = (uint64_t)w[VEC_W_COUNT] | (uint64_t)w[VEC_W_COUNT + 1] << 32;
-                max_norm = kiln_cuda_get_f64(w, VEC_W_MAX_NORM);
-                kmax = w[VEC_W_K] > kmax ? w[VEC_W_K] : kmax;
                 uint64_t in = desc[t].in_offset + ((uint64_t)w[VEC_W_IN] | (uint64_t)w[VEC_W_IN + 1] << 32);
-                for (uint32_t i = 0; i < w[VEC_W_Q]; i++, nq++) {
-                        table[nq].in = in + (uint64_t)i * d * sizeof(float);
-                        table[nq].out = desc[t].out_offset;
-                        table[nq].q = w[VEC_W_Q];
-                        table[nq].i = i;
-                        table[nq].k = w[VEC_W_K];
-                        table[nq].kk = w[VEC_W_KK];
+                for (uint32_t i = 0; i < w[VEC_W_Q]; i++, g++) {
+                        table[g].in = in + (uint64_t)i * d * sizeof(float);
+                        table[g].out = desc[t].out_offset;
+                        table[g].q = w[VEC_W_Q];
+                        table[g].i = i;
+                        table[g].k = w[VEC_W_K];
+                        table[g].kk = w[VEC_W_KK];
                 }
         }
         free(desc);
@@ -371,20 +352,12 @@ extern "C" void vec_search_cuda_launch(const kiln_cuda_launch *l)
                 free(table);
                 return;
         }
-        // Keep the scratch the stream-ordered allocator hands out mapped between
-        // launches (up to a few blocks of values); by default it unmaps it at every
-        // synchronisation and maps it again at the next launch.
-        int dev = 0;
-        cudaMemPool_t pool;
-        if (cudaGetDevice(&dev) == cudaSuccess && cudaDeviceGetDefaultMemPool(&pool, dev) == cudaSuccess) {
-                uint64_t keep = 2 * V_BUDGET;
-                cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
-        }
-        const uint32_t g_rows = segment_rows(n, kmax);
-        const uint64_t segs = n ? (n + g_rows - 1) / g_rows : 0;
-        uint64_t chunk = n ? V_BUDGET / (n * sizeof(float)) : CHUNK_MAX;
-        chunk = chunk < 1 ? 1 : chunk > CHUNK_MAX ? CHUNK_MAX : chunk;
-        chunk = chunk > nq ? nq : chunk;
+        // The scratch comes from the device's stream-ordered pool; the core holds
+        // vec_cuda_plan_bytes of the budget for it (kiln_cuda_kind.scratch_bytes)
+        // and has the pool keep that much mapped between launches.
+        const uint32_t g_rows = p.g_rows;
+        const uint64_t segs = p.segs;
+        const int metric = p.metric;
         const float *x = (const float *)l->object;
         const float *sqn = metric == KILN_METRIC_L2 ? x + n * d : NULL;
         vq *d_table = NULL;
@@ -392,19 +365,18 @@ extern "C" void vec_search_cuda_launch(const kiln_cuda_launch *l)
         double *margin = NULL;
         unsigned int *count = NULL;
         uint32_t *cand = NULL;
-        const uint64_t v_cells = chunk * n > 0 ? chunk * n : 1, s_cells = chunk * segs > 0 ? chunk * segs : 1;
         bool ok = cudaMallocAsync((void **)&d_table, nq * sizeof(vq), st) == cudaSuccess &&
                   cudaMallocAsync((void **)&qp, nq * d * sizeof(float), st) == cudaSuccess &&
                   cudaMallocAsync((void **)&margin, nq * sizeof(double), st) == cudaSuccess &&
-                  cudaMallocAsync((void **)&v, v_cells * sizeof(float), st) == cudaSuccess &&
-                  cudaMallocAsync((void **)&segmax, s_cells * sizeof(float), st) == cudaSuccess &&
+                  cudaMallocAsync((void **)&v, p.v_cells * sizeof(float), st) == cudaSuccess &&
+                  cudaMallocAsync((void **)&segmax, p.s_cells * sizeof(float), st) == cudaSuccess &&
                   cudaMallocAsync((void **)&lim, chunk * sizeof(float), st) == cudaSuccess &&
                   cudaMallocAsync((void **)&count, chunk * sizeof(unsigned int), st) == cudaSuccess &&
                   cudaMallocAsync((void **)&cand, chunk * VEC_CUDA_CAP * sizeof(uint32_t), st) == cudaSuccess &&
                   cudaMemcpyAsync(d_table, table, nq * sizeof(vq), cudaMemcpyHostToDevice, st) == cudaSuccess;
         if (ok)
                 prep_queries<<<(unsigned)((nq + 127) / 128), 128, 0, st>>>((const unsigned char *)l->in, d_table,
-                                                                          (uint32_t)nq, d, metric, max_norm, qp,
+                                                                          (uint32_t)nq, d, metric, p.max_norm, qp,
                                                                           margin);
         for (uint64_t c0 = 0; ok && c0 < nq; c0 += chunk) {
                 const uint32_t qc = (uint32_t)(nq - c0 < chunk ? nq - c0 : chunk);

@@ -218,6 +218,70 @@ static void test_complete_gives_the_cpu_result_and_answers_flagged_queries(void 
         free(q);
 }
 
+/* A row number past the collection in the region (a fault, a stale buffer) is no
+ * answer: that query is answered on the host, never with ids read out of bounds. */
+static void test_a_row_past_the_collection_is_answered_on_the_host(void **state)
+{
+        enum { N = 700, DIM = 8, M = 2, K = 5 };
+        static const int32_t flags[M] = { 0, 0 };
+        uint64_t s = 21;
+        float *rows = vt_gauss_rows(&s, N, DIM), *q = vt_gauss_rows(&s, M, DIM);
+        struct vec_collection *c = vt_collection(KILN_METRIC_IP, rows, N, DIM);
+        unsigned char *out = region_of(c, q, M, K, flags);
+        uint32_t bad[2] = { N, UINT32_MAX };
+        struct job gpu, cpu;
+
+        for (size_t i = 0; i < 2; i++) {
+                memcpy(out + vec_cuda_rows_at(M) + (1 * K + 2) * 4, &bad[i], 4);
+                job_init(&gpu, c, K, q, M);
+                job_init(&cpu, c, K, q, M);
+                assert_int_equal(kiln_cuda_kind_vec_search.complete(&gpu.t, out, vec_cuda_out_bytes(M, K)), 0);
+                assert_int_equal(kiln_kind_vec_search.run_cpu(&cpu.t), 0);
+                assert_same_answer(&gpu.res, &cpu.res);
+                kiln_result_clear(&gpu.res);
+                kiln_result_clear(&cpu.res);
+        }
+        free(out);
+        vec_collection_free(c);
+        free(rows);
+        free(q);
+}
+
+/* The device memory a launch allocates, which the core holds of the budget first:
+ * one 1 GiB block of screening values at 1M rows for 256 queries, blocks of fewer
+ * queries for more rows, nothing for tasks the host answers. */
+static void test_scratch_is_what_the_launch_allocates(void **state)
+{
+        struct kiln_cuda_desc desc[2] = { 0 };
+        const uint64_t MiB = 1ull << 20;
+        uint64_t n = 1000000, bytes;
+
+        for (size_t t = 0; t < 2; t++) {
+                desc[t].params[VEC_W_Q] = 128;
+                desc[t].params[VEC_W_K] = t ? 100 : 10;
+                desc[t].params[VEC_W_DIM] = 768;
+                desc[t].params[VEC_W_COUNT] = (uint32_t)n;
+        }
+        struct vec_cuda_plan p = vec_cuda_plan_of(desc, 2);
+        assert_int_equal(p.nq, 256);
+        assert_int_equal(p.kmax, 100);
+        assert_int_equal(p.chunk, 256); /* 1 GiB / 4 MB of values a query: 268, at most 256 */
+        assert_int_equal(p.v_cells, 256 * n);
+        bytes = kiln_cuda_kind_vec_search.scratch_bytes(desc, 2, n * 769 * 4);
+        assert_int_equal(bytes, vec_cuda_plan_bytes(&p));
+        assert_true(bytes >= 256 * n * 4 + 256 * 768 * 4 + 256 * VEC_CUDA_CAP * 4);
+        assert_true(bytes <= 256 * n * 4 + 64 * MiB);
+        /* Ten times the rows: a block of 26 queries, the same 1 GiB or so. */
+        n = 10000000;
+        desc[0].params[VEC_W_COUNT] = desc[1].params[VEC_W_COUNT] = (uint32_t)n;
+        p = vec_cuda_plan_of(desc, 2);
+        assert_int_equal(p.chunk, 26);
+        assert_true(kiln_cuda_kind_vec_search.scratch_bytes(desc, 2, 0) <= (1ull << 30) + 64 * MiB);
+        /* Tasks the host answers allocate nothing. */
+        desc[0].params[VEC_W_HOST] = desc[1].params[VEC_W_HOST] = 1;
+        assert_int_equal(kiln_cuda_kind_vec_search.scratch_bytes(desc, 2, 0), 0);
+}
+
 /* The parity cases the GPU is held to are valid jobs; the CPU answers them the
  * same in one batch as one by one, and complete() with every query deferred to the
  * host gives that answer too (whatever the region's other bytes). */
@@ -276,6 +340,8 @@ int main(void)
                 cmocka_unit_test(test_prepare_packs_the_words_and_sizes_the_region),
                 cmocka_unit_test(test_a_stored_id_is_answered_on_the_host),
                 cmocka_unit_test(test_complete_gives_the_cpu_result_and_answers_flagged_queries),
+                cmocka_unit_test(test_a_row_past_the_collection_is_answered_on_the_host),
+                cmocka_unit_test(test_scratch_is_what_the_launch_allocates),
                 cmocka_unit_test(test_the_parity_cases_agree_on_the_host),
         };
 
