@@ -443,8 +443,7 @@ static int sink_prepare(void *ctx, struct sched_item *it, enum kiln_err *ret_cod
         if (!j->object_ref) {
                 int r = objects_acquire(js->objects, j->tenant, j->kind->object, j->object_name, j->object_version,
                                         &j->object_ref, msg);
-                uint64_t stored;
-                int64_t created_ms;
+                uint64_t stored, began;
                 /* Its version was replaced before it ran and is not in memory (it was
                  * never loaded, or was evicted): it runs against the stored one, as a
                  * job submitted now would, rather than fail a search the client could
@@ -452,12 +451,13 @@ static int sink_prepare(void *ctx, struct sched_item *it, enum kiln_err *ret_cod
                  * Its result names the version it ran against, and is not cached: its
                  * key names the version it was bound to. An object dropped and put
                  * anew after the job was submitted is another one (its metric may
-                 * differ): the job fails not_found, as it would had the drop been
-                 * the last change. */
+                 * differ), told by its versions, which begin past the job's: the
+                 * job fails not_found, as it would had the drop been the last
+                 * change. */
                 if (r == -ENOENT &&
                     objects_stored_version(js->objects, j->tenant, j->kind->object, j->object_name, &stored,
-                                           &created_ms) >= 0 &&
-                    stored > j->object_version && created_ms <= j->submitted_ms) {
+                                           &began) >= 0 &&
+                    stored > j->object_version && began <= j->object_version) {
                         r = objects_acquire(js->objects, j->tenant, j->kind->object, j->object_name, stored,
                                             &j->object_ref, msg);
                         if (r >= 0)

@@ -55,10 +55,12 @@
  *                    collection's vector rows), iterated in id byte order;
  *  - "object_usage": tenant | u64 objects, u64 bytes: the tenant's totals, kept in step
  *                    with every change, for the limits (struct store_object_limits);
- *  - "object_gone":  tenant NUL class NUL name | u64 version of a dropped object, so a
- *                    new object of that name goes on from it: a version is never reused,
- *                    and what was cached under an old version is never served again
- *                    (one small entry per dropped name, kept for good).
+ *  - "object_gone":  tenant NUL class NUL name | u64 last version of the name before its
+ *                    latest drop, so a new object of that name goes on from it: a
+ *                    version is never reused, and what was cached under an old version
+ *                    is never served again. Kept when the name is put anew, so the
+ *                    object stored now is known to begin one past it
+ *                    (store_object_began; one small entry per dropped name, for good).
  *  An object's `bytes` is its blob's size plus, for each item, its id's and its value's
  *  sizes. Every change (put, items put, items delete) bumps the version by one. */
 #pragma once
@@ -436,6 +438,11 @@ int store_object_drop(struct store_txn *t, const struct store_object_ref *o);
 /* Reads the header and meta. Returns >= 0, -ENOENT when absent, -EIO, -EINVAL or
  * -errno. */
 int store_object_get(struct store_txn *t, const struct store_object_ref *o, struct store_object_info *ret);
+/* The version the object of that name stored now began at: 1 for a name never
+ * dropped, else one past its last version before the latest drop. A version below
+ * it belongs to another object that had the name. Returns >= 0, -EINVAL or
+ * -errno (the object need not exist). */
+int store_object_began(struct store_txn *t, const struct store_object_ref *o, uint64_t *ret);
 
 /* Copies the object's blob out (malloc'd, caller frees; an empty blob gives a
  * non-NULL pointer and size 0). Returns >= 0, -ENOENT when the object is absent, or

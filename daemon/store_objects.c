@@ -1,5 +1,5 @@
 /* Stored objects (SPEC §2.4): headers ("objects"), blobs ("object_blob"), tenant
- * totals ("object_usage") and the last versions of dropped objects ("object_gone").
+ * totals ("object_usage") and the last versions of dropped names ("object_gone").
  * Items are in store_items.c.
  *
  * Header format, version 1 (integers little-endian):
@@ -230,14 +230,12 @@ int store_object_check_limits(struct store_txn *t, const char *tenant, const str
 int store_object_changed(struct store_txn *t, const struct store_object_ref *o, const uint8_t *k, size_t klen,
                          bool created, uint64_t old_bytes, const struct object_header *h)
 {
-        MDB_val key = { .mv_size = klen, .mv_data = (void *)k };
         int r;
 
         r = store_object_header_put(t, k, klen, h);
         if (r >= 0)
                 r = store_usage_add(t, o->tenant, created ? 1 : 0, (int64_t)h->bytes - (int64_t)old_bytes);
-        if (r >= 0 && created)
-                r = store_del_quiet(t, t->s->object_gone, &key);
+        /* The name's "object_gone" entry stays: the new object began one past it. */
         return r;
 }
 
@@ -399,6 +397,20 @@ int store_object_get(struct store_txn *t, const struct store_object_ref *o, stru
         r = store_object_info_fill(o->name, &h, ret);
         free(h.meta);
         return r;
+}
+
+/* The version the stored object of that name began at; see store.h. */
+int store_object_began(struct store_txn *t, const struct store_object_ref *o, uint64_t *ret)
+{
+        uint8_t k[STORE_MAX_KEY];
+        int klen;
+
+        if (t->err < 0)
+                return t->err;
+        klen = store_object_key(o, false, k);
+        if (klen < 0)
+                return -EINVAL;
+        return store_object_first_version(t, k, (size_t)klen, ret);
 }
 
 /* Copies an object's blob out; see store.h. */

@@ -461,6 +461,22 @@ static void drop_deletes_everything_and_versions_go_on(void **state)
         assert_int_equal(items_of(f->s, &o, &l), 0);
         assert_string_equal(l.text, "b=8;");
         assert_int_equal(usage(f->s, "acme").objects, 1);
+        /* It began at version 3, and still did after a change (items or a put);
+         * dropped and put once more, the next object begins past both. */
+        uint64_t began = 0;
+        t = wtxn(f->s);
+        assert_int_equal(store_object_began(t, &o, &began), 0);
+        assert_int_equal(began, 3);
+        assert_int_equal(store_object_items_put(t, &o, "m", 1, it, 1, NULL, T0 + 6, NULL), 0);
+        assert_int_equal(store_object_began(t, &o, &began), 0);
+        assert_int_equal(began, 3);
+        assert_int_equal(store_object_drop(t, &o), 0);
+        assert_int_equal(store_object_put(t, &o, "m", 1, 0, NULL, NULL, NULL, T0 + 7, &info), 0);
+        assert_int_equal(info.version, 5);
+        store_object_info_clear(&info);
+        assert_int_equal(store_object_began(t, &o, &began), 0);
+        assert_int_equal(began, 5);
+        assert_int_equal(store_txn_commit(t), 0);
         free(v);
 }
 
