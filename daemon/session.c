@@ -239,6 +239,7 @@ void session_close(struct kilnd *d, struct session *s)
         session_out_clear(s);
         parts_free(s->parts);
         s->parts = NULL;
+        session_objects_close(s);
         rx_release(s);
 }
 

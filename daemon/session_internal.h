@@ -47,6 +47,8 @@ enum idle_state {
         IDLE_CLOSE,    /* silent for the other half too: close at the next writeable */
 };
 
+struct obj_req;
+
 struct session {
         struct session *bucket_next;
         uint64_t id;
@@ -83,6 +85,11 @@ struct session {
 
         struct token_bucket bucket; /* limits.rate_per_s when there is no token */
         uint32_t inflight;          /* jobs it submitted that have not finished */
+        /* Its object ops (session_objects.c): those waiting for their turn, in the
+         * order they came; changes at the store writer and reads running, not yet
+         * answered. */
+        struct obj_req *objops_head, *objops_tail;
+        uint32_t objops_at_writer, objops_reading;
 
         /* A session without a WebSocket (the HTTP API): its frames go to sink. */
         session_sink_fn sink;
@@ -131,4 +138,7 @@ void session_op_cache_purge(struct session *s, const struct proto_req *rq);
 /* ---- session_objects.c: the stored-object ops (model.*, vec.*) ---- */
 
 void session_op_object(struct session *s, const struct proto_req *rq);
+/* Lets go of the session's object ops that wait (it is closing): nothing they
+ * would change is stored. */
+void session_objects_close(struct session *s);
 

@@ -38,7 +38,7 @@ import numpy as np
 from kiln_fixture import Client, Kilnd, KilndTestCase, encode_frame
 from kiln_objects import (connect_welcome, model_list, model_put, next_ref, part_frames, send_frames,
                           start_with_tokens, unit_rows, vec_list, vec_put, xgb_model,
-                          xgb_model_of_size)
+                          xgb_model_of_size, vectors_payload)
 
 
 MODEL_FIELDS = ("name", "version", "trees", "features", "bytes")
@@ -313,6 +313,40 @@ class CollectionTest(ObjectCase):
         self.assertVec(info, "c-listed", 6, 5, "ip")
         self.assertEqual(info["version"], p["version"])
         self.assertEqual(fields(listed["c-listed"], VEC_FIELDS), fields(p, VEC_FIELDS))
+
+    def test_a_list_or_info_sent_after_a_change_in_one_pipeline_sees_it(self):
+        """Lists and infos are read off the writer's queue, but a session's own
+        changes in flight come first: a put (big enough to be checked on a worker
+        for a while), a drop and a put again, each followed at once by an info and
+        a list, without waiting for any reply."""
+        rows = np.random.default_rng(5).normal(size=(200000, 32)).astype(np.float32)
+        ids = [f"r{i}" for i in range(len(rows))]
+
+        async def go(c):
+            refs = []
+            payload, shape = vectors_payload(rows)
+            put = next_ref(c)
+            await send_frames(c, part_frames(put, "vectors", "f32", shape, payload))
+            await c.send({"op": "vec.put", "collection": "c-pipe", "ids": ids, "metric": "ip", "ref": put})
+            refs.append(put)
+            for op in ({"op": "vec.info", "collection": "c-pipe"}, {"op": "vec.list"},
+                       {"op": "vec.drop", "collection": "c-pipe"},
+                       {"op": "vec.info", "collection": "c-pipe"}, {"op": "vec.list"}):
+                refs.append(await c.send(op))
+            replies = {}
+            while len(replies) < len(refs):
+                m = await c.recv(60)
+                if isinstance(m, dict) and m.get("ref") in refs:
+                    replies[m["ref"]] = m
+            return [replies[r] for r in refs]
+        put, info, listed, dropped, info2, listed2 = self.go(go)
+        self.assertVec(put, "c-pipe", 200000, 32, "ip")
+        self.assertEqual(info.get("version"), put.get("version"), (put, info))
+        self.assertEqual(info["count"], 200000, info)
+        self.assertIn("c-pipe", [e["collection"] for e in listed["collections"]])
+        self.assertEqual(dropped["op"], "ok", dropped)
+        self.assertError(info2, "not_found", "collection")
+        self.assertNotIn("c-pipe", [e["collection"] for e in listed2["collections"]])
 
     def test_drop_removes_the_collection_and_its_name_goes_on_with_newer_versions(self):
         async def go(c):
