@@ -7,9 +7,11 @@ ping round trip another connection sees while one client sends
   - the same submit as an HTTP POST /api/v1/jobs body,
 
 each measured from a separate process (so this script's own JSON encoding does not
-count), which pings every 5 ms. kilnd decodes such messages and bodies on a worker
-thread; on its loop thread they would hold every connection for as long as the
-parse takes. A benchmark, not a test: it prints, asserts nothing.
+count), which pings every 5 ms and lists the collections (vec.list) after each
+ping. kilnd decodes such messages and bodies on a worker thread; on its loop thread
+they would hold every connection for as long as the parse takes. It reads lists in
+a read transaction that no writer holds up; in the writer's queue they would wait
+for the put's commit. A benchmark, not a test: it prints, asserts nothing.
 
     KILND=build/daemon/kilnd /usr/bin/python3 tests/bench/loop_stall.py
 """
@@ -29,13 +31,17 @@ from kiln_objects import part_frames  # noqa: E402
 
 
 async def pinger(url, seconds):
-    """Pings for `seconds`; prints [[send time, round trip s], ...] as JSON."""
+    """Pings and lists for `seconds`; prints [[send time, ping round trip s,
+    vec.list round trip s], ...] as JSON."""
     c = await Client.connect(url)
     out, end = [], time.time() + seconds
     while time.time() < end:
         t = time.time()
         await (await c.ws.ping())
-        out.append((t, time.time() - t))
+        t1 = time.time()
+        r = await c.call({"op": "vec.list"}, 60)
+        assert r.get("op") == "collections", r
+        out.append((t, t1 - t, time.time() - t1))
         await asyncio.sleep(0.005)
     await c.close()
     print(json.dumps(out))
@@ -46,9 +52,9 @@ def start_pinger(url, seconds):
 
 
 def worst_after(p, t0):
-    pings = [(t, rtt) for t, rtt in json.loads(p.communicate()[0]) if t >= t0 - 0.1]
-    t, rtt = max(pings, key=lambda e: e[1])
-    return rtt, t - t0, len(pings)
+    pings = [(t, rtt, lrt) for t, rtt, lrt in json.loads(p.communicate()[0]) if t >= t0 - 0.1]
+    t, rtt, _ = max(pings, key=lambda e: e[1])
+    return rtt, t - t0, len(pings), max(e[2] for e in pings)
 
 
 async def measure(k, label, send):
@@ -57,9 +63,9 @@ async def measure(k, label, send):
     await asyncio.sleep(1.0)  # the pinger is connected and pinging
     t0 = time.time()
     took, answer = await send()
-    rtt, at, n = worst_after(p, t0)
+    rtt, at, n, lrt = worst_after(p, t0)
     print(f"{label:<44} {answer:<10} {took:8.2f} s   longest ping {rtt * 1e3:7.1f} ms (at +{at:.2f} s, "
-          f"{n} pings)")
+          f"{n} pings), longest vec.list {lrt * 1e3:7.1f} ms")
 
 
 async def main():
