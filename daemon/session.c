@@ -647,9 +647,9 @@ int session_receive(struct kilnd *d, struct session *s, const void *in, size_t l
         if (!whole) {
                 /* The buffer a fragmented message is put together in: memory a client
                  * makes kilnd hold, taken from the budget as the parts waiting for
-                 * their message are. */
+                 * their message are, and never past server.max_message_bytes. */
                 if (s->rx_len + len > s->rx_cap &&
-                    !membudget_grow(s->d->mem, MEM_INPUTS, &s->rx, &s->rx_cap, s->rx_len + len, SIZE_MAX)) {
+                    !membudget_grow(s->d->mem, MEM_INPUTS, &s->rx, &s->rx_cap, s->rx_len + len, max)) {
                         static const char reason[] = "no memory for this message now (memory.max_bytes)";
                         lws_close_reason(s->wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)reason,
                                          sizeof(reason) - 1);
@@ -677,7 +677,9 @@ int session_receive(struct kilnd *d, struct session *s, const void *in, size_t l
         }
         session_in_throttle(s);
         s->rx_len = 0;
-        if (s->rx_cap > 1024 * 1024)
+        /* Not kept for the next message: an idle connection would hold its budget
+         * (31 that each sent one 600 KB part held all the inputs' share of 64 MiB). */
+        if (s->rx)
                 rx_release(s);
         return 0;
 }

@@ -354,6 +354,34 @@ class ObjectUploadBudgetTest(SmallBudgetCase):
             self.assertEqual(used, 0, "the refused upload's bytes were given back")
 
 
+class IdleConnectionBudgetTest(SmallBudgetCase):
+    """memory.max_bytes 64 MiB (inputs: at most 31.5 MiB). A message bigger than one
+    read is put together in a buffer held in the budget; once it is handled the
+    buffer goes, so connections that sent one and then sit idle hold nothing."""
+
+    def test_connections_idle_after_a_big_message_hold_no_budget(self):
+        async def go():
+            c0 = await Client.connect(self.kilnd.url)
+            idle = []
+            for _ in range(40):  # 40 x 600 KB is more than the inputs' share
+                c = await Client.connect(self.kilnd.url)
+                await c.ws.send(b"KLNB" + b"\xff\xff\xff\x7f" + b"\0" * (600 << 10))  # refused: a bad header
+                m = await c.recv(10)
+                self.assertEqual((m.get("op"), m.get("code")), ("error", "bad_request"), m)
+                idle.append(c)
+            held = (await c0.call({"op": "stats"}))["memory"]["inputs_bytes"]
+            rows = np.ones((1 << 16, 4), dtype=np.float32)  # a 1 MiB part on yet another connection
+            c1 = await Client.connect(self.kilnd.url)
+            put = await vec_put(c1, "after-idle", rows, [f"i{i}" for i in range(len(rows))], metric="ip")
+            for c in idle + [c0, c1]:
+                await c.close()
+            return held, put
+
+        held, put = self.run_async(go())
+        self.assertEqual(held, 0)
+        self.assertEqual(put.get("op"), "vec", put)
+
+
 class HttpBodyBudgetTest(SmallBudgetCase):
     """memory.max_bytes 64 MiB (inputs: at most 31.5 MiB). Request bodies of the HTTP
     API wait in memory until they are whole, so they are held in the budget as a
