@@ -210,9 +210,12 @@ struct objects {
         unsigned max_idle;
         uint64_t n_entries, compiles, hits, evictions;
 
-        /* told before a snapshot is released (the backends' device copies) */
+        /* told before a snapshot is released (the backends' device copies); read
+         * under `lock`, with hook_calls counting the frees calling it now */
         void (*on_release)(void *ctx, const struct kiln_object *obj);
         void *release_ctx;
+        unsigned hook_calls;
+        pthread_cond_t hook_idle;    /* hook_calls fell to 0 */
 
         /* the workers */
         pthread_mutex_t wlock;
@@ -406,19 +409,40 @@ static void evict_locked(struct objects *o, struct snap **victims)
         }
 }
 
+/* Frees a chain of snapshots (through hnext), telling the release hook of each
+ * first. Not under o->lock. */
 static void snaps_free(struct objects *o, struct snap *s)
 {
+        void (*hook)(void *ctx, const struct kiln_object *obj);
+        void *ctx;
+
+        if (!s)
+                return;
+        /* The hook and its context as one pair, and counted while in use, so that
+         * objects_set_release_hook can wait for the calls it replaces. */
+        pthread_mutex_lock(&o->lock);
+        hook = o->on_release;
+        ctx = o->release_ctx;
+        if (hook)
+                o->hook_calls++;
+        pthread_mutex_unlock(&o->lock);
         while (s) {
                 struct snap *next = s->hnext;
-                if (s->ref.snapshot && o->on_release) {
+                if (s->ref.snapshot && hook) {
                         struct kiln_object obj = { .cls = s->ref.cls, .version = s->ref.version,
                                                    .snapshot = s->ref.snapshot };
-                        o->on_release(o->release_ctx, &obj);
+                        hook(ctx, &obj);
                 }
                 if (s->ref.snapshot)
                         s->ref.cls->release((void *)s->ref.snapshot);
                 free(s);
                 s = next;
+        }
+        if (hook) {
+                pthread_mutex_lock(&o->lock);
+                if (--o->hook_calls == 0)
+                        pthread_cond_broadcast(&o->hook_idle);
+                pthread_mutex_unlock(&o->lock);
         }
 }
 
@@ -795,6 +819,7 @@ int objects_new(struct store *store, struct mailbox *mb, struct objects **ret)
         o->max_idle_bytes = OBJECTS_IDLE_MAX_BYTES;
         pthread_mutex_init(&o->lock, NULL);
         pthread_cond_init(&o->loaded, NULL);
+        pthread_cond_init(&o->hook_idle, NULL);
         pthread_mutex_init(&o->wlock, NULL);
         pthread_cond_init(&o->wcond, NULL);
         r = load_versions(o);
@@ -829,6 +854,7 @@ void objects_free(struct objects *o)
         vmap_clear(&o->versions);
         pthread_mutex_destroy(&o->lock);
         pthread_cond_destroy(&o->loaded);
+        pthread_cond_destroy(&o->hook_idle);
         pthread_mutex_destroy(&o->wlock);
         pthread_cond_destroy(&o->wcond);
         free(o);
@@ -839,5 +865,9 @@ void objects_set_release_hook(struct objects *o, void (*fn)(void *ctx, const str
         pthread_mutex_lock(&o->lock);
         o->on_release = fn;
         o->release_ctx = ctx;
+        /* A free calling the old hook on another thread is done before its
+         * context may go (teardown frees the scheduler next). */
+        while (o->hook_calls)
+                pthread_cond_wait(&o->hook_idle, &o->lock);
         pthread_mutex_unlock(&o->lock);
 }

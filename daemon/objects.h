@@ -123,7 +123,8 @@ void objects_release(struct objects *o, const struct object_ref *ref);
 
 /* `fn` is called (from whichever thread evicts) before a compiled snapshot is
  * released, so that the backends drop their device copies of it
- * (kiln_backend.object_release). Set once at start. */
+ * (kiln_backend.object_release). Set at start, and to NULL before the backends
+ * go: it returns once no call of the hook it replaces is in progress. */
 void objects_set_release_hook(struct objects *o, void (*fn)(void *ctx, const struct kiln_object *obj), void *ctx);
 
 /* How many unreferenced snapshots, and bytes of them (the class's snapshot_bytes),
