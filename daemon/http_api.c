@@ -491,6 +491,7 @@ void http_api_body_done(struct http_api_req *r)
                 r->parsing = w;
                 r->d->decoding++;
                 w->work.run = body_parse_run;
+                w->work.prompt = true;
                 w->work.mail.fn = on_body_parsed;
                 objects_work_submit(r->d->objects, &w->work);
                 return; /* not ready: server.c holds the connection until on_ready */

@@ -16,7 +16,10 @@
 #include "util.h"
 #include "vec_search/collection.h"
 
+/* Workers for any work, prompt work first, and one for prompt work alone, which a
+ * long check of an upload or a free waiting for a device never holds up. */
 #define WORKERS 2
+#define PROMPT_WORKERS 1
 #define KEY_MAX (STORE_OBJECT_TENANT_MAX + 1 + STORE_OBJECT_CLASS_MAX + 1 + STORE_OBJECT_NAME_MAX)
 
 static const struct kiln_object_class *const classes[] = { &risk_model_class, &vec_collection_class };
@@ -220,9 +223,11 @@ struct objects {
         /* the workers */
         pthread_mutex_t wlock;
         pthread_cond_t wcond;
-        struct objects_work *whead, *wtail;
+        struct {
+                struct objects_work *head, *tail;
+        } wq[2];                     /* 0: prompt work, 1: the rest */
         bool wstop;
-        pthread_t threads[WORKERS];
+        pthread_t threads[WORKERS + PROMPT_WORKERS];
         unsigned n_threads;
 };
 
@@ -684,23 +689,33 @@ void objects_cache_stats(struct objects *o, struct objects_cache_stats *ret)
 
 /* ---- work off the loop ---- */
 
-static void *worker_main(void *arg)
+/* The next work a worker takes: prompt work first; only prompt work for a prompt
+ * worker. NULL when there is none. o->wlock held. */
+static struct objects_work *work_take(struct objects *o, bool prompt_only)
 {
-        struct objects *o = arg;
+        for (int q = 0; q < (prompt_only ? 1 : 2); q++) {
+                struct objects_work *w = o->wq[q].head;
+                if (w) {
+                        o->wq[q].head = w->next;
+                        if (!o->wq[q].head)
+                                o->wq[q].tail = NULL;
+                        return w;
+                }
+        }
+        return NULL;
+}
 
-        pthread_setname_np(pthread_self(), "kiln-objects");
+static void worker_loop(struct objects *o, bool prompt_only)
+{
         pthread_mutex_lock(&o->wlock);
         for (;;) {
-                struct objects_work *w = o->whead;
+                struct objects_work *w = work_take(o, prompt_only);
                 if (!w) {
                         if (o->wstop)
                                 break;
                         pthread_cond_wait(&o->wcond, &o->wlock);
                         continue;
                 }
-                o->whead = w->next;
-                if (!o->whead)
-                        o->wtail = NULL;
                 pthread_mutex_unlock(&o->wlock);
                 w->next = NULL;
                 w->run(w);
@@ -708,6 +723,19 @@ static void *worker_main(void *arg)
                 pthread_mutex_lock(&o->wlock);
         }
         pthread_mutex_unlock(&o->wlock);
+}
+
+static void *worker_main(void *arg)
+{
+        pthread_setname_np(pthread_self(), "kiln-objects");
+        worker_loop(arg, false);
+        return NULL;
+}
+
+static void *prompt_worker_main(void *arg)
+{
+        pthread_setname_np(pthread_self(), "kiln-prompt");
+        worker_loop(arg, true);
         return NULL;
 }
 
@@ -749,14 +777,17 @@ static void snaps_free_later(struct objects *o, struct snap *victims)
 
 void objects_work_submit(struct objects *o, struct objects_work *w)
 {
+        int q = w->prompt ? 0 : 1;
+
         w->next = NULL;
         pthread_mutex_lock(&o->wlock);
-        if (o->wtail)
-                o->wtail->next = w;
+        if (o->wq[q].tail)
+                o->wq[q].tail->next = w;
         else
-                o->whead = w;
-        o->wtail = w;
-        pthread_cond_signal(&o->wcond);
+                o->wq[q].head = w;
+        o->wq[q].tail = w;
+        /* All: one signal could wake a prompt worker for work it does not take. */
+        pthread_cond_broadcast(&o->wcond);
         pthread_mutex_unlock(&o->wlock);
 }
 
@@ -825,8 +856,9 @@ int objects_new(struct store *store, struct mailbox *mb, struct objects **ret)
         r = load_versions(o);
         if (r < 0)
                 goto fail;
-        for (; o->n_threads < WORKERS; o->n_threads++) {
-                r = -pthread_create(&o->threads[o->n_threads], NULL, worker_main, o);
+        for (; o->n_threads < WORKERS + PROMPT_WORKERS; o->n_threads++) {
+                r = -pthread_create(&o->threads[o->n_threads], NULL,
+                                    o->n_threads < WORKERS ? worker_main : prompt_worker_main, o);
                 if (r < 0)
                         goto fail;
         }

@@ -23,8 +23,9 @@
  *
  *  - Work off the loop. A small pool of worker threads runs what the loop thread
  *    must not (parsing an uploaded model's JSON, checking and normalising a
- *    collection's rows), then posts the caller's mail back to the loop
- *    (objects_work_submit).
+ *    collection's rows, decoding a big message, reading objects for a list), then
+ *    posts the caller's mail back to the loop (objects_work_submit). Prompt work
+ *    has a worker of its own besides.
  *
  * Threads: objects_new, objects_stop and objects_free on the main thread (before
  * and after the loop); objects_version, objects_meta, objects_changed and the mails on
@@ -150,9 +151,13 @@ void objects_cache_stats(struct objects *o, struct objects_cache_stats *ret);
 
 /* One piece of work, embedded in the caller's own struct: a worker thread calls
  * run(w), then posts w->mail (whose fn the caller set) to the mailbox. The caller
- * must not touch w until its mail runs. */
+ * must not touch w until its mail runs. `prompt`: work a client waits on that
+ * takes no longer than reading its message (decoding it, a read of the store):
+ * taken before the rest, and by a worker kept for it, so it never queues behind
+ * an upload's check or a free that waits for a device. */
 struct objects_work {
         void (*run)(struct objects_work *w);
+        bool prompt;
         struct mail mail;
         struct objects_work *next; /* private */
 };

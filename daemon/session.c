@@ -585,6 +585,7 @@ static bool decode_off_loop(struct session *s, const uint8_t *msg, size_t len)
         w->d = s->d;
         w->session_id = s->id;
         w->work.run = decode_run;
+        w->work.prompt = true;
         w->work.mail.fn = on_decoded;
         lws_rx_flow_control(s->wsi, 0);
         s->in_decoding = true;

@@ -428,6 +428,7 @@ static void start_read(struct obj_req *r)
 {
         r->d->object_reads++;
         r->work.run = read_run;
+        r->work.prompt = true;
         r->work.mail.fn = on_read;
         objects_work_submit(r->d->objects, &r->work);
 }
