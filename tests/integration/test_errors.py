@@ -380,6 +380,26 @@ class BadParamsTest(ErrorCase):
             (dict(GOOD, omega_m=1.5), "params.omega_m"),
         ])
 
+    def test_a_raytrace_source_too_narrow_to_compute_names_its_sigma(self):
+        # sigma^2 of 1e-300 is 0 in float64: the centre ray would be 0/0, a NaN pixel.
+        async def go():
+            c = await self.client()
+            try:
+                for sigma in (1e-300, 5e-7):
+                    with self.subTest(sigma=sigma):
+                        await self.bad(c, {"op": "submit", "kind": "lens.raytrace",
+                                           "params": {"mass": 1e14, "concentration": 5, "grid_size": 9,
+                                                      "supersample": 1, "source": {"sigma_arcsec": sigma}}},
+                                       "bad_params", "params.source.sigma_arcsec")
+                done, parts = await c.run("lens.raytrace", {"mass": 1e14, "concentration": 5, "grid_size": 9,
+                                                            "supersample": 1, "source": {"sigma_arcsec": 1e-6}})
+                self.assertEqual(done["state"], "done", done)
+                self.assertFalse(np.isnan(parts["image"]).any())
+            finally:
+                await c.close()
+
+        self.run_async(go())
+
     def test_binary_part_for_a_kind_without_inputs_is_bad_params(self):
         async def go():
             c = await self.client()

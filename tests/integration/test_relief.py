@@ -355,10 +355,14 @@ class ReliefTest(KilndTestCase):
             out = [(name, words, (await self.relief(c, data))[0]) for name, data, words in cases]
             out.append(("float32", "dtype", (await self.relief(c, np.zeros(8, np.float32), dtype="f32"))[0]))
             missing = await c.call({"op": "submit", "kind": "image.relief", "params": {}})
+            # A base thinner than float32 resolves would collapse the walls' triangles.
+            thin = [(await self.relief(c, good, {"base_mm": b}))[0] for b in (5e-324, 1e-40, 0.0099)]
             ok = await self.relief(c, good)
             await c.close()
-            return out, missing, ok
-        out, missing, (done, _) = self.run_async(go())
+            return out, missing, thin, ok
+        out, missing, thin, (done, _) = self.run_async(go())
+        for reply in thin:
+            self.assertRefused(reply, "params.base_mm")
         for name, words, reply in out:
             with self.subTest(name):
                 self.assertRefused(reply)

@@ -11,7 +11,9 @@ static const struct kiln_param relief_schema[] = {
         { .name = "width_mm", .type = KILN_PARAM_NUMBER, .min = 1, .max = 10000, .def = "100",
           .doc = "width of the model along +x, mm (the depth follows the image's aspect ratio)",
           KILN_PARAM_AT(struct relief_params, width_mm) },
-        { .name = "base_mm", .type = KILN_PARAM_NUMBER, .min = 0, .min_exclusive = true, .max = 1000, .def = "1",
+        /* At least 0.01: the mesh is float32 (STL, glTF), and a base thinner than it
+         * resolves collapses the walls' triangles (1e-40 gave a mesh not closed). */
+        { .name = "base_mm", .type = KILN_PARAM_NUMBER, .min = 0.01, .max = 1000, .def = "1",
           .doc = "thickness of the solid base under the relief, mm", KILN_PARAM_AT(struct relief_params, base_mm) },
         { .name = "max_height_mm", .type = KILN_PARAM_NUMBER, .min = 0, .max = 1000, .def = "3",
           .doc = "height of the relief above the base for white (black when inverted), mm",

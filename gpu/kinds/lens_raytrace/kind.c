@@ -11,7 +11,9 @@ static const struct kiln_param source_fields[] = {
           .doc = "source centre, x, arcsec from the halo centre", KILN_PARAM_AT(struct lens_raytrace_params, src_x) },
         { .name = "y_arcsec", .type = KILN_PARAM_NUMBER, .min = -1e6, .max = 1e6, .def = "0",
           .doc = "source centre, y, arcsec from the halo centre", KILN_PARAM_AT(struct lens_raytrace_params, src_y) },
-        { .name = "sigma_arcsec", .type = KILN_PARAM_NUMBER, .min = 0, .min_exclusive = true, .max = 1e6,
+        /* At least 1e-6: the Gaussian divides by 2 sigma^2, which below about 1e-154
+         * is 0 (the centre ray would be 0/0). */
+        { .name = "sigma_arcsec", .type = KILN_PARAM_NUMBER, .min = 1e-6, .max = 1e6,
           .def = "0.5", .doc = "width of the circular Gaussian source (peak 1), arcsec",
           KILN_PARAM_AT(struct lens_raytrace_params, src_sigma) },
         { .name = NULL },
