@@ -666,8 +666,31 @@ static bool take_part(struct session *s, struct obj_req *r)
         return false;
 }
 
+/* The kind that has a built-in object of r's class by r's name (risk.score's
+ * "altman-z"), or NULL: a stored object of that name could never be used. */
+static const struct kiln_kind *builtin_of(const struct obj_req *r)
+{
+        for (size_t i = 0; kiln_kinds[i]; i++) {
+                const struct kiln_kind *k = kiln_kinds[i];
+                for (size_t b = 0; k->object == r->cls && k->builtin_objects && k->builtin_objects[b]; b++)
+                        if (strcmp(k->builtin_objects[b], r->name) == 0)
+                                return k;
+        }
+        return NULL;
+}
+
 static void op_model_put(struct session *s, struct obj_req *r)
 {
+        const struct kiln_kind *k = builtin_of(r);
+
+        if (k) {
+                session_send_error(s, r->ref, KERR_BAD_PARAMS, name_field(r),
+                                   "\"%s\" is a built-in model of %s; a stored model needs another name", r->name,
+                                   k->name);
+                if (s->parts && r->ref)
+                        parts_drop(s->parts, r->ref);
+                goto fail;
+        }
         if (!take_part(s, r))
                 goto fail;
         if ((r->part->dtype != KILN_DTYPE_BYTES && r->part->dtype != KILN_DTYPE_U8) || r->part->ndim != 1) {

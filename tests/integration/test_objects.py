@@ -201,6 +201,21 @@ class ModelTest(ObjectCase):
             self.assertNotIn(name, listed)
         self.assertIn("objective", replies["m-bad-objective"]["message"] + replies["m-bad-objective"].get("field", ""))
 
+    def test_the_names_of_built_in_models_are_not_taken(self):
+        # risk.score with model "altman-z" always runs the built-in: a stored model
+        # of that name could never be used.
+        async def go(c):
+            replies = [await model_put(c, name, xgb_model()) for name in ("altman-z", "altman-z2")]
+            # What was sent with the refused put goes with it: the ref is free again.
+            again = await model_put(c, "altman-zz", xgb_model(), ref=replies[0]["ref"])
+            return replies, again, await model_list(c)
+        replies, again, listed = self.go(go)
+        for r in replies:
+            self.assertError(r, "bad_params", "name")
+            self.assertIn("built-in", r["message"])
+        self.assertEqual(again.get("op"), "model", again)
+        self.assertNotIn("altman-z", listed)
+
     def test_put_without_its_model_part_is_bad_params(self):
         async def go(c):
             return await c.call({"op": "model.put", "name": "m-no-part"}), await model_list(c)
