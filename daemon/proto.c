@@ -449,13 +449,19 @@ int proto_json_refused(const char *text, size_t len, const json_error_t *jerr, s
                 { "too big negative integer", "is an integer past the 64-bit range" },
                 { "real number overflow", "is a number past the range of a double" },
                 { "duplicate object key", "appears twice in its object" },
+                { "\\u0000 is not allowed", "holds a NUL character (\\u0000), which kilnd does not take" },
+                { "invalid token near 'NaN'", "is NaN, which is not JSON (a missing value is null)" },
+                { "invalid token near 'Infinity'", "is Infinity, which is not JSON" },
+                { "invalid token near '-'", "is not a JSON value (-Infinity is not JSON)" },
+                { "invalid token near", "is not a JSON value" },
         };
         char path[sizeof(err->field)];
 
         for (size_t i = 0; i < N_ELEMS(named); i++)
                 if (!strncmp(jerr->text, named[i].text, strlen(named[i].text)) && jerr->position >= 0 &&
                     json_path_at(text, len, (size_t)jerr->position, path, sizeof(path)) == 0 && path[0])
-                        return fail(err, KERR_BAD_REQUEST, path, "\"%s\" %s", path, named[i].why);
+                        return fail(err, KERR_BAD_REQUEST, path, "\"%s\" %s (at byte %d)", path, named[i].why,
+                                    jerr->position);
         return fail(err, KERR_BAD_REQUEST, "", "malformed JSON: %s (at byte %d)", jerr->text, jerr->position);
 }
 

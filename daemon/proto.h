@@ -141,9 +141,10 @@ struct proto_req {
 int proto_decode(const char *text, size_t len, struct proto_req *ret, json_t **ret_ref,
                  struct proto_error *err);
 /* Fills err for JSON text that jansson refused (jerr): a value it cannot hold
- * (an integer past int64, a real past double) and a repeated key are named by
- * their path ("params.k", "rows[2][0]"); any other fault names no field.
- * Returns -EINVAL. */
+ * (an integer past int64, a real past double, a string with a NUL), a value that
+ * is not JSON (NaN, Infinity, a stray word) and a repeated key are named by their
+ * path ("params.k", "rows[2][0]"); any other fault names no field. Returns
+ * -EINVAL. */
 int proto_json_refused(const char *text, size_t len, const json_error_t *jerr, struct proto_error *err);
 /* The same for a message already parsed (with JSON_REJECT_DUPLICATES, as
  * proto_decode parses): takes over the reference to root, whatever the outcome. */

@@ -116,7 +116,9 @@ class MalformedInputTest(ErrorCase):
              "params.grid_size"),
             ('{"ref":"r72",' + sub + ',"params":{"mass":1e14,"concentration":5,"grid_size":9223372036854775808}}',
              "r72", "params.grid_size"),
-            ('{' + sub.replace('lens.nfw', 'lens.nfw\\u0000x') + ',"ref":[7,3],"params":{}}', [7, 3], None),
+            ('{' + sub.replace('lens.nfw', 'lens.nfw\\u0000x') + ',"ref":[7,3],"params":{}}', [7, 3], "kind"),
+            # Not JSON at all: named, but no ref can be read back.
+            ('{"ref":77,' + sub + ',"params":{"mass":NaN,"concentration":5}}', None, "params.mass"),
             ('{"ref":{"n":74},' + sub + ',"kind":"lens.nfw","params":{}}', {"n": 74}, "kind"),
             ('{"ref":9007199254740993,' + sub + ',"kind":"lens.nfw","params":{}}', 9007199254740993, "kind"),
             # With an integer past int64 elsewhere, a ref the lenient reading cannot

@@ -637,7 +637,10 @@ static void test_not_json_is_bad_request(void **state)
 
         expect_error("hello", KERR_BAD_REQUEST, "");
         expect_error("{op:\"stats\"}", KERR_BAD_REQUEST, "");
-        expect_error("{\"op\":'stats'}", KERR_BAD_REQUEST, "");
+        /* Not a JSON value where one is due: named by its path. */
+        expect_error("{\"op\":'stats'}", KERR_BAD_REQUEST, "op");
+        expect_error("{\"op\":\"submit\",\"params\":{\"z\":NaN}}", KERR_BAD_REQUEST, "params.z");
+        expect_error("{\"op\":\"submit\",\"params\":{\"z\":[1,-Infinity]}}", KERR_BAD_REQUEST, "params.z[1]");
         /* Garbage after the object. */
         expect_error("{\"op\":\"stats\"} {}", KERR_BAD_REQUEST, "");
         /* Not an object: no ref to echo even when there is one inside. */
@@ -678,8 +681,9 @@ static void test_embedded_nul_is_bad_request(void **state)
 {
         static const char raw[] = "{\"op\":\"stats\",\"x\":\"a\0b\"}";
 
-        expect_error("{\"op\":\"hello\",\"token\":\"ab\\u0000cd\"}", KERR_BAD_REQUEST, "");
-        expect_error("{\"op\":\"st\\u0000ats\"}", KERR_BAD_REQUEST, "");
+        /* An escaped NUL in a string is named by its path. */
+        expect_error("{\"op\":\"hello\",\"token\":\"ab\\u0000cd\"}", KERR_BAD_REQUEST, "token");
+        expect_error("{\"op\":\"st\\u0000ats\"}", KERR_BAD_REQUEST, "op");
         expect_errorn(raw, sizeof(raw) - 1, KERR_BAD_REQUEST, "");
         /* A NUL byte right after a complete object. */
         expect_errorn("{\"op\":\"stats\"}\0", 15, KERR_BAD_REQUEST, "");
@@ -712,7 +716,7 @@ static void test_huge_numbers_are_bad_request(void **state)
         /* Other faults name no field. */
         expect_error("{\"op\":\"list\",\"limit\":12x}", KERR_BAD_REQUEST, "");
         assert_int_equal(proto_decode(t, strlen(t), NULL, NULL, &err), -EINVAL);
-        assert_string_equal(err.message, "\"params.k\" is an integer past the 64-bit range");
+        assert_string_equal(err.message, "\"params.k\" is an integer past the 64-bit range (at byte 72)");
 }
 
 static void test_decode_reads_only_len_bytes(void **state)
