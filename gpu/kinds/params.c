@@ -305,11 +305,13 @@ static int store_value(const struct kiln_kind *kind, const struct kiln_param *p,
                         memcpy(at, &idx, sizeof(idx));
                         return 0;
                 }
-                /* A required one names something (a model, a collection): never empty. */
+                /* One that is required, or has no default (given, it names something: a
+                 * model, a collection, a stored id), is never empty. */
+                bool named = p->required || !p->def;
                 if (json_string_length(v) >= p->size || strlen(json_string_value(v)) != json_string_length(v) ||
-                    (p->required && json_string_length(v) == 0))
+                    (named && json_string_length(v) == 0))
                         return kiln_error_set(err, field, "%s must be a string of %s%zu bytes without NUL", field,
-                                              p->required ? "1 to " : "at most ", p->size - 1);
+                                              named ? "1 to " : "at most ", p->size - 1);
                 memset(at, 0, p->size);
                 memcpy(at, json_string_value(v), json_string_length(v));
                 return 0;

@@ -357,6 +357,7 @@ class VecSearch(KilndTestCase):
             for name, extra in (("both", {"query_id": "a", "queries": [[1, 0, 0, 0]]}),
                                 ("missing", {"query_id": "e"}),
                                 ("long", {"query_id": "x" * 257}),
+                                ("empty", {"query_id": ""}),
                                 ("number", {"query_id": 3}),
                                 ("list", {"query_id": ["a", "b"]})):
                 acc = await c.call({"op": "submit", "kind": "vec.search",
@@ -375,7 +376,7 @@ class VecSearch(KilndTestCase):
         # against the items of the version the job is bound to, when it runs.
         self.assertRefused(out["both"], "params.query_id", "both")
         self.assertFailed(out["missing"], "bad_params", 'params.query_id "e" is not an id of the collection')
-        for name in ("long", "number", "list"):
+        for name in ("long", "empty", "number", "list"):
             self.assertEqual(out[name].get("code"), "bad_params", out[name])
             self.assertEqual(out[name].get("field"), "params.query_id", out[name])
         self.assertRefused(out["binary-both"], "params.query_id", "both")

@@ -588,10 +588,13 @@ static void test_parameters_are_stored_in_the_typed_struct(void **state)
         json_decref(c);
 }
 
-static void test_string_longer_than_its_storage_is_rejected(void **state)
+/* An optional string without a default names something when given: never empty. */
+static void test_string_longer_than_its_storage_or_empty_is_rejected(void **state)
 {
         reject_params(&toy_kind, "{\"source\":{\"x_arcsec\":1},\"label\":\"12345678\"}", "params.label",
-                      "params.label must be a string of at most 7 bytes without NUL");
+                      "params.label must be a string of 1 to 7 bytes without NUL");
+        reject_params(&toy_kind, "{\"source\":{\"x_arcsec\":1},\"label\":\"\"}", "params.label",
+                      "params.label must be a string of 1 to 7 bytes without NUL");
 }
 
 static void test_lens_nfw_maps_are_stored_as_bits(void **state)
@@ -743,7 +746,7 @@ int main(void)
                 cmocka_unit_test(test_registry_finds_lens_nfw),
                 cmocka_unit_test(test_lens_nfw_result_bytes_count_requested_maps),
                 cmocka_unit_test(test_parameters_are_stored_in_the_typed_struct),
-                cmocka_unit_test(test_string_longer_than_its_storage_is_rejected),
+                cmocka_unit_test(test_string_longer_than_its_storage_or_empty_is_rejected),
                 cmocka_unit_test(test_lens_nfw_maps_are_stored_as_bits),
                 cmocka_unit_test(test_every_builtin_kind_passes_the_schema_check),
                 cmocka_unit_test(test_schema_check_finds_unusable_storage),
