@@ -511,5 +511,10 @@ void session_op_cache_purge(struct session *s, const struct proto_req *rq)
 
 void session_op_list(struct session *s, const struct proto_req *rq)
 {
+        /* As cache.purge: a kind no job can have is a mistake, not an empty page. */
+        if (rq->list.kind && !kiln_kind_find(rq->list.kind)) {
+                session_send_error(s, rq->ref, KERR_UNKNOWN_KIND, "kind", "unknown job kind \"%s\"", rq->list.kind);
+                return;
+        }
         ask_store(s, rq, STORE_OP_LIST);
 }

@@ -227,6 +227,9 @@ class MalformedInputTest(ErrorCase):
                 for field, value in cases:
                     with self.subTest(field=field, value=value):
                         await self.bad(c, {"op": "list", field: value}, "bad_request", field)
+                # A kind no job can have, as cache.purge refuses it.
+                for kind in ("bogus", ""):
+                    await self.bad(c, {"op": "list", "kind": kind}, "unknown_kind", "kind")
             finally:
                 await c.close()
 
