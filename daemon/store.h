@@ -425,7 +425,8 @@ int store_object_items_put(struct store_txn *t, const struct store_object_ref *o
                            const struct store_object_limits *lim, int64_t now_ms, struct store_object_info *ret);
 
 /* Deletes the items with the given ids (ids not there are ignored; data and size are
- * unused). Bumps the version once and updates count and bytes. Returns >= 0, -ENOENT
+ * unused). Bumps the version once and updates count and bytes, when any was there
+ * (else nothing changes, the version neither). Returns >= 0, -ENOENT
  * when the object does not exist, -EINVAL, -ENOSPC or -errno. *ret as store_object_put. */
 int store_object_items_delete(struct store_txn *t, const struct store_object_ref *o,
                               const struct store_object_item *ids, size_t n, int64_t now_ms,

@@ -213,6 +213,7 @@ int store_object_items_delete(struct store_txn *t, const struct store_object_ref
         struct store_object_info info;
         struct item_key k;
         uint64_t old_bytes;
+        size_t deleted = 0;
         int klen, r;
 
         if (t->err < 0)
@@ -249,11 +250,15 @@ int store_object_items_delete(struct store_txn *t, const struct store_object_ref
                 h.bytes = h.bytes > size ? h.bytes - size : 0;
                 h.count = h.count ? h.count - 1 : 0;
                 r = store_txn_result(t, mdb_del(t->txn, t->s->object_items, &key, NULL));
+                deleted++;
         }
-        h.version++;
-        h.updated_ms = now_ms;
-        if (r >= 0)
+        /* Nothing there: nothing changed, and the version (which keys the cached
+         * results of the object's jobs) stays. */
+        if (r >= 0 && deleted) {
+                h.version++;
+                h.updated_ms = now_ms;
                 r = store_object_changed(t, o, k.b, (size_t)klen, false, old_bytes, &h);
+        }
         if (ret && r >= 0) {
                 store_object_info_refresh(&info, &h);
                 *ret = info;

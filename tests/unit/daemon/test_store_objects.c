@@ -320,6 +320,16 @@ static void items_put_replace_delete_show_in_count_bytes_and_order(void **state)
         assert_int_equal(usage(f->s, "acme").bytes, 27);
         assert_int_equal(usage(f->s, "acme").objects, 1);
 
+        /* ids none of which is there: nothing changes, the version neither */
+        struct store_object_item gone[] = { item("a", NULL, 0), item("zz", NULL, 0) };
+        t = wtxn(f->s);
+        assert_int_equal(store_object_items_delete(t, &o, gone, 2, T0 + 3, &info), 0);
+        assert_int_equal(store_txn_commit(t), 0);
+        assert_int_equal(info.version, 3);
+        assert_int_equal(info.count, 4);
+        assert_true(info.updated_ms == T0 + 2);
+        store_object_info_clear(&info);
+
         /* a callback's negative return stops the walk and is returned */
         t = rtxn(f->s);
         memset(&l, 0, sizeof(l));
