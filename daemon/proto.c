@@ -440,6 +440,55 @@ static json_t *lenient_ref(const char *text, size_t len)
         return ref;
 }
 
+/* The fields each op takes besides "op" and "ref", comma-separated: any other is
+ * refused, so that a misspelt "priorty" or "timeout" is not silently a normal
+ * job without a deadline. */
+static const char *const op_fields[_KOP_MAX] = {
+        [KOP_HELLO] = "token,client",
+        [KOP_SUBMIT] = "kind,params,priority,timeout_ms,key,cache,watch",
+        [KOP_STATUS] = "job", [KOP_RESULT] = "job", [KOP_WATCH] = "job", [KOP_CANCEL] = "job",
+        [KOP_LIST] = "state,kind,limit,after",
+        [KOP_STATS] = "", [KOP_CONFIG_GET] = "",
+        [KOP_SUBSCRIBE] = "topic",
+        [KOP_CACHE_PURGE] = "kind",
+        [KOP_MODEL_PUT] = "name", [KOP_MODEL_LIST] = "", [KOP_MODEL_DELETE] = "name",
+        [KOP_VEC_PUT] = "collection,metric,ids", [KOP_VEC_DELETE] = "collection,ids",
+        [KOP_VEC_DROP] = "collection", [KOP_VEC_INFO] = "collection", [KOP_VEC_LIST] = "",
+};
+
+static bool in_list(const char *list, const char *key, size_t len)
+{
+        for (const char *p = list; *p;) {
+                const char *e = strchr(p, ',');
+                size_t n = e ? (size_t)(e - p) : strlen(p);
+                if (n == len && memcmp(p, key, len) == 0)
+                        return true;
+                p += n + (e ? 1 : 0);
+        }
+        return false;
+}
+
+/* A field the op does not take: bad_request naming it. */
+static int check_fields(const struct proto_req *r, struct proto_error *err)
+{
+        const char *key, *takes = op_fields[r->op] ? op_fields[r->op] : "";
+        json_t *v;
+        size_t len;
+
+        json_object_keylen_foreach(r->root, key, len, v) {
+                (void)v;
+                if ((len == 2 && !memcmp(key, "op", 2)) || (len == 3 && !memcmp(key, "ref", 3)) ||
+                    in_list(takes, key, len))
+                        continue;
+                char field[64];
+                snprintf(field, sizeof(field), "%.*s", echo_len(key, len < 48 ? len : 48), key);
+                return fail(err, KERR_BAD_REQUEST, field, "\"%s\" is not a field of %s%s%s%s", field,
+                            kiln_op_name(r->op), *takes ? " (it takes " : ", which takes none", takes,
+                            *takes ? ")" : "");
+        }
+        return 0;
+}
+
 int proto_json_refused(const char *text, size_t len, const json_error_t *jerr, struct proto_error *err)
 {
         static const struct {
@@ -555,6 +604,8 @@ int proto_decode_json(json_t *root, struct proto_req *ret, json_t **ret_ref, str
                 k = fail(err, KERR_INTERNAL, "op", "op not handled");
                 break;
         }
+        if (k >= 0)
+                k = check_fields(&r, err);
         if (k == -ENOMEM)
                 fail(err, KERR_INTERNAL, "", "out of memory");
         if (k < 0)

@@ -169,6 +169,9 @@ int kiln_input_from_json(const struct kiln_input_spec *spec, const json_t *v, co
         }
         if (dt < 0)
                 return fail_code(err, -EINVAL, field, "%s cannot be given as JSON: send it as a binary part", field);
+        if (!json_is_array(v) && (spec->dtypes & KILN_DTYPE_BIT(KILN_DTYPE_BYTES)))
+                return fail_code(err, -EINVAL, field, "%s must be a string or an object (or an array of bytes)",
+                                 field);
         if (!json_is_array(v))
                 return fail_code(err, -EINVAL, field, "%s must be an array", field);
         /* The shape from the first element at each depth; walk_level checks the rest. */

@@ -663,7 +663,7 @@ class TooLargeTest(ErrorCase):
         async def go():
             other = await self.client()
             c = await self.client()
-            big = json.dumps({"op": "stats", "pad": "x" * 70000})
+            big = json.dumps({"op": "stats", "ref": "x" * 70000})
             await c.ws.send(big)
             with self.assertRaises(websockets.ConnectionClosed) as cm:
                 while True:
@@ -681,7 +681,7 @@ class TooLargeTest(ErrorCase):
         async def go():
             c = await self.client()
             try:
-                r = await c.call({"op": "stats", "pad": "x" * 60000})
+                r = await c.call({"op": "stats", "ref": "x" * 60000})
                 return r
             finally:
                 await c.close()

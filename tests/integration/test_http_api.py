@@ -248,7 +248,7 @@ class HttpApiBigBodyTest(KilndTestCase):
     def test_a_client_gone_while_its_big_body_is_parsed_leaves_kilnd_serving(self):
         import socket
         body = json.dumps({"kind": "lens.nfw", "params": {"mass": 1e14, "concentration": 5},
-                           "pad": ["y" * 64] * 40000}).encode()
+                           "ref": ["y" * 64] * 40000}).encode()
         s = socket.create_connection(("127.0.0.1", self.kilnd.port), timeout=30)
         s.sendall(f"POST /api/v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                   f"Content-Length: {len(body)}\r\n\r\n".encode() + body)

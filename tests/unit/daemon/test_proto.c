@@ -581,12 +581,25 @@ static void test_vec_ids_must_be_an_array_of_strings(void **state)
 
 /* ---- message shape ---- */
 
-static void test_unknown_fields_are_ignored(void **state)
+/* A field the op does not take is refused naming it: a misspelt "priorty" would
+ * otherwise be a normal job. */
+static void test_unknown_fields_are_bad_request(void **state)
 {
+        struct proto_error err = { 0 };
+        const char *t = "{\"op\":\"submit\",\"kind\":\"k\",\"params\":{},\"priorty\":\"critical\"}";
         struct proto_req r;
 
-        decode_ok("{\"op\":\"stats\",\"x-future\":[1,{\"a\":null}],\"v\":2}", &r);
-        assert_int_equal(r.op, KOP_STATS);
+        expect_error("{\"op\":\"stats\",\"x-future\":[1,{\"a\":null}]}", KERR_BAD_REQUEST, "x-future");
+        expect_error(t, KERR_BAD_REQUEST, "priorty");
+        assert_int_equal(proto_decode(t, strlen(t), NULL, NULL, &err), -EINVAL);
+        assert_string_equal(err.message, "\"priorty\" is not a field of submit (it takes kind,params,priority,"
+                                         "timeout_ms,key,cache,watch)");
+        expect_error("{\"op\":\"vec.info\",\"collection\":\"c\",\"ids\":[]}", KERR_BAD_REQUEST, "ids");
+        expect_error("{\"op\":\"hello\",\"tokn\":\"t\"}", KERR_BAD_REQUEST, "tokn");
+        /* "op" and "ref" go with every op. */
+        decode_ok("{\"op\":\"stats\"}", &r);
+        proto_req_clear(&r);
+        decode_ok("{\"op\":\"stats\",\"ref\":9}", &r);
         proto_req_clear(&r);
 }
 
@@ -1689,7 +1702,7 @@ int main(void)
                 cmocka_unit_test(test_object_names_are_required_strings_of_1_to_128_bytes),
                 cmocka_unit_test(test_vec_ids_must_be_an_array_of_strings),
 
-                cmocka_unit_test(test_unknown_fields_are_ignored),
+                cmocka_unit_test(test_unknown_fields_are_bad_request),
                 cmocka_unit_test(test_op_missing_or_not_string_is_bad_request),
                 cmocka_unit_test(test_unknown_op_is_unknown_op),
                 cmocka_unit_test(test_unknown_op_message_quotes_long_names_safely),

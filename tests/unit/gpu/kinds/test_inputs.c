@@ -139,6 +139,11 @@ static void test_bytes_come_from_a_json_string_or_object(void **state)
         assert_int_equal(a.bytes, strlen(object_text));
         assert_memory_equal(a.data, object_text, a.bytes);
         free(data);
+        /* Anything else is refused saying what it takes. */
+        reject(&image_spec, "null", -EINVAL, "params.image",
+               "params.image must be a string or an object (or an array of bytes)");
+        reject(&image_spec, "5", -EINVAL, "params.image",
+               "params.image must be a string or an object (or an array of bytes)");
 }
 
 static void test_empty_arrays_have_a_zero_extent(void **state)
