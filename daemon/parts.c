@@ -237,6 +237,14 @@ int parts_add(struct parts *ps, const struct proto_frame *f, struct proto_error 
                 goto out;
         }
         /* Pieces may come in any order; none may cover bytes already received. */
+        if (x->received == x->p.bytes && x->p.bytes > 0) {
+                r = fail(err, KERR_BAD_REQUEST, "frame.part",
+                         "part \"%s\" of this ref was already received whole: both copies are dropped; send each "
+                         "part once",
+                         f->part);
+                unlink_free(ps, pp);
+                goto out;
+        }
         int k = range_add(x, offset, offset + f->payload_len);
         if (k < 0) {
                 r = fail(err, k == -ENOMEM ? KERR_INTERNAL : KERR_BAD_REQUEST, "frame.offset",

@@ -135,6 +135,13 @@ static void test_overlapping_frames_or_another_shape_drop_the_part(void **state)
         struct proto_frame bigger = frame(ref, "rows", 128, data, 32, 16, true);
         assert_true(parts_add(ps, &bigger, &err) < 0);
         assert_string_equal(err.field, "frame.shape");
+        /* A whole part sent twice: said so, and both copies go. */
+        struct proto_frame whole = frame(ref, "rows", 64, data, 0, 64, false);
+        assert_int_equal(parts_add(ps, &whole, &err), 0);
+        assert_true(parts_add(ps, &whole, &err) < 0);
+        assert_string_equal(err.field, "frame.part");
+        assert_non_null(strstr(err.message, "already received whole"));
+        assert_int_equal(parts_bytes(ps), 0);
         json_decref(ref);
         parts_free(ps);
 }
