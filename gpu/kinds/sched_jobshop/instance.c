@@ -30,8 +30,14 @@ static void text_place(const struct js_parse_err *e, bool with_op, char *buf, si
 
 static int describe(const struct js_parse_err *e, struct kiln_error *err)
 {
-        char field[128], at[96];
+        char field[128], at[96], num[48];
         const char *what = e->json ? "the instance's text" : "the OR-Library text";
+
+        /* A number read as JS_NUM_HUGE was longer than the reader keeps. */
+        if (e->value >= JS_NUM_HUGE || e->value <= -JS_NUM_HUGE)
+                snprintf(num, sizeof(num), "%s", e->value < 0 ? "below -10^12" : "past 10^12");
+        else
+                snprintf(num, sizeof(num), "%lld", (long long)e->value);
 
         switch (e->where) {
         case JS_AT_JOBS: jobs_field(e, field, sizeof(field)); break;
@@ -68,10 +74,10 @@ static int describe(const struct js_parse_err *e, struct kiln_error *err)
                                       (long long)e->limit, (long long)e->value);
         case JS_E_MACHINE:
                 if (text)
-                        return kiln_error_set(err, field, "%s names machine %lld at %s: machines are 0..%lld",
-                                              what, (long long)e->value, at, (long long)e->limit);
-                return kiln_error_set(err, field, "%s is machine %lld: machines are numbered from 0 to at most "
-                                      "%lld", field, (long long)e->value, (long long)e->limit);
+                        return kiln_error_set(err, field, "%s names machine %s at %s: machines are 0..%lld",
+                                              what, num, at, (long long)e->limit);
+                return kiln_error_set(err, field, "%s is machine %s: machines are numbered from 0 to at most "
+                                      "%lld", field, num, (long long)e->limit);
         case JS_E_TWICE:
                 if (text)
                         return kiln_error_set(err, field, "%s sends job %d to machine %lld twice, at %s: a job "
@@ -82,10 +88,10 @@ static int describe(const struct js_parse_err *e, struct kiln_error *err)
         case JS_E_NEGATIVE:
         case JS_E_LONG:
                 if (text)
-                        return kiln_error_set(err, field, "%s has duration %lld at %s: durations are 0..%lld",
-                                              what, (long long)e->value, at, (long long)e->limit);
-                return kiln_error_set(err, field, "%s is duration %lld: durations are 0..%lld", field,
-                                      (long long)e->value, (long long)e->limit);
+                        return kiln_error_set(err, field, "%s has duration %s at %s: durations are 0..%lld",
+                                              what, num, at, (long long)e->limit);
+                return kiln_error_set(err, field, "%s is duration %s: durations are 0..%lld", field, num,
+                                      (long long)e->limit);
         case JS_E_EMPTY:
                 return kiln_error_set(err, field, "%s holds no operation", field);
         case JS_E_JSON:

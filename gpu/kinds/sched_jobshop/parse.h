@@ -19,6 +19,9 @@
 
 #define JS_MAX_OPS 10000          /* SPEC 1.5: at most 10,000 operations */
 #define JS_MAX_DURATION 1000000   /* durations 0..10^6 */
+/* A number read stops growing here (no overflow): any number this big or more is
+ * read as this, far past every limit. */
+#define JS_NUM_HUGE ((int64_t)1 << 40)
 
 /* What went wrong (struct js_parse_err.code). */
 enum js_perr {
@@ -178,8 +181,7 @@ KILN_HD static inline int js_read_int(struct js_reader *r, int64_t *ret)
                 c = js_char(r, &len);
         }
         while (c >= '0' && c <= '9') {
-                if (v < (int64_t)1 << 40)
-                        v = v * 10 + (c - '0');
+                v = v < JS_NUM_HUGE ? v * 10 + (c - '0') : JS_NUM_HUGE;
                 digits++;
                 js_advance(r, len, c);
                 c = js_char(r, &len);
@@ -302,8 +304,7 @@ KILN_HD static inline int js_json_int(struct js_json *j, int64_t *ret)
                 j->p++;
         }
         while (j->p < j->end && *j->p >= '0' && *j->p <= '9') {
-                if (v < (int64_t)1 << 40)
-                        v = v * 10 + (*j->p - '0');
+                v = v < JS_NUM_HUGE ? v * 10 + (*j->p - '0') : JS_NUM_HUGE;
                 digits++;
                 j->p++;
         }

@@ -103,6 +103,10 @@ static void test_every_bad_instance_names_its_field(void **state)
         refused("1 2\n0 -3 1 1\n", "params.instance", "duration -3");
         refused("{\"jobs\": [[[0, 5], [1, -1]]]}", "params.instance.jobs[0][1][1]", "duration -1");
         refused("{\"jobs\": [[[0, 1000001]]]}", "params.instance.jobs[0][0][1]", "0..1000000");
+        /* Numbers longer than the reader keeps are said to be so, not cut short. */
+        refused("{\"jobs\": [[[9223372036854775807, 1]]]}", "params.instance.jobs[0][0][0]", "machine past 10^12");
+        refused("1 1\n0 99999999999999999999\n", "params.instance", "duration past 10^12");
+        refused("{\"jobs\": [[[0, -99999999999999]]]}", "params.instance.jobs[0][0][1]", "duration below -10^12");
         /* Malformed OR-Library text. */
         refused("", "params.instance", "ends");
         refused("2 2\n0 1 1 1\n0 1\n", "params.instance", "ends");
