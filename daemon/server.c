@@ -750,6 +750,10 @@ int server_start(struct kilnd *d)
         info.timeout_secs = d->cfg->server.handshake_timeout_s;
         info.timeout_secs_ah_idle = d->cfg->server.handshake_timeout_s; /* headers trickling in */
         info.pt_serv_buf_size = 64 * 1024;
+        /* Room for a request's headers: libwebsockets' 4 KiB default drops, without
+         * an answer, a browser whose cookies for the host (or a long bearer token)
+         * come to more. 16 KiB, as Node.js allows. */
+        info.max_http_header_data = 16 * 1024;
         /* libwebsockets sizes its descriptor table from the soft RLIMIT_NOFILE. Do not
          * set info.fd_limit_per_thread below it: that switches libwebsockets to a linear
          * search of the whole table on every event (17 % of the loop thread with

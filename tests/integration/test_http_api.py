@@ -141,6 +141,15 @@ class HttpApiTest(unittest.TestCase):
                                        token="reader-token")
         self.assertError(status, body, 403, "forbidden")
 
+    def test_headers_of_12_kib_are_served(self):
+        # A browser sends every cookie it holds for the host: other local apps'
+        # cookies on 127.0.0.1 easily pass 4 KiB.
+        req = urllib.request.Request(self.kilnd.http + "/healthz")
+        req.add_header("Cookie", "; ".join(f"c{i}={'v' * 100}" for i in range(120)))
+        with urllib.request.urlopen(req, timeout=30) as r:
+            self.assertEqual(r.status, 200)
+            self.assertEqual(json.loads(r.read())["status"], "ok")
+
     def test_bad_requests_name_their_field_and_status(self):
         status, _, body = self.request("POST", "/api/v1/jobs", {"kind": "lens.nfw", "params": {"mass": -1}})
         self.assertError(status, body, 400, "bad_params", "params.mass")
