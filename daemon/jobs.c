@@ -283,6 +283,37 @@ int job_from_record(struct jobs *js, const struct store_job *rec, uint8_t **inpu
         return 0;
 }
 
+struct done_text *done_text_ref(struct done_text *d)
+{
+        if (d)
+                atomic_fetch_add(&d->refs, 1);
+        return d;
+}
+
+void done_text_unref(struct done_text *d)
+{
+        if (d && atomic_fetch_sub(&d->refs, 1) == 1) {
+                free(d->text);
+                free(d);
+        }
+}
+
+int done_text_set(struct done_text **slot, char *text)
+{
+        struct done_text *d = text ? malloc(sizeof(*d)) : NULL;
+
+        if (!d) {
+                free(text);
+                return -ENOMEM;
+        }
+        atomic_init(&d->refs, 1);
+        d->text = text;
+        d->len = strlen(text);
+        done_text_unref(*slot);
+        *slot = d;
+        return 0;
+}
+
 struct job *job_ref(struct job *j)
 {
         atomic_fetch_add_explicit(&j->refs, 1, memory_order_relaxed);
@@ -312,7 +343,7 @@ void job_unref(struct job *j)
         free(j->params);
         free(j->params_json);
         free(j->idem_key);
-        free(j->done_json);
+        done_text_unref(j->done);
         free(j->watchers);
         json_decref(j->submit_ref);
         while (j->acceptors) {

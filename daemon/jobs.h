@@ -56,6 +56,23 @@ struct job_acceptor {
         bool watch;
 };
 
+/* A job's `done` message without "ref", shared by the messages queued to send it
+ * (session_out.c): a done of any size goes out without a copy, and one rebuilt
+ * (job_build_done: its result was not kept after all) leaves those in flight
+ * their own. */
+struct done_text {
+        atomic_uint refs;
+        size_t len;
+        char *text;               /* NUL-terminated, len bytes */
+};
+
+/* Takes a reference / drops one (freeing the last). Accept NULL. */
+struct done_text *done_text_ref(struct done_text *d);
+void done_text_unref(struct done_text *d);
+/* Makes *slot the done message `text` (malloc'd, taken over; freed on failure),
+ * dropping the one it held. Returns >= 0 or -ENOMEM. */
+int done_text_set(struct done_text **slot, char *text);
+
 struct job {
         atomic_int refs;
         struct jobs *js;
@@ -102,7 +119,7 @@ struct job {
         enum kiln_err error_code;
         char error_message[256];
         char error_field[128];    /* the input that failed it at run time, "" for none */
-        char *done_json;          /* the `done` message without "ref", built once */
+        struct done_text *done;   /* the `done` message without "ref" (job_build_done) */
         uint8_t *blob;            /* a result loaded from the store: parts point into it */
         struct hot_entry *hot;    /* or a hot copy of a cached one (hotcache.h): the same */
         struct result_blob *blob_out; /* the result being stored */

@@ -52,9 +52,7 @@ static int build_done(struct job *j, const char *scalars)
         int r = result_done_text(&in, &text);
         if (r < 0)
                 return r;
-        free(j->done_json);
-        j->done_json = text;
-        return 0;
+        return done_text_set(&j->done, text);
 }
 
 int job_build_done(struct job *j)

@@ -175,7 +175,7 @@ static void answer_cached(struct jobs *js, struct job *j)
                 return;
         }
         if (!j->idem_key && !j->result_in_store) {
-                struct hot_source src = { .key = &j->cache_key, .id_text = j->id_text, .done_json = j->done_json,
+                struct hot_source src = { .key = &j->cache_key, .id_text = j->id_text, .done_json = j->done ? j->done->text : NULL,
                                           .backend = j->backend, .result = &j->result,
                                           .blob_size = j->op.result_size, .hit = &j->op.hit };
                 struct hot_entry *e = hotcache_put(js->store, &src, &j->blob);
@@ -250,11 +250,8 @@ static void hot_write_result(struct store_op *op, uint8_t *dst, size_t offset, s
  * Returns < 0 (j untouched) when it cannot. */
 static int answer_hot(struct jobs *js, struct job *j, struct hot_entry *e, const struct job_submit *rq)
 {
-        char *done = hotcache_done(e, j->id_text);
-        if (!done)
+        if (done_text_set(&j->done, hotcache_done(e, j->id_text)) < 0)
                 return -ENOMEM;
-        free(j->done_json);
-        j->done_json = done;
         j->hot = hot_entry_ref(e);
         j->result = e->result;
         memcpy(j->backend, e->backend, sizeof(j->backend));

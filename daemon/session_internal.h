@@ -32,6 +32,7 @@ struct outmsg {
         uint8_t *head;            /* LWS_PRE bytes of headroom, then head_len bytes */
         size_t head_len;
         struct job *job;          /* binary: payload source */
+        struct done_text *text;   /* a `done`: payload source (its text, after the head) */
         const uint8_t *payload;
         size_t payload_len;
         uint64_t payload_off;     /* stored: where the payload begins in the blob */

@@ -121,6 +121,7 @@ static void out_free(struct session *s, struct outmsg *m)
         }
         free(m->head);
         job_unref(m->job);
+        done_text_unref(m->text);
         free(m);
 }
 
@@ -186,29 +187,48 @@ void session_send_ok(struct session *s, json_t *ref)
 }
 
 /* Queues a finished job's `done` (with `ref` spliced in when given) and its parts. */
+/* Queues the job's `done`: its own head ('{"ref":R,' when the request had a ref)
+ * and then the job's text, shared, not copied (a vec.search answer may be hundreds
+ * of MiB: copied, it alone would pass memory.max_output_buffer_bytes). A session
+ * without a socket gets it in one piece. */
+static void send_done_text(struct session *s, struct done_text *d, json_t *ref)
+{
+        char *r = ref ? json_dumps(ref, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        size_t rl = r ? strlen(r) : 0, hl = r ? rl + 8 : 0;
+        struct outmsg *m = calloc(1, sizeof(*m));
+
+        if (!m || !(m->head = malloc(LWS_PRE + hl + (s->sink ? d->len : 0) + 1))) {
+                free(m);
+                free(r);
+                log_error("session %llu: out of memory queueing a done", (unsigned long long)s->id);
+                return;
+        }
+        if (r) {
+                /* The job's text starts with '{"op":"done",': the head takes its '{'. */
+                memcpy(m->head + LWS_PRE, "{\"ref\":", 7);
+                memcpy(m->head + LWS_PRE + 7, r, rl);
+                m->head[LWS_PRE + 7 + rl] = ',';
+        }
+        free(r);
+        const char *rest = d->text + (hl ? 1 : 0);
+        size_t rest_len = d->len - (hl ? 1 : 0);
+        if (s->sink) {
+                memcpy(m->head + LWS_PRE + hl, rest, rest_len);
+                m->head_len = hl + rest_len;
+        } else {
+                m->head_len = hl;
+                m->text = done_text_ref(d);
+                m->payload = (const uint8_t *)rest;
+                m->payload_len = rest_len;
+        }
+        out_push(s, m);
+}
+
 void session_send_done(struct session *s, struct job *j, json_t *ref)
 {
-        if (!j->done_json)
+        if (!j->done)
                 return;
-        if (ref) {
-                char *r = json_dumps(ref, JSON_COMPACT | JSON_ENCODE_ANY);
-                size_t rl = r ? strlen(r) : 0, dl = strlen(j->done_json);
-                char *text = r ? malloc(dl + rl + 8) : NULL;
-                if (text) {
-                        /* done_json starts with '{"op":"done",' */
-                        memcpy(text, "{\"ref\":", 7);
-                        memcpy(text + 7, r, rl);
-                        text[7 + rl] = ',';
-                        memcpy(text + 8 + rl, j->done_json + 1, dl); /* dl - 1 bytes and the NUL */
-                        session_send_text(s, text, dl + rl + 7);
-                } else {
-                        session_send_text(s, j->done_json, strlen(j->done_json));
-                }
-                free(text);
-                free(r);
-        } else {
-                session_send_text(s, j->done_json, strlen(j->done_json));
-        }
+        send_done_text(s, j->done, ref);
         if (atomic_load(&j->state) != KILN_JOB_DONE)
                 return;
         for (int i = 0; i < j->result.n_parts; i++) {

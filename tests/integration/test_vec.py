@@ -679,6 +679,33 @@ class VecStaysLoadedTest(KilndTestCase):
         self.assertEqual(self.loads_for_three_searches("over", 6144), (3, 0))
 
 
+class VecBigAnswerTest(KilndTestCase):
+    """An answer bigger than memory.max_output_buffer_bytes (64 KiB here) goes out:
+    the `done` is sent from the job's own text, not a copy held for the
+    connection, so only a reader that stops reading is closed."""
+    env = {"KILN_MEMORY_MAX_OUTPUT_BUFFER_BYTES": "64KiB"}
+
+    def test_a_done_bigger_than_the_output_buffer_is_delivered_and_sent_again(self):
+        n, q, k = 2000, 30, 1000
+        rows = np.random.default_rng(3).normal(size=(n, 8)).astype(np.float32)
+        ids = [f"row-{i:06d}" for i in range(n)]
+
+        async def go():
+            c = await self.client()
+            await vec_put(c, "wide", rows, ids, metric="l2")
+            done, scores, acc = await search(c, "wide", rows[:q], k=k)
+            again = await c.call({"op": "result", "job": acc["job"]})
+            await c.close()
+            return done, scores, again
+        done, scores, again = self.run_async(go())
+        self.assertEqual(done["state"], "done", done)
+        self.assertGreater(len(json.dumps(done)), 4 * (64 << 10))
+        self.assertEqual([len(a) for a in done["result"]["ids"]], [k] * q)
+        self.assertEqual([a[0] for a in done["result"]["ids"]], ids[:q])  # each query itself, at distance 0
+        self.assertEqual(scores.shape, (q, k))
+        self.assertEqual(again, dict(done, ref=again.get("ref")))
+
+
 class VecQueuedTest(KilndTestCase):
     """Searches that wait in the queue while their collection changes: one whose
     collection is dropped ends failed with not_found, naming the field, as a submit

@@ -148,7 +148,7 @@ static void ev_progress(void *ctx, uint64_t session, struct job *j)
 static void ev_done(void *ctx, uint64_t session, struct job *j, json_t *ref)
 {
         struct event *e = event_add("done", session, j);
-        snprintf(e->done, sizeof(e->done), "%s", j->done_json ? j->done_json : "");
+        snprintf(e->done, sizeof(e->done), "%s", j->done ? j->done->text : "");
 }
 
 static void ev_ended(void *ctx, uint64_t session)
