@@ -10,6 +10,7 @@
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
+#include "config.h"
 #include "daemon.h"
 
 struct token {
@@ -56,10 +57,12 @@ int auth_tokens_load(const char *path, struct auth_tokens **ret, unsigned *line)
         struct auth_tokens *t = calloc(1, sizeof(*t));
         if (!t)
                 return -ENOMEM;
-        FILE *f = fopen(path, "re");
-        if (!f) {
-                if (errno != ENOENT) {
-                        int r = -errno;
+        FILE *f;
+        int r = kiln_config_open_file(path, &f); /* a regular file, a FIFO never waited on */
+
+        *line = 0;
+        if (r < 0) {
+                if (r != -ENOENT) {
                         free(t);
                         return r;
                 }
@@ -68,7 +71,6 @@ int auth_tokens_load(const char *path, struct auth_tokens **ret, unsigned *line)
         }
         char buf[1024];
         unsigned no = 0;
-        int r = 0;
         while (fgets(buf, sizeof(buf), f)) {
                 no++;
                 char name[64], tenant[64], role[16], hex[80], extra[2];
@@ -99,6 +101,8 @@ int auth_tokens_load(const char *path, struct auth_tokens **ret, unsigned *line)
                 t->v = v;
                 t->v[t->n++] = tok;
         }
+        if (r >= 0 && ferror(f))
+                r = -EIO;
         fclose(f);
         if (r < 0) {
                 auth_tokens_free(t);
@@ -106,6 +110,17 @@ int auth_tokens_load(const char *path, struct auth_tokens **ret, unsigned *line)
         }
         *ret = t;
         return 0;
+}
+
+const char *auth_tokens_error(int r, char *buf, size_t size)
+{
+        if (r == -EINVAL)
+                snprintf(buf, size, "malformed token line (NAME TENANT ROLE SHA256)");
+        else if (r == -ENODEV || r == -EISDIR)
+                snprintf(buf, size, "not a regular file");
+        else
+                snprintf(buf, size, "cannot read the tokens file: %s", strerror(-r));
+        return buf;
 }
 
 void auth_tokens_free(struct auth_tokens *t)

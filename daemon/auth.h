@@ -19,8 +19,13 @@ struct auth_identity {
 struct auth_tokens;
 
 /* Parses a tokens file. A missing file gives an empty set (every hello is then
- * refused). Returns >= 0, or -EINVAL with `line` set to the first bad line. */
+ * refused). Returns >= 0, -EINVAL with `line` set to the first bad line, -EISDIR
+ * (or -ENODEV) for a path that is not a regular file, or the -errno of opening or
+ * reading it. */
 int auth_tokens_load(const char *path, struct auth_tokens **ret, unsigned *line);
+/* What auth_tokens_load's failure r means, for a log line after "PATH:LINE: "
+ * (a bad line) or "PATH: ". */
+const char *auth_tokens_error(int r, char *buf, size_t size);
 void auth_tokens_free(struct auth_tokens *t);
 size_t auth_tokens_count(const struct auth_tokens *t);
 

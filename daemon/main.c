@@ -97,6 +97,43 @@ static void *signal_thread(void *arg)
         return NULL;
 }
 
+/* The files the configuration names, read as kilnd will read them: the tokens
+ * file and the TLS certificate and key. Returns >= 0, or -1 with why
+ * ("FILE: KEY: reason"). */
+static int check_files(const struct kiln_config *c, char *why, size_t size)
+{
+        const char *keys[] = { "server.tls_cert", "server.tls_key" };
+        const char *paths[] = { c->server.tls_cert, c->server.tls_key };
+        struct auth_tokens *t = NULL;
+        unsigned bad = 0;
+        char e[256];
+        int r = auth_tokens_load(c->auth.tokens_file, &t, &bad);
+
+        if (r < 0) {
+                if (bad)
+                        snprintf(why, size, "%.700s:%u: auth.tokens_file: %s", c->auth.tokens_file, bad,
+                                 auth_tokens_error(r, e, sizeof(e)));
+                else
+                        snprintf(why, size, "%.700s: auth.tokens_file: %s", c->auth.tokens_file,
+                                 auth_tokens_error(r, e, sizeof(e)));
+                return -1;
+        }
+        auth_tokens_free(t);
+        for (size_t i = 0; i < 2; i++) {
+                FILE *f;
+                if (!paths[i][0])
+                        continue;
+                r = kiln_config_open_file(paths[i], &f);
+                if (r < 0) {
+                        snprintf(why, size, "%.700s: %s: %s", paths[i], keys[i],
+                                 r == -EISDIR || r == -ENODEV ? "not a regular file" : strerror(-r));
+                        return -1;
+                }
+                fclose(f);
+        }
+        return 0;
+}
+
 /* ---- start and stop ---- */
 
 /* A compiled object is released: the backends drop their device copies of it. */
@@ -152,7 +189,7 @@ int main(int argc, char **argv)
         };
         struct kilnd daemon = { .config_path = KILN_CONFIG_DEFAULT_PATH, .config_path_optional = true };
         struct kilnd *d = &daemon;
-        bool check = false, print = false;
+        bool check = false, print = false, version = false;
 
         /* Results and inputs of a MiB and more get pages of their own, given back to
          * the system when freed: glibc would otherwise raise its mmap threshold after
@@ -165,6 +202,10 @@ int main(int argc, char **argv)
         while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) >= 0) {
                 switch (c) {
                 case 'c':
+                        if (!*optarg) {
+                                fprintf(stderr, "kilnd: --config needs a file name\n");
+                                return 2;
+                        }
                         d->config_path = optarg;
                         d->config_path_optional = false;
                         break;
@@ -175,8 +216,8 @@ int main(int argc, char **argv)
                         print = true;
                         break;
                 case 'V':
-                        printf("kilnd %s\n", KILN_VERSION);
-                        return 0;
+                        version = true; /* once every option is known good */
+                        break;
                 case 'h':
                         usage(stdout);
                         return 0;
@@ -190,6 +231,10 @@ int main(int argc, char **argv)
                 usage(stderr);
                 return 2;
         }
+        if (version) {
+                printf("kilnd %s\n", KILN_VERSION);
+                return 0;
+        }
 
         struct kiln_config_error err;
         r = kiln_config_load(d->config_path, d->config_path_optional, environ, kind_names(), &d->cfg, &err);
@@ -198,16 +243,27 @@ int main(int argc, char **argv)
                 fprintf(stderr, "kilnd: %s\n", kiln_config_error_format(&err, line, sizeof(line)));
                 return 1;
         }
+        char why[1024];
         if (check || print) {
-                if (print)
+                r = 0;
+                if (print) {
                         kiln_config_print(d->cfg, stdout);
-                else
+                } else if (check_files(d->cfg, why, sizeof(why)) < 0) {
+                        fprintf(stderr, "kilnd: %s\n", why);
+                        r = 1;
+                } else {
                         printf("kilnd: configuration is valid\n");
+                }
                 kiln_config_free(d->cfg);
-                return 0;
+                return r;
         }
 
         kiln_log_init(d->cfg->log.target, d->cfg->log.level);
+        if (check_files(d->cfg, why, sizeof(why)) < 0) {
+                log_error("%s", why);
+                kiln_config_free(d->cfg);
+                return 1;
+        }
         d->started_mono = kiln_mono_ms();
 
         /* Signals are taken by one thread; every other thread inherits the mask. */
@@ -231,8 +287,11 @@ int main(int argc, char **argv)
 
         unsigned bad_line = 0;
         r = auth_tokens_load(d->cfg->auth.tokens_file, &d->tokens, &bad_line);
-        if (r < 0) {
-                log_error("%s:%u: malformed token line (NAME TENANT ROLE SHA256)", d->cfg->auth.tokens_file, bad_line);
+        if (r < 0) { /* changed since check_files read it */
+                if (bad_line)
+                        log_error("%s:%u: %s", d->cfg->auth.tokens_file, bad_line, auth_tokens_error(r, why, sizeof(why)));
+                else
+                        log_error("%s: %s", d->cfg->auth.tokens_file, auth_tokens_error(r, why, sizeof(why)));
                 goto fail;
         }
         if (d->cfg->auth.required && !auth_tokens_count(d->tokens))

@@ -407,20 +407,44 @@ static void reload(struct kilnd *d)
         } else {
                 struct auth_tokens *t = NULL;
                 unsigned bad = 0;
-                r = auth_tokens_load(c->auth.tokens_file, &t, &bad);
-                if (r < 0) {
-                        log_error("SIGHUP: %s:%u: bad token line; configuration not reloaded", c->auth.tokens_file,
-                                  bad);
+                char why[256];
+                if (strcmp(c->server.listen, d->cfg->server.listen) || strcmp(c->store.path, d->cfg->store.path) ||
+                    c->cpu.threads != d->cfg->cpu.threads || c->store.sync != d->cfg->store.sync ||
+                    c->store.map_size_gb != d->cfg->store.map_size_gb ||
+                    strcmp(c->server.tls_cert, d->cfg->server.tls_cert) ||
+                    strcmp(c->server.tls_key, d->cfg->server.tls_key) ||
+                    strcmp(c->server.web_root, d->cfg->server.web_root))
+                        log_warning("SIGHUP: server.listen/tls_*/web_root, store.* and cpu.threads take "
+                                    "effect at the next start");
+                /* Those keep the values in use, so that the configuration says what
+                 * is in effect, and the rules are checked against it: auth.required
+                 * false with server.listen changed to loopback would otherwise
+                 * turn auth off on the public address still listened on. */
+                snprintf(c->server.listen, sizeof(c->server.listen), "%s", d->cfg->server.listen);
+                snprintf(c->server.tls_cert, sizeof(c->server.tls_cert), "%s", d->cfg->server.tls_cert);
+                snprintf(c->server.tls_key, sizeof(c->server.tls_key), "%s", d->cfg->server.tls_key);
+                snprintf(c->server.web_root, sizeof(c->server.web_root), "%s", d->cfg->server.web_root);
+                snprintf(c->store.path, sizeof(c->store.path), "%s", d->cfg->store.path);
+                c->store.sync = d->cfg->store.sync;
+                c->store.map_size_gb = d->cfg->store.map_size_gb;
+                c->cpu.threads = d->cfg->cpu.threads;
+                if (kiln_config_validate(c, &err) < 0) {
+                        char line[1024];
+                        log_error("SIGHUP: configuration not reloaded: %s (with the server.listen in use, %s)",
+                                  kiln_config_error_format(&err, line, sizeof(line)), d->cfg->server.listen);
+                        kiln_config_free(c);
+                } else if ((r = auth_tokens_load(c->auth.tokens_file, &t, &bad)) < 0) {
+                        if (bad)
+                                log_error("SIGHUP: %s:%u: %s; configuration not reloaded", c->auth.tokens_file, bad,
+                                          auth_tokens_error(r, why, sizeof(why)));
+                        else
+                                log_error("SIGHUP: %s: %s; configuration not reloaded", c->auth.tokens_file,
+                                          auth_tokens_error(r, why, sizeof(why)));
                         kiln_config_free(c);
                 } else {
-                        if (strcmp(c->server.listen, d->cfg->server.listen) || strcmp(c->store.path, d->cfg->store.path) ||
-                            c->cpu.threads != d->cfg->cpu.threads || c->store.sync != d->cfg->store.sync ||
-                            c->store.map_size_gb != d->cfg->store.map_size_gb ||
-                            strcmp(c->server.tls_cert, d->cfg->server.tls_cert) ||
-                            strcmp(c->server.tls_key, d->cfg->server.tls_key) ||
-                            strcmp(c->server.web_root, d->cfg->server.web_root))
-                                log_warning("SIGHUP: server.listen/tls_*/web_root, store.* and cpu.threads take "
-                                            "effect at the next start");
+                        if (c->auth.required && !auth_tokens_count(t))
+                                log_warning("SIGHUP: auth.required is on but %s holds no token: no client can "
+                                            "sign in", c->auth.tokens_file);
                         auth_tokens_free(d->tokens);
                         d->tokens = t;
                         kiln_log_set_level(c->log.level);

@@ -9,11 +9,13 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "schema.h"
 #include "sysmem.h"
@@ -443,34 +445,49 @@ static int handle_line(struct loader *l, char *line)
         return handle_key(l, s);
 }
 
+int kiln_config_open_file(const char *path, FILE **ret)
+{
+        struct stat st;
+        /* O_NONBLOCK: an open of a FIFO would wait for a writer (a SIGHUP then held
+         * the event loop for good); a regular file reads the same either way. */
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY), r;
+
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0) {
+                r = -errno;
+                close(fd);
+                return r;
+        }
+        if (!S_ISREG(st.st_mode)) {
+                close(fd);
+                return S_ISDIR(st.st_mode) ? -EISDIR : -ENODEV;
+        }
+        *ret = fdopen(fd, "r");
+        if (!*ret) {
+                r = -errno;
+                close(fd);
+                return r;
+        }
+        return 0;
+}
+
 /* Reads one INI file into l->c. A missing file is fine when `optional`. */
 static int load_file(struct loader *l, const char *path, bool optional)
 {
         char *buf = NULL;
         size_t cap = 0;
         ssize_t len;
-        struct stat st;
         FILE *f;
-        int r = 0;
+        int r = kiln_config_open_file(path, &f);
 
-        f = fopen(path, "re");
-        if (!f) {
-                r = -errno;
+        if (r < 0) {
                 if (r == -ENOENT && optional)
                         return 0;
-                set_error(l->err, path, 0, "", "cannot open: %s", strerror(-r));
-                return r;
-        }
-        if (fstat(fileno(f), &st) < 0) {
-                r = -errno;
-                set_error(l->err, path, 0, "", "cannot stat: %s", strerror(-r));
-                fclose(f);
-                return r;
-        }
-        if (!S_ISREG(st.st_mode)) {
-                r = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
-                set_error(l->err, path, 0, "", "not a regular file");
-                fclose(f);
+                if (r == -EISDIR || r == -ENODEV)
+                        set_error(l->err, path, 0, "", "not a regular file");
+                else
+                        set_error(l->err, path, 0, "", "cannot open: %s", strerror(-r));
                 return r;
         }
         l->file = path;

@@ -53,6 +53,11 @@ int kiln_config_validate(const struct kiln_config *c, struct kiln_config_error *
 /* "FILE:LINE: KEY: MESSAGE" (parts omitted when empty) into buf. Returns buf. */
 const char *kiln_config_error_format(const struct kiln_config_error *err, char *buf, size_t size);
 
+/* Opens a configuration file (kiln.conf, a drop-in, the tokens file) for reading:
+ * a regular file only, and without waiting on a FIFO for a writer. Returns >= 0
+ * and *ret, -EISDIR (a directory), -ENODEV (another kind of file) or -errno. */
+int kiln_config_open_file(const char *path, FILE **ret);
+
 /* Writes the effective configuration as INI to `f`, each value followed by a comment
  * naming its source ("# default", "# /etc/kiln/kiln.conf:12", "# env KILN_STORE_PATH"). */
 void kiln_config_print(const struct kiln_config *c, FILE *f);

@@ -7,6 +7,7 @@ import asyncio
 import datetime
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -112,9 +113,7 @@ class CommandLineTest(unittest.TestCase):
         self.tmp = tempfile.mkdtemp(prefix="kiln-cli-")
 
     def tearDown(self):
-        for f in os.listdir(self.tmp):
-            os.unlink(os.path.join(self.tmp, f))
-        os.rmdir(self.tmp)
+        shutil.rmtree(self.tmp)
 
     def conf(self, text, name="kiln.conf"):
         path = os.path.join(self.tmp, name)
@@ -145,6 +144,34 @@ class CommandLineTest(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn(f"{path}:4", r.stderr)
         self.assertIn("memory_fraction", r.stderr)
+
+    def test_check_config_refuses_a_fifo_without_waiting_for_a_writer(self):
+        # Opening a FIFO waits for a writer: through SIGHUP that held the event loop.
+        path = self.conf("[log]\nlevel = info\n")
+        os.mkdir(path + ".d")
+        os.mkfifo(os.path.join(path + ".d", "50-pipe.conf"))
+        r = run_kilnd(["--check-config", "--config", path])
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("50-pipe.conf: not a regular file", r.stderr)
+
+    def test_check_config_reads_the_tokens_file_and_the_tls_files(self):
+        os.mkdir(os.path.join(self.tmp, "tokens.d"))
+        bad = self.conf("alice acme admin not-a-hash\n", "tokens")
+        cases = [
+            (f"[auth]\ntokens_file = {self.tmp}/tokens.d\n", "auth.tokens_file: not a regular file"),
+            (f"[auth]\ntokens_file = {bad}\n", f"{bad}:1: auth.tokens_file: malformed token line"),
+            ("[server]\ntls_cert = /nonexistent/cert.pem\ntls_key = /nonexistent/key.pem\n",
+             "/nonexistent/cert.pem: server.tls_cert: No such file or directory"),
+        ]
+        for text, words in cases:
+            with self.subTest(words=words):
+                r = run_kilnd(["--check-config", "--config", self.conf(text)])
+                self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+                self.assertIn(words, r.stderr)
+
+    def test_an_empty_config_path_or_a_bad_option_after_version_is_a_usage_error(self):
+        self.assertEqual(run_kilnd(["--config", ""]).returncode, 2)
+        self.assertEqual(run_kilnd(["--version", "--bogus"]).returncode, 2)
 
     def test_check_config_refuses_auth_off_on_a_public_listen_address(self):
         path = self.conf("[server]\nlisten = 0.0.0.0:8080\n[auth]\nrequired = false\n")
@@ -249,6 +276,39 @@ class ServiceTest(unittest.TestCase):
         self.assertIn(f"{self.k.config}:3", log, "the reload error should name FILE:LINE")
         self.assertIsNone(self.k.proc.poll(), "a broken config on reload must not stop kilnd")
         self.assert_serves()
+        self.assertEqual(self.k.stop(), 0, self.k.read_log())
+
+    def test_sighup_cannot_turn_auth_off_on_the_address_still_listened_on(self):
+        # server.listen takes effect at the next start: a reload that sets it to
+        # loopback and auth.required to false would turn auth off on 0.0.0.0.
+        class FileListen(ServiceKilnd):
+            def environment(self):
+                env = super().environment()
+                env.pop("KILN_SERVER_LISTEN")
+                env.pop("KILN_AUTH_REQUIRED")
+                return env
+        self.k = FileListen(config_text="")
+        with open(self.k.config, "w") as f:
+            f.write(f"[server]\nlisten = 0.0.0.0:{self.k.port}\n[auth]\nrequired = true\n")
+        self.notify = NotifyListener()
+        self.k.extra_env["NOTIFY_SOCKET"] = self.notify.path
+        self.k.start()
+        ready = self.notify.wait_for(has("READY", "1"))
+        with open(self.k.config, "w") as f:
+            f.write(f"[server]\nlisten = 127.0.0.1:{self.k.port}\n[auth]\nrequired = false\n")
+        self.k.proc.send_signal(signal.SIGHUP)
+        reloading = self.notify.wait_for(has("RELOADING", "1"), start=ready + 1)
+        self.notify.wait_for(has("READY", "1"), start=reloading + 1)
+        self.assertIn("not reloaded", self.k.read_log())
+        self.assertIn("auth.required", self.k.read_log())
+
+        async def hello():
+            c = await Client.connect(self.k.url, hello=False)
+            r = await c.call({"op": "hello", "client": "t"})
+            await c.close()
+            return r
+        r = self.run_async(hello())
+        self.assertEqual((r.get("op"), r.get("code")), ("error", "unauthorized"), r)
         self.assertEqual(self.k.stop(), 0, self.k.read_log())
 
     def test_sigterm_notifies_stopping_and_exits_0(self):
