@@ -361,7 +361,9 @@ int main(int argc, char **argv)
         store_writer_set_policy(d->writer, &policy);
         r = server_start(d);
         if (r < 0) {
-                log_error("cannot listen on %s (is the port in use or the address invalid?)", d->cfg->server.listen);
+                if (r != -EADDRNOTAVAIL) /* else said */
+                        log_error("cannot listen on %s (is the port in use or the address invalid?)",
+                                  d->cfg->server.listen);
                 goto fail;
         }
         log_notice("kilnd %s serving http://%s/ (store %s, %u CPU threads, memory budget %llu MiB, auth %s)",

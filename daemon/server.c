@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -717,6 +718,16 @@ int server_start(struct kilnd *d)
                             d->cfg->server.listen);
                 n_listen_fds = 0;
         }
+        /* libwebsockets takes a host it cannot resolve as an interface that does
+         * not exist and listens on nothing, for kilnd to report ready. */
+        struct addrinfo hints = { .ai_flags = AI_PASSIVE, .ai_socktype = SOCK_STREAM }, *ai = NULL;
+        int gai = n_listen_fds ? 0 : getaddrinfo(host, NULL, &hints, &ai);
+        if (gai) {
+                log_error("server.listen: cannot resolve the host '%s': %s", host, gai_strerror(gai));
+                return -EADDRNOTAVAIL;
+        }
+        if (ai)
+                freeaddrinfo(ai);
         protocols[1].per_session_data_size = session_struct_size();
 
         mount_api = (struct lws_http_mount){

@@ -414,13 +414,28 @@ static bool valid_hostname(const char *h, size_t n)
         char copy[64];
         struct in_addr a4;
 
+        size_t label = 0; /* length of the label so far */
+
         for (size_t i = 0; i < n; i++) {
                 unsigned char ch = (unsigned char)h[i];
                 if (!isalnum(ch) && ch != '.' && ch != '-')
                         return false;
                 if (!isdigit(ch) && ch != '.')
                         dotted_digits = false;
+                /* RFC 1123 labels: 1 to 63 letters, digits and hyphens, not
+                 * beginning or ending with a hyphen. */
+                if (ch == '.') {
+                        if (label == 0 || h[i - 1] == '-')
+                                return false;
+                        label = 0;
+                } else if (ch == '-' && label == 0) {
+                        return false;
+                } else if (++label > 63) {
+                        return false;
+                }
         }
+        if (label == 0 || h[n - 1] == '-')
+                return false;
         if (!dotted_digits)
                 return true;
         /* All digits and dots: it must be a real IPv4 address. */

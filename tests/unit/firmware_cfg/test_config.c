@@ -949,6 +949,7 @@ static void test_listen_split_ipv4(void **state)
         assert_int_equal(kiln_config_listen_split("0.0.0.0:8080", host, sizeof(host), &port), 0);
         assert_string_equal(host, "0.0.0.0");
         assert_int_equal(port, 8080);
+        assert_int_equal(kiln_config_listen_split("kiln-1.example.org:8080", host, sizeof(host), &port), 0);
         assert_int_equal(kiln_config_listen_split("localhost:1", host, sizeof(host), &port), 0);
         assert_string_equal(host, "localhost");
         assert_int_equal(port, 1);
@@ -973,6 +974,10 @@ static void test_listen_split_refuses_bad_addresses_and_ports(void **state)
                 "127.0.0.1", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:http",
                 "127.0.0.1:80x", ":8080", "::1:8080", "[::1]8080", "[::1]:", "[]:80", "[zz]:80",
                 "999.0.0.1:80", "ho st:80", "127.0.0.1:-80", "127.0.0.1:008080",
+                /* Host names as RFC 1123 has them: no empty label, no hyphen at a
+                 * label's ends, labels of at most 63. */
+                "-bad-:80", "bad-:80", "a..b:80", ".a:80", "a.:80", "a.-b:80",
+                "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:80",
         };
         char host[64] = "unchanged";
         uint16_t port = 7;
