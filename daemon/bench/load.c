@@ -42,7 +42,13 @@ void load_conn_closed(struct conn *c, const char *why)
         if (b->loop)
                 ev_timer_stop(b->loop, &c->evt);
         if (was == CS_CONNECTING || was == CS_UPGRADING || was == CS_HELLO || was == CS_PENDING) {
+                char late[64];
                 b->r->err_connect++;
+                uint64_t waited = now_ns() - c->connect_ns;
+                if (waited >= (uint64_t)HANDSHAKE_TIMEOUT_S * 1000000000ull) {
+                        snprintf(late, sizeof(late), "no answer from the server in %.0f s", (double)waited / 1e9);
+                        why = late;
+                }
                 load_note_error(b, "connection %u: %s", c->idx, why);
                 b->connecting--;
                 load_conn_resolved(b);
@@ -79,6 +85,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         }
         case LWS_CALLBACK_CLIENT_ESTABLISHED:
                 c->wsi = wsi;
+                lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, HANDSHAKE_TIMEOUT_S); /* until the welcome */
                 c->st = CS_HELLO;
                 c->hello_unsent = true;
                 lws_callback_on_writable(wsi);
@@ -108,6 +115,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
                 break;
         case LWS_CALLBACK_RAW_CONNECTED:
                 c->wsi = wsi;
+                lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, HANDSHAKE_TIMEOUT_S); /* until the welcome */
                 c->upgrade_unsent = true;
                 lws_callback_on_writable(wsi);
                 break;
@@ -155,6 +163,7 @@ static void start_connect(struct bench *b, struct conn *c)
         if (b->raw)
                 ci.method = "RAW"; /* a plain socket: the upgrade and frames are done here */
         c->st = CS_CONNECTING;
+        c->connect_ns = now_ns();
         b->connecting++;
         if (!lws_client_connect_via_info(&ci) && c->st == CS_CONNECTING)
                 load_conn_closed(c, "the connection could not be started");

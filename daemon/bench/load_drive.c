@@ -233,6 +233,12 @@ static void on_phase(lws_sorted_usec_list_t *sul)
 void load_conn_resolved(struct bench *b)
 {
         b->resolved++;
+        /* The first one failed: the server is not there or does not answer; the
+         * others, opened one after another, would each wait as long. */
+        if (!b->r->connected && !b->r->idle_connected && b->r->err_connect) {
+                load_finish(b);
+                return;
+        }
         if (b->phase == PH_CONNECT_IDLE && b->resolved == b->n_idle) {
                 b->r->rss_idle_kb = bench_rss_kb();
                 b->phase = PH_CONNECT_LOAD;

@@ -63,6 +63,11 @@ struct slot {
 
 struct bench;
 
+/* A connection the server has not welcomed this long after it was opened (TCP
+ * taken, the upgrade or the hello unanswered) is closed as failed (libwebsockets
+ * checks its timeouts seldom on the libev loop: up to 20 s later). */
+#define HANDSHAKE_TIMEOUT_S 10
+
 struct conn {
         struct bench *b;
         struct lws *wsi;
@@ -70,6 +75,7 @@ struct conn {
         bool idle;
         bool hello_unsent;
         enum conn_state st;
+        uint64_t connect_ns;       /* when its connection was started */
 
         struct slot *slots;
         unsigned cap, inflight;

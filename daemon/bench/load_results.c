@@ -96,6 +96,8 @@ static void on_hello_reply(struct conn *c, const struct reply *r, json_t *m)
 
         if (!strcmp(r->op, "welcome")) {
                 c->st = CS_READY;
+                if (c->wsi)
+                        lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
                 b->connecting--;
                 if (c->idle)
                         b->r->idle_connected++;

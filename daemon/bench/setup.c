@@ -59,7 +59,9 @@ json_t *bench_setup_ask(const struct bench_opts *o, json_t *request, char *err, 
                 snprintf(err, size, "out of memory");
                 return NULL;
         }
-        if (ctl_ws_connect(o->url, "kiln.v1", SETUP_TIMEOUT_MS, &c, err, size) < 0) {
+        char why[256];
+        if (ctl_ws_connect(o->url, "kiln.v1", SETUP_TIMEOUT_MS, &c, why, sizeof(why)) < 0) {
+                snprintf(err, size, "cannot connect to %s: %s", o->url, why);
                 json_decref(request);
                 return NULL;
         }

@@ -156,7 +156,12 @@ int conn_open(struct ctx *x)
         c->out_dir = x->a->val[OPT_OUT];
         c->json = x->a->val[OPT_JSON] != NULL;
         c->deadline = x->timeout_s > 0 ? now_ms() + (int64_t)(x->timeout_s * 1000) : -1;
-        int r = ctl_ws_connect(url, "kiln.v1", CONNECT_TIMEOUT_MS, &c->ws, err, sizeof(err));
+        /* --timeout-s bounds the whole command, the connection included. */
+        int connect_ms = x->timeout_s > 0 && x->timeout_s * 1000 < CONNECT_TIMEOUT_MS
+                                 ? (int)(x->timeout_s * 1000)
+                                 : CONNECT_TIMEOUT_MS;
+        connect_ms = connect_ms < 1 ? 1 : connect_ms;
+        int r = ctl_ws_connect(url, "kiln.v1", connect_ms, &c->ws, err, sizeof(err));
         if (r == -EINVAL)
                 return usage_error("bad --url \"%s\": expected ws://HOST:PORT/PATH or wss://...", url);
         if (r < 0) {

@@ -857,6 +857,23 @@ int main(int argc, char **argv)
                 }
         }
         x.timeout_s = timeout_s;
+        /* --out is checked (and made, with its parents) before anything is
+         * submitted: a job must not run for a folder its parts cannot go to. */
+        if (a.val[OPT_OUT]) {
+                const char *dir = a.val[OPT_OUT];
+                struct stat st;
+                int mk = *dir ? ctl_mkdir_p(dir) : -EINVAL;
+                if (mk < 0 || stat(dir, &st) < 0) {
+                        int e = mk < 0 ? -mk : errno;
+                        free(a.pos);
+                        return usage_error("--out \"%s\": %s", dir, *dir ? strerror(e) : "needs a folder");
+                }
+                if (!S_ISDIR(st.st_mode) || access(dir, W_OK | X_OK) < 0) {
+                        int e = S_ISDIR(st.st_mode) ? errno : ENOTDIR;
+                        free(a.pos);
+                        return usage_error("--out \"%s\": %s", dir, strerror(e));
+                }
+        }
 
         static int (*const run[_CMD_MAX])(struct ctx *) = {
                 [CMD_SUBMIT] = cmd_submit, [CMD_STATUS] = cmd_status, [CMD_RESULT] = cmd_result,

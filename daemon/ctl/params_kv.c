@@ -115,7 +115,8 @@ static json_t *convert(const struct kiln_param *p, const char *v)
         return json_string(v);
 }
 
-/* Sets root[a][b]...[leaf] = value (stolen), creating objects on the way. */
+/* Sets root[a][b]...[leaf] = value (stolen), creating objects on the way.
+ * -EEXIST when the leaf is already set (a key given twice). */
 static int set_dotted(json_t *root, char *key, json_t *value)
 {
         json_t *o = root;
@@ -124,7 +125,12 @@ static int set_dotted(json_t *root, char *key, json_t *value)
         while ((dot = strchr(seg, '.'))) {
                 *dot = '\0';
                 json_t *next = json_object_get(o, seg);
-                if (!json_is_object(next)) {
+                if (next && !json_is_object(next)) { /* "a=1 a.b=2" */
+                        *dot = '.';
+                        json_decref(value);
+                        return -EEXIST;
+                }
+                if (!next) {
                         next = json_object();
                         if (!next || json_object_set_new(o, seg, next) < 0) {
                                 json_decref(value);
@@ -134,6 +140,10 @@ static int set_dotted(json_t *root, char *key, json_t *value)
                 *dot = '.';
                 o = next;
                 seg = dot + 1;
+        }
+        if (json_object_get(o, seg)) {
+                json_decref(value);
+                return -EEXIST;
         }
         return json_object_set_new(o, seg, value) < 0 ? -ENOMEM : 0;
 }
@@ -172,11 +182,14 @@ int ctl_params_from_words(const char *kind, char *const *words, int n, json_t **
                 }
                 json_t *v = convert(k ? schema_lookup(k->params, key) : NULL, eq + 1);
                 int r = v ? set_dotted(params, key, v) : -ENOMEM;
+                if (r == -EEXIST)
+                        snprintf(err, err_size, "%s is given twice", key);
+                else if (r < 0)
+                        snprintf(err, err_size, "out of memory");
                 free(key);
                 if (r < 0) {
-                        snprintf(err, err_size, "out of memory");
                         json_decref(params);
-                        return r;
+                        return r == -EEXIST ? -EINVAL : r;
                 }
         }
         *ret = params;

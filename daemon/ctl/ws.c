@@ -457,6 +457,10 @@ static void on_timer(lws_sorted_usec_list_t *sul)
 {
         struct ctl_ws *c = lws_container_of(sul, struct ctl_ws, sul);
         c->timer_fired = true;
+        /* libwebsockets runs a timer that is due and then, in the same
+         * lws_service, waits for its next event (20 s for a server that never
+         * answers): end that wait. */
+        lws_cancel_service(c->ctx);
 }
 
 /* Runs the service loop until `done` holds for c, the connection closes or
@@ -711,6 +715,10 @@ void ctl_ws_free(struct ctl_ws *c)
                 lws_callback_on_writable(c->wsi);
                 service_until(c, is_closed, 1000);
         }
+        /* Still there (a server that never answered the upgrade, or the close): cut
+         * at once. lws_context_destroy would wait 20 s for it to go. */
+        if (c->ctx && c->wsi && c->state != WS_CLOSED)
+                lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
         if (c->ctx)
                 lws_context_destroy(c->ctx);
         while (c->in_head) {

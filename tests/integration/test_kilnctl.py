@@ -708,6 +708,11 @@ class KilnctlWithoutServer(unittest.TestCase):
             ["vec", "drop"],
             ["vec", "list", "--ids", "ids.txt"],
             ["submit", "lens.nfw", "--metric", "l2"],
+            # A key given twice; an --out that is no folder (before anything is sent).
+            ["submit", "lens.nfw", "mass=1e14", "mass=2e14"],
+            ["submit", "lens.raytrace", "source=1", "source.x_arcsec=2"],
+            ["submit", "lens.nfw", "mass=1e14", "concentration=5", "--out", "/dev/null"],
+            ["submit", "lens.nfw", "mass=1e14", "concentration=5", "--out", "/dev/null/parts"],
         ]
         for args in cases:
             r = kilnctl(*args, timeout=30)
