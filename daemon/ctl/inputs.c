@@ -274,13 +274,15 @@ int ctl_npy_open_f32_matrix(const char *path, int *ret_fd, struct ctl_npy *ret, 
                 shape_text(&h, shape, sizeof(shape));
                 snprintf(err, err_size, "%s holds no vectors (shape %s)", path, shape);
                 r = -EINVAL;
-        } else if (h.shape[1] > UINT64_MAX / 4 / h.shape[0] ||
-                   h.file_size - h.data_offset != h.shape[0] * h.shape[1] * 4 || h.file_size < h.data_offset) {
+        } else if (h.shape[1] > UINT64_MAX / 4 / h.shape[0]) {
+                shape_text(&h, shape, sizeof(shape));
+                snprintf(err, err_size, "%s has shape %s: more float32 values than any file holds", path, shape);
+                r = -EINVAL;
+        } else if (h.file_size - h.data_offset != h.shape[0] * h.shape[1] * 4 || h.file_size < h.data_offset) {
                 uint64_t have = h.file_size > h.data_offset ? h.file_size - h.data_offset : 0;
                 shape_text(&h, shape, sizeof(shape));
                 snprintf(err, err_size, "%s has %" PRIu64 " bytes of data where shape %s of float32 needs %" PRIu64,
-                         path, have, shape, h.shape[1] > UINT64_MAX / 4 / h.shape[0] ? UINT64_MAX :
-                         h.shape[0] * h.shape[1] * 4);
+                         path, have, shape, h.shape[0] * h.shape[1] * 4);
                 r = -EINVAL;
         }
         if (r < 0) {
