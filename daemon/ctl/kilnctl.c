@@ -828,6 +828,46 @@ static int cmd_token(struct ctx *x)
         return 0;
 }
 
+/* 0 when `dir` is a folder kilnctl may write in, or one it could make: its
+ * nearest existing ancestor is a folder it may write in. Else an errno. */
+static int out_dir_usable(const char *dir)
+{
+        char *p = strdup(dir);
+        struct stat st;
+        int e = 0;
+
+        if (!p || !*p) {
+                free(p);
+                return p ? EINVAL : ENOMEM;
+        }
+        for (;;) {
+                if (stat(p, &st) == 0) {
+                        e = !S_ISDIR(st.st_mode) ? ENOTDIR : access(p, W_OK | X_OK) < 0 ? errno : 0;
+                        break;
+                }
+                if (errno != ENOENT) {
+                        e = errno;
+                        break;
+                }
+                char *slash = strrchr(p, '/');
+                while (slash && slash > p && slash[1] == '\0') { /* "a/b/" */
+                        *slash = '\0';
+                        slash = strrchr(p, '/');
+                }
+                if (!slash) {
+                        if (!strcmp(p, ".")) { /* the current folder is gone */
+                                e = ENOENT;
+                                break;
+                        }
+                        strcpy(p, "."); /* a relative path's first folder goes in the current one */
+                        continue;
+                }
+                slash[slash == p ? 1 : 0] = '\0'; /* "/a" -> "/" */
+        }
+        free(p);
+        return e;
+}
+
 int main(int argc, char **argv)
 {
         struct args a = { 0 };
@@ -857,21 +897,15 @@ int main(int argc, char **argv)
                 }
         }
         x.timeout_s = timeout_s;
-        /* --out is checked (and made, with its parents) before anything is
-         * submitted: a job must not run for a folder its parts cannot go to. */
+        /* --out is checked before anything is submitted: a job must not run for a
+         * folder its parts cannot go to. It is made (with its parents) only when
+         * the first part is written. */
         if (a.val[OPT_OUT]) {
-                const char *dir = a.val[OPT_OUT];
-                struct stat st;
-                int mk = *dir ? ctl_mkdir_p(dir) : -EINVAL;
-                if (mk < 0 || stat(dir, &st) < 0) {
-                        int e = mk < 0 ? -mk : errno;
+                int e = out_dir_usable(a.val[OPT_OUT]);
+                if (e) {
                         free(a.pos);
-                        return usage_error("--out \"%s\": %s", dir, *dir ? strerror(e) : "needs a folder");
-                }
-                if (!S_ISDIR(st.st_mode) || access(dir, W_OK | X_OK) < 0) {
-                        int e = S_ISDIR(st.st_mode) ? errno : ENOTDIR;
-                        free(a.pos);
-                        return usage_error("--out \"%s\": %s", dir, strerror(e));
+                        return usage_error("--out \"%s\": %s", a.val[OPT_OUT],
+                                           *a.val[OPT_OUT] ? strerror(e) : "needs a folder");
                 }
         }
 
