@@ -2,6 +2,7 @@
  * WebSocket API on one port; the loop's timers; signals, draining and reloads. */
 #include "server.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -718,13 +719,26 @@ int server_start(struct kilnd *d)
                             d->cfg->server.listen);
                 n_listen_fds = 0;
         }
-        /* libwebsockets takes a host it cannot resolve as an interface that does
-         * not exist and listens on nothing, for kilnd to report ready. */
-        struct addrinfo hints = { .ai_flags = AI_PASSIVE, .ai_socktype = SOCK_STREAM }, *ai = NULL;
+        /* libwebsockets takes a host name (even "localhost") for the name of a
+         * network interface, finds none, and listens on nothing while kilnd reports
+         * itself ready: it is given the host's address (the first, IPv4 before
+         * IPv6) instead. */
+        struct addrinfo hints = { .ai_flags = AI_PASSIVE, .ai_socktype = SOCK_STREAM }, *ai = NULL, *pick = NULL;
         int gai = n_listen_fds ? 0 : getaddrinfo(host, NULL, &hints, &ai);
         if (gai) {
                 log_error("server.listen: cannot resolve the host '%s': %s", host, gai_strerror(gai));
                 return -EADDRNOTAVAIL;
+        }
+        for (struct addrinfo *p = ai; p; p = p->ai_next)
+                if (!pick || (pick->ai_family != AF_INET && p->ai_family == AF_INET))
+                        pick = p;
+        if (pick) {
+                const void *a = pick->ai_family == AF_INET
+                                        ? (const void *)&((struct sockaddr_in *)pick->ai_addr)->sin_addr
+                                        : (const void *)&((struct sockaddr_in6 *)pick->ai_addr)->sin6_addr;
+                char numeric[INET6_ADDRSTRLEN];
+                if (inet_ntop(pick->ai_family, a, numeric, sizeof(numeric)))
+                        snprintf(host, sizeof(host), "%s", numeric);
         }
         if (ai)
                 freeaddrinfo(ai);

@@ -18,7 +18,7 @@ import unittest
 
 import websockets
 
-from kiln_fixture import KILND, Client, Kilnd, collect_done
+from kiln_fixture import KILND, Client, Kilnd, collect_done, free_port
 
 ALL_MAPS = ["kappa", "gamma1", "gamma2", "alpha_x", "alpha_y", "mu", "psi"]
 SYSTEMD_VARS = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "INVOCATION_ID", "LISTEN_FDS",
@@ -275,6 +275,15 @@ class ServiceTest(unittest.TestCase):
         self.assertIn("not reloaded", log)
         self.assertIn(f"{self.k.config}:3", log, "the reload error should name FILE:LINE")
         self.assertIsNone(self.k.proc.poll(), "a broken config on reload must not stop kilnd")
+        self.assert_serves()
+        self.assertEqual(self.k.stop(), 0, self.k.read_log())
+
+    def test_a_listen_host_name_is_listened_on(self):
+        # libwebsockets takes a name for a network interface: kilnd gives it the
+        # address ("localhost" is the documented loopback name auth may be off on).
+        k = self.start(env={"KILN_SERVER_LISTEN": f"localhost:{free_port()}"}, wait=False)
+        k.port = int(k.extra_env["KILN_SERVER_LISTEN"].rsplit(":", 1)[1])
+        k.wait_ready()
         self.assert_serves()
         self.assertEqual(self.k.stop(), 0, self.k.read_log())
 
