@@ -57,6 +57,7 @@ struct kilnd {
          * them (session.c, http_api.c). */
         unsigned decoding;
         unsigned object_reads;      /* vec.list, vec.info, model.list on a worker (session_objects.c) */
+        unsigned objops_waiting;    /* object ops waiting for their turn (session_objects.c) */
         uint64_t next_session_id;
 
         /* loop: lifecycle */

@@ -475,6 +475,7 @@ static int sink_prepare(void *ctx, struct sched_item *it, enum kiln_err *ret_cod
                 int r = objects_acquire(js->objects, j->tenant, j->kind->object, j->object_name, j->object_version,
                                         &j->object_ref, msg);
                 uint64_t stored, began;
+                int64_t created_ms;
                 /* Its version was replaced before it ran and is not in memory (it was
                  * never loaded, or was evicted): it runs against the stored one, as a
                  * job submitted now would, rather than fail a search the client could
@@ -484,11 +485,14 @@ static int sink_prepare(void *ctx, struct sched_item *it, enum kiln_err *ret_cod
                  * anew after the job was submitted is another one (its metric may
                  * differ), told by its versions, which begin past the job's: the
                  * job fails not_found, as it would had the drop been the last
-                 * change. */
+                 * change. An object that began at 1 was never dropped, or was put
+                 * anew by a kilnd that did not keep the drop's mark: then its name
+                 * must also have been put before the job was submitted. */
                 if (r == -ENOENT &&
                     objects_stored_version(js->objects, j->tenant, j->kind->object, j->object_name, &stored,
-                                           &began) >= 0 &&
-                    stored > j->object_version && began <= j->object_version) {
+                                           &began, &created_ms) >= 0 &&
+                    stored > j->object_version && began <= j->object_version &&
+                    (began > 1 || created_ms <= j->submitted_ms)) {
                         r = objects_acquire(js->objects, j->tenant, j->kind->object, j->object_name, stored,
                                             &j->object_ref, msg);
                         if (r >= 0)

@@ -529,7 +529,7 @@ out:
 }
 
 int objects_stored_version(struct objects *o, const char *tenant, const struct kiln_object_class *cls,
-                           const char *name, uint64_t *ret, uint64_t *ret_began)
+                           const char *name, uint64_t *ret, uint64_t *ret_began, int64_t *ret_created_ms)
 {
         struct store_object_ref ref = { .tenant = tenant, .cls = cls->name, .name = name };
         struct store_object_info info = { 0 };
@@ -542,8 +542,10 @@ int objects_stored_version(struct objects *o, const char *tenant, const struct k
         if (r >= 0)
                 r = store_object_began(t, &ref, ret_began);
         store_txn_abort(t);
-        if (r >= 0)
+        if (r >= 0) {
                 *ret = info.version;
+                *ret_created_ms = info.created_ms;
+        }
         store_object_info_clear(&info);
         return r;
 }

@@ -112,12 +112,12 @@ int objects_acquire(struct objects *o, const char *tenant, const struct kiln_obj
                     uint64_t version, const struct object_ref **ret, char msg[256]);
 
 /* The version of (tenant, cls, name) the store holds now, read from the store (any
- * thread, unlike objects_version), and the version that object began at: a drop
- * and a new put of the name make another object, whose versions are all above
- * the old one's (store_object_began). Returns >= 0, -ENOENT when none is stored,
- * or the store's error. */
+ * thread, unlike objects_version), the version that object began at (a drop and
+ * a new put of the name make another object, whose versions are all above the
+ * old one's: store_object_began) and when its name was first put (wall clock).
+ * Returns >= 0, -ENOENT when none is stored, or the store's error. */
 int objects_stored_version(struct objects *o, const char *tenant, const struct kiln_object_class *cls,
-                           const char *name, uint64_t *ret, uint64_t *ret_began);
+                           const char *name, uint64_t *ret, uint64_t *ret_began, int64_t *ret_created_ms);
 
 /* Gives back a reference from objects_acquire. Accepts NULL. */
 void objects_release(struct objects *o, const struct object_ref *ref);

@@ -372,9 +372,10 @@ static void check_drain(struct kilnd *d)
         if (kiln_mono_ms() >= d->drain_deadline_ms)
                 jobs_stop_all(d->jobs); /* running ones stay queued in the store */
         bool flushed = sessions_output_pending(d) == 0 || kiln_mono_ms() >= d->drain_deadline_ms + DRAIN_FLUSH_MS;
-        /* A message received before the drain and being decoded, or an object read
-         * on a worker, is still answered. */
-        bool decoded = (d->decoding == 0 && d->object_reads == 0) ||
+        /* A message received before the drain and being decoded, an object read on
+         * a worker, an object op waiting for a put being checked: each is still
+         * answered. */
+        bool decoded = (d->decoding == 0 && d->object_reads == 0 && d->objops_waiting == 0) ||
                        kiln_mono_ms() >= d->drain_deadline_ms + DRAIN_FLUSH_MS;
         if (sched_running(d->sched) == 0 && storeq_in_flight(d->storeq) == 0 && flushed && decoded) {
                 if (!d->closing) {
@@ -415,9 +416,12 @@ static void reload(struct kilnd *d)
                     c->store.map_size_gb != d->cfg->store.map_size_gb ||
                     strcmp(c->server.tls_cert, d->cfg->server.tls_cert) ||
                     strcmp(c->server.tls_key, d->cfg->server.tls_key) ||
-                    strcmp(c->server.web_root, d->cfg->server.web_root))
-                        log_warning("SIGHUP: server.listen/tls_*/web_root, store.* and cpu.threads take "
-                                    "effect at the next start");
+                    strcmp(c->server.web_root, d->cfg->server.web_root) ||
+                    c->server.handshake_timeout_s != d->cfg->server.handshake_timeout_s ||
+                    c->gpu.backend != d->cfg->gpu.backend || strcmp(c->gpu.devices, d->cfg->gpu.devices) ||
+                    c->gpu.memory_fraction != d->cfg->gpu.memory_fraction || c->log.target != d->cfg->log.target)
+                        log_warning("SIGHUP: server.listen/tls_*/web_root/handshake_timeout_s, store.*, cpu.threads, "
+                                    "gpu.* and log.target take effect at the next start");
                 /* Those keep the values in use, so that the configuration says what
                  * is in effect, and the rules are checked against it: auth.required
                  * false with server.listen changed to loopback would otherwise
@@ -430,6 +434,11 @@ static void reload(struct kilnd *d)
                 c->store.sync = d->cfg->store.sync;
                 c->store.map_size_gb = d->cfg->store.map_size_gb;
                 c->cpu.threads = d->cfg->cpu.threads;
+                c->server.handshake_timeout_s = d->cfg->server.handshake_timeout_s;
+                c->gpu.backend = d->cfg->gpu.backend;
+                snprintf(c->gpu.devices, sizeof(c->gpu.devices), "%s", d->cfg->gpu.devices);
+                c->gpu.memory_fraction = d->cfg->gpu.memory_fraction;
+                c->log.target = d->cfg->log.target;
                 if (kiln_config_validate(c, &err) < 0) {
                         char line[1024];
                         log_error("SIGHUP: configuration not reloaded: %s (with the server.listen in use, %s)",

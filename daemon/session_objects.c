@@ -447,6 +447,7 @@ static void unlist(struct session *s, struct obj_req *r)
                 *p = r->next;
                 if (s->objops_tail == r)
                         s->objops_tail = prev;
+                s->d->objops_waiting--;
         }
         r->next = NULL;
         r->listed = false;
@@ -478,6 +479,7 @@ static void pump(struct session *s)
 static void objop_list(struct session *s, struct obj_req *r)
 {
         r->ordered = r->listed = true;
+        s->d->objops_waiting++;
         if (s->objops_tail)
                 s->objops_tail->next = r;
         else

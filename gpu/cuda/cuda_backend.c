@@ -112,14 +112,16 @@ static int lane_hold_scratch(struct device *d, struct lane *l, uint64_t want)
                 return 0;
         if ((r = cuda_mem_take(d, want - l->scratch_cap)) < 0)
                 return r;
+        /* The threshold set under the lock: two lanes setting it out of order would
+         * leave it below what they hold. */
         pthread_mutex_lock(&d->mem);
         d->scratch += want - l->scratch_cap;
         keep = d->scratch;
-        pthread_mutex_unlock(&d->mem);
         l->scratch_cap = want;
         if (cudaDeviceGetDefaultMemPool(&pool, d->ordinal) != cudaSuccess ||
             cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep) != cudaSuccess)
                 (void)cudaGetLastError(); /* only slower: the pool maps at every launch */
+        pthread_mutex_unlock(&d->mem);
         return 0;
 }
 

@@ -333,7 +333,8 @@ class CollectionTest(ObjectCase):
         """Lists and infos are read off the writer's queue, but a session's own
         changes in flight come first: a put (big enough to be checked on a worker
         for a while), a drop and a put again, each followed at once by an info and
-        a list, without waiting for any reply."""
+        a list, without waiting for any reply. The put again is small: checked
+        first, it still waits for the drop before it."""
         rows = np.random.default_rng(5).normal(size=(200000, 32)).astype(np.float32)
         ids = [f"r{i}" for i in range(len(rows))]
 
@@ -348,13 +349,18 @@ class CollectionTest(ObjectCase):
                        {"op": "vec.drop", "collection": "c-pipe"},
                        {"op": "vec.info", "collection": "c-pipe"}, {"op": "vec.list"}):
                 refs.append(await c.send(op))
+            again = next_ref(c)
+            await send_frames(c, part_frames(again, "vectors", "f32", [2, 4], unit_rows(2, 4, 1).tobytes()))
+            await c.send({"op": "vec.put", "collection": "c-pipe", "ids": ["a", "b"], "metric": "l2", "ref": again})
+            refs.append(again)
+            refs.append(await c.send({"op": "vec.info", "collection": "c-pipe"}))
             replies = {}
             while len(replies) < len(refs):
                 m = await c.recv(60)
                 if isinstance(m, dict) and m.get("ref") in refs:
                     replies[m["ref"]] = m
             return [replies[r] for r in refs]
-        put, info, listed, dropped, info2, listed2 = self.go(go)
+        put, info, listed, dropped, info2, listed2, put2, info3 = self.go(go)
         self.assertVec(put, "c-pipe", 200000, 32, "ip")
         self.assertEqual(info.get("version"), put.get("version"), (put, info))
         self.assertEqual(info["count"], 200000, info)
@@ -362,6 +368,9 @@ class CollectionTest(ObjectCase):
         self.assertEqual(dropped["op"], "ok", dropped)
         self.assertError(info2, "not_found", "collection")
         self.assertNotIn("c-pipe", [e["collection"] for e in listed2["collections"]])
+        self.assertVec(put2, "c-pipe", 2, 4, "l2")
+        self.assertGreater(put2["version"], put["version"])
+        self.assertEqual((info3["version"], info3["count"]), (put2["version"], 2), info3)
 
     def test_drop_removes_the_collection_and_its_name_goes_on_with_newer_versions(self):
         async def go(c):

@@ -482,11 +482,12 @@ static void test_a_replaced_version_not_in_memory_is_not_found(void **state)
         assert_non_null(strstr(msg, "is at version 2 now"));
         /* What the store holds instead (the version a job bound to v1 then runs on). */
         uint64_t stored = 0, began = 0;
-        assert_int_equal(objects_stored_version(e->o, T, &vec_collection_class, "c", &stored, &began), 0);
+        int64_t created = 0;
+        assert_int_equal(objects_stored_version(e->o, T, &vec_collection_class, "c", &stored, &began, &created), 0);
         assert_int_equal(stored, v2);
         /* The object began at v1's put. */
         assert_int_equal(began, v1);
-        assert_int_equal(objects_stored_version(e->o, "globex", &vec_collection_class, "c", &stored, &began),
+        assert_int_equal(objects_stored_version(e->o, "globex", &vec_collection_class, "c", &stored, &began, &created),
                          -ENOENT);
         /* A version never stored, a name never stored, a dropped object, another
          * tenant's or another class's object of that name: all not found. */
@@ -498,16 +499,16 @@ static void test_a_replaced_version_not_in_memory_is_not_found(void **state)
         assert_int_equal(objects_acquire(e->o, T, &vec_collection_class, "c", 0, &r, msg), -ENOENT);
         drop(e->f->s, T, COLL, "c");
         assert_int_equal(objects_acquire(e->o, T, &vec_collection_class, "c", v2, &r, msg), -ENOENT);
-        assert_int_equal(objects_stored_version(e->o, T, &vec_collection_class, "c", &stored, &began), -ENOENT);
+        assert_int_equal(objects_stored_version(e->o, T, &vec_collection_class, "c", &stored, &began, &created), -ENOENT);
         /* Put anew, the name is another object, which began past every version of
          * the dropped one. */
         uint64_t v3 = put_rows(e->f->s, T, "c", 2, 2, 1.0f);
         assert_int_equal(v3, v2 + 1);
-        assert_int_equal(objects_stored_version(e->o, T, &vec_collection_class, "c", &stored, &began), 0);
+        assert_int_equal(objects_stored_version(e->o, T, &vec_collection_class, "c", &stored, &began, &created), 0);
         assert_int_equal(stored, v3);
         assert_int_equal(began, v3);
         uint64_t v4 = put_rows(e->f->s, T, "c", 2, 2, 2.0f);
-        assert_int_equal(objects_stored_version(e->o, T, &vec_collection_class, "c", &stored, &began), 0);
+        assert_int_equal(objects_stored_version(e->o, T, &vec_collection_class, "c", &stored, &began, &created), 0);
         assert_int_equal(stored, v4);
         assert_int_equal(began, v3);
         drop(e->f->s, T, COLL, "c");
