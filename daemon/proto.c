@@ -12,9 +12,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "json_path.h"
 #include "kind.h"
 #include "proto.h"
+#include "proto_internal.h"
 #include "store.h"
 #include "textbuf.h"
 
@@ -25,7 +25,6 @@
 #define LIST_LIMIT_MAX 1000
 #define LIST_LIMIT_DEFAULT 100
 #define TIMEOUT_MS_MAX 2147483648LL /* 2^31 */
-#define ECHO_MAX 64                 /* bytes of client text quoted in a message */
 
 static const char *const err_names[_KERR_MAX] = {
         [KERR_BAD_REQUEST] = "bad_request",
@@ -86,8 +85,6 @@ static const char *const state_names[] = {
         [KILN_JOB_EXPIRED] = "expired",
 };
 
-#define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
-
 /* Returns "bad_request", ... or NULL for a value outside the enum. */
 const char *kiln_err_name(enum kiln_err e)
 {
@@ -116,8 +113,7 @@ static int name_index(const char *const *names, size_t n, const char *s, size_t 
         return -1;
 }
 
-__attribute__((format(printf, 4, 5)))
-static int fail(struct proto_error *err, enum kiln_err code, const char *field, const char *fmt, ...)
+int proto_fail(struct proto_error *err, enum kiln_err code, const char *field, const char *fmt, ...)
 {
         va_list ap;
 
@@ -131,13 +127,11 @@ static int fail(struct proto_error *err, enum kiln_err code, const char *field, 
         return -EINVAL;
 }
 
-/* How many bytes of the valid UTF-8 string s (len bytes) to quote in a message:
- * at most ECHO_MAX, never splitting a multi-byte sequence. */
-static int echo_len(const char *s, size_t len)
+int proto_echo_len(const char *s, size_t len)
 {
-        if (len <= ECHO_MAX)
+        if (len <= PROTO_ECHO_MAX)
                 return (int)len;
-        len = ECHO_MAX;
+        len = PROTO_ECHO_MAX;
         while (len > 0 && ((unsigned char)s[len] & 0xC0) == 0x80)
                 len--;
         return (int)len;
@@ -153,7 +147,7 @@ static int get_string(json_t *o, const char *name, const char **ret, size_t *ret
         if (!v)
                 return 0;
         if (!json_is_string(v))
-                return fail(err, KERR_BAD_REQUEST, name, "\"%s\" must be a string", name);
+                return proto_fail(err, KERR_BAD_REQUEST, name, "\"%s\" must be a string", name);
         *ret = json_string_value(v);
         if (ret_len)
                 *ret_len = json_string_length(v);
@@ -167,7 +161,7 @@ static int get_bool(json_t *o, const char *name, bool *ret, struct proto_error *
         if (!v)
                 return 0;
         if (!json_is_boolean(v))
-                return fail(err, KERR_BAD_REQUEST, name, "\"%s\" must be true or false", name);
+                return proto_fail(err, KERR_BAD_REQUEST, name, "\"%s\" must be true or false", name);
         *ret = json_is_true(v);
         return 1;
 }
@@ -180,7 +174,7 @@ static int get_int(json_t *o, const char *name, long long min, long long max, in
         if (!v)
                 return 0;
         if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
-                return fail(err, KERR_BAD_REQUEST, name, "\"%s\" must be an integer from %lld to %lld",
+                return proto_fail(err, KERR_BAD_REQUEST, name, "\"%s\" must be an integer from %lld to %lld",
                             name, min, max);
         *ret = json_integer_value(v);
         return 1;
@@ -196,7 +190,7 @@ static int get_enum(json_t *o, const char *name, const char *const *names, size_
                 return 0;
         i = json_is_string(v) ? name_index(names, n, json_string_value(v), json_string_length(v)) : -1;
         if (i < 0)
-                return fail(err, KERR_BAD_REQUEST, name, "\"%s\" must be one of %s", name, choices);
+                return proto_fail(err, KERR_BAD_REQUEST, name, "\"%s\" must be one of %s", name, choices);
         *ret = i;
         return 1;
 }
@@ -207,11 +201,11 @@ static int get_uuid(json_t *o, const char *name, bool required, uint8_t ret[16],
 
         if (!v) {
                 if (required)
-                        return fail(err, KERR_BAD_REQUEST, name, "\"%s\" is required", name);
+                        return proto_fail(err, KERR_BAD_REQUEST, name, "\"%s\" is required", name);
                 return 0;
         }
         if (!json_is_string(v) || json_string_length(v) != 36 || kiln_uuid_parse(json_string_value(v), ret) < 0)
-                return fail(err, KERR_BAD_REQUEST, name, "\"%s\" must be a job id (a UUID string)", name);
+                return proto_fail(err, KERR_BAD_REQUEST, name, "\"%s\" must be a job id (a UUID string)", name);
         return 1;
 }
 
@@ -241,11 +235,11 @@ static int decode_submit(struct proto_req *r, struct proto_error *err)
         if (k < 0)
                 return k;
         if (k == 0)
-                return fail(err, KERR_BAD_REQUEST, "kind", "\"kind\" is required");
+                return proto_fail(err, KERR_BAD_REQUEST, "kind", "\"kind\" is required");
 
         params = json_object_get(r->root, "params");
         if (params && !json_is_object(params))
-                return fail(err, KERR_BAD_REQUEST, "params", "\"params\" must be an object");
+                return proto_fail(err, KERR_BAD_REQUEST, "params", "\"params\" must be an object");
         if (!params) {
                 /* Attach an empty object to the message so the request owns it like
                  * every other borrowed pointer. */
@@ -271,7 +265,7 @@ static int decode_submit(struct proto_req *r, struct proto_error *err)
         if (k < 0)
                 return k;
         if (k > 0 && (key_len < 1 || key_len > KEY_MAX))
-                return fail(err, KERR_BAD_REQUEST, "key", "\"key\" must be 1 to %d bytes long", KEY_MAX);
+                return proto_fail(err, KERR_BAD_REQUEST, "key", "\"key\" must be 1 to %d bytes long", KEY_MAX);
 
         r->submit.cache = true;
         k = get_bool(r->root, "cache", &r->submit.cache, err);
@@ -333,7 +327,7 @@ static int decode_subscribe(struct proto_req *r, struct proto_error *err)
         if (k < 0)
                 return k;
         if (k == 0 || len != 5 || memcmp(r->subscribe.topic, "stats", 5) != 0)
-                return fail(err, KERR_BAD_REQUEST, "topic", "\"topic\" must be \"stats\"");
+                return proto_fail(err, KERR_BAD_REQUEST, "topic", "\"topic\" must be \"stats\"");
         return 0;
 }
 
@@ -348,7 +342,7 @@ static int decode_cache_purge(struct proto_req *r, struct proto_error *err)
         if (k < 0)
                 return k;
         if (k == 1 && (len == 0 || len >= 32 || strlen(r->purge.kind) != len))
-                return fail(err, KERR_BAD_REQUEST, "kind", "\"kind\" must name a job kind");
+                return proto_fail(err, KERR_BAD_REQUEST, "kind", "\"kind\" must name a job kind");
         return 0;
 }
 
@@ -383,9 +377,9 @@ static int decode_object(struct proto_req *r, struct proto_error *err)
         if (k < 0)
                 return k;
         if (k == 0)
-                return fail(err, KERR_BAD_REQUEST, field, "\"%s\" is required", field);
+                return proto_fail(err, KERR_BAD_REQUEST, field, "\"%s\" is required", field);
         if (len < 1 || len > STORE_OBJECT_NAME_MAX)
-                return fail(err, KERR_BAD_REQUEST, field, "\"%s\" must be 1 to %d bytes long", field,
+                return proto_fail(err, KERR_BAD_REQUEST, field, "\"%s\" must be 1 to %d bytes long", field,
                             STORE_OBJECT_NAME_MAX);
 
         if (r->op == KOP_VEC_PUT) {
@@ -397,14 +391,14 @@ static int decode_object(struct proto_req *r, struct proto_error *err)
                 return 0;
         json_t *ids = json_object_get(r->root, "ids");
         if (!ids)
-                return fail(err, KERR_BAD_REQUEST, "ids", "\"ids\" is required");
+                return proto_fail(err, KERR_BAD_REQUEST, "ids", "\"ids\" is required");
         if (!json_is_array(ids))
-                return fail(err, KERR_BAD_REQUEST, "ids", "\"ids\" must be an array of strings");
+                return proto_fail(err, KERR_BAD_REQUEST, "ids", "\"ids\" must be an array of strings");
         for (size_t i = 0; i < json_array_size(ids); i++)
                 if (!json_is_string(json_array_get(ids, i))) {
                         char f[32];
                         snprintf(f, sizeof(f), "ids[%zu]", i);
-                        return fail(err, KERR_BAD_REQUEST, f, "\"%s\" must be a string", f);
+                        return proto_fail(err, KERR_BAD_REQUEST, f, "\"%s\" must be a string", f);
                 }
         r->object.ids = ids;
         return 0;
@@ -440,80 +434,6 @@ static json_t *lenient_ref(const char *text, size_t len)
         return ref;
 }
 
-/* The fields each op takes besides "op" and "ref", comma-separated: any other is
- * refused, so that a misspelt "priorty" or "timeout" is not silently a normal
- * job without a deadline. */
-static const char *const op_fields[_KOP_MAX] = {
-        [KOP_HELLO] = "token,client",
-        [KOP_SUBMIT] = "kind,params,priority,timeout_ms,key,cache,watch",
-        [KOP_STATUS] = "job", [KOP_RESULT] = "job", [KOP_WATCH] = "job", [KOP_CANCEL] = "job",
-        [KOP_LIST] = "state,kind,limit,after",
-        [KOP_STATS] = "", [KOP_CONFIG_GET] = "",
-        [KOP_SUBSCRIBE] = "topic",
-        [KOP_CACHE_PURGE] = "kind",
-        [KOP_MODEL_PUT] = "name", [KOP_MODEL_LIST] = "", [KOP_MODEL_DELETE] = "name",
-        [KOP_VEC_PUT] = "collection,metric,ids", [KOP_VEC_DELETE] = "collection,ids",
-        [KOP_VEC_DROP] = "collection", [KOP_VEC_INFO] = "collection", [KOP_VEC_LIST] = "",
-};
-
-static bool in_list(const char *list, const char *key, size_t len)
-{
-        for (const char *p = list; *p;) {
-                const char *e = strchr(p, ',');
-                size_t n = e ? (size_t)(e - p) : strlen(p);
-                if (n == len && memcmp(p, key, len) == 0)
-                        return true;
-                p += n + (e ? 1 : 0);
-        }
-        return false;
-}
-
-/* A field the op does not take: bad_request naming it. */
-static int check_fields(const struct proto_req *r, struct proto_error *err)
-{
-        const char *key, *takes = op_fields[r->op] ? op_fields[r->op] : "";
-        json_t *v;
-        size_t len;
-
-        json_object_keylen_foreach(r->root, key, len, v) {
-                (void)v;
-                if ((len == 2 && !memcmp(key, "op", 2)) || (len == 3 && !memcmp(key, "ref", 3)) ||
-                    in_list(takes, key, len))
-                        continue;
-                char field[64];
-                snprintf(field, sizeof(field), "%.*s", echo_len(key, len < 48 ? len : 48), key);
-                return fail(err, KERR_BAD_REQUEST, field, "\"%s\" is not a field of %s%s%s%s", field,
-                            kiln_op_name(r->op), *takes ? " (it takes " : ", which takes none", takes,
-                            *takes ? ")" : "");
-        }
-        return 0;
-}
-
-int proto_json_refused(const char *text, size_t len, const json_error_t *jerr, struct proto_error *err)
-{
-        static const struct {
-                const char *text, *why;
-        } named[] = {
-                { "too big integer", "is an integer past the 64-bit range" },
-                { "too big negative integer", "is an integer past the 64-bit range" },
-                { "real number overflow", "is a number past the range of a double" },
-                { "duplicate object key", "appears twice in its object" },
-                { "\\u0000 is not allowed", "holds a NUL character (\\u0000), which kilnd does not take" },
-                { "invalid token near 'NaN'", "is NaN, which is not JSON (a missing value is null)" },
-                { "invalid token near 'Infinity'", "is Infinity, which is not JSON" },
-                { "invalid token near '-'", "is not a JSON value (-Infinity is not JSON)" },
-                { "invalid token near", "is not a JSON value" },
-        };
-        char path[sizeof(err->field)];
-
-        for (size_t i = 0; i < N_ELEMS(named); i++)
-                if (!strncmp(jerr->text, named[i].text, strlen(named[i].text)) && jerr->position >= 0 &&
-                    json_path_at(text, len, (size_t)jerr->position, path, sizeof(path)) == 0 && path[0])
-                        return fail(err, KERR_BAD_REQUEST, path, "\"%s\" %s (at byte %d)", path, named[i].why,
-                                    jerr->position);
-        return fail(err, KERR_BAD_REQUEST, "", "malformed JSON: %s (at byte %d)", jerr->text, jerr->position);
-}
-
 /* Decodes one text message; see proto.h for the contract. *ret and (on success)
  * *ret_ref are written only when the pointers are non-NULL. */
 int proto_decode(const char *text, size_t len, struct proto_req *ret, json_t **ret_ref,
@@ -542,24 +462,24 @@ int proto_decode_json(json_t *root, struct proto_req *ret, json_t **ret_ref, str
         int k;
 
         if (!json_is_object(r.root)) {
-                k = fail(err, KERR_BAD_REQUEST, "", "a message must be a JSON object");
+                k = proto_fail(err, KERR_BAD_REQUEST, "", "a message must be a JSON object");
                 goto fail_noref;
         }
         r.ref = json_object_get(r.root, "ref");
 
         op = json_object_get(r.root, "op");
         if (!op) {
-                k = fail(err, KERR_BAD_REQUEST, "op", "\"op\" is required");
+                k = proto_fail(err, KERR_BAD_REQUEST, "op", "\"op\" is required");
                 goto fail;
         }
         if (!json_is_string(op)) {
-                k = fail(err, KERR_BAD_REQUEST, "op", "\"op\" must be a string");
+                k = proto_fail(err, KERR_BAD_REQUEST, "op", "\"op\" must be a string");
                 goto fail;
         }
         k = name_index(op_names, N_ELEMS(op_names), json_string_value(op), json_string_length(op));
         if (k < 0) {
-                k = fail(err, KERR_UNKNOWN_OP, "op", "unknown op \"%.*s\"",
-                         echo_len(json_string_value(op), json_string_length(op)), json_string_value(op));
+                k = proto_fail(err, KERR_UNKNOWN_OP, "op", "unknown op \"%.*s\"",
+                         proto_echo_len(json_string_value(op), json_string_length(op)), json_string_value(op));
                 goto fail;
         }
         r.op = (enum kiln_op)k;
@@ -601,13 +521,13 @@ int proto_decode_json(json_t *root, struct proto_req *ret, json_t **ret_ref, str
                 k = decode_object(&r, err);
                 break;
         default:
-                k = fail(err, KERR_INTERNAL, "op", "op not handled");
+                k = proto_fail(err, KERR_INTERNAL, "op", "op not handled");
                 break;
         }
         if (k >= 0)
-                k = check_fields(&r, err);
+                k = proto_check_fields(&r, err);
         if (k == -ENOMEM)
-                fail(err, KERR_INTERNAL, "", "out of memory");
+                proto_fail(err, KERR_INTERNAL, "", "out of memory");
         if (k < 0)
                 goto fail;
 
@@ -682,30 +602,30 @@ static int frame_decode(const uint8_t *buf, size_t len, bool whole, struct proto
         int k;
 
         if (!buf || len < KLNB_PREFIX)
-                return fail(err, KERR_BAD_REQUEST, "frame", "a binary frame must start with \"KLNB\" and a length");
+                return proto_fail(err, KERR_BAD_REQUEST, "frame", "a binary frame must start with \"KLNB\" and a length");
         if (proto_frame_prefix(buf, &hlen) < 0)
-                return fail(err, KERR_BAD_REQUEST, "frame", "a binary frame must start with \"KLNB\"");
+                return proto_fail(err, KERR_BAD_REQUEST, "frame", "a binary frame must start with \"KLNB\"");
         if (hlen > len - KLNB_PREFIX)
-                return fail(err, KERR_BAD_REQUEST, "frame", "header length %u exceeds the frame (%zu bytes)",
+                return proto_fail(err, KERR_BAD_REQUEST, "frame", "header length %u exceeds the frame (%zu bytes)",
                             hlen, len);
 
         f.header = json_loadb((const char *)buf + KLNB_PREFIX, hlen, JSON_REJECT_DUPLICATES, &jerr);
         if (!f.header)
-                return fail(err, KERR_BAD_REQUEST, "frame", "malformed frame header: %s", jerr.text);
+                return proto_fail(err, KERR_BAD_REQUEST, "frame", "malformed frame header: %s", jerr.text);
         if (!json_is_object(f.header)) {
-                k = fail(err, KERR_BAD_REQUEST, "frame", "the frame header must be a JSON object");
+                k = proto_fail(err, KERR_BAD_REQUEST, "frame", "the frame header must be a JSON object");
                 goto fail;
         }
 
         job = json_object_get(f.header, "job");
         f.ref = json_object_get(f.header, "ref");
         if (!job == !f.ref) {
-                k = fail(err, KERR_BAD_REQUEST, "frame", "the frame header needs exactly one of \"job\" and \"ref\"");
+                k = proto_fail(err, KERR_BAD_REQUEST, "frame", "the frame header needs exactly one of \"job\" and \"ref\"");
                 goto fail;
         }
         if (job) {
                 if (!json_is_string(job)) {
-                        k = fail(err, KERR_BAD_REQUEST, "frame.job", "\"job\" must be a string");
+                        k = proto_fail(err, KERR_BAD_REQUEST, "frame.job", "\"job\" must be a string");
                         goto fail;
                 }
                 f.job = json_string_value(job);
@@ -713,7 +633,7 @@ static int frame_decode(const uint8_t *buf, size_t len, bool whole, struct proto
 
         part = json_object_get(f.header, "part");
         if (!part || !json_is_string(part) || !part_name_ok(json_string_value(part), json_string_length(part))) {
-                k = fail(err, KERR_BAD_REQUEST, "frame.part",
+                k = proto_fail(err, KERR_BAD_REQUEST, "frame.part",
                          "\"part\" must be 1 to %d characters of A-Z a-z 0-9 _ . -", PART_NAME_MAX);
                 goto fail;
         }
@@ -721,14 +641,14 @@ static int frame_decode(const uint8_t *buf, size_t len, bool whole, struct proto
 
         dtype = json_object_get(f.header, "dtype");
         if (!dtype || !json_is_string(dtype) || kiln_dtype_from_name(json_string_value(dtype), &dt) < 0) {
-                k = fail(err, KERR_BAD_REQUEST, "frame.dtype", "\"dtype\" must be one of f32, u8, u32, bytes");
+                k = proto_fail(err, KERR_BAD_REQUEST, "frame.dtype", "\"dtype\" must be one of f32, u8, u32, bytes");
                 goto fail;
         }
         f.dtype = dt;
 
         shape = json_object_get(f.header, "shape");
         if (!shape || !json_is_array(shape) || json_array_size(shape) < 1 || json_array_size(shape) > 4) {
-                k = fail(err, KERR_BAD_REQUEST, "frame.shape", "\"shape\" must be an array of 1 to 4 integers");
+                k = proto_fail(err, KERR_BAD_REQUEST, "frame.shape", "\"shape\" must be an array of 1 to 4 integers");
                 goto fail;
         }
         f.ndim = (int)json_array_size(shape);
@@ -737,12 +657,12 @@ static int frame_decode(const uint8_t *buf, size_t len, bool whole, struct proto
                 json_t *d = json_array_get(shape, (size_t)i);
 
                 if (!json_is_integer(d) || json_integer_value(d) < 0) {
-                        k = fail(err, KERR_BAD_REQUEST, "frame.shape", "\"shape\" must hold non-negative integers");
+                        k = proto_fail(err, KERR_BAD_REQUEST, "frame.shape", "\"shape\" must hold non-negative integers");
                         goto fail;
                 }
                 f.shape[i] = (uint64_t)json_integer_value(d);
                 if (__builtin_mul_overflow(bytes, f.shape[i], &bytes)) {
-                        k = fail(err, KERR_BAD_REQUEST, "frame.shape", "\"shape\" is too large");
+                        k = proto_fail(err, KERR_BAD_REQUEST, "frame.shape", "\"shape\" is too large");
                         goto fail;
                 }
         }
@@ -754,19 +674,19 @@ static int frame_decode(const uint8_t *buf, size_t len, bool whole, struct proto
          * describe the whole part, the payload lands at offset. */
         json_t *offset = json_object_get(f.header, "offset");
         if (offset && (!json_is_integer(offset) || json_integer_value(offset) < 0)) {
-                k = fail(err, KERR_BAD_REQUEST, "frame.offset", "\"offset\" must be a non-negative integer");
+                k = proto_fail(err, KERR_BAD_REQUEST, "frame.offset", "\"offset\" must be a non-negative integer");
                 goto fail;
         }
         f.has_offset = offset != NULL;
         f.offset = offset ? (uint64_t)json_integer_value(offset) : 0;
         if (whole && offset && (f.offset > bytes || f.payload_len > bytes - f.offset)) {
-                k = fail(err, KERR_BAD_REQUEST, "frame.offset",
+                k = proto_fail(err, KERR_BAD_REQUEST, "frame.offset",
                          "a payload of %zu bytes at offset %llu does not fit the part's %llu bytes", f.payload_len,
                          (unsigned long long)f.offset, (unsigned long long)bytes);
                 goto fail;
         }
         if (whole && !offset && bytes != f.payload_len) {
-                k = fail(err, KERR_BAD_REQUEST, "frame.shape",
+                k = proto_fail(err, KERR_BAD_REQUEST, "frame.shape",
                          "\"shape\" and \"dtype\" need %llu payload bytes but the frame has %zu",
                          (unsigned long long)bytes, f.payload_len);
                 goto fail;
