@@ -163,6 +163,12 @@ class HttpApiTest(unittest.TestCase):
         status, _, body = self.request("POST", "/api/v1/jobs",
                                        b'{"kind":"lens.nfw","params":{"mass":1e14,"grid_size":99999999999999999999}}')
         self.assertError(status, body, 400, "bad_request", "params.grid_size")
+        # Fields the body does not take are refused, not overwritten.
+        for extra, field in (({"watch": "x"}, "watch"), ({"watch": True}, "watch"), ({"op": "status"}, "op"),
+                             ({"priorty": "high"}, "priorty")):
+            status, _, body = self.request("POST", "/api/v1/jobs", dict({"kind": "lens.nfw", "params": PARAMS},
+                                                                         **extra))
+            self.assertError(status, body, 400, "bad_request", field)
         status, _, body = self.request("POST", "/api/v1/jobs", b"{" + b" " * 70000 + b"}")
         self.assertError(status, body, 413, "too_large", "Content-Length")
         status, _, body = self.request("GET", "/api/v1/jobs/not-a-uuid")
