@@ -112,14 +112,17 @@ int auth_tokens_load(const char *path, struct auth_tokens **ret, unsigned *line)
         return 0;
 }
 
-const char *auth_tokens_error(int r, char *buf, size_t size)
+const char *auth_tokens_error(const char *path, const char *key, int r, unsigned line, char *buf, size_t size)
 {
-        if (r == -EINVAL)
-                snprintf(buf, size, "malformed token line (NAME TENANT ROLE SHA256)");
-        else if (r == -ENODEV || r == -EISDIR)
-                snprintf(buf, size, "not a regular file");
-        else
-                snprintf(buf, size, "cannot read the tokens file: %s", strerror(-r));
+        char at[24] = "";
+        const char *why = r == -EINVAL                   ? "malformed token line (NAME TENANT ROLE SHA256)"
+                          : r == -ENODEV || r == -EISDIR ? "not a regular file"
+                                                         : NULL;
+
+        if (line)
+                snprintf(at, sizeof(at), ":%u", line);
+        snprintf(buf, size, "%.700s%s: %s%s%s%s", path, at, key ? key : "", key ? ": " : "",
+                 why ? why : "cannot read the tokens file: ", why ? "" : strerror(-r));
         return buf;
 }
 

@@ -23,9 +23,10 @@ struct auth_tokens;
  * (or -ENODEV) for a path that is not a regular file, or the -errno of opening or
  * reading it. */
 int auth_tokens_load(const char *path, struct auth_tokens **ret, unsigned *line);
-/* What auth_tokens_load's failure r means, for a log line after "PATH:LINE: "
- * (a bad line) or "PATH: ". */
-const char *auth_tokens_error(int r, char *buf, size_t size);
+/* auth_tokens_load's failure r (line: its `line`) as "PATH:LINE: reason", or
+ * "PATH: reason" when no line is at fault; with `key` (the setting that names the
+ * file) after the place: "PATH:LINE: KEY: reason". Returns buf. */
+const char *auth_tokens_error(const char *path, const char *key, int r, unsigned line, char *buf, size_t size);
 void auth_tokens_free(struct auth_tokens *t);
 size_t auth_tokens_count(const struct auth_tokens *t);
 

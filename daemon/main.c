@@ -98,27 +98,20 @@ static void *signal_thread(void *arg)
 }
 
 /* The files the configuration names, read as kilnd will read them: the tokens
- * file and the TLS certificate and key. Returns >= 0, or -1 with why
- * ("FILE: KEY: reason"). */
-static int check_files(const struct kiln_config *c, char *why, size_t size)
+ * file (its tokens into *ret_tokens, or freed when it is NULL) and the TLS
+ * certificate and key. Returns >= 0, or -1 with why ("FILE: KEY: reason"). */
+static int check_files(const struct kiln_config *c, struct auth_tokens **ret_tokens, char *why, size_t size)
 {
         const char *keys[] = { "server.tls_cert", "server.tls_key" };
         const char *paths[] = { c->server.tls_cert, c->server.tls_key };
         struct auth_tokens *t = NULL;
         unsigned bad = 0;
-        char e[256];
         int r = auth_tokens_load(c->auth.tokens_file, &t, &bad);
 
         if (r < 0) {
-                if (bad)
-                        snprintf(why, size, "%.700s:%u: auth.tokens_file: %s", c->auth.tokens_file, bad,
-                                 auth_tokens_error(r, e, sizeof(e)));
-                else
-                        snprintf(why, size, "%.700s: auth.tokens_file: %s", c->auth.tokens_file,
-                                 auth_tokens_error(r, e, sizeof(e)));
+                auth_tokens_error(c->auth.tokens_file, "auth.tokens_file", r, bad, why, size);
                 return -1;
         }
-        auth_tokens_free(t);
         for (size_t i = 0; i < 2; i++) {
                 FILE *f;
                 if (!paths[i][0])
@@ -127,10 +120,15 @@ static int check_files(const struct kiln_config *c, char *why, size_t size)
                 if (r < 0) {
                         snprintf(why, size, "%.700s: %s: %s", paths[i], keys[i],
                                  r == -EISDIR || r == -ENODEV ? "not a regular file" : strerror(-r));
+                        auth_tokens_free(t);
                         return -1;
                 }
                 fclose(f);
         }
+        if (ret_tokens)
+                *ret_tokens = t;
+        else
+                auth_tokens_free(t);
         return 0;
 }
 
@@ -248,7 +246,7 @@ int main(int argc, char **argv)
                 r = 0;
                 if (print) {
                         kiln_config_print(d->cfg, stdout);
-                } else if (check_files(d->cfg, why, sizeof(why)) < 0) {
+                } else if (check_files(d->cfg, NULL, why, sizeof(why)) < 0) {
                         fprintf(stderr, "kilnd: %s\n", why);
                         r = 1;
                 } else {
@@ -259,7 +257,7 @@ int main(int argc, char **argv)
         }
 
         kiln_log_init(d->cfg->log.target, d->cfg->log.level);
-        if (check_files(d->cfg, why, sizeof(why)) < 0) {
+        if (check_files(d->cfg, &d->tokens, why, sizeof(why)) < 0) {
                 log_error("%s", why);
                 kiln_config_free(d->cfg);
                 return 1;
@@ -285,15 +283,6 @@ int main(int argc, char **argv)
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGHUP, &sa, NULL);
 
-        unsigned bad_line = 0;
-        r = auth_tokens_load(d->cfg->auth.tokens_file, &d->tokens, &bad_line);
-        if (r < 0) { /* changed since check_files read it */
-                if (bad_line)
-                        log_error("%s:%u: %s", d->cfg->auth.tokens_file, bad_line, auth_tokens_error(r, why, sizeof(why)));
-                else
-                        log_error("%s: %s", d->cfg->auth.tokens_file, auth_tokens_error(r, why, sizeof(why)));
-                goto fail;
-        }
         if (d->cfg->auth.required && !auth_tokens_count(d->tokens))
                 log_warning("auth.required is on but %s holds no token: no client can sign in "
                             "(create one with `kilnctl token new`)",

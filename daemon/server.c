@@ -391,6 +391,42 @@ static void check_drain(struct kilnd *d)
         }
 }
 
+/* The keys that take effect at start only keep the values in use (in_use) in c,
+ * the reloaded configuration, so that it says what is in effect and its rules
+ * are checked against that: auth.required false with server.listen changed to
+ * loopback would otherwise turn auth off on the public address still listened
+ * on. Returns whether c had asked for another value of any. */
+static bool keep_start_only(struct kiln_config *c, const struct kiln_config *in_use)
+{
+        bool asked = false;
+#define KEEP(f)                                 \
+        do {                                    \
+                asked |= c->f != in_use->f;     \
+                c->f = in_use->f;               \
+        } while (0)
+#define KEEP_TEXT(f)                                            \
+        do {                                                    \
+                asked |= strcmp(c->f, in_use->f) != 0;          \
+                snprintf(c->f, sizeof(c->f), "%s", in_use->f);  \
+        } while (0)
+        KEEP_TEXT(server.listen);
+        KEEP_TEXT(server.tls_cert);
+        KEEP_TEXT(server.tls_key);
+        KEEP_TEXT(server.web_root);
+        KEEP(server.handshake_timeout_s);
+        KEEP_TEXT(store.path);
+        KEEP(store.sync);
+        KEEP(store.map_size_gb);
+        KEEP(cpu.threads);
+        KEEP(gpu.backend);
+        KEEP_TEXT(gpu.devices);
+        KEEP(gpu.memory_fraction);
+        KEEP(log.target);
+#undef KEEP
+#undef KEEP_TEXT
+        return asked;
+}
+
 static void reload(struct kilnd *d)
 {
         extern char **environ;
@@ -410,47 +446,18 @@ static void reload(struct kilnd *d)
         } else {
                 struct auth_tokens *t = NULL;
                 unsigned bad = 0;
-                char why[256];
-                if (strcmp(c->server.listen, d->cfg->server.listen) || strcmp(c->store.path, d->cfg->store.path) ||
-                    c->cpu.threads != d->cfg->cpu.threads || c->store.sync != d->cfg->store.sync ||
-                    c->store.map_size_gb != d->cfg->store.map_size_gb ||
-                    strcmp(c->server.tls_cert, d->cfg->server.tls_cert) ||
-                    strcmp(c->server.tls_key, d->cfg->server.tls_key) ||
-                    strcmp(c->server.web_root, d->cfg->server.web_root) ||
-                    c->server.handshake_timeout_s != d->cfg->server.handshake_timeout_s ||
-                    c->gpu.backend != d->cfg->gpu.backend || strcmp(c->gpu.devices, d->cfg->gpu.devices) ||
-                    c->gpu.memory_fraction != d->cfg->gpu.memory_fraction || c->log.target != d->cfg->log.target)
+                char why[1024];
+                if (keep_start_only(c, d->cfg))
                         log_warning("SIGHUP: server.listen/tls_*/web_root/handshake_timeout_s, store.*, cpu.threads, "
                                     "gpu.* and log.target take effect at the next start");
-                /* Those keep the values in use, so that the configuration says what
-                 * is in effect, and the rules are checked against it: auth.required
-                 * false with server.listen changed to loopback would otherwise
-                 * turn auth off on the public address still listened on. */
-                snprintf(c->server.listen, sizeof(c->server.listen), "%s", d->cfg->server.listen);
-                snprintf(c->server.tls_cert, sizeof(c->server.tls_cert), "%s", d->cfg->server.tls_cert);
-                snprintf(c->server.tls_key, sizeof(c->server.tls_key), "%s", d->cfg->server.tls_key);
-                snprintf(c->server.web_root, sizeof(c->server.web_root), "%s", d->cfg->server.web_root);
-                snprintf(c->store.path, sizeof(c->store.path), "%s", d->cfg->store.path);
-                c->store.sync = d->cfg->store.sync;
-                c->store.map_size_gb = d->cfg->store.map_size_gb;
-                c->cpu.threads = d->cfg->cpu.threads;
-                c->server.handshake_timeout_s = d->cfg->server.handshake_timeout_s;
-                c->gpu.backend = d->cfg->gpu.backend;
-                snprintf(c->gpu.devices, sizeof(c->gpu.devices), "%s", d->cfg->gpu.devices);
-                c->gpu.memory_fraction = d->cfg->gpu.memory_fraction;
-                c->log.target = d->cfg->log.target;
                 if (kiln_config_validate(c, &err) < 0) {
                         char line[1024];
                         log_error("SIGHUP: configuration not reloaded: %s (with the server.listen in use, %s)",
                                   kiln_config_error_format(&err, line, sizeof(line)), d->cfg->server.listen);
                         kiln_config_free(c);
                 } else if ((r = auth_tokens_load(c->auth.tokens_file, &t, &bad)) < 0) {
-                        if (bad)
-                                log_error("SIGHUP: %s:%u: %s; configuration not reloaded", c->auth.tokens_file, bad,
-                                          auth_tokens_error(r, why, sizeof(why)));
-                        else
-                                log_error("SIGHUP: %s: %s; configuration not reloaded", c->auth.tokens_file,
-                                          auth_tokens_error(r, why, sizeof(why)));
+                        log_error("SIGHUP: %s; configuration not reloaded",
+                                  auth_tokens_error(c->auth.tokens_file, NULL, r, bad, why, sizeof(why)));
                         kiln_config_free(c);
                 } else {
                         if (c->auth.required && !auth_tokens_count(t))
