@@ -33,6 +33,10 @@ int ctl_write_all(int fd, const void *buf, size_t len);
 
 /* Creates directory `path` and its missing parents (mode 0755). Returns >= 0 or -errno. */
 int ctl_mkdir_p(const char *path);
+/* 0 when `dir` is a folder kilnctl may write in, or one ctl_mkdir_p could make
+ * (its nearest existing parent is a folder it may write in); else an errno.
+ * Nothing is made. */
+int ctl_out_dir_usable(const char *dir);
 
 /* True when `s` is 1..63 characters of [A-Za-z0-9_.-] (token names and tenants). */
 int ctl_valid_name(const char *s);

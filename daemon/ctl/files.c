@@ -199,3 +199,42 @@ int ctl_token_new(const char *name, const char *tenant, const char *role, const 
         memcpy(ret_token, token, sizeof(token));
         return 0;
 }
+
+/* See ctl.h: walks up to the nearest part of the path that exists. */
+int ctl_out_dir_usable(const char *dir)
+{
+        char *p = strdup(dir);
+        struct stat st;
+        int e = 0;
+
+        if (!p || !*p) {
+                free(p);
+                return p ? EINVAL : ENOMEM;
+        }
+        for (;;) {
+                if (stat(p, &st) == 0) {
+                        e = !S_ISDIR(st.st_mode) ? ENOTDIR : access(p, W_OK | X_OK) < 0 ? errno : 0;
+                        break;
+                }
+                if (errno != ENOENT) {
+                        e = errno;
+                        break;
+                }
+                char *slash = strrchr(p, '/');
+                while (slash && slash > p && slash[1] == '\0') { /* "a/b/" */
+                        *slash = '\0';
+                        slash = strrchr(p, '/');
+                }
+                if (!slash) {
+                        if (!strcmp(p, ".")) { /* the current folder is gone */
+                                e = ENOENT;
+                                break;
+                        }
+                        strcpy(p, "."); /* a relative path's first folder goes in the current one */
+                        continue;
+                }
+                slash[slash == p ? 1 : 0] = '\0'; /* "/a" -> "/" */
+        }
+        free(p);
+        return e;
+}

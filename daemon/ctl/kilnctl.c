@@ -828,46 +828,6 @@ static int cmd_token(struct ctx *x)
         return 0;
 }
 
-/* 0 when `dir` is a folder kilnctl may write in, or one it could make: its
- * nearest existing ancestor is a folder it may write in. Else an errno. */
-static int out_dir_usable(const char *dir)
-{
-        char *p = strdup(dir);
-        struct stat st;
-        int e = 0;
-
-        if (!p || !*p) {
-                free(p);
-                return p ? EINVAL : ENOMEM;
-        }
-        for (;;) {
-                if (stat(p, &st) == 0) {
-                        e = !S_ISDIR(st.st_mode) ? ENOTDIR : access(p, W_OK | X_OK) < 0 ? errno : 0;
-                        break;
-                }
-                if (errno != ENOENT) {
-                        e = errno;
-                        break;
-                }
-                char *slash = strrchr(p, '/');
-                while (slash && slash > p && slash[1] == '\0') { /* "a/b/" */
-                        *slash = '\0';
-                        slash = strrchr(p, '/');
-                }
-                if (!slash) {
-                        if (!strcmp(p, ".")) { /* the current folder is gone */
-                                e = ENOENT;
-                                break;
-                        }
-                        strcpy(p, "."); /* a relative path's first folder goes in the current one */
-                        continue;
-                }
-                slash[slash == p ? 1 : 0] = '\0'; /* "/a" -> "/" */
-        }
-        free(p);
-        return e;
-}
-
 int main(int argc, char **argv)
 {
         struct args a = { 0 };
@@ -901,7 +861,7 @@ int main(int argc, char **argv)
          * folder its parts cannot go to. It is made (with its parents) only when
          * the first part is written. */
         if (a.val[OPT_OUT]) {
-                int e = out_dir_usable(a.val[OPT_OUT]);
+                int e = ctl_out_dir_usable(a.val[OPT_OUT]);
                 if (e) {
                         free(a.pos);
                         return usage_error("--out \"%s\": %s", a.val[OPT_OUT],
