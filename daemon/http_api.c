@@ -419,15 +419,17 @@ static void body_parsed(struct http_api_req *r, json_t *msg, const struct proto_
          * HTTP). An "op" other than submit, or a "watch", would be overwritten
          * silently: refused, as a field an op does not take is. */
         json_t *op = json_object_get(msg, "op");
-        if ((op && !(json_is_string(op) && !strcmp(json_string_value(op), "submit"))) ||
-            json_object_get(msg, "watch")) {
-                const char *field = json_object_get(msg, "watch") ? "watch" : "op";
+        if (json_object_get(msg, "watch")) {
                 json_decref(msg);
-                respond_error(r, 400, "bad_request", field,
-                              !strcmp(field, "watch")
-                                      ? "\"watch\" is not a field of a POST /api/v1/jobs body (it answers "
-                                        "accepted; watch the job over the WebSocket)"
-                                      : "the body of POST /api/v1/jobs is a submit: \"op\" may only be \"submit\"");
+                respond_error(r, 400, "bad_request", "watch",
+                              "\"watch\" is not a field of a POST /api/v1/jobs body (it answers accepted; watch "
+                              "the job over the WebSocket)");
+                return;
+        }
+        if (op && !(json_is_string(op) && !strcmp(json_string_value(op), "submit"))) {
+                json_decref(msg);
+                respond_error(r, 400, "bad_request", "op",
+                              "the body of POST /api/v1/jobs is a submit: \"op\" may only be \"submit\"");
                 return;
         }
         json_object_set_new(msg, "op", json_string("submit"));
