@@ -100,7 +100,7 @@ static int pack(struct kiln_array *arrays, size_t n, struct job_inputs *ret, str
         }
         r.n_parts = (int)n;
         struct result_blob *b = NULL;
-        if (result_blob_new(&r, "{}", &b) < 0)
+        if (result_blob_new(&r, strdup("{}"), &b) < 0)
                 return fail(err, KERR_INTERNAL, "inputs", "out of memory");
         size_t size = result_blob_size(b);
         uint8_t *blob = malloc(size);

@@ -22,8 +22,10 @@
 int job_take_blob(struct job *j, uint8_t *blob, size_t size)
 {
         int r = result_blob_parse(blob, size, &j->result);
-        if (r >= 0)
+        if (r >= 0) {
                 j->blob = blob;
+                job_hold_result(j, size + kiln_result_held_bytes(&j->result)); /* the blob and the values' texts */
+        }
         return r;
 }
 
@@ -52,7 +54,7 @@ static int build_done(struct job *j, const char *scalars)
         int r = result_done_text(&in, &text);
         if (r < 0)
                 return r;
-        return done_text_set(&j->done, text);
+        return done_text_set(&j->done, text, j->js->mem);
 }
 
 int job_build_done(struct job *j)
@@ -94,6 +96,7 @@ int job_result_from_store(struct jobs *js, struct job *j, const uint8_t blob[16]
                 return r;
         memcpy(j->stored_blob, blob, 16);
         j->result_in_store = true;
+        job_hold_result(j, kiln_result_held_bytes(&j->result)); /* the values' texts */
         return 0;
 }
 
@@ -145,7 +148,7 @@ static void write_result_cb(struct store_op *op, uint8_t *dst, size_t offset, si
 
 /* The final record and result of a done job are stored: a big result's data leaves
  * memory (and the budget); its parts now point at the store. */
-static void result_to_store(struct jobs *js, struct job *j)
+static void result_to_store(struct job *j)
 {
         if (!j->blob_out || j->hot || j->blob || kiln_result_bytes(&j->result) <= JOBS_COPY_MAX_BYTES)
                 return;
@@ -159,7 +162,7 @@ static void result_to_store(struct jobs *js, struct job *j)
                 p->borrowed = true;
         }
         j->result_in_store = true;
-        job_mem_give(js, MEM_RESULTS, &j->item.mem_held);
+        job_hold_result(j, kiln_result_held_bytes(&j->result)); /* the values' texts stay */
 }
 
 /* The `done` of a job whose result is delivered but not kept says so ("stored":
@@ -243,7 +246,7 @@ static void on_finished_mail(struct mail *m)
                         if (!j->result_not_kept)
                                 done_not_kept(j);
                 } else if (atomic_load(&j->state) == KILN_JOB_DONE && !j->result_not_kept) {
-                        result_to_store(js, j);
+                        result_to_store(j);
                 }
         }
         result_blob_free(j->blob_out);
@@ -373,7 +376,7 @@ void job_finish(struct job *j, enum kiln_job_state state, enum kiln_err code, co
         j->op.type = STORE_OP_JOB_PUT;
         j->op.job = &j->record;
         if (state == KILN_JOB_DONE) {
-                if (result_blob_new(&j->result, scalars, &j->blob_out) < 0) {
+                if (result_blob_new(&j->result, scalars, &j->blob_out) < 0) { /* takes scalars */
                         /* Out of memory for a few headers: the job fails rather than
                          * being stored without its result. */
                         kiln_result_clear(&j->result);
@@ -391,7 +394,6 @@ void job_finish(struct job *j, enum kiln_job_state state, enum kiln_err code, co
                                 j->op.cache_key = &j->cache_key;
                 }
         }
-        free(scalars);
         j->op.done = on_finished_stored;
         if (j->early) {
                 /* Its first record and its last: a SUBMIT of a job that ran. Not

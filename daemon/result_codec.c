@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 
+#include "json_compact.h"
 #include "proto.h"
 #include "textbuf.h"
 
@@ -20,8 +21,8 @@ static const char blob_magic[4] = { 'K', 'L', 'N', 'R' };
 #define BLOB_VERSION 2u
 #define BLOB_VERSION_MIN 1u
 
-/* One typed value as JSON: a non-finite number, and a JSON text that does not
- * parse (a kind's bug, not the client's), are null. */
+/* One value other than a JSON text (KILN_V_JSON) as JSON: a non-finite number is
+ * null. */
 static json_t *value_json(const struct kiln_value *v)
 {
         switch (v->type) {
@@ -30,28 +31,13 @@ static json_t *value_json(const struct kiln_value *v)
         case KILN_V_INT: return json_integer((json_int_t)v->i);
         case KILN_V_BOOL: return json_boolean(v->b);
         case KILN_V_STR: return v->text ? json_string(v->text) : json_null();
-        case KILN_V_JSON: {
-                json_t *j = v->text ? json_loads(v->text, JSON_DECODE_ANY, NULL) : NULL;
-                return j ? j : json_null();
-        }
+        case KILN_V_JSON: break;
         }
         return json_null();
 }
 
-static json_t *scalars_json(const struct kiln_result *r)
-{
-        json_t *o = json_object();
-        for (int i = 0; o && i < r->n_scalars; i++) {
-                json_t *v = value_json(&r->scalars[i]);
-                if (!v || json_object_set_new(o, r->scalars[i].name, v) < 0) {
-                        json_decref(o);
-                        return NULL;
-                }
-        }
-        return o;
-}
-
-/* Adds one value read back from a blob, with the type JSON gives it. */
+/* Adds one value read back from a blob (not an array or object), with the type
+ * JSON gives it. */
 static int add_value(struct kiln_result *r, const char *name, json_t *v)
 {
         if (json_is_integer(v))
@@ -62,18 +48,104 @@ static int add_value(struct kiln_result *r, const char *name, json_t *v)
                 return kiln_result_add_bool(r, name, json_is_true(v));
         if (json_is_string(v))
                 return kiln_result_add_string(r, name, json_string_value(v));
-        if (json_is_array(v) || json_is_object(v)) {
-                char *text = json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(17));
-                return text ? kiln_result_take_json(r, name, text) : -ENOMEM;
-        }
         return kiln_result_add_null(r, name);
+}
+
+/* The text of one member of the scalars object: its key and value, each either
+ * borrowed, written into `num`, or formatted by jansson (owned). */
+struct member_text {
+        const char *key, *value;
+        size_t key_len, value_len;
+        char *key_owned, *value_owned;
+        bool compact;     /* value: a KILN_V_JSON text, copied compactly */
+        char key_buf[KILN_NAME_MAX + 3];
+        char num[24];
+};
+
+static int member_text(const struct kiln_value *v, struct member_text *m)
+{
+        if (proto_json_plain(v->name) && strlen(v->name) < KILN_NAME_MAX) {
+                snprintf(m->key_buf, sizeof(m->key_buf), "\"%s\"", v->name);
+                m->key = m->key_buf;
+                m->key_len = strlen(m->key_buf);
+        } else {
+                json_t *k = json_string(v->name);
+                m->key_owned = k ? json_dumps(k, JSON_ENCODE_ANY) : NULL;
+                json_decref(k);
+                if (!m->key_owned)
+                        return -ENOMEM;
+                m->key = m->key_owned;
+                m->key_len = strlen(m->key_owned);
+        }
+        size_t pos = 0;
+        if (v->type == KILN_V_JSON && v->text &&
+            json_value_compact(v->text, strlen(v->text), &pos, NULL, &m->value_len) == 0 && !v->text[pos]) {
+                m->value = v->text;
+                m->compact = true;
+                return 0;
+        }
+        if (v->type == KILN_V_INT || v->type == KILN_V_BOOL || v->type == KILN_V_NULL || v->type == KILN_V_JSON ||
+            (v->type == KILN_V_NUM && !isfinite(v->num))) {
+                /* A JSON text that does not parse (a kind's bug) is null. */
+                struct textbuf b = textbuf_init(m->num, sizeof(m->num));
+                if (v->type == KILN_V_INT)
+                        textbuf_i64(&b, v->i);
+                else
+                        textbuf_str(&b, v->type == KILN_V_BOOL ? (v->b ? "true" : "false") : "null");
+                m->value = m->num;
+                m->value_len = strlen(m->num);
+                return 0;
+        }
+        json_t *j = value_json(v);
+        m->value_owned = j ? json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
+        json_decref(j);
+        if (!m->value_owned)
+                return -ENOMEM;
+        m->value = m->value_owned;
+        m->value_len = strlen(m->value_owned);
+        return 0;
 }
 
 char *result_scalars_text(const struct kiln_result *r)
 {
-        json_t *sc = scalars_json(r);
-        char *text = sc ? json_dumps(sc, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
-        json_decref(sc);
+        struct member_text m[KILN_MAX_SCALARS];
+        int n = r->n_scalars < KILN_MAX_SCALARS ? r->n_scalars : KILN_MAX_SCALARS;
+        size_t total = 3; /* {} and the NUL */
+        char *text = NULL;
+
+        memset(m, 0, sizeof(m));
+        for (int i = 0; i < n; i++) {
+                if (member_text(&r->scalars[i], &m[i]) < 0)
+                        goto out;
+                total += m[i].key_len + 2 + m[i].value_len; /* key:value, */
+        }
+        text = malloc(total);
+        if (!text)
+                goto out;
+        size_t o = 0;
+        text[o++] = '{';
+        for (int i = 0; i < n; i++) {
+                if (i)
+                        text[o++] = ',';
+                memcpy(text + o, m[i].key, m[i].key_len);
+                o += m[i].key_len;
+                text[o++] = ':';
+                if (m[i].compact) {
+                        size_t pos = 0, len;
+                        json_value_compact(m[i].value, strlen(m[i].value), &pos, text + o, &len); /* checked */
+                        o += len;
+                } else {
+                        memcpy(text + o, m[i].value, m[i].value_len);
+                        o += m[i].value_len;
+                }
+        }
+        text[o++] = '}';
+        text[o] = '\0';
+out:
+        for (int i = 0; i < n; i++) {
+                free(m[i].key_owned);
+                free(m[i].value_owned);
+        }
         return text;
 }
 
@@ -148,7 +220,7 @@ struct blob_seg {
 };
 
 struct result_blob {
-        struct blob_seg seg[1 + 2 * KILN_MAX_PARTS];
+        struct blob_seg seg[3 + 2 * KILN_MAX_PARTS];
         int n;
         size_t size;
 };
@@ -184,24 +256,30 @@ static int blob_add_owned(struct result_blob *b, uint8_t *p, size_t len)
         return 0;
 }
 
-int result_blob_new(const struct kiln_result *r, const char *scalars, struct result_blob **ret)
+int result_blob_new(const struct kiln_result *r, char *scalars, struct result_blob **ret)
 {
-        if (!scalars)
-                return -ENOMEM; /* result_scalars_text failed */
-        struct result_blob *b = calloc(1, sizeof(*b));
-        if (!b)
-                return -ENOMEM;
+        struct result_blob *b = scalars ? calloc(1, sizeof(*b)) : NULL;
+        if (!b) {
+                free(scalars);
+                return -ENOMEM; /* or result_scalars_text failed */
+        }
         size_t n = strlen(scalars);
-        uint8_t *head = malloc(16 + n);
+        uint8_t *head = malloc(12), *tail = malloc(4);
         if (head) {
                 memcpy(head, blob_magic, 4);
-                uint8_t *w = put_u32(head + 4, BLOB_VERSION);
-                w = put_u32(w, (uint32_t)n);
-                memcpy(w, scalars, n);
-                put_u32(w + n, (uint32_t)r->n_parts);
+                put_u32(put_u32(head + 4, BLOB_VERSION), (uint32_t)n);
         }
-        if (blob_add_owned(b, head, 16 + n) < 0)
+        if (tail)
+                put_u32(tail, (uint32_t)r->n_parts);
+        /* The scalars text is the blob's from here, not copied: it can be most of it. */
+        if (blob_add_owned(b, head, 12) < 0 || blob_add_owned(b, (uint8_t *)scalars, n) < 0 ||
+            blob_add_owned(b, tail, 4) < 0) {
+                if (b->n < 2)
+                        free(scalars);
+                if (b->n < 3)
+                        free(tail);
                 goto fail;
+        }
         for (int i = 0; i < r->n_parts; i++) {
                 const struct kiln_part *part = &r->parts[i];
                 char *hdr = part_header_text(part);
@@ -255,9 +333,10 @@ void result_blob_write_range(const struct result_blob *b, uint8_t *dst, size_t o
 
 size_t result_blob_part_offset(const struct result_blob *b, int i)
 {
-        /* seg[0] is the head, then a header segment and a data segment per part */
+        /* seg[0..2] are the head, the scalars and the part count, then a header
+         * segment and a data segment per part */
         size_t off = 0;
-        for (int k = 0; k < 2 + 2 * i && k < b->n; k++)
+        for (int k = 0; k < 4 + 2 * i && k < b->n; k++)
                 off += b->seg[k].len;
         return off;
 }
@@ -317,6 +396,60 @@ static int parse_part(result_read_fn read, void *opaque, uint64_t size, uint64_t
         return r;
 }
 
+/* One member's value of a blob's scalars object, at text[*pos] (after white space;
+ * *pos goes past it): an array or object is kept as its compact text (KILN_V_JSON),
+ * without a tree of its values; any other is read by jansson. */
+static int parse_member_value(const char *text, size_t n, size_t *pos, const char *name, struct kiln_result *ret)
+{
+        size_t from = *pos, len;
+        if (json_value_compact(text, n, pos, NULL, &len) < 0)
+                return -EIO;
+        if (text[from] == '[' || text[from] == '{') {
+                char *copy = malloc(len + 1);
+                if (!copy)
+                        return -ENOMEM;
+                size_t again = from;
+                json_value_compact(text, n, &again, copy, &len);
+                copy[len] = '\0';
+                return kiln_result_take_json(ret, name, copy);
+        }
+        json_t *v = json_loadb(text + from, *pos - from, JSON_DECODE_ANY, NULL);
+        int r = v ? add_value(ret, name, v) : -EIO;
+        json_decref(v);
+        return r;
+}
+
+static size_t skip_ws(const char *text, size_t n, size_t pos)
+{
+        while (pos < n && (text[pos] == ' ' || text[pos] == '\t' || text[pos] == '\r' || text[pos] == '\n'))
+                pos++;
+        return pos;
+}
+
+/* A blob's scalars object (n bytes of text), member by member, in its order. */
+static int parse_scalars(const char *text, size_t n, struct kiln_result *ret)
+{
+        size_t pos = skip_ws(text, n, 0), end = pos;
+        if (pos == n || text[pos] != '{' || json_value_compact(text, n, &end, NULL, NULL) < 0 || end != n)
+                return -EIO; /* one valid object, then nothing */
+        /* Valid: a key, its colon and its value, then a comma or the closing brace. */
+        pos = skip_ws(text, n, pos + 1);
+        while (text[pos] == '"') {
+                size_t from = pos;
+                json_value_compact(text, n, &pos, NULL, NULL);
+                json_t *k = json_loadb(text + from, pos - from, JSON_DECODE_ANY, NULL);
+                const char *name = json_string_value(k);
+                pos = skip_ws(text, n, pos + 1); /* past the colon */
+                int r = name ? parse_member_value(text, n, &pos, name, ret) : -EIO;
+                json_decref(k);
+                if (r < 0)
+                        return r;
+                if (text[pos] == ',')
+                        pos = skip_ws(text, n, pos + 1);
+        }
+        return 0;
+}
+
 int result_blob_parse_with(result_read_fn read, void *opaque, uint64_t size, struct kiln_result *ret,
                            uint64_t ret_offsets[KILN_MAX_PARTS])
 {
@@ -336,21 +469,10 @@ int result_blob_parse_with(result_read_fn read, void *opaque, uint64_t size, str
                 free(text);
                 return -EIO;
         }
-        json_t *sc = json_loadb(text, n, 0, NULL);
         uint32_t n_parts = get_u32((const uint8_t *)text + n);
+        int r = parse_scalars(text, n, ret);
         free(text);
-        if (!json_is_object(sc)) {
-                json_decref(sc);
-                return -EIO;
-        }
         off += (uint64_t)n + 4;
-        const char *key;
-        json_t *v;
-        int r = 0;
-        json_object_foreach(sc, key, v)
-                if (r >= 0)
-                        r = add_value(ret, key, v);
-        json_decref(sc);
         if (r < 0 || n_parts > KILN_MAX_PARTS)
                 goto bad;
         for (uint32_t i = 0; i < n_parts; i++) {
@@ -435,8 +557,10 @@ static char *done_text_plain(const struct done_info *in, const char *scalars, co
         return text;
 }
 
-/* The `done` message built as a jansson object: failures, and names that need escaping. */
-static char *done_text_json(const struct done_info *in, const char *backend)
+/* The `done` message built as a jansson object: failures, and names that need
+ * escaping (never a kind's own part names, job ids or backends), around the
+ * scalars text of a finished job. */
+static char *done_text_json(const struct done_info *in, const char *scalars, const char *backend)
 {
         bool done = !strcmp(in->state, "done") && in->result;
         json_t *ms = json_pack("{s:I, s:I}", "queue", (json_int_t)in->queue_ms, "run", (json_int_t)in->run_ms);
@@ -447,7 +571,7 @@ static char *done_text_json(const struct done_info *in, const char *backend)
                 json_t *parts = json_array();
                 for (int i = 0; i < in->result->n_parts; i++)
                         json_array_append_new(parts, part_header_json(&in->result->parts[i]));
-                json_object_set_new(o, "result", scalars_json(in->result));
+                json_object_set_new(o, "result", json_loads(scalars, 0, NULL));
                 json_object_set_new(o, "parts", parts);
                 json_object_set_new(o, "backend", json_string(backend));
                 json_object_set_new(o, "batch", json_integer(in->batch));
@@ -469,17 +593,18 @@ static char *done_text_json(const struct done_info *in, const char *backend)
 int result_done_text(const struct done_info *in, char **ret)
 {
         const char *backend = in->backend && in->backend[0] ? in->backend : "cpu";
+        bool done = !strcmp(in->state, "done") && in->result;
+        char *own = done && !in->scalars ? result_scalars_text(in->result) : NULL;
+        const char *scalars = in->scalars ? in->scalars : own;
         char *text = NULL;
 
-        if (!strcmp(in->state, "done") && in->result) {
-                char *own = in->scalars ? NULL : result_scalars_text(in->result);
-                const char *scalars = in->scalars ? in->scalars : own;
-                if (scalars)
-                        text = done_text_plain(in, scalars, backend);
-                free(own);
-        }
+        if (done && !scalars)
+                return -ENOMEM;
+        if (done)
+                text = done_text_plain(in, scalars, backend);
         if (!text)
-                text = done_text_json(in, backend);
+                text = done_text_json(in, scalars, backend);
+        free(own);
         if (!text)
                 return -ENOMEM;
         *ret = text;

@@ -16,18 +16,20 @@
 
 /* The result's named values as one compact JSON object text (malloc'd), each with
  * its type: numbers (non-finite ones are null), integers, booleans, strings, null,
- * and JSON values (KILN_V_JSON, parsed and written compactly; one that does not
- * parse is null). NULL on ENOMEM. Formatting doubles to 17 digits
+ * and JSON values (KILN_V_JSON: checked and copied without white space in one pass,
+ * never parsed into a tree, since a search's ids can be hundreds of megabytes; one
+ * that is not valid JSON is null). NULL on ENOMEM. Formatting doubles to 17 digits
  * is most of a small job's encoding cost, so a finished job makes this once for
  * both its blob and its `done`. */
 char *result_scalars_text(const struct kiln_result *r);
 
 struct result_blob;
 
-/* Describes the blob of `r` whose scalars were formatted as `scalars` (from
- * result_scalars_text). The blob borrows r's part data: r must outlive it.
+/* Describes the blob of `r` whose scalars were formatted as `scalars` (malloc'd,
+ * from result_scalars_text; taken over, freed with the blob or on failure, and
+ * NULL fails with -ENOMEM). The blob borrows r's part data: r must outlive it.
  * Returns >= 0 or -ENOMEM. */
-int result_blob_new(const struct kiln_result *r, const char *scalars, struct result_blob **ret);
+int result_blob_new(const struct kiln_result *r, char *scalars, struct result_blob **ret);
 /* Accepts NULL. */
 void result_blob_free(struct result_blob *b);
 size_t result_blob_size(const struct result_blob *b);

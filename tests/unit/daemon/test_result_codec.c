@@ -5,12 +5,14 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "jtext.h"
 #include "result_codec.h"
 
 /* A result with three scalars (one null) and two parts of different dtypes. */
@@ -42,8 +44,7 @@ static uint8_t *encode(const struct kiln_result *r, size_t *ret_size)
         /* in uneven pieces, as the store writes it */
         for (size_t off = 0; off < n; off += 13)
                 result_blob_write_range(b, buf + off, off, n - off < 13 ? n - off : 13);
-        result_blob_free(b);
-        free(scalars);
+        result_blob_free(b); /* and the scalars text it took */
         *ret_size = n;
         return buf;
 }
@@ -187,9 +188,58 @@ static void test_a_json_value_that_does_not_parse_is_null(void **state)
 {
         struct kiln_result r = { 0 };
         assert_int_equal(kiln_result_add_json(&r, "bad", "[1, 2"), 0);
+        assert_int_equal(kiln_result_add_json(&r, "ctl", "[\"a\x01\"]"), 0);     /* a raw control byte */
+        assert_int_equal(kiln_result_add_json(&r, "utf8", "[\"\xc0\x80\"]"), 0); /* an overlong form */
+        assert_int_equal(kiln_result_add_json(&r, "tail", "[1] 2"), 0);
+        assert_int_equal(kiln_result_add_json(&r, "ok", " [ \"\xe2\x82\xac\" , {\"a\" : 1e+20} ] "), 0);
         char *t = result_scalars_text(&r);
-        assert_string_equal(t, "{\"bad\":null}");
+        assert_string_equal(t, "{\"bad\":null,\"ctl\":null,\"utf8\":null,\"tail\":null,"
+                               "\"ok\":[\"\xe2\x82\xac\",{\"a\":1e+20}]}");
         free(t);
+        kiln_result_clear(&r);
+}
+
+/* A search's ids (q x k strings) go into the blob and the done message as they
+ * are, and come back from the blob as the same text. */
+static void test_a_big_json_value_round_trips_as_text(void **state)
+{
+        struct kiln_result r = { 0 }, back;
+        struct kiln_jtext j;
+        char id[32];
+        kiln_jtext_init(&j);
+        kiln_jtext_open(&j);
+        for (int q = 0; q < 1000; q++) {
+                kiln_jtext_open(&j);
+                for (int h = 0; h < 100; h++) {
+                        snprintf(id, sizeof(id), "id \"%d\" \\ %d", q, h);
+                        kiln_jtext_str(&j, id);
+                }
+                kiln_jtext_close(&j);
+        }
+        kiln_jtext_close(&j);
+        assert_int_equal(kiln_result_take_jtext(&r, "ids", &j), 0);
+        assert_int_equal(kiln_result_add_int(&r, "count", 7), 0);
+        const char *ids = kiln_result_find(&r, "ids")->text;
+        size_t n;
+        uint8_t *buf = encode(&r, &n);
+        assert_int_equal(result_blob_parse(buf, n, &back), 0);
+        assert_int_equal(kiln_result_find(&back, "ids")->type, KILN_V_JSON);
+        assert_string_equal(kiln_result_find(&back, "ids")->text, ids);
+        assert_int_equal(kiln_result_find(&back, "count")->i, 7);
+        json_t *o = json_loads(kiln_result_find(&back, "ids")->text, 0, NULL);
+        assert_int_equal(json_array_size(o), 1000);
+        assert_string_equal(json_string_value(json_array_get(json_array_get(o, 999), 99)), "id \"999\" \\ 99");
+        json_decref(o);
+
+        struct done_info in = { .job = "j", .state = "done", .result = &back };
+        char *text;
+        assert_int_equal(result_done_text(&in, &text), 0);
+        char *at = strstr(text, "\"result\":{\"ids\":");
+        assert_non_null(at);
+        assert_memory_equal(at + strlen("\"result\":{\"ids\":"), ids, strlen(ids));
+        free(text);
+        kiln_result_clear(&back);
+        free(buf);
         kiln_result_clear(&r);
 }
 
@@ -380,7 +430,6 @@ static void test_parse_with_reads_headers_only(void **state)
         assert_int_equal(result_blob_parse_with(counting_read, &c, n - 1, &none, offsets), -EIO);
         kiln_result_clear(&back);
         result_blob_free(b);
-        free(scalars);
         free(buf);
         kiln_result_clear(&r);
 }
@@ -393,6 +442,7 @@ int main(void)
                 cmocka_unit_test(test_part_headers_are_jansson_compact_json),
                 cmocka_unit_test(test_blob_refuses_every_truncation),
                 cmocka_unit_test(test_typed_values_round_trip),
+                cmocka_unit_test(test_a_big_json_value_round_trips_as_text),
                 cmocka_unit_test(test_a_json_value_that_does_not_parse_is_null),
                 cmocka_unit_test(test_version_1_blobs_are_read),
                 cmocka_unit_test(test_done_text_of_a_done_job),

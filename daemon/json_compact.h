@@ -1,0 +1,25 @@
+/* One JSON value checked and copied without its insignificant white space, in one
+ * pass and without building a tree: a result's JSON values (a vector search's ids,
+ * q x k strings, can be hundreds of megabytes) are embedded into blobs and `done`
+ * messages this way, and read back from a blob member by member.
+ *
+ *   size_t pos = 0, n;
+ *   if (json_value_compact(text, len, &pos, out, &n) == 0 && pos == len)
+ *           ... out[0..n) is the value, compact
+ *
+ * Checked: the grammar of RFC 8259 (strings with their escapes and no control
+ * bytes, numbers, literals, arrays and objects nested at most JSON_COMPACT_MAX_DEPTH
+ * deep) and that strings are well-formed UTF-8. Not checked: repeated keys. */
+#pragma once
+
+#include <stddef.h>
+
+#define JSON_COMPACT_MAX_DEPTH 64
+
+/* Reads the value that starts at text[*pos] (after white space), sets *pos past it
+ * and past the white space that follows. When out is not NULL, writes the value
+ * there without white space outside strings (at most as many bytes as it took in
+ * the text) and its length into *ret_len; with out NULL, *ret_len (when not NULL)
+ * gets the length it would have. Returns 0, or -1 when text[*pos..len) does not
+ * begin with a value (*pos and out are then unspecified). */
+int json_value_compact(const char *text, size_t len, size_t *pos, char *out, size_t *ret_len);

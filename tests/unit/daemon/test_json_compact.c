@@ -1,0 +1,113 @@
+/* Unit tests for one JSON value checked and copied compactly (daemon/json_compact.c). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json_compact.h"
+
+/* `text` is one value, written compactly as `want`, which jansson reads as the same value. */
+static void expect_compact(const char *text, const char *want)
+{
+        size_t len = strlen(text), pos = 0, n = 0, n_only = 0;
+        char *out = malloc(len + 1);
+
+        assert_int_equal(json_value_compact(text, len, &pos, NULL, &n_only), 0);
+        assert_int_equal(pos, len);
+        pos = 0;
+        assert_int_equal(json_value_compact(text, len, &pos, out, &n), 0);
+        assert_int_equal(pos, len);
+        assert_int_equal(n, n_only);
+        out[n] = '\0';
+        assert_string_equal(out, want);
+        json_t *a = json_loads(text, JSON_DECODE_ANY, NULL), *b = json_loads(out, JSON_DECODE_ANY, NULL);
+        assert_non_null(a);
+        assert_true(json_equal(a, b));
+        json_decref(a);
+        json_decref(b);
+        free(out);
+}
+
+/* No value begins at the start of `text`, and jansson agrees. */
+static void expect_refused(const char *text, size_t len)
+{
+        size_t pos = 0;
+        int r = json_value_compact(text, len, &pos, NULL, NULL);
+        assert_true(r < 0 || pos != len);
+        assert_null(json_loadb(text, len, JSON_DECODE_ANY, NULL));
+}
+
+static void test_values_are_copied_without_white_space(void **state)
+{
+        (void)state;
+        expect_compact("0", "0");
+        expect_compact(" -12.5e+3 ", "-12.5e+3");
+        expect_compact("true", "true");
+        expect_compact("[ ]", "[]");
+        expect_compact("{ }", "{}");
+        expect_compact(" [ 1 , \"a b\" , null , false ,{ \"k\" :\t[\n{}\r]} ] ", "[1,\"a b\",null,false,{\"k\":[{}]}]");
+        expect_compact("\"\\\" \\\\ \\/ \\b \\f \\n \\r \\t \\u00e9 \\uD83D\\uDE00\"",
+                       "\"\\\" \\\\ \\/ \\b \\f \\n \\r \\t \\u00e9 \\uD83D\\uDE00\"");
+        expect_compact("[\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"]", "[\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"]");
+}
+
+static void test_what_is_not_json_is_refused(void **state)
+{
+        static const char *const bad[] = {
+                "", " ", "[", "]", "[1,]", "[,1]", "{\"a\"}", "{\"a\":}", "{\"a\":1,}", "{1:2}", "{\"a\" 1}",
+                "01", "1.", ".5", "-", "1e", "1e+", "+1", "tru", "nul", "True", "\"abc", "\"\\x\"", "\"\\u12G4\"",
+                "\"\\u12\"", "\"a\x01\"", "\"\xc0\x80\"", "\"\xed\xa0\x80\"", "\"\xf4\x90\x80\x80\"", "\"\xe2\x82\"",
+                "\"\x80\"", "[1] 2", "[1]]", "{\"a\":1}}",
+        };
+        (void)state;
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+                expect_refused(bad[i], strlen(bad[i]));
+        expect_refused("\"a\0b\"", 5); /* a NUL inside a string */
+}
+
+static void test_nesting_is_bounded(void **state)
+{
+        char deep[2 * JSON_COMPACT_MAX_DEPTH + 3];
+        size_t pos = 0;
+        (void)state;
+        for (int d = 0; d < JSON_COMPACT_MAX_DEPTH; d++)
+                deep[d] = '[', deep[2 * JSON_COMPACT_MAX_DEPTH - 1 - d] = ']';
+        assert_int_equal(json_value_compact(deep, 2 * JSON_COMPACT_MAX_DEPTH, &pos, NULL, NULL), 0);
+        memmove(deep + 1, deep, 2 * JSON_COMPACT_MAX_DEPTH);
+        deep[0] = '[';
+        deep[2 * JSON_COMPACT_MAX_DEPTH + 1] = ']';
+        pos = 0;
+        assert_int_equal(json_value_compact(deep, 2 * JSON_COMPACT_MAX_DEPTH + 2, &pos, NULL, NULL), -1);
+}
+
+/* Values one after another: each call reads one and stops past the white space after it. */
+static void test_reads_one_value_at_a_time(void **state)
+{
+        const char *text = "{\"a\":[1, 2]}  \"x\" 3";
+        size_t pos = 0, n;
+        (void)state;
+        assert_int_equal(json_value_compact(text, strlen(text), &pos, NULL, &n), 0);
+        assert_int_equal(pos, 14);
+        assert_int_equal(n, 11);
+        assert_int_equal(json_value_compact(text, strlen(text), &pos, NULL, &n), 0);
+        assert_int_equal(pos, 18);
+        assert_int_equal(json_value_compact(text, strlen(text), &pos, NULL, &n), 0);
+        assert_int_equal(pos, strlen(text));
+        assert_int_equal(json_value_compact(text, strlen(text), &pos, NULL, &n), -1);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_values_are_copied_without_white_space),
+                cmocka_unit_test(test_what_is_not_json_is_refused),
+                cmocka_unit_test(test_nesting_is_bounded),
+                cmocka_unit_test(test_reads_one_value_at_a_time),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
