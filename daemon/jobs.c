@@ -39,6 +39,7 @@ int jobs_new(const struct jobs_deps *deps, struct jobs **ret)
         js->ev = deps->events;
         js->sink = sink_template;
         js->sink.ctx = js;
+        atomic_init(&js->max_result_bytes, deps->cfg ? deps->cfg->limits.max_result_bytes : UINT64_MAX);
         *ret = js;
         return 0;
 }
@@ -63,6 +64,7 @@ void jobs_set_sched(struct jobs *js, struct sched *s)
 void jobs_set_config(struct jobs *js, const struct kiln_config *cfg)
 {
         js->cfg = cfg;
+        atomic_store(&js->max_result_bytes, cfg->limits.max_result_bytes);
 }
 
 
@@ -126,6 +128,16 @@ void job_item_init(struct job *j)
 uint64_t job_store_estimate(const struct job *j)
 {
         return j->item.mem_bytes + j->in.size;
+}
+
+void job_hold_result(struct job *j, uint64_t bytes)
+{
+        uint64_t *held = &j->item.mem_held;
+        if (j->js->mem && bytes > *held)
+                membudget_charge(j->js->mem, MEM_RESULTS, bytes - *held);
+        else if (j->js->mem && bytes < *held)
+                membudget_give(j->js->mem, MEM_RESULTS, *held - bytes);
+        *held = bytes;
 }
 
 void job_mem_give(struct jobs *js, enum mem_use use, uint64_t *held)
@@ -293,12 +305,14 @@ struct done_text *done_text_ref(struct done_text *d)
 void done_text_unref(struct done_text *d)
 {
         if (d && atomic_fetch_sub(&d->refs, 1) == 1) {
+                if (d->mem)
+                        membudget_give(d->mem, MEM_RESULTS, d->len + 1);
                 free(d->text);
                 free(d);
         }
 }
 
-int done_text_set(struct done_text **slot, char *text)
+int done_text_set(struct done_text **slot, char *text, struct membudget *mem)
 {
         struct done_text *d = text ? malloc(sizeof(*d)) : NULL;
 
@@ -309,6 +323,9 @@ int done_text_set(struct done_text **slot, char *text)
         atomic_init(&d->refs, 1);
         d->text = text;
         d->len = strlen(text);
+        d->mem = mem;
+        if (mem)
+                membudget_charge(mem, MEM_RESULTS, d->len + 1);
         done_text_unref(*slot);
         *slot = d;
         return 0;
@@ -461,6 +478,44 @@ static void sink_release(void *ctx, struct sched_item *it)
         job_unref(container_of(it, struct job, item));
 }
 
+/* With its object loaded, the kind bounds the result more closely than at submit
+ * (a search's ids, by the collection's longest id). A result past the limits is
+ * refused as it would have been at submit; more than was taken when the job was
+ * gathered is taken now, or charged when memory.max_bytes is full (a gathered job
+ * runs: it is not put back). Worker thread. */
+static int hold_bound_result(struct jobs *js, struct job *j, enum kiln_err *ret_code, char *msg, char *field)
+{
+        uint64_t need = kiln_kind_result_bytes(j->kind, j->params, j->in.arrays, j->in.n, &j->object);
+        uint64_t limit = atomic_load(&js->max_result_bytes), mem_max = UINT64_MAX;
+        const char *object = j->kind->object_param ? j->kind->object_param : "object";
+        struct membudget_view mv;
+
+        if (js->mem) {
+                membudget_view(js->mem, &mv);
+                mem_max = mv.take_max;
+        }
+        if (need > limit || need + j->in.size > mem_max) {
+                *ret_code = KERR_TOO_LARGE;
+                snprintf(field, 128, "params");
+                if (need > limit)
+                        snprintf(msg, 256, "with %s %s, these params ask for a result of %llu bytes, over the limit "
+                                 "of %llu (limits.max_result_bytes)", object, j->object_name, (unsigned long long)need,
+                                 (unsigned long long)limit);
+                else
+                        snprintf(msg, 256, "with %s %s, these params ask for a result of %llu bytes (and %zu bytes "
+                                 "of inputs), more than kilnd may hold in memory at all (memory.max_bytes %llu)",
+                                 object, j->object_name, (unsigned long long)need, j->in.size,
+                                 (unsigned long long)mem_max);
+                return -EFBIG;
+        }
+        if (need > j->item.mem_held && js->mem) {
+                if (!membudget_try_take(js->mem, MEM_RESULTS, need - j->item.mem_held))
+                        membudget_charge(js->mem, MEM_RESULTS, need - j->item.mem_held);
+                j->item.mem_held = need;
+        }
+        return 0;
+}
+
 /* On the worker, before the job runs: the stored object version it is bound to,
  * loaded and compiled (or shared) off the loop thread, then the kind's checks of
  * the inputs against it (a row's feature count against the model's). */
@@ -517,7 +572,7 @@ static int sink_prepare(void *ctx, struct sched_item *it, enum kiln_err *ret_cod
                 snprintf(field, 128, "%s", err.field);
                 return r;
         }
-        return 0;
+        return hold_bound_result(js, j, ret_code, msg, field);
 }
 
 static void sink_started(void *ctx, struct sched_item *it, int64_t now_ms)
@@ -574,13 +629,9 @@ static void sink_finished(void *ctx, struct sched_item *it, enum sched_end end, 
         case SCHED_END_DONE: {
                 j->result = *result;
                 memset(result, 0, sizeof(*result));
-                /* A result bigger than its kind's estimate is held all the same. */
-                uint64_t bytes = kiln_result_bytes(&j->result);
-                if (bytes > it->mem_held) {
-                        if (j->js->mem)
-                                membudget_charge(j->js->mem, MEM_RESULTS, bytes - it->mem_held);
-                        it->mem_held = bytes;
-                }
+                /* What it holds, its values' texts included: more than its kind's
+                 * estimate is held all the same, less gives the rest back. */
+                job_hold_result(j, kiln_result_held_bytes(&j->result));
                 job_finish(j, KILN_JOB_DONE, 0, NULL);
                 break;
         }

@@ -64,14 +64,16 @@ struct done_text {
         atomic_uint refs;
         size_t len;
         char *text;               /* NUL-terminated, len bytes */
+        struct membudget *mem;    /* where its bytes are counted (MEM_RESULTS), or NULL */
 };
 
 /* Takes a reference / drops one (freeing the last). Accept NULL. */
 struct done_text *done_text_ref(struct done_text *d);
 void done_text_unref(struct done_text *d);
 /* Makes *slot the done message `text` (malloc'd, taken over; freed on failure),
- * dropping the one it held. Returns >= 0 or -ENOMEM. */
-int done_text_set(struct done_text **slot, char *text);
+ * dropping the one it held; its bytes are counted in `mem` (MEM_RESULTS) until the
+ * last reference goes (NULL: not counted). Returns >= 0 or -ENOMEM. */
+int done_text_set(struct done_text **slot, char *text, struct membudget *mem);
 
 struct job {
         atomic_int refs;

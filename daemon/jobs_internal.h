@@ -17,6 +17,8 @@ struct jobs {
         struct sched *sched;
         struct job_events ev;
         struct sched_sink sink;
+        /* limits.max_result_bytes, for the workers (cfg is the loop thread's). */
+        _Atomic uint64_t max_result_bytes;
 
         /* Loop thread. */
         struct job **table;           /* hash buckets of live jobs */
@@ -52,6 +54,9 @@ int job_from_record(struct jobs *js, const struct store_job *rec, uint8_t **inpu
                     struct job **ret);
 /* Gives back what *held counts of `use` in the memory budget, and zeroes it. */
 void job_mem_give(struct jobs *js, enum mem_use use, uint64_t *held);
+/* Makes what j's result counts in the memory budget (MEM_RESULTS) `bytes`: what it
+ * holds more is charged (it is allocated already), what it holds less given back. */
+void job_hold_result(struct job *j, uint64_t bytes);
 /* From a job's store operation's done callback (writer thread): runs fn with the
  * job's mail on the loop thread. */
 void job_op_to_loop(struct store_op *op, void (*fn)(struct mail *m));

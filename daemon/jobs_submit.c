@@ -250,7 +250,7 @@ static void hot_write_result(struct store_op *op, uint8_t *dst, size_t offset, s
  * Returns < 0 (j untouched) when it cannot. */
 static int answer_hot(struct jobs *js, struct job *j, struct hot_entry *e, const struct job_submit *rq)
 {
-        if (done_text_set(&j->done, hotcache_done(e, j->id_text)) < 0)
+        if (done_text_set(&j->done, hotcache_done(e, j->id_text), js->mem) < 0)
                 return -ENOMEM;
         j->hot = hot_entry_ref(e);
         j->result = e->result;

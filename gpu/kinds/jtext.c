@@ -169,6 +169,23 @@ static void put_string(struct kiln_jtext *j, const char *s)
         put(j, "\"", 1);
 }
 
+size_t kiln_jtext_str_bytes(const void *s, size_t n)
+{
+        const unsigned char *p = s;
+        size_t bytes = 2;
+
+        for (size_t i = 0; i < n; i++) {
+                switch (p[i]) {
+                case '"': case '\\': case '\n': case '\r': case '\t': case '\b': case '\f':
+                        bytes += 2;
+                        break;
+                default:
+                        bytes += p[i] < 0x20 ? 6 : 1;
+                }
+        }
+        return bytes;
+}
+
 void kiln_jtext_str(struct kiln_jtext *j, const char *s)
 {
         if (!s) {

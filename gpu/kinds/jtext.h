@@ -50,6 +50,9 @@ void kiln_jtext_bool(struct kiln_jtext *j, bool v);
 void kiln_jtext_null(struct kiln_jtext *j);
 /* A string, escaped; NULL is written as null. Bytes >= 0x80 pass through (UTF-8). */
 void kiln_jtext_str(struct kiln_jtext *j, const char *s);
+/* The bytes kiln_jtext_str writes for the n bytes at s (no NUL among them), the
+ * quotes included. */
+size_t kiln_jtext_str_bytes(const void *s, size_t n);
 
 /* Ends the text: returns >= 0 and the malloc'd text in *ret (the writer is then
  * empty), or the sticky error (-ENOMEM, or -EINVAL when nothing or an unclosed

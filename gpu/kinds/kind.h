@@ -152,6 +152,9 @@ const struct kiln_part *kiln_result_find_part(const struct kiln_result *r, const
 void kiln_result_clear(struct kiln_result *r);
 /* Total bytes of all parts. */
 size_t kiln_result_bytes(const struct kiln_result *r);
+/* The bytes the result holds in memory: its own parts' data (not borrowed ones)
+ * and its values' texts. */
+size_t kiln_result_held_bytes(const struct kiln_result *r);
 
 /* ---- inputs ---- */
 
@@ -361,8 +364,10 @@ struct kiln_kind {
          * for the same fault. */
         int (*check_meta)(const void *params, const struct kiln_array *in, size_t n_in, uint64_t version,
                           const void *meta, size_t meta_len, struct kiln_error *err);
-        /* Upper bound of the result's part bytes for this job (for limits); called
-         * through kiln_kind_result_bytes. */
+        /* Upper bound of the bytes the job's result holds (kiln_result_held_bytes),
+         * for limits: its parts, and its values' texts where they can be bounded;
+         * obj is NULL at submit, and the loaded object (which may bound the texts
+         * more closely) before the job runs. Called through kiln_kind_result_bytes. */
         uint64_t (*result_size)(const void *params, const struct kiln_array *in, size_t n_in,
                                 const struct kiln_object *obj);
         /* Deprecated (interface version 2): the bound from the params alone. Kept

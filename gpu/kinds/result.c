@@ -201,6 +201,21 @@ void kiln_result_clear(struct kiln_result *r)
         memset(r, 0, sizeof(*r));
 }
 
+size_t kiln_result_held_bytes(const struct kiln_result *r)
+{
+        size_t total = 0;
+
+        if (!r)
+                return 0;
+        for (int i = 0; i < r->n_parts && i < KILN_MAX_PARTS; i++)
+                if (!r->parts[i].borrowed)
+                        total += r->parts[i].bytes;
+        for (int i = 0; i < r->n_scalars && i < KILN_MAX_SCALARS; i++)
+                if ((r->scalars[i].type == KILN_V_STR || r->scalars[i].type == KILN_V_JSON) && r->scalars[i].text)
+                        total += strlen(r->scalars[i].text) + 1;
+        return total;
+}
+
 size_t kiln_result_bytes(const struct kiln_result *r)
 {
         size_t total = 0;

@@ -706,6 +706,46 @@ class VecBigAnswerTest(KilndTestCase):
         self.assertEqual((again["op"], again["result"], again["parts"]), ("done", done["result"], done["parts"]))
 
 
+class VecAnswerMemoryTest(KilndTestCase):
+    """A search's ids are most of its answer (q x k strings of up to 256 bytes):
+    they count in memory.max_bytes, in the result and in its `done`, and a search
+    whose answer could never fit there is refused when it is about to run, with
+    the collection's longest id known, rather than run past the budget."""
+    env = {"KILN_MEMORY_MAX_BYTES": "64MiB"}
+
+    def test_the_ids_count_and_an_answer_past_the_budget_is_refused(self):
+        n, k = 1200, 1000
+        rows = np.random.default_rng(5).normal(size=(n, 4)).astype(np.float32)
+        ids = [("\"q\"" if i % 7 == 0 else "") + "x" * 230 + f"-{i:06d}" for i in range(n)]
+
+        async def go():
+            c = await self.client()
+            self.assertEqual((await vec_put(c, "long", rows, ids, metric="l2"))["op"], "vec")
+            big = await outcome(c, await submit_search(c, "long", rows[:400], k, False))
+            done, scores, _ = await search(c, "long", rows[:40], k=k)
+            text = len(json.dumps(done["result"]["ids"], separators=(",", ":")))
+            stats = await c.call({"op": "stats"})
+            for _ in range(100):  # the job leaves memory once its record is stored
+                after = await c.call({"op": "stats"})
+                if after["memory"]["results_bytes"] == 0:
+                    break
+                await asyncio.sleep(0.05)
+            await c.close()
+            return big, done, scores, text, stats["memory"], after["memory"]
+        big, done, scores, text, mem, after = self.run_async(go())
+        self.assertEqual((big["state"], big["error"]["code"], big["error"]["field"]), ("failed", "too_large", "params"),
+                         big)
+        self.assertIn("memory.max_bytes", big["error"]["message"])
+        self.assertIn("collection long", big["error"]["message"])
+        self.assertEqual(done["state"], "done", done)
+        self.assertEqual(scores.shape, (40, k))
+        self.assertGreater(text, 9_000_000)
+        # The ids were held twice, in the result and in the done message.
+        self.assertGreaterEqual(mem["peak_bytes"], 2 * text)
+        self.assertLessEqual(mem["peak_bytes"], mem["max_bytes"])
+        self.assertEqual(after["results_bytes"], 0, after)
+
+
 class VecQueuedTest(KilndTestCase):
     """Searches that wait in the queue while their collection changes: one whose
     collection is dropped ends failed with not_found, naming the field, as a submit

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jtext.h"
 #include "vec_search/collection.h"
 
 static int fail_nomem(struct kiln_error *err, const char *field)
@@ -342,6 +343,7 @@ int vec_collection_compile(const struct kiln_object_source *src, struct vec_coll
         enum kiln_metric metric;
         float *sqnorms = NULL;
         double max_sq = 0.0;
+        size_t id_text_max = 0;
         uint64_t hint;
         int rc;
 
@@ -392,6 +394,8 @@ int vec_collection_compile(const struct kiln_object_source *src, struct vec_coll
                         ss += (double)x[j] * x[j];
                 sqnorms[i] = (float)ss;
                 max_sq = ss > max_sq ? ss : max_sq;
+                size_t t = kiln_jtext_str_bytes(b.ids + b.offs[i], (size_t)(b.offs[i + 1] - b.offs[i]));
+                id_text_max = t > id_text_max ? t : id_text_max;
         }
         if (b.n > 0) {
                 uint8_t *ids = realloc(b.ids, b.ids_len);
@@ -410,6 +414,7 @@ int vec_collection_compile(const struct kiln_object_source *src, struct vec_coll
                 .id_bytes = b.ids,
                 .sqnorms = sqnorms,
                 .max_norm = sqrt(max_sq),
+                .id_text_max = id_text_max,
                 .bytes = sizeof(*c) + b.n * ((size_t)b.dim + 1) * sizeof(float) + (b.n + 1) * sizeof(uint64_t) +
                          b.ids_len,
         };

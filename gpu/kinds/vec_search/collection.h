@@ -44,6 +44,7 @@ struct vec_collection {
          * It follows the rows in the same block: rows + count * dim. */
         const float *sqnorms;
         double max_norm;              /* the largest row norm (0 when empty) */
+        size_t id_text_max;           /* the longest id as a search writes it (a JSON string) */
         size_t bytes;                 /* memory held by the snapshot */
 };
 

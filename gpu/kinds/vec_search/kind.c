@@ -182,8 +182,9 @@ static uint64_t result_size(const void *params, const struct kiln_array *in, siz
                 q = a->shape[0];
         else if (p->query_id[0])
                 q = 1;
-        /* The part bytes (kind.h): the scores. The ids' text is a value, not a part. */
-        return q * k * sizeof(float);
+        /* The scores; with the collection, the ids' text too (kind.h): q arrays of k
+         * strings, none longer than its longest id, and the NUL. */
+        return q * k * sizeof(float) + (c ? q * (k * (c->id_text_max + 1) + 2) + 3 : 0);
 }
 
 uint64_t vec_task_query_count(const struct kiln_task *t)

@@ -610,10 +610,12 @@ static void test_query_id_refusals_name_the_field(void **state)
         assert_non_null(strstr(err.message, "\"aaaa"));
         assert_non_null(strstr(err.message, "a...\""));
         assert_null(strchr(err.message, '\xc3'));
-        /* A job's result bound: one query. */
+        /* A job's result bound: one query; with the collection, its ids' text too
+         * (ids like "r000000": 9 bytes as JSON strings, 2 of them and a comma, the
+         * brackets and the NUL). */
         job_init_id(&j, c, 3, 2, "r000000");
         assert_int_equal(kind->result_size(&j.p, NULL, 0, NULL), 2 * sizeof(float));
-        assert_int_equal(kind->result_size(&j.p, NULL, 0, &j.obj), 2 * sizeof(float));
+        assert_int_equal(kind->result_size(&j.p, NULL, 0, &j.obj), 2 * sizeof(float) + (2 * (9 + 1) + 2) + 3);
         assert_int_equal(vec_task_query_count(&j.t), 1);
         vec_collection_free(c);
 }
