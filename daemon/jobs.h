@@ -299,6 +299,13 @@ uint64_t jobs_store_room_left(const struct jobs *js);
 /* Whether new work is refused for lack of room, and why (a sentence naming the store)
  * in reason (256 bytes) when it is. */
 bool jobs_store_full(const struct jobs *js, char *reason);
+/* Whether a change that will write `bytes` to the store (a job's input and result:
+ * job_store_estimate; an object put) is refused for lack of room, the room promised
+ * to accepted jobs and the JOBS_STORE_LOW_BYTES kept free counted, and why (reason:
+ * 256 bytes, naming the store and `what`, e.g. "this job's input and result"). */
+bool jobs_store_refuses(const struct jobs *js, uint64_t bytes, const char *what, char *reason);
+/* `bytes` were just written to the store: the room last measured is that much less. */
+void jobs_room_used(struct jobs *js, uint64_t bytes);
 
 /* ---- figures (loop thread) ---- */
 

@@ -290,17 +290,17 @@ void jobs_store_room(struct jobs *js, uint64_t room)
         }
 }
 
-bool jobs_store_refuses(const struct jobs *js, uint64_t bytes, char *reason)
+bool jobs_store_refuses(const struct jobs *js, uint64_t bytes, const char *what, char *reason)
 {
         if (jobs_store_full(js, reason))
                 return true;
         if (!js->room_known || js->room >= JOBS_STORE_LOW_BYTES + js->unstored + bytes)
                 return false;
         snprintf(reason, 256,
-                 "the job store has %llu MiB of room left: not enough for this job's input and result (%llu MiB) "
+                 "the job store has %llu MiB of room left: not enough for %s (%llu MiB) "
                  "on top of the %llu MiB promised to accepted jobs and the %llu MiB kept free; retry when room "
                  "comes back",
-                 (unsigned long long)(js->room >> 20), (unsigned long long)((bytes + (1 << 20) - 1) >> 20),
+                 (unsigned long long)(js->room >> 20), what, (unsigned long long)((bytes + (1 << 20) - 1) >> 20),
                  (unsigned long long)(js->unstored >> 20), (unsigned long long)(JOBS_STORE_LOW_BYTES >> 20));
         return true;
 }

@@ -40,14 +40,9 @@ struct jobs {
 
 #define COALESCE_BUCKETS 16384 /* a power of two */
 
-/* Whether a job that will write `bytes` (job_store_estimate) is refused for lack
- * of room in the store, and why (reason: 256 bytes, naming the store). */
-bool jobs_store_refuses(const struct jobs *js, uint64_t bytes, char *reason);
 /* The job no longer counts in js->unstored (its final record is in, or it needs no
  * room of its own). */
 void job_unstored_release(struct jobs *js, struct job *j);
-/* `bytes` were just written to the store: the room last measured is that much less. */
-void jobs_room_used(struct jobs *js, uint64_t bytes);
 /* A job rebuilt from its stored record (and its stored input, taken over from
  * *input when not NULL). Returns >= 0 and one reference in *ret, or -errno. */
 int job_from_record(struct jobs *js, const struct store_job *rec, uint8_t **input, size_t input_size,

@@ -501,7 +501,7 @@ int jobs_submit(struct jobs *js, const struct job_submit *rq, struct proto_error
         }
         /* Nothing is accepted that the store could not keep. */
         char reason[256];
-        if (jobs_store_refuses(js, job_store_estimate(j), reason)) {
+        if (jobs_store_refuses(js, job_store_estimate(j), "this job's input and result", reason)) {
                 submit_error(ret_err, KERR_UNAVAILABLE, NULL, "%s", reason);
                 job_unref(j);
                 return -ENOSPC;

@@ -33,6 +33,7 @@
 
 #include "config.h"
 #include "daemon.h"
+#include "jobs.h"
 #include "log.h"
 #include "membudget.h"
 #include "objects.h"
@@ -295,6 +296,18 @@ static void fail_store(struct obj_req *r, int status)
 }
 
 /* The reply to the request whose store op is done (r->op.status, its outputs). */
+/* The bytes of each item's key and the store's own around it, in a put's estimate. */
+#define PUT_ITEM_OVERHEAD 128
+
+/* What a put will write to the store: its data and its items' keys. */
+static uint64_t put_bytes(const struct obj_req *r)
+{
+        uint64_t bytes = 4096 + (r->part ? r->part->bytes : 0);
+        for (size_t i = 0; r->ids && i < r->n; i++)
+                bytes += r->ids[i].len + PUT_ITEM_OVERHEAD;
+        return bytes;
+}
+
 static void store_answered(struct obj_req *r)
 {
         struct kilnd *d = r->d;
@@ -308,6 +321,8 @@ static void store_answered(struct obj_req *r)
         switch (r->op.type) {
         case STORE_OP_OBJECT_PUT:
         case STORE_OP_OBJECT_ITEMS_PUT:
+                jobs_room_used(d->jobs, put_bytes(r)); /* until the room is measured again */
+                /* fall through */
         case STORE_OP_OBJECT_ITEMS_DELETE:
                 objects_changed(d->objects, r->tenant, r->cls->name, r->name, info->version, info->meta,
                                 info->meta_len);
@@ -534,6 +549,13 @@ static void on_validated(struct mail *m)
                 log_error("checking a %s for tenant %s failed: %s", kiln_op_name(r->kop), r->tenant,
                           strerror(-r->status));
                 req_fail(r, KERR_INTERNAL, NULL, "checking the %s failed: %s", data_field(r), strerror(-r->status));
+                return;
+        }
+        /* As a submission is: nothing acknowledged that would take the room kept free
+         * (what lets a drop or a delete still be written) or promised to accepted jobs. */
+        char reason[256];
+        if (jobs_store_refuses(d->jobs, put_bytes(r), is_model(r) ? "this model" : "these vectors", reason)) {
+                req_fail(r, KERR_UNAVAILABLE, NULL, "%s; nothing was stored", reason);
                 return;
         }
         if (is_model(r)) {

@@ -646,10 +646,11 @@ async def burst_over_the_room(case, c, grid, n):
 
 
 async def fill_with_collections(case, c, dim=256):
-    """Fills what room is left with vector collections (stored objects: what an
-    operator uploads is stored as long as the map has room, unlike jobs, which leave
-    some free), 32 MiB ones, then smaller, down to 1 MiB: each size until the store
-    refuses it. Returns the bytes stored and the collections' names."""
+    """Fills what room is left with vector collections, 32 MiB ones, then smaller,
+    down to 1 MiB: each size until the store refuses it (as it refuses jobs: a put
+    may not take the room kept free, which lets drops and deletes be written, nor
+    the room promised to accepted jobs). Returns the bytes stored and the
+    collections' names."""
     stored, n, names = 0, 0, []
     for size in (32, 16, 8, 4, 2, 1):
         rows = size * MiB // (4 * dim)
@@ -766,7 +767,8 @@ class FullStoreCase(PressureCase):
 class MapFullTest(FullStoreCase):
     """The LMDB map (store.map_size_gb 1, the smallest) fills: first with results (new
     big jobs are refused while some room is still kept free), then with collections
-    until nothing more fits; dropping the collections gives the room back. (A
+    until they are refused too, the room kept free still free (within what a put's
+    size is estimated at); dropping the collections gives the room back. (A
     cache.purge frees no room while the finished jobs that hold the results are
     kept, jobs.retain_s.)"""
 
@@ -780,6 +782,8 @@ class MapFullTest(FullStoreCase):
                 print(f"\nmap: {accepted} results stored, {refused} jobs refused, then {stored >> 20} MiB "
                       f"of collections")
                 await self.check_refused_while_full(k, c)
+                code, body = readyz(k.http)
+                self.assertGreater(body["store"]["map_free_bytes"], 24 * MiB, body)
                 # An operator makes room: LMDB's freed pages count as room at once
                 # (the file never shrinks), and kilnd serves again by itself.
                 for name in names:
