@@ -245,12 +245,66 @@ export function partSummary(part, jobId) {
     downloadLink(part, jobId));
 }
 
+const SCALAR_CHARS = 160; // the longest value a cell of the scalar table shows whole
+
+/* The JSON of v, cut after `max` characters (with "…"): only as much of v is
+ * walked as is shown, so a huge array costs no more than a small one. */
+export function clipJson(v, max) {
+  let out = '';
+  const full = {};
+  const put = (s) => {
+    out += s;
+    if (out.length > max) throw full;
+  };
+  const walk = (x) => {
+    if (Array.isArray(x)) {
+      put('[');
+      for (let i = 0; i < x.length; i++) {
+        if (i) put(',');
+        walk(x[i] === undefined ? null : x[i]);
+      }
+      put(']');
+    } else if (x && typeof x === 'object') {
+      put('{');
+      let first = true;
+      for (const k in x) {
+        if (!Object.hasOwn(x, k) || x[k] === undefined) continue;
+        put(`${first ? '' : ','}${JSON.stringify(k)}:`);
+        first = false;
+        walk(x[k]);
+      }
+      put('}');
+    } else {
+      put(JSON.stringify(x) ?? 'null');
+    }
+  };
+  try {
+    walk(v);
+    return out;
+  } catch (e) {
+    if (e !== full) throw e;
+    return out.slice(0, max) + '…';
+  }
+}
+
+/* One value of the scalar table as text: short values whole; a long array (the ids
+ * of a vec.search, q x k strings) as its size and its first entries, the rest left
+ * to the kind's own view and the API. */
+export function scalarText(v) {
+  if (v === null || v === undefined) return '— (none)';
+  if (typeof v === 'number') return fmtValue(v);
+  if (typeof v !== 'object') return String(v).length > SCALAR_CHARS ? String(v).slice(0, SCALAR_CHARS) + '…' : String(v);
+  const json = clipJson(v, SCALAR_CHARS);
+  if (!json.endsWith('…') || !Array.isArray(v)) return json;
+  const what = v.length && v.every((x) => Array.isArray(x)) ? 'arrays' : v.length === 1 ? 'value' : 'values';
+  return `[${v.length.toLocaleString('en-US')} ${what}] ${json}`;
+}
+
 /* A table of the scalar results ({name: number | string | null | ...}). */
 export function scalarTable(result) {
   const rows = Object.entries(result || {}).map(([k, v]) =>
     el('tr', {}, el('th', { scope: 'row' }, k),
-      el('td', { class: typeof v === 'number' ? 'num' : '' },
-        v === null ? '— (none)' : typeof v === 'number' ? fmtValue(v) : typeof v === 'object' ? JSON.stringify(v) : String(v))));
+      el('td', { class: typeof v === 'number' ? 'num' : '' }, scalarText(v))));
   return el('table', { class: 'scalars' }, el('caption', {}, 'Scalar results'),
     el('thead', {}, el('tr', {}, el('th', { scope: 'col' }, 'name'), el('th', { scope: 'col' }, 'value'))),
     el('tbody', {}, rows));

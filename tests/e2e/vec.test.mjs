@@ -4,8 +4,8 @@
 // nearest ids, ties in id order; queries from a .npy file; a query of the wrong dim
 // refused before anything is sent and one the server refuses shown on its field;
 // a stored id as the query (params.query_id, no part) and an id of the answers
-// searching from that item; the answers on the job's page; screenshots at laptop
-// and tablet sizes.
+// searching from that item; the answers on the job's page, the ids of many queries
+// summed up in its scalar table; screenshots at laptop and tablet sizes.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LAPTOP, TABLET, openPage, shot } from './browser.mjs';
@@ -191,5 +191,28 @@ describe('the Search page', () => {
     assert.deepEqual(await answersOn('.vec-card'), [[['c', 2], ['a', 1], ['d', 1], ['b', 0]]]);
     assert.equal(await page.locator('.map-card, canvas.map').count(), 0);
     await shot(page, 'vec-job', LAPTOP);
+  });
+
+  test('the job page of many queries sums up the ids in the scalar table; the answers table a bounded number', async () => {
+    const rows = Array.from({ length: 12 }, (_, i) => [i, 12 - i, 1]);
+    await putCollection('many', 'l2', rows, rows.map((_, i) => `item-${String(i).padStart(4, '0')}`));
+    await page.goto(kilnd.url + '/#/vec');
+    await page.locator('table.vec-collections tr[data-collection="many"]').waitFor();
+    await page.selectOption('#vec-collection', 'many');
+    await page.locator('#vec-k').fill('5');
+    await page.locator('#vec-query-id').fill('');
+    await page.locator('#vec-queries').fill(Array.from({ length: 40 }, (_, i) => `${i % 12} ${i % 7} 0`).join('\n'));
+    await page.click('.vec-form button[type="submit"]');
+    await page.locator('.vec-status', { hasText: 'Done: 40 queries' }).waitFor();
+    const href = await page.locator('.vec-out a', { hasText: 'Open the job' }).getAttribute('href');
+    await page.goto(kilnd.url + '/' + href);
+    await page.locator('.vec-card table.vec-answer').first().waitFor();
+    const ids = await page.locator('table.scalars tr', { has: page.locator('th', { hasText: /^ids$/ }) }).locator('td').textContent();
+    // 40 x 5 ids are some 1,700 characters of JSON: the cell holds their count and the first few.
+    assert.ok(ids.length <= 200, `the ids cell holds ${ids.length} characters`);
+    assert.match(ids, /^\[40 arrays\] \[\["item-\d{4}",/);
+    assert.ok(ids.endsWith('…'));
+    assert.equal(await page.locator('.vec-card table.vec-answer').count(), 20);
+    assert.match(await page.locator('.vec-card').textContent(), /and 20 more queries/);
   });
 });
