@@ -4,7 +4,8 @@
 // nearest ids, ties in id order; queries from a .npy file; a query of the wrong dim
 // refused before anything is sent and one the server refuses shown on its field;
 // a stored id as the query (params.query_id, no part) and an id of the answers
-// searching from that item; the answers on the job's page, the ids of many queries
+// searching from that item (exactly, a line break and all), the last search asked
+// for winning over an earlier one answered late; the answers on the job's page, the ids of many queries
 // summed up in its scalar table; screenshots at laptop and tablet sizes.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -57,6 +58,51 @@ async function putCollection(collection, metric, rows, ids) {
 async function answersOn(scope) {
   return page.locator(`${scope} table.vec-answer`).evaluateAll((tables) => tables.map((t) =>
     [...t.querySelectorAll('tbody tr')].map((tr) => [tr.children[1].textContent, Number(tr.children[2].textContent)])));
+}
+
+/* A second page whose WebSocket passes through a route: what it sends is recorded
+ * in `sent` (text messages, parsed), and hold() keeps back everything the server
+ * says about the next job submitted until release() lets it through, in order. */
+async function routedPage() {
+  const p = await browser.newPage();
+  p.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  const sent = [], held = [];
+  let holding = null, holdRef = null, heldJob = null, toPage = null;
+  const jobOf = (m) => {
+    if (typeof m === 'string') return JSON.parse(m).job;
+    if (m.subarray(0, 4).toString('latin1') !== 'KLNB') return undefined;
+    return JSON.parse(m.subarray(8, 8 + m.readUInt32LE(4)).toString()).job;
+  };
+  await p.routeWebSocket(/\/ws$/, (ws) => {
+    const server = ws.connectToServer();
+    ws.onMessage((m) => {
+      if (typeof m === 'string') {
+        const msg = JSON.parse(m);
+        sent.push(msg);
+        if (holding && msg.op === 'submit' && holdRef === null) holdRef = msg.ref;
+      }
+      server.send(m);
+    });
+    server.onMessage((m) => {
+      if (holding && heldJob === null && typeof m === 'string' && JSON.parse(m).ref === holdRef) heldJob = JSON.parse(m).job;
+      if (heldJob !== null && jobOf(m) === heldJob) held.push(m);
+      else ws.send(m);
+    });
+    toPage = (m) => ws.send(m);
+  });
+  return {
+    page: p, sent,
+    hold() {
+      holding = true;
+      holdRef = heldJob = null;
+    },
+    heldJob: () => heldJob,
+    release() {
+      holding = false;
+      heldJob = null;
+      for (const m of held.splice(0)) toPage(m);
+    },
+  };
 }
 
 describe('the Search page', () => {
@@ -191,6 +237,50 @@ describe('the Search page', () => {
     assert.deepEqual(await answersOn('.vec-card'), [[['c', 2], ['a', 1], ['d', 1], ['b', 0]]]);
     assert.equal(await page.locator('.map-card, canvas.map').count(), 0);
     await shot(page, 'vec-job', LAPTOP);
+  });
+
+  test('an id holding a line break is searched from exactly, and the last search asked for wins', async () => {
+    await putCollection('lines', 'l2', [[0, 0], [10, 10], [100, 100]], ['a\nb', 'ab', 'far']);
+    const r = await routedPage();
+    const p = r.page;
+    try {
+      await p.goto(kilnd.url + '/#/vec');
+      await p.locator('table.vec-collections tr[data-collection="lines"]').waitFor();
+      await p.selectOption('#vec-collection', 'lines');
+      await p.locator('#vec-k').fill('3');
+      await p.locator('#vec-queries').fill('[0, 0]');
+      await p.click('.vec-form button[type="submit"]');
+      await p.locator('.vec-status', { hasText: 'Done' }).waitFor();
+      // The line break of the id is shown escaped, and the id itself is what is searched from.
+      assert.deepEqual(await p.locator('.vec-out button.vec-from').allTextContents(), ['a\\nb', 'ab', 'far']);
+      await p.locator('.vec-out button.vec-from').first().click();
+      await p.locator('.vec-out > p', { hasText: 'from a\\nb' }).waitFor();
+      assert.equal(r.sent.filter((m) => m.op === 'submit').pop().params.query_id, 'a\nb');
+      assert.equal(await p.locator('#vec-query-id').inputValue(), 'a\\nb');
+      assert.equal(await p.locator('.vec-out td.vec-id').first().textContent(), 'a\\nb');
+      // Submitted again unchanged, the field still means the picked id.
+      await p.click('.vec-form button[type="submit"]');
+      await p.locator('.vec-status', { hasText: 'Done' }).waitFor();
+      assert.equal(r.sent.filter((m) => m.op === 'submit').pop().params.query_id, 'a\nb');
+
+      // A search whose answer is late, then an id of the answers on screen: the later search's answer stays.
+      r.hold();
+      await p.locator('#vec-query-id').fill('');
+      await p.locator('#vec-queries').fill('[100, 99]');
+      await p.click('.vec-form button[type="submit"]');
+      await p.waitForFunction(() => document.querySelector('.vec-status').textContent === 'Searching…');
+      await p.locator('.vec-out button.vec-from', { hasText: /^ab$/ }).click();
+      await p.locator('.vec-out > p', { hasText: 'from ab' }).waitFor();
+      assert.ok(r.heldJob(), 'the first search\'s answer was held back');
+      r.release();
+      await p.waitForTimeout(300);
+      assert.match(await p.locator('.vec-out > p').first().textContent(), /from ab/);
+      assert.deepEqual((await p.locator('.vec-out td.vec-id').allTextContents()), ['ab', 'a\\nb', 'far']);
+      assert.match(await p.locator('.vec-status').textContent(), /^Done/);
+      assert.equal(await p.locator('.vec-form button[type="submit"]').isDisabled(), false);
+    } finally {
+      await p.close();
+    }
   });
 
   test('the job page of many queries sums up the ids in the scalar table; the answers table a bounded number', async () => {

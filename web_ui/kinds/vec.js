@@ -55,6 +55,13 @@ export function parseQueries(text) {
   return { data, n: rows.length, dim };
 }
 
+/* An id as text to show: an id may hold line breaks, tabs and other control
+ * characters, which are shown escaped (\n, \r, \t, \u0001) rather than lost. */
+export function idText(id) {
+  const named = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+  return String(id).replace(/[\u0000-\u001f\u007f]/g, (c) => named[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 /* The scores of a `scores` part as float32 values (its bytes, little-endian). */
 function scoresOf(part) {
   const d = part.data;
@@ -66,8 +73,8 @@ function scoresOf(part) {
 function answerTable(ids, scores, offset, q, onPick) {
   const idCell = (id) => el('td', { class: 'mono vec-id' }, onPick
     ? el('button', { type: 'button', class: 'vec-from', title: 'Search from this item',
-      'aria-label': `Search from ${id}`, onclick: () => onPick(id) }, id)
-    : id);
+      'aria-label': `Search from ${idText(id)}`, onclick: () => onPick(id) }, idText(id))
+    : idText(id));
   return el('table', { class: 'grid-table vec-answer', 'data-query': q, 'aria-label': `nearest neighbours of query ${q + 1}` },
     el('caption', {}, `query ${q + 1}`),
     el('thead', {}, el('tr', {}, el('th', { scope: 'col', class: 'num' }, 'rank'), el('th', { scope: 'col' }, 'id'),
@@ -176,82 +183,97 @@ export function vecView({ client, welcome, flash }) {
     status.textContent = '';
   };
 
+  /* An id picked from the answers, {id, shown}: the text field shows it escaped
+   * (an <input> drops line breaks), the search sends the id itself. Typing in the
+   * field forgets it. */
+  let picked = null;
+  queryId.addEventListener('input', () => { picked = null; });
+
   /* An id of an answer: search collection `name` from that item. */
   const searchFrom = (name, id) => {
     if (collections.has(name)) select.value = name;
     describe();
-    queryId.value = id;
+    picked = { id, shown: idText(id) };
+    queryId.value = picked.shown;
     text.value = '';
     queries.clear();
     form.requestSubmit();
   };
 
+  // Each search asked for takes the next number; an answer to any but the last is dropped
+  // (an id of the answers searches while an earlier search is still under way).
+  let seq = 0;
+
   const form = el('form', { class: 'card vec-form', novalidate: true, onsubmit: async (ev) => {
     ev.preventDefault();
+    const mine = ++seq;
+    const stale = () => !alive || mine !== seq;
     for (const e of Object.values(errs)) e.textContent = '';
-    const c = collections.get(select.value);
-    if (!c) {
-      errs.collection.textContent = 'Choose a collection.';
-      return;
-    }
-    const kv = Number(k.value);
-    if (!Number.isInteger(kv) || kv < (kSpec.min ?? 1) || kv > (kSpec.max ?? 1000)) {
-      errs.k.textContent = `k is a whole number from ${kSpec.min ?? 1} to ${kSpec.max ?? 1000}.`;
-      return;
-    }
-    const qid = queryId.value;
-    let part = null;
-    if (qid) {
-      if (queries.get() || text.value.trim()) {
-        errs.queryId.textContent = 'Give query vectors or a stored id, not both: clear one of them.';
-        return;
-      }
-      if (new TextEncoder().encode(qid).length > MAX_ID_BYTES) {
-        errs.queryId.textContent = `An id is at most ${MAX_ID_BYTES} bytes long.`;
-        return;
-      }
-    }
     try {
-      // With a stored id there is no part: the server reads the item's vector.
-      if (!qid && queries.get()) part = f32RowsPart('queries', queries.get());
-      else if (!qid) part = f32RowsPart('queries', null, parseQueries(text.value));
-    } catch (e) {
-      errs.queries.textContent = e.message;
-      text.setAttribute('aria-invalid', 'true');
-      return;
-    }
-    text.removeAttribute('aria-invalid');
-    if (part && part.shape[1] !== c.dim) {
-      errs.queries.textContent = `The queries have dim ${part.shape[1]}; ${c.name} holds vectors of dim ${c.dim}.`;
-      return;
-    }
-    go.disabled = true;
-    status.textContent = 'Searching…';
-    try {
-      const params = qid ? { collection: c.name, k: kv, query_id: qid } : { collection: c.name, k: kv };
-      const msg = { op: 'submit', kind: KIND, params, watch: true };
-      const acc = part ? await client.upload(msg, [part]) : await client.request(msg);
-      const res = client.results.get(acc.job) || (acc.state === 'done' ? await client.result(acc.job) : await client.waitResult(acc.job));
-      if (!alive) return;
-      if (res.done.state !== 'done') {
-        const err = res.done.error || {};
-        if (err.code === 'bad_params') errs[qid ? 'queryId' : 'queries'].textContent = err.message;
-        status.textContent = `The search ${res.done.state}${err.message ? ': ' + err.message : ''}.`;
+      const c = collections.get(select.value);
+      if (!c) {
+        errs.collection.textContent = 'Choose a collection.';
         return;
       }
-      const r = res.done.result;
-      const from = qid ? [' from ', el('span', { class: 'mono' }, qid)] : [];
-      setChildren(out, el('p', { class: 'muted' }, `${fmtNum(r.count)} vectors of ${c.name} (version ${r.collection_version}) ` +
-        'searched exactly', from, ` in ${fmtNum(res.done.ms?.run)} ms on ${res.done.backend || 'the server'}` +
-        `${acc.cached ? ' (from the cache)' : ''}. `,
-        el('a', { href: `#/jobs/${acc.job}` }, 'Open the job')), answers(r, res.parts.get('scores'), (id) => searchFrom(c.name, id)));
-      status.textContent = `Done: ${fmtNum(r.ids.length)} ${r.ids.length === 1 ? 'query' : 'queries'}, ` +
-        `${fmtNum(r.ids[0]?.length ?? 0)} neighbours each.`;
-      if (r.collection_version !== c.version) refresh();
-    } catch (e) {
-      if (alive) serverError(e);
+      const kv = Number(k.value);
+      if (!Number.isInteger(kv) || kv < (kSpec.min ?? 1) || kv > (kSpec.max ?? 1000)) {
+        errs.k.textContent = `k is a whole number from ${kSpec.min ?? 1} to ${kSpec.max ?? 1000}.`;
+        return;
+      }
+      const qid = picked && queryId.value === picked.shown ? picked.id : queryId.value;
+      let part = null;
+      if (qid) {
+        if (queries.get() || text.value.trim()) {
+          errs.queryId.textContent = 'Give query vectors or a stored id, not both: clear one of them.';
+          return;
+        }
+        if (new TextEncoder().encode(qid).length > MAX_ID_BYTES) {
+          errs.queryId.textContent = `An id is at most ${MAX_ID_BYTES} bytes long.`;
+          return;
+        }
+      }
+      try {
+        // With a stored id there is no part: the server reads the item's vector.
+        if (!qid && queries.get()) part = f32RowsPart('queries', queries.get());
+        else if (!qid) part = f32RowsPart('queries', null, parseQueries(text.value));
+      } catch (e) {
+        errs.queries.textContent = e.message;
+        text.setAttribute('aria-invalid', 'true');
+        return;
+      }
+      text.removeAttribute('aria-invalid');
+      if (part && part.shape[1] !== c.dim) {
+        errs.queries.textContent = `The queries have dim ${part.shape[1]}; ${c.name} holds vectors of dim ${c.dim}.`;
+        return;
+      }
+      go.disabled = true;
+      status.textContent = 'Searching…';
+      try {
+        const params = qid ? { collection: c.name, k: kv, query_id: qid } : { collection: c.name, k: kv };
+        const msg = { op: 'submit', kind: KIND, params, watch: true };
+        const acc = part ? await client.upload(msg, [part]) : await client.request(msg);
+        const res = client.results.get(acc.job) || (acc.state === 'done' ? await client.result(acc.job) : await client.waitResult(acc.job));
+        if (stale()) return;
+        if (res.done.state !== 'done') {
+          const err = res.done.error || {};
+          if (err.code === 'bad_params') errs[qid ? 'queryId' : 'queries'].textContent = err.message;
+          status.textContent = `The search ${res.done.state}${err.message ? ': ' + err.message : ''}.`;
+          return;
+        }
+        const r = res.done.result;
+        const from = qid ? [' from ', el('span', { class: 'mono' }, idText(qid))] : [];
+        setChildren(out, el('p', { class: 'muted' }, `${fmtNum(r.count)} vectors of ${c.name} (version ${r.collection_version}) ` +
+          'searched exactly', from, ` in ${fmtNum(res.done.ms?.run)} ms on ${res.done.backend || 'the server'}` +
+          `${acc.cached ? ' (from the cache)' : ''}. `,
+          el('a', { href: `#/jobs/${acc.job}` }, 'Open the job')), answers(r, res.parts.get('scores'), (id) => searchFrom(c.name, id)));
+        status.textContent = `Done: ${fmtNum(r.ids.length)} ${r.ids.length === 1 ? 'query' : 'queries'}, ` +
+          `${fmtNum(r.ids[0]?.length ?? 0)} neighbours each.`;
+        if (r.collection_version !== c.version) refresh();
+      } catch (e) {
+        if (!stale()) serverError(e);
+      }
     } finally {
-      go.disabled = false;
+      if (mine === seq) go.disabled = false;
     }
   } },
   el('h2', {}, 'Search'),
