@@ -90,6 +90,7 @@ struct session {
          * order they came; changes at the store writer and reads running, not yet
          * answered. */
         struct obj_req *objops_head, *objops_tail;
+        struct obj_req *objops_writing; /* the changes at the store writer */
         uint32_t objops_at_writer, objops_reading;
 
         /* A session without a WebSocket (the HTTP API): its frames go to sink. */

@@ -80,7 +80,9 @@ struct obj_req {
         bool listed;               /* waiting in the session's objops list */
         bool read;                 /* a list or an info (else a change) */
         bool ready;                /* a change checked (or a read): it goes as op.type */
+        bool check_waits;          /* vec.put: its check waits for an earlier change (check_or_wait) */
         struct obj_req *next;
+        struct obj_req *wnext;     /* in the session's objops_writing */
 };
 
 static bool is_model(const struct obj_req *r)
@@ -100,7 +102,9 @@ static const char *data_field(const struct obj_req *r)
 }
 
 static void unlist(struct session *s, struct obj_req *r);
+static void unlist_writing(struct session *s, struct obj_req *r);
 static void pump(struct session *s);
+static void start_waiting_checks(struct session *s);
 
 static void req_free(struct obj_req *r)
 {
@@ -114,7 +118,8 @@ static void req_free(struct obj_req *r)
                         else if (r->read)
                                 s->objops_reading--;
                         else
-                                s->objops_at_writer--;
+                                s->objops_at_writer--, unlist_writing(s, r);
+                        start_waiting_checks(s);
                         pump(s);
                 }
         }
@@ -485,9 +490,66 @@ static void pump(struct session *s)
                         start_read(r);
                 } else {
                         s->objops_at_writer++;
+                        r->wnext = s->objops_writing;
+                        s->objops_writing = r;
                         ask_store(r, r->op.type);
                 }
         }
+}
+
+static void unlist_writing(struct session *s, struct obj_req *r)
+{
+        for (struct obj_req **p = &s->objops_writing; *p; p = &(*p)->wnext)
+                if (*p == r) {
+                        *p = r->wnext;
+                        break;
+                }
+        r->wnext = NULL;
+}
+
+/* Whether a is a change of the object r names. */
+static bool changes_same(const struct obj_req *a, const struct obj_req *r)
+{
+        return !a->read && a->cls == r->cls && !strcmp(a->name, r->name);
+}
+
+/* Whether the session has a change of r's object before r that is not stored yet:
+ * waiting for its turn (ahead of r in the list) or at the writer. */
+static bool earlier_change_pending(const struct session *s, const struct obj_req *r)
+{
+        for (const struct obj_req *a = s->objops_head; a && a != r; a = a->next)
+                if (changes_same(a, r))
+                        return true;
+        for (const struct obj_req *a = s->objops_writing; a; a = a->wnext)
+                if (changes_same(a, r))
+                        return true;
+        return false;
+}
+
+static void validate_vectors(struct objects_work *w);
+static void on_validated(struct mail *m);
+
+/* A vec.put's check reads the collection as stored (its metric, when the put names
+ * none, decides whether rows are normalised; a put that creates it needs one): it
+ * waits until the session's earlier changes of that collection are stored, so that
+ * a put pipelined behind the put that creates the collection, or behind its drop,
+ * is checked against what they made. */
+static void check_or_wait(struct session *s, struct obj_req *r)
+{
+        r->check_waits = earlier_change_pending(s, r);
+        if (r->check_waits)
+                return;
+        r->work.run = validate_vectors;
+        r->work.mail.fn = on_validated;
+        objects_work_submit(s->d->objects, &r->work);
+}
+
+/* Starts the checks that waited for changes now stored (or refused). */
+static void start_waiting_checks(struct session *s)
+{
+        for (struct obj_req *r = s->objops_head; r; r = r->next)
+                if (r->check_waits)
+                        check_or_wait(s, r);
 }
 
 /* Takes its place among the session's object ops (see the top of this file). */
@@ -518,7 +580,7 @@ void session_objects_close(struct session *s)
         while (s->objops_head) {
                 struct obj_req *r = s->objops_head;
                 unlist(s, r);
-                if (r->ready)
+                if (r->ready || r->check_waits)
                         req_free(r);
         }
 }
@@ -791,9 +853,7 @@ static void op_vec_put(struct session *s, struct obj_req *r, const struct proto_
                 json_t *v = json_array_get(ids, i);
                 r->ids[i] = (struct kiln_object_id){ .data = json_string_value(v), .len = json_string_length(v) };
         }
-        r->work.run = validate_vectors;
-        r->work.mail.fn = on_validated;
-        objects_work_submit(s->d->objects, &r->work);
+        check_or_wait(s, r);
         return;
 fail:
         req_free(r);

@@ -372,6 +372,46 @@ class CollectionTest(ObjectCase):
         self.assertGreater(put2["version"], put["version"])
         self.assertEqual((info3["version"], info3["count"]), (put2["version"], 2), info3)
 
+    def test_a_put_pipelined_behind_a_change_is_checked_against_what_it_made(self):
+        """A put's check reads the collection as stored (a put naming no metric
+        takes the collection's; one that creates it needs one): pipelined behind
+        the same session's put that creates the collection, or behind its drop,
+        it is checked once they are stored, not against the store before them."""
+        big = np.random.default_rng(6).normal(size=(100000, 8)).astype(np.float32)
+
+        async def pipelined(c, msgs):
+            refs = []
+            for part, msg in msgs:
+                ref = next_ref(c)
+                if part is not None:
+                    payload, shape = vectors_payload(part)
+                    await send_frames(c, part_frames(ref, "vectors", "f32", shape, payload))
+                await c.send(dict(msg, ref=ref))
+                refs.append(ref)
+            replies = {}
+            while len(replies) < len(refs):
+                m = await c.recv(60)
+                if isinstance(m, dict) and m.get("ref") in refs:
+                    replies[m["ref"]] = m
+            return [replies[r] for r in refs]
+
+        async def go(c):
+            created, added = await pipelined(c, [
+                (big, {"op": "vec.put", "collection": "c-made", "ids": [f"r{i}" for i in range(len(big))],
+                       "metric": "cosine"}),
+                (unit_rows(2, 8, 7), {"op": "vec.put", "collection": "c-made", "ids": ["x", "y"]})])
+            first = await vec_put(c, "c-again", unit_rows(3, 4, 8), ["a", "b", "c"], metric="l2")
+            dropped, again = await pipelined(c, [
+                (None, {"op": "vec.drop", "collection": "c-again"}),
+                (unit_rows(2, 16, 9), {"op": "vec.put", "collection": "c-again", "ids": ["p", "q"], "metric": "ip"})])
+            return created, added, first, dropped, again
+        created, added, first, dropped, again = self.go(go)
+        self.assertVec(created, "c-made", 100000, 8, "cosine")
+        self.assertVec(added, "c-made", 100002, 8, "cosine")
+        self.assertVec(first, "c-again", 3, 4, "l2")
+        self.assertEqual(dropped["op"], "ok", dropped)
+        self.assertVec(again, "c-again", 2, 16, "ip")
+
     def test_drop_removes_the_collection_and_its_name_goes_on_with_newer_versions(self):
         async def go(c):
             a = await vec_put(c, "c-drop", unit_rows(2, 2, 4), ["p", "q"], metric="l2")
