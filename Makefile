@@ -38,7 +38,7 @@ fuzz: deps
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DKILN_FUZZ=ON \
 	  -DKILN_FUZZ_SECONDS=$(FUZZ_SECONDS) -DCMAKE_CUDA_COMPILER=CMAKE_CUDA_COMPILER-NOTFOUND \
 	  -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" $(CMAKE_ARGS)
-	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_proto fuzz_frame fuzz_config fuzz_params fuzz_model fuzz_reply
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_proto fuzz_frame fuzz_config fuzz_params fuzz_model fuzz_reply fuzz_json
 	cd $(FUZZ_BUILD) && ctest --output-on-failure -L fuzz
 
 # The fuzz targets briefly, every test on the normal build (which also leaves the
