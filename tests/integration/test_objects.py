@@ -50,6 +50,15 @@ def fields(m, keys):
     return {k: m.get(k) for k in keys}
 
 
+async def replies_to(c, refs):
+    """The replies to `refs`, in that order, whatever order they came in."""
+    replies = {}
+    while len(replies) < len(refs):
+        m = await c.recv(60)
+        if isinstance(m, dict) and m.get("ref") in refs:
+            replies[m["ref"]] = m
+    return [replies[r] for r in refs]
+
 class ObjectAsserts:
 
     def assertError(self, m, code, field=None):
@@ -354,12 +363,7 @@ class CollectionTest(ObjectCase):
             await c.send({"op": "vec.put", "collection": "c-pipe", "ids": ["a", "b"], "metric": "l2", "ref": again})
             refs.append(again)
             refs.append(await c.send({"op": "vec.info", "collection": "c-pipe"}))
-            replies = {}
-            while len(replies) < len(refs):
-                m = await c.recv(60)
-                if isinstance(m, dict) and m.get("ref") in refs:
-                    replies[m["ref"]] = m
-            return [replies[r] for r in refs]
+            return await replies_to(c, refs)
         put, info, listed, dropped, info2, listed2, put2, info3 = self.go(go)
         self.assertVec(put, "c-pipe", 200000, 32, "ip")
         self.assertEqual(info.get("version"), put.get("version"), (put, info))
@@ -388,12 +392,7 @@ class CollectionTest(ObjectCase):
                     await send_frames(c, part_frames(ref, "vectors", "f32", shape, payload))
                 await c.send(dict(msg, ref=ref))
                 refs.append(ref)
-            replies = {}
-            while len(replies) < len(refs):
-                m = await c.recv(60)
-                if isinstance(m, dict) and m.get("ref") in refs:
-                    replies[m["ref"]] = m
-            return [replies[r] for r in refs]
+            return await replies_to(c, refs)
 
         async def go(c):
             created, added = await pipelined(c, [
