@@ -192,9 +192,18 @@ export function objectsView(ctx) {
     }
   };
 
+  // Other clients (kilnctl, another tab) put, delete and drop too: the lists are read again on demand.
+  const again = el('button', { type: 'button', class: 'small', id: 'objects-refresh', onclick: async () => {
+    again.disabled = true;
+    try {
+      await refresh();
+    } finally {
+      again.disabled = false;
+    }
+  } }, 'Refresh');
   const node = el('section', { class: 'view view-objects' },
     el('div', { class: 'view-head' }, el('h1', {}, 'Objects'),
-      el('p', { class: 'muted' }, `Models and vector collections of tenant “${welcome.tenant}”.`)),
+      el('p', { class: 'muted' }, `Models and vector collections of tenant “${welcome.tenant}”.`), again),
     el('div', { class: 'two' },
       el('div', { class: 'card table-card' }, el('h2', {}, 'Models'), modelsTable, modelsEmpty),
       el('div', { class: 'card table-card' }, el('h2', {}, 'Collections'), collsTable, collsEmpty)),

@@ -5,7 +5,8 @@
 // refused before anything is sent and one the server refuses shown on its field;
 // a stored id as the query (params.query_id, no part) and an id of the answers
 // searching from that item (exactly, a line break and all), the last search asked
-// for winning over an earlier one answered late; the answers on the job's page, the ids of many queries
+// for winning over an earlier one answered late; the collections read again when
+// another client changed them (the Objects page's Refresh too); the answers on the job's page, the ids of many queries
 // summed up in its scalar table; screenshots at laptop and tablet sizes.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -52,6 +53,32 @@ async function putCollection(collection, metric, rows, ids) {
   }, { url: kilnd.url.replace('http', 'ws') + '/ws', collection, metric, rows, ids });
   assert.equal(reply.op, 'vec', JSON.stringify(reply));
   return reply;
+}
+
+/* One message from another client (its own WebSocket from inside the page): the reply. */
+async function otherClient(msg) {
+  return page.evaluate(async ({ url, msg }) => {
+    const ws = new WebSocket(url, 'kiln.v1');
+    await new Promise((r) => ws.addEventListener('open', r, { once: true }));
+    const replies = new Map();
+    ws.addEventListener('message', (e) => {
+      const m = JSON.parse(e.data);
+      replies.set(m.ref, m);
+    });
+    const ask = (m) => new Promise((resolve) => {
+      ws.send(JSON.stringify(m));
+      const t = setInterval(() => {
+        if (replies.has(m.ref)) {
+          clearInterval(t);
+          resolve(replies.get(m.ref));
+        }
+      }, 10);
+    });
+    await ask({ op: 'hello', client: 'e2e', ref: 1 });
+    const r = await ask({ ...msg, ref: 2 });
+    ws.close();
+    return r;
+  }, { url: kilnd.url.replace('http', 'ws') + '/ws', msg });
 }
 
 /* The answer tables of the page: [[id, score], ...] per query. */
@@ -283,10 +310,51 @@ describe('the Search page', () => {
     }
   });
 
+  test('a collection another client made anew with another dim is read again, not refused on its old dim', async () => {
+    await putCollection('shift', 'l2', [[1, 0, 0], [0, 1, 0]], ['p', 'q']);
+    await page.goto(kilnd.url + '/#/vec');
+    await page.locator('table.vec-collections tr[data-collection="shift"]').waitFor();
+    // Behind the page's back: dropped and put again with dim 4.
+    assert.equal((await otherClient({ op: 'vec.drop', collection: 'shift' })).op, 'ok');
+    await putCollection('shift', 'l2', [[1, 0, 0, 0], [0, 0, 0, 1], [0, 1, 0, 0]], ['r', 's', 't']);
+    await page.selectOption('#vec-collection', 'shift');
+    await page.locator('#vec-query-id').fill('');
+    await page.locator('#vec-k').fill('2');
+    await page.locator('#vec-queries').fill('[0, 0, 0, 1]');
+    await page.click('.vec-form button[type="submit"]');
+    await page.locator('.vec-status', { hasText: 'Done' }).waitFor();
+    assert.deepEqual((await answersOn('.vec-out'))[0].map(([id]) => id), ['s', 'r']);
+    assert.deepEqual((await page.locator('tr[data-collection="shift"] td').allTextContents()).slice(0, 3), ['3', '4', 'l2']);
+    // A 3-d query now is refused before sending, with the collection's dim as read just now.
+    await page.locator('#vec-queries').fill('[0, 0, 1]');
+    await page.click('.vec-form button[type="submit"]');
+    await page.locator('#vec-queries-err', { hasText: 'holds vectors of dim 4' }).waitFor();
+
+    // Dropped behind the page's back: the server's not_found, and the list read again.
+    await otherClient({ op: 'vec.drop', collection: 'shift' });
+    await page.locator('#vec-queries').fill('[0, 0, 0, 1]');
+    await page.click('.vec-form button[type="submit"]');
+    await page.locator('.vec-form .field-error', { hasText: 'shift' }).first().waitFor();
+    await page.locator('table.vec-collections tr[data-collection="shift"]').waitFor({ state: 'detached' });
+  });
+
+  test('the Objects page reads the collections again on Refresh', async () => {
+    await page.goto(kilnd.url + '/#/objects');
+    await page.locator('table.objects-collections tr[data-collection="docs"]').waitFor();
+    await putCollection('later', 'l2', [[1, 2]], ['one']);
+    await otherClient({ op: 'vec.drop', collection: 'unit' });
+    await page.locator('#objects-refresh').click();
+    await page.locator('table.objects-collections tr[data-collection="later"]').waitFor();
+    assert.equal(await page.locator('table.objects-collections tr[data-collection="unit"]').count(), 0);
+    await page.goto(kilnd.url + '/#/vec');
+    await page.locator('table.vec-collections tr[data-collection="later"]').waitFor();
+  });
+
   test('the job page of many queries sums up the ids in the scalar table; the answers table a bounded number', async () => {
     const rows = Array.from({ length: 12 }, (_, i) => [i, 12 - i, 1]);
     await putCollection('many', 'l2', rows, rows.map((_, i) => `item-${String(i).padStart(4, '0')}`));
     await page.goto(kilnd.url + '/#/vec');
+    await page.locator('.vec-layout button', { hasText: 'Refresh' }).click();
     await page.locator('table.vec-collections tr[data-collection="many"]').waitFor();
     await page.selectOption('#vec-collection', 'many');
     await page.locator('#vec-k').fill('5');

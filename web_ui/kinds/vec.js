@@ -210,9 +210,10 @@ export function vecView({ client, welcome, flash }) {
     const stale = () => !alive || mine !== seq;
     for (const e of Object.values(errs)) e.textContent = '';
     try {
-      const c = collections.get(select.value);
+      let c = collections.get(select.value);
       if (!c) {
         errs.collection.textContent = 'Choose a collection.';
+        refresh(); // one made since the list was read shows up
         return;
       }
       const kv = Number(k.value);
@@ -243,8 +244,22 @@ export function vecView({ client, welcome, flash }) {
       }
       text.removeAttribute('aria-invalid');
       if (part && part.shape[1] !== c.dim) {
-        errs.queries.textContent = `The queries have dim ${part.shape[1]}; ${c.name} holds vectors of dim ${c.dim}.`;
-        return;
+        // The list may be out of date (another client may have made the collection
+        // anew with another dim): read it again before refusing.
+        const name = c.name;
+        status.textContent = 'Checking the collection…';
+        await refresh();
+        if (stale()) return;
+        status.textContent = '';
+        c = collections.get(name);
+        if (!c) {
+          errs.collection.textContent = `There is no collection ${name} any more: choose another.`;
+          return;
+        }
+        if (part.shape[1] !== c.dim) {
+          errs.queries.textContent = `The queries have dim ${part.shape[1]}; ${c.name} holds vectors of dim ${c.dim}.`;
+          return;
+        }
       }
       go.disabled = true;
       status.textContent = 'Searching…';
@@ -258,6 +273,7 @@ export function vecView({ client, welcome, flash }) {
           const err = res.done.error || {};
           if (err.code === 'bad_params') errs[qid ? 'queryId' : 'queries'].textContent = err.message;
           status.textContent = `The search ${res.done.state}${err.message ? ': ' + err.message : ''}.`;
+          refresh(); // the collection may have changed under the search
           return;
         }
         const r = res.done.result;
@@ -268,9 +284,12 @@ export function vecView({ client, welcome, flash }) {
           el('a', { href: `#/jobs/${acc.job}` }, 'Open the job')), answers(r, res.parts.get('scores'), (id) => searchFrom(c.name, id)));
         status.textContent = `Done: ${fmtNum(r.ids.length)} ${r.ids.length === 1 ? 'query' : 'queries'}, ` +
           `${fmtNum(r.ids[0]?.length ?? 0)} neighbours each.`;
-        if (r.collection_version !== c.version) refresh();
+        // Another client changed the collection since the list was read: read it again.
+        if (r.collection_version !== c.version || r.count !== c.count) refresh();
       } catch (e) {
-        if (!stale()) serverError(e);
+        if (stale()) return;
+        serverError(e);
+        refresh(); // a refusal (no such collection, another dim) may mean the list is out of date
       }
     } finally {
       if (mine === seq) go.disabled = false;
