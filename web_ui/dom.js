@@ -22,6 +22,23 @@ export function setChildren(node, ...children) {
   append(node, children);
 }
 
+/* Shows a new answer in `box` (the results of a search, scores): its children are
+ * replaced, and a mark of markPrevious() is gone. */
+export function showAnswer(box, ...children) {
+  box.classList.remove('previous');
+  box.dataset.answered = 'true';
+  setChildren(box, ...children);
+}
+
+/* Marks the answer `box` shows (by showAnswer) as an earlier request's, once a newer
+ * one is under way or has failed: `note` first, the rest dimmed (.previous in
+ * style.css). Nothing when the box holds no answer or is marked already. */
+export function markPrevious(box, note) {
+  if (!box.dataset.answered || box.classList.contains('previous')) return;
+  box.classList.add('previous');
+  box.prepend(el('p', { class: 'previous-note' }, note));
+}
+
 function append(node, children) {
   for (const c of children) {
     if (c === null || c === undefined || c === false) continue;

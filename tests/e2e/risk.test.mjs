@@ -3,7 +3,8 @@
 // sent as the binary part `rows` and scored with Altman's Z'' (a table with zones
 // and a histogram coloured by zone); a stored model's pd and margin from a .npy
 // file; rows of the wrong width refused before anything is sent, and the server's
-// refusal shown on the field; the scores on the job's page; screenshots.
+// refusal shown on the field, the scores of the job before marked as such; the
+// scores on the job's page; screenshots.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LAPTOP, TABLET, openPage, shot } from './browser.mjs';
@@ -149,6 +150,9 @@ describe('the Risk page', () => {
     await page.click('.risk-form button[type="submit"]');
     await page.locator('#risk-rows-err', { hasText: 'altman-z takes 5' }).waitFor();
     assert.equal(sentBinary.length, 0);
+    // The scores on screen are the earlier job's: marked so, and no "Done" beside the error.
+    assert.equal(await page.locator('.risk-status').textContent(), '');
+    await page.locator('.risk-out.previous .previous-note', { hasText: 'earlier job' }).waitFor();
     await page.locator('#risk-rows').fill('1,2,x,4,5');
     await page.click('.risk-form button[type="submit"]');
     await page.locator('#risk-rows-err', { hasText: 'line 1, column 3' }).waitFor();
@@ -156,6 +160,13 @@ describe('the Risk page', () => {
     await page.locator('#risk-rows').fill('1,2,,4,5');
     await page.click('.risk-form button[type="submit"]');
     await page.locator('#risk-rows-err', { hasText: 'params.rows[0][2] is missing' }).waitFor();
+    assert.doesNotMatch(await page.locator('.risk-status').textContent(), /Done/);
+    assert.equal(await page.locator('.risk-out .previous-note').count(), 1);
+    // Scored again: the mark is gone.
+    await page.locator('#risk-rows').fill('1,2,3,4,5');
+    await page.click('.risk-form button[type="submit"]');
+    await page.locator('.risk-status', { hasText: 'Done: 1 rows' }).waitFor();
+    assert.equal(await page.locator('.risk-out.previous, .risk-out .previous-note').count(), 0);
   });
 
   test('the job page shows the scores and the histogram, not a map', async () => {

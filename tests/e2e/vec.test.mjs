@@ -6,7 +6,8 @@
 // a stored id as the query (params.query_id, no part) and an id of the answers
 // searching from that item (exactly, a line break and all), the last search asked
 // for winning over an earlier one answered late; the collections read again when
-// another client changed them (the Objects page's Refresh too); the answers on the job's page, the ids of many queries
+// another client changed them (the Objects page's Refresh too); earlier answers
+// marked as such after a failed search; the answers on the job's page, the ids of many queries
 // summed up in its scalar table; screenshots at laptop and tablet sizes.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -349,6 +350,36 @@ describe('the Search page', () => {
     await page.goto(kilnd.url + '/#/vec');
     await page.locator('table.vec-collections tr[data-collection="later"]').waitFor();
   });
+
+  test('a failed search leaves the earlier answers marked as such; a value beyond float32 is refused', async () => {
+    await page.selectOption('#vec-collection', 'docs');
+    await page.locator('#vec-k').fill('2');
+    await page.locator('#vec-queries').fill('[1, 0, 0]');
+    await page.click('.vec-form button[type="submit"]');
+    await page.locator('.vec-status', { hasText: 'Done' }).waitFor();
+    assert.equal(await page.locator('.vec-out.previous').count(), 0);
+    // The server fails the search: no "Done" beside the error, the answers marked as the earlier search's.
+    await page.locator('#vec-queries').fill('');
+    await page.locator('#vec-query-id').fill('nope');
+    await page.click('.vec-form button[type="submit"]');
+    await page.locator('#vec-query-id-err', { hasText: 'nope' }).waitFor();
+    assert.doesNotMatch(await page.locator('.vec-status').textContent(), /Done/);
+    await page.locator('.vec-out.previous .previous-note', { hasText: 'earlier search' }).waitFor();
+    assert.equal(await page.locator('.vec-out .previous-note').count(), 1);
+    // A search answered clears the mark.
+    await page.locator('#vec-query-id').fill('a');
+    await page.click('.vec-form button[type="submit"]');
+    await page.locator('.vec-out > p', { hasText: 'from a' }).waitFor();
+    assert.equal(await page.locator('.vec-out.previous, .vec-out .previous-note').count(), 0);
+    // Refused in the browser: the status is emptied too, and the answers marked.
+    await page.locator('#vec-query-id').fill('');
+    await page.locator('#vec-queries').fill('[1, "x", 0]');
+    await page.click('.vec-form button[type="submit"]');
+    await page.locator('#vec-queries-err', { hasText: 'vector 1, value 2 is not a finite number' }).waitFor();
+    assert.equal(await page.locator('.vec-status').textContent(), '');
+    await page.locator('.vec-out.previous').waitFor();
+  });
+
 
   test('the job page of many queries sums up the ids in the scalar table; the answers table a bounded number', async () => {
     const rows = Array.from({ length: 12 }, (_, i) => [i, 12 - i, 1]);

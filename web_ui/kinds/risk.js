@@ -6,7 +6,7 @@
 // stored models answer with the parts `pd` (and `margin`), the Altman models with
 // `z` and `zone` (0 distress, 1 grey, 2 safe). Models are uploaded on the Objects page.
 
-import { el, fmtNum, setChildren } from '../dom.js';
+import { el, fmtNum, markPrevious, setChildren, showAnswer } from '../dom.js';
 import { f32RowsPart, npyRowsPicker } from '../npy.js';
 
 const KIND = 'risk.score';
@@ -218,6 +218,9 @@ export function riskView({ client, welcome, flash }) {
   const form = el('form', { class: 'card risk-form', novalidate: true, onsubmit: async (ev) => {
     ev.preventDefault();
     errs.model.textContent = errs.rows.textContent = '';
+    // Until these rows are scored, what is on screen is the answer of an earlier job.
+    status.textContent = '';
+    markPrevious(out, 'These scores are of an earlier job, not of the last one asked for.');
     const model = select.value;
     if (!model) {
       errs.model.textContent = 'Choose a model.';
@@ -257,7 +260,7 @@ export function riskView({ client, welcome, flash }) {
         status.textContent = `The job ${res.done.state}${err.message ? ': ' + err.message : ''}.`;
         return;
       }
-      setChildren(out, scores(res, model), el('p', { class: 'muted' },
+      showAnswer(out, scores(res, model), el('p', { class: 'muted' },
         `Scored in ${fmtNum(res.done.ms?.run)} ms on ${res.done.backend || 'the server'}${acc.cached ? ' (from the cache)' : ''}. `,
         el('a', { href: `#/jobs/${acc.job}` }, 'Open the job')));
       status.textContent = `Done: ${fmtNum(res.done.result.rows)} rows.`;

@@ -11,7 +11,7 @@
 // collection's ids, so the id is typed or picked from an earlier answer.
 // Collections are made and changed on the Objects page (objects.js).
 
-import { el, fmtNum, setChildren } from '../dom.js';
+import { el, fmtNum, markPrevious, setChildren, showAnswer } from '../dom.js';
 import { f32RowsPart, npyRowsPicker } from '../npy.js';
 
 const KIND = 'vec.search';
@@ -209,6 +209,9 @@ export function vecView({ client, welcome, flash }) {
     const mine = ++seq;
     const stale = () => !alive || mine !== seq;
     for (const e of Object.values(errs)) e.textContent = '';
+    // Until this search is answered, what is on screen is the answer of an earlier one.
+    status.textContent = '';
+    markPrevious(out, 'These answers are of an earlier search, not of the last one asked for.');
     try {
       let c = collections.get(select.value);
       if (!c) {
@@ -278,7 +281,7 @@ export function vecView({ client, welcome, flash }) {
         }
         const r = res.done.result;
         const from = qid ? [' from ', el('span', { class: 'mono' }, idText(qid))] : [];
-        setChildren(out, el('p', { class: 'muted' }, `${fmtNum(r.count)} vectors of ${c.name} (version ${r.collection_version}) ` +
+        showAnswer(out, el('p', { class: 'muted' }, `${fmtNum(r.count)} vectors of ${c.name} (version ${r.collection_version}) ` +
           'searched exactly', from, ` in ${fmtNum(res.done.ms?.run)} ms on ${res.done.backend || 'the server'}` +
           `${acc.cached ? ' (from the cache)' : ''}. `,
           el('a', { href: `#/jobs/${acc.job}` }, 'Open the job')), answers(r, res.parts.get('scores'), (id) => searchFrom(c.name, id)));
