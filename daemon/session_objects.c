@@ -290,7 +290,8 @@ static void fail_store(struct obj_req *r, int status)
                 return;
         case -ENOSPC:
                 req_fail(r, KERR_UNAVAILABLE, NULL,
-                         "the object store is full (store.map_size_gb); nothing was stored");
+                         "the object store has no room: its map (store.map_size_gb) or the file system under "
+                         "store.path is full; nothing was stored");
                 return;
         default:
                 log_error("the store failed a %s op on %s \"%s\" of tenant %s: %s", kiln_op_name(r->kop), what,
