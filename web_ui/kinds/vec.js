@@ -49,6 +49,9 @@ export function parseQueries(text) {
     r.forEach((x, j) => {
       const f = typeof x === 'number' ? x : Number.NaN;
       if (!Number.isFinite(f)) throw new Error(`vector ${i + 1}, value ${j + 1} is not a finite number`);
+      if (!Number.isFinite(Math.fround(f))) {
+        throw new Error(`vector ${i + 1}, value ${j + 1} (${f}) is beyond the float32 range (±3.4e38)`);
+      }
       data[i * dim + j] = f;
     });
   });
