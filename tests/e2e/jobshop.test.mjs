@@ -3,7 +3,8 @@
 // live best and bound as the search improves, the Gantt chart redrawn from each
 // progress's schedule while the search runs and drawn from the result (one bar
 // per operation, where the schedule puts it, jobs in their colours),
-// an uploaded file, a bad instance refused on its field, the chart on the job's
+// an uploaded file, a bad instance refused on its field (and text a number field
+// cannot read), the chart on the job's
 // page, and screenshots at laptop and tablet sizes.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -227,6 +228,17 @@ describe('the Schedule page', () => {
     await page.locator('#jobshop-time_limit_ms').fill('0');
     await page.click('button[type="submit"]');
     await page.locator('.field[data-field="params.time_limit_ms"] .field-error', { hasText: 'time_limit_ms' }).waitFor();
+    // Text a number field cannot read is refused on its field, not sent as the default.
+    await page.locator('#jobshop-time_limit_ms').fill('');
+    await page.locator('#jobshop-time_limit_ms').pressSequentially('300e');
+    assert.equal(await page.locator('#jobshop-time_limit_ms').evaluate((i) => i.validity.badInput), true);
+    const sent = sentBinary.length;
+    await page.click('button[type="submit"]');
+    await page.locator('#jobshop-time_limit_ms-err', { hasText: 'time_limit_ms is not a number' }).waitFor();
+    assert.equal(await page.locator('#jobshop-time_limit_ms').getAttribute('aria-invalid'), 'true');
+    assert.match(await page.locator('.jobshop-status').textContent(), /Not sent: time_limit_ms is not a number/);
+    assert.equal(sentBinary.length, sent, 'nothing was sent');
+    await page.locator('#jobshop-time_limit_ms').fill('200');
   });
 
   test('the job page draws the same chart, every operation where the schedule puts it', async () => {

@@ -3,7 +3,8 @@
 // image chosen and one dropped, the job's mesh drawn in 3-D (pixels on the canvas
 // that change when the view is dragged and zoomed), the figures, STL and GLB
 // downloads that are the files the server made, a damaged image refused on its
-// field, the mesh on the job's page, and screenshots at laptop and tablet sizes.
+// field (and text a number field cannot read on its own), the mesh on the job's page,
+// and screenshots at laptop and tablet sizes.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
@@ -205,6 +206,16 @@ describe('the Relief page', () => {
     await page.locator('#relief-max_side_px').fill('5000');
     await page.click('button[type="submit"]');
     await page.locator('.field[data-field="params.max_side_px"] .field-error', { hasText: 'max_side_px' }).waitFor();
+    // Text a number field cannot read ("50e") is refused on its field, not sent as the default.
+    await page.locator('#relief-max_side_px').fill('256');
+    await page.locator('#relief-width_mm').fill('');
+    await page.locator('#relief-width_mm').pressSequentially('50e');
+    const sent = sentBinary.length;
+    await page.click('button[type="submit"]');
+    await page.locator('#relief-width_mm-err', { hasText: 'width_mm is not a number' }).waitFor();
+    assert.equal(await page.locator('#relief-width_mm').getAttribute('aria-invalid'), 'true');
+    assert.match(await page.locator('.relief-status').textContent(), /Not sent: width_mm is not a number/);
+    assert.equal(sentBinary.length, sent, 'nothing was sent');
   });
 
   test('the job page shows the mesh in 3-D as well', async () => {

@@ -434,11 +434,23 @@ export function jobshopView({ client, welcome, flash }) {
     } catch {
       jobs = null; // the server says what is wrong, naming the field
     }
-    const p = {};
+    const p = {}, bad = [];
     for (const f of fields) {
       f.err.textContent = '';
       f.input.removeAttribute('aria-invalid');
-      if (f.input.value !== '') p[f.name] = Number(f.input.value);
+      // Text a number field cannot read ("300e") reads as '': refused, not taken as the default.
+      if (f.input.validity.badInput) {
+        f.err.textContent = `${f.name} is not a number: correct it, or empty the field for ${f.input.placeholder === 'none' ? 'none' : 'the default'}.`;
+        f.input.setAttribute('aria-invalid', 'true');
+        bad.push(f);
+      } else if (f.input.value !== '') {
+        p[f.name] = Number(f.input.value);
+      }
+    }
+    if (bad.length) {
+      status.textContent = `Not sent: ${bad.map((f) => f.name).join(', ')} ${bad.length === 1 ? 'is' : 'are'} not a number.`;
+      bad[0].input.focus();
+      return;
     }
     const blob = new Blob([body], { type: 'text/plain' });
     go.disabled = true;

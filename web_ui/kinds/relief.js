@@ -149,12 +149,25 @@ export function reliefView({ client, welcome, flash }) {
     pick(e.dataTransfer?.files?.[0]);
   });
 
+  /* The params of the form, or null when a field holds text that is not a number
+   * (a number field reads "50e" as '': refused, not taken as the default). */
   const params = (fmt) => {
-    const p = { invert: invert.input.checked, format: fmt };
+    const p = { invert: invert.input.checked, format: fmt }, bad = [];
     for (const f of fields) {
       f.err.textContent = '';
       f.input.removeAttribute('aria-invalid');
-      if (f.input.value !== '') p[f.name] = Number(f.input.value);
+      if (f.input.validity.badInput) {
+        f.err.textContent = `${f.name} is not a number: correct it, or empty the field for the default.`;
+        f.input.setAttribute('aria-invalid', 'true');
+        bad.push(f);
+      } else if (f.input.value !== '') {
+        p[f.name] = Number(f.input.value);
+      }
+    }
+    if (bad.length) {
+      status.textContent = `Not sent: ${bad.map((f) => f.name).join(', ')} ${bad.length === 1 ? 'is' : 'are'} not a number.`;
+      bad[0].input.focus();
+      return null;
     }
     return p;
   };
@@ -211,6 +224,7 @@ export function reliefView({ client, welcome, flash }) {
     if (!image) return;
     const fmt = format.value;
     const p = params(fmt);
+    if (!p) return;
     go.disabled = true;
     try {
       const { job, res } = await run(p);
