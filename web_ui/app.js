@@ -303,12 +303,21 @@ function onDone(msg) {
 
 function route() {
   const hash = location.hash || '#/';
-  const parts = hash.slice(2).split('/').map(decodeURIComponent);
+  let parts = null;
+  try {
+    parts = hash.slice(2).split('/').map(decodeURIComponent);
+  } catch {
+    // A malformed %-escape (a link cut short or mistyped): parts stays null.
+  }
   if (state.view?.cleanup) state.view.cleanup();
   state.view = null;
   for (const a of document.querySelectorAll('#nav a')) {
-    if (a.getAttribute('href') === '#/' + parts[0] || (a.getAttribute('href') === '#/' && !parts[0])) a.setAttribute('aria-current', 'page');
+    if (parts && (a.getAttribute('href') === '#/' + parts[0] || (a.getAttribute('href') === '#/' && !parts[0]))) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
+  }
+  if (!parts) {
+    viewBadAddress(hash);
+    return;
   }
   if (!state.welcome || parts[0] === 'signin') {
     if (!state.welcome && state.connecting) return;
@@ -329,6 +338,16 @@ function route() {
     case 'risk': viewRisk(); break;
     default: viewDashboard();
   }
+}
+
+/* An address whose %-escapes do not decode names no page. */
+function viewBadAddress(hash) {
+  const shown = hash.length > 200 ? hash.slice(0, 200) + '…' : hash;
+  show(el('section', { class: 'view view-bad-address' }, el('h1', {}, 'Not a valid address'),
+    el('p', {}, 'The address ', el('code', { class: 'mono' }, shown),
+      ' holds a malformed %-escape, so it names no page here: was the link cut short or mistyped?'),
+    el('p', {}, el('a', { href: '#/', class: 'button' }, 'Go to the dashboard'), ' ',
+      el('a', { href: '#/jobs', class: 'button' }, 'All jobs'))));
 }
 
 function show(node, view = {}) {

@@ -3,7 +3,8 @@
 // lens.nfw form with its client-side validation, a job watched to the end, the
 // rendered map (pixels, hover read-out, keyboard cursor), a .npy download, the
 // Objects page (a collection and a model uploaded through its forms as binary
-// parts, listed, refused with the server's field, dropped), and screenshots at
+// parts, listed, refused with the server's field, dropped), an address with a
+// malformed %-escape answered with a page that says so, and screenshots at
 // laptop and tablet sizes (saved under $E2E_ARTEFACTS).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -407,6 +408,21 @@ describe('kiln web UI (auth required)', () => {
     await page.locator('tr[data-collection="e2e-docs"] button', { hasText: 'Confirm drop' }).click();
     await page.locator('tr[data-collection="e2e-docs"]').waitFor({ state: 'detached' });
     assert.ok(sentFrames.some((f) => f.includes('"op":"vec.drop"') && f.includes('"collection":"e2e-docs"')));
+  });
+
+  test('an address with a malformed %-escape says so instead of blanking the page', async () => {
+    await page.goto(kilnd.url + '/#/jobs/%E0%A4%A');
+    await page.locator('h1', { hasText: 'Not a valid address' }).waitFor();
+    assert.match(await page.locator('#view').textContent(), /#\/jobs\/%E0%A4%A holds a malformed %-escape/);
+    await page.locator('#conn[data-state="up"]').waitFor();
+    // Reached by a change of the hash from another page: the same, and no tab marked current.
+    await page.goto(kilnd.url + '/#/jobs');
+    await page.locator('.view-jobs').waitFor();
+    await page.evaluate(() => { location.hash = '#/objects/%'; });
+    await page.locator('h1', { hasText: 'Not a valid address' }).waitFor();
+    assert.equal(await page.locator('#nav a[aria-current]').count(), 0);
+    await page.click('#view a[href="#/"]');
+    await page.locator('h1', { hasText: 'Dashboard' }).waitFor();
   });
 
   test('no page errors and no Content-Security-Policy violations', () => {
