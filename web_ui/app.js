@@ -114,7 +114,17 @@ async function connect() {
     state.connecting = false;
   }
   renderSession();
-  route();
+  // A reconnect (the server restarted, the network came back) keeps the page as it
+  // is, with what was typed and the answers shown, when its view can take the new
+  // connection and the tenant and role are the same; else the page is built anew.
+  const v = state.view;
+  if (state.welcome && v?.reconnect && v.who === whoKey()) v.reconnect(client);
+  else if (state.welcome || state.authError || !v?.reconnect) route();
+}
+
+/* Who the views are built for: a view of another tenant or role is built anew. */
+function whoKey() {
+  return state.welcome ? `${state.welcome.tenant}\n${state.welcome.role}` : '';
 }
 
 let reconnectTimer = 0;
@@ -350,7 +360,11 @@ function viewBadAddress(hash) {
       el('a', { href: '#/jobs', class: 'button' }, 'All jobs'))));
 }
 
+/* Puts a view on screen. view: {name, cleanup(), onStats(s), onProgress(msg),
+ * reconnect(client)}: a view with reconnect goes on with a new connection as it is
+ * (connect()); one without is built anew. */
 function show(node, view = {}) {
+  view.who = whoKey();
   state.view = view;
   viewRoot().replaceChildren(node);
   const h = node.querySelector('h1');
@@ -525,7 +539,9 @@ function viewSubmit(kind) {
   if (!kind) body = el('p', { class: 'muted' }, 'This server announces no job kinds.');
   else if (!schemas[kind]) body = el('p', { class: 'muted' }, `The server sent no parameter schema for ${kind}.`);
   else body = buildForm(kind, schemas[kind], submitJob);
-  show(el('section', { class: 'view view-submit' }, el('h1', {}, 'Submit a job'), tabs, el('div', { class: 'card' }, body)));
+  // submitJob takes state.client when it runs: the form goes on with a new connection.
+  show(el('section', { class: 'view view-submit' }, el('h1', {}, 'Submit a job'), tabs, el('div', { class: 'card' }, body)),
+    { name: 'submit', reconnect() {} });
 }
 
 async function submitJob({ kind, params, priority, cache }) {
@@ -784,35 +800,35 @@ function viewJob(id) {
 
 function viewRelief() {
   const v = reliefView({ client: state.client, welcome: state.welcome, flash });
-  show(v.node, { name: 'relief', cleanup: v.cleanup });
+  show(v.node, { name: 'relief', cleanup: v.cleanup, reconnect: v.reconnect });
 }
 
 /* ---- sched.jobshop ---- */
 
 function viewJobshop() {
   const v = jobshopView({ client: state.client, welcome: state.welcome, flash });
-  show(v.node, { name: 'jobshop', cleanup: v.cleanup });
+  show(v.node, { name: 'jobshop', cleanup: v.cleanup, reconnect: v.reconnect });
 }
 
 /* ---- vec.search ---- */
 
 function viewVec() {
   const v = vecView({ client: state.client, welcome: state.welcome, flash });
-  show(v.node, { name: 'vec', cleanup: v.cleanup });
+  show(v.node, { name: 'vec', cleanup: v.cleanup, reconnect: v.reconnect });
 }
 
 /* ---- risk.score ---- */
 
 function viewRisk() {
   const v = riskView({ client: state.client, welcome: state.welcome, flash });
-  show(v.node, { name: 'risk', cleanup: v.cleanup });
+  show(v.node, { name: 'risk', cleanup: v.cleanup, reconnect: v.reconnect });
 }
 
 /* ---- stored objects ---- */
 
 function viewObjects() {
   const v = objectsView({ client: state.client, welcome: state.welcome, flash });
-  show(v.node, { name: 'objects' });
+  show(v.node, { name: 'objects', reconnect: v.reconnect });
   v.refresh();
 }
 

@@ -135,9 +135,11 @@ function bytesCell(n) {
   return el('td', { class: 'num', title: typeof n === 'number' ? `${n.toLocaleString('en-US')} bytes` : null }, fmtBytes(n));
 }
 
-/* Builds the page. ctx: {client, welcome, flash}. Returns {node, refresh}. */
+/* Builds the page. ctx: {client, welcome, flash}; ctx.client is read when a request
+ * goes out, so that reconnect(client) lets the page go on with a new connection.
+ * Returns {node, refresh, reconnect}. */
 export function objectsView(ctx) {
-  const { client, welcome, flash } = ctx;
+  const { welcome, flash } = ctx;
   const rank = ROLE_RANK[welcome.role] ?? 0;
   const canModels = rank >= ROLE_RANK.admin, canVectors = rank >= ROLE_RANK.writer;
   const maxMessage = welcome.limits?.max_message_bytes || 64 << 20;
@@ -155,7 +157,7 @@ export function objectsView(ctx) {
   const known = new Map(); // collection name -> its list entry, for the form's metric
   const refresh = async () => {
     try {
-      const [m, v] = await Promise.all([client.request({ op: 'model.list' }), client.request({ op: 'vec.list' })]);
+      const [m, v] = await Promise.all([ctx.client.request({ op: 'model.list' }), ctx.client.request({ op: 'vec.list' })]);
       const models = [...(m.models || [])].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
       const colls = [...(v.collections || [])].map((c) => ({ ...c, name: c.collection ?? c.name }))
         .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -165,7 +167,7 @@ export function objectsView(ctx) {
         el('td', { class: 'num' }, fmtNum(x.features)), bytesCell(x.bytes),
         el('td', {}, canModels ? twoStepButton('Delete', 'Confirm delete', `Delete model ${x.name}`, async () => {
           try {
-            await client.request({ op: 'model.delete', name: x.name });
+            await ctx.client.request({ op: 'model.delete', name: x.name });
           } catch (e) {
             flash(`Deleting model ${x.name} failed: ${e.message}`);
           }
@@ -177,7 +179,7 @@ export function objectsView(ctx) {
         el('td', { class: 'num' }, fmtNum(x.dim)), el('td', {}, x.metric ?? '—'),
         el('td', {}, canVectors ? twoStepButton('Drop', 'Confirm drop', `Drop collection ${x.name}`, async () => {
           try {
-            await client.request({ op: 'vec.drop', collection: x.name });
+            await ctx.client.request({ op: 'vec.drop', collection: x.name });
           } catch (e) {
             flash(`Dropping collection ${x.name} failed: ${e.message}`);
           }
@@ -208,16 +210,21 @@ export function objectsView(ctx) {
       el('div', { class: 'card table-card' }, el('h2', {}, 'Models'), modelsTable, modelsEmpty),
       el('div', { class: 'card table-card' }, el('h2', {}, 'Collections'), collsTable, collsEmpty)),
     el('div', { class: 'two' },
-      modelForm(client, canModels, refresh),
-      collectionForm(client, canVectors, maxMessage, refresh, (name) => known.get(name))));
-  return { node, refresh };
+      modelForm(ctx, canModels, refresh),
+      collectionForm(ctx, canVectors, maxMessage, refresh, (name) => known.get(name))));
+  // A new connection (the server restarted): the forms keep what was typed; the lists are read again.
+  const reconnect = (c) => {
+    ctx.client = c;
+    refresh();
+  };
+  return { node, refresh, reconnect };
 }
 
 function roleNote(allowed, needs) {
   return allowed ? null : el('p', { class: 'muted role-note' }, `Your role cannot upload here: it needs ${needs}.`);
 }
 
-function modelForm(client, allowed, refresh) {
+function modelForm(ctx, allowed, refresh) {
   const fields = {
     file: field('model-file', 'XGBoost JSON model', el('input', { type: 'file', name: 'model', accept: '.json,application/json' }),
       'A gbtree model with objective binary:logistic, as XGBoost saves it (save_model("m.json")).'),
@@ -249,7 +256,7 @@ function modelForm(client, allowed, refresh) {
     submit.disabled = true;
     kit.status.textContent = 'Uploading…';
     try {
-      const r = await client.upload({ op: 'model.put', name },
+      const r = await ctx.client.upload({ op: 'model.put', name },
         [{ name: 'model', dtype: 'bytes', shape: [file.size], blob: file, bytes: file.size }],
         (f) => { kit.status.textContent = `Uploading… ${Math.floor(f * 100)} %`; });
       kit.status.textContent = `Stored model ${r.name} version ${r.version}: ${r.trees} trees, ${r.features} features, ${fmtBytes(r.bytes)}.`;
@@ -264,7 +271,7 @@ function modelForm(client, allowed, refresh) {
   return form;
 }
 
-function collectionForm(client, allowed, maxMessage, refresh, lookup) {
+function collectionForm(ctx, allowed, maxMessage, refresh, lookup) {
   const metric = el('select', { name: 'metric' }, METRICS.map((m) => el('option', { value: m, selected: m === 'cosine' }, m)));
   const fields = {
     name: field('coll-name', 'collection', el('input', { type: 'text', name: 'collection', autocomplete: 'off', spellcheck: 'false' }),
@@ -325,7 +332,7 @@ function collectionForm(client, allowed, maxMessage, refresh, lookup) {
       let r;
       for (const [from, to] of batches) {
         const rows = to - from;
-        r = await client.upload({ op: 'vec.put', collection, metric: metric.value, ids: ids.slice(from, to) },
+        r = await ctx.client.upload({ op: 'vec.put', collection, metric: metric.value, ids: ids.slice(from, to) },
           [{ name: 'vectors', dtype: 'f32', shape: [rows, shape.dim], blob: file, start: shape.dataOffset + from * shape.dim * 4,
             bytes: rows * shape.dim * 4 }],
           (f) => { kit.status.textContent = `Uploading… ${Math.floor(((done + f * rows) / ids.length) * 100)} %`; });

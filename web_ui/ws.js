@@ -75,7 +75,7 @@ export class KilnClient extends EventTarget {
     this.pending = new Map();    // ref -> {resolve, reject, op}
     this.assembling = new Map(); // job -> {done, parts: Map(name -> part), missing}
     this.results = new Map();    // job -> complete {done, parts}
-    this.resultWaiters = new Map(); // job -> [resolve]
+    this.resultWaiters = new Map(); // job -> [{resolve, reject}]
     this.welcome = null;
   }
 
@@ -92,6 +92,9 @@ export class KilnClient extends EventTarget {
         for (const p of this.pending.values()) p.reject(new Error('connection closed'));
         this.pending.clear();
         this.assembling.clear();
+        // A result that was to come on this connection never will: its waiters hear so.
+        for (const list of this.resultWaiters.values()) for (const w of list) w.reject(new Error('connection closed'));
+        this.resultWaiters.clear();
         if (this.ws === ws) this.dispatchEvent(new CustomEvent('close', { detail: { code: ev.code, reason: ev.reason } }));
       });
     });
@@ -177,6 +180,7 @@ export class KilnClient extends EventTarget {
    * resolves when it finishes (the server answers `ok` and sends `done` later). */
   async result(job) {
     const waiter = this.waitResult(job);
+    waiter.catch(() => {}); // rejected when the connection closes: then the request's error is the one thrown
     try {
       await this.request({ op: 'result', job });
     } catch (e) {
@@ -186,10 +190,16 @@ export class KilnClient extends EventTarget {
     return waiter;
   }
 
+  /* Resolves with the result of `job` when it comes; rejects when the connection
+   * closes first (or is closed already). */
   waitResult(job) {
-    return new Promise((resolve) => {
+    return new Promise((resolve, reject) => {
+      if (!this.isOpen) {
+        reject(new Error('connection closed'));
+        return;
+      }
       const list = this.resultWaiters.get(job) || [];
-      list.push(resolve);
+      list.push({ resolve, reject });
       this.resultWaiters.set(job, list);
     });
   }
@@ -257,7 +267,7 @@ export class KilnClient extends EventTarget {
     }
     const waiters = this.resultWaiters.get(job) || [];
     this.resultWaiters.delete(job);
-    for (const w of waiters) w(res);
+    for (const w of waiters) w.resolve(res);
     this.dispatchEvent(new CustomEvent('result', { detail: res }));
   }
 }

@@ -1,6 +1,8 @@
 // Starts the real kilnd for a browser test: a fresh store directory, a free port,
 // optional token auth (a tokens file with the SHA-256 of each token), the web root
 // of this source tree, and `env`: more KILN_* settings. Ready when /readyz answers 200.
+// restart() stops it and starts it again on the same port and store (a server restart
+// under an open page).
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -41,33 +43,43 @@ export async function startKilnd({ tokens = null, webRoot, env: extra = {} } = {
     writeFileSync(file, tokens.map((t) => `${t.name} ${t.tenant} ${t.role} ${createHash('sha256').update(t.token).digest('hex')}\n`).join(''));
     env.KILN_AUTH_TOKENS_FILE = file;
   }
-  const proc = spawn(bin, [], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-  let log = '';
-  proc.stderr.on('data', (d) => {
-    log += d;
-  });
-  const exited = once(proc, 'exit').then(([code, sig]) => {
-    throw new Error(`kilnd exited early (${code ?? sig}):\n${log}`);
-  });
-  exited.catch(() => {});
   const url = `http://127.0.0.1:${port}`;
-  // Ready = /readyz answers 200; each attempt is a real request, bounded by a deadline.
-  const deadline = Date.now() + 20000;
-  for (;;) {
-    const attempt = fetch(`${url}/readyz`).then((r) => r.status === 200, () => false);
-    if (await Promise.race([attempt, exited])) break;
-    if (Date.now() > deadline) throw new Error(`kilnd did not become ready:\n${log}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  let proc, log = '';
+  const launch = async () => {
+    proc = spawn(bin, [], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    proc.stderr.on('data', (d) => {
+      log += d;
+    });
+    const exited = once(proc, 'exit').then(([code, sig]) => {
+      throw new Error(`kilnd exited early (${code ?? sig}):\n${log}`);
+    });
+    exited.catch(() => {});
+    // Ready = /readyz answers 200; each attempt is a real request, bounded by a deadline.
+    const deadline = Date.now() + 20000;
+    for (;;) {
+      const attempt = fetch(`${url}/readyz`).then((r) => r.status === 200, () => false);
+      if (await Promise.race([attempt, exited])) break;
+      if (Date.now() > deadline) throw new Error(`kilnd did not become ready:\n${log}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+  const halt = async () => {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      proc.kill('SIGTERM');
+      await once(proc, 'exit');
+    }
+  };
+  await launch();
   return {
     url,
     port,
     log: () => log,
+    async restart() {
+      await halt();
+      await launch();
+    },
     async stop() {
-      if (proc.exitCode === null && proc.signalCode === null) {
-        proc.kill('SIGTERM');
-        await once(proc, 'exit');
-      }
+      await halt();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -419,4 +419,28 @@ describe('the Search page', () => {
     assert.equal(await page.locator('.vec-card table.vec-answer').count(), 20);
     assert.match(await page.locator('.vec-card').textContent(), /and 20 more queries/);
   });
+  test('a server restart keeps the page as it is: what was typed and the answers shown', async () => {
+    await page.goto(kilnd.url + '/#/vec');
+    await page.locator('table.vec-collections tr[data-collection="docs"]').waitFor();
+    await page.selectOption('#vec-collection', 'docs');
+    await page.locator('#vec-k').fill('2');
+    await page.locator('#vec-query-id').fill('');
+    await page.locator('#vec-queries').fill('[0, 1, 0]');
+    await page.click('.vec-form button[type="submit"]');
+    await page.locator('.vec-status', { hasText: 'Done' }).waitFor();
+    const answers = await answersOn('.vec-out');
+    await page.locator('#vec-queries').fill('[1, 1, 0]  typed, not sent yet');
+    await kilnd.restart();
+    await page.locator('#conn[data-state="down"]').waitFor();
+    await page.locator('#conn[data-state="up"]').waitFor();
+    assert.equal(await page.inputValue('#vec-queries'), '[1, 1, 0]  typed, not sent yet');
+    assert.equal(await page.inputValue('#vec-collection'), 'docs');
+    assert.equal(await page.inputValue('#vec-k'), '2');
+    assert.deepEqual(await answersOn('.vec-out'), answers);
+    // The page searches on the new connection.
+    await page.locator('#vec-queries').fill('[1, 1, 0]');
+    await page.click('.vec-form button[type="submit"]');
+    await page.locator('.vec-status', { hasText: 'Done' }).waitFor();
+    assert.deepEqual((await answersOn('.vec-out'))[0].map(([id]) => id), ['c', 'd']);
+  });
 });

@@ -355,7 +355,7 @@ function paramField(name, spec) {
     el('label', { for: id }, name), input, el('p', { class: 'field-help', id: `${id}-help` }, spec.doc || ''), err) };
 }
 
-/* The Schedule page: {node, cleanup}. ctx: {client, welcome, flash}. */
+/* The Schedule page: {node, cleanup, reconnect(client)}. ctx: {client, welcome, flash}. */
 export function jobshopView({ client, welcome, flash }) {
   const props = {};
   for (const p of welcome?.schemas?.[KIND]?.params || []) props[p.name] = p;
@@ -518,6 +518,12 @@ export function jobshopView({ client, welcome, flash }) {
       client.removeEventListener('progress', onProgress);
       gantt.destroy();
       conv.destroy();
+    },
+    // A new connection (the server restarted): the instance, the fields and the chart stay.
+    reconnect: (c) => {
+      client.removeEventListener('progress', onProgress);
+      client = c;
+      client.addEventListener('progress', onProgress);
     },
   };
 }

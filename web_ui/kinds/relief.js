@@ -96,7 +96,7 @@ function schemaProps(schema) {
   return out;
 }
 
-/* The Relief page: {node, cleanup}. ctx: {client, welcome, flash}. */
+/* The Relief page: {node, cleanup, reconnect(client)}. ctx: {client, welcome, flash}. */
 export function reliefView({ client, welcome, flash }) {
   const props = schemaProps(welcome?.schemas?.[KIND]);
   const fields = FIELDS.map((n) => paramField(n, props[n] || {}));
@@ -261,6 +261,10 @@ export function reliefView({ client, welcome, flash }) {
     cleanup: () => {
       alive = false;
       view?.destroy();
+    },
+    // A new connection (the server restarted): the image, the fields and the mesh stay.
+    reconnect: (c) => {
+      client = c;
     },
   };
 }

@@ -163,7 +163,7 @@ export function riskResult(res, jobId, model) {
   return { node, destroy() {}, parts: ['pd', 'margin', 'z', 'zone'] };
 }
 
-/* The Risk page: {node, cleanup}. ctx: {client, welcome, flash}. */
+/* The Risk page: {node, cleanup, reconnect(client)}. ctx: {client, welcome, flash}. */
 export function riskView({ client, welcome, flash }) {
   const modelSpec = (welcome?.schemas?.[KIND]?.params || []).find((p) => p.name === 'model') || {};
   const builtins = (modelSpec.builtin || Object.keys(ALTMAN)).filter((b) => ALTMAN[b]);
@@ -292,5 +292,13 @@ export function riskView({ client, welcome, flash }) {
       el('div', { class: 'card risk-results', 'aria-label': 'risk results' }, el('h2', {}, 'Scores'), out)));
   if (!welcome?.kinds?.includes(KIND)) flash?.(`This server does not offer ${KIND}.`);
   refresh();
-  return { node, cleanup: () => { alive = false; } };
+  return {
+    node,
+    cleanup: () => { alive = false; },
+    // A new connection (the server restarted): what was typed and the scores stay; the models are read again.
+    reconnect: (c) => {
+      client = c;
+      refresh();
+    },
+  };
 }

@@ -110,7 +110,7 @@ export function vecResult(res, jobId) {
   return { node, destroy() {}, parts: ['scores'] };
 }
 
-/* The Search page: {node, cleanup}. ctx: {client, welcome, flash}. */
+/* The Search page: {node, cleanup, reconnect(client)}. ctx: {client, welcome, flash}. */
 export function vecView({ client, welcome, flash }) {
   const kSpec = (welcome?.schemas?.[KIND]?.params || []).find((p) => p.name === 'k') || {};
   const collections = new Map(); // name -> the vec.list entry
@@ -331,5 +331,13 @@ export function vecView({ client, welcome, flash }) {
     el('div', { class: 'card vec-results', 'aria-label': 'search results' }, el('h2', {}, 'Nearest neighbours'), out));
   if (!welcome?.kinds?.includes(KIND)) flash?.(`This server does not offer ${KIND}.`);
   refresh();
-  return { node, cleanup: () => { alive = false; } };
+  return {
+    node,
+    cleanup: () => { alive = false; },
+    // A new connection (the server restarted): what was typed and the answers stay; the list is read again.
+    reconnect: (c) => {
+      client = c;
+      refresh();
+    },
+  };
 }
