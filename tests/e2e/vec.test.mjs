@@ -7,8 +7,10 @@
 // searching from that item (exactly, a line break and all), the last search asked
 // for winning over an earlier one answered late; the collections read again when
 // another client changed them (the Objects page's Refresh too); earlier answers
-// marked as such after a failed search; values beyond float32 refused; the answers on the job's page, the ids of many queries
-// summed up in its scalar table; screenshots at laptop and tablet sizes.
+// marked as such after a failed search; values beyond float32 refused; the answers
+// on the job's page, the ids of many queries summed up in its scalar table; the
+// page kept as it is (typed queries, answers) across a server restart; screenshots
+// at laptop and tablet sizes.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LAPTOP, TABLET, openPage, shot } from './browser.mjs';
