@@ -156,6 +156,11 @@ describe('the Risk page', () => {
     await page.locator('#risk-rows').fill('1,2,x,4,5');
     await page.click('.risk-form button[type="submit"]');
     await page.locator('#risk-rows-err', { hasText: 'line 1, column 3' }).waitFor();
+    // A value that float32 cannot hold is refused before sending, not sent as infinity.
+    await page.locator('#risk-rows').fill('1,2,1e39,4,5');
+    await page.click('.risk-form button[type="submit"]');
+    await page.locator('#risk-rows-err', { hasText: 'row 1, value 3 (1e+39) is beyond the float32 range' }).waitFor();
+    assert.equal(sentBinary.length, 0);
     // A missing value is the server's to refuse for Altman's models.
     await page.locator('#risk-rows').fill('1,2,,4,5');
     await page.click('.risk-form button[type="submit"]');

@@ -60,6 +60,9 @@ export function parseRows(text) {
     }
     r.forEach((x, j) => {
       if (typeof x !== 'number') throw new Error(`row ${i + 1}, value ${j + 1} is not a number`);
+      if (Number.isFinite(x) && !Number.isFinite(Math.fround(x))) {
+        throw new Error(`row ${i + 1}, value ${j + 1} (${x}) is beyond the float32 range (±3.4e38)`);
+      }
       data[i * cols + j] = x;
     });
   });
