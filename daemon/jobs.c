@@ -80,8 +80,7 @@ void jobs_free(struct jobs *js)
         while (js->store_retry) {
                 struct job *j = js->store_retry;
                 js->store_retry = j->retry_next;
-                result_blob_free(j->blob_out);
-                j->blob_out = NULL;
+                job_blob_out_free(j);
                 job_unref(j); /* its op's reference (the table's went above) */
         }
         for (size_t b = 0; js->coalesce && b < COALESCE_BUCKETS; b++)
@@ -369,7 +368,7 @@ void job_unref(struct job *j)
                 json_decref(a->ref);
                 free(a);
         }
-        result_blob_free(j->blob_out);
+        job_blob_out_free(j);
         jobs_progress_values_free(j->progress_values, j->n_progress_values);
         pthread_mutex_destroy(&j->progress_lock);
         free(j);
@@ -485,7 +484,9 @@ static void sink_release(void *ctx, struct sched_item *it)
  * runs: it is not put back). Worker thread. */
 static int hold_bound_result(struct jobs *js, struct job *j, enum kiln_err *ret_code, char *msg, char *field)
 {
-        uint64_t need = kiln_kind_result_bytes(j->kind, j->params, j->in.arrays, j->in.n, &j->object);
+        uint64_t result = kiln_kind_result_bytes(j->kind, j->params, j->in.arrays, j->in.n, &j->object);
+        /* Its values' text again: its done message holds them once more. */
+        uint64_t need = result + kiln_kind_values_text_bytes(j->kind, j->params, j->in.arrays, j->in.n, &j->object);
         uint64_t limit = atomic_load(&js->max_result_bytes), mem_max = UINT64_MAX;
         const char *object = j->kind->object_param ? j->kind->object_param : "object";
         struct membudget_view mv;
@@ -494,16 +495,17 @@ static int hold_bound_result(struct jobs *js, struct job *j, enum kiln_err *ret_
                 membudget_view(js->mem, &mv);
                 mem_max = mv.take_max;
         }
-        if (need > limit || need + j->in.size > mem_max) {
+        if (result > limit || need + j->in.size > mem_max) {
                 *ret_code = KERR_TOO_LARGE;
                 snprintf(field, 128, "params");
-                if (need > limit)
+                if (result > limit)
                         snprintf(msg, 256, "with %s %s, these params ask for a result of %llu bytes, over the limit "
-                                 "of %llu (limits.max_result_bytes)", object, j->object_name, (unsigned long long)need,
-                                 (unsigned long long)limit);
+                                 "of %llu (limits.max_result_bytes)", object, j->object_name,
+                                 (unsigned long long)result, (unsigned long long)limit);
                 else
-                        snprintf(msg, 256, "with %s %s, these params ask for a result of %llu bytes (and %zu bytes "
-                                 "of inputs), more than kilnd may hold in memory at all (memory.max_bytes %llu)",
+                        snprintf(msg, 256, "with %s %s, these params ask for a result and its done message of %llu "
+                                 "bytes (and %zu bytes of inputs), more than kilnd may hold in memory at all "
+                                 "(memory.max_bytes %llu)",
                                  object, j->object_name, (unsigned long long)need, j->in.size,
                                  (unsigned long long)mem_max);
                 return -EFBIG;

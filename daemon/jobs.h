@@ -125,6 +125,8 @@ struct job {
         uint8_t *blob;            /* a result loaded from the store: parts point into it */
         struct hot_entry *hot;    /* or a hot copy of a cached one (hotcache.h): the same */
         struct result_blob *blob_out; /* the result being stored */
+        uint64_t blob_out_held;       /* its own bytes (result_blob_owned_bytes) in memory.max_bytes */
+        struct done_text *blob_done;  /* the done whose values' text it borrows, or NULL */
         /* A big result, once stored, is dropped from memory and sent from the store
          * piece by piece: its parts keep their names and shapes but no data; part i
          * begins at part_off[i] in the stored blob `stored_blob`. */
@@ -306,6 +308,12 @@ bool jobs_store_full(const struct jobs *js, char *reason);
 bool jobs_store_refuses(const struct jobs *js, uint64_t bytes, const char *what, char *reason);
 /* `bytes` were just written to the store: the room last measured is that much less. */
 void jobs_room_used(struct jobs *js, uint64_t bytes);
+/* Room promised to a change that was let through (jobs_store_refuses) and is not
+ * written yet, an object put: counted with what accepted jobs were promised, so
+ * that puts in flight together cannot all take the same room; given back when it
+ * is written or refused. */
+void jobs_store_promise(struct jobs *js, uint64_t bytes);
+void jobs_store_unpromise(struct jobs *js, uint64_t bytes);
 
 /* ---- figures (loop thread) ---- */
 

@@ -29,9 +29,9 @@ int job_take_blob(struct job *j, uint8_t *blob, size_t size)
         return r;
 }
 
-/* job_build_done with the scalars already formatted (result_scalars_text; NULL
- * for a job that is not done, or to format them here). */
-static int build_done(struct job *j, const char *scalars)
+/* job_build_done, saying where its result's values lie in it (where may be
+ * NULL; result_done_text_at). */
+static int build_done(struct job *j, struct done_scalars *where)
 {
         int state = atomic_load(&j->state);
         int64_t queue_ms, run_ms;
@@ -42,7 +42,6 @@ static int build_done(struct job *j, const char *scalars)
                 .queue_ms = queue_ms,
                 .run_ms = run_ms,
                 .result = &j->result,
-                .scalars = scalars,
                 .backend = j->backend,
                 .batch = j->batch,
                 .not_kept = j->result_not_kept,
@@ -51,7 +50,7 @@ static int build_done(struct job *j, const char *scalars)
                 .error_field = j->error_field,
         };
         char *text;
-        int r = result_done_text(&in, &text);
+        int r = result_done_text_at(&in, &text, where);
         if (r < 0)
                 return r;
         return done_text_set(&j->done, text, j->js->mem);
@@ -140,6 +139,15 @@ int jobs_load_finished(struct jobs *js, const struct store_job *rec, uint8_t **r
 }
 
 /* ---- finishing ---- */
+
+void job_blob_out_free(struct job *j)
+{
+        result_blob_free(j->blob_out);
+        j->blob_out = NULL;
+        done_text_unref(j->blob_done);
+        j->blob_done = NULL;
+        job_mem_give(j->js, MEM_RESULTS, &j->blob_out_held);
+}
 
 static void write_result_cb(struct store_op *op, uint8_t *dst, size_t offset, size_t len)
 {
@@ -233,6 +241,7 @@ static void on_finished_mail(struct mail *m)
                 if (!j->delivered && atomic_load(&j->state) == KILN_JOB_DONE) {
                         atomic_store(&j->state, KILN_JOB_FAILED);
                         kiln_result_clear(&j->result);
+                        job_hold_result(j, 0);
                         j->error_code = KERR_INTERNAL;
                         snprintf(j->error_message, sizeof(j->error_message), "the result could not be stored: %s",
                                  strerror(-status));
@@ -249,12 +258,21 @@ static void on_finished_mail(struct mail *m)
                         result_to_store(j);
                 }
         }
-        result_blob_free(j->blob_out);
-        j->blob_out = NULL;
+        job_blob_out_free(j);
         if (!j->delivered)
                 deliver(js, j);
         jobs_table_remove(js, j);
         job_unref(j); /* the store operation's reference */
+}
+
+void jobs_store_promise(struct jobs *js, uint64_t bytes)
+{
+        js->unstored += bytes;
+}
+
+void jobs_store_unpromise(struct jobs *js, uint64_t bytes)
+{
+        js->unstored -= bytes < js->unstored ? bytes : js->unstored;
 }
 
 void job_unstored_release(struct jobs *js, struct job *j)
@@ -298,8 +316,8 @@ bool jobs_store_refuses(const struct jobs *js, uint64_t bytes, const char *what,
                 return false;
         snprintf(reason, 256,
                  "the job store has %llu MiB of room left: not enough for %s (%llu MiB) "
-                 "on top of the %llu MiB promised to accepted jobs and the %llu MiB kept free; retry when room "
-                 "comes back",
+                 "on top of the %llu MiB promised to accepted jobs and puts and the %llu MiB kept free; retry "
+                 "when room comes back",
                  (unsigned long long)(js->room >> 20), what, (unsigned long long)((bytes + (1 << 20) - 1) >> 20),
                  (unsigned long long)(js->unstored >> 20), (unsigned long long)(JOBS_STORE_LOW_BYTES >> 20));
         return true;
@@ -315,9 +333,9 @@ bool jobs_store_full(const struct jobs *js, char *reason)
         if (!js->room_known || js->room >= JOBS_STORE_LOW_BYTES + js->unstored)
                 return false;
         snprintf(reason, 256,
-                 "the job store is full: %llu MiB of room left, %llu MiB promised to accepted jobs, and %llu MiB "
-                 "kept free; new work waits for room (finished jobs purged after jobs.retain_s, objects dropped, "
-                 "or disk space freed)",
+                 "the job store is full: %llu MiB of room left, %llu MiB promised to accepted jobs and puts, and "
+                 "%llu MiB kept free; new work waits for room (finished jobs purged after jobs.retain_s, objects "
+                 "dropped, or disk space freed)",
                  (unsigned long long)(js->room >> 20), (unsigned long long)(js->unstored >> 20),
                  (unsigned long long)(JOBS_STORE_LOW_BYTES >> 20));
         return true;
@@ -341,8 +359,7 @@ static void on_early_stored_mail(struct mail *m)
         }
         storeq_answered(js->storeq);
         job_unstored_release(js, j);
-        result_blob_free(j->blob_out);
-        j->blob_out = NULL;
+        job_blob_out_free(j);
         job_not_stored(js, j);
         job_unref(j); /* the store operation's reference */
 }
@@ -367,8 +384,11 @@ void job_finish(struct job *j, enum kiln_job_state state, enum kiln_err code, co
                 j->error_code = code;
                 snprintf(j->error_message, sizeof(j->error_message), "%s", message ? message : "");
         }
-        char *scalars = state == KILN_JOB_DONE ? result_scalars_text(&j->result) : NULL;
-        if (build_done(j, scalars) < 0)
+        /* The values are formatted once, into the done message, and the blob
+         * borrows them from it: a search's ids are in memory twice (the result's
+         * value and the done), not three times. */
+        struct done_scalars where = { 0 };
+        if (build_done(j, &where) < 0)
                 log_error("job %s: out of memory building its done message", j->id_text);
 
         job_to_record(j, &j->record);
@@ -376,10 +396,18 @@ void job_finish(struct job *j, enum kiln_job_state state, enum kiln_err code, co
         j->op.type = STORE_OP_JOB_PUT;
         j->op.job = &j->record;
         if (state == KILN_JOB_DONE) {
-                if (result_blob_new(&j->result, scalars, &j->blob_out) < 0) { /* takes scalars */
+                int rb;
+                if (where.len) {
+                        j->blob_done = done_text_ref(j->done);
+                        rb = result_blob_new_shared(&j->result, j->done->text + where.at, where.len, &j->blob_out);
+                } else {
+                        rb = result_blob_new(&j->result, result_scalars_text(&j->result), &j->blob_out);
+                }
+                if (rb < 0) {
                         /* Out of memory for a few headers: the job fails rather than
                          * being stored without its result. */
                         kiln_result_clear(&j->result);
+                        job_hold_result(j, 0);
                         atomic_store(&j->state, KILN_JOB_FAILED);
                         j->error_code = KERR_INTERNAL;
                         snprintf(j->error_message, sizeof(j->error_message), "out of memory storing the result");
@@ -387,6 +415,10 @@ void job_finish(struct job *j, enum kiln_job_state state, enum kiln_err code, co
                         job_to_record(j, &j->record);
                 } else {
                         j->op.result_size = result_blob_size(j->blob_out);
+                        /* Its headers (and the values' text, when it had to take a copy). */
+                        j->blob_out_held = result_blob_owned_bytes(j->blob_out);
+                        if (j->js->mem)
+                                membudget_charge(j->js->mem, MEM_RESULTS, j->blob_out_held);
                         j->op.write_result = write_result_cb;
                         /* No room for the result: the record is kept, the result delivered. */
                         j->op.result_optional = true;

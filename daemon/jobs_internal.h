@@ -49,6 +49,8 @@ int job_from_record(struct jobs *js, const struct store_job *rec, uint8_t **inpu
                     struct job **ret);
 /* Gives back what *held counts of `use` in the memory budget, and zeroes it. */
 void job_mem_give(struct jobs *js, enum mem_use use, uint64_t *held);
+/* Frees the blob of j's result being stored, giving back what it held. */
+void job_blob_out_free(struct job *j);
 /* Makes what j's result counts in the memory budget (MEM_RESULTS) `bytes`: what it
  * holds more is charged (it is allocated already), what it holds less given back. */
 void job_hold_result(struct job *j, uint64_t bytes);

@@ -21,8 +21,8 @@ static const char blob_magic[4] = { 'K', 'L', 'N', 'R' };
 #define BLOB_VERSION 2u
 #define BLOB_VERSION_MIN 1u
 
-/* One value other than a JSON text (KILN_V_JSON) as JSON: a non-finite number is
- * null. */
+/* One value as a jansson value: a non-finite number is null, and so is a JSON text
+ * (KILN_V_JSON: a scalar one here) that jansson does not read. */
 static json_t *value_json(const struct kiln_value *v)
 {
         switch (v->type) {
@@ -31,7 +31,10 @@ static json_t *value_json(const struct kiln_value *v)
         case KILN_V_INT: return json_integer((json_int_t)v->i);
         case KILN_V_BOOL: return json_boolean(v->b);
         case KILN_V_STR: return v->text ? json_string(v->text) : json_null();
-        case KILN_V_JSON: break;
+        case KILN_V_JSON: {
+                json_t *j = v->text ? json_loads(v->text, JSON_DECODE_ANY, NULL) : NULL;
+                return j ? j : json_null();
+        }
         }
         return json_null();
 }
@@ -77,16 +80,21 @@ static int member_text(const struct kiln_value *v, struct member_text *m)
                 m->key = m->key_owned;
                 m->key_len = strlen(m->key_owned);
         }
+        /* An array or object, however big, is checked and copied as it is, as the
+         * blob's reader reads it back (parse_member_value); a JSON text of one
+         * scalar goes through jansson like the other values. */
         size_t pos = 0;
-        if (v->type == KILN_V_JSON && v->text &&
-            json_value_compact(v->text, strlen(v->text), &pos, NULL, &m->value_len) == 0 && !v->text[pos]) {
+        const char *first = v->type == KILN_V_JSON && v->text ? v->text + strspn(v->text, " \t\r\n") : "";
+        bool container = *first == '[' || *first == '{';
+        if (container && json_value_compact(v->text, strlen(v->text), &pos, NULL, &m->value_len) == 0 &&
+            !v->text[pos]) {
                 m->value = v->text;
                 m->compact = true;
                 return 0;
         }
-        if (v->type == KILN_V_INT || v->type == KILN_V_BOOL || v->type == KILN_V_NULL || v->type == KILN_V_JSON ||
+        if (v->type == KILN_V_INT || v->type == KILN_V_BOOL || v->type == KILN_V_NULL || container ||
             (v->type == KILN_V_NUM && !isfinite(v->num))) {
-                /* A JSON text that does not parse (a kind's bug) is null. */
+                /* An array or object that is not JSON (a kind's bug) is null. */
                 struct textbuf b = textbuf_init(m->num, sizeof(m->num));
                 if (v->type == KILN_V_INT)
                         textbuf_i64(&b, v->i);
@@ -106,46 +114,71 @@ static int member_text(const struct kiln_value *v, struct member_text *m)
         return 0;
 }
 
-char *result_scalars_text(const struct kiln_result *r)
-{
+/* The scalars object's text, measured, then written where its caller wants it. */
+struct scalars {
         struct member_text m[KILN_MAX_SCALARS];
-        int n = r->n_scalars < KILN_MAX_SCALARS ? r->n_scalars : KILN_MAX_SCALARS;
-        size_t total = 3; /* {} and the NUL */
-        char *text = NULL;
+        int n;
+        size_t len; /* the text's bytes, without a NUL */
+};
 
-        memset(m, 0, sizeof(m));
-        for (int i = 0; i < n; i++) {
-                if (member_text(&r->scalars[i], &m[i]) < 0)
-                        goto out;
-                total += m[i].key_len + 2 + m[i].value_len; /* key:value, */
+static void scalars_release(struct scalars *sc)
+{
+        for (int i = 0; i < sc->n; i++) {
+                free(sc->m[i].key_owned);
+                free(sc->m[i].value_owned);
         }
-        text = malloc(total);
-        if (!text)
-                goto out;
+}
+
+static int scalars_prepare(const struct kiln_result *r, struct scalars *sc)
+{
+        memset(sc, 0, sizeof(*sc));
+        sc->n = r->n_scalars < KILN_MAX_SCALARS ? r->n_scalars : KILN_MAX_SCALARS;
+        sc->len = 2; /* {} */
+        for (int i = 0; i < sc->n; i++) {
+                if (member_text(&r->scalars[i], &sc->m[i]) < 0) {
+                        scalars_release(sc);
+                        return -ENOMEM;
+                }
+                sc->len += (i ? 1 : 0) + sc->m[i].key_len + 1 + sc->m[i].value_len; /* ,key:value */
+        }
+        return 0;
+}
+
+/* Writes the sc->len bytes of the text at out (no NUL). */
+static void scalars_write(const struct scalars *sc, char *out)
+{
         size_t o = 0;
-        text[o++] = '{';
-        for (int i = 0; i < n; i++) {
+        out[o++] = '{';
+        for (int i = 0; i < sc->n; i++) {
+                const struct member_text *m = &sc->m[i];
                 if (i)
-                        text[o++] = ',';
-                memcpy(text + o, m[i].key, m[i].key_len);
-                o += m[i].key_len;
-                text[o++] = ':';
-                if (m[i].compact) {
+                        out[o++] = ',';
+                memcpy(out + o, m->key, m->key_len);
+                o += m->key_len;
+                out[o++] = ':';
+                if (m->compact) {
                         size_t pos = 0, len;
-                        json_value_compact(m[i].value, strlen(m[i].value), &pos, text + o, &len); /* checked */
+                        json_value_compact(m->value, strlen(m->value), &pos, out + o, &len); /* checked */
                         o += len;
                 } else {
-                        memcpy(text + o, m[i].value, m[i].value_len);
-                        o += m[i].value_len;
+                        memcpy(out + o, m->value, m->value_len);
+                        o += m->value_len;
                 }
         }
-        text[o++] = '}';
-        text[o] = '\0';
-out:
-        for (int i = 0; i < n; i++) {
-                free(m[i].key_owned);
-                free(m[i].value_owned);
+        out[o] = '}';
+}
+
+char *result_scalars_text(const struct kiln_result *r)
+{
+        struct scalars sc;
+        if (scalars_prepare(r, &sc) < 0)
+                return NULL;
+        char *text = malloc(sc.len + 1);
+        if (text) {
+                scalars_write(&sc, text);
+                text[sc.len] = '\0';
         }
+        scalars_release(&sc);
         return text;
 }
 
@@ -256,14 +289,17 @@ static int blob_add_owned(struct result_blob *b, uint8_t *p, size_t len)
         return 0;
 }
 
-int result_blob_new(const struct kiln_result *r, char *scalars, struct result_blob **ret)
+/* result_blob_new and result_blob_new_shared: the scalars text taken over
+ * (owned) or borrowed. */
+static int blob_new(const struct kiln_result *r, const char *scalars, size_t n, bool owned,
+                    struct result_blob **ret)
 {
         struct result_blob *b = scalars ? calloc(1, sizeof(*b)) : NULL;
         if (!b) {
-                free(scalars);
+                if (owned)
+                        free((char *)scalars);
                 return -ENOMEM; /* or result_scalars_text failed */
         }
-        size_t n = strlen(scalars);
         uint8_t *head = malloc(12), *tail = malloc(4);
         if (head) {
                 memcpy(head, blob_magic, 4);
@@ -271,15 +307,17 @@ int result_blob_new(const struct kiln_result *r, char *scalars, struct result_bl
         }
         if (tail)
                 put_u32(tail, (uint32_t)r->n_parts);
-        /* The scalars text is the blob's from here, not copied: it can be most of it. */
-        if (blob_add_owned(b, head, 12) < 0 || blob_add_owned(b, (uint8_t *)scalars, n) < 0 ||
-            blob_add_owned(b, tail, 4) < 0) {
-                if (b->n < 2)
-                        free(scalars);
-                if (b->n < 3)
-                        free(tail);
+        /* The scalars text is not copied: it can be most of the blob. */
+        if (blob_add_owned(b, head, 12) < 0) {
+                if (owned)
+                        free((char *)scalars);
+                free(tail);
                 goto fail;
         }
+        b->seg[b->n++] = (struct blob_seg){ .p = (const uint8_t *)scalars, .len = n, .owned = owned };
+        b->size += n;
+        if (blob_add_owned(b, tail, 4) < 0)
+                goto fail;
         for (int i = 0; i < r->n_parts; i++) {
                 const struct kiln_part *part = &r->parts[i];
                 char *hdr = part_header_text(part);
@@ -306,6 +344,25 @@ int result_blob_new(const struct kiln_result *r, char *scalars, struct result_bl
 fail:
         result_blob_free(b);
         return -ENOMEM;
+}
+
+int result_blob_new(const struct kiln_result *r, char *scalars, struct result_blob **ret)
+{
+        return blob_new(r, scalars, scalars ? strlen(scalars) : 0, true, ret);
+}
+
+int result_blob_new_shared(const struct kiln_result *r, const char *scalars, size_t len, struct result_blob **ret)
+{
+        return blob_new(r, scalars, len, false, ret);
+}
+
+size_t result_blob_owned_bytes(const struct result_blob *b)
+{
+        size_t n = 0;
+        for (int i = 0; i < b->n; i++)
+                if (b->seg[i].owned)
+                        n += b->seg[i].len;
+        return n;
 }
 
 size_t result_blob_size(const struct result_blob *b)
@@ -426,28 +483,36 @@ static size_t skip_ws(const char *text, size_t n, size_t pos)
         return pos;
 }
 
-/* A blob's scalars object (n bytes of text), member by member, in its order. */
+/* A blob's scalars object (n bytes of text), member by member, in its order: no
+ * value is read twice, and none deeper than it was written. */
 static int parse_scalars(const char *text, size_t n, struct kiln_result *ret)
 {
-        size_t pos = skip_ws(text, n, 0), end = pos;
-        if (pos == n || text[pos] != '{' || json_value_compact(text, n, &end, NULL, NULL) < 0 || end != n)
-                return -EIO; /* one valid object, then nothing */
-        /* Valid: a key, its colon and its value, then a comma or the closing brace. */
+        size_t pos = skip_ws(text, n, 0);
+        if (pos == n || text[pos] != '{')
+                return -EIO;
         pos = skip_ws(text, n, pos + 1);
-        while (text[pos] == '"') {
+        if (pos < n && text[pos] == '}')
+                return skip_ws(text, n, pos + 1) == n ? 0 : -EIO;
+        for (;;) {
                 size_t from = pos;
-                json_value_compact(text, n, &pos, NULL, NULL);
+                if (pos == n || text[pos] != '"' || json_value_compact(text, n, &pos, NULL, NULL) < 0)
+                        return -EIO;
                 json_t *k = json_loadb(text + from, pos - from, JSON_DECODE_ANY, NULL);
                 const char *name = json_string_value(k);
-                pos = skip_ws(text, n, pos + 1); /* past the colon */
-                int r = name ? parse_member_value(text, n, &pos, name, ret) : -EIO;
+                int r = name && pos < n && text[pos] == ':' ? 0 : -EIO;
+                if (r >= 0) {
+                        pos = skip_ws(text, n, pos + 1);
+                        r = parse_member_value(text, n, &pos, name, ret);
+                }
                 json_decref(k);
                 if (r < 0)
                         return r;
-                if (text[pos] == ',')
+                if (pos < n && text[pos] == ',') {
                         pos = skip_ws(text, n, pos + 1);
+                        continue;
+                }
+                return pos < n && text[pos] == '}' && skip_ws(text, n, pos + 1) == n ? 0 : -EIO;
         }
-        return 0;
 }
 
 int result_blob_parse_with(result_read_fn read, void *opaque, uint64_t size, struct kiln_result *ret,
@@ -512,24 +577,38 @@ int result_blob_parse(const uint8_t *blob, size_t size, struct kiln_result *ret)
 /* ---- the done message ---- */
 
 /* A finished job's `done` written directly, byte for byte what the jansson path
- * below writes (JSON_COMPACT, keys in insertion order), around the scalars text.
- * NULL when a string needs escaping or on ENOMEM. */
-static char *done_text_plain(const struct done_info *in, const char *scalars, const char *backend)
+ * below writes (JSON_COMPACT, keys in insertion order), around the scalars text:
+ * `scalars`, or when NULL the result's values written in place (no copy of their
+ * own is made); *where says where that text lies. NULL when a string needs
+ * escaping or on ENOMEM. */
+static char *done_text_plain(const struct done_info *in, const char *scalars, const char *backend,
+                             struct done_scalars *where)
 {
         const struct kiln_result *r = in->result;
+        struct scalars sc;
+        size_t slen;
 
         if (!proto_json_plain(in->job) || !proto_json_plain(backend))
                 return NULL;
         for (int i = 0; i < r->n_parts; i++)
                 if (!part_header_plain(&r->parts[i]))
                         return NULL;
+        if (scalars)
+                slen = strlen(scalars);
+        else if (scalars_prepare(r, &sc) < 0)
+                return NULL;
+        else
+                slen = sc.len;
         /* Room for the longest text: the strings, three numbers and every part's
          * header, with a generous allowance for the fixed text around them. */
-        size_t cap = strlen(in->job) + strlen(scalars) + strlen(backend) + 3 * (TEXTBUF_U64_DIGITS + 1) +
+        size_t cap = strlen(in->job) + slen + strlen(backend) + 3 * (TEXTBUF_U64_DIGITS + 1) +
                      (size_t)r->n_parts * (PART_HEADER_MAX + 1) + 160;
         char *text = malloc(cap);
-        if (!text)
+        if (!text) {
+                if (!scalars)
+                        scalars_release(&sc);
                 return NULL;
+        }
         struct textbuf b = textbuf_init(text, cap);
         textbuf_str(&b, "{\"op\":\"done\",\"job\":\"");
         textbuf_str(&b, in->job);
@@ -538,7 +617,14 @@ static char *done_text_plain(const struct done_info *in, const char *scalars, co
         textbuf_str(&b, ",\"run\":");
         textbuf_i64(&b, in->run_ms);
         textbuf_str(&b, "},\"result\":");
-        textbuf_str(&b, scalars);
+        size_t at = b.len;
+        if (scalars) {
+                textbuf_put(&b, scalars, slen);
+        } else {
+                scalars_write(&sc, text + at); /* cap leaves room for it */
+                b.len += slen;
+                scalars_release(&sc);
+        }
         textbuf_str(&b, ",\"parts\":[");
         for (int i = 0; i < r->n_parts; i++) {
                 if (i)
@@ -554,6 +640,7 @@ static char *done_text_plain(const struct done_info *in, const char *scalars, co
                 free(text);
                 return NULL;
         }
+        *where = (struct done_scalars){ .at = at, .len = slen };
         return text;
 }
 
@@ -590,23 +677,30 @@ static char *done_text_json(const struct done_info *in, const char *scalars, con
         return text;
 }
 
-int result_done_text(const struct done_info *in, char **ret)
+int result_done_text_at(const struct done_info *in, char **ret, struct done_scalars *ret_where)
 {
         const char *backend = in->backend && in->backend[0] ? in->backend : "cpu";
         bool done = !strcmp(in->state, "done") && in->result;
-        char *own = done && !in->scalars ? result_scalars_text(in->result) : NULL;
-        const char *scalars = in->scalars ? in->scalars : own;
-        char *text = NULL;
+        struct done_scalars where = { 0 };
+        char *text = done ? done_text_plain(in, in->scalars, backend, &where) : NULL;
 
-        if (done && !scalars)
-                return -ENOMEM;
-        if (done)
-                text = done_text_plain(in, scalars, backend);
+        if (!text) {
+                where = (struct done_scalars){ 0 };
+                char *own = done && !in->scalars ? result_scalars_text(in->result) : NULL;
+                if (done && !in->scalars && !own)
+                        return -ENOMEM;
+                text = done_text_json(in, in->scalars ? in->scalars : own, backend);
+                free(own);
+        }
         if (!text)
-                text = done_text_json(in, scalars, backend);
-        free(own);
-        if (!text)
                 return -ENOMEM;
+        if (ret_where)
+                *ret_where = where;
         *ret = text;
         return 0;
+}
+
+int result_done_text(const struct done_info *in, char **ret)
+{
+        return result_done_text_at(in, ret, NULL);
 }

@@ -19,8 +19,8 @@
  * and JSON values (KILN_V_JSON: checked and copied without white space in one pass,
  * never parsed into a tree, since a search's ids can be hundreds of megabytes; one
  * that is not valid JSON is null). NULL on ENOMEM. Formatting doubles to 17 digits
- * is most of a small job's encoding cost, so a finished job makes this once for
- * both its blob and its `done`. */
+ * is most of a small job's encoding cost: a finished job formats its values once,
+ * into its `done` (result_done_text_at), and its blob borrows them there. */
 char *result_scalars_text(const struct kiln_result *r);
 
 struct result_blob;
@@ -30,6 +30,12 @@ struct result_blob;
  * NULL fails with -ENOMEM). The blob borrows r's part data: r must outlive it.
  * Returns >= 0 or -ENOMEM. */
 int result_blob_new(const struct kiln_result *r, char *scalars, struct result_blob **ret);
+/* The same with the scalars text borrowed, len bytes (the one in a `done` text:
+ * result_done_text_at), which must outlive the blob as r must. */
+int result_blob_new_shared(const struct kiln_result *r, const char *scalars, size_t len, struct result_blob **ret);
+/* The bytes the blob holds of its own (its headers, and a scalars text it took
+ * over), besides what it borrows. */
+size_t result_blob_owned_bytes(const struct result_blob *b);
 /* Accepts NULL. */
 void result_blob_free(struct result_blob *b);
 size_t result_blob_size(const struct result_blob *b);
@@ -79,3 +85,14 @@ struct done_info {
 /* The `done` message (without "ref") as compact JSON text in *ret (malloc'd).
  * Returns >= 0 or -ENOMEM. */
 int result_done_text(const struct done_info *in, char **ret);
+
+/* Where the result's scalars text lies in a `done` text, [at, at + len): byte for
+ * byte what result_scalars_text makes of the result, so that the stored blob can
+ * borrow it (result_blob_new_shared) rather than hold a copy; a search's ids are
+ * most of both. len 0: not there as such (not done, or a done built by jansson). */
+struct done_scalars {
+        size_t at, len;
+};
+/* result_done_text, saying where its scalars text lies (ret_where may be NULL).
+ * Without in->scalars the values are written into the done text directly. */
+int result_done_text_at(const struct done_info *in, char **ret, struct done_scalars *ret_where);

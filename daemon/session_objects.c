@@ -56,6 +56,7 @@ struct obj_req {
         struct part *part;         /* model.put: "model"; vec.put: "vectors" */
         uint64_t mem_held;         /* its bytes, held in memory.max_bytes (MEM_INPUTS) until freed */
         uint64_t check_held;       /* model.put: what its check may hold (MEM_RESULTS) until done */
+        uint64_t room_promised;    /* a put let through: the store room promised to it until freed */
 
         /* vec.put, vec.delete */
         struct kiln_object_id *ids;
@@ -130,6 +131,8 @@ static void req_free(struct obj_req *r)
                 membudget_give(r->d->mem, MEM_INPUTS, r->mem_held);
         if (r->check_held)
                 membudget_give(r->d->mem, MEM_RESULTS, r->check_held);
+        if (r->room_promised)
+                jobs_store_unpromise(r->d->jobs, r->room_promised);
         free(r->ids);
         free(r->items);
         store_object_info_clear(&r->op.object_info);
@@ -302,15 +305,21 @@ static void fail_store(struct obj_req *r, int status)
 }
 
 /* The reply to the request whose store op is done (r->op.status, its outputs). */
-/* The bytes of each item's key and the store's own around it, in a put's estimate. */
-#define PUT_ITEM_OVERHEAD 128
+/* The store's own bytes around an item: its node header and its slot in the page. */
+#define PUT_ITEM_NODE_BYTES 16
 
-/* What a put will write to the store: its data and its items' keys. */
+/* What a put will take of the store, at most: a model's JSON as it is; a
+ * collection's items (each keyed by the object's prefix and its id, its row the
+ * value) in leaf pages that may be only half full, as pages split in two are. */
 static uint64_t put_bytes(const struct obj_req *r)
 {
         uint64_t bytes = 4096 + (r->part ? r->part->bytes : 0);
-        for (size_t i = 0; r->ids && i < r->n; i++)
-                bytes += r->ids[i].len + PUT_ITEM_OVERHEAD;
+        if (r->ids) {
+                size_t prefix = strlen(r->tenant) + strlen(r->cls->name) + strlen(r->name) + 3;
+                bytes += r->part->bytes;
+                for (size_t i = 0; i < r->n; i++)
+                        bytes += 2 * (prefix + r->ids[i].len + PUT_ITEM_NODE_BYTES);
+        }
         return bytes;
 }
 
@@ -548,6 +557,8 @@ static void check_or_wait(struct session *s, struct obj_req *r)
 /* Starts the checks that waited for changes now stored (or refused). */
 static void start_waiting_checks(struct session *s)
 {
+        if (s->d->quit)
+                return; /* what waits goes with the session (session_objects_close) */
         for (struct obj_req *r = s->objops_head; r; r = r->next)
                 if (r->check_waits)
                         check_or_wait(s, r);
@@ -621,6 +632,8 @@ static void on_validated(struct mail *m)
                 req_fail(r, KERR_UNAVAILABLE, NULL, "%s; nothing was stored", reason);
                 return;
         }
+        r->room_promised = put_bytes(r);
+        jobs_store_promise(d->jobs, r->room_promised);
         if (is_model(r)) {
                 risk_model_meta_encode(r->info.trees, r->info.features, r->meta);
                 r->meta_len = RISK_MODEL_META_BYTES;

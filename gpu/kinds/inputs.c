@@ -211,3 +211,9 @@ uint64_t kiln_kind_result_bytes(const struct kiln_kind *kind, const void *params
                 return kind->result_size(params, in, n_in, obj);
         return kind->result_bytes ? kind->result_bytes(params) : 0;
 }
+
+uint64_t kiln_kind_values_text_bytes(const struct kiln_kind *kind, const void *params, const struct kiln_array *in,
+                                     size_t n_in, const struct kiln_object *obj)
+{
+        return kind && kind->values_text_size ? kind->values_text_size(params, in, n_in, obj) : 0;
+}

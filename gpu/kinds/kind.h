@@ -373,6 +373,12 @@ struct kiln_kind {
         /* Deprecated (interface version 2): the bound from the params alone. Kept
          * while callers move to kiln_kind_result_bytes; new kinds set result_size. */
         uint64_t (*result_bytes)(const void *params);
+        /* Of result_size's bound, the part that is its values' texts (a search's
+         * ids), which the job's `done` message holds once more: the daemon counts
+         * it twice. NULL: values too small to count. Called through
+         * kiln_kind_values_text_bytes. */
+        uint64_t (*values_text_size)(const void *params, const struct kiln_array *in, size_t n_in,
+                                     const struct kiln_object *obj);
 
         /* The CPU implementation of one task: fills t->result (empty on entry) from
          * t->params, t->inputs and t->object. Returns >= 0, -ECANCELED when the stop
@@ -425,3 +431,6 @@ int kiln_kind_check_meta(const struct kiln_kind *kind, const void *params, const
  * result_bytes, else 0. */
 uint64_t kiln_kind_result_bytes(const struct kiln_kind *kind, const void *params, const struct kiln_array *in,
                                 size_t n_in, const struct kiln_object *obj);
+/* The part of that bound that is the values' texts: values_text_size, else 0. */
+uint64_t kiln_kind_values_text_bytes(const struct kiln_kind *kind, const void *params, const struct kiln_array *in,
+                                     size_t n_in, const struct kiln_object *obj);

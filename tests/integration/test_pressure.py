@@ -32,7 +32,7 @@ import urllib.request
 import numpy as np
 
 from kiln_fixture import Client, Kilnd, wait_for
-from kiln_objects import part_frames, send_frames, vec_put, xgb_model_of_size
+from kiln_objects import part_frames, send_frames, vec_put, vectors_payload, xgb_model_of_size
 
 KIND = "lens.nfw"
 MiB = 1 << 20
@@ -767,10 +767,10 @@ class FullStoreCase(PressureCase):
 class MapFullTest(FullStoreCase):
     """The LMDB map (store.map_size_gb 1, the smallest) fills: first with results (new
     big jobs are refused while some room is still kept free), then with collections
-    until they are refused too, the room kept free still free (within what a put's
-    size is estimated at); dropping the collections gives the room back. (A
-    cache.purge frees no room while the finished jobs that hold the results are
-    kept, jobs.retain_s.)"""
+    until they are refused too, the room kept free still free; dropping the
+    collections gives the room back. Puts sent together, without waiting for each
+    other's replies, keep it free as well. (A cache.purge frees no room while the
+    finished jobs that hold the results are kept, jobs.retain_s.)"""
 
     def test_full_map_refuses_new_work_and_recovers_when_collections_are_dropped(self):
         k = Kilnd(env={"KILN_STORE_MAP_SIZE_GB": "1", "KILN_STORE_SYNC": "off"}).start()
@@ -781,15 +781,59 @@ class MapFullTest(FullStoreCase):
                 stored, names = await fill_with_collections(self, c)
                 print(f"\nmap: {accepted} results stored, {refused} jobs refused, then {stored >> 20} MiB "
                       f"of collections")
-                await self.check_refused_while_full(k, c)
+                # What is left is the room kept free (within what a put's size is
+                # estimated at): a big job does not fit, the drops below do.
                 code, body = readyz(k.http)
                 self.assertGreater(body["store"]["map_free_bytes"], 24 * MiB, body)
+                r = await c.submit(KIND, nfw(2048, ALL_MAPS))
+                self.assertEqual((r.get("op"), r.get("code")), ("error", "unavailable"), r)
+                self.assertIn("store", r.get("message", "").lower(), r)
                 # An operator makes room: LMDB's freed pages count as room at once
                 # (the file never shrinks), and kilnd serves again by itself.
                 for name in names:
                     r = await c.call({"op": "vec.drop", "collection": name})
                     self.assertEqual(r.get("op"), "ok", r)
+                for _ in range(50):  # the room is measured about once a second
+                    code, body = readyz(k.http)
+                    if body["store"]["room_bytes"] > 64 * MiB:
+                        break
+                    await asyncio.sleep(0.1)
+                self.assertGreater(body["store"]["room_bytes"], 64 * MiB, body)
                 await self.check_recovered(k, c)
+                await c.close()
+            self.run_async(go(), timeout=150)
+        finally:
+            stop_and_check(k)
+
+
+    def test_puts_sent_together_leave_the_room_kept_free(self):
+        k = Kilnd(env={"KILN_STORE_MAP_SIZE_GB": "1", "KILN_STORE_SYNC": "off"}).start()
+        try:
+            async def go():
+                c = await Client.connect(k.url)
+                dim, n = 128, 40
+                rows = 16 * MiB // (4 * dim)
+                payload, shape = vectors_payload(np.random.default_rng(2).standard_normal((rows, dim),
+                                                                                          dtype=np.float32))
+                ids = [str(i) for i in range(rows)]
+                for i in range(n):  # every put before any reply
+                    await send_frames(c, part_frames(f"put-{i}", "vectors", "f32", shape, payload))
+                    await c.send({"op": "vec.put", "collection": f"together-{i}", "ids": ids, "metric": "l2",
+                                  "ref": f"put-{i}"})
+                replies = [await wait_for(c, lambda m: m.get("op") in ("vec", "error"), 120) for _ in range(n)]
+                stored = sum(m["op"] == "vec" for m in replies)
+                refused = [m for m in replies if m["op"] == "error"]
+                self.assertTrue(refused, "the map took 40 collections of 16 MiB")
+                for m in refused:
+                    self.assertEqual(m.get("code"), "unavailable", m)
+                    self.assertIn("store", m.get("message", "").lower(), m)
+                await asyncio.sleep(1.5)  # the room is measured about once a second
+                code, body = readyz(k.http)
+                print(f"\ntogether: {stored} puts of 16 MiB stored, {len(refused)} refused; "
+                      f"{body['store']['map_free_bytes'] >> 20} MiB of the map free")
+                self.assertGreater(body["store"]["map_free_bytes"], 32 * MiB, body)
+                r = await c.call({"op": "vec.drop", "collection": "together-0"})
+                self.assertEqual(r.get("op"), "ok", r)
                 await c.close()
             self.run_async(go(), timeout=150)
         finally:

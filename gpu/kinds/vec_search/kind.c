@@ -168,8 +168,10 @@ static int check_meta(const void *params, const struct kiln_array *in, size_t n_
         return check_queries(in, n_in, metric, dim, p->collection, err);
 }
 
-static uint64_t result_size(const void *params, const struct kiln_array *in, size_t n_in,
-                            const struct kiln_object *obj)
+/* The queries and answers a job asks for (k cut to the collection's count, when
+ * it is known). */
+static void answer_shape(const void *params, const struct kiln_array *in, size_t n_in,
+                         const struct kiln_object *obj, uint64_t *ret_q, uint64_t *ret_k)
 {
         const struct vec_search_params *p = params;
         const struct kiln_array *a = kiln_inputs_find(in, n_in, "queries");
@@ -182,9 +184,32 @@ static uint64_t result_size(const void *params, const struct kiln_array *in, siz
                 q = a->shape[0];
         else if (p->query_id[0])
                 q = 1;
-        /* The scores; with the collection, the ids' text too (kind.h): q arrays of k
-         * strings, none longer than its longest id, and the NUL. */
-        return q * k * sizeof(float) + (c ? q * (k * (c->id_text_max + 1) + 2) + 3 : 0);
+        *ret_q = q;
+        *ret_k = k;
+}
+
+/* The ids' text, with the collection: q arrays of k strings, none longer than its
+ * longest id, and the NUL. Without it, unknown (0). */
+static uint64_t values_text_size(const void *params, const struct kiln_array *in, size_t n_in,
+                                 const struct kiln_object *obj)
+{
+        const struct vec_collection *c = obj ? obj->snapshot : NULL;
+        uint64_t q, k;
+
+        if (!c)
+                return 0;
+        answer_shape(params, in, n_in, obj, &q, &k);
+        return q * (k * (c->id_text_max + 1) + 2) + 3;
+}
+
+/* The scores, and with the collection the ids' text (kind.h). */
+static uint64_t result_size(const void *params, const struct kiln_array *in, size_t n_in,
+                            const struct kiln_object *obj)
+{
+        uint64_t q, k;
+
+        answer_shape(params, in, n_in, obj, &q, &k);
+        return q * k * sizeof(float) + values_text_size(params, in, n_in, obj);
 }
 
 uint64_t vec_task_query_count(const struct kiln_task *t)
@@ -445,6 +470,7 @@ const struct kiln_kind kiln_kind_vec_search = {
         .atol = 0,
         .check = check,
         .check_meta = check_meta,
+        .values_text_size = values_text_size,
         .result_size = result_size,
         .run_cpu = run,
         .run_cpu_batch = run_batch,

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "json_compact.h"
 #include "jtext.h"
 #include "result_codec.h"
 
@@ -196,6 +197,35 @@ static void test_a_json_value_that_does_not_parse_is_null(void **state)
         assert_string_equal(t, "{\"bad\":null,\"ctl\":null,\"utf8\":null,\"tail\":null,"
                                "\"ok\":[\"\xe2\x82\xac\",{\"a\":1e+20}]}");
         free(t);
+        kiln_result_clear(&r);
+}
+
+/* Whatever JSON value a kind gives, the blob written of it is read back: an array
+ * or object as deep as the scanner takes, numbers jansson cannot hold inside one;
+ * a JSON text of one scalar that jansson does not read is null. */
+static void test_every_json_value_written_is_read_back(void **state)
+{
+        char deep[2 * JSON_COMPACT_MAX_DEPTH + 1];
+        struct kiln_result r = { 0 }, back;
+        for (int d = 0; d < JSON_COMPACT_MAX_DEPTH; d++)
+                deep[d] = '[', deep[2 * JSON_COMPACT_MAX_DEPTH - 1 - d] = ']';
+        deep[2 * JSON_COMPACT_MAX_DEPTH] = '\0';
+        assert_int_equal(kiln_result_add_json(&r, "deep", deep), 0);
+        assert_int_equal(kiln_result_add_json(&r, "big", "[1e400,18446744073709551616,\"\\ud800\"]"), 0);
+        assert_int_equal(kiln_result_add_json(&r, "huge", "1e400"), 0);
+        assert_int_equal(kiln_result_add_json(&r, "nul", "\"a\\u0000b\""), 0);
+        assert_int_equal(kiln_result_add_json(&r, "one", " 7 "), 0);
+        size_t n;
+        uint8_t *buf = encode(&r, &n);
+        assert_int_equal(result_blob_parse(buf, n, &back), 0);
+        assert_string_equal(kiln_result_find(&back, "deep")->text, deep);
+        assert_string_equal(kiln_result_find(&back, "big")->text, "[1e400,18446744073709551616,\"\\ud800\"]");
+        assert_int_equal(kiln_result_find(&back, "huge")->type, KILN_V_NULL);
+        assert_int_equal(kiln_result_find(&back, "nul")->type, KILN_V_NULL);
+        assert_int_equal(kiln_result_find(&back, "one")->type, KILN_V_INT);
+        assert_int_equal(kiln_result_find(&back, "one")->i, 7);
+        kiln_result_clear(&back);
+        free(buf);
         kiln_result_clear(&r);
 }
 
@@ -443,6 +473,7 @@ int main(void)
                 cmocka_unit_test(test_blob_refuses_every_truncation),
                 cmocka_unit_test(test_typed_values_round_trip),
                 cmocka_unit_test(test_a_big_json_value_round_trips_as_text),
+                cmocka_unit_test(test_every_json_value_written_is_read_back),
                 cmocka_unit_test(test_a_json_value_that_does_not_parse_is_null),
                 cmocka_unit_test(test_version_1_blobs_are_read),
                 cmocka_unit_test(test_done_text_of_a_done_job),

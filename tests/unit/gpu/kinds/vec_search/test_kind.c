@@ -616,6 +616,8 @@ static void test_query_id_refusals_name_the_field(void **state)
         job_init_id(&j, c, 3, 2, "r000000");
         assert_int_equal(kind->result_size(&j.p, NULL, 0, NULL), 2 * sizeof(float));
         assert_int_equal(kind->result_size(&j.p, NULL, 0, &j.obj), 2 * sizeof(float) + (2 * (9 + 1) + 2) + 3);
+        assert_int_equal(kind->values_text_size(&j.p, NULL, 0, &j.obj), (2 * (9 + 1) + 2) + 3);
+        assert_int_equal(kind->values_text_size(&j.p, NULL, 0, NULL), 0);
         assert_int_equal(vec_task_query_count(&j.t), 1);
         vec_collection_free(c);
 }
