@@ -20,6 +20,7 @@
 #include "auth.h"
 #include "daemon.h"
 #include "jobs.h"
+#include "json_compact.h"
 #include "kind.h"
 #include "log.h"
 #include "mailbox.h"
@@ -159,6 +160,36 @@ static int npy_header(const char *dtype, const json_t *shape, uint8_t **ret, siz
         return 0;
 }
 
+/* The value of a top-level member of a JSON object text, read alone; NULL when
+ * there is none. */
+static json_t *member(const uint8_t *text, size_t len, const char *key)
+{
+        size_t at, n;
+        if (json_object_member((const char *)text, len, key, &at, &n) < 0)
+                return NULL;
+        return json_loadb((const char *)text + at, n, JSON_DECODE_ANY, NULL);
+}
+
+/* The `done` of the job whose part is asked for: whether it finished with one of
+ * that name. */
+static void on_part_done(struct http_api_req *r, const uint8_t *text, size_t len)
+{
+        json_t *state = member(text, len, "state"), *parts = member(text, len, "parts"), *p;
+        bool found = false;
+        size_t i;
+
+        json_array_foreach(parts, i, p)
+                found |= !strcmp(json_string_value(json_object_get(p, "name")) ?: "", r->part);
+        if (!json_string_value(state) || strcmp(json_string_value(state), "done"))
+                respond_error(r, 409, "not_found", "job", "the job did not finish with a result");
+        else if (!found)
+                respond_error(r, 404, "not_found", "part", "the job has no part of that name");
+        else
+                r->done_seen = true;
+        json_decref(state);
+        json_decref(parts);
+}
+
 /* Every frame the request's session would have sent over a WebSocket. */
 static void on_reply(void *opaque, bool binary, const uint8_t *head, size_t head_len, struct job *job,
                      const uint8_t *payload, size_t payload_len, const uint8_t *stored_blob, uint64_t stored_off)
@@ -168,33 +199,29 @@ static void on_reply(void *opaque, bool binary, const uint8_t *head, size_t head
         if (r->ready)
                 return;
         if (!binary) {
+                /* Its op first: a `done` is not read whole (its result can be
+                 * hundreds of megabytes of ids), only its state and parts. */
+                char op[16] = "";
+                json_t *v = member(head, head_len, "op");
+                snprintf(op, sizeof(op), "%s", json_string_value(v) ? json_string_value(v) : "");
+                json_decref(v);
+                if (!strcmp(op, "done")) {
+                        if (r->route == ROUTE_PART)
+                                on_part_done(r, head, head_len);
+                        return;
+                }
                 json_t *m = json_loadb((const char *)head, head_len, 0, NULL);
-                const char *op = json_string_value(json_object_get(m, "op"));
-                if (op && !strcmp(op, "error")) {
+                if (!strcmp(op, "error")) {
                         const char *code = json_string_value(json_object_get(m, "code"));
                         json_object_del(m, "ref"); /* the request's internal ref */
                         char *text = json_dumps(m, JSON_COMPACT);
                         if (text)
                                 respond_json(r, http_status_of(code), text, strlen(text));
                         free(text);
-                } else if (r->route == ROUTE_PART && op && !strcmp(op, "done")) {
-                        const char *state = json_string_value(json_object_get(m, "state"));
-                        bool found = false;
-                        size_t i;
-                        json_t *p;
-                        json_array_foreach(json_object_get(m, "parts"), i, p)
-                                found |= !strcmp(json_string_value(json_object_get(p, "name")) ?: "", r->part);
-                        if (!state || strcmp(state, "done"))
-                                respond_error(r, 409, "not_found", "job", "the job did not finish with a result");
-                        else if (!found)
-                                respond_error(r, 404, "not_found", "part", "the job has no part of that name");
-                        else
-                                r->done_seen = true;
-                } else if (r->route == ROUTE_PART && op && !strcmp(op, "ok")) {
+                } else if (r->route == ROUTE_PART && !strcmp(op, "ok")) {
                         /* `result` of an unfinished job watches it; HTTP does not wait. */
                         respond_error(r, 409, "not_found", "job", "the job has not finished yet");
-                } else if (r->route != ROUTE_PART && op &&
-                           (!strcmp(op, "status") || !strcmp(op, "accepted"))) {
+                } else if (r->route != ROUTE_PART && (!strcmp(op, "status") || !strcmp(op, "accepted"))) {
                         json_object_del(m, "ref");
                         char *text = json_dumps(m, JSON_COMPACT | JSON_REAL_PRECISION(17));
                         if (text) {

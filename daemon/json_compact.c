@@ -225,3 +225,46 @@ int json_value_compact(const char *text, size_t len, size_t *pos, char *out, siz
                 }
         }
 }
+
+int json_object_member(const char *text, size_t len, const char *key, size_t *ret_at, size_t *ret_len)
+{
+        struct scan s = { .t = text, .len = len };
+        size_t klen = strlen(key);
+
+        skip_ws(&s);
+        if (s.i >= s.len || s.t[s.i] != '{')
+                return -1;
+        s.i++;
+        skip_ws(&s);
+        if (s.i < s.len && s.t[s.i] == '}')
+                return -1;
+        for (;;) {
+                size_t from = s.i;
+                if (s.i >= s.len || s.t[s.i] != '"' || scan_string(&s) < 0)
+                        return -1;
+                bool match = s.i - from == klen + 2 && !memcmp(s.t + from + 1, key, klen);
+                skip_ws(&s);
+                if (s.i >= s.len || s.t[s.i++] != ':')
+                        return -1;
+                skip_ws(&s);
+                size_t at = s.i, pos = s.i;
+                if (json_value_compact(text, len, &pos, NULL, NULL) < 0)
+                        return -1;
+                s.i = pos;
+                if (match) {
+                        size_t end = pos;
+                        while (end > at && (s.t[end - 1] == ' ' || s.t[end - 1] == '\t' || s.t[end - 1] == '\n' ||
+                                            s.t[end - 1] == '\r'))
+                                end--;
+                        *ret_at = at;
+                        *ret_len = end - at;
+                        return 0;
+                }
+                if (s.i < s.len && s.t[s.i] == ',') {
+                        s.i++;
+                        skip_ws(&s);
+                        continue;
+                }
+                return -1; /* the closing brace, or not an object */
+        }
+}

@@ -23,3 +23,11 @@
  * gets the length it would have. Returns 0, or -1 when text[*pos..len) does not
  * begin with a value (*pos and out are then unspecified). */
 int json_value_compact(const char *text, size_t len, size_t *pos, char *out, size_t *ret_len);
+
+/* Where the value of the member `key` of the JSON object text[0..len) lies: its
+ * offset and length, found without reading the other members' values into
+ * anything (a `done` message's result can be hundreds of megabytes). Keys are
+ * compared as they are written (one with escapes matches only itself), and the
+ * first member of that name is the one found. Returns 0, or -1 when the text does
+ * not begin with an object holding such a member. */
+int json_object_member(const char *text, size_t len, const char *key, size_t *ret_at, size_t *ret_len);

@@ -16,7 +16,8 @@ struct session;
 struct auth_identity;
 
 /* Receives every frame a session without a WebSocket would have sent: a text
- * message (binary false; head/head_len is the JSON) or a KLNB part (head is the
+ * message (binary false; head/head_len is the JSON; a `done` comes without its
+ * "ref", as the job's own text, not copied) or a KLNB part (head is the
  * frame header, payload the part's bytes, valid while the caller holds a
  * reference to `job`, which it must take with job_ref to keep them). A big stored
  * result's payload is NULL instead, with `stored_blob` and `stored_off` saying

@@ -193,11 +193,17 @@ void session_send_ok(struct session *s, json_t *ref)
  * without a socket gets it in one piece. */
 static void send_done_text(struct session *s, struct done_text *d, json_t *ref)
 {
+        if (s->sink) {
+                /* The job's own text, without the ref (session.h): a done of hundreds
+                 * of megabytes is not copied for an HTTP request. */
+                s->sink(s->sink_opaque, false, (const uint8_t *)d->text, d->len, NULL, NULL, 0, NULL, 0);
+                return;
+        }
         char *r = ref ? json_dumps(ref, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
         size_t rl = r ? strlen(r) : 0, hl = r ? rl + 8 : 0;
         struct outmsg *m = calloc(1, sizeof(*m));
 
-        if (!m || !(m->head = malloc(LWS_PRE + hl + (s->sink ? d->len : 0) + 1))) {
+        if (!m || !(m->head = malloc(LWS_PRE + hl + 1))) {
                 free(m);
                 free(r);
                 log_error("session %llu: out of memory queueing a done", (unsigned long long)s->id);
@@ -210,17 +216,10 @@ static void send_done_text(struct session *s, struct done_text *d, json_t *ref)
                 m->head[LWS_PRE + 7 + rl] = ',';
         }
         free(r);
-        const char *rest = d->text + (hl ? 1 : 0);
-        size_t rest_len = d->len - (hl ? 1 : 0);
-        if (s->sink) {
-                memcpy(m->head + LWS_PRE + hl, rest, rest_len);
-                m->head_len = hl + rest_len;
-        } else {
-                m->head_len = hl;
-                m->text = done_text_ref(d);
-                m->payload = (const uint8_t *)rest;
-                m->payload_len = rest_len;
-        }
+        m->head_len = hl;
+        m->text = done_text_ref(d);
+        m->payload = (const uint8_t *)(d->text + (hl ? 1 : 0));
+        m->payload_len = d->len - (hl ? 1 : 0);
         out_push(s, m);
 }
 

@@ -3,9 +3,10 @@
 against 2,000 vectors with 40-byte ids (10 million ids, a `done` of about 430 MB),
 under memory.max_bytes (MB, default 1GiB). Prints the time from submit to `done`,
 kilnd's peak resident memory (VmHWM) and the budget's own peak (stats: what kilnd
-counted against memory.max_bytes). With a budget the answer cannot fit in (e.g.
-MB=256MiB) the job ends too_large before it runs. A benchmark, not a test: it
-prints, asserts nothing.
+counted against memory.max_bytes); then the same for fetching its scores over
+HTTP (GET /api/v1/jobs/ID/parts/scores.npy). With a budget the answer cannot fit
+in (e.g. MB=256MiB) the job ends too_large before it runs. A benchmark, not a
+test: it prints, asserts nothing.
 
     KILND=build/daemon/kilnd /usr/bin/python3 tests/bench/vec_answer_memory.py
     MB=256MiB KILND=build/daemon/kilnd /usr/bin/python3 tests/bench/vec_answer_memory.py
@@ -15,6 +16,7 @@ import json
 import os
 import sys
 import time
+import urllib.request
 
 import numpy as np
 
@@ -54,6 +56,13 @@ async def main():
         print(f"{q} queries x k 1000: {state} in {took:.2f} s, done {len(json.dumps(done)) / 1e6:.0f} MB; "
               f"kilnd peak RSS {peak_rss_kib(k.proc.pid) / 1024:.0f} MiB; budget peak "
               f"{mem['peak_bytes'] / 2**20:.0f} of {mem['max_bytes'] / 2**20:.0f} MiB")
+        if done["state"] == "done":
+            t = time.monotonic()
+            url = f"{k.http}/api/v1/jobs/{acc['job']}/parts/scores.npy"
+            with urllib.request.urlopen(url, timeout=600) as r:
+                body = r.read()
+            print(f"GET scores.npy: {len(body) / 1e6:.0f} MB in {time.monotonic() - t:.2f} s; kilnd peak RSS "
+                  f"{peak_rss_kib(k.proc.pid) / 1024:.0f} MiB")
         await c.close()
     finally:
         k.stop()

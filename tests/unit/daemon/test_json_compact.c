@@ -101,6 +101,29 @@ static void test_reads_one_value_at_a_time(void **state)
         assert_int_equal(json_value_compact(text, strlen(text), &pos, NULL, &n), -1);
 }
 
+/* A member's value is found without the others being read into anything. */
+static void test_object_members_are_found_by_key(void **state)
+{
+        const char *text = " {\"ref\":7, \"op\" : \"done\",\"result\":{\"ids\":[[\"a\",\"b\"]],\"parts\":1},"
+                           "\"parts\":[{\"name\":\"scores\"}] , \"e\\u0073c\":1} ";
+        size_t at, n;
+        (void)state;
+        assert_int_equal(json_object_member(text, strlen(text), "op", &at, &n), 0);
+        assert_memory_equal(text + at, "\"done\"", n);
+        assert_int_equal(n, 6);
+        /* The top-level "parts", not the one inside "result". */
+        assert_int_equal(json_object_member(text, strlen(text), "parts", &at, &n), 0);
+        assert_int_equal(n, strlen("[{\"name\":\"scores\"}]"));
+        assert_memory_equal(text + at, "[{\"name\":\"scores\"}]", n);
+        assert_int_equal(json_object_member(text, strlen(text), "ids", &at, &n), -1);
+        assert_int_equal(json_object_member(text, strlen(text), "esc", &at, &n), -1); /* written with an escape */
+        assert_int_equal(json_object_member(text, strlen(text), "e\\u0073c", &at, &n), 0);
+        assert_int_equal(json_object_member("[1]", 3, "op", &at, &n), -1);
+        assert_int_equal(json_object_member("{}", 2, "op", &at, &n), -1);
+        assert_int_equal(json_object_member("{\"op\":", 6, "op", &at, &n), -1);
+        assert_int_equal(json_object_member("{\"a\":1 \"op\":2}", 15, "op", &at, &n), -1);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -108,6 +131,7 @@ int main(void)
                 cmocka_unit_test(test_what_is_not_json_is_refused),
                 cmocka_unit_test(test_nesting_is_bounded),
                 cmocka_unit_test(test_reads_one_value_at_a_time),
+                cmocka_unit_test(test_object_members_are_found_by_key),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
