@@ -632,8 +632,11 @@ static void sink_finished(void *ctx, struct sched_item *it, enum sched_end end, 
                 j->result = *result;
                 memset(result, 0, sizeof(*result));
                 /* What it holds, its values' texts included: more than its kind's
-                 * estimate is held all the same, less gives the rest back. */
-                job_hold_result(j, kiln_result_held_bytes(&j->result));
+                 * estimate is held all the same; what it holds less goes back in
+                 * job_finish, once its done message holds its own. */
+                uint64_t held = kiln_result_held_bytes(&j->result);
+                if (held > it->mem_held)
+                        job_hold_result(j, held);
                 job_finish(j, KILN_JOB_DONE, 0, NULL);
                 break;
         }

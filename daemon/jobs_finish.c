@@ -388,8 +388,14 @@ void job_finish(struct job *j, enum kiln_job_state state, enum kiln_err code, co
          * borrows them from it: a search's ids are in memory twice (the result's
          * value and the done), not three times. */
         struct done_scalars where = { 0 };
-        if (build_done(j, &where) < 0)
+        if (build_done(j, &where) < 0) {
                 log_error("job %s: out of memory building its done message", j->id_text);
+                where = (struct done_scalars){ 0 }; /* the blob takes a copy of its own */
+        }
+        /* The done holds its own bytes now: the room kept for it before the job
+         * ran (hold_bound_result) goes back only after it was taken, so that no
+         * waiting job is let in on it meanwhile. */
+        job_hold_result(j, kiln_result_held_bytes(&j->result));
 
         job_to_record(j, &j->record);
         memset(&j->op, 0, sizeof(j->op));

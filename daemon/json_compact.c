@@ -172,10 +172,11 @@ static int scan_key(struct scan *s)
         return expect(s, ':');
 }
 
-int json_value_compact(const char *text, size_t len, size_t *pos, char *out, size_t *ret_len)
+/* json_value_compact, nesting at most max_depth (<= JSON_COMPACT_MAX_DEPTH + 1) deep. */
+static int compact_value(const char *text, size_t len, size_t *pos, char *out, size_t *ret_len, int max_depth)
 {
         struct scan s = { .t = text, .len = len, .i = *pos, .out = out };
-        char closer[JSON_COMPACT_MAX_DEPTH];
+        char closer[JSON_COMPACT_MAX_DEPTH + 1];
         int depth = 0;
 
         for (;;) {
@@ -185,7 +186,7 @@ int json_value_compact(const char *text, size_t len, size_t *pos, char *out, siz
                         return -1;
                 char c = s.t[s.i];
                 if (c == '[' || c == '{') {
-                        if (depth == JSON_COMPACT_MAX_DEPTH || expect(&s, c) < 0)
+                        if (depth == max_depth || expect(&s, c) < 0)
                                 return -1;
                         closer[depth++] = c == '[' ? ']' : '}';
                         skip_ws(&s);
@@ -226,6 +227,11 @@ int json_value_compact(const char *text, size_t len, size_t *pos, char *out, siz
         }
 }
 
+int json_value_compact(const char *text, size_t len, size_t *pos, char *out, size_t *ret_len)
+{
+        return compact_value(text, len, pos, out, ret_len, JSON_COMPACT_MAX_DEPTH);
+}
+
 int json_object_member(const char *text, size_t len, const char *key, size_t *ret_at, size_t *ret_len)
 {
         struct scan s = { .t = text, .len = len };
@@ -247,8 +253,10 @@ int json_object_member(const char *text, size_t len, const char *key, size_t *re
                 if (s.i >= s.len || s.t[s.i++] != ':')
                         return -1;
                 skip_ws(&s);
+                /* A member may hold a value as deep as json_value_compact takes, inside
+                 * one more level (a done's "result" object). */
                 size_t at = s.i, pos = s.i;
-                if (json_value_compact(text, len, &pos, NULL, NULL) < 0)
+                if (compact_value(text, len, &pos, NULL, NULL, JSON_COMPACT_MAX_DEPTH + 1) < 0)
                         return -1;
                 s.i = pos;
                 if (match) {

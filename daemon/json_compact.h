@@ -26,7 +26,8 @@ int json_value_compact(const char *text, size_t len, size_t *pos, char *out, siz
 
 /* Where the value of the member `key` of the JSON object text[0..len) lies: its
  * offset and length, found without reading the other members' values into
- * anything (a `done` message's result can be hundreds of megabytes). Keys are
+ * anything (a `done` message's result can be hundreds of megabytes), each as deep
+ * as json_value_compact takes inside one more level. Keys are
  * compared as they are written (one with escapes matches only itself), and the
  * first member of that name is the one found. Returns 0, or -1 when the text does
  * not begin with an object holding such a member. */

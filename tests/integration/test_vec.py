@@ -746,6 +746,42 @@ class VecAnswerMemoryTest(KilndTestCase):
         self.assertEqual(after["results_bytes"], 0, after)
 
 
+class VecAnswerMemoryWaitTest(KilndTestCase):
+    """The room a search's done message will take is kept until the done takes it:
+    a job waiting for memory behind the search is not let in on it meanwhile, so
+    the budget's peak stays within memory.max_bytes."""
+    env = {"KILN_MEMORY_MAX_BYTES": "256MiB", "KILN_CPU_THREADS": "2"}
+
+    def test_a_job_waiting_for_memory_does_not_take_the_room_kept_for_a_done(self):
+        n, dim = 1200, 4096
+        rows = np.random.default_rng(5).normal(size=(n, dim)).astype(np.float32)
+        ids = ["x" * 232 + f"-{i:06d}" for i in range(n)]
+        maps = ["kappa", "gamma1", "gamma2", "alpha_x", "alpha_y", "mu", "psi"]
+
+        async def go():
+            c = await self.client()
+            self.assertEqual((await vec_put(c, "big", rows, ids, metric="l2"))["op"], "vec")
+            acc = await submit_search(c, "big", rows[:200], 1000, False)
+            self.assertEqual(acc["op"], "accepted", acc)
+            for _ in range(400):  # running: its room is taken
+                if (await c.call({"op": "status", "job": acc["job"]})).get("state") != "queued":
+                    break
+                await asyncio.sleep(0.005)
+            # 183 MB of maps: it waits for memory behind the search.
+            lens = await c.submit("lens.nfw", {"mass": 3e14, "concentration": 5.0, "grid_size": 2560, "maps": maps})
+            self.assertEqual(lens["op"], "accepted", lens)
+            states = {}
+            while len(states) < 2:
+                done, _, _ = await c.read_done(timeout=120)
+                states[done["job"]] = done["state"]
+            mem = (await c.call({"op": "stats"}))["memory"]
+            await c.close()
+            return states, mem
+        states, mem = self.run_async(go())
+        self.assertEqual(sorted(states.values()), ["done", "done"], states)
+        self.assertLessEqual(mem["peak_bytes"], mem["max_bytes"], mem)
+
+
 class VecQueuedTest(KilndTestCase):
     """Searches that wait in the queue while their collection changes: one whose
     collection is dropped ends failed with not_found, naming the field, as a submit

@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -118,6 +119,16 @@ static void test_object_members_are_found_by_key(void **state)
         assert_int_equal(json_object_member(text, strlen(text), "ids", &at, &n), -1);
         assert_int_equal(json_object_member(text, strlen(text), "esc", &at, &n), -1); /* written with an escape */
         assert_int_equal(json_object_member(text, strlen(text), "e\\u0073c", &at, &n), 0);
+        /* A member holding a value as deep as json_value_compact takes, one level down. */
+        char deep[2 * JSON_COMPACT_MAX_DEPTH + 64];
+        size_t o = (size_t)sprintf(deep, "{\"result\":{\"v\":");
+        for (int d = 0; d < JSON_COMPACT_MAX_DEPTH; d++)
+                deep[o++] = '[';
+        for (int d = 0; d < JSON_COMPACT_MAX_DEPTH; d++)
+                deep[o++] = ']';
+        o += (size_t)sprintf(deep + o, "},\"parts\":[]}");
+        assert_int_equal(json_object_member(deep, o, "parts", &at, &n), 0);
+        assert_int_equal(n, 2);
         assert_int_equal(json_object_member("[1]", 3, "op", &at, &n), -1);
         assert_int_equal(json_object_member("{}", 2, "op", &at, &n), -1);
         assert_int_equal(json_object_member("{\"op\":", 6, "op", &at, &n), -1);
