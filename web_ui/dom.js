@@ -47,6 +47,30 @@ function append(node, children) {
   }
 }
 
+/* The values of number fields ({name, input, err}) into p, an empty field left
+ * out (the server's default). Text a number field cannot read ("300e") reads as ''
+ * in the browser: such a field is marked, named in status, and false returned
+ * (nothing is to be sent). emptyMeans(f) says what emptying f would ask for. */
+export function readNumberFields(fields, p, status, emptyMeans = () => 'the default') {
+  const bad = [];
+  for (const f of fields) {
+    f.err.textContent = '';
+    f.input.removeAttribute('aria-invalid');
+    if (f.input.validity.badInput) {
+      f.err.textContent = `${f.name} is not a number: correct it, or empty the field for ${emptyMeans(f)}.`;
+      f.input.setAttribute('aria-invalid', 'true');
+      bad.push(f);
+    } else if (f.input.value !== '') {
+      p[f.name] = Number(f.input.value);
+    }
+  }
+  if (bad.length) {
+    status.textContent = `Not sent: ${bad.map((f) => f.name).join(', ')} ${bad.length === 1 ? 'is' : 'are'} not a number.`;
+    bad[0].input.focus();
+  }
+  return !bad.length;
+}
+
 /* A number for people: 3 significant digits, thousands grouped, SI suffix for big ones. */
 export function fmtNum(x, digits = 3) {
   if (x === null || x === undefined || Number.isNaN(x)) return '—';

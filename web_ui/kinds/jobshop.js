@@ -11,7 +11,7 @@
 // result's `starts` draws the final schedule the same way. (The server leaves a
 // schedule over 256 KiB of JSON out of progress; the chart then waits for done.)
 
-import { el, fmtNum, setChildren } from '../dom.js';
+import { el, fmtNum, readNumberFields, setChildren } from '../dom.js';
 import { niceTicks } from '../render.js';
 
 const KIND = 'sched.jobshop';
@@ -434,24 +434,8 @@ export function jobshopView({ client, welcome, flash }) {
     } catch {
       jobs = null; // the server says what is wrong, naming the field
     }
-    const p = {}, bad = [];
-    for (const f of fields) {
-      f.err.textContent = '';
-      f.input.removeAttribute('aria-invalid');
-      // Text a number field cannot read ("300e") reads as '': refused, not taken as the default.
-      if (f.input.validity.badInput) {
-        f.err.textContent = `${f.name} is not a number: correct it, or empty the field for ${f.input.placeholder === 'none' ? 'none' : 'the default'}.`;
-        f.input.setAttribute('aria-invalid', 'true');
-        bad.push(f);
-      } else if (f.input.value !== '') {
-        p[f.name] = Number(f.input.value);
-      }
-    }
-    if (bad.length) {
-      status.textContent = `Not sent: ${bad.map((f) => f.name).join(', ')} ${bad.length === 1 ? 'is' : 'are'} not a number.`;
-      bad[0].input.focus();
-      return;
-    }
+    const p = {};
+    if (!readNumberFields(fields, p, status, (f) => (f.input.placeholder === 'none' ? 'none' : 'the default'))) return;
     const blob = new Blob([body], { type: 'text/plain' });
     go.disabled = true;
     conv.reset();

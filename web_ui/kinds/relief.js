@@ -4,7 +4,7 @@
 // The image goes to the server as the binary part `image` (SPEC §1.6); the mesh
 // comes back as the part `mesh` and is drawn by mesh3d.js.
 
-import { el, fmtBytes, fmtNum, setChildren } from '../dom.js';
+import { el, fmtBytes, fmtNum, readNumberFields, setChildren } from '../dom.js';
 import { MeshViewer, parseMesh } from '../mesh3d.js';
 
 const KIND = 'image.relief';
@@ -152,24 +152,8 @@ export function reliefView({ client, welcome, flash }) {
   /* The params of the form, or null when a field holds text that is not a number
    * (a number field reads "50e" as '': refused, not taken as the default). */
   const params = (fmt) => {
-    const p = { invert: invert.input.checked, format: fmt }, bad = [];
-    for (const f of fields) {
-      f.err.textContent = '';
-      f.input.removeAttribute('aria-invalid');
-      if (f.input.validity.badInput) {
-        f.err.textContent = `${f.name} is not a number: correct it, or empty the field for the default.`;
-        f.input.setAttribute('aria-invalid', 'true');
-        bad.push(f);
-      } else if (f.input.value !== '') {
-        p[f.name] = Number(f.input.value);
-      }
-    }
-    if (bad.length) {
-      status.textContent = `Not sent: ${bad.map((f) => f.name).join(', ')} ${bad.length === 1 ? 'is' : 'are'} not a number.`;
-      bad[0].input.focus();
-      return null;
-    }
-    return p;
+    const p = { invert: invert.input.checked, format: fmt };
+    return readNumberFields(fields, p, status) ? p : null;
   };
 
   /* Submits the image with these params and waits for the mesh. */
