@@ -5,7 +5,10 @@
  * is answered at once from the copy: `accepted`, `done` and the parts go out on the
  * loop thread, and the job's record (done, answering with that result) follows to
  * the store as STORE_OP_CACHE_ANSWER without being waited for — a cache hit needs no
- * durable record before `accepted` (SPEC §2.2), only a computed result does.
+ * durable record before `accepted` (SPEC §2.2), only a computed result does. So a
+ * kill -9 in the milliseconds before that record is committed loses the job's id
+ * (status answers not_found after the restart); its result stays in the cache, and
+ * submitting it again is answered from there.
  *
  * A copy is used only while it is still what the store holds:
  *   - the store's cache generation (store_cache_generation) is the one the hit was
