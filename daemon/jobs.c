@@ -313,6 +313,11 @@ void done_text_unref(struct done_text *d)
 
 int done_text_set(struct done_text **slot, char *text, struct membudget *mem)
 {
+        return done_text_set_held(slot, text, mem, NULL);
+}
+
+int done_text_set_held(struct done_text **slot, char *text, struct membudget *mem, uint64_t *held)
+{
         struct done_text *d = text ? malloc(sizeof(*d)) : NULL;
 
         if (!d) {
@@ -323,8 +328,13 @@ int done_text_set(struct done_text **slot, char *text, struct membudget *mem)
         d->text = text;
         d->len = strlen(text);
         d->mem = mem;
-        if (mem)
-                membudget_charge(mem, MEM_RESULTS, d->len + 1);
+        if (mem) {
+                uint64_t n = d->len + 1, from = held ? (*held < n ? *held : n) : 0;
+                if (held)
+                        *held -= from; /* counted already: it moves to the done */
+                if (n > from)
+                        membudget_charge(mem, MEM_RESULTS, n - from);
+        }
         done_text_unref(*slot);
         *slot = d;
         return 0;

@@ -74,6 +74,9 @@ void done_text_unref(struct done_text *d);
  * dropping the one it held; its bytes are counted in `mem` (MEM_RESULTS) until the
  * last reference goes (NULL: not counted). Returns >= 0 or -ENOMEM. */
 int done_text_set(struct done_text **slot, char *text, struct membudget *mem);
+/* done_text_set, its bytes taken first from *held, room already counted in mem
+ * (MEM_RESULTS) and kept for it: only what *held has less is charged. */
+int done_text_set_held(struct done_text **slot, char *text, struct membudget *mem, uint64_t *held);
 
 struct job {
         atomic_int refs;

@@ -30,8 +30,9 @@ int job_take_blob(struct job *j, uint8_t *blob, size_t size)
 }
 
 /* job_build_done, saying where its result's values lie in it (where may be
- * NULL; result_done_text_at). */
-static int build_done(struct job *j, struct done_scalars *where)
+ * NULL; result_done_text_at); with `from_held`, its bytes come first out of the
+ * room the job holds (kept for its done before it ran: hold_bound_result). */
+static int build_done(struct job *j, struct done_scalars *where, bool from_held)
 {
         int state = atomic_load(&j->state);
         int64_t queue_ms, run_ms;
@@ -53,12 +54,12 @@ static int build_done(struct job *j, struct done_scalars *where)
         int r = result_done_text_at(&in, &text, where);
         if (r < 0)
                 return r;
-        return done_text_set(&j->done, text, j->js->mem);
+        return done_text_set_held(&j->done, text, j->js->mem, from_held ? &j->item.mem_held : NULL);
 }
 
 int job_build_done(struct job *j)
 {
-        return build_done(j, NULL);
+        return build_done(j, NULL, false);
 }
 
 struct stored_blob_reader {
@@ -388,13 +389,14 @@ void job_finish(struct job *j, enum kiln_job_state state, enum kiln_err code, co
          * borrows them from it: a search's ids are in memory twice (the result's
          * value and the done), not three times. */
         struct done_scalars where = { 0 };
-        if (build_done(j, &where) < 0) {
+        if (build_done(j, &where, true) < 0) {
                 log_error("job %s: out of memory building its done message", j->id_text);
                 where = (struct done_scalars){ 0 }; /* the blob takes a copy of its own */
         }
-        /* The done holds its own bytes now: the room kept for it before the job
-         * ran (hold_bound_result) goes back only after it was taken, so that no
-         * waiting job is let in on it meanwhile. */
+        /* The done took its bytes from the room the job held (what was kept for
+         * it before the job ran: hold_bound_result), so that no waiting job is let
+         * in on that room meanwhile, nor is it counted twice; the rest is the
+         * result's. */
         job_hold_result(j, kiln_result_held_bytes(&j->result));
 
         job_to_record(j, &j->record);
