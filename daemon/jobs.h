@@ -126,6 +126,7 @@ struct job {
         char error_field[128];    /* the input that failed it at run time, "" for none */
         struct done_text *done;   /* the `done` message without "ref" (job_build_done) */
         uint8_t *blob;            /* a result loaded from the store: parts point into it */
+        size_t blob_size;
         struct hot_entry *hot;    /* or a hot copy of a cached one (hotcache.h): the same */
         struct result_blob *blob_out; /* the result being stored */
         uint64_t blob_out_held;       /* its own bytes (result_blob_owned_bytes) in memory.max_bytes */
@@ -254,7 +255,9 @@ int jobs_watch(struct jobs *js, struct job *j, uint64_t session);
 void jobs_cancel(struct jobs *js, struct job *j);
 /* Rebuilds a finished job from its record and stored result (taken over from
  * *result, which is set to NULL when the job owns it), for `result` and `watch` of
- * a job no longer live. Returns >= 0 and one reference in *ret, or -errno. */
+ * a job no longer live. A result read from the store takes what it will hold from
+ * memory.max_bytes first: -EAGAIN when that does not fit now. Returns >= 0 and one
+ * reference in *ret, or -errno. */
 int jobs_load_finished(struct jobs *js, const struct store_job *rec, uint8_t **result, size_t size,
                        struct job **ret);
 /* Copies the kind's latest progress values of a running job into ret[0..max);

@@ -24,7 +24,7 @@ int job_take_blob(struct job *j, uint8_t *blob, size_t size)
         int r = result_blob_parse(blob, size, &j->result);
         if (r >= 0) {
                 j->blob = blob;
-                job_hold_result(j, size + kiln_result_held_bytes(&j->result)); /* the blob and the values' texts */
+                j->blob_size = size;
         }
         return r;
 }
@@ -62,6 +62,13 @@ int job_build_done(struct job *j)
         return build_done(j, NULL, false);
 }
 
+int job_loaded_done(struct job *j)
+{
+        int r = build_done(j, NULL, true);
+        job_hold_result(j, j->blob_size + kiln_result_held_bytes(&j->result)); /* the blob, the values' texts */
+        return r;
+}
+
 struct stored_blob_reader {
         struct store_txn *t;
         const uint8_t *blob;
@@ -96,7 +103,34 @@ int job_result_from_store(struct jobs *js, struct job *j, const uint8_t blob[16]
                 return r;
         memcpy(j->stored_blob, blob, 16);
         j->result_in_store = true;
-        job_hold_result(j, kiln_result_held_bytes(&j->result)); /* the values' texts */
+        return 0;
+}
+
+/* Before a stored result is read back for a job: what that will hold (a small
+ * result's copy, the values' text, and the done repeating them) is taken from
+ * memory.max_bytes first, into the job's hold. -EAGAIN when it does not fit now. */
+static int reserve_load(struct jobs *js, struct job *j, const uint8_t blob[16], uint64_t size)
+{
+        uint64_t need = 3 * size + 8192;
+        if (!js->mem)
+                return 0;
+        if (size > JOBS_COPY_MAX_BYTES) {
+                uint8_t head[12];
+                struct store_txn *t;
+                int r = store_txn_begin(js->store, false, &t);
+                if (r < 0)
+                        return r;
+                r = store_result_read(t, blob, 0, head, sizeof(head));
+                store_txn_abort(t);
+                if (r < 0)
+                        return r;
+                uint32_t values = (uint32_t)head[8] | (uint32_t)head[9] << 8 | (uint32_t)head[10] << 16 |
+                                  (uint32_t)head[11] << 24;
+                need = 2 * (uint64_t)values + 8192 + 4096ull * KILN_MAX_PARTS;
+        }
+        if (!membudget_try_take(js->mem, MEM_RESULTS, need))
+                return -EAGAIN;
+        j->item.mem_held = need;
         return 0;
 }
 
@@ -121,6 +155,8 @@ int jobs_load_finished(struct jobs *js, const struct store_job *rec, uint8_t **r
                                 store_txn_abort(t);
                         }
                         if (k >= 0)
+                                k = reserve_load(js, j, blob, bytes);
+                        if (k >= 0)
                                 k = job_result_from_store(js, j, blob, bytes);
                         else if (k == -ENOENT)
                                 k = 0, j->result_not_kept = true; /* done with its result not kept */
@@ -129,7 +165,7 @@ int jobs_load_finished(struct jobs *js, const struct store_job *rec, uint8_t **r
         if (k >= 0) {
                 j->started_ms = rec->finished_ms - rec->run_ms;
                 j->submitted_ms = rec->submitted_ms;
-                k = job_build_done(j);
+                k = job_loaded_done(j);
         }
         if (k < 0) {
                 job_unref(j);

@@ -89,6 +89,11 @@ int job_build_done(struct job *j);
 int job_result_from_store(struct jobs *js, struct job *j, const uint8_t blob[16], uint64_t size);
 /* Parses a blob taken over from the store (j->blob owns it afterwards). */
 int job_take_blob(struct job *j, uint8_t *blob, size_t size);
+/* The done of a job whose result was read back from the store (after
+ * job_take_blob or job_result_from_store), built out of what the job holds for
+ * it, if anything (jobs_load_finished reserves it first); then the job holds what
+ * its result holds. Returns >= 0 or -ENOMEM. */
+int job_loaded_done(struct job *j);
 /* Moves a job to a final state, from any thread: records the error (for failed,
  * cancelled and expired), builds the `done` message, and queues the final record and
  * result to the store; once committed, the loop thread notifies the watchers and

@@ -136,6 +136,12 @@ static void answer_idempotent(struct jobs *js, struct job *j)
                 return;
         }
         int k = jobs_load_finished(js, rec, j->op.result_out ? &j->op.result_out : NULL, j->op.result_size, &orig);
+        if (k == -EAGAIN) {
+                js->ev.rejected(js->ev.ctx, j->submitter, j->submit_ref, KERR_UNAVAILABLE, NULL,
+                                "kilnd's memory (memory.max_bytes) has no room to read the result of this key's job "
+                                "back now; retry later");
+                return;
+        }
         if (k < 0) {
                 js->ev.rejected(js->ev.ctx, j->submitter, j->submit_ref, KERR_INTERNAL, "key",
                                 "the job of this key is unreadable");
@@ -167,7 +173,7 @@ static void answer_cached(struct jobs *js, struct job *j)
                 j->finished_mono = j->started_mono = j->submitted_mono;
                 atomic_store(&j->pct, 100);
                 atomic_store(&j->state, KILN_JOB_DONE);
-                k = job_build_done(j);
+                k = job_loaded_done(j);
         }
         if (k < 0) {
                 log_error("job %s: the cached result is unreadable", j->id_text);

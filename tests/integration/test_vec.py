@@ -22,7 +22,7 @@ import unittest
 
 import numpy as np
 
-from kiln_fixture import Client, KilndTestCase, encode_frame, metrics
+from kiln_fixture import Client, KilndTestCase, encode_frame, metrics, wait_for
 from kiln_objects import next_ref, send_frames, vec_put
 
 try:
@@ -750,6 +750,49 @@ class VecAnswerMemoryTest(KilndTestCase):
         self.assertGreaterEqual(mem["peak_bytes"], 2 * text)
         self.assertLessEqual(mem["peak_bytes"], mem["max_bytes"])
         self.assertEqual(after["results_bytes"], 0, after)
+
+
+    def test_results_read_back_for_a_client_that_does_not_read_stay_within_the_budget(self):
+        """Each `result` of a finished search no longer in memory reads its ids
+        back from the store (and its done repeats them): that is taken from
+        memory.max_bytes first, and a `result` it does not fit is unavailable."""
+        n = 1200
+        rows = np.random.default_rng(7).normal(size=(n, 4)).astype(np.float32)
+        ids = ["y" * 233 + f"-{i:06d}" for i in range(n)]
+
+        async def go():
+            c = await self.client()
+            self.assertEqual((await vec_put(c, "reread", rows, ids, metric="l2"))["op"], "vec")
+            done, _, acc = await search(c, "reread", rows[:100], k=1000)
+            self.assertEqual(done["state"], "done", done)
+            for _ in range(100):  # the job leaves memory once its record is stored
+                if (await c.call({"op": "stats"}))["memory"]["results_bytes"] == 0:
+                    break
+                await asyncio.sleep(0.05)
+            lazy = await self.client()
+            lazy.ws.transport.pause_reading()
+            for i in range(8):
+                await lazy.send({"op": "result", "job": acc["job"], "ref": f"again-{i}"})
+            peak = 0
+            for _ in range(20):
+                mem = (await c.call({"op": "stats"}))["memory"]
+                peak = max(peak, mem["used_bytes"])
+                await asyncio.sleep(0.1)
+            lazy.ws.transport.resume_reading()
+            answers = [await wait_for(lazy, lambda m: str(m.get("ref", "")).startswith("again-"), 60)
+                       for _ in range(8)]
+            await lazy.close()
+            await c.close()
+            return peak, mem["max_bytes"], answers
+        peak, max_bytes, answers = self.run_async(go())
+        self.assertLessEqual(peak, max_bytes)
+        ops = [m["op"] for m in answers]
+        self.assertIn("done", ops)
+        self.assertIn("error", ops)
+        for m in answers:
+            if m["op"] == "error":
+                self.assertEqual(m["code"], "unavailable", m)
+                self.assertIn("memory.max_bytes", m["message"])
 
 
 class VecAnswerMemoryWaitTest(KilndTestCase):
