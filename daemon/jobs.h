@@ -253,13 +253,14 @@ int jobs_watch(struct jobs *js, struct job *j, uint64_t session);
 /* Cancels a live job: a queued one ends `cancelled` at once, a running one is asked
  * to stop. */
 void jobs_cancel(struct jobs *js, struct job *j);
-/* Rebuilds a finished job from its record and stored result (taken over from
- * *result, which is set to NULL when the job owns it), for `result` and `watch` of
- * a job no longer live. A result read from the store takes what it will hold from
- * memory.max_bytes first: -EAGAIN when that does not fit now. Returns >= 0 and one
- * reference in *ret, or -errno. */
+/* Rebuilds a finished job from its record and, with_result, its stored result
+ * (taken over from *result, which is set to NULL when the job owns it), for
+ * `result` and `watch` of a job no longer live. A result read from the store takes
+ * what it will hold from memory.max_bytes first: -EAGAIN when that does not fit
+ * now, -EFBIG when it never could. Returns >= 0 and one reference in *ret, or
+ * -errno. */
 int jobs_load_finished(struct jobs *js, const struct store_job *rec, uint8_t **result, size_t size,
-                       struct job **ret);
+                       bool with_result, struct job **ret);
 /* Copies the kind's latest progress values of a running job into ret[0..max);
  * returns how many. A text value (KILN_V_STR, or KILN_V_JSON: one JSON value that
  * parses, to be embedded as it is) comes as a malloc'd copy that the caller owns:

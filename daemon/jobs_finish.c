@@ -108,7 +108,8 @@ int job_result_from_store(struct jobs *js, struct job *j, const uint8_t blob[16]
 
 /* Before a stored result is read back for a job: what that will hold (a small
  * result's copy, the values' text, and the done repeating them) is taken from
- * memory.max_bytes first, into the job's hold. -EAGAIN when it does not fit now. */
+ * memory.max_bytes first, into the job's hold. -EAGAIN when it does not fit now,
+ * -EFBIG when it never could (memory.max_bytes was lowered since). */
 static int reserve_load(struct jobs *js, struct job *j, const uint8_t blob[16], uint64_t size)
 {
         uint64_t need = 3 * size + 8192;
@@ -128,6 +129,10 @@ static int reserve_load(struct jobs *js, struct job *j, const uint8_t blob[16], 
                                   (uint32_t)head[11] << 24;
                 need = 2 * (uint64_t)values + 8192 + 4096ull * KILN_MAX_PARTS;
         }
+        struct membudget_view v;
+        membudget_view(js->mem, &v);
+        if (need > v.take_max)
+                return -EFBIG;
         if (!membudget_try_take(js->mem, MEM_RESULTS, need))
                 return -EAGAIN;
         j->item.mem_held = need;
@@ -135,11 +140,11 @@ static int reserve_load(struct jobs *js, struct job *j, const uint8_t blob[16], 
 }
 
 int jobs_load_finished(struct jobs *js, const struct store_job *rec, uint8_t **result, size_t size,
-                       struct job **ret)
+                       bool with_result, struct job **ret)
 {
         struct job *j = NULL;
         int k = job_from_record(js, rec, NULL, 0, &j);
-        if (k >= 0 && rec->state == KILN_JOB_DONE) {
+        if (k >= 0 && rec->state == KILN_JOB_DONE && with_result) {
                 if (result && *result) {
                         k = job_take_blob(j, *result, size);
                         if (k >= 0)

@@ -135,11 +135,17 @@ static void answer_idempotent(struct jobs *js, struct job *j)
                 jobs_accept_one(js, orig, j->submitter, j->submit_ref, j->watch_submitter, false);
                 return;
         }
-        int k = jobs_load_finished(js, rec, j->op.result_out ? &j->op.result_out : NULL, j->op.result_size, &orig);
-        if (k == -EAGAIN) {
-                js->ev.rejected(js->ev.ctx, j->submitter, j->submit_ref, KERR_UNAVAILABLE, NULL,
-                                "kilnd's memory (memory.max_bytes) has no room to read the result of this key's job "
-                                "back now; retry later");
+        /* Its result only when its `done` is to go out (watch on). */
+        bool with_result = j->watch_submitter && kiln_job_state_is_final(rec->state);
+        int k = jobs_load_finished(js, rec, j->op.result_out ? &j->op.result_out : NULL, j->op.result_size,
+                                   with_result, &orig);
+        if (k == -EAGAIN || k == -EFBIG) {
+                js->ev.rejected(js->ev.ctx, j->submitter, j->submit_ref, k == -EFBIG ? KERR_TOO_LARGE : KERR_UNAVAILABLE,
+                                NULL,
+                                k == -EFBIG ? "reading the result of this key's job back would take more memory than "
+                                              "memory.max_bytes lets kilnd hold; resubmit without watch"
+                                            : "kilnd's memory (memory.max_bytes) has no room to read the result of this "
+                                              "key's job back now; retry later");
                 return;
         }
         if (k < 0) {
@@ -149,8 +155,7 @@ static void answer_idempotent(struct jobs *js, struct job *j)
         }
         /* A job that is not live and not finished is queued in the store (a
          * recovered job not yet taken): its `accepted` says so; it has no `done`. */
-        jobs_accept_one(js, orig, j->submitter, j->submit_ref,
-                        j->watch_submitter && kiln_job_state_is_final(rec->state), false);
+        jobs_accept_one(js, orig, j->submitter, j->submit_ref, with_result, false);
         job_unref(orig);
 }
 

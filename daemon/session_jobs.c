@@ -394,11 +394,15 @@ static void on_store_reply_mail(struct mail *m)
                 }
                 struct job *j = NULL;
                 /* Its result is read from the store as the socket takes it. */
-                int k = jobs_load_finished(d->jobs, rec, NULL, 0, &j);
+                int k = jobs_load_finished(d->jobs, rec, NULL, 0, true, &j);
                 if (k == -EAGAIN) {
                         session_send_error(s, r->ref, KERR_UNAVAILABLE, NULL,
                                            "kilnd's memory (memory.max_bytes) has no room to read job %s's stored "
                                            "result back now; retry later", id);
+                } else if (k == -EFBIG) {
+                        session_send_error(s, r->ref, KERR_TOO_LARGE, "job",
+                                           "reading job %s's stored result back would take more memory than "
+                                           "memory.max_bytes lets kilnd hold (it was lowered since the job ran)", id);
                 } else if (k < 0) {
                         session_send_error(s, r->ref, KERR_INTERNAL, "job", "the stored result of job %s is unreadable",
                                    id);

@@ -763,7 +763,7 @@ class VecAnswerMemoryTest(KilndTestCase):
         async def go():
             c = await self.client()
             self.assertEqual((await vec_put(c, "reread", rows, ids, metric="l2"))["op"], "vec")
-            done, _, acc = await search(c, "reread", rows[:100], k=1000)
+            done, _, acc = await search(c, "reread", rows[:100], k=1000, key="reread-1")
             self.assertEqual(done["state"], "done", done)
             for _ in range(100):  # the job leaves memory once its record is stored
                 if (await c.call({"op": "stats"}))["memory"]["results_bytes"] == 0:
@@ -778,13 +778,16 @@ class VecAnswerMemoryTest(KilndTestCase):
                 mem = (await c.call({"op": "stats"}))["memory"]
                 peak = max(peak, mem["used_bytes"])
                 await asyncio.sleep(0.1)
+            # A resubmission of its key without watch needs no result read back: accepted.
+            again = await submit_search(c, "reread", rows[:100], 1000, False, key="reread-1", watch=False)
             lazy.ws.transport.resume_reading()
             answers = [await wait_for(lazy, lambda m: str(m.get("ref", "")).startswith("again-"), 60)
                        for _ in range(8)]
             await lazy.close()
             await c.close()
-            return peak, mem["max_bytes"], answers
-        peak, max_bytes, answers = self.run_async(go())
+            return peak, mem["max_bytes"], answers, again, acc
+        peak, max_bytes, answers, again, acc = self.run_async(go())
+        self.assertEqual((again["op"], again["job"]), ("accepted", acc["job"]), again)
         self.assertLessEqual(peak, max_bytes)
         ops = [m["op"] for m in answers]
         self.assertIn("done", ops)
