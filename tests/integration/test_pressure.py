@@ -811,8 +811,8 @@ class MapFullTest(FullStoreCase):
         try:
             async def go():
                 c = await Client.connect(k.url)
-                dim, n = 128, 40
-                rows = 16 * MiB // (4 * dim)
+                dim, n = 128, 56  # 1.3 GiB of vectors for a 1 GiB map
+                rows = 24 * MiB // (4 * dim)
                 payload, shape = vectors_payload(np.random.default_rng(2).standard_normal((rows, dim),
                                                                                           dtype=np.float32))
                 ids = [str(i) for i in range(rows)]
@@ -823,13 +823,13 @@ class MapFullTest(FullStoreCase):
                 replies = [await wait_for(c, lambda m: m.get("op") in ("vec", "error"), 120) for _ in range(n)]
                 stored = sum(m["op"] == "vec" for m in replies)
                 refused = [m for m in replies if m["op"] == "error"]
-                self.assertTrue(refused, "the map took 40 collections of 16 MiB")
+                self.assertTrue(refused, f"the map took {n} collections of 24 MiB")
                 for m in refused:
                     self.assertEqual(m.get("code"), "unavailable", m)
                     self.assertIn("store", m.get("message", "").lower(), m)
                 await asyncio.sleep(1.5)  # the room is measured about once a second
                 code, body = readyz(k.http)
-                print(f"\ntogether: {stored} puts of 16 MiB stored, {len(refused)} refused; "
+                print(f"\ntogether: {stored} puts of 24 MiB stored, {len(refused)} refused; "
                       f"{body['store']['map_free_bytes'] >> 20} MiB of the map free")
                 self.assertGreater(body["store"]["map_free_bytes"], 32 * MiB, body)
                 r = await c.call({"op": "vec.drop", "collection": "together-0"})
