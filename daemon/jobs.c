@@ -83,6 +83,11 @@ void jobs_free(struct jobs *js)
                 job_blob_out_free(j);
                 job_unref(j); /* its op's reference (the table's went above) */
         }
+        while (js->loads_waiting) { /* never answered: their submitters are gone */
+                struct job *j = js->loads_waiting;
+                js->loads_waiting = j->load_next;
+                job_unref(j);
+        }
         for (size_t b = 0; js->coalesce && b < COALESCE_BUCKETS; b++)
                 while (js->coalesce[b])
                         jobs_coalesce_remove(js, js->coalesce[b]);

@@ -168,6 +168,7 @@ struct job {
         bool in_coalesce;         /* in the coalescing map */
         struct job *coalesce_next;
         struct job *retry_next;   /* jobs.store_retry */
+        struct job *load_next;    /* jobs.loads_waiting */
         uint64_t unstored;        /* what it counts in jobs.unstored until its final record is stored */
 
         /* One store operation and one mail at a time: commit, then finish. */
@@ -305,6 +306,9 @@ void jobs_store_room(struct jobs *js, uint64_t room);
 /* The room the store has as the lifecycle reckons it: the last measurement less what
  * was written since. */
 uint64_t jobs_store_room_left(const struct jobs *js);
+/* Answers the cache hits that wait for memory to read their result back, in order,
+ * as far as memory.max_bytes now has room (the loop's tick). Loop thread. */
+void jobs_retry_loads(struct jobs *js);
 /* Whether new work is refused for lack of room, and why (a sentence naming the store)
  * in reason (256 bytes) when it is. */
 bool jobs_store_full(const struct jobs *js, char *reason);

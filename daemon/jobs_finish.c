@@ -106,11 +106,7 @@ int job_result_from_store(struct jobs *js, struct job *j, const uint8_t blob[16]
         return 0;
 }
 
-/* Before a stored result is read back for a job: what that will hold (a small
- * result's copy, the values' text, and the done repeating them) is taken from
- * memory.max_bytes first, into the job's hold. -EAGAIN when it does not fit now,
- * -EFBIG when it never could (memory.max_bytes was lowered since). */
-static int reserve_load(struct jobs *js, struct job *j, const uint8_t blob[16], uint64_t size)
+int job_reserve_load(struct jobs *js, struct job *j, const uint8_t blob[16], uint64_t size)
 {
         uint64_t need = 3 * size + 8192;
         if (!js->mem)
@@ -160,7 +156,7 @@ int jobs_load_finished(struct jobs *js, const struct store_job *rec, uint8_t **r
                                 store_txn_abort(t);
                         }
                         if (k >= 0)
-                                k = reserve_load(js, j, blob, bytes);
+                                k = job_reserve_load(js, j, blob, bytes);
                         if (k >= 0)
                                 k = job_result_from_store(js, j, blob, bytes);
                         else if (k == -ENOENT)

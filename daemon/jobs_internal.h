@@ -36,6 +36,7 @@ struct jobs {
         uint64_t room;                /* as last measured */
         uint64_t unstored;            /* estimated bytes of accepted jobs not yet finished in the store */
         struct job *store_retry;      /* finished jobs whose final record found no room: tried again */
+        struct job *loads_waiting, *loads_tail; /* cache hits waiting for memory (jobs_retry_loads) */
 };
 
 #define COALESCE_BUCKETS 16384 /* a power of two */
@@ -87,6 +88,12 @@ int job_build_done(struct job *j);
  * whole into memory, a big one's headers only (its parts are then sent from the
  * store, j->result_in_store). Loop thread. Returns >= 0 or -errno. */
 int job_result_from_store(struct jobs *js, struct job *j, const uint8_t blob[16], uint64_t size);
+/* Before a stored result (`blob`, `size` bytes) is read back for j: what that will
+ * hold (a small result's copy, the values' text, and the done repeating them) is
+ * taken from memory.max_bytes first, into j's hold. Returns >= 0, -EAGAIN when it
+ * does not fit now, -EFBIG when it never could (memory.max_bytes was lowered
+ * since), or a store error. */
+int job_reserve_load(struct jobs *js, struct job *j, const uint8_t blob[16], uint64_t size);
 /* Parses a blob taken over from the store (j->blob owns it afterwards). */
 int job_take_blob(struct job *j, uint8_t *blob, size_t size);
 /* The done of a job whose result was read back from the store (after

@@ -159,10 +159,9 @@ static void answer_idempotent(struct jobs *js, struct job *j)
         job_unref(orig);
 }
 
-/* A cache hit: the job was stored as done with the cached result. */
-static void answer_cached(struct jobs *js, struct job *j)
+/* A cache hit whose result may be read back now (answer_cached). */
+static void answer_cached_now(struct jobs *js, struct job *j)
 {
-        jobs_coalesce_remove(js, j);
         int k;
         if (j->op.result_out) {
                 k = job_take_blob(j, j->op.result_out, j->op.result_size);
@@ -173,7 +172,6 @@ static void answer_cached(struct jobs *js, struct job *j)
                 k = job_result_from_store(js, j, j->op.hit.blob, j->op.result_size);
         }
         if (k >= 0) {
-                snprintf(j->backend, sizeof(j->backend), "%s", j->op.job_out->backend);
                 j->finished_ms = j->started_ms = j->submitted_ms;
                 j->finished_mono = j->started_mono = j->submitted_mono;
                 atomic_store(&j->pct, 100);
@@ -194,6 +192,44 @@ static void answer_cached(struct jobs *js, struct job *j)
                         j->hot = e; /* the job's parts now point into the entry's blob */
         }
         jobs_accepted(js, j, true);
+}
+
+/* A cache hit: the job was stored as done with the cached result. A big result
+ * (read from the store, not copied out by the writer) is read back only once
+ * what it will hold fits in memory.max_bytes: until then its submission waits
+ * for `accepted`, in order, as a computed job waits queued (jobs_retry_loads). */
+static void answer_cached(struct jobs *js, struct job *j)
+{
+        jobs_coalesce_remove(js, j);
+        snprintf(j->backend, sizeof(j->backend), "%s", j->op.job_out->backend);
+        if (!j->op.result_out &&
+            (js->loads_waiting || job_reserve_load(js, j, j->op.hit.blob, j->op.result_size) == -EAGAIN)) {
+                j->load_next = NULL;
+                if (js->loads_tail)
+                        js->loads_tail->load_next = j;
+                else
+                        js->loads_waiting = j;
+                js->loads_tail = job_ref(j);
+                return;
+        }
+        /* Read back now: reserved, or one that could never fit (or whose store
+         * read failed) read all the same, as before the reservation. */
+        answer_cached_now(js, j);
+}
+
+void jobs_retry_loads(struct jobs *js)
+{
+        while (js->loads_waiting) {
+                struct job *j = js->loads_waiting;
+                if (job_reserve_load(js, j, j->op.hit.blob, j->op.result_size) == -EAGAIN)
+                        return; /* the ones behind it wait too */
+                js->loads_waiting = j->load_next;
+                if (!js->loads_waiting)
+                        js->loads_tail = NULL;
+                j->load_next = NULL;
+                answer_cached_now(js, j);
+                job_unref(j);
+        }
 }
 
 static void on_committed_mail(struct mail *m)

@@ -798,6 +798,50 @@ class VecAnswerMemoryTest(KilndTestCase):
                 self.assertIn("memory.max_bytes", m["message"])
 
 
+    def test_cache_hits_of_big_answers_wait_for_memory_to_be_read_back(self):
+        """A cache hit's big answer is read back from the store only once what it
+        will hold fits in memory.max_bytes: resubmissions of three cached searches
+        by a client that does not read stay within the budget, and are answered
+        in order once it reads."""
+        n = 1200
+        rows = np.random.default_rng(8).normal(size=(n, 4)).astype(np.float32)
+        ids = ["z" * 233 + f"-{i:06d}" for i in range(n)]
+
+        async def go():
+            c = await self.client()
+            self.assertEqual((await vec_put(c, "hits", rows, ids, metric="l2"))["op"], "vec")
+            first = []
+            for i in range(3):
+                done, _, _ = await search(c, "hits", rows[100 * i:100 * (i + 1)], k=1000)
+                self.assertEqual(done["state"], "done", done)
+                first.append(done["result"]["ids"])
+            for _ in range(100):  # the jobs leave memory once their records are stored
+                if (await c.call({"op": "stats"}))["memory"]["results_bytes"] == 0:
+                    break
+                await asyncio.sleep(0.05)
+            lazy = await self.client()
+            lazy.ws.transport.pause_reading()
+            for i in range(3):
+                await send_frames(lazy, query_frames(f"hit-{i}", rows[100 * i:100 * (i + 1)]))
+                await lazy.send({"op": "submit", "kind": "vec.search", "params": {"collection": "hits", "k": 1000},
+                                 "ref": f"hit-{i}"})
+            peak = 0
+            for _ in range(25):
+                mem = (await c.call({"op": "stats"}))["memory"]
+                peak = max(peak, mem["used_bytes"])
+                await asyncio.sleep(0.1)
+            lazy.ws.transport.resume_reading()
+            dones = []
+            for _ in range(3):
+                dones.append(await wait_for(lazy, lambda m: m.get("op") == "done", 60))
+            await lazy.close()
+            await c.close()
+            return first, dones, peak, mem["max_bytes"]
+        first, dones, peak, max_bytes = self.run_async(go())
+        self.assertLessEqual(peak, max_bytes)
+        self.assertEqual([d["result"]["ids"] for d in dones], first)
+
+
 class VecAnswerMemoryWaitTest(KilndTestCase):
     """The room a search's done message will take is kept until the done takes it:
     a job waiting for memory behind the search is not let in on it meanwhile, so
