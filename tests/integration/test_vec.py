@@ -706,6 +706,32 @@ class VecBigAnswerTest(KilndTestCase):
         self.assertEqual((again["op"], again["result"], again["parts"]), ("done", done["result"], done["parts"]))
 
 
+def long_id_rows(seed, letter, n=1200):
+    """n vectors of dim 4 and ids of 240 bytes: answers whose ids are most of them."""
+    rows = np.random.default_rng(seed).normal(size=(n, 4)).astype(np.float32)
+    return rows, [letter * 233 + f"-{i:06d}" for i in range(n)]
+
+
+async def results_left_memory(c):
+    """Waits until no result is held in memory (finished jobs leave it once their
+    records are stored)."""
+    for _ in range(100):
+        if (await c.call({"op": "stats"}))["memory"]["results_bytes"] == 0:
+            return
+        await asyncio.sleep(0.05)
+
+
+async def used_peak(c, samples):
+    """The most memory.max_bytes held over `samples` tenths of a second, and the
+    last memory figures."""
+    peak = 0
+    for _ in range(samples):
+        mem = (await c.call({"op": "stats"}))["memory"]
+        peak = max(peak, mem["used_bytes"])
+        await asyncio.sleep(0.1)
+    return peak, mem
+
+
 class VecAnswerMemoryTest(KilndTestCase):
     """A search's ids are most of its answer (q x k strings of up to 256 bytes):
     they count in memory.max_bytes, in the result and in its `done`, and a search
@@ -751,33 +777,23 @@ class VecAnswerMemoryTest(KilndTestCase):
         self.assertLessEqual(mem["peak_bytes"], mem["max_bytes"])
         self.assertEqual(after["results_bytes"], 0, after)
 
-
     def test_results_read_back_for_a_client_that_does_not_read_stay_within_the_budget(self):
         """Each `result` of a finished search no longer in memory reads its ids
         back from the store (and its done repeats them): that is taken from
         memory.max_bytes first, and a `result` it does not fit is unavailable."""
-        n = 1200
-        rows = np.random.default_rng(7).normal(size=(n, 4)).astype(np.float32)
-        ids = ["y" * 233 + f"-{i:06d}" for i in range(n)]
+        rows, ids = long_id_rows(7, "y")
 
         async def go():
             c = await self.client()
             self.assertEqual((await vec_put(c, "reread", rows, ids, metric="l2"))["op"], "vec")
             done, _, acc = await search(c, "reread", rows[:100], k=1000, key="reread-1")
             self.assertEqual(done["state"], "done", done)
-            for _ in range(100):  # the job leaves memory once its record is stored
-                if (await c.call({"op": "stats"}))["memory"]["results_bytes"] == 0:
-                    break
-                await asyncio.sleep(0.05)
+            await results_left_memory(c)
             lazy = await self.client()
             lazy.ws.transport.pause_reading()
             for i in range(8):
                 await lazy.send({"op": "result", "job": acc["job"], "ref": f"again-{i}"})
-            peak = 0
-            for _ in range(20):
-                mem = (await c.call({"op": "stats"}))["memory"]
-                peak = max(peak, mem["used_bytes"])
-                await asyncio.sleep(0.1)
+            peak, mem = await used_peak(c, 20)
             # A resubmission of its key without watch needs no result read back: accepted.
             again = await submit_search(c, "reread", rows[:100], 1000, False, key="reread-1", watch=False)
             lazy.ws.transport.resume_reading()
@@ -803,9 +819,7 @@ class VecAnswerMemoryTest(KilndTestCase):
         will hold fits in memory.max_bytes: resubmissions of three cached searches
         by a client that does not read stay within the budget, and are answered
         in order once it reads."""
-        n = 1200
-        rows = np.random.default_rng(8).normal(size=(n, 4)).astype(np.float32)
-        ids = ["z" * 233 + f"-{i:06d}" for i in range(n)]
+        rows, ids = long_id_rows(8, "z")
 
         async def go():
             c = await self.client()
@@ -815,21 +829,14 @@ class VecAnswerMemoryTest(KilndTestCase):
                 done, _, _ = await search(c, "hits", rows[100 * i:100 * (i + 1)], k=1000)
                 self.assertEqual(done["state"], "done", done)
                 first.append(done["result"]["ids"])
-            for _ in range(100):  # the jobs leave memory once their records are stored
-                if (await c.call({"op": "stats"}))["memory"]["results_bytes"] == 0:
-                    break
-                await asyncio.sleep(0.05)
+            await results_left_memory(c)
             lazy = await self.client()
             lazy.ws.transport.pause_reading()
             for i in range(3):
                 await send_frames(lazy, query_frames(f"hit-{i}", rows[100 * i:100 * (i + 1)]))
                 await lazy.send({"op": "submit", "kind": "vec.search", "params": {"collection": "hits", "k": 1000},
                                  "ref": f"hit-{i}"})
-            peak = 0
-            for _ in range(25):
-                mem = (await c.call({"op": "stats"}))["memory"]
-                peak = max(peak, mem["used_bytes"])
-                await asyncio.sleep(0.1)
+            peak, mem = await used_peak(c, 25)
             lazy.ws.transport.resume_reading()
             dones = []
             for _ in range(3):
