@@ -47,17 +47,18 @@ function append(node, children) {
   }
 }
 
-/* The values of number fields ({name, input, err}) into p, an empty field left
- * out (the server's default). Text a number field cannot read ("300e") reads as ''
- * in the browser: such a field is marked, named in status, and false returned
- * (nothing is to be sent). emptyMeans(f) says what emptying f would ask for. */
-export function readNumberFields(fields, p, status, emptyMeans = () => 'the default') {
+/* The values of number fields ({name, input, err, emptyMeans}) into p, an empty
+ * field left out (the server's default). Text a number field cannot read ("300e")
+ * reads as '' in the browser: such a field is marked, named in status, and false
+ * returned (nothing is to be sent). f.emptyMeans says what emptying f asks for
+ * ("the default" when unset). */
+export function readNumberFields(fields, p, status) {
   const bad = [];
   for (const f of fields) {
     f.err.textContent = '';
     f.input.removeAttribute('aria-invalid');
     if (f.input.validity.badInput) {
-      f.err.textContent = `${f.name} is not a number: correct it, or empty the field for ${emptyMeans(f)}.`;
+      f.err.textContent = `${f.name} is not a number: correct it, or empty the field for ${f.emptyMeans ?? 'the default'}.`;
       f.input.setAttribute('aria-invalid', 'true');
       bad.push(f);
     } else if (f.input.value !== '') {

@@ -351,8 +351,9 @@ function paramField(name, spec) {
     placeholder: spec.default === undefined ? 'none' : '' });
   const err = el('p', { class: 'field-error', id: `${id}-err`, 'aria-live': 'polite' });
   input.setAttribute('aria-describedby', `${id}-help ${id}-err`);
-  return { name, input, err, node: el('div', { class: 'field', 'data-field': `params.${name}` },
-    el('label', { for: id }, name), input, el('p', { class: 'field-help', id: `${id}-help` }, spec.doc || ''), err) };
+  return { name, input, err, emptyMeans: spec.default === undefined ? 'none' : 'the default',
+    node: el('div', { class: 'field', 'data-field': `params.${name}` },
+      el('label', { for: id }, name), input, el('p', { class: 'field-help', id: `${id}-help` }, spec.doc || ''), err) };
 }
 
 /* The Schedule page: {node, cleanup, reconnect(client)}. ctx: {client, welcome, flash}. */
@@ -435,7 +436,7 @@ export function jobshopView({ client, welcome, flash }) {
       jobs = null; // the server says what is wrong, naming the field
     }
     const p = {};
-    if (!readNumberFields(fields, p, status, (f) => (f.input.placeholder === 'none' ? 'none' : 'the default'))) return;
+    if (!readNumberFields(fields, p, status)) return;
     const blob = new Blob([body], { type: 'text/plain' });
     go.disabled = true;
     conv.reset();
