@@ -18,6 +18,7 @@ import os
 import random
 import subprocess
 import tempfile
+import time
 import unittest
 
 import numpy as np
@@ -721,15 +722,32 @@ async def results_left_memory(c):
         await asyncio.sleep(0.05)
 
 
-async def used_peak(c, samples):
-    """The most memory.max_bytes held over `samples` tenths of a second, and the
-    last memory figures."""
-    peak = 0
-    for _ in range(samples):
-        mem = (await c.call({"op": "stats"}))["memory"]
-        peak = max(peak, mem["used_bytes"])
-        await asyncio.sleep(0.1)
-    return peak, mem
+async def messages_out(c):
+    """How many messages kilnd has queued to its clients (stats), this one's reply not
+    yet among them."""
+    return (await c.call({"op": "stats"}))["messages_out"]
+
+
+async def until_queued(c, base, n, timeout=60):
+    """Polls until kilnd has queued n messages since `base` (messages_out read on
+    c before they were asked for) besides the replies to these polls and to that
+    read."""
+    end = time.monotonic() + timeout
+    polls = 0
+    while True:
+        out = await messages_out(c)
+        polls += 1
+        if out - base - polls >= n:
+            return
+        if time.monotonic() > end:
+            raise AssertionError(f"{out - base - polls} of {n} messages queued")
+        await asyncio.sleep(0.01)
+
+
+async def peak_of(c):
+    """memory.max_bytes, and the most kilnd has held of it since it started."""
+    mem = (await c.call({"op": "stats"}))["memory"]
+    return mem["peak_bytes"], mem["max_bytes"]
 
 
 class VecAnswerMemoryTest(KilndTestCase):
@@ -790,18 +808,20 @@ class VecAnswerMemoryTest(KilndTestCase):
             self.assertEqual(done["state"], "done", done)
             await results_left_memory(c)
             lazy = await self.client()
+            base = await messages_out(c)
             lazy.ws.transport.pause_reading()
             for i in range(8):
                 await lazy.send({"op": "result", "job": acc["job"], "ref": f"again-{i}"})
-            peak, mem = await used_peak(c, 20)
+            await until_queued(c, base, 8)  # a reply (or a done and its part) to each
             # A resubmission of its key without watch needs no result read back: accepted.
             again = await submit_search(c, "reread", rows[:100], 1000, False, key="reread-1", watch=False)
             lazy.ws.transport.resume_reading()
             answers = [await wait_for(lazy, lambda m: str(m.get("ref", "")).startswith("again-"), 60)
                        for _ in range(8)]
+            peak, max_bytes = await peak_of(c)
             await lazy.close()
             await c.close()
-            return peak, mem["max_bytes"], answers, again, acc
+            return peak, max_bytes, answers, again, acc
         peak, max_bytes, answers, again, acc = self.run_async(go())
         self.assertEqual((again["op"], again["job"]), ("accepted", acc["job"]), again)
         self.assertLessEqual(peak, max_bytes)
@@ -812,7 +832,6 @@ class VecAnswerMemoryTest(KilndTestCase):
             if m["op"] == "error":
                 self.assertEqual(m["code"], "unavailable", m)
                 self.assertIn("memory.max_bytes", m["message"])
-
 
     def test_cache_hits_of_big_answers_wait_for_memory_to_be_read_back(self):
         """A cache hit's big answer is read back from the store only once what it
@@ -831,19 +850,29 @@ class VecAnswerMemoryTest(KilndTestCase):
                 first.append(done["result"]["ids"])
             await results_left_memory(c)
             lazy = await self.client()
+            hits = (await c.call({"op": "stats"}))["cache"]["hits"]
+            base = await messages_out(c)
             lazy.ws.transport.pause_reading()
             for i in range(3):
                 await send_frames(lazy, query_frames(f"hit-{i}", rows[100 * i:100 * (i + 1)]))
                 await lazy.send({"op": "submit", "kind": "vec.search", "params": {"collection": "hits", "k": 1000},
                                  "ref": f"hit-{i}"})
-            peak, mem = await used_peak(c, 25)
+            # All three found in the cache, and the first answered (accepted, done,
+            # its part): read back at once, the others would be held by now too.
+            reads = 0
+            while (await c.call({"op": "stats"}))["cache"]["hits"] < hits + 3:
+                reads += 1
+                self.assertLess(reads, 6000, "three cache hits")
+                await asyncio.sleep(0.01)
+            await until_queued(c, base + reads + 1, 3)  # besides the replies to those reads
             lazy.ws.transport.resume_reading()
             dones = []
             for _ in range(3):
                 dones.append(await wait_for(lazy, lambda m: m.get("op") == "done", 60))
+            peak, max_bytes = await peak_of(c)
             await lazy.close()
             await c.close()
-            return first, dones, peak, mem["max_bytes"]
+            return first, dones, peak, max_bytes
         first, dones, peak, max_bytes = self.run_async(go())
         self.assertLessEqual(peak, max_bytes)
         self.assertEqual([d["result"]["ids"] for d in dones], first)
