@@ -232,47 +232,68 @@ int json_value_compact(const char *text, size_t len, size_t *pos, char *out, siz
         return compact_value(text, len, pos, out, ret_len, JSON_COMPACT_MAX_DEPTH);
 }
 
-int json_object_member(const char *text, size_t len, const char *key, size_t *ret_at, size_t *ret_len)
+/* Past the closing brace at s->i: the object ends the text (white space aside). */
+static int object_end(struct scan *s, size_t *pos)
 {
-        struct scan s = { .t = text, .len = len };
-        size_t klen = strlen(key);
+        s->i++;
+        skip_ws(s);
+        *pos = s->i;
+        return s->i == s->len ? 0 : -1;
+}
+
+int json_object_next(const char *text, size_t len, size_t *pos, struct json_member *ret)
+{
+        struct scan s = { .t = text, .len = len, .i = *pos };
 
         skip_ws(&s);
-        if (s.i >= s.len || s.t[s.i] != '{')
+        if (*pos == 0) { /* the opening brace */
+                if (s.i >= len || text[s.i] != '{')
+                        return -1;
+                s.i++;
+                skip_ws(&s);
+                if (s.i < len && text[s.i] == '}')
+                        return object_end(&s, pos);
+        } else if (s.i < len && text[s.i] == '}') {
+                return object_end(&s, pos);
+        } else if (s.i < len && text[s.i] == ',') {
+                s.i++;
+                skip_ws(&s);
+        } else {
                 return -1;
-        s.i++;
+        }
+        ret->key_at = s.i;
+        if (s.i >= len || text[s.i] != '"' || scan_string(&s) < 0)
+                return -1;
+        ret->key_len = s.i - ret->key_at;
         skip_ws(&s);
-        if (s.i < s.len && s.t[s.i] == '}')
+        if (s.i >= len || text[s.i++] != ':')
                 return -1;
-        for (;;) {
-                size_t from = s.i;
-                if (s.i >= s.len || s.t[s.i] != '"' || scan_string(&s) < 0)
-                        return -1;
-                bool match = s.i - from == klen + 2 && !memcmp(s.t + from + 1, key, klen);
-                skip_ws(&s);
-                if (s.i >= s.len || s.t[s.i++] != ':')
-                        return -1;
-                skip_ws(&s);
-                /* A member may hold a value as deep as json_value_compact takes, inside
-                 * one more level (a done's "result" object). */
-                size_t at = s.i, pos = s.i;
-                if (compact_value(text, len, &pos, NULL, NULL, JSON_COMPACT_MAX_DEPTH + 1) < 0)
-                        return -1;
-                s.i = pos;
-                if (match) {
-                        size_t end = pos;
-                        while (end > at && (s.t[end - 1] == ' ' || s.t[end - 1] == '\t' || s.t[end - 1] == '\n' ||
-                                            s.t[end - 1] == '\r'))
-                                end--;
-                        *ret_at = at;
-                        *ret_len = end - at;
+        skip_ws(&s);
+        /* A member may hold a value as deep as json_value_compact takes, inside one
+         * more level (a done's "result" object). */
+        size_t end = s.i;
+        ret->value_at = s.i;
+        if (compact_value(text, len, &end, NULL, NULL, JSON_COMPACT_MAX_DEPTH + 1) < 0)
+                return -1;
+        *pos = end;
+        while (end > ret->value_at &&
+               (text[end - 1] == ' ' || text[end - 1] == '\t' || text[end - 1] == '\n' || text[end - 1] == '\r'))
+                end--;
+        ret->value_len = end - ret->value_at;
+        return 1;
+}
+
+int json_object_member(const char *text, size_t len, const char *key, size_t *ret_at, size_t *ret_len)
+{
+        size_t klen = strlen(key), pos = 0;
+        struct json_member m;
+
+        while (json_object_next(text, len, &pos, &m) == 1) {
+                if (m.key_len == klen + 2 && !memcmp(text + m.key_at + 1, key, klen)) {
+                        *ret_at = m.value_at;
+                        *ret_len = m.value_len;
                         return 0;
                 }
-                if (s.i < s.len && s.t[s.i] == ',') {
-                        s.i++;
-                        skip_ws(&s);
-                        continue;
-                }
-                return -1; /* the closing brace, or not an object */
         }
+        return -1;
 }

@@ -24,6 +24,19 @@
  * begin with a value (*pos and out are then unspecified). */
 int json_value_compact(const char *text, size_t len, size_t *pos, char *out, size_t *ret_len);
 
+/* One member of a JSON object text: where its key (quotes included) and its value
+ * lie in the text. */
+struct json_member {
+        size_t key_at, key_len, value_at, value_len;
+};
+
+/* The members of the JSON object text[0..len), one a call, starting with *pos 0
+ * (*pos moves on): 1 with *ret set, 0 after the last one (the object closed, only
+ * white space after it), -1 when the text is not such an object. Values are
+ * skipped as json_value_compact reads them, one more level deep allowed, never
+ * read into anything. */
+int json_object_next(const char *text, size_t len, size_t *pos, struct json_member *ret);
+
 /* Where the value of the member `key` of the JSON object text[0..len) lies: its
  * offset and length, found without reading the other members' values into
  * anything (a `done` message's result can be hundreds of megabytes), each as deep

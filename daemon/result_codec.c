@@ -453,66 +453,46 @@ static int parse_part(result_read_fn read, void *opaque, uint64_t size, uint64_t
         return r;
 }
 
-/* One member's value of a blob's scalars object, at text[*pos] (after white space;
- * *pos goes past it): an array or object is kept as its compact text (KILN_V_JSON),
- * without a tree of its values; any other is read by jansson. */
-static int parse_member_value(const char *text, size_t n, size_t *pos, const char *name, struct kiln_result *ret)
+/* One member's value of a blob's scalars object (n bytes at v): an array or object
+ * is kept as its compact text (KILN_V_JSON), without a tree of its values; any
+ * other is read by jansson. */
+static int parse_member_value(const char *v, size_t n, const char *name, struct kiln_result *ret)
 {
-        size_t from = *pos, len;
-        if (json_value_compact(text, n, pos, NULL, &len) < 0)
+        size_t pos = 0, len;
+        if (json_value_compact(v, n, &pos, NULL, &len) < 0 || pos != n)
                 return -EIO;
-        if (text[from] == '[' || text[from] == '{') {
+        if (v[0] == '[' || v[0] == '{') {
                 char *copy = malloc(len + 1);
                 if (!copy)
                         return -ENOMEM;
-                size_t again = from;
-                json_value_compact(text, n, &again, copy, &len);
+                pos = 0;
+                json_value_compact(v, n, &pos, copy, &len);
                 copy[len] = '\0';
                 return kiln_result_take_json(ret, name, copy);
         }
-        json_t *v = json_loadb(text + from, *pos - from, JSON_DECODE_ANY, NULL);
-        int r = v ? add_value(ret, name, v) : -EIO;
-        json_decref(v);
+        json_t *j = json_loadb(v, n, JSON_DECODE_ANY, NULL);
+        int r = j ? add_value(ret, name, j) : -EIO;
+        json_decref(j);
         return r;
-}
-
-static size_t skip_ws(const char *text, size_t n, size_t pos)
-{
-        while (pos < n && (text[pos] == ' ' || text[pos] == '\t' || text[pos] == '\r' || text[pos] == '\n'))
-                pos++;
-        return pos;
 }
 
 /* A blob's scalars object (n bytes of text), member by member, in its order: no
  * value is read twice, and none deeper than it was written. */
 static int parse_scalars(const char *text, size_t n, struct kiln_result *ret)
 {
-        size_t pos = skip_ws(text, n, 0);
-        if (pos == n || text[pos] != '{')
-                return -EIO;
-        pos = skip_ws(text, n, pos + 1);
-        if (pos < n && text[pos] == '}')
-                return skip_ws(text, n, pos + 1) == n ? 0 : -EIO;
-        for (;;) {
-                size_t from = pos;
-                if (pos == n || text[pos] != '"' || json_value_compact(text, n, &pos, NULL, NULL) < 0)
-                        return -EIO;
-                json_t *k = json_loadb(text + from, pos - from, JSON_DECODE_ANY, NULL);
+        struct json_member m;
+        size_t pos = 0;
+        int more;
+
+        while ((more = json_object_next(text, n, &pos, &m)) == 1) {
+                json_t *k = json_loadb(text + m.key_at, m.key_len, JSON_DECODE_ANY, NULL);
                 const char *name = json_string_value(k);
-                int r = name && pos < n && text[pos] == ':' ? 0 : -EIO;
-                if (r >= 0) {
-                        pos = skip_ws(text, n, pos + 1);
-                        r = parse_member_value(text, n, &pos, name, ret);
-                }
+                int r = name ? parse_member_value(text + m.value_at, m.value_len, name, ret) : -EIO;
                 json_decref(k);
                 if (r < 0)
                         return r;
-                if (pos < n && text[pos] == ',') {
-                        pos = skip_ws(text, n, pos + 1);
-                        continue;
-                }
-                return pos < n && text[pos] == '}' && skip_ws(text, n, pos + 1) == n ? 0 : -EIO;
         }
+        return more == 0 ? 0 : -EIO;
 }
 
 int result_blob_parse_with(result_read_fn read, void *opaque, uint64_t size, struct kiln_result *ret,

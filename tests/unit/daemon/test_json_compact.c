@@ -135,6 +135,29 @@ static void test_object_members_are_found_by_key(void **state)
         assert_int_equal(json_object_member("{\"a\":1 \"op\":2}", 15, "op", &at, &n), -1);
 }
 
+/* Members one by one, in order, to the closing brace; trailing text is refused. */
+static void test_object_members_are_walked_in_order(void **state)
+{
+        const char *text = " { \"a\" : [1, 2] , \"b\":{} } ";
+        struct json_member m;
+        size_t pos = 0;
+        (void)state;
+        assert_int_equal(json_object_next(text, strlen(text), &pos, &m), 1);
+        assert_memory_equal(text + m.key_at, "\"a\"", m.key_len);
+        assert_memory_equal(text + m.value_at, "[1, 2]", m.value_len);
+        assert_int_equal(json_object_next(text, strlen(text), &pos, &m), 1);
+        assert_memory_equal(text + m.key_at, "\"b\"", m.key_len);
+        assert_int_equal(m.value_len, 2);
+        assert_int_equal(json_object_next(text, strlen(text), &pos, &m), 0);
+        pos = 0;
+        assert_int_equal(json_object_next("{}", 2, &pos, &m), 0);
+        pos = 0;
+        assert_int_equal(json_object_next("{} x", 4, &pos, &m), -1);
+        pos = 0;
+        assert_int_equal(json_object_next("{\"a\":1}]", 8, &pos, &m), 1);
+        assert_int_equal(json_object_next("{\"a\":1}]", 8, &pos, &m), -1);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -143,6 +166,7 @@ int main(void)
                 cmocka_unit_test(test_nesting_is_bounded),
                 cmocka_unit_test(test_reads_one_value_at_a_time),
                 cmocka_unit_test(test_object_members_are_found_by_key),
+                cmocka_unit_test(test_object_members_are_walked_in_order),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
