@@ -679,8 +679,3 @@ int result_done_text_at(const struct done_info *in, char **ret, struct done_scal
         *ret = text;
         return 0;
 }
-
-int result_done_text(const struct done_info *in, char **ret)
-{
-        return result_done_text_at(in, ret, NULL);
-}

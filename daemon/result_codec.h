@@ -82,10 +82,6 @@ struct done_info {
         const char *error_field;   /* the input at fault ("params.collection"); NULL or "" for none */
 };
 
-/* The `done` message (without "ref") as compact JSON text in *ret (malloc'd).
- * Returns >= 0 or -ENOMEM. */
-int result_done_text(const struct done_info *in, char **ret);
-
 /* Where the result's scalars text lies in a `done` text, [at, at + len): byte for
  * byte what result_scalars_text makes of the result, so that the stored blob can
  * borrow it (result_blob_new_shared) rather than hold a copy; a search's ids are
@@ -93,6 +89,7 @@ int result_done_text(const struct done_info *in, char **ret);
 struct done_scalars {
         size_t at, len;
 };
-/* result_done_text, saying where its scalars text lies (ret_where may be NULL).
- * Without in->scalars the values are written into the done text directly. */
+/* The `done` message (without "ref") as compact JSON text in *ret (malloc'd), and
+ * where its scalars text lies (ret_where may be NULL). Without in->scalars the
+ * values are written into the done text directly. Returns >= 0 or -ENOMEM. */
 int result_done_text_at(const struct done_info *in, char **ret, struct done_scalars *ret_where);

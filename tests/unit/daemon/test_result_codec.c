@@ -263,7 +263,7 @@ static void test_a_big_json_value_round_trips_as_text(void **state)
 
         struct done_info in = { .job = "j", .state = "done", .result = &back };
         char *text;
-        assert_int_equal(result_done_text(&in, &text), 0);
+        assert_int_equal(result_done_text_at(&in, &text, NULL), 0);
         char *at = strstr(text, "\"result\":{\"ids\":");
         assert_non_null(at);
         assert_memory_equal(at + strlen("\"result\":{\"ids\":"), ids, strlen(ids));
@@ -316,7 +316,7 @@ static void test_done_text_of_a_done_job(void **state)
         struct done_info in = { .job = "0190f0e2-7a3c-7cde-8f00-000000000001", .state = "done", .queue_ms = 3,
                                 .run_ms = 40, .result = &r, .backend = "", .batch = 4 };
         char *text;
-        assert_int_equal(result_done_text(&in, &text), 0);
+        assert_int_equal(result_done_text_at(&in, &text, NULL), 0);
         json_t *o = json_loads(text, 0, NULL);
         assert_non_null(o);
         assert_string_equal(json_string_value(json_object_get(o, "op")), "done");
@@ -337,7 +337,7 @@ static void test_done_text_of_a_done_job(void **state)
         char *plain = text;
         snprintf(r.parts[0].name, sizeof(r.parts[0].name), "ka\"ppa");
         char *escaped;
-        assert_int_equal(result_done_text(&in, &escaped), 0);
+        assert_int_equal(result_done_text_at(&in, &escaped, NULL), 0);
         json_t *e = json_loads(escaped, 0, NULL);
         assert_non_null(e);
         assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(e, "parts"), 0), "name")),
@@ -363,17 +363,17 @@ static void test_done_text_says_when_the_result_was_not_kept(void **state)
         struct done_info in = { .job = "j", .state = "done", .queue_ms = 3, .run_ms = 40, .result = &r,
                                 .backend = "cpu", .batch = 1 };
         char *kept, *plain, *escaped;
-        assert_int_equal(result_done_text(&in, &kept), 0);
+        assert_int_equal(result_done_text_at(&in, &kept, NULL), 0);
         assert_null(strstr(kept, "stored"));
         in.not_kept = true;
-        assert_int_equal(result_done_text(&in, &plain), 0);
+        assert_int_equal(result_done_text_at(&in, &plain, NULL), 0);
         size_t n = strlen(kept);
         assert_int_equal(strlen(plain), n + strlen(",\"stored\":false"));
         assert_memory_equal(plain, kept, n - 1);
         assert_string_equal(plain + n - 1, ",\"stored\":false}");
 
         in.job = "j\"1"; /* forces the jansson path */
-        assert_int_equal(result_done_text(&in, &escaped), 0);
+        assert_int_equal(result_done_text_at(&in, &escaped, NULL), 0);
         json_t *e = json_loads(escaped, 0, NULL);
         assert_non_null(e);
         assert_true(json_is_false(json_object_get(e, "stored")));
@@ -393,7 +393,7 @@ static void test_done_text_of_a_failed_job(void **state)
         struct done_info in = { .job = "j", .state = "expired", .queue_ms = 1, .run_ms = 0,
                                 .error_code = "timeout", .error_message = "the job's \"deadline\" passed" };
         char *text;
-        assert_int_equal(result_done_text(&in, &text), 0);
+        assert_int_equal(result_done_text_at(&in, &text, NULL), 0);
         json_t *o = json_loads(text, 0, NULL);
         assert_non_null(o);
         assert_string_equal(json_string_value(json_object_get(o, "state")), "expired");
