@@ -495,8 +495,9 @@ static void sink_release(void *ctx, struct sched_item *it)
 /* With its object loaded, the kind bounds the result more closely than at submit
  * (a search's ids, by the collection's longest id). A result past the limits is
  * refused as it would have been at submit; more than was taken when the job was
- * gathered is taken now, or charged when memory.max_bytes is full (a gathered job
- * runs: it is not put back). Worker thread. */
+ * gathered is taken now, or, when memory.max_bytes has no room for it, the job
+ * asks for that much and goes back to its queue to wait for it
+ * (SCHED_PREPARE_WAIT). Worker thread. */
 static int hold_bound_result(struct jobs *js, struct job *j, enum kiln_err *ret_code, char *msg, char *field)
 {
         uint64_t result = kiln_kind_result_bytes(j->kind, j->params, j->in.arrays, j->in.n, &j->object);
@@ -526,8 +527,12 @@ static int hold_bound_result(struct jobs *js, struct job *j, enum kiln_err *ret_
                 return -EFBIG;
         }
         if (need > j->item.mem_held && js->mem) {
-                if (!membudget_try_take(js->mem, MEM_RESULTS, need - j->item.mem_held))
-                        membudget_charge(js->mem, MEM_RESULTS, need - j->item.mem_held);
+                if (!membudget_try_take(js->mem, MEM_RESULTS, need - j->item.mem_held)) {
+                        /* The scheduler takes it all next time: `need` is the same
+                         * then (the params, inputs and object are). */
+                        j->item.mem_bytes = need;
+                        return SCHED_PREPARE_WAIT;
+                }
                 j->item.mem_held = need;
         }
         return 0;

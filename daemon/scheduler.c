@@ -397,11 +397,78 @@ static void batch_run(struct sched *s, struct batch *b)
         }
 }
 
+/* Ends an item that a stop reached before it ran. */
+static void end_unstarted(struct sched *s, struct sched_item *it, int stop, uint32_t batch)
+{
+        if (stop == SCHED_STOP_CANCEL)
+                finished(s, it, SCHED_END_CANCELLED, KERR_CANCELLED, "the job was cancelled", NULL, "none", batch);
+        else if (stop == SCHED_STOP_EXPIRE)
+                finished(s, it, SCHED_END_EXPIRED, KERR_TIMEOUT, "the job's deadline passed while it was queued",
+                         NULL, "none", batch);
+        else /* shutdown: its record stays "queued" and it runs after the restart */
+                finished(s, it, SCHED_END_REQUEUED, 0, NULL, NULL, "none", batch);
+}
+
+enum item_start { ITEM_RUNS, ITEM_ENDED, ITEM_PUT_BACK };
+
+/* Readies one gathered item: ends it when its deadline passed or a stop reached
+ * it, or when the owner's prepare fails it; puts it back at the head of its queue
+ * when the owner finds it needs more memory than was taken (SCHED_PREPARE_WAIT):
+ * it waits there as any item that does not fit. A stop set while it was out of
+ * its queue (the owner's sched_remove missed it) is seen when it is next
+ * gathered. Lock not held. */
+static enum item_start item_start(struct sched *s, struct sched_item *it, int64_t now, uint32_t batch)
+{
+        if (it->deadline_ms && now >= it->deadline_ms) {
+                finished(s, it, SCHED_END_EXPIRED, KERR_TIMEOUT, "the job's deadline passed while it was queued",
+                         NULL, "none", batch);
+                return ITEM_ENDED;
+        }
+        int stop = atomic_load(&it->stop);
+        if (stop != SCHED_STOP_NONE) {
+                end_unstarted(s, it, stop, batch);
+                return ITEM_ENDED;
+        }
+        enum kiln_err code = KERR_INTERNAL;
+        char msg[256] = "", field[128] = "";
+        int r = s->sink.prepare ? s->sink.prepare(s->sink.ctx, it, &code, msg, field) : 0;
+        if (r == SCHED_PREPARE_WAIT) {
+                pthread_mutex_lock(&s->lock);
+                stop = atomic_load(&it->stop);
+                if (stop == SCHED_STOP_NONE) {
+                        sched_queue_push_front(s, it);
+                        s->running--;
+                }
+                pthread_mutex_unlock(&s->lock);
+                if (stop == SCHED_STOP_NONE)
+                        return ITEM_PUT_BACK;
+                end_unstarted(s, it, stop, batch);
+                return ITEM_ENDED;
+        }
+        if (r < 0) {
+                finished_failed(s, it, code, msg, field, "none", batch);
+                return ITEM_ENDED;
+        }
+        return ITEM_RUNS;
+}
+
 /* Starts every item of a gathered batch and runs it. Lock not held. */
 static void batch_start(struct sched *s, struct batch *b)
 {
         int64_t now = kiln_wall_ms(), mono = kiln_mono_ms();
+        uint32_t gathered = (uint32_t)b->n;
+        size_t n = 0;
 
+        /* The items put back leave the batch before anyone sees it. */
+        for (size_t i = 0; i < b->n; i++) {
+                enum item_start st = item_start(s, b->items[i], now, gathered);
+                if (st == ITEM_PUT_BACK)
+                        continue;
+                b->items[n] = b->items[i];
+                atomic_store(&b->claimed[n], st == ITEM_ENDED);
+                n++;
+        }
+        b->n = n;
         for (size_t i = 0; i < b->n; i++) {
                 struct sched_item *it = b->items[i];
                 struct kiln_task *t = &b->tasks[i];
@@ -410,22 +477,10 @@ static void batch_start(struct sched *s, struct batch *b)
                 *t = (struct kiln_task){ .params = it->params, .inputs = it->inputs, .n_inputs = it->n_inputs,
                                          .object = it->object, .result = &b->results[i], .exec = &b->pcs[i].ex,
                                          .on_done = task_done, .opaque = b };
-                if (it->deadline_ms && now >= it->deadline_ms) {
-                        atomic_store(&b->claimed[i], true);
+                if (atomic_load(&b->claimed[i])) {
                         t->finished = true;
-                        finished(s, it, SCHED_END_EXPIRED, KERR_TIMEOUT,
-                                 "the job's deadline passed while it was queued", NULL, "none", (uint32_t)b->n);
                         continue;
                 }
-                enum kiln_err code = KERR_INTERNAL;
-                char msg[256] = "", field[128] = "";
-                if (s->sink.prepare && s->sink.prepare(s->sink.ctx, it, &code, msg, field) < 0) {
-                        atomic_store(&b->claimed[i], true);
-                        t->finished = true;
-                        finished_failed(s, it, code, msg, field, "none", (uint32_t)b->n);
-                        continue;
-                }
-                t->object = it->object;
                 it->progress_sent_ms = mono;
                 s->sink.started(s->sink.ctx, it, now);
         }

@@ -67,7 +67,8 @@ struct sched_item {
         const struct kiln_object *object; /* the stored object it reads (set by the
                                            * sink's prepare on the worker), or NULL */
         /* Bytes running it will hold, its estimated result: taken from the budget
-         * (MEM_RESULTS) before it starts. 0: it holds nothing and never waits. */
+         * (MEM_RESULTS) before it starts. 0: it holds nothing and never waits. The
+         * owner's prepare may raise it, on the worker (SCHED_PREPARE_WAIT). */
         uint64_t mem_bytes;
 
         /* Set by the scheduler when it takes the item out of its queue to run it:
@@ -97,6 +98,9 @@ struct sched_item {
         int64_t progress_sent_ms;
 };
 
+/* sched_sink.prepare: put the item back until more memory fits. */
+#define SCHED_PREPARE_WAIT 1
+
 /* What the scheduler tells its owner. Every callback may run on a worker or
  * reaper thread and must not block; `ctx` is the sink's. */
 struct sched_sink {
@@ -106,9 +110,13 @@ struct sched_sink {
         void (*release)(void *ctx, struct sched_item *it);
         /* Before the item's batch begins, on the worker: whatever it needs that the
          * loop thread may not do (loading the stored object it runs against into
-         * it->object). Returns >= 0, or < 0 with *ret_code and msg (256 bytes) saying
-         * why it cannot run, and field (128 bytes) the input at fault ("" for none):
-         * it then ends SCHED_END_FAILED. May be NULL. */
+         * it->object). Returns 0 to run it; SCHED_PREPARE_WAIT when running it
+         * holds more memory than was taken for it and the budget has no more now:
+         * the owner has raised it->mem_bytes (and taken nothing), and the item goes
+         * back to the head of its queue, holding none, until that fits; or < 0 with
+         * *ret_code and msg (256 bytes) saying why it cannot run, and field (128
+         * bytes) the input at fault ("" for none): it then ends SCHED_END_FAILED.
+         * Called again for an item put back. May be NULL. */
         int (*prepare)(void *ctx, struct sched_item *it, enum kiln_err *ret_code, char *msg, char *field);
         /* The item's batch begins on a backend (now_ms: wall clock). */
         void (*started)(void *ctx, struct sched_item *it, int64_t now_ms);

@@ -914,6 +914,54 @@ class VecAnswerMemoryWaitTest(KilndTestCase):
         self.assertLessEqual(mem["peak_bytes"], mem["max_bytes"], mem)
 
 
+class VecGatheredMemoryTest(KilndTestCase):
+    """Single-query searches gathered into one batch were each taken with their
+    estimate from submit, which cannot know the ids' length; with the collection
+    loaded, each needs its ids' room too. A search that finds no more room goes
+    back to its queue to wait for it, so the batch never runs past
+    memory.max_bytes, and every search is answered."""
+    env = {"KILN_MEMORY_MAX_BYTES": "64MiB", "KILN_CPU_THREADS": "1",
+           "KILN_BATCH_VEC_SEARCH_MAX_BATCH": "256", "KILN_BATCH_VEC_SEARCH_MAX_DELAY_US": "200000",
+           "KILN_MEMORY_MAX_OUTPUT_BUFFER_BYTES": "256MiB"}
+
+    def test_a_gathered_batch_stays_within_the_budget(self):
+        rows, ids = long_id_rows(11, "g")
+        n, k = 200, 1000  # each answer: 1,000 ids of 241 bytes, held twice (~480 KB)
+
+        async def go():
+            c = await self.client()
+            self.assertEqual((await vec_put(c, "gathered", rows, ids, metric="l2"))["op"], "vec")
+            refs = {}
+            for i in range(n):
+                ref = next_ref(c)
+                refs[ref] = i
+                await send_frames(c, query_frames(ref, rows[i:i + 1]))
+                await c.send({"op": "submit", "kind": "vec.search", "ref": ref,
+                              "params": {"collection": "gathered", "k": k}})
+            jobs, out = {}, {}
+            while len(out) < n:
+                m = await c.recv(120)
+                if isinstance(m, bytes):
+                    continue
+                if m.get("op") == "accepted":
+                    jobs[m["job"]] = refs[m["ref"]]
+                elif m.get("op") == "done":
+                    c.backlog.insert(0, m)
+                    done, _, _ = await c.read_done(m["job"])
+                    out[m["job"]] = done
+                elif m.get("op") != "progress":
+                    self.fail(m)
+            peak, max_bytes = await peak_of(c)
+            await c.close()
+            return [(jobs[j], d) for j, d in out.items()], peak, max_bytes
+        out, peak, max_bytes = self.run_async(go())
+        self.assertLessEqual(peak, max_bytes)
+        self.assertGreater(max(d["batch"] for _, d in out), 1)
+        for i, done in out:
+            self.assertEqual(done["state"], "done", done)
+            self.assertEqual(done["result"]["ids"][0][0], ids[i])  # each row finds itself first
+
+
 class VecQueuedTest(KilndTestCase):
     """Searches that wait in the queue while their collection changes: one whose
     collection is dropped ends failed with not_found, naming the field, as a submit

@@ -39,6 +39,8 @@ struct fake {
         uint32_t batch;
         int n_parts;
         int order;                 /* 1-based finishing order */
+        uint64_t need;             /* what prepare finds running it holds (0: mem_bytes) */
+        atomic_int prepares;       /* prepare calls */
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -378,14 +380,42 @@ struct budgeted {
         struct sched *s;
 };
 
-static void budgeted_start(struct budgeted *b, int threads)
+static void budgeted_start_with(struct budgeted *b, int threads, const struct sched_sink *with)
 {
         const char *env[] = { "KILN_GPU_BACKEND=cpu", threads == 1 ? "KILN_CPU_THREADS=1" : "KILN_CPU_THREADS=2",
                               NULL };
         b->cfg = config(env);
         assert_int_equal(membudget_new(1000, &b->mb), 0);
-        assert_int_equal(sched_new(b->cfg, &sink, b->mb, &b->s), 0);
+        struct sched_sink mine = *with;
+        mine.ctx = b->mb;
+        assert_int_equal(sched_new(b->cfg, &mine, b->mb, &b->s), 0);
 }
+
+static void budgeted_start(struct budgeted *b, int threads)
+{
+        budgeted_start_with(b, threads, &sink);
+}
+
+/* The owner's prepare as kilnd's (jobs.c, hold_bound_result): what running the
+ * item holds past what was taken for it is taken now, or the item asks for it all
+ * and goes back to wait. */
+static int s_prepare(void *ctx, struct sched_item *it, enum kiln_err *ret_code, char *msg, char *field)
+{
+        struct fake *f = container_of(it, struct fake, it);
+        atomic_fetch_add(&f->prepares, 1);
+        if (f->need <= it->mem_held)
+                return 0;
+        if (!membudget_try_take(ctx, MEM_RESULTS, f->need - it->mem_held)) {
+                it->mem_bytes = f->need;
+                return SCHED_PREPARE_WAIT;
+        }
+        it->mem_held = f->need;
+        return 0;
+}
+
+static const struct sched_sink prepping_sink = { .hold = s_hold, .release = s_release, .prepare = s_prepare,
+                                                 .started = s_started, .progress = s_progress,
+                                                 .finished = s_finished };
 
 /* Stops the workers, then frees the budget and the configuration. */
 static void budgeted_stop(struct budgeted *b)
@@ -452,6 +482,89 @@ static void test_an_item_waits_until_memory_is_given_back(void **state)
         free(b.params);
         free(b_next.params);
         free(other.params);
+}
+
+/* An item found to need more than was taken for it, with no more room, goes back
+ * to its queue holding none and waits there like any item that does not fit: the
+ * budget is never passed. Meanwhile another tenant's item runs, and a cancel
+ * reaches the waiting item in its queue. */
+static void test_an_item_that_needs_more_than_its_estimate_waits_for_it(void **state)
+{
+        struct budgeted run;
+        budgeted_start_with(&run, 1, &prepping_sink);
+        struct sched *s = run.s;
+        struct membudget *mb = run.mb;
+        struct fake a, b, other, cancelled;
+        fake_init(&a, tiny, KILN_PRIO_NORMAL);
+        fake_init(&b, tiny, KILN_PRIO_NORMAL);
+        fake_init(&other, tiny, KILN_PRIO_NORMAL);
+        fake_init(&cancelled, tiny, KILN_PRIO_NORMAL);
+        a.it.mem_bytes = 600;
+        b.it.mem_bytes = 100; /* its estimate */
+        b.need = 500;         /* found when it is prepared: 400 more than that */
+        other.it.tenant = "globex";
+        cancelled.it.tenant = "initech";
+        cancelled.it.mem_bytes = 100;
+        cancelled.need = 500;
+        sched_push(s, &a.it);
+        wait_finished(1);
+        assert_int_equal(a.it.mem_held, 600); /* held by its owner until given back */
+        sched_push(s, &b.it);
+        sched_push(s, &cancelled.it);
+        sched_push(s, &other.it);
+        wait_finished(2); /* other */
+        assert_int_equal(other.end, SCHED_END_DONE);
+        assert_int_equal(atomic_load(&b.started), 0);
+        assert_true(atomic_load(&b.prepares) >= 1);
+        assert_int_equal(b.it.mem_bytes, 500);
+        assert_int_equal(sched_queued(s), 2);
+        assert_true(sched_remove(s, &cancelled.it)); /* back in its queue: removed there */
+        assert_int_equal(atomic_load(&cancelled.ended), 0);
+        struct membudget_view v = budget_view(mb);
+        assert_int_equal(v.used, 600); /* b gave back what it was gathered with */
+        double spent = idle_cpu_ms();
+        print_message("CPU time while a put-back item waited for memory for 500 ms: %.1f ms\n", spent);
+        assert_true(spent < 100.0);
+
+        membudget_give(mb, MEM_RESULTS, a.it.mem_held);
+        wait_finished(3);
+        assert_int_equal(b.end, SCHED_END_DONE);
+        assert_int_equal(b.it.mem_held, 500);
+        membudget_give(mb, MEM_RESULTS, b.it.mem_held);
+        v = budget_view(mb);
+        assert_int_equal(v.used, 0);
+        assert_true(v.peak <= v.take_max);
+        assert_int_equal(atomic_load(&b.holds), 0);
+        assert_int_equal(atomic_load(&cancelled.holds), 0);
+        budgeted_stop(&run);
+        free(a.params);
+        free(b.params);
+        free(other.params);
+        free(cancelled.params);
+}
+
+/* A stop that reached an item after it was taken from its queue ends it before it
+ * runs or is prepared, as its owner asked. */
+static void test_a_stop_set_before_its_batch_begins_ends_the_item_unrun(void **state)
+{
+        struct budgeted run;
+        budgeted_start_with(&run, 1, &prepping_sink);
+        struct fake c, e;
+        fake_init(&c, tiny, KILN_PRIO_NORMAL);
+        fake_init(&e, tiny, KILN_PRIO_NORMAL);
+        atomic_store(&c.it.stop, SCHED_STOP_CANCEL);
+        atomic_store(&e.it.stop, SCHED_STOP_EXPIRE);
+        sched_push(run.s, &c.it);
+        sched_push(run.s, &e.it);
+        wait_finished(2);
+        assert_int_equal(c.end, SCHED_END_CANCELLED);
+        assert_int_equal(c.code, KERR_CANCELLED);
+        assert_int_equal(e.end, SCHED_END_EXPIRED);
+        assert_int_equal(atomic_load(&c.started) + atomic_load(&e.started), 0);
+        assert_int_equal(atomic_load(&c.prepares) + atomic_load(&e.prepares), 0);
+        budgeted_stop(&run);
+        free(c.params);
+        free(e.params);
 }
 
 /* An item whose memory does not fit does not hold back a smaller item of another
@@ -722,6 +835,8 @@ int main(void)
                 cmocka_unit_test_setup(test_a_removed_item_is_released_and_never_reported, reset),
                 cmocka_unit_test_setup(test_stops_and_deadlines_end_items_as_asked, reset),
                 cmocka_unit_test_setup(test_an_item_waits_until_memory_is_given_back, reset),
+                cmocka_unit_test_setup(test_an_item_that_needs_more_than_its_estimate_waits_for_it, reset),
+                cmocka_unit_test_setup(test_a_stop_set_before_its_batch_begins_ends_the_item_unrun, reset),
                 cmocka_unit_test_setup(test_an_item_that_does_not_fit_does_not_block_another_kind, reset),
                 cmocka_unit_test_setup(test_lower_priorities_wait_behind_an_item_waiting_for_memory, reset),
                 cmocka_unit_test_setup(test_an_item_bigger_than_the_budget_stays_queued_without_spinning, reset),
