@@ -40,6 +40,7 @@ int jobs_new(const struct jobs_deps *deps, struct jobs **ret)
         js->sink = sink_template;
         js->sink.ctx = js;
         atomic_init(&js->max_result_bytes, deps->cfg ? deps->cfg->limits.max_result_bytes : UINT64_MAX);
+        jobs_loads_start(js);
         *ret = js;
         return 0;
 }
@@ -72,6 +73,7 @@ void jobs_free(struct jobs *js)
 {
         if (!js)
                 return;
+        jobs_loads_stop(js);
         while (js->n_deadlines)
                 jobs_deadline_remove(js, js->deadlines[0]);
         for (size_t b = 0; b < js->table_buckets; b++)

@@ -306,9 +306,6 @@ void jobs_store_room(struct jobs *js, uint64_t room);
 /* The room the store has as the lifecycle reckons it: the last measurement less what
  * was written since. */
 uint64_t jobs_store_room_left(const struct jobs *js);
-/* Answers the cache hits that wait for memory to read their result back, in order,
- * as far as memory.max_bytes now has room (the loop's tick). Loop thread. */
-void jobs_retry_loads(struct jobs *js);
 /* Whether new work is refused for lack of room, and why (a sentence naming the store)
  * in reason (256 bytes) when it is. */
 bool jobs_store_full(const struct jobs *js, char *reason);

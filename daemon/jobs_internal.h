@@ -36,7 +36,11 @@ struct jobs {
         uint64_t room;                /* as last measured */
         uint64_t unstored;            /* estimated bytes of accepted jobs not yet finished in the store */
         struct job *store_retry;      /* finished jobs whose final record found no room: tried again */
-        struct job *loads_waiting, *loads_tail; /* cache hits waiting for memory (jobs_retry_loads) */
+        struct job *loads_waiting, *loads_tail; /* cache hits waiting for memory (jobs_submit.c) */
+        /* While cache hits wait, memory given back (the budget's hook, any thread)
+         * posts loads_mail, once until it has run. */
+        atomic_bool loads_wanted, loads_posted;
+        struct mail loads_mail;
 };
 
 #define COALESCE_BUCKETS 16384 /* a power of two */
@@ -62,6 +66,10 @@ void job_op_to_loop(struct store_op *op, void (*fn)(struct mail *m));
 void job_durations(const struct job *j, int64_t *ret_queue, int64_t *ret_run);
 /* Estimated bytes a job will write to the store: its result's and its input's. */
 uint64_t job_store_estimate(const struct job *j);
+/* The budget's hook for the cache hits waiting for memory: set at jobs_new, emptied
+ * first thing at jobs_free. */
+void jobs_loads_start(struct jobs *js);
+void jobs_loads_stop(struct jobs *js);
 
 /* jobs.c, for jobs_submit.c and jobs_index.c. */
 struct job *job_alloc(struct jobs *js, const struct kiln_kind *kind);

@@ -194,10 +194,59 @@ static void answer_cached_now(struct jobs *js, struct job *j)
         jobs_accepted(js, j, true);
 }
 
+/* Answers the cache hits that wait for memory to read their result back, in order,
+ * as far as memory.max_bytes now has room. Loop thread. */
+static void retry_loads(struct jobs *js)
+{
+        while (js->loads_waiting) {
+                struct job *j = js->loads_waiting;
+                if (job_reserve_load(js, j, j->op.hit.blob, j->op.result_size) == -EAGAIN)
+                        return; /* the ones behind it wait too */
+                js->loads_waiting = j->load_next;
+                if (!js->loads_waiting) {
+                        js->loads_tail = NULL;
+                        atomic_store(&js->loads_wanted, false);
+                }
+                j->load_next = NULL;
+                answer_cached_now(js, j);
+                job_unref(j);
+        }
+}
+
+static void on_loads_mail(struct mail *m)
+{
+        struct jobs *js = container_of(m, struct jobs, loads_mail);
+        atomic_store(&js->loads_posted, false);
+        retry_loads(js);
+}
+
+/* The budget's hook: memory was given back (any thread, often the loop's own
+ * writes to sockets); only while hits wait does it wake the loop. */
+static void on_room(void *ctx)
+{
+        struct jobs *js = ctx;
+        if (atomic_load(&js->loads_wanted) && !atomic_exchange(&js->loads_posted, true))
+                mailbox_post(js->mailbox, &js->loads_mail);
+}
+
+void jobs_loads_start(struct jobs *js)
+{
+        js->loads_mail.fn = on_loads_mail;
+        if (js->mem)
+                membudget_on_give(js->mem, MEMBUDGET_HOOK_LOADS, on_room, js);
+}
+
+void jobs_loads_stop(struct jobs *js)
+{
+        if (js->mem) /* waits for a call in progress: none reaches js after */
+                membudget_on_give(js->mem, MEMBUDGET_HOOK_LOADS, NULL, NULL);
+}
+
 /* A cache hit: the job was stored as done with the cached result. A big result
  * (read from the store, not copied out by the writer) is read back only once
  * what it will hold fits in memory.max_bytes: until then its submission waits
- * for `accepted`, in order, as a computed job waits queued (jobs_retry_loads). */
+ * for `accepted`, in order, as a computed job waits queued, until memory is given
+ * back (retry_loads). */
 static void answer_cached(struct jobs *js, struct job *j)
 {
         jobs_coalesce_remove(js, j);
@@ -210,26 +259,15 @@ static void answer_cached(struct jobs *js, struct job *j)
                 else
                         js->loads_waiting = j;
                 js->loads_tail = job_ref(j);
+                /* Set before looking again: a give after the reservation failed
+                 * either finds it set (and posts) or made room for the look. */
+                atomic_store(&js->loads_wanted, true);
+                retry_loads(js);
                 return;
         }
         /* Read back now: reserved, or one that could never fit (or whose store
          * read failed) read all the same, as before the reservation. */
         answer_cached_now(js, j);
-}
-
-void jobs_retry_loads(struct jobs *js)
-{
-        while (js->loads_waiting) {
-                struct job *j = js->loads_waiting;
-                if (job_reserve_load(js, j, j->op.hit.blob, j->op.result_size) == -EAGAIN)
-                        return; /* the ones behind it wait too */
-                js->loads_waiting = j->load_next;
-                if (!js->loads_waiting)
-                        js->loads_tail = NULL;
-                j->load_next = NULL;
-                answer_cached_now(js, j);
-                job_unref(j);
-        }
 }
 
 static void on_committed_mail(struct mail *m)

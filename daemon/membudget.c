@@ -1,22 +1,26 @@
 /* The memory budget (membudget.h).
  *
  * One small mutex guards the figures: takes and gives happen per job and per output
- * message, never per byte, so the lock is held for a few instructions. The hook is
- * called outside it, and the calls in progress are counted so that removing the
+ * message, never per byte, so the lock is held for a few instructions. The hooks
+ * are called outside it, and the calls in progress are counted so that removing a
  * hook (the scheduler does at sched_free) can wait for them to return. */
 #include "membudget.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct membudget {
         pthread_mutex_t lock;
         pthread_cond_t hook_idle;  /* hook_calls fell to 0 */
         uint64_t max, used, by_use[MEM_USES], peak, waits;
-        void (*hook)(void *ctx);
-        void *hook_ctx;
-        unsigned hook_calls;       /* calls of the hook in progress */
+        struct {
+                void (*fn)(void *ctx);
+                void *ctx;
+        } hooks[MEMBUDGET_HOOKS];
+        unsigned hook_calls;       /* calls of hooks in progress */
 };
 
 int membudget_new(uint64_t max_bytes, struct membudget **ret)
@@ -40,18 +44,23 @@ void membudget_free(struct membudget *mb)
         free(mb);
 }
 
-/* Calls the hook, if any, with the lock not held. */
+/* Calls the hooks that are set, with the lock not held. */
 static void call_hook(struct membudget *mb)
 {
         pthread_mutex_lock(&mb->lock);
-        void (*fn)(void *) = mb->hook;
-        void *ctx = mb->hook_ctx;
-        if (fn)
+        __typeof__(mb->hooks) hooks;
+        memcpy(hooks, mb->hooks, sizeof(hooks));
+        bool any = false;
+        for (int i = 0; i < MEMBUDGET_HOOKS; i++)
+                any |= hooks[i].fn != NULL;
+        if (any)
                 mb->hook_calls++;
         pthread_mutex_unlock(&mb->lock);
-        if (!fn)
+        if (!any)
                 return;
-        fn(ctx);
+        for (int i = 0; i < MEMBUDGET_HOOKS; i++)
+                if (hooks[i].fn)
+                        hooks[i].fn(hooks[i].ctx);
         pthread_mutex_lock(&mb->lock);
         if (--mb->hook_calls == 0)
                 pthread_cond_broadcast(&mb->hook_idle);
@@ -156,13 +165,13 @@ void membudget_count_wait(struct membudget *mb)
         pthread_mutex_unlock(&mb->lock);
 }
 
-void membudget_on_give(struct membudget *mb, void (*fn)(void *ctx), void *ctx)
+void membudget_on_give(struct membudget *mb, enum membudget_hook slot, void (*fn)(void *ctx), void *ctx)
 {
         pthread_mutex_lock(&mb->lock);
         while (mb->hook_calls)
                 pthread_cond_wait(&mb->hook_idle, &mb->lock);
-        mb->hook = fn;
-        mb->hook_ctx = ctx;
+        mb->hooks[slot].fn = fn;
+        mb->hooks[slot].ctx = ctx;
         pthread_mutex_unlock(&mb->lock);
 }
 

@@ -53,12 +53,15 @@ bool membudget_grow(struct membudget *mb, enum mem_use use, uint8_t **buf, size_
  * per job it leaves queued for lack of memory), for `waits` below. */
 void membudget_count_wait(struct membudget *mb);
 
-/* The one hook called after bytes are given back (and after membudget_set_max
- * raised the limit), on the thread that gave them, with no lock of the budget
- * held: the scheduler wakes its workers from it. fn NULL removes it. Setting the
- * hook waits for calls of the previous one in progress to return, so once it has
- * been set to NULL, the old ctx is never used again; never set it from the hook. */
-void membudget_on_give(struct membudget *mb, void (*fn)(void *ctx), void *ctx);
+/* The hooks called after bytes are given back (and after membudget_set_max raised
+ * the limit), on the thread that gave them, with no lock of the budget held: one
+ * slot for each kind of work that waits for room (the scheduler wakes its workers
+ * from the first; kilnd's stored results waiting to be read back are retried from
+ * the second). fn NULL empties the slot. Setting a hook waits for the hook calls
+ * in progress to return, so once a slot has been set to NULL, its old ctx is never
+ * used again; never set one from a hook. */
+enum membudget_hook { MEMBUDGET_HOOK_WORKERS, MEMBUDGET_HOOK_LOADS, MEMBUDGET_HOOKS };
+void membudget_on_give(struct membudget *mb, enum membudget_hook slot, void (*fn)(void *ctx), void *ctx);
 
 struct membudget_view {
         uint64_t max, used;

@@ -726,7 +726,7 @@ int sched_new(const struct kiln_config *cfg, const struct sched_sink *sink, stru
         pthread_condattr_destroy(&ca);
         s->mem = mem;
         if (mem)
-                membudget_on_give(mem, on_memory_given, s);
+                membudget_on_give(mem, MEMBUDGET_HOOK_WORKERS, on_memory_given, s);
         s->threads = calloc(threads, sizeof(pthread_t));
         if (!s->threads) {
                 sched_free(s);
@@ -757,7 +757,7 @@ void sched_free(struct sched *s)
         /* First, so that no hook call reaches the scheduler once it is gone (this
          * waits for one in progress). */
         if (s->mem)
-                membudget_on_give(s->mem, NULL, NULL);
+                membudget_on_give(s->mem, MEMBUDGET_HOOK_WORKERS, NULL, NULL);
         pthread_mutex_lock(&s->lock);
         s->stopping = true;
         pthread_cond_broadcast(&s->wake);

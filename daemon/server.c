@@ -535,7 +535,6 @@ static void on_tick(lws_sorted_usec_list_t *sul)
 {
         struct kilnd *d = server_daemon;
         measure_store_room(d);
-        jobs_retry_loads(d->jobs);
         /* Keeps the store's cache and retention limits in step with the
          * configuration, which SIGHUP may have changed. */
         struct store_policy policy;

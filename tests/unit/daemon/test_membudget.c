@@ -181,7 +181,7 @@ static void test_the_hook_runs_after_a_give_and_a_raised_limit_only(void **state
         struct membudget *mb = budget(100);
         struct hook_seen h = { .mb = mb };
 
-        membudget_on_give(mb, hook, &h);
+        membudget_on_give(mb, MEMBUDGET_HOOK_WORKERS, hook, &h);
         assert_true(membudget_try_take(mb, MEM_RESULTS, 99));
         assert_true(membudget_try_take(mb, MEM_OUTPUT, 1));
         assert_int_equal(h.calls, 0);              /* takes never call it */
@@ -196,9 +196,32 @@ static void test_the_hook_runs_after_a_give_and_a_raised_limit_only(void **state
         assert_int_equal(h.calls, 1);              /* a lower limit makes no room */
         membudget_set_max(mb, 200);
         assert_int_equal(h.calls, 2);
-        membudget_on_give(mb, NULL, NULL);
+        membudget_on_give(mb, MEMBUDGET_HOOK_WORKERS, NULL, NULL);
         membudget_give(mb, MEM_RESULTS, 50);
         assert_int_equal(h.calls, 2);              /* removed */
+        membudget_free(mb);
+}
+
+/* Each slot's hook is called at a give; emptying one leaves the other. */
+static void test_both_hooks_run_and_each_is_removed_alone(void **state)
+{
+        struct membudget *mb = budget(100);
+        struct hook_seen workers = { .mb = mb }, loads = { .mb = mb };
+
+        membudget_on_give(mb, MEMBUDGET_HOOK_WORKERS, hook, &workers);
+        membudget_on_give(mb, MEMBUDGET_HOOK_LOADS, hook, &loads);
+        assert_true(membudget_try_take(mb, MEM_RESULTS, 90));
+        membudget_give(mb, MEM_RESULTS, 30);
+        assert_int_equal(workers.calls, 1);
+        assert_int_equal(loads.calls, 1);
+        assert_int_equal(loads.used_seen, 60);
+        membudget_on_give(mb, MEMBUDGET_HOOK_WORKERS, NULL, NULL);
+        membudget_give(mb, MEM_RESULTS, 30);
+        assert_int_equal(workers.calls, 1);
+        assert_int_equal(loads.calls, 2);
+        membudget_on_give(mb, MEMBUDGET_HOOK_LOADS, NULL, NULL);
+        membudget_give(mb, MEM_RESULTS, 30);
+        assert_int_equal(loads.calls, 2);
         membudget_free(mb);
 }
 
@@ -241,7 +264,7 @@ static void *remove_thread(void *arg)
         g->sh->removing = true;
         pthread_cond_broadcast(&g->sh->cond);
         pthread_mutex_unlock(&g->sh->lock);
-        membudget_on_give(g->mb, NULL, NULL);
+        membudget_on_give(g->mb, MEMBUDGET_HOOK_WORKERS, NULL, NULL);
         pthread_mutex_lock(&g->sh->lock);
         g->sh->returned_when_removed = g->sh->returned;
         pthread_mutex_unlock(&g->sh->lock);
@@ -255,7 +278,7 @@ static void test_removing_the_hook_waits_for_a_call_in_progress(void **state)
         struct giver g = { mb, &sh };
         pthread_t giver, remover;
 
-        membudget_on_give(mb, slow, &sh);
+        membudget_on_give(mb, MEMBUDGET_HOOK_WORKERS, slow, &sh);
         assert_true(membudget_try_take(mb, MEM_RESULTS, 1));
         assert_int_equal(pthread_create(&giver, NULL, give_thread, &g), 0);
         pthread_mutex_lock(&sh.lock);
@@ -362,6 +385,7 @@ int main(void)
                 cmocka_unit_test(test_a_lower_limit_keeps_what_is_held_and_refuses_more),
                 cmocka_unit_test(test_waits_are_counted),
                 cmocka_unit_test(test_the_hook_runs_after_a_give_and_a_raised_limit_only),
+                cmocka_unit_test(test_both_hooks_run_and_each_is_removed_alone),
                 cmocka_unit_test(test_removing_the_hook_waits_for_a_call_in_progress),
                 cmocka_unit_test(test_concurrent_takes_never_exceed_the_limit),
         };
