@@ -20,7 +20,7 @@
 
 #include "hostdev.h"
 
-#define KILN_CUDA_PARAMS 24
+#define KILN_CUDA_PARAMS 32
 /* Every task's input and output region starts at a multiple of this many bytes of
  * its batch buffer. */
 #define KILN_CUDA_TASK_ALIGN 256u
@@ -28,7 +28,7 @@
  * (in part order) starts at a multiple of this many bytes. */
 #define KILN_CUDA_PART_ALIGN 16u
 
-/* One task of a batch, as its kernel sees it (128 bytes, POD). */
+/* One task of a batch, as its kernel sees it (160 bytes, POD). */
 struct kiln_cuda_desc {
         uint64_t in_offset;   /* bytes: this task's inputs in the batch input buffer */
         uint64_t in_bytes;    /* 0 for a kind without inputs */

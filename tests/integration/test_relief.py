@@ -143,10 +143,12 @@ def surface_error(tris, heights, pitch):
     """The largest distance (mm) between a grid point's height and the top surface
     above it, over every grid point of `heights` (rows x columns, mm): the top
     triangles (no vertex at z = 0) are mapped back to grid points and each grid
-    point under one is interpolated there. Fails when a point is under none."""
+    point under one is interpolated there. Fails when a point is under none.
+    `pitch`: the grid's spacing along x and along y (mm)."""
     rows, cols = heights.shape
     top = tris[np.all(tris[:, :, 2] > 0, axis=1)]
-    ij = np.rint(np.stack([-top[:, :, 1] / pitch, top[:, :, 0] / pitch], axis=2)).astype(np.int64)
+    px, py = pitch
+    ij = np.rint(np.stack([-top[:, :, 1] / py, top[:, :, 0] / px], axis=2)).astype(np.int64)
     covered = np.zeros(heights.shape, bool)
     worst = 0.0
     for (p0, p1, p2), z in zip(ij, top[:, :, 2]):
@@ -272,17 +274,17 @@ class ReliefTest(KilndTestCase):
         self.assertEqual(got["rgb8"][0]["triangles"], 2 * 63 * 47 + 3 * (2 * 63 + 2 * 47))
         self.assertLess(got["simplified"][0]["triangles"] * 5, got["rgb8"][0]["triangles"])
         self.assertEqual(got["shrunk"][0]["width_mm"], 100)
-        self.assertAlmostEqual(got["shrunk"][0]["depth_mm"], 100 * 14 / 19)
+        self.assertAlmostEqual(got["shrunk"][0]["depth_mm"], 100 * 48 / 64)  # the image's aspect, shrunk or not
         # EXIF orientation 6 turns the 48 x 32 image to 32 x 48, the ramp now top to
         # bottom: the bright end (the highest points) along the bottom edge, y = -depth.
         r, tris = got["jpeg_rotated"]
-        self.assertAlmostEqual(r["depth_mm"], 100 * 47 / 31, places=6)
+        self.assertAlmostEqual(r["depth_mm"], 100 * 48 / 32, places=6)
         pts = tris.reshape(-1, 3)
         high = pts[pts[:, 2] > pts[:, 2].max() - 0.1]
         self.assertGreater(len(high), 0)
         self.assertTrue(np.all(high[:, 1] < -0.8 * r["depth_mm"]))
         r, _ = got["jpeg"]
-        self.assertAlmostEqual(r["depth_mm"], 100 * 31 / 47, places=6)
+        self.assertAlmostEqual(r["depth_mm"], 100 * 32 / 48, places=6)
         self.assertAlmostEqual(got["one_pixel"][0]["volume_mm3"], 100 * 100 * (1 + 3 * 128 / 255), delta=0.1)
 
     def test_a_noisy_image_at_small_tolerances_stays_closed_and_within_them(self):
@@ -307,7 +309,7 @@ class ReliefTest(KilndTestCase):
                 tolerance[name] = tol
         cases.append(("smooth one grey level", smooth_png, {"tolerance_mm": 3 / 255}))
         got = self.run_cases(cases)
-        pitch = 100 / 47
+        pitch = (100 / 47, 100 * 40 / 48 / 39)  # along x, along y: the image's aspect
         full = got["noisy tol 0"][0]["triangles"]
         self.assertEqual(full, 2 * 47 * 39 + 3 * (2 * 47 + 2 * 39))
         errors = {}
@@ -325,9 +327,9 @@ class ReliefTest(KilndTestCase):
     def test_volume_is_the_heightfield_sum(self):
         grey = (smooth(40, 30) * 255).round()
         z = 1 + 3 * grey / 255.0
-        s = 100 / 39
+        px, py = 100 / 39, 100 * 30 / 40 / 29  # 100 mm wide, as deep as the image's aspect makes it
         cells = (z[:-1, :-1] + z[1:, :-1] + z[1:, 1:]) / 3 + (z[:-1, :-1] + z[1:, 1:] + z[:-1, 1:]) / 3
-        want = cells.sum() * s * s / 2
+        want = cells.sum() * px * py / 2
         got = self.run_cases([("sum", png(grey, 0), {})])
         self.assertAlmostEqual(got["sum"][0]["volume_mm3"] / want, 1, delta=1e-6)
 

@@ -75,7 +75,8 @@ static int prepare(const struct kiln_task *t, const uint64_t *in_offsets, struct
         w[RELIEF_W_GRID_W] = d.grid_w;
         w[RELIEF_W_GRID_H] = d.grid_h;
         w[RELIEF_W_INVERT] = p->invert;
-        kiln_cuda_put_f64(w, RELIEF_W_PITCH, d.pitch_mm);
+        kiln_cuda_put_f64(w, RELIEF_W_PITCH_X, d.pitch_x_mm);
+        kiln_cuda_put_f64(w, RELIEF_W_PITCH_Y, d.pitch_y_mm);
         kiln_cuda_put_f64(w, RELIEF_W_BASE, p->base_mm);
         kiln_cuda_put_f64(w, RELIEF_W_MAX_H, p->max_height_mm);
         put_u64(w, RELIEF_W_PIXELS, (uint64_t)(uintptr_t)pixels->data);

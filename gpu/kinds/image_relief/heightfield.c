@@ -33,9 +33,11 @@ int relief_dims_get(const struct relief_image_info *info, const struct relief_pa
         }
         d.grid_w = d.res_w < 2 ? 2 : d.res_w;
         d.grid_h = d.res_h < 2 ? 2 : d.res_h;
-        d.pitch_mm = p->width_mm / (double)(d.grid_w - 1);
-        d.width_mm = relief_mul((double)(d.grid_w - 1), d.pitch_mm);
-        d.depth_mm = relief_mul((double)(d.grid_h - 1), d.pitch_mm);
+        double depth = p->width_mm * (double)d.ori_h / (double)d.ori_w;
+        d.pitch_x_mm = p->width_mm / (double)(d.grid_w - 1);
+        d.pitch_y_mm = depth / (double)(d.grid_h - 1);
+        d.width_mm = relief_mul((double)(d.grid_w - 1), d.pitch_x_mm);
+        d.depth_mm = relief_mul((double)(d.grid_h - 1), d.pitch_y_mm);
         *ret = d;
         return 0;
 }

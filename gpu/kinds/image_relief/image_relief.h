@@ -89,7 +89,10 @@ struct relief_dims {
         uint32_t ori_w, ori_h;   /* as displayed (orientation applied) */
         uint32_t res_w, res_h;   /* after the area-averaged shrink to max_side_px */
         uint32_t grid_w, grid_h; /* grid points: res_* with a side of 1 doubled to 2 */
-        double pitch_mm;         /* between neighbouring grid points */
+        /* Between neighbouring grid points along a row (x) and a column (y): the
+         * model is width_mm wide and width_mm * ori_h / ori_w deep (the image's
+         * aspect ratio), its corners the corner pixels' points. */
+        double pitch_x_mm, pitch_y_mm;
         double width_mm, depth_mm;
 };
 

@@ -30,7 +30,8 @@ __host__ __device__ task unpack(const uint32_t *w)
         t.s.grid_w = w[RELIEF_W_GRID_W];
         t.s.grid_h = w[RELIEF_W_GRID_H];
         t.s.invert = (int)w[RELIEF_W_INVERT];
-        t.s.pitch = kiln_cuda_get_f64(w, RELIEF_W_PITCH);
+        t.s.pitch_x = kiln_cuda_get_f64(w, RELIEF_W_PITCH_X);
+        t.s.pitch_y = kiln_cuda_get_f64(w, RELIEF_W_PITCH_Y);
         t.s.base = kiln_cuda_get_f64(w, RELIEF_W_BASE);
         t.s.max_h = kiln_cuda_get_f64(w, RELIEF_W_MAX_H);
         t.mode = w[RELIEF_W_MODE];
@@ -76,7 +77,7 @@ __global__ void stl_kernel(const kiln_cuda_desc *desc, const double *h, uint8_t 
         float p[3][3];
         relief_full_tri(k, s.grid_w, s.grid_h, v);
         for (int c = 0; c < 3; c++)
-                relief_full_vertex(v[c], s.grid_w, s.grid_h, h, s.pitch, p[c]);
+                relief_full_vertex(v[c], s.grid_w, s.grid_h, h, s.pitch_x, s.pitch_y, p[c]);
         relief_stl_record(p[0], p[1], p[2], out + 84 + 50 * k);
 }
 
@@ -87,7 +88,7 @@ __global__ void glb_positions_kernel(const kiln_cuda_desc *desc, const double *h
         if (k >= vertex_count(s))
                 return;
         float mm[3];
-        relief_full_vertex(k, s.grid_w, s.grid_h, h, s.pitch, mm);
+        relief_full_vertex(k, s.grid_w, s.grid_h, h, s.pitch_x, s.pitch_y, mm);
         relief_to_gltf(mm, out + 3 * k);
 }
 

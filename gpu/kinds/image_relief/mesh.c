@@ -120,16 +120,16 @@ static void vertex_mm(const struct relief_mesh *m, uint32_t v, float ret[3])
 {
         const struct relief_dims *d = &m->grid->dims;
         if (!m->top) {
-                relief_full_vertex(v, d->grid_w, d->grid_h, m->grid->h, d->pitch_mm, ret);
+                relief_full_vertex(v, d->grid_w, d->grid_h, m->grid->h, d->pitch_x_mm, d->pitch_y_mm, ret);
                 return;
         }
         if (v >= m->n_top + m->n_ring) {
-                relief_centre_mm(d->grid_w, d->grid_h, d->pitch_mm, ret);
+                relief_centre_mm(d->grid_w, d->grid_h, d->pitch_x_mm, d->pitch_y_mm, ret);
                 return;
         }
         bool bottom = v >= m->n_top;
         uint32_t g = top_point(m, bottom ? ring_vertex(m, v - m->n_top) : v);
-        relief_point_mm(g / d->grid_w, g % d->grid_w, bottom ? 0.0 : m->grid->h[g], d->pitch_mm, ret);
+        relief_point_mm(g / d->grid_w, g % d->grid_w, bottom ? 0.0 : m->grid->h[g], d->pitch_x_mm, d->pitch_y_mm, ret);
 }
 
 /* The vertex ids of triangle t. */
@@ -231,8 +231,8 @@ static void grid_rows(const struct grid_job *g, uint32_t i0, uint32_t i1)
                 if ((i & 63) == 0 && kiln_exec_stopped(g->ex))
                         return;
                 float top[3], bot[3];
-                relief_point_mm(i, 0, 0.0, d->pitch_mm, top);
-                relief_point_mm(i + 1, 0, 0.0, d->pitch_mm, bot);
+                relief_point_mm(i, 0, 0.0, d->pitch_x_mm, d->pitch_y_mm, top);
+                relief_point_mm(i + 1, 0, 0.0, d->pitch_x_mm, d->pitch_y_mm, bot);
                 const double *h0 = g->m->grid->h + (size_t)i * gw, *h1 = h0 + gw;
                 for (uint32_t j = 0; j + 1 < gw; j++) {
                         float a[3] = { g->xs[j], top[1], (float)h0[j] }, b[3] = { g->xs[j + 1], top[1], (float)h0[j + 1] };
@@ -261,7 +261,7 @@ static int write_stl_grid(const struct relief_mesh *m, uint8_t *out, struct kiln
                 return -ENOMEM;
         for (uint32_t j = 0; j < gw; j++) {
                 float p[3];
-                relief_point_mm(0, j, 0.0, d->pitch_mm, p);
+                relief_point_mm(0, j, 0.0, d->pitch_x_mm, d->pitch_y_mm, p);
                 xs[j] = p[0];
         }
         struct grid_job g = { .m = m, .xs = xs, .out = out, .ex = ex };

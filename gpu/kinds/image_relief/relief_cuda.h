@@ -28,11 +28,12 @@ enum relief_word {
         RELIEF_W_GRID_H = 10,
         RELIEF_W_MODE = 11,      /* enum relief_mode */
         RELIEF_W_INVERT = 12,
-        RELIEF_W_PITCH = 14,     /* f64, mm */
+        RELIEF_W_PITCH_X = 14,   /* f64, mm: between neighbouring columns */
         RELIEF_W_BASE = 16,      /* f64, mm */
         RELIEF_W_MAX_H = 18,     /* f64, mm */
         RELIEF_W_PIXELS = 20,    /* u64: host address of the decoded rows (launch copies them) */
         RELIEF_W_PIXEL_BYTES = 22, /* u64 */
+        RELIEF_W_PITCH_Y = 24,   /* f64, mm: between neighbouring rows */
 };
 
 /* What a task's output region holds. */

@@ -155,7 +155,7 @@ struct relief_spec {
         uint32_t res_w, res_h;   /* after the shrink */
         uint32_t grid_w, grid_h; /* grid points */
         int orientation, channels, depth, invert;
-        double pitch, base, max_h;
+        double pitch_x, pitch_y, base, max_h;
 };
 
 /* The height of grid point k (row-major) computed on its own from all the decoded
@@ -279,19 +279,20 @@ KILN_HD static inline void relief_edge_tri(int m, uint32_t t0, uint32_t t1, uint
         }
 }
 
-/* Position (mm) of grid point (i, j) at height z: columns along +x, rows along -y. */
-KILN_HD static inline void relief_point_mm(uint32_t i, uint32_t j, double z, double pitch, float ret[3])
+/* Position (mm) of grid point (i, j) at height z: columns along +x, rows along -y,
+ * px and py apart. */
+KILN_HD static inline void relief_point_mm(uint32_t i, uint32_t j, double z, double px, double py, float ret[3])
 {
-        ret[0] = (float)relief_mul((double)j, pitch);
-        ret[1] = (float)-relief_mul((double)i, pitch);
+        ret[0] = (float)relief_mul((double)j, px);
+        ret[1] = (float)-relief_mul((double)i, py);
         ret[2] = (float)z;
 }
 
 /* The centre of the base (mm). */
-KILN_HD static inline void relief_centre_mm(uint32_t gw, uint32_t gh, double pitch, float ret[3])
+KILN_HD static inline void relief_centre_mm(uint32_t gw, uint32_t gh, double px, double py, float ret[3])
 {
-        ret[0] = (float)(relief_mul((double)(gw - 1), pitch) / 2.0);
-        ret[1] = (float)-(relief_mul((double)(gh - 1), pitch) / 2.0);
+        ret[0] = (float)(relief_mul((double)(gw - 1), px) / 2.0);
+        ret[1] = (float)-(relief_mul((double)(gh - 1), py) / 2.0);
         ret[2] = 0.0f;
 }
 
@@ -311,18 +312,18 @@ KILN_HD static inline void relief_to_gltf(const float mm[3], float ret[3])
 /* Vertex v (mm) of the full-grid mesh of a gw x gh grid of heights h: the grid
  * points (v = i * gw + j), then the bottom copy of each boundary point in ring
  * order, then the base's centre. */
-KILN_HD static inline void relief_full_vertex(uint64_t v, uint32_t gw, uint32_t gh, const double *h, double pitch,
-                                              float ret[3])
+KILN_HD static inline void relief_full_vertex(uint64_t v, uint32_t gw, uint32_t gh, const double *h, double px,
+                                              double py, float ret[3])
 {
         uint64_t n_top = (uint64_t)gw * gh;
         uint32_t ring = relief_ring_len(gw, gh), i, j;
         if (v >= n_top + ring) {
-                relief_centre_mm(gw, gh, pitch, ret);
+                relief_centre_mm(gw, gh, px, py, ret);
         } else if (v >= n_top) {
                 relief_ring_point((uint32_t)(v - n_top), gw, gh, &i, &j);
-                relief_point_mm(i, j, 0.0, pitch, ret);
+                relief_point_mm(i, j, 0.0, px, py, ret);
         } else {
-                relief_point_mm((uint32_t)(v / gw), (uint32_t)(v % gw), h[v], pitch, ret);
+                relief_point_mm((uint32_t)(v / gw), (uint32_t)(v % gw), h[v], px, py, ret);
         }
 }
 

@@ -338,6 +338,38 @@ static void test_shrink_averages_by_area(void **state)
         free(img);
 }
 
+/* The model is width_mm wide and as deep as the image's aspect ratio makes it,
+ * whatever the grid: a side of one pixel doubled, or a shrink that rounds. */
+static void test_the_depth_follows_the_image_aspect_ratio(void **state)
+{
+        static const struct { uint32_t w, h; int max_side; double depth; uint32_t grid_w, grid_h; } cases[] = {
+                { 2, 1, 256, 50, 2, 2 },             /* landscape: not square */
+                { 1, 5, 256, 500, 2, 5 },
+                { 7, 1, 256, 100.0 / 7, 7, 2 },
+                { 3, 2, 256, 100.0 * 2 / 3, 3, 2 },
+                { 9, 6, 2, 100.0 * 6 / 9, 2, 2 },    /* shrunk to 2 x 1 */
+                { 157, 103, 3, 100.0 * 103 / 157, 3, 2 },
+                { 256, 192, 256, 75, 256, 192 },
+        };
+        struct relief_params p = test_params(RELIEF_STL, 0);
+        for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+                struct relief_image_info info = { .width = cases[k].w, .height = cases[k].h, .orientation = 1 };
+                struct relief_dims d;
+                p.max_side_px = cases[k].max_side;
+                assert_int_equal(relief_dims_get(&info, &p, &d), 0);
+                assert_int_equal(d.grid_w, cases[k].grid_w);
+                assert_int_equal(d.grid_h, cases[k].grid_h);
+                assert_near(d.width_mm, 100, 1e-9);
+                assert_near(d.depth_mm, cases[k].depth, 1e-9);
+        }
+        /* Rotated by its EXIF orientation: the displayed aspect. */
+        struct relief_image_info info = { .width = 2, .height = 1, .orientation = 6 };
+        struct relief_dims d;
+        p.max_side_px = 256;
+        assert_int_equal(relief_dims_get(&info, &p, &d), 0);
+        assert_near(d.depth_mm, 200, 1e-9);
+}
+
 static void test_small_images_are_never_enlarged_and_invert_flips(void **state)
 {
         uint8_t px[] = { 0, 255, 255, 0 };
@@ -443,6 +475,7 @@ int main(void)
                 cmocka_unit_test(test_interlaced_png_gives_the_same_heights),
                 cmocka_unit_test(test_exif_orientation_turns_the_image_as_shown),
                 cmocka_unit_test(test_shrink_averages_by_area),
+                cmocka_unit_test(test_the_depth_follows_the_image_aspect_ratio),
                 cmocka_unit_test(test_small_images_are_never_enlarged_and_invert_flips),
                 cmocka_unit_test(test_mutated_images_are_refused_or_decoded_never_crash),
                 cmocka_unit_test(test_orientation_maps_are_permutations),

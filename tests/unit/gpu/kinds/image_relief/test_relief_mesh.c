@@ -84,17 +84,17 @@ static struct mesh_report run_checked(const struct relief_params *p, const uint8
 }
 
 /* The volume of the full-grid surface over z = 0, from the heights alone: each
- * cell's two triangles (a, c, d) and (a, d, b) are prisms of area pitch^2 / 2. */
+ * cell's two triangles (a, c, d) and (a, d, b) are prisms of area px * py / 2. */
 static double heightfield_volume(const struct relief_grid *g)
 {
         uint32_t w = g->dims.grid_w, h = g->dims.grid_h;
-        double s = g->dims.pitch_mm, sum = 0;
+        double px = g->dims.pitch_x_mm, py = g->dims.pitch_y_mm, sum = 0;
         for (uint32_t i = 0; i + 1 < h; i++)
                 for (uint32_t j = 0; j + 1 < w; j++) {
                         const double *a = g->h + (size_t)i * w + j, *c = a + w;
                         sum += (a[0] + c[0] + c[1]) / 3 + (a[0] + c[1] + a[1]) / 3;
                 }
-        return sum * s * s / 2;
+        return sum * px * py / 2;
 }
 
 static void test_full_grid_is_closed_with_the_counts_it_should_have(void **state)
@@ -110,12 +110,12 @@ static void test_full_grid_is_closed_with_the_counts_it_should_have(void **state
                 assert_int_equal(rep.triangles, 2 * 36 * 22 + 3 * ring);
                 assert_int_equal(rep.vertices, 37 * 23 + ring + 1);
                 assert_near(num_value(&r, "width_mm"), 100.0, 1e-9);
-                assert_near(num_value(&r, "depth_mm"), 100.0 * 22 / 36, 1e-9);
+                assert_near(num_value(&r, "depth_mm"), 100.0 * 23 / 37, 1e-9); /* the image's aspect */
                 /* Bounds: x over the width, y down to minus the depth, z from 0. */
                 assert_near(rep.min[0], 0, 1e-4);
                 assert_near(rep.max[0], 100, 1e-4);
                 assert_near(rep.max[1], 0, 1e-4);
-                assert_near(rep.min[1], -100.0 * 22 / 36, 1e-4);
+                assert_near(rep.min[1], -100.0 * 23 / 37, 1e-4);
                 assert_near(rep.min[2], 0, 0);
                 kiln_result_clear(&r);
         }
@@ -396,8 +396,8 @@ static double hash_noise(uint32_t i, uint32_t j)
 static void noisy_grid(struct relief_grid *g)
 {
         uint32_t w = 120, h = 100;
-        *g = (struct relief_grid){ .dims = { .grid_w = w, .grid_h = h, .pitch_mm = 1, .width_mm = 119,
-                                             .depth_mm = 99 } };
+        *g = (struct relief_grid){ .dims = { .grid_w = w, .grid_h = h, .pitch_x_mm = 1, .pitch_y_mm = 1,
+                                             .width_mm = 119, .depth_mm = 99 } };
         g->h = malloc(sizeof(double) * w * h);
         assert_non_null(g->h);
         for (uint32_t i = 0; i < h; i++)
@@ -459,7 +459,7 @@ static void test_roughness_counts_points_off_their_neighbours_mean(void **state)
         for (int k = 0; k < 20; k++)
                 h[k] = 1.0 + 0.1 * (k % 5) + 0.2 * (k / 5);
         h[1 * 5 + 2] += 0.3;
-        struct relief_grid g = { .dims = { .grid_w = 5, .grid_h = 4, .pitch_mm = 1 }, .h = h };
+        struct relief_grid g = { .dims = { .grid_w = 5, .grid_h = 4, .pitch_x_mm = 1, .pitch_y_mm = 1 }, .h = h };
         assert_near(relief_grid_rough(&g, 0.31), 0.0, 0);
         assert_near(relief_grid_rough(&g, 0.29), 1.0 / 6, 1e-12);
         assert_near(relief_grid_rough(&g, 0.16), 1.0 / 6, 1e-12);

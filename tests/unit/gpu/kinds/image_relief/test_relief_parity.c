@@ -45,8 +45,8 @@ static struct relief_spec spec_of(const struct relief_dims *d, const struct reli
         return (struct relief_spec){ .src_w = d->src_w, .src_h = d->src_h, .ori_w = d->ori_w, .ori_h = d->ori_h,
                                      .res_w = d->res_w, .res_h = d->res_h, .grid_w = d->grid_w, .grid_h = d->grid_h,
                                      .orientation = d->orientation, .channels = info->channels, .depth = info->depth,
-                                     .invert = p->invert, .pitch = d->pitch_mm, .base = p->base_mm,
-                                     .max_h = p->max_height_mm };
+                                     .invert = p->invert, .pitch_x = d->pitch_x_mm, .pitch_y = d->pitch_y_mm,
+                                     .base = p->base_mm, .max_h = p->max_height_mm };
 }
 
 /* The kernels' output for a full grid: the STL, or the GLB built around the
@@ -67,7 +67,7 @@ static uint8_t *kernel_mesh(const struct relief_spec *s, const double *h, int fo
                         float p[3][3];
                         relief_full_tri(k, gw, gh, v);
                         for (int c = 0; c < 3; c++)
-                                relief_full_vertex(v[c], gw, gh, h, s->pitch, p[c]);
+                                relief_full_vertex(v[c], gw, gh, h, s->pitch_x, s->pitch_y, p[c]);
                         relief_stl_record(p[0], p[1], p[2], out + 84 + 50 * k);
                 }
                 *ret_len = 84 + 50 * nt;
@@ -78,7 +78,7 @@ static uint8_t *kernel_mesh(const struct relief_spec *s, const double *h, int fo
         float min[3], max[3];
         for (uint64_t k = 0; k < nv; k++) {
                 float mm[3], g[3];
-                relief_full_vertex(k, gw, gh, h, s->pitch, mm);
+                relief_full_vertex(k, gw, gh, h, s->pitch_x, s->pitch_y, mm);
                 relief_to_gltf(mm, g);
                 memcpy(bin + 12 * k, g, 12);
                 for (int c = 0; c < 3; c++) {
