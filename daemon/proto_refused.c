@@ -58,28 +58,33 @@ int proto_check_fields(const struct proto_req *r, struct proto_error *err)
         return 0;
 }
 
-/* See proto.h. */
+/* See proto.h. A number past what kilnd can hold is JSON all the same: within
+ * params it is a bad parameter, as any other value out of range. */
 int proto_json_refused(const char *text, size_t len, const json_error_t *jerr, struct proto_error *err)
 {
         static const struct {
                 const char *text, *why;
+                bool range;
         } named[] = {
-                { "too big integer", "is an integer past the 64-bit range" },
-                { "too big negative integer", "is an integer past the 64-bit range" },
-                { "real number overflow", "is a number past the range of a double" },
-                { "duplicate object key", "appears twice in its object" },
-                { "\\u0000 is not allowed", "holds a NUL character (\\u0000), which kilnd does not take" },
-                { "invalid token near 'NaN'", "is NaN, which is not JSON (a missing value is null)" },
-                { "invalid token near 'Infinity'", "is Infinity, which is not JSON" },
-                { "invalid token near '-'", "is not a JSON value (-Infinity is not JSON)" },
-                { "invalid token near", "is not a JSON value" },
+                { "too big integer", "is an integer past the 64-bit range", true },
+                { "too big negative integer", "is an integer past the 64-bit range", true },
+                { "real number overflow", "is a number past the range of a double", true },
+                { "duplicate object key", "appears twice in its object", false },
+                { "\\u0000 is not allowed", "holds a NUL character (\\u0000), which kilnd does not take", false },
+                { "invalid token near 'NaN'", "is NaN, which is not JSON (a missing value is null)", false },
+                { "invalid token near 'Infinity'", "is Infinity, which is not JSON", false },
+                { "invalid token near '-'", "is not a JSON value (-Infinity is not JSON)", false },
+                { "invalid token near", "is not a JSON value", false },
         };
         char path[sizeof(err->field)];
 
         for (size_t i = 0; i < N_ELEMS(named); i++)
                 if (!strncmp(jerr->text, named[i].text, strlen(named[i].text)) && jerr->position >= 0 &&
-                    json_path_at(text, len, (size_t)jerr->position, path, sizeof(path)) == 0 && path[0])
-                        return proto_fail(err, KERR_BAD_REQUEST, path, "\"%s\" %s (at byte %d)", path, named[i].why,
-                                    jerr->position);
+                    json_path_at(text, len, (size_t)jerr->position, path, sizeof(path)) == 0 && path[0]) {
+                        bool param = named[i].range && !strncmp(path, "params", 6) &&
+                                     (path[6] == '.' || path[6] == '[' || !path[6]);
+                        return proto_fail(err, param ? KERR_BAD_PARAMS : KERR_BAD_REQUEST, path,
+                                          "\"%s\" %s (at byte %d)", path, named[i].why, jerr->position);
+                }
         return proto_fail(err, KERR_BAD_REQUEST, "", "malformed JSON: %s (at byte %d)", jerr->text, jerr->position);
 }

@@ -107,36 +107,39 @@ class MalformedInputTest(ErrorCase):
 
     def test_json_kilnd_cannot_take_is_refused_echoing_its_ref(self):
         """Valid JSON the strict parse refuses (an integer past int64, a NUL in a
-        string, a duplicate key) is bad_request naming the field where there is
-        one, and the reply still carries the message's ref, so a client waiting
-        for it is answered."""
+        string, a duplicate key) is refused naming the field where there is one
+        (a number past range within params is bad_params, the rest bad_request),
+        and the reply still carries the message's ref, so a client waiting for it
+        is answered."""
         sub = '"op":"submit","kind":"lens.nfw"'
         cases = [
             ('{"ref":71,' + sub + ',"params":{"mass":1e14,"concentration":5,"grid_size":18446744073709551616}}', 71,
-             "params.grid_size"),
+             "params.grid_size", "bad_params"),
             ('{"ref":"r72",' + sub + ',"params":{"mass":1e14,"concentration":5,"grid_size":9223372036854775808}}',
-             "r72", "params.grid_size"),
-            ('{' + sub.replace('lens.nfw', 'lens.nfw\\u0000x') + ',"ref":[7,3],"params":{}}', [7, 3], "kind"),
+             "r72", "params.grid_size", "bad_params"),
+            ('{' + sub.replace('lens.nfw', 'lens.nfw\\u0000x') + ',"ref":[7,3],"params":{}}', [7, 3], "kind",
+             "bad_request"),
             # Not JSON at all: named, but no ref can be read back.
-            ('{"ref":77,' + sub + ',"params":{"mass":NaN,"concentration":5}}', None, "params.mass"),
-            ('{"ref":{"n":74},' + sub + ',"kind":"lens.nfw","params":{}}', {"n": 74}, "kind"),
-            ('{"ref":9007199254740993,' + sub + ',"kind":"lens.nfw","params":{}}', 9007199254740993, "kind"),
+            ('{"ref":77,' + sub + ',"params":{"mass":NaN,"concentration":5}}', None, "params.mass", "bad_request"),
+            ('{"ref":{"n":74},' + sub + ',"kind":"lens.nfw","params":{}}', {"n": 74}, "kind", "bad_request"),
+            ('{"ref":9007199254740993,' + sub + ',"kind":"lens.nfw","params":{}}', 9007199254740993, "kind",
+             "bad_request"),
             # With an integer past int64 elsewhere, a ref the lenient reading cannot
             # give back as written (an integer past 2^53) is left out.
             ('{"ref":9007199254740993,' + sub + ',"params":{"grid_size":18446744073709551616}}', None,
-             "params.grid_size"),
+             "params.grid_size", "bad_params"),
             ('{"ref":76,"op":"submit","kind":"vec.search","params":{"collection":"c","k":-99999999999999999999}}', 76,
-             "params.k"),
+             "params.k", "bad_params"),
         ]
 
         async def go():
             c = await self.client()
             try:
-                for text, ref, field in cases:
+                for text, ref, field, code in cases:
                     with self.subTest(text=text):
                         await c.ws.send(text)
                         err = await next_error(c)
-                        self.assertError(err, "bad_request", field)
+                        self.assertError(err, code, field)
                         # The same JSON text: 7 is not 7.0, 2^53 + 1 is not 2^53.
                         self.assertEqual(json.dumps(err.get("ref")), json.dumps(ref), err)
                         await self.assertUsable(c)

@@ -36,9 +36,9 @@ static int check_size(uint32_t w, uint32_t h, struct kiln_error *err)
                 return kiln_error_set(err, FIELD, "inputs.image says it is %u x %u pixels: an image has at least one",
                                       w, h);
         if ((uint64_t)w * h > RELIEF_MAX_PIXELS) {
-                kiln_error_set(err, FIELD,
-                               "inputs.image is %u x %u pixels (%.1f megapixels), over the limit of %llu megapixels",
-                               w, h, (double)w * h / 1e6, RELIEF_MAX_PIXELS / 1000000);
+                kiln_error_set(err, FIELD, "inputs.image is %u x %u = %llu pixels, over the limit of %llu (%llu megapixels)",
+                               w, h, (unsigned long long)w * h, (unsigned long long)RELIEF_MAX_PIXELS,
+                               (unsigned long long)RELIEF_MAX_PIXELS / 1000000);
                 return -EFBIG;
         }
         return 0;

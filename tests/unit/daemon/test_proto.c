@@ -716,16 +716,21 @@ static void test_duplicate_keys_are_bad_request(void **state)
                      "params.x");
 }
 
-static void test_huge_numbers_are_bad_request(void **state)
+/* Numbers past what kilnd holds are valid JSON: bad params within params, a bad
+ * request in an op's own fields. */
+static void test_huge_numbers_are_bad_params_or_a_bad_request(void **state)
 {
         struct proto_error err = { 0 };
         const char *t = "{\"op\":\"submit\",\"kind\":\"vec.search\",\"params\":{\"k\":99999999999999999999999}}";
 
         expect_error("{\"op\":\"list\",\"limit\":99999999999999999999999}", KERR_BAD_REQUEST, "limit");
-        expect_error("{\"op\":\"submit\",\"kind\":\"k\",\"params\":{\"x\":1e999}}", KERR_BAD_REQUEST, "params.x");
+        expect_error("{\"op\":\"submit\",\"kind\":\"k\",\"params\":{\"x\":1e999}}", KERR_BAD_PARAMS, "params.x");
         expect_error("{\"op\":\"list\",\"limit\":-99999999999999999999999 }", KERR_BAD_REQUEST, "limit");
         expect_error("{\"op\":\"submit\",\"kind\":\"k\",\"params\":{\"rows\":[[1,2],[3,1e999]]}}",
-                     KERR_BAD_REQUEST, "params.rows[1][1]");
+                     KERR_BAD_PARAMS, "params.rows[1][1]");
+        expect_error("{\"op\":\"submit\",\"kind\":\"k\",\"paramsx\":1e999}", KERR_BAD_REQUEST, "paramsx");
+        /* Not JSON at all within params: still a bad request. */
+        expect_error("{\"op\":\"submit\",\"kind\":\"k\",\"params\":{\"x\":NaN}}", KERR_BAD_REQUEST, "params.x");
         /* Other faults name no field. */
         expect_error("{\"op\":\"list\",\"limit\":12x}", KERR_BAD_REQUEST, "");
         assert_int_equal(proto_decode(t, strlen(t), NULL, NULL, &err), -EINVAL);
@@ -1713,7 +1718,7 @@ int main(void)
                 cmocka_unit_test(test_embedded_nul_is_bad_request),
                 cmocka_unit_test(test_invalid_utf8_is_bad_request),
                 cmocka_unit_test(test_duplicate_keys_are_bad_request),
-                cmocka_unit_test(test_huge_numbers_are_bad_request),
+                cmocka_unit_test(test_huge_numbers_are_bad_params_or_a_bad_request),
                 cmocka_unit_test(test_decode_reads_only_len_bytes),
 
                 cmocka_unit_test(test_error_echoes_number_ref),
