@@ -167,13 +167,15 @@ int job_init_cache_key(struct job *j)
                 j->key_params = NULL;
                 return -ENOMEM;
         }
-        /* A stored object is its tenant's, and each tenant numbers its own versions
-         * from 1: without the tenant in the key, one tenant would be answered from
-         * another's model or collection. Tenant names hold no spaces (auth.c). A new
-         * version is a new key. */
+        /* Every key names the tenant: tenants never see each other's results, not
+         * even that one was computed (a hit on rows only another tenant knows
+         * would tell it). And a stored object is its tenant's, each tenant
+         * numbering its own versions from 1. Tenant names hold no spaces
+         * (auth.c). A new version is a new key. */
         free(j->key_model);
         j->key_model = NULL;
-        if (j->object_text && asprintf(&j->key_model, "%s %s", j->tenant, j->object_text) < 0) {
+        if ((j->object_text ? asprintf(&j->key_model, "%s %s", j->tenant, j->object_text)
+                            : asprintf(&j->key_model, "%s", j->tenant)) < 0) {
                 j->key_model = NULL;
                 return -ENOMEM;
         }
@@ -181,6 +183,7 @@ int job_init_cache_key(struct job *j)
         k->version = j->kind->version;
         k->model = j->key_model ? j->key_model : "";
         k->params = j->key_params;
+        k->tenant = j->tenant;
         return cache_key_compute(k->kind, k->version, k->model, k->params, k->hash);
 }
 

@@ -442,6 +442,7 @@ static void ask_store(struct session *s, const struct proto_req *rq, enum store_
         if (type == STORE_OP_CACHE_PURGE) {
                 r->list_kind = rq->purge.kind ? strdup(rq->purge.kind) : NULL;
                 r->op.purge_kind = r->list_kind;
+                r->op.purge_tenant = r->tenant; /* an admin purges its own tenant's entries */
         } else if (type == STORE_OP_LIST) {
                 r->list_kind = rq->list.kind ? strdup(rq->list.kind) : NULL;
                 r->op.list.tenant = r->tenant;
@@ -503,7 +504,8 @@ void session_op_job(struct session *s, const struct proto_req *rq)
         }
 }
 
-/* cache.purge (role admin): the entries of one kind, or all, in the writer. */
+/* cache.purge (role admin): the tenant's entries of one kind, or all, in the
+ * writer. */
 void session_op_cache_purge(struct session *s, const struct proto_req *rq)
 {
         if (s->who.role != AUTH_ROLE_ADMIN) {

@@ -259,6 +259,7 @@ struct store_cache_key {
         uint32_t version;       /* the kind's implementation version */
         const char *model;      /* model or collection version, "" when the kind has none */
         const char *params;     /* canonical params JSON */
+        const char *tenant;     /* whose entry it is (kept for cache.purge), NULL for none */
 };
 
 /* Limits the writer enforces in the background (store_writer_set_policy). */
@@ -301,9 +302,10 @@ bool store_cache_holds(struct store *s, const struct store_cache_key *key, uint3
  * than max_bytes is not cached (returns 0). Returns >= 0 or -errno. */
 int store_cache_put(struct store_txn *t, const struct store_cache_key *key, const uint8_t blob[16], uint64_t size,
                     const char *backend, int64_t now_ms, uint64_t max_bytes);
-/* Deletes the entries of `kind` (NULL: all) and writes how many into *ret_n.
- * Returns >= 0 or -errno. */
-int store_cache_purge(struct store_txn *t, const char *kind, uint64_t *ret_n);
+/* Deletes the entries of `kind` (NULL: all) of `tenant` (NULL: every tenant's;
+ * else its own, and those whose tenant is not known: entries written before they
+ * kept one) and writes how many into *ret_n. Returns >= 0 or -errno. */
+int store_cache_purge(struct store_txn *t, const char *kind, const char *tenant, uint64_t *ret_n);
 /* Makes job `id` (its record already stored) answer with the result of `blob`.
  * Returns >= 0 or -errno. */
 int store_result_alias(struct store_txn *t, const uint8_t id[16], const uint8_t blob[16]);
@@ -589,6 +591,7 @@ struct store_op {
         bool ran;
         bool missed;             /* SUBMIT with ran: the caller's lookup missed (counted) */
         const char *purge_kind;  /* CACHE_PURGE: NULL for all */
+        const char *purge_tenant; /* CACHE_PURGE: NULL for every tenant's */
         /* SUBMIT answered from the cache or by its idempotency key: a result of more
          * than copy_max bytes is not copied out (result_out NULL, result_size its
          * size): the caller reads it where it is (hit.blob, or the original job's id

@@ -2,15 +2,17 @@
  * background work the writer does about once a second: retention of finished jobs,
  * cache expiry and eviction.
  *
- * Entry format, version 2 (integers little-endian):
+ * Entry format, version 3 (integers little-endian):
  *   u8 version, i64 created_ms, i64 last_used_ms, u64 size, u32 kind version,
- *   16 bytes blob id, backend and kind: u8 length + bytes, then the second half of
- *   the key's digest (16 bytes; the first half is the entry's key).
- * Version 1 had the model and the params (u32 length + bytes each) where version 2
- * has the digest's half: its entries are still read, matched on those, and replaced
- * as any other. Version 2 keeps an entry of a few dozen bytes however long the
- * params are, so a job's commit dirties fewer and emptier pages of the hash-ordered
- * table (measured: 5 % more single-row risk.score jobs a second, 2 cores).
+ *   16 bytes blob id, backend and kind: u8 length + bytes, the second half of the
+ *   key's digest (16 bytes; the first half is the entry's key), then the tenant
+ *   whose entry it is (u8 length + bytes), for cache.purge.
+ * Version 2 was version 3 without the tenant. Version 1 had the model and the
+ * params (u32 length + bytes each) where version 2 has the digest's half. Entries
+ * of both are still read, matched, and replaced as any other. Since version 2 an
+ * entry is a few dozen bytes however long the params are, so a job's commit dirties
+ * fewer and emptier pages of the hash-ordered table (measured: 5 % more single-row
+ * risk.score jobs a second, 2 cores).
  *
  * A new entry goes first to the recent log (store_cache_recent.c) and later, merged,
  * into "cache"; for a while it may be in both, as equal copies. So every lookup tries
@@ -21,20 +23,22 @@
 
 #include "store_impl.h"
 
-#define CACHE_ENTRY_VERSION 2
+#define CACHE_ENTRY_VERSION 3
 #define CACHE_LAST_USED_OFFSET 9
-/* The longest format 2 entry: the fixed fields, backend (u8 length + under 16
- * bytes), kind (u8 length + under 32 bytes), the digest's half. */
-#define CACHE_ENTRY_MAX (1 + 8 + 8 + 8 + 4 + 16 + 16 + 32 + 16)
+/* The longest format 3 entry: the fixed fields, backend (u8 length + under 16
+ * bytes), kind (u8 length + under 32 bytes), the digest's half, tenant (u8 length
+ * + under 64 bytes). */
+#define CACHE_ENTRY_MAX (1 + 8 + 8 + 8 + 4 + 16 + 16 + 32 + 16 + 64)
 
 struct cache_view {
-        uint8_t format;                 /* 1 or 2 */
+        uint8_t format;                 /* 1, 2 or 3 */
         int64_t created_ms, last_used_ms;
         uint64_t size;
         uint32_t version;
         uint8_t blob[16];
         struct str_view backend, kind;
-        const uint8_t *check;           /* format 2: the digest's second half */
+        const uint8_t *check;           /* format 2 and 3: the digest's second half */
+        struct str_view tenant;         /* format 3 */
         struct str_view model, params;  /* format 1 */
 };
 
@@ -45,14 +49,15 @@ static int cache_parse(const MDB_val *val, struct cache_view *v)
         int64_t size;
 
         memset(v, 0, sizeof(*v));
-        if (!read_u8(&r, &v->format) || (v->format != 1 && v->format != CACHE_ENTRY_VERSION) ||
+        if (!read_u8(&r, &v->format) || v->format < 1 || v->format > CACHE_ENTRY_VERSION ||
             !read_i64(&r, &v->created_ms) || !read_i64(&r, &v->last_used_ms) || !read_i64(&r, &size) ||
             !read_u32(&r, &v->version) || !read_bytes(&r, 16, &blob) || !read_short_string(&r, 16, &v->backend) ||
             !read_short_string(&r, 32, &v->kind))
                 return -EIO;
         if (v->format == 1 ? !read_long_string(&r, &v->model) || !read_long_string(&r, &v->params) ||
                                      !v->model.p || !v->params.p
-                           : !read_bytes(&r, 16, &v->check))
+                           : !read_bytes(&r, 16, &v->check) ||
+                                     (v->format == 3 && !read_short_string(&r, 64, &v->tenant)))
                 return -EIO;
         if (r.left != 0)
                 return -EIO;
@@ -262,18 +267,19 @@ static int cache_index_drop(struct store_txn *t, MDB_dbi dbi, const uint8_t ik[2
 int store_cache_put(struct store_txn *t, const struct store_cache_key *key, const uint8_t blob[16], uint64_t size,
                     const char *backend, int64_t now_ms, uint64_t max_bytes)
 {
-        size_t bl = strnlen(backend ? backend : "", 16), kl = strnlen(key->kind, 32), n;
+        const char *tenant = key->tenant ? key->tenant : "";
+        size_t bl = strnlen(backend ? backend : "", 16), kl = strnlen(key->kind, 32), tl = strnlen(tenant, 64), n;
         MDB_val k = store_key16(key->hash), val, ik, empty = { .mv_size = 0, .mv_data = NULL };
         uint8_t buf[24], e[CACHE_ENTRY_MAX], *p;
         int r;
 
         if (t->err < 0)
                 return t->err;
-        if (bl >= 16 || kl >= 32)
+        if (bl >= 16 || kl >= 32 || tl >= 64)
                 return -EINVAL;
         if (size > max_bytes)
                 return 0;
-        n = 1 + 8 + 8 + 8 + 4 + 16 + 1 + bl + 1 + kl + 16;
+        n = 1 + 8 + 8 + 8 + 4 + 16 + 1 + bl + 1 + kl + 16 + 1 + tl;
         p = e;
         *p++ = CACHE_ENTRY_VERSION;
         p = write_i64(p, now_ms);
@@ -285,6 +291,8 @@ int store_cache_put(struct store_txn *t, const struct store_cache_key *key, cons
         p = write_short_string(p, backend ? backend : "");
         p = write_short_string(p, key->kind);
         memcpy(p, key->hash + 16, 16);
+        p += 16;
+        p = write_short_string(p, tenant);
         /* An entry already there is deleted with its index keys first. The new one is
          * appended to the recent log, or put in "cache" when the log's index is full. */
         r = cache_delete(t, key->hash);
@@ -325,8 +333,20 @@ int store_cache_put(struct store_txn *t, const struct store_cache_key *key, cons
 
 /* Adds the hash of each entry of `kind` (NULL: all) in `dbi` to the list; in
  * "cache_recent" (`recent`) the value starts with the hash. */
-static int purge_collect(struct store_txn *t, MDB_dbi dbi, bool recent, const char *kind, uint8_t (**hashes)[16],
-                         size_t *n, size_t *cap)
+/* Whether an entry is `tenant`'s, or one whose tenant is not known (format 2; and
+ * format 1 where its model, "TENANT OBJECT" then, names none). */
+static bool entry_of_tenant(const struct cache_view *v, const char *tenant)
+{
+        size_t n = strlen(tenant);
+        if (v->format == 3)
+                return view_equals(&v->tenant, tenant);
+        if (v->format == 2 || v->model.n == 0)
+                return true;
+        return v->model.n > n && !memcmp(v->model.p, tenant, n) && v->model.p[n] == ' ';
+}
+
+static int purge_collect(struct store_txn *t, MDB_dbi dbi, bool recent, const char *kind, const char *tenant,
+                         uint8_t (**hashes)[16], size_t *n, size_t *cap)
 {
         MDB_cursor *c;
         MDB_val key, val;
@@ -341,7 +361,9 @@ static int purge_collect(struct store_txn *t, MDB_dbi dbi, bool recent, const ch
 
                 if (recent ? !cache_recent_record(&val, &hash, &val) : key.mv_size != 16)
                         continue;
-                if (kind && (cache_parse(&val, &v) < 0 || !view_equals(&v.kind, kind)))
+                if ((kind || tenant) &&
+                    (cache_parse(&val, &v) < 0 || (kind && !view_equals(&v.kind, kind)) ||
+                     (tenant && !entry_of_tenant(&v, tenant))))
                         continue;
                 if (*n == *cap) {
                         size_t nc = *cap ? *cap * 2 : 64;
@@ -362,7 +384,7 @@ static int purge_collect(struct store_txn *t, MDB_dbi dbi, bool recent, const ch
 }
 
 /* Purges the entries of one kind, or all; see store.h. */
-int store_cache_purge(struct store_txn *t, const char *kind, uint64_t *ret_n)
+int store_cache_purge(struct store_txn *t, const char *kind, const char *tenant, uint64_t *ret_n)
 {
         uint8_t (*hashes)[16] = NULL;
         size_t n = 0, cap = 0;
@@ -371,9 +393,9 @@ int store_cache_purge(struct store_txn *t, const char *kind, uint64_t *ret_n)
 
         if (t->err < 0)
                 return t->err;
-        r = purge_collect(t, t->s->cache_recent, true, kind, &hashes, &n, &cap);
+        r = purge_collect(t, t->s->cache_recent, true, kind, tenant, &hashes, &n, &cap);
         if (r >= 0)
-                r = purge_collect(t, t->s->cache, false, kind, &hashes, &n, &cap);
+                r = purge_collect(t, t->s->cache, false, kind, tenant, &hashes, &n, &cap);
         /* An entry in both tables is listed twice: the second delete finds none. */
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 r = cache_delete(t, hashes[i]);

@@ -313,7 +313,7 @@ int store_op_apply(struct store_txn *t, struct store_op *op)
         case STORE_OP_SUBMIT:
                 return op_apply_submit(t, op);
         case STORE_OP_CACHE_PURGE:
-                return store_cache_purge(t, op->purge_kind, &op->purge_n);
+                return store_cache_purge(t, op->purge_kind, op->purge_tenant, &op->purge_n);
         case STORE_OP_CACHE_ANSWER:
                 return op_apply_cache_answer(t, op);
         case STORE_OP_INPUT_GET:

@@ -347,14 +347,21 @@ class IdempotencyTest(unittest.TestCase):
             await b.close()
         run_async(go())
 
-    def test_cache_hits_across_tenants_get_their_own_job(self):
+    def test_each_tenant_has_its_own_cache(self):
+        """A tenant is never answered from another's result, nor told that one
+        was computed: the same params are computed again for the other tenant
+        (the same bytes), then cached for it."""
         async def go():
             a = await Client.connect(self.kilnd.url, token=self.ALICE)
             b = await Client.connect(self.kilnd.url, token=self.BOB)
             p = unique_params()
             acc1, _, parts1 = await run_job(a, p)
             acc2, _, parts2 = await run_job(b, p)
-            self.assertTrue(acc2["cached"])
+            acc3, _, _ = await run_job(b, p)
+            acc4, _, _ = await run_job(a, p)
+            self.assertFalse(acc2["cached"], acc2)
+            self.assertTrue(acc3["cached"], acc3)
+            self.assertTrue(acc4["cached"], acc4)
             self.assertNotEqual(acc2["job"], acc1["job"])
             self.assertEqual(parts1["kappa"].tobytes(), parts2["kappa"].tobytes())
             st = await a.call({"op": "status", "job": acc2["job"]})
@@ -363,15 +370,23 @@ class IdempotencyTest(unittest.TestCase):
             await b.close()
         run_async(go())
 
-    def test_cache_purge_needs_admin(self):
+    def test_cache_purge_needs_admin_and_takes_only_its_tenants_entries(self):
         async def go():
             a = await Client.connect(self.kilnd.url, token=self.ALICE)
+            b = await Client.connect(self.kilnd.url, token=self.BOB)
+            p = unique_params()
+            await run_job(a, p)
+            await run_job(b, p)
             r = await a.call({"op": "cache.purge"})
             self.assertEqual((r["op"], r["code"]), ("error", "forbidden"))
-            e = await Client.connect(self.kilnd.url, token=self.EVE)
+            e = await Client.connect(self.kilnd.url, token=self.EVE)  # acme's admin
             r = await e.call({"op": "cache.purge"})
             self.assertEqual(r["op"], "ok", r)
+            self.assertGreaterEqual(r["purged"], 1)
+            self.assertFalse((await run_job(a, p))[0]["cached"])
+            self.assertTrue((await run_job(b, p))[0]["cached"])  # globex's entry stays
             await a.close()
+            await b.close()
             await e.close()
         run_async(go())
 

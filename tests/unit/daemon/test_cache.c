@@ -97,7 +97,7 @@ static void a_second_result_under_a_key_replaces_the_first(void **state)
         assert_int_equal(result_of(f, id, &data, &size), -ENOENT);
         /* Expiry by the old entry's times finds nothing of it: only the new one goes. */
         t = wtxn(f);
-        assert_int_equal(store_cache_purge(t, NULL, &n), 0);
+        assert_int_equal(store_cache_purge(t, NULL, NULL, &n), 0);
         assert_int_equal(store_txn_commit(t), 0);
         assert_int_equal(n, 1);
 }
@@ -126,7 +126,9 @@ static void same_hash_with_other_identity_is_a_miss(void **state)
 
 /* Rewrites the cache entry of `k` in the store's file as format 1 wrote it: the
  * model and the params where format 2 has the digest's second half. */
-static void rewrite_as_format_1(struct fixture *f, const struct store_cache_key *k)
+/* Rewrites k's entry as an older kilnd wrote it: format 1 (the model and params
+ * where the check is) or 2 (no tenant). */
+static void rewrite_as_format(struct fixture *f, const struct store_cache_key *k, int format)
 {
         MDB_env *env;
         MDB_txn *txn;
@@ -144,12 +146,23 @@ static void rewrite_as_format_1(struct fixture *f, const struct store_cache_key 
         assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
         assert_int_equal(mdb_dbi_open(txn, "cache", 0, &dbi), 0);
         assert_int_equal(mdb_get(txn, dbi, &key, &val), 0);
-        /* u8 format, 3 x i64, u32 version, blob, backend and kind: then the check. */
+        /* u8 format, 3 x i64, u32 version, blob, backend and kind: then the check
+         * and the tenant. */
         size_t head = 1 + 24 + 4 + 16, n = head;
         const uint8_t *old = val.mv_data;
         n += 1 + old[n];
         n += 1 + old[n];
-        assert_int_equal(val.mv_size, n + 16);
+        assert_int_equal(val.mv_size, n + 16 + 1 + old[n + 16]);
+        if (format == 2) {
+                memcpy(e, old, n + 16);
+                e[0] = 2;
+                val = (MDB_val){ .mv_size = n + 16, .mv_data = e };
+                assert_int_equal(mdb_put(txn, dbi, &key, &val, 0), 0);
+                assert_int_equal(mdb_txn_commit(txn), 0);
+                mdb_env_close(env);
+                store_fixture_reopen(f, STORE_SYNC_FULL);
+                return;
+        }
         size_t ml = strlen(k->model), pl = strlen(k->params);
         assert_true(n + 8 + ml + pl <= sizeof(e));
         memcpy(e, old, n);
@@ -181,7 +194,7 @@ static void format_1_entry_is_matched_on_model_and_params(void **state)
         k.model = "acme model/m@3";
         set_check(&k);
         put_done_cached(f, 1, 100, 0, &k, UINT64_MAX, NOW);
-        rewrite_as_format_1(f, &k);
+        rewrite_as_format(f, &k, 1);
         store_cache_stats(f->s, &st);
         assert_int_equal(st.entries, 1);
         assert_int_equal(st.bytes, 100);
@@ -208,9 +221,9 @@ static void format_1_entry_is_matched_on_model_and_params(void **state)
         assert_int_equal(st.entries, 1);
 
         /* Purged by kind, as format 2 entries are. */
-        rewrite_as_format_1(f, &k);
+        rewrite_as_format(f, &k, 1);
         struct store_txn *t = wtxn(f);
-        assert_int_equal(store_cache_purge(t, "lens.nfw", &n), 0);
+        assert_int_equal(store_cache_purge(t, "lens.nfw", NULL, &n), 0);
         assert_int_equal(store_txn_commit(t), 0);
         assert_int_equal(n, 1);
         assert_int_equal(lookup(f, &k, NOW + 12, 0, &hit), -ENOENT);
@@ -300,7 +313,7 @@ static void blob_lives_until_its_last_holder_goes(void **state)
         free(data);
         /* Purging the cache leaves the alias job its result. */
         t = wtxn(f);
-        assert_int_equal(store_cache_purge(t, NULL, &n), 0);
+        assert_int_equal(store_cache_purge(t, NULL, NULL, &n), 0);
         assert_int_equal(n, 1);
         assert_int_equal(store_txn_commit(t), 0);
         assert_int_equal(result_of(f, hitjob.id, &data, &size), 0);
@@ -324,11 +337,54 @@ static void purge_by_kind_keeps_other_kinds(void **state)
         put_done_cached(f, 1, 10, 0, &a, UINT64_MAX, NOW);
         put_done_cached(f, 2, 10, 0, &b, UINT64_MAX, NOW);
         t = wtxn(f);
-        assert_int_equal(store_cache_purge(t, "lens.nfw", &n), 0);
+        assert_int_equal(store_cache_purge(t, "lens.nfw", NULL, &n), 0);
         assert_int_equal(store_txn_commit(t), 0);
         assert_int_equal(n, 1);
         assert_int_equal(lookup(f, &a, NOW, 0, &hit), -ENOENT);
         assert_int_equal(lookup(f, &b, NOW, 0, &hit), 0);
+}
+
+/* A tenant's purge takes its own entries, and those whose tenant an older kilnd
+ * did not keep (format 2; format 1 without a tenant in its model), never another
+ * tenant's: "acme" is not "acme2". */
+static void purge_by_tenant_keeps_other_tenants(void **state)
+{
+        struct fixture *f = *state;
+        static const struct {
+                const char *tenant, *model;
+                int format;
+                bool gone;
+        } e[] = {
+                { "acme", "acme", 3, true },
+                { "acme", "acme vec.collection/c@1", 3, true },
+                { "acme2", "acme2", 3, false },
+                { "globex", "globex", 3, false },
+                { "globex", "globex", 2, true },     /* its tenant not kept */
+                { NULL, "", 1, true },                /* shared before keys named a tenant */
+                { NULL, "globex vec.collection/c@1", 1, false },
+                { NULL, "acme vec.collection/c@2", 1, true },
+        };
+        enum { N = sizeof(e) / sizeof(e[0]) };
+        struct store_cache_key k[N];
+        struct store_cache_hit hit;
+        uint64_t n;
+
+        for (int i = 0; i < N; i++) {
+                k[i] = key_of_params("{\"a\":1}", (uint8_t)(i + 1));
+                k[i].model = e[i].model;
+                k[i].tenant = e[i].tenant;
+                set_check(&k[i]);
+                put_done_cached(f, (uint32_t)i + 1, 10, 0, &k[i], UINT64_MAX, NOW);
+        }
+        for (int i = 0; i < N; i++)
+                if (e[i].format != 3)
+                        rewrite_as_format(f, &k[i], e[i].format);
+        struct store_txn *t = wtxn(f);
+        assert_int_equal(store_cache_purge(t, NULL, "acme", &n), 0);
+        assert_int_equal(store_txn_commit(t), 0);
+        assert_int_equal(n, 5);
+        for (int i = 0; i < N; i++)
+                assert_int_equal(lookup(f, &k[i], NOW, 0, &hit), e[i].gone ? -ENOENT : 0);
 }
 
 static void idempotency_keys_are_per_tenant(void **state)
@@ -567,6 +623,7 @@ static const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(result_larger_than_max_bytes_is_not_cached, setup, teardown),
         cmocka_unit_test_setup_teardown(blob_lives_until_its_last_holder_goes, setup, teardown),
         cmocka_unit_test_setup_teardown(purge_by_kind_keeps_other_kinds, setup, teardown),
+        cmocka_unit_test_setup_teardown(purge_by_tenant_keeps_other_tenants, setup, teardown),
         cmocka_unit_test_setup_teardown(idempotency_keys_are_per_tenant, setup, teardown),
         cmocka_unit_test_setup_teardown(retention_purges_only_finished_jobs_past_retain, setup, teardown),
         cmocka_unit_test_setup_teardown(retention_works_in_bounded_batches, setup, teardown),

@@ -199,7 +199,7 @@ static void a_stop_between_slice_and_truncation_counts_each_entry_once(void **st
         assert_counted(f, 20, 210);
 
         struct store_txn *t = wtxn(f);
-        assert_int_equal(store_cache_purge(t, NULL, &n_purged), 0);
+        assert_int_equal(store_cache_purge(t, NULL, NULL, &n_purged), 0);
         assert_int_equal(store_txn_commit(t), 0);
         assert_int_equal(n_purged, 20);
         assert_counted(f, 0, 0);
@@ -217,7 +217,7 @@ static void purge_during_a_merge_deletes_each_entry_once(void **state)
         store_set_cache_merge_at(1);
         assert_int_equal(fixture_merge_step(f->s), 1);
         struct store_txn *t = wtxn(f);
-        assert_int_equal(store_cache_purge(t, "lens.nfw", &n_purged), 0);
+        assert_int_equal(store_cache_purge(t, "lens.nfw", NULL, &n_purged), 0);
         assert_int_equal(store_txn_commit(t), 0);
         assert_int_equal(n_purged, 10);
         assert_int_equal(fixture_merge_step(f->s), 1);
@@ -255,7 +255,7 @@ static void an_aborted_transaction_puts_the_index_back(void **state)
         assert_int_equal(lookup(f, &b, NOW, 0, &hit), -ENOENT);
 
         t = wtxn(f);
-        assert_int_equal(store_cache_purge(t, NULL, &n_purged), 0);
+        assert_int_equal(store_cache_purge(t, NULL, NULL, &n_purged), 0);
         assert_int_equal(n_purged, 1);
         store_txn_abort(t);
         assert_hits(f, 1, 1);
