@@ -5,6 +5,8 @@
  * "loop" are touched only on the libwebsockets thread. */
 #pragma once
 
+#include <netinet/in.h>
+
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -45,6 +47,9 @@ struct kilnd {
         struct lws_vhost *vhost;
 
         struct auth_tokens *tokens;   /* replaced on SIGHUP (loop) */
+        /* A listening socket systemd passed that is not on a loopback address (its
+         * address as text; "" for none): auth.required may not be false then. */
+        char public_listener[INET6_ADDRSTRLEN + 8];
         int64_t started_mono;         /* kiln_mono_ms at start, for the uptime */
 
         /* loop: sessions */

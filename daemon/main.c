@@ -350,7 +350,7 @@ int main(int argc, char **argv)
         store_writer_set_policy(d->writer, &policy);
         r = server_start(d);
         if (r < 0) {
-                if (r != -EADDRNOTAVAIL) /* else said */
+                if (r != -EADDRNOTAVAIL && r != -EPERM) /* else said */
                         log_error("cannot listen on %s (is the port in use or the address invalid?)",
                                   d->cfg->server.listen);
                 goto fail;

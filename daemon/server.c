@@ -455,6 +455,11 @@ static void reload(struct kilnd *d)
                         log_error("SIGHUP: configuration not reloaded: %s (with the server.listen in use, %s)",
                                   kiln_config_error_format(&err, line, sizeof(line)), d->cfg->server.listen);
                         kiln_config_free(c);
+                } else if (!c->auth.required && d->public_listener[0]) {
+                        log_error("SIGHUP: configuration not reloaded: auth.required = false is allowed only on "
+                                  "loopback addresses, and systemd passed a socket on %s",
+                                  d->public_listener);
+                        kiln_config_free(c);
                 } else if ((r = auth_tokens_load(c->auth.tokens_file, &t, &bad)) < 0) {
                         log_error("SIGHUP: %s; configuration not reloaded",
                                   auth_tokens_error(c->auth.tokens_file, NULL, r, bad, why, sizeof(why)));
@@ -651,14 +656,54 @@ static int callback_listen(struct lws *wsi, enum lws_callback_reasons reason, vo
 }
 
 /* Adopts the n listening sockets systemd passed (fds 3, 4, ...). Returns 0 or -errno. */
+/* Whether listening socket fd is bound to a loopback address (127.0.0.0/8, ::1,
+ * ::ffff:127.0.0.0/104) or is a local (AF_UNIX) socket; when not, its address goes
+ * into addr (n bytes). */
+static bool socket_is_loopback(int fd, char *addr, size_t n)
+{
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        char host[INET6_ADDRSTRLEN] = "?";
+
+        if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
+                snprintf(addr, n, "fd %d (%s)", fd, strerror(errno));
+                return false;
+        }
+        if (ss.ss_family == AF_UNIX)
+                return true;
+        if (ss.ss_family == AF_INET) {
+                const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+                if ((ntohl(in->sin_addr.s_addr) >> 24) == 127)
+                        return true;
+                inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+                snprintf(addr, n, "%s:%u", host, ntohs(in->sin_port));
+                return false;
+        }
+        if (ss.ss_family == AF_INET6) {
+                const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+                const uint8_t *b = in6->sin6_addr.s6_addr;
+                if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) || (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && b[12] == 127))
+                        return true;
+                inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+                snprintf(addr, n, "[%s]:%u", host, ntohs(in6->sin6_port));
+                return false;
+        }
+        snprintf(addr, n, "fd %d (address family %d)", fd, ss.ss_family);
+        return false;
+}
+
 static int adopt_listen_fds(struct kilnd *d, int n)
 {
+        d->public_listener[0] = '\0';
         for (int i = 0; i < n; i++) {
                 int fd = SD_LISTEN_FDS_START + i;
                 if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
                         log_error("socket activation: fd %d is not a listening stream socket", fd);
                         return -ENOTSOCK;
                 }
+                char addr[sizeof(d->public_listener)];
+                if (!socket_is_loopback(fd, addr, sizeof(addr)) && !d->public_listener[0])
+                        snprintf(d->public_listener, sizeof(d->public_listener), "%s", addr);
                 int fl = fcntl(fd, F_GETFL);
                 if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
                         return -errno;
@@ -667,6 +712,15 @@ static int adopt_listen_fds(struct kilnd *d, int n)
                         log_error("socket activation: libwebsockets could not adopt fd %d", fd);
                         return -ENOMEM;
                 }
+        }
+        /* server.listen was checked against auth.required (kiln_config_validate);
+         * what systemd passed instead is checked here. */
+        if (!d->cfg->auth.required && d->public_listener[0]) {
+                log_error("auth.required = false is allowed only when kilnd listens on loopback addresses, but "
+                          "systemd passed a socket on %s: set auth.required = true, or ListenStream= to a "
+                          "loopback address",
+                          d->public_listener);
+                return -EPERM;
         }
         return 0;
 }

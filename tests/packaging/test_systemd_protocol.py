@@ -108,6 +108,45 @@ class SocketActivationTest(unittest.TestCase):
         self.assertEqual(self.proc.wait(40), 0, self.k.read_log())
 
 
+class PublicActivationWithoutAuthTest(unittest.TestCase):
+    """auth.required = false is allowed only on loopback addresses: server.listen is
+    checked by the configuration, and a socket systemd passes on another address
+    (the packaged kiln.socket listens on 0.0.0.0) makes kilnd refuse to start,
+    naming it, rather than serve everyone as admin."""
+
+    def test_kilnd_refuses_a_public_passed_socket_with_auth_off(self):
+        pkg = Unpacked()
+        k = PackagedKilnd(pkg)
+        port = free_port()
+        env = k.environment()
+        env["KILN_AUTH_REQUIRED"] = "false"  # server.listen stays 127.0.0.1: valid by itself
+        passed = [a for name in sorted(env) if name.startswith("KILN_") for a in ("-E", name)]
+        try:
+            with open(k.log_path, "ab") as log:
+                proc = subprocess.Popen(["systemd-socket-activate", "-l", f"0.0.0.0:{port}", *passed,
+                                         pkg.kilnd, "--config", pkg.config],
+                                        env=env, stdout=log, stderr=subprocess.STDOUT)
+                try:
+                    deadline = time.monotonic() + 30
+                    while True:  # the first connection starts kilnd
+                        try:
+                            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+                            break
+                        except ConnectionRefusedError:
+                            self.assertLess(time.monotonic(), deadline, "nothing listened on the activation port")
+                            time.sleep(0.05)
+                    code = proc.wait(60)
+                finally:
+                    if proc.poll() is None:
+                        proc.kill()
+                        proc.wait()
+            self.assertNotEqual(code, 0, k.read_log())
+            self.assertIn(f"systemd passed a socket on 0.0.0.0:{port}", k.read_log())
+        finally:
+            k.cleanup()
+            pkg.cleanup()
+
+
 class PlainListenTest(unittest.TestCase):
     """Without a passed socket the same binary listens on server.listen itself."""
 
