@@ -12,6 +12,7 @@
 
 #include "kind.h"
 #include "membudget.h"
+#include "util.h"
 
 /* A byte range of a part already received. */
 struct range {
@@ -22,7 +23,8 @@ struct pending {
         struct pending *next;
         char *ref;                 /* the frames' "ref", as compact JSON */
         struct part p;
-        uint64_t received;         /* bytes so far (the ranges never overlap) */
+        uint64_t received;         /* bytes so far (the ranges never overlap): taken from the budget */
+        int64_t last_ms;           /* kiln_mono_ms of its last frame */
         struct range *ranges;      /* received, sorted by start */
         size_t n_ranges, cap_ranges;
 };
@@ -30,8 +32,9 @@ struct pending {
 struct parts {
         struct pending *head;
         size_t n;                  /* parts waiting */
-        uint64_t bytes, max_bytes;
-        struct membudget *mem;     /* holds `bytes` as MEM_INPUTS, or NULL */
+        uint64_t bytes, max_bytes; /* their sizes as their frames say */
+        uint64_t held;             /* what has arrived of them, held as MEM_INPUTS */
+        struct membudget *mem;     /* or NULL */
 };
 
 void part_free(struct part *p)
@@ -70,7 +73,7 @@ void parts_free(struct parts *ps)
                 pending_free(x);
         }
         if (ps->mem)
-                membudget_give(ps->mem, MEM_INPUTS, ps->bytes);
+                membudget_give(ps->mem, MEM_INPUTS, ps->held);
         free(ps);
 }
 
@@ -106,8 +109,9 @@ static void unlink_keep(struct parts *ps, struct pending **pp, bool keep)
         *pp = x->next;
         ps->n--;
         ps->bytes -= x->p.bytes;
+        ps->held -= x->received;
         if (ps->mem && !keep)
-                membudget_give(ps->mem, MEM_INPUTS, x->p.bytes);
+                membudget_give(ps->mem, MEM_INPUTS, x->received);
         pending_free(x);
 }
 
@@ -203,18 +207,13 @@ int parts_add(struct parts *ps, const struct proto_frame *f, struct proto_error 
                                  f->part, PARTS_MAX_PENDING);
                         goto out;
                 }
-                if (ps->mem && !membudget_try_take(ps->mem, MEM_INPUTS, f->part_bytes)) {
-                        r = fail(err, KERR_UNAVAILABLE, "frame",
-                                 "kilnd's memory budget (memory.max_bytes) has no room for part \"%s\" of %llu "
-                                 "bytes now; retry later",
-                                 f->part, (unsigned long long)f->part_bytes);
-                        goto out;
-                }
+                /* Its memory is taken from the budget as its bytes arrive, not as
+                 * its header claims them: until written, the pages of a large
+                 * allocation are not there (a 1-byte frame claiming 6 GB held
+                 * the inputs' whole share). */
                 x = calloc(1, sizeof(*x));
                 if (!x || !(x->p.data = malloc(f->part_bytes ? f->part_bytes : 1))) {
                         free(x);
-                        if (ps->mem)
-                                membudget_give(ps->mem, MEM_INPUTS, f->part_bytes);
                         r = fail(err, KERR_INTERNAL, "frame", "out of memory for part \"%s\"", f->part);
                         goto out;
                 }
@@ -245,6 +244,7 @@ int parts_add(struct parts *ps, const struct proto_frame *f, struct proto_error 
                 unlink_free(ps, pp);
                 goto out;
         }
+        x->last_ms = kiln_mono_ms();
         int k = range_add(x, offset, offset + f->payload_len);
         if (k < 0) {
                 r = fail(err, k == -ENOMEM ? KERR_INTERNAL : KERR_BAD_REQUEST, "frame.offset",
@@ -254,8 +254,17 @@ int parts_add(struct parts *ps, const struct proto_frame *f, struct proto_error 
                 unlink_free(ps, pp);
                 goto out;
         }
+        if (ps->mem && !membudget_try_take(ps->mem, MEM_INPUTS, f->payload_len)) {
+                r = fail(err, KERR_UNAVAILABLE, "frame",
+                         "kilnd's memory budget (memory.max_bytes) has no room for %zu more bytes of part \"%s\" "
+                         "now: the part is dropped; retry later",
+                         f->payload_len, f->part);
+                unlink_free(ps, pp);
+                goto out;
+        }
         memcpy(x->p.data + offset, f->payload, f->payload_len);
         x->received += f->payload_len;
+        ps->held += f->payload_len;
 out:
         free(ref);
         return r;
@@ -301,6 +310,20 @@ const char *parts_left(struct parts *ps, json_t *ref)
         struct pending *x = *find(ps, rt, NULL);
         free(rt);
         return x ? x->p.name : NULL;
+}
+
+size_t parts_expire(struct parts *ps, int64_t before_ms)
+{
+        size_t n = 0;
+        for (struct pending **pp = &ps->head; *pp;) {
+                if ((*pp)->last_ms < before_ms) {
+                        unlink_free(ps, pp);
+                        n++;
+                } else {
+                        pp = &(*pp)->next;
+                }
+        }
+        return n;
 }
 
 void parts_drop(struct parts *ps, json_t *ref)

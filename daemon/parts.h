@@ -4,11 +4,13 @@
  * message with that ref takes them. Pure bookkeeping (no sockets, no JSON
  * encoding), so its unit test links it alone. Loop thread.
  *
- * What waits is bounded three ways: its bytes (max_bytes, per connection), the
- * memory budget shared by every connection and job (the bytes of each waiting part
- * are taken from it until the part is taken or dropped), and the number of parts
+ * What waits is bounded four ways: its bytes (max_bytes, per connection, as the
+ * frames' headers give the parts' sizes), the memory budget shared by every
+ * connection and job (the bytes of each waiting part are taken from it as they
+ * arrive, until the part is taken or dropped), the number of parts
  * (PARTS_MAX_PENDING: zero-byte parts cost nothing in bytes, and each frame is
- * matched against those waiting). */
+ * matched against those waiting), and time (parts_expire: a part whose message
+ * never comes). */
 #pragma once
 
 #include <stdbool.h>
@@ -51,6 +53,10 @@ void parts_set_limit(struct parts *ps, uint64_t max_bytes);
  * bad_request for a frame of another layout or overlapping bytes already
  * received); a part that errs is dropped whole. */
 int parts_add(struct parts *ps, const struct proto_frame *f, struct proto_error *err);
+
+/* Drops the parts whose last frame came before `before_ms` (kiln_mono_ms).
+ * Returns how many. */
+size_t parts_expire(struct parts *ps, int64_t before_ms);
 
 /* Takes the part `name` sent with `ref` (a message's "ref", any JSON value; NULL
  * takes nothing). Returns >= 0 and the part in *ret (the caller owns it), -ENOENT

@@ -548,6 +548,7 @@ static void on_tick(lws_sorted_usec_list_t *sul)
         sessions_push_stats(d);
         sessions_idle_sweep(d);
         sessions_output_sweep(d);
+        sessions_input_sweep(d);
         if (!d->draining)
                 sd_notifyf(0, "STATUS=Serving: %zu connections, %u queued, %u running", d->n_sessions, sched_queued(d->sched),
                            sched_running(d->sched));

@@ -193,6 +193,7 @@ int session_open(struct kilnd *d, struct session *s, struct lws *wsi)
         s->d = d;
         s->wsi = wsi;
         s->id = ++d->next_session_id;
+        s->opened_ms = kiln_mono_ms();
         if (!d->cfg->auth.required) {
                 s->authed = true;
                 auth_anonymous(&s->who);
@@ -200,6 +201,32 @@ int session_open(struct kilnd *d, struct session *s, struct lws *wsi)
         table_put(d, s);
         idle_append(d, s, kiln_mono_us());
         return 0;
+}
+
+static void input_sweep_one(struct session *s, void *userdata)
+{
+        int64_t now = *(const int64_t *)userdata;
+        const struct kiln_config *c = s->d->cfg;
+
+        if (!s->wsi)
+                return;
+        if (!s->authed && !s->hello_late && now - s->opened_ms > (int64_t)c->server.handshake_timeout_s * 1000) {
+                s->hello_late = true;
+                lws_callback_on_writable(s->wsi);
+        }
+        if (s->parts && !s->in_paused && !s->in_decoding) {
+                size_t n = parts_expire(s->parts, now - (int64_t)c->server.idle_timeout_s * 1000);
+                if (n)
+                        log_info("session %llu: %zu binary part(s) dropped: no message used them and no frame "
+                                 "of theirs came for %u s (server.idle_timeout_s)",
+                                 (unsigned long long)s->id, n, c->server.idle_timeout_s);
+        }
+}
+
+void sessions_input_sweep(struct kilnd *d)
+{
+        int64_t now = kiln_mono_ms();
+        sessions_foreach(d, input_sweep_one, &now);
 }
 
 /* Parts waiting for their message are bounded by the larger of what a job's inputs
@@ -615,6 +642,14 @@ static void handle_binary(struct session *s, const uint8_t *buf, size_t len)
                 session_send_error(s, ref, KERR_UNAUTHORIZED, NULL, "say hello with a valid token first");
                 goto out;
         }
+        if (s->who.role < AUTH_ROLE_SUBMIT) {
+                /* Parts are the inputs of submit, vec.put and model.put alone. */
+                session_send_error(s, ref, KERR_FORBIDDEN, "frame",
+                                   "binary parts are inputs of submit, vec.put and model.put, which role %s "
+                                   "may not send",
+                                   auth_role_name(s->who.role));
+                goto out;
+        }
         if (!ref) {
                 session_send_error(s, NULL, KERR_BAD_REQUEST, "frame.ref",
                            "a binary part sent to kilnd needs the \"ref\" of the message that uses it");
@@ -631,10 +666,16 @@ out:
         proto_frame_clear(&f);
 }
 
+/* Before a valid hello, a message is at most this long (a hello is a few hundred
+ * bytes): a connection that has not signed in holds no more memory than that. */
+#define PREAUTH_MESSAGE_BYTES (64u << 10)
+
 int session_receive(struct kilnd *d, struct session *s, const void *in, size_t len)
 {
         uint64_t max = d->cfg->server.max_message_bytes;
 
+        if (!s->authed && max > PREAUTH_MESSAGE_BYTES)
+                max = PREAUTH_MESSAGE_BYTES;
         if (s->rx_len + len > max) {
                 static const char reason[] = "message too large";
                 lws_close_reason(s->wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)reason,

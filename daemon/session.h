@@ -59,6 +59,11 @@ void sessions_idle_sweep(struct kilnd *d);
  * memory.max_output_buffer_bytes unread for a few seconds (once a second; only
  * connections with output queued are looked at). */
 void sessions_output_sweep(struct kilnd *d);
+/* Once a second: closes a connection that has not signed in within
+ * server.handshake_timeout_s of opening, and drops the binary parts that waited
+ * server.idle_timeout_s for their message without a frame of theirs arriving
+ * (not while kilnd itself holds the connection's input back). */
+void sessions_input_sweep(struct kilnd *d);
 size_t session_struct_size(void);
 
 /* Sessions that still have frames queued to send (draining waits for them). */

@@ -72,6 +72,8 @@ struct session {
         struct session *busy_prev, *busy_next;
 
         bool authed;
+        bool hello_late;            /* no valid hello within server.handshake_timeout_s: closing */
+        int64_t opened_ms;          /* monotonic */
         struct auth_identity who;
 
         struct parts *parts;        /* binary parts waiting for their message (parts.h) */

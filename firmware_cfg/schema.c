@@ -66,7 +66,8 @@ const struct kiln_cfg_key kiln_cfg_keys[] = {
           .doc = "Seconds without traffic or pong before a connection is closed." },
         { "server", "handshake_timeout_s", KILN_CFG_U32, CFG(server.handshake_timeout_s),
           .def = "10", .min = 1, .max = 300,
-          .doc = "Seconds a connection may take to send its HTTP request or finish TLS and the WebSocket upgrade." },
+          .doc = "Seconds a connection may take to send its HTTP request or finish TLS and the WebSocket upgrade, "
+                 "and then again to sign in with a valid hello (auth.required)." },
         /* [auth] */
         { "auth", "tokens_file", KILN_CFG_PATH, CFG(auth.tokens_file),
           .def = "/etc/kiln/tokens",

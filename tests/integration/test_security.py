@@ -25,7 +25,7 @@ import urllib.request
 import numpy as np
 import websockets
 
-from kiln_fixture import KILNCTL, Client, Kilnd
+from kiln_fixture import KILNCTL, Client, Kilnd, encode_frame
 
 KIND = "lens.nfw"
 ALL_MAPS = ["kappa", "gamma1", "gamma2", "alpha_x", "alpha_y", "mu", "psi"]
@@ -365,6 +365,92 @@ class SlowLorisTest(SecurityCase):
         for t in closed_at:
             self.assertLess(t - start, 2 + 3, "dropped too late")
             self.assertGreater(t - start, 1.5, "dropped before the handshake timeout")
+
+
+class InputBeforeUseTest(SecurityCase):
+    """What a connection makes kilnd hold before it has a right to: a connection
+    that has not signed in sends no message over 64 KiB and is closed when it has
+    not within server.handshake_timeout_s; a binary part holds memory as its bytes
+    arrive, not as its header claims, only roles that may use parts may send them,
+    and a part whose message never comes is dropped after server.idle_timeout_s."""
+    env = {"KILN_SERVER_HANDSHAKE_TIMEOUT_S": "2", "KILN_SERVER_IDLE_TIMEOUT_S": "3"}
+
+    async def inputs_bytes(self, c):
+        return (await c.call({"op": "stats"}))["memory"]["inputs_bytes"]
+
+    def test_a_claimed_part_holds_only_what_arrived_and_read_may_send_none(self):
+        async def go():
+            admin = await self.client("tok-admin")
+            base = await self.inputs_bytes(admin)
+            reader = await self.client("tok-read")
+            claim = {"ref": 777, "part": "x", "dtype": "u8", "shape": [6219984896], "offset": 0}
+            await reader.ws.send(encode_frame(claim, b"\0"))
+            refused = await reader.recv()
+            sub = await self.client("tok-submit")
+            await sub.ws.send(encode_frame(claim, b"\0"))
+            held = await self.inputs_bytes(admin)
+            # The budget still takes a real input.
+            acc = await sub.submit("risk.score", {"model": "altman-z2", "rows": [[0.1, 0.2, 0.3, 0.4]]})
+            for c in (reader, sub, admin):
+                await c.close()
+            return base, refused, held, acc
+        base, refused, held, acc = self.run_async(go())
+        self.assertError(refused, "forbidden", "frame")
+        self.assertEqual(refused.get("ref"), 777, refused)
+        self.assertLess(held - base, 4096)
+        self.assertEqual(acc["op"], "accepted", acc)
+
+    def test_a_part_whose_message_never_comes_is_dropped(self):
+        async def go():
+            admin = await self.client("tok-admin")
+            sub = await self.client("tok-submit")
+            base = await self.inputs_bytes(admin)
+            await sub.ws.send(encode_frame({"ref": 5, "part": "rows", "dtype": "f32", "shape": [1000, 4]},
+                                           np.zeros((1000, 4), np.float32).tobytes()))
+            waiting = await self.inputs_bytes(admin)
+            after = waiting
+            for _ in range(100):  # idle_timeout_s is 3: dropped within 3 to 5 s
+                await asyncio.sleep(0.1)
+                after = await self.inputs_bytes(admin)
+                if after == base:
+                    break
+            late = await sub.call({"op": "submit", "ref": 5, "kind": "risk.score",
+                                   "params": {"model": "altman-z2"}})
+            await sub.close()
+            await admin.close()
+            return base, waiting, after, late
+        base, waiting, after, late = self.run_async(go())
+        self.assertGreaterEqual(waiting - base, 16000)
+        self.assertEqual(after, base)
+        self.assertEqual(late.get("op"), "error", late)
+        self.assertIn("rows", late.get("field", "") + late.get("message", ""))
+
+    def test_a_connection_that_does_not_sign_in_holds_little_and_not_for_long(self):
+        async def go():
+            big = await Client.connect(self.kilnd.url, hello=False)
+            await big.ws.send(json.dumps({"op": "hello", "pad": "x" * (100 << 10)}))
+            with self.assertRaises(websockets.exceptions.ConnectionClosed) as cm:
+                await big.recv(10)
+            big_code = cm.exception.rcvd.code if cm.exception.rcvd else None
+            silent = await Client.connect(self.kilnd.url, hello=False)
+            t0 = time.monotonic()
+            with self.assertRaises(websockets.exceptions.ConnectionClosed) as cm:
+                await silent.recv(10)
+            closed_after = time.monotonic() - t0
+            rcvd = cm.exception.rcvd
+            # One that signs in stays past that.
+            ok = await self.client("tok-read")
+            await asyncio.sleep(2.5)
+            st = await ok.call({"op": "stats"})
+            await ok.close()
+            return big_code, rcvd, closed_after, st
+        big_code, rcvd, closed_after, st = self.run_async(go())
+        self.assertEqual(big_code, 1009)
+        self.assertEqual(rcvd.code, 1008)
+        self.assertIn("hello", rcvd.reason)
+        self.assertGreater(closed_after, 1.5)
+        self.assertLess(closed_after, 5)
+        self.assertEqual(st["op"], "stats", st)
 
 
 class ServesOnCase(SecurityCase):

@@ -15,6 +15,7 @@
 #include "kind.h"
 #include "membudget.h"
 #include "parts.h"
+#include "util.h"
 
 /* A decoded frame of part `name` (u8, shape [total]) carrying bytes [off, off+n). */
 static struct proto_frame frame(json_t *ref, const char *name, uint64_t total, const uint8_t *data, uint64_t off,
@@ -240,6 +241,81 @@ static void test_waiting_parts_hold_memory_budget(void **state)
         membudget_free(mb);
 }
 
+/* What a part holds in the budget is what has arrived of it, not what its header
+ * claims: a 1-byte frame of a 1 GiB part takes one byte. A frame the budget has no
+ * room for drops its part, and gives back what had arrived. */
+static void test_a_part_holds_the_budget_as_its_bytes_arrive(void **state)
+{
+        struct membudget *mb;
+        struct membudget_view v;
+        assert_int_equal(membudget_new(64 * 300, &mb), 0); /* inputs: 9,450 bytes */
+        struct parts *ps = parts_new(UINT64_C(8) << 30, mb);
+        json_t *a = json_integer(1), *b = json_integer(2);
+        uint8_t data[9000] = { 0 };
+        struct proto_error err;
+        uint64_t claim = UINT64_C(1) << 30;
+        struct proto_frame huge = frame(a, "x", claim, data, 0, 1, true);
+
+        assert_int_equal(parts_add(ps, &huge, &err), 0);
+        assert_int_equal(parts_bytes(ps), claim); /* the connection's limit counts the claim */
+        membudget_view(mb, &v);
+        assert_int_equal(v.by_use[MEM_INPUTS], 1);
+        struct proto_frame more = frame(a, "x", claim, data, 1, 4000, true);
+        assert_int_equal(parts_add(ps, &more, &err), 0);
+        membudget_view(mb, &v);
+        assert_int_equal(v.by_use[MEM_INPUTS], 4001);
+
+        /* Another part's frames find room for 5,449 bytes, then none. */
+        struct proto_frame b1 = frame(b, "y", 9000, data, 0, 5000, true);
+        struct proto_frame b2 = frame(b, "y", 9000, data, 5000, 4000, true);
+        assert_int_equal(parts_add(ps, &b1, &err), 0);
+        assert_int_equal(parts_add(ps, &b2, &err), -EINVAL);
+        assert_int_equal(err.code, KERR_UNAVAILABLE);
+        assert_null(parts_left(ps, b)); /* dropped whole */
+        membudget_view(mb, &v);
+        assert_int_equal(v.by_use[MEM_INPUTS], 4001);
+        parts_free(ps);
+        membudget_view(mb, &v);
+        assert_int_equal(v.by_use[MEM_INPUTS], 0);
+        json_decref(a);
+        json_decref(b);
+        membudget_free(mb);
+}
+
+/* A part whose last frame is older than the cut is dropped, its bytes given back;
+ * a newer one stays. */
+static void test_parts_whose_message_never_comes_expire(void **state)
+{
+        struct membudget *mb;
+        struct membudget_view v;
+        assert_int_equal(membudget_new(1 << 20, &mb), 0);
+        struct parts *ps = parts_new(1 << 20, mb);
+        json_t *a = json_integer(1), *b = json_integer(2);
+        uint8_t data[100] = { 0 };
+        struct proto_error err;
+        struct proto_frame fa = frame(a, "x", 100, data, 0, 100, false);
+        assert_int_equal(parts_add(ps, &fa, &err), 0);
+        int64_t between = kiln_mono_ms() + 1;
+        while (kiln_mono_ms() <= between)
+                ;
+        struct proto_frame fb = frame(b, "x", 100, data, 0, 50, true);
+        assert_int_equal(parts_add(ps, &fb, &err), 0);
+
+        assert_int_equal(parts_expire(ps, between), 1);
+        assert_null(parts_left(ps, a));
+        assert_string_equal(parts_left(ps, b), "x");
+        membudget_view(mb, &v);
+        assert_int_equal(v.by_use[MEM_INPUTS], 50);
+        assert_int_equal(parts_expire(ps, kiln_mono_ms() + 1), 1);
+        membudget_view(mb, &v);
+        assert_int_equal(v.by_use[MEM_INPUTS], 0);
+        assert_int_equal(parts_bytes(ps), 0);
+        parts_free(ps);
+        json_decref(a);
+        json_decref(b);
+        membudget_free(mb);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -251,6 +327,8 @@ int main(void)
                 cmocka_unit_test(test_the_limit_counts_every_waiting_part),
                 cmocka_unit_test(test_no_more_than_the_most_parts_wait),
                 cmocka_unit_test(test_waiting_parts_hold_memory_budget),
+                cmocka_unit_test(test_a_part_holds_the_budget_as_its_bytes_arrive),
+                cmocka_unit_test(test_parts_whose_message_never_comes_expire),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
