@@ -155,5 +155,24 @@ int auth_check(struct kilnd *d, const char *token, struct auth_identity *ret)
         if (found < 0)
                 return -EACCES;
         *ret = t->v[found].who;
+        memcpy(ret->token_hash, h, sizeof(ret->token_hash));
         return 0;
+}
+
+int auth_recheck(const struct kilnd *d, struct auth_identity *who)
+{
+        static const unsigned char none[sizeof(who->token_hash)];
+        const struct auth_tokens *t = d->tokens;
+
+        if (!t || !memcmp(who->token_hash, none, sizeof(none)))
+                return -EACCES;
+        for (size_t i = 0; i < t->n; i++)
+                if (CRYPTO_memcmp(who->token_hash, t->v[i].hash, sizeof(who->token_hash)) == 0) {
+                        if (strcmp(t->v[i].who.tenant, who->tenant))
+                                return -EACCES;
+                        snprintf(who->name, sizeof(who->name), "%s", t->v[i].who.name);
+                        who->role = t->v[i].who.role;
+                        return 0;
+                }
+        return -EACCES;
 }

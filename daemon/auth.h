@@ -14,6 +14,7 @@ struct auth_identity {
         char name[64];
         char tenant[64];
         enum auth_role role;
+        unsigned char token_hash[32]; /* SHA-256 of the token it signed in with; zero: none */
 };
 
 struct auth_tokens;
@@ -36,3 +37,7 @@ void auth_anonymous(struct auth_identity *ret);
  * identity, or -EACCES. */
 int auth_check(struct kilnd *d, const char *token, struct auth_identity *ret);
 const char *auth_role_name(enum auth_role r);
+/* After the token set was replaced (SIGHUP): whether the token `who` signed in
+ * with is still in it, for the same tenant. Returns >= 0 with who's name and role
+ * brought up to date, or -EACCES (revoked, given to another tenant, or none). */
+int auth_recheck(const struct kilnd *d, struct auth_identity *who);

@@ -210,8 +210,8 @@ static void input_sweep_one(struct session *s, void *userdata)
 
         if (!s->wsi)
                 return;
-        if (!s->authed && !s->hello_late && now - s->opened_ms > (int64_t)c->server.handshake_timeout_s * 1000) {
-                s->hello_late = true;
+        if (!s->authed && !s->kick && now - s->opened_ms > (int64_t)c->server.handshake_timeout_s * 1000) {
+                s->kick = "no valid hello within server.handshake_timeout_s";
                 lws_callback_on_writable(s->wsi);
         }
         if (s->parts && !s->in_paused && !s->in_decoding) {
@@ -227,6 +227,30 @@ void sessions_input_sweep(struct kilnd *d)
 {
         int64_t now = kiln_mono_ms();
         sessions_foreach(d, input_sweep_one, &now);
+}
+
+static void recheck_one(struct session *s, void *userdata)
+{
+        if (!s->wsi || !s->authed || s->kick)
+                return;
+        enum auth_role was = s->who.role;
+        if (auth_recheck(s->d, &s->who) < 0) {
+                log_notice("session %llu: the token it signed in with (%s, tenant %s) is no longer in the tokens "
+                           "file: closing it",
+                           (unsigned long long)s->id, s->who.name[0] ? s->who.name : "none", s->who.tenant);
+                s->authed = false; /* nothing more is served to it */
+                s->kick = "token revoked";
+                lws_callback_on_writable(s->wsi);
+        } else if (s->who.role != was) {
+                log_info("session %llu: token %s is now role %s", (unsigned long long)s->id, s->who.name,
+                         auth_role_name(s->who.role));
+        }
+}
+
+void sessions_recheck_tokens(struct kilnd *d)
+{
+        if (d->cfg->auth.required)
+                sessions_foreach(d, recheck_one, NULL);
 }
 
 /* Parts waiting for their message are bounded by the larger of what a job's inputs

@@ -64,6 +64,11 @@ void sessions_output_sweep(struct kilnd *d);
  * server.idle_timeout_s for their message without a frame of theirs arriving
  * (not while kilnd itself holds the connection's input back). */
 void sessions_input_sweep(struct kilnd *d);
+/* After SIGHUP replaced the token set: a connection whose token is no longer in it
+ * (or now names another tenant) is closed with 1008, one whose role changed has
+ * its new role from now on. With auth.required, a connection that signed in with
+ * no token (auth was off) is closed too. */
+void sessions_recheck_tokens(struct kilnd *d);
 size_t session_struct_size(void);
 
 /* Sessions that still have frames queued to send (draining waits for them). */

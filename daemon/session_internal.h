@@ -72,7 +72,7 @@ struct session {
         struct session *busy_prev, *busy_next;
 
         bool authed;
-        bool hello_late;            /* no valid hello within server.handshake_timeout_s: closing */
+        const char *kick;           /* closing with 1008 for this reason (no hello in time, token revoked) */
         int64_t opened_ms;          /* monotonic */
         struct auth_identity who;
 

@@ -410,10 +410,8 @@ int session_writable(struct kilnd *d, struct session *s)
                                  sizeof(reason) - 1);
                 return -1;
         }
-        if (s->hello_late) {
-                static const char reason[] = "no valid hello within server.handshake_timeout_s";
-                lws_close_reason(s->wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION, (unsigned char *)reason,
-                                 sizeof(reason) - 1);
+        if (s->kick) {
+                lws_close_reason(s->wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION, (unsigned char *)s->kick, strlen(s->kick));
                 return -1;
         }
         if (s->idle == IDLE_CLOSE) {

@@ -13,6 +13,7 @@ import random
 import re
 import resource
 import select
+import signal
 import socket
 import ssl
 import subprocess
@@ -451,6 +452,51 @@ class InputBeforeUseTest(SecurityCase):
         self.assertGreater(closed_after, 1.5)
         self.assertLess(closed_after, 5)
         self.assertEqual(st["op"], "stats", st)
+
+
+class TokenReloadTest(SecurityCase):
+    """SIGHUP replaces the token set for the connections already open too: one whose
+    token was removed is closed with 1008 and serves nothing more; one whose role
+    changed has the new role from then on."""
+
+    def test_a_revoked_token_loses_its_open_connections(self):
+        tokens = os.path.join(self.kilnd.tmp, "tokens")
+
+        async def go():
+            revoked = await self.client("tok-submit2")
+            reader = await self.client("tok-read")
+            other = await self.client("tok-globex")
+            before = await reader.call({"op": "submit", "kind": KIND, "params": SMALL, "watch": False})
+            with open(tokens, "w") as f:
+                for tok, (name, tenant, role) in TOKENS.items():
+                    if tok == "tok-submit2":
+                        continue
+                    f.write(f"{name} {tenant} {'submit' if tok == 'tok-read' else role} {sha256_hex(tok)}\n")
+            self.kilnd.proc.send_signal(signal.SIGHUP)
+            with self.assertRaises(websockets.exceptions.ConnectionClosed) as cm:
+                for _ in range(100):
+                    await revoked.call({"op": "stats"}, timeout=10)
+                    await asyncio.sleep(0.05)
+            after = None
+            for _ in range(100):  # the reload is done when the reader may submit
+                after = await reader.call({"op": "submit", "kind": KIND, "params": dict(SMALL, mass=fresh_mass()),
+                                           "watch": False})
+                if after.get("op") == "accepted":
+                    break
+                await asyncio.sleep(0.05)
+            still = await other.call({"op": "stats"})
+            late = await Client.connect(self.kilnd.url, hello=False)
+            again = await late.call({"op": "hello", "token": "tok-submit2"})
+            await late.close()
+            await reader.close()
+            await other.close()
+            return before, cm.exception.rcvd, after, still, again
+        before, rcvd, after, still, again = self.run_async(go())
+        self.assertError(before, "forbidden", "op")
+        self.assertEqual((rcvd.code, rcvd.reason), (1008, "token revoked"))
+        self.assertEqual(after.get("op"), "accepted", after)
+        self.assertEqual(still.get("op"), "stats", still)
+        self.assertError(again, "unauthorized", "token")
 
 
 class ServesOnCase(SecurityCase):
