@@ -12,6 +12,8 @@
 #include "daemon.h"
 #include "jobs.h"
 #include "log.h"
+#include "objects.h"
+#include "store.h"
 #include "storeq.h"
 #include "textbuf.h"
 #include "util.h"
@@ -260,6 +262,7 @@ void session_op_submit(struct session *s, const struct proto_req *rq)
 struct store_req {
         struct store_op op;
         struct mail mail;
+        struct objects_work work;   /* a list, read on a worker */
         struct kilnd *d;
         uint64_t session_id;
         enum kiln_op kind;
@@ -330,17 +333,19 @@ static void send_list(struct session *s, struct store_req *r)
                                                      kiln_job_state_name(state), "submitted",
                                                      iso8601(rec->submitted_ms)));
         }
-        json_t *next = r->op.list_more && last[0] ? json_string(last) : json_null();
+        json_t *next = json_null();
+        if (r->op.list_more) {
+                kiln_uuid_format(r->op.list_next, last);
+                next = json_string(last);
+        }
         session_send_json(s, json_pack("{s:s, s:o, s:o}", "op", "jobs", "jobs", arr, "next", next), r->ref);
 }
 
-static void on_store_reply_mail(struct mail *m)
+static void store_reply(struct store_req *r)
 {
-        struct store_req *r = container_of(m, struct store_req, mail);
         struct kilnd *d = r->d;
         struct session *s = session_find(d, r->session_id);
 
-        storeq_answered(d->storeq);
         if (!s)
                 goto out;
         if (r->op.status < 0 && r->op.status != -ENOENT) {
@@ -418,11 +423,39 @@ out:
         store_req_free(r);
 }
 
+static void on_store_reply_mail(struct mail *m)
+{
+        struct store_req *r = container_of(m, struct store_req, mail);
+        storeq_answered(r->d->storeq);
+        store_reply(r);
+}
+
 static void on_store_reply(struct store_op *op)
 {
         struct store_req *r = container_of(op, struct store_req, op);
         r->mail.fn = on_store_reply_mail;
         mailbox_post(r->d->mailbox, &r->mail);
+}
+
+/* A list reads a committed snapshot in a read transaction of its own, on a
+ * worker: not in the writer's transaction, where a tenant's lists held up every
+ * tenant's commits. Worker thread. */
+static void list_read(struct objects_work *w)
+{
+        struct store_req *r = container_of(w, struct store_req, work);
+        struct store_txn *t;
+        int k = store_txn_begin(r->d->store, false, &t);
+        if (k >= 0) {
+                k = store_job_list(t, &r->op.list, &r->op.list_out, &r->op.list_n, &r->op.list_more,
+                                   r->op.list_next);
+                store_txn_abort(t);
+        }
+        r->op.status = k;
+}
+
+static void on_list_read(struct mail *m)
+{
+        store_reply(container_of(m, struct store_req, work.mail));
 }
 
 static void ask_store(struct session *s, const struct proto_req *rq, enum store_op_type type)
@@ -451,6 +484,13 @@ static void ask_store(struct session *s, const struct proto_req *rq, enum store_
                 r->op.list.has_after = rq->list.has_after;
                 memcpy(r->op.list.after, rq->list.after, 16);
                 r->op.list.limit = rq->list.limit;
+                if (s->d->objects) {
+                        r->work.run = list_read;
+                        r->work.prompt = true;
+                        r->work.mail.fn = on_list_read;
+                        objects_work_submit(s->d->objects, &r->work);
+                        return;
+                }
         } else {
                 memcpy(r->op.id, rq->job.id, 16);
         }

@@ -202,6 +202,39 @@ static int retain_rebuild(struct store *s, MDB_txn *txn)
         return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+/* At open, for a store written before "tenant_jobs" existed: indexes every job by
+ * its tenant. Returns an LMDB code. */
+static int tenant_jobs_rebuild(struct store *s, MDB_txn *txn)
+{
+        MDB_stat index, jobs;
+        MDB_cursor *c;
+        MDB_val key, val;
+        int rc;
+
+        rc = mdb_stat(txn, s->tenant_jobs, &index);
+        if (!rc)
+                rc = mdb_stat(txn, s->jobs, &jobs);
+        if (rc || index.ms_entries || !jobs.ms_entries)
+                return rc;
+        rc = mdb_cursor_open(txn, s->jobs, &c);
+        if (rc)
+                return rc;
+        for (rc = mdb_cursor_get(c, &key, &val, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
+                struct record_view v;
+                uint8_t buf[TENANT_JOB_KEY_MAX];
+                MDB_val ik, empty = { .mv_size = 0, .mv_data = NULL };
+
+                if (key.mv_size != 16 || store_record_parse(val.mv_data, val.mv_size, &v) < 0 || !v.tenant.p)
+                        continue;
+                ik = store_tenant_job_key(buf, v.tenant.p, v.tenant.n, key.mv_data);
+                rc = mdb_put(txn, s->tenant_jobs, &ik, &empty, 0);
+                if (rc)
+                        break;
+        }
+        mdb_cursor_close(c);
+        return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 static int open_databases(struct store *s)
 {
         MDB_txn *txn;
@@ -215,6 +248,7 @@ static int open_databases(struct store *s)
                 MDB_dbi *dbi;
         } dbs[] = {
                 { "jobs", &s->jobs },
+                { "tenant_jobs", &s->tenant_jobs },
                 { "results", &s->results },
                 { "pending", &s->pending },
                 { "cache", &s->cache },
@@ -239,6 +273,8 @@ static int open_databases(struct store *s)
                 rc = store_cache_scan(s, txn);
         if (rc == 0)
                 rc = retain_rebuild(s, txn);
+        if (rc == 0)
+                rc = tenant_jobs_rebuild(s, txn);
         if (rc != 0) {
                 mdb_txn_abort(txn);
                 return store_mdb_errno(rc);

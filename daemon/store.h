@@ -239,11 +239,17 @@ struct store_list_query {
         uint32_t limit;            /* 1..1000 */
 };
 
+/* The most of a tenant's jobs one store_job_list call reads: about half a
+ * millisecond of the writer's time. */
+#define STORE_LIST_SCAN_MAX 4096
+
 /* Lists matching jobs newest first. Writes up to q->limit new records into ret_jobs
  * (caller frees each with store_job_free, and the array with free), their count into
- * *ret_n, and whether more match after the last into *ret_more. */
+ * *ret_n, and whether more may match after them into *ret_more; then ret_next is
+ * the id to list on `after`. A call reads at most a bounded number of the tenant's
+ * jobs: fewer than q->limit (even none) may come back with *ret_more set. */
 int store_job_list(struct store_txn *t, const struct store_list_query *q, struct store_job ***ret_jobs,
-                   size_t *ret_n, bool *ret_more);
+                   size_t *ret_n, bool *ret_more, uint8_t ret_next[16]);
 
 /* ---- the result cache ---- */
 
@@ -625,6 +631,7 @@ struct store_op {
         struct store_job **list_out;
         size_t list_n;
         bool list_more;
+        uint8_t list_next[16];   /* LIST with list_more: the `after` to go on from */
         enum store_submit_outcome outcome; /* SUBMIT */
         struct store_cache_hit hit; /* SUBMIT with outcome CACHED: the entry found */
         uint64_t purge_n;        /* CACHE_PURGE */

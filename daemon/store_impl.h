@@ -24,6 +24,7 @@
 struct store {
         MDB_env *env;
         MDB_dbi jobs, results, pending;
+        MDB_dbi tenant_jobs; /* TENANT NUL id -> empty: each tenant's jobs in id (time) order, for list */
         MDB_dbi cache, cache_recent, cache_lru, cache_ttl, idem, retain, alias, refs;
         MDB_dbi inputs;
         MDB_dbi objects, object_blob, object_items, object_usage, object_gone;
@@ -246,6 +247,19 @@ static inline MDB_val store_time_key(uint8_t buf[24], int64_t ms, const uint8_t 
 /* ---- store_records.c: the job record codec ---- */
 
 /* A parsed record whose strings point into the LMDB value. */
+/* The key of a job in "tenant_jobs": its tenant (under 64 bytes), a NUL, its id. */
+#define TENANT_JOB_KEY_MAX (64 + 1 + 16)
+static inline MDB_val store_tenant_job_key(uint8_t buf[TENANT_JOB_KEY_MAX], const char *tenant, size_t len,
+                                           const uint8_t id[16])
+{
+        if (len > 63)
+                len = 63;
+        memcpy(buf, tenant, len);
+        buf[len] = 0;
+        memcpy(buf + len + 1, id, 16);
+        return (MDB_val){ .mv_size = len + 17, .mv_data = buf };
+}
+
 struct record_view {
         uint8_t priority, state;
         int64_t submitted_ms, finished_ms, deadline_ms;

@@ -21,10 +21,10 @@ static int retain_put(struct store_txn *t, int64_t finished_ms, const uint8_t id
         return store_put_in_order(t, t->s->retain, &key, &empty, 0);
 }
 
-/* Inserts or replaces a job record and keeps "pending" in step; `fresh`: the id was
- * never stored, so there is no pending entry to drop. Returns >= 0, -EINVAL for an
- * invalid job, -ENOSPC when the map is full (the transaction must then be aborted),
- * or -errno. */
+/* Inserts or replaces a job record and keeps "pending" and "tenant_jobs" in step;
+ * `fresh`: the id was never stored, so there is no pending entry to drop. Returns
+ * >= 0, -EINVAL for an invalid job, -ENOSPC when the map is full (the transaction
+ * must then be aborted), or -errno. */
 static int job_put(struct store_txn *t, const struct store_job *job, bool fresh)
 {
         MDB_val key = store_key16(job->id), val;
@@ -42,6 +42,14 @@ static int job_put(struct store_txn *t, const struct store_job *job, bool fresh)
         if (r < 0)
                 return r;
         store_record_write(job, val.mv_data);
+        /* A replaced record keeps its tenant: its index entry is there already,
+         * found without writing (NOOVERWRITE). */
+        uint8_t tk[TENANT_JOB_KEY_MAX];
+        MDB_val tkey = store_tenant_job_key(tk, job->tenant, strlen(job->tenant), job->id);
+        int rc = mdb_put(t->txn, t->s->tenant_jobs, &tkey, &empty, MDB_NOOVERWRITE);
+        r = rc == MDB_KEYEXIST ? 0 : store_txn_result(t, rc);
+        if (r < 0)
+                return r;
 
         if (state_is_pending(job->state))
                 return store_put_in_order(t, t->s->pending, &key, &empty, 0);
@@ -108,6 +116,11 @@ int store_job_delete(struct store_txn *t, const uint8_t id[16])
                 r = store_input_delete(t, id);
         if (r >= 0)
                 r = store_del_quiet(t, t->s->pending, &key);
+        if (r >= 0 && job) {
+                uint8_t tk[TENANT_JOB_KEY_MAX];
+                MDB_val tkey = store_tenant_job_key(tk, job->tenant, strlen(job->tenant), id);
+                r = store_del_quiet(t, t->s->tenant_jobs, &tkey);
+        }
         if (r >= 0 && job)
                 r = idem_forget(t, job);
         store_job_free(job);
@@ -177,58 +190,70 @@ static bool view_matches(const struct record_view *v, const struct store_list_qu
 
 /* Lists a tenant's jobs newest first; see store.h. Returns >= 0, -EINVAL for a bad
  * query (no tenant, limit outside 1..1000, unknown state), -EIO for a corrupt record,
- * or -errno. Cost: one pass over the jobs older than `after` until limit + 1 match. */
+ * or -errno. Cost: the tenant's own jobs older than `after` (its index in
+ * "tenant_jobs"), at most STORE_LIST_SCAN_MAX of them, until limit + 1 match: no
+ * other tenant's jobs are read, and the writer is held for a bounded time. */
 int store_job_list(struct store_txn *t, const struct store_list_query *q, struct store_job ***ret_jobs,
-                   size_t *ret_n, bool *ret_more)
+                   size_t *ret_n, bool *ret_more, uint8_t ret_next[16])
 {
         struct store_job **jobs;
         MDB_cursor *c;
         MDB_val key, val;
-        bool more = false;
-        size_t n = 0;
+        bool more = false, bounded = false;
+        size_t n = 0, scanned = 0, tl;
+        uint8_t start[TENANT_JOB_KEY_MAX];
         int rc, r = 0;
 
         if (t->err < 0)
                 return t->err;
         if (!q->tenant || q->limit < 1 || q->limit > STORE_LIST_MAX || q->state < -1 ||
-            q->state >= STORE_STATE_COUNT)
+            q->state >= STORE_STATE_COUNT || (tl = strlen(q->tenant)) > 63)
                 return -EINVAL;
         jobs = calloc(q->limit, sizeof(*jobs));
         if (!jobs)
                 return -ENOMEM;
-        r = store_mdb_errno(mdb_cursor_open(t->txn, t->s->jobs, &c));
+        r = store_mdb_errno(mdb_cursor_open(t->txn, t->s->tenant_jobs, &c));
         if (r < 0) {
                 free(jobs);
                 return r;
         }
-
-        if (q->has_after) {
-                key = store_key16(q->after);
-                rc = mdb_cursor_get(c, &key, &val, MDB_SET_RANGE);
-                if (rc == 0)
-                        rc = mdb_cursor_get(c, &key, &val, MDB_PREV);
-                else if (rc == MDB_NOTFOUND)
-                        rc = mdb_cursor_get(c, &key, &val, MDB_LAST);
-        } else {
+        static const uint8_t newest[16] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+        /* The tenant's first key at or past `after` (or past its newest), then back. */
+        key = store_tenant_job_key(start, q->tenant, tl, q->has_after ? q->after : newest);
+        rc = mdb_cursor_get(c, &key, &val, MDB_SET_RANGE);
+        if (rc == 0)
+                rc = mdb_cursor_get(c, &key, &val, MDB_PREV);
+        else if (rc == MDB_NOTFOUND)
                 rc = mdb_cursor_get(c, &key, &val, MDB_LAST);
-        }
         for (; rc == 0; rc = mdb_cursor_get(c, &key, &val, MDB_PREV)) {
-                struct record_view v;
-
-                if (key.mv_size != 16) {
-                        r = -EIO;
+                const uint8_t *k = key.mv_data;
+                if (key.mv_size != tl + 17 || memcmp(k, start, tl + 1))
+                        break; /* past the tenant's jobs */
+                const uint8_t *id = k + tl + 1;
+                if (scanned == STORE_LIST_SCAN_MAX) {
+                        /* Enough for one call: the caller goes on from the last one read. */
+                        more = bounded = true;
                         break;
                 }
-                r = store_record_parse(val.mv_data, val.mv_size, &v);
+                scanned++;
+                MDB_val rk = store_key16(id), rv;
+                struct record_view v;
+                int g = mdb_get(t->txn, t->s->jobs, &rk, &rv);
+                if (g == MDB_NOTFOUND)
+                        continue; /* its record went without its entry (a corrupt one purged) */
+                r = g ? store_mdb_errno(g) : store_record_parse(rv.mv_data, rv.mv_size, &v);
                 if (r < 0)
                         break;
-                if (!view_matches(&v, q))
+                if (!view_matches(&v, q)) {
+                        memcpy(ret_next, id, 16);
                         continue;
+                }
                 if (n == q->limit) {
                         more = true;
                         break;
                 }
-                r = store_record_view_to_job(key.mv_data, &v, &jobs[n]);
+                r = store_record_view_to_job(id, &v, &jobs[n]);
                 if (r < 0)
                         break;
                 n++;
@@ -240,6 +265,8 @@ int store_job_list(struct store_txn *t, const struct store_list_query *q, struct
                 free_jobs(jobs, n);
                 return r;
         }
+        if (more && !bounded)
+                memcpy(ret_next, jobs[n - 1]->id, 16);
         *ret_jobs = jobs;
         *ret_n = n;
         *ret_more = more;

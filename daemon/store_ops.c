@@ -305,7 +305,7 @@ int store_op_apply(struct store_txn *t, struct store_op *op)
         case STORE_OP_RESULT_GET:
                 return op_apply_job_and_bytes(t, op, false);
         case STORE_OP_LIST:
-                return store_job_list(t, &op->list, &op->list_out, &op->list_n, &op->list_more);
+                return store_job_list(t, &op->list, &op->list_out, &op->list_n, &op->list_more, op->list_next);
         case STORE_OP_DELETE:
                 return store_job_delete(t, op->id);
         case STORE_OP_BARRIER:

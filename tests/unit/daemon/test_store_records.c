@@ -271,6 +271,7 @@ static void record_version_1_in_store_reads_and_is_rewritten(void **state)
         uint8_t *buf;
         size_t n, size;
         bool more;
+        uint8_t next[16];
 
         v1_job(&want);
         assert_int_equal(store_txn_begin(f->s, true, &t), 0);
@@ -281,7 +282,7 @@ static void record_version_1_in_store_reads_and_is_rewritten(void **state)
         assert_int_equal(fixture_get_job(f->s, want.id, &got), 0);
         assert_jobs_equal(&want, got);
         assert_int_equal(store_txn_begin(f->s, false, &t), 0);
-        assert_int_equal(store_job_list(t, &q, &jobs, &n, &more), 0);
+        assert_int_equal(store_job_list(t, &q, &jobs, &n, &more, next), 0);
         store_txn_abort(t);
         assert_int_equal(n, 1);
         assert_jobs_equal(&want, jobs[0]);
@@ -444,6 +445,7 @@ static void corrupt_record_in_store_is_eio(void **state)
         const uint8_t garbage[] = { STORE_RECORD_VERSION, 0, 0, 1, 2, 3 };
         size_t n;
         bool more;
+        uint8_t next[16];
 
         fixture_job_init(&j, 1, "acme", "lens.nfw", KILN_JOB_QUEUED);
         fixture_put_job(f->s, &j);
@@ -453,7 +455,7 @@ static void corrupt_record_in_store_is_eio(void **state)
 
         assert_int_equal(fixture_get_job(f->s, j.id, &got), -EIO);
         assert_int_equal(store_txn_begin(f->s, false, &t), 0);
-        assert_int_equal(store_job_list(t, &q, &jobs, &n, &more), -EIO);
+        assert_int_equal(store_job_list(t, &q, &jobs, &n, &more, next), -EIO);
         store_txn_abort(t);
 }
 
@@ -664,9 +666,10 @@ static void list(struct store *s, const struct store_list_query *q, struct store
                  bool *more)
 {
         struct store_txn *t;
+        uint8_t next[16];
 
         assert_int_equal(store_txn_begin(s, false, &t), 0);
-        assert_int_equal(store_job_list(t, q, jobs, n, more), 0);
+        assert_int_equal(store_job_list(t, q, jobs, n, more, next), 0);
         store_txn_abort(t);
 }
 
@@ -694,6 +697,50 @@ static void list_is_newest_first_and_only_the_tenants(void **state)
         assert_int_equal(n, 0);
         assert_false(more);
         free_job_list(jobs, n);
+}
+
+/* One call reads at most STORE_LIST_SCAN_MAX of the tenant's jobs (the writer is
+ * held that long at most): past them it stops, with none found, and says where to
+ * go on; the next call finds the rest. Other tenants' jobs are never read. */
+static void list_reads_a_bounded_number_of_the_tenants_jobs_per_call(void **state)
+{
+        struct fixture *f = *state;
+        struct store_list_query q = { .tenant = "acme", .state = KILN_JOB_DONE, .limit = 10 };
+        struct store_job **jobs, j;
+        struct store_txn *t;
+        uint8_t next[16];
+        size_t n;
+        bool more;
+
+        assert_int_equal(store_txn_begin(f->s, true, &t), 0);
+        for (int i = 0; i < STORE_LIST_SCAN_MAX + 1005; i++) {
+                fixture_job_init(&j, (uint64_t)i, "acme", "lens.nfw", i < 5 ? KILN_JOB_DONE : KILN_JOB_QUEUED);
+                assert_int_equal(store_job_put_new(t, &j), 0);
+        }
+        for (int i = 0; i < 1000; i++) { /* newer, another tenant's: not read */
+                fixture_job_init(&j, (uint64_t)(30000 + i), "acmf", "lens.nfw", KILN_JOB_DONE);
+                assert_int_equal(store_job_put_new(t, &j), 0);
+        }
+        assert_int_equal(store_txn_commit(t), 0);
+
+        assert_int_equal(store_txn_begin(f->s, false, &t), 0);
+        assert_int_equal(store_job_list(t, &q, &jobs, &n, &more, next), 0);
+        assert_int_equal(n, 0);
+        assert_true(more);
+        fixture_job_init(&j, 1005, "acme", "lens.nfw", KILN_JOB_QUEUED); /* the last one read */
+        assert_memory_equal(next, j.id, 16);
+        free_job_list(jobs, n);
+        q.has_after = true;
+        memcpy(q.after, next, 16);
+        assert_int_equal(store_job_list(t, &q, &jobs, &n, &more, next), 0);
+        assert_int_equal(n, 5);
+        assert_false(more);
+        for (size_t i = 0; i < n; i++) {
+                fixture_job_init(&j, 4 - i, "acme", "lens.nfw", KILN_JOB_DONE);
+                assert_memory_equal(jobs[i]->id, j.id, 16);
+        }
+        free_job_list(jobs, n);
+        store_txn_abort(t);
 }
 
 static void list_filters_by_state_and_kind(void **state)
@@ -790,19 +837,20 @@ static void list_rejects_bad_query(void **state)
         struct store_txn *t;
         size_t n = 77;
         bool more;
+        uint8_t next[16];
 
         assert_int_equal(store_txn_begin(f->s, false, &t), 0);
-        assert_int_equal(store_job_list(t, &q, &jobs, &n, &more), -EINVAL);
+        assert_int_equal(store_job_list(t, &q, &jobs, &n, &more, next), -EINVAL);
         q.tenant = "acme";
         q.limit = 0;
-        assert_int_equal(store_job_list(t, &q, &jobs, &n, &more), -EINVAL);
+        assert_int_equal(store_job_list(t, &q, &jobs, &n, &more, next), -EINVAL);
         q.limit = 1001;
-        assert_int_equal(store_job_list(t, &q, &jobs, &n, &more), -EINVAL);
+        assert_int_equal(store_job_list(t, &q, &jobs, &n, &more, next), -EINVAL);
         q.limit = 10;
         q.state = 6;
-        assert_int_equal(store_job_list(t, &q, &jobs, &n, &more), -EINVAL);
+        assert_int_equal(store_job_list(t, &q, &jobs, &n, &more, next), -EINVAL);
         q.state = -2;
-        assert_int_equal(store_job_list(t, &q, &jobs, &n, &more), -EINVAL);
+        assert_int_equal(store_job_list(t, &q, &jobs, &n, &more, next), -EINVAL);
         store_txn_abort(t);
         assert_null(jobs);
         assert_int_equal(n, 77);
@@ -977,6 +1025,7 @@ static const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(reopen_keeps_committed_and_drops_aborted, setup, teardown),
         cmocka_unit_test_setup_teardown(recovery_yields_unfinished_jobs_oldest_first, setup, teardown),
         cmocka_unit_test_setup_teardown(list_is_newest_first_and_only_the_tenants, setup, teardown),
+        cmocka_unit_test_setup_teardown(list_reads_a_bounded_number_of_the_tenants_jobs_per_call, setup, teardown),
         cmocka_unit_test_setup_teardown(list_filters_by_state_and_kind, setup, teardown),
         cmocka_unit_test_setup_teardown(list_pages_with_limit_after_and_more, setup, teardown),
         cmocka_unit_test_setup_teardown(list_rejects_bad_query, setup, teardown),
