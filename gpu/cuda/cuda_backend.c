@@ -488,6 +488,14 @@ static int cuda_run_batch(void *ctx, const struct kiln_kind *kind, struct kiln_t
         return r < 0 ? -EIO : 0;
 }
 
+/* Tells the kinds that `d`'s streams are about to go (cuda_kind.h, device_release). */
+static void kinds_release_device(const struct device *d)
+{
+        for (const struct kiln_cuda_kind *const *k = kiln_cuda_kinds; *k; k++)
+                if ((*k)->device_release)
+                        (*k)->device_release(d->ordinal);
+}
+
 /* Probes a device: resets it (a lost device's context is unusable) and checks that a
  * small allocation, memset and synchronisation work. Lock not held; busy == 0. */
 static int probe(struct cuda_backend *b, struct device *d)
@@ -499,6 +507,7 @@ static int probe(struct cuda_backend *b, struct device *d)
         int r = cuda_err(cudaSetDevice(d->ordinal));
         if (r < 0)
                 return r;
+        kinds_release_device(d);
         for (unsigned k = 0; k < LANES; k++)
                 lane_release(d, &d->lanes[k]);
         cuda_resident_drop_all(d, true);
@@ -583,6 +592,7 @@ static void cuda_destroy(void *ctx)
                 struct device *d = &b->dev[i];
                 if (d->ordinal < 0 || cudaSetDevice(d->ordinal) != cudaSuccess)
                         continue;
+                kinds_release_device(d);
                 for (unsigned k = 0; k < LANES; k++)
                         lane_release(d, &d->lanes[k]);
                 cuda_resident_drop_all(d, true);

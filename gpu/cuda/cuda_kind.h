@@ -119,6 +119,10 @@ struct kiln_cuda_kind {
          * snapshot that its kernel reads (borrowed from the snapshot), kept resident
          * on each device (kiln_backend.object_upload). Returns >= 0 or -errno. */
         int (*object_image)(const struct kiln_object *obj, const void **ret_data, uint64_t *ret_bytes);
+        /* Optional: the core is about to destroy device `device`'s streams (to reset
+         * it after a failure, or at the end), with that device current: drops what
+         * the kind keeps per device or per stream (a library's handles). */
+        void (*device_release)(int device);
 };
 
 /* The kinds the plugin implements, NULL-terminated, in gpu/kinds/KINDS order

@@ -243,6 +243,22 @@ bool vec_cublas_product(void *stream, const float *q, uint32_t qc, const float *
         return done;
 }
 
+void vec_cublas_device_release(int device)
+{
+        unsigned kept = 0;
+
+        pthread_mutex_lock(&lock);
+        for (unsigned i = 0; i < n_handles; i++) {
+                if (handles[i].device == device)
+                        api.destroy(handles[i].h); /* on a failed context it may fail: it is gone all the same */
+                else
+                        handles[kept++] = handles[i];
+        }
+        n_handles = kept;
+        pthread_mutex_unlock(&lock);
+        (void)cudaGetLastError();
+}
+
 /* For tests/gpu's report only (the plugin's one other exported symbol): whether
  * vec.search's products on `device` go through cuBLAS. */
 __attribute__((visibility("default"))) int kiln_cuda_vec_cublas_state(int device)

@@ -128,4 +128,5 @@ const struct kiln_cuda_kind kiln_cuda_kind_vec_search = {
         .scratch_bytes = scratch_bytes,
         .complete = complete,
         .object_image = object_image,
+        .device_release = vec_cublas_device_release,
 };

@@ -131,6 +131,9 @@ void vec_search_cuda_launch(const struct kiln_cuda_launch *l);
  * memory) on `stream` (a cudaStream_t) by cuBLAS, when it is present and passed its
  * check on the current device (cuda_cublas.c); false: nothing was enqueued. */
 bool vec_cublas_product(void *stream, const float *q, uint32_t qc, const float *x, uint64_t n, uint32_t d, float *v);
+/* Destroys the cuBLAS handles made for `device`'s streams, which are about to go
+ * (kiln_cuda_kind.device_release): a reset device's new streams get new ones. */
+void vec_cublas_device_release(int device);
 #ifdef __cplusplus
 }
 #endif
