@@ -9,6 +9,7 @@
  * each wakeup, which with 10,000 connections costs more than the load itself.
  * Without the plugin it falls back to that poll() loop. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,8 +166,11 @@ static void start_connect(struct bench *b, struct conn *c)
         c->st = CS_CONNECTING;
         c->connect_ns = now_ns();
         b->connecting++;
-        if (!lws_client_connect_via_info(&ci) && c->st == CS_CONNECTING)
+        struct lws *wsi = lws_client_connect_via_info(&ci);
+        if (!wsi && c->st == CS_CONNECTING)
                 load_conn_closed(c, "the connection could not be started");
+        else if (wsi && c->st == CS_CONNECTING)
+                c->wsi = wsi; /* for load_handshake_deadlines */
 }
 
 /* Starts connections, idle ones (all of them) before load ones: idle ones at most
@@ -197,8 +201,42 @@ static void raise_nofile(rlim_t need)
         setrlimit(RLIMIT_NOFILE, &rl);
 }
 
+/* Closes the connections that have not been welcomed within HANDSHAKE_TIMEOUT_S,
+ * four times a second while connecting: libwebsockets' own timeouts, on the libev
+ * loop, took twice that against a server that takes the TCP connection and says
+ * nothing. */
+static void handshake_deadlines(struct bench *b)
+{
+        uint64_t now = now_ns(), limit = (uint64_t)HANDSHAKE_TIMEOUT_S * 1000000000ull;
+
+        for (unsigned i = 0; i < b->n_conns; i++) {
+                struct conn *c = &b->conns[i];
+                if ((c->st == CS_CONNECTING || c->st == CS_UPGRADING || c->st == CS_HELLO) && c->wsi &&
+                    now - c->connect_ns >= limit)
+                        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+        }
+}
+
+static void on_deadline_sul(lws_sorted_usec_list_t *sul)
+{
+        struct bench *b = lws_container_of(sul, struct bench, sul_deadline);
+        handshake_deadlines(b);
+        if (b->phase < PH_RUN)
+                lws_sul_schedule(b->ctx, 0, &b->sul_deadline, on_deadline_sul, LWS_US_PER_SEC / 4);
+}
+
+static void on_deadline_ev(struct ev_loop *loop, ev_timer *w, int revents)
+{
+        struct bench *b = (struct bench *)((char *)w - offsetof(struct bench, deadline_evt));
+        handshake_deadlines(b);
+        if (b->phase >= PH_RUN)
+                ev_timer_stop(loop, w);
+}
+
 static void bench_free(struct bench *b)
 {
+        if (b->loop)
+                ev_timer_stop(b->loop, &b->deadline_evt);
         if (b->ctx)
                 lws_context_destroy(b->ctx);
         for (unsigned k = 0; b->loop && b->conns && k < b->n_conns; k++)
@@ -317,6 +355,12 @@ int bench_run(const struct bench_opts *o, struct bench_result *ret)
         b.phase = b.n_idle ? PH_CONNECT_IDLE : PH_CONNECT_LOAD;
         ret->rss_idle_kb = b.n_idle ? -1 : ret->rss_start_kb;
         load_schedule_connects(&b);
+        if (b.loop) {
+                ev_timer_init(&b.deadline_evt, on_deadline_ev, 0.25, 0.25);
+                ev_timer_start(b.loop, &b.deadline_evt);
+        } else {
+                lws_sul_schedule(b.ctx, 0, &b.sul_deadline, on_deadline_sul, LWS_US_PER_SEC / 4);
+        }
         if (o->progress)
                 lws_sul_schedule(b.ctx, 0, &b.sul_progress, load_on_progress, LWS_US_PER_SEC / 2);
         while (b.phase != PH_DONE) {

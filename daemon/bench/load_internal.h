@@ -118,6 +118,8 @@ struct bench {
         bool raw;                  /* WebSocket framing done by load_ws.c */
         int sched_fd;              /* open loop on libev: a timerfd for the schedule, -1: none */
         ev_io sched_io;
+        ev_timer deadline_evt;     /* handshake deadlines on the libev loop (load.c) */
+        lws_sorted_usec_list_t sul_deadline; /* the same without it */
         uint64_t sched_armed_ns;   /* when it is set to fire (0: disarmed) */
         struct conn *conns;        /* idle ones first, then load ones */
         unsigned n_conns, n_idle;
