@@ -22,10 +22,16 @@
 
 extern const struct kiln_cuda_kind kiln_cuda_kind_vec_search;
 
-/* The plugin's launch function lives in kernel.cu; nothing here launches. */
+/* The plugin's launch function lives in kernel.cu, its cuBLAS handles in
+ * cuda_cublas.c (the CUDA runtime's); nothing here launches or releases a device. */
 void vec_search_cuda_launch(const struct kiln_cuda_launch *l)
 {
         fail_msg("no launch without a GPU");
+}
+
+void vec_cublas_device_release(int device)
+{
+        fail_msg("no device to release without a GPU");
 }
 
 struct job {
