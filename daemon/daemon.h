@@ -61,7 +61,8 @@ struct kilnd {
         /* Big messages and HTTP bodies being decoded on a worker: a drain waits for
          * them (session.c, http_api.c). */
         unsigned decoding;
-        unsigned object_reads;      /* vec.list, vec.info, model.list on a worker (session_objects.c) */
+        unsigned object_reads;      /* vec.list, vec.info, model.list, list on a worker (session_objects.c,
+                                     * session_jobs.c) */
         unsigned objops_waiting;    /* object ops waiting for their turn (session_objects.c) */
         uint64_t next_session_id;
 

@@ -372,9 +372,9 @@ static void check_drain(struct kilnd *d)
         if (kiln_mono_ms() >= d->drain_deadline_ms)
                 jobs_stop_all(d->jobs); /* running ones stay queued in the store */
         bool flushed = sessions_output_pending(d) == 0 || kiln_mono_ms() >= d->drain_deadline_ms + DRAIN_FLUSH_MS;
-        /* A message received before the drain and being decoded, an object read on
-         * a worker, an object op waiting for a put being checked: each is still
-         * answered. */
+        /* A message received before the drain and being decoded, an object read or
+         * a list on a worker, an object op waiting for a put being checked: each is
+         * still answered. */
         bool decoded = (d->decoding == 0 && d->object_reads == 0 && d->objops_waiting == 0) ||
                        kiln_mono_ms() >= d->drain_deadline_ms + DRAIN_FLUSH_MS;
         if (sched_running(d->sched) == 0 && storeq_in_flight(d->storeq) == 0 && flushed && decoded) {

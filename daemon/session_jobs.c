@@ -455,7 +455,9 @@ static void list_read(struct objects_work *w)
 
 static void on_list_read(struct mail *m)
 {
-        store_reply(container_of(m, struct store_req, work.mail));
+        struct store_req *r = container_of(m, struct store_req, work.mail);
+        r->d->object_reads--; /* draining waits for it (server.c, check_drain) */
+        store_reply(r);
 }
 
 static void ask_store(struct session *s, const struct proto_req *rq, enum store_op_type type)
@@ -488,6 +490,7 @@ static void ask_store(struct session *s, const struct proto_req *rq, enum store_
                         r->work.run = list_read;
                         r->work.prompt = true;
                         r->work.mail.fn = on_list_read;
+                        s->d->object_reads++;
                         objects_work_submit(s->d->objects, &r->work);
                         return;
                 }

@@ -202,8 +202,9 @@ static int retain_rebuild(struct store *s, MDB_txn *txn)
         return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-/* At open, for a store written before "tenant_jobs" existed: indexes every job by
- * its tenant. Returns an LMDB code. */
+/* At open, when "tenant_jobs" does not index every job once (a store written before
+ * it existed, or by such a kilnd since; an entry left by a record that could not be
+ * read when deleted): indexes every job by its tenant anew. Returns an LMDB code. */
 static int tenant_jobs_rebuild(struct store *s, MDB_txn *txn)
 {
         MDB_stat index, jobs;
@@ -214,7 +215,10 @@ static int tenant_jobs_rebuild(struct store *s, MDB_txn *txn)
         rc = mdb_stat(txn, s->tenant_jobs, &index);
         if (!rc)
                 rc = mdb_stat(txn, s->jobs, &jobs);
-        if (rc || index.ms_entries || !jobs.ms_entries)
+        if (rc || index.ms_entries == jobs.ms_entries)
+                return rc;
+        rc = mdb_drop(txn, s->tenant_jobs, 0);
+        if (rc)
                 return rc;
         rc = mdb_cursor_open(txn, s->jobs, &c);
         if (rc)

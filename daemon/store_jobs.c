@@ -245,10 +245,9 @@ int store_job_list(struct store_txn *t, const struct store_list_query *q, struct
                 r = g ? store_mdb_errno(g) : store_record_parse(rv.mv_data, rv.mv_size, &v);
                 if (r < 0)
                         break;
-                if (!view_matches(&v, q)) {
-                        memcpy(ret_next, id, 16);
+                memcpy(ret_next, id, 16); /* read: a stop after it goes on past it */
+                if (!view_matches(&v, q))
                         continue;
-                }
                 if (n == q->limit) {
                         more = true;
                         break;
@@ -265,7 +264,7 @@ int store_job_list(struct store_txn *t, const struct store_list_query *q, struct
                 free_jobs(jobs, n);
                 return r;
         }
-        if (more && !bounded)
+        if (more && !bounded) /* the one past the limit is not listed yet */
                 memcpy(ret_next, jobs[n - 1]->id, 16);
         *ret_jobs = jobs;
         *ret_n = n;

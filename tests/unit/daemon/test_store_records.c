@@ -743,6 +743,73 @@ static void list_reads_a_bounded_number_of_the_tenants_jobs_per_call(void **stat
         store_txn_abort(t);
 }
 
+/* A job the tenant index lacks (written by a kilnd without it, into a store that
+ * had it) is indexed at the next open: the index no longer counts every job once. */
+static void a_job_missing_from_the_tenant_index_is_listed_after_reopening(void **state)
+{
+        struct fixture *f = *state;
+        struct store_list_query q = { .tenant = "acme", .state = -1, .limit = 10 };
+        struct store_job **jobs, j, old;
+        struct store_txn *t;
+        uint8_t next[16];
+        size_t n;
+        bool more;
+
+        fixture_job_init(&j, 1, "acme", "lens.nfw", KILN_JOB_QUEUED);
+        fixture_put_job(f->s, &j);
+        v1_job(&old);
+        assert_int_equal(store_txn_begin(f->s, true, &t), 0);
+        assert_int_equal(store_record_put_raw(t, old.id, record_v1, sizeof(record_v1)), 0); /* not indexed */
+        assert_int_equal(store_txn_commit(t), 0);
+        assert_int_equal(store_txn_begin(f->s, false, &t), 0);
+        assert_int_equal(store_job_list(t, &q, &jobs, &n, &more, next), 0);
+        store_txn_abort(t);
+        assert_int_equal(n, 1);
+        free_job_list(jobs, n);
+
+        store_fixture_reopen(f, STORE_SYNC_FULL);
+        assert_int_equal(store_txn_begin(f->s, false, &t), 0);
+        assert_int_equal(store_job_list(t, &q, &jobs, &n, &more, next), 0);
+        store_txn_abort(t);
+        assert_int_equal(n, 2);
+        free_job_list(jobs, n);
+}
+
+/* Pages that stop at the bound never list a job twice: with the last jobs one call
+ * reads matching, the next goes on past them, not from the last one that did not
+ * match. */
+static void list_pages_at_the_bound_list_each_job_once(void **state)
+{
+        struct fixture *f = *state;
+        struct store_list_query q = { .tenant = "acme", .state = KILN_JOB_DONE, .limit = 10 };
+        struct store_job **jobs, j;
+        struct store_txn *t;
+        uint8_t next[16];
+        size_t n, total = 0;
+        bool more = true;
+        int total_jobs = STORE_LIST_SCAN_MAX + 100;
+
+        /* Newest first, the call reads jobs total_jobs-1 down to 100: 100..104 done. */
+        assert_int_equal(store_txn_begin(f->s, true, &t), 0);
+        for (int i = 0; i < total_jobs; i++) {
+                fixture_job_init(&j, (uint64_t)i, "acme", "lens.nfw",
+                                 i >= 100 && i < 105 ? KILN_JOB_DONE : KILN_JOB_QUEUED);
+                assert_int_equal(store_job_put_new(t, &j), 0);
+        }
+        assert_int_equal(store_txn_commit(t), 0);
+        assert_int_equal(store_txn_begin(f->s, false, &t), 0);
+        for (int page = 0; more && page < 10; page++) {
+                assert_int_equal(store_job_list(t, &q, &jobs, &n, &more, next), 0);
+                total += n;
+                free_job_list(jobs, n);
+                q.has_after = true;
+                memcpy(q.after, next, 16);
+        }
+        store_txn_abort(t);
+        assert_false(more);
+        assert_int_equal(total, 5);
+}
+
 static void list_filters_by_state_and_kind(void **state)
 {
         struct fixture *f = *state;
@@ -1026,6 +1093,9 @@ static const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(recovery_yields_unfinished_jobs_oldest_first, setup, teardown),
         cmocka_unit_test_setup_teardown(list_is_newest_first_and_only_the_tenants, setup, teardown),
         cmocka_unit_test_setup_teardown(list_reads_a_bounded_number_of_the_tenants_jobs_per_call, setup, teardown),
+        cmocka_unit_test_setup_teardown(list_pages_at_the_bound_list_each_job_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_job_missing_from_the_tenant_index_is_listed_after_reopening, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(list_filters_by_state_and_kind, setup, teardown),
         cmocka_unit_test_setup_teardown(list_pages_with_limit_after_and_more, setup, teardown),
         cmocka_unit_test_setup_teardown(list_rejects_bad_query, setup, teardown),
