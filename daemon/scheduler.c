@@ -438,6 +438,9 @@ static enum item_start item_start(struct sched *s, struct sched_item *it, int64_
                 if (stop == SCHED_STOP_NONE) {
                         sched_queue_push_front(s, it);
                         s->running--;
+                        /* The memory it gave back may let it (or another) run now,
+                         * and a sleeping worker is woken only when one waits. */
+                        pthread_cond_broadcast(&s->wake);
                 }
                 pthread_mutex_unlock(&s->lock);
                 if (stop == SCHED_STOP_NONE)

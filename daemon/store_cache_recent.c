@@ -33,7 +33,7 @@
  * an eighth of merge_at when that is less: small merges (tests) take several too. */
 #define MERGE_STEP 1024
 /* Room a merge asks of the store before it starts: per entry, and for its slices. */
-#define MERGE_ROOM_PER_ENTRY 256
+#define MERGE_ROOM_PER_ENTRY 400
 #define MERGE_ROOM_SLACK ((uint64_t)8 << 20)
 /* Merged entries deleted from the front of the log per transaction. */
 #define TRUNCATE_STEP 8192
@@ -380,8 +380,9 @@ static int hash_cmp(const void *a, const void *b)
 }
 
 /* What a merge of n entries may need of the store's room: their copies in "cache"
- * (an entry of ~110 bytes in leaves left half full), kept until the truncation frees
- * the log's pages, and the pages one slice rewrites. */
+ * (an entry of at most ~200 bytes with its key and node header, format 3 with the
+ * longest backend, kind and tenant, in leaves left half full), kept until the
+ * truncation frees the log's pages, and the pages one slice rewrites. */
 static uint64_t merge_room(size_t n)
 {
         return (uint64_t)n * MERGE_ROOM_PER_ENTRY + MERGE_ROOM_SLACK;

@@ -80,8 +80,9 @@ static uint64_t result_size(const void *params, const struct kiln_array *in, siz
 const struct kiln_kind kiln_kind_image_relief = {
         .name = "image.relief",
         /* 2: volume_mm3 summed in 64 fixed chunks (mesh.c), which moved its last bits:
-         * results of version 1 are not served for it from the cache. */
-        .version = 2,
+         * results of version 1 are not served for it from the cache.
+         * 3: the depth follows the image's aspect ratio (heightfield.c). */
+        .version = 3,
         .doc = "a closed relief or lithophane mesh (STL or GLB) from a PNG or JPEG image",
         .params = relief_schema,
         .params_size = sizeof(struct relief_params),
