@@ -534,9 +534,9 @@ static void test_an_item_that_needs_more_than_its_estimate_waits_for_it(void **s
         v = budget_view(mb);
         assert_int_equal(v.used, 0);
         assert_true(v.peak <= v.take_max);
+        budgeted_stop(&run); /* its workers gone: every hold they had is released */
         assert_int_equal(atomic_load(&b.holds), 0);
         assert_int_equal(atomic_load(&cancelled.holds), 0);
-        budgeted_stop(&run);
         free(a.params);
         free(b.params);
         free(other.params);
