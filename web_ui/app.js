@@ -828,7 +828,7 @@ function viewRisk() {
 
 function viewObjects() {
   const v = objectsView({ client: state.client, welcome: state.welcome, flash });
-  show(v.node, { name: 'objects', reconnect: v.reconnect });
+  show(v.node, { name: 'objects', reconnect: v.reconnect, cleanup: v.cleanup });
   v.refresh();
 }
 

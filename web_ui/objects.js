@@ -138,6 +138,8 @@ function bytesCell(n) {
 /* Builds the page. ctx: {client, welcome, flash}; ctx.client is read when a request
  * goes out, so that reconnect(client) lets the page go on with a new connection.
  * Returns {node, refresh, reconnect}. */
+const POLL_MS = 5000;
+
 export function objectsView(ctx) {
   const { welcome, flash } = ctx;
   const rank = ROLE_RANK[welcome.role] ?? 0;
@@ -155,12 +157,17 @@ export function objectsView(ctx) {
     head([['name'], ['version', 1], ['count', 1], ['dim', 1], ['metric'], ['']]), collsBody);
 
   const known = new Map(); // collection name -> its list entry, for the form's metric
+  let shown = null; // what the tables show, as text: a poll that finds the same redraws nothing
   const refresh = async () => {
     try {
       const [m, v] = await Promise.all([ctx.client.request({ op: 'model.list' }), ctx.client.request({ op: 'vec.list' })]);
       const models = [...(m.models || [])].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
       const colls = [...(v.collections || [])].map((c) => ({ ...c, name: c.collection ?? c.name }))
         .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      const text = JSON.stringify([models, colls]);
+      // Unchanged: the rows stay, and a Delete or Drop half-confirmed on one stays so.
+      if (text === shown) return;
+      shown = text;
       modelsBody.replaceChildren(...models.map((x) => el('tr', { 'data-model': x.name },
         el('th', { scope: 'row', class: 'mono' }, x.name),
         el('td', { class: 'num' }, fmtNum(x.version)), el('td', { class: 'num' }, fmtNum(x.trees)),
@@ -194,7 +201,8 @@ export function objectsView(ctx) {
     }
   };
 
-  // Other clients (kilnctl, another tab) put, delete and drop too: the lists are read again on demand.
+  // Other clients (kilnctl, another tab) put, delete and drop too: the lists are read
+  // again every few seconds while the page shows (poll), and on demand.
   const again = el('button', { type: 'button', class: 'small', id: 'objects-refresh', onclick: async () => {
     again.disabled = true;
     try {
@@ -217,7 +225,18 @@ export function objectsView(ctx) {
     ctx.client = c;
     refresh();
   };
-  return { node, refresh, reconnect };
+  let polling = false;
+  const timer = setInterval(async () => {
+    if (document.hidden || polling) return;
+    polling = true;
+    try {
+      await refresh();
+    } finally {
+      polling = false;
+    }
+  }, POLL_MS);
+  const cleanup = () => clearInterval(timer);
+  return { node, refresh, reconnect, cleanup };
 }
 
 function roleNote(allowed, needs) {

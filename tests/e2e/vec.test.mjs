@@ -353,6 +353,18 @@ describe('the Search page', () => {
     await page.locator('table.vec-collections tr[data-collection="later"]').waitFor();
   });
 
+  test('the Objects page follows other clients\' changes on its own', async () => {
+    await page.goto(kilnd.url + '/#/objects');
+    await page.locator('table.objects-collections tr[data-collection="later"]').waitFor();
+    await putCollection('polled', 'ip', [[0, 1]], ['p']);
+    // No Refresh: the page's poll (every 5 s) shows it.
+    await page.locator('table.objects-collections tr[data-collection="polled"]').waitFor({ timeout: 15000 });
+    await otherClient({ op: 'vec.drop', collection: 'polled' });
+    await page.locator('table.objects-collections tr[data-collection="polled"]').waitFor({ state: 'detached', timeout: 15000 });
+    await page.goto(kilnd.url + '/#/vec'); // where the tests below begin
+    await page.locator('#vec-queries').waitFor();
+  });
+
   test('a failed search leaves the earlier answers marked as such', async () => {
     await page.selectOption('#vec-collection', 'docs');
     await page.locator('#vec-k').fill('2');
