@@ -166,13 +166,54 @@ static int mkdir_p(const char *path, mode_t mode)
         return 0;
 }
 
+/* Puts into dbi, with an empty value, the key key_of makes of each job record that
+ * parses (one of no size: none). Returns an LMDB code. */
+static int index_every_job(struct store *s, MDB_txn *txn, MDB_dbi dbi,
+                           MDB_val (*key_of)(const struct record_view *v, const uint8_t *id, uint8_t *buf))
+{
+        MDB_cursor *c;
+        MDB_val key, val;
+        int rc = mdb_cursor_open(txn, s->jobs, &c);
+
+        if (rc)
+                return rc;
+        for (rc = mdb_cursor_get(c, &key, &val, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
+                struct record_view v;
+                uint8_t buf[TENANT_JOB_KEY_MAX];
+                MDB_val ik, empty = { .mv_size = 0, .mv_data = NULL };
+
+                if (key.mv_size != 16 || store_record_parse(val.mv_data, val.mv_size, &v) < 0)
+                        continue;
+                ik = key_of(&v, key.mv_data, buf);
+                if (!ik.mv_size)
+                        continue;
+                rc = mdb_put(txn, dbi, &ik, &empty, 0);
+                if (rc)
+                        break;
+        }
+        mdb_cursor_close(c);
+        return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static MDB_val retain_key_of(const struct record_view *v, const uint8_t *id, uint8_t *buf)
+{
+        if (!kiln_job_state_is_final(v->state))
+                return (MDB_val){ .mv_size = 0, .mv_data = NULL };
+        return store_time_key(buf, v->finished_ms, id);
+}
+
+static MDB_val tenant_key_of(const struct record_view *v, const uint8_t *id, uint8_t *buf)
+{
+        if (!v->tenant.p)
+                return (MDB_val){ .mv_size = 0, .mv_data = NULL };
+        return store_tenant_job_key(buf, v->tenant.p, v->tenant.n, id);
+}
+
 /* At open, for a store written before the "retain" database existed: indexes its
  * finished jobs. Returns an LMDB code. */
 static int retain_rebuild(struct store *s, MDB_txn *txn)
 {
         MDB_stat retain, pending, jobs;
-        MDB_cursor *c;
-        MDB_val key, val;
         int rc;
 
         rc = mdb_stat(txn, s->retain, &retain);
@@ -182,24 +223,7 @@ static int retain_rebuild(struct store *s, MDB_txn *txn)
                 rc = mdb_stat(txn, s->jobs, &jobs);
         if (rc || retain.ms_entries || jobs.ms_entries <= pending.ms_entries)
                 return rc;
-        rc = mdb_cursor_open(txn, s->jobs, &c);
-        if (rc)
-                return rc;
-        for (rc = mdb_cursor_get(c, &key, &val, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
-                struct record_view v;
-                uint8_t buf[24];
-                MDB_val ik, empty = { .mv_size = 0, .mv_data = NULL };
-
-                if (key.mv_size != 16 || store_record_parse(val.mv_data, val.mv_size, &v) < 0 ||
-                    !kiln_job_state_is_final(v.state))
-                        continue;
-                ik = store_time_key(buf, v.finished_ms, key.mv_data);
-                rc = mdb_put(txn, s->retain, &ik, &empty, 0);
-                if (rc)
-                        break;
-        }
-        mdb_cursor_close(c);
-        return rc == MDB_NOTFOUND ? 0 : rc;
+        return index_every_job(s, txn, s->retain, retain_key_of);
 }
 
 /* At open, when "tenant_jobs" does not index every job once (a store written before
@@ -208,8 +232,6 @@ static int retain_rebuild(struct store *s, MDB_txn *txn)
 static int tenant_jobs_rebuild(struct store *s, MDB_txn *txn)
 {
         MDB_stat index, jobs;
-        MDB_cursor *c;
-        MDB_val key, val;
         int rc;
 
         rc = mdb_stat(txn, s->tenant_jobs, &index);
@@ -218,25 +240,7 @@ static int tenant_jobs_rebuild(struct store *s, MDB_txn *txn)
         if (rc || index.ms_entries == jobs.ms_entries)
                 return rc;
         rc = mdb_drop(txn, s->tenant_jobs, 0);
-        if (rc)
-                return rc;
-        rc = mdb_cursor_open(txn, s->jobs, &c);
-        if (rc)
-                return rc;
-        for (rc = mdb_cursor_get(c, &key, &val, MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
-                struct record_view v;
-                uint8_t buf[TENANT_JOB_KEY_MAX];
-                MDB_val ik, empty = { .mv_size = 0, .mv_data = NULL };
-
-                if (key.mv_size != 16 || store_record_parse(val.mv_data, val.mv_size, &v) < 0 || !v.tenant.p)
-                        continue;
-                ik = store_tenant_job_key(buf, v.tenant.p, v.tenant.n, key.mv_data);
-                rc = mdb_put(txn, s->tenant_jobs, &ik, &empty, 0);
-                if (rc)
-                        break;
-        }
-        mdb_cursor_close(c);
-        return rc == MDB_NOTFOUND ? 0 : rc;
+        return rc ? rc : index_every_job(s, txn, s->tenant_jobs, tenant_key_of);
 }
 
 static int open_databases(struct store *s)
