@@ -93,6 +93,33 @@ async def outcome(c, acc):
     return acc if acc.get("op") != "accepted" else (await c.read_done(acc["job"]))[0]
 
 
+async def single_searches(c, collection, queries, k_of):
+    """Sends one single-query job per row of `queries` (k_of(i) each), all before
+    any reply is read so that they queue together, then reads every answer.
+    Returns [(row, done, scores)]; raises on a reply that is neither."""
+    refs = {}
+    for i in range(len(queries)):
+        ref = next_ref(c)
+        refs[ref] = i
+        await send_frames(c, query_frames(ref, queries[i:i + 1]))
+        await c.send({"op": "submit", "kind": "vec.search", "ref": ref,
+                      "params": {"collection": collection, "k": k_of(i)}})
+    jobs, out = {}, {}
+    while len(out) < len(queries):
+        m = await c.recv(120)
+        if isinstance(m, bytes):
+            continue
+        if m.get("op") == "accepted":
+            jobs[m["job"]] = refs[m["ref"]]
+        elif m.get("op") == "done":
+            c.backlog.insert(0, m)
+            done, parts, _ = await c.read_done(m["job"])
+            out[m["job"]] = (done, parts.get("scores"))
+        elif m.get("op") != "progress":
+            raise AssertionError(m)
+    return [(jobs[j], d, s) for j, (d, s) in out.items()]
+
+
 class VecSearch(KilndTestCase):
     env = {"KILN_CPU_THREADS": "2"}
 
@@ -610,29 +637,9 @@ class VecBatching(KilndTestCase):
         async def go():
             c = await self.client()
             await vec_put(c, "batched", rows, ids, metric="ip")
-            # Every job sent before any reply is read, so they queue together.
-            refs = {}
-            for i in range(len(queries)):
-                ref = next_ref(c)
-                refs[ref] = i
-                await send_frames(c, query_frames(ref, queries[i:i + 1]))
-                await c.send({"op": "submit", "kind": "vec.search", "ref": ref,
-                              "params": {"collection": "batched", "k": 3 + i % 5}})
-            jobs, out = {}, {}
-            while len(out) < len(queries):
-                m = await c.recv(120)
-                if isinstance(m, bytes):
-                    continue
-                if m.get("op") == "accepted":
-                    jobs[m["job"]] = refs[m["ref"]]
-                elif m.get("op") == "done":
-                    c.backlog.insert(0, m)
-                    done, parts, _ = await c.read_done(m["job"])
-                    out[m["job"]] = (done, parts.get("scores"))
-                elif m.get("op") != "progress":
-                    self.fail(m)
+            out = await single_searches(c, "batched", queries, lambda i: 3 + i % 5)
             await c.close()
-            return [(jobs[j], d, s) for j, (d, s) in out.items()]
+            return out
         out = self.run_async(go())
         sizes = [d["batch"] for _, d, _ in out]
         self.assertGreater(sum(1 for s in sizes if s > 1), len(out) // 2, sizes)
@@ -931,33 +938,14 @@ class VecGatheredMemoryTest(KilndTestCase):
         async def go():
             c = await self.client()
             self.assertEqual((await vec_put(c, "gathered", rows, ids, metric="l2"))["op"], "vec")
-            refs = {}
-            for i in range(n):
-                ref = next_ref(c)
-                refs[ref] = i
-                await send_frames(c, query_frames(ref, rows[i:i + 1]))
-                await c.send({"op": "submit", "kind": "vec.search", "ref": ref,
-                              "params": {"collection": "gathered", "k": k}})
-            jobs, out = {}, {}
-            while len(out) < n:
-                m = await c.recv(120)
-                if isinstance(m, bytes):
-                    continue
-                if m.get("op") == "accepted":
-                    jobs[m["job"]] = refs[m["ref"]]
-                elif m.get("op") == "done":
-                    c.backlog.insert(0, m)
-                    done, _, _ = await c.read_done(m["job"])
-                    out[m["job"]] = done
-                elif m.get("op") != "progress":
-                    self.fail(m)
+            out = await single_searches(c, "gathered", rows[:n], lambda i: k)
             peak, max_bytes = await peak_of(c)
             await c.close()
-            return [(jobs[j], d) for j, d in out.items()], peak, max_bytes
+            return out, peak, max_bytes
         out, peak, max_bytes = self.run_async(go())
         self.assertLessEqual(peak, max_bytes)
-        self.assertGreater(max(d["batch"] for _, d in out), 1)
-        for i, done in out:
+        self.assertGreater(max(d["batch"] for _, d, _ in out), 1)
+        for i, done, _ in out:
             self.assertEqual(done["state"], "done", done)
             self.assertEqual(done["result"]["ids"][0][0], ids[i])  # each row finds itself first
 
