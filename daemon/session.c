@@ -14,6 +14,7 @@
 #include "auth.h"
 #include "daemon.h"
 #include "jobs.h"
+#include "json_compact.h"
 #include "limiter.h"
 #include "log.h"
 #include "mailbox.h"
@@ -267,6 +268,44 @@ struct parts *session_parts(struct session *s)
         return s->parts;
 }
 
+/* The "ref" of a message kilnd could not hold, from what arrived of it: a text
+ * message's members before the cut, a binary frame's header. NULL when none came. */
+static json_t *ref_of_prefix(const uint8_t *p, size_t n, bool binary)
+{
+        if (binary) {
+                if (n < 8 || memcmp(p, "KLNB", 4))
+                        return NULL;
+                uint32_t hl = (uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
+                if (hl > n - 8)
+                        return NULL;
+                json_t *h = json_loadb((const char *)p + 8, hl, 0, NULL);
+                json_t *ref = json_is_object(h) ? json_incref(json_object_get(h, "ref")) : NULL;
+                json_decref(h);
+                return ref;
+        }
+        size_t pos = 0;
+        struct json_member m;
+        while (json_object_next((const char *)p, n, &pos, &m) == 1)
+                if (m.key_len == 5 && !memcmp(p + m.key_at, "\"ref\"", 5))
+                        return json_loadb((const char *)p + m.value_at, m.value_len, JSON_DECODE_ANY, NULL);
+        return NULL;
+}
+
+/* The dropped message has come whole: answered, its parts gone with it. */
+static void rx_drop_done(struct session *s)
+{
+        session_send_error(s, s->rx_drop_ref, KERR_UNAVAILABLE, NULL,
+                           "kilnd's memory budget (memory.max_bytes) had no room for this message of %llu bytes: it "
+                           "was dropped; retry later",
+                           (unsigned long long)s->rx_dropped);
+        if (s->parts && s->rx_drop_ref)
+                parts_drop(s->parts, s->rx_drop_ref);
+        json_decref(s->rx_drop_ref);
+        s->rx_drop_ref = NULL;
+        s->rx_dropping = false;
+        s->rx_dropped = 0;
+}
+
 static void rx_release(struct session *s)
 {
         free(s->rx);
@@ -292,6 +331,8 @@ void session_close(struct kilnd *d, struct session *s)
         s->parts = NULL;
         session_objects_close(s);
         rx_release(s);
+        json_decref(s->rx_drop_ref);
+        s->rx_drop_ref = NULL;
 }
 
 struct session *session_new_internal(struct kilnd *d, const struct auth_identity *who, session_sink_fn sink,
@@ -700,7 +741,7 @@ int session_receive(struct kilnd *d, struct session *s, const void *in, size_t l
 
         if (!s->authed && max > PREAUTH_MESSAGE_BYTES)
                 max = PREAUTH_MESSAGE_BYTES;
-        if (s->rx_len + len > max) {
+        if (s->rx_len + s->rx_dropped + len > max) {
                 static const char reason[] = "message too large";
                 lws_close_reason(s->wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)reason,
                                  sizeof(reason) - 1);
@@ -710,17 +751,31 @@ int session_receive(struct kilnd *d, struct session *s, const void *in, size_t l
         bool whole = lws_is_first_fragment(s->wsi) && lws_is_final_fragment(s->wsi) &&
                      !lws_remaining_packet_payload(s->wsi) && s->rx_len == 0;
         const uint8_t *msg = in;
+        bool last = lws_is_final_fragment(s->wsi) && !lws_remaining_packet_payload(s->wsi);
+        if (s->rx_dropping) {
+                s->rx_dropped += len;
+                if (last)
+                        rx_drop_done(s);
+                return 0;
+        }
         if (!whole) {
                 /* The buffer a fragmented message is put together in: memory a client
                  * makes kilnd hold, taken from the budget as the parts waiting for
-                 * their message are, and never past server.max_message_bytes. */
+                 * their message are, and never past server.max_message_bytes. One it
+                 * has no room for is read to its end and dropped, then answered
+                 * `unavailable`: the connection stays (SPEC 2.5). */
                 if (s->rx_len + len > s->rx_cap &&
                     !membudget_grow(s->d->mem, MEM_INPUTS, &s->rx, &s->rx_cap, s->rx_len + len, max)) {
-                        static const char reason[] = "no memory for this message now (memory.max_bytes)";
-                        lws_close_reason(s->wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)reason,
-                                         sizeof(reason) - 1);
+                        s->rx_drop_ref = s->rx_len ? ref_of_prefix(s->rx, s->rx_len, lws_frame_is_binary(s->wsi))
+                                                   : ref_of_prefix(in, len, lws_frame_is_binary(s->wsi));
+                        s->rx_dropping = true;
+                        s->rx_dropped = s->rx_len + len;
+                        s->rx_len = 0;
+                        rx_release(s);
                         stats_rejected(d, KERR_UNAVAILABLE);
-                        return -1;
+                        if (last)
+                                rx_drop_done(s);
+                        return 0;
                 }
                 if (len) /* empty fragments come with in == NULL */
                         memcpy(s->rx + s->rx_len, in, len);

@@ -31,7 +31,7 @@ import urllib.request
 
 import numpy as np
 
-from kiln_fixture import Client, Kilnd, wait_for
+from kiln_fixture import Client, Kilnd, encode_frame, wait_for
 from kiln_objects import part_frames, send_frames, vec_put, vectors_payload, xgb_model_of_size
 
 KIND = "lens.nfw"
@@ -380,6 +380,54 @@ class IdleConnectionBudgetTest(SmallBudgetCase):
         held, put = self.run_async(go())
         self.assertEqual(held, 0)
         self.assertEqual(put.get("op"), "vec", put)
+
+
+class NoRoomForAMessageTest(SmallBudgetCase):
+    """memory.max_bytes 64 MiB (inputs: at most 31.5 MiB). A message whose buffer
+    finds no room in the budget is read to its end and dropped, then answered
+    `unavailable` with its ref (read from what arrived of it, text or a binary
+    part's header); the connection stays, and the same message goes through once
+    there is room."""
+
+    def test_a_message_without_room_is_answered_unavailable_and_the_connection_stays(self):
+        rows = np.random.default_rng(3).random((200000, 4)).round(6).tolist()
+        text = json.dumps({"ref": "big-1", "op": "submit", "kind": "risk.score",
+                           "params": {"model": "altman-z2", "rows": rows}})
+        self.assertGreater(len(text), 6 * MiB)  # more than the 5.5 MiB the hog leaves
+
+        async def go():
+            hog = await Client.connect(self.kilnd.url)
+            # 26 MiB of one part really sent, waiting for a message that never comes.
+            chunk = 1 * MiB
+            for off in range(0, 26 * MiB, chunk):
+                await hog.ws.send(encode_frame({"ref": 9, "part": "x", "dtype": "u8", "shape": [26 * MiB],
+                                                "offset": off}, b"\0" * chunk))
+            held = (await hog.call({"op": "stats"}))["memory"]["inputs_bytes"]
+            c = await Client.connect(self.kilnd.url)
+            await c.ws.send(text)
+            refused = await c.recv(30)
+            part = encode_frame({"ref": "p-1", "part": "rows", "dtype": "f32", "shape": [600000, 4]},
+                                np.zeros((600000, 4), np.float32).tobytes())
+            await c.ws.send(part)
+            refused_part = await c.recv(30)
+            alive = await c.call({"op": "stats"})
+            await hog.close()
+            for _ in range(100):  # the hog's part is given back as its connection goes
+                if (await c.call({"op": "stats"}))["memory"]["inputs_bytes"] < 4 * MiB:
+                    break
+                await asyncio.sleep(0.05)
+            await c.ws.send(text)
+            again = await c.recv(30)
+            await c.close()
+            return held, refused, refused_part, alive, again
+        held, refused, refused_part, alive, again = self.run_async(go())
+        self.assertGreater(held, 25 * MiB)
+        self.assertEqual((refused.get("op"), refused.get("code"), refused.get("ref")), ("error", "unavailable", "big-1"),
+                         refused)
+        self.assertIn("memory.max_bytes", refused["message"])
+        self.assertEqual((refused_part.get("code"), refused_part.get("ref")), ("unavailable", "p-1"), refused_part)
+        self.assertEqual(alive.get("op"), "stats", alive)
+        self.assertEqual((again.get("op"), again.get("ref")), ("accepted", "big-1"), again)
 
 
 class HttpBodyBudgetTest(SmallBudgetCase):
