@@ -812,6 +812,29 @@ int server_start(struct kilnd *d)
                 if (inet_ntop(pick->ai_family, a, numeric, sizeof(numeric)))
                         snprintf(host, sizeof(host), "%s", numeric);
         }
+        /* libwebsockets logs a failed bind and goes on listening on nothing (an
+         * address not on this host, a port in use): kilnd would report itself ready.
+         * The address is bound here first, and a failure is kilnd's own. */
+        if (pick && !n_listen_fds) {
+                struct sockaddr_storage sa;
+                memcpy(&sa, pick->ai_addr, pick->ai_addrlen);
+                if (pick->ai_family == AF_INET)
+                        ((struct sockaddr_in *)&sa)->sin_port = htons(port);
+                else
+                        ((struct sockaddr_in6 *)&sa)->sin6_port = htons(port);
+                int fd = socket(pick->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+                int r = fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+                                        bind(fd, (struct sockaddr *)&sa, pick->ai_addrlen) < 0
+                                ? -errno
+                                : 0;
+                if (fd >= 0)
+                        close(fd);
+                if (r < 0) {
+                        log_error("server.listen: cannot listen on %s: %s", d->cfg->server.listen, strerror(-r));
+                        freeaddrinfo(ai);
+                        return -EADDRNOTAVAIL;
+                }
+        }
         if (ai)
                 freeaddrinfo(ai);
         protocols[1].per_session_data_size = session_struct_size();

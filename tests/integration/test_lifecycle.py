@@ -436,6 +436,22 @@ class ServiceTest(unittest.TestCase):
         self.assertIsNone(first.proc.poll(), "the first kilnd must keep running")
         self.assertEqual(first.stop(), 0, first.read_log())
 
+    def test_an_address_not_on_this_host_fails_clearly_instead_of_serving_nothing(self):
+        # libwebsockets logs the failed bind and listens on nothing; kilnd would
+        # then report itself ready.
+        k = ServiceKilnd()
+        try:
+            env = k.environment()
+            env["KILN_SERVER_LISTEN"] = "192.0.2.1:%d" % k.port  # TEST-NET-1: on no host
+            env["KILN_AUTH_REQUIRED"] = "true"
+            r = subprocess.run([KILND], env=env, capture_output=True, text=True, timeout=20)
+        finally:
+            k.cleanup()
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("server.listen: cannot listen on 192.0.2.1:", r.stderr)
+        self.assertIn("Cannot assign requested address", r.stderr)
+        self.assertNotIn("serving http://", r.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()
