@@ -223,11 +223,11 @@ static void finish_claimed(struct batch *b, size_t i, int status, const char *de
                         snprintf(msg, sizeof(msg),
                                  "no backend could run %s (gpu.backend = cuda and no CUDA device is in service)",
                                  it->kind->name);
-                else if (attempts > s->max_retries)
+                else if (attempts > atomic_load(&s->max_retries))
                         snprintf(msg, sizeof(msg),
                                  "no backend could run %s: a device failed on each of its %u attempts "
                                  "(jobs.max_retries = %u)",
-                                 it->kind->name, attempts, s->max_retries);
+                                 it->kind->name, attempts, atomic_load(&s->max_retries));
                 else
                         snprintf(msg, sizeof(msg), "no backend could run %s (every device failed)", it->kind->name);
                 finished(s, it, SCHED_END_FAILED, KERR_UNAVAILABLE, msg, NULL, device, n);
@@ -315,7 +315,7 @@ static size_t attempts_begin(struct sched *s, struct batch *b, int last)
                 struct kiln_task *t = &b->tasks[i];
                 if (t->finished)
                         continue;
-                if (atomic_load(&b->items[i]->attempts) > s->max_retries) {
+                if (atomic_load(&b->items[i]->attempts) > atomic_load(&s->max_retries)) {
                         t->finished = true;
                         t->status = last;
                         snprintf(t->device, sizeof(t->device), "none");
@@ -677,6 +677,24 @@ static void on_memory_given(void *ctx)
                 pthread_mutex_unlock(&s->lock);
 }
 
+/* The [batch.KIND] settings and jobs.max_retries. Lock held, or s not yet shared. */
+static void set_config(struct sched *s, const struct kiln_config *cfg)
+{
+        atomic_store(&s->max_retries, cfg->jobs.max_retries);
+        for (unsigned k = 0; k < s->n_kinds; k++) {
+                struct kiln_batch_config bc = kiln_config_batch(cfg, kiln_kinds[k]->name);
+                s->max_batch[k] = bc.max_batch ? bc.max_batch : 1;
+                s->max_delay_us[k] = bc.max_delay_us;
+        }
+}
+
+void sched_set_config(struct sched *s, const struct kiln_config *cfg)
+{
+        pthread_mutex_lock(&s->lock);
+        set_config(s, cfg);
+        pthread_mutex_unlock(&s->lock);
+}
+
 int sched_new(const struct kiln_config *cfg, const struct sched_sink *sink, struct membudget *mem,
               struct sched **ret)
 {
@@ -684,18 +702,14 @@ int sched_new(const struct kiln_config *cfg, const struct sched_sink *sink, stru
         if (!s)
                 return -ENOMEM;
         s->sink = *sink;
-        s->max_retries = cfg->jobs.max_retries;
         unsigned threads = cfg->cpu.threads;
         if (threads == 0) {
                 long n = sysconf(_SC_NPROCESSORS_ONLN);
                 threads = n > 0 ? (unsigned)n : 1;
         }
-        while (kiln_kinds[s->n_kinds] && s->n_kinds < MAX_KINDS) {
-                struct kiln_batch_config bc = kiln_config_batch(cfg, kiln_kinds[s->n_kinds]->name);
-                s->max_batch[s->n_kinds] = bc.max_batch ? bc.max_batch : 1;
-                s->max_delay_us[s->n_kinds] = bc.max_delay_us;
+        while (kiln_kinds[s->n_kinds] && s->n_kinds < MAX_KINDS)
                 s->n_kinds++;
-        }
+        set_config(s, cfg);
         s->mode = cfg->gpu.backend == KILN_GPU_CUDA  ? KILN_BACKENDS_CUDA
                   : cfg->gpu.backend == KILN_GPU_CPU ? KILN_BACKENDS_CPU
                                                      : KILN_BACKENDS_AUTO;

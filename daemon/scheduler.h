@@ -157,6 +157,10 @@ int sched_new(const struct kiln_config *cfg, const struct sched_sink *sink, stru
  * unsets the budget's hook first. Accepts NULL. */
 void sched_free(struct sched *s);
 
+/* SIGHUP: the [batch.KIND] settings and jobs.max_retries of cfg (read during the
+ * call) apply to the batches gathered from now on. */
+void sched_set_config(struct sched *s, const struct kiln_config *cfg);
+
 /* Queues an item (holds it). */
 void sched_push(struct sched *s, struct sched_item *it);
 /* Takes an item out of its queue if it is still there (releases it). Returns true

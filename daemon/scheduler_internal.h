@@ -73,7 +73,7 @@ struct sched {
         bool reaper_started;
         struct kiln_backends *backends;
         enum kiln_backend_mode mode;
-        uint32_t max_retries;     /* jobs.max_retries */
+        _Atomic uint32_t max_retries; /* jobs.max_retries (read by workers without the lock) */
         struct sched_sink sink;
         struct membudget *mem;    /* NULL: unbounded */
         /* A worker left an item queued for memory that may come back: the next give

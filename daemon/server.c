@@ -475,6 +475,7 @@ static void reload(struct kilnd *d)
                         d->cfg = c;
                         jobs_set_config(d->jobs, c);
                         membudget_set_max(d->mem, c->memory.max_bytes);
+                        sched_set_config(d->sched, c);
                         sessions_recheck_tokens(d);
                         objects_set_cache_limits(d->objects, c->memory.objects_cache_bytes,
                                                  OBJECTS_IDLE_MAX_ENTRIES);

@@ -278,6 +278,31 @@ class ServiceTest(unittest.TestCase):
         self.assert_serves()
         self.assertEqual(self.k.stop(), 0, self.k.read_log())
 
+    def test_sighup_applies_the_batch_settings_to_the_batches_after_it(self):
+        self.start(config_text="[batch.lens.nfw]\nmax_batch = 1\n", env={"KILN_CPU_THREADS": "1"}, notify=True)
+        ready = self.notify.wait_for(has("READY", "1"))
+
+        async def batches(n=24):
+            c = await Client.connect(self.k.url)
+            jobs = []
+            for i in range(n):
+                acc = await c.submit("lens.nfw", {"mass": 1e14 * (1 + i * 1e-6 + time.time() % 1 * 1e-9),
+                                                  "concentration": 5, "grid_size": 64})
+                jobs.append(acc["job"])
+            sizes = [(await c.read_done(j, timeout=60))[0]["batch"] for j in jobs]
+            await c.close()
+            return sizes
+        before = self.run_async(batches())
+        with open(self.k.config, "w") as f:
+            f.write("[batch.lens.nfw]\nmax_batch = 64\nmax_delay_us = 50000\n")
+        self.k.proc.send_signal(signal.SIGHUP)
+        reloading = self.notify.wait_for(has("RELOADING", "1"), start=ready + 1)
+        self.notify.wait_for(has("READY", "1"), start=reloading + 1)
+        after = self.run_async(batches())
+        self.assertEqual(max(before), 1, before)
+        self.assertGreater(max(after), 1, after)
+        self.assertEqual(self.k.stop(), 0, self.k.read_log())
+
     def test_a_listen_host_name_is_listened_on(self):
         # libwebsockets takes a name for a network interface: kilnd gives it the
         # address ("localhost" is the documented loopback name auth may be off on).
