@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
@@ -69,6 +71,15 @@ int auth_tokens_load(const char *path, struct auth_tokens **ret, unsigned *line)
                 *ret = t;
                 return 0;
         }
+        /* Whoever may write the file may add an admin token: only root and the user
+         * kilnd runs as may (sshd's StrictModes). */
+        struct stat st;
+        if (fstat(fileno(f), &st) < 0 || (st.st_mode & (S_IWGRP | S_IWOTH)) ||
+            (st.st_uid != 0 && st.st_uid != geteuid())) {
+                fclose(f);
+                free(t);
+                return -EPERM;
+        }
         char buf[1024];
         unsigned no = 0;
         while (fgets(buf, sizeof(buf), f)) {
@@ -117,7 +128,10 @@ const char *auth_tokens_error(const char *path, const char *key, int r, unsigned
         char at[24] = "";
         const char *why = r == -EINVAL                   ? "malformed token line (NAME TENANT ROLE SHA256)"
                           : r == -ENODEV || r == -EISDIR ? "not a regular file"
-                                                         : NULL;
+                          : r == -EPERM ? "writable by its group or by others, or owned by a user other than root "
+                                          "or kilnd's: whoever may write it may add an admin token (the package "
+                                          "makes it 0640 root:kiln)"
+                                        : NULL;
 
         if (line)
                 snprintf(at, sizeof(at), ":%u", line);

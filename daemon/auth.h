@@ -21,8 +21,9 @@ struct auth_tokens;
 
 /* Parses a tokens file. A missing file gives an empty set (every hello is then
  * refused). Returns >= 0, -EINVAL with `line` set to the first bad line, -EISDIR
- * (or -ENODEV) for a path that is not a regular file, or the -errno of opening or
- * reading it. */
+ * (or -ENODEV) for a path that is not a regular file, -EPERM for one that its group
+ * or others may write or that neither root nor this process's user owns, or the
+ * -errno of opening or reading it. */
 int auth_tokens_load(const char *path, struct auth_tokens **ret, unsigned *line);
 /* auth_tokens_load's failure r (line: its `line`) as "PATH:LINE: reason", or
  * "PATH: reason" when no line is at fault; with `key` (the setting that names the

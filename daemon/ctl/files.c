@@ -2,6 +2,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -161,10 +162,12 @@ int ctl_token_new(const char *name, const char *tenant, const char *role, const 
         SHA256((const unsigned char *)token, strlen(token), digest);
         hex(digest, sizeof(digest), digest_hex);
 
-        int fd = open(tokens_file, O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        int fd = open(tokens_file, O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
         if (fd >= 0) {
-                /* Ours: exactly 0600 whatever the umask. */
-                if (fchmod(fd, 0600) < 0) {
+                /* Ours: as the package makes it (0640 root:kiln), so that the service
+                 * (user kiln) reads it and nobody but root writes it. */
+                const struct group *g = getgrnam("kiln");
+                if ((g && geteuid() == 0 && fchown(fd, (uid_t)-1, g->gr_gid) < 0) || fchmod(fd, 0640) < 0) {
                         int r = -errno;
                         close(fd);
                         return r;

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import grp
 import os
 import pty
 import re
@@ -799,7 +800,12 @@ class KilnctlToken(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         token = r.stdout.strip()
         self.assertGreaterEqual(len(token), 43)
-        self.assertEqual(stat.S_IMODE(os.stat(self.file).st_mode), 0o600)
+        st = os.stat(self.file)
+        self.assertEqual(stat.S_IMODE(st.st_mode), 0o640)  # as the package makes it: the service reads it
+        try:
+            self.assertEqual(st.st_gid, grp.getgrnam("kiln").gr_gid)
+        except KeyError:
+            pass  # no group kiln on this machine: the creator's group
         r2 = self.new("bob.ci", "acme-2", "read")
         self.assertEqual(r2.returncode, 0, r2.stderr)
         token2 = r2.stdout.strip()

@@ -157,9 +157,13 @@ class CommandLineTest(unittest.TestCase):
     def test_check_config_reads_the_tokens_file_and_the_tls_files(self):
         os.mkdir(os.path.join(self.tmp, "tokens.d"))
         bad = self.conf("alice acme admin not-a-hash\n", "tokens")
+        # Anyone who may write the file may add an admin token.
+        loose = self.conf("alice acme admin " + "0" * 64 + "\n", "tokens-loose")
+        os.chmod(loose, 0o666)
         cases = [
             (f"[auth]\ntokens_file = {self.tmp}/tokens.d\n", "auth.tokens_file: not a regular file"),
             (f"[auth]\ntokens_file = {bad}\n", f"{bad}:1: auth.tokens_file: malformed token line"),
+            (f"[auth]\ntokens_file = {loose}\n", f"{loose}: auth.tokens_file: writable by its group or by others"),
             ("[server]\ntls_cert = /nonexistent/cert.pem\ntls_key = /nonexistent/key.pem\n",
              "/nonexistent/cert.pem: server.tls_cert: No such file or directory"),
         ]
