@@ -624,6 +624,49 @@ static int callback_ws(struct lws *wsi, enum lws_callback_reasons reason, void *
  * socket passed by systemd is adopted as a raw file descriptor: when it becomes
  * readable, connections are accepted here and each is handed to the vhost as if its
  * own listener had accepted it (HTTP, WebSocket upgrade and TLS then work as usual). */
+/* Listening sockets not polled for a while after accept found no descriptor (or
+ * no memory) for a connection: it waits in the listen backlog meanwhile, instead of
+ * the loop spinning on a socket that stays readable. A line is logged at most every
+ * 10 s, with how many failures it stands for. */
+#define ACCEPT_PAUSE_MS 100
+static struct {
+        lws_sorted_usec_list_t sul;
+        struct lws *wsi[8];
+        unsigned n;
+        int64_t logged_ms;
+        uint64_t failed;
+} accept_pause;
+
+static void resume_accepts(lws_sorted_usec_list_t *sul)
+{
+        for (unsigned i = 0; i < accept_pause.n; i++)
+                lws_rx_flow_control(accept_pause.wsi[i], 1);
+        accept_pause.n = 0;
+}
+
+static void accept_failed(struct kilnd *d, struct lws *wsi, int err)
+{
+        int64_t now = kiln_mono_ms();
+        accept_pause.failed++;
+        if (!accept_pause.logged_ms || now - accept_pause.logged_ms >= 10000) {
+                log_warning("accept: %s: new connections wait in the listen backlog (%llu failures since the last "
+                            "such line)",
+                            strerror(err), (unsigned long long)accept_pause.failed);
+                accept_pause.logged_ms = now;
+                accept_pause.failed = 0;
+        }
+        if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM)
+                return;
+        bool paused = false;
+        for (unsigned i = 0; i < accept_pause.n; i++)
+                paused |= accept_pause.wsi[i] == wsi;
+        if (!paused && accept_pause.n < sizeof(accept_pause.wsi) / sizeof(accept_pause.wsi[0])) {
+                accept_pause.wsi[accept_pause.n++] = wsi;
+                lws_rx_flow_control(wsi, 0);
+        }
+        lws_sul_schedule(d->lws, 0, &accept_pause.sul, resume_accepts, ACCEPT_PAUSE_MS * LWS_US_PER_MS);
+}
+
 static int callback_listen(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
         struct kilnd *d = server_daemon;
@@ -637,11 +680,10 @@ static int callback_listen(struct lws *wsi, enum lws_callback_reasons reason, vo
                                 if (errno == EINTR || errno == ECONNABORTED)
                                         continue;
                                 if (errno != EAGAIN && errno != EWOULDBLOCK)
-                                        log_warning("accept on the systemd socket: %s", strerror(errno));
+                                        accept_failed(d, wsi, errno);
                                 break;
                         }
-                        if (d->draining) {
-                                /* What FILTER_NETWORK_CONNECTION does for our own listener. */
+                        if (d->draining) { /* no new connections */
                                 close(c);
                                 continue;
                         }
@@ -695,6 +737,18 @@ static bool socket_is_loopback(int fd, char *addr, size_t n)
         return false;
 }
 
+/* Hands listening socket fd (non-blocking) to the loop: callback_listen accepts
+ * on it. Returns 0 or -ENOMEM. */
+static int adopt_listener(struct kilnd *d, int fd)
+{
+        lws_sock_file_fd_type u = { .filefd = fd };
+        if (!lws_adopt_descriptor_vhost(d->vhost, LWS_ADOPT_RAW_FILE_DESC, u, "kiln-listen", NULL)) {
+                log_error("libwebsockets could not adopt the listening socket (fd %d)", fd);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
 static int adopt_listen_fds(struct kilnd *d, int n)
 {
         d->public_listener[0] = '\0';
@@ -710,11 +764,9 @@ static int adopt_listen_fds(struct kilnd *d, int n)
                 int fl = fcntl(fd, F_GETFL);
                 if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
                         return -errno;
-                lws_sock_file_fd_type u = { .filefd = fd };
-                if (!lws_adopt_descriptor_vhost(d->vhost, LWS_ADOPT_RAW_FILE_DESC, u, "kiln-listen", NULL)) {
-                        log_error("socket activation: libwebsockets could not adopt fd %d", fd);
-                        return -ENOMEM;
-                }
+                int r = adopt_listener(d, fd);
+                if (r < 0)
+                        return r;
         }
         /* server.listen was checked against auth.required (kiln_config_validate);
          * what systemd passed instead is checked here. */
@@ -813,9 +865,12 @@ int server_start(struct kilnd *d)
                 if (inet_ntop(pick->ai_family, a, numeric, sizeof(numeric)))
                         snprintf(host, sizeof(host), "%s", numeric);
         }
-        /* libwebsockets logs a failed bind and goes on listening on nothing (an
-         * address not on this host, a port in use): kilnd would report itself ready.
-         * The address is bound here first, and a failure is kilnd's own. */
+        /* kilnd listens on server.listen itself, and accepts as it does on a socket
+         * systemd passes (callback_listen): libwebsockets' own listener logged a
+         * failed bind (an address not on this host, a port in use) and went on
+         * listening on nothing while kilnd reported itself ready, and out of
+         * descriptors it spun on its accept, logging each failure. */
+        int own_fd = -1;
         if (pick && !n_listen_fds) {
                 struct sockaddr_storage sa;
                 memcpy(&sa, pick->ai_addr, pick->ai_addrlen);
@@ -823,15 +878,17 @@ int server_start(struct kilnd *d)
                         ((struct sockaddr_in *)&sa)->sin_port = htons(port);
                 else
                         ((struct sockaddr_in6 *)&sa)->sin6_port = htons(port);
-                int fd = socket(pick->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
-                int r = fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-                                        bind(fd, (struct sockaddr *)&sa, pick->ai_addrlen) < 0
+                int one = 1;
+                own_fd = socket(pick->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+                int r = own_fd < 0 || setsockopt(own_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+                                        bind(own_fd, (struct sockaddr *)&sa, pick->ai_addrlen) < 0 ||
+                                        listen(own_fd, SOMAXCONN) < 0
                                 ? -errno
                                 : 0;
-                if (fd >= 0)
-                        close(fd);
                 if (r < 0) {
                         log_error("server.listen: cannot listen on %s: %s", d->cfg->server.listen, strerror(-r));
+                        if (own_fd >= 0)
+                                close(own_fd);
                         freeaddrinfo(ai);
                         return -EADDRNOTAVAIL;
                 }
@@ -883,8 +940,7 @@ int server_start(struct kilnd *d)
                        LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
         if (strchr(host, ':'))
                 info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
-        info.port = n_listen_fds ? CONTEXT_PORT_NO_LISTEN_SERVER : port;
-        info.iface = n_listen_fds ? NULL : host;
+        info.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* listening sockets are adopted */
         info.protocols = protocols;
         info.pvo = &pvo;
         info.mounts = &mount_api;
@@ -939,8 +995,11 @@ int server_start(struct kilnd *d)
         }
         if (!d->lws)
                 d->lws = lws_create_context(&info);
-        if (!d->lws)
+        if (!d->lws) {
+                if (own_fd >= 0)
+                        close(own_fd);
                 return -EADDRINUSE;
+        }
         d->vhost = lws_get_vhost_by_name(d->lws, "kiln");
         if (n_listen_fds) {
                 int r = adopt_listen_fds(d, n_listen_fds);
@@ -949,6 +1008,11 @@ int server_start(struct kilnd *d)
                 log_notice("listening on %d socket(s) passed by systemd (server.listen %s not used)", n_listen_fds,
                            d->cfg->server.listen);
         } else {
+                int r = adopt_listener(d, own_fd);
+                if (r < 0) {
+                        close(own_fd);
+                        return r;
+                }
                 log_notice("listening on %s", d->cfg->server.listen);
         }
         mailbox_set_context(d->mailbox, d->lws);

@@ -307,6 +307,33 @@ class ServiceTest(unittest.TestCase):
         self.assertGreater(max(after), 1, after)
         self.assertEqual(self.k.stop(), 0, self.k.read_log())
 
+    def test_out_of_descriptors_connections_wait_without_a_spin_or_a_flood_of_logs(self):
+        # Under a descriptor limit of 128, 200 connections: accept fails with EMFILE
+        # on a listening socket that stays readable. The loop used to spin on it,
+        # logging each failure (a CPU core, ~100 MB of log in 5 s).
+        self.k = k = ServiceKilnd(binary="prlimit")
+        k.start(args=["--nofile=128:128", KILND])
+        socks = []
+        try:
+            ticks = os.sysconf("SC_CLK_TCK")
+
+            def cpu():
+                f = open(f"/proc/{k.proc.pid}/stat").read().rsplit(")", 1)[1].split()
+                return (int(f[11]) + int(f[12])) / ticks
+            for _ in range(200):
+                socks.append(socket.create_connection(("127.0.0.1", k.port), timeout=5))
+            c0, l0 = cpu(), len(k.read_log())
+            time.sleep(2)
+            spent, logged = cpu() - c0, len(k.read_log()) - l0
+        finally:
+            for s in socks:
+                s.close()
+        self.assertLess(spent, 0.5, f"{spent:.2f} s of CPU in 2 s")
+        self.assertLess(logged, 2000, k.read_log()[-2000:])
+        self.assertIn("new connections wait in the listen backlog", k.read_log())
+        self.assert_serves()  # once the clients have gone
+        self.assertEqual(k.stop(), 0, k.read_log())
+
     def test_a_listen_host_name_is_listened_on(self):
         # libwebsockets takes a name for a network interface: kilnd gives it the
         # address ("localhost" is the documented loopback name auth may be off on).
