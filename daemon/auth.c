@@ -9,11 +9,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <libwebsockets.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
 #include "config.h"
 #include "daemon.h"
+#include "util.h"
+#include "log.h"
 
 struct token {
         struct auth_identity who;
@@ -171,6 +174,25 @@ int auth_check(struct kilnd *d, const char *token, struct auth_identity *ret)
         *ret = t->v[found].who;
         memcpy(ret->token_hash, h, sizeof(ret->token_hash));
         return 0;
+}
+
+void auth_note_refused(const char *via, struct lws *wsi)
+{
+        static int64_t last_ms;
+        static unsigned long refused;
+        int64_t now = kiln_mono_ms();
+        char peer[64] = "?";
+
+        refused++;
+        if (last_ms && now - last_ms < 10000)
+                return;
+        if (wsi)
+                lws_get_peer_simple(wsi, peer, sizeof(peer));
+        log_notice("%lu sign-in%s refused for a missing or unknown token since the last such line; the last over %s "
+                   "from %s",
+                   refused, refused == 1 ? "" : "s", via, peer);
+        last_ms = now;
+        refused = 0;
 }
 
 int auth_recheck(const struct kilnd *d, struct auth_identity *who)

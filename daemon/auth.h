@@ -38,6 +38,11 @@ void auth_anonymous(struct auth_identity *ret);
  * identity, or -EACCES. */
 int auth_check(struct kilnd *d, const char *token, struct auth_identity *ret);
 const char *auth_role_name(enum auth_role r);
+/* Logs that a sign-in was refused for a missing or unknown token (`via`: "WebSocket"
+ * or "HTTP"; `wsi`: its connection, for the peer's address): one notice at most
+ * every 10 s, counting the refusals since the last. Loop thread. */
+struct lws;
+void auth_note_refused(const char *via, struct lws *wsi);
 /* After the token set was replaced (SIGHUP): whether the token `who` signed in
  * with is still in it, for the same tenant. Returns >= 0 with who's name and role
  * brought up to date, or -EACCES (revoked, given to another tenant, or none). */

@@ -334,6 +334,7 @@ int http_api_begin(struct kilnd *d, struct lws *wsi, const char *uri, bool post,
         }
         struct auth_identity who;
         if (identify(d, wsi, &who) < 0) {
+                auth_note_refused("HTTP", wsi);
                 respond_error(r, 401, "unauthorized", "Authorization",
                               "an Authorization: Bearer header with a valid token is required");
                 return 0;

@@ -378,6 +378,7 @@ static void op_hello(struct session *s, const struct proto_req *rq)
                 int r = auth_check(d, rq->hello.token, &s->who);
                 if (r < 0) {
                         s->authed = false;
+                        auth_note_refused(s->wsi ? "WebSocket" : "HTTP", s->wsi);
                         session_send_error(s, rq->ref, KERR_UNAUTHORIZED, "token",
                                    rq->hello.token ? "the token is not valid" : "a token is required");
                         return;
