@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.error
 import urllib.request
 
 import numpy as np
@@ -152,6 +153,29 @@ class RolesTest(SecurityCase):
                 await c.close()
             await admin.close()
         self.run_async(go())
+
+    def test_refused_sign_ins_are_logged_once_per_10_s_with_their_peer(self):
+        async def go():
+            for token in ("no-such-token", "another", None):
+                c = await Client.connect(self.kilnd.url, hello=False)
+                msg = {"op": "hello", "client": "t"}
+                if token:
+                    msg["token"] = token
+                r = await c.call(msg)
+                self.assertError(r, "unauthorized", "token")
+                await c.close()
+        before = self.kilnd.read_log().count("refused for a missing or unknown token")
+        self.run_async(go())
+        try:
+            urllib.request.urlopen(urllib.request.Request(self.kilnd.http + "/api/v1/jobs/x",
+                                                          headers={"Authorization": "Bearer nope"}), timeout=5)
+        except urllib.error.HTTPError as e:
+            self.assertEqual(e.code, 401)
+        log = self.kilnd.read_log()
+        lines = [l for l in log.splitlines() if "refused for a missing or unknown token" in l]
+        self.assertLessEqual(len(lines) - before, 1, lines)  # one line for the four, within 10 s
+        self.assertTrue(lines, log[-2000:])
+        self.assertIn("from 127.0.0.1", lines[-1])
 
     def test_config_get_returns_the_effective_configuration_without_secrets(self):
         async def go():
@@ -389,6 +413,7 @@ class InputBeforeUseTest(SecurityCase):
             refused = await reader.recv()
             sub = await self.client("tok-submit")
             await sub.ws.send(encode_frame(claim, b"\0"))
+            await sub.call({"op": "stats"})  # the frame is in before this reply
             held = await self.inputs_bytes(admin)
             # The budget still takes a real input.
             acc = await sub.submit("risk.score", {"model": "altman-z2", "rows": [[0.1, 0.2, 0.3, 0.4]]})
@@ -408,6 +433,7 @@ class InputBeforeUseTest(SecurityCase):
             base = await self.inputs_bytes(admin)
             await sub.ws.send(encode_frame({"ref": 5, "part": "rows", "dtype": "f32", "shape": [1000, 4]},
                                            np.zeros((1000, 4), np.float32).tobytes()))
+            await sub.call({"op": "stats"})  # its part is in before this reply: one connection, in order
             waiting = await self.inputs_bytes(admin)
             after = waiting
             for _ in range(100):  # idle_timeout_s is 3: dropped within 3 to 5 s
