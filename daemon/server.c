@@ -24,6 +24,7 @@
 #include "daemon.h"
 #include "jobs.h"
 #include "limiter.h"
+#include "listen.h"
 #include "log.h"
 #include "mailbox.h"
 #include "membudget.h"
@@ -618,172 +619,10 @@ static int callback_ws(struct lws *wsi, enum lws_callback_reasons reason, void *
         return 0;
 }
 
-/* ---- socket activation ---- */
-
-/* libwebsockets 4.1 cannot take over a listening socket (that came in 4.4), so a
- * socket passed by systemd is adopted as a raw file descriptor: when it becomes
- * readable, connections are accepted here and each is handed to the vhost as if its
- * own listener had accepted it (HTTP, WebSocket upgrade and TLS then work as usual). */
-/* Listening sockets not polled for a while after accept found no descriptor (or
- * no memory) for a connection: it waits in the listen backlog meanwhile, instead of
- * the loop spinning on a socket that stays readable. A line is logged at most every
- * 10 s, with how many failures it stands for. */
-#define ACCEPT_PAUSE_MS 100
-static struct {
-        lws_sorted_usec_list_t sul;
-        struct lws *wsi[8];
-        unsigned n;
-        int64_t logged_ms;
-        uint64_t failed;
-} accept_pause;
-
-static void resume_accepts(lws_sorted_usec_list_t *sul)
-{
-        for (unsigned i = 0; i < accept_pause.n; i++)
-                lws_rx_flow_control(accept_pause.wsi[i], 1);
-        accept_pause.n = 0;
-}
-
-static void accept_failed(struct kilnd *d, struct lws *wsi, int err)
-{
-        int64_t now = kiln_mono_ms();
-        accept_pause.failed++;
-        if (!accept_pause.logged_ms || now - accept_pause.logged_ms >= 10000) {
-                log_warning("accept: %s: new connections wait in the listen backlog (%llu failures since the last "
-                            "such line)",
-                            strerror(err), (unsigned long long)accept_pause.failed);
-                accept_pause.logged_ms = now;
-                accept_pause.failed = 0;
-        }
-        if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM)
-                return;
-        bool paused = false;
-        for (unsigned i = 0; i < accept_pause.n; i++)
-                paused |= accept_pause.wsi[i] == wsi;
-        if (!paused && accept_pause.n < sizeof(accept_pause.wsi) / sizeof(accept_pause.wsi[0])) {
-                accept_pause.wsi[accept_pause.n++] = wsi;
-                lws_rx_flow_control(wsi, 0);
-        }
-        lws_sul_schedule(d->lws, 0, &accept_pause.sul, resume_accepts, ACCEPT_PAUSE_MS * LWS_US_PER_MS);
-}
-
-static int callback_listen(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
-{
-        struct kilnd *d = server_daemon;
-
-        switch (reason) {
-        case LWS_CALLBACK_RAW_RX_FILE: {
-                int lfd = lws_get_socket_fd(wsi);
-                for (;;) {
-                        int c = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-                        if (c < 0) {
-                                if (errno == EINTR || errno == ECONNABORTED)
-                                        continue;
-                                if (errno != EAGAIN && errno != EWOULDBLOCK)
-                                        accept_failed(d, wsi, errno);
-                                break;
-                        }
-                        if (d->draining) { /* no new connections */
-                                close(c);
-                                continue;
-                        }
-                        /* On failure lws closes c itself. */
-                        lws_adopt_socket_vhost(d->vhost, c);
-                }
-                return 0;
-        }
-        case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-                /* Not a WebSocket subprotocol a client may ask for. */
-                return -1;
-        default:
-                return 0;
-        }
-}
-
-/* Adopts the n listening sockets systemd passed (fds 3, 4, ...). Returns 0 or -errno. */
-/* Whether listening socket fd is bound to a loopback address (127.0.0.0/8, ::1,
- * ::ffff:127.0.0.0/104) or is a local (AF_UNIX) socket; when not, its address goes
- * into addr (n bytes). */
-static bool socket_is_loopback(int fd, char *addr, size_t n)
-{
-        struct sockaddr_storage ss;
-        socklen_t len = sizeof(ss);
-        char host[INET6_ADDRSTRLEN] = "?";
-
-        if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
-                snprintf(addr, n, "fd %d (%s)", fd, strerror(errno));
-                return false;
-        }
-        if (ss.ss_family == AF_UNIX)
-                return true;
-        if (ss.ss_family == AF_INET) {
-                const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
-                if ((ntohl(in->sin_addr.s_addr) >> 24) == 127)
-                        return true;
-                inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-                snprintf(addr, n, "%s:%u", host, ntohs(in->sin_port));
-                return false;
-        }
-        if (ss.ss_family == AF_INET6) {
-                const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
-                const uint8_t *b = in6->sin6_addr.s6_addr;
-                if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) || (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && b[12] == 127))
-                        return true;
-                inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-                snprintf(addr, n, "[%s]:%u", host, ntohs(in6->sin6_port));
-                return false;
-        }
-        snprintf(addr, n, "fd %d (address family %d)", fd, ss.ss_family);
-        return false;
-}
-
-/* Hands listening socket fd (non-blocking) to the loop: callback_listen accepts
- * on it. Returns 0 or -ENOMEM. */
-static int adopt_listener(struct kilnd *d, int fd)
-{
-        lws_sock_file_fd_type u = { .filefd = fd };
-        if (!lws_adopt_descriptor_vhost(d->vhost, LWS_ADOPT_RAW_FILE_DESC, u, "kiln-listen", NULL)) {
-                log_error("libwebsockets could not adopt the listening socket (fd %d)", fd);
-                return -ENOMEM;
-        }
-        return 0;
-}
-
-static int adopt_listen_fds(struct kilnd *d, int n)
-{
-        d->public_listener[0] = '\0';
-        for (int i = 0; i < n; i++) {
-                int fd = SD_LISTEN_FDS_START + i;
-                if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
-                        log_error("socket activation: fd %d is not a listening stream socket", fd);
-                        return -ENOTSOCK;
-                }
-                char addr[sizeof(d->public_listener)];
-                if (!socket_is_loopback(fd, addr, sizeof(addr)) && !d->public_listener[0])
-                        snprintf(d->public_listener, sizeof(d->public_listener), "%s", addr);
-                int fl = fcntl(fd, F_GETFL);
-                if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-                        return -errno;
-                int r = adopt_listener(d, fd);
-                if (r < 0)
-                        return r;
-        }
-        /* server.listen was checked against auth.required (kiln_config_validate);
-         * what systemd passed instead is checked here. */
-        if (!d->cfg->auth.required && d->public_listener[0]) {
-                log_error("auth.required = false is allowed only when kilnd listens on loopback addresses, but "
-                          "systemd passed a socket on %s: set auth.required = true, or ListenStream= to a "
-                          "loopback address",
-                          d->public_listener);
-                return -EPERM;
-        }
-        return 0;
-}
-
 static struct lws_protocols protocols[] = {
         { "http", callback_http, sizeof(struct http_pss), 0, 0, NULL, 0 },
         { "kiln.v1", callback_ws, 0, 64 * 1024, 0, NULL, 256 * 1024 },
-        { "kiln-listen", callback_listen, 0, 0, 0, NULL, 0 },
+        { "kiln-listen", listen_callback, 0, 0, 0, NULL, 0 },
         { NULL, NULL, 0, 0, 0, NULL, 0 },
 };
 
@@ -865,33 +704,11 @@ int server_start(struct kilnd *d)
                 if (inet_ntop(pick->ai_family, a, numeric, sizeof(numeric)))
                         snprintf(host, sizeof(host), "%s", numeric);
         }
-        /* kilnd listens on server.listen itself, and accepts as it does on a socket
-         * systemd passes (callback_listen): libwebsockets' own listener logged a
-         * failed bind (an address not on this host, a port in use) and went on
-         * listening on nothing while kilnd reported itself ready, and out of
-         * descriptors it spun on its accept, logging each failure. */
+        /* kilnd listens on server.listen itself (listen.c). */
         int own_fd = -1;
-        if (pick && !n_listen_fds) {
-                struct sockaddr_storage sa;
-                memcpy(&sa, pick->ai_addr, pick->ai_addrlen);
-                if (pick->ai_family == AF_INET)
-                        ((struct sockaddr_in *)&sa)->sin_port = htons(port);
-                else
-                        ((struct sockaddr_in6 *)&sa)->sin6_port = htons(port);
-                int one = 1;
-                own_fd = socket(pick->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-                int r = own_fd < 0 || setsockopt(own_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-                                        bind(own_fd, (struct sockaddr *)&sa, pick->ai_addrlen) < 0 ||
-                                        listen(own_fd, SOMAXCONN) < 0
-                                ? -errno
-                                : 0;
-                if (r < 0) {
-                        log_error("server.listen: cannot listen on %s: %s", d->cfg->server.listen, strerror(-r));
-                        if (own_fd >= 0)
-                                close(own_fd);
-                        freeaddrinfo(ai);
-                        return -EADDRNOTAVAIL;
-                }
+        if (pick && !n_listen_fds && (own_fd = listen_open(d, pick, port)) < 0) {
+                freeaddrinfo(ai);
+                return -EADDRNOTAVAIL;
         }
         if (ai)
                 freeaddrinfo(ai);
@@ -1002,13 +819,13 @@ int server_start(struct kilnd *d)
         }
         d->vhost = lws_get_vhost_by_name(d->lws, "kiln");
         if (n_listen_fds) {
-                int r = adopt_listen_fds(d, n_listen_fds);
+                int r = listen_adopt_systemd(d, n_listen_fds);
                 if (r < 0)
                         return r;
                 log_notice("listening on %d socket(s) passed by systemd (server.listen %s not used)", n_listen_fds,
                            d->cfg->server.listen);
         } else {
-                int r = adopt_listener(d, own_fd);
+                int r = listen_adopt(d, own_fd);
                 if (r < 0) {
                         close(own_fd);
                         return r;

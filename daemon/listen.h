@@ -1,0 +1,33 @@
+/* Listening and accepting. libwebsockets 4.1 cannot take over a listening socket
+ * (that came in 4.4), so kilnd makes or is given its listening sockets and adopts
+ * each as a raw descriptor: when one becomes readable, listen_callback accepts its
+ * connections and hands each to the vhost as if its own listener had accepted it
+ * (HTTP, WebSocket upgrade and TLS then work as usual). The same path serves the
+ * socket kilnd opens on server.listen and those systemd passes (kiln.socket).
+ *
+ * libwebsockets' own listener logged a failed bind (an address not on this host, a
+ * port in use) and went on listening on nothing while kilnd reported itself ready;
+ * out of descriptors, its accept (and ours) spun on a socket that stayed readable,
+ * logging each failure. Here a failed bind is an error, and a listener whose accept
+ * finds no descriptor is not polled for a while. Loop thread. */
+#pragma once
+
+#include <stdint.h>
+
+#include <libwebsockets.h>
+
+struct kilnd;
+struct addrinfo;
+
+/* A non-blocking listening socket bound to `ai` (its address) at `port`, or -errno
+ * after logging why, naming server.listen. */
+int listen_open(struct kilnd *d, const struct addrinfo *ai, uint16_t port);
+/* Hands listening socket fd (non-blocking) to the loop: listen_callback accepts on
+ * it. Returns 0 or -ENOMEM. */
+int listen_adopt(struct kilnd *d, int fd);
+/* Adopts the n listening sockets systemd passed (fds 3, 4, ...), noting in
+ * d->public_listener the first that is not on a loopback address; with auth off and
+ * such a socket, refuses (-EPERM, logged). Returns 0 or -errno. */
+int listen_adopt_systemd(struct kilnd *d, int n);
+/* The callback of the "kiln-listen" protocol the sockets are adopted with. */
+int listen_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len);
