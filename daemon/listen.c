@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -108,6 +109,12 @@ int listen_callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
                                 close(c);
                                 continue;
                         }
+                        /* As libwebsockets' own listener set it: a reply is sent at
+                         * once, not held back for the client's ACK (Nagle with
+                         * delayed ACKs added tens of ms to each small answer). Not
+                         * a TCP socket (AF_UNIX): nothing to set. */
+                        int one = 1;
+                        (void)setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
                         /* On failure lws closes c itself. */
                         lws_adopt_socket_vhost(d->vhost, c);
                 }
