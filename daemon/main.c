@@ -2,14 +2,21 @@
 #include <errno.h>
 #include <getopt.h>
 #include <malloc.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <libwebsockets.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <systemd/sd-daemon.h>
 
 #include "auth.h"
@@ -100,6 +107,64 @@ static void *signal_thread(void *arg)
 /* The files the configuration names, read as kilnd will read them: the tokens
  * file (its tokens into *ret_tokens, or freed when it is NULL) and the TLS
  * certificate and key. Returns >= 0, or -1 with why ("FILE: KEY: reason"). */
+/* The TLS certificate chain and key read as OpenSSL will (PEM), and that they go
+ * together: a file that is not one failed only when the listener was made, as
+ * "cannot listen". Returns 0, or -1 with why set. */
+static int check_tls(const struct kiln_config *c, char *why, size_t size)
+{
+        FILE *f = fopen(c->server.tls_cert, "r");
+        X509 *cert = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+        if (f)
+                fclose(f);
+        if (!cert) {
+                snprintf(why, size, "%.700s: server.tls_cert: not a PEM certificate", c->server.tls_cert);
+                return -1;
+        }
+        f = fopen(c->server.tls_key, "r");
+        EVP_PKEY *key = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+        if (f)
+                fclose(f);
+        int r = 0;
+        if (!key) {
+                snprintf(why, size, "%.700s: server.tls_key: not a PEM private key (or one with a passphrase)",
+                         c->server.tls_key);
+                r = -1;
+        } else if (X509_check_private_key(cert, key) != 1) {
+                snprintf(why, size, "%.500s: server.tls_key: not the key of the certificate in %.300s",
+                         c->server.tls_key, c->server.tls_cert);
+                r = -1;
+        }
+        EVP_PKEY_free(key);
+        X509_free(cert);
+        ERR_clear_error();
+        return r;
+}
+
+/* A directory the configuration names: absent is fine where kilnd makes it
+ * (`may_be_absent`), anything but a directory is not. */
+static int check_dir(const char *path, const char *key, bool may_be_absent, char *why, size_t size)
+{
+        struct stat st;
+        if (stat(path, &st) < 0) {
+                if (errno == ENOENT && may_be_absent)
+                        return 0;
+                snprintf(why, size, "%.700s: %s: %s", path, key, strerror(errno));
+                return -1;
+        }
+        if (!S_ISDIR(st.st_mode)) {
+                snprintf(why, size, "%.700s: %s: not a directory", path, key);
+                return -1;
+        }
+        return 0;
+}
+
+/* The web UI's folder: without it kilnd serves the API, and / answers 404. A
+ * warning (written by the caller), not an error. Returns whether there is one. */
+static bool web_root_missing(const struct kiln_config *c, char *why, size_t size)
+{
+        return check_dir(c->server.web_root, "server.web_root", false, why, size) < 0;
+}
+
 static int check_files(const struct kiln_config *c, struct auth_tokens **ret_tokens, char *why, size_t size)
 {
         const char *keys[] = { "server.tls_cert", "server.tls_key" };
@@ -124,6 +189,26 @@ static int check_files(const struct kiln_config *c, struct auth_tokens **ret_tok
                         return -1;
                 }
                 fclose(f);
+        }
+        /* What would otherwise fail only at start, or serve a 404 at / for ever. */
+        char host[128];
+        uint16_t port;
+        struct addrinfo hints = { .ai_flags = AI_PASSIVE, .ai_socktype = SOCK_STREAM }, *ai = NULL;
+        int gai = kiln_config_listen_split(c->server.listen, host, sizeof(host), &port) < 0
+                          ? EAI_NONAME
+                          : getaddrinfo(host, NULL, &hints, &ai);
+        if (ai)
+                freeaddrinfo(ai);
+        if (gai) {
+                snprintf(why, size, "server.listen: cannot resolve the host of '%.200s': %s", c->server.listen,
+                         gai_strerror(gai));
+                auth_tokens_free(t);
+                return -1;
+        }
+        if ((c->server.tls_cert[0] && check_tls(c, why, size) < 0) ||
+            check_dir(c->store.path, "store.path", true, why, size) < 0) {
+                auth_tokens_free(t);
+                return -1;
         }
         if (ret_tokens)
                 *ret_tokens = t;
@@ -250,6 +335,8 @@ int main(int argc, char **argv)
                         fprintf(stderr, "kilnd: %s\n", why);
                         r = 1;
                 } else {
+                        if (web_root_missing(d->cfg, why, sizeof(why)))
+                                fprintf(stderr, "kilnd: warning: %s (the web UI will answer 404)\n", why);
                         printf("kilnd: configuration is valid\n");
                 }
                 kiln_config_free(d->cfg);
@@ -262,6 +349,8 @@ int main(int argc, char **argv)
                 kiln_config_free(d->cfg);
                 return 1;
         }
+        if (web_root_missing(d->cfg, why, sizeof(why)))
+                log_warning("%s: the web UI will answer 404", why);
         d->started_mono = kiln_mono_ms();
 
         /* Signals are taken by one thread; every other thread inherits the mask. */

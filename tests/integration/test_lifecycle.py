@@ -166,6 +166,10 @@ class CommandLineTest(unittest.TestCase):
             (f"[auth]\ntokens_file = {loose}\n", f"{loose}: auth.tokens_file: writable by its group or by others"),
             ("[server]\ntls_cert = /nonexistent/cert.pem\ntls_key = /nonexistent/key.pem\n",
              "/nonexistent/cert.pem: server.tls_cert: No such file or directory"),
+            # What used to pass here and fail only at start (TLS as "cannot listen").
+            (f"[server]\ntls_cert = {bad}\ntls_key = {bad}\n", f"{bad}: server.tls_cert: not a PEM certificate"),
+            ("[server]\nlisten = nosuchhost.invalid:8080\n", "server.listen: cannot resolve the host"),
+            (f"[store]\npath = {bad}\n", f"{bad}: store.path: not a directory"),
         ]
         for text, words in cases:
             with self.subTest(words=words):

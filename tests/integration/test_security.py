@@ -13,6 +13,7 @@ import random
 import re
 import resource
 import select
+import shutil
 import signal
 import socket
 import ssl
@@ -27,7 +28,7 @@ import urllib.request
 import numpy as np
 import websockets
 
-from kiln_fixture import KILNCTL, Client, Kilnd, encode_frame
+from kiln_fixture import KILNCTL, KILND, Client, Kilnd, encode_frame
 
 KIND = "lens.nfw"
 ALL_MAPS = ["kappa", "gamma1", "gamma2", "alpha_x", "alpha_y", "mu", "psi"]
@@ -910,6 +911,25 @@ class IdleTimeoutTest(SecurityCase):
 
 
 class TlsTest(unittest.TestCase):
+    def test_a_key_that_is_not_the_certificates_is_refused_at_check_config(self):
+        tmp = tempfile.mkdtemp(prefix="kiln-tls-")
+        try:
+            for name in ("a", "b"):
+                subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+                                "-days", "1", "-keyout", f"{tmp}/{name}.key", "-out", f"{tmp}/{name}.pem"],
+                               check=True, capture_output=True)
+            env = {k: v for k, v in os.environ.items() if not k.startswith("KILN_")}
+            env.update({"KILN_SERVER_TLS_CERT": f"{tmp}/a.pem", "KILN_SERVER_TLS_KEY": f"{tmp}/b.key",
+                        "KILN_AUTH_TOKENS_FILE": f"{tmp}/tokens"})
+            r = subprocess.run([KILND, "--check-config"], env=env, capture_output=True, text=True, timeout=20)
+            env["KILN_SERVER_TLS_KEY"] = f"{tmp}/a.key"
+            ok = subprocess.run([KILND, "--check-config"], env=env, capture_output=True, text=True, timeout=20)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(f"{tmp}/b.key: server.tls_key: not the key of the certificate in {tmp}/a.pem", r.stderr)
+        self.assertEqual(ok.returncode, 0, ok.stderr)
+
     def test_wss_runs_a_job_and_plain_ws_is_refused(self):
         k = Kilnd()
         try:
