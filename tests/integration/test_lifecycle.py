@@ -7,6 +7,7 @@ import asyncio
 import datetime
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -326,15 +327,22 @@ class ServiceTest(unittest.TestCase):
                 return (int(f[11]) + int(f[12])) / ticks
             for _ in range(200):
                 socks.append(socket.create_connection(("127.0.0.1", k.port), timeout=5))
+            # Out of descriptors for certain (it says so), then a second in that
+            # state: what the loop burns and logs in it is what is measured (a
+            # spinning loop takes the whole second).
+            end = time.monotonic() + 20
+            while "new connections wait in the listen backlog" not in k.read_log():
+                self.assertLess(time.monotonic(), end, k.read_log()[-2000:])
+                time.sleep(0.02)
             c0, l0 = cpu(), len(k.read_log())
-            time.sleep(2)
-            spent, logged = cpu() - c0, len(k.read_log()) - l0
+            t0 = time.monotonic()
+            select.select([], [], [], 1.0)  # the measured second
+            spent, logged, took = cpu() - c0, len(k.read_log()) - l0, time.monotonic() - t0
         finally:
             for s in socks:
                 s.close()
-        self.assertLess(spent, 0.5, f"{spent:.2f} s of CPU in 2 s")
-        self.assertLess(logged, 2000, k.read_log()[-2000:])
-        self.assertIn("new connections wait in the listen backlog", k.read_log())
+        self.assertLess(spent, 0.25 * took, f"{spent:.2f} s of CPU in {took:.2f} s")
+        self.assertLess(logged, 1000, k.read_log()[-2000:])
         self.assert_serves()  # once the clients have gone
         self.assertEqual(k.stop(), 0, k.read_log())
 
