@@ -23,8 +23,18 @@
 
 static struct kilnd *listen_daemon; /* the callback has no user pointer of ours */
 
-int listen_open(struct kilnd *d, const struct addrinfo *ai, uint16_t port)
+int listen_open(struct kilnd *d, const char *host, uint16_t port, int *ret_family)
 {
+        /* The host's first address, IPv4 before IPv6. */
+        struct addrinfo hints = { .ai_flags = AI_PASSIVE, .ai_socktype = SOCK_STREAM }, *all = NULL, *ai = NULL;
+        int gai = getaddrinfo(host, NULL, &hints, &all);
+        if (gai) {
+                log_error("server.listen: cannot resolve the host '%s': %s", host, gai_strerror(gai));
+                return -EADDRNOTAVAIL;
+        }
+        for (struct addrinfo *p = all; p; p = p->ai_next)
+                if (!ai || (ai->ai_family != AF_INET && p->ai_family == AF_INET))
+                        ai = p;
         struct sockaddr_storage sa;
         memcpy(&sa, ai->ai_addr, ai->ai_addrlen);
         if (ai->ai_family == AF_INET)
@@ -37,6 +47,8 @@ int listen_open(struct kilnd *d, const struct addrinfo *ai, uint16_t port)
                                 bind(fd, (struct sockaddr *)&sa, ai->ai_addrlen) < 0 || listen(fd, SOMAXCONN) < 0
                         ? -errno
                         : 0;
+        *ret_family = ai->ai_family;
+        freeaddrinfo(all);
         if (r < 0) {
                 log_error("server.listen: cannot listen on %s: %s", d->cfg->server.listen, strerror(-r));
                 if (fd >= 0)

@@ -17,11 +17,11 @@
 #include <libwebsockets.h>
 
 struct kilnd;
-struct addrinfo;
 
-/* A non-blocking listening socket bound to `ai` (its address) at `port`, or -errno
- * after logging why, naming server.listen. */
-int listen_open(struct kilnd *d, const struct addrinfo *ai, uint16_t port);
+/* A non-blocking listening socket on the first address of `host` (IPv4 before
+ * IPv6; a name, "localhost" too, is resolved) at `port`, its family in
+ * *ret_family; or -errno after logging why, naming server.listen. */
+int listen_open(struct kilnd *d, const char *host, uint16_t port, int *ret_family);
 /* Hands listening socket fd (non-blocking) to the loop: listen_callback accepts on
  * it. Returns 0 or -ENOMEM. */
 int listen_adopt(struct kilnd *d, int fd);

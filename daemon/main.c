@@ -158,6 +158,25 @@ static int check_dir(const char *path, const char *key, bool may_be_absent, char
         return 0;
 }
 
+/* --check-config only (the start resolves it once, as it listens): whether the host
+ * of server.listen resolves. Returns 0, or -1 with why set. */
+static int check_listen_host(const struct kiln_config *c, char *why, size_t size)
+{
+        char host[128];
+        uint16_t port;
+        struct addrinfo hints = { .ai_flags = AI_PASSIVE, .ai_socktype = SOCK_STREAM }, *ai = NULL;
+        int gai = kiln_config_listen_split(c->server.listen, host, sizeof(host), &port) < 0
+                          ? EAI_NONAME
+                          : getaddrinfo(host, NULL, &hints, &ai);
+        if (ai)
+                freeaddrinfo(ai);
+        if (!gai)
+                return 0;
+        snprintf(why, size, "server.listen: cannot resolve the host of '%.200s': %s", c->server.listen,
+                 gai_strerror(gai));
+        return -1;
+}
+
 /* The web UI's folder: without it kilnd serves the API, and / answers 404. A
  * warning (written by the caller), not an error. Returns whether there is one. */
 static bool web_root_missing(const struct kiln_config *c, char *why, size_t size)
@@ -190,21 +209,7 @@ static int check_files(const struct kiln_config *c, struct auth_tokens **ret_tok
                 }
                 fclose(f);
         }
-        /* What would otherwise fail only at start, or serve a 404 at / for ever. */
-        char host[128];
-        uint16_t port;
-        struct addrinfo hints = { .ai_flags = AI_PASSIVE, .ai_socktype = SOCK_STREAM }, *ai = NULL;
-        int gai = kiln_config_listen_split(c->server.listen, host, sizeof(host), &port) < 0
-                          ? EAI_NONAME
-                          : getaddrinfo(host, NULL, &hints, &ai);
-        if (ai)
-                freeaddrinfo(ai);
-        if (gai) {
-                snprintf(why, size, "server.listen: cannot resolve the host of '%.200s': %s", c->server.listen,
-                         gai_strerror(gai));
-                auth_tokens_free(t);
-                return -1;
-        }
+        /* What would otherwise fail only when the listener is made. */
         if ((c->server.tls_cert[0] && check_tls(c, why, size) < 0) ||
             check_dir(c->store.path, "store.path", true, why, size) < 0) {
                 auth_tokens_free(t);
@@ -331,7 +336,8 @@ int main(int argc, char **argv)
                 r = 0;
                 if (print) {
                         kiln_config_print(d->cfg, stdout);
-                } else if (check_files(d->cfg, NULL, why, sizeof(why)) < 0) {
+                } else if (check_files(d->cfg, NULL, why, sizeof(why)) < 0 ||
+                           check_listen_host(d->cfg, why, sizeof(why)) < 0) {
                         fprintf(stderr, "kilnd: %s\n", why);
                         r = 1;
                 } else {

@@ -683,35 +683,10 @@ int server_start(struct kilnd *d)
                             d->cfg->server.listen);
                 n_listen_fds = 0;
         }
-        /* libwebsockets takes a host name (even "localhost") for the name of a
-         * network interface, finds none, and listens on nothing while kilnd reports
-         * itself ready: it is given the host's address (the first, IPv4 before
-         * IPv6) instead. */
-        struct addrinfo hints = { .ai_flags = AI_PASSIVE, .ai_socktype = SOCK_STREAM }, *ai = NULL, *pick = NULL;
-        int gai = n_listen_fds ? 0 : getaddrinfo(host, NULL, &hints, &ai);
-        if (gai) {
-                log_error("server.listen: cannot resolve the host '%s': %s", host, gai_strerror(gai));
-                return -EADDRNOTAVAIL;
-        }
-        for (struct addrinfo *p = ai; p; p = p->ai_next)
-                if (!pick || (pick->ai_family != AF_INET && p->ai_family == AF_INET))
-                        pick = p;
-        if (pick) {
-                const void *a = pick->ai_family == AF_INET
-                                        ? (const void *)&((struct sockaddr_in *)pick->ai_addr)->sin_addr
-                                        : (const void *)&((struct sockaddr_in6 *)pick->ai_addr)->sin6_addr;
-                char numeric[INET6_ADDRSTRLEN];
-                if (inet_ntop(pick->ai_family, a, numeric, sizeof(numeric)))
-                        snprintf(host, sizeof(host), "%s", numeric);
-        }
         /* kilnd listens on server.listen itself (listen.c). */
-        int own_fd = -1;
-        if (pick && !n_listen_fds && (own_fd = listen_open(d, pick, port)) < 0) {
-                freeaddrinfo(ai);
+        int own_fd = -1, family = AF_INET;
+        if (!n_listen_fds && (own_fd = listen_open(d, host, port, &family)) < 0)
                 return -EADDRNOTAVAIL;
-        }
-        if (ai)
-                freeaddrinfo(ai);
         protocols[1].per_session_data_size = session_struct_size();
 
         mount_api = (struct lws_http_mount){
@@ -755,7 +730,7 @@ int server_start(struct kilnd *d)
         memset(&info, 0, sizeof(info));
         info.options = LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE |
                        LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
-        if (strchr(host, ':'))
+        if (family == AF_INET6 || strchr(host, ':')) /* how libwebsockets reads peers' addresses */
                 info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
         info.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* listening sockets are adopted */
         info.protocols = protocols;
