@@ -2,10 +2,7 @@
  * WebSocket API on one port; the loop's timers; signals, draining and reloads. */
 #include "server.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
