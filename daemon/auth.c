@@ -104,6 +104,15 @@ int auth_tokens_load(const char *path, struct auth_tokens **ret, unsigned *line)
                         *line = no;
                         break;
                 }
+                /* A name identifies its token in the log and in limits.rate_per_s (one
+                 * bucket per name): two tokens may not share one. */
+                for (size_t i = 0; i < t->n; i++)
+                        if (!strcmp(t->v[i].who.name, name))
+                                r = -EEXIST;
+                if (r < 0) {
+                        *line = no;
+                        break;
+                }
                 snprintf(tok.who.name, sizeof(tok.who.name), "%s", name);
                 snprintf(tok.who.tenant, sizeof(tok.who.tenant), "%s", tenant);
                 tok.who.role = (enum auth_role)ri;
@@ -130,6 +139,8 @@ const char *auth_tokens_error(const char *path, const char *key, int r, unsigned
 {
         char at[24] = "";
         const char *why = r == -EINVAL                   ? "malformed token line (NAME TENANT ROLE SHA256)"
+                          : r == -EEXIST ? "a token name given twice (names identify tokens in the log and in "
+                                           "limits.rate_per_s)"
                           : r == -ENODEV || r == -EISDIR ? "not a regular file"
                           : r == -EPERM ? "writable by its group or by others, or owned by a user other than root "
                                           "or kilnd's: whoever may write it may add an admin token (the package "
