@@ -100,6 +100,13 @@ static void respond_json(struct http_api_req *r, unsigned status, const char *te
         r->on_ready(r->wsi);
 }
 
+const char *http_api_full_message(const struct kilnd *d, char *buf, size_t size)
+{
+        snprintf(buf, size, "kilnd holds server.max_connections (%u) connections and requests; retry later",
+                 (unsigned)d->cfg->server.max_connections);
+        return buf;
+}
+
 char *http_api_error_json(const char *code, const char *field, const char *message)
 {
         struct proto_error e = { .code = KERR_INTERNAL };
@@ -326,10 +333,7 @@ int http_api_begin(struct kilnd *d, struct lws *wsi, const char *uri, bool post,
          * (/healthz, /readyz, /metrics) and the web UI's files are never refused. */
         if (d->n_sessions >= d->cfg->server.max_connections) {
                 char msg[160];
-                snprintf(msg, sizeof(msg), "kilnd holds server.max_connections (%u) connections and requests; "
-                                           "retry later",
-                         (unsigned)d->cfg->server.max_connections);
-                respond_error(r, 503, "unavailable", NULL, msg);
+                respond_error(r, 503, "unavailable", NULL, http_api_full_message(d, msg, sizeof(msg)));
                 return 0;
         }
         struct auth_identity who;

@@ -13,6 +13,9 @@ struct http_api_req;
  * bytes of body (none for len 0). 0, or -1 when lws cannot write it. */
 int http_write_response(struct lws *wsi, unsigned status, const char *type, const void *body, size_t len);
 
+/* Why a connection or request past server.max_connections is turned away, in buf. */
+const char *http_api_full_message(const struct kilnd *d, char *buf, size_t size);
+
 /* The protocol's error object for `code` (a kiln error name), naming `field`
  * (or none), as a malloc'd JSON text; NULL when out of memory. */
 char *http_api_error_json(const char *code, const char *field, const char *message);

@@ -231,10 +231,19 @@ static char *health_body(struct kilnd *d, bool ready, const char *reason)
 
 /* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE, asked of whichever protocol the request is
  * bound to: kilnd speaks HTTP/1.1 only (see the ALPN in server_start), so an h2c
- * upgrade is refused by closing the connection. */
-static int confirm_upgrade(const char *up)
+ * upgrade is refused by closing the connection. A WebSocket past
+ * server.max_connections is answered 503 as an /api/ request is (the client sees
+ * why), then closed. */
+static int confirm_upgrade(struct kilnd *d, struct lws *wsi, const char *up)
 {
-        return up && !strcasecmp(up, "h2c") ? -1 : 0;
+        if (up && !strcasecmp(up, "h2c"))
+                return -1;
+        if (d->n_sessions >= d->cfg->server.max_connections) {
+                char msg[160];
+                return http_answer(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "application/json",
+                                   http_api_error_json("unavailable", NULL, http_api_full_message(d, msg, sizeof(msg))));
+        }
+        return 0;
 }
 
 static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
@@ -253,7 +262,7 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
         case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
                 if (pss && pss->api)
                         return -1; /* pipelined behind an /api/ request */
-                return confirm_upgrade(in);
+                return confirm_upgrade(d, wsi, in);
         case LWS_CALLBACK_FILTER_HTTP_CONNECTION:
                 /* Pipelined behind an /api/ request not yet answered in full (see
                  * "One response per connection"): its answer, if known and not
@@ -579,7 +588,7 @@ static int callback_ws(struct lws *wsi, enum lws_callback_reasons reason, void *
         case LWS_CALLBACK_FILTER_HTTP_CONNECTION:
                 return refuse_other_methods(wsi);
         case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-                return confirm_upgrade(in);
+                return confirm_upgrade(d, wsi, in);
         case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
                 /* The API lives at /ws only; refuse upgrades elsewhere, while draining,
                  * and past server.max_connections. */

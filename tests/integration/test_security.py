@@ -570,6 +570,15 @@ class RefusedUpgradeTest(ServesOnCase):
             b = await self.client("tok-submit")
             for _ in range(3):
                 await self.refused("/ws")
+            # The refusal says why, as an /api/ request's does, and closes.
+            upgrade = (b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                       b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                       b"Sec-WebSocket-Protocol: kiln.v1\r\n\r\n")
+            got = await asyncio.get_running_loop().run_in_executor(None, http_exchange, self.kilnd.port, upgrade)
+            answers = split_responses(got)
+            self.assertEqual([status for status, _ in answers], [503], got[:500])
+            self.assertEqual(json.loads(answers[0][1])["code"], "unavailable")
+            self.assertIn(b"server.max_connections (2)", answers[0][1])
             await self.run_fresh(a)
             await b.close()  # returns once kilnd has closed its end: the place is free
             c = await self.client("tok-submit")
