@@ -119,8 +119,9 @@ class MalformedInputTest(ErrorCase):
              "r72", "params.grid_size", "bad_params"),
             ('{' + sub.replace('lens.nfw', 'lens.nfw\\u0000x') + ',"ref":[7,3],"params":{}}', [7, 3], "kind",
              "bad_request"),
-            # Not JSON at all: named, but no ref can be read back.
-            ('{"ref":77,' + sub + ',"params":{"mass":NaN,"concentration":5}}', None, "params.mass", "bad_request"),
+            # Not JSON at all, its members in place: named, its ref read from the text.
+            ('{"ref":77,' + sub + ',"params":{"mass":NaN,"concentration":5}}', 77, "params.mass", "bad_request"),
+            ('{"ref":78,' + sub + ',"params":{"x":' + '[' * 3000 + ']' * 3000 + '}}', 78, None, "bad_request"),
             ('{"ref":{"n":74},' + sub + ',"kind":"lens.nfw","params":{}}', {"n": 74}, "kind", "bad_request"),
             ('{"ref":9007199254740993,' + sub + ',"kind":"lens.nfw","params":{}}', 9007199254740993, "kind",
              "bad_request"),

@@ -737,6 +737,51 @@ static void test_huge_numbers_are_bad_params_or_a_bad_request(void **state)
         assert_string_equal(err.message, "\"params.k\" is an integer past the 64-bit range (at byte 72)");
 }
 
+/* The ref of a message jansson cannot read at all (a number past a double, nesting
+ * past its depth) is still echoed: the members are walked as text. */
+static void test_the_ref_of_an_unreadable_message_is_echoed(void **state)
+{
+        static const struct {
+                const char *text, *ref; /* ref as compact JSON, or NULL for none */
+        } cases[] = {
+                { "{\"op\":\"submit\",\"ref\":14,\"params\":{\"mass\":-1e999}}", "14" },
+                { "{\"op\":\"submit\",\"params\":{\"m\":[1e999,{\"a\":\"}\"}]}, \"ref\" : \"a\\\"b\"}", "\"a\\\"b\"" },
+                { "{\"op\":\"submit\",\"timeout_ms\":1e999,\"ref\":null}", "null" },
+                { "{\"op\":\"submit\",\"ref\":[1],\"params\":{\"mass\":1e999}}", NULL },  /* not a kind a ref is */
+                { "{\"op\":\"submit\",\"ref\":1e999}", NULL },
+                { "{\"op\":\"submit\",\"params\":{\"mass\":1e999}}", NULL },
+                { "{\"op\":\"submit\",\"params\":{\"mass\":1e999}", NULL },                /* cut short */
+                { "[{\"ref\":3,\"x\":1e999}]", NULL },
+        };
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                struct proto_req r;
+                struct proto_error err;
+                json_t *ref = NULL;
+                assert_int_equal(decode(cases[i].text, &r, &ref, &err), -EINVAL);
+                char *got = ref ? json_dumps(ref, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+                if (cases[i].ref ? !got || strcmp(got, cases[i].ref) : got != NULL)
+                        fail_msg("%s: ref %s, expected %s", cases[i].text, got ? got : "none",
+                                 cases[i].ref ? cases[i].ref : "none");
+                free(got);
+                json_decref(ref);
+        }
+        /* Deeper than jansson reads, with the ref after the depth. */
+        char deep[8192];
+        size_t n = (size_t)snprintf(deep, sizeof(deep), "{\"op\":\"submit\",\"params\":");
+        for (int i = 0; i < 3000; i++)
+                deep[n++] = '[';
+        for (int i = 0; i < 3000; i++)
+                deep[n++] = ']';
+        snprintf(deep + n, sizeof(deep) - n, ",\"ref\":\"deep\"}");
+        struct proto_req r;
+        struct proto_error err;
+        json_t *ref = NULL;
+        assert_int_equal(decode(deep, &r, &ref, &err), -EINVAL);
+        assert_non_null(ref);
+        assert_string_equal(json_string_value(ref), "deep");
+        json_decref(ref);
+}
+
 static void test_decode_reads_only_len_bytes(void **state)
 {
         static const char text[] = "{\"op\":\"stats\"}GARBAGE";
@@ -1751,6 +1796,7 @@ int main(void)
                 cmocka_unit_test(test_frame_bad_shape_is_rejected),
                 cmocka_unit_test(test_frame_payload_must_match_shape),
                 cmocka_unit_test(test_frame_shape_overflow_is_rejected),
+                cmocka_unit_test(test_the_ref_of_an_unreadable_message_is_echoed),
                 cmocka_unit_test(test_frame_every_truncation_is_rejected),
                 cmocka_unit_test(test_frame_random_bytes_never_crash),
                 cmocka_unit_test(test_text_decoder_random_bytes_never_crash),
