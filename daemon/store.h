@@ -232,7 +232,9 @@ int store_pending_foreach(struct store_txn *t, int (*cb)(const struct store_job 
 
 struct store_list_query {
         const char *tenant;        /* required: only this tenant's jobs */
-        int state;                 /* enum kiln_job_state, or -1 for any */
+        int state;                 /* enum kiln_job_state, or -1 for any; an unfinished
+                                    * record (its job's state lives in memory: a running
+                                    * one is stored queued) matches any */
         const char *kind;          /* NULL for any */
         bool has_after;            /* start strictly before (older than) this id */
         uint8_t after[16];

@@ -181,7 +181,7 @@ static bool view_matches(const struct record_view *v, const struct store_list_qu
 {
         if (!view_equals(&v->tenant, q->tenant))
                 return false;
-        if (q->state >= 0 && v->state != q->state)
+        if (q->state >= 0 && v->state != q->state && !state_is_pending(v->state))
                 return false;
         if (q->kind && !view_equals(&v->kind, q->kind))
                 return false;

@@ -647,7 +647,9 @@ static void recovery_yields_unfinished_jobs_oldest_first(void **state)
 
 /* Puts `n` jobs 0..n-1: tenant alternates acme/other, kind cycles over three, state
  * cycles queued/done. */
-static void put_mixed_jobs(struct store *s, int n)
+/* n jobs, every other one acme's, of three kinds; i % 4 < 2 in state `first`, the
+ * others done. */
+static void put_mixed_jobs(struct store *s, int n, enum kiln_job_state first)
 {
         static const char *const kinds[] = { "lens.nfw", "risk.score", "vec.search" };
         struct store_txn *t;
@@ -656,7 +658,7 @@ static void put_mixed_jobs(struct store *s, int n)
         assert_int_equal(store_txn_begin(s, true, &t), 0);
         for (int i = 0; i < n; i++) {
                 fixture_job_init(&j, (uint64_t)i, i % 2 ? "other" : "acme", kinds[i % 3],
-                         i % 4 < 2 ? KILN_JOB_QUEUED : KILN_JOB_DONE);
+                         i % 4 < 2 ? first : KILN_JOB_DONE);
                 assert_int_equal(store_job_put(t, &j), 0);
         }
         assert_int_equal(store_txn_commit(t), 0);
@@ -681,7 +683,7 @@ static void list_is_newest_first_and_only_the_tenants(void **state)
         size_t n;
         bool more = true;
 
-        put_mixed_jobs(f->s, 40);
+        put_mixed_jobs(f->s, 40, KILN_JOB_QUEUED);
         list(f->s, &q, &jobs, &n, &more);
         assert_int_equal(n, 20);
         assert_false(more);
@@ -714,7 +716,7 @@ static void list_reads_a_bounded_number_of_the_tenants_jobs_per_call(void **stat
 
         assert_int_equal(store_txn_begin(f->s, true, &t), 0);
         for (int i = 0; i < STORE_LIST_SCAN_MAX + 1005; i++) {
-                fixture_job_init(&j, (uint64_t)i, "acme", "lens.nfw", i < 5 ? KILN_JOB_DONE : KILN_JOB_QUEUED);
+                fixture_job_init(&j, (uint64_t)i, "acme", "lens.nfw", i < 5 ? KILN_JOB_DONE : KILN_JOB_FAILED);
                 assert_int_equal(store_job_put_new(t, &j), 0);
         }
         for (int i = 0; i < 1000; i++) { /* newer, another tenant's: not read */
@@ -727,7 +729,7 @@ static void list_reads_a_bounded_number_of_the_tenants_jobs_per_call(void **stat
         assert_int_equal(store_job_list(t, &q, &jobs, &n, &more, next), 0);
         assert_int_equal(n, 0);
         assert_true(more);
-        fixture_job_init(&j, 1005, "acme", "lens.nfw", KILN_JOB_QUEUED); /* the last one read */
+        fixture_job_init(&j, 1005, "acme", "lens.nfw", KILN_JOB_FAILED); /* the last one read */
         assert_memory_equal(next, j.id, 16);
         free_job_list(jobs, n);
         q.has_after = true;
@@ -793,7 +795,7 @@ static void list_pages_at_the_bound_list_each_job_once(void **state)
         assert_int_equal(store_txn_begin(f->s, true, &t), 0);
         for (int i = 0; i < total_jobs; i++) {
                 fixture_job_init(&j, (uint64_t)i, "acme", "lens.nfw",
-                                 i >= 100 && i < 105 ? KILN_JOB_DONE : KILN_JOB_QUEUED);
+                                 i >= 100 && i < 105 ? KILN_JOB_DONE : KILN_JOB_FAILED);
                 assert_int_equal(store_job_put_new(t, &j), 0);
         }
         assert_int_equal(store_txn_commit(t), 0);
@@ -819,7 +821,7 @@ static void list_filters_by_state_and_kind(void **state)
         size_t n, want = 0;
         bool more;
 
-        put_mixed_jobs(f->s, 120);
+        put_mixed_jobs(f->s, 120, KILN_JOB_CANCELLED);
         for (int i = 0; i < 120; i++)
                 if (i % 2 == 0 && i % 3 == 1 && i % 4 >= 2)
                         want++;
@@ -836,10 +838,28 @@ static void list_filters_by_state_and_kind(void **state)
         free_job_list(jobs, n);
 
         q.kind = NULL;
-        q.state = KILN_JOB_QUEUED;
+        q.state = KILN_JOB_CANCELLED;
         list(f->s, &q, &jobs, &n, &more);
         assert_int_equal(n, 30); /* i even and i % 4 < 2: i % 4 == 0 */
         free_job_list(jobs, n);
+
+        /* An unfinished record matches every state: the job's state is in memory
+         * (a running job's record says queued), and the caller filters by it. */
+        struct store_txn *t;
+        struct store_job j;
+        assert_int_equal(store_txn_begin(f->s, true, &t), 0);
+        fixture_job_init(&j, 1000, "acme", "risk.score", KILN_JOB_QUEUED);
+        assert_int_equal(store_job_put_new(t, &j), 0);
+        assert_int_equal(store_txn_commit(t), 0);
+        static const int states[] = { KILN_JOB_QUEUED, KILN_JOB_RUNNING, KILN_JOB_DONE, KILN_JOB_FAILED };
+        for (size_t k = 0; k < sizeof(states) / sizeof(states[0]); k++) {
+                q.state = states[k];
+                q.kind = "risk.score";
+                list(f->s, &q, &jobs, &n, &more);
+                assert_true(n >= 1);
+                assert_memory_equal(jobs[0]->id, j.id, 16); /* the newest */
+                free_job_list(jobs, n);
+        }
 }
 
 static void list_pages_with_limit_after_and_more(void **state)
@@ -851,7 +871,7 @@ static void list_pages_with_limit_after_and_more(void **state)
         size_t n, total = 0;
         bool more;
 
-        put_mixed_jobs(f->s, 50); /* acme: 25 jobs, even numbers 0..48 */
+        put_mixed_jobs(f->s, 50, KILN_JOB_QUEUED); /* acme: 25 jobs, even numbers 0..48 */
         for (int page = 0; page < 4; page++) {
                 list(f->s, &q, &jobs, &n, &more);
                 assert_int_equal(n, page < 3 ? 8 : 1);
@@ -962,7 +982,7 @@ static void stat_counts_jobs_pending_and_bytes(void **state)
         assert_int_equal(store_stat(t, &jobs, &pending, &bytes0), 0);
         store_txn_abort(t);
         assert_int_equal(jobs, 0);
-        put_mixed_jobs(f->s, 400); /* i % 4 < 2 are queued */
+        put_mixed_jobs(f->s, 400, KILN_JOB_QUEUED); /* i % 4 < 2 are queued */
         assert_int_equal(store_txn_begin(f->s, false, &t), 0);
         assert_int_equal(store_stat(t, &jobs, &pending, &bytes), 0);
         store_txn_abort(t);
