@@ -328,6 +328,11 @@ static void send_list(struct session *s, struct store_req *r)
                 struct job *live = jobs_find(s->d->jobs, rec->id);
                 if (live)
                         state = atomic_load(&live->state);
+                /* The store matched an unfinished record on any state (store.h): the
+                 * job's own state decides. The page may come out shorter than
+                 * `limit`; `next` goes on after the last record read all the same. */
+                if (r->op.list.state >= 0 && state != r->op.list.state)
+                        continue;
                 kiln_uuid_format(rec->id, last);
                 json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:o}", "job", last, "kind", rec->kind, "state",
                                                      kiln_job_state_name(state), "submitted",

@@ -254,14 +254,23 @@ class ProtocolTest(KilndTestCase):
                 job = await self.submit_ok(c, small())
                 running = await c.call({"op": "status", "job": blocker})
                 queued = await c.call({"op": "status", "job": job})
+                # list by state goes by the job's state, not its record's (a running
+                # job's record says queued).
+                listed = {}
+                for state in ("running", "queued", "done"):
+                    reply = await c.call({"op": "list", "state": state})
+                    listed[state] = [(x["job"], x["state"]) for x in reply["jobs"]]
             finally:
                 await self.stop_blocker(c, blocker)
             await wait_for(c, done_of(job))
             done = await c.call({"op": "status", "job": job})
             await c.close()
-            return blocker, job, running, queued, done
+            return blocker, job, running, queued, done, listed
 
-        blocker, job, running, queued, done = self.run_async(go())
+        blocker, job, running, queued, done, listed = self.run_async(go())
+        self.assertEqual(listed["running"], [(blocker, "running")])
+        self.assertEqual(listed["queued"], [(job, "queued")])
+        self.assertNotIn(job, [j for j, _ in listed["done"]])
         self.assertEqual(running["op"], "status")
         self.assertEqual(running["job"], blocker)
         self.assertEqual(running["state"], "running")
