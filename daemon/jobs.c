@@ -380,6 +380,8 @@ void job_unref(struct job *j)
         free(j->params_json);
         free(j->idem_key);
         done_text_unref(j->done);
+        for (size_t i = 0; i < j->n_watchers; i++)
+                json_decref(j->watchers[i].ref);
         free(j->watchers);
         json_decref(j->submit_ref);
         while (j->acceptors) {
@@ -720,24 +722,24 @@ static void on_progress_mail(struct mail *m)
         atomic_store(&j->progress_posted, false);
         if (atomic_load(&j->state) == KILN_JOB_RUNNING)
                 for (size_t i = 0; i < j->n_watchers; i++)
-                        js->ev.progress(js->ev.ctx, j->watchers[i], j);
+                        js->ev.progress(js->ev.ctx, j->watchers[i].session, j);
         job_unref(j);
 }
 
-int jobs_watch(struct jobs *js, struct job *j, uint64_t session)
+int jobs_watch(struct jobs *js, struct job *j, uint64_t session, json_t *ref)
 {
         for (size_t i = 0; i < j->n_watchers; i++)
-                if (j->watchers[i] == session)
+                if (j->watchers[i].session == session)
                         return 0;
         if (j->n_watchers == j->cap_watchers) {
                 size_t cap = j->cap_watchers ? j->cap_watchers * 2 : 2;
-                uint64_t *w = realloc(j->watchers, cap * sizeof(*w));
+                struct job_watcher *w = realloc(j->watchers, cap * sizeof(*w));
                 if (!w)
                         return -ENOMEM;
                 j->watchers = w;
                 j->cap_watchers = cap;
         }
-        j->watchers[j->n_watchers++] = session;
+        j->watchers[j->n_watchers++] = (struct job_watcher){ .session = session, .ref = ref ? json_incref(ref) : NULL };
         return 0;
 }
 
@@ -774,11 +776,11 @@ void jobs_accept_one(struct jobs *js, struct job *j, uint64_t session, json_t *r
          * just finished: its result is being stored); one outside it (a cache hit, a
          * finished job loaded from the store) is complete and answers at once. */
         bool live = jobs_find(js, j->id) == j && !j->delivered; /* delivered: complete, waiting for room */
-        if (watch && live && jobs_watch(js, j, session) < 0)
+        if (watch && live && jobs_watch(js, j, session, ref) < 0)
                 log_error("job %s: out of memory adding a watcher", j->id_text);
         js->ev.accepted(js->ev.ctx, session, j, ref, cached);
         if (watch && !live)
-                js->ev.done(js->ev.ctx, session, j, NULL);
+                js->ev.done(js->ev.ctx, session, j, ref);
 }
 
 void jobs_accepted(struct jobs *js, struct job *j, bool cached)

@@ -154,7 +154,7 @@ struct job {
         int n_progress_values;
 
         /* Loop thread only. */
-        uint64_t *watchers;       /* session ids */
+        struct job_watcher *watchers; /* who hears its progress and `done` */
         size_t n_watchers, cap_watchers;
         struct job *table_next;   /* job table chain */
         size_t heap_index;        /* deadline heap position + 1, 0 = not in heap */
@@ -175,6 +175,13 @@ struct job {
         struct store_job record;  /* borrows the job's strings, for the op in flight */
         struct store_op op;
         struct mail mail;
+};
+
+/* A session watching a job, and the "ref" its `done` echoes: that of the message
+ * that made it a watcher (submit, watch, result), or NULL. */
+struct job_watcher {
+        uint64_t session;
+        json_t *ref;
 };
 
 /* What the job lifecycle tells whoever serves clients. Loop thread; `session` is
@@ -248,9 +255,10 @@ int jobs_recover(struct jobs *js, struct store *store, unsigned *ret_queued, uns
 
 /* Borrowed pointer to a live job, or NULL. */
 struct job *jobs_find(struct jobs *js, const uint8_t id[16]);
-/* Adds a watcher of a live job: its progress and `done` go to `session`. Returns
- * >= 0 or -ENOMEM. */
-int jobs_watch(struct jobs *js, struct job *j, uint64_t session);
+/* Adds a watcher of a live job: its progress and `done` go to `session`, the
+ * `done` echoing `ref` (may be NULL; a session already watching keeps the ref it
+ * came with). Returns >= 0 or -ENOMEM. */
+int jobs_watch(struct jobs *js, struct job *j, uint64_t session, json_t *ref);
 /* Cancels a live job: a queued one ends `cancelled` at once, a running one is asked
  * to stop. */
 void jobs_cancel(struct jobs *js, struct job *j);

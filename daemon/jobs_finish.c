@@ -238,7 +238,7 @@ static void deliver(struct jobs *js, struct job *j)
         jobs_tenant_release(js, j, state);
         jobs_submitter_release(js, j);
         for (size_t i = 0; i < j->n_watchers; i++)
-                js->ev.done(js->ev.ctx, j->watchers[i], j, j->watchers[i] == j->submitter ? j->submit_ref : NULL);
+                js->ev.done(js->ev.ctx, j->watchers[i].session, j, j->watchers[i].ref);
         jobs_deadline_remove(js, j);
 }
 

@@ -398,7 +398,7 @@ static void store_reply(struct store_req *r)
                         break;
                 }
                 if (live) {
-                        jobs_watch(d->jobs, live, s->id);
+                        jobs_watch(d->jobs, live, s->id, r->ref);
                         session_send_ok(s, r->ref);
                         break;
                 }
@@ -535,7 +535,7 @@ void session_op_job(struct session *s, const struct proto_req *rq)
                         break;
                 }
                 /* Not finished yet: the `done` (and parts) follow when it is. */
-                if (jobs_watch(d->jobs, j, s->id) < 0) {
+                if (jobs_watch(d->jobs, j, s->id, rq->ref) < 0) {
                         session_send_error(s, rq->ref, KERR_INTERNAL, NULL, "out of memory");
                         break;
                 }
