@@ -82,6 +82,10 @@ struct kilnd {
 
         /* counters (loop) */
         uint64_t ws_messages_in, ws_messages_out;
+        /* loop: batches launched a second, over the last tick (stats_tick) */
+        uint64_t tick_batches;
+        int64_t tick_mono;
+        double batches_per_s;
         uint64_t rejected[16];        /* by enum kiln_err */
 
         /* loop: limits (limits.h), created on first use, freed by server_stop */

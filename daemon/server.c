@@ -554,6 +554,7 @@ static void on_tick(lws_sorted_usec_list_t *sul)
         struct store_policy policy;
         cache_policy(d->cfg, &policy);
         store_writer_set_policy(d->writer, &policy);
+        stats_tick(d);
         sessions_push_stats(d);
         sessions_idle_sweep(d);
         sessions_output_sweep(d);

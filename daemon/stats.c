@@ -13,6 +13,18 @@
 #include "store.h"
 #include "util.h"
 
+void stats_tick(struct kilnd *d)
+{
+        uint64_t n_batches, batched_jobs;
+        int64_t now = kiln_mono_ms();
+
+        metrics_batch_totals(&n_batches, &batched_jobs);
+        if (d->tick_mono && now > d->tick_mono)
+                d->batches_per_s = (double)(n_batches - d->tick_batches) * 1000.0 / (double)(now - d->tick_mono);
+        d->tick_batches = n_batches;
+        d->tick_mono = now;
+}
+
 void stats_rejected(struct kilnd *d, enum kiln_err code)
 {
         if ((unsigned)code < sizeof(d->rejected) / sizeof(d->rejected[0]))
@@ -77,9 +89,10 @@ json_t *stats_json(struct kilnd *d, const struct auth_identity *who)
                                   (json_int_t)cs.jobs_purged);
         uint64_t n_batches, batched_jobs;
         metrics_batch_totals(&n_batches, &batched_jobs);
-        json_t *batches = json_pack("{s:I, s:I, s:f}", "count", (json_int_t)n_batches, "jobs",
+        json_t *batches = json_pack("{s:I, s:I, s:f, s:f}", "count", (json_int_t)n_batches, "jobs",
                                     (json_int_t)batched_jobs, "mean_size",
-                                    n_batches ? (double)batched_jobs / (double)n_batches : 0.0);
+                                    n_batches ? (double)batched_jobs / (double)n_batches : 0.0, "per_s",
+                                    d->batches_per_s);
         json_t *o = json_pack("{s:s, s:s, s:o, s:i, s:i, s:i, s:o, s:o, s:I, s:I, s:I, s:f, s:o, s:o, s:o}", "op", "stats", "scope",
                          "global", "queues", queues, "queued", (int)(jobs_committing(d->jobs) + sched_queued(d->sched)), "running", (int)sched_running(d->sched),
                          "connections", (int)d->n_sessions, "finished", finished, "rejected", rejected,

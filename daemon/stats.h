@@ -10,11 +10,13 @@
 struct kilnd;
 struct auth_identity;
 
+/* Once a second: the rates `stats` gives (batches a second). */
+void stats_tick(struct kilnd *d);
 /* Counts a rejected request by error code. */
 void stats_rejected(struct kilnd *d, enum kiln_err code);
 /* The `stats` reply for a connection. An admin gets the global figures: queue depths
  * per kind and priority, running jobs, finished jobs by state, connections, cache,
- * batches, the memory budget (`memory`), the store's room (`store`), uptime. Any other role gets only its own tenant's figures (its unfinished
+ * batches (totals, mean size, per second), the memory budget (`memory`), the store's room (`store`), uptime. Any other role gets only its own tenant's figures (its unfinished
  * jobs as "queued", finished jobs by state) plus uptime and the backends, and nothing
  * that would reveal another tenant's activity. O(1) in the number of jobs. New
  * reference. */

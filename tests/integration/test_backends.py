@@ -158,6 +158,31 @@ class DynamicBatching(unittest.TestCase):
         self.assertGreater(batched, 300, f"only {batched} of 400 jobs ran in a batch of more than one")
         self.assertLess(batches, 100, f"{batches:.0f} launches for 400 jobs")
 
+    def test_stats_say_how_many_batches_run_a_second(self):
+        # SPEC §2.3: stats gives batches/s (over the last second), beside the totals.
+        with Daemon(KILN_PLUGIN_DIR=EMPTY_DIR, KILN_CPU_THREADS=1) as k:
+            async def go():
+                c = await Client.connect(k.url)
+                rates, i = [], 0
+                end = time.monotonic() + 3.5
+                while time.monotonic() < end:
+                    done, _ = await c.run("lens.nfw", {"mass": 1e13 * (1 + i / 1000), "concentration": 5,
+                                                       "grid_size": 16})
+                    self.assertEqual(done["state"], "done", done)
+                    i += 1
+                    if i % 10 == 0:
+                        rates.append((await c.call({"op": "stats"}))["batches"]["per_s"])
+                await asyncio.sleep(2.2)  # two ticks with none
+                idle = (await c.call({"op": "stats"}))["batches"]
+                await c.close()
+                return i, rates, idle
+            n, rates, idle = run(go())
+        # One job at a time: each a batch of one, n of them in 3.5 s.
+        self.assertGreater(max(rates), 0, rates)
+        self.assertLessEqual(max(rates), n, rates)
+        self.assertEqual(idle["per_s"], 0)
+        self.assertGreaterEqual(idle["count"], n)
+
     def test_strict_priority_holds_with_batching(self):
         env = dict(KILN_PLUGIN_DIR=EMPTY_DIR, KILN_CPU_THREADS=1, KILN_BATCH_LENS_NFW_MAX_DELAY_US=5000)
         with Daemon(**env) as k:
