@@ -74,6 +74,7 @@ void jobs_free(struct jobs *js)
         if (!js)
                 return;
         jobs_loads_stop(js);
+        jobs_early_clear(js);
         while (js->n_deadlines)
                 jobs_deadline_remove(js, js->deadlines[0]);
         for (size_t b = 0; b < js->table_buckets; b++)
@@ -682,7 +683,7 @@ static void sink_finished(void *ctx, struct sched_item *it, enum sched_end end, 
                  * A quick job has none yet: it is stored queued now. */
                 atomic_store(&j->state, KILN_JOB_QUEUED);
                 if (j->early)
-                        jobs_early_store_queued(j);
+                        jobs_early_store_queued(j, false);
                 break;
         }
 }
@@ -747,6 +748,9 @@ void jobs_cancel(struct jobs *js, struct job *j)
 {
         if (kiln_job_state_is_final(atomic_load(&j->state)))
                 return;
+        /* Being stopped, it takes no identical submission from now (it would end
+         * cancelled for a submitter that never asked). */
+        jobs_coalesce_remove(js, j);
         if (js->sched && sched_remove(js->sched, &j->item))
                 job_finish(j, KILN_JOB_CANCELLED, KERR_CANCELLED, "the job was cancelled");
         else
@@ -765,7 +769,7 @@ void jobs_store_early(struct jobs *js)
         for (size_t b = 0; b < js->table_buckets; b++)
                 for (struct job *j = js->table[b]; j; j = j->table_next)
                         if (j->early && js->sched && sched_remove(js->sched, &j->item))
-                                jobs_early_store_queued(j);
+                                jobs_early_store_queued(j, false);
 }
 
 /* ---- accepting ---- */

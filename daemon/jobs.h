@@ -169,6 +169,10 @@ struct job {
         struct job *coalesce_next;
         struct job *retry_next;   /* jobs.store_retry */
         struct job *load_next;    /* jobs.loads_waiting */
+        struct job *early_prev, *early_next; /* jobs.early_head: a quick job waiting for a worker */
+        bool early_listed;        /* on that list (which holds a reference) */
+        int64_t early_due_ms;     /* wall clock: stored queued if not running by then */
+        bool early_requeue;       /* stored queued while kilnd serves on: queue it again */
         uint64_t unstored;        /* what it counts in jobs.unstored until its final record is stored */
 
         /* One store operation and one mail at a time: commit, then finish. */
@@ -287,9 +291,11 @@ void job_unref(struct job *j);
 
 /* ---- deadlines (loop thread) ---- */
 
-/* Expires every job whose deadline is <= now_ms (wall clock). */
+/* Expires every job whose deadline is <= now_ms (wall clock), and stores the quick
+ * jobs that have waited for a worker too long (jobs_submit.c). */
 void jobs_deadline_run(struct jobs *js, int64_t now_ms);
-/* The next deadline (wall clock ms), 0 = none: the server arms its timer for it. */
+/* The next deadline or quick job's wait to end (wall clock ms), 0 = none: the
+ * server arms its timer for it. */
 int64_t jobs_next_deadline(const struct jobs *js);
 
 /* ---- shutdown ---- */

@@ -53,6 +53,7 @@ void jobs_table_add(struct jobs *js, struct job *j)
 void jobs_table_remove(struct jobs *js, struct job *j)
 {
         jobs_coalesce_remove(js, j);
+        jobs_early_unlist(js, j);
         if (!js->table_buckets)
                 return;
         struct job **pp = &js->table[id_hash(j->id) & (js->table_buckets - 1)];
@@ -278,6 +279,7 @@ void jobs_deadline_remove(struct jobs *js, struct job *j)
 
 void jobs_deadline_run(struct jobs *js, int64_t now_ms)
 {
+        jobs_early_due(js, now_ms);
         while (js->n_deadlines && js->deadlines[0]->deadline_ms <= now_ms) {
                 struct job *j = job_ref(js->deadlines[0]);
                 jobs_deadline_remove(js, j);
@@ -287,6 +289,7 @@ void jobs_deadline_run(struct jobs *js, int64_t now_ms)
                                            "the job's deadline passed while it was queued");
                         else
                                 atomic_store(&j->item.stop, SCHED_STOP_EXPIRE);
+                        jobs_coalesce_remove(js, j); /* as jobs_cancel */
                 }
                 job_unref(j);
         }
@@ -294,5 +297,7 @@ void jobs_deadline_run(struct jobs *js, int64_t now_ms)
 
 int64_t jobs_next_deadline(const struct jobs *js)
 {
-        return js->n_deadlines ? js->deadlines[0]->deadline_ms : 0;
+        int64_t next = js->n_deadlines ? js->deadlines[0]->deadline_ms : 0;
+        int64_t early = jobs_early_next(js);
+        return early && (!next || early < next) ? early : next;
 }

@@ -41,6 +41,12 @@ struct jobs {
          * posts loads_mail, once until it has run. */
         atomic_bool loads_wanted, loads_posted;
         struct mail loads_mail;
+        /* Quick jobs run before they are stored (jobs.h), oldest first, each until its
+         * early_due_ms: one still queued then is stored queued and accepted, as any
+         * job is, instead of keeping its submitter waiting (jobs_submit.c). */
+        struct job *early_head, *early_tail;
+        struct mail early_mail;       /* wakes the loop to arm the timer for the first */
+        bool early_posted;
 };
 
 #define COALESCE_BUCKETS 16384 /* a power of two */
@@ -131,9 +137,21 @@ void job_rejected(struct jobs *js, struct job *j, enum kiln_err code, const char
 void job_not_stored(struct jobs *js, struct job *j);
 /* Stores a quick job (jobs.h) that will not run now, kilnd stopping, as an ordinary
  * queued job with its input: its submitters are then told it is accepted, and it
- * runs after the restart. Any thread; j is in no scheduler queue and has no store
- * operation in flight. */
-void jobs_early_store_queued(struct job *j);
+ * runs after the restart (`requeue` false), or again now (true: loop thread).
+ * Any thread; j is in no scheduler queue and has no store operation in flight. */
+void jobs_early_store_queued(struct job *j, bool requeue);
+/* How long a quick job may wait for a worker before it is stored queued, and its
+ * submitter told it is accepted. */
+#define JOBS_EARLY_WAIT_MS 50
+/* Stores each quick job whose wait for a worker has passed by now_ms (wall clock)
+ * and that is still queued, then puts it back in its queue. Loop thread. */
+void jobs_early_due(struct jobs *js, int64_t now_ms);
+/* When the first quick job still waiting is due (wall clock ms), 0 = none. */
+int64_t jobs_early_next(const struct jobs *js);
+/* Drops every waiting quick job from the list (the job table still holds them). */
+void jobs_early_clear(struct jobs *js);
+/* Takes j off that list, if it is on it (it leaves the job table). */
+void jobs_early_unlist(struct jobs *js, struct job *j);
 /* Makes room in the deadline heap for every job being committed plus one, so a
  * job accepted later always gets its deadline armed. Returns >= 0 or -ENOMEM. */
 int jobs_deadline_reserve(struct jobs *js);

@@ -420,6 +420,11 @@ static void on_early_queued_mail(struct mail *m)
                 j->early = false;
                 jobs_room_used(js, j->in.size);
                 jobs_accepted(js, j, false);
+                /* Taken out of its queue only to be stored: back to it (at the
+                 * end of its priority). A stop asked meanwhile ends it there. */
+                if (j->early_requeue && js->sched)
+                        sched_push(js->sched, &j->item);
+                j->early_requeue = false;
         }
         submit_outputs_free(j);
         job_unref(j); /* the store operation's reference */
@@ -430,12 +435,109 @@ static void on_early_queued(struct store_op *op)
         job_op_to_loop(op, on_early_queued_mail);
 }
 
-void jobs_early_store_queued(struct job *j)
+void jobs_early_store_queued(struct job *j, bool requeue)
 {
+        j->early_requeue = requeue;
         atomic_store(&j->state, KILN_JOB_QUEUED);
         submit_op_init(j, NULL, on_early_queued);
         job_ref(j);
         storeq_submit(j->js->storeq, &j->op);
+}
+
+/* ---- quick jobs that wait for a worker ---- */
+
+/* A quick job is run before it is stored so that its one commit is its final
+ * record; its submitter hears `accepted` only then. That is quick only while a
+ * worker is free: behind a long job it would wait with no job id (not in `list`,
+ * not cancellable). So each waits at most JOBS_EARLY_WAIT_MS; one still queued then
+ * is stored queued, accepted, and queued again. */
+static void on_early_mail(struct mail *m)
+{
+        struct jobs *js = container_of(m, struct jobs, early_mail);
+        js->early_posted = false; /* the loop arms its timer after the mail */
+}
+
+/* Whether j, on the list, may still be waiting for a worker: early (not stored
+ * queued since) and not finished. */
+static bool early_waiting(const struct job *j)
+{
+        return j->early && !kiln_job_state_is_final(atomic_load(&j->state));
+}
+
+void jobs_early_unlist(struct jobs *js, struct job *j)
+{
+        if (!j->early_listed)
+                return;
+        if (j->early_prev)
+                j->early_prev->early_next = j->early_next;
+        else
+                js->early_head = j->early_next;
+        if (j->early_next)
+                j->early_next->early_prev = j->early_prev;
+        else
+                js->early_tail = j->early_prev;
+        j->early_prev = j->early_next = NULL;
+        j->early_listed = false;
+        job_unref(j);
+}
+
+static void early_watch(struct jobs *js, struct job *j)
+{
+        j->early_due_ms = kiln_wall_ms() + JOBS_EARLY_WAIT_MS;
+        j->early_prev = js->early_tail;
+        j->early_next = NULL;
+        if (js->early_tail) {
+                js->early_tail->early_next = j;
+        } else {
+                js->early_head = j;
+                if (!js->early_posted && js->mailbox) {
+                        js->early_posted = true;
+                        js->early_mail.fn = on_early_mail;
+                        mailbox_post(js->mailbox, &js->early_mail);
+                }
+        }
+        js->early_tail = job_ref(j);
+        j->early_listed = true;
+}
+
+void jobs_early_due(struct jobs *js, int64_t now_ms)
+{
+        while (js->early_head && js->early_head->early_due_ms <= now_ms) {
+                struct job *j = job_ref(js->early_head);
+                jobs_early_unlist(js, j);
+                /* Still early and still in its queue (not taken by a worker, not
+                 * finished, not stored queued at a drain). */
+                if (early_waiting(j) && js->sched && sched_remove(js->sched, &j->item))
+                        jobs_early_store_queued(j, true);
+                job_unref(j);
+        }
+}
+
+int64_t jobs_early_next(const struct jobs *js)
+{
+        /* Those done waiting are passed over (they leave at the next watch or when
+         * due), so a finished one arms no timer. */
+        for (const struct job *j = js->early_head; j; j = j->early_next)
+                if (early_waiting(j))
+                        return j->early_due_ms;
+        return 0;
+}
+
+void jobs_early_clear(struct jobs *js)
+{
+        while (js->early_head)
+                jobs_early_unlist(js, js->early_head);
+}
+
+/* Whether a submission (j) may share the live job `live`: the same priority and
+ * the same timeout_ms, since the job has one place in the queues and one deadline
+ * (measured from its own submission). Another priority or timeout is its own job:
+ * a critical submission never waits as a low one, nor a short deadline as a long. */
+static bool same_terms(const struct job *live, const struct job *j)
+{
+        int64_t live_timeout = live->deadline_ms ? live->deadline_ms - live->submitted_ms : 0;
+        int64_t timeout = j->deadline_ms ? j->deadline_ms - j->submitted_ms : 0;
+        return live->priority == j->priority && live_timeout == timeout;
 }
 
 /* Attaches a submission to an identical live job of its tenant. */
@@ -614,7 +716,7 @@ int jobs_submit(struct jobs *js, const struct job_submit *rq, struct proto_error
          * keyed submission goes to the store first (its key may name another job),
          * and cache: false asks for a fresh computation. */
         struct job *live = rq->key || !rq->cache ? NULL : jobs_coalesce_find(js, rq->tenant, j->cache_key.hash);
-        if (live) {
+        if (live && same_terms(live, j)) {
                 r = attach(js, live, rq, ret_err);
                 job_unref(j);
                 return r;
@@ -636,6 +738,7 @@ int jobs_submit(struct jobs *js, const struct job_submit *rq, struct proto_error
                 /* Stored once, finished (job_finish): nothing goes to the store now. */
                 j->early = true;
                 jobs_start(js, j);
+                early_watch(js, j);
                 job_unref(j); /* the table holds it */
                 return 1;
         }

@@ -422,6 +422,39 @@ static void test_an_identical_submission_attaches_to_the_live_job(void **state)
         assert_int_equal(n_queued, 1);
 }
 
+/* A job has one place in the queues and one deadline: a submission of another
+ * priority or timeout_ms is a job of its own, and one made after the live job was
+ * asked to stop (cancelled) is never attached to it. */
+static void test_only_a_submission_on_the_same_terms_attaches(void **state)
+{
+        struct fixture *f = *state;
+        struct proto_error err;
+
+        assert_int_equal(submit(f, "lens.nfw", small, 7, NULL, &err), 1);
+        answer(f, 0, STORE_SUBMIT_STORED);
+        json_t *p = json_loads(small, 0, NULL);
+        struct job_submit rq = { .kind = "lens.nfw", .params = p, .tenant = "acme", .priority = KILN_PRIO_CRITICAL,
+                                 .cache = true, .watch = true, .session = 8 };
+        assert_int_equal(jobs_submit(f->js, &rq, &err), 1); /* critical: its own job */
+        rq.priority = KILN_PRIO_NORMAL;
+        rq.timeout_ms = 300;
+        assert_int_equal(jobs_submit(f->js, &rq, &err), 1); /* another deadline: its own */
+        assert_int_equal(jobs_coalesced(f->js), 0);
+        rq.timeout_ms = 0;
+        assert_int_equal(jobs_submit(f->js, &rq, &err), 0); /* the same terms: attached */
+        assert_int_equal(jobs_coalesced(f->js), 1);
+        answer(f, 0, STORE_SUBMIT_STORED);
+        answer(f, 0, STORE_SUBMIT_STORED);
+
+        struct job *live = container_of(queued[0], struct job, item);
+        jobs_cancel(f->js, live);
+        assert_int_equal(submit(f, "lens.nfw", small, 9, NULL, &err), 1); /* not the cancelled one */
+        assert_int_equal(jobs_coalesced(f->js), 1);
+        for (storeq_flush(f->q); n_ops; storeq_flush(f->q)) /* the cancelled one's final record, the submit */
+                answer(f, 0, STORE_SUBMIT_STORED);
+        json_decref(p);
+}
+
 /* ---- quick jobs: run before anything of them is stored ---- */
 
 static const char one_row[] = "{\"model\": \"altman-z2\", \"rows\": [[0.1, 0.2, 0.3, 0.4]]}";
@@ -465,6 +498,43 @@ static void test_a_quick_job_runs_first_and_is_stored_once_finished(void **state
         assert_string_equal(events[2].job, events[0].job);
         assert_null(jobs_find(f->js, j->id));
         assert_int_equal(jobs_next_deadline(f->js), 0);
+        job_unref(j);
+}
+
+/* One that no worker takes within JOBS_EARLY_WAIT_MS (all busy with long jobs) is
+ * stored queued as any job is, its submitter told it is accepted (it has a job id
+ * to watch or cancel), and it is queued again; it then ends as a stored job. */
+static void test_a_quick_job_left_waiting_is_stored_queued_and_accepted(void **state)
+{
+        struct fixture *f = *state;
+        struct proto_error err;
+
+        assert_int_equal(submit(f, "risk.score", one_row, 7, NULL, &err), 1);
+        int64_t due = jobs_next_deadline(f->js);
+        assert_true(due > 0 && due <= kiln_wall_ms() + JOBS_EARLY_WAIT_MS);
+        jobs_deadline_run(f->js, due - 1); /* not yet */
+        storeq_flush(f->q);
+        assert_int_equal(n_ops, 0);
+        assert_int_equal(n_queued, 1);
+
+        jobs_deadline_run(f->js, due);
+        storeq_flush(f->q);
+        assert_int_equal(n_queued, 0);       /* out of its queue while it is stored */
+        assert_int_equal(n_ops, 1);
+        assert_int_equal(ops[0]->type, STORE_OP_SUBMIT);
+        assert_int_equal(ops[0]->job->state, KILN_JOB_QUEUED);
+        assert_int_equal(n_events, 0);
+        answer(f, 0, STORE_SUBMIT_STORED);
+        assert_int_equal(n_events, 1);
+        assert_string_equal(events[0].what, "accepted");
+        assert_string_equal(events[0].state, "queued");
+        assert_int_equal(n_queued, 1);       /* queued again */
+        assert_true(jobs_next_deadline(f->js) > due); /* its own deadline, no early one */
+
+        struct job *j = run_to_done(f);
+        answer(f, 0, 0);                     /* its final record replaces the queued one */
+        assert_string_equal(events[n_events - 1].what, "done");
+        assert_null(jobs_find(f->js, j->id));
         job_unref(j);
 }
 
@@ -902,6 +972,9 @@ int main(void)
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_a_quick_job_runs_first_and_is_stored_once_finished, setup,
                                                 teardown),
+                cmocka_unit_test_setup_teardown(test_a_quick_job_left_waiting_is_stored_queued_and_accepted, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_only_a_submission_on_the_same_terms_attaches, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_a_quick_job_the_store_refuses_is_rejected_not_accepted, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_a_submission_attached_to_a_quick_job_is_accepted_with_it, setup,
