@@ -443,8 +443,8 @@ static void body_parsed(struct http_api_req *r, json_t *msg, const struct proto_
                 if (msg || !why)
                         respond_error(r, 400, "bad_request", "body",
                                       "the body must be a JSON object like a submit message");
-                else
-                        respond_error(r, 400, "bad_request", why->field, why->message);
+                else /* as over the WebSocket: a number past range in params is bad_params */
+                        respond_error(r, 400, kiln_err_name(why->code), why->field, why->message);
                 return;
         }
         /* The body is a `submit`; the answer is its `accepted` (no watching over

@@ -162,7 +162,7 @@ class HttpApiTest(unittest.TestCase):
         self.assertError(status, body, 400, "bad_request", "body")
         status, _, body = self.request("POST", "/api/v1/jobs",
                                        b'{"kind":"lens.nfw","params":{"mass":1e14,"grid_size":99999999999999999999}}')
-        self.assertError(status, body, 400, "bad_request", "params.grid_size")
+        self.assertError(status, body, 400, "bad_params", "params.grid_size")  # as over the WebSocket
         # Fields the body does not take are refused, not overwritten.
         for extra, field in (({"watch": "x"}, "watch"), ({"watch": True}, "watch"), ({"op": "status"}, "op"),
                              ({"priorty": "high"}, "priorty")):
@@ -253,12 +253,17 @@ class HttpApiBigBodyTest(KilndTestCase):
         status, reply = self.post(json.dumps(["x" * (300 << 10)]).encode())
         self.assertEqual(status, 400, reply)
         self.assertIn("must be a JSON object", json.loads(reply)["message"])
-        # Parsed on a worker, a number past int64 is still named by its path.
+        # Parsed on a worker, a number past int64 is still named by its path, and
+        # within params it is bad_params, as over the WebSocket.
         status, reply = self.post(b'{"kind":"risk.score","params":{"rows":[' + b"[1]," * (100 << 10) +
                                   b'[99999999999999999999]]}}')
         self.assertEqual(status, 400, reply)
         e = json.loads(reply)
-        self.assertEqual((e["code"], e["field"]), ("bad_request", "params.rows[102400][0]"), e)
+        self.assertEqual((e["code"], e["field"]), ("bad_params", "params.rows[102400][0]"), e)
+        status, reply = self.post(b'{"kind":"lens.nfw","timeout_ms":99999999999999999999,"params":{}}')
+        self.assertEqual(status, 400, reply)
+        e = json.loads(reply)
+        self.assertEqual((e["code"], e["field"]), ("bad_request", "timeout_ms"), e)
 
     def test_a_client_gone_while_its_big_body_is_parsed_leaves_kilnd_serving(self):
         import socket
