@@ -585,7 +585,8 @@ static int load_dropins(struct loader *l, const char *path)
                 set_error(l->err, dir, 0, "", "out of memory");
         closedir(d);
         if (r == 0) {
-                qsort(names, n, sizeof(*names), cmp_names);
+                if (n) /* names is NULL for an empty folder: qsort's pointer may not be */
+                        qsort(names, n, sizeof(*names), cmp_names);
                 for (size_t i = 0; i < n && r == 0; i++)
                         r = load_file(l, names[i], false);
         }
@@ -754,7 +755,8 @@ int kiln_config_validate(const struct kiln_config *c, struct kiln_config_error *
                 return rule_error(c, err, "auth", "required", msg);
         }
         if ((c->server.tls_cert[0] == '\0') != (c->server.tls_key[0] == '\0')) {
-                const char *key = c->server.tls_cert[0] ? "tls_key" : "tls_cert";
+                /* Named where it was set: the key given alone, with its file and line. */
+                const char *key = c->server.tls_cert[0] ? "tls_cert" : "tls_key";
                 return rule_error(c, err, "server", key,
                                   "server.tls_cert and server.tls_key must be set together");
         }

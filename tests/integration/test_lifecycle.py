@@ -132,6 +132,22 @@ class CommandLineTest(unittest.TestCase):
         r = run_kilnd(["--check-config", "--config", path])
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
+    def test_check_config_accepts_an_empty_drop_in_folder(self):
+        # The package's layout: /etc/kiln/kiln.conf.d exists with nothing in it.
+        path = self.conf("[cpu]\nthreads = 2\n")
+        os.mkdir(path + ".d")
+        for flag in ("--check-config", "--print-config"):
+            r = run_kilnd([flag, "--config", path])
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertNotIn("runtime error", r.stderr)
+
+    def test_check_config_names_the_tls_key_given_alone_where_it_was_given(self):
+        path = self.conf("[server]\ntls_cert = /etc/hosts\n")
+        r = run_kilnd(["--check-config", "--config", path])
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn(f"{path}:2: server.tls_cert: server.tls_cert and server.tls_key must be set together",
+                      r.stderr)
+
     def test_check_config_names_file_line_and_key_of_an_error(self):
         path = self.conf("[server]\nlisten = 127.0.0.1:9123\n\n[jobs]\nmax_retries = 2\nbogus_key = 7\n")
         r = run_kilnd(["--check-config", "--config", path])
