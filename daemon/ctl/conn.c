@@ -57,8 +57,22 @@ int conn_send(struct conn *c, json_t *msg)
         return r;
 }
 
+static bool errors_as_json;
+
+void print_errors_as_json(bool on)
+{
+        errors_as_json = on;
+}
+
 void print_error(const json_t *e)
 {
+        if (errors_as_json && json_is_object(e)) {
+                json_t *copy = json_copy((json_t *)e);
+                json_object_del(copy, "ref"); /* kilnctl's own numbering, as in its other output */
+                print_json(copy, JSON_COMPACT);
+                json_decref(copy);
+                fflush(stdout);
+        }
         const char *code = json_string_value(json_object_get(e, "code"));
         const char *field = json_string_value(json_object_get(e, "field"));
         const char *msg = json_string_value(json_object_get(e, "message"));
@@ -155,6 +169,7 @@ int conn_open(struct ctx *x)
         c->url = url;
         c->out_dir = x->a->val[OPT_OUT];
         c->json = x->a->val[OPT_JSON] != NULL;
+        print_errors_as_json(c->json);
         c->deadline = x->timeout_s > 0 ? now_ms() + (int64_t)(x->timeout_s * 1000) : -1;
         /* --timeout-s bounds the whole command, the connection included. */
         int connect_ms = x->timeout_s > 0 && x->timeout_s * 1000 < CONNECT_TIMEOUT_MS

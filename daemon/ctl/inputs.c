@@ -268,11 +268,11 @@ int ctl_npy_open_f32_matrix(const char *path, int *ret_fd, struct ctl_npy *ret, 
                 r = -EINVAL;
         } else if (h.ndim != 2) {
                 shape_text(&h, shape, sizeof(shape));
-                snprintf(err, err_size, "%s has shape %s; vectors need 2 dimensions, [n][dim]", path, shape);
+                snprintf(err, err_size, "%s has shape %s; 2 dimensions are needed, [n][dim]", path, shape);
                 r = -EINVAL;
         } else if (h.shape[0] == 0 || h.shape[1] == 0) {
                 shape_text(&h, shape, sizeof(shape));
-                snprintf(err, err_size, "%s holds no vectors (shape %s)", path, shape);
+                snprintf(err, err_size, "%s is empty (shape %s); at least one row of one value is needed", path, shape);
                 r = -EINVAL;
         } else if (h.shape[1] > UINT64_MAX / 4 / h.shape[0]) {
                 shape_text(&h, shape, sizeof(shape));

@@ -355,7 +355,10 @@ static int wait_done(struct conn *c, const char *job, int ref, json_t *first)
         bool ok = state && !strcmp(state, "done");
         int r = ok ? receive_parts(c, done) : 0;
 
-        if (c->json) {
+        if (r) {
+                /* Its parts did not all arrive or could not be saved (said on
+                 * stderr): no result is printed as if it were whole. */
+        } else if (c->json) {
                 json_object_del(done, "ref");
                 print_json(done, JSON_COMPACT);
         } else if (ok) {
@@ -523,7 +526,7 @@ static int cmd_submit(struct ctx *x)
                 return usage_error("%s", "--rows and --queries go to different kinds: give one");
         }
         if (rows_path && ctl_rows_read(rows_path, &rows, &n_rows, &n_cols, err, sizeof(err)) < 0) {
-                fprintf(stderr, "kilnctl: %s\n", err);
+                fprintf(stderr, "kilnctl: --%s: %s\n", rows_part, err);
                 json_decref(msg);
                 return EXIT_USAGE;
         }
@@ -724,8 +727,15 @@ static int cmd_cancel(struct ctx *x)
         r = simple_call(x, json_pack("{s:s, s:s}", "op", "cancel", "job", x->a->pos[1]), &reply);
         if (r >= 0)
                 return r;
+        /* The state when the cancel arrived: a queued job ends at once, a running
+         * one when its kind next looks, a finished one is left as it was. */
         const char *state = json_string_value(json_object_get(reply, "state"));
-        printf("%s %s\n", x->a->pos[1], state ? state : "cancel requested");
+        if (!state || !strcmp(state, "running"))
+                printf("%s running: cancel requested, it ends cancelled when it next checks\n", x->a->pos[1]);
+        else if (!strcmp(state, "queued") || !strcmp(state, "cancelled"))
+                printf("%s cancelled\n", x->a->pos[1]);
+        else
+                printf("%s %s: already finished, nothing cancelled\n", x->a->pos[1], state);
         json_decref(reply);
         return 0;
 }

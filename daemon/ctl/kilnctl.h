@@ -124,8 +124,10 @@ int simple_call(struct ctx *x, json_t *msg, json_t **ret);
 
 bool is_op(const json_t *j, const char *op);
 
-/* Prints an error reply the way every command does: code, field, message. */
+/* Prints an error reply the way every command does: code, field, message on
+ * stderr; with --json (print_errors_as_json) also the reply itself on stdout. */
 void print_error(const json_t *e);
+void print_errors_as_json(bool on);
 void print_value(const json_t *v);
 void print_json(const json_t *j, size_t flags);
 

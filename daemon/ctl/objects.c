@@ -403,7 +403,7 @@ static int vec_put(struct ctx *x)
         struct ctl_npy h;
         json_t *ids;
         if (ctl_npy_open_f32_matrix(npy, &fd, &h, err, sizeof(err)) < 0) {
-                fprintf(stderr, "kilnctl: %s\n", err);
+                fprintf(stderr, "kilnctl: vectors: %s\n", err);
                 return EXIT_USAGE;
         }
         if (ctl_ids_read(ids_path, &ids, err, sizeof(err)) < 0) {

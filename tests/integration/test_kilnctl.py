@@ -334,6 +334,27 @@ class KilnctlJobs(KilndTestCase):
             r = self.ctl(cmd, "01890a5d-ac96-774b-bcce-b302099a8057")
             self.assertEqual(r.returncode, 1, cmd)
             self.assertIn("not_found", r.stderr, cmd)
+            # --json: the error reply itself on stdout, as every other reply.
+            r = self.ctl("--json", cmd, "01890a5d-ac96-774b-bcce-b302099a8057")
+            self.assertEqual(r.returncode, 1, cmd)
+            e = json.loads(r.stdout)
+            self.assertEqual((e["op"], e["code"], e["field"]), ("error", "not_found", "job"), cmd)
+
+    def test_a_result_whose_parts_cannot_be_saved_is_not_printed(self):
+        # /proc takes no new folder, root or not: refused before the job or after it
+        # ran, never with the scalars printed as if the result were whole.
+        r = self.ctl("submit", *NFW, "--out", "/proc/kiln-no-such-dir")
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        self.assertNotIn("r200_kpc", r.stdout)
+        self.assertIn("/proc/kiln-no-such-dir", r.stderr)
+
+    def test_cancel_of_a_finished_job_says_nothing_was_cancelled(self):
+        r = self.ctl("submit", *NFW, "--no-wait")
+        job = r.stdout.strip()
+        self.assertEqual(self.ctl("watch", job).returncode, 0)
+        c = self.ctl("cancel", job)
+        self.assertEqual(c.returncode, 0, c.stderr)
+        self.assertEqual(c.stdout.strip(), f"{job} done: already finished, nothing cancelled")
 
     def test_url_from_environment(self):
         r = kilnctl("stats", env={"KILN_URL": self.kilnd.url})
