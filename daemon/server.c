@@ -229,15 +229,32 @@ static char *health_body(struct kilnd *d, bool ready, const char *reason)
         return s;
 }
 
+/* Whether a Sec-WebSocket-Protocol list ("a, b") names kiln.v1. */
+static bool offers_kiln_v1(char *list)
+{
+        char *save = NULL;
+        for (char *t = strtok_r(list, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save))
+                if (!strcmp(t, "kiln.v1"))
+                        return true;
+        return false;
+}
+
 /* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE, asked of whichever protocol the request is
  * bound to: kilnd speaks HTTP/1.1 only (see the ALPN in server_start), so an h2c
  * upgrade is refused by closing the connection. A WebSocket past
  * server.max_connections is answered 503 as an /api/ request is (the client sees
- * why), then closed. */
+ * why), then closed; so is one asking only for subprotocols kilnd does not speak
+ * (400), which lws would drop without a word. */
 static int confirm_upgrade(struct kilnd *d, struct lws *wsi, const char *up)
 {
         if (up && !strcasecmp(up, "h2c"))
                 return -1;
+        char asked[256];
+        int n = lws_hdr_copy(wsi, asked, sizeof(asked), WSI_TOKEN_PROTOCOL);
+        if (n > 0 && !offers_kiln_v1(asked))
+                return http_answer(wsi, HTTP_STATUS_BAD_REQUEST, "application/json",
+                                   http_api_error_json("bad_request", "Sec-WebSocket-Protocol",
+                                                       "kilnd speaks the WebSocket subprotocol kiln.v1 only"));
         if (d->n_sessions >= d->cfg->server.max_connections) {
                 char msg[160];
                 return http_answer(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "application/json",

@@ -564,6 +564,26 @@ class RefusedUpgradeTest(ServesOnCase):
                 await self.refused(path)
         self.run_async(go())
 
+    def test_an_upgrade_without_kiln_v1_among_its_subprotocols_is_told_why(self):
+        def upgrade(protocols):
+            return (b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                    b"Sec-WebSocket-Protocol: " + protocols + b"\r\n\r\n")
+
+        async def go():
+            got = await asyncio.get_running_loop().run_in_executor(None, http_exchange, self.kilnd.port,
+                                                                   upgrade(b"foo, bar"))
+            answers = split_responses(got)
+            self.assertEqual([status for status, _ in answers], [400], got[:500])
+            e = json.loads(answers[0][1])
+            self.assertEqual((e["code"], e["field"]), ("bad_request", "Sec-WebSocket-Protocol"), e)
+            # kiln.v1 among others is taken.
+            ws = await websockets.connect(f"ws://127.0.0.1:{self.kilnd.port}/ws", subprotocols=["foo", "kiln.v1"],
+                                          open_timeout=10)
+            self.assertEqual(ws.subprotocol, "kiln.v1")
+            await ws.close()
+        self.run_async(go())
+
     def test_connection_past_the_limit_is_refused_and_a_freed_place_is_taken(self):
         async def go():
             a = await self.client("tok-submit")
