@@ -764,8 +764,15 @@ void jobs_stop_all(struct jobs *js)
                         atomic_store(&j->item.stop, SCHED_STOP_SHUTDOWN);
 }
 
+uint32_t jobs_early_count(const struct jobs *js)
+{
+        return js->n_early;
+}
+
 void jobs_store_early(struct jobs *js)
 {
+        if (!js->n_early)
+                return;
         for (size_t b = 0; b < js->table_buckets; b++)
                 for (struct job *j = js->table[b]; j; j = j->table_next)
                         if (j->early && js->sched && sched_remove(js->sched, &j->item))

@@ -304,9 +304,13 @@ int64_t jobs_next_deadline(const struct jobs *js);
 void jobs_stop_all(struct jobs *js);
 /* Draining: the quick jobs still queued (run before anything of them was stored,
  * see above) are taken out of the scheduler and stored as queued jobs, so their
- * submitters are told they are accepted and they run after the restart. Loop
- * thread. */
+ * submitters are told they are accepted and they run after the restart. One in a
+ * batch being gathered is not in a queue: the drain calls this again until
+ * jobs_early_count is 0. Loop thread. */
 void jobs_store_early(struct jobs *js);
+/* Quick jobs with no record stored yet (queued, gathered, running, or their final
+ * or queued record on its way): a drain ends only when there are none. */
+uint32_t jobs_early_count(const struct jobs *js);
 
 /* ---- room in the store (loop thread) ---- */
 

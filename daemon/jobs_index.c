@@ -62,6 +62,8 @@ void jobs_table_remove(struct jobs *js, struct job *j)
                         *pp = j->table_next;
                         j->table_next = NULL;
                         js->table_count--;
+                        if (j->early)
+                                js->n_early--;
                         job_unref(j);
                         return;
                 }

@@ -45,6 +45,7 @@ struct jobs {
          * early_due_ms: one still queued then is stored queued and accepted, as any
          * job is, instead of keeping its submitter waiting (jobs_submit.c). */
         struct job *early_head, *early_tail;
+        uint32_t n_early;             /* jobs in the table with early set: none stored yet */
         struct mail early_mail;       /* wakes the loop to arm the timer for the first */
         bool early_posted;
 };

@@ -418,6 +418,7 @@ static void on_early_queued_mail(struct mail *m)
                 /* Stored now: should it still end here, it ends as any stored job
                  * does (its final record replaces the queued one, not a first). */
                 j->early = false;
+                js->n_early--;
                 jobs_room_used(js, j->in.size);
                 jobs_accepted(js, j, false);
                 /* Taken out of its queue only to be stored: back to it (at the
@@ -737,6 +738,7 @@ int jobs_submit(struct jobs *js, const struct job_submit *rq, struct proto_error
         if (run_early(js, kind, j, rq, lookup)) {
                 /* Stored once, finished (job_finish): nothing goes to the store now. */
                 j->early = true;
+                js->n_early++;
                 jobs_start(js, j);
                 early_watch(js, j);
                 job_unref(j); /* the table holds it */

@@ -401,7 +401,12 @@ static void check_drain(struct kilnd *d)
          * still answered. */
         bool decoded = (d->decoding == 0 && d->object_reads == 0 && d->objops_waiting == 0) ||
                        kiln_mono_ms() >= d->drain_deadline_ms + DRAIN_FLUSH_MS;
-        if (sched_running(d->sched) == 0 && storeq_in_flight(d->storeq) == 0 && flushed && decoded) {
+        /* A quick job a worker was gathering into a batch when the drain began is
+         * put back in its queue after it: stored queued and accepted now. None may
+         * be left unstored (it would be lost, its submitter never answered). */
+        jobs_store_early(d->jobs);
+        bool stored = jobs_early_count(d->jobs) == 0 || kiln_mono_ms() >= d->drain_deadline_ms + DRAIN_FLUSH_MS;
+        if (sched_running(d->sched) == 0 && storeq_in_flight(d->storeq) == 0 && flushed && decoded && stored) {
                 if (!d->closing) {
                         d->closing = true;
                         d->drain_closing_ms = kiln_mono_ms() + 1000;

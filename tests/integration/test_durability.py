@@ -478,6 +478,40 @@ class DurabilityTest(unittest.TestCase):
         self.assert_same_results(got, [j for _, j in accepted], [quick[i] for i, _ in accepted],
                                  "quick, accepted before SIGTERM", kind="risk.score")
 
+    def test_sigterm_stores_the_quick_jobs_being_gathered_into_a_batch(self):
+        # With a 1 s batch window, a worker holds the quick jobs it is gathering,
+        # in no queue, when SIGTERM comes; it puts them back after the drain began.
+        # Each is still stored queued and answered `accepted` before the close, and
+        # runs after the restart.
+        k = self.start(KILN_BATCH_RISK_SCORE_MAX_DELAY_US="1000000", KILN_BATCH_RISK_SCORE_MAX_BATCH="4096")
+        quick = [{"model": "altman-z2", "rows": [[0.3 + i / 100, 0.1, 0.2, 2.0]]} for i in range(10)]
+
+        async def go():
+            c = await Client.connect(k.url)
+            for i, p in enumerate(quick):
+                await c.send({"op": "submit", "kind": "risk.score", "params": p, "cache": False, "watch": False,
+                              "ref": i})
+            await asyncio.sleep(0.2)  # in the worker's batch, not in a queue
+            self.k.proc.send_signal(signal.SIGTERM)
+            answers = {}
+            try:
+                while True:
+                    m = await c.recv(30)
+                    answers[m.get("ref")] = m
+            except websockets.exceptions.ConnectionClosed:
+                pass
+            return answers
+
+        answers = self.run_async(go())
+        self.assertEqual(k.proc.wait(60), 0, f"SIGTERM must exit 0:\n{k.read_log()}")
+        self.assertEqual(sorted(r for r in answers if isinstance(r, int)), list(range(len(quick))), answers)
+        for i in range(len(quick)):
+            self.assertEqual((answers[i]["op"], answers[i]["state"]), ("accepted", "queued"), answers[i])
+        self.restart()
+        ids = [answers[i]["job"] for i in range(len(quick))]
+        got = self.run_async(watch_all(k.url, ids))
+        self.assert_same_results(got, ids, quick, "quick, gathered at SIGTERM", kind="risk.score")
+
     def test_kill9_mid_burst_keeps_every_job_already_accepted(self):
         k = self.start()
         n = 3000  # small jobs, sent in slices while replies are read
