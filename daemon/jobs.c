@@ -572,16 +572,23 @@ static int sink_prepare(void *ctx, struct sched_item *it, enum kiln_err *ret_cod
                  * job fails not_found, as it would had the drop been the last
                  * change. An object that began at 1 was never dropped, or was put
                  * anew by a kilnd that did not keep the drop's mark: then its name
-                 * must also have been put before the job was submitted. */
-                if (r == -ENOENT &&
-                    objects_stored_version(js->objects, j->tenant, j->kind->object, j->object_name, &stored,
-                                           &began, &created_ms) >= 0 &&
-                    stored > j->object_version && began <= j->object_version &&
-                    (began > 1 || created_ms <= j->submitted_ms)) {
+                 * must also have been put before the job was submitted. A put that
+                 * commits between reading the stored version and loading it replaces
+                 * that one too: the newer is tried, a bounded number of times (each
+                 * try follows a commit, so only a writer that never stops exhausts
+                 * them). */
+                uint64_t tried = j->object_version;
+                for (int attempt = 0; r == -ENOENT && attempt < 16 &&
+                                      objects_stored_version(js->objects, j->tenant, j->kind->object, j->object_name,
+                                                             &stored, &began, &created_ms) >= 0 &&
+                                      stored > tried && began <= j->object_version &&
+                                      (began > 1 || created_ms <= j->submitted_ms);
+                     attempt++) {
                         r = objects_acquire(js->objects, j->tenant, j->kind->object, j->object_name, stored,
                                             &j->object_ref, msg);
                         if (r >= 0)
                                 j->cache_store = false;
+                        tried = stored;
                 }
                 if (r < 0) {
                         *ret_code = r == -ENOENT ? KERR_NOT_FOUND : r == -ENOMEM ? KERR_UNAVAILABLE : KERR_INTERNAL;

@@ -154,9 +154,16 @@ struct job *jobs_coalesce_find(struct jobs *js, const char *tenant, const uint8_
 {
         if (!js->coalesce)
                 return NULL;
-        for (struct job *j = js->coalesce[coalesce_bucket(hash)]; j; j = j->coalesce_next)
-                if (!memcmp(j->cache_key.hash, hash, sizeof(j->cache_key.hash)) && !strcmp(j->tenant, tenant))
-                        return j;
+        for (struct job *j = js->coalesce[coalesce_bucket(hash)]; j; j = j->coalesce_next) {
+                if (memcmp(j->cache_key.hash, hash, sizeof(j->cache_key.hash)) || strcmp(j->tenant, tenant))
+                        continue;
+                /* One that failed or was stopped, its final record not yet stored (it
+                 * leaves the map then), is no job to share: the submission runs anew. */
+                int state = atomic_load(&j->state);
+                if (atomic_load(&j->item.stop) || (kiln_job_state_is_final(state) && state != KILN_JOB_DONE))
+                        return NULL;
+                return j;
+        }
         return NULL;
 }
 

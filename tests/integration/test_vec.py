@@ -651,6 +651,51 @@ class VecBatching(KilndTestCase):
             self.assertEqual([np.float32(s) for _, s in got[0]], [s for _, s in want[0]], i)
 
 
+    def test_searches_while_the_collection_is_put_again_and_again_never_fail(self):
+        # A job bound to a version replaced before it ran runs against the stored
+        # one; a put committing between reading that and loading it replaced it
+        # too, and the job failed not_found for a collection that always existed.
+        rng = np.random.default_rng(8)
+        rows = rng.normal(size=(20000, 32)).astype(np.float32)
+
+        async def go():
+            c = await self.client()
+            await vec_put(c, "moving", rows, [f"r{i}" for i in range(len(rows))], metric="l2")
+            end = time.monotonic() + 6
+            outcomes, puts = [], 0
+
+            async def writer():
+                nonlocal puts
+                w = await self.client()
+                while time.monotonic() < end:
+                    await vec_put(w, "moving", rng.normal(size=(1, 32)).astype(np.float32), ["x"])
+                    puts += 1
+                await w.close()
+
+            async def searcher(seed):
+                s = await self.client()
+                q = np.random.default_rng(seed)
+                while time.monotonic() < end:
+                    accs = [await submit_search(s, "moving", q.normal(size=(1, 32)), k=5, inline=True, cache=False)
+                            for _ in range(8)]
+                    outcomes.extend((a["op"], None, a.get("code")) for a in accs if a.get("op") != "accepted")
+                    want = {a["job"] for a in accs if a.get("op") == "accepted"}
+                    while want:  # in whatever order they end (a failed one ends first)
+                        m = await s.recv(60)
+                        if isinstance(m, dict) and m.get("op") == "done" and m["job"] in want:
+                            want.discard(m["job"])
+                            outcomes.append((m["op"], m["state"], m.get("error")))
+                await s.close()
+
+            await asyncio.gather(writer(), *(searcher(i) for i in range(3)))
+            await c.close()
+            return outcomes, puts
+        outcomes, puts = self.run_async(go(), timeout=120)
+        bad = [o for o in outcomes if o[:2] != ("done", "done")]
+        print(f"\n  {len(outcomes)} searches during {puts} puts: {len(bad)} not done")
+        self.assertGreater(puts, 100)
+        self.assertEqual(bad, [])
+
 
 def objects_metrics(kilnd):
     """kiln_objects_loads_total and kiln_objects_hits_total from /metrics."""
