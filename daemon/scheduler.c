@@ -187,20 +187,25 @@ static void finished_failed(struct sched *s, struct sched_item *it, enum kiln_er
                          device && *device ? device : "cpu", batch);
 }
 
-/* Ends item i of a batch that this thread has claimed, from the task's outcome. */
+/* Ends item i of a batch that this thread has claimed, from the task's outcome.
+ * A cancel or a passed deadline asked before it ended wins over its result: a
+ * kind that runs a batch's tasks as one (vec.search's shared product) stops only
+ * when all of them are stopped, and a cancelled job must end cancelled whatever it
+ * was batched with. */
 static void finish_claimed(struct batch *b, size_t i, int status, const char *device)
 {
         struct sched *s = b->s;
         struct sched_item *it = b->items[i];
         uint32_t n = (uint32_t)b->n;
+        int stop = atomic_load(&it->stop);
 
-        if (status >= 0) {
+        if (status >= 0 && stop != SCHED_STOP_CANCEL && stop != SCHED_STOP_EXPIRE) {
                 finished(s, it, SCHED_END_DONE, 0, NULL, &b->results[i], device, n);
                 kiln_result_clear(&b->results[i]); /* empty unless the owner left it */
                 return;
         }
         kiln_result_clear(&b->results[i]);
-        switch (atomic_load(&it->stop)) {
+        switch (stop) {
         case SCHED_STOP_CANCEL:
                 finished(s, it, SCHED_END_CANCELLED, KERR_CANCELLED, "the job was cancelled while running", NULL,
                          device, n);

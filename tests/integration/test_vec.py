@@ -697,6 +697,42 @@ class VecBatching(KilndTestCase):
         self.assertEqual(bad, [])
 
 
+class VecCancelInGroupTest(KilndTestCase):
+    # One worker and a long batch window: single-query jobs and a big one run as
+    # one shared search.
+    env = {"KILN_CPU_THREADS": "1", "KILN_BATCH_VEC_SEARCH_MAX_DELAY_US": "200000"}
+
+    def test_a_job_cancelled_while_its_group_runs_ends_cancelled(self):
+        # The shared search stops only when all its jobs are stopped; a cancelled
+        # one among others still ends cancelled, not done with a result.
+        rng = np.random.default_rng(9)
+        rows = rng.normal(size=(50000, 64)).astype(np.float32)
+
+        async def go():
+            c = await self.client()
+            await vec_put(c, "group", rows, [f"g{i}" for i in range(len(rows))], metric="ip")
+            big = await submit_search(c, "group", rng.normal(size=(2000, 64)), k=10, cache=False)
+            small = [(await submit_search(c, "group", rng.normal(size=(1, 64)), k=10, inline=True,
+                                          cache=False))["job"] for _ in range(4)]
+            for _ in range(500):  # until the group runs
+                if (await c.call({"op": "status", "job": small[0]}))["state"] != "queued":
+                    break
+                await asyncio.sleep(0.01)
+            replies = [await c.call({"op": "cancel", "job": j}) for j in small[:2]]
+            want, got = set(small) | {big["job"]}, {}
+            while want - set(got):
+                m = await c.recv(120)
+                if isinstance(m, dict) and m.get("op") == "done":
+                    got[m["job"]] = m["state"]
+            await c.close()
+            return small, replies, got, big["job"]
+        small, replies, got, big = self.run_async(go())
+        if any(r["state"] != "running" for r in replies):
+            self.skipTest(f"the group was not running when cancelled: {replies}")
+        self.assertEqual([got[j] for j in small], ["cancelled", "cancelled", "done", "done"], got)
+        self.assertEqual(got[big], "done")
+
+
 def objects_metrics(kilnd):
     """kiln_objects_loads_total and kiln_objects_hits_total from /metrics."""
     m = metrics(kilnd)
