@@ -1037,13 +1037,14 @@ static void test_validate_tls_cert_and_key_together(void **state)
         struct kiln_config *c = kiln_config_new_defaults();
         struct kiln_config_error err;
 
+        /* Named by the key given alone, where it was given. */
         strcpy(c->server.tls_cert, "/etc/kiln/cert.pem");
         assert_int_equal(kiln_config_validate(c, &err), -EINVAL);
-        assert_string_equal(err.key, "server.tls_key");
+        assert_string_equal(err.key, "server.tls_cert");
         c->server.tls_cert[0] = '\0';
         strcpy(c->server.tls_key, "/etc/kiln/key.pem");
         assert_int_equal(kiln_config_validate(c, &err), -EINVAL);
-        assert_string_equal(err.key, "server.tls_cert");
+        assert_string_equal(err.key, "server.tls_key");
         strcpy(c->server.tls_cert, "/etc/kiln/cert.pem");
         assert_int_equal(kiln_config_validate(c, &err), 0);
         kiln_config_free(c);

@@ -165,7 +165,7 @@ static void test_f32_matrix_refusals_name_the_file(void **state)
                 { "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }", 24, "Fortran order" },
                 { "{'descr': '<f4', 'fortran_order': False, 'shape': (6,), }", 24, "shape (6,)" },
                 { "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 2, 3), }", 24, "shape (1, 2, 3)" },
-                { "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 3), }", 0, "no vectors" },
+                { "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 3), }", 0, "is empty (shape (0, 3))" },
                 { "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", 20, "20 bytes of data" },
                 { "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", 28, "28 bytes of data" },
                 { "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (2,), }", 8, "structured" },
