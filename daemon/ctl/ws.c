@@ -368,6 +368,11 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
                 if (c->cert_refused[0])
                         set_error(c, "the server's certificate is not trusted (%s); kilnctl checks it against the "
                                   "system's certificate authorities, or those in SSL_CERT_FILE", c->cert_refused);
+                else if (c->url.tls && in && strstr((const char *)in, "SSL"))
+                        /* OpenSSL's own words ("error:00000001:lib(0)::reason(1)") say
+                         * nothing of the usual cause. */
+                        set_error(c, "the TLS handshake failed (does the server speak TLS on this port? a "
+                                  "ws:// URL is for one that does not): %s", (const char *)in);
                 else
                         set_error(c, "%s", in && len ? (const char *)in : "connection failed");
                 c->state = WS_CLOSED;
