@@ -94,6 +94,7 @@ struct bench_result {
         unsigned idle_connected;       /* idle connections that said welcome */
         uint64_t err_replies;          /* {"op":"error"} to a submit */
         uint64_t err_failed;           /* done with state failed/cancelled/expired */
+        uint64_t err_bad_results;      /* a done or parts unlike the protocol's (names, sizes) */
         uint64_t err_connect;          /* connections that failed to open or hello */
         uint64_t err_dropped;          /* connections lost during the run */
         uint64_t err_lost_jobs;        /* in-flight jobs on a lost connection */

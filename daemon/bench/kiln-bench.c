@@ -10,10 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "bench.h"
+#include "proto.h"
 
 static void usage(FILE *f)
 {
@@ -59,9 +61,75 @@ static int parse_uint(const char *s, unsigned long min, unsigned long max, unsig
         return 0;
 }
 
+/* Why kiln_ws_url_parse refuses url: its port, or the URL as a whole. */
+static const char *url_fault(const char *url)
+{
+        size_t scheme = !strncasecmp(url, "ws://", 5) ? 5 : !strncasecmp(url, "wss://", 6) ? 6 : 0;
+        const char *p = url + scheme;
+
+        if (!scheme)
+                return "not a ws:// or wss:// URL";
+        p = *p == '[' ? strchr(p, ']') : p + strcspn(p, ":/");
+        if (p && *p == ']')
+                p++;
+        if (p && *p == ':') {
+                char *end;
+                long v = strtol(p + 1, &end, 10);
+                if (end != p + 1 && (!*end || *end == '/') && (v < 1 || v > 65535))
+                        return "port out of range (1 to 65535)";
+        }
+        return "not a ws:// or wss:// URL";
+}
+
 static double ms(const struct hdr *h, double pct)
 {
         return (double)hdr_value_at(h, pct) / 1000.0;
+}
+
+/* The length of the UTF-8 sequence at p (RFC 3629: no overlong form, surrogate
+ * or code point past U+10FFFF), 0 when there is none. Reads no further than a
+ * byte that cannot continue it (a NUL included). */
+static int utf8_len(const unsigned char *p)
+{
+        unsigned char lo = 0x80, hi = 0xBF;
+        int n;
+
+        if (p[0] < 0x80)
+                return 1;
+        if (p[0] >= 0xC2 && p[0] <= 0xDF)
+                n = 2;
+        else if (p[0] >= 0xE0 && p[0] <= 0xEF)
+                n = 3, lo = p[0] == 0xE0 ? 0xA0 : 0x80, hi = p[0] == 0xED ? 0x9F : 0xBF;
+        else if (p[0] >= 0xF0 && p[0] <= 0xF4)
+                n = 4, lo = p[0] == 0xF0 ? 0x90 : 0x80, hi = p[0] == 0xF4 ? 0x8F : 0xBF;
+        else
+                return 0;
+        if (p[1] < lo || p[1] > hi)
+                return 0;
+        for (int i = 2; i < n; i++)
+                if ((p[i] & 0xC0) != 0x80)
+                        return 0;
+        return n;
+}
+
+/* s as the body of a JSON string: escaped, and valid UTF-8 whatever s holds (a
+ * byte that starts no character becomes U+FFFD). */
+static void print_json_text(const char *s)
+{
+        for (const unsigned char *p = (const unsigned char *)s; *p;) {
+                int n = utf8_len(p);
+                if (!n) {
+                        fputs("\\ufffd", stdout);
+                        p++;
+                } else if (*p == '"' || *p == '\\') {
+                        printf("\\%c", *p++);
+                } else if (*p < 0x20) {
+                        printf("\\u%04x", *p++);
+                } else {
+                        fwrite(p, 1, (size_t)n, stdout);
+                        p += n;
+                }
+        }
 }
 
 static void print_json(const struct bench_opts *o, const struct bench_result *r)
@@ -72,28 +140,21 @@ static void print_json(const struct bench_opts *o, const struct bench_result *r)
                "\"idle\":%u,\"idle_connected\":%u,\"pipeline\":%u,\"rate\":%g,\"duration_s\":%g,"
                "\"jobs\":%llu,\"jobs_total\":%llu,\"jobs_per_s\":%.2f,"
                "\"p50_ms\":%.3f,\"p95_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,\"max_ms\":%.3f,"
-               "\"errors\":%llu,\"error_detail\":{\"error_replies\":%llu,\"failed\":%llu,\"connect\":%llu,"
-               "\"dropped\":%llu,\"lost_jobs\":%llu,\"unfinished\":%llu},",
+               "\"errors\":%llu,\"error_detail\":{\"error_replies\":%llu,\"failed\":%llu,\"bad_results\":%llu,"
+               "\"connect\":%llu,\"dropped\":%llu,\"lost_jobs\":%llu,\"unfinished\":%llu},",
                bench_scenario_name(o->scenario), o->rate > 0 ? "open" : "closed", o->accept_only ? "true" : "false",
                o->connections, r->connected, o->idle, r->idle_connected, o->pipeline, o->rate, o->duration_s,
                (unsigned long long)r->jobs, (unsigned long long)r->jobs_total, jps, ms(h, 50), ms(h, 95), ms(h, 99),
                ms(h, 99.9), (double)h->max_us / 1000.0, (unsigned long long)bench_errors(r),
                (unsigned long long)r->err_replies, (unsigned long long)r->err_failed,
-               (unsigned long long)r->err_connect, (unsigned long long)r->err_dropped,
-               (unsigned long long)r->err_lost_jobs, (unsigned long long)r->unfinished);
+               (unsigned long long)r->err_bad_results, (unsigned long long)r->err_connect,
+               (unsigned long long)r->err_dropped, (unsigned long long)r->err_lost_jobs,
+               (unsigned long long)r->unfinished);
         printf("\"rss_start_kb\":%ld,\"rss_idle_kb\":%ld,\"rss_end_kb\":%ld,\"first_error\":", r->rss_start_kb,
                r->rss_idle_kb, r->rss_end_kb);
         /* The error text is ours or the server's: escape it. */
         putchar('"');
-        for (const char *p = r->first_error; *p; p++) {
-                unsigned char ch = (unsigned char)*p;
-                if (ch == '"' || ch == '\\')
-                        printf("\\%c", ch);
-                else if (ch < 0x20)
-                        printf("\\u%04x", ch);
-                else
-                        putchar(ch);
-        }
+        print_json_text(r->first_error);
         printf("\"}\n");
 }
 
@@ -114,12 +175,12 @@ static void print_text(const struct bench_opts *o, const struct bench_result *r)
                o->duration_s, (double)r->jobs / o->duration_s, (unsigned long long)r->jobs_total);
         printf("latency: p50 %.3f ms  p95 %.3f ms  p99 %.3f ms  p99.9 %.3f ms  max %.3f ms\n", ms(h, 50), ms(h, 95),
                ms(h, 99), ms(h, 99.9), (double)h->max_us / 1000.0);
-        printf("errors:  %llu (error replies %llu, failed jobs %llu, connect %llu, dropped %llu, lost jobs %llu, "
-               "unfinished %llu)\n",
+        printf("errors:  %llu (error replies %llu, failed jobs %llu, bad results %llu, connect %llu, dropped %llu, "
+               "lost jobs %llu, unfinished %llu)\n",
                (unsigned long long)bench_errors(r), (unsigned long long)r->err_replies,
-               (unsigned long long)r->err_failed, (unsigned long long)r->err_connect,
-               (unsigned long long)r->err_dropped, (unsigned long long)r->err_lost_jobs,
-               (unsigned long long)r->unfinished);
+               (unsigned long long)r->err_failed, (unsigned long long)r->err_bad_results,
+               (unsigned long long)r->err_connect, (unsigned long long)r->err_dropped,
+               (unsigned long long)r->err_lost_jobs, (unsigned long long)r->unfinished);
         if (r->first_error[0])
                 printf("first error: %s\n", r->first_error);
 }
@@ -228,6 +289,11 @@ int main(int argc, char **argv)
                 usage(stderr);
                 return 2;
         }
+        struct kiln_ws_url url;
+        if (kiln_ws_url_parse(o.url, &url) < 0) {
+                fprintf(stderr, "kiln-bench: %s: %s\n", url_fault(o.url), o.url);
+                return 2;
+        }
         if ((o.scenario == SCEN_VEC) != (o.collection != NULL)) {
                 fprintf(stderr, "kiln-bench: --collection goes with --scenario vec, and vec needs it\n");
                 return 2;
@@ -264,7 +330,7 @@ int main(int argc, char **argv)
         }
         int r = bench_run(&o, res);
         if (r == -EINVAL) {
-                fprintf(stderr, "kiln-bench: not a ws:// or wss:// URL: %s\n", o.url);
+                fprintf(stderr, "kiln-bench: %s: %s\n", url_fault(o.url), o.url);
                 free(res);
                 return 2;
         }

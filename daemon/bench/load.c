@@ -29,6 +29,21 @@ void load_schedule_connects(struct bench *b)
         lws_sul_schedule(b->ctx, 0, &b->sul_connect, connect_more, 1);
 }
 
+/* libwebsockets 4.1's libev plugin re-arms its own timer only when that fires: a
+ * sul set meanwhile ran at the next socket event, so the run and the drain of a
+ * quiet server lasted up to ~20 s whatever --duration and --drain said. */
+void load_timer_after(struct bench *b, ev_timer *evt, lws_sorted_usec_list_t *sul, sul_cb_t cb, double s)
+{
+        if (!b->loop) {
+                lws_sul_schedule(b->ctx, 0, sul, cb, (lws_usec_t)(s * 1e6));
+                return;
+        }
+        ev_timer_stop(b->loop, evt);
+        ev_now_update(b->loop); /* from now, not from when the loop woke */
+        ev_timer_set(evt, s, 0);
+        ev_timer_start(b->loop, evt);
+}
+
 void load_conn_closed(struct conn *c, const char *why)
 {
         struct bench *b = c->b;
@@ -235,8 +250,11 @@ static void on_deadline_ev(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void bench_free(struct bench *b)
 {
-        if (b->loop)
+        if (b->loop) {
                 ev_timer_stop(b->loop, &b->deadline_evt);
+                ev_timer_stop(b->loop, &b->phase_evt);
+                ev_timer_stop(b->loop, &b->progress_evt);
+        }
         if (b->ctx)
                 lws_context_destroy(b->ctx);
         for (unsigned k = 0; b->loop && b->conns && k < b->n_conns; k++)
@@ -252,6 +270,7 @@ static void bench_free(struct bench *b)
                 free(b->conns[k].free_idx);
                 free(b->conns[k].unsent);
                 free(b->conns[k].rx);
+                free(b->conns[k].parts_want);
                 kiln_ws_hs_free(&b->conns[k].hs);
         }
         free(b->conns);
@@ -299,7 +318,8 @@ int bench_run(const struct bench_opts *o, struct bench_result *ret)
                 c->slots = calloc(cap, sizeof(*c->slots));
                 c->free_idx = calloc(cap, sizeof(*c->free_idx));
                 c->unsent = calloc(cap, sizeof(*c->unsent));
-                if (!c->slots || !c->free_idx || !c->unsent) {
+                c->parts_want = calloc(REPLY_MAX_PARTS, sizeof(*c->parts_want));
+                if (!c->slots || !c->free_idx || !c->unsent || !c->parts_want) {
                         r = -ENOMEM;
                         goto out;
                 }
@@ -358,11 +378,13 @@ int bench_run(const struct bench_opts *o, struct bench_result *ret)
         if (b.loop) {
                 ev_timer_init(&b.deadline_evt, on_deadline_ev, 0.25, 0.25);
                 ev_timer_start(b.loop, &b.deadline_evt);
+                ev_timer_init(&b.phase_evt, load_on_phase_ev, 0, 0);
+                ev_timer_init(&b.progress_evt, load_on_progress_ev, 0, 0);
         } else {
                 lws_sul_schedule(b.ctx, 0, &b.sul_deadline, on_deadline_sul, LWS_US_PER_SEC / 4);
         }
         if (o->progress)
-                lws_sul_schedule(b.ctx, 0, &b.sul_progress, load_on_progress, LWS_US_PER_SEC / 2);
+                load_timer_after(&b, &b.progress_evt, &b.sul_progress, load_on_progress, 0.5);
         while (b.phase != PH_DONE) {
                 if (b.loop)
                         ev_run(b.loop, EVRUN_ONCE);

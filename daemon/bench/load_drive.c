@@ -28,6 +28,10 @@ void load_finish(struct bench *b)
         b->phase = PH_DONE;
         lws_sul_cancel(&b->sul_phase);
         lws_sul_cancel(&b->sul_progress);
+        if (b->loop) {
+                ev_timer_stop(b->loop, &b->phase_evt);
+                ev_timer_stop(b->loop, &b->progress_evt);
+        }
         lws_cancel_service(b->ctx);
 }
 
@@ -186,6 +190,12 @@ static void pump(struct conn *c)
 
 static void on_phase(lws_sorted_usec_list_t *sul);
 
+/* The current phase ends after s seconds. */
+static void phase_after(struct bench *b, double s)
+{
+        load_timer_after(b, &b->phase_evt, &b->sul_phase, on_phase, s);
+}
+
 static void start_run(struct bench *b)
 {
         b->phase = PH_RUN;
@@ -206,13 +216,11 @@ static void start_run(struct bench *b)
                                 issue(c, b->t0_ns);
                 }
         }
-        lws_sul_schedule(b->ctx, 0, &b->sul_phase, on_phase, (lws_usec_t)(b->o->duration_s * 1e6));
+        phase_after(b, b->o->duration_s);
 }
 
-static void on_phase(lws_sorted_usec_list_t *sul)
+static void next_phase(struct bench *b)
 {
-        struct bench *b = lws_container_of(sul, struct bench, sul_phase);
-
         if (b->phase == PH_SETTLE) {
                 start_run(b);
         } else if (b->phase == PH_RUN) {
@@ -222,11 +230,23 @@ static void on_phase(lws_sorted_usec_list_t *sul)
                         load_finish(b);
                         return;
                 }
-                lws_sul_schedule(b->ctx, 0, &b->sul_phase, on_phase, (lws_usec_t)(b->o->drain_s * 1e6));
+                phase_after(b, b->o->drain_s);
         } else if (b->phase == PH_DRAIN) {
                 b->r->unfinished = b->inflight;
+                load_note_error(b, "%llu job%s still in flight at the end of the %g s drain",
+                                (unsigned long long)b->inflight, b->inflight == 1 ? "" : "s", b->o->drain_s);
                 load_finish(b);
         }
+}
+
+static void on_phase(lws_sorted_usec_list_t *sul)
+{
+        next_phase(lws_container_of(sul, struct bench, sul_phase));
+}
+
+void load_on_phase_ev(struct ev_loop *loop, ev_timer *w, int revents)
+{
+        next_phase(lws_container_of(w, struct bench, phase_evt));
 }
 
 /* A connection finished connecting (ok) or failed to: moves the phases on. */
@@ -250,7 +270,7 @@ void load_conn_resolved(struct bench *b)
                         /* The load measures holding the idle connections, not opening
                          * them: a second for both sides to settle after the last one. */
                         b->phase = PH_SETTLE;
-                        lws_sul_schedule(b->ctx, 0, &b->sul_phase, on_phase, LWS_US_PER_SEC);
+                        phase_after(b, 1);
                 } else {
                         start_run(b);
                 }

@@ -7,7 +7,8 @@
  * Each load connection keeps a table of in-flight jobs ("slots"), keyed by the
  * submit's `ref` (generation << 16 | slot index, so a reply finds its slot in O(1)
  * and a stale ref never matches). A job is finished by its `done` and the binary
- * parts that follow it (or, in accept-only mode, by `accepted`). */
+ * parts that follow it, each the one the `done` announced (or, in accept-only
+ * mode, by `accepted`). */
 #pragma once
 
 #include <stdbool.h>
@@ -21,6 +22,7 @@
 
 #include "bench.h"
 #include "proto.h"
+#include "reply_scan.h"
 #include "ws_frame.h"
 
 /* A submit's ref is generation << REF_BITS | slot index. */
@@ -95,10 +97,12 @@ struct conn {
         bool rx_active, rx_binary, rx_overflow;
         char *rx;
         size_t rx_len, rx_cap;
+        uint64_t rx_total;         /* its bytes so far, those not kept included */
 
-        /* parts still expected after a `done` */
-        unsigned parts_left;
+        /* parts still expected after a `done`: parts_want[parts_n - parts_left] next */
+        unsigned parts_n, parts_left;
         char parts_job[48];
+        struct reply_part *parts_want; /* REPLY_MAX_PARTS, load connections only */
 
         /* raw framing (load_ws.c): the upgrade, then the frame being read */
         bool upgrade_unsent;
@@ -120,6 +124,7 @@ struct bench {
         ev_io sched_io;
         ev_timer deadline_evt;     /* handshake deadlines on the libev loop (load.c) */
         lws_sorted_usec_list_t sul_deadline; /* the same without it */
+        ev_timer phase_evt, progress_evt; /* sul_phase and sul_progress on the libev loop */
         uint64_t sched_armed_ns;   /* when it is set to fire (0: disarmed) */
         struct conn *conns;        /* idle ones first, then load ones */
         unsigned n_conns, n_idle;
@@ -147,6 +152,10 @@ static inline uint64_t now_ns(void)
 /* Starts more connections from the loop (at once, from a timer). */
 void load_schedule_connects(struct bench *b);
 
+/* Runs one of the run's own timers (the phases, the progress line) after s
+ * seconds: its libev timer evt on the libev loop, else its sul. */
+void load_timer_after(struct bench *b, ev_timer *evt, lws_sorted_usec_list_t *sul, sul_cb_t cb, double s);
+
 /* Marks c closed (idempotent) and counts why: a failed connect or hello, or a
  * connection lost during the run with its jobs. `why` is copied into the first
  * error when it is the first. */
@@ -171,6 +180,9 @@ void load_conn_resolved(struct bench *b);
 void load_on_conn_ev_timer(struct ev_loop *loop, ev_timer *w, int revents);
 void load_on_sched_fd(struct ev_loop *loop, ev_io *w, int revents);
 
+/* The end of a phase (the settling, the run, the drain): on the libev loop. */
+void load_on_phase_ev(struct ev_loop *loop, ev_timer *w, int revents);
+
 /* ---- load_ws.c ---- */
 
 /* Takes one received chunk of a message (binary or text; last: the message's
@@ -194,8 +206,11 @@ __attribute__((format(printf, 2, 3))) void load_note_error(struct bench *b, cons
 /* A whole text message arrived (text[len] is NUL). */
 void load_on_text(struct conn *c, const char *text, size_t len);
 
-/* A whole binary part arrived (its first bytes are in c->rx). */
+/* A whole binary part arrived (its first bytes are in c->rx, its length in
+ * c->rx_total). */
 void load_on_part(struct conn *c);
 
-/* The progress line on stderr, once a second. */
+/* The progress line on stderr, once a second (the poll() loop's and the libev
+ * loop's timer). */
 void load_on_progress(lws_sorted_usec_list_t *sul);
+void load_on_progress_ev(struct ev_loop *loop, ev_timer *w, int revents);

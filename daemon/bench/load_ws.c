@@ -20,16 +20,18 @@
 #define HDR_KEEP 4096u           /* bytes of a binary part kept to read its header */
 
 /* Takes one received chunk. Text is assembled whole; of a binary part only the
- * first HDR_KEEP bytes are kept (the KLNB header), the payload is counted and
- * dropped. Returns >= 0 or -ENOMEM / -EMSGSIZE. */
+ * first HDR_KEEP bytes are kept (the KLNB header), the payload is counted (its
+ * size is checked) and dropped. Returns >= 0 or -ENOMEM / -EMSGSIZE. */
 int load_rx_chunk(struct conn *c, const void *in, size_t len, bool binary, bool last)
 {
         if (!c->rx_active) {
                 c->rx_active = true;
                 c->rx_binary = binary;
                 c->rx_len = 0;
+                c->rx_total = 0;
                 c->rx_overflow = false;
         }
+        c->rx_total += len;
         size_t keep = len;
         if (c->rx_binary) {
                 keep = c->rx_len >= HDR_KEEP ? 0 : (len < HDR_KEEP - c->rx_len ? len : HDR_KEEP - c->rx_len);

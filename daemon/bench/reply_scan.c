@@ -1,4 +1,5 @@
-/* Reading a reply's top-level fields in place; see reply_scan.h.
+/* Reading a reply's top-level fields, and a part's header, in place; see
+ * reply_scan.h.
  *
  * The walk checks RFC 8259's grammar (strings without raw control characters,
  * escapes, numbers, literals, nesting). What jansson checks beyond the grammar is
@@ -7,6 +8,7 @@
  * int64. Routine replies from kilnd have none of these. */
 #include "reply_scan.h"
 
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -32,29 +34,34 @@ static bool is_digit(char c)
         return c >= '0' && c <= '9';
 }
 
+/* Bytes a string holds as they are: ASCII but controls, '"' and '\\'. A table:
+ * the job ids in every reply and part header are most of the bytes scanned. */
+static const bool plain[256] = { [0x20 ... 0x21] = true, [0x23 ... 0x5b] = true, [0x5d ... 0x7f] = true };
+
 /* A string at s->p: [*v, *v + *n) are its bytes as written, *escaped whether it
  * has an escape. */
 static bool scan_string(struct scan *s, const char **v, size_t *n, bool *escaped)
 {
         if (!at(s, '"'))
                 return false;
-        const char *first = ++s->p;
+        const char *first = s->p + 1, *p = first, *end = s->end;
         *escaped = false;
-        while (s->p < s->end && *s->p != '"') {
-                unsigned char ch = (unsigned char)*s->p++;
-                if (ch < 0x20 || ch >= 0x80)
+        for (;;) {
+                while (p < end && plain[(unsigned char)*p])
+                        p++;
+                if (p >= end || *p == '"')
+                        break;
+                if (*p++ != '\\') /* a control or a byte past ASCII */
                         return false;
-                if (ch != '\\')
-                        continue;
                 *escaped = true;
-                if (s->p >= s->end || !memchr("\"\\/bfnrt", *s->p++, 8))
+                if (p >= end || !memchr("\"\\/bfnrt", *p++, 8))
                         return false;
         }
-        if (s->p >= s->end)
+        if (p >= end)
                 return false;
         *v = first;
-        *n = (size_t)(s->p - first);
-        s->p++;
+        *n = (size_t)(p - first);
+        s->p = p + 1;
         return true;
 }
 
@@ -129,19 +136,16 @@ static bool scan_next(struct scan *s, char close, bool *more)
         return true;
 }
 
-/* The elements of an array at s->p, counted into *n when n is not NULL. */
-static bool scan_array(struct scan *s, int depth, size_t *n)
+/* The elements of an array at s->p. */
+static bool scan_array(struct scan *s, int depth)
 {
-        size_t count = 0;
         bool more;
 
         if (!scan_open(s, depth, '[', ']', &more))
                 return false;
-        for (; more; count++)
+        while (more)
                 if (!skip_value(s, depth + 1) || !scan_next(s, ']', &more))
                         return false;
-        if (n)
-                *n = count;
         return true;
 }
 
@@ -191,7 +195,7 @@ static bool skip_value(struct scan *s, int depth)
         case '{':
                 return scan_object(s, depth, skip_member, NULL);
         case '[':
-                return scan_array(s, depth, NULL);
+                return scan_array(s, depth);
         case 't':
                 return scan_literal(s, "true");
         case 'f':
@@ -222,8 +226,9 @@ static bool keep_string(struct scan *s, char *dst, size_t size)
         return true;
 }
 
-/* `ref`: digits only, few enough for any integer jansson reads (int64). */
-static bool keep_ref(struct scan *s, uint64_t *ref)
+/* A `ref`, a byte count, a dimension: digits only, few enough for any integer
+ * jansson reads (int64). */
+static bool keep_uint(struct scan *s, uint64_t *ret)
 {
         const char *first = s->p;
         uint64_t v = 0;
@@ -233,7 +238,53 @@ static bool keep_ref(struct scan *s, uint64_t *ref)
         if (s->p == first || (s->p < s->end && (is_digit(*s->p) || *s->p == '.' || *s->p == 'e' || *s->p == 'E')) ||
             (*first == '0' && s->p - first > 1))
                 return false;
-        *ref = v;
+        *ret = v;
+        return true;
+}
+
+/* A member of an element of "parts": its name and byte count kept. */
+static bool part_member(struct scan *s, const char *key, size_t n, bool escaped, int depth, void *ctx)
+{
+        struct reply_part *p = ctx;
+
+        if (escaped)
+                return false;
+        if (key_is(key, n, "name"))
+                return keep_string(s, p->name, sizeof(p->name));
+        if (key_is(key, n, "bytes"))
+                return (p->has_bytes = keep_uint(s, &p->bytes));
+        return skip_value(s, depth + 1);
+}
+
+/* "parts": its elements counted, the first REPLY_MAX_PARTS kept. */
+static bool scan_parts(struct scan *s, int depth, struct reply *r)
+{
+        bool more;
+
+        r->n_parts = 0;
+        r->parts_fault = NULL;
+        if (!scan_open(s, depth, '[', ']', &more))
+                return false;
+        r->parts_is_array = true;
+        for (; more; r->n_parts++) {
+                struct reply_part spare, *p = r->n_parts < REPLY_MAX_PARTS ? &r->parts[r->n_parts] : &spare;
+                memset(p, 0, sizeof(*p));
+                if (at(s, '{')) {
+                        if (!scan_object(s, depth + 1, part_member, p))
+                                return false;
+                        if (!p->name[0] && !r->parts_fault)
+                                r->parts_fault = "a part without a name";
+                } else {
+                        if (!skip_value(s, depth + 1))
+                                return false;
+                        if (!r->parts_fault)
+                                r->parts_fault = "a part that is not an object";
+                }
+                if (!scan_next(s, ']', &more))
+                        return false;
+        }
+        if (r->n_parts > REPLY_MAX_PARTS && !r->parts_fault)
+                r->parts_fault = "more parts than kiln-bench checks";
         return true;
 }
 
@@ -251,9 +302,11 @@ static bool reply_member(struct scan *s, const char *key, size_t n, bool escaped
         if (key_is(key, n, "state"))
                 return keep_string(s, r->state, sizeof(r->state));
         if (key_is(key, n, "ref"))
-                return (r->has_ref = keep_ref(s, &r->ref));
+                return (r->has_ref = keep_uint(s, &r->ref));
         if (key_is(key, n, "parts"))
-                return scan_array(s, depth + 1, &r->n_parts);
+                return scan_parts(s, depth + 1, r);
+        if (key_is(key, n, "result"))
+                r->result_is_object = at(s, '{');
         return skip_value(s, depth + 1);
 }
 
@@ -261,10 +314,77 @@ int reply_scan(const char *text, size_t len, struct reply *r)
 {
         struct scan s = { .p = text, .end = text + len };
 
-        memset(r, 0, sizeof(*r));
+        memset(r, 0, offsetof(struct reply, parts));
         skip_ws(&s);
         if (!scan_object(&s, 0, reply_member, r))
                 return -1;
         skip_ws(&s);
         return s.p == s.end ? 0 : -1;
+}
+
+/* What part_head_scan reads besides what it returns. */
+struct head {
+        struct part_head *h;
+        char dtype[8];
+        int ndim;
+        uint64_t shape[4];
+};
+
+static bool scan_shape(struct scan *s, int depth, struct head *x)
+{
+        bool more;
+
+        x->ndim = 0;
+        if (!scan_open(s, depth, '[', ']', &more))
+                return false;
+        for (; more; x->ndim++)
+                if (x->ndim == 4 || !keep_uint(s, &x->shape[x->ndim]) || !scan_next(s, ']', &more))
+                        return false;
+        return true;
+}
+
+static bool head_member(struct scan *s, const char *key, size_t n, bool escaped, int depth, void *ctx)
+{
+        struct head *x = ctx;
+
+        if (escaped)
+                return false;
+        if (key_is(key, n, "job"))
+                return keep_string(s, x->h->job, sizeof(x->h->job));
+        if (key_is(key, n, "part"))
+                return keep_string(s, x->h->part, sizeof(x->h->part));
+        if (key_is(key, n, "dtype"))
+                return keep_string(s, x->dtype, sizeof(x->dtype));
+        if (key_is(key, n, "shape"))
+                return scan_shape(s, depth + 1, x);
+        return skip_value(s, depth + 1);
+}
+
+/* Bytes per element of a part's dtype (kiln-protocol(7)), 0 for none known. */
+static uint64_t dtype_size(const char *dtype)
+{
+        if (!strcmp(dtype, "f32") || !strcmp(dtype, "u32"))
+                return 4;
+        if (!strcmp(dtype, "u8") || !strcmp(dtype, "bytes"))
+                return 1;
+        return 0;
+}
+
+int part_head_scan(const char *text, size_t len, struct part_head *h)
+{
+        struct scan s = { .p = text, .end = text + len };
+        struct head x = { .h = h };
+
+        memset(h, 0, sizeof(*h));
+        skip_ws(&s);
+        if (!scan_object(&s, 0, head_member, &x))
+                return -1;
+        skip_ws(&s);
+        h->bytes = dtype_size(x.dtype);
+        if (s.p != s.end || !h->part[0] || !h->bytes || !x.ndim)
+                return -1;
+        for (int i = 0; i < x.ndim; i++)
+                if (__builtin_mul_overflow(h->bytes, x.shape[i], &h->bytes))
+                        return -1;
+        return 0;
 }
