@@ -690,7 +690,7 @@ static void sink_finished(void *ctx, struct sched_item *it, enum sched_end end, 
                  * A quick job has none yet: it is stored queued now. */
                 atomic_store(&j->state, KILN_JOB_QUEUED);
                 if (j->early)
-                        jobs_early_store_queued(j, false);
+                        jobs_early_store_queued(j);
                 break;
         }
 }
@@ -766,9 +766,13 @@ void jobs_cancel(struct jobs *js, struct job *j)
 
 void jobs_stop_all(struct jobs *js)
 {
+        /* A cancel or a passed deadline asked before stays: that job ends
+         * cancelled (expired) rather than queued again for after the restart. */
         for (size_t b = 0; b < js->table_buckets; b++)
-                for (struct job *j = js->table[b]; j; j = j->table_next)
-                        atomic_store(&j->item.stop, SCHED_STOP_SHUTDOWN);
+                for (struct job *j = js->table[b]; j; j = j->table_next) {
+                        int none = SCHED_STOP_NONE;
+                        atomic_compare_exchange_strong(&j->item.stop, &none, SCHED_STOP_SHUTDOWN);
+                }
 }
 
 uint32_t jobs_early_count(const struct jobs *js)
@@ -783,7 +787,7 @@ void jobs_store_early(struct jobs *js)
         for (size_t b = 0; b < js->table_buckets; b++)
                 for (struct job *j = js->table[b]; j; j = j->table_next)
                         if (j->early && js->sched && sched_remove(js->sched, &j->item))
-                                jobs_early_store_queued(j, false);
+                                jobs_early_store_queued(j);
 }
 
 /* ---- accepting ---- */

@@ -171,8 +171,7 @@ struct job {
         struct job *load_next;    /* jobs.loads_waiting */
         struct job *early_prev, *early_next; /* jobs.early_head: a quick job waiting for a worker */
         bool early_listed;        /* on that list (which holds a reference) */
-        int64_t early_due_ms;     /* wall clock: stored queued if not running by then */
-        bool early_requeue;       /* stored queued while kilnd serves on: queue it again */
+        int64_t early_due_mono;   /* stored queued if still in its queue by then */
         uint64_t unstored;        /* what it counts in jobs.unstored until its final record is stored */
 
         /* One store operation and one mail at a time: commit, then finish. */

@@ -136,11 +136,11 @@ void job_rejected(struct jobs *js, struct job *j, enum kiln_err code, const char
  * map; a quick job (live since its submission) also leaves the deadline heap and
  * the table. Loop thread. */
 void job_not_stored(struct jobs *js, struct job *j);
-/* Stores a quick job (jobs.h) that will not run now, kilnd stopping, as an ordinary
- * queued job with its input: its submitters are then told it is accepted, and it
- * runs after the restart (`requeue` false), or again now (true: loop thread).
- * Any thread; j is in no scheduler queue and has no store operation in flight. */
-void jobs_early_store_queued(struct job *j, bool requeue);
+/* Stores a quick job (jobs.h) that has not run, as an ordinary queued job with its
+ * input: its submitters are then told it is accepted, and it goes back to its
+ * queue, in its place (draining, it runs after the restart). Any thread; j is in
+ * no scheduler queue and has no store operation in flight. */
+void jobs_early_store_queued(struct job *j);
 /* How long a quick job may wait for a worker before it is stored queued, and its
  * submitter told it is accepted. */
 #define JOBS_EARLY_WAIT_MS 50

@@ -421,11 +421,12 @@ static void on_early_queued_mail(struct mail *m)
                 js->n_early--;
                 jobs_room_used(js, j->in.size);
                 jobs_accepted(js, j, false);
-                /* Taken out of its queue only to be stored: back to it (at the
-                 * end of its priority). A stop asked meanwhile ends it there. */
-                if (j->early_requeue && js->sched)
-                        sched_push(js->sched, &j->item);
-                j->early_requeue = false;
+                /* Taken out of its queue only to be stored: back to it, in its
+                 * place. Draining, the paused scheduler keeps it there, where a
+                 * cancel or its deadline still finds it (it runs after the
+                 * restart). A stop asked meanwhile ends it there. */
+                if (js->sched)
+                        sched_requeue(js->sched, &j->item);
         }
         submit_outputs_free(j);
         job_unref(j); /* the store operation's reference */
@@ -436,9 +437,8 @@ static void on_early_queued(struct store_op *op)
         job_op_to_loop(op, on_early_queued_mail);
 }
 
-void jobs_early_store_queued(struct job *j, bool requeue)
+void jobs_early_store_queued(struct job *j)
 {
-        j->early_requeue = requeue;
         atomic_store(&j->state, KILN_JOB_QUEUED);
         submit_op_init(j, NULL, on_early_queued);
         job_ref(j);
@@ -484,7 +484,7 @@ void jobs_early_unlist(struct jobs *js, struct job *j)
 
 static void early_watch(struct jobs *js, struct job *j)
 {
-        j->early_due_ms = kiln_wall_ms() + JOBS_EARLY_WAIT_MS;
+        j->early_due_mono = kiln_mono_ms() + JOBS_EARLY_WAIT_MS;
         j->early_prev = js->early_tail;
         j->early_next = NULL;
         if (js->early_tail) {
@@ -501,15 +501,23 @@ static void early_watch(struct jobs *js, struct job *j)
         j->early_listed = true;
 }
 
+/* The waits run on the monotonic clock (a wall clock stepped back would hold
+ * them); the deadline timer speaks wall-clock times, converted at the edges. */
 void jobs_early_due(struct jobs *js, int64_t now_ms)
 {
-        while (js->early_head && js->early_head->early_due_ms <= now_ms) {
+        int64_t now = kiln_mono_ms() + (now_ms - kiln_wall_ms());
+        struct job *last = js->early_tail; /* those watched again below come after it */
+
+        for (bool more = true; more && js->early_head && js->early_head->early_due_mono <= now;) {
                 struct job *j = job_ref(js->early_head);
+                more = j != last;
                 jobs_early_unlist(js, j);
-                /* Still early and still in its queue (not taken by a worker, not
-                 * finished, not stored queued at a drain). */
-                if (early_waiting(j) && js->sched && sched_remove(js->sched, &j->item))
-                        jobs_early_store_queued(j, true);
+                if (early_waiting(j) && js->sched) {
+                        if (sched_remove(js->sched, &j->item))
+                                jobs_early_store_queued(j); /* still in its queue */
+                        else if (atomic_load(&j->state) == KILN_JOB_QUEUED)
+                                early_watch(js, j); /* a worker is gathering it: it may come back */
+                }
                 job_unref(j);
         }
 }
@@ -519,8 +527,10 @@ int64_t jobs_early_next(const struct jobs *js)
         /* Those done waiting are passed over (they leave at the next watch or when
          * due), so a finished one arms no timer. */
         for (const struct job *j = js->early_head; j; j = j->early_next)
-                if (early_waiting(j))
-                        return j->early_due_ms;
+                if (early_waiting(j)) {
+                        int64_t left = j->early_due_mono - kiln_mono_ms();
+                        return kiln_wall_ms() + (left > 0 ? left : 0);
+                }
         return 0;
 }
 

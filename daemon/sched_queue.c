@@ -111,6 +111,28 @@ void sched_queue_push(struct queue *q, struct sched_item *j, bool front)
         j->in_queue = true;
 }
 
+void sched_queue_insert_by_seq(struct queue *q, struct sched_item *j)
+{
+        struct tenant_queue *t = tenant_queue_of(q, j->tenant);
+        struct sched_item *after = t->tail;
+        while (after && after->seq > j->seq)
+                after = after->q_prev;
+        if (!after) {
+                sched_queue_push(q, j, true);
+                return;
+        }
+        j->q_tenant = t;
+        j->q_prev = after;
+        j->q_next = after->q_next;
+        if (after->q_next)
+                after->q_next->q_prev = j;
+        else
+                t->tail = j;
+        after->q_next = j;
+        q->depth++;
+        j->in_queue = true;
+}
+
 /* Takes tenant t's oldest job. When t is the tenant served next, the turn passes
  * to the one after it; a tenant served out of turn (the one whose turn it was
  * waits for memory) leaves the turn where it was. Lock held. */

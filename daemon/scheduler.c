@@ -803,16 +803,20 @@ void sched_free(struct sched *s)
         free(s);
 }
 
-void sched_push(struct sched *s, struct sched_item *j)
+static void push(struct sched *s, struct sched_item *j, bool requeue)
 {
         unsigned k = kind_index(j->kind);
         struct queue *q = &s->q[k][j->priority];
 
         s->sink.hold(s->sink.ctx, j);
         pthread_mutex_lock(&s->lock);
-        j->seq = ++s->seq;
         j->mem_waited = false;
-        sched_queue_push(q, j, false);
+        if (requeue) {
+                sched_queue_insert_by_seq(q, j);
+        } else {
+                j->seq = ++s->seq;
+                sched_queue_push(q, j, false);
+        }
         s->queued++;
         /* A job joining a queue that a worker is gathering a batch from (idle workers
          * skip that queue) wakes it only once the queue can fill the batch; it takes
@@ -822,6 +826,16 @@ void sched_push(struct sched *s, struct sched_item *j)
         if (!s->gathering[k][j->priority] || q->depth >= s->gather_room[k][j->priority])
                 pthread_cond_broadcast(&s->wake);
         pthread_mutex_unlock(&s->lock);
+}
+
+void sched_push(struct sched *s, struct sched_item *j)
+{
+        push(s, j, false);
+}
+
+void sched_requeue(struct sched *s, struct sched_item *j)
+{
+        push(s, j, true);
 }
 
 bool sched_remove(struct sched *s, struct sched_item *j)

@@ -163,6 +163,9 @@ void sched_set_config(struct sched *s, const struct kiln_config *cfg);
 
 /* Queues an item (holds it). */
 void sched_push(struct sched *s, struct sched_item *it);
+/* Queues again an item sched_remove took out, in the place it had (FIFO within
+ * its priority holds). */
+void sched_requeue(struct sched *s, struct sched_item *it);
 /* Takes an item out of its queue if it is still there (releases it). Returns true
  * when it was queued; false when a worker already has it. */
 bool sched_remove(struct sched *s, struct sched_item *it);

@@ -96,6 +96,9 @@ static inline unsigned kind_index(const struct kiln_kind *k)
 void sched_queue_unlink(struct queue *q, struct sched_item *j);
 /* Appends an item to its tenant's FIFO in q (at its head with front). */
 void sched_queue_push(struct queue *q, struct sched_item *j, bool front);
+/* Puts j back in its tenant's queue where its seq places it (walking from the
+ * tail: it is one of the newest). Lock held. */
+void sched_queue_insert_by_seq(struct queue *q, struct sched_item *j);
 /* The next item in round-robin order between tenants; q not empty. */
 struct sched_item *sched_queue_take(struct queue *q);
 /* Puts a gathered item back at the head of its queue (shutdown), giving back the

@@ -512,6 +512,53 @@ class DurabilityTest(unittest.TestCase):
         got = self.run_async(watch_all(k.url, ids))
         self.assert_same_results(got, ids, quick, "quick, gathered at SIGTERM", kind="risk.score")
 
+    def test_a_quick_job_stored_queued_at_the_drain_can_still_be_cancelled(self):
+        # A long job keeps the drain going; the quick job gathered at SIGTERM is
+        # stored queued and accepted. Back in its (paused) queue, a cancel still
+        # finds it: it ends cancelled now, and stays cancelled after the restart.
+        k = self.start(KILN_CPU_THREADS="2", KILN_BATCH_RISK_SCORE_MAX_DELAY_US="1000000")
+
+        async def go():
+            c = await Client.connect(k.url)
+            long = await c.submit("sched.jobshop", {"instance": {"format": "orlib", "text": instance_text("ft10")},
+                                                    "time_limit_ms": 6000}, cache=False, watch=False)
+            for _ in range(200):
+                if (await c.call({"op": "status", "job": long["job"]}))["state"] == "running":
+                    break
+                await asyncio.sleep(0.02)
+            await c.send({"op": "submit", "kind": "risk.score", "cache": False, "ref": "q",
+                          "params": {"model": "altman-z2", "rows": [[0.3, 0.1, 0.2, 2.0]]}})
+            await asyncio.sleep(0.3)  # in the other worker's batch window
+            self.k.proc.send_signal(signal.SIGTERM)
+            acc = cancel = done = None
+            try:
+                while done is None:
+                    m = await c.recv(30)
+                    if m.get("ref") == "q" and m.get("op") == "accepted":
+                        acc = m
+                        await c.send({"op": "cancel", "job": m["job"], "ref": "cx"})
+                    elif m.get("ref") == "cx":
+                        cancel = m
+                    elif m.get("op") == "done" and acc and m.get("job") == acc["job"]:
+                        done = m
+            except websockets.exceptions.ConnectionClosed:
+                pass
+            return acc, cancel, done
+
+        acc, cancel, done = self.run_async(go())
+        self.assertEqual(k.proc.wait(60), 0, k.read_log())
+        self.assertEqual((acc["op"], acc["state"]), ("accepted", "queued"), acc)
+        self.assertEqual(cancel["state"], "cancelled", cancel)
+        self.assertEqual(done["state"], "cancelled", done)
+        self.restart()
+
+        async def after():
+            c = await Client.connect(k.url)
+            st = await c.call({"op": "status", "job": acc["job"]})
+            await c.close()
+            return st
+        self.assertEqual(self.run_async(after())["state"], "cancelled")
+
     def test_kill9_mid_burst_keeps_every_job_already_accepted(self):
         k = self.start()
         n = 3000  # small jobs, sent in slices while replies are read

@@ -64,8 +64,22 @@ static const struct sched_sink *sink;
 
 void sched_push(struct sched *s, struct sched_item *it)
 {
+        static uint64_t seq;
         sink->hold(sink->ctx, it);
+        it->seq = ++seq;
         queued[n_queued++] = it;
+}
+
+/* In its place, as the real one puts it back: by seq. */
+void sched_requeue(struct sched *s, struct sched_item *it)
+{
+        sink->hold(sink->ctx, it);
+        size_t i = n_queued;
+        while (i > 0 && queued[i - 1]->seq > it->seq)
+                i--;
+        memmove(queued + i + 1, queued + i, (n_queued - i) * sizeof(*queued));
+        queued[i] = it;
+        n_queued++;
 }
 
 bool sched_remove(struct sched *s, struct sched_item *it)
@@ -510,16 +524,21 @@ static void test_a_quick_job_left_waiting_is_stored_queued_and_accepted(void **s
         struct proto_error err;
 
         assert_int_equal(submit(f, "risk.score", one_row, 7, NULL, &err), 1);
+        assert_int_equal(submit(f, "lens.nfw", small, 8, NULL, &err), 1); /* queued behind it */
+        answer(f, 0, STORE_SUBMIT_STORED);
+        assert_int_equal(n_queued, 2);
+        n_events = 0;
         int64_t due = jobs_next_deadline(f->js);
-        assert_true(due > 0 && due <= kiln_wall_ms() + JOBS_EARLY_WAIT_MS);
-        jobs_deadline_run(f->js, due - 1); /* not yet */
+        assert_true(due > 0 && due <= kiln_wall_ms() + JOBS_EARLY_WAIT_MS + 1);
+        jobs_deadline_run(f->js, due - 20); /* not yet (the wait runs on the monotonic clock) */
         storeq_flush(f->q);
         assert_int_equal(n_ops, 0);
-        assert_int_equal(n_queued, 1);
+        assert_int_equal(n_queued, 2);
 
-        jobs_deadline_run(f->js, due);
+        struct sched_item *quick = queued[0];
+        jobs_deadline_run(f->js, due + 20);
         storeq_flush(f->q);
-        assert_int_equal(n_queued, 0);       /* out of its queue while it is stored */
+        assert_int_equal(n_queued, 1);       /* out of its queue while it is stored */
         assert_int_equal(n_ops, 1);
         assert_int_equal(ops[0]->type, STORE_OP_SUBMIT);
         assert_int_equal(ops[0]->job->state, KILN_JOB_QUEUED);
@@ -528,7 +547,8 @@ static void test_a_quick_job_left_waiting_is_stored_queued_and_accepted(void **s
         assert_int_equal(n_events, 1);
         assert_string_equal(events[0].what, "accepted");
         assert_string_equal(events[0].state, "queued");
-        assert_int_equal(n_queued, 1);       /* queued again */
+        assert_int_equal(n_queued, 2);       /* queued again, in its place: first */
+        assert_ptr_equal(queued[0], quick);
         assert_true(jobs_next_deadline(f->js) > due); /* its own deadline, no early one */
 
         struct job *j = run_to_done(f);
@@ -536,6 +556,34 @@ static void test_a_quick_job_left_waiting_is_stored_queued_and_accepted(void **s
         assert_string_equal(events[n_events - 1].what, "done");
         assert_null(jobs_find(f->js, j->id));
         job_unref(j);
+}
+
+/* One a worker is gathering into a batch when its wait ends is in no queue: it is
+ * watched again, and stored queued when it is back in its queue (put back for
+ * memory, say) at the end of the next wait. */
+static void test_a_quick_job_gathered_when_its_wait_ends_is_watched_again(void **state)
+{
+        struct fixture *f = *state;
+        struct proto_error err;
+
+        assert_int_equal(submit(f, "risk.score", one_row, 7, NULL, &err), 1);
+        struct sched_item *it = queued[0];
+        n_queued = 0; /* a worker gathers it: still queued, in no queue */
+        int64_t due = jobs_next_deadline(f->js);
+        jobs_deadline_run(f->js, due + 20);
+        storeq_flush(f->q);
+        assert_int_equal(n_ops, 0);
+        int64_t again = jobs_next_deadline(f->js);
+        assert_true(again >= due);           /* watched again */
+
+        queued[n_queued++] = it;             /* put back in its queue */
+        jobs_deadline_run(f->js, again + 20);
+        storeq_flush(f->q);
+        assert_int_equal(n_ops, 1);
+        assert_int_equal(ops[0]->job->state, KILN_JOB_QUEUED);
+        answer(f, 0, STORE_SUBMIT_STORED);
+        assert_string_equal(events[0].what, "accepted");
+        assert_int_equal(n_queued, 1);
 }
 
 /* One that the store cannot take was never acknowledged: its submitter and those
@@ -975,6 +1023,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_a_quick_job_left_waiting_is_stored_queued_and_accepted, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_only_a_submission_on_the_same_terms_attaches, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_a_quick_job_gathered_when_its_wait_ends_is_watched_again, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_a_quick_job_the_store_refuses_is_rejected_not_accepted, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_a_submission_attached_to_a_quick_job_is_accepted_with_it, setup,
