@@ -229,14 +229,19 @@ static char *health_body(struct kilnd *d, bool ready, const char *reason)
         return s;
 }
 
-/* Whether a Sec-WebSocket-Protocol list ("a, b") names kiln.v1. */
-static bool offers_kiln_v1(char *list)
+/* Why a Sec-WebSocket-Protocol list ("a, b") is refused, or NULL when it names
+ * kiln.v1 and lws can read it (names of up to 62 bytes: it drops the connection
+ * on a longer one without a word). */
+static const char *subprotocols_refused(char *list)
 {
+        bool kiln_v1 = false;
         char *save = NULL;
-        for (char *t = strtok_r(list, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save))
-                if (!strcmp(t, "kiln.v1"))
-                        return true;
-        return false;
+        for (char *t = strtok_r(list, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save)) {
+                if (strlen(t) > 62)
+                        return "a subprotocol name over 62 bytes is not taken; ask for kiln.v1";
+                kiln_v1 |= !strcmp(t, "kiln.v1");
+        }
+        return kiln_v1 ? NULL : "kilnd speaks the WebSocket subprotocol kiln.v1 only";
 }
 
 /* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE, asked of whichever protocol the request is
@@ -249,12 +254,18 @@ static int confirm_upgrade(struct kilnd *d, struct lws *wsi, const char *up)
 {
         if (up && !strcasecmp(up, "h2c"))
                 return -1;
-        char asked[256];
-        int n = lws_hdr_copy(wsi, asked, sizeof(asked), WSI_TOKEN_PROTOCOL);
-        if (n > 0 && !offers_kiln_v1(asked))
+        /* lws reads at most 127 bytes of the list; past that it drops the
+         * connection itself. */
+        char asked[128];
+        int n = lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL);
+        const char *why = n >= (int)sizeof(asked) ? "a subprotocol list of 128 bytes or more is not taken; "
+                                                     "ask for kiln.v1"
+                          : n > 0 && lws_hdr_copy(wsi, asked, sizeof(asked), WSI_TOKEN_PROTOCOL) > 0
+                                  ? subprotocols_refused(asked)
+                                  : NULL;
+        if (why)
                 return http_answer(wsi, HTTP_STATUS_BAD_REQUEST, "application/json",
-                                   http_api_error_json("bad_request", "Sec-WebSocket-Protocol",
-                                                       "kilnd speaks the WebSocket subprotocol kiln.v1 only"));
+                                   http_api_error_json("bad_request", "Sec-WebSocket-Protocol", why));
         if (d->n_sessions >= d->cfg->server.max_connections) {
                 char msg[160];
                 return http_answer(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "application/json",

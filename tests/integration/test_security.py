@@ -577,6 +577,12 @@ class RefusedUpgradeTest(ServesOnCase):
             self.assertEqual([status for status, _ in answers], [400], got[:500])
             e = json.loads(answers[0][1])
             self.assertEqual((e["code"], e["field"]), ("bad_request", "Sec-WebSocket-Protocol"), e)
+            # Lists libwebsockets would drop without a word (a name over 62 bytes,
+            # 128 bytes or more in all) are answered too.
+            for protocols in (b"x" * 63 + b", kiln.v1", b"foo, " * 30 + b"kiln.v1"):
+                got = await asyncio.get_running_loop().run_in_executor(None, http_exchange, self.kilnd.port,
+                                                                       upgrade(protocols))
+                self.assertEqual([status for status, _ in split_responses(got)], [400], got[:300])
             # kiln.v1 among others is taken.
             ws = await websockets.connect(f"ws://127.0.0.1:{self.kilnd.port}/ws", subprotocols=["foo", "kiln.v1"],
                                           open_timeout=10)
