@@ -5,7 +5,6 @@
  * point into the jansson tree owned by the request or frame: nothing is copied. */
 #include <errno.h>
 #include <limits.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -404,120 +403,6 @@ static int decode_object(struct proto_req *r, struct proto_error *err)
         return 0;
 }
 
-/* The end of the JSON value at text[i] (a string, an object or array skipped
- * bracket by bracket, or a literal or number up to its delimiter), or `len` when
- * it does not end. Nothing in it is checked but the brackets' balance. */
-static size_t skip_value(const char *text, size_t len, size_t i)
-{
-        size_t depth = 0;
-        bool in_string = false;
-
-        for (; i < len; i++) {
-                char c = text[i];
-                if (in_string) {
-                        if (c == '\\') {
-                                i++;
-                        } else if (c == '"') {
-                                in_string = false;
-                                if (!depth)
-                                        return i + 1;
-                        }
-                } else if (c == '"') {
-                        in_string = true;
-                } else if (c == '{' || c == '[') {
-                        depth++;
-                } else if (c == '}' || c == ']') {
-                        if (!depth)
-                                return i; /* the end of the enclosing object */
-                        if (!--depth)
-                                return i + 1;
-                } else if (!depth && (c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r')) {
-                        return i;
-                }
-        }
-        return len;
-}
-
-static size_t skip_space(const char *text, size_t len, size_t i)
-{
-        while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r'))
-                i++;
-        return i;
-}
-
-/* The top-level "ref" of an object whose text jansson cannot read at all (a
- * number elsewhere that overflows a double, nesting past jansson's depth): its
- * members are walked without reading their values, up to the object's closing
- * brace at the end of the text (a message cut short echoes nothing: its ref may be
- * cut too), and the value of "ref", when it is valid JSON of its own, is read
- * alone. NULL when there is none. */
-static json_t *scanned_ref(const char *text, size_t len)
-{
-        size_t i = skip_space(text, len, 0), ref_at = 0, ref_end = 0;
-
-        if (i == len || text[i] != '{')
-                return NULL;
-        for (i++;;) {
-                i = skip_space(text, len, i);
-                if (i == len || text[i] != '"')
-                        return NULL;
-                size_t key = i + 1, end = skip_value(text, len, i);
-                bool is_ref = end - key == 4 && !memcmp(text + key, "ref\"", 4);
-                i = skip_space(text, len, end);
-                if (i == len || text[i] != ':')
-                        return NULL;
-                size_t v = skip_space(text, len, i + 1);
-                end = skip_value(text, len, v);
-                if (is_ref) {
-                        ref_at = v;
-                        ref_end = end;
-                }
-                i = skip_space(text, len, end);
-                if (i < len && text[i] == '}' && skip_space(text, len, i + 1) == len)
-                        break;
-                if (i == len || text[i] != ',')
-                        return NULL;
-                i++;
-        }
-        json_t *ref = ref_end > ref_at ? json_loadb(text + ref_at, ref_end - ref_at, JSON_DECODE_ANY, NULL) : NULL;
-        if (ref && (json_is_string(ref) || json_is_integer(ref) || json_is_boolean(ref) || json_is_null(ref)))
-                return ref;
-        json_decref(ref);
-        return NULL;
-}
-
-/* The "ref" of a message the strict parse refused although it is JSON, for the
- * error reply to echo: a duplicate key, a "\u0000" in a string, an integer past
- * int64. It is read again with duplicates and NUL allowed, which keeps every value
- * as it was written (so it also names the parts sent with it). Only when that too
- * fails (an integer past int64) is it read with integers as reals; then a ref that
- * is a string, a literal or an integer below 2^53 (which a real holds exactly) is
- * echoed, and none of any other kind, which could not be echoed as it was written.
- * When even that fails (1e400 overflows a double; nesting too deep), the members
- * are walked as text (scanned_ref). NULL when there is none. */
-static json_t *lenient_ref(const char *text, size_t len)
-{
-        json_t *root = json_loadb(text, len, JSON_ALLOW_NUL, NULL), *ref;
-
-        if (root) {
-                ref = json_is_object(root) ? json_incref(json_object_get(root, "ref")) : NULL;
-                json_decref(root);
-                return ref;
-        }
-        root = json_loadb(text, len, JSON_DECODE_INT_AS_REAL | JSON_ALLOW_NUL, NULL);
-        if (!root)
-                return scanned_ref(text, len);
-        ref = json_is_object(root) ? json_object_get(root, "ref") : NULL;
-        if (json_is_real(ref) && fabs(json_real_value(ref)) < 9007199254740992.0 &&
-            json_real_value(ref) == trunc(json_real_value(ref)))
-                ref = json_integer((json_int_t)json_real_value(ref));
-        else if (json_is_string(ref) || json_is_boolean(ref) || json_is_null(ref))
-                json_incref(ref);
-        else
-                ref = NULL;
-        json_decref(root);
-        return ref;
-}
 
 /* Decodes one text message; see proto.h for the contract. *ret and (on success)
  * *ret_ref are written only when the pointers are non-NULL. */
@@ -534,7 +419,7 @@ int proto_decode(const char *text, size_t len, struct proto_req *ret, json_t **r
         if (!r.root) {
                 k = proto_json_refused(text, len, &jerr, err);
                 if (ret_ref)
-                        *ret_ref = lenient_ref(text, len);
+                        *ret_ref = proto_lenient_ref(text, len);
                 return k;
         }
         return proto_decode_json(r.root, ret, ret_ref, err);

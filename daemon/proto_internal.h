@@ -19,3 +19,6 @@ int proto_echo_len(const char *s, size_t len);
 /* A field of the decoded message r that its op does not take: -EINVAL with err
  * naming it; else 0 (proto_refused.c). */
 int proto_check_fields(const struct proto_req *r, struct proto_error *err);
+/* The "ref" of a message the strict parse refused (text, len), read as leniently
+ * as it can be to echo it as written; NULL when there is none (proto_refused.c). */
+json_t *proto_lenient_ref(const char *text, size_t len);
