@@ -111,10 +111,27 @@ void sched_queue_push(struct queue *q, struct sched_item *j, bool front)
         j->in_queue = true;
 }
 
+/* t, just put in the ring after the tenant served next (tenant_queue_of), takes
+ * the turn before it instead. */
+static void ring_take_turn(struct queue *q, struct tenant_queue *t)
+{
+        struct tenant_queue *cur = q->cur, *prev = cur;
+        cur->next = t->next;
+        while (prev->next != cur)
+                prev = prev->next;
+        prev->next = t;
+        t->next = cur;
+        q->cur = t;
+}
+
 void sched_queue_insert_by_seq(struct queue *q, struct sched_item *j)
 {
         struct tenant_queue *t = tenant_queue_of(q, j->tenant);
         struct sched_item *after = t->tail;
+        /* Its tenant's FIFO emptied and left the ring when j was taken out: back,
+         * it has the turn it had when j is older than what is served next. */
+        if (!t->head && !t->spare && q->cur != t && q->cur->next == t && q->cur->head && j->seq < q->cur->head->seq)
+                ring_take_turn(q, t);
         while (after && after->seq > j->seq)
                 after = after->q_prev;
         if (!after) {

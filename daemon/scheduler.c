@@ -636,9 +636,23 @@ static void *worker_main(void *arg)
                         pthread_cond_broadcast(&s->wake);
                 }
                 if (s->stopping || s->paused) {
-                        /* Draining or stopping: the gathered jobs stay queued. */
-                        for (size_t i = n; i-- > 0;)
-                                sched_queue_push_front(s, b->items[i]);
+                        /* Draining or stopping: the gathered jobs stay queued, but
+                         * one a cancel or its deadline reached while it was gathered
+                         * (the owner's sched_remove missed it) ends now: in a paused
+                         * queue nothing reads its stop, and it would run after the
+                         * restart. Counted running until it has ended (the drain
+                         * waits for that). */
+                        for (size_t i = n; i-- > 0;) {
+                                struct sched_item *it = b->items[i];
+                                int stop = atomic_load(&it->stop);
+                                if (stop != SCHED_STOP_CANCEL && stop != SCHED_STOP_EXPIRE) {
+                                        sched_queue_push_front(s, it);
+                                        continue;
+                                }
+                                pthread_mutex_unlock(&s->lock);
+                                end_unstarted(s, it, stop, 0);
+                                pthread_mutex_lock(&s->lock);
+                        }
                         s->running -= (unsigned)n;
                         b->n = 0;
                         batch_free(b);
@@ -810,11 +824,11 @@ static void push(struct sched *s, struct sched_item *j, bool requeue)
 
         s->sink.hold(s->sink.ctx, j);
         pthread_mutex_lock(&s->lock);
-        j->mem_waited = false;
-        if (requeue) {
+        if (requeue) { /* as it was: its place, and whether it waited for memory (counted once) */
                 sched_queue_insert_by_seq(q, j);
         } else {
                 j->seq = ++s->seq;
+                j->mem_waited = false;
                 sched_queue_push(q, j, false);
         }
         s->queued++;

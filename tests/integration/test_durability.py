@@ -559,6 +559,45 @@ class DurabilityTest(unittest.TestCase):
             return st
         self.assertEqual(self.run_async(after())["state"], "cancelled")
 
+    def test_a_job_cancelled_while_gathered_at_a_drain_ends_cancelled(self):
+        # A worker holds the job in a batch it gathers for 1 s: the cancel misses
+        # the queue and only asks it to stop. The drain puts what was gathered back
+        # in the paused queue, where nothing would read that stop: it ends cancelled
+        # there, before the close, and stays cancelled after the restart.
+        k = self.start(KILN_CPU_THREADS="2", KILN_BATCH_RISK_SCORE_MAX_DELAY_US="1000000")
+
+        async def go():
+            c = await Client.connect(k.url)
+            x = await c.submit("risk.score", {"model": "altman-z2", "rows": [[0.3, 0.1, 0.2, 2.0]] * 100},
+                               cache=False)
+            await asyncio.sleep(0.1)  # in the worker's batch
+            cancel = await c.call({"op": "cancel", "job": x["job"]})
+            self.k.proc.send_signal(signal.SIGTERM)
+            done = None
+            try:
+                while done is None:
+                    m = await c.recv(30)
+                    if m.get("op") == "done" and m.get("job") == x["job"]:
+                        done = m
+            except websockets.exceptions.ConnectionClosed:
+                pass
+            return x, cancel, done
+
+        x, cancel, done = self.run_async(go())
+        self.assertEqual(k.proc.wait(60), 0, k.read_log())
+        if cancel["state"] != "queued":
+            self.skipTest(f"the batch was not being gathered at the cancel: {cancel}")
+        self.assertIsNotNone(done, "no done before the close")
+        self.assertEqual(done["state"], "cancelled", done)
+        self.restart()
+
+        async def after():
+            c = await Client.connect(k.url)
+            st = await c.call({"op": "status", "job": x["job"]})
+            await c.close()
+            return st
+        self.assertEqual(self.run_async(after())["state"], "cancelled")
+
     def test_kill9_mid_burst_keeps_every_job_already_accepted(self):
         k = self.start()
         n = 3000  # small jobs, sent in slices while replies are read
