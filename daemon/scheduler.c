@@ -651,6 +651,7 @@ static void *worker_main(void *arg)
                                 }
                                 pthread_mutex_unlock(&s->lock);
                                 end_unstarted(s, it, stop, 0);
+                                s->sink.release(s->sink.ctx, it); /* the queue's hold */
                                 pthread_mutex_lock(&s->lock);
                         }
                         s->running -= (unsigned)n;
