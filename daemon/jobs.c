@@ -758,10 +758,12 @@ void jobs_cancel(struct jobs *js, struct job *j)
         /* Being stopped, it takes no identical submission from now (it would end
          * cancelled for a submitter that never asked). */
         jobs_coalesce_remove(js, j);
+        /* The stop first: a worker that puts the item back in a paused queue
+         * (scheduler.c) looks at it under the lock sched_remove takes, so either
+         * sched_remove finds the item queued or the worker sees the stop. */
+        atomic_store(&j->item.stop, SCHED_STOP_CANCEL);
         if (js->sched && sched_remove(js->sched, &j->item))
                 job_finish(j, KILN_JOB_CANCELLED, KERR_CANCELLED, "the job was cancelled");
-        else
-                atomic_store(&j->item.stop, SCHED_STOP_CANCEL);
 }
 
 void jobs_stop_all(struct jobs *js)

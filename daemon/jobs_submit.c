@@ -411,7 +411,8 @@ static void on_early_queued_mail(struct mail *m)
         struct jobs *js = j->js;
 
         storeq_answered(js->storeq);
-        if (j->op.status < 0) {
+        bool stored = j->op.status >= 0;
+        if (!stored) {
                 job_unstored_release(js, j);
                 job_not_stored(js, j);
         } else {
@@ -421,14 +422,21 @@ static void on_early_queued_mail(struct mail *m)
                 js->n_early--;
                 jobs_room_used(js, j->in.size);
                 jobs_accepted(js, j, false);
-                /* Taken out of its queue only to be stored: back to it, in its
-                 * place. Draining, the paused scheduler keeps it there, where a
-                 * cancel or its deadline still finds it (it runs after the
-                 * restart). A stop asked meanwhile ends it there. */
-                if (js->sched)
-                        sched_requeue(js->sched, &j->item);
         }
         submit_outputs_free(j);
+        if (stored) {
+                /* Taken out of its queue only to be stored: back to it, in its
+                 * place (draining, the paused scheduler keeps it there, where a
+                 * cancel or its deadline still finds it). A stop asked while it was
+                 * stored ends it now: a paused queue would not look. */
+                int stop = atomic_load(&j->item.stop);
+                if (stop == SCHED_STOP_CANCEL)
+                        job_finish(j, KILN_JOB_CANCELLED, KERR_CANCELLED, "the job was cancelled");
+                else if (stop == SCHED_STOP_EXPIRE)
+                        job_finish(j, KILN_JOB_EXPIRED, KERR_TIMEOUT, "the job's deadline passed while it was queued");
+                else if (js->sched)
+                        sched_requeue(js->sched, &j->item);
+        }
         job_unref(j); /* the store operation's reference */
 }
 

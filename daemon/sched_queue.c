@@ -134,18 +134,20 @@ void sched_queue_insert_by_seq(struct queue *q, struct sched_item *j)
                 ring_take_turn(q, t);
         while (after && after->seq > j->seq)
                 after = after->q_prev;
-        if (!after) {
-                sched_queue_push(q, j, true);
-                return;
-        }
+        /* After `after`, or first (t resolved once: a second lookup could miss the
+         * spare FIFO tenant_queue_of fell back on). */
+        struct sched_item *next = after ? after->q_next : t->head;
         j->q_tenant = t;
         j->q_prev = after;
-        j->q_next = after->q_next;
-        if (after->q_next)
-                after->q_next->q_prev = j;
+        j->q_next = next;
+        if (next)
+                next->q_prev = j;
         else
                 t->tail = j;
-        after->q_next = j;
+        if (after)
+                after->q_next = j;
+        else
+                t->head = j;
         q->depth++;
         j->in_queue = true;
 }
