@@ -172,8 +172,9 @@ class DynamicBatching(unittest.TestCase):
                     i += 1
                     if i % 10 == 0:
                         rates.append((await c.call({"op": "stats"}))["batches"]["per_s"])
-                await asyncio.sleep(2.2)  # two ticks with none
-                idle = (await c.call({"op": "stats"}))["batches"]
+                end = time.monotonic() + 10  # until a whole second without a batch has been counted
+                while (idle := (await c.call({"op": "stats"}))["batches"])["per_s"] != 0 and time.monotonic() < end:
+                    await asyncio.sleep(0.1)
                 await c.close()
                 return i, rates, idle
             n, rates, idle = run(go())

@@ -71,6 +71,23 @@ async def submit_burst(clients, params_list, after_last=None, watch=False, timeo
     return ids
 
 
+async def until_running(url, n, queued=0, timeout=30):
+    """Waits, on a connection of its own, until stats counts n jobs running (a job a
+    worker gathers into a batch counts from when it is taken out of its queue) and
+    at least `queued` queued."""
+    c = await Client.connect(url)
+    try:
+        end = time.monotonic() + timeout
+        while True:
+            st = await c.call({"op": "stats"})
+            if st["running"] >= n and st["queued"] >= queued:
+                return
+            assert time.monotonic() < end, f"not {n} running and {queued} queued after {timeout} s: {st}"
+            await asyncio.sleep(0.01)
+    finally:
+        await c.close()
+
+
 async def watch_all(url, ids, timeout=90):
     """Watches every id from one new connection (pipelined) and returns collect_done's map."""
     c = await Client.connect(url)
@@ -491,7 +508,9 @@ class DurabilityTest(unittest.TestCase):
             for i, p in enumerate(quick):
                 await c.send({"op": "submit", "kind": "risk.score", "params": p, "cache": False, "watch": False,
                               "ref": i})
-            await asyncio.sleep(0.2)  # in the worker's batch, not in a queue
+            # The first in the worker's batch, not in a queue; the others queued
+            # behind it, taken into the batch only when its window ends.
+            await until_running(k.url, 1, queued=len(quick) - 1)
             self.k.proc.send_signal(signal.SIGTERM)
             answers = {}
             try:
@@ -528,7 +547,7 @@ class DurabilityTest(unittest.TestCase):
                 await asyncio.sleep(0.02)
             await c.send({"op": "submit", "kind": "risk.score", "cache": False, "ref": "q",
                           "params": {"model": "altman-z2", "rows": [[0.3, 0.1, 0.2, 2.0]]}})
-            await asyncio.sleep(0.3)  # in the other worker's batch window
+            await until_running(k.url, 2)  # the long job, and the quick one in the other worker's batch
             self.k.proc.send_signal(signal.SIGTERM)
             acc = cancel = done = None
             try:
@@ -570,7 +589,7 @@ class DurabilityTest(unittest.TestCase):
             c = await Client.connect(k.url)
             x = await c.submit("risk.score", {"model": "altman-z2", "rows": [[0.3, 0.1, 0.2, 2.0]] * 100},
                                cache=False)
-            await asyncio.sleep(0.1)  # in the worker's batch
+            await until_running(k.url, 1)  # in the worker's batch
             cancel = await c.call({"op": "cancel", "job": x["job"]})
             self.k.proc.send_signal(signal.SIGTERM)
             done = None
