@@ -268,23 +268,27 @@ struct parts *session_parts(struct session *s)
         return s->parts;
 }
 
+#define REF_SCAN_MAX (1u << 20)
+
 /* The "ref" of a message kilnd could not hold, from what arrived of it: a text
  * message's members before the cut, a binary frame's header. NULL when none came. */
 static json_t *ref_of_prefix(const uint8_t *p, size_t n, bool binary)
 {
         if (binary) {
-                if (n < 8 || memcmp(p, "KLNB", 4))
+                uint32_t hl;
+                if (n < PROTO_KLNB_PREFIX || proto_frame_prefix(p, &hl) < 0 || hl > n - PROTO_KLNB_PREFIX)
                         return NULL;
-                uint32_t hl = (uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
-                if (hl > n - 8)
-                        return NULL;
-                json_t *h = json_loadb((const char *)p + 8, hl, 0, NULL);
+                json_t *h = json_loadb((const char *)p + PROTO_KLNB_PREFIX, hl, 0, NULL);
                 json_t *ref = json_is_object(h) ? json_incref(json_object_get(h, "ref")) : NULL;
                 json_decref(h);
                 return ref;
         }
+        /* Its first MiB at most: on the loop thread, a ref past a many-MiB params
+         * is not worth the walk. */
         size_t pos = 0;
         struct json_member m;
+        if (n > REF_SCAN_MAX)
+                n = REF_SCAN_MAX;
         while (json_object_next((const char *)p, n, &pos, &m) == 1)
                 if (m.key_len == 5 && !memcmp(p + m.key_at, "\"ref\"", 5))
                         return json_loadb((const char *)p + m.value_at, m.value_len, JSON_DECODE_ANY, NULL);
@@ -302,7 +306,6 @@ static void rx_drop_done(struct session *s)
                 parts_drop(s->parts, s->rx_drop_ref);
         json_decref(s->rx_drop_ref);
         s->rx_drop_ref = NULL;
-        s->rx_dropping = false;
         s->rx_dropped = 0;
 }
 
@@ -753,7 +756,7 @@ int session_receive(struct kilnd *d, struct session *s, const void *in, size_t l
                      !lws_remaining_packet_payload(s->wsi) && s->rx_len == 0;
         const uint8_t *msg = in;
         bool last = lws_is_final_fragment(s->wsi) && !lws_remaining_packet_payload(s->wsi);
-        if (s->rx_dropping) {
+        if (s->rx_dropped) { /* dropping the rest of a message (never 0 bytes then) */
                 s->rx_dropped += len;
                 if (last)
                         rx_drop_done(s);
@@ -769,7 +772,6 @@ int session_receive(struct kilnd *d, struct session *s, const void *in, size_t l
                     !membudget_grow(s->d->mem, MEM_INPUTS, &s->rx, &s->rx_cap, s->rx_len + len, max)) {
                         s->rx_drop_ref = s->rx_len ? ref_of_prefix(s->rx, s->rx_len, lws_frame_is_binary(s->wsi))
                                                    : ref_of_prefix(in, len, lws_frame_is_binary(s->wsi));
-                        s->rx_dropping = true;
                         s->rx_dropped = s->rx_len + len;
                         s->rx_len = 0;
                         rx_release(s);

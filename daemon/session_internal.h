@@ -60,8 +60,7 @@ struct session {
         size_t rx_len, rx_cap;
         /* A message memory.max_bytes had no room for: its rest is read and dropped,
          * then answered `unavailable` (with its ref, when what arrived named one). */
-        bool rx_dropping;
-        uint64_t rx_dropped;
+        uint64_t rx_dropped;      /* its bytes so far; 0: none being dropped */
         json_t *rx_drop_ref;
 
         struct outmsg *out_head, *out_tail;
