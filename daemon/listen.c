@@ -23,32 +23,45 @@
 
 static struct kilnd *listen_daemon; /* the callback has no user pointer of ours */
 
-int listen_open(struct kilnd *d, const char *host, uint16_t port, int *ret_family)
+int listen_resolve(const char *host, uint16_t port, struct sockaddr_storage *ret, socklen_t *ret_len,
+                   char *why, size_t size)
 {
         /* The host's first address, IPv4 before IPv6. */
         struct addrinfo hints = { .ai_flags = AI_PASSIVE, .ai_socktype = SOCK_STREAM }, *all = NULL, *ai = NULL;
         int gai = getaddrinfo(host, NULL, &hints, &all);
         if (gai) {
-                log_error("server.listen: cannot resolve the host '%s': %s", host, gai_strerror(gai));
+                snprintf(why, size, "server.listen: cannot resolve the host '%.200s': %s", host, gai_strerror(gai));
                 return -EADDRNOTAVAIL;
         }
         for (struct addrinfo *p = all; p; p = p->ai_next)
                 if (!ai || (ai->ai_family != AF_INET && p->ai_family == AF_INET))
                         ai = p;
-        struct sockaddr_storage sa;
-        memcpy(&sa, ai->ai_addr, ai->ai_addrlen);
+        memcpy(ret, ai->ai_addr, ai->ai_addrlen);
+        *ret_len = ai->ai_addrlen;
         if (ai->ai_family == AF_INET)
-                ((struct sockaddr_in *)&sa)->sin_port = htons(port);
+                ((struct sockaddr_in *)ret)->sin_port = htons(port);
         else
-                ((struct sockaddr_in6 *)&sa)->sin6_port = htons(port);
+                ((struct sockaddr_in6 *)ret)->sin6_port = htons(port);
+        freeaddrinfo(all);
+        return 0;
+}
+
+int listen_open(struct kilnd *d, const char *host, uint16_t port, int *ret_family)
+{
+        struct sockaddr_storage sa;
+        socklen_t sa_len;
+        char why[320];
+        if (listen_resolve(host, port, &sa, &sa_len, why, sizeof(why)) < 0) {
+                log_error("%s", why);
+                return -EADDRNOTAVAIL;
+        }
         int one = 1;
-        int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         int r = fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-                                bind(fd, (struct sockaddr *)&sa, ai->ai_addrlen) < 0 || listen(fd, SOMAXCONN) < 0
+                                bind(fd, (struct sockaddr *)&sa, sa_len) < 0 || listen(fd, SOMAXCONN) < 0
                         ? -errno
                         : 0;
-        *ret_family = ai->ai_family;
-        freeaddrinfo(all);
+        *ret_family = sa.ss_family;
         if (r < 0) {
                 log_error("server.listen: cannot listen on %s: %s", d->cfg->server.listen, strerror(-r));
                 if (fd >= 0)

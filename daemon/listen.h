@@ -12,12 +12,19 @@
  * finds no descriptor is not polled for a while. Loop thread. */
 #pragma once
 
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include <libwebsockets.h>
 
 struct kilnd;
 
+/* The address kilnd listens on for `host` and `port`: the host's first address,
+ * IPv4 before IPv6 (a name, "localhost" too, is resolved). Returns 0, or
+ * -EADDRNOTAVAIL with why naming server.listen. --check-config calls it too. */
+int listen_resolve(const char *host, uint16_t port, struct sockaddr_storage *ret, socklen_t *ret_len,
+                   char *why, size_t size);
 /* A non-blocking listening socket on the first address of `host` (IPv4 before
  * IPv6; a name, "localhost" too, is resolved) at `port`, its family in
  * *ret_family; or -errno after logging why, naming server.listen. */

@@ -2,7 +2,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <malloc.h>
-#include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -26,6 +25,7 @@
 #include "hotcache.h"
 #include "jobs.h"
 #include "kind.h"
+#include "listen.h"
 #include "log.h"
 #include "mailbox.h"
 #include "membudget.h"
@@ -164,17 +164,13 @@ static int check_listen_host(const struct kiln_config *c, char *why, size_t size
 {
         char host[128];
         uint16_t port;
-        struct addrinfo hints = { .ai_flags = AI_PASSIVE, .ai_socktype = SOCK_STREAM }, *ai = NULL;
-        int gai = kiln_config_listen_split(c->server.listen, host, sizeof(host), &port) < 0
-                          ? EAI_NONAME
-                          : getaddrinfo(host, NULL, &hints, &ai);
-        if (ai)
-                freeaddrinfo(ai);
-        if (!gai)
-                return 0;
-        snprintf(why, size, "server.listen: cannot resolve the host of '%.200s': %s", c->server.listen,
-                 gai_strerror(gai));
-        return -1;
+        struct sockaddr_storage sa;
+        socklen_t sa_len;
+        if (kiln_config_listen_split(c->server.listen, host, sizeof(host), &port) < 0) { /* validated before */
+                snprintf(why, size, "server.listen: '%.200s' is not HOST:PORT", c->server.listen);
+                return -1;
+        }
+        return listen_resolve(host, port, &sa, &sa_len, why, size) < 0 ? -1 : 0;
 }
 
 /* The web UI's folder: without it kilnd serves the API, and / answers 404. A
