@@ -269,15 +269,21 @@ struct store_req {
         json_t *ref;
         char tenant[64];
         char *list_kind;
+        /* list: read on a worker (list_read), not by the store writer */
+        struct store_list_query list;
+        struct store_job **list_out;
+        size_t list_n;
+        bool list_more;
+        uint8_t list_next[16];
 };
 
 static void store_req_free(struct store_req *r)
 {
         store_job_free(r->op.job_out);
         free(r->op.result_out);
-        for (size_t i = 0; i < r->op.list_n; i++)
-                store_job_free(r->op.list_out[i]);
-        free(r->op.list_out);
+        for (size_t i = 0; i < r->list_n; i++)
+                store_job_free(r->list_out[i]);
+        free(r->list_out);
         free(r->list_kind);
         json_decref(r->ref);
         free(r);
@@ -322,8 +328,8 @@ static void send_list(struct session *s, struct store_req *r)
 {
         json_t *arr = json_array();
         char last[37] = "";
-        for (size_t i = 0; i < r->op.list_n; i++) {
-                const struct store_job *rec = r->op.list_out[i];
+        for (size_t i = 0; i < r->list_n; i++) {
+                const struct store_job *rec = r->list_out[i];
                 int state = rec->state;
                 struct job *live = jobs_find(s->d->jobs, rec->id);
                 if (live)
@@ -331,7 +337,7 @@ static void send_list(struct session *s, struct store_req *r)
                 /* The store matched an unfinished record on any state (store.h): the
                  * job's own state decides. The page may come out shorter than
                  * `limit`; `next` goes on after the last record read all the same. */
-                if (r->op.list.state >= 0 && state != r->op.list.state)
+                if (r->list.state >= 0 && state != r->list.state)
                         continue;
                 kiln_uuid_format(rec->id, last);
                 json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:o}", "job", last, "kind", rec->kind, "state",
@@ -339,8 +345,8 @@ static void send_list(struct session *s, struct store_req *r)
                                                      iso8601(rec->submitted_ms)));
         }
         json_t *next = json_null();
-        if (r->op.list_more) {
-                kiln_uuid_format(r->op.list_next, last);
+        if (r->list_more) {
+                kiln_uuid_format(r->list_next, last);
                 next = json_string(last);
         }
         session_send_json(s, json_pack("{s:s, s:o, s:o}", "op", "jobs", "jobs", arr, "next", next), r->ref);
@@ -451,8 +457,8 @@ static void list_read(struct objects_work *w)
         struct store_txn *t;
         int k = store_txn_begin(r->d->store, false, &t);
         if (k >= 0) {
-                k = store_job_list(t, &r->op.list, &r->op.list_out, &r->op.list_n, &r->op.list_more,
-                                   r->op.list_next);
+                k = store_job_list(t, &r->list, &r->list_out, &r->list_n, &r->list_more,
+                                   r->list_next);
                 store_txn_abort(t);
         }
         r->op.status = k;
@@ -465,44 +471,57 @@ static void on_list_read(struct mail *m)
         store_reply(r);
 }
 
-static void ask_store(struct session *s, const struct proto_req *rq, enum store_op_type type)
+static struct store_req *store_req_new(struct session *s, const struct proto_req *rq)
 {
         struct store_req *r = calloc(1, sizeof(*r));
         if (!r) {
                 session_send_error(s, rq->ref, KERR_INTERNAL, NULL, "out of memory");
-                return;
+                return NULL;
         }
         r->d = s->d;
         r->session_id = s->id;
         r->kind = rq->op;
         r->ref = rq->ref ? json_incref(rq->ref) : NULL;
         snprintf(r->tenant, sizeof(r->tenant), "%s", s->who.tenant);
+        return r;
+}
+
+static void ask_store(struct session *s, const struct proto_req *rq, enum store_op_type type)
+{
+        struct store_req *r = store_req_new(s, rq);
+        if (!r)
+                return;
         r->op.type = type;
         r->op.done = on_store_reply;
         if (type == STORE_OP_CACHE_PURGE) {
                 r->list_kind = rq->purge.kind ? strdup(rq->purge.kind) : NULL;
                 r->op.purge_kind = r->list_kind;
                 r->op.purge_tenant = r->tenant; /* an admin purges its own tenant's entries */
-        } else if (type == STORE_OP_LIST) {
-                r->list_kind = rq->list.kind ? strdup(rq->list.kind) : NULL;
-                r->op.list.tenant = r->tenant;
-                r->op.list.state = rq->list.state;
-                r->op.list.kind = r->list_kind;
-                r->op.list.has_after = rq->list.has_after;
-                memcpy(r->op.list.after, rq->list.after, 16);
-                r->op.list.limit = rq->list.limit;
-                if (s->d->objects) {
-                        r->work.run = list_read;
-                        r->work.prompt = true;
-                        r->work.mail.fn = on_list_read;
-                        s->d->object_reads++;
-                        objects_work_submit(s->d->objects, &r->work);
-                        return;
-                }
         } else {
                 memcpy(r->op.id, rq->job.id, 16);
         }
         storeq_submit_loop(s->d->storeq, &r->op);
+}
+
+/* `list` reads in a transaction of its own on an objects worker: never in the
+ * writer's, where it held every tenant's commits. */
+static void list_jobs(struct session *s, const struct proto_req *rq)
+{
+        struct store_req *r = store_req_new(s, rq);
+        if (!r)
+                return;
+        r->list_kind = rq->list.kind ? strdup(rq->list.kind) : NULL;
+        r->list.tenant = r->tenant;
+        r->list.state = rq->list.state;
+        r->list.kind = r->list_kind;
+        r->list.has_after = rq->list.has_after;
+        memcpy(r->list.after, rq->list.after, 16);
+        r->list.limit = rq->list.limit;
+        r->work.run = list_read;
+        r->work.prompt = true;
+        r->work.mail.fn = on_list_read;
+        s->d->object_reads++;
+        objects_work_submit(s->d->objects, &r->work);
 }
 
 /* ---- the job ops ---- */
@@ -574,5 +593,5 @@ void session_op_list(struct session *s, const struct proto_req *rq)
                 session_send_error(s, rq->ref, KERR_UNKNOWN_KIND, "kind", "unknown job kind \"%s\"", rq->list.kind);
                 return;
         }
-        ask_store(s, rq, STORE_OP_LIST);
+        list_jobs(s, rq);
 }

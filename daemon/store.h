@@ -494,7 +494,6 @@ enum store_op_type {
                                 * optional input, written with `write_input`) */
         STORE_OP_JOB_GET,      /* fills op->job_out (read) */
         STORE_OP_RESULT_GET,   /* fills op->job_out and op->result_out/result_size (read) */
-        STORE_OP_LIST,         /* fills op->list_out/list_n/list_more (read) */
         STORE_OP_DELETE,
         STORE_OP_BARRIER,      /* nothing; done after everything queued before it */
         STORE_OP_SUBMIT,       /* a new job: idempotency, cache lookup, then put (+ input) (below) */
@@ -586,7 +585,6 @@ struct store_op {
          * the same range when a batch is retried, and must write the same bytes. */
         void (*write_result)(struct store_op *op, uint8_t *dst, size_t offset, size_t len);
         uint8_t id[16];          /* GET/RESULT_GET/DELETE/INPUT_GET */
-        struct store_list_query list; /* LIST (its strings must live until done) */
         /* SUBMIT: the key to look up (NULL: no lookup). JOB_PUT of a done job with a
          * result: the key to cache it under (NULL: not cached). Borrowed until done. */
         const struct store_cache_key *cache_key;
@@ -630,10 +628,6 @@ struct store_op {
         int status;              /* >= 0 or -errno */
         struct store_job *job_out;
         uint8_t *result_out;
-        struct store_job **list_out;
-        size_t list_n;
-        bool list_more;
-        uint8_t list_next[16];   /* LIST with list_more: the `after` to go on from */
         enum store_submit_outcome outcome; /* SUBMIT */
         struct store_cache_hit hit; /* SUBMIT with outcome CACHED: the entry found */
         uint64_t purge_n;        /* CACHE_PURGE */

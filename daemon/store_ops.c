@@ -21,9 +21,6 @@ void store_op_clear_outputs(struct store_op *op)
 {
         op->job_out = NULL;
         op->result_out = NULL;
-        op->list_out = NULL;
-        op->list_n = 0;
-        op->list_more = false;
         op->outcome = STORE_SUBMIT_STORED;
         op->purge_n = 0;
         op->result_stored = false;
@@ -41,11 +38,6 @@ void store_op_free_outputs(struct store_op *op)
 {
         store_job_free(op->job_out);
         free(op->result_out);
-        if (op->list_out) {
-                for (size_t i = 0; i < op->list_n; i++)
-                        store_job_free(op->list_out[i]);
-                free(op->list_out);
-        }
         store_object_info_clear(&op->object_info);
         store_object_infos_free(op->object_list, op->object_n);
         store_op_clear_outputs(op);
@@ -304,8 +296,6 @@ int store_op_apply(struct store_txn *t, struct store_op *op)
                 return store_job_get(t, op->id, &op->job_out);
         case STORE_OP_RESULT_GET:
                 return op_apply_job_and_bytes(t, op, false);
-        case STORE_OP_LIST:
-                return store_job_list(t, &op->list, &op->list_out, &op->list_n, &op->list_more, op->list_next);
         case STORE_OP_DELETE:
                 return store_job_delete(t, op->id);
         case STORE_OP_BARRIER:

@@ -247,7 +247,7 @@ static void writer_concurrent_puts_complete_and_report_throughput(void **state)
 static void writer_get_after_put_in_same_batch_sees_it(void **state)
 {
         struct fixture *f = *state;
-        struct tracked_op put, get, list_op;
+        struct tracked_op put, get;
         struct store_writer *w;
         struct gate g;
         uint64_t commits;
@@ -257,33 +257,23 @@ static void writer_get_after_put_in_same_batch_sees_it(void **state)
         get.op.type = STORE_OP_JOB_GET;
         memcpy(get.op.id, put.job.id, 16);
         get.op.done = tracked_done;
-        memset(&list_op, 0, sizeof(list_op));
-        list_op.op.type = STORE_OP_LIST;
-        list_op.op.list = (struct store_list_query){ .tenant = "acme", .state = KILN_JOB_QUEUED, .limit = 10 };
-        list_op.op.done = tracked_done;
 
         assert_int_equal(store_writer_start(f->s, &w), 0);
         gate_close(&g, w);
         store_writer_submit(w, &put.op);
         store_writer_submit(w, &get.op);
-        store_writer_submit(w, &list_op.op);
         gate_open(&g);
         wait_for_writer(w);
         store_writer_stats(w, &commits, NULL);
         store_writer_stop(w);
         gate_destroy(&g);
 
-        assert_int_equal(commits, 2); /* the gate's, then put + get + list + barrier */
+        assert_int_equal(commits, 2); /* the gate's, then put + get + barrier */
         assert_int_equal(put.op.status, 0);
         assert_int_equal(get.op.status, 0);
         assert_non_null(get.op.job_out);
         assert_jobs_equal(&put.job, get.op.job_out);
         store_job_free(get.op.job_out);
-        assert_int_equal(list_op.op.status, 0);
-        assert_int_equal(list_op.op.list_n, 1);
-        assert_false(list_op.op.list_more);
-        assert_memory_equal(list_op.op.list_out[0]->id, put.job.id, 16);
-        free_job_list(list_op.op.list_out, list_op.op.list_n);
 }
 
 /* A record of a job answered from the cache (nothing cached under its key: the
