@@ -189,21 +189,17 @@ int auth_check(struct kilnd *d, const char *token, struct auth_identity *ret)
 
 void auth_note_refused(const char *via, struct lws *wsi)
 {
-        static int64_t last_ms;
-        static unsigned long refused;
-        int64_t now = kiln_mono_ms();
+        static struct log_every every;
         char peer[64] = "?";
+        uint64_t refused;
 
-        refused++;
-        if (last_ms && now - last_ms < 10000)
+        if (!log_every_due(&every, 10000, &refused))
                 return;
         if (wsi)
                 lws_get_peer_simple(wsi, peer, sizeof(peer));
-        log_notice("%lu sign-in%s refused for a missing or unknown token since the last such line; the last over %s "
+        log_notice("%llu sign-in%s refused for a missing or unknown token since the last such line; the last over %s "
                    "from %s",
-                   refused, refused == 1 ? "" : "s", via, peer);
-        last_ms = now;
-        refused = 0;
+                   (unsigned long long)refused, refused == 1 ? "" : "s", via, peer);
 }
 
 int auth_recheck(const struct kilnd *d, struct auth_identity *who)

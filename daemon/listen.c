@@ -80,8 +80,7 @@ static struct {
         lws_sorted_usec_list_t sul;
         struct lws *wsi[8];
         unsigned n;
-        int64_t logged_ms;
-        uint64_t failed;
+        struct log_every failures;
 } accept_pause;
 
 static void resume_accepts(lws_sorted_usec_list_t *sul)
@@ -93,15 +92,11 @@ static void resume_accepts(lws_sorted_usec_list_t *sul)
 
 static void accept_failed(struct kilnd *d, struct lws *wsi, int err)
 {
-        int64_t now = kiln_mono_ms();
-        accept_pause.failed++;
-        if (!accept_pause.logged_ms || now - accept_pause.logged_ms >= 10000) {
+        uint64_t failed;
+        if (log_every_due(&accept_pause.failures, 10000, &failed))
                 log_warning("accept: %s: new connections wait in the listen backlog (%llu failures since the last "
                             "such line)",
-                            strerror(err), (unsigned long long)accept_pause.failed);
-                accept_pause.logged_ms = now;
-                accept_pause.failed = 0;
-        }
+                            strerror(err), (unsigned long long)failed);
         if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM)
                 return;
         bool paused = false;

@@ -10,6 +10,8 @@
 #include <time.h>
 
 #include <libwebsockets.h>
+
+#include "util.h"
 #include <systemd/sd-journal.h>
 
 static atomic_int log_level = KILN_LOG_INFO;
@@ -91,4 +93,16 @@ void kiln_log_init(enum kiln_log_target target, enum kiln_log_level level)
 void kiln_log_set_level(enum kiln_log_level level)
 {
         atomic_store(&log_level, (int)level);
+}
+
+bool log_every_due(struct log_every *e, int64_t every_ms, uint64_t *ret_count)
+{
+        int64_t now = kiln_mono_ms();
+        e->count++;
+        if (e->last_ms && now - e->last_ms < every_ms)
+                return false;
+        e->last_ms = now;
+        *ret_count = e->count;
+        e->count = 0;
+        return true;
 }
