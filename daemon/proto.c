@@ -911,8 +911,10 @@ int kiln_ws_url_parse(const char *url, struct kiln_ws_url *ret)
         if (*p == ':') {
                 char *end;
                 long v = strtol(p + 1, &end, 10);
-                if (end == p + 1 || v < 1 || v > 65535 || (*end && *end != '/'))
+                if (end == p + 1 || (*end && *end != '/'))
                         return -EINVAL;
+                if (v < 1 || v > 65535)
+                        return -ERANGE;
                 port = (int)v;
                 default_port = port == (tls ? 443 : 80);
                 p = end;

@@ -223,6 +223,7 @@ struct kiln_ws_url {
         char host_header[300];    /* HOST, or HOST:PORT for a port that is not the default */
 };
 
-/* Returns >= 0, or -EINVAL for anything else (another scheme, an empty host, a bad
- * port, too long a host or path). */
+/* Returns >= 0, -ERANGE for a port outside 1..65535, or -EINVAL for anything else
+ * (another scheme, an empty host, a port that is not a number, too long a host or
+ * path). */
 int kiln_ws_url_parse(const char *url, struct kiln_ws_url *ret);

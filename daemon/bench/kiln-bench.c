@@ -61,26 +61,6 @@ static int parse_uint(const char *s, unsigned long min, unsigned long max, unsig
         return 0;
 }
 
-/* Why kiln_ws_url_parse refuses url: its port, or the URL as a whole. */
-static const char *url_fault(const char *url)
-{
-        size_t scheme = !strncasecmp(url, "ws://", 5) ? 5 : !strncasecmp(url, "wss://", 6) ? 6 : 0;
-        const char *p = url + scheme;
-
-        if (!scheme)
-                return "not a ws:// or wss:// URL";
-        p = *p == '[' ? strchr(p, ']') : p + strcspn(p, ":/");
-        if (p && *p == ']')
-                p++;
-        if (p && *p == ':') {
-                char *end;
-                long v = strtol(p + 1, &end, 10);
-                if (end != p + 1 && (!*end || *end == '/') && (v < 1 || v > 65535))
-                        return "port out of range (1 to 65535)";
-        }
-        return "not a ws:// or wss:// URL";
-}
-
 static double ms(const struct hdr *h, double pct)
 {
         return (double)hdr_value_at(h, pct) / 1000.0;
@@ -290,8 +270,10 @@ int main(int argc, char **argv)
                 return 2;
         }
         struct kiln_ws_url url;
-        if (kiln_ws_url_parse(o.url, &url) < 0) {
-                fprintf(stderr, "kiln-bench: %s: %s\n", url_fault(o.url), o.url);
+        int ur = kiln_ws_url_parse(o.url, &url);
+        if (ur < 0) {
+                fprintf(stderr, "kiln-bench: %s: %s\n",
+                        ur == -ERANGE ? "port out of range (1 to 65535)" : "not a ws:// or wss:// URL", o.url);
                 return 2;
         }
         if ((o.scenario == SCEN_VEC) != (o.collection != NULL)) {
@@ -329,11 +311,6 @@ int main(int argc, char **argv)
                 return 1;
         }
         int r = bench_run(&o, res);
-        if (r == -EINVAL) {
-                fprintf(stderr, "kiln-bench: %s: %s\n", url_fault(o.url), o.url);
-                free(res);
-                return 2;
-        }
         if (r == -ECONNREFUSED) {
                 fprintf(stderr, "kiln-bench: cannot connect to %s: %s\n", o.url,
                         res->first_error[0] ? res->first_error : "no connection succeeded");

@@ -109,14 +109,8 @@ __attribute__((format(printf, 4, 5))) static void bad_result(struct conn *c, uns
  * wrong (counted and said). */
 static void parts_end(struct conn *c, const char *why)
 {
-        unsigned n = 0;
-
         c->parts_left = 0;
-        for (unsigned k = 0; k < c->cap; k++)
-                if (c->slots[k].st == SL_PARTS && !strcmp(c->slots[k].job, c->parts_job)) {
-                        load_complete(c, k, !why);
-                        n++;
-                }
+        unsigned n = done_for(c, -1, c->parts_job, !why, SL_PARTS);
         if (why)
                 bad_result(c, n, c->parts_job, "%s", why);
 }

@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "kind.h"
+
 #define DEPTH_MAX 64 /* deeper: left to jansson */
 
 struct scan {
@@ -360,14 +362,11 @@ static bool head_member(struct scan *s, const char *key, size_t n, bool escaped,
         return skip_value(s, depth + 1);
 }
 
-/* Bytes per element of a part's dtype (kiln-protocol(7)), 0 for none known. */
+/* Bytes per element of a part's dtype (kind.h's), 0 for none known. */
 static uint64_t dtype_size(const char *dtype)
 {
-        if (!strcmp(dtype, "f32") || !strcmp(dtype, "u32"))
-                return 4;
-        if (!strcmp(dtype, "u8") || !strcmp(dtype, "bytes"))
-                return 1;
-        return 0;
+        enum kiln_dtype t;
+        return kiln_dtype_from_name(dtype, &t) < 0 ? 0 : kiln_dtype_size(t);
 }
 
 int part_head_scan(const char *text, size_t len, struct part_head *h)

@@ -551,8 +551,9 @@ int ctl_ws_connect(const char *url, const char *subprotocol, int timeout_ms, str
         struct kiln_ws_url u;
 
         err[0] = '\0';
-        if (kiln_ws_url_parse(url, &u) < 0) {
-                snprintf(err, err_size, "not a ws:// or wss:// URL");
+        int ur = kiln_ws_url_parse(url, &u);
+        if (ur < 0) {
+                snprintf(err, err_size, "%s", ur == -ERANGE ? "port out of range (1 to 65535)" : "not a ws:// or wss:// URL");
                 return -EINVAL;
         }
 
