@@ -157,6 +157,16 @@ class DurabilityTest(unittest.TestCase):
     def restart(self):
         self.k.start()
 
+    def status_of(self, job):
+        """The `status` reply for job, asked on a connection of its own."""
+        async def go():
+            c = await Client.connect(self.k.url)
+            try:
+                return await c.call({"op": "status", "job": job})
+            finally:
+                await c.close()
+        return self.run_async(go())
+
     def stream_and_kill9(self, k, params, kind, kill_at, pause=0, before_kill=None):
         """Sends a submit of `kind` (watch false) per params on 4 connections, reading
         replies as they come, and kill -9s kilnd at the kill_at-th `accepted` (after
@@ -570,13 +580,7 @@ class DurabilityTest(unittest.TestCase):
         self.assertEqual(cancel["state"], "cancelled", cancel)
         self.assertEqual(done["state"], "cancelled", done)
         self.restart()
-
-        async def after():
-            c = await Client.connect(k.url)
-            st = await c.call({"op": "status", "job": acc["job"]})
-            await c.close()
-            return st
-        self.assertEqual(self.run_async(after())["state"], "cancelled")
+        self.assertEqual(self.status_of(acc["job"])["state"], "cancelled")
 
     def test_a_job_cancelled_while_gathered_at_a_drain_ends_cancelled(self):
         # A worker holds the job in a batch it gathers for 1 s: the cancel misses
@@ -609,13 +613,7 @@ class DurabilityTest(unittest.TestCase):
         self.assertIsNotNone(done, "no done before the close")
         self.assertEqual(done["state"], "cancelled", done)
         self.restart()
-
-        async def after():
-            c = await Client.connect(k.url)
-            st = await c.call({"op": "status", "job": x["job"]})
-            await c.close()
-            return st
-        self.assertEqual(self.run_async(after())["state"], "cancelled")
+        self.assertEqual(self.status_of(x["job"])["state"], "cancelled")
 
     def test_kill9_mid_burst_keeps_every_job_already_accepted(self):
         k = self.start()
