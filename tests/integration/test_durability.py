@@ -71,21 +71,18 @@ async def submit_burst(clients, params_list, after_last=None, watch=False, timeo
     return ids
 
 
-async def until_running(url, n, queued=0, timeout=30):
-    """Waits, on a connection of its own, until stats counts n jobs running (a job a
-    worker gathers into a batch counts from when it is taken out of its queue) and
-    at least `queued` queued."""
-    c = await Client.connect(url)
-    try:
-        end = time.monotonic() + timeout
-        while True:
-            st = await c.call({"op": "stats"})
-            if st["running"] >= n and st["queued"] >= queued:
-                return
-            assert time.monotonic() < end, f"not {n} running and {queued} queued after {timeout} s: {st}"
-            await asyncio.sleep(0.01)
-    finally:
-        await c.close()
+async def until_running(watcher, n, queued=0, timeout=30):
+    """Waits until stats, asked on `watcher` (a connection of its own, opened before
+    the jobs are sent so that the wait starts at once: the batch window it looks
+    into is one second), counts n jobs running (a job a worker gathers into a batch
+    counts from when it is taken out of its queue) and at least `queued` queued."""
+    end = time.monotonic() + timeout
+    while True:
+        st = await watcher.call({"op": "stats"})
+        if st["running"] >= n and st["queued"] >= queued:
+            return
+        assert time.monotonic() < end, f"not {n} running and {queued} queued after {timeout} s: {st}"
+        await asyncio.sleep(0.005)
 
 
 async def watch_all(url, ids, timeout=90):
@@ -514,13 +511,14 @@ class DurabilityTest(unittest.TestCase):
         quick = [{"model": "altman-z2", "rows": [[0.3 + i / 100, 0.1, 0.2, 2.0]]} for i in range(10)]
 
         async def go():
-            c = await Client.connect(k.url)
+            c, watcher = await Client.connect(k.url), await Client.connect(k.url)
             for i, p in enumerate(quick):
                 await c.send({"op": "submit", "kind": "risk.score", "params": p, "cache": False, "watch": False,
                               "ref": i})
             # The first in the worker's batch, not in a queue; the others queued
             # behind it, taken into the batch only when its window ends.
-            await until_running(k.url, 1, queued=len(quick) - 1)
+            await until_running(watcher, 1, queued=len(quick) - 1)
+            await watcher.close()
             self.k.proc.send_signal(signal.SIGTERM)
             answers = {}
             try:
@@ -555,9 +553,11 @@ class DurabilityTest(unittest.TestCase):
                 if (await c.call({"op": "status", "job": long["job"]}))["state"] == "running":
                     break
                 await asyncio.sleep(0.02)
+            watcher = await Client.connect(k.url)
             await c.send({"op": "submit", "kind": "risk.score", "cache": False, "ref": "q",
                           "params": {"model": "altman-z2", "rows": [[0.3, 0.1, 0.2, 2.0]]}})
-            await until_running(k.url, 2)  # the long job, and the quick one in the other worker's batch
+            await until_running(watcher, 2)  # the long job, and the quick one in the other worker's batch
+            await watcher.close()
             self.k.proc.send_signal(signal.SIGTERM)
             acc = cancel = done = None
             try:
@@ -590,10 +590,11 @@ class DurabilityTest(unittest.TestCase):
         k = self.start(KILN_CPU_THREADS="2", KILN_BATCH_RISK_SCORE_MAX_DELAY_US="1000000")
 
         async def go():
-            c = await Client.connect(k.url)
+            c, watcher = await Client.connect(k.url), await Client.connect(k.url)
             x = await c.submit("risk.score", {"model": "altman-z2", "rows": [[0.3, 0.1, 0.2, 2.0]] * 100},
                                cache=False)
-            await until_running(k.url, 1)  # in the worker's batch
+            await until_running(watcher, 1)  # in the worker's batch
+            await watcher.close()
             cancel = await c.call({"op": "cancel", "job": x["job"]})
             self.k.proc.send_signal(signal.SIGTERM)
             done = None
