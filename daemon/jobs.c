@@ -436,23 +436,23 @@ unsigned job_attempts(const struct job *j)
         return atomic_load(&j->item.attempts);
 }
 
-/* Queue and run time in ms: monotonic when the job was submitted in this process,
- * else from the stored wall-clock times. */
-void job_durations(const struct job *j, int64_t *ret_queue, int64_t *ret_run)
+/* Queue and run time in microseconds: monotonic when the job was submitted in
+ * this process, else from the stored wall-clock times (ms). */
+void job_durations(const struct job *j, int64_t *ret_queue_us, int64_t *ret_run_us)
 {
-        if (j->submitted_mono && j->finished_mono) {
-                int64_t start = j->started_mono ? j->started_mono : j->finished_mono;
-                *ret_queue = start - j->submitted_mono;
-                *ret_run = j->finished_mono - start;
+        if (j->submitted_us && j->finished_us) {
+                int64_t start = j->started_us ? j->started_us : j->finished_us;
+                *ret_queue_us = start - j->submitted_us;
+                *ret_run_us = j->finished_us - start;
         } else {
                 int64_t start = j->started_ms ? j->started_ms : j->finished_ms;
-                *ret_queue = start - j->submitted_ms;
-                *ret_run = j->finished_ms - start;
+                *ret_queue_us = (start - j->submitted_ms) * 1000;
+                *ret_run_us = (j->finished_ms - start) * 1000;
         }
-        if (*ret_queue < 0)
-                *ret_queue = 0;
-        if (*ret_run < 0)
-                *ret_run = 0;
+        if (*ret_queue_us < 0)
+                *ret_queue_us = 0;
+        if (*ret_run_us < 0)
+                *ret_run_us = 0;
 }
 
 void job_to_record(const struct job *j, struct store_job *ret)
@@ -473,11 +473,11 @@ void job_to_record(const struct job *j, struct store_job *ret)
         ret->input_size = j->in.size;
         ret->object = j->object_text;
         if (kiln_job_state_is_final(state)) {
-                int64_t queue_ms, run_ms;
-                job_durations(j, &queue_ms, &run_ms);
+                int64_t queue_us, run_us;
+                job_durations(j, &queue_us, &run_us);
                 ret->finished_ms = j->finished_ms;
-                ret->queue_ms = (uint32_t)queue_ms;
-                ret->run_ms = (uint32_t)run_ms;
+                ret->queue_ms = (uint32_t)(queue_us / 1000);
+                ret->run_ms = (uint32_t)(run_us / 1000);
                 ret->batch = j->batch;
                 kiln_str_copy(ret->backend, sizeof(ret->backend), j->backend);
                 if (state != KILN_JOB_DONE) {
@@ -616,7 +616,7 @@ static void sink_started(void *ctx, struct sched_item *it, int64_t now_ms)
 {
         struct job *j = container_of(it, struct job, item);
         j->started_ms = now_ms;
-        j->started_mono = kiln_mono_ms();
+        j->started_us = kiln_mono_us();
         atomic_store(&j->state, KILN_JOB_RUNNING);
 }
 

@@ -91,7 +91,7 @@ struct job {
         char tenant[64];
         enum kiln_priority priority;
         int64_t submitted_ms;     /* wall clock */
-        int64_t submitted_mono;   /* monotonic, for durations; 0 for a recovered job */
+        int64_t submitted_us;     /* monotonic (kiln_mono_us), for durations; 0 for a recovered job */
         int64_t deadline_ms;      /* absolute wall clock, 0 = none */
         char *idem_key;
         struct job_inputs in;     /* its input arrays, in one blob (job_inputs.h) */
@@ -116,8 +116,8 @@ struct job {
         atomic_int pct;           /* 0..100 */
 
         /* Written before it is finished by the thread that finishes it. */
-        int64_t started_ms, started_mono;
-        int64_t finished_ms, finished_mono;
+        int64_t started_ms, started_us;   /* wall clock ms; monotonic us */
+        int64_t finished_ms, finished_us;
         uint32_t batch;
         char backend[16];
         struct kiln_result result;

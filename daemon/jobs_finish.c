@@ -35,13 +35,13 @@ int job_take_blob(struct job *j, uint8_t *blob, size_t size)
 static int build_done(struct job *j, struct done_scalars *where, bool from_held)
 {
         int state = atomic_load(&j->state);
-        int64_t queue_ms, run_ms;
-        job_durations(j, &queue_ms, &run_ms);
+        int64_t queue_us, run_us;
+        job_durations(j, &queue_us, &run_us);
         struct done_info in = {
                 .job = j->id_text,
                 .state = kiln_job_state_name(state),
-                .queue_ms = queue_ms,
-                .run_ms = run_ms,
+                .queue_ms = queue_us / 1000,
+                .run_ms = run_us / 1000,
                 .result = &j->result,
                 .backend = j->backend,
                 .batch = j->batch,
@@ -231,8 +231,8 @@ static void deliver(struct jobs *js, struct job *j)
         if (j->started_ms) {
                 int64_t q, r;
                 job_durations(j, &q, &r);
-                queue_s = (double)q / 1000.0;
-                run_s = (double)r / 1000.0;
+                queue_s = (double)q / 1e6;
+                run_s = (double)r / 1e6;
         }
         metrics_job_finished(j->kind, state, queue_s, run_s);
         jobs_tenant_release(js, j, state);
@@ -415,7 +415,7 @@ static void on_finished_stored(struct store_op *op)
 void job_finish(struct job *j, enum kiln_job_state state, enum kiln_err code, const char *message)
 {
         j->finished_ms = kiln_wall_ms();
-        j->finished_mono = kiln_mono_ms();
+        j->finished_us = kiln_mono_us();
         atomic_store(&j->state, state);
         atomic_store(&j->pct, 100);
         if (state != KILN_JOB_DONE) {

@@ -69,8 +69,8 @@ void job_hold_result(struct job *j, uint64_t bytes);
 /* From a job's store operation's done callback (writer thread): runs fn with the
  * job's mail on the loop thread. */
 void job_op_to_loop(struct store_op *op, void (*fn)(struct mail *m));
-/* Milliseconds the job was queued and ran (monotonic when it has the stamps). */
-void job_durations(const struct job *j, int64_t *ret_queue, int64_t *ret_run);
+/* Microseconds the job was queued and ran (monotonic when it has the stamps). */
+void job_durations(const struct job *j, int64_t *ret_queue_us, int64_t *ret_run_us);
 /* Estimated bytes a job will write to the store: its result's and its input's. */
 uint64_t job_store_estimate(const struct job *j);
 /* The budget's hook for the cache hits waiting for memory: set at jobs_new, emptied

@@ -68,7 +68,7 @@ static struct job *job_new(struct jobs *js, const struct kiln_kind *kind, void *
         kiln_uuid_format(j->id, j->id_text);
         j->priority = rq->priority;
         j->submitted_ms = kiln_wall_ms();
-        j->submitted_mono = kiln_mono_ms();
+        j->submitted_us = kiln_mono_us();
         j->deadline_ms = timeout_ms > 0 ? j->submitted_ms + timeout_ms : 0;
         job_item_init(j);
         atomic_init(&j->state, KILN_JOB_QUEUED);
@@ -173,7 +173,7 @@ static void answer_cached_now(struct jobs *js, struct job *j)
         }
         if (k >= 0) {
                 j->finished_ms = j->started_ms = j->submitted_ms;
-                j->finished_mono = j->started_mono = j->submitted_mono;
+                j->finished_us = j->started_us = j->submitted_us;
                 atomic_store(&j->pct, 100);
                 atomic_store(&j->state, KILN_JOB_DONE);
                 k = job_loaded_done(j);
@@ -341,7 +341,7 @@ static int answer_hot(struct jobs *js, struct job *j, struct hot_entry *e, const
         j->result = e->result;
         memcpy(j->backend, e->backend, sizeof(j->backend));
         j->started_ms = j->finished_ms = j->submitted_ms;
-        j->started_mono = j->finished_mono = j->submitted_mono;
+        j->started_us = j->finished_us = j->submitted_us;
         j->batch = 0;
         atomic_store(&j->pct, 100);
         atomic_store(&j->state, KILN_JOB_DONE);

@@ -98,6 +98,25 @@ class MetricsTest(KilndTestCase):
         # The CPU shows up as a device.
         self.assertIn(("kiln_device_utilization_ratio", frozenset({("device", "cpu")})), after)
 
+    def test_run_seconds_resolve_jobs_shorter_than_a_millisecond(self):
+        # A one-row score runs in microseconds: its time counts, not 0.
+        before = parse(self.scrape())
+
+        async def go():
+            c = await self.client()
+            for i in range(10):
+                done, _ = await c.run("risk.score", {"model": "altman-z2", "rows": [[0.3 + i / 997, 0.2, 0.1, 1.2]]},
+                                      cache=False)
+                self.assertEqual(done["state"], "done", done)
+            await c.close()
+
+        self.run_async(go())
+        after = parse(self.scrape())
+        key = frozenset({("kind", "risk.score")})
+        count, total = ("kiln_job_run_seconds_count", key), ("kiln_job_run_seconds_sum", key)
+        self.assertEqual(after[count] - before.get(count, 0), 10)
+        self.assertGreater(after[total] - before.get(total, 0), 0)
+
     def test_cache_log_and_merges_are_shown(self):
         # New cache entries wait in the store's log; with a merge every 20 of them
         # (KILN_TEST_CACHE_MERGE_AT), 30 new results make at least one.
