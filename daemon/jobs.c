@@ -363,6 +363,7 @@ void job_unref(struct job *j)
                 return;
         job_mem_give(j->js, MEM_RESULTS, &j->item.mem_held);
         job_mem_give(j->js, MEM_INPUTS, &j->mem_inputs);
+        job_mem_give(j->js, MEM_RESULTS, &j->mem_copy);
         if (j->hot) {
                 hot_entry_unref(j->hot); /* the entry owns the result j shows */
         } else {

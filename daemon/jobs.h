@@ -140,6 +140,8 @@ struct job {
         bool result_not_kept;     /* done, but the store had no room for its result */
         bool delivered;           /* its watchers have had its `done` */
         uint64_t mem_inputs;      /* bytes of its inputs held in the memory budget */
+        uint64_t mem_copy;        /* held for a cached result the store writer copied out
+                                   * (reserve_copy); given back with the job */
 
         /* The scheduler's view of it (scheduler.h). */
         struct sched_item item;

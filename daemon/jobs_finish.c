@@ -108,7 +108,7 @@ int job_result_from_store(struct jobs *js, struct job *j, const uint8_t blob[16]
 
 int job_reserve_load(struct jobs *js, struct job *j, const uint8_t blob[16], uint64_t size)
 {
-        uint64_t need = 3 * size + 8192;
+        uint64_t need = JOBS_LOAD_BYTES(size);
         if (!js->mem)
                 return 0;
         if (size > JOBS_COPY_MAX_BYTES) {

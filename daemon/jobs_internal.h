@@ -95,6 +95,9 @@ int job_build_done(struct job *j);
  * ones stay with the job (cheaper to send, and bounded per connection by
  * memory.max_output_buffer_bytes). */
 #define JOBS_COPY_MAX_BYTES (1u << 20)
+/* What reading back a stored result of `size` bytes (at most JOBS_COPY_MAX_BYTES)
+ * holds in memory until it is sent: its copy, its done and the frames of its parts. */
+#define JOBS_LOAD_BYTES(size) (3 * (uint64_t)(size) + 8192)
 /* The largest result (its kind's estimate) a job run before it is stored may have:
  * its one commit writes it whole (jobs.h). */
 #define JOBS_EARLY_MAX_BYTES (64u << 10)

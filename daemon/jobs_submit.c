@@ -153,6 +153,9 @@ static void answer_idempotent(struct jobs *js, struct job *j)
                                 "the job of this key is unreadable");
                 return;
         }
+        /* The copy's room goes with the copy. */
+        orig->mem_copy = j->mem_copy;
+        j->mem_copy = 0;
         /* A job that is not live and not finished is queued in the store (a
          * recovered job not yet taken): its `accepted` says so; it has no `done`. */
         jobs_accept_one(js, orig, j->submitter, j->submit_ref, with_result, false);
@@ -385,6 +388,22 @@ static void write_input_cb(struct store_op *op, uint8_t *dst, size_t offset, siz
         memcpy(dst, container_of(op, struct job, op)->in.blob + offset, len);
 }
 
+/* A cached result (or a key's job's) the writer would copy out for j's answer
+ * counts in memory.max_bytes before it is copied, as job_reserve_load counts one
+ * read back later: without room it stays in the store, and the answer waits for
+ * room (answer_cached). Writer thread; again for a batch that is retried. */
+static bool reserve_copy(struct store_op *op, uint64_t size)
+{
+        struct job *j = container_of(op, struct job, op);
+        uint64_t need = JOBS_LOAD_BYTES(size);
+        if (!j->js->mem || j->mem_copy >= need)
+                return true;
+        if (!membudget_try_take(j->js->mem, MEM_RESULTS, need - j->mem_copy))
+                return false;
+        j->mem_copy = need;
+        return true;
+}
+
 /* j's SUBMIT: its record as it is now (queued), with its input; looked up in the
  * cache under `lookup` when that is not NULL. */
 static void submit_op_init(struct job *j, const struct store_cache_key *lookup, void (*done)(struct store_op *op))
@@ -397,6 +416,7 @@ static void submit_op_init(struct job *j, const struct store_cache_key *lookup, 
         j->op.input_size = j->in.size;
         j->op.write_input = j->in.size ? write_input_cb : NULL;
         j->op.copy_max = JOBS_COPY_MAX_BYTES; /* bigger cached results are sent from the store */
+        j->op.copy_reserve = reserve_copy;
         j->op.done = done;
 }
 

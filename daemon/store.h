@@ -601,8 +601,11 @@ struct store_op {
         /* SUBMIT answered from the cache or by its idempotency key: a result of more
          * than copy_max bytes is not copied out (result_out NULL, result_size its
          * size): the caller reads it where it is (hit.blob, or the original job's id
-         * through store_result_locate). 0: always copied. */
+         * through store_result_locate). 0: always copied. copy_reserve, when set, is
+         * asked on the writer thread before a result is copied out (the room it will
+         * take in memory); false leaves it where it is, as a bigger one. */
         uint64_t copy_max;
+        bool (*copy_reserve)(struct store_op *op, uint64_t size);
         uint8_t blob[16];        /* CACHE_ANSWER: the result the answer used */
         /* SUBMIT and JOB_PUT: bytes of input to store with the record, 0 for none. SUBMIT
          * stores it only when the outcome is STORED (a job answered from the cache or by

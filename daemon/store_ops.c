@@ -115,7 +115,7 @@ static int op_apply_put(struct store_txn *t, struct store_op *op)
 }
 
 /* The result of job `id` for a SUBMIT's answer: copied out, or only its size when
- * it is bigger than op->copy_max. */
+ * it is bigger than op->copy_max or op->copy_reserve finds no room for it. */
 static int submit_result(struct store_txn *t, struct store_op *op, const uint8_t id[16])
 {
         if (op->copy_max) {
@@ -124,7 +124,7 @@ static int submit_result(struct store_txn *t, struct store_op *op, const uint8_t
                 int r = store_result_locate(t, id, blob, &size);
                 if (r < 0)
                         return r;
-                if (size > op->copy_max) {
+                if (size > op->copy_max || (op->copy_reserve && !op->copy_reserve(op, size))) {
                         op->result_out = NULL;
                         op->result_size = size;
                         return 0;

@@ -584,6 +584,70 @@ static void submit_stores_then_caches_then_honours_keys(void **state)
         assert_int_equal(st.misses, 1);
 }
 
+static unsigned copy_asked;
+
+static bool copy_refused(struct store_op *op, uint64_t size)
+{
+        (void)op;
+        assert_int_equal(size, 4096);
+        copy_asked++;
+        return false;
+}
+
+static bool copy_allowed(struct store_op *op, uint64_t size)
+{
+        (void)op;
+        (void)size;
+        copy_asked++;
+        return true;
+}
+
+/* A cached result is copied out only with the room copy_reserve grants; without
+ * it the answer has its size alone and reads it where it is. */
+static void submit_copies_a_hit_only_with_reserved_room(void **state)
+{
+        struct fixture *f = *state;
+        struct store_cache_key k = key_of_params("{\"mass\":3}", 5);
+        struct store_writer *wr;
+        struct store_job j1, j2;
+        struct store_op op;
+
+        assert_int_equal(store_writer_start(f->s, &wr), 0);
+        init_job(&j1, 1, "acme", KILN_JOB_DONE, NOW);
+        memset(&op, 0, sizeof(op));
+        op.type = STORE_OP_JOB_PUT;
+        op.job = &j1;
+        op.result_size = 4096;
+        op.write_result = write_piece;
+        op.cache_key = &k;
+        run_op(wr, &op);
+        assert_int_equal(op.status, 0);
+        for (int allow = 0; allow < 2; allow++) {
+                init_job(&j2, 2 + allow, "acme", KILN_JOB_QUEUED, 0);
+                memset(&op, 0, sizeof(op));
+                op.type = STORE_OP_SUBMIT;
+                op.job = &j2;
+                op.cache_key = &k;
+                op.copy_max = 1 << 20;
+                op.copy_reserve = allow ? copy_allowed : copy_refused;
+                copy_asked = 0;
+                run_op(wr, &op);
+                assert_int_equal(op.status, 0);
+                assert_int_equal(op.outcome, STORE_SUBMIT_CACHED);
+                assert_int_equal(copy_asked, 1);
+                assert_int_equal(op.result_size, 4096);
+                if (allow) {
+                        assert_non_null(op.result_out);
+                        assert_int_equal(op.result_out[100], 100);
+                } else {
+                        assert_null(op.result_out);
+                }
+                store_job_free(op.job_out);
+                free(op.result_out);
+        }
+        store_writer_stop(wr);
+}
+
 static void writer_enforces_policy_in_the_background(void **state)
 {
         struct fixture *f = *state;
@@ -629,6 +693,7 @@ static const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(retention_works_in_bounded_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(counters_are_rebuilt_at_open, setup, teardown),
         cmocka_unit_test_setup_teardown(submit_stores_then_caches_then_honours_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(submit_copies_a_hit_only_with_reserved_room, setup, teardown),
         cmocka_unit_test_setup_teardown(writer_enforces_policy_in_the_background, setup, teardown),
 };
 
