@@ -25,6 +25,7 @@
 #include "log.h"
 #include "mailbox.h"
 #include "membudget.h"
+#include "memtrim.h"
 #include "http_api.h"
 #include "objects.h"
 #include "scheduler.h"
@@ -588,6 +589,7 @@ static void on_tick(lws_sorted_usec_list_t *sul)
         cache_policy(d->cfg, &policy);
         store_writer_set_policy(d->writer, &policy);
         stats_tick(d);
+        memtrim_tick();
         sessions_push_stats(d);
         sessions_idle_sweep(d);
         sessions_output_sweep(d);

@@ -588,6 +588,58 @@ class BudgetTest(PressureCase):
         self.run_async(go())
 
 
+class HeapReturnTest(PressureCase):
+    """What a burst of results took is given back to the system once they are sent
+    (glibc keeps freed memory in its arenas; kilnd trims them, memtrim.h)."""
+
+    JOBS, GRID = 200, 500  # 1 MB of result each, freed in pieces the arenas keep
+
+    @classmethod
+    def setUpClass(cls):
+        cls.kilnd = Kilnd(env={"KILN_CPU_THREADS": "2"}).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_and_check(cls.kilnd)
+
+    @unittest.skipIf(os.environ.get("KILN_SANITIZED"), "AddressSanitizer's allocator is not glibc's")
+    def test_rss_falls_back_after_a_burst(self):
+        pid = self.kilnd.proc.pid
+        idle_kib = proc_status_kib(pid, "RssAnon")["RssAnon"]
+        sampler = RssSampler(pid)
+        sampler.start()
+
+        async def go():
+            c = await Client.connect(self.kilnd.url)
+            for i in range(self.JOBS):
+                await c.send({"op": "submit", "kind": KIND, "params": nfw(self.GRID), "cache": False, "ref": i})
+            accepted, done = set(), set()
+            while len(done) < self.JOBS:  # a job's done may come before the last accepted
+                m = await c.recv(150)
+                if isinstance(m, bytes):
+                    continue
+                self.assertIn(m.get("op"), ("accepted", "progress", "done"), m)
+                if m["op"] == "accepted":
+                    accepted.add(m["job"])
+                elif m["op"] == "done":
+                    self.assertEqual(m["state"], "done", m)
+                    done.add(m["job"])
+            self.assertEqual(done, accepted)
+            await c.close()
+
+        self.run_async(go(), timeout=180)
+        end = time.monotonic() + 20
+        while True:
+            now_kib = proc_status_kib(pid, "RssAnon")["RssAnon"]
+            if now_kib < idle_kib + 40 * 1024 or time.monotonic() > end:
+                break
+            time.sleep(0.2)
+        peak_kib = sampler.stop()
+        print(f"\nRssAnon idle {idle_kib / 1024:.1f} MiB, peak {peak_kib / 1024:.1f} MiB, "
+              f"after {now_kib / 1024:.1f} MiB")
+        self.assertLess(now_kib, idle_kib + 40 * 1024, f"peak {peak_kib} KiB")
+
+
 class SlowReaderTest(PressureCase):
     """memory.max_output_buffer_bytes 1 MiB; a client that never reads asks for 40 MiB."""
 
