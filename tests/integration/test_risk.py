@@ -296,7 +296,10 @@ class RiskTest(KilndTestCase):
                     (xgb_model(objective="reg:logistic"), "learner.objective.name", "reg:logistic"),
                     (xgb_model(booster="dart"), "learner.gradient_booster.name", "dart"),
                     (xgb_model(categorical=True), "learner.gradient_booster.model.trees[0].split_type",
-                     "categorical")):
+                     "categorical"),
+                    # XGBoost 1.7 would read it as 0.5: no score is both its and the file's.
+                    (xgb_model(base_score="0.3000000119"), "learner.learner_model_param.base_score",
+                     "more than 9 significant digits")):
                 r = await model_put(c, "refused", model)
                 self.assert_refused(r, "bad_params", field, words)
             await c.close()

@@ -87,8 +87,28 @@ static int param_uint_opt(const struct xj_value *o, const char *key, uint64_t de
         return param_uint(v, max, ret);
 }
 
+/* Significant digits of the decimal number in s (leading zeros not counted,
+ * trailing ones counted), up to its exponent. */
+static unsigned significant_digits(const char *s)
+{
+        unsigned n = 0;
+        bool started = false;
+
+        for (; *s && *s != 'e' && *s != 'E'; s++) {
+                if (*s < '0' || *s > '9')
+                        continue;
+                started = started || *s != '0';
+                n += started;
+        }
+        return n;
+}
+
 /* base_score: "5E-1" (XGBoost 1.x, 2.x) or "[5E-1]" (3.x), one float32 in (0, 1),
- * parsed straight to float32 as XGBoost does. */
+ * parsed straight to float32 as XGBoost does. XGBoost 1.7 reads a text with
+ * more than 9 significant digits, or with blanks, as its default 0.5 without a
+ * word (it writes at most 9 itself): such a text is refused rather than scored
+ * otherwise than XGBoost would. */
+#define BASE_SCORE_DIGITS 9
 static int parse_base_score(const struct xj_value *v, float *ret_score, float *ret_margin, struct kiln_error *err)
 {
         const char *field = PARAM ".base_score";
@@ -110,6 +130,13 @@ static int parse_base_score(const struct xj_value *v, float *ret_score, float *r
                 return kiln_error_set(err, field, "%s must hold one number, such as \"5E-1\" or \"[5E-1]\"", field);
         memcpy(buf, s, n);
         buf[n] = '\0';
+        if (strpbrk(buf, " \t\r\n\f\v"))
+                return kiln_error_set(err, field, "%s \"%s\" must be a number without blanks", field, buf);
+        if (significant_digits(buf) > BASE_SCORE_DIGITS)
+                return kiln_error_set(err, field,
+                                      "%s \"%s\" has more than %d significant digits, which XGBoost reads as its "
+                                      "default 0.5; round it to %d (XGBoost writes at most %d)",
+                                      field, buf, BASE_SCORE_DIGITS, BASE_SCORE_DIGITS, BASE_SCORE_DIGITS);
         errno = 0;
         b = strtof(buf, &end);
         if (end == buf || *end || !(b > 0.0f && b < 1.0f))

@@ -230,8 +230,9 @@ def refusals(out, template, x, y):
     gbm = lambda m: m["learner"]["gradient_booster"]["model"]  # noqa: E731
     tree = lambda m, i: gbm(m)["trees"][i]  # noqa: E731
 
+    # XGBoost 1.7 reads the last two as its default 0.5: refused rather than scored otherwise.
     for tag, value in (("one", "1.5E0"), ("zero", "0E0"), ("text", "abc"), ("two", "[5E-1,5E-1]"),
-                       ("empty", ""), ("number", 0.5)):
+                       ("empty", ""), ("number", 0.5), ("ten_digits", "0.3000000119"), ("blank", " 3E-1")):
         edit("base_score_" + tag, lambda m, v=value: lmp(m).__setitem__("base_score", v))
     # A NUL inside a name (JSON "\u0000") does not end it.
     edit("nul_booster", lambda m: m["learner"]["gradient_booster"].__setitem__("name", "gbtree\0x"))
@@ -328,6 +329,11 @@ def main():
     # One tree that is a chain 20,000 splits deep: a row past every threshold visits
     # them all, so kiln checks a job's stop flag every few rows (cpu.c chunk_rows).
     write_chain(out, template, x, manifest, depth=20000)
+    # Nine significant digits, the most XGBoost 1.7 reads (leading zeros are not
+    # digits of it); one more and it takes its default 0.5 (refused: refusals()).
+    nine = json.loads(json.dumps(template))
+    nine["learner"]["learner_model_param"]["base_score"] = "0.0300000011"
+    write_hand_made(out, "base_score_nine_digits", nine, x, manifest)
     refusals(out, template, x, y)
     with open(os.path.join(out, "models.txt"), "w") as fh:
         fh.write("\n".join(manifest) + "\n")

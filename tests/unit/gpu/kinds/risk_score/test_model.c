@@ -160,6 +160,11 @@ static void test_base_margin_is_the_float32_logit(void **state)
         f = compile_file("exact_d1_t1", ".json");
         assert_true(f->base_margin == 0.0f);
         risk_forest_free(f);
+        /* Nine significant digits (its scores are checked against XGBoost's with
+         * every case's). */
+        f = compile_file("base_score_nine_digits", ".src.json");
+        assert_true(f->base_score == 0.0300000011f);
+        risk_forest_free(f);
 }
 
 /* A forest of many trees far shallower than its deepest unrolls fewer levels, so
@@ -287,6 +292,8 @@ static const struct {
         { "base_score_two", BS },
         { "base_score_empty", BS },
         { "base_score_number", BS },
+        { "base_score_ten_digits", BS },
+        { "base_score_blank", BS },
         { "num_class", "learner.learner_model_param.num_class" },
         { "num_feature", "learner.learner_model_param.num_feature" },
         { "num_target", "learner.learner_model_param.num_target" },
