@@ -35,6 +35,17 @@ if compgen -G "$root/.gpudeps/*.deb" >/dev/null; then
         export PKG_CONFIG_PATH=$deps/usr/lib/x86_64-linux-gnu/pkgconfig:$deps/usr/share/pkgconfig
         export LD_LIBRARY_PATH=$deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 fi
+# cuBLAS (vec.search's products) is loaded by name at run time (cuda_cublas.c).
+# Where the loader does not know it, a copy the image holds elsewhere (the CUDA
+# toolkit's lib64, a Python wheel's nvidia/.../lib) is put on its path.
+cublas_dir=""
+if ! ldconfig -p 2>/dev/null | grep -q 'libcublas\.so\.1[23] '; then
+        lib=$(timeout 30 find /usr/local /opt /usr/lib -name 'libcublas.so.1[23]' 2>/dev/null | sort -r | head -n 1)
+        if [[ -n $lib ]]; then
+                cublas_dir=$(dirname "$lib")
+                export LD_LIBRARY_PATH=$cublas_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+        fi
+fi
 total=${KILN_CHECK_SECONDS:-450}
 log=$out/run.log
 : >"$log"
@@ -72,6 +83,7 @@ step() {
 }
 
 say "kiln GPU check, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(uname -srm)"
+[[ -n $cublas_dir ]] && say "cuBLAS: not on the loader's path; using $cublas_dir"
 gpu_name=""
 gpu_cc=""
 if command -v nvidia-smi >/dev/null 2>&1; then
