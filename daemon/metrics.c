@@ -255,7 +255,7 @@ char *metrics_render(const struct metrics_view *v)
                "Models and collection versions read from the store and compiled for jobs.", o.loads);
         single(&b, "kiln_objects_hits_total", "counter", "Jobs that found their model or collection loaded.", o.hits);
         single(&b, "kiln_objects_evictions_total", "counter",
-               "Loaded objects no job used, freed to stay within memory.objects_cache_bytes.", o.evictions);
+               "Loaded objects freed once no job used them: past memory.objects_cache_bytes, or replaced by a newer version.", o.evictions);
         single(&b, "kiln_objects_loaded", "gauge", "Models and collection versions loaded now.", o.entries);
         single(&b, "kiln_objects_idle_bytes", "gauge", "Bytes of loaded objects no job uses now.", o.idle_bytes);
 

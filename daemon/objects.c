@@ -191,6 +191,7 @@ struct snap {
         char msg[256];
         size_t bytes;
         bool gone;                /* its object was dropped: out of the table, freed at its last release */
+        bool stale;               /* a newer version was put: freed at its last release, not kept idle */
         size_t klen;
         char key[];
 };
@@ -259,7 +260,6 @@ uint64_t objects_version(struct objects *o, const char *tenant, const char *cls,
 }
 
 static void idle_unlink(struct objects *o, struct snap *s);
-static void idle_push_front(struct objects *o, struct snap *s);
 static void snaps_free_later(struct objects *o, struct snap *victims);
 
 void objects_changed(struct objects *o, const char *tenant, const char *cls, const char *name, uint64_t version,
@@ -302,16 +302,34 @@ void objects_changed(struct objects *o, const char *tenant, const char *cls, con
                 snaps_free_later(o, victims);
                 return;
         }
-        /* Snapshots of older versions are what no new job will ask for: evict them
-         * before anything else (a short walk over the bounded idle list). */
-        for (struct snap *s = o->idle_head, *next; s; s = next) {
-                next = s->idle_next;
-                if (s->klen == klen && !memcmp(s->key, key, klen) && s->ref.version != version) {
+        /* Snapshots of older versions are what no new job asks for, and a job bound
+         * to one that is not in memory runs against the stored version (jobs.c,
+         * sink_prepare): an idle one goes now, one in use at its last release, so
+         * memory holds one copy of the object once its jobs are done, not one per
+         * version put. One still loading finishes (its jobs run on it) and goes at
+         * its last release too. */
+        struct snap *victims = NULL;
+        for (size_t b = 0; b < SNAP_BUCKETS; b++)
+                for (struct snap **pp = &o->table[b]; *pp;) {
+                        struct snap *s = *pp;
+                        if (s->klen != klen || memcmp(s->key, key, klen) || s->ref.version >= version) {
+                                pp = &s->hnext;
+                                continue;
+                        }
+                        s->stale = true;
+                        if (s->refs || s->state != SNAP_READY) {
+                                pp = &s->hnext;
+                                continue;
+                        }
+                        *pp = s->hnext;
+                        o->n_entries--;
                         idle_unlink(o, s);
-                        idle_push_front(o, s);
+                        o->evictions++;
+                        s->hnext = victims;
+                        victims = s;
                 }
-        }
         pthread_mutex_unlock(&o->lock);
+        snaps_free_later(o, victims);
 }
 
 /* ---- snapshots ---- */
@@ -383,19 +401,6 @@ static void idle_push_back(struct objects *o, struct snap *s)
         else
                 o->idle_head = s;
         o->idle_tail = s;
-        o->idle_n++;
-        o->idle_bytes += s->bytes;
-}
-
-static void idle_push_front(struct objects *o, struct snap *s)
-{
-        s->idle_prev = NULL;
-        s->idle_next = o->idle_head;
-        if (o->idle_head)
-                o->idle_head->idle_prev = s;
-        else
-                o->idle_tail = s;
-        o->idle_head = s;
         o->idle_n++;
         o->idle_bytes += s->bytes;
 }
@@ -654,6 +659,11 @@ void objects_release(struct objects *o, const struct object_ref *ref)
         pthread_mutex_lock(&o->lock);
         if (--s->refs == 0) {
                 if (s->gone) {
+                        s->hnext = NULL;
+                        victims = s;
+                } else if (s->stale) {
+                        snap_unlink(o, s);
+                        o->evictions++;
                         s->hnext = NULL;
                         victims = s;
                 } else {

@@ -139,7 +139,7 @@ void objects_set_cache_limits(struct objects *o, uint64_t max_bytes, unsigned ma
 struct objects_cache_stats {
         uint64_t compiles;        /* snapshots compiled since start */
         uint64_t hits;            /* acquires answered from memory */
-        uint64_t evictions;       /* unreferenced snapshots freed to stay in the bound */
+        uint64_t evictions;       /* snapshots freed to stay in the bound, or as a newer version was put */
         uint64_t entries;         /* snapshots in memory now (referenced or not) */
         uint64_t idle_entries, idle_bytes; /* of them, unreferenced */
 };

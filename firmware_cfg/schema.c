@@ -160,8 +160,8 @@ const struct kiln_cfg_key kiln_cfg_keys[] = {
         { "memory", "objects_cache_bytes", KILN_CFG_SIZE, CFG(memory.objects_cache_bytes),
           .def = "0", .min = MIB, .max = TIB, .auto_means = "half of memory.max_bytes",
           .doc = "Most bytes of loaded models and vector collections kept in memory while no job uses them, so that "
-                 "the next job of the same version need not load it again; the least recently used go first. "
-                 "0 means half of memory.max_bytes." },
+                 "the next job of the same version need not load it again; the least recently used go first, and a "
+                 "version a newer put replaced goes as soon as no job uses it. 0 means half of memory.max_bytes." },
         /* [log] */
         { "log", "level", KILN_CFG_ENUM, CFG(log.level), .def = "info",
           .choices = level_choices,

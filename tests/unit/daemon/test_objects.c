@@ -650,30 +650,44 @@ static void test_idle_snapshots_beyond_the_byte_bound_go(void **state)
         assert_int_equal(st.evictions, 1);
 }
 
-static void test_older_versions_are_evicted_before_current_ones(void **state)
+/* A newer version put: an idle snapshot of an older one leaves memory at once,
+ * however much room the cache has, and one in use at its last release; other
+ * objects' snapshots stay. */
+static void test_older_versions_leave_memory_when_a_newer_is_put(void **state)
 {
         struct env *e = *state;
-        const struct object_ref *r;
+        const struct object_ref *r, *held;
         struct objects_cache_stats st;
         char msg[256];
 
-        objects_set_cache_limits(e->o, OBJECTS_IDLE_MAX_BYTES, 2);
+        objects_set_cache_limits(e->o, OBJECTS_IDLE_MAX_BYTES, 64);
         uint64_t m1 = put_rows(e->f->s, T, "m", 1, 2, 0.0f);
         uint64_t n1 = put_rows(e->f->s, T, "n", 1, 2, 0.0f);
         assert_int_equal(objects_acquire(e->o, T, &vec_collection_class, "n", n1, &r, msg), 0);
         objects_release(e->o, r);
         assert_int_equal(objects_acquire(e->o, T, &vec_collection_class, "m", m1, &r, msg), 0);
-        objects_release(e->o, r); /* idle, least recently used first: n@1, m@1 */
+        objects_release(e->o, r); /* idle: n@1, m@1 */
         uint64_t m2 = put_rows(e->f->s, T, "m", 1, 2, 9.0f);
-        objects_changed(e->o, T, COLL, "m", m2, NULL, 0); /* m@1 goes to the front */
-        assert_int_equal(objects_acquire(e->o, T, &vec_collection_class, "m", m2, &r, msg), 0);
-        objects_release(e->o, r);
+        objects_changed(e->o, T, COLL, "m", m2, NULL, 0); /* m@1 goes now */
         objects_cache_stats(e->o, &st);
+        assert_int_equal(st.entries, 1);
+        assert_int_equal(st.idle_entries, 1);
         assert_int_equal(st.evictions, 1);
-        /* n@1 stayed although it was used before m@1: m@1 is what went. */
+        assert_int_equal(objects_acquire(e->o, T, &vec_collection_class, "m", m1, &r, msg), -ENOENT);
+        /* m@2 in use when m@3 is put: it serves its holder, then goes. */
+        assert_int_equal(objects_acquire(e->o, T, &vec_collection_class, "m", m2, &held, msg), 0);
+        uint64_t m3 = put_rows(e->f->s, T, "m", 1, 2, 5.0f);
+        objects_changed(e->o, T, COLL, "m", m3, NULL, 0);
+        objects_cache_stats(e->o, &st);
+        assert_int_equal(st.entries, 2);
+        assert_true(((const struct vec_collection *)held->snapshot)->rows[0] == 9.0f);
+        objects_release(e->o, held);
+        objects_cache_stats(e->o, &st);
+        assert_int_equal(st.entries, 1); /* n@1 */
+        assert_int_equal(st.evictions, 2);
+        /* n@1 stayed. */
         assert_int_equal(objects_acquire(e->o, T, &vec_collection_class, "n", n1, &r, msg), 0);
         objects_release(e->o, r);
-        assert_int_equal(objects_acquire(e->o, T, &vec_collection_class, "m", m1, &r, msg), -ENOENT);
         objects_cache_stats(e->o, &st);
         assert_int_equal(st.hits, 1);
 }
@@ -761,7 +775,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_unreferenced_snapshots_are_evicted_least_recently_used_first,
                                                 setup, teardown),
                 cmocka_unit_test_setup_teardown(test_idle_snapshots_beyond_the_byte_bound_go, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_older_versions_are_evicted_before_current_ones, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_older_versions_leave_memory_when_a_newer_is_put, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_what_cannot_be_compiled_is_einval_and_retried, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_work_runs_on_a_worker_and_mails_back, setup, teardown),
                 cmocka_unit_test(test_classes_are_found_by_name),
