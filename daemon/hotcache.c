@@ -179,6 +179,33 @@ struct hot_entry *hotcache_put(struct store *store, const struct hot_source *src
         return hot_entry_ref(e);
 }
 
+size_t hotcache_bytes(void)
+{
+        return n_bytes;
+}
+
+void hotcache_sweep(struct store *store, uint32_t ttl_s, int64_t now_ms)
+{
+        static uint64_t swept_generation;
+        static int64_t next_expiry_ms; /* the earliest an entry left expires; 0: none */
+
+        uint64_t generation = store_cache_generation(store);
+        if (!lru_head || (generation == swept_generation && (!next_expiry_ms || now_ms < next_expiry_ms)))
+                return;
+        swept_generation = generation;
+        next_expiry_ms = 0;
+        for (struct hot_entry *e = lru_head, *next; e; e = next) {
+                next = e->lru_next;
+                if (!entry_valid(store, ttl_s, e, now_ms)) {
+                        entry_drop(e);
+                        continue;
+                }
+                int64_t expiry = ttl_s ? e->created_ms + (int64_t)ttl_s * 1000 : 0;
+                if (expiry && (!next_expiry_ms || expiry < next_expiry_ms))
+                        next_expiry_ms = expiry;
+        }
+}
+
 char *hotcache_done(const struct hot_entry *e, const char *id_text)
 {
         size_t head = sizeof(done_head) - 1;

@@ -16,8 +16,9 @@
  *     copy (coarse, but never stale);
  *   - the entry is younger than cache.ttl_s (its creation time is the store's);
  *   - the key matches field by field (kind, version, model, params), as in the store.
- * Copies are bounded by HOTCACHE_MAX_BYTES and dropped least recently used first;
- * a result larger than a quarter of that is never copied.
+ * Copies are bounded by HOTCACHE_MAX_BYTES and dropped least recently used first,
+ * and invalid ones at the next tick (hotcache_sweep); a result larger than a
+ * quarter of that is never copied.
  *
  * Entries are reference-counted: a job answered from one holds it (its parts point
  * into the entry's blob) until the job's last frame is sent and its record stored. */
@@ -85,6 +86,17 @@ char *hotcache_done(const struct hot_entry *e, const char *id_text);
 struct hot_entry *hot_entry_ref(struct hot_entry *e);
 /* Drops a reference from any thread; frees the entry at zero. Accepts NULL. */
 void hot_entry_unref(struct hot_entry *e);
+
+/* Drops the copies that are no longer valid (a purge, expiry, eviction or
+ * replacement in the store since; older than ttl_s), so that their memory goes
+ * without waiting for a lookup of the same key or for newer copies to push them
+ * out. Walks the copies only when something may have changed: the store's cache
+ * generation, or the earliest expiry passed. Loop thread, from the
+ * once-a-second tick. */
+void hotcache_sweep(struct store *store, uint32_t ttl_s, int64_t now_ms);
+
+/* Bytes the copies hold in memory (loop thread): stats and /metrics. */
+size_t hotcache_bytes(void);
 
 /* Drops every copy (shutdown). */
 void hotcache_clear(void);

@@ -245,6 +245,9 @@ char *metrics_render(const struct metrics_view *v)
         single(&b, "kiln_cache_hits_total", "counter", "Submissions answered from the result cache.", c.hits);
         single(&b, "kiln_cache_misses_total", "counter", "Submissions the result cache could not answer.", c.misses);
         single(&b, "kiln_cache_bytes", "gauge", "Bytes held by the result cache.", c.bytes);
+        single(&b, "kiln_cache_hot_bytes", "gauge",
+               "Bytes of in-memory copies of recent cache hits (at most 64 MiB; invalid ones go within a second).",
+               c.hot_bytes);
         single(&b, "kiln_cache_recent_entries", "gauge",
                "New cache entries in the store's log, waiting to be merged into its hash-ordered table.", c.recent);
         single(&b, "kiln_cache_merges_total", "counter",

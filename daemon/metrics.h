@@ -19,6 +19,7 @@ struct kiln_kind;
 struct metrics_cache {
         uint64_t hits, misses, bytes;
         uint64_t recent, merges;  /* the store's log of new entries (store_cache_recent.c) */
+        uint64_t hot_bytes;       /* in-memory copies of recent hits (hotcache.h) */
 };
 
 /* Loaded objects (objects.h's snapshots) for kiln_objects_*. */

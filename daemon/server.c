@@ -26,6 +26,7 @@
 #include "mailbox.h"
 #include "membudget.h"
 #include "memtrim.h"
+#include "hotcache.h"
 #include "http_api.h"
 #include "objects.h"
 #include "scheduler.h"
@@ -589,6 +590,7 @@ static void on_tick(lws_sorted_usec_list_t *sul)
         cache_policy(d->cfg, &policy);
         store_writer_set_policy(d->writer, &policy);
         stats_tick(d);
+        hotcache_sweep(d->store, d->cfg->cache.ttl_s, kiln_wall_ms());
         memtrim_tick();
         sessions_push_stats(d);
         sessions_idle_sweep(d);

@@ -4,6 +4,7 @@
 #include "auth.h"
 #include "config.h"
 #include "daemon.h"
+#include "hotcache.h"
 #include "jobs.h"
 #include "kind.h"
 #include "membudget.h"
@@ -79,14 +80,14 @@ json_t *stats_json(struct kilnd *d, const struct auth_identity *who)
         if (d->store)
                 store_cache_stats(d->store, &cs);
         uint64_t lookups = cs.hits + cs.misses;
-        json_t *cache = json_pack("{s:I, s:I, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "hits",
+        json_t *cache = json_pack("{s:I, s:I, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "hits",
                                   (json_int_t)cs.hits, "misses", (json_int_t)cs.misses, "hit_rate",
                                   lookups ? (double)cs.hits / (double)lookups : 0.0, "bytes", (json_int_t)cs.bytes,
                                   "max_bytes", (json_int_t)d->cfg->cache.max_bytes, "entries",
                                   (json_int_t)cs.entries, "stored", (json_int_t)cs.stored, "evicted",
                                   (json_int_t)cs.evicted, "expired", (json_int_t)cs.expired, "purged",
                                   (json_int_t)cs.purged, "coalesced", (json_int_t)jobs_coalesced(d->jobs), "jobs_purged",
-                                  (json_int_t)cs.jobs_purged);
+                                  (json_int_t)cs.jobs_purged, "hot_bytes", (json_int_t)hotcache_bytes());
         uint64_t n_batches, batched_jobs;
         metrics_batch_totals(&n_batches, &batched_jobs);
         json_t *batches = json_pack("{s:I, s:I, s:f, s:f}", "count", (json_int_t)n_batches, "jobs",
@@ -124,7 +125,7 @@ char *stats_metrics_text(struct kilnd *d)
         if (d->store)
                 store_cache_stats(d->store, &cs);
         v.cache = (struct metrics_cache){ .hits = cs.hits, .misses = cs.misses, .bytes = cs.bytes,
-                                          .recent = cs.recent, .merges = cs.merges };
+                                          .recent = cs.recent, .merges = cs.merges, .hot_bytes = hotcache_bytes() };
         if (d->objects) {
                 struct objects_cache_stats os;
                 objects_cache_stats(d->objects, &os);

@@ -137,9 +137,15 @@ class CacheTest(KilndTestCase):
             self.assertIn(hot, [j["job"] for j in listed["jobs"]])
             s1 = (await c.call({"op": "stats"}))["cache"]
             self.assertEqual(s1["hits"] - s0["hits"], 3)
-            # A purge drops the copies too: the next submission is computed.
+            self.assertGreater(s1["hot_bytes"], 48 * 48 * 4, s1)
+            # A purge drops the copies too: the next submission is computed, and
+            # their memory goes within a tick, asked for or not.
             r = await c.call({"op": "cache.purge", "kind": KIND})
             self.assertEqual(r["op"], "ok", r)
+
+            async def copies_gone():
+                return (await c.call({"op": "stats"}))["cache"]["hot_bytes"] == 0
+            await wait_for(copies_gone, "the purged copies to leave memory", timeout=10)
             acc, _, parts = await run_job(c, p)
             self.assertFalse(acc["cached"], acc)
             self.assertEqual(parts["kappa"].tobytes(), parts1["kappa"].tobytes())
@@ -429,10 +435,15 @@ class TtlAndSizeTest(KilndTestCase):
             s0 = (await c.call({"op": "stats"}))["cache"]
             for _ in range(3):  # computed, then hits: the last from a copy in memory
                 await run_job(c, p)
+            self.assertGreater((await c.call({"op": "stats"}))["cache"]["hot_bytes"], 0)
 
             async def expired():
                 return (await c.call({"op": "stats"}))["cache"]["expired"] > s0["expired"]
             await wait_for(expired, "the cache entry to expire")
+
+            async def copies_gone():  # the copy went with it, unasked for
+                return (await c.call({"op": "stats"}))["cache"]["hot_bytes"] == 0
+            await wait_for(copies_gone, "the expired copy to leave memory", timeout=10)
             acc, _, _ = await run_job(c, p)
             self.assertFalse(acc["cached"])
             await c.close()
