@@ -226,8 +226,13 @@ static void on_reply(void *opaque, bool binary, const uint8_t *head, size_t head
                                 respond_json(r, http_status_of(code), text, strlen(text));
                         free(text);
                 } else if (r->route == ROUTE_PART && !strcmp(op, "ok")) {
-                        /* `result` of an unfinished job watches it; HTTP does not wait. */
-                        respond_error(r, 409, "not_found", "job", "the job has not finished yet");
+                        /* `result` of an unfinished job watches it; HTTP does not wait
+                         * for one still running. One already finished has its `done`
+                         * on the way (its record being stored): that is waited for. */
+                        enum kiln_job_state state;
+                        const char *name = json_string_value(json_object_get(m, "state"));
+                        if (!name || kiln_job_state_from_name(name, &state) < 0 || !kiln_job_state_is_final(state))
+                                respond_error(r, 409, "not_found", "job", "the job has not finished yet");
                 } else if (r->route != ROUTE_PART && (!strcmp(op, "status") || !strcmp(op, "accepted"))) {
                         json_object_del(m, "ref");
                         char *text = json_dumps(m, JSON_COMPACT | JSON_REAL_PRECISION(17));

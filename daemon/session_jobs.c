@@ -315,12 +315,23 @@ static void send_status(struct session *s, json_t *ref, const char *id, const ch
                   ref);
 }
 
+/* The `ok` of a `watch`, or of a `result` whose `done` is still to come: the
+ * job's id and state. The state may already be final (finished, its `done` on
+ * its way once its record is stored): an HTTP request for its part waits for
+ * that `done` rather than answer "not finished". */
+static void send_watching(struct session *s, struct job *j, json_t *ref)
+{
+        session_send_json(s, json_pack("{s:s, s:s, s:s}", "op", "ok", "job", j->id_text, "state",
+                                       kiln_job_state_name(atomic_load(&j->state))),
+                          ref);
+}
+
 /* The reply to `watch` or `result` of a finished job: `ok` for a watch, then the
  * `done` and its parts (carrying the request's ref for a result). */
 static void send_finished(struct session *s, struct job *j, enum kiln_op op, json_t *ref)
 {
         if (op == KOP_WATCH)
-                session_send_ok(s, ref);
+                send_watching(s, j, ref);
         session_send_done(s, j, op == KOP_RESULT ? ref : NULL);
 }
 
@@ -405,7 +416,7 @@ static void store_reply(struct store_req *r)
                 }
                 if (live) {
                         jobs_watch(d->jobs, live, s->id, r->ref);
-                        session_send_ok(s, r->ref);
+                        send_watching(s, live, r->ref);
                         break;
                 }
                 struct job *j = NULL;
@@ -558,7 +569,7 @@ void session_op_job(struct session *s, const struct proto_req *rq)
                         session_send_error(s, rq->ref, KERR_INTERNAL, NULL, "out of memory");
                         break;
                 }
-                session_send_ok(s, rq->ref);
+                send_watching(s, j, rq->ref);
                 break;
         case KOP_CANCEL:
                 jobs_cancel(d->jobs, j);
