@@ -623,7 +623,7 @@ static void *worker_main(void *arg)
                 if (n < max && s->max_delay_us[k]) {
                         struct timespec until = after_us(s->max_delay_us[k]);
                         s->gathering[k][p] = true;
-                        while (n < max && !s->stopping && !sched_higher_waiting(s, p)) {
+                        while (n < max && !s->stopping && !s->paused && !sched_higher_waiting(s, p)) {
                                 s->gather_room[k][p] = (uint32_t)(max - n);
                                 if (pthread_cond_timedwait(&s->wake, &s->lock, &until) == ETIMEDOUT) {
                                         n = sched_gather(s, k, p, b->items, n, max);
@@ -881,6 +881,9 @@ void sched_pause(struct sched *s)
                                 int none = SCHED_STOP_NONE;
                                 atomic_compare_exchange_strong(&b->items[i]->stop, &none, SCHED_STOP_SHUTDOWN);
                         }
+        /* A worker gathering a batch puts its jobs back now, not when its delay
+         * (max_delay_us) ends: the drain waits for it. */
+        pthread_cond_broadcast(&s->wake);
         pthread_mutex_unlock(&s->lock);
 }
 

@@ -239,6 +239,34 @@ static void test_a_batch_runs_once_its_queue_can_fill_it(void **state)
         kiln_config_free(cfg);
 }
 
+/* A pause ends a gathering worker's wait (max_delay 1 s) at once: its job goes
+ * back to its queue unstarted, and the worker runs nothing more. */
+static void test_a_pause_puts_a_gathered_job_back_at_once(void **state)
+{
+        static const char *env[] = { "KILN_GPU_BACKEND=cpu", "KILN_CPU_THREADS=2", "KILN_BATCH_LENS_NFW_MAX_BATCH=4",
+                                     "KILN_BATCH_LENS_NFW_MAX_DELAY_US=1000000", NULL };
+        struct kiln_config *cfg = config(env);
+        struct sched *s;
+        assert_int_equal(sched_new(cfg, &sink, NULL, &s), 0);
+        struct fake f;
+        fake_init(&f, tiny, KILN_PRIO_NORMAL);
+        sched_push(s, &f.it);
+        while (sched_running(s) == 0) /* taken: the worker gathers */
+                sched_yield();
+        int64_t t0 = kiln_mono_us();
+        sched_pause(s);
+        while (sched_running(s) != 0 && kiln_mono_us() - t0 < 10000000)
+                sched_yield();
+        assert_true(kiln_mono_us() - t0 < 600000);
+        assert_int_equal(sched_queued(s), 1);
+        assert_int_equal(atomic_load(&f.started), 0);
+        assert_true(sched_remove(s, &f.it));
+        sched_free(s);
+        assert_int_equal(atomic_load(&f.ended), 0);
+        free(f.params);
+        kiln_config_free(cfg);
+}
+
 static void test_higher_priorities_run_first(void **state)
 {
         static const char *env[] = { "KILN_GPU_BACKEND=cpu", "KILN_CPU_THREADS=1", NULL };
@@ -831,6 +859,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup(test_items_run_and_are_reported_once, reset),
                 cmocka_unit_test_setup(test_a_batch_runs_once_its_queue_can_fill_it, reset),
+                cmocka_unit_test_setup(test_a_pause_puts_a_gathered_job_back_at_once, reset),
                 cmocka_unit_test_setup(test_higher_priorities_run_first, reset),
                 cmocka_unit_test_setup(test_a_removed_item_is_released_and_never_reported, reset),
                 cmocka_unit_test_setup(test_stops_and_deadlines_end_items_as_asked, reset),
