@@ -141,7 +141,8 @@ struct job {
         bool delivered;           /* its watchers have had its `done` */
         uint64_t mem_inputs;      /* bytes of its inputs held in the memory budget */
         uint64_t mem_copy;        /* held for a cached result the store writer copied out
-                                   * (reserve_copy); given back with the job */
+                                   * (reserve_copy): what its result holds once it answers
+                                   * with it (answer_cached_now), else given back with the job */
 
         /* The scheduler's view of it (scheduler.h). */
         struct sched_item item;

@@ -153,9 +153,6 @@ static void answer_idempotent(struct jobs *js, struct job *j)
                                 "the job of this key is unreadable");
                 return;
         }
-        /* The copy's room goes with the copy. */
-        orig->mem_copy = j->mem_copy;
-        j->mem_copy = 0;
         /* A job that is not live and not finished is queued in the store (a
          * recovered job not yet taken): its `accepted` says so; it has no `done`. */
         jobs_accept_one(js, orig, j->submitter, j->submit_ref, with_result, false);
@@ -167,6 +164,11 @@ static void answer_cached_now(struct jobs *js, struct job *j)
 {
         int k;
         if (j->op.result_out) {
+                /* The room taken for the copy (reserve_copy) is what the job holds
+                 * for its result, as a reservation for a read-back is: holding the
+                 * result and its done trims it to what they take. */
+                j->item.mem_held += j->mem_copy;
+                j->mem_copy = 0;
                 k = job_take_blob(j, j->op.result_out, j->op.result_size);
                 if (k >= 0)
                         j->op.result_out = NULL; /* the job owns the blob now */

@@ -640,6 +640,52 @@ class HeapReturnTest(PressureCase):
         self.assertLess(now_kib, idle_kib + 40 * 1024, f"peak {peak_kib} KiB")
 
 
+class CachedAnswerBudgetTest(PressureCase):
+    """A cache hit whose result the store copied out holds what a computed job
+    holds while its client does not read: its result once, not its copy's
+    reservation on top (it held 3.2 times the results)."""
+
+    N, GRID = 10, 500  # results of 1 MB: copied out by the store, not sent from it
+
+    @classmethod
+    def setUpClass(cls):
+        cls.kilnd = Kilnd(env={"KILN_CPU_THREADS": "2"}).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_and_check(cls.kilnd)
+
+    def test_copied_cache_hits_count_their_result_once(self):
+        size = result_bytes(self.GRID, ("kappa",))
+
+        async def go():
+            c = await Client.connect(self.kilnd.url)
+            params = [nfw(self.GRID) for _ in range(self.N)]
+            for p in params:  # computed, stored, cached
+                done, _ = await c.run(KIND, p)
+                self.assertEqual(done["state"], "done", done)
+            hits0 = (await c.call({"op": "stats"}))["cache"]["hits"]
+            slow = RawWs(self.kilnd.port, rcvbuf=4096)
+            try:
+                slow.send_json({"op": "hello", "client": "slow/1"})
+                for p in params:
+                    slow.send_json({"op": "submit", "kind": KIND, "params": p})
+                end = time.monotonic() + 30
+                while True:  # every one answered from the store's cache, none read
+                    st = await c.call({"op": "stats"})
+                    if st["cache"]["hits"] - hits0 >= self.N or time.monotonic() > end:
+                        break
+                    await asyncio.sleep(0.05)
+                self.assertEqual(st["cache"]["hits"] - hits0, self.N, st["cache"])
+                held = st["memory"]["results_bytes"]
+                self.assertLessEqual(held, 1.2 * self.N * size, st["memory"])
+            finally:
+                slow.close()
+            await c.close()
+
+        self.run_async(go())
+
+
 class SlowReaderTest(PressureCase):
     """memory.max_output_buffer_bytes 1 MiB; a client that never reads asks for 40 MiB."""
 
