@@ -17,6 +17,8 @@ static const char done_head[] = "{\"op\":\"done\",\"job\":\"";
 static struct hot_entry **buckets;
 static struct hot_entry *lru_head, *lru_tail; /* most recently used first */
 static size_t n_entries, n_bytes;
+static int64_t earliest_created_ms = INT64_MAX; /* of the copies (at most: a sweep makes it exact) */
+static uint64_t swept_generation;               /* the store's cache generation at the last sweep */
 
 static size_t bucket_of(const uint8_t hash[32])
 {
@@ -174,6 +176,8 @@ struct hot_entry *hotcache_put(struct store *store, const struct hot_source *src
         lru_push_front(e);
         n_entries++;
         n_bytes += entry_bytes(e);
+        if (e->created_ms < earliest_created_ms)
+                earliest_created_ms = e->created_ms;
         while (n_bytes > HOTCACHE_MAX_BYTES && lru_tail && lru_tail != e)
                 entry_drop(lru_tail);
         return hot_entry_ref(e);
@@ -186,23 +190,19 @@ size_t hotcache_bytes(void)
 
 void hotcache_sweep(struct store *store, uint32_t ttl_s, int64_t now_ms)
 {
-        static uint64_t swept_generation;
-        static int64_t next_expiry_ms; /* the earliest an entry left expires; 0: none */
-
         uint64_t generation = store_cache_generation(store);
-        if (!lru_head || (generation == swept_generation && (!next_expiry_ms || now_ms < next_expiry_ms)))
+        bool expiry_due = ttl_s && earliest_created_ms != INT64_MAX &&
+                          earliest_created_ms + (int64_t)ttl_s * 1000 <= now_ms;
+        if (!lru_head || (generation == swept_generation && !expiry_due))
                 return;
         swept_generation = generation;
-        next_expiry_ms = 0;
+        earliest_created_ms = INT64_MAX;
         for (struct hot_entry *e = lru_head, *next; e; e = next) {
                 next = e->lru_next;
-                if (!entry_valid(store, ttl_s, e, now_ms)) {
+                if (!entry_valid(store, ttl_s, e, now_ms))
                         entry_drop(e);
-                        continue;
-                }
-                int64_t expiry = ttl_s ? e->created_ms + (int64_t)ttl_s * 1000 : 0;
-                if (expiry && (!next_expiry_ms || expiry < next_expiry_ms))
-                        next_expiry_ms = expiry;
+                else if (e->created_ms < earliest_created_ms)
+                        earliest_created_ms = e->created_ms;
         }
 }
 
@@ -225,4 +225,5 @@ void hotcache_clear(void)
                 entry_drop(lru_head);
         free(buckets);
         buckets = NULL;
+        earliest_created_ms = INT64_MAX;
 }
