@@ -2,10 +2,11 @@
  *
  * glibc keeps what kilnd frees in its arenas for reuse: after a burst of big
  * results or inputs, the process would go on holding its peak in RSS although
- * memory.max_bytes counts it as free. Once a second the loop thread looks at how
- * much the arenas hold free, and past MEMTRIM_FREE_BYTES hands it back
- * (malloc_trim), at most every MEMTRIM_EVERY_US (the free chunks stay free to
- * malloc, so the figure does not fall after a trim). */
+ * memory.max_bytes counts it as free. From the once-a-second tick, at most every
+ * MEMTRIM_EVERY_US, the loop thread hands it back (malloc_trim) when the arenas
+ * hold MEMTRIM_FREE_BYTES or more free and the process's anonymous memory grew by
+ * as much since the last trim: the free chunks stay free to malloc after a trim,
+ * so their figure alone would ask for a trim every time. */
 #pragma once
 
 #include <stdint.h>
