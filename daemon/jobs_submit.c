@@ -400,6 +400,10 @@ static bool reserve_copy(struct store_op *op, uint64_t size)
         uint64_t need = JOBS_LOAD_BYTES(size);
         if (!j->js->mem || j->mem_copy >= need)
                 return true;
+        /* Hits already wait for room to be read back: this one waits behind them
+         * rather than take the room they wait for. */
+        if (atomic_load(&j->js->loads_wanted))
+                return false;
         if (!membudget_try_take(j->js->mem, MEM_RESULTS, need - j->mem_copy))
                 return false;
         j->mem_copy = need;
