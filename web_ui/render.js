@@ -105,14 +105,39 @@ function fmtValue(v) {
   return a !== 0 && (a < 1e-3 || a >= 1e5) ? v.toExponential(4) : String(Number(v.toPrecision(6)));
 }
 
+/* The file name of a download: the part's name and the job's last 8 characters. */
+function downloadName(name, ext, jobId) {
+  return jobId ? `${name}-${String(jobId).slice(-8)}.${ext}` : `${name}.${ext}`;
+}
+
 /* A download link for a part as .npy (an <a download> on a blob: URL, revoked
  * when the viewer leaves the document). */
 export function downloadLink(part, jobId) {
-  const a = el('a', { class: 'button download', download: `${part.name}.npy`, 'data-part': part.name,
+  const a = el('a', { class: 'button download', download: downloadName(part.name, 'npy', jobId), 'data-part': part.name,
     'aria-label': `Download ${part.name} as .npy` }, `⤓ ${part.name}.npy`);
   a.href = URL.createObjectURL(npyBlob(part));
   a.dataset.job = jobId || '';
   return a;
+}
+
+/* A download link for a value of the result as JSON (a search's ids), made into
+ * a file when it is clicked: the value may be large. */
+export function jsonDownloadLink(name, value, jobId) {
+  const a = el('a', { class: 'button download', href: '#', download: downloadName(name, 'json', jobId), 'data-part': name,
+    'aria-label': `Download ${name} as JSON` }, `⤓ ${name}.json`);
+  a.dataset.job = jobId || '';
+  a.addEventListener('click', () => {
+    if (a.href.startsWith('blob:')) return;
+    a.href = URL.createObjectURL(new Blob([JSON.stringify(value)], { type: 'application/json' }));
+  });
+  return a;
+}
+
+/* The downloads of a result's parts named in `names` (those it has), and `extra`
+ * links after them. */
+export function partDownloads(parts, names, jobId, extra = []) {
+  const links = names.map((n) => parts?.get?.(n)).filter(Boolean).map((p) => downloadLink(p, jobId)).concat(extra);
+  return links.length ? el('p', { class: 'downloads' }, links) : null;
 }
 
 /* The viewer of one 2-D part: figure, controls, colour bar, read-out, download. */

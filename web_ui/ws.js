@@ -273,6 +273,43 @@ export class KilnClient extends EventTarget {
 }
 
 /* ws:// or wss:// URL of the API on the server that served this page. */
+/* True when e is the connection failing (closed, not open), not an answer of the
+ * server: nothing the user typed is wrong. */
+export function connectionLost(e) {
+  return !(e instanceof KilnError);
+}
+
+/* The result of an accepted job (acc: its `accepted`), kept across a lost
+ * connection: the job goes on in kilnd, so when the connection closes first,
+ * lost() is told and, once the page has a new open connection (getClient(), which
+ * its reconnect hook sets), the result is asked for again. Rejects with the
+ * server's error, or with the connection's when alive() turns false (the page was
+ * left). */
+export async function jobResult(getClient, acc, { lost, alive } = {}) {
+  let client = getClient();
+  let again = acc.state === 'done';
+  for (;;) {
+    try {
+      const have = client.results.get(acc.job);
+      if (have) return have;
+      return again ? await client.result(acc.job) : await client.waitResult(acc.job);
+    } catch (e) {
+      if (!connectionLost(e)) throw e;
+      lost?.(e);
+      again = true;
+      for (;;) {
+        if (alive && !alive()) throw e;
+        await new Promise((r) => setTimeout(r, 250));
+        const c = getClient();
+        if (c?.isOpen) {
+          client = c;
+          break;
+        }
+      }
+    }
+  }
+}
+
 export function apiUrl(loc = window.location) {
   return (loc.protocol === 'https:' ? 'wss://' : 'ws://') + loc.host + '/ws';
 }

@@ -2,7 +2,7 @@
 // playwright-core, a page that records its errors and the binary frames it sends,
 // and screenshots that also check nothing sticks out sideways.
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
@@ -13,12 +13,18 @@ export const TABLET = { width: 820, height: 1180 };
 export const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'];
 
+/* The file a download link of the page gives: {name, bytes}. */
+export async function download(page, selector) {
+  const [d] = await Promise.all([page.waitForEvent('download'), page.locator(selector).click()]);
+  return { name: d.suggestedFilename(), bytes: readFileSync(await d.path()) };
+}
+
 /* A browser and a page: page errors and console errors go to `problems`, binary
  * WebSocket frames the page sends to `sentBinary`. */
 export async function openPage(problems, sentBinary) {
   mkdirSync(ARTEFACTS, { recursive: true });
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
-  const context = await browser.newContext({ viewport: LAPTOP });
+  const context = await browser.newContext({ viewport: LAPTOP, acceptDownloads: true });
   const page = await context.newPage();
   page.setDefaultTimeout(30000);
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));

@@ -264,4 +264,18 @@ describe('the Schedule page', () => {
     assert.deepEqual(await misdrawn('.jobshop-card .gantt-canvas', jobs, starts, 55), []);
     await shot(page, 'jobshop-job', LAPTOP);
   });
+
+  test('a job accepted before kilnd is killed shows its result once the page reconnects', async () => {
+    await page.goto(kilnd.url + '/#/jobshop');
+    await page.locator('#jobshop-instance').fill(ft06);
+    await page.locator('#jobshop-target').fill('');
+    await page.locator('#jobshop-seed').fill('11');
+    await page.locator('#jobshop-time_limit_ms').fill('3000');
+    await page.click('button[type="submit"]');
+    await page.locator('.jobshop-status', { hasText: 'accepted' }).waitFor();
+    await kilnd.restart({ signal: 'SIGKILL' }); // the accepted job runs again after the restart
+    await page.locator('.jobshop-status', { hasText: 'connection to kilnd was lost' }).waitFor();
+    await page.locator('.jobshop-status', { hasText: 'Done: makespan' }).waitFor({ timeout: 60000 });
+    assert.equal(await page.locator('.jobshop-form [aria-invalid="true"]').count(), 0, 'no field blamed');
+  });
 });

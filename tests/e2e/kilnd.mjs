@@ -1,8 +1,8 @@
 // Starts the real kilnd for a browser test: a fresh store directory, a free port,
 // optional token auth (a tokens file with the SHA-256 of each token), the web root
 // of this source tree, and `env`: more KILN_* settings. Ready when /readyz answers 200.
-// restart() stops it and starts it again on the same port and store (a server restart
-// under an open page).
+// restart() stops it (SIGTERM, or the signal named) and starts it again on the same
+// port and store (a server restart, or a crash, under an open page).
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -63,9 +63,9 @@ export async function startKilnd({ tokens = null, webRoot, env: extra = {} } = {
       await new Promise((r) => setTimeout(r, 50));
     }
   };
-  const halt = async () => {
+  const halt = async (signal = 'SIGTERM') => {
     if (proc.exitCode === null && proc.signalCode === null) {
-      proc.kill('SIGTERM');
+      proc.kill(signal);
       await once(proc, 'exit');
     }
   };
@@ -74,8 +74,8 @@ export async function startKilnd({ tokens = null, webRoot, env: extra = {} } = {
     url,
     port,
     log: () => log,
-    async restart() {
-      await halt();
+    async restart({ signal = 'SIGTERM' } = {}) {
+      await halt(signal);
       await launch();
     },
     async stop() {

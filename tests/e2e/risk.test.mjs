@@ -7,7 +7,7 @@
 // scores on the job's page; screenshots.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { LAPTOP, TABLET, openPage, shot } from './browser.mjs';
+import { LAPTOP, TABLET, download, openPage, shot } from './browser.mjs';
 import { startKilnd } from './kilnd.mjs';
 
 
@@ -141,6 +141,14 @@ describe('the Risk page', () => {
     assert.deepEqual(rows.map((r) => [Number(r[1]).toFixed(5), r[2]]),
       [['0.26894', '-1.00000'], ['0.73106', '1.00000'], ['0.26894', '-1.00000']]);
     assert.ok(await page.locator('.risk-out svg.risk-hist rect.risk-bar.zone-pd').count() > 0);
+    // Every row's pd and margin download as .npy files.
+    for (const part of ['pd', 'margin']) {
+      const { name, bytes } = await download(page, `.risk-out a[download][data-part="${part}"]`);
+      assert.match(name, new RegExp(`^${part}-[0-9a-f]{8}\\.npy$`));
+      assert.match(bytes.subarray(0, 128).toString('latin1'), /\(3,\)/);
+      const v = bytes.subarray(bytes.length - 12);
+      assert.equal(v.readFloatLE(4).toFixed(5), part === 'pd' ? '0.73106' : '1.00000'); // the second row
+    }
   });
 
   test('rows of the wrong width are refused before sending; the server\'s refusal shows on the field', async () => {

@@ -289,7 +289,8 @@ describe('kiln web UI (auth required)', () => {
       page.waitForEvent('download'),
       page.locator('a[download][data-part="kappa"]').click(),
     ]);
-    assert.equal(download.suggestedFilename(), 'kappa.npy');
+    const job = await page.locator('a[download][data-part="kappa"]').getAttribute('data-job');
+    assert.equal(download.suggestedFilename(), `kappa-${job.slice(-8)}.npy`);
     const bytes = readFileSync(await download.path());
     assert.deepEqual([...bytes.subarray(0, 8)], [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0]);
     const hlen = bytes.readUInt16LE(8);

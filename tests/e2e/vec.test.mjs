@@ -13,7 +13,7 @@
 // at laptop and tablet sizes.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { LAPTOP, TABLET, openPage, shot } from './browser.mjs';
+import { LAPTOP, TABLET, download, openPage, shot } from './browser.mjs';
 import { startKilnd } from './kilnd.mjs';
 
 
@@ -204,6 +204,12 @@ describe('the Search page', () => {
     await page.click('.vec-form button[type="submit"]');
     await page.locator('.vec-status', { hasText: 'Done: 2 queries' }).waitFor();
     assert.deepEqual(await answersOn('.vec-out'), [[['b', 1], ['d', 1]], [['e', 1], ['b', 0]]]);
+    // The ids and the scores of every query download.
+    const ids = await download(page, '.vec-out a[download][data-part="ids"]');
+    assert.match(ids.name, /^ids-[0-9a-f]{8}\.json$/);
+    assert.deepEqual(JSON.parse(ids.bytes.toString('utf8')), [['b', 'd'], ['e', 'b']]);
+    const scores = await download(page, '.vec-out a[download][data-part="scores"]');
+    assert.match(scores.bytes.subarray(0, 128).toString('latin1'), /\(2, 2\)/);
   });
 
   test('a query of the wrong dim is refused before sending; the server\'s refusals show on the field', async () => {

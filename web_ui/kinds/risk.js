@@ -8,6 +8,8 @@
 
 import { el, fmtNum, markPrevious, setChildren, showAnswer } from '../dom.js';
 import { f32RowsPart, npyRowsPicker } from '../npy.js';
+import { partDownloads } from '../render.js';
+import { connectionLost, jobResult } from '../ws.js';
 
 const KIND = 'risk.score';
 const SHOWN = 50;             // rows tabled; the histogram counts them all
@@ -69,17 +71,20 @@ export function parseRows(text) {
   return { data, n: rows.length, cols };
 }
 
+/* A score for the table: six significant digits; ±Inf for a z past float32's range. */
+const fmtScore = (v) => (Number.isFinite(v) ? v.toPrecision(6) : v > 0 ? '+Inf' : v < 0 ? '−Inf' : 'NaN');
+
 const f32 = (p) => (p ? new Float32Array(p.data.buffer, p.data.byteOffset, p.data.byteLength / 4) : null);
 
-/* A histogram (SVG) of `values` (finite ones) over [lo, hi] (values outside count
- * in the edge bins). With `zones` (one per value) each bar takes the colour of the
+/* A histogram (SVG) of `values` (not NaN) over [lo, hi] (values outside, infinite
+ * ones too, count in the edge bins). With `zones` (one per value) each bar takes the colour of the
  * zone most of its values are in; with `bounds` ({lo, hi}) the zone boundaries are
  * drawn. */
 export function histogram(values, { lo, hi, zones, bounds, label }) {
   const counts = new Array(BINS).fill(0), byZone = counts.map(() => [0, 0, 0]);
   let shown = 0;
   values.forEach((v, i) => {
-    if (!Number.isFinite(v)) return;
+    if (Number.isNaN(v)) return;
     const b = Math.min(BINS - 1, Math.max(0, Math.floor(((v - lo) / (hi - lo)) * BINS)));
     counts[b]++;
     if (zones) byZone[b][zones[i]]++;
@@ -145,19 +150,20 @@ function scores(res, model) {
   const body = [];
   for (let i = 0; i < Math.min(n, SHOWN); i++) {
     body.push(el('tr', {}, el('td', { class: 'num' }, String(i + 1)),
-      z ? [el('td', { class: 'num' }, z[i].toPrecision(6)),
+      z ? [el('td', { class: 'num' }, fmtScore(z[i])),
         el('td', {}, el('span', { class: `zone zone-${ZONES[zone[i]]}` }, ZONES[zone[i]]))]
-        : [el('td', { class: 'num' }, pd[i].toPrecision(6)), margin ? el('td', { class: 'num' }, margin[i].toPrecision(6)) : null]));
+        : [el('td', { class: 'num' }, fmtScore(pd[i])), margin ? el('td', { class: 'num' }, fmtScore(margin[i])) : null]));
   }
   const table = el('table', { class: 'grid-table risk-table', 'aria-label': 'scores' },
     el('thead', {}, el('tr', {}, head.map((h, i) => el('th', { scope: 'col', class: i === 2 && z ? null : 'num' }, h)))),
     el('tbody', {}, body));
   const more = n > SHOWN ? el('p', { class: 'muted' }, `… and ${fmtNum(n - SHOWN)} more rows (download the parts below).`) : null;
+  const downloads = partDownloads(res.parts, ['pd', 'margin', 'z', 'zone'], res.done.job);
   const what = z ? `${fmtNum(r.rows)} rows scored with ${model || 'an Altman model'}`
     : `${fmtNum(r.rows)} rows scored with model version ${r.model_version}`;
   return el('div', { class: 'risk-scores' }, el('p', { class: 'muted' }, what + '.'),
     el('figure', { class: 'risk-figure' }, hist, el('figcaption', {}, z ? 'z, zones coloured' : 'probability of default (pd)')),
-    legend, table, more);
+    legend, table, more, downloads);
 }
 
 /* The result of a risk.score job (its job page). Returns {node, destroy, parts}. */
@@ -255,7 +261,7 @@ export function riskView({ client, welcome, flash }) {
     status.textContent = 'Scoring…';
     try {
       const acc = await client.upload({ op: 'submit', kind: KIND, params, watch: true }, [part]);
-      const res = client.results.get(acc.job) || (acc.state === 'done' ? await client.result(acc.job) : await client.waitResult(acc.job));
+      const res = await jobResult(() => client, acc, { alive: () => alive, lost: (e) => { status.textContent = `The connection to kilnd was lost: job …${acc.job.slice(-8)} goes on there, and its result shows here once the connection is back.`; } });
       if (!alive) return;
       if (res.done.state !== 'done') {
         const err = res.done.error || {};
@@ -269,6 +275,10 @@ export function riskView({ client, welcome, flash }) {
       status.textContent = `Done: ${fmtNum(res.done.result.rows)} rows.`;
     } catch (e) {
       if (!alive) return;
+      if (connectionLost(e)) {
+        status.textContent = `The connection to kilnd was lost before the job was accepted (${e.message}): score again once it is back.`;
+        return;
+      }
       (e.field === 'params.model' ? errs.model : errs.rows).textContent = e.message;
       status.textContent = '';
     } finally {

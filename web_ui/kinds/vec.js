@@ -13,6 +13,8 @@
 
 import { el, fmtNum, markPrevious, setChildren, showAnswer } from '../dom.js';
 import { f32RowsPart, npyRowsPicker } from '../npy.js';
+import { jsonDownloadLink, partDownloads } from '../render.js';
+import { connectionLost, jobResult } from '../ws.js';
 
 const KIND = 'vec.search';
 const SHOWN = 20;            // queries whose answers are tabled; the rest are counted
@@ -88,14 +90,16 @@ function answerTable(ids, scores, offset, q, onPick) {
 }
 
 /* The answers of a finished job: a table per query (the first SHOWN of them). */
-function answers(result, part, onPick) {
+function answers(result, part, jobId, onPick) {
   const ids = Array.isArray(result?.ids) ? result.ids : [];
   const scores = part ? scoresOf(part) : null;
   const k = part?.shape?.[1] ?? (ids[0]?.length || 0);
   const tables = ids.slice(0, SHOWN).map((row, q) => answerTable(row, scores, q * k, q, onPick));
   const more = ids.length > SHOWN ? el('p', { class: 'muted' }, `… and ${fmtNum(ids.length - SHOWN)} more queries ` +
-    '(download the scores part or read the ids from the API).') : null;
-  return el('div', { class: 'vec-answers' }, ids.length ? tables : el('p', { class: 'muted' }, 'No ids.'), more);
+    '(in the downloads below).') : null;
+  const downloads = partDownloads(new Map(part ? [['scores', part]] : []), ['scores'], jobId,
+    ids.length ? [jsonDownloadLink('ids', ids, jobId)] : []);
+  return el('div', { class: 'vec-answers' }, ids.length ? tables : el('p', { class: 'muted' }, 'No ids.'), more, downloads);
 }
 
 /* The result of a vec.search job (its job page): the answers and what was searched.
@@ -106,7 +110,7 @@ export function vecResult(res, jobId) {
     el('h2', {}, 'Nearest neighbours'),
     el('p', { class: 'muted' }, `${fmtNum(r.count)} vectors searched exactly (collection version ${r.collection_version}); ` +
       'best first, equal scores in id order.'),
-    answers(r, res.parts.get('scores')));
+    answers(r, res.parts.get('scores'), jobId));
   return { node, destroy() {}, parts: ['scores'] };
 }
 
@@ -180,6 +184,10 @@ export function vecView({ client, welcome, flash }) {
   });
 
   const serverError = (e) => {
+    if (connectionLost(e)) {
+      status.textContent = `The connection to kilnd was lost before the search was accepted (${e.message}): search again once it is back.`;
+      return;
+    }
     const where = e.field === 'params.collection' ? 'collection' : e.field === 'params.k' ? 'k'
       : e.field === 'params.query_id' ? 'queryId' : 'queries';
     errs[where].textContent = e.message;
@@ -273,7 +281,7 @@ export function vecView({ client, welcome, flash }) {
         const params = qid ? { collection: c.name, k: kv, query_id: qid } : { collection: c.name, k: kv };
         const msg = { op: 'submit', kind: KIND, params, watch: true };
         const acc = part ? await client.upload(msg, [part]) : await client.request(msg);
-        const res = client.results.get(acc.job) || (acc.state === 'done' ? await client.result(acc.job) : await client.waitResult(acc.job));
+        const res = await jobResult(() => client, acc, { alive: () => alive && !stale(), lost: (e) => { status.textContent = `The connection to kilnd was lost: job …${acc.job.slice(-8)} goes on there, and its result shows here once the connection is back.`; } });
         if (stale()) return;
         if (res.done.state !== 'done') {
           const err = res.done.error || {};
@@ -287,7 +295,7 @@ export function vecView({ client, welcome, flash }) {
         showAnswer(out, el('p', { class: 'muted' }, `${fmtNum(r.count)} vectors of ${c.name} (version ${r.collection_version}) ` +
           'searched exactly', from, ` in ${fmtNum(res.done.ms?.run)} ms on ${res.done.backend || 'the server'}` +
           `${acc.cached ? ' (from the cache)' : ''}. `,
-          el('a', { href: `#/jobs/${acc.job}` }, 'Open the job')), answers(r, res.parts.get('scores'), (id) => searchFrom(c.name, id)));
+          el('a', { href: `#/jobs/${acc.job}` }, 'Open the job')), answers(r, res.parts.get('scores'), acc.job, (id) => searchFrom(c.name, id)));
         status.textContent = `Done: ${fmtNum(r.ids.length)} ${r.ids.length === 1 ? 'query' : 'queries'}, ` +
           `${fmtNum(r.ids[0]?.length ?? 0)} neighbours each.`;
         // Another client changed the collection since the list was read: read it again.
