@@ -50,6 +50,7 @@ function setConn(text, kind) {
   const c = $('#conn');
   c.textContent = text;
   c.dataset.state = kind;
+  document.body.dataset.conn = kind; /* the dashboard's figures are marked stale while down */
 }
 
 function renderSession() {
@@ -453,7 +454,9 @@ function viewDashboard() {
       setTile('throughput', fmtNum(Math.max(0, n1 - n0) / ((t1 - t0) / 1000 || 1)));
     }
     const c = cacheNumbers(s, state.metrics);
-    setTile('cache', state.cacheTotalRate !== undefined || c.ratio !== undefined
+    const lookups = c.hits !== undefined ? c.hits + (c.misses ?? 0) : undefined;
+    setTile('cache', lookups === 0 ? `no lookups yet${c.bytes !== undefined ? ' · ' + fmtBytes(c.bytes) : ''}`
+      : state.cacheTotalRate !== undefined || c.ratio !== undefined
       ? `${fmtNum(c.ratio !== undefined ? (c.ratio <= 1 ? c.ratio * 100 : c.ratio) : state.cacheTotalRate)} %${c.bytes !== undefined ? ' · ' + fmtBytes(c.bytes) : ''}`
       : '—');
     const mem = memoryNumbers(s, state.metrics);
@@ -529,6 +532,15 @@ function renderQueues(box, s) {
 
 /* ---- submit ---- */
 
+/* Kinds whose input is a file or an array (a binary part): submitted from their
+ * own pages, not from the parameter form. */
+const KIND_PAGES = {
+  'image.relief': { href: '#/relief', title: 'Relief', input: 'an image (PNG or JPEG)' },
+  'sched.jobshop': { href: '#/jobshop', title: 'Schedule', input: 'a job-shop instance' },
+  'vec.search': { href: '#/vec', title: 'Search', input: 'query vectors against a stored collection' },
+  'risk.score': { href: '#/risk', title: 'Risk', input: 'rows of features (a table or a file)' },
+};
+
 function viewSubmit(kind) {
   const kinds = state.welcome.kinds || Object.keys(state.welcome.schemas || {});
   if (!kind || !kinds.includes(kind)) kind = kinds[0];
@@ -536,8 +548,13 @@ function viewSubmit(kind) {
   const tabs = el('nav', { class: 'tabs', 'aria-label': 'Job kinds' }, kinds.map((k) =>
     el('a', { href: `#/submit/${encodeURIComponent(k)}`, 'aria-current': k === kind ? 'page' : null }, k)));
   let body;
+  const page = KIND_PAGES[kind];
   if (!kind) body = el('p', { class: 'muted' }, 'This server announces no job kinds.');
-  else if (!schemas[kind]) body = el('p', { class: 'muted' }, `The server sent no parameter schema for ${kind}.`);
+  else if (page) {
+    body = el('div', { class: 'kind-page-link' },
+      el('p', {}, `${kind} takes ${page.input}, which this form cannot send. Its own page takes it, submits the job and shows the result.`),
+      el('p', {}, el('a', { href: page.href, class: 'button primary' }, `Open the ${page.title} page`)));
+  } else if (!schemas[kind]) body = el('p', { class: 'muted' }, `The server sent no parameter schema for ${kind}.`);
   else body = buildForm(kind, schemas[kind], submitJob);
   // submitJob takes state.client when it runs: the form goes on with a new connection.
   show(el('section', { class: 'view view-submit' }, el('h1', {}, 'Submit a job'), tabs, el('div', { class: 'card' }, body)),
@@ -579,10 +596,15 @@ function fmtTime(iso) {
   return Number.isNaN(d.getTime()) ? String(iso) : d.toLocaleTimeString([], { hour12: false }) + (Date.now() - d > 86400000 ? ' ' + d.toLocaleDateString() : '');
 }
 
+/* A row of the jobs list. It is updated in place (refresh), never replaced, so
+ * that a focused link or button in it keeps the focus. */
 function jobRow(id) {
   const j = state.jobs.get(id);
-  const progress = el('progress', { max: 100, value: j.pct ?? 0, 'aria-label': `progress of job ${shortId(id)}` });
-  const cancel = el('button', { type: 'button', class: 'small', 'aria-label': `Cancel job ${shortId(id)}`, disabled: FINAL.has(j.state),
+  const progress = el('progress', { max: 100, value: 0, 'aria-label': `progress of job ${shortId(id)}` });
+  const pct = el('span', { class: 'pct' });
+  const badge = el('span', {});
+  const when = el('td', {});
+  const cancel = el('button', { type: 'button', class: 'small', 'aria-label': `Cancel job ${shortId(id)}`,
     onclick: async () => {
       cancel.disabled = true;
       try {
@@ -596,18 +618,30 @@ function jobRow(id) {
         cancel.disabled = FINAL.has(j.state);
       }
     } }, 'Cancel');
-  return el('tr', { 'data-job-row': id, 'data-state': j.state },
+  const kind = el('td', {});
+  const row = el('tr', { 'data-job-row': id },
     el('td', {}, el('a', { href: `#/jobs/${id}`, class: 'mono', title: id, 'aria-label': `job ${id}` }, shortId(id))),
-    el('td', {}, j.kind),
-    el('td', {}, el('span', { class: `badge state-${j.state}` }, j.state)),
-    el('td', {}, el('div', { class: 'progress-cell' }, progress, el('span', { class: 'pct' }, `${j.pct ?? 0} %`))),
-    el('td', {}, fmtTime(j.submitted)),
+    kind,
+    el('td', {}, badge),
+    el('td', {}, el('div', { class: 'progress-cell' }, progress, pct)),
+    when,
     el('td', {}, cancel));
+  row.refresh = () => {
+    row.dataset.state = j.state;
+    kind.textContent = j.kind;
+    badge.className = `badge state-${j.state}`;
+    badge.textContent = j.state;
+    progress.value = j.pct ?? 0;
+    pct.textContent = `${j.pct ?? 0} %`;
+    when.textContent = fmtTime(j.submitted);
+    if (FINAL.has(j.state)) cancel.disabled = true;
+  };
+  row.refresh();
+  return row;
 }
 
 function updateJobRow(id) {
-  const row = document.querySelector(`tr[data-job-row="${CSS.escape(id)}"]`);
-  if (row) row.replaceWith(jobRow(id));
+  document.querySelector(`tr[data-job-row="${CSS.escape(id)}"]`)?.refresh?.();
 }
 
 /* Watches the unfinished jobs of a list so that progress and done arrive. */
@@ -642,13 +676,37 @@ function viewJobs() {
     const j = state.jobs.get(id);
     return j && (!f.kind || j.kind === f.kind) && (!f.state || j.state === f.state);
   });
+  /* Rows are kept and moved only when their place changes (a moved node loses
+   * the focus): the list refreshes every 3 s under a keyboard user. */
+  const rows = new Map();
   const redraw = () => {
     const ids = visible();
-    tbody.replaceChildren(...ids.map(jobRow));
+    const keep = new Set(ids);
+    for (const [id, row] of rows) {
+      if (!keep.has(id)) {
+        row.remove();
+        rows.delete(id);
+      }
+    }
+    let at = tbody.firstElementChild;
+    for (const id of ids) {
+      let row = rows.get(id);
+      if (!row) {
+        row = jobRow(id);
+        rows.set(id, row);
+      } else {
+        row.refresh();
+      }
+      if (row === at) at = at.nextElementSibling;
+      else tbody.insertBefore(row, at);
+    }
     empty.hidden = ids.length > 0;
     more.hidden = !state.listNext;
   };
-  /* Loads the first page (or the next one) and merges it in, newest first. */
+  /* Loads the first page (or the next one) and merges it in, newest first. The
+   * periodic reload of the first page keeps the cursor of the pages loaded
+   * beyond it (deeper). */
+  let deeper = false;
   const load = async (after) => {
     const msg = { op: 'list', limit: 25 };
     if (f.state) msg.state = f.state;
@@ -657,8 +715,8 @@ function viewJobs() {
     try {
       const r = await state.client.request(msg);
       for (const j of r.jobs || []) addJob(j, false);
-      if (!after) state.listNext = r.next;
-      else state.listNext = r.next;
+      if (after) deeper = true;
+      if (after || !deeper) state.listNext = r.next;
       const order = new Map(state.jobOrder.map((id, i) => [id, i]));
       // UUIDv7 ids are time-ordered: sort the merged list by id, newest first.
       state.jobOrder.sort((a, b) => (a < b ? 1 : a > b ? -1 : order.get(a) - order.get(b)));
@@ -672,6 +730,7 @@ function viewJobs() {
     sel.addEventListener('change', () => {
       f[key] = sel.value;
       state.listNext = null;
+      deeper = false;
       redraw();
       load();
     });

@@ -321,7 +321,13 @@ export function buildForm(kind, kindSchema, onSubmit) {
       status.replaceChildren(node || 'Submitted.');
     } catch (e) {
       status.textContent = '';
-      showErrors([{ field: e.field || '', message: e.message }]);
+      // Only an answer naming one of the form's fields is the user's to fix; any
+      // other (not connected, forbidden, queue full) is said as it is.
+      if (e.field && all.some((x) => x.field === e.field || e.field.startsWith(x.field + '['))) {
+        showErrors([{ field: e.field, message: e.message }]);
+      } else {
+        status.textContent = `Not submitted: ${e.message}`;
+      }
     } finally {
       submit.disabled = false;
     }

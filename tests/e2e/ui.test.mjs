@@ -411,6 +411,45 @@ describe('kiln web UI (auth required)', () => {
     assert.ok(sentFrames.some((f) => f.includes('"op":"vec.drop"') && f.includes('"collection":"e2e-docs"')));
   });
 
+  test('a kind that takes a file is sent from the Submit page to its own page', async () => {
+    await page.goto(kilnd.url + '/#/submit/image.relief');
+    const link = page.locator('.kind-page-link a[href="#/relief"]');
+    await link.waitFor();
+    assert.equal(await page.locator('form.job-form').count(), 0, 'no form that could never be sent');
+    await link.click();
+    await page.locator('.view-relief').waitFor();
+  });
+
+  test('the jobs list pages on past the second page, and keeps the focus as it refreshes', async () => {
+    // 60 more jobs (three pages of 25 with the earlier ones), through the HTTP API.
+    for (let i = 0; i < 60; i++) {
+      const r = await fetch(`${kilnd.url}/api/v1/jobs`, { method: 'POST', headers: { Authorization: `Bearer ${TOKEN}` },
+        body: JSON.stringify({ kind: 'lens.nfw', params: { mass: 1e13 * (1 + i), concentration: 5, grid_size: 16 } }) });
+      assert.equal(r.status, 202);
+    }
+    await page.goto(kilnd.url + '/#/jobs');
+    const rows = page.locator('tr[data-job-row]');
+    await page.waitForFunction(() => document.querySelectorAll('tr[data-job-row]').length >= 25);
+    // The list reloads its first page every 3 s: a reload between two clicks of
+    // "Load more" must not send the next click back to the second page.
+    const firstPages = () => sentFrames.filter((f) => f.includes('"op":"list"') && !f.includes('"after"')).length;
+    await page.click('#jobs-more');
+    await page.waitForFunction(() => document.querySelectorAll('tr[data-job-row]').length >= 50);
+    const seen = firstPages();
+    while (firstPages() === seen) await page.waitForTimeout(100);
+    await page.waitForTimeout(200); // its reply merged in
+    await page.click('#jobs-more');
+    await page.waitForFunction(() => document.querySelectorAll('tr[data-job-row]').length >= 61);
+    // A focused job link stays focused through the next reload.
+    const link = rows.nth(3).locator('a');
+    await link.focus();
+    const focused = await link.getAttribute('href');
+    const before = firstPages();
+    while (firstPages() === before) await page.waitForTimeout(100);
+    await page.waitForTimeout(200);
+    assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('href')), focused);
+  });
+
   test('an address with a malformed %-escape says so instead of blanking the page', async () => {
     await page.goto(kilnd.url + '/#/jobs/%E0%A4%A');
     await page.locator('h1', { hasText: 'Not a valid address' }).waitFor();
