@@ -26,11 +26,20 @@ static uint64_t anon_bytes(void)
         return (uint64_t)(resident - shared) * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
+#ifdef __GLIBC__
+/* Resident anonymous bytes malloc does not count as in use: its free chunks still
+ * in memory, and what is not malloc's (thread stacks, ...); 0 when unknown. */
+static uint64_t slack_bytes(const struct mallinfo2 *mi)
+{
+        uint64_t anon = anon_bytes(), used = mi->uordblks + mi->hblkhd;
+        return anon > used ? anon - used : 0;
+}
+#endif
+
 uint64_t memtrim_tick(void)
 {
 #ifdef __GLIBC__
         static int64_t last_us;
-        static uint64_t anon_after; /* anon_bytes() after the last trim */
         int64_t t0 = kiln_mono_us();
         if (last_us && t0 - last_us < MEMTRIM_EVERY_US)
                 return 0;
@@ -40,13 +49,14 @@ uint64_t memtrim_tick(void)
         struct mallinfo2 mi = mallinfo2();
         if (mi.fordblks < MEMTRIM_FREE_BYTES)
                 return 0;
-        uint64_t anon = anon_bytes();
-        if (anon && anon < anon_after + MEMTRIM_FREE_BYTES)
-                return 0; /* what is free now was given back at the last trim */
+        uint64_t slack = slack_bytes(&mi);
+        if (slack < MEMTRIM_FREE_BYTES)
+                return 0; /* the free chunks are not in memory: a trim gave them back */
         malloc_trim(0);
-        anon_after = anon_bytes();
-        log_debug("heap: %zu MiB held free in the arenas, RSS %llu -> %llu MiB, in %lld us", mi.fordblks >> 20,
-                  (unsigned long long)(anon >> 20), (unsigned long long)(anon_after >> 20),
+        struct mallinfo2 after = mallinfo2();
+        uint64_t slack_after = slack_bytes(&after);
+        log_debug("heap: %zu MiB free in the arenas, %llu MiB of it resident given back in %lld us",
+                  mi.fordblks >> 20, (unsigned long long)((slack > slack_after ? slack - slack_after : 0) >> 20),
                   (long long)(kiln_mono_us() - t0));
         return mi.fordblks;
 #else

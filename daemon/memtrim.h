@@ -4,9 +4,11 @@
  * results or inputs, the process would go on holding its peak in RSS although
  * memory.max_bytes counts it as free. From the once-a-second tick, at most every
  * MEMTRIM_EVERY_US, the loop thread hands it back (malloc_trim) when the arenas
- * hold MEMTRIM_FREE_BYTES or more free and the process's anonymous memory grew by
- * as much since the last trim: the free chunks stay free to malloc after a trim,
- * so their figure alone would ask for a trim every time. */
+ * hold MEMTRIM_FREE_BYTES or more free and as much of the process's resident
+ * memory is not in use by malloc: the free chunks stay free to malloc after a
+ * trim, so their figure alone would ask for a trim every time. What a trim cannot
+ * give back (pages shared with small live allocations) is tried again at the next
+ * look, when those may have gone. */
 #pragma once
 
 #include <stdint.h>

@@ -509,6 +509,22 @@ static void write_piece(struct store_op *op, uint8_t *dst, size_t offset, size_t
                 dst[i] = (uint8_t)(offset + i);
 }
 
+/* The finished job j's record and result (4096 bytes of write_piece), cached
+ * under k, through the writer. */
+static void writer_put_done_cached(struct store_writer *wr, struct store_job *j, const struct store_cache_key *k)
+{
+        struct store_op op;
+
+        memset(&op, 0, sizeof(op));
+        op.type = STORE_OP_JOB_PUT;
+        op.job = j;
+        op.result_size = 4096;
+        op.write_result = write_piece;
+        op.cache_key = k;
+        run_op(wr, &op);
+        assert_int_equal(op.status, 0);
+}
+
 static void submit_stores_then_caches_then_honours_keys(void **state)
 {
         struct fixture *f = *state;
@@ -530,14 +546,7 @@ static void submit_stores_then_caches_then_honours_keys(void **state)
         /* It finishes: result stored and cached. */
         j1.state = KILN_JOB_DONE;
         j1.finished_ms = NOW;
-        memset(&op, 0, sizeof(op));
-        op.type = STORE_OP_JOB_PUT;
-        op.job = &j1;
-        op.result_size = 4096;
-        op.write_result = write_piece;
-        op.cache_key = &k;
-        run_op(wr, &op);
-        assert_int_equal(op.status, 0);
+        writer_put_done_cached(wr, &j1, &k);
         /* Second, another tenant with a key: a hit, its own done job. */
         init_job(&j2, 2, "globex", KILN_JOB_QUEUED, 0);
         j2.idem_key = "g-1";
@@ -614,14 +623,7 @@ static void submit_copies_a_hit_only_with_reserved_room(void **state)
 
         assert_int_equal(store_writer_start(f->s, &wr), 0);
         init_job(&j1, 1, "acme", KILN_JOB_DONE, NOW);
-        memset(&op, 0, sizeof(op));
-        op.type = STORE_OP_JOB_PUT;
-        op.job = &j1;
-        op.result_size = 4096;
-        op.write_result = write_piece;
-        op.cache_key = &k;
-        run_op(wr, &op);
-        assert_int_equal(op.status, 0);
+        writer_put_done_cached(wr, &j1, &k);
         for (int allow = 0; allow < 2; allow++) {
                 init_job(&j2, 2 + allow, "acme", KILN_JOB_QUEUED, 0);
                 memset(&op, 0, sizeof(op));
