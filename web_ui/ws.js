@@ -272,7 +272,6 @@ export class KilnClient extends EventTarget {
   }
 }
 
-/* ws:// or wss:// URL of the API on the server that served this page. */
 /* True when e is the connection failing (closed, not open), not an answer of the
  * server: nothing the user typed is wrong. */
 export function connectionLost(e) {
@@ -310,6 +309,7 @@ export async function jobResult(getClient, acc, { lost, alive } = {}) {
   }
 }
 
+/* ws:// or wss:// URL of the API on the server that served this page. */
 export function apiUrl(loc = window.location) {
   return (loc.protocol === 'https:' ? 'wss://' : 'ws://') + loc.host + '/ws';
 }
