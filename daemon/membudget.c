@@ -16,6 +16,7 @@ struct membudget {
         pthread_mutex_t lock;
         pthread_cond_t hook_idle;  /* hook_calls fell to 0 */
         uint64_t max, used, by_use[MEM_USES], peak, waits;
+        bool refused;           /* an input or result was refused room since the last give */
         struct {
                 void (*fn)(void *ctx);
                 void *ctx;
@@ -108,8 +109,25 @@ bool membudget_try_take(struct membudget *mb, enum mem_use use, uint64_t n)
                 fits = false;
         if (fits)
                 add(mb, use, n);
+        else if (use != MEM_OUTPUT)
+                mb->refused = true;
         pthread_mutex_unlock(&mb->lock);
         return fits;
+}
+
+void membudget_wanted(struct membudget *mb)
+{
+        pthread_mutex_lock(&mb->lock);
+        mb->refused = true;
+        pthread_mutex_unlock(&mb->lock);
+}
+
+bool membudget_pressed(struct membudget *mb)
+{
+        pthread_mutex_lock(&mb->lock);
+        bool pressed = mb->refused;
+        pthread_mutex_unlock(&mb->lock);
+        return pressed;
 }
 
 bool membudget_grow(struct membudget *mb, enum mem_use use, uint8_t **buf, size_t *cap, size_t need, size_t limit)
@@ -153,6 +171,8 @@ void membudget_give(struct membudget *mb, enum mem_use use, uint64_t n)
                 n = mb->by_use[use];
         mb->by_use[use] -= n;
         mb->used -= n;
+        if (n)
+                mb->refused = false; /* whoever waits tries again (the hooks) */
         pthread_mutex_unlock(&mb->lock);
         if (n)
                 call_hook(mb);

@@ -52,6 +52,12 @@ bool membudget_grow(struct membudget *mb, enum mem_use use, uint8_t **buf, size_
 /* Counts one piece of work that had to wait for room (the scheduler calls it once
  * per job it leaves queued for lack of memory), for `waits` below. */
 void membudget_count_wait(struct membudget *mb);
+/* Whether an input or a result was refused room (membudget_try_take), or a taker
+ * that looked at the figures found none and waits (membudget_wanted), since
+ * memory was last given back: work waits for room now (a waiter refused again
+ * after a give says so again). */
+void membudget_wanted(struct membudget *mb);
+bool membudget_pressed(struct membudget *mb);
 
 /* The hooks called after bytes are given back (and after membudget_set_max raised
  * the limit), on the thread that gave them, with no lock of the budget held: one

@@ -313,6 +313,8 @@ struct sched_item *sched_pick(struct sched *s, unsigned *ret_kind, int *ret_prio
                 if (!waiting)
                         return NULL;
                 atomic_store(&s->mem_wanted, true);
+                if (s->mem)
+                        membudget_wanted(s->mem);
                 uint64_t again = room_left(s, &max);
                 if (again <= room)
                         return NULL;

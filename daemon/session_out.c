@@ -371,6 +371,10 @@ void session_out_check_stalled(struct session *s, int64_t now_ms)
                 return;
         if (s->out_pending > s->d->cfg->memory.max_output_buffer_bytes)
                 out_overflow(s, "more than memory.max_output_buffer_bytes waits for it and it took none for 5 s");
+        /* The results its replies hold count in memory.max_bytes: one that reads
+         * nothing must not keep other work waiting for room for good. */
+        else if (s->out_pending > OUT_BACKLOG_BYTES && s->d->mem && membudget_pressed(s->d->mem))
+                out_overflow(s, "memory.max_bytes is full, work waits for room, and it took none of its replies for 5 s");
         else if (s->in_paused) /* held by session_in_throttle: it would wait for good */
                 out_overflow(s, "its input waits for its replies to go out, and it took none for 5 s");
 }

@@ -158,6 +158,27 @@ static void test_waits_are_counted(void **state)
         membudget_free(mb);
 }
 
+/* Pressed while an input or a result was refused room, or a taker said it waits,
+ * until memory is given back; an output buffer refused is not. */
+static void test_pressed_from_a_refusal_or_a_wait_until_a_give(void **state)
+{
+        struct membudget *mb = budget(1000);
+
+        assert_false(membudget_pressed(mb));
+        assert_true(membudget_try_take(mb, MEM_RESULTS, 900));
+        assert_false(membudget_try_take(mb, MEM_OUTPUT, 200));
+        assert_false(membudget_pressed(mb));
+        assert_false(membudget_try_take(mb, MEM_RESULTS, 200));
+        assert_true(membudget_pressed(mb));
+        membudget_give(mb, MEM_RESULTS, 100);
+        assert_false(membudget_pressed(mb));
+        membudget_wanted(mb);
+        assert_true(membudget_pressed(mb));
+        membudget_give(mb, MEM_RESULTS, 800);
+        assert_false(membudget_pressed(mb));
+        membudget_free(mb);
+}
+
 /* ---- the hook ---- */
 
 struct hook_seen {
@@ -384,6 +405,7 @@ int main(void)
                 cmocka_unit_test(test_giving_back_more_than_a_use_holds_is_capped),
                 cmocka_unit_test(test_a_lower_limit_keeps_what_is_held_and_refuses_more),
                 cmocka_unit_test(test_waits_are_counted),
+                cmocka_unit_test(test_pressed_from_a_refusal_or_a_wait_until_a_give),
                 cmocka_unit_test(test_the_hook_runs_after_a_give_and_a_raised_limit_only),
                 cmocka_unit_test(test_both_hooks_run_and_each_is_removed_alone),
                 cmocka_unit_test(test_removing_the_hook_waits_for_a_call_in_progress),
