@@ -364,6 +364,8 @@ void job_unref(struct job *j)
         job_mem_give(j->js, MEM_RESULTS, &j->item.mem_held);
         job_mem_give(j->js, MEM_INPUTS, &j->mem_inputs);
         job_mem_give(j->js, MEM_RESULTS, &j->mem_copy);
+        store_job_free(j->op.job_out); /* a submission that waited for room and was never answered */
+        free(j->op.result_out);
         if (j->hot) {
                 hot_entry_unref(j->hot); /* the entry owns the result j shows */
         } else {

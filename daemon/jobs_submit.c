@@ -125,38 +125,40 @@ void job_not_stored(struct jobs *js, struct job *j)
 }
 
 /* The tenant used this idempotency key before: the submitter gets the original job
- * (its events when it is live, its `done` when it has finished and watch is on). */
-static void answer_idempotent(struct jobs *js, struct job *j)
+ * (its events when it is live, its `done` when it has finished and watch is on).
+ * -EAGAIN, nothing answered, while memory.max_bytes has no room to read that
+ * job's result back: the submission then waits for room (answer_idempotent). */
+static int answer_idempotent_now(struct jobs *js, struct job *j)
 {
         struct store_job *rec = j->op.job_out;
         struct job *orig = jobs_find(js, rec->id);
 
         if (orig) {
                 jobs_accept_one(js, orig, j->submitter, j->submit_ref, j->watch_submitter, false);
-                return;
+                return 0;
         }
         /* Its result only when its `done` is to go out (watch on). */
         bool with_result = j->watch_submitter && kiln_job_state_is_final(rec->state);
         int k = jobs_load_finished(js, rec, j->op.result_out ? &j->op.result_out : NULL, j->op.result_size,
                                    with_result, &orig);
-        if (k == -EAGAIN || k == -EFBIG) {
-                js->ev.rejected(js->ev.ctx, j->submitter, j->submit_ref, k == -EFBIG ? KERR_TOO_LARGE : KERR_UNAVAILABLE,
-                                NULL,
-                                k == -EFBIG ? "reading the result of this key's job back would take more memory than "
-                                              "memory.max_bytes lets kilnd hold; resubmit without watch"
-                                            : "kilnd's memory (memory.max_bytes) has no room to read the result of this "
-                                              "key's job back now; retry later");
-                return;
+        if (k == -EAGAIN)
+                return k;
+        if (k == -EFBIG) {
+                js->ev.rejected(js->ev.ctx, j->submitter, j->submit_ref, KERR_TOO_LARGE, NULL,
+                                "reading the result of this key's job back would take more memory than "
+                                "memory.max_bytes lets kilnd hold; resubmit without watch");
+                return 0;
         }
         if (k < 0) {
                 js->ev.rejected(js->ev.ctx, j->submitter, j->submit_ref, KERR_INTERNAL, "key",
                                 "the job of this key is unreadable");
-                return;
+                return 0;
         }
         /* A job that is not live and not finished is queued in the store (a
          * recovered job not yet taken): its `accepted` says so; it has no `done`. */
         jobs_accept_one(js, orig, j->submitter, j->submit_ref, with_result, false);
         job_unref(orig);
+        return 0;
 }
 
 /* A cache hit whose result may be read back now (answer_cached). */
@@ -199,23 +201,45 @@ static void answer_cached_now(struct jobs *js, struct job *j)
         jobs_accepted(js, j, true);
 }
 
-/* Answers the cache hits that wait for memory to read their result back, in order,
- * as far as memory.max_bytes now has room. Loop thread. */
+/* Answers the cache hits (and idempotent resubmissions) that wait for memory to
+ * read their result back, in order, as far as memory.max_bytes now has room. Loop
+ * thread. */
 static void retry_loads(struct jobs *js)
 {
         while (js->loads_waiting) {
                 struct job *j = js->loads_waiting;
-                if (job_reserve_load(js, j, j->op.hit.blob, j->op.result_size) == -EAGAIN)
-                        return; /* the ones behind it wait too */
+                if (j->op.outcome == STORE_SUBMIT_IDEM) {
+                        if (answer_idempotent_now(js, j) == -EAGAIN)
+                                return; /* the ones behind it wait too */
+                } else if (job_reserve_load(js, j, j->op.hit.blob, j->op.result_size) == -EAGAIN) {
+                        return;
+                }
                 js->loads_waiting = j->load_next;
                 if (!js->loads_waiting) {
                         js->loads_tail = NULL;
                         atomic_store(&js->loads_wanted, false);
                 }
                 j->load_next = NULL;
-                answer_cached_now(js, j);
+                if (j->op.outcome != STORE_SUBMIT_IDEM)
+                        answer_cached_now(js, j);
+                submit_outputs_free(j);
                 job_unref(j);
         }
+}
+
+/* j waits, behind the others, for room to read its answer's result back. */
+static void wait_for_room(struct jobs *js, struct job *j)
+{
+        j->load_next = NULL;
+        if (js->loads_tail)
+                js->loads_tail->load_next = j;
+        else
+                js->loads_waiting = j;
+        js->loads_tail = job_ref(j);
+        /* Set before looking again: a give after the reservation failed either
+         * finds it set (and posts) or made room for the look. */
+        atomic_store(&js->loads_wanted, true);
+        retry_loads(js);
 }
 
 static void on_loads_mail(struct mail *m)
@@ -258,21 +282,24 @@ static void answer_cached(struct jobs *js, struct job *j)
         snprintf(j->backend, sizeof(j->backend), "%s", j->op.job_out->backend);
         if (!j->op.result_out &&
             (js->loads_waiting || job_reserve_load(js, j, j->op.hit.blob, j->op.result_size) == -EAGAIN)) {
-                j->load_next = NULL;
-                if (js->loads_tail)
-                        js->loads_tail->load_next = j;
-                else
-                        js->loads_waiting = j;
-                js->loads_tail = job_ref(j);
-                /* Set before looking again: a give after the reservation failed
-                 * either finds it set (and posts) or made room for the look. */
-                atomic_store(&js->loads_wanted, true);
-                retry_loads(js);
+                wait_for_room(js, j);
                 return;
         }
         /* Read back now: reserved, or one that could never fit (or whose store
          * read failed) read all the same, as before the reservation. */
         answer_cached_now(js, j);
+}
+
+/* A resubmission under a used idempotency key: answered now, or, while the key's
+ * job's result has no room to be read back (or other answers wait for room
+ * before it), in its turn once memory is given back, as a cache hit is. True
+ * when it waits: its store outputs (the key's job's record) stay with it. */
+static bool answer_idempotent(struct jobs *js, struct job *j)
+{
+        if (!js->loads_waiting && answer_idempotent_now(js, j) != -EAGAIN)
+                return false;
+        wait_for_room(js, j);
+        return j->load_next || js->loads_tail == j; /* still in the queue */
 }
 
 static void on_committed_mail(struct mail *m)
@@ -291,7 +318,10 @@ static void on_committed_mail(struct mail *m)
         } else if (j->op.outcome == STORE_SUBMIT_IDEM) {
                 jobs_tenant_release(js, j, -1); /* the original job is the one that counts */
                 jobs_submitter_release(js, j);
-                answer_idempotent(js, j);
+                if (answer_idempotent(js, j)) {
+                        job_unref(j); /* the store operation's reference; the queue holds one */
+                        return;
+                }
         } else if (j->op.outcome == STORE_SUBMIT_CACHED) {
                 jobs_tenant_release(js, j, -1); /* a cache hit, not a finished run */
                 jobs_submitter_release(js, j);

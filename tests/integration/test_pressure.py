@@ -290,6 +290,69 @@ class SmallBudgetCase(PressureCase):
         stop_and_check(cls.kilnd)
 
 
+class NonReaderUnderPressureTest(SmallBudgetCase):
+    """memory.max_bytes 64 MiB. A client that reads none of its replies holds the
+    results of its finished jobs in the budget; while other work waits for room it
+    is closed after 5 s of taking nothing (its jobs go on), not kept for good (it
+    held 62 MiB, 12 of its jobs and every other client's waiting, for as long as it
+    stayed connected)."""
+
+    def test_it_is_closed_when_work_waits_for_the_room_it_holds(self):
+        async def go():
+            c = await Client.connect(self.kilnd.url)
+            waits = (await c.call({"op": "stats"}))["memory"]["waits"]
+            slow = RawWs(self.kilnd.port, rcvbuf=4096)
+            slow.send_json({"op": "hello", "client": "never-reads/1"})
+            for _ in range(80):  # 80 results of 1 MB
+                slow.send_json({"op": "submit", "kind": KIND, "params": nfw(500)})
+            end = time.monotonic() + 30
+            while (await c.call({"op": "stats"}))["memory"]["waits"] == waits:  # the budget is full: jobs wait
+                self.assertLess(time.monotonic(), end, "the budget never filled")
+                await asyncio.sleep(0.05)
+            t0 = time.monotonic()
+            done, _ = await c.run(KIND, nfw(500))
+            self.assertEqual(done["state"], "done", done)
+            waited = time.monotonic() - t0
+            got = await asyncio.get_running_loop().run_in_executor(None, slow.drain, 5.0, 30.0)
+            slow.close()
+            self.assertIn(got["end"], ("close", "eof", "reset"), got)
+            if got["end"] == "close":
+                self.assertEqual(got["close_code"], 1008, got)
+            await c.close()
+            return waited
+
+        waited = self.run_async(go())
+        print(f"\nanother client's job waited {waited:.1f} s for the room a non-reader held")
+        self.assertLess(waited, 20)
+
+    def test_a_resubmission_under_a_key_waits_for_room_instead_of_being_refused(self):
+        async def go():
+            c = await Client.connect(self.kilnd.url)
+            p = nfw(500)  # 1 MB: read back from the store for the resubmission's done
+            first = await c.submit(KIND, p, key="wait-for-room")
+            await c.read_done(first["job"])
+            waits = (await c.call({"op": "stats"}))["memory"]["waits"]
+            slow = RawWs(self.kilnd.port, rcvbuf=4096)
+            slow.send_json({"op": "hello", "client": "never-reads/1"})
+            for _ in range(80):
+                slow.send_json({"op": "submit", "kind": KIND, "params": nfw(500)})
+            end = time.monotonic() + 30
+            while (await c.call({"op": "stats"}))["memory"]["waits"] == waits:
+                self.assertLess(time.monotonic(), end, "the budget never filled")
+                await asyncio.sleep(0.05)
+            # No room to read the result back now: it waits (here until the
+            # non-reader is let go), it is not refused.
+            again = await c.submit(KIND, p, key="wait-for-room")
+            self.assertEqual((again["op"], again["job"]), ("accepted", first["job"]), again)
+            done, parts, _ = await c.read_done(first["job"])
+            self.assertEqual(done["state"], "done")
+            self.assertEqual(parts["kappa"].shape, (500, 500))
+            slow.close()
+            await c.close()
+
+        self.run_async(go())
+
+
 class ObjectUploadBudgetTest(SmallBudgetCase):
     """memory.max_bytes 64 MiB (inputs and results: at most 63 MiB, inputs alone 31.5).
     An upload stays in the budget until it is stored, and its check takes what reading
