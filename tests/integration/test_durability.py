@@ -512,11 +512,15 @@ class DurabilityTest(unittest.TestCase):
 
         async def go():
             c, watcher = await Client.connect(k.url), await Client.connect(k.url)
+            # The first in the worker's batch, not in a queue (taken before the
+            # others are sent: under load its window could otherwise begin after
+            # they were queued, and take them all); the others queued behind it,
+            # taken into the batch only when its window ends.
             for i, p in enumerate(quick):
                 await c.send({"op": "submit", "kind": "risk.score", "params": p, "cache": False, "watch": False,
                               "ref": i})
-            # The first in the worker's batch, not in a queue; the others queued
-            # behind it, taken into the batch only when its window ends.
+                if i == 0:
+                    await until_running(watcher, 1)
             await until_running(watcher, 1, queued=len(quick) - 1)
             await watcher.close()
             self.k.proc.send_signal(signal.SIGTERM)
