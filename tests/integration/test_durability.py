@@ -85,6 +85,16 @@ async def until_running(watcher, n, queued=0, timeout=30):
         await asyncio.sleep(0.005)
 
 
+async def until_closed(c, timeout=30):
+    """Yields the messages c receives until the server closes the connection (a
+    drain's end, or a kill)."""
+    try:
+        while True:
+            yield await c.recv(timeout)
+    except websockets.exceptions.ConnectionClosed:
+        return
+
+
 async def watch_all(url, ids, timeout=90):
     """Watches every id from one new connection (pipelined) and returns collect_done's map."""
     c = await Client.connect(url)
@@ -473,17 +483,15 @@ class DurabilityTest(unittest.TestCase):
                     await c.send({"op": "submit", "kind": "risk.score", "params": p, "watch": False, "ref": i})
                 self.k.proc.send_signal(signal.SIGTERM)
                 answers = {}
-                while len(answers) < len(quick):
-                    try:
-                        m = await c.recv(30)
-                    except websockets.exceptions.ConnectionClosed:
-                        break  # the rest were not read before the drain closed it
+                async for m in until_closed(c):  # the rest were not read before the drain closed it
                     self.assertIn(m.get("op"), ("accepted", "error"), m)
                     if m["op"] == "error":
                         self.assertEqual(m["code"], "shutting_down", m)
                     else:
                         self.assertIn(m["state"], ("done", "queued"), m)
                     answers[m["ref"]] = m
+                    if len(answers) == len(quick):
+                        break
                 return answers
             finally:
                 try:
@@ -524,13 +532,7 @@ class DurabilityTest(unittest.TestCase):
             await until_running(watcher, 1, queued=len(quick) - 1)
             await watcher.close()
             self.k.proc.send_signal(signal.SIGTERM)
-            answers = {}
-            try:
-                while True:
-                    m = await c.recv(30)
-                    answers[m.get("ref")] = m
-            except websockets.exceptions.ConnectionClosed:
-                pass
+            answers = {m.get("ref"): m async for m in until_closed(c)}
             return answers
 
         answers = self.run_async(go())
@@ -564,18 +566,15 @@ class DurabilityTest(unittest.TestCase):
             await watcher.close()
             self.k.proc.send_signal(signal.SIGTERM)
             acc = cancel = done = None
-            try:
-                while done is None:
-                    m = await c.recv(30)
-                    if m.get("ref") == "q" and m.get("op") == "accepted":
-                        acc = m
-                        await c.send({"op": "cancel", "job": m["job"], "ref": "cx"})
-                    elif m.get("ref") == "cx":
-                        cancel = m
-                    elif m.get("op") == "done" and acc and m.get("job") == acc["job"]:
-                        done = m
-            except websockets.exceptions.ConnectionClosed:
-                pass
+            async for m in until_closed(c):
+                if m.get("ref") == "q" and m.get("op") == "accepted":
+                    acc = m
+                    await c.send({"op": "cancel", "job": m["job"], "ref": "cx"})
+                elif m.get("ref") == "cx":
+                    cancel = m
+                elif m.get("op") == "done" and acc and m.get("job") == acc["job"]:
+                    done = m
+                    break
             return acc, cancel, done
 
         acc, cancel, done = self.run_async(go())
@@ -602,13 +601,10 @@ class DurabilityTest(unittest.TestCase):
             cancel = await c.call({"op": "cancel", "job": x["job"]})
             self.k.proc.send_signal(signal.SIGTERM)
             done = None
-            try:
-                while done is None:
-                    m = await c.recv(30)
-                    if m.get("op") == "done" and m.get("job") == x["job"]:
-                        done = m
-            except websockets.exceptions.ConnectionClosed:
-                pass
+            async for m in until_closed(c):
+                if m.get("op") == "done" and m.get("job") == x["job"]:
+                    done = m
+                    break
             return x, cancel, done
 
         x, cancel, done = self.run_async(go())
