@@ -172,6 +172,7 @@ struct job {
         struct job *coalesce_next;
         struct job *retry_next;   /* jobs.store_retry */
         struct job *load_next;    /* jobs.loads_waiting */
+        bool load_waiting;        /* on that list: its store outputs stay until it is answered */
         struct job *early_prev, *early_next; /* jobs.early_head: a quick job waiting for a worker */
         bool early_listed;        /* on that list (which holds a reference) */
         int64_t early_due_mono;   /* stored queued if still in its queue by then */

@@ -220,6 +220,7 @@ static void retry_loads(struct jobs *js)
                         atomic_store(&js->loads_wanted, false);
                 }
                 j->load_next = NULL;
+                j->load_waiting = false;
                 if (j->op.outcome != STORE_SUBMIT_IDEM)
                         answer_cached_now(js, j);
                 submit_outputs_free(j);
@@ -231,6 +232,7 @@ static void retry_loads(struct jobs *js)
 static void wait_for_room(struct jobs *js, struct job *j)
 {
         j->load_next = NULL;
+        j->load_waiting = true;
         if (js->loads_tail)
                 js->loads_tail->load_next = j;
         else
@@ -292,14 +294,11 @@ static void answer_cached(struct jobs *js, struct job *j)
 
 /* A resubmission under a used idempotency key: answered now, or, while the key's
  * job's result has no room to be read back (or other answers wait for room
- * before it), in its turn once memory is given back, as a cache hit is. True
- * when it waits: its store outputs (the key's job's record) stay with it. */
-static bool answer_idempotent(struct jobs *js, struct job *j)
+ * before it), in its turn once memory is given back, as a cache hit is. */
+static void answer_idempotent(struct jobs *js, struct job *j)
 {
-        if (!js->loads_waiting && answer_idempotent_now(js, j) != -EAGAIN)
-                return false;
-        wait_for_room(js, j);
-        return j->load_next || js->loads_tail == j; /* still in the queue */
+        if (js->loads_waiting || answer_idempotent_now(js, j) == -EAGAIN)
+                wait_for_room(js, j);
 }
 
 static void on_committed_mail(struct mail *m)
@@ -318,10 +317,7 @@ static void on_committed_mail(struct mail *m)
         } else if (j->op.outcome == STORE_SUBMIT_IDEM) {
                 jobs_tenant_release(js, j, -1); /* the original job is the one that counts */
                 jobs_submitter_release(js, j);
-                if (answer_idempotent(js, j)) {
-                        job_unref(j); /* the store operation's reference; the queue holds one */
-                        return;
-                }
+                answer_idempotent(js, j);
         } else if (j->op.outcome == STORE_SUBMIT_CACHED) {
                 jobs_tenant_release(js, j, -1); /* a cache hit, not a finished run */
                 jobs_submitter_release(js, j);
@@ -330,7 +326,8 @@ static void on_committed_mail(struct mail *m)
                 jobs_start(js, j);
                 jobs_accepted(js, j, false);
         }
-        submit_outputs_free(j);
+        if (!j->load_waiting) /* one waiting for room is answered from them later */
+                submit_outputs_free(j);
         job_unref(j); /* the store operation's reference */
 }
 
