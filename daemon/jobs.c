@@ -766,7 +766,18 @@ void jobs_cancel(struct jobs *js, struct job *j)
          * sched_remove finds the item queued or the worker sees the stop. */
         atomic_store(&j->item.stop, SCHED_STOP_CANCEL);
         if (js->sched && sched_remove(js->sched, &j->item))
+                job_end_stopped(j, SCHED_STOP_CANCEL);
+}
+
+bool job_end_stopped(struct job *j, int stop)
+{
+        if (stop == SCHED_STOP_CANCEL)
                 job_finish(j, KILN_JOB_CANCELLED, KERR_CANCELLED, "the job was cancelled");
+        else if (stop == SCHED_STOP_EXPIRE)
+                job_finish(j, KILN_JOB_EXPIRED, KERR_TIMEOUT, "the job's deadline passed while it was queued");
+        else
+                return false;
+        return true;
 }
 
 void jobs_stop_all(struct jobs *js)

@@ -295,8 +295,7 @@ void jobs_deadline_run(struct jobs *js, int64_t now_ms)
                 if (!kiln_job_state_is_final(atomic_load(&j->state))) {
                         atomic_store(&j->item.stop, SCHED_STOP_EXPIRE); /* first: as jobs_cancel */
                         if (js->sched && sched_remove(js->sched, &j->item))
-                                job_finish(j, KILN_JOB_EXPIRED, KERR_TIMEOUT,
-                                           "the job's deadline passed while it was queued");
+                                job_end_stopped(j, SCHED_STOP_EXPIRE);
                         jobs_coalesce_remove(js, j); /* as jobs_cancel */
                 }
                 job_unref(j);

@@ -69,6 +69,10 @@ void job_hold_result(struct job *j, uint64_t bytes);
 /* From a job's store operation's done callback (writer thread): runs fn with the
  * job's mail on the loop thread. */
 void job_op_to_loop(struct store_op *op, void (*fn)(struct mail *m));
+/* Ends a job that did not run because it was asked to stop: cancelled for
+ * SCHED_STOP_CANCEL, expired for SCHED_STOP_EXPIRE. False, nothing done, for any
+ * other stop. */
+bool job_end_stopped(struct job *j, int stop);
 /* Microseconds the job was queued and ran (monotonic when it has the stamps). */
 void job_durations(const struct job *j, int64_t *ret_queue_us, int64_t *ret_run_us);
 /* Estimated bytes a job will write to the store: its result's and its input's. */

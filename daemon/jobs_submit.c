@@ -482,12 +482,7 @@ static void on_early_queued_mail(struct mail *m)
                  * place (draining, the paused scheduler keeps it there, where a
                  * cancel or its deadline still finds it). A stop asked while it was
                  * stored ends it now: a paused queue would not look. */
-                int stop = atomic_load(&j->item.stop);
-                if (stop == SCHED_STOP_CANCEL)
-                        job_finish(j, KILN_JOB_CANCELLED, KERR_CANCELLED, "the job was cancelled");
-                else if (stop == SCHED_STOP_EXPIRE)
-                        job_finish(j, KILN_JOB_EXPIRED, KERR_TIMEOUT, "the job's deadline passed while it was queued");
-                else if (js->sched)
+                if (!job_end_stopped(j, atomic_load(&j->item.stop)) && js->sched)
                         sched_requeue(js->sched, &j->item);
         }
         job_unref(j); /* the store operation's reference */
