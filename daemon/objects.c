@@ -276,55 +276,37 @@ void objects_changed(struct objects *o, const char *tenant, const char *cls, con
         if (vmap_set(&o->versions, key, klen, version, meta, meta_len) < 0)
                 vmap_set(&o->versions, key, klen, 0, NULL, 0);
 
-        pthread_mutex_lock(&o->lock);
-        if (version == 0) {
-                /* Dropped: no job may run on its snapshots any more (a job bound to it
-                 * fails not_found, also when the name is put anew). Each leaves the
-                 * table; an idle one goes now, one in use at its last release. */
-                struct snap *victims = NULL;
-                for (size_t b = 0; b < SNAP_BUCKETS; b++)
-                        for (struct snap **pp = &o->table[b]; *pp;) {
-                                struct snap *s = *pp;
-                                if (s->klen != klen || memcmp(s->key, key, klen)) {
-                                        pp = &s->hnext;
-                                        continue;
-                                }
-                                *pp = s->hnext;
-                                o->n_entries--;
-                                s->gone = true;
-                                if (s->state == SNAP_READY && s->refs == 0) {
-                                        idle_unlink(o, s);
-                                        s->hnext = victims;
-                                        victims = s;
-                                }
-                        }
-                pthread_mutex_unlock(&o->lock);
-                snaps_free_later(o, victims);
-                return;
-        }
-        /* Snapshots of older versions are what no new job asks for, and a job bound
-         * to one that is not in memory runs against the stored version (jobs.c,
-         * sink_prepare): an idle one goes now, one in use at its last release, so
-         * memory holds one copy of the object once its jobs are done, not one per
-         * version put. One still loading finishes (its jobs run on it) and goes at
-         * its last release too. */
+        /* Dropped (version 0): no job may run on its snapshots any more (a job
+         * bound to it fails not_found, also when the name is put anew), so each
+         * leaves the table (gone). Replaced: snapshots of older versions are what no
+         * new job asks for, and a job bound to one that is not in memory runs
+         * against the stored version (jobs.c, sink_prepare); one in use or still
+         * loading stays in the table for its jobs (stale). Either way an idle one
+         * goes now and one in use at its last release, so memory holds one copy of
+         * an object once its jobs are done, not one per version put. */
+        bool dropped = version == 0;
         struct snap *victims = NULL;
+        pthread_mutex_lock(&o->lock);
         for (size_t b = 0; b < SNAP_BUCKETS; b++)
                 for (struct snap **pp = &o->table[b]; *pp;) {
                         struct snap *s = *pp;
-                        if (s->klen != klen || memcmp(s->key, key, klen) || s->ref.version >= version) {
-                                pp = &s->hnext;
-                                continue;
-                        }
-                        s->stale = true;
-                        if (s->refs || s->state != SNAP_READY) {
+                        bool mine = s->klen == klen && !memcmp(s->key, key, klen) &&
+                                    (dropped || s->ref.version < version);
+                        bool idle = s->state == SNAP_READY && s->refs == 0;
+                        if (mine && !dropped)
+                                s->stale = true;
+                        if (!mine || (!dropped && !idle)) {
                                 pp = &s->hnext;
                                 continue;
                         }
                         *pp = s->hnext;
                         o->n_entries--;
+                        s->gone = dropped;
+                        if (!idle)
+                                continue;
                         idle_unlink(o, s);
-                        o->evictions++;
+                        if (!dropped)
+                                o->evictions++;
                         s->hnext = victims;
                         victims = s;
                 }
