@@ -26,6 +26,7 @@ let kilnd, browser, context, page;
 const problems = []; // page errors and CSP violations: the test fails on any
 const sentFrames = []; // text frames the page sent over its WebSocket
 const sentBinary = []; // binary frames the page sent (Buffers)
+let listReplies = 0; // `jobs` replies (to `list`) the page received
 
 /* A .npy file (format 1.0) of a 2-D array: descr '<f4' or '<f8', row-major. */
 function npyBuffer(rows, descr = '<f4') {
@@ -100,7 +101,12 @@ describe('kiln web UI (auth required)', () => {
     page.on('console', (m) => {
       if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) problems.push(`console: ${m.text()}`);
     });
-    page.on('websocket', (ws) => ws.on('framesent', (f) => (typeof f.payload === 'string' ? sentFrames : sentBinary).push(f.payload)));
+    page.on('websocket', (ws) => {
+      ws.on('framesent', (f) => (typeof f.payload === 'string' ? sentFrames : sentBinary).push(f.payload));
+      ws.on('framereceived', (f) => {
+        if (typeof f.payload === 'string' && f.payload.startsWith('{"op":"jobs"')) listReplies++;
+      });
+    });
   });
 
   after(async () => {
@@ -433,20 +439,24 @@ describe('kiln web UI (auth required)', () => {
     // The list reloads its first page every 3 s: a reload between two clicks of
     // "Load more" must not send the next click back to the second page.
     const firstPages = () => sentFrames.filter((f) => f.includes('"op":"list"') && !f.includes('"after"')).length;
+    const lists = () => sentFrames.filter((f) => f.includes('"op":"list"')).length;
+    // The next reload of the first page, answered, and its answer handled by the
+    // page (a task queued after the reply's).
+    const nextReload = async () => {
+      const seen = firstPages();
+      while (firstPages() === seen || listReplies < lists()) await page.waitForTimeout(50);
+      await page.evaluate(() => new Promise((r) => setTimeout(r)));
+    };
     await page.click('#jobs-more');
     await page.waitForFunction(() => document.querySelectorAll('tr[data-job-row]').length >= 50);
-    const seen = firstPages();
-    while (firstPages() === seen) await page.waitForTimeout(100);
-    await page.waitForTimeout(200); // its reply merged in
+    await nextReload();
     await page.click('#jobs-more');
     await page.waitForFunction(() => document.querySelectorAll('tr[data-job-row]').length >= 61);
     // A focused job link stays focused through the next reload.
     const link = rows.nth(3).locator('a');
     await link.focus();
     const focused = await link.getAttribute('href');
-    const before = firstPages();
-    while (firstPages() === before) await page.waitForTimeout(100);
-    await page.waitForTimeout(200);
+    await nextReload();
     assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('href')), focused);
   });
 
