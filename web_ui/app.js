@@ -427,11 +427,11 @@ function viewDashboard() {
     tile('uptime', 'Uptime'), tile('connections', 'Connections'), tile('queued', 'Queued'), tile('running', 'Running'),
     tile('throughput', 'Jobs/s (10 s)'), tile('done', 'Done'), tile('failed', 'Failed / expired'), tile('cache', 'Cache hit rate'),
     tile('memory', 'Memory: used / budget'), tile('store', 'Store: room left'));
-  const devices = el('div', { class: 'card devices' }, el('h2', {}, 'Devices and backends'), el('div', { class: 'devices-body' }));
-  const queues = el('div', { class: 'card queues' }, el('h2', {}, 'Queues by kind and priority'), el('div', { class: 'queues-body' }));
+  const devices = el('div', { class: 'card table-card devices' }, el('h2', {}, 'Devices and backends'), el('div', { class: 'devices-body' }));
+  const queues = el('div', { class: 'card table-card queues' }, el('h2', {}, 'Queues by kind and priority'), el('div', { class: 'queues-body' }));
   const other = el('details', { class: 'card other' }, el('summary', {}, 'All stats fields'), el('pre', { class: 'raw' }));
   const grid = el('div', { class: 'charts' }, charts.throughput.node, charts.queue.node, charts.batch.node, charts.batchHist.node, charts.cache.node);
-  const node = el('section', { class: 'view view-dashboard' }, el('h1', {}, 'Dashboard'), tiles, grid, el('div', { class: 'two' }, devices, queues), other);
+  const node = el('section', { class: 'view view-dashboard' }, el('h1', {}, 'Dashboard'), tiles, grid, devices, queues, other);
   const recent = [];
 
   const setTile = (key, text) => {

@@ -176,6 +176,11 @@ describe('kiln web UI (auth required)', () => {
     assert.match(cells[5], /^\d+$/);
     assert.match(cells[7], /^ ?\d+ %$/, `utilisation as a percentage (got "${cells[7]}")`);
     assert.equal(await table.locator('td', { hasText: '{' }).count(), 0, 'no raw JSON in the table');
+    // A 1280-pixel laptop sees the whole table without scrolling it sideways.
+    await page.setViewportSize({ width: 1280, height: 800 });
+    const sideways = await page.locator('.card.devices').evaluate((c) => c.scrollWidth - c.clientWidth);
+    await page.setViewportSize(LAPTOP);
+    assert.ok(sideways <= 0, `the devices table scrolls sideways by ${sideways}px at 1280px`);
   });
 
   test('the lens.nfw form is generated from the schema and validates on the client', async () => {
