@@ -66,6 +66,9 @@ def start_with_tokens(env):
     return k.start()
 
 
+NOWHERE = "0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2c"  # a UUIDv7 no job has
+
+
 def metric(k, name, label):
     with urllib.request.urlopen(k.http + "/metrics", timeout=5) as r:
         for line in r.read().decode().splitlines():
@@ -268,6 +271,53 @@ class TenantStatsTest(SecurityCase):
         self.assertEqual(ad["scope"], "global")
         self.assertIn("queues", ad)
         self.assertGreaterEqual(ad["finished"]["done"], 3)
+
+
+class OtherTenantsJobTest(SecurityCase):
+    env = {"KILN_CPU_THREADS": "1"}
+
+    def test_another_tenants_live_job_is_answered_like_one_that_exists_nowhere(self):
+        """Not only the same `not_found`: the same path. Behind a request for an id
+        nobody has (answered by the store, in order), a request for another
+        tenant's live job is answered second, as a second unknown id is; answered
+        at once, it came first and told the two apart."""
+        async def order(c, op, job):
+            await c.send({"op": "status", "job": NOWHERE, "ref": "before"})
+            await c.send({"op": op, "job": job, "ref": "job"})
+            got = []
+            while len(got) < 2:
+                m = await c.recv()
+                if m.get("ref") in ("before", "job"):
+                    got.append(m)
+            return got
+
+        async def go():
+            acme = await self.client("tok-submit")
+            blocker = await acme.submit(KIND, dict(BLOCKER, mass=fresh_mass()), watch=False, cache=False)
+            while (await acme.call({"op": "status", "job": blocker["job"]}))["state"] != "running":
+                await asyncio.sleep(0.02)
+            queued = await acme.submit(KIND, dict(SMALL, mass=fresh_mass()), watch=False, cache=False)
+            globex = await self.client("tok-globex")
+            seen = {}
+            for op in ("status", "result", "watch", "cancel"):
+                for name, job in (("unknown", "0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b"),
+                                  ("running", blocker["job"]), ("queued", queued["job"])):
+                    seen[op, name] = await order(globex, op, job)
+            st = await acme.call({"op": "status", "job": queued["job"]})
+            await acme.call({"op": "cancel", "job": blocker["job"]})
+            await acme.call({"op": "cancel", "job": queued["job"]})
+            await acme.close()
+            await globex.close()
+            return seen, st
+
+        seen, st = self.run_async(go())
+        self.assertEqual(st["state"], "queued", st)  # globex's cancel did nothing
+        for (op, name), replies in seen.items():
+            for m in replies:
+                self.assertError(m, "not_found", "job")
+                self.assertEqual(m["message"], "no such job")
+            self.assertEqual([m["ref"] for m in replies], ["before", "job"],
+                             f"{op} of acme's {name} job: answered ahead of an unknown id asked before it")
 
 
 class RateLimitTest(SecurityCase):
