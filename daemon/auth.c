@@ -109,6 +109,11 @@ int auth_tokens_load(const char *path, struct auth_tokens **ret, unsigned *line)
                 for (size_t i = 0; i < t->n; i++)
                         if (!strcmp(t->v[i].who.name, name))
                                 r = -EEXIST;
+                /* One token, one identity: signing in and a reload's recheck of the
+                 * open sessions must find the same line. */
+                for (size_t i = 0; r >= 0 && i < t->n; i++)
+                        if (!memcmp(t->v[i].hash, tok.hash, sizeof(tok.hash)))
+                                r = -ENOTUNIQ;
                 if (r < 0) {
                         *line = no;
                         break;
@@ -141,6 +146,8 @@ const char *auth_tokens_error(const char *path, const char *key, int r, unsigned
         const char *why = r == -EINVAL                   ? "malformed token line (NAME TENANT ROLE SHA256)"
                           : r == -EEXIST ? "a token name given twice (names identify tokens in the log and in "
                                            "limits.rate_per_s)"
+                          : r == -ENOTUNIQ ? "a token (its SHA-256) given twice: it would sign in as either line's "
+                                             "tenant and role"
                           : r == -ENODEV || r == -EISDIR ? "not a regular file"
                           : r == -EPERM ? "writable by its group or by others, or owned by a user other than root "
                                           "or kilnd's: whoever may write it may add an admin token (the package "

@@ -21,7 +21,8 @@ struct auth_tokens;
 
 /* Parses a tokens file. A missing file gives an empty set (every hello is then
  * refused). Returns >= 0, -EINVAL with `line` set to the first bad line, -EEXIST
- * with `line` set to a line naming a token a line above named already, -EISDIR
+ * with `line` set to a line naming a token a line above named already, -ENOTUNIQ
+ * with `line` set to a line whose hash a line above has already, -EISDIR
  * (or -ENODEV) for a path that is not a regular file, -EPERM for one that its group
  * or others may write or that neither root nor this process's user owns, or the
  * -errno of opening or reading it. */

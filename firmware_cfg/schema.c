@@ -71,7 +71,7 @@ const struct kiln_cfg_key kiln_cfg_keys[] = {
         /* [auth] */
         { "auth", "tokens_file", KILN_CFG_PATH, CFG(auth.tokens_file),
           .def = "/etc/kiln/tokens",
-          .doc = "Token file, lines NAME TENANT ROLE SHA256-OF-TOKEN." },
+          .doc = "Token file, lines NAME TENANT ROLE SHA256-OF-TOKEN; each name and each token on one line only." },
         { "auth", "required", KILN_CFG_BOOL, CFG(auth.required), .def = "true",
           .doc = "Require a token; false is only allowed with a loopback listen address." },
         /* [store] */

@@ -178,12 +178,15 @@ class CommandLineTest(unittest.TestCase):
         loose = self.conf("alice acme admin " + "0" * 64 + "\n", "tokens-loose")
         twice = self.conf("alice acme admin " + "0" * 64 + "\n# globex\nalice globex read " + "1" * 64 + "\n",
                           "tokens-twice")
+        # One token for two lines: which tenant it signed in as hung on their order.
+        same = self.conf("alice globex admin " + "2" * 64 + "\nbob acme read " + "2" * 64 + "\n", "tokens-same")
         os.chmod(loose, 0o666)
         cases = [
             (f"[auth]\ntokens_file = {self.tmp}/tokens.d\n", "auth.tokens_file: not a regular file"),
             (f"[auth]\ntokens_file = {bad}\n", f"{bad}:1: auth.tokens_file: malformed token line"),
             (f"[auth]\ntokens_file = {loose}\n", f"{loose}: auth.tokens_file: writable by its group or by others"),
             (f"[auth]\ntokens_file = {twice}\n", f"{twice}:3: auth.tokens_file: a token name given twice"),
+            (f"[auth]\ntokens_file = {same}\n", f"{same}:2: auth.tokens_file: a token (its SHA-256) given twice"),
             ("[server]\ntls_cert = /nonexistent/cert.pem\ntls_key = /nonexistent/key.pem\n",
              "/nonexistent/cert.pem: server.tls_cert: No such file or directory"),
             # What used to pass here and fail only at start (TLS as "cannot listen").
