@@ -130,6 +130,13 @@ if ((built == 0)); then
         77) [[ $result == passed ]] && result=skipped ;;
         *) result=failed ;;
         esac
+        # vec.search again with cuBLAS switched off: its own kernel, which runs
+        # wherever cuBLAS is missing or fails its check, is held to the CPU too.
+        if [[ $parity_rc == 0 || ($parity_rc == 1 && -n $gpu_name) ]]; then
+                step parity-own 60 env CUBLAS_EMULATE_SINGLE_PRECISION=1 "$build/test_backend_ops" \
+                        --kind vec.search --json "$out/parity_own.json"
+                ((rc != 0)) && result=failed
+        fi
         if [[ $parity_rc == 0 || ($parity_rc == 1 && -n $gpu_name) ]]; then
                 # The kernels are timed even when parity failed: the numbers help to
                 # find why. The CPU rows are a small baseline only. vec.search and
@@ -158,7 +165,7 @@ def load(name):
             return json.load(f)
     except (OSError, ValueError):
         return None
-parity, bench = load("parity.json"), load("bench.json")
+parity, bench, own = load("parity.json"), load("bench.json"), load("parity_own.json")
 steps = []
 for line in os.environ["STEPS"].splitlines():
     name, status, secs = line.split()
@@ -175,19 +182,28 @@ report = {
     "parity": [{k: p[k] for k in ("kind", "device", "status", "cases", "values", "bad_values",
                                    "max_error_of_tolerance", "max_abs_error", "rtol", "atol", "message")}
                for p in (parity or {}).get("kinds", [])],
+    "parity_own_kernel": [{k: p[k] for k in ("kind", "device", "status", "cases", "max_error_of_tolerance",
+                                              "message")} for p in (own or {}).get("kinds", [])],
+    "parity_products": (parity or {}).get("vec_products"),
+    "parity_products_why": (parity or {}).get("vec_products_why"),
     "bench": (bench or {}).get("rows", []),
     "bench_truncated": (bench or {}).get("truncated"),
     "bench_failures": (bench or {}).get("failures", []),
     "vec_products": (bench or {}).get("vec_products"),
-    "libcublas": (bench or {}).get("libcublas"),
+    "vec_products_why": (bench or {}).get("vec_products_why"),
+    "libcublas": (bench or parity or {}).get("libcublas"),
     "steps": steps,
 }
 with open(os.path.join(out, "report.json"), "w") as f:
     json.dump(report, f, indent=1)
 lines = [f"kiln GPU check: {report['result'].upper()}", f"device: {report['device'] or 'no GPU'}",
          f"CUDA plugin: {report['plugin']}",
-         f"vec.search products: {report['vec_products'] or 'not timed'} "
-         f"(libcublas: {report['libcublas'] or 'not loaded'})", "", "parity (each kind against the CPU):"]
+         f"vec.search products: {report['vec_products'] or 'not timed'} in the timings, "
+         f"{report['parity_products'] or 'not run'} in parity (libcublas: {report['libcublas'] or 'not loaded'})"]
+why = report["vec_products_why"] or report["parity_products_why"]
+if why:
+    lines.append(f"cuBLAS: {why}")
+lines += ["", "parity (each kind against the CPU):"]
 for p in report["parity"]:
     if p["status"] == "passed":
         lines.append(f"  {p['kind']:<14} {p['device']:<10} passed   {p['cases']} cases, {p['values']} values, "
@@ -197,6 +213,10 @@ for p in report["parity"]:
         lines.append(f"  {p['kind']:<14} {p['device']:<10} {p['status']:<8} {p['message']}")
 if not report["parity"]:
     lines.append("  not run (see the steps)")
+for p in report["parity_own_kernel"]:
+    lines.append(f"  {p['kind']:<14} {p['device']:<10} {p['status']:<8} own kernel, cuBLAS off: {p['cases']} cases"
+                 + (f", {p['max_error_of_tolerance'] or 0:.3g} of the tolerance" if p["status"] == "passed"
+                    else f": {p['message']}"))
 lines += ["", "kernel timings (one batch through the backend, after a warm-up):"]
 for b in report["bench"]:
     lines.append(f"  {b['kind']:<14} {b['device']:<8} {b['case'][:40]:<40} batch {b['batch']:>5} "

@@ -3,7 +3,9 @@
  * has a device in service, each result compared with the kind's run_cpu: every
  * part (every dtype) and every named value, within the kind's rtol/atol.
  *
- *   test_backend_ops [--json FILE]   the parity test (CTest gpu/test_backend_ops)
+ *   test_backend_ops [--json FILE] [--kind NAME]
+ *                                    the parity test (CTest gpu/test_backend_ops),
+ *                                    of every kind or of NAME alone
  *   test_backend_ops --self-test     checks the comparison itself on made-up results
  *   test_backend_ops --check-cases   checks that every parity and benchmark case is a
  *                                    job its kind accepts (cases.c)
@@ -23,6 +25,7 @@
 #include "compare.h"
 #include "jtext.h"
 #include "kind_tests.h"
+#include "vec_products.h"
 
 /* One (kind, backend) outcome, for the summary and the JSON report. */
 struct outcome {
@@ -234,6 +237,17 @@ static int write_json(const char *path, const struct kiln_backends *bs, const ch
                 kiln_jtext_close(&j);
         }
         kiln_jtext_close(&j);
+        char lib[512], why[512];
+        const char *products = vec_products(bs->plugin_handle, 0, lib, sizeof(lib), why, sizeof(why));
+        kiln_jtext_key(&j, "vec_products");
+        kiln_jtext_str(&j, products);
+        kiln_jtext_key(&j, "vec_products_why");
+        kiln_jtext_str(&j, why);
+        kiln_jtext_key(&j, "libcublas");
+        if (lib[0])
+                kiln_jtext_str(&j, lib);
+        else
+                kiln_jtext_null(&j);
         kiln_jtext_key(&j, "result");
         kiln_jtext_str(&j, verdict);
         kiln_jtext_close(&j);
@@ -252,7 +266,7 @@ int check_cases(void); /* cases.c */
 
 int main(int argc, char **argv)
 {
-        const char *json = NULL;
+        const char *json = NULL, *only = NULL;
 
         for (int i = 1; i < argc; i++) {
                 if (!strcmp(argv[i], "--self-test"))
@@ -261,8 +275,11 @@ int main(int argc, char **argv)
                         return check_cases();
                 if (!strcmp(argv[i], "--json") && i + 1 < argc)
                         json = argv[++i];
+                else if (!strcmp(argv[i], "--kind") && i + 1 < argc)
+                        only = argv[++i];
                 else {
-                        fprintf(stderr, "usage: test_backend_ops [--json FILE] | --self-test | --check-cases\n");
+                        fprintf(stderr, "usage: test_backend_ops [--json FILE] [--kind NAME] | --self-test | "
+                                        "--check-cases\n");
                         return 2;
                 }
         }
@@ -280,6 +297,8 @@ int main(int argc, char **argv)
                         continue; /* the reference itself */
                 for (size_t c = 0; kiln_kind_tests[c]; c++) {
                         const struct kiln_kind_tests *kt = kiln_kind_tests[c];
+                        if (only && strcmp(only, kt->kind->name))
+                                continue;
                         if (!be->supports(be->ctx, kt->kind)) {
                                 struct outcome *o = new_outcome(kt->kind, be->name, "failed");
                                 snprintf(o->message, sizeof(o->message),
@@ -292,6 +311,12 @@ int main(int argc, char **argv)
                         compared += r > 0;
                         failed += r < 0;
                 }
+        }
+        if (compared || failed) {
+                char lib[512], why[512];
+                const char *products = vec_products(bs->plugin_handle, 0, lib, sizeof(lib), why, sizeof(why));
+                printf("vec.search products on the first CUDA device: %s (libcublas: %s)%s%s\n", products,
+                       lib[0] ? lib : "not loaded", why[0] ? "; cuBLAS " : "", why);
         }
         const char *verdict = failed ? "failed" : compared ? "passed" : "skipped";
         if (!compared && !failed) {

@@ -17,13 +17,18 @@
  * which runs one batch at a time, so a handle and its workspace are never shared
  * between streams or used by two threads at once. A stream is known by its id
  * (cudaStreamGetId), which the runtime never reuses: after a device reset the
- * lanes' new streams get new handles, and the old ones, whose context is gone, are
- * never touched again (nor destroyed: that would reach into the dead context). */
+ * lanes' new streams get new handles; vec_cublas_device_release destroys a
+ * device's handles before its reset.
+ *
+ * Why the own kernel runs where cuBLAS does not (not found, a symbol missing, a
+ * call that failed, a value outside the bound) is kept as a sentence for the GPU
+ * check's report (kiln_cuda_vec_cublas_why). */
 #include <dlfcn.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,6 +74,10 @@ static struct {
         cublas_handle h;
 } handles[MAX_HANDLES];
 static unsigned n_handles;
+/* The last reason cuBLAS was not used, or "". Under lock. */
+static char why[320];
+
+#define SET_WHY(...) snprintf(why, sizeof(why), __VA_ARGS__)
 
 static bool emulation_asked(void)
 {
@@ -77,25 +86,43 @@ static bool emulation_asked(void)
         return (a && *a && strcmp(a, "0")) || (b && *b);
 }
 
+static void load_locked(void);
+
 static void load(void)
 {
-        if (emulation_asked())
+        pthread_mutex_lock(&lock);
+        load_locked();
+        pthread_mutex_unlock(&lock);
+}
+
+static void load_locked(void)
+{
+        if (emulation_asked()) {
+                SET_WHY("not used: CUBLAS_EMULATE_SINGLE_PRECISION or CUBLAS_EMULATION_STRATEGY is set");
                 return;
+        }
         /* The loader's path first, then the toolkit's default place. */
         static const char *const names[] = { "libcublas.so.13", "libcublas.so.12", "libcublas.so",
                                              "/usr/local/cuda/lib64/libcublas.so.13",
                                              "/usr/local/cuda/lib64/libcublas.so.12" };
 
+        const char *err = NULL;
         for (size_t i = 0; i < sizeof(names) / sizeof(names[0]) && !api.lib; i++)
-                api.lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
-        if (!api.lib)
+                if (!(api.lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL)))
+                        err = dlerror();
+        if (!api.lib) {
+                SET_WHY("not loaded: %s", err ? err : "dlopen failed");
                 return;
+        }
         *(void **)&api.create = dlsym(api.lib, "cublasCreate_v2");
         *(void **)&api.destroy = dlsym(api.lib, "cublasDestroy_v2");
         *(void **)&api.set_stream = dlsym(api.lib, "cublasSetStream_v2");
         *(void **)&api.set_math_mode = dlsym(api.lib, "cublasSetMathMode");
         *(void **)&api.sgemm = dlsym(api.lib, "cublasSgemm_v2_64");
         api_ok = api.create && api.destroy && api.set_stream && api.set_math_mode && api.sgemm;
+        if (!api_ok)
+                SET_WHY("not used: the library lacks one of cublasCreate_v2, cublasDestroy_v2, cublasSetStream_v2, "
+                        "cublasSetMathMode, cublasSgemm_v2_64");
 }
 
 /* The handle of (device, stream), made on first use; NULL when cuBLAS cannot make
@@ -105,16 +132,26 @@ static cublas_handle handle_of(int device, cudaStream_t stream)
         unsigned long long id = 0;
         cublas_handle h = NULL;
 
-        if (cudaStreamGetId(stream, &id) != cudaSuccess) {
+        cudaError_t e = cudaStreamGetId(stream, &id);
+        if (e != cudaSuccess) {
                 (void)cudaGetLastError(); /* not an error of the launch */
+                SET_WHY("a try failed: cudaStreamGetId: %s", cudaGetErrorString(e));
                 return NULL;
         }
         for (unsigned i = 0; i < n_handles; i++)
                 if (handles[i].device == device && handles[i].stream == id)
                         return handles[i].h;
-        if (n_handles == MAX_HANDLES || api.create(&h) != CUBLAS_OK || !h)
+        int st = n_handles == MAX_HANDLES ? -1 : api.create(&h);
+        if (st != CUBLAS_OK || !h) {
+                SET_WHY("a try failed: cublasCreate_v2: %s", st < 0 ? "no room for another handle" : "status");
+                if (st > 0)
+                        snprintf(why + strlen(why), sizeof(why) - strlen(why), " %d", st);
                 return NULL;
-        if (api.set_math_mode(h, CUBLAS_DEFAULT_MATH_) != CUBLAS_OK || api.set_stream(h, stream) != CUBLAS_OK) {
+        }
+        int sm = api.set_math_mode(h, CUBLAS_DEFAULT_MATH_), ss = sm == CUBLAS_OK ? api.set_stream(h, stream) : 0;
+        if (sm != CUBLAS_OK || ss != CUBLAS_OK) {
+                SET_WHY("a try failed: %s: status %d", sm != CUBLAS_OK ? "cublasSetMathMode" : "cublasSetStream_v2",
+                        sm != CUBLAS_OK ? sm : ss);
                 api.destroy(h);
                 return NULL;
         }
@@ -125,15 +162,14 @@ static cublas_handle handle_of(int device, cudaStream_t stream)
         return h;
 }
 
-/* v[g * n + r] = q_g . x_r, enqueued on the handle's stream. */
-static bool sgemm(cublas_handle h, const float *q, uint32_t qc, const float *x, uint64_t n, uint32_t d, float *v)
+/* v[g * n + r] = q_g . x_r, enqueued on the handle's stream: cuBLAS's status. */
+static int sgemm(cublas_handle h, const float *q, uint32_t qc, const float *x, uint64_t n, uint32_t d, float *v)
 {
         const float one = 1.0f, zero = 0.0f;
 
         /* Column-major: x is d x n (its rows are the columns), q is d x qc; v, n x qc,
          * is x^T q. */
-        return api.sgemm(h, CUBLAS_OP_T_, CUBLAS_OP_N_, (int64_t)n, qc, d, &one, x, d, q, d, &zero, v,
-                         (int64_t)n) == CUBLAS_OK;
+        return api.sgemm(h, CUBLAS_OP_T_, CUBLAS_OP_N_, (int64_t)n, qc, d, &one, x, d, q, d, &zero, v, (int64_t)n);
 }
 
 /* A deterministic value in [-1, 1) (xorshift), for the check's operands. */
@@ -156,6 +192,7 @@ static int check_device(cublas_handle h, cudaStream_t st)
         const size_t vb = (size_t)QC * N * sizeof(float);
         float *hq = malloc(qb), *hx = malloc(xb), *hv = malloc(vb), *dq = NULL, *dx = NULL, *dv = NULL;
         bool ran = hq && hx && hv, within = true;
+        int status = CUBLAS_OK;
         uint32_t s = 0x9e3779b9u;
 
         for (size_t i = 0; ran && i < (size_t)QC * D; i++)
@@ -166,7 +203,7 @@ static int check_device(cublas_handle h, cudaStream_t st)
               cudaMalloc((void **)&dv, vb) == cudaSuccess &&
               cudaMemcpyAsync(dq, hq, qb, cudaMemcpyHostToDevice, st) == cudaSuccess &&
               cudaMemcpyAsync(dx, hx, xb, cudaMemcpyHostToDevice, st) == cudaSuccess &&
-              sgemm(h, dq, QC, dx, N, D, dv) &&
+              (status = sgemm(h, dq, QC, dx, N, D, dv)) == CUBLAS_OK &&
               cudaMemcpyAsync(hv, dv, vb, cudaMemcpyDeviceToHost, st) == cudaSuccess &&
               cudaStreamSynchronize(st) == cudaSuccess;
         const double u = 0x1p-24, nd = D + 2.0, gamma = nd * u / (1.0 - nd * u);
@@ -179,7 +216,17 @@ static int check_device(cublas_handle h, cudaStream_t st)
                                 abs_sum += fabs(p);
                         }
                         within = fabs((double)hv[(size_t)g * N + r] - exact) <= gamma * abs_sum;
+                        if (!within)
+                                SET_WHY("never used: its check's value (%u, %u) is %.9g, %.3g from the float64 sum, "
+                                        "past the bound %.3g", g, r, (double)hv[(size_t)g * N + r],
+                                        fabs((double)hv[(size_t)g * N + r] - exact), gamma * abs_sum);
                 }
+        if (!ran)
+                SET_WHY("a try failed: its check %s", !(hq && hx && hv) ? "had no host memory"
+                                                      : status != CUBLAS_OK ? "product failed"
+                                                                            : "could not allocate or copy");
+        if (!ran && status != CUBLAS_OK)
+                snprintf(why + strlen(why), sizeof(why) - strlen(why), " (cuBLAS status %d)", status);
         /* The stream is idle here (synchronised, or failed): plain frees. */
         cudaFree(dq);
         cudaFree(dx);
@@ -231,10 +278,14 @@ bool vec_cublas_product(void *stream, const float *q, uint32_t qc, const float *
                  * needed past the call. */
                 if (h && devices[device].state == VEC_CUBLAS_USED) {
                         pthread_mutex_unlock(&lock);
-                        done = sgemm(h, q, qc, x, n, d, v);
+                        int status = sgemm(h, q, qc, x, n, d, v);
+                        done = status == CUBLAS_OK;
                         pthread_mutex_lock(&lock);
-                        if (!done)
+                        if (!done) {
+                                SET_WHY("a try failed: cublasSgemm_v2_64 of %u x %llu x %u: status %d", qc,
+                                        (unsigned long long)n, d, status);
                                 failed_try(device);
+                        }
                 }
         }
         pthread_mutex_unlock(&lock);
@@ -259,8 +310,8 @@ void vec_cublas_device_release(int device)
         (void)cudaGetLastError();
 }
 
-/* For tests/gpu's report only (the plugin's one other exported symbol): whether
- * vec.search's products on `device` go through cuBLAS. */
+/* For tests/gpu's report only (with kiln_cuda_vec_cublas_why, the plugin's other
+ * exported symbols): whether vec.search's products on `device` go through cuBLAS. */
 __attribute__((visibility("default"))) int kiln_cuda_vec_cublas_state(int device)
 {
         if (device < 0 || device >= MAX_DEVICES)
@@ -269,4 +320,15 @@ __attribute__((visibility("default"))) int kiln_cuda_vec_cublas_state(int device
         int r = devices[device].state;
         pthread_mutex_unlock(&lock);
         return r;
+}
+
+/* For tests/gpu's report only: the last reason cuBLAS was not used on any device
+ * (a sentence, "" when none) into buf. */
+__attribute__((visibility("default"))) void kiln_cuda_vec_cublas_why(char *buf, size_t cap)
+{
+        if (!cap)
+                return;
+        pthread_mutex_lock(&lock);
+        snprintf(buf, cap, "%s", why);
+        pthread_mutex_unlock(&lock);
 }

@@ -197,6 +197,9 @@ static int parity(struct kiln_cases **ret)
                 { 3, 2, 10, true, 0 },  { 4, 3, 1000, false, 0 }, { 5, 2, 10, false, 0 }, { 6, 2, 7, false, 0 },
                 { 7, 1, 5, false, 0 },  { 0, 1, 1000, false, 0 }, { 2, 1, 3, false, 0 }, { 8, 2, 10, false, 0 },
                 { 0, 1, 10, false, 124 }, { 2, 1, 100, false, 6 }, { 3, 1, 50, false, 3000 },
+                /* Batches of the size the benchmark times: more than one block of
+                 * queries (a device's chunks and its widest tiles), cosine and l2. */
+                { 5, 300, 10, false, 0 }, { 2, 70, 100, false, 0 },
         };
         const size_t n = sizeof(jobs) / sizeof(jobs[0]);
         struct kiln_cases *cs = cases_new(n);

@@ -1,0 +1,10 @@
+/* How vec.search computed its products on a CUDA device, as the plugin says: for
+ * the GPU check's report (bench_kernels, test_backend_ops). */
+#pragma once
+
+#include <stddef.h>
+
+/* "cuBLAS" (it passed its check and is used), "own kernel" (cuBLAS is not used:
+ * `why` says why) or "not tried" (no vec.search launch has reached the product
+ * yet, or no plugin); `lib`: the libcublas mapped into this process, or "". */
+const char *vec_products(void *plugin, int ordinal, char *lib, size_t lib_cap, char *why, size_t why_cap);
