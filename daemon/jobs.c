@@ -907,6 +907,9 @@ int jobs_recover(struct jobs *js, struct store *store, unsigned *ret_queued, uns
                 if (k >= 0)
                         k = job_from_record(js, p.recs[i], &p.inputs[i], p.input_sizes[i], &j);
                 if (k >= 0) {
+                        /* Its `accepted` went out before the restart: a submission
+                         * identical to it attaches and is answered at once. */
+                        j->committed = true;
                         jobs_start(js, j);
                         job_unref(j);
                         queued++;

@@ -357,6 +357,37 @@ class DurabilityTest(unittest.TestCase):
                                 "the interrupted job must have run (again) after the restart")
         self.assert_same_results(got, [job], [params], "interrupted by kill -9")
 
+    def test_a_submission_identical_to_a_recovered_job_is_accepted_onto_it(self):
+        # A recovered job was accepted before the restart: an identical submission
+        # attaches to it and hears so at once (it used to wait for an `accepted`
+        # the recovered job never sends).
+        k = self.start(KILN_CPU_THREADS="1")
+        # ft06's bound is below its optimum: the search runs its whole time limit.
+        params = {"instance": {"format": "orlib", "text": instance_text("ft06")}, "time_limit_ms": 3000, "seed": 4}
+
+        async def submit_and_kill():
+            c = await Client.connect(k.url)
+            acc = await c.submit("sched.jobshop", params, watch=False)
+            self.assertEqual(acc["op"], "accepted", acc)
+            self.kill9_now()
+            return acc["job"]
+
+        job = self.run_async(submit_and_kill())
+        self.reap_killed()
+        self.restart()
+
+        async def again():
+            c = await Client.connect(k.url)
+            acc = await c.submit("sched.jobshop", params, watch=True)
+            done, _, _ = await c.read_done(job, timeout=90)
+            await c.close()
+            return acc, done
+
+        acc, done = self.run_async(again())
+        self.assertEqual(acc["op"], "accepted", acc)
+        self.assertEqual(acc["job"], job, "attached to the recovered job")
+        self.assertEqual(done["state"], "done", done)
+
     def test_a_job_recovered_after_kill9_runs_with_its_stored_input(self):
         # The input comes only as a binary part: after kill -9 the restarted kilnd
         # must run the job from the input stored with its record. ft06's bound (52)
