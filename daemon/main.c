@@ -391,6 +391,15 @@ int main(int argc, char **argv)
                                     : d->cfg->store.sync == KILN_SYNC_BATCH ? STORE_SYNC_BATCH
                                                                             : STORE_SYNC_OFF;
         r = store_open(d->cfg->store.path, (uint64_t)d->cfg->store.map_size_gb << 30, sync, &d->store);
+        if (r == -EBUSY) {
+                long pid = store_holder(d->cfg->store.path);
+                char by[40] = "";
+                if (pid > 0)
+                        snprintf(by, sizeof(by), " (pid %ld)", pid);
+                log_error("cannot open the job store in %s: another kilnd%s has it open (store.path; its lock "
+                          "is %s/" STORE_LOCK_FILE ")", d->cfg->store.path, by, d->cfg->store.path);
+                goto fail;
+        }
         if (r < 0) {
                 log_error("cannot open the job store in %s: %s", d->cfg->store.path, strerror(-r));
                 goto fail;

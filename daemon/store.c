@@ -10,10 +10,14 @@
  *   store_ops.c      what each writer operation does
  *   store_writer.c   the group-commit writer thread */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "store_impl.h"
 
@@ -290,6 +294,50 @@ static int open_databases(struct store *s)
         return store_mdb_errno(mdb_txn_commit(txn));
 }
 
+static int lock_path(const char *path, char *buf, size_t size)
+{
+        return (size_t)snprintf(buf, size, "%s/%s", path, STORE_LOCK_FILE) < size ? 0 : -ENAMETOOLONG;
+}
+
+/* Takes the store's lock file (store.h) and writes this process's pid into it:
+ * the fd, or -EBUSY when another process holds it. The kernel lets go of it when
+ * the process ends, however it ends. */
+static int lock_store(const char *path)
+{
+        char file[4096], pid[24];
+        int r = lock_path(path, file, sizeof(file));
+        if (r < 0)
+                return r;
+        int fd = open(file, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, STORE_FILE_MODE);
+        if (fd < 0)
+                return -errno;
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+                close(fd);
+                return r;
+        }
+        int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+        if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
+                r = -errno;
+                close(fd);
+                return r;
+        }
+        return fd;
+}
+
+long store_holder(const char *path)
+{
+        char file[4096], buf[24] = "";
+        if (lock_path(path, file, sizeof(file)) < 0)
+                return 0;
+        int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return 0;
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        return n > 0 ? strtol(buf, NULL, 10) : 0;
+}
+
 /* Opens (creating if needed) the store in directory `path`; see store.h. MDB_NOTLS
  * lets read transactions move between threads; BATCH and OFF commit without fsync
  * (MDB_NOSYNC, never with MDB_WRITEMAP, which can corrupt on a crash). */
@@ -314,14 +362,22 @@ int store_open(const char *path, uint64_t map_size, enum store_sync_mode sync, s
         if (!s)
                 return -ENOMEM;
         s->sync = sync;
+        s->lock_fd = lock_store(path);
+        if (s->lock_fd < 0) {
+                r = s->lock_fd;
+                free(s);
+                return r;
+        }
         r = cache_recent_new(s);
         if (r < 0) {
+                close(s->lock_fd);
                 free(s);
                 return r;
         }
         r = store_mdb_errno(mdb_env_create(&s->env));
         if (r < 0) {
                 cache_recent_free(s);
+                close(s->lock_fd);
                 free(s);
                 return r;
         }
@@ -343,6 +399,7 @@ int store_open(const char *path, uint64_t map_size, enum store_sync_mode sync, s
         if (r < 0) {
                 mdb_env_close(s->env);
                 cache_recent_free(s);
+                close(s->lock_fd);
                 free(s);
                 return r;
         }
@@ -357,6 +414,7 @@ void store_close(struct store *s)
                 return;
         mdb_env_close(s->env);
         cache_recent_free(s);
+        close(s->lock_fd); /* after the environment: no other process opens it before */
         free(s);
 }
 

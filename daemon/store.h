@@ -126,10 +126,18 @@ enum store_sync_mode {
 struct store;
 struct store_txn;
 
+/* The file in a store's directory that one process at a time holds (flock), with
+ * its pid: LMDB lets several processes share an environment, and two kilnds on one
+ * store would each recover and run the other's jobs. */
+#define STORE_LOCK_FILE "kilnd.lock"
+
 /* Opens (creating if needed) the environment in directory `path` (created with mode
  * 0700 if missing) with a map of `map_size` bytes, and runs mdb_reader_check().
- * Returns >= 0 or -errno. */
+ * Returns >= 0, -EBUSY when another process has the store open (store_holder says
+ * which), or -errno. */
 int store_open(const char *path, uint64_t map_size, enum store_sync_mode sync, struct store **ret);
+/* The pid written in the lock file of the store in `path`, or 0 when unknown. */
+long store_holder(const char *path);
 /* Closes the environment. Accepts NULL. The writer must be stopped first. */
 void store_close(struct store *s);
 /* Forces data to disk (mdb_env_sync(force=1)). Returns >= 0 or -errno. */

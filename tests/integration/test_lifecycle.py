@@ -526,6 +526,30 @@ class ServiceTest(unittest.TestCase):
         self.assertIsNone(first.proc.poll(), "the first kilnd must keep running")
         self.assertEqual(first.stop(), 0, first.read_log())
 
+    def test_second_kilnd_on_the_same_store_fails_clearly(self):
+        # LMDB lets two processes share a store: the second one recovered the first
+        # one's queued jobs and ran them again.
+        first = self.start()
+        self.addCleanup(first.cleanup)  # after tearDown's: the state is in its folder
+        second = ServiceKilnd(state_dir=first.state)
+        try:
+            r = subprocess.run([KILND], env=second.environment(), capture_output=True, text=True, timeout=20)
+        finally:
+            second.cleanup()
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(f"another kilnd (pid {first.proc.pid}) has it open (store.path", r.stderr)
+        self.assertNotIn("recovered", r.stderr)
+        self.assertIsNone(first.proc.poll(), "the first kilnd must keep running")
+        self.assert_serves()
+        self.assertEqual(first.stop(), 0, first.read_log())
+        # Gone, it leaves the store to the next one, as after kill -9.
+        self.k = ServiceKilnd(state_dir=first.state).start()
+        self.assert_serves()
+        self.k.kill()
+        self.k = ServiceKilnd(state_dir=first.state).start()
+        self.assert_serves()
+        self.assertEqual(self.k.stop(), 0, self.k.read_log())
+
     def test_an_address_not_on_this_host_fails_clearly_instead_of_serving_nothing(self):
         # libwebsockets logs the failed bind and listens on nothing; kilnd would
         # then report itself ready.
