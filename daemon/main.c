@@ -404,6 +404,9 @@ int main(int argc, char **argv)
                 log_error("cannot open the job store in %s: %s", d->cfg->store.path, strerror(-r));
                 goto fail;
         }
+        if (store_orphan_pieces(d->store))
+                log_notice("the store held %zu pieces of inputs whose job was never stored (a stop in the middle "
+                         "of a big submission): deleted", store_orphan_pieces(d->store));
         r = store_writer_start(d->store, &d->writer);
         if (r < 0) {
                 log_error("cannot start the store writer: %s", strerror(-r));

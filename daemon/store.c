@@ -247,6 +247,61 @@ static int tenant_jobs_rebuild(struct store *s, MDB_txn *txn)
         return rc ? rc : index_every_job(s, txn, s->tenant_jobs, tenant_key_of);
 }
 
+/* At open: the pieces of an input no job record owns. A big input is written in
+ * slices, each committed before the job's record (store_writer.c); a kill -9
+ * between them leaves pieces that nothing refers to or would ever delete. Nothing
+ * is being written at open, so an input without its record is such a leftover.
+ * Counts the pieces it drops in s->orphan_pieces. Returns an LMDB code. */
+static int orphan_inputs_drop(struct store *s, MDB_txn *txn)
+{
+        uint8_t at[20] = { 0 }, id[16];
+        MDB_cursor *c;
+        MDB_val key, val;
+        int rc = mdb_cursor_open(txn, s->inputs, &c);
+
+        if (rc)
+                return rc;
+        for (;;) {
+                key = (MDB_val){ .mv_size = sizeof(at), .mv_data = at };
+                rc = mdb_cursor_get(c, &key, &val, MDB_SET_RANGE);
+                if (rc)
+                        break;
+                if (key.mv_size != 20) { /* not a piece key: past it */
+                        rc = mdb_cursor_get(c, &key, &val, MDB_NEXT);
+                        if (rc)
+                                break;
+                        memcpy(at, key.mv_data, key.mv_size < 20 ? key.mv_size : 20);
+                        continue;
+                }
+                memcpy(id, key.mv_data, 16);
+                MDB_val jk = { .mv_size = 16, .mv_data = id }, jv;
+                rc = mdb_get(txn, s->jobs, &jk, &jv);
+                if (rc == MDB_NOTFOUND) {
+                        rc = mdb_cursor_del(c, 0);
+                        if (rc)
+                                break;
+                        s->orphan_pieces++;
+                        memcpy(at, id, 16);
+                        memset(at + 16, 0, 4);
+                        continue; /* the next piece of this id, or the next id */
+                }
+                if (rc)
+                        break;
+                /* Its record is there: on to the next id. */
+                memcpy(at, id, 16);
+                memset(at + 16, 0, 4);
+                int i = 15;
+                while (i >= 0 && ++at[i] == 0)
+                        i--;
+                if (i < 0) {
+                        rc = MDB_NOTFOUND; /* the last possible id */
+                        break;
+                }
+        }
+        mdb_cursor_close(c);
+        return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 static int open_databases(struct store *s)
 {
         MDB_txn *txn;
@@ -287,6 +342,8 @@ static int open_databases(struct store *s)
                 rc = retain_rebuild(s, txn);
         if (rc == 0)
                 rc = tenant_jobs_rebuild(s, txn);
+        if (rc == 0)
+                rc = orphan_inputs_drop(s, txn);
         if (rc != 0) {
                 mdb_txn_abort(txn);
                 return store_mdb_errno(rc);
@@ -574,4 +631,9 @@ int store_room(struct store *s, struct store_room *ret)
                 .used = used,
         };
         return 0;
+}
+
+size_t store_orphan_pieces(const struct store *s)
+{
+        return s->orphan_pieces;
 }

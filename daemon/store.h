@@ -138,6 +138,9 @@ struct store_txn;
 int store_open(const char *path, uint64_t map_size, enum store_sync_mode sync, struct store **ret);
 /* The pid written in the lock file of the store in `path`, or 0 when unknown. */
 long store_holder(const char *path);
+/* The pieces of inputs without a job record (left by a kill -9 while a big input
+ * was being written) that store_open deleted. */
+size_t store_orphan_pieces(const struct store *s);
 /* Closes the environment. Accepts NULL. The writer must be stopped first. */
 void store_close(struct store *s);
 /* Forces data to disk (mdb_env_sync(force=1)). Returns >= 0 or -errno. */

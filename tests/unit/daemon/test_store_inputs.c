@@ -106,6 +106,45 @@ static void inputs_of_every_size_read_back_after_reopen(void **state)
         }
 }
 
+/* Pieces of an input whose job record was never committed (a kill -9 between the
+ * slices of a big submission and its record) are deleted at the next open; the
+ * inputs of stored jobs around them, in key order, stay whole. */
+static void inputs_without_a_record_are_dropped_at_open(void **state)
+{
+        struct fixture *f = *state;
+        struct store_job a, orphan, b, last;
+        struct store_txn *t;
+        size_t shift = 2;
+
+        put_with_input(f->s, &a, 1, KILN_JOB_QUEUED, 3 * PIECE);
+        fixture_job_init(&orphan, 2, "acme", "risk.score", KILN_JOB_QUEUED);
+        assert_int_equal(store_txn_begin(f->s, true, &t), 0);
+        assert_int_equal(store_input_put(t, orphan.id, 5 * PIECE + 9, input_piece, &shift), 0);
+        assert_int_equal(store_txn_commit(t), 0);
+        put_with_input(f->s, &b, 3, KILN_JOB_DONE, 2 * PIECE);
+        /* An orphan with the highest id there can be: the walk ends after it. */
+        fixture_job_init(&last, 4, "acme", "risk.score", KILN_JOB_QUEUED);
+        memset(last.id, 0xff, sizeof(last.id));
+        shift = 4;
+        assert_int_equal(store_txn_begin(f->s, true, &t), 0);
+        assert_int_equal(store_input_put(t, last.id, PIECE, input_piece, &shift), 0);
+        assert_int_equal(store_txn_commit(t), 0);
+        assert_int_equal(store_orphan_pieces(f->s), 0);
+
+        store_fixture_reopen(f, STORE_SYNC_FULL);
+        assert_int_equal(store_orphan_pieces(f->s), 6 + 1);
+        uint8_t *data = NULL;
+        size_t size = 0;
+        assert_int_equal(input_of(f->s, orphan.id, &data, &size), -ENOENT);
+        assert_int_equal(input_of(f->s, last.id, &data, &size), -ENOENT);
+        assert_input(f->s, &a, 1, 3 * PIECE);
+        assert_input(f->s, &b, 3, 2 * PIECE);
+        /* Nothing more to drop the next time. */
+        store_fixture_reopen(f, STORE_SYNC_FULL);
+        assert_int_equal(store_orphan_pieces(f->s), 0);
+        assert_input(f->s, &a, 1, 3 * PIECE);
+}
+
 static void missing_input_is_enoent(void **state)
 {
         struct fixture *f = *state;
@@ -367,6 +406,7 @@ static void job_put_input_and_input_get_edges(void **state)
 
 static const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(inputs_of_every_size_read_back_after_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(inputs_without_a_record_are_dropped_at_open, setup, teardown),
         cmocka_unit_test_setup_teardown(missing_input_is_enoent, setup, teardown),
         cmocka_unit_test_setup_teardown(input_replaced_by_a_smaller_one_reads_back_whole, setup, teardown),
         cmocka_unit_test_setup_teardown(input_is_deleted_with_its_job_only, setup, teardown),
