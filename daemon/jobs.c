@@ -383,6 +383,7 @@ void job_unref(struct job *j)
         free(j->params);
         free(j->params_json);
         free(j->idem_key);
+        free(j->no_room);
         done_text_unref(j->done);
         for (size_t i = 0; i < j->n_watchers; i++)
                 json_decref(j->watchers[i].ref);

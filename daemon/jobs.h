@@ -94,6 +94,7 @@ struct job {
         int64_t submitted_us;     /* monotonic (kiln_mono_us), for durations; 0 for a recovered job */
         int64_t deadline_ms;      /* absolute wall clock, 0 = none */
         char *idem_key;
+        char *no_room;            /* why the store had no room for it (asked only by key and cache), or NULL */
         struct job_inputs in;     /* its input arrays, in one blob (job_inputs.h) */
         char *key_params;         /* the cache key's params: params_json and the inputs' digest */
         char *object_name;        /* the stored object it runs against (kind->object), or NULL */

@@ -112,11 +112,16 @@ void job_rejected(struct jobs *js, struct job *j, enum kiln_err code, const char
 
 void job_not_stored(struct jobs *js, struct job *j)
 {
-        log_error("job %s: storing it failed: %s", j->id_text, strerror(-j->op.status));
-        jobs_coalesce_remove(js, j);
-        job_rejected(js, j, KERR_UNAVAILABLE,
-                     j->op.status == -ENOSPC ? "the job store is full: the job was not accepted"
-                                             : "the job could not be stored");
+        if (j->no_room && j->op.status == -ENOSPC) {
+                /* Neither its key nor the cache answered it, and it was not stored. */
+                job_rejected(js, j, KERR_UNAVAILABLE, j->no_room);
+        } else {
+                log_error("job %s: storing it failed: %s", j->id_text, strerror(-j->op.status));
+                jobs_coalesce_remove(js, j);
+                job_rejected(js, j, KERR_UNAVAILABLE,
+                             j->op.status == -ENOSPC ? "the job store is full: the job was not accepted"
+                                                     : "the job could not be stored");
+        }
         if (j->early) { /* live since its submission: it leaves the heap and the table */
                 jobs_deadline_remove(js, j);
                 j->delivered = true;
@@ -753,12 +758,20 @@ int jobs_submit(struct jobs *js, const struct job_submit *rq, struct proto_error
                 submit_error(ret_err, KERR_INTERNAL, NULL, "out of memory");
                 return -ENOMEM;
         }
-        /* Nothing is accepted that the store could not keep. */
+        /* Nothing is accepted that the store could not keep. Without room, a keyed
+         * submission or one the cache may answer still asks the store: its key may
+         * name a job, or the cache hold its result (a small record either way). */
         char reason[256];
-        if (jobs_store_refuses(js, job_store_estimate(j), "this job's input and result", reason)) {
+        bool no_room = jobs_store_refuses(js, job_store_estimate(j), "this job's input and result", reason);
+        if (no_room && !rq->key && !(rq->cache && cfg->cache.enabled)) {
                 submit_error(ret_err, KERR_UNAVAILABLE, NULL, "%s", reason);
                 job_unref(j);
                 return -ENOSPC;
+        }
+        if (no_room && !(j->no_room = strdup(reason))) {
+                submit_error(ret_err, KERR_INTERNAL, NULL, "out of memory");
+                job_unref(j);
+                return -ENOMEM;
         }
         /* Its inputs are held until it ends. */
         if (j->in.size && js->mem) {
@@ -794,13 +807,22 @@ int jobs_submit(struct jobs *js, const struct job_submit *rq, struct proto_error
         j->submit_ref = rq->ref ? json_incref(rq->ref) : NULL;
         j->watch_submitter = rq->watch;
         j->cache_store = cfg->cache.enabled;
+        const struct store_cache_key *lookup = cfg->cache.enabled && rq->cache ? &j->cache_key : NULL;
+        if (no_room) { /* answered by its key or the cache, or refused: nothing to promise */
+                js->committing++;
+                submit_op_init(j, lookup, on_committed);
+                j->op.lookup_only = true;
+                j->op.input_size = 0;
+                j->op.write_input = NULL;
+                storeq_submit_loop(js->storeq, &j->op);
+                return 1;
+        }
         /* Its result is promised room in the store from now until its final record is
          * in (or the submit turns out to need none). */
         j->unstored = j->item.mem_bytes;
         js->unstored += j->unstored;
         if (!rq->key)
                 jobs_coalesce_add(js, j);
-        const struct store_cache_key *lookup = cfg->cache.enabled && rq->cache ? &j->cache_key : NULL;
         if (run_early(js, kind, j, rq, lookup)) {
                 /* Stored once, finished (job_finish): nothing goes to the store now. */
                 j->early = true;

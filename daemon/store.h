@@ -607,6 +607,10 @@ struct store_op {
          * looked before running it); the outcome is STORED. */
         bool ran;
         bool missed;             /* SUBMIT with ran: the caller's lookup missed (counted) */
+        /* SUBMIT while the store has no room for the job: answered only by its
+         * idempotency key or from the cache (a small record), else -ENOSPC and
+         * nothing written. */
+        bool lookup_only;
         const char *purge_kind;  /* CACHE_PURGE: NULL for all */
         const char *purge_tenant; /* CACHE_PURGE: NULL for every tenant's */
         /* SUBMIT answered from the cache or by its idempotency key: a result of more

@@ -211,6 +211,8 @@ static int op_apply_submit(struct store_txn *t, struct store_op *op)
                         return r;
                 t->delta.misses++;
         }
+        if (op->lookup_only)
+                return -ENOSPC;
         r = put_with_input(t, op, job);
         if (r >= 0 && job->idem_key)
                 r = store_idem_put(t, job->tenant, job->idem_key, job->id);

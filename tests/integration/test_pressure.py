@@ -982,6 +982,12 @@ class MapFullTest(FullStoreCase):
         try:
             async def go():
                 c = await Client.connect(k.url)
+                # Answered before the store fills: by its key and from the cache, as
+                # long as it is kept, full store or not.
+                early = nfw(512, ALL_MAPS)  # 7 MiB of result
+                first = await c.submit(KIND, early, key="before-full")
+                done, _, _ = await c.read_done(first["job"], timeout=60)
+                self.assertEqual(done["state"], "done", done)
                 accepted, refused = await burst_over_the_room(self, c, 2048, 12)  # 112 MiB each
                 stored, names = await fill_with_collections(self, c)
                 print(f"\nmap: {accepted} results stored, {refused} jobs refused, then {stored >> 20} MiB "
@@ -991,6 +997,13 @@ class MapFullTest(FullStoreCase):
                 code, body = readyz(k.http)
                 self.assertGreater(body["store"]["map_free_bytes"], 24 * MiB, body)
                 r = await c.submit(KIND, nfw(2048, ALL_MAPS))
+                self.assertEqual((r.get("op"), r.get("code")), ("error", "unavailable"), r)
+                self.assertIn("store", r.get("message", "").lower(), r)
+                r = await c.submit(KIND, early, key="before-full", watch=False)
+                self.assertEqual((r.get("op"), r.get("job")), ("accepted", first["job"]), r)
+                r = await c.submit(KIND, early, watch=False)
+                self.assertEqual((r.get("op"), r.get("cached")), ("accepted", True), r)
+                r = await c.submit(KIND, nfw(2048, ALL_MAPS), key="while-full", watch=False)  # a new job
                 self.assertEqual((r.get("op"), r.get("code")), ("error", "unavailable"), r)
                 self.assertIn("store", r.get("message", "").lower(), r)
                 # An operator makes room: LMDB's freed pages count as room at once

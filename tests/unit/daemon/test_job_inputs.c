@@ -155,10 +155,15 @@ static void test_stored_inputs_come_back_after_a_restart(void **state)
         assert_int_equal(job_inputs_assemble(&kind, empty, parts, 2, 1 << 20, &in, &err), 0);
         json_decref(empty);
 
-        uint8_t id[16];
-        fixture_job_id(id, 1000, 1);
+        /* Stored with its job's record, as a submit stores it (an input without
+         * one is a leftover the next open deletes). */
+        struct store_job rec;
+        fixture_job_init(&rec, 1000, "acme", "risk.score", KILN_JOB_QUEUED);
+        rec.input_size = in.size;
+        const uint8_t *id = rec.id;
         struct store_txn *t;
         assert_int_equal(store_txn_begin(f->s, true, &t), 0);
+        assert_int_equal(store_job_put(t, &rec), 0);
         assert_int_equal(store_input_put(t, id, in.size, blob_writer, in.blob), 0);
         assert_int_equal(store_txn_commit(t), 0);
         store_fixture_reopen(f, STORE_SYNC_FULL);

@@ -354,6 +354,32 @@ static void submit_answered_by_key_or_cache_stores_no_input(void **state)
         assert_null(get.result_out);
         assert_int_equal(get.result_size, 0);
         store_job_free(get.job_out);
+
+        /* lookup_only (no room for a new job): answered by the key or the cache as
+         * above, else -ENOSPC with nothing written. */
+        struct input_op by_key, from_cache, refused;
+        init_op(&by_key, STORE_OP_SUBMIT, 5, 0);
+        by_key.job.idem_key = "k";
+        by_key.op.lookup_only = true;
+        fixture_op_run(w, &by_key.op);
+        assert_int_equal(by_key.op.status, 0);
+        assert_int_equal(by_key.op.outcome, STORE_SUBMIT_IDEM);
+        store_job_free(by_key.op.job_out);
+        init_op(&from_cache, STORE_OP_SUBMIT, 6, 0);
+        from_cache.op.cache_key = &key;
+        from_cache.op.lookup_only = true;
+        fixture_op_run(w, &from_cache.op);
+        assert_int_equal(from_cache.op.status, 0);
+        assert_int_equal(from_cache.op.outcome, STORE_SUBMIT_CACHED);
+        store_job_free(from_cache.op.job_out);
+        free(from_cache.op.result_out);
+        init_op(&refused, STORE_OP_SUBMIT, 7, 0);
+        refused.job.idem_key = "new";
+        refused.op.lookup_only = true;
+        fixture_op_run(w, &refused.op);
+        assert_int_equal(refused.op.status, -ENOSPC);
+        struct store_job *none = NULL;
+        assert_int_equal(fixture_get_job(f->s, refused.job.id, &none), -ENOENT);
         store_writer_stop(w);
 
         assert_int_equal(input_of(f->s, again.job.id, &data, &size), -ENOENT);
