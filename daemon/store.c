@@ -351,6 +351,9 @@ static int open_databases(struct store *s)
         return store_mdb_errno(mdb_txn_commit(txn));
 }
 
+/* What LMDB's lock file takes with its default 126 readers: two 4 KiB pages. */
+#define LOCK_MDB_BYTES 8192
+
 static int lock_path(const char *path, char *buf, size_t size)
 {
         return (size_t)snprintf(buf, size, "%s/%s", path, STORE_LOCK_FILE) < size ? 0 : -ENAMETOOLONG;
@@ -380,6 +383,22 @@ static int lock_store(const char *path)
                 return r;
         }
         return fd;
+}
+
+/* LMDB sizes its lock file (lock.mdb) with ftruncate and writes it through a shared
+ * mapping: on a full filesystem a new one is a sparse file whose first write is a
+ * SIGBUS. Its first pages are allocated here instead, where no room is an error. */
+static int lock_mdb_allocate(const char *path)
+{
+        char file[4096];
+        if ((size_t)snprintf(file, sizeof(file), "%s/lock.mdb", path) >= sizeof(file))
+                return -ENAMETOOLONG;
+        int fd = open(file, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, STORE_FILE_MODE);
+        if (fd < 0)
+                return -errno;
+        int r = posix_fallocate(fd, 0, LOCK_MDB_BYTES);
+        close(fd);
+        return -r;
 }
 
 long store_holder(const char *path)
@@ -431,7 +450,9 @@ int store_open(const char *path, uint64_t map_size, enum store_sync_mode sync, s
                 free(s);
                 return r;
         }
-        r = store_mdb_errno(mdb_env_create(&s->env));
+        r = lock_mdb_allocate(path);
+        if (r >= 0)
+                r = store_mdb_errno(mdb_env_create(&s->env));
         if (r < 0) {
                 cache_recent_free(s);
                 close(s->lock_fd);

@@ -1157,6 +1157,20 @@ class DiskFullTest(FullStoreCase):
         finally:
             stop_and_check(k)
 
+    def test_a_start_on_a_full_filesystem_says_why_and_exits_1(self):
+        # A new store on a full filesystem: LMDB's lock file, sized sparse and
+        # written through a mapping, was a SIGBUS with nothing in the log.
+        k = Kilnd()
+        try:
+            full = 'mount -t tmpfs -o size=1m none "$1" && mkdir "$1/store" && { cat /dev/zero > "$1/filler"; true; }'
+            env = dict(k.environment(), KILN_STORE_PATH=os.path.join(k.tmp, "store"))
+            r = subprocess.run(["unshare", "-rm", "sh", "-c", f'{full} 2>/dev/null && shift && exec "$@"', "sh",
+                                k.tmp, k.binary], env=env, capture_output=True, text=True, timeout=30)
+        finally:
+            k.cleanup()
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(f"cannot open the job store in {k.tmp}/store: No space left on device", r.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()
