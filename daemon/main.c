@@ -404,9 +404,20 @@ int main(int argc, char **argv)
                 log_error("cannot open the job store in %s: %s", d->cfg->store.path, strerror(-r));
                 goto fail;
         }
+        /* A map set below what the store holds: LMDB takes the store's size as the
+         * map, which leaves no room at all, not even to delete. */
+        struct store_room room;
+        uint64_t map = (uint64_t)d->cfg->store.map_size_gb << 30;
+        if (store_room(d->store, &room) >= 0 && room.used > map) {
+                log_error("store.map_size_gb = %u is less than the store in %s already holds (%.2f GiB): set it "
+                          "to %llu or more",
+                          d->cfg->store.map_size_gb, d->cfg->store.path, (double)room.used / (1 << 30),
+                          (unsigned long long)((room.used + (1ull << 30) - 1) >> 30) + 1);
+                goto fail;
+        }
         if (store_orphan_pieces(d->store))
                 log_notice("the store held %zu pieces of inputs whose job was never stored (a stop in the middle "
-                         "of a big submission): deleted", store_orphan_pieces(d->store));
+                           "of a big submission): deleted", store_orphan_pieces(d->store));
         r = store_writer_start(d->store, &d->writer);
         if (r < 0) {
                 log_error("cannot start the store writer: %s", strerror(-r));

@@ -79,7 +79,8 @@ const struct kiln_cfg_key kiln_cfg_keys[] = {
           .doc = "Directory of the LMDB job and result store." },
         { "store", "map_size_gb", KILN_CFG_U32, CFG(store.map_size_gb),
           .def = "64", .min = 1, .max = 16384,
-          .doc = "LMDB map size in GiB (address space reserved, not disk used)." },
+          .doc = "LMDB map size in GiB (address space reserved, not disk used): the most the store may hold; "
+                 "kilnd will not start with less than the store already holds." },
         { "store", "sync", KILN_CFG_ENUM, CFG(store.sync), .def = "full",
           .choices = sync_choices,
           .doc = "Durability: full (every commit fsynced before it is answered: survives a power loss), "

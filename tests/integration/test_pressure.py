@@ -1024,6 +1024,32 @@ class MapFullTest(FullStoreCase):
             stop_and_check(k)
 
 
+    def test_a_map_set_below_what_the_store_holds_stops_the_start_naming_the_key(self):
+        # LMDB takes the store's size as the map then: no room at all, not even for
+        # the deletes an operator would make room with.
+        k = Kilnd(env={"KILN_STORE_MAP_SIZE_GB": "2", "KILN_STORE_SYNC": "off"}).start()
+        try:
+            async def fill():
+                c = await Client.connect(k.url)
+                for _ in range(10):  # 112 MiB each: more than 1 GiB
+                    done, _ = await c.run(KIND, nfw(2048, ALL_MAPS), watch=True)
+                    self.assertEqual(done["state"], "done", done)
+                await c.close()
+            self.run_async(fill(), timeout=150)
+            self.assertEqual(k.stop(), 0, k.read_log()[-2000:])
+            k.extra_env["KILN_STORE_MAP_SIZE_GB"] = "1"
+            with self.assertRaises(RuntimeError) as e:
+                k.start()
+            self.assertEqual(k.proc.returncode, 1)
+            self.assertRegex(str(e.exception), r"store\.map_size_gb = 1 is less than the store in \S+ already holds "
+                                               r"\(1\.\d\d GiB\): set it to 3 or more")
+            k.extra_env["KILN_STORE_MAP_SIZE_GB"] = "3"
+            k.start()
+            code, body = readyz(k.http)
+            self.assertEqual(code, 200, body)
+        finally:
+            stop_and_check(k)
+
     def test_puts_sent_together_leave_the_room_kept_free(self):
         k = Kilnd(env={"KILN_STORE_MAP_SIZE_GB": "1", "KILN_STORE_SYNC": "off"}).start()
         try:
