@@ -37,6 +37,11 @@ int store_mdb_errno(int rc)
 {
         if (rc == MDB_SUCCESS)
                 return 0;
+        /* A disk quota or the file size limit is no room, as a full disk is. These
+         * codes mean kiln's own limits to the store's callers (EDQUOT objects per
+         * tenant, EFBIG an object's bytes): the file system's must not pass for those. */
+        if (rc == EDQUOT || rc == EFBIG)
+                return -ENOSPC;
         if (rc > 0)
                 return -rc;
         switch (rc) {

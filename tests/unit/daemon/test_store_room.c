@@ -18,6 +18,7 @@
 
 #include "store.h"
 #include "store_fixture.h"
+#include "store_impl.h"
 
 static int setup(void **state)
 {
@@ -166,6 +167,19 @@ static double elapsed_us(const struct timespec *a, const struct timespec *b)
 
 /* The cost of one report on a store whose freelist holds thousands of pages from
  * hundreds of transactions. Reported, not asserted (it depends on the machine). */
+/* The file system's "no room" in any of its forms is -ENOSPC to the store's callers,
+ * never one of the codes they read as kiln's own limits (-EDQUOT objects per tenant,
+ * -EFBIG an object's bytes). */
+static void file_system_limits_are_no_room(void **state)
+{
+        (void)state;
+        assert_int_equal(store_mdb_errno(ENOSPC), -ENOSPC);
+        assert_int_equal(store_mdb_errno(EDQUOT), -ENOSPC);
+        assert_int_equal(store_mdb_errno(EFBIG), -ENOSPC);
+        assert_int_equal(store_mdb_errno(MDB_MAP_FULL), -ENOSPC);
+        assert_int_equal(store_mdb_errno(EIO), -EIO);
+}
+
 static void room_cost_with_thousands_of_free_pages(void **state)
 {
         enum { JOBS = 400, CALLS = 2000 };
@@ -199,6 +213,7 @@ static const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(tiny_map_reports_map_limited_room, setup, teardown),
         cmocka_unit_test_setup_teardown(fs_free_matches_statvfs, setup, teardown),
         cmocka_unit_test_setup_teardown(room_cost_with_thousands_of_free_pages, setup, teardown),
+        cmocka_unit_test(file_system_limits_are_no_room),
 };
 
 int main(void)
