@@ -1,39 +1,15 @@
 /* Token authentication against hashed tokens. */
 #include "auth.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <libwebsockets.h>
-#include <openssl/crypto.h>
 #include <openssl/sha.h>
 
-#include "config.h"
 #include "daemon.h"
-#include "util.h"
 #include "log.h"
-
-struct token {
-        struct auth_identity who;
-        unsigned char hash[SHA256_DIGEST_LENGTH];
-};
-
-struct auth_tokens {
-        struct token *v;
-        size_t n;
-};
-
-static const char *const role_names[] = { "read", "submit", "writer", "admin" };
-
-const char *auth_role_name(enum auth_role r)
-{
-        return r <= AUTH_ROLE_ADMIN ? role_names[r] : "read";
-}
 
 void auth_anonymous(struct auth_identity *ret)
 {
@@ -43,153 +19,17 @@ void auth_anonymous(struct auth_identity *ret)
         ret->role = AUTH_ROLE_ADMIN;
 }
 
-static int parse_hex(const char *s, unsigned char *out, size_t n)
-{
-        if (strlen(s) != 2 * n)
-                return -EINVAL;
-        for (size_t i = 0; i < n; i++) {
-                unsigned v;
-                if (!isxdigit((unsigned char)s[2 * i]) || !isxdigit((unsigned char)s[2 * i + 1]) ||
-                    sscanf(s + 2 * i, "%2x", &v) != 1)
-                        return -EINVAL;
-                out[i] = (unsigned char)v;
-        }
-        return 0;
-}
-
-int auth_tokens_load(const char *path, struct auth_tokens **ret, unsigned *line)
-{
-        struct auth_tokens *t = calloc(1, sizeof(*t));
-        if (!t)
-                return -ENOMEM;
-        FILE *f;
-        int r = kiln_config_open_file(path, &f); /* a regular file, a FIFO never waited on */
-
-        *line = 0;
-        if (r < 0) {
-                if (r != -ENOENT) {
-                        free(t);
-                        return r;
-                }
-                *ret = t;
-                return 0;
-        }
-        /* Whoever may write the file may add an admin token: only root and the user
-         * kilnd runs as may (sshd's StrictModes). */
-        struct stat st;
-        if (fstat(fileno(f), &st) < 0 || (st.st_mode & (S_IWGRP | S_IWOTH)) ||
-            (st.st_uid != 0 && st.st_uid != geteuid())) {
-                fclose(f);
-                free(t);
-                return -EPERM;
-        }
-        char buf[1024];
-        unsigned no = 0;
-        while (fgets(buf, sizeof(buf), f)) {
-                no++;
-                char name[64], tenant[64], role[16], hex[80], extra[2];
-                char *p = buf;
-                while (isspace((unsigned char)*p))
-                        p++;
-                if (!*p || *p == '#')
-                        continue;
-                int n = sscanf(p, "%63s %63s %15s %79s %1s", name, tenant, role, hex, extra);
-                struct token tok = { 0 };
-                int ri = -1;
-                for (int i = 0; i <= AUTH_ROLE_ADMIN; i++)
-                        if (!strcmp(role, role_names[i]))
-                                ri = i;
-                if (n != 4 || ri < 0 || parse_hex(hex, tok.hash, sizeof(tok.hash)) < 0) {
-                        r = -EINVAL;
-                        *line = no;
-                        break;
-                }
-                /* A name identifies its token in the log and in limits.rate_per_s (one
-                 * bucket per name): two tokens may not share one. */
-                for (size_t i = 0; i < t->n; i++)
-                        if (!strcmp(t->v[i].who.name, name))
-                                r = -EEXIST;
-                /* One token, one identity: signing in and a reload's recheck of the
-                 * open sessions must find the same line. */
-                for (size_t i = 0; r >= 0 && i < t->n; i++)
-                        if (!memcmp(t->v[i].hash, tok.hash, sizeof(tok.hash)))
-                                r = -ENOTUNIQ;
-                if (r < 0) {
-                        *line = no;
-                        break;
-                }
-                snprintf(tok.who.name, sizeof(tok.who.name), "%s", name);
-                snprintf(tok.who.tenant, sizeof(tok.who.tenant), "%s", tenant);
-                tok.who.role = (enum auth_role)ri;
-                struct token *v = realloc(t->v, (t->n + 1) * sizeof(*v));
-                if (!v) {
-                        r = -ENOMEM;
-                        break;
-                }
-                t->v = v;
-                t->v[t->n++] = tok;
-        }
-        if (r >= 0 && ferror(f))
-                r = -EIO;
-        fclose(f);
-        if (r < 0) {
-                auth_tokens_free(t);
-                return r;
-        }
-        *ret = t;
-        return 0;
-}
-
-const char *auth_tokens_error(const char *path, const char *key, int r, unsigned line, char *buf, size_t size)
-{
-        char at[24] = "";
-        const char *why = r == -EINVAL                   ? "malformed token line (NAME TENANT ROLE SHA256)"
-                          : r == -EEXIST ? "a token name given twice (names identify tokens in the log and in "
-                                           "limits.rate_per_s)"
-                          : r == -ENOTUNIQ ? "a token (its SHA-256) given twice: it would sign in as either line's "
-                                             "tenant and role"
-                          : r == -ENODEV || r == -EISDIR ? "not a regular file"
-                          : r == -EPERM ? "writable by its group or by others, or owned by a user other than root "
-                                          "or kilnd's: whoever may write it may add an admin token (the package "
-                                          "makes it 0640 root:kiln)"
-                                        : NULL;
-
-        if (line)
-                snprintf(at, sizeof(at), ":%u", line);
-        snprintf(buf, size, "%.700s%s: %s%s%s%s", path, at, key ? key : "", key ? ": " : "",
-                 why ? why : "cannot read the tokens file: ", why ? "" : strerror(-r));
-        return buf;
-}
-
-void auth_tokens_free(struct auth_tokens *t)
-{
-        if (!t)
-                return;
-        free(t->v);
-        free(t);
-}
-
-size_t auth_tokens_count(const struct auth_tokens *t)
-{
-        return t ? t->n : 0;
-}
-
 int auth_check(struct kilnd *d, const char *token, struct auth_identity *ret)
 {
-        const struct auth_tokens *t = d->tokens;
         unsigned char h[SHA256_DIGEST_LENGTH];
-        int found = -1;
 
-        if (!token || !t)
+        if (!token || !d->tokens)
                 return -EACCES;
         SHA256((const unsigned char *)token, strlen(token), h);
-        /* Look at every entry so the time taken does not depend on which one matches. */
-        for (size_t i = 0; i < t->n; i++)
-                if (CRYPTO_memcmp(h, t->v[i].hash, sizeof(h)) == 0)
-                        found = (int)i;
-        if (found < 0)
+        const struct auth_identity *who = auth_tokens_match(d->tokens, h);
+        if (!who)
                 return -EACCES;
-        *ret = t->v[found].who;
+        *ret = *who;
         memcpy(ret->token_hash, h, sizeof(ret->token_hash));
         return 0;
 }
@@ -212,17 +52,13 @@ void auth_note_refused(const char *via, struct lws *wsi)
 int auth_recheck(const struct kilnd *d, struct auth_identity *who)
 {
         static const unsigned char none[sizeof(who->token_hash)];
-        const struct auth_tokens *t = d->tokens;
 
-        if (!t || !memcmp(who->token_hash, none, sizeof(none)))
+        if (!d->tokens || !memcmp(who->token_hash, none, sizeof(none)))
                 return -EACCES;
-        for (size_t i = 0; i < t->n; i++)
-                if (CRYPTO_memcmp(who->token_hash, t->v[i].hash, sizeof(who->token_hash)) == 0) {
-                        if (strcmp(t->v[i].who.tenant, who->tenant))
-                                return -EACCES;
-                        snprintf(who->name, sizeof(who->name), "%s", t->v[i].who.name);
-                        who->role = t->v[i].who.role;
-                        return 0;
-                }
-        return -EACCES;
+        const struct auth_identity *now = auth_tokens_match(d->tokens, who->token_hash);
+        if (!now || strcmp(now->tenant, who->tenant))
+                return -EACCES;
+        snprintf(who->name, sizeof(who->name), "%s", now->name);
+        who->role = now->role;
+        return 0;
 }

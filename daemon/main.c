@@ -317,7 +317,7 @@ int main(int argc, char **argv)
         }
         if (version) {
                 printf("kilnd %s\n", KILN_VERSION);
-                return 0;
+                return kiln_stdout_written("kilnd") < 0 ? 1 : 0;
         }
 
         struct kiln_config_error err;
@@ -342,6 +342,8 @@ int main(int argc, char **argv)
                         printf("kilnd: configuration is valid\n");
                 }
                 kiln_config_free(d->cfg);
+                if (kiln_stdout_written("kilnd") < 0)
+                        r = 1;
                 return r;
         }
 

@@ -1,8 +1,10 @@
 /* Small things every part of the daemon uses: clocks, container_of, a string copy. */
 #pragma once
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -17,6 +19,18 @@ static inline int64_t kiln_wall_ms(void)
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* After a program's last output: 0 when standard output took all of it, else -1
+ * having said so on stderr as `prog`. A full disk or a closed pipe is a failure to
+ * report, not a success. */
+static inline int kiln_stdout_written(const char *prog)
+{
+        errno = 0;
+        if (fflush(stdout) == 0 && !ferror(stdout))
+                return 0;
+        fprintf(stderr, "%s: cannot write to standard output: %s\n", prog, strerror(errno ? errno : EIO));
+        return -1;
 }
 
 /* Monotonic microseconds: for durations, rates, throttles and timers. */

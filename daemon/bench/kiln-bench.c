@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "util.h"
 #include "proto.h"
 
 static void usage(FILE *f)
@@ -245,7 +246,7 @@ int main(int argc, char **argv)
                         break;
                 case 'h':
                         usage(stdout);
-                        return 0;
+                        return kiln_stdout_written("kiln-bench") < 0 ? 1 : 0;
                 default:
                         usage(stderr);
                         return 2;
@@ -327,5 +328,5 @@ int main(int argc, char **argv)
         else
                 print_text(&o, res);
         free(res);
-        return 0;
+        return kiln_stdout_written("kiln-bench") < 0 ? 1 : 0;
 }

@@ -41,13 +41,19 @@ int ctl_out_dir_usable(const char *dir);
 /* True when `s` is 1..63 characters of [A-Za-z0-9_.-] (token names and tenants). */
 int ctl_valid_name(const char *s);
 
-/* `token new`: makes a random token (32 bytes from getrandom, 64 hex digits),
- * appends `NAME TENANT ROLE SHA256HEX` to `tokens_file` (created with mode 0600)
- * and writes the token to *ret_token (at least 65 bytes). Returns >= 0; -EINVAL for
- * an invalid name, tenant or role; -EEXIST when the file already names NAME;
- * another -errno for I/O failures. */
-int ctl_token_new(const char *name, const char *tenant, const char *role, const char *tokens_file,
-                  char *ret_token);
+/* `token new`, in three steps, so that a token is added only once it has been shown
+ * and only to a file kilnd would take:
+ * ctl_tokens_check: reads `tokens_file` as kilnd does (tokens.h; a missing one is
+ *   empty): 0, or a -errno with the reason in `why` (-EEXIST: it names NAME already);
+ * ctl_token_make: a random token (32 bytes from getrandom, 64 hex digits) into
+ *   ret_token (at least 65 bytes);
+ * ctl_token_add: appends `NAME TENANT ROLE SHA256HEX` of `token` (a new file is
+ *   made 0640, group kiln), fsynced. Returns >= 0; -EINVAL for an invalid name,
+ *   tenant or role; -EEXIST when the file names NAME; another -errno for I/O. */
+int ctl_tokens_check(const char *tokens_file, const char *name, char *why, size_t size);
+int ctl_token_make(char *ret_token);
+int ctl_token_add(const char *name, const char *tenant, const char *role, const char *tokens_file,
+                  const char *token);
 
 /* ---- result parts received into files (part_file.c) ---- */
 

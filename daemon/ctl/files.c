@@ -15,6 +15,7 @@
 #include <openssl/sha.h>
 
 #include "ctl.h"
+#include "tokens.h"
 
 int ctl_write_all(int fd, const void *buf, size_t len)
 {
@@ -136,19 +137,35 @@ static int file_names(int fd, const char *name)
         return found;
 }
 
-int ctl_token_new(const char *name, const char *tenant, const char *role, const char *tokens_file,
-                  char *ret_token)
+static bool valid_role(const char *role)
 {
-        static const char *const roles[] = { "read", "submit", "writer", "admin" };
-        bool role_ok = false;
+        for (int i = 0; i <= AUTH_ROLE_ADMIN; i++)
+                if (!strcmp(role, auth_role_name((enum auth_role)i)))
+                        return true;
+        return false;
+}
 
-        for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++)
-                role_ok |= !strcmp(role, roles[i]);
-        if (!ctl_valid_name(name) || !ctl_valid_name(tenant) || !role_ok)
-                return -EINVAL;
+int ctl_tokens_check(const char *tokens_file, const char *name, char *why, size_t size)
+{
+        struct auth_tokens *t = NULL;
+        unsigned line = 0;
+        int r = auth_tokens_load(tokens_file, &t, &line);
 
-        uint8_t raw[32], digest[SHA256_DIGEST_LENGTH];
-        char token[65], digest_hex[2 * SHA256_DIGEST_LENGTH + 1];
+        if (r < 0) {
+                auth_tokens_error(tokens_file, NULL, r, line, why, size);
+                return r;
+        }
+        r = auth_tokens_has_name(t, name) ? -EEXIST : 0;
+        auth_tokens_free(t);
+        if (r < 0)
+                snprintf(why, size, "%s already has a token named \"%s\"", tokens_file, name);
+        return r;
+}
+
+int ctl_token_make(char *ret_token)
+{
+        uint8_t raw[32];
+
         for (size_t got = 0; got < sizeof(raw);) {
                 ssize_t n = getrandom(raw + got, sizeof(raw) - got, 0);
                 if (n < 0) {
@@ -158,7 +175,18 @@ int ctl_token_new(const char *name, const char *tenant, const char *role, const 
                 }
                 got += (size_t)n;
         }
-        hex(raw, sizeof(raw), token);
+        hex(raw, sizeof(raw), ret_token);
+        return 0;
+}
+
+int ctl_token_add(const char *name, const char *tenant, const char *role, const char *tokens_file,
+                  const char *token)
+{
+        if (!ctl_valid_name(name) || !ctl_valid_name(tenant) || !valid_role(role))
+                return -EINVAL;
+
+        uint8_t digest[SHA256_DIGEST_LENGTH];
+        char digest_hex[2 * SHA256_DIGEST_LENGTH + 1];
         SHA256((const unsigned char *)token, strlen(token), digest);
         hex(digest, sizeof(digest), digest_hex);
 
@@ -197,10 +225,7 @@ int ctl_token_new(const char *name, const char *tenant, const char *role, const 
                 r = -errno;
         if (close(fd) < 0 && r >= 0)
                 r = -errno;
-        if (r < 0)
-                return r;
-        memcpy(ret_token, token, sizeof(token));
-        return 0;
+        return r < 0 ? r : 0;
 }
 
 /* See ctl.h: walks up to the nearest part of the path that exists. */

@@ -22,6 +22,8 @@
 #include <jansson.h>
 
 #include "ctl.h"
+#include "tokens.h"
+#include "util.h"
 #include "kilnctl.h"
 #include "kind.h"
 #include "proto.h"
@@ -821,18 +823,40 @@ static int cmd_token(struct ctx *x)
                 return usage_error("invalid NAME \"%s\": use 1..63 of A-Z a-z 0-9 _ . -", a->pos[2]);
         if (!ctl_valid_name(a->pos[3]))
                 return usage_error("invalid TENANT \"%s\": use 1..63 of A-Z a-z 0-9 _ . -", a->pos[3]);
-        int r = ctl_token_new(a->pos[2], a->pos[3], a->pos[4], file, token);
-        if (r == -EINVAL)
+        bool role_ok = false;
+        for (int i = 0; i <= AUTH_ROLE_ADMIN; i++)
+                role_ok |= !strcmp(a->pos[4], auth_role_name((enum auth_role)i));
+        if (!role_ok)
                 return usage_error("invalid ROLE \"%s\": one of read, submit, writer, admin", a->pos[4]);
+        /* A file kilnd would refuse gets no line: the token would sign in nowhere. */
+        char why[900];
+        int r = ctl_tokens_check(file, a->pos[2], why, sizeof(why));
+        if (r < 0) {
+                fprintf(stderr, "kilnctl: %s%s; nothing was added\n", why,
+                        r == -EEXIST ? "" : " (kilnd would refuse this tokens file)");
+                return 1;
+        }
+        if ((r = ctl_token_make(token)) < 0) {
+                fprintf(stderr, "kilnctl: cannot make a token: %s\n", strerror(-r));
+                return 1;
+        }
+        /* Shown first: a token added but never seen would be a credential nobody holds. */
+        if (printf("%s\n", token) < 0 || fflush(stdout) != 0 || ferror(stdout)) {
+                fprintf(stderr, "kilnctl: cannot write the token to standard output: %s; nothing was added\n",
+                        strerror(errno));
+                return 1;
+        }
+        r = ctl_token_add(a->pos[2], a->pos[3], a->pos[4], file, token);
         if (r == -EEXIST) {
-                fprintf(stderr, "kilnctl: %s already has a token named \"%s\"\n", file, a->pos[2]);
+                fprintf(stderr, "kilnctl: %s already has a token named \"%s\"; the token above was not added\n",
+                        file, a->pos[2]);
                 return 1;
         }
         if (r < 0) {
-                fprintf(stderr, "kilnctl: cannot add the token to %s: %s\n", file, strerror(-r));
+                fprintf(stderr, "kilnctl: cannot add the token to %s: %s; the token above was not added\n", file,
+                        strerror(-r));
                 return 1;
         }
-        printf("%s\n", token);
         fprintf(stderr, "added token \"%s\" (tenant %s, role %s) to %s; it is shown only this once\n", a->pos[2],
                 a->pos[3], a->pos[4], file);
         return 0;
@@ -847,7 +871,7 @@ int main(int argc, char **argv)
         signal(SIGPIPE, SIG_IGN);
         if ((r = parse_args(argc, argv, &a)) != 0) {
                 free(a.pos);
-                return r < 0 ? 0 : r;
+                return r >= 0 ? r : kiln_stdout_written("kilnctl") < 0 ? 1 : 0; /* --help: 0 */
         }
         if (!a.val[OPT_URL]) {
                 const char *env = getenv("KILN_URL");
@@ -888,5 +912,7 @@ int main(int argc, char **argv)
         r = run[a.cmd](&x);
         conn_close(&x.c);
         free(a.pos);
+        if (kiln_stdout_written("kilnctl") < 0 && r == 0)
+                r = 1;
         return r;
 }

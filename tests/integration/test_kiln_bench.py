@@ -21,7 +21,7 @@ import uuid
 
 import websockets
 
-from kiln_fixture import KilndTestCase, free_port
+from kiln_fixture import KILNCTL, KilndTestCase, free_port
 
 KILN_BENCH = os.environ.get("KILN_BENCH", "build/daemon/bench/kiln-bench")
 KEYS = ("jobs_per_s", "p50_ms", "p95_ms", "p99_ms", "p999_ms", "errors")
@@ -78,6 +78,13 @@ class KilnBenchAgainstKilnd(KilndTestCase):
 
 
 class KilnBenchWithoutServer(unittest.TestCase):
+
+    def test_help_that_standard_output_did_not_take_is_a_failure(self):
+        for cmd in ([KILN_BENCH, "--help"], [KILNCTL, "--help"]):
+            with self.subTest(cmd=cmd[0]), open("/dev/full", "w") as full:
+                r = subprocess.run(cmd, stdout=full, stderr=subprocess.PIPE, text=True, timeout=20)
+                self.assertEqual(r.returncode, 1, r.stderr)
+                self.assertIn("cannot write to standard output: No space left on device", r.stderr)
 
     def test_nothing_listening_exits_1(self):
         r = kiln_bench("--url", f"ws://127.0.0.1:{free_port()}/ws", "--scenario", "small", "--duration", 1,

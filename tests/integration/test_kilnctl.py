@@ -852,6 +852,33 @@ class KilnctlToken(unittest.TestCase):
         with open(self.file) as f:
             self.assertEqual(len(f.read().splitlines()), 1)
 
+    def test_token_new_adds_nothing_to_a_file_kilnd_would_refuse(self):
+        # A line added there would sign in nowhere.
+        with open(self.file, "w") as f:
+            f.write("alice acme admin " + "0" * 64 + "\n")
+        os.chmod(self.file, 0o666)
+        loose = self.new("bob", "acme", "read")
+        os.chmod(self.file, 0o600)
+        with open(self.file, "a") as f:
+            f.write("\x89PNG\r\n")
+        broken = self.new("bob", "acme", "read")
+        for r, why in ((loose, "writable by its group or by others"), (broken, ":2: malformed token line")):
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertEqual(r.stdout, "", "no token shown")
+            self.assertIn(why, r.stderr)
+            self.assertIn("(kilnd would refuse this tokens file); nothing was added", r.stderr)
+        with open(self.file, "rb") as f:
+            self.assertEqual(f.read().count(b"\n"), 2)
+
+    def test_token_new_adds_no_token_it_could_not_show(self):
+        # A token added but never seen would be a credential nobody holds.
+        with open("/dev/full", "w") as full:
+            r = subprocess.run([KILNCTL, "token", "new", "carol", "acme", "read", "--tokens-file", self.file],
+                               stdout=full, stderr=subprocess.PIPE, text=True, timeout=30)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("cannot write the token to standard output", r.stderr)
+        self.assertFalse(os.path.exists(self.file))
+
     def test_daemon_accepts_the_new_token(self):
         kilnd = Kilnd(env={"KILN_AUTH_REQUIRED": "true"})
         try:

@@ -127,6 +127,16 @@ class CommandLineTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertRegex(r.stdout.strip(), r"^kilnd \d+\.\d+\.\d+")
 
+    def test_output_that_standard_output_did_not_take_is_a_failure(self):
+        # A configuration printed to a full disk is not one printed.
+        for args in (["--print-config"], ["--version"]):
+            with self.subTest(args=args), open("/dev/full", "w") as full:
+                env = {k: v for k, v in os.environ.items() if not k.startswith("KILN_") and k not in SYSTEMD_VARS}
+                r = subprocess.run([KILND] + args, env=env, stdout=full, stderr=subprocess.PIPE, text=True,
+                                   timeout=20)
+                self.assertEqual(r.returncode, 1, r.stderr)
+                self.assertIn("kilnd: cannot write to standard output: No space left on device", r.stderr)
+
     def test_check_config_accepts_a_good_file(self):
         path = self.conf("[server]\nlisten = 127.0.0.1:9123\n[cpu]\nthreads = 2\n[log]\nlevel = debug\n")
         r = run_kilnd(["--check-config", "--config", path])
