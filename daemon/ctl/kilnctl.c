@@ -322,9 +322,22 @@ static int wait_done(struct conn *c, const char *job, int ref, json_t *first)
         while (!done) {
                 if (!j) {
                         struct ctl_msg *m;
-                        if (conn_recv(c, -1, "the job to finish", &m) < 0) {
+                        int k = conn_recv(c, -1, "the job to finish", &m);
+                        if (k < 0) {
                                 if (bar_shown)
                                         progress_clear();
+                                /* With --json the job's id must reach stdout all the
+                                 * same: it goes on in kilnd, to watch or cancel. */
+                                if (c->json) {
+                                        json_t *e = json_pack(
+                                                "{s:s, s:s, s:s, s:s}", "op", "error", "code",
+                                                k == -ETIMEDOUT ? "timeout" : "unavailable", "job", job, "message",
+                                                k == -ETIMEDOUT ? "kilnctl stopped waiting (--timeout-s); the job "
+                                                                  "goes on in kilnd"
+                                                                : "the connection was lost; the job goes on in kilnd");
+                                        print_json(e, JSON_COMPACT);
+                                        json_decref(e);
+                                }
                                 return 1;
                         }
                         j = m->binary ? NULL : json_loadb((const char *)m->data, m->len, 0, NULL);

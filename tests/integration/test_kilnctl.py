@@ -284,6 +284,21 @@ class KilnctlJobs(KilndTestCase):
         self.assertIn("timed out", w.stderr)
         self.assertLess(elapsed, 5)
 
+    def test_json_submit_that_stops_waiting_still_names_its_job(self):
+        # A script needs the id to watch or cancel the job, which goes on.
+        r = self.ctl("--json", "--timeout-s", "0.3", "submit", "lens.nfw", "mass=6.5e14", "concentration=3",
+                     "grid_size=4096", "maps=kappa,psi,mu,gamma1,gamma2")
+        if r.returncode == 0:
+            self.assertTrue(any(b.startswith("cuda") for b in self.backends()), "finished within 0.3 s on a CPU?")
+            return
+        self.assertEqual(r.returncode, 1, r.stderr)
+        e = json.loads(r.stdout)
+        self.assertEqual((e["op"], e["code"]), ("error", "timeout"), e)
+        self.assertRegex(e["job"], UUID_RE)
+        self.assertIn("goes on", e["message"])
+        c = self.ctl("cancel", e["job"])
+        self.assertEqual(c.returncode, 0, c.stderr)
+
     def test_progress_bar_on_a_terminal(self):
         if any(b.startswith("cuda") for b in self.backends()):
             self.skipTest("a GPU finishes this job before any progress is reported")
