@@ -402,11 +402,13 @@ static void store_reply(struct store_req *r)
                                     kiln_job_state_is_final(rec->state) ? 100 : 0, rec->submitted_ms,
                                     rec->finished_ms, rec->attempts);
                 break;
-        case KOP_CANCEL:
-                session_send_json(s, json_pack("{s:s, s:s, s:s}", "op", "ok", "job", id, "state",
-                                       kiln_job_state_name(live ? atomic_load(&live->state) : rec->state)),
-                          r->ref);
+        case KOP_CANCEL: {
+                const char *state = kiln_job_state_name(live ? atomic_load(&live->state) : rec->state);
+                session_send_json(s, json_pack("{s:s, s:s, s:s, s:s}", "op", "ok", "job", id, "state", state,
+                                               "was", state),
+                                  r->ref);
                 break;
+        }
         case KOP_WATCH:
         case KOP_RESULT:
                 if (live && live->delivered) {
@@ -570,12 +572,17 @@ void session_op_job(struct session *s, const struct proto_req *rq)
                 }
                 send_watching(s, j, rq->ref);
                 break;
-        case KOP_CANCEL:
+        case KOP_CANCEL: {
+                /* `was`: whether this cancel found it unfinished (a job cancelled
+                 * before reads `cancelled` in both). */
+                int was = atomic_load(&j->state);
                 jobs_cancel(d->jobs, j);
-                session_send_json(s, json_pack("{s:s, s:s, s:s}", "op", "ok", "job", j->id_text, "state",
-                                       kiln_job_state_name(atomic_load(&j->state))),
-                          rq->ref);
+                session_send_json(s, json_pack("{s:s, s:s, s:s, s:s}", "op", "ok", "job", j->id_text, "state",
+                                               kiln_job_state_name(atomic_load(&j->state)), "was",
+                                               kiln_job_state_name(was)),
+                                  rq->ref);
                 break;
+        }
         default:
                 break;
         }

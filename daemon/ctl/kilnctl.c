@@ -742,15 +742,19 @@ static int cmd_cancel(struct ctx *x)
         r = simple_call(x, json_pack("{s:s, s:s}", "op", "cancel", "job", x->a->pos[1]), &reply);
         if (r >= 0)
                 return r;
-        /* The state when the cancel arrived: a queued job ends at once, a running
-         * one when its kind next looks, a finished one is left as it was. */
+        /* The state the cancel found (`was`; a server without it: the state after)
+         * and the state after: a queued job ends at once, a running one when its
+         * kind next looks, a finished one is left as it was. */
         const char *state = json_string_value(json_object_get(reply, "state"));
-        if (!state || !strcmp(state, "running"))
+        const char *was = json_string_value(json_object_get(reply, "was"));
+        if (!was)
+                was = state && !strcmp(state, "cancelled") ? "queued" : state;
+        if (!was || !strcmp(was, "running"))
                 printf("%s running: cancel requested, it ends cancelled when it next checks\n", x->a->pos[1]);
-        else if (!strcmp(state, "queued") || !strcmp(state, "cancelled"))
+        else if (!strcmp(was, "queued"))
                 printf("%s cancelled\n", x->a->pos[1]);
         else
-                printf("%s %s: already finished, nothing cancelled\n", x->a->pos[1], state);
+                printf("%s %s: already finished, nothing cancelled\n", x->a->pos[1], was);
         json_decref(reply);
         return 0;
 }

@@ -371,6 +371,18 @@ class KilnctlJobs(KilndTestCase):
         self.assertEqual(c.returncode, 0, c.stderr)
         self.assertEqual(c.stdout.strip(), f"{job} done: already finished, nothing cancelled")
 
+    def test_a_second_cancel_says_nothing_was_cancelled(self):
+        job = self.ctl("submit", "--no-wait", "lens.nfw", "mass=6.6e14", "concentration=3", "grid_size=4096",
+                       "maps=kappa,psi,mu,gamma1,gamma2").stdout.strip()
+        self.assertRegex(job, UUID_RE)
+        self.assertEqual(self.ctl("cancel", job).returncode, 0)
+        self.assertEqual(self.ctl("watch", job).returncode, 1)  # it ends cancelled
+        again = self.ctl("cancel", job)
+        self.assertEqual(again.returncode, 0, again.stderr)
+        self.assertEqual(again.stdout.strip(), f"{job} cancelled: already finished, nothing cancelled")
+        r = self.ctl("--json", "cancel", job)
+        self.assertEqual(json.loads(r.stdout), {"op": "ok", "job": job, "state": "cancelled", "was": "cancelled"})
+
     def test_url_from_environment(self):
         r = kilnctl("stats", env={"KILN_URL": self.kilnd.url})
         self.assertEqual(r.returncode, 0, r.stderr)
