@@ -388,6 +388,8 @@ static int wait_done(struct conn *c, const char *job, int ref, json_t *first)
                 const json_t *e = json_object_get(done, "error");
                 const char *code = json_string_value(json_object_get(e, "code"));
                 const char *msg = json_string_value(json_object_get(e, "message"));
+                if (code && state && !strcmp(code, state))
+                        code = NULL; /* "cancelled: cancelled" says it once */
                 fprintf(stderr, "kilnctl: job %s %s%s%s%s%s\n", job, state ? state : "ended", code || msg ? ": " : "",
                         code ? code : "", code && msg ? ": " : "", msg ? msg : "");
         }
@@ -804,9 +806,14 @@ static int cmd_list(struct ctx *x)
                 const char *t = json_string_value(json_object_get(e, "submitted"));
                 printf("%-36s  %-*s  %-*s  %s\n", j ? j : "?", kw, k ? k : "?", sw, s ? s : "?", t ? t : "-");
         }
+        /* The next page: the same list, after its last job. */
         const char *next = json_string_value(json_object_get(reply, "next"));
         if (next)
-                fprintf(stderr, "more: kilnctl list --after %s\n", next);
+                fprintf(stderr, "more: kilnctl%s%s list%s%s%s%s%s%s --after %s\n", a->val[OPT_URL] ? " --url " : "",
+                        a->val[OPT_URL] ? a->val[OPT_URL] : "", a->val[OPT_STATE] ? " --state " : "",
+                        a->val[OPT_STATE] ? a->val[OPT_STATE] : "", a->val[OPT_KIND] ? " --kind " : "",
+                        a->val[OPT_KIND] ? a->val[OPT_KIND] : "", limit ? " --limit " : "",
+                        limit ? a->val[OPT_LIMIT] : "", next);
         json_decref(reply);
         return 0;
 }

@@ -145,7 +145,10 @@ static void start_file(struct ctl_part_file *p)
                 fail(p, r, "cannot create %s: %s", p->dir, strerror(-r));
                 return;
         }
-        if (asprintf(&p->path, "%s/%s.%s", p->dir, p->f.part, ext) < 0) {
+        size_t dl = strlen(p->dir);
+        while (dl > 1 && p->dir[dl - 1] == '/') /* "maps/" names "maps/kappa.npy", not "maps//kappa.npy" */
+                dl--;
+        if (asprintf(&p->path, "%.*s/%s.%s", (int)dl, p->dir, p->f.part, ext) < 0) {
                 p->path = NULL;
                 fail(p, -ENOMEM, "%s", "out of memory");
                 return;

@@ -153,8 +153,9 @@ class KilnctlJobs(KilndTestCase):
     def test_result_resends_the_parts(self):
         with tempfile.TemporaryDirectory() as tmp:
             job, _ = self.submit_ok(*NFW, "--out", os.path.join(tmp, "a"))
-            r = self.ctl("result", job, "--out", os.path.join(tmp, "b"))
+            r = self.ctl("result", job, "--out", os.path.join(tmp, "b") + "/")
             self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn(f"wrote {tmp}/b/kappa.npy\n", r.stderr)  # one slash, as given or not
             for name in ("kappa", "psi"):
                 with open(os.path.join(tmp, "a", name + ".npy"), "rb") as fa, \
                         open(os.path.join(tmp, "b", name + ".npy"), "rb") as fb:
@@ -248,10 +249,20 @@ class KilnctlJobs(KilndTestCase):
         self.assertEqual(lst.returncode, 0, lst.stderr)
         self.assertNotIn(job, lst.stdout)
 
-        one = self.ctl("list", "--limit", "1")
+        self.submit_ok("lens.nfw", "mass=2.5e14", "concentration=4", "grid_size=8")  # a second one at least
+        one = self.ctl("list", "--limit", "1", "--kind", "lens.nfw")
         self.assertEqual(one.returncode, 0, one.stderr)
         self.assertEqual(len(one.stdout.splitlines()), 2)
-        self.assertIn("--after", one.stderr)  # more than one job exists by now
+        # More than one job exists by now: the hint is the next page of the same list.
+        hint = re.search(r"more: (kilnctl .*)", one.stderr)
+        self.assertIsNotNone(hint, one.stderr)
+        words = hint.group(1).split()
+        self.assertEqual(words[:4], ["kilnctl", "--url", self.kilnd.url, "list"])
+        self.assertEqual(words[4:8], ["--kind", "lens.nfw", "--limit", "1"])
+        page2 = self.ctl(*words[3:])
+        self.assertEqual(page2.returncode, 0, page2.stderr)
+        self.assertEqual(len(page2.stdout.splitlines()), 2)
+        self.assertNotEqual(page2.stdout.splitlines()[1], one.stdout.splitlines()[1])
 
     def test_cancel_ends_a_running_job(self):
         r = self.ctl("submit", "--no-wait", "lens.nfw", "mass=5e14", "concentration=3", "grid_size=4096",
@@ -376,7 +387,9 @@ class KilnctlJobs(KilndTestCase):
                        "maps=kappa,psi,mu,gamma1,gamma2").stdout.strip()
         self.assertRegex(job, UUID_RE)
         self.assertEqual(self.ctl("cancel", job).returncode, 0)
-        self.assertEqual(self.ctl("watch", job).returncode, 1)  # it ends cancelled
+        w = self.ctl("watch", job)
+        self.assertEqual(w.returncode, 1)  # it ended cancelled
+        self.assertRegex(w.stderr, f"kilnctl: job {job} cancelled: the job was cancelled( while running)?\\n")
         again = self.ctl("cancel", job)
         self.assertEqual(again.returncode, 0, again.stderr)
         self.assertEqual(again.stdout.strip(), f"{job} cancelled: already finished, nothing cancelled")
