@@ -225,8 +225,16 @@ static void send_done_text(struct session *s, struct done_text *d, json_t *ref)
 
 void session_send_done(struct session *s, struct job *j, json_t *ref)
 {
-        if (!j->done)
+        if (!j->done) {
+                /* Its `done` could not be written (no memory then): the watcher is told
+                 * rather than left waiting for it, as an HTTP part request was until
+                 * its connection's idle timeout. */
+                session_send_error(s, ref, KERR_UNAVAILABLE, "job",
+                                   "job %s ended %s, but kilnd had no memory to write its done; ask for it again "
+                                   "with result",
+                                   j->id_text, kiln_job_state_name(atomic_load(&j->state)));
                 return;
+        }
         send_done_text(s, j->done, ref);
         if (atomic_load(&j->state) != KILN_JOB_DONE)
                 return;
