@@ -149,7 +149,7 @@ int ctl_tokens_check(const char *tokens_file, const char *name, char *why, size_
 {
         struct auth_tokens *t = NULL;
         unsigned line = 0;
-        int r = auth_tokens_load(tokens_file, &t, &line);
+        int r = auth_tokens_read(tokens_file, true, &t, &line);
 
         if (r < 0) {
                 auth_tokens_error(tokens_file, NULL, r, line, why, size);
