@@ -417,6 +417,10 @@ int main(int argc, char **argv)
                           (unsigned long long)((room.used + (1ull << 30) - 1) >> 30) + 1);
                 goto fail;
         }
+        if (store_orphan_error(d->store))
+                log_warning("the store's pieces of inputs whose job was never stored could not be deleted now (%s): "
+                            "they are tried again at the next start",
+                            strerror(-store_orphan_error(d->store)));
         if (store_orphan_pieces(d->store))
                 log_notice("the store held %zu pieces of inputs whose job was never stored (a stop in the middle "
                            "of a big submission): deleted", store_orphan_pieces(d->store));

@@ -347,8 +347,6 @@ static int open_databases(struct store *s)
                 rc = retain_rebuild(s, txn);
         if (rc == 0)
                 rc = tenant_jobs_rebuild(s, txn);
-        if (rc == 0)
-                rc = orphan_inputs_drop(s, txn);
         if (rc != 0) {
                 mdb_txn_abort(txn);
                 return store_mdb_errno(rc);
@@ -473,6 +471,21 @@ int store_open(const char *path, uint64_t map_size, enum store_sync_mode sync, s
                 r = store_mdb_errno(mdb_reader_check(s->env, &dead));
         if (r >= 0)
                 r = open_databases(s);
+        if (r >= 0) {
+                /* In a transaction of its own, and never in the way of a start: a
+                 * store that cannot take the deletes now (full) keeps the leftovers
+                 * until a later start. */
+                MDB_txn *txn;
+                int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+                if (rc == 0 && (rc = orphan_inputs_drop(s, txn)) == 0)
+                        rc = mdb_txn_commit(txn);
+                else if (rc)
+                        mdb_txn_abort(txn);
+                if (rc) {
+                        s->orphan_error = store_mdb_errno(rc);
+                        s->orphan_pieces = 0;
+                }
+        }
         if (r >= 0) {
                 MDB_stat st;
                 r = store_mdb_errno(mdb_env_stat(s->env, &st));
@@ -662,4 +675,9 @@ int store_room(struct store *s, struct store_room *ret)
 size_t store_orphan_pieces(const struct store *s)
 {
         return s->orphan_pieces;
+}
+
+int store_orphan_error(const struct store *s)
+{
+        return s->orphan_error;
 }

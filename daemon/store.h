@@ -141,6 +141,8 @@ long store_holder(const char *path);
 /* The pieces of inputs without a job record (left by a kill -9 while a big input
  * was being written) that store_open deleted. */
 size_t store_orphan_pieces(const struct store *s);
+/* 0, or why store_open could not delete them (they stay for the next start). */
+int store_orphan_error(const struct store *s);
 /* Closes the environment. Accepts NULL. The writer must be stopped first. */
 void store_close(struct store *s);
 /* Forces data to disk (mdb_env_sync(force=1)). Returns >= 0 or -errno. */
