@@ -1184,11 +1184,13 @@ class DiskFullTest(FullStoreCase):
             stop_and_check(k)
 
     def test_a_start_on_a_full_filesystem_says_why_and_exits_1(self):
-        # A new store on a full filesystem: LMDB's lock file, sized sparse and
-        # written through a mapping, was a SIGBUS with nothing in the log.
+        # A store (its kilnd.lock there from an earlier run) without LMDB's lock
+        # file, on a full filesystem: that file, sized sparse and written through a
+        # mapping, was a SIGBUS with nothing in the log.
         k = Kilnd()
         try:
-            full = 'mount -t tmpfs -o size=1m none "$1" && mkdir "$1/store" && { cat /dev/zero > "$1/filler"; true; }'
+            full = ('mount -t tmpfs -o size=1m none "$1" && mkdir "$1/store" && echo 1 > "$1/store/kilnd.lock" && '
+                    '{ cat /dev/zero > "$1/filler"; true; }')
             env = dict(k.environment(), KILN_STORE_PATH=os.path.join(k.tmp, "store"))
             r = subprocess.run(["unshare", "-rm", "sh", "-c", f'{full} 2>/dev/null && shift && exec "$@"', "sh",
                                 k.tmp, k.binary], env=env, capture_output=True, text=True, timeout=30)
