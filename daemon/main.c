@@ -365,6 +365,9 @@ int main(int argc, char **argv)
         sigaddset(&set, SIGHUP);
         pthread_sigmask(SIG_BLOCK, &set, NULL);
         signal(SIGPIPE, SIG_IGN);
+        /* A store write past the file size limit (LimitFSIZE=) fails, and the store
+         * takes it for no room, rather than the signal ending kilnd. */
+        signal(SIGXFSZ, SIG_IGN);
         pthread_create(&signal_tid, NULL, signal_thread, d);
         pthread_detach(signal_tid);
         /* Threads that libraries start before main (a BLAS's pool) do not have the

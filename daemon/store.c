@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -57,20 +58,29 @@ int store_mdb_errno(int rc)
 
 /* Converts the result of an LMDB write call; an error other than a missing key leaves
  * the LMDB transaction unusable, so it is remembered and every later call fails. */
-/* LMDB reports a write that the file system cut short (its disk full) as EIO
- * ("short write, filesystem full?"), the same as a failing disk. A write error
- * while the store's file system has almost nothing left is taken for what it
- * almost surely is: no room (-ENOSPC), which callers handle as such. */
+/* LMDB reports a write that the file system cut short (its disk full, the file
+ * size limit reached) as EIO ("short write, filesystem full?"), the same as a
+ * failing disk. A write error while the store's file system has almost nothing
+ * left, or while its data file is within as much of RLIMIT_FSIZE (systemd's
+ * LimitFSIZE=), is taken for what it almost surely is: no room (-ENOSPC), which
+ * callers handle as such. */
 #define STORE_FS_NEARLY_FULL (16u << 20)
 
 static int write_errno(struct store *s, int r)
 {
         struct statvfs vfs;
+        struct rlimit lim;
+        struct stat st;
         int fd;
 
         if (r != -EIO || mdb_env_get_fd(s->env, &fd) != MDB_SUCCESS || fstatvfs(fd, &vfs) < 0)
                 return r;
-        return (uint64_t)vfs.f_bavail * vfs.f_frsize < STORE_FS_NEARLY_FULL ? -ENOSPC : r;
+        if ((uint64_t)vfs.f_bavail * vfs.f_frsize < STORE_FS_NEARLY_FULL)
+                return -ENOSPC;
+        if (getrlimit(RLIMIT_FSIZE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY && fstat(fd, &st) == 0 &&
+            (uint64_t)st.st_size + STORE_FS_NEARLY_FULL >= (uint64_t)lim.rlim_cur)
+                return -ENOSPC;
+        return r;
 }
 
 int store_txn_result(struct store_txn *t, int rc)
@@ -660,6 +670,13 @@ int store_room(struct store *s, struct store_room *ret)
         used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
         file_end = (uint64_t)fst.st_size > used ? (uint64_t)fst.st_size : used;
         fs_free = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+        /* A file size limit (LimitFSIZE=) is a disk that ends there. */
+        struct rlimit lim;
+        if (getrlimit(RLIMIT_FSIZE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY) {
+                uint64_t left = (uint64_t)lim.rlim_cur > file_end ? (uint64_t)lim.rlim_cur - file_end : 0;
+                if (left < fs_free)
+                        fs_free = left;
+        }
         /* Past the file's end the map can only grow as far as the file system lets it. */
         grow = info.me_mapsize > file_end ? info.me_mapsize - file_end : 0;
         *ret = (struct store_room){

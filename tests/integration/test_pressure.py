@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import random
+import resource
 import socket
 import subprocess
 import threading
@@ -1101,6 +1102,34 @@ def tmpfs_mode():
     except (OSError, subprocess.TimeoutExpired):
         pass
     return "root" if os.geteuid() == 0 else None
+
+
+class FileSizeLimitTest(FullStoreCase):
+    """The store's file reaches the process's file size limit (systemd's LimitFSIZE=):
+    a disk that ends there. Jobs past it are refused naming the store, and no
+    accepted job fails (a write past the limit was an I/O error, and its signal
+    could end kilnd)."""
+
+    def test_the_file_size_limit_is_a_full_disk(self):
+        k = Kilnd(env={"KILN_STORE_SYNC": "off"}).start()
+        try:
+            resource.prlimit(k.proc.pid, resource.RLIMIT_FSIZE, (96 * MiB, 96 * MiB))
+            for _ in range(50):  # the room is measured about once a second
+                code, body = readyz(k.http)
+                if body["store"]["room_bytes"] <= 96 * MiB:
+                    break
+                time.sleep(0.1)
+            self.assertLessEqual(body["store"]["room_bytes"], 96 * MiB, body)
+
+            async def go():
+                c = await Client.connect(k.url)
+                accepted, refused = await burst_over_the_room(self, c, 512, 24)  # 7 MiB each
+                print(f"\nfile size limit 96 MiB: {accepted} results stored, {refused} jobs refused")
+                await c.close()
+            self.run_async(go(), timeout=120)
+            self.assertNotIn("Input/output error", k.read_log())
+        finally:
+            stop_and_check(k)
 
 
 class TmpfsKilnd(Kilnd):
