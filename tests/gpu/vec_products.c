@@ -8,7 +8,7 @@
 const char *vec_products(void *plugin, int ordinal, char *lib, size_t lib_cap, char *why, size_t why_cap)
 {
         int (*state)(int) = NULL;
-        void (*reason)(char *, size_t) = NULL;
+        void (*reason)(int, char *, size_t) = NULL;
         FILE *f = fopen("/proc/self/maps", "r");
         char line[1024];
 
@@ -29,7 +29,7 @@ const char *vec_products(void *plugin, int ordinal, char *lib, size_t lib_cap, c
                 *(void **)&reason = dlsym(plugin, "kiln_cuda_vec_cublas_why");
         }
         if (reason)
-                reason(why, why_cap);
+                reason(ordinal, why, why_cap);
         int st = state ? state(ordinal) : 0;
         return st > 0 ? "cuBLAS" : st < 0 ? "own kernel" : "not tried";
 }

@@ -67,6 +67,7 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
         int state;              /* enum vec_cublas_state */
         unsigned failures;      /* attempts that could not run */
+        char why[320];          /* the last reason it was not used on this device, "" once used */
 } devices[MAX_DEVICES];
 static struct {
         int device;
@@ -74,9 +75,12 @@ static struct {
         cublas_handle h;
 } handles[MAX_HANDLES];
 static unsigned n_handles;
-/* The last reason cuBLAS was not used, or "". Under lock. */
-static char why[320];
+/* Why cuBLAS is not used anywhere (not loaded), or ""; and the reason a try on a
+ * device failed, written where it failed, kept by failed_try for that device.
+ * Under lock. */
+static char load_why[320], why[320];
 
+#define SET_LOAD_WHY(...) snprintf(load_why, sizeof(load_why), __VA_ARGS__)
 #define SET_WHY(...) snprintf(why, sizeof(why), __VA_ARGS__)
 
 static bool emulation_asked(void)
@@ -98,7 +102,7 @@ static void load(void)
 static void load_locked(void)
 {
         if (emulation_asked()) {
-                SET_WHY("not used: CUBLAS_EMULATE_SINGLE_PRECISION or CUBLAS_EMULATION_STRATEGY is set");
+                SET_LOAD_WHY("not used: CUBLAS_EMULATE_SINGLE_PRECISION or CUBLAS_EMULATION_STRATEGY is set");
                 return;
         }
         /* The loader's path first, then the toolkit's default place. */
@@ -111,7 +115,7 @@ static void load_locked(void)
                 if (!(api.lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL)))
                         err = dlerror();
         if (!api.lib) {
-                SET_WHY("not loaded: %s", err ? err : "dlopen failed");
+                SET_LOAD_WHY("not loaded: %s", err ? err : "dlopen failed");
                 return;
         }
         *(void **)&api.create = dlsym(api.lib, "cublasCreate_v2");
@@ -121,7 +125,7 @@ static void load_locked(void)
         *(void **)&api.sgemm = dlsym(api.lib, "cublasSgemm_v2_64");
         api_ok = api.create && api.destroy && api.set_stream && api.set_math_mode && api.sgemm;
         if (!api_ok)
-                SET_WHY("not used: the library lacks one of cublasCreate_v2, cublasDestroy_v2, cublasSetStream_v2, "
+                SET_LOAD_WHY("not used: the library lacks one of cublasCreate_v2, cublasDestroy_v2, cublasSetStream_v2, "
                         "cublasSetMathMode, cublasSgemm_v2_64");
 }
 
@@ -241,6 +245,7 @@ static int check_device(cublas_handle h, cudaStream_t st)
  * times. Under lock. */
 static void failed_try(int device)
 {
+        snprintf(devices[device].why, sizeof(devices[device].why), "%s", why);
         if (++devices[device].failures >= CHECK_TRIES)
                 devices[device].state = VEC_CUBLAS_OWN;
 }
@@ -267,12 +272,15 @@ bool vec_cublas_product(void *stream, const float *q, uint32_t qc, const float *
                         failed_try(device);
                 } else if (devices[device].state == VEC_CUBLAS_UNCHECKED) {
                         int c = check_device(h, st);
-                        if (c == 1)
+                        if (c == 1) {
                                 devices[device].state = VEC_CUBLAS_USED;
-                        else if (c == 0)
+                                devices[device].why[0] = '\0';
+                        } else if (c == 0) {
                                 devices[device].state = VEC_CUBLAS_OWN; /* a wrong value: never again */
-                        else
+                                snprintf(devices[device].why, sizeof(devices[device].why), "%s", why);
+                        } else {
                                 failed_try(device);
+                        }
                 }
                 /* Enqueued only: the handle is this stream's alone, so the lock is not
                  * needed past the call. */
@@ -322,13 +330,14 @@ __attribute__((visibility("default"))) int kiln_cuda_vec_cublas_state(int device
         return r;
 }
 
-/* For tests/gpu's report only: the last reason cuBLAS was not used on any device
- * (a sentence, "" when none) into buf. */
-__attribute__((visibility("default"))) void kiln_cuda_vec_cublas_why(char *buf, size_t cap)
+/* For tests/gpu's report only: why vec.search's products on `device` do not go
+ * through cuBLAS (a sentence: not loaded, or the device's last failed try), "" when
+ * they do or nothing failed, into buf. */
+__attribute__((visibility("default"))) void kiln_cuda_vec_cublas_why(int device, char *buf, size_t cap)
 {
         if (!cap)
                 return;
         pthread_mutex_lock(&lock);
-        snprintf(buf, cap, "%s", why);
+        snprintf(buf, cap, "%s", load_why[0] || device < 0 || device >= MAX_DEVICES ? load_why : devices[device].why);
         pthread_mutex_unlock(&lock);
 }
