@@ -773,8 +773,9 @@ int jobs_submit(struct jobs *js, const struct job_submit *rq, struct proto_error
                 job_unref(j);
                 return -ENOMEM;
         }
-        /* Its inputs are held until it ends. */
-        if (j->in.size && js->mem) {
+        /* Its inputs are held until it ends; one the store has no room for only
+         * asks for an answer, which needs none of them. */
+        if (j->in.size && js->mem && !no_room) {
                 if (!membudget_try_take(js->mem, MEM_INPUTS, j->in.size)) {
                         submit_error(ret_err, KERR_UNAVAILABLE, NULL,
                                      "kilnd's memory budget (memory.max_bytes) has no room for this job's %zu bytes "
