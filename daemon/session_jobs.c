@@ -403,9 +403,13 @@ static void store_reply(struct store_req *r)
                                     rec->finished_ms, rec->attempts);
                 break;
         case KOP_CANCEL: {
-                const char *state = kiln_job_state_name(live ? atomic_load(&live->state) : rec->state);
-                session_send_json(s, json_pack("{s:s, s:s, s:s, s:s}", "op", "ok", "job", id, "state", state,
-                                               "was", state),
+                /* Live by now (it was not when asked): cancelled as on the live path. */
+                int was = live ? atomic_load(&live->state) : rec->state;
+                if (live)
+                        jobs_cancel(d->jobs, live);
+                session_send_json(s, json_pack("{s:s, s:s, s:s, s:s}", "op", "ok", "job", id, "state",
+                                               kiln_job_state_name(live ? atomic_load(&live->state) : rec->state),
+                                               "was", kiln_job_state_name(was)),
                                   r->ref);
                 break;
         }
