@@ -29,7 +29,8 @@ static inline int kiln_stdout_written(const char *prog)
         errno = 0;
         if (fflush(stdout) == 0 && !ferror(stdout))
                 return 0;
-        fprintf(stderr, "%s: cannot write to standard output: %s\n", prog, strerror(errno ? errno : EIO));
+        if (errno != EPIPE) /* a reader that stopped (| head) needs no message */
+                fprintf(stderr, "%s: cannot write to standard output: %s\n", prog, strerror(errno ? errno : EIO));
         return -1;
 }
 
