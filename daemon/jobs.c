@@ -114,6 +114,13 @@ struct job *job_alloc(struct jobs *js, const struct kiln_kind *kind)
         j->progress_mail.fn = on_progress_mail;
         pthread_mutex_init(&j->progress_lock, NULL);
         j->item.kind = kind;
+        j->accepted_max_result = atomic_load(&js->max_result_bytes);
+        j->accepted_mem_max = UINT64_MAX;
+        if (js->mem) {
+                struct membudget_view mv;
+                membudget_view(js->mem, &mv);
+                j->accepted_mem_max = mv.take_max;
+        }
         return j;
 }
 
@@ -515,13 +522,24 @@ static int hold_bound_result(struct jobs *js, struct job *j, enum kiln_err *ret_
         uint64_t result = kiln_kind_result_bytes(j->kind, j->params, j->in.arrays, j->in.n, &j->object);
         /* Its values' text again: its done message holds them once more. */
         uint64_t need = result + kiln_kind_values_text_bytes(j->kind, j->params, j->in.arrays, j->in.n, &j->object);
+        /* limits.max_result_bytes is checked as at its submit: the limit then, or a
+         * higher one since. */
         uint64_t limit = atomic_load(&js->max_result_bytes), mem_max = UINT64_MAX;
+        if (limit < j->accepted_max_result)
+                limit = j->accepted_max_result;
         const char *object = j->kind->object_param ? j->kind->object_param : "object";
         struct membudget_view mv;
 
         if (js->mem) {
                 membudget_view(js->mem, &mv);
                 mem_max = mv.take_max;
+        }
+        /* memory.max_bytes lowered by a reload since it was accepted: it waits for
+         * room, as a job whose size was known at its submit does (the scheduler),
+         * and fails only past what it was accepted under. */
+        if (result <= limit && need + j->in.size > mem_max && need + j->in.size <= j->accepted_mem_max) {
+                j->item.mem_bytes = need;
+                return SCHED_PREPARE_WAIT;
         }
         if (result > limit || need + j->in.size > mem_max) {
                 *ret_code = KERR_TOO_LARGE;

@@ -178,6 +178,10 @@ struct job {
         bool early_listed;        /* on that list (which holds a reference) */
         int64_t early_due_mono;   /* stored queued if still in its queue by then */
         uint64_t unstored;        /* what it counts in jobs.unstored until its final record is stored */
+        /* limits.max_result_bytes and what memory.max_bytes let one job take when it
+         * was accepted (or recovered): a job whose result size is known only once its
+         * object is loaded is held to these, not to lower ones a reload set since. */
+        uint64_t accepted_max_result, accepted_mem_max;
 
         /* One store operation and one mail at a time: commit, then finish. */
         struct store_job record;  /* borrows the job's strings, for the op in flight */

@@ -529,8 +529,13 @@ static void reload(struct kilnd *d)
 
 static void handle_signals(struct kilnd *d)
 {
-        if (atomic_exchange(&d->sig_hup, false))
-                reload(d);
+        if (atomic_exchange(&d->sig_hup, false)) {
+                /* Stopping: a reload would tell systemd READY=1 and "Serving". */
+                if (d->draining || atomic_load(&d->sig_term))
+                        log_notice("SIGHUP while stopping: nothing reloaded");
+                else
+                        reload(d);
+        }
         if (atomic_load(&d->sig_term))
                 begin_drain(d);
         check_drain(d);
@@ -682,6 +687,12 @@ static const lws_retry_bo_t retry_policy = {
 };
 
 static struct lws_http_mount mount_web;
+/* What libwebsockets is handed by pointer and keeps for the context's life: copies,
+ * since a SIGHUP frees the configuration they come from (these three are
+ * start-only: keep_start_only). */
+static char start_web_root[sizeof(((struct kiln_config *)0)->server.web_root)];
+static char start_tls_cert[sizeof(((struct kiln_config *)0)->server.tls_cert)];
+static char start_tls_key[sizeof(((struct kiln_config *)0)->server.tls_key)];
 static struct lws_http_mount mount_readyz;
 static struct lws_http_mount mount_healthz;
 static struct lws_http_mount mount_metrics;
@@ -761,10 +772,11 @@ int server_start(struct kilnd *d)
                 .origin_protocol = LWSMPRO_CALLBACK,
                 .mount_next = &mount_web,
         };
+        snprintf(start_web_root, sizeof(start_web_root), "%s", d->cfg->server.web_root);
         mount_web = (struct lws_http_mount){
                 .mountpoint = "/",
                 .mountpoint_len = 1,
-                .origin = d->cfg->server.web_root,
+                .origin = start_web_root,
                 .def = "index.html",
                 .protocol = "http", /* a missing file comes to callback_http: 404 */
                 .origin_protocol = LWSMPRO_FILE,
@@ -798,8 +810,10 @@ int server_start(struct kilnd *d)
         raise_nofile((rlim_t)d->cfg->server.max_connections + NOFILE_SPARE);
         if (d->cfg->server.tls_cert[0]) {
                 info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-                info.ssl_cert_filepath = d->cfg->server.tls_cert;
-                info.ssl_private_key_filepath = d->cfg->server.tls_key;
+                snprintf(start_tls_cert, sizeof(start_tls_cert), "%s", d->cfg->server.tls_cert);
+                snprintf(start_tls_key, sizeof(start_tls_key), "%s", d->cfg->server.tls_key);
+                info.ssl_cert_filepath = start_tls_cert;
+                info.ssl_private_key_filepath = start_tls_key;
         }
         /* HTTP/1.1 only, never HTTP/2 (by ALPN under TLS; h2c upgrades are refused in
          * callback_http). libwebsockets 4.1.6 advertises WebSocket over HTTP/2

@@ -387,6 +387,11 @@ static void op_hello(struct session *s, const struct proto_req *rq)
                         return;
                 }
                 s->authed = true;
+        } else if (!s->authed) {
+                /* Opened while auth was required, signing in after a reload turned it
+                 * off: as every connection without auth (session_open). */
+                auth_anonymous(&s->who);
+                s->authed = true;
         }
         /* "kinds" lists the names (SPEC §2.1); "schemas" gives each kind's parameter
          * schema and its inputs so a client (the web UI) can build and check its forms. */

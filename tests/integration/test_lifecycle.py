@@ -16,10 +16,13 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.request
 
+import numpy as np
 import websockets
 
 from kiln_fixture import KILND, Client, Kilnd, collect_done, free_port
+from kiln_objects import next_ref, part_frames, send_frames, vec_put
 
 ALL_MAPS = ["kappa", "gamma1", "gamma2", "alpha_x", "alpha_y", "mu", "psi"]
 SYSTEMD_VARS = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "INVOCATION_ID", "LISTEN_FDS",
@@ -317,6 +320,108 @@ class ServiceTest(unittest.TestCase):
         self.assertIn(f"{self.k.config}:3", log, "the reload error should name FILE:LINE")
         self.assertIsNone(self.k.proc.poll(), "a broken config on reload must not stop kilnd")
         self.assert_serves()
+        self.assertEqual(self.k.stop(), 0, self.k.read_log())
+
+    def reload_with(self, text, after):
+        """Writes the config file, sends SIGHUP and waits for the READY=1 after it:
+        the index of that message."""
+        with open(self.k.config, "w") as f:
+            f.write(text)
+        self.k.proc.send_signal(signal.SIGHUP)
+        reloading = self.notify.wait_for(has("RELOADING", "1"), start=after + 1)
+        return self.notify.wait_for(has("READY", "1"), start=reloading + 1)
+
+    def test_the_web_ui_is_served_after_reloads(self):
+        # libwebsockets keeps the web root's path by pointer: it pointed into the
+        # configuration a reload frees (a use after free under AddressSanitizer).
+        self.start(config_text="[log]\nlevel = notice\n", notify=True)
+        ready = self.notify.wait_for(has("READY", "1"))
+        with urllib.request.urlopen(self.k.http + "/", timeout=5) as r:
+            page = r.read()
+        for level in ("info", "notice", "info"):
+            ready = self.reload_with(f"[log]\nlevel = {level}\n", ready)
+        with urllib.request.urlopen(self.k.http + "/", timeout=5) as r:
+            self.assertEqual(r.read(), page)
+        self.assertEqual(self.k.stop(), 0, self.k.read_log())
+
+    def test_a_connection_that_signs_in_after_a_reload_turned_auth_off_is_anonymous(self):
+        # It was welcomed as tenant "" with role read, refused everything, then
+        # closed for not signing in.
+        class AuthFromConfig(ServiceKilnd):
+            def environment(self):
+                env = super().environment()
+                env.pop("KILN_AUTH_REQUIRED", None)
+                return env
+        self.notify = NotifyListener()
+        self.k = AuthFromConfig(env={"NOTIFY_SOCKET": self.notify.path}, config_text="[auth]\nrequired = true\n")
+        self.k.start()
+        ready = self.notify.wait_for(has("READY", "1"))
+
+        async def go():
+            ws = await websockets.connect(self.k.url, subprotocols=["kiln.v1"])
+            self.reload_with("[auth]\nrequired = false\n", ready)
+            c = Client(ws)
+            welcome = await c.call({"op": "hello"})
+            acc = await c.submit("lens.nfw", {"mass": 1.01e14, "concentration": 5, "grid_size": 8})
+            await c.close()
+            return welcome, acc
+        welcome, acc = self.run_async(go())
+        self.assertEqual((welcome["op"], welcome["tenant"], welcome["role"]), ("welcome", "default", "admin"), welcome)
+        self.assertEqual(acc["op"], "accepted", acc)
+        self.assertEqual(self.k.stop(), 0, self.k.read_log())
+
+    def test_sighup_while_draining_reloads_nothing(self):
+        # A reload then told systemd READY=1 and "Serving" until kilnd exited.
+        self.start(config_text="[log]\nlevel = notice\n", env={"KILN_CPU_THREADS": "1"}, notify=True)
+        self.notify.wait_for(has("READY", "1"))
+
+        async def busy():
+            c = await Client.connect(self.k.url)
+            acc = await c.submit("lens.nfw", {"mass": 3.3e14, "concentration": 4, "grid_size": 4096, "maps": ALL_MAPS})
+            self.assertEqual(acc["op"], "accepted", acc)
+            while (await c.call({"op": "status", "job": acc["job"]}))["state"] != "running":
+                await asyncio.sleep(0.01)  # the drain waits for a running job
+            await c.close()
+        self.run_async(busy())
+        self.k.proc.send_signal(signal.SIGTERM)
+        stopping = self.notify.wait_for(has("STOPPING", "1"))
+        self.k.proc.send_signal(signal.SIGHUP)
+        self.assertEqual(self.k.proc.wait(60), 0, self.k.read_log())
+        after = [f for _, f in self.notify.messages[stopping + 1:]]
+        self.assertFalse([f for f in after if "READY" in f or "RELOADING" in f], after)
+        self.assertIn("SIGHUP while stopping: nothing reloaded", self.k.read_log())
+
+    def test_a_job_bound_to_a_collection_waits_when_a_reload_lowers_memory(self):
+        # Its result's size is known only once its collection is loaded: checked
+        # then against the lowered memory.max_bytes, it failed too_large, where a job
+        # whose size was known at its submit waits for room.
+        self.start(config_text="[memory]\nmax_bytes = 2GiB\n", env={"KILN_CPU_THREADS": "1"}, notify=True)
+        ready = self.notify.wait_for(has("READY", "1"))
+
+        async def go():
+            c = await Client.connect(self.k.url)
+            rows = np.random.default_rng(3).random((1000, 4), dtype=np.float32)
+            put = await vec_put(c, "big", rows, ["x" * 96 + "%04d" % i for i in range(1000)], metric="l2")
+            self.assertEqual(put["op"], "vec", put)
+            blocker = await c.submit("lens.nfw", {"mass": 3.4e14, "concentration": 4, "grid_size": 4096,
+                                                  "maps": ALL_MAPS}, watch=False)
+            ref = next_ref(c)
+            queries = rows[:400]
+            await send_frames(c, part_frames(ref, "queries", "f32", list(queries.shape), queries.tobytes()))
+            search = await c.call({"op": "submit", "kind": "vec.search", "params": {"collection": "big", "k": 1000},
+                                   "ref": ref})  # about 90 MiB of ids and scores
+            self.assertEqual(search["op"], "accepted", search)
+            r = self.reload_with("[memory]\nmax_bytes = 64MiB\n", ready)
+            await c.call({"op": "cancel", "job": blocker["job"]})
+            await asyncio.sleep(1.5)  # the search is prepared against 64 MiB: it waits
+            st = await c.call({"op": "status", "job": search["job"]})
+            self.reload_with("[memory]\nmax_bytes = 2GiB\n", r)
+            done, _, _ = await c.read_done(search["job"], timeout=60)
+            await c.close()
+            return st, done
+        st, done = self.run_async(go())
+        self.assertIn(st["state"], ("queued", "running"), st)
+        self.assertEqual(done["state"], "done", done)
         self.assertEqual(self.k.stop(), 0, self.k.read_log())
 
     def test_sighup_applies_the_batch_settings_to_the_batches_after_it(self):
