@@ -43,10 +43,10 @@ void mailbox_set_context(struct mailbox *mb, struct lws_context *ctx)
                 lws_cancel_service(ctx);
 }
 
+/* The wake is made under the lock: once mailbox_set_context(NULL) has returned,
+ * no other thread touches the context, which the loop thread then destroys. */
 void mailbox_post(struct mailbox *mb, struct mail *m)
 {
-        struct lws_context *wake = NULL;
-
         m->next = NULL;
         pthread_mutex_lock(&mb->lock);
         if (mb->tail)
@@ -56,11 +56,17 @@ void mailbox_post(struct mailbox *mb, struct mail *m)
         mb->tail = m;
         if (!mb->woken && mb->ctx) {
                 mb->woken = true;
-                wake = mb->ctx;
+                lws_cancel_service(mb->ctx);
         }
         pthread_mutex_unlock(&mb->lock);
-        if (wake)
-                lws_cancel_service(wake);
+}
+
+void mailbox_wake(struct mailbox *mb)
+{
+        pthread_mutex_lock(&mb->lock);
+        if (mb->ctx)
+                lws_cancel_service(mb->ctx);
+        pthread_mutex_unlock(&mb->lock);
 }
 
 unsigned mailbox_drain(struct mailbox *mb)

@@ -23,6 +23,9 @@ void mailbox_free(struct mailbox *mb);
 void mailbox_set_context(struct mailbox *mb, struct lws_context *ctx);
 /* Queues `m` and wakes the loop (once per batch). Any thread; never blocks long. */
 void mailbox_post(struct mailbox *mb, struct mail *m);
+/* Wakes the loop, if it has a context, with nothing to run (a signal to look at).
+ * Any thread. */
+void mailbox_wake(struct mailbox *mb);
 /* Runs every queued mail, oldest first, on the calling (loop) thread. Returns how
  * many ran. */
 unsigned mailbox_drain(struct mailbox *mb);

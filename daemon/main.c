@@ -65,6 +65,17 @@ static const char *const *kind_names(void)
 /* ---- signals: a thread turns them into flags the loop reads ---- */
 
 static pthread_t signal_tid;
+/* The mailbox the signal thread wakes the loop through, while it exists (set after
+ * mailbox_new, cleared before mailbox_free: the thread outlives both). */
+static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct mailbox *wake_mailbox;
+
+static void set_wake_mailbox(struct mailbox *mb)
+{
+        pthread_mutex_lock(&wake_lock);
+        wake_mailbox = mb;
+        pthread_mutex_unlock(&wake_lock);
+}
 
 /* Runs only in a thread that does not block the signals (one a library started
  * before main set the mask): hands the signal to the signal thread, which blocks
@@ -94,10 +105,13 @@ static void *signal_thread(void *arg)
                         atomic_store(&d->sig_hup, true);
                 else
                         atomic_store(&d->sig_term, true);
-                /* The loop may not exist yet (start-up); it reads the flags when it does. */
-                struct lws_context *ctx = d->lws;
-                if (ctx)
-                        lws_cancel_service(ctx);
+                /* The loop may not exist yet (start-up), or be going (server_stop):
+                 * the mailbox wakes it only while its context lives; it reads the
+                 * flags when it runs. */
+                pthread_mutex_lock(&wake_lock);
+                if (wake_mailbox)
+                        mailbox_wake(wake_mailbox);
+                pthread_mutex_unlock(&wake_lock);
                 if (sig != SIGHUP && atomic_load(&d->sig_term) && d->quit)
                         break;
         }
@@ -253,6 +267,7 @@ static void teardown(struct kilnd *d)
         free(d->sessions);
         objects_free(d->objects);
         membudget_free(d->mem); /* after everything that takes from it */
+        set_wake_mailbox(NULL);
         mailbox_free(d->mailbox);
         store_close(d->store);
         auth_tokens_free(d->tokens);
@@ -387,6 +402,7 @@ int main(int argc, char **argv)
         r = mailbox_new(&d->mailbox);
         if (r < 0)
                 goto fail;
+        set_wake_mailbox(d->mailbox);
         /* One budget for inputs, results and output buffers (memory.max_bytes, worked
          * out by the configuration when 0); SIGHUP changes its limit. */
         r = membudget_new(d->cfg->memory.max_bytes, &d->mem);
