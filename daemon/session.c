@@ -816,7 +816,8 @@ int session_receive(struct kilnd *d, struct session *s, const void *in, size_t l
 /* Sends the stats object to every session subscribed to it. */
 static void push_stats(struct session *s, void *userdata)
 {
-        if (s->stats_subscribed && s->out_queued < 64)
+        /* Not to one being closed (its token revoked: nothing more is served to it). */
+        if (s->stats_subscribed && s->authed && !s->kick && s->out_queued < 64)
                 session_send_json(s, stats_json(s->d, &s->who), NULL);
 }
 
