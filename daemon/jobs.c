@@ -534,14 +534,10 @@ static int hold_bound_result(struct jobs *js, struct job *j, enum kiln_err *ret_
                 membudget_view(js->mem, &mv);
                 mem_max = mv.take_max;
         }
-        /* memory.max_bytes lowered by a reload since it was accepted: it waits for
-         * room, as a job whose size was known at its submit does (the scheduler),
-         * and fails only past what it was accepted under. */
-        if (result <= limit && need + j->in.size > mem_max && need + j->in.size <= j->accepted_mem_max) {
-                j->item.mem_bytes = need;
-                return SCHED_PREPARE_WAIT;
-        }
-        if (result > limit || need + j->in.size > mem_max) {
+        /* Past memory.max_bytes now, but not past what it was accepted under (a
+         * reload lowered it since): it waits for room below, as a job whose size
+         * was known at its submit does, rather than fail. */
+        if (result > limit || (need + j->in.size > mem_max && need + j->in.size > j->accepted_mem_max)) {
                 *ret_code = KERR_TOO_LARGE;
                 snprintf(field, 128, "params");
                 if (result > limit)
