@@ -469,7 +469,10 @@ static bool keep_start_only(struct kiln_config *c, const struct kiln_config *in_
         return asked;
 }
 
-static void reload(struct kilnd *d)
+/* stopping: while draining, the configuration and tokens are reloaded all the same
+ * (a revoked token stops working), but systemd hears nothing: no RELOADING=1, and
+ * no READY=1 "Serving" after its STOPPING=1. */
+static void reload(struct kilnd *d, bool stopping)
 {
         extern char **environ;
         const char *names[32];
@@ -478,7 +481,8 @@ static void reload(struct kilnd *d)
                 names[n] = kiln_kinds[n]->name;
         names[n] = NULL;
 
-        sd_notify(0, "RELOADING=1\nSTATUS=Reloading configuration");
+        if (!stopping)
+                sd_notify(0, "RELOADING=1\nSTATUS=Reloading configuration");
         struct kiln_config *c = NULL;
         struct kiln_config_error err;
         int r = kiln_config_load(d->config_path, d->config_path_optional, environ, names, &c, &err);
@@ -521,21 +525,18 @@ static void reload(struct kilnd *d)
                         sessions_recheck_tokens(d);
                         objects_set_cache_limits(d->objects, c->memory.objects_cache_bytes,
                                                  OBJECTS_IDLE_MAX_ENTRIES);
-                        log_notice("SIGHUP: configuration reloaded (%zu tokens)", auth_tokens_count(t));
+                        log_notice("SIGHUP: configuration reloaded%s (%zu tokens)", stopping ? " while stopping" : "",
+                                   auth_tokens_count(t));
                 }
         }
-        sd_notify(0, "READY=1\nSTATUS=Serving");
+        if (!stopping)
+                sd_notify(0, "READY=1\nSTATUS=Serving");
 }
 
 static void handle_signals(struct kilnd *d)
 {
-        if (atomic_exchange(&d->sig_hup, false)) {
-                /* Stopping: a reload would tell systemd READY=1 and "Serving". */
-                if (d->draining || atomic_load(&d->sig_term))
-                        log_notice("SIGHUP while stopping: nothing reloaded");
-                else
-                        reload(d);
-        }
+        if (atomic_exchange(&d->sig_hup, false))
+                reload(d, d->draining || atomic_load(&d->sig_term));
         if (atomic_load(&d->sig_term))
                 begin_drain(d);
         check_drain(d);
