@@ -71,7 +71,7 @@ struct kilnd {
         int64_t drain_deadline_ms;
         int64_t drain_closing_ms;
         bool closing;                 /* drained: closing connections with 1001 */
-        bool quit;                    /* leave the service loop */
+        atomic_bool quit;             /* leave the service loop (the signal thread reads it) */
 
         /* set by the signal thread, read by the loop */
         atomic_bool sig_term, sig_hup;

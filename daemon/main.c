@@ -286,7 +286,9 @@ int main(int argc, char **argv)
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
-        struct kilnd daemon = { .config_path = KILN_CONFIG_DEFAULT_PATH, .config_path_optional = true };
+        /* Static: the signal thread, detached, may still look at it while the
+         * process exits. */
+        static struct kilnd daemon = { .config_path = KILN_CONFIG_DEFAULT_PATH, .config_path_optional = true };
         struct kilnd *d = &daemon;
         bool check = false, print = false, version = false;
 
