@@ -387,7 +387,7 @@ static void op_hello(struct session *s, const struct proto_req *rq)
                         return;
                 }
                 s->authed = true;
-        } else if (!s->authed) {
+        } else if (!s->authed && !s->kick) { /* not one being closed (a revoked token) */
                 /* Opened while auth was required, signing in after a reload turned it
                  * off: as every connection without auth (session_open). */
                 auth_anonymous(&s->who);

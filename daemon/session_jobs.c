@@ -403,6 +403,13 @@ static void store_reply(struct store_req *r)
                                     rec->finished_ms, rec->attempts);
                 break;
         case KOP_CANCEL: {
+                /* The role is looked at again: a reload may have lowered or revoked
+                 * it while the store was read. */
+                if (!s->authed || s->kick || s->who.role < AUTH_ROLE_SUBMIT) {
+                        session_send_error(s, r->ref, KERR_FORBIDDEN, "op", "cancel needs the submit role; this token has "
+                                           "the %s role", auth_role_name(s->who.role));
+                        break;
+                }
                 /* Live by now (it was not when asked): cancelled as on the live path. */
                 int was = live ? atomic_load(&live->state) : rec->state;
                 if (live)
