@@ -810,11 +810,13 @@ int jobs_submit(struct jobs *js, const struct job_submit *rq, struct proto_error
         j->cache_store = cfg->cache.enabled;
         const struct store_cache_key *lookup = cfg->cache.enabled && rq->cache ? &j->cache_key : NULL;
         if (no_room) { /* answered by its key or the cache, or refused: nothing to promise */
+                /* Nor any input to keep: its digest is in its cache key already. */
+                job_inputs_clear(&j->in);
+                j->item.inputs = NULL;
+                j->item.n_inputs = 0;
                 js->committing++;
                 submit_op_init(j, lookup, on_committed);
                 j->op.lookup_only = true;
-                j->op.input_size = 0;
-                j->op.write_input = NULL;
                 storeq_submit_loop(js->storeq, &j->op);
                 return 1;
         }

@@ -485,12 +485,15 @@ int store_open(const char *path, uint64_t map_size, enum store_sync_mode sync, s
                 /* In a transaction of its own, and never in the way of a start: a
                  * store that cannot take the deletes now (full) keeps the leftovers
                  * until a later start. */
-                MDB_txn *txn;
+                MDB_txn *txn = NULL;
                 int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
-                if (rc == 0 && (rc = orphan_inputs_drop(s, txn)) == 0)
-                        rc = mdb_txn_commit(txn);
-                else if (rc)
-                        mdb_txn_abort(txn);
+                if (rc == 0) {
+                        rc = orphan_inputs_drop(s, txn);
+                        if (rc == 0)
+                                rc = mdb_txn_commit(txn);
+                        else
+                                mdb_txn_abort(txn);
+                }
                 if (rc) {
                         s->orphan_error = store_mdb_errno(rc);
                         s->orphan_pieces = 0;

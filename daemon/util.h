@@ -2,11 +2,13 @@
 #pragma once
 
 #include <errno.h>
+#include <poll.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* The struct that holds `member` at `ptr` (an embedded store_op, mail, item). */
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
@@ -29,8 +31,12 @@ static inline int kiln_stdout_written(const char *prog)
         errno = 0;
         if (fflush(stdout) == 0 && !ferror(stdout))
                 return 0;
-        if (errno != EPIPE) /* a reader that stopped (| head) needs no message */
-                fprintf(stderr, "%s: cannot write to standard output: %s\n", prog, strerror(errno ? errno : EIO));
+        /* A reader that stopped (| head) needs no message: EPIPE now, or, failed at
+         * an earlier flush, a pipe whose other end is gone (POLLERR). */
+        struct pollfd p = { .fd = STDOUT_FILENO, .events = POLLOUT };
+        int e = errno;
+        if (e != EPIPE && !(e == 0 && poll(&p, 1, 0) == 1 && (p.revents & POLLERR)))
+                fprintf(stderr, "%s: cannot write to standard output: %s\n", prog, strerror(e ? e : EIO));
         return -1;
 }
 
