@@ -47,10 +47,10 @@ static int parse_hex(const char *s, unsigned char *out, size_t n)
 
 int auth_tokens_load(const char *path, struct auth_tokens **ret, unsigned *line)
 {
-        return auth_tokens_read(path, false, ret, line);
+        return auth_tokens_read(path, -1, ret, line);
 }
 
-int auth_tokens_read(const char *path, bool any_owner, struct auth_tokens **ret, unsigned *line)
+int auth_tokens_read(const char *path, long also_owner, struct auth_tokens **ret, unsigned *line)
 {
         struct auth_tokens *t = calloc(1, sizeof(*t));
         if (!t)
@@ -71,7 +71,7 @@ int auth_tokens_read(const char *path, bool any_owner, struct auth_tokens **ret,
          * kilnd runs as may (sshd's StrictModes). */
         struct stat st;
         if (fstat(fileno(f), &st) < 0 || (st.st_mode & (S_IWGRP | S_IWOTH)) ||
-            (!any_owner && st.st_uid != 0 && st.st_uid != geteuid())) {
+            (st.st_uid != 0 && st.st_uid != geteuid() && (also_owner < 0 || st.st_uid != (uid_t)also_owner))) {
                 fclose(f);
                 free(t);
                 return -EPERM;

@@ -26,9 +26,9 @@ struct auth_tokens;
  * or others may write or that neither root nor this process's user owns, or the
  * -errno of opening or reading it. */
 int auth_tokens_load(const char *path, struct auth_tokens **ret, unsigned *line);
-/* The same, with any_owner: the file's owner is not checked (kilnctl runs as
- * another user than kilnd, whose own check it cannot make). */
-int auth_tokens_read(const char *path, bool any_owner, struct auth_tokens **ret, unsigned *line);
+/* The same, with also_owner (>= 0): a user besides root and this process's who may
+ * own the file (kilnctl, run by root, checks for kilnd's user, kiln). */
+int auth_tokens_read(const char *path, long also_owner, struct auth_tokens **ret, unsigned *line);
 /* auth_tokens_load's failure r (line: its `line`) as "PATH:LINE: reason", or
  * "PATH: reason" when no line is at fault; with `key` (the setting that names the
  * file) after the place: "PATH:LINE: KEY: reason". Returns buf. */

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <pwd.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -149,7 +150,9 @@ int ctl_tokens_check(const char *tokens_file, const char *name, char *why, size_
 {
         struct auth_tokens *t = NULL;
         unsigned line = 0;
-        int r = auth_tokens_read(tokens_file, true, &t, &line);
+        /* kilnd takes a file of root's or of its own user: kiln, as packaged. */
+        const struct passwd *kiln = getpwnam("kiln");
+        int r = auth_tokens_read(tokens_file, kiln ? (long)kiln->pw_uid : -1, &t, &line);
 
         if (r < 0) {
                 auth_tokens_error(tokens_file, NULL, r, line, why, size);

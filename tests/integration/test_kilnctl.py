@@ -911,17 +911,28 @@ class KilnctlToken(unittest.TestCase):
             self.assertEqual(f.read().count(b"\n"), 2)
 
     @unittest.skipUnless(os.geteuid() == 0, "making a file another user's needs root")
-    def test_token_new_takes_a_file_of_kilnds_user(self):
-        # kilnd takes a file owned by root or by its own user, whom kilnctl (run by
-        # root, say) cannot know: kilnctl leaves the owner to kilnd.
-        with open(self.file, "w") as f:
-            f.write("alice acme admin " + "0" * 64 + "\n")
-        os.chmod(self.file, 0o600)
-        os.chown(self.file, 999, -1)
-        r = self.new("bob", "acme", "read")
-        self.assertEqual(r.returncode, 0, r.stderr)
-        with open(self.file) as f:
-            self.assertEqual(len(f.read().splitlines()), 2)
+    def test_token_new_takes_a_file_kilnd_takes_by_its_owner(self):
+        # kilnd takes a file of root's or of its own user (kiln, as packaged);
+        # kilnctl, run by root, takes the same and refuses another user's.
+        import pwd
+        try:
+            kiln = pwd.getpwnam("kiln").pw_uid
+        except KeyError:
+            kiln = None
+        for owner, ok in ((kiln, True), (54321, False)):
+            if owner is None:
+                continue
+            with self.subTest(owner=owner):
+                with open(self.file, "w") as f:
+                    f.write("alice acme admin " + "0" * 64 + "\n")
+                os.chmod(self.file, 0o600)
+                os.chown(self.file, owner, -1)
+                r = self.new("bob", "acme", "read")
+                self.assertEqual(r.returncode, 0 if ok else 1, r.stderr)
+                if not ok:
+                    self.assertIn("owned by a user other than root or kilnd's", r.stderr)
+                with open(self.file) as f:
+                    self.assertEqual(len(f.read().splitlines()), 2 if ok else 1)
 
     def test_token_new_adds_no_token_it_could_not_show(self):
         # A token added but never seen would be a credential nobody holds.
