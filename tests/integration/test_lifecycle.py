@@ -370,7 +370,7 @@ class ServiceTest(unittest.TestCase):
         self.assertEqual(acc["op"], "accepted", acc)
         self.assertEqual(self.k.stop(), 0, self.k.read_log())
 
-    def test_sighup_while_draining_reloads_nothing(self):
+    def test_sighup_while_draining_reloads_without_telling_systemd_it_serves(self):
         # A reload then told systemd READY=1 and "Serving" until kilnd exited.
         self.start(config_text="[log]\nlevel = notice\n", env={"KILN_CPU_THREADS": "1"}, notify=True)
         self.notify.wait_for(has("READY", "1"))
@@ -389,7 +389,7 @@ class ServiceTest(unittest.TestCase):
         self.assertEqual(self.k.proc.wait(60), 0, self.k.read_log())
         after = [f for _, f in self.notify.messages[stopping + 1:]]
         self.assertFalse([f for f in after if "READY" in f or "RELOADING" in f], after)
-        self.assertIn("SIGHUP while stopping: nothing reloaded", self.k.read_log())
+        self.assertIn("SIGHUP: configuration reloaded while stopping", self.k.read_log())
 
     def test_a_job_bound_to_a_collection_waits_when_a_reload_lowers_memory(self):
         # Its result's size is known only once its collection is loaded: checked
@@ -422,6 +422,38 @@ class ServiceTest(unittest.TestCase):
         st, done = self.run_async(go())
         self.assertIn(st["state"], ("queued", "running"), st)
         self.assertEqual(done["state"], "done", done)
+        self.assertEqual(self.k.stop(), 0, self.k.read_log())
+
+    def test_a_job_bound_to_a_collection_runs_when_only_its_inputs_pass_a_lowered_budget(self):
+        # Its result (64 MB) fits the 64 MiB a reload left, its result and inputs do
+        # not: it runs, as any job whose inputs alone are in the way does, rather
+        # than wait on a worker until its deadline with every job behind it.
+        self.start(config_text="[memory]\nmax_bytes = 2GiB\n", env={"KILN_CPU_THREADS": "1"}, notify=True)
+        ready = self.notify.wait_for(has("READY", "1"))
+
+        async def go():
+            c = await Client.connect(self.k.url)
+            rng = np.random.default_rng(3)
+            rows = rng.random((1000, 1024), dtype=np.float32)
+            put = await vec_put(c, "c", rows, ["x" * 96 + "%04d" % i for i in range(1000)], metric="l2")
+            self.assertEqual(put["op"], "vec", put)
+            blocker = await c.submit("lens.nfw", {"mass": 3.5e14, "concentration": 4, "grid_size": 4096,
+                                                  "maps": ALL_MAPS}, watch=False)
+            ref = next_ref(c)
+            queries = rng.random((1000, 1024), dtype=np.float32)  # 4 MiB of inputs
+            await send_frames(c, part_frames(ref, "queries", "f32", list(queries.shape), queries.tobytes()))
+            search = await c.call({"op": "submit", "kind": "vec.search", "params": {"collection": "c", "k": 305},
+                                   "ref": ref, "timeout_ms": 30000})
+            self.assertEqual(search["op"], "accepted", search)
+            self.reload_with("[memory]\nmax_bytes = 64MiB\n", ready)
+            await c.call({"op": "cancel", "job": blocker["job"]})
+            done, _, _ = await c.read_done(search["job"], timeout=60)
+            small, _ = await c.run("lens.nfw", {"mass": 1.02e14, "concentration": 5, "grid_size": 8})
+            await c.close()
+            return done, small
+        done, small = self.run_async(go())
+        self.assertEqual(done["state"], "done", done)
+        self.assertEqual(small["state"], "done", small)
         self.assertEqual(self.k.stop(), 0, self.k.read_log())
 
     def test_sighup_applies_the_batch_settings_to_the_batches_after_it(self):
