@@ -332,7 +332,9 @@ static void send_finished(struct session *s, struct job *j, enum kiln_op op, jso
 {
         if (op == KOP_WATCH)
                 send_watching(s, j, ref);
-        session_send_done(s, j, op == KOP_RESULT ? ref : NULL);
+        /* With the ref of the op that asked for it, as a watch of a job still
+         * running gets it when it ends. */
+        session_send_done(s, j, ref);
 }
 
 static void send_list(struct session *s, struct store_req *r)

@@ -348,6 +348,7 @@ class ProtocolTest(KilndTestCase):
         self.assertEqual(ok["op"], "ok")
         self.assertEqual(done2["state"], "done")
         self.assertEqual(done2["result"], done1["result"])
+        self.assertEqual(done2.get("ref"), ok["ref"], "the done carries the watch's ref, as for a running job")
         self.assertEqual(parts["kappa"].shape, (16, 16))
 
     # ---- cancel ----
