@@ -203,7 +203,7 @@ int parts_add(struct parts *ps, const struct proto_frame *f, struct proto_error 
                 if (ps->n >= PARTS_MAX_PENDING) {
                         r = fail(err, KERR_TOO_LARGE, "frame",
                                  "part \"%s\": %d parts are waiting for their messages on this connection, the "
-                                 "most that may",
+                                 "most there may be",
                                  f->part, PARTS_MAX_PENDING);
                         goto out;
                 }

@@ -622,6 +622,10 @@ static int frame_decode(const uint8_t *buf, size_t len, bool whole, struct proto
                 goto fail;
         }
         f.ndim = (int)json_array_size(shape);
+        if (dt == KILN_DTYPE_BYTES && f.ndim != 1) {
+                k = proto_fail(err, KERR_BAD_REQUEST, "frame.shape", "a \"bytes\" part has one dimension: [n]");
+                goto fail;
+        }
         bytes = kiln_dtype_size(dt);
         for (int i = 0; i < f.ndim; i++) {
                 json_t *d = json_array_get(shape, (size_t)i);

@@ -1235,6 +1235,8 @@ static void test_frame_bad_shape_is_rejected(void **state)
         expect_frame_error("{\"ref\":1,\"part\":\"p\",\"dtype\":\"u8\",\"shape\":[-1]}", 0, "frame.shape");
         expect_frame_error("{\"ref\":1,\"part\":\"p\",\"dtype\":\"u8\",\"shape\":[2.0]}", 2, "frame.shape");
         expect_frame_error("{\"ref\":1,\"part\":\"p\",\"dtype\":\"u8\",\"shape\":[\"2\"]}", 2, "frame.shape");
+        /* bytes are of shape [n] */
+        expect_frame_error("{\"ref\":1,\"part\":\"p\",\"dtype\":\"bytes\",\"shape\":[2,2]}", 4, "frame.shape");
 }
 
 static void test_frame_payload_must_match_shape(void **state)
