@@ -49,7 +49,8 @@ static void usage(FILE *f)
                 "                      drop-ins are read from FILE.d/*.conf)\n"
                 "      --check-config  validate the configuration and exit\n"
                 "      --print-config  print the effective configuration with each value's source\n"
-                "      --version       print the version and exit\n");
+                "      --version       print the version and exit\n"
+                "  -h, --help          print this summary and exit\n");
 }
 
 static const char *const *kind_names(void)

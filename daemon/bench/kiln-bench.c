@@ -37,7 +37,10 @@ static void usage(FILE *f)
                 "  --drain S         after the run, wait at most S s for jobs in flight (default 10)\n"
                 "  --json            print one JSON object instead of the text report\n"
                 "  --collection C    vec: the stored collection searched (one random query, k 10)\n"
-                "  --model M         score-model: the stored model scored (one random row)\n");
+                "  --model M         score-model: the stored model scored (one random row)\n"
+                "  --token T         the API token sent in each hello (none by default)\n"
+                "  --seed N          seed of the random parameters, for a run that can be repeated\n"
+                "  -h, --help        print this summary\n");
 }
 
 static int parse_double(const char *s, double min, double max, double *ret)
