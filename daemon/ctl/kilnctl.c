@@ -523,6 +523,11 @@ static int cmd_submit(struct ctx *x)
                 return 1;
         }
         bool wait = !a->val[OPT_NO_WAIT];
+        if (!wait && a->val[OPT_OUT]) {
+                json_decref(params);
+                return usage_error("%s", "--out writes the result's parts, which --no-wait does not wait for "
+                                         "(get them later with: kilnctl result JOB --out DIR)");
+        }
         json_t *msg = json_pack("{s:s, s:s, s:o, s:b}", "op", "submit", "kind", a->pos[1], "params", params,
                                 "watch", wait);
         if (msg && a->val[OPT_PRIORITY])

@@ -619,7 +619,10 @@ int ctl_ws_connect(const char *url, const char *subprotocol, int timeout_ms, str
         if (c->state != WS_OPEN) {
                 int r = -ECONNREFUSED;
                 if (timed_out) {
-                        snprintf(err, err_size, "no connection within %d s", (timeout_ms + 999) / 1000);
+                        if (timeout_ms % 1000)
+                                snprintf(err, err_size, "no connection within %d ms", timeout_ms);
+                        else
+                                snprintf(err, err_size, "no connection within %d s", timeout_ms / 1000);
                         r = -ETIMEDOUT;
                 } else {
                         char why[200] = "";

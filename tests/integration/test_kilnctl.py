@@ -749,6 +749,7 @@ class KilnctlWithoutServer(unittest.TestCase):
             ["submit", "lens.nfw", "--timeout-ms", "soon"],
             ["list", "--out", "x"],
             ["list", "--limit", "0"],
+            ["submit", "lens.nfw", "mass=1e14", "--no-wait", "--out", "x"],  # nothing would be written
             ["--no-such-option", "stats"],
             ["--url", "http://127.0.0.1:1/", "stats"],
             ["token", "new", "alice", "acme"],
