@@ -18,7 +18,6 @@
  * order), so that a budget cuts the others; --kind times that kind alone. A run
  * that fails is printed with its reason and listed in the JSON's "failures"; the
  * exit status is then 1. */
-#include <dlfcn.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -311,22 +310,11 @@ int main(int argc, char **argv)
         kiln_jtext_bool(&j, truncated);
         kiln_jtext_key(&j, "seconds");
         kiln_jtext_num(&j, now_s() - start);
-        char cublas[512], why[512];
-        const char *products = vec_products(bs->plugin_handle, 0, cublas, sizeof(cublas), why, sizeof(why));
-        kiln_jtext_key(&j, "vec_products");
-        kiln_jtext_str(&j, products);
-        kiln_jtext_key(&j, "vec_products_why");
-        kiln_jtext_str(&j, why);
-        kiln_jtext_key(&j, "libcublas");
-        if (cublas[0])
-                kiln_jtext_str(&j, cublas);
-        else
-                kiln_jtext_null(&j);
+        vec_products_report(bs->plugin_handle, &j, NULL, NULL);
         kiln_jtext_close(&j);
         if (truncated)
                 printf("# stopped after the budget of %g s\n", budget);
-        printf("# vec.search products on the first CUDA device: %s (libcublas: %s)%s%s\n", products,
-               cublas[0] ? cublas : "not loaded", why[0] ? "; cuBLAS " : "", why);
+        vec_products_report(bs->plugin_handle, NULL, stdout, "# ");
         char *text = NULL;
         if (json && kiln_jtext_finish(&j, &text) >= 0) {
                 FILE *f = fopen(json, "w");

@@ -237,17 +237,7 @@ static int write_json(const char *path, const struct kiln_backends *bs, const ch
                 kiln_jtext_close(&j);
         }
         kiln_jtext_close(&j);
-        char lib[512], why[512];
-        const char *products = vec_products(bs->plugin_handle, 0, lib, sizeof(lib), why, sizeof(why));
-        kiln_jtext_key(&j, "vec_products");
-        kiln_jtext_str(&j, products);
-        kiln_jtext_key(&j, "vec_products_why");
-        kiln_jtext_str(&j, why);
-        kiln_jtext_key(&j, "libcublas");
-        if (lib[0])
-                kiln_jtext_str(&j, lib);
-        else
-                kiln_jtext_null(&j);
+        vec_products_report(bs->plugin_handle, &j, NULL, NULL);
         kiln_jtext_key(&j, "result");
         kiln_jtext_str(&j, verdict);
         kiln_jtext_close(&j);
@@ -312,12 +302,8 @@ int main(int argc, char **argv)
                         failed += r < 0;
                 }
         }
-        if (compared || failed) {
-                char lib[512], why[512];
-                const char *products = vec_products(bs->plugin_handle, 0, lib, sizeof(lib), why, sizeof(why));
-                printf("vec.search products on the first CUDA device: %s (libcublas: %s)%s%s\n", products,
-                       lib[0] ? lib : "not loaded", why[0] ? "; cuBLAS " : "", why);
-        }
+        if (compared || failed)
+                vec_products_report(bs->plugin_handle, NULL, stdout, "");
         const char *verdict = failed ? "failed" : compared ? "passed" : "skipped";
         if (!compared && !failed) {
                 for (size_t c = 0; kiln_kind_tests[c]; c++) {
