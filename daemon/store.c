@@ -66,10 +66,18 @@ int store_mdb_errno(int rc)
  * callers handle as such. */
 #define STORE_FS_NEARLY_FULL (16u << 20)
 
+/* The process's file size limit (RLIMIT_FSIZE, systemd's LimitFSIZE=), or
+ * UINT64_MAX when there is none. */
+static uint64_t file_size_limit(void)
+{
+        struct rlimit lim;
+        return getrlimit(RLIMIT_FSIZE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY ? (uint64_t)lim.rlim_cur
+                                                                                    : UINT64_MAX;
+}
+
 static int write_errno(struct store *s, int r)
 {
         struct statvfs vfs;
-        struct rlimit lim;
         struct stat st;
         int fd;
 
@@ -77,8 +85,8 @@ static int write_errno(struct store *s, int r)
                 return r;
         if ((uint64_t)vfs.f_bavail * vfs.f_frsize < STORE_FS_NEARLY_FULL)
                 return -ENOSPC;
-        if (getrlimit(RLIMIT_FSIZE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY && fstat(fd, &st) == 0 &&
-            (uint64_t)st.st_size + STORE_FS_NEARLY_FULL >= (uint64_t)lim.rlim_cur)
+        uint64_t limit = file_size_limit();
+        if (limit != UINT64_MAX && fstat(fd, &st) == 0 && (uint64_t)st.st_size + STORE_FS_NEARLY_FULL >= limit)
                 return -ENOSPC;
         return r;
 }
@@ -367,28 +375,37 @@ static int open_databases(struct store *s)
 /* What LMDB's lock file takes with its default 126 readers: two 4 KiB pages. */
 #define LOCK_MDB_BYTES 8192
 
-static int lock_path(const char *path, char *buf, size_t size)
+/* Opens the file `name` in the store's directory: the fd or -errno. */
+static int store_file_open(const char *path, const char *name, int flags)
 {
-        return (size_t)snprintf(buf, size, "%s/%s", path, STORE_LOCK_FILE) < size ? 0 : -ENAMETOOLONG;
+        char file[4096];
+        if ((size_t)snprintf(file, sizeof(file), "%s/%s", path, name) >= sizeof(file))
+                return -ENAMETOOLONG;
+        int fd = open(file, flags | O_CLOEXEC | O_NOFOLLOW, STORE_FILE_MODE);
+        return fd < 0 ? -errno : fd;
 }
 
 /* Takes the store's lock file (store.h) and writes this process's pid into it:
  * the fd, or -EBUSY when another process holds it. The kernel lets go of it when
- * the process ends, however it ends. */
-static int lock_store(const char *path)
+ * the process ends, however it ends; a clean stop empties it (store_close), so a
+ * pid found in it, or a lock file made now, says the last stop may have left
+ * pieces of inputs behind (*ret_unclean). */
+static int lock_store(const char *path, bool *ret_unclean)
 {
-        char file[4096], pid[24];
-        int r = lock_path(path, file, sizeof(file));
-        if (r < 0)
-                return r;
-        int fd = open(file, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, STORE_FILE_MODE);
+        char pid[24];
+        int fd = store_file_open(path, STORE_LOCK_FILE, O_RDWR | O_CREAT | O_EXCL), r;
+
+        *ret_unclean = fd >= 0;
+        if (fd == -EEXIST)
+                fd = store_file_open(path, STORE_LOCK_FILE, O_RDWR);
         if (fd < 0)
-                return -errno;
+                return fd;
         if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
                 r = errno == EWOULDBLOCK ? -EBUSY : -errno;
                 close(fd);
                 return r;
         }
+        *ret_unclean |= pread(fd, pid, 1, 0) != 0;
         int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
         if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
                 r = -errno;
@@ -403,12 +420,9 @@ static int lock_store(const char *path)
  * SIGBUS. Its first pages are allocated here instead, where no room is an error. */
 static int lock_mdb_allocate(const char *path)
 {
-        char file[4096];
-        if ((size_t)snprintf(file, sizeof(file), "%s/lock.mdb", path) >= sizeof(file))
-                return -ENAMETOOLONG;
-        int fd = open(file, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, STORE_FILE_MODE);
+        int fd = store_file_open(path, "lock.mdb", O_RDWR | O_CREAT);
         if (fd < 0)
-                return -errno;
+                return fd;
         int r = posix_fallocate(fd, 0, LOCK_MDB_BYTES);
         close(fd);
         return -r;
@@ -416,10 +430,8 @@ static int lock_mdb_allocate(const char *path)
 
 long store_holder(const char *path)
 {
-        char file[4096], buf[24] = "";
-        if (lock_path(path, file, sizeof(file)) < 0)
-                return 0;
-        int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        char buf[24] = "";
+        int fd = store_file_open(path, STORE_LOCK_FILE, O_RDONLY);
         if (fd < 0)
                 return 0;
         ssize_t n = read(fd, buf, sizeof(buf) - 1);
@@ -451,7 +463,8 @@ int store_open(const char *path, uint64_t map_size, enum store_sync_mode sync, s
         if (!s)
                 return -ENOMEM;
         s->sync = sync;
-        s->lock_fd = lock_store(path);
+        bool unclean;
+        s->lock_fd = lock_store(path, &unclean);
         if (s->lock_fd < 0) {
                 r = s->lock_fd;
                 free(s);
@@ -481,10 +494,11 @@ int store_open(const char *path, uint64_t map_size, enum store_sync_mode sync, s
                 r = store_mdb_errno(mdb_reader_check(s->env, &dead));
         if (r >= 0)
                 r = open_databases(s);
-        if (r >= 0) {
-                /* In a transaction of its own, and never in the way of a start: a
-                 * store that cannot take the deletes now (full) keeps the leftovers
-                 * until a later start. */
+        if (r >= 0 && unclean) {
+                /* After a stop that may have left some (a clean one leaves none), in
+                 * a transaction of its own, and never in the way of a start: a store
+                 * that cannot take the deletes now (full) keeps the leftovers until a
+                 * later start. */
                 MDB_txn *txn = NULL;
                 int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
                 if (rc == 0) {
@@ -497,6 +511,7 @@ int store_open(const char *path, uint64_t map_size, enum store_sync_mode sync, s
                 if (rc) {
                         s->orphan_error = store_mdb_errno(rc);
                         s->orphan_pieces = 0;
+                        s->leftovers = true;
                 }
         }
         if (r >= 0) {
@@ -523,7 +538,13 @@ void store_close(struct store *s)
                 return;
         mdb_env_close(s->env);
         cache_recent_free(s);
-        close(s->lock_fd); /* after the environment: no other process opens it before */
+        /* A clean stop: nothing for the next open to sweep, unless a sweep or a
+         * big write's cleanup failed (should the truncation fail, the next open
+         * only sweeps for nothing). Then the lock is let go, after the
+         * environment: no other process opens it before. */
+        if (!s->leftovers)
+                (void)!ftruncate(s->lock_fd, 0);
+        close(s->lock_fd);
         free(s);
 }
 
@@ -674,12 +695,9 @@ int store_room(struct store *s, struct store_room *ret)
         file_end = (uint64_t)fst.st_size > used ? (uint64_t)fst.st_size : used;
         fs_free = (uint64_t)vfs.f_bavail * vfs.f_frsize;
         /* A file size limit (LimitFSIZE=) is a disk that ends there. */
-        struct rlimit lim;
-        if (getrlimit(RLIMIT_FSIZE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY) {
-                uint64_t left = (uint64_t)lim.rlim_cur > file_end ? (uint64_t)lim.rlim_cur - file_end : 0;
-                if (left < fs_free)
-                        fs_free = left;
-        }
+        uint64_t limit = file_size_limit(), left = limit > file_end ? limit - file_end : 0;
+        if (left < fs_free)
+                fs_free = left;
         /* Past the file's end the map can only grow as far as the file system lets it. */
         grow = info.me_mapsize > file_end ? info.me_mapsize - file_end : 0;
         *ret = (struct store_room){

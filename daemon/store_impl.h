@@ -26,6 +26,7 @@ struct store {
         int lock_fd;                  /* STORE_LOCK_FILE, flock()ed for the life of the store */
         size_t orphan_pieces;         /* input pieces without a job record, dropped at open */
         int orphan_error;             /* why they could not be dropped, or 0 */
+        bool leftovers;               /* some may be left now: the lock file keeps the pid at close */
         MDB_dbi jobs, results, pending;
         MDB_dbi tenant_jobs; /* TENANT NUL id -> empty: each tenant's jobs in id (time) order, for list */
         MDB_dbi cache, cache_recent, cache_lru, cache_ttl, idem, retain, alias, refs;

@@ -272,14 +272,19 @@ static void big_complete(struct store_writer *w, struct store_op *op)
 {
         struct store_txn *t;
 
-        if (op->status < 0 && (op->written_input > 0 || op->written_result > 0) &&
-            store_txn_begin(w->s, true, &t) >= 0) {
-                /* Best effort: pieces without a record that says so are harmless. A
-                 * commit frees its transaction, failed or not. */
-                if (store_op_slices_drop(t, op) < 0)
-                        store_txn_abort(t);
-                else if (writer_commit(w, t, w->s->sync == STORE_SYNC_FULL) >= 0)
-                        w->dirty = true;
+        if (op->status < 0 && (op->written_input > 0 || op->written_result > 0)) {
+                /* Best effort: pieces without a record that says so are harmless,
+                 * and an input's are swept at the next open (leftovers). A commit
+                 * frees its transaction, failed or not. */
+                bool dropped = false;
+                if (store_txn_begin(w->s, true, &t) >= 0) {
+                        if (store_op_slices_drop(t, op) < 0)
+                                store_txn_abort(t);
+                        else if (writer_commit(w, t, w->s->sync == STORE_SYNC_FULL) >= 0)
+                                dropped = w->dirty = true;
+                }
+                if (!dropped && op->written_input > 0)
+                        w->s->leftovers = true; /* read at store_close, after the writer stopped */
         }
         w->big = op->next;
         if (!w->big)
