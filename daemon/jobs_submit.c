@@ -112,16 +112,16 @@ void job_rejected(struct jobs *js, struct job *j, enum kiln_err code, const char
 
 void job_not_stored(struct jobs *js, struct job *j)
 {
-        if (j->no_room && j->op.status == -ENOSPC) {
-                /* Neither its key nor the cache answered it, and it was not stored. */
-                job_rejected(js, j, KERR_UNAVAILABLE, j->no_room);
-        } else {
+        /* One the store had no room for, which neither its key nor the cache
+         * answered, was never meant to be stored: no error of the store's. */
+        bool no_room = j->no_room && j->op.status == -ENOSPC;
+        if (!no_room)
                 log_error("job %s: storing it failed: %s", j->id_text, strerror(-j->op.status));
-                jobs_coalesce_remove(js, j);
-                job_rejected(js, j, KERR_UNAVAILABLE,
-                             j->op.status == -ENOSPC ? "the job store is full: the job was not accepted"
-                                                     : "the job could not be stored");
-        }
+        jobs_coalesce_remove(js, j);
+        job_rejected(js, j, KERR_UNAVAILABLE,
+                     no_room                    ? j->no_room
+                     : j->op.status == -ENOSPC ? "the job store is full: the job was not accepted"
+                                               : "the job could not be stored");
         if (j->early) { /* live since its submission: it leaves the heap and the table */
                 jobs_deadline_remove(js, j);
                 j->delivered = true;
@@ -809,34 +809,33 @@ int jobs_submit(struct jobs *js, const struct job_submit *rq, struct proto_error
         j->watch_submitter = rq->watch;
         j->cache_store = cfg->cache.enabled;
         const struct store_cache_key *lookup = cfg->cache.enabled && rq->cache ? &j->cache_key : NULL;
-        if (no_room) { /* answered by its key or the cache, or refused: nothing to promise */
-                /* Nor any input to keep: its digest is in its cache key already. */
+        if (no_room) {
+                /* Answered by its key or the cache, or refused: no room to promise, no
+                 * input to keep (its digest is in its cache key already), nothing for
+                 * another submission to attach to. */
                 job_inputs_clear(&j->in);
                 j->item.inputs = NULL;
                 j->item.n_inputs = 0;
-                js->committing++;
-                submit_op_init(j, lookup, on_committed);
-                j->op.lookup_only = true;
-                storeq_submit_loop(js->storeq, &j->op);
-                return 1;
-        }
-        /* Its result is promised room in the store from now until its final record is
-         * in (or the submit turns out to need none). */
-        j->unstored = j->item.mem_bytes;
-        js->unstored += j->unstored;
-        if (!rq->key)
-                jobs_coalesce_add(js, j);
-        if (run_early(js, kind, j, rq, lookup)) {
-                /* Stored once, finished (job_finish): nothing goes to the store now. */
-                j->early = true;
-                js->n_early++;
-                jobs_start(js, j);
-                early_watch(js, j);
-                job_unref(j); /* the table holds it */
-                return 1;
+        } else {
+                /* Its result is promised room in the store from now until its final
+                 * record is in (or the submit turns out to need none). */
+                j->unstored = j->item.mem_bytes;
+                js->unstored += j->unstored;
+                if (!rq->key)
+                        jobs_coalesce_add(js, j);
+                if (run_early(js, kind, j, rq, lookup)) {
+                        /* Stored once, finished (job_finish): nothing goes to the store now. */
+                        j->early = true;
+                        js->n_early++;
+                        jobs_start(js, j);
+                        early_watch(js, j);
+                        job_unref(j); /* the table holds it */
+                        return 1;
+                }
         }
         js->committing++;
         submit_op_init(j, lookup, on_committed);
+        j->op.lookup_only = no_room;
         storeq_submit_loop(js->storeq, &j->op); /* the job's reference travels with the op */
         return 1;
 }
