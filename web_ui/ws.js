@@ -18,6 +18,10 @@ export class KilnError extends Error {
   }
 }
 
+/* The connection failing (not open, closed while waiting): not an answer of the
+ * server, nor anything the user typed. */
+export class ConnectionError extends Error {}
+
 /* Decodes one binary frame: "KLNB" | u32 LE header_len | header JSON | payload.
  * Returns {header, data} where data is a typed array of the header's dtype,
  * copied so that it is aligned whatever the header's length. */
@@ -86,14 +90,14 @@ export class KilnClient extends EventTarget {
       ws.binaryType = 'arraybuffer';
       this.ws = ws;
       ws.addEventListener('open', () => resolve(), { once: true });
-      ws.addEventListener('error', () => reject(new Error('cannot connect to ' + this.url)), { once: true });
+      ws.addEventListener('error', () => reject(new ConnectionError('cannot connect to ' + this.url)), { once: true });
       ws.addEventListener('message', (ev) => this.onMessage(ev.data));
       ws.addEventListener('close', (ev) => {
-        for (const p of this.pending.values()) p.reject(new Error('connection closed'));
+        for (const p of this.pending.values()) p.reject(new ConnectionError('connection closed'));
         this.pending.clear();
         this.assembling.clear();
         // A result that was to come on this connection never will: its waiters hear so.
-        for (const list of this.resultWaiters.values()) for (const w of list) w.reject(new Error('connection closed'));
+        for (const list of this.resultWaiters.values()) for (const w of list) w.reject(new ConnectionError('connection closed'));
         this.resultWaiters.clear();
         if (this.ws === ws) this.dispatchEvent(new CustomEvent('close', { detail: { code: ev.code, reason: ev.reason } }));
       });
@@ -115,7 +119,7 @@ export class KilnClient extends EventTarget {
   /* Sends one message with a fresh ref; resolves with the first reply that
    * echoes it, rejects with a KilnError when that reply is an error. */
   request(msg) {
-    if (!this.isOpen) return Promise.reject(new Error('not connected'));
+    if (!this.isOpen) return Promise.reject(new ConnectionError('not connected'));
     const ref = 'ui' + this.nextRef++;
     return new Promise((resolve, reject) => {
       this.pending.set(ref, { resolve, reject, op: msg.op });
@@ -130,7 +134,7 @@ export class KilnClient extends EventTarget {
    * the server's error, even one sent while frames were still going out (the rest
    * are then not sent). onProgress(fraction) follows the bytes sent. */
   upload(msg, parts, onProgress) {
-    if (!this.isOpen) return Promise.reject(new Error('not connected'));
+    if (!this.isOpen) return Promise.reject(new ConnectionError('not connected'));
     const ref = 'ui' + this.nextRef++;
     const maxMessage = this.welcome?.limits?.max_message_bytes || 64 << 20;
     const ws = this.ws;
@@ -195,7 +199,7 @@ export class KilnClient extends EventTarget {
   waitResult(job) {
     return new Promise((resolve, reject) => {
       if (!this.isOpen) {
-        reject(new Error('connection closed'));
+        reject(new ConnectionError('connection closed'));
         return;
       }
       const list = this.resultWaiters.get(job) || [];
@@ -273,9 +277,9 @@ export class KilnClient extends EventTarget {
 }
 
 /* True when e is the connection failing (closed, not open), not an answer of the
- * server: nothing the user typed is wrong. */
+ * server nor an error of the page: nothing the user typed is wrong. */
 export function connectionLost(e) {
-  return !(e instanceof KilnError);
+  return e instanceof ConnectionError;
 }
 
 /* The result of an accepted job (acc: its `accepted`), kept across a lost
