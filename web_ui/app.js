@@ -33,6 +33,7 @@ const state = {
   jobs: new Map(), // id -> {job, kind, state, submitted, pct}
   jobOrder: [],    // ids in the jobs view, newest first
   listNext: null,
+  listDeeper: false, // pages past the first were loaded: the first page's reload keeps listNext
   listFilter: { state: '', kind: '' },
   view: null,      // {name, cleanup}
 };
@@ -139,6 +140,8 @@ function signOut() {
   sessionStorage.removeItem(TOKEN_KEY);
   state.jobs.clear();
   state.jobOrder = [];
+  state.listNext = null;
+  state.listDeeper = false;
   location.hash = '#/signin';
   connect();
 }
@@ -705,8 +708,7 @@ function viewJobs() {
   };
   /* Loads the first page (or the next one) and merges it in, newest first. The
    * periodic reload of the first page keeps the cursor of the pages loaded
-   * beyond it (deeper). */
-  let deeper = false;
+   * beyond it (state.listDeeper, kept across visits as the cursor is). */
   const load = async (after) => {
     const msg = { op: 'list', limit: 25 };
     if (f.state) msg.state = f.state;
@@ -715,8 +717,8 @@ function viewJobs() {
     try {
       const r = await state.client.request(msg);
       for (const j of r.jobs || []) addJob(j, false);
-      if (after) deeper = true;
-      if (after || !deeper) state.listNext = r.next;
+      if (after) state.listDeeper = true;
+      if (after || !state.listDeeper) state.listNext = r.next;
       const order = new Map(state.jobOrder.map((id, i) => [id, i]));
       // UUIDv7 ids are time-ordered: sort the merged list by id, newest first.
       state.jobOrder.sort((a, b) => (a < b ? 1 : a > b ? -1 : order.get(a) - order.get(b)));
@@ -730,7 +732,7 @@ function viewJobs() {
     sel.addEventListener('change', () => {
       f[key] = sel.value;
       state.listNext = null;
-      deeper = false;
+      state.listDeeper = false;
       redraw();
       load();
     });
@@ -760,7 +762,6 @@ function viewJob(id) {
     cleanup: () => {
       alive = false;
       kindView?.destroy();
-      for (const a of node.querySelectorAll('a[download]')) URL.revokeObjectURL(a.href);
     },
     onProgress: (msg) => {
       if (msg.job !== id) return;
