@@ -16,6 +16,17 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+/* Saves `blob` as a file `name`: a blob: URL for one click of a hidden link, given
+ * back a minute later (time enough for the browser to take the file). */
+export function saveBlob(blob, name) {
+  const url = URL.createObjectURL(blob);
+  const a = el('a', { href: url, download: name, hidden: true });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
+}
+
 /* node.replaceChildren() that skips null/undefined/false (which the DOM would print). */
 export function setChildren(node, ...children) {
   node.replaceChildren();

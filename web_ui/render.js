@@ -4,7 +4,7 @@
 // download. +Inf/-Inf (the cusp pixel of an odd grid) take the ends of the scale.
 
 import { COLORMAPS, DIVERGING } from './colormaps.js';
-import { el, fmtNum } from './dom.js';
+import { el, fmtNum, saveBlob } from './dom.js';
 import { npyBlob } from './npy.js';
 
 const MAX_CANVAS = 1024; // display pixels per side; bigger maps are sampled
@@ -110,33 +110,30 @@ function downloadName(name, ext, jobId) {
   return jobId ? `${name}-${String(jobId).slice(-8)}.${ext}` : `${name}.${ext}`;
 }
 
-/* A download link for a part as .npy (an <a download> on a blob: URL, revoked
- * when the viewer leaves the document). */
+/* A download link for `name` of a job's result as a file of type `ext`, made by
+ * make() (a Blob) only when it is clicked: nothing is copied, or kept, before. */
+function fileLink(name, ext, what, make, jobId) {
+  return el('a', { class: 'button download', href: '#', download: downloadName(name, ext, jobId), 'data-part': name,
+    'data-job': jobId || '', 'aria-label': `Download ${name} as ${what}`,
+    onclick: (ev) => {
+      ev.preventDefault();
+      saveBlob(make(), downloadName(name, ext, jobId));
+    } }, `⤓ ${name}.${ext}`);
+}
+
+/* A download link for a part as .npy. */
 export function downloadLink(part, jobId) {
-  const a = el('a', { class: 'button download', download: downloadName(part.name, 'npy', jobId), 'data-part': part.name,
-    'aria-label': `Download ${part.name} as .npy` }, `⤓ ${part.name}.npy`);
-  a.href = URL.createObjectURL(npyBlob(part));
-  a.dataset.job = jobId || '';
-  return a;
+  return fileLink(part.name, 'npy', '.npy', () => npyBlob(part), jobId);
 }
 
-/* A download link for a value of the result as JSON (a search's ids), made into
- * a file when it is clicked: the value may be large. */
+/* A download link for a value of the result as JSON (a search's ids). */
 export function jsonDownloadLink(name, value, jobId) {
-  const a = el('a', { class: 'button download', href: '#', download: downloadName(name, 'json', jobId), 'data-part': name,
-    'aria-label': `Download ${name} as JSON` }, `⤓ ${name}.json`);
-  a.dataset.job = jobId || '';
-  a.addEventListener('click', () => {
-    if (a.href.startsWith('blob:')) return;
-    a.href = URL.createObjectURL(new Blob([JSON.stringify(value)], { type: 'application/json' }));
-  });
-  return a;
+  return fileLink(name, 'json', 'JSON', () => new Blob([JSON.stringify(value)], { type: 'application/json' }), jobId);
 }
 
-/* The downloads of a result's parts named in `names` (those it has), and `extra`
- * links after them. */
-export function partDownloads(parts, names, jobId, extra = []) {
-  const links = names.map((n) => parts?.get?.(n)).filter(Boolean).map((p) => downloadLink(p, jobId)).concat(extra);
+/* The downloads of a result's parts named in `names` (those it has). */
+export function partDownloads(parts, names, jobId) {
+  const links = names.map((n) => parts?.get?.(n)).filter(Boolean).map((p) => downloadLink(p, jobId));
   return links.length ? el('p', { class: 'downloads' }, links) : null;
 }
 

@@ -4,7 +4,7 @@
 // The image goes to the server as the binary part `image` (SPEC §1.6); the mesh
 // comes back as the part `mesh` and is drawn by mesh3d.js.
 
-import { el, fmtBytes, fmtNum, readNumberFields, setChildren } from '../dom.js';
+import { el, fmtBytes, fmtNum, readNumberFields, saveBlob, setChildren } from '../dom.js';
 import { MeshViewer, parseMesh } from '../mesh3d.js';
 import { connectionLost, jobResult } from '../ws.js';
 
@@ -18,12 +18,7 @@ function meshFormat(bytes) {
 }
 
 function saveAs(bytes, name) {
-  const url = URL.createObjectURL(new Blob([bytes], { type: name.endsWith('.glb') ? 'model/gltf-binary' : 'model/stl' }));
-  const a = el('a', { href: url, download: name, hidden: true });
-  document.body.append(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 60000);
+  saveBlob(new Blob([bytes], { type: name.endsWith('.glb') ? 'model/gltf-binary' : 'model/stl' }), name);
 }
 
 /* The 3-D view of a mesh file's bytes: {node, destroy}. */

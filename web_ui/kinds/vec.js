@@ -13,7 +13,7 @@
 
 import { el, fmtNum, markPrevious, setChildren, showAnswer } from '../dom.js';
 import { f32RowsPart, npyRowsPicker } from '../npy.js';
-import { jsonDownloadLink, partDownloads } from '../render.js';
+import { downloadLink, jsonDownloadLink } from '../render.js';
 import { connectionLost, jobResult } from '../ws.js';
 
 const KIND = 'vec.search';
@@ -97,8 +97,8 @@ function answers(result, part, jobId, onPick) {
   const tables = ids.slice(0, SHOWN).map((row, q) => answerTable(row, scores, q * k, q, onPick));
   const more = ids.length > SHOWN ? el('p', { class: 'muted' }, `… and ${fmtNum(ids.length - SHOWN)} more queries ` +
     '(in the downloads below).') : null;
-  const downloads = partDownloads(new Map(part ? [['scores', part]] : []), ['scores'], jobId,
-    ids.length ? [jsonDownloadLink('ids', ids, jobId)] : []);
+  const links = [part && downloadLink(part, jobId), ids.length && jsonDownloadLink('ids', ids, jobId)].filter(Boolean);
+  const downloads = links.length ? el('p', { class: 'downloads' }, links) : null;
   return el('div', { class: 'vec-answers' }, ids.length ? tables : el('p', { class: 'muted' }, 'No ids.'), more, downloads);
 }
 
