@@ -130,14 +130,13 @@ if ((built == 0)); then
         77) [[ $result == passed ]] && result=skipped ;;
         *) result=failed ;;
         esac
-        # vec.search again with cuBLAS switched off: its own kernel, which runs
-        # wherever cuBLAS is missing or fails its check, is held to the CPU too.
         if [[ $parity_rc == 0 || ($parity_rc == 1 && -n $gpu_name) ]]; then
+                # vec.search again with cuBLAS switched off: its own kernel, which
+                # runs wherever cuBLAS is missing or fails its check, is held to the
+                # CPU too.
                 step parity-own 60 env CUBLAS_EMULATE_SINGLE_PRECISION=1 "$build/test_backend_ops" \
                         --kind vec.search --json "$out/parity_own.json"
                 ((rc != 0)) && result=failed
-        fi
-        if [[ $parity_rc == 0 || ($parity_rc == 1 && -n $gpu_name) ]]; then
                 # The kernels are timed even when parity failed: the numbers help to
                 # find why. The CPU rows are a small baseline only. vec.search and
                 # risk.score go first: theirs are the figures with targets (GPU

@@ -6,7 +6,7 @@
 #include "jtext.h"
 #include "vec_products.h"
 
-const char *vec_products(void *plugin, int ordinal, char *lib, size_t lib_cap, char *why, size_t why_cap)
+static const char *vec_products(void *plugin, int ordinal, char *lib, size_t lib_cap, char *why, size_t why_cap)
 {
         int (*state)(int) = NULL;
         void (*reason)(int, char *, size_t) = NULL;

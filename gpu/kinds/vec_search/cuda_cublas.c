@@ -75,13 +75,11 @@ static struct {
         cublas_handle h;
 } handles[MAX_HANDLES];
 static unsigned n_handles;
-/* Why cuBLAS is not used anywhere (not loaded), or ""; and the reason a try on a
- * device failed, written where it failed, kept by failed_try for that device.
- * Under lock. */
-static char load_why[320], why[320];
+/* Why cuBLAS is not used anywhere (not loaded), or "". Under lock. */
+static char load_why[320];
 
-#define SET_LOAD_WHY(...) snprintf(load_why, sizeof(load_why), __VA_ARGS__)
-#define SET_WHY(...) snprintf(why, sizeof(why), __VA_ARGS__)
+/* The reason a try on `device` failed, kept for the report. Under lock. */
+#define SET_WHY(device, ...) snprintf(devices[device].why, sizeof(devices[device].why), __VA_ARGS__)
 
 static bool emulation_asked(void)
 {
@@ -90,20 +88,14 @@ static bool emulation_asked(void)
         return (a && *a && strcmp(a, "0")) || (b && *b);
 }
 
-static void load_locked(void);
-
 static void load(void)
 {
-        pthread_mutex_lock(&lock);
-        load_locked();
-        pthread_mutex_unlock(&lock);
-}
+        char why[sizeof(load_why)] = "";
 
-static void load_locked(void)
-{
         if (emulation_asked()) {
-                SET_LOAD_WHY("not used: CUBLAS_EMULATE_SINGLE_PRECISION or CUBLAS_EMULATION_STRATEGY is set");
-                return;
+                snprintf(why, sizeof(why), "not used: CUBLAS_EMULATE_SINGLE_PRECISION or CUBLAS_EMULATION_STRATEGY "
+                                           "is set");
+                goto out;
         }
         /* The loader's path first, then the toolkit's default place. */
         static const char *const names[] = { "libcublas.so.13", "libcublas.so.12", "libcublas.so",
@@ -115,8 +107,8 @@ static void load_locked(void)
                 if (!(api.lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL)))
                         err = dlerror();
         if (!api.lib) {
-                SET_LOAD_WHY("not loaded: %s", err ? err : "dlopen failed");
-                return;
+                snprintf(why, sizeof(why), "not loaded: %s", err ? err : "dlopen failed");
+                goto out;
         }
         *(void **)&api.create = dlsym(api.lib, "cublasCreate_v2");
         *(void **)&api.destroy = dlsym(api.lib, "cublasDestroy_v2");
@@ -125,8 +117,12 @@ static void load_locked(void)
         *(void **)&api.sgemm = dlsym(api.lib, "cublasSgemm_v2_64");
         api_ok = api.create && api.destroy && api.set_stream && api.set_math_mode && api.sgemm;
         if (!api_ok)
-                SET_LOAD_WHY("not used: the library lacks one of cublasCreate_v2, cublasDestroy_v2, cublasSetStream_v2, "
-                        "cublasSetMathMode, cublasSgemm_v2_64");
+                snprintf(why, sizeof(why), "not used: the library lacks one of cublasCreate_v2, cublasDestroy_v2, "
+                                           "cublasSetStream_v2, cublasSetMathMode, cublasSgemm_v2_64");
+out:
+        pthread_mutex_lock(&lock);
+        memcpy(load_why, why, sizeof(load_why));
+        pthread_mutex_unlock(&lock);
 }
 
 /* The handle of (device, stream), made on first use; NULL when cuBLAS cannot make
@@ -139,7 +135,7 @@ static cublas_handle handle_of(int device, cudaStream_t stream)
         cudaError_t e = cudaStreamGetId(stream, &id);
         if (e != cudaSuccess) {
                 (void)cudaGetLastError(); /* not an error of the launch */
-                SET_WHY("a try failed: cudaStreamGetId: %s", cudaGetErrorString(e));
+                SET_WHY(device, "a try failed: cudaStreamGetId: %s", cudaGetErrorString(e));
                 return NULL;
         }
         for (unsigned i = 0; i < n_handles; i++)
@@ -147,14 +143,16 @@ static cublas_handle handle_of(int device, cudaStream_t stream)
                         return handles[i].h;
         int st = n_handles == MAX_HANDLES ? -1 : api.create(&h);
         if (st != CUBLAS_OK || !h) {
-                SET_WHY("a try failed: cublasCreate_v2: %s", st < 0 ? "no room for another handle" : "status");
-                if (st > 0)
-                        snprintf(why + strlen(why), sizeof(why) - strlen(why), " %d", st);
+                if (st < 0)
+                        SET_WHY(device, "a try failed: cublasCreate_v2: no room for another handle");
+                else
+                        SET_WHY(device, "a try failed: cublasCreate_v2: status %d", st);
                 return NULL;
         }
         int sm = api.set_math_mode(h, CUBLAS_DEFAULT_MATH_), ss = sm == CUBLAS_OK ? api.set_stream(h, stream) : 0;
         if (sm != CUBLAS_OK || ss != CUBLAS_OK) {
-                SET_WHY("a try failed: %s: status %d", sm != CUBLAS_OK ? "cublasSetMathMode" : "cublasSetStream_v2",
+                SET_WHY(device, "a try failed: %s: status %d",
+                        sm != CUBLAS_OK ? "cublasSetMathMode" : "cublasSetStream_v2",
                         sm != CUBLAS_OK ? sm : ss);
                 api.destroy(h);
                 return NULL;
@@ -189,7 +187,7 @@ static float check_value(uint32_t *s)
  * every value is within the rounding bound (the screening's premise), 0 when one
  * is not, -1 when it could not be computed (memory, a failed call). The sizes are
  * odd on purpose: no dimension a multiple of a tile. Synchronous; once per device. */
-static int check_device(cublas_handle h, cudaStream_t st)
+static int check_device(int device, cublas_handle h, cudaStream_t st)
 {
         enum { QC = 37, N = 1031, D = 133 };
         const size_t qb = (size_t)QC * D * sizeof(float), xb = (size_t)N * D * sizeof(float);
@@ -221,16 +219,15 @@ static int check_device(cublas_handle h, cudaStream_t st)
                         }
                         within = fabs((double)hv[(size_t)g * N + r] - exact) <= gamma * abs_sum;
                         if (!within)
-                                SET_WHY("never used: its check's value (%u, %u) is %.9g, %.3g from the float64 sum, "
+                                SET_WHY(device, "never used: its check's value (%u, %u) is %.9g, %.3g from the float64 sum, "
                                         "past the bound %.3g", g, r, (double)hv[(size_t)g * N + r],
                                         fabs((double)hv[(size_t)g * N + r] - exact), gamma * abs_sum);
                 }
-        if (!ran)
-                SET_WHY("a try failed: its check %s", !(hq && hx && hv) ? "had no host memory"
-                                                      : status != CUBLAS_OK ? "product failed"
-                                                                            : "could not allocate or copy");
         if (!ran && status != CUBLAS_OK)
-                snprintf(why + strlen(why), sizeof(why) - strlen(why), " (cuBLAS status %d)", status);
+                SET_WHY(device, "a try failed: its check's product failed (cuBLAS status %d)", status);
+        else if (!ran)
+                SET_WHY(device, "a try failed: its check %s",
+                        !(hq && hx && hv) ? "had no host memory" : "could not allocate or copy");
         /* The stream is idle here (synchronised, or failed): plain frees. */
         cudaFree(dq);
         cudaFree(dx);
@@ -245,7 +242,6 @@ static int check_device(cublas_handle h, cudaStream_t st)
  * times. Under lock. */
 static void failed_try(int device)
 {
-        snprintf(devices[device].why, sizeof(devices[device].why), "%s", why);
         if (++devices[device].failures >= CHECK_TRIES)
                 devices[device].state = VEC_CUBLAS_OWN;
 }
@@ -271,13 +267,12 @@ bool vec_cublas_product(void *stream, const float *q, uint32_t qc, const float *
                 if (!h) {
                         failed_try(device);
                 } else if (devices[device].state == VEC_CUBLAS_UNCHECKED) {
-                        int c = check_device(h, st);
+                        int c = check_device(device, h, st);
                         if (c == 1) {
                                 devices[device].state = VEC_CUBLAS_USED;
                                 devices[device].why[0] = '\0';
                         } else if (c == 0) {
                                 devices[device].state = VEC_CUBLAS_OWN; /* a wrong value: never again */
-                                snprintf(devices[device].why, sizeof(devices[device].why), "%s", why);
                         } else {
                                 failed_try(device);
                         }
@@ -290,7 +285,7 @@ bool vec_cublas_product(void *stream, const float *q, uint32_t qc, const float *
                         done = status == CUBLAS_OK;
                         pthread_mutex_lock(&lock);
                         if (!done) {
-                                SET_WHY("a try failed: cublasSgemm_v2_64 of %u x %llu x %u: status %d", qc,
+                                SET_WHY(device, "a try failed: cublasSgemm_v2_64 of %u x %llu x %u: status %d", qc,
                                         (unsigned long long)n, d, status);
                                 failed_try(device);
                         }
