@@ -26,7 +26,7 @@ let kilnd, browser, context, page;
 const problems = []; // page errors and CSP violations: the test fails on any
 const sentFrames = []; // text frames the page sent over its WebSocket
 const sentBinary = []; // binary frames the page sent (Buffers)
-let listReplies = 0; // `jobs` replies (to `list`) the page received
+let pageWs = null; // the page's latest WebSocket
 
 /* A .npy file (format 1.0) of a 2-D array: descr '<f4' or '<f8', row-major. */
 function npyBuffer(rows, descr = '<f4') {
@@ -102,10 +102,8 @@ describe('kiln web UI (auth required)', () => {
       if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) problems.push(`console: ${m.text()}`);
     });
     page.on('websocket', (ws) => {
+      pageWs = ws;
       ws.on('framesent', (f) => (typeof f.payload === 'string' ? sentFrames : sentBinary).push(f.payload));
-      ws.on('framereceived', (f) => {
-        if (typeof f.payload === 'string' && f.payload.startsWith('{"op":"jobs"')) listReplies++;
-      });
     });
   });
 
@@ -443,13 +441,14 @@ describe('kiln web UI (auth required)', () => {
     await page.waitForFunction(() => document.querySelectorAll('tr[data-job-row]').length >= 25);
     // The list reloads its first page every 3 s: a reload between two clicks of
     // "Load more" must not send the next click back to the second page.
-    const firstPages = () => sentFrames.filter((f) => f.includes('"op":"list"') && !f.includes('"after"')).length;
-    const lists = () => sentFrames.filter((f) => f.includes('"op":"list"')).length;
-    // The next reload of the first page, answered, and its answer handled by the
+    // The next reload of the first page, its reply, and that reply handled by the
     // page (a task queued after the reply's).
+    const text = (f) => (typeof f.payload === 'string' ? JSON.parse(f.payload) : {});
     const nextReload = async () => {
-      const seen = firstPages();
-      while (firstPages() === seen || listReplies < lists()) await page.waitForTimeout(50);
+      const sent = await pageWs.waitForEvent('framesent',
+        { predicate: (f) => text(f).op === 'list' && !('after' in text(f)), timeout: 10000 });
+      const { ref } = text(sent);
+      await pageWs.waitForEvent('framereceived', { predicate: (f) => text(f).op === 'jobs' && text(f).ref === ref });
       await page.evaluate(() => new Promise((r) => setTimeout(r)));
     };
     await page.click('#jobs-more');
