@@ -378,7 +378,8 @@ class DurabilityTest(unittest.TestCase):
 
         async def again():
             c = await Client.connect(k.url)
-            acc = await c.submit("sched.jobshop", params, watch=True)
+            # At once: the recovered job takes it (the old code never answered).
+            acc = await c.call({"op": "submit", "kind": "sched.jobshop", "params": params, "watch": True}, timeout=5)
             done, _, _ = await c.read_done(job, timeout=90)
             await c.close()
             return acc, done

@@ -1,11 +1,12 @@
 """The HTTP API of SPEC §3 (GET /api/v1/jobs/ID, GET .../parts/NAME.npy, POST
 /api/v1/jobs) with Authorization: Bearer: the same tokens, roles, tenants and
 errors as the WebSocket API."""
+import concurrent.futures
 import hashlib
 import io
 import json
 import os
-import threading
+import time
 import unittest
 import urllib.error
 import urllib.request
@@ -132,23 +133,25 @@ class HttpApiTest(unittest.TestCase):
         # A job's state turns done before its final record is stored and its `done`
         # sent; a part asked for in between waits for that `done` (it answered 409
         # "not finished" to about one request in four here).
-        def client(n, out):
+        def client(n):
+            out = []
             for i in range(n):
                 status, _, body = self.request("POST", "/api/v1/jobs", {
                     "kind": "lens.nfw", "cache": False, "params": dict(PARAMS, mass=1e13 * (1 + i + 100 * n))})
                 self.assertEqual(status, 202, body)
                 job = json.loads(body)["job"]
-                while json.loads(self.request("GET", f"/api/v1/jobs/{job}")[2])["state"] != "done":
-                    pass
+                end = time.monotonic() + 60
+                while True:  # no sleep: the window is the moment the state turns done
+                    state = json.loads(self.request("GET", f"/api/v1/jobs/{job}")[2]).get("state")
+                    if state in ("done", "failed", "cancelled", "expired") or time.monotonic() > end:
+                        break
+                self.assertEqual(state, "done")
                 out.append(self.request("GET", f"/api/v1/jobs/{job}/parts/kappa.npy")[::2])
+            return out
 
-        results = [[] for _ in range(4)]
-        threads = [threading.Thread(target=client, args=(20 + k, results[k])) for k in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
-        answers = [r for rs in results for r in rs]
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(client, 20 + k) for k in range(4)]
+            answers = [r for f in futures for r in f.result(timeout=180)]  # a client's failure is raised here
         self.assertEqual(len(answers), 20 + 21 + 22 + 23)
         self.assertEqual([(st, b[:80]) for st, b in answers if st != 200], [])
 

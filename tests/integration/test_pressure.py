@@ -739,6 +739,7 @@ class CachedAnswerBudgetTest(TwoThreadsCase):
                 self.assertEqual(st["cache"]["hits"] - hits0, self.N, st["cache"])
                 held = st["memory"]["results_bytes"]
                 self.assertLessEqual(held, 1.2 * self.N * size, st["memory"])
+                self.assertGreater(held, 0.5 * self.N * size, "sampled before the copies were held")
             finally:
                 slow.close()
             await c.close()

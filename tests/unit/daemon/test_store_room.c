@@ -165,8 +165,6 @@ static double elapsed_us(const struct timespec *a, const struct timespec *b)
         return (double)(b->tv_sec - a->tv_sec) * 1e6 + (double)(b->tv_nsec - a->tv_nsec) / 1e3;
 }
 
-/* The cost of one report on a store whose freelist holds thousands of pages from
- * hundreds of transactions. Reported, not asserted (it depends on the machine). */
 /* The file system's "no room" in any of its forms is -ENOSPC to the store's callers,
  * never one of the codes they read as kiln's own limits (-EDQUOT objects per tenant,
  * -EFBIG an object's bytes). */
@@ -180,6 +178,8 @@ static void file_system_limits_are_no_room(void **state)
         assert_int_equal(store_mdb_errno(EIO), -EIO);
 }
 
+/* The cost of one report on a store whose freelist holds thousands of pages from
+ * hundreds of transactions. Reported, not asserted (it depends on the machine). */
 static void room_cost_with_thousands_of_free_pages(void **state)
 {
         enum { JOBS = 400, CALLS = 2000 };
