@@ -282,13 +282,24 @@ export function connectionLost(e) {
   return e instanceof ConnectionError;
 }
 
+/* What a kind page says when the connection went before its job (`what`) was
+ * accepted: e, the connection's error, and what to do (`again`). */
+export function lostBeforeAccepted(e, what = 'the job', again = 'submit it again') {
+  return `The connection to kilnd was lost before ${what} was accepted (${e.message}): ${again} once it is back.`;
+}
+
 /* The result of an accepted job (acc: its `accepted`), kept across a lost
  * connection: the job goes on in kilnd, so when the connection closes first,
- * lost() is told and, once the page has a new open connection (getClient(), which
- * its reconnect hook sets), the result is asked for again. Rejects with the
- * server's error, or with the connection's when alive() turns false (the page was
- * left). */
-export async function jobResult(getClient, acc, { lost, alive } = {}) {
+ * lost() is told (by default, `status` says so) and, once the page has a new open
+ * connection (getClient(), which its reconnect hook sets), the result is asked for
+ * again. Rejects with the server's error, or with the connection's when alive()
+ * turns false (the page was left). */
+export async function jobResult(getClient, acc, { status, alive, lost = () => {
+  if (status) {
+    status.textContent = `The connection to kilnd was lost: job …${acc.job.slice(-8)} goes on there, and its ` +
+      'result shows here once the connection is back.';
+  }
+} } = {}) {
   let client = getClient();
   let again = acc.state === 'done';
   for (;;) {

@@ -13,7 +13,7 @@
 
 import { el, fmtNum, readNumberFields, setChildren } from '../dom.js';
 import { niceTicks } from '../render.js';
-import { connectionLost, jobResult } from '../ws.js';
+import { connectionLost, jobResult, lostBeforeAccepted } from '../ws.js';
 
 const KIND = 'sched.jobshop';
 const FIELDS = ['time_limit_ms', 'seed', 'target', 'walks'];
@@ -401,7 +401,7 @@ export function jobshopView({ client, welcome, flash }) {
 
   const showError = (e) => {
     if (connectionLost(e)) {
-      status.textContent = `The connection to kilnd was lost before the job was accepted (${e.message}): submit it again once it is back.`;
+      status.textContent = lostBeforeAccepted(e);
       return;
     }
     const f = e.field && fields.find((x) => `params.${x.name}` === e.field);
@@ -458,7 +458,7 @@ export function jobshopView({ client, welcome, flash }) {
       try { sessionStorage.setItem(STORE_PREFIX + job, body); } catch { /* full or disabled: the job page shows a table */ }
       stop.disabled = acc.state === 'done';
       status.textContent = acc.state === 'done' ? 'Found in the cache.' : `Job …${job.slice(-8)} accepted: searching…`;
-      const res = await jobResult(() => client, acc, { alive: () => alive, lost: (e) => { status.textContent = `The connection to kilnd was lost: job …${acc.job.slice(-8)} goes on there, and its result shows here once the connection is back.`; } });
+      const res = await jobResult(() => client, acc, { alive: () => alive, status });
       if (!alive) return;
       stop.disabled = true;
       if (res.done.state !== 'done') {

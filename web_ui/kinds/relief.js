@@ -6,7 +6,7 @@
 
 import { el, fmtBytes, fmtNum, readNumberFields, saveBlob, setChildren } from '../dom.js';
 import { MeshViewer, parseMesh } from '../mesh3d.js';
-import { connectionLost, jobResult } from '../ws.js';
+import { connectionLost, jobResult, lostBeforeAccepted } from '../ws.js';
 
 const KIND = 'image.relief';
 const PREVIEW_MAX_TRIANGLES = 3_000_000; // beyond this the mesh is offered for download only
@@ -158,14 +158,14 @@ export function reliefView({ client, welcome, flash }) {
       [{ name: 'image', dtype: 'bytes', shape: [image.size], blob: image, bytes: image.size }],
       (f) => { status.textContent = `Sending the image… ${Math.round(f * 100)} %`; });
     status.textContent = `Job …${acc.job.slice(-8)} accepted: making the mesh…`;
-    const res = await jobResult(() => client, acc, { alive: () => alive, lost: (e) => { status.textContent = `The connection to kilnd was lost: job …${acc.job.slice(-8)} goes on there, and its result shows here once the connection is back.`; } });
+    const res = await jobResult(() => client, acc, { alive: () => alive, status });
     if (res.done.state !== 'done') throw new Error(`the job ${res.done.state}: ${res.done.error?.message || ''}`);
     return { job: acc.job, res };
   };
 
   const showError = (e) => {
     if (connectionLost(e)) {
-      status.textContent = `The connection to kilnd was lost before the job was accepted (${e.message}): submit it again once it is back.`;
+      status.textContent = lostBeforeAccepted(e);
       return;
     }
     const f = e.field && fields.find((x) => `params.${x.name}` === e.field);

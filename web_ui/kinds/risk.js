@@ -9,7 +9,7 @@
 import { el, fmtNum, markPrevious, setChildren, showAnswer } from '../dom.js';
 import { f32RowsPart, npyRowsPicker } from '../npy.js';
 import { partDownloads } from '../render.js';
-import { connectionLost, jobResult } from '../ws.js';
+import { connectionLost, jobResult, lostBeforeAccepted } from '../ws.js';
 
 const KIND = 'risk.score';
 const SHOWN = 50;             // rows tabled; the histogram counts them all
@@ -261,7 +261,7 @@ export function riskView({ client, welcome, flash }) {
     status.textContent = 'Scoring…';
     try {
       const acc = await client.upload({ op: 'submit', kind: KIND, params, watch: true }, [part]);
-      const res = await jobResult(() => client, acc, { alive: () => alive, lost: (e) => { status.textContent = `The connection to kilnd was lost: job …${acc.job.slice(-8)} goes on there, and its result shows here once the connection is back.`; } });
+      const res = await jobResult(() => client, acc, { alive: () => alive, status });
       if (!alive) return;
       if (res.done.state !== 'done') {
         const err = res.done.error || {};
@@ -276,7 +276,7 @@ export function riskView({ client, welcome, flash }) {
     } catch (e) {
       if (!alive) return;
       if (connectionLost(e)) {
-        status.textContent = `The connection to kilnd was lost before the job was accepted (${e.message}): score again once it is back.`;
+        status.textContent = lostBeforeAccepted(e, 'the job', 'score again');
         return;
       }
       (e.field === 'params.model' ? errs.model : errs.rows).textContent = e.message;

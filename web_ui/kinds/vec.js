@@ -14,7 +14,7 @@
 import { el, fmtNum, markPrevious, setChildren, showAnswer } from '../dom.js';
 import { f32RowsPart, npyRowsPicker } from '../npy.js';
 import { downloadLink, jsonDownloadLink } from '../render.js';
-import { connectionLost, jobResult } from '../ws.js';
+import { connectionLost, jobResult, lostBeforeAccepted } from '../ws.js';
 
 const KIND = 'vec.search';
 const SHOWN = 20;            // queries whose answers are tabled; the rest are counted
@@ -185,7 +185,7 @@ export function vecView({ client, welcome, flash }) {
 
   const serverError = (e) => {
     if (connectionLost(e)) {
-      status.textContent = `The connection to kilnd was lost before the search was accepted (${e.message}): search again once it is back.`;
+      status.textContent = lostBeforeAccepted(e, 'the search', 'search again');
       return;
     }
     const where = e.field === 'params.collection' ? 'collection' : e.field === 'params.k' ? 'k'
@@ -281,7 +281,7 @@ export function vecView({ client, welcome, flash }) {
         const params = qid ? { collection: c.name, k: kv, query_id: qid } : { collection: c.name, k: kv };
         const msg = { op: 'submit', kind: KIND, params, watch: true };
         const acc = part ? await client.upload(msg, [part]) : await client.request(msg);
-        const res = await jobResult(() => client, acc, { alive: () => alive && !stale(), lost: (e) => { status.textContent = `The connection to kilnd was lost: job …${acc.job.slice(-8)} goes on there, and its result shows here once the connection is back.`; } });
+        const res = await jobResult(() => client, acc, { alive: () => alive && !stale(), status });
         if (stale()) return;
         if (res.done.state !== 'done') {
           const err = res.done.error || {};
